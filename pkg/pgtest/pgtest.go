@@ -1,0 +1,135 @@
+// Package pgtest gives each test package its own freshly migrated Postgres
+// database, so packages can run in parallel against one server. Tests never
+// skip when Postgres is missing: they fail and say how to start it.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq" // the Postgres driver
+
+	"github.com/tokka-dev/tokka/pkg/postgres"
+)
+
+// EnvBaseURL names the variable that points tests at a Postgres server; the
+// database in it is only used to create and drop the per-package database.
+const EnvBaseURL = "TOKKA_TEST_DATABASE_URL"
+
+const defaultBaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+var pkgURL string
+
+// Main creates and migrates the package's database, runs m, and drops the
+// database. Call it from TestMain. It exits non-zero with a clear message
+// when Postgres cannot be reached.
+func Main(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest:", err)
+		fmt.Fprintln(os.Stderr, "pgtest: tests need PostgreSQL; run ./scripts/test (it starts the local server) or set",
+			EnvBaseURL, "to a server where this user may CREATE DATABASE")
+		os.Exit(2)
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	base := os.Getenv(EnvBaseURL)
+	if base == "" {
+		base = defaultBaseURL
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, err := sqlx.Open("postgres", base)
+	if err != nil {
+		return 0, err
+	}
+	defer admin.Close()
+	if err := admin.PingContext(ctx); err != nil {
+		return 0, fmt.Errorf("cannot reach %s: %w", redactURL(base), err)
+	}
+	name := databaseName()
+	if _, err := admin.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
+		return 0, fmt.Errorf("create database %s: %w", name, err)
+	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer dcancel()
+		_, _ = admin.ExecContext(dctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
+	}()
+	u, err := url.Parse(base)
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: %w", EnvBaseURL, err)
+	}
+	u.Path = "/" + name
+	pkgURL = u.String()
+	if err := postgres.Migrate(ctx, pkgURL); err != nil {
+		return 0, err
+	}
+	return m.Run(), nil
+}
+
+// URL returns the package database's URL (connecting as the migrating role,
+// which owns the tables). It fails the test if Main did not run.
+func URL(tb testing.TB) string {
+	tb.Helper()
+	if pkgURL == "" {
+		tb.Fatal("pgtest: call pgtest.Main(m) from this package's TestMain")
+	}
+	return pkgURL
+}
+
+// Open returns a pool on the package database, closed when the test ends.
+func Open(tb testing.TB) *postgres.DB {
+	tb.Helper()
+	d, err := postgres.Open(context.Background(), URL(tb), 8)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = d.Close() })
+	return d
+}
+
+// SQL returns a raw sqlx pool on the package database for assertions that
+// must look under the storage layer.
+func SQL(tb testing.TB) *sqlx.DB {
+	tb.Helper()
+	d, err := sqlx.Open("postgres", URL(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = d.Close() })
+	return d
+}
+
+var unsafeChars = regexp.MustCompile(`[^a-z0-9_]+`)
+
+func databaseName() string {
+	wd, _ := os.Getwd()
+	pkg := unsafeChars.ReplaceAllString(strings.ToLower(filepath.Base(wd)), "_")
+	if len(pkg) > 30 {
+		pkg = pkg[:30]
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return "tokka_test_" + pkg + "_" + hex.EncodeToString(b[:])
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "the configured URL"
+	}
+	return u.Redacted()
+}

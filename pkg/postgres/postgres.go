@@ -1,0 +1,163 @@
+// Package postgres owns every SQL statement Tokka runs. The api's methods run
+// inside a transaction as role authenticated with the caller's claims (so
+// row-level security decides what they see); the syncer's run as role
+// tokka_syncer, whose grants bound what it may touch.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/tokka-dev/tokka/db"
+	"github.com/tokka-dev/tokka/pkg/tokka"
+)
+
+// DB is Tokka's storage over one connection pool.
+type DB struct {
+	db *sqlx.DB
+}
+
+// Open connects to url and checks the connection; it fails when Postgres is
+// unreachable.
+func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
+	d, err := sqlx.Open("postgres", url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	if maxConns <= 0 {
+		maxConns = 10
+	}
+	d.SetMaxOpenConns(maxConns)
+	d.SetMaxIdleConns(maxConns)
+	d.SetConnMaxIdleTime(5 * time.Minute)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := d.PingContext(pctx); err != nil {
+		_ = d.Close()
+		return nil, fmt.Errorf("postgres: cannot reach database: %w", err)
+	}
+	return &DB{db: d}, nil
+}
+
+// Close closes the pool.
+func (d *DB) Close() error { return d.db.Close() }
+
+// Ping reports whether the database answers a trivial query.
+func (d *DB) Ping(ctx context.Context) error {
+	var one int
+	if err := d.db.GetContext(ctx, &one, `SELECT 1`); err != nil {
+		return fmt.Errorf("postgres: ping: %w", err)
+	}
+	return nil
+}
+
+// Migrate applies every pending migration in db/migrations. goose holds a
+// Postgres advisory lock while it works, so two migrators never race.
+func Migrate(ctx context.Context, url string) error {
+	d, err := sql.Open("postgres", url)
+	if err != nil {
+		return fmt.Errorf("migrate: open: %w", err)
+	}
+	defer d.Close()
+	migrations, err := fs.Sub(db.Migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	// goose's bookkeeping table lives in our schema, not in public (which
+	// Supabase exposes), so the schema must exist before goose starts.
+	if _, err := d.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS tokka`); err != nil {
+		return fmt.Errorf("migrate: create schema: %w", err)
+	}
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, d, migrations,
+		goose.WithSessionLocker(locker),
+		goose.WithTableName("tokka.goose_db_version"),
+		goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// asUser runs fn in one transaction as role authenticated with the user's
+// verified claims, exactly as Supabase's PostgREST does. set_config(…, true)
+// is transaction-local, so nothing leaks onto the pooled connection.
+func (d *DB) asUser(ctx context.Context, u tokka.User, fn func(tx *sqlx.Tx) error) error {
+	return d.inTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx,
+			`SELECT set_config('request.jwt.claims', $1, true), set_config('role', 'authenticated', true)`,
+			string(u.Claims)); err != nil {
+			return fmt.Errorf("postgres: impersonate: %w", err)
+		}
+		return fn(tx)
+	})
+}
+
+// asSyncer runs fn in one transaction as role tokka_syncer.
+func (d *DB) asSyncer(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	return d.inTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, `SELECT set_config('role', 'tokka_syncer', true)`); err != nil {
+			return fmt.Errorf("postgres: assume syncer role: %w", err)
+		}
+		return fn(tx)
+	})
+}
+
+func (d *DB) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
+	tx, err := d.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("postgres: begin: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("postgres: commit: %w", err)
+	}
+	return nil
+}
+
+// domainError turns driver errors that mean "the caller asked for something
+// impossible" into domain errors; everything else passes through.
+func domainError(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return tokka.ErrNotFound
+	}
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		switch pqErr.Code {
+		case "23505":
+			return tokka.Errorf(tokka.CodeConflict, "%s already exists", what)
+		case "23514", "22P02", "22001":
+			return tokka.Errorf(tokka.CodeInvalid, "invalid %s", what)
+		}
+	}
+	return fmt.Errorf("postgres: %s: %w", what, err)
+}

@@ -1,0 +1,243 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/tokka"
+)
+
+// ErrLeaseLost means the syncer no longer holds the connection's lease: it
+// expired and another syncer took it, or the connection was deleted. The
+// caller must stop without using the key or writing results.
+var ErrLeaseLost = errors.New("postgres: lease lost")
+
+// Lease is a connection a syncer holds until ExpiresAt.
+type Lease struct {
+	ConnectionID string     `db:"id"`
+	UserID       string     `db:"user_id"`
+	Provider     string     `db:"provider"`
+	SealedKey    string     `db:"sealed_key"`
+	BackfilledAt *time.Time `db:"backfilled_at"`
+	Requested    bool       `db:"requested"`
+	Owner        string     `db:"lease_owner"`
+	ExpiresAt    time.Time  `db:"lease_expires_at"`
+}
+
+// LeaseDue leases up to n connections that are due: never synced, asked for
+// by their user, or whose next_sync_at has passed, and not leased by a live
+// syncer. FOR UPDATE SKIP LOCKED lets several syncers lease at once without
+// ever taking the same connection.
+func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Duration) ([]Lease, error) {
+	leases := []Lease{}
+	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
+		return domainError(tx.SelectContext(ctx, &leases, `
+			UPDATE tokka.connections c
+			SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $3)
+			FROM (
+				SELECT id FROM tokka.connections
+				WHERE status NOT IN ('invalid', 'needs_reconnect')
+				  AND (next_sync_at <= now() OR sync_requested_at IS NOT NULL)
+				  AND (lease_expires_at IS NULL OR lease_expires_at < now())
+				ORDER BY sync_requested_at NULLS LAST, next_sync_at
+				LIMIT $2
+				FOR UPDATE SKIP LOCKED
+			) due
+			WHERE c.id = due.id
+			RETURNING c.id, c.user_id, c.provider, c.sealed_key, c.backfilled_at,
+				c.sync_requested_at IS NOT NULL AS requested, c.lease_owner, c.lease_expires_at`,
+			owner, n, leaseFor.Seconds()), "lease")
+	})
+	return leases, err
+}
+
+// holdLease locks the leased row for the rest of tx and fails with
+// ErrLeaseLost unless l.Owner still holds an unexpired lease on it.
+func holdLease(ctx context.Context, tx *sqlx.Tx, l Lease) error {
+	var id string
+	err := tx.GetContext(ctx, &id, `
+		SELECT id FROM tokka.connections
+		WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
+		FOR UPDATE`, l.ConnectionID, l.Owner)
+	if err != nil {
+		if errors.Is(domainError(err, "lease"), tokka.ErrNotFound) {
+			return ErrLeaseLost
+		}
+		return domainError(err, "lease")
+	}
+	return nil
+}
+
+// RecordKeyUse writes ev (key.decrypted) only while l is still held. The
+// syncer calls it before it opens the blob: if this write fails, the key is
+// not used (fail closed), and a deleted connection is never decrypted again.
+func (d *DB) RecordKeyUse(ctx context.Context, l Lease, ev tokka.AuditEvent) error {
+	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
+		if err := holdLease(ctx, tx, l); err != nil {
+			return err
+		}
+		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, l.Provider
+		return insertAudit(ctx, tx, ev)
+	})
+}
+
+// SyncResult is what one successful sync writes.
+type SyncResult struct {
+	Window   provider.Window
+	Usage    []provider.UsageRow
+	Costs    []provider.CostRow
+	Backfill bool // the window was the first-connect backfill
+	Next     time.Time
+	Event    tokka.AuditEvent // sync.succeeded
+}
+
+// CompleteSync replaces the window's usage and cost rows for the leased
+// connection, marks it active, releases the lease and records the outcome,
+// all in one transaction, so a crash leaves either the old rows or the new
+// ones and re-syncs never double. It fails with ErrLeaseLost (writing
+// nothing) when the lease is no longer held.
+func (d *DB) CompleteSync(ctx context.Context, l Lease, r SyncResult) error {
+	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
+		if err := holdLease(ctx, tx, l); err != nil {
+			return err
+		}
+		from, to := r.Window.From.Format(time.DateOnly), r.Window.To.Format(time.DateOnly)
+		for _, table := range []string{"tokka.usage_daily", "tokka.cost_daily"} {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+`
+				WHERE connection_id = $1 AND day >= $2 AND day < $3`, l.ConnectionID, from, to); err != nil {
+				return domainError(err, "replace window")
+			}
+		}
+		if err := copyUsage(ctx, tx, l, r.Usage); err != nil {
+			return err
+		}
+		if err := copyCosts(ctx, tx, l, r.Costs); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE tokka.connections SET
+				status = 'active', last_error = NULL, last_synced_at = now(),
+				backfilled_at = CASE WHEN $2 THEN now() ELSE backfilled_at END,
+				next_sync_at = $3, sync_requested_at = NULL,
+				lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+			WHERE id = $1`, l.ConnectionID, r.Backfill, r.Next); err != nil {
+			return domainError(err, "complete sync")
+		}
+		ev := r.Event
+		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, l.Provider
+		return insertAudit(ctx, tx, ev)
+	})
+}
+
+// FailSync records a failed sync: the connection gets status and a
+// user-facing reason, the lease is released, and ev (sync.failed) is written.
+// A stale lease is ErrLeaseLost and changes nothing.
+func (d *DB) FailSync(ctx context.Context, l Lease, status, reason string, next time.Time, ev tokka.AuditEvent) error {
+	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
+		if err := holdLease(ctx, tx, l); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE tokka.connections SET
+				status = $2, last_error = $3, next_sync_at = $4, sync_requested_at = NULL,
+				lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+			WHERE id = $1`, l.ConnectionID, status, reason, next); err != nil {
+			return domainError(err, "fail sync")
+		}
+		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, l.Provider
+		return insertAudit(ctx, tx, ev)
+	})
+}
+
+// ReleaseLease gives a lease back without recording a result (shutdown).
+func (d *DB) ReleaseLease(ctx context.Context, l Lease) error {
+	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
+		_, err := tx.ExecContext(ctx, `
+			UPDATE tokka.connections SET lease_owner = NULL, lease_expires_at = NULL
+			WHERE id = $1 AND lease_owner = $2`, l.ConnectionID, l.Owner)
+		return domainError(err, "release lease")
+	})
+}
+
+// Rows are inserted with unnest over column arrays: one round trip per
+// chunk, and (unlike COPY FROM) allowed on tables with row-level security.
+const insertChunk = 5000
+
+func copyUsage(ctx context.Context, tx *sqlx.Tx, l Lease, rows []provider.UsageRow) error {
+	for len(rows) > 0 {
+		n := min(len(rows), insertChunk)
+		chunk := rows[:n]
+		rows = rows[n:]
+		var (
+			day, family, model, project, apiKey, tier, batch, ctxWin []string
+			uncached, cacheRead, cw5, cw1, output, requests          []int64
+		)
+		for _, r := range chunk {
+			day = append(day, r.Day.Format(time.DateOnly))
+			family = append(family, r.Family)
+			model = append(model, r.Model)
+			project = append(project, r.ProjectID)
+			apiKey = append(apiKey, r.APIKeyID)
+			tier = append(tier, r.ServiceTier)
+			batch = append(batch, r.Batch)
+			ctxWin = append(ctxWin, r.ContextWindow)
+			uncached = append(uncached, r.InputUncachedTokens)
+			cacheRead = append(cacheRead, r.CacheReadTokens)
+			cw5 = append(cw5, r.CacheWrite5mTokens)
+			cw1 = append(cw1, r.CacheWrite1hTokens)
+			output = append(output, r.OutputTokens)
+			requests = append(requests, r.Requests)
+		}
+		if _, err := tx.ExecContext(ctx, `
+			INSERT INTO tokka.usage_daily (connection_id, user_id, provider, day, family, model,
+				project_id, api_key_id, service_tier, batch, context_window, input_uncached_tokens,
+				cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens, requests)
+			SELECT $1, $2, $3, u.* FROM unnest($4::date[], $5::text[], $6::text[], $7::text[], $8::text[],
+				$9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[],
+				$15::bigint[], $16::bigint[], $17::bigint[]) AS u`,
+			l.ConnectionID, l.UserID, l.Provider, pq.Array(day), pq.Array(family), pq.Array(model),
+			pq.Array(project), pq.Array(apiKey), pq.Array(tier), pq.Array(batch), pq.Array(ctxWin),
+			pq.Array(uncached), pq.Array(cacheRead), pq.Array(cw5), pq.Array(cw1), pq.Array(output),
+			pq.Array(requests)); err != nil {
+			return domainError(err, "usage rows")
+		}
+	}
+	return nil
+}
+
+func copyCosts(ctx context.Context, tx *sqlx.Tx, l Lease, rows []provider.CostRow) error {
+	for len(rows) > 0 {
+		n := min(len(rows), insertChunk)
+		chunk := rows[:n]
+		rows = rows[n:]
+		var day, lineItem, model, tokenType, costType, project, apiKey, usd, amount, currency []string
+		for _, r := range chunk {
+			day = append(day, r.Day.Format(time.DateOnly))
+			lineItem = append(lineItem, r.LineItem)
+			model = append(model, r.Model)
+			tokenType = append(tokenType, r.TokenType)
+			costType = append(costType, r.CostType)
+			project = append(project, r.ProjectID)
+			apiKey = append(apiKey, r.APIKeyID)
+			usd = append(usd, r.AmountUSD.String())
+			amount = append(amount, r.Amount.String())
+			currency = append(currency, r.Currency)
+		}
+		if _, err := tx.ExecContext(ctx, `
+			INSERT INTO tokka.cost_daily (connection_id, user_id, provider, day, line_item, model,
+				token_type, cost_type, project_id, api_key_id, amount_usd, amount, currency)
+			SELECT $1, $2, $3, c.* FROM unnest($4::date[], $5::text[], $6::text[], $7::text[], $8::text[],
+				$9::text[], $10::text[], $11::numeric[], $12::numeric[], $13::text[]) AS c`,
+			l.ConnectionID, l.UserID, l.Provider, pq.Array(day), pq.Array(lineItem), pq.Array(model),
+			pq.Array(tokenType), pq.Array(costType), pq.Array(project), pq.Array(apiKey), pq.Array(usd),
+			pq.Array(amount), pq.Array(currency)); err != nil {
+			return domainError(err, "cost rows")
+		}
+	}
+	return nil
+}

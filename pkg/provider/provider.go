@@ -1,0 +1,143 @@
+// Package provider is the contract between the syncer and the provider
+// clients (packages openai and anthropic): the normalised rows a sync stores,
+// the window it asks for, and the errors a client may return.
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/tokka-dev/tokka/pkg/secret"
+)
+
+// Name identifies a provider; it is the value stored in the database.
+type Name string
+
+// The providers Tokka can watch.
+const (
+	OpenAI    Name = "openai"
+	Anthropic Name = "anthropic"
+)
+
+// Valid reports whether n is a provider Tokka knows.
+func (n Name) Valid() bool { return n == OpenAI || n == Anthropic }
+
+// KeyPrefix is the prefix an admin key of this provider must start with.
+func (n Name) KeyPrefix() string {
+	switch n {
+	case OpenAI:
+		return "sk-admin-"
+	case Anthropic:
+		return "sk-ant-admin"
+	}
+	return ""
+}
+
+// Window is a half-open range of whole UTC days: From is the first day's
+// 00:00 UTC, To is the 00:00 UTC after the last day.
+type Window struct {
+	From time.Time
+	To   time.Time
+}
+
+// DayWindow returns the window of n whole UTC days ending with the day that
+// contains now (so today is included).
+func DayWindow(now time.Time, n int) Window {
+	today := now.UTC().Truncate(24 * time.Hour)
+	return Window{From: today.AddDate(0, 0, -(n - 1)), To: today.AddDate(0, 0, 1)}
+}
+
+// Days is the number of whole days in the window.
+func (w Window) Days() int { return int(w.To.Sub(w.From) / (24 * time.Hour)) }
+
+// UsageRow is one daily usage bucket as a provider reported it, normalised.
+// Grouping fields are "" when the provider left them null. Token classes never
+// overlap: their sum is the total token count.
+type UsageRow struct {
+	Day           time.Time // 00:00 UTC of the bucket
+	Family        string    // "completions", "embeddings", … for OpenAI; "messages" for Anthropic
+	Model         string
+	ProjectID     string // OpenAI project_id, Anthropic workspace_id
+	APIKeyID      string
+	ServiceTier   string
+	Batch         string // "true", "false" or ""
+	ContextWindow string
+
+	InputUncachedTokens int64 // input that was neither read from nor written to a cache
+	CacheReadTokens     int64
+	CacheWrite5mTokens  int64 // OpenAI cache writes (no TTL reported) are counted here
+	CacheWrite1hTokens  int64
+	OutputTokens        int64
+	Requests            int64 // model requests; Anthropic reports none, so 0
+}
+
+// InputTokens is every input token class added up.
+func (r UsageRow) InputTokens() int64 {
+	return r.InputUncachedTokens + r.CacheReadTokens + r.CacheWrite5mTokens + r.CacheWrite1hTokens
+}
+
+// CostRow is one daily cost line as a provider billed it, normalised to USD.
+type CostRow struct {
+	Day       time.Time // 00:00 UTC of the bucket
+	LineItem  string    // OpenAI line_item, Anthropic description
+	Model     string    // Anthropic model; for OpenAI parsed from line_item when it has the "<model>, <kind>" shape
+	TokenType string    // Anthropic token_type
+	CostType  string    // Anthropic cost_type
+	ProjectID string    // OpenAI project_id, Anthropic workspace_id
+	APIKeyID  string    // OpenAI api_key_id when grouped by it
+
+	AmountUSD decimal.Decimal // exact dollars
+	Amount    decimal.Decimal // the amount exactly as reported (dollars for OpenAI, cents for Anthropic)
+	Currency  string          // as reported ("usd", "USD")
+}
+
+// Client fetches one organisation's usage and costs for a window. The key is
+// only borrowed: a client must not keep it, log it or put it in an error.
+type Client interface {
+	Usage(ctx context.Context, key *secret.Key, w Window) ([]UsageRow, error)
+	Costs(ctx context.Context, key *secret.Key, w Window) ([]CostRow, error)
+}
+
+// Kind classifies a provider failure by what the syncer should do about it.
+type Kind string
+
+// The kinds of provider failure.
+const (
+	KindAuth        Kind = "auth"         // 401/403: the key is wrong, revoked or not an admin key; never retried
+	KindRateLimited Kind = "rate_limited" // 429 after the allowed retries
+	KindUnavailable Kind = "unavailable"  // 5xx, 529, timeouts after the allowed retries
+	KindBadResponse Kind = "bad_response" // malformed JSON, absurd values, endless paging, oversize bodies
+	KindRequest     Kind = "request"      // 4xx other than the above: our request was wrong
+)
+
+// Error is a provider failure. Reason is written for the user and is safe to
+// store and show: it never contains the provider's raw error text (which can
+// echo part of the key) nor the key itself.
+type Error struct {
+	Provider  Name
+	Kind      Kind
+	Status    int    // HTTP status, 0 when there was no response
+	Reason    string // user-facing, key-free
+	RequestID string // provider's request id, when it sent one
+}
+
+func (e *Error) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("%s: %s (HTTP %d)", e.Provider, e.Reason, e.Status)
+	}
+	return fmt.Sprintf("%s: %s", e.Provider, e.Reason)
+}
+
+// KindOf returns the Kind of a provider error anywhere in err's chain, or ""
+// when err is not a provider error.
+func KindOf(err error) Kind {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.Kind
+	}
+	return ""
+}
