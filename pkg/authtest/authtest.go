@@ -1,0 +1,75 @@
+// Package authtest mints access tokens with exactly the claim set a Supabase
+// Auth server puts in them (see shared reference supabase-auth.md §1), for
+// tests and for the local development stack. It is never used to verify.
+package authtest
+
+import (
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+)
+
+// Token describes a user's access token; zero fields take realistic values.
+type Token struct {
+	Subject   string // user id; default a new UUID
+	Email     string
+	Issuer    string // omitted when empty, as the Auth server does without GOTRUE_JWT_ISSUER
+	Role      string // default "authenticated"
+	Audience  string // default "authenticated"
+	SessionID string // default a new UUID
+	IssuedAt  time.Time
+	TTL       time.Duration // default 1h (GOTRUE_JWT_EXP)
+}
+
+// Claims returns the Supabase claim set for t.
+func (t Token) Claims() jwt.MapClaims {
+	if t.Subject == "" {
+		t.Subject = uuid.NewString()
+	}
+	if t.Role == "" {
+		t.Role = "authenticated"
+	}
+	if t.Audience == "" {
+		t.Audience = "authenticated"
+	}
+	if t.SessionID == "" {
+		t.SessionID = uuid.NewString()
+	}
+	if t.IssuedAt.IsZero() {
+		t.IssuedAt = time.Now()
+	}
+	if t.TTL == 0 {
+		t.TTL = time.Hour
+	}
+	iat := t.IssuedAt.Unix()
+	c := jwt.MapClaims{
+		"sub":   t.Subject,
+		"aud":   t.Audience,
+		"exp":   t.IssuedAt.Add(t.TTL).Unix(),
+		"iat":   iat,
+		"email": t.Email,
+		"phone": "",
+		"app_metadata": map[string]any{
+			"provider": "email", "providers": []string{"email"},
+		},
+		"user_metadata": map[string]any{
+			"email": t.Email, "email_verified": true, "phone_verified": false, "sub": t.Subject,
+		},
+		"role":         t.Role,
+		"aal":          "aal1",
+		"amr":          []map[string]any{{"method": "password", "timestamp": iat}},
+		"session_id":   t.SessionID,
+		"is_anonymous": false,
+	}
+	if t.Issuer != "" {
+		c["iss"] = t.Issuer
+	}
+	return c
+}
+
+// HS256 signs t with the project's legacy JWT secret, without a kid header,
+// as the Auth server does by default.
+func (t Token) HS256(secret []byte) (string, error) {
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, t.Claims()).SignedString(secret)
+}

@@ -1,0 +1,165 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/seal"
+	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
+)
+
+// apiKeyField decodes a pasted key straight into a *secret.Key, so the
+// request struct never holds it as a string that could be printed.
+type apiKeyField struct{ key *secret.Key }
+
+func (f *apiKeyField) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return &fieldError{field: "api_key", msg: "api_key must be a string"}
+	}
+	f.key = secret.FromString(s)
+	return nil
+}
+
+type createConnectionRequest struct {
+	Provider string      `json:"provider"`
+	Label    string      `json:"label"`
+	APIKey   apiKeyField `json:"api_key"`
+}
+
+// validateKey checks a pasted key's shape without ever quoting it back.
+func validateKey(p provider.Name, k *secret.Key) error {
+	if k == nil || k.Len() == 0 {
+		return &tokka.Error{Code: tokka.CodeInvalid, Message: "api_key is required", Field: "api_key"}
+	}
+	if k.Len() > 512 || k.Len() < len(p.KeyPrefix())+8 {
+		return &tokka.Error{Code: tokka.CodeInvalid, Message: "api_key has an implausible length", Field: "api_key"}
+	}
+	for _, b := range k.Bytes() {
+		if b <= ' ' || b >= 0x7f {
+			return &tokka.Error{Code: tokka.CodeInvalid, Message: "api_key contains whitespace or non-ASCII characters", Field: "api_key"}
+		}
+	}
+	if !k.HasPrefix(p.KeyPrefix()) {
+		return &tokka.Error{Code: tokka.CodeInvalid, Field: "api_key",
+			Message: "api_key is not an " + string(p) + " admin key (it must start with " + p.KeyPrefix() + ")"}
+	}
+	return nil
+}
+
+func validateLabel(label string, p provider.Name) (string, error) {
+	label = strings.TrimSpace(label)
+	if label == "" {
+		label = string(p)
+	}
+	if !utf8.ValidString(label) || utf8.RuneCountInString(label) > 100 {
+		return "", &tokka.Error{Code: tokka.CodeInvalid, Message: "label must be 1 to 100 characters", Field: "label"}
+	}
+	for _, r := range label {
+		if unicode.IsControl(r) {
+			return "", &tokka.Error{Code: tokka.CodeInvalid, Message: "label must not contain control characters", Field: "label"}
+		}
+	}
+	return label, nil
+}
+
+func (s *Server) auditEvent(c echo.Context, action, purpose string) tokka.AuditEvent {
+	ua := c.Request().UserAgent()
+	if len(ua) > 256 {
+		ua = ua[:256]
+	}
+	return tokka.AuditEvent{
+		Action:    action,
+		Outcome:   tokka.OutcomeSuccess,
+		Purpose:   purpose,
+		Actor:     "api:" + requestID(c),
+		ClientIP:  c.RealIP(),
+		UserAgent: strings.ToValidUTF8(ua, "?"),
+	}
+}
+
+func (s *Server) createConnection(c echo.Context) error {
+	var req createConnectionRequest
+	defer func() { req.APIKey.key.Wipe() }()
+	if err := decodeStrict(c, &req); err != nil {
+		return err
+	}
+	p := provider.Name(req.Provider)
+	if !p.Valid() {
+		return &tokka.Error{Code: tokka.CodeInvalid, Message: `provider must be "openai" or "anthropic"`, Field: "provider"}
+	}
+	label, err := validateLabel(req.Label, p)
+	if err != nil {
+		return err
+	}
+	key := req.APIKey.key
+	if err := validateKey(p, key); err != nil {
+		return err
+	}
+	u := userOf(c)
+	id := uuid.NewString()
+	// The blob is bound to this user, connection and provider (AAD), so it
+	// cannot be moved to another row and still open.
+	blob, err := s.sealer.Seal(key, seal.Binding{UserID: u.ID, ConnectionID: id, Provider: string(p)})
+	if err != nil {
+		return err
+	}
+	conn, err := s.store.CreateConnection(c.Request().Context(), u, postgres.NewConnection{
+		ID: id, Provider: string(p), Label: label, KeyHint: key.Hint(p.KeyPrefix()), SealedKey: blob,
+	}, s.auditEvent(c, tokka.ActionKeyCreated, "user added a connection"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, conn)
+}
+
+func (s *Server) listConnections(c echo.Context) error {
+	cs, err := s.store.ListConnections(c.Request().Context(), userOf(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"connections": cs})
+}
+
+// connectionID parses the path id; a malformed one is a 404 like any other
+// id the caller cannot see.
+func connectionID(c echo.Context) (string, error) {
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		return "", tokka.ErrNotFound
+	}
+	return id.String(), nil
+}
+
+func (s *Server) getConnection(c echo.Context) error {
+	id, err := connectionID(c)
+	if err != nil {
+		return err
+	}
+	conn, err := s.store.GetConnection(c.Request().Context(), userOf(c), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, conn)
+}
+
+func (s *Server) deleteConnection(c echo.Context) error {
+	id, err := connectionID(c)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteConnection(c.Request().Context(), userOf(c), id,
+		s.auditEvent(c, tokka.ActionKeyDeleted, "user deleted the connection")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}

@@ -1,0 +1,95 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tokka-dev/tokka/pkg/tokka"
+)
+
+// Problem is an RFC 9457 problem document.
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail,omitempty"`
+	Field     string `json:"field,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// statusOf is the one place a domain error code becomes an HTTP status.
+func statusOf(code tokka.Code) int {
+	switch code {
+	case tokka.CodeInvalid:
+		return http.StatusBadRequest
+	case tokka.CodeNotFound:
+		return http.StatusNotFound
+	case tokka.CodeConflict:
+		return http.StatusConflict
+	case tokka.CodeUnauthorized:
+		return http.StatusUnauthorized
+	case tokka.CodeForbidden:
+		return http.StatusForbidden
+	case tokka.CodeRateLimited:
+		return http.StatusTooManyRequests
+	case tokka.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	case tokka.CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusInternalServerError
+}
+
+// errorHandler writes every error as application/problem+json. Domain errors
+// carry caller-safe messages; anything else is logged once with the request
+// id and shown only as "internal error", so no internal text (SQL, driver or
+// provider messages) ever reaches a client.
+func (s *Server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	rid := requestID(c)
+	p := Problem{RequestID: rid}
+	var de *tokka.Error
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &de):
+		p.Status = statusOf(de.Code)
+		p.Detail = de.Message
+		p.Field = de.Field
+	case errors.As(err, &he):
+		p.Status = he.Code
+		switch he.Code {
+		case http.StatusNotFound:
+			p.Detail = "no such resource"
+		case http.StatusMethodNotAllowed:
+			p.Detail = "method not allowed on this resource"
+		case http.StatusRequestEntityTooLarge:
+			p.Detail = "request body too large"
+		case http.StatusUnauthorized:
+			p.Detail = "missing or invalid access token"
+		default:
+			if he.Code < 500 {
+				p.Detail = http.StatusText(he.Code)
+			}
+		}
+	default:
+		p.Status = http.StatusInternalServerError
+	}
+	if p.Status >= 500 {
+		p.Detail = "internal error; quote the request id when reporting it"
+		s.log.Error().Str("request_id", rid).Str("path", c.Path()).Err(err).Msg("request failed")
+	}
+	p.Title = http.StatusText(p.Status)
+	p.Type = "https://tokka.dev/problems/" + strconv.Itoa(p.Status)
+	writeProblem(c, p)
+}
+
+func writeProblem(c echo.Context, p Problem) {
+	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+	c.Response().WriteHeader(p.Status)
+	_ = jsonEncoder(c.Response()).Encode(p)
+}

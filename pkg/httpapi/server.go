@@ -1,0 +1,257 @@
+// Package httpapi is Tokka's REST API on Echo: authentication, the per-request
+// security middleware, and the handlers. It can seal keys but never open
+// them: it holds only the syncer's public key.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/rs/zerolog"
+
+	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/seal"
+	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
+)
+
+// Store is the storage the API needs; *postgres.DB implements it. Every
+// method runs as the given user under row-level security.
+type Store interface {
+	Ping(ctx context.Context) error
+	CreateConnection(ctx context.Context, u tokka.User, nc postgres.NewConnection, ev tokka.AuditEvent) (tokka.Connection, error)
+	ListConnections(ctx context.Context, u tokka.User) ([]tokka.Connection, error)
+	GetConnection(ctx context.Context, u tokka.User, id string) (tokka.Connection, error)
+	DeleteConnection(ctx context.Context, u tokka.User, id string, ev tokka.AuditEvent) error
+	Usage(ctx context.Context, u tokka.User, q postgres.UsageQuery) ([]postgres.UsageRow, error)
+	ListAuditEvents(ctx context.Context, u tokka.User, before int64, limit int) ([]tokka.AuditEvent, error)
+}
+
+// Sealer seals a pasted key to the syncer's public key; *seal.PublicKey
+// implements it.
+type Sealer interface {
+	Seal(key *secret.Key, b seal.Binding) (string, error)
+}
+
+// Verifier turns a bearer token into the caller; *auth.Verifier implements it.
+type Verifier interface {
+	Verify(ctx context.Context, token string) (tokka.User, error)
+}
+
+// Config is the API's behaviour that operators choose.
+type Config struct {
+	CORSAllowedOrigins []string
+	// TrustedProxies are the networks whose X-Forwarded-For is believed;
+	// from anyone else the peer address is the client IP.
+	TrustedProxies []*net.IPNet
+	// BodyLimit caps request bodies; default 64 KiB.
+	BodyLimit string
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Metrics, when set, records request latency.
+	Metrics *Metrics
+}
+
+// Server holds the API's dependencies.
+type Server struct {
+	cfg      Config
+	store    Store
+	sealer   Sealer
+	verifier Verifier
+	log      zerolog.Logger
+	spec     []byte
+}
+
+// New builds the Echo router with every route and middleware.
+func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.Logger, spec []byte) *echo.Echo {
+	if cfg.BodyLimit == "" {
+		cfg.BodyLimit = "64K"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, store: store, sealer: sealer, verifier: verifier, log: log, spec: spec}
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
+
+	// Order matters: the request id and security headers come first so that
+	// every response, errors and panics included, carries them.
+	e.Use(s.requestIDMiddleware, securityHeaders, noStore, s.accessLog, s.recoverMiddleware)
+	if len(cfg.CORSAllowedOrigins) > 0 {
+		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			AllowOrigins:  cfg.CORSAllowedOrigins,
+			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete},
+			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType},
+			ExposeHeaders: []string{"X-Request-Id", "Retry-After"},
+			MaxAge:        600,
+		}))
+	}
+	e.Use(middleware.BodyLimit(cfg.BodyLimit))
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/openapi.yaml", s.openapi)
+
+	// Middleware goes on each route rather than on the group: a group with
+	// middleware swallows unknown methods as 404, and 405 is the truth.
+	v1 := []echo.MiddlewareFunc{s.authenticate}
+	e.GET("/v1/me", s.me, v1...)
+	e.GET("/v1/connections", s.listConnections, v1...)
+	e.POST("/v1/connections", s.createConnection, v1...)
+	e.GET("/v1/connections/:id", s.getConnection, v1...)
+	e.DELETE("/v1/connections/:id", s.deleteConnection, v1...)
+	e.GET("/v1/usage", s.usage, v1...)
+	e.GET("/v1/audit-events", s.listAuditEvents, v1...)
+	return e
+}
+
+const ctxUser = "tokka.user"
+
+func userOf(c echo.Context) tokka.User { return c.Get(ctxUser).(tokka.User) }
+
+// authenticate accepts only "Authorization: Bearer <token>" and verifies it.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header.Get(echo.HeaderAuthorization)
+		scheme, token, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
+			return &tokka.Error{Code: tokka.CodeUnauthorized, Message: "missing or invalid access token"}
+		}
+		u, err := s.verifier.Verify(c.Request().Context(), token)
+		if err != nil {
+			return err
+		}
+		c.Set(ctxUser, u)
+		return next(c)
+	}
+}
+
+func (s *Server) requestIDMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		// Always our own id: a client-chosen one could be used to forge or
+		// confuse audit trails.
+		rid := uuid.NewString()
+		c.Set(echo.HeaderXRequestID, rid)
+		c.Response().Header().Set(echo.HeaderXRequestID, rid)
+		return next(c)
+	}
+}
+
+func requestID(c echo.Context) string {
+	rid, _ := c.Get(echo.HeaderXRequestID).(string)
+	return rid
+}
+
+func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Content-Type-Options", "nosniff")
+		return next(c)
+	}
+}
+
+// noStore keeps user data out of shared and browser caches: every /v1
+// response, errors included.
+func noStore(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if strings.HasPrefix(c.Request().URL.Path, "/v1/") {
+			c.Response().Header().Set("Cache-Control", "no-store")
+		}
+		return next(c)
+	}
+}
+
+// recoverMiddleware turns a panic into a 500 problem. It logs the stack but
+// not the panic value, which could hold request data.
+func (s *Server) recoverMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error().Str("request_id", requestID(c)).Str("path", c.Path()).
+					Msg("panic recovered in handler")
+				err = echo.NewHTTPError(http.StatusInternalServerError)
+			}
+		}()
+		return next(c)
+	}
+}
+
+// accessLog writes one line per request: method, route, status, latency.
+// Never headers, query strings or bodies.
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		d := time.Since(start)
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		s.log.Info().Str("request_id", requestID(c)).Str("method", c.Request().Method).
+			Str("route", route).Int("status", c.Response().Status).Dur("latency", d).Msg("request")
+		if s.cfg.Metrics != nil {
+			s.cfg.Metrics.Requests.WithLabelValues(route, c.Request().Method,
+				strconv.Itoa(c.Response().Status)).Observe(d.Seconds())
+		}
+		return nil
+	}
+}
+
+func ipExtractor(trusted []*net.IPNet) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range trusted {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+func jsonEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(true)
+	return enc
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn().Err(err).Msg("readiness: database unreachable")
+		return &tokka.Error{Code: tokka.CodeUnavailable, Message: "database unavailable"}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) openapi(c echo.Context) error {
+	return c.Blob(http.StatusOK, "application/yaml", s.spec)
+}
+
+func (s *Server) me(c echo.Context) error {
+	u := userOf(c)
+	return c.JSON(http.StatusOK, map[string]string{"id": u.ID, "email": u.Email})
+}
