@@ -1,0 +1,103 @@
+// Command fakeprovider serves the fake OpenAI and Anthropic organisation
+// usage and cost APIs (package fakeprovider) over HTTP for local development
+// and benchmarks. Point the syncer's base URLs at it; see the package
+// documentation for the key conventions.
+//
+// Environment:
+//
+//	FAKEPROVIDER_ADDR     listen address, default 127.0.0.1:8090
+//	FAKEPROVIDER_LATENCY  Go duration added to every request, default 0
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tokka-dev/tokka/pkg/fakeprovider"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fakeprovider:", err)
+		os.Exit(1)
+	}
+}
+
+// Config is everything fakeprovider reads from its environment.
+type Config struct {
+	Addr    string
+	Latency time.Duration
+}
+
+// configFromEnv parses and validates the environment; the error names the
+// offending variable.
+func configFromEnv(getenv func(string) string) (Config, error) {
+	cfg := Config{Addr: "127.0.0.1:8090"}
+	if v := getenv("FAKEPROVIDER_ADDR"); v != "" {
+		cfg.Addr = v
+	}
+	if v := getenv("FAKEPROVIDER_LATENCY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return Config{}, fmt.Errorf("FAKEPROVIDER_LATENCY must be a non-negative Go duration such as 50ms, got %q", v)
+		}
+		cfg.Latency = d
+	}
+	return cfg, nil
+}
+
+// run serves until ctx is cancelled, then shuts down gracefully. It logs one
+// JSON line to stdout once listening. It returns an error for arguments, a
+// bad environment or a listen failure, and nil after a clean shutdown.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 {
+		return errors.New("fakeprovider takes no arguments; configure it with FAKEPROVIDER_ADDR and FAKEPROVIDER_LATENCY")
+	}
+	cfg, err := configFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	log := zerolog.New(stdout).With().Timestamp().Str("service", "fakeprovider").Logger()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           fakeprovider.New(fakeprovider.Options{Latency: cfg.Latency}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	// The address comes from the listener so ":0" reports the real port.
+	log.Info().Str("addr", ln.Addr().String()).Dur("latency", cfg.Latency).Msg("fakeprovider listening")
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,301 @@
+// Package anthropic reads an Anthropic organisation's usage and costs with an
+// admin key, through the /v1/organizations/usage_report/messages and
+// /v1/organizations/cost_report endpoints, and normalises them into provider
+// rows.
+package anthropic
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/secret"
+)
+
+// DefaultBaseURL is the real API; paths below it start with /v1.
+const DefaultBaseURL = "https://api.anthropic.com"
+
+// Version is the anthropic-version header value the client speaks.
+const Version = "2023-06-01"
+
+// DefaultMaxPages bounds one Usage or Costs call. A 90-day window needs 3
+// pages per endpoint; 500 only trips on a provider that never stops.
+const DefaultMaxPages = 500
+
+// Client implements provider.Client for Anthropic. The zero value is not
+// usable: BaseURL is required.
+type Client struct {
+	BaseURL  string              // e.g. DefaultBaseURL or a fake server's URL, without trailing /v1
+	HTTP     provider.HTTPClient // retry, timeout and size policy; Provider and RequestIDHeader are set by the client
+	MaxPages int                 // per endpoint and call; 0 means DefaultMaxPages
+}
+
+var _ provider.Client = (*Client)(nil)
+
+// New returns a client for baseURL with the given HTTP policy (its zero value
+// gives the defaults). It cannot fail; a bad URL surfaces on the first call.
+func New(baseURL string, h provider.HTTPClient) *Client {
+	return &Client{BaseURL: baseURL, HTTP: h}
+}
+
+// messagesResult is one result of the messages usage report; unknown fields
+// (server_tool_use, the 2026 dimensions, …) are ignored.
+type messagesResult struct {
+	UncachedInputTokens  int64 `json:"uncached_input_tokens"`
+	CacheReadInputTokens int64 `json:"cache_read_input_tokens"`
+	CacheCreation        struct {
+		Ephemeral5m int64 `json:"ephemeral_5m_input_tokens"`
+		Ephemeral1h int64 `json:"ephemeral_1h_input_tokens"`
+	} `json:"cache_creation"`
+	OutputTokens  int64   `json:"output_tokens"`
+	APIKeyID      *string `json:"api_key_id"`
+	WorkspaceID   *string `json:"workspace_id"`
+	Model         *string `json:"model"`
+	ServiceTier   *string `json:"service_tier"`
+	ContextWindow *string `json:"context_window"`
+}
+
+// Usage returns one "messages" row per day, model and workspace for w; the
+// default workspace has ProjectID "". Anthropic reports no request count, so
+// Requests is 0. Errors are *provider.Error: transport and status failures as
+// provider.HTTPClient.Get describes, KindBadResponse for malformed data,
+// negative counts and endless paging, KindRequest for an empty window.
+func (c *Client) Usage(ctx context.Context, key *secret.Key, w provider.Window) ([]provider.UsageRow, error) {
+	q, err := c.windowQuery(w)
+	if err != nil {
+		return nil, err
+	}
+	q.Set("bucket_width", "1d")
+	q.Set("limit", "31")
+	q.Add("group_by[]", "model")
+	q.Add("group_by[]", "workspace_id")
+	var rows []provider.UsageRow
+	err = c.pages(ctx, key, w, "/v1/organizations/usage_report/messages", q, func(day time.Time, raw json.RawMessage) error {
+		var r messagesResult
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return badData("a messages usage result is malformed")
+		}
+		for _, n := range []int64{r.UncachedInputTokens, r.CacheReadInputTokens, r.CacheCreation.Ephemeral5m, r.CacheCreation.Ephemeral1h, r.OutputTokens} {
+			if n < 0 {
+				return badData("a messages usage result has a negative count")
+			}
+		}
+		rows = append(rows, provider.UsageRow{
+			Day:                 day,
+			Family:              "messages",
+			Model:               str(r.Model),
+			ProjectID:           str(r.WorkspaceID),
+			APIKeyID:            str(r.APIKeyID),
+			ServiceTier:         str(r.ServiceTier),
+			ContextWindow:       str(r.ContextWindow),
+			InputUncachedTokens: r.UncachedInputTokens,
+			CacheReadTokens:     r.CacheReadInputTokens,
+			CacheWrite5mTokens:  r.CacheCreation.Ephemeral5m,
+			CacheWrite1hTokens:  r.CacheCreation.Ephemeral1h,
+			OutputTokens:        r.OutputTokens,
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+// costResult is one result of the cost report.
+type costResult struct {
+	Amount      *cents  `json:"amount"`
+	Currency    string  `json:"currency"`
+	CostType    *string `json:"cost_type"`
+	Description *string `json:"description"`
+	Model       *string `json:"model"`
+	TokenType   *string `json:"token_type"`
+	WorkspaceID *string `json:"workspace_id"`
+}
+
+// cents decodes the cost report's amount, a decimal string in cents such as
+// "123.78912", exactly. A bare JSON number is accepted too, in case the
+// provider ever changes its mind; float64 is never involved.
+type cents struct{ d decimal.Decimal }
+
+func (c *cents) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		b = []byte(strings.TrimSpace(s))
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("amount is not a number")
+	}
+	d, err := decimal.NewFromString(n.String())
+	if err != nil {
+		return fmt.Errorf("amount is not a decimal")
+	}
+	c.d = d
+	return nil
+}
+
+// Costs returns one row per day, workspace and description for w. Amount is
+// the cents Anthropic reported and AmountUSD that divided by 100, exactly.
+// Errors are *provider.Error as for Usage; a currency other than USD is
+// KindBadResponse rather than a guess at an exchange rate.
+func (c *Client) Costs(ctx context.Context, key *secret.Key, w provider.Window) ([]provider.CostRow, error) {
+	q, err := c.windowQuery(w)
+	if err != nil {
+		return nil, err
+	}
+	q.Set("bucket_width", "1d")
+	q.Set("limit", "31")
+	q.Add("group_by[]", "workspace_id")
+	q.Add("group_by[]", "description")
+	var rows []provider.CostRow
+	err = c.pages(ctx, key, w, "/v1/organizations/cost_report", q, func(day time.Time, raw json.RawMessage) error {
+		var r costResult
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return badData("a cost result is malformed")
+		}
+		if r.Amount == nil {
+			return badData("a cost result has no amount")
+		}
+		if !strings.EqualFold(r.Currency, "usd") {
+			return badData("a cost result is not in USD")
+		}
+		rows = append(rows, provider.CostRow{
+			Day:       day,
+			LineItem:  str(r.Description),
+			Model:     str(r.Model),
+			TokenType: str(r.TokenType),
+			CostType:  str(r.CostType),
+			ProjectID: str(r.WorkspaceID),
+			Amount:    r.Amount.d,
+			AmountUSD: r.Amount.d.Shift(-2), // a decimal shift, so never rounded
+			Currency:  r.Currency,
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+// page is the envelope shared by both report endpoints.
+type page struct {
+	Data *[]struct {
+		StartingAt *string           `json:"starting_at"`
+		Results    []json.RawMessage `json:"results"`
+	} `json:"data"`
+	HasMore  bool    `json:"has_more"`
+	NextPage *string `json:"next_page"`
+}
+
+// pages GETs path with q and follows next_page until has_more is false,
+// calling each for every result with its bucket's UTC day (which must lie in
+// w). A response without a data array is malformed, not empty. It refuses a
+// cursor it has already seen and stops after MaxPages, so a misbehaving
+// provider cannot keep a sync busy forever.
+func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, path string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
+	h := c.HTTP
+	h.Provider = provider.Anthropic
+	if h.RequestIDHeader == "" {
+		h.RequestIDHeader = "request-id"
+	}
+	authorize := func(hd http.Header) {
+		// The only place the key's bytes are read.
+		hd.Set("x-api-key", string(key.Bytes()))
+		hd.Set("anthropic-version", Version)
+	}
+	maxPages := c.MaxPages
+	if maxPages <= 0 {
+		maxPages = DefaultMaxPages
+	}
+	seen := map[string]bool{}
+	base := strings.TrimRight(c.BaseURL, "/") + path + "?"
+	for n := 0; ; n++ {
+		if n == maxPages {
+			return &provider.Error{Provider: provider.Anthropic, Kind: provider.KindBadResponse,
+				Reason: fmt.Sprintf("the provider kept paging past %d pages", maxPages)}
+		}
+		res, err := h.Get(ctx, base+q.Encode(), authorize)
+		if err != nil {
+			return err
+		}
+		fail := func(err error) error {
+			var pe *provider.Error
+			if errors.As(err, &pe) {
+				pe.RequestID = res.RequestID
+			}
+			return err
+		}
+		var p page
+		if err := json.Unmarshal(res.Body, &p); err != nil || p.Data == nil {
+			return fail(badData("the provider's response is not the expected JSON"))
+		}
+		for _, b := range *p.Data {
+			if len(b.Results) == 0 {
+				continue
+			}
+			if b.StartingAt == nil {
+				return fail(badData("a bucket has no starting_at"))
+			}
+			t, err := time.Parse(time.RFC3339, *b.StartingAt)
+			if err != nil {
+				return fail(badData("a bucket's starting_at is not an RFC 3339 time"))
+			}
+			day := t.UTC().Truncate(24 * time.Hour)
+			if day.Before(w.From.UTC().Truncate(24*time.Hour)) || !day.Before(w.To) {
+				return fail(badData("the provider returned a bucket outside the requested window"))
+			}
+			for _, raw := range b.Results {
+				if err := each(day, raw); err != nil {
+					return fail(err)
+				}
+			}
+		}
+		if !p.HasMore {
+			return nil
+		}
+		if p.NextPage == nil || *p.NextPage == "" {
+			return fail(badData("the provider said there is more data but gave no next page"))
+		}
+		if seen[*p.NextPage] {
+			return fail(badData("the provider returned the same page cursor twice"))
+		}
+		seen[*p.NextPage] = true
+		q.Set("page", *p.NextPage)
+	}
+}
+
+func (c *Client) windowQuery(w provider.Window) (url.Values, error) {
+	if !w.To.After(w.From) {
+		return nil, &provider.Error{Provider: provider.Anthropic, Kind: provider.KindRequest, Reason: "the sync window is empty"}
+	}
+	q := url.Values{}
+	q.Set("starting_at", w.From.UTC().Format(time.RFC3339))
+	q.Set("ending_at", w.To.UTC().Format(time.RFC3339))
+	return q, nil
+}
+
+func badData(reason string) *provider.Error {
+	return &provider.Error{Provider: provider.Anthropic, Kind: provider.KindBadResponse, Reason: reason}
+}
+
+func str(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}

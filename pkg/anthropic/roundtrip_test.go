@@ -1,0 +1,190 @@
+package anthropic_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokka-dev/tokka/pkg/anthropic"
+	"github.com/tokka-dev/tokka/pkg/fakeprovider"
+	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/secret"
+)
+
+var fakeNow = time.Date(2026, 3, 31, 15, 4, 5, 0, time.UTC)
+
+type fakeBundle struct {
+	fake   *fakeprovider.Server
+	client *anthropic.Client
+	mu     sync.Mutex
+	sleeps []time.Duration
+}
+
+func setupFake(t *testing.T) *fakeBundle {
+	t.Helper()
+	b := &fakeBundle{fake: fakeprovider.New(fakeprovider.Options{Now: func() time.Time { return fakeNow }})}
+	srv := httptest.NewServer(b.fake)
+	t.Cleanup(srv.Close)
+	b.client = anthropic.New(srv.URL, provider.HTTPClient{Sleep: func(ctx context.Context, d time.Duration) error {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.sleeps = append(b.sleeps, d)
+		return ctx.Err()
+	}})
+	return b
+}
+
+type usageKey struct {
+	day                time.Time
+	model, workspaceID string
+}
+
+type tokens struct{ uncached, read, write5m, write1h, output int64 }
+
+type costKey struct {
+	day                        time.Time
+	workspaceID, description   string
+	model, tokenType, costType string
+}
+
+// expected computes, straight from fakeprovider.AnthropicDay and without
+// HTTP, what a sync of w must produce: tokens, cents per cost line, dollars
+// per model, and the idle days.
+func expected(key string, w provider.Window) (map[usageKey]tokens, map[costKey]string, map[string]string, map[time.Time]bool) {
+	usage := map[usageKey]tokens{}
+	costs := map[costKey]decimal.Decimal{}
+	perModel := map[string]decimal.Decimal{}
+	empty := map[time.Time]bool{}
+	for d := w.From; d.Before(w.To); d = d.AddDate(0, 0, 1) {
+		recs := fakeprovider.AnthropicDay(key, d)
+		if len(recs) == 0 {
+			empty[d] = true
+		}
+		for _, r := range recs {
+			k := usageKey{d, r.Model, r.WorkspaceID}
+			t := usage[k]
+			t.uncached += r.UncachedInputTokens
+			t.read += r.CacheReadInputTokens
+			t.write5m += r.CacheCreation5mTokens
+			t.write1h += r.CacheCreation1hTokens
+			t.output += r.OutputTokens
+			usage[k] = t
+			for _, c := range r.Costs {
+				ck := costKey{d, c.WorkspaceID, c.Description, c.Model, c.TokenType, c.CostType}
+				costs[ck] = costs[ck].Add(c.AmountCents)
+				perModel[c.Model] = perModel[c.Model].Add(c.AmountCents.Shift(-2))
+			}
+		}
+	}
+	return usage, decimalStrings(costs), decimalStrings(perModel), empty
+}
+
+func decimalStrings[K comparable](m map[K]decimal.Decimal) map[K]string {
+	out := make(map[K]string, len(m))
+	for k, v := range m {
+		out[k] = v.String()
+	}
+	return out
+}
+
+func TestRoundTripMatchesFakeData(t *testing.T) {
+	t.Parallel()
+	w := provider.DayWindow(fakeNow, 90)
+	for _, k := range []string{
+		"sk-ant-admin01-roundtrip-alpha-00001",
+		"sk-ant-admin01-roundtrip-bravo-88888",
+		"sk-ant-admin01-roundtrip-charlie-333",
+	} {
+		t.Run(k, func(t *testing.T) {
+			t.Parallel()
+			b := setupFake(t)
+			wantUsage, wantCosts, wantPerModel, empty := expected(k, w)
+			require.NotEmpty(t, empty, "the fake should have idle days in 90")
+
+			rows, err := b.client.Usage(context.Background(), secret.FromString(k), w)
+			require.NoError(t, err)
+			gotUsage := map[usageKey]tokens{}
+			defaultWorkspace := false
+			for _, r := range rows {
+				require.Equal(t, "messages", r.Family)
+				require.Zero(t, r.Requests)
+				require.False(t, empty[r.Day], "no rows on idle day %s", r.Day)
+				uk := usageKey{r.Day, r.Model, r.ProjectID}
+				_, dup := gotUsage[uk]
+				require.False(t, dup, "one row per day, model and workspace")
+				gotUsage[uk] = tokens{r.InputUncachedTokens, r.CacheReadTokens, r.CacheWrite5mTokens, r.CacheWrite1hTokens, r.OutputTokens}
+				defaultWorkspace = defaultWorkspace || r.ProjectID == ""
+			}
+			require.Equal(t, wantUsage, gotUsage)
+			require.True(t, defaultWorkspace, "the default workspace arrives as a null workspace_id")
+
+			costs, err := b.client.Costs(context.Background(), secret.FromString(k), w)
+			require.NoError(t, err)
+			got := map[costKey]decimal.Decimal{}
+			perModel := map[string]decimal.Decimal{}
+			for _, c := range costs {
+				require.Equal(t, "USD", c.Currency)
+				require.True(t, c.AmountUSD.Shift(2).Equal(c.Amount))
+				ck := costKey{c.Day, c.ProjectID, c.LineItem, c.Model, c.TokenType, c.CostType}
+				got[ck] = got[ck].Add(c.Amount)
+				perModel[c.Model] = perModel[c.Model].Add(c.AmountUSD)
+			}
+			require.Equal(t, wantCosts, decimalStrings(got))
+			require.Equal(t, wantPerModel, decimalStrings(perModel))
+
+			// 90 daily buckets at 31 per page: 3 pages for each endpoint.
+			require.Equal(t, 6, b.fake.Requests(k))
+		})
+	}
+}
+
+func TestRoundTripRetriesRateLimitedKey(t *testing.T) {
+	t.Parallel()
+	const k = "sk-ant-admin01-ratelimited-7"
+	b := setupFake(t)
+	w := provider.DayWindow(fakeNow, 20)
+	_, wantCosts, _, _ := expected(k, w)
+	costs, err := b.client.Costs(context.Background(), secret.FromString(k), w)
+	require.NoError(t, err)
+	got := map[costKey]decimal.Decimal{}
+	for _, c := range costs {
+		ck := costKey{c.Day, c.ProjectID, c.LineItem, c.Model, c.TokenType, c.CostType}
+		got[ck] = got[ck].Add(c.Amount)
+	}
+	require.Equal(t, wantCosts, decimalStrings(got))
+	require.Equal(t, 2, b.fake.Requests(k))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	require.Equal(t, []time.Duration{time.Second}, b.sleeps, "the fake's retry-after: 1 is honoured")
+}
+
+func TestRoundTripRejectedKeysAreKeyFreeAuthErrors(t *testing.T) {
+	t.Parallel()
+	w := provider.DayWindow(fakeNow, 90)
+	for _, k := range []string{
+		"sk-ant-admin01-revoked-Q7w8E9r0T1y2U3i4", // the fake echoes this whole key back
+		"sk-ant-api03-NotAnAdminKey-Z9x8C7v6B5n4",
+	} {
+		t.Run(k, func(t *testing.T) {
+			t.Parallel()
+			b := setupFake(t)
+			_, errUsage := b.client.Usage(context.Background(), secret.FromString(k), w)
+			_, errCosts := b.client.Costs(context.Background(), secret.FromString(k), w)
+			for _, err := range []error{errUsage, errCosts} {
+				pe := requireKind(t, err, provider.KindAuth)
+				require.Equal(t, 401, pe.Status)
+				require.NotEmpty(t, pe.RequestID)
+				for i := 0; i+8 <= len(k); i++ {
+					require.NotContains(t, err.Error(), k[i:i+8])
+					require.NotContains(t, pe.Reason, k[i:i+8])
+				}
+			}
+			require.Equal(t, 2, b.fake.Requests(k), "auth failures are not retried")
+		})
+	}
+}

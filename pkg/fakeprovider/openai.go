@@ -1,0 +1,392 @@
+package fakeprovider
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// OpenAI wire types, field for field as the API reports them.
+
+type oaiErrorEnvelope struct {
+	Error oaiError `json:"error"`
+}
+
+type oaiError struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    *string `json:"code"`
+}
+
+type oaiPage struct {
+	Object   string      `json:"object"`
+	Data     []oaiBucket `json:"data"`
+	HasMore  bool        `json:"has_more"`
+	NextPage *string     `json:"next_page"`
+}
+
+type oaiBucket struct {
+	Object    string `json:"object"`
+	StartTime int64  `json:"start_time"`
+	EndTime   int64  `json:"end_time"`
+	Results   any    `json:"results"`
+}
+
+type oaiCompletionsDims struct {
+	ProjectID   *string `json:"project_id"`
+	UserID      *string `json:"user_id"`
+	APIKeyID    *string `json:"api_key_id"`
+	Model       *string `json:"model"`
+	Batch       *bool   `json:"batch"`
+	ServiceTier *string `json:"service_tier"`
+}
+
+type oaiCompletionsResult struct {
+	Object                string `json:"object"`
+	InputTokens           int64  `json:"input_tokens"`
+	OutputTokens          int64  `json:"output_tokens"`
+	NumModelRequests      int64  `json:"num_model_requests"`
+	InputCachedTokens     int64  `json:"input_cached_tokens"`
+	InputCacheWriteTokens int64  `json:"input_cache_write_tokens"`
+	InputUncachedTokens   int64  `json:"input_uncached_tokens"`
+	InputTextTokens       int64  `json:"input_text_tokens"`
+	OutputTextTokens      int64  `json:"output_text_tokens"`
+	InputAudioTokens      int64  `json:"input_audio_tokens"`
+	OutputAudioTokens     int64  `json:"output_audio_tokens"`
+	oaiCompletionsDims
+}
+
+type oaiCostDims struct {
+	LineItem  *string `json:"line_item"`
+	ProjectID *string `json:"project_id"`
+	APIKeyID  *string `json:"api_key_id"`
+}
+
+type oaiCostResult struct {
+	Object string `json:"object"`
+	Amount struct {
+		Value    json.RawMessage `json:"value"`
+		Currency string          `json:"currency"`
+	} `json:"amount"`
+	oaiCostDims
+	Quantity     *int64  `json:"quantity"`
+	QuantityUnit *string `json:"quantity_unit"`
+
+	sum decimal.Decimal
+}
+
+var (
+	oaiCompletionsGroups = []string{"project_id", "user_id", "api_key_id", "model", "batch", "service_tier"}
+	oaiCostGroups        = []string{"project_id", "line_item", "api_key_id"}
+)
+
+func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("x-request-id", s.requestID())
+
+	var serve func(http.ResponseWriter, *http.Request, string, oaiQuery)
+	switch r.URL.Path {
+	case "/v1/organization/usage/completions":
+		serve = s.openAICompletions
+	case "/v1/organization/costs":
+		serve = s.openAICosts
+	default:
+		oaiFail(w, http.StatusNotFound, "invalid_request_error", "",
+			fmt.Sprintf("Invalid URL (%s %s)", r.Method, r.URL.Path), "")
+		return
+	}
+
+	token, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	n := s.count(token)
+	switch {
+	case !hasBearer || token == "":
+		oaiFail(w, http.StatusUnauthorized, "invalid_request_error", "",
+			"You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).", "")
+		return
+	case strings.Contains(token, "-revoked"):
+		// Deliberately hostile: the whole key comes back in the message, so
+		// tests can prove the client never surfaces error bodies.
+		oaiFail(w, http.StatusUnauthorized, "invalid_request_error", "",
+			"Incorrect API key provided: "+token+". You can find your API key at https://platform.openai.com/account/api-keys.", "invalid_api_key")
+		return
+	case strings.HasPrefix(token, "sk-proj-"):
+		oaiFail(w, http.StatusForbidden, "invalid_request_error", "",
+			"You have insufficient permissions for this operation. Missing scopes: api.usage.read. Check that you have the correct role in your organization (Reader, Writer, Owner) and project (Member, Owner), and if you're using a restricted API key, that it has the necessary scopes.", "")
+		return
+	case !strings.HasPrefix(token, "sk-admin-"):
+		oaiFail(w, http.StatusUnauthorized, "invalid_request_error", "",
+			"Incorrect API key provided: "+maskKey(token)+". You can find your API key at https://platform.openai.com/account/api-keys.", "invalid_api_key")
+		return
+	}
+	if r.Method != http.MethodGet {
+		oaiFail(w, http.StatusMethodNotAllowed, "invalid_request_error", "",
+			fmt.Sprintf("Invalid method for URL (%s %s)", r.Method, r.URL.Path), "")
+		return
+	}
+	switch failureMode(token, n, http.StatusServiceUnavailable) {
+	case http.StatusInternalServerError:
+		oaiFail(w, http.StatusInternalServerError, "server_error", "",
+			"The server had an error while processing your request. Sorry about that!", "")
+		return
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", "1")
+		oaiFail(w, http.StatusTooManyRequests, "requests", "",
+			"Rate limit reached for requests on the organization usage API. Please try again in 1s.", "rate_limit_exceeded")
+		return
+	case http.StatusServiceUnavailable:
+		oaiFail(w, http.StatusServiceUnavailable, "server_error", "",
+			"The engine is currently overloaded, please try again later.", "")
+		return
+	}
+
+	q, ok := s.parseOpenAIQuery(w, r)
+	if !ok {
+		return
+	}
+	serve(w, r, token, q)
+}
+
+// maskKey mimics OpenAI's partial echo of an unknown key.
+func maskKey(k string) string {
+	if len(k) <= 12 {
+		return strings.Repeat("*", len(k))
+	}
+	return k[:3] + strings.Repeat("*", len(k)-7) + k[len(k)-4:]
+}
+
+func oaiFail(w http.ResponseWriter, status int, typ, param, msg, code string) {
+	e := oaiError{Message: msg, Type: typ}
+	if param != "" {
+		e.Param = &param
+	}
+	if code != "" {
+		e.Code = &code
+	}
+	writeJSON(w, status, oaiErrorEnvelope{Error: e})
+}
+
+// oaiQuery is the validated shared part of a usage or costs request.
+type oaiQuery struct {
+	start, end time.Time
+	width      time.Duration
+	widthName  string
+	limitRaw   string
+	from       time.Time // start, or where the page cursor resumes
+}
+
+func (s *Server) parseOpenAIQuery(w http.ResponseWriter, r *http.Request) (oaiQuery, bool) {
+	q := r.URL.Query()
+	bad := func(param, msg string) (oaiQuery, bool) {
+		oaiFail(w, http.StatusBadRequest, "invalid_request_error", param, msg, "")
+		return oaiQuery{}, false
+	}
+	raw := q.Get("start_time")
+	if raw == "" {
+		oaiFail(w, http.StatusBadRequest, "invalid_request_error", "start_time",
+			"Missing required parameter: 'start_time'.", "missing_required_parameter")
+		return oaiQuery{}, false
+	}
+	st, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || st < 0 {
+		return bad("start_time", "Invalid value for 'start_time': expected a Unix timestamp in seconds.")
+	}
+	out := oaiQuery{start: time.Unix(st, 0).UTC(), end: s.now(), widthName: "1d", limitRaw: q.Get("limit")}
+	if raw := q.Get("end_time"); raw != "" {
+		et, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || et < 0 {
+			return bad("end_time", "Invalid value for 'end_time': expected a Unix timestamp in seconds.")
+		}
+		out.end = time.Unix(et, 0).UTC()
+	}
+	if !out.end.After(out.start) {
+		return bad("end_time", "Invalid value for 'end_time': must be after 'start_time'.")
+	}
+	if v := q.Get("bucket_width"); v != "" {
+		out.widthName = v
+	}
+	width, ok := widths[out.widthName]
+	if !ok {
+		return bad("bucket_width", "Invalid value for 'bucket_width': must be one of 1m, 1h, 1d.")
+	}
+	out.width = width
+	out.from = out.start
+	if p := q.Get("page"); p != "" {
+		t, ok := decodeOpenAIPage(p)
+		if !ok || t.Before(out.start) || !t.Before(out.end) || t.Truncate(width) != t {
+			return bad("page", "Invalid value for 'page': the cursor does not belong to this query.")
+		}
+		out.from = t
+	}
+	return out, true
+}
+
+// OpenAI cursors look like page_AAAAAGdG…: base64 of the next bucket's start
+// as an 8-byte big-endian Unix time.
+func encodeOpenAIPage(t time.Time) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(t.Unix()))
+	return "page_" + base64.StdEncoding.EncodeToString(b[:])
+}
+
+func decodeOpenAIPage(p string) (time.Time, bool) {
+	raw, ok := strings.CutPrefix(p, "page_")
+	if !ok {
+		return time.Time{}, false
+	}
+	b, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil || len(b) != 8 {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(binary.BigEndian.Uint64(b)), 0).UTC(), true
+}
+
+// openAIBuckets returns up to limit buckets from q.from: the first may start
+// off the width grid and runs to the next boundary, the rest are aligned, and
+// the last stops at end.
+func openAIBuckets(q oaiQuery, limit int) ([]span, *string) {
+	var out []span
+	s := q.from
+	for len(out) < limit && s.Before(q.end) {
+		e := s.Truncate(q.width).Add(q.width)
+		if e.After(q.end) {
+			e = q.end
+		}
+		out = append(out, span{s, e})
+		s = e
+	}
+	if !s.Before(q.end) {
+		return out, nil
+	}
+	next := encodeOpenAIPage(s)
+	return out, &next
+}
+
+func (s *Server) openAICompletions(w http.ResponseWriter, r *http.Request, key string, q oaiQuery) {
+	limit, msg := parseLimit(q.limitRaw, usageLimits[q.widthName])
+	if msg != "" {
+		oaiFail(w, http.StatusBadRequest, "invalid_request_error", "limit", msg, "")
+		return
+	}
+	gb, msg := groupSet(arrayParam(r, "group_by"), oaiCompletionsGroups)
+	if msg != "" {
+		oaiFail(w, http.StatusBadRequest, "invalid_request_error", "group_by", msg, "")
+		return
+	}
+	projects, models, keys, users := arrayParam(r, "project_ids"), arrayParam(r, "models"), arrayParam(r, "api_key_ids"), arrayParam(r, "user_ids")
+	var batch *bool
+	if v := r.URL.Query().Get("batch"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			oaiFail(w, http.StatusBadRequest, "invalid_request_error", "batch", "Invalid value for 'batch': expected a boolean.", "")
+			return
+		}
+		batch = &b
+	}
+
+	spans, next := openAIBuckets(q, limit)
+	page := oaiPage{Object: "page", Data: []oaiBucket{}, HasMore: next != nil, NextPage: next}
+	for _, b := range spans {
+		g := newGroups[oaiCompletionsResult]()
+		if day, ok := s.usageDay(b); ok {
+			for _, rec := range OpenAIDay(key, day) {
+				// The fake's usage all comes from API keys, never from a
+				// signed-in user, so any user_ids filter matches nothing.
+				if !filter(projects, rec.ProjectID) || !filter(models, rec.Model) || !filter(keys, rec.APIKeyID) ||
+					len(users) > 0 || (batch != nil && *batch != rec.Batch) {
+					continue
+				}
+				dims := oaiCompletionsDims{
+					ProjectID:   dim(gb["project_id"], rec.ProjectID),
+					APIKeyID:    dim(gb["api_key_id"], rec.APIKeyID),
+					Model:       dim(gb["model"], rec.Model),
+					ServiceTier: dim(gb["service_tier"], "default"),
+				}
+				if gb["batch"] {
+					dims.Batch = &rec.Batch
+				}
+				res := g.get(dims, func() *oaiCompletionsResult {
+					return &oaiCompletionsResult{Object: "organization.usage.completions.result", oaiCompletionsDims: dims}
+				})
+				res.InputTokens += rec.InputTokens
+				res.OutputTokens += rec.OutputTokens
+				res.NumModelRequests += rec.Requests
+				res.InputCachedTokens += rec.InputCachedTokens
+				res.InputCacheWriteTokens += rec.InputCacheWriteTokens
+				res.InputUncachedTokens += rec.InputUncachedTokens()
+				res.InputTextTokens += rec.InputTokens
+				res.OutputTextTokens += rec.OutputTokens
+			}
+		}
+		page.Data = append(page.Data, oaiBucket{Object: "bucket", StartTime: b.start.Unix(), EndTime: b.end.Unix(), Results: g.results()})
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) openAICosts(w http.ResponseWriter, r *http.Request, key string, q oaiQuery) {
+	if q.widthName != "1d" {
+		oaiFail(w, http.StatusBadRequest, "invalid_request_error", "bucket_width", "Invalid value for 'bucket_width': costs only support '1d'.", "")
+		return
+	}
+	limit, msg := parseLimit(q.limitRaw, limitRule{def: 7, max: 180})
+	if msg != "" {
+		oaiFail(w, http.StatusBadRequest, "invalid_request_error", "limit", msg, "")
+		return
+	}
+	gb, msg := groupSet(arrayParam(r, "group_by"), oaiCostGroups)
+	if msg != "" {
+		oaiFail(w, http.StatusBadRequest, "invalid_request_error", "group_by", msg, "")
+		return
+	}
+	projects, keys := arrayParam(r, "project_ids"), arrayParam(r, "api_key_ids")
+	asString := strings.Contains(key, "-strings")
+
+	spans, next := openAIBuckets(q, limit)
+	page := oaiPage{Object: "page", Data: []oaiBucket{}, HasMore: next != nil, NextPage: next}
+	for _, b := range spans {
+		g := newGroups[oaiCostResult]()
+		if day, ok := s.usageDay(b); ok {
+			for _, rec := range OpenAIDay(key, day) {
+				for _, c := range rec.Costs {
+					if !filter(projects, c.ProjectID) || !filter(keys, c.APIKeyID) {
+						continue
+					}
+					dims := oaiCostDims{
+						LineItem:  dim(gb["line_item"], c.LineItem),
+						ProjectID: dim(gb["project_id"], c.ProjectID),
+						APIKeyID:  dim(gb["api_key_id"], c.APIKeyID),
+					}
+					res := g.get(dims, func() *oaiCostResult {
+						res := &oaiCostResult{Object: "organization.costs.result", oaiCostDims: dims}
+						res.Amount.Currency = "usd"
+						if gb["line_item"] {
+							res.Quantity, res.QuantityUnit = new(int64), new("tokens")
+						}
+						return res
+					})
+					res.sum = res.sum.Add(c.Amount)
+					if res.Quantity != nil {
+						*res.Quantity += c.Quantity
+					}
+				}
+			}
+		}
+		results := g.results()
+		for _, res := range results {
+			// Printed straight from the decimal, so no float rounding ever
+			// touches the amount on the wire.
+			res.Amount.Value = json.RawMessage(res.sum.String())
+			if asString {
+				res.Amount.Value, _ = json.Marshal(res.sum.String())
+			}
+		}
+		page.Data = append(page.Data, oaiBucket{Object: "bucket", StartTime: b.start.Unix(), EndTime: b.end.Unix(), Results: results})
+	}
+	writeJSON(w, http.StatusOK, page)
+}

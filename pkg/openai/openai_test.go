@@ -1,0 +1,364 @@
+package openai_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokka-dev/tokka/pkg/openai"
+	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/secret"
+)
+
+const goldenKey = "sk-admin-GoldenKeyDoNotLeak-4242"
+
+// goldenWindow is the window of the reference's examples: 2026-01-01 and -02.
+var goldenWindow = provider.Window{
+	From: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+	To:   time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC),
+}
+
+type testBundle struct {
+	client *openai.Client
+	mu     sync.Mutex
+	seen   []*http.Request
+}
+
+func (b *testBundle) requests() []*http.Request {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]*http.Request(nil), b.seen...)
+}
+
+// setup serves handler on httptest behind an openai.Client that never
+// really sleeps, and records every request it receives.
+func setup(t *testing.T, handler http.HandlerFunc) *testBundle {
+	t.Helper()
+	b := &testBundle{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		b.seen = append(b.seen, r.Clone(context.Background()))
+		b.mu.Unlock()
+		handler(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	b.client = openai.New(srv.URL+"/", provider.HTTPClient{Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }})
+	return b
+}
+
+// golden serves testdata/<file> with status for every request.
+func golden(t *testing.T, status int, file string) http.HandlerFunc {
+	t.Helper()
+	body, err := os.ReadFile(filepath.Join("testdata", file))
+	require.NoError(t, err)
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("x-request-id", "req_golden")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
+	}
+}
+
+// jsonBody serves a literal body.
+func jsonBody(body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("x-request-id", "req_inline")
+		_, _ = w.Write([]byte(body))
+	}
+}
+
+func key() *secret.Key { return secret.FromString(goldenKey) }
+
+func requireKind(t *testing.T, err error, kind provider.Kind) *provider.Error {
+	t.Helper()
+	require.Error(t, err)
+	var pe *provider.Error
+	require.True(t, errors.As(err, &pe), "want *provider.Error, got %T: %v", err, err)
+	require.Equal(t, kind, pe.Kind, "error: %v", err)
+	require.Equal(t, provider.OpenAI, pe.Provider)
+	return pe
+}
+
+func TestUsageGolden(t *testing.T) {
+	t.Parallel()
+	b := setup(t, golden(t, http.StatusOK, "completions.json"))
+	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
+	require.NoError(t, err)
+	require.Equal(t, []provider.UsageRow{{
+		Day:                 time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		Family:              "completions",
+		Model:               "gpt-4o-mini-2024-07-18",
+		ProjectID:           "proj_demo1",
+		InputUncachedTokens: 10000, // 12000 input − 2000 cached − 0 cache writes
+		CacheReadTokens:     2000,
+		CacheWrite5mTokens:  0,
+		OutputTokens:        3400,
+		Requests:            42,
+	}}, rows)
+	require.Equal(t, int64(12000), rows[0].InputTokens())
+
+	reqs := b.requests()
+	require.Len(t, reqs, 1)
+	r := reqs[0]
+	require.Equal(t, http.MethodGet, r.Method)
+	require.Equal(t, "/v1/organization/usage/completions", r.URL.Path)
+	require.Equal(t, "Bearer "+goldenKey, r.Header.Get("Authorization"))
+	require.Equal(t, "tokka-syncer/0.1", r.Header.Get("User-Agent"))
+	q := r.URL.Query()
+	require.Equal(t, "1767225600", q.Get("start_time"))
+	require.Equal(t, "1767398400", q.Get("end_time"))
+	require.Equal(t, "1d", q.Get("bucket_width"))
+	require.Equal(t, "31", q.Get("limit"))
+	require.Equal(t, []string{"model", "project_id"}, q["group_by[]"], "arrays go in the SDKs' bracket form")
+	require.Empty(t, q["group_by"])
+}
+
+func TestCostsGolden(t *testing.T) {
+	t.Parallel()
+	b := setup(t, golden(t, http.StatusOK, "costs.json"))
+	rows, err := b.client.Costs(context.Background(), key(), provider.Window{From: goldenWindow.From, To: goldenWindow.From.AddDate(0, 0, 1)})
+	require.NoError(t, err)
+	require.Len(t, rows, 2)
+
+	day := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	type flat struct {
+		Day                                       time.Time
+		LineItem, Model, ProjectID, APIKeyID, Cur string
+		USD, Amount                               string
+	}
+	var got []flat
+	total := decimal.Zero
+	for _, r := range rows {
+		got = append(got, flat{r.Day, r.LineItem, r.Model, r.ProjectID, r.APIKeyID, r.Currency, r.AmountUSD.String(), r.Amount.String()})
+		total = total.Add(r.AmountUSD)
+	}
+	require.Equal(t, []flat{
+		{day, "gpt-4o-mini, input", "gpt-4o-mini", "proj_demo1", "", "usd", "1.2345", "1.2345"},
+		{day, "gpt-4o-mini, output", "gpt-4o-mini", "proj_demo1", "", "usd", "0.5", "0.5"}, // from the string "0.50"
+	}, got)
+	require.True(t, total.Equal(decimal.RequireFromString("1.7345")), "total %s", total)
+
+	q := b.requests()[0].URL.Query()
+	require.Equal(t, "/v1/organization/costs", b.requests()[0].URL.Path)
+	require.Equal(t, []string{"line_item", "project_id"}, q["group_by[]"])
+	require.Equal(t, "180", q.Get("limit"))
+	require.Equal(t, "1767225600", q.Get("start_time"))
+	require.Equal(t, "1767312000", q.Get("end_time"))
+}
+
+func TestGolden401IsKeyFreeAuthError(t *testing.T) {
+	t.Parallel()
+	b := setup(t, golden(t, http.StatusUnauthorized, "error_401.json"))
+	_, err := b.client.Usage(context.Background(), key(), goldenWindow)
+	pe := requireKind(t, err, provider.KindAuth)
+	require.Equal(t, http.StatusUnauthorized, pe.Status)
+	require.Equal(t, "req_golden", pe.RequestID)
+	require.NotContains(t, err.Error(), "Incorrect API key", "the provider's error text must not surface")
+	require.NotContains(t, err.Error(), "sk-admin")
+	require.Len(t, b.requests(), 1, "401 is never retried")
+
+	_, err = b.client.Costs(context.Background(), key(), goldenWindow)
+	requireKind(t, err, provider.KindAuth)
+}
+
+func TestAmountValueDecoding(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		value string
+		want  string // "" means KindBadResponse
+	}{
+		{`0.0001234`, "0.0001234"},
+		{`"0.0001234"`, "0.0001234"},
+		{`"12.50"`, "12.5"},
+		{`12345678901234567890.123456789012345678`, "12345678901234567890.123456789012345678"}, // beyond float64
+		{`1e-7`, "0.0000001"},
+		{`-0.25`, "-0.25"}, // credits are negative and still money
+		{`"twelve"`, ""},
+		{`""`, ""},
+		{`null`, ""},
+		{`true`, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.value, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, jsonBody(`{"object":"page","has_more":false,"next_page":null,"data":[{"object":"bucket","start_time":1767225600,"end_time":1767312000,"results":[
+				{"object":"organization.costs.result","amount":{"value":`+tc.value+`,"currency":"usd"},"line_item":"Text tokens","project_id":null}]}]}`))
+			rows, err := b.client.Costs(context.Background(), key(), goldenWindow)
+			if tc.want == "" {
+				pe := requireKind(t, err, provider.KindBadResponse)
+				require.Equal(t, "req_inline", pe.RequestID)
+				return
+			}
+			require.NoError(t, err)
+			require.Len(t, rows, 1)
+			require.Equal(t, tc.want, rows[0].AmountUSD.String())
+			require.Equal(t, "", rows[0].Model, "free-text line items name no model")
+		})
+	}
+}
+
+func TestCostsRejectsOtherCurrencies(t *testing.T) {
+	t.Parallel()
+	for _, cur := range []string{"eur", ""} {
+		b := setup(t, jsonBody(`{"object":"page","has_more":false,"next_page":null,"data":[{"start_time":1767225600,"results":[
+			{"object":"organization.costs.result","amount":{"value":1,"currency":"`+cur+`"}}]}]}`))
+		_, err := b.client.Costs(context.Background(), key(), goldenWindow)
+		requireKind(t, err, provider.KindBadResponse)
+	}
+	b := setup(t, jsonBody(`{"object":"page","has_more":false,"next_page":null,"data":[{"start_time":1767225600,"results":[
+		{"object":"organization.costs.result","amount":{"value":1,"currency":"USD"}}]}]}`))
+	rows, err := b.client.Costs(context.Background(), key(), goldenWindow)
+	require.NoError(t, err)
+	require.Equal(t, "USD", rows[0].Currency, "currency is kept as reported")
+}
+
+func TestUsageRejectsImpossibleCounts(t *testing.T) {
+	t.Parallel()
+	cases := map[string]string{
+		"negative output":         `{"input_tokens":10,"output_tokens":-1,"num_model_requests":1}`,
+		"negative requests":       `{"input_tokens":10,"output_tokens":1,"num_model_requests":-3}`,
+		"cached exceeds input":    `{"input_tokens":10,"input_cached_tokens":8,"input_cache_write_tokens":5,"output_tokens":1,"num_model_requests":1}`,
+		"fractional tokens":       `{"input_tokens":10.5,"output_tokens":1,"num_model_requests":1}`,
+		"tokens as text":          `{"input_tokens":"ten","output_tokens":1,"num_model_requests":1}`,
+		"negative cache write":    `{"input_tokens":10,"input_cache_write_tokens":-1,"output_tokens":1,"num_model_requests":1}`,
+		"result is not an object": `42`,
+	}
+	for name, result := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, jsonBody(`{"object":"page","has_more":false,"next_page":null,"data":[{"start_time":1767225600,"results":[`+result+`]}]}`))
+			_, err := b.client.Usage(context.Background(), key(), goldenWindow)
+			requireKind(t, err, provider.KindBadResponse)
+		})
+	}
+}
+
+func TestUsageToleratesOldAndNewFields(t *testing.T) {
+	t.Parallel()
+	// 2024-era result (no cache-write field) with an unknown future field and
+	// a batch grouping value.
+	b := setup(t, jsonBody(`{"object":"page","has_more":false,"next_page":null,"data":[{"start_time":1767312000,"end_time":1767398400,"results":[
+		{"object":"organization.usage.completions.result","input_tokens":100,"input_cached_tokens":40,"output_tokens":7,"num_model_requests":2,
+		 "model":"o3","project_id":null,"batch":true,"service_tier":"flex","shiny_new_metric":{"x":1}}]}]}`))
+	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
+	require.NoError(t, err)
+	require.Equal(t, []provider.UsageRow{{
+		Day: time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), Family: "completions", Model: "o3", Batch: "true", ServiceTier: "flex",
+		InputUncachedTokens: 60, CacheReadTokens: 40, OutputTokens: 7, Requests: 2,
+	}}, rows)
+}
+
+func TestUsageDayIsBucketStartTruncatedToUTCMidnight(t *testing.T) {
+	t.Parallel()
+	// A partial first bucket starts mid-day (1767225600 + 5h).
+	b := setup(t, jsonBody(`{"object":"page","has_more":false,"next_page":null,"data":[{"start_time":1767243600,"end_time":1767312000,"results":[
+		{"input_tokens":1,"output_tokens":1,"num_model_requests":1}]}]}`))
+	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
+	require.NoError(t, err)
+	require.Equal(t, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), rows[0].Day)
+	require.Equal(t, "", rows[0].Batch, "null batch is reported as empty")
+}
+
+func TestPagingGuards(t *testing.T) {
+	t.Parallel()
+	t.Run("repeated cursor", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, jsonBody(`{"object":"page","data":[],"has_more":true,"next_page":"page_same"}`))
+		_, err := b.client.Usage(context.Background(), key(), goldenWindow)
+		requireKind(t, err, provider.KindBadResponse)
+		require.Len(t, b.requests(), 2)
+		require.Equal(t, "page_same", b.requests()[1].URL.Query().Get("page"))
+	})
+	t.Run("page cap", func(t *testing.T) {
+		t.Parallel()
+		var mu sync.Mutex
+		n := 0
+		b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			n++
+			cursor := fmt.Sprintf("page_%d", n)
+			mu.Unlock()
+			_, _ = fmt.Fprintf(w, `{"object":"page","data":[],"has_more":true,"next_page":%q}`, cursor)
+		})
+		b.client.MaxPages = 7
+		_, err := b.client.Costs(context.Background(), key(), goldenWindow)
+		pe := requireKind(t, err, provider.KindBadResponse)
+		require.Contains(t, pe.Reason, "7 pages")
+		require.Len(t, b.requests(), 7)
+	})
+	t.Run("more without cursor", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, jsonBody(`{"object":"page","data":[],"has_more":true,"next_page":null}`))
+		_, err := b.client.Usage(context.Background(), key(), goldenWindow)
+		requireKind(t, err, provider.KindBadResponse)
+	})
+	t.Run("not a page", func(t *testing.T) {
+		t.Parallel()
+		for _, body := range []string{`{}`, `<html>`, `{"data":{}}`} {
+			b := setup(t, jsonBody(body))
+			_, err := b.client.Usage(context.Background(), key(), goldenWindow)
+			requireKind(t, err, provider.KindBadResponse)
+		}
+	})
+	t.Run("bucket outside window", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, jsonBody(`{"object":"page","has_more":false,"next_page":null,"data":[{"start_time":1767398400,"results":[{"input_tokens":1}]}]}`))
+		_, err := b.client.Usage(context.Background(), key(), goldenWindow)
+		requireKind(t, err, provider.KindBadResponse)
+	})
+}
+
+func TestFollowsNextPage(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("page") == "" {
+			_, _ = w.Write([]byte(`{"object":"page","has_more":true,"next_page":"page_AAAAAGdG","data":[{"start_time":1767225600,"results":[{"input_tokens":5,"output_tokens":1,"num_model_requests":1,"model":"a"}]}]}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"object":"page","has_more":false,"next_page":null,"data":[{"start_time":1767312000,"results":[{"input_tokens":6,"output_tokens":1,"num_model_requests":1,"model":"b"}]}]}`))
+	})
+	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
+	require.NoError(t, err)
+	require.Len(t, rows, 2)
+	require.Equal(t, "a", rows[0].Model)
+	require.Equal(t, "b", rows[1].Model)
+	reqs := b.requests()
+	require.Len(t, reqs, 2)
+	second := reqs[1].URL.Query()
+	require.Equal(t, "page_AAAAAGdG", second.Get("page"))
+	first := reqs[0].URL.Query()
+	first.Set("page", "page_AAAAAGdG")
+	require.Equal(t, first, url.Values(second), "the next page repeats every other parameter")
+}
+
+func TestEmptyWindowIsARequestError(t *testing.T) {
+	t.Parallel()
+	b := setup(t, jsonBody(`{}`))
+	_, err := b.client.Usage(context.Background(), key(), provider.Window{From: goldenWindow.From, To: goldenWindow.From})
+	requireKind(t, err, provider.KindRequest)
+	require.Empty(t, b.requests())
+}
+
+func TestServerErrorIsRetriedThenSurfaces(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"error":{"message":"key ` + goldenKey + ` broke us"}}`))
+	})
+	_, err := b.client.Costs(context.Background(), key(), goldenWindow)
+	pe := requireKind(t, err, provider.KindUnavailable)
+	require.Equal(t, http.StatusInternalServerError, pe.Status)
+	require.NotContains(t, err.Error(), goldenKey)
+	require.Len(t, b.requests(), 1+provider.DefaultMaxRetries)
+}
