@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,9 +27,13 @@ import (
 // database in it is only used to create and drop the per-package database.
 const EnvBaseURL = "TOKKA_TEST_DATABASE_URL"
 
-const defaultBaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+const defaultBaseURL = "postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
-var pkgURL string
+var (
+	pkgURL  string
+	baseURL string
+	cloneMu sync.Mutex
+)
 
 // Main creates and migrates the package's database, runs m, and drops the
 // database. Call it from TestMain. It exits non-zero with a clear message
@@ -59,6 +64,7 @@ func run(m *testing.M) (int, error) {
 	if err := admin.PingContext(ctx); err != nil {
 		return 0, fmt.Errorf("cannot reach %s: %w", redactURL(base), err)
 	}
+	baseURL = base
 	name := databaseName()
 	if _, err := admin.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
 		return 0, fmt.Errorf("create database %s: %w", name, err)
@@ -111,6 +117,59 @@ func SQL(tb testing.TB) *sqlx.DB {
 	}
 	tb.Cleanup(func() { _ = d.Close() })
 	return d
+}
+
+// Fresh returns the URL of a new database cloned from the package's migrated
+// one, dropped when the test ends. Tests whose subject works across every
+// row (the syncer's due set) use it to run in parallel without seeing each
+// other's data.
+func Fresh(tb testing.TB) string {
+	tb.Helper()
+	tmpl := URL(tb)
+	tu, err := url.Parse(tmpl)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	admin, err := sqlx.Open("postgres", baseURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer admin.Close()
+	name := databaseName()
+	// Postgres refuses to clone a template that has sessions; clones are
+	// serialised and the template database itself is never connected to
+	// while one runs.
+	cloneMu.Lock()
+	_, err = admin.Exec(`CREATE DATABASE ` + name + ` TEMPLATE ` + strings.TrimPrefix(tu.Path, "/"))
+	cloneMu.Unlock()
+	if err != nil {
+		tb.Fatalf("pgtest: clone database: %v", err)
+	}
+	tb.Cleanup(func() {
+		a, err := sqlx.Open("postgres", baseURL)
+		if err != nil {
+			return
+		}
+		defer a.Close()
+		_, _ = a.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`)
+	})
+	tu.Path = "/" + name
+	return tu.String()
+}
+
+// OpenURL returns a pool on url (from Fresh), closed when the test ends.
+func OpenURL(tb testing.TB, dbURL string) (*postgres.DB, *sqlx.DB) {
+	tb.Helper()
+	d, err := postgres.Open(context.Background(), dbURL, 8)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	raw, err := sqlx.Open("postgres", dbURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = d.Close(); _ = raw.Close() })
+	return d, raw
 }
 
 var unsafeChars = regexp.MustCompile(`[^a-z0-9_]+`)

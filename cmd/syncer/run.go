@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/tokka-dev/tokka/pkg/anthropic"
+	"github.com/tokka-dev/tokka/pkg/keyring"
+	"github.com/tokka-dev/tokka/pkg/openai"
+	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/syncer"
+)
+
+const usage = `usage: syncer <command>
+
+  run         sync due connections on a schedule until SIGTERM
+  once        sync every due connection once and exit (for cron / CronJob)
+  public-key  print ENCRYPTION_PUBLIC_KEY for the api
+
+exit status: 0 when the pass ran (even if some providers failed; see the
+connections' status), 1 when it could not run (configuration, database).`
+
+// Config is everything the syncer reads from its environment.
+type Config struct {
+	DatabaseURL      string
+	Keyring          *keyring.Keyring
+	Sync             syncer.Config
+	PollEvery        time.Duration
+	OpenAIBaseURL    string
+	AnthropicBaseURL string
+	MetricsAddr      string
+	LogLevel         zerolog.Level
+}
+
+func loadConfig(getenv func(string) string, keysOnly bool) (Config, error) {
+	var c Config
+	key := getenv("ENCRYPTION_KEY")
+	if key == "" {
+		return c, errors.New("ENCRYPTION_KEY is required (at least 32 bytes; generate one with `openssl rand -hex 32`)")
+	}
+	var retired []string
+	for _, r := range strings.Split(getenv("ENCRYPTION_KEYS_RETIRED"), ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			retired = append(retired, r)
+		}
+	}
+	kr, err := keyring.New(key, retired)
+	if err != nil {
+		return c, err
+	}
+	c.Keyring = kr
+	if keysOnly {
+		return c, nil
+	}
+	c.DatabaseURL = getenv("DATABASE_URL")
+	if c.DatabaseURL == "" {
+		return c, errors.New("DATABASE_URL is required")
+	}
+	durations := []struct {
+		name string
+		dst  *time.Duration
+		def  time.Duration
+	}{
+		{"SYNC_INTERVAL", &c.Sync.Interval, 6 * time.Hour},
+		{"SYNC_POLL_INTERVAL", &c.PollEvery, 5 * time.Second},
+		{"SYNC_LEASE_DURATION", &c.Sync.LeaseFor, 10 * time.Minute},
+	}
+	for _, d := range durations {
+		*d.dst = d.def
+		if v := getenv(d.name); v != "" {
+			p, err := time.ParseDuration(v)
+			if err != nil || p <= 0 {
+				return c, fmt.Errorf("%s: %q is not a positive duration like 6h or 30s", d.name, v)
+			}
+			*d.dst = p
+		}
+	}
+	ints := []struct {
+		name     string
+		dst      *int
+		def, max int
+	}{
+		{"SYNC_CONCURRENCY", &c.Sync.Concurrency, 4, 1000},
+		{"SYNC_BACKFILL_DAYS", &c.Sync.BackfillDays, 90, 3650},
+		{"SYNC_RESYNC_DAYS", &c.Sync.ResyncDays, 3, 90},
+	}
+	for _, n := range ints {
+		*n.dst = n.def
+		if v := getenv(n.name); v != "" {
+			p, err := strconv.Atoi(v)
+			if err != nil || p < 1 || p > n.max {
+				return c, fmt.Errorf("%s: %q is not a whole number from 1 to %d", n.name, v, n.max)
+			}
+			*n.dst = p
+		}
+	}
+	c.OpenAIBaseURL = getenv("OPENAI_BASE_URL")
+	if c.OpenAIBaseURL == "" {
+		c.OpenAIBaseURL = openai.DefaultBaseURL
+	}
+	c.AnthropicBaseURL = getenv("ANTHROPIC_BASE_URL")
+	if c.AnthropicBaseURL == "" {
+		c.AnthropicBaseURL = anthropic.DefaultBaseURL
+	}
+	for _, u := range []struct{ name, v string }{{"OPENAI_BASE_URL", c.OpenAIBaseURL}, {"ANTHROPIC_BASE_URL", c.AnthropicBaseURL}} {
+		if !strings.HasPrefix(u.v, "https://") && !strings.HasPrefix(u.v, "http://127.0.0.1") && !strings.HasPrefix(u.v, "http://localhost") {
+			return c, fmt.Errorf("%s: %q must be https (plain http only to 127.0.0.1/localhost, for the fake provider)", u.name, u.v)
+		}
+	}
+	c.MetricsAddr = getenv("METRICS_ADDR")
+	lvl, err := zerolog.ParseLevel(strings.ToLower(getenv("LOG_LEVEL")))
+	if err != nil {
+		return c, fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	if lvl == zerolog.NoLevel {
+		lvl = zerolog.InfoLevel
+	}
+	c.LogLevel = lvl
+	c.Sync.Instance = getenv("SYNCER_INSTANCE")
+	if c.Sync.Instance == "" {
+		host, _ := os.Hostname()
+		var b [3]byte
+		_, _ = rand.Read(b[:])
+		c.Sync.Instance = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	return c, nil
+}
+
+// run is the whole program; tests call it too.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	switch args[0] {
+	case "public-key":
+		c, err := loadConfig(getenv, true)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(stdout, c.Keyring.PublicKey().String())
+		return err
+	case "once", "run":
+		c, err := loadConfig(getenv, false)
+		if err != nil {
+			return err
+		}
+		return sync(ctx, c, args[0] == "run", stdout)
+	case "help", "-h", "--help":
+		_, err := fmt.Fprintln(stdout, usage)
+		return err
+	}
+	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}
+
+func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
+	log := zerolog.New(stdout).Level(c.LogLevel).With().Timestamp().
+		Str("service", "syncer").Str("instance", c.Sync.Instance).Logger()
+	// One pooled connection per concurrent sync, plus one for leasing.
+	db, err := postgres.Open(ctx, c.DatabaseURL, c.Sync.Concurrency+2)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := syncer.NewMetrics(reg)
+	if c.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", c.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("METRICS_ADDR: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = msrv.Serve(ln) }()
+		defer msrv.Close()
+	}
+
+	transport := &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: c.Sync.Concurrency, ForceAttemptHTTP2: true,
+		TLSHandshakeTimeout: 10 * time.Second, IdleConnTimeout: 90 * time.Second,
+	}}
+	clients := map[provider.Name]provider.Client{
+		provider.OpenAI:    openai.New(c.OpenAIBaseURL, provider.HTTPClient{Client: transport}),
+		provider.Anthropic: anthropic.New(c.AnthropicBaseURL, provider.HTTPClient{Client: transport}),
+	}
+	s := syncer.New(c.Sync, db, c.Keyring, clients, log, metrics)
+	if daemon {
+		log.Info().Dur("poll_every", c.PollEvery).Dur("interval", c.Sync.Interval).
+			Int("concurrency", c.Sync.Concurrency).Str("kid", c.Keyring.PublicKey().KID()).Msg("syncer running")
+		return s.Run(ctx, c.PollEvery)
+	}
+	sum, err := s.RunOnce(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info().Int("synced", sum.Synced).Int("failed", sum.Failed).Int("skipped", sum.Skipped).Msg("sync pass done")
+	return nil
+}

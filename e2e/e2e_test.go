@@ -1,0 +1,390 @@
+// Package e2e runs the real binaries (api, syncer, fakeprovider) as separate
+// processes that share only a Postgres database, the way an operator runs
+// them, and drives them over HTTP like the SPA would.
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokka-dev/tokka/pkg/authtest"
+	"github.com/tokka-dev/tokka/pkg/fakeprovider"
+	"github.com/tokka-dev/tokka/pkg/pgtest"
+	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/spectest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds the three commands once per test run, with the race
+// detector, into a temporary directory.
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "tokka-e2e-bin-")
+		if buildErr != nil {
+			return
+		}
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Dir(filepath.Dir(file))
+		cmd := exec.Command("go", "build", "-race", "-o", binDir+"/", "./cmd/api", "./cmd/syncer", "./cmd/fakeprovider")
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return binDir
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+// proc is a running binary whose combined output the test can read.
+type proc struct {
+	cmd *exec.Cmd
+	out *lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func start(t *testing.T, env []string, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), out: &lockedBuffer{}}
+	p.cmd.Env = env
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	require.NoError(t, p.cmd.Start())
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(bin), p.out.String())
+		}
+	})
+	return p
+}
+
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer within 30s", url)
+}
+
+// stack is a running api + syncer + fakeprovider on one fresh database.
+type stack struct {
+	api, syncer, fake *proc
+	apiURL            string
+	client            *http.Client
+	jwtSecret         []byte
+	encryptionKey     string
+	dbURL             string
+}
+
+func runWithEnv(env []string, bin string, args ...string) ([]byte, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	return cmd.CombinedOutput()
+}
+
+func withUser(dbURL, user string) string {
+	u, _ := url.Parse(dbURL)
+	u.User = url.UserPassword(user, "tokka-e2e")
+	return u.String()
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	bin := binaries(t)
+	dbURL := pgtest.Fresh(t)
+	s := &stack{jwtSecret: []byte(randomHex(32)), encryptionKey: randomHex(32), dbURL: dbURL, client: spectest.Client(t)}
+	base := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "LOG_LEVEL=debug"}
+
+	// The operator's steps: migrate as the owner, create the login roles.
+	out, err := runWithEnv(append(base, "DATABASE_URL="+dbURL), bin+"/api", "migrate")
+	require.NoError(t, err, string(out))
+	psql, err := exec.LookPath("psql")
+	require.NoError(t, err, "psql (postgresql-client) is needed to apply deploy/login-roles.sql")
+	_, file, _, _ := runtime.Caller(0)
+	roles := filepath.Join(filepath.Dir(filepath.Dir(file)), "deploy", "login-roles.sql")
+	out, err = exec.Command(psql, dbURL, "-q", "-v", "api_password=tokka-e2e", "-v", "syncer_password=tokka-e2e", "-f", roles).CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	pubOut, err := runWithEnv(append(base, "ENCRYPTION_KEY="+s.encryptionKey), bin+"/syncer", "public-key")
+	require.NoError(t, err, string(pubOut))
+	publicKey := strings.TrimSpace(string(pubOut))
+
+	fakeAddr, apiAddr := freeAddr(t), freeAddr(t)
+	s.fake = start(t, append(base, "FAKEPROVIDER_ADDR="+fakeAddr), bin+"/fakeprovider")
+	waitHTTP(t, "http://"+fakeAddr+"/v1/organization/costs")
+
+	s.api = start(t, append(base,
+		"DATABASE_URL="+withUser(dbURL, "tokka_api"), "API_ADDR="+apiAddr,
+		"ENCRYPTION_PUBLIC_KEY="+publicKey, "SUPABASE_JWT_SECRET="+string(s.jwtSecret)), bin+"/api")
+	s.apiURL = "http://" + apiAddr
+	waitHTTP(t, s.apiURL+"/readyz")
+
+	s.syncer = start(t, append(base,
+		"DATABASE_URL="+withUser(dbURL, "tokka_sync"), "ENCRYPTION_KEY="+s.encryptionKey,
+		"SYNC_POLL_INTERVAL=500ms", "OPENAI_BASE_URL=http://"+fakeAddr, "ANTHROPIC_BASE_URL=http://"+fakeAddr),
+		bin+"/syncer", "run")
+	return s
+}
+
+type user struct{ id, token string }
+
+func (s *stack) newUser(t *testing.T) user {
+	t.Helper()
+	id := uuid.NewString()
+	tok, err := authtest.Token{Subject: id, Email: id[:8] + "@example.com"}.HS256(s.jwtSecret)
+	require.NoError(t, err)
+	return user{id: id, token: tok}
+}
+
+func (s *stack) call(t *testing.T, u user, method, path string, body any, into any) int {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		require.NoError(t, err)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, s.apiURL+path, rd)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+u.token)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := s.client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	if into != nil && resp.StatusCode < 300 {
+		require.NoError(t, json.Unmarshal(raw, into), string(raw))
+	}
+	return resp.StatusCode
+}
+
+type connection struct {
+	ID        string  `json:"id"`
+	Provider  string  `json:"provider"`
+	Status    string  `json:"status"`
+	KeyHint   string  `json:"key_hint"`
+	LastError *string `json:"last_error"`
+}
+
+func TestAPIRefusesToStartWithTheSyncerSecret(t *testing.T) {
+	t.Parallel()
+	bin := binaries(t)
+	cmd := exec.Command(bin+"/api")
+	cmd.Env = []string{"ENCRYPTION_KEY=" + randomHex(32), "DATABASE_URL=postgres://127.0.0.1:1/x"}
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Equal(t, 1, cmd.ProcessState.ExitCode())
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	require.Len(t, lines, 1, "one clear line")
+	require.Contains(t, lines[0], "ENCRYPTION_KEY is set in the api's environment")
+}
+
+// TestWalkingSkeleton is issue 2's "done when": paste two keys, both become
+// active within 30 seconds, the API's usage equals what the fake provider
+// serves, the audit log shows every use of each key, and another user sees
+// none of it.
+func TestWalkingSkeleton(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	alice, bob := s.newUser(t), s.newUser(t)
+	keys := map[string]string{
+		"openai":    "sk-admin-e2eSKELETON" + randomHex(8),
+		"anthropic": "sk-ant-admin01-e2eSKELETON" + randomHex(8),
+	}
+	ids := map[string]string{}
+	for p, k := range keys {
+		var c connection
+		status := s.call(t, alice, http.MethodPost, "/v1/connections", map[string]string{"provider": p, "api_key": k}, &c)
+		require.Equal(t, http.StatusCreated, status)
+		require.Equal(t, "pending", c.Status)
+		require.Equal(t, p, c.Provider)
+		require.True(t, strings.HasSuffix(c.KeyHint, k[len(k)-4:]))
+		ids[p] = c.ID
+	}
+
+	deadline := time.Now().Add(30 * time.Second)
+	var list struct{ Connections []connection }
+	for {
+		require.Equal(t, http.StatusOK, s.call(t, alice, http.MethodGet, "/v1/connections", nil, &list))
+		active := 0
+		for _, c := range list.Connections {
+			if c.Status == "active" {
+				active++
+			}
+		}
+		if active == 2 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "connections not active within 30s: %+v", list.Connections)
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Expected figures, from the fake's own data functions, per day,
+	// provider and model, over the 90-day backfill.
+	type k3 struct{ day, provider, model string }
+	type sums struct {
+		input, output int64
+		cost          decimal.Decimal
+	}
+	want := map[k3]sums{}
+	add := func(k k3, in, out int64, cost decimal.Decimal) {
+		v := want[k]
+		v.input += in
+		v.output += out
+		v.cost = v.cost.Add(cost)
+		want[k] = v
+	}
+	w := provider.DayWindow(time.Now(), 90)
+	for d := w.From; d.Before(w.To); d = d.AddDate(0, 0, 1) {
+		day := d.Format(time.DateOnly)
+		for _, r := range fakeprovider.OpenAIDay(keys["openai"], d) {
+			add(k3{day, "openai", r.Model}, r.InputTokens, r.OutputTokens, decimal.Zero)
+			for _, c := range r.Costs {
+				// The cost line "<model>, input" is attributed to its model.
+				add(k3{day, "openai", strings.SplitN(c.LineItem, ", ", 2)[0]}, 0, 0, c.Amount)
+			}
+		}
+		for _, r := range fakeprovider.AnthropicDay(keys["anthropic"], d) {
+			add(k3{day, "anthropic", r.Model},
+				r.UncachedInputTokens+r.CacheReadInputTokens+r.CacheCreation5mTokens+r.CacheCreation1hTokens, r.OutputTokens, decimal.Zero)
+			for _, c := range r.Costs {
+				add(k3{day, "anthropic", c.Model}, 0, 0, c.AmountCents.Div(decimal.NewFromInt(100)))
+			}
+		}
+	}
+	var usage struct {
+		Rows []struct {
+			Day, Provider, Model string
+			InputTokens          int64  `json:"input_tokens"`
+			OutputTokens         int64  `json:"output_tokens"`
+			CostUSD              string `json:"cost_usd"`
+		}
+	}
+	q := "/v1/usage?from=" + w.From.Format(time.DateOnly) + "&to=" + w.To.AddDate(0, 0, -1).Format(time.DateOnly) + "&group_by=day,provider,model"
+	require.Equal(t, http.StatusOK, s.call(t, alice, http.MethodGet, q, nil, &usage))
+	got := map[k3]sums{}
+	for _, r := range usage.Rows {
+		got[k3{r.Day, r.Provider, r.Model}] = sums{r.InputTokens, r.OutputTokens, decimal.RequireFromString(r.CostUSD)}
+	}
+	require.Len(t, got, len(want))
+	var totalCost decimal.Decimal
+	for k, v := range want {
+		g, ok := got[k]
+		require.True(t, ok, "missing row %v", k)
+		require.Equal(t, v.input, g.input, "%v", k)
+		require.Equal(t, v.output, g.output, "%v", k)
+		require.True(t, v.cost.Equal(g.cost), "%v cost: want %s got %s", k, v.cost, g.cost)
+		totalCost = totalCost.Add(v.cost)
+	}
+	require.True(t, totalCost.IsPositive())
+
+	var audit struct {
+		Events []struct {
+			Action, Outcome, Provider string
+			ConnectionID              string `json:"connection_id"`
+		}
+	}
+	require.Equal(t, http.StatusOK, s.call(t, alice, http.MethodGet, "/v1/audit-events?limit=200", nil, &audit))
+	for p, id := range ids {
+		var actions []string
+		for i := len(audit.Events) - 1; i >= 0; i-- { // oldest first
+			if e := audit.Events[i]; e.ConnectionID == id {
+				actions = append(actions, e.Action+":"+e.Outcome)
+			}
+		}
+		require.Equal(t, []string{"key.created:success", "key.decrypted:success", "sync.succeeded:success"}, actions, p)
+	}
+
+	// Bob sees none of it.
+	for _, id := range ids {
+		require.Equal(t, http.StatusNotFound, s.call(t, bob, http.MethodGet, "/v1/connections/"+id, nil, nil))
+	}
+	var bobUsage struct{ Rows []map[string]any }
+	require.Equal(t, http.StatusOK, s.call(t, bob, http.MethodGet, q, nil, &bobUsage))
+	require.Empty(t, bobUsage.Rows)
+
+	// No process printed a key, even at debug level.
+	for _, k := range keys {
+		for _, p := range []*proc{s.api, s.syncer, s.fake} {
+			require.NotContains(t, p.out.String(), k)
+			require.NotContains(t, p.out.String(), k[len(k)-12:])
+		}
+	}
+}

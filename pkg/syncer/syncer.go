@@ -1,0 +1,259 @@
+// Package syncer leases due connections, opens their keys just long enough to
+// call the provider, and stores what the provider reports. It is the only
+// place a sealed key becomes plaintext again, and it never does so without
+// first recording that it will (fail closed).
+package syncer
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/seal"
+	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
+)
+
+// Store is the storage the syncer needs; *postgres.DB implements it.
+type Store interface {
+	LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Duration) ([]postgres.Lease, error)
+	RecordKeyUse(ctx context.Context, l postgres.Lease, ev tokka.AuditEvent) error
+	CompleteSync(ctx context.Context, l postgres.Lease, r postgres.SyncResult) error
+	FailSync(ctx context.Context, l postgres.Lease, status, reason string, next time.Time, ev tokka.AuditEvent) error
+	ReleaseLease(ctx context.Context, l postgres.Lease) error
+}
+
+// Opener turns a sealed blob back into a key; *keyring.Keyring implements it.
+type Opener interface {
+	Open(blob string, b seal.Binding) (*secret.Key, error)
+}
+
+// Config tunes the syncer; zero values take the documented defaults.
+type Config struct {
+	Instance     string        // who is syncing, for leases and audit events
+	Interval     time.Duration // SYNC_INTERVAL, default 6h
+	Concurrency  int           // SYNC_CONCURRENCY, default 4
+	BackfillDays int           // SYNC_BACKFILL_DAYS, default 90
+	ResyncDays   int           // SYNC_RESYNC_DAYS, default 3
+	LeaseFor     time.Duration // default 10m; a crashed syncer's lease expires after it
+	RetryAfter   time.Duration // wait after a transient failure, default 30m
+	Now          func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.Interval <= 0 {
+		c.Interval = 6 * time.Hour
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 4
+	}
+	if c.BackfillDays <= 0 {
+		c.BackfillDays = 90
+	}
+	if c.ResyncDays <= 0 {
+		c.ResyncDays = 3
+	}
+	if c.LeaseFor <= 0 {
+		c.LeaseFor = 10 * time.Minute
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = 30 * time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Syncer syncs due connections.
+type Syncer struct {
+	cfg     Config
+	store   Store
+	opener  Opener
+	clients map[provider.Name]provider.Client
+	log     zerolog.Logger
+	metrics *Metrics
+}
+
+// New returns a Syncer. clients must have an entry per provider it may meet.
+func New(cfg Config, store Store, opener Opener, clients map[provider.Name]provider.Client, log zerolog.Logger, m *Metrics) *Syncer {
+	cfg.defaults()
+	return &Syncer{cfg: cfg, store: store, opener: opener, clients: clients, log: log, metrics: m}
+}
+
+// Summary counts one pass's outcomes.
+type Summary struct {
+	Synced, Failed, Skipped int
+}
+
+// Outcomes of one connection's sync.
+const (
+	outcomeSucceeded = "succeeded"
+	outcomeInvalid   = "invalid"
+	outcomeFailed    = "failed"
+	outcomeSealed    = "cannot_open"
+	outcomeLeaseLost = "lease_lost"
+	outcomeAborted   = "aborted"
+)
+
+// RunOnce syncs every connection that is due, then returns. Provider
+// failures are recorded on their connections and counted, not returned; the
+// error is non-nil only when the pass itself could not run (database down).
+func (s *Syncer) RunOnce(ctx context.Context) (Summary, error) {
+	var (
+		sum Summary
+		mu  sync.Mutex
+	)
+	for ctx.Err() == nil {
+		leases, err := s.store.LeaseDue(ctx, s.cfg.Instance, s.cfg.Concurrency, s.cfg.LeaseFor)
+		if err != nil {
+			return sum, err
+		}
+		if len(leases) == 0 {
+			break
+		}
+		var wg sync.WaitGroup
+		for _, l := range leases {
+			wg.Go(func() {
+				out := s.syncOne(ctx, l)
+				mu.Lock()
+				defer mu.Unlock()
+				switch out {
+				case outcomeSucceeded:
+					sum.Synced++
+				case outcomeLeaseLost, outcomeAborted:
+					sum.Skipped++
+				default:
+					sum.Failed++
+				}
+			})
+		}
+		wg.Wait()
+	}
+	return sum, nil
+}
+
+func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string) {
+	start := time.Now()
+	now := s.cfg.Now()
+	log := s.log.With().Str("connection_id", l.ConnectionID).Str("provider", l.Provider).Logger()
+	defer func() {
+		d := time.Since(start)
+		s.metrics.SyncDuration.WithLabelValues(l.Provider, outcome).Observe(d.Seconds())
+		s.metrics.Syncs.WithLabelValues(l.Provider, outcome).Inc()
+		log.Info().Str("outcome", outcome).Dur("duration", d).Msg("sync")
+	}()
+
+	backfill := l.BackfilledAt == nil
+	days, purpose := s.cfg.ResyncDays, "scheduled sync"
+	if backfill {
+		days, purpose = s.cfg.BackfillDays, "initial backfill"
+	} else if l.Requested {
+		purpose = "sync requested by the user"
+	}
+	window := provider.DayWindow(now, days)
+	client, ok := s.clients[provider.Name(l.Provider)]
+	if !ok {
+		s.fail(ctx, log, l, tokka.StatusError, "this provider is not supported by the syncer", now.Add(s.cfg.Interval), tokka.ActionSyncFailed, "")
+		return outcomeFailed
+	}
+
+	// Fail closed: the decryption is on the record before the plaintext
+	// exists, and only while this syncer still holds the lease (so a deleted
+	// or re-leased connection's key is never opened).
+	ev := s.event(tokka.ActionKeyDecrypted, tokka.OutcomeSuccess, purpose)
+	if err := s.store.RecordKeyUse(ctx, l, ev); err != nil {
+		if errors.Is(err, postgres.ErrLeaseLost) {
+			return outcomeLeaseLost
+		}
+		s.metrics.AuditFailures.Inc()
+		log.Error().Err(err).Msg("audit write failed; key not used")
+		return outcomeAborted
+	}
+
+	key, err := s.opener.Open(l.SealedKey, seal.Binding{UserID: l.UserID, ConnectionID: l.ConnectionID, Provider: l.Provider})
+	if err != nil {
+		s.fail(ctx, log, l, tokka.StatusNeedsReconnect,
+			"the stored key cannot be opened by this syncer's keys; paste the key again",
+			now.Add(s.cfg.Interval), tokka.ActionKeyDecrypted, "sealed key failed its integrity check or no configured key opens it")
+		return outcomeSealed
+	}
+	opened := time.Now()
+	usage, costs, ferr := s.fetch(ctx, client, key, window)
+	key.Wipe()
+	s.metrics.PlaintextLifetime.WithLabelValues(l.Provider).Observe(time.Since(opened).Seconds())
+
+	if ferr != nil {
+		if ctx.Err() != nil {
+			_ = s.store.ReleaseLease(context.WithoutCancel(ctx), l)
+			return outcomeAborted
+		}
+		status, reason, next := tokka.StatusError, "the provider could not be reached; Tokka will retry", now.Add(s.cfg.RetryAfter)
+		var pe *provider.Error
+		if errors.As(ferr, &pe) {
+			reason = pe.Reason
+			if pe.Kind == provider.KindAuth {
+				status, next = tokka.StatusInvalid, now.Add(s.cfg.Interval)
+			}
+		}
+		log.Warn().Err(ferr).Msg("provider call failed")
+		s.fail(ctx, log, l, status, reason, next, tokka.ActionSyncFailed, reason)
+		if status == tokka.StatusInvalid {
+			return outcomeInvalid
+		}
+		return outcomeFailed
+	}
+
+	err = s.store.CompleteSync(ctx, l, postgres.SyncResult{
+		Window: window, Usage: usage, Costs: costs, Backfill: backfill,
+		Next:  s.nextSync(now),
+		Event: s.event(tokka.ActionSyncSucceeded, tokka.OutcomeSuccess, purpose),
+	})
+	if errors.Is(err, postgres.ErrLeaseLost) {
+		return outcomeLeaseLost
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("storing sync results failed")
+		return outcomeFailed
+	}
+	s.metrics.RowsWritten.WithLabelValues("usage_daily").Add(float64(len(usage)))
+	s.metrics.RowsWritten.WithLabelValues("cost_daily").Add(float64(len(costs)))
+	return outcomeSucceeded
+}
+
+func (s *Syncer) fetch(ctx context.Context, c provider.Client, key *secret.Key, w provider.Window) ([]provider.UsageRow, []provider.CostRow, error) {
+	usage, err := c.Usage(ctx, key, w)
+	if err != nil {
+		return nil, nil, err
+	}
+	costs, err := c.Costs(ctx, key, w)
+	if err != nil {
+		return nil, nil, err
+	}
+	return usage, costs, nil
+}
+
+// nextSync spreads a fleet out: each connection's next sync is the interval
+// plus up to 5% jitter, so connections added together do not stay in step.
+func (s *Syncer) nextSync(now time.Time) time.Time {
+	jitter := time.Duration(rand.Int64N(int64(s.cfg.Interval/20) + 1))
+	return now.Add(s.cfg.Interval + jitter)
+}
+
+func (s *Syncer) event(action, outcome, purpose string) tokka.AuditEvent {
+	return tokka.AuditEvent{Action: action, Outcome: outcome, Purpose: purpose, Actor: "syncer:" + s.cfg.Instance}
+}
+
+func (s *Syncer) fail(ctx context.Context, log zerolog.Logger, l postgres.Lease, status, reason string, next time.Time, action, detail string) {
+	ev := s.event(action, tokka.OutcomeFailure, "")
+	ev.Detail = detail
+	if err := s.store.FailSync(ctx, l, status, reason, next, ev); err != nil && !errors.Is(err, postgres.ErrLeaseLost) {
+		s.metrics.AuditFailures.Inc()
+		log.Error().Err(err).Msg("recording the failed sync failed")
+	}
+}

@@ -1,0 +1,380 @@
+package syncer_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+	"github.com/shopspring/decimal"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokka-dev/tokka/pkg/anthropic"
+	"github.com/tokka-dev/tokka/pkg/fakeprovider"
+	"github.com/tokka-dev/tokka/pkg/keyring"
+	"github.com/tokka-dev/tokka/pkg/openai"
+	"github.com/tokka-dev/tokka/pkg/pgtest"
+	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/seal"
+	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/syncer"
+	"github.com/tokka-dev/tokka/pkg/tokka"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+type testBundle struct {
+	db      *postgres.DB
+	sql     *sqlx.DB
+	kr      *keyring.Keyring
+	fake    *fakeprovider.Server
+	clients map[provider.Name]provider.Client
+	logs    *lockedBuffer
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	kr, err := keyring.New("syncer-test-encryption-key-0123456789abcdef", nil)
+	require.NoError(t, err)
+	fake := fakeprovider.New(fakeprovider.Options{})
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	fast := provider.HTTPClient{Sleep: func(ctx context.Context, d time.Duration) error { return ctx.Err() }}
+	// The due set spans every user, so each test gets its own database.
+	db, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
+	return &testBundle{
+		db: db, sql: raw, kr: kr, fake: fake, logs: &lockedBuffer{},
+		clients: map[provider.Name]provider.Client{
+			provider.OpenAI:    openai.New(srv.URL, fast),
+			provider.Anthropic: anthropic.New(srv.URL, fast),
+		},
+	}
+}
+
+func (b *testBundle) syncer(t *testing.T, instance string, store syncer.Store, opener syncer.Opener) *syncer.Syncer {
+	t.Helper()
+	if store == nil {
+		store = b.db
+	}
+	if opener == nil {
+		opener = b.kr
+	}
+	log := zerolog.New(b.logs).Level(zerolog.DebugLevel)
+	return syncer.New(syncer.Config{Instance: instance, BackfillDays: 35, Concurrency: 3},
+		store, opener, b.clients, log, syncer.NewMetrics(prometheus.NewRegistry()))
+}
+
+// addConnection stores a connection the way the api does: sealed to the
+// public key, bound to its row.
+func (b *testBundle) addConnection(t *testing.T, userID string, p provider.Name, key string) string {
+	t.Helper()
+	id := uuid.NewString()
+	blob, err := b.kr.PublicKey().Seal(secret.FromString(key), seal.Binding{UserID: userID, ConnectionID: id, Provider: string(p)})
+	require.NoError(t, err)
+	u := tokka.User{ID: userID, Claims: []byte(`{"sub":"` + userID + `","role":"authenticated"}`)}
+	_, err = b.db.CreateConnection(context.Background(), u, postgres.NewConnection{
+		ID: id, Provider: string(p), Label: "t", KeyHint: "h", SealedKey: blob,
+	}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "test"})
+	require.NoError(t, err)
+	return id
+}
+
+func (b *testBundle) status(t *testing.T, id string) (string, string) {
+	t.Helper()
+	var row struct {
+		Status    string  `db:"status"`
+		LastError *string `db:"last_error"`
+	}
+	require.NoError(t, b.sql.Get(&row, `SELECT status, last_error FROM tokka.connections WHERE id = $1`, id))
+	if row.LastError == nil {
+		return row.Status, ""
+	}
+	return row.Status, *row.LastError
+}
+
+func (b *testBundle) actions(t *testing.T, id string) []string {
+	t.Helper()
+	var out []string
+	require.NoError(t, b.sql.Select(&out, `SELECT action || ':' || outcome FROM tokka.audit_events WHERE connection_id = $1 ORDER BY id`, id))
+	return out
+}
+
+// expected computes from the fake's own data (not through HTTP) the totals
+// a backfill of days must store for key.
+func expected(p provider.Name, key string, w provider.Window) (input, output int64, cost decimal.Decimal) {
+	for d := w.From; d.Before(w.To); d = d.AddDate(0, 0, 1) {
+		if p == provider.OpenAI {
+			for _, r := range fakeprovider.OpenAIDay(key, d) {
+				input += r.InputTokens
+				output += r.OutputTokens
+				for _, c := range r.Costs {
+					cost = cost.Add(c.Amount)
+				}
+			}
+			continue
+		}
+		for _, r := range fakeprovider.AnthropicDay(key, d) {
+			input += r.UncachedInputTokens + r.CacheReadInputTokens + r.CacheCreation5mTokens + r.CacheCreation1hTokens
+			output += r.OutputTokens
+			for _, c := range r.Costs {
+				cost = cost.Add(c.AmountCents.Div(decimal.NewFromInt(100)))
+			}
+		}
+	}
+	return input, output, cost
+}
+
+func (b *testBundle) stored(t *testing.T, id string) (input, output int64, cost decimal.Decimal) {
+	t.Helper()
+	require.NoError(t, b.sql.QueryRow(`SELECT
+		coalesce(sum(input_uncached_tokens + cache_read_tokens + cache_write_5m_tokens + cache_write_1h_tokens), 0),
+		coalesce(sum(output_tokens), 0) FROM tokka.usage_daily WHERE connection_id = $1`, id).Scan(&input, &output))
+	require.NoError(t, b.sql.QueryRow(`SELECT coalesce(sum(amount_usd), 0) FROM tokka.cost_daily WHERE connection_id = $1`, id).Scan(&cost))
+	return input, output, cost
+}
+
+func TestBackfillStoresExactlyWhatTheProviderServes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	user := uuid.NewString()
+	keys := map[provider.Name]string{
+		provider.OpenAI:    "sk-admin-backfill-" + user[:8],
+		provider.Anthropic: "sk-ant-admin01-backfill-" + user[:8],
+	}
+	ids := map[provider.Name]string{}
+	for p, k := range keys {
+		ids[p] = b.addConnection(t, user, p, k)
+	}
+	s := b.syncer(t, "one", nil, nil)
+	sum, err := s.RunOnce(context.Background())
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, sum.Synced, 2)
+
+	w := provider.DayWindow(time.Now(), 35)
+	for p, id := range ids {
+		st, _ := b.status(t, id)
+		require.Equal(t, "active", st)
+		in, out, cost := expected(p, keys[p], w)
+		require.NotZero(t, in)
+		gotIn, gotOut, gotCost := b.stored(t, id)
+		require.Equal(t, in, gotIn, p)
+		require.Equal(t, out, gotOut, p)
+		require.True(t, cost.Equal(gotCost), "%s cost: want %s, got %s", p, cost, gotCost)
+		require.Equal(t, []string{"key.created:success", "key.decrypted:success", "sync.succeeded:success"}, b.actions(t, id))
+	}
+
+	// Nothing is due any more; a re-sync replaces the trailing window and
+	// the totals do not move.
+	_, err = b.sql.Exec(`UPDATE tokka.connections SET next_sync_at = now() WHERE id = ANY($1)`,
+		pqArray(ids[provider.OpenAI], ids[provider.Anthropic]))
+	require.NoError(t, err)
+	_, err = s.RunOnce(context.Background())
+	require.NoError(t, err)
+	for p, id := range ids {
+		in, out, cost := expected(p, keys[p], w)
+		gotIn, gotOut, gotCost := b.stored(t, id)
+		require.Equal(t, in, gotIn, p)
+		require.Equal(t, out, gotOut, p)
+		require.True(t, cost.Equal(gotCost), p)
+	}
+	for _, k := range keys {
+		require.NotContains(t, b.logs.String(), k)
+	}
+}
+
+func pqArray(ids ...string) string { return "{" + strings.Join(ids, ",") + "}" }
+
+func TestRevokedKeyIsInvalidWithAKeyFreeReason(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	user := uuid.NewString()
+	key := "sk-admin-revoked-CANARY" + user[:8]
+	id := b.addConnection(t, user, provider.OpenAI, key)
+	_, err := b.syncer(t, "one", nil, nil).RunOnce(context.Background())
+	require.NoError(t, err)
+	st, reason := b.status(t, id)
+	require.Equal(t, "invalid", st)
+	require.NotEmpty(t, reason)
+	require.NotContains(t, reason, "CANARY")
+	require.Equal(t, 1, b.fake.Requests(key), "a rejected key is not retried")
+	require.Equal(t, []string{"key.created:success", "key.decrypted:success", "sync.failed:failure"}, b.actions(t, id))
+	var details string
+	require.NoError(t, b.sql.Get(&details, `SELECT string_agg(detail || purpose, ' ') FROM tokka.audit_events WHERE connection_id = $1`, id))
+	require.NotContains(t, details, "CANARY")
+	require.NotContains(t, b.logs.String(), "CANARY")
+	// An invalid connection is not due again until the user replaces the key.
+	sum, err := b.syncer(t, "two", nil, nil).RunOnce(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, sum.Synced+sum.Failed)
+}
+
+// failingAudit refuses the key.decrypted write, as a full disk or a lost
+// database would.
+type failingAudit struct{ *postgres.DB }
+
+func (failingAudit) RecordKeyUse(context.Context, postgres.Lease, tokka.AuditEvent) error {
+	return errors.New("audit table unavailable")
+}
+
+type spyOpener struct {
+	mu    sync.Mutex
+	calls int
+	next  syncer.Opener
+}
+
+func (s *spyOpener) Open(blob string, b seal.Binding) (*secret.Key, error) {
+	s.mu.Lock()
+	s.calls++
+	s.mu.Unlock()
+	return s.next.Open(blob, b)
+}
+
+func TestKeyIsNeverOpenedWhenTheAuditWriteFails(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	user := uuid.NewString()
+	key := "sk-admin-failclosed-" + user[:8]
+	id := b.addConnection(t, user, provider.OpenAI, key)
+	spy := &spyOpener{next: b.kr}
+	sum, err := b.syncer(t, "one", failingAudit{b.db}, spy).RunOnce(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, spy.calls, "the key must not be opened without its audit event")
+	require.Zero(t, b.fake.Requests(key))
+	require.Zero(t, sum.Synced)
+	st, _ := b.status(t, id)
+	require.Equal(t, "pending", st)
+	require.Contains(t, b.logs.String(), "audit write failed; key not used")
+}
+
+func TestBlobMovedToAnotherRowDoesNotOpen(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	alice, mallory := uuid.NewString(), uuid.NewString()
+	victim := b.addConnection(t, alice, provider.OpenAI, "sk-admin-victim-"+alice[:8])
+	thief := b.addConnection(t, mallory, provider.OpenAI, "sk-admin-thief-"+mallory[:8])
+	sibling := b.addConnection(t, alice, provider.OpenAI, "sk-admin-sibling-"+alice[:8])
+	// As the table owner (what a database-level attacker could do): copy the
+	// victim's blob into another user's row and into another of her own.
+	_, err := b.sql.Exec(`UPDATE tokka.connections SET sealed_key = (SELECT sealed_key FROM tokka.connections WHERE id = $1) WHERE id = ANY($2)`,
+		victim, pqArray(thief, sibling))
+	require.NoError(t, err)
+	_, err = b.syncer(t, "one", nil, nil).RunOnce(context.Background())
+	require.NoError(t, err)
+	for _, id := range []string{thief, sibling} {
+		st, reason := b.status(t, id)
+		require.Equal(t, "needs_reconnect", st)
+		require.Contains(t, reason, "paste the key again")
+		require.Equal(t, []string{"key.created:success", "key.decrypted:success", "key.decrypted:failure"}, b.actions(t, id))
+	}
+	require.Zero(t, b.fake.Requests("sk-admin-thief-"+mallory[:8]))
+	require.Positive(t, b.fake.Requests("sk-admin-victim-"+alice[:8]), "the victim's own row still syncs")
+	st, _ := b.status(t, victim)
+	require.Equal(t, "active", st)
+}
+
+func TestDeletedConnectionIsNeverDecrypted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	user := uuid.NewString()
+	id := b.addConnection(t, user, provider.Anthropic, "sk-ant-admin01-deleted-"+user[:8])
+	ctx := context.Background()
+	var lease postgres.Lease
+	for i := 0; i < 20 && lease.ConnectionID == ""; i++ {
+		ls, err := b.db.LeaseDue(ctx, "early", 50, time.Minute)
+		require.NoError(t, err)
+		for _, l := range ls {
+			if l.ConnectionID == id {
+				lease = l
+			} else {
+				require.NoError(t, b.db.ReleaseLease(ctx, l))
+			}
+		}
+	}
+	require.NotEmpty(t, lease.ConnectionID)
+	u := tokka.User{ID: user, Claims: []byte(`{"sub":"` + user + `","role":"authenticated"}`)}
+	require.NoError(t, b.db.DeleteConnection(ctx, u, id, tokka.AuditEvent{Action: tokka.ActionKeyDeleted, Outcome: tokka.OutcomeSuccess, Actor: "test"}))
+	err := b.db.RecordKeyUse(ctx, lease, tokka.AuditEvent{Action: tokka.ActionKeyDecrypted, Outcome: tokka.OutcomeSuccess, Actor: "late"})
+	require.ErrorIs(t, err, postgres.ErrLeaseLost)
+}
+
+func TestConcurrentSyncersNeverShareAConnection(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	user := uuid.NewString()
+	var keys []string
+	for i := 0; i < 12; i++ {
+		p, k := provider.OpenAI, "sk-admin-replica-"+user[:8]+"-"+string(rune('a'+i))
+		if i%2 == 1 {
+			p, k = provider.Anthropic, "sk-ant-admin01-replica-"+user[:8]+"-"+string(rune('a'+i))
+		}
+		b.addConnection(t, user, p, k)
+		keys = append(keys, k)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		s := b.syncer(t, "replica-"+string(rune('a'+i)), nil, nil)
+		wg.Go(func() {
+			_, err := s.RunOnce(context.Background())
+			require.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	// One sync of 35 days is exactly 2 usage pages + 1 cost page (OpenAI:
+	// 31-day usage pages, 180-day cost pages) or 2 + 2 (Anthropic: 31 each).
+	for i, k := range keys {
+		want := 3
+		if i%2 == 1 {
+			want = 4
+		}
+		require.Equal(t, want, b.fake.Requests(k), "key %d synced more or less than once", i)
+	}
+}
+
+func TestMetricsCountOutcomesWithoutIdentifiers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	user := uuid.NewString()
+	b.addConnection(t, user, provider.OpenAI, "sk-admin-metrics-"+user[:8])
+	reg := prometheus.NewRegistry()
+	m := syncer.NewMetrics(reg)
+	s := syncer.New(syncer.Config{Instance: "m", BackfillDays: 3}, b.db, b.kr, b.clients, zerolog.Nop(), m)
+	_, err := s.RunOnce(context.Background())
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, testutil.ToFloat64(m.Syncs.WithLabelValues("openai", "succeeded")), 1.0)
+	require.GreaterOrEqual(t, testutil.CollectAndCount(m.PlaintextLifetime), 1)
+	var out bytes.Buffer
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		out.WriteString(mf.String())
+	}
+	require.NotContains(t, out.String(), user)
+	require.NotContains(t, out.String(), "sk-admin")
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
