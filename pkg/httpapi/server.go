@@ -34,6 +34,8 @@ type Store interface {
 	DeleteConnection(ctx context.Context, u tokka.User, id string, ev tokka.AuditEvent) error
 	Usage(ctx context.Context, u tokka.User, q postgres.UsageQuery) ([]postgres.UsageRow, error)
 	ListAuditEvents(ctx context.Context, u tokka.User, before int64, limit int) ([]tokka.AuditEvent, error)
+	ListAlerts(ctx context.Context, u tokka.User, before int64, limit int, open bool) ([]tokka.Alert, error)
+	AcknowledgeAlert(ctx context.Context, u tokka.User, id int64) (tokka.Alert, error)
 }
 
 // Sealer seals a pasted key to the syncer's public key; *seal.PublicKey
@@ -114,6 +116,8 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	e.DELETE("/v1/connections/:id", s.deleteConnection, v1...)
 	e.GET("/v1/usage", s.usage, v1...)
 	e.GET("/v1/audit-events", s.listAuditEvents, v1...)
+	e.GET("/v1/alerts", s.listAlerts, v1...)
+	e.POST("/v1/alerts/:id/acknowledge", s.acknowledgeAlert, v1...)
 	return e
 }
 

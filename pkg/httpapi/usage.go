@@ -92,21 +92,9 @@ type auditResponse struct {
 }
 
 func (s *Server) listAuditEvents(c echo.Context) error {
-	limit := 50
-	if v := c.QueryParam("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 200 {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "limit", Message: "limit must be between 1 and 200"}
-		}
-		limit = n
-	}
-	var before int64
-	if v := c.QueryParam("cursor"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "cursor", Message: "cursor is not one this API returned"}
-		}
-		before = n
+	limit, before, err := pageParams(c)
+	if err != nil {
+		return err
 	}
 	evs, err := s.store.ListAuditEvents(c.Request().Context(), userOf(c), before, limit+1)
 	if err != nil {

@@ -123,3 +123,27 @@ type AuditEvent struct {
 	Detail       string    `db:"detail" json:"detail"`
 	CreatedAt    time.Time `db:"created_at" json:"created_at"`
 }
+
+// Alert kinds.
+const (
+	AlertBudgetThreshold = "budget_threshold"
+	AlertBudgetForecast  = "budget_forecast"
+	AlertSpendAnomaly    = "spend_anomaly"
+	AlertKeyAccess       = "key_access"
+	AlertKeyRotation     = "key_rotation"
+)
+
+// Alert is something Tokka wants the user to notice. DedupKey makes raising
+// idempotent: the same (user, DedupKey) is stored once.
+type Alert struct {
+	ID             int64           `db:"id" json:"id"`
+	UserID         string          `db:"user_id" json:"-"`
+	Kind           string          `db:"kind" json:"kind"`
+	Severity       string          `db:"severity" json:"severity"`
+	ConnectionID   *string         `db:"connection_id" json:"connection_id"`
+	DedupKey       string          `db:"dedup_key" json:"-"`
+	Title          string          `db:"title" json:"title"`
+	Detail         json.RawMessage `db:"detail" json:"detail"`
+	CreatedAt      time.Time       `db:"created_at" json:"created_at"`
+	AcknowledgedAt *time.Time      `db:"acknowledged_at" json:"acknowledged_at"`
+}
