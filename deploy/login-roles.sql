@@ -8,6 +8,7 @@
 --
 -- Passwords are optional on a trust-auth development server.
 \set ON_ERROR_STOP on
+SET client_min_messages = warning;
 SELECT NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tokka_api') AS create_api \gset
 \if :create_api
 CREATE ROLE tokka_api LOGIN NOINHERIT;
