@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokka-dev/tokka/pkg/seal"
+)
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+const goodKey = "0123456789abcdef0123456789abcdef-syncer-test"
+
+func TestPublicKeyIsWhatTheAPIParses(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"public-key"}, env("ENCRYPTION_KEY", goodKey), &out))
+	pk, err := seal.ParsePublicKey(strings.TrimSpace(out.String()))
+	require.NoError(t, err)
+	require.Len(t, pk.KID(), 16)
+	require.NotContains(t, out.String(), goodKey)
+
+	// Deterministic: the same secret always gives the same public key.
+	var again bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"public-key"}, env("ENCRYPTION_KEY", goodKey), &again))
+	require.Equal(t, out.String(), again.String())
+}
+
+func TestConfigFailsFastWithOneClearLine(t *testing.T) {
+	t.Parallel()
+	db := "postgres://127.0.0.1:1/none"
+	cases := []struct {
+		name string
+		args []string
+		env  func(string) string
+		want string
+	}{
+		{"no command", nil, env(), "usage: syncer"},
+		{"unknown command", []string{"sideways"}, env(), `unknown command "sideways"`},
+		{"no key", []string{"once"}, env("DATABASE_URL", db), "ENCRYPTION_KEY is required"},
+		{"short key", []string{"public-key"}, env("ENCRYPTION_KEY", "short"), "at least 32 bytes"},
+		{"short retired key", []string{"public-key"}, env("ENCRYPTION_KEY", goodKey, "ENCRYPTION_KEYS_RETIRED", "tiny"), "at least 32 bytes"},
+		{"no database", []string{"once"}, env("ENCRYPTION_KEY", goodKey), "DATABASE_URL is required"},
+		{"bad interval", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "SYNC_INTERVAL", "soon"), "SYNC_INTERVAL"},
+		{"zero concurrency", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "SYNC_CONCURRENCY", "0"), "SYNC_CONCURRENCY"},
+		{"plain http provider", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "OPENAI_BASE_URL", "http://evil.example"), "OPENAI_BASE_URL"},
+		{"bad log level", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "LOG_LEVEL", "loud"), "LOG_LEVEL"},
+		{"database down", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db), "cannot reach database"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var out bytes.Buffer
+			err := run(context.Background(), tc.args, tc.env, &out)
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tc.want)
+			require.NotContains(t, err.Error(), goodKey)
+			if tc.name != "no command" && tc.name != "unknown command" {
+				require.NotContains(t, err.Error(), "\n", "one line")
+			}
+		})
+	}
+}
