@@ -52,7 +52,10 @@ type user struct {
 	token string
 }
 
-func setup(t *testing.T) *testBundle {
+func setup(t *testing.T) *testBundle { return setupAt(t, nil) }
+
+// setupAt starts the API with a fixed clock (nil: the real one).
+func setupAt(t *testing.T, now func() time.Time) *testBundle {
 	t.Helper()
 	kr, err := keyring.New("test-encryption-key-0123456789-abcdef", nil)
 	require.NoError(t, err)
@@ -61,7 +64,7 @@ func setup(t *testing.T) *testBundle {
 	require.NoError(t, err)
 	logs := &lockedBuffer{}
 	log := zerolog.New(logs).Level(zerolog.DebugLevel)
-	e := httpapi.New(httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry())},
+	e := httpapi.New(httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry()), Now: now},
 		db, kr.PublicKey(), verifier, log, openapi.Spec)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
@@ -339,7 +342,27 @@ func stripRequestID(b []byte) string { return ridField.ReplaceAllString(string(b
 // connection through the syncer's own storage path.
 func syncFixture(t *testing.T, b *testBundle, connID string) {
 	t.Helper()
+	day := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	syncRows(t, b, connID, provider.Window{From: day, To: day.AddDate(0, 0, 2)},
+		[]provider.UsageRow{
+			{Day: day, Family: "messages", Model: "m1", InputUncachedTokens: 100, CacheReadTokens: 10, CacheWrite5mTokens: 1, OutputTokens: 50, Requests: 0},
+			{Day: day, Family: "messages", Model: "m2", InputUncachedTokens: 7, OutputTokens: 3},
+			{Day: day.AddDate(0, 0, 1), Family: "messages", Model: "m1", InputUncachedTokens: 5, OutputTokens: 5},
+		},
+		[]provider.CostRow{
+			{Day: day, Model: "m1", AmountUSD: decimal.RequireFromString("0.0000001"), Amount: decimal.RequireFromString("0.00001"), Currency: "USD"},
+			{Day: day, Model: "m2", AmountUSD: decimal.RequireFromString("1.2378912"), Amount: decimal.RequireFromString("123.78912"), Currency: "USD"},
+			{Day: day.AddDate(0, 0, 1), Model: "m1", AmountUSD: decimal.RequireFromString("0.5"), Amount: decimal.RequireFromString("50"), Currency: "USD"},
+		})
+}
+
+// syncRows stores rows for a connection's window as a syncer would: lease,
+// then CompleteSync (which replaces the window).
+func syncRows(t *testing.T, b *testBundle, connID string, w provider.Window, usage []provider.UsageRow, costs []provider.CostRow) {
+	t.Helper()
 	ctx := context.Background()
+	_, err := b.sql.Exec(`UPDATE tokka.connections SET next_sync_at = now() - interval '1 second' WHERE id = $1`, connID)
+	require.NoError(t, err)
 	var leased bool
 	for i := 0; i < 50 && !leased; i++ {
 		ls, err := b.db.LeaseDue(ctx, "fixture-"+connID, 100, time.Minute)
@@ -347,19 +370,8 @@ func syncFixture(t *testing.T, b *testBundle, connID string) {
 		for _, l := range ls {
 			if l.ConnectionID == connID {
 				leased = true
-				day := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 				require.NoError(t, b.db.CompleteSync(ctx, l, postgres.SyncResult{
-					Window: provider.Window{From: day, To: day.AddDate(0, 0, 2)},
-					Usage: []provider.UsageRow{
-						{Day: day, Family: "messages", Model: "m1", InputUncachedTokens: 100, CacheReadTokens: 10, CacheWrite5mTokens: 1, OutputTokens: 50, Requests: 0},
-						{Day: day, Family: "messages", Model: "m2", InputUncachedTokens: 7, OutputTokens: 3},
-						{Day: day.AddDate(0, 0, 1), Family: "messages", Model: "m1", InputUncachedTokens: 5, OutputTokens: 5},
-					},
-					Costs: []provider.CostRow{
-						{Day: day, Model: "m1", AmountUSD: decimal.RequireFromString("0.0000001"), Amount: decimal.RequireFromString("0.00001"), Currency: "USD"},
-						{Day: day, Model: "m2", AmountUSD: decimal.RequireFromString("1.2378912"), Amount: decimal.RequireFromString("123.78912"), Currency: "USD"},
-						{Day: day.AddDate(0, 0, 1), Model: "m1", AmountUSD: decimal.RequireFromString("0.5"), Amount: decimal.RequireFromString("50"), Currency: "USD"},
-					},
+					Window: w, Usage: usage, Costs: costs,
 					Next:  time.Now().Add(time.Hour),
 					Event: tokka.AuditEvent{Action: tokka.ActionSyncSucceeded, Outcome: tokka.OutcomeSuccess, Actor: "syncer:fixture"},
 				}))

@@ -133,8 +133,17 @@ func (s *Server) listConnections(c echo.Context) error {
 // connectionID parses the path id; a malformed one is a 404 like any other
 // id the caller cannot see.
 func connectionID(c echo.Context) (string, error) {
-	id, err := uuid.Parse(c.Param("id"))
+	id, err := parseUUID(c.Param("id"))
 	if err != nil {
+		return "", tokka.ErrNotFound
+	}
+	return id, nil
+}
+
+// parseUUID accepts only the canonical 36-character form.
+func parseUUID(s string) (string, error) {
+	id, err := uuid.Parse(s)
+	if err != nil || len(s) != 36 {
 		return "", tokka.ErrNotFound
 	}
 	return id.String(), nil

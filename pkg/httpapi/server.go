@@ -33,6 +33,8 @@ type Store interface {
 	GetConnection(ctx context.Context, u tokka.User, id string) (tokka.Connection, error)
 	DeleteConnection(ctx context.Context, u tokka.User, id string, ev tokka.AuditEvent) error
 	Usage(ctx context.Context, u tokka.User, q postgres.UsageQuery) ([]postgres.UsageRow, error)
+	EachUsageRow(ctx context.Context, u tokka.User, q postgres.UsageQuery, fn func(postgres.UsageRow) error) error
+	Summary(ctx context.Context, u tokka.User, today time.Time, top int) (postgres.SummaryData, error)
 	ListAuditEvents(ctx context.Context, u tokka.User, before int64, limit int) ([]tokka.AuditEvent, error)
 	ListAlerts(ctx context.Context, u tokka.User, before int64, limit int, open bool) ([]tokka.Alert, error)
 	AcknowledgeAlert(ctx context.Context, u tokka.User, id int64) (tokka.Alert, error)
@@ -115,6 +117,8 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	e.GET("/v1/connections/:id", s.getConnection, v1...)
 	e.DELETE("/v1/connections/:id", s.deleteConnection, v1...)
 	e.GET("/v1/usage", s.usage, v1...)
+	e.GET("/v1/usage/summary", s.usageSummary, v1...)
+	e.GET("/v1/usage/export.csv", s.usageExport, v1...)
 	e.GET("/v1/audit-events", s.listAuditEvents, v1...)
 	e.GET("/v1/alerts", s.listAlerts, v1...)
 	e.POST("/v1/alerts/:id/acknowledge", s.acknowledgeAlert, v1...)

@@ -1,26 +1,61 @@
 package httpapi
 
 import (
+	"encoding/csv"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
+	"github.com/shopspring/decimal"
 
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// maxUsageDays caps one usage query's range (a year and a day).
-const maxUsageDays = 366
+const (
+	// maxUsageDays caps one usage query's range (a year and a day).
+	maxUsageDays = 366
+	// provisionalDays is how many recent days (today included) may still be
+	// restated by the providers; the syncer re-reads them on every sync.
+	provisionalDays   = 3
+	defaultUsageLimit = 1000
+	maxUsageLimit     = 5000
+)
+
+// usageRowJSON writes a row's grouping values as top-level fields beside
+// its sums.
+type usageRowJSON postgres.UsageRow
+
+func (r usageRowJSON) MarshalJSON() ([]byte, error) {
+	m := make(map[string]any, len(r.Group)+10)
+	for k, v := range r.Group {
+		m[k] = v
+	}
+	m["input_tokens"] = r.InputTokens
+	m["input_uncached_tokens"] = r.InputUncachedTokens
+	m["cache_read_tokens"] = r.CacheReadTokens
+	m["cache_write_5m_tokens"] = r.CacheWrite5mTokens
+	m["cache_write_1h_tokens"] = r.CacheWrite1hTokens
+	m["output_tokens"] = r.OutputTokens
+	m["requests"] = r.Requests
+	m["cost_usd"] = r.CostUSD
+	m["provisional"] = r.Provisional
+	return json.Marshal(m)
+}
 
 type usageResponse struct {
-	From    string              `json:"from"`
-	To      string              `json:"to"`
-	GroupBy []string            `json:"group_by"`
-	Rows    []postgres.UsageRow `json:"rows"`
+	From       string            `json:"from"`
+	To         string            `json:"to"`
+	GroupBy    []string          `json:"group_by"`
+	Filters    map[string]string `json:"filters"`
+	Rows       []usageRowJSON    `json:"rows"`
+	Totals     usageRowJSON      `json:"totals"`
+	NextCursor *string           `json:"next_cursor"`
 }
 
 func parseDay(c echo.Context, name string, def time.Time) (time.Time, error) {
@@ -35,55 +70,253 @@ func parseDay(c echo.Context, name string, def time.Time) (time.Time, error) {
 	return d, nil
 }
 
-func (s *Server) usage(c echo.Context) error {
+// usageQuery reads from, to, group_by and the dimension filters shared by
+// /v1/usage and /v1/usage/export.csv.
+func (s *Server) usageQuery(c echo.Context) (postgres.UsageQuery, error) {
 	today := s.cfg.Now().UTC().Truncate(24 * time.Hour)
 	to, err := parseDay(c, "to", today)
 	if err != nil {
-		return err
+		return postgres.UsageQuery{}, err
 	}
 	from, err := parseDay(c, "from", to.AddDate(0, 0, -29))
 	if err != nil {
-		return err
+		return postgres.UsageQuery{}, err
 	}
 	if from.After(to) {
-		return &tokka.Error{Code: tokka.CodeInvalid, Field: "from", Message: "from must not be after to"}
+		return postgres.UsageQuery{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "from", Message: "from must not be after to"}
 	}
 	if days := int(to.Sub(from).Hours()/24) + 1; days > maxUsageDays {
-		return &tokka.Error{Code: tokka.CodeInvalid, Field: "from",
+		return postgres.UsageQuery{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "from",
 			Message: "the range may span at most " + strconv.Itoa(maxUsageDays) + " days"}
 	}
-	groupBy := []string{}
+	q := postgres.UsageQuery{From: from, To: to, GroupBy: []string{}, Filters: map[string]string{},
+		ProvisionalFrom: today.AddDate(0, 0, -(provisionalDays - 1))}
 	if v := c.QueryParam("group_by"); v != "" {
 		seen := map[string]bool{}
 		for _, g := range strings.Split(v, ",") {
 			g = strings.TrimSpace(g)
-			known := false
-			for _, d := range postgres.UsageDimensions {
-				known = known || d.Name == g
-			}
-			if !known {
-				return &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by",
-					Message: "group_by takes a comma-separated list of day, provider, connection, model, project"}
+			if _, ok := postgres.DimensionByName(g); !ok {
+				return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by",
+					Message: "group_by takes a comma-separated list of month, week, day, provider, connection, model, project, api_key, service_tier"}
 			}
 			if !seen[g] {
 				seen[g] = true
-				groupBy = append(groupBy, g)
+				q.GroupBy = append(q.GroupBy, g)
 			}
 		}
 	}
-	p := c.QueryParam("provider")
-	if p != "" && !provider.Name(p).Valid() {
-		return &tokka.Error{Code: tokka.CodeInvalid, Field: "provider", Message: `provider must be "openai" or "anthropic"`}
+	for _, d := range postgres.UsageDimensions {
+		if !d.Filters {
+			continue
+		}
+		v := c.QueryParam(d.Name)
+		if v == "" {
+			continue
+		}
+		if len(v) > 200 || !utf8.ValidString(v) {
+			return q, &tokka.Error{Code: tokka.CodeInvalid, Field: d.Name, Message: d.Name + " is not a valid filter value"}
+		}
+		switch d.Name {
+		case "provider":
+			if !provider.Name(v).Valid() {
+				return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "provider", Message: `provider must be "openai" or "anthropic"`}
+			}
+		case "connection":
+			if _, err := parseUUID(v); err != nil {
+				return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "connection", Message: "connection must be a connection id"}
+			}
+		}
+		q.Filters[d.Name] = v
 	}
-	rows, err := s.store.Usage(c.Request().Context(), userOf(c), postgres.UsageQuery{
-		From: from, To: to, GroupBy: groupBy, Provider: p,
-	})
+	return q, nil
+}
+
+func (s *Server) usage(c echo.Context) error {
+	q, err := s.usageQuery(c)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, usageResponse{
-		From: from.Format(time.DateOnly), To: to.Format(time.DateOnly), GroupBy: groupBy, Rows: rows,
+	q.Limit = defaultUsageLimit
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxUsageLimit {
+			return &tokka.Error{Code: tokka.CodeInvalid, Field: "limit", Message: "limit must be between 1 and " + strconv.Itoa(maxUsageLimit)}
+		}
+		q.Limit = n
+	}
+	if v := c.QueryParam("cursor"); v != "" {
+		if q.Offset, err = postgres.DecodeCursor(v); err != nil {
+			return err
+		}
+	}
+	ctx := c.Request().Context()
+	u := userOf(c)
+	// One extra row tells whether another page exists.
+	page := q
+	page.Limit++
+	rows, err := s.store.Usage(ctx, u, page)
+	if err != nil {
+		return err
+	}
+	resp := usageResponse{From: q.From.Format(time.DateOnly), To: q.To.Format(time.DateOnly),
+		GroupBy: q.GroupBy, Filters: q.Filters, Rows: make([]usageRowJSON, 0, len(rows))}
+	if len(rows) > q.Limit {
+		rows = rows[:q.Limit]
+		next := postgres.EncodeCursor(q.Offset + q.Limit)
+		resp.NextCursor = &next
+	}
+	for _, r := range rows {
+		resp.Rows = append(resp.Rows, usageRowJSON(r))
+	}
+	// Totals cover the whole query, not just this page.
+	total := q
+	total.GroupBy, total.Limit, total.Offset = nil, 0, 0
+	totals, err := s.store.Usage(ctx, u, total)
+	if err != nil {
+		return err
+	}
+	if len(totals) == 1 {
+		resp.Totals = usageRowJSON(totals[0])
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+// csvSafe neutralises text that a spreadsheet would run as a formula
+// (cells starting with =, +, -, @, tab or carriage return) by prefixing a
+// single quote. Only text dimensions go through it: the numbers are ours.
+func csvSafe(v string) string {
+	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+		return "'" + v
+	}
+	return v
+}
+
+func (s *Server) usageExport(c echo.Context) error {
+	q, err := s.usageQuery(c)
+	if err != nil {
+		return err
+	}
+	dims := make([]postgres.Dimension, 0, len(q.GroupBy))
+	for _, d := range postgres.UsageDimensions {
+		for _, g := range q.GroupBy {
+			if g == d.Name {
+				dims = append(dims, d)
+			}
+		}
+	}
+	header := []string{}
+	for _, d := range dims {
+		header = append(header, d.Key)
+	}
+	header = append(header, "input_tokens", "input_uncached_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+		"cache_write_1h_tokens", "output_tokens", "requests", "cost_usd", "provisional")
+	res := c.Response()
+	started := false
+	w := csv.NewWriter(res)
+	err = s.store.EachUsageRow(c.Request().Context(), userOf(c), q, func(r postgres.UsageRow) error {
+		if !started {
+			started = true
+			res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+			res.Header().Set(echo.HeaderContentDisposition, `attachment; filename="tokka-usage.csv"`)
+			res.WriteHeader(http.StatusOK)
+			if err := w.Write(header); err != nil {
+				return err
+			}
+		}
+		rec := make([]string, 0, len(header))
+		for _, d := range dims {
+			rec = append(rec, csvSafe(r.Group[d.Key]))
+		}
+		rec = append(rec, strconv.FormatInt(r.InputTokens, 10), strconv.FormatInt(r.InputUncachedTokens, 10),
+			strconv.FormatInt(r.CacheReadTokens, 10), strconv.FormatInt(r.CacheWrite5mTokens, 10),
+			strconv.FormatInt(r.CacheWrite1hTokens, 10), strconv.FormatInt(r.OutputTokens, 10),
+			strconv.FormatInt(r.Requests, 10), r.CostUSD.String(), strconv.FormatBool(r.Provisional))
+		if err := w.Write(rec); err != nil {
+			return err
+		}
+		// Flush as we go: memory stays constant whatever the export's size.
+		w.Flush()
+		return w.Error()
 	})
+	if err != nil && !started {
+		return err
+	}
+	if err != nil {
+		// Headers are gone; all we can do is stop and log.
+		s.log.Warn().Str("request_id", requestID(c)).Err(err).Msg("usage export interrupted")
+		return nil
+	}
+	if !started {
+		res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+		res.Header().Set(echo.HeaderContentDisposition, `attachment; filename="tokka-usage.csv"`)
+		res.WriteHeader(http.StatusOK)
+		_ = w.Write(header)
+	}
+	w.Flush()
+	return nil
+}
+
+type providerSummary struct {
+	Provider             string          `json:"provider"`
+	MonthToDateUSD       decimal.Decimal `json:"month_to_date_usd"`
+	PreviousMonthUSD     decimal.Decimal `json:"previous_month_usd"`
+	SamePeriodLastMonth  decimal.Decimal `json:"same_period_last_month_usd"`
+	ProjectedMonthEndUSD decimal.Decimal `json:"projected_month_end_usd"`
+	DailyRunRateUSD      decimal.Decimal `json:"daily_run_rate_usd"`
+	TokensMonthToDate    int64           `json:"tokens_month_to_date"`
+}
+
+type summaryResponse struct {
+	Month       string             `json:"month"`
+	Today       string             `json:"today"`
+	AsOf        *time.Time         `json:"as_of"`
+	Overall     providerSummary    `json:"overall"`
+	ByProvider  []providerSummary  `json:"by_provider"`
+	TopModels   []postgres.TopItem `json:"top_models"`
+	TopProjects []postgres.TopItem `json:"top_projects"`
+}
+
+// project computes the month-end forecast. The run rate is the average daily
+// spend of the last seven complete days (crossing into the previous month
+// when needed, so a quiet first few days of a month do not zero the
+// forecast); the projection replaces today's partial spend with that rate for
+// today and every remaining day, and is never below what is already spent.
+func project(p postgres.SpendPeriods, today time.Time) providerSummary {
+	rate := p.LastSevenComplete.Div(decimal.NewFromInt(7)).Round(6)
+	daysInMonth := time.Date(today.Year(), today.Month()+1, 0, 0, 0, 0, 0, time.UTC).Day()
+	remaining := decimal.NewFromInt(int64(daysInMonth - today.Day() + 1))
+	projected := p.MonthToYesterday.Add(rate.Mul(remaining))
+	if projected.LessThan(p.MonthToDate) {
+		projected = p.MonthToDate
+	}
+	return providerSummary{
+		Provider: p.Provider, MonthToDateUSD: p.MonthToDate, PreviousMonthUSD: p.PreviousMonth,
+		SamePeriodLastMonth: p.SamePeriodLast, ProjectedMonthEndUSD: projected, DailyRunRateUSD: rate,
+		TokensMonthToDate: p.TokensMonthToDate,
+	}
+}
+
+func (s *Server) usageSummary(c echo.Context) error {
+	today := s.cfg.Now().UTC().Truncate(24 * time.Hour)
+	data, err := s.store.Summary(c.Request().Context(), userOf(c), today, 5)
+	if err != nil {
+		return err
+	}
+	resp := summaryResponse{Month: today.Format("2006-01"), Today: today.Format(time.DateOnly), AsOf: data.AsOf,
+		ByProvider: []providerSummary{}, TopModels: data.TopModels, TopProjects: data.TopProjects}
+	var all postgres.SpendPeriods
+	for _, p := range data.ByProvider {
+		resp.ByProvider = append(resp.ByProvider, project(p, today))
+		all.MonthToDate = all.MonthToDate.Add(p.MonthToDate)
+		all.MonthToYesterday = all.MonthToYesterday.Add(p.MonthToYesterday)
+		all.PreviousMonth = all.PreviousMonth.Add(p.PreviousMonth)
+		all.SamePeriodLast = all.SamePeriodLast.Add(p.SamePeriodLast)
+		all.LastSevenComplete = all.LastSevenComplete.Add(p.LastSevenComplete)
+		all.TokensMonthToDate += p.TokensMonthToDate
+	}
+	all.Provider = "all"
+	resp.Overall = project(all, today)
+	return c.JSON(http.StatusOK, resp)
 }
 
 type auditResponse struct {

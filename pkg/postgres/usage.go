@@ -2,6 +2,9 @@ package postgres
 
 import (
 	"context"
+	"encoding/base64"
+	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,122 +14,240 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// UsageDimensions maps each group_by value the API accepts to its column,
-// in the order results are sorted by. Only these strings ever reach SQL.
-var UsageDimensions = []struct{ Name, Column string }{
-	{"day", "day"},
-	{"provider", "provider"},
-	{"connection", "connection_id"},
-	{"model", "model"},
-	{"project", "project_id"},
+// Dimension is one way usage can be grouped or filtered. Only the SQL in
+// this table ever reaches a query; request values are always placeholders.
+type Dimension struct {
+	Name    string // the group_by / filter name in the API
+	Key     string // the JSON field of a grouped row
+	Select  string // the grouping expression
+	Cost    bool   // whether cost rows carry this dimension (otherwise their cost lands under "")
+	Filters bool   // whether it can be a filter (day/week/month are ranges, not filters)
+}
+
+// UsageDimensions lists every dimension in the order results are sorted.
+var UsageDimensions = []Dimension{
+	{Name: "month", Key: "month", Select: "to_char(date_trunc('month', day), 'YYYY-MM-DD')", Cost: true},
+	{Name: "week", Key: "week", Select: "to_char(date_trunc('week', day), 'YYYY-MM-DD')", Cost: true},
+	{Name: "day", Key: "day", Select: "to_char(day, 'YYYY-MM-DD')", Cost: true},
+	{Name: "provider", Key: "provider", Select: "provider", Cost: true, Filters: true},
+	{Name: "connection", Key: "connection_id", Select: "connection_id::text", Cost: true, Filters: true},
+	{Name: "model", Key: "model", Select: "model", Cost: true, Filters: true},
+	{Name: "project", Key: "project_id", Select: "project_id", Cost: true, Filters: true},
+	{Name: "api_key", Key: "api_key_id", Select: "api_key_id", Cost: true, Filters: true},
+	{Name: "service_tier", Key: "service_tier", Select: "service_tier", Cost: false, Filters: true},
+}
+
+// DimensionByName returns the dimension called name.
+func DimensionByName(name string) (Dimension, bool) {
+	for _, d := range UsageDimensions {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Dimension{}, false
 }
 
 // UsageQuery selects usage for the days From..To (both inclusive, UTC).
 type UsageQuery struct {
 	From, To time.Time
-	GroupBy  []string // names from UsageDimensions; unknown names are ignored
-	Provider string   // optional filter
+	GroupBy  []string          // dimension names
+	Filters  map[string]string // dimension name → exact value
+	// ProvisionalFrom is the first day whose figures may still change (the
+	// providers restate recent days; the syncer re-reads them).
+	ProvisionalFrom time.Time
+	Limit           int // rows per page; 0 = no limit (export)
+	Offset          int
 }
 
-// UsageRow is one group of the result: the grouping values (nil when not
+// UsageRow is one group of the result: the grouping values (absent when not
 // grouped by that dimension) and the sums.
 type UsageRow struct {
-	Day                 *string         `db:"day" json:"day,omitempty"`
-	Provider            *string         `db:"provider" json:"provider,omitempty"`
-	ConnectionID        *string         `db:"connection_id" json:"connection_id,omitempty"`
-	Model               *string         `db:"model" json:"model,omitempty"`
-	ProjectID           *string         `db:"project_id" json:"project_id,omitempty"`
-	InputTokens         int64           `db:"input_tokens" json:"input_tokens"`
-	InputUncachedTokens int64           `db:"input_uncached_tokens" json:"input_uncached_tokens"`
-	CacheReadTokens     int64           `db:"cache_read_tokens" json:"cache_read_tokens"`
-	CacheWriteTokens    int64           `db:"cache_write_tokens" json:"cache_write_tokens"`
-	OutputTokens        int64           `db:"output_tokens" json:"output_tokens"`
-	Requests            int64           `db:"requests" json:"requests"`
-	CostUSD             decimal.Decimal `db:"cost_usd" json:"cost_usd"`
+	Group               map[string]string `json:"-"`
+	InputTokens         int64             `json:"input_tokens"`
+	InputUncachedTokens int64             `json:"input_uncached_tokens"`
+	CacheReadTokens     int64             `json:"cache_read_tokens"`
+	CacheWrite5mTokens  int64             `json:"cache_write_5m_tokens"`
+	CacheWrite1hTokens  int64             `json:"cache_write_1h_tokens"`
+	OutputTokens        int64             `json:"output_tokens"`
+	Requests            int64             `json:"requests"`
+	CostUSD             decimal.Decimal   `json:"cost_usd"`
+	Provisional         bool              `json:"provisional"`
 }
 
-// Usage sums u's usage and cost rows over the query's days and groups.
-// Tokens come from the usage tables, money from the providers' cost reports
-// (which are what reconcile with the invoice); the two are joined on the
-// grouping values.
-func (d *DB) Usage(ctx context.Context, u tokka.User, q UsageQuery) ([]UsageRow, error) {
-	var dims []string
-	for _, dim := range UsageDimensions {
+// Add accumulates o into r (for totals).
+func (r *UsageRow) Add(o UsageRow) {
+	r.InputTokens += o.InputTokens
+	r.InputUncachedTokens += o.InputUncachedTokens
+	r.CacheReadTokens += o.CacheReadTokens
+	r.CacheWrite5mTokens += o.CacheWrite5mTokens
+	r.CacheWrite1hTokens += o.CacheWrite1hTokens
+	r.OutputTokens += o.OutputTokens
+	r.Requests += o.Requests
+	r.CostUSD = r.CostUSD.Add(o.CostUSD)
+	r.Provisional = r.Provisional || o.Provisional
+}
+
+// EncodeCursor and DecodeCursor make an opaque page cursor from an offset.
+func EncodeCursor(offset int) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("o:" + strconv.Itoa(offset)))
+}
+
+// DecodeCursor returns the offset in c, or a CodeInvalid error.
+func DecodeCursor(c string) (int, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err == nil && strings.HasPrefix(string(b), "o:") {
+		if n, err := strconv.Atoi(string(b[2:])); err == nil && n >= 0 {
+			return n, nil
+		}
+	}
+	return 0, &tokka.Error{Code: tokka.CodeInvalid, Field: "cursor", Message: "cursor is not one this API returned"}
+}
+
+// usageSQL builds the grouped query. Tokens come from usage_daily and money
+// from cost_daily (the providers' cost reports, which reconcile with the
+// invoice); the two are aggregated separately and joined on the grouping
+// values, so neither multiplies the other.
+func usageSQL(q UsageQuery, dims []Dimension) (string, []any) {
+	args := []any{nil, q.From.Format(time.DateOnly), q.To.Format(time.DateOnly), q.ProvisionalFrom.Format(time.DateOnly)}
+	where := func(cost bool) string {
+		var b strings.Builder
+		b.WriteString(" WHERE user_id = $1 AND day >= $2 AND day <= $3")
+		for _, d := range UsageDimensions {
+			v, ok := q.Filters[d.Name]
+			if !ok || !d.Filters {
+				continue
+			}
+			if cost && !d.Cost {
+				// Costs are not reported per service tier: a tier filter
+				// keeps only the tokens.
+				b.WriteString(" AND false")
+				continue
+			}
+			args = append(args, v)
+			fmt.Fprintf(&b, " AND %s = $%d", d.Select, len(args))
+		}
+		return b.String()
+	}
+	side := func(cost bool) (sel, group string) {
+		var s, g []string
+		for i, d := range dims {
+			expr := d.Select
+			if cost && !d.Cost {
+				expr = "''"
+			}
+			s = append(s, fmt.Sprintf("%s AS g%d", expr, i))
+			g = append(g, fmt.Sprintf("g%d", i))
+		}
+		s = append(s, "max(day) >= $4::date AS provisional")
+		if len(g) > 0 {
+			return strings.Join(s, ", "), " GROUP BY " + strings.Join(g, ", ")
+		}
+		return strings.Join(s, ", "), ""
+	}
+	uSel, uGroup := side(false)
+	cSel, cGroup := side(true)
+	uWhere, cWhere := where(false), where(true)
+
+	var outer, using, order []string
+	for i := range dims {
+		g := fmt.Sprintf("g%d", i)
+		outer = append(outer, g)
+		using = append(using, g)
+		order = append(order, g)
+	}
+	join := " CROSS JOIN c"
+	if len(dims) > 0 {
+		join = " FULL JOIN c USING (" + strings.Join(using, ", ") + ")"
+	}
+	outer = append(outer,
+		"coalesce(u.input_uncached_tokens, 0)", "coalesce(u.cache_read_tokens, 0)",
+		"coalesce(u.cache_write_5m_tokens, 0)", "coalesce(u.cache_write_1h_tokens, 0)",
+		"coalesce(u.output_tokens, 0)", "coalesce(u.requests, 0)", "coalesce(c.cost_usd, 0)",
+		"coalesce(u.provisional, false) OR coalesce(c.provisional, false)")
+	query := `WITH u AS (
+			SELECT ` + uSel + `,
+				sum(input_uncached_tokens) AS input_uncached_tokens, sum(cache_read_tokens) AS cache_read_tokens,
+				sum(cache_write_5m_tokens) AS cache_write_5m_tokens, sum(cache_write_1h_tokens) AS cache_write_1h_tokens,
+				sum(output_tokens) AS output_tokens, sum(requests) AS requests
+			FROM tokka.usage_daily` + uWhere + uGroup + `
+		), c AS (
+			SELECT ` + cSel + `, sum(amount_usd) AS cost_usd
+			FROM tokka.cost_daily` + cWhere + cGroup + `
+		)
+		SELECT ` + strings.Join(outer, ", ") + ` FROM u` + join
+	if len(order) > 0 {
+		query += " ORDER BY " + strings.Join(order, ", ")
+	}
+	if q.Limit > 0 {
+		query += fmt.Sprintf(" LIMIT %d OFFSET %d", q.Limit, q.Offset)
+	}
+	return query, args
+}
+
+func dimensionsOf(q UsageQuery) ([]Dimension, error) {
+	var dims []Dimension
+	for _, d := range UsageDimensions {
 		for _, g := range q.GroupBy {
-			if g == dim.Name {
-				dims = append(dims, dim.Column)
+			if g == d.Name {
+				dims = append(dims, d)
 				break
 			}
 		}
 	}
-	sel := func(prefix string) string {
-		var b strings.Builder
-		for _, c := range dims {
-			if c == "day" {
-				b.WriteString("to_char(day, 'YYYY-MM-DD') AS day, ")
-			} else {
-				b.WriteString(c + "::text AS " + c + ", ")
+	if len(dims) != len(q.GroupBy) {
+		return nil, &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by", Message: "unknown or repeated group_by dimension"}
+	}
+	return dims, nil
+}
+
+// EachUsageRow runs the usage query for u and calls fn for every row in
+// order, holding one database transaction and O(1) rows in memory, so an
+// export of any size streams. An error from fn stops the iteration.
+func (d *DB) EachUsageRow(ctx context.Context, u tokka.User, q UsageQuery, fn func(UsageRow) error) error {
+	dims, err := dimensionsOf(q)
+	if err != nil {
+		return err
+	}
+	query, args := usageSQL(q, dims)
+	args[0] = u.ID
+	return d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return domainError(err, "usage")
+		}
+		defer rows.Close()
+		groups := make([]string, len(dims))
+		dest := make([]any, 0, len(dims)+8)
+		for i := range groups {
+			dest = append(dest, &groups[i])
+		}
+		var r UsageRow
+		dest = append(dest, &r.InputUncachedTokens, &r.CacheReadTokens, &r.CacheWrite5mTokens,
+			&r.CacheWrite1hTokens, &r.OutputTokens, &r.Requests, &r.CostUSD, &r.Provisional)
+		for rows.Next() {
+			if err := rows.Scan(dest...); err != nil {
+				return domainError(err, "usage row")
+			}
+			out := r
+			out.InputTokens = r.InputUncachedTokens + r.CacheReadTokens + r.CacheWrite5mTokens + r.CacheWrite1hTokens
+			out.Group = make(map[string]string, len(dims))
+			for i, dim := range dims {
+				out.Group[dim.Key] = groups[i]
+			}
+			if err := fn(out); err != nil {
+				return err
 			}
 		}
-		return b.String()
-	}
-	groupBy := ""
-	if len(dims) > 0 {
-		groupBy = " GROUP BY " + strings.Join(dims, ", ")
-	}
-	where := ` WHERE user_id = $1 AND day >= $2 AND day <= $3 AND ($4 = '' OR provider = $4)`
-	join := " CROSS JOIN "
-	if len(dims) > 0 {
-		join = " FULL JOIN "
-	}
-	using := ""
-	if len(dims) > 0 {
-		using = " USING (" + strings.Join(dims, ", ") + ")"
-	}
-	var outer strings.Builder
-	for _, c := range []string{"day", "provider", "connection_id", "model", "project_id"} {
-		found := false
-		for _, dc := range dims {
-			if dc == c {
-				found = true
-			}
-		}
-		if found {
-			outer.WriteString(c + ", ")
-		} else {
-			outer.WriteString("NULL::text AS " + c + ", ")
-		}
-	}
-	query := `
-		WITH u AS (
-			SELECT ` + sel("") + `
-				sum(input_uncached_tokens + cache_read_tokens + cache_write_5m_tokens + cache_write_1h_tokens) AS input_tokens,
-				sum(input_uncached_tokens) AS input_uncached_tokens,
-				sum(cache_read_tokens) AS cache_read_tokens,
-				sum(cache_write_5m_tokens + cache_write_1h_tokens) AS cache_write_tokens,
-				sum(output_tokens) AS output_tokens,
-				sum(requests) AS requests
-			FROM tokka.usage_daily` + where + groupBy + `
-		), c AS (
-			SELECT ` + sel("") + ` sum(amount_usd) AS cost_usd
-			FROM tokka.cost_daily` + where + groupBy + `
-		)
-		SELECT ` + outer.String() + `
-			coalesce(input_tokens, 0) AS input_tokens,
-			coalesce(input_uncached_tokens, 0) AS input_uncached_tokens,
-			coalesce(cache_read_tokens, 0) AS cache_read_tokens,
-			coalesce(cache_write_tokens, 0) AS cache_write_tokens,
-			coalesce(output_tokens, 0) AS output_tokens,
-			coalesce(requests, 0) AS requests,
-			coalesce(cost_usd, 0) AS cost_usd
-		FROM u` + join + `c` + using
-	if len(dims) > 0 {
-		query += " ORDER BY " + strings.Join(dims, ", ")
-	}
+		return domainError(rows.Err(), "usage rows")
+	})
+}
+
+// Usage returns one page of the grouped usage rows (Limit, Offset).
+func (d *DB) Usage(ctx context.Context, u tokka.User, q UsageQuery) ([]UsageRow, error) {
 	rows := []UsageRow{}
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
-		return domainError(tx.SelectContext(ctx, &rows, query,
-			u.ID, q.From.Format(time.DateOnly), q.To.Format(time.DateOnly), q.Provider), "usage")
+	err := d.EachUsageRow(ctx, u, q, func(r UsageRow) error {
+		rows = append(rows, r)
+		return nil
 	})
 	return rows, err
 }

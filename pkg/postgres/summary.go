@@ -1,0 +1,99 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/shopspring/decimal"
+
+	"github.com/tokka-dev/tokka/pkg/tokka"
+)
+
+// SpendPeriods are the cost sums the summary is built from, per provider.
+type SpendPeriods struct {
+	Provider          string          `db:"provider"`
+	MonthToDate       decimal.Decimal `db:"mtd"`
+	MonthToYesterday  decimal.Decimal `db:"mtd_complete"`
+	PreviousMonth     decimal.Decimal `db:"prev"`
+	SamePeriodLast    decimal.Decimal `db:"same_period"`
+	LastSevenComplete decimal.Decimal `db:"last7"`
+	TokensMonthToDate int64           `db:"tokens_mtd"`
+}
+
+// TopItem is a model or project ranked by month-to-date cost.
+type TopItem struct {
+	Provider string          `db:"provider" json:"provider"`
+	Name     string          `db:"name" json:"name"`
+	CostUSD  decimal.Decimal `db:"cost_usd" json:"cost_usd"`
+}
+
+// SummaryData is what GET /v1/usage/summary is computed from.
+type SummaryData struct {
+	ByProvider  []SpendPeriods
+	TopModels   []TopItem
+	TopProjects []TopItem
+	AsOf        *time.Time
+}
+
+// Summary gathers u's spend for the month containing today (UTC), the
+// previous month, and the seven complete days before today, per provider,
+// plus the top models and projects this month and the last successful sync.
+func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int) (SummaryData, error) {
+	today = today.UTC().Truncate(24 * time.Hour)
+	monthStart := time.Date(today.Year(), today.Month(), 1, 0, 0, 0, 0, time.UTC)
+	prevStart := monthStart.AddDate(0, -1, 0)
+	sameEnd := prevStart.AddDate(0, 0, today.Day()-1)
+	if !sameEnd.Before(monthStart) {
+		sameEnd = monthStart.AddDate(0, 0, -1)
+	}
+	day := func(t time.Time) string { return t.Format(time.DateOnly) }
+	var out SummaryData
+	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+		err := tx.SelectContext(ctx, &out.ByProvider, `
+			WITH c AS (
+				SELECT provider,
+					sum(amount_usd) FILTER (WHERE day >= $2) AS mtd,
+					sum(amount_usd) FILTER (WHERE day >= $2 AND day < $3) AS mtd_complete,
+					sum(amount_usd) FILTER (WHERE day >= $4 AND day < $2) AS prev,
+					sum(amount_usd) FILTER (WHERE day >= $4 AND day <= $5) AS same_period,
+					sum(amount_usd) FILTER (WHERE day >= $3::date - 7 AND day < $3) AS last7
+				FROM tokka.cost_daily
+				WHERE user_id = $1 AND day >= $4 AND day <= $3
+				GROUP BY provider
+			), t AS (
+				SELECT provider, sum(input_uncached_tokens + cache_read_tokens + cache_write_5m_tokens
+					+ cache_write_1h_tokens + output_tokens) AS tokens_mtd
+				FROM tokka.usage_daily
+				WHERE user_id = $1 AND day >= $2 AND day <= $3
+				GROUP BY provider
+			)
+			SELECT provider, coalesce(mtd, 0) AS mtd, coalesce(mtd_complete, 0) AS mtd_complete,
+				coalesce(prev, 0) AS prev, coalesce(same_period, 0) AS same_period,
+				coalesce(last7, 0) AS last7, coalesce(tokens_mtd, 0) AS tokens_mtd
+			FROM c FULL JOIN t USING (provider)
+			ORDER BY provider`,
+			u.ID, day(monthStart), day(today), day(prevStart), day(sameEnd))
+		if err != nil {
+			return domainError(err, "summary")
+		}
+		for _, q := range []struct {
+			dst *[]TopItem
+			col string
+		}{{&out.TopModels, "model"}, {&out.TopProjects, "project_id"}} {
+			*q.dst = []TopItem{}
+			if err := tx.SelectContext(ctx, q.dst, `
+				SELECT provider, `+q.col+` AS name, sum(amount_usd) AS cost_usd
+				FROM tokka.cost_daily
+				WHERE user_id = $1 AND day >= $2 AND day <= $3
+				GROUP BY provider, `+q.col+`
+				ORDER BY cost_usd DESC, provider, name
+				LIMIT $4`, u.ID, day(monthStart), day(today), top); err != nil {
+				return domainError(err, "summary top")
+			}
+		}
+		return domainError(tx.GetContext(ctx, &out.AsOf,
+			`SELECT max(last_synced_at) FROM tokka.connections WHERE user_id = $1`, u.ID), "summary freshness")
+	})
+	return out, err
+}
