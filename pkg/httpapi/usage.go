@@ -168,15 +168,24 @@ func (s *Server) usage(c echo.Context) error {
 	for _, r := range rows {
 		resp.Rows = append(resp.Rows, usageRowJSON(r))
 	}
-	// Totals cover the whole query, not just this page.
-	total := q
-	total.GroupBy, total.Limit, total.Offset = nil, 0, 0
-	totals, err := s.store.Usage(ctx, u, total)
-	if err != nil {
-		return err
-	}
-	if len(totals) == 1 {
-		resp.Totals = usageRowJSON(totals[0])
+	// Totals cover the whole query, not just this page: when the page is
+	// the whole result they are its sum, otherwise one more query.
+	if resp.NextCursor == nil && q.Offset == 0 {
+		var t postgres.UsageRow
+		for _, r := range rows {
+			t.Add(r)
+		}
+		resp.Totals = usageRowJSON(t)
+	} else {
+		total := q
+		total.GroupBy, total.Limit, total.Offset = []string{}, 0, 0
+		totals, err := s.store.Usage(ctx, u, total)
+		if err != nil {
+			return err
+		}
+		if len(totals) == 1 {
+			resp.Totals = usageRowJSON(totals[0])
+		}
 	}
 	return c.JSON(http.StatusOK, resp)
 }

@@ -204,3 +204,46 @@ func TestUsageCSVMatchesJSONAndDefusesFormulas(t *testing.T) {
 	status, _, _ = b.do(t, alice, http.MethodGet, "/v1/usage/export.csv?group_by=nope", nil)
 	require.Equal(t, http.StatusBadRequest, status)
 }
+
+// Month groupings read whole months from the rollups; a re-sync that
+// restates part of a month must move them exactly like the daily rows.
+func TestMonthlyRollupsFollowRestatements(t *testing.T) {
+	t.Parallel()
+	b := setupAt(t, func() time.Time { return nov5 })
+	alice := b.newUser(t)
+	openaiID, _ := spendFixture(t, b, alice)
+	from := time.Date(2026, 10, 25, 0, 0, 0, 0, time.UTC)
+	to := time.Date(2026, 11, 6, 0, 0, 0, 0, time.UTC)
+	var usage []provider.UsageRow
+	var costs []provider.CostRow
+	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
+		usage = append(usage, provider.UsageRow{Day: d, Family: "completions", Model: "gpt-a", ProjectID: "proj_1", InputUncachedTokens: 7})
+		costs = append(costs, provider.CostRow{Day: d, Model: "gpt-a", ProjectID: "proj_1", AmountUSD: dec("2"), Amount: dec("2"), Currency: "usd"})
+	}
+	syncRows(t, b, openaiID, provider.Window{From: from, To: to}, usage, costs)
+
+	sum := func(q string) (decimal.Decimal, float64) {
+		status, _, body := b.do(t, alice, http.MethodGet, "/v1/usage?"+q, nil)
+		require.Equal(t, http.StatusOK, status, string(body))
+		var p struct{ Rows []map[string]any }
+		require.NoError(t, json.Unmarshal(body, &p))
+		var c decimal.Decimal
+		var in float64
+		for _, r := range p.Rows {
+			c = c.Add(dec(r["cost_usd"].(string)))
+			in += r["input_tokens"].(float64)
+		}
+		return c, in
+	}
+	// October: 24 days at $1 and 1000 tokens, then 7 restated days at $2
+	// and 7 tokens.
+	byMonth, tokMonth := sum("from=2026-10-01&to=2026-10-31&group_by=month,provider&provider=openai")
+	byDay, tokDay := sum("from=2026-10-01&to=2026-10-31&group_by=day&provider=openai")
+	require.True(t, dec("38").Equal(byMonth), byMonth.String())
+	require.True(t, byDay.Equal(byMonth))
+	require.Equal(t, float64(24*1000+7*7), tokMonth)
+	require.Equal(t, tokDay, tokMonth)
+	// A range with partial edge months mixes rollups and daily rows.
+	mixed, _ := sum("from=2026-09-15&to=2026-11-03&group_by=month&provider=openai")
+	require.True(t, dec("38").Add(dec("6")).Equal(mixed), mixed.String())
+}

@@ -119,6 +119,9 @@ func (d *DB) CompleteSync(ctx context.Context, l Lease, r SyncResult) error {
 		if err := copyCosts(ctx, tx, l, r.Costs); err != nil {
 			return err
 		}
+		if err := refreshRollups(ctx, tx, l.ConnectionID, r.Window); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `
 			UPDATE tokka.connections SET
 				status = 'active', last_error = NULL, last_synced_at = now(),
@@ -152,6 +155,35 @@ func (d *DB) FailSync(ctx context.Context, l Lease, status, reason string, next 
 		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, l.Provider
 		return insertAudit(ctx, tx, ev)
 	})
+}
+
+// refreshRollups recomputes the monthly rollups of every month the window
+// touches, from the daily rows just written, in the caller's transaction.
+func refreshRollups(ctx context.Context, tx *sqlx.Tx, connID string, w provider.Window) error {
+	first := time.Date(w.From.Year(), w.From.Month(), 1, 0, 0, 0, 0, time.UTC)
+	last := w.To.AddDate(0, 0, -1)
+	end := time.Date(last.Year(), last.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, 1, 0)
+	from, to := first.Format(time.DateOnly), end.Format(time.DateOnly)
+	for _, q := range []string{
+		`DELETE FROM tokka.usage_monthly WHERE connection_id = $1 AND day >= $2 AND day < $3`,
+		`DELETE FROM tokka.cost_monthly WHERE connection_id = $1 AND day >= $2 AND day < $3`,
+		`INSERT INTO tokka.usage_monthly
+			SELECT connection_id, user_id, provider, date_trunc('month', day)::date, max(day), model, project_id,
+				api_key_id, service_tier, sum(input_uncached_tokens), sum(cache_read_tokens),
+				sum(cache_write_5m_tokens), sum(cache_write_1h_tokens), sum(output_tokens), sum(requests)
+			FROM tokka.usage_daily WHERE connection_id = $1 AND day >= $2 AND day < $3
+			GROUP BY connection_id, user_id, provider, date_trunc('month', day), model, project_id, api_key_id, service_tier`,
+		`INSERT INTO tokka.cost_monthly
+			SELECT connection_id, user_id, provider, date_trunc('month', day)::date, max(day), model, project_id,
+				api_key_id, sum(amount_usd)
+			FROM tokka.cost_daily WHERE connection_id = $1 AND day >= $2 AND day < $3
+			GROUP BY connection_id, user_id, provider, date_trunc('month', day), model, project_id, api_key_id`,
+	} {
+		if _, err := tx.ExecContext(ctx, q, connID, from, to); err != nil {
+			return domainError(err, "refresh rollups")
+		}
+	}
+	return nil
 }
 
 // ReleaseLease gives a lease back without recording a result (shutdown).

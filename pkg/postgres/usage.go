@@ -26,11 +26,11 @@ type Dimension struct {
 
 // UsageDimensions lists every dimension in the order results are sorted.
 var UsageDimensions = []Dimension{
-	{Name: "month", Key: "month", Select: "to_char(date_trunc('month', day), 'YYYY-MM-DD')", Cost: true},
-	{Name: "week", Key: "week", Select: "to_char(date_trunc('week', day), 'YYYY-MM-DD')", Cost: true},
-	{Name: "day", Key: "day", Select: "to_char(day, 'YYYY-MM-DD')", Cost: true},
+	{Name: "month", Key: "month", Select: "date_trunc('month', day)::date", Cost: true},
+	{Name: "week", Key: "week", Select: "date_trunc('week', day)::date", Cost: true},
+	{Name: "day", Key: "day", Select: "day", Cost: true},
 	{Name: "provider", Key: "provider", Select: "provider", Cost: true, Filters: true},
-	{Name: "connection", Key: "connection_id", Select: "connection_id::text", Cost: true, Filters: true},
+	{Name: "connection", Key: "connection_id", Select: "connection_id", Cost: true, Filters: true},
 	{Name: "model", Key: "model", Select: "model", Cost: true, Filters: true},
 	{Name: "project", Key: "project_id", Select: "project_id", Cost: true, Filters: true},
 	{Name: "api_key", Key: "api_key_id", Select: "api_key_id", Cost: true, Filters: true},
@@ -103,15 +103,59 @@ func DecodeCursor(c string) (int, error) {
 	return 0, &tokka.Error{Code: tokka.CodeInvalid, Field: "cursor", Message: "cursor is not one this API returned"}
 }
 
+// wholeMonths returns the span [m1, m2) of whole calendar months inside the
+// days from..to (inclusive); m1 == m2 when there is none.
+func wholeMonths(from, to time.Time) (time.Time, time.Time) {
+	m1 := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if !m1.Equal(from) {
+		m1 = m1.AddDate(0, 1, 0)
+	}
+	m2 := time.Date(to.Year(), to.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if next := to.AddDate(0, 0, 1); next.Day() == 1 {
+		m2 = next
+	}
+	if m2.Before(m1) {
+		return m1, m1
+	}
+	return m1, m2
+}
+
 // usageSQL builds the grouped query. Tokens come from usage_daily and money
 // from cost_daily (the providers' cost reports, which reconcile with the
 // invoice); the two are aggregated separately and joined on the grouping
-// values, so neither multiplies the other.
+// values, so neither multiplies the other. When no grouping needs days or
+// weeks, whole months are read from the monthly rollups and only the edge
+// days from the daily tables.
 func usageSQL(q UsageQuery, dims []Dimension) (string, []any) {
 	args := []any{nil, q.From.Format(time.DateOnly), q.To.Format(time.DateOnly), q.ProvisionalFrom.Format(time.DateOnly)}
+	daily := false
+	for _, d := range dims {
+		daily = daily || d.Name == "day" || d.Name == "week"
+	}
+	m1, m2 := wholeMonths(q.From, q.To)
+	useMonthly := !daily && m1.Before(m2)
+	if useMonthly {
+		args = append(args, m1.Format(time.DateOnly), m2.Format(time.DateOnly))
+	}
+	from := func(cost bool) string {
+		cols := "provider, connection_id, model, project_id, api_key_id, service_tier, day, " +
+			"input_uncached_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens, requests"
+		dailyT, monthlyT := "tokka.usage_daily", "tokka.usage_monthly"
+		if cost {
+			cols = "provider, connection_id, model, project_id, api_key_id, day, amount_usd"
+			dailyT, monthlyT = "tokka.cost_daily", "tokka.cost_monthly"
+		}
+		if !useMonthly {
+			return "(SELECT " + cols + ", day AS last_day FROM " + dailyT +
+				" WHERE user_id = $1 AND day >= $2 AND day <= $3) s"
+		}
+		return "(SELECT " + cols + ", day AS last_day FROM " + dailyT +
+			" WHERE user_id = $1 AND day >= $2 AND day <= $3 AND (day < $5 OR day >= $6)" +
+			" UNION ALL SELECT " + cols + ", last_day FROM " + monthlyT +
+			" WHERE user_id = $1 AND day >= $5 AND day < $6) s"
+	}
 	where := func(cost bool) string {
-		var b strings.Builder
-		b.WriteString(" WHERE user_id = $1 AND day >= $2 AND day <= $3")
+		var conds []string
 		for _, d := range UsageDimensions {
 			v, ok := q.Filters[d.Name]
 			if !ok || !d.Filters {
@@ -120,13 +164,16 @@ func usageSQL(q UsageQuery, dims []Dimension) (string, []any) {
 			if cost && !d.Cost {
 				// Costs are not reported per service tier: a tier filter
 				// keeps only the tokens.
-				b.WriteString(" AND false")
+				conds = append(conds, "false")
 				continue
 			}
 			args = append(args, v)
-			fmt.Fprintf(&b, " AND %s = $%d", d.Select, len(args))
+			conds = append(conds, fmt.Sprintf("%s::text = $%d", d.Select, len(args)))
 		}
-		return b.String()
+		if len(conds) == 0 {
+			return ""
+		}
+		return " WHERE " + strings.Join(conds, " AND ")
 	}
 	side := func(cost bool) (sel, group string) {
 		var s, g []string
@@ -138,7 +185,7 @@ func usageSQL(q UsageQuery, dims []Dimension) (string, []any) {
 			s = append(s, fmt.Sprintf("%s AS g%d", expr, i))
 			g = append(g, fmt.Sprintf("g%d", i))
 		}
-		s = append(s, "max(day) >= $4::date AS provisional")
+		s = append(s, "max(last_day) >= $4::date AS provisional")
 		if len(g) > 0 {
 			return strings.Join(s, ", "), " GROUP BY " + strings.Join(g, ", ")
 		}
@@ -146,12 +193,13 @@ func usageSQL(q UsageQuery, dims []Dimension) (string, []any) {
 	}
 	uSel, uGroup := side(false)
 	cSel, cGroup := side(true)
-	uWhere, cWhere := where(false), where(true)
+	uFrom, uWhere := from(false), where(false)
+	cFrom, cWhere := from(true), where(true)
 
 	var outer, using, order []string
 	for i := range dims {
 		g := fmt.Sprintf("g%d", i)
-		outer = append(outer, g)
+		outer = append(outer, g+"::text")
 		using = append(using, g)
 		order = append(order, g)
 	}
@@ -169,10 +217,10 @@ func usageSQL(q UsageQuery, dims []Dimension) (string, []any) {
 				sum(input_uncached_tokens) AS input_uncached_tokens, sum(cache_read_tokens) AS cache_read_tokens,
 				sum(cache_write_5m_tokens) AS cache_write_5m_tokens, sum(cache_write_1h_tokens) AS cache_write_1h_tokens,
 				sum(output_tokens) AS output_tokens, sum(requests) AS requests
-			FROM tokka.usage_daily` + uWhere + uGroup + `
+			FROM ` + uFrom + uWhere + uGroup + `
 		), c AS (
 			SELECT ` + cSel + `, sum(amount_usd) AS cost_usd
-			FROM tokka.cost_daily` + cWhere + cGroup + `
+			FROM ` + cFrom + cWhere + cGroup + `
 		)
 		SELECT ` + strings.Join(outer, ", ") + ` FROM u` + join
 	if len(order) > 0 {
@@ -250,4 +298,21 @@ func (d *DB) Usage(ctx context.Context, u tokka.User, q UsageQuery) ([]UsageRow,
 		return nil
 	})
 	return rows, err
+}
+
+// ExplainUsage returns EXPLAIN (ANALYZE, BUFFERS) of the usage query for u,
+// run as u under row-level security exactly as the API runs it. For
+// benchmarks and operators; it executes the query.
+func (d *DB) ExplainUsage(ctx context.Context, u tokka.User, q UsageQuery) (string, error) {
+	dims, err := dimensionsOf(q)
+	if err != nil {
+		return "", err
+	}
+	query, args := usageSQL(q, dims)
+	args[0] = u.ID
+	var lines []string
+	err = d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+		return domainError(tx.SelectContext(ctx, &lines, `EXPLAIN (ANALYZE, BUFFERS) `+query, args...), "explain")
+	})
+	return strings.Join(lines, "\n"), err
 }
