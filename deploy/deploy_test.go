@@ -1,0 +1,214 @@
+// Package deploy holds the deployment files; this test reads them the way a
+// reviewer would and fails when one breaks the key-custody split or runs as
+// root.
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+)
+
+// doc is the part of a Kubernetes object this test reads.
+type doc struct {
+	Kind     string `yaml:"kind"`
+	Metadata struct {
+		Name string `yaml:"name"`
+	} `yaml:"metadata"`
+	StringData map[string]string `yaml:"stringData"`
+	Data       map[string]string `yaml:"data"`
+	Spec       struct {
+		Template    podTemplate `yaml:"template"`
+		JobTemplate struct {
+			Spec struct {
+				Template podTemplate `yaml:"template"`
+			} `yaml:"spec"`
+		} `yaml:"jobTemplate"`
+	} `yaml:"spec"`
+}
+
+type podTemplate struct {
+	Metadata struct {
+		Labels map[string]string `yaml:"labels"`
+	} `yaml:"metadata"`
+	Spec struct {
+		SecurityContext struct {
+			RunAsNonRoot *bool `yaml:"runAsNonRoot"`
+			RunAsUser    *int  `yaml:"runAsUser"`
+		} `yaml:"securityContext"`
+		Containers []struct {
+			Name string `yaml:"name"`
+			Env  []struct {
+				Name      string `yaml:"name"`
+				ValueFrom struct {
+					SecretKeyRef struct {
+						Name string `yaml:"name"`
+					} `yaml:"secretKeyRef"`
+				} `yaml:"valueFrom"`
+			} `yaml:"env"`
+			EnvFrom []struct {
+				SecretRef struct {
+					Name string `yaml:"name"`
+				} `yaml:"secretRef"`
+			} `yaml:"envFrom"`
+			SecurityContext struct {
+				AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
+			} `yaml:"securityContext"`
+		} `yaml:"containers"`
+		Volumes []struct {
+			Secret struct {
+				SecretName string `yaml:"secretName"`
+			} `yaml:"secret"`
+		} `yaml:"volumes"`
+	} `yaml:"spec"`
+}
+
+func readDocs(t *testing.T, path string) []doc {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	var docs []doc
+	for {
+		var d doc
+		err := dec.Decode(&d)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err, path)
+		docs = append(docs, d)
+	}
+	return docs
+}
+
+var secretVars = []string{"ENCRYPTION_KEY", "ENCRYPTION_KEYS_RETIRED"}
+
+func TestKubernetesManifestsKeepTheSecretWithTheSyncer(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("k8s/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	var docs []doc
+	for _, f := range files {
+		docs = append(docs, readDocs(t, f)...)
+	}
+	// Which Secrets carry the syncer's key.
+	keySecrets := map[string]bool{}
+	for _, d := range docs {
+		if d.Kind == "Secret" || d.Kind == "ConfigMap" {
+			for _, v := range secretVars {
+				_, inString := d.StringData[v]
+				_, inData := d.Data[v]
+				if inString || inData {
+					require.Equal(t, "Secret", d.Kind, "%s must not be in a ConfigMap", v)
+					keySecrets[d.Metadata.Name] = true
+				}
+			}
+		}
+	}
+	require.Len(t, keySecrets, 1, "exactly one Secret holds ENCRYPTION_KEY")
+
+	workloads := 0
+	syncers := 0
+	for _, d := range docs {
+		var tpl podTemplate
+		switch d.Kind {
+		case "Deployment", "Job":
+			tpl = d.Spec.Template
+		case "CronJob":
+			tpl = d.Spec.JobTemplate.Spec.Template
+		default:
+			continue
+		}
+		workloads++
+		component := tpl.Metadata.Labels["app.kubernetes.io/component"]
+		require.NotEmpty(t, component, d.Metadata.Name)
+		sc := tpl.Spec.SecurityContext
+		require.True(t, sc.RunAsNonRoot != nil && *sc.RunAsNonRoot, "%s must run as non-root", d.Metadata.Name)
+		require.True(t, sc.RunAsUser != nil && *sc.RunAsUser != 0, "%s must name a non-zero uid", d.Metadata.Name)
+		usesKey := false
+		for _, c := range tpl.Spec.Containers {
+			require.True(t, c.SecurityContext.AllowPrivilegeEscalation != nil && !*c.SecurityContext.AllowPrivilegeEscalation,
+				"%s/%s must not allow privilege escalation", d.Metadata.Name, c.Name)
+			for _, e := range c.Env {
+				for _, v := range secretVars {
+					usesKey = usesKey || e.Name == v
+				}
+				usesKey = usesKey || keySecrets[e.ValueFrom.SecretKeyRef.Name]
+			}
+			for _, ef := range c.EnvFrom {
+				usesKey = usesKey || keySecrets[ef.SecretRef.Name]
+			}
+		}
+		for _, v := range tpl.Spec.Volumes {
+			usesKey = usesKey || keySecrets[v.Secret.SecretName]
+		}
+		if component == "syncer" {
+			syncers++
+			require.True(t, usesKey, "%s: the syncer needs ENCRYPTION_KEY", d.Metadata.Name)
+		} else {
+			require.False(t, usesKey, "%s (%s) must not be able to read ENCRYPTION_KEY", d.Metadata.Name, component)
+		}
+	}
+	require.GreaterOrEqual(t, workloads, 4)
+	require.Equal(t, 2, syncers, "a CronJob and a Deployment flavour")
+}
+
+func TestComposeGivesTheKeyToTheSyncerOnly(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../docker-compose.yml")
+	require.NoError(t, err)
+	var compose struct {
+		Services map[string]struct {
+			Build       any               `yaml:"build"`
+			User        string            `yaml:"user"`
+			Environment map[string]string `yaml:"environment"`
+		} `yaml:"services"`
+	}
+	require.NoError(t, yaml.Unmarshal(raw, &compose))
+	for _, want := range []string{"db", "auth", "migrate", "api", "syncer", "fakeprovider"} {
+		require.Contains(t, compose.Services, want)
+	}
+	for name, s := range compose.Services {
+		for _, v := range secretVars {
+			_, has := s.Environment[v]
+			if name == "syncer" && v == "ENCRYPTION_KEY" {
+				require.True(t, has, "the syncer needs ENCRYPTION_KEY")
+			} else {
+				require.False(t, has, "%s must not get %s", name, v)
+			}
+		}
+		require.NotContains(t, []string{"root", "0", "0:0"}, s.User, name)
+	}
+	require.Contains(t, compose.Services["api"].Environment, "ENCRYPTION_PUBLIC_KEY")
+}
+
+func TestImagesRunAsNonRoot(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("Dockerfile")
+	require.NoError(t, err)
+	var lastUser string
+	finalStage := false
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case strings.HasPrefix(line, "FROM "):
+			finalStage, lastUser = true, ""
+			require.NotContains(t, line, ":latest", "pin base images")
+		case strings.HasPrefix(line, "USER ") && finalStage:
+			lastUser = strings.TrimSpace(strings.TrimPrefix(line, "USER "))
+		}
+	}
+	require.NotEmpty(t, lastUser, "the final stage must set USER")
+	require.NotContains(t, []string{"root", "0", "0:0"}, lastUser)
+}
