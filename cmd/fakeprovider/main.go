@@ -5,8 +5,15 @@
 //
 // Environment:
 //
-//	FAKEPROVIDER_ADDR     listen address, default 127.0.0.1:8090
-//	FAKEPROVIDER_LATENCY  Go duration added to every request, default 0
+//	FAKEPROVIDER_ADDR        listen address, default 127.0.0.1:8090
+//	FAKEPROVIDER_LATENCY     Go duration added to every request, default 0
+//	FAKEPROVIDER_SLOW_DELAY  Go duration a key with the -slow marker waits, default 5s
+//
+// Fault modes are chosen per key by markers in the key itself (-flaky,
+// -ratelimited, -malformed, …; the package documentation lists them), so one
+// running server serves healthy and misbehaving connections side by side.
+// Restatements (-restated) are driven through fakeprovider.Server.Restate,
+// which tests call directly; this command serves epoch 0.
 package main
 
 import (
@@ -38,8 +45,9 @@ func main() {
 
 // Config is everything fakeprovider reads from its environment.
 type Config struct {
-	Addr    string
-	Latency time.Duration
+	Addr      string
+	Latency   time.Duration
+	SlowDelay time.Duration // 0 means fakeprovider.DefaultSlowDelay
 }
 
 // configFromEnv parses and validates the environment; the error names the
@@ -56,6 +64,13 @@ func configFromEnv(getenv func(string) string) (Config, error) {
 		}
 		cfg.Latency = d
 	}
+	if v := getenv("FAKEPROVIDER_SLOW_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return Config{}, fmt.Errorf("FAKEPROVIDER_SLOW_DELAY must be a positive Go duration such as 10s, got %q", v)
+		}
+		cfg.SlowDelay = d
+	}
 	return cfg, nil
 }
 
@@ -64,7 +79,7 @@ func configFromEnv(getenv func(string) string) (Config, error) {
 // bad environment or a listen failure, and nil after a clean shutdown.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) > 0 {
-		return errors.New("fakeprovider takes no arguments; configure it with FAKEPROVIDER_ADDR and FAKEPROVIDER_LATENCY")
+		return errors.New("fakeprovider takes no arguments; configure it with FAKEPROVIDER_ADDR, FAKEPROVIDER_LATENCY and FAKEPROVIDER_SLOW_DELAY")
 	}
 	cfg, err := configFromEnv(getenv)
 	if err != nil {
@@ -77,7 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	srv := &http.Server{
-		Handler:           fakeprovider.New(fakeprovider.Options{Latency: cfg.Latency}),
+		Handler:           fakeprovider.New(fakeprovider.Options{Latency: cfg.Latency, SlowDelay: cfg.SlowDelay}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	// The address comes from the listener so ":0" reports the real port.

@@ -72,6 +72,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	err = run(ctx, nil, env(map[string]string{"FAKEPROVIDER_LATENCY": "-1s"}), io.Discard)
 	require.ErrorContains(t, err, "FAKEPROVIDER_LATENCY")
 
+	err = run(ctx, nil, env(map[string]string{"FAKEPROVIDER_SLOW_DELAY": "0s"}), io.Discard)
+	require.ErrorContains(t, err, "FAKEPROVIDER_SLOW_DELAY")
+
 	err = run(ctx, nil, env(map[string]string{"FAKEPROVIDER_ADDR": "256.0.0.1:99999"}), io.Discard)
 	require.ErrorContains(t, err, "listen")
 }
@@ -81,4 +84,8 @@ func TestConfigDefaults(t *testing.T) {
 	cfg, err := configFromEnv(env(nil))
 	require.NoError(t, err)
 	require.Equal(t, Config{Addr: "127.0.0.1:8090"}, cfg)
+
+	cfg, err = configFromEnv(env(map[string]string{"FAKEPROVIDER_SLOW_DELAY": "250ms"}))
+	require.NoError(t, err)
+	require.Equal(t, 250*time.Millisecond, cfg.SlowDelay)
 }

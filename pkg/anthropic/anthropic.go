@@ -5,7 +5,6 @@
 package anthropic
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,8 +13,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/shopspring/decimal"
 
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/secret"
@@ -27,9 +24,10 @@ const DefaultBaseURL = "https://api.anthropic.com"
 // Version is the anthropic-version header value the client speaks.
 const Version = "2023-06-01"
 
-// DefaultMaxPages bounds one Usage or Costs call. A 90-day window needs 3
-// pages per endpoint; 500 only trips on a provider that never stops.
-const DefaultMaxPages = 500
+// DefaultMaxPages bounds one endpoint's paging in one call. A year of daily
+// buckets is 12 pages (31 buckets each); 100 only trips on a provider that
+// never stops, and stops it within one connection's sync.
+const DefaultMaxPages = 100
 
 // Client implements provider.Client for Anthropic. The zero value is not
 // usable: BaseURL is required.
@@ -48,7 +46,7 @@ func New(baseURL string, h provider.HTTPClient) *Client {
 }
 
 // messagesResult is one result of the messages usage report; unknown fields
-// (server_tool_use, the 2026 dimensions, …) are ignored.
+// (the 2026 dimensions inference_geo, speed, account_id, …) are ignored.
 type messagesResult struct {
 	UncachedInputTokens  int64 `json:"uncached_input_tokens"`
 	CacheReadInputTokens int64 `json:"cache_read_input_tokens"`
@@ -56,7 +54,10 @@ type messagesResult struct {
 		Ephemeral5m int64 `json:"ephemeral_5m_input_tokens"`
 		Ephemeral1h int64 `json:"ephemeral_1h_input_tokens"`
 	} `json:"cache_creation"`
-	OutputTokens  int64   `json:"output_tokens"`
+	OutputTokens  int64 `json:"output_tokens"`
+	ServerToolUse struct {
+		WebSearchRequests int64 `json:"web_search_requests"`
+	} `json:"server_tool_use"`
 	APIKeyID      *string `json:"api_key_id"`
 	WorkspaceID   *string `json:"workspace_id"`
 	Model         *string `json:"model"`
@@ -64,11 +65,18 @@ type messagesResult struct {
 	ContextWindow *string `json:"context_window"`
 }
 
-// Usage returns one "messages" row per day, model and workspace for w; the
-// default workspace has ProjectID "". Anthropic reports no request count, so
-// Requests is 0. Errors are *provider.Error: transport and status failures as
-// provider.HTTPClient.Get describes, KindBadResponse for malformed data,
-// negative counts and endless paging, KindRequest for an empty window.
+// messagesGroups are the dimensions Usage splits by; all are stored.
+var messagesGroups = []string{"model", "workspace_id", "api_key_id", "service_tier", "context_window"}
+
+// Usage returns one "messages" row per day, model, workspace, API key,
+// service tier and context window for w; the default workspace has
+// ProjectID "" and Console usage APIKeyID "". Anthropic's token classes are
+// disjoint already (there is no total input field), so they are stored as
+// reported. Anthropic reports no request count, so Requests is 0. Errors are
+// *provider.Error: transport and status failures as provider.HTTPClient.Get
+// describes; KindBadResponse for malformed data, negative or implausibly
+// large counts, repeated buckets and endless paging (the reason names the
+// endpoint); KindRequest for an empty window.
 func (c *Client) Usage(ctx context.Context, key *secret.Key, w provider.Window) ([]provider.UsageRow, error) {
 	q, err := c.windowQuery(w)
 	if err != nil {
@@ -76,18 +84,18 @@ func (c *Client) Usage(ctx context.Context, key *secret.Key, w provider.Window) 
 	}
 	q.Set("bucket_width", "1d")
 	q.Set("limit", "31")
-	q.Add("group_by[]", "model")
-	q.Add("group_by[]", "workspace_id")
+	for _, g := range messagesGroups {
+		q.Add("group_by[]", g)
+	}
 	var rows []provider.UsageRow
-	err = c.pages(ctx, key, w, "/v1/organizations/usage_report/messages", q, func(day time.Time, raw json.RawMessage) error {
+	err = c.pages(ctx, key, w, "usage_report/messages", q, func(day time.Time, raw json.RawMessage) error {
 		var r messagesResult
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return badData("a messages usage result is malformed")
 		}
-		for _, n := range []int64{r.UncachedInputTokens, r.CacheReadInputTokens, r.CacheCreation.Ephemeral5m, r.CacheCreation.Ephemeral1h, r.OutputTokens} {
-			if n < 0 {
-				return badData("a messages usage result has a negative count")
-			}
+		if p := provider.CountsProblem(r.UncachedInputTokens, r.CacheReadInputTokens, r.CacheCreation.Ephemeral5m,
+			r.CacheCreation.Ephemeral1h, r.OutputTokens, r.ServerToolUse.WebSearchRequests); p != "" {
+			return badData("a messages usage result has " + p)
 		}
 		rows = append(rows, provider.UsageRow{
 			Day:                 day,
@@ -102,6 +110,7 @@ func (c *Client) Usage(ctx context.Context, key *secret.Key, w provider.Window) 
 			CacheWrite5mTokens:  r.CacheCreation.Ephemeral5m,
 			CacheWrite1hTokens:  r.CacheCreation.Ephemeral1h,
 			OutputTokens:        r.OutputTokens,
+			WebSearches:         r.ServerToolUse.WebSearchRequests,
 		})
 		return nil
 	})
@@ -111,47 +120,23 @@ func (c *Client) Usage(ctx context.Context, key *secret.Key, w provider.Window) 
 	return rows, nil
 }
 
-// costResult is one result of the cost report.
+// costResult is one result of the cost report. The amount is a decimal
+// string in cents such as "123.78912"; a bare JSON number is accepted too, in
+// case the provider ever changes its mind; float64 is never involved.
 type costResult struct {
-	Amount      *cents  `json:"amount"`
-	Currency    string  `json:"currency"`
-	CostType    *string `json:"cost_type"`
-	Description *string `json:"description"`
-	Model       *string `json:"model"`
-	TokenType   *string `json:"token_type"`
-	WorkspaceID *string `json:"workspace_id"`
-}
-
-// cents decodes the cost report's amount, a decimal string in cents such as
-// "123.78912", exactly. A bare JSON number is accepted too, in case the
-// provider ever changes its mind; float64 is never involved.
-type cents struct{ d decimal.Decimal }
-
-func (c *cents) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		b = []byte(strings.TrimSpace(s))
-	}
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("amount is not a number")
-	}
-	d, err := decimal.NewFromString(n.String())
-	if err != nil {
-		return fmt.Errorf("amount is not a decimal")
-	}
-	c.d = d
-	return nil
+	Amount      *provider.Decimal `json:"amount"`
+	Currency    string            `json:"currency"`
+	CostType    *string           `json:"cost_type"`
+	Description *string           `json:"description"`
+	Model       *string           `json:"model"`
+	TokenType   *string           `json:"token_type"`
+	WorkspaceID *string           `json:"workspace_id"`
 }
 
 // Costs returns one row per day, workspace and description for w. Amount is
 // the cents Anthropic reported and AmountUSD that divided by 100, exactly.
-// Errors are *provider.Error as for Usage; a currency other than USD is
-// KindBadResponse rather than a guess at an exchange rate.
+// Errors are *provider.Error as for Usage; a currency other than USD, or an
+// implausible amount, is KindBadResponse rather than a guess.
 func (c *Client) Costs(ctx context.Context, key *secret.Key, w provider.Window) ([]provider.CostRow, error) {
 	q, err := c.windowQuery(w)
 	if err != nil {
@@ -162,7 +147,7 @@ func (c *Client) Costs(ctx context.Context, key *secret.Key, w provider.Window) 
 	q.Add("group_by[]", "workspace_id")
 	q.Add("group_by[]", "description")
 	var rows []provider.CostRow
-	err = c.pages(ctx, key, w, "/v1/organizations/cost_report", q, func(day time.Time, raw json.RawMessage) error {
+	err = c.pages(ctx, key, w, "cost_report", q, func(day time.Time, raw json.RawMessage) error {
 		var r costResult
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return badData("a cost result is malformed")
@@ -173,6 +158,10 @@ func (c *Client) Costs(ctx context.Context, key *secret.Key, w provider.Window) 
 		if !strings.EqualFold(r.Currency, "usd") {
 			return badData("a cost result is not in USD")
 		}
+		cents, problem := provider.CheckAmount(r.Amount.Decimal)
+		if problem != "" {
+			return badData("a cost result has " + problem)
+		}
 		rows = append(rows, provider.CostRow{
 			Day:       day,
 			LineItem:  str(r.Description),
@@ -180,8 +169,8 @@ func (c *Client) Costs(ctx context.Context, key *secret.Key, w provider.Window) 
 			TokenType: str(r.TokenType),
 			CostType:  str(r.CostType),
 			ProjectID: str(r.WorkspaceID),
-			Amount:    r.Amount.d,
-			AmountUSD: r.Amount.d.Shift(-2), // a decimal shift, so never rounded
+			Amount:    cents,
+			AmountUSD: cents.Shift(-2), // a decimal shift, so never rounded
 			Currency:  r.Currency,
 		})
 		return nil
@@ -202,12 +191,13 @@ type page struct {
 	NextPage *string `json:"next_page"`
 }
 
-// pages GETs path with q and follows next_page until has_more is false,
-// calling each for every result with its bucket's UTC day (which must lie in
-// w). A response without a data array is malformed, not empty. It refuses a
-// cursor it has already seen and stops after MaxPages, so a misbehaving
-// provider cannot keep a sync busy forever.
-func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, path string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
+// pages GETs /v1/organizations/<endpoint> with q and follows next_page until
+// has_more is false, calling each for every result with its bucket's UTC day
+// (which must lie in w). A response without a data array is malformed, not
+// empty. It refuses a cursor or a bucket it has already seen and stops after
+// MaxPages, so a misbehaving provider can neither keep a sync busy forever
+// nor make it count a day twice. Bad-response reasons name the endpoint.
+func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, endpoint string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
 	h := c.HTTP
 	h.Provider = provider.Anthropic
 	if h.RequestIDHeader == "" {
@@ -222,12 +212,13 @@ func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, 
 	if maxPages <= 0 {
 		maxPages = DefaultMaxPages
 	}
-	seen := map[string]bool{}
-	base := strings.TrimRight(c.BaseURL, "/") + path + "?"
+	from := w.From.UTC().Truncate(24 * time.Hour)
+	seenCursor, seenBucket := map[string]bool{}, map[time.Time]bool{}
+	base := strings.TrimRight(c.BaseURL, "/") + "/v1/organizations/" + endpoint + "?"
+	where := " (" + endpoint + ")"
 	for n := 0; ; n++ {
 		if n == maxPages {
-			return &provider.Error{Provider: provider.Anthropic, Kind: provider.KindBadResponse,
-				Reason: fmt.Sprintf("the provider kept paging past %d pages", maxPages)}
+			return badData(fmt.Sprintf("the provider kept paging past %d pages%s", maxPages, where))
 		}
 		res, err := h.Get(ctx, base+q.Encode(), authorize)
 		if err != nil {
@@ -237,6 +228,9 @@ func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, 
 			var pe *provider.Error
 			if errors.As(err, &pe) {
 				pe.RequestID = res.RequestID
+				if pe.Kind == provider.KindBadResponse {
+					pe.Reason += where
+				}
 			}
 			return err
 		}
@@ -245,18 +239,26 @@ func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, 
 			return fail(badData("the provider's response is not the expected JSON"))
 		}
 		for _, b := range *p.Data {
-			if len(b.Results) == 0 {
-				continue
-			}
 			if b.StartingAt == nil {
+				if len(b.Results) == 0 {
+					continue
+				}
 				return fail(badData("a bucket has no starting_at"))
 			}
 			t, err := time.Parse(time.RFC3339, *b.StartingAt)
 			if err != nil {
 				return fail(badData("a bucket's starting_at is not an RFC 3339 time"))
 			}
-			day := t.UTC().Truncate(24 * time.Hour)
-			if day.Before(w.From.UTC().Truncate(24*time.Hour)) || !day.Before(w.To) {
+			t = t.UTC()
+			if seenBucket[t] {
+				return fail(badData("the provider returned the same bucket twice"))
+			}
+			seenBucket[t] = true
+			if len(b.Results) == 0 {
+				continue
+			}
+			day := t.Truncate(24 * time.Hour)
+			if day.Before(from) || !day.Before(w.To) {
 				return fail(badData("the provider returned a bucket outside the requested window"))
 			}
 			for _, raw := range b.Results {
@@ -271,10 +273,10 @@ func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, 
 		if p.NextPage == nil || *p.NextPage == "" {
 			return fail(badData("the provider said there is more data but gave no next page"))
 		}
-		if seen[*p.NextPage] {
+		if seenCursor[*p.NextPage] {
 			return fail(badData("the provider returned the same page cursor twice"))
 		}
-		seen[*p.NextPage] = true
+		seenCursor[*p.NextPage] = true
 		q.Set("page", *p.NextPage)
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -103,6 +105,7 @@ func TestUsageGolden(t *testing.T) {
 		CacheWrite1hTokens:  0,
 		OutputTokens:        900,
 		Requests:            0, // Anthropic reports no request count
+		WebSearches:         3,
 	}}, rows)
 	require.Equal(t, int64(14200), rows[0].InputTokens())
 
@@ -119,7 +122,7 @@ func TestUsageGolden(t *testing.T) {
 	require.Equal(t, "2026-01-03T00:00:00Z", q.Get("ending_at"))
 	require.Equal(t, "1d", q.Get("bucket_width"))
 	require.Equal(t, "31", q.Get("limit"))
-	require.Equal(t, []string{"model", "workspace_id"}, q["group_by[]"])
+	require.Equal(t, []string{"model", "workspace_id", "api_key_id", "service_tier", "context_window"}, q["group_by[]"])
 }
 
 func TestCostsGolden(t *testing.T) {
@@ -179,7 +182,12 @@ func TestCentsAreExact(t *testing.T) {
 	}{
 		{amount: `"123.78912"`, cents: "123.78912", usd: "1.2378912", currency: "USD"},
 		{amount: `"0.000000000000000001"`, cents: "0.000000000000000001", usd: "0.00000000000000000001", currency: "USD"},
-		{amount: `"98765432109876543210.5"`, cents: "98765432109876543210.5", usd: "987654321098765432.105", currency: "USD"},
+		{amount: `"98765432109.87654321012345"`, cents: "98765432109.87654321012345", usd: "987654321.0987654321012345", currency: "USD"},
+		{amount: `"0.50"`, cents: "0.5", usd: "0.005", currency: "USD"},
+		{amount: `"1e-7"`, cents: "0.0000001", usd: "0.000000001", currency: "USD"},
+		{amount: `"1e13"`, currency: "USD", wantError: true},
+		{amount: `"1e-31"`, currency: "USD", wantError: true},
+		{amount: `""`, currency: "USD", wantError: true},
 		{amount: `42.5`, cents: "42.5", usd: "0.425", currency: "usd"}, // a bare number is tolerated
 		{amount: `"-12"`, cents: "-12", usd: "-0.12", currency: "USD"},
 		{amount: `"lots"`, currency: "USD", wantError: true},
@@ -216,6 +224,9 @@ func TestUsageRejectsNegativeCounts(t *testing.T) {
 		"5m":       `{"cache_creation":{"ephemeral_5m_input_tokens":-1}}`,
 		"1h":       `{"cache_creation":{"ephemeral_1h_input_tokens":-1}}`,
 		"output":   `{"output_tokens":-1}`,
+		"search":   `{"server_tool_use":{"web_search_requests":-1}}`,
+		"absurd":   `{"cache_read_input_tokens":1000000000000001}`,
+		"float":    `{"output_tokens":2.5}`,
 		"garbage":  `"nope"`,
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -326,4 +337,42 @@ func TestZeroClientUsesDefaults(t *testing.T) {
 	_, err := c.Usage(context.Background(), key(), goldenWindow)
 	pe := requireKind(t, err, provider.KindAuth)
 	require.Equal(t, "req_golden", pe.RequestID, "request-id is read by default")
+}
+
+// TestTokenClassesAreAnthropicsDisjointClasses is the property for
+// Anthropic: its classes (uncached, cache read, 5-minute and 1-hour cache
+// writes) are disjoint and there is no total, so each lands in exactly one
+// stored class, unchanged, and the stored input is their sum: nothing is
+// derived, so nothing can be counted twice.
+func TestTokenClassesAreAnthropicsDisjointClasses(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(7, 11))
+	for iter := 0; iter < 40; iter++ {
+		type result struct{ uncached, read, w5, w1, output, searches int64 }
+		var want []result
+		var body strings.Builder
+		body.WriteString(`{"has_more":false,"next_page":null,"data":[{"starting_at":"2026-01-01T00:00:00Z","results":[`)
+		for i := 0; i < 1+rng.IntN(50); i++ {
+			n := func() int64 {
+				if rng.IntN(4) == 0 {
+					return 0
+				}
+				return rng.Int64N(provider.MaxCount / 8)
+			}
+			r := result{n(), n(), n(), n(), n(), rng.Int64N(1000)}
+			fmt.Fprintf(&body, `{"uncached_input_tokens":%d,"cache_read_input_tokens":%d,"cache_creation":{"ephemeral_5m_input_tokens":%d,"ephemeral_1h_input_tokens":%d},"output_tokens":%d,"server_tool_use":{"web_search_requests":%d},"model":"m%d"},`,
+				r.uncached, r.read, r.w5, r.w1, r.output, r.searches, i)
+			want = append(want, r)
+		}
+		b := setup(t, jsonBody(strings.TrimSuffix(body.String(), ",")+`]}]}`))
+		rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
+		require.NoError(t, err)
+		require.Len(t, rows, len(want))
+		for i, row := range rows {
+			w := want[i]
+			got := result{row.InputUncachedTokens, row.CacheReadTokens, row.CacheWrite5mTokens, row.CacheWrite1hTokens, row.OutputTokens, row.WebSearches}
+			require.Equal(t, w, got)
+			require.Equal(t, w.uncached+w.read+w.w5+w.w1, row.InputTokens())
+		}
+	}
 }

@@ -39,13 +39,6 @@ func setupFake(t *testing.T) *fakeBundle {
 	return b
 }
 
-type usageKey struct {
-	day                time.Time
-	model, workspaceID string
-}
-
-type tokens struct{ uncached, read, write5m, write1h, output int64 }
-
 type costKey struct {
 	day                        time.Time
 	workspaceID, description   string
@@ -53,10 +46,11 @@ type costKey struct {
 }
 
 // expected computes, straight from fakeprovider.AnthropicDay and without
-// HTTP, what a sync of w must produce: tokens, cents per cost line, dollars
-// per model, and the idle days.
-func expected(key string, w provider.Window) (map[usageKey]tokens, map[costKey]string, map[string]string, map[time.Time]bool) {
-	usage := map[usageKey]tokens{}
+// HTTP, what a sync of w must produce: every usage row (written from the
+// reference's field list), cents per cost line, dollars per model, and the
+// idle days.
+func expected(key string, w provider.Window) ([]provider.UsageRow, map[costKey]string, map[string]string, map[time.Time]bool) {
+	var usage []provider.UsageRow
 	costs := map[costKey]decimal.Decimal{}
 	perModel := map[string]decimal.Decimal{}
 	empty := map[time.Time]bool{}
@@ -66,14 +60,13 @@ func expected(key string, w provider.Window) (map[usageKey]tokens, map[costKey]s
 			empty[d] = true
 		}
 		for _, r := range recs {
-			k := usageKey{d, r.Model, r.WorkspaceID}
-			t := usage[k]
-			t.uncached += r.UncachedInputTokens
-			t.read += r.CacheReadInputTokens
-			t.write5m += r.CacheCreation5mTokens
-			t.write1h += r.CacheCreation1hTokens
-			t.output += r.OutputTokens
-			usage[k] = t
+			usage = append(usage, provider.UsageRow{
+				Day: d, Family: "messages", Model: r.Model, ProjectID: r.WorkspaceID, APIKeyID: r.APIKeyID,
+				ServiceTier: r.ServiceTier, ContextWindow: r.ContextWindow,
+				InputUncachedTokens: r.UncachedInputTokens, CacheReadTokens: r.CacheReadInputTokens,
+				CacheWrite5mTokens: r.CacheCreation5mTokens, CacheWrite1hTokens: r.CacheCreation1hTokens,
+				OutputTokens: r.OutputTokens, WebSearches: r.WebSearchRequests,
+			})
 			for _, c := range r.Costs {
 				ck := costKey{d, c.WorkspaceID, c.Description, c.Model, c.TokenType, c.CostType}
 				costs[ck] = costs[ck].Add(c.AmountCents)
@@ -108,20 +101,17 @@ func TestRoundTripMatchesFakeData(t *testing.T) {
 
 			rows, err := b.client.Usage(context.Background(), secret.FromString(k), w)
 			require.NoError(t, err)
-			gotUsage := map[usageKey]tokens{}
-			defaultWorkspace := false
+			require.ElementsMatch(t, wantUsage, rows)
+			defaultWorkspace, tiers := false, map[string]bool{}
 			for _, r := range rows {
-				require.Equal(t, "messages", r.Family)
 				require.Zero(t, r.Requests)
 				require.False(t, empty[r.Day], "no rows on idle day %s", r.Day)
-				uk := usageKey{r.Day, r.Model, r.ProjectID}
-				_, dup := gotUsage[uk]
-				require.False(t, dup, "one row per day, model and workspace")
-				gotUsage[uk] = tokens{r.InputUncachedTokens, r.CacheReadTokens, r.CacheWrite5mTokens, r.CacheWrite1hTokens, r.OutputTokens}
 				defaultWorkspace = defaultWorkspace || r.ProjectID == ""
+				tiers[r.ServiceTier] = true
+				require.Contains(t, []string{"0-200k", "200k-1M"}, r.ContextWindow)
 			}
-			require.Equal(t, wantUsage, gotUsage)
 			require.True(t, defaultWorkspace, "the default workspace arrives as a null workspace_id")
+			require.True(t, tiers["batch"] && tiers["standard"], "both service tiers in 90 days")
 
 			costs, err := b.client.Costs(context.Background(), secret.FromString(k), w)
 			require.NoError(t, err)

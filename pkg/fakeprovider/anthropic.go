@@ -127,16 +127,23 @@ func (s *Server) serveAnthropic(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusMethodNotAllowed, "invalid_request_error", "Method not allowed")
 		return
 	}
-	switch failureMode(key, n, 529) {
+	if !s.slow(r.Context(), key) {
+		return
+	}
+	switch f := failureFor(key, n, 529); f.status {
 	case http.StatusInternalServerError:
 		fail(http.StatusInternalServerError, "api_error", "Internal server error")
 		return
 	case http.StatusTooManyRequests:
-		w.Header().Set("retry-after", "1")
+		f.setHeaders(w)
 		fail(http.StatusTooManyRequests, "rate_limit_error", "Number of requests has exceeded your rate limit. Please try again later.")
 		return
 	case 529:
 		fail(529, "overloaded_error", "Overloaded")
+		return
+	}
+	if hasMore, next, ok := pagingFault(key, r.URL.Query().Get("page")); ok {
+		writeData(w, r, key, antPage{Data: []antBucket{}, HasMore: hasMore, NextPage: &next})
 		return
 	}
 
@@ -256,7 +263,7 @@ func (s *Server) anthropicMessages(w http.ResponseWriter, r *http.Request, key s
 	for _, b := range spans {
 		g := newGroups[antMessagesResult]()
 		if day, ok := s.usageDay(b); ok {
-			for _, rec := range AnthropicDay(key, day) {
+			for _, rec := range AnthropicDayAt(key, day, s.epochFor(key, day)) {
 				if !filter(workspaces, rec.WorkspaceID) || !filter(models, rec.Model) || !filter(keys, rec.APIKeyID) ||
 					!filter(tiers, rec.ServiceTier) || !filter(windows, rec.ContextWindow) {
 					continue
@@ -277,9 +284,14 @@ func (s *Server) anthropicMessages(w http.ResponseWriter, r *http.Request, key s
 				res.ServerToolUse.WebSearchRequests += rec.WebSearchRequests
 			}
 		}
-		page.Data = append(page.Data, antBucket{StartingAt: rfc3339(b.start), EndingAt: rfc3339(b.end), Results: g.results()})
+		results := g.results()
+		if bad := badCount(key); bad != 0 && len(results) > 0 {
+			results[0].OutputTokens = bad
+		}
+		page.Data = append(page.Data, antBucket{StartingAt: rfc3339(b.start), EndingAt: rfc3339(b.end), Results: results})
 	}
-	writeJSON(w, http.StatusOK, page)
+	page.HasMore, page.NextPage = misPage(key, page.HasMore, page.NextPage)
+	writeData(w, r, key, page)
 }
 
 func (s *Server) anthropicCosts(w http.ResponseWriter, r *http.Request, key string, q antQuery, fail func(int, string, string)) {
@@ -303,7 +315,7 @@ func (s *Server) anthropicCosts(w http.ResponseWriter, r *http.Request, key stri
 	for _, b := range spans {
 		g := newGroups[antCostResult]()
 		if day, ok := s.usageDay(b); ok {
-			for _, rec := range AnthropicDay(key, day) {
+			for _, rec := range AnthropicDayAt(key, day, s.epochFor(key, day)) {
 				for _, c := range rec.Costs {
 					// Everything that describes the line is only reported
 					// when grouping by description.
@@ -330,5 +342,6 @@ func (s *Server) anthropicCosts(w http.ResponseWriter, r *http.Request, key stri
 		}
 		page.Data = append(page.Data, antBucket{StartingAt: rfc3339(b.start), EndingAt: rfc3339(b.end), Results: results})
 	}
-	writeJSON(w, http.StatusOK, page)
+	page.HasMore, page.NextPage = misPage(key, page.HasMore, page.NextPage)
+	writeData(w, r, key, page)
 }

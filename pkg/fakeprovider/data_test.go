@@ -45,31 +45,78 @@ func TestOpenAIDayIsDeterministicPerKey(t *testing.T) {
 func TestOpenAIDayShape(t *testing.T) {
 	t.Parallel()
 	for _, key := range []string{"sk-admin-shape-1", "sk-admin-shape-2", "sk-admin-shape-3", "sk-admin-shape-4"} {
-		models, projects := map[string]bool{}, map[string]bool{}
+		models, projects, families := map[string]bool{}, map[string]bool{}, map[string]bool{}
 		idle, awkward := 0, false
 		for _, d := range days(90) {
 			recs := fakeprovider.OpenAIDay(key, d)
 			if len(recs) == 0 {
 				idle++
 			}
+			type dims struct {
+				family, model, project, key, size, source, level, store string
+				batch                                                   bool
+			}
+			seen := map[dims]bool{}
 			for _, r := range recs {
-				models[r.Model], projects[r.ProjectID] = true, true
+				families[r.Family], projects[r.ProjectID] = true, true
+				require.Contains(t, fakeprovider.OpenAIFamilies, r.Family)
+				k := dims{r.Family, r.Model, r.ProjectID, r.APIKeyID, r.ImageSize, r.ImageSource, r.ContextLevel, r.VectorStoreID, r.Batch}
+				require.False(t, seen[k], "records of a family never share all dimensions: %+v", k)
+				seen[k] = true
 				require.True(t, strings.HasPrefix(r.ProjectID, "proj_"))
-				require.True(t, strings.HasPrefix(r.APIKeyID, "key_"))
-				require.NotContains(t, r.ProjectID+r.APIKeyID, "shape", "ids never contain the key")
-				require.Positive(t, r.InputTokens)
-				require.Positive(t, r.OutputTokens)
-				require.Positive(t, r.Requests)
-				require.GreaterOrEqual(t, r.InputUncachedTokens(), int64(0))
-				require.Len(t, r.Costs, 2)
-				require.Equal(t, r.Model+", input", r.Costs[0].LineItem)
-				require.Equal(t, r.Model+", output", r.Costs[1].LineItem)
-				require.Equal(t, r.InputTokens, r.Costs[0].Quantity)
-				require.Equal(t, r.OutputTokens, r.Costs[1].Quantity)
+				require.NotContains(t, r.ProjectID+r.APIKeyID+r.VectorStoreID, "shape", "ids never contain the key")
 				for _, c := range r.Costs {
 					require.Equal(t, r.ProjectID, c.ProjectID)
+					require.Equal(t, r.APIKeyID, c.APIKeyID)
 					require.True(t, c.Amount.IsPositive())
+					require.Positive(t, c.Quantity)
+					require.True(t, strings.HasPrefix(c.LineItem, r.Model+", "), "every billed line names its model: %q", c.LineItem)
 					awkward = awkward || hasMorePlaces(c.Amount, 4)
+				}
+				switch r.Family {
+				case "completions":
+					models[r.Model] = true
+					require.True(t, strings.HasPrefix(r.APIKeyID, "key_"))
+					require.Equal(t, "default", r.ServiceTier)
+					require.Positive(t, r.InputTokens)
+					require.Positive(t, r.OutputTokens)
+					require.Positive(t, r.Requests)
+					require.GreaterOrEqual(t, r.InputUncachedTokens(), int64(0))
+					require.Len(t, r.Costs, 2)
+					require.Equal(t, r.Model+", input", r.Costs[0].LineItem)
+					require.Equal(t, r.Model+", output", r.Costs[1].LineItem)
+					require.Equal(t, r.InputTokens, r.Costs[0].Quantity)
+					require.Equal(t, r.OutputTokens, r.Costs[1].Quantity)
+				case "embeddings", "moderations":
+					require.Positive(t, r.InputTokens)
+					require.Zero(t, r.InputCachedTokens+r.InputCacheWriteTokens+r.OutputTokens)
+					require.Equal(t, r.Family == "embeddings", len(r.Costs) == 1, "moderations are free")
+				case "images":
+					require.Contains(t, []string{"1024x1024", "1024x1792"}, r.ImageSize)
+					require.Contains(t, []string{"image.generation", "image.edit", "image.variation"}, r.ImageSource)
+					require.Positive(t, r.Images)
+					require.LessOrEqual(t, r.Requests, r.Images)
+					require.Equal(t, r.Images, r.Costs[0].Quantity)
+				case "audio_speeches":
+					require.Positive(t, r.Characters)
+					require.Equal(t, "characters", r.Costs[0].Unit)
+				case "audio_transcriptions":
+					require.Positive(t, r.Seconds)
+					require.Equal(t, "duration_seconds", r.Costs[0].Unit)
+				case "vector_stores", "code_interpreter_sessions":
+					require.Empty(t, r.Model+r.APIKeyID)
+					require.Positive(t, r.UsageBytes+r.Sessions)
+					require.Empty(t, r.Costs)
+				case "file_search_calls":
+					require.Empty(t, r.Model)
+					require.True(t, strings.HasPrefix(r.VectorStoreID, "vs_"))
+					require.Positive(t, r.ToolCalls)
+					require.Empty(t, r.Costs)
+				case "web_search_calls":
+					require.Contains(t, []string{"low", "medium", "high"}, r.ContextLevel)
+					require.Positive(t, r.ToolCalls)
+					require.LessOrEqual(t, r.Requests, r.ToolCalls)
+					require.Equal(t, r.ToolCalls, r.Costs[0].Quantity)
 				}
 			}
 		}
@@ -79,6 +126,7 @@ func TestOpenAIDayShape(t *testing.T) {
 		require.LessOrEqual(t, len(models), 4)
 		require.GreaterOrEqual(t, len(projects), 1)
 		require.LessOrEqual(t, len(projects), 2)
+		require.Len(t, families, len(fakeprovider.OpenAIFamilies), "90 days use every family")
 		require.True(t, awkward, "amounts have sub-cent decimals")
 	}
 }
@@ -90,7 +138,7 @@ func TestOpenAICostsFollowPrices(t *testing.T) {
 	found := false
 	for _, rec := range allKeysDays("sk-admin-prices-", 8, 30) {
 		for _, r := range rec {
-			if r.Model != "gpt-4o-mini-2024-07-18" {
+			if r.Family != "completions" || r.Model != "gpt-4o-mini-2024-07-18" {
 				continue
 			}
 			found = true
@@ -122,7 +170,7 @@ func allKeysDays(prefix string, n, d int) [][]fakeprovider.OpenAIRecord {
 func TestAnthropicDayShape(t *testing.T) {
 	t.Parallel()
 	for _, key := range []string{"sk-ant-admin01-shape-1", "sk-ant-admin01-shape-2", "sk-ant-admin01-shape-3"} {
-		models, workspaces := map[string]bool{}, map[string]bool{}
+		models, workspaces, variants := map[string]bool{}, map[string]bool{}, map[string]bool{}
 		idle, awkward := 0, false
 		for _, d := range days(90) {
 			recs := fakeprovider.AnthropicDay(key, d)
@@ -130,8 +178,13 @@ func TestAnthropicDayShape(t *testing.T) {
 			if len(recs) == 0 {
 				idle++
 			}
+			seen := map[string]bool{}
 			for _, r := range recs {
 				models[r.Model], workspaces[r.WorkspaceID] = true, true
+				variants[r.ServiceTier+" "+r.ContextWindow] = true
+				k := r.Model + "|" + r.WorkspaceID + "|" + r.ServiceTier + "|" + r.ContextWindow
+				require.False(t, seen[k], "one record per model, workspace, tier and window")
+				seen[k] = true
 				require.True(t, strings.HasPrefix(r.APIKeyID, "apikey_"))
 				require.Positive(t, r.UncachedInputTokens)
 				require.Positive(t, r.OutputTokens)
@@ -156,10 +209,21 @@ func TestAnthropicDayShape(t *testing.T) {
 				require.Contains(t, types, "output_tokens")
 				require.Equal(t, r.CacheCreation5mTokens > 0, !types["cache_creation.ephemeral_5m_input_tokens"].IsZero())
 				require.Equal(t, r.CacheCreation1hTokens > 0, !types["cache_creation.ephemeral_1h_input_tokens"].IsZero())
+				require.Contains(t, []string{"standard", "batch"}, r.ServiceTier)
+				require.Contains(t, []string{"0-200k", "200k-1M"}, r.ContextWindow)
 				if r.Model == "claude-sonnet-4-5" {
-					// $3 per million input tokens is 0.0003 cents per token.
-					want := decimal.NewFromInt(r.UncachedInputTokens).Mul(decimal.RequireFromString("0.0003"))
-					require.True(t, want.Equal(types["uncached_input_tokens"]))
+					// $3 per million input tokens is 0.0003 cents per token;
+					// $15 per million output tokens 0.0015. Batch halves both,
+					// long context doubles input and adds half to output.
+					in, out := decimal.RequireFromString("0.0003"), decimal.RequireFromString("0.0015")
+					if r.ContextWindow == "200k-1M" {
+						in, out = in.Mul(decimal.NewFromInt(2)), out.Mul(decimal.RequireFromString("1.5"))
+					}
+					if r.ServiceTier == "batch" {
+						in, out = in.Div(decimal.NewFromInt(2)), out.Div(decimal.NewFromInt(2))
+					}
+					require.True(t, decimal.NewFromInt(r.UncachedInputTokens).Mul(in).Equal(types["uncached_input_tokens"]))
+					require.True(t, decimal.NewFromInt(r.OutputTokens).Mul(out).Equal(types["output_tokens"]))
 				}
 			}
 		}
@@ -169,6 +233,7 @@ func TestAnthropicDayShape(t *testing.T) {
 		require.GreaterOrEqual(t, len(models), 2)
 		require.LessOrEqual(t, len(models), 4)
 		require.True(t, awkward, "amounts have fractional cents")
+		require.True(t, variants["batch 0-200k"], "some usage is batch")
 	}
 }
 
@@ -183,4 +248,36 @@ func TestAnthropicDayDiffersByKey(t *testing.T) {
 		}
 	}
 	require.Zero(t, same)
+}
+
+func TestRestatementEpochsRerollDaysButNotTheOrganisation(t *testing.T) {
+	t.Parallel()
+	const oai, ant = "sk-admin-epochs-restated-1", "sk-ant-admin01-epochs-restated-1"
+	changed := 0
+	models0, models1 := map[string]bool{}, map[string]bool{}
+	for _, d := range days(30) {
+		require.Equal(t, fakeprovider.OpenAIDay(oai, d), fakeprovider.OpenAIDayAt(oai, d, 0), "epoch 0 is the original report")
+		require.Equal(t, fakeprovider.AnthropicDay(ant, d), fakeprovider.AnthropicDayAt(ant, d, 0))
+		require.Equal(t, fakeprovider.OpenAIDayAt(oai, d, 3), fakeprovider.OpenAIDayAt(oai, d, 3), "an epoch is deterministic")
+		a, b := fakeprovider.OpenAIDayAt(oai, d, 0), fakeprovider.OpenAIDayAt(oai, d, 1)
+		if len(a) != len(b) || (len(a) > 0 && a[0].InputTokens != b[0].InputTokens) {
+			changed++
+		}
+		for _, r := range a {
+			if r.Family == "completions" {
+				models0[r.Model] = true
+			}
+		}
+		for _, r := range b {
+			if r.Family == "completions" {
+				models1[r.Model] = true
+			}
+		}
+		x, y := fakeprovider.AnthropicDayAt(ant, d, 0), fakeprovider.AnthropicDayAt(ant, d, 2)
+		if len(x) > 0 && len(y) > 0 {
+			require.NotEqual(t, x[0].OutputTokens, y[0].OutputTokens)
+		}
+	}
+	require.Greater(t, changed, 20, "a new epoch re-rolls the days")
+	require.Equal(t, models0, models1, "the organisation's models stay the same")
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,28 +42,124 @@ type oaiBucket struct {
 	Results   any    `json:"results"`
 }
 
-type oaiCompletionsDims struct {
-	ProjectID   *string `json:"project_id"`
-	UserID      *string `json:"user_id"`
-	APIKeyID    *string `json:"api_key_id"`
-	Model       *string `json:"model"`
-	Batch       *bool   `json:"batch"`
-	ServiceTier *string `json:"service_tier"`
+// oaiFamily is one /v1/organization/usage/<family> endpoint. Results are
+// built as JSON objects with every dimension in groups (null unless grouped
+// by it) and every count in metrics, exactly like the API's result objects.
+type oaiFamily struct {
+	object  string
+	groups  []string          // allowed group_by values, and the dimension fields of every result
+	filters map[string]string // array filter parameter → the dimension it filters
+	metrics []string
 }
 
-type oaiCompletionsResult struct {
-	Object                string `json:"object"`
-	InputTokens           int64  `json:"input_tokens"`
-	OutputTokens          int64  `json:"output_tokens"`
-	NumModelRequests      int64  `json:"num_model_requests"`
-	InputCachedTokens     int64  `json:"input_cached_tokens"`
-	InputCacheWriteTokens int64  `json:"input_cache_write_tokens"`
-	InputUncachedTokens   int64  `json:"input_uncached_tokens"`
-	InputTextTokens       int64  `json:"input_text_tokens"`
-	OutputTextTokens      int64  `json:"output_text_tokens"`
-	InputAudioTokens      int64  `json:"input_audio_tokens"`
-	OutputAudioTokens     int64  `json:"output_audio_tokens"`
-	oaiCompletionsDims
+var (
+	oaiModelGroups  = []string{"project_id", "user_id", "api_key_id", "model"}
+	oaiModelFilters = map[string]string{"project_ids": "project_id", "user_ids": "user_id", "api_key_ids": "api_key_id", "models": "model"}
+	oaiFamilies     = map[string]oaiFamily{
+		"completions": {
+			object:  "organization.usage.completions.result",
+			groups:  append(slices.Clone(oaiModelGroups), "batch", "service_tier"),
+			filters: oaiModelFilters,
+			metrics: []string{"input_tokens", "output_tokens", "num_model_requests", "input_cached_tokens",
+				"input_cache_write_tokens", "input_uncached_tokens", "input_text_tokens", "output_text_tokens",
+				"input_cached_text_tokens", "input_audio_tokens", "input_cached_audio_tokens", "output_audio_tokens",
+				"input_image_tokens", "input_cached_image_tokens", "output_image_tokens"},
+		},
+		"embeddings":  {object: "organization.usage.embeddings.result", groups: oaiModelGroups, filters: oaiModelFilters, metrics: []string{"input_tokens", "num_model_requests"}},
+		"moderations": {object: "organization.usage.moderations.result", groups: oaiModelGroups, filters: oaiModelFilters, metrics: []string{"input_tokens", "num_model_requests"}},
+		"images": {
+			object:  "organization.usage.images.result",
+			groups:  append(slices.Clone(oaiModelGroups), "size", "source"),
+			filters: withFilters(oaiModelFilters, "sizes", "size", "sources", "source"),
+			metrics: []string{"images", "num_model_requests"},
+		},
+		"audio_speeches":       {object: "organization.usage.audio_speeches.result", groups: oaiModelGroups, filters: oaiModelFilters, metrics: []string{"characters", "num_model_requests"}},
+		"audio_transcriptions": {object: "organization.usage.audio_transcriptions.result", groups: oaiModelGroups, filters: oaiModelFilters, metrics: []string{"seconds", "num_model_requests"}},
+		"vector_stores": {
+			object: "organization.usage.vector_stores.result", groups: []string{"project_id"},
+			filters: map[string]string{"project_ids": "project_id"}, metrics: []string{"usage_bytes"},
+		},
+		"code_interpreter_sessions": {
+			object: "organization.usage.code_interpreter_sessions.result", groups: []string{"project_id"},
+			filters: map[string]string{"project_ids": "project_id"}, metrics: []string{"num_sessions"},
+		},
+		"file_search_calls": {
+			object:  "organization.usage.file_searches.result", // sic: the object is not named after the path
+			groups:  []string{"project_id", "user_id", "api_key_id", "vector_store_id"},
+			filters: map[string]string{"project_ids": "project_id", "user_ids": "user_id", "api_key_ids": "api_key_id", "vector_store_ids": "vector_store_id"},
+			metrics: []string{"num_requests"},
+		},
+		"web_search_calls": {
+			object:  "organization.usage.web_searches.result",
+			groups:  append(slices.Clone(oaiModelGroups), "context_level"),
+			filters: withFilters(oaiModelFilters, "context_levels", "context_level"),
+			metrics: []string{"num_model_requests", "num_requests"},
+		},
+	}
+)
+
+func withFilters(base map[string]string, pairs ...string) map[string]string {
+	out := maps.Clone(base)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		out[pairs[i]] = pairs[i+1]
+	}
+	return out
+}
+
+// dim is the record's value of an OpenAI grouping dimension ("" for none;
+// the fake's usage all comes from API keys, so user_id is always "").
+func (r OpenAIRecord) dim(name string) string {
+	switch name {
+	case "project_id":
+		return r.ProjectID
+	case "api_key_id":
+		return r.APIKeyID
+	case "model":
+		return r.Model
+	case "service_tier":
+		return r.ServiceTier
+	case "size":
+		return r.ImageSize
+	case "source":
+		return r.ImageSource
+	case "context_level":
+		return r.ContextLevel
+	case "vector_store_id":
+		return r.VectorStoreID
+	}
+	return ""
+}
+
+// metric is the record's value of an OpenAI result count. The fake's chat
+// usage is all text, so the audio and image splits are 0.
+func (r OpenAIRecord) metric(name string) int64 {
+	switch name {
+	case "input_tokens", "input_text_tokens":
+		return r.InputTokens
+	case "output_tokens", "output_text_tokens":
+		return r.OutputTokens
+	case "num_model_requests":
+		return r.Requests
+	case "input_cached_tokens", "input_cached_text_tokens":
+		return r.InputCachedTokens
+	case "input_cache_write_tokens":
+		return r.InputCacheWriteTokens
+	case "input_uncached_tokens":
+		return r.InputUncachedTokens()
+	case "images":
+		return r.Images
+	case "characters":
+		return r.Characters
+	case "seconds":
+		return r.Seconds
+	case "usage_bytes":
+		return r.UsageBytes
+	case "num_sessions":
+		return r.Sessions
+	case "num_requests":
+		return r.ToolCalls
+	}
+	return 0
 }
 
 type oaiCostDims struct {
@@ -83,20 +181,19 @@ type oaiCostResult struct {
 	sum decimal.Decimal
 }
 
-var (
-	oaiCompletionsGroups = []string{"project_id", "user_id", "api_key_id", "model", "batch", "service_tier"}
-	oaiCostGroups        = []string{"project_id", "line_item", "api_key_id"}
-)
+var oaiCostGroups = []string{"project_id", "line_item", "api_key_id"}
 
 func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("x-request-id", s.requestID())
 
 	var serve func(http.ResponseWriter, *http.Request, string, oaiQuery)
-	switch r.URL.Path {
-	case "/v1/organization/usage/completions":
-		serve = s.openAICompletions
-	case "/v1/organization/costs":
+	switch family, ok := strings.CutPrefix(r.URL.Path, "/v1/organization/usage/"); {
+	case r.URL.Path == "/v1/organization/costs":
 		serve = s.openAICosts
+	case ok && oaiFamilies[family].object != "":
+		serve = func(w http.ResponseWriter, r *http.Request, key string, q oaiQuery) {
+			s.openAIUsage(w, r, key, family, q)
+		}
 	default:
 		oaiFail(w, http.StatusNotFound, "invalid_request_error", "",
 			fmt.Sprintf("Invalid URL (%s %s)", r.Method, r.URL.Path), "")
@@ -130,19 +227,26 @@ func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("Invalid method for URL (%s %s)", r.Method, r.URL.Path), "")
 		return
 	}
-	switch failureMode(token, n, http.StatusServiceUnavailable) {
+	if !s.slow(r.Context(), token) {
+		return
+	}
+	switch f := failureFor(token, n, http.StatusServiceUnavailable); f.status {
 	case http.StatusInternalServerError:
 		oaiFail(w, http.StatusInternalServerError, "server_error", "",
 			"The server had an error while processing your request. Sorry about that!", "")
 		return
 	case http.StatusTooManyRequests:
-		w.Header().Set("Retry-After", "1")
+		f.setHeaders(w)
 		oaiFail(w, http.StatusTooManyRequests, "requests", "",
-			"Rate limit reached for requests on the organization usage API. Please try again in 1s.", "rate_limit_exceeded")
+			"Rate limit reached for requests on the organization usage API. Please try again later.", "rate_limit_exceeded")
 		return
 	case http.StatusServiceUnavailable:
 		oaiFail(w, http.StatusServiceUnavailable, "server_error", "",
 			"The engine is currently overloaded, please try again later.", "")
+		return
+	}
+	if hasMore, next, ok := pagingFault(token, r.URL.Query().Get("page")); ok {
+		writeData(w, r, token, oaiPage{Object: "page", Data: []oaiBucket{}, HasMore: hasMore, NextPage: &next})
 		return
 	}
 
@@ -268,20 +372,29 @@ func openAIBuckets(q oaiQuery, limit int) ([]span, *string) {
 	return out, &next
 }
 
-func (s *Server) openAICompletions(w http.ResponseWriter, r *http.Request, key string, q oaiQuery) {
+// oaiResult is one usage result object under construction.
+type oaiResult map[string]any
+
+func (s *Server) openAIUsage(w http.ResponseWriter, r *http.Request, key, family string, q oaiQuery) {
+	fam := oaiFamilies[family]
 	limit, msg := parseLimit(q.limitRaw, usageLimits[q.widthName])
 	if msg != "" {
 		oaiFail(w, http.StatusBadRequest, "invalid_request_error", "limit", msg, "")
 		return
 	}
-	gb, msg := groupSet(arrayParam(r, "group_by"), oaiCompletionsGroups)
+	gb, msg := groupSet(arrayParam(r, "group_by"), fam.groups)
 	if msg != "" {
 		oaiFail(w, http.StatusBadRequest, "invalid_request_error", "group_by", msg, "")
 		return
 	}
-	projects, models, keys, users := arrayParam(r, "project_ids"), arrayParam(r, "models"), arrayParam(r, "api_key_ids"), arrayParam(r, "user_ids")
+	filters := map[string][]string{}
+	for param, dimension := range fam.filters {
+		if v := arrayParam(r, param); len(v) > 0 {
+			filters[dimension] = v
+		}
+	}
 	var batch *bool
-	if v := r.URL.Query().Get("batch"); v != "" {
+	if v := r.URL.Query().Get("batch"); v != "" && family == "completions" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			oaiFail(w, http.StatusBadRequest, "invalid_request_error", "batch", "Invalid value for 'batch': expected a boolean.", "")
@@ -293,40 +406,59 @@ func (s *Server) openAICompletions(w http.ResponseWriter, r *http.Request, key s
 	spans, next := openAIBuckets(q, limit)
 	page := oaiPage{Object: "page", Data: []oaiBucket{}, HasMore: next != nil, NextPage: next}
 	for _, b := range spans {
-		g := newGroups[oaiCompletionsResult]()
+		g := map[string]oaiResult{}
+		var order []string
 		if day, ok := s.usageDay(b); ok {
-			for _, rec := range OpenAIDay(key, day) {
-				// The fake's usage all comes from API keys, never from a
-				// signed-in user, so any user_ids filter matches nothing.
-				if !filter(projects, rec.ProjectID) || !filter(models, rec.Model) || !filter(keys, rec.APIKeyID) ||
-					len(users) > 0 || (batch != nil && *batch != rec.Batch) {
+			for _, rec := range OpenAIDayAt(key, day, s.epochFor(key, day)) {
+				if rec.Family != family || (batch != nil && *batch != rec.Batch) {
 					continue
 				}
-				dims := oaiCompletionsDims{
-					ProjectID:   dim(gb["project_id"], rec.ProjectID),
-					APIKeyID:    dim(gb["api_key_id"], rec.APIKeyID),
-					Model:       dim(gb["model"], rec.Model),
-					ServiceTier: dim(gb["service_tier"], "default"),
+				keep := true
+				for dimension, allowed := range filters {
+					keep = keep && slices.Contains(allowed, rec.dim(dimension))
 				}
-				if gb["batch"] {
-					dims.Batch = &rec.Batch
+				if !keep {
+					continue
 				}
-				res := g.get(dims, func() *oaiCompletionsResult {
-					return &oaiCompletionsResult{Object: "organization.usage.completions.result", oaiCompletionsDims: dims}
-				})
-				res.InputTokens += rec.InputTokens
-				res.OutputTokens += rec.OutputTokens
-				res.NumModelRequests += rec.Requests
-				res.InputCachedTokens += rec.InputCachedTokens
-				res.InputCacheWriteTokens += rec.InputCacheWriteTokens
-				res.InputUncachedTokens += rec.InputUncachedTokens()
-				res.InputTextTokens += rec.InputTokens
-				res.OutputTextTokens += rec.OutputTokens
+				dims := oaiResult{}
+				for _, d := range fam.groups {
+					switch {
+					case d == "batch" && gb[d]:
+						dims[d] = rec.Batch
+					case d == "batch":
+						dims[d] = nil
+					default:
+						dims[d] = dim(gb[d], rec.dim(d))
+					}
+				}
+				k, _ := json.Marshal(dims)
+				res, ok := g[string(k)]
+				if !ok {
+					res = dims
+					res["object"] = fam.object
+					for _, m := range fam.metrics {
+						res[m] = int64(0)
+					}
+					g[string(k)] = res
+					order = append(order, string(k))
+				}
+				for _, m := range fam.metrics {
+					res[m] = res[m].(int64) + rec.metric(m)
+				}
 			}
 		}
-		page.Data = append(page.Data, oaiBucket{Object: "bucket", StartTime: b.start.Unix(), EndTime: b.end.Unix(), Results: g.results()})
+		slices.Sort(order)
+		results := make([]oaiResult, 0, len(order))
+		for _, k := range order {
+			results = append(results, g[k])
+		}
+		if bad := badCount(key); bad != 0 && len(results) > 0 {
+			results[0][fam.metrics[0]] = bad
+		}
+		page.Data = append(page.Data, oaiBucket{Object: "bucket", StartTime: b.start.Unix(), EndTime: b.end.Unix(), Results: results})
 	}
-	writeJSON(w, http.StatusOK, page)
+	page.HasMore, page.NextPage = misPage(key, page.HasMore, page.NextPage)
+	writeData(w, r, key, page)
 }
 
 func (s *Server) openAICosts(w http.ResponseWriter, r *http.Request, key string, q oaiQuery) {
@@ -352,7 +484,7 @@ func (s *Server) openAICosts(w http.ResponseWriter, r *http.Request, key string,
 	for _, b := range spans {
 		g := newGroups[oaiCostResult]()
 		if day, ok := s.usageDay(b); ok {
-			for _, rec := range OpenAIDay(key, day) {
+			for _, rec := range OpenAIDayAt(key, day, s.epochFor(key, day)) {
 				for _, c := range rec.Costs {
 					if !filter(projects, c.ProjectID) || !filter(keys, c.APIKeyID) {
 						continue
@@ -366,7 +498,7 @@ func (s *Server) openAICosts(w http.ResponseWriter, r *http.Request, key string,
 						res := &oaiCostResult{Object: "organization.costs.result", oaiCostDims: dims}
 						res.Amount.Currency = "usd"
 						if gb["line_item"] {
-							res.Quantity, res.QuantityUnit = new(int64), new("tokens")
+							res.Quantity, res.QuantityUnit = new(int64), new(c.Unit)
 						}
 						return res
 					})
@@ -388,5 +520,6 @@ func (s *Server) openAICosts(w http.ResponseWriter, r *http.Request, key string,
 		}
 		page.Data = append(page.Data, oaiBucket{Object: "bucket", StartTime: b.start.Unix(), EndTime: b.end.Unix(), Results: results})
 	}
-	writeJSON(w, http.StatusOK, page)
+	page.HasMore, page.NextPage = misPage(key, page.HasMore, page.NextPage)
+	writeData(w, r, key, page)
 }

@@ -1,9 +1,11 @@
 // Package fakeprovider is a faithful stand-in for the OpenAI and Anthropic
 // organisation usage and cost endpoints, serving deterministic data derived
-// from each key (see OpenAIDay and AnthropicDay). Tests run it on httptest;
-// cmd/fakeprovider serves it for local development and benchmarks.
+// from each key (see OpenAIDayAt and AnthropicDayAt). Tests run it on
+// httptest; cmd/fakeprovider serves it for local development and benchmarks.
 //
-// Key conventions (any part of the key may carry the markers):
+// Key conventions (any part of the key may carry the markers; "odd-numbered"
+// counts every request that presented the key, so with retries each page
+// fails once and then succeeds):
 //
 //	OpenAI    Bearer sk-admin-…     accepted
 //	          Bearer sk-proj-…      403 "Missing scopes: api.usage.read"
@@ -11,13 +13,27 @@
 //	Anthropic x-api-key sk-ant-admin… accepted; anything else/none → 401 authentication_error
 //	          no anthropic-version  400 invalid_request_error
 //	both      …-revoked…            401 whose message echoes the WHOLE key (hostile on purpose)
-//	          …-flaky…              odd-numbered requests of that key answer 500
+//	          …-flaky…              odd-numbered requests answer 500, the others succeed
 //	          …-ratelimited…        odd-numbered requests answer 429 with Retry-After: 1
+//	          …-throttled…          odd-numbered requests answer 429 without Retry-After
+//	          …-retryms…            odd-numbered requests answer 429 with retry-after-ms: 250 (and Retry-After: 1)
 //	          …-overloaded…         odd-numbered requests answer 529 (Anthropic) / 503 (OpenAI)
+//	          …-outage…             every request answers 500
+//	          …-cooldown…           every request answers 429 with Retry-After: 3600
+//	          …-slow…               every request waits Options.SlowDelay before answering
+//	          …-malformed…          data answers are 200 with truncated JSON
+//	          …-negative…           usage reports carry a negative count
+//	          …-absurd…             usage reports carry a count of 4e18
+//	          …-endless…            paging never ends: has_more stays true with fresh cursors
+//	          …-pageloop…           paging loops: next_page repeats the same cursor
+//	          …-oversize…           data answers are preceded by 17 MiB of JSON whitespace
+//	          …-restated…           Server.Restate revises the last few days (a new epoch of OpenAIDayAt/AnthropicDayAt)
 //	OpenAI    …-strings…            cost amount.value is sent as a JSON string
 package fakeprovider
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -30,10 +46,23 @@ import (
 	"time"
 )
 
+// DefaultSlowDelay is how long a -slow key waits for an answer by default.
+const DefaultSlowDelay = 5 * time.Second
+
+// DefaultRestateDays is how far back a restatement reaches by default: today,
+// yesterday and the day before, the same three days a default re-sync reads.
+const DefaultRestateDays = 2
+
+// OversizeBytes is the whitespace a -oversize key's answers start with: more
+// than provider.DefaultMaxBodyBytes.
+const OversizeBytes = 17 << 20
+
 // Options configures a Server. The zero value is a fast server on the real clock.
 type Options struct {
-	Latency time.Duration    // added to every request, for benchmarks
-	Now     func() time.Time // clock for default end times and "no data in the future"; nil means time.Now
+	Latency     time.Duration    // added to every request, for benchmarks
+	Now         func() time.Time // clock for default end times, "no data in the future" and restatements; nil means time.Now
+	SlowDelay   time.Duration    // what -slow keys wait; 0 means DefaultSlowDelay
+	RestateDays int              // a restatement changes the days at most this many days before today; 0 means DefaultRestateDays
 }
 
 // Server serves both providers' usage and cost endpoints. It is safe for
@@ -42,14 +71,15 @@ type Server struct {
 	opts Options
 
 	mu       sync.Mutex
-	requests map[[sha256.Size]byte]int // by SHA-256 of the key, so no plaintext key is held
+	requests map[[sha256.Size]byte]int         // by SHA-256 of the key, so no plaintext key is held
+	restated map[[sha256.Size]byte][]time.Time // per key, the day ("today") of each restatement; epoch = index+1
 
 	seq atomic.Uint64 // request ids
 }
 
 // New returns a Server; it cannot fail.
 func New(opts Options) *Server {
-	return &Server{opts: opts, requests: make(map[[sha256.Size]byte]int)}
+	return &Server{opts: opts, requests: make(map[[sha256.Size]byte]int), restated: make(map[[sha256.Size]byte][]time.Time)}
 }
 
 // Requests reports how many requests presented key so far, including
@@ -58,6 +88,54 @@ func (s *Server) Requests(key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.requests[sha256.Sum256([]byte(key))]
+}
+
+// Restate makes the provider revise its numbers now: it moves key to the
+// next restatement epoch e and returns it (1 after the first call). For a
+// key with the -restated marker, the days from RestateDays days before
+// today (by Options.Now) up to today are from then on served as
+// OpenAIDayAt/AnthropicDayAt at epoch e — a revision is permanent, so a day
+// keeps the epoch of the last restatement that covered it even after the
+// clock moves on — and every other day keeps its earlier epoch (0 if none).
+// Other keys count epochs but their data never changes, so ordinary keys
+// stay a pure function of key and date. It never fails.
+func (s *Server) Restate(key string) int {
+	today := s.now().Truncate(24 * time.Hour)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := sha256.Sum256([]byte(key))
+	s.restated[h] = append(s.restated[h], today)
+	return len(s.restated[h])
+}
+
+// Epoch reports key's latest restatement epoch (0 until Restate is called).
+func (s *Server) Epoch(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.restated[sha256.Sum256([]byte(key))])
+}
+
+// epochFor is the epoch key's data for day is served at: the latest
+// restatement whose range covers the day.
+func (s *Server) epochFor(key string, day time.Time) int {
+	if !strings.Contains(key, "-restated") {
+		return 0
+	}
+	days := s.opts.RestateDays
+	if days <= 0 {
+		days = DefaultRestateDays
+	}
+	day = day.UTC().Truncate(24 * time.Hour)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	todays := s.restated[sha256.Sum256([]byte(key))]
+	for e := len(todays); e > 0; e-- {
+		today := todays[e-1]
+		if !day.Before(today.AddDate(0, 0, -days)) && !day.After(today) {
+			return e
+		}
+	}
+	return 0
 }
 
 // count records one request for key and returns its 1-based number.
@@ -101,19 +179,114 @@ func (s *Server) requestID() string {
 	return fmt.Sprintf("req_%024x", s.seq.Add(1))
 }
 
-// failureMode returns the status a -flaky/-ratelimited/-overloaded key gets on
-// request number n, or 0.
-func failureMode(key string, n int, overloaded int) int {
+// failure is an error answer a key's markers ask for instead of data.
+type failure struct {
+	status       int    // 0: no failure
+	retryAfter   string // Retry-After header, "" for none
+	retryAfterMS string // retry-after-ms header, "" for none
+}
+
+// failureFor returns what a key's status markers make of its request number
+// n; overloaded is the provider's overload status (529 or 503).
+func failureFor(key string, n int, overloaded int) failure {
+	switch {
+	case strings.Contains(key, "-outage"):
+		return failure{status: http.StatusInternalServerError}
+	case strings.Contains(key, "-cooldown"):
+		return failure{status: http.StatusTooManyRequests, retryAfter: "3600"}
+	}
 	if n%2 == 0 {
-		return 0
+		return failure{}
 	}
 	switch {
 	case strings.Contains(key, "-flaky"):
-		return http.StatusInternalServerError
+		return failure{status: http.StatusInternalServerError}
 	case strings.Contains(key, "-ratelimited"):
-		return http.StatusTooManyRequests
+		return failure{status: http.StatusTooManyRequests, retryAfter: "1"}
+	case strings.Contains(key, "-throttled"):
+		return failure{status: http.StatusTooManyRequests}
+	case strings.Contains(key, "-retryms"):
+		return failure{status: http.StatusTooManyRequests, retryAfter: "1", retryAfterMS: "250"}
 	case strings.Contains(key, "-overloaded"):
-		return overloaded
+		return failure{status: overloaded}
+	}
+	return failure{}
+}
+
+// setHeaders sets the failure's retry headers on w.
+func (f failure) setHeaders(w http.ResponseWriter) {
+	if f.retryAfter != "" {
+		w.Header().Set("Retry-After", f.retryAfter)
+	}
+	if f.retryAfterMS != "" {
+		w.Header().Set("retry-after-ms", f.retryAfterMS)
+	}
+}
+
+// slow makes a -slow key's request wait SlowDelay, or until the client gives
+// up; it reports whether the client is still there.
+func (s *Server) slow(ctx context.Context, key string) bool {
+	if !strings.Contains(key, "-slow") {
+		return true
+	}
+	d := s.opts.SlowDelay
+	if d <= 0 {
+		d = DefaultSlowDelay
+	}
+	return sleep(ctx, d)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Paging markers: cursors the fake hands to -endless and -pageloop keys.
+const (
+	endlessCursorPrefix = "page_endless_"
+	loopCursor          = "page_loop"
+)
+
+// pagingFault returns the page a -endless or -pageloop key gets for cursor
+// instead of data, or ok=false when the request is an ordinary one.
+func pagingFault(key, cursor string) (hasMore bool, next string, ok bool) {
+	switch {
+	case strings.Contains(key, "-endless") && strings.HasPrefix(cursor, endlessCursorPrefix):
+		n, _ := strconv.Atoi(strings.TrimPrefix(cursor, endlessCursorPrefix))
+		return true, endlessCursorPrefix + strconv.Itoa(n+1), true
+	case strings.Contains(key, "-pageloop") && cursor == loopCursor:
+		return true, loopCursor, true
+	}
+	return false, "", false
+}
+
+// misPage rewrites an ordinary page's paging for -endless and -pageloop keys.
+func misPage(key string, hasMore bool, next *string) (bool, *string) {
+	switch {
+	case strings.Contains(key, "-endless") && !hasMore:
+		c := endlessCursorPrefix + "1"
+		return true, &c
+	case strings.Contains(key, "-pageloop"):
+		c := loopCursor
+		return true, &c
+	}
+	return hasMore, next
+}
+
+// badCount is the count a -negative or -absurd key's usage reports carry, or
+// 0 for an ordinary key.
+func badCount(key string) int64 {
+	switch {
+	case strings.Contains(key, "-negative"):
+		return -42
+	case strings.Contains(key, "-absurd"):
+		return 4_000_000_000_000_000_000
 	}
 	return 0
 }
@@ -123,6 +296,35 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	_ = enc.Encode(v)
+}
+
+// pad is the whitespace -oversize answers are padded with, a chunk at a time.
+var pad = bytes.Repeat([]byte(" "), 64<<10)
+
+// writeData writes a successful answer, damaged as key's -malformed or
+// -oversize marker asks.
+func writeData(w http.ResponseWriter, r *http.Request, key string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "fakeprovider: cannot encode the answer", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	switch {
+	case strings.Contains(key, "-malformed"):
+		b = b[:len(b)/2]
+	case strings.Contains(key, "-oversize"):
+		for n := 0; n < OversizeBytes; n += len(pad) {
+			if r.Context().Err() != nil {
+				return
+			}
+			if _, err := w.Write(pad); err != nil {
+				return
+			}
+		}
+	}
+	_, _ = w.Write(append(b, '\n'))
 }
 
 // arrayParam reads an array query parameter in both the bracket form the

@@ -241,8 +241,10 @@ func TestOpenAIGroupingAndTotals(t *testing.T) {
 		}
 		var in, cached int64
 		for _, r := range recs {
-			in += r.InputTokens
-			cached += r.InputCachedTokens
+			if r.Family == "completions" {
+				in += r.InputTokens
+				cached += r.InputCachedTokens
+			}
 		}
 		require.Equal(t, float64(in), res["input_tokens"])
 		require.Equal(t, float64(cached), res["input_cached_tokens"])
@@ -365,7 +367,7 @@ func TestOpenAICostsAmountsAreExactNumbers(t *testing.T) {
 		require.Equal(t, "organization.costs.result", r.Object)
 		require.Equal(t, "usd", r.Amount.Currency)
 		require.Nil(t, r.APIKeyID)
-		require.Equal(t, "tokens", r.QuantityUnit)
+		require.Contains(t, []string{"tokens", "images", "characters", "duration_seconds", "requests"}, r.QuantityUnit)
 		require.Positive(t, r.Quantity)
 		n, ok := r.Amount.Value.(json.Number)
 		require.True(t, ok, "amount.value is a JSON number, got %T", r.Amount.Value)
@@ -525,11 +527,12 @@ func TestAnthropicMessagesBucketsAndGrouping(t *testing.T) {
 		d := day0.AddDate(0, 0, i)
 		require.Equal(t, d.Format(time.RFC3339), bk.StartingAt)
 		recs := fakeprovider.AnthropicDay(antKey, d)
-		require.Len(t, bk.Results, len(recs), "records are one per model and workspace already")
 		want := map[string]int64{}
 		for _, r := range recs {
-			want[r.Model+"|"+r.WorkspaceID] = r.CacheReadInputTokens
+			// Tiers and context windows are added up: not grouped by them.
+			want[r.Model+"|"+r.WorkspaceID] += r.CacheReadInputTokens
 		}
+		require.Len(t, bk.Results, len(want))
 		for _, raw := range bk.Results {
 			var res struct {
 				CacheRead   int64   `json:"cache_read_input_tokens"`
@@ -607,13 +610,15 @@ func TestAnthropicCostAmountsAreCentStrings(t *testing.T) {
 	var p struct {
 		Data []struct {
 			Results []struct {
-				Amount      any     `json:"amount"`
-				Currency    string  `json:"currency"`
-				CostType    string  `json:"cost_type"`
-				Description string  `json:"description"`
-				Model       *string `json:"model"`
-				TokenType   *string `json:"token_type"`
-				WorkspaceID *string `json:"workspace_id"`
+				Amount        any     `json:"amount"`
+				Currency      string  `json:"currency"`
+				CostType      string  `json:"cost_type"`
+				Description   string  `json:"description"`
+				Model         *string `json:"model"`
+				TokenType     *string `json:"token_type"`
+				ServiceTier   *string `json:"service_tier"`
+				ContextWindow *string `json:"context_window"`
+				WorkspaceID   *string `json:"workspace_id"`
 			} `json:"results"`
 		} `json:"data"`
 	}
@@ -623,7 +628,12 @@ func TestAnthropicCostAmountsAreCentStrings(t *testing.T) {
 		want := map[string]decimal.Decimal{}
 		for _, r := range fakeprovider.AnthropicDay(antKey, day0.AddDate(0, 0, i)) {
 			for _, c := range r.Costs {
-				k := c.WorkspaceID + "|" + c.Description
+				k := c.WorkspaceID + "|" + c.Description + "||"
+				if c.CostType == "tokens" {
+					// Token lines also carry their tier and window, which
+					// split them even under one description.
+					k = c.WorkspaceID + "|" + c.Description + "|" + r.ServiceTier + "|" + r.ContextWindow
+				}
 				want[k] = want[k].Add(c.AmountCents)
 			}
 		}
@@ -636,7 +646,14 @@ func TestAnthropicCostAmountsAreCentStrings(t *testing.T) {
 			if r.WorkspaceID != nil {
 				ws = *r.WorkspaceID
 			}
-			require.True(t, want[ws+"|"+r.Description].Equal(decimal.RequireFromString(s)))
+			str := func(p *string) string {
+				if p == nil {
+					return ""
+				}
+				return *p
+			}
+			k := ws + "|" + r.Description + "|" + str(r.ServiceTier) + "|" + str(r.ContextWindow)
+			require.True(t, want[k].Equal(decimal.RequireFromString(s)), k)
 			if r.CostType == "web_search" {
 				require.Nil(t, r.Model)
 				require.Nil(t, r.TokenType)

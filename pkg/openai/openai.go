@@ -1,21 +1,34 @@
 // Package openai reads an OpenAI organisation's usage and costs with an admin
 // key, through the /v1/organization/usage/* and /v1/organization/costs
 // endpoints, and normalises them into provider rows.
+//
+// What is requested and what is dropped:
+//
+//   - Every usage family is read once per window (one paged call each), daily
+//     buckets, grouped by every dimension Tokka stores that the family allows:
+//     model, project, API key, batch and service tier (completions), image
+//     size and source, web search context level, file search vector store.
+//   - user_id grouping is never requested: Tokka has no user dimension, and
+//     asking for it would only split rows that are added up again.
+//   - web_search_calls' num_model_requests is not stored as Requests: those
+//     model requests are already counted by the completions family, and a
+//     dashboard adding requests across families would count them twice. The
+//     searches themselves (num_requests) are stored as WebSearches.
+//   - The per-modality token splits (text/audio/image) are not stored; the
+//     five token classes already add up to input plus output.
 package openai
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/shopspring/decimal"
 
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/secret"
@@ -24,9 +37,10 @@ import (
 // DefaultBaseURL is the real API; paths below it start with /v1.
 const DefaultBaseURL = "https://api.openai.com"
 
-// DefaultMaxPages bounds one Usage or Costs call. A 90-day window needs 3
-// usage pages per family; 500 only trips on a provider that never stops.
-const DefaultMaxPages = 500
+// DefaultMaxPages bounds one endpoint's paging in one call. A year of daily
+// buckets is 12 usage pages (31 buckets each); 100 only trips on a provider
+// that never stops, and stops it within one connection's sync.
+const DefaultMaxPages = 100
 
 // Client implements provider.Client for OpenAI. The zero value is not
 // usable: BaseURL is required.
@@ -34,6 +48,7 @@ type Client struct {
 	BaseURL  string              // e.g. DefaultBaseURL or a fake server's URL, without trailing /v1
 	HTTP     provider.HTTPClient // retry, timeout and size policy; Provider and RequestIDHeader are set by the client
 	MaxPages int                 // per endpoint and call; 0 means DefaultMaxPages
+	Families []string            // usage families Usage reads; nil means Families()
 }
 
 var _ provider.Client = (*Client)(nil)
@@ -44,43 +59,102 @@ func New(baseURL string, h provider.HTTPClient) *Client {
 	return &Client{BaseURL: baseURL, HTTP: h}
 }
 
-// usageFamily is one /v1/organization/usage/<path> endpoint. Adding the other
-// families (embeddings, moderations, images, audio_speeches,
-// audio_transcriptions, vector_stores, code_interpreter_sessions,
-// file_search_calls, web_search_calls) means adding a row to usageFamilies
-// with its group_by set and a decoder for its result object.
+// usageFamily is one /v1/organization/usage/<name> endpoint.
 type usageFamily struct {
 	name    string   // provider.UsageRow.Family, also the path segment
-	groupBy []string // dimensions to split by; the decoder fills the matching row fields
-	decode  func(day time.Time, raw json.RawMessage) (provider.UsageRow, error)
+	groupBy []string // dimensions to split by; all of them are stored
+	// fill maps the family's metrics onto row (whose dimensions are already
+	// set) and returns a problem description, or "" when the result is sound.
+	fill func(r *usageResult, row *provider.UsageRow) string
 }
 
-var usageFamilies = []usageFamily{
-	{name: "completions", groupBy: []string{"model", "project_id"}, decode: decodeCompletions},
+var (
+	modelGroups   = []string{"model", "project_id", "api_key_id"}
+	usageFamilies = []usageFamily{
+		{"completions", []string{"model", "project_id", "api_key_id", "batch", "service_tier"}, fillCompletions},
+		{"embeddings", modelGroups, fillInputOnly},
+		{"moderations", modelGroups, fillInputOnly},
+		{"images", append(slices.Clone(modelGroups), "size", "source"), func(r *usageResult, row *provider.UsageRow) string {
+			row.Images, row.Requests = r.Images, r.NumModelRequests
+			return ""
+		}},
+		{"audio_speeches", modelGroups, func(r *usageResult, row *provider.UsageRow) string {
+			row.Characters, row.Requests = r.Characters, r.NumModelRequests
+			return ""
+		}},
+		{"audio_transcriptions", modelGroups, func(r *usageResult, row *provider.UsageRow) string {
+			row.Seconds, row.Requests = r.Seconds, r.NumModelRequests
+			return ""
+		}},
+		{"vector_stores", []string{"project_id"}, func(r *usageResult, row *provider.UsageRow) string {
+			row.Bytes = r.UsageBytes
+			return ""
+		}},
+		{"code_interpreter_sessions", []string{"project_id"}, func(r *usageResult, row *provider.UsageRow) string {
+			row.Sessions = r.NumSessions
+			return ""
+		}},
+		{"file_search_calls", []string{"project_id", "api_key_id", "vector_store_id"}, func(r *usageResult, row *provider.UsageRow) string {
+			row.FileSearches = r.NumRequests
+			return ""
+		}},
+		{"web_search_calls", append(slices.Clone(modelGroups), "context_level"), func(r *usageResult, row *provider.UsageRow) string {
+			row.WebSearches = r.NumRequests
+			return ""
+		}},
+	}
+)
+
+// Families lists every usage family (endpoint under /v1/organization/usage/)
+// the client reads by default, in the order it reads them. It never fails.
+func Families() []string {
+	out := make([]string, len(usageFamilies))
+	for i, f := range usageFamilies {
+		out[i] = f.name
+	}
+	return out
+}
+
+// GroupBy returns the group_by values Usage sends for family, or nil for a
+// family the client does not know.
+func GroupBy(family string) []string {
+	for _, f := range usageFamilies {
+		if f.name == family {
+			return slices.Clone(f.groupBy)
+		}
+	}
+	return nil
 }
 
 // Usage returns one row per day, family and group for w. Errors are
 // *provider.Error: transport and status failures as provider.HTTPClient.Get
-// describes, KindBadResponse for malformed or inconsistent data and for
-// endless paging, KindRequest for an empty window.
+// describes; KindBadResponse for malformed JSON, negative or implausibly
+// large counts, inconsistent token classes, buckets outside w or repeated,
+// and endless paging (the reason names the endpoint); KindRequest for an
+// empty window or an unknown family in Families. Nothing is returned unless
+// every family was read completely, so a caller never replaces stored days
+// with a partial picture.
 func (c *Client) Usage(ctx context.Context, key *secret.Key, w provider.Window) ([]provider.UsageRow, error) {
 	if err := c.checkWindow(w); err != nil {
 		return nil, err
 	}
+	fams, err := c.families()
+	if err != nil {
+		return nil, err
+	}
 	var rows []provider.UsageRow
-	for _, f := range usageFamilies {
+	for _, f := range fams {
 		q := c.windowQuery(w)
 		q.Set("bucket_width", "1d")
 		q.Set("limit", "31")
 		for _, g := range f.groupBy {
 			q.Add("group_by[]", g)
 		}
-		err := c.pages(ctx, key, w, "/v1/organization/usage/"+f.name, q, func(day time.Time, raw json.RawMessage) error {
-			row, err := f.decode(day, raw)
-			if err != nil {
-				return err
+		err := c.pages(ctx, key, w, "usage/"+f.name, q, func(day time.Time, raw json.RawMessage) error {
+			row, problem := decodeUsage(f, day, raw)
+			if problem != "" {
+				return badData("a " + f.name + " usage result " + problem)
 			}
-			row.Family = f.name
 			rows = append(rows, row)
 			return nil
 		})
@@ -91,107 +165,150 @@ func (c *Client) Usage(ctx context.Context, key *secret.Key, w provider.Window) 
 	return rows, nil
 }
 
-// completionsResult is organization.usage.completions.result. Counts OpenAI
-// added later (input_cache_write_tokens) are absent from older data and
-// decode as 0; unknown fields are ignored.
-type completionsResult struct {
-	InputTokens           int64   `json:"input_tokens"`
-	OutputTokens          int64   `json:"output_tokens"`
-	NumModelRequests      int64   `json:"num_model_requests"`
-	InputCachedTokens     int64   `json:"input_cached_tokens"`
-	InputCacheWriteTokens int64   `json:"input_cache_write_tokens"`
-	ProjectID             *string `json:"project_id"`
-	APIKeyID              *string `json:"api_key_id"`
-	Model                 *string `json:"model"`
-	Batch                 *bool   `json:"batch"`
-	ServiceTier           *string `json:"service_tier"`
+func (c *Client) families() ([]usageFamily, error) {
+	if c.Families == nil {
+		return usageFamilies, nil
+	}
+	var out []usageFamily
+	for _, name := range c.Families {
+		i := slices.IndexFunc(usageFamilies, func(f usageFamily) bool { return f.name == name })
+		if i < 0 {
+			return nil, &provider.Error{Provider: provider.OpenAI, Kind: provider.KindRequest,
+				Reason: fmt.Sprintf("unknown OpenAI usage family %q", name)}
+		}
+		out = append(out, usageFamilies[i])
+	}
+	return out, nil
 }
 
-func decodeCompletions(day time.Time, raw json.RawMessage) (provider.UsageRow, error) {
-	var r completionsResult
+// usageResult is the union of every organization.usage.*.result object.
+// Fields a family does not have decode as 0 or nil; counts OpenAI added
+// later (input_cache_write_tokens) are absent from older data and decode as
+// 0; unknown fields (the per-modality splits, future additions) are ignored.
+type usageResult struct {
+	InputTokens           int64 `json:"input_tokens"`
+	OutputTokens          int64 `json:"output_tokens"`
+	NumModelRequests      int64 `json:"num_model_requests"`
+	InputCachedTokens     int64 `json:"input_cached_tokens"`
+	InputCacheWriteTokens int64 `json:"input_cache_write_tokens"`
+	Images                int64 `json:"images"`
+	Characters            int64 `json:"characters"`
+	Seconds               int64 `json:"seconds"`
+	UsageBytes            int64 `json:"usage_bytes"`
+	NumSessions           int64 `json:"num_sessions"`
+	NumRequests           int64 `json:"num_requests"`
+
+	ProjectID     *string `json:"project_id"`
+	APIKeyID      *string `json:"api_key_id"`
+	Model         *string `json:"model"`
+	Batch         *bool   `json:"batch"`
+	ServiceTier   *string `json:"service_tier"`
+	Size          *string `json:"size"`
+	Source        *string `json:"source"`
+	ContextLevel  *string `json:"context_level"`
+	VectorStoreID *string `json:"vector_store_id"`
+}
+
+// decodeUsage turns one result of family f into a row, or says what is wrong
+// with it ("is malformed", "has a negative count", …).
+func decodeUsage(f usageFamily, day time.Time, raw json.RawMessage) (provider.UsageRow, string) {
+	var r usageResult
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return provider.UsageRow{}, badData("a completions usage result is malformed")
+		return provider.UsageRow{}, "is malformed"
 	}
-	for _, n := range []int64{r.InputTokens, r.OutputTokens, r.NumModelRequests, r.InputCachedTokens, r.InputCacheWriteTokens} {
-		if n < 0 {
-			return provider.UsageRow{}, badData("a completions usage result has a negative count")
-		}
-	}
-	// input_tokens includes cached reads and cache writes; the row's classes
-	// must not overlap, so the uncached part is what is left.
-	uncached := r.InputTokens - r.InputCachedTokens - r.InputCacheWriteTokens
-	if uncached < 0 {
-		return provider.UsageRow{}, badData("a completions usage result reports more cached input than input")
+	if p := provider.CountsProblem(r.InputTokens, r.OutputTokens, r.NumModelRequests, r.InputCachedTokens,
+		r.InputCacheWriteTokens, r.Images, r.Characters, r.Seconds, r.UsageBytes, r.NumSessions, r.NumRequests); p != "" {
+		return provider.UsageRow{}, "has " + p
 	}
 	row := provider.UsageRow{
-		Day:                 day,
-		Model:               str(r.Model),
-		ProjectID:           str(r.ProjectID),
-		APIKeyID:            str(r.APIKeyID),
-		ServiceTier:         str(r.ServiceTier),
-		InputUncachedTokens: uncached,
-		CacheReadTokens:     r.InputCachedTokens,
-		CacheWrite5mTokens:  r.InputCacheWriteTokens,
-		OutputTokens:        r.OutputTokens,
-		Requests:            r.NumModelRequests,
+		Day:           day,
+		Family:        f.name,
+		Model:         str(r.Model),
+		ProjectID:     str(r.ProjectID),
+		APIKeyID:      str(r.APIKeyID),
+		ServiceTier:   str(r.ServiceTier),
+		ImageSize:     str(r.Size),
+		ImageSource:   str(r.Source),
+		ContextLevel:  str(r.ContextLevel),
+		VectorStoreID: str(r.VectorStoreID),
 	}
 	if r.Batch != nil {
 		row.Batch = strconv.FormatBool(*r.Batch)
 	}
-	return row, nil
+	if p := f.fill(&r, &row); p != "" {
+		return provider.UsageRow{}, p
+	}
+	return row, ""
 }
 
-// costResult is organization.costs.result.
+// fillCompletions splits input_tokens into classes that do not overlap:
+// OpenAI's input_tokens includes cached reads and cache writes, so the
+// uncached part is what is left, and the classes add up to input_tokens
+// exactly. (The 2026 input_uncached_tokens field says the same thing and is
+// not needed.)
+func fillCompletions(r *usageResult, row *provider.UsageRow) string {
+	uncached := r.InputTokens - r.InputCachedTokens - r.InputCacheWriteTokens
+	if uncached < 0 {
+		return "reports more cached input than input"
+	}
+	row.InputUncachedTokens = uncached
+	row.CacheReadTokens = r.InputCachedTokens
+	row.CacheWrite5mTokens = r.InputCacheWriteTokens
+	row.OutputTokens = r.OutputTokens
+	row.Requests = r.NumModelRequests
+	return ""
+}
+
+// fillInputOnly is embeddings and moderations: input tokens, never cached.
+func fillInputOnly(r *usageResult, row *provider.UsageRow) string {
+	row.InputUncachedTokens = r.InputTokens
+	row.Requests = r.NumModelRequests
+	return ""
+}
+
+// costResult is organization.costs.result; quantity and quantity_unit are
+// not stored.
 type costResult struct {
 	Amount *struct {
-		Value    *amount `json:"value"`
-		Currency string  `json:"currency"`
+		Value    *provider.Decimal `json:"value"`
+		Currency string            `json:"currency"`
 	} `json:"amount"`
 	LineItem  *string `json:"line_item"`
 	ProjectID *string `json:"project_id"`
 	APIKeyID  *string `json:"api_key_id"`
 }
 
-// amount decodes amount.value exactly: the spec says number, but live
-// responses have carried numeric strings ("12.50"), and float64 would round
-// either way.
-type amount struct{ d decimal.Decimal }
+var (
+	costGroups       = []string{"line_item", "project_id", "api_key_id"}
+	legacyCostGroups = []string{"line_item", "project_id"} // before api_key_id grouping existed
+)
 
-func (a *amount) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		b = []byte(strings.TrimSpace(s))
-	}
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("amount is not a number")
-	}
-	d, err := decimal.NewFromString(n.String())
-	if err != nil {
-		return fmt.Errorf("amount is not a decimal")
-	}
-	a.d = d
-	return nil
-}
-
-// Costs returns one row per day and cost line for w, in dollars. Errors are
-// *provider.Error as for Usage; a currency other than USD is KindBadResponse
-// rather than a guess at an exchange rate.
+// Costs returns one row per day, line item, project and API key for w, in
+// dollars. Errors are *provider.Error as for Usage; a currency other than
+// USD, or an implausible amount, is KindBadResponse rather than a guess. If
+// OpenAI refuses api_key_id grouping with a 400 (the 2024 API did not have
+// it), the costs are read again grouped by line item and project only.
 func (c *Client) Costs(ctx context.Context, key *secret.Key, w provider.Window) ([]provider.CostRow, error) {
 	if err := c.checkWindow(w); err != nil {
 		return nil, err
 	}
+	rows, err := c.costs(ctx, key, w, costGroups)
+	var pe *provider.Error
+	if errors.As(err, &pe) && pe.Kind == provider.KindRequest && pe.Status == http.StatusBadRequest {
+		rows, err = c.costs(ctx, key, w, legacyCostGroups)
+	}
+	return rows, err
+}
+
+func (c *Client) costs(ctx context.Context, key *secret.Key, w provider.Window, groups []string) ([]provider.CostRow, error) {
 	q := c.windowQuery(w)
 	q.Set("bucket_width", "1d")
 	q.Set("limit", "180")
-	q.Add("group_by[]", "line_item")
-	q.Add("group_by[]", "project_id")
+	for _, g := range groups {
+		q.Add("group_by[]", g)
+	}
 	var rows []provider.CostRow
-	err := c.pages(ctx, key, w, "/v1/organization/costs", q, func(day time.Time, raw json.RawMessage) error {
+	err := c.pages(ctx, key, w, "costs", q, func(day time.Time, raw json.RawMessage) error {
 		var r costResult
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return badData("a cost result is malformed")
@@ -202,6 +319,10 @@ func (c *Client) Costs(ctx context.Context, key *secret.Key, w provider.Window) 
 		if !strings.EqualFold(r.Amount.Currency, "usd") {
 			return badData("a cost result is not in USD")
 		}
+		amount, problem := provider.CheckAmount(r.Amount.Value.Decimal)
+		if problem != "" {
+			return badData("a cost result has " + problem)
+		}
 		li := str(r.LineItem)
 		rows = append(rows, provider.CostRow{
 			Day:       day,
@@ -209,8 +330,8 @@ func (c *Client) Costs(ctx context.Context, key *secret.Key, w provider.Window) 
 			Model:     lineItemModel(li),
 			ProjectID: str(r.ProjectID),
 			APIKeyID:  str(r.APIKeyID),
-			AmountUSD: r.Amount.Value.d,
-			Amount:    r.Amount.Value.d,
+			AmountUSD: amount,
+			Amount:    amount,
 			Currency:  r.Amount.Currency,
 		})
 		return nil
@@ -242,12 +363,13 @@ type page struct {
 	NextPage *string `json:"next_page"`
 }
 
-// pages GETs path with q and follows next_page until has_more is false,
-// calling each for every result with its bucket's UTC day (which must lie in
-// w). A response without a data array is malformed, not empty. It refuses a
-// cursor it has already seen and stops after MaxPages, so a misbehaving
-// provider cannot keep a sync busy forever.
-func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, path string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
+// pages GETs /v1/organization/<endpoint> with q and follows next_page until
+// has_more is false, calling each for every result with its bucket's UTC day
+// (which must lie in w). A response without a data array is malformed, not
+// empty. It refuses a cursor or a bucket it has already seen and stops after
+// MaxPages, so a misbehaving provider can neither keep a sync busy forever
+// nor make it count a day twice. Bad-response reasons name the endpoint.
+func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, endpoint string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
 	h := c.HTTP
 	h.Provider = provider.OpenAI
 	if h.RequestIDHeader == "" {
@@ -261,12 +383,13 @@ func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, 
 	if maxPages <= 0 {
 		maxPages = DefaultMaxPages
 	}
-	seen := map[string]bool{}
-	base := strings.TrimRight(c.BaseURL, "/") + path + "?"
+	from := w.From.UTC().Truncate(24 * time.Hour)
+	seenCursor, seenBucket := map[string]bool{}, map[int64]bool{}
+	base := strings.TrimRight(c.BaseURL, "/") + "/v1/organization/" + endpoint + "?"
+	where := " (" + endpoint + ")"
 	for n := 0; ; n++ {
 		if n == maxPages {
-			return &provider.Error{Provider: provider.OpenAI, Kind: provider.KindBadResponse,
-				Reason: fmt.Sprintf("the provider kept paging past %d pages", maxPages)}
+			return badData(fmt.Sprintf("the provider kept paging past %d pages%s", maxPages, where))
 		}
 		res, err := h.Get(ctx, base+q.Encode(), authorize)
 		if err != nil {
@@ -276,6 +399,9 @@ func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, 
 			var pe *provider.Error
 			if errors.As(err, &pe) {
 				pe.RequestID = res.RequestID
+				if pe.Kind == provider.KindBadResponse {
+					pe.Reason += where
+				}
 			}
 			return err
 		}
@@ -284,14 +410,21 @@ func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, 
 			return fail(badData("the provider's response is not the expected JSON"))
 		}
 		for _, b := range *p.Data {
+			if b.StartTime == nil {
+				if len(b.Results) == 0 {
+					continue
+				}
+				return fail(badData("a bucket has no start_time"))
+			}
+			if seenBucket[*b.StartTime] {
+				return fail(badData("the provider returned the same bucket twice"))
+			}
+			seenBucket[*b.StartTime] = true
 			if len(b.Results) == 0 {
 				continue
 			}
-			if b.StartTime == nil {
-				return fail(badData("a bucket has no start_time"))
-			}
 			day := time.Unix(*b.StartTime, 0).UTC().Truncate(24 * time.Hour)
-			if day.Before(w.From.UTC().Truncate(24*time.Hour)) || !day.Before(w.To) {
+			if day.Before(from) || !day.Before(w.To) {
 				return fail(badData("the provider returned a bucket outside the requested window"))
 			}
 			for _, raw := range b.Results {
@@ -306,10 +439,10 @@ func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, 
 		if p.NextPage == nil || *p.NextPage == "" {
 			return fail(badData("the provider said there is more data but gave no next page"))
 		}
-		if seen[*p.NextPage] {
+		if seenCursor[*p.NextPage] {
 			return fail(badData("the provider returned the same page cursor twice"))
 		}
-		seen[*p.NextPage] = true
+		seenCursor[*p.NextPage] = true
 		q.Set("page", *p.NextPage)
 	}
 }

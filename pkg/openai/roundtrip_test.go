@@ -3,6 +3,7 @@ package openai_test
 import (
 	"context"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,23 +41,49 @@ func setupFake(t *testing.T) *fakeBundle {
 	return b
 }
 
-type usageKey struct {
-	day              time.Time
-	model, projectID string
-}
-
-type tokens struct{ uncached, read, write, output, requests int64 }
-
 type costKey struct {
 	day             time.Time
 	model, lineItem string
 	projectID       string
+	apiKeyID        string
+}
+
+// wantRow is how a record of the fake must come out of the client: written
+// from the reference's field list, not from the client's code.
+func wantRow(d time.Time, r fakeprovider.OpenAIRecord) provider.UsageRow {
+	row := provider.UsageRow{Day: d, Family: r.Family, Model: r.Model, ProjectID: r.ProjectID, APIKeyID: r.APIKeyID}
+	switch r.Family {
+	case "completions":
+		row.Batch = strconv.FormatBool(r.Batch)
+		row.ServiceTier = r.ServiceTier
+		row.InputUncachedTokens = r.InputTokens - r.InputCachedTokens - r.InputCacheWriteTokens
+		row.CacheReadTokens, row.CacheWrite5mTokens = r.InputCachedTokens, r.InputCacheWriteTokens
+		row.OutputTokens, row.Requests = r.OutputTokens, r.Requests
+	case "embeddings", "moderations":
+		row.InputUncachedTokens, row.Requests = r.InputTokens, r.Requests
+	case "images":
+		row.ImageSize, row.ImageSource, row.Images, row.Requests = r.ImageSize, r.ImageSource, r.Images, r.Requests
+	case "audio_speeches":
+		row.Characters, row.Requests = r.Characters, r.Requests
+	case "audio_transcriptions":
+		row.Seconds, row.Requests = r.Seconds, r.Requests
+	case "vector_stores":
+		row.Bytes = r.UsageBytes
+	case "code_interpreter_sessions":
+		row.Sessions = r.Sessions
+	case "file_search_calls":
+		row.VectorStoreID, row.FileSearches = r.VectorStoreID, r.ToolCalls
+	case "web_search_calls":
+		row.ContextLevel, row.WebSearches = r.ContextLevel, r.ToolCalls
+	}
+	return row
 }
 
 // expected computes, straight from fakeprovider.OpenAIDay and without HTTP,
-// what a sync of w must produce.
-func expected(key string, w provider.Window) (map[usageKey]tokens, map[costKey]string, map[time.Time]bool) {
-	usage := map[usageKey]tokens{}
+// what a sync of w must produce: every usage row, the cost per line, and the
+// idle days.
+func expected(key string, w provider.Window) ([]provider.UsageRow, map[costKey]string, map[time.Time]bool) {
+	var usage []provider.UsageRow
 	costs := map[costKey]decimal.Decimal{}
 	empty := map[time.Time]bool{}
 	for d := w.From; d.Before(w.To); d = d.AddDate(0, 0, 1) {
@@ -65,16 +92,9 @@ func expected(key string, w provider.Window) (map[usageKey]tokens, map[costKey]s
 			empty[d] = true
 		}
 		for _, r := range recs {
-			k := usageKey{d, r.Model, r.ProjectID}
-			t := usage[k]
-			t.uncached += r.InputUncachedTokens()
-			t.read += r.InputCachedTokens
-			t.write += r.InputCacheWriteTokens
-			t.output += r.OutputTokens
-			t.requests += r.Requests
-			usage[k] = t
+			usage = append(usage, wantRow(d, r))
 			for _, c := range r.Costs {
-				ck := costKey{d, r.Model, c.LineItem, c.ProjectID}
+				ck := costKey{d, r.Model, c.LineItem, c.ProjectID, c.APIKeyID}
 				costs[ck] = costs[ck].Add(c.Amount)
 			}
 		}
@@ -108,41 +128,32 @@ func TestRoundTripMatchesFakeData(t *testing.T) {
 
 			rows, err := b.client.Usage(context.Background(), secret.FromString(k), w)
 			require.NoError(t, err)
-			gotUsage := map[usageKey]tokens{}
+			require.ElementsMatch(t, wantUsage, rows)
+			families := map[string]bool{}
 			perModelTokens := map[string]int64{}
 			for _, r := range rows {
-				require.Equal(t, "completions", r.Family)
-				require.Equal(t, "", r.Batch, "not grouped by batch")
-				require.Zero(t, r.CacheWrite1hTokens)
 				require.False(t, empty[r.Day], "no rows on idle day %s", r.Day)
-				uk := usageKey{r.Day, r.Model, r.ProjectID}
-				_, dup := gotUsage[uk]
-				require.False(t, dup, "one row per day, model and project")
-				gotUsage[uk] = tokens{r.InputUncachedTokens, r.CacheReadTokens, r.CacheWrite5mTokens, r.OutputTokens, r.Requests}
+				require.Zero(t, r.CacheWrite1hTokens)
+				families[r.Family] = true
 				perModelTokens[r.Model] += r.InputTokens() + r.OutputTokens
 			}
-			require.Equal(t, wantUsage, gotUsage)
-			require.GreaterOrEqual(t, len(perModelTokens), 2)
+			require.Len(t, families, len(openai.Families()), "90 days exercise every family")
 
 			costs, err := b.client.Costs(context.Background(), secret.FromString(k), w)
 			require.NoError(t, err)
 			got := map[costKey]decimal.Decimal{}
-			perModel := map[string]decimal.Decimal{}
 			for _, c := range costs {
 				require.Equal(t, "usd", c.Currency)
 				require.True(t, c.Amount.Equal(c.AmountUSD))
 				require.True(t, strings.HasPrefix(c.LineItem, c.Model+", "), "model %q parsed from %q", c.Model, c.LineItem)
-				ck := costKey{c.Day, c.Model, c.LineItem, c.ProjectID}
+				ck := costKey{c.Day, c.Model, c.LineItem, c.ProjectID, c.APIKeyID}
 				got[ck] = got[ck].Add(c.AmountUSD)
-				perModel[c.Model] = perModel[c.Model].Add(c.AmountUSD)
 			}
 			require.Equal(t, wantCosts, decimalStrings(got))
-			for model := range perModelTokens {
-				require.True(t, perModel[model].IsPositive(), "every model with usage has cost: %s", model)
-			}
 
-			// 90 daily buckets at 31 per page is 3 usage pages; costs fit one page of 180.
-			require.Equal(t, 4, b.fake.Requests(k))
+			// 90 daily buckets at 31 per page is 3 pages per usage family;
+			// costs fit one page of 180.
+			require.Equal(t, 3*len(openai.Families())+1, b.fake.Requests(k))
 		})
 	}
 }
@@ -155,7 +166,10 @@ func TestRoundTripRetriesFlakyAndRateLimitedKeys(t *testing.T) {
 		wantSleep time.Duration // 0: backoff with random jitter, so only counted
 	}{
 		{"sk-admin-echo-flaky-1", 0},
-		{"sk-admin-fox-ratelimited-2", time.Second}, // the fake asks for Retry-After: 1
+		{"sk-admin-fox-ratelimited-2", time.Second},         // the fake asks for Retry-After: 1
+		{"sk-admin-golf-retryms-3", 250 * time.Millisecond}, // retry-after-ms wins over Retry-After
+		{"sk-admin-hotel-throttled-4", 0},                   // 429 without Retry-After: backoff
+		{"sk-admin-india-overloaded-5", 0},
 	} {
 		t.Run(tc.key, func(t *testing.T) {
 			t.Parallel()
@@ -163,22 +177,17 @@ func TestRoundTripRetriesFlakyAndRateLimitedKeys(t *testing.T) {
 			rows, err := b.client.Usage(context.Background(), secret.FromString(tc.key), w)
 			require.NoError(t, err)
 			wantUsage, _, _ := expected(tc.key, w)
-			total := int64(0)
-			for _, r := range rows {
-				total += r.OutputTokens
-			}
-			want := int64(0)
-			for _, v := range wantUsage {
-				want += v.output
-			}
-			require.Equal(t, want, total)
-			// Two pages, each failing once before it succeeds.
-			require.Equal(t, 4, b.fake.Requests(tc.key))
+			require.ElementsMatch(t, wantUsage, rows)
+			// Two pages per family, each failing once before it succeeds.
+			pages := 2 * len(openai.Families())
+			require.Equal(t, 2*pages, b.fake.Requests(tc.key))
 			b.mu.Lock()
 			defer b.mu.Unlock()
-			require.Len(t, b.sleeps, 2)
+			require.Len(t, b.sleeps, pages)
 			if tc.wantSleep > 0 {
-				require.Equal(t, []time.Duration{tc.wantSleep, tc.wantSleep}, b.sleeps)
+				for _, d := range b.sleeps {
+					require.Equal(t, tc.wantSleep, d)
+				}
 			}
 		})
 	}

@@ -200,14 +200,17 @@ func (d *DB) ReleaseLease(ctx context.Context, l Lease) error {
 // chunk, and (unlike COPY FROM) allowed on tables with row-level security.
 const insertChunk = 5000
 
+// copyUsage inserts rows for the leased connection, in chunks.
 func copyUsage(ctx context.Context, tx *sqlx.Tx, l Lease, rows []provider.UsageRow) error {
 	for len(rows) > 0 {
 		n := min(len(rows), insertChunk)
 		chunk := rows[:n]
 		rows = rows[n:]
 		var (
-			day, family, model, project, apiKey, tier, batch, ctxWin []string
-			uncached, cacheRead, cw5, cw1, output, requests          []int64
+			day, family, model, project, apiKey, tier, batch, ctxWin  []string
+			imageSize, imageSource, ctxLevel, vectorStore             []string
+			uncached, cacheRead, cw5, cw1, output, requests           []int64
+			images, chars, secs, bytes, sessions, fileSrch, webSearch []int64
 		)
 		for _, r := range chunk {
 			day = append(day, r.Day.Format(time.DateOnly))
@@ -218,30 +221,53 @@ func copyUsage(ctx context.Context, tx *sqlx.Tx, l Lease, rows []provider.UsageR
 			tier = append(tier, r.ServiceTier)
 			batch = append(batch, r.Batch)
 			ctxWin = append(ctxWin, r.ContextWindow)
+			imageSize = append(imageSize, r.ImageSize)
+			imageSource = append(imageSource, r.ImageSource)
+			ctxLevel = append(ctxLevel, r.ContextLevel)
+			vectorStore = append(vectorStore, r.VectorStoreID)
 			uncached = append(uncached, r.InputUncachedTokens)
 			cacheRead = append(cacheRead, r.CacheReadTokens)
 			cw5 = append(cw5, r.CacheWrite5mTokens)
 			cw1 = append(cw1, r.CacheWrite1hTokens)
 			output = append(output, r.OutputTokens)
 			requests = append(requests, r.Requests)
+			images = append(images, r.Images)
+			chars = append(chars, r.Characters)
+			secs = append(secs, r.Seconds)
+			bytes = append(bytes, r.Bytes)
+			sessions = append(sessions, r.Sessions)
+			fileSrch = append(fileSrch, r.FileSearches)
+			webSearch = append(webSearch, r.WebSearches)
 		}
 		if _, err := tx.ExecContext(ctx, `
 			INSERT INTO tokka.usage_daily (connection_id, user_id, provider, day, family, model,
-				project_id, api_key_id, service_tier, batch, context_window, input_uncached_tokens,
-				cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens, requests)
+				project_id, api_key_id, service_tier, batch, context_window,
+				image_size, image_source, context_level, vector_store_id,
+				input_uncached_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+				output_tokens, requests,
+				images, characters, seconds, bytes, sessions, file_searches, web_searches)
 			SELECT $1, $2, $3, u.* FROM unnest($4::date[], $5::text[], $6::text[], $7::text[], $8::text[],
-				$9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[],
-				$15::bigint[], $16::bigint[], $17::bigint[]) AS u`,
+				$9::text[], $10::text[], $11::text[],
+				$12::text[], $13::text[], $14::text[], $15::text[],
+				$16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[],
+				$20::bigint[], $21::bigint[],
+				$22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], $26::bigint[], $27::bigint[],
+				$28::bigint[]) AS u`,
 			l.ConnectionID, l.UserID, l.Provider, pq.Array(day), pq.Array(family), pq.Array(model),
 			pq.Array(project), pq.Array(apiKey), pq.Array(tier), pq.Array(batch), pq.Array(ctxWin),
-			pq.Array(uncached), pq.Array(cacheRead), pq.Array(cw5), pq.Array(cw1), pq.Array(output),
-			pq.Array(requests)); err != nil {
+			pq.Array(imageSize), pq.Array(imageSource), pq.Array(ctxLevel), pq.Array(vectorStore),
+			pq.Array(uncached), pq.Array(cacheRead), pq.Array(cw5), pq.Array(cw1),
+			pq.Array(output), pq.Array(requests),
+			pq.Array(images), pq.Array(chars), pq.Array(secs), pq.Array(bytes), pq.Array(sessions),
+			pq.Array(fileSrch), pq.Array(webSearch)); err != nil {
 			return domainError(err, "usage rows")
 		}
 	}
 	return nil
 }
 
+// copyCosts inserts rows for the leased connection, in chunks. Amounts go
+// to numeric columns as decimal text, so no float ever touches money.
 func copyCosts(ctx context.Context, tx *sqlx.Tx, l Lease, rows []provider.CostRow) error {
 	for len(rows) > 0 {
 		n := min(len(rows), insertChunk)

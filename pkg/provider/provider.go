@@ -56,7 +56,9 @@ func (w Window) Days() int { return int(w.To.Sub(w.From) / (24 * time.Hour)) }
 
 // UsageRow is one daily usage bucket as a provider reported it, normalised.
 // Grouping fields are "" when the provider left them null. Token classes never
-// overlap: their sum is the total token count.
+// overlap: their sum is the total token count. Every count is between 0 and
+// MaxCount; the family-specific units are 0 for families that do not report
+// them.
 type UsageRow struct {
 	Day           time.Time // 00:00 UTC of the bucket
 	Family        string    // "completions", "embeddings", … for OpenAI; "messages" for Anthropic
@@ -65,14 +67,33 @@ type UsageRow struct {
 	APIKeyID      string
 	ServiceTier   string
 	Batch         string // "true", "false" or ""
-	ContextWindow string
+	ContextWindow string // Anthropic context_window ("0-200k", "200k-1M")
+
+	// Family-specific dimensions (OpenAI only).
+	ImageSize     string // images: size, e.g. "1024x1024"
+	ImageSource   string // images: source, e.g. "image.generation"
+	ContextLevel  string // web_search_calls: context_level ("low", "medium", "high")
+	VectorStoreID string // file_search_calls: vector_store_id
 
 	InputUncachedTokens int64 // input that was neither read from nor written to a cache
 	CacheReadTokens     int64
 	CacheWrite5mTokens  int64 // OpenAI cache writes (no TTL reported) are counted here
 	CacheWrite1hTokens  int64
 	OutputTokens        int64
-	Requests            int64 // model requests; Anthropic reports none, so 0
+	// Requests counts API requests to the family's own endpoint (OpenAI
+	// num_model_requests); 0 where the provider reports none (Anthropic,
+	// the OpenAI tool families) or where the requests are already counted
+	// elsewhere (web_search_calls: completions counts them).
+	Requests int64
+
+	// Family-specific units.
+	Images       int64 // OpenAI images: images produced
+	Characters   int64 // OpenAI audio_speeches: input characters
+	Seconds      int64 // OpenAI audio_transcriptions: seconds of audio
+	Bytes        int64 // OpenAI vector_stores: bytes stored that day (a level, not a flow: do not add days up)
+	Sessions     int64 // OpenAI code_interpreter_sessions
+	FileSearches int64 // OpenAI file_search_calls: tool calls
+	WebSearches  int64 // OpenAI web_search_calls num_requests; Anthropic server_tool_use.web_search_requests
 }
 
 // InputTokens is every input token class added up.

@@ -329,10 +329,11 @@ func TestConcurrentSyncersNeverShareAConnection(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	// One sync of 35 days is exactly 2 usage pages + 1 cost page (OpenAI:
-	// 31-day usage pages, 180-day cost pages) or 2 + 2 (Anthropic: 31 each).
+	// One sync of 35 days is exactly 2 usage pages per usage family + 1 cost
+	// page (OpenAI: 31-day usage pages, 180-day cost pages) or 2 + 2
+	// (Anthropic: 31 each).
 	for i, k := range keys {
-		want := 3
+		want := 2*len(openai.Families()) + 1
 		if i%2 == 1 {
 			want = 4
 		}

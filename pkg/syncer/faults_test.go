@@ -1,0 +1,213 @@
+package syncer_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokka-dev/tokka/pkg/anthropic"
+	"github.com/tokka-dev/tokka/pkg/fakeprovider"
+	"github.com/tokka-dev/tokka/pkg/openai"
+	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/syncer"
+)
+
+// faultCase is one fake-provider fault mode and what a sync of a connection
+// whose key carries it must end with.
+type faultCase struct {
+	marker   string
+	provider provider.Name
+	status   string // the connection's status after the sync
+	reason   string // a part of its last_error ("" when active)
+	requests func(normal int) int
+}
+
+// normalRequests is what one 90-day sync costs: 3 pages per usage family
+// and 1 cost page for OpenAI, 3 + 3 pages for Anthropic.
+func normalRequests(p provider.Name) int {
+	if p == provider.OpenAI {
+		return 3*len(openai.Families()) + 1
+	}
+	return 6
+}
+
+func faultCases() []faultCase {
+	twice := func(n int) int { return 2 * n }
+	same := func(n int) int { return n }
+	exactly := func(k int) func(int) int { return func(int) int { return k } }
+	var cases []faultCase
+	for _, p := range []provider.Name{provider.OpenAI, provider.Anthropic} {
+		usage := "(usage/completions)"
+		maxPages := openai.DefaultMaxPages
+		if p == provider.Anthropic {
+			usage, maxPages = "(usage_report/messages)", anthropic.DefaultMaxPages
+		}
+		cases = append(cases,
+			// Transient failures: retried, and the sync succeeds with exact data.
+			faultCase{"flaky", p, "active", "", twice},       // 500 then success
+			faultCase{"ratelimited", p, "active", "", twice}, // 429 + Retry-After: 1
+			faultCase{"throttled", p, "active", "", twice},   // 429 without Retry-After: backoff
+			faultCase{"retryms", p, "active", "", twice},     // 429 + retry-after-ms
+			faultCase{"overloaded", p, "active", "", twice},  // 529 (Anthropic), 503 (OpenAI)
+			// Persistent failures: bounded work, status and a clear reason.
+			faultCase{"outage", p, "error", "temporarily unavailable", exactly(1 + provider.DefaultMaxRetries)},
+			faultCase{"cooldown", p, "error", "asked to wait 1h0m0s", exactly(1)},
+			faultCase{"malformed", p, "error", "not the expected JSON " + usage, exactly(1)},
+			faultCase{"negative", p, "error", "negative count " + usage, exactly(1)},
+			faultCase{"absurd", p, "error", "implausibly large count " + usage, exactly(1)},
+			faultCase{"endless", p, "error", "kept paging past 100 pages " + usage, exactly(maxPages)},
+			faultCase{"pageloop", p, "error", "same page cursor twice " + usage, exactly(2)},
+			faultCase{"oversize", p, "error", "larger than", exactly(1)},
+			faultCase{"revoked", p, "invalid", "rejected the key", exactly(1)}, // 401 echoing the key
+		)
+	}
+	return append(cases, faultCase{"strings", provider.OpenAI, "active", "", same}) // amount.value as strings
+}
+
+func faultKey(p provider.Name, user, marker string) string {
+	if p == provider.OpenAI {
+		return "sk-admin-" + user[:8] + "-" + marker + "-FAULTCANARY"
+	}
+	return "sk-ant-admin01-" + user[:8] + "-" + marker + "-FAULTCANARY"
+}
+
+// TestEveryFaultModeEndsCorrectlyBesideHealthyConnections runs one
+// connection per fault mode and per provider in the same pass as two
+// healthy connections. Transient faults are retried to an exact result;
+// persistent ones end in status error (or invalid for a rejected key) with
+// a user-facing, key-free reason after bounded work; the healthy
+// connections store exactly what the provider serves either way.
+func TestEveryFaultModeEndsCorrectlyBesideHealthyConnections(t *testing.T) {
+	t.Parallel()
+	c := newTestClock(time.Now())
+	b, newSyncer := setupClocked(t, c, fakeprovider.Options{}, provider.HTTPClient{})
+	user := uuid.NewString()
+	cases := faultCases()
+	ids := make([]string, len(cases))
+	for i, tc := range cases {
+		ids[i] = b.addConnection(t, user, tc.provider, faultKey(tc.provider, user, tc.marker))
+	}
+	healthy := map[provider.Name]string{
+		provider.OpenAI:    "sk-admin-" + user[:8] + "-healthy",
+		provider.Anthropic: "sk-ant-admin01-" + user[:8] + "-healthy",
+	}
+	healthyIDs := map[provider.Name]string{}
+	for p, k := range healthy {
+		healthyIDs[p] = b.addConnection(t, user, p, k)
+	}
+
+	total := len(cases) + len(healthy)
+	sum, err := newSyncer(syncer.Config{Instance: "faults", Concurrency: total}).RunOnce(context.Background())
+	require.NoError(t, err)
+	w := provider.DayWindow(c.now(), 90)
+	epoch0 := func(time.Time) int { return 0 }
+
+	active := 0
+	for i, tc := range cases {
+		t.Run(string(tc.provider)+"/"+tc.marker, func(t *testing.T) {
+			key := faultKey(tc.provider, user, tc.marker)
+			st, reason := b.status(t, ids[i])
+			require.Equal(t, tc.status, st, "reason: %s", reason)
+			require.Equal(t, tc.requests(normalRequests(tc.provider)), b.fake.Requests(key), "requests")
+			audit := b.actions(t, ids[i])
+			if tc.status == "active" {
+				require.Empty(t, reason)
+				require.Equal(t, []string{"key.created:success", "key.decrypted:success", "sync.succeeded:success"}, audit)
+				requireStoredEqualsServed(t, servedTotals(tc.provider, key, w, epoch0), b.storedTotals(t, ids[i]), tc.marker)
+				return
+			}
+			require.Contains(t, reason, tc.reason)
+			require.Equal(t, []string{"key.created:success", "key.decrypted:success", "sync.failed:failure"}, audit)
+			require.Zero(t, b.usageRowCount(t, ids[i]), "a failed sync stores nothing, not a partial picture")
+			var costRows int
+			require.NoError(t, b.sql.Get(&costRows, `SELECT count(*) FROM tokka.cost_daily WHERE connection_id = $1`, ids[i]))
+			require.Zero(t, costRows)
+			var next time.Time
+			require.NoError(t, b.sql.Get(&next, `SELECT next_sync_at FROM tokka.connections WHERE id = $1`, ids[i]))
+			require.True(t, next.After(c.now().Add(10*time.Minute)), "a failed connection is not retried at once")
+			var detail string
+			require.NoError(t, b.sql.Get(&detail, `SELECT string_agg(detail, ' ') FROM tokka.audit_events WHERE connection_id = $1`, ids[i]))
+			require.Contains(t, detail, tc.reason, "the audit log says why")
+		})
+		if tc.status == "active" {
+			active++
+		}
+	}
+	require.Equal(t, syncer.Summary{Synced: active + len(healthy), Failed: len(cases) - active}, sum)
+
+	for p, id := range healthyIDs {
+		st, reason := b.status(t, id)
+		require.Equal(t, "active", st, "%s: %s", p, reason)
+		require.Equal(t, normalRequests(p), b.fake.Requests(healthy[p]), "%s healthy connection needed no retries", p)
+		requireStoredEqualsServed(t, servedTotals(p, healthy[p], w, epoch0), b.storedTotals(t, id), "healthy "+string(p))
+	}
+
+	// No key, nor any 8-character piece of one, in any reason, audit row or
+	// log line; the -revoked keys were echoed back in full by the provider.
+	var stored string
+	require.NoError(t, b.sql.Get(&stored, `SELECT coalesce(string_agg(coalesce(last_error, ''), ' '), '') FROM tokka.connections`))
+	var audit string
+	require.NoError(t, b.sql.Get(&audit, `SELECT string_agg(detail || ' ' || purpose, ' ') FROM tokka.audit_events`))
+	logs := b.logs.String()
+	for _, s := range []string{stored, audit, logs} {
+		require.NotContains(t, s, "FAULTCANARY")
+		require.NotContains(t, s, user[:8])
+		require.NotContains(t, s, "sk-admin-")
+		require.NotContains(t, s, "sk-ant-admin01-")
+	}
+}
+
+// TestSlowConnectionDelaysOnlyItself: a provider that never answers in time
+// costs its connection its own retries (1 + DefaultMaxRetries attempts of
+// one timeout each) and ends in status error, while the connections synced
+// beside it finish first, with exact data. A one-week backfill keeps the
+// healthy syncs far shorter than the slow one's four timeouts even on a
+// loaded machine.
+func TestSlowConnectionDelaysOnlyItself(t *testing.T) {
+	t.Parallel()
+	c := newTestClock(time.Now())
+	const timeout = time.Second
+	b, newSyncer := setupClocked(t, c, fakeprovider.Options{SlowDelay: time.Minute}, provider.HTTPClient{Timeout: timeout})
+	user := uuid.NewString()
+	slowKey := "sk-admin-" + user[:8] + "-slow-SLOWCANARY"
+	slowID := b.addConnection(t, user, provider.OpenAI, slowKey)
+	healthy := map[provider.Name]string{
+		provider.OpenAI:    "sk-admin-" + user[:8] + "-neighbour",
+		provider.Anthropic: "sk-ant-admin01-" + user[:8] + "-neighbour",
+	}
+	ids := map[provider.Name]string{}
+	for p, k := range healthy {
+		ids[p] = b.addConnection(t, user, p, k)
+	}
+
+	start := time.Now()
+	sum, err := newSyncer(syncer.Config{Instance: "slow", Concurrency: 3, BackfillDays: 7}).RunOnce(context.Background())
+	require.NoError(t, err)
+	elapsed := time.Since(start)
+	require.Equal(t, syncer.Summary{Synced: 2, Failed: 1}, sum)
+
+	st, reason := b.status(t, slowID)
+	require.Equal(t, "error", st)
+	require.Contains(t, reason, "did not answer within 1s")
+	require.NotContains(t, reason, "SLOWCANARY")
+	require.Equal(t, 1+provider.DefaultMaxRetries, b.fake.Requests(slowKey), "one attempt plus its retries, each cut at the timeout")
+	require.GreaterOrEqual(t, elapsed, time.Duration(1+provider.DefaultMaxRetries)*timeout)
+	require.Less(t, elapsed, 30*time.Second, "the fake's one-minute delay was never waited out")
+
+	var failedAt time.Time
+	require.NoError(t, b.sql.Get(&failedAt, `SELECT updated_at FROM tokka.connections WHERE id = $1`, slowID))
+	w := provider.DayWindow(c.now(), 7)
+	for p, id := range ids {
+		st, reason := b.status(t, id)
+		require.Equal(t, "active", st, "%s: %s", p, reason)
+		var syncedAt time.Time
+		require.NoError(t, b.sql.Get(&syncedAt, `SELECT last_synced_at FROM tokka.connections WHERE id = $1`, id))
+		require.True(t, syncedAt.Before(failedAt), "%s finished while the slow connection was still retrying", p)
+		requireStoredEqualsServed(t, servedTotals(p, healthy[p], w, func(time.Time) int { return 0 }), b.storedTotals(t, id), string(p))
+	}
+	require.False(t, strings.Contains(b.logs.String(), "SLOWCANARY"))
+}
