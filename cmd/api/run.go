@@ -2,11 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,16 +30,29 @@ import (
 
 // Config is everything the api reads from its environment.
 type Config struct {
-	DatabaseURL     string
-	Addr            string
-	PublicKey       *seal.PublicKey
-	JWTSecret       string
-	JWTIssuer       string
+	DatabaseURL string
+	Addr        string
+	PublicKey   *seal.PublicKey
+	// JWTSecret is the legacy HS256 secret; optional when JWKSURL is set.
+	JWTSecret string
+	JWTIssuer string
+	// SupabaseURL is the project URL; it implies AuthURL and JWKSURL.
+	SupabaseURL string
+	// AuthURL is the Auth server's root; when set, key changes need a
+	// session the Auth server still recognises.
+	AuthURL string
+	// JWKSURL publishes the project's asymmetric signing keys.
+	JWKSURL string
+	// AnonKey is sent as apikey to the Auth server (the gateway needs it).
+	AnonKey         string
 	CORSOrigins     []string
 	TrustedProxies  []*net.IPNet
 	MetricsAddr     string
 	LogLevel        zerolog.Level
 	DatabaseMaxConn int
+	// TLS, when set (TLS_CERT_FILE and TLS_KEY_FILE), serves TLS 1.3 only.
+	TLS        *tls.Config
+	RateLimits httpapi.RateLimits
 }
 
 // loadConfig reads and validates the environment. Each problem is one line
@@ -69,6 +88,10 @@ func loadConfig(getenv func(string) string, needKeys bool) (Config, error) {
 		if o == "*" {
 			return c, errors.New("CORS_ALLOWED_ORIGINS must list origins; \"*\" is not allowed")
 		}
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+			u.Path != "" || u.RawQuery != "" || u.User != nil || strings.ContainsAny(o, "*?") {
+			return c, fmt.Errorf("CORS_ALLOWED_ORIGINS: %q is not an origin like https://app.example.com (scheme and host, no path or wildcard)", o)
+		}
 		c.CORSOrigins = append(c.CORSOrigins, o)
 	}
 	for _, p := range splitList(getenv("TRUSTED_PROXIES")) {
@@ -95,10 +118,110 @@ func loadConfig(getenv func(string) string, needKeys bool) (Config, error) {
 	if c.PublicKey, err = seal.ParsePublicKey(pk); err != nil {
 		return c, fmt.Errorf("ENCRYPTION_PUBLIC_KEY: %w", err)
 	}
-	if c.JWTSecret == "" {
-		return c, errors.New("SUPABASE_JWT_SECRET is required to verify access tokens")
+	if err := loadAuthConfig(&c, getenv); err != nil {
+		return c, err
 	}
+	certFile, keyFile := getenv("TLS_CERT_FILE"), getenv("TLS_KEY_FILE")
+	if (certFile == "") != (keyFile == "") {
+		return c, errors.New("TLS_CERT_FILE and TLS_KEY_FILE must be set together")
+	}
+	if certFile != "" {
+		if c.TLS, err = httpapi.TLSConfig(certFile, keyFile); err != nil {
+			return c, fmt.Errorf("TLS_CERT_FILE/TLS_KEY_FILE: %w", err)
+		}
+	}
+	for _, v := range []struct {
+		name string
+		dst  *int
+	}{
+		{"RATE_LIMIT_MUTATIONS_PER_MINUTE", &c.RateLimits.PerUser},
+		{"RATE_LIMIT_IP_MUTATIONS_PER_MINUTE", &c.RateLimits.PerIP},
+	} {
+		s := getenv(v.name)
+		if s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1_000_000 {
+			return c, fmt.Errorf("%s must be a whole number from 1 to 1000000, not %q", v.name, s)
+		}
+		*v.dst = n
+	}
+	c.RateLimits.Window = time.Minute
 	return c, nil
+}
+
+// loadAuthConfig reads how access tokens are verified (design §6):
+// SUPABASE_URL implies SUPABASE_AUTH_URL (+ /auth/v1), which implies
+// SUPABASE_JWKS_URL (+ /.well-known/jwks.json); each can be set directly for
+// a self-hosted Auth server. At least a JWKS or SUPABASE_JWT_SECRET is
+// needed; both may be set (a project migrating from the legacy secret).
+func loadAuthConfig(c *Config, getenv func(string) string) error {
+	var err error
+	if c.SupabaseURL, err = baseURL("SUPABASE_URL", getenv("SUPABASE_URL"), "https://<project-ref>.supabase.co"); err != nil {
+		return err
+	}
+	if c.AuthURL, err = baseURL("SUPABASE_AUTH_URL", getenv("SUPABASE_AUTH_URL"), "https://<project-ref>.supabase.co/auth/v1"); err != nil {
+		return err
+	}
+	if c.JWKSURL, err = baseURL("SUPABASE_JWKS_URL", getenv("SUPABASE_JWKS_URL"), "https://<project-ref>.supabase.co/auth/v1/.well-known/jwks.json"); err != nil {
+		return err
+	}
+	if c.AuthURL == "" && c.SupabaseURL != "" {
+		c.AuthURL = c.SupabaseURL + "/auth/v1"
+	}
+	if c.JWKSURL == "" && c.AuthURL != "" {
+		c.JWKSURL = c.AuthURL + "/.well-known/jwks.json"
+	}
+	c.AnonKey = getenv("SUPABASE_ANON_KEY")
+	if c.SupabaseURL != "" && c.AnonKey == "" {
+		return errors.New("SUPABASE_ANON_KEY is required with SUPABASE_URL: the Supabase gateway refuses Auth requests without the project's anon (publishable) key")
+	}
+	if isServiceKey(c.AnonKey) {
+		return errors.New("SUPABASE_ANON_KEY holds a service_role (secret) key; the api needs only the anon (publishable) key — never give it a key that bypasses row-level security")
+	}
+	if c.JWTSecret == "" && c.JWKSURL == "" {
+		return errors.New("SUPABASE_JWT_SECRET or SUPABASE_URL (or SUPABASE_AUTH_URL / SUPABASE_JWKS_URL) is required to verify access tokens")
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < auth.MinSecretLength {
+		return fmt.Errorf("SUPABASE_JWT_SECRET is shorter than %d characters; use the project's JWT secret", auth.MinSecretLength)
+	}
+	return nil
+}
+
+// baseURL validates an optional absolute http(s) URL and trims its trailing
+// slash.
+func baseURL(name, v, example string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" ||
+		u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("%s must be an absolute http(s) URL like %s", name, example)
+	}
+	return strings.TrimRight(v, "/"), nil
+}
+
+// isServiceKey reports whether k is a Supabase secret key: a new-style
+// sb_secret_ key, or a legacy JWT whose role is service_role. Only the
+// payload is read; nothing here trusts it beyond refusing to start.
+func isServiceKey(k string) bool {
+	if strings.HasPrefix(k, "sb_secret_") {
+		return true
+	}
+	parts := strings.Split(k, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return false
+	}
+	var claims struct {
+		Role string `json:"role"`
+	}
+	return json.Unmarshal(raw, &claims) == nil && claims.Role == "service_role"
 }
 
 func splitList(s string) []string {
@@ -150,26 +273,44 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready chan<- strin
 		return err
 	}
 	defer db.Close()
-	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(cfg.JWTSecret), Issuer: cfg.JWTIssuer})
+	authLog := log.With().Str("component", "auth").Logger()
+	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(cfg.JWTSecret), JWKSURL: cfg.JWKSURL,
+		Issuer: cfg.JWTIssuer, Log: &authLog})
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	e := httpapi.New(httpapi.Config{
+	hcfg := httpapi.Config{
 		CORSAllowedOrigins: cfg.CORSOrigins,
 		TrustedProxies:     cfg.TrustedProxies,
-		Metrics:            httpapi.NewMetrics(reg),
-	}, db, cfg.PublicKey, verifier, log, openapi.Spec)
+		RateLimits:         cfg.RateLimits,
+	}
+	if cfg.AuthURL != "" {
+		sessions, err := auth.NewSessionChecker(auth.SessionConfig{AuthURL: cfg.AuthURL, AnonKey: cfg.AnonKey, Log: &authLog})
+		if err != nil {
+			return err
+		}
+		hcfg.Sessions = sessions
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	hcfg.Metrics = httpapi.NewMetrics(reg)
+	e := httpapi.New(hcfg, db, cfg.PublicKey, verifier, log, openapi.Spec)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("API_ADDR: %w", err)
 	}
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+		TLSConfig: cfg.TLS, ErrorLog: stdlog.New(log.With().Str("component", "http").Logger(), "", 0)}
 	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if cfg.TLS != nil {
+			errc <- srv.ServeTLS(ln, "", "") // certificates come from cfg.TLS
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 
 	var msrv *http.Server
 	if cfg.MetricsAddr != "" {
@@ -183,7 +324,13 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready chan<- strin
 		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- msrv.Serve(mln) }()
 	}
-	log.Info().Str("addr", ln.Addr().String()).Msg("api listening")
+	if cfg.SupabaseURL != "" && cfg.JWTIssuer == "" {
+		log.Warn().Str("suggested", cfg.AuthURL).
+			Msg("SUPABASE_JWT_ISSUER is not set: tokens' iss is not checked; set it to the project's Auth URL")
+	}
+	log.Info().Str("addr", ln.Addr().String()).Bool("tls", cfg.TLS != nil).
+		Bool("hs256", cfg.JWTSecret != "").Str("jwks_url", cfg.JWKSURL).Str("auth_url", cfg.AuthURL).
+		Msg("api listening")
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

@@ -1,16 +1,33 @@
 // Package auth verifies Supabase access tokens and turns them into the
-// caller the rest of Tokka trusts.
+// caller the rest of Tokka trusts, and asks the Supabase Auth server whether
+// a token's session is still live.
+//
+// Two kinds of signing key are trusted, each only for its own algorithm:
+// the project's legacy shared secret (HS256, SUPABASE_JWT_SECRET) and the
+// project's asymmetric signing keys (ES256, RS256) published in its JWKS and
+// selected by kid. The algorithm allow-list is tied to the key type, so an
+// HS256 token is never checked against a public key (the RS/HS confusion
+// attack) and "none" never verifies. Nothing in a token's header can make the
+// verifier fetch anything: jku, x5u, jwk and x5c headers are refused outright.
 package auth
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
+	"github.com/rs/zerolog"
 
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
@@ -22,47 +39,118 @@ const (
 	Role     = "authenticated"
 )
 
+// MaxTokenLength bounds the size of a token the verifier will look at. Real
+// Supabase access tokens are 1–2 KB; anything far larger is an attack on the
+// parser, not a credential.
+const MaxTokenLength = 8 << 10
+
+// MinSecretLength is the shortest legacy JWT secret accepted: a Supabase
+// project's secret is at least 32 characters, and anything shorter could be
+// brute-forced offline from a single token.
+const MinSecretLength = 32
+
+// maxKIDLength bounds the kid the verifier will look up; longer values are
+// hostile input, refused before they reach the key cache.
+const maxKIDLength = 128
+
 // Config says which tokens to trust.
 type Config struct {
-	// HS256Secret is the project's legacy JWT secret (SUPABASE_JWT_SECRET).
+	// HS256Secret is the project's legacy JWT secret (SUPABASE_JWT_SECRET);
+	// optional when JWKSURL is set.
 	HS256Secret []byte
+	// JWKSURL is where the project publishes its asymmetric signing keys
+	// (SUPABASE_JWKS_URL); optional when HS256Secret is set.
+	JWKSURL string
 	// Issuer, when set, must equal the token's iss (SUPABASE_JWT_ISSUER).
 	Issuer string
-	// Leeway tolerates clock skew on exp/nbf/iat; default 30s.
+	// Leeway tolerates clock skew on exp/nbf/iat; default 30s, at most 2m.
 	Leeway time.Duration
+	// MaxLifetime refuses tokens whose exp lies further in the future than
+	// this; default 7 days, the longest JWT expiry Supabase allows.
+	MaxLifetime time.Duration
+	// JWKS tunes the key cache; zero values take the defaults documented on
+	// JWKSOptions.
+	JWKS JWKSOptions
+	// HTTPClient fetches the JWKS; default a client with a 5s timeout that
+	// never follows redirects.
+	HTTPClient *http.Client
+	// Log receives JWKS refresh failures (never tokens); default discards.
+	Log *zerolog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
 }
 
 // Verifier checks access tokens. It is safe for concurrent use.
 type Verifier struct {
-	cfg    Config
-	parser *jwt.Parser
+	secret      []byte
+	jwks        *jwksCache
+	parser      *jwt.Parser
+	maxLifetime time.Duration
+	leeway      time.Duration
+	now         func() time.Time
 }
 
 // NewVerifier returns a Verifier, or an error when no way to verify tokens
-// is configured or the secret is too weak to be a real project secret.
+// is configured, the secret is too weak to be a real project secret, or the
+// JWKS URL or cache options are unusable.
 func NewVerifier(cfg Config) (*Verifier, error) {
-	if len(cfg.HS256Secret) == 0 {
-		return nil, errors.New("auth: SUPABASE_JWT_SECRET is required to verify tokens")
+	if len(cfg.HS256Secret) == 0 && cfg.JWKSURL == "" {
+		return nil, errors.New("auth: SUPABASE_JWT_SECRET or a JWKS URL is required to verify tokens")
 	}
-	if len(cfg.HS256Secret) < 32 {
-		return nil, errors.New("auth: SUPABASE_JWT_SECRET is shorter than 32 characters")
+	if len(cfg.HS256Secret) > 0 && len(cfg.HS256Secret) < MinSecretLength {
+		return nil, fmt.Errorf("auth: SUPABASE_JWT_SECRET is shorter than %d characters", MinSecretLength)
 	}
 	if cfg.Leeway == 0 {
 		cfg.Leeway = 30 * time.Second
 	}
+	if cfg.Leeway < 0 || cfg.Leeway > 2*time.Minute {
+		return nil, errors.New("auth: leeway must be between 0 and 2 minutes")
+	}
+	if cfg.MaxLifetime == 0 {
+		cfg.MaxLifetime = 7 * 24 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	v := &Verifier{secret: cfg.HS256Secret, maxLifetime: cfg.MaxLifetime, leeway: cfg.Leeway, now: cfg.Now}
+
+	// The allow-list follows the configured keys: HS256 only with a secret,
+	// ES256/RS256 only with a JWKS. Every other alg (none in any casing,
+	// HS384, PS256, EdDSA …) is refused before any key is looked up.
+	var methods []string
+	if len(cfg.HS256Secret) > 0 {
+		methods = append(methods, jwt.SigningMethodHS256.Alg())
+	}
+	if cfg.JWKSURL != "" {
+		u, err := url.Parse(cfg.JWKSURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, errors.New("auth: the JWKS URL must be an absolute http(s) URL")
+		}
+		log := zerolog.Nop()
+		if cfg.Log != nil {
+			log = *cfg.Log
+		}
+		c, err := newJWKSCache(cfg.JWKSURL, cfg.JWKS, cfg.HTTPClient, cfg.Now, log)
+		if err != nil {
+			return nil, err
+		}
+		v.jwks = c
+		methods = append(methods, jwt.SigningMethodES256.Alg(), jwt.SigningMethodRS256.Alg())
+	}
 	opts := []jwt.ParserOption{
-		// The allow-list is tied to the key type: only HMAC verifies against
-		// the shared secret, so "none" or an RS/ES token can never pass here.
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithValidMethods(methods),
 		jwt.WithAudience(Audience),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(cfg.Leeway),
+		jwt.WithStrictDecoding(),
+		jwt.WithTimeFunc(cfg.Now),
 	}
 	if cfg.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
 	}
-	return &Verifier{cfg: cfg, parser: jwt.NewParser(opts...)}, nil
+	v.parser = jwt.NewParser(opts...)
+	return v, nil
 }
 
 // Claims is the part of a Supabase access token Tokka reads.
@@ -79,16 +167,24 @@ type Claims struct {
 var errUnauthorized = &tokka.Error{Code: tokka.CodeUnauthorized, Message: "missing or invalid access token"}
 
 // Verify checks token's signature and claims and returns the caller. Every
-// failure is a CodeUnauthorized *tokka.Error with the same message.
-func (v *Verifier) Verify(_ context.Context, token string) (tokka.User, error) {
+// failure is a CodeUnauthorized *tokka.Error with the same message; the
+// token and the reason are never logged.
+func (v *Verifier) Verify(ctx context.Context, token string) (tokka.User, error) {
+	if len(token) > MaxTokenLength || strings.Count(token, ".") != 2 {
+		return tokka.User{}, errUnauthorized
+	}
 	var c Claims
-	parsed, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
-		if _, ok := t.Method.(*jwt.SigningMethodHMAC); !ok {
-			return nil, errors.New("unexpected signing method")
-		}
-		return v.cfg.HS256Secret, nil
-	})
+	parsed, err := v.parser.ParseWithClaims(token, &c, v.keyfunc(ctx))
 	if err != nil || !parsed.Valid {
+		return tokka.User{}, errUnauthorized
+	}
+	// Supabase always sets iat; without it a token's age is unknowable.
+	if c.IssuedAt == nil || c.ExpiresAt == nil {
+		return tokka.User{}, errUnauthorized
+	}
+	// A far-future exp is a forged or misissued token: no Supabase project
+	// issues tokens living longer than MaxLifetime.
+	if c.ExpiresAt.Sub(v.now()) > v.maxLifetime+v.leeway {
 		return tokka.User{}, errUnauthorized
 	}
 	if _, err := uuid.Parse(c.Subject); err != nil || len(c.Subject) != 36 {
@@ -101,8 +197,92 @@ func (v *Verifier) Verify(_ context.Context, token string) (tokka.User, error) {
 	// byte for byte what the Auth server signed, as PostgREST does.
 	parts := strings.Split(token, ".")
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
+	if err != nil || !numericDates(payload) {
 		return tokka.User{}, errUnauthorized
 	}
 	return tokka.User{ID: strings.ToLower(c.Subject), Email: c.Email, Claims: payload, SessionID: c.SessionID}, nil
+}
+
+// numericDates reports whether exp, iat and nbf, where present, are JSON
+// numbers as RFC 7519 requires; the JWT library would also take "123" in
+// quotes, and a token is either exactly what Supabase issues or refused.
+func numericDates(payload []byte) bool {
+	var d struct {
+		Exp json.RawMessage `json:"exp"`
+		Iat json.RawMessage `json:"iat"`
+		Nbf json.RawMessage `json:"nbf"`
+	}
+	if json.Unmarshal(payload, &d) != nil {
+		return false
+	}
+	for _, v := range []json.RawMessage{d.Exp, d.Iat, d.Nbf} {
+		if len(v) > 0 && (v[0] < '0' || v[0] > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// refusedHeaders are JOSE header parameters that would let a token name its
+// own key or demand extensions. Supabase never sets them; a token that does
+// is forged, and the verifier must not so much as look at their values.
+var refusedHeaders = []string{"jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "crit"}
+
+// keyfunc picks the key for a token strictly by algorithm family: the shared
+// secret for HMAC, a JWKS public key of the matching type for ECDSA/RSA.
+func (v *Verifier) keyfunc(ctx context.Context) jwt.Keyfunc {
+	return func(t *jwt.Token) (any, error) {
+		for _, h := range refusedHeaders {
+			if _, ok := t.Header[h]; ok {
+				return nil, fmt.Errorf("header %q is not accepted", h)
+			}
+		}
+		if typ, ok := t.Header["typ"]; ok {
+			if s, _ := typ.(string); !strings.EqualFold(s, "JWT") {
+				return nil, errors.New("unexpected typ")
+			}
+		}
+		switch t.Method.(type) {
+		case *jwt.SigningMethodHMAC:
+			// Like the Auth server, HS256 tokens are checked against the
+			// legacy secret whatever their kid says: symmetric keys are
+			// never published, so a kid cannot select one.
+			if t.Method.Alg() != jwt.SigningMethodHS256.Alg() || len(v.secret) == 0 {
+				return nil, errors.New("HS256 is not configured")
+			}
+			return v.secret, nil
+		case *jwt.SigningMethodECDSA, *jwt.SigningMethodRSA:
+			if v.jwks == nil {
+				return nil, errors.New("no JWKS configured")
+			}
+			kid, ok := t.Header["kid"].(string)
+			if !ok || kid == "" || len(kid) > maxKIDLength {
+				return nil, errors.New("asymmetric tokens need a kid")
+			}
+			key, err := v.jwks.key(ctx, t, kid)
+			if err != nil {
+				return nil, err
+			}
+			return checkKeyType(t.Method.Alg(), key)
+		}
+		return nil, errors.New("unsupported signing method")
+	}
+}
+
+// checkKeyType returns key only if it is the type alg requires: a P-256
+// public key for ES256, an RSA public key of at least 2048 bits for RS256.
+// Anything else (a []byte from an "oct" JWK, a key of another curve) fails,
+// so a JWKS entry can never turn into an HMAC secret.
+func checkKeyType(alg string, key any) (any, error) {
+	switch alg {
+	case jwt.SigningMethodES256.Alg():
+		if k, ok := key.(*ecdsa.PublicKey); ok && k.Curve == elliptic.P256() {
+			return k, nil
+		}
+	case jwt.SigningMethodRS256.Alg():
+		if k, ok := key.(*rsa.PublicKey); ok && k.N.BitLen() >= 2048 {
+			return k, nil
+		}
+	}
+	return nil, errors.New("key type does not match alg")
 }

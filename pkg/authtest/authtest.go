@@ -1,6 +1,8 @@
 // Package authtest mints access tokens with exactly the claim set a Supabase
 // Auth server puts in them (see shared reference supabase-auth.md §1), for
-// tests and for the local development stack. It is never used to verify.
+// tests and for the local development stack, and serves the public side of
+// asymmetric signing keys as a JWKS the way the Auth server does. It is never
+// used to verify.
 package authtest
 
 import (
@@ -69,7 +71,14 @@ func (t Token) Claims() jwt.MapClaims {
 }
 
 // HS256 signs t with the project's legacy JWT secret, without a kid header,
-// as the Auth server does by default.
+// as the Auth server does by default. It fails only if signing fails.
 func (t Token) HS256(secret []byte) (string, error) {
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, t.Claims()).SignedString(secret)
+}
+
+// Sign signs t with an asymmetric signing key, with the key's kid in the
+// header, as the Auth server does when GOTRUE_JWT_KEYS is configured. It
+// fails only if signing fails.
+func (t Token) Sign(k *Key) (string, error) {
+	return k.SignClaims(t.Claims())
 }

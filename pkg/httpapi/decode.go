@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -15,8 +17,9 @@ import (
 )
 
 // decodeStrict reads a JSON object into dst, rejecting a wrong content type,
-// unknown fields (no mass assignment of user_id, status, sealed_key …) and
-// trailing data. Messages name fields but never echo values, which may be keys.
+// unknown fields (no mass assignment of user_id, status, sealed_key …),
+// duplicate keys and trailing data. Messages name fields but never echo
+// values, which may be keys.
 func decodeStrict(c echo.Context, dst any) error {
 	ct := c.Request().Header.Get(echo.HeaderContentType)
 	if ct != "" && !strings.HasPrefix(strings.ToLower(ct), echo.MIMEApplicationJSON) {
@@ -30,6 +33,10 @@ func decodeStrict(c echo.Context, dst any) error {
 		}
 		return tokka.Errorf(tokka.CodeInvalid, "could not read request body")
 	}
+	defer clear(body) // it may hold a pasted key, whatever the outcome
+	if err := checkDuplicateKeys(body); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -38,7 +45,6 @@ func decodeStrict(c echo.Context, dst any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return tokka.Errorf(tokka.CodeInvalid, "request body has data after the JSON object")
 	}
-	clear(body)
 	return nil
 }
 
@@ -63,3 +69,90 @@ func decodeError(err error) error {
 type fieldError struct{ field, msg string }
 
 func (e *fieldError) Error() string { return e.msg }
+
+// maxJSONDepth bounds the nesting checkDuplicateKeys walks; request bodies
+// are flat objects, so anything deep is an attack on the parser.
+const maxJSONDepth = 32
+
+// checkDuplicateKeys walks body token by token and rejects an object that
+// names the same member twice. encoding/json silently keeps the last one
+// and matches names case-insensitively, so {"provider":"openai",
+// "Provider":"anthropic"} would otherwise reach a handler as something other
+// than what a validating proxy, a log line or a human reading the request
+// saw. Names are compared the way encoding/json matches them (Unicode simple
+// case folding). Syntax errors are left to the decoder that follows, except
+// that a body it cannot tokenise is reported as invalid JSON here.
+func checkDuplicateKeys(body []byte) error {
+	type frame struct {
+		object  bool
+		wantKey bool
+		keys    map[string]struct{}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var stack []*frame
+	valueDone := func() {
+		if n := len(stack); n > 0 && stack[n-1].object {
+			stack[n-1].wantKey = true
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return decodeError(err)
+		}
+		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].wantKey {
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:n-1]
+				valueDone()
+			} else if name, ok := tok.(string); ok {
+				f := foldName(name)
+				if _, dup := stack[n-1].keys[f]; dup {
+					field := name
+					if len(field) > 64 || !utf8.ValidString(field) {
+						field = ""
+					}
+					return &tokka.Error{Code: tokka.CodeInvalid, Field: field, Message: "request body names a field twice"}
+				}
+				stack[n-1].keys[f] = struct{}{}
+				stack[n-1].wantKey = false
+			}
+		} else {
+			switch tok {
+			case json.Delim('{'):
+				stack = append(stack, &frame{object: true, wantKey: true, keys: map[string]struct{}{}})
+			case json.Delim('['):
+				stack = append(stack, &frame{})
+			case json.Delim(']'), json.Delim('}'):
+				stack = stack[:len(stack)-1]
+				valueDone()
+			default:
+				valueDone()
+			}
+			if len(stack) > maxJSONDepth {
+				return tokka.Errorf(tokka.CodeInvalid, "request body is nested too deeply")
+			}
+		}
+		if len(stack) == 0 {
+			return nil // one complete value; trailing data is the decoder's to refuse
+		}
+	}
+}
+
+// foldName maps every rune to the smallest member of its simple case-folding
+// orbit, so two names fold equal exactly when strings.EqualFold says so.
+func foldName(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		m := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			m = min(m, f)
+		}
+		b.WriteRune(m)
+	}
+	return b.String()
+}
