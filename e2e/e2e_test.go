@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -142,6 +143,21 @@ type stack struct {
 	jwtSecret         []byte
 	encryptionKey     string
 	dbURL             string
+
+	bin      string   // the built binaries
+	base     []string // environment every process gets
+	fakeAddr string
+	apiAddr  string
+	// apiMetrics and syncerMetrics are the METRICS_ADDR of each, when
+	// stackOptions.metrics asked for them.
+	apiMetrics, syncerMetrics string
+}
+
+// stackOptions changes what startStackWith runs; the zero value is the
+// stack every test gets from startStack.
+type stackOptions struct {
+	encryptionKey string // the syncer's ENCRYPTION_KEY; default random
+	metrics       bool   // serve /metrics from the api and the syncer
 }
 
 func runWithEnv(env []string, bin string, args ...string) ([]byte, error) {
@@ -162,12 +178,21 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func startStack(t *testing.T) *stack {
+func startStack(t *testing.T) *stack { return startStackWith(t, stackOptions{}) }
+
+func startStackWith(t *testing.T, opts stackOptions) *stack {
 	t.Helper()
 	bin := binaries(t)
 	dbURL := pgtest.Fresh(t)
-	s := &stack{jwtSecret: []byte(randomHex(32)), encryptionKey: randomHex(32), dbURL: dbURL, client: spectest.Client(t)}
+	if opts.encryptionKey == "" {
+		opts.encryptionKey = randomHex(32)
+	}
+	s := &stack{jwtSecret: []byte(randomHex(32)), encryptionKey: opts.encryptionKey, dbURL: dbURL, client: spectest.Client(t)}
 	base := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "LOG_LEVEL=debug"}
+	s.bin, s.base = bin, slices.Clip(base) // appends to it never share an array
+	if opts.metrics {
+		s.apiMetrics, s.syncerMetrics = freeAddr(t), freeAddr(t)
+	}
 
 	// The operator's steps: migrate as the owner, create the login roles.
 	out, err := runWithEnv(append(base, "DATABASE_URL="+dbURL), bin+"/api", "migrate")
@@ -179,25 +204,55 @@ func startStack(t *testing.T) *stack {
 	out, err = exec.Command(psql, dbURL, "-q", "-v", "api_password=tokka-e2e", "-v", "syncer_password=tokka-e2e", "-f", roles).CombinedOutput()
 	require.NoError(t, err, string(out))
 
-	pubOut, err := runWithEnv(append(base, "ENCRYPTION_KEY="+s.encryptionKey), bin+"/syncer", "public-key")
-	require.NoError(t, err, string(pubOut))
-	publicKey := strings.TrimSpace(string(pubOut))
+	s.fakeAddr, s.apiAddr = freeAddr(t), freeAddr(t)
+	s.fake = start(t, append(base, "FAKEPROVIDER_ADDR="+s.fakeAddr), bin+"/fakeprovider")
+	waitHTTP(t, "http://"+s.fakeAddr+"/v1/organization/costs")
 
-	fakeAddr, apiAddr := freeAddr(t), freeAddr(t)
-	s.fake = start(t, append(base, "FAKEPROVIDER_ADDR="+fakeAddr), bin+"/fakeprovider")
-	waitHTTP(t, "http://"+fakeAddr+"/v1/organization/costs")
-
-	s.api = start(t, append(base,
-		"DATABASE_URL="+withUser(dbURL, "tokka_api"), "API_ADDR="+apiAddr,
-		"ENCRYPTION_PUBLIC_KEY="+publicKey, "SUPABASE_JWT_SECRET="+string(s.jwtSecret)), bin+"/api")
-	s.apiURL = "http://" + apiAddr
-	waitHTTP(t, s.apiURL+"/readyz")
-
-	s.syncer = start(t, append(base,
-		"DATABASE_URL="+withUser(dbURL, "tokka_sync"), "ENCRYPTION_KEY="+s.encryptionKey,
-		"SYNC_POLL_INTERVAL=500ms", "OPENAI_BASE_URL=http://"+fakeAddr, "ANTHROPIC_BASE_URL=http://"+fakeAddr),
-		bin+"/syncer", "run")
+	s.startAPI(t, s.publicKey(t, s.encryptionKey))
+	s.startSyncer(t, s.encryptionKey)
 	return s
+}
+
+// publicKey is `syncer public-key` for key.
+func (s *stack) publicKey(t *testing.T, key string) string {
+	t.Helper()
+	out, err := runWithEnv(append(s.base, "ENCRYPTION_KEY="+key), s.bin+"/syncer", "public-key")
+	require.NoError(t, err, string(out))
+	return strings.TrimSpace(string(out))
+}
+
+// startAPI starts the api (on the stack's address, so restarts keep apiURL)
+// sealing to publicKey, and waits until it is ready.
+func (s *stack) startAPI(t *testing.T, publicKey string) {
+	t.Helper()
+	env := append(s.base, "DATABASE_URL="+withUser(s.dbURL, "tokka_api"), "API_ADDR="+s.apiAddr,
+		"ENCRYPTION_PUBLIC_KEY="+publicKey, "SUPABASE_JWT_SECRET="+string(s.jwtSecret))
+	if s.apiMetrics != "" {
+		env = append(env, "METRICS_ADDR="+s.apiMetrics)
+	}
+	s.api = start(t, env, s.bin+"/api")
+	s.apiURL = "http://" + s.apiAddr
+	waitHTTP(t, s.apiURL+"/readyz")
+}
+
+// syncerEnv is the syncer's environment with ENCRYPTION_KEY=key and, when
+// given, ENCRYPTION_KEYS_RETIRED.
+func (s *stack) syncerEnv(key string, retired ...string) []string {
+	env := append(s.base, "DATABASE_URL="+withUser(s.dbURL, "tokka_sync"), "ENCRYPTION_KEY="+key,
+		"SYNC_POLL_INTERVAL=500ms", "OPENAI_BASE_URL=http://"+s.fakeAddr, "ANTHROPIC_BASE_URL=http://"+s.fakeAddr)
+	if len(retired) > 0 {
+		env = append(env, "ENCRYPTION_KEYS_RETIRED="+strings.Join(retired, ","))
+	}
+	if s.syncerMetrics != "" {
+		env = append(env, "METRICS_ADDR="+s.syncerMetrics)
+	}
+	return env
+}
+
+// startSyncer starts `syncer run` with ENCRYPTION_KEY=key and retired keys.
+func (s *stack) startSyncer(t *testing.T, key string, retired ...string) {
+	t.Helper()
+	s.syncer = start(t, s.syncerEnv(key, retired...), s.bin+"/syncer", "run")
 }
 
 type user struct{ id, token string }
@@ -246,7 +301,7 @@ type connection struct {
 func TestAPIRefusesToStartWithTheSyncerSecret(t *testing.T) {
 	t.Parallel()
 	bin := binaries(t)
-	cmd := exec.Command(bin+"/api")
+	cmd := exec.Command(bin + "/api")
 	cmd.Env = []string{"ENCRYPTION_KEY=" + randomHex(32), "DATABASE_URL=postgres://127.0.0.1:1/x"}
 	out, err := cmd.CombinedOutput()
 	require.Error(t, err)

@@ -31,10 +31,13 @@ const usage = `usage: syncer <command>
 
   run         sync due connections on a schedule until SIGTERM
   once        sync every due connection once and exit (for cron / CronJob)
+  rewrap      re-seal every stored key that is v1 or under a retired key to
+              ENCRYPTION_KEY, then print a summary (rotation; see the README)
   public-key  print ENCRYPTION_PUBLIC_KEY for the api
 
 exit status: 0 when the pass ran (even if some providers failed; see the
-connections' status), 1 when it could not run (configuration, database).`
+connections' status), 1 when it could not run (configuration, database) or,
+for rewrap, when some stored key could not be opened by any configured key.`
 
 // Config is everything the syncer reads from its environment.
 type Config struct {
@@ -99,6 +102,7 @@ func loadConfig(getenv func(string) string, keysOnly bool) (Config, error) {
 		{"SYNC_CONCURRENCY", &c.Sync.Concurrency, 4, 1000},
 		{"SYNC_BACKFILL_DAYS", &c.Sync.BackfillDays, 90, 3650},
 		{"SYNC_RESYNC_DAYS", &c.Sync.ResyncDays, 3, 90},
+		{"KEY_ROTATION_REMINDER_DAYS", &c.Sync.KeyRotationReminderDays, 90, 3650},
 	}
 	for _, n := range ints {
 		*n.dst = n.def
@@ -161,6 +165,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return err
 		}
 		return sync(ctx, c, args[0] == "run", stdout)
+	case "rewrap":
+		c, err := loadConfig(getenv, false)
+		if err != nil {
+			return err
+		}
+		return rewrap(ctx, c, stdout)
+	case "incident":
+		return incidentCommand(ctx, args[1:], getenv, stdout)
 	case "help", "-h", "--help":
 		_, err := fmt.Fprintln(stdout, usage)
 		return err
@@ -212,5 +224,33 @@ func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
 		return err
 	}
 	log.Info().Int("synced", sum.Synced).Int("failed", sum.Failed).Int("skipped", sum.Skipped).Msg("sync pass done")
+	return nil
+}
+
+// rewrap runs one rewrap pass and prints its summary as the last line of
+// output. Some keys failing to open is an error (exit 1): the operator must
+// look at them before removing a retired key.
+func rewrap(ctx context.Context, c Config, stdout io.Writer) error {
+	log := zerolog.New(stdout).Level(c.LogLevel).With().Timestamp().
+		Str("service", "syncer").Str("instance", c.Sync.Instance).Logger()
+	db, err := postgres.Open(ctx, c.DatabaseURL, 2)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	kids := c.Keyring.KIDs()
+	log.Info().Str("current_kid", kids[0]).Strs("retired_kids", kids[1:]).Msg("rewrap starting")
+	sum, err := syncer.Rewrap(ctx, db, c.Keyring, c.Sync.Instance, log)
+	log.Info().Int("rewrapped", sum.Rewrapped).Int("already_current", sum.Current).Int("failed", sum.Failed).
+		Int("skipped", sum.Skipped).Msg("rewrap done")
+	if _, perr := fmt.Fprintln(stdout, "rewrap: "+sum.String()); perr != nil && err == nil {
+		err = perr
+	}
+	if err != nil {
+		return fmt.Errorf("rewrap stopped early (run it again to resume): %w", err)
+	}
+	if sum.Failed > 0 {
+		return fmt.Errorf("rewrap: %d stored keys open with no configured key; their connections are now needs_reconnect (see the log above)", sum.Failed)
+	}
 	return nil
 }

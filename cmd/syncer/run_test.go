@@ -56,6 +56,9 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 		{"plain http provider", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "OPENAI_BASE_URL", "http://evil.example"), "OPENAI_BASE_URL"},
 		{"bad log level", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "LOG_LEVEL", "loud"), "LOG_LEVEL"},
 		{"database down", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db), "cannot reach database"},
+		{"zero reminder days", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "KEY_ROTATION_REMINDER_DAYS", "0"), "KEY_ROTATION_REMINDER_DAYS"},
+		{"rewrap without a database", []string{"rewrap"}, env("ENCRYPTION_KEY", goodKey), "DATABASE_URL is required"},
+		{"rewrap, database down", []string{"rewrap"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db), "cannot reach database"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -81,3 +81,55 @@ func (d *DB) DeleteConnection(ctx context.Context, u tokka.User, id string, ev t
 		return insertAudit(ctx, tx, ev)
 	})
 }
+
+// ConnectionUpdate is a user's change to a connection: a new label, a new
+// key, or both. A new key arrives already sealed to the syncer's public key
+// and bound to the same user, connection and provider.
+type ConnectionUpdate struct {
+	Label     *string // nil keeps the label
+	KeyHint   string  // with SealedKey
+	SealedKey string  // "" keeps the key
+}
+
+// UpdateConnection renames one of u's connections and/or replaces its key,
+// and records ev in the same transaction (its provider is filled in here).
+// Replacing the key also resets what the old key decided: key_set_at becomes
+// now, status goes back to pending with no error, the connection is due at
+// once (backfilled_at is kept, so the next sync re-reads the trailing window
+// rather than the whole history), and u's open key_rotation alerts for it are
+// acknowledged, since they were about the old key. A syncer that leased the
+// connection before the change sees key_set_at move and never opens the old
+// blob again (see holdLease). It returns tokka.ErrNotFound when there is no
+// such connection for u.
+func (d *DB) UpdateConnection(ctx context.Context, u tokka.User, id string, up ConnectionUpdate, ev tokka.AuditEvent) (tokka.Connection, error) {
+	var c tokka.Connection
+	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+		var err error
+		if up.SealedKey == "" {
+			err = tx.GetContext(ctx, &c, `
+				UPDATE tokka.connections SET label = coalesce($2, label), updated_at = now()
+				WHERE id = $1 RETURNING `+connectionColumns, id, up.Label)
+		} else {
+			err = tx.GetContext(ctx, &c, `
+				UPDATE tokka.connections SET
+					label = coalesce($2, label), key_hint = $3, sealed_key = $4, key_set_at = now(),
+					status = 'pending', last_error = NULL, next_sync_at = now(), updated_at = now()
+				WHERE id = $1 RETURNING `+connectionColumns, id, up.Label, up.KeyHint, up.SealedKey)
+		}
+		if err != nil {
+			return domainError(err, "connection")
+		}
+		if up.SealedKey != "" {
+			if _, err := tx.ExecContext(ctx, `
+				UPDATE tokka.alerts SET acknowledged_at = now()
+				WHERE connection_id = $1 AND kind = 'key_rotation' AND acknowledged_at IS NULL`, id); err != nil {
+				return domainError(err, "alerts")
+			}
+		}
+		ev.UserID = u.ID
+		ev.ConnectionID = &c.ID
+		ev.Provider = c.Provider
+		return insertAudit(ctx, tx, ev)
+	})
+	return c, err
+}

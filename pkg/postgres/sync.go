@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -17,12 +18,19 @@ import (
 // caller must stop without using the key or writing results.
 var ErrLeaseLost = errors.New("postgres: lease lost")
 
+// ErrKeyChanged means the user replaced the connection's key after it was
+// leased: the leased blob is the old key and must not be opened or synced
+// with. It wraps ErrLeaseLost (every caller must stop the same way) and the
+// caller should release the lease so the new key is synced promptly.
+var ErrKeyChanged = fmt.Errorf("%w: the key was replaced after the lease was taken", ErrLeaseLost)
+
 // Lease is a connection a syncer holds until ExpiresAt.
 type Lease struct {
 	ConnectionID string     `db:"id"`
 	UserID       string     `db:"user_id"`
 	Provider     string     `db:"provider"`
 	SealedKey    string     `db:"sealed_key"`
+	KeySetAt     time.Time  `db:"key_set_at"`
 	BackfilledAt *time.Time `db:"backfilled_at"`
 	Requested    bool       `db:"requested"`
 	Owner        string     `db:"lease_owner"`
@@ -41,7 +49,7 @@ func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Du
 			SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $3)
 			FROM (
 				SELECT id FROM tokka.connections
-				WHERE status NOT IN ('invalid', 'needs_reconnect')
+				WHERE status NOT IN ('invalid', 'needs_reconnect', 'compromised')
 				  AND (next_sync_at <= now() OR sync_requested_at IS NOT NULL)
 				  AND (lease_expires_at IS NULL OR lease_expires_at < now())
 				ORDER BY sync_requested_at NULLS LAST, next_sync_at
@@ -49,7 +57,7 @@ func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Du
 				FOR UPDATE SKIP LOCKED
 			) due
 			WHERE c.id = due.id
-			RETURNING c.id, c.user_id, c.provider, c.sealed_key, c.backfilled_at,
+			RETURNING c.id, c.user_id, c.provider, c.sealed_key, c.key_set_at, c.backfilled_at,
 				c.sync_requested_at IS NOT NULL AS requested, c.lease_owner, c.lease_expires_at`,
 			owner, n, leaseFor.Seconds()), "lease")
 	})
@@ -57,18 +65,24 @@ func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Du
 }
 
 // holdLease locks the leased row for the rest of tx and fails with
-// ErrLeaseLost unless l.Owner still holds an unexpired lease on it.
+// ErrLeaseLost unless l.Owner still holds an unexpired lease on it, and with
+// ErrKeyChanged when the user replaced the key since. Only a replacement
+// moves key_set_at; a rewrap re-seals the same key and leaves it alone, so a
+// rewrap running beside a sync does not cost that sync its results.
 func holdLease(ctx context.Context, tx *sqlx.Tx, l Lease) error {
-	var id string
-	err := tx.GetContext(ctx, &id, `
-		SELECT id FROM tokka.connections
+	var sameKey bool
+	err := tx.GetContext(ctx, &sameKey, `
+		SELECT key_set_at = $3 FROM tokka.connections
 		WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
-		FOR UPDATE`, l.ConnectionID, l.Owner)
+		FOR UPDATE`, l.ConnectionID, l.Owner, l.KeySetAt)
 	if err != nil {
 		if errors.Is(domainError(err, "lease"), tokka.ErrNotFound) {
 			return ErrLeaseLost
 		}
 		return domainError(err, "lease")
+	}
+	if !sameKey {
+		return ErrKeyChanged
 	}
 	return nil
 }

@@ -27,9 +27,13 @@ type Store interface {
 	CompleteSync(ctx context.Context, l postgres.Lease, r postgres.SyncResult) error
 	FailSync(ctx context.Context, l postgres.Lease, status, reason string, next time.Time, ev tokka.AuditEvent) error
 	ReleaseLease(ctx context.Context, l postgres.Lease) error
+	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
+	RemindKeyRotations(ctx context.Context, days int) (int, error)
 }
 
 // Opener turns a sealed blob back into a key; *keyring.Keyring implements it.
+// An Opener that also has a KIDs() []string method (the keyring does) lets the
+// syncer tell a tampered blob from one sealed under a key it does not hold.
 type Opener interface {
 	Open(blob string, b seal.Binding) (*secret.Key, error)
 }
@@ -43,7 +47,13 @@ type Config struct {
 	ResyncDays   int           // SYNC_RESYNC_DAYS, default 3
 	LeaseFor     time.Duration // default 10m; a crashed syncer's lease expires after it
 	RetryAfter   time.Duration // wait after a transient failure, default 30m
-	Now          func() time.Time
+	// KeyRotationReminderDays is KEY_ROTATION_REMINDER_DAYS: a key older
+	// than this gets one key_rotation alert. Default 90; negative disables.
+	KeyRotationReminderDays int
+	// ReminderEvery spaces the reminder checks of a long-running syncer,
+	// default 1h; every pass of a new Syncer (syncer once) checks.
+	ReminderEvery time.Duration
+	Now           func() time.Time
 }
 
 func (c *Config) defaults() {
@@ -65,6 +75,12 @@ func (c *Config) defaults() {
 	if c.RetryAfter <= 0 {
 		c.RetryAfter = 30 * time.Minute
 	}
+	if c.KeyRotationReminderDays == 0 {
+		c.KeyRotationReminderDays = 90
+	}
+	if c.ReminderEvery <= 0 {
+		c.ReminderEvery = time.Hour
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -78,6 +94,9 @@ type Syncer struct {
 	clients map[provider.Name]provider.Client
 	log     zerolog.Logger
 	metrics *Metrics
+
+	reminderMu   sync.Mutex
+	lastReminder time.Time
 }
 
 // New returns a Syncer. clients must have an entry per provider it may meet.
@@ -109,6 +128,7 @@ func (s *Syncer) RunOnce(ctx context.Context) (Summary, error) {
 		sum Summary
 		mu  sync.Mutex
 	)
+	s.remindRotations(ctx)
 	for ctx.Err() == nil {
 		leases, err := s.store.LeaseDue(ctx, s.cfg.Instance, s.cfg.Concurrency, s.cfg.LeaseFor)
 		if err != nil {
@@ -167,8 +187,10 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 	// exists, and only while this syncer still holds the lease (so a deleted
 	// or re-leased connection's key is never opened).
 	ev := s.event(tokka.ActionKeyDecrypted, tokka.OutcomeSuccess, purpose)
+	ev.Detail = "sealed as " + blobLabel(l.SealedKey)
 	if err := s.store.RecordKeyUse(ctx, l, ev); err != nil {
 		if errors.Is(err, postgres.ErrLeaseLost) {
+			s.releaseIfReplaced(ctx, log, l, err)
 			return outcomeLeaseLost
 		}
 		s.metrics.AuditFailures.Inc()
@@ -178,15 +200,21 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 
 	key, err := s.opener.Open(l.SealedKey, seal.Binding{UserID: l.UserID, ConnectionID: l.ConnectionID, Provider: l.Provider})
 	if err != nil {
-		s.fail(ctx, log, l, tokka.StatusNeedsReconnect,
-			"the stored key cannot be opened by this syncer's keys; paste the key again",
-			now.Add(s.cfg.Interval), tokka.ActionKeyDecrypted, "sealed key failed its integrity check or no configured key opens it")
+		d := diagnose(l.SealedKey, s.opener)
+		s.fail(ctx, log, l, tokka.StatusNeedsReconnect, d.reason, now.Add(s.cfg.Interval), tokka.ActionKeyDecrypted, d.detail)
+		s.raiseKeyAccess(ctx, log, l.UserID, l.ConnectionID, l.SealedKey, d)
 		return outcomeSealed
 	}
 	opened := time.Now()
-	usage, costs, ferr := s.fetch(ctx, client, key, window)
-	key.Wipe()
-	s.metrics.PlaintextLifetime.WithLabelValues(l.Provider).Observe(time.Since(opened).Seconds())
+	log.Debug().Str("sealed_as", blobLabel(l.SealedKey)).Int("window_days", window.Days()).Msg("key opened for the provider calls")
+	// The deferred wipe also runs if a provider client panics.
+	usage, costs, ferr := func() ([]provider.UsageRow, []provider.CostRow, error) {
+		defer key.Wipe()
+		return s.fetch(ctx, client, key, window)
+	}()
+	lifetime := time.Since(opened)
+	s.metrics.PlaintextLifetime.WithLabelValues(l.Provider).Observe(lifetime.Seconds())
+	log.Debug().Dur("plaintext_lifetime", lifetime).Msg("key wiped")
 
 	if ferr != nil {
 		if ctx.Err() != nil {
@@ -215,6 +243,7 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 		Event: s.event(tokka.ActionSyncSucceeded, tokka.OutcomeSuccess, purpose),
 	})
 	if errors.Is(err, postgres.ErrLeaseLost) {
+		s.releaseIfReplaced(ctx, log, l, err)
 		return outcomeLeaseLost
 	}
 	if err != nil {
@@ -252,8 +281,50 @@ func (s *Syncer) event(action, outcome, purpose string) tokka.AuditEvent {
 func (s *Syncer) fail(ctx context.Context, log zerolog.Logger, l postgres.Lease, status, reason string, next time.Time, action, detail string) {
 	ev := s.event(action, tokka.OutcomeFailure, "")
 	ev.Detail = detail
-	if err := s.store.FailSync(ctx, l, status, reason, next, ev); err != nil && !errors.Is(err, postgres.ErrLeaseLost) {
+	err := s.store.FailSync(ctx, l, status, reason, next, ev)
+	switch {
+	case errors.Is(err, postgres.ErrLeaseLost):
+		s.releaseIfReplaced(ctx, log, l, err)
+	case err != nil:
 		s.metrics.AuditFailures.Inc()
 		log.Error().Err(err).Msg("recording the failed sync failed")
+	}
+}
+
+// releaseIfReplaced gives the lease back when the user replaced the key
+// under it (postgres.ErrKeyChanged), so the new key is synced on the next
+// pass instead of after the lease expires. A lease lost any other way is
+// someone else's now and is left alone.
+func (s *Syncer) releaseIfReplaced(ctx context.Context, log zerolog.Logger, l postgres.Lease, err error) {
+	if !errors.Is(err, postgres.ErrKeyChanged) {
+		return
+	}
+	log.Info().Msg("key replaced during the sync; old key dropped, lease released")
+	if err := s.store.ReleaseLease(context.WithoutCancel(ctx), l); err != nil {
+		log.Warn().Err(err).Msg("releasing the lease failed; it will expire")
+	}
+}
+
+// remindRotations raises key_rotation alerts for keys older than the
+// configured age, at most once per ReminderEvery. Failures are logged: a
+// missed reminder is retried on a later pass and must not stop syncing.
+func (s *Syncer) remindRotations(ctx context.Context) {
+	if s.cfg.KeyRotationReminderDays < 0 {
+		return
+	}
+	s.reminderMu.Lock()
+	defer s.reminderMu.Unlock()
+	now := time.Now()
+	if !s.lastReminder.IsZero() && now.Sub(s.lastReminder) < s.cfg.ReminderEvery {
+		return
+	}
+	n, err := s.store.RemindKeyRotations(ctx, s.cfg.KeyRotationReminderDays)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("key rotation reminders failed; will retry")
+		return
+	}
+	s.lastReminder = now
+	if n > 0 {
+		s.log.Info().Int("alerts", n).Int("older_than_days", s.cfg.KeyRotationReminderDays).Msg("key rotation reminders raised")
 	}
 }

@@ -3,6 +3,7 @@ package syncer_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http/httptest"
 	"strings"
@@ -226,17 +227,27 @@ func (failingAudit) RecordKeyUse(context.Context, postgres.Lease, tokka.AuditEve
 	return errors.New("audit table unavailable")
 }
 
+// spyOpener counts the blobs it is asked to open and keeps each one and
+// every key it hands out, so tests can check what was opened and that each
+// key was wiped afterwards.
 type spyOpener struct {
 	mu    sync.Mutex
 	calls int
+	blobs []string
+	keys  []*secret.Key
 	next  syncer.Opener
 }
 
 func (s *spyOpener) Open(blob string, b seal.Binding) (*secret.Key, error) {
+	k, err := s.next.Open(blob, b)
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.calls++
-	s.mu.Unlock()
-	return s.next.Open(blob, b)
+	s.blobs = append(s.blobs, blob)
+	if err == nil {
+		s.keys = append(s.keys, k)
+	}
+	return k, err
 }
 
 func TestKeyIsNeverOpenedWhenTheAuditWriteFails(t *testing.T) {
@@ -256,6 +267,10 @@ func TestKeyIsNeverOpenedWhenTheAuditWriteFails(t *testing.T) {
 	require.Contains(t, b.logs.String(), "audit write failed; key not used")
 }
 
+// TestBlobMovedToAnotherRowDoesNotOpen copies a blob into another connection
+// of the same user and into another user's connection: neither opens, each is
+// audited as an integrity failure and raises one key_access alert for the
+// owner of the row it was copied into, however often the syncer meets it.
 func TestBlobMovedToAnotherRowDoesNotOpen(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -280,6 +295,37 @@ func TestBlobMovedToAnotherRowDoesNotOpen(t *testing.T) {
 	require.Positive(t, b.fake.Requests("sk-admin-victim-"+alice[:8]), "the victim's own row still syncs")
 	st, _ := b.status(t, victim)
 	require.Equal(t, "active", st)
+
+	// Meet the same blobs again, as after a user reconnecting and an attacker
+	// copying once more: audited again, alerted once.
+	_, err = b.sql.Exec(`UPDATE tokka.connections SET status = 'pending', next_sync_at = now() WHERE id = ANY($1)`, pqArray(thief, sibling))
+	require.NoError(t, err)
+	_, err = b.syncer(t, "two", nil, nil).RunOnce(context.Background())
+	require.NoError(t, err)
+	kid := b.kr.PublicKey().KID()
+	for _, id := range []string{thief, sibling} {
+		d := b.details(t, id, tokka.ActionKeyDecrypted)
+		require.Len(t, d, 4)
+		for _, failure := range []string{d[1], d[3]} {
+			require.Equal(t, "failure:integrity failure: the sealed key under key id "+kid+
+				" does not open for this connection (altered, or copied from another connection)", failure)
+		}
+	}
+	alerts := b.alerts(t, tokka.AlertKeyAccess)
+	require.Len(t, alerts, 2, "one alert per connection and blob, however often it is met")
+	copied := b.blob(t, victim)
+	owners := map[string]string{}
+	for _, a := range alerts {
+		owners[*a.ConnectionID] = a.UserID
+		require.Equal(t, "critical", a.Severity)
+		require.Contains(t, a.DedupKey, kid)
+		var detail map[string]string
+		require.NoError(t, json.Unmarshal(a.Detail, &detail))
+		require.Equal(t, kid, detail["kid"])
+		require.Len(t, detail["blob_fingerprint"], 16)
+		require.NotContains(t, string(a.Detail), copied[20:60], "the alert repeats no ciphertext")
+	}
+	require.Equal(t, map[string]string{thief: mallory, sibling: alice}, owners)
 }
 
 func TestDeletedConnectionIsNeverDecrypted(t *testing.T) {

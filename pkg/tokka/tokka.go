@@ -4,6 +4,7 @@
 package tokka
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,6 +74,10 @@ const (
 	StatusInvalid        = "invalid"
 	StatusError          = "error"
 	StatusNeedsReconnect = "needs_reconnect"
+	// StatusCompromised is set by `syncer incident quarantine`: the stored
+	// key may have been exposed, so it is never used again; the user leaves
+	// the state by pasting a new key or deleting the connection.
+	StatusCompromised = "compromised"
 )
 
 // Connection is a provider organisation a user connected, as the API shows
@@ -100,6 +105,14 @@ const (
 	ActionKeyRewrapped  = "key.rewrapped"
 	ActionSyncSucceeded = "sync.succeeded"
 	ActionSyncFailed    = "sync.failed"
+	ActionSyncRequested = "sync.requested"
+	// ActionConnectionRenamed records a label change that left the key alone.
+	ActionConnectionRenamed = "connection.renamed"
+	// ActionIncidentQuarantined and ActionIncidentNotified record the breach
+	// response (`syncer incident`): a connection set to compromised, and its
+	// owner sent the breach notification.
+	ActionIncidentQuarantined = "incident.quarantined"
+	ActionIncidentNotified    = "incident.notified"
 )
 
 // Audit outcomes.
@@ -122,6 +135,58 @@ type AuditEvent struct {
 	UserAgent    string    `db:"user_agent" json:"user_agent"`
 	Detail       string    `db:"detail" json:"detail"`
 	CreatedAt    time.Time `db:"created_at" json:"created_at"`
+	// PrevHash is the Hash of the user's previous event (nil for the first)
+	// and Hash the SHA-256 of this event's canonical content including
+	// PrevHash: together they chain each user's events, so an edited,
+	// removed or inserted event is detectable. Both are set by storage.
+	PrevHash Hash `db:"prev_hash" json:"prev_hash"`
+	Hash     Hash `db:"hash" json:"hash"`
+}
+
+// Hash is a SHA-256 digest that prints as lowercase hex (JSON null when
+// empty) and scans from a Postgres bytea.
+type Hash []byte
+
+// MarshalJSON writes the hex form, or null for an empty hash. It never fails.
+func (h Hash) MarshalJSON() ([]byte, error) {
+	if len(h) == 0 {
+		return []byte("null"), nil
+	}
+	return []byte(`"` + hex.EncodeToString(h) + `"`), nil
+}
+
+// String returns the lowercase hex form ("" when empty).
+func (h Hash) String() string { return hex.EncodeToString(h) }
+
+// Scan implements sql.Scanner for bytea (NULL gives an empty Hash). It fails
+// for any other column type.
+func (h *Hash) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*h = nil
+	case []byte:
+		*h = append(Hash(nil), v...)
+	default:
+		return fmt.Errorf("tokka: cannot scan %T into a Hash", src)
+	}
+	return nil
+}
+
+// AuditVerification is the result of checking one user's audit hash chain.
+type AuditVerification struct {
+	// Intact is true when every event's hash matches its content and links
+	// to the event before it.
+	Intact bool `json:"intact"`
+	// Events is how many of the user's events were read.
+	Events int64 `json:"events"`
+	// FirstBrokenID is the id of the first event that fails, when one does.
+	FirstBrokenID *int64 `json:"first_broken_id"`
+	// Problem says how that event fails, in words safe to show.
+	Problem *string `json:"problem"`
+	// HeadHash is the newest event's hash when the chain is intact: a value a
+	// user can note down elsewhere, so that a later truncation of the log
+	// (which a chain alone cannot reveal) shows as a different head.
+	HeadHash Hash `json:"head_hash"`
 }
 
 // Alert kinds.
