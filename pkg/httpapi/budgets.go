@@ -1,0 +1,453 @@
+package httpapi
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"net/mail"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+	"github.com/shopspring/decimal"
+
+	"github.com/tokka-dev/tokka/pkg/budget"
+	"github.com/tokka-dev/tokka/pkg/notify"
+	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
+)
+
+// Budget limits.
+const (
+	maxThresholds       = 10
+	maxThresholdPercent = 1000
+	deliveriesShown     = 50
+)
+
+var defaultThresholds = []int64{50, 80, 100}
+var defaultForecastThresholds = []int64{100}
+
+type budgetChannels struct {
+	WebhookURL *string `json:"webhook_url"`
+	Email      bool    `json:"email"`
+}
+
+type createBudgetRequest struct {
+	Name               string          `json:"name"`
+	AmountUSD          string          `json:"amount_usd"`
+	Scope              string          `json:"scope"`
+	Provider           *string         `json:"provider"`
+	ConnectionID       *string         `json:"connection_id"`
+	Thresholds         *[]int64        `json:"thresholds"`
+	ForecastThresholds *[]int64        `json:"forecast_thresholds"`
+	Channels           *budgetChannels `json:"channels"`
+}
+
+type patchBudgetRequest struct {
+	Name                *string         `json:"name"`
+	AmountUSD           *string         `json:"amount_usd"`
+	Thresholds          *[]int64        `json:"thresholds"`
+	ForecastThresholds  *[]int64        `json:"forecast_thresholds"`
+	Channels            *budgetChannels `json:"channels"`
+	RotateWebhookSecret bool            `json:"rotate_webhook_secret"`
+}
+
+type budgetChannelsResponse struct {
+	WebhookURL *string `json:"webhook_url"`
+	Email      bool    `json:"email"`
+	EmailTo    *string `json:"email_to"`
+}
+
+type budgetStatusResponse struct {
+	Month        string `json:"month"`
+	SpendUSD     string `json:"spend_usd"`
+	PercentUsed  string `json:"percent_used"`
+	ForecastUSD  string `json:"forecast_usd"`
+	DailyRateUSD string `json:"daily_rate_usd"`
+	RateDays     int    `json:"rate_days"`
+}
+
+type deliveryResponse struct {
+	ID             int64      `json:"id"`
+	AlertID        int64      `json:"alert_id"`
+	Channel        string     `json:"channel"`
+	Status         string     `json:"status"`
+	Attempts       int        `json:"attempts"`
+	ResponseStatus *int       `json:"response_status"`
+	LastError      *string    `json:"last_error"`
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+	DeliveredAt    *time.Time `json:"delivered_at"`
+}
+
+type budgetResponse struct {
+	ID                 string                 `json:"id"`
+	Name               string                 `json:"name"`
+	AmountUSD          string                 `json:"amount_usd"`
+	Scope              string                 `json:"scope"`
+	Provider           *string                `json:"provider"`
+	ConnectionID       *string                `json:"connection_id"`
+	Thresholds         []int64                `json:"thresholds"`
+	ForecastThresholds []int64                `json:"forecast_thresholds"`
+	Channels           budgetChannelsResponse `json:"channels"`
+	// WebhookSecret is set only in the response that created or rotated it.
+	WebhookSecret string               `json:"webhook_secret,omitempty"`
+	Status        budgetStatusResponse `json:"status"`
+	// Deliveries is set on GET /v1/budgets/{id} only (newest first).
+	Deliveries *[]deliveryResponse `json:"deliveries,omitempty"`
+	CreatedAt  time.Time           `json:"created_at"`
+	UpdatedAt  time.Time           `json:"updated_at"`
+}
+
+func toBudgetResponse(b postgres.Budget, st budget.Status) budgetResponse {
+	return budgetResponse{
+		ID: b.ID, Name: b.Name, AmountUSD: b.AmountUSD.String(), Scope: b.Scope,
+		Provider: b.Provider, ConnectionID: b.ConnectionID,
+		Thresholds: nonNilInts(b.Thresholds), ForecastThresholds: nonNilInts(b.ForecastThresholds),
+		Channels: budgetChannelsResponse{WebhookURL: b.WebhookURL, Email: b.EmailTo != nil, EmailTo: b.EmailTo},
+		Status: budgetStatusResponse{
+			Month: st.Month, SpendUSD: st.SpendUSD.String(), PercentUsed: st.PercentUsed.String(),
+			ForecastUSD: st.ForecastUSD.StringFixed(2), DailyRateUSD: st.DailyRateUSD.String(), RateDays: st.RateDays,
+		},
+		CreatedAt: b.CreatedAt, UpdatedAt: b.UpdatedAt,
+	}
+}
+
+func nonNilInts(v []int64) []int64 {
+	if v == nil {
+		return []int64{}
+	}
+	return v
+}
+
+// budgetID parses the path id; a malformed one is a 404 like any other id
+// the caller cannot see.
+func budgetID(c echo.Context) (string, error) {
+	return parseUUID(c.Param("id"))
+}
+
+// amountPattern is an exact, positive dollar amount: up to 12 integer digits
+// and 6 decimal places, as a JSON string (never a float).
+var amountPattern = regexp.MustCompile(`^[0-9]{1,12}(\.[0-9]{1,6})?$`)
+
+func parseAmount(s string) (decimal.Decimal, error) {
+	bad := &tokka.Error{Code: tokka.CodeInvalid, Field: "amount_usd",
+		Message: `amount_usd must be a positive decimal string of dollars, like "500" or "1250.50"`}
+	if !amountPattern.MatchString(s) {
+		return decimal.Decimal{}, bad
+	}
+	d, err := decimal.NewFromString(s)
+	if err != nil || !d.IsPositive() {
+		return decimal.Decimal{}, bad
+	}
+	return d, nil
+}
+
+func validateBudgetName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || !utf8.ValidString(name) || utf8.RuneCountInString(name) > 100 {
+		return "", &tokka.Error{Code: tokka.CodeInvalid, Field: "name", Message: "name must be 1 to 100 characters"}
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return "", &tokka.Error{Code: tokka.CodeInvalid, Field: "name", Message: "name must not contain control characters"}
+		}
+	}
+	return name, nil
+}
+
+// validatePercents checks a threshold list and returns it sorted.
+func validatePercents(field string, v []int64) ([]int64, error) {
+	if len(v) > maxThresholds {
+		return nil, &tokka.Error{Code: tokka.CodeInvalid, Field: field, Message: field + " may list at most 10 percentages"}
+	}
+	out := append([]int64{}, v...)
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	for i, p := range out {
+		if p < 1 || p > maxThresholdPercent {
+			return nil, &tokka.Error{Code: tokka.CodeInvalid, Field: field, Message: field + " must be whole percentages from 1 to 1000"}
+		}
+		if i > 0 && out[i-1] == p {
+			return nil, &tokka.Error{Code: tokka.CodeInvalid, Field: field, Message: field + " must not repeat a percentage"}
+		}
+	}
+	return out, nil
+}
+
+// channels validates the notification channels: the webhook URL against the
+// SSRF guard (resolving its host now; the syncer checks again when it
+// sends), and the email channel against the caller's token email, which
+// becomes the recipient.
+func (s *Server) channels(c echo.Context, ch *budgetChannels) (webhook, emailTo *string, err error) {
+	if ch == nil {
+		return nil, nil, nil
+	}
+	if ch.WebhookURL != nil && *ch.WebhookURL != "" {
+		u, err := s.webhookGuard().CheckURL(c.Request().Context(), *ch.WebhookURL)
+		if err != nil {
+			return nil, nil, &tokka.Error{Code: tokka.CodeInvalid, Field: "channels.webhook_url",
+				Message: "channels.webhook_url is not allowed: " + notify.Reason(err)}
+		}
+		v := u.String()
+		webhook = &v
+	}
+	if ch.Email {
+		a, err := mail.ParseAddress(userOf(c).Email)
+		if err != nil || a.Address != userOf(c).Email {
+			return nil, nil, &tokka.Error{Code: tokka.CodeInvalid, Field: "channels.email",
+				Message: "your account has no usable email address for notifications"}
+		}
+		v := a.Address
+		emailTo = &v
+	}
+	return webhook, emailTo, nil
+}
+
+func (s *Server) webhookGuard() *notify.Guard {
+	if s.cfg.WebhookGuard != nil {
+		return s.cfg.WebhookGuard
+	}
+	return &notify.Guard{}
+}
+
+// newWebhookSecret returns a fresh signing secret, whsec_ + 64 hex digits
+// (256 bits from the CSPRNG).
+func newWebhookSecret() *secret.Key {
+	var raw [32]byte
+	_, _ = rand.Read(raw[:])
+	buf := make([]byte, 0, 6+64)
+	buf = append(buf, "whsec_"...)
+	buf = hex.AppendEncode(buf, raw[:])
+	clear(raw[:])
+	k := secret.New(buf)
+	clear(buf)
+	return k
+}
+
+// statusesFor computes each budget's status from the caller's current spend.
+func (s *Server) statusesFor(c echo.Context, bs []postgres.Budget) ([]budget.Status, error) {
+	now := s.cfg.Now()
+	from, to := budget.StatusRange(now)
+	rows, err := s.store.Spend(c.Request().Context(), userOf(c), from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]budget.Status, len(bs))
+	for i, b := range bs {
+		out[i] = budget.StatusOf(b, rows, now)
+	}
+	return out, nil
+}
+
+func (s *Server) budgetResponse(c echo.Context, b postgres.Budget) (budgetResponse, error) {
+	st, err := s.statusesFor(c, []postgres.Budget{b})
+	if err != nil {
+		return budgetResponse{}, err
+	}
+	return toBudgetResponse(b, st[0]), nil
+}
+
+func (s *Server) listBudgets(c echo.Context) error {
+	bs, err := s.store.ListBudgets(c.Request().Context(), userOf(c))
+	if err != nil {
+		return err
+	}
+	sts, err := s.statusesFor(c, bs)
+	if err != nil {
+		return err
+	}
+	out := make([]budgetResponse, len(bs))
+	for i, b := range bs {
+		out[i] = toBudgetResponse(b, sts[i])
+	}
+	return c.JSON(http.StatusOK, map[string]any{"budgets": out})
+}
+
+func (s *Server) createBudget(c echo.Context) error {
+	var req createBudgetRequest
+	if err := decodeStrict(c, &req); err != nil {
+		return err
+	}
+	nb := postgres.NewBudget{ID: uuid.NewString()}
+	var err error
+	if req.Name == "" {
+		req.Name = "Monthly budget"
+	}
+	if nb.Name, err = validateBudgetName(req.Name); err != nil {
+		return err
+	}
+	if nb.AmountUSD, err = parseAmount(req.AmountUSD); err != nil {
+		return err
+	}
+	nb.Scope = req.Scope
+	switch req.Scope {
+	case postgres.ScopeAll, "":
+		nb.Scope = postgres.ScopeAll
+		if req.Provider != nil || req.ConnectionID != nil {
+			return &tokka.Error{Code: tokka.CodeInvalid, Field: "scope",
+				Message: `scope "all" takes neither provider nor connection_id`}
+		}
+	case postgres.ScopeProvider:
+		if req.Provider == nil || !provider.Name(*req.Provider).Valid() {
+			return &tokka.Error{Code: tokka.CodeInvalid, Field: "provider",
+				Message: `scope "provider" needs provider "openai" or "anthropic"`}
+		}
+		if req.ConnectionID != nil {
+			return &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id",
+				Message: `scope "provider" takes no connection_id`}
+		}
+		nb.Provider = req.Provider
+	case postgres.ScopeConnection:
+		if req.ConnectionID == nil {
+			return &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id",
+				Message: `scope "connection" needs connection_id`}
+		}
+		id, err := parseUUID(*req.ConnectionID)
+		if err != nil {
+			return &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id", Message: "connection_id is not one of your connections"}
+		}
+		if req.Provider != nil {
+			return &tokka.Error{Code: tokka.CodeInvalid, Field: "provider", Message: `scope "connection" takes no provider`}
+		}
+		nb.ConnectionID = &id
+	default:
+		return &tokka.Error{Code: tokka.CodeInvalid, Field: "scope", Message: `scope must be "all", "provider" or "connection"`}
+	}
+	nb.Thresholds, nb.ForecastThresholds = defaultThresholds, defaultForecastThresholds
+	if req.Thresholds != nil {
+		if nb.Thresholds, err = validatePercents("thresholds", *req.Thresholds); err != nil {
+			return err
+		}
+	}
+	if req.ForecastThresholds != nil {
+		if nb.ForecastThresholds, err = validatePercents("forecast_thresholds", *req.ForecastThresholds); err != nil {
+			return err
+		}
+	}
+	if nb.WebhookURL, nb.EmailTo, err = s.channels(c, req.Channels); err != nil {
+		return err
+	}
+	nb.WebhookSecret = newWebhookSecret()
+	defer nb.WebhookSecret.Wipe()
+	b, err := s.store.CreateBudget(c.Request().Context(), userOf(c), nb)
+	if err != nil {
+		return err
+	}
+	resp, err := s.budgetResponse(c, b)
+	if err != nil {
+		return err
+	}
+	// The only time the secret is shown: the api cannot read it back.
+	resp.WebhookSecret = string(nb.WebhookSecret.Bytes())
+	return c.JSON(http.StatusCreated, resp)
+}
+
+func (s *Server) getBudget(c echo.Context) error {
+	id, err := budgetID(c)
+	if err != nil {
+		return err
+	}
+	ctx, u := c.Request().Context(), userOf(c)
+	b, err := s.store.GetBudget(ctx, u, id)
+	if err != nil {
+		return err
+	}
+	resp, err := s.budgetResponse(c, b)
+	if err != nil {
+		return err
+	}
+	ds, err := s.store.ListBudgetDeliveries(ctx, u, id, deliveriesShown)
+	if err != nil {
+		return err
+	}
+	out := make([]deliveryResponse, len(ds))
+	for i, d := range ds {
+		out[i] = deliveryResponse{
+			ID: d.ID, AlertID: d.AlertID, Channel: d.Channel, Status: d.Status, Attempts: d.Attempts,
+			ResponseStatus: d.ResponseStatus, LastError: d.LastError,
+			CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, DeliveredAt: d.DeliveredAt,
+		}
+	}
+	resp.Deliveries = &out
+	return c.JSON(http.StatusOK, resp)
+}
+
+func (s *Server) updateBudget(c echo.Context) error {
+	id, err := budgetID(c)
+	if err != nil {
+		return err
+	}
+	var req patchBudgetRequest
+	if err := decodeStrict(c, &req); err != nil {
+		return err
+	}
+	var p postgres.BudgetPatch
+	if req.Name != nil {
+		name, err := validateBudgetName(*req.Name)
+		if err != nil {
+			return err
+		}
+		p.Name = &name
+	}
+	if req.AmountUSD != nil {
+		a, err := parseAmount(*req.AmountUSD)
+		if err != nil {
+			return err
+		}
+		p.AmountUSD = &a
+	}
+	if req.Thresholds != nil {
+		v, err := validatePercents("thresholds", *req.Thresholds)
+		if err != nil {
+			return err
+		}
+		p.Thresholds = &v
+	}
+	if req.ForecastThresholds != nil {
+		v, err := validatePercents("forecast_thresholds", *req.ForecastThresholds)
+		if err != nil {
+			return err
+		}
+		p.ForecastThresholds = &v
+	}
+	if req.Channels != nil {
+		p.SetChannels = true
+		if p.WebhookURL, p.EmailTo, err = s.channels(c, req.Channels); err != nil {
+			return err
+		}
+	}
+	if req.RotateWebhookSecret {
+		p.WebhookSecret = newWebhookSecret()
+		defer p.WebhookSecret.Wipe()
+	}
+	b, err := s.store.UpdateBudget(c.Request().Context(), userOf(c), id, p)
+	if err != nil {
+		return err
+	}
+	resp, err := s.budgetResponse(c, b)
+	if err != nil {
+		return err
+	}
+	if p.WebhookSecret != nil {
+		resp.WebhookSecret = string(p.WebhookSecret.Bytes())
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+func (s *Server) deleteBudget(c echo.Context) error {
+	id, err := budgetID(c)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteBudget(c.Request().Context(), userOf(c), id); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}

@@ -1,0 +1,267 @@
+// Package notifytest has local receivers for tests of notifications: a
+// minimal SMTP server on 127.0.0.1 (net/textproto) and a recording webhook
+// receiver. It is never used outside tests.
+package notifytest
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/textproto"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Mail is one message the SMTP server accepted.
+type Mail struct {
+	From     string
+	To       []string
+	Data     string // the message as received, dot-unstuffed
+	Username string // from AUTH PLAIN, when the client authenticated
+	Password string
+}
+
+// SMTPServer is a minimal SMTP receiver: EHLO/HELO, AUTH PLAIN, MAIL, RCPT,
+// DATA, RSET, NOOP, QUIT. It offers no STARTTLS, which Tokka's mailer
+// accepts only for loopback relays.
+type SMTPServer struct {
+	Addr string
+	ln   net.Listener
+	mu   sync.Mutex
+	msgs []Mail
+	wg   sync.WaitGroup
+}
+
+// NewSMTPServer listens on 127.0.0.1 and stops when the test ends.
+func NewSMTPServer(tb testing.TB) *SMTPServer {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &SMTPServer{Addr: ln.Addr().String(), ln: ln}
+	s.wg.Go(s.serve)
+	tb.Cleanup(func() { _ = ln.Close(); s.wg.Wait() })
+	return s
+}
+
+// URL returns an SMTP_URL for this server with the given credentials.
+func (s *SMTPServer) URL(user, password string) string {
+	if user == "" {
+		return "smtp://" + s.Addr
+	}
+	return "smtp://" + user + ":" + password + "@" + s.Addr
+}
+
+// Messages returns a copy of what was received so far.
+func (s *SMTPServer) Messages() []Mail {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Mail(nil), s.msgs...)
+}
+
+func (s *SMTPServer) serve() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.wg.Go(func() { s.session(c) })
+	}
+}
+
+func (s *SMTPServer) session(c net.Conn) {
+	defer c.Close()
+	tp := textproto.NewConn(c)
+	_ = tp.PrintfLine("220 notifytest ESMTP ready")
+	var cur Mail
+	var user, pass string
+	for {
+		line, err := tp.ReadLine()
+		if err != nil {
+			return
+		}
+		verb, arg, _ := strings.Cut(line, " ")
+		switch strings.ToUpper(verb) {
+		case "EHLO":
+			_ = tp.PrintfLine("250-notifytest greets %s", arg)
+			_ = tp.PrintfLine("250-AUTH PLAIN")
+			_ = tp.PrintfLine("250 8BITMIME")
+		case "HELO":
+			_ = tp.PrintfLine("250 notifytest")
+		case "AUTH":
+			mech, resp, _ := strings.Cut(arg, " ")
+			if !strings.EqualFold(mech, "PLAIN") {
+				_ = tp.PrintfLine("504 unsupported mechanism")
+				continue
+			}
+			if resp == "" {
+				_ = tp.PrintfLine("334 ")
+				if resp, err = tp.ReadLine(); err != nil {
+					return
+				}
+			}
+			raw, err := base64.StdEncoding.DecodeString(resp)
+			parts := strings.Split(string(raw), "\x00")
+			if err != nil || len(parts) != 3 {
+				_ = tp.PrintfLine("501 malformed AUTH PLAIN")
+				continue
+			}
+			user, pass = parts[1], parts[2]
+			_ = tp.PrintfLine("235 2.7.0 authenticated")
+		case "MAIL":
+			cur = Mail{From: addrOf(arg), Username: user, Password: pass}
+			_ = tp.PrintfLine("250 ok")
+		case "RCPT":
+			cur.To = append(cur.To, addrOf(arg))
+			_ = tp.PrintfLine("250 ok")
+		case "DATA":
+			_ = tp.PrintfLine("354 end with <CRLF>.<CRLF>")
+			data, err := tp.ReadDotBytes()
+			if err != nil {
+				return
+			}
+			cur.Data = string(data)
+			s.mu.Lock()
+			s.msgs = append(s.msgs, cur)
+			s.mu.Unlock()
+			cur = Mail{}
+			_ = tp.PrintfLine("250 queued")
+		case "RSET":
+			cur = Mail{}
+			_ = tp.PrintfLine("250 ok")
+		case "NOOP":
+			_ = tp.PrintfLine("250 ok")
+		case "QUIT":
+			_ = tp.PrintfLine("221 bye")
+			return
+		default:
+			_ = tp.PrintfLine("502 command not implemented")
+		}
+	}
+}
+
+// addrOf extracts the address from "FROM:<a@b> SIZE=…" or "TO:<a@b>".
+func addrOf(arg string) string {
+	if i := strings.IndexByte(arg, '<'); i >= 0 {
+		if j := strings.IndexByte(arg[i:], '>'); j >= 0 {
+			return arg[i+1 : i+j]
+		}
+	}
+	return arg
+}
+
+// Request is one request a Receiver recorded.
+type Request struct {
+	Method string
+	Path   string
+	Header http.Header
+	Body   []byte
+}
+
+// Receiver records webhook requests and answers each with the next status
+// from Statuses (200 when they run out).
+type Receiver struct {
+	Server   *httptest.Server
+	mu       sync.Mutex
+	reqs     []Request
+	statuses []int
+}
+
+// NewTLSReceiver starts an HTTPS receiver on 127.0.0.1 (certificate valid for
+// 127.0.0.1), closed when the test ends.
+func NewTLSReceiver(tb testing.TB, statuses ...int) *Receiver {
+	r := &Receiver{statuses: statuses}
+	r.Server = httptest.NewTLSServer(r)
+	tb.Cleanup(r.Server.Close)
+	return r
+}
+
+// NewReceiver starts a plain-HTTP receiver on 127.0.0.1, closed when the test
+// ends.
+func NewReceiver(tb testing.TB, statuses ...int) *Receiver {
+	r := &Receiver{statuses: statuses}
+	r.Server = httptest.NewServer(r)
+	tb.Cleanup(r.Server.Close)
+	return r
+}
+
+// ServeHTTP records the request.
+func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(bufio.NewReader(req.Body))
+	r.mu.Lock()
+	r.reqs = append(r.reqs, Request{Method: req.Method, Path: req.URL.Path, Header: req.Header.Clone(), Body: body})
+	status := http.StatusOK
+	if len(r.statuses) > 0 {
+		status, r.statuses = r.statuses[0], r.statuses[1:]
+	}
+	r.mu.Unlock()
+	if status >= 300 && status < 400 {
+		w.Header().Set("Location", "http://169.254.169.254/latest/meta-data/")
+	}
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, "receiver says: not to be stored\n")
+}
+
+// Requests returns a copy of what was received so far.
+func (r *Receiver) Requests() []Request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Request(nil), r.reqs...)
+}
+
+// Resolver is a scripted DNS resolver: each name answers its scripted
+// address lists in turn (the last one repeating), which is how tests
+// simulate DNS rebinding. Unknown names do not resolve.
+type Resolver struct {
+	mu      sync.Mutex
+	answers map[string][][]netip.Addr
+	calls   map[string]int
+}
+
+// NewResolver returns an empty Resolver.
+func NewResolver() *Resolver {
+	return &Resolver{answers: map[string][][]netip.Addr{}, calls: map[string]int{}}
+}
+
+// Set scripts host: the first lookup gets answers[0], the next answers[1], …
+func (r *Resolver) Set(host string, answers ...[]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var as [][]netip.Addr
+	for _, ans := range answers {
+		var list []netip.Addr
+		for _, a := range ans {
+			list = append(list, netip.MustParseAddr(a))
+		}
+		as = append(as, list)
+	}
+	r.answers[host] = as
+	r.calls[host] = 0
+}
+
+// Calls reports how often host was looked up.
+func (r *Resolver) Calls(host string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.calls[host]
+}
+
+// LookupNetIP implements notify.Resolver.
+func (r *Resolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	as, ok := r.answers[host]
+	if !ok || len(as) == 0 {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	i := min(r.calls[host], len(as)-1)
+	r.calls[host]++
+	return as[i], nil
+}

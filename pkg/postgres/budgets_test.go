@@ -1,0 +1,245 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/shopspring/decimal"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokka-dev/tokka/pkg/pgtest"
+	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
+)
+
+// The helpers here are prefixed so they cannot collide with other test
+// files of this package.
+
+type budgetBundle struct {
+	db  *postgres.DB
+	sql *sqlx.DB
+}
+
+func budgetSetup(t *testing.T) *budgetBundle {
+	t.Helper()
+	return &budgetBundle{db: pgtest.Open(t), sql: pgtest.SQL(t)}
+}
+
+func budgetUser() tokka.User {
+	id := uuid.NewString()
+	return tokka.User{ID: id, Email: id[:8] + "@example.com",
+		Claims: []byte(`{"sub":"` + id + `","role":"authenticated","aud":"authenticated"}`)}
+}
+
+// The connection is not due for a sync, so no test's lease picks it up.
+func (b *budgetBundle) connection(t *testing.T, u tokka.User) string {
+	t.Helper()
+	id := uuid.NewString()
+	_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key, next_sync_at)
+		VALUES ($1, $2, 'openai', 'org', 'sk-admin-…abcd', 'v2:00', now() + interval '1 year')`, id, u.ID)
+	require.NoError(t, err)
+	return id
+}
+
+const budgetTestSecret = "whsec_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func (b *budgetBundle) create(t *testing.T, u tokka.User, nb postgres.NewBudget) postgres.Budget {
+	t.Helper()
+	nb.ID = uuid.NewString()
+	if nb.Name == "" {
+		nb.Name = "b"
+	}
+	if nb.Scope == "" {
+		nb.Scope = postgres.ScopeAll
+	}
+	if nb.AmountUSD.IsZero() {
+		nb.AmountUSD = decimal.RequireFromString("100.50")
+	}
+	nb.WebhookSecret = secret.FromString(budgetTestSecret)
+	bud, err := b.db.CreateBudget(context.Background(), u, nb)
+	require.NoError(t, err)
+	return bud
+}
+
+// exec runs one statement as role (with u's claims), rolled back.
+func (b *budgetBundle) exec(t *testing.T, role string, u tokka.User, query string, args ...any) (int64, error) {
+	t.Helper()
+	tx, err := b.sql.Beginx()
+	require.NoError(t, err)
+	defer tx.Rollback() //nolint:errcheck
+	_, err = tx.Exec(`SELECT set_config('request.jwt.claims', $1, true), set_config('role', $2, true)`, string(u.Claims), role)
+	require.NoError(t, err)
+	res, err := tx.Exec(query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func TestBudgetsBelongToTheirOwner(t *testing.T) {
+	t.Parallel()
+	b := budgetSetup(t)
+	ctx := context.Background()
+	alice, bob := budgetUser(), budgetUser()
+	bud := b.create(t, alice, postgres.NewBudget{Thresholds: []int64{50, 100}})
+	require.Equal(t, "100.5", bud.AmountUSD.String())
+	require.Equal(t, []int64{50, 100}, []int64(bud.Thresholds))
+	require.Equal(t, []int64{}, []int64(bud.ForecastThresholds))
+
+	_, err := b.db.GetBudget(ctx, bob, bud.ID)
+	require.ErrorIs(t, err, tokka.ErrNotFound)
+	_, err = b.db.UpdateBudget(ctx, bob, bud.ID, postgres.BudgetPatch{Name: new("mine now")})
+	require.ErrorIs(t, err, tokka.ErrNotFound)
+	require.ErrorIs(t, b.db.DeleteBudget(ctx, bob, bud.ID), tokka.ErrNotFound)
+	list, err := b.db.ListBudgets(ctx, bob)
+	require.NoError(t, err)
+	require.Empty(t, list)
+
+	got, err := b.db.GetBudget(ctx, alice, bud.ID)
+	require.NoError(t, err)
+	require.Equal(t, bud.ID, got.ID)
+
+	// Straight SQL as Bob: nothing visible, nothing changeable.
+	n, err := b.exec(t, "authenticated", bob, `UPDATE tokka.budgets SET name = 'x' WHERE id = $1`, bud.ID)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	n, err = b.exec(t, "authenticated", bob, `DELETE FROM tokka.budgets WHERE id = $1`, bud.ID)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	// Nor can Bob create a budget in Alice's name.
+	_, err = b.exec(t, "authenticated", bob, `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, webhook_secret)
+		VALUES ($1, $2, 'x', 1, 'all', $3)`, uuid.NewString(), alice.ID, budgetTestSecret)
+	require.ErrorContains(t, err, "row-level security")
+}
+
+func TestWebhookSecretIsWriteOnlyForTheAPI(t *testing.T) {
+	t.Parallel()
+	b := budgetSetup(t)
+	ctx := context.Background()
+	alice := budgetUser()
+	bud := b.create(t, alice, postgres.NewBudget{})
+	_, err := b.exec(t, "authenticated", alice, `SELECT webhook_secret FROM tokka.budgets`)
+	require.ErrorContains(t, err, "permission denied", "not even the owner can read it back")
+	_, err = b.exec(t, "authenticated", alice, `SELECT * FROM tokka.budgets`)
+	require.ErrorContains(t, err, "permission denied")
+
+	// Rotation writes it without reading it.
+	rotated := "whsec_" + "ff00000000000000000000000000000000000000000000000000000000000000"
+	_, err = b.db.UpdateBudget(ctx, alice, bud.ID, postgres.BudgetPatch{WebhookSecret: secret.FromString(rotated)})
+	require.NoError(t, err)
+	var stored string
+	require.NoError(t, b.sql.Get(&stored, `SELECT webhook_secret FROM tokka.budgets WHERE id = $1`, bud.ID))
+	require.Equal(t, rotated, stored)
+	// The syncer reads it to sign.
+	n, err := b.exec(t, "tokka_syncer", alice, `SELECT webhook_secret FROM tokka.budgets`)
+	require.NoError(t, err)
+	require.NotZero(t, n)
+}
+
+func TestBudgetOnAConnectionNeedsYourOwnConnection(t *testing.T) {
+	t.Parallel()
+	b := budgetSetup(t)
+	ctx := context.Background()
+	alice, bob := budgetUser(), budgetUser()
+	bobsConn := b.connection(t, bob)
+	_, err := b.db.CreateBudget(ctx, alice, postgres.NewBudget{ID: uuid.NewString(), Name: "x", AmountUSD: decimal.NewFromInt(5),
+		Scope: postgres.ScopeConnection, ConnectionID: &bobsConn, WebhookSecret: secret.FromString(budgetTestSecret)})
+	var te *tokka.Error
+	require.ErrorAs(t, err, &te)
+	require.Equal(t, tokka.CodeInvalid, te.Code)
+	require.Equal(t, "connection_id", te.Field)
+	// The policy holds even without the storage method's check.
+	_, err = b.exec(t, "authenticated", alice, `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, connection_id, webhook_secret)
+		VALUES ($1, $2, 'x', 1, 'connection', $3, $4)`, uuid.NewString(), alice.ID, bobsConn, budgetTestSecret)
+	require.ErrorContains(t, err, "row-level security")
+
+	own := b.connection(t, alice)
+	bud := b.create(t, alice, postgres.NewBudget{Scope: postgres.ScopeConnection, ConnectionID: &own})
+	require.Equal(t, own, *bud.ConnectionID)
+	// Deleting the connection deletes its budget.
+	_, err = b.sql.Exec(`DELETE FROM tokka.connections WHERE id = $1`, own)
+	require.NoError(t, err)
+	_, err = b.db.GetBudget(ctx, alice, bud.ID)
+	require.ErrorIs(t, err, tokka.ErrNotFound)
+}
+
+func TestBudgetConstraints(t *testing.T) {
+	t.Parallel()
+	b := budgetSetup(t)
+	alice := budgetUser()
+	for name, q := range map[string]string{
+		"provider scope without provider": `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, webhook_secret) VALUES ($1, $2, 'x', 1, 'provider', $3)`,
+		"all scope with provider":         `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, provider, webhook_secret) VALUES ($1, $2, 'x', 1, 'all', 'openai', $3)`,
+		"zero amount":                     `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, webhook_secret) VALUES ($1, $2, 'x', 0, 'all', $3)`,
+		"threshold out of range":          `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, thresholds, webhook_secret) VALUES ($1, $2, 'x', 1, 'all', '{0}', $3)`,
+		"malformed secret":                `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, webhook_secret) VALUES ($1, $2, 'x', 1, 'all', $3 || 'x')`,
+	} {
+		_, err := b.exec(t, "authenticated", alice, q, uuid.NewString(), alice.ID, budgetTestSecret)
+		require.ErrorContains(t, err, "check constraint", name)
+	}
+}
+
+func TestSyncerMayReadBudgetsAndRecordDeliveriesOnly(t *testing.T) {
+	t.Parallel()
+	b := budgetSetup(t)
+	ctx := context.Background()
+	alice := budgetUser()
+	bud := b.create(t, alice, postgres.NewBudget{WebhookURL: new("https://hooks.example.com/x")})
+	created, err := b.db.RaiseBudgetAlert(ctx, tokka.Alert{UserID: alice.ID, Kind: tokka.AlertBudgetThreshold,
+		DedupKey: "k", Title: "t"}, bud.ID, []string{"webhook"})
+	require.NoError(t, err)
+	require.True(t, created)
+	created, err = b.db.RaiseBudgetAlert(ctx, tokka.Alert{UserID: alice.ID, Kind: tokka.AlertBudgetThreshold,
+		DedupKey: "k", Title: "t"}, bud.ID, []string{"webhook"})
+	require.NoError(t, err)
+	require.False(t, created, "the same dedup key fires once")
+
+	var syncer tokka.User
+	syncer.Claims = []byte(`{}`)
+	for _, q := range []string{
+		`UPDATE tokka.budgets SET amount_usd = 1`,
+		`DELETE FROM tokka.budgets`,
+		`INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, webhook_secret) VALUES (gen_random_uuid(), gen_random_uuid(), 'x', 1, 'all', '` + budgetTestSecret + `')`,
+		`DELETE FROM tokka.budget_deliveries`,
+		`UPDATE tokka.budget_deliveries SET alert_id = alert_id`,
+		`UPDATE tokka.alerts SET title = 'x'`,
+	} {
+		_, err := b.exec(t, "tokka_syncer", syncer, q)
+		require.ErrorContains(t, err, "permission denied", q)
+	}
+	n, err := b.exec(t, "tokka_syncer", syncer, `UPDATE tokka.budget_deliveries SET status = 'failed' WHERE budget_id = $1`, bud.ID)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+
+	// The owner reads the deliveries; nobody else does, and the owner
+	// cannot forge or edit them.
+	ds, err := b.db.ListBudgetDeliveries(ctx, alice, bud.ID, 10)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	ds, err = b.db.ListBudgetDeliveries(ctx, budgetUser(), bud.ID, 10)
+	require.NoError(t, err)
+	require.Empty(t, ds)
+	for _, q := range []string{
+		`UPDATE tokka.budget_deliveries SET status = 'delivered'`,
+		`DELETE FROM tokka.budget_deliveries`,
+	} {
+		_, err := b.exec(t, "authenticated", alice, q)
+		require.ErrorContains(t, err, "permission denied", q)
+	}
+}
+
+func TestBudgetsPerUserAreCapped(t *testing.T) {
+	t.Parallel()
+	b := budgetSetup(t)
+	alice := budgetUser()
+	for range postgres.MaxBudgetsPerUser {
+		b.create(t, alice, postgres.NewBudget{})
+	}
+	_, err := b.db.CreateBudget(context.Background(), alice, postgres.NewBudget{ID: uuid.NewString(), Name: "one more",
+		AmountUSD: decimal.NewFromInt(1), Scope: postgres.ScopeAll, WebhookSecret: secret.FromString(budgetTestSecret)})
+	require.Equal(t, tokka.CodeInvalid, tokka.ErrorCode(err))
+	b.create(t, budgetUser(), postgres.NewBudget{}) // others are not affected
+}
