@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/rs/zerolog"
 
+	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
@@ -32,12 +33,22 @@ type Store interface {
 	ListConnections(ctx context.Context, u tokka.User) ([]tokka.Connection, error)
 	GetConnection(ctx context.Context, u tokka.User, id string) (tokka.Connection, error)
 	DeleteConnection(ctx context.Context, u tokka.User, id string, ev tokka.AuditEvent) error
+	UpdateConnection(ctx context.Context, u tokka.User, id string, up postgres.ConnectionUpdate, ev tokka.AuditEvent) (tokka.Connection, error)
+	VerifyAuditChain(ctx context.Context, u tokka.User) (tokka.AuditVerification, error)
 	Usage(ctx context.Context, u tokka.User, q postgres.UsageQuery) ([]postgres.UsageRow, error)
 	EachUsageRow(ctx context.Context, u tokka.User, q postgres.UsageQuery, fn func(postgres.UsageRow) error) error
 	Summary(ctx context.Context, u tokka.User, today time.Time, top int) (postgres.SummaryData, error)
 	ListAuditEvents(ctx context.Context, u tokka.User, before int64, limit int) ([]tokka.AuditEvent, error)
 	ListAlerts(ctx context.Context, u tokka.User, before int64, limit int, open bool) ([]tokka.Alert, error)
 	AcknowledgeAlert(ctx context.Context, u tokka.User, id int64) (tokka.Alert, error)
+	RequestSync(ctx context.Context, u tokka.User, id string, minInterval time.Duration, ev tokka.AuditEvent) (tokka.Connection, time.Duration, error)
+	CreateBudget(ctx context.Context, u tokka.User, nb postgres.NewBudget) (postgres.Budget, error)
+	ListBudgets(ctx context.Context, u tokka.User) ([]postgres.Budget, error)
+	GetBudget(ctx context.Context, u tokka.User, id string) (postgres.Budget, error)
+	UpdateBudget(ctx context.Context, u tokka.User, id string, p postgres.BudgetPatch) (postgres.Budget, error)
+	DeleteBudget(ctx context.Context, u tokka.User, id string) error
+	ListBudgetDeliveries(ctx context.Context, u tokka.User, budgetID string, limit int) ([]postgres.Delivery, error)
+	Spend(ctx context.Context, u tokka.User, from, to time.Time) ([]postgres.SpendRow, error)
 }
 
 // Sealer seals a pasted key to the syncer's public key; *seal.PublicKey
@@ -61,8 +72,22 @@ type Config struct {
 	BodyLimit string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// SyncRequestInterval is the least time between two "sync now" requests
+	// for one connection; default 5 minutes.
+	SyncRequestInterval time.Duration
 	// Metrics, when set, records request latency.
 	Metrics *Metrics
+	// RateLimits are the mutation budgets; zero fields take the defaults.
+	RateLimits RateLimits
+	// RateLimiter counts mutations; default the store, when it implements
+	// RateLimiter (the Postgres one does).
+	RateLimiter RateLimiter
+	// Sessions, when set, confirms with the Auth server that the session
+	// behind a key-changing request is still live (see keyChangeRoutes).
+	Sessions SessionChecker
+	// WebhookGuard checks budget webhook URLs when they are saved; default a
+	// strict guard (WEBHOOK_ALLOW_LOOPBACK_HTTP off, system resolver).
+	WebhookGuard *notify.Guard
 }
 
 // Server holds the API's dependencies.
@@ -83,6 +108,9 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.SyncRequestInterval == 0 {
+		cfg.SyncRequestInterval = 5 * time.Minute
+	}
 	s := &Server{cfg: cfg, store: store, sealer: sealer, verifier: verifier, log: log, spec: spec}
 
 	e := echo.New()
@@ -94,12 +122,19 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	// every response, errors and panics included, carries them.
 	e.Use(s.requestIDMiddleware, securityHeaders, noStore, s.accessLog, s.recoverMiddleware)
 	if len(cfg.CORSAllowedOrigins) > 0 {
+		// Exact matches only: Echo treats "*" and "?" in AllowOrigins as
+		// wildcards, which an allow-list must not.
+		allowed := make(map[string]bool, len(cfg.CORSAllowedOrigins))
+		for _, o := range cfg.CORSAllowedOrigins {
+			allowed[o] = true
+		}
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
-			AllowOrigins:  cfg.CORSAllowedOrigins,
-			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete},
-			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType},
-			ExposeHeaders: []string{"X-Request-Id", "Retry-After"},
-			MaxAge:        600,
+			AllowOriginFunc: func(origin string) (bool, error) { return allowed[origin], nil },
+			AllowMethods:    []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete},
+			AllowHeaders:    []string{echo.HeaderAuthorization, echo.HeaderContentType},
+			ExposeHeaders: []string{"X-Request-Id", "Retry-After",
+				"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"},
+			MaxAge: 600,
 		}))
 	}
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
@@ -110,18 +145,28 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 
 	// Middleware goes on each route rather than on the group: a group with
 	// middleware swallows unknown methods as 404, and 405 is the truth.
-	v1 := []echo.MiddlewareFunc{s.authenticate}
+	// Every /v1 mutation is rate-limited, and the routes in keyChangeRoutes
+	// also need a live session (session.go, ratelimit.go).
+	v1 := []echo.MiddlewareFunc{s.authenticate, s.limitMutations, s.liveSessionForKeyChanges}
 	e.GET("/v1/me", s.me, v1...)
 	e.GET("/v1/connections", s.listConnections, v1...)
 	e.POST("/v1/connections", s.createConnection, v1...)
 	e.GET("/v1/connections/:id", s.getConnection, v1...)
+	e.PATCH("/v1/connections/:id", s.updateConnection, v1...)
 	e.DELETE("/v1/connections/:id", s.deleteConnection, v1...)
+	e.POST("/v1/connections/:id/sync", s.requestSync, v1...)
 	e.GET("/v1/usage", s.usage, v1...)
 	e.GET("/v1/usage/summary", s.usageSummary, v1...)
 	e.GET("/v1/usage/export.csv", s.usageExport, v1...)
 	e.GET("/v1/audit-events", s.listAuditEvents, v1...)
+	e.GET("/v1/audit-events/verify", s.verifyAuditEvents, v1...)
 	e.GET("/v1/alerts", s.listAlerts, v1...)
 	e.POST("/v1/alerts/:id/acknowledge", s.acknowledgeAlert, v1...)
+	e.GET("/v1/budgets", s.listBudgets, v1...)
+	e.POST("/v1/budgets", s.createBudget, v1...)
+	e.GET("/v1/budgets/:id", s.getBudget, v1...)
+	e.PATCH("/v1/budgets/:id", s.updateBudget, v1...)
+	e.DELETE("/v1/budgets/:id", s.deleteBudget, v1...)
 	return e
 }
 
@@ -129,12 +174,12 @@ const ctxUser = "tokka.user"
 
 func userOf(c echo.Context) tokka.User { return c.Get(ctxUser).(tokka.User) }
 
-// authenticate accepts only "Authorization: Bearer <token>" and verifies it.
+// authenticate accepts only "Authorization: Bearer <token>" (see
+// bearerToken) and verifies it.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		h := c.Request().Header.Get(echo.HeaderAuthorization)
-		scheme, token, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
+		token, ok := bearerToken(c.Request())
+		if !ok {
 			return &tokka.Error{Code: tokka.CodeUnauthorized, Message: "missing or invalid access token"}
 		}
 		u, err := s.verifier.Verify(c.Request().Context(), token)
@@ -142,6 +187,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		c.Set(ctxUser, u)
+		c.Set(ctxToken, token) // for the live-session check; never logged
 		return next(c)
 	}
 }

@@ -285,13 +285,22 @@ type summaryResponse struct {
 	TopProjects []postgres.TopItem `json:"top_projects"`
 }
 
-// project computes the month-end forecast. The run rate is the average daily
-// spend of the last seven complete days (crossing into the previous month
-// when needed, so a quiet first few days of a month do not zero the
-// forecast); the projection replaces today's partial spend with that rate for
-// today and every remaining day, and is never below what is already spent.
+// project computes the month-end forecast, the same way budgets do (package
+// budget). The run rate is the average daily spend of the last seven complete
+// days (crossing into the previous month when needed, so a quiet first few
+// days of a month do not zero the forecast), counting only days since the
+// first cost, so a new account is not diluted; the projection replaces
+// today's partial spend with that rate for today and every remaining day, and
+// is never below what is already spent.
 func project(p postgres.SpendPeriods, today time.Time) providerSummary {
-	rate := p.LastSevenComplete.Div(decimal.NewFromInt(7)).Round(6)
+	days := int64(7)
+	if p.FirstDay != nil {
+		days = min(days, int64(today.Sub(p.FirstDay.UTC().Truncate(24*time.Hour)).Hours()/24))
+	}
+	rate := decimal.Zero
+	if days > 0 {
+		rate = p.LastSevenComplete.Div(decimal.NewFromInt(days)).Round(6)
+	}
 	daysInMonth := time.Date(today.Year(), today.Month()+1, 0, 0, 0, 0, 0, time.UTC).Day()
 	remaining := decimal.NewFromInt(int64(daysInMonth - today.Day() + 1))
 	projected := p.MonthToYesterday.Add(rate.Mul(remaining))
@@ -322,6 +331,9 @@ func (s *Server) usageSummary(c echo.Context) error {
 		all.SamePeriodLast = all.SamePeriodLast.Add(p.SamePeriodLast)
 		all.LastSevenComplete = all.LastSevenComplete.Add(p.LastSevenComplete)
 		all.TokensMonthToDate += p.TokensMonthToDate
+		if p.FirstDay != nil && (all.FirstDay == nil || p.FirstDay.Before(*all.FirstDay)) {
+			all.FirstDay = p.FirstDay
+		}
 	}
 	all.Provider = "all"
 	resp.Overall = project(all, today)

@@ -80,10 +80,10 @@ func TestUsageSummaryAndForecast(t *testing.T) {
 		"same_period_last_month_usd": "5", "daily_run_rate_usd": "1", "projected_month_end_usd": "30"} {
 		require.True(t, dec(want).Equal(dec(o[k].(string))), "%s: %v", k, o[k])
 	}
-	// Anthropic started in November: $0.25/day; run rate over the last 7
-	// complete days is 4 × 0.25 / 7, projection = 1 + 26 × rate.
+	// Anthropic started on November 1: $0.25/day; the run rate counts only
+	// the 4 complete days since (1 / 4 = 0.25), projection = 1 + 26 × 0.25.
 	a := s.ByProvider[0]
-	rate := dec("1").Div(dec("7")).Round(6)
+	rate := dec("0.25")
 	require.True(t, dec("1.25").Equal(dec(a["month_to_date_usd"].(string))))
 	require.True(t, dec("0").Equal(dec(a["previous_month_usd"].(string))))
 	require.True(t, dec("1").Add(rate.Mul(dec("26"))).Equal(dec(a["projected_month_end_usd"].(string))))

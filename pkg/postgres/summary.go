@@ -19,6 +19,10 @@ type SpendPeriods struct {
 	SamePeriodLast    decimal.Decimal `db:"same_period"`
 	LastSevenComplete decimal.Decimal `db:"last7"`
 	TokensMonthToDate int64           `db:"tokens_mtd"`
+	// FirstDay is the earliest day with a cost row since the start of the
+	// previous month (nil without any), so a new account's run rate is not
+	// diluted by days before it existed.
+	FirstDay *time.Time `db:"first_day"`
 }
 
 // TopItem is a model or project ranked by month-to-date cost.
@@ -57,7 +61,8 @@ func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int
 					sum(amount_usd) FILTER (WHERE day >= $2 AND day < $3) AS mtd_complete,
 					sum(amount_usd) FILTER (WHERE day >= $4 AND day < $2) AS prev,
 					sum(amount_usd) FILTER (WHERE day >= $4 AND day <= $5) AS same_period,
-					sum(amount_usd) FILTER (WHERE day >= $3::date - 7 AND day < $3) AS last7
+					sum(amount_usd) FILTER (WHERE day >= $3::date - 7 AND day < $3) AS last7,
+					min(day) AS first_day
 				FROM tokka.cost_daily
 				WHERE user_id = $1 AND day >= $4 AND day <= $3
 				GROUP BY provider
@@ -70,7 +75,7 @@ func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int
 			)
 			SELECT provider, coalesce(mtd, 0) AS mtd, coalesce(mtd_complete, 0) AS mtd_complete,
 				coalesce(prev, 0) AS prev, coalesce(same_period, 0) AS same_period,
-				coalesce(last7, 0) AS last7, coalesce(tokens_mtd, 0) AS tokens_mtd
+				coalesce(last7, 0) AS last7, coalesce(tokens_mtd, 0) AS tokens_mtd, first_day
 			FROM c FULL JOIN t USING (provider)
 			ORDER BY provider`,
 			u.ID, day(monthStart), day(today), day(prevStart), day(sameEnd))
