@@ -24,11 +24,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/authtest"
-	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/spectest"
@@ -75,8 +73,22 @@ func freeAddr(t *testing.T) string {
 
 // proc is a running binary whose combined output the test can read.
 type proc struct {
-	cmd *exec.Cmd
-	out *lockedBuffer
+	cmd    *exec.Cmd
+	out    *lockedBuffer
+	exited chan struct{} // closed once the process has been waited for
+}
+
+// wait returns the exit code once the process has ended, or fails the test
+// after timeout.
+func (p *proc) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %s", filepath.Base(p.cmd.Path), timeout)
+		return -1
+	}
 }
 
 type lockedBuffer struct {
@@ -101,16 +113,16 @@ func start(t *testing.T, env []string, bin string, args ...string) *proc {
 	p := &proc{cmd: exec.Command(bin, args...), out: &lockedBuffer{}}
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.exited = make(chan struct{})
 	require.NoError(t, p.cmd.Start())
+	go func() { _ = p.cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = p.cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-p.exited:
 		case <-time.After(10 * time.Second):
 			_ = p.cmd.Process.Kill()
-			<-done
+			<-p.exited
 		}
 		if t.Failed() {
 			t.Logf("%s output:\n%s", filepath.Base(bin), p.out.String())
@@ -158,6 +170,8 @@ type stack struct {
 type stackOptions struct {
 	encryptionKey string // the syncer's ENCRYPTION_KEY; default random
 	metrics       bool   // serve /metrics from the api and the syncer
+	noSyncer      bool   // the test starts its own syncers
+	fakeLatency   string // FAKEPROVIDER_LATENCY, e.g. "100ms"
 }
 
 func runWithEnv(env []string, bin string, args ...string) ([]byte, error) {
@@ -205,11 +219,13 @@ func startStackWith(t *testing.T, opts stackOptions) *stack {
 	require.NoError(t, err, string(out))
 
 	s.fakeAddr, s.apiAddr = freeAddr(t), freeAddr(t)
-	s.fake = start(t, append(base, "FAKEPROVIDER_ADDR="+s.fakeAddr), bin+"/fakeprovider")
+	s.fake = start(t, append(base, "FAKEPROVIDER_ADDR="+s.fakeAddr, "FAKEPROVIDER_LATENCY="+opts.fakeLatency), bin+"/fakeprovider")
 	waitHTTP(t, "http://"+s.fakeAddr+"/v1/organization/costs")
 
 	s.startAPI(t, s.publicKey(t, s.encryptionKey))
-	s.startSyncer(t, s.encryptionKey)
+	if !opts.noSyncer {
+		s.startSyncer(t, s.encryptionKey)
+	}
 	return s
 }
 
@@ -353,61 +369,9 @@ func TestWalkingSkeleton(t *testing.T) {
 
 	// Expected figures, from the fake's own data functions, per day,
 	// provider and model, over the 90-day backfill.
-	type k3 struct{ day, provider, model string }
-	type sums struct {
-		input, output int64
-		cost          decimal.Decimal
-	}
-	want := map[k3]sums{}
-	add := func(k k3, in, out int64, cost decimal.Decimal) {
-		v := want[k]
-		v.input += in
-		v.output += out
-		v.cost = v.cost.Add(cost)
-		want[k] = v
-	}
 	w := provider.DayWindow(time.Now(), 90)
-	for d := w.From; d.Before(w.To); d = d.AddDate(0, 0, 1) {
-		day := d.Format(time.DateOnly)
-		for _, r := range fakeprovider.OpenAIDay(keys["openai"], d) {
-			add(k3{day, "openai", r.Model}, r.InputTokens, r.OutputTokens, decimal.Zero)
-			for _, c := range r.Costs {
-				// The cost line "<model>, input" is attributed to its model.
-				add(k3{day, "openai", strings.SplitN(c.LineItem, ", ", 2)[0]}, 0, 0, c.Amount)
-			}
-		}
-		for _, r := range fakeprovider.AnthropicDay(keys["anthropic"], d) {
-			add(k3{day, "anthropic", r.Model},
-				r.UncachedInputTokens+r.CacheReadInputTokens+r.CacheCreation5mTokens+r.CacheCreation1hTokens, r.OutputTokens, decimal.Zero)
-			for _, c := range r.Costs {
-				add(k3{day, "anthropic", c.Model}, 0, 0, c.AmountCents.Div(decimal.NewFromInt(100)))
-			}
-		}
-	}
-	var usage struct {
-		Rows []struct {
-			Day, Provider, Model string
-			InputTokens          int64  `json:"input_tokens"`
-			OutputTokens         int64  `json:"output_tokens"`
-			CostUSD              string `json:"cost_usd"`
-		}
-	}
 	q := "/v1/usage?from=" + w.From.Format(time.DateOnly) + "&to=" + w.To.AddDate(0, 0, -1).Format(time.DateOnly) + "&group_by=day,provider,model"
-	require.Equal(t, http.StatusOK, s.call(t, alice, http.MethodGet, q, nil, &usage))
-	got := map[k3]sums{}
-	for _, r := range usage.Rows {
-		got[k3{r.Day, r.Provider, r.Model}] = sums{r.InputTokens, r.OutputTokens, decimal.RequireFromString(r.CostUSD)}
-	}
-	require.Len(t, got, len(want))
-	var totalCost decimal.Decimal
-	for k, v := range want {
-		g, ok := got[k]
-		require.True(t, ok, "missing row %v", k)
-		require.Equal(t, v.input, g.input, "%v", k)
-		require.Equal(t, v.output, g.output, "%v", k)
-		require.True(t, v.cost.Equal(g.cost), "%v cost: want %s got %s", k, v.cost, g.cost)
-		totalCost = totalCost.Add(v.cost)
-	}
+	totalCost := s.requireUsageMatchesFake(t, alice, keys, w)
 	require.True(t, totalCost.IsPositive())
 
 	var audit struct {

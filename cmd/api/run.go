@@ -24,6 +24,7 @@ import (
 	openapi "github.com/tokka-dev/tokka"
 	"github.com/tokka-dev/tokka/pkg/auth"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
+	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/seal"
 )
@@ -53,6 +54,11 @@ type Config struct {
 	// TLS, when set (TLS_CERT_FILE and TLS_KEY_FILE), serves TLS 1.3 only.
 	TLS        *tls.Config
 	RateLimits httpapi.RateLimits
+	// SyncRequestInterval spaces "sync now" requests per connection
+	// (SYNC_REQUEST_INTERVAL, default 5m).
+	SyncRequestInterval time.Duration
+	// AllowLoopbackWebhooks is WEBHOOK_ALLOW_LOOPBACK_HTTP (development only).
+	AllowLoopbackWebhooks bool
 }
 
 // loadConfig reads and validates the environment. Each problem is one line
@@ -148,6 +154,21 @@ func loadConfig(getenv func(string) string, needKeys bool) (Config, error) {
 		*v.dst = n
 	}
 	c.RateLimits.Window = time.Minute
+	c.SyncRequestInterval = 5 * time.Minute
+	if v := getenv("SYNC_REQUEST_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			return c, fmt.Errorf("SYNC_REQUEST_INTERVAL: %q is not a duration of at least 1s", v)
+		}
+		c.SyncRequestInterval = d
+	}
+	switch v := getenv("WEBHOOK_ALLOW_LOOPBACK_HTTP"); v {
+	case "", "false":
+	case "true":
+		c.AllowLoopbackWebhooks = true
+	default:
+		return c, fmt.Errorf("WEBHOOK_ALLOW_LOOPBACK_HTTP: %q must be true or false", v)
+	}
 	return c, nil
 }
 
@@ -280,9 +301,11 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready chan<- strin
 		return err
 	}
 	hcfg := httpapi.Config{
-		CORSAllowedOrigins: cfg.CORSOrigins,
-		TrustedProxies:     cfg.TrustedProxies,
-		RateLimits:         cfg.RateLimits,
+		CORSAllowedOrigins:  cfg.CORSOrigins,
+		TrustedProxies:      cfg.TrustedProxies,
+		RateLimits:          cfg.RateLimits,
+		SyncRequestInterval: cfg.SyncRequestInterval,
+		WebhookGuard:        &notify.Guard{AllowLoopback: cfg.AllowLoopbackWebhooks},
 	}
 	if cfg.AuthURL != "" {
 		sessions, err := auth.NewSessionChecker(auth.SessionConfig{AuthURL: cfg.AuthURL, AnonKey: cfg.AnonKey, Log: &authLog})

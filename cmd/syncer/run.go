@@ -9,18 +9,23 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"github.com/shopspring/decimal"
 
 	"github.com/tokka-dev/tokka/pkg/anthropic"
+	"github.com/tokka-dev/tokka/pkg/budget"
 	"github.com/tokka-dev/tokka/pkg/keyring"
+	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/openai"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/provider"
@@ -49,6 +54,24 @@ type Config struct {
 	AnthropicBaseURL string
 	MetricsAddr      string
 	LogLevel         zerolog.Level
+	// ProviderConcurrency caps requests in flight to each provider across
+	// all connections (PROVIDER_CONCURRENCY, default SYNC_CONCURRENCY).
+	ProviderConcurrency int
+	// Budget alert delivery.
+	SMTP          *notify.SMTPConfig
+	AllowLoopback bool
+	AnomalyMinUSD decimal.Decimal
+}
+
+// loopbackOnly reports whether u is plain http to this machine only, the one
+// case (the fake provider) where the syncer accepts an unencrypted base URL.
+func loopbackOnly(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil || p.Scheme != "http" {
+		return false
+	}
+	h := p.Hostname()
+	return h == "localhost" || h == "127.0.0.1" || h == "::1"
 }
 
 func loadConfig(getenv func(string) string, keysOnly bool) (Config, error) {
@@ -83,6 +106,7 @@ func loadConfig(getenv func(string) string, keysOnly bool) (Config, error) {
 		{"SYNC_INTERVAL", &c.Sync.Interval, 6 * time.Hour},
 		{"SYNC_POLL_INTERVAL", &c.PollEvery, 5 * time.Second},
 		{"SYNC_LEASE_DURATION", &c.Sync.LeaseFor, 10 * time.Minute},
+		{"SYNC_SHUTDOWN_GRACE", &c.Sync.ShutdownGrace, 30 * time.Second},
 	}
 	for _, d := range durations {
 		*d.dst = d.def
@@ -99,13 +123,17 @@ func loadConfig(getenv func(string) string, keysOnly bool) (Config, error) {
 		dst      *int
 		def, max int
 	}{
-		{"SYNC_CONCURRENCY", &c.Sync.Concurrency, 4, 1000},
+		{"SYNC_CONCURRENCY", &c.Sync.Concurrency, 16, 1000},
+		{"PROVIDER_CONCURRENCY", &c.ProviderConcurrency, 0, 1000},
 		{"SYNC_BACKFILL_DAYS", &c.Sync.BackfillDays, 90, 3650},
 		{"SYNC_RESYNC_DAYS", &c.Sync.ResyncDays, 3, 90},
 		{"KEY_ROTATION_REMINDER_DAYS", &c.Sync.KeyRotationReminderDays, 90, 3650},
 	}
 	for _, n := range ints {
 		*n.dst = n.def
+		if n.def == 0 { // PROVIDER_CONCURRENCY defaults to SYNC_CONCURRENCY
+			*n.dst = c.Sync.Concurrency
+		}
 		if v := getenv(n.name); v != "" {
 			p, err := strconv.Atoi(v)
 			if err != nil || p < 1 || p > n.max {
@@ -123,11 +151,33 @@ func loadConfig(getenv func(string) string, keysOnly bool) (Config, error) {
 		c.AnthropicBaseURL = anthropic.DefaultBaseURL
 	}
 	for _, u := range []struct{ name, v string }{{"OPENAI_BASE_URL", c.OpenAIBaseURL}, {"ANTHROPIC_BASE_URL", c.AnthropicBaseURL}} {
-		if !strings.HasPrefix(u.v, "https://") && !strings.HasPrefix(u.v, "http://127.0.0.1") && !strings.HasPrefix(u.v, "http://localhost") {
+		if !strings.HasPrefix(u.v, "https://") && !loopbackOnly(u.v) {
 			return c, fmt.Errorf("%s: %q must be https (plain http only to 127.0.0.1/localhost, for the fake provider)", u.name, u.v)
 		}
 	}
 	c.MetricsAddr = getenv("METRICS_ADDR")
+	if v := getenv("SMTP_URL"); v != "" {
+		smtp, err := notify.ParseSMTPURL(v, getenv("SMTP_FROM"))
+		if err != nil {
+			return c, err
+		}
+		c.SMTP = &smtp
+	}
+	switch v := getenv("WEBHOOK_ALLOW_LOOPBACK_HTTP"); v {
+	case "", "false":
+	case "true":
+		c.AllowLoopback = true
+	default:
+		return c, fmt.Errorf("WEBHOOK_ALLOW_LOOPBACK_HTTP: %q must be true or false", v)
+	}
+	c.AnomalyMinUSD = decimal.NewFromInt(10)
+	if v := getenv("ANOMALY_MIN_USD"); v != "" {
+		d, err := decimal.NewFromString(v)
+		if err != nil || d.IsNegative() {
+			return c, fmt.Errorf("ANOMALY_MIN_USD: %q is not a non-negative amount", v)
+		}
+		c.AnomalyMinUSD = d
+	}
 	lvl, err := zerolog.ParseLevel(strings.ToLower(getenv("LOG_LEVEL")))
 	if err != nil {
 		return c, fmt.Errorf("LOG_LEVEL: %w", err)
@@ -204,18 +254,33 @@ func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
 	}
 
 	transport := &http.Client{Transport: &http.Transport{
-		MaxIdleConnsPerHost: c.Sync.Concurrency, ForceAttemptHTTP2: true,
+		MaxIdleConnsPerHost: c.ProviderConcurrency, ForceAttemptHTTP2: true,
 		TLSHandshakeTimeout: 10 * time.Second, IdleConnTimeout: 90 * time.Second,
 	}}
-	clients := map[provider.Name]provider.Client{
-		provider.OpenAI:    openai.New(c.OpenAIBaseURL, provider.HTTPClient{Client: transport}),
-		provider.Anthropic: anthropic.New(c.AnthropicBaseURL, provider.HTTPClient{Client: transport}),
+	httpFor := func() provider.HTTPClient {
+		return provider.HTTPClient{Client: transport, Limit: provider.NewLimiter(c.ProviderConcurrency),
+			Observe: metrics.ObserveProvider}
 	}
+	clients := map[provider.Name]provider.Client{
+		provider.OpenAI:    openai.New(c.OpenAIBaseURL, httpFor()),
+		provider.Anthropic: anthropic.New(c.AnthropicBaseURL, httpFor()),
+	}
+	// Budgets and anomalies are evaluated after every successful sync.
+	var mail budget.EmailSender
+	if c.SMTP != nil {
+		mail = notify.NewMailer(*c.SMTP)
+	}
+	c.Sync.AfterSync = budget.New(budget.Config{Instance: c.Sync.Instance,
+		Anomaly: budget.AnomalyConfig{MinUSD: c.AnomalyMinUSD}}, db,
+		notify.NewWebhook(notify.WebhookConfig{Guard: &notify.Guard{AllowLoopback: c.AllowLoopback}}),
+		mail, log.With().Str("component", "budget").Logger())
 	s := syncer.New(c.Sync, db, c.Keyring, clients, log, metrics)
 	if daemon {
 		log.Info().Dur("poll_every", c.PollEvery).Dur("interval", c.Sync.Interval).
 			Int("concurrency", c.Sync.Concurrency).Str("kid", c.Keyring.PublicKey().KID()).Msg("syncer running")
-		return s.Run(ctx, c.PollEvery)
+		wake, stop := listen(c.DatabaseURL, log)
+		defer stop()
+		return s.Run(ctx, c.PollEvery, wake)
 	}
 	sum, err := s.RunOnce(ctx)
 	if err != nil {
@@ -223,6 +288,39 @@ func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
 	}
 	log.Info().Int("synced", sum.Synced).Int("failed", sum.Failed).Int("skipped", sum.Skipped).Msg("sync pass done")
 	return nil
+}
+
+// listen subscribes to the api's wake-up channel (postgres.SyncChannel) so a
+// new connection or a "sync now" starts a pass at once. If the listener
+// cannot connect the daemon still polls; it retries in the background.
+func listen(dbURL string, log zerolog.Logger) (<-chan struct{}, func()) {
+	wake := make(chan struct{}, 1)
+	l := pq.NewListener(dbURL, time.Second, time.Minute, func(ev pq.ListenerEventType, err error) {
+		if err != nil {
+			log.Warn().Err(err).Msg("sync notifications interrupted; polling continues")
+		}
+	})
+	if err := l.Listen(postgres.SyncChannel); err != nil {
+		log.Warn().Err(err).Msg("cannot listen for sync notifications; polling only")
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case n := <-l.Notify:
+				if n == nil { // reconnected: something may have been missed
+					log.Debug().Msg("sync notifications reconnected")
+				}
+				select {
+				case wake <- struct{}{}:
+				default: // a pass is already queued
+				}
+			}
+		}
+	}()
+	return wake, func() { close(done); _ = l.Close() }
 }
 
 // rewrap runs one rewrap pass and prints its summary as the last line of

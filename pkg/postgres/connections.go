@@ -38,9 +38,19 @@ func (d *DB) CreateConnection(ctx context.Context, u tokka.User, nc NewConnectio
 		}
 		ev.UserID = u.ID
 		ev.ConnectionID = &c.ID
+		if err := notifySyncers(ctx, tx, c.ID); err != nil {
+			return err
+		}
 		return insertAudit(ctx, tx, ev)
 	})
 	return c, err
+}
+
+// notifySyncers wakes listening syncers (delivered at commit, so only for a
+// change that landed) to sync connection id now.
+func notifySyncers(ctx context.Context, tx *sqlx.Tx, id string) error {
+	_, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, SyncChannel, id)
+	return domainError(err, "notify syncers")
 }
 
 // ListConnections returns u's connections, oldest first.
@@ -124,6 +134,9 @@ func (d *DB) UpdateConnection(ctx context.Context, u tokka.User, id string, up C
 				UPDATE tokka.alerts SET acknowledged_at = now()
 				WHERE connection_id = $1 AND kind = 'key_rotation' AND acknowledged_at IS NULL`, id); err != nil {
 				return domainError(err, "alerts")
+			}
+			if err := notifySyncers(ctx, tx, id); err != nil {
+				return err
 			}
 		}
 		ev.UserID = u.ID

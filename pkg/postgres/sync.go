@@ -34,7 +34,10 @@ type Lease struct {
 	BackfilledAt *time.Time `db:"backfilled_at"`
 	Requested    bool       `db:"requested"`
 	Owner        string     `db:"lease_owner"`
-	ExpiresAt    time.Time  `db:"lease_expires_at"`
+	// Takeover is set when the connection was still marked as leased by a
+	// syncer whose lease had expired (it crashed or stalled).
+	Takeover  bool      `db:"takeover"`
+	ExpiresAt time.Time `db:"lease_expires_at"`
 }
 
 // LeaseDue leases up to n connections that are due: never synced, asked for
@@ -48,7 +51,7 @@ func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Du
 			UPDATE tokka.connections c
 			SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $3)
 			FROM (
-				SELECT id FROM tokka.connections
+				SELECT id, lease_owner IS NOT NULL AS takeover FROM tokka.connections
 				WHERE status NOT IN ('invalid', 'needs_reconnect', 'compromised')
 				  AND (next_sync_at <= now() OR sync_requested_at IS NOT NULL)
 				  AND (lease_expires_at IS NULL OR lease_expires_at < now())
@@ -58,10 +61,22 @@ func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Du
 			) due
 			WHERE c.id = due.id
 			RETURNING c.id, c.user_id, c.provider, c.sealed_key, c.key_set_at, c.backfilled_at,
-				c.sync_requested_at IS NOT NULL AS requested, c.lease_owner, c.lease_expires_at`,
+				c.sync_requested_at IS NOT NULL AS requested, c.lease_owner, c.lease_expires_at, due.takeover`,
 			owner, n, leaseFor.Seconds()), "lease")
 	})
 	return leases, err
+}
+
+// CountDue counts the connections that are due now (for the due gauge).
+func (d *DB) CountDue(ctx context.Context) (int, error) {
+	var n int
+	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
+		return domainError(tx.GetContext(ctx, &n, `
+			SELECT count(*) FROM tokka.connections
+			WHERE status NOT IN ('invalid', 'needs_reconnect', 'compromised')
+			  AND (next_sync_at <= now() OR sync_requested_at IS NOT NULL)`), "count due")
+	})
+	return n, err
 }
 
 // holdLease locks the leased row for the rest of tx and fails with

@@ -51,8 +51,8 @@ func (d *DB) RequestSync(ctx context.Context, u tokka.User, id string, minInterv
 			WHERE id = $1 RETURNING `+connectionColumns, id); err != nil {
 			return domainError(err, "connection")
 		}
-		if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, SyncChannel, id); err != nil {
-			return domainError(err, "notify")
+		if err := notifySyncers(ctx, tx, id); err != nil {
+			return err
 		}
 		ev.UserID, ev.ConnectionID, ev.Provider = u.ID, &id, row.Provider
 		return insertAudit(ctx, tx, ev)

@@ -55,6 +55,37 @@ type HTTPClient struct {
 	Jitter func(ceiling time.Duration) time.Duration
 	// Now is the clock used to read an HTTP-date Retry-After. Default time.Now.
 	Now func() time.Time
+	// Limit, when set, caps the requests in flight to this provider across
+	// every connection that shares it (one slot per attempt; backoff sleeps
+	// hold none).
+	Limit *Limiter
+	// Observe, when set, is told each attempt's HTTP status (0 when there was
+	// no response), for metrics.
+	Observe func(provider Name, status int)
+}
+
+// Limiter is a counting semaphore shared by the clients of one provider.
+type Limiter struct{ slots chan struct{} }
+
+// NewLimiter allows n concurrent requests (n < 1 means 1).
+func NewLimiter(n int) *Limiter { return &Limiter{slots: make(chan struct{}, max(n, 1))} }
+
+func (l *Limiter) acquire(ctx context.Context) error {
+	if l == nil {
+		return nil
+	}
+	select {
+	case l.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l *Limiter) release() {
+	if l != nil {
+		<-l.slots
+	}
 }
 
 // Response is a successful (2xx) answer.
@@ -110,6 +141,10 @@ type outcome struct {
 }
 
 func (c *HTTPClient) attempt(ctx context.Context, url string, authorize func(http.Header)) (*Response, *outcome) {
+	if err := c.Limit.acquire(ctx); err != nil {
+		return nil, &outcome{err: c.fail(KindUnavailable, 0, "the request was cancelled before the provider answered", "")}
+	}
+	defer c.Limit.release()
 	actx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
 
@@ -130,9 +165,11 @@ func (c *HTTPClient) attempt(ctx context.Context, url string, authorize func(htt
 
 	resp, err := hc.Do(req)
 	if err != nil {
+		c.observe(0)
 		return nil, c.transportFailure(ctx, actx, err, "")
 	}
 	defer resp.Body.Close()
+	c.observe(resp.StatusCode)
 	reqID := resp.Header.Get(c.requestIDHeader())
 
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
@@ -295,6 +332,12 @@ func (c *HTTPClient) maxRetryAfter() time.Duration {
 		return c.MaxRetryAfter
 	}
 	return DefaultMaxRetryAfter
+}
+
+func (c *HTTPClient) observe(status int) {
+	if c.Observe != nil {
+		c.Observe(c.Provider, status)
+	}
 }
 
 func (c *HTTPClient) maxBodyBytes() int64 {

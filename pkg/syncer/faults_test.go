@@ -211,3 +211,31 @@ func TestSlowConnectionDelaysOnlyItself(t *testing.T) {
 	}
 	require.False(t, strings.Contains(b.logs.String(), "SLOWCANARY"))
 }
+
+// TestSlowConnectionHoldsOnlyItsOwnSlot: with more due connections than
+// slots, the syncer leases the next connection as soon as any slot frees, so
+// every healthy connection is synced while one slow connection is still
+// retrying (a batch-at-a-time syncer would make them wait for it).
+func TestSlowConnectionHoldsOnlyItsOwnSlot(t *testing.T) {
+	t.Parallel()
+	c := newTestClock(time.Now())
+	const timeout = time.Second
+	b, newSyncer := setupClocked(t, c, fakeprovider.Options{SlowDelay: time.Minute}, provider.HTTPClient{Timeout: timeout})
+	user := uuid.NewString()
+	slowKey := "sk-ant-admin01-" + user[:8] + "-slow"
+	slowID := b.addConnection(t, user, provider.Anthropic, slowKey)
+	var healthy []string
+	for i := 0; i < 6; i++ {
+		healthy = append(healthy, b.addConnection(t, user, provider.Anthropic, "sk-ant-admin01-"+user[:8]+"-pool"+string(rune('a'+i))))
+	}
+	sum, err := newSyncer(syncer.Config{Instance: "pool", Concurrency: 2, BackfillDays: 3}).RunOnce(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, syncer.Summary{Synced: 6, Failed: 1}, sum)
+	var failedAt time.Time
+	require.NoError(t, b.sql.Get(&failedAt, `SELECT updated_at FROM tokka.connections WHERE id = $1`, slowID))
+	for _, id := range healthy {
+		var syncedAt time.Time
+		require.NoError(t, b.sql.Get(&syncedAt, `SELECT last_synced_at FROM tokka.connections WHERE id = $1`, id))
+		require.True(t, syncedAt.Before(failedAt), "a healthy connection waited for the slow one's slot")
+	}
+}

@@ -1,6 +1,12 @@
 package syncer
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokka-dev/tokka/pkg/provider"
+)
 
 // Metrics are the syncer's Prometheus series. Labels carry provider names
 // and outcomes only, never ids, keys or error text.
@@ -10,6 +16,10 @@ type Metrics struct {
 	Syncs             *prometheus.CounterVec
 	RowsWritten       *prometheus.CounterVec
 	AuditFailures     prometheus.Counter
+	Failures          *prometheus.CounterVec
+	Due               prometheus.Gauge
+	LeaseTakeovers    prometheus.Counter
+	ProviderResponses *prometheus.CounterVec
 }
 
 // NewMetrics registers the syncer's series on reg (a fresh registry in
@@ -39,6 +49,29 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Audit events that could not be written (the key was then not used).",
 		}),
 	}
-	reg.MustRegister(m.PlaintextLifetime, m.SyncDuration, m.Syncs, m.RowsWritten, m.AuditFailures)
+	m.Failures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokka_sync_failures_total",
+		Help: "Failed provider calls by provider and kind (auth, rate_limited, unavailable, bad_response, request).",
+	}, []string{"provider", "kind"})
+	m.Due = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tokka_connections_due",
+		Help: "Connections due for a sync at the start of the last pass.",
+	})
+	m.LeaseTakeovers = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tokka_lease_takeovers_total",
+		Help: "Leases taken over after another syncer's lease expired (a crashed or stuck syncer).",
+	})
+	m.ProviderResponses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokka_provider_responses_total",
+		Help: "Provider HTTP responses by provider and status (0: no response).",
+	}, []string{"provider", "status"})
+	reg.MustRegister(m.PlaintextLifetime, m.SyncDuration, m.Syncs, m.RowsWritten, m.AuditFailures,
+		m.Failures, m.Due, m.LeaseTakeovers, m.ProviderResponses)
 	return m
+}
+
+// ObserveProvider counts one provider response; pass it as
+// provider.HTTPClient.Observe.
+func (m *Metrics) ObserveProvider(p provider.Name, status int) {
+	m.ProviderResponses.WithLabelValues(string(p), strconv.Itoa(status)).Inc()
 }

@@ -29,6 +29,13 @@ type Store interface {
 	ReleaseLease(ctx context.Context, l postgres.Lease) error
 	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
 	RemindKeyRotations(ctx context.Context, days int) (int, error)
+	CountDue(ctx context.Context) (int, error)
+}
+
+// AfterSync is told after every successful sync, e.g. to evaluate the user's
+// budgets (package budget). Its error is logged; the sync still counts.
+type AfterSync interface {
+	AfterSync(ctx context.Context, userID string, now time.Time) error
 }
 
 // Opener turns a sealed blob back into a key; *keyring.Keyring implements it.
@@ -53,7 +60,13 @@ type Config struct {
 	// ReminderEvery spaces the reminder checks of a long-running syncer,
 	// default 1h; every pass of a new Syncer (syncer once) checks.
 	ReminderEvery time.Duration
-	Now           func() time.Time
+	// ShutdownGrace is how long in-flight syncs may go on once the pass is
+	// told to stop (SIGTERM); then they are cancelled and release their
+	// leases. Default 30s.
+	ShutdownGrace time.Duration
+	// AfterSync, when set, runs after each successful sync.
+	AfterSync AfterSync
+	Now       func() time.Time
 }
 
 func (c *Config) defaults() {
@@ -80,6 +93,9 @@ func (c *Config) defaults() {
 	}
 	if c.ReminderEvery <= 0 {
 		c.ReminderEvery = time.Hour
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 30 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -120,42 +136,59 @@ const (
 	outcomeAborted   = "aborted"
 )
 
-// RunOnce syncs every connection that is due, then returns. Provider
-// failures are recorded on their connections and counted, not returned; the
-// error is non-nil only when the pass itself could not run (database down).
+// RunOnce syncs every connection that is due, then returns. It keeps up to
+// Concurrency syncs in flight, leasing more as slots free up, so one slow
+// connection holds back only its own slot. When ctx ends it leases nothing
+// more; syncs in flight may finish for ShutdownGrace, then are cancelled and
+// give their leases back. Provider failures are recorded on their
+// connections and counted, not returned; the error is non-nil only when the
+// pass itself could not run (database down).
 func (s *Syncer) RunOnce(ctx context.Context) (Summary, error) {
-	var (
-		sum Summary
-		mu  sync.Mutex
-	)
+	var sum Summary
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(s.cfg.ShutdownGrace, cancelWork) })
+	defer stopGrace()
+
 	s.remindRotations(ctx)
-	for ctx.Err() == nil {
-		leases, err := s.store.LeaseDue(ctx, s.cfg.Instance, s.cfg.Concurrency, s.cfg.LeaseFor)
-		if err != nil {
-			return sum, err
+	if n, err := s.store.CountDue(ctx); err == nil {
+		s.metrics.Due.Set(float64(n))
+	}
+	done := make(chan string, s.cfg.Concurrency)
+	inflight := 0
+	var leaseErr error
+	for {
+		if free := s.cfg.Concurrency - inflight; free > 0 && ctx.Err() == nil && leaseErr == nil {
+			leases, err := s.store.LeaseDue(ctx, s.cfg.Instance, free, s.cfg.LeaseFor)
+			if err != nil && ctx.Err() == nil {
+				leaseErr = err
+				s.log.Error().Err(err).Msg("leasing failed; finishing the syncs in flight")
+			}
+			for _, l := range leases {
+				if l.Takeover {
+					s.metrics.LeaseTakeovers.Inc()
+				}
+				inflight++
+				go func() { done <- s.syncOne(work, l) }()
+			}
+			if len(leases) == 0 && inflight == 0 {
+				break
+			}
 		}
-		if len(leases) == 0 {
+		if inflight == 0 {
 			break
 		}
-		var wg sync.WaitGroup
-		for _, l := range leases {
-			wg.Go(func() {
-				out := s.syncOne(ctx, l)
-				mu.Lock()
-				defer mu.Unlock()
-				switch out {
-				case outcomeSucceeded:
-					sum.Synced++
-				case outcomeLeaseLost, outcomeAborted:
-					sum.Skipped++
-				default:
-					sum.Failed++
-				}
-			})
+		switch <-done {
+		case outcomeSucceeded:
+			sum.Synced++
+		case outcomeLeaseLost, outcomeAborted:
+			sum.Skipped++
+		default:
+			sum.Failed++
 		}
-		wg.Wait()
+		inflight--
 	}
-	return sum, nil
+	return sum, leaseErr
 }
 
 func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string) {
@@ -163,6 +196,15 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 	now := s.cfg.Now()
 	log := s.log.With().Str("connection_id", l.ConnectionID).Str("provider", l.Provider).Logger()
 	defer func() {
+		// Cancelled (shutdown) before the outcome was stored: give the lease
+		// back so another syncer need not wait for it to expire. Other
+		// failures keep the lease until it expires, which spaces retries.
+		if ctx.Err() != nil && outcome != outcomeSucceeded && outcome != outcomeLeaseLost {
+			if err := s.store.ReleaseLease(context.WithoutCancel(ctx), l); err != nil {
+				log.Warn().Err(err).Msg("releasing the lease failed; it will expire")
+			}
+			outcome = outcomeAborted
+		}
 		d := time.Since(start)
 		s.metrics.SyncDuration.WithLabelValues(l.Provider, outcome).Observe(d.Seconds())
 		s.metrics.Syncs.WithLabelValues(l.Provider, outcome).Inc()
@@ -218,8 +260,7 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 
 	if ferr != nil {
 		if ctx.Err() != nil {
-			_ = s.store.ReleaseLease(context.WithoutCancel(ctx), l)
-			return outcomeAborted
+			return outcomeAborted // the deferred release gives the lease back
 		}
 		status, reason, next := tokka.StatusError, "the provider could not be reached; Tokka will retry", now.Add(s.cfg.RetryAfter)
 		var pe *provider.Error
@@ -230,6 +271,7 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 			}
 		}
 		log.Warn().Err(ferr).Msg("provider call failed")
+		s.metrics.Failures.WithLabelValues(l.Provider, failureKind(ferr)).Inc()
 		s.fail(ctx, log, l, status, reason, next, tokka.ActionSyncFailed, reason)
 		if status == tokka.StatusInvalid {
 			return outcomeInvalid
@@ -252,7 +294,20 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 	}
 	s.metrics.RowsWritten.WithLabelValues("usage_daily").Add(float64(len(usage)))
 	s.metrics.RowsWritten.WithLabelValues("cost_daily").Add(float64(len(costs)))
+	if s.cfg.AfterSync != nil {
+		if err := s.cfg.AfterSync.AfterSync(ctx, l.UserID, s.cfg.Now()); err != nil {
+			log.Error().Err(err).Msg("evaluating budgets after the sync failed")
+		}
+	}
 	return outcomeSucceeded
+}
+
+// failureKind names why a provider call failed, for the failures metric.
+func failureKind(err error) string {
+	if k := provider.KindOf(err); k != "" {
+		return string(k)
+	}
+	return "other"
 }
 
 func (s *Syncer) fetch(ctx context.Context, c provider.Client, key *secret.Key, w provider.Window) ([]provider.UsageRow, []provider.CostRow, error) {
