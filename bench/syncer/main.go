@@ -1,0 +1,210 @@
+// Command syncer benchmarks the syncer against its lower bound: N
+// connections (half OpenAI, half Anthropic) are backfilled from the fake
+// provider with a fixed latency added to every request, by the real
+// `syncer once` binary at its default concurrency; then a steady-state round
+// re-reads only the trailing window. It prints wall time, connections and
+// requests per second, the syncer's peak RSS, rows written, and the lower
+// bound (requests × latency ÷ concurrency) with the ratio to it.
+//
+//	go run ./bench/syncer [-connections 10000] [-latency 50ms] [-concurrency 0]
+//
+// It needs CREATE DATABASE on TOKKA_BENCH_DATABASE_URL (default: the local
+// server scripts/test uses) and the go tool to build the syncer.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/tokka-dev/tokka/pkg/fakeprovider"
+	"github.com/tokka-dev/tokka/pkg/keyring"
+	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/seal"
+	"github.com/tokka-dev/tokka/pkg/secret"
+)
+
+// defaultConcurrency mirrors the syncer's SYNC_CONCURRENCY default, for the
+// lower bound when -concurrency is not given.
+const defaultConcurrency = 16
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/syncer:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("syncer", flag.ContinueOnError)
+	n := fs.Int("connections", 10000, "connections (half OpenAI, half Anthropic)")
+	latency := fs.Duration("latency", 50*time.Millisecond, "latency the fake provider adds to every request")
+	concurrency := fs.Int("concurrency", 0, "SYNC_CONCURRENCY for the syncer (0: its default)")
+	days := fs.Int("days", 90, "first-sync backfill days")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	base := os.Getenv("TOKKA_BENCH_DATABASE_URL")
+	if base == "" {
+		base = "postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	admin, err := sqlx.Open("postgres", base)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	name := "tokka_bench_syncer"
+	if _, err := admin.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`); err != nil {
+		return fmt.Errorf("cannot reach PostgreSQL (start it with scripts/test or scripts/dev): %w", err)
+	}
+	if _, err := admin.Exec(`CREATE DATABASE ` + name); err != nil {
+		return err
+	}
+	defer admin.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`) //nolint:errcheck
+	u, _ := url.Parse(base)
+	u.Path = "/" + name
+	dbURL := u.String()
+	if err := postgres.Migrate(ctx, dbURL); err != nil {
+		return err
+	}
+
+	// The syncer binary, built once.
+	dir, err := os.MkdirTemp("", "tokka-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/syncer")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go build ./cmd/syncer: %w", err)
+	}
+
+	// The fake provider in this process, counting requests.
+	var requests atomic.Int64
+	fake := fakeprovider.New(fakeprovider.Options{Latency: *latency})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		fake.ServeHTTP(w, r)
+	})}
+	go srv.Serve(ln) //nolint:errcheck
+	defer srv.Close()
+	fakeURL := "http://" + ln.Addr().String()
+
+	encKey := "bench-encryption-key-" + uuid.NewString()
+	kr, err := keyring.New(encKey, nil)
+	if err != nil {
+		return err
+	}
+	t := time.Now()
+	if err := seed(ctx, dbURL, kr.PublicKey(), *n); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "seeded %d connections (sealed with HPKE) in %s\n", *n, time.Since(t).Round(time.Millisecond))
+
+	conc := *concurrency
+	env := []string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + dbURL, "ENCRYPTION_KEY=" + encKey,
+		"OPENAI_BASE_URL=" + fakeURL, "ANTHROPIC_BASE_URL=" + fakeURL, "LOG_LEVEL=warn",
+		"SYNC_BACKFILL_DAYS=" + strconv.Itoa(*days), "KEY_ROTATION_REMINDER_DAYS=3650"}
+	if conc > 0 {
+		env = append(env, "SYNC_CONCURRENCY="+strconv.Itoa(conc))
+	} else {
+		conc = defaultConcurrency
+	}
+	db, err := sqlx.Open("postgres", dbURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	fmt.Fprintf(out, "\n%-12s %10s %10s %10s %10s %12s %12s %8s %10s\n",
+		"round", "wall", "conn/s", "req/s", "requests", "lower bound", "ratio", "RSS MB", "rows")
+	for _, round := range []string{"backfill", "steady"} {
+		if round == "steady" {
+			if _, err := db.Exec(`UPDATE tokka.connections SET next_sync_at = now()`); err != nil {
+				return err
+			}
+		}
+		requests.Store(0)
+		var rowsBefore int64
+		_ = db.Get(&rowsBefore, `SELECT (SELECT count(*) FROM tokka.usage_daily) + (SELECT count(*) FROM tokka.cost_daily)`)
+		cmd := exec.CommandContext(ctx, filepath.Join(dir, "syncer"), "once")
+		cmd.Env = env
+		cmd.Stderr = os.Stderr
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("syncer once (%s): %w", round, err)
+		}
+		wall := time.Since(start)
+		var rss int64
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			rss = ru.Maxrss / 1024 // KiB on Linux
+		}
+		var active, rowsAfter int64
+		_ = db.Get(&active, `SELECT count(*) FROM tokka.connections WHERE status = 'active'`)
+		_ = db.Get(&rowsAfter, `SELECT (SELECT count(*) FROM tokka.usage_daily) + (SELECT count(*) FROM tokka.cost_daily)`)
+		if active != int64(*n) {
+			return fmt.Errorf("%s: only %d of %d connections are active", round, active, *n)
+		}
+		req := requests.Load()
+		lower := time.Duration(float64(req) * float64(*latency) / float64(conc))
+		fmt.Fprintf(out, "%-12s %10s %10.1f %10.1f %10d %12s %12.2f %8d %10d\n",
+			round, wall.Round(100*time.Millisecond), float64(*n)/wall.Seconds(), float64(req)/wall.Seconds(), req,
+			lower.Round(100*time.Millisecond), wall.Seconds()/lower.Seconds(), rss, rowsAfter-rowsBefore)
+	}
+	fmt.Fprintf(out, "\nconcurrency %d, latency %s; rows column: net rows added (the steady round replaces its window)\n", conc, *latency)
+	return nil
+}
+
+// seed inserts n connections for n/2 users, each key sealed to the syncer's
+// public key and bound to its row, exactly as the api stores them.
+func seed(ctx context.Context, dbURL string, pk *seal.PublicKey, n int) error {
+	db, err := sqlx.Open("postgres", dbURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var ids, users, providers, hints, blobs []string
+	for i := 0; i < n; i++ {
+		user := fmt.Sprintf("00000000-0000-4000-8000-%012x", i/2+1)
+		id := uuid.NewString()
+		p, key := "openai", fmt.Sprintf("sk-admin-bench%08d", i)
+		if i%2 == 1 {
+			p, key = "anthropic", fmt.Sprintf("sk-ant-admin01-bench%08d", i)
+		}
+		blob, err := pk.Seal(secret.FromString(key), seal.Binding{UserID: user, ConnectionID: id, Provider: p})
+		if err != nil {
+			return err
+		}
+		ids, users, providers = append(ids, id), append(users, user), append(providers, p)
+		hints, blobs = append(hints, key[:9]+"…"), append(blobs, blob)
+	}
+	_, err = db.ExecContext(ctx, `
+		INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
+		SELECT i, u, p, p, h, b FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[]) AS t(i, u, p, h, b)`,
+		pq.Array(ids), pq.Array(users), pq.Array(providers), pq.Array(hints), pq.Array(blobs))
+	if err != nil {
+		return errors.New("seed connections: " + err.Error())
+	}
+	return nil
+}
