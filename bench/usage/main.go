@@ -85,6 +85,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	} else {
 		fmt.Fprintln(out, "reusing", name)
 	}
+	if err := ensureRollups(ctx, out, dbURL); err != nil {
+		return err
+	}
 	if !*keep {
 		defer admin.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`) //nolint:errcheck
 	}
@@ -139,6 +142,34 @@ func generate(ctx context.Context, out io.Writer, dbURL string, users, groups, d
 	_ = db.Get(&size, `SELECT pg_size_pretty(pg_database_size(current_database()))`)
 	fmt.Fprintf(out, "data: %d usage rows, %d cost rows, database %s, generated in %s\n",
 		usageRows, costRows, size, time.Since(start).Round(time.Second))
+	return nil
+}
+
+// ensureRollups builds the monthly rollups (which the syncer maintains with
+// every sync) for rows generated straight into the daily tables.
+func ensureRollups(ctx context.Context, out io.Writer, dbURL string) error {
+	db, err := postgres.Open(ctx, dbURL, 1)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	raw, err := sqlx.Open("postgres", dbURL)
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+	var have bool
+	if err := raw.GetContext(ctx, &have, `SELECT EXISTS (SELECT 1 FROM tokka.usage_monthly)`); err != nil || have {
+		return err
+	}
+	t := time.Now()
+	if err := db.RebuildRollups(ctx); err != nil {
+		return err
+	}
+	if _, err := raw.ExecContext(ctx, `ANALYZE`); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "built monthly rollups in %s\n", time.Since(t).Round(time.Second))
 	return nil
 }
 

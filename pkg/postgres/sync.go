@@ -186,6 +186,24 @@ func (d *DB) FailSync(ctx context.Context, l Lease, status, reason string, next 
 	})
 }
 
+// rollupInserts returns the statements that rebuild the monthly rollups
+// from the daily rows that match where.
+func rollupInserts(where string) []string {
+	return []string{
+		`INSERT INTO tokka.usage_monthly
+			SELECT connection_id, user_id, provider, date_trunc('month', day)::date, max(day), model, project_id,
+				api_key_id, service_tier, sum(input_uncached_tokens), sum(cache_read_tokens),
+				sum(cache_write_5m_tokens), sum(cache_write_1h_tokens), sum(output_tokens), sum(requests)
+			FROM tokka.usage_daily WHERE ` + where + `
+			GROUP BY connection_id, user_id, provider, date_trunc('month', day), model, project_id, api_key_id, service_tier`,
+		`INSERT INTO tokka.cost_monthly
+			SELECT connection_id, user_id, provider, date_trunc('month', day)::date, max(day), model, project_id,
+				api_key_id, sum(amount_usd)
+			FROM tokka.cost_daily WHERE ` + where + `
+			GROUP BY connection_id, user_id, provider, date_trunc('month', day), model, project_id, api_key_id`,
+	}
+}
+
 // refreshRollups recomputes the monthly rollups of every month the window
 // touches, from the daily rows just written, in the caller's transaction.
 func refreshRollups(ctx context.Context, tx *sqlx.Tx, connID string, w provider.Window) error {
@@ -193,26 +211,31 @@ func refreshRollups(ctx context.Context, tx *sqlx.Tx, connID string, w provider.
 	last := w.To.AddDate(0, 0, -1)
 	end := time.Date(last.Year(), last.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, 1, 0)
 	from, to := first.Format(time.DateOnly), end.Format(time.DateOnly)
-	for _, q := range []string{
+	stmts := append([]string{
 		`DELETE FROM tokka.usage_monthly WHERE connection_id = $1 AND day >= $2 AND day < $3`,
 		`DELETE FROM tokka.cost_monthly WHERE connection_id = $1 AND day >= $2 AND day < $3`,
-		`INSERT INTO tokka.usage_monthly
-			SELECT connection_id, user_id, provider, date_trunc('month', day)::date, max(day), model, project_id,
-				api_key_id, service_tier, sum(input_uncached_tokens), sum(cache_read_tokens),
-				sum(cache_write_5m_tokens), sum(cache_write_1h_tokens), sum(output_tokens), sum(requests)
-			FROM tokka.usage_daily WHERE connection_id = $1 AND day >= $2 AND day < $3
-			GROUP BY connection_id, user_id, provider, date_trunc('month', day), model, project_id, api_key_id, service_tier`,
-		`INSERT INTO tokka.cost_monthly
-			SELECT connection_id, user_id, provider, date_trunc('month', day)::date, max(day), model, project_id,
-				api_key_id, sum(amount_usd)
-			FROM tokka.cost_daily WHERE connection_id = $1 AND day >= $2 AND day < $3
-			GROUP BY connection_id, user_id, provider, date_trunc('month', day), model, project_id, api_key_id`,
-	} {
+	}, rollupInserts(`connection_id = $1 AND day >= $2 AND day < $3`)...)
+	for _, q := range stmts {
 		if _, err := tx.ExecContext(ctx, q, connID, from, to); err != nil {
 			return domainError(err, "refresh rollups")
 		}
 	}
 	return nil
+}
+
+// RebuildRollups recomputes every monthly rollup from the daily tables, for
+// rows written by other means than a sync (an import, a benchmark's
+// generator). It must run as the tables' owner.
+func (d *DB) RebuildRollups(ctx context.Context) error {
+	return d.inTx(ctx, func(tx *sqlx.Tx) error {
+		for _, q := range append([]string{`DELETE FROM tokka.usage_monthly`, `DELETE FROM tokka.cost_monthly`},
+			rollupInserts("true")...) {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return domainError(err, "rebuild rollups")
+			}
+		}
+		return nil
+	})
 }
 
 // ReleaseLease gives a lease back without recording a result (shutdown).
