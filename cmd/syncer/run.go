@@ -186,6 +186,11 @@ func loadConfig(getenv func(string) string, keysOnly bool) (Config, error) {
 		lvl = zerolog.InfoLevel
 	}
 	c.LogLevel = lvl
+	for _, p := range strings.Split(getenv("SYNCER_INSTANCES_ALLOWED"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.Sync.KnownInstances = append(c.Sync.KnownInstances, p)
+		}
+	}
 	c.Sync.Instance = getenv("SYNCER_INSTANCE")
 	if c.Sync.Instance == "" {
 		host, _ := os.Hostname()

@@ -32,7 +32,10 @@ const defaultBaseURL = "postgres://postgres:postgres@127.0.0.1:5432/postgres?ssl
 var (
 	pkgURL  string
 	baseURL string
-	cloneMu sync.Mutex
+	// tmplName is a migrated database nobody connects to, so Fresh can clone
+	// it even while tests use the package database.
+	tmplName string
+	cloneMu  sync.Mutex
 )
 
 // Main creates and migrates the package's database, runs m, and drops the
@@ -83,6 +86,15 @@ func run(m *testing.M) (int, error) {
 	if err := postgres.Migrate(ctx, pkgURL); err != nil {
 		return 0, err
 	}
+	tmplName = name + "_tmpl"
+	if _, err := admin.ExecContext(ctx, `CREATE DATABASE `+tmplName+` TEMPLATE `+name); err != nil {
+		return 0, fmt.Errorf("create template database: %w", err)
+	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer dcancel()
+		_, _ = admin.ExecContext(dctx, `DROP DATABASE IF EXISTS `+tmplName+` WITH (FORCE)`)
+	}()
 	return m.Run(), nil
 }
 
@@ -136,11 +148,11 @@ func Fresh(tb testing.TB) string {
 	}
 	defer admin.Close()
 	name := databaseName()
-	// Postgres refuses to clone a template that has sessions; clones are
-	// serialised and the template database itself is never connected to
-	// while one runs.
+	// Postgres refuses to clone a template that has sessions: clones come
+	// from a copy of the package database that nothing else connects to,
+	// one at a time.
 	cloneMu.Lock()
-	_, err = admin.Exec(`CREATE DATABASE ` + name + ` TEMPLATE ` + strings.TrimPrefix(tu.Path, "/"))
+	_, err = admin.Exec(`CREATE DATABASE ` + name + ` TEMPLATE ` + tmplName)
 	cloneMu.Unlock()
 	if err != nil {
 		tb.Fatalf("pgtest: clone database: %v", err)

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -12,6 +13,36 @@ import (
 // SyncChannel is the Postgres NOTIFY channel on which the api tells syncers
 // that a connection wants syncing now (payload: the connection id).
 const SyncChannel = "tokka_sync"
+
+// SyncRequestSpike is how many "sync now" requests by one user within an
+// hour raise a key_access alert: far more than a person clicking, and the
+// pattern of someone using the syncer to test whether keys still work.
+const SyncRequestSpike = 20
+
+// flagSyncRequestSpike raises one alert per user and hour once the user's
+// sync requests in the last hour reach SyncRequestSpike.
+func flagSyncRequestSpike(ctx context.Context, tx *sqlx.Tx, userID string) error {
+	var n int
+	var hour string
+	if err := tx.GetContext(ctx, &n, `
+		SELECT count(*) FROM tokka.audit_events
+		WHERE user_id = $1 AND action = 'sync.requested' AND created_at > now() - interval '1 hour'`, userID); err != nil {
+		return domainError(err, "sync request spike")
+	}
+	if n < SyncRequestSpike {
+		return nil
+	}
+	if err := tx.GetContext(ctx, &hour, `SELECT to_char(date_trunc('hour', now()), 'YYYY-MM-DD"T"HH24')`); err != nil {
+		return domainError(err, "sync request spike")
+	}
+	_, err := insertAlert(ctx, tx, tokka.Alert{
+		UserID: userID, Kind: tokka.AlertKeyAccess, Severity: "warning",
+		DedupKey: "sync-request-spike:" + hour,
+		Title:    "Unusually many \"sync now\" requests in the last hour",
+		Detail:   []byte(fmt.Sprintf(`{"requests_last_hour":%d,"threshold":%d}`, n, SyncRequestSpike)),
+	})
+	return err
+}
 
 // RequestSync marks one of u's connections for a sync as soon as a syncer is
 // free and wakes listening syncers. It allows one request per connection per
@@ -55,7 +86,10 @@ func (d *DB) RequestSync(ctx context.Context, u tokka.User, id string, minInterv
 			return err
 		}
 		ev.UserID, ev.ConnectionID, ev.Provider = u.ID, &id, row.Provider
-		return insertAudit(ctx, tx, ev)
+		if err := insertAudit(ctx, tx, ev); err != nil {
+			return err
+		}
+		return flagSyncRequestSpike(ctx, tx, u.ID)
 	})
 	return c, wait, err
 }

@@ -30,6 +30,7 @@ type Store interface {
 	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
 	RemindKeyRotations(ctx context.Context, days int) (int, error)
 	CountDue(ctx context.Context) (int, error)
+	FlagKeyAccessAnomalies(ctx context.Context, settle time.Duration, allowed []string) (int, error)
 }
 
 // AfterSync is told after every successful sync, e.g. to evaluate the user's
@@ -66,6 +67,10 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// AfterSync, when set, runs after each successful sync.
 	AfterSync AfterSync
+	// KnownInstances (SYNCER_INSTANCES_ALLOWED) are the instance-name
+	// prefixes expected to decrypt keys; a decryption by any other actor
+	// raises a key_access alert. Empty: not checked.
+	KnownInstances []string
 	Now       func() time.Time
 }
 
@@ -113,6 +118,7 @@ type Syncer struct {
 
 	reminderMu   sync.Mutex
 	lastReminder time.Time
+	lastAccess   time.Time
 }
 
 // New returns a Syncer. clients must have an entry per provider it may meet.
@@ -151,6 +157,7 @@ func (s *Syncer) RunOnce(ctx context.Context) (Summary, error) {
 	defer stopGrace()
 
 	s.remindRotations(ctx)
+	s.checkKeyAccess(ctx)
 	if n, err := s.store.CountDue(ctx); err == nil {
 		s.metrics.Due.Set(float64(n))
 	}
@@ -381,5 +388,26 @@ func (s *Syncer) remindRotations(ctx context.Context) {
 	s.lastReminder = now
 	if n > 0 {
 		s.log.Info().Int("alerts", n).Int("older_than_days", s.cfg.KeyRotationReminderDays).Msg("key rotation reminders raised")
+	}
+}
+
+// checkKeyAccess raises key_access alerts for decryptions no sync accounts
+// for (see postgres.FlagKeyAccessAnomalies), at most once per ReminderEvery.
+// A decryption younger than a lease is still in flight, not an anomaly.
+func (s *Syncer) checkKeyAccess(ctx context.Context) {
+	s.reminderMu.Lock()
+	defer s.reminderMu.Unlock()
+	now := time.Now()
+	if !s.lastAccess.IsZero() && now.Sub(s.lastAccess) < s.cfg.ReminderEvery {
+		return
+	}
+	n, err := s.store.FlagKeyAccessAnomalies(ctx, s.cfg.LeaseFor+time.Minute, s.cfg.KnownInstances)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("key-access checks failed; will retry")
+		return
+	}
+	s.lastAccess = now
+	if n > 0 {
+		s.log.Warn().Int("alerts", n).Msg("key-access anomalies raised")
 	}
 }
