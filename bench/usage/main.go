@@ -75,9 +75,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if _, err := admin.Exec(`CREATE DATABASE ` + name); err != nil {
 			return err
 		}
-		if err := postgres.Migrate(ctx, dbURL); err != nil {
-			return err
-		}
+	}
+	// Also brings a kept database up to the current schema.
+	if err := postgres.Migrate(ctx, dbURL); err != nil {
+		return err
+	}
+	if !exists {
 		if err := generate(ctx, out, dbURL, *users, *groups, *days); err != nil {
 			_, _ = admin.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`)
 			return err

@@ -65,6 +65,7 @@ func TestUsageSummaryAndForecast(t *testing.T) {
 		Overall      map[string]any
 		ByProvider   []map[string]any `json:"by_provider"`
 		TopModels    []map[string]any `json:"top_models"`
+		TopProjects  []map[string]any `json:"top_projects"`
 	}
 	require.NoError(t, json.Unmarshal(body, &s))
 	require.Equal(t, "2026-11", s.Month)
@@ -89,6 +90,9 @@ func TestUsageSummaryAndForecast(t *testing.T) {
 	require.True(t, dec("1").Add(rate.Mul(dec("26"))).Equal(dec(a["projected_month_end_usd"].(string))))
 	require.True(t, dec("6.25").Equal(dec(s.Overall["month_to_date_usd"].(string))))
 	require.Equal(t, "gpt-a", s.TopModels[0]["name"])
+	require.True(t, dec("5").Equal(dec(s.TopModels[0]["cost_usd"].(string))))
+	require.Equal(t, "proj_1", s.TopProjects[0]["name"])
+	require.Equal(t, "openai", s.TopProjects[0]["provider"])
 
 	// Another user sees an empty summary.
 	status, _, body = b.do(t, b.newUser(t), http.MethodGet, "/v1/usage/summary", nil)

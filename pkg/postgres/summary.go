@@ -53,6 +53,8 @@ func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int
 	}
 	day := func(t time.Time) string { return t.Format(time.DateOnly) }
 	var out SummaryData
+	// Periods come from the per-connection daily totals (a few dozen rows
+	// per user), tokens and the top lists from this month's rollups.
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		err := tx.SelectContext(ctx, &out.ByProvider, `
 			WITH c AS (
@@ -63,14 +65,14 @@ func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int
 					sum(amount_usd) FILTER (WHERE day >= $4 AND day <= $5) AS same_period,
 					sum(amount_usd) FILTER (WHERE day >= $3::date - 7 AND day < $3) AS last7,
 					min(day) AS first_day
-				FROM tokka.cost_daily
+				FROM tokka.spend_daily
 				WHERE user_id = $1 AND day >= $4 AND day <= $3
 				GROUP BY provider
 			), t AS (
 				SELECT provider, sum(input_uncached_tokens + cache_read_tokens + cache_write_5m_tokens
 					+ cache_write_1h_tokens + output_tokens) AS tokens_mtd
-				FROM tokka.usage_daily
-				WHERE user_id = $1 AND day >= $2 AND day <= $3
+				FROM tokka.usage_monthly
+				WHERE user_id = $1 AND day = $2
 				GROUP BY provider
 			)
 			SELECT provider, coalesce(mtd, 0) AS mtd, coalesce(mtd_complete, 0) AS mtd_complete,
@@ -82,19 +84,30 @@ func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int
 		if err != nil {
 			return domainError(err, "summary")
 		}
-		for _, q := range []struct {
-			dst *[]TopItem
-			col string
-		}{{&out.TopModels, "model"}, {&out.TopProjects, "project_id"}} {
-			*q.dst = []TopItem{}
-			if err := tx.SelectContext(ctx, q.dst, `
-				SELECT provider, `+q.col+` AS name, sum(amount_usd) AS cost_usd
-				FROM tokka.cost_daily
-				WHERE user_id = $1 AND day >= $2 AND day <= $3
-				GROUP BY provider, `+q.col+`
-				ORDER BY cost_usd DESC, provider, name
-				LIMIT $4`, u.ID, day(monthStart), day(today), top); err != nil {
-				return domainError(err, "summary top")
+		var ranked []struct {
+			TopItem
+			IsModel bool  `db:"is_model"`
+			Rank    int64 `db:"rank"`
+		}
+		if err := tx.SelectContext(ctx, &ranked, `
+			WITH g AS (
+				SELECT provider, coalesce(model, project_id) AS name, model IS NOT NULL AS is_model,
+					sum(amount_usd) AS cost_usd
+				FROM tokka.cost_monthly
+				WHERE user_id = $1 AND day = $2
+				GROUP BY GROUPING SETS ((provider, model), (provider, project_id))
+			)
+			SELECT provider, name, is_model, cost_usd, rank FROM (
+				SELECT *, row_number() OVER (PARTITION BY is_model ORDER BY cost_usd DESC, provider, name) AS rank FROM g
+			) r WHERE rank <= $3 ORDER BY is_model DESC, rank`, u.ID, day(monthStart), top); err != nil {
+			return domainError(err, "summary top")
+		}
+		out.TopModels, out.TopProjects = []TopItem{}, []TopItem{}
+		for _, t := range ranked {
+			if t.IsModel {
+				out.TopModels = append(out.TopModels, t.TopItem)
+			} else {
+				out.TopProjects = append(out.TopProjects, t.TopItem)
 			}
 		}
 		return domainError(tx.GetContext(ctx, &out.AsOf,

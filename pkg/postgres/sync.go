@@ -201,11 +201,16 @@ func rollupInserts(where string) []string {
 				api_key_id, sum(amount_usd)
 			FROM tokka.cost_daily WHERE ` + where + `
 			GROUP BY connection_id, user_id, provider, date_trunc('month', day), model, project_id, api_key_id`,
+		`INSERT INTO tokka.spend_daily
+			SELECT connection_id, user_id, provider, day, sum(amount_usd)
+			FROM tokka.cost_daily WHERE ` + where + `
+			GROUP BY connection_id, user_id, provider, day`,
 	}
 }
 
-// refreshRollups recomputes the monthly rollups of every month the window
-// touches, from the daily rows just written, in the caller's transaction.
+// refreshRollups recomputes the monthly rollups and daily spend totals of
+// every month the window touches, from the daily rows just written, in the
+// caller's transaction.
 func refreshRollups(ctx context.Context, tx *sqlx.Tx, connID string, w provider.Window) error {
 	first := time.Date(w.From.Year(), w.From.Month(), 1, 0, 0, 0, 0, time.UTC)
 	last := w.To.AddDate(0, 0, -1)
@@ -214,6 +219,7 @@ func refreshRollups(ctx context.Context, tx *sqlx.Tx, connID string, w provider.
 	stmts := append([]string{
 		`DELETE FROM tokka.usage_monthly WHERE connection_id = $1 AND day >= $2 AND day < $3`,
 		`DELETE FROM tokka.cost_monthly WHERE connection_id = $1 AND day >= $2 AND day < $3`,
+		`DELETE FROM tokka.spend_daily WHERE connection_id = $1 AND day >= $2 AND day < $3`,
 	}, rollupInserts(`connection_id = $1 AND day >= $2 AND day < $3`)...)
 	for _, q := range stmts {
 		if _, err := tx.ExecContext(ctx, q, connID, from, to); err != nil {
@@ -228,7 +234,8 @@ func refreshRollups(ctx context.Context, tx *sqlx.Tx, connID string, w provider.
 // generator). It must run as the tables' owner.
 func (d *DB) RebuildRollups(ctx context.Context) error {
 	return d.inTx(ctx, func(tx *sqlx.Tx) error {
-		for _, q := range append([]string{`DELETE FROM tokka.usage_monthly`, `DELETE FROM tokka.cost_monthly`},
+		for _, q := range append([]string{`DELETE FROM tokka.usage_monthly`, `DELETE FROM tokka.cost_monthly`,
+			`DELETE FROM tokka.spend_daily`},
 			rollupInserts("true")...) {
 			if _, err := tx.ExecContext(ctx, q); err != nil {
 				return domainError(err, "rebuild rollups")
