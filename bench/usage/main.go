@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	// Also brings a kept database up to the current schema.
-	if err := postgres.Migrate(ctx, dbURL); err != nil {
+	if err := postgres.MigrateAllowingGaps(ctx, dbURL); err != nil {
 		return err
 	}
 	if !exists {

@@ -62,7 +62,15 @@ func (d *DB) Ping(ctx context.Context) error {
 
 // Migrate applies every pending migration in db/migrations. goose holds a
 // Postgres advisory lock while it works, so two migrators never race.
-func Migrate(ctx context.Context, url string) error {
+func Migrate(ctx context.Context, url string) error { return migrate(ctx, url, false) }
+
+// MigrateAllowingGaps is Migrate for a database that was migrated from a
+// build in the middle of the migration history (a kept benchmark database):
+// it also applies versions lower than the database's current one. Never
+// for production: there, migrations land in order.
+func MigrateAllowingGaps(ctx context.Context, url string) error { return migrate(ctx, url, true) }
+
+func migrate(ctx context.Context, url string, allowGaps bool) error {
 	d, err := sql.Open("postgres", url)
 	if err != nil {
 		return fmt.Errorf("migrate: open: %w", err)
@@ -84,7 +92,8 @@ func Migrate(ctx context.Context, url string) error {
 	p, err := goose.NewProvider(goose.DialectPostgres, d, migrations,
 		goose.WithSessionLocker(locker),
 		goose.WithTableName("tokka.goose_db_version"),
-		goose.WithDisableGlobalRegistry(true))
+		goose.WithDisableGlobalRegistry(true),
+		goose.WithAllowOutofOrder(allowGaps))
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
