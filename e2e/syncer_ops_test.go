@@ -178,7 +178,7 @@ func TestSIGKILLedSyncerLosesNothing(t *testing.T) {
 	require.Zero(t, count(t, db, `SELECT count(*) FROM tokka.connections WHERE user_id = $1 AND status = 'active'`, alice.id))
 
 	time.Sleep(2100 * time.Millisecond) // the dead syncer's leases expire
-	require.Equal(t, 0, s.syncerOnce(t, lease...).wait(t, 2*time.Minute))
+	require.Equal(t, 0, s.syncerOnce(t, lease...).wait(t, 5*time.Minute))
 	w := provider.DayWindow(time.Now(), 90)
 	s.requireUsageMatchesFake(t, alice, keys, w)
 	require.Equal(t, 2, count(t, db, `SELECT count(*) FROM tokka.connections WHERE user_id = $1 AND status = 'active'`, alice.id))
@@ -205,7 +205,7 @@ func TestSIGKILLedSyncerLosesNothing(t *testing.T) {
 	s.requireUsageMatchesFake(t, alice, keys, w)
 
 	time.Sleep(2100 * time.Millisecond)
-	require.Equal(t, 0, s.syncerOnce(t, lease...).wait(t, 2*time.Minute))
+	require.Equal(t, 0, s.syncerOnce(t, lease...).wait(t, 5*time.Minute))
 	s.requireUsageMatchesFake(t, alice, keys, w)
 	for _, id := range ids {
 		// Exactly one successful sync per round: the backfill and the re-sync.
@@ -233,7 +233,7 @@ func TestThreeSyncersSyncEachConnectionOnce(t *testing.T) {
 		procs = append(procs, s.syncerOnce(t, "SYNC_CONCURRENCY=2", "SYNCER_INSTANCE=replica-"+string(rune('a'+i))))
 	}
 	for _, p := range procs {
-		require.Equal(t, 0, p.wait(t, 3*time.Minute))
+		require.Equal(t, 0, p.wait(t, 5*time.Minute))
 	}
 	db := s.db(t)
 	var perConn []struct {
@@ -278,6 +278,6 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 		"every lease was completed or given back")
 
 	// Whatever was interrupted is synced by the next syncer, exactly.
-	require.Equal(t, 0, s.syncerOnce(t).wait(t, 2*time.Minute))
+	require.Equal(t, 0, s.syncerOnce(t).wait(t, 5*time.Minute))
 	s.requireUsageMatchesFake(t, alice, keys, provider.DayWindow(time.Now(), 90))
 }

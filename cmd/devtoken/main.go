@@ -26,6 +26,7 @@ func run(_ context.Context, args []string, getenv func(string) string, stdout io
 	sub := fs.String("sub", "00000000-0000-4000-8000-000000000001", "user id (UUID)")
 	email := fs.String("email", "dev@example.com", "email claim")
 	ttl := fs.Duration("ttl", 12*time.Hour, "lifetime")
+	role := fs.String("role", "authenticated", "role claim; service_role makes a key for the Auth server's admin API (syncer incident notify)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -33,7 +34,7 @@ func run(_ context.Context, args []string, getenv func(string) string, stdout io
 	if secret == "" {
 		return errors.New("SUPABASE_JWT_SECRET is required")
 	}
-	tok, err := authtest.Token{Subject: *sub, Email: *email, TTL: *ttl, Issuer: getenv("SUPABASE_JWT_ISSUER")}.HS256([]byte(secret))
+	tok, err := authtest.Token{Subject: *sub, Email: *email, TTL: *ttl, Role: *role, Issuer: getenv("SUPABASE_JWT_ISSUER")}.HS256([]byte(secret))
 	if err != nil {
 		return err
 	}

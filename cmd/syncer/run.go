@@ -226,6 +226,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return err
 		}
 		return rewrap(ctx, c, stdout)
+	case "incident":
+		return incidentCommand(ctx, args[1:], getenv, stdout)
 	case "help", "-h", "--help":
 		_, err := fmt.Fprintln(stdout, usage)
 		return err

@@ -1,0 +1,133 @@
+package openapi_test
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	openapi "github.com/tokka-dev/tokka"
+	"github.com/tokka-dev/tokka/pkg/httpapi"
+)
+
+func loadSpec(t *testing.T) *openapi3.T {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(openapi.Spec)
+	require.NoError(t, err)
+	require.NoError(t, doc.Validate(context.Background()))
+	return doc
+}
+
+var echoParam = regexp.MustCompile(`:([A-Za-z0-9_]+)`)
+
+// TestSpecInventoryMatchesRouter fails when a route of the real router is
+// missing from openapi.yaml, or the spec lists an operation the router does
+// not serve. The router is built exactly as the api builds it (with CORS on,
+// which must not add routes of its own).
+func TestSpecInventoryMatchesRouter(t *testing.T) {
+	t.Parallel()
+	e := httpapi.New(httpapi.Config{CORSAllowedOrigins: []string{"https://app.example.com"}}, nil, nil, nil, zerolog.Nop(), openapi.Spec)
+	var routes []string
+	for _, r := range e.Routes() {
+		routes = append(routes, r.Method+" "+echoParam.ReplaceAllString(r.Path, "{$1}"))
+	}
+	var ops []string
+	for path, item := range loadSpec(t).Paths.Map() {
+		for method := range item.Operations() {
+			ops = append(ops, method+" "+path)
+		}
+	}
+	sort.Strings(routes)
+	sort.Strings(ops)
+	require.NotEmpty(t, routes)
+	var missing, extra []string
+	for _, r := range routes {
+		if !slices.Contains(ops, r) {
+			missing = append(missing, r)
+		}
+	}
+	for _, o := range ops {
+		if !slices.Contains(routes, o) {
+			extra = append(extra, o)
+		}
+	}
+	require.Empty(t, missing, "routes the router serves that openapi.yaml does not describe")
+	require.Empty(t, extra, "operations in openapi.yaml that the router does not serve")
+}
+
+// TestSpecDescribesEveryResponseKind checks the rules every operation
+// follows, so a new route cannot be added to the spec half-described: an
+// operationId, summary and tag; path parameters declared; bearer auth on
+// /v1 (with its 401) and none elsewhere; every error a problem+json
+// document carrying X-Request-Id; a 500 everywhere; and, for /v1
+// mutations, the rate-limit headers on success and a 429 with Retry-After.
+// Operations with a body declare 400 and 413.
+func TestSpecDescribesEveryResponseKind(t *testing.T) {
+	t.Parallel()
+	doc := loadSpec(t)
+	require.Contains(t, doc.Components.SecuritySchemes, "bearerAuth")
+	require.Len(t, doc.Security, 1)
+	require.Contains(t, doc.Security[0], "bearerAuth", "bearer auth is the default for every operation")
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			name := method + " " + path
+			require.NotEmpty(t, op.OperationID, name)
+			require.NotEmpty(t, op.Summary, name)
+			require.NotEmpty(t, op.Tags, name)
+			params := append(slices.Clone(item.Parameters), op.Parameters...)
+			for _, m := range regexp.MustCompile(`\{([^}]+)\}`).FindAllStringSubmatch(path, -1) {
+				p := params.GetByInAndName("path", m[1])
+				require.NotNil(t, p, "%s: path parameter %s is not declared", name, m[1])
+				require.True(t, p.Required, name)
+			}
+			v1 := strings.HasPrefix(path, "/v1/")
+			if v1 {
+				require.Nil(t, op.Security, "%s uses the default bearer auth", name)
+				require.NotNil(t, op.Responses.Status(401), "%s: 401", name)
+			} else {
+				require.NotNil(t, op.Security, name)
+				require.Empty(t, *op.Security, "%s needs no token", name)
+			}
+			require.NotNil(t, op.Responses.Status(500), "%s: 500", name)
+			ok := false
+			for code, ref := range op.Responses.Map() {
+				resp := ref.Value
+				require.NotNil(t, resp.Description, "%s %s", name, code)
+				if code[0] == '2' {
+					ok = true
+					continue
+				}
+				require.Len(t, resp.Content, 1, "%s %s", name, code)
+				require.NotNil(t, resp.Content.Get("application/problem+json"), "%s %s is a problem document", name, code)
+				require.Contains(t, resp.Headers, "X-Request-Id", "%s %s", name, code)
+			}
+			require.True(t, ok, "%s has a success response", name)
+			if op.RequestBody != nil {
+				require.NotNil(t, op.Responses.Status(400), "%s: 400", name)
+				require.NotNil(t, op.Responses.Status(413), "%s: 413", name)
+			}
+			if v1 && method != http.MethodGet {
+				tooMany := op.Responses.Status(429)
+				require.NotNil(t, tooMany, "%s: 429", name)
+				for _, h := range []string{"Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} {
+					require.Contains(t, tooMany.Value.Headers, h, "%s 429", name)
+				}
+				require.NotNil(t, op.Responses.Status(503), "%s: 503 (rate limiter unavailable)", name)
+				for code, ref := range op.Responses.Map() {
+					if code[0] == '2' {
+						for _, h := range []string{"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} {
+							require.Contains(t, ref.Value.Headers, h, "%s %s", name, code)
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,129 @@
+package incident_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokka-dev/tokka/pkg/incident"
+	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/secret"
+)
+
+func TestParseWindow(t *testing.T) {
+	t.Parallel()
+	w, err := incident.ParseWindow("2026-11-20", "2026-11-21", "")
+	require.NoError(t, err)
+	require.Equal(t, time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC), w.From)
+	require.Equal(t, time.Date(2026, 11, 21, 23, 59, 59, 999999000, time.UTC), w.To, "a --to date is its last instant")
+	require.Equal(t, "INC-20261120T000000Z-20261121T235959Z", w.Ref, "the default reference comes from the window")
+
+	w, err = incident.ParseWindow("2026-11-20T09:00:00+01:00", "2026-11-20T10:00:00Z", "INC-7")
+	require.NoError(t, err)
+	require.Equal(t, time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC), w.From)
+	require.Equal(t, "INC-7", w.Ref)
+
+	for _, c := range []struct{ from, to, ref, want string }{
+		{"", "2026-11-20", "", "--from and --to are required"},
+		{"yesterday", "2026-11-20", "", "--from:"},
+		{"2026-11-20", "2026-11-19", "", "--from must be before --to"},
+		{"2026-11-20", "2026-11-21", "INC 7; rm", "--ref:"},
+	} {
+		_, err := incident.ParseWindow(c.from, c.to, c.ref)
+		require.ErrorContains(t, err, c.want, "%+v", c)
+	}
+}
+
+// TestAuthDirectory drives gotrue-go's AdminGetUser against a server that
+// answers like GoTrue, and checks that the service-role key is sent as
+// GoTrue expects and never appears in an error.
+func TestAuthDirectory(t *testing.T) {
+	t.Parallel()
+	key := "service-role-" + uuid.NewString()
+	known := uuid.NewString()
+	noEmail := uuid.NewString()
+	var status atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if st := int(status.Load()); st != 0 {
+			w.WriteHeader(st)
+			_, _ = w.Write([]byte(`{"code":500,"msg":"echoing ` + r.Header.Get("Authorization") + `"}`))
+			return
+		}
+		if r.Header.Get("Authorization") != "Bearer "+key || r.Header.Get("apikey") != key {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"code":401,"msg":"invalid JWT"}`))
+			return
+		}
+		switch strings.TrimPrefix(r.URL.Path, "/admin/users/") {
+		case known:
+			_, _ = w.Write([]byte(`{"id":"` + known + `","aud":"authenticated","role":"authenticated","email":"ada@example.com","app_metadata":{},"user_metadata":{},"identities":[]}`))
+		case noEmail:
+			_, _ = w.Write([]byte(`{"id":"` + noEmail + `","aud":"authenticated","role":"authenticated","email":"","phone":"+15550100"}`))
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"code":404,"error_code":"user_not_found","msg":"User not found"}`))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+
+	d, err := incident.NewAuthDirectory(incident.AuthConfig{URL: srv.URL + "/", ServiceRoleKey: secret.FromString(key)})
+	require.NoError(t, err)
+	addr, err := d.Email(ctx, known)
+	require.NoError(t, err)
+	require.Equal(t, "ada@example.com", addr)
+	_, err = d.Email(ctx, noEmail)
+	require.ErrorIs(t, err, incident.ErrNoAddress)
+	_, err = d.Email(ctx, uuid.NewString())
+	require.ErrorIs(t, err, incident.ErrNoAddress, "a deleted user has no address")
+
+	wrong, err := incident.NewAuthDirectory(incident.AuthConfig{URL: srv.URL, ServiceRoleKey: secret.FromString("anon")})
+	require.NoError(t, err)
+	_, err = wrong.Email(ctx, known)
+	require.ErrorContains(t, err, "check SUPABASE_SERVICE_ROLE_KEY")
+
+	status.Store(http.StatusInternalServerError)
+	_, err = d.Email(ctx, known)
+	require.ErrorContains(t, err, "answered 500")
+	require.NotContains(t, err.Error(), key, "the response body (which may echo the key) is never quoted")
+
+	_, err = incident.NewAuthDirectory(incident.AuthConfig{URL: "auth:9999", ServiceRoleKey: secret.FromString(key)})
+	require.ErrorContains(t, err, "SUPABASE_AUTH_URL")
+	_, err = incident.NewAuthDirectory(incident.AuthConfig{URL: srv.URL})
+	require.ErrorContains(t, err, "SUPABASE_SERVICE_ROLE_KEY")
+}
+
+func TestMessageSaysWhatToDoAndNoMoreOfTheKeyThanItsHint(t *testing.T) {
+	t.Parallel()
+	w, err := incident.ParseWindow("2026-11-20", "2026-11-21", "INC-9")
+	require.NoError(t, err)
+	label, hint, status := "Production", "sk-admin-…Q7xZ", "compromised"
+	before := w.From.Add(-time.Hour)
+	after := w.To.Add(time.Hour)
+	deleted := w.To.Add(-time.Hour)
+	msg := incident.Message(w, "", []postgres.AffectedConnection{
+		{ConnectionID: uuid.NewString(), Provider: "openai", Present: true, Label: &label, KeyHint: &hint,
+			Status: &status, KeySetAt: &before, Decryptions: 3},
+		{ConnectionID: uuid.NewString(), Provider: "anthropic", Present: true, Label: &label, KeyHint: &hint,
+			Status: &status, KeySetAt: &after},
+		{ConnectionID: "0b7f3d1e-7f59-4a5e-9a43-4f5bb1b0e0aa", Provider: "openai", DeletedAt: &deleted},
+	})
+	require.Contains(t, msg.Subject, "INC-9")
+	for _, want := range []string{
+		"WHAT HAPPENED", "WHAT MAY HAVE BEEN COMPROMISED", "WHAT TOKKA IS DOING", "WHAT YOU SHOULD DO NOW",
+		`OpenAI connection "Production" (key sk-admin-…Q7xZ): no longer used by Tokka; it was decrypted for syncing 3 times`,
+		`Anthropic connection "Production": you have replaced its key since`,
+		"OpenAI connection 0b7f3d1e-7f59-4a5e-9a43-4f5bb1b0e0aa (deleted on 2026-11-21)",
+		"Revoke each key listed above", "Create a new Admin API key", "2026-11-20 00:00 to 2026-11-21 23:59 (UTC)",
+	} {
+		require.Contains(t, msg.Body, want)
+	}
+}

@@ -1,0 +1,214 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/tokka-dev/tokka/pkg/tokka"
+)
+
+// AffectedConnection is a connection whose stored key an incident may have
+// exposed: it existed (its blob was in the database) at some point of the
+// incident's window, or its key was decrypted during it. Deleted connections
+// are found through their audit events, which outlive them.
+type AffectedConnection struct {
+	ConnectionID string `db:"connection_id"`
+	UserID       string `db:"user_id"`
+	Provider     string `db:"provider"`
+	// Present is false for a connection deleted since; Label, KeyHint,
+	// Status and KeySetAt are then nil.
+	Present  bool       `db:"present"`
+	Label    *string    `db:"label"`
+	KeyHint  *string    `db:"key_hint"`
+	Status   *string    `db:"status"`
+	KeySetAt *time.Time `db:"key_set_at"`
+	// FirstSeen is when the connection was created (or its first audit
+	// event, for a deleted one); DeletedAt when it was deleted, if it was.
+	FirstSeen time.Time  `db:"first_seen"`
+	DeletedAt *time.Time `db:"deleted_at"`
+	// Decryptions counts the successful key.decrypted and key.rewrapped
+	// events inside the window: times the plaintext was in a syncer's memory.
+	Decryptions int `db:"decryptions"`
+}
+
+// CurrentKeyExposed reports whether the key stored now is one that was
+// stored during the window (it was set at or before the window's end). A
+// connection whose key was replaced after the window holds a key the
+// incident never saw; only its old key needs revoking.
+func (a AffectedConnection) CurrentKeyExposed(to time.Time) bool {
+	return a.Present && a.KeySetAt != nil && !a.KeySetAt.After(to)
+}
+
+// AffectedConnections returns, as the syncer, every connection affected by
+// an incident between from and to (inclusive), ordered by user and
+// connection. It reads the connections table and the audit log (for
+// connections deleted since). It fails only when the database does.
+func (d *DB) AffectedConnections(ctx context.Context, from, to time.Time) ([]AffectedConnection, error) {
+	out := []AffectedConnection{}
+	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
+		return domainError(tx.SelectContext(ctx, &out, `
+			WITH ev AS (
+				SELECT connection_id, user_id, max(provider) AS provider,
+					min(created_at) AS first_seen,
+					max(created_at) FILTER (WHERE action = 'key.deleted' AND outcome = 'success') AS deleted_at,
+					count(*) FILTER (WHERE action IN ('key.decrypted', 'key.rewrapped') AND outcome = 'success'
+					                   AND created_at BETWEEN $1 AND $2) AS decryptions
+				FROM tokka.audit_events
+				WHERE connection_id IS NOT NULL
+				GROUP BY connection_id, user_id
+			)
+			SELECT coalesce(c.id, ev.connection_id) AS connection_id,
+				coalesce(c.user_id, ev.user_id) AS user_id,
+				coalesce(c.provider, ev.provider) AS provider,
+				c.id IS NOT NULL AS present, c.label, c.key_hint, c.status, c.key_set_at,
+				coalesce(least(c.created_at, ev.first_seen), c.created_at, ev.first_seen) AS first_seen,
+				CASE WHEN c.id IS NULL THEN ev.deleted_at END AS deleted_at,
+				coalesce(ev.decryptions, 0)::int AS decryptions
+			FROM tokka.connections c
+			FULL JOIN ev ON ev.connection_id = c.id AND ev.user_id = c.user_id
+			WHERE coalesce(ev.decryptions, 0) > 0
+			   OR (c.id IS NOT NULL AND c.created_at <= $2)
+			   OR (c.id IS NULL AND ev.first_seen <= $2 AND (ev.deleted_at IS NULL OR ev.deleted_at >= $1))
+			ORDER BY 2, 1`, from, to), "affected connections")
+	})
+	return out, err
+}
+
+// Quarantine is what `syncer incident quarantine` does to one affected
+// connection.
+type Quarantine struct {
+	Ref    string    // the incident's reference, in every audit detail and alert
+	To     time.Time // the window's end: keys set later were never exposed
+	Actor  string    // syncer:<instance>
+	Reason string    // the connection's last_error, shown to the user
+	Alert  tokka.Alert
+}
+
+// Quarantine outcomes.
+const (
+	QuarantineDone        = "quarantined"      // status set to compromised now
+	QuarantineKeyReplaced = "key_replaced"     // the key stored now was set after the window
+	QuarantineDeleted     = "deleted"          // the connection no longer exists
+	QuarantineAlready     = "already_recorded" // this incident already handled it
+)
+
+// QuarantineConnection handles one affected connection in one transaction,
+// as the syncer, and says what it did. A connection whose current key was
+// stored during the window becomes compromised, with its lease (if a syncer
+// holds one) cleared in the same statement, so no syncer uses the key
+// again. Whatever the case, the owner gets q.Alert (a key_access alert, once
+// per incident and connection) and one incident.quarantined audit event
+// whose detail starts with "incident <ref>:". A connection this incident
+// already recorded is left alone (QuarantineAlready), so a second run
+// changes nothing. It fails only when the database does.
+func (d *DB) QuarantineConnection(ctx context.Context, a AffectedConnection, q Quarantine) (string, error) {
+	var outcome string
+	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
+		prefix := incidentPrefix(q.Ref)
+		var done bool
+		if err := tx.GetContext(ctx, &done, `
+			SELECT EXISTS (SELECT 1 FROM tokka.audit_events
+				WHERE user_id = $1 AND connection_id = $2 AND action = $3 AND starts_with(detail, $4))`,
+			a.UserID, a.ConnectionID, tokka.ActionIncidentQuarantined, prefix); err != nil {
+			return domainError(err, "incident events")
+		}
+		if done {
+			outcome = QuarantineAlready
+			return nil
+		}
+		var detail string
+		res, err := tx.ExecContext(ctx, `
+			UPDATE tokka.connections SET status = 'compromised', last_error = $3,
+				lease_owner = NULL, lease_expires_at = NULL, sync_requested_at = NULL, updated_at = now()
+			WHERE id = $1 AND user_id = $2 AND key_set_at <= $4`, a.ConnectionID, a.UserID, q.Reason, q.To)
+		if err != nil {
+			return domainError(err, "quarantine")
+		}
+		var present bool
+		if err := tx.GetContext(ctx, &present, `SELECT EXISTS (SELECT 1 FROM tokka.connections WHERE id = $1)`,
+			a.ConnectionID); err != nil {
+			return domainError(err, "quarantine")
+		}
+		switch n, _ := res.RowsAffected(); {
+		case n == 1:
+			outcome, detail = QuarantineDone, "status set to compromised; the stored key will not be used again"
+		case present:
+			outcome, detail = QuarantineKeyReplaced,
+				"the key stored now was set after the incident window and stays in use; the earlier key must be revoked"
+		default:
+			outcome, detail = QuarantineDeleted, "the connection was deleted; its key must still be revoked at the provider"
+		}
+		al := q.Alert
+		al.UserID = a.UserID
+		if present {
+			al.ConnectionID = &a.ConnectionID
+		}
+		var extra map[string]any
+		if len(al.Detail) > 0 {
+			if err := json.Unmarshal(al.Detail, &extra); err != nil {
+				return err
+			}
+		}
+		if extra == nil {
+			extra = map[string]any{}
+		}
+		extra["connection_id"], extra["outcome"] = a.ConnectionID, outcome
+		if al.Detail, err = json.Marshal(extra); err != nil {
+			return err
+		}
+		if _, err := insertAlert(ctx, tx, al); err != nil {
+			return err
+		}
+		return insertAudit(ctx, tx, tokka.AuditEvent{
+			UserID: a.UserID, ConnectionID: &a.ConnectionID, Provider: a.Provider,
+			Action: tokka.ActionIncidentQuarantined, Outcome: tokka.OutcomeSuccess,
+			Purpose: "breach response", Actor: q.Actor, Detail: prefix + " " + detail,
+		})
+	})
+	return outcome, err
+}
+
+// NotifiedUsers returns the ids of the users who already have a successful
+// incident.notified event for the incident ref, as the syncer; `syncer
+// incident notify` skips them, so running it again after a partial failure
+// mails only those not reached yet. It fails only when the database does.
+func (d *DB) NotifiedUsers(ctx context.Context, ref string) (map[string]bool, error) {
+	var ids []string
+	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
+		return domainError(tx.SelectContext(ctx, &ids, `
+			SELECT DISTINCT user_id::text FROM tokka.audit_events
+			WHERE action = $1 AND outcome = 'success' AND starts_with(detail, $2)`,
+			tokka.ActionIncidentNotified, incidentPrefix(ref)), "incident events")
+	})
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, err
+}
+
+// RecordNotification writes, as the syncer and in one transaction, one
+// incident.notified event per connection for the user: outcome success when
+// the email went out, failure with reason otherwise. detail must not hold
+// the address. It fails only when the database does.
+func (d *DB) RecordNotification(ctx context.Context, ref, userID string, conns []AffectedConnection, ev tokka.AuditEvent) error {
+	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
+		for _, c := range conns {
+			e := ev
+			e.UserID, e.ConnectionID, e.Provider = userID, &c.ConnectionID, c.Provider
+			e.Action = tokka.ActionIncidentNotified
+			e.Detail = incidentPrefix(ref) + " " + ev.Detail
+			if err := insertAudit(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// incidentPrefix starts every audit detail an incident writes, so its
+// events can be found again by reference.
+func incidentPrefix(ref string) string { return "incident " + ref + ":" }
