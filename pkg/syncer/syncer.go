@@ -71,7 +71,7 @@ type Config struct {
 	// prefixes expected to decrypt keys; a decryption by any other actor
 	// raises a key_access alert. Empty: not checked.
 	KnownInstances []string
-	Now       func() time.Time
+	Now            func() time.Time
 }
 
 func (c *Config) defaults() {
