@@ -67,6 +67,25 @@ func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Du
 	return leases, err
 }
 
+// RenewLease extends a held lease by leaseFor from now, so a sync that
+// takes longer than one lease keeps it. It returns ErrLeaseLost when l.Owner
+// no longer holds an unexpired lease (the sync must stop).
+func (d *DB) RenewLease(ctx context.Context, l Lease, leaseFor time.Duration) error {
+	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, `
+			UPDATE tokka.connections SET lease_expires_at = now() + make_interval(secs => $3)
+			WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()`,
+			l.ConnectionID, l.Owner, leaseFor.Seconds())
+		if err != nil {
+			return domainError(err, "renew lease")
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrLeaseLost
+		}
+		return nil
+	})
+}
+
 // CountDue counts the connections that are due now (for the due gauge).
 func (d *DB) CountDue(ctx context.Context) (int, error) {
 	var n int

@@ -239,3 +239,19 @@ func TestSlowConnectionHoldsOnlyItsOwnSlot(t *testing.T) {
 		require.True(t, syncedAt.Before(failedAt), "a healthy connection waited for the slow one's slot")
 	}
 }
+
+// TestSyncLongerThanALeaseKeepsIt: a sync that outlasts its lease renews it,
+// so it completes (instead of losing the lease and starting over forever).
+func TestSyncLongerThanALeaseKeepsIt(t *testing.T) {
+	t.Parallel()
+	c := newTestClock(time.Now())
+	b, newSyncer := setupClocked(t, c, fakeprovider.Options{Latency: 100 * time.Millisecond}, provider.HTTPClient{})
+	user := uuid.NewString()
+	id := b.addConnection(t, user, provider.Anthropic, "sk-ant-admin01-"+user[:8]+"-longsync")
+	// Six pages of 100ms each against a 300ms lease.
+	sum, err := newSyncer(syncer.Config{Instance: "long", LeaseFor: 300 * time.Millisecond, BackfillDays: 90}).RunOnce(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, syncer.Summary{Synced: 1}, sum)
+	st, _ := b.status(t, id)
+	require.Equal(t, "active", st)
+}

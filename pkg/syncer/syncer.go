@@ -27,6 +27,7 @@ type Store interface {
 	CompleteSync(ctx context.Context, l postgres.Lease, r postgres.SyncResult) error
 	FailSync(ctx context.Context, l postgres.Lease, status, reason string, next time.Time, ev tokka.AuditEvent) error
 	ReleaseLease(ctx context.Context, l postgres.Lease) error
+	RenewLease(ctx context.Context, l postgres.Lease, leaseFor time.Duration) error
 	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
 	RemindKeyRotations(ctx context.Context, days int) (int, error)
 	CountDue(ctx context.Context) (int, error)
@@ -247,6 +248,12 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 		return outcomeAborted
 	}
 
+	// Keep the lease while the provider calls run longer than one lease;
+	// if it is lost anyway (the database was unreachable for a whole lease),
+	// stop: another syncer may already own the connection.
+	fetchCtx, stopRenewing := s.keepLease(ctx, log, l)
+	defer stopRenewing()
+
 	key, err := s.opener.Open(l.SealedKey, seal.Binding{UserID: l.UserID, ConnectionID: l.ConnectionID, Provider: l.Provider})
 	if err != nil {
 		d := diagnose(l.SealedKey, s.opener)
@@ -259,7 +266,7 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 	// The deferred wipe also runs if a provider client panics.
 	usage, costs, ferr := func() ([]provider.UsageRow, []provider.CostRow, error) {
 		defer key.Wipe()
-		return s.fetch(ctx, client, key, window)
+		return s.fetch(fetchCtx, client, key, window)
 	}()
 	lifetime := time.Since(opened)
 	s.metrics.PlaintextLifetime.WithLabelValues(l.Provider).Observe(lifetime.Seconds())
@@ -307,6 +314,34 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 		}
 	}
 	return outcomeSucceeded
+}
+
+// keepLease renews l every third of a lease until the returned stop is
+// called, and cancels the returned context if the lease is lost.
+func (s *Syncer) keepLease(ctx context.Context, log zerolog.Logger, l postgres.Lease) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(s.cfg.LeaseFor / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := s.store.RenewLease(ctx, l, s.cfg.LeaseFor); err != nil {
+					if ctx.Err() == nil {
+						log.Warn().Err(err).Msg("lease lost during the sync; stopping it")
+						cancel()
+					}
+					return
+				}
+			}
+		}
+	}()
+	return ctx, func() { close(done); cancel() }
 }
 
 // failureKind names why a provider call failed, for the failures metric.
