@@ -40,7 +40,7 @@ const DefaultBaseURL = "https://api.openai.com"
 // DefaultMaxPages bounds one endpoint's paging in one call. A year of daily
 // buckets is 12 usage pages (31 buckets each); 100 only trips on a provider
 // that never stops, and stops it within one connection's sync.
-const DefaultMaxPages = 100
+const DefaultMaxPages = provider.DefaultMaxPages
 
 // Client implements provider.Client for OpenAI. The zero value is not
 // usable: BaseURL is required.
@@ -354,97 +354,22 @@ func lineItemModel(li string) string {
 }
 
 // page is the envelope shared by every usage and costs endpoint.
-type page struct {
-	Data *[]struct {
-		StartTime *int64            `json:"start_time"`
-		Results   []json.RawMessage `json:"results"`
-	} `json:"data"`
-	HasMore  bool    `json:"has_more"`
-	NextPage *string `json:"next_page"`
-}
-
-// pages GETs /v1/organization/<endpoint> with q and follows next_page until
-// has_more is false, calling each for every result with its bucket's UTC day
-// (which must lie in w). A response without a data array is malformed, not
-// empty. It refuses a cursor or a bucket it has already seen and stops after
-// MaxPages, so a misbehaving provider can neither keep a sync busy forever
-// nor make it count a day twice. Bad-response reasons name the endpoint.
+// pages GETs /v1/organization/<endpoint> with q through provider.Pages, calling each
+// for every result with its bucket's UTC day.
 func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, endpoint string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
 	h := c.HTTP
 	h.Provider = provider.OpenAI
 	if h.RequestIDHeader == "" {
 		h.RequestIDHeader = "x-request-id"
 	}
-	authorize := func(hd http.Header) {
-		// The only place the key's bytes are read.
-		hd.Set("Authorization", "Bearer "+string(key.Bytes()))
-	}
-	maxPages := c.MaxPages
-	if maxPages <= 0 {
-		maxPages = DefaultMaxPages
-	}
-	from := w.From.UTC().Truncate(24 * time.Hour)
-	seenCursor, seenBucket := map[string]bool{}, map[int64]bool{}
-	base := strings.TrimRight(c.BaseURL, "/") + "/v1/organization/" + endpoint + "?"
-	where := " (" + endpoint + ")"
-	for n := 0; ; n++ {
-		if n == maxPages {
-			return badData(fmt.Sprintf("the provider kept paging past %d pages%s", maxPages, where))
-		}
-		res, err := h.Get(ctx, base+q.Encode(), authorize)
-		if err != nil {
-			return err
-		}
-		fail := func(err error) error {
-			var pe *provider.Error
-			if errors.As(err, &pe) {
-				pe.RequestID = res.RequestID
-				if pe.Kind == provider.KindBadResponse {
-					pe.Reason += where
-				}
-			}
-			return err
-		}
-		var p page
-		if err := json.Unmarshal(res.Body, &p); err != nil || p.Data == nil {
-			return fail(badData("the provider's response is not the expected JSON"))
-		}
-		for _, b := range *p.Data {
-			if b.StartTime == nil {
-				if len(b.Results) == 0 {
-					continue
-				}
-				return fail(badData("a bucket has no start_time"))
-			}
-			if seenBucket[*b.StartTime] {
-				return fail(badData("the provider returned the same bucket twice"))
-			}
-			seenBucket[*b.StartTime] = true
-			if len(b.Results) == 0 {
-				continue
-			}
-			day := time.Unix(*b.StartTime, 0).UTC().Truncate(24 * time.Hour)
-			if day.Before(from) || !day.Before(w.To) {
-				return fail(badData("the provider returned a bucket outside the requested window"))
-			}
-			for _, raw := range b.Results {
-				if err := each(day, raw); err != nil {
-					return fail(err)
-				}
-			}
-		}
-		if !p.HasMore {
-			return nil
-		}
-		if p.NextPage == nil || *p.NextPage == "" {
-			return fail(badData("the provider said there is more data but gave no next page"))
-		}
-		if seenCursor[*p.NextPage] {
-			return fail(badData("the provider returned the same page cursor twice"))
-		}
-		seenCursor[*p.NextPage] = true
-		q.Set("page", *p.NextPage)
-	}
+	return provider.Pages(ctx, provider.Paged{
+		HTTP: h, URL: strings.TrimRight(c.BaseURL, "/") + "/v1/organization/" + endpoint, Name: endpoint,
+		Authorize: func(hd http.Header) {
+			// The only place the key's bytes are read.
+			hd.Set("Authorization", "Bearer "+string(key.Bytes()))
+		},
+		MaxPages: c.MaxPages, Start: provider.StartUnix, Window: w, Query: q,
+	}, each)
 }
 
 func (c *Client) windowQuery(w provider.Window) url.Values {

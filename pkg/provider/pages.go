@@ -1,0 +1,143 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Paged describes one paged, bucketed report endpoint. Both providers page
+// the same way (data of buckets with results, has_more, next_page → page)
+// and differ only in how a bucket names its start.
+type Paged struct {
+	HTTP      HTTPClient        // with Provider and RequestIDHeader set
+	URL       string            // the endpoint, without a query string
+	Name      string            // named in bad-response reasons, e.g. "costs"
+	Authorize func(http.Header) // sets the key header; the only reader of the key
+	MaxPages  int               // a cap on pages; the caller's default applies when <= 0
+	Start     BucketStart       // how a bucket's start is written
+	Window    Window            // every bucket with results must lie in it
+	Query     url.Values        // the request's parameters; "page" is set while paging
+}
+
+// DefaultMaxPages bounds one endpoint's paging in one call. A year of daily
+// buckets is 12 pages (31 buckets each); 100 only trips on a provider that
+// never stops, and stops it within one connection's sync.
+const DefaultMaxPages = 100
+
+// BucketStart names a bucket's start field: OpenAI's "start_time" is Unix
+// seconds, Anthropic's "starting_at" is RFC 3339.
+type BucketStart string
+
+// The two bucket-start encodings.
+const (
+	StartUnix    BucketStart = "start_time"
+	StartRFC3339 BucketStart = "starting_at"
+)
+
+type pageDoc struct {
+	Data *[]struct {
+		StartTime  *int64            `json:"start_time"`
+		StartingAt *string           `json:"starting_at"`
+		Results    []json.RawMessage `json:"results"`
+	} `json:"data"`
+	HasMore  bool    `json:"has_more"`
+	NextPage *string `json:"next_page"`
+}
+
+// Pages GETs p.URL with p.Query and follows next_page until has_more is
+// false, calling each for every result with its bucket's UTC day. A response
+// without a data array is malformed, not empty. It refuses a cursor or a
+// bucket it has already seen, a bucket outside the window, and stops after
+// MaxPages, so a misbehaving provider can neither keep a sync busy forever
+// nor make it count a day twice. Errors are *Error; bad-response reasons
+// name the endpoint and carry the provider's request id.
+func Pages(ctx context.Context, p Paged, each func(day time.Time, raw json.RawMessage) error) error {
+	bad := func(reason string) *Error {
+		return &Error{Provider: p.HTTP.Provider, Kind: KindBadResponse, Reason: reason}
+	}
+	if p.MaxPages <= 0 {
+		p.MaxPages = DefaultMaxPages
+	}
+	where := " (" + p.Name + ")"
+	from := p.Window.From.UTC().Truncate(24 * time.Hour)
+	seenCursor, seenBucket := map[string]bool{}, map[time.Time]bool{}
+	for n := 0; ; n++ {
+		if n == p.MaxPages {
+			return bad(fmt.Sprintf("the provider kept paging past %d pages%s", p.MaxPages, where))
+		}
+		res, err := p.HTTP.Get(ctx, p.URL+"?"+p.Query.Encode(), p.Authorize)
+		if err != nil {
+			return err
+		}
+		fail := func(err error) error {
+			var pe *Error
+			if errors.As(err, &pe) {
+				pe.RequestID = res.RequestID
+				if pe.Kind == KindBadResponse {
+					pe.Reason += where
+				}
+			}
+			return err
+		}
+		var doc pageDoc
+		if err := json.Unmarshal(res.Body, &doc); err != nil || doc.Data == nil {
+			return fail(bad("the provider's response is not the expected JSON"))
+		}
+		for _, b := range *doc.Data {
+			var start time.Time
+			present := false
+			switch p.Start {
+			case StartUnix:
+				if b.StartTime != nil {
+					start, present = time.Unix(*b.StartTime, 0).UTC(), true
+				}
+			case StartRFC3339:
+				if b.StartingAt != nil {
+					t, err := time.Parse(time.RFC3339, *b.StartingAt)
+					if err != nil {
+						return fail(bad("a bucket's starting_at is not an RFC 3339 time"))
+					}
+					start, present = t.UTC(), true
+				}
+			}
+			if !present {
+				if len(b.Results) == 0 {
+					continue
+				}
+				return fail(bad("a bucket has no " + string(p.Start)))
+			}
+			if seenBucket[start] {
+				return fail(bad("the provider returned the same bucket twice"))
+			}
+			seenBucket[start] = true
+			if len(b.Results) == 0 {
+				continue
+			}
+			day := start.Truncate(24 * time.Hour)
+			if day.Before(from) || !day.Before(p.Window.To) {
+				return fail(bad("the provider returned a bucket outside the requested window"))
+			}
+			for _, raw := range b.Results {
+				if err := each(day, raw); err != nil {
+					return fail(err)
+				}
+			}
+		}
+		if !doc.HasMore {
+			return nil
+		}
+		if doc.NextPage == nil || *doc.NextPage == "" {
+			return fail(bad("the provider said there is more data but gave no next page"))
+		}
+		if seenCursor[*doc.NextPage] {
+			return fail(bad("the provider returned the same page cursor twice"))
+		}
+		seenCursor[*doc.NextPage] = true
+		p.Query.Set("page", *doc.NextPage)
+	}
+}
