@@ -190,7 +190,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (tokka.User, error)
 	u, reason := v.verify(ctx, token)
 	if reason != "" {
 		v.log.Debug().Str("reason", reason).Msg("auth: access token refused")
-		if u.ID != "" && reason == reasonAnonymous {
+		if reason == reasonAnonymous {
 			return tokka.User{}, ErrAnonymous
 		}
 		return tokka.User{}, errUnauthorized
@@ -200,8 +200,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (tokka.User, error)
 
 const reasonAnonymous = "anonymous sign-in (set ALLOW_ANONYMOUS_USERS to accept)"
 
-// verify returns the caller, or a non-empty reason for refusing the token
-// (with the caller still filled in only for reasonAnonymous).
+// verify returns the caller, or a non-empty reason for refusing the token.
 func (v *Verifier) verify(ctx context.Context, token string) (tokka.User, string) {
 	if len(token) > MaxTokenLength || strings.Count(token, ".") != 2 {
 		return tokka.User{}, "malformed: not three parts or too long"

@@ -158,12 +158,9 @@ func (s *Server) expensiveRead(c echo.Context) (*postgres.RateLimit, error) {
 	var rl postgres.RateLimit
 	switch c.Path() {
 	case "/v1/audit-events/verify":
-		full := false
-		if v := c.QueryParam("full"); v != "" {
-			var err error
-			if full, err = strconv.ParseBool(v); err != nil {
-				return nil, &tokka.Error{Code: tokka.CodeInvalid, Field: "full", Message: "full must be true or false"}
-			}
+		full, err := fullRecheck(c)
+		if err != nil {
+			return nil, err
 		}
 		rl = s.expensiveReadLimit()
 		if full {
@@ -187,6 +184,21 @@ func (s *Server) expensiveRead(c echo.Context) (*postgres.RateLimit, error) {
 		return nil, nil
 	}
 	return &rl, nil
+}
+
+// fullRecheck reads verify's full parameter: absent or false for the
+// incremental check, true for a re-check from the first event. The limiter
+// and the handler must read it the same way, so both call this.
+func fullRecheck(c echo.Context) (bool, error) {
+	v := c.QueryParam("full")
+	if v == "" {
+		return false, nil
+	}
+	full, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, &tokka.Error{Code: tokka.CodeInvalid, Field: "full", Message: "full must be true or false"}
+	}
+	return full, nil
 }
 
 // spend counts one request against rl (for ip too, unless it is empty),
