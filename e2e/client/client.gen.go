@@ -789,6 +789,9 @@ type BadRequest = Problem
 // Conflict RFC 9457 problem details.
 type Conflict = Problem
 
+// Forbidden RFC 9457 problem details.
+type Forbidden = Problem
+
 // InternalError RFC 9457 problem details.
 type InternalError = Problem
 
@@ -826,12 +829,18 @@ type ListAuditEventsParams struct {
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
+// VerifyAuditEventsParams defines parameters for VerifyAuditEvents.
+type VerifyAuditEventsParams struct {
+	// Full Re-check the whole chain from its first event.
+	Full *bool `form:"full,omitempty" json:"full,omitempty"`
+}
+
 // GetUsageParams defines parameters for GetUsage.
 type GetUsageParams struct {
-	// From First day (UTC), default 29 days before `to`.
+	// From First day (UTC), default 29 days before `to`; from 2000-01-01 to 2100-12-31.
 	From *From `form:"from,omitempty" json:"from,omitempty"`
 
-	// To Last day (UTC), inclusive; default today. At most 366 days after `from`.
+	// To Last day (UTC), inclusive; default today. At most 366 days after `from`; from 2000-01-01 to 2100-12-31.
 	To *To `form:"to,omitempty" json:"to,omitempty"`
 
 	// GroupBy Comma-separated list of `month`, `week` (ISO, Monday), `day`, `provider`, `connection`, `model`, `project`, `api_key`, `service_tier`.
@@ -856,10 +865,10 @@ type GetUsageParams struct {
 
 // ExportUsageCSVParams defines parameters for ExportUsageCSV.
 type ExportUsageCSVParams struct {
-	// From First day (UTC), default 29 days before `to`.
+	// From First day (UTC), default 29 days before `to`; from 2000-01-01 to 2100-12-31.
 	From *From `form:"from,omitempty" json:"from,omitempty"`
 
-	// To Last day (UTC), inclusive; default today. At most 366 days after `from`.
+	// To Last day (UTC), inclusive; default today. At most 366 days after `from`; from 2000-01-01 to 2100-12-31.
 	To *To `form:"to,omitempty" json:"to,omitempty"`
 
 	// GroupBy Comma-separated list of `month`, `week` (ISO, Monday), `day`, `provider`, `connection`, `model`, `project`, `api_key`, `service_tier`.
@@ -1006,8 +1015,12 @@ type ClientInterface interface {
 	// show that its newest events were cut off: note `head_hash` somewhere
 	// outside Tokka and compare it later.
 	//
+	// An expensive read: each call counts against your per-user budget
+	// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE); `full=true` counts against
+	// a stricter one instead (RATE_LIMIT_AUDIT_FULL_PER_HOUR).
+	//
 	// Corresponds with GET /v1/audit-events/verify (the `VerifyAuditEvents` operationId).
-	VerifyAuditEvents(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+	VerifyAuditEvents(ctx context.Context, params *VerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListBudgets List your budgets with where each stands this month
 	//
@@ -1024,17 +1037,24 @@ type ClientInterface interface {
 	// `forecast_thresholds` while spend has not; each (budget, threshold,
 	// month, amount) fires once, and changing the amount re-arms the
 	// thresholds for the new amount. New alerts are sent to the channels:
-	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-	// address in your access token. When several thresholds are crossed at
-	// once, every one gets an alert but the channels get one message, for
-	// the highest.
+	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+	// address. Email is accepted only for an address known to be
+	// confirmed: the one the Supabase Auth server reports with
+	// `email_confirmed_at` set, or, on a server without an Auth server to
+	// ask, your token's email when its `user_metadata.email_verified` is
+	// true; otherwise `channels.email` is a 400. When several thresholds are
+	// crossed at once, every one gets an alert but the channels get one
+	// message, for the highest.
 	//
 	// The webhook URL must be `https` on port 443, carry no credentials, and
 	// its host must resolve only to public addresses (no loopback,
 	// link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-	// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-	// in dotted decimal). It is checked now and again before every delivery;
-	// redirects are not followed.
+	// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+	// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+	// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+	// mapped and well-known NAT64 forms of a public address pass; IP
+	// literals only in dotted decimal). It is checked now and again before
+	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
 	// `X-Tokka-Signature` header; it is shown only this once.
@@ -1054,17 +1074,24 @@ type ClientInterface interface {
 	// `forecast_thresholds` while spend has not; each (budget, threshold,
 	// month, amount) fires once, and changing the amount re-arms the
 	// thresholds for the new amount. New alerts are sent to the channels:
-	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-	// address in your access token. When several thresholds are crossed at
-	// once, every one gets an alert but the channels get one message, for
-	// the highest.
+	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+	// address. Email is accepted only for an address known to be
+	// confirmed: the one the Supabase Auth server reports with
+	// `email_confirmed_at` set, or, on a server without an Auth server to
+	// ask, your token's email when its `user_metadata.email_verified` is
+	// true; otherwise `channels.email` is a 400. When several thresholds are
+	// crossed at once, every one gets an alert but the channels get one
+	// message, for the highest.
 	//
 	// The webhook URL must be `https` on port 443, carry no credentials, and
 	// its host must resolve only to public addresses (no loopback,
 	// link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-	// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-	// in dotted decimal). It is checked now and again before every delivery;
-	// redirects are not followed.
+	// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+	// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+	// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+	// mapped and well-known NAT64 forms of a public address pass; IP
+	// literals only in dotted decimal). It is checked now and again before
+	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
 	// `X-Tokka-Signature` header; it is shown only this once.
@@ -1212,7 +1239,10 @@ type ClientInterface interface {
 	// the page. Rows that include one of the last 3 days (UTC, today
 	// included) are `provisional`: providers may still restate them, and
 	// Tokka re-reads them on every sync. Costs are not reported per service
-	// tier, so a `service_tier` grouping puts all cost under `""`.
+	// tier, so a `service_tier` grouping puts all cost under `""`. A range
+	// of more than 92 days is an expensive read: it counts against your
+	// per-user budget (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE) and carries
+	// the `RateLimit-*` headers.
 	//
 	// Corresponds with GET /v1/usage (the `GetUsage` operationId).
 	GetUsage(ctx context.Context, params *GetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1222,7 +1252,9 @@ type ClientInterface interface {
 	// Streams every row of the query (no paging) as RFC 4180 CSV with a
 	// header line: the grouping columns, then the sums. Text that a
 	// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
-	// tab or carriage return) is prefixed with `'`.
+	// tab or carriage return) is prefixed with `'`. An expensive read: it
+	// counts against your per-user budget
+	// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE).
 	//
 	// Corresponds with GET /v1/usage/export.csv (the `ExportUsageCSV` operationId).
 	ExportUsageCSV(ctx context.Context, params *ExportUsageCSVParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1347,9 +1379,13 @@ func (c *Client) ListAuditEvents(ctx context.Context, params *ListAuditEventsPar
 // show that its newest events were cut off: note `head_hash` somewhere
 // outside Tokka and compare it later.
 //
+// An expensive read: each call counts against your per-user budget
+// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE); `full=true` counts against
+// a stricter one instead (RATE_LIMIT_AUDIT_FULL_PER_HOUR).
+//
 // Corresponds with GET /v1/audit-events/verify (the `VerifyAuditEvents` operationId).
-func (c *Client) VerifyAuditEvents(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewVerifyAuditEventsRequest(c.Server)
+func (c *Client) VerifyAuditEvents(ctx context.Context, params *VerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewVerifyAuditEventsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1385,17 +1421,24 @@ func (c *Client) ListBudgets(ctx context.Context, reqEditors ...RequestEditorFn)
 // `forecast_thresholds` while spend has not; each (budget, threshold,
 // month, amount) fires once, and changing the amount re-arms the
 // thresholds for the new amount. New alerts are sent to the channels:
-// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-// address in your access token. When several thresholds are crossed at
-// once, every one gets an alert but the channels get one message, for
-// the highest.
+// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+// address. Email is accepted only for an address known to be
+// confirmed: the one the Supabase Auth server reports with
+// `email_confirmed_at` set, or, on a server without an Auth server to
+// ask, your token's email when its `user_metadata.email_verified` is
+// true; otherwise `channels.email` is a 400. When several thresholds are
+// crossed at once, every one gets an alert but the channels get one
+// message, for the highest.
 //
 // The webhook URL must be `https` on port 443, carry no credentials, and
 // its host must resolve only to public addresses (no loopback,
 // link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-// in dotted decimal). It is checked now and again before every delivery;
-// redirects are not followed.
+// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+// mapped and well-known NAT64 forms of a public address pass; IP
+// literals only in dotted decimal). It is checked now and again before
+// every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
 // `X-Tokka-Signature` header; it is shown only this once.
@@ -1425,17 +1468,24 @@ func (c *Client) CreateBudgetWithBody(ctx context.Context, contentType string, b
 // `forecast_thresholds` while spend has not; each (budget, threshold,
 // month, amount) fires once, and changing the amount re-arms the
 // thresholds for the new amount. New alerts are sent to the channels:
-// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-// address in your access token. When several thresholds are crossed at
-// once, every one gets an alert but the channels get one message, for
-// the highest.
+// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+// address. Email is accepted only for an address known to be
+// confirmed: the one the Supabase Auth server reports with
+// `email_confirmed_at` set, or, on a server without an Auth server to
+// ask, your token's email when its `user_metadata.email_verified` is
+// true; otherwise `channels.email` is a 400. When several thresholds are
+// crossed at once, every one gets an alert but the channels get one
+// message, for the highest.
 //
 // The webhook URL must be `https` on port 443, carry no credentials, and
 // its host must resolve only to public addresses (no loopback,
 // link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-// in dotted decimal). It is checked now and again before every delivery;
-// redirects are not followed.
+// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+// mapped and well-known NAT64 forms of a public address pass; IP
+// literals only in dotted decimal). It is checked now and again before
+// every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
 // `X-Tokka-Signature` header; it is shown only this once.
@@ -1723,7 +1773,10 @@ func (c *Client) GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*htt
 // the page. Rows that include one of the last 3 days (UTC, today
 // included) are `provisional`: providers may still restate them, and
 // Tokka re-reads them on every sync. Costs are not reported per service
-// tier, so a `service_tier` grouping puts all cost under `""`.
+// tier, so a `service_tier` grouping puts all cost under `""`. A range
+// of more than 92 days is an expensive read: it counts against your
+// per-user budget (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE) and carries
+// the `RateLimit-*` headers.
 //
 // Corresponds with GET /v1/usage (the `GetUsage` operationId).
 func (c *Client) GetUsage(ctx context.Context, params *GetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1743,7 +1796,9 @@ func (c *Client) GetUsage(ctx context.Context, params *GetUsageParams, reqEditor
 // Streams every row of the query (no paging) as RFC 4180 CSV with a
 // header line: the grouping columns, then the sums. Text that a
 // spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
-// tab or carriage return) is prefixed with `'`.
+// tab or carriage return) is prefixed with `'`. An expensive read: it
+// counts against your per-user budget
+// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE).
 //
 // Corresponds with GET /v1/usage/export.csv (the `ExportUsageCSV` operationId).
 func (c *Client) ExportUsageCSV(ctx context.Context, params *ExportUsageCSVParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2043,7 +2098,7 @@ func NewListAuditEventsRequest(server string, params *ListAuditEventsParams) (*h
 }
 
 // NewVerifyAuditEventsRequest constructs an http.Request for the VerifyAuditEvents method
-func NewVerifyAuditEventsRequest(server string) (*http.Request, error) {
+func NewVerifyAuditEventsRequest(server string, params *VerifyAuditEventsParams) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -2059,6 +2114,33 @@ func NewVerifyAuditEventsRequest(server string) (*http.Request, error) {
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Full != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "full", *params.Full, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -2945,10 +3027,14 @@ type ClientWithResponsesInterface interface {
 	// show that its newest events were cut off: note `head_hash` somewhere
 	// outside Tokka and compare it later.
 	//
+	// An expensive read: each call counts against your per-user budget
+	// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE); `full=true` counts against
+	// a stricter one instead (RATE_LIMIT_AUDIT_FULL_PER_HOUR).
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/audit-events/verify (the `VerifyAuditEvents` operationId).
-	VerifyAuditEventsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*VerifyAuditEventsResponse, error)
+	VerifyAuditEventsWithResponse(ctx context.Context, params *VerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*VerifyAuditEventsResponse, error)
 
 	// ListBudgetsWithResponse List your budgets with where each stands this month
 	//
@@ -2967,17 +3053,24 @@ type ClientWithResponsesInterface interface {
 	// `forecast_thresholds` while spend has not; each (budget, threshold,
 	// month, amount) fires once, and changing the amount re-arms the
 	// thresholds for the new amount. New alerts are sent to the channels:
-	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-	// address in your access token. When several thresholds are crossed at
-	// once, every one gets an alert but the channels get one message, for
-	// the highest.
+	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+	// address. Email is accepted only for an address known to be
+	// confirmed: the one the Supabase Auth server reports with
+	// `email_confirmed_at` set, or, on a server without an Auth server to
+	// ask, your token's email when its `user_metadata.email_verified` is
+	// true; otherwise `channels.email` is a 400. When several thresholds are
+	// crossed at once, every one gets an alert but the channels get one
+	// message, for the highest.
 	//
 	// The webhook URL must be `https` on port 443, carry no credentials, and
 	// its host must resolve only to public addresses (no loopback,
 	// link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-	// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-	// in dotted decimal). It is checked now and again before every delivery;
-	// redirects are not followed.
+	// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+	// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+	// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+	// mapped and well-known NAT64 forms of a public address pass; IP
+	// literals only in dotted decimal). It is checked now and again before
+	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
 	// `X-Tokka-Signature` header; it is shown only this once.
@@ -2997,17 +3090,24 @@ type ClientWithResponsesInterface interface {
 	// `forecast_thresholds` while spend has not; each (budget, threshold,
 	// month, amount) fires once, and changing the amount re-arms the
 	// thresholds for the new amount. New alerts are sent to the channels:
-	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-	// address in your access token. When several thresholds are crossed at
-	// once, every one gets an alert but the channels get one message, for
-	// the highest.
+	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+	// address. Email is accepted only for an address known to be
+	// confirmed: the one the Supabase Auth server reports with
+	// `email_confirmed_at` set, or, on a server without an Auth server to
+	// ask, your token's email when its `user_metadata.email_verified` is
+	// true; otherwise `channels.email` is a 400. When several thresholds are
+	// crossed at once, every one gets an alert but the channels get one
+	// message, for the highest.
 	//
 	// The webhook URL must be `https` on port 443, carry no credentials, and
 	// its host must resolve only to public addresses (no loopback,
 	// link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-	// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-	// in dotted decimal). It is checked now and again before every delivery;
-	// redirects are not followed.
+	// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+	// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+	// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+	// mapped and well-known NAT64 forms of a public address pass; IP
+	// literals only in dotted decimal). It is checked now and again before
+	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
 	// `X-Tokka-Signature` header; it is shown only this once.
@@ -3169,7 +3269,10 @@ type ClientWithResponsesInterface interface {
 	// the page. Rows that include one of the last 3 days (UTC, today
 	// included) are `provisional`: providers may still restate them, and
 	// Tokka re-reads them on every sync. Costs are not reported per service
-	// tier, so a `service_tier` grouping puts all cost under `""`.
+	// tier, so a `service_tier` grouping puts all cost under `""`. A range
+	// of more than 92 days is an expensive read: it counts against your
+	// per-user budget (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE) and carries
+	// the `RateLimit-*` headers.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3181,7 +3284,9 @@ type ClientWithResponsesInterface interface {
 	// Streams every row of the query (no paging) as RFC 4180 CSV with a
 	// header line: the grouping columns, then the sums. Text that a
 	// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
-	// tab or carriage return) is prefixed with `'`.
+	// tab or carriage return) is prefixed with `'`. An expensive read: it
+	// counts against your per-user budget
+	// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3323,6 +3428,7 @@ type ReadyzResponse500Headers struct {
 
 // ReadyzResponse503Headers the declared response headers of an HTTP 503 response for Readyz
 type ReadyzResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -3395,8 +3501,19 @@ type ListAlertsResponse401Headers struct {
 	XRequestId *string
 }
 
+// ListAlertsResponse403Headers the declared response headers of an HTTP 403 response for ListAlerts
+type ListAlertsResponse403Headers struct {
+	XRequestId *string
+}
+
 // ListAlertsResponse500Headers the declared response headers of an HTTP 500 response for ListAlerts
 type ListAlertsResponse500Headers struct {
+	XRequestId *string
+}
+
+// ListAlertsResponse503Headers the declared response headers of an HTTP 503 response for ListAlerts
+type ListAlertsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -3409,14 +3526,22 @@ type ListAlertsResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *ListAlertsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListAlertsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListAlertsResponse403Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListAlertsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAlertsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -3434,9 +3559,19 @@ func (r ListAlertsResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListAlertsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r ListAlertsResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAlertsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -3480,6 +3615,11 @@ type AcknowledgeAlertResponse401Headers struct {
 	XRequestId *string
 }
 
+// AcknowledgeAlertResponse403Headers the declared response headers of an HTTP 403 response for AcknowledgeAlert
+type AcknowledgeAlertResponse403Headers struct {
+	XRequestId *string
+}
+
 // AcknowledgeAlertResponse404Headers the declared response headers of an HTTP 404 response for AcknowledgeAlert
 type AcknowledgeAlertResponse404Headers struct {
 	XRequestId *string
@@ -3501,6 +3641,7 @@ type AcknowledgeAlertResponse500Headers struct {
 
 // AcknowledgeAlertResponse503Headers the declared response headers of an HTTP 503 response for AcknowledgeAlert
 type AcknowledgeAlertResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -3511,6 +3652,8 @@ type AcknowledgeAlertResponse struct {
 	JSON200 *Alert
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -3523,6 +3666,8 @@ type AcknowledgeAlertResponse struct {
 	Headers200 *AcknowledgeAlertResponse200Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *AcknowledgeAlertResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *AcknowledgeAlertResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *AcknowledgeAlertResponse404Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -3541,6 +3686,11 @@ func (r AcknowledgeAlertResponse) GetJSON200() *Alert {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r AcknowledgeAlertResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcknowledgeAlertResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -3602,8 +3752,19 @@ type ListAuditEventsResponse401Headers struct {
 	XRequestId *string
 }
 
+// ListAuditEventsResponse403Headers the declared response headers of an HTTP 403 response for ListAuditEvents
+type ListAuditEventsResponse403Headers struct {
+	XRequestId *string
+}
+
 // ListAuditEventsResponse500Headers the declared response headers of an HTTP 500 response for ListAuditEvents
 type ListAuditEventsResponse500Headers struct {
+	XRequestId *string
+}
+
+// ListAuditEventsResponse503Headers the declared response headers of an HTTP 503 response for ListAuditEvents
+type ListAuditEventsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -3616,14 +3777,22 @@ type ListAuditEventsResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *ListAuditEventsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListAuditEventsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListAuditEventsResponse403Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListAuditEventsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAuditEventsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -3641,9 +3810,19 @@ func (r ListAuditEventsResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListAuditEventsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r ListAuditEventsResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAuditEventsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -3675,13 +3854,45 @@ func (r ListAuditEventsResponse) ContentType() string {
 	return ""
 }
 
+// VerifyAuditEventsResponse200Headers the declared response headers of an HTTP 200 response for VerifyAuditEvents
+type VerifyAuditEventsResponse200Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
+// VerifyAuditEventsResponse400Headers the declared response headers of an HTTP 400 response for VerifyAuditEvents
+type VerifyAuditEventsResponse400Headers struct {
+	XRequestId *string
+}
+
 // VerifyAuditEventsResponse401Headers the declared response headers of an HTTP 401 response for VerifyAuditEvents
 type VerifyAuditEventsResponse401Headers struct {
 	XRequestId *string
 }
 
+// VerifyAuditEventsResponse403Headers the declared response headers of an HTTP 403 response for VerifyAuditEvents
+type VerifyAuditEventsResponse403Headers struct {
+	XRequestId *string
+}
+
+// VerifyAuditEventsResponse429Headers the declared response headers of an HTTP 429 response for VerifyAuditEvents
+type VerifyAuditEventsResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
 // VerifyAuditEventsResponse500Headers the declared response headers of an HTTP 500 response for VerifyAuditEvents
 type VerifyAuditEventsResponse500Headers struct {
+	XRequestId *string
+}
+
+// VerifyAuditEventsResponse503Headers the declared response headers of an HTTP 503 response for VerifyAuditEvents
+type VerifyAuditEventsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -3690,14 +3901,32 @@ type VerifyAuditEventsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *AuditVerification
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *VerifyAuditEventsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *VerifyAuditEventsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *VerifyAuditEventsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *VerifyAuditEventsResponse403Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *VerifyAuditEventsResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *VerifyAuditEventsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *VerifyAuditEventsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -3705,14 +3934,34 @@ func (r VerifyAuditEventsResponse) GetJSON200() *AuditVerification {
 	return r.JSON200
 }
 
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r VerifyAuditEventsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r VerifyAuditEventsResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r VerifyAuditEventsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r VerifyAuditEventsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r VerifyAuditEventsResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r VerifyAuditEventsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -3749,8 +3998,19 @@ type ListBudgetsResponse401Headers struct {
 	XRequestId *string
 }
 
+// ListBudgetsResponse403Headers the declared response headers of an HTTP 403 response for ListBudgets
+type ListBudgetsResponse403Headers struct {
+	XRequestId *string
+}
+
 // ListBudgetsResponse500Headers the declared response headers of an HTTP 500 response for ListBudgets
 type ListBudgetsResponse500Headers struct {
+	XRequestId *string
+}
+
+// ListBudgetsResponse503Headers the declared response headers of an HTTP 503 response for ListBudgets
+type ListBudgetsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -3761,12 +4021,20 @@ type ListBudgetsResponse struct {
 	JSON200 *BudgetList
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListBudgetsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListBudgetsResponse403Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListBudgetsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListBudgetsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -3779,9 +4047,19 @@ func (r ListBudgetsResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListBudgetsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r ListBudgetsResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListBudgetsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -3830,6 +4108,11 @@ type CreateBudgetResponse401Headers struct {
 	XRequestId *string
 }
 
+// CreateBudgetResponse403Headers the declared response headers of an HTTP 403 response for CreateBudget
+type CreateBudgetResponse403Headers struct {
+	XRequestId *string
+}
+
 // CreateBudgetResponse413Headers the declared response headers of an HTTP 413 response for CreateBudget
 type CreateBudgetResponse413Headers struct {
 	XRequestId *string
@@ -3851,6 +4134,7 @@ type CreateBudgetResponse500Headers struct {
 
 // CreateBudgetResponse503Headers the declared response headers of an HTTP 503 response for CreateBudget
 type CreateBudgetResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -3863,6 +4147,8 @@ type CreateBudgetResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -3877,6 +4163,8 @@ type CreateBudgetResponse struct {
 	Headers400 *CreateBudgetResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *CreateBudgetResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *CreateBudgetResponse403Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateBudgetResponse413Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -3900,6 +4188,11 @@ func (r CreateBudgetResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r CreateBudgetResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateBudgetResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -3963,6 +4256,11 @@ type DeleteBudgetResponse401Headers struct {
 	XRequestId *string
 }
 
+// DeleteBudgetResponse403Headers the declared response headers of an HTTP 403 response for DeleteBudget
+type DeleteBudgetResponse403Headers struct {
+	XRequestId *string
+}
+
 // DeleteBudgetResponse404Headers the declared response headers of an HTTP 404 response for DeleteBudget
 type DeleteBudgetResponse404Headers struct {
 	XRequestId *string
@@ -3984,6 +4282,7 @@ type DeleteBudgetResponse500Headers struct {
 
 // DeleteBudgetResponse503Headers the declared response headers of an HTTP 503 response for DeleteBudget
 type DeleteBudgetResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -3992,6 +4291,8 @@ type DeleteBudgetResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -4004,6 +4305,8 @@ type DeleteBudgetResponse struct {
 	Headers204 *DeleteBudgetResponse204Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *DeleteBudgetResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *DeleteBudgetResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *DeleteBudgetResponse404Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -4017,6 +4320,11 @@ type DeleteBudgetResponse struct {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r DeleteBudgetResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteBudgetResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -4073,6 +4381,11 @@ type GetBudgetResponse401Headers struct {
 	XRequestId *string
 }
 
+// GetBudgetResponse403Headers the declared response headers of an HTTP 403 response for GetBudget
+type GetBudgetResponse403Headers struct {
+	XRequestId *string
+}
+
 // GetBudgetResponse404Headers the declared response headers of an HTTP 404 response for GetBudget
 type GetBudgetResponse404Headers struct {
 	XRequestId *string
@@ -4083,6 +4396,12 @@ type GetBudgetResponse500Headers struct {
 	XRequestId *string
 }
 
+// GetBudgetResponse503Headers the declared response headers of an HTTP 503 response for GetBudget
+type GetBudgetResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
 type GetBudgetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4090,16 +4409,24 @@ type GetBudgetResponse struct {
 	JSON200 *Budget
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetBudgetResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetBudgetResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetBudgetResponse404Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetBudgetResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetBudgetResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4112,6 +4439,11 @@ func (r GetBudgetResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetBudgetResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetBudgetResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
@@ -4120,6 +4452,11 @@ func (r GetBudgetResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r GetBudgetResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetBudgetResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4168,6 +4505,11 @@ type UpdateBudgetResponse401Headers struct {
 	XRequestId *string
 }
 
+// UpdateBudgetResponse403Headers the declared response headers of an HTTP 403 response for UpdateBudget
+type UpdateBudgetResponse403Headers struct {
+	XRequestId *string
+}
+
 // UpdateBudgetResponse404Headers the declared response headers of an HTTP 404 response for UpdateBudget
 type UpdateBudgetResponse404Headers struct {
 	XRequestId *string
@@ -4194,6 +4536,7 @@ type UpdateBudgetResponse500Headers struct {
 
 // UpdateBudgetResponse503Headers the declared response headers of an HTTP 503 response for UpdateBudget
 type UpdateBudgetResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -4206,6 +4549,8 @@ type UpdateBudgetResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -4222,6 +4567,8 @@ type UpdateBudgetResponse struct {
 	Headers400 *UpdateBudgetResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *UpdateBudgetResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *UpdateBudgetResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *UpdateBudgetResponse404Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
@@ -4247,6 +4594,11 @@ func (r UpdateBudgetResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r UpdateBudgetResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UpdateBudgetResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -4308,8 +4660,19 @@ type ListConnectionsResponse401Headers struct {
 	XRequestId *string
 }
 
+// ListConnectionsResponse403Headers the declared response headers of an HTTP 403 response for ListConnections
+type ListConnectionsResponse403Headers struct {
+	XRequestId *string
+}
+
 // ListConnectionsResponse500Headers the declared response headers of an HTTP 500 response for ListConnections
 type ListConnectionsResponse500Headers struct {
+	XRequestId *string
+}
+
+// ListConnectionsResponse503Headers the declared response headers of an HTTP 503 response for ListConnections
+type ListConnectionsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -4320,12 +4683,20 @@ type ListConnectionsResponse struct {
 	JSON200 *ConnectionList
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListConnectionsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListConnectionsResponse403Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListConnectionsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListConnectionsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4338,9 +4709,19 @@ func (r ListConnectionsResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListConnectionsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r ListConnectionsResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListConnectionsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4389,6 +4770,11 @@ type CreateConnectionResponse401Headers struct {
 	XRequestId *string
 }
 
+// CreateConnectionResponse403Headers the declared response headers of an HTTP 403 response for CreateConnection
+type CreateConnectionResponse403Headers struct {
+	XRequestId *string
+}
+
 // CreateConnectionResponse413Headers the declared response headers of an HTTP 413 response for CreateConnection
 type CreateConnectionResponse413Headers struct {
 	XRequestId *string
@@ -4410,6 +4796,7 @@ type CreateConnectionResponse500Headers struct {
 
 // CreateConnectionResponse503Headers the declared response headers of an HTTP 503 response for CreateConnection
 type CreateConnectionResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -4422,6 +4809,8 @@ type CreateConnectionResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -4436,6 +4825,8 @@ type CreateConnectionResponse struct {
 	Headers400 *CreateConnectionResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *CreateConnectionResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *CreateConnectionResponse403Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateConnectionResponse413Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -4459,6 +4850,11 @@ func (r CreateConnectionResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r CreateConnectionResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -4522,6 +4918,11 @@ type DeleteConnectionResponse401Headers struct {
 	XRequestId *string
 }
 
+// DeleteConnectionResponse403Headers the declared response headers of an HTTP 403 response for DeleteConnection
+type DeleteConnectionResponse403Headers struct {
+	XRequestId *string
+}
+
 // DeleteConnectionResponse404Headers the declared response headers of an HTTP 404 response for DeleteConnection
 type DeleteConnectionResponse404Headers struct {
 	XRequestId *string
@@ -4543,6 +4944,7 @@ type DeleteConnectionResponse500Headers struct {
 
 // DeleteConnectionResponse503Headers the declared response headers of an HTTP 503 response for DeleteConnection
 type DeleteConnectionResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -4551,6 +4953,8 @@ type DeleteConnectionResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -4563,6 +4967,8 @@ type DeleteConnectionResponse struct {
 	Headers204 *DeleteConnectionResponse204Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *DeleteConnectionResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *DeleteConnectionResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *DeleteConnectionResponse404Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -4576,6 +4982,11 @@ type DeleteConnectionResponse struct {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r DeleteConnectionResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -4632,6 +5043,11 @@ type GetConnectionResponse401Headers struct {
 	XRequestId *string
 }
 
+// GetConnectionResponse403Headers the declared response headers of an HTTP 403 response for GetConnection
+type GetConnectionResponse403Headers struct {
+	XRequestId *string
+}
+
 // GetConnectionResponse404Headers the declared response headers of an HTTP 404 response for GetConnection
 type GetConnectionResponse404Headers struct {
 	XRequestId *string
@@ -4642,6 +5058,12 @@ type GetConnectionResponse500Headers struct {
 	XRequestId *string
 }
 
+// GetConnectionResponse503Headers the declared response headers of an HTTP 503 response for GetConnection
+type GetConnectionResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
 type GetConnectionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4649,16 +5071,24 @@ type GetConnectionResponse struct {
 	JSON200 *Connection
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetConnectionResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetConnectionResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetConnectionResponse404Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetConnectionResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetConnectionResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4671,6 +5101,11 @@ func (r GetConnectionResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetConnectionResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
@@ -4679,6 +5114,11 @@ func (r GetConnectionResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r GetConnectionResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetConnectionResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4727,6 +5167,11 @@ type UpdateConnectionResponse401Headers struct {
 	XRequestId *string
 }
 
+// UpdateConnectionResponse403Headers the declared response headers of an HTTP 403 response for UpdateConnection
+type UpdateConnectionResponse403Headers struct {
+	XRequestId *string
+}
+
 // UpdateConnectionResponse404Headers the declared response headers of an HTTP 404 response for UpdateConnection
 type UpdateConnectionResponse404Headers struct {
 	XRequestId *string
@@ -4753,6 +5198,7 @@ type UpdateConnectionResponse500Headers struct {
 
 // UpdateConnectionResponse503Headers the declared response headers of an HTTP 503 response for UpdateConnection
 type UpdateConnectionResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -4765,6 +5211,8 @@ type UpdateConnectionResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -4781,6 +5229,8 @@ type UpdateConnectionResponse struct {
 	Headers400 *UpdateConnectionResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *UpdateConnectionResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *UpdateConnectionResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *UpdateConnectionResponse404Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
@@ -4806,6 +5256,11 @@ func (r UpdateConnectionResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r UpdateConnectionResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UpdateConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -4874,6 +5329,11 @@ type RequestSyncResponse401Headers struct {
 	XRequestId *string
 }
 
+// RequestSyncResponse403Headers the declared response headers of an HTTP 403 response for RequestSync
+type RequestSyncResponse403Headers struct {
+	XRequestId *string
+}
+
 // RequestSyncResponse404Headers the declared response headers of an HTTP 404 response for RequestSync
 type RequestSyncResponse404Headers struct {
 	XRequestId *string
@@ -4900,6 +5360,7 @@ type RequestSyncResponse500Headers struct {
 
 // RequestSyncResponse503Headers the declared response headers of an HTTP 503 response for RequestSync
 type RequestSyncResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -4910,6 +5371,8 @@ type RequestSyncResponse struct {
 	JSON202 *Connection
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -4924,6 +5387,8 @@ type RequestSyncResponse struct {
 	Headers202 *RequestSyncResponse202Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *RequestSyncResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *RequestSyncResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *RequestSyncResponse404Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
@@ -4944,6 +5409,11 @@ func (r RequestSyncResponse) GetJSON202() *Connection {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r RequestSyncResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RequestSyncResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -5005,6 +5475,11 @@ type GetMeResponse401Headers struct {
 	XRequestId *string
 }
 
+// GetMeResponse403Headers the declared response headers of an HTTP 403 response for GetMe
+type GetMeResponse403Headers struct {
+	XRequestId *string
+}
+
 // GetMeResponse500Headers the declared response headers of an HTTP 500 response for GetMe
 type GetMeResponse500Headers struct {
 	XRequestId *string
@@ -5017,10 +5492,14 @@ type GetMeResponse struct {
 	JSON200 *Me
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetMeResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetMeResponse403Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetMeResponse500Headers
 }
@@ -5033,6 +5512,11 @@ func (r GetMeResponse) GetJSON200() *Me {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetMeResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetMeResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5069,6 +5553,13 @@ func (r GetMeResponse) ContentType() string {
 	return ""
 }
 
+// GetUsageResponse200Headers the declared response headers of an HTTP 200 response for GetUsage
+type GetUsageResponse200Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
 // GetUsageResponse400Headers the declared response headers of an HTTP 400 response for GetUsage
 type GetUsageResponse400Headers struct {
 	XRequestId *string
@@ -5079,8 +5570,28 @@ type GetUsageResponse401Headers struct {
 	XRequestId *string
 }
 
+// GetUsageResponse403Headers the declared response headers of an HTTP 403 response for GetUsage
+type GetUsageResponse403Headers struct {
+	XRequestId *string
+}
+
+// GetUsageResponse429Headers the declared response headers of an HTTP 429 response for GetUsage
+type GetUsageResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
 // GetUsageResponse500Headers the declared response headers of an HTTP 500 response for GetUsage
 type GetUsageResponse500Headers struct {
+	XRequestId *string
+}
+
+// GetUsageResponse503Headers the declared response headers of an HTTP 503 response for GetUsage
+type GetUsageResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -5093,14 +5604,28 @@ type GetUsageResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetUsageResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *GetUsageResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetUsageResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetUsageResponse403Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetUsageResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetUsageResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetUsageResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5118,9 +5643,24 @@ func (r GetUsageResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetUsageResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetUsageResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r GetUsageResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetUsageResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5152,6 +5692,13 @@ func (r GetUsageResponse) ContentType() string {
 	return ""
 }
 
+// ExportUsageCSVResponse200Headers the declared response headers of an HTTP 200 response for ExportUsageCSV
+type ExportUsageCSVResponse200Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
 // ExportUsageCSVResponse400Headers the declared response headers of an HTTP 400 response for ExportUsageCSV
 type ExportUsageCSVResponse400Headers struct {
 	XRequestId *string
@@ -5162,8 +5709,28 @@ type ExportUsageCSVResponse401Headers struct {
 	XRequestId *string
 }
 
+// ExportUsageCSVResponse403Headers the declared response headers of an HTTP 403 response for ExportUsageCSV
+type ExportUsageCSVResponse403Headers struct {
+	XRequestId *string
+}
+
+// ExportUsageCSVResponse429Headers the declared response headers of an HTTP 429 response for ExportUsageCSV
+type ExportUsageCSVResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
 // ExportUsageCSVResponse500Headers the declared response headers of an HTTP 500 response for ExportUsageCSV
 type ExportUsageCSVResponse500Headers struct {
+	XRequestId *string
+}
+
+// ExportUsageCSVResponse503Headers the declared response headers of an HTTP 503 response for ExportUsageCSV
+type ExportUsageCSVResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -5174,14 +5741,28 @@ type ExportUsageCSVResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ExportUsageCSVResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *ExportUsageCSVResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ExportUsageCSVResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ExportUsageCSVResponse403Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ExportUsageCSVResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ExportUsageCSVResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ExportUsageCSVResponse503Headers
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -5194,9 +5775,24 @@ func (r ExportUsageCSVResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ExportUsageCSVResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ExportUsageCSVResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r ExportUsageCSVResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ExportUsageCSVResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5233,8 +5829,19 @@ type GetUsageSummaryResponse401Headers struct {
 	XRequestId *string
 }
 
+// GetUsageSummaryResponse403Headers the declared response headers of an HTTP 403 response for GetUsageSummary
+type GetUsageSummaryResponse403Headers struct {
+	XRequestId *string
+}
+
 // GetUsageSummaryResponse500Headers the declared response headers of an HTTP 500 response for GetUsageSummary
 type GetUsageSummaryResponse500Headers struct {
+	XRequestId *string
+}
+
+// GetUsageSummaryResponse503Headers the declared response headers of an HTTP 503 response for GetUsageSummary
+type GetUsageSummaryResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -5245,12 +5852,20 @@ type GetUsageSummaryResponse struct {
 	JSON200 *UsageSummary
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetUsageSummaryResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetUsageSummaryResponse403Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetUsageSummaryResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetUsageSummaryResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5263,9 +5878,19 @@ func (r GetUsageSummaryResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetUsageSummaryResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r GetUsageSummaryResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetUsageSummaryResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5389,11 +6014,15 @@ func (c *ClientWithResponses) ListAuditEventsWithResponse(ctx context.Context, p
 // show that its newest events were cut off: note `head_hash` somewhere
 // outside Tokka and compare it later.
 //
+// An expensive read: each call counts against your per-user budget
+// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE); `full=true` counts against
+// a stricter one instead (RATE_LIMIT_AUDIT_FULL_PER_HOUR).
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /v1/audit-events/verify (the `VerifyAuditEvents` operationId).
-func (c *ClientWithResponses) VerifyAuditEventsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*VerifyAuditEventsResponse, error) {
-	rsp, err := c.VerifyAuditEvents(ctx, reqEditors...)
+func (c *ClientWithResponses) VerifyAuditEventsWithResponse(ctx context.Context, params *VerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*VerifyAuditEventsResponse, error) {
+	rsp, err := c.VerifyAuditEvents(ctx, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -5423,17 +6052,24 @@ func (c *ClientWithResponses) ListBudgetsWithResponse(ctx context.Context, reqEd
 // `forecast_thresholds` while spend has not; each (budget, threshold,
 // month, amount) fires once, and changing the amount re-arms the
 // thresholds for the new amount. New alerts are sent to the channels:
-// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-// address in your access token. When several thresholds are crossed at
-// once, every one gets an alert but the channels get one message, for
-// the highest.
+// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+// address. Email is accepted only for an address known to be
+// confirmed: the one the Supabase Auth server reports with
+// `email_confirmed_at` set, or, on a server without an Auth server to
+// ask, your token's email when its `user_metadata.email_verified` is
+// true; otherwise `channels.email` is a 400. When several thresholds are
+// crossed at once, every one gets an alert but the channels get one
+// message, for the highest.
 //
 // The webhook URL must be `https` on port 443, carry no credentials, and
 // its host must resolve only to public addresses (no loopback,
 // link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-// in dotted decimal). It is checked now and again before every delivery;
-// redirects are not followed.
+// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+// mapped and well-known NAT64 forms of a public address pass; IP
+// literals only in dotted decimal). It is checked now and again before
+// every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
 // `X-Tokka-Signature` header; it is shown only this once.
@@ -5459,17 +6095,24 @@ func (c *ClientWithResponses) CreateBudgetWithBodyWithResponse(ctx context.Conte
 // `forecast_thresholds` while spend has not; each (budget, threshold,
 // month, amount) fires once, and changing the amount re-arms the
 // thresholds for the new amount. New alerts are sent to the channels:
-// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-// address in your access token. When several thresholds are crossed at
-// once, every one gets an alert but the channels get one message, for
-// the highest.
+// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+// address. Email is accepted only for an address known to be
+// confirmed: the one the Supabase Auth server reports with
+// `email_confirmed_at` set, or, on a server without an Auth server to
+// ask, your token's email when its `user_metadata.email_verified` is
+// true; otherwise `channels.email` is a 400. When several thresholds are
+// crossed at once, every one gets an alert but the channels get one
+// message, for the highest.
 //
 // The webhook URL must be `https` on port 443, carry no credentials, and
 // its host must resolve only to public addresses (no loopback,
 // link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-// in dotted decimal). It is checked now and again before every delivery;
-// redirects are not followed.
+// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+// mapped and well-known NAT64 forms of a public address pass; IP
+// literals only in dotted decimal). It is checked now and again before
+// every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
 // `X-Tokka-Signature` header; it is shown only this once.
@@ -5715,7 +6358,10 @@ func (c *ClientWithResponses) GetMeWithResponse(ctx context.Context, reqEditors 
 // the page. Rows that include one of the last 3 days (UTC, today
 // included) are `provisional`: providers may still restate them, and
 // Tokka re-reads them on every sync. Costs are not reported per service
-// tier, so a `service_tier` grouping puts all cost under `""`.
+// tier, so a `service_tier` grouping puts all cost under `""`. A range
+// of more than 92 days is an expensive read: it counts against your
+// per-user budget (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE) and carries
+// the `RateLimit-*` headers.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5733,7 +6379,9 @@ func (c *ClientWithResponses) GetUsageWithResponse(ctx context.Context, params *
 // Streams every row of the query (no paging) as RFC 4180 CSV with a
 // header line: the grouping columns, then the sums. Text that a
 // spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
-// tab or carriage return) is prefixed with `'`.
+// tab or carriage return) is prefixed with `'`. An expensive read: it
+// counts against your per-user budget
+// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5911,6 +6559,13 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ReadyzResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -5959,12 +6614,26 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -5989,6 +6658,16 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListAlertsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListAlertsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -5999,6 +6678,23 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListAlertsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6031,6 +6727,13 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
@@ -6097,6 +6800,16 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers AcknowledgeAlertResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers AcknowledgeAlertResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6157,6 +6870,13 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers AcknowledgeAlertResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -6205,12 +6925,26 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -6235,6 +6969,16 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListAuditEventsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListAuditEventsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6245,6 +6989,23 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListAuditEventsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6271,12 +7032,33 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
@@ -6285,9 +7067,50 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers VerifyAuditEventsResponse200Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers VerifyAuditEventsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers VerifyAuditEventsResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6298,6 +7121,54 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers VerifyAuditEventsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 429:
+		var headers VerifyAuditEventsResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers VerifyAuditEventsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6308,6 +7179,23 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers VerifyAuditEventsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6341,12 +7229,26 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -6361,6 +7263,16 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListBudgetsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListBudgetsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6371,6 +7283,23 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListBudgetsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6410,6 +7339,13 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge
@@ -6486,6 +7422,16 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers CreateBudgetResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateBudgetResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6546,6 +7492,13 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers CreateBudgetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -6582,6 +7535,13 @@ func ParseDeleteBudgetResponse(rsp *http.Response) (*DeleteBudgetResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
@@ -6648,6 +7608,16 @@ func ParseDeleteBudgetResponse(rsp *http.Response) (*DeleteBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers DeleteBudgetResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers DeleteBudgetResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6708,6 +7678,13 @@ func ParseDeleteBudgetResponse(rsp *http.Response) (*DeleteBudgetResponse, error
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers DeleteBudgetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -6749,6 +7726,13 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6763,6 +7747,13 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -6776,6 +7767,16 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetBudgetResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers GetBudgetResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6796,6 +7797,23 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetBudgetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6835,6 +7853,13 @@ func ParseUpdateBudgetResponse(rsp *http.Response) (*UpdateBudgetResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
@@ -6918,6 +7943,16 @@ func ParseUpdateBudgetResponse(rsp *http.Response) (*UpdateBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers UpdateBudgetResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers UpdateBudgetResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6988,6 +8023,13 @@ func ParseUpdateBudgetResponse(rsp *http.Response) (*UpdateBudgetResponse, error
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers UpdateBudgetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7029,12 +8071,26 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7049,6 +8105,16 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListConnectionsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListConnectionsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7059,6 +8125,23 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListConnectionsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7098,6 +8181,13 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge
@@ -7174,6 +8264,16 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers CreateConnectionResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateConnectionResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7234,6 +8334,13 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers CreateConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7270,6 +8377,13 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
@@ -7336,6 +8450,16 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers DeleteConnectionResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers DeleteConnectionResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7396,6 +8520,13 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers DeleteConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7437,6 +8568,13 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7451,6 +8589,13 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -7464,6 +8609,16 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetConnectionResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers GetConnectionResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7484,6 +8639,23 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7523,6 +8695,13 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
@@ -7606,6 +8785,16 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers UpdateConnectionResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers UpdateConnectionResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7676,6 +8865,13 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers UpdateConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7716,6 +8912,13 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
@@ -7789,6 +8992,16 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers RequestSyncResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers RequestSyncResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7859,6 +9072,13 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers RequestSyncResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7900,6 +9120,13 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7920,6 +9147,16 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetMeResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetMeResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7970,6 +9207,20 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7977,9 +9228,40 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers GetUsageResponse200Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers200 = &headers
 	case rsp.StatusCode == 400:
 		var headers GetUsageResponse400Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8000,6 +9282,54 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetUsageResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetUsageResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetUsageResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8010,6 +9340,23 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetUsageResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8043,6 +9390,20 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8050,9 +9411,40 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers ExportUsageCSVResponse200Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers200 = &headers
 	case rsp.StatusCode == 400:
 		var headers ExportUsageCSVResponse400Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8073,6 +9465,54 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ExportUsageCSVResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 429:
+		var headers ExportUsageCSVResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers ExportUsageCSVResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8083,6 +9523,23 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ExportUsageCSVResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8116,12 +9573,26 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8136,6 +9607,16 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetUsageSummaryResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetUsageSummaryResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8146,6 +9627,23 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetUsageSummaryResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
