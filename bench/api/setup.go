@@ -209,7 +209,8 @@ func syncOnce(ctx context.Context, bin, dbURL, encKey, fakeURL string, days int)
 
 // seed adds the user's two connections through the api (which seals their
 // keys) and backfills them with `syncer once` from the fake provider. The
-// keys are fixed, so every run sees the same deterministic data.
+// fake provider derives its data from the key and the date, and the keys
+// are fixed, so runs on the same day see the same data.
 func seed(ctx context.Context, out io.Writer, apiURL, token, dbURL, syncer, encKey string, days int) error {
 	for _, c := range []struct{ provider, key string }{
 		{"openai", "sk-admin-tokkabench0001"},
