@@ -22,7 +22,8 @@ import (
 //   - 403 user_not_found once the token's user was deleted;
 //   - 200 with the user as JSON otherwise.
 //
-// Paths may carry a prefix (/auth/v1/user behind the gateway).
+// It also answers the admin API's GET /admin/users/{id} (see serveAdmin and
+// AddUser). Paths may carry a prefix (/auth/v1/user behind the gateway).
 type AuthServer struct {
 	// APIKey, when set, is required in the apikey header.
 	APIKey string
@@ -33,6 +34,7 @@ type AuthServer struct {
 	deleted  map[string]bool // user ids deleted
 	down     atomic.Bool
 	requests atomic.Int64
+	admin    adminDirectory // the admin API's users (admin.go)
 }
 
 // NewAuthServer returns an AuthServer that trusts tokens signed with secret.
@@ -66,11 +68,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// ServeHTTP implements GET …/user.
+// ServeHTTP implements GET …/user and the admin API.
 func (s *AuthServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	if s.down.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"message": "upstream unavailable"})
+		return
+	}
+	if strings.Contains(r.URL.Path, "/admin/users/") {
+		s.serveAdmin(w, r)
 		return
 	}
 	if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/user") {

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokka-dev/tokka/pkg/authtest"
 	"github.com/tokka-dev/tokka/pkg/incident"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/secret"
@@ -41,37 +42,24 @@ func TestParseWindow(t *testing.T) {
 	}
 }
 
-// TestAuthDirectory drives gotrue-go's AdminGetUser against a server that
-// answers like GoTrue, and checks that the service-role key is sent as
-// GoTrue expects and never appears in an error.
+// TestAuthDirectory drives gotrue-go's AdminGetUser against the fake Auth
+// server, which answers like GoTrue (authtest), and checks that the
+// service-role key is sent as GoTrue and the gateway expect, that keys GoTrue
+// would refuse are refused up front with a reason, and that the key never
+// appears in an error.
 func TestAuthDirectory(t *testing.T) {
 	t.Parallel()
-	key := "service-role-" + uuid.NewString()
-	known := uuid.NewString()
-	noEmail := uuid.NewString()
-	var status atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if st := int(status.Load()); st != 0 {
-			w.WriteHeader(st)
-			_, _ = w.Write([]byte(`{"code":500,"msg":"echoing ` + r.Header.Get("Authorization") + `"}`))
-			return
-		}
-		if r.Header.Get("Authorization") != "Bearer "+key || r.Header.Get("apikey") != key {
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = w.Write([]byte(`{"code":401,"msg":"invalid JWT"}`))
-			return
-		}
-		switch strings.TrimPrefix(r.URL.Path, "/admin/users/") {
-		case known:
-			_, _ = w.Write([]byte(`{"id":"` + known + `","aud":"authenticated","role":"authenticated","email":"ada@example.com","app_metadata":{},"user_metadata":{},"identities":[]}`))
-		case noEmail:
-			_, _ = w.Write([]byte(`{"id":"` + noEmail + `","aud":"authenticated","role":"authenticated","email":"","phone":"+15550100"}`))
-		default:
-			w.WriteHeader(http.StatusNotFound)
-			_, _ = w.Write([]byte(`{"code":404,"error_code":"user_not_found","msg":"User not found"}`))
-		}
-	}))
+	jwtSecret := []byte("directory-test-secret-directory-test-secret")
+	key, err := authtest.ServiceKey{}.HS256(jwtSecret)
+	require.NoError(t, err)
+	auth := authtest.NewAuthServer(jwtSecret)
+	auth.APIKey = key // the gateway wants an apikey; without SUPABASE_ANON_KEY it is the service key
+	known, noEmail, deleted := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	auth.AddUser(known, "ada@example.com")
+	auth.AddUser(noEmail, "")
+	auth.AddUser(deleted, "gone@example.com")
+	auth.DeleteUser(deleted)
+	srv := httptest.NewServer(auth)
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
 
@@ -83,17 +71,65 @@ func TestAuthDirectory(t *testing.T) {
 	_, err = d.Email(ctx, noEmail)
 	require.ErrorIs(t, err, incident.ErrNoAddress)
 	_, err = d.Email(ctx, uuid.NewString())
+	require.ErrorIs(t, err, incident.ErrNoAddress, "an unknown user has no address")
+	_, err = d.Email(ctx, deleted)
 	require.ErrorIs(t, err, incident.ErrNoAddress, "a deleted user has no address")
+	require.Equal(t, []string{known, noEmail}, auth.AdminLookups()[:2])
 
-	wrong, err := incident.NewAuthDirectory(incident.AuthConfig{URL: srv.URL, ServiceRoleKey: secret.FromString("anon")})
+	// Keys the Auth server would refuse. A JWT naming a user, or with
+	// another role, is refused before any request, saying why.
+	for _, c := range []struct {
+		name string
+		tok  authtest.Token
+		want string
+	}{
+		{"service token with a sub", authtest.Token{Role: "service_role"}, "carries a sub claim"},
+		{"a user's token", authtest.Token{}, "is not a service_role key"},
+	} {
+		bad, err := c.tok.HS256(jwtSecret)
+		require.NoError(t, err)
+		_, err = incident.NewAuthDirectory(incident.AuthConfig{URL: srv.URL, ServiceRoleKey: secret.FromString(bad)})
+		require.ErrorContains(t, err, c.want, c.name)
+		require.NotContains(t, err.Error(), bad)
+	}
+	lookups := len(auth.AdminLookups())
+	wrong, err := incident.NewAuthDirectory(incident.AuthConfig{URL: srv.URL, ServiceRoleKey: secret.FromString("anon"), APIKey: key})
 	require.NoError(t, err)
 	_, err = wrong.Email(ctx, known)
 	require.ErrorContains(t, err, "check SUPABASE_SERVICE_ROLE_KEY")
+	forged, err := authtest.ServiceKey{}.HS256([]byte("another-secret-another-secret-another-secret"))
+	require.NoError(t, err)
+	wrong, err = incident.NewAuthDirectory(incident.AuthConfig{URL: srv.URL, ServiceRoleKey: secret.FromString(forged), APIKey: key})
+	require.NoError(t, err)
+	_, err = wrong.Email(ctx, known)
+	require.ErrorContains(t, err, "refused the service-role key (403)")
+	require.Len(t, auth.AdminLookups(), lookups, "refused keys looked nobody up")
 
+	// Whatever GoTrue says in a body stays out of errors: a server that
+	// echoes the key in a 500, and GoTrue's user_not_found 403 (a key in a
+	// format not checked up front) turned into advice.
+	var status atomic.Int32
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(int(status.Load()))
+		if status.Load() == http.StatusForbidden {
+			_, _ = w.Write([]byte(`{"code":403,"error_code":"user_not_found","msg":"User from sub claim in JWT does not exist"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"code":500,"msg":"echoing ` + r.Header.Get("Authorization") + `"}`))
+	}))
+	t.Cleanup(echo.Close)
+	opaque := "sb_secret_" + strings.Repeat("k", 32)
+	d, err = incident.NewAuthDirectory(incident.AuthConfig{URL: echo.URL, ServiceRoleKey: secret.FromString(opaque)})
+	require.NoError(t, err)
 	status.Store(http.StatusInternalServerError)
 	_, err = d.Email(ctx, known)
 	require.ErrorContains(t, err, "answered 500")
-	require.NotContains(t, err.Error(), key, "the response body (which may echo the key) is never quoted")
+	require.NotContains(t, err.Error(), opaque, "the response body (which may echo the key) is never quoted")
+	status.Store(http.StatusForbidden)
+	_, err = d.Email(ctx, known)
+	require.ErrorContains(t, err, "403 user_not_found")
+	require.ErrorContains(t, err, "devtoken -role service_role")
 
 	_, err = incident.NewAuthDirectory(incident.AuthConfig{URL: "auth:9999", ServiceRoleKey: secret.FromString(key)})
 	require.ErrorContains(t, err, "SUPABASE_AUTH_URL")
