@@ -158,8 +158,26 @@ func TestMessageSaysWhatToDoAndNoMoreOfTheKeyThanItsHint(t *testing.T) {
 		`OpenAI connection "Production" (key sk-admin-…Q7xZ): no longer used by Tokka; it was decrypted for syncing 3 times`,
 		`Anthropic connection "Production": you have replaced its key since`,
 		"OpenAI connection 0b7f3d1e-7f59-4a5e-9a43-4f5bb1b0e0aa (deleted on 2026-11-21)",
-		"Revoke each key listed above", "Create a new Admin API key", "2026-11-20 00:00 to 2026-11-21 23:59 (UTC)",
+		"Revoke each key listed above", "Create a new Admin API key", "2026-11-20 00:00:00 to 2026-11-21 23:59:59 (UTC)",
 	} {
 		require.Contains(t, msg.Body, want)
+	}
+}
+
+// TestMessageShowsTheRealWindow: a window inside one minute (an incident
+// found and contained at once, or the end-to-end test's) used to read
+// "22:08 to 22:08", a window of no length at all.
+func TestMessageShowsTheRealWindow(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ from, to, want string }{
+		{"2026-11-20T22:08:05Z", "2026-11-20T22:08:41Z", "2026-11-20 22:08:05 to 2026-11-20 22:08:41 (UTC)"},
+		{"2026-11-20T22:08:05.120Z", "2026-11-20T22:08:05.480Z", "2026-11-20 22:08:05.120000 to 2026-11-20 22:08:05.480000 (UTC)"},
+		{"2026-11-20T09:00:00+01:00", "2026-11-27", "2026-11-20 08:00:00 to 2026-11-27 23:59:59 (UTC)"},
+	} {
+		w, err := incident.ParseWindow(c.from, c.to, "INC-1")
+		require.NoError(t, err)
+		msg := incident.Message(w, "", nil)
+		require.Contains(t, msg.Body, "The period concerned is "+c.want+".", c)
+		require.Contains(t, msg.Body, "usage since "+strings.TrimSuffix(strings.SplitN(c.want, " to ", 2)[0], "")+" UTC", c)
 	}
 }
