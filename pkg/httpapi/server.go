@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -263,8 +262,7 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		s.log.Info().Str("request_id", requestID(c)).Str("method", c.Request().Method).
 			Str("route", route).Int("status", c.Response().Status).Dur("latency", d).Msg("request")
 		if s.cfg.Metrics != nil {
-			s.cfg.Metrics.Requests.WithLabelValues(route, c.Request().Method,
-				strconv.Itoa(c.Response().Status)).Observe(d.Seconds())
+			s.cfg.Metrics.ObserveRequest(c.Path(), c.Request().Method, c.Response().Status, d)
 		}
 		return nil
 	}
