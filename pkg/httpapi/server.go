@@ -87,6 +87,8 @@ type Config struct {
 	// WebhookGuard checks budget webhook URLs when they are saved; default a
 	// strict guard (WEBHOOK_ALLOW_LOOPBACK_HTTP off, system resolver).
 	WebhookGuard *notify.Guard
+	// Drain, once started, turns /readyz to 503 for a graceful shutdown.
+	Drain *Drain
 }
 
 // Server holds the API's dependencies.
@@ -290,6 +292,9 @@ func (s *Server) healthz(c echo.Context) error {
 }
 
 func (s *Server) readyz(c echo.Context) error {
+	if s.cfg.Drain.Draining() {
+		return &tokka.Error{Code: tokka.CodeUnavailable, Message: "shutting down"}
+	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
