@@ -50,10 +50,6 @@ type Config struct {
 	Keyring          *keyring.Keyring
 	Sync             syncer.Config
 	PollEvery        time.Duration
-	// StallAfter is SYNC_STALL_TIMEOUT: the metrics listener's /healthz
-	// (the daemon's liveness probe) fails once the syncer has shown no
-	// progress for this long. Default 15m.
-	StallAfter time.Duration
 	OpenAIBaseURL    string
 	AnthropicBaseURL string
 	MetricsAddr      string
@@ -65,6 +61,11 @@ type Config struct {
 	SMTP          *notify.SMTPConfig
 	AllowLoopback bool
 	AnomalyMinUSD decimal.Decimal
+
+	// StallAfter is SYNC_STALL_TIMEOUT: the metrics listener's /healthz
+	// (the daemon's liveness probe) fails once the syncer has shown no
+	// progress for this long. Default 15m.
+	StallAfter time.Duration
 }
 
 // loopbackOnly reports whether u is plain http to this machine only, the one
