@@ -245,6 +245,7 @@ type ReleaseSummary struct {
 	Released, Already, NotCompromised, StillHeld, Deleted int
 }
 
+// String is the summary line's counts, as release prints them.
 func (s ReleaseSummary) String() string {
 	return fmt.Sprintf("released %d, already released %d, no longer compromised %d, still quarantined by another incident %d, deleted %d",
 		s.Released, s.Already, s.NotCompromised, s.StillHeld, s.Deleted)
