@@ -51,7 +51,7 @@ func binaries(t *testing.T) string {
 		}
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Dir(filepath.Dir(file))
-		cmd := exec.Command("go", "build", "-race", "-o", binDir+"/", "./cmd/api", "./cmd/syncer", "./cmd/fakeprovider")
+		cmd := exec.Command("go", "build", "-race", "-o", binDir+"/", "./cmd/api", "./cmd/syncer", "./cmd/fakeprovider", "./cmd/devtoken")
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -241,8 +241,9 @@ func (s *stack) publicKey(t *testing.T, key string) string {
 // sealing to publicKey, and waits until it is ready.
 func (s *stack) startAPI(t *testing.T, publicKey string) {
 	t.Helper()
+	// No readiness delay on shutdown: no load balancer needs to notice.
 	env := append(s.base, "DATABASE_URL="+withUser(s.dbURL, "tokka_api"), "API_ADDR="+s.apiAddr,
-		"ENCRYPTION_PUBLIC_KEY="+publicKey, "SUPABASE_JWT_SECRET="+string(s.jwtSecret))
+		"ENCRYPTION_PUBLIC_KEY="+publicKey, "SUPABASE_JWT_SECRET="+string(s.jwtSecret), "SHUTDOWN_READINESS_DELAY=0")
 	if s.apiMetrics != "" {
 		env = append(env, "METRICS_ADDR="+s.apiMetrics)
 	}

@@ -102,6 +102,9 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 		{"cors path", map[string]string{"CORS_ALLOWED_ORIGINS": "https://app.example.com/"}, "CORS_ALLOWED_ORIGINS:"},
 		{"bad proxy", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/33"}, "TRUSTED_PROXIES:"},
 		{"bad log level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL:"},
+		{"bad readiness delay", map[string]string{"SHUTDOWN_READINESS_DELAY": "soon"}, "SHUTDOWN_READINESS_DELAY:"},
+		{"negative readiness delay", map[string]string{"SHUTDOWN_READINESS_DELAY": "-1s"}, "SHUTDOWN_READINESS_DELAY:"},
+		{"no grace", map[string]string{"SHUTDOWN_GRACE": "0"}, "SHUTDOWN_GRACE:"},
 	}
 	for _, tc := range cases {
 		env := baseEnv(t)
@@ -187,6 +190,7 @@ func TestServeWiresSecurity(t *testing.T) {
 		"DATABASE_URL": pgtest.URL(t), "API_ADDR": "127.0.0.1:0",
 		"SUPABASE_URL": gateway.URL, "SUPABASE_ANON_KEY": "anon-key", "SUPABASE_JWT_ISSUER": gateway.URL + "/auth/v1",
 		"TLS_CERT_FILE": certFile, "TLS_KEY_FILE": keyFile, "METRICS_ADDR": metricsAddr,
+		"SHUTDOWN_READINESS_DELAY": "0",
 	} {
 		env[k] = v
 	}
@@ -245,6 +249,9 @@ func TestServeWiresSecurity(t *testing.T) {
 	status, metrics := get(http.DefaultClient, "http://"+metricsAddr+"/metrics", "", nil)
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, metrics, "tokka_http_request_duration_seconds")
+	for _, pool := range []string{"go_sql_in_use_connections", "go_sql_idle_connections", "go_sql_wait_count_total", "go_sql_max_open_connections"} {
+		require.Contains(t, metrics, pool+`{db_name="tokka"}`, "pool saturation")
+	}
 
 	// An ES256 token from the project's JWKS reads; an HS256 one with the
 	// legacy secret too.

@@ -309,8 +309,10 @@ type AuditEvent struct {
 	// Action key.created, key.replaced, key.deleted, key.decrypted, key.rewrapped,
 	// connection.renamed, sync.requested, sync.succeeded, sync.failed, and
 	// the breach response's incident.quarantined (the connection was set
-	// to `compromised`, or found affected) and incident.notified (you were
-	// emailed about it), whose detail starts with "incident <reference>:".
+	// to `compromised`, or found affected), incident.notified (you were
+	// emailed about it) and incident.released (the quarantine was a
+	// mistake and was undone), whose detail starts with
+	// "incident <reference>:".
 	//
 	//
 	// Example: key.decrypted
@@ -981,7 +983,12 @@ type ClientInterface interface {
 	// Corresponds with GET /openapi.yaml (the `OpenapiSpec` operationId).
 	OpenapiSpec(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// Readyz Readiness (the database answers)
+	// Readyz Readiness (the database answers and the api is not shutting down)
+	//
+	// 503 while the database does not answer, and from the moment the api
+	// is told to stop (SIGTERM): it keeps serving every route for
+	// `SHUTDOWN_READINESS_DELAY` so load balancers can stop sending it
+	// requests, then stops listening and lets requests in flight finish.
 	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1305,7 +1312,12 @@ func (c *Client) OpenapiSpec(ctx context.Context, reqEditors ...RequestEditorFn)
 	return c.Client.Do(req)
 }
 
-// Readyz Readiness (the database answers)
+// Readyz Readiness (the database answers and the api is not shutting down)
+//
+// 503 while the database does not answer, and from the moment the api
+// is told to stop (SIGTERM): it keeps serving every route for
+// `SHUTDOWN_READINESS_DELAY` so load balancers can stop sending it
+// requests, then stops listening and lets requests in flight finish.
 //
 // Corresponds with GET /readyz (the `Readyz` operationId).
 func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2985,7 +2997,12 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /openapi.yaml (the `OpenapiSpec` operationId).
 	OpenapiSpecWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*OpenapiSpecResponse, error)
 
-	// ReadyzWithResponse Readiness (the database answers)
+	// ReadyzWithResponse Readiness (the database answers and the api is not shutting down)
+	//
+	// 503 while the database does not answer, and from the moment the api
+	// is told to stop (SIGTERM): it keeps serving every route for
+	// `SHUTDOWN_READINESS_DELAY` so load balancers can stop sending it
+	// requests, then stops listening and lets requests in flight finish.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5948,7 +5965,12 @@ func (c *ClientWithResponses) OpenapiSpecWithResponse(ctx context.Context, reqEd
 	return ParseOpenapiSpecResponse(rsp)
 }
 
-// ReadyzWithResponse Readiness (the database answers)
+// ReadyzWithResponse Readiness (the database answers and the api is not shutting down)
+//
+// 503 while the database does not answer, and from the moment the api
+// is told to stop (SIGTERM): it keeps serving every route for
+// `SHUTDOWN_READINESS_DELAY` so load balancers can stop sending it
+// requests, then stops listening and lets requests in flight finish.
 //
 // Returns a wrapper object for the known response body format(s).
 //

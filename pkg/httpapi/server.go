@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -89,6 +88,8 @@ type Config struct {
 	// WebhookGuard checks budget webhook URLs when they are saved; default a
 	// strict guard (WEBHOOK_ALLOW_LOOPBACK_HTTP off, system resolver).
 	WebhookGuard *notify.Guard
+	// Drain, once started, turns /readyz to 503 for a graceful shutdown.
+	Drain *Drain
 }
 
 // Server holds the API's dependencies.
@@ -264,8 +265,7 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		s.log.Info().Str("request_id", requestID(c)).Str("method", c.Request().Method).
 			Str("route", route).Int("status", c.Response().Status).Dur("latency", d).Msg("request")
 		if s.cfg.Metrics != nil {
-			s.cfg.Metrics.Requests.WithLabelValues(route, c.Request().Method,
-				strconv.Itoa(c.Response().Status)).Observe(d.Seconds())
+			s.cfg.Metrics.ObserveRequest(c.Path(), c.Request().Method, c.Response().Status, d)
 		}
 		return nil
 	}
@@ -293,6 +293,9 @@ func (s *Server) healthz(c echo.Context) error {
 }
 
 func (s *Server) readyz(c echo.Context) error {
+	if s.cfg.Drain.Draining() {
+		return &tokka.Error{Code: tokka.CodeUnavailable, Message: "shutting down"}
+	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {

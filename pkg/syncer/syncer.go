@@ -31,6 +31,7 @@ type Store interface {
 	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
 	RemindKeyRotations(ctx context.Context, days int) (int, error)
 	CountDue(ctx context.Context) (int, error)
+	CountByStatus(ctx context.Context) (map[string]int, error)
 	FlagKeyAccessAnomalies(ctx context.Context, settle time.Duration, allowed []string) (int, error)
 }
 
@@ -162,6 +163,7 @@ func (s *Syncer) RunOnce(ctx context.Context) (Summary, error) {
 	if n, err := s.store.CountDue(ctx); err == nil {
 		s.metrics.Due.Set(float64(n))
 	}
+	s.observeConnections(ctx)
 	done := make(chan string, s.cfg.Concurrency)
 	inflight := 0
 	var leaseErr error
@@ -196,6 +198,7 @@ func (s *Syncer) RunOnce(ctx context.Context) (Summary, error) {
 		}
 		inflight--
 	}
+	s.metrics.passDone(time.Now(), leaseErr == nil)
 	return sum, leaseErr
 }
 
@@ -214,8 +217,7 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 			outcome = outcomeAborted
 		}
 		d := time.Since(start)
-		s.metrics.SyncDuration.WithLabelValues(l.Provider, outcome).Observe(d.Seconds())
-		s.metrics.Syncs.WithLabelValues(l.Provider, outcome).Inc()
+		s.metrics.observeSync(l.Provider, outcome, d)
 		log.Info().Str("outcome", outcome).Dur("duration", d).Msg("sync")
 	}()
 
@@ -338,6 +340,7 @@ func (s *Syncer) keepLease(ctx context.Context, log zerolog.Logger, l postgres.L
 					}
 					return
 				}
+				s.metrics.progressed(time.Now())
 			}
 		}
 	}()

@@ -116,6 +116,10 @@ const (
 	// owner sent the breach notification.
 	ActionIncidentQuarantined = "incident.quarantined"
 	ActionIncidentNotified    = "incident.notified"
+	// ActionIncidentReleased records an operator undoing a mistaken
+	// quarantine (`syncer incident release`): the connection went back to
+	// pending and its stored key is used again. Written by the syncer role.
+	ActionIncidentReleased = "incident.released"
 )
 
 // Audit outcomes.
