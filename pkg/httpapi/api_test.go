@@ -363,8 +363,11 @@ func syncRows(t *testing.T, b *testBundle, connID string, w provider.Window, usa
 	ctx := context.Background()
 	_, err := b.sql.Exec(`UPDATE tokka.connections SET next_sync_at = now() - interval '1 second' WHERE id = $1`, connID)
 	require.NoError(t, err)
+	// Other tests of this package lease from the same database at the same
+	// time and may hold this connection for a moment, so keep asking until
+	// it is ours (or a generous deadline passes).
 	var leased bool
-	for i := 0; i < 50 && !leased; i++ {
+	for deadline := time.Now().Add(30 * time.Second); !leased && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		ls, err := b.db.LeaseDue(ctx, "fixture-"+connID, 100, time.Minute)
 		require.NoError(t, err)
 		for _, l := range ls {
