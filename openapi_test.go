@@ -96,6 +96,7 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 				require.Empty(t, *op.Security, "%s needs no token", name)
 			}
 			require.NotNil(t, op.Responses.Status(500), "%s: 500", name)
+			require.NotNil(t, op.Responses.Status(400), "%s: 400 (every route refuses unknown query parameters)", name)
 			ok := false
 			for code, ref := range op.Responses.Map() {
 				resp := ref.Value
@@ -130,4 +131,50 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestQueryParametersMatchTheSpec fails when the query parameters a route
+// accepts (httpapi.QueryParameters, the list the api enforces) differ from
+// those openapi.yaml declares for it, by name or by being a list: a list is
+// declared as an array with style form and explode false.
+func TestQueryParametersMatchTheSpec(t *testing.T) {
+	t.Parallel()
+	want := map[string][]string{}
+	for route, params := range httpapi.QueryParameters() {
+		method, path, _ := strings.Cut(route, " ")
+		key := method + " " + echoParam.ReplaceAllString(path, "{$1}")
+		for _, p := range params {
+			kind := "single"
+			if p.List {
+				kind = "list"
+			}
+			want[key] = append(want[key], p.Name+":"+kind)
+		}
+		sort.Strings(want[key])
+	}
+	got := map[string][]string{}
+	for path, item := range loadSpec(t).Paths.Map() {
+		for method, op := range item.Operations() {
+			for _, ref := range append(slices.Clone(item.Parameters), op.Parameters...) {
+				p := ref.Value
+				if p.In != "query" {
+					continue
+				}
+				kind := "single"
+				if p.Schema.Value.Type.Is("array") {
+					require.Equal(t, "form", p.Style, "%s %s %s", method, path, p.Name)
+					require.NotNil(t, p.Explode, "%s %s %s", method, path, p.Name)
+					require.False(t, *p.Explode, "%s %s %s", method, path, p.Name)
+					kind = "list"
+				}
+				key := method + " " + path
+				got[key] = append(got[key], p.Name+":"+kind)
+			}
+		}
+	}
+	for k := range got {
+		sort.Strings(got[k])
+	}
+	require.NotEmpty(t, want)
+	require.Equal(t, want, got)
 }

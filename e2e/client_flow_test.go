@@ -86,7 +86,7 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	// as the month summary.
 	to := types.Date{Time: time.Now().UTC()}
 	from := types.Date{Time: to.AddDate(0, 0, -29)}
-	groupBy := "day,model"
+	groupBy := client.GroupBy{"day", "model"} // an array: sent as group_by=day,model (style form, explode false)
 	usage, err := c.GetUsageWithResponse(ctx, &client.GetUsageParams{From: &from, To: &to, GroupBy: &groupBy})
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, usage.StatusCode(), string(usage.Body))

@@ -278,6 +278,84 @@ func (e UsageGroupBy) Valid() bool {
 	}
 }
 
+// Defines values for GetUsageParamsGroupBy.
+const (
+	GetUsageParamsGroupByApiKey      GetUsageParamsGroupBy = "api_key"
+	GetUsageParamsGroupByConnection  GetUsageParamsGroupBy = "connection"
+	GetUsageParamsGroupByDay         GetUsageParamsGroupBy = "day"
+	GetUsageParamsGroupByModel       GetUsageParamsGroupBy = "model"
+	GetUsageParamsGroupByMonth       GetUsageParamsGroupBy = "month"
+	GetUsageParamsGroupByProject     GetUsageParamsGroupBy = "project"
+	GetUsageParamsGroupByProvider    GetUsageParamsGroupBy = "provider"
+	GetUsageParamsGroupByServiceTier GetUsageParamsGroupBy = "service_tier"
+	GetUsageParamsGroupByWeek        GetUsageParamsGroupBy = "week"
+)
+
+// Valid indicates whether the value is a known member of the GetUsageParamsGroupBy enum.
+func (e GetUsageParamsGroupBy) Valid() bool {
+	switch e {
+	case GetUsageParamsGroupByApiKey:
+		return true
+	case GetUsageParamsGroupByConnection:
+		return true
+	case GetUsageParamsGroupByDay:
+		return true
+	case GetUsageParamsGroupByModel:
+		return true
+	case GetUsageParamsGroupByMonth:
+		return true
+	case GetUsageParamsGroupByProject:
+		return true
+	case GetUsageParamsGroupByProvider:
+		return true
+	case GetUsageParamsGroupByServiceTier:
+		return true
+	case GetUsageParamsGroupByWeek:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ExportUsageCSVParamsGroupBy.
+const (
+	ExportUsageCSVParamsGroupByApiKey      ExportUsageCSVParamsGroupBy = "api_key"
+	ExportUsageCSVParamsGroupByConnection  ExportUsageCSVParamsGroupBy = "connection"
+	ExportUsageCSVParamsGroupByDay         ExportUsageCSVParamsGroupBy = "day"
+	ExportUsageCSVParamsGroupByModel       ExportUsageCSVParamsGroupBy = "model"
+	ExportUsageCSVParamsGroupByMonth       ExportUsageCSVParamsGroupBy = "month"
+	ExportUsageCSVParamsGroupByProject     ExportUsageCSVParamsGroupBy = "project"
+	ExportUsageCSVParamsGroupByProvider    ExportUsageCSVParamsGroupBy = "provider"
+	ExportUsageCSVParamsGroupByServiceTier ExportUsageCSVParamsGroupBy = "service_tier"
+	ExportUsageCSVParamsGroupByWeek        ExportUsageCSVParamsGroupBy = "week"
+)
+
+// Valid indicates whether the value is a known member of the ExportUsageCSVParamsGroupBy enum.
+func (e ExportUsageCSVParamsGroupBy) Valid() bool {
+	switch e {
+	case ExportUsageCSVParamsGroupByApiKey:
+		return true
+	case ExportUsageCSVParamsGroupByConnection:
+		return true
+	case ExportUsageCSVParamsGroupByDay:
+		return true
+	case ExportUsageCSVParamsGroupByModel:
+		return true
+	case ExportUsageCSVParamsGroupByMonth:
+		return true
+	case ExportUsageCSVParamsGroupByProject:
+		return true
+	case ExportUsageCSVParamsGroupByProvider:
+		return true
+	case ExportUsageCSVParamsGroupByServiceTier:
+		return true
+	case ExportUsageCSVParamsGroupByWeek:
+		return true
+	default:
+		return false
+	}
+}
+
 // Alert Example: {"acknowledged_at":null,"connection_id":null,"created_at":"2026-11-27T06:00:13Z","detail":{"amount_usd":"500.00","budget_id":"6c1e2f4a-1d2b-4c3e-9f8a-7b6c5d4e3f2a","month":"2026-11","spend_usd":"401.27","threshold":80},"id":77,"kind":"budget_threshold","severity":"warning","title":"Budget “All AI spend” reached 80% of $500.00 for 2026-11 ($401.27 spent)"}
 type Alert struct {
 	AcknowledgedAt *time.Time          `json:"acknowledged_at"`
@@ -765,8 +843,8 @@ type ConnectionID = openapi_types.UUID
 // From defines model for From.
 type From = openapi_types.Date
 
-// GroupBy Example: day,provider,model
-type GroupBy = string
+// GroupBy Example: ["day","provider","model"]
+type GroupBy = []string
 
 // ModelFilter defines model for ModelFilter.
 type ModelFilter = string
@@ -834,7 +912,11 @@ type GetUsageParams struct {
 	// To Last day (UTC), inclusive; default today. At most 366 days after `from`.
 	To *To `form:"to,omitempty" json:"to,omitempty"`
 
-	// GroupBy Comma-separated list of `month`, `week` (ISO, Monday), `day`, `provider`, `connection`, `model`, `project`, `api_key`, `service_tier`.
+	// GroupBy Dimensions to group by: `month`, `week` (ISO, Monday), `day`,
+	// `provider`, `connection`, `model`, `project`, `api_key`,
+	// `service_tier`. Send them comma-separated (`group_by=day,model`),
+	// repeated (`group_by=day&group_by=model`), or both; they are combined
+	// in order and a repeated one counts once.
 	GroupBy    *GroupBy          `form:"group_by,omitempty" json:"group_by,omitempty"`
 	Provider   *ProviderFilter   `form:"provider,omitempty" json:"provider,omitempty"`
 	Connection *ConnectionFilter `form:"connection,omitempty" json:"connection,omitempty"`
@@ -850,9 +932,17 @@ type GetUsageParams struct {
 	// Limit Rows per page.
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
-	// Cursor The `next_cursor` of the previous page.
+	// Cursor The `next_cursor` of the previous page. It is valid only with the
+	// same `from`, `to`, `group_by` (in the same order) and filters it
+	// came from (`limit` may change); with other parameters it is a
+	// 400. Pages follow the grouping values, not an offset, so paging
+	// keeps its place while Tokka re-syncs recent days: a group that
+	// existed when paging started is served exactly once.
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// GetUsageParamsGroupBy defines parameters for GetUsage.
+type GetUsageParamsGroupBy string
 
 // ExportUsageCSVParams defines parameters for ExportUsageCSV.
 type ExportUsageCSVParams struct {
@@ -862,7 +952,11 @@ type ExportUsageCSVParams struct {
 	// To Last day (UTC), inclusive; default today. At most 366 days after `from`.
 	To *To `form:"to,omitempty" json:"to,omitempty"`
 
-	// GroupBy Comma-separated list of `month`, `week` (ISO, Monday), `day`, `provider`, `connection`, `model`, `project`, `api_key`, `service_tier`.
+	// GroupBy Dimensions to group by: `month`, `week` (ISO, Monday), `day`,
+	// `provider`, `connection`, `model`, `project`, `api_key`,
+	// `service_tier`. Send them comma-separated (`group_by=day,model`),
+	// repeated (`group_by=day&group_by=model`), or both; they are combined
+	// in order and a repeated one counts once.
 	GroupBy    *GroupBy          `form:"group_by,omitempty" json:"group_by,omitempty"`
 	Provider   *ProviderFilter   `form:"provider,omitempty" json:"provider,omitempty"`
 	Connection *ConnectionFilter `form:"connection,omitempty" json:"connection,omitempty"`
@@ -875,6 +969,9 @@ type ExportUsageCSVParams struct {
 	ApiKey      *APIKeyFilter      `form:"api_key,omitempty" json:"api_key,omitempty"`
 	ServiceTier *ServiceTierFilter `form:"service_tier,omitempty" json:"service_tier,omitempty"`
 }
+
+// ExportUsageCSVParamsGroupBy defines parameters for ExportUsageCSV.
+type ExportUsageCSVParamsGroupBy string
 
 // CreateBudgetJSONRequestBody defines body for CreateBudget for application/json ContentType.
 type CreateBudgetJSONRequestBody = NewBudget
@@ -2548,7 +2645,7 @@ func NewGetUsageRequest(server string, params *GetUsageParams) (*http.Request, e
 
 		if params.GroupBy != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "group_by", *params.GroupBy, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "group_by", *params.GroupBy, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -2722,7 +2819,7 @@ func NewExportUsageCSVRequest(server string, params *ExportUsageCSVParams) (*htt
 
 		if params.GroupBy != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "group_by", *params.GroupBy, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "group_by", *params.GroupBy, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -3206,6 +3303,11 @@ type ClientWithResponsesInterface interface {
 	GetUsageSummaryWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetUsageSummaryResponse, error)
 }
 
+// HealthzResponse400Headers the declared response headers of an HTTP 400 response for Healthz
+type HealthzResponse400Headers struct {
+	XRequestId *string
+}
+
 // HealthzResponse500Headers the declared response headers of an HTTP 500 response for Healthz
 type HealthzResponse500Headers struct {
 	XRequestId *string
@@ -3216,8 +3318,12 @@ type HealthzResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HealthzResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *HealthzResponse500Headers
 }
@@ -3225,6 +3331,11 @@ type HealthzResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r HealthzResponse) GetJSON200() *Health {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r HealthzResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3261,6 +3372,11 @@ func (r HealthzResponse) ContentType() string {
 	return ""
 }
 
+// OpenapiSpecResponse400Headers the declared response headers of an HTTP 400 response for OpenapiSpec
+type OpenapiSpecResponse400Headers struct {
+	XRequestId *string
+}
+
 // OpenapiSpecResponse500Headers the declared response headers of an HTTP 500 response for OpenapiSpec
 type OpenapiSpecResponse500Headers struct {
 	XRequestId *string
@@ -3271,8 +3387,12 @@ type OpenapiSpecResponse struct {
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
 	YAML200 *map[string]interface{}
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *OpenapiSpecResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *OpenapiSpecResponse500Headers
 }
@@ -3280,6 +3400,11 @@ type OpenapiSpecResponse struct {
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
 func (r OpenapiSpecResponse) GetYAML200() *map[string]interface{} {
 	return r.YAML200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r OpenapiSpecResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3316,6 +3441,11 @@ func (r OpenapiSpecResponse) ContentType() string {
 	return ""
 }
 
+// ReadyzResponse400Headers the declared response headers of an HTTP 400 response for Readyz
+type ReadyzResponse400Headers struct {
+	XRequestId *string
+}
+
 // ReadyzResponse500Headers the declared response headers of an HTTP 500 response for Readyz
 type ReadyzResponse500Headers struct {
 	XRequestId *string
@@ -3331,10 +3461,14 @@ type ReadyzResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ReadyzResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ReadyzResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -3344,6 +3478,11 @@ type ReadyzResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ReadyzResponse) GetJSON200() *Health {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ReadyzResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3475,6 +3614,11 @@ type AcknowledgeAlertResponse200Headers struct {
 	RateLimitReset     *int
 }
 
+// AcknowledgeAlertResponse400Headers the declared response headers of an HTTP 400 response for AcknowledgeAlert
+type AcknowledgeAlertResponse400Headers struct {
+	XRequestId *string
+}
+
 // AcknowledgeAlertResponse401Headers the declared response headers of an HTTP 401 response for AcknowledgeAlert
 type AcknowledgeAlertResponse401Headers struct {
 	XRequestId *string
@@ -3509,6 +3653,8 @@ type AcknowledgeAlertResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Alert
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -3521,6 +3667,8 @@ type AcknowledgeAlertResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *AcknowledgeAlertResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *AcknowledgeAlertResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *AcknowledgeAlertResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
@@ -3536,6 +3684,11 @@ type AcknowledgeAlertResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r AcknowledgeAlertResponse) GetJSON200() *Alert {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcknowledgeAlertResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -3675,6 +3828,11 @@ func (r ListAuditEventsResponse) ContentType() string {
 	return ""
 }
 
+// VerifyAuditEventsResponse400Headers the declared response headers of an HTTP 400 response for VerifyAuditEvents
+type VerifyAuditEventsResponse400Headers struct {
+	XRequestId *string
+}
+
 // VerifyAuditEventsResponse401Headers the declared response headers of an HTTP 401 response for VerifyAuditEvents
 type VerifyAuditEventsResponse401Headers struct {
 	XRequestId *string
@@ -3690,10 +3848,14 @@ type VerifyAuditEventsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *AuditVerification
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *VerifyAuditEventsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *VerifyAuditEventsResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -3703,6 +3865,11 @@ type VerifyAuditEventsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r VerifyAuditEventsResponse) GetJSON200() *AuditVerification {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r VerifyAuditEventsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -3744,6 +3911,11 @@ func (r VerifyAuditEventsResponse) ContentType() string {
 	return ""
 }
 
+// ListBudgetsResponse400Headers the declared response headers of an HTTP 400 response for ListBudgets
+type ListBudgetsResponse400Headers struct {
+	XRequestId *string
+}
+
 // ListBudgetsResponse401Headers the declared response headers of an HTTP 401 response for ListBudgets
 type ListBudgetsResponse401Headers struct {
 	XRequestId *string
@@ -3759,10 +3931,14 @@ type ListBudgetsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *BudgetList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListBudgetsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListBudgetsResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -3772,6 +3948,11 @@ type ListBudgetsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ListBudgetsResponse) GetJSON200() *BudgetList {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListBudgetsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -3958,6 +4139,11 @@ type DeleteBudgetResponse204Headers struct {
 	RateLimitReset     *int
 }
 
+// DeleteBudgetResponse400Headers the declared response headers of an HTTP 400 response for DeleteBudget
+type DeleteBudgetResponse400Headers struct {
+	XRequestId *string
+}
+
 // DeleteBudgetResponse401Headers the declared response headers of an HTTP 401 response for DeleteBudget
 type DeleteBudgetResponse401Headers struct {
 	XRequestId *string
@@ -3990,6 +4176,8 @@ type DeleteBudgetResponse503Headers struct {
 type DeleteBudgetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -4002,6 +4190,8 @@ type DeleteBudgetResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers204 the parsed response headers for an HTTP 204 response
 	Headers204 *DeleteBudgetResponse204Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *DeleteBudgetResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *DeleteBudgetResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
@@ -4012,6 +4202,11 @@ type DeleteBudgetResponse struct {
 	Headers500 *DeleteBudgetResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *DeleteBudgetResponse503Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteBudgetResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4068,6 +4263,11 @@ func (r DeleteBudgetResponse) ContentType() string {
 	return ""
 }
 
+// GetBudgetResponse400Headers the declared response headers of an HTTP 400 response for GetBudget
+type GetBudgetResponse400Headers struct {
+	XRequestId *string
+}
+
 // GetBudgetResponse401Headers the declared response headers of an HTTP 401 response for GetBudget
 type GetBudgetResponse401Headers struct {
 	XRequestId *string
@@ -4088,12 +4288,16 @@ type GetBudgetResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Budget
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetBudgetResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetBudgetResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
@@ -4105,6 +4309,11 @@ type GetBudgetResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetBudgetResponse) GetJSON200() *Budget {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetBudgetResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4303,6 +4512,11 @@ func (r UpdateBudgetResponse) ContentType() string {
 	return ""
 }
 
+// ListConnectionsResponse400Headers the declared response headers of an HTTP 400 response for ListConnections
+type ListConnectionsResponse400Headers struct {
+	XRequestId *string
+}
+
 // ListConnectionsResponse401Headers the declared response headers of an HTTP 401 response for ListConnections
 type ListConnectionsResponse401Headers struct {
 	XRequestId *string
@@ -4318,10 +4532,14 @@ type ListConnectionsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *ConnectionList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListConnectionsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListConnectionsResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -4331,6 +4549,11 @@ type ListConnectionsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ListConnectionsResponse) GetJSON200() *ConnectionList {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListConnectionsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4517,6 +4740,11 @@ type DeleteConnectionResponse204Headers struct {
 	RateLimitReset     *int
 }
 
+// DeleteConnectionResponse400Headers the declared response headers of an HTTP 400 response for DeleteConnection
+type DeleteConnectionResponse400Headers struct {
+	XRequestId *string
+}
+
 // DeleteConnectionResponse401Headers the declared response headers of an HTTP 401 response for DeleteConnection
 type DeleteConnectionResponse401Headers struct {
 	XRequestId *string
@@ -4549,6 +4777,8 @@ type DeleteConnectionResponse503Headers struct {
 type DeleteConnectionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -4561,6 +4791,8 @@ type DeleteConnectionResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers204 the parsed response headers for an HTTP 204 response
 	Headers204 *DeleteConnectionResponse204Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *DeleteConnectionResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *DeleteConnectionResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
@@ -4571,6 +4803,11 @@ type DeleteConnectionResponse struct {
 	Headers500 *DeleteConnectionResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *DeleteConnectionResponse503Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteConnectionResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4627,6 +4864,11 @@ func (r DeleteConnectionResponse) ContentType() string {
 	return ""
 }
 
+// GetConnectionResponse400Headers the declared response headers of an HTTP 400 response for GetConnection
+type GetConnectionResponse400Headers struct {
+	XRequestId *string
+}
+
 // GetConnectionResponse401Headers the declared response headers of an HTTP 401 response for GetConnection
 type GetConnectionResponse401Headers struct {
 	XRequestId *string
@@ -4647,12 +4889,16 @@ type GetConnectionResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Connection
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetConnectionResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetConnectionResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
@@ -4664,6 +4910,11 @@ type GetConnectionResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetConnectionResponse) GetJSON200() *Connection {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetConnectionResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4869,6 +5120,11 @@ type RequestSyncResponse202Headers struct {
 	RateLimitReset     *int
 }
 
+// RequestSyncResponse400Headers the declared response headers of an HTTP 400 response for RequestSync
+type RequestSyncResponse400Headers struct {
+	XRequestId *string
+}
+
 // RequestSyncResponse401Headers the declared response headers of an HTTP 401 response for RequestSync
 type RequestSyncResponse401Headers struct {
 	XRequestId *string
@@ -4908,6 +5164,8 @@ type RequestSyncResponse struct {
 	HTTPResponse *http.Response
 	// JSON202 the response for an HTTP 202 `application/json` response
 	JSON202 *Connection
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -4922,6 +5180,8 @@ type RequestSyncResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers202 the parsed response headers for an HTTP 202 response
 	Headers202 *RequestSyncResponse202Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *RequestSyncResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *RequestSyncResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
@@ -4939,6 +5199,11 @@ type RequestSyncResponse struct {
 // GetJSON202 returns the response for an HTTP 202 `application/json` response
 func (r RequestSyncResponse) GetJSON202() *Connection {
 	return r.JSON202
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RequestSyncResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5000,6 +5265,11 @@ func (r RequestSyncResponse) ContentType() string {
 	return ""
 }
 
+// GetMeResponse400Headers the declared response headers of an HTTP 400 response for GetMe
+type GetMeResponse400Headers struct {
+	XRequestId *string
+}
+
 // GetMeResponse401Headers the declared response headers of an HTTP 401 response for GetMe
 type GetMeResponse401Headers struct {
 	XRequestId *string
@@ -5015,10 +5285,14 @@ type GetMeResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Me
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetMeResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetMeResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -5028,6 +5302,11 @@ type GetMeResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetMeResponse) GetJSON200() *Me {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetMeResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5228,6 +5507,11 @@ func (r ExportUsageCSVResponse) ContentType() string {
 	return ""
 }
 
+// GetUsageSummaryResponse400Headers the declared response headers of an HTTP 400 response for GetUsageSummary
+type GetUsageSummaryResponse400Headers struct {
+	XRequestId *string
+}
+
 // GetUsageSummaryResponse401Headers the declared response headers of an HTTP 401 response for GetUsageSummary
 type GetUsageSummaryResponse401Headers struct {
 	XRequestId *string
@@ -5243,10 +5527,14 @@ type GetUsageSummaryResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *UsageSummary
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetUsageSummaryResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetUsageSummaryResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -5256,6 +5544,11 @@ type GetUsageSummaryResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetUsageSummaryResponse) GetJSON200() *UsageSummary {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetUsageSummaryResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5790,6 +6083,13 @@ func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -5800,6 +6100,16 @@ func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers HealthzResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers HealthzResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -5836,6 +6146,13 @@ func ParseOpenapiSpecResponse(rsp *http.Response) (*OpenapiSpecResponse, error) 
 		}
 		response.YAML200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -5846,6 +6163,16 @@ func ParseOpenapiSpecResponse(rsp *http.Response) (*OpenapiSpecResponse, error) 
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers OpenapiSpecResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers OpenapiSpecResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -5882,6 +6209,13 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -5899,6 +6233,16 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers ReadyzResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers ReadyzResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6025,6 +6369,13 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6087,6 +6438,16 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 			headers.RateLimitReset = &value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers AcknowledgeAlertResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers AcknowledgeAlertResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6271,6 +6632,13 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6288,6 +6656,16 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers VerifyAuditEventsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers VerifyAuditEventsResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6334,6 +6712,13 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6351,6 +6736,16 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers ListBudgetsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListBudgetsResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6576,6 +6971,13 @@ func ParseDeleteBudgetResponse(rsp *http.Response) (*DeleteBudgetResponse, error
 	case rsp.StatusCode == 204:
 		break // No content-type
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6638,6 +7040,16 @@ func ParseDeleteBudgetResponse(rsp *http.Response) (*DeleteBudgetResponse, error
 			headers.RateLimitReset = &value
 		}
 		response.Headers204 = &headers
+	case rsp.StatusCode == 400:
+		var headers DeleteBudgetResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers DeleteBudgetResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6742,6 +7154,13 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6766,6 +7185,16 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers GetBudgetResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetBudgetResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7022,6 +7451,13 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7039,6 +7475,16 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers ListConnectionsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListConnectionsResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7264,6 +7710,13 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 	case rsp.StatusCode == 204:
 		break // No content-type
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7326,6 +7779,16 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 			headers.RateLimitReset = &value
 		}
 		response.Headers204 = &headers
+	case rsp.StatusCode == 400:
+		var headers DeleteConnectionResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers DeleteConnectionResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7430,6 +7893,13 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7454,6 +7924,16 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers GetConnectionResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetConnectionResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7710,6 +8190,13 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 		}
 		response.JSON202 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7779,6 +8266,16 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 			headers.RateLimitReset = &value
 		}
 		response.Headers202 = &headers
+	case rsp.StatusCode == 400:
+		var headers RequestSyncResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers RequestSyncResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7893,6 +8390,13 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7910,6 +8414,16 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers GetMeResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetMeResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8109,6 +8623,13 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8126,6 +8647,16 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers GetUsageSummaryResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetUsageSummaryResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {

@@ -139,15 +139,16 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	}
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 
-	e.GET("/healthz", s.healthz)
-	e.GET("/readyz", s.readyz)
-	e.GET("/openapi.yaml", s.openapi)
+	e.GET("/healthz", s.healthz, checkQuery)
+	e.GET("/readyz", s.readyz, checkQuery)
+	e.GET("/openapi.yaml", s.openapi, checkQuery)
 
 	// Middleware goes on each route rather than on the group: a group with
 	// middleware swallows unknown methods as 404, and 405 is the truth.
 	// Every /v1 mutation is rate-limited, and the routes in keyChangeRoutes
-	// also need a live session (session.go, ratelimit.go).
-	v1 := []echo.MiddlewareFunc{s.authenticate, s.limitMutations, s.liveSessionForKeyChanges}
+	// also need a live session (session.go, ratelimit.go). The query string
+	// is checked first (query.go), so a malformed request spends no budget.
+	v1 := []echo.MiddlewareFunc{s.authenticate, checkQuery, s.limitMutations, s.liveSessionForKeyChanges}
 	e.GET("/v1/me", s.me, v1...)
 	e.GET("/v1/connections", s.listConnections, v1...)
 	e.POST("/v1/connections", s.createConnection, v1...)
