@@ -67,7 +67,8 @@ func TestSpecInventoryMatchesRouter(t *testing.T) {
 // operationId, summary and tag; path parameters declared; bearer auth on
 // /v1 (with its 401) and none elsewhere; every error a problem+json
 // document carrying X-Request-Id; a 500 everywhere; and, for /v1
-// mutations, the rate-limit headers on success and a 429 with Retry-After.
+// mutations, the rate-limit headers on success and a 429 with Retry-After,
+// and for /v1 POSTs the Idempotency-Key header with its 409 and 422.
 // Operations with a body declare 400 and 413.
 func TestSpecDescribesEveryResponseKind(t *testing.T) {
 	t.Parallel()
@@ -121,6 +122,11 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 					require.Contains(t, tooMany.Value.Headers, h, "%s 429", name)
 				}
 				require.NotNil(t, op.Responses.Status(503), "%s: 503 (rate limiter unavailable)", name)
+				if method == http.MethodPost {
+					require.NotNil(t, params.GetByInAndName("header", "Idempotency-Key"), "%s: Idempotency-Key", name)
+					require.NotNil(t, op.Responses.Status(409), "%s: 409 (Idempotency-Key in use)", name)
+					require.NotNil(t, op.Responses.Status(422), "%s: 422 (Idempotency-Key reused)", name)
+				}
 				for code, ref := range op.Responses.Map() {
 					if code[0] == '2' {
 						for _, h := range []string{"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} {

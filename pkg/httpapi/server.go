@@ -88,6 +88,14 @@ type Config struct {
 	// WebhookGuard checks budget webhook URLs when they are saved; default a
 	// strict guard (WEBHOOK_ALLOW_LOOPBACK_HTTP off, system resolver).
 	WebhookGuard *notify.Guard
+	// Fingerprints computes the keyed fingerprints of pasted keys and the
+	// digests of idempotent requests (KEY_FINGERPRINT_SECRET). Required to
+	// add or replace keys and for Idempotency-Key: without it those requests
+	// fail with 500.
+	Fingerprints *secret.Fingerprinter
+	// Idempotency keeps responses for Idempotency-Key; default the store,
+	// when it implements IdempotencyStore (the Postgres one does).
+	Idempotency IdempotencyStore
 }
 
 // Server holds the API's dependencies.
@@ -131,9 +139,9 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOriginFunc: func(origin string) (bool, error) { return allowed[origin], nil },
 			AllowMethods:    []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete},
-			AllowHeaders:    []string{echo.HeaderAuthorization, echo.HeaderContentType},
+			AllowHeaders:    []string{echo.HeaderAuthorization, echo.HeaderContentType, HeaderIdempotencyKey},
 			ExposeHeaders: []string{"X-Request-Id", "Retry-After",
-				"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"},
+				"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", echo.HeaderLocation, HeaderIdempotentReplayed},
 			MaxAge: 600,
 		}))
 	}
@@ -148,7 +156,9 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	// Every /v1 mutation is rate-limited, and the routes in keyChangeRoutes
 	// also need a live session (session.go, ratelimit.go). The query string
 	// is checked first (query.go), so a malformed request spends no budget.
-	v1 := []echo.MiddlewareFunc{s.authenticate, checkQuery, s.limitMutations, s.liveSessionForKeyChanges}
+	// A POST with an Idempotency-Key is answered from its first response
+	// when it is a retry (idempotency.go).
+	v1 := []echo.MiddlewareFunc{s.authenticate, checkQuery, s.limitMutations, s.liveSessionForKeyChanges, s.idempotent}
 	e.GET("/v1/me", s.me, v1...)
 	e.GET("/v1/connections", s.listConnections, v1...)
 	e.POST("/v1/connections", s.createConnection, v1...)
