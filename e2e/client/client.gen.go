@@ -22,11 +22,12 @@ import (
 
 // Defines values for AlertKind.
 const (
-	BudgetForecast  AlertKind = "budget_forecast"
-	BudgetThreshold AlertKind = "budget_threshold"
-	KeyAccess       AlertKind = "key_access"
-	KeyRotation     AlertKind = "key_rotation"
-	SpendAnomaly    AlertKind = "spend_anomaly"
+	BudgetForecast      AlertKind = "budget_forecast"
+	BudgetThreshold     AlertKind = "budget_threshold"
+	DuplicateConnection AlertKind = "duplicate_connection"
+	KeyAccess           AlertKind = "key_access"
+	KeyRotation         AlertKind = "key_rotation"
+	SpendAnomaly        AlertKind = "spend_anomaly"
 )
 
 // Valid indicates whether the value is a known member of the AlertKind enum.
@@ -35,6 +36,8 @@ func (e AlertKind) Valid() bool {
 	case BudgetForecast:
 		return true
 	case BudgetThreshold:
+		return true
+	case DuplicateConnection:
 		return true
 	case KeyAccess:
 		return true
@@ -174,6 +177,7 @@ func (e BudgetDeliveryStatus) Valid() bool {
 const (
 	ConnectionStatusActive         ConnectionStatus = "active"
 	ConnectionStatusCompromised    ConnectionStatus = "compromised"
+	ConnectionStatusDuplicate      ConnectionStatus = "duplicate"
 	ConnectionStatusError          ConnectionStatus = "error"
 	ConnectionStatusInvalid        ConnectionStatus = "invalid"
 	ConnectionStatusNeedsReconnect ConnectionStatus = "needs_reconnect"
@@ -186,6 +190,8 @@ func (e ConnectionStatus) Valid() bool {
 	case ConnectionStatusActive:
 		return true
 	case ConnectionStatusCompromised:
+		return true
+	case ConnectionStatusDuplicate:
 		return true
 	case ConnectionStatusError:
 		return true
@@ -606,8 +612,13 @@ type Connection struct {
 	// (retried); `needs_reconnect` when the stored key cannot be opened;
 	// `compromised` when the key may have been exposed in a security
 	// incident (Tokka no longer uses it: revoke it at the provider and
-	// paste a new one). Replacing the key returns the connection to
-	// `pending`.
+	// paste a new one); `duplicate` when its first sync found that
+	// another, older connection of yours already covers the same
+	// provider organisation (the same Anthropic organisation, or an
+	// OpenAI organisation sharing a project): it is not counted, its
+	// usage is not stored, it is not synced again, `last_error` and a
+	// `duplicate_connection` alert name the connection that covers it.
+	// Replacing the key returns the connection to `pending`.
 	Status    ConnectionStatus `json:"status"`
 	UpdatedAt time.Time        `json:"updated_at"`
 }
@@ -617,8 +628,13 @@ type Connection struct {
 // (retried); `needs_reconnect` when the stored key cannot be opened;
 // `compromised` when the key may have been exposed in a security
 // incident (Tokka no longer uses it: revoke it at the provider and
-// paste a new one). Replacing the key returns the connection to
-// `pending`.
+// paste a new one); `duplicate` when its first sync found that
+// another, older connection of yours already covers the same
+// provider organisation (the same Anthropic organisation, or an
+// OpenAI organisation sharing a project): it is not counted, its
+// usage is not stored, it is not synced again, `last_error` and a
+// `duplicate_connection` alert name the connection that covers it.
+// Replacing the key returns the connection to `pending`.
 type ConnectionStatus string
 
 // ConnectionList defines model for ConnectionList.
@@ -692,6 +708,9 @@ type NewConnection struct {
 
 // Problem RFC 9457 problem details.
 type Problem struct {
+	// ConnectionId On a 409 about a key or organisation you have already connected, the connection that has it.
+	ConnectionId *openapi_types.UUID `json:"connection_id,omitempty"`
+
 	// Detail Example: provider must be "openai" or "anthropic"
 	Detail *string `json:"detail,omitempty"`
 
@@ -846,6 +865,9 @@ type From = openapi_types.Date
 // GroupBy Example: ["day","provider","model"]
 type GroupBy = []string
 
+// IdempotencyKey defines model for IdempotencyKey.
+type IdempotencyKey = string
+
 // ModelFilter defines model for ModelFilter.
 type ModelFilter = string
 
@@ -885,6 +907,9 @@ type Unauthorized = Problem
 // Unavailable RFC 9457 problem details.
 type Unavailable = Problem
 
+// Unprocessable RFC 9457 problem details.
+type Unprocessable = Problem
+
 // ListAlertsParams defines parameters for ListAlerts.
 type ListAlertsParams struct {
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
@@ -896,12 +921,44 @@ type ListAlertsParams struct {
 	Open *bool `form:"open,omitempty" json:"open,omitempty"`
 }
 
+// AcknowledgeAlertParams defines parameters for AcknowledgeAlert.
+type AcknowledgeAlertParams struct {
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
+	// body within 24 hours gets the first successful response again and
+	// changes nothing (see the API description).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
 // ListAuditEventsParams defines parameters for ListAuditEvents.
 type ListAuditEventsParams struct {
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page.
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// CreateBudgetParams defines parameters for CreateBudget.
+type CreateBudgetParams struct {
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
+	// body within 24 hours gets the first successful response again and
+	// changes nothing (see the API description).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// CreateConnectionParams defines parameters for CreateConnection.
+type CreateConnectionParams struct {
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
+	// body within 24 hours gets the first successful response again and
+	// changes nothing (see the API description).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// RequestSyncParams defines parameters for RequestSync.
+type RequestSyncParams struct {
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
+	// body within 24 hours gets the first successful response again and
+	// changes nothing (see the API description).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
 // GetUsageParams defines parameters for GetUsage.
@@ -1076,8 +1133,11 @@ type ClientInterface interface {
 
 	// ListAlerts Alerts raised for you, newest first
 	//
-	// Budget thresholds, forecasts, spend anomalies, key-access anomalies and
-	// key-rotation reminders. Each alert is raised once.
+	// Budget thresholds, forecasts, spend anomalies, key-access anomalies,
+	// key-rotation reminders, and connections found to duplicate another
+	// (`duplicate_connection`: `connection_id` is the duplicate,
+	// `detail.existing_connection_id` the connection that covers its
+	// organisation). Each alert is raised once.
 	//
 	// Corresponds with GET /v1/alerts (the `ListAlerts` operationId).
 	ListAlerts(ctx context.Context, params *ListAlertsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1085,7 +1145,7 @@ type ClientInterface interface {
 	// AcknowledgeAlert Mark an alert as seen
 	//
 	// Corresponds with POST /v1/alerts/{id}/acknowledge (the `AcknowledgeAlert` operationId).
-	AcknowledgeAlert(ctx context.Context, id int64, reqEditors ...RequestEditorFn) (*http.Response, error)
+	AcknowledgeAlert(ctx context.Context, id int64, params *AcknowledgeAlertParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListAuditEvents Your audit log, newest first
 	//
@@ -1134,12 +1194,16 @@ type ClientInterface interface {
 	// redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
-	// `X-Tokka-Signature` header; it is shown only this once.
+	// `X-Tokka-Signature` header; it is shown only this once. A retry with
+	// the same `Idempotency-Key` is answered with this response without
+	// `webhook_secret` (Tokka does not keep it where it could show it
+	// again): if the first response was lost, rotate the secret with
+	// PATCH `rotate_webhook_secret`.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-	CreateBudgetWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateBudgetWithBody(ctx context.Context, params *CreateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateBudget Create a monthly budget
 	//
@@ -1164,12 +1228,16 @@ type ClientInterface interface {
 	// redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
-	// `X-Tokka-Signature` header; it is shown only this once.
+	// `X-Tokka-Signature` header; it is shown only this once. A retry with
+	// the same `Idempotency-Key` is answered with this response without
+	// `webhook_secret` (Tokka does not keep it where it could show it
+	// again): if the first response was lost, rotate the secret with
+	// PATCH `rotate_webhook_secret`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-	CreateBudget(ctx context.Context, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateBudget(ctx context.Context, params *CreateBudgetParams, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteBudget Delete a budget and its delivery records
 	//
@@ -1220,10 +1288,17 @@ type ClientInterface interface {
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
 	//
+	// A key you have already connected is refused with 409, whose
+	// `connection_id` names the connection that has it: an organisation is
+	// never counted twice. Another admin key of an organisation you have
+	// already connected cannot be recognised yet; its first sync finds the
+	// organisation (Anthropic's organisation id, OpenAI's project ids) and
+	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-	CreateConnectionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateConnectionWithBody(ctx context.Context, params *CreateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateConnection Connect a provider organisation with its admin key
 	//
@@ -1231,10 +1306,17 @@ type ClientInterface interface {
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
 	//
+	// A key you have already connected is refused with 409, whose
+	// `connection_id` names the connection that has it: an organisation is
+	// never counted twice. Another admin key of an organisation you have
+	// already connected cannot be recognised yet; its first sync finds the
+	// organisation (Anthropic's organisation id, OpenAI's project ids) and
+	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-	CreateConnection(ctx context.Context, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateConnection(ctx context.Context, params *CreateConnectionParams, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteConnection Delete a connection, its sealed key and its usage
 	//
@@ -1257,7 +1339,10 @@ type ClientInterface interface {
 	// with no error and makes it due now (its history is kept, so the next
 	// sync re-reads only the trailing days), acknowledges its open
 	// `key_rotation` alerts, and records `key.replaced` in the audit log. A
-	// rename alone records `connection.renamed`.
+	// rename alone records `connection.renamed`. A key another of your
+	// connections has is refused with 409, whose `connection_id` names that
+	// connection. A `duplicate` connection leaves that state with a new key:
+	// its organisation is checked again at its next sync.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1275,7 +1360,10 @@ type ClientInterface interface {
 	// with no error and makes it due now (its history is kept, so the next
 	// sync re-reads only the trailing days), acknowledges its open
 	// `key_rotation` alerts, and records `key.replaced` in the audit log. A
-	// rename alone records `connection.renamed`.
+	// rename alone records `connection.renamed`. A key another of your
+	// connections has is refused with 409, whose `connection_id` names that
+	// connection. A `duplicate` connection leaves that state with a new key:
+	// its organisation is checked again at its next sync.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1288,11 +1376,11 @@ type ClientInterface interface {
 	// `syncer run` is woken at once). One request per connection per 5
 	// minutes (SYNC_REQUEST_INTERVAL); besides, like every mutation, it
 	// counts against your rate limit. A connection whose key was rejected
-	// or cannot be opened, or that is `compromised`, answers 409: replace
-	// the key instead. Audited as `sync.requested`.
+	// or cannot be opened, or that is `compromised` or `duplicate`, answers
+	// 409: replace the key instead. Audited as `sync.requested`.
 	//
 	// Corresponds with POST /v1/connections/{id}/sync (the `RequestSync` operationId).
-	RequestSync(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	RequestSync(ctx context.Context, id ConnectionID, params *RequestSyncParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetMe The caller, from the access token
 	//
@@ -1387,8 +1475,11 @@ func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*ht
 
 // ListAlerts Alerts raised for you, newest first
 //
-// Budget thresholds, forecasts, spend anomalies, key-access anomalies and
-// key-rotation reminders. Each alert is raised once.
+// Budget thresholds, forecasts, spend anomalies, key-access anomalies,
+// key-rotation reminders, and connections found to duplicate another
+// (`duplicate_connection`: `connection_id` is the duplicate,
+// `detail.existing_connection_id` the connection that covers its
+// organisation). Each alert is raised once.
 //
 // Corresponds with GET /v1/alerts (the `ListAlerts` operationId).
 func (c *Client) ListAlerts(ctx context.Context, params *ListAlertsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1406,8 +1497,8 @@ func (c *Client) ListAlerts(ctx context.Context, params *ListAlertsParams, reqEd
 // AcknowledgeAlert Mark an alert as seen
 //
 // Corresponds with POST /v1/alerts/{id}/acknowledge (the `AcknowledgeAlert` operationId).
-func (c *Client) AcknowledgeAlert(ctx context.Context, id int64, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewAcknowledgeAlertRequest(c.Server, id)
+func (c *Client) AcknowledgeAlert(ctx context.Context, id int64, params *AcknowledgeAlertParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcknowledgeAlertRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1495,13 +1586,17 @@ func (c *Client) ListBudgets(ctx context.Context, reqEditors ...RequestEditorFn)
 // redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
-// `X-Tokka-Signature` header; it is shown only this once.
+// `X-Tokka-Signature` header; it is shown only this once. A retry with
+// the same `Idempotency-Key` is answered with this response without
+// `webhook_secret` (Tokka does not keep it where it could show it
+// again): if the first response was lost, rotate the secret with
+// PATCH `rotate_webhook_secret`.
 //
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-func (c *Client) CreateBudgetWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateBudgetRequestWithBody(c.Server, contentType, body)
+func (c *Client) CreateBudgetWithBody(ctx context.Context, params *CreateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateBudgetRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1535,13 +1630,17 @@ func (c *Client) CreateBudgetWithBody(ctx context.Context, contentType string, b
 // redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
-// `X-Tokka-Signature` header; it is shown only this once.
+// `X-Tokka-Signature` header; it is shown only this once. A retry with
+// the same `Idempotency-Key` is answered with this response without
+// `webhook_secret` (Tokka does not keep it where it could show it
+// again): if the first response was lost, rotate the secret with
+// PATCH `rotate_webhook_secret`.
 //
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-func (c *Client) CreateBudget(ctx context.Context, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateBudgetRequest(c.Server, body)
+func (c *Client) CreateBudget(ctx context.Context, params *CreateBudgetParams, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateBudgetRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1651,11 +1750,18 @@ func (c *Client) ListConnections(ctx context.Context, reqEditors ...RequestEdito
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
 //
+// A key you have already connected is refused with 409, whose
+// `connection_id` names the connection that has it: an organisation is
+// never counted twice. Another admin key of an organisation you have
+// already connected cannot be recognised yet; its first sync finds the
+// organisation (Anthropic's organisation id, OpenAI's project ids) and
+// marks it `duplicate` instead of counting it (see `Connection.status`).
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-func (c *Client) CreateConnectionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateConnectionRequestWithBody(c.Server, contentType, body)
+func (c *Client) CreateConnectionWithBody(ctx context.Context, params *CreateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateConnectionRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1672,11 +1778,18 @@ func (c *Client) CreateConnectionWithBody(ctx context.Context, contentType strin
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
 //
+// A key you have already connected is refused with 409, whose
+// `connection_id` names the connection that has it: an organisation is
+// never counted twice. Another admin key of an organisation you have
+// already connected cannot be recognised yet; its first sync finds the
+// organisation (Anthropic's organisation id, OpenAI's project ids) and
+// marks it `duplicate` instead of counting it (see `Connection.status`).
+//
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-func (c *Client) CreateConnection(ctx context.Context, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateConnectionRequest(c.Server, body)
+func (c *Client) CreateConnection(ctx context.Context, params *CreateConnectionParams, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateConnectionRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1728,7 +1841,10 @@ func (c *Client) GetConnection(ctx context.Context, id ConnectionID, reqEditors 
 // with no error and makes it due now (its history is kept, so the next
 // sync re-reads only the trailing days), acknowledges its open
 // `key_rotation` alerts, and records `key.replaced` in the audit log. A
-// rename alone records `connection.renamed`.
+// rename alone records `connection.renamed`. A key another of your
+// connections has is refused with 409, whose `connection_id` names that
+// connection. A `duplicate` connection leaves that state with a new key:
+// its organisation is checked again at its next sync.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1756,7 +1872,10 @@ func (c *Client) UpdateConnectionWithBody(ctx context.Context, id ConnectionID, 
 // with no error and makes it due now (its history is kept, so the next
 // sync re-reads only the trailing days), acknowledges its open
 // `key_rotation` alerts, and records `key.replaced` in the audit log. A
-// rename alone records `connection.renamed`.
+// rename alone records `connection.renamed`. A key another of your
+// connections has is refused with 409, whose `connection_id` names that
+// connection. A `duplicate` connection leaves that state with a new key:
+// its organisation is checked again at its next sync.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1779,12 +1898,12 @@ func (c *Client) UpdateConnection(ctx context.Context, id ConnectionID, body Upd
 // `syncer run` is woken at once). One request per connection per 5
 // minutes (SYNC_REQUEST_INTERVAL); besides, like every mutation, it
 // counts against your rate limit. A connection whose key was rejected
-// or cannot be opened, or that is `compromised`, answers 409: replace
-// the key instead. Audited as `sync.requested`.
+// or cannot be opened, or that is `compromised` or `duplicate`, answers
+// 409: replace the key instead. Audited as `sync.requested`.
 //
 // Corresponds with POST /v1/connections/{id}/sync (the `RequestSync` operationId).
-func (c *Client) RequestSync(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRequestSyncRequest(c.Server, id)
+func (c *Client) RequestSync(ctx context.Context, id ConnectionID, params *RequestSyncParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRequestSyncRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2040,7 +2159,7 @@ func NewListAlertsRequest(server string, params *ListAlertsParams) (*http.Reques
 }
 
 // NewAcknowledgeAlertRequest constructs an http.Request for the AcknowledgeAlert method
-func NewAcknowledgeAlertRequest(server string, id int64) (*http.Request, error) {
+func NewAcknowledgeAlertRequest(server string, id int64, params *AcknowledgeAlertParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -2068,6 +2187,21 @@ func NewAcknowledgeAlertRequest(server string, id int64) (*http.Request, error) 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -2194,18 +2328,18 @@ func NewListBudgetsRequest(server string) (*http.Request, error) {
 }
 
 // NewCreateBudgetRequest calls the generic CreateBudget builder with application/json body
-func NewCreateBudgetRequest(server string, body CreateBudgetJSONRequestBody) (*http.Request, error) {
+func NewCreateBudgetRequest(server string, params *CreateBudgetParams, body CreateBudgetJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewCreateBudgetRequestWithBody(server, "application/json", bodyReader)
+	return NewCreateBudgetRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewCreateBudgetRequestWithBody constructs an http.Request for the CreateBudget method, with any body, and a specified content type
-func NewCreateBudgetRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewCreateBudgetRequestWithBody(server string, params *CreateBudgetParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -2229,6 +2363,21 @@ func NewCreateBudgetRequestWithBody(server string, contentType string, body io.R
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
 
 	return req, nil
 }
@@ -2376,18 +2525,18 @@ func NewListConnectionsRequest(server string) (*http.Request, error) {
 }
 
 // NewCreateConnectionRequest calls the generic CreateConnection builder with application/json body
-func NewCreateConnectionRequest(server string, body CreateConnectionJSONRequestBody) (*http.Request, error) {
+func NewCreateConnectionRequest(server string, params *CreateConnectionParams, body CreateConnectionJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewCreateConnectionRequestWithBody(server, "application/json", bodyReader)
+	return NewCreateConnectionRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewCreateConnectionRequestWithBody constructs an http.Request for the CreateConnection method, with any body, and a specified content type
-func NewCreateConnectionRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewCreateConnectionRequestWithBody(server string, params *CreateConnectionParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -2411,6 +2560,21 @@ func NewCreateConnectionRequestWithBody(server string, contentType string, body 
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
 
 	return req, nil
 }
@@ -2531,7 +2695,7 @@ func NewUpdateConnectionRequestWithBody(server string, id ConnectionID, contentT
 }
 
 // NewRequestSyncRequest constructs an http.Request for the RequestSync method
-func NewRequestSyncRequest(server string, id ConnectionID) (*http.Request, error) {
+func NewRequestSyncRequest(server string, id ConnectionID, params *RequestSyncParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -2559,6 +2723,21 @@ func NewRequestSyncRequest(server string, id ConnectionID) (*http.Request, error
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -3009,8 +3188,11 @@ type ClientWithResponsesInterface interface {
 
 	// ListAlertsWithResponse Alerts raised for you, newest first
 	//
-	// Budget thresholds, forecasts, spend anomalies, key-access anomalies and
-	// key-rotation reminders. Each alert is raised once.
+	// Budget thresholds, forecasts, spend anomalies, key-access anomalies,
+	// key-rotation reminders, and connections found to duplicate another
+	// (`duplicate_connection`: `connection_id` is the duplicate,
+	// `detail.existing_connection_id` the connection that covers its
+	// organisation). Each alert is raised once.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3022,7 +3204,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/alerts/{id}/acknowledge (the `AcknowledgeAlert` operationId).
-	AcknowledgeAlertWithResponse(ctx context.Context, id int64, reqEditors ...RequestEditorFn) (*AcknowledgeAlertResponse, error)
+	AcknowledgeAlertWithResponse(ctx context.Context, id int64, params *AcknowledgeAlertParams, reqEditors ...RequestEditorFn) (*AcknowledgeAlertResponse, error)
 
 	// ListAuditEventsWithResponse Your audit log, newest first
 	//
@@ -3077,12 +3259,16 @@ type ClientWithResponsesInterface interface {
 	// redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
-	// `X-Tokka-Signature` header; it is shown only this once.
+	// `X-Tokka-Signature` header; it is shown only this once. A retry with
+	// the same `Idempotency-Key` is answered with this response without
+	// `webhook_secret` (Tokka does not keep it where it could show it
+	// again): if the first response was lost, rotate the secret with
+	// PATCH `rotate_webhook_secret`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-	CreateBudgetWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error)
+	CreateBudgetWithBodyWithResponse(ctx context.Context, params *CreateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error)
 
 	// CreateBudgetWithResponse Create a monthly budget
 	//
@@ -3107,12 +3293,16 @@ type ClientWithResponsesInterface interface {
 	// redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
-	// `X-Tokka-Signature` header; it is shown only this once.
+	// `X-Tokka-Signature` header; it is shown only this once. A retry with
+	// the same `Idempotency-Key` is answered with this response without
+	// `webhook_secret` (Tokka does not keep it where it could show it
+	// again): if the first response was lost, rotate the secret with
+	// PATCH `rotate_webhook_secret`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-	CreateBudgetWithResponse(ctx context.Context, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error)
+	CreateBudgetWithResponse(ctx context.Context, params *CreateBudgetParams, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error)
 
 	// DeleteBudgetWithResponse Delete a budget and its delivery records
 	//
@@ -3169,10 +3359,17 @@ type ClientWithResponsesInterface interface {
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
 	//
+	// A key you have already connected is refused with 409, whose
+	// `connection_id` names the connection that has it: an organisation is
+	// never counted twice. Another admin key of an organisation you have
+	// already connected cannot be recognised yet; its first sync finds the
+	// organisation (Anthropic's organisation id, OpenAI's project ids) and
+	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-	CreateConnectionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error)
+	CreateConnectionWithBodyWithResponse(ctx context.Context, params *CreateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error)
 
 	// CreateConnectionWithResponse Connect a provider organisation with its admin key
 	//
@@ -3180,10 +3377,17 @@ type ClientWithResponsesInterface interface {
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
 	//
+	// A key you have already connected is refused with 409, whose
+	// `connection_id` names the connection that has it: an organisation is
+	// never counted twice. Another admin key of an organisation you have
+	// already connected cannot be recognised yet; its first sync finds the
+	// organisation (Anthropic's organisation id, OpenAI's project ids) and
+	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-	CreateConnectionWithResponse(ctx context.Context, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error)
+	CreateConnectionWithResponse(ctx context.Context, params *CreateConnectionParams, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error)
 
 	// DeleteConnectionWithResponse Delete a connection, its sealed key and its usage
 	//
@@ -3210,7 +3414,10 @@ type ClientWithResponsesInterface interface {
 	// with no error and makes it due now (its history is kept, so the next
 	// sync re-reads only the trailing days), acknowledges its open
 	// `key_rotation` alerts, and records `key.replaced` in the audit log. A
-	// rename alone records `connection.renamed`.
+	// rename alone records `connection.renamed`. A key another of your
+	// connections has is refused with 409, whose `connection_id` names that
+	// connection. A `duplicate` connection leaves that state with a new key:
+	// its organisation is checked again at its next sync.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3228,7 +3435,10 @@ type ClientWithResponsesInterface interface {
 	// with no error and makes it due now (its history is kept, so the next
 	// sync re-reads only the trailing days), acknowledges its open
 	// `key_rotation` alerts, and records `key.replaced` in the audit log. A
-	// rename alone records `connection.renamed`.
+	// rename alone records `connection.renamed`. A key another of your
+	// connections has is refused with 409, whose `connection_id` names that
+	// connection. A `duplicate` connection leaves that state with a new key:
+	// its organisation is checked again at its next sync.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3241,13 +3451,13 @@ type ClientWithResponsesInterface interface {
 	// `syncer run` is woken at once). One request per connection per 5
 	// minutes (SYNC_REQUEST_INTERVAL); besides, like every mutation, it
 	// counts against your rate limit. A connection whose key was rejected
-	// or cannot be opened, or that is `compromised`, answers 409: replace
-	// the key instead. Audited as `sync.requested`.
+	// or cannot be opened, or that is `compromised` or `duplicate`, answers
+	// 409: replace the key instead. Audited as `sync.requested`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/connections/{id}/sync (the `RequestSync` operationId).
-	RequestSyncWithResponse(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*RequestSyncResponse, error)
+	RequestSyncWithResponse(ctx context.Context, id ConnectionID, params *RequestSyncParams, reqEditors ...RequestEditorFn) (*RequestSyncResponse, error)
 
 	// GetMeWithResponse The caller, from the access token
 	//
@@ -3609,6 +3819,7 @@ func (r ListAlertsResponse) ContentType() string {
 
 // AcknowledgeAlertResponse200Headers the declared response headers of an HTTP 200 response for AcknowledgeAlert
 type AcknowledgeAlertResponse200Headers struct {
+	IdempotentReplayed *string
 	RateLimitLimit     *int
 	RateLimitRemaining *int
 	RateLimitReset     *int
@@ -3626,6 +3837,16 @@ type AcknowledgeAlertResponse401Headers struct {
 
 // AcknowledgeAlertResponse404Headers the declared response headers of an HTTP 404 response for AcknowledgeAlert
 type AcknowledgeAlertResponse404Headers struct {
+	XRequestId *string
+}
+
+// AcknowledgeAlertResponse409Headers the declared response headers of an HTTP 409 response for AcknowledgeAlert
+type AcknowledgeAlertResponse409Headers struct {
+	XRequestId *string
+}
+
+// AcknowledgeAlertResponse422Headers the declared response headers of an HTTP 422 response for AcknowledgeAlert
+type AcknowledgeAlertResponse422Headers struct {
 	XRequestId *string
 }
 
@@ -3659,6 +3880,10 @@ type AcknowledgeAlertResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -3673,6 +3898,10 @@ type AcknowledgeAlertResponse struct {
 	Headers401 *AcknowledgeAlertResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *AcknowledgeAlertResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *AcknowledgeAlertResponse409Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *AcknowledgeAlertResponse422Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *AcknowledgeAlertResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -3699,6 +3928,16 @@ func (r AcknowledgeAlertResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r AcknowledgeAlertResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r AcknowledgeAlertResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AcknowledgeAlertResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -3996,6 +4235,8 @@ func (r ListBudgetsResponse) ContentType() string {
 
 // CreateBudgetResponse201Headers the declared response headers of an HTTP 201 response for CreateBudget
 type CreateBudgetResponse201Headers struct {
+	IdempotentReplayed *string
+	Location           *string
 	RateLimitLimit     *int
 	RateLimitRemaining *int
 	RateLimitReset     *int
@@ -4011,8 +4252,18 @@ type CreateBudgetResponse401Headers struct {
 	XRequestId *string
 }
 
+// CreateBudgetResponse409Headers the declared response headers of an HTTP 409 response for CreateBudget
+type CreateBudgetResponse409Headers struct {
+	XRequestId *string
+}
+
 // CreateBudgetResponse413Headers the declared response headers of an HTTP 413 response for CreateBudget
 type CreateBudgetResponse413Headers struct {
+	XRequestId *string
+}
+
+// CreateBudgetResponse422Headers the declared response headers of an HTTP 422 response for CreateBudget
+type CreateBudgetResponse422Headers struct {
 	XRequestId *string
 }
 
@@ -4044,8 +4295,12 @@ type CreateBudgetResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -4058,8 +4313,12 @@ type CreateBudgetResponse struct {
 	Headers400 *CreateBudgetResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *CreateBudgetResponse401Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *CreateBudgetResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateBudgetResponse413Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *CreateBudgetResponse422Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *CreateBudgetResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -4083,9 +4342,19 @@ func (r CreateBudgetResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateBudgetResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateBudgetResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateBudgetResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -4597,6 +4866,8 @@ func (r ListConnectionsResponse) ContentType() string {
 
 // CreateConnectionResponse201Headers the declared response headers of an HTTP 201 response for CreateConnection
 type CreateConnectionResponse201Headers struct {
+	IdempotentReplayed *string
+	Location           *string
 	RateLimitLimit     *int
 	RateLimitRemaining *int
 	RateLimitReset     *int
@@ -4612,8 +4883,18 @@ type CreateConnectionResponse401Headers struct {
 	XRequestId *string
 }
 
+// CreateConnectionResponse409Headers the declared response headers of an HTTP 409 response for CreateConnection
+type CreateConnectionResponse409Headers struct {
+	XRequestId *string
+}
+
 // CreateConnectionResponse413Headers the declared response headers of an HTTP 413 response for CreateConnection
 type CreateConnectionResponse413Headers struct {
+	XRequestId *string
+}
+
+// CreateConnectionResponse422Headers the declared response headers of an HTTP 422 response for CreateConnection
+type CreateConnectionResponse422Headers struct {
 	XRequestId *string
 }
 
@@ -4645,8 +4926,12 @@ type CreateConnectionResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -4659,8 +4944,12 @@ type CreateConnectionResponse struct {
 	Headers400 *CreateConnectionResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *CreateConnectionResponse401Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *CreateConnectionResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateConnectionResponse413Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *CreateConnectionResponse422Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *CreateConnectionResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -4684,9 +4973,19 @@ func (r CreateConnectionResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateConnectionResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateConnectionResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateConnectionResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -4983,6 +5282,11 @@ type UpdateConnectionResponse404Headers struct {
 	XRequestId *string
 }
 
+// UpdateConnectionResponse409Headers the declared response headers of an HTTP 409 response for UpdateConnection
+type UpdateConnectionResponse409Headers struct {
+	XRequestId *string
+}
+
 // UpdateConnectionResponse413Headers the declared response headers of an HTTP 413 response for UpdateConnection
 type UpdateConnectionResponse413Headers struct {
 	XRequestId *string
@@ -5018,6 +5322,8 @@ type UpdateConnectionResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -5034,6 +5340,8 @@ type UpdateConnectionResponse struct {
 	Headers401 *UpdateConnectionResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *UpdateConnectionResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *UpdateConnectionResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *UpdateConnectionResponse413Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -5062,6 +5370,11 @@ func (r UpdateConnectionResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r UpdateConnectionResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UpdateConnectionResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -5115,6 +5428,7 @@ func (r UpdateConnectionResponse) ContentType() string {
 
 // RequestSyncResponse202Headers the declared response headers of an HTTP 202 response for RequestSync
 type RequestSyncResponse202Headers struct {
+	IdempotentReplayed *string
 	RateLimitLimit     *int
 	RateLimitRemaining *int
 	RateLimitReset     *int
@@ -5137,6 +5451,11 @@ type RequestSyncResponse404Headers struct {
 
 // RequestSyncResponse409Headers the declared response headers of an HTTP 409 response for RequestSync
 type RequestSyncResponse409Headers struct {
+	XRequestId *string
+}
+
+// RequestSyncResponse422Headers the declared response headers of an HTTP 422 response for RequestSync
+type RequestSyncResponse422Headers struct {
 	XRequestId *string
 }
 
@@ -5172,6 +5491,8 @@ type RequestSyncResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -5188,6 +5509,8 @@ type RequestSyncResponse struct {
 	Headers404 *RequestSyncResponse404Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
 	Headers409 *RequestSyncResponse409Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *RequestSyncResponse422Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *RequestSyncResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -5219,6 +5542,11 @@ func (r RequestSyncResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r RequestSyncResponse) GetApplicationproblemJSON409() *Conflict {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r RequestSyncResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -5631,8 +5959,11 @@ func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors
 
 // ListAlertsWithResponse Alerts raised for you, newest first
 //
-// Budget thresholds, forecasts, spend anomalies, key-access anomalies and
-// key-rotation reminders. Each alert is raised once.
+// Budget thresholds, forecasts, spend anomalies, key-access anomalies,
+// key-rotation reminders, and connections found to duplicate another
+// (`duplicate_connection`: `connection_id` is the duplicate,
+// `detail.existing_connection_id` the connection that covers its
+// organisation). Each alert is raised once.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5650,8 +5981,8 @@ func (c *ClientWithResponses) ListAlertsWithResponse(ctx context.Context, params
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/alerts/{id}/acknowledge (the `AcknowledgeAlert` operationId).
-func (c *ClientWithResponses) AcknowledgeAlertWithResponse(ctx context.Context, id int64, reqEditors ...RequestEditorFn) (*AcknowledgeAlertResponse, error) {
-	rsp, err := c.AcknowledgeAlert(ctx, id, reqEditors...)
+func (c *ClientWithResponses) AcknowledgeAlertWithResponse(ctx context.Context, id int64, params *AcknowledgeAlertParams, reqEditors ...RequestEditorFn) (*AcknowledgeAlertResponse, error) {
+	rsp, err := c.AcknowledgeAlert(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -5729,13 +6060,17 @@ func (c *ClientWithResponses) ListBudgetsWithResponse(ctx context.Context, reqEd
 // redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
-// `X-Tokka-Signature` header; it is shown only this once.
+// `X-Tokka-Signature` header; it is shown only this once. A retry with
+// the same `Idempotency-Key` is answered with this response without
+// `webhook_secret` (Tokka does not keep it where it could show it
+// again): if the first response was lost, rotate the secret with
+// PATCH `rotate_webhook_secret`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-func (c *ClientWithResponses) CreateBudgetWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error) {
-	rsp, err := c.CreateBudgetWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) CreateBudgetWithBodyWithResponse(ctx context.Context, params *CreateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error) {
+	rsp, err := c.CreateBudgetWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -5765,13 +6100,17 @@ func (c *ClientWithResponses) CreateBudgetWithBodyWithResponse(ctx context.Conte
 // redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
-// `X-Tokka-Signature` header; it is shown only this once.
+// `X-Tokka-Signature` header; it is shown only this once. A retry with
+// the same `Idempotency-Key` is answered with this response without
+// `webhook_secret` (Tokka does not keep it where it could show it
+// again): if the first response was lost, rotate the secret with
+// PATCH `rotate_webhook_secret`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-func (c *ClientWithResponses) CreateBudgetWithResponse(ctx context.Context, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error) {
-	rsp, err := c.CreateBudget(ctx, body, reqEditors...)
+func (c *ClientWithResponses) CreateBudgetWithResponse(ctx context.Context, params *CreateBudgetParams, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error) {
+	rsp, err := c.CreateBudget(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -5863,11 +6202,18 @@ func (c *ClientWithResponses) ListConnectionsWithResponse(ctx context.Context, r
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
 //
+// A key you have already connected is refused with 409, whose
+// `connection_id` names the connection that has it: an organisation is
+// never counted twice. Another admin key of an organisation you have
+// already connected cannot be recognised yet; its first sync finds the
+// organisation (Anthropic's organisation id, OpenAI's project ids) and
+// marks it `duplicate` instead of counting it (see `Connection.status`).
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-func (c *ClientWithResponses) CreateConnectionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error) {
-	rsp, err := c.CreateConnectionWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) CreateConnectionWithBodyWithResponse(ctx context.Context, params *CreateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error) {
+	rsp, err := c.CreateConnectionWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -5880,11 +6226,18 @@ func (c *ClientWithResponses) CreateConnectionWithBodyWithResponse(ctx context.C
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
 //
+// A key you have already connected is refused with 409, whose
+// `connection_id` names the connection that has it: an organisation is
+// never counted twice. Another admin key of an organisation you have
+// already connected cannot be recognised yet; its first sync finds the
+// organisation (Anthropic's organisation id, OpenAI's project ids) and
+// marks it `duplicate` instead of counting it (see `Connection.status`).
+//
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-func (c *ClientWithResponses) CreateConnectionWithResponse(ctx context.Context, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error) {
-	rsp, err := c.CreateConnection(ctx, body, reqEditors...)
+func (c *ClientWithResponses) CreateConnectionWithResponse(ctx context.Context, params *CreateConnectionParams, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error) {
+	rsp, err := c.CreateConnection(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -5928,7 +6281,10 @@ func (c *ClientWithResponses) GetConnectionWithResponse(ctx context.Context, id 
 // with no error and makes it due now (its history is kept, so the next
 // sync re-reads only the trailing days), acknowledges its open
 // `key_rotation` alerts, and records `key.replaced` in the audit log. A
-// rename alone records `connection.renamed`.
+// rename alone records `connection.renamed`. A key another of your
+// connections has is refused with 409, whose `connection_id` names that
+// connection. A `duplicate` connection leaves that state with a new key:
+// its organisation is checked again at its next sync.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5952,7 +6308,10 @@ func (c *ClientWithResponses) UpdateConnectionWithBodyWithResponse(ctx context.C
 // with no error and makes it due now (its history is kept, so the next
 // sync re-reads only the trailing days), acknowledges its open
 // `key_rotation` alerts, and records `key.replaced` in the audit log. A
-// rename alone records `connection.renamed`.
+// rename alone records `connection.renamed`. A key another of your
+// connections has is refused with 409, whose `connection_id` names that
+// connection. A `duplicate` connection leaves that state with a new key:
+// its organisation is checked again at its next sync.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5971,14 +6330,14 @@ func (c *ClientWithResponses) UpdateConnectionWithResponse(ctx context.Context, 
 // `syncer run` is woken at once). One request per connection per 5
 // minutes (SYNC_REQUEST_INTERVAL); besides, like every mutation, it
 // counts against your rate limit. A connection whose key was rejected
-// or cannot be opened, or that is `compromised`, answers 409: replace
-// the key instead. Audited as `sync.requested`.
+// or cannot be opened, or that is `compromised` or `duplicate`, answers
+// 409: replace the key instead. Audited as `sync.requested`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/connections/{id}/sync (the `RequestSync` operationId).
-func (c *ClientWithResponses) RequestSyncWithResponse(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*RequestSyncResponse, error) {
-	rsp, err := c.RequestSync(ctx, id, reqEditors...)
+func (c *ClientWithResponses) RequestSyncWithResponse(ctx context.Context, id ConnectionID, params *RequestSyncParams, reqEditors ...RequestEditorFn) (*RequestSyncResponse, error) {
+	rsp, err := c.RequestSync(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -6390,6 +6749,20 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6416,6 +6789,13 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 	switch {
 	case rsp.StatusCode == 200:
 		var headers AcknowledgeAlertResponse200Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -6468,6 +6848,26 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 			headers.XRequestId = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers AcknowledgeAlertResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 422:
+		var headers AcknowledgeAlertResponse422Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
 	case rsp.StatusCode == 429:
 		var headers AcknowledgeAlertResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -6806,12 +7206,26 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
@@ -6839,6 +7253,20 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateBudgetResponse201Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -6881,6 +7309,16 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 409:
+		var headers CreateBudgetResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateBudgetResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6891,6 +7329,16 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 422:
+		var headers CreateBudgetResponse422Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
 	case rsp.StatusCode == 429:
 		var headers CreateBudgetResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -7545,12 +7993,26 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
@@ -7578,6 +8040,20 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateConnectionResponse201Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -7620,6 +8096,16 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 409:
+		var headers CreateConnectionResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateConnectionResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7630,6 +8116,16 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 422:
+		var headers CreateConnectionResponse422Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
 	case rsp.StatusCode == 429:
 		var headers CreateConnectionResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -8011,6 +8507,13 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8096,6 +8599,16 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers UpdateConnectionResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers UpdateConnectionResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8218,6 +8731,13 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8244,6 +8764,13 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 	switch {
 	case rsp.StatusCode == 202:
 		var headers RequestSyncResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -8306,6 +8833,16 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 			headers.XRequestId = &value
 		}
 		response.Headers409 = &headers
+	case rsp.StatusCode == 422:
+		var headers RequestSyncResponse422Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
 	case rsp.StatusCode == 429:
 		var headers RequestSyncResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
