@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
@@ -71,7 +72,11 @@ func checkQuery(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return tokka.Errorf(tokka.CodeInvalid, "the query string is malformed")
 		}
-		allowed := routeQueryParams[c.Request().Method+" "+c.Path()]
+		method := c.Request().Method
+		if method == http.MethodHead {
+			method = http.MethodGet // a HEAD takes what its GET takes
+		}
+		allowed := routeQueryParams[method+" "+c.Path()]
 		names := make([]string, 0, len(q))
 		for name := range q {
 			names = append(names, name)

@@ -129,6 +129,11 @@ func TestQueryParametersAreDeclaredPerRoute(t *testing.T) {
 		require.Equal(t, tc.field, p.Field, tc.path)
 		require.Contains(t, p.Detail, tc.detail, tc.path)
 	}
+	for _, malformed := range []string{"from=%zz", "from=2026-11-01;to=2026-11-02"} {
+		status, p := b.problem(t, alice, http.MethodGet, "/v1/usage?"+malformed, nil)
+		require.Equal(t, http.StatusBadRequest, status, malformed)
+		require.Contains(t, p.Detail, "malformed")
+	}
 	status, p := b.problem(t, alice, http.MethodPost, "/v1/connections?dry_run=1",
 		map[string]string{"provider": "openai", "api_key": "sk-admin-queryparam0123456789"})
 	require.Equal(t, http.StatusBadRequest, status)

@@ -97,9 +97,12 @@ func (s *Server) usageQuery(c echo.Context) (postgres.UsageQuery, error) {
 	q := postgres.UsageQuery{From: from, To: to, GroupBy: []string{}, Filters: map[string]string{},
 		ProvisionalFrom: today.AddDate(0, 0, -(provisionalDays - 1))}
 	groups, ok := listParam(c, "group_by")
+	if !ok {
+		return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by", Message: "group_by has an empty element"}
+	}
 	seen := map[string]bool{}
 	for _, g := range groups {
-		if _, known := postgres.DimensionByName(g); !ok || !known {
+		if _, known := postgres.DimensionByName(g); !known {
 			return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by",
 				Message: "group_by takes a list of month, week, day, provider, connection, model, project, api_key, service_tier (comma-separated, repeated, or both)"}
 		}
@@ -107,9 +110,6 @@ func (s *Server) usageQuery(c echo.Context) (postgres.UsageQuery, error) {
 			seen[g] = true
 			q.GroupBy = append(q.GroupBy, g)
 		}
-	}
-	if !ok {
-		return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by", Message: "group_by has an empty element"}
 	}
 	for _, d := range postgres.UsageDimensions {
 		if !d.Filters {

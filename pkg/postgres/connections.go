@@ -16,8 +16,7 @@ const connectionColumns = `id, provider, label, key_hint, key_set_at, status, la
 	last_synced_at, next_sync_at, created_at, updated_at`
 
 // NewConnection is what the api stores when a user pastes a key: the blob is
-// already sealed to the syncer's public key and bound to ID, UserID and
-// Provider.
+// already sealed to the syncer's public key and bound to ID, UserID and Provider.
 type NewConnection struct {
 	ID        string
 	Provider  string
