@@ -88,7 +88,8 @@ func (s scalar) String() string { return string(s) }
 // TestKubernetesWorkloadsGetWhatTheirBinaryRequires checks each workload's
 // environment (its own env, Secrets and ConfigMaps) against what the binary
 // refuses to start without, so a manifest cannot crash-loop on a missing
-// variable: the api needs DATABASE_URL, ENCRYPTION_PUBLIC_KEY and a way to
+// variable: the api needs DATABASE_URL, ENCRYPTION_PUBLIC_KEY,
+// KEY_FINGERPRINT_SECRET (and the syncer must not get it) and a way to
 // verify tokens (with SUPABASE_URL also SUPABASE_ANON_KEY), the syncer
 // DATABASE_URL and ENCRYPTION_KEY, the migration DATABASE_URL. It also wants
 // the kinds the issue lists: the api Deployment with probes and a Service, a
@@ -150,7 +151,7 @@ func checkWorkloads(t *testing.T, overlay string, objs []k8sObject) {
 			need := []string{"DATABASE_URL"}
 			switch component {
 			case "api":
-				need = append(need, "ENCRYPTION_PUBLIC_KEY")
+				need = append(need, "ENCRYPTION_PUBLIC_KEY", "KEY_FINGERPRINT_SECRET")
 				require.True(t, env["SUPABASE_JWT_SECRET"] || env["SUPABASE_URL"] || env["SUPABASE_AUTH_URL"] || env["SUPABASE_JWKS_URL"],
 					"%s: the api needs a way to verify tokens", o.Metadata.Name)
 				if env["SUPABASE_URL"] {
@@ -160,6 +161,7 @@ func checkWorkloads(t *testing.T, overlay string, objs []k8sObject) {
 				require.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path, "%s: liveness probe", o.Metadata.Name)
 			case "syncer":
 				need = append(need, "ENCRYPTION_KEY")
+				require.False(t, env["KEY_FINGERPRINT_SECRET"], "%s: the fingerprint secret is the api's alone", o.Metadata.Name)
 				require.Len(t, c.Args, 1)
 				require.Contains(t, []string{"run", "once"}, c.Args[0])
 			case "migrate":

@@ -168,6 +168,11 @@ func TestComposeGivesTheKeyToTheSyncerOnly(t *testing.T) {
 		require.NotContains(t, []string{"root", "0", "0:0"}, s.User, name)
 	}
 	require.Contains(t, compose.Services["api"].Environment, "ENCRYPTION_PUBLIC_KEY")
+	// The fingerprint secret is the api's alone, the mirror of ENCRYPTION_KEY.
+	for name, s := range compose.Services {
+		_, has := s.Environment["KEY_FINGERPRINT_SECRET"]
+		require.Equal(t, name == "api", has, "%s and KEY_FINGERPRINT_SECRET", name)
+	}
 }
 
 func TestImagesRunAsNonRoot(t *testing.T) {

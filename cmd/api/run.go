@@ -27,6 +27,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/seal"
+	"github.com/tokka-dev/tokka/pkg/secret"
 )
 
 // Config is everything the api reads from its environment.
@@ -74,6 +75,10 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// delayOver, in tests, ends the readiness delay early.
 	delayOver <-chan struct{}
+	// Fingerprints is KEY_FINGERPRINT_SECRET: the key of the fingerprints by
+	// which a key pasted twice is recognised, and of idempotent requests'
+	// digests.
+	Fingerprints *secret.Fingerprinter
 }
 
 // loadConfig reads and validates the environment. Each problem is one line
@@ -141,6 +146,18 @@ func loadConfig(getenv func(string) string, needKeys bool) (Config, error) {
 	}
 	if err := loadAuthConfig(&c, getenv); err != nil {
 		return c, err
+	}
+	// Only the api holds this secret: stored fingerprints are useless
+	// without it. Changing it makes Tokka stop recognising keys pasted
+	// before (they can then be added twice, until their first sync finds
+	// the organisation), so it is generated once and kept.
+	fs := getenv("KEY_FINGERPRINT_SECRET")
+	if len(fs) < secret.MinFingerprintSecretLength {
+		return c, fmt.Errorf("KEY_FINGERPRINT_SECRET is required and must be at least %d bytes (generate it once with `openssl rand -hex 32` and keep it; only the api has it)",
+			secret.MinFingerprintSecretLength)
+	}
+	if c.Fingerprints, err = secret.NewFingerprinter([]byte(fs)); err != nil {
+		return c, fmt.Errorf("KEY_FINGERPRINT_SECRET: %w", err)
 	}
 	certFile, keyFile := getenv("TLS_CERT_FILE"), getenv("TLS_KEY_FILE")
 	if (certFile == "") != (keyFile == "") {
@@ -358,6 +375,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready chan<- strin
 		RateLimits:          cfg.RateLimits,
 		SyncRequestInterval: cfg.SyncRequestInterval,
 		WebhookGuard:        &notify.Guard{AllowLoopback: cfg.AllowLoopbackWebhooks},
+		Fingerprints:        cfg.Fingerprints,
 	}
 	if cfg.AuthURL != "" {
 		sessions, err := auth.NewSessionChecker(auth.SessionConfig{AuthURL: cfg.AuthURL, AnonKey: cfg.AnonKey, Log: &authLog})

@@ -34,7 +34,10 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-const testSecret = "run-test-secret-run-test-secret-run-test-0123"
+const (
+	testSecret            = "run-test-secret-run-test-secret-run-test-0123"
+	testFingerprintSecret = "run-test-fingerprint-secret-0123456789abcdef"
+)
 
 // publicKey returns a fresh ENCRYPTION_PUBLIC_KEY value. It is generated
 // here rather than with package keyring, which the api must not link.
@@ -54,9 +57,10 @@ func envFrom(m map[string]string) func(string) string {
 
 func baseEnv(t *testing.T) map[string]string {
 	return map[string]string{
-		"DATABASE_URL":          "postgres://127.0.0.1:1/never-reached",
-		"ENCRYPTION_PUBLIC_KEY": publicKey(t),
-		"SUPABASE_JWT_SECRET":   testSecret,
+		"DATABASE_URL":           "postgres://127.0.0.1:1/never-reached",
+		"ENCRYPTION_PUBLIC_KEY":  publicKey(t),
+		"SUPABASE_JWT_SECRET":    testSecret,
+		"KEY_FINGERPRINT_SECRET": testFingerprintSecret,
 	}
 }
 
@@ -105,6 +109,8 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 		{"bad readiness delay", map[string]string{"SHUTDOWN_READINESS_DELAY": "soon"}, "SHUTDOWN_READINESS_DELAY:"},
 		{"negative readiness delay", map[string]string{"SHUTDOWN_READINESS_DELAY": "-1s"}, "SHUTDOWN_READINESS_DELAY:"},
 		{"no grace", map[string]string{"SHUTDOWN_GRACE": "0"}, "SHUTDOWN_GRACE:"},
+		{"no fingerprint secret", map[string]string{"KEY_FINGERPRINT_SECRET": ""}, "KEY_FINGERPRINT_SECRET is required and must be at least 32 bytes"},
+		{"short fingerprint secret", map[string]string{"KEY_FINGERPRINT_SECRET": "0123456789abcdef0123456789abcde"}, "KEY_FINGERPRINT_SECRET is required and must be at least 32 bytes"},
 	}
 	for _, tc := range cases {
 		env := baseEnv(t)
@@ -119,6 +125,7 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 		require.Contains(t, err.Error(), tc.want, tc.name)
 		require.NotContains(t, err.Error(), "\n", tc.name+": one line")
 		require.NotContains(t, err.Error(), testSecret, tc.name)
+		require.NotContains(t, err.Error(), "0123456789abcdef0123456789abcde", tc.name)
 		require.Empty(t, out.String(), tc.name+": nothing started")
 	}
 }
@@ -278,6 +285,7 @@ func TestServeWiresSecurity(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, status, body)
 	require.NotContains(t, logs.String(), strings.Split(hsTok, ".")[2], "tokens must never be logged")
 	require.NotContains(t, logs.String(), testSecret)
+	require.NotContains(t, logs.String(), testFingerprintSecret)
 }
 
 func freeAddr(t *testing.T) string {

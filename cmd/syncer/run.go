@@ -318,7 +318,8 @@ func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info().Int("synced", sum.Synced).Int("failed", sum.Failed).Int("skipped", sum.Skipped).Msg("sync pass done")
+	log.Info().Int("synced", sum.Synced).Int("failed", sum.Failed).Int("skipped", sum.Skipped).
+		Int("duplicates", sum.Duplicates).Msg("sync pass done")
 	return nil
 }
 

@@ -22,11 +22,12 @@ import (
 
 // Defines values for AlertKind.
 const (
-	BudgetForecast  AlertKind = "budget_forecast"
-	BudgetThreshold AlertKind = "budget_threshold"
-	KeyAccess       AlertKind = "key_access"
-	KeyRotation     AlertKind = "key_rotation"
-	SpendAnomaly    AlertKind = "spend_anomaly"
+	BudgetForecast      AlertKind = "budget_forecast"
+	BudgetThreshold     AlertKind = "budget_threshold"
+	DuplicateConnection AlertKind = "duplicate_connection"
+	KeyAccess           AlertKind = "key_access"
+	KeyRotation         AlertKind = "key_rotation"
+	SpendAnomaly        AlertKind = "spend_anomaly"
 )
 
 // Valid indicates whether the value is a known member of the AlertKind enum.
@@ -35,6 +36,8 @@ func (e AlertKind) Valid() bool {
 	case BudgetForecast:
 		return true
 	case BudgetThreshold:
+		return true
+	case DuplicateConnection:
 		return true
 	case KeyAccess:
 		return true
@@ -174,6 +177,7 @@ func (e BudgetDeliveryStatus) Valid() bool {
 const (
 	ConnectionStatusActive         ConnectionStatus = "active"
 	ConnectionStatusCompromised    ConnectionStatus = "compromised"
+	ConnectionStatusDuplicate      ConnectionStatus = "duplicate"
 	ConnectionStatusError          ConnectionStatus = "error"
 	ConnectionStatusInvalid        ConnectionStatus = "invalid"
 	ConnectionStatusNeedsReconnect ConnectionStatus = "needs_reconnect"
@@ -186,6 +190,8 @@ func (e ConnectionStatus) Valid() bool {
 	case ConnectionStatusActive:
 		return true
 	case ConnectionStatusCompromised:
+		return true
+	case ConnectionStatusDuplicate:
 		return true
 	case ConnectionStatusError:
 		return true
@@ -272,6 +278,84 @@ func (e UsageGroupBy) Valid() bool {
 	case UsageGroupByServiceTier:
 		return true
 	case UsageGroupByWeek:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetUsageParamsGroupBy.
+const (
+	GetUsageParamsGroupByApiKey      GetUsageParamsGroupBy = "api_key"
+	GetUsageParamsGroupByConnection  GetUsageParamsGroupBy = "connection"
+	GetUsageParamsGroupByDay         GetUsageParamsGroupBy = "day"
+	GetUsageParamsGroupByModel       GetUsageParamsGroupBy = "model"
+	GetUsageParamsGroupByMonth       GetUsageParamsGroupBy = "month"
+	GetUsageParamsGroupByProject     GetUsageParamsGroupBy = "project"
+	GetUsageParamsGroupByProvider    GetUsageParamsGroupBy = "provider"
+	GetUsageParamsGroupByServiceTier GetUsageParamsGroupBy = "service_tier"
+	GetUsageParamsGroupByWeek        GetUsageParamsGroupBy = "week"
+)
+
+// Valid indicates whether the value is a known member of the GetUsageParamsGroupBy enum.
+func (e GetUsageParamsGroupBy) Valid() bool {
+	switch e {
+	case GetUsageParamsGroupByApiKey:
+		return true
+	case GetUsageParamsGroupByConnection:
+		return true
+	case GetUsageParamsGroupByDay:
+		return true
+	case GetUsageParamsGroupByModel:
+		return true
+	case GetUsageParamsGroupByMonth:
+		return true
+	case GetUsageParamsGroupByProject:
+		return true
+	case GetUsageParamsGroupByProvider:
+		return true
+	case GetUsageParamsGroupByServiceTier:
+		return true
+	case GetUsageParamsGroupByWeek:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ExportUsageCSVParamsGroupBy.
+const (
+	ExportUsageCSVParamsGroupByApiKey      ExportUsageCSVParamsGroupBy = "api_key"
+	ExportUsageCSVParamsGroupByConnection  ExportUsageCSVParamsGroupBy = "connection"
+	ExportUsageCSVParamsGroupByDay         ExportUsageCSVParamsGroupBy = "day"
+	ExportUsageCSVParamsGroupByModel       ExportUsageCSVParamsGroupBy = "model"
+	ExportUsageCSVParamsGroupByMonth       ExportUsageCSVParamsGroupBy = "month"
+	ExportUsageCSVParamsGroupByProject     ExportUsageCSVParamsGroupBy = "project"
+	ExportUsageCSVParamsGroupByProvider    ExportUsageCSVParamsGroupBy = "provider"
+	ExportUsageCSVParamsGroupByServiceTier ExportUsageCSVParamsGroupBy = "service_tier"
+	ExportUsageCSVParamsGroupByWeek        ExportUsageCSVParamsGroupBy = "week"
+)
+
+// Valid indicates whether the value is a known member of the ExportUsageCSVParamsGroupBy enum.
+func (e ExportUsageCSVParamsGroupBy) Valid() bool {
+	switch e {
+	case ExportUsageCSVParamsGroupByApiKey:
+		return true
+	case ExportUsageCSVParamsGroupByConnection:
+		return true
+	case ExportUsageCSVParamsGroupByDay:
+		return true
+	case ExportUsageCSVParamsGroupByModel:
+		return true
+	case ExportUsageCSVParamsGroupByMonth:
+		return true
+	case ExportUsageCSVParamsGroupByProject:
+		return true
+	case ExportUsageCSVParamsGroupByProvider:
+		return true
+	case ExportUsageCSVParamsGroupByServiceTier:
+		return true
+	case ExportUsageCSVParamsGroupByWeek:
 		return true
 	default:
 		return false
@@ -530,8 +614,13 @@ type Connection struct {
 	// (retried); `needs_reconnect` when the stored key cannot be opened;
 	// `compromised` when the key may have been exposed in a security
 	// incident (Tokka no longer uses it: revoke it at the provider and
-	// paste a new one). Replacing the key returns the connection to
-	// `pending`.
+	// paste a new one); `duplicate` when its first sync found that
+	// another, older connection of yours already covers the same
+	// provider organisation (the same Anthropic organisation, or an
+	// OpenAI organisation sharing a project): it is not counted, its
+	// usage is not stored, it is not synced again, `last_error` and a
+	// `duplicate_connection` alert name the connection that covers it.
+	// Replacing the key returns the connection to `pending`.
 	Status    ConnectionStatus `json:"status"`
 	UpdatedAt time.Time        `json:"updated_at"`
 }
@@ -541,8 +630,13 @@ type Connection struct {
 // (retried); `needs_reconnect` when the stored key cannot be opened;
 // `compromised` when the key may have been exposed in a security
 // incident (Tokka no longer uses it: revoke it at the provider and
-// paste a new one). Replacing the key returns the connection to
-// `pending`.
+// paste a new one); `duplicate` when its first sync found that
+// another, older connection of yours already covers the same
+// provider organisation (the same Anthropic organisation, or an
+// OpenAI organisation sharing a project): it is not counted, its
+// usage is not stored, it is not synced again, `last_error` and a
+// `duplicate_connection` alert name the connection that covers it.
+// Replacing the key returns the connection to `pending`.
 type ConnectionStatus string
 
 // ConnectionList defines model for ConnectionList.
@@ -616,6 +710,9 @@ type NewConnection struct {
 
 // Problem RFC 9457 problem details.
 type Problem struct {
+	// ConnectionId On a 409 about a key or organisation you have already connected, the connection that has it.
+	ConnectionId *openapi_types.UUID `json:"connection_id,omitempty"`
+
 	// Detail Example: provider must be "openai" or "anthropic"
 	Detail *string `json:"detail,omitempty"`
 
@@ -767,8 +864,11 @@ type ConnectionID = openapi_types.UUID
 // From defines model for From.
 type From = openapi_types.Date
 
-// GroupBy Example: day,provider,model
-type GroupBy = string
+// GroupBy Example: ["day","provider","model"]
+type GroupBy = []string
+
+// IdempotencyKey defines model for IdempotencyKey.
+type IdempotencyKey = string
 
 // ModelFilter defines model for ModelFilter.
 type ModelFilter = string
@@ -812,6 +912,9 @@ type Unauthorized = Problem
 // Unavailable RFC 9457 problem details.
 type Unavailable = Problem
 
+// Unprocessable RFC 9457 problem details.
+type Unprocessable = Problem
+
 // ListAlertsParams defines parameters for ListAlerts.
 type ListAlertsParams struct {
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
@@ -821,6 +924,14 @@ type ListAlertsParams struct {
 
 	// Open Only alerts not yet acknowledged.
 	Open *bool `form:"open,omitempty" json:"open,omitempty"`
+}
+
+// AcknowledgeAlertParams defines parameters for AcknowledgeAlert.
+type AcknowledgeAlertParams struct {
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
+	// body within 24 hours gets the first successful response again and
+	// changes nothing (see the API description).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
 // ListAuditEventsParams defines parameters for ListAuditEvents.
@@ -837,6 +948,30 @@ type VerifyAuditEventsParams struct {
 	Full *bool `form:"full,omitempty" json:"full,omitempty"`
 }
 
+// CreateBudgetParams defines parameters for CreateBudget.
+type CreateBudgetParams struct {
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
+	// body within 24 hours gets the first successful response again and
+	// changes nothing (see the API description).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// CreateConnectionParams defines parameters for CreateConnection.
+type CreateConnectionParams struct {
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
+	// body within 24 hours gets the first successful response again and
+	// changes nothing (see the API description).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// RequestSyncParams defines parameters for RequestSync.
+type RequestSyncParams struct {
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
+	// body within 24 hours gets the first successful response again and
+	// changes nothing (see the API description).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
 // GetUsageParams defines parameters for GetUsage.
 type GetUsageParams struct {
 	// From First day (UTC), default 29 days before `to`; from 2000-01-01 to 2100-12-31.
@@ -845,7 +980,11 @@ type GetUsageParams struct {
 	// To Last day (UTC), inclusive; default today. At most 366 days after `from`; from 2000-01-01 to 2100-12-31.
 	To *To `form:"to,omitempty" json:"to,omitempty"`
 
-	// GroupBy Comma-separated list of `month`, `week` (ISO, Monday), `day`, `provider`, `connection`, `model`, `project`, `api_key`, `service_tier`.
+	// GroupBy Dimensions to group by: `month`, `week` (ISO, Monday), `day`,
+	// `provider`, `connection`, `model`, `project`, `api_key`,
+	// `service_tier`. Send them comma-separated (`group_by=day,model`),
+	// repeated (`group_by=day&group_by=model`), or both; they are combined
+	// in order and a repeated one counts once.
 	GroupBy    *GroupBy          `form:"group_by,omitempty" json:"group_by,omitempty"`
 	Provider   *ProviderFilter   `form:"provider,omitempty" json:"provider,omitempty"`
 	Connection *ConnectionFilter `form:"connection,omitempty" json:"connection,omitempty"`
@@ -861,9 +1000,17 @@ type GetUsageParams struct {
 	// Limit Rows per page.
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
-	// Cursor The `next_cursor` of the previous page.
+	// Cursor The `next_cursor` of the previous page. It is valid only with the
+	// same `from`, `to`, `group_by` (in the same order) and filters it
+	// came from (`limit` may change); with other parameters it is a
+	// 400. Pages follow the grouping values, not an offset, so paging
+	// keeps its place while Tokka re-syncs recent days: a group that
+	// existed when paging started is served exactly once.
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// GetUsageParamsGroupBy defines parameters for GetUsage.
+type GetUsageParamsGroupBy string
 
 // ExportUsageCSVParams defines parameters for ExportUsageCSV.
 type ExportUsageCSVParams struct {
@@ -873,7 +1020,11 @@ type ExportUsageCSVParams struct {
 	// To Last day (UTC), inclusive; default today. At most 366 days after `from`; from 2000-01-01 to 2100-12-31.
 	To *To `form:"to,omitempty" json:"to,omitempty"`
 
-	// GroupBy Comma-separated list of `month`, `week` (ISO, Monday), `day`, `provider`, `connection`, `model`, `project`, `api_key`, `service_tier`.
+	// GroupBy Dimensions to group by: `month`, `week` (ISO, Monday), `day`,
+	// `provider`, `connection`, `model`, `project`, `api_key`,
+	// `service_tier`. Send them comma-separated (`group_by=day,model`),
+	// repeated (`group_by=day&group_by=model`), or both; they are combined
+	// in order and a repeated one counts once.
 	GroupBy    *GroupBy          `form:"group_by,omitempty" json:"group_by,omitempty"`
 	Provider   *ProviderFilter   `form:"provider,omitempty" json:"provider,omitempty"`
 	Connection *ConnectionFilter `form:"connection,omitempty" json:"connection,omitempty"`
@@ -886,6 +1037,9 @@ type ExportUsageCSVParams struct {
 	ApiKey      *APIKeyFilter      `form:"api_key,omitempty" json:"api_key,omitempty"`
 	ServiceTier *ServiceTierFilter `form:"service_tier,omitempty" json:"service_tier,omitempty"`
 }
+
+// ExportUsageCSVParamsGroupBy defines parameters for ExportUsageCSV.
+type ExportUsageCSVParamsGroupBy string
 
 // CreateBudgetJSONRequestBody defines body for CreateBudget for application/json ContentType.
 type CreateBudgetJSONRequestBody = NewBudget
@@ -995,8 +1149,11 @@ type ClientInterface interface {
 
 	// ListAlerts Alerts raised for you, newest first
 	//
-	// Budget thresholds, forecasts, spend anomalies, key-access anomalies and
-	// key-rotation reminders. Each alert is raised once.
+	// Budget thresholds, forecasts, spend anomalies, key-access anomalies,
+	// key-rotation reminders, and connections found to duplicate another
+	// (`duplicate_connection`: `connection_id` is the duplicate,
+	// `detail.existing_connection_id` the connection that covers its
+	// organisation). Each alert is raised once.
 	//
 	// Corresponds with GET /v1/alerts (the `ListAlerts` operationId).
 	ListAlerts(ctx context.Context, params *ListAlertsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1004,7 +1161,7 @@ type ClientInterface interface {
 	// AcknowledgeAlert Mark an alert as seen
 	//
 	// Corresponds with POST /v1/alerts/{id}/acknowledge (the `AcknowledgeAlert` operationId).
-	AcknowledgeAlert(ctx context.Context, id int64, reqEditors ...RequestEditorFn) (*http.Response, error)
+	AcknowledgeAlert(ctx context.Context, id int64, params *AcknowledgeAlertParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListAuditEvents Your audit log, newest first
 	//
@@ -1064,12 +1221,16 @@ type ClientInterface interface {
 	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
-	// `X-Tokka-Signature` header; it is shown only this once.
+	// `X-Tokka-Signature` header; it is shown only this once. A retry with
+	// the same `Idempotency-Key` is answered with this response without
+	// `webhook_secret` (Tokka does not keep it where it could show it
+	// again): if the first response was lost, rotate the secret with
+	// PATCH `rotate_webhook_secret`.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-	CreateBudgetWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateBudgetWithBody(ctx context.Context, params *CreateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateBudget Create a monthly budget
 	//
@@ -1101,12 +1262,16 @@ type ClientInterface interface {
 	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
-	// `X-Tokka-Signature` header; it is shown only this once.
+	// `X-Tokka-Signature` header; it is shown only this once. A retry with
+	// the same `Idempotency-Key` is answered with this response without
+	// `webhook_secret` (Tokka does not keep it where it could show it
+	// again): if the first response was lost, rotate the secret with
+	// PATCH `rotate_webhook_secret`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-	CreateBudget(ctx context.Context, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateBudget(ctx context.Context, params *CreateBudgetParams, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteBudget Delete a budget and its delivery records
 	//
@@ -1157,10 +1322,17 @@ type ClientInterface interface {
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
 	//
+	// A key you have already connected is refused with 409, whose
+	// `connection_id` names the connection that has it: an organisation is
+	// never counted twice. Another admin key of an organisation you have
+	// already connected cannot be recognised yet; its first sync finds the
+	// organisation (Anthropic's organisation id, OpenAI's project ids) and
+	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-	CreateConnectionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateConnectionWithBody(ctx context.Context, params *CreateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateConnection Connect a provider organisation with its admin key
 	//
@@ -1168,10 +1340,17 @@ type ClientInterface interface {
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
 	//
+	// A key you have already connected is refused with 409, whose
+	// `connection_id` names the connection that has it: an organisation is
+	// never counted twice. Another admin key of an organisation you have
+	// already connected cannot be recognised yet; its first sync finds the
+	// organisation (Anthropic's organisation id, OpenAI's project ids) and
+	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-	CreateConnection(ctx context.Context, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateConnection(ctx context.Context, params *CreateConnectionParams, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteConnection Delete a connection, its sealed key and its usage
 	//
@@ -1194,7 +1373,10 @@ type ClientInterface interface {
 	// with no error and makes it due now (its history is kept, so the next
 	// sync re-reads only the trailing days), acknowledges its open
 	// `key_rotation` alerts, and records `key.replaced` in the audit log. A
-	// rename alone records `connection.renamed`.
+	// rename alone records `connection.renamed`. A key another of your
+	// connections has is refused with 409, whose `connection_id` names that
+	// connection. A `duplicate` connection leaves that state with a new key:
+	// its organisation is checked again at its next sync.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1212,7 +1394,10 @@ type ClientInterface interface {
 	// with no error and makes it due now (its history is kept, so the next
 	// sync re-reads only the trailing days), acknowledges its open
 	// `key_rotation` alerts, and records `key.replaced` in the audit log. A
-	// rename alone records `connection.renamed`.
+	// rename alone records `connection.renamed`. A key another of your
+	// connections has is refused with 409, whose `connection_id` names that
+	// connection. A `duplicate` connection leaves that state with a new key:
+	// its organisation is checked again at its next sync.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1225,11 +1410,11 @@ type ClientInterface interface {
 	// `syncer run` is woken at once). One request per connection per 5
 	// minutes (SYNC_REQUEST_INTERVAL); besides, like every mutation, it
 	// counts against your rate limit. A connection whose key was rejected
-	// or cannot be opened, or that is `compromised`, answers 409: replace
-	// the key instead. Audited as `sync.requested`.
+	// or cannot be opened, or that is `compromised` or `duplicate`, answers
+	// 409: replace the key instead. Audited as `sync.requested`.
 	//
 	// Corresponds with POST /v1/connections/{id}/sync (the `RequestSync` operationId).
-	RequestSync(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	RequestSync(ctx context.Context, id ConnectionID, params *RequestSyncParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetMe The caller, from the access token
 	//
@@ -1334,8 +1519,11 @@ func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*ht
 
 // ListAlerts Alerts raised for you, newest first
 //
-// Budget thresholds, forecasts, spend anomalies, key-access anomalies and
-// key-rotation reminders. Each alert is raised once.
+// Budget thresholds, forecasts, spend anomalies, key-access anomalies,
+// key-rotation reminders, and connections found to duplicate another
+// (`duplicate_connection`: `connection_id` is the duplicate,
+// `detail.existing_connection_id` the connection that covers its
+// organisation). Each alert is raised once.
 //
 // Corresponds with GET /v1/alerts (the `ListAlerts` operationId).
 func (c *Client) ListAlerts(ctx context.Context, params *ListAlertsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1353,8 +1541,8 @@ func (c *Client) ListAlerts(ctx context.Context, params *ListAlertsParams, reqEd
 // AcknowledgeAlert Mark an alert as seen
 //
 // Corresponds with POST /v1/alerts/{id}/acknowledge (the `AcknowledgeAlert` operationId).
-func (c *Client) AcknowledgeAlert(ctx context.Context, id int64, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewAcknowledgeAlertRequest(c.Server, id)
+func (c *Client) AcknowledgeAlert(ctx context.Context, id int64, params *AcknowledgeAlertParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcknowledgeAlertRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1453,13 +1641,17 @@ func (c *Client) ListBudgets(ctx context.Context, reqEditors ...RequestEditorFn)
 // every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
-// `X-Tokka-Signature` header; it is shown only this once.
+// `X-Tokka-Signature` header; it is shown only this once. A retry with
+// the same `Idempotency-Key` is answered with this response without
+// `webhook_secret` (Tokka does not keep it where it could show it
+// again): if the first response was lost, rotate the secret with
+// PATCH `rotate_webhook_secret`.
 //
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-func (c *Client) CreateBudgetWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateBudgetRequestWithBody(c.Server, contentType, body)
+func (c *Client) CreateBudgetWithBody(ctx context.Context, params *CreateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateBudgetRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1500,13 +1692,17 @@ func (c *Client) CreateBudgetWithBody(ctx context.Context, contentType string, b
 // every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
-// `X-Tokka-Signature` header; it is shown only this once.
+// `X-Tokka-Signature` header; it is shown only this once. A retry with
+// the same `Idempotency-Key` is answered with this response without
+// `webhook_secret` (Tokka does not keep it where it could show it
+// again): if the first response was lost, rotate the secret with
+// PATCH `rotate_webhook_secret`.
 //
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-func (c *Client) CreateBudget(ctx context.Context, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateBudgetRequest(c.Server, body)
+func (c *Client) CreateBudget(ctx context.Context, params *CreateBudgetParams, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateBudgetRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1616,11 +1812,18 @@ func (c *Client) ListConnections(ctx context.Context, reqEditors ...RequestEdito
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
 //
+// A key you have already connected is refused with 409, whose
+// `connection_id` names the connection that has it: an organisation is
+// never counted twice. Another admin key of an organisation you have
+// already connected cannot be recognised yet; its first sync finds the
+// organisation (Anthropic's organisation id, OpenAI's project ids) and
+// marks it `duplicate` instead of counting it (see `Connection.status`).
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-func (c *Client) CreateConnectionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateConnectionRequestWithBody(c.Server, contentType, body)
+func (c *Client) CreateConnectionWithBody(ctx context.Context, params *CreateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateConnectionRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1637,11 +1840,18 @@ func (c *Client) CreateConnectionWithBody(ctx context.Context, contentType strin
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
 //
+// A key you have already connected is refused with 409, whose
+// `connection_id` names the connection that has it: an organisation is
+// never counted twice. Another admin key of an organisation you have
+// already connected cannot be recognised yet; its first sync finds the
+// organisation (Anthropic's organisation id, OpenAI's project ids) and
+// marks it `duplicate` instead of counting it (see `Connection.status`).
+//
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-func (c *Client) CreateConnection(ctx context.Context, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateConnectionRequest(c.Server, body)
+func (c *Client) CreateConnection(ctx context.Context, params *CreateConnectionParams, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateConnectionRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1693,7 +1903,10 @@ func (c *Client) GetConnection(ctx context.Context, id ConnectionID, reqEditors 
 // with no error and makes it due now (its history is kept, so the next
 // sync re-reads only the trailing days), acknowledges its open
 // `key_rotation` alerts, and records `key.replaced` in the audit log. A
-// rename alone records `connection.renamed`.
+// rename alone records `connection.renamed`. A key another of your
+// connections has is refused with 409, whose `connection_id` names that
+// connection. A `duplicate` connection leaves that state with a new key:
+// its organisation is checked again at its next sync.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1721,7 +1934,10 @@ func (c *Client) UpdateConnectionWithBody(ctx context.Context, id ConnectionID, 
 // with no error and makes it due now (its history is kept, so the next
 // sync re-reads only the trailing days), acknowledges its open
 // `key_rotation` alerts, and records `key.replaced` in the audit log. A
-// rename alone records `connection.renamed`.
+// rename alone records `connection.renamed`. A key another of your
+// connections has is refused with 409, whose `connection_id` names that
+// connection. A `duplicate` connection leaves that state with a new key:
+// its organisation is checked again at its next sync.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1744,12 +1960,12 @@ func (c *Client) UpdateConnection(ctx context.Context, id ConnectionID, body Upd
 // `syncer run` is woken at once). One request per connection per 5
 // minutes (SYNC_REQUEST_INTERVAL); besides, like every mutation, it
 // counts against your rate limit. A connection whose key was rejected
-// or cannot be opened, or that is `compromised`, answers 409: replace
-// the key instead. Audited as `sync.requested`.
+// or cannot be opened, or that is `compromised` or `duplicate`, answers
+// 409: replace the key instead. Audited as `sync.requested`.
 //
 // Corresponds with POST /v1/connections/{id}/sync (the `RequestSync` operationId).
-func (c *Client) RequestSync(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRequestSyncRequest(c.Server, id)
+func (c *Client) RequestSync(ctx context.Context, id ConnectionID, params *RequestSyncParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRequestSyncRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2010,7 +2226,7 @@ func NewListAlertsRequest(server string, params *ListAlertsParams) (*http.Reques
 }
 
 // NewAcknowledgeAlertRequest constructs an http.Request for the AcknowledgeAlert method
-func NewAcknowledgeAlertRequest(server string, id int64) (*http.Request, error) {
+func NewAcknowledgeAlertRequest(server string, id int64, params *AcknowledgeAlertParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -2038,6 +2254,21 @@ func NewAcknowledgeAlertRequest(server string, id int64) (*http.Request, error) 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -2191,18 +2422,18 @@ func NewListBudgetsRequest(server string) (*http.Request, error) {
 }
 
 // NewCreateBudgetRequest calls the generic CreateBudget builder with application/json body
-func NewCreateBudgetRequest(server string, body CreateBudgetJSONRequestBody) (*http.Request, error) {
+func NewCreateBudgetRequest(server string, params *CreateBudgetParams, body CreateBudgetJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewCreateBudgetRequestWithBody(server, "application/json", bodyReader)
+	return NewCreateBudgetRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewCreateBudgetRequestWithBody constructs an http.Request for the CreateBudget method, with any body, and a specified content type
-func NewCreateBudgetRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewCreateBudgetRequestWithBody(server string, params *CreateBudgetParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -2226,6 +2457,21 @@ func NewCreateBudgetRequestWithBody(server string, contentType string, body io.R
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
 
 	return req, nil
 }
@@ -2373,18 +2619,18 @@ func NewListConnectionsRequest(server string) (*http.Request, error) {
 }
 
 // NewCreateConnectionRequest calls the generic CreateConnection builder with application/json body
-func NewCreateConnectionRequest(server string, body CreateConnectionJSONRequestBody) (*http.Request, error) {
+func NewCreateConnectionRequest(server string, params *CreateConnectionParams, body CreateConnectionJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewCreateConnectionRequestWithBody(server, "application/json", bodyReader)
+	return NewCreateConnectionRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewCreateConnectionRequestWithBody constructs an http.Request for the CreateConnection method, with any body, and a specified content type
-func NewCreateConnectionRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewCreateConnectionRequestWithBody(server string, params *CreateConnectionParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -2408,6 +2654,21 @@ func NewCreateConnectionRequestWithBody(server string, contentType string, body 
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
 
 	return req, nil
 }
@@ -2528,7 +2789,7 @@ func NewUpdateConnectionRequestWithBody(server string, id ConnectionID, contentT
 }
 
 // NewRequestSyncRequest constructs an http.Request for the RequestSync method
-func NewRequestSyncRequest(server string, id ConnectionID) (*http.Request, error) {
+func NewRequestSyncRequest(server string, id ConnectionID, params *RequestSyncParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -2556,6 +2817,21 @@ func NewRequestSyncRequest(server string, id ConnectionID) (*http.Request, error
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -2642,7 +2918,7 @@ func NewGetUsageRequest(server string, params *GetUsageParams) (*http.Request, e
 
 		if params.GroupBy != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "group_by", *params.GroupBy, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "group_by", *params.GroupBy, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -2816,7 +3092,7 @@ func NewExportUsageCSVRequest(server string, params *ExportUsageCSVParams) (*htt
 
 		if params.GroupBy != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "group_by", *params.GroupBy, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "group_by", *params.GroupBy, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -3011,8 +3287,11 @@ type ClientWithResponsesInterface interface {
 
 	// ListAlertsWithResponse Alerts raised for you, newest first
 	//
-	// Budget thresholds, forecasts, spend anomalies, key-access anomalies and
-	// key-rotation reminders. Each alert is raised once.
+	// Budget thresholds, forecasts, spend anomalies, key-access anomalies,
+	// key-rotation reminders, and connections found to duplicate another
+	// (`duplicate_connection`: `connection_id` is the duplicate,
+	// `detail.existing_connection_id` the connection that covers its
+	// organisation). Each alert is raised once.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3024,7 +3303,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/alerts/{id}/acknowledge (the `AcknowledgeAlert` operationId).
-	AcknowledgeAlertWithResponse(ctx context.Context, id int64, reqEditors ...RequestEditorFn) (*AcknowledgeAlertResponse, error)
+	AcknowledgeAlertWithResponse(ctx context.Context, id int64, params *AcknowledgeAlertParams, reqEditors ...RequestEditorFn) (*AcknowledgeAlertResponse, error)
 
 	// ListAuditEventsWithResponse Your audit log, newest first
 	//
@@ -3090,12 +3369,16 @@ type ClientWithResponsesInterface interface {
 	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
-	// `X-Tokka-Signature` header; it is shown only this once.
+	// `X-Tokka-Signature` header; it is shown only this once. A retry with
+	// the same `Idempotency-Key` is answered with this response without
+	// `webhook_secret` (Tokka does not keep it where it could show it
+	// again): if the first response was lost, rotate the secret with
+	// PATCH `rotate_webhook_secret`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-	CreateBudgetWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error)
+	CreateBudgetWithBodyWithResponse(ctx context.Context, params *CreateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error)
 
 	// CreateBudgetWithResponse Create a monthly budget
 	//
@@ -3127,12 +3410,16 @@ type ClientWithResponsesInterface interface {
 	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
-	// `X-Tokka-Signature` header; it is shown only this once.
+	// `X-Tokka-Signature` header; it is shown only this once. A retry with
+	// the same `Idempotency-Key` is answered with this response without
+	// `webhook_secret` (Tokka does not keep it where it could show it
+	// again): if the first response was lost, rotate the secret with
+	// PATCH `rotate_webhook_secret`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-	CreateBudgetWithResponse(ctx context.Context, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error)
+	CreateBudgetWithResponse(ctx context.Context, params *CreateBudgetParams, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error)
 
 	// DeleteBudgetWithResponse Delete a budget and its delivery records
 	//
@@ -3189,10 +3476,17 @@ type ClientWithResponsesInterface interface {
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
 	//
+	// A key you have already connected is refused with 409, whose
+	// `connection_id` names the connection that has it: an organisation is
+	// never counted twice. Another admin key of an organisation you have
+	// already connected cannot be recognised yet; its first sync finds the
+	// organisation (Anthropic's organisation id, OpenAI's project ids) and
+	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-	CreateConnectionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error)
+	CreateConnectionWithBodyWithResponse(ctx context.Context, params *CreateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error)
 
 	// CreateConnectionWithResponse Connect a provider organisation with its admin key
 	//
@@ -3200,10 +3494,17 @@ type ClientWithResponsesInterface interface {
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
 	//
+	// A key you have already connected is refused with 409, whose
+	// `connection_id` names the connection that has it: an organisation is
+	// never counted twice. Another admin key of an organisation you have
+	// already connected cannot be recognised yet; its first sync finds the
+	// organisation (Anthropic's organisation id, OpenAI's project ids) and
+	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-	CreateConnectionWithResponse(ctx context.Context, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error)
+	CreateConnectionWithResponse(ctx context.Context, params *CreateConnectionParams, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error)
 
 	// DeleteConnectionWithResponse Delete a connection, its sealed key and its usage
 	//
@@ -3230,7 +3531,10 @@ type ClientWithResponsesInterface interface {
 	// with no error and makes it due now (its history is kept, so the next
 	// sync re-reads only the trailing days), acknowledges its open
 	// `key_rotation` alerts, and records `key.replaced` in the audit log. A
-	// rename alone records `connection.renamed`.
+	// rename alone records `connection.renamed`. A key another of your
+	// connections has is refused with 409, whose `connection_id` names that
+	// connection. A `duplicate` connection leaves that state with a new key:
+	// its organisation is checked again at its next sync.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3248,7 +3552,10 @@ type ClientWithResponsesInterface interface {
 	// with no error and makes it due now (its history is kept, so the next
 	// sync re-reads only the trailing days), acknowledges its open
 	// `key_rotation` alerts, and records `key.replaced` in the audit log. A
-	// rename alone records `connection.renamed`.
+	// rename alone records `connection.renamed`. A key another of your
+	// connections has is refused with 409, whose `connection_id` names that
+	// connection. A `duplicate` connection leaves that state with a new key:
+	// its organisation is checked again at its next sync.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3261,13 +3568,13 @@ type ClientWithResponsesInterface interface {
 	// `syncer run` is woken at once). One request per connection per 5
 	// minutes (SYNC_REQUEST_INTERVAL); besides, like every mutation, it
 	// counts against your rate limit. A connection whose key was rejected
-	// or cannot be opened, or that is `compromised`, answers 409: replace
-	// the key instead. Audited as `sync.requested`.
+	// or cannot be opened, or that is `compromised` or `duplicate`, answers
+	// 409: replace the key instead. Audited as `sync.requested`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/connections/{id}/sync (the `RequestSync` operationId).
-	RequestSyncWithResponse(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*RequestSyncResponse, error)
+	RequestSyncWithResponse(ctx context.Context, id ConnectionID, params *RequestSyncParams, reqEditors ...RequestEditorFn) (*RequestSyncResponse, error)
 
 	// GetMeWithResponse The caller, from the access token
 	//
@@ -3328,6 +3635,11 @@ type ClientWithResponsesInterface interface {
 	GetUsageSummaryWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetUsageSummaryResponse, error)
 }
 
+// HealthzResponse400Headers the declared response headers of an HTTP 400 response for Healthz
+type HealthzResponse400Headers struct {
+	XRequestId *string
+}
+
 // HealthzResponse500Headers the declared response headers of an HTTP 500 response for Healthz
 type HealthzResponse500Headers struct {
 	XRequestId *string
@@ -3338,8 +3650,12 @@ type HealthzResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HealthzResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *HealthzResponse500Headers
 }
@@ -3347,6 +3663,11 @@ type HealthzResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r HealthzResponse) GetJSON200() *Health {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r HealthzResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3383,6 +3704,11 @@ func (r HealthzResponse) ContentType() string {
 	return ""
 }
 
+// OpenapiSpecResponse400Headers the declared response headers of an HTTP 400 response for OpenapiSpec
+type OpenapiSpecResponse400Headers struct {
+	XRequestId *string
+}
+
 // OpenapiSpecResponse500Headers the declared response headers of an HTTP 500 response for OpenapiSpec
 type OpenapiSpecResponse500Headers struct {
 	XRequestId *string
@@ -3393,8 +3719,12 @@ type OpenapiSpecResponse struct {
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
 	YAML200 *map[string]interface{}
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *OpenapiSpecResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *OpenapiSpecResponse500Headers
 }
@@ -3402,6 +3732,11 @@ type OpenapiSpecResponse struct {
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
 func (r OpenapiSpecResponse) GetYAML200() *map[string]interface{} {
 	return r.YAML200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r OpenapiSpecResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3438,6 +3773,11 @@ func (r OpenapiSpecResponse) ContentType() string {
 	return ""
 }
 
+// ReadyzResponse400Headers the declared response headers of an HTTP 400 response for Readyz
+type ReadyzResponse400Headers struct {
+	XRequestId *string
+}
+
 // ReadyzResponse500Headers the declared response headers of an HTTP 500 response for Readyz
 type ReadyzResponse500Headers struct {
 	XRequestId *string
@@ -3454,10 +3794,14 @@ type ReadyzResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ReadyzResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ReadyzResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -3467,6 +3811,11 @@ type ReadyzResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ReadyzResponse) GetJSON200() *Health {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ReadyzResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3622,9 +3971,15 @@ func (r ListAlertsResponse) ContentType() string {
 
 // AcknowledgeAlertResponse200Headers the declared response headers of an HTTP 200 response for AcknowledgeAlert
 type AcknowledgeAlertResponse200Headers struct {
+	IdempotentReplayed *string
 	RateLimitLimit     *int
 	RateLimitRemaining *int
 	RateLimitReset     *int
+}
+
+// AcknowledgeAlertResponse400Headers the declared response headers of an HTTP 400 response for AcknowledgeAlert
+type AcknowledgeAlertResponse400Headers struct {
+	XRequestId *string
 }
 
 // AcknowledgeAlertResponse401Headers the declared response headers of an HTTP 401 response for AcknowledgeAlert
@@ -3639,6 +3994,16 @@ type AcknowledgeAlertResponse403Headers struct {
 
 // AcknowledgeAlertResponse404Headers the declared response headers of an HTTP 404 response for AcknowledgeAlert
 type AcknowledgeAlertResponse404Headers struct {
+	XRequestId *string
+}
+
+// AcknowledgeAlertResponse409Headers the declared response headers of an HTTP 409 response for AcknowledgeAlert
+type AcknowledgeAlertResponse409Headers struct {
+	XRequestId *string
+}
+
+// AcknowledgeAlertResponse422Headers the declared response headers of an HTTP 422 response for AcknowledgeAlert
+type AcknowledgeAlertResponse422Headers struct {
 	XRequestId *string
 }
 
@@ -3667,12 +4032,18 @@ type AcknowledgeAlertResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Alert
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -3681,12 +4052,18 @@ type AcknowledgeAlertResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *AcknowledgeAlertResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *AcknowledgeAlertResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *AcknowledgeAlertResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *AcknowledgeAlertResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *AcknowledgeAlertResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *AcknowledgeAlertResponse409Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *AcknowledgeAlertResponse422Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *AcknowledgeAlertResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -3698,6 +4075,11 @@ type AcknowledgeAlertResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r AcknowledgeAlertResponse) GetJSON200() *Alert {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcknowledgeAlertResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -3713,6 +4095,16 @@ func (r AcknowledgeAlertResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r AcknowledgeAlertResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r AcknowledgeAlertResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AcknowledgeAlertResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -4010,6 +4402,11 @@ func (r VerifyAuditEventsResponse) ContentType() string {
 	return ""
 }
 
+// ListBudgetsResponse400Headers the declared response headers of an HTTP 400 response for ListBudgets
+type ListBudgetsResponse400Headers struct {
+	XRequestId *string
+}
+
 // ListBudgetsResponse401Headers the declared response headers of an HTTP 401 response for ListBudgets
 type ListBudgetsResponse401Headers struct {
 	XRequestId *string
@@ -4036,6 +4433,8 @@ type ListBudgetsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *BudgetList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -4044,6 +4443,8 @@ type ListBudgetsResponse struct {
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListBudgetsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListBudgetsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -4057,6 +4458,11 @@ type ListBudgetsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ListBudgetsResponse) GetJSON200() *BudgetList {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListBudgetsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4110,6 +4516,8 @@ func (r ListBudgetsResponse) ContentType() string {
 
 // CreateBudgetResponse201Headers the declared response headers of an HTTP 201 response for CreateBudget
 type CreateBudgetResponse201Headers struct {
+	IdempotentReplayed *string
+	Location           *string
 	RateLimitLimit     *int
 	RateLimitRemaining *int
 	RateLimitReset     *int
@@ -4130,8 +4538,18 @@ type CreateBudgetResponse403Headers struct {
 	XRequestId *string
 }
 
+// CreateBudgetResponse409Headers the declared response headers of an HTTP 409 response for CreateBudget
+type CreateBudgetResponse409Headers struct {
+	XRequestId *string
+}
+
 // CreateBudgetResponse413Headers the declared response headers of an HTTP 413 response for CreateBudget
 type CreateBudgetResponse413Headers struct {
+	XRequestId *string
+}
+
+// CreateBudgetResponse422Headers the declared response headers of an HTTP 422 response for CreateBudget
+type CreateBudgetResponse422Headers struct {
 	XRequestId *string
 }
 
@@ -4166,8 +4584,12 @@ type CreateBudgetResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -4182,8 +4604,12 @@ type CreateBudgetResponse struct {
 	Headers401 *CreateBudgetResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *CreateBudgetResponse403Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *CreateBudgetResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateBudgetResponse413Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *CreateBudgetResponse422Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *CreateBudgetResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -4212,9 +4638,19 @@ func (r CreateBudgetResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateBudgetResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateBudgetResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateBudgetResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -4268,6 +4704,11 @@ type DeleteBudgetResponse204Headers struct {
 	RateLimitReset     *int
 }
 
+// DeleteBudgetResponse400Headers the declared response headers of an HTTP 400 response for DeleteBudget
+type DeleteBudgetResponse400Headers struct {
+	XRequestId *string
+}
+
 // DeleteBudgetResponse401Headers the declared response headers of an HTTP 401 response for DeleteBudget
 type DeleteBudgetResponse401Headers struct {
 	XRequestId *string
@@ -4306,6 +4747,8 @@ type DeleteBudgetResponse503Headers struct {
 type DeleteBudgetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -4320,6 +4763,8 @@ type DeleteBudgetResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers204 the parsed response headers for an HTTP 204 response
 	Headers204 *DeleteBudgetResponse204Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *DeleteBudgetResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *DeleteBudgetResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -4332,6 +4777,11 @@ type DeleteBudgetResponse struct {
 	Headers500 *DeleteBudgetResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *DeleteBudgetResponse503Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteBudgetResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4393,6 +4843,11 @@ func (r DeleteBudgetResponse) ContentType() string {
 	return ""
 }
 
+// GetBudgetResponse400Headers the declared response headers of an HTTP 400 response for GetBudget
+type GetBudgetResponse400Headers struct {
+	XRequestId *string
+}
+
 // GetBudgetResponse401Headers the declared response headers of an HTTP 401 response for GetBudget
 type GetBudgetResponse401Headers struct {
 	XRequestId *string
@@ -4424,6 +4879,8 @@ type GetBudgetResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Budget
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -4434,6 +4891,8 @@ type GetBudgetResponse struct {
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetBudgetResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetBudgetResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -4449,6 +4908,11 @@ type GetBudgetResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetBudgetResponse) GetJSON200() *Budget {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetBudgetResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4672,6 +5136,11 @@ func (r UpdateBudgetResponse) ContentType() string {
 	return ""
 }
 
+// ListConnectionsResponse400Headers the declared response headers of an HTTP 400 response for ListConnections
+type ListConnectionsResponse400Headers struct {
+	XRequestId *string
+}
+
 // ListConnectionsResponse401Headers the declared response headers of an HTTP 401 response for ListConnections
 type ListConnectionsResponse401Headers struct {
 	XRequestId *string
@@ -4698,6 +5167,8 @@ type ListConnectionsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *ConnectionList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -4706,6 +5177,8 @@ type ListConnectionsResponse struct {
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListConnectionsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListConnectionsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -4719,6 +5192,11 @@ type ListConnectionsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ListConnectionsResponse) GetJSON200() *ConnectionList {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListConnectionsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4772,6 +5250,8 @@ func (r ListConnectionsResponse) ContentType() string {
 
 // CreateConnectionResponse201Headers the declared response headers of an HTTP 201 response for CreateConnection
 type CreateConnectionResponse201Headers struct {
+	IdempotentReplayed *string
+	Location           *string
 	RateLimitLimit     *int
 	RateLimitRemaining *int
 	RateLimitReset     *int
@@ -4792,8 +5272,18 @@ type CreateConnectionResponse403Headers struct {
 	XRequestId *string
 }
 
+// CreateConnectionResponse409Headers the declared response headers of an HTTP 409 response for CreateConnection
+type CreateConnectionResponse409Headers struct {
+	XRequestId *string
+}
+
 // CreateConnectionResponse413Headers the declared response headers of an HTTP 413 response for CreateConnection
 type CreateConnectionResponse413Headers struct {
+	XRequestId *string
+}
+
+// CreateConnectionResponse422Headers the declared response headers of an HTTP 422 response for CreateConnection
+type CreateConnectionResponse422Headers struct {
 	XRequestId *string
 }
 
@@ -4828,8 +5318,12 @@ type CreateConnectionResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -4844,8 +5338,12 @@ type CreateConnectionResponse struct {
 	Headers401 *CreateConnectionResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *CreateConnectionResponse403Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *CreateConnectionResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateConnectionResponse413Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *CreateConnectionResponse422Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *CreateConnectionResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -4874,9 +5372,19 @@ func (r CreateConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateConnectionResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateConnectionResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateConnectionResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -4930,6 +5438,11 @@ type DeleteConnectionResponse204Headers struct {
 	RateLimitReset     *int
 }
 
+// DeleteConnectionResponse400Headers the declared response headers of an HTTP 400 response for DeleteConnection
+type DeleteConnectionResponse400Headers struct {
+	XRequestId *string
+}
+
 // DeleteConnectionResponse401Headers the declared response headers of an HTTP 401 response for DeleteConnection
 type DeleteConnectionResponse401Headers struct {
 	XRequestId *string
@@ -4968,6 +5481,8 @@ type DeleteConnectionResponse503Headers struct {
 type DeleteConnectionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -4982,6 +5497,8 @@ type DeleteConnectionResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers204 the parsed response headers for an HTTP 204 response
 	Headers204 *DeleteConnectionResponse204Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *DeleteConnectionResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *DeleteConnectionResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -4994,6 +5511,11 @@ type DeleteConnectionResponse struct {
 	Headers500 *DeleteConnectionResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *DeleteConnectionResponse503Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteConnectionResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5055,6 +5577,11 @@ func (r DeleteConnectionResponse) ContentType() string {
 	return ""
 }
 
+// GetConnectionResponse400Headers the declared response headers of an HTTP 400 response for GetConnection
+type GetConnectionResponse400Headers struct {
+	XRequestId *string
+}
+
 // GetConnectionResponse401Headers the declared response headers of an HTTP 401 response for GetConnection
 type GetConnectionResponse401Headers struct {
 	XRequestId *string
@@ -5086,6 +5613,8 @@ type GetConnectionResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Connection
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -5096,6 +5625,8 @@ type GetConnectionResponse struct {
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetConnectionResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetConnectionResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -5111,6 +5642,11 @@ type GetConnectionResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetConnectionResponse) GetJSON200() *Connection {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetConnectionResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5194,6 +5730,11 @@ type UpdateConnectionResponse404Headers struct {
 	XRequestId *string
 }
 
+// UpdateConnectionResponse409Headers the declared response headers of an HTTP 409 response for UpdateConnection
+type UpdateConnectionResponse409Headers struct {
+	XRequestId *string
+}
+
 // UpdateConnectionResponse413Headers the declared response headers of an HTTP 413 response for UpdateConnection
 type UpdateConnectionResponse413Headers struct {
 	XRequestId *string
@@ -5232,6 +5773,8 @@ type UpdateConnectionResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -5250,6 +5793,8 @@ type UpdateConnectionResponse struct {
 	Headers403 *UpdateConnectionResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *UpdateConnectionResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *UpdateConnectionResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *UpdateConnectionResponse413Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -5283,6 +5828,11 @@ func (r UpdateConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r UpdateConnectionResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UpdateConnectionResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -5336,9 +5886,15 @@ func (r UpdateConnectionResponse) ContentType() string {
 
 // RequestSyncResponse202Headers the declared response headers of an HTTP 202 response for RequestSync
 type RequestSyncResponse202Headers struct {
+	IdempotentReplayed *string
 	RateLimitLimit     *int
 	RateLimitRemaining *int
 	RateLimitReset     *int
+}
+
+// RequestSyncResponse400Headers the declared response headers of an HTTP 400 response for RequestSync
+type RequestSyncResponse400Headers struct {
+	XRequestId *string
 }
 
 // RequestSyncResponse401Headers the declared response headers of an HTTP 401 response for RequestSync
@@ -5358,6 +5914,11 @@ type RequestSyncResponse404Headers struct {
 
 // RequestSyncResponse409Headers the declared response headers of an HTTP 409 response for RequestSync
 type RequestSyncResponse409Headers struct {
+	XRequestId *string
+}
+
+// RequestSyncResponse422Headers the declared response headers of an HTTP 422 response for RequestSync
+type RequestSyncResponse422Headers struct {
 	XRequestId *string
 }
 
@@ -5386,6 +5947,8 @@ type RequestSyncResponse struct {
 	HTTPResponse *http.Response
 	// JSON202 the response for an HTTP 202 `application/json` response
 	JSON202 *Connection
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -5394,6 +5957,8 @@ type RequestSyncResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -5402,6 +5967,8 @@ type RequestSyncResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers202 the parsed response headers for an HTTP 202 response
 	Headers202 *RequestSyncResponse202Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *RequestSyncResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *RequestSyncResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -5410,6 +5977,8 @@ type RequestSyncResponse struct {
 	Headers404 *RequestSyncResponse404Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
 	Headers409 *RequestSyncResponse409Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *RequestSyncResponse422Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *RequestSyncResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -5421,6 +5990,11 @@ type RequestSyncResponse struct {
 // GetJSON202 returns the response for an HTTP 202 `application/json` response
 func (r RequestSyncResponse) GetJSON202() *Connection {
 	return r.JSON202
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RequestSyncResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5441,6 +6015,11 @@ func (r RequestSyncResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r RequestSyncResponse) GetApplicationproblemJSON409() *Conflict {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r RequestSyncResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -5487,6 +6066,11 @@ func (r RequestSyncResponse) ContentType() string {
 	return ""
 }
 
+// GetMeResponse400Headers the declared response headers of an HTTP 400 response for GetMe
+type GetMeResponse400Headers struct {
+	XRequestId *string
+}
+
 // GetMeResponse401Headers the declared response headers of an HTTP 401 response for GetMe
 type GetMeResponse401Headers struct {
 	XRequestId *string
@@ -5507,12 +6091,16 @@ type GetMeResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Me
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetMeResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetMeResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -5524,6 +6112,11 @@ type GetMeResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetMeResponse) GetJSON200() *Me {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetMeResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5841,6 +6434,11 @@ func (r ExportUsageCSVResponse) ContentType() string {
 	return ""
 }
 
+// GetUsageSummaryResponse400Headers the declared response headers of an HTTP 400 response for GetUsageSummary
+type GetUsageSummaryResponse400Headers struct {
+	XRequestId *string
+}
+
 // GetUsageSummaryResponse401Headers the declared response headers of an HTTP 401 response for GetUsageSummary
 type GetUsageSummaryResponse401Headers struct {
 	XRequestId *string
@@ -5867,6 +6465,8 @@ type GetUsageSummaryResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *UsageSummary
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -5875,6 +6475,8 @@ type GetUsageSummaryResponse struct {
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetUsageSummaryResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetUsageSummaryResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -5888,6 +6490,11 @@ type GetUsageSummaryResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetUsageSummaryResponse) GetJSON200() *UsageSummary {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetUsageSummaryResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5985,8 +6592,11 @@ func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors
 
 // ListAlertsWithResponse Alerts raised for you, newest first
 //
-// Budget thresholds, forecasts, spend anomalies, key-access anomalies and
-// key-rotation reminders. Each alert is raised once.
+// Budget thresholds, forecasts, spend anomalies, key-access anomalies,
+// key-rotation reminders, and connections found to duplicate another
+// (`duplicate_connection`: `connection_id` is the duplicate,
+// `detail.existing_connection_id` the connection that covers its
+// organisation). Each alert is raised once.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6004,8 +6614,8 @@ func (c *ClientWithResponses) ListAlertsWithResponse(ctx context.Context, params
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/alerts/{id}/acknowledge (the `AcknowledgeAlert` operationId).
-func (c *ClientWithResponses) AcknowledgeAlertWithResponse(ctx context.Context, id int64, reqEditors ...RequestEditorFn) (*AcknowledgeAlertResponse, error) {
-	rsp, err := c.AcknowledgeAlert(ctx, id, reqEditors...)
+func (c *ClientWithResponses) AcknowledgeAlertWithResponse(ctx context.Context, id int64, params *AcknowledgeAlertParams, reqEditors ...RequestEditorFn) (*AcknowledgeAlertResponse, error) {
+	rsp, err := c.AcknowledgeAlert(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -6094,13 +6704,17 @@ func (c *ClientWithResponses) ListBudgetsWithResponse(ctx context.Context, reqEd
 // every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
-// `X-Tokka-Signature` header; it is shown only this once.
+// `X-Tokka-Signature` header; it is shown only this once. A retry with
+// the same `Idempotency-Key` is answered with this response without
+// `webhook_secret` (Tokka does not keep it where it could show it
+// again): if the first response was lost, rotate the secret with
+// PATCH `rotate_webhook_secret`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-func (c *ClientWithResponses) CreateBudgetWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error) {
-	rsp, err := c.CreateBudgetWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) CreateBudgetWithBodyWithResponse(ctx context.Context, params *CreateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error) {
+	rsp, err := c.CreateBudgetWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -6137,13 +6751,17 @@ func (c *ClientWithResponses) CreateBudgetWithBodyWithResponse(ctx context.Conte
 // every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
-// `X-Tokka-Signature` header; it is shown only this once.
+// `X-Tokka-Signature` header; it is shown only this once. A retry with
+// the same `Idempotency-Key` is answered with this response without
+// `webhook_secret` (Tokka does not keep it where it could show it
+// again): if the first response was lost, rotate the secret with
+// PATCH `rotate_webhook_secret`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-func (c *ClientWithResponses) CreateBudgetWithResponse(ctx context.Context, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error) {
-	rsp, err := c.CreateBudget(ctx, body, reqEditors...)
+func (c *ClientWithResponses) CreateBudgetWithResponse(ctx context.Context, params *CreateBudgetParams, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error) {
+	rsp, err := c.CreateBudget(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -6235,11 +6853,18 @@ func (c *ClientWithResponses) ListConnectionsWithResponse(ctx context.Context, r
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
 //
+// A key you have already connected is refused with 409, whose
+// `connection_id` names the connection that has it: an organisation is
+// never counted twice. Another admin key of an organisation you have
+// already connected cannot be recognised yet; its first sync finds the
+// organisation (Anthropic's organisation id, OpenAI's project ids) and
+// marks it `duplicate` instead of counting it (see `Connection.status`).
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-func (c *ClientWithResponses) CreateConnectionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error) {
-	rsp, err := c.CreateConnectionWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) CreateConnectionWithBodyWithResponse(ctx context.Context, params *CreateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error) {
+	rsp, err := c.CreateConnectionWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -6252,11 +6877,18 @@ func (c *ClientWithResponses) CreateConnectionWithBodyWithResponse(ctx context.C
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
 //
+// A key you have already connected is refused with 409, whose
+// `connection_id` names the connection that has it: an organisation is
+// never counted twice. Another admin key of an organisation you have
+// already connected cannot be recognised yet; its first sync finds the
+// organisation (Anthropic's organisation id, OpenAI's project ids) and
+// marks it `duplicate` instead of counting it (see `Connection.status`).
+//
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-func (c *ClientWithResponses) CreateConnectionWithResponse(ctx context.Context, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error) {
-	rsp, err := c.CreateConnection(ctx, body, reqEditors...)
+func (c *ClientWithResponses) CreateConnectionWithResponse(ctx context.Context, params *CreateConnectionParams, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error) {
+	rsp, err := c.CreateConnection(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -6300,7 +6932,10 @@ func (c *ClientWithResponses) GetConnectionWithResponse(ctx context.Context, id 
 // with no error and makes it due now (its history is kept, so the next
 // sync re-reads only the trailing days), acknowledges its open
 // `key_rotation` alerts, and records `key.replaced` in the audit log. A
-// rename alone records `connection.renamed`.
+// rename alone records `connection.renamed`. A key another of your
+// connections has is refused with 409, whose `connection_id` names that
+// connection. A `duplicate` connection leaves that state with a new key:
+// its organisation is checked again at its next sync.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6324,7 +6959,10 @@ func (c *ClientWithResponses) UpdateConnectionWithBodyWithResponse(ctx context.C
 // with no error and makes it due now (its history is kept, so the next
 // sync re-reads only the trailing days), acknowledges its open
 // `key_rotation` alerts, and records `key.replaced` in the audit log. A
-// rename alone records `connection.renamed`.
+// rename alone records `connection.renamed`. A key another of your
+// connections has is refused with 409, whose `connection_id` names that
+// connection. A `duplicate` connection leaves that state with a new key:
+// its organisation is checked again at its next sync.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6343,14 +6981,14 @@ func (c *ClientWithResponses) UpdateConnectionWithResponse(ctx context.Context, 
 // `syncer run` is woken at once). One request per connection per 5
 // minutes (SYNC_REQUEST_INTERVAL); besides, like every mutation, it
 // counts against your rate limit. A connection whose key was rejected
-// or cannot be opened, or that is `compromised`, answers 409: replace
-// the key instead. Audited as `sync.requested`.
+// or cannot be opened, or that is `compromised` or `duplicate`, answers
+// 409: replace the key instead. Audited as `sync.requested`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/connections/{id}/sync (the `RequestSync` operationId).
-func (c *ClientWithResponses) RequestSyncWithResponse(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*RequestSyncResponse, error) {
-	rsp, err := c.RequestSync(ctx, id, reqEditors...)
+func (c *ClientWithResponses) RequestSyncWithResponse(ctx context.Context, id ConnectionID, params *RequestSyncParams, reqEditors ...RequestEditorFn) (*RequestSyncResponse, error) {
+	rsp, err := c.RequestSync(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -6460,6 +7098,13 @@ func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6470,6 +7115,16 @@ func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers HealthzResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers HealthzResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6506,6 +7161,13 @@ func ParseOpenapiSpecResponse(rsp *http.Response) (*OpenapiSpecResponse, error) 
 		}
 		response.YAML200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6516,6 +7178,16 @@ func ParseOpenapiSpecResponse(rsp *http.Response) (*OpenapiSpecResponse, error) 
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers OpenapiSpecResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers OpenapiSpecResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6552,6 +7224,13 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6569,6 +7248,16 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers ReadyzResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers ReadyzResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6743,6 +7432,13 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6763,6 +7459,20 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
@@ -6790,6 +7500,13 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 	switch {
 	case rsp.StatusCode == 200:
 		var headers AcknowledgeAlertResponse200Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -6812,6 +7529,16 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 			headers.RateLimitReset = &value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers AcknowledgeAlertResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers AcknowledgeAlertResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6842,6 +7569,26 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 			headers.XRequestId = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers AcknowledgeAlertResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 422:
+		var headers AcknowledgeAlertResponse422Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
 	case rsp.StatusCode == 429:
 		var headers AcknowledgeAlertResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -7244,6 +7991,13 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7275,6 +8029,16 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers ListBudgetsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListBudgetsResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7369,12 +8133,26 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
@@ -7402,6 +8180,20 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateBudgetResponse201Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -7454,6 +8246,16 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 409:
+		var headers CreateBudgetResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateBudgetResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7464,6 +8266,16 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 422:
+		var headers CreateBudgetResponse422Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
 	case rsp.StatusCode == 429:
 		var headers CreateBudgetResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -7551,6 +8363,13 @@ func ParseDeleteBudgetResponse(rsp *http.Response) (*DeleteBudgetResponse, error
 	case rsp.StatusCode == 204:
 		break // No content-type
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7620,6 +8439,16 @@ func ParseDeleteBudgetResponse(rsp *http.Response) (*DeleteBudgetResponse, error
 			headers.RateLimitReset = &value
 		}
 		response.Headers204 = &headers
+	case rsp.StatusCode == 400:
+		var headers DeleteBudgetResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers DeleteBudgetResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7741,6 +8570,13 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7779,6 +8615,16 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers GetBudgetResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetBudgetResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8086,6 +8932,13 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8117,6 +8970,16 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers ListConnectionsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListConnectionsResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8211,12 +9074,26 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
@@ -8244,6 +9121,20 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateConnectionResponse201Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -8296,6 +9187,16 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 409:
+		var headers CreateConnectionResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateConnectionResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8306,6 +9207,16 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 422:
+		var headers CreateConnectionResponse422Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
 	case rsp.StatusCode == 429:
 		var headers CreateConnectionResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -8393,6 +9304,13 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 	case rsp.StatusCode == 204:
 		break // No content-type
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8462,6 +9380,16 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 			headers.RateLimitReset = &value
 		}
 		response.Headers204 = &headers
+	case rsp.StatusCode == 400:
+		var headers DeleteConnectionResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers DeleteConnectionResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8583,6 +9511,13 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8621,6 +9556,16 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers GetConnectionResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetConnectionResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8732,6 +9677,13 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8827,6 +9779,16 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers UpdateConnectionResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers UpdateConnectionResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8928,6 +9890,13 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 		}
 		response.JSON202 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8956,6 +9925,13 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8982,6 +9958,13 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 	switch {
 	case rsp.StatusCode == 202:
 		var headers RequestSyncResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -9004,6 +9987,16 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 			headers.RateLimitReset = &value
 		}
 		response.Headers202 = &headers
+	case rsp.StatusCode == 400:
+		var headers RequestSyncResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers RequestSyncResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -9044,6 +10037,16 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 			headers.XRequestId = &value
 		}
 		response.Headers409 = &headers
+	case rsp.StatusCode == 422:
+		var headers RequestSyncResponse422Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
 	case rsp.StatusCode == 429:
 		var headers RequestSyncResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -9135,6 +10138,13 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9159,6 +10169,16 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers GetMeResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetMeResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -9588,6 +10608,13 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9619,6 +10646,16 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers GetUsageSummaryResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetUsageSummaryResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {

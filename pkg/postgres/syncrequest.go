@@ -47,8 +47,9 @@ func flagSyncRequestSpike(ctx context.Context, tx *sqlx.Tx, userID string) error
 // RequestSync marks one of u's connections for a sync as soon as a syncer is
 // free and wakes listening syncers. It allows one request per connection per
 // minInterval: an earlier one returns a CodeRateLimited error and how long to
-// wait. A connection whose key was rejected (invalid, needs_reconnect) or
-// quarantined (compromised) is a CodeConflict: asking again cannot help, and must not become a way to test
+// wait. A connection whose key was rejected (invalid, needs_reconnect),
+// quarantined (compromised) or found to duplicate another (duplicate) is a
+// CodeConflict: asking again cannot help, and must not become a way to test
 // whether a key has started working. ev (sync.requested) is recorded.
 func (d *DB) RequestSync(ctx context.Context, u tokka.User, id string, minInterval time.Duration, ev tokka.AuditEvent) (tokka.Connection, time.Duration, error) {
 	var c tokka.Connection
@@ -68,6 +69,9 @@ func (d *DB) RequestSync(ctx context.Context, u tokka.User, id string, minInterv
 		}
 		if row.Status == tokka.StatusInvalid || row.Status == tokka.StatusNeedsReconnect {
 			return tokka.Errorf(tokka.CodeConflict, "this connection's key was rejected or cannot be opened; replace the key first")
+		}
+		if row.Status == tokka.StatusDuplicate {
+			return tokka.Errorf(tokka.CodeConflict, "this connection's organisation is already covered by another of your connections (see its last_error); replace this connection's key with one of another organisation, or delete it")
 		}
 		if row.Status == tokka.StatusCompromised {
 			return tokka.Errorf(tokka.CodeConflict, "this connection's key may have been exposed and is no longer used; revoke it at the provider and paste a new one")
