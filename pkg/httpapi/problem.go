@@ -20,6 +20,11 @@ type Problem struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 
+// unavailableRetryAfter is the Retry-After, in seconds, of a 503: long
+// enough not to hammer a database that is restarting, short enough that
+// clients come back soon after it is.
+const unavailableRetryAfter = "5"
+
 // statusOf is the one place a domain error code becomes an HTTP status.
 func statusOf(code tokka.Code) int {
 	switch code {
@@ -79,7 +84,15 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	default:
 		p.Status = http.StatusInternalServerError
 	}
-	if p.Status >= 500 {
+	switch {
+	case de != nil && de.Code == tokka.CodeUnavailable:
+		// A dependency is down: the caller-safe detail says which, and
+		// Retry-After when to come back. Every request fails the same way
+		// while it lasts, so the log says so once per interval.
+		c.Response().Header().Set("Retry-After", unavailableRetryAfter)
+		s.failures.Error(de.Message).Str("request_id", rid).Str("path", c.Path()).Err(err).
+			Msg("request failed: " + de.Message)
+	case p.Status >= 500:
 		p.Detail = "internal error; quote the request id when reporting it"
 		s.log.Error().Str("request_id", rid).Str("path", c.Path()).Err(err).Msg("request failed")
 	}

@@ -94,7 +94,7 @@ func (s *Server) limitMutations(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		res, err := limiter.HitRateLimit(c.Request().Context(), userOf(c), c.RealIP(), s.mutationLimit())
 		if err != nil {
-			s.log.Error().Str("request_id", requestID(c)).Err(err).Msg("rate limiter unavailable")
+			s.failures.Error("rate limiter unavailable").Str("request_id", requestID(c)).Err(err).Msg("rate limiter unavailable")
 			return &tokka.Error{Code: tokka.CodeUnavailable, Message: "rate limiter unavailable"}
 		}
 		reset := strconv.Itoa(int(math.Ceil(res.Reset.Seconds())))

@@ -6,6 +6,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/ratelog"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
@@ -88,6 +90,10 @@ type Config struct {
 	// WebhookGuard checks budget webhook URLs when they are saved; default a
 	// strict guard (WEBHOOK_ALLOW_LOOPBACK_HTTP off, system resolver).
 	WebhookGuard *notify.Guard
+	// FailureLogEvery spaces the log lines of a failure that repeats on
+	// every request (the database down): one full line, then one summary
+	// per interval. Default ratelog.DefaultEvery.
+	FailureLogEvery time.Duration
 }
 
 // Server holds the API's dependencies.
@@ -98,6 +104,8 @@ type Server struct {
 	verifier Verifier
 	log      zerolog.Logger
 	spec     []byte
+	// failures logs outages once per interval, not once per request.
+	failures *ratelog.Logger
 }
 
 // New builds the Echo router with every route and middleware.
@@ -111,7 +119,8 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	if cfg.SyncRequestInterval == 0 {
 		cfg.SyncRequestInterval = 5 * time.Minute
 	}
-	s := &Server{cfg: cfg, store: store, sealer: sealer, verifier: verifier, log: log, spec: spec}
+	s := &Server{cfg: cfg, store: store, sealer: sealer, verifier: verifier, log: log, spec: spec,
+		failures: ratelog.New(log, cfg.FailureLogEvery)}
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -291,12 +300,18 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyz pings the database on a connection of its own (postgres.DB.Ping),
+// so the api reads as ready while users keep every pooled connection busy,
+// and as unavailable only when the database does not answer.
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
-		s.log.Warn().Err(err).Msg("readiness: database unreachable")
-		return &tokka.Error{Code: tokka.CodeUnavailable, Message: "database unavailable"}
+		if tokka.ErrorCode(err) != tokka.CodeUnavailable {
+			// No answer in time means the same to a load balancer.
+			err = fmt.Errorf("readiness: %w: %w", postgres.ErrUnavailable, err)
+		}
+		return err // the error handler logs it, at most once per interval
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
