@@ -789,6 +789,9 @@ type BadRequest = Problem
 // Conflict RFC 9457 problem details.
 type Conflict = Problem
 
+// ExportsBusy RFC 9457 problem details.
+type ExportsBusy = Problem
+
 // InternalError RFC 9457 problem details.
 type InternalError = Problem
 
@@ -1222,7 +1225,11 @@ type ClientInterface interface {
 	// Streams every row of the query (no paging) as RFC 4180 CSV with a
 	// header line: the grouping columns, then the sums. Text that a
 	// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
-	// tab or carriage return) is prefixed with `'`.
+	// tab or carriage return) is prefixed with `'`. Each user may run two
+	// exports at once; a third answers 429 with `Retry-After`. If the
+	// server cannot finish an export after it has started sending it, it
+	// aborts the connection rather than end the file early: a download
+	// that ends without an error is complete.
 	//
 	// Corresponds with GET /v1/usage/export.csv (the `ExportUsageCSV` operationId).
 	ExportUsageCSV(ctx context.Context, params *ExportUsageCSVParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1743,7 +1750,11 @@ func (c *Client) GetUsage(ctx context.Context, params *GetUsageParams, reqEditor
 // Streams every row of the query (no paging) as RFC 4180 CSV with a
 // header line: the grouping columns, then the sums. Text that a
 // spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
-// tab or carriage return) is prefixed with `'`.
+// tab or carriage return) is prefixed with `'`. Each user may run two
+// exports at once; a third answers 429 with `Retry-After`. If the
+// server cannot finish an export after it has started sending it, it
+// aborts the connection rather than end the file early: a download
+// that ends without an error is complete.
 //
 // Corresponds with GET /v1/usage/export.csv (the `ExportUsageCSV` operationId).
 func (c *Client) ExportUsageCSV(ctx context.Context, params *ExportUsageCSVParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3181,7 +3192,11 @@ type ClientWithResponsesInterface interface {
 	// Streams every row of the query (no paging) as RFC 4180 CSV with a
 	// header line: the grouping columns, then the sums. Text that a
 	// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
-	// tab or carriage return) is prefixed with `'`.
+	// tab or carriage return) is prefixed with `'`. Each user may run two
+	// exports at once; a third answers 429 with `Retry-After`. If the
+	// server cannot finish an export after it has started sending it, it
+	// aborts the connection rather than end the file early: a download
+	// that ends without an error is complete.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5291,6 +5306,12 @@ type ExportUsageCSVResponse401Headers struct {
 	XRequestId *string
 }
 
+// ExportUsageCSVResponse429Headers the declared response headers of an HTTP 429 response for ExportUsageCSV
+type ExportUsageCSVResponse429Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
 // ExportUsageCSVResponse500Headers the declared response headers of an HTTP 500 response for ExportUsageCSV
 type ExportUsageCSVResponse500Headers struct {
 	XRequestId *string
@@ -5309,6 +5330,8 @@ type ExportUsageCSVResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *ExportsBusy
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -5317,6 +5340,8 @@ type ExportUsageCSVResponse struct {
 	Headers400 *ExportUsageCSVResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ExportUsageCSVResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ExportUsageCSVResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ExportUsageCSVResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5331,6 +5356,11 @@ func (r ExportUsageCSVResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r ExportUsageCSVResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ExportUsageCSVResponse) GetApplicationproblemJSON429() *ExportsBusy {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5892,7 +5922,11 @@ func (c *ClientWithResponses) GetUsageWithResponse(ctx context.Context, params *
 // Streams every row of the query (no paging) as RFC 4180 CSV with a
 // header line: the grouping columns, then the sums. Text that a
 // spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
-// tab or carriage return) is prefixed with `'`.
+// tab or carriage return) is prefixed with `'`. Each user may run two
+// exports at once; a third answers 429 with `Retry-After`. If the
+// server cannot finish an export after it has started sending it, it
+// aborts the connection rather than end the file early: a download
+// that ends without an error is complete.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -8457,6 +8491,13 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ExportsBusy
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8494,6 +8535,23 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ExportUsageCSVResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers ExportUsageCSVResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {

@@ -134,7 +134,9 @@ func TestDatabaseOutageAnswers503AndRecovers(t *testing.T) {
 func TestRestartUnderLoadFailsFastAndLosesNothing(t *testing.T) {
 	t.Parallel()
 	pg := pgtest.StartServer(t)
-	b := setupWith(t, setupOptions{now: func() time.Time { return nov5 }, dbURL: pg.URL()})
+	const clients = 4
+	b := setupWith(t, setupOptions{now: func() time.Time { return nov5 }, dbURL: pg.URL(),
+		config: func(c *httpapi.Config) { c.ExportsPerUser = clients }})
 	alice := b.newUser(t)
 	spendFixture(t, b, alice)
 	const totals = "/v1/usage?from=2026-10-01&to=2026-11-05"
@@ -145,7 +147,7 @@ func TestRestartUnderLoadFailsFastAndLosesNothing(t *testing.T) {
 	var mu sync.Mutex
 	statuses := map[int]int{}
 	var wrong []error
-	for w := range 4 {
+	for w := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

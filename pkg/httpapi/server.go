@@ -94,6 +94,9 @@ type Config struct {
 	// every request (the database down): one full line, then one summary
 	// per interval. Default ratelog.DefaultEvery.
 	FailureLogEvery time.Duration
+	// ExportsPerUser is how many CSV exports one user may run at once in
+	// this process; default 2.
+	ExportsPerUser int
 }
 
 // Server holds the API's dependencies.
@@ -106,6 +109,7 @@ type Server struct {
 	spec     []byte
 	// failures logs outages once per interval, not once per request.
 	failures *ratelog.Logger
+	exports  *exportSlots
 }
 
 // New builds the Echo router with every route and middleware.
@@ -120,7 +124,7 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 		cfg.SyncRequestInterval = 5 * time.Minute
 	}
 	s := &Server{cfg: cfg, store: store, sealer: sealer, verifier: verifier, log: log, spec: spec,
-		failures: ratelog.New(log, cfg.FailureLogEvery)}
+		failures: ratelog.New(log, cfg.FailureLogEvery), exports: newExportSlots(cfg.ExportsPerUser)}
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -255,8 +259,19 @@ func (s *Server) recoverMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// accessLog writes one line per request: method, route, status, latency.
-// Never headers, query strings or bodies.
+const (
+	// ctxAborted marks a response that did not reach the client whole.
+	ctxAborted = "tokka.aborted"
+	// ctxAbortConnection asks accessLog to abort the connection after
+	// logging, so a client cannot take a response cut short after its
+	// headers (a streamed export) for a complete one.
+	ctxAbortConnection = "tokka.abort_connection"
+)
+
+// accessLog writes one line per request: method, route, status, bytes
+// sent, latency, and "aborted" when the response did not reach the client
+// whole (it went away, or the response was cut short). Never headers,
+// query strings or bodies.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -269,11 +284,23 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		s.log.Info().Str("request_id", requestID(c)).Str("method", c.Request().Method).
-			Str("route", route).Int("status", c.Response().Status).Dur("latency", d).Msg("request")
+		// The request's context ends before the handler returns only when
+		// the client went away (or a write to it failed).
+		aborted := c.Get(ctxAborted) == true || c.Request().Context().Err() != nil
+		ev := s.log.Info().Str("request_id", requestID(c)).Str("method", c.Request().Method).
+			Str("route", route).Int("status", c.Response().Status).Int64("bytes", c.Response().Size)
+		if aborted {
+			ev = ev.Bool("aborted", true)
+		}
+		ev.Dur("latency", d).Msg("request")
 		if s.cfg.Metrics != nil {
 			s.cfg.Metrics.Requests.WithLabelValues(route, c.Request().Method,
 				strconv.Itoa(c.Response().Status)).Observe(d.Seconds())
+		}
+		if c.Get(ctxAbortConnection) == true {
+			// net/http closes the connection without ending the response
+			// (no final chunk), and logs nothing for this value.
+			panic(http.ErrAbortHandler)
 		}
 		return nil
 	}

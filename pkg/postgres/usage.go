@@ -20,21 +20,22 @@ type Dimension struct {
 	Name    string // the group_by / filter name in the API
 	Key     string // the JSON field of a grouped row
 	Select  string // the grouping expression
+	Type    string // its SQL type, for comparing it with a value given as text
 	Cost    bool   // whether cost rows carry this dimension (otherwise their cost lands under "")
 	Filters bool   // whether it can be a filter (day/week/month are ranges, not filters)
 }
 
 // UsageDimensions lists every dimension in the order results are sorted.
 var UsageDimensions = []Dimension{
-	{Name: "month", Key: "month", Select: "date_trunc('month', day)::date", Cost: true},
-	{Name: "week", Key: "week", Select: "date_trunc('week', day)::date", Cost: true},
-	{Name: "day", Key: "day", Select: "day", Cost: true},
-	{Name: "provider", Key: "provider", Select: "provider", Cost: true, Filters: true},
-	{Name: "connection", Key: "connection_id", Select: "connection_id", Cost: true, Filters: true},
-	{Name: "model", Key: "model", Select: "model", Cost: true, Filters: true},
-	{Name: "project", Key: "project_id", Select: "project_id", Cost: true, Filters: true},
-	{Name: "api_key", Key: "api_key_id", Select: "api_key_id", Cost: true, Filters: true},
-	{Name: "service_tier", Key: "service_tier", Select: "service_tier", Cost: false, Filters: true},
+	{Name: "month", Key: "month", Select: "date_trunc('month', day)::date", Type: "date", Cost: true},
+	{Name: "week", Key: "week", Select: "date_trunc('week', day)::date", Type: "date", Cost: true},
+	{Name: "day", Key: "day", Select: "day", Type: "date", Cost: true},
+	{Name: "provider", Key: "provider", Select: "provider", Type: "text", Cost: true, Filters: true},
+	{Name: "connection", Key: "connection_id", Select: "connection_id", Type: "uuid", Cost: true, Filters: true},
+	{Name: "model", Key: "model", Select: "model", Type: "text", Cost: true, Filters: true},
+	{Name: "project", Key: "project_id", Select: "project_id", Type: "text", Cost: true, Filters: true},
+	{Name: "api_key", Key: "api_key_id", Select: "api_key_id", Type: "text", Cost: true, Filters: true},
+	{Name: "service_tier", Key: "service_tier", Select: "service_tier", Type: "text", Cost: false, Filters: true},
 }
 
 // DimensionByName returns the dimension called name.
@@ -57,6 +58,10 @@ type UsageQuery struct {
 	ProvisionalFrom time.Time
 	Limit           int // rows per page; 0 = no limit (export)
 	Offset          int
+	// after, when set, keeps only the groups whose grouping values (in
+	// GroupBy's sort order, as text) come after these: EachUsageRow's
+	// keyset paging.
+	after []string
 }
 
 // UsageRow is one group of the result: the grouping values (absent when not
@@ -170,6 +175,28 @@ func usageSQL(q UsageQuery, dims []Dimension) (string, []any) {
 			args = append(args, v)
 			conds = append(conds, fmt.Sprintf("%s::text = $%d", d.Select, len(args)))
 		}
+		if len(q.after) == len(dims) && len(dims) > 0 {
+			// Only the groups after the last one read. A group's key is a
+			// function of its rows, so filtering rows by it before
+			// grouping (on both sides of the join) is filtering groups.
+			var exprs, vals []string
+			for i, d := range dims {
+				expr := d.Select
+				if cost && !d.Cost {
+					expr = "''"
+				}
+				args = append(args, q.after[i])
+				exprs = append(exprs, expr)
+				vals = append(vals, fmt.Sprintf("$%d::%s", len(args), d.Type))
+			}
+			conds = append(conds, "("+strings.Join(exprs, ", ")+") > ("+strings.Join(vals, ", ")+")")
+			if dims[0].Type == "date" {
+				// The leading key is a day, or the first day of a week or
+				// month, so no later group has a day before it: a bound the
+				// day indexes can use.
+				conds = append(conds, fmt.Sprintf("day >= $%d::date", len(args)-len(dims)+1))
+			}
+		}
 		if len(conds) == 0 {
 			return ""
 		}
@@ -248,14 +275,55 @@ func dimensionsOf(q UsageQuery) ([]Dimension, error) {
 	return dims, nil
 }
 
+// exportChunk is how many rows EachUsageRow reads per transaction.
+const exportChunk = 2000
+
 // EachUsageRow runs the usage query for u and calls fn for every row in
-// order, holding one database transaction and O(1) rows in memory, so an
-// export of any size streams. An error from fn stops the iteration.
+// order (q.Limit and q.Offset are ignored: all rows). It reads the rows in
+// chunks, each in its own short transaction under u's claims and keyset-
+// paged on the grouping values, and calls fn only between transactions, so
+// a caller that is slow to take the rows (an export to a slow client)
+// holds no database connection meanwhile, and memory stays bounded by a
+// chunk. Rows of different chunks may straddle a sync that ran between
+// them; each row is consistent. An error from fn stops the iteration and
+// is returned.
 func (d *DB) EachUsageRow(ctx context.Context, u tokka.User, q UsageQuery, fn func(UsageRow) error) error {
+	return d.eachUsageRow(ctx, u, q, exportChunk, fn)
+}
+
+func (d *DB) eachUsageRow(ctx context.Context, u tokka.User, q UsageQuery, chunk int, fn func(UsageRow) error) error {
 	dims, err := dimensionsOf(q)
 	if err != nil {
 		return err
 	}
+	q.Limit, q.Offset, q.after = chunk, 0, nil
+	for {
+		rows := make([]UsageRow, 0, chunk)
+		if err := d.usageRows(ctx, u, q, dims, func(r UsageRow) error {
+			rows = append(rows, r)
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if len(rows) < chunk || len(dims) == 0 {
+			return nil
+		}
+		last := rows[len(rows)-1]
+		q.after = make([]string, len(dims))
+		for i, dim := range dims {
+			q.after[i] = last.Group[dim.Key]
+		}
+	}
+}
+
+// usageRows runs one usage query (q.Limit and q.Offset apply) in one
+// transaction as u, calling fn for each row as it arrives.
+func (d *DB) usageRows(ctx context.Context, u tokka.User, q UsageQuery, dims []Dimension, fn func(UsageRow) error) error {
 	query, args := usageSQL(q, dims)
 	args[0] = u.ID
 	return d.asUser(ctx, u, func(tx *sqlx.Tx) error {
@@ -290,10 +358,15 @@ func (d *DB) EachUsageRow(ctx context.Context, u tokka.User, q UsageQuery, fn fu
 	})
 }
 
-// Usage returns one page of the grouped usage rows (Limit, Offset).
+// Usage returns one page of the grouped usage rows (Limit, Offset), read in
+// one transaction.
 func (d *DB) Usage(ctx context.Context, u tokka.User, q UsageQuery) ([]UsageRow, error) {
+	dims, err := dimensionsOf(q)
+	if err != nil {
+		return nil, err
+	}
 	rows := []UsageRow{}
-	err := d.EachUsageRow(ctx, u, q, func(r UsageRow) error {
+	err = d.usageRows(ctx, u, q, dims, func(r UsageRow) error {
 		rows = append(rows, r)
 		return nil
 	})
