@@ -11,3 +11,6 @@ import (
 func (d *DB) EachUsageRowInChunks(ctx context.Context, u tokka.User, q UsageQuery, chunk int, fn func(UsageRow) error) error {
 	return d.eachUsageRow(ctx, u, q, chunk, fn)
 }
+
+// DomainError is domainError, for the tests of the error mapping.
+var DomainError = domainError
