@@ -370,7 +370,7 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease, leasedAt time.Ti
 		return s.fail(ctx, log, l, status, reason, next, tokka.ActionSyncFailed, reason, result)
 	}
 
-	err = s.storeResults(ctx, log, l, held, postgres.SyncResult{
+	err = s.storeResults(ctx, l, held, postgres.SyncResult{
 		Window: window, Usage: usage, Costs: costs, Backfill: backfill,
 		Next:  s.nextSync(now),
 		Event: s.event(tokka.ActionSyncSucceeded, tokka.OutcomeSuccess, purpose),
@@ -415,25 +415,32 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// storeResults writes a sync's results (CompleteSync), trying again with
-// backoff while the database is unavailable and the lease still holds: a
-// database restart during the final write costs the sync nothing. It
-// returns the last error when the lease would run out before the next try,
-// or at once for any other failure.
-func (s *Syncer) storeResults(ctx context.Context, log zerolog.Logger, l postgres.Lease, held *leaseClock, r postgres.SyncResult) error {
+// retry runs write until it succeeds or fails for another reason than an
+// unavailable database, trying again with backoff (logged, once per
+// interval, under what) until ctx ends or the next try would come after
+// giveUp (zero: no such bound). It returns write's last error.
+func (s *Syncer) retry(ctx context.Context, giveUp time.Time, what string, write func() error) error {
 	wait := writeRetryFirst
 	for {
-		err := s.store.CompleteSync(ctx, l, r)
-		if err == nil || !unavailable(err) || ctx.Err() != nil || time.Now().Add(wait).After(held.expires()) {
+		err := write()
+		if err == nil || !unavailable(err) || ctx.Err() != nil || (!giveUp.IsZero() && time.Now().Add(wait).After(giveUp)) {
 			return err
 		}
-		s.failures.Warn("storing sync results failed; retrying").Err(err).
-			Msg("storing sync results failed; retrying while the lease holds")
+		s.failures.Warn(what + " failed; retrying").Err(err).Msg(what + " failed; retrying while the database is unavailable")
 		if sleep(ctx, wait) != nil {
 			return err
 		}
 		wait = min(2*wait, writeRetryMax)
 	}
+}
+
+// storeResults writes a sync's results (CompleteSync), trying again while
+// the database is unavailable and the lease still holds: a database
+// restart during the final write costs the sync nothing. It returns the
+// last error when the lease would run out before the next try, or at once
+// for any other failure.
+func (s *Syncer) storeResults(ctx context.Context, l postgres.Lease, held *leaseClock, r postgres.SyncResult) error {
+	return s.retry(ctx, held.expires(), "storing sync results", func() error { return s.store.CompleteSync(ctx, l, r) })
 }
 
 // abort gives the lease back when a sync stops without an outcome
@@ -450,17 +457,8 @@ func (s *Syncer) abort(ctx context.Context, log zerolog.Logger, l postgres.Lease
 // release gives l back, trying again while the database is unavailable
 // until ctx ends (then the lease expires by itself).
 func (s *Syncer) release(ctx context.Context, log zerolog.Logger, l postgres.Lease) {
-	wait := writeRetryFirst
-	for {
-		err := s.store.ReleaseLease(ctx, l)
-		if err == nil {
-			return
-		}
-		if !unavailable(err) || sleep(ctx, wait) != nil {
-			log.Warn().Err(err).Msg("releasing the lease failed; it will expire")
-			return
-		}
-		wait = min(2*wait, writeRetryMax)
+	if err := s.retry(ctx, time.Time{}, "releasing a lease", func() error { return s.store.ReleaseLease(ctx, l) }); err != nil {
+		log.Warn().Err(err).Msg("releasing the lease failed; it will expire")
 	}
 }
 
@@ -589,29 +587,21 @@ func (s *Syncer) fail(ctx context.Context, log zerolog.Logger, l postgres.Lease,
 	ev := s.event(action, tokka.OutcomeFailure, "")
 	ev.Detail = detail
 	giveUp := time.Now().Add(max(s.cfg.LeaseFor, time.Minute))
-	wait := writeRetryFirst
-	for {
-		err := s.store.FailSync(ctx, l, status, reason, next, ev)
-		switch {
-		case err == nil:
-			return outcome
-		case errors.Is(err, postgres.ErrLeaseLost):
-			s.releaseIfReplaced(ctx, log, l, err)
-			return outcomeLeaseLost
-		case ctx.Err() != nil:
-			return s.abort(ctx, log, l)
-		case !unavailable(err) || time.Now().Add(wait).After(giveUp):
-			s.metrics.AuditFailures.Inc()
-			log.Error().Err(err).Msg("recording the failed sync failed; the lease will expire")
-			return outcome
-		}
-		s.failures.Warn("recording a failed sync failed; retrying").Err(err).
-			Msg("recording a failed sync failed; retrying until the database is back")
-		if sleep(ctx, wait) != nil {
-			return s.abort(ctx, log, l)
-		}
-		wait = min(2*wait, writeRetryMax)
+	err := s.retry(ctx, giveUp, "recording a failed sync", func() error {
+		return s.store.FailSync(ctx, l, status, reason, next, ev)
+	})
+	switch {
+	case err == nil:
+		return outcome
+	case errors.Is(err, postgres.ErrLeaseLost):
+		s.releaseIfReplaced(ctx, log, l, err)
+		return outcomeLeaseLost
+	case ctx.Err() != nil:
+		return s.abort(ctx, log, l)
 	}
+	s.metrics.AuditFailures.Inc()
+	log.Error().Err(err).Msg("recording the failed sync failed; the lease will expire")
+	return outcome
 }
 
 // releaseIfReplaced gives the lease back when the user replaced the key
