@@ -1,0 +1,16 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/tokka-dev/tokka/pkg/tokka"
+)
+
+// EachUsageRowInChunks is EachUsageRow with a chosen chunk size, so tests
+// can cross many chunk boundaries with little data.
+func (d *DB) EachUsageRowInChunks(ctx context.Context, u tokka.User, q UsageQuery, chunk int, fn func(UsageRow) error) error {
+	return d.eachUsageRow(ctx, u, q, chunk, fn)
+}
+
+// DomainError is domainError, for the tests of the error mapping.
+var DomainError = domainError
