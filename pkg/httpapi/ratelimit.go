@@ -211,6 +211,11 @@ func (s *Server) spend(c echo.Context, rl postgres.RateLimit, ip, tooMany string
 		return nil
 	}
 	res, err := limiter.HitRateLimit(c.Request().Context(), userOf(c), ip, rl)
+	if err != nil && tokka.ErrorCode(err) == tokka.CodeUnavailable {
+		// The counters live in the database: when it is down, say so, as
+		// every other request does.
+		return err
+	}
 	if err != nil {
 		s.failures.Error("rate limiter unavailable").Str("request_id", requestID(c)).Err(err).Msg("rate limiter unavailable")
 		return &tokka.Error{Code: tokka.CodeUnavailable, Message: "rate limiter unavailable"}

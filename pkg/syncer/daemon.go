@@ -34,12 +34,15 @@ func (s *Syncer) Run(ctx context.Context, pollEvery time.Duration, wake <-chan s
 			}
 		}),
 		gocron.WithSingletonMode(gocron.LimitModeReschedule),
-		gocron.WithStartAt(gocron.WithStartImmediately()),
 		gocron.WithContext(ctx),
 	)
 	if err != nil {
 		return fmt.Errorf("syncer: schedule: %w", err)
 	}
+	// The first chores run before anything is leased, so the gauges
+	// describe the state the daemon started from; the dispatcher leases at
+	// once, and the polls follow every pollEvery.
+	s.chores(ctx)
 	sched.Start()
 	sum, _ := s.dispatch(ctx, wake, poll, false)
 	if err := sched.Shutdown(); err != nil {
