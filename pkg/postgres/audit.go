@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/binary"
+	"errors"
 
 	"github.com/jmoiron/sqlx"
 
@@ -14,42 +16,16 @@ import (
 const auditColumns = `id, user_id, connection_id, provider, action, outcome, purpose, actor,
 	client_ip, user_agent, detail, created_at, prev_hash, hash`
 
-// auditLockClass namespaces the per-user advisory locks that serialise audit
-// inserts (the first key of the two-key form; the second is the user id's hash).
-const auditLockClass = 0x70c4a
-
-// insertAudit appends ev to its user's hash chain (see migration 00005 for the
-// encoding). Appends for one user must not interleave, or two events would
-// claim the same predecessor: a transaction-scoped advisory lock on the user
-// id serialises them. (SELECT … FOR UPDATE on the last event is not an option:
-// it needs UPDATE privilege, which no role has on audit_events, on purpose.)
-// The lock is taken by its own statement before the INSERT, so the event's id
-// is drawn after the lock and ids follow chain order. Every caller runs in a
-// READ COMMITTED transaction, so the INSERT's snapshot, taken after the lock,
-// sees the previous holder's committed event. The hash is computed by
-// tokka.audit_event_hash in the same statement, from the values as stored.
+// insertAudit appends ev to its user's hash chain. The database does the
+// chaining (migration 00011, trigger audit_events_chain): it takes the
+// per-user lock, links the event to the user's newest one, dates it and
+// hashes it, so this is a plain INSERT of what the event says; it also
+// refuses an action or actor that is not the inserting role's own.
 func insertAudit(ctx context.Context, tx *sqlx.Tx, ev tokka.AuditEvent) error {
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`,
-		auditLockClass, ev.UserID); err != nil {
-		return domainError(err, "audit lock")
-	}
 	_, err := tx.ExecContext(ctx, `
-		WITH prev AS (
-			SELECT hash FROM tokka.audit_events WHERE user_id = $1 ORDER BY id DESC LIMIT 1
-		), ev AS (
-			SELECT $1::uuid AS user_id, $2::uuid AS connection_id, $3::text AS provider, $4::text AS action,
-				$5::text AS outcome, $6::text AS purpose, $7::text AS actor, $8::text AS client_ip,
-				$9::text AS user_agent, $10::text AS detail, clock_timestamp() AS created_at,
-				(SELECT hash FROM prev) AS prev_hash
-		)
 		INSERT INTO tokka.audit_events
-			(user_id, connection_id, provider, action, outcome, purpose, actor, client_ip, user_agent, detail,
-			 created_at, prev_hash, hash)
-		SELECT user_id, connection_id, provider, action, outcome, purpose, actor, client_ip, user_agent, detail,
-			created_at, prev_hash,
-			tokka.audit_event_hash(prev_hash, user_id, connection_id, provider, action, outcome, purpose, actor,
-				client_ip, user_agent, detail, created_at)
-		FROM ev`,
+			(user_id, connection_id, provider, action, outcome, purpose, actor, client_ip, user_agent, detail)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		ev.UserID, ev.ConnectionID, ev.Provider, ev.Action, ev.Outcome, ev.Purpose, ev.Actor,
 		ev.ClientIP, ev.UserAgent, ev.Detail)
 	return domainError(err, "audit event")
@@ -64,7 +40,8 @@ const auditHashLabel = "tokka/audit/v1"
 // in the order prev, user id, connection id ("" when none), provider, action,
 // outcome, purpose, actor, client IP, user agent, detail, and created_at as
 // UTC microseconds (8 bytes, big-endian). It is the Go twin of the SQL
-// function tokka.audit_event_hash that computes the stored value; verification
+// function tokka.audit_event_hash that computes the stored value (in the
+// audit_events_chain trigger); verification
 // uses this one, so the two implementations check each other. It never fails.
 func AuditEventHash(prev []byte, ev tokka.AuditEvent) []byte {
 	h := sha256.New()
@@ -107,54 +84,143 @@ func (d *DB) ListAuditEvents(ctx context.Context, u tokka.User, before int64, li
 const (
 	chainContentMismatch = "the event's content does not match its hash: it was edited after it was written"
 	chainLinkBroken      = "the event does not follow the one before it: an event was removed, inserted or edited before this one"
+	chainTimeBackwards   = "the event is dated earlier than the event before it: its time was changed after it was written"
+	chainCheckpointGone  = "the event the last verification ended at was removed or changed since"
 )
 
-// VerifyAuditChain reads all of u's audit events, oldest first, and checks
-// that each one's hash matches its content (recomputed with AuditEventHash)
-// and that its prev_hash is the previous event's hash (NULL for the first).
-// It reports the first event that fails; a database error is returned as an
-// error, never as a broken chain.
-func (d *DB) VerifyAuditChain(ctx context.Context, u tokka.User) (tokka.AuditVerification, error) {
+// markBroken records the first failing event of a verification.
+func markBroken(v *tokka.AuditVerification, id int64, problem string) {
+	v.FirstBrokenID, v.Problem = &id, &problem
+}
+
+// verifyChunk is how many events one statement of VerifyAuditChain reads.
+const verifyChunk = 5000
+
+// checkpoint is where a user's last verification ended (migration 00012).
+type checkpoint struct {
+	EventID int64  `db:"event_id"`
+	Hash    []byte `db:"hash"`
+	Events  int64  `db:"events"`
+}
+
+// VerifyAuditChain checks u's audit hash chain, oldest first: each event's
+// hash must match its content (recomputed with AuditEventHash), its
+// prev_hash must be the previous event's hash (NULL for the first), and its
+// time must not be earlier than the previous event's. It reports the first
+// event that fails.
+//
+// It is incremental: u's checkpoint (the newest event an earlier call found
+// intact) is confirmed unchanged and only the events after it are read; with
+// full it reads from the first event, and also reports the checkpoint's event
+// if its hash is no longer the one recorded. Events are read in chunks of
+// verifyChunk, each in its own short transaction (so every statement is
+// bounded by the statement timeout and no connection is held while Go
+// hashes), and the checkpoint moves forward over every event found intact.
+// A database error (a timeout is CodeUnavailable) is returned as an error,
+// never as a broken chain; the checkpoint keeps what was verified before it.
+func (d *DB) VerifyAuditChain(ctx context.Context, u tokka.User, full bool) (tokka.AuditVerification, error) {
 	var v tokka.AuditVerification
+	var cp checkpoint
+	var prev *tokka.AuditEvent // the last event found intact
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
-		rows, err := tx.QueryxContext(ctx, `
-			SELECT `+auditColumns+` FROM tokka.audit_events WHERE user_id = $1 ORDER BY id`, u.ID)
-		if err != nil {
+		err := tx.GetContext(ctx, &cp, `SELECT event_id, hash, events FROM tokka.audit_checkpoints WHERE user_id = $1`, u.ID)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return domainError(err, "audit checkpoint")
+		}
+		if full || cp.EventID == 0 {
+			return nil
+		}
+		var ev tokka.AuditEvent
+		err = tx.GetContext(ctx, &ev, `SELECT `+auditColumns+` FROM tokka.audit_events WHERE id = $1 AND user_id = $2`,
+			cp.EventID, u.ID)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return domainError(err, "audit events")
 		}
-		defer rows.Close()
-		var prev []byte
-		for rows.Next() {
-			var ev tokka.AuditEvent
-			if err := rows.StructScan(&ev); err != nil {
+		switch {
+		case err != nil || !bytes.Equal(ev.Hash, cp.Hash):
+			markBroken(&v, cp.EventID, chainCheckpointGone)
+		case !bytes.Equal(ev.Hash, AuditEventHash(ev.PrevHash, ev)):
+			markBroken(&v, cp.EventID, chainContentMismatch)
+		default:
+			prev = &ev
+		}
+		v.Events = cp.Events
+		return nil
+	})
+	if err != nil {
+		return v, err
+	}
+	after := int64(0)
+	if !full {
+		after = cp.EventID
+	}
+	advanced := cp.EventID // the checkpoint as far as this call knows
+	for {
+		var evs []tokka.AuditEvent
+		err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+			if prev != nil && prev.ID > advanced {
+				if _, err := tx.ExecContext(ctx, `SELECT tokka.advance_audit_checkpoint($1, $2)`,
+					prev.ID, []byte(prev.Hash)); err != nil {
+					return domainError(err, "audit checkpoint")
+				}
+				advanced = prev.ID
+			}
+			// Read in id order from the (user_id, id) index, stopping after
+			// the chunk. A user far heavier than the table's statistics
+			// suggest would otherwise get a bitmap scan of all their events,
+			// sorted, for every chunk.
+			if _, err := tx.ExecContext(ctx, `SELECT set_config('enable_bitmapscan', 'off', true)`); err != nil {
 				return domainError(err, "audit events")
 			}
+			return domainError(tx.SelectContext(ctx, &evs, `
+				SELECT `+auditColumns+` FROM tokka.audit_events
+				WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3`, u.ID, after, verifyChunk), "audit events")
+		})
+		if err != nil {
+			return v, err
+		}
+		for i := range evs {
+			ev := &evs[i]
 			v.Events++
+			v.Checked++
 			if v.FirstBrokenID != nil {
 				continue
 			}
-			problem := ""
 			switch {
-			case !bytes.Equal(ev.Hash, AuditEventHash(ev.PrevHash, ev)):
-				problem = chainContentMismatch
-			case !bytes.Equal(ev.PrevHash, prev):
-				problem = chainLinkBroken
+			case !bytes.Equal(ev.Hash, AuditEventHash(ev.PrevHash, *ev)):
+				markBroken(&v, ev.ID, chainContentMismatch)
+			case prev == nil && ev.PrevHash != nil, prev != nil && !bytes.Equal(ev.PrevHash, prev.Hash):
+				markBroken(&v, ev.ID, chainLinkBroken)
+			case prev != nil && ev.CreatedAt.Before(prev.CreatedAt):
+				markBroken(&v, ev.ID, chainTimeBackwards)
+			case ev.ID == cp.EventID && !bytes.Equal(ev.Hash, cp.Hash):
+				markBroken(&v, ev.ID, chainCheckpointGone)
+			default:
+				prev = ev
 			}
-			if problem != "" {
-				id := ev.ID
-				v.FirstBrokenID, v.Problem = &id, &problem
-				continue
-			}
-			prev = ev.Hash
 		}
-		if err := rows.Err(); err != nil {
-			return domainError(err, "audit events")
+		if len(evs) < verifyChunk {
+			break
 		}
-		v.Intact = v.FirstBrokenID == nil
-		if v.Intact {
-			v.HeadHash = prev
+		after = evs[len(evs)-1].ID
+	}
+	if full && v.Events < cp.Events && v.FirstBrokenID == nil {
+		// Fewer events than the checkpoint counted, and none of them broken:
+		// the newest ones were removed, checkpoint included (which a full
+		// read that reaches it would have reported).
+		markBroken(&v, cp.EventID, chainCheckpointGone)
+	}
+	if prev != nil && prev.ID > advanced {
+		if err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+			_, err := tx.ExecContext(ctx, `SELECT tokka.advance_audit_checkpoint($1, $2)`, prev.ID, []byte(prev.Hash))
+			return domainError(err, "audit checkpoint")
+		}); err != nil {
+			return v, err
 		}
-		return nil
-	})
-	return v, err
+	}
+	v.Intact = v.FirstBrokenID == nil
+	if v.Intact && prev != nil {
+		v.HeadHash = prev.Hash
+	}
+	return v, nil
 }
