@@ -173,7 +173,7 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	for i := 1; i < len(events.JSON200.Events); i++ {
 		require.Less(t, events.JSON200.Events[i].Id, events.JSON200.Events[i-1].Id, "newest first")
 	}
-	verify, err := c.VerifyAuditEventsWithResponse(ctx)
+	verify, err := c.VerifyAuditEventsWithResponse(ctx, nil)
 	require.NoError(t, err)
 	require.True(t, verify.JSON200.Intact)
 	require.EqualValues(t, len(events.JSON200.Events), verify.JSON200.Events)

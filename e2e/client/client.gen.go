@@ -352,7 +352,10 @@ type AuditEventList struct {
 
 // AuditVerification defines model for AuditVerification.
 type AuditVerification struct {
-	// Events How many of your events were read.
+	// Checked How many events this check read (all of them with full=true; otherwise those after the last verified one).
+	Checked int64 `json:"checked"`
+
+	// Events How many events your chain has (those verified by earlier checks plus those this check read).
 	Events int64 `json:"events"`
 
 	// FirstBrokenId The id of the first event that fails the check; null when intact.
@@ -361,7 +364,7 @@ type AuditVerification struct {
 	// HeadHash Your newest event's hash when the chain is intact (null when it is not, or when you have no events).
 	HeadHash *string `json:"head_hash"`
 
-	// Intact Every event matches its hash and links to the one before it.
+	// Intact Every event checked matches its hash, links to the one before it and is not dated before it.
 	Intact bool `json:"intact"`
 
 	// Problem How that event fails; null when intact.
@@ -826,6 +829,12 @@ type ListAuditEventsParams struct {
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
+// VerifyAuditEventsParams defines parameters for VerifyAuditEvents.
+type VerifyAuditEventsParams struct {
+	// Full Re-check the whole chain from your first event, not only what is new.
+	Full *bool `form:"full,omitempty" json:"full,omitempty"`
+}
+
 // GetUsageParams defines parameters for GetUsage.
 type GetUsageParams struct {
 	// From First day (UTC), default 29 days before `to`.
@@ -1000,14 +1009,21 @@ type ClientInterface interface {
 	// Your events form a hash chain: each stores the `hash` of your previous
 	// event as `prev_hash`, and its own `hash` is SHA-256 over a
 	// length-prefixed encoding of `prev_hash` and its content (see
-	// `AuditEvent.hash`). This reads all your events oldest first and
-	// recomputes every link. An edited, removed or inserted event breaks the
-	// chain at that event, reported as `first_broken_id`. A chain cannot
-	// show that its newest events were cut off: note `head_hash` somewhere
-	// outside Tokka and compare it later.
+	// `AuditEvent.hash`). A check recomputes every link it reads, and also
+	// reports an event dated earlier than the one before it. An edited,
+	// removed or inserted event breaks the chain at that event, reported as
+	// `first_broken_id`.
+	//
+	// Checks are incremental: Tokka remembers the newest event a check found
+	// intact (its id and hash), confirms that event is unchanged, and reads
+	// only the events after it (`checked`). An edit behind that point is
+	// found only by `full=true`, which reads the whole chain again (and is
+	// expensive for a long log). A chain cannot show that its newest events
+	// were cut off: note `head_hash` somewhere outside Tokka and compare it
+	// later.
 	//
 	// Corresponds with GET /v1/audit-events/verify (the `VerifyAuditEvents` operationId).
-	VerifyAuditEvents(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+	VerifyAuditEvents(ctx context.Context, params *VerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListBudgets List your budgets with where each stands this month
 	//
@@ -1341,15 +1357,22 @@ func (c *Client) ListAuditEvents(ctx context.Context, params *ListAuditEventsPar
 // Your events form a hash chain: each stores the `hash` of your previous
 // event as `prev_hash`, and its own `hash` is SHA-256 over a
 // length-prefixed encoding of `prev_hash` and its content (see
-// `AuditEvent.hash`). This reads all your events oldest first and
-// recomputes every link. An edited, removed or inserted event breaks the
-// chain at that event, reported as `first_broken_id`. A chain cannot
-// show that its newest events were cut off: note `head_hash` somewhere
-// outside Tokka and compare it later.
+// `AuditEvent.hash`). A check recomputes every link it reads, and also
+// reports an event dated earlier than the one before it. An edited,
+// removed or inserted event breaks the chain at that event, reported as
+// `first_broken_id`.
+//
+// Checks are incremental: Tokka remembers the newest event a check found
+// intact (its id and hash), confirms that event is unchanged, and reads
+// only the events after it (`checked`). An edit behind that point is
+// found only by `full=true`, which reads the whole chain again (and is
+// expensive for a long log). A chain cannot show that its newest events
+// were cut off: note `head_hash` somewhere outside Tokka and compare it
+// later.
 //
 // Corresponds with GET /v1/audit-events/verify (the `VerifyAuditEvents` operationId).
-func (c *Client) VerifyAuditEvents(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewVerifyAuditEventsRequest(c.Server)
+func (c *Client) VerifyAuditEvents(ctx context.Context, params *VerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewVerifyAuditEventsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2043,7 +2066,7 @@ func NewListAuditEventsRequest(server string, params *ListAuditEventsParams) (*h
 }
 
 // NewVerifyAuditEventsRequest constructs an http.Request for the VerifyAuditEvents method
-func NewVerifyAuditEventsRequest(server string) (*http.Request, error) {
+func NewVerifyAuditEventsRequest(server string, params *VerifyAuditEventsParams) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -2059,6 +2082,33 @@ func NewVerifyAuditEventsRequest(server string) (*http.Request, error) {
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Full != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "full", *params.Full, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -2939,16 +2989,23 @@ type ClientWithResponsesInterface interface {
 	// Your events form a hash chain: each stores the `hash` of your previous
 	// event as `prev_hash`, and its own `hash` is SHA-256 over a
 	// length-prefixed encoding of `prev_hash` and its content (see
-	// `AuditEvent.hash`). This reads all your events oldest first and
-	// recomputes every link. An edited, removed or inserted event breaks the
-	// chain at that event, reported as `first_broken_id`. A chain cannot
-	// show that its newest events were cut off: note `head_hash` somewhere
-	// outside Tokka and compare it later.
+	// `AuditEvent.hash`). A check recomputes every link it reads, and also
+	// reports an event dated earlier than the one before it. An edited,
+	// removed or inserted event breaks the chain at that event, reported as
+	// `first_broken_id`.
+	//
+	// Checks are incremental: Tokka remembers the newest event a check found
+	// intact (its id and hash), confirms that event is unchanged, and reads
+	// only the events after it (`checked`). An edit behind that point is
+	// found only by `full=true`, which reads the whole chain again (and is
+	// expensive for a long log). A chain cannot show that its newest events
+	// were cut off: note `head_hash` somewhere outside Tokka and compare it
+	// later.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/audit-events/verify (the `VerifyAuditEvents` operationId).
-	VerifyAuditEventsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*VerifyAuditEventsResponse, error)
+	VerifyAuditEventsWithResponse(ctx context.Context, params *VerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*VerifyAuditEventsResponse, error)
 
 	// ListBudgetsWithResponse List your budgets with where each stands this month
 	//
@@ -3400,6 +3457,11 @@ type ListAlertsResponse500Headers struct {
 	XRequestId *string
 }
 
+// ListAlertsResponse503Headers the declared response headers of an HTTP 503 response for ListAlerts
+type ListAlertsResponse503Headers struct {
+	XRequestId *string
+}
+
 type ListAlertsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3411,12 +3473,16 @@ type ListAlertsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *ListAlertsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListAlertsResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListAlertsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAlertsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -3437,6 +3503,11 @@ func (r ListAlertsResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r ListAlertsResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAlertsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -3607,6 +3678,11 @@ type ListAuditEventsResponse500Headers struct {
 	XRequestId *string
 }
 
+// ListAuditEventsResponse503Headers the declared response headers of an HTTP 503 response for ListAuditEvents
+type ListAuditEventsResponse503Headers struct {
+	XRequestId *string
+}
+
 type ListAuditEventsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3618,12 +3694,16 @@ type ListAuditEventsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *ListAuditEventsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListAuditEventsResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListAuditEventsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAuditEventsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -3644,6 +3724,11 @@ func (r ListAuditEventsResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r ListAuditEventsResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAuditEventsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -3675,6 +3760,11 @@ func (r ListAuditEventsResponse) ContentType() string {
 	return ""
 }
 
+// VerifyAuditEventsResponse400Headers the declared response headers of an HTTP 400 response for VerifyAuditEvents
+type VerifyAuditEventsResponse400Headers struct {
+	XRequestId *string
+}
+
 // VerifyAuditEventsResponse401Headers the declared response headers of an HTTP 401 response for VerifyAuditEvents
 type VerifyAuditEventsResponse401Headers struct {
 	XRequestId *string
@@ -3685,24 +3775,42 @@ type VerifyAuditEventsResponse500Headers struct {
 	XRequestId *string
 }
 
+// VerifyAuditEventsResponse503Headers the declared response headers of an HTTP 503 response for VerifyAuditEvents
+type VerifyAuditEventsResponse503Headers struct {
+	XRequestId *string
+}
+
 type VerifyAuditEventsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *AuditVerification
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *VerifyAuditEventsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *VerifyAuditEventsResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *VerifyAuditEventsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *VerifyAuditEventsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r VerifyAuditEventsResponse) GetJSON200() *AuditVerification {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r VerifyAuditEventsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -3713,6 +3821,11 @@ func (r VerifyAuditEventsResponse) GetApplicationproblemJSON401() *Unauthorized 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r VerifyAuditEventsResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r VerifyAuditEventsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -3754,6 +3867,11 @@ type ListBudgetsResponse500Headers struct {
 	XRequestId *string
 }
 
+// ListBudgetsResponse503Headers the declared response headers of an HTTP 503 response for ListBudgets
+type ListBudgetsResponse503Headers struct {
+	XRequestId *string
+}
+
 type ListBudgetsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3763,10 +3881,14 @@ type ListBudgetsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListBudgetsResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListBudgetsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListBudgetsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -3782,6 +3904,11 @@ func (r ListBudgetsResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r ListBudgetsResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListBudgetsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4083,6 +4210,11 @@ type GetBudgetResponse500Headers struct {
 	XRequestId *string
 }
 
+// GetBudgetResponse503Headers the declared response headers of an HTTP 503 response for GetBudget
+type GetBudgetResponse503Headers struct {
+	XRequestId *string
+}
+
 type GetBudgetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4094,12 +4226,16 @@ type GetBudgetResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetBudgetResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetBudgetResponse404Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetBudgetResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetBudgetResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4120,6 +4256,11 @@ func (r GetBudgetResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r GetBudgetResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetBudgetResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4313,6 +4454,11 @@ type ListConnectionsResponse500Headers struct {
 	XRequestId *string
 }
 
+// ListConnectionsResponse503Headers the declared response headers of an HTTP 503 response for ListConnections
+type ListConnectionsResponse503Headers struct {
+	XRequestId *string
+}
+
 type ListConnectionsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4322,10 +4468,14 @@ type ListConnectionsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListConnectionsResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListConnectionsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListConnectionsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4341,6 +4491,11 @@ func (r ListConnectionsResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r ListConnectionsResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListConnectionsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4642,6 +4797,11 @@ type GetConnectionResponse500Headers struct {
 	XRequestId *string
 }
 
+// GetConnectionResponse503Headers the declared response headers of an HTTP 503 response for GetConnection
+type GetConnectionResponse503Headers struct {
+	XRequestId *string
+}
+
 type GetConnectionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4653,12 +4813,16 @@ type GetConnectionResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetConnectionResponse401Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetConnectionResponse404Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetConnectionResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetConnectionResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4679,6 +4843,11 @@ func (r GetConnectionResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r GetConnectionResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetConnectionResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5084,6 +5253,11 @@ type GetUsageResponse500Headers struct {
 	XRequestId *string
 }
 
+// GetUsageResponse503Headers the declared response headers of an HTTP 503 response for GetUsage
+type GetUsageResponse503Headers struct {
+	XRequestId *string
+}
+
 type GetUsageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5095,12 +5269,16 @@ type GetUsageResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *GetUsageResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetUsageResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetUsageResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetUsageResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5121,6 +5299,11 @@ func (r GetUsageResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r GetUsageResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetUsageResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5167,6 +5350,11 @@ type ExportUsageCSVResponse500Headers struct {
 	XRequestId *string
 }
 
+// ExportUsageCSVResponse503Headers the declared response headers of an HTTP 503 response for ExportUsageCSV
+type ExportUsageCSVResponse503Headers struct {
+	XRequestId *string
+}
+
 type ExportUsageCSVResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5176,12 +5364,16 @@ type ExportUsageCSVResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *ExportUsageCSVResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ExportUsageCSVResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ExportUsageCSVResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ExportUsageCSVResponse503Headers
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -5197,6 +5389,11 @@ func (r ExportUsageCSVResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r ExportUsageCSVResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ExportUsageCSVResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5238,6 +5435,11 @@ type GetUsageSummaryResponse500Headers struct {
 	XRequestId *string
 }
 
+// GetUsageSummaryResponse503Headers the declared response headers of an HTTP 503 response for GetUsageSummary
+type GetUsageSummaryResponse503Headers struct {
+	XRequestId *string
+}
+
 type GetUsageSummaryResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5247,10 +5449,14 @@ type GetUsageSummaryResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetUsageSummaryResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetUsageSummaryResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetUsageSummaryResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5266,6 +5472,11 @@ func (r GetUsageSummaryResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r GetUsageSummaryResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetUsageSummaryResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5383,17 +5594,24 @@ func (c *ClientWithResponses) ListAuditEventsWithResponse(ctx context.Context, p
 // Your events form a hash chain: each stores the `hash` of your previous
 // event as `prev_hash`, and its own `hash` is SHA-256 over a
 // length-prefixed encoding of `prev_hash` and its content (see
-// `AuditEvent.hash`). This reads all your events oldest first and
-// recomputes every link. An edited, removed or inserted event breaks the
-// chain at that event, reported as `first_broken_id`. A chain cannot
-// show that its newest events were cut off: note `head_hash` somewhere
-// outside Tokka and compare it later.
+// `AuditEvent.hash`). A check recomputes every link it reads, and also
+// reports an event dated earlier than the one before it. An edited,
+// removed or inserted event breaks the chain at that event, reported as
+// `first_broken_id`.
+//
+// Checks are incremental: Tokka remembers the newest event a check found
+// intact (its id and hash), confirms that event is unchanged, and reads
+// only the events after it (`checked`). An edit behind that point is
+// found only by `full=true`, which reads the whole chain again (and is
+// expensive for a long log). A chain cannot show that its newest events
+// were cut off: note `head_hash` somewhere outside Tokka and compare it
+// later.
 //
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /v1/audit-events/verify (the `VerifyAuditEvents` operationId).
-func (c *ClientWithResponses) VerifyAuditEventsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*VerifyAuditEventsResponse, error) {
-	rsp, err := c.VerifyAuditEvents(ctx, reqEditors...)
+func (c *ClientWithResponses) VerifyAuditEventsWithResponse(ctx context.Context, params *VerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*VerifyAuditEventsResponse, error) {
+	rsp, err := c.VerifyAuditEvents(ctx, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -5966,6 +6184,13 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -5999,6 +6224,16 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListAlertsResponse503Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6212,6 +6447,13 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -6245,6 +6487,16 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListAuditEventsResponse503Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6271,6 +6523,13 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6285,9 +6544,26 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers VerifyAuditEventsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers VerifyAuditEventsResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6308,6 +6584,16 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers VerifyAuditEventsResponse503Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6348,6 +6634,13 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -6371,6 +6664,16 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListBudgetsResponse503Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6763,6 +7066,13 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -6796,6 +7106,16 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetBudgetResponse503Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7036,6 +7356,13 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -7059,6 +7386,16 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListConnectionsResponse503Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7451,6 +7788,13 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -7484,6 +7828,16 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetConnectionResponse503Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7977,6 +8331,13 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -8010,6 +8371,16 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetUsageResponse503Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8050,6 +8421,13 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -8083,6 +8461,16 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ExportUsageCSVResponse503Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8123,6 +8511,13 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -8146,6 +8541,16 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetUsageSummaryResponse503Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
