@@ -156,7 +156,7 @@ func (d *DB) VerifyAuditChain(ctx context.Context, u tokka.User, full bool) (tok
 	}
 	advanced := cp.EventID // the checkpoint as far as this call knows
 	for {
-		var evs []tokka.AuditEvent
+		evs := make([]tokka.AuditEvent, 0, verifyChunk) // a new one each time: prev may point into the last
 		err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 			if prev != nil && prev.ID > advanced {
 				if _, err := tx.ExecContext(ctx, `SELECT tokka.advance_audit_checkpoint($1, $2)`,
