@@ -65,9 +65,10 @@ func TestSpecInventoryMatchesRouter(t *testing.T) {
 // TestSpecDescribesEveryResponseKind checks the rules every operation
 // follows, so a new route cannot be added to the spec half-described: an
 // operationId, summary and tag; path parameters declared; bearer auth on
-// /v1 (with its 401) and none elsewhere; every error a problem+json
-// document carrying X-Request-Id; a 500 everywhere; and, for /v1
-// mutations, the rate-limit headers on success and a 429 with Retry-After.
+// /v1 (with its 401 and 403) and none elsewhere; every error a problem+json
+// document carrying X-Request-Id; a 500 everywhere; every 503 with
+// Retry-After; and, for /v1 mutations, the rate-limit headers on success
+// and a 429 with Retry-After.
 // Operations with a body declare 400 and 413.
 func TestSpecDescribesEveryResponseKind(t *testing.T) {
 	t.Parallel()
@@ -91,6 +92,7 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 			if v1 {
 				require.Nil(t, op.Security, "%s uses the default bearer auth", name)
 				require.NotNil(t, op.Responses.Status(401), "%s: 401", name)
+				require.NotNil(t, op.Responses.Status(403), "%s: 403 (anonymous sign-ins)", name)
 			} else {
 				require.NotNil(t, op.Security, name)
 				require.Empty(t, *op.Security, "%s needs no token", name)
@@ -109,6 +111,9 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 				require.Contains(t, resp.Headers, "X-Request-Id", "%s %s", name, code)
 			}
 			require.True(t, ok, "%s has a success response", name)
+			if unavailable := op.Responses.Status(503); unavailable != nil {
+				require.Contains(t, unavailable.Value.Headers, "Retry-After", "%s 503", name)
+			}
 			if op.RequestBody != nil {
 				require.NotNil(t, op.Responses.Status(400), "%s: 400", name)
 				require.NotNil(t, op.Responses.Status(413), "%s: 413", name)

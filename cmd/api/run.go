@@ -36,6 +36,8 @@ type Config struct {
 	PublicKey   *seal.PublicKey
 	// JWTSecret is the legacy HS256 secret; optional when JWKSURL is set.
 	JWTSecret string
+	// JWTIssuer is the iss every token must carry: SUPABASE_JWT_ISSUER, else
+	// SUPABASE_URL's Auth URL; empty means no issuer check.
 	JWTIssuer string
 	// SupabaseURL is the project URL; it implies AuthURL and JWKSURL.
 	SupabaseURL string
@@ -64,6 +66,9 @@ type Config struct {
 	SyncRequestInterval time.Duration
 	// AllowLoopbackWebhooks is WEBHOOK_ALLOW_LOOPBACK_HTTP (development only).
 	AllowLoopbackWebhooks bool
+	// AllowAnonymousUsers is ALLOW_ANONYMOUS_USERS: accept tokens of
+	// Supabase anonymous sign-ins (default false: 403).
+	AllowAnonymousUsers bool
 }
 
 // loadConfig reads and validates the environment. Each problem is one line
@@ -163,6 +168,8 @@ func loadConfig(getenv func(string) string, needKeys bool) (Config, error) {
 	}{
 		{"RATE_LIMIT_MUTATIONS_PER_MINUTE", &c.RateLimits.PerUser},
 		{"RATE_LIMIT_IP_MUTATIONS_PER_MINUTE", &c.RateLimits.PerIP},
+		{"RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE", &c.RateLimits.ExpensiveReadsPerMinute},
+		{"RATE_LIMIT_AUDIT_FULL_PER_HOUR", &c.RateLimits.AuditFullPerHour},
 	} {
 		s := getenv(v.name)
 		if s == "" {
@@ -183,12 +190,20 @@ func loadConfig(getenv func(string) string, needKeys bool) (Config, error) {
 		}
 		c.SyncRequestInterval = d
 	}
-	switch v := getenv("WEBHOOK_ALLOW_LOOPBACK_HTTP"); v {
-	case "", "false":
-	case "true":
-		c.AllowLoopbackWebhooks = true
-	default:
-		return c, fmt.Errorf("WEBHOOK_ALLOW_LOOPBACK_HTTP: %q must be true or false", v)
+	for _, v := range []struct {
+		name string
+		dst  *bool
+	}{
+		{"WEBHOOK_ALLOW_LOOPBACK_HTTP", &c.AllowLoopbackWebhooks},
+		{"ALLOW_ANONYMOUS_USERS", &c.AllowAnonymousUsers},
+	} {
+		switch s := getenv(v.name); s {
+		case "", "false":
+		case "true":
+			*v.dst = true
+		default:
+			return c, fmt.Errorf("%s: %q must be true or false", v.name, s)
+		}
 	}
 	return c, nil
 }
@@ -211,6 +226,13 @@ func loadAuthConfig(c *Config, getenv func(string) string) error {
 	}
 	if c.AuthURL == "" && c.SupabaseURL != "" {
 		c.AuthURL = c.SupabaseURL + "/auth/v1"
+	}
+	// A Supabase project's Auth server signs tokens with iss
+	// <SUPABASE_URL>/auth/v1: a token of another project signed with a
+	// shared key, or minted by another issuer the JWKS also serves, is not
+	// ours. SUPABASE_JWT_ISSUER overrides it (a custom domain).
+	if c.JWTIssuer == "" && c.SupabaseURL != "" {
+		c.JWTIssuer = c.SupabaseURL + "/auth/v1"
 	}
 	if c.JWKSURL == "" && c.AuthURL != "" {
 		c.JWKSURL = c.AuthURL + "/.well-known/jwks.json"
@@ -318,7 +340,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready chan<- strin
 	db.SetStatementTimeout(cfg.StatementTimeout)
 	authLog := log.With().Str("component", "auth").Logger()
 	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(cfg.JWTSecret), JWKSURL: cfg.JWKSURL,
-		Issuer: cfg.JWTIssuer, Log: &authLog})
+		Issuer: cfg.JWTIssuer, AllowAnonymous: cfg.AllowAnonymousUsers, Log: &authLog})
 	if err != nil {
 		return err
 	}
@@ -369,9 +391,8 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready chan<- strin
 		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- msrv.Serve(mln) }()
 	}
-	if cfg.SupabaseURL != "" && cfg.JWTIssuer == "" {
-		log.Warn().Str("suggested", cfg.AuthURL).
-			Msg("SUPABASE_JWT_ISSUER is not set: tokens' iss is not checked; set it to the project's Auth URL")
+	if cfg.JWTIssuer == "" {
+		log.Warn().Msg("no issuer check: tokens' iss is not checked; set SUPABASE_URL, or SUPABASE_JWT_ISSUER to the iss your Auth server signs (GOTRUE_JWT_ISSUER)")
 	}
 	log.Info().Str("addr", ln.Addr().String()).Bool("tls", cfg.TLS != nil).
 		Bool("hs256", cfg.JWTSecret != "").Str("jwks_url", cfg.JWKSURL).Str("auth_url", cfg.AuthURL).

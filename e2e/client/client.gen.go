@@ -792,6 +792,9 @@ type BadRequest = Problem
 // Conflict RFC 9457 problem details.
 type Conflict = Problem
 
+// Forbidden RFC 9457 problem details.
+type Forbidden = Problem
+
 // InternalError RFC 9457 problem details.
 type InternalError = Problem
 
@@ -837,10 +840,10 @@ type VerifyAuditEventsParams struct {
 
 // GetUsageParams defines parameters for GetUsage.
 type GetUsageParams struct {
-	// From First day (UTC), default 29 days before `to`.
+	// From First day (UTC), default 29 days before `to`; from 2000-01-01 to 2100-12-31.
 	From *From `form:"from,omitempty" json:"from,omitempty"`
 
-	// To Last day (UTC), inclusive; default today. At most 366 days after `from`.
+	// To Last day (UTC), inclusive; default today. At most 366 days after `from`; from 2000-01-01 to 2100-12-31.
 	To *To `form:"to,omitempty" json:"to,omitempty"`
 
 	// GroupBy Comma-separated list of `month`, `week` (ISO, Monday), `day`, `provider`, `connection`, `model`, `project`, `api_key`, `service_tier`.
@@ -865,10 +868,10 @@ type GetUsageParams struct {
 
 // ExportUsageCSVParams defines parameters for ExportUsageCSV.
 type ExportUsageCSVParams struct {
-	// From First day (UTC), default 29 days before `to`.
+	// From First day (UTC), default 29 days before `to`; from 2000-01-01 to 2100-12-31.
 	From *From `form:"from,omitempty" json:"from,omitempty"`
 
-	// To Last day (UTC), inclusive; default today. At most 366 days after `from`.
+	// To Last day (UTC), inclusive; default today. At most 366 days after `from`; from 2000-01-01 to 2100-12-31.
 	To *To `form:"to,omitempty" json:"to,omitempty"`
 
 	// GroupBy Comma-separated list of `month`, `week` (ISO, Monday), `day`, `provider`, `connection`, `model`, `project`, `api_key`, `service_tier`.
@@ -1022,6 +1025,10 @@ type ClientInterface interface {
 	// were cut off: note `head_hash` somewhere outside Tokka and compare it
 	// later.
 	//
+	// An expensive read: each call counts against your per-user budget
+	// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE); `full=true` counts against
+	// a stricter one instead (RATE_LIMIT_AUDIT_FULL_PER_HOUR).
+	//
 	// Corresponds with GET /v1/audit-events/verify (the `VerifyAuditEvents` operationId).
 	VerifyAuditEvents(ctx context.Context, params *VerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -1040,17 +1047,24 @@ type ClientInterface interface {
 	// `forecast_thresholds` while spend has not; each (budget, threshold,
 	// month, amount) fires once, and changing the amount re-arms the
 	// thresholds for the new amount. New alerts are sent to the channels:
-	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-	// address in your access token. When several thresholds are crossed at
-	// once, every one gets an alert but the channels get one message, for
-	// the highest.
+	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+	// address. Email is accepted only for an address known to be
+	// confirmed: the one the Supabase Auth server reports with
+	// `email_confirmed_at` set, or, on a server without an Auth server to
+	// ask, your token's email when its `user_metadata.email_verified` is
+	// true; otherwise `channels.email` is a 400. When several thresholds are
+	// crossed at once, every one gets an alert but the channels get one
+	// message, for the highest.
 	//
 	// The webhook URL must be `https` on port 443, carry no credentials, and
 	// its host must resolve only to public addresses (no loopback,
 	// link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-	// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-	// in dotted decimal). It is checked now and again before every delivery;
-	// redirects are not followed.
+	// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+	// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+	// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+	// mapped and well-known NAT64 forms of a public address pass; IP
+	// literals only in dotted decimal). It is checked now and again before
+	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
 	// `X-Tokka-Signature` header; it is shown only this once.
@@ -1070,17 +1084,24 @@ type ClientInterface interface {
 	// `forecast_thresholds` while spend has not; each (budget, threshold,
 	// month, amount) fires once, and changing the amount re-arms the
 	// thresholds for the new amount. New alerts are sent to the channels:
-	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-	// address in your access token. When several thresholds are crossed at
-	// once, every one gets an alert but the channels get one message, for
-	// the highest.
+	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+	// address. Email is accepted only for an address known to be
+	// confirmed: the one the Supabase Auth server reports with
+	// `email_confirmed_at` set, or, on a server without an Auth server to
+	// ask, your token's email when its `user_metadata.email_verified` is
+	// true; otherwise `channels.email` is a 400. When several thresholds are
+	// crossed at once, every one gets an alert but the channels get one
+	// message, for the highest.
 	//
 	// The webhook URL must be `https` on port 443, carry no credentials, and
 	// its host must resolve only to public addresses (no loopback,
 	// link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-	// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-	// in dotted decimal). It is checked now and again before every delivery;
-	// redirects are not followed.
+	// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+	// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+	// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+	// mapped and well-known NAT64 forms of a public address pass; IP
+	// literals only in dotted decimal). It is checked now and again before
+	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
 	// `X-Tokka-Signature` header; it is shown only this once.
@@ -1228,7 +1249,10 @@ type ClientInterface interface {
 	// the page. Rows that include one of the last 3 days (UTC, today
 	// included) are `provisional`: providers may still restate them, and
 	// Tokka re-reads them on every sync. Costs are not reported per service
-	// tier, so a `service_tier` grouping puts all cost under `""`.
+	// tier, so a `service_tier` grouping puts all cost under `""`. A range
+	// of more than 92 days is an expensive read: it counts against your
+	// per-user budget (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE) and carries
+	// the `RateLimit-*` headers.
 	//
 	// Corresponds with GET /v1/usage (the `GetUsage` operationId).
 	GetUsage(ctx context.Context, params *GetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1238,7 +1262,9 @@ type ClientInterface interface {
 	// Streams every row of the query (no paging) as RFC 4180 CSV with a
 	// header line: the grouping columns, then the sums. Text that a
 	// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
-	// tab or carriage return) is prefixed with `'`.
+	// tab or carriage return) is prefixed with `'`. An expensive read: it
+	// counts against your per-user budget
+	// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE).
 	//
 	// Corresponds with GET /v1/usage/export.csv (the `ExportUsageCSV` operationId).
 	ExportUsageCSV(ctx context.Context, params *ExportUsageCSVParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1370,6 +1396,10 @@ func (c *Client) ListAuditEvents(ctx context.Context, params *ListAuditEventsPar
 // were cut off: note `head_hash` somewhere outside Tokka and compare it
 // later.
 //
+// An expensive read: each call counts against your per-user budget
+// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE); `full=true` counts against
+// a stricter one instead (RATE_LIMIT_AUDIT_FULL_PER_HOUR).
+//
 // Corresponds with GET /v1/audit-events/verify (the `VerifyAuditEvents` operationId).
 func (c *Client) VerifyAuditEvents(ctx context.Context, params *VerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewVerifyAuditEventsRequest(c.Server, params)
@@ -1408,17 +1438,24 @@ func (c *Client) ListBudgets(ctx context.Context, reqEditors ...RequestEditorFn)
 // `forecast_thresholds` while spend has not; each (budget, threshold,
 // month, amount) fires once, and changing the amount re-arms the
 // thresholds for the new amount. New alerts are sent to the channels:
-// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-// address in your access token. When several thresholds are crossed at
-// once, every one gets an alert but the channels get one message, for
-// the highest.
+// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+// address. Email is accepted only for an address known to be
+// confirmed: the one the Supabase Auth server reports with
+// `email_confirmed_at` set, or, on a server without an Auth server to
+// ask, your token's email when its `user_metadata.email_verified` is
+// true; otherwise `channels.email` is a 400. When several thresholds are
+// crossed at once, every one gets an alert but the channels get one
+// message, for the highest.
 //
 // The webhook URL must be `https` on port 443, carry no credentials, and
 // its host must resolve only to public addresses (no loopback,
 // link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-// in dotted decimal). It is checked now and again before every delivery;
-// redirects are not followed.
+// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+// mapped and well-known NAT64 forms of a public address pass; IP
+// literals only in dotted decimal). It is checked now and again before
+// every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
 // `X-Tokka-Signature` header; it is shown only this once.
@@ -1448,17 +1485,24 @@ func (c *Client) CreateBudgetWithBody(ctx context.Context, contentType string, b
 // `forecast_thresholds` while spend has not; each (budget, threshold,
 // month, amount) fires once, and changing the amount re-arms the
 // thresholds for the new amount. New alerts are sent to the channels:
-// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-// address in your access token. When several thresholds are crossed at
-// once, every one gets an alert but the channels get one message, for
-// the highest.
+// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+// address. Email is accepted only for an address known to be
+// confirmed: the one the Supabase Auth server reports with
+// `email_confirmed_at` set, or, on a server without an Auth server to
+// ask, your token's email when its `user_metadata.email_verified` is
+// true; otherwise `channels.email` is a 400. When several thresholds are
+// crossed at once, every one gets an alert but the channels get one
+// message, for the highest.
 //
 // The webhook URL must be `https` on port 443, carry no credentials, and
 // its host must resolve only to public addresses (no loopback,
 // link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-// in dotted decimal). It is checked now and again before every delivery;
-// redirects are not followed.
+// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+// mapped and well-known NAT64 forms of a public address pass; IP
+// literals only in dotted decimal). It is checked now and again before
+// every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
 // `X-Tokka-Signature` header; it is shown only this once.
@@ -1746,7 +1790,10 @@ func (c *Client) GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*htt
 // the page. Rows that include one of the last 3 days (UTC, today
 // included) are `provisional`: providers may still restate them, and
 // Tokka re-reads them on every sync. Costs are not reported per service
-// tier, so a `service_tier` grouping puts all cost under `""`.
+// tier, so a `service_tier` grouping puts all cost under `""`. A range
+// of more than 92 days is an expensive read: it counts against your
+// per-user budget (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE) and carries
+// the `RateLimit-*` headers.
 //
 // Corresponds with GET /v1/usage (the `GetUsage` operationId).
 func (c *Client) GetUsage(ctx context.Context, params *GetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1766,7 +1813,9 @@ func (c *Client) GetUsage(ctx context.Context, params *GetUsageParams, reqEditor
 // Streams every row of the query (no paging) as RFC 4180 CSV with a
 // header line: the grouping columns, then the sums. Text that a
 // spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
-// tab or carriage return) is prefixed with `'`.
+// tab or carriage return) is prefixed with `'`. An expensive read: it
+// counts against your per-user budget
+// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE).
 //
 // Corresponds with GET /v1/usage/export.csv (the `ExportUsageCSV` operationId).
 func (c *Client) ExportUsageCSV(ctx context.Context, params *ExportUsageCSVParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3002,6 +3051,10 @@ type ClientWithResponsesInterface interface {
 	// were cut off: note `head_hash` somewhere outside Tokka and compare it
 	// later.
 	//
+	// An expensive read: each call counts against your per-user budget
+	// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE); `full=true` counts against
+	// a stricter one instead (RATE_LIMIT_AUDIT_FULL_PER_HOUR).
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/audit-events/verify (the `VerifyAuditEvents` operationId).
@@ -3024,17 +3077,24 @@ type ClientWithResponsesInterface interface {
 	// `forecast_thresholds` while spend has not; each (budget, threshold,
 	// month, amount) fires once, and changing the amount re-arms the
 	// thresholds for the new amount. New alerts are sent to the channels:
-	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-	// address in your access token. When several thresholds are crossed at
-	// once, every one gets an alert but the channels get one message, for
-	// the highest.
+	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+	// address. Email is accepted only for an address known to be
+	// confirmed: the one the Supabase Auth server reports with
+	// `email_confirmed_at` set, or, on a server without an Auth server to
+	// ask, your token's email when its `user_metadata.email_verified` is
+	// true; otherwise `channels.email` is a 400. When several thresholds are
+	// crossed at once, every one gets an alert but the channels get one
+	// message, for the highest.
 	//
 	// The webhook URL must be `https` on port 443, carry no credentials, and
 	// its host must resolve only to public addresses (no loopback,
 	// link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-	// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-	// in dotted decimal). It is checked now and again before every delivery;
-	// redirects are not followed.
+	// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+	// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+	// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+	// mapped and well-known NAT64 forms of a public address pass; IP
+	// literals only in dotted decimal). It is checked now and again before
+	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
 	// `X-Tokka-Signature` header; it is shown only this once.
@@ -3054,17 +3114,24 @@ type ClientWithResponsesInterface interface {
 	// `forecast_thresholds` while spend has not; each (budget, threshold,
 	// month, amount) fires once, and changing the amount re-arms the
 	// thresholds for the new amount. New alerts are sent to the channels:
-	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-	// address in your access token. When several thresholds are crossed at
-	// once, every one gets an alert but the channels get one message, for
-	// the highest.
+	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+	// address. Email is accepted only for an address known to be
+	// confirmed: the one the Supabase Auth server reports with
+	// `email_confirmed_at` set, or, on a server without an Auth server to
+	// ask, your token's email when its `user_metadata.email_verified` is
+	// true; otherwise `channels.email` is a 400. When several thresholds are
+	// crossed at once, every one gets an alert but the channels get one
+	// message, for the highest.
 	//
 	// The webhook URL must be `https` on port 443, carry no credentials, and
 	// its host must resolve only to public addresses (no loopback,
 	// link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-	// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-	// in dotted decimal). It is checked now and again before every delivery;
-	// redirects are not followed.
+	// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+	// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+	// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+	// mapped and well-known NAT64 forms of a public address pass; IP
+	// literals only in dotted decimal). It is checked now and again before
+	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
 	// `X-Tokka-Signature` header; it is shown only this once.
@@ -3226,7 +3293,10 @@ type ClientWithResponsesInterface interface {
 	// the page. Rows that include one of the last 3 days (UTC, today
 	// included) are `provisional`: providers may still restate them, and
 	// Tokka re-reads them on every sync. Costs are not reported per service
-	// tier, so a `service_tier` grouping puts all cost under `""`.
+	// tier, so a `service_tier` grouping puts all cost under `""`. A range
+	// of more than 92 days is an expensive read: it counts against your
+	// per-user budget (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE) and carries
+	// the `RateLimit-*` headers.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3238,7 +3308,9 @@ type ClientWithResponsesInterface interface {
 	// Streams every row of the query (no paging) as RFC 4180 CSV with a
 	// header line: the grouping columns, then the sums. Text that a
 	// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
-	// tab or carriage return) is prefixed with `'`.
+	// tab or carriage return) is prefixed with `'`. An expensive read: it
+	// counts against your per-user budget
+	// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3380,6 +3452,7 @@ type ReadyzResponse500Headers struct {
 
 // ReadyzResponse503Headers the declared response headers of an HTTP 503 response for Readyz
 type ReadyzResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -3452,6 +3525,11 @@ type ListAlertsResponse401Headers struct {
 	XRequestId *string
 }
 
+// ListAlertsResponse403Headers the declared response headers of an HTTP 403 response for ListAlerts
+type ListAlertsResponse403Headers struct {
+	XRequestId *string
+}
+
 // ListAlertsResponse500Headers the declared response headers of an HTTP 500 response for ListAlerts
 type ListAlertsResponse500Headers struct {
 	XRequestId *string
@@ -3459,6 +3537,7 @@ type ListAlertsResponse500Headers struct {
 
 // ListAlertsResponse503Headers the declared response headers of an HTTP 503 response for ListAlerts
 type ListAlertsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -3471,6 +3550,8 @@ type ListAlertsResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -3479,6 +3560,8 @@ type ListAlertsResponse struct {
 	Headers400 *ListAlertsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListAlertsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListAlertsResponse403Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListAlertsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -3498,6 +3581,11 @@ func (r ListAlertsResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r ListAlertsResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListAlertsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3551,6 +3639,11 @@ type AcknowledgeAlertResponse401Headers struct {
 	XRequestId *string
 }
 
+// AcknowledgeAlertResponse403Headers the declared response headers of an HTTP 403 response for AcknowledgeAlert
+type AcknowledgeAlertResponse403Headers struct {
+	XRequestId *string
+}
+
 // AcknowledgeAlertResponse404Headers the declared response headers of an HTTP 404 response for AcknowledgeAlert
 type AcknowledgeAlertResponse404Headers struct {
 	XRequestId *string
@@ -3572,6 +3665,7 @@ type AcknowledgeAlertResponse500Headers struct {
 
 // AcknowledgeAlertResponse503Headers the declared response headers of an HTTP 503 response for AcknowledgeAlert
 type AcknowledgeAlertResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -3582,6 +3676,8 @@ type AcknowledgeAlertResponse struct {
 	JSON200 *Alert
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -3594,6 +3690,8 @@ type AcknowledgeAlertResponse struct {
 	Headers200 *AcknowledgeAlertResponse200Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *AcknowledgeAlertResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *AcknowledgeAlertResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *AcknowledgeAlertResponse404Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -3612,6 +3710,11 @@ func (r AcknowledgeAlertResponse) GetJSON200() *Alert {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r AcknowledgeAlertResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcknowledgeAlertResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -3673,6 +3776,11 @@ type ListAuditEventsResponse401Headers struct {
 	XRequestId *string
 }
 
+// ListAuditEventsResponse403Headers the declared response headers of an HTTP 403 response for ListAuditEvents
+type ListAuditEventsResponse403Headers struct {
+	XRequestId *string
+}
+
 // ListAuditEventsResponse500Headers the declared response headers of an HTTP 500 response for ListAuditEvents
 type ListAuditEventsResponse500Headers struct {
 	XRequestId *string
@@ -3680,6 +3788,7 @@ type ListAuditEventsResponse500Headers struct {
 
 // ListAuditEventsResponse503Headers the declared response headers of an HTTP 503 response for ListAuditEvents
 type ListAuditEventsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -3692,6 +3801,8 @@ type ListAuditEventsResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -3700,6 +3811,8 @@ type ListAuditEventsResponse struct {
 	Headers400 *ListAuditEventsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListAuditEventsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListAuditEventsResponse403Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListAuditEventsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -3719,6 +3832,11 @@ func (r ListAuditEventsResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r ListAuditEventsResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListAuditEventsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3760,6 +3878,13 @@ func (r ListAuditEventsResponse) ContentType() string {
 	return ""
 }
 
+// VerifyAuditEventsResponse200Headers the declared response headers of an HTTP 200 response for VerifyAuditEvents
+type VerifyAuditEventsResponse200Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
 // VerifyAuditEventsResponse400Headers the declared response headers of an HTTP 400 response for VerifyAuditEvents
 type VerifyAuditEventsResponse400Headers struct {
 	XRequestId *string
@@ -3770,6 +3895,20 @@ type VerifyAuditEventsResponse401Headers struct {
 	XRequestId *string
 }
 
+// VerifyAuditEventsResponse403Headers the declared response headers of an HTTP 403 response for VerifyAuditEvents
+type VerifyAuditEventsResponse403Headers struct {
+	XRequestId *string
+}
+
+// VerifyAuditEventsResponse429Headers the declared response headers of an HTTP 429 response for VerifyAuditEvents
+type VerifyAuditEventsResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
 // VerifyAuditEventsResponse500Headers the declared response headers of an HTTP 500 response for VerifyAuditEvents
 type VerifyAuditEventsResponse500Headers struct {
 	XRequestId *string
@@ -3777,6 +3916,7 @@ type VerifyAuditEventsResponse500Headers struct {
 
 // VerifyAuditEventsResponse503Headers the declared response headers of an HTTP 503 response for VerifyAuditEvents
 type VerifyAuditEventsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -3789,14 +3929,24 @@ type VerifyAuditEventsResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *VerifyAuditEventsResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *VerifyAuditEventsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *VerifyAuditEventsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *VerifyAuditEventsResponse403Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *VerifyAuditEventsResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *VerifyAuditEventsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -3816,6 +3966,16 @@ func (r VerifyAuditEventsResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r VerifyAuditEventsResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r VerifyAuditEventsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r VerifyAuditEventsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3862,6 +4022,11 @@ type ListBudgetsResponse401Headers struct {
 	XRequestId *string
 }
 
+// ListBudgetsResponse403Headers the declared response headers of an HTTP 403 response for ListBudgets
+type ListBudgetsResponse403Headers struct {
+	XRequestId *string
+}
+
 // ListBudgetsResponse500Headers the declared response headers of an HTTP 500 response for ListBudgets
 type ListBudgetsResponse500Headers struct {
 	XRequestId *string
@@ -3869,6 +4034,7 @@ type ListBudgetsResponse500Headers struct {
 
 // ListBudgetsResponse503Headers the declared response headers of an HTTP 503 response for ListBudgets
 type ListBudgetsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -3879,12 +4045,16 @@ type ListBudgetsResponse struct {
 	JSON200 *BudgetList
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListBudgetsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListBudgetsResponse403Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListBudgetsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -3899,6 +4069,11 @@ func (r ListBudgetsResponse) GetJSON200() *BudgetList {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r ListBudgetsResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListBudgetsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3957,6 +4132,11 @@ type CreateBudgetResponse401Headers struct {
 	XRequestId *string
 }
 
+// CreateBudgetResponse403Headers the declared response headers of an HTTP 403 response for CreateBudget
+type CreateBudgetResponse403Headers struct {
+	XRequestId *string
+}
+
 // CreateBudgetResponse413Headers the declared response headers of an HTTP 413 response for CreateBudget
 type CreateBudgetResponse413Headers struct {
 	XRequestId *string
@@ -3978,6 +4158,7 @@ type CreateBudgetResponse500Headers struct {
 
 // CreateBudgetResponse503Headers the declared response headers of an HTTP 503 response for CreateBudget
 type CreateBudgetResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -3990,6 +4171,8 @@ type CreateBudgetResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -4004,6 +4187,8 @@ type CreateBudgetResponse struct {
 	Headers400 *CreateBudgetResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *CreateBudgetResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *CreateBudgetResponse403Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateBudgetResponse413Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -4027,6 +4212,11 @@ func (r CreateBudgetResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r CreateBudgetResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateBudgetResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -4090,6 +4280,11 @@ type DeleteBudgetResponse401Headers struct {
 	XRequestId *string
 }
 
+// DeleteBudgetResponse403Headers the declared response headers of an HTTP 403 response for DeleteBudget
+type DeleteBudgetResponse403Headers struct {
+	XRequestId *string
+}
+
 // DeleteBudgetResponse404Headers the declared response headers of an HTTP 404 response for DeleteBudget
 type DeleteBudgetResponse404Headers struct {
 	XRequestId *string
@@ -4111,6 +4306,7 @@ type DeleteBudgetResponse500Headers struct {
 
 // DeleteBudgetResponse503Headers the declared response headers of an HTTP 503 response for DeleteBudget
 type DeleteBudgetResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -4119,6 +4315,8 @@ type DeleteBudgetResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -4131,6 +4329,8 @@ type DeleteBudgetResponse struct {
 	Headers204 *DeleteBudgetResponse204Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *DeleteBudgetResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *DeleteBudgetResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *DeleteBudgetResponse404Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -4144,6 +4344,11 @@ type DeleteBudgetResponse struct {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r DeleteBudgetResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteBudgetResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -4200,6 +4405,11 @@ type GetBudgetResponse401Headers struct {
 	XRequestId *string
 }
 
+// GetBudgetResponse403Headers the declared response headers of an HTTP 403 response for GetBudget
+type GetBudgetResponse403Headers struct {
+	XRequestId *string
+}
+
 // GetBudgetResponse404Headers the declared response headers of an HTTP 404 response for GetBudget
 type GetBudgetResponse404Headers struct {
 	XRequestId *string
@@ -4212,6 +4422,7 @@ type GetBudgetResponse500Headers struct {
 
 // GetBudgetResponse503Headers the declared response headers of an HTTP 503 response for GetBudget
 type GetBudgetResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -4222,6 +4433,8 @@ type GetBudgetResponse struct {
 	JSON200 *Budget
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -4230,6 +4443,8 @@ type GetBudgetResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetBudgetResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetBudgetResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetBudgetResponse404Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -4246,6 +4461,11 @@ func (r GetBudgetResponse) GetJSON200() *Budget {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetBudgetResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetBudgetResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -4309,6 +4529,11 @@ type UpdateBudgetResponse401Headers struct {
 	XRequestId *string
 }
 
+// UpdateBudgetResponse403Headers the declared response headers of an HTTP 403 response for UpdateBudget
+type UpdateBudgetResponse403Headers struct {
+	XRequestId *string
+}
+
 // UpdateBudgetResponse404Headers the declared response headers of an HTTP 404 response for UpdateBudget
 type UpdateBudgetResponse404Headers struct {
 	XRequestId *string
@@ -4335,6 +4560,7 @@ type UpdateBudgetResponse500Headers struct {
 
 // UpdateBudgetResponse503Headers the declared response headers of an HTTP 503 response for UpdateBudget
 type UpdateBudgetResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -4347,6 +4573,8 @@ type UpdateBudgetResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -4363,6 +4591,8 @@ type UpdateBudgetResponse struct {
 	Headers400 *UpdateBudgetResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *UpdateBudgetResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *UpdateBudgetResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *UpdateBudgetResponse404Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
@@ -4388,6 +4618,11 @@ func (r UpdateBudgetResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r UpdateBudgetResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UpdateBudgetResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -4449,6 +4684,11 @@ type ListConnectionsResponse401Headers struct {
 	XRequestId *string
 }
 
+// ListConnectionsResponse403Headers the declared response headers of an HTTP 403 response for ListConnections
+type ListConnectionsResponse403Headers struct {
+	XRequestId *string
+}
+
 // ListConnectionsResponse500Headers the declared response headers of an HTTP 500 response for ListConnections
 type ListConnectionsResponse500Headers struct {
 	XRequestId *string
@@ -4456,6 +4696,7 @@ type ListConnectionsResponse500Headers struct {
 
 // ListConnectionsResponse503Headers the declared response headers of an HTTP 503 response for ListConnections
 type ListConnectionsResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -4466,12 +4707,16 @@ type ListConnectionsResponse struct {
 	JSON200 *ConnectionList
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListConnectionsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListConnectionsResponse403Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListConnectionsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -4486,6 +4731,11 @@ func (r ListConnectionsResponse) GetJSON200() *ConnectionList {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r ListConnectionsResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListConnectionsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4544,6 +4794,11 @@ type CreateConnectionResponse401Headers struct {
 	XRequestId *string
 }
 
+// CreateConnectionResponse403Headers the declared response headers of an HTTP 403 response for CreateConnection
+type CreateConnectionResponse403Headers struct {
+	XRequestId *string
+}
+
 // CreateConnectionResponse413Headers the declared response headers of an HTTP 413 response for CreateConnection
 type CreateConnectionResponse413Headers struct {
 	XRequestId *string
@@ -4565,6 +4820,7 @@ type CreateConnectionResponse500Headers struct {
 
 // CreateConnectionResponse503Headers the declared response headers of an HTTP 503 response for CreateConnection
 type CreateConnectionResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -4577,6 +4833,8 @@ type CreateConnectionResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -4591,6 +4849,8 @@ type CreateConnectionResponse struct {
 	Headers400 *CreateConnectionResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *CreateConnectionResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *CreateConnectionResponse403Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateConnectionResponse413Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -4614,6 +4874,11 @@ func (r CreateConnectionResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r CreateConnectionResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -4677,6 +4942,11 @@ type DeleteConnectionResponse401Headers struct {
 	XRequestId *string
 }
 
+// DeleteConnectionResponse403Headers the declared response headers of an HTTP 403 response for DeleteConnection
+type DeleteConnectionResponse403Headers struct {
+	XRequestId *string
+}
+
 // DeleteConnectionResponse404Headers the declared response headers of an HTTP 404 response for DeleteConnection
 type DeleteConnectionResponse404Headers struct {
 	XRequestId *string
@@ -4698,6 +4968,7 @@ type DeleteConnectionResponse500Headers struct {
 
 // DeleteConnectionResponse503Headers the declared response headers of an HTTP 503 response for DeleteConnection
 type DeleteConnectionResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -4706,6 +4977,8 @@ type DeleteConnectionResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -4718,6 +4991,8 @@ type DeleteConnectionResponse struct {
 	Headers204 *DeleteConnectionResponse204Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *DeleteConnectionResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *DeleteConnectionResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *DeleteConnectionResponse404Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -4731,6 +5006,11 @@ type DeleteConnectionResponse struct {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r DeleteConnectionResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -4787,6 +5067,11 @@ type GetConnectionResponse401Headers struct {
 	XRequestId *string
 }
 
+// GetConnectionResponse403Headers the declared response headers of an HTTP 403 response for GetConnection
+type GetConnectionResponse403Headers struct {
+	XRequestId *string
+}
+
 // GetConnectionResponse404Headers the declared response headers of an HTTP 404 response for GetConnection
 type GetConnectionResponse404Headers struct {
 	XRequestId *string
@@ -4799,6 +5084,7 @@ type GetConnectionResponse500Headers struct {
 
 // GetConnectionResponse503Headers the declared response headers of an HTTP 503 response for GetConnection
 type GetConnectionResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -4809,6 +5095,8 @@ type GetConnectionResponse struct {
 	JSON200 *Connection
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -4817,6 +5105,8 @@ type GetConnectionResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetConnectionResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetConnectionResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetConnectionResponse404Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -4833,6 +5123,11 @@ func (r GetConnectionResponse) GetJSON200() *Connection {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetConnectionResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -4896,6 +5191,11 @@ type UpdateConnectionResponse401Headers struct {
 	XRequestId *string
 }
 
+// UpdateConnectionResponse403Headers the declared response headers of an HTTP 403 response for UpdateConnection
+type UpdateConnectionResponse403Headers struct {
+	XRequestId *string
+}
+
 // UpdateConnectionResponse404Headers the declared response headers of an HTTP 404 response for UpdateConnection
 type UpdateConnectionResponse404Headers struct {
 	XRequestId *string
@@ -4922,6 +5222,7 @@ type UpdateConnectionResponse500Headers struct {
 
 // UpdateConnectionResponse503Headers the declared response headers of an HTTP 503 response for UpdateConnection
 type UpdateConnectionResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -4934,6 +5235,8 @@ type UpdateConnectionResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -4950,6 +5253,8 @@ type UpdateConnectionResponse struct {
 	Headers400 *UpdateConnectionResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *UpdateConnectionResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *UpdateConnectionResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *UpdateConnectionResponse404Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
@@ -4975,6 +5280,11 @@ func (r UpdateConnectionResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r UpdateConnectionResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UpdateConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -5043,6 +5353,11 @@ type RequestSyncResponse401Headers struct {
 	XRequestId *string
 }
 
+// RequestSyncResponse403Headers the declared response headers of an HTTP 403 response for RequestSync
+type RequestSyncResponse403Headers struct {
+	XRequestId *string
+}
+
 // RequestSyncResponse404Headers the declared response headers of an HTTP 404 response for RequestSync
 type RequestSyncResponse404Headers struct {
 	XRequestId *string
@@ -5069,6 +5384,7 @@ type RequestSyncResponse500Headers struct {
 
 // RequestSyncResponse503Headers the declared response headers of an HTTP 503 response for RequestSync
 type RequestSyncResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -5079,6 +5395,8 @@ type RequestSyncResponse struct {
 	JSON202 *Connection
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -5093,6 +5411,8 @@ type RequestSyncResponse struct {
 	Headers202 *RequestSyncResponse202Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *RequestSyncResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *RequestSyncResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *RequestSyncResponse404Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
@@ -5113,6 +5433,11 @@ func (r RequestSyncResponse) GetJSON202() *Connection {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r RequestSyncResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RequestSyncResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -5174,6 +5499,11 @@ type GetMeResponse401Headers struct {
 	XRequestId *string
 }
 
+// GetMeResponse403Headers the declared response headers of an HTTP 403 response for GetMe
+type GetMeResponse403Headers struct {
+	XRequestId *string
+}
+
 // GetMeResponse500Headers the declared response headers of an HTTP 500 response for GetMe
 type GetMeResponse500Headers struct {
 	XRequestId *string
@@ -5186,10 +5516,14 @@ type GetMeResponse struct {
 	JSON200 *Me
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetMeResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetMeResponse403Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetMeResponse500Headers
 }
@@ -5202,6 +5536,11 @@ func (r GetMeResponse) GetJSON200() *Me {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetMeResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetMeResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5238,6 +5577,13 @@ func (r GetMeResponse) ContentType() string {
 	return ""
 }
 
+// GetUsageResponse200Headers the declared response headers of an HTTP 200 response for GetUsage
+type GetUsageResponse200Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
 // GetUsageResponse400Headers the declared response headers of an HTTP 400 response for GetUsage
 type GetUsageResponse400Headers struct {
 	XRequestId *string
@@ -5248,6 +5594,20 @@ type GetUsageResponse401Headers struct {
 	XRequestId *string
 }
 
+// GetUsageResponse403Headers the declared response headers of an HTTP 403 response for GetUsage
+type GetUsageResponse403Headers struct {
+	XRequestId *string
+}
+
+// GetUsageResponse429Headers the declared response headers of an HTTP 429 response for GetUsage
+type GetUsageResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
 // GetUsageResponse500Headers the declared response headers of an HTTP 500 response for GetUsage
 type GetUsageResponse500Headers struct {
 	XRequestId *string
@@ -5255,6 +5615,7 @@ type GetUsageResponse500Headers struct {
 
 // GetUsageResponse503Headers the declared response headers of an HTTP 503 response for GetUsage
 type GetUsageResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -5267,14 +5628,24 @@ type GetUsageResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetUsageResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *GetUsageResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetUsageResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetUsageResponse403Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetUsageResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetUsageResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5294,6 +5665,16 @@ func (r GetUsageResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetUsageResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetUsageResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetUsageResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5335,6 +5716,13 @@ func (r GetUsageResponse) ContentType() string {
 	return ""
 }
 
+// ExportUsageCSVResponse200Headers the declared response headers of an HTTP 200 response for ExportUsageCSV
+type ExportUsageCSVResponse200Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
 // ExportUsageCSVResponse400Headers the declared response headers of an HTTP 400 response for ExportUsageCSV
 type ExportUsageCSVResponse400Headers struct {
 	XRequestId *string
@@ -5345,6 +5733,20 @@ type ExportUsageCSVResponse401Headers struct {
 	XRequestId *string
 }
 
+// ExportUsageCSVResponse403Headers the declared response headers of an HTTP 403 response for ExportUsageCSV
+type ExportUsageCSVResponse403Headers struct {
+	XRequestId *string
+}
+
+// ExportUsageCSVResponse429Headers the declared response headers of an HTTP 429 response for ExportUsageCSV
+type ExportUsageCSVResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
 // ExportUsageCSVResponse500Headers the declared response headers of an HTTP 500 response for ExportUsageCSV
 type ExportUsageCSVResponse500Headers struct {
 	XRequestId *string
@@ -5352,6 +5754,7 @@ type ExportUsageCSVResponse500Headers struct {
 
 // ExportUsageCSVResponse503Headers the declared response headers of an HTTP 503 response for ExportUsageCSV
 type ExportUsageCSVResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -5362,14 +5765,24 @@ type ExportUsageCSVResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ExportUsageCSVResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *ExportUsageCSVResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ExportUsageCSVResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ExportUsageCSVResponse403Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ExportUsageCSVResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ExportUsageCSVResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5384,6 +5797,16 @@ func (r ExportUsageCSVResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r ExportUsageCSVResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ExportUsageCSVResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ExportUsageCSVResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5430,6 +5853,11 @@ type GetUsageSummaryResponse401Headers struct {
 	XRequestId *string
 }
 
+// GetUsageSummaryResponse403Headers the declared response headers of an HTTP 403 response for GetUsageSummary
+type GetUsageSummaryResponse403Headers struct {
+	XRequestId *string
+}
+
 // GetUsageSummaryResponse500Headers the declared response headers of an HTTP 500 response for GetUsageSummary
 type GetUsageSummaryResponse500Headers struct {
 	XRequestId *string
@@ -5437,6 +5865,7 @@ type GetUsageSummaryResponse500Headers struct {
 
 // GetUsageSummaryResponse503Headers the declared response headers of an HTTP 503 response for GetUsageSummary
 type GetUsageSummaryResponse503Headers struct {
+	RetryAfter *int
 	XRequestId *string
 }
 
@@ -5447,12 +5876,16 @@ type GetUsageSummaryResponse struct {
 	JSON200 *UsageSummary
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetUsageSummaryResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetUsageSummaryResponse403Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetUsageSummaryResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5467,6 +5900,11 @@ func (r GetUsageSummaryResponse) GetJSON200() *UsageSummary {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetUsageSummaryResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetUsageSummaryResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5607,6 +6045,10 @@ func (c *ClientWithResponses) ListAuditEventsWithResponse(ctx context.Context, p
 // were cut off: note `head_hash` somewhere outside Tokka and compare it
 // later.
 //
+// An expensive read: each call counts against your per-user budget
+// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE); `full=true` counts against
+// a stricter one instead (RATE_LIMIT_AUDIT_FULL_PER_HOUR).
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /v1/audit-events/verify (the `VerifyAuditEvents` operationId).
@@ -5641,17 +6083,24 @@ func (c *ClientWithResponses) ListBudgetsWithResponse(ctx context.Context, reqEd
 // `forecast_thresholds` while spend has not; each (budget, threshold,
 // month, amount) fires once, and changing the amount re-arms the
 // thresholds for the new amount. New alerts are sent to the channels:
-// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-// address in your access token. When several thresholds are crossed at
-// once, every one gets an alert but the channels get one message, for
-// the highest.
+// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+// address. Email is accepted only for an address known to be
+// confirmed: the one the Supabase Auth server reports with
+// `email_confirmed_at` set, or, on a server without an Auth server to
+// ask, your token's email when its `user_metadata.email_verified` is
+// true; otherwise `channels.email` is a 400. When several thresholds are
+// crossed at once, every one gets an alert but the channels get one
+// message, for the highest.
 //
 // The webhook URL must be `https` on port 443, carry no credentials, and
 // its host must resolve only to public addresses (no loopback,
 // link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-// in dotted decimal). It is checked now and again before every delivery;
-// redirects are not followed.
+// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+// mapped and well-known NAT64 forms of a public address pass; IP
+// literals only in dotted decimal). It is checked now and again before
+// every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
 // `X-Tokka-Signature` header; it is shown only this once.
@@ -5677,17 +6126,24 @@ func (c *ClientWithResponses) CreateBudgetWithBodyWithResponse(ctx context.Conte
 // `forecast_thresholds` while spend has not; each (budget, threshold,
 // month, amount) fires once, and changing the amount re-arms the
 // thresholds for the new amount. New alerts are sent to the channels:
-// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to the
-// address in your access token. When several thresholds are crossed at
-// once, every one gets an alert but the channels get one message, for
-// the highest.
+// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
+// address. Email is accepted only for an address known to be
+// confirmed: the one the Supabase Auth server reports with
+// `email_confirmed_at` set, or, on a server without an Auth server to
+// ask, your token's email when its `user_metadata.email_verified` is
+// true; otherwise `channels.email` is a 400. When several thresholds are
+// crossed at once, every one gets an alert but the channels get one
+// message, for the highest.
 //
 // The webhook URL must be `https` on port 443, carry no credentials, and
 // its host must resolve only to public addresses (no loopback,
 // link-local, private, CGNAT, unspecified, multicast, reserved or cloud
-// metadata address, in IPv4, IPv6 or IPv4-mapped form; IP literals only
-// in dotted decimal). It is checked now and again before every delivery;
-// redirects are not followed.
+// metadata address, in IPv4 or IPv6 form; an IPv6 address that carries
+// an IPv4 address — IPv4-mapped, IPv4-translated, IPv4-compatible,
+// NAT64, 6to4, Teredo — is judged by the address inside, and only the
+// mapped and well-known NAT64 forms of a public address pass; IP
+// literals only in dotted decimal). It is checked now and again before
+// every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
 // `X-Tokka-Signature` header; it is shown only this once.
@@ -5933,7 +6389,10 @@ func (c *ClientWithResponses) GetMeWithResponse(ctx context.Context, reqEditors 
 // the page. Rows that include one of the last 3 days (UTC, today
 // included) are `provisional`: providers may still restate them, and
 // Tokka re-reads them on every sync. Costs are not reported per service
-// tier, so a `service_tier` grouping puts all cost under `""`.
+// tier, so a `service_tier` grouping puts all cost under `""`. A range
+// of more than 92 days is an expensive read: it counts against your
+// per-user budget (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE) and carries
+// the `RateLimit-*` headers.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5951,7 +6410,9 @@ func (c *ClientWithResponses) GetUsageWithResponse(ctx context.Context, params *
 // Streams every row of the query (no paging) as RFC 4180 CSV with a
 // header line: the grouping columns, then the sums. Text that a
 // spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
-// tab or carriage return) is prefixed with `'`.
+// tab or carriage return) is prefixed with `'`. An expensive read: it
+// counts against your per-user budget
+// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6129,6 +6590,13 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ReadyzResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -6177,6 +6645,13 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6214,6 +6689,16 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListAlertsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListAlertsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6226,6 +6711,13 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListAlertsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -6266,6 +6758,13 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
@@ -6332,6 +6831,16 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers AcknowledgeAlertResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers AcknowledgeAlertResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6392,6 +6901,13 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers AcknowledgeAlertResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -6440,6 +6956,13 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6477,6 +7000,16 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListAuditEventsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListAuditEventsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6489,6 +7022,13 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListAuditEventsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -6537,6 +7077,20 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6554,6 +7108,30 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers VerifyAuditEventsResponse200Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers200 = &headers
 	case rsp.StatusCode == 400:
 		var headers VerifyAuditEventsResponse400Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6574,6 +7152,54 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers VerifyAuditEventsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 429:
+		var headers VerifyAuditEventsResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers VerifyAuditEventsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6586,6 +7212,13 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers VerifyAuditEventsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -6627,6 +7260,13 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6654,6 +7294,16 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListBudgetsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListBudgetsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6666,6 +7316,13 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListBudgetsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -6713,6 +7370,13 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge
@@ -6789,6 +7453,16 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers CreateBudgetResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateBudgetResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6849,6 +7523,13 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers CreateBudgetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -6885,6 +7566,13 @@ func ParseDeleteBudgetResponse(rsp *http.Response) (*DeleteBudgetResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
@@ -6951,6 +7639,16 @@ func ParseDeleteBudgetResponse(rsp *http.Response) (*DeleteBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers DeleteBudgetResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers DeleteBudgetResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7011,6 +7709,13 @@ func ParseDeleteBudgetResponse(rsp *http.Response) (*DeleteBudgetResponse, error
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers DeleteBudgetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7052,6 +7757,13 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7086,6 +7798,16 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetBudgetResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers GetBudgetResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7108,6 +7830,13 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetBudgetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7155,6 +7884,13 @@ func ParseUpdateBudgetResponse(rsp *http.Response) (*UpdateBudgetResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
@@ -7238,6 +7974,16 @@ func ParseUpdateBudgetResponse(rsp *http.Response) (*UpdateBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers UpdateBudgetResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers UpdateBudgetResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7308,6 +8054,13 @@ func ParseUpdateBudgetResponse(rsp *http.Response) (*UpdateBudgetResponse, error
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers UpdateBudgetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7349,6 +8102,13 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7376,6 +8136,16 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListConnectionsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListConnectionsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7388,6 +8158,13 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListConnectionsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7435,6 +8212,13 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge
@@ -7511,6 +8295,16 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers CreateConnectionResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateConnectionResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7571,6 +8365,13 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers CreateConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7607,6 +8408,13 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
@@ -7673,6 +8481,16 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers DeleteConnectionResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers DeleteConnectionResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7733,6 +8551,13 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers DeleteConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7774,6 +8599,13 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7808,6 +8640,16 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetConnectionResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers GetConnectionResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7830,6 +8672,13 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7877,6 +8726,13 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
@@ -7960,6 +8816,16 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers UpdateConnectionResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers UpdateConnectionResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8030,6 +8896,13 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers UpdateConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -8070,6 +8943,13 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
@@ -8143,6 +9023,16 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers RequestSyncResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 404:
 		var headers RequestSyncResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8213,6 +9103,13 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers RequestSyncResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -8254,6 +9151,13 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8274,6 +9178,16 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetMeResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetMeResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8324,6 +9238,20 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8341,6 +9269,30 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers GetUsageResponse200Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers200 = &headers
 	case rsp.StatusCode == 400:
 		var headers GetUsageResponse400Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8361,6 +9313,54 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetUsageResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetUsageResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetUsageResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8373,6 +9373,13 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetUsageResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -8414,6 +9421,20 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8431,6 +9452,30 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers ExportUsageCSVResponse200Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers200 = &headers
 	case rsp.StatusCode == 400:
 		var headers ExportUsageCSVResponse400Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8451,6 +9496,54 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ExportUsageCSVResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 429:
+		var headers ExportUsageCSVResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers ExportUsageCSVResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8463,6 +9556,13 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ExportUsageCSVResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -8504,6 +9604,13 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8531,6 +9638,16 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetUsageSummaryResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetUsageSummaryResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8543,6 +9660,13 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetUsageSummaryResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {

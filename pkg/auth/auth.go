@@ -17,7 +17,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -74,7 +73,12 @@ type Config struct {
 	// HTTPClient fetches the JWKS; default a client with a 5s timeout that
 	// never follows redirects.
 	HTTPClient *http.Client
-	// Log receives JWKS refresh failures (never tokens); default discards.
+	// AllowAnonymous accepts tokens of Supabase anonymous sign-ins
+	// (is_anonymous: true; ALLOW_ANONYMOUS_USERS); by default they are
+	// refused with ErrAnonymous.
+	AllowAnonymous bool
+	// Log receives JWKS refresh failures and, at debug level, why a token
+	// was refused (never a token or a claim value); default discards.
 	Log *zerolog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -82,12 +86,14 @@ type Config struct {
 
 // Verifier checks access tokens. It is safe for concurrent use.
 type Verifier struct {
-	secret      []byte
-	jwks        *jwksCache
-	parser      *jwt.Parser
-	maxLifetime time.Duration
-	leeway      time.Duration
-	now         func() time.Time
+	secret         []byte
+	jwks           *jwksCache
+	parser         *jwt.Parser
+	maxLifetime    time.Duration
+	leeway         time.Duration
+	allowAnonymous bool
+	now            func() time.Time
+	log            zerolog.Logger
 }
 
 // NewVerifier returns a Verifier, or an error when no way to verify tokens
@@ -112,7 +118,12 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	v := &Verifier{secret: cfg.HS256Secret, maxLifetime: cfg.MaxLifetime, leeway: cfg.Leeway, now: cfg.Now}
+	log := zerolog.Nop()
+	if cfg.Log != nil {
+		log = *cfg.Log
+	}
+	v := &Verifier{secret: cfg.HS256Secret, maxLifetime: cfg.MaxLifetime, leeway: cfg.Leeway,
+		allowAnonymous: cfg.AllowAnonymous, now: cfg.Now, log: log}
 
 	// The allow-list follows the configured keys: HS256 only with a secret,
 	// ES256/RS256 only with a JWKS. Every other alg (none in any casing,
@@ -125,10 +136,6 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		u, err := url.Parse(cfg.JWKSURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return nil, errors.New("auth: the JWKS URL must be an absolute http(s) URL")
-		}
-		log := zerolog.Nop()
-		if cfg.Log != nil {
-			log = *cfg.Log
 		}
 		c, err := newJWKSCache(cfg.JWKSURL, cfg.JWKS, cfg.HTTPClient, cfg.Now, log)
 		if err != nil {
@@ -153,7 +160,9 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	return v, nil
 }
 
-// Claims is the part of a Supabase access token Tokka reads.
+// Claims is the part of a Supabase access token Tokka reads through the JWT
+// library. checkPayload makes sure each of these names appears exactly once
+// and spelt exactly so, which encoding/json alone would not.
 type Claims struct {
 	jwt.RegisteredClaims
 	Email       string `json:"email"`
@@ -163,64 +172,112 @@ type Claims struct {
 }
 
 // errUnauthorized is the only error a caller ever sees for a bad token: the
-// reason is not revealed (it would help an attacker tune a forgery).
+// reason is not revealed (it would help an attacker tune a forgery); it goes
+// to the debug log instead.
 var errUnauthorized = &tokka.Error{Code: tokka.CodeUnauthorized, Message: "missing or invalid access token"}
 
+// ErrAnonymous is returned for a valid token of a Supabase anonymous
+// sign-in (is_anonymous: true) unless Config.AllowAnonymous is set.
+var ErrAnonymous = &tokka.Error{Code: tokka.CodeForbidden,
+	Message: "anonymous sign-ins cannot use Tokka; sign in with an account"}
+
 // Verify checks token's signature and claims and returns the caller. Every
-// failure is a CodeUnauthorized *tokka.Error with the same message; the
-// token and the reason are never logged.
+// failure is a CodeUnauthorized *tokka.Error with the same message, except
+// ErrAnonymous (CodeForbidden) for a valid token of an anonymous user when
+// those are not allowed. Why a token was refused is logged at debug level,
+// as a fixed phrase: never the token, never a claim value.
 func (v *Verifier) Verify(ctx context.Context, token string) (tokka.User, error) {
-	if len(token) > MaxTokenLength || strings.Count(token, ".") != 2 {
+	u, reason := v.verify(ctx, token)
+	if reason != "" {
+		v.log.Debug().Str("reason", reason).Msg("auth: access token refused")
+		if reason == reasonAnonymous {
+			return tokka.User{}, ErrAnonymous
+		}
 		return tokka.User{}, errUnauthorized
+	}
+	return u, nil
+}
+
+const reasonAnonymous = "anonymous sign-in (set ALLOW_ANONYMOUS_USERS to accept)"
+
+// verify returns the caller, or a non-empty reason for refusing the token.
+func (v *Verifier) verify(ctx context.Context, token string) (tokka.User, string) {
+	if len(token) > MaxTokenLength || strings.Count(token, ".") != 2 {
+		return tokka.User{}, "malformed: not three parts or too long"
 	}
 	var c Claims
 	parsed, err := v.parser.ParseWithClaims(token, &c, v.keyfunc(ctx))
 	if err != nil || !parsed.Valid {
-		return tokka.User{}, errUnauthorized
+		return tokka.User{}, parseFailure(err, &c)
+	}
+	// The verified payload itself goes to Postgres as request.jwt.claims,
+	// byte for byte what the Auth server signed, as PostgREST does; it must
+	// say to Postgres exactly what it said to the JWT library above.
+	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[1])
+	if err != nil {
+		return tokka.User{}, "malformed: payload is not base64url"
+	}
+	pc, err := checkPayload(payload)
+	if err != nil {
+		return tokka.User{}, "ambiguous claims: " + err.Error()
 	}
 	// Supabase always sets iat; without it a token's age is unknowable.
 	if c.IssuedAt == nil || c.ExpiresAt == nil {
-		return tokka.User{}, errUnauthorized
+		return tokka.User{}, "required claim missing: iat or exp"
 	}
 	// A far-future exp is a forged or misissued token: no Supabase project
 	// issues tokens living longer than MaxLifetime.
 	if c.ExpiresAt.Sub(v.now()) > v.maxLifetime+v.leeway {
-		return tokka.User{}, errUnauthorized
+		return tokka.User{}, "exp lies further ahead than the longest token lifetime"
 	}
 	if _, err := uuid.Parse(c.Subject); err != nil || len(c.Subject) != 36 {
-		return tokka.User{}, errUnauthorized
+		return tokka.User{}, "sub is not a user id"
 	}
 	if c.Role != Role {
-		return tokka.User{}, errUnauthorized
+		return tokka.User{}, "role is not authenticated"
 	}
-	// The verified payload itself goes to Postgres as request.jwt.claims,
-	// byte for byte what the Auth server signed, as PostgREST does.
-	parts := strings.Split(token, ".")
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil || !numericDates(payload) {
-		return tokka.User{}, errUnauthorized
+	u := tokka.User{ID: strings.ToLower(c.Subject), Email: c.Email, Claims: payload, SessionID: c.SessionID,
+		EmailVerified: pc.emailVerified}
+	if c.IsAnonymous && !v.allowAnonymous {
+		return u, reasonAnonymous
 	}
-	return tokka.User{ID: strings.ToLower(c.Subject), Email: c.Email, Claims: payload, SessionID: c.SessionID}, nil
+	return u, ""
 }
 
-// numericDates reports whether exp, iat and nbf, where present, are JSON
-// numbers as RFC 7519 requires; the JWT library would also take "123" in
-// quotes, and a token is either exactly what Supabase issues or refused.
-func numericDates(payload []byte) bool {
-	var d struct {
-		Exp json.RawMessage `json:"exp"`
-		Iat json.RawMessage `json:"iat"`
-		Nbf json.RawMessage `json:"nbf"`
-	}
-	if json.Unmarshal(payload, &d) != nil {
-		return false
-	}
-	for _, v := range []json.RawMessage{d.Exp, d.Iat, d.Nbf} {
-		if len(v) > 0 && (v[0] < '0' || v[0] > '9') {
-			return false
+// parseFailure names why the JWT library refused a token, in fixed words:
+// its error text may quote the token's header values, which are not logged.
+// c is what the library decoded before refusing, to say which required
+// claim was missing.
+func parseFailure(err error, c *Claims) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "malformed"
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "no usable key: algorithm, kid or header refused"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "bad signature or algorithm not allowed"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "expired"
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return "not valid yet (nbf)"
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "issued in the future (iat)"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "wrong or missing issuer"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "wrong or missing audience"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		switch {
+		case c.ExpiresAt == nil:
+			return "required claim missing: exp"
+		case len(c.Audience) == 0:
+			return "wrong or missing audience"
+		case c.Issuer == "":
+			return "wrong or missing issuer"
 		}
+		return "required claim missing"
 	}
-	return true
+	return "invalid claims"
 }
 
 // refusedHeaders are JOSE header parameters that would let a token name its

@@ -75,16 +75,35 @@ var ErrSessionEnded = &tokka.Error{Code: tokka.CodeUnauthorized, Message: "your 
 
 // ErrSessionUnknown is returned when the Auth server cannot be asked; the
 // check fails closed.
-var ErrSessionUnknown = &tokka.Error{Code: tokka.CodeUnavailable, Message: "cannot confirm your session right now; try again"}
+var ErrSessionUnknown = &tokka.Error{Code: tokka.CodeUnavailable, Message: "cannot confirm your session right now; try again shortly"}
 
-// CheckSession confirms through GET /user (gotrue-go GetUser) that token's
-// session is live and belongs to u. It returns nil, ErrSessionEnded (the
-// Auth server refused the token with 400/403/404, or answered for another
-// user), or ErrSessionUnknown (unreachable, timed out, 401, 429, 5xx or an
-// unreadable answer: fail closed). A 401 comes from the Supabase gateway
-// when SUPABASE_ANON_KEY is wrong — the Auth server itself answers a dead
-// session with 403 — so it is treated as a misconfiguration, not a sign-out.
+// CheckSession is Live without the answer: nil, ErrSessionEnded or
+// ErrSessionUnknown.
 func (s *SessionChecker) CheckSession(ctx context.Context, u tokka.User, token string) error {
+	_, err := s.Live(ctx, u, token)
+	return err
+}
+
+// LiveSession is what the Auth server says about the user of a live
+// session.
+type LiveSession struct {
+	// Email is the user's current address on the Auth server (which may
+	// differ from the token's if it changed since the token was issued).
+	Email string
+	// EmailConfirmed is whether the Auth server has a confirmation time for
+	// Email (gotrue-go's EmailConfirmedAt).
+	EmailConfirmed bool
+}
+
+// Live confirms through GET /user (gotrue-go GetUser) that token's session
+// is live and belongs to u, and returns the user's address and whether it
+// is confirmed. It fails with ErrSessionEnded (the Auth server refused the
+// token with 400/403/404, or answered for another user), or
+// ErrSessionUnknown (unreachable, timed out, 401, 429, 5xx or an unreadable
+// answer: fail closed). A 401 comes from the Supabase gateway when
+// SUPABASE_ANON_KEY is wrong — the Auth server itself answers a dead
+// session with 403 — so it is treated as a misconfiguration, not a sign-out.
+func (s *SessionChecker) Live(ctx context.Context, u tokka.User, token string) (LiveSession, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	// gotrue-go takes no context and hides the status in an error string;
@@ -100,23 +119,24 @@ func (s *SessionChecker) CheckSession(ctx context.Context, u tokka.User, token s
 	switch {
 	case rt.status == 0:
 		s.log.Warn().Msg("auth: session check: the Auth server did not answer")
-		return ErrSessionUnknown
+		return LiveSession{}, ErrSessionUnknown
 	case rt.status == http.StatusUnauthorized || rt.status == http.StatusTooManyRequests || rt.status >= 500:
 		s.log.Warn().Int("status", rt.status).Msg("auth: session check: the Auth server could not answer (check SUPABASE_ANON_KEY on 401)")
-		return ErrSessionUnknown
+		return LiveSession{}, ErrSessionUnknown
 	case rt.status >= 400:
-		return ErrSessionEnded // 403 session_not_found, bad_jwt, user_not_found …
+		return LiveSession{}, ErrSessionEnded // 403 session_not_found, bad_jwt, user_not_found …
 	case err != nil || user == nil:
 		s.log.Warn().Int("status", rt.status).Msg("auth: session check: unreadable answer from the Auth server")
-		return ErrSessionUnknown
+		return LiveSession{}, ErrSessionUnknown
 	}
 	if !strings.EqualFold(user.ID.String(), u.ID) {
-		return ErrSessionEnded
+		return LiveSession{}, ErrSessionEnded
 	}
 	if user.BannedUntil != nil && user.BannedUntil.After(s.now()) {
-		return ErrSessionEnded
+		return LiveSession{}, ErrSessionEnded
 	}
-	return nil
+	confirmed := user.EmailConfirmedAt != nil && !user.EmailConfirmedAt.IsZero()
+	return LiveSession{Email: user.Email, EmailConfirmed: confirmed}, nil
 }
 
 type callTransport struct {

@@ -20,7 +20,9 @@ import (
 //     header, when APIKey is set (the Supabase gateway's answer);
 //   - 403 session_not_found once the token's session was signed out;
 //   - 403 user_not_found once the token's user was deleted;
-//   - 200 with the user as JSON otherwise.
+//   - 200 with the user as JSON otherwise: the token's email, confirmed
+//     (email_confirmed_at set) unless Unconfirm named the user, and the
+//     token's is_anonymous.
 //
 // Paths may carry a prefix (/auth/v1/user behind the gateway).
 type AuthServer struct {
@@ -31,13 +33,22 @@ type AuthServer struct {
 	mu       sync.Mutex
 	ended    map[string]bool // session ids signed out
 	deleted  map[string]bool // user ids deleted
+	pending  map[string]bool // user ids whose email is not confirmed
 	down     atomic.Bool
 	requests atomic.Int64
 }
 
 // NewAuthServer returns an AuthServer that trusts tokens signed with secret.
 func NewAuthServer(secret []byte) *AuthServer {
-	return &AuthServer{secret: secret, ended: map[string]bool{}, deleted: map[string]bool{}}
+	return &AuthServer{secret: secret, ended: map[string]bool{}, deleted: map[string]bool{}, pending: map[string]bool{}}
+}
+
+// Unconfirm makes the server report the user's email as not confirmed
+// (email_confirmed_at null), as for a sign-up that never clicked the link.
+func (s *AuthServer) Unconfirm(userID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending[userID] = true
 }
 
 // Logout ends a session, as POST /logout does.
@@ -97,7 +108,7 @@ func (s *AuthServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sub, _ := claims["sub"].(string)
 	sid, _ := claims["session_id"].(string)
 	s.mu.Lock()
-	ended, deleted := s.ended[sid], s.deleted[sub]
+	ended, deleted, pending := s.ended[sid], s.deleted[sub], s.pending[sub]
 	s.mu.Unlock()
 	switch {
 	case deleted:
@@ -111,11 +122,16 @@ func (s *AuthServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	email, _ := claims["email"].(string)
+	anonymous, _ := claims["is_anonymous"].(bool)
+	var confirmedAt any = now
+	if pending {
+		confirmedAt = nil
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"id": sub, "aud": "authenticated", "role": "authenticated", "email": email, "phone": "",
-		"email_confirmed_at": now, "confirmed_at": now, "last_sign_in_at": now,
+		"email_confirmed_at": confirmedAt, "confirmed_at": confirmedAt, "last_sign_in_at": now,
 		"app_metadata":  map[string]any{"provider": "email", "providers": []string{"email"}},
-		"user_metadata": map[string]any{"email": email, "email_verified": true, "phone_verified": false, "sub": sub},
-		"identities":    []any{}, "created_at": now, "updated_at": now, "is_anonymous": false,
+		"user_metadata": map[string]any{"email": email, "email_verified": !pending, "phone_verified": false, "sub": sub},
+		"identities":    []any{}, "created_at": now, "updated_at": now, "is_anonymous": anonymous,
 	})
 }

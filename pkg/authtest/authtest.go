@@ -6,6 +6,9 @@
 package authtest
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -22,6 +25,11 @@ type Token struct {
 	SessionID string // default a new UUID
 	IssuedAt  time.Time
 	TTL       time.Duration // default 1h (GOTRUE_JWT_EXP)
+	// Anonymous marks a Supabase anonymous sign-in (is_anonymous: true).
+	Anonymous bool
+	// EmailUnverified sets user_metadata.email_verified to false, as for a
+	// user who has not yet confirmed their address.
+	EmailUnverified bool
 }
 
 // Claims returns the Supabase claim set for t.
@@ -56,13 +64,13 @@ func (t Token) Claims() jwt.MapClaims {
 			"provider": "email", "providers": []string{"email"},
 		},
 		"user_metadata": map[string]any{
-			"email": t.Email, "email_verified": true, "phone_verified": false, "sub": t.Subject,
+			"email": t.Email, "email_verified": !t.EmailUnverified, "phone_verified": false, "sub": t.Subject,
 		},
 		"role":         t.Role,
 		"aal":          "aal1",
 		"amr":          []map[string]any{{"method": "password", "timestamp": iat}},
 		"session_id":   t.SessionID,
-		"is_anonymous": false,
+		"is_anonymous": t.Anonymous,
 	}
 	if t.Issuer != "" {
 		c["iss"] = t.Issuer
@@ -74,6 +82,18 @@ func (t Token) Claims() jwt.MapClaims {
 // as the Auth server does by default. It fails only if signing fails.
 func (t Token) HS256(secret []byte) (string, error) {
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, t.Claims()).SignedString(secret)
+}
+
+// HS256Raw signs payload, a JSON text taken byte for byte, under the
+// header the Auth server writes for HS256 ({"alg":"HS256","typ":"JWT"}).
+// Tests use it for payloads no claim map can express, such as a claim named
+// twice. It never fails.
+func HS256Raw(payload string, secret []byte) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	signingInput := enc([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc([]byte(payload))
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(signingInput))
+	return signingInput + "." + enc(m.Sum(nil))
 }
 
 // Sign signs t with an asymmetric signing key, with the key's kid in the

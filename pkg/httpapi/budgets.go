@@ -183,8 +183,8 @@ func validatePercents(field string, v []int64) ([]int64, error) {
 
 // channels validates the notification channels: the webhook URL against the
 // SSRF guard (resolving its host now; the syncer checks again when it
-// sends), and the email channel against the caller's token email, which
-// becomes the recipient.
+// sends), and the email channel against the caller's confirmed address,
+// which becomes the recipient (see notificationAddress).
 func (s *Server) channels(c echo.Context, ch *budgetChannels) (webhook, emailTo *string, err error) {
 	if ch == nil {
 		return nil, nil, nil
@@ -199,15 +199,42 @@ func (s *Server) channels(c echo.Context, ch *budgetChannels) (webhook, emailTo 
 		webhook = &v
 	}
 	if ch.Email {
-		a, err := mail.ParseAddress(userOf(c).Email)
-		if err != nil || a.Address != userOf(c).Email {
-			return nil, nil, &tokka.Error{Code: tokka.CodeInvalid, Field: "channels.email",
-				Message: "your account has no usable email address for notifications"}
+		addr, err := s.notificationAddress(c)
+		if err != nil {
+			return nil, nil, err
 		}
-		v := a.Address
-		emailTo = &v
+		emailTo = &addr
 	}
 	return webhook, emailTo, nil
+}
+
+// notificationAddress returns where the caller's budget emails may go: with
+// an Auth server, the address it reports and only if it reports it
+// confirmed (email_confirmed_at; the answer of the live-session check that
+// every budget save already made); without one, the token's email only if
+// the token's user_metadata.email_verified is true. Otherwise the email
+// channel is refused (400), so Tokka never mails spend figures to an
+// address nobody proved they own.
+func (s *Server) notificationAddress(c echo.Context) (string, error) {
+	u := userOf(c)
+	email, confirmed := u.Email, u.EmailVerified
+	if s.cfg.Sessions != nil {
+		live, err := s.liveSession(c)
+		if err != nil {
+			return "", err
+		}
+		email, confirmed = live.Email, live.EmailConfirmed
+	}
+	a, err := mail.ParseAddress(email)
+	if err != nil || a.Address != email {
+		return "", &tokka.Error{Code: tokka.CodeInvalid, Field: "channels.email",
+			Message: "your account has no usable email address for notifications"}
+	}
+	if !confirmed {
+		return "", &tokka.Error{Code: tokka.CodeInvalid, Field: "channels.email",
+			Message: "your email address is not confirmed; confirm it through the link your sign-in provider sent, then turn email notifications on"}
+	}
+	return a.Address, nil
 }
 
 func (s *Server) webhookGuard() *notify.Guard {

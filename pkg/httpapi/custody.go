@@ -84,13 +84,9 @@ func (s *Server) updateConnection(c echo.Context) error {
 // verifyAuditEvents checks the caller's audit hash chain: the events after
 // the last verified one, or with full=true all of them.
 func (s *Server) verifyAuditEvents(c echo.Context) error {
-	full := false
-	switch c.QueryParam("full") {
-	case "", "false":
-	case "true":
-		full = true
-	default:
-		return &tokka.Error{Code: tokka.CodeInvalid, Field: "full", Message: "full must be true or false"}
+	full, err := fullRecheck(c)
+	if err != nil {
+		return err
 	}
 	v, err := s.store.VerifyAuditChain(c.Request().Context(), userOf(c), full)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -18,8 +19,9 @@ import (
 
 // decodeStrict reads a JSON object into dst, rejecting a wrong content type,
 // unknown fields (no mass assignment of user_id, status, sealed_key …),
-// duplicate keys and trailing data. Messages name fields but never echo
-// values, which may be keys.
+// duplicate keys and trailing data. Messages never echo values, which may
+// be keys, and name a field only when it is one of Tokka's own (ownName):
+// a key pasted where a field name belongs is not repeated either.
 func decodeStrict(c echo.Context, dst any) error {
 	ct := c.Request().Header.Get(echo.HeaderContentType)
 	if ct != "" && !strings.HasPrefix(strings.ToLower(ct), echo.MIMEApplicationJSON) {
@@ -57,8 +59,15 @@ func decodeError(err error) error {
 	case errors.As(err, &typeErr):
 		return &tokka.Error{Code: tokka.CodeInvalid, Message: fmt.Sprintf("field %q has the wrong type", typeErr.Field), Field: typeErr.Field}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return &tokka.Error{Code: tokka.CodeInvalid, Message: fmt.Sprintf("unknown field %q", name), Field: name}
+		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		if unquoted, err := strconv.Unquote(name); err == nil {
+			name = unquoted
+		}
+		e := &tokka.Error{Code: tokka.CodeInvalid, Message: "request body has an unknown field"}
+		if ownName(name) {
+			e.Message, e.Field = fmt.Sprintf("unknown field %q", name), name
+		}
+		return e
 	case errors.Is(err, io.EOF):
 		return tokka.Errorf(tokka.CodeInvalid, "request body is empty")
 	}
@@ -111,9 +120,9 @@ func checkDuplicateKeys(body []byte) error {
 			} else if name, ok := tok.(string); ok {
 				f := foldName(name)
 				if _, dup := stack[n-1].keys[f]; dup {
-					field := name
-					if len(field) > 64 || !utf8.ValidString(field) {
-						field = ""
+					field := ""
+					if ownName(name) {
+						field = name
 					}
 					return &tokka.Error{Code: tokka.CodeInvalid, Field: field, Message: "request body names a field twice"}
 				}
@@ -140,6 +149,32 @@ func checkDuplicateKeys(body []byte) error {
 			return nil // one complete value; trailing data is the decoder's to refuse
 		}
 	}
+}
+
+// ownNames are the names Tokka itself gives to fields: of its request and
+// response bodies and of the columns a client might try to set. An error
+// may repeat one of these (in any case variant), because it cannot be
+// anything a caller pasted; any other name is not repeated.
+var ownNames = func() map[string]bool {
+	m := map[string]bool{}
+	for _, n := range []string{
+		// request bodies
+		"provider", "label", "api_key", "name", "amount_usd", "scope", "connection_id", "thresholds",
+		"forecast_thresholds", "channels", "webhook_url", "email", "rotate_webhook_secret",
+		// objects Tokka returns and the columns behind them
+		"id", "user_id", "status", "sealed_key", "key_hint", "key_set_at", "last_error", "last_synced_at",
+		"next_sync_at", "sync_requested_at", "last_sync_request_at", "lease_owner", "lease_expires_at",
+		"created_at", "updated_at", "email_to", "webhook_secret", "deliveries", "kind", "severity", "title",
+		"detail", "dedup_key", "acknowledged_at", "action", "actor", "outcome", "hash", "prev_hash",
+	} {
+		m[foldName(n)] = true
+	}
+	return m
+}()
+
+// ownName reports whether name is, up to case, one of ownNames.
+func ownName(name string) bool {
+	return len(name) <= 64 && utf8.ValidString(name) && ownNames[foldName(name)]
 }
 
 // foldName maps every rune to the smallest member of its simple case-folding

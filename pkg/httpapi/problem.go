@@ -43,10 +43,18 @@ func statusOf(code tokka.Code) int {
 	return http.StatusInternalServerError
 }
 
+// unavailableRetryAfter is the Retry-After, in seconds, of a 503 that does
+// not set its own: long enough not to hammer a dependency that is down,
+// short enough that a blip is not felt.
+const unavailableRetryAfter = "5"
+
 // errorHandler writes every error as application/problem+json. Domain errors
-// carry caller-safe messages; anything else is logged once with the request
-// id and shown only as "internal error", so no internal text (SQL, driver or
-// provider messages) ever reaches a client.
+// carry caller-safe messages, shown as they are, 503s included (the caller
+// learns which dependency to wait for: "cannot confirm your session right
+// now", "rate limiter unavailable" …); they were logged, if at all, where
+// they arose. Anything else is logged once with the request id and shown
+// only as "internal error", so no internal text (SQL, driver or provider
+// messages) ever reaches a client. Every 503 carries Retry-After.
 func (s *Server) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
@@ -55,11 +63,13 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	p := Problem{RequestID: rid}
 	var de *tokka.Error
 	var he *echo.HTTPError
+	safe := false // the detail may be shown even for a 5xx
 	switch {
 	case errors.As(err, &de):
 		p.Status = statusOf(de.Code)
 		p.Detail = de.Message
 		p.Field = de.Field
+		safe = de.Code == tokka.CodeUnavailable
 	case errors.As(err, &he):
 		p.Status = he.Code
 		switch he.Code {
@@ -79,9 +89,12 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	default:
 		p.Status = http.StatusInternalServerError
 	}
-	if p.Status >= 500 {
+	if p.Status >= 500 && !safe {
 		p.Detail = "internal error; quote the request id when reporting it"
 		s.log.Error().Str("request_id", rid).Str("path", c.Path()).Err(err).Msg("request failed")
+	}
+	if p.Status == http.StatusServiceUnavailable && c.Response().Header().Get("Retry-After") == "" {
+		c.Response().Header().Set("Retry-After", unavailableRetryAfter)
 	}
 	p.Title = http.StatusText(p.Status)
 	p.Type = "https://tokka.dev/problems/" + strconv.Itoa(p.Status)

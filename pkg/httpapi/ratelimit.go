@@ -28,7 +28,20 @@ const (
 	DefaultMutationsPerIP   = 600
 )
 
-// RateLimits are the budgets for mutations (POST, PUT, PATCH, DELETE).
+// Default budgets for expensive reads, per user: a person checking their
+// audit log or exporting usage a few times a minute never meets them, one
+// tenant hammering them cannot take the database pool from the others.
+const (
+	DefaultExpensiveReadsPerMinute = 30
+	DefaultAuditFullPerHour        = 6
+)
+
+// LongUsageRangeDays is the longest GET /v1/usage range that is a cheap
+// read (a quarter); a longer one counts as an expensive read.
+const LongUsageRangeDays = 92
+
+// RateLimits are the budgets for mutations (POST, PUT, PATCH, DELETE) and
+// for expensive reads.
 type RateLimits struct {
 	// PerUser is the most mutations one user may make per Window; default
 	// DefaultMutationsPerUser.
@@ -39,6 +52,15 @@ type RateLimits struct {
 	// Window is the counting window, whole seconds up to a day; default
 	// one minute.
 	Window time.Duration
+	// ExpensiveReadsPerMinute is the most expensive reads (audit
+	// verification, the CSV export, usage over more than LongUsageRangeDays)
+	// one user may make per minute, whatever their address; default
+	// DefaultExpensiveReadsPerMinute.
+	ExpensiveReadsPerMinute int
+	// AuditFullPerHour is the most full re-checks of the audit chain
+	// (verify?full=true) one user may ask for per hour; default
+	// DefaultAuditFullPerHour.
+	AuditFullPerHour int
 }
 
 func (s *Server) mutationLimit() postgres.RateLimit {
@@ -67,12 +89,22 @@ func (s *Server) rateLimiter() RateLimiter {
 	return rl
 }
 
-func isMutation(method string) bool {
-	switch method {
-	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
-		return true
+// perUser is a budget of n requests per window for each user, in scope;
+// the client IP is not counted (HitRateLimit is given none), so users
+// behind one NAT do not share it.
+func perUser(scope string, n, def int, window time.Duration) postgres.RateLimit {
+	if n <= 0 {
+		n = def
 	}
-	return false
+	return postgres.RateLimit{Scope: scope, PerUser: n, PerIP: n, Window: window}
+}
+
+func (s *Server) expensiveReadLimit() postgres.RateLimit {
+	return perUser("expensive_read", s.cfg.RateLimits.ExpensiveReadsPerMinute, DefaultExpensiveReadsPerMinute, time.Minute)
+}
+
+func (s *Server) auditFullLimit() postgres.RateLimit {
+	return perUser("audit_full", s.cfg.RateLimits.AuditFullPerHour, DefaultAuditFullPerHour, time.Hour)
 }
 
 // limitMutations counts every mutation against the caller's and the client
@@ -85,27 +117,112 @@ func isMutation(method string) bool {
 // closed with 503.
 func (s *Server) limitMutations(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !isMutation(c.Request().Method) {
+		if readOnly(c.Request().Method) {
 			return next(c)
 		}
-		limiter := s.rateLimiter()
-		if limiter == nil {
-			return next(c)
-		}
-		res, err := limiter.HitRateLimit(c.Request().Context(), userOf(c), c.RealIP(), s.mutationLimit())
-		if err != nil {
-			s.log.Error().Str("request_id", requestID(c)).Err(err).Msg("rate limiter unavailable")
-			return &tokka.Error{Code: tokka.CodeUnavailable, Message: "rate limiter unavailable"}
-		}
-		reset := strconv.Itoa(int(math.Ceil(res.Reset.Seconds())))
-		h := c.Response().Header()
-		h.Set("RateLimit-Limit", strconv.Itoa(res.Limit))
-		h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
-		h.Set("RateLimit-Reset", reset)
-		if !res.Allowed {
-			h.Set("Retry-After", reset)
-			return &tokka.Error{Code: tokka.CodeRateLimited, Message: "too many changes; retry after " + reset + " seconds"}
+		if err := s.spend(c, s.mutationLimit(), c.RealIP(), "too many changes"); err != nil {
+			return err
 		}
 		return next(c)
 	}
+}
+
+// limitExpensiveReads counts the reads that cost the database most against
+// the caller's own budgets (see expensiveRead) and refuses them with 429
+// once spent, with the same headers as mutations. A request that would be
+// refused as invalid is refused here first, before it spends anything.
+func (s *Server) limitExpensiveReads(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.Request().Method != http.MethodGet {
+			return next(c)
+		}
+		rl, err := s.expensiveRead(c)
+		if err != nil {
+			return err
+		}
+		if rl != nil {
+			if err := s.spend(c, *rl, "", "too many expensive requests"); err != nil {
+				return err
+			}
+		}
+		return next(c)
+	}
+}
+
+// expensiveRead returns the budget a read spends, or nil for a cheap one:
+// audit verification (a full re-check, verify?full=true, has the stricter
+// audit_full budget), the CSV export, and /v1/usage over more than
+// LongUsageRangeDays. It validates the parameters the handler will read
+// and returns their error, so an invalid request spends nothing.
+func (s *Server) expensiveRead(c echo.Context) (*postgres.RateLimit, error) {
+	var rl postgres.RateLimit
+	switch c.Path() {
+	case "/v1/audit-events/verify":
+		full, err := fullRecheck(c)
+		if err != nil {
+			return nil, err
+		}
+		rl = s.expensiveReadLimit()
+		if full {
+			rl = s.auditFullLimit()
+		}
+	case "/v1/usage/export.csv":
+		if _, err := s.usageQuery(c); err != nil {
+			return nil, err
+		}
+		rl = s.expensiveReadLimit()
+	case "/v1/usage":
+		q, err := s.usagePage(c)
+		if err != nil {
+			return nil, err
+		}
+		if usageDays(q) <= LongUsageRangeDays {
+			return nil, nil
+		}
+		rl = s.expensiveReadLimit()
+	default:
+		return nil, nil
+	}
+	return &rl, nil
+}
+
+// fullRecheck reads verify's full parameter: absent or false for the
+// incremental check, true for a re-check from the first event. The limiter
+// and the handler must read it the same way, so both call this.
+func fullRecheck(c echo.Context) (bool, error) {
+	v := c.QueryParam("full")
+	if v == "" {
+		return false, nil
+	}
+	full, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, &tokka.Error{Code: tokka.CodeInvalid, Field: "full", Message: "full must be true or false"}
+	}
+	return full, nil
+}
+
+// spend counts one request against rl (for ip too, unless it is empty),
+// sets the RateLimit-* headers, and returns a 429 error saying what there
+// were too many of once the budget is spent, or a 503 error if the counters
+// cannot be read (fail closed). With no limiter configured it allows all.
+func (s *Server) spend(c echo.Context, rl postgres.RateLimit, ip, tooMany string) error {
+	limiter := s.rateLimiter()
+	if limiter == nil {
+		return nil
+	}
+	res, err := limiter.HitRateLimit(c.Request().Context(), userOf(c), ip, rl)
+	if err != nil {
+		s.log.Error().Str("request_id", requestID(c)).Err(err).Msg("rate limiter unavailable")
+		return &tokka.Error{Code: tokka.CodeUnavailable, Message: "rate limiter unavailable"}
+	}
+	reset := strconv.Itoa(int(math.Ceil(res.Reset.Seconds())))
+	h := c.Response().Header()
+	h.Set("RateLimit-Limit", strconv.Itoa(res.Limit))
+	h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
+	h.Set("RateLimit-Reset", reset)
+	if !res.Allowed {
+		h.Set("Retry-After", reset)
+		return &tokka.Error{Code: tokka.CodeRateLimited, Message: tooMany + "; retry after " + reset + " seconds"}
+	}
+	return nil
 }

@@ -78,6 +78,8 @@ type secOptions struct {
 	cfg      httpapi.Config
 	sessions bool   // check live sessions against a fake Auth server
 	sourceIP string // connect from this loopback address (own rate-limit bucket)
+	// allowAnonymous accepts tokens of anonymous sign-ins (ALLOW_ANONYMOUS_USERS).
+	allowAnonymous bool
 }
 
 type secBundle struct {
@@ -106,7 +108,7 @@ func newSecAPI(t *testing.T, o secOptions) *secBundle {
 	t.Cleanup(jsrv.Close)
 	log := zerolog.New(b.logs).Level(zerolog.DebugLevel)
 	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(secSecret),
-		JWKSURL: jsrv.URL + "/auth/v1/.well-known/jwks.json", Issuer: secIssuer, Log: &log})
+		JWKSURL: jsrv.URL + "/auth/v1/.well-known/jwks.json", Issuer: secIssuer, Log: &log, AllowAnonymous: o.allowAnonymous})
 	require.NoError(t, err)
 	cfg := o.cfg
 	if cfg.Metrics == nil {
@@ -644,7 +646,7 @@ func TestBodiesAreDecodedStrictly(t *testing.T) {
 		{"duplicate by kelvin sign", `{"provider":"openai","api_key":"` + canary + `","api_\u212aey":"` + other + `"}`, "api_\u212aey"},
 		{"trailing object", `{"provider":"openai","api_key":"` + canary + `"}{"status":"active"}`, ""},
 		{"trailing garbage", `{"provider":"openai","api_key":"` + canary + `"} x`, ""},
-		{"unknown field", `{"provider":"openai","api_key":"` + canary + `","admin":true}`, "admin"},
+		{"unknown field", `{"provider":"openai","api_key":"` + canary + `","admin":true}`, ""}, // not a Tokka name: never echoed
 		{"user_id", `{"provider":"openai","api_key":"` + canary + `","user_id":"` + uuid.NewString() + `"}`, "user_id"},
 		{"status", `{"provider":"openai","api_key":"` + canary + `","status":"active"}`, "status"},
 		{"sealed_key", `{"provider":"openai","api_key":"` + canary + `","sealed_key":"v2:00"}`, "sealed_key"},

@@ -83,7 +83,8 @@ type Config struct {
 	// RateLimiter (the Postgres one does).
 	RateLimiter RateLimiter
 	// Sessions, when set, confirms with the Auth server that the session
-	// behind a key-changing request is still live (see keyChangeRoutes).
+	// behind every mutation is still live (see liveSessionForMutations) and
+	// says whether the user's email is confirmed.
 	Sessions SessionChecker
 	// WebhookGuard checks budget webhook URLs when they are saved; default a
 	// strict guard (WEBHOOK_ALLOW_LOOPBACK_HTTP off, system resolver).
@@ -145,9 +146,9 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 
 	// Middleware goes on each route rather than on the group: a group with
 	// middleware swallows unknown methods as 404, and 405 is the truth.
-	// Every /v1 mutation is rate-limited, and the routes in keyChangeRoutes
-	// also need a live session (session.go, ratelimit.go).
-	v1 := []echo.MiddlewareFunc{s.authenticate, s.limitMutations, s.liveSessionForKeyChanges}
+	// Every /v1 mutation is rate-limited and needs a live session, and the
+	// expensive reads have budgets of their own (session.go, ratelimit.go).
+	v1 := []echo.MiddlewareFunc{s.authenticate, s.limitMutations, s.limitExpensiveReads, s.liveSessionForMutations}
 	e.GET("/v1/me", s.me, v1...)
 	e.GET("/v1/connections", s.listConnections, v1...)
 	e.POST("/v1/connections", s.createConnection, v1...)

@@ -12,68 +12,70 @@ import (
 )
 
 // SessionChecker confirms with the Auth server that a token's session is
-// still live; *auth.SessionChecker implements it. It returns nil, a
-// CodeUnauthorized error (signed out) or a CodeUnavailable error (cannot
-// tell; the request fails closed).
+// still live and says what the Auth server knows of the user's email;
+// *auth.SessionChecker implements it. It fails with a CodeUnauthorized error
+// (signed out) or a CodeUnavailable error (cannot tell; the request fails
+// closed).
 type SessionChecker interface {
-	CheckSession(ctx context.Context, u tokka.User, token string) error
-}
-
-// keyChangeRoutes are the routes that add, replace or delete a provider key
-// ("METHOD route-template"). Each requires a session the Auth server still
-// recognises, so a token stolen or left behind after sign-out cannot change
-// keys even before it expires. Add a route here (or attach
-// s.requireLiveSession to it) when it touches a key.
-var keyChangeRoutes = map[string]bool{
-	http.MethodPost + " /v1/connections":       true,
-	http.MethodPatch + " /v1/connections/:id":  true,
-	http.MethodDelete + " /v1/connections/:id": true,
+	Live(ctx context.Context, u tokka.User, token string) (auth.LiveSession, error)
 }
 
 const (
-	ctxToken          = "tokka.token"
-	ctxSessionChecked = "tokka.session_checked"
+	ctxToken       = "tokka.token"
+	ctxLiveSession = "tokka.live_session"
 )
 
-// liveSessionForKeyChanges applies requireLiveSession to the routes in
-// keyChangeRoutes; it sits in every /v1 route's chain, so a key-changing
-// route is covered as soon as it is listed.
-func (s *Server) liveSessionForKeyChanges(next echo.HandlerFunc) echo.HandlerFunc {
-	checked := s.requireLiveSession(next)
+// readOnly reports whether method cannot change anything; every other
+// method on a /v1 route is a mutation.
+func readOnly(method string) bool {
+	return method == http.MethodGet || method == http.MethodHead
+}
+
+// liveSessionForMutations asks the Auth server, when one is configured,
+// whether the caller's session is still live before any mutation: every /v1
+// request whose method is not GET or HEAD, whatever its route, so a route
+// added later is covered as soon as it is registered with the /v1 chain. A
+// token stolen or left behind after sign-out keeps reading until it expires
+// but can change nothing: not keys, not budgets or their webhooks, not
+// alerts, not "sync now". Without an Auth server (SUPABASE_URL and
+// SUPABASE_AUTH_URL unset, e.g. the local HS256 stack) there is nobody to ask
+// and the signature check alone decides. What the Auth server answered is
+// kept for the handler (see notificationAddress), so a request asks once.
+func (s *Server) liveSessionForMutations(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if keyChangeRoutes[c.Request().Method+" "+c.Path()] {
-			return checked(c)
+		if s.cfg.Sessions == nil || readOnly(c.Request().Method) {
+			return next(c)
+		}
+		if _, err := s.liveSession(c); err != nil {
+			return err
 		}
 		return next(c)
 	}
 }
 
-// requireLiveSession asks the Auth server (when one is configured) whether
-// the caller's session is live before running next. Without an Auth server
-// (SUPABASE_URL and SUPABASE_AUTH_URL unset, e.g. the local HS256 stack)
-// there is nobody to ask and the signature check alone decides.
-func (s *Server) requireLiveSession(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if s.cfg.Sessions == nil || c.Get(ctxSessionChecked) == true {
-			return next(c)
-		}
-		token, _ := c.Get(ctxToken).(string)
-		if err := s.cfg.Sessions.CheckSession(c.Request().Context(), userOf(c), token); err != nil {
-			switch tokka.ErrorCode(err) {
-			case tokka.CodeUnauthorized:
-				s.log.Info().Str("request_id", requestID(c)).Msg("key change refused: session no longer live")
-				return err
-			case tokka.CodeUnavailable:
-				s.log.Warn().Str("request_id", requestID(c)).Msg("key change refused: Auth server did not confirm the session")
-				return err
-			}
-			// Anything else means we cannot tell: fail closed.
-			s.log.Error().Str("request_id", requestID(c)).Err(err).Msg("session check failed")
-			return auth.ErrSessionUnknown
-		}
-		c.Set(ctxSessionChecked, true)
-		return next(c)
+// liveSession returns the Auth server's answer for the caller's session,
+// asking it at most once per request. Errors are ErrSessionEnded (401) or
+// ErrSessionUnknown (503); anything unexpected fails closed as the latter.
+func (s *Server) liveSession(c echo.Context) (auth.LiveSession, error) {
+	if live, ok := c.Get(ctxLiveSession).(auth.LiveSession); ok {
+		return live, nil
 	}
+	token, _ := c.Get(ctxToken).(string)
+	live, err := s.cfg.Sessions.Live(c.Request().Context(), userOf(c), token)
+	if err != nil {
+		switch tokka.ErrorCode(err) {
+		case tokka.CodeUnauthorized:
+			s.log.Info().Str("request_id", requestID(c)).Msg("change refused: session no longer live")
+			return auth.LiveSession{}, err
+		case tokka.CodeUnavailable:
+			s.log.Warn().Str("request_id", requestID(c)).Msg("change refused: the Auth server did not confirm the session")
+			return auth.LiveSession{}, err
+		}
+		s.log.Error().Str("request_id", requestID(c)).Err(err).Msg("session check failed")
+		return auth.LiveSession{}, auth.ErrSessionUnknown
+	}
+	c.Set(ctxLiveSession, live)
+	return live, nil
 }
 
 // bearerToken returns the token from the request's one Authorization

@@ -58,6 +58,13 @@ type usageResponse struct {
 	NextCursor *string           `json:"next_cursor"`
 }
 
+// The days a usage query may name. Go parses years 0000 to 9999, Postgres
+// has no year 0 and nothing before 2000 or after 2100 is usage anyway.
+var (
+	firstUsageDay = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	lastUsageDay  = time.Date(2100, 12, 31, 0, 0, 0, 0, time.UTC)
+)
+
 func parseDay(c echo.Context, name string, def time.Time) (time.Time, error) {
 	v := c.QueryParam(name)
 	if v == "" {
@@ -67,7 +74,16 @@ func parseDay(c echo.Context, name string, def time.Time) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, &tokka.Error{Code: tokka.CodeInvalid, Field: name, Message: name + " must be a date as YYYY-MM-DD"}
 	}
+	if d.Before(firstUsageDay) || d.After(lastUsageDay) {
+		return time.Time{}, &tokka.Error{Code: tokka.CodeInvalid, Field: name,
+			Message: name + " must be a date from 2000-01-01 to 2100-12-31"}
+	}
 	return d, nil
+}
+
+// usageDays is the number of days q spans, both ends included.
+func usageDays(q postgres.UsageQuery) int {
+	return int(q.To.Sub(q.From).Hours()/24) + 1
 }
 
 // usageQuery reads from, to, group_by and the dimension filters shared by
@@ -78,14 +94,14 @@ func (s *Server) usageQuery(c echo.Context) (postgres.UsageQuery, error) {
 	if err != nil {
 		return postgres.UsageQuery{}, err
 	}
-	from, err := parseDay(c, "from", to.AddDate(0, 0, -29))
+	from, err := parseDay(c, "from", maxTime(to.AddDate(0, 0, -29), firstUsageDay))
 	if err != nil {
 		return postgres.UsageQuery{}, err
 	}
 	if from.After(to) {
 		return postgres.UsageQuery{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "from", Message: "from must not be after to"}
 	}
-	if days := int(to.Sub(from).Hours()/24) + 1; days > maxUsageDays {
+	if days := usageDays(postgres.UsageQuery{From: from, To: to}); days > maxUsageDays {
 		return postgres.UsageQuery{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "from",
 			Message: "the range may span at most " + strconv.Itoa(maxUsageDays) + " days"}
 	}
@@ -131,23 +147,39 @@ func (s *Server) usageQuery(c echo.Context) (postgres.UsageQuery, error) {
 	return q, nil
 }
 
-func (s *Server) usage(c echo.Context) error {
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// usagePage is usageQuery plus /v1/usage's limit and cursor.
+func (s *Server) usagePage(c echo.Context) (postgres.UsageQuery, error) {
 	q, err := s.usageQuery(c)
 	if err != nil {
-		return err
+		return q, err
 	}
 	q.Limit = defaultUsageLimit
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxUsageLimit {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "limit", Message: "limit must be between 1 and " + strconv.Itoa(maxUsageLimit)}
+			return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "limit", Message: "limit must be between 1 and " + strconv.Itoa(maxUsageLimit)}
 		}
 		q.Limit = n
 	}
 	if v := c.QueryParam("cursor"); v != "" {
 		if q.Offset, err = postgres.DecodeCursor(v); err != nil {
-			return err
+			return q, err
 		}
+	}
+	return q, nil
+}
+
+func (s *Server) usage(c echo.Context) error {
+	q, err := s.usagePage(c)
+	if err != nil {
+		return err
 	}
 	ctx := c.Request().Context()
 	u := userOf(c)

@@ -61,9 +61,11 @@ const MaxURLLength = 2048
 // the URL, the default port, a host that is a canonical IP address or a DNS
 // name, and every address the host resolves to a public unicast address (not
 // loopback, link-local, private, CGNAT, unspecified, multicast, reserved,
-// documentation or a cloud metadata endpoint; IPv4-mapped and NAT64 IPv6 are
-// judged by the IPv4 address inside). It returns the normalised URL, or a
-// *RefusedError.
+// documentation or a cloud metadata endpoint). An IPv6 address that carries
+// an IPv4 address (IPv4-mapped, IPv4-translated, IPv4-compatible, NAT64,
+// 6to4, Teredo) is judged by the IPv4 address inside, and only the mapped
+// and well-known NAT64 forms of a public address pass. It returns the
+// normalised URL, or a *RefusedError.
 func (g *Guard) CheckURL(ctx context.Context, raw string) (*url.URL, error) {
 	if raw == "" {
 		return nil, refused("the URL is empty")
@@ -286,6 +288,7 @@ var reservedAddrs = []blocked{
 	{netip.MustParsePrefix("198.18.0.0/15"), "a benchmarking address"},
 	{netip.MustParsePrefix("240.0.0.0/4"), "a reserved or broadcast address"},
 	{netip.MustParsePrefix("::/96"), "a reserved (IPv4-compatible) address"},
+	{netip.MustParsePrefix("::ffff:0:0:0/96"), "a reserved (IPv4-translated) address"},
 	{netip.MustParsePrefix("64:ff9b:1::/48"), "a local-use NAT64 address"},
 	{netip.MustParsePrefix("100::/64"), "a discard-only address"},
 	{netip.MustParsePrefix("2001::/32"), "a Teredo tunnel address"},
@@ -294,7 +297,44 @@ var reservedAddrs = []blocked{
 	{netip.MustParsePrefix("fec0::/10"), "a site-local address"},
 }
 
-var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+// IPv6 forms that carry an IPv4 address (IPv4-mapped ::ffff:0:0/96 is
+// unmapped before these are looked at).
+var (
+	nat64          = netip.MustParsePrefix("64:ff9b::/96")    // RFC 6052 well-known prefix
+	nat64Local     = netip.MustParsePrefix("64:ff9b:1::/48")  // RFC 8215 local-use prefix
+	v4Translated   = netip.MustParsePrefix("::ffff:0:0:0/96") // RFC 2765 SIIT
+	v4Compatible   = netip.MustParsePrefix("::/96")           // RFC 4291, deprecated
+	sixToFour      = netip.MustParsePrefix("2002::/16")       // RFC 3056
+	teredo         = netip.MustParsePrefix("2001::/32")       // RFC 4380
+	strictEmbedded = &Guard{}                                 // judges embedded addresses: no loopback exception
+)
+
+// embeddedIPv4 returns the IPv4 addresses an IPv6 address a carries in one
+// of the translation or tunnelling forms, and the form's name; none for any
+// other address. Teredo carries its server and, inverted, its client. A
+// local-use NAT64 prefix may be /48 to /96 long (RFC 6052 §2.2), which the
+// address does not tell; it is read as the usual /96, and the whole /48 is
+// refused anyway (reservedAddrs), whatever it carries.
+func embeddedIPv4(a netip.Addr) (string, []netip.Addr) {
+	b := a.As16()
+	v4 := func(i, j, k, l int) netip.Addr { return netip.AddrFrom4([4]byte{b[i], b[j], b[k], b[l]}) }
+	switch {
+	case nat64.Contains(a):
+		return "a NAT64 address", []netip.Addr{v4(12, 13, 14, 15)}
+	case nat64Local.Contains(a):
+		return "a local-use NAT64 address", []netip.Addr{v4(12, 13, 14, 15)}
+	case v4Translated.Contains(a):
+		return "an IPv4-translated address", []netip.Addr{v4(12, 13, 14, 15)}
+	case v4Compatible.Contains(a) && !a.IsUnspecified() && !a.IsLoopback():
+		return "an IPv4-compatible address", []netip.Addr{v4(12, 13, 14, 15)}
+	case sixToFour.Contains(a):
+		return "a 6to4 tunnel address", []netip.Addr{v4(2, 3, 4, 5)}
+	case teredo.Contains(a):
+		client := netip.AddrFrom4([4]byte{^b[12], ^b[13], ^b[14], ^b[15]})
+		return "a Teredo tunnel address", []netip.Addr{v4(4, 5, 6, 7), client}
+	}
+	return "", nil
+}
 
 // checkAddr refuses every address that is not public unicast.
 func (g *Guard) checkAddr(a netip.Addr) error {
@@ -304,12 +344,23 @@ func (g *Guard) checkAddr(a netip.Addr) error {
 	if a.Zone() != "" {
 		return refused("the host must not carry an IPv6 zone")
 	}
-	// IPv4-mapped (::ffff:a.b.c.d) and NAT64 (64:ff9b::a.b.c.d) addresses
-	// reach the IPv4 address inside; judge that.
+	// An IPv6 address that carries an IPv4 address may reach it (through
+	// the kernel, a NAT64 or SIIT translator, or a tunnel relay): judge the
+	// IPv4 address inside first, strictly, so the reason says what is in
+	// there. IPv4-mapped addresses are the IPv4 address itself.
 	a = a.Unmap()
-	if a.Is6() && nat64.Contains(a) {
-		b := a.As16()
-		return g.checkAddr(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}))
+	if form, inner := embeddedIPv4(a); form != "" {
+		for _, v4 := range inner {
+			var re *RefusedError
+			if err := strictEmbedded.checkAddr(v4); errors.As(err, &re) {
+				return refused("%s (inside %s)", re.Reason, form)
+			}
+		}
+		// The well-known NAT64 prefix of a public IPv4 address is that
+		// address; the other forms are refused below as what they are.
+		if nat64.Contains(a) {
+			return nil
+		}
 	}
 	for _, m := range metadataAddrs {
 		if m.prefix.Contains(a) {

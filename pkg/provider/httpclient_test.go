@@ -314,10 +314,18 @@ func TestGetTimeoutsExhausted(t *testing.T) {
 	})
 	b.client.Timeout = 20 * time.Millisecond
 	b.client.MaxRetries = 1
+	// Attempts are counted on the client side: on a loaded machine an
+	// attempt can time out before its request ever reaches the server.
+	var attempts atomic.Int32
+	b.client.Observe = func(_ provider.Name, status int) {
+		require.Zero(t, status)
+		attempts.Add(1)
+	}
 	_, err := b.client.Get(context.Background(), b.url, authorize)
 	pe := requireProviderError(t, err, provider.KindUnavailable, 0)
 	require.Contains(t, pe.Reason, "did not answer")
-	require.Equal(t, int32(2), b.calls.Load())
+	require.Equal(t, int32(2), attempts.Load(), "one attempt and one retry, each cut at the timeout")
+	require.LessOrEqual(t, b.calls.Load(), int32(2))
 }
 
 func TestGetRetriesRefusedConnections(t *testing.T) {

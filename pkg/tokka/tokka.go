@@ -65,6 +65,9 @@ type User struct {
 	Claims json.RawMessage
 	// SessionID is the token's session_id claim, when present.
 	SessionID string
+	// EmailVerified is the token's user_metadata.email_verified claim: what
+	// the Auth server said about Email when it issued the token.
+	EmailVerified bool
 }
 
 // Connection statuses.
