@@ -124,6 +124,8 @@ func TestAuditVerifyAtScaleIsIncrementalAndBounded(t *testing.T) {
 	require.NoError(t, err)
 	status, h, body := b.do(t, alice, http.MethodGet, "/v1/audit-events/verify", nil)
 	requireProblem(t, status, h, body, http.StatusServiceUnavailable)
+	require.Contains(t, string(body), `"detail":"the database took too long to answer; try again shortly"`)
+	require.NotEmpty(t, h.Get("Retry-After"))
 	require.NoError(t, lock.Rollback())
 	v = b.verifyChain(t, alice, "")
 	require.True(t, v.Intact)
