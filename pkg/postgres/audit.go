@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"errors"
+	"fmt"
 
 	"github.com/jmoiron/sqlx"
 
@@ -114,113 +115,136 @@ type checkpoint struct {
 // full it reads from the first event, and also reports the checkpoint's event
 // if its hash is no longer the one recorded. Events are read in chunks of
 // verifyChunk, each in its own short transaction (so every statement is
-// bounded by the statement timeout and no connection is held while Go
-// hashes), and the checkpoint moves forward over every event found intact.
-// A database error (a timeout is CodeUnavailable) is returned as an error,
-// never as a broken chain; the checkpoint keeps what was verified before it.
+// bounded by the statement timeout), and the checkpoint moves forward over
+// every event found intact. At most a quarter of the pool's connections (at
+// least one) read and check chunks at any moment, whoever asks, so
+// verifications cannot crowd out other requests; a call waits for a turn
+// between chunks. A database error (a timeout is CodeUnavailable) is returned
+// as an error, never as a broken chain; the checkpoint keeps what was
+// verified before it.
 func (d *DB) VerifyAuditChain(ctx context.Context, u tokka.User, full bool) (tokka.AuditVerification, error) {
-	var v tokka.AuditVerification
-	var cp checkpoint
-	var prev *tokka.AuditEvent // the last event found intact
+	c := chainCheck{u: u}
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
-		err := tx.GetContext(ctx, &cp, `SELECT event_id, hash, events FROM tokka.audit_checkpoints WHERE user_id = $1`, u.ID)
+		err := tx.GetContext(ctx, &c.cp, `SELECT event_id, hash, events FROM tokka.audit_checkpoints WHERE user_id = $1`, u.ID)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return domainError(err, "audit checkpoint")
 		}
-		if full || cp.EventID == 0 {
+		if full || c.cp.EventID == 0 {
 			return nil
 		}
 		var ev tokka.AuditEvent
 		err = tx.GetContext(ctx, &ev, `SELECT `+auditColumns+` FROM tokka.audit_events WHERE id = $1 AND user_id = $2`,
-			cp.EventID, u.ID)
+			c.cp.EventID, u.ID)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return domainError(err, "audit events")
 		}
 		switch {
-		case err != nil || !bytes.Equal(ev.Hash, cp.Hash):
-			markBroken(&v, cp.EventID, chainCheckpointGone)
+		case err != nil || !bytes.Equal(ev.Hash, c.cp.Hash):
+			markBroken(&c.v, c.cp.EventID, chainCheckpointGone)
 		case !bytes.Equal(ev.Hash, AuditEventHash(ev.PrevHash, ev)):
-			markBroken(&v, cp.EventID, chainContentMismatch)
+			markBroken(&c.v, c.cp.EventID, chainContentMismatch)
 		default:
-			prev = &ev
+			c.prev = &ev
 		}
-		v.Events = cp.Events
+		c.v.Events = c.cp.Events
+		c.after = c.cp.EventID
 		return nil
 	})
 	if err != nil {
-		return v, err
+		return c.v, err
 	}
-	after := int64(0)
-	if !full {
-		after = cp.EventID
+	c.advanced = c.cp.EventID
+	for more := true; more; {
+		if more, err = d.checkChunk(ctx, &c); err != nil {
+			return c.v, err
+		}
 	}
-	advanced := cp.EventID // the checkpoint as far as this call knows
-	for {
-		evs := make([]tokka.AuditEvent, 0, verifyChunk) // a new one each time: prev may point into the last
-		err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
-			if prev != nil && prev.ID > advanced {
-				if _, err := tx.ExecContext(ctx, `SELECT tokka.advance_audit_checkpoint($1, $2)`,
-					prev.ID, []byte(prev.Hash)); err != nil {
-					return domainError(err, "audit checkpoint")
-				}
-				advanced = prev.ID
-			}
-			// Read in id order from the (user_id, id) index, stopping after
-			// the chunk. A user far heavier than the table's statistics
-			// suggest would otherwise get a bitmap scan of all their events,
-			// sorted, for every chunk.
-			if _, err := tx.ExecContext(ctx, `SELECT set_config('enable_bitmapscan', 'off', true)`); err != nil {
-				return domainError(err, "audit events")
-			}
-			return domainError(tx.SelectContext(ctx, &evs, `
-				SELECT `+auditColumns+` FROM tokka.audit_events
-				WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3`, u.ID, after, verifyChunk), "audit events")
-		})
-		if err != nil {
-			return v, err
-		}
-		for i := range evs {
-			ev := &evs[i]
-			v.Events++
-			v.Checked++
-			if v.FirstBrokenID != nil {
-				continue
-			}
-			switch {
-			case !bytes.Equal(ev.Hash, AuditEventHash(ev.PrevHash, *ev)):
-				markBroken(&v, ev.ID, chainContentMismatch)
-			case prev == nil && ev.PrevHash != nil, prev != nil && !bytes.Equal(ev.PrevHash, prev.Hash):
-				markBroken(&v, ev.ID, chainLinkBroken)
-			case prev != nil && ev.CreatedAt.Before(prev.CreatedAt):
-				markBroken(&v, ev.ID, chainTimeBackwards)
-			case ev.ID == cp.EventID && !bytes.Equal(ev.Hash, cp.Hash):
-				markBroken(&v, ev.ID, chainCheckpointGone)
-			default:
-				prev = ev
-			}
-		}
-		if len(evs) < verifyChunk {
-			break
-		}
-		after = evs[len(evs)-1].ID
-	}
-	if full && v.Events < cp.Events && v.FirstBrokenID == nil {
+	if full && c.v.Events < c.cp.Events && c.v.FirstBrokenID == nil {
 		// Fewer events than the checkpoint counted, and none of them broken:
 		// the newest ones were removed, checkpoint included (which a full
 		// read that reaches it would have reported).
-		markBroken(&v, cp.EventID, chainCheckpointGone)
+		markBroken(&c.v, c.cp.EventID, chainCheckpointGone)
 	}
-	if prev != nil && prev.ID > advanced {
+	if c.prev != nil && c.prev.ID > c.advanced {
 		if err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
-			_, err := tx.ExecContext(ctx, `SELECT tokka.advance_audit_checkpoint($1, $2)`, prev.ID, []byte(prev.Hash))
+			_, err := tx.ExecContext(ctx, `SELECT tokka.advance_audit_checkpoint($1, $2)`, c.prev.ID, []byte(c.prev.Hash))
 			return domainError(err, "audit checkpoint")
 		}); err != nil {
-			return v, err
+			return c.v, err
 		}
 	}
-	v.Intact = v.FirstBrokenID == nil
-	if v.Intact && prev != nil {
-		v.HeadHash = prev.Hash
+	c.v.Intact = c.v.FirstBrokenID == nil
+	if c.v.Intact && c.prev != nil {
+		c.v.HeadHash = c.prev.Hash
 	}
-	return v, nil
+	return c.v, nil
+}
+
+// chainCheck is one VerifyAuditChain call in progress.
+type chainCheck struct {
+	u        tokka.User
+	v        tokka.AuditVerification
+	cp       checkpoint
+	prev     *tokka.AuditEvent // the last event found intact
+	after    int64             // the id the next chunk starts after
+	advanced int64             // the checkpoint as far as this call knows
+}
+
+// checkChunk takes a verification turn, moves the checkpoint over what the
+// previous chunk found intact, reads the next chunk and checks it. It
+// reports whether there may be more.
+func (d *DB) checkChunk(ctx context.Context, c *chainCheck) (bool, error) {
+	select {
+	case d.verifyTurns <- struct{}{}:
+	case <-ctx.Done():
+		return false, fmt.Errorf("postgres: audit verification: %w", ctx.Err())
+	}
+	defer func() { <-d.verifyTurns }()
+	evs := make([]tokka.AuditEvent, 0, verifyChunk) // a new one each time: c.prev may point into the last
+	err := d.asUser(ctx, c.u, func(tx *sqlx.Tx) error {
+		if c.prev != nil && c.prev.ID > c.advanced {
+			if _, err := tx.ExecContext(ctx, `SELECT tokka.advance_audit_checkpoint($1, $2)`,
+				c.prev.ID, []byte(c.prev.Hash)); err != nil {
+				return domainError(err, "audit checkpoint")
+			}
+			c.advanced = c.prev.ID
+		}
+		// Read in id order from the (user_id, id) index, stopping after the
+		// chunk. A user far heavier than the table's statistics suggest
+		// would otherwise get a bitmap scan of all their events, sorted, for
+		// every chunk.
+		if _, err := tx.ExecContext(ctx, `SELECT set_config('enable_bitmapscan', 'off', true)`); err != nil {
+			return domainError(err, "audit events")
+		}
+		return domainError(tx.SelectContext(ctx, &evs, `
+			SELECT `+auditColumns+` FROM tokka.audit_events
+			WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3`, c.u.ID, c.after, verifyChunk), "audit events")
+	})
+	if err != nil {
+		return false, err
+	}
+	for i := range evs {
+		ev := &evs[i]
+		c.v.Events++
+		c.v.Checked++
+		if c.v.FirstBrokenID != nil {
+			continue
+		}
+		switch prev := c.prev; {
+		case !bytes.Equal(ev.Hash, AuditEventHash(ev.PrevHash, *ev)):
+			markBroken(&c.v, ev.ID, chainContentMismatch)
+		case prev == nil && ev.PrevHash != nil, prev != nil && !bytes.Equal(ev.PrevHash, prev.Hash):
+			markBroken(&c.v, ev.ID, chainLinkBroken)
+		case prev != nil && ev.CreatedAt.Before(prev.CreatedAt):
+			markBroken(&c.v, ev.ID, chainTimeBackwards)
+		case ev.ID == c.cp.EventID && !bytes.Equal(ev.Hash, c.cp.Hash):
+			markBroken(&c.v, ev.ID, chainCheckpointGone)
+		default:
+			c.prev = ev
+		}
+	}
+	if len(evs) > 0 {
+		c.after = evs[len(evs)-1].ID
+	}
+	return len(evs) == verifyChunk, nil
 }

@@ -28,6 +28,10 @@ type DB struct {
 	// statementTimeout bounds every statement of an api transaction, in
 	// milliseconds as Postgres's statement_timeout reads it.
 	statementTimeout string
+	// verifyTurns caps how many audit-verification chunks are read and
+	// checked at once (a quarter of the pool, at least one): see
+	// VerifyAuditChain.
+	verifyTurns chan struct{}
 }
 
 // DefaultStatementTimeout bounds each statement of an api transaction
@@ -53,7 +57,7 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 		_ = d.Close()
 		return nil, fmt.Errorf("postgres: cannot reach database: %w", err)
 	}
-	db := &DB{db: d}
+	db := &DB{db: d, verifyTurns: make(chan struct{}, max(1, maxConns/4))}
 	db.SetStatementTimeout(DefaultStatementTimeout)
 	return db, nil
 }
