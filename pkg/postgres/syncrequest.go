@@ -20,7 +20,10 @@ const SyncChannel = "tokka_sync"
 const SyncRequestSpike = 20
 
 // flagSyncRequestSpike raises one alert per user and hour once the user's
-// sync requests in the last hour reach SyncRequestSpike.
+// sync requests in the last hour reach SyncRequestSpike. It is the one alert
+// the api raises, and the only kind its role may insert (a key_access alert
+// whose dedup key starts "sync-request-spike:", for its own user; migration
+// 00011).
 func flagSyncRequestSpike(ctx context.Context, tx *sqlx.Tx, userID string) error {
 	var n int
 	var hour string
