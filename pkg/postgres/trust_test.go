@@ -350,3 +350,42 @@ func TestAuditVerifyReportsTimeGoingBackwards(t *testing.T) {
 	require.Equal(t, last, *v.FirstBrokenID)
 	require.Contains(t, *v.Problem, "earlier than the event before it")
 }
+
+// TestStateFunctionsActOnlyForTheCaller: the two functions that change
+// connection state, called straight in SQL, touch only the caller's own
+// connections, refuse a caller without claims, and are not the syncer's to
+// call.
+func TestStateFunctionsActOnlyForTheCaller(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	alice, bob := newUser(), newUser()
+	theirs := b.addConnection(t, bob)
+	var before string
+	row := `SELECT status || key_hint || sealed_key || coalesce(sync_requested_at::text, '-') FROM tokka.connections WHERE id = $1`
+	require.NoError(t, b.sql.Get(&before, row, theirs))
+
+	require.NoError(t, b.inRole(t, "authenticated", alice, func(tx *sqlx.Tx) error {
+		var found bool
+		require.NoError(t, tx.Get(&found, `SELECT tokka.replace_connection_key($1, 'mine now', 'h', 'v2:0bad')`, theirs))
+		require.False(t, found)
+		var outcome string
+		require.NoError(t, tx.Get(&outcome, `SELECT outcome FROM tokka.request_sync($1, 60)`, theirs))
+		require.Equal(t, "not_found", outcome)
+		return nil
+	}))
+	var after string
+	require.NoError(t, b.sql.Get(&after, row, theirs))
+	require.Equal(t, before, after)
+
+	for _, call := range []string{
+		`SELECT tokka.replace_connection_key($1, NULL, 'h', 'v2:01')`,
+		`SELECT * FROM tokka.request_sync($1, 60)`,
+	} {
+		require.True(t, denied(b.as(t, "tokka_syncer", bob, call, theirs)), call)
+		require.True(t, denied(b.as(t, "authenticated", tokka.User{Claims: []byte(`{}`)}, call, theirs)), "no user: %s", call)
+	}
+	// The cool-down is the database's to keep: not shorter than a second.
+	var pqErr *pq.Error
+	require.ErrorAs(t, b.as(t, "authenticated", bob, `SELECT * FROM tokka.request_sync($1, 0)`, theirs), &pqErr)
+	require.Equal(t, pq.ErrorCode("22023"), pqErr.Code)
+}
