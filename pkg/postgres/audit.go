@@ -97,7 +97,7 @@ func markBroken(v *tokka.AuditVerification, id int64, problem string) {
 // verifyChunk is how many events one statement of VerifyAuditChain reads.
 const verifyChunk = 5000
 
-// checkpoint is where a user's last verification ended (migration 00012).
+// checkpoint is where a user's last verification ended (migration 00011).
 type checkpoint struct {
 	EventID int64  `db:"event_id"`
 	Hash    []byte `db:"hash"`
