@@ -67,8 +67,9 @@ func TestSpecInventoryMatchesRouter(t *testing.T) {
 // operationId, summary and tag; path parameters declared; bearer auth on
 // /v1 (with its 401 and 403) and none elsewhere; every error a problem+json
 // document carrying X-Request-Id; a 500 everywhere; every 503 with
-// Retry-After; and, for /v1 mutations, the rate-limit headers on success
-// and a 429 with Retry-After.
+// Retry-After; for /v1 mutations, the rate-limit headers on success and a
+// 429 with Retry-After; and for /v1 POSTs the Idempotency-Key header with
+// its 409 and 422.
 // Operations with a body declare 400 and 413.
 func TestSpecDescribesEveryResponseKind(t *testing.T) {
 	t.Parallel()
@@ -98,6 +99,7 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 				require.Empty(t, *op.Security, "%s needs no token", name)
 			}
 			require.NotNil(t, op.Responses.Status(500), "%s: 500", name)
+			require.NotNil(t, op.Responses.Status(400), "%s: 400 (every route refuses unknown query parameters)", name)
 			ok := false
 			for code, ref := range op.Responses.Map() {
 				resp := ref.Value
@@ -125,6 +127,11 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 					require.Contains(t, tooMany.Value.Headers, h, "%s 429", name)
 				}
 				require.NotNil(t, op.Responses.Status(503), "%s: 503 (rate limiter unavailable)", name)
+				if method == http.MethodPost {
+					require.NotNil(t, params.GetByInAndName("header", "Idempotency-Key"), "%s: Idempotency-Key", name)
+					require.NotNil(t, op.Responses.Status(409), "%s: 409 (Idempotency-Key in use)", name)
+					require.NotNil(t, op.Responses.Status(422), "%s: 422 (Idempotency-Key reused)", name)
+				}
 				for code, ref := range op.Responses.Map() {
 					if code[0] == '2' {
 						for _, h := range []string{"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} {
@@ -135,4 +142,50 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestQueryParametersMatchTheSpec fails when the query parameters a route
+// accepts (httpapi.QueryParameters, the list the api enforces) differ from
+// those openapi.yaml declares for it, by name or by being a list: a list is
+// declared as an array with style form and explode false.
+func TestQueryParametersMatchTheSpec(t *testing.T) {
+	t.Parallel()
+	want := map[string][]string{}
+	for route, params := range httpapi.QueryParameters() {
+		method, path, _ := strings.Cut(route, " ")
+		key := method + " " + echoParam.ReplaceAllString(path, "{$1}")
+		for _, p := range params {
+			kind := "single"
+			if p.List {
+				kind = "list"
+			}
+			want[key] = append(want[key], p.Name+":"+kind)
+		}
+		sort.Strings(want[key])
+	}
+	got := map[string][]string{}
+	for path, item := range loadSpec(t).Paths.Map() {
+		for method, op := range item.Operations() {
+			for _, ref := range append(slices.Clone(item.Parameters), op.Parameters...) {
+				p := ref.Value
+				if p.In != "query" {
+					continue
+				}
+				kind := "single"
+				if p.Schema.Value.Type.Is("array") {
+					require.Equal(t, "form", p.Style, "%s %s %s", method, path, p.Name)
+					require.NotNil(t, p.Explode, "%s %s %s", method, path, p.Name)
+					require.False(t, *p.Explode, "%s %s %s", method, path, p.Name)
+					kind = "list"
+				}
+				key := method + " " + path
+				got[key] = append(got[key], p.Name+":"+kind)
+			}
+		}
+	}
+	for k := range got {
+		sort.Strings(got[k])
+	}
+	require.NotEmpty(t, want)
+	require.Equal(t, want, got)
 }

@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -35,10 +34,12 @@ type k8sPod struct {
 		Labels map[string]string `yaml:"labels"`
 	} `yaml:"metadata"`
 	Spec struct {
-		Containers []struct {
+		TerminationGracePeriodSeconds *int `yaml:"terminationGracePeriodSeconds"`
+		Containers                    []struct {
 			Args []string `yaml:"args"`
 			Env  []struct {
-				Name string `yaml:"name"`
+				Name  string `yaml:"name"`
+				Value string `yaml:"value"`
 			} `yaml:"env"`
 			EnvFrom []struct {
 				SecretRef struct {
@@ -48,40 +49,60 @@ type k8sPod struct {
 					Name string `yaml:"name"`
 				} `yaml:"configMapRef"`
 			} `yaml:"envFrom"`
-			ReadinessProbe map[string]any `yaml:"readinessProbe"`
-			LivenessProbe  map[string]any `yaml:"livenessProbe"`
+			Ports []struct {
+				Name          string `yaml:"name"`
+				ContainerPort scalar `yaml:"containerPort"`
+			} `yaml:"ports"`
+			ReadinessProbe probe `yaml:"readinessProbe"`
+			LivenessProbe  probe `yaml:"livenessProbe"`
+			Lifecycle      struct {
+				PreStop struct {
+					Sleep *struct {
+						Seconds int `yaml:"seconds"`
+					} `yaml:"sleep"`
+				} `yaml:"preStop"`
+			} `yaml:"lifecycle"`
 		} `yaml:"containers"`
 	} `yaml:"spec"`
 }
 
-func readObjects(t *testing.T) []k8sObject {
-	t.Helper()
-	files, err := filepath.Glob("k8s/*.yaml")
-	require.NoError(t, err)
-	var out []k8sObject
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		require.NoError(t, err)
-		for _, part := range strings.Split(string(raw), "\n---\n") {
-			var o k8sObject
-			require.NoError(t, yaml.Unmarshal([]byte(part), &o), f)
-			out = append(out, o)
-		}
-	}
-	return out
+// probe is an HTTP probe; Path is empty when there is none.
+type probe struct {
+	HTTPGet struct {
+		Path string `yaml:"path"`
+		Port scalar `yaml:"port"` // a number or a port's name
+	} `yaml:"httpGet"`
 }
+
+// scalar is a YAML scalar kept as written (a port is a number or a name).
+type scalar string
+
+// UnmarshalYAML keeps the scalar's text, whatever its YAML type.
+func (s *scalar) UnmarshalYAML(n *yaml.Node) error {
+	*s = scalar(n.Value)
+	return nil
+}
+
+func (s scalar) String() string { return string(s) }
 
 // TestKubernetesWorkloadsGetWhatTheirBinaryRequires checks each workload's
 // environment (its own env, Secrets and ConfigMaps) against what the binary
 // refuses to start without, so a manifest cannot crash-loop on a missing
-// variable: the api needs DATABASE_URL, ENCRYPTION_PUBLIC_KEY and a way to
+// variable: the api needs DATABASE_URL, ENCRYPTION_PUBLIC_KEY,
+// KEY_FINGERPRINT_SECRET (and the syncer must not get it) and a way to
 // verify tokens (with SUPABASE_URL also SUPABASE_ANON_KEY), the syncer
 // DATABASE_URL and ENCRYPTION_KEY, the migration DATABASE_URL. It also wants
 // the kinds the issue lists: the api Deployment with probes and a Service, a
-// migration Job, and both syncer flavours.
+// migration Job, and one syncer flavour, in each overlay.
 func TestKubernetesWorkloadsGetWhatTheirBinaryRequires(t *testing.T) {
 	t.Parallel()
-	objs := readObjects(t)
+	for _, ov := range overlays {
+		docs, _ := render(t, ov)
+		checkWorkloads(t, ov, decodeAll[k8sObject](t, docs))
+	}
+}
+
+func checkWorkloads(t *testing.T, overlay string, objs []k8sObject) {
 	vars := map[string]map[string]bool{} // "Secret/name" or "ConfigMap/name" → variables
 	kinds := map[string]int{}
 	for _, o := range objs {
@@ -97,8 +118,8 @@ func TestKubernetesWorkloadsGetWhatTheirBinaryRequires(t *testing.T) {
 			vars[o.Kind+"/"+o.Metadata.Name] = set
 		}
 	}
-	for _, k := range []string{"Namespace", "Secret", "ConfigMap", "Job", "Deployment", "Service", "CronJob", "NetworkPolicy"} {
-		require.Positive(t, kinds[k], "a %s", k)
+	for _, k := range []string{"Namespace", "Secret", "ConfigMap", "Job", "Deployment", "Service", "NetworkPolicy"} {
+		require.Positive(t, kinds[k], "%s: a %s", overlay, k)
 	}
 	checked := map[string]int{}
 	for _, o := range objs {
@@ -130,16 +151,17 @@ func TestKubernetesWorkloadsGetWhatTheirBinaryRequires(t *testing.T) {
 			need := []string{"DATABASE_URL"}
 			switch component {
 			case "api":
-				need = append(need, "ENCRYPTION_PUBLIC_KEY")
+				need = append(need, "ENCRYPTION_PUBLIC_KEY", "KEY_FINGERPRINT_SECRET")
 				require.True(t, env["SUPABASE_JWT_SECRET"] || env["SUPABASE_URL"] || env["SUPABASE_AUTH_URL"] || env["SUPABASE_JWKS_URL"],
 					"%s: the api needs a way to verify tokens", o.Metadata.Name)
 				if env["SUPABASE_URL"] {
 					need = append(need, "SUPABASE_ANON_KEY")
 				}
-				require.NotNil(t, c.ReadinessProbe, "%s: readiness probe", o.Metadata.Name)
-				require.NotNil(t, c.LivenessProbe, "%s: liveness probe", o.Metadata.Name)
+				require.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path, "%s: readiness probe", o.Metadata.Name)
+				require.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path, "%s: liveness probe", o.Metadata.Name)
 			case "syncer":
 				need = append(need, "ENCRYPTION_KEY")
+				require.False(t, env["KEY_FINGERPRINT_SECRET"], "%s: the fingerprint secret is the api's alone", o.Metadata.Name)
 				require.Len(t, c.Args, 1)
 				require.Contains(t, []string{"run", "once"}, c.Args[0])
 			case "migrate":
@@ -151,7 +173,7 @@ func TestKubernetesWorkloadsGetWhatTheirBinaryRequires(t *testing.T) {
 			checked[component]++
 		}
 	}
-	require.Equal(t, map[string]int{"api": 1, "syncer": 2, "migrate": 1}, checked)
+	require.Equal(t, map[string]int{"api": 1, "syncer": 1, "migrate": 1}, checked, overlay)
 }
 
 // TestComposeAuthServerIsConfiguredLikeTheReference checks the settings the
@@ -159,7 +181,8 @@ func TestKubernetesWorkloadsGetWhatTheirBinaryRequires(t *testing.T) {
 // supabase-auth reference §4): without GOTRUE_JWT_AUD and
 // GOTRUE_JWT_DEFAULT_GROUP_NAME its tokens carry empty aud and role, which
 // the api rejects. The api must verify with the same secret the Auth server
-// signs with, and the syncer can reach its admin API for incident notices.
+// signs with, the api checks live sessions with it, and the incident command
+// can reach its admin API.
 func TestComposeAuthServerIsConfiguredLikeTheReference(t *testing.T) {
 	t.Parallel()
 	raw, err := os.ReadFile("../docker-compose.yml")
@@ -186,9 +209,64 @@ func TestComposeAuthServerIsConfiguredLikeTheReference(t *testing.T) {
 	require.Equal(t, "${SUPABASE_JWT_SECRET}", api.Environment["SUPABASE_JWT_SECRET"])
 	require.Contains(t, auth.Environment["GOTRUE_JWT_SECRET"], "${SUPABASE_JWT_SECRET")
 	require.Equal(t, auth.Environment["GOTRUE_JWT_ISSUER"], api.Environment["SUPABASE_JWT_ISSUER"])
-	require.Equal(t, "http://auth:9999", compose.Services["syncer"].Environment["SUPABASE_AUTH_URL"])
-	_, apiHasServiceKey := api.Environment["SUPABASE_SERVICE_ROLE_KEY"]
-	require.False(t, apiHasServiceKey, "the api never gets the service_role key")
+	require.Equal(t, "http://auth:9999", api.Environment["SUPABASE_AUTH_URL"],
+		"the api asks the Auth server whether a session is live before any mutation")
+	require.Equal(t, "http://auth:9999", compose.Services["incident"].Environment["SUPABASE_AUTH_URL"])
+}
+
+// TestComposeGivesTheServiceKeyToTheIncidentCommandOnly: the Auth server's
+// service_role key reads every user's address and more, and only `syncer
+// incident notify` needs it. It used to sit in the `syncer run` daemon's
+// environment (and so in every process it starts, its crash dumps, `docker
+// inspect`); now a separate service has it, one that `docker compose up`
+// never starts.
+func TestComposeGivesTheServiceKeyToTheIncidentCommandOnly(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../docker-compose.yml")
+	require.NoError(t, err)
+	var compose struct {
+		Services map[string]struct {
+			Build struct {
+				Args map[string]string `yaml:"args"`
+			} `yaml:"build"`
+			Profiles    []string          `yaml:"profiles"`
+			Entrypoint  any               `yaml:"entrypoint"`
+			Command     any               `yaml:"command"`
+			Environment map[string]string `yaml:"environment"`
+		} `yaml:"services"`
+	}
+	require.NoError(t, yaml.Unmarshal(raw, &compose))
+	for name, s := range compose.Services {
+		_, has := s.Environment["SUPABASE_SERVICE_ROLE_KEY"]
+		require.Equal(t, name == "incident", has, "%s and SUPABASE_SERVICE_ROLE_KEY", name)
+	}
+	inc := compose.Services["incident"]
+	require.Equal(t, "syncer", inc.Build.Args["CMD"])
+	require.Equal(t, []any{"/app", "incident"}, inc.Entrypoint, "it runs `syncer incident` and nothing else")
+	require.NotEmpty(t, inc.Profiles, "`docker compose up` must not start it")
+	require.Contains(t, inc.Environment["DATABASE_URL"], "tokka_sync:", "the syncer's login role")
+	require.Equal(t, []any{"run"}, compose.Services["syncer"].Command)
+}
+
+// TestComposeRunsOnDockerCompose129: Debian's docker-compose 1.29 refused
+// the file's top-level `name:` (a later Compose addition). Top-level keys
+// are limited to what 1.29 knows.
+func TestComposeRunsOnDockerCompose129(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../docker-compose.yml")
+	require.NoError(t, err)
+	var top map[string]any
+	require.NoError(t, yaml.Unmarshal(raw, &top))
+	for k := range top {
+		if strings.HasPrefix(k, "x-") {
+			continue
+		}
+		require.Contains(t, []string{"version", "services", "volumes", "networks", "configs", "secrets"}, k,
+			"docker-compose 1.29 does not know the top-level key %q", k)
+	}
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	require.True(t, strings.Contains(string(readme), "docker-compose 1.29"), "the README states the minimum Compose version")
 }
 
 // TestImageBuildIsStaticAndLeavesSecretsOut checks the Dockerfile builds

@@ -6,10 +6,7 @@ package deploy
 import (
 	"bufio"
 	"bytes"
-	"errors"
-	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -71,36 +68,17 @@ type podTemplate struct {
 	} `yaml:"spec"`
 }
 
-func readDocs(t *testing.T, path string) []doc {
-	t.Helper()
-	f, err := os.Open(path)
-	require.NoError(t, err)
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	var docs []doc
-	for {
-		var d doc
-		err := dec.Decode(&d)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		require.NoError(t, err, path)
-		docs = append(docs, d)
-	}
-	return docs
-}
-
 var secretVars = []string{"ENCRYPTION_KEY", "ENCRYPTION_KEYS_RETIRED"}
 
 func TestKubernetesManifestsKeepTheSecretWithTheSyncer(t *testing.T) {
 	t.Parallel()
-	files, err := filepath.Glob("k8s/*.yaml")
-	require.NoError(t, err)
-	require.NotEmpty(t, files)
-	var docs []doc
-	for _, f := range files {
-		docs = append(docs, readDocs(t, f)...)
+	for _, ov := range overlays {
+		rendered, _ := render(t, ov)
+		checkSecretSplit(t, ov, decodeAll[doc](t, rendered))
 	}
+}
+
+func checkSecretSplit(t *testing.T, overlay string, docs []doc) {
 	// Which Secrets carry the syncer's key.
 	keySecrets := map[string]bool{}
 	for _, d := range docs {
@@ -159,8 +137,8 @@ func TestKubernetesManifestsKeepTheSecretWithTheSyncer(t *testing.T) {
 			require.False(t, usesKey, "%s (%s) must not be able to read ENCRYPTION_KEY", d.Metadata.Name, component)
 		}
 	}
-	require.GreaterOrEqual(t, workloads, 4)
-	require.Equal(t, 2, syncers, "a CronJob and a Deployment flavour")
+	require.GreaterOrEqual(t, workloads, 3, overlay)
+	require.Equal(t, 1, syncers, "%s: one syncer flavour", overlay)
 }
 
 func TestComposeGivesTheKeyToTheSyncerOnly(t *testing.T) {
@@ -175,7 +153,7 @@ func TestComposeGivesTheKeyToTheSyncerOnly(t *testing.T) {
 		} `yaml:"services"`
 	}
 	require.NoError(t, yaml.Unmarshal(raw, &compose))
-	for _, want := range []string{"db", "auth", "migrate", "api", "syncer", "fakeprovider"} {
+	for _, want := range []string{"db", "auth", "migrate", "api", "syncer", "fakeprovider", "incident"} {
 		require.Contains(t, compose.Services, want)
 	}
 	for name, s := range compose.Services {
@@ -190,6 +168,11 @@ func TestComposeGivesTheKeyToTheSyncerOnly(t *testing.T) {
 		require.NotContains(t, []string{"root", "0", "0:0"}, s.User, name)
 	}
 	require.Contains(t, compose.Services["api"].Environment, "ENCRYPTION_PUBLIC_KEY")
+	// The fingerprint secret is the api's alone, the mirror of ENCRYPTION_KEY.
+	for name, s := range compose.Services {
+		_, has := s.Environment["KEY_FINGERPRINT_SECRET"]
+		require.Equal(t, name == "api", has, "%s and KEY_FINGERPRINT_SECRET", name)
+	}
 }
 
 func TestImagesRunAsNonRoot(t *testing.T) {

@@ -99,7 +99,7 @@ func TestBrowserCallsTheAPIFromAnotherOrigin(t *testing.T) {
 	apiAddr := freeAddr(t)
 	api := start(t, append(s.base, "DATABASE_URL="+withUser(s.dbURL, "tokka_api"), "API_ADDR="+apiAddr,
 		"ENCRYPTION_PUBLIC_KEY="+s.publicKey(t, s.encryptionKey), "SUPABASE_JWT_SECRET="+string(s.jwtSecret),
-		"CORS_ALLOWED_ORIGINS="+allowed, "RATE_LIMIT_MUTATIONS_PER_MINUTE="+strconv.Itoa(budget)), s.bin+"/api")
+		"KEY_FINGERPRINT_SECRET="+s.fingerprintSecret, "CORS_ALLOWED_ORIGINS="+allowed, "RATE_LIMIT_MUTATIONS_PER_MINUTE="+strconv.Itoa(budget)), s.bin+"/api")
 	apiURL := "http://" + apiAddr
 	waitHTTP(t, apiURL+"/readyz")
 

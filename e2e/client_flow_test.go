@@ -47,7 +47,9 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	// Add a connection.
 	key := "sk-admin-e2eCLIENT" + randomHex(8)
 	label := "Production org"
-	created, err := c.CreateConnectionWithResponse(ctx, client.NewConnection{Provider: client.ProviderOpenai, Label: &label, ApiKey: &key})
+	newConn := client.NewConnection{Provider: client.ProviderOpenai, Label: &label, ApiKey: &key}
+	idem := client.CreateConnectionParams{IdempotencyKey: new("client-flow-" + randomHex(8))}
+	created, err := c.CreateConnectionWithResponse(ctx, &idem, newConn)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusCreated, created.StatusCode(), string(created.Body))
 	conn := created.JSON201
@@ -55,6 +57,17 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	require.Equal(t, "sk-admin-…"+key[len(key)-4:], conn.KeyHint)
 	require.NotNil(t, created.Headers201.RateLimitRemaining)
 	require.NotContains(t, string(created.Body), key)
+	// A retry with the Idempotency-Key is the same connection; without it,
+	// the key is refused as already connected, naming the connection.
+	retried, err := c.CreateConnectionWithResponse(ctx, &idem, newConn)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, retried.StatusCode(), string(retried.Body))
+	require.Equal(t, conn.Id, retried.JSON201.Id)
+	require.Equal(t, "true", *retried.Headers201.IdempotentReplayed)
+	twice, err := c.CreateConnectionWithResponse(ctx, nil, newConn)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusConflict, twice.StatusCode(), string(twice.Body))
+	require.Equal(t, conn.Id, *twice.ApplicationproblemJSON409.ConnectionId)
 
 	// Wait for the first sync, then ask for another one now.
 	deadline := time.Now().Add(60 * time.Second)
@@ -67,11 +80,11 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "not active after 60s: %+v", got.JSON200)
 		time.Sleep(200 * time.Millisecond)
 	}
-	sync, err := c.RequestSyncWithResponse(ctx, conn.Id)
+	sync, err := c.RequestSyncWithResponse(ctx, conn.Id, nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusAccepted, sync.StatusCode(), string(sync.Body))
 	require.Equal(t, conn.Id, sync.JSON202.Id)
-	again, err := c.RequestSyncWithResponse(ctx, conn.Id)
+	again, err := c.RequestSyncWithResponse(ctx, conn.Id, nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusTooManyRequests, again.StatusCode())
 	require.NotNil(t, again.Headers429.RetryAfter)
@@ -86,7 +99,7 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	// as the month summary.
 	to := types.Date{Time: time.Now().UTC()}
 	from := types.Date{Time: to.AddDate(0, 0, -29)}
-	groupBy := "day,model"
+	groupBy := client.GroupBy{"day", "model"} // an array: sent as group_by=day,model (style form, explode false)
 	usage, err := c.GetUsageWithResponse(ctx, &client.GetUsageParams{From: &from, To: &to, GroupBy: &groupBy})
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, usage.StatusCode(), string(usage.Body))
@@ -113,7 +126,7 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	// Budgets: create (tiny, so every threshold is crossed by the next
 	// sync), list, read, change, delete.
 	name := "All AI spend"
-	budget, err := c.CreateBudgetWithResponse(ctx, client.NewBudget{Name: &name, AmountUsd: "0.01",
+	budget, err := c.CreateBudgetWithResponse(ctx, nil, client.NewBudget{Name: &name, AmountUsd: "0.01",
 		Thresholds: &client.BudgetPercents{50, 100}})
 	require.NoError(t, err)
 	require.Equal(t, http.StatusCreated, budget.StatusCode(), string(budget.Body))
@@ -138,11 +151,11 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, alerts.StatusCode())
 	for _, a := range alerts.JSON200.Alerts {
-		ack, err := c.AcknowledgeAlertWithResponse(ctx, a.Id)
+		ack, err := c.AcknowledgeAlertWithResponse(ctx, a.Id, nil)
 		require.NoError(t, err)
 		require.NotNil(t, ack.JSON200.AcknowledgedAt)
 	}
-	missing, err := c.AcknowledgeAlertWithResponse(ctx, 1<<40)
+	missing, err := c.AcknowledgeAlertWithResponse(ctx, 1<<40, nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusNotFound, missing.StatusCode())
 	require.Equal(t, "Not Found", missing.ApplicationproblemJSON404.Title)

@@ -51,7 +51,7 @@ func binaries(t *testing.T) string {
 		}
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Dir(filepath.Dir(file))
-		cmd := exec.Command("go", "build", "-race", "-o", binDir+"/", "./cmd/api", "./cmd/syncer", "./cmd/fakeprovider")
+		cmd := exec.Command("go", "build", "-race", "-o", binDir+"/", "./cmd/api", "./cmd/syncer", "./cmd/fakeprovider", "./cmd/devtoken")
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -154,6 +154,7 @@ type stack struct {
 	client            *http.Client
 	jwtSecret         []byte
 	encryptionKey     string
+	fingerprintSecret string // the api's KEY_FINGERPRINT_SECRET
 	dbURL             string
 
 	bin      string   // the built binaries
@@ -201,7 +202,8 @@ func startStackWith(t *testing.T, opts stackOptions) *stack {
 	if opts.encryptionKey == "" {
 		opts.encryptionKey = randomHex(32)
 	}
-	s := &stack{jwtSecret: []byte(randomHex(32)), encryptionKey: opts.encryptionKey, dbURL: dbURL, client: spectest.Client(t)}
+	s := &stack{jwtSecret: []byte(randomHex(32)), encryptionKey: opts.encryptionKey, fingerprintSecret: randomHex(32),
+		dbURL: dbURL, client: spectest.Client(t)}
 	base := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "LOG_LEVEL=debug"}
 	s.bin, s.base = bin, slices.Clip(base) // appends to it never share an array
 	if opts.metrics {
@@ -241,8 +243,10 @@ func (s *stack) publicKey(t *testing.T, key string) string {
 // sealing to publicKey, and waits until it is ready.
 func (s *stack) startAPI(t *testing.T, publicKey string) {
 	t.Helper()
+	// No readiness delay on shutdown: no load balancer needs to notice.
 	env := append(s.base, "DATABASE_URL="+withUser(s.dbURL, "tokka_api"), "API_ADDR="+s.apiAddr,
-		"ENCRYPTION_PUBLIC_KEY="+publicKey, "SUPABASE_JWT_SECRET="+string(s.jwtSecret))
+		"ENCRYPTION_PUBLIC_KEY="+publicKey, "SUPABASE_JWT_SECRET="+string(s.jwtSecret),
+		"KEY_FINGERPRINT_SECRET="+s.fingerprintSecret, "SHUTDOWN_READINESS_DELAY=0")
 	if s.apiMetrics != "" {
 		env = append(env, "METRICS_ADDR="+s.apiMetrics)
 	}

@@ -1,82 +1,22 @@
 package e2e
 
 import (
-	"encoding/json"
 	"io"
 	"mime/quotedprintable"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokka-dev/tokka/pkg/authtest"
 	"github.com/tokka-dev/tokka/pkg/notify/notifytest"
 )
-
-// fakeAuthAdmin answers GET /admin/users/{id} like GoTrue's admin API: the
-// user object for a known id when the bearer token is the service-role key,
-// 404 user_not_found for an unknown id, 401 without the key. It records
-// which ids were asked for.
-type fakeAuthAdmin struct {
-	srv        *httptest.Server
-	serviceKey string
-	mu         sync.Mutex
-	emails     map[string]string // user id → address
-	asked      []string
-}
-
-func newFakeAuthAdmin(t *testing.T, serviceKey string, emails map[string]string) *fakeAuthAdmin {
-	f := &fakeAuthAdmin{serviceKey: serviceKey, emails: emails}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fakeAuthAdmin) serve(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	id, ok := strings.CutPrefix(r.URL.Path, "/admin/users/")
-	if r.Method != http.MethodGet || !ok {
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = w.Write([]byte(`{"code":404,"error_code":"not_found","msg":"Not found"}`))
-		return
-	}
-	if r.Header.Get("Authorization") != "Bearer "+f.serviceKey || r.Header.Get("apikey") == "" {
-		w.WriteHeader(http.StatusUnauthorized)
-		_, _ = w.Write([]byte(`{"code":401,"error_code":"no_authorization","msg":"This endpoint requires a valid Bearer token"}`))
-		return
-	}
-	f.mu.Lock()
-	f.asked = append(f.asked, id)
-	email, known := f.emails[id]
-	f.mu.Unlock()
-	if !known {
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = w.Write([]byte(`{"code":404,"error_code":"user_not_found","msg":"User not found"}`))
-		return
-	}
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"id": id, "aud": "authenticated", "role": "authenticated", "email": email,
-		"email_confirmed_at": "2026-11-01T10:00:00Z", "phone": "", "confirmed_at": "2026-11-01T10:00:00Z",
-		"last_sign_in_at": "2026-11-26T08:00:00Z",
-		"app_metadata":    map[string]any{"provider": "email", "providers": []string{"email"}},
-		"user_metadata":   map[string]any{"email_verified": true},
-		"identities":      []any{}, "created_at": "2026-11-01T10:00:00Z", "updated_at": "2026-11-26T08:00:00Z",
-		"is_anonymous": false,
-	})
-}
-
-func (f *fakeAuthAdmin) askedFor() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.asked)
-}
 
 // incident runs `syncer incident args…` with env added to the syncer's
 // database URL, returning its combined output and exit status.
@@ -161,14 +101,22 @@ func TestIncidentResponse(t *testing.T) {
 	require.Regexp(t, `(?m)^`+frank.id+` .* replaced after the window$`, out)
 	require.Regexp(t, `(?m)^`+bob.id+` .* deleted `, out)
 
-	serviceKey := "service-role-" + randomHex(16)
+	// The Auth server answers its admin API like GoTrue (which refuses a
+	// service token naming a user), and the service key is minted the way
+	// the runbook says for a self-hosted one: `devtoken -role service_role`.
+	authServer := authtest.NewAuthServer(s.jwtSecret)
 	emails := map[string]string{}
 	for _, u := range []user{alice, bob, carol, dave, erin, frank} {
 		emails[u.id] = u.id[:8] + "@example.com"
+		authServer.AddUser(u.id, emails[u.id])
 	}
-	authAdmin := newFakeAuthAdmin(t, serviceKey, emails)
+	authSrv := httptest.NewServer(authServer)
+	t.Cleanup(authSrv.Close)
+	minted, err := runWithEnv(append(s.base, "SUPABASE_JWT_SECRET="+string(s.jwtSecret)), s.bin+"/devtoken", "-role", "service_role")
+	require.NoError(t, err, string(minted))
+	serviceKey := strings.TrimSpace(string(minted))
 	mailbox := notifytest.NewSMTPServer(t)
-	notifyEnv := []string{"SUPABASE_AUTH_URL=" + authAdmin.srv.URL, "SUPABASE_SERVICE_ROLE_KEY=" + serviceKey,
+	notifyEnv := []string{"SUPABASE_AUTH_URL=" + authSrv.URL, "SUPABASE_SERVICE_ROLE_KEY=" + serviceKey,
 		"SMTP_URL=" + mailbox.URL("", ""), "SMTP_FROM=security@tokka.test"}
 
 	// The email says Tokka stopped using the keys, so notify refuses until
@@ -243,7 +191,7 @@ func TestIncidentResponse(t *testing.T) {
 	}
 	before := map[string]int{aliceOpenAI: decryptions(aliceOpenAI), aliceAnthropic: decryptions(aliceAnthropic),
 		erinConn: decryptions(erinConn), frankConn: decryptions(frankConn)}
-	_, err := owner.Exec(`UPDATE tokka.connections SET next_sync_at = now() - interval '1 hour'`)
+	_, err = owner.Exec(`UPDATE tokka.connections SET next_sync_at = now() - interval '1 hour'`)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return decryptions(frankConn) > before[frankConn] }, 30*time.Second, 100*time.Millisecond)
 	time.Sleep(1500 * time.Millisecond) // three more polls
@@ -269,7 +217,7 @@ func TestIncidentResponse(t *testing.T) {
 	require.NotContains(t, out, serviceKey)
 	require.NotContains(t, out, carol.id)
 	require.NotContains(t, out, dave.id)
-	require.ElementsMatch(t, []string{alice.id, bob.id, erin.id, frank.id}, authAdmin.askedFor(), "only affected users are looked up")
+	require.ElementsMatch(t, []string{alice.id, bob.id, erin.id, frank.id}, authServer.AdminLookups(), "only affected users are looked up")
 	require.Empty(t, mailbox.Messages())
 	var notified int
 	require.NoError(t, owner.Get(&notified, `SELECT count(*) FROM tokka.audit_events WHERE action = 'incident.notified'`))
@@ -284,6 +232,11 @@ func TestIncidentResponse(t *testing.T) {
 	require.NotContains(t, out, serviceKey)
 	msgs := mailbox.Messages()
 	require.Len(t, msgs, 4)
+	layout := "2006-01-02 15:04:05"
+	if from.Format(layout) == to.Format(layout) {
+		layout += ".000000"
+	}
+	period := from.Format(layout) + " to " + to.Format(layout)
 	var to4 []string
 	for _, m := range msgs {
 		require.Equal(t, "security@tokka.test", m.From)
@@ -296,6 +249,7 @@ func TestIncidentResponse(t *testing.T) {
 		require.Contains(t, body, "WHAT TOKKA IS DOING")
 		require.Contains(t, body, "Revoke each key listed above")
 		require.Contains(t, body, "Create a new Admin API key")
+		require.Contains(t, body, "The period concerned is "+period+" (UTC).", "the real window, never \"22:08 to 22:08\"")
 	}
 	require.ElementsMatch(t, []string{emails[alice.id], emails[bob.id], emails[erin.id], emails[frank.id]}, to4)
 	for _, m := range msgs {
@@ -341,6 +295,40 @@ func TestIncidentResponse(t *testing.T) {
 	require.Equal(t, http.StatusOK, s.call(t, alice, http.MethodPatch, "/v1/connections/"+aliceOpenAI,
 		map[string]string{"api_key": "sk-admin-incALICEnew" + randomHex(8)}, nil))
 	s.waitFor(t, alice, aliceOpenAI, "active")
+
+	// The quarantine turns out to have been a mistake: release undoes it
+	// for the keys still quarantined (alice's Anthropic one, erin's), which
+	// the running syncer then uses again; alice's new key had nothing to
+	// undo. A second run changes nothing.
+	out, code = s.incident(t, nil, "release", "--ref", "INC-E2E-1")
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "release INC-E2E-1: released 2, already released 0, no longer compromised 1, still quarantined by another incident 0, deleted 0")
+	s.waitFor(t, alice, aliceAnthropic, "active")
+	s.waitFor(t, erin, erinConn, "active")
+	out, code = s.incident(t, nil, "release", "--ref", "INC-E2E-1")
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "released 0, already released 2, no longer compromised 1")
+	var released struct {
+		Events []struct {
+			Action, Actor, Detail string
+			ConnectionID          string `json:"connection_id"`
+		}
+	}
+	require.Equal(t, http.StatusOK, s.call(t, alice, http.MethodGet, "/v1/audit-events?limit=200", nil, &released))
+	var releasedConns []string
+	for _, e := range released.Events {
+		if e.Action == "incident.released" {
+			require.True(t, strings.HasPrefix(e.Detail, "incident INC-E2E-1: quarantine released"), e.Detail)
+			require.True(t, strings.HasPrefix(e.Actor, "syncer:"), e.Actor)
+			releasedConns = append(releasedConns, e.ConnectionID)
+		}
+	}
+	require.Equal(t, []string{aliceAnthropic}, releasedConns)
+	require.Equal(t, http.StatusOK, s.call(t, alice, http.MethodGet, "/v1/audit-events/verify", nil, &verify))
+	require.True(t, verify.Intact)
+	out, code = s.incident(t, nil, "release", "--ref", "INC-NONE")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "quarantined no connection; check --ref")
 }
 
 // decodeQP returns a received message with its quoted-printable body

@@ -27,6 +27,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/seal"
+	"github.com/tokka-dev/tokka/pkg/secret"
 )
 
 // Config is everything the api reads from its environment.
@@ -69,6 +70,20 @@ type Config struct {
 	// AllowAnonymousUsers is ALLOW_ANONYMOUS_USERS: accept tokens of
 	// Supabase anonymous sign-ins (default false: 403).
 	AllowAnonymousUsers bool
+	// ShutdownReadinessDelay is how long the api keeps serving after SIGTERM
+	// with /readyz answering 503, so load balancers stop sending it requests
+	// before it stops listening (SHUTDOWN_READINESS_DELAY, default 5s).
+	ShutdownReadinessDelay time.Duration
+	// ShutdownGrace bounds the drain that follows: requests in flight may
+	// finish for this long, then their connections are closed
+	// (SHUTDOWN_GRACE, default 15s).
+	ShutdownGrace time.Duration
+	// delayOver, in tests, ends the readiness delay early.
+	delayOver <-chan struct{}
+	// Fingerprints is KEY_FINGERPRINT_SECRET: the key of the fingerprints by
+	// which a key pasted twice is recognised, and of idempotent requests'
+	// digests.
+	Fingerprints *secret.Fingerprinter
 }
 
 // loadConfig reads and validates the environment. Each problem is one line
@@ -153,6 +168,18 @@ func loadConfig(getenv func(string) string, needKeys bool) (Config, error) {
 	if err := loadAuthConfig(&c, getenv); err != nil {
 		return c, err
 	}
+	// Only the api holds this secret: stored fingerprints are useless
+	// without it. Changing it makes Tokka stop recognising keys pasted
+	// before (they can then be added twice, until their first sync finds
+	// the organisation), so it is generated once and kept.
+	fs := getenv("KEY_FINGERPRINT_SECRET")
+	if len(fs) < secret.MinFingerprintSecretLength {
+		return c, fmt.Errorf("KEY_FINGERPRINT_SECRET is required and must be at least %d bytes (generate it once with `openssl rand -hex 32` and keep it; only the api has it)",
+			secret.MinFingerprintSecretLength)
+	}
+	if c.Fingerprints, err = secret.NewFingerprinter([]byte(fs)); err != nil {
+		return c, fmt.Errorf("KEY_FINGERPRINT_SECRET: %w", err)
+	}
 	certFile, keyFile := getenv("TLS_CERT_FILE"), getenv("TLS_KEY_FILE")
 	if (certFile == "") != (keyFile == "") {
 		return c, errors.New("TLS_CERT_FILE and TLS_KEY_FILE must be set together")
@@ -204,6 +231,26 @@ func loadConfig(getenv func(string) string, needKeys bool) (Config, error) {
 		default:
 			return c, fmt.Errorf("%s: %q must be true or false", v.name, s)
 		}
+	}
+	c.ShutdownReadinessDelay, c.ShutdownGrace = 5*time.Second, 15*time.Second
+	for _, d := range []struct {
+		name    string
+		dst     *time.Duration
+		zeroOK  bool
+		example string
+	}{
+		{"SHUTDOWN_READINESS_DELAY", &c.ShutdownReadinessDelay, true, "5s, or 0 to stop listening at once"},
+		{"SHUTDOWN_GRACE", &c.ShutdownGrace, false, "15s"},
+	} {
+		v := getenv(d.name)
+		if v == "" {
+			continue
+		}
+		p, err := time.ParseDuration(v)
+		if err != nil || p < 0 || (p == 0 && !d.zeroOK) || p > time.Hour {
+			return c, fmt.Errorf("%s: %q is not a duration like %s (at most 1h)", d.name, v, d.example)
+		}
+		*d.dst = p
 	}
 	return c, nil
 }
@@ -350,6 +397,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready chan<- strin
 		RateLimits:          cfg.RateLimits,
 		SyncRequestInterval: cfg.SyncRequestInterval,
 		WebhookGuard:        &notify.Guard{AllowLoopback: cfg.AllowLoopbackWebhooks},
+		Fingerprints:        cfg.Fingerprints,
 	}
 	if cfg.AuthURL != "" {
 		sessions, err := auth.NewSessionChecker(auth.SessionConfig{AuthURL: cfg.AuthURL, AnonKey: cfg.AnonKey, Log: &authLog})
@@ -360,14 +408,26 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready chan<- strin
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(db.PoolCollector())
 	hcfg.Metrics = httpapi.NewMetrics(reg)
+	drain := &httpapi.Drain{}
+	hcfg.Drain = drain
 	e := httpapi.New(hcfg, db, cfg.PublicKey, verifier, log, openapi.Spec)
+	// While draining, each answer asks the client to close its connection,
+	// so kept-alive clients move to another replica after their next
+	// request instead of meeting a closed connection.
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if drain.Draining() {
+			w.Header().Set("Connection", "close")
+		}
+		e.ServeHTTP(w, r)
+	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("API_ADDR: %w", err)
 	}
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		TLSConfig: cfg.TLS, ErrorLog: stdlog.New(log.With().Str("component", "http").Logger(), "", 0)}
 	errc := make(chan error, 2)
@@ -403,14 +463,56 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready chan<- strin
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
+		_ = srv.Close()
+		if msrv != nil {
+			_ = msrv.Close()
+		}
 		if !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
+		return nil
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	return shutdown(cfg, log, drain, srv, msrv)
+}
+
+// shutdown stops the api without refusing anyone a load balancer still
+// routes here: /readyz turns to 503 first and everything is served as usual
+// for ShutdownReadinessDelay (time for load balancers, and for Kubernetes
+// endpoints after the preStop hook, to stop sending requests); then the
+// listeners close and requests in flight get ShutdownGrace to finish before
+// their connections are closed. It fails only when the grace ran out.
+func shutdown(cfg Config, log zerolog.Logger, drain *httpapi.Drain, srv, msrv *http.Server) error {
+	drain.Start()
+	log.Info().Dur("readiness_delay", cfg.ShutdownReadinessDelay).Dur("grace", cfg.ShutdownGrace).
+		Msg("shutting down: /readyz answers 503; still serving until the readiness delay is over")
+	delay := time.NewTimer(cfg.ShutdownReadinessDelay)
+	defer delay.Stop()
+	select {
+	case <-delay.C:
+	case <-cfg.delayOver:
+	}
+	log.Info().Msg("draining")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
-	if msrv != nil {
-		_ = msrv.Shutdown(sctx)
+	merr := make(chan error, 1)
+	go func() {
+		if msrv == nil {
+			merr <- nil
+			return
+		}
+		merr <- msrv.Shutdown(sctx)
+	}()
+	err := srv.Shutdown(sctx)
+	if merr := <-merr; err == nil {
+		err = merr
 	}
-	return srv.Shutdown(sctx)
+	if err != nil {
+		_ = srv.Close()
+		if msrv != nil {
+			_ = msrv.Close()
+		}
+		return fmt.Errorf("shutdown: requests still running after SHUTDOWN_GRACE (%s) were cut off: %w", cfg.ShutdownGrace, err)
+	}
+	log.Info().Msg("stopped")
+	return nil
 }

@@ -34,7 +34,10 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-const testSecret = "run-test-secret-run-test-secret-run-test-0123"
+const (
+	testSecret            = "run-test-secret-run-test-secret-run-test-0123"
+	testFingerprintSecret = "run-test-fingerprint-secret-0123456789abcdef"
+)
 
 // publicKey returns a fresh ENCRYPTION_PUBLIC_KEY value. It is generated
 // here rather than with package keyring, which the api must not link.
@@ -54,9 +57,10 @@ func envFrom(m map[string]string) func(string) string {
 
 func baseEnv(t *testing.T) map[string]string {
 	return map[string]string{
-		"DATABASE_URL":          "postgres://127.0.0.1:1/never-reached",
-		"ENCRYPTION_PUBLIC_KEY": publicKey(t),
-		"SUPABASE_JWT_SECRET":   testSecret,
+		"DATABASE_URL":           "postgres://127.0.0.1:1/never-reached",
+		"ENCRYPTION_PUBLIC_KEY":  publicKey(t),
+		"SUPABASE_JWT_SECRET":    testSecret,
+		"KEY_FINGERPRINT_SECRET": testFingerprintSecret,
 	}
 }
 
@@ -108,6 +112,11 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 		{"timeout too short", map[string]string{"DATABASE_STATEMENT_TIMEOUT": "10ms"}, "DATABASE_STATEMENT_TIMEOUT:"},
 		{"timeout off", map[string]string{"DATABASE_STATEMENT_TIMEOUT": "0s"}, "DATABASE_STATEMENT_TIMEOUT:"},
 		{"sync interval too long", map[string]string{"SYNC_REQUEST_INTERVAL": "9000h"}, "SYNC_REQUEST_INTERVAL:"},
+		{"bad readiness delay", map[string]string{"SHUTDOWN_READINESS_DELAY": "soon"}, "SHUTDOWN_READINESS_DELAY:"},
+		{"negative readiness delay", map[string]string{"SHUTDOWN_READINESS_DELAY": "-1s"}, "SHUTDOWN_READINESS_DELAY:"},
+		{"no grace", map[string]string{"SHUTDOWN_GRACE": "0"}, "SHUTDOWN_GRACE:"},
+		{"no fingerprint secret", map[string]string{"KEY_FINGERPRINT_SECRET": ""}, "KEY_FINGERPRINT_SECRET is required and must be at least 32 bytes"},
+		{"short fingerprint secret", map[string]string{"KEY_FINGERPRINT_SECRET": "0123456789abcdef0123456789abcde"}, "KEY_FINGERPRINT_SECRET is required and must be at least 32 bytes"},
 	}
 	for _, tc := range cases {
 		env := baseEnv(t)
@@ -122,6 +131,7 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 		require.Contains(t, err.Error(), tc.want, tc.name)
 		require.NotContains(t, err.Error(), "\n", tc.name+": one line")
 		require.NotContains(t, err.Error(), testSecret, tc.name)
+		require.NotContains(t, err.Error(), "0123456789abcdef0123456789abcde", tc.name)
 		require.Empty(t, out.String(), tc.name+": nothing started")
 	}
 }
@@ -199,6 +209,7 @@ func TestServeWiresSecurity(t *testing.T) {
 		"DATABASE_URL": pgtest.URL(t), "API_ADDR": "127.0.0.1:0",
 		"SUPABASE_URL": gateway.URL, "SUPABASE_ANON_KEY": "anon-key", "SUPABASE_JWT_ISSUER": gateway.URL + "/auth/v1",
 		"TLS_CERT_FILE": certFile, "TLS_KEY_FILE": keyFile, "METRICS_ADDR": metricsAddr,
+		"SHUTDOWN_READINESS_DELAY": "0",
 	} {
 		env[k] = v
 	}
@@ -257,6 +268,9 @@ func TestServeWiresSecurity(t *testing.T) {
 	status, metrics := get(http.DefaultClient, "http://"+metricsAddr+"/metrics", "", nil)
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, metrics, "tokka_http_request_duration_seconds")
+	for _, pool := range []string{"go_sql_in_use_connections", "go_sql_idle_connections", "go_sql_wait_count_total", "go_sql_max_open_connections"} {
+		require.Contains(t, metrics, pool+`{db_name="tokka"}`, "pool saturation")
+	}
 
 	// An ES256 token from the project's JWKS reads; an HS256 one with the
 	// legacy secret too.
@@ -283,6 +297,7 @@ func TestServeWiresSecurity(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, status, body)
 	require.NotContains(t, logs.String(), strings.Split(hsTok, ".")[2], "tokens must never be logged")
 	require.NotContains(t, logs.String(), testSecret)
+	require.NotContains(t, logs.String(), testFingerprintSecret)
 }
 
 func freeAddr(t *testing.T) string {

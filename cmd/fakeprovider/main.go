@@ -12,6 +12,8 @@
 // Fault modes are chosen per key by markers in the key itself (-flaky,
 // -ratelimited, -malformed, …; the package documentation lists them), so one
 // running server serves healthy and misbehaving connections side by side.
+// Organisations are chosen the same way: keys that share a -org_<name> marker
+// are keys of one organisation and serve the same data.
 // Restatements (-restated) are driven through fakeprovider.Server.Restate,
 // which tests call directly; this command serves epoch 0.
 package main

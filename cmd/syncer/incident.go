@@ -15,16 +15,16 @@ import (
 	"github.com/tokka-dev/tokka/pkg/secret"
 )
 
-const incidentUsage = `usage: syncer incident <list|quarantine|notify> --from T --to T [--ref REF] [flags]
+const incidentUsage = `usage: syncer incident <list|quarantine|notify|release> --from T --to T [--ref REF] [flags]
 
 Breach response (see "Incident runbook" in the README). T is RFC 3339
 (2026-11-27T09:00:00Z) or a date (--from: its start, --to: its end, UTC).
-Give every command the same window (or the same --ref): the reference ties
-their records together, and each command is safe to run again.
+Give every command the same window and --ref: the reference ties their
+records together, and each command is safe to run again.
 
   list        print the users and connections whose keys the window may have
-              exposed: connections that existed in it (deleted ones included,
-              from the audit log) or whose key was decrypted in it
+              exposed: keys Tokka held during it (connections that existed in
+              it, deleted ones included, from the audit log) or decrypted in it
   quarantine  stop using those keys: status compromised (never leased again),
               a critical key_access alert per connection telling its owner to
               rotate, an incident.quarantined audit event per connection
@@ -33,6 +33,11 @@ their records together, and each command is safe to run again.
               incident; an incident.notified audit event per connection
               --dry-run      print the emails, send and record nothing
               --summary TXT  what happened, in your words, for the email
+  release     undo a mistaken quarantine (--ref alone is enough): every
+              connection that incident set to compromised goes back to pending
+              and syncs again, with an incident.released audit event, unless
+              its user pasted a new key since, it was deleted, or another
+              incident's quarantine still holds it
 
 environment: DATABASE_URL (the syncer's), SYNCER_INSTANCE (optional); for
 notify also SUPABASE_AUTH_URL (or SUPABASE_URL), SUPABASE_SERVICE_ROLE_KEY
@@ -73,6 +78,9 @@ func loadIncidentConfig(getenv func(string) string, cmd string, dryRun bool) (in
 		return c, errors.New("SUPABASE_SERVICE_ROLE_KEY is required for notify: the Auth server's admin API needs the service_role key")
 	}
 	c.Auth = &incident.AuthConfig{URL: authURL, ServiceRoleKey: secret.FromString(key), APIKey: getenv("SUPABASE_ANON_KEY")}
+	if _, err := incident.NewAuthDirectory(*c.Auth); err != nil {
+		return c, err // before the database: a key the Auth server would refuse
+	}
 	if dryRun {
 		return c, nil
 	}
@@ -88,9 +96,10 @@ func loadIncidentConfig(getenv func(string) string, cmd string, dryRun bool) (in
 }
 
 // incidentCommand is `syncer incident …`. Its report goes to stdout; it
-// returns an error (exit 1) when it could not run, when quarantine stopped
-// early, or when notify failed to reach someone it could have reached (run
-// it again: it retries only those).
+// returns an error (exit 1) when it could not run, when quarantine or release
+// stopped early, when release found nothing quarantined under the reference,
+// or when notify failed to reach someone it could have reached (run it
+// again: it retries only those).
 func incidentCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) == 0 {
@@ -100,7 +109,7 @@ func incidentCommand(ctx context.Context, args []string, getenv func(string) str
 		return err
 	}
 	cmd := args[0]
-	if cmd != "list" && cmd != "quarantine" && cmd != "notify" {
+	if cmd != "list" && cmd != "quarantine" && cmd != "notify" && cmd != "release" {
 		return fmt.Errorf("unknown incident command %q\n%s", cmd, incidentUsage)
 	}
 	fs := flag.NewFlagSet("syncer incident "+cmd, flag.ContinueOnError)
@@ -119,8 +128,18 @@ func incidentCommand(ctx context.Context, args []string, getenv func(string) str
 	if cmd != "notify" && (*dryRun || *summary != "") {
 		return errors.New("--dry-run and --summary belong to notify")
 	}
-	w, err := incident.ParseWindow(*from, *to, *ref)
-	if err != nil {
+	var w incident.Window
+	var err error
+	if cmd == "release" && *from == "" && *to == "" {
+		// Release acts on what a reference quarantined; no window needed.
+		if *ref == "" {
+			return errors.New("release needs --ref (or the --from and --to the quarantine was given)")
+		}
+		if err := incident.CheckRef(*ref); err != nil {
+			return err
+		}
+		w.Ref = *ref
+	} else if w, err = incident.ParseWindow(*from, *to, *ref); err != nil {
 		return err
 	}
 	c, err := loadIncidentConfig(getenv, cmd, *dryRun)
@@ -138,6 +157,9 @@ func incidentCommand(ctx context.Context, args []string, getenv func(string) str
 		return r.List(ctx, w)
 	case "quarantine":
 		_, err := r.Quarantine(ctx, w)
+		return err
+	case "release":
+		_, err := r.Release(ctx, w.Ref)
 		return err
 	}
 	if r.Directory, err = incident.NewAuthDirectory(*c.Auth); err != nil {

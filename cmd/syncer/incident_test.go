@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"strings"
 	"testing"
 
@@ -28,10 +29,19 @@ func TestIncidentConfigFailsFastWithOneClearLine(t *testing.T) {
 		{"no window", []string{"list"}, []string{db}, "--from and --to are required"},
 		{"bad time", []string{"list", "--from", "monday", "--to", "2026-11-21"}, []string{db}, "--from:"},
 		{"dry run is notify's", append([]string{"quarantine", "--dry-run"}, window...), []string{db}, "--dry-run and --summary belong to notify"},
+		{"release without a reference", []string{"release"}, []string{db}, "release needs --ref"},
+		{"release with a bad reference", []string{"release", "--ref", "INC 1; drop"}, []string{db}, "--ref:"},
+		{"release, database down", []string{"release", "--ref", "INC-1"}, []string{db}, "cannot reach database"},
 		{"no database", append([]string{"list"}, window...), nil, "DATABASE_URL is required"},
 		{"no auth server", append([]string{"notify", "--dry-run"}, window...), []string{db}, "SUPABASE_AUTH_URL (or SUPABASE_URL) is required"},
 		{"no service key", append([]string{"notify", "--dry-run"}, window...),
 			[]string{db, "SUPABASE_URL=https://ref.supabase.co"}, "SUPABASE_SERVICE_ROLE_KEY is required"},
+		{"service key naming a user", append([]string{"notify", "--dry-run"}, window...),
+			[]string{db, "SUPABASE_AUTH_URL=http://127.0.0.1:9999", "SUPABASE_SERVICE_ROLE_KEY=" + unsignedJWT(`{"iss":"supabase","role":"service_role","sub":"`+key+`"}`)},
+			"SUPABASE_SERVICE_ROLE_KEY carries a sub claim"},
+		{"user token as service key", append([]string{"notify", "--dry-run"}, window...),
+			[]string{db, "SUPABASE_AUTH_URL=http://127.0.0.1:9999", "SUPABASE_SERVICE_ROLE_KEY=" + unsignedJWT(`{"role":"authenticated"}`)},
+			"is not a service_role key"},
 		{"no smtp", append([]string{"notify"}, window...),
 			[]string{db, "SUPABASE_AUTH_URL=http://127.0.0.1:9999", "SUPABASE_SERVICE_ROLE_KEY=" + key}, "SMTP_URL is required"},
 		{"smtp without sender", append([]string{"notify"}, window...),
@@ -52,4 +62,11 @@ func TestIncidentConfigFailsFastWithOneClearLine(t *testing.T) {
 			require.NotContains(t, err.Error(), "\n", "%s: one line", c.name)
 		}
 	}
+}
+
+// unsignedJWT is a JWT-shaped string with payload; what the syncer checks up
+// front is the payload alone (the Auth server verifies the signature).
+func unsignedJWT(payload string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc([]byte(payload)) + ".c2ln"
 }

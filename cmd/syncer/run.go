@@ -61,6 +61,11 @@ type Config struct {
 	SMTP          *notify.SMTPConfig
 	AllowLoopback bool
 	AnomalyMinUSD decimal.Decimal
+
+	// StallAfter is SYNC_STALL_TIMEOUT: the metrics listener's /healthz
+	// (the daemon's liveness probe) fails once the syncer has shown no
+	// progress for this long. Default 15m.
+	StallAfter time.Duration
 }
 
 // loopbackOnly reports whether u is plain http to this machine only, the one
@@ -107,6 +112,7 @@ func loadConfig(getenv func(string) string, keysOnly bool) (Config, error) {
 		{"SYNC_POLL_INTERVAL", &c.PollEvery, 5 * time.Second},
 		{"SYNC_LEASE_DURATION", &c.Sync.LeaseFor, 10 * time.Minute},
 		{"SYNC_SHUTDOWN_GRACE", &c.Sync.ShutdownGrace, 30 * time.Second},
+		{"SYNC_STALL_TIMEOUT", &c.StallAfter, 15 * time.Minute},
 	}
 	for _, d := range durations {
 		*d.dst = d.def
@@ -117,6 +123,12 @@ func loadConfig(getenv func(string) string, keysOnly bool) (Config, error) {
 			}
 			*d.dst = p
 		}
+	}
+	// A running sync renews its lease every third of SYNC_LEASE_DURATION
+	// and an idle daemon ends a pass every SYNC_POLL_INTERVAL: either is
+	// progress, so a shorter stall time would fail a healthy syncer.
+	if c.StallAfter <= c.PollEvery || c.StallAfter <= c.Sync.LeaseFor/3 {
+		return c, fmt.Errorf("SYNC_STALL_TIMEOUT (%s) must be longer than SYNC_POLL_INTERVAL and a third of SYNC_LEASE_DURATION", c.StallAfter)
 	}
 	ints := []struct {
 		name     string
@@ -246,7 +258,8 @@ func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
 	defer db.Close()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		db.PoolCollector())
 	metrics := syncer.NewMetrics(reg)
 	if c.MetricsAddr != "" {
 		ln, err := net.Listen("tcp", c.MetricsAddr)
@@ -255,8 +268,18 @@ func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.Handle("/healthz", metrics.Health(c.StallAfter, time.Now))
 		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = msrv.Serve(ln) }()
+		// The listener closes as soon as the drain begins (SIGTERM), not
+		// when the last sync has finished: a syncer started on this host
+		// meanwhile can bind METRICS_ADDR, and a liveness probe stops
+		// asking a process that is on its way out.
+		stop := context.AfterFunc(ctx, func() {
+			_ = msrv.Close()
+			log.Info().Msg("metrics listener closed for the shutdown")
+		})
+		defer stop()
 		defer msrv.Close()
 	}
 
@@ -283,8 +306,10 @@ func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
 		mail, log.With().Str("component", "budget").Logger())
 	s := syncer.New(c.Sync, db, c.Keyring, clients, log, metrics)
 	if daemon {
+		kids := c.Keyring.KIDs()
 		log.Info().Dur("poll_every", c.PollEvery).Dur("interval", c.Sync.Interval).
-			Int("concurrency", c.Sync.Concurrency).Str("kid", c.Keyring.PublicKey().KID()).Msg("syncer running")
+			Int("concurrency", c.Sync.Concurrency).Str("kid", kids[0]).Strs("retired_kids", kids[1:]).
+			Msg("syncer running")
 		wake, stop := listen(c.DatabaseURL, log)
 		defer stop()
 		return s.Run(ctx, c.PollEvery, wake)
@@ -293,7 +318,8 @@ func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info().Int("synced", sum.Synced).Int("failed", sum.Failed).Int("skipped", sum.Skipped).Msg("sync pass done")
+	log.Info().Int("synced", sum.Synced).Int("failed", sum.Failed).Int("skipped", sum.Skipped).
+		Int("duplicates", sum.Duplicates).Msg("sync pass done")
 	return nil
 }
 

@@ -56,6 +56,8 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 		{"plain http provider", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "OPENAI_BASE_URL", "http://evil.example"), "OPENAI_BASE_URL"},
 		{"bad log level", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "LOG_LEVEL", "loud"), "LOG_LEVEL"},
 		{"database down", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db), "cannot reach database"},
+		{"stall time under the poll interval", []string{"run"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "SYNC_STALL_TIMEOUT", "4s"), "SYNC_STALL_TIMEOUT (4s) must be longer"},
+		{"stall time under a lease renewal", []string{"run"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "SYNC_STALL_TIMEOUT", "3m"), "SYNC_STALL_TIMEOUT (3m0s) must be longer"},
 		{"zero reminder days", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "KEY_ROTATION_REMINDER_DAYS", "0"), "KEY_ROTATION_REMINDER_DAYS"},
 		{"rewrap without a database", []string{"rewrap"}, env("ENCRYPTION_KEY", goodKey), "DATABASE_URL is required"},
 		{"rewrap, database down", []string{"rewrap"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db), "cannot reach database"},

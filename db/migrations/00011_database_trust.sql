@@ -95,7 +95,7 @@ BEGIN
     END IF;
   ELSIF current_user = 'tokka_syncer' THEN
     IF NEW.action NOT IN ('key.decrypted', 'key.rewrapped', 'sync.succeeded', 'sync.failed',
-                          'incident.quarantined', 'incident.notified')
+                          'incident.quarantined', 'incident.notified', 'incident.released')
        OR NOT starts_with(NEW.actor, 'syncer:') OR length(NEW.actor) NOT BETWEEN 8 AND 107 THEN
       RAISE EXCEPTION 'audit_events: the syncer role appends only the syncer''s actions, as syncer:<instance>'
         USING ERRCODE = '42501';
@@ -173,20 +173,20 @@ $$;
 -- tokka.request_sync marks the caller's connection p_id for a sync as soon as
 -- a syncer is free, at most once per p_min_interval_seconds (one second to a
 -- year; the api passes SYNC_REQUEST_INTERVAL). It returns one row: outcome
--- 'requested', 'not_found' (no such connection of the caller's), 'rejected'
--- (invalid or needs_reconnect: asking again cannot help), 'compromised'
--- (quarantined) or 'too_soon' with wait_seconds until the next request is
--- allowed; and the connection's provider. Only 'requested' changes anything.
--- The caller records sync.requested and wakes the syncers.
+-- 'requested'; 'not_found' (no such connection of the caller's); 'refused'
+-- when the connection's status is one a sync cannot help (anything but
+-- pending, active and error: a rejected or quarantined key, and any status
+-- added later until it is allowed here), with that status; or 'too_soon'
+-- with wait_seconds until the next request is allowed. Only 'requested'
+-- changes anything. The caller records sync.requested and wakes the syncers.
 -- +goose StatementBegin
 CREATE FUNCTION tokka.request_sync(p_id uuid, p_min_interval_seconds double precision)
-RETURNS TABLE (outcome text, provider text, wait_seconds double precision)
+RETURNS TABLE (outcome text, status text, wait_seconds double precision)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_uid    uuid := tokka.uid();
-  v_status text;
+  v_uid uuid := tokka.uid();
 BEGIN
   IF v_uid IS NULL THEN
     RAISE EXCEPTION 'request_sync: no user in this transaction' USING ERRCODE = '42501';
@@ -194,17 +194,15 @@ BEGIN
   IF p_min_interval_seconds IS NULL OR NOT (p_min_interval_seconds BETWEEN 1 AND 31536000) THEN
     RAISE EXCEPTION 'request_sync: the interval must be one second to a year' USING ERRCODE = '22023';
   END IF;
-  SELECT c.status, c.provider,
+  SELECT c.status,
          extract(epoch FROM c.last_sync_request_at + make_interval(secs => p_min_interval_seconds) - now())
-  INTO v_status, provider, wait_seconds
+  INTO status, wait_seconds
   FROM tokka.connections c WHERE c.id = p_id AND c.user_id = v_uid
   FOR UPDATE;
   IF NOT FOUND THEN
     outcome := 'not_found';
-  ELSIF v_status IN ('invalid', 'needs_reconnect') THEN
-    outcome := 'rejected';
-  ELSIF v_status = 'compromised' THEN
-    outcome := 'compromised';
+  ELSIF status NOT IN ('pending', 'active', 'error') THEN
+    outcome := 'refused';
   ELSIF wait_seconds > 0 THEN
     outcome := 'too_soon';
   ELSE

@@ -22,11 +22,12 @@ import (
 
 // Defines values for AlertKind.
 const (
-	BudgetForecast  AlertKind = "budget_forecast"
-	BudgetThreshold AlertKind = "budget_threshold"
-	KeyAccess       AlertKind = "key_access"
-	KeyRotation     AlertKind = "key_rotation"
-	SpendAnomaly    AlertKind = "spend_anomaly"
+	BudgetForecast      AlertKind = "budget_forecast"
+	BudgetThreshold     AlertKind = "budget_threshold"
+	DuplicateConnection AlertKind = "duplicate_connection"
+	KeyAccess           AlertKind = "key_access"
+	KeyRotation         AlertKind = "key_rotation"
+	SpendAnomaly        AlertKind = "spend_anomaly"
 )
 
 // Valid indicates whether the value is a known member of the AlertKind enum.
@@ -35,6 +36,8 @@ func (e AlertKind) Valid() bool {
 	case BudgetForecast:
 		return true
 	case BudgetThreshold:
+		return true
+	case DuplicateConnection:
 		return true
 	case KeyAccess:
 		return true
@@ -174,6 +177,7 @@ func (e BudgetDeliveryStatus) Valid() bool {
 const (
 	ConnectionStatusActive         ConnectionStatus = "active"
 	ConnectionStatusCompromised    ConnectionStatus = "compromised"
+	ConnectionStatusDuplicate      ConnectionStatus = "duplicate"
 	ConnectionStatusError          ConnectionStatus = "error"
 	ConnectionStatusInvalid        ConnectionStatus = "invalid"
 	ConnectionStatusNeedsReconnect ConnectionStatus = "needs_reconnect"
@@ -186,6 +190,8 @@ func (e ConnectionStatus) Valid() bool {
 	case ConnectionStatusActive:
 		return true
 	case ConnectionStatusCompromised:
+		return true
+	case ConnectionStatusDuplicate:
 		return true
 	case ConnectionStatusError:
 		return true
@@ -278,6 +284,84 @@ func (e UsageGroupBy) Valid() bool {
 	}
 }
 
+// Defines values for GetUsageParamsGroupBy.
+const (
+	GetUsageParamsGroupByApiKey      GetUsageParamsGroupBy = "api_key"
+	GetUsageParamsGroupByConnection  GetUsageParamsGroupBy = "connection"
+	GetUsageParamsGroupByDay         GetUsageParamsGroupBy = "day"
+	GetUsageParamsGroupByModel       GetUsageParamsGroupBy = "model"
+	GetUsageParamsGroupByMonth       GetUsageParamsGroupBy = "month"
+	GetUsageParamsGroupByProject     GetUsageParamsGroupBy = "project"
+	GetUsageParamsGroupByProvider    GetUsageParamsGroupBy = "provider"
+	GetUsageParamsGroupByServiceTier GetUsageParamsGroupBy = "service_tier"
+	GetUsageParamsGroupByWeek        GetUsageParamsGroupBy = "week"
+)
+
+// Valid indicates whether the value is a known member of the GetUsageParamsGroupBy enum.
+func (e GetUsageParamsGroupBy) Valid() bool {
+	switch e {
+	case GetUsageParamsGroupByApiKey:
+		return true
+	case GetUsageParamsGroupByConnection:
+		return true
+	case GetUsageParamsGroupByDay:
+		return true
+	case GetUsageParamsGroupByModel:
+		return true
+	case GetUsageParamsGroupByMonth:
+		return true
+	case GetUsageParamsGroupByProject:
+		return true
+	case GetUsageParamsGroupByProvider:
+		return true
+	case GetUsageParamsGroupByServiceTier:
+		return true
+	case GetUsageParamsGroupByWeek:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ExportUsageCSVParamsGroupBy.
+const (
+	ExportUsageCSVParamsGroupByApiKey      ExportUsageCSVParamsGroupBy = "api_key"
+	ExportUsageCSVParamsGroupByConnection  ExportUsageCSVParamsGroupBy = "connection"
+	ExportUsageCSVParamsGroupByDay         ExportUsageCSVParamsGroupBy = "day"
+	ExportUsageCSVParamsGroupByModel       ExportUsageCSVParamsGroupBy = "model"
+	ExportUsageCSVParamsGroupByMonth       ExportUsageCSVParamsGroupBy = "month"
+	ExportUsageCSVParamsGroupByProject     ExportUsageCSVParamsGroupBy = "project"
+	ExportUsageCSVParamsGroupByProvider    ExportUsageCSVParamsGroupBy = "provider"
+	ExportUsageCSVParamsGroupByServiceTier ExportUsageCSVParamsGroupBy = "service_tier"
+	ExportUsageCSVParamsGroupByWeek        ExportUsageCSVParamsGroupBy = "week"
+)
+
+// Valid indicates whether the value is a known member of the ExportUsageCSVParamsGroupBy enum.
+func (e ExportUsageCSVParamsGroupBy) Valid() bool {
+	switch e {
+	case ExportUsageCSVParamsGroupByApiKey:
+		return true
+	case ExportUsageCSVParamsGroupByConnection:
+		return true
+	case ExportUsageCSVParamsGroupByDay:
+		return true
+	case ExportUsageCSVParamsGroupByModel:
+		return true
+	case ExportUsageCSVParamsGroupByMonth:
+		return true
+	case ExportUsageCSVParamsGroupByProject:
+		return true
+	case ExportUsageCSVParamsGroupByProvider:
+		return true
+	case ExportUsageCSVParamsGroupByServiceTier:
+		return true
+	case ExportUsageCSVParamsGroupByWeek:
+		return true
+	default:
+		return false
+	}
+}
+
 // Alert Example: {"acknowledged_at":null,"connection_id":null,"created_at":"2026-11-27T06:00:13Z","detail":{"amount_usd":"500.00","budget_id":"6c1e2f4a-1d2b-4c3e-9f8a-7b6c5d4e3f2a","month":"2026-11","spend_usd":"401.27","threshold":80},"id":77,"kind":"budget_threshold","severity":"warning","title":"Budget “All AI spend” reached 80% of $500.00 for 2026-11 ($401.27 spent)"}
 type Alert struct {
 	AcknowledgedAt *time.Time          `json:"acknowledged_at"`
@@ -309,8 +393,10 @@ type AuditEvent struct {
 	// Action key.created, key.replaced, key.deleted, key.decrypted, key.rewrapped,
 	// connection.renamed, sync.requested, sync.succeeded, sync.failed, and
 	// the breach response's incident.quarantined (the connection was set
-	// to `compromised`, or found affected) and incident.notified (you were
-	// emailed about it), whose detail starts with "incident <reference>:".
+	// to `compromised`, or found affected), incident.notified (you were
+	// emailed about it) and incident.released (the quarantine was a
+	// mistake and was undone), whose detail starts with
+	// "incident <reference>:".
 	//
 	//
 	// Example: key.decrypted
@@ -531,8 +617,13 @@ type Connection struct {
 	// (retried); `needs_reconnect` when the stored key cannot be opened;
 	// `compromised` when the key may have been exposed in a security
 	// incident (Tokka no longer uses it: revoke it at the provider and
-	// paste a new one). Replacing the key returns the connection to
-	// `pending`.
+	// paste a new one); `duplicate` when its first sync found that
+	// another, older connection of yours already covers the same
+	// provider organisation (the same Anthropic organisation, or an
+	// OpenAI organisation sharing a project): it is not counted, its
+	// usage is not stored, it is not synced again, `last_error` and a
+	// `duplicate_connection` alert name the connection that covers it.
+	// Replacing the key returns the connection to `pending`.
 	Status    ConnectionStatus `json:"status"`
 	UpdatedAt time.Time        `json:"updated_at"`
 }
@@ -542,8 +633,13 @@ type Connection struct {
 // (retried); `needs_reconnect` when the stored key cannot be opened;
 // `compromised` when the key may have been exposed in a security
 // incident (Tokka no longer uses it: revoke it at the provider and
-// paste a new one). Replacing the key returns the connection to
-// `pending`.
+// paste a new one); `duplicate` when its first sync found that
+// another, older connection of yours already covers the same
+// provider organisation (the same Anthropic organisation, or an
+// OpenAI organisation sharing a project): it is not counted, its
+// usage is not stored, it is not synced again, `last_error` and a
+// `duplicate_connection` alert name the connection that covers it.
+// Replacing the key returns the connection to `pending`.
 type ConnectionStatus string
 
 // ConnectionList defines model for ConnectionList.
@@ -617,6 +713,9 @@ type NewConnection struct {
 
 // Problem RFC 9457 problem details.
 type Problem struct {
+	// ConnectionId On a 409 about a key or organisation you have already connected, the connection that has it.
+	ConnectionId *openapi_types.UUID `json:"connection_id,omitempty"`
+
 	// Detail Example: provider must be "openai" or "anthropic"
 	Detail *string `json:"detail,omitempty"`
 
@@ -768,8 +867,11 @@ type ConnectionID = openapi_types.UUID
 // From defines model for From.
 type From = openapi_types.Date
 
-// GroupBy Example: day,provider,model
-type GroupBy = string
+// GroupBy Example: ["day","provider","model"]
+type GroupBy = []string
+
+// IdempotencyKey defines model for IdempotencyKey.
+type IdempotencyKey = string
 
 // ModelFilter defines model for ModelFilter.
 type ModelFilter = string
@@ -813,6 +915,9 @@ type Unauthorized = Problem
 // Unavailable RFC 9457 problem details.
 type Unavailable = Problem
 
+// Unprocessable RFC 9457 problem details.
+type Unprocessable = Problem
+
 // ListAlertsParams defines parameters for ListAlerts.
 type ListAlertsParams struct {
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
@@ -822,6 +927,14 @@ type ListAlertsParams struct {
 
 	// Open Only alerts not yet acknowledged.
 	Open *bool `form:"open,omitempty" json:"open,omitempty"`
+}
+
+// AcknowledgeAlertParams defines parameters for AcknowledgeAlert.
+type AcknowledgeAlertParams struct {
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
+	// body within 24 hours gets the first successful response again and
+	// changes nothing (see the API description).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
 // ListAuditEventsParams defines parameters for ListAuditEvents.
@@ -838,6 +951,30 @@ type VerifyAuditEventsParams struct {
 	Full *bool `form:"full,omitempty" json:"full,omitempty"`
 }
 
+// CreateBudgetParams defines parameters for CreateBudget.
+type CreateBudgetParams struct {
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
+	// body within 24 hours gets the first successful response again and
+	// changes nothing (see the API description).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// CreateConnectionParams defines parameters for CreateConnection.
+type CreateConnectionParams struct {
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
+	// body within 24 hours gets the first successful response again and
+	// changes nothing (see the API description).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// RequestSyncParams defines parameters for RequestSync.
+type RequestSyncParams struct {
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
+	// body within 24 hours gets the first successful response again and
+	// changes nothing (see the API description).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
 // GetUsageParams defines parameters for GetUsage.
 type GetUsageParams struct {
 	// From First day (UTC), default 29 days before `to`; from 2000-01-01 to 2100-12-31.
@@ -846,7 +983,11 @@ type GetUsageParams struct {
 	// To Last day (UTC), inclusive; default today. At most 366 days after `from`; from 2000-01-01 to 2100-12-31.
 	To *To `form:"to,omitempty" json:"to,omitempty"`
 
-	// GroupBy Comma-separated list of `month`, `week` (ISO, Monday), `day`, `provider`, `connection`, `model`, `project`, `api_key`, `service_tier`.
+	// GroupBy Dimensions to group by: `month`, `week` (ISO, Monday), `day`,
+	// `provider`, `connection`, `model`, `project`, `api_key`,
+	// `service_tier`. Send them comma-separated (`group_by=day,model`),
+	// repeated (`group_by=day&group_by=model`), or both; they are combined
+	// in order and a repeated one counts once.
 	GroupBy    *GroupBy          `form:"group_by,omitempty" json:"group_by,omitempty"`
 	Provider   *ProviderFilter   `form:"provider,omitempty" json:"provider,omitempty"`
 	Connection *ConnectionFilter `form:"connection,omitempty" json:"connection,omitempty"`
@@ -862,9 +1003,17 @@ type GetUsageParams struct {
 	// Limit Rows per page.
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
-	// Cursor The `next_cursor` of the previous page.
+	// Cursor The `next_cursor` of the previous page. It is valid only with the
+	// same `from`, `to`, `group_by` (in the same order) and filters it
+	// came from (`limit` may change); with other parameters it is a
+	// 400. Pages follow the grouping values, not an offset, so paging
+	// keeps its place while Tokka re-syncs recent days: a group that
+	// existed when paging started is served exactly once.
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// GetUsageParamsGroupBy defines parameters for GetUsage.
+type GetUsageParamsGroupBy string
 
 // ExportUsageCSVParams defines parameters for ExportUsageCSV.
 type ExportUsageCSVParams struct {
@@ -874,7 +1023,11 @@ type ExportUsageCSVParams struct {
 	// To Last day (UTC), inclusive; default today. At most 366 days after `from`; from 2000-01-01 to 2100-12-31.
 	To *To `form:"to,omitempty" json:"to,omitempty"`
 
-	// GroupBy Comma-separated list of `month`, `week` (ISO, Monday), `day`, `provider`, `connection`, `model`, `project`, `api_key`, `service_tier`.
+	// GroupBy Dimensions to group by: `month`, `week` (ISO, Monday), `day`,
+	// `provider`, `connection`, `model`, `project`, `api_key`,
+	// `service_tier`. Send them comma-separated (`group_by=day,model`),
+	// repeated (`group_by=day&group_by=model`), or both; they are combined
+	// in order and a repeated one counts once.
 	GroupBy    *GroupBy          `form:"group_by,omitempty" json:"group_by,omitempty"`
 	Provider   *ProviderFilter   `form:"provider,omitempty" json:"provider,omitempty"`
 	Connection *ConnectionFilter `form:"connection,omitempty" json:"connection,omitempty"`
@@ -887,6 +1040,9 @@ type ExportUsageCSVParams struct {
 	ApiKey      *APIKeyFilter      `form:"api_key,omitempty" json:"api_key,omitempty"`
 	ServiceTier *ServiceTierFilter `form:"service_tier,omitempty" json:"service_tier,omitempty"`
 }
+
+// ExportUsageCSVParamsGroupBy defines parameters for ExportUsageCSV.
+type ExportUsageCSVParamsGroupBy string
 
 // CreateBudgetJSONRequestBody defines body for CreateBudget for application/json ContentType.
 type CreateBudgetJSONRequestBody = NewBudget
@@ -984,15 +1140,23 @@ type ClientInterface interface {
 	// Corresponds with GET /openapi.yaml (the `OpenapiSpec` operationId).
 	OpenapiSpec(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// Readyz Readiness (the database answers)
+	// Readyz Readiness (the database answers and the api is not shutting down)
+	//
+	// 503 while the database does not answer, and from the moment the api
+	// is told to stop (SIGTERM): it keeps serving every route for
+	// `SHUTDOWN_READINESS_DELAY` so load balancers can stop sending it
+	// requests, then stops listening and lets requests in flight finish.
 	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListAlerts Alerts raised for you, newest first
 	//
-	// Budget thresholds, forecasts, spend anomalies, key-access anomalies and
-	// key-rotation reminders. Each alert is raised once.
+	// Budget thresholds, forecasts, spend anomalies, key-access anomalies,
+	// key-rotation reminders, and connections found to duplicate another
+	// (`duplicate_connection`: `connection_id` is the duplicate,
+	// `detail.existing_connection_id` the connection that covers its
+	// organisation). Each alert is raised once.
 	//
 	// Corresponds with GET /v1/alerts (the `ListAlerts` operationId).
 	ListAlerts(ctx context.Context, params *ListAlertsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1000,7 +1164,7 @@ type ClientInterface interface {
 	// AcknowledgeAlert Mark an alert as seen
 	//
 	// Corresponds with POST /v1/alerts/{id}/acknowledge (the `AcknowledgeAlert` operationId).
-	AcknowledgeAlert(ctx context.Context, id int64, reqEditors ...RequestEditorFn) (*http.Response, error)
+	AcknowledgeAlert(ctx context.Context, id int64, params *AcknowledgeAlertParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListAuditEvents Your audit log, newest first
 	//
@@ -1067,12 +1231,16 @@ type ClientInterface interface {
 	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
-	// `X-Tokka-Signature` header; it is shown only this once.
+	// `X-Tokka-Signature` header; it is shown only this once. A retry with
+	// the same `Idempotency-Key` is answered with this response without
+	// `webhook_secret` (Tokka does not keep it where it could show it
+	// again): if the first response was lost, rotate the secret with
+	// PATCH `rotate_webhook_secret`.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-	CreateBudgetWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateBudgetWithBody(ctx context.Context, params *CreateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateBudget Create a monthly budget
 	//
@@ -1104,12 +1272,16 @@ type ClientInterface interface {
 	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
-	// `X-Tokka-Signature` header; it is shown only this once.
+	// `X-Tokka-Signature` header; it is shown only this once. A retry with
+	// the same `Idempotency-Key` is answered with this response without
+	// `webhook_secret` (Tokka does not keep it where it could show it
+	// again): if the first response was lost, rotate the secret with
+	// PATCH `rotate_webhook_secret`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-	CreateBudget(ctx context.Context, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateBudget(ctx context.Context, params *CreateBudgetParams, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteBudget Delete a budget and its delivery records
 	//
@@ -1160,10 +1332,17 @@ type ClientInterface interface {
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
 	//
+	// A key you have already connected is refused with 409, whose
+	// `connection_id` names the connection that has it: an organisation is
+	// never counted twice. Another admin key of an organisation you have
+	// already connected cannot be recognised yet; its first sync finds the
+	// organisation (Anthropic's organisation id, OpenAI's project ids) and
+	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-	CreateConnectionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateConnectionWithBody(ctx context.Context, params *CreateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateConnection Connect a provider organisation with its admin key
 	//
@@ -1171,10 +1350,17 @@ type ClientInterface interface {
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
 	//
+	// A key you have already connected is refused with 409, whose
+	// `connection_id` names the connection that has it: an organisation is
+	// never counted twice. Another admin key of an organisation you have
+	// already connected cannot be recognised yet; its first sync finds the
+	// organisation (Anthropic's organisation id, OpenAI's project ids) and
+	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-	CreateConnection(ctx context.Context, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	CreateConnection(ctx context.Context, params *CreateConnectionParams, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteConnection Delete a connection, its sealed key and its usage
 	//
@@ -1197,7 +1383,10 @@ type ClientInterface interface {
 	// with no error and makes it due now (its history is kept, so the next
 	// sync re-reads only the trailing days), acknowledges its open
 	// `key_rotation` alerts, and records `key.replaced` in the audit log. A
-	// rename alone records `connection.renamed`.
+	// rename alone records `connection.renamed`. A key another of your
+	// connections has is refused with 409, whose `connection_id` names that
+	// connection. A `duplicate` connection leaves that state with a new key:
+	// its organisation is checked again at its next sync.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1215,7 +1404,10 @@ type ClientInterface interface {
 	// with no error and makes it due now (its history is kept, so the next
 	// sync re-reads only the trailing days), acknowledges its open
 	// `key_rotation` alerts, and records `key.replaced` in the audit log. A
-	// rename alone records `connection.renamed`.
+	// rename alone records `connection.renamed`. A key another of your
+	// connections has is refused with 409, whose `connection_id` names that
+	// connection. A `duplicate` connection leaves that state with a new key:
+	// its organisation is checked again at its next sync.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1228,11 +1420,11 @@ type ClientInterface interface {
 	// `syncer run` is woken at once). One request per connection per 5
 	// minutes (SYNC_REQUEST_INTERVAL); besides, like every mutation, it
 	// counts against your rate limit. A connection whose key was rejected
-	// or cannot be opened, or that is `compromised`, answers 409: replace
-	// the key instead. Audited as `sync.requested`.
+	// or cannot be opened, or that is `compromised` or `duplicate`, answers
+	// 409: replace the key instead. Audited as `sync.requested`.
 	//
 	// Corresponds with POST /v1/connections/{id}/sync (the `RequestSync` operationId).
-	RequestSync(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	RequestSync(ctx context.Context, id ConnectionID, params *RequestSyncParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetMe The caller, from the access token
 	//
@@ -1315,7 +1507,12 @@ func (c *Client) OpenapiSpec(ctx context.Context, reqEditors ...RequestEditorFn)
 	return c.Client.Do(req)
 }
 
-// Readyz Readiness (the database answers)
+// Readyz Readiness (the database answers and the api is not shutting down)
+//
+// 503 while the database does not answer, and from the moment the api
+// is told to stop (SIGTERM): it keeps serving every route for
+// `SHUTDOWN_READINESS_DELAY` so load balancers can stop sending it
+// requests, then stops listening and lets requests in flight finish.
 //
 // Corresponds with GET /readyz (the `Readyz` operationId).
 func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1332,8 +1529,11 @@ func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*ht
 
 // ListAlerts Alerts raised for you, newest first
 //
-// Budget thresholds, forecasts, spend anomalies, key-access anomalies and
-// key-rotation reminders. Each alert is raised once.
+// Budget thresholds, forecasts, spend anomalies, key-access anomalies,
+// key-rotation reminders, and connections found to duplicate another
+// (`duplicate_connection`: `connection_id` is the duplicate,
+// `detail.existing_connection_id` the connection that covers its
+// organisation). Each alert is raised once.
 //
 // Corresponds with GET /v1/alerts (the `ListAlerts` operationId).
 func (c *Client) ListAlerts(ctx context.Context, params *ListAlertsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1351,8 +1551,8 @@ func (c *Client) ListAlerts(ctx context.Context, params *ListAlertsParams, reqEd
 // AcknowledgeAlert Mark an alert as seen
 //
 // Corresponds with POST /v1/alerts/{id}/acknowledge (the `AcknowledgeAlert` operationId).
-func (c *Client) AcknowledgeAlert(ctx context.Context, id int64, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewAcknowledgeAlertRequest(c.Server, id)
+func (c *Client) AcknowledgeAlert(ctx context.Context, id int64, params *AcknowledgeAlertParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcknowledgeAlertRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1458,13 +1658,17 @@ func (c *Client) ListBudgets(ctx context.Context, reqEditors ...RequestEditorFn)
 // every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
-// `X-Tokka-Signature` header; it is shown only this once.
+// `X-Tokka-Signature` header; it is shown only this once. A retry with
+// the same `Idempotency-Key` is answered with this response without
+// `webhook_secret` (Tokka does not keep it where it could show it
+// again): if the first response was lost, rotate the secret with
+// PATCH `rotate_webhook_secret`.
 //
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-func (c *Client) CreateBudgetWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateBudgetRequestWithBody(c.Server, contentType, body)
+func (c *Client) CreateBudgetWithBody(ctx context.Context, params *CreateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateBudgetRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1505,13 +1709,17 @@ func (c *Client) CreateBudgetWithBody(ctx context.Context, contentType string, b
 // every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
-// `X-Tokka-Signature` header; it is shown only this once.
+// `X-Tokka-Signature` header; it is shown only this once. A retry with
+// the same `Idempotency-Key` is answered with this response without
+// `webhook_secret` (Tokka does not keep it where it could show it
+// again): if the first response was lost, rotate the secret with
+// PATCH `rotate_webhook_secret`.
 //
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-func (c *Client) CreateBudget(ctx context.Context, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateBudgetRequest(c.Server, body)
+func (c *Client) CreateBudget(ctx context.Context, params *CreateBudgetParams, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateBudgetRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1621,11 +1829,18 @@ func (c *Client) ListConnections(ctx context.Context, reqEditors ...RequestEdito
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
 //
+// A key you have already connected is refused with 409, whose
+// `connection_id` names the connection that has it: an organisation is
+// never counted twice. Another admin key of an organisation you have
+// already connected cannot be recognised yet; its first sync finds the
+// organisation (Anthropic's organisation id, OpenAI's project ids) and
+// marks it `duplicate` instead of counting it (see `Connection.status`).
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-func (c *Client) CreateConnectionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateConnectionRequestWithBody(c.Server, contentType, body)
+func (c *Client) CreateConnectionWithBody(ctx context.Context, params *CreateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateConnectionRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1642,11 +1857,18 @@ func (c *Client) CreateConnectionWithBody(ctx context.Context, contentType strin
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
 //
+// A key you have already connected is refused with 409, whose
+// `connection_id` names the connection that has it: an organisation is
+// never counted twice. Another admin key of an organisation you have
+// already connected cannot be recognised yet; its first sync finds the
+// organisation (Anthropic's organisation id, OpenAI's project ids) and
+// marks it `duplicate` instead of counting it (see `Connection.status`).
+//
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-func (c *Client) CreateConnection(ctx context.Context, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateConnectionRequest(c.Server, body)
+func (c *Client) CreateConnection(ctx context.Context, params *CreateConnectionParams, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateConnectionRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1698,7 +1920,10 @@ func (c *Client) GetConnection(ctx context.Context, id ConnectionID, reqEditors 
 // with no error and makes it due now (its history is kept, so the next
 // sync re-reads only the trailing days), acknowledges its open
 // `key_rotation` alerts, and records `key.replaced` in the audit log. A
-// rename alone records `connection.renamed`.
+// rename alone records `connection.renamed`. A key another of your
+// connections has is refused with 409, whose `connection_id` names that
+// connection. A `duplicate` connection leaves that state with a new key:
+// its organisation is checked again at its next sync.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1726,7 +1951,10 @@ func (c *Client) UpdateConnectionWithBody(ctx context.Context, id ConnectionID, 
 // with no error and makes it due now (its history is kept, so the next
 // sync re-reads only the trailing days), acknowledges its open
 // `key_rotation` alerts, and records `key.replaced` in the audit log. A
-// rename alone records `connection.renamed`.
+// rename alone records `connection.renamed`. A key another of your
+// connections has is refused with 409, whose `connection_id` names that
+// connection. A `duplicate` connection leaves that state with a new key:
+// its organisation is checked again at its next sync.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1749,12 +1977,12 @@ func (c *Client) UpdateConnection(ctx context.Context, id ConnectionID, body Upd
 // `syncer run` is woken at once). One request per connection per 5
 // minutes (SYNC_REQUEST_INTERVAL); besides, like every mutation, it
 // counts against your rate limit. A connection whose key was rejected
-// or cannot be opened, or that is `compromised`, answers 409: replace
-// the key instead. Audited as `sync.requested`.
+// or cannot be opened, or that is `compromised` or `duplicate`, answers
+// 409: replace the key instead. Audited as `sync.requested`.
 //
 // Corresponds with POST /v1/connections/{id}/sync (the `RequestSync` operationId).
-func (c *Client) RequestSync(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRequestSyncRequest(c.Server, id)
+func (c *Client) RequestSync(ctx context.Context, id ConnectionID, params *RequestSyncParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRequestSyncRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2015,7 +2243,7 @@ func NewListAlertsRequest(server string, params *ListAlertsParams) (*http.Reques
 }
 
 // NewAcknowledgeAlertRequest constructs an http.Request for the AcknowledgeAlert method
-func NewAcknowledgeAlertRequest(server string, id int64) (*http.Request, error) {
+func NewAcknowledgeAlertRequest(server string, id int64, params *AcknowledgeAlertParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -2043,6 +2271,21 @@ func NewAcknowledgeAlertRequest(server string, id int64) (*http.Request, error) 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -2196,18 +2439,18 @@ func NewListBudgetsRequest(server string) (*http.Request, error) {
 }
 
 // NewCreateBudgetRequest calls the generic CreateBudget builder with application/json body
-func NewCreateBudgetRequest(server string, body CreateBudgetJSONRequestBody) (*http.Request, error) {
+func NewCreateBudgetRequest(server string, params *CreateBudgetParams, body CreateBudgetJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewCreateBudgetRequestWithBody(server, "application/json", bodyReader)
+	return NewCreateBudgetRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewCreateBudgetRequestWithBody constructs an http.Request for the CreateBudget method, with any body, and a specified content type
-func NewCreateBudgetRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewCreateBudgetRequestWithBody(server string, params *CreateBudgetParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -2231,6 +2474,21 @@ func NewCreateBudgetRequestWithBody(server string, contentType string, body io.R
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
 
 	return req, nil
 }
@@ -2378,18 +2636,18 @@ func NewListConnectionsRequest(server string) (*http.Request, error) {
 }
 
 // NewCreateConnectionRequest calls the generic CreateConnection builder with application/json body
-func NewCreateConnectionRequest(server string, body CreateConnectionJSONRequestBody) (*http.Request, error) {
+func NewCreateConnectionRequest(server string, params *CreateConnectionParams, body CreateConnectionJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewCreateConnectionRequestWithBody(server, "application/json", bodyReader)
+	return NewCreateConnectionRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewCreateConnectionRequestWithBody constructs an http.Request for the CreateConnection method, with any body, and a specified content type
-func NewCreateConnectionRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewCreateConnectionRequestWithBody(server string, params *CreateConnectionParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -2413,6 +2671,21 @@ func NewCreateConnectionRequestWithBody(server string, contentType string, body 
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
 
 	return req, nil
 }
@@ -2533,7 +2806,7 @@ func NewUpdateConnectionRequestWithBody(server string, id ConnectionID, contentT
 }
 
 // NewRequestSyncRequest constructs an http.Request for the RequestSync method
-func NewRequestSyncRequest(server string, id ConnectionID) (*http.Request, error) {
+func NewRequestSyncRequest(server string, id ConnectionID, params *RequestSyncParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -2561,6 +2834,21 @@ func NewRequestSyncRequest(server string, id ConnectionID) (*http.Request, error
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -2647,7 +2935,7 @@ func NewGetUsageRequest(server string, params *GetUsageParams) (*http.Request, e
 
 		if params.GroupBy != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "group_by", *params.GroupBy, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "group_by", *params.GroupBy, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -2821,7 +3109,7 @@ func NewExportUsageCSVRequest(server string, params *ExportUsageCSVParams) (*htt
 
 		if params.GroupBy != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "group_by", *params.GroupBy, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "group_by", *params.GroupBy, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -3002,7 +3290,12 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /openapi.yaml (the `OpenapiSpec` operationId).
 	OpenapiSpecWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*OpenapiSpecResponse, error)
 
-	// ReadyzWithResponse Readiness (the database answers)
+	// ReadyzWithResponse Readiness (the database answers and the api is not shutting down)
+	//
+	// 503 while the database does not answer, and from the moment the api
+	// is told to stop (SIGTERM): it keeps serving every route for
+	// `SHUTDOWN_READINESS_DELAY` so load balancers can stop sending it
+	// requests, then stops listening and lets requests in flight finish.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3011,8 +3304,11 @@ type ClientWithResponsesInterface interface {
 
 	// ListAlertsWithResponse Alerts raised for you, newest first
 	//
-	// Budget thresholds, forecasts, spend anomalies, key-access anomalies and
-	// key-rotation reminders. Each alert is raised once.
+	// Budget thresholds, forecasts, spend anomalies, key-access anomalies,
+	// key-rotation reminders, and connections found to duplicate another
+	// (`duplicate_connection`: `connection_id` is the duplicate,
+	// `detail.existing_connection_id` the connection that covers its
+	// organisation). Each alert is raised once.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3024,7 +3320,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/alerts/{id}/acknowledge (the `AcknowledgeAlert` operationId).
-	AcknowledgeAlertWithResponse(ctx context.Context, id int64, reqEditors ...RequestEditorFn) (*AcknowledgeAlertResponse, error)
+	AcknowledgeAlertWithResponse(ctx context.Context, id int64, params *AcknowledgeAlertParams, reqEditors ...RequestEditorFn) (*AcknowledgeAlertResponse, error)
 
 	// ListAuditEventsWithResponse Your audit log, newest first
 	//
@@ -3097,12 +3393,16 @@ type ClientWithResponsesInterface interface {
 	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
-	// `X-Tokka-Signature` header; it is shown only this once.
+	// `X-Tokka-Signature` header; it is shown only this once. A retry with
+	// the same `Idempotency-Key` is answered with this response without
+	// `webhook_secret` (Tokka does not keep it where it could show it
+	// again): if the first response was lost, rotate the secret with
+	// PATCH `rotate_webhook_secret`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-	CreateBudgetWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error)
+	CreateBudgetWithBodyWithResponse(ctx context.Context, params *CreateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error)
 
 	// CreateBudgetWithResponse Create a monthly budget
 	//
@@ -3134,12 +3434,16 @@ type ClientWithResponsesInterface interface {
 	// every delivery; redirects are not followed.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
-	// `X-Tokka-Signature` header; it is shown only this once.
+	// `X-Tokka-Signature` header; it is shown only this once. A retry with
+	// the same `Idempotency-Key` is answered with this response without
+	// `webhook_secret` (Tokka does not keep it where it could show it
+	// again): if the first response was lost, rotate the secret with
+	// PATCH `rotate_webhook_secret`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-	CreateBudgetWithResponse(ctx context.Context, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error)
+	CreateBudgetWithResponse(ctx context.Context, params *CreateBudgetParams, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error)
 
 	// DeleteBudgetWithResponse Delete a budget and its delivery records
 	//
@@ -3196,10 +3500,17 @@ type ClientWithResponsesInterface interface {
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
 	//
+	// A key you have already connected is refused with 409, whose
+	// `connection_id` names the connection that has it: an organisation is
+	// never counted twice. Another admin key of an organisation you have
+	// already connected cannot be recognised yet; its first sync finds the
+	// organisation (Anthropic's organisation id, OpenAI's project ids) and
+	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-	CreateConnectionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error)
+	CreateConnectionWithBodyWithResponse(ctx context.Context, params *CreateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error)
 
 	// CreateConnectionWithResponse Connect a provider organisation with its admin key
 	//
@@ -3207,10 +3518,17 @@ type ClientWithResponsesInterface interface {
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
 	//
+	// A key you have already connected is refused with 409, whose
+	// `connection_id` names the connection that has it: an organisation is
+	// never counted twice. Another admin key of an organisation you have
+	// already connected cannot be recognised yet; its first sync finds the
+	// organisation (Anthropic's organisation id, OpenAI's project ids) and
+	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-	CreateConnectionWithResponse(ctx context.Context, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error)
+	CreateConnectionWithResponse(ctx context.Context, params *CreateConnectionParams, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error)
 
 	// DeleteConnectionWithResponse Delete a connection, its sealed key and its usage
 	//
@@ -3237,7 +3555,10 @@ type ClientWithResponsesInterface interface {
 	// with no error and makes it due now (its history is kept, so the next
 	// sync re-reads only the trailing days), acknowledges its open
 	// `key_rotation` alerts, and records `key.replaced` in the audit log. A
-	// rename alone records `connection.renamed`.
+	// rename alone records `connection.renamed`. A key another of your
+	// connections has is refused with 409, whose `connection_id` names that
+	// connection. A `duplicate` connection leaves that state with a new key:
+	// its organisation is checked again at its next sync.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3255,7 +3576,10 @@ type ClientWithResponsesInterface interface {
 	// with no error and makes it due now (its history is kept, so the next
 	// sync re-reads only the trailing days), acknowledges its open
 	// `key_rotation` alerts, and records `key.replaced` in the audit log. A
-	// rename alone records `connection.renamed`.
+	// rename alone records `connection.renamed`. A key another of your
+	// connections has is refused with 409, whose `connection_id` names that
+	// connection. A `duplicate` connection leaves that state with a new key:
+	// its organisation is checked again at its next sync.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3268,13 +3592,13 @@ type ClientWithResponsesInterface interface {
 	// `syncer run` is woken at once). One request per connection per 5
 	// minutes (SYNC_REQUEST_INTERVAL); besides, like every mutation, it
 	// counts against your rate limit. A connection whose key was rejected
-	// or cannot be opened, or that is `compromised`, answers 409: replace
-	// the key instead. Audited as `sync.requested`.
+	// or cannot be opened, or that is `compromised` or `duplicate`, answers
+	// 409: replace the key instead. Audited as `sync.requested`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/connections/{id}/sync (the `RequestSync` operationId).
-	RequestSyncWithResponse(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*RequestSyncResponse, error)
+	RequestSyncWithResponse(ctx context.Context, id ConnectionID, params *RequestSyncParams, reqEditors ...RequestEditorFn) (*RequestSyncResponse, error)
 
 	// GetMeWithResponse The caller, from the access token
 	//
@@ -3335,6 +3659,11 @@ type ClientWithResponsesInterface interface {
 	GetUsageSummaryWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetUsageSummaryResponse, error)
 }
 
+// HealthzResponse400Headers the declared response headers of an HTTP 400 response for Healthz
+type HealthzResponse400Headers struct {
+	XRequestId *string
+}
+
 // HealthzResponse500Headers the declared response headers of an HTTP 500 response for Healthz
 type HealthzResponse500Headers struct {
 	XRequestId *string
@@ -3345,8 +3674,12 @@ type HealthzResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HealthzResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *HealthzResponse500Headers
 }
@@ -3354,6 +3687,11 @@ type HealthzResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r HealthzResponse) GetJSON200() *Health {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r HealthzResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3390,6 +3728,11 @@ func (r HealthzResponse) ContentType() string {
 	return ""
 }
 
+// OpenapiSpecResponse400Headers the declared response headers of an HTTP 400 response for OpenapiSpec
+type OpenapiSpecResponse400Headers struct {
+	XRequestId *string
+}
+
 // OpenapiSpecResponse500Headers the declared response headers of an HTTP 500 response for OpenapiSpec
 type OpenapiSpecResponse500Headers struct {
 	XRequestId *string
@@ -3400,8 +3743,12 @@ type OpenapiSpecResponse struct {
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
 	YAML200 *map[string]interface{}
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *OpenapiSpecResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *OpenapiSpecResponse500Headers
 }
@@ -3409,6 +3756,11 @@ type OpenapiSpecResponse struct {
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
 func (r OpenapiSpecResponse) GetYAML200() *map[string]interface{} {
 	return r.YAML200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r OpenapiSpecResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3445,6 +3797,11 @@ func (r OpenapiSpecResponse) ContentType() string {
 	return ""
 }
 
+// ReadyzResponse400Headers the declared response headers of an HTTP 400 response for Readyz
+type ReadyzResponse400Headers struct {
+	XRequestId *string
+}
+
 // ReadyzResponse500Headers the declared response headers of an HTTP 500 response for Readyz
 type ReadyzResponse500Headers struct {
 	XRequestId *string
@@ -3461,10 +3818,14 @@ type ReadyzResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ReadyzResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ReadyzResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -3474,6 +3835,11 @@ type ReadyzResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ReadyzResponse) GetJSON200() *Health {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ReadyzResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3629,9 +3995,15 @@ func (r ListAlertsResponse) ContentType() string {
 
 // AcknowledgeAlertResponse200Headers the declared response headers of an HTTP 200 response for AcknowledgeAlert
 type AcknowledgeAlertResponse200Headers struct {
+	IdempotentReplayed *string
 	RateLimitLimit     *int
 	RateLimitRemaining *int
 	RateLimitReset     *int
+}
+
+// AcknowledgeAlertResponse400Headers the declared response headers of an HTTP 400 response for AcknowledgeAlert
+type AcknowledgeAlertResponse400Headers struct {
+	XRequestId *string
 }
 
 // AcknowledgeAlertResponse401Headers the declared response headers of an HTTP 401 response for AcknowledgeAlert
@@ -3646,6 +4018,16 @@ type AcknowledgeAlertResponse403Headers struct {
 
 // AcknowledgeAlertResponse404Headers the declared response headers of an HTTP 404 response for AcknowledgeAlert
 type AcknowledgeAlertResponse404Headers struct {
+	XRequestId *string
+}
+
+// AcknowledgeAlertResponse409Headers the declared response headers of an HTTP 409 response for AcknowledgeAlert
+type AcknowledgeAlertResponse409Headers struct {
+	XRequestId *string
+}
+
+// AcknowledgeAlertResponse422Headers the declared response headers of an HTTP 422 response for AcknowledgeAlert
+type AcknowledgeAlertResponse422Headers struct {
 	XRequestId *string
 }
 
@@ -3674,12 +4056,18 @@ type AcknowledgeAlertResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Alert
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -3688,12 +4076,18 @@ type AcknowledgeAlertResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *AcknowledgeAlertResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *AcknowledgeAlertResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *AcknowledgeAlertResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *AcknowledgeAlertResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *AcknowledgeAlertResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *AcknowledgeAlertResponse409Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *AcknowledgeAlertResponse422Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *AcknowledgeAlertResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -3705,6 +4099,11 @@ type AcknowledgeAlertResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r AcknowledgeAlertResponse) GetJSON200() *Alert {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcknowledgeAlertResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -3720,6 +4119,16 @@ func (r AcknowledgeAlertResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r AcknowledgeAlertResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r AcknowledgeAlertResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AcknowledgeAlertResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -4017,6 +4426,11 @@ func (r VerifyAuditEventsResponse) ContentType() string {
 	return ""
 }
 
+// ListBudgetsResponse400Headers the declared response headers of an HTTP 400 response for ListBudgets
+type ListBudgetsResponse400Headers struct {
+	XRequestId *string
+}
+
 // ListBudgetsResponse401Headers the declared response headers of an HTTP 401 response for ListBudgets
 type ListBudgetsResponse401Headers struct {
 	XRequestId *string
@@ -4043,6 +4457,8 @@ type ListBudgetsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *BudgetList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -4051,6 +4467,8 @@ type ListBudgetsResponse struct {
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListBudgetsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListBudgetsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -4064,6 +4482,11 @@ type ListBudgetsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ListBudgetsResponse) GetJSON200() *BudgetList {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListBudgetsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4117,6 +4540,8 @@ func (r ListBudgetsResponse) ContentType() string {
 
 // CreateBudgetResponse201Headers the declared response headers of an HTTP 201 response for CreateBudget
 type CreateBudgetResponse201Headers struct {
+	IdempotentReplayed *string
+	Location           *string
 	RateLimitLimit     *int
 	RateLimitRemaining *int
 	RateLimitReset     *int
@@ -4137,8 +4562,18 @@ type CreateBudgetResponse403Headers struct {
 	XRequestId *string
 }
 
+// CreateBudgetResponse409Headers the declared response headers of an HTTP 409 response for CreateBudget
+type CreateBudgetResponse409Headers struct {
+	XRequestId *string
+}
+
 // CreateBudgetResponse413Headers the declared response headers of an HTTP 413 response for CreateBudget
 type CreateBudgetResponse413Headers struct {
+	XRequestId *string
+}
+
+// CreateBudgetResponse422Headers the declared response headers of an HTTP 422 response for CreateBudget
+type CreateBudgetResponse422Headers struct {
 	XRequestId *string
 }
 
@@ -4173,8 +4608,12 @@ type CreateBudgetResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -4189,8 +4628,12 @@ type CreateBudgetResponse struct {
 	Headers401 *CreateBudgetResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *CreateBudgetResponse403Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *CreateBudgetResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateBudgetResponse413Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *CreateBudgetResponse422Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *CreateBudgetResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -4219,9 +4662,19 @@ func (r CreateBudgetResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateBudgetResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateBudgetResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateBudgetResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -4275,6 +4728,11 @@ type DeleteBudgetResponse204Headers struct {
 	RateLimitReset     *int
 }
 
+// DeleteBudgetResponse400Headers the declared response headers of an HTTP 400 response for DeleteBudget
+type DeleteBudgetResponse400Headers struct {
+	XRequestId *string
+}
+
 // DeleteBudgetResponse401Headers the declared response headers of an HTTP 401 response for DeleteBudget
 type DeleteBudgetResponse401Headers struct {
 	XRequestId *string
@@ -4313,6 +4771,8 @@ type DeleteBudgetResponse503Headers struct {
 type DeleteBudgetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -4327,6 +4787,8 @@ type DeleteBudgetResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers204 the parsed response headers for an HTTP 204 response
 	Headers204 *DeleteBudgetResponse204Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *DeleteBudgetResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *DeleteBudgetResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -4339,6 +4801,11 @@ type DeleteBudgetResponse struct {
 	Headers500 *DeleteBudgetResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *DeleteBudgetResponse503Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteBudgetResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4400,6 +4867,11 @@ func (r DeleteBudgetResponse) ContentType() string {
 	return ""
 }
 
+// GetBudgetResponse400Headers the declared response headers of an HTTP 400 response for GetBudget
+type GetBudgetResponse400Headers struct {
+	XRequestId *string
+}
+
 // GetBudgetResponse401Headers the declared response headers of an HTTP 401 response for GetBudget
 type GetBudgetResponse401Headers struct {
 	XRequestId *string
@@ -4431,6 +4903,8 @@ type GetBudgetResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Budget
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -4441,6 +4915,8 @@ type GetBudgetResponse struct {
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetBudgetResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetBudgetResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -4456,6 +4932,11 @@ type GetBudgetResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetBudgetResponse) GetJSON200() *Budget {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetBudgetResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4679,6 +5160,11 @@ func (r UpdateBudgetResponse) ContentType() string {
 	return ""
 }
 
+// ListConnectionsResponse400Headers the declared response headers of an HTTP 400 response for ListConnections
+type ListConnectionsResponse400Headers struct {
+	XRequestId *string
+}
+
 // ListConnectionsResponse401Headers the declared response headers of an HTTP 401 response for ListConnections
 type ListConnectionsResponse401Headers struct {
 	XRequestId *string
@@ -4705,6 +5191,8 @@ type ListConnectionsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *ConnectionList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -4713,6 +5201,8 @@ type ListConnectionsResponse struct {
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListConnectionsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListConnectionsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -4726,6 +5216,11 @@ type ListConnectionsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ListConnectionsResponse) GetJSON200() *ConnectionList {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListConnectionsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -4779,6 +5274,8 @@ func (r ListConnectionsResponse) ContentType() string {
 
 // CreateConnectionResponse201Headers the declared response headers of an HTTP 201 response for CreateConnection
 type CreateConnectionResponse201Headers struct {
+	IdempotentReplayed *string
+	Location           *string
 	RateLimitLimit     *int
 	RateLimitRemaining *int
 	RateLimitReset     *int
@@ -4799,8 +5296,18 @@ type CreateConnectionResponse403Headers struct {
 	XRequestId *string
 }
 
+// CreateConnectionResponse409Headers the declared response headers of an HTTP 409 response for CreateConnection
+type CreateConnectionResponse409Headers struct {
+	XRequestId *string
+}
+
 // CreateConnectionResponse413Headers the declared response headers of an HTTP 413 response for CreateConnection
 type CreateConnectionResponse413Headers struct {
+	XRequestId *string
+}
+
+// CreateConnectionResponse422Headers the declared response headers of an HTTP 422 response for CreateConnection
+type CreateConnectionResponse422Headers struct {
 	XRequestId *string
 }
 
@@ -4835,8 +5342,12 @@ type CreateConnectionResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -4851,8 +5362,12 @@ type CreateConnectionResponse struct {
 	Headers401 *CreateConnectionResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *CreateConnectionResponse403Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *CreateConnectionResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateConnectionResponse413Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *CreateConnectionResponse422Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *CreateConnectionResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -4881,9 +5396,19 @@ func (r CreateConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateConnectionResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateConnectionResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateConnectionResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -4937,6 +5462,11 @@ type DeleteConnectionResponse204Headers struct {
 	RateLimitReset     *int
 }
 
+// DeleteConnectionResponse400Headers the declared response headers of an HTTP 400 response for DeleteConnection
+type DeleteConnectionResponse400Headers struct {
+	XRequestId *string
+}
+
 // DeleteConnectionResponse401Headers the declared response headers of an HTTP 401 response for DeleteConnection
 type DeleteConnectionResponse401Headers struct {
 	XRequestId *string
@@ -4975,6 +5505,8 @@ type DeleteConnectionResponse503Headers struct {
 type DeleteConnectionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -4989,6 +5521,8 @@ type DeleteConnectionResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers204 the parsed response headers for an HTTP 204 response
 	Headers204 *DeleteConnectionResponse204Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *DeleteConnectionResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *DeleteConnectionResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -5001,6 +5535,11 @@ type DeleteConnectionResponse struct {
 	Headers500 *DeleteConnectionResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *DeleteConnectionResponse503Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteConnectionResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5062,6 +5601,11 @@ func (r DeleteConnectionResponse) ContentType() string {
 	return ""
 }
 
+// GetConnectionResponse400Headers the declared response headers of an HTTP 400 response for GetConnection
+type GetConnectionResponse400Headers struct {
+	XRequestId *string
+}
+
 // GetConnectionResponse401Headers the declared response headers of an HTTP 401 response for GetConnection
 type GetConnectionResponse401Headers struct {
 	XRequestId *string
@@ -5093,6 +5637,8 @@ type GetConnectionResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Connection
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -5103,6 +5649,8 @@ type GetConnectionResponse struct {
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetConnectionResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetConnectionResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -5118,6 +5666,11 @@ type GetConnectionResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetConnectionResponse) GetJSON200() *Connection {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetConnectionResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5201,6 +5754,11 @@ type UpdateConnectionResponse404Headers struct {
 	XRequestId *string
 }
 
+// UpdateConnectionResponse409Headers the declared response headers of an HTTP 409 response for UpdateConnection
+type UpdateConnectionResponse409Headers struct {
+	XRequestId *string
+}
+
 // UpdateConnectionResponse413Headers the declared response headers of an HTTP 413 response for UpdateConnection
 type UpdateConnectionResponse413Headers struct {
 	XRequestId *string
@@ -5239,6 +5797,8 @@ type UpdateConnectionResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -5257,6 +5817,8 @@ type UpdateConnectionResponse struct {
 	Headers403 *UpdateConnectionResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *UpdateConnectionResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *UpdateConnectionResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *UpdateConnectionResponse413Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -5290,6 +5852,11 @@ func (r UpdateConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r UpdateConnectionResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UpdateConnectionResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -5343,9 +5910,15 @@ func (r UpdateConnectionResponse) ContentType() string {
 
 // RequestSyncResponse202Headers the declared response headers of an HTTP 202 response for RequestSync
 type RequestSyncResponse202Headers struct {
+	IdempotentReplayed *string
 	RateLimitLimit     *int
 	RateLimitRemaining *int
 	RateLimitReset     *int
+}
+
+// RequestSyncResponse400Headers the declared response headers of an HTTP 400 response for RequestSync
+type RequestSyncResponse400Headers struct {
+	XRequestId *string
 }
 
 // RequestSyncResponse401Headers the declared response headers of an HTTP 401 response for RequestSync
@@ -5365,6 +5938,11 @@ type RequestSyncResponse404Headers struct {
 
 // RequestSyncResponse409Headers the declared response headers of an HTTP 409 response for RequestSync
 type RequestSyncResponse409Headers struct {
+	XRequestId *string
+}
+
+// RequestSyncResponse422Headers the declared response headers of an HTTP 422 response for RequestSync
+type RequestSyncResponse422Headers struct {
 	XRequestId *string
 }
 
@@ -5393,6 +5971,8 @@ type RequestSyncResponse struct {
 	HTTPResponse *http.Response
 	// JSON202 the response for an HTTP 202 `application/json` response
 	JSON202 *Connection
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -5401,6 +5981,8 @@ type RequestSyncResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *Problem
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -5409,6 +5991,8 @@ type RequestSyncResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers202 the parsed response headers for an HTTP 202 response
 	Headers202 *RequestSyncResponse202Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *RequestSyncResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *RequestSyncResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -5417,6 +6001,8 @@ type RequestSyncResponse struct {
 	Headers404 *RequestSyncResponse404Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
 	Headers409 *RequestSyncResponse409Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *RequestSyncResponse422Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *RequestSyncResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -5428,6 +6014,11 @@ type RequestSyncResponse struct {
 // GetJSON202 returns the response for an HTTP 202 `application/json` response
 func (r RequestSyncResponse) GetJSON202() *Connection {
 	return r.JSON202
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RequestSyncResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5448,6 +6039,11 @@ func (r RequestSyncResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r RequestSyncResponse) GetApplicationproblemJSON409() *Conflict {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r RequestSyncResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -5494,6 +6090,11 @@ func (r RequestSyncResponse) ContentType() string {
 	return ""
 }
 
+// GetMeResponse400Headers the declared response headers of an HTTP 400 response for GetMe
+type GetMeResponse400Headers struct {
+	XRequestId *string
+}
+
 // GetMeResponse401Headers the declared response headers of an HTTP 401 response for GetMe
 type GetMeResponse401Headers struct {
 	XRequestId *string
@@ -5514,12 +6115,16 @@ type GetMeResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Me
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetMeResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetMeResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -5531,6 +6136,11 @@ type GetMeResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetMeResponse) GetJSON200() *Me {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetMeResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5848,6 +6458,11 @@ func (r ExportUsageCSVResponse) ContentType() string {
 	return ""
 }
 
+// GetUsageSummaryResponse400Headers the declared response headers of an HTTP 400 response for GetUsageSummary
+type GetUsageSummaryResponse400Headers struct {
+	XRequestId *string
+}
+
 // GetUsageSummaryResponse401Headers the declared response headers of an HTTP 401 response for GetUsageSummary
 type GetUsageSummaryResponse401Headers struct {
 	XRequestId *string
@@ -5874,6 +6489,8 @@ type GetUsageSummaryResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *UsageSummary
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -5882,6 +6499,8 @@ type GetUsageSummaryResponse struct {
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetUsageSummaryResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetUsageSummaryResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -5895,6 +6514,11 @@ type GetUsageSummaryResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetUsageSummaryResponse) GetJSON200() *UsageSummary {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetUsageSummaryResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5972,7 +6596,12 @@ func (c *ClientWithResponses) OpenapiSpecWithResponse(ctx context.Context, reqEd
 	return ParseOpenapiSpecResponse(rsp)
 }
 
-// ReadyzWithResponse Readiness (the database answers)
+// ReadyzWithResponse Readiness (the database answers and the api is not shutting down)
+//
+// 503 while the database does not answer, and from the moment the api
+// is told to stop (SIGTERM): it keeps serving every route for
+// `SHUTDOWN_READINESS_DELAY` so load balancers can stop sending it
+// requests, then stops listening and lets requests in flight finish.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5987,8 +6616,11 @@ func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors
 
 // ListAlertsWithResponse Alerts raised for you, newest first
 //
-// Budget thresholds, forecasts, spend anomalies, key-access anomalies and
-// key-rotation reminders. Each alert is raised once.
+// Budget thresholds, forecasts, spend anomalies, key-access anomalies,
+// key-rotation reminders, and connections found to duplicate another
+// (`duplicate_connection`: `connection_id` is the duplicate,
+// `detail.existing_connection_id` the connection that covers its
+// organisation). Each alert is raised once.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6006,8 +6638,8 @@ func (c *ClientWithResponses) ListAlertsWithResponse(ctx context.Context, params
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/alerts/{id}/acknowledge (the `AcknowledgeAlert` operationId).
-func (c *ClientWithResponses) AcknowledgeAlertWithResponse(ctx context.Context, id int64, reqEditors ...RequestEditorFn) (*AcknowledgeAlertResponse, error) {
-	rsp, err := c.AcknowledgeAlert(ctx, id, reqEditors...)
+func (c *ClientWithResponses) AcknowledgeAlertWithResponse(ctx context.Context, id int64, params *AcknowledgeAlertParams, reqEditors ...RequestEditorFn) (*AcknowledgeAlertResponse, error) {
+	rsp, err := c.AcknowledgeAlert(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -6103,13 +6735,17 @@ func (c *ClientWithResponses) ListBudgetsWithResponse(ctx context.Context, reqEd
 // every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
-// `X-Tokka-Signature` header; it is shown only this once.
+// `X-Tokka-Signature` header; it is shown only this once. A retry with
+// the same `Idempotency-Key` is answered with this response without
+// `webhook_secret` (Tokka does not keep it where it could show it
+// again): if the first response was lost, rotate the secret with
+// PATCH `rotate_webhook_secret`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-func (c *ClientWithResponses) CreateBudgetWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error) {
-	rsp, err := c.CreateBudgetWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) CreateBudgetWithBodyWithResponse(ctx context.Context, params *CreateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error) {
+	rsp, err := c.CreateBudgetWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -6146,13 +6782,17 @@ func (c *ClientWithResponses) CreateBudgetWithBodyWithResponse(ctx context.Conte
 // every delivery; redirects are not followed.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
-// `X-Tokka-Signature` header; it is shown only this once.
+// `X-Tokka-Signature` header; it is shown only this once. A retry with
+// the same `Idempotency-Key` is answered with this response without
+// `webhook_secret` (Tokka does not keep it where it could show it
+// again): if the first response was lost, rotate the secret with
+// PATCH `rotate_webhook_secret`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/budgets (the `CreateBudget` operationId).
-func (c *ClientWithResponses) CreateBudgetWithResponse(ctx context.Context, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error) {
-	rsp, err := c.CreateBudget(ctx, body, reqEditors...)
+func (c *ClientWithResponses) CreateBudgetWithResponse(ctx context.Context, params *CreateBudgetParams, body CreateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateBudgetResponse, error) {
+	rsp, err := c.CreateBudget(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -6244,11 +6884,18 @@ func (c *ClientWithResponses) ListConnectionsWithResponse(ctx context.Context, r
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
 //
+// A key you have already connected is refused with 409, whose
+// `connection_id` names the connection that has it: an organisation is
+// never counted twice. Another admin key of an organisation you have
+// already connected cannot be recognised yet; its first sync finds the
+// organisation (Anthropic's organisation id, OpenAI's project ids) and
+// marks it `duplicate` instead of counting it (see `Connection.status`).
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-func (c *ClientWithResponses) CreateConnectionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error) {
-	rsp, err := c.CreateConnectionWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) CreateConnectionWithBodyWithResponse(ctx context.Context, params *CreateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error) {
+	rsp, err := c.CreateConnectionWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -6261,11 +6908,18 @@ func (c *ClientWithResponses) CreateConnectionWithBodyWithResponse(ctx context.C
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
 //
+// A key you have already connected is refused with 409, whose
+// `connection_id` names the connection that has it: an organisation is
+// never counted twice. Another admin key of an organisation you have
+// already connected cannot be recognised yet; its first sync finds the
+// organisation (Anthropic's organisation id, OpenAI's project ids) and
+// marks it `duplicate` instead of counting it (see `Connection.status`).
+//
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/connections (the `CreateConnection` operationId).
-func (c *ClientWithResponses) CreateConnectionWithResponse(ctx context.Context, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error) {
-	rsp, err := c.CreateConnection(ctx, body, reqEditors...)
+func (c *ClientWithResponses) CreateConnectionWithResponse(ctx context.Context, params *CreateConnectionParams, body CreateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateConnectionResponse, error) {
+	rsp, err := c.CreateConnection(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -6309,7 +6963,10 @@ func (c *ClientWithResponses) GetConnectionWithResponse(ctx context.Context, id 
 // with no error and makes it due now (its history is kept, so the next
 // sync re-reads only the trailing days), acknowledges its open
 // `key_rotation` alerts, and records `key.replaced` in the audit log. A
-// rename alone records `connection.renamed`.
+// rename alone records `connection.renamed`. A key another of your
+// connections has is refused with 409, whose `connection_id` names that
+// connection. A `duplicate` connection leaves that state with a new key:
+// its organisation is checked again at its next sync.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6333,7 +6990,10 @@ func (c *ClientWithResponses) UpdateConnectionWithBodyWithResponse(ctx context.C
 // with no error and makes it due now (its history is kept, so the next
 // sync re-reads only the trailing days), acknowledges its open
 // `key_rotation` alerts, and records `key.replaced` in the audit log. A
-// rename alone records `connection.renamed`.
+// rename alone records `connection.renamed`. A key another of your
+// connections has is refused with 409, whose `connection_id` names that
+// connection. A `duplicate` connection leaves that state with a new key:
+// its organisation is checked again at its next sync.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6352,14 +7012,14 @@ func (c *ClientWithResponses) UpdateConnectionWithResponse(ctx context.Context, 
 // `syncer run` is woken at once). One request per connection per 5
 // minutes (SYNC_REQUEST_INTERVAL); besides, like every mutation, it
 // counts against your rate limit. A connection whose key was rejected
-// or cannot be opened, or that is `compromised`, answers 409: replace
-// the key instead. Audited as `sync.requested`.
+// or cannot be opened, or that is `compromised` or `duplicate`, answers
+// 409: replace the key instead. Audited as `sync.requested`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/connections/{id}/sync (the `RequestSync` operationId).
-func (c *ClientWithResponses) RequestSyncWithResponse(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*RequestSyncResponse, error) {
-	rsp, err := c.RequestSync(ctx, id, reqEditors...)
+func (c *ClientWithResponses) RequestSyncWithResponse(ctx context.Context, id ConnectionID, params *RequestSyncParams, reqEditors ...RequestEditorFn) (*RequestSyncResponse, error) {
+	rsp, err := c.RequestSync(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -6469,6 +7129,13 @@ func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6479,6 +7146,16 @@ func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers HealthzResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers HealthzResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6515,6 +7192,13 @@ func ParseOpenapiSpecResponse(rsp *http.Response) (*OpenapiSpecResponse, error) 
 		}
 		response.YAML200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6525,6 +7209,16 @@ func ParseOpenapiSpecResponse(rsp *http.Response) (*OpenapiSpecResponse, error) 
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers OpenapiSpecResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers OpenapiSpecResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6561,6 +7255,13 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6578,6 +7279,16 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers ReadyzResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers ReadyzResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6752,6 +7463,13 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6772,6 +7490,20 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
@@ -6799,6 +7531,13 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 	switch {
 	case rsp.StatusCode == 200:
 		var headers AcknowledgeAlertResponse200Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -6821,6 +7560,16 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 			headers.RateLimitReset = &value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers AcknowledgeAlertResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers AcknowledgeAlertResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -6851,6 +7600,26 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 			headers.XRequestId = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers AcknowledgeAlertResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 422:
+		var headers AcknowledgeAlertResponse422Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
 	case rsp.StatusCode == 429:
 		var headers AcknowledgeAlertResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -7253,6 +8022,13 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7284,6 +8060,16 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers ListBudgetsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListBudgetsResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7378,12 +8164,26 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
@@ -7411,6 +8211,20 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateBudgetResponse201Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -7463,6 +8277,16 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 409:
+		var headers CreateBudgetResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateBudgetResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7473,6 +8297,16 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 422:
+		var headers CreateBudgetResponse422Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
 	case rsp.StatusCode == 429:
 		var headers CreateBudgetResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -7560,6 +8394,13 @@ func ParseDeleteBudgetResponse(rsp *http.Response) (*DeleteBudgetResponse, error
 	case rsp.StatusCode == 204:
 		break // No content-type
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7629,6 +8470,16 @@ func ParseDeleteBudgetResponse(rsp *http.Response) (*DeleteBudgetResponse, error
 			headers.RateLimitReset = &value
 		}
 		response.Headers204 = &headers
+	case rsp.StatusCode == 400:
+		var headers DeleteBudgetResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers DeleteBudgetResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7750,6 +8601,13 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7788,6 +8646,16 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers GetBudgetResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetBudgetResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8095,6 +8963,13 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8126,6 +9001,16 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers ListConnectionsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListConnectionsResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8220,12 +9105,26 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
@@ -8253,6 +9152,20 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateConnectionResponse201Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -8305,6 +9218,16 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 409:
+		var headers CreateConnectionResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateConnectionResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8315,6 +9238,16 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 422:
+		var headers CreateConnectionResponse422Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
 	case rsp.StatusCode == 429:
 		var headers CreateConnectionResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -8402,6 +9335,13 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 	case rsp.StatusCode == 204:
 		break // No content-type
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8471,6 +9411,16 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 			headers.RateLimitReset = &value
 		}
 		response.Headers204 = &headers
+	case rsp.StatusCode == 400:
+		var headers DeleteConnectionResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers DeleteConnectionResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8592,6 +9542,13 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8630,6 +9587,16 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers GetConnectionResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetConnectionResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8741,6 +9708,13 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8836,6 +9810,16 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers UpdateConnectionResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers UpdateConnectionResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8937,6 +9921,13 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 		}
 		response.JSON202 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8965,6 +9956,13 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8991,6 +9989,13 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 	switch {
 	case rsp.StatusCode == 202:
 		var headers RequestSyncResponse202Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -9013,6 +10018,16 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 			headers.RateLimitReset = &value
 		}
 		response.Headers202 = &headers
+	case rsp.StatusCode == 400:
+		var headers RequestSyncResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers RequestSyncResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -9053,6 +10068,16 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 			headers.XRequestId = &value
 		}
 		response.Headers409 = &headers
+	case rsp.StatusCode == 422:
+		var headers RequestSyncResponse422Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
 	case rsp.StatusCode == 429:
 		var headers RequestSyncResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -9144,6 +10169,13 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9168,6 +10200,16 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers GetMeResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetMeResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -9597,6 +10639,13 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9628,6 +10677,16 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 	}
 
 	switch {
+	case rsp.StatusCode == 400:
+		var headers GetUsageSummaryResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetUsageSummaryResponse401Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {

@@ -1,7 +1,7 @@
-// Package anthropic reads an Anthropic organisation's usage and costs with an
-// admin key, through the /v1/organizations/usage_report/messages and
-// /v1/organizations/cost_report endpoints, and normalises them into provider
-// rows.
+// Package anthropic reads an Anthropic organisation's identity, usage and
+// costs with an admin key, through the /v1/organizations/me,
+// /v1/organizations/usage_report/messages and /v1/organizations/cost_report
+// endpoints, and normalises them into provider rows.
 package anthropic
 
 import (
@@ -179,23 +179,68 @@ func (c *Client) Costs(ctx context.Context, key *secret.Key, w provider.Window) 
 	return rows, nil
 }
 
-// page is the envelope shared by both report endpoints.
-// pages GETs /v1/organizations/<endpoint> with q through provider.Pages, calling each
-// for every result with its bucket's UTC day.
-func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, endpoint string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
+// organizationDoc is GET /v1/organizations/me.
+type organizationDoc struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+}
+
+// Organization returns the id of the organisation key belongs to, from
+// GET /v1/organizations/me, lower-cased (it is a UUID). Errors are
+// *provider.Error: transport and status failures as provider.HTTPClient.Get
+// describes, KindBadResponse for an answer without a plausible id.
+func (c *Client) Organization(ctx context.Context, key *secret.Key) (provider.Organization, error) {
+	h := c.httpClient()
+	res, err := h.Get(ctx, strings.TrimRight(c.BaseURL, "/")+"/v1/organizations/me", c.authorize(key))
+	if err != nil {
+		return provider.Organization{}, err
+	}
+	var doc organizationDoc
+	if err := json.Unmarshal(res.Body, &doc); err != nil || doc.ID == "" || len(doc.ID) > 200 ||
+		(doc.Type != "" && doc.Type != "organization") || !printable(doc.ID) {
+		e := badData("the organisation's identity is not the expected JSON (organizations/me)")
+		e.RequestID = res.RequestID
+		return provider.Organization{}, e
+	}
+	return provider.Organization{ID: strings.ToLower(doc.ID)}, nil
+}
+
+// printable reports whether s is plain visible ASCII, as ids are.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Client) httpClient() provider.HTTPClient {
 	h := c.HTTP
 	h.Provider = provider.Anthropic
 	if h.RequestIDHeader == "" {
 		h.RequestIDHeader = "request-id"
 	}
+	return h
+}
+
+// authorize sets the key and version headers on a request.
+func (c *Client) authorize(key *secret.Key) func(http.Header) {
+	return func(hd http.Header) {
+		// The only place the key's bytes are read.
+		hd.Set("x-api-key", string(key.Bytes()))
+		hd.Set("anthropic-version", Version)
+	}
+}
+
+// page is the envelope shared by both report endpoints.
+// pages GETs /v1/organizations/<endpoint> with q through provider.Pages, calling each
+// for every result with its bucket's UTC day.
+func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, endpoint string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
 	return provider.Pages(ctx, provider.Paged{
-		HTTP: h, URL: strings.TrimRight(c.BaseURL, "/") + "/v1/organizations/" + endpoint, Name: endpoint,
-		Authorize: func(hd http.Header) {
-			// The only place the key's bytes are read.
-			hd.Set("x-api-key", string(key.Bytes()))
-			hd.Set("anthropic-version", Version)
-		},
-		MaxPages: c.MaxPages, Start: provider.StartRFC3339, Window: w, Query: q,
+		HTTP: c.httpClient(), URL: strings.TrimRight(c.BaseURL, "/") + "/v1/organizations/" + endpoint, Name: endpoint,
+		Authorize: c.authorize(key),
+		MaxPages:  c.MaxPages, Start: provider.StartRFC3339, Window: w, Query: q,
 	}, each)
 }
 

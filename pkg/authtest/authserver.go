@@ -24,7 +24,8 @@ import (
 //     (email_confirmed_at set) unless Unconfirm named the user, and the
 //     token's is_anonymous.
 //
-// Paths may carry a prefix (/auth/v1/user behind the gateway).
+// It also answers the admin API's GET /admin/users/{id} (see serveAdmin and
+// AddUser). Paths may carry a prefix (/auth/v1/user behind the gateway).
 type AuthServer struct {
 	// APIKey, when set, is required in the apikey header.
 	APIKey string
@@ -36,6 +37,7 @@ type AuthServer struct {
 	pending  map[string]bool // user ids whose email is not confirmed
 	down     atomic.Bool
 	requests atomic.Int64
+	admin    adminDirectory // the admin API's users (admin.go)
 }
 
 // NewAuthServer returns an AuthServer that trusts tokens signed with secret.
@@ -77,11 +79,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// ServeHTTP implements GET …/user.
+// ServeHTTP implements GET …/user and the admin API.
 func (s *AuthServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	if s.down.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"message": "upstream unavailable"})
+		return
+	}
+	if strings.Contains(r.URL.Path, "/admin/users/") {
+		s.serveAdmin(w, r)
 		return
 	}
 	if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/user") {

@@ -91,18 +91,21 @@ func (s *Server) serveAnthropic(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var serve func(http.ResponseWriter, *http.Request, string, antQuery, func(int, string, string))
+	me := false
 	switch r.URL.Path {
 	case "/v1/organizations/usage_report/messages":
 		serve = s.anthropicMessages
 	case "/v1/organizations/cost_report":
 		serve = s.anthropicCosts
+	case "/v1/organizations/me":
+		me = true
 	default:
 		fail(http.StatusNotFound, "not_found_error", "Not found")
 		return
 	}
 
 	key := r.Header.Get("x-api-key")
-	n := s.count(key)
+	n := s.count(key, !me)
 	switch {
 	case key == "":
 		fail(http.StatusUnauthorized, "authentication_error", "x-api-key header is required")
@@ -128,6 +131,12 @@ func (s *Server) serveAnthropic(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.slow(r.Context(), key) {
+		return
+	}
+	if me {
+		// The organisation endpoint checks the key like the others; the
+		// fault markers below are for the usage and cost reports.
+		s.anthropicMe(w, key)
 		return
 	}
 	switch f := failureFor(key, n, 529); f.status {

@@ -158,12 +158,15 @@ func OpenAIDay(key string, day time.Time) []OpenAIRecord {
 // OpenAIDayAt returns the usage of key's organisation on the UTC day
 // containing day as the provider reports it at restatement epoch epoch (0 is
 // the original report; see Server.Restate). It is a pure function of SHA-256
-// of the key, the date and the epoch: the same inputs always yield the same
-// data, different keys differ, and a new epoch re-rolls the day's numbers
-// while the organisation (its models and projects) stays the same. Roughly
+// of the organisation (OrgOf: the key itself, unless it names one), the date
+// and the epoch: the same inputs always yield the same data, two keys of one
+// organisation get the same data, different organisations differ, and a new
+// epoch re-rolls the day's numbers while the organisation (its models and
+// projects) stays the same. Roughly
 // one day in six has no usage (nil); each key uses 2–4 chat models in 1–2
 // projects and, on some days, every other family. It never fails.
 func OpenAIDayAt(key string, day time.Time, epoch int) []OpenAIRecord {
+	key = OrgOf(key) // the organisation, not the key, decides the data
 	org := newStream(key, "openai-org")
 	projects := 1 + int(org.n(2))
 	models := pick(org, openAIModels, 2+int(org.n(3)))
@@ -347,12 +350,13 @@ func AnthropicDay(key string, day time.Time) []AnthropicRecord {
 
 // AnthropicDayAt returns the Messages usage of key's organisation on the UTC
 // day containing day at restatement epoch epoch (see OpenAIDayAt). Like
-// OpenAIDayAt it is a pure function of SHA-256 of the key, the date and the
-// epoch; each key uses 2–4 models, the default workspace (WorkspaceID "")
+// OpenAIDayAt it is a pure function of SHA-256 of the organisation (OrgOf),
+// the date and the epoch; each key uses 2–4 models, the default workspace (WorkspaceID "")
 // and sometimes one more; some usage is batch (half price) and some Sonnet
 // usage is long-context (input classes at twice, output at one and a half
 // times the price). It never fails.
 func AnthropicDayAt(key string, day time.Time, epoch int) []AnthropicRecord {
+	key = OrgOf(key) // the organisation, not the key, decides the data
 	org := newStream(key, "anthropic-org")
 	workspaces := []string{""}
 	if org.n(2) == 1 {

@@ -187,9 +187,12 @@ func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("x-request-id", s.requestID())
 
 	var serve func(http.ResponseWriter, *http.Request, string, oaiQuery)
+	projects := false
 	switch family, ok := strings.CutPrefix(r.URL.Path, "/v1/organization/usage/"); {
 	case r.URL.Path == "/v1/organization/costs":
 		serve = s.openAICosts
+	case r.URL.Path == "/v1/organization/projects":
+		projects = true
 	case ok && oaiFamilies[family].object != "":
 		serve = func(w http.ResponseWriter, r *http.Request, key string, q oaiQuery) {
 			s.openAIUsage(w, r, key, family, q)
@@ -201,7 +204,7 @@ func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request) {
 	}
 
 	token, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	n := s.count(token)
+	n := s.count(token, !projects)
 	switch {
 	case !hasBearer || token == "":
 		oaiFail(w, http.StatusUnauthorized, "invalid_request_error", "",
@@ -228,6 +231,12 @@ func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.slow(r.Context(), token) {
+		return
+	}
+	if projects {
+		// The organisation endpoint checks the key like the others; the
+		// fault markers below are for the usage and cost reports.
+		s.openAIProjects(w, r, token)
 		return
 	}
 	switch f := failureFor(token, n, http.StatusServiceUnavailable); f.status {

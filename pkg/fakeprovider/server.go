@@ -1,11 +1,22 @@
 // Package fakeprovider is a faithful stand-in for the OpenAI and Anthropic
-// organisation usage and cost endpoints, serving deterministic data derived
-// from each key (see OpenAIDayAt and AnthropicDayAt). Tests run it on
-// httptest; cmd/fakeprovider serves it for local development and benchmarks.
+// organisation usage and cost endpoints, and for the endpoints that identify
+// an organisation (OpenAI GET /v1/organization/projects, Anthropic GET
+// /v1/organizations/me), serving deterministic data derived from each key's
+// organisation (see OrgOf, OpenAIDayAt, AnthropicDayAt, OpenAIProjects and
+// AnthropicOrganization). Tests run it on httptest; cmd/fakeprovider serves
+// it for local development and benchmarks.
 //
-// Key conventions (any part of the key may carry the markers; "odd-numbered"
-// counts every request that presented the key, so with retries each page
-// fails once and then succeeds):
+// Organisations: a key with the marker -org_<name> (letters and digits)
+// belongs to organisation <name>, so two different keys with the same marker
+// are two admin keys of one organisation and serve the same usage, costs,
+// projects and organisation id. A key without the marker is an organisation
+// of its own.
+//
+// Key conventions (any part of the key may carry the markers). The
+// organisation endpoints check the key like every other endpoint (the 401
+// and 403 rows below) and honour -slow; the other fault markers apply to the
+// usage and cost endpoints only, whose requests are what "odd-numbered"
+// counts, so with retries each page fails once and then succeeds:
 //
 //	OpenAI    Bearer sk-admin-…     accepted
 //	          Bearer sk-proj-…      403 "Missing scopes: api.usage.read"
@@ -27,7 +38,7 @@
 //	          …-endless…            paging never ends: has_more stays true with fresh cursors
 //	          …-pageloop…           paging loops: next_page repeats the same cursor
 //	          …-oversize…           data answers are preceded by 17 MiB of JSON whitespace
-//	          …-restated…           Server.Restate revises the last few days (a new epoch of OpenAIDayAt/AnthropicDayAt)
+//	          …-restated…           Server.Restate revises the last few days of the key's organisation (a new epoch of OpenAIDayAt/AnthropicDayAt)
 //	OpenAI    …-strings…            cost amount.value is sent as a JSON string
 package fakeprovider
 
@@ -72,14 +83,16 @@ type Server struct {
 
 	mu       sync.Mutex
 	requests map[[sha256.Size]byte]int         // by SHA-256 of the key, so no plaintext key is held
-	restated map[[sha256.Size]byte][]time.Time // per key, the day ("today") of each restatement; epoch = index+1
+	data     map[[sha256.Size]byte]int         // the same, data endpoints only: what the fault markers count
+	restated map[[sha256.Size]byte][]time.Time // per organisation, the day ("today") of each restatement; epoch = index+1
 
 	seq atomic.Uint64 // request ids
 }
 
 // New returns a Server; it cannot fail.
 func New(opts Options) *Server {
-	return &Server{opts: opts, requests: make(map[[sha256.Size]byte]int), restated: make(map[[sha256.Size]byte][]time.Time)}
+	return &Server{opts: opts, requests: make(map[[sha256.Size]byte]int), data: make(map[[sha256.Size]byte]int),
+		restated: make(map[[sha256.Size]byte][]time.Time)}
 }
 
 // Requests reports how many requests presented key so far, including
@@ -103,7 +116,7 @@ func (s *Server) Restate(key string) int {
 	today := s.now().Truncate(24 * time.Hour)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h := sha256.Sum256([]byte(key))
+	h := sha256.Sum256([]byte(OrgOf(key)))
 	s.restated[h] = append(s.restated[h], today)
 	return len(s.restated[h])
 }
@@ -112,7 +125,7 @@ func (s *Server) Restate(key string) int {
 func (s *Server) Epoch(key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.restated[sha256.Sum256([]byte(key))])
+	return len(s.restated[sha256.Sum256([]byte(OrgOf(key)))])
 }
 
 // epochFor is the epoch key's data for day is served at: the latest
@@ -128,7 +141,7 @@ func (s *Server) epochFor(key string, day time.Time) int {
 	day = day.UTC().Truncate(24 * time.Hour)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	todays := s.restated[sha256.Sum256([]byte(key))]
+	todays := s.restated[sha256.Sum256([]byte(OrgOf(key)))]
 	for e := len(todays); e > 0; e-- {
 		today := todays[e-1]
 		if !day.Before(today.AddDate(0, 0, -days)) && !day.After(today) {
@@ -138,13 +151,19 @@ func (s *Server) epochFor(key string, day time.Time) int {
 	return 0
 }
 
-// count records one request for key and returns its 1-based number.
-func (s *Server) count(key string) int {
+// count records one request for key and returns its 1-based number among
+// the requests to data endpoints (usage and costs), which is what the fault
+// markers' "odd-numbered" counts; a request to an organisation endpoint
+// (data false) counts in Requests only.
+func (s *Server) count(key string, data bool) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := sha256.Sum256([]byte(key))
 	s.requests[h]++
-	return s.requests[h]
+	if data {
+		s.data[h]++
+	}
+	return s.data[h]
 }
 
 func (s *Server) now() time.Time {

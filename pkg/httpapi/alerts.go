@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"regexp"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
@@ -14,8 +15,13 @@ type alertsResponse struct {
 	NextCursor *string       `json:"next_cursor"`
 }
 
+// idCursor is what an id cursor looks like: a positive id in plain decimal
+// digits, as this API writes it (no sign, no leading zeros, no spaces).
+var idCursor = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
+
 // pageParams reads limit (1–200, default 50) and cursor (an id this API
-// returned) from the query string.
+// returned) from the query string. A cursor that is not a positive 64-bit
+// id is a CodeInvalid error.
 func pageParams(c echo.Context) (limit int, before int64, err error) {
 	limit = 50
 	if v := c.QueryParam("limit"); v != "" {
@@ -27,7 +33,7 @@ func pageParams(c echo.Context) (limit int, before int64, err error) {
 	}
 	if v := c.QueryParam("cursor"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
+		if !idCursor.MatchString(v) || err != nil {
 			return 0, 0, &tokka.Error{Code: tokka.CodeInvalid, Field: "cursor", Message: "cursor is not one this API returned"}
 		}
 		before = n

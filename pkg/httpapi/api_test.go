@@ -30,6 +30,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/seal"
+	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/spectest"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
@@ -64,11 +65,19 @@ func setupAt(t *testing.T, now func() time.Time) *testBundle {
 	require.NoError(t, err)
 	logs := &lockedBuffer{}
 	log := zerolog.New(logs).Level(zerolog.DebugLevel)
-	e := httpapi.New(httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry()), Now: now},
-		db, kr.PublicKey(), verifier, log, openapi.Spec)
+	e := httpapi.New(httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry()), Now: now,
+		Fingerprints: fingerprints(t)}, db, kr.PublicKey(), verifier, log, openapi.Spec)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return &testBundle{url: srv.URL, client: spectest.Client(t), db: db, sql: pgtest.SQL(t), kr: kr, logs: logs}
+}
+
+// fingerprints is the KEY_FINGERPRINT_SECRET every test api uses.
+func fingerprints(t *testing.T) *secret.Fingerprinter {
+	t.Helper()
+	f, err := secret.NewFingerprinter([]byte("test-fingerprint-secret-0123456789-abcdef"))
+	require.NoError(t, err)
+	return f
 }
 
 func (b *testBundle) newUser(t *testing.T) user {
@@ -81,6 +90,12 @@ func (b *testBundle) newUser(t *testing.T) user {
 
 // do sends a request and returns the status, headers and body.
 func (b *testBundle) do(t *testing.T, u user, method, path string, body any) (int, http.Header, []byte) {
+	t.Helper()
+	return b.doWith(t, u, method, path, body)
+}
+
+// doWith is do with extra request headers (name, value, name, value, …).
+func (b *testBundle) doWith(t *testing.T, u user, method, path string, body any, hdr ...string) (int, http.Header, []byte) {
 	t.Helper()
 	var rd io.Reader
 	switch v := body.(type) {
@@ -99,6 +114,9 @@ func (b *testBundle) do(t *testing.T, u user, method, path string, body any) (in
 	}
 	if u.token != "" {
 		req.Header.Set("Authorization", "Bearer "+u.token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
 	}
 	resp, err := b.client.Do(req)
 	require.NoError(t, err)
@@ -363,8 +381,11 @@ func syncRows(t *testing.T, b *testBundle, connID string, w provider.Window, usa
 	ctx := context.Background()
 	_, err := b.sql.Exec(`UPDATE tokka.connections SET next_sync_at = now() - interval '1 second' WHERE id = $1`, connID)
 	require.NoError(t, err)
+	// Other tests of this package lease from the same database at the same
+	// time and may hold this connection for a moment, so keep asking until
+	// it is ours (or a generous deadline passes).
 	var leased bool
-	for i := 0; i < 50 && !leased; i++ {
+	for deadline := time.Now().Add(30 * time.Second); !leased && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		ls, err := b.db.LeaseDue(ctx, "fixture-"+connID, 100, time.Minute)
 		require.NoError(t, err)
 		for _, l := range ls {

@@ -371,8 +371,10 @@ func (s *Server) createBudget(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// The only time the secret is shown: the api cannot read it back.
+	// The only time the secret is shown: the api cannot read it back (and
+	// a replay of this response for an Idempotency-Key leaves it out).
 	resp.WebhookSecret = string(nb.WebhookSecret.Bytes())
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/budgets/"+b.ID)
 	return c.JSON(http.StatusCreated, resp)
 }
 

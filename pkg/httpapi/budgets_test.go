@@ -76,6 +76,7 @@ func setupBudgetAPI(t *testing.T, o budgetAPIOpts) *budgetAPI {
 		Now:          func() time.Time { return budgetNow },
 		RateLimiter:  allowAll{},
 		WebhookGuard: &notify.Guard{AllowLoopback: o.allowLoopback, Resolver: b.res},
+		Fingerprints: fingerprints(t),
 	}, b.db, kr.PublicKey(), verifier, zerolog.New(b.logs), openapi.Spec)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)

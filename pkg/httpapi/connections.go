@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"unicode"
@@ -106,6 +107,10 @@ func (s *Server) createConnection(c echo.Context) error {
 		return err
 	}
 	u := userOf(c)
+	fp, err := s.keyFingerprint(u, p, key)
+	if err != nil {
+		return err
+	}
 	id := uuid.NewString()
 	// The blob is bound to this user, connection and provider (AAD), so it
 	// cannot be moved to another row and still open.
@@ -115,11 +120,22 @@ func (s *Server) createConnection(c echo.Context) error {
 	}
 	conn, err := s.store.CreateConnection(c.Request().Context(), u, postgres.NewConnection{
 		ID: id, Provider: string(p), Label: label, KeyHint: key.Hint(p.KeyPrefix()), SealedKey: blob,
+		KeyFingerprint: fp,
 	}, s.auditEvent(c, tokka.ActionKeyCreated, "user added a connection"))
 	if err != nil {
 		return err
 	}
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/connections/"+conn.ID)
 	return c.JSON(http.StatusCreated, conn)
+}
+
+// keyFingerprint is the keyed fingerprint by which the same key, pasted
+// again by the same user, is recognised (see secret.Fingerprinter.Key).
+func (s *Server) keyFingerprint(u tokka.User, p provider.Name, key *secret.Key) ([]byte, error) {
+	if s.cfg.Fingerprints == nil {
+		return nil, errors.New("httpapi: no key fingerprint secret configured")
+	}
+	return s.cfg.Fingerprints.Key(u.ID, string(p), key), nil
 }
 
 func (s *Server) listConnections(c echo.Context) error {

@@ -64,11 +64,15 @@ func (s *Server) updateConnection(c echo.Context) error {
 		if err := validateKey(p, key); err != nil {
 			return err
 		}
+		fp, err := s.keyFingerprint(u, p, key)
+		if err != nil {
+			return err
+		}
 		blob, err := s.sealer.Seal(key, seal.Binding{UserID: u.ID, ConnectionID: id, Provider: conn.Provider})
 		if err != nil {
 			return err
 		}
-		up.SealedKey, up.KeyHint = blob, key.Hint(p.KeyPrefix())
+		up.SealedKey, up.KeyHint, up.KeyFingerprint = blob, key.Hint(p.KeyPrefix()), fp
 		action, purpose = tokka.ActionKeyReplaced, "user replaced the key"
 		if up.Label != nil {
 			purpose = "user replaced the key and renamed the connection"

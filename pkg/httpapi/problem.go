@@ -12,12 +12,15 @@ import (
 
 // Problem is an RFC 9457 problem document.
 type Problem struct {
-	Type      string `json:"type"`
-	Title     string `json:"title"`
-	Status    int    `json:"status"`
-	Detail    string `json:"detail,omitempty"`
-	Field     string `json:"field,omitempty"`
-	RequestID string `json:"request_id,omitempty"`
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+	Field  string `json:"field,omitempty"`
+	// ConnectionID is, on a 409 about a key or organisation that is already
+	// connected, the connection that already has it.
+	ConnectionID string `json:"connection_id,omitempty"`
+	RequestID    string `json:"request_id,omitempty"`
 }
 
 // statusOf is the one place a domain error code becomes an HTTP status.
@@ -29,6 +32,8 @@ func statusOf(code tokka.Code) int {
 		return http.StatusNotFound
 	case tokka.CodeConflict:
 		return http.StatusConflict
+	case tokka.CodeUnprocessable:
+		return http.StatusUnprocessableEntity
 	case tokka.CodeUnauthorized:
 		return http.StatusUnauthorized
 	case tokka.CodeForbidden:
@@ -70,6 +75,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		p.Detail = de.Message
 		p.Field = de.Field
 		safe = de.Code == tokka.CodeUnavailable
+		p.ConnectionID = de.ConnectionID
 	case errors.As(err, &he):
 		p.Status = he.Code
 		switch he.Code {

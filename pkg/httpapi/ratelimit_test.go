@@ -32,7 +32,7 @@ func replicas(t *testing.T, cfg httpapi.Config) (*secBundle, *secBundle) {
 
 func create(t *testing.T, b *secBundle, u secUser, hdr ...string) (int, http.Header) {
 	t.Helper()
-	status, h, _ := b.do(t, http.MethodPost, "/v1/connections", u.token, newConnBody("sk-admin-ratelimit0123456789abcdef"), hdr...)
+	status, h, _ := b.do(t, http.MethodPost, "/v1/connections", u.token, newConnBody(uniqueKey("sk-admin-ratelimit")), hdr...)
 	return status, h
 }
 

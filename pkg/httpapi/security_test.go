@@ -114,6 +114,9 @@ func newSecAPI(t *testing.T, o secOptions) *secBundle {
 	if cfg.Metrics == nil {
 		cfg.Metrics = httpapi.NewMetrics(prometheus.NewRegistry())
 	}
+	if cfg.Fingerprints == nil {
+		cfg.Fingerprints = fingerprints(t)
+	}
 	if o.sessions {
 		b.authSrv = authtest.NewAuthServer([]byte(secSecret))
 		b.authSrv.APIKey = "test-anon-key"
@@ -199,9 +202,15 @@ func newConnBody(key string) map[string]string {
 	return map[string]string{"provider": "openai", "label": "org", "api_key": key}
 }
 
+// uniqueKey returns an admin key no other call returns: the same key twice
+// for one user is refused as already connected.
+func uniqueKey(prefix string) string {
+	return prefix + strings.ReplaceAll(uuid.NewString(), "-", "")
+}
+
 func (b *secBundle) connect(t *testing.T, u secUser) string {
 	t.Helper()
-	status, _, body := b.do(t, http.MethodPost, "/v1/connections", u.token, newConnBody("sk-admin-security0123456789abcdef"))
+	status, _, body := b.do(t, http.MethodPost, "/v1/connections", u.token, newConnBody(uniqueKey("sk-admin-security")))
 	require.Equal(t, http.StatusCreated, status, string(body))
 	var c struct{ ID string }
 	require.NoError(t, json.Unmarshal(body, &c))

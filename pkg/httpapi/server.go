@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -89,6 +88,16 @@ type Config struct {
 	// WebhookGuard checks budget webhook URLs when they are saved; default a
 	// strict guard (WEBHOOK_ALLOW_LOOPBACK_HTTP off, system resolver).
 	WebhookGuard *notify.Guard
+	// Drain, once started, turns /readyz to 503 for a graceful shutdown.
+	Drain *Drain
+	// Fingerprints computes the keyed fingerprints of pasted keys and the
+	// digests of idempotent requests (KEY_FINGERPRINT_SECRET). Required to
+	// add or replace keys and for Idempotency-Key: without it those requests
+	// fail with 500.
+	Fingerprints *secret.Fingerprinter
+	// Idempotency keeps responses for Idempotency-Key; default the store,
+	// when it implements IdempotencyStore (the Postgres one does).
+	Idempotency IdempotencyStore
 }
 
 // Server holds the API's dependencies.
@@ -132,23 +141,27 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOriginFunc: func(origin string) (bool, error) { return allowed[origin], nil },
 			AllowMethods:    []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete},
-			AllowHeaders:    []string{echo.HeaderAuthorization, echo.HeaderContentType},
+			AllowHeaders:    []string{echo.HeaderAuthorization, echo.HeaderContentType, HeaderIdempotencyKey},
 			ExposeHeaders: []string{"X-Request-Id", "Retry-After",
-				"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"},
+				"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", echo.HeaderLocation, HeaderIdempotentReplayed},
 			MaxAge: 600,
 		}))
 	}
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 
-	e.GET("/healthz", s.healthz)
-	e.GET("/readyz", s.readyz)
-	e.GET("/openapi.yaml", s.openapi)
+	e.GET("/healthz", s.healthz, checkQuery)
+	e.GET("/readyz", s.readyz, checkQuery)
+	e.GET("/openapi.yaml", s.openapi, checkQuery)
 
 	// Middleware goes on each route rather than on the group: a group with
 	// middleware swallows unknown methods as 404, and 405 is the truth.
 	// Every /v1 mutation is rate-limited and needs a live session, and the
 	// expensive reads have budgets of their own (session.go, ratelimit.go).
-	v1 := []echo.MiddlewareFunc{s.authenticate, s.limitMutations, s.limitExpensiveReads, s.liveSessionForMutations}
+	// The query string is checked first (query.go), so a malformed request
+	// spends no budget. A POST with an Idempotency-Key is answered from its
+	// first response when it is a retry (idempotency.go).
+	v1 := []echo.MiddlewareFunc{s.authenticate, checkQuery, s.limitMutations, s.limitExpensiveReads,
+		s.liveSessionForMutations, s.idempotent}
 	e.GET("/v1/me", s.me, v1...)
 	e.GET("/v1/connections", s.listConnections, v1...)
 	e.POST("/v1/connections", s.createConnection, v1...)
@@ -264,8 +277,7 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		s.log.Info().Str("request_id", requestID(c)).Str("method", c.Request().Method).
 			Str("route", route).Int("status", c.Response().Status).Dur("latency", d).Msg("request")
 		if s.cfg.Metrics != nil {
-			s.cfg.Metrics.Requests.WithLabelValues(route, c.Request().Method,
-				strconv.Itoa(c.Response().Status)).Observe(d.Seconds())
+			s.cfg.Metrics.ObserveRequest(c.Path(), c.Request().Method, c.Response().Status, d)
 		}
 		return nil
 	}
@@ -293,6 +305,9 @@ func (s *Server) healthz(c echo.Context) error {
 }
 
 func (s *Server) readyz(c echo.Context) error {
+	if s.cfg.Drain.Draining() {
+		return &tokka.Error{Code: tokka.CodeUnavailable, Message: "shutting down"}
+	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {

@@ -1,8 +1,13 @@
 package httpapi
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -107,18 +112,19 @@ func (s *Server) usageQuery(c echo.Context) (postgres.UsageQuery, error) {
 	}
 	q := postgres.UsageQuery{From: from, To: to, GroupBy: []string{}, Filters: map[string]string{},
 		ProvisionalFrom: today.AddDate(0, 0, -(provisionalDays - 1))}
-	if v := c.QueryParam("group_by"); v != "" {
-		seen := map[string]bool{}
-		for _, g := range strings.Split(v, ",") {
-			g = strings.TrimSpace(g)
-			if _, ok := postgres.DimensionByName(g); !ok {
-				return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by",
-					Message: "group_by takes a comma-separated list of month, week, day, provider, connection, model, project, api_key, service_tier"}
-			}
-			if !seen[g] {
-				seen[g] = true
-				q.GroupBy = append(q.GroupBy, g)
-			}
+	groups, ok := listParam(c, "group_by")
+	if !ok {
+		return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by", Message: "group_by has an empty element"}
+	}
+	seen := map[string]bool{}
+	for _, g := range groups {
+		if _, known := postgres.DimensionByName(g); !known {
+			return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by",
+				Message: "group_by takes a list of month, week, day, provider, connection, model, project, api_key, service_tier (comma-separated, repeated, or both)"}
+		}
+		if !seen[g] {
+			seen[g] = true
+			q.GroupBy = append(q.GroupBy, g)
 		}
 	}
 	for _, d := range postgres.UsageDimensions {
@@ -138,9 +144,13 @@ func (s *Server) usageQuery(c echo.Context) (postgres.UsageQuery, error) {
 				return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "provider", Message: `provider must be "openai" or "anthropic"`}
 			}
 		case "connection":
-			if _, err := parseUUID(v); err != nil {
+			// Ids are stored in canonical (lower-case) form: an upper-case
+			// id must find the same rows, not none.
+			id, err := parseUUID(v)
+			if err != nil {
 				return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "connection", Message: "connection must be a connection id"}
 			}
+			v = id
 		}
 		q.Filters[d.Name] = v
 	}
@@ -169,7 +179,7 @@ func (s *Server) usagePage(c echo.Context) (postgres.UsageQuery, error) {
 		q.Limit = n
 	}
 	if v := c.QueryParam("cursor"); v != "" {
-		if q.Offset, err = postgres.DecodeCursor(v); err != nil {
+		if q.After, err = decodeUsageCursor(v, q); err != nil {
 			return q, err
 		}
 	}
@@ -194,7 +204,7 @@ func (s *Server) usage(c echo.Context) error {
 		GroupBy: q.GroupBy, Filters: q.Filters, Rows: make([]usageRowJSON, 0, len(rows))}
 	if len(rows) > q.Limit {
 		rows = rows[:q.Limit]
-		next := postgres.EncodeCursor(q.Offset + q.Limit)
+		next := encodeUsageCursor(q, rows[len(rows)-1])
 		resp.NextCursor = &next
 	}
 	for _, r := range rows {
@@ -202,7 +212,7 @@ func (s *Server) usage(c echo.Context) error {
 	}
 	// Totals cover the whole query, not just this page: when the page is
 	// the whole result they are its sum, otherwise one more query.
-	if resp.NextCursor == nil && q.Offset == 0 {
+	if resp.NextCursor == nil && q.After == nil {
 		var t postgres.UsageRow
 		for _, r := range rows {
 			t.Add(r)
@@ -210,7 +220,7 @@ func (s *Server) usage(c echo.Context) error {
 		resp.Totals = usageRowJSON(t)
 	} else {
 		total := q
-		total.GroupBy, total.Limit, total.Offset = []string{}, 0, 0
+		total.GroupBy, total.Limit, total.After = []string{}, 0, nil
 		totals, err := s.store.Usage(ctx, u, total)
 		if err != nil {
 			return err
@@ -220,6 +230,93 @@ func (s *Server) usage(c echo.Context) error {
 		}
 	}
 	return c.JSON(http.StatusOK, resp)
+}
+
+// A usage cursor is the grouping values of the last row served (keyset
+// paging: a page starts after that row in the result's order, so replacing
+// the rows of recent days between two pages neither repeats nor skips a
+// group that was there) and a digest of the query it belongs to, so it
+// cannot be reused with other parameters. It is base64url JSON; nothing in
+// it is secret, and every value goes to the database as a placeholder.
+type usageCursor struct {
+	Version int      `json:"v"`
+	Query   string   `json:"q"`
+	After   []string `json:"k"`
+}
+
+const maxCursorLength = 4096
+
+// queryDigest identifies everything that decides a usage result's rows
+// except the page size: the range, the grouping (in the order given) and the
+// filters (values in canonical form).
+func queryDigest(q postgres.UsageQuery) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%d", q.From.Format(time.DateOnly), q.To.Format(time.DateOnly), len(q.GroupBy))
+	for _, g := range q.GroupBy {
+		fmt.Fprintf(h, "\x00%s", g)
+	}
+	for _, d := range postgres.UsageDimensions {
+		if v, ok := q.Filters[d.Name]; ok {
+			fmt.Fprintf(h, "\x00%s=%d:%s", d.Name, len(v), v)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func encodeUsageCursor(q postgres.UsageQuery, last postgres.UsageRow) string {
+	cur := usageCursor{Version: 1, Query: queryDigest(q), After: []string{}}
+	for _, d := range postgres.GroupedDimensions(q.GroupBy) {
+		cur.After = append(cur.After, last.Group[d.Key])
+	}
+	b, _ := json.Marshal(cur)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// decodeUsageCursor returns the grouping values a page of q starts after, or
+// a CodeInvalid error for a cursor this API did not issue for q.
+func decodeUsageCursor(v string, q postgres.UsageQuery) ([]string, error) {
+	bad := &tokka.Error{Code: tokka.CodeInvalid, Field: "cursor", Message: "cursor is not one this API returned"}
+	if len(v) > maxCursorLength {
+		return nil, bad
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(v)
+	if err != nil {
+		return nil, bad
+	}
+	var cur usageCursor
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cur); err != nil || cur.Version != 1 {
+		return nil, bad
+	}
+	if cur.Query != queryDigest(q) {
+		return nil, &tokka.Error{Code: tokka.CodeInvalid, Field: "cursor",
+			Message: "cursor belongs to another query: page with the same from, to, group_by and filters it came from"}
+	}
+	dims := postgres.GroupedDimensions(q.GroupBy)
+	if len(cur.After) != len(dims) || len(dims) == 0 {
+		return nil, bad
+	}
+	for i, d := range dims {
+		if !validValue(d.Type, cur.After[i]) {
+			return nil, bad
+		}
+	}
+	return cur.After, nil
+}
+
+// validValue reports whether v can be cast to the dimension's SQL type, so
+// a forged cursor is a 400, never a database error.
+func validValue(typ, v string) bool {
+	switch typ {
+	case "date":
+		_, err := time.Parse(time.DateOnly, v)
+		return err == nil
+	case "uuid":
+		_, err := parseUUID(v)
+		return err == nil
+	}
+	return utf8.ValidString(v) && !strings.ContainsRune(v, 0)
 }
 
 // csvSafe neutralises text that a spreadsheet would run as a formula

@@ -57,10 +57,20 @@ func ParseWindow(from, to, ref string) (Window, error) {
 	if w.Ref == "" {
 		w.Ref = "INC-" + w.From.Format("20060102T150405Z") + "-" + w.To.Format("20060102T150405Z")
 	}
-	if !refPattern.MatchString(w.Ref) {
-		return w, errors.New("--ref: use up to 64 letters, digits, '.', '_' or '-'")
+	if err := CheckRef(w.Ref); err != nil {
+		return w, err
 	}
 	return w, nil
+}
+
+// CheckRef fails, naming --ref, unless ref is a valid incident reference:
+// up to 64 letters, digits, '.', '_' or '-', starting with a letter or
+// digit.
+func CheckRef(ref string) error {
+	if !refPattern.MatchString(ref) {
+		return errors.New("--ref: use up to 64 letters, digits, '.', '_' or '-'")
+	}
+	return nil
 }
 
 func parseTime(s string, end bool) (time.Time, error) {
@@ -77,6 +87,18 @@ func parseTime(s string, end bool) (time.Time, error) {
 	return d, nil
 }
 
+// layout is how the email prints the window's ends: to the second, or to
+// the microsecond when both ends fall in the same second, so a short window
+// never reads as one of no length ("22:08 to 22:08"). A --to date's last
+// instant (23:59:59.999999) prints as 23:59:59.
+func (w Window) layout() string {
+	const seconds = "2006-01-02 15:04:05"
+	if w.From.Format(seconds) == w.To.Format(seconds) {
+		return seconds + ".000000"
+	}
+	return seconds
+}
+
 // String prints the window for people.
 func (w Window) String() string {
 	return w.From.Format(time.RFC3339) + " .. " + w.To.Format(time.RFC3339)
@@ -88,6 +110,8 @@ type Store interface {
 	QuarantineConnection(ctx context.Context, a postgres.AffectedConnection, q postgres.Quarantine) (string, error)
 	NotifiedUsers(ctx context.Context, ref string) (map[string]bool, error)
 	RecordNotification(ctx context.Context, ref, userID string, conns []postgres.AffectedConnection, ev tokka.AuditEvent) error
+	QuarantinedBy(ctx context.Context, ref string) ([]postgres.Released, error)
+	ReleaseConnection(ctx context.Context, r postgres.Released, ref, actor string) (string, error)
 }
 
 // Directory finds a user's email address; *AuthDirectory implements it.
@@ -114,8 +138,9 @@ type Responder struct {
 }
 
 // List prints every affected connection, one line each, and a summary
-// line naming how many users and connections are affected. It fails only
-// when the database does.
+// line naming how many users and connections are affected: those whose key
+// Tokka held at some time in the window (the connection existed then; deleted
+// ones included) or decrypted in it. It fails only when the database does.
 func (r *Responder) List(ctx context.Context, w Window) error {
 	conns, err := r.Store.AffectedConnections(ctx, w.From, w.To)
 	if err != nil {
@@ -143,7 +168,7 @@ func (r *Responder) List(ctx context.Context, w Window) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(r.Out, "incident %s, window %s: %d connections of %d users affected\n",
+	_, err = fmt.Fprintf(r.Out, "incident %s, window %s: %d connections of %d users affected (keys held or decrypted during the window)\n",
 		w.Ref, w, len(conns), len(byUser(conns)))
 	return err
 }
@@ -159,7 +184,7 @@ func (s QuarantineSummary) String() string {
 }
 
 // Quarantine stops Tokka from using every affected key: each affected
-// connection whose current key was stored during the window becomes
+// connection whose current key was held during the window becomes
 // compromised (no syncer will lease it again), and every affected
 // connection's owner gets a critical key_access alert telling them to
 // rotate, with an incident.quarantined audit event per connection. It is
@@ -212,6 +237,63 @@ func (r *Responder) Quarantine(ctx context.Context, w Window) (QuarantineSummary
 		}
 	}
 	_, err = fmt.Fprintf(r.Out, "quarantine %s: %s\n", w.Ref, sum)
+	return sum, err
+}
+
+// ReleaseSummary counts what release did.
+type ReleaseSummary struct {
+	Released, Already, NotCompromised, StillHeld, Deleted int
+}
+
+// String is the summary line's counts, as release prints them.
+func (s ReleaseSummary) String() string {
+	return fmt.Sprintf("released %d, already released %d, no longer compromised %d, still quarantined by another incident %d, deleted %d",
+		s.Released, s.Already, s.NotCompromised, s.StillHeld, s.Deleted)
+}
+
+// ErrNothingQuarantined is returned by Release when the reference set no
+// connection to compromised: most likely a mistyped --ref.
+var ErrNothingQuarantined = errors.New("this incident reference quarantined no connection; check --ref (or the --from/--to that derived it)")
+
+// Release undoes a mistaken quarantine: every connection the incident ref
+// set to compromised goes back to pending (its key is used again) with an
+// incident.released audit event, unless its user has pasted a new key since
+// (nothing to undo) or it was deleted; one that another incident's
+// quarantine still holds gets the event but stays compromised until that
+// one is released too. Alerts and notifications already sent are not taken back. It is
+// idempotent, prints one line per connection and a summary, and fails when
+// the database does (run it again to resume) or with ErrNothingQuarantined.
+func (r *Responder) Release(ctx context.Context, ref string) (ReleaseSummary, error) {
+	var sum ReleaseSummary
+	conns, err := r.Store.QuarantinedBy(ctx, ref)
+	if err != nil {
+		return sum, err
+	}
+	if len(conns) == 0 {
+		return sum, fmt.Errorf("release %s: %w", ref, ErrNothingQuarantined)
+	}
+	for _, c := range conns {
+		out, err := r.Store.ReleaseConnection(ctx, c, ref, r.Actor)
+		if err != nil {
+			return sum, fmt.Errorf("release stopped at connection %s (run it again to resume): %w", c.ConnectionID, err)
+		}
+		switch out {
+		case postgres.ReleaseDone:
+			sum.Released++
+		case postgres.ReleaseAlready:
+			sum.Already++
+		case postgres.ReleaseNotCompromised:
+			sum.NotCompromised++
+		case postgres.ReleaseStillHeld:
+			sum.StillHeld++
+		case postgres.ReleaseDeleted:
+			sum.Deleted++
+		}
+		if _, err := fmt.Fprintf(r.Out, "%s\tuser %s\tconnection %s\n", out, c.UserID, c.ConnectionID); err != nil {
+			return sum, err
+		}
+	}
+	_, err = fmt.Fprintf(r.Out, "release %s: %s\n", ref, sum)
 	return sum, err
 }
 
@@ -356,8 +438,9 @@ func Message(w Window, summary string, conns []postgres.AffectedConnection) noti
 		b.WriteString("Systems that hold Tokka's stored provider keys may have been accessed by someone\n")
 		b.WriteString("without authorisation.\n")
 	}
+	layout := w.layout()
 	fmt.Fprintf(&b, "The period concerned is %s to %s (UTC). Our reference: %s.\n\n",
-		w.From.Format("2006-01-02 15:04"), w.To.Format("2006-01-02 15:04"), w.Ref)
+		w.From.Format(layout), w.To.Format(layout), w.Ref)
 
 	b.WriteString("WHAT MAY HAVE BEEN COMPROMISED\n\n")
 	b.WriteString("The Admin API keys of these connections of yours, which Tokka held during that period:\n\n")
@@ -382,8 +465,8 @@ func Message(w Window, summary string, conns []postgres.AffectedConnection) noti
 	b.WriteString("     makes a copied key useless.\n")
 	b.WriteString("  2. Create a new Admin API key and paste it into the connection in Tokka (or delete\n")
 	b.WriteString("     the connection). Syncing resumes with the new key.\n")
-	fmt.Fprintf(&b, "  3. Check your provider organisation's audit log and usage since %s for activity\n",
-		w.From.Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "  3. Check your provider organisation's audit log and usage since %s UTC for activity\n",
+		w.From.Format(layout))
 	b.WriteString("     you do not recognise.\n\n")
 	b.WriteString("Reply to this email if you have questions. We are sorry for the trouble this causes.\n\n")
 	b.WriteString("The Tokka team\n")

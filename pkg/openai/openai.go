@@ -1,6 +1,7 @@
 // Package openai reads an OpenAI organisation's usage and costs with an admin
 // key, through the /v1/organization/usage/* and /v1/organization/costs
-// endpoints, and normalises them into provider rows.
+// endpoints, and normalises them into provider rows. Its projects
+// (/v1/organization/projects) identify the organisation.
 //
 // What is requested and what is dropped:
 //
@@ -353,22 +354,102 @@ func lineItemModel(li string) string {
 	return model
 }
 
-// page is the envelope shared by every usage and costs endpoint.
-// pages GETs /v1/organization/<endpoint> with q through provider.Pages, calling each
-// for every result with its bucket's UTC day.
-func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, endpoint string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
+// projectList is GET /v1/organization/projects.
+type projectList struct {
+	Data *[]struct {
+		ID string `json:"id"`
+	} `json:"data"`
+	LastID  *string `json:"last_id"`
+	HasMore bool    `json:"has_more"`
+}
+
+// projectsPerPage is the listing's largest page size.
+const projectsPerPage = 100
+
+// Organization identifies the organisation key belongs to by its project
+// ids, archived projects included: OpenAI's admin API has no organisation id,
+// and project ids are unique across organisations. It pages through GET
+// /v1/organization/projects with after = the previous page's last_id.
+// Errors are *provider.Error: transport and status failures as
+// provider.HTTPClient.Get describes, KindBadResponse for a malformed page, a
+// cursor that repeats or is missing, or paging past MaxPages.
+func (c *Client) Organization(ctx context.Context, key *secret.Key) (provider.Organization, error) {
+	h := c.httpClient()
+	maxPages := c.MaxPages
+	if maxPages <= 0 {
+		maxPages = DefaultMaxPages
+	}
+	base := strings.TrimRight(c.BaseURL, "/") + "/v1/organization/projects"
+	q := url.Values{}
+	q.Set("limit", strconv.Itoa(projectsPerPage))
+	q.Set("include_archived", "true")
+	var org provider.Organization
+	seen, cursors := map[string]bool{}, map[string]bool{}
+	for n := 0; ; n++ {
+		if n == maxPages {
+			return provider.Organization{}, badData(fmt.Sprintf("the provider kept paging past %d pages (organization/projects)", maxPages))
+		}
+		res, err := h.Get(ctx, base+"?"+q.Encode(), c.authorize(key))
+		if err != nil {
+			return provider.Organization{}, err
+		}
+		fail := func(reason string) error {
+			e := badData(reason + " (organization/projects)")
+			e.RequestID = res.RequestID
+			return e
+		}
+		var page projectList
+		if err := json.Unmarshal(res.Body, &page); err != nil || page.Data == nil {
+			return provider.Organization{}, fail("the provider's response is not the expected JSON")
+		}
+		for _, p := range *page.Data {
+			if p.ID == "" || len(p.ID) > 200 {
+				return provider.Organization{}, fail("a project has no plausible id")
+			}
+			if !seen[p.ID] {
+				seen[p.ID] = true
+				org.ProjectIDs = append(org.ProjectIDs, p.ID)
+			}
+		}
+		if !page.HasMore {
+			return org, nil
+		}
+		if page.LastID == nil || *page.LastID == "" {
+			return provider.Organization{}, fail("the provider said there is more data but gave no last_id")
+		}
+		if cursors[*page.LastID] {
+			return provider.Organization{}, fail("the provider returned the same page cursor twice")
+		}
+		cursors[*page.LastID] = true
+		q.Set("after", *page.LastID)
+	}
+}
+
+func (c *Client) httpClient() provider.HTTPClient {
 	h := c.HTTP
 	h.Provider = provider.OpenAI
 	if h.RequestIDHeader == "" {
 		h.RequestIDHeader = "x-request-id"
 	}
+	return h
+}
+
+// authorize sets the key header on a request.
+func (c *Client) authorize(key *secret.Key) func(http.Header) {
+	return func(hd http.Header) {
+		// The only place the key's bytes are read.
+		hd.Set("Authorization", "Bearer "+string(key.Bytes()))
+	}
+}
+
+// page is the envelope shared by every usage and costs endpoint.
+// pages GETs /v1/organization/<endpoint> with q through provider.Pages, calling each
+// for every result with its bucket's UTC day.
+func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, endpoint string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
 	return provider.Pages(ctx, provider.Paged{
-		HTTP: h, URL: strings.TrimRight(c.BaseURL, "/") + "/v1/organization/" + endpoint, Name: endpoint,
-		Authorize: func(hd http.Header) {
-			// The only place the key's bytes are read.
-			hd.Set("Authorization", "Bearer "+string(key.Bytes()))
-		},
-		MaxPages: c.MaxPages, Start: provider.StartUnix, Window: w, Query: q,
+		HTTP: c.httpClient(), URL: strings.TrimRight(c.BaseURL, "/") + "/v1/organization/" + endpoint, Name: endpoint,
+		Authorize: c.authorize(key),
+		MaxPages:  c.MaxPages, Start: provider.StartUnix, Window: w, Query: q,
 	}, each)
 }
 

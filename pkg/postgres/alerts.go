@@ -47,7 +47,7 @@ func (d *DB) ListAlerts(ctx context.Context, u tokka.User, before int64, limit i
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &as, `
 			SELECT `+alertColumns+` FROM tokka.alerts
-			WHERE user_id = $1 AND ($2 = 0 OR id < $2) AND (NOT $4 OR acknowledged_at IS NULL)
+			WHERE user_id = $1 AND ($2::bigint = 0 OR id < $2::bigint) AND (NOT $4 OR acknowledged_at IS NULL)
 			ORDER BY id DESC LIMIT $3`, u.ID, before, limit, open), "alerts")
 	})
 	return as, err

@@ -75,7 +75,7 @@ func (d *DB) ListAuditEvents(ctx context.Context, u tokka.User, before int64, li
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &evs, `
 			SELECT `+auditColumns+` FROM tokka.audit_events
-			WHERE user_id = $1 AND ($2 = 0 OR id < $2)
+			WHERE user_id = $1 AND ($2::bigint = 0 OR id < $2::bigint)
 			ORDER BY id DESC LIMIT $3`, u.ID, before, limit), "audit events")
 	})
 	return evs, err

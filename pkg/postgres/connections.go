@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 
 	"github.com/jmoiron/sqlx"
 
@@ -21,18 +23,30 @@ type NewConnection struct {
 	Label     string
 	KeyHint   string
 	SealedKey string
+	// KeyFingerprint is the key's keyed fingerprint for this user
+	// (secret.Fingerprinter.Key); nil stores none.
+	KeyFingerprint []byte
 }
 
 // CreateConnection stores a new connection for u and its key.created audit
-// event in one transaction. A duplicate id is a CodeConflict error.
+// event in one transaction. A key u has already connected (the same
+// fingerprint) is a CodeConflict error whose ConnectionID is the connection
+// that holds it, and nothing is stored; a duplicate id is a CodeConflict
+// error too.
 func (d *DB) CreateConnection(ctx context.Context, u tokka.User, nc NewConnection, ev tokka.AuditEvent) (tokka.Connection, error) {
 	var c tokka.Connection
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+		// The unique index on (user_id, key_fingerprint) decides, so two
+		// requests racing with one key cannot both get in.
 		err := tx.GetContext(ctx, &c, `
-			INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
-			VALUES ($1, $2, $3, $4, $5, $6)
+			INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key, key_fingerprint)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (user_id, key_fingerprint) DO NOTHING
 			RETURNING `+connectionColumns,
-			nc.ID, u.ID, nc.Provider, nc.Label, nc.KeyHint, nc.SealedKey)
+			nc.ID, u.ID, nc.Provider, nc.Label, nc.KeyHint, nc.SealedKey, nc.KeyFingerprint)
+		if errors.Is(err, sql.ErrNoRows) {
+			return keyHeldBy(ctx, tx, nc.KeyFingerprint, "")
+		}
 		if err != nil {
 			return domainError(err, "connection")
 		}
@@ -44,6 +58,31 @@ func (d *DB) CreateConnection(ctx context.Context, u tokka.User, nc NewConnectio
 		return insertAudit(ctx, tx, ev)
 	})
 	return c, err
+}
+
+// keyHeldBy returns the CodeConflict error for a key the caller already
+// has in another connection than except, naming that connection, or nil
+// when none of their connections holds fingerprint.
+func keyHeldBy(ctx context.Context, tx *sqlx.Tx, fingerprint []byte, except string) error {
+	if len(fingerprint) == 0 {
+		return nil
+	}
+	var id string
+	err := tx.GetContext(ctx, &id, `
+		SELECT id FROM tokka.connections WHERE key_fingerprint = $1 AND ($2 = '' OR id <> nullif($2, '')::uuid)`,
+		fingerprint, except)
+	if errors.Is(err, sql.ErrNoRows) {
+		if except == "" {
+			// It was deleted between the two statements: the caller may retry.
+			return tokka.Errorf(tokka.CodeConflict, "this key was being connected by another request; try again")
+		}
+		return nil
+	}
+	if err != nil {
+		return domainError(err, "connection")
+	}
+	return &tokka.Error{Code: tokka.CodeConflict, ConnectionID: id,
+		Message: "this key is already connected as connection " + id + "; replace or delete that connection instead of adding it again"}
 }
 
 // notifySyncers wakes listening syncers (delivered at commit, so only for a
@@ -96,9 +135,10 @@ func (d *DB) DeleteConnection(ctx context.Context, u tokka.User, id string, ev t
 // key, or both. A new key arrives already sealed to the syncer's public key
 // and bound to the same user, connection and provider.
 type ConnectionUpdate struct {
-	Label     *string // nil keeps the label
-	KeyHint   string  // with SealedKey
-	SealedKey string  // "" keeps the key
+	Label          *string // nil keeps the label
+	KeyHint        string  // with SealedKey
+	SealedKey      string  // "" keeps the key
+	KeyFingerprint []byte  // with SealedKey: the new key's fingerprint
 }
 
 // UpdateConnection renames one of u's connections and/or replaces its key,
@@ -111,12 +151,18 @@ type ConnectionUpdate struct {
 // set those columns itself: the replacement is the database function
 // tokka.replace_connection_key (migration 00011). A syncer that leased the
 // connection before the change sees key_set_at move and never opens the old
-// blob again (see holdLease). It returns tokka.ErrNotFound when there is no
-// such connection for u.
+// blob again (see holdLease); a connection that was duplicate becomes
+// pending, and the syncer learns the new key's organisation afresh. A new
+// key that another of u's connections holds is a CodeConflict error whose
+// ConnectionID is that connection, and nothing changes. It returns
+// tokka.ErrNotFound when there is no such connection for u.
 func (d *DB) UpdateConnection(ctx context.Context, u tokka.User, id string, up ConnectionUpdate, ev tokka.AuditEvent) (tokka.Connection, error) {
 	var c tokka.Connection
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		if up.SealedKey != "" {
+			if err := keyHeldBy(ctx, tx, up.KeyFingerprint, id); err != nil {
+				return err
+			}
 			var found bool
 			if err := tx.GetContext(ctx, &found, `SELECT tokka.replace_connection_key($1, $2, $3, $4)`,
 				id, up.Label, up.KeyHint, up.SealedKey); err != nil {
@@ -124,6 +170,16 @@ func (d *DB) UpdateConnection(ctx context.Context, u tokka.User, id string, up C
 			}
 			if !found {
 				return tokka.ErrNotFound
+			}
+			_, err := tx.ExecContext(ctx, `UPDATE tokka.connections SET key_fingerprint = $2 WHERE id = $1`,
+				id, up.KeyFingerprint)
+			if isUniqueViolation(err) {
+				// Another request gave the same key to another connection
+				// between the check and the update.
+				return tokka.Errorf(tokka.CodeConflict, "another of your connections holds this key")
+			}
+			if err != nil {
+				return domainError(err, "connection")
 			}
 			if _, err := tx.ExecContext(ctx, `
 				UPDATE tokka.alerts SET acknowledged_at = now()

@@ -2,7 +2,12 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -34,8 +39,8 @@ type AffectedConnection struct {
 	Decryptions int `db:"decryptions"`
 }
 
-// CurrentKeyExposed reports whether the key stored now is one that was
-// stored during the window (it was set at or before the window's end). A
+// CurrentKeyExposed reports whether the key stored now is one that was held
+// during the window (it was set at or before the window's end). A
 // connection whose key was replaced after the window holds a key the
 // incident never saw; only its old key needs revoking.
 func (a AffectedConnection) CurrentKeyExposed(to time.Time) bool {
@@ -97,7 +102,7 @@ const (
 
 // QuarantineConnection handles one affected connection in one transaction,
 // as the syncer, and says what it did. A connection whose current key was
-// stored during the window becomes compromised, with its lease (if a syncer
+// held during the window becomes compromised, with its lease (if a syncer
 // holds one) cleared in the same statement, so no syncer uses the key
 // again. Whatever the case, the owner gets q.Alert (a key_access alert, once
 // per incident and connection) and one incident.quarantined audit event
@@ -134,7 +139,7 @@ func (d *DB) QuarantineConnection(ctx context.Context, a AffectedConnection, q Q
 		}
 		switch n, _ := res.RowsAffected(); {
 		case n == 1:
-			outcome, detail = QuarantineDone, "status set to compromised; the stored key will not be used again"
+			outcome, detail = QuarantineDone, quarantineSetDetail+"; the stored key will not be used again"
 		case present:
 			outcome, detail = QuarantineKeyReplaced,
 				"the key stored now was set after the incident window and stays in use; the earlier key must be revoked"
@@ -212,3 +217,125 @@ func (d *DB) RecordNotification(ctx context.Context, ref, userID string, conns [
 // incidentPrefix starts every audit detail an incident writes, so its
 // events can be found again by reference.
 func incidentPrefix(ref string) string { return "incident " + ref + ":" }
+
+// quarantineSetDetail starts the detail of an incident.quarantined event
+// (after the incident prefix) that set its connection to compromised, as
+// opposed to one that only recorded an affected connection. Release looks
+// for it.
+const quarantineSetDetail = "status set to compromised"
+
+// Released is a connection an incident's quarantine set to compromised.
+type Released struct {
+	ConnectionID string `db:"connection_id"`
+	UserID       string `db:"user_id"`
+	Provider     string `db:"provider"`
+}
+
+// QuarantinedBy returns, as the syncer, the connections that the incident
+// ref set to compromised (deleted ones included), ordered by user and
+// connection. It fails only when the database does.
+func (d *DB) QuarantinedBy(ctx context.Context, ref string) ([]Released, error) {
+	out := []Released{}
+	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
+		return domainError(tx.SelectContext(ctx, &out, `
+			SELECT DISTINCT connection_id, user_id, provider FROM tokka.audit_events
+			WHERE action = $1 AND connection_id IS NOT NULL AND starts_with(detail, $2)
+			ORDER BY user_id, connection_id`,
+			tokka.ActionIncidentQuarantined, incidentPrefix(ref)+" "+quarantineSetDetail), "incident events")
+	})
+	return out, err
+}
+
+// Release outcomes.
+const (
+	ReleaseDone           = "released"          // back to pending now
+	ReleaseAlready        = "already_released"  // this incident's release already ran for it
+	ReleaseNotCompromised = "not_compromised"   // no longer compromised (its user pasted a new key): nothing to undo
+	ReleaseStillHeld      = "still_quarantined" // released for this incident, but another one's quarantine still holds it
+	ReleaseDeleted        = "deleted"           // the connection no longer exists
+)
+
+// ReleaseConnection undoes incident ref's quarantine of one connection, as
+// the syncer, in one transaction, and says what it did. Only a connection
+// still compromised, and held by no other incident's quarantine that has
+// not been released itself, goes back to pending: its error is cleared and
+// it is due at once. An incident.released audit event (detail starting
+// "incident <ref>:") records who released it, also when another incident
+// still holds it (ReleaseStillHeld: releasing that one later frees it). The
+// alerts the quarantine raised stay in the user's list. Running it again
+// changes nothing (ReleaseAlready). It fails only when the database does.
+func (d *DB) ReleaseConnection(ctx context.Context, r Released, ref, actor string) (string, error) {
+	var outcome string
+	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
+		prefix := incidentPrefix(ref)
+		var status string
+		err := tx.GetContext(ctx, &status, `SELECT status FROM tokka.connections WHERE id = $1 AND user_id = $2 FOR UPDATE`,
+			r.ConnectionID, r.UserID)
+		if errors.Is(err, sql.ErrNoRows) {
+			outcome = ReleaseDeleted
+			return nil
+		}
+		if err != nil {
+			return domainError(err, "release")
+		}
+		// Every incident that set this connection to compromised, and
+		// every one released since (a reference's prefix is "incident
+		// <ref>:" and references hold no colon).
+		var events []struct {
+			Action string `db:"action"`
+			Ref    string `db:"ref"`
+		}
+		if err := tx.SelectContext(ctx, &events, `
+			SELECT DISTINCT action, split_part(substr(detail, length('incident ') + 1), ':', 1) AS ref
+			FROM tokka.audit_events
+			WHERE user_id = $1 AND connection_id = $2 AND starts_with(detail, 'incident ')
+			  AND (action = $3 OR (action = $4 AND position($5 IN detail) > 0))`,
+			r.UserID, r.ConnectionID, tokka.ActionIncidentReleased, tokka.ActionIncidentQuarantined,
+			": "+quarantineSetDetail); err != nil {
+			return domainError(err, "incident events")
+		}
+		held := map[string]bool{}
+		for _, e := range events {
+			if e.Action == tokka.ActionIncidentQuarantined {
+				held[e.Ref] = true
+			}
+		}
+		for _, e := range events {
+			if e.Action == tokka.ActionIncidentReleased {
+				if e.Ref == ref {
+					outcome = ReleaseAlready
+					return nil
+				}
+				delete(held, e.Ref)
+			}
+		}
+		delete(held, ref)
+		if status != tokka.StatusCompromised {
+			outcome = ReleaseNotCompromised
+			return nil
+		}
+		ev := tokka.AuditEvent{
+			UserID: r.UserID, ConnectionID: &r.ConnectionID, Provider: r.Provider,
+			Action: tokka.ActionIncidentReleased, Outcome: tokka.OutcomeSuccess,
+			Purpose: "breach response", Actor: actor,
+			Detail: prefix + " quarantine released by the operator (it was a mistake); the stored key is used again",
+		}
+		if len(held) > 0 {
+			// This incident's quarantine is withdrawn all the same, so
+			// releasing the other one later frees the connection.
+			outcome = ReleaseStillHeld
+			refs := slices.Sorted(maps.Keys(held))
+			ev.Detail = prefix + " quarantine released by the operator (it was a mistake); the connection stays compromised under incident " +
+				strings.Join(refs, ", ")
+			return insertAudit(ctx, tx, ev)
+		}
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE tokka.connections SET status = 'pending', last_error = NULL, next_sync_at = now(), updated_at = now()
+			WHERE id = $1 AND user_id = $2`, r.ConnectionID, r.UserID); err != nil {
+			return domainError(err, "release")
+		}
+		outcome = ReleaseDone
+		return insertAudit(ctx, tx, ev)
+	})
+	return outcome, err
+}

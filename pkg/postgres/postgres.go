@@ -191,6 +191,12 @@ func (d *DB) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
 	return nil
 }
 
+// isUniqueViolation reports whether err is a unique-constraint violation.
+func isUniqueViolation(err error) bool {
+	var pqErr *pq.Error
+	return errors.As(err, &pqErr) && pqErr.Code == "23505"
+}
+
 // domainError turns driver errors that mean "the caller asked for something
 // impossible" into domain errors, and a statement cancelled by the statement
 // timeout into a CodeUnavailable one; everything else passes through.

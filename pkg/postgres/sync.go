@@ -24,6 +24,12 @@ var ErrLeaseLost = errors.New("postgres: lease lost")
 // caller should release the lease so the new key is synced promptly.
 var ErrKeyChanged = fmt.Errorf("%w: the key was replaced after the lease was taken", ErrLeaseLost)
 
+// ErrDuplicate means the connection was marked duplicate while it was
+// leased: an older connection of the same user covers its organisation, so
+// nothing of this sync may be stored. It wraps ErrLeaseLost; the lease is
+// still the caller's, to give back with AbandonSync.
+var ErrDuplicate = fmt.Errorf("%w: the connection was marked duplicate", ErrLeaseLost)
+
 // Lease is a connection a syncer holds until ExpiresAt.
 type Lease struct {
 	ConnectionID string     `db:"id"`
@@ -38,6 +44,10 @@ type Lease struct {
 	// syncer whose lease had expired (it crashed or stalled).
 	Takeover  bool      `db:"takeover"`
 	ExpiresAt time.Time `db:"lease_expires_at"`
+	// OrganizationKnown is set when the provider organisation of the
+	// current key has been recorded (RecordOrganization); until then the
+	// sync must learn it first.
+	OrganizationKnown bool `db:"organization_known"`
 }
 
 // LeaseDue leases up to n connections that are due: never synced, asked for
@@ -52,7 +62,7 @@ func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Du
 			SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $3)
 			FROM (
 				SELECT id, lease_owner IS NOT NULL AS takeover FROM tokka.connections
-				WHERE status NOT IN ('invalid', 'needs_reconnect', 'compromised')
+				WHERE status NOT IN ('invalid', 'needs_reconnect', 'compromised', 'duplicate')
 				  AND (next_sync_at <= now() OR sync_requested_at IS NOT NULL)
 				  AND (lease_expires_at IS NULL OR lease_expires_at < now())
 				ORDER BY sync_requested_at NULLS LAST, next_sync_at
@@ -61,7 +71,8 @@ func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Du
 			) due
 			WHERE c.id = due.id
 			RETURNING c.id, c.user_id, c.provider, c.sealed_key, c.key_set_at, c.backfilled_at,
-				c.sync_requested_at IS NOT NULL AS requested, c.lease_owner, c.lease_expires_at, due.takeover`,
+				c.sync_requested_at IS NOT NULL AS requested, c.lease_owner, c.lease_expires_at, due.takeover,
+				coalesce(c.organization_checked_at >= c.key_set_at, false) AS organization_known`,
 			owner, n, leaseFor.Seconds()), "lease")
 	})
 	return leases, err
@@ -92,21 +103,25 @@ func (d *DB) CountDue(ctx context.Context) (int, error) {
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		return domainError(tx.GetContext(ctx, &n, `
 			SELECT count(*) FROM tokka.connections
-			WHERE status NOT IN ('invalid', 'needs_reconnect', 'compromised')
+			WHERE status NOT IN ('invalid', 'needs_reconnect', 'compromised', 'duplicate')
 			  AND (next_sync_at <= now() OR sync_requested_at IS NOT NULL)`), "count due")
 	})
 	return n, err
 }
 
 // holdLease locks the leased row for the rest of tx and fails with
-// ErrLeaseLost unless l.Owner still holds an unexpired lease on it, and with
-// ErrKeyChanged when the user replaced the key since. Only a replacement
-// moves key_set_at; a rewrap re-seals the same key and leaves it alone, so a
+// ErrLeaseLost unless l.Owner still holds an unexpired lease on it, with
+// ErrKeyChanged when the user replaced the key since, and with ErrDuplicate
+// when the connection was marked duplicate since. Only a replacement moves
+// key_set_at; a rewrap re-seals the same key and leaves it alone, so a
 // rewrap running beside a sync does not cost that sync its results.
 func holdLease(ctx context.Context, tx *sqlx.Tx, l Lease) error {
-	var sameKey bool
-	err := tx.GetContext(ctx, &sameKey, `
-		SELECT key_set_at = $3 FROM tokka.connections
+	var row struct {
+		SameKey bool   `db:"same_key"`
+		Status  string `db:"status"`
+	}
+	err := tx.GetContext(ctx, &row, `
+		SELECT key_set_at = $3 AS same_key, status FROM tokka.connections
 		WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
 		FOR UPDATE`, l.ConnectionID, l.Owner, l.KeySetAt)
 	if err != nil {
@@ -115,8 +130,11 @@ func holdLease(ctx context.Context, tx *sqlx.Tx, l Lease) error {
 		}
 		return domainError(err, "lease")
 	}
-	if !sameKey {
+	switch {
+	case !row.SameKey:
 		return ErrKeyChanged
+	case row.Status == tokka.StatusDuplicate:
+		return ErrDuplicate
 	}
 	return nil
 }

@@ -47,24 +47,40 @@ func flagSyncRequestSpike(ctx context.Context, tx *sqlx.Tx, userID string) error
 	return err
 }
 
+// refusedSync is the CodeConflict for "sync now" on a connection whose status
+// a sync cannot help, saying what the user can do instead.
+func refusedSync(status string) error {
+	switch status {
+	case tokka.StatusInvalid, tokka.StatusNeedsReconnect:
+		return tokka.Errorf(tokka.CodeConflict, "this connection's key was rejected or cannot be opened; replace the key first")
+	case tokka.StatusDuplicate:
+		return tokka.Errorf(tokka.CodeConflict, "this connection's organisation is already covered by another of your connections (see its last_error); replace this connection's key with one of another organisation, or delete it")
+	case tokka.StatusCompromised:
+		return tokka.Errorf(tokka.CodeConflict, "this connection's key may have been exposed and is no longer used; revoke it at the provider and paste a new one")
+	}
+	return tokka.Errorf(tokka.CodeConflict, "this connection cannot be synced in its current state")
+}
+
 // RequestSync marks one of u's connections for a sync as soon as a syncer is
 // free and wakes listening syncers. It allows one request per connection per
 // minInterval (1s to a year): an earlier one returns a CodeRateLimited error
 // and how long to wait. A connection whose key was rejected (invalid,
-// needs_reconnect) or quarantined (compromised) is a CodeConflict: asking
-// again cannot help, and must not become a way to test whether a key has
-// started working. ev (sync.requested) is recorded. The checks and the
-// change are the database function tokka.request_sync (migration 00011): the
-// api's role may not set the sync columns itself.
+// needs_reconnect), quarantined (compromised) or found to duplicate another
+// (duplicate) is a CodeConflict: asking again cannot help, and must not
+// become a way to test whether a key has started working. ev
+// (sync.requested) is recorded. The checks and the change are the database
+// function tokka.request_sync (migration 00011): the api's role may not set
+// the sync columns itself.
 func (d *DB) RequestSync(ctx context.Context, u tokka.User, id string, minInterval time.Duration, ev tokka.AuditEvent) (tokka.Connection, time.Duration, error) {
 	var c tokka.Connection
 	var wait time.Duration
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		var r struct {
 			Outcome  string   `db:"outcome"`
+			Status   *string  `db:"status"`
 			WaitSecs *float64 `db:"wait_seconds"`
 		}
-		if err := tx.GetContext(ctx, &r, `SELECT outcome, wait_seconds FROM tokka.request_sync($1, $2)`,
+		if err := tx.GetContext(ctx, &r, `SELECT outcome, status, wait_seconds FROM tokka.request_sync($1, $2)`,
 			id, minInterval.Seconds()); err != nil {
 			return domainError(err, "connection")
 		}
@@ -72,10 +88,12 @@ func (d *DB) RequestSync(ctx context.Context, u tokka.User, id string, minInterv
 		case "requested":
 		case "not_found":
 			return tokka.ErrNotFound
-		case "rejected":
-			return tokka.Errorf(tokka.CodeConflict, "this connection's key was rejected or cannot be opened; replace the key first")
-		case "compromised":
-			return tokka.Errorf(tokka.CodeConflict, "this connection's key may have been exposed and is no longer used; revoke it at the provider and paste a new one")
+		case "refused":
+			status := ""
+			if r.Status != nil {
+				status = *r.Status
+			}
+			return refusedSync(status)
 		case "too_soon":
 			if r.WaitSecs != nil {
 				wait = time.Duration(*r.WaitSecs * float64(time.Second))

@@ -168,6 +168,7 @@ func TestEachRoleAppendsOnlyItsOwnAuditActions(t *testing.T) {
 		{"tokka_syncer", tokka.ActionSyncFailed, "syncer:a", true},
 		{"tokka_syncer", tokka.ActionIncidentQuarantined, "syncer:a", true},
 		{"tokka_syncer", tokka.ActionIncidentNotified, "syncer:a", true},
+		{"tokka_syncer", tokka.ActionIncidentReleased, "syncer:a", true},
 	} {
 		err := b.inRole(t, tc.role, u, func(tx *sqlx.Tx) error {
 			_, err := tx.Exec(forgeAudit, u.ID, tc.action, tc.actor)
@@ -181,7 +182,7 @@ func TestEachRoleAppendsOnlyItsOwnAuditActions(t *testing.T) {
 	}
 	v := b.verify(t, u)
 	require.True(t, v.Intact, "broken at %v: %v", v.FirstBrokenID, v.Problem)
-	require.EqualValues(t, 1+11, v.Events)
+	require.EqualValues(t, 1+12, v.Events)
 }
 
 // TestForgedAuditEventGetsTheDatabasesChain replays the forgery: the

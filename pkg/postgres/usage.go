@@ -2,9 +2,7 @@ package postgres
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -22,19 +20,20 @@ type Dimension struct {
 	Select  string // the grouping expression
 	Cost    bool   // whether cost rows carry this dimension (otherwise their cost lands under "")
 	Filters bool   // whether it can be a filter (day/week/month are ranges, not filters)
+	Type    string // the SQL type of its values: "date" (YYYY-MM-DD), "uuid" or "text"
 }
 
 // UsageDimensions lists every dimension in the order results are sorted.
 var UsageDimensions = []Dimension{
-	{Name: "month", Key: "month", Select: "date_trunc('month', day)::date", Cost: true},
-	{Name: "week", Key: "week", Select: "date_trunc('week', day)::date", Cost: true},
-	{Name: "day", Key: "day", Select: "day", Cost: true},
-	{Name: "provider", Key: "provider", Select: "provider", Cost: true, Filters: true},
-	{Name: "connection", Key: "connection_id", Select: "connection_id", Cost: true, Filters: true},
-	{Name: "model", Key: "model", Select: "model", Cost: true, Filters: true},
-	{Name: "project", Key: "project_id", Select: "project_id", Cost: true, Filters: true},
-	{Name: "api_key", Key: "api_key_id", Select: "api_key_id", Cost: true, Filters: true},
-	{Name: "service_tier", Key: "service_tier", Select: "service_tier", Cost: false, Filters: true},
+	{Name: "month", Key: "month", Select: "date_trunc('month', day)::date", Cost: true, Type: "date"},
+	{Name: "week", Key: "week", Select: "date_trunc('week', day)::date", Cost: true, Type: "date"},
+	{Name: "day", Key: "day", Select: "day", Cost: true, Type: "date"},
+	{Name: "provider", Key: "provider", Select: "provider", Cost: true, Filters: true, Type: "text"},
+	{Name: "connection", Key: "connection_id", Select: "connection_id", Cost: true, Filters: true, Type: "uuid"},
+	{Name: "model", Key: "model", Select: "model", Cost: true, Filters: true, Type: "text"},
+	{Name: "project", Key: "project_id", Select: "project_id", Cost: true, Filters: true, Type: "text"},
+	{Name: "api_key", Key: "api_key_id", Select: "api_key_id", Cost: true, Filters: true, Type: "text"},
+	{Name: "service_tier", Key: "service_tier", Select: "service_tier", Cost: false, Filters: true, Type: "text"},
 }
 
 // DimensionByName returns the dimension called name.
@@ -56,7 +55,10 @@ type UsageQuery struct {
 	// providers restate recent days; the syncer re-reads them).
 	ProvisionalFrom time.Time
 	Limit           int // rows per page; 0 = no limit (export)
-	Offset          int
+	// After, when set, starts the result after the row whose grouping
+	// values (as text, in the order of GroupedDimensions) it holds: keyset
+	// paging, which keeps its place when rows before it come and go.
+	After []string
 }
 
 // UsageRow is one group of the result: the grouping values (absent when not
@@ -85,22 +87,6 @@ func (r *UsageRow) Add(o UsageRow) {
 	r.Requests += o.Requests
 	r.CostUSD = r.CostUSD.Add(o.CostUSD)
 	r.Provisional = r.Provisional || o.Provisional
-}
-
-// EncodeCursor and DecodeCursor make an opaque page cursor from an offset.
-func EncodeCursor(offset int) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("o:" + strconv.Itoa(offset)))
-}
-
-// DecodeCursor returns the offset in c, or a CodeInvalid error.
-func DecodeCursor(c string) (int, error) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err == nil && strings.HasPrefix(string(b), "o:") {
-		if n, err := strconv.Atoi(string(b[2:])); err == nil && n >= 0 {
-			return n, nil
-		}
-	}
-	return 0, &tokka.Error{Code: tokka.CodeInvalid, Field: "cursor", Message: "cursor is not one this API returned"}
 }
 
 // wholeMonths returns the span [m1, m2) of whole calendar months inside the
@@ -223,27 +209,47 @@ func usageSQL(q UsageQuery, dims []Dimension) (string, []any) {
 			FROM ` + cFrom + cWhere + cGroup + `
 		)
 		SELECT ` + strings.Join(outer, ", ") + ` FROM u` + join
+	if len(q.After) > 0 {
+		// The row comparison uses each column's type and collation, the
+		// same as ORDER BY, so "after" means the same thing in both.
+		var after []string
+		for i, d := range dims {
+			args = append(args, q.After[i])
+			after = append(after, fmt.Sprintf("$%d::%s", len(args), d.Type))
+		}
+		query += " WHERE (" + strings.Join(using, ", ") + ") > (" + strings.Join(after, ", ") + ")"
+	}
 	if len(order) > 0 {
 		query += " ORDER BY " + strings.Join(order, ", ")
 	}
 	if q.Limit > 0 {
-		query += fmt.Sprintf(" LIMIT %d OFFSET %d", q.Limit, q.Offset)
+		query += fmt.Sprintf(" LIMIT %d", q.Limit)
 	}
 	return query, args
 }
 
-func dimensionsOf(q UsageQuery) ([]Dimension, error) {
+// GroupedDimensions returns the dimensions named in groupBy in the order
+// results are sorted by (UsageDimensions' order), skipping unknown names.
+func GroupedDimensions(groupBy []string) []Dimension {
 	var dims []Dimension
 	for _, d := range UsageDimensions {
-		for _, g := range q.GroupBy {
+		for _, g := range groupBy {
 			if g == d.Name {
 				dims = append(dims, d)
 				break
 			}
 		}
 	}
+	return dims
+}
+
+func dimensionsOf(q UsageQuery) ([]Dimension, error) {
+	dims := GroupedDimensions(q.GroupBy)
 	if len(dims) != len(q.GroupBy) {
 		return nil, &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by", Message: "unknown or repeated group_by dimension"}
+	}
+	if len(q.After) != 0 && len(q.After) != len(dims) {
+		return nil, &tokka.Error{Code: tokka.CodeInvalid, Field: "cursor", Message: "cursor is not one this API returned"}
 	}
 	return dims, nil
 }
@@ -290,7 +296,7 @@ func (d *DB) EachUsageRow(ctx context.Context, u tokka.User, q UsageQuery, fn fu
 	})
 }
 
-// Usage returns one page of the grouped usage rows (Limit, Offset).
+// Usage returns one page of the grouped usage rows (Limit, After).
 func (d *DB) Usage(ctx context.Context, u tokka.User, q UsageQuery) ([]UsageRow, error) {
 	rows := []UsageRow{}
 	err := d.EachUsageRow(ctx, u, q, func(r UsageRow) error {

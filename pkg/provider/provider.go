@@ -116,9 +116,26 @@ type CostRow struct {
 	Currency  string          // as reported ("usd", "USD")
 }
 
-// Client fetches one organisation's usage and costs for a window. The key is
+// Organization identifies the provider organisation a key belongs to, so
+// that two connections of one organisation are never both counted.
+type Organization struct {
+	// ID is the provider's organisation id (Anthropic's organizations/me);
+	// "" when the admin API exposes none (OpenAI).
+	ID string
+	// ProjectIDs are the organisation's project ids, archived ones
+	// included (OpenAI). Project ids are unique across organisations, so
+	// two keys whose organisations share one belong to the same organisation.
+	ProjectIDs []string
+}
+
+// Empty reports whether o identifies nothing (no id and no project), so
+// it can match no other organisation.
+func (o Organization) Empty() bool { return o.ID == "" && len(o.ProjectIDs) == 0 }
+
+// Client fetches one organisation's identity, usage and costs. The key is
 // only borrowed: a client must not keep it, log it or put it in an error.
 type Client interface {
+	Organization(ctx context.Context, key *secret.Key) (Organization, error)
 	Usage(ctx context.Context, key *secret.Key, w Window) ([]UsageRow, error)
 	Costs(ctx context.Context, key *secret.Key, w Window) ([]CostRow, error)
 }

@@ -30,7 +30,7 @@ func (s *Syncer) Run(ctx context.Context, pollEvery time.Duration, wake <-chan s
 			}
 			if sum != (Summary{}) {
 				s.log.Info().Int("synced", sum.Synced).Int("failed", sum.Failed).
-					Int("skipped", sum.Skipped).Msg("sync pass")
+					Int("skipped", sum.Skipped).Int("duplicates", sum.Duplicates).Msg("sync pass")
 			}
 		}),
 		// A pass already running picks up whatever became due meanwhile

@@ -23,11 +23,19 @@ type faultCase struct {
 	provider provider.Name
 	status   string // the connection's status after the sync
 	reason   string // a part of its last_error ("" when active)
+	// requests is how many usage and cost requests the sync makes, given
+	// what a normal one makes; the organisation request comes on top.
 	requests func(normal int) int
 }
 
-// normalRequests is what one 90-day sync costs: 3 pages per usage family
-// and 1 cost page for OpenAI, 3 + 3 pages for Anthropic.
+// orgRequests is what learning a new key's organisation costs at its first
+// sync: one page of OpenAI projects, or Anthropic's organizations/me. The
+// fake's fault markers other than the key checks do not apply to it.
+const orgRequests = 1
+
+// normalRequests is what one 90-day sync costs in usage and cost requests: 3
+// pages per usage family and 1 cost page for OpenAI, 3 + 3 pages for
+// Anthropic.
 func normalRequests(p provider.Name) int {
 	if p == provider.OpenAI {
 		return 3*len(openai.Families()) + 1
@@ -62,7 +70,8 @@ func faultCases() []faultCase {
 			faultCase{"endless", p, "error", "kept paging past 100 pages " + usage, exactly(maxPages)},
 			faultCase{"pageloop", p, "error", "same page cursor twice " + usage, exactly(2)},
 			faultCase{"oversize", p, "error", "larger than", exactly(1)},
-			faultCase{"revoked", p, "invalid", "rejected the key", exactly(1)}, // 401 echoing the key
+			// 401 echoing the key, already at the organisation request.
+			faultCase{"revoked", p, "invalid", "rejected the key", exactly(0)},
 		)
 	}
 	return append(cases, faultCase{"strings", provider.OpenAI, "active", "", same}) // amount.value as strings
@@ -112,7 +121,7 @@ func TestEveryFaultModeEndsCorrectlyBesideHealthyConnections(t *testing.T) {
 			key := faultKey(tc.provider, user, tc.marker)
 			st, reason := b.status(t, ids[i])
 			require.Equal(t, tc.status, st, "reason: %s", reason)
-			require.Equal(t, tc.requests(normalRequests(tc.provider)), b.fake.Requests(key), "requests")
+			require.Equal(t, orgRequests+tc.requests(normalRequests(tc.provider)), b.fake.Requests(key), "requests")
 			audit := b.actions(t, ids[i])
 			if tc.status == "active" {
 				require.Empty(t, reason)
@@ -142,7 +151,7 @@ func TestEveryFaultModeEndsCorrectlyBesideHealthyConnections(t *testing.T) {
 	for p, id := range healthyIDs {
 		st, reason := b.status(t, id)
 		require.Equal(t, "active", st, "%s: %s", p, reason)
-		require.Equal(t, normalRequests(p), b.fake.Requests(healthy[p]), "%s healthy connection needed no retries", p)
+		require.Equal(t, orgRequests+normalRequests(p), b.fake.Requests(healthy[p]), "%s healthy connection needed no retries", p)
 		requireStoredEqualsServed(t, servedTotals(p, healthy[p], w, epoch0), b.storedTotals(t, id), "healthy "+string(p))
 	}
 
@@ -194,6 +203,7 @@ func TestSlowConnectionDelaysOnlyItself(t *testing.T) {
 	require.Equal(t, "error", st)
 	require.Contains(t, reason, "did not answer within 1s")
 	require.NotContains(t, reason, "SLOWCANARY")
+	// The organisation request is slow too: it is the one that times out.
 	require.Equal(t, 1+provider.DefaultMaxRetries, b.fake.Requests(slowKey), "one attempt plus its retries, each cut at the timeout")
 	require.GreaterOrEqual(t, elapsed, time.Duration(1+provider.DefaultMaxRetries)*timeout)
 	require.Less(t, elapsed, 30*time.Second, "the fake's one-minute delay was never waited out")

@@ -388,6 +388,12 @@ func TestAwkwardAmountsAddUpExactlyOverAYear(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		var buckets []string
 		switch r.URL.Path {
+		case "/v1/organization/projects":
+			_, _ = fmt.Fprint(rw, `{"object":"list","data":[{"id":"proj_1","object":"organization.project","name":"p","created_at":1,"archived_at":null,"status":"active"}],"first_id":"proj_1","last_id":"proj_1","has_more":false}`)
+			return
+		case "/v1/organizations/me":
+			_, _ = fmt.Fprint(rw, `{"id":"5b7e2f1c-0d6a-4c1e-9f3b-2a8d7c6e5f40","name":"o","type":"organization"}`)
+			return
 		case "/v1/organization/costs":
 			for d := w.From; d.Before(w.To); d = d.AddDate(0, 0, 1) {
 				buckets = append(buckets, fmt.Sprintf(`{"object":"bucket","start_time":%d,"end_time":%d,"results":%s}`, d.Unix(), d.AddDate(0, 0, 1).Unix(), oaiDay))

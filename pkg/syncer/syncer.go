@@ -31,7 +31,10 @@ type Store interface {
 	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
 	RemindKeyRotations(ctx context.Context, days int) (int, error)
 	CountDue(ctx context.Context) (int, error)
+	CountByStatus(ctx context.Context) (map[string]int, error)
 	FlagKeyAccessAnomalies(ctx context.Context, settle time.Duration, allowed []string) (int, error)
+	RecordOrganization(ctx context.Context, l postgres.Lease, org provider.Organization, ev tokka.AuditEvent) (string, error)
+	AbandonSync(ctx context.Context, l postgres.Lease, ev tokka.AuditEvent) error
 }
 
 // AfterSync is told after every successful sync, e.g. to evaluate the user's
@@ -128,9 +131,11 @@ func New(cfg Config, store Store, opener Opener, clients map[provider.Name]provi
 	return &Syncer{cfg: cfg, store: store, opener: opener, clients: clients, log: log, metrics: m}
 }
 
-// Summary counts one pass's outcomes.
+// Summary counts one pass's outcomes. Duplicates are connections found to
+// cover an organisation an older connection of the same user already
+// covers: they are not synced (see postgres.RecordOrganization).
 type Summary struct {
-	Synced, Failed, Skipped int
+	Synced, Failed, Skipped, Duplicates int
 }
 
 // Outcomes of one connection's sync.
@@ -141,6 +146,7 @@ const (
 	outcomeSealed    = "cannot_open"
 	outcomeLeaseLost = "lease_lost"
 	outcomeAborted   = "aborted"
+	outcomeDuplicate = "duplicate"
 )
 
 // RunOnce syncs every connection that is due, then returns. It keeps up to
@@ -162,6 +168,7 @@ func (s *Syncer) RunOnce(ctx context.Context) (Summary, error) {
 	if n, err := s.store.CountDue(ctx); err == nil {
 		s.metrics.Due.Set(float64(n))
 	}
+	s.observeConnections(ctx)
 	done := make(chan string, s.cfg.Concurrency)
 	inflight := 0
 	var leaseErr error
@@ -191,11 +198,14 @@ func (s *Syncer) RunOnce(ctx context.Context) (Summary, error) {
 			sum.Synced++
 		case outcomeLeaseLost, outcomeAborted:
 			sum.Skipped++
+		case outcomeDuplicate:
+			sum.Duplicates++
 		default:
 			sum.Failed++
 		}
 		inflight--
 	}
+	s.metrics.passDone(time.Now(), leaseErr == nil)
 	return sum, leaseErr
 }
 
@@ -207,15 +217,14 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 		// Cancelled (shutdown) before the outcome was stored: give the lease
 		// back so another syncer need not wait for it to expire. Other
 		// failures keep the lease until it expires, which spaces retries.
-		if ctx.Err() != nil && outcome != outcomeSucceeded && outcome != outcomeLeaseLost {
+		if ctx.Err() != nil && outcome != outcomeSucceeded && outcome != outcomeLeaseLost && outcome != outcomeDuplicate {
 			if err := s.store.ReleaseLease(context.WithoutCancel(ctx), l); err != nil {
 				log.Warn().Err(err).Msg("releasing the lease failed; it will expire")
 			}
 			outcome = outcomeAborted
 		}
 		d := time.Since(start)
-		s.metrics.SyncDuration.WithLabelValues(l.Provider, outcome).Observe(d.Seconds())
-		s.metrics.Syncs.WithLabelValues(l.Provider, outcome).Inc()
+		s.metrics.observeSync(l.Provider, outcome, d)
 		log.Info().Str("outcome", outcome).Dur("duration", d).Msg("sync")
 	}()
 
@@ -240,7 +249,7 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 	ev.Detail = "sealed as " + blobLabel(l.SealedKey)
 	if err := s.store.RecordKeyUse(ctx, l, ev); err != nil {
 		if errors.Is(err, postgres.ErrLeaseLost) {
-			s.releaseIfReplaced(ctx, log, l, err)
+			s.afterLeaseLost(ctx, log, l, err)
 			return outcomeLeaseLost
 		}
 		s.metrics.AuditFailures.Inc()
@@ -264,14 +273,41 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 	opened := time.Now()
 	log.Debug().Str("sealed_as", blobLabel(l.SealedKey)).Int("window_days", window.Days()).Msg("key opened for the provider calls")
 	// The deferred wipe also runs if a provider client panics.
+	var duplicateOf string
+	var recordErr error
 	usage, costs, ferr := func() ([]provider.UsageRow, []provider.CostRow, error) {
 		defer key.Wipe()
+		if !l.OrganizationKnown {
+			// First sync of this key: learn its organisation before any of
+			// its usage is stored, so one organisation is never counted
+			// twice. A duplicate stops here, having read nothing else.
+			org, err := client.Organization(fetchCtx, key)
+			if err != nil {
+				return nil, nil, err
+			}
+			ev := s.event(tokka.ActionSyncFailed, tokka.OutcomeFailure, purpose)
+			if duplicateOf, recordErr = s.store.RecordOrganization(ctx, l, org, ev); recordErr != nil || duplicateOf != "" {
+				return nil, nil, nil
+			}
+		}
 		return s.fetch(fetchCtx, client, key, window)
 	}()
 	lifetime := time.Since(opened)
 	s.metrics.PlaintextLifetime.WithLabelValues(l.Provider).Observe(lifetime.Seconds())
 	log.Debug().Dur("plaintext_lifetime", lifetime).Msg("key wiped")
 
+	if duplicateOf != "" {
+		log.Info().Str("covered_by", duplicateOf).Msg("organisation already covered by an older connection; marked duplicate")
+		return outcomeDuplicate
+	}
+	if errors.Is(recordErr, postgres.ErrLeaseLost) {
+		s.afterLeaseLost(ctx, log, l, recordErr)
+		return outcomeLeaseLost
+	}
+	if recordErr != nil {
+		log.Error().Err(recordErr).Msg("recording the organisation failed")
+		return outcomeFailed
+	}
 	if ferr != nil {
 		if ctx.Err() != nil {
 			return outcomeAborted // the deferred release gives the lease back
@@ -299,7 +335,7 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 		Event: s.event(tokka.ActionSyncSucceeded, tokka.OutcomeSuccess, purpose),
 	})
 	if errors.Is(err, postgres.ErrLeaseLost) {
-		s.releaseIfReplaced(ctx, log, l, err)
+		s.afterLeaseLost(ctx, log, l, err)
 		return outcomeLeaseLost
 	}
 	if err != nil {
@@ -338,6 +374,7 @@ func (s *Syncer) keepLease(ctx context.Context, log zerolog.Logger, l postgres.L
 					}
 					return
 				}
+				s.metrics.progressed(time.Now())
 			}
 		}
 	}()
@@ -381,24 +418,35 @@ func (s *Syncer) fail(ctx context.Context, log zerolog.Logger, l postgres.Lease,
 	err := s.store.FailSync(ctx, l, status, reason, next, ev)
 	switch {
 	case errors.Is(err, postgres.ErrLeaseLost):
-		s.releaseIfReplaced(ctx, log, l, err)
+		s.afterLeaseLost(ctx, log, l, err)
 	case err != nil:
 		s.metrics.AuditFailures.Inc()
 		log.Error().Err(err).Msg("recording the failed sync failed")
 	}
 }
 
-// releaseIfReplaced gives the lease back when the user replaced the key
-// under it (postgres.ErrKeyChanged), so the new key is synced on the next
-// pass instead of after the lease expires. A lease lost any other way is
+// afterLeaseLost settles a lease the store says is no longer good for
+// this sync. When the user replaced the key under it (postgres.ErrKeyChanged)
+// the lease is given back, so the new key is synced on the next pass instead
+// of after the lease expires. When the connection was marked duplicate under
+// it (postgres.ErrDuplicate) the lease is given back with a sync.failed
+// event, the outcome of this sync's key use. A lease lost any other way is
 // someone else's now and is left alone.
-func (s *Syncer) releaseIfReplaced(ctx context.Context, log zerolog.Logger, l postgres.Lease, err error) {
-	if !errors.Is(err, postgres.ErrKeyChanged) {
-		return
-	}
-	log.Info().Msg("key replaced during the sync; old key dropped, lease released")
-	if err := s.store.ReleaseLease(context.WithoutCancel(ctx), l); err != nil {
-		log.Warn().Err(err).Msg("releasing the lease failed; it will expire")
+func (s *Syncer) afterLeaseLost(ctx context.Context, log zerolog.Logger, l postgres.Lease, err error) {
+	ctx = context.WithoutCancel(ctx)
+	switch {
+	case errors.Is(err, postgres.ErrKeyChanged):
+		log.Info().Msg("key replaced during the sync; old key dropped, lease released")
+		if err := s.store.ReleaseLease(ctx, l); err != nil {
+			log.Warn().Err(err).Msg("releasing the lease failed; it will expire")
+		}
+	case errors.Is(err, postgres.ErrDuplicate):
+		log.Info().Msg("connection marked duplicate during the sync; nothing stored, lease released")
+		ev := s.event(tokka.ActionSyncFailed, tokka.OutcomeFailure, "")
+		ev.Detail = "duplicate: another connection already covers this provider organisation; nothing was stored"
+		if err := s.store.AbandonSync(ctx, l, ev); err != nil {
+			log.Warn().Err(err).Msg("giving back the lease of a duplicate failed; it will expire")
+		}
 	}
 }
 

@@ -25,6 +25,9 @@ const (
 	CodeUnavailable  Code = "unavailable"
 	CodeTooLarge     Code = "too_large"
 	CodeInternal     Code = "internal"
+	// CodeUnprocessable is a well-formed request that contradicts an earlier
+	// one (an Idempotency-Key reused with another request).
+	CodeUnprocessable Code = "unprocessable"
 )
 
 // Error is a domain error whose Message is safe to show to the caller.
@@ -33,6 +36,9 @@ type Error struct {
 	Message string
 	// Field names the offending request field for CodeInvalid, when there is one.
 	Field string
+	// ConnectionID is, for a CodeConflict about another connection (the key
+	// or organisation is already connected), that connection's id.
+	ConnectionID string
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
@@ -81,6 +87,11 @@ const (
 	// key may have been exposed, so it is never used again; the user leaves
 	// the state by pasting a new key or deleting the connection.
 	StatusCompromised = "compromised"
+	// StatusDuplicate is set by the syncer when another, older connection
+	// of the same user and provider covers the same provider organisation:
+	// the duplicate's usage is never stored (its organisation would count
+	// twice) and it is not synced again until its key is replaced.
+	StatusDuplicate = "duplicate"
 )
 
 // Connection is a provider organisation a user connected, as the API shows
@@ -116,6 +127,10 @@ const (
 	// owner sent the breach notification.
 	ActionIncidentQuarantined = "incident.quarantined"
 	ActionIncidentNotified    = "incident.notified"
+	// ActionIncidentReleased records an operator undoing a mistaken
+	// quarantine (`syncer incident release`): the connection went back to
+	// pending and its stored key is used again. Written by the syncer role.
+	ActionIncidentReleased = "incident.released"
 )
 
 // Audit outcomes.
@@ -203,6 +218,9 @@ const (
 	AlertSpendAnomaly    = "spend_anomaly"
 	AlertKeyAccess       = "key_access"
 	AlertKeyRotation     = "key_rotation"
+	// AlertDuplicateConnection tells the owner that a connection was marked
+	// duplicate and which connection already covers its organisation.
+	AlertDuplicateConnection = "duplicate_connection"
 )
 
 // Alert is something Tokka wants the user to notice. DedupKey makes raising
