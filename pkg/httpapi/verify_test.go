@@ -36,7 +36,7 @@ func setupWithTimeout(t *testing.T, d time.Duration) *testBundle {
 	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(jwtSecret)})
 	require.NoError(t, err)
 	logs := &lockedBuffer{}
-	e := httpapi.New(httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry())},
+	e := httpapi.New(httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry()), Fingerprints: fingerprints(t)},
 		db, kr.PublicKey(), verifier, zerolog.New(logs).Level(zerolog.DebugLevel), openapi.Spec)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)

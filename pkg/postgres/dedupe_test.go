@@ -173,7 +173,7 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 	var events []string
 	require.NoError(t, raw.Select(&events, `SELECT action || ':' || actor || ':' || left(detail, 10) FROM tokka.audit_events
 		WHERE connection_id = $1 ORDER BY id`, newer))
-	require.Equal(t, []string{"key.created:test:", "sync.succeeded:syncer:t:", "sync.failed:syncer:two:duplicate:",
+	require.Equal(t, []string{"key.created:api:test:", "sync.succeeded:syncer:t:", "sync.failed:syncer:two:duplicate:",
 		"sync.failed:syncer:three:"}, events)
 	var alerts []struct {
 		Conn   string `db:"connection_id"`
