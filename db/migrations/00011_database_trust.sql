@@ -109,7 +109,7 @@ BEGIN
       USING ERRCODE = '42501';
   END IF;
   IF current_setting('transaction_isolation') <> 'read committed' THEN
-    RAISE EXCEPTION 'audit_events: append in a READ COMMITTED transaction' USING ERRCODE = '25001';
+    RAISE EXCEPTION 'audit_events: append in a READ COMMITTED transaction' USING ERRCODE = '25000';
   END IF;
 
   PERFORM pg_catalog.pg_advisory_xact_lock(461898, pg_catalog.hashtext(NEW.user_id::text));
