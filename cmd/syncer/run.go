@@ -130,6 +130,11 @@ func loadConfig(getenv func(string) string, keysOnly bool) (Config, error) {
 	if c.StallAfter <= c.PollEvery || c.StallAfter <= c.Sync.LeaseFor/3 {
 		return c, fmt.Errorf("SYNC_STALL_TIMEOUT (%s) must be longer than SYNC_POLL_INTERVAL and a third of SYNC_LEASE_DURATION", c.StallAfter)
 	}
+	if v := getenv("SYNC_RETRY_BACKOFF"); v != "" {
+		if c.Sync.RetryBackoff, err = parseBackoff(v); err != nil {
+			return c, fmt.Errorf("SYNC_RETRY_BACKOFF: %w", err)
+		}
+	}
 	ints := []struct {
 		name     string
 		dst      *int
@@ -211,6 +216,27 @@ func loadConfig(getenv func(string) string, keysOnly bool) (Config, error) {
 		c.Sync.Instance = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	}
 	return c, nil
+}
+
+// parseBackoff reads a comma-separated list of positive durations, the
+// waits after the 1st, 2nd, … failed sync in a row, none shorter than the
+// one before (at most 20 steps).
+func parseBackoff(v string) ([]time.Duration, error) {
+	var steps []time.Duration
+	for _, p := range strings.Split(v, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(p))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%q is not a comma-separated list of positive durations like 1m,2m,5m,15m,30m", v)
+		}
+		if len(steps) > 0 && d < steps[len(steps)-1] {
+			return nil, fmt.Errorf("%q: each wait must be at least as long as the one before", v)
+		}
+		steps = append(steps, d)
+	}
+	if len(steps) > 20 {
+		return nil, fmt.Errorf("%q has more than 20 steps", v)
+	}
+	return steps, nil
 }
 
 // run is the whole program; tests call it too.
@@ -307,7 +333,11 @@ func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
 	s := syncer.New(c.Sync, db, c.Keyring, clients, log, metrics)
 	if daemon {
 		kids := c.Keyring.KIDs()
-		log.Info().Dur("poll_every", c.PollEvery).Dur("interval", c.Sync.Interval).
+		backoff := make([]string, len(c.Sync.RetryBackoff))
+		for i, d := range c.Sync.RetryBackoff {
+			backoff[i] = d.String()
+		}
+		log.Info().Dur("poll_every", c.PollEvery).Dur("interval", c.Sync.Interval).Strs("retry_backoff", backoff).
 			Int("concurrency", c.Sync.Concurrency).Str("kid", kids[0]).Strs("retired_kids", kids[1:]).
 			Msg("syncer running")
 		wake, stop := listen(c.DatabaseURL, log)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -58,6 +59,8 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 		{"database down", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db), "cannot reach database"},
 		{"stall time under the poll interval", []string{"run"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "SYNC_STALL_TIMEOUT", "4s"), "SYNC_STALL_TIMEOUT (4s) must be longer"},
 		{"stall time under a lease renewal", []string{"run"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "SYNC_STALL_TIMEOUT", "3m"), "SYNC_STALL_TIMEOUT (3m0s) must be longer"},
+		{"bad retry backoff", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "SYNC_RETRY_BACKOFF", "1m,soon"), "SYNC_RETRY_BACKOFF"},
+		{"shrinking retry backoff", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "SYNC_RETRY_BACKOFF", "5m,1m"), "SYNC_RETRY_BACKOFF"},
 		{"zero reminder days", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "KEY_ROTATION_REMINDER_DAYS", "0"), "KEY_ROTATION_REMINDER_DAYS"},
 		{"rewrap without a database", []string{"rewrap"}, env("ENCRYPTION_KEY", goodKey), "DATABASE_URL is required"},
 		{"rewrap, database down", []string{"rewrap"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db), "cannot reach database"},
@@ -75,4 +78,15 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestRetryBackoffSetting(t *testing.T) {
+	t.Parallel()
+	base := []string{"ENCRYPTION_KEY", goodKey, "DATABASE_URL", "postgres://127.0.0.1:1/none"}
+	c, err := loadConfig(env(base...), false)
+	require.NoError(t, err)
+	require.Empty(t, c.Sync.RetryBackoff, "unset: the syncer's default (1m, 2m, 5m, 15m, 30m)")
+	c, err = loadConfig(env(append(base, "SYNC_RETRY_BACKOFF", "30s, 1m,1m,10m")...), false)
+	require.NoError(t, err)
+	require.Equal(t, []time.Duration{30 * time.Second, time.Minute, time.Minute, 10 * time.Minute}, c.Sync.RetryBackoff)
 }

@@ -894,6 +894,9 @@ type BadRequest = Problem
 // Conflict RFC 9457 problem details.
 type Conflict = Problem
 
+// ExportsBusy RFC 9457 problem details.
+type ExportsBusy = Problem
+
 // Forbidden RFC 9457 problem details.
 type Forbidden = Problem
 
@@ -1456,7 +1459,11 @@ type ClientInterface interface {
 	// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
 	// tab or carriage return) is prefixed with `'`. An expensive read: it
 	// counts against your per-user budget
-	// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE).
+	// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE). Each user may also run two
+	// exports at once; a third answers 429 with `Retry-After`. If the
+	// server cannot finish an export after it has started sending it, it
+	// aborts the connection rather than end the file early: a download
+	// that ends without an error is complete.
 	//
 	// Corresponds with GET /v1/usage/export.csv (the `ExportUsageCSV` operationId).
 	ExportUsageCSV(ctx context.Context, params *ExportUsageCSVParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2043,7 +2050,11 @@ func (c *Client) GetUsage(ctx context.Context, params *GetUsageParams, reqEditor
 // spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
 // tab or carriage return) is prefixed with `'`. An expensive read: it
 // counts against your per-user budget
-// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE).
+// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE). Each user may also run two
+// exports at once; a third answers 429 with `Retry-After`. If the
+// server cannot finish an export after it has started sending it, it
+// aborts the connection rather than end the file early: a download
+// that ends without an error is complete.
 //
 // Corresponds with GET /v1/usage/export.csv (the `ExportUsageCSV` operationId).
 func (c *Client) ExportUsageCSV(ctx context.Context, params *ExportUsageCSVParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3634,7 +3645,11 @@ type ClientWithResponsesInterface interface {
 	// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
 	// tab or carriage return) is prefixed with `'`. An expensive read: it
 	// counts against your per-user budget
-	// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE).
+	// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE). Each user may also run two
+	// exports at once; a third answers 429 with `Retry-After`. If the
+	// server cannot finish an export after it has started sending it, it
+	// aborts the connection rather than end the file early: a download
+	// that ends without an error is complete.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6350,11 +6365,8 @@ type ExportUsageCSVResponse403Headers struct {
 
 // ExportUsageCSVResponse429Headers the declared response headers of an HTTP 429 response for ExportUsageCSV
 type ExportUsageCSVResponse429Headers struct {
-	RateLimitLimit     *int
-	RateLimitRemaining *int
-	RateLimitReset     *int
-	RetryAfter         *int
-	XRequestId         *string
+	RetryAfter *int
+	XRequestId *string
 }
 
 // ExportUsageCSVResponse500Headers the declared response headers of an HTTP 500 response for ExportUsageCSV
@@ -6378,7 +6390,7 @@ type ExportUsageCSVResponse struct {
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
-	ApplicationproblemJSON429 *TooManyRequests
+	ApplicationproblemJSON429 *ExportsBusy
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -6415,7 +6427,7 @@ func (r ExportUsageCSVResponse) GetApplicationproblemJSON403() *Forbidden {
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
-func (r ExportUsageCSVResponse) GetApplicationproblemJSON429() *TooManyRequests {
+func (r ExportUsageCSVResponse) GetApplicationproblemJSON429() *ExportsBusy {
 	return r.ApplicationproblemJSON429
 }
 
@@ -7072,7 +7084,11 @@ func (c *ClientWithResponses) GetUsageWithResponse(ctx context.Context, params *
 // spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
 // tab or carriage return) is prefixed with `'`. An expensive read: it
 // counts against your per-user budget
-// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE).
+// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE). Each user may also run two
+// exports at once; a third answers 429 with `Retry-After`. If the
+// server cannot finish an export after it has started sending it, it
+// aborts the connection rather than end the file early: a download
+// that ends without an error is complete.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -10471,7 +10487,7 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest TooManyRequests
+		var dest ExportsBusy
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10550,27 +10566,6 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 		response.Headers403 = &headers
 	case rsp.StatusCode == 429:
 		var headers ExportUsageCSVResponse429Headers
-		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RateLimitLimit = &value
-		}
-		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RateLimitRemaining = &value
-		}
-		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
-			var value int
-			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.RateLimitReset = &value
-		}
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

@@ -46,6 +46,8 @@ type testBundle struct {
 	sql    *sqlx.DB
 	kr     *keyring.Keyring
 	logs   *lockedBuffer
+	// handler is the router itself, for tests that serve it their own way.
+	handler http.Handler
 }
 
 type user struct {
@@ -57,19 +59,41 @@ func setup(t *testing.T) *testBundle { return setupAt(t, nil) }
 
 // setupAt starts the API with a fixed clock (nil: the real one).
 func setupAt(t *testing.T, now func() time.Time) *testBundle {
+	return setupWith(t, setupOptions{now: now})
+}
+
+// setupOptions are what a test may change about the API it starts.
+type setupOptions struct {
+	now    func() time.Time
+	dbURL  string                // another database (a private server); default the package's
+	config func(*httpapi.Config) // adjusts the API's configuration
+}
+
+// setupWith starts the API as setupAt does, with opts.
+func setupWith(t *testing.T, opts setupOptions) *testBundle {
 	t.Helper()
 	kr, err := keyring.New("test-encryption-key-0123456789-abcdef", nil)
 	require.NoError(t, err)
-	db := pgtest.Open(t)
+	var db *postgres.DB
+	var raw *sqlx.DB
+	if opts.dbURL != "" {
+		db, raw = pgtest.OpenURL(t, opts.dbURL)
+	} else {
+		db, raw = pgtest.Open(t), pgtest.SQL(t)
+	}
 	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(jwtSecret)})
 	require.NoError(t, err)
 	logs := &lockedBuffer{}
 	log := zerolog.New(logs).Level(zerolog.DebugLevel)
-	e := httpapi.New(httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry()), Now: now,
-		Fingerprints: fingerprints(t)}, db, kr.PublicKey(), verifier, log, openapi.Spec)
+	cfg := httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry()), Now: opts.now,
+		Fingerprints: fingerprints(t)}
+	if opts.config != nil {
+		opts.config(&cfg)
+	}
+	e := httpapi.New(cfg, db, kr.PublicKey(), verifier, log, openapi.Spec)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
-	return &testBundle{url: srv.URL, client: spectest.Client(t), db: db, sql: pgtest.SQL(t), kr: kr, logs: logs}
+	return &testBundle{url: srv.URL, client: spectest.Client(t), db: db, sql: raw, kr: kr, logs: logs, handler: e}
 }
 
 // fingerprints is the KEY_FINGERPRINT_SECRET every test api uses.

@@ -95,7 +95,14 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	default:
 		p.Status = http.StatusInternalServerError
 	}
-	if p.Status >= 500 && !safe {
+	switch {
+	case safe:
+		// A dependency is down: the caller-safe detail says which, and
+		// Retry-After when to come back. Every request fails the same way
+		// while it lasts, so the log says so once per interval.
+		s.failures.Error(de.Message).Str("request_id", rid).Str("path", c.Path()).Err(err).
+			Msg("request failed: " + de.Message)
+	case p.Status >= 500:
 		p.Detail = "internal error; quote the request id when reporting it"
 		s.log.Error().Str("request_id", rid).Str("path", c.Path()).Err(err).Msg("request failed")
 	}

@@ -212,7 +212,7 @@ func (s *Server) spend(c echo.Context, rl postgres.RateLimit, ip, tooMany string
 	}
 	res, err := limiter.HitRateLimit(c.Request().Context(), userOf(c), ip, rl)
 	if err != nil {
-		s.log.Error().Str("request_id", requestID(c)).Err(err).Msg("rate limiter unavailable")
+		s.failures.Error("rate limiter unavailable").Str("request_id", requestID(c)).Err(err).Msg("rate limiter unavailable")
 		return &tokka.Error{Code: tokka.CodeUnavailable, Message: "rate limiter unavailable"}
 	}
 	reset := strconv.Itoa(int(math.Ceil(res.Reset.Seconds())))

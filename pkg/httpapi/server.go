@@ -6,6 +6,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/ratelog"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
@@ -98,6 +100,13 @@ type Config struct {
 	// Idempotency keeps responses for Idempotency-Key; default the store,
 	// when it implements IdempotencyStore (the Postgres one does).
 	Idempotency IdempotencyStore
+	// FailureLogEvery spaces the log lines of a failure that repeats on
+	// every request (the database down): one full line, then one summary
+	// per interval. Default ratelog.DefaultEvery.
+	FailureLogEvery time.Duration
+	// ExportsPerUser is how many CSV exports one user may run at once in
+	// this process; default 2.
+	ExportsPerUser int
 }
 
 // Server holds the API's dependencies.
@@ -108,6 +117,9 @@ type Server struct {
 	verifier Verifier
 	log      zerolog.Logger
 	spec     []byte
+	// failures logs outages once per interval, not once per request.
+	failures *ratelog.Logger
+	exports  *exportSlots
 }
 
 // New builds the Echo router with every route and middleware.
@@ -121,7 +133,8 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	if cfg.SyncRequestInterval == 0 {
 		cfg.SyncRequestInterval = 5 * time.Minute
 	}
-	s := &Server{cfg: cfg, store: store, sealer: sealer, verifier: verifier, log: log, spec: spec}
+	s := &Server{cfg: cfg, store: store, sealer: sealer, verifier: verifier, log: log, spec: spec,
+		failures: ratelog.New(log, cfg.FailureLogEvery), exports: newExportSlots(cfg.ExportsPerUser)}
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -260,8 +273,19 @@ func (s *Server) recoverMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// accessLog writes one line per request: method, route, status, latency.
-// Never headers, query strings or bodies.
+const (
+	// ctxAborted marks a response that did not reach the client whole.
+	ctxAborted = "tokka.aborted"
+	// ctxAbortConnection asks accessLog to abort the connection after
+	// logging, so a client cannot take a response cut short after its
+	// headers (a streamed export) for a complete one.
+	ctxAbortConnection = "tokka.abort_connection"
+)
+
+// accessLog writes one line per request: method, route, status, bytes
+// sent, latency, and "aborted" when the response did not reach the client
+// whole (it went away, or the response was cut short). Never headers,
+// query strings or bodies.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -274,10 +298,22 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		s.log.Info().Str("request_id", requestID(c)).Str("method", c.Request().Method).
-			Str("route", route).Int("status", c.Response().Status).Dur("latency", d).Msg("request")
+		// The request's context ends before the handler returns only when
+		// the client went away (or a write to it failed).
+		aborted := c.Get(ctxAborted) == true || c.Request().Context().Err() != nil
+		ev := s.log.Info().Str("request_id", requestID(c)).Str("method", c.Request().Method).
+			Str("route", route).Int("status", c.Response().Status).Int64("bytes", c.Response().Size)
+		if aborted {
+			ev = ev.Bool("aborted", true)
+		}
+		ev.Dur("latency", d).Msg("request")
 		if s.cfg.Metrics != nil {
 			s.cfg.Metrics.ObserveRequest(c.Path(), c.Request().Method, c.Response().Status, d)
+		}
+		if c.Get(ctxAbortConnection) == true {
+			// net/http closes the connection without ending the response
+			// (no final chunk), and logs nothing for this value.
+			panic(http.ErrAbortHandler)
 		}
 		return nil
 	}
@@ -304,6 +340,9 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyz pings the database on a connection of its own (postgres.DB.Ping),
+// so the api reads as ready while users keep every pooled connection busy,
+// and as unavailable only when the database does not answer.
 func (s *Server) readyz(c echo.Context) error {
 	if s.cfg.Drain.Draining() {
 		return &tokka.Error{Code: tokka.CodeUnavailable, Message: "shutting down"}
@@ -311,8 +350,11 @@ func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
-		s.log.Warn().Err(err).Msg("readiness: database unreachable")
-		return &tokka.Error{Code: tokka.CodeUnavailable, Message: "database unavailable"}
+		if tokka.ErrorCode(err) != tokka.CodeUnavailable {
+			// No answer in time means the same to a load balancer.
+			err = fmt.Errorf("readiness: %w: %w", postgres.ErrUnavailable, err)
+		}
+		return err // the error handler logs it, at most once per interval
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -317,81 +316,6 @@ func validValue(typ, v string) bool {
 		return err == nil
 	}
 	return utf8.ValidString(v) && !strings.ContainsRune(v, 0)
-}
-
-// csvSafe neutralises text that a spreadsheet would run as a formula
-// (cells starting with =, +, -, @, tab or carriage return) by prefixing a
-// single quote. Only text dimensions go through it: the numbers are ours.
-func csvSafe(v string) string {
-	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
-		return "'" + v
-	}
-	return v
-}
-
-func (s *Server) usageExport(c echo.Context) error {
-	q, err := s.usageQuery(c)
-	if err != nil {
-		return err
-	}
-	dims := make([]postgres.Dimension, 0, len(q.GroupBy))
-	for _, d := range postgres.UsageDimensions {
-		for _, g := range q.GroupBy {
-			if g == d.Name {
-				dims = append(dims, d)
-			}
-		}
-	}
-	header := []string{}
-	for _, d := range dims {
-		header = append(header, d.Key)
-	}
-	header = append(header, "input_tokens", "input_uncached_tokens", "cache_read_tokens", "cache_write_5m_tokens",
-		"cache_write_1h_tokens", "output_tokens", "requests", "cost_usd", "provisional")
-	res := c.Response()
-	started := false
-	w := csv.NewWriter(res)
-	err = s.store.EachUsageRow(c.Request().Context(), userOf(c), q, func(r postgres.UsageRow) error {
-		if !started {
-			started = true
-			res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-			res.Header().Set(echo.HeaderContentDisposition, `attachment; filename="tokka-usage.csv"`)
-			res.WriteHeader(http.StatusOK)
-			if err := w.Write(header); err != nil {
-				return err
-			}
-		}
-		rec := make([]string, 0, len(header))
-		for _, d := range dims {
-			rec = append(rec, csvSafe(r.Group[d.Key]))
-		}
-		rec = append(rec, strconv.FormatInt(r.InputTokens, 10), strconv.FormatInt(r.InputUncachedTokens, 10),
-			strconv.FormatInt(r.CacheReadTokens, 10), strconv.FormatInt(r.CacheWrite5mTokens, 10),
-			strconv.FormatInt(r.CacheWrite1hTokens, 10), strconv.FormatInt(r.OutputTokens, 10),
-			strconv.FormatInt(r.Requests, 10), r.CostUSD.String(), strconv.FormatBool(r.Provisional))
-		if err := w.Write(rec); err != nil {
-			return err
-		}
-		// Flush as we go: memory stays constant whatever the export's size.
-		w.Flush()
-		return w.Error()
-	})
-	if err != nil && !started {
-		return err
-	}
-	if err != nil {
-		// Headers are gone; all we can do is stop and log.
-		s.log.Warn().Str("request_id", requestID(c)).Err(err).Msg("usage export interrupted")
-		return nil
-	}
-	if !started {
-		res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-		res.Header().Set(echo.HeaderContentDisposition, `attachment; filename="tokka-usage.csv"`)
-		res.WriteHeader(http.StatusOK)
-		_ = w.Write(header)
-	}
-	w.Flush()
-	return nil
 }
 
 type providerSummary struct {

@@ -1,7 +1,22 @@
 package postgres
 
-import "github.com/jmoiron/sqlx"
+import (
+	"context"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/tokka-dev/tokka/pkg/tokka"
+)
 
 // Pool exposes d's connection pool to tests that must act on the very
 // connections the storage methods use (session poisoning).
 func (d *DB) Pool() *sqlx.DB { return d.db }
+
+// EachUsageRowInChunks is EachUsageRow with a chosen chunk size, so tests
+// can cross many chunk boundaries with little data.
+func (d *DB) EachUsageRowInChunks(ctx context.Context, u tokka.User, q UsageQuery, chunk int, fn func(UsageRow) error) error {
+	return d.eachUsageRow(ctx, u, q, chunk, fn)
+}
+
+// DomainError is domainError, for the tests of the error mapping.
+var DomainError = domainError

@@ -7,10 +7,14 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -22,7 +26,8 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// DB is Tokka's storage over one connection pool.
+// DB is Tokka's storage over one connection pool, plus a one-connection
+// pool of its own for Ping.
 type DB struct {
 	db *sqlx.DB
 	// statementTimeout bounds every statement of an api transaction, in
@@ -32,6 +37,10 @@ type DB struct {
 	// checked at once (a quarter of the pool, at least one): see
 	// VerifyAuditChain.
 	verifyTurns chan struct{}
+	// ping answers readiness probes on a connection of its own, so a pool
+	// that busy requests have taken whole does not read as a database
+	// that is down (and get every replica pulled from the load balancer).
+	ping *sqlx.DB
 }
 
 // DefaultStatementTimeout bounds each statement of an api transaction
@@ -57,7 +66,17 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 		_ = d.Close()
 		return nil, fmt.Errorf("postgres: cannot reach database: %w", err)
 	}
-	db := &DB{db: d, verifyTurns: make(chan struct{}, max(1, maxConns/4))}
+	// Opened lazily: a process that never pings (the syncer) never
+	// connects it.
+	ping, err := sqlx.Open("postgres", url)
+	if err != nil {
+		_ = d.Close()
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	ping.SetMaxOpenConns(1)
+	ping.SetMaxIdleConns(1)
+	ping.SetConnMaxIdleTime(5 * time.Minute)
+	db := &DB{db: d, ping: ping, verifyTurns: make(chan struct{}, max(1, maxConns/4))}
 	db.SetStatementTimeout(DefaultStatementTimeout)
 	return db, nil
 }
@@ -76,14 +95,16 @@ func (d *DB) SetStatementTimeout(t time.Duration) {
 	d.statementTimeout = strconv.FormatInt(int64(ms), 10)
 }
 
-// Close closes the pool.
-func (d *DB) Close() error { return d.db.Close() }
+// Close closes the pools.
+func (d *DB) Close() error { return errors.Join(d.db.Close(), d.ping.Close()) }
 
-// Ping reports whether the database answers a trivial query.
+// Ping reports whether the database answers a trivial query, on a
+// connection no request can hold (see DB.ping); an unreachable database is
+// ErrUnavailable.
 func (d *DB) Ping(ctx context.Context) error {
 	var one int
-	if err := d.db.GetContext(ctx, &one, `SELECT 1`); err != nil {
-		return fmt.Errorf("postgres: ping: %w", err)
+	if err := d.ping.GetContext(ctx, &one, `SELECT 1`); err != nil {
+		return domainError(err, "ping")
 	}
 	return nil
 }
@@ -171,7 +192,7 @@ func (d *DB) asSyncer(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 func (d *DB) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
 	tx, err := d.db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
-		return fmt.Errorf("postgres: begin: %w", err)
+		return domainError(err, "begin")
 	}
 	defer func() {
 		if p := recover(); p != nil {
@@ -183,10 +204,15 @@ func (d *DB) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
 		}
 	}()
 	if err = fn(tx); err != nil {
+		// Methods wrap their own errors; whichever way they did, losing
+		// the database half way is ErrUnavailable.
+		if unreachable(err) && !errors.Is(err, ErrUnavailable) && tokka.ErrorCode(err) == tokka.CodeInternal {
+			return &unavailableError{what: "transaction", cause: err}
+		}
 		return err
 	}
 	if err = tx.Commit(); err != nil {
-		return fmt.Errorf("postgres: commit: %w", err)
+		return domainError(err, "commit")
 	}
 	return nil
 }
@@ -195,6 +221,46 @@ func (d *DB) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
 func isUniqueViolation(err error) bool {
 	var pqErr *pq.Error
 	return errors.As(err, &pqErr) && pqErr.Code == "23505"
+}
+
+// ErrUnavailable means the database could not be reached or went away
+// (connection refused or reset, a server shutting down or starting up):
+// nothing is wrong with the request, and trying again shortly will work
+// once the database is back. The HTTP layer answers 503 with its message.
+var ErrUnavailable = &tokka.Error{Code: tokka.CodeUnavailable, Message: "the database is unavailable; try again shortly"}
+
+// unavailableError is ErrUnavailable that keeps the driver's error for the
+// logs (the message the caller sees is ErrUnavailable's).
+type unavailableError struct {
+	what  string
+	cause error
+}
+
+func (e *unavailableError) Error() string {
+	return "postgres: " + e.what + ": database unavailable: " + e.cause.Error()
+}
+
+func (e *unavailableError) Unwrap() []error { return []error{ErrUnavailable, e.cause} }
+
+// unreachable reports whether err means the database itself could not be
+// used, rather than that a statement failed: the connection could not be
+// made or broke, or the server is shutting down or not yet accepting
+// connections.
+func unreachable(err error) bool {
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		switch pqErr.Code {
+		case "57P01", "57P02", "57P03": // admin_shutdown, crash_shutdown, cannot_connect_now
+			return true
+		case "53300": // too_many_connections: full, not broken, but the answer is the same
+			return true
+		}
+		return pqErr.Code.Class() == "08" // connection_exception
+	}
+	var opErr *net.OpError
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) || errors.As(err, &opErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // domainError turns driver errors that mean "the caller asked for something
@@ -217,6 +283,9 @@ func domainError(err error, what string) error {
 		case "57014": // query_canceled: the statement timeout (or the request went away)
 			return &tokka.Error{Code: tokka.CodeUnavailable, Message: "the database took too long to answer; try again shortly"}
 		}
+	}
+	if unreachable(err) {
+		return &unavailableError{what: what, cause: err}
 	}
 	return fmt.Errorf("postgres: %s: %w", what, err)
 }

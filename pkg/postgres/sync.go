@@ -39,7 +39,10 @@ type Lease struct {
 	KeySetAt     time.Time  `db:"key_set_at"`
 	BackfilledAt *time.Time `db:"backfilled_at"`
 	Requested    bool       `db:"requested"`
-	Owner        string     `db:"lease_owner"`
+	// Owner names this one lease: the syncer's instance name and a random
+	// suffix, so a lease is never mistaken for a later one of the same
+	// syncer on the same connection (after it expired and was taken again).
+	Owner string `db:"lease_owner"`
 	// Takeover is set when the connection was still marked as leased by a
 	// syncer whose lease had expired (it crashed or stalled).
 	Takeover  bool      `db:"takeover"`
@@ -48,6 +51,10 @@ type Lease struct {
 	// current key has been recorded (RecordOrganization); until then the
 	// sync must learn it first.
 	OrganizationKnown bool `db:"organization_known"`
+	// Failures counts the connection's syncs that failed in a row before
+	// this one (since its last success or new key); the syncer's retry
+	// backoff grows with it.
+	Failures int `db:"failures"`
 }
 
 // LeaseDue leases up to n connections that are due: never synced, asked for
@@ -57,9 +64,12 @@ type Lease struct {
 func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Duration) ([]Lease, error) {
 	leases := []Lease{}
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
+		// Consecutive failures are counted from the audit log (sync.failed
+		// since the last sync.succeeded, key.created or key.replaced), and
+		// only for connections whose last sync failed (status error).
 		return domainError(tx.SelectContext(ctx, &leases, `
 			UPDATE tokka.connections c
-			SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $3)
+			SET lease_owner = $1 || '/' || gen_random_uuid(), lease_expires_at = now() + make_interval(secs => $3)
 			FROM (
 				SELECT id, lease_owner IS NOT NULL AS takeover FROM tokka.connections
 				WHERE status NOT IN ('invalid', 'needs_reconnect', 'compromised', 'duplicate')
@@ -72,7 +82,15 @@ func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Du
 			WHERE c.id = due.id
 			RETURNING c.id, c.user_id, c.provider, c.sealed_key, c.key_set_at, c.backfilled_at,
 				c.sync_requested_at IS NOT NULL AS requested, c.lease_owner, c.lease_expires_at, due.takeover,
-				coalesce(c.organization_checked_at >= c.key_set_at, false) AS organization_known`,
+				coalesce(c.organization_checked_at >= c.key_set_at, false) AS organization_known,
+				CASE WHEN c.status = 'error' THEN (
+					SELECT count(*) FROM tokka.audit_events e
+					WHERE e.user_id = c.user_id AND e.connection_id = c.id AND e.action = 'sync.failed'
+					  AND e.id > coalesce((
+						SELECT max(s.id) FROM tokka.audit_events s
+						WHERE s.user_id = c.user_id AND s.connection_id = c.id
+						  AND s.action IN ('sync.succeeded', 'key.created', 'key.replaced')), 0)
+				) ELSE 0 END AS failures`,
 			owner, n, leaseFor.Seconds()), "lease")
 	})
 	return leases, err
@@ -116,14 +134,21 @@ func (d *DB) CountDue(ctx context.Context) (int, error) {
 // key_set_at; a rewrap re-seals the same key and leaves it alone, so a
 // rewrap running beside a sync does not cost that sync its results.
 func holdLease(ctx context.Context, tx *sqlx.Tx, l Lease) error {
+	return lockLease(ctx, tx, l, true)
+}
+
+// lockLease is holdLease; unless live, a lease that has expired still
+// counts as long as nobody has taken the connection since (lease_owner
+// still names this very lease).
+func lockLease(ctx context.Context, tx *sqlx.Tx, l Lease, live bool) error {
 	var row struct {
 		SameKey bool   `db:"same_key"`
 		Status  string `db:"status"`
 	}
 	err := tx.GetContext(ctx, &row, `
 		SELECT key_set_at = $3 AS same_key, status FROM tokka.connections
-		WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()
-		FOR UPDATE`, l.ConnectionID, l.Owner, l.KeySetAt)
+		WHERE id = $1 AND lease_owner = $2 AND (lease_expires_at > now() OR NOT $4)
+		FOR UPDATE`, l.ConnectionID, l.Owner, l.KeySetAt, live)
 	if err != nil {
 		if errors.Is(domainError(err, "lease"), tokka.ErrNotFound) {
 			return ErrLeaseLost
@@ -205,10 +230,12 @@ func (d *DB) CompleteSync(ctx context.Context, l Lease, r SyncResult) error {
 
 // FailSync records a failed sync: the connection gets status and a
 // user-facing reason, the lease is released, and ev (sync.failed) is written.
-// A stale lease is ErrLeaseLost and changes nothing.
+// It works on a lease that expired meanwhile (the database was away) as long
+// as nobody has leased the connection since; otherwise it is ErrLeaseLost and
+// changes nothing (ErrKeyChanged when the user replaced the key).
 func (d *DB) FailSync(ctx context.Context, l Lease, status, reason string, next time.Time, ev tokka.AuditEvent) error {
 	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
-		if err := holdLease(ctx, tx, l); err != nil {
+		if err := lockLease(ctx, tx, l, false); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `

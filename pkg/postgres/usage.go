@@ -57,7 +57,8 @@ type UsageQuery struct {
 	Limit           int // rows per page; 0 = no limit (export)
 	// After, when set, starts the result after the row whose grouping
 	// values (as text, in the order of GroupedDimensions) it holds: keyset
-	// paging, which keeps its place when rows before it come and go.
+	// paging, which keeps its place when rows before it come and go. The
+	// API's cursors and EachUsageRow's chunks both page this way.
 	After []string
 }
 
@@ -156,6 +157,28 @@ func usageSQL(q UsageQuery, dims []Dimension) (string, []any) {
 			args = append(args, v)
 			conds = append(conds, fmt.Sprintf("%s::text = $%d", d.Select, len(args)))
 		}
+		if len(q.After) == len(dims) && len(dims) > 0 {
+			// Only the groups after the last one read. A group's key is a
+			// function of its rows, so filtering rows by it before
+			// grouping (on both sides of the join) is filtering groups.
+			var exprs, vals []string
+			for i, d := range dims {
+				expr := d.Select
+				if cost && !d.Cost {
+					expr = "''"
+				}
+				args = append(args, q.After[i])
+				exprs = append(exprs, expr)
+				vals = append(vals, fmt.Sprintf("$%d::%s", len(args), d.Type))
+			}
+			conds = append(conds, "("+strings.Join(exprs, ", ")+") > ("+strings.Join(vals, ", ")+")")
+			if dims[0].Type == "date" {
+				// The leading key is a day, or the first day of a week or
+				// month, so no later group has a day before it: a bound the
+				// day indexes can use.
+				conds = append(conds, fmt.Sprintf("day >= $%d::date", len(args)-len(dims)+1))
+			}
+		}
 		if len(conds) == 0 {
 			return ""
 		}
@@ -209,16 +232,6 @@ func usageSQL(q UsageQuery, dims []Dimension) (string, []any) {
 			FROM ` + cFrom + cWhere + cGroup + `
 		)
 		SELECT ` + strings.Join(outer, ", ") + ` FROM u` + join
-	if len(q.After) > 0 {
-		// The row comparison uses each column's type and collation, the
-		// same as ORDER BY, so "after" means the same thing in both.
-		var after []string
-		for i, d := range dims {
-			args = append(args, q.After[i])
-			after = append(after, fmt.Sprintf("$%d::%s", len(args), d.Type))
-		}
-		query += " WHERE (" + strings.Join(using, ", ") + ") > (" + strings.Join(after, ", ") + ")"
-	}
 	if len(order) > 0 {
 		query += " ORDER BY " + strings.Join(order, ", ")
 	}
@@ -254,14 +267,55 @@ func dimensionsOf(q UsageQuery) ([]Dimension, error) {
 	return dims, nil
 }
 
+// exportChunk is how many rows EachUsageRow reads per transaction.
+const exportChunk = 2000
+
 // EachUsageRow runs the usage query for u and calls fn for every row in
-// order, holding one database transaction and O(1) rows in memory, so an
-// export of any size streams. An error from fn stops the iteration.
+// order (q.Limit and q.After are ignored: all rows). It reads the rows in
+// chunks, each in its own short transaction under u's claims and keyset-
+// paged on the grouping values, and calls fn only between transactions, so
+// a caller that is slow to take the rows (an export to a slow client)
+// holds no database connection meanwhile, and memory stays bounded by a
+// chunk. Rows of different chunks may straddle a sync that ran between
+// them; each row is consistent. An error from fn stops the iteration and
+// is returned.
 func (d *DB) EachUsageRow(ctx context.Context, u tokka.User, q UsageQuery, fn func(UsageRow) error) error {
+	return d.eachUsageRow(ctx, u, q, exportChunk, fn)
+}
+
+func (d *DB) eachUsageRow(ctx context.Context, u tokka.User, q UsageQuery, chunk int, fn func(UsageRow) error) error {
 	dims, err := dimensionsOf(q)
 	if err != nil {
 		return err
 	}
+	q.Limit, q.After = chunk, nil
+	for {
+		rows := make([]UsageRow, 0, chunk)
+		if err := d.usageRows(ctx, u, q, dims, func(r UsageRow) error {
+			rows = append(rows, r)
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if len(rows) < chunk || len(dims) == 0 {
+			return nil
+		}
+		last := rows[len(rows)-1]
+		q.After = make([]string, len(dims))
+		for i, dim := range dims {
+			q.After[i] = last.Group[dim.Key]
+		}
+	}
+}
+
+// usageRows runs one usage query (q.Limit and q.After apply) in one
+// transaction as u, calling fn for each row as it arrives.
+func (d *DB) usageRows(ctx context.Context, u tokka.User, q UsageQuery, dims []Dimension, fn func(UsageRow) error) error {
 	query, args := usageSQL(q, dims)
 	args[0] = u.ID
 	return d.asUser(ctx, u, func(tx *sqlx.Tx) error {
@@ -296,10 +350,15 @@ func (d *DB) EachUsageRow(ctx context.Context, u tokka.User, q UsageQuery, fn fu
 	})
 }
 
-// Usage returns one page of the grouped usage rows (Limit, After).
+// Usage returns one page of the grouped usage rows (Limit, After), read in
+// one transaction.
 func (d *DB) Usage(ctx context.Context, u tokka.User, q UsageQuery) ([]UsageRow, error) {
+	dims, err := dimensionsOf(q)
+	if err != nil {
+		return nil, err
+	}
 	rows := []UsageRow{}
-	err := d.EachUsageRow(ctx, u, q, func(r UsageRow) error {
+	err = d.usageRows(ctx, u, q, dims, func(r UsageRow) error {
 		rows = append(rows, r)
 		return nil
 	})

@@ -123,6 +123,7 @@ func (c *HTTPClient) Get(ctx context.Context, url string, authorize func(http.He
 				// Waiting that long would hold a sync slot for minutes; give
 				// up now and let the scheduler try again later.
 				out.err.Reason += fmt.Sprintf("; it asked to wait %s, longer than Tokka waits", out.retryAfter.Round(time.Second))
+				out.err.RetryAfter = out.retryAfter
 				return nil, out.err
 			}
 			wait = out.retryAfter

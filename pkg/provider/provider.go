@@ -161,6 +161,9 @@ type Error struct {
 	Status    int    // HTTP status, 0 when there was no response
 	Reason    string // user-facing, key-free
 	RequestID string // provider's request id, when it sent one
+	// RetryAfter is how long the provider asked us to wait (Retry-After)
+	// when that was longer than the client would wait; 0 otherwise.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {

@@ -137,7 +137,17 @@ func TestEveryFaultModeEndsCorrectlyBesideHealthyConnections(t *testing.T) {
 			require.Zero(t, costRows)
 			var next time.Time
 			require.NoError(t, b.sql.Get(&next, `SELECT next_sync_at FROM tokka.connections WHERE id = $1`, ids[i]))
-			require.True(t, next.After(c.now().Add(10*time.Minute)), "a failed connection is not retried at once")
+			// Not at once: after the first step of the retry backoff, what
+			// the provider asked for (cooldown: an hour), or SYNC_INTERVAL
+			// for a rejected key.
+			wait := syncer.DefaultRetryBackoff()[0]
+			switch tc.marker {
+			case "cooldown":
+				wait = time.Hour
+			case "revoked":
+				wait = 6 * time.Hour
+			}
+			require.False(t, next.Before(c.now().Add(wait)), "a failed connection is retried after %s, not at once", wait)
 			var detail string
 			require.NoError(t, b.sql.Get(&detail, `SELECT string_agg(detail, ' ') FROM tokka.audit_events WHERE connection_id = $1`, ids[i]))
 			require.Contains(t, detail, tc.reason, "the audit log says why")
@@ -223,14 +233,14 @@ func TestSlowConnectionDelaysOnlyItself(t *testing.T) {
 }
 
 // TestSlowConnectionHoldsOnlyItsOwnSlot: with more due connections than
-// slots, the syncer leases the next connection as soon as any slot frees, so
-// every healthy connection is synced while one slow connection is still
-// retrying (a batch-at-a-time syncer would make them wait for it).
+// slots, syncer once leases the next connection as soon as any slot frees,
+// so every healthy connection is synced while one slow connection is still
+// in flight (a batch-at-a-time syncer would make them wait for it). The
+// slow provider never answers during the test; the pass is then stopped.
 func TestSlowConnectionHoldsOnlyItsOwnSlot(t *testing.T) {
 	t.Parallel()
 	c := newTestClock(time.Now())
-	const timeout = time.Second
-	b, newSyncer := setupClocked(t, c, fakeprovider.Options{SlowDelay: time.Minute}, provider.HTTPClient{Timeout: timeout})
+	b, newSyncer := setupClocked(t, c, fakeprovider.Options{SlowDelay: time.Hour}, provider.HTTPClient{Timeout: 2 * time.Hour})
 	user := uuid.NewString()
 	slowKey := "sk-ant-admin01-" + user[:8] + "-slow"
 	slowID := b.addConnection(t, user, provider.Anthropic, slowKey)
@@ -238,16 +248,37 @@ func TestSlowConnectionHoldsOnlyItsOwnSlot(t *testing.T) {
 	for i := 0; i < 6; i++ {
 		healthy = append(healthy, b.addConnection(t, user, provider.Anthropic, "sk-ant-admin01-"+user[:8]+"-pool"+string(rune('a'+i))))
 	}
-	sum, err := newSyncer(syncer.Config{Instance: "pool", Concurrency: 2, BackfillDays: 3}).RunOnce(context.Background())
-	require.NoError(t, err)
-	require.Equal(t, syncer.Summary{Synced: 6, Failed: 1}, sum)
-	var failedAt time.Time
-	require.NoError(t, b.sql.Get(&failedAt, `SELECT updated_at FROM tokka.connections WHERE id = $1`, slowID))
-	for _, id := range healthy {
-		var syncedAt time.Time
-		require.NoError(t, b.sql.Get(&syncedAt, `SELECT last_synced_at FROM tokka.connections WHERE id = $1`, id))
-		require.True(t, syncedAt.Before(failedAt), "a healthy connection waited for the slow one's slot")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		sum syncer.Summary
+		err error
 	}
+	done := make(chan result, 1)
+	go func() {
+		sum, err := newSyncer(syncer.Config{Instance: "pool", Concurrency: 2, BackfillDays: 3,
+			ShutdownGrace: time.Millisecond}).RunOnce(ctx)
+		done <- result{sum, err}
+	}()
+	// (The deadline only turns a hang into a failure; nothing is timed.)
+	require.Eventually(t, func() bool {
+		for _, id := range healthy {
+			if st, _ := b.status(t, id); st != "active" {
+				return false
+			}
+		}
+		return true
+	}, time.Minute, 10*time.Millisecond, "a healthy connection waited for the slow one's slot")
+	st, _ := b.status(t, slowID)
+	require.Equal(t, "pending", st, "the slow one is still in flight")
+	require.Equal(t, 1, b.fake.Requests(slowKey))
+	cancel()
+	r := <-done
+	require.NoError(t, r.err)
+	require.Equal(t, syncer.Summary{Synced: 6, Skipped: 1}, r.sum, "the slow sync was stopped and gave its lease back")
+	var owner *string
+	require.NoError(t, b.sql.Get(&owner, `SELECT lease_owner FROM tokka.connections WHERE id = $1`, slowID))
+	require.Nil(t, owner)
 }
 
 // TestSyncLongerThanALeaseKeepsIt: a sync that outlasts its lease renews it,
@@ -255,11 +286,12 @@ func TestSlowConnectionHoldsOnlyItsOwnSlot(t *testing.T) {
 func TestSyncLongerThanALeaseKeepsIt(t *testing.T) {
 	t.Parallel()
 	c := newTestClock(time.Now())
-	b, newSyncer := setupClocked(t, c, fakeprovider.Options{Latency: 100 * time.Millisecond}, provider.HTTPClient{})
+	b, newSyncer := setupClocked(t, c, fakeprovider.Options{Latency: 250 * time.Millisecond}, provider.HTTPClient{})
 	user := uuid.NewString()
 	id := b.addConnection(t, user, provider.Anthropic, "sk-ant-admin01-"+user[:8]+"-longsync")
-	// Six pages of 100ms each against a 300ms lease.
-	sum, err := newSyncer(syncer.Config{Instance: "long", LeaseFor: 300 * time.Millisecond, BackfillDays: 90}).RunOnce(context.Background())
+	// Six pages of 250ms each against a 1s lease (long enough that a busy
+	// test machine does not lose it between renewals).
+	sum, err := newSyncer(syncer.Config{Instance: "long", LeaseFor: time.Second, BackfillDays: 90}).RunOnce(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, syncer.Summary{Synced: 1}, sum)
 	st, _ := b.status(t, id)

@@ -201,6 +201,13 @@ func (c *testClock) advance(d time.Duration) { c.unix.Add(int64(d / time.Second)
 // re-sync); cfg's zero fields take those defaults, Concurrency 8.
 func setupClocked(t *testing.T, c *testClock, opts fakeprovider.Options, h provider.HTTPClient) (*testBundle, func(cfg syncer.Config) *syncer.Syncer) {
 	t.Helper()
+	return setupClockedOn(t, c, pgtest.Fresh(t), opts, h)
+}
+
+// setupClockedOn is setupClocked on the database at dbURL (a private
+// server, for fault tests).
+func setupClockedOn(t *testing.T, c *testClock, dbURL string, opts fakeprovider.Options, h provider.HTTPClient) (*testBundle, func(cfg syncer.Config) *syncer.Syncer) {
+	t.Helper()
 	kr, err := keyring.New("syncer-test-encryption-key-0123456789abcdef", nil)
 	require.NoError(t, err)
 	opts.Now = c.now
@@ -210,7 +217,7 @@ func setupClocked(t *testing.T, c *testClock, opts fakeprovider.Options, h provi
 	if h.Sleep == nil {
 		h.Sleep = func(ctx context.Context, d time.Duration) error { return ctx.Err() }
 	}
-	db, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
+	db, raw := pgtest.OpenURL(t, dbURL)
 	b := &testBundle{
 		db: db, sql: raw, kr: kr, fake: fake, logs: &lockedBuffer{},
 		clients: map[provider.Name]provider.Client{
@@ -218,16 +225,20 @@ func setupClocked(t *testing.T, c *testClock, opts fakeprovider.Options, h provi
 			provider.Anthropic: anthropic.New(srv.URL, h),
 		},
 	}
-	return b, func(cfg syncer.Config) *syncer.Syncer {
-		log := zerolog.New(b.logs).Level(zerolog.DebugLevel)
-		// Config.Now is also what next_sync_at is computed from: the clock
-		// stays near the wall clock, so nothing is due again by accident.
-		cfg.Now = c.now
-		if cfg.Concurrency == 0 {
-			cfg.Concurrency = 8
-		}
-		return syncer.New(cfg, b.db, b.kr, b.clients, log, syncer.NewMetrics(prometheus.NewRegistry()))
+	return b, func(cfg syncer.Config) *syncer.Syncer { return b.clockedSyncer(c, cfg, b.db) }
+}
+
+// clockedSyncer is a syncer on store with c as its clock; cfg's zero
+// fields take setupClocked's defaults.
+func (b *testBundle) clockedSyncer(c *testClock, cfg syncer.Config, store syncer.Store) *syncer.Syncer {
+	log := zerolog.New(b.logs).Level(zerolog.DebugLevel)
+	// Config.Now is also what next_sync_at is computed from: the clock
+	// stays near the wall clock, so nothing is due again by accident.
+	cfg.Now = c.now
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 8
 	}
+	return syncer.New(cfg, store, b.kr, b.clients, log, syncer.NewMetrics(prometheus.NewRegistry()))
 }
 
 // syncDueNow asks for a sync of ids now, as the scheduler would after SYNC_INTERVAL.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/ratelog"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
@@ -58,7 +59,15 @@ type Config struct {
 	BackfillDays int           // SYNC_BACKFILL_DAYS, default 90
 	ResyncDays   int           // SYNC_RESYNC_DAYS, default 3
 	LeaseFor     time.Duration // default 10m; a crashed syncer's lease expires after it
-	RetryAfter   time.Duration // wait after a transient failure, default 30m
+	// RetryBackoff (SYNC_RETRY_BACKOFF) is how long a connection waits
+	// after its 1st, 2nd, … failed sync in a row; after the last step it
+	// keeps waiting that long. Default 1m, 2m, 5m, 15m, 30m. A provider
+	// that asked to wait longer (Retry-After) gets its wait.
+	RetryBackoff []time.Duration
+	// FailureLogEvery spaces the log lines of a failure that repeats on
+	// every attempt (the database down): one full line, then one summary
+	// per interval. Default ratelog.DefaultEvery.
+	FailureLogEvery time.Duration
 	// KeyRotationReminderDays is KEY_ROTATION_REMINDER_DAYS: a key older
 	// than this gets one key_rotation alert. Default 90; negative disables.
 	KeyRotationReminderDays int
@@ -94,8 +103,8 @@ func (c *Config) defaults() {
 	if c.LeaseFor <= 0 {
 		c.LeaseFor = 10 * time.Minute
 	}
-	if c.RetryAfter <= 0 {
-		c.RetryAfter = 30 * time.Minute
+	if len(c.RetryBackoff) == 0 {
+		c.RetryBackoff = DefaultRetryBackoff()
 	}
 	if c.KeyRotationReminderDays == 0 {
 		c.KeyRotationReminderDays = 90
@@ -111,6 +120,13 @@ func (c *Config) defaults() {
 	}
 }
 
+// DefaultRetryBackoff returns SYNC_RETRY_BACKOFF's default: a provider
+// that was unreachable for a moment is tried again within a minute, one
+// that stays down every half hour.
+func DefaultRetryBackoff() []time.Duration {
+	return []time.Duration{time.Minute, 2 * time.Minute, 5 * time.Minute, 15 * time.Minute, 30 * time.Minute}
+}
+
 // Syncer syncs due connections.
 type Syncer struct {
 	cfg     Config
@@ -119,6 +135,9 @@ type Syncer struct {
 	clients map[provider.Name]provider.Client
 	log     zerolog.Logger
 	metrics *Metrics
+	// failures logs a failure that repeats (the database down) once per
+	// interval, not once per attempt.
+	failures *ratelog.Logger
 
 	reminderMu   sync.Mutex
 	lastReminder time.Time
@@ -128,7 +147,8 @@ type Syncer struct {
 // New returns a Syncer. clients must have an entry per provider it may meet.
 func New(cfg Config, store Store, opener Opener, clients map[provider.Name]provider.Client, log zerolog.Logger, m *Metrics) *Syncer {
 	cfg.defaults()
-	return &Syncer{cfg: cfg, store: store, opener: opener, clients: clients, log: log, metrics: m}
+	return &Syncer{cfg: cfg, store: store, opener: opener, clients: clients, log: log, metrics: m,
+		failures: ratelog.New(log, cfg.FailureLogEvery)}
 }
 
 // Summary counts one pass's outcomes. Duplicates are connections found to
@@ -149,80 +169,129 @@ const (
 	outcomeDuplicate = "duplicate"
 )
 
-// RunOnce syncs every connection that is due, then returns. It keeps up to
-// Concurrency syncs in flight, leasing more as slots free up, so one slow
-// connection holds back only its own slot. When ctx ends it leases nothing
-// more; syncs in flight may finish for ShutdownGrace, then are cancelled and
-// give their leases back. Provider failures are recorded on their
-// connections and counted, not returned; the error is non-nil only when the
-// pass itself could not run (database down).
+// RunOnce syncs every connection that is due, then returns (see dispatch).
+// Provider failures are recorded on their connections and counted, not
+// returned; the error is non-nil only when the pass itself could not run
+// (database down).
 func (s *Syncer) RunOnce(ctx context.Context) (Summary, error) {
+	s.chores(ctx)
+	return s.dispatch(ctx, nil, nil, true)
+}
+
+// chores are the checks each pass or poll makes beside syncing: key
+// rotation reminders and key-access checks (each at most once per
+// ReminderEvery) and the due gauge. Their failures are logged and retried
+// later; they never stop syncing.
+func (s *Syncer) chores(ctx context.Context) {
+	s.remindRotations(ctx)
+	s.checkKeyAccess(ctx)
+	n, err := s.store.CountDue(ctx)
+	if err == nil {
+		s.metrics.Due.Set(float64(n))
+	} else if ctx.Err() == nil {
+		s.failures.Warn("counting due connections failed").Err(err).Msg("counting due connections failed")
+	}
+	s.observeConnections(ctx)
+	// The daemon has no passes any more (its dispatcher runs on); the
+	// chores are its periodic heartbeat, and what the last-pass gauge shows.
+	s.metrics.passDone(time.Now(), err == nil)
+}
+
+// dispatch keeps up to Concurrency syncs in flight. It leases as many due
+// connections as there are free slots whenever there may be work: at the
+// start, whenever a sync ends (a slot frees), and whenever wake or poll
+// delivers. So one slow sync holds back only its own slot, and a new
+// connection starts as soon as any slot is free, not after the syncs in
+// flight. A wake-up that arrives while every slot is busy is not lost: it
+// leaves a pending flag that the next free slot acts on. With untilIdle
+// (syncer once) it returns when a lease attempt finds nothing more and no
+// sync is in flight, or leasing fails (that error is returned); otherwise
+// (the daemon) a failed lease attempt waits for the next wake-up or poll,
+// and dispatch runs until ctx ends. When ctx ends it leases nothing more;
+// syncs in flight may finish for ShutdownGrace, then are cancelled and give
+// their leases back.
+func (s *Syncer) dispatch(ctx context.Context, wake, poll <-chan struct{}, untilIdle bool) (Summary, error) {
 	var sum Summary
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(s.cfg.ShutdownGrace, cancelWork) })
 	defer stopGrace()
 
-	s.remindRotations(ctx)
-	s.checkKeyAccess(ctx)
-	if n, err := s.store.CountDue(ctx); err == nil {
-		s.metrics.Due.Set(float64(n))
-	}
-	s.observeConnections(ctx)
 	done := make(chan string, s.cfg.Concurrency)
+	stopping := ctx.Done()
 	inflight := 0
+	pending := true
 	var leaseErr error
 	for {
-		if free := s.cfg.Concurrency - inflight; free > 0 && ctx.Err() == nil && leaseErr == nil {
+		if free := s.cfg.Concurrency - inflight; pending && free > 0 && ctx.Err() == nil && leaseErr == nil {
+			asked := time.Now()
 			leases, err := s.store.LeaseDue(ctx, s.cfg.Instance, free, s.cfg.LeaseFor)
+			// A full batch: more may be due. Otherwise wait for a slot to
+			// free, a wake-up or the poll.
+			pending = err == nil && len(leases) == free
 			if err != nil && ctx.Err() == nil {
-				leaseErr = err
-				s.log.Error().Err(err).Msg("leasing failed; finishing the syncs in flight")
+				s.failures.Error("leasing failed").Err(err).Msg("leasing failed; will try again")
+				if untilIdle {
+					leaseErr = err
+				}
 			}
 			for _, l := range leases {
 				if l.Takeover {
 					s.metrics.LeaseTakeovers.Inc()
 				}
 				inflight++
-				go func() { done <- s.syncOne(work, l) }()
-			}
-			if len(leases) == 0 && inflight == 0 {
-				break
+				go func() { done <- s.syncOne(work, l, asked) }()
 			}
 		}
-		if inflight == 0 {
-			break
+		if inflight == 0 && (ctx.Err() != nil || (untilIdle && !pending)) {
+			return sum, leaseErr
 		}
-		switch <-done {
-		case outcomeSucceeded:
-			sum.Synced++
-		case outcomeLeaseLost, outcomeAborted:
-			sum.Skipped++
-		case outcomeDuplicate:
-			sum.Duplicates++
-		default:
-			sum.Failed++
+		select {
+		case o := <-done:
+			inflight--
+			switch o {
+			case outcomeSucceeded:
+				sum.Synced++
+			case outcomeLeaseLost, outcomeAborted:
+				sum.Skipped++
+			case outcomeDuplicate:
+				sum.Duplicates++
+			default:
+				sum.Failed++
+			}
+			pending = true
+		case <-wake:
+			pending = true
+		case <-poll:
+			pending = true
+		case <-stopping:
+			stopping = nil
+			if inflight > 0 {
+				s.log.Info().Int("in_flight", inflight).Msg("stopping: no new leases; waiting for syncs in flight")
+			}
 		}
-		inflight--
 	}
-	s.metrics.passDone(time.Now(), leaseErr == nil)
-	return sum, leaseErr
 }
 
-func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string) {
+// Reasons recorded on a connection whose sync Tokka's own database cut
+// short.
+const (
+	reasonNotStored   = "the sync's results could not be stored; Tokka will retry"
+	reasonLeaseUnsure = "the sync was stopped: Tokka's database did not answer in time; Tokka will retry"
+)
+
+// Retries of the database writes that end a sync start at writeRetryFirst
+// and double up to writeRetryMax.
+const (
+	writeRetryFirst = 250 * time.Millisecond
+	writeRetryMax   = 5 * time.Second
+)
+
+func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease, leasedAt time.Time) (outcome string) {
 	start := time.Now()
 	now := s.cfg.Now()
 	log := s.log.With().Str("connection_id", l.ConnectionID).Str("provider", l.Provider).Logger()
 	defer func() {
-		// Cancelled (shutdown) before the outcome was stored: give the lease
-		// back so another syncer need not wait for it to expire. Other
-		// failures keep the lease until it expires, which spaces retries.
-		if ctx.Err() != nil && outcome != outcomeSucceeded && outcome != outcomeLeaseLost && outcome != outcomeDuplicate {
-			if err := s.store.ReleaseLease(context.WithoutCancel(ctx), l); err != nil {
-				log.Warn().Err(err).Msg("releasing the lease failed; it will expire")
-			}
-			outcome = outcomeAborted
-		}
 		d := time.Since(start)
 		s.metrics.observeSync(l.Provider, outcome, d)
 		log.Info().Str("outcome", outcome).Dur("duration", d).Msg("sync")
@@ -238,8 +307,8 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 	window := provider.DayWindow(now, days)
 	client, ok := s.clients[provider.Name(l.Provider)]
 	if !ok {
-		s.fail(ctx, log, l, tokka.StatusError, "this provider is not supported by the syncer", now.Add(s.cfg.Interval), tokka.ActionSyncFailed, "")
-		return outcomeFailed
+		return s.fail(ctx, log, l, tokka.StatusError, "this provider is not supported by the syncer",
+			now.Add(s.cfg.Interval), tokka.ActionSyncFailed, "", outcomeFailed)
 	}
 
 	// Fail closed: the decryption is on the record before the plaintext
@@ -253,22 +322,28 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 			return outcomeLeaseLost
 		}
 		s.metrics.AuditFailures.Inc()
-		log.Error().Err(err).Msg("audit write failed; key not used")
+		s.failures.Error("audit write failed; key not used").Err(err).Msg("audit write failed; key not used")
+		if unavailable(err) {
+			return s.abort(ctx, log, l)
+		}
+		// Any other failure keeps the lease until it expires, which spaces
+		// the attempts.
 		return outcomeAborted
 	}
 
 	// Keep the lease while the provider calls run longer than one lease;
-	// if it is lost anyway (the database was unreachable for a whole lease),
-	// stop: another syncer may already own the connection.
-	fetchCtx, stopRenewing := s.keepLease(ctx, log, l)
+	// stop if it is lost, or cannot be confirmed before it runs out (the
+	// database was away): another syncer may then own the connection.
+	held := newLeaseClock(leasedAt.Add(s.cfg.LeaseFor))
+	fetchCtx, stopRenewing, leaseErr := s.keepLease(ctx, log, l, held)
 	defer stopRenewing()
 
 	key, err := s.opener.Open(l.SealedKey, seal.Binding{UserID: l.UserID, ConnectionID: l.ConnectionID, Provider: l.Provider})
 	if err != nil {
 		d := diagnose(l.SealedKey, s.opener)
-		s.fail(ctx, log, l, tokka.StatusNeedsReconnect, d.reason, now.Add(s.cfg.Interval), tokka.ActionKeyDecrypted, d.detail)
+		outcome = s.fail(ctx, log, l, tokka.StatusNeedsReconnect, d.reason, now.Add(s.cfg.Interval), tokka.ActionKeyDecrypted, d.detail, outcomeSealed)
 		s.raiseKeyAccess(ctx, log, l.UserID, l.ConnectionID, l.SealedKey, d)
-		return outcomeSealed
+		return outcome
 	}
 	opened := time.Now()
 	log.Debug().Str("sealed_as", blobLabel(l.SealedKey)).Int("window_days", window.Days()).Msg("key opened for the provider calls")
@@ -295,6 +370,7 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 	lifetime := time.Since(opened)
 	s.metrics.PlaintextLifetime.WithLabelValues(l.Provider).Observe(lifetime.Seconds())
 	log.Debug().Dur("plaintext_lifetime", lifetime).Msg("key wiped")
+	stopRenewing()
 
 	if duplicateOf != "" {
 		log.Info().Str("covered_by", duplicateOf).Msg("organisation already covered by an older connection; marked duplicate")
@@ -309,38 +385,48 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 		return outcomeFailed
 	}
 	if ferr != nil {
-		if ctx.Err() != nil {
-			return outcomeAborted // the deferred release gives the lease back
+		switch lerr := leaseErr(); {
+		case ctx.Err() != nil:
+			return s.abort(ctx, log, l)
+		case errors.Is(lerr, postgres.ErrLeaseLost):
+			return outcomeLeaseLost
+		case lerr != nil:
+			return s.fail(ctx, log, l, tokka.StatusError, reasonLeaseUnsure, s.retryAt(now, l.Failures+1, 0),
+				tokka.ActionSyncFailed, reasonLeaseUnsure, outcomeFailed)
 		}
-		status, reason, next := tokka.StatusError, "the provider could not be reached; Tokka will retry", now.Add(s.cfg.RetryAfter)
+		status, reason, result := tokka.StatusError, "the provider could not be reached; Tokka will retry", outcomeFailed
+		var asked time.Duration
 		var pe *provider.Error
 		if errors.As(ferr, &pe) {
-			reason = pe.Reason
-			if pe.Kind == provider.KindAuth {
-				status, next = tokka.StatusInvalid, now.Add(s.cfg.Interval)
-			}
+			reason, asked = pe.Reason, pe.RetryAfter
+		}
+		next := s.retryAt(now, l.Failures+1, asked)
+		if pe != nil && pe.Kind == provider.KindAuth {
+			status, next, result = tokka.StatusInvalid, now.Add(s.cfg.Interval), outcomeInvalid
 		}
 		log.Warn().Err(ferr).Msg("provider call failed")
 		s.metrics.Failures.WithLabelValues(l.Provider, failureKind(ferr)).Inc()
-		s.fail(ctx, log, l, status, reason, next, tokka.ActionSyncFailed, reason)
-		if status == tokka.StatusInvalid {
-			return outcomeInvalid
-		}
-		return outcomeFailed
+		return s.fail(ctx, log, l, status, reason, next, tokka.ActionSyncFailed, reason, result)
 	}
 
-	err = s.store.CompleteSync(ctx, l, postgres.SyncResult{
+	err = s.storeResults(ctx, l, held, postgres.SyncResult{
 		Window: window, Usage: usage, Costs: costs, Backfill: backfill,
 		Next:  s.nextSync(now),
 		Event: s.event(tokka.ActionSyncSucceeded, tokka.OutcomeSuccess, purpose),
 	})
-	if errors.Is(err, postgres.ErrLeaseLost) {
+	switch {
+	case errors.Is(err, postgres.ErrKeyChanged), errors.Is(err, postgres.ErrDuplicate):
 		s.afterLeaseLost(ctx, log, l, err)
 		return outcomeLeaseLost
-	}
-	if err != nil {
-		log.Error().Err(err).Msg("storing sync results failed")
-		return outcomeFailed
+	case err != nil && ctx.Err() != nil:
+		return s.abort(ctx, log, l)
+	case err != nil:
+		// The lease ran out while the database was away (or the write
+		// failed otherwise): record the failure, which works as long as
+		// nobody took the connection meanwhile, and release the lease.
+		s.failures.Error("storing sync results failed").Err(err).Msg("storing sync results failed; recording the failure")
+		return s.fail(ctx, log, l, tokka.StatusError, reasonNotStored, s.retryAt(now, l.Failures+1, 0),
+			tokka.ActionSyncFailed, reasonNotStored, outcomeFailed)
 	}
 	s.metrics.RowsWritten.WithLabelValues("usage_daily").Add(float64(len(usage)))
 	s.metrics.RowsWritten.WithLabelValues("cost_daily").Add(float64(len(costs)))
@@ -352,13 +438,104 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease) (outcome string)
 	return outcomeSucceeded
 }
 
-// keepLease renews l every third of a lease until the returned stop is
-// called, and cancels the returned context if the lease is lost.
-func (s *Syncer) keepLease(ctx context.Context, log zerolog.Logger, l postgres.Lease) (context.Context, func()) {
+// unavailable reports whether err means the database was unreachable (or
+// too slow), so the same write is worth trying again shortly.
+func unavailable(err error) bool { return tokka.ErrorCode(err) == tokka.CodeUnavailable }
+
+// sleep waits d or until ctx ends, returning ctx.Err() in that case.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// retry runs write until it succeeds or fails for another reason than an
+// unavailable database, trying again with backoff (logged, once per
+// interval, under what) until ctx ends or the next try would come after
+// giveUp (zero: no such bound). It returns write's last error.
+func (s *Syncer) retry(ctx context.Context, giveUp time.Time, what string, write func() error) error {
+	wait := writeRetryFirst
+	for {
+		err := write()
+		if err == nil || !unavailable(err) || ctx.Err() != nil || (!giveUp.IsZero() && time.Now().Add(wait).After(giveUp)) {
+			return err
+		}
+		s.failures.Warn(what + " failed; retrying").Err(err).Msg(what + " failed; retrying while the database is unavailable")
+		if sleep(ctx, wait) != nil {
+			return err
+		}
+		wait = min(2*wait, writeRetryMax)
+	}
+}
+
+// storeResults writes a sync's results (CompleteSync), trying again while
+// the database is unavailable and the lease still holds: a database
+// restart during the final write costs the sync nothing. It returns the
+// last error when the lease would run out before the next try, or at once
+// for any other failure.
+func (s *Syncer) storeResults(ctx context.Context, l postgres.Lease, held *leaseClock, r postgres.SyncResult) error {
+	return s.retry(ctx, held.expires(), "storing sync results", func() error { return s.store.CompleteSync(ctx, l, r) })
+}
+
+// abort gives the lease back when a sync stops without an outcome
+// (shutdown, the database away), so the connection is due again at once
+// rather than when the lease expires; it tries for a little while even
+// when ctx has ended.
+func (s *Syncer) abort(ctx context.Context, log zerolog.Logger, l postgres.Lease) string {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	s.release(rctx, log, l)
+	return outcomeAborted
+}
+
+// release gives l back, trying again while the database is unavailable
+// until ctx ends (then the lease expires by itself).
+func (s *Syncer) release(ctx context.Context, log zerolog.Logger, l postgres.Lease) {
+	if err := s.retry(ctx, time.Time{}, "releasing a lease", func() error { return s.store.ReleaseLease(ctx, l) }); err != nil {
+		log.Warn().Err(err).Msg("releasing the lease failed; it will expire")
+	}
+}
+
+// leaseClock is this syncer's view of when its lease runs out: the local
+// time it last confirmed the lease (leased or renewed it) plus LeaseFor.
+type leaseClock struct {
+	mu    sync.Mutex
+	until time.Time
+}
+
+func newLeaseClock(until time.Time) *leaseClock { return &leaseClock{until: until} }
+
+func (c *leaseClock) expires() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.until
+}
+
+func (c *leaseClock) extend(until time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.until = until
+}
+
+// keepLease renews l every quarter of a lease until the returned stop is
+// called. It cancels the returned context when the lease is lost
+// (ErrLeaseLost) or could not be renewed before it ran out (the database
+// away); err then says which. A renewal that fails while time is left is
+// tried again at the next tick.
+func (s *Syncer) keepLease(ctx context.Context, log zerolog.Logger, l postgres.Lease, held *leaseClock) (context.Context, func(), func() error) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
+	var stopOnce sync.Once
+	var mu sync.Mutex
+	var lost error
+	stop := func() { stopOnce.Do(func() { close(done) }) }
 	go func() {
-		t := time.NewTicker(s.cfg.LeaseFor / 3)
+		t := time.NewTicker(s.cfg.LeaseFor / 4)
 		defer t.Stop()
 		for {
 			select {
@@ -367,18 +544,34 @@ func (s *Syncer) keepLease(ctx context.Context, log zerolog.Logger, l postgres.L
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := s.store.RenewLease(ctx, l, s.cfg.LeaseFor); err != nil {
-					if ctx.Err() == nil {
-						log.Warn().Err(err).Msg("lease lost during the sync; stopping it")
-						cancel()
-					}
-					return
-				}
-				s.metrics.progressed(time.Now())
 			}
+			asked := time.Now()
+			err := s.store.RenewLease(ctx, l, s.cfg.LeaseFor)
+			if err == nil {
+				held.extend(asked.Add(s.cfg.LeaseFor))
+				s.metrics.progressed(time.Now())
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if !errors.Is(err, postgres.ErrLeaseLost) && time.Now().Add(s.cfg.LeaseFor/4).Before(held.expires()) {
+				s.failures.Warn("renewing a lease failed; retrying").Err(err).Msg("renewing a lease failed; retrying")
+				continue
+			}
+			log.Warn().Err(err).Msg("lease lost or not renewable during the sync; stopping it")
+			mu.Lock()
+			lost = err
+			mu.Unlock()
+			cancel()
+			return
 		}
 	}()
-	return ctx, func() { close(done); cancel() }
+	return ctx, func() { stop(); cancel() }, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return lost
+	}
 }
 
 // failureKind names why a provider call failed, for the failures metric.
@@ -408,21 +601,47 @@ func (s *Syncer) nextSync(now time.Time) time.Time {
 	return now.Add(s.cfg.Interval + jitter)
 }
 
+// retryAt is when a connection is tried again after its failures-th
+// failed sync in a row: that step of RetryBackoff (the last one once the
+// steps run out), or what the provider asked for if longer, plus up to 5%
+// jitter so connections that failed together do not retry in step.
+func (s *Syncer) retryAt(now time.Time, failures int, asked time.Duration) time.Time {
+	steps := s.cfg.RetryBackoff
+	d := max(steps[min(max(failures, 1), len(steps))-1], asked)
+	jitter := time.Duration(rand.Int64N(int64(d/20) + 1))
+	return now.Add(d + jitter)
+}
+
 func (s *Syncer) event(action, outcome, purpose string) tokka.AuditEvent {
 	return tokka.AuditEvent{Action: action, Outcome: outcome, Purpose: purpose, Actor: "syncer:" + s.cfg.Instance}
 }
 
-func (s *Syncer) fail(ctx context.Context, log zerolog.Logger, l postgres.Lease, status, reason string, next time.Time, action, detail string) {
+// fail records a failed sync (status, reason, when to try again, and the
+// action's audit event with detail) and releases the lease. While the
+// database is unavailable it tries again, for up to a lease or a minute
+// (whichever is longer): a lease that expired meanwhile is still this
+// syncer's to release as long as nobody leased the connection since. It
+// returns outcome, or outcomeLeaseLost when the connection turned out to
+// be someone else's, or outcomeAborted when ctx ended first (shutdown).
+func (s *Syncer) fail(ctx context.Context, log zerolog.Logger, l postgres.Lease, status, reason string, next time.Time, action, detail, outcome string) string {
 	ev := s.event(action, tokka.OutcomeFailure, "")
 	ev.Detail = detail
-	err := s.store.FailSync(ctx, l, status, reason, next, ev)
+	giveUp := time.Now().Add(max(s.cfg.LeaseFor, time.Minute))
+	err := s.retry(ctx, giveUp, "recording a failed sync", func() error {
+		return s.store.FailSync(ctx, l, status, reason, next, ev)
+	})
 	switch {
+	case err == nil:
+		return outcome
 	case errors.Is(err, postgres.ErrLeaseLost):
 		s.afterLeaseLost(ctx, log, l, err)
-	case err != nil:
-		s.metrics.AuditFailures.Inc()
-		log.Error().Err(err).Msg("recording the failed sync failed")
+		return outcomeLeaseLost
+	case ctx.Err() != nil:
+		return s.abort(ctx, log, l)
 	}
+	s.metrics.AuditFailures.Inc()
+	log.Error().Err(err).Msg("recording the failed sync failed; the lease will expire")
+	return outcome
 }
 
 // afterLeaseLost settles a lease the store says is no longer good for
@@ -465,7 +684,7 @@ func (s *Syncer) remindRotations(ctx context.Context) {
 	}
 	n, err := s.store.RemindKeyRotations(ctx, s.cfg.KeyRotationReminderDays)
 	if err != nil {
-		s.log.Warn().Err(err).Msg("key rotation reminders failed; will retry")
+		s.failures.Warn("key rotation reminders failed").Err(err).Msg("key rotation reminders failed; will retry")
 		return
 	}
 	s.lastReminder = now
@@ -486,7 +705,7 @@ func (s *Syncer) checkKeyAccess(ctx context.Context) {
 	}
 	n, err := s.store.FlagKeyAccessAnomalies(ctx, s.cfg.LeaseFor+time.Minute, s.cfg.KnownInstances)
 	if err != nil {
-		s.log.Warn().Err(err).Msg("key-access checks failed; will retry")
+		s.failures.Warn("key-access checks failed").Err(err).Msg("key-access checks failed; will retry")
 		return
 	}
 	s.lastAccess = now

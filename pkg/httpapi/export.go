@@ -1,0 +1,170 @@
+package httpapi
+
+import (
+	"encoding/csv"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/tokka"
+)
+
+const (
+	// defaultExportsPerUser is how many CSV exports one user may run at
+	// once in one api process.
+	defaultExportsPerUser = 2
+	// exportRetryAfter is the Retry-After, in seconds, of a refused export.
+	exportRetryAfter = "10"
+)
+
+// exportSlots counts the exports each user has running in this process.
+// An export streams at the client's pace (its rows are read from the
+// database in short chunks, between which no connection is held), so the
+// limit bounds what one user's slow or stalled downloads can tie up:
+// request goroutines and sockets, not the database pool.
+type exportSlots struct {
+	limit int
+	mu    sync.Mutex
+	busy  map[string]int
+}
+
+func newExportSlots(limit int) *exportSlots {
+	if limit <= 0 {
+		limit = defaultExportsPerUser
+	}
+	return &exportSlots{limit: limit, busy: map[string]int{}}
+}
+
+// take reserves a slot for user, reporting false when all are in use.
+func (e *exportSlots) take(user string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.busy[user] >= e.limit {
+		return false
+	}
+	e.busy[user]++
+	return true
+}
+
+// give returns a slot taken by take.
+func (e *exportSlots) give(user string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.busy[user]--; e.busy[user] <= 0 {
+		delete(e.busy, user)
+	}
+}
+
+// errClientGone marks a failure to write to the client (it went away), as
+// opposed to a failure to read the rows.
+type errClientGone struct{ err error }
+
+func (e errClientGone) Error() string { return "writing to the client: " + e.err.Error() }
+func (e errClientGone) Unwrap() error { return e.err }
+
+// csvSafe neutralises text that a spreadsheet would run as a formula
+// (cells starting with =, +, -, @, tab or carriage return) by prefixing a
+// single quote. Only text dimensions go through it: the numbers are ours.
+func csvSafe(v string) string {
+	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+		return "'" + v
+	}
+	return v
+}
+
+// usageExport streams the usage rows as CSV. Rows come from the database in
+// chunks (postgres.EachUsageRow) and go to the client between them, so a
+// slow reader holds no database connection; each user may run only a few
+// exports at once. A download the client cuts off is logged as aborted, and
+// one the database cuts off after the headers went out is aborted on the
+// wire too, so the client cannot take a truncated file for a whole one.
+func (s *Server) usageExport(c echo.Context) error {
+	q, err := s.usageQuery(c)
+	if err != nil {
+		return err
+	}
+	u := userOf(c)
+	if !s.exports.take(u.ID) {
+		c.Response().Header().Set("Retry-After", exportRetryAfter)
+		return &tokka.Error{Code: tokka.CodeRateLimited, Message: "you already have " + strconv.Itoa(s.exports.limit) +
+			" exports running; retry after " + exportRetryAfter + " seconds or when one has finished"}
+	}
+	defer s.exports.give(u.ID)
+
+	dims := make([]postgres.Dimension, 0, len(q.GroupBy))
+	for _, d := range postgres.UsageDimensions {
+		for _, g := range q.GroupBy {
+			if g == d.Name {
+				dims = append(dims, d)
+			}
+		}
+	}
+	header := []string{}
+	for _, d := range dims {
+		header = append(header, d.Key)
+	}
+	header = append(header, "input_tokens", "input_uncached_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+		"cache_write_1h_tokens", "output_tokens", "requests", "cost_usd", "provisional")
+	res := c.Response()
+	// csv.Writer buffers a few KiB and hands them to the client as they
+	// fill, at the client's pace.
+	w := csv.NewWriter(res)
+	started := false
+	start := func() error {
+		started = true
+		res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+		res.Header().Set(echo.HeaderContentDisposition, `attachment; filename="tokka-usage.csv"`)
+		res.WriteHeader(http.StatusOK)
+		if err := w.Write(header); err != nil {
+			return errClientGone{err}
+		}
+		return nil
+	}
+	err = s.store.EachUsageRow(c.Request().Context(), u, q, func(r postgres.UsageRow) error {
+		if !started {
+			if err := start(); err != nil {
+				return err
+			}
+		}
+		rec := make([]string, 0, len(header))
+		for _, d := range dims {
+			rec = append(rec, csvSafe(r.Group[d.Key]))
+		}
+		rec = append(rec, strconv.FormatInt(r.InputTokens, 10), strconv.FormatInt(r.InputUncachedTokens, 10),
+			strconv.FormatInt(r.CacheReadTokens, 10), strconv.FormatInt(r.CacheWrite5mTokens, 10),
+			strconv.FormatInt(r.CacheWrite1hTokens, 10), strconv.FormatInt(r.OutputTokens, 10),
+			strconv.FormatInt(r.Requests, 10), r.CostUSD.String(), strconv.FormatBool(r.Provisional))
+		if err := w.Write(rec); err != nil {
+			return errClientGone{err}
+		}
+		return nil
+	})
+	if err != nil && !started {
+		return err
+	}
+	if err == nil && !started {
+		err = start()
+	}
+	if err == nil {
+		w.Flush()
+		if ferr := w.Error(); ferr != nil {
+			err = errClientGone{ferr}
+		}
+	}
+	if err != nil {
+		// The headers are gone: all that is left is to say how it ended.
+		c.Set(ctxAborted, true)
+		var gone errClientGone
+		if !errors.As(err, &gone) {
+			s.failures.Warn("usage export cut short").Str("request_id", requestID(c)).Err(err).
+				Msg("usage export cut short by a failure to read the rows; connection aborted")
+			c.Set(ctxAbortConnection, true)
+		}
+	}
+	return nil
+}
