@@ -48,12 +48,17 @@ type Config struct {
 	// JWKSURL publishes the project's asymmetric signing keys.
 	JWKSURL string
 	// AnonKey is sent as apikey to the Auth server (the gateway needs it).
-	AnonKey         string
-	CORSOrigins     []string
-	TrustedProxies  []*net.IPNet
-	MetricsAddr     string
-	LogLevel        zerolog.Level
+	AnonKey        string
+	CORSOrigins    []string
+	TrustedProxies []*net.IPNet
+	MetricsAddr    string
+	LogLevel       zerolog.Level
+	// DatabaseMaxConn is the size of the connection pool
+	// (DATABASE_MAX_CONNS, default 10).
 	DatabaseMaxConn int
+	// StatementTimeout bounds every statement of a request's transaction
+	// (DATABASE_STATEMENT_TIMEOUT, default 5s).
+	StatementTimeout time.Duration
 	// TLS, when set (TLS_CERT_FILE and TLS_KEY_FILE), serves TLS 1.3 only.
 	TLS        *tls.Config
 	RateLimits httpapi.RateLimits
@@ -98,6 +103,22 @@ func loadConfig(getenv func(string) string, needKeys bool) (Config, error) {
 	}
 	if c.DatabaseURL == "" {
 		return c, errors.New("DATABASE_URL is required")
+	}
+	c.DatabaseMaxConn = 10
+	if v := getenv("DATABASE_MAX_CONNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return c, fmt.Errorf("DATABASE_MAX_CONNS must be a whole number from 1 to 1000, not %q", v)
+		}
+		c.DatabaseMaxConn = n
+	}
+	c.StatementTimeout = postgres.DefaultStatementTimeout
+	if v := getenv("DATABASE_STATEMENT_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 100*time.Millisecond || d > 10*time.Minute {
+			return c, fmt.Errorf("DATABASE_STATEMENT_TIMEOUT: %q is not a duration from 100ms to 10m", v)
+		}
+		c.StatementTimeout = d
 	}
 	if c.Addr == "" {
 		c.Addr = ":8080"
@@ -191,8 +212,8 @@ func loadConfig(getenv func(string) string, needKeys bool) (Config, error) {
 	c.SyncRequestInterval = 5 * time.Minute
 	if v := getenv("SYNC_REQUEST_INTERVAL"); v != "" {
 		d, err := time.ParseDuration(v)
-		if err != nil || d < time.Second {
-			return c, fmt.Errorf("SYNC_REQUEST_INTERVAL: %q is not a duration of at least 1s", v)
+		if err != nil || d < time.Second || d > 365*24*time.Hour {
+			return c, fmt.Errorf("SYNC_REQUEST_INTERVAL: %q is not a duration from 1s to 8760h", v)
 		}
 		c.SyncRequestInterval = d
 	}
@@ -363,6 +384,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready chan<- strin
 		return err
 	}
 	defer db.Close()
+	db.SetStatementTimeout(cfg.StatementTimeout)
 	authLog := log.With().Str("component", "auth").Logger()
 	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(cfg.JWTSecret), JWKSURL: cfg.JWKSURL,
 		Issuer: cfg.JWTIssuer, AllowAnonymous: cfg.AllowAnonymousUsers, Log: &authLog})

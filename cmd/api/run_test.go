@@ -106,6 +106,12 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 		{"cors path", map[string]string{"CORS_ALLOWED_ORIGINS": "https://app.example.com/"}, "CORS_ALLOWED_ORIGINS:"},
 		{"bad proxy", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/33"}, "TRUSTED_PROXIES:"},
 		{"bad log level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL:"},
+		{"zero pool", map[string]string{"DATABASE_MAX_CONNS": "0"}, "DATABASE_MAX_CONNS must be a whole number from 1 to 1000"},
+		{"text pool", map[string]string{"DATABASE_MAX_CONNS": "ten"}, "DATABASE_MAX_CONNS must be a whole number from 1 to 1000"},
+		{"no timeout unit", map[string]string{"DATABASE_STATEMENT_TIMEOUT": "5"}, "DATABASE_STATEMENT_TIMEOUT:"},
+		{"timeout too short", map[string]string{"DATABASE_STATEMENT_TIMEOUT": "10ms"}, "DATABASE_STATEMENT_TIMEOUT:"},
+		{"timeout off", map[string]string{"DATABASE_STATEMENT_TIMEOUT": "0s"}, "DATABASE_STATEMENT_TIMEOUT:"},
+		{"sync interval too long", map[string]string{"SYNC_REQUEST_INTERVAL": "9000h"}, "SYNC_REQUEST_INTERVAL:"},
 		{"bad readiness delay", map[string]string{"SHUTDOWN_READINESS_DELAY": "soon"}, "SHUTDOWN_READINESS_DELAY:"},
 		{"negative readiness delay", map[string]string{"SHUTDOWN_READINESS_DELAY": "-1s"}, "SHUTDOWN_READINESS_DELAY:"},
 		{"no grace", map[string]string{"SHUTDOWN_GRACE": "0"}, "SHUTDOWN_GRACE:"},
@@ -164,6 +170,12 @@ func TestConfigDerivesTheSupabaseURLs(t *testing.T) {
 	require.Empty(t, c.JWKSURL)
 	require.Nil(t, c.TLS)
 	require.Zero(t, c.RateLimits.PerUser, "zero takes httpapi's default")
+	require.Equal(t, 10, c.DatabaseMaxConn)
+	require.Equal(t, 5*time.Second, c.StatementTimeout)
+
+	c = load(map[string]string{"DATABASE_MAX_CONNS": "25", "DATABASE_STATEMENT_TIMEOUT": "1500ms"})
+	require.Equal(t, 25, c.DatabaseMaxConn)
+	require.Equal(t, 1500*time.Millisecond, c.StatementTimeout)
 
 	c = load(map[string]string{"RATE_LIMIT_MUTATIONS_PER_MINUTE": "5", "RATE_LIMIT_IP_MUTATIONS_PER_MINUTE": "50"})
 	require.Equal(t, 5, c.RateLimits.PerUser)

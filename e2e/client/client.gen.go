@@ -438,7 +438,10 @@ type AuditEventList struct {
 
 // AuditVerification defines model for AuditVerification.
 type AuditVerification struct {
-	// Events How many of your events were read.
+	// Checked How many events this check read (all of them with full=true; otherwise those after the last verified one).
+	Checked int64 `json:"checked"`
+
+	// Events How many events your chain has (those verified by earlier checks plus those this check read).
 	Events int64 `json:"events"`
 
 	// FirstBrokenId The id of the first event that fails the check; null when intact.
@@ -447,7 +450,7 @@ type AuditVerification struct {
 	// HeadHash Your newest event's hash when the chain is intact (null when it is not, or when you have no events).
 	HeadHash *string `json:"head_hash"`
 
-	// Intact Every event matches its hash and links to the one before it.
+	// Intact Every event checked matches its hash, links to the one before it and is not dated before it.
 	Intact bool `json:"intact"`
 
 	// Problem How that event fails; null when intact.
@@ -947,7 +950,7 @@ type ListAuditEventsParams struct {
 
 // VerifyAuditEventsParams defines parameters for VerifyAuditEvents.
 type VerifyAuditEventsParams struct {
-	// Full Re-check the whole chain from its first event.
+	// Full Re-check the whole chain from your first event, not only what is new.
 	Full *bool `form:"full,omitempty" json:"full,omitempty"`
 }
 
@@ -1176,11 +1179,18 @@ type ClientInterface interface {
 	// Your events form a hash chain: each stores the `hash` of your previous
 	// event as `prev_hash`, and its own `hash` is SHA-256 over a
 	// length-prefixed encoding of `prev_hash` and its content (see
-	// `AuditEvent.hash`). This reads all your events oldest first and
-	// recomputes every link. An edited, removed or inserted event breaks the
-	// chain at that event, reported as `first_broken_id`. A chain cannot
-	// show that its newest events were cut off: note `head_hash` somewhere
-	// outside Tokka and compare it later.
+	// `AuditEvent.hash`). A check recomputes every link it reads, and also
+	// reports an event dated earlier than the one before it. An edited,
+	// removed or inserted event breaks the chain at that event, reported as
+	// `first_broken_id`.
+	//
+	// Checks are incremental: Tokka remembers the newest event a check found
+	// intact (its id and hash), confirms that event is unchanged, and reads
+	// only the events after it (`checked`). An edit behind that point is
+	// found only by `full=true`, which reads the whole chain again (and is
+	// expensive for a long log). A chain cannot show that its newest events
+	// were cut off: note `head_hash` somewhere outside Tokka and compare it
+	// later.
 	//
 	// An expensive read: each call counts against your per-user budget
 	// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE); `full=true` counts against
@@ -1580,11 +1590,18 @@ func (c *Client) ListAuditEvents(ctx context.Context, params *ListAuditEventsPar
 // Your events form a hash chain: each stores the `hash` of your previous
 // event as `prev_hash`, and its own `hash` is SHA-256 over a
 // length-prefixed encoding of `prev_hash` and its content (see
-// `AuditEvent.hash`). This reads all your events oldest first and
-// recomputes every link. An edited, removed or inserted event breaks the
-// chain at that event, reported as `first_broken_id`. A chain cannot
-// show that its newest events were cut off: note `head_hash` somewhere
-// outside Tokka and compare it later.
+// `AuditEvent.hash`). A check recomputes every link it reads, and also
+// reports an event dated earlier than the one before it. An edited,
+// removed or inserted event breaks the chain at that event, reported as
+// `first_broken_id`.
+//
+// Checks are incremental: Tokka remembers the newest event a check found
+// intact (its id and hash), confirms that event is unchanged, and reads
+// only the events after it (`checked`). An edit behind that point is
+// found only by `full=true`, which reads the whole chain again (and is
+// expensive for a long log). A chain cannot show that its newest events
+// were cut off: note `head_hash` somewhere outside Tokka and compare it
+// later.
 //
 // An expensive read: each call counts against your per-user budget
 // (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE); `full=true` counts against
@@ -3328,11 +3345,18 @@ type ClientWithResponsesInterface interface {
 	// Your events form a hash chain: each stores the `hash` of your previous
 	// event as `prev_hash`, and its own `hash` is SHA-256 over a
 	// length-prefixed encoding of `prev_hash` and its content (see
-	// `AuditEvent.hash`). This reads all your events oldest first and
-	// recomputes every link. An edited, removed or inserted event breaks the
-	// chain at that event, reported as `first_broken_id`. A chain cannot
-	// show that its newest events were cut off: note `head_hash` somewhere
-	// outside Tokka and compare it later.
+	// `AuditEvent.hash`). A check recomputes every link it reads, and also
+	// reports an event dated earlier than the one before it. An edited,
+	// removed or inserted event breaks the chain at that event, reported as
+	// `first_broken_id`.
+	//
+	// Checks are incremental: Tokka remembers the newest event a check found
+	// intact (its id and hash), confirms that event is unchanged, and reads
+	// only the events after it (`checked`). An edit behind that point is
+	// found only by `full=true`, which reads the whole chain again (and is
+	// expensive for a long log). A chain cannot show that its newest events
+	// were cut off: note `head_hash` somewhere outside Tokka and compare it
+	// later.
 	//
 	// An expensive read: each call counts against your per-user budget
 	// (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE); `full=true` counts against
@@ -6652,11 +6676,18 @@ func (c *ClientWithResponses) ListAuditEventsWithResponse(ctx context.Context, p
 // Your events form a hash chain: each stores the `hash` of your previous
 // event as `prev_hash`, and its own `hash` is SHA-256 over a
 // length-prefixed encoding of `prev_hash` and its content (see
-// `AuditEvent.hash`). This reads all your events oldest first and
-// recomputes every link. An edited, removed or inserted event breaks the
-// chain at that event, reported as `first_broken_id`. A chain cannot
-// show that its newest events were cut off: note `head_hash` somewhere
-// outside Tokka and compare it later.
+// `AuditEvent.hash`). A check recomputes every link it reads, and also
+// reports an event dated earlier than the one before it. An edited,
+// removed or inserted event breaks the chain at that event, reported as
+// `first_broken_id`.
+//
+// Checks are incremental: Tokka remembers the newest event a check found
+// intact (its id and hash), confirms that event is unchanged, and reads
+// only the events after it (`checked`). An edit behind that point is
+// found only by `full=true`, which reads the whole chain again (and is
+// expensive for a long log). A chain cannot show that its newest events
+// were cut off: note `head_hash` somewhere outside Tokka and compare it
+// later.
 //
 // An expensive read: each call counts against your per-user budget
 // (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE); `full=true` counts against

@@ -85,9 +85,14 @@ func (s *Server) updateConnection(c echo.Context) error {
 	return c.JSON(http.StatusOK, updated)
 }
 
-// verifyAuditEvents checks the caller's audit hash chain.
+// verifyAuditEvents checks the caller's audit hash chain: the events after
+// the last verified one, or with full=true all of them.
 func (s *Server) verifyAuditEvents(c echo.Context) error {
-	v, err := s.store.VerifyAuditChain(c.Request().Context(), userOf(c))
+	full, err := fullRecheck(c)
+	if err != nil {
+		return err
+	}
+	v, err := s.store.VerifyAuditChain(c.Request().Context(), userOf(c), full)
 	if err != nil {
 		return err
 	}

@@ -241,16 +241,21 @@ func TestAuditVerifyEndpointFindsTheEditedEvent(t *testing.T) {
 
 	status, _, body = b.do(t, alice, http.MethodGet, "/v1/audit-events/verify", nil)
 	require.Equal(t, http.StatusOK, status)
-	require.JSONEq(t, `{"intact":true,"events":4,"first_broken_id":null,"problem":null,"head_hash":"`+list.Events[0].Hash+`"}`, string(body))
+	require.JSONEq(t, `{"intact":true,"events":4,"checked":4,"first_broken_id":null,"problem":null,"head_hash":"`+list.Events[0].Hash+`"}`, string(body))
 	status, _, body = b.do(t, bob, http.MethodGet, "/v1/audit-events/verify", nil)
 	require.Equal(t, http.StatusOK, status)
-	require.JSONEq(t, `{"intact":true,"events":0,"first_broken_id":null,"problem":null,"head_hash":null}`, string(body))
+	require.JSONEq(t, `{"intact":true,"events":0,"checked":0,"first_broken_id":null,"problem":null,"head_hash":null}`, string(body))
 
-	// The table owner (a database-level attacker) rewrites history.
+	// The table owner (a database-level attacker) rewrites history behind
+	// the checkpoint: the next incremental check reads nothing new, the full
+	// one finds it.
 	edited := list.Events[2].ID
 	_, err := b.sql.Exec(`UPDATE tokka.audit_events SET purpose = 'nothing to see' WHERE id = $1`, edited)
 	require.NoError(t, err)
 	status, _, body = b.do(t, alice, http.MethodGet, "/v1/audit-events/verify", nil)
+	require.Equal(t, http.StatusOK, status)
+	require.JSONEq(t, `{"intact":true,"events":4,"checked":0,"first_broken_id":null,"problem":null,"head_hash":"`+list.Events[0].Hash+`"}`, string(body))
+	status, _, body = b.do(t, alice, http.MethodGet, "/v1/audit-events/verify?full=true", nil)
 	require.Equal(t, http.StatusOK, status)
 	var v struct {
 		Intact        bool    `json:"intact"`
@@ -266,9 +271,14 @@ func TestAuditVerifyEndpointFindsTheEditedEvent(t *testing.T) {
 	require.Contains(t, *v.Problem, "edited")
 	require.Nil(t, v.HeadHash)
 
-	status, _, body = b.do(t, bob, http.MethodGet, "/v1/audit-events/verify", nil)
+	status, _, body = b.do(t, bob, http.MethodGet, "/v1/audit-events/verify?full=true", nil)
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, string(body), `"intact":true`, "another user's chain is not affected")
 	status, _, _ = b.do(t, user{}, http.MethodGet, "/v1/audit-events/verify", nil)
 	require.Equal(t, http.StatusUnauthorized, status)
+	for _, q := range []string{"full=yes", "full=2", "full=maybe"} {
+		status, h, body := b.do(t, alice, http.MethodGet, "/v1/audit-events/verify?"+q, nil)
+		requireProblem(t, status, h, body, http.StatusBadRequest, q)
+		require.Contains(t, string(body), `"field":"full"`)
+	}
 }

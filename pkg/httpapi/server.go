@@ -35,7 +35,7 @@ type Store interface {
 	GetConnection(ctx context.Context, u tokka.User, id string) (tokka.Connection, error)
 	DeleteConnection(ctx context.Context, u tokka.User, id string, ev tokka.AuditEvent) error
 	UpdateConnection(ctx context.Context, u tokka.User, id string, up postgres.ConnectionUpdate, ev tokka.AuditEvent) (tokka.Connection, error)
-	VerifyAuditChain(ctx context.Context, u tokka.User) (tokka.AuditVerification, error)
+	VerifyAuditChain(ctx context.Context, u tokka.User, full bool) (tokka.AuditVerification, error)
 	Usage(ctx context.Context, u tokka.User, q postgres.UsageQuery) ([]postgres.UsageRow, error)
 	EachUsageRow(ctx context.Context, u tokka.User, q postgres.UsageQuery, fn func(postgres.UsageRow) error) error
 	Summary(ctx context.Context, u tokka.User, today time.Time, top int) (postgres.SummaryData, error)

@@ -6,21 +6,25 @@ package pgtest
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	_ "github.com/lib/pq" // the Postgres driver
+	"github.com/lib/pq" // the Postgres driver
 
 	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // EnvBaseURL names the variable that points tests at a Postgres server; the
@@ -203,4 +207,69 @@ func redactURL(s string) string {
 		return "the configured URL"
 	}
 	return u.Redacted()
+}
+
+// SeedAuditChain appends n key.decrypted events to userID's audit chain in
+// bulk, each correctly chained and dated a millisecond after the one before
+// (the newest about now), for tests and benchmarks that need a long chain
+// quickly. It computes the hashes itself (postgres.AuditEventHash) and
+// bypasses the database's chaining trigger with session_replication_role,
+// so db must connect as a superuser. It holds the user's audit lock while it
+// works, so it may run beside the user's ordinary writes.
+func SeedAuditChain(ctx context.Context, db *sqlx.DB, userID string, n int) error {
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("pgtest: seed audit chain: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck
+	if _, err := tx.ExecContext(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+		return fmt.Errorf("pgtest: seed audit chain (needs a superuser): %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(461898, hashtext($1))`, userID); err != nil {
+		return fmt.Errorf("pgtest: seed audit chain: %w", err)
+	}
+	var head struct {
+		Hash      []byte    `db:"hash"`
+		CreatedAt time.Time `db:"created_at"`
+	}
+	err = tx.GetContext(ctx, &head, `SELECT hash, created_at FROM tokka.audit_events WHERE user_id = $1 ORDER BY id DESC LIMIT 1`, userID)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("pgtest: seed audit chain: %w", err)
+	}
+	at := time.Now().Add(-time.Duration(n) * time.Millisecond).UTC().Truncate(time.Microsecond)
+	if at.Before(head.CreatedAt) {
+		at = head.CreatedAt
+	}
+	prev := head.Hash
+	const chunk = 10000
+	for done := 0; done < n; {
+		m := min(chunk, n-done)
+		times := make([]string, m)
+		details := make([]string, m)
+		prevs := make([][]byte, m)
+		hashes := make([][]byte, m)
+		for i := range m {
+			at = at.Add(time.Millisecond)
+			ev := tokka.AuditEvent{UserID: userID, Provider: "openai", Action: tokka.ActionKeyDecrypted,
+				Outcome: tokka.OutcomeSuccess, Purpose: "scheduled sync", Actor: "syncer:seed",
+				Detail: "seeded event " + strconv.Itoa(done+i+1), CreatedAt: at}
+			times[i], details[i], prevs[i] = at.Format(time.RFC3339Nano), ev.Detail, prev
+			prev = postgres.AuditEventHash(prev, ev)
+			hashes[i] = prev
+		}
+		if _, err := tx.ExecContext(ctx, `
+			INSERT INTO tokka.audit_events (user_id, provider, action, outcome, purpose, actor, detail,
+				created_at, prev_hash, hash)
+			SELECT $1, 'openai', 'key.decrypted', 'success', 'scheduled sync', 'syncer:seed', x.d, x.t, nullif(x.p, ''::bytea), x.h
+			FROM unnest($2::text[], $3::timestamptz[], $4::bytea[], $5::bytea[]) WITH ORDINALITY AS x(d, t, p, h, o)
+			ORDER BY x.o`,
+			userID, pq.Array(details), pq.Array(times), pq.ByteaArray(prevs), pq.ByteaArray(hashes)); err != nil {
+			return fmt.Errorf("pgtest: seed audit chain: %w", err)
+		}
+		done += m
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("pgtest: seed audit chain: %w", err)
+	}
+	return nil
 }

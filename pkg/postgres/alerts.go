@@ -40,17 +40,6 @@ func (d *DB) RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error) {
 	return created, err
 }
 
-// RaiseUserAlert stores a for u from the api, under u's row-level security.
-func (d *DB) RaiseUserAlert(ctx context.Context, u tokka.User, a tokka.Alert) (bool, error) {
-	var created bool
-	a.UserID = u.ID
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) (err error) {
-		created, err = insertAlert(ctx, tx, a)
-		return err
-	})
-	return created, err
-}
-
 // ListAlerts returns up to limit of u's alerts with an id below before
 // (0 = from the newest), newest first; unacknowledged only when open is set.
 func (d *DB) ListAlerts(ctx context.Context, u tokka.User, before int64, limit int, open bool) ([]tokka.Alert, error) {

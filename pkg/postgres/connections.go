@@ -147,7 +147,9 @@ type ConnectionUpdate struct {
 // now, status goes back to pending with no error, the connection is due at
 // once (backfilled_at is kept, so the next sync re-reads the trailing window
 // rather than the whole history), and u's open key_rotation alerts for it are
-// acknowledged, since they were about the old key. A syncer that leased the
+// acknowledged, since they were about the old key. The api's role may not
+// set those columns itself: the replacement is the database function
+// tokka.replace_connection_key (migration 00011). A syncer that leased the
 // connection before the change sees key_set_at move and never opens the old
 // blob again (see holdLease); a connection that was duplicate becomes
 // pending, and the syncer learns the new key's organisation afresh. A new
@@ -157,31 +159,28 @@ type ConnectionUpdate struct {
 func (d *DB) UpdateConnection(ctx context.Context, u tokka.User, id string, up ConnectionUpdate, ev tokka.AuditEvent) (tokka.Connection, error) {
 	var c tokka.Connection
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
-		var err error
-		if up.SealedKey == "" {
-			err = tx.GetContext(ctx, &c, `
-				UPDATE tokka.connections SET label = coalesce($2, label), updated_at = now()
-				WHERE id = $1 RETURNING `+connectionColumns, id, up.Label)
-		} else {
+		if up.SealedKey != "" {
 			if err := keyHeldBy(ctx, tx, up.KeyFingerprint, id); err != nil {
 				return err
 			}
-			err = tx.GetContext(ctx, &c, `
-				UPDATE tokka.connections SET
-					label = coalesce($2, label), key_hint = $3, sealed_key = $4, key_fingerprint = $5,
-					key_set_at = now(), status = 'pending', last_error = NULL, next_sync_at = now(),
-					updated_at = now()
-				WHERE id = $1 RETURNING `+connectionColumns, id, up.Label, up.KeyHint, up.SealedKey, up.KeyFingerprint)
-		}
-		if isUniqueViolation(err) {
-			// Another request gave the same key to another connection
-			// between the check and the update.
-			return tokka.Errorf(tokka.CodeConflict, "another of your connections holds this key")
-		}
-		if err != nil {
-			return domainError(err, "connection")
-		}
-		if up.SealedKey != "" {
+			var found bool
+			if err := tx.GetContext(ctx, &found, `SELECT tokka.replace_connection_key($1, $2, $3, $4)`,
+				id, up.Label, up.KeyHint, up.SealedKey); err != nil {
+				return domainError(err, "connection")
+			}
+			if !found {
+				return tokka.ErrNotFound
+			}
+			_, err := tx.ExecContext(ctx, `UPDATE tokka.connections SET key_fingerprint = $2 WHERE id = $1`,
+				id, up.KeyFingerprint)
+			if isUniqueViolation(err) {
+				// Another request gave the same key to another connection
+				// between the check and the update.
+				return tokka.Errorf(tokka.CodeConflict, "another of your connections holds this key")
+			}
+			if err != nil {
+				return domainError(err, "connection")
+			}
 			if _, err := tx.ExecContext(ctx, `
 				UPDATE tokka.alerts SET acknowledged_at = now()
 				WHERE connection_id = $1 AND kind = 'key_rotation' AND acknowledged_at IS NULL`, id); err != nil {
@@ -190,6 +189,13 @@ func (d *DB) UpdateConnection(ctx context.Context, u tokka.User, id string, up C
 			if err := notifySyncers(ctx, tx, id); err != nil {
 				return err
 			}
+			if err := tx.GetContext(ctx, &c, `SELECT `+connectionColumns+` FROM tokka.connections WHERE id = $1`, id); err != nil {
+				return domainError(err, "connection")
+			}
+		} else if err := tx.GetContext(ctx, &c, `
+			UPDATE tokka.connections SET label = coalesce($2, label), updated_at = now()
+			WHERE id = $1 RETURNING `+connectionColumns, id, up.Label); err != nil {
+			return domainError(err, "connection")
 		}
 		ev.UserID = u.ID
 		ev.ConnectionID = &c.ID

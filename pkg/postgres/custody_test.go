@@ -42,7 +42,7 @@ func (b *testBundle) addConnection(t *testing.T, u tokka.User) string {
 	id := uuid.NewString()
 	_, err := b.db.CreateConnection(context.Background(), u, postgres.NewConnection{
 		ID: id, Provider: "openai", Label: "org", KeyHint: "sk-admin-…abcd", SealedKey: "v2:00",
-	}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "test"})
+	}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 	require.NoError(t, err)
 	return id
 }
@@ -147,9 +147,10 @@ func TestEveryTableHasForcedRowLevelSecurity(t *testing.T) {
 	}
 }
 
+// verify checks u's whole chain (full=true), whatever earlier checks found.
 func (b *testBundle) verify(t *testing.T, u tokka.User) tokka.AuditVerification {
 	t.Helper()
-	v, err := b.db.VerifyAuditChain(context.Background(), u)
+	v, err := b.db.VerifyAuditChain(context.Background(), u, true)
 	require.NoError(t, err)
 	return v
 }
@@ -370,7 +371,7 @@ func TestMigrationChainsEventsWrittenBeforeIt(t *testing.T) {
 	require.NoError(t, err)
 	defer d.Close()
 	for i, u := range users {
-		v, err := d.VerifyAuditChain(ctx, u)
+		v, err := d.VerifyAuditChain(ctx, u, false)
 		require.NoError(t, err)
 		require.True(t, v.Intact, "user %d", i)
 		require.EqualValues(t, 4-i, v.Events)
@@ -379,7 +380,7 @@ func TestMigrationChainsEventsWrittenBeforeIt(t *testing.T) {
 	_, err = d.CreateConnection(ctx, users[0], postgres.NewConnection{ID: uuid.NewString(), Provider: "openai",
 		Label: "x", KeyHint: "h", SealedKey: "v2:00"}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:new"})
 	require.NoError(t, err)
-	v, err := d.VerifyAuditChain(ctx, users[0])
+	v, err := d.VerifyAuditChain(ctx, users[0], false)
 	require.NoError(t, err)
 	require.True(t, v.Intact)
 	require.EqualValues(t, 5, v.Events)

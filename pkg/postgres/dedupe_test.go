@@ -27,7 +27,7 @@ func createConn(t *testing.T, d *postgres.DB, u tokka.User, p string) string {
 	id := uuid.NewString()
 	_, err := d.CreateConnection(context.Background(), u, postgres.NewConnection{
 		ID: id, Provider: p, Label: "org " + id[:4], KeyHint: "h", SealedKey: "v2:00",
-	}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "test"})
+	}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 	require.NoError(t, err)
 	return id
 }
@@ -173,7 +173,7 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 	var events []string
 	require.NoError(t, raw.Select(&events, `SELECT action || ':' || actor || ':' || left(detail, 10) FROM tokka.audit_events
 		WHERE connection_id = $1 ORDER BY id`, newer))
-	require.Equal(t, []string{"key.created:test:", "sync.succeeded:syncer:t:", "sync.failed:syncer:two:duplicate:",
+	require.Equal(t, []string{"key.created:api:test:", "sync.succeeded:syncer:t:", "sync.failed:syncer:two:duplicate:",
 		"sync.failed:syncer:three:"}, events)
 	var alerts []struct {
 		Conn   string `db:"connection_id"`
@@ -255,7 +255,7 @@ func TestConcurrentCreatesWithOneFingerprint(t *testing.T) {
 		wg.Go(func() {
 			_, errs[i] = b.db.CreateConnection(context.Background(), u, postgres.NewConnection{
 				ID: uuid.NewString(), Provider: "openai", Label: "x", KeyHint: "h", SealedKey: "v2:00", KeyFingerprint: fp,
-			}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "test"})
+			}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 		})
 	}
 	wg.Wait()

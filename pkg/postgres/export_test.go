@@ -3,8 +3,14 @@ package postgres
 import (
 	"context"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
+
+// Pool exposes d's connection pool to tests that must act on the very
+// connections the storage methods use (session poisoning).
+func (d *DB) Pool() *sqlx.DB { return d.db }
 
 // EachUsageRowInChunks is EachUsageRow with a chosen chunk size, so tests
 // can cross many chunk boundaries with little data.

@@ -13,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -29,11 +30,22 @@ import (
 // pool of its own for Ping.
 type DB struct {
 	db *sqlx.DB
+	// statementTimeout bounds every statement of an api transaction, in
+	// milliseconds as Postgres's statement_timeout reads it.
+	statementTimeout string
+	// verifyTurns caps how many audit-verification chunks are read and
+	// checked at once (a quarter of the pool, at least one): see
+	// VerifyAuditChain.
+	verifyTurns chan struct{}
 	// ping answers readiness probes on a connection of its own, so a pool
 	// that busy requests have taken whole does not read as a database
 	// that is down (and get every replica pulled from the load balancer).
 	ping *sqlx.DB
 }
+
+// DefaultStatementTimeout bounds each statement of an api transaction
+// unless SetStatementTimeout says otherwise.
+const DefaultStatementTimeout = 5 * time.Second
 
 // Open connects to url and checks the connection; it fails when Postgres is
 // unreachable.
@@ -64,7 +76,23 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 	ping.SetMaxOpenConns(1)
 	ping.SetMaxIdleConns(1)
 	ping.SetConnMaxIdleTime(5 * time.Minute)
-	return &DB{db: d, ping: ping}, nil
+	db := &DB{db: d, ping: ping, verifyTurns: make(chan struct{}, max(1, maxConns/4))}
+	db.SetStatementTimeout(DefaultStatementTimeout)
+	return db, nil
+}
+
+// SetStatementTimeout bounds each statement the api runs (every method that
+// takes a tokka.User) to t, rounded up to a millisecond: a statement that
+// runs longer is cancelled by Postgres and the method returns a
+// CodeUnavailable error, so one user's expensive request cannot hold a pooled
+// connection for long. t ≤ 0 restores the default. Call it before the DB is
+// used; it is not safe to call concurrently with requests.
+func (d *DB) SetStatementTimeout(t time.Duration) {
+	if t <= 0 {
+		t = DefaultStatementTimeout
+	}
+	ms := (t + time.Millisecond - 1) / time.Millisecond
+	d.statementTimeout = strconv.FormatInt(int64(ms), 10)
 }
 
 // Close closes the pools.
@@ -125,13 +153,22 @@ func migrate(ctx context.Context, url string, allowGaps bool) error {
 }
 
 // asUser runs fn in one transaction as role authenticated with the user's
-// verified claims, exactly as Supabase's PostgREST does. set_config(…, true)
-// is transaction-local, so nothing leaks onto the pooled connection.
+// verified claims, exactly as Supabase's PostgREST does, under the api's
+// statement timeout. Every setting is made with set_config(…, true), which is
+// transaction-local, so nothing leaks onto the pooled connection; and because
+// each of them is set again at the start of every transaction, nothing an
+// earlier transaction left on the connection at session level (an SQL
+// injection's set_config(…, false)) reaches this one: the claims are this
+// request's (tokka.uid() reads nothing else), and search_path is pinned to
+// pg_catalog, so a function planted in a schema the role may create in
+// cannot stand in for a built-in one. Isolation level and read-write mode
+// are stated in BEGIN for the same reason (see inTx).
 func (d *DB) asUser(ctx context.Context, u tokka.User, fn func(tx *sqlx.Tx) error) error {
 	return d.inTx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx,
-			`SELECT set_config('request.jwt.claims', $1, true), set_config('role', 'authenticated', true)`,
-			string(u.Claims)); err != nil {
+		if _, err := tx.ExecContext(ctx, `
+			SELECT set_config('request.jwt.claims', $1, true), set_config('role', 'authenticated', true),
+				set_config('search_path', 'pg_catalog, pg_temp', true), set_config('statement_timeout', $2, true)`,
+			string(u.Claims), d.statementTimeout); err != nil {
 			return fmt.Errorf("postgres: impersonate: %w", err)
 		}
 		return fn(tx)
@@ -148,8 +185,12 @@ func (d *DB) asSyncer(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	})
 }
 
+// inTx runs fn in one READ COMMITTED, read-write transaction, named in the
+// BEGIN itself so that session defaults a previous user of the pooled
+// connection may have changed do not apply (the audit chain needs READ
+// COMMITTED: see migration 00011).
 func (d *DB) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
-	tx, err := d.db.BeginTxx(ctx, nil)
+	tx, err := d.db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return domainError(err, "begin")
 	}
@@ -223,7 +264,8 @@ func unreachable(err error) bool {
 }
 
 // domainError turns driver errors that mean "the caller asked for something
-// impossible" into domain errors; everything else passes through.
+// impossible" into domain errors, and a statement cancelled by the statement
+// timeout into a CodeUnavailable one; everything else passes through.
 func domainError(err error, what string) error {
 	if err == nil {
 		return nil
@@ -238,6 +280,8 @@ func domainError(err error, what string) error {
 			return tokka.Errorf(tokka.CodeConflict, "%s already exists", what)
 		case "23514", "22P02", "22001":
 			return tokka.Errorf(tokka.CodeInvalid, "invalid %s", what)
+		case "57014": // query_canceled: the statement timeout (or the request went away)
+			return &tokka.Error{Code: tokka.CodeUnavailable, Message: "the database took too long to answer; try again shortly"}
 		}
 	}
 	if unreachable(err) {

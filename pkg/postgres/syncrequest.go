@@ -20,7 +20,10 @@ const SyncChannel = "tokka_sync"
 const SyncRequestSpike = 20
 
 // flagSyncRequestSpike raises one alert per user and hour once the user's
-// sync requests in the last hour reach SyncRequestSpike.
+// sync requests in the last hour reach SyncRequestSpike. It is the one alert
+// the api raises, and the only kind its role may insert (a key_access alert
+// whose dedup key starts "sync-request-spike:", for its own user; migration
+// 00011).
 func flagSyncRequestSpike(ctx context.Context, tx *sqlx.Tx, userID string) error {
 	var n int
 	var hour string
@@ -44,52 +47,68 @@ func flagSyncRequestSpike(ctx context.Context, tx *sqlx.Tx, userID string) error
 	return err
 }
 
+// refusedSync is the CodeConflict for "sync now" on a connection whose status
+// a sync cannot help, saying what the user can do instead.
+func refusedSync(status string) error {
+	switch status {
+	case tokka.StatusInvalid, tokka.StatusNeedsReconnect:
+		return tokka.Errorf(tokka.CodeConflict, "this connection's key was rejected or cannot be opened; replace the key first")
+	case tokka.StatusDuplicate:
+		return tokka.Errorf(tokka.CodeConflict, "this connection's organisation is already covered by another of your connections (see its last_error); replace this connection's key with one of another organisation, or delete it")
+	case tokka.StatusCompromised:
+		return tokka.Errorf(tokka.CodeConflict, "this connection's key may have been exposed and is no longer used; revoke it at the provider and paste a new one")
+	}
+	return tokka.Errorf(tokka.CodeConflict, "this connection cannot be synced in its current state")
+}
+
 // RequestSync marks one of u's connections for a sync as soon as a syncer is
 // free and wakes listening syncers. It allows one request per connection per
-// minInterval: an earlier one returns a CodeRateLimited error and how long to
-// wait. A connection whose key was rejected (invalid, needs_reconnect),
-// quarantined (compromised) or found to duplicate another (duplicate) is a
-// CodeConflict: asking again cannot help, and must not become a way to test
-// whether a key has started working. ev (sync.requested) is recorded.
+// minInterval (1s to a year): an earlier one returns a CodeRateLimited error
+// and how long to wait. A connection whose key was rejected (invalid,
+// needs_reconnect), quarantined (compromised) or found to duplicate another
+// (duplicate) is a CodeConflict: asking again cannot help, and must not
+// become a way to test whether a key has started working. ev
+// (sync.requested) is recorded. The checks and the change are the database
+// function tokka.request_sync (migration 00011): the api's role may not set
+// the sync columns itself.
 func (d *DB) RequestSync(ctx context.Context, u tokka.User, id string, minInterval time.Duration, ev tokka.AuditEvent) (tokka.Connection, time.Duration, error) {
 	var c tokka.Connection
 	var wait time.Duration
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
-		var row struct {
-			Status   string   `db:"status"`
-			Provider string   `db:"provider"`
-			WaitSecs *float64 `db:"wait"`
+		var r struct {
+			Outcome  string   `db:"outcome"`
+			Status   *string  `db:"status"`
+			WaitSecs *float64 `db:"wait_seconds"`
 		}
-		err := tx.GetContext(ctx, &row, `
-			SELECT status, provider,
-				extract(epoch FROM (last_sync_request_at + make_interval(secs => $2)) - now()) AS wait
-			FROM tokka.connections WHERE id = $1 FOR UPDATE`, id, minInterval.Seconds())
-		if err != nil {
+		if err := tx.GetContext(ctx, &r, `SELECT outcome, status, wait_seconds FROM tokka.request_sync($1, $2)`,
+			id, minInterval.Seconds()); err != nil {
 			return domainError(err, "connection")
 		}
-		if row.Status == tokka.StatusInvalid || row.Status == tokka.StatusNeedsReconnect {
-			return tokka.Errorf(tokka.CodeConflict, "this connection's key was rejected or cannot be opened; replace the key first")
-		}
-		if row.Status == tokka.StatusDuplicate {
-			return tokka.Errorf(tokka.CodeConflict, "this connection's organisation is already covered by another of your connections (see its last_error); replace this connection's key with one of another organisation, or delete it")
-		}
-		if row.Status == tokka.StatusCompromised {
-			return tokka.Errorf(tokka.CodeConflict, "this connection's key may have been exposed and is no longer used; revoke it at the provider and paste a new one")
-		}
-		if row.WaitSecs != nil && *row.WaitSecs > 0 {
-			wait = time.Duration(*row.WaitSecs * float64(time.Second))
+		switch r.Outcome {
+		case "requested":
+		case "not_found":
+			return tokka.ErrNotFound
+		case "refused":
+			status := ""
+			if r.Status != nil {
+				status = *r.Status
+			}
+			return refusedSync(status)
+		case "too_soon":
+			if r.WaitSecs != nil {
+				wait = time.Duration(*r.WaitSecs * float64(time.Second))
+			}
 			return &tokka.Error{Code: tokka.CodeRateLimited, Message: "a sync of this connection was requested recently; try again later"}
+		default:
+			return fmt.Errorf("postgres: request sync: unexpected outcome %q", r.Outcome)
 		}
-		if err := tx.GetContext(ctx, &c, `
-			UPDATE tokka.connections
-			SET sync_requested_at = coalesce(sync_requested_at, now()), last_sync_request_at = now()
-			WHERE id = $1 RETURNING `+connectionColumns, id); err != nil {
+		if err := tx.GetContext(ctx, &c, `SELECT `+connectionColumns+` FROM tokka.connections WHERE id = $1`, id); err != nil {
 			return domainError(err, "connection")
 		}
 		if err := notifySyncers(ctx, tx, id); err != nil {
 			return err
 		}
-		ev.UserID, ev.ConnectionID, ev.Provider = u.ID, &id, row.Provider
+		ev.UserID, ev.ConnectionID, ev.Provider = u.ID, &id, c.Provider
 		if err := insertAudit(ctx, tx, ev); err != nil {
 			return err
 		}

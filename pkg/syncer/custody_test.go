@@ -344,7 +344,7 @@ func TestRewrapBesideLiveSyncersAndReplacements(t *testing.T) {
 	for _, id := range ids {
 		requireOpensTo(t, newOnly, b.blob(t, id), user, id, provider.OpenAI, want[id])
 	}
-	v, err := b.db.VerifyAuditChain(ctx, u)
+	v, err := b.db.VerifyAuditChain(ctx, u, true)
 	require.NoError(t, err)
 	require.True(t, v.Intact)
 }

@@ -85,7 +85,7 @@ func (b *testBundle) addConnection(t *testing.T, userID string, p provider.Name,
 	u := tokka.User{ID: userID, Claims: []byte(`{"sub":"` + userID + `","role":"authenticated"}`)}
 	_, err = b.db.CreateConnection(context.Background(), u, postgres.NewConnection{
 		ID: id, Provider: string(p), Label: "t", KeyHint: "h", SealedKey: blob,
-	}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "test"})
+	}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 	require.NoError(t, err)
 	return id
 }
@@ -348,7 +348,7 @@ func TestDeletedConnectionIsNeverDecrypted(t *testing.T) {
 	}
 	require.NotEmpty(t, lease.ConnectionID)
 	u := tokka.User{ID: user, Claims: []byte(`{"sub":"` + user + `","role":"authenticated"}`)}
-	require.NoError(t, b.db.DeleteConnection(ctx, u, id, tokka.AuditEvent{Action: tokka.ActionKeyDeleted, Outcome: tokka.OutcomeSuccess, Actor: "test"}))
+	require.NoError(t, b.db.DeleteConnection(ctx, u, id, tokka.AuditEvent{Action: tokka.ActionKeyDeleted, Outcome: tokka.OutcomeSuccess, Actor: "api:test"}))
 	err := b.db.RecordKeyUse(ctx, lease, tokka.AuditEvent{Action: tokka.ActionKeyDecrypted, Outcome: tokka.OutcomeSuccess, Actor: "late"})
 	require.ErrorIs(t, err, postgres.ErrLeaseLost)
 }

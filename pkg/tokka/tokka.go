@@ -195,8 +195,12 @@ type AuditVerification struct {
 	// Intact is true when every event's hash matches its content and links
 	// to the event before it.
 	Intact bool `json:"intact"`
-	// Events is how many of the user's events were read.
+	// Events is how many events the user's chain has: those verified by
+	// earlier checks (up to the checkpoint) plus those this check read.
 	Events int64 `json:"events"`
+	// Checked is how many events this check read: all of them for a full
+	// check, otherwise those after the checkpoint.
+	Checked int64 `json:"checked"`
 	// FirstBrokenID is the id of the first event that fails, when one does.
 	FirstBrokenID *int64 `json:"first_broken_id"`
 	// Problem says how that event fails, in words safe to show.
