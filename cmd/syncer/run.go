@@ -126,7 +126,11 @@ func loadConfig(getenv func(string) string, keysOnly bool) (Config, error) {
 	}
 	// A running sync renews its lease every third of SYNC_LEASE_DURATION
 	// and an idle daemon ends a pass every SYNC_POLL_INTERVAL: either is
-	// progress, so a shorter stall time would fail a healthy syncer.
+	// progress, so a shorter stall time would fail a healthy syncer. Left
+	// unset, it grows to three polls when the poll is long.
+	if getenv("SYNC_STALL_TIMEOUT") == "" {
+		c.StallAfter = max(c.StallAfter, 3*c.PollEvery, c.Sync.LeaseFor)
+	}
 	if c.StallAfter <= c.PollEvery || c.StallAfter <= c.Sync.LeaseFor/3 {
 		return c, fmt.Errorf("SYNC_STALL_TIMEOUT (%s) must be longer than SYNC_POLL_INTERVAL and a third of SYNC_LEASE_DURATION", c.StallAfter)
 	}

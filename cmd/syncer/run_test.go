@@ -90,3 +90,19 @@ func TestRetryBackoffSetting(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []time.Duration{30 * time.Second, time.Minute, time.Minute, 10 * time.Minute}, c.Sync.RetryBackoff)
 }
+
+// TestStallTimeoutFollowsALongPoll: a daemon told to poll rarely (waking on
+// NOTIFY instead) starts with the default stall time grown to three polls,
+// while an explicit SYNC_STALL_TIMEOUT must still exceed the poll.
+func TestStallTimeoutFollowsALongPoll(t *testing.T) {
+	t.Parallel()
+	base := []string{"ENCRYPTION_KEY", goodKey, "DATABASE_URL", "postgres://127.0.0.1:1/none"}
+	c, err := loadConfig(env(base...), false)
+	require.NoError(t, err)
+	require.Equal(t, 15*time.Minute, c.StallAfter)
+	c, err = loadConfig(env(append(base, "SYNC_POLL_INTERVAL", "1h")...), false)
+	require.NoError(t, err)
+	require.Equal(t, 3*time.Hour, c.StallAfter)
+	_, err = loadConfig(env(append(base, "SYNC_POLL_INTERVAL", "1h", "SYNC_STALL_TIMEOUT", "30m")...), false)
+	require.ErrorContains(t, err, "SYNC_STALL_TIMEOUT (30m0s) must be longer")
+}
