@@ -36,10 +36,11 @@ var (
 // TestQueryParametersMatchTheSpec (openapi_test.go) keeps it equal to the
 // parameters openapi.yaml declares.
 var routeQueryParams = map[string][]QueryParam{
-	"GET /v1/usage":            append(slices.Clone(usageRange), QueryParam{Name: "limit"}, QueryParam{Name: "cursor"}),
-	"GET /v1/usage/export.csv": usageRange,
-	"GET /v1/audit-events":     idPaging,
-	"GET /v1/alerts":           append(slices.Clone(idPaging), QueryParam{Name: "open"}),
+	"GET /v1/usage":               append(slices.Clone(usageRange), QueryParam{Name: "limit"}, QueryParam{Name: "cursor"}),
+	"GET /v1/usage/export.csv":    usageRange,
+	"GET /v1/audit-events":        idPaging,
+	"GET /v1/audit-events/verify": {{Name: "full"}},
+	"GET /v1/alerts":              append(slices.Clone(idPaging), QueryParam{Name: "open"}),
 }
 
 // QueryParameters returns, per route ("METHOD /path/:param"), the query
