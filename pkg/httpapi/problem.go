@@ -59,7 +59,8 @@ const unavailableRetryAfter = "5"
 // now", "rate limiter unavailable" …); they were logged, if at all, where
 // they arose. Anything else is logged once with the request id and shown
 // only as "internal error", so no internal text (SQL, driver or provider
-// messages) ever reaches a client. Every 503 carries Retry-After.
+// messages) ever reaches a client. Every 503 carries Retry-After and every
+// 401 a Bearer challenge (WWW-Authenticate).
 func (s *Server) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
@@ -98,6 +99,9 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if p.Status >= 500 && !safe {
 		p.Detail = "internal error; quote the request id when reporting it"
 		s.log.Error().Str("request_id", rid).Str("path", c.Path()).Err(err).Msg("request failed")
+	}
+	if p.Status == http.StatusUnauthorized {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, bearerChallenge(c.Request()))
 	}
 	if p.Status == http.StatusServiceUnavailable && c.Response().Header().Get("Retry-After") == "" {
 		c.Response().Header().Set("Retry-After", unavailableRetryAfter)

@@ -143,7 +143,7 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 			AllowMethods:    []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete},
 			AllowHeaders:    []string{echo.HeaderAuthorization, echo.HeaderContentType, HeaderIdempotencyKey},
 			ExposeHeaders: []string{"X-Request-Id", "Retry-After",
-				"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", echo.HeaderLocation, HeaderIdempotentReplayed},
+				"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", echo.HeaderLocation, HeaderIdempotentReplayed, echo.HeaderWWWAuthenticate},
 			MaxAge: 600,
 		}))
 	}
