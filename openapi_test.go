@@ -69,8 +69,8 @@ func TestSpecInventoryMatchesRouter(t *testing.T) {
 // document carrying X-Request-Id; a 500 everywhere; every 503 with
 // Retry-After; for /v1 mutations, the rate-limit headers on success and a
 // 429 with Retry-After; and for /v1 POSTs the Idempotency-Key header with
-// its 409 and 422.
-// Operations with a body declare 400 and 413.
+// its 409 and 422. Every operation declares 406 (Accept is honoured);
+// operations with a body declare 400, 413 and 415.
 func TestSpecDescribesEveryResponseKind(t *testing.T) {
 	t.Parallel()
 	doc := loadSpec(t)
@@ -100,6 +100,7 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 			}
 			require.NotNil(t, op.Responses.Status(500), "%s: 500", name)
 			require.NotNil(t, op.Responses.Status(400), "%s: 400 (every route refuses unknown query parameters)", name)
+			require.NotNil(t, op.Responses.Status(406), "%s: 406 (every route honours Accept)", name)
 			ok := false
 			for code, ref := range op.Responses.Map() {
 				resp := ref.Value
@@ -119,6 +120,7 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 			if op.RequestBody != nil {
 				require.NotNil(t, op.Responses.Status(400), "%s: 400", name)
 				require.NotNil(t, op.Responses.Status(413), "%s: 413", name)
+				require.NotNil(t, op.Responses.Status(415), "%s: 415 (the body must be application/json)", name)
 			}
 			if v1 && method != http.MethodGet {
 				tooMany := op.Responses.Status(429)

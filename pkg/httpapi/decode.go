@@ -17,15 +17,16 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// decodeStrict reads a JSON object into dst, rejecting a wrong content type,
-// unknown fields (no mass assignment of user_id, status, sealed_key …),
-// duplicate keys and trailing data. Messages never echo values, which may
-// be keys, and name a field only when it is one of Tokka's own (ownName):
-// a key pasted where a field name belongs is not repeated either.
+// decodeStrict reads a JSON object into dst, rejecting a content type other
+// than application/json (415), text that is not what the client wrote
+// (invalid UTF-8, lone surrogate escapes), unknown fields (no mass
+// assignment of user_id, status, sealed_key …), duplicate keys and trailing
+// data. Messages never echo values, which may be keys, and name a field
+// only when it is one of Tokka's own (ownName): a key pasted where a field
+// name belongs is not repeated either.
 func decodeStrict(c echo.Context, dst any) error {
-	ct := c.Request().Header.Get(echo.HeaderContentType)
-	if ct != "" && !strings.HasPrefix(strings.ToLower(ct), echo.MIMEApplicationJSON) {
-		return tokka.Errorf(tokka.CodeInvalid, "request body must be application/json")
+	if !jsonContentType(c.Request().Header.Get(echo.HeaderContentType)) {
+		return tokka.Errorf(tokka.CodeUnsupportedMediaType, "request body must be application/json (charset utf-8, if any)")
 	}
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
@@ -36,6 +37,9 @@ func decodeStrict(c echo.Context, dst any) error {
 		return tokka.Errorf(tokka.CodeInvalid, "could not read request body")
 	}
 	defer clear(body) // it may hold a pasted key, whatever the outcome
+	if err := checkText(body); err != nil {
+		return err
+	}
 	if err := checkDuplicateKeys(body); err != nil {
 		return err
 	}

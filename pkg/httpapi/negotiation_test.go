@@ -80,3 +80,100 @@ func TestBearerSchemeIsCaseInsensitiveAndEvery401SaysBearer(t *testing.T) {
 	requireProblem(t, status, h, body, http.StatusUnauthorized, "ended session")
 	require.Equal(t, `Bearer error="invalid_token"`, h.Get("WWW-Authenticate"))
 }
+
+// TestContentTypeAcceptAndTextAreNegotiatedExactly: a request body is
+// application/json by media type, not by prefix (415 otherwise, not 400);
+// text that encoding/json would silently turn into U+FFFD (invalid UTF-8,
+// lone surrogate escapes) is refused, while a proper surrogate pair is kept;
+// and Accept is honoured (406 when it rules out what the route answers in).
+func TestContentTypeAcceptAndTextAreNegotiatedExactly(t *testing.T) {
+	t.Parallel()
+	b := newSecAPI(t, secOptions{})
+	alice := b.user(t)
+	body := func(label string) string {
+		return `{"provider":"openai","label":"` + label + `","api_key":"` + uniqueKey("sk-admin-negotiate") + `"}`
+	}
+	for _, ct := range []string{"application/json", "application/json; charset=utf-8", "Application/JSON;charset=UTF-8",
+		`application/json; charset="utf-8"`} {
+		status, _, resp := b.send(t, http.MethodPost, "/v1/connections", alice.token, body("ok"), "Content-Type", ct)
+		require.Equal(t, http.StatusCreated, status, "%s: %s", ct, resp)
+	}
+	for _, ct := range []string{"", "application/jsonx", "application/json-patch+json", "text/plain", "text/json",
+		"application/json; charset=latin-1", "application/json; version=2", "application/x-www-form-urlencoded"} {
+		var hdr []string
+		if ct != "" {
+			hdr = []string{"Content-Type", ct}
+		}
+		status, h, resp := b.send(t, http.MethodPost, "/v1/connections", alice.token, body("refused"), hdr...)
+		requireProblem(t, status, h, resp, http.StatusUnsupportedMediaType, ct)
+		status, h, resp = b.send(t, http.MethodPost, "/v1/budgets", alice.token, `{"amount_usd":"5"}`, hdr...)
+		requireProblem(t, status, h, resp, http.StatusUnsupportedMediaType, ct)
+	}
+	require.Equal(t, 4, b.countConnections(t, alice.id))
+
+	// Text: what is stored is what was sent, or nothing.
+	id := b.connect(t, alice)
+	for name, label := range map[string]string{
+		"invalid UTF-8":       "org \xff\xfe",
+		"overlong encoding":   "org \xc0\xaf",
+		"lone high surrogate": `org \ud800`,
+		"lone low surrogate":  `org \udc00 x`,
+		"reversed pair":       `org \udc00\ud800`,
+		"high then letter":    `org \ud83dx`,
+		"high at the end":     `\ud83d`,
+	} {
+		status, h, resp := b.send(t, http.MethodPost, "/v1/connections", alice.token, body(label), "Content-Type", "application/json")
+		requireProblem(t, status, h, resp, http.StatusBadRequest, name)
+		status, h, resp = b.send(t, http.MethodPatch, "/v1/connections/"+id, alice.token, `{"label":"`+label+`"}`, "Content-Type", "application/json")
+		requireProblem(t, status, h, resp, http.StatusBadRequest, name)
+		status, h, resp = b.send(t, http.MethodPost, "/v1/budgets", alice.token, `{"amount_usd":"5","name":"`+label+`"}`, "Content-Type", "application/json")
+		requireProblem(t, status, h, resp, http.StatusBadRequest, name)
+	}
+	status, _, resp := b.send(t, http.MethodPatch, "/v1/connections/"+id, alice.token, `{"label":"org \ud83d\ude00 \\ud800"}`, "Content-Type", "application/json")
+	require.Equal(t, http.StatusOK, status, string(resp))
+	var label string
+	require.NoError(t, b.sql.Get(&label, `SELECT label FROM tokka.connections WHERE id = $1`, id))
+	require.Equal(t, `org 😀 \ud800`, label, "a pair is one character; an escaped backslash is text")
+	require.Equal(t, 5, b.countConnections(t, alice.id))
+	var budgets int
+	require.NoError(t, b.sql.Get(&budgets, `SELECT count(*) FROM tokka.budgets WHERE user_id = $1`, alice.id))
+	require.Zero(t, budgets)
+
+	// Accept.
+	for _, tc := range []struct {
+		path, accept string
+		want         int
+	}{
+		{"/v1/connections", "", http.StatusOK},
+		{"/v1/connections", "*/*", http.StatusOK},
+		{"/v1/connections", "application/json", http.StatusOK},
+		{"/v1/connections", "application/problem+json", http.StatusOK},
+		{"/v1/connections", "application/*", http.StatusOK},
+		{"/v1/connections", "text/html, application/xhtml+xml, */*;q=0.8", http.StatusOK},
+		{"/v1/connections", "text/csv, application/json;q=0.1", http.StatusOK},
+		{"/v1/connections", "text/csv", http.StatusNotAcceptable},
+		{"/v1/connections", "text/*", http.StatusNotAcceptable},
+		{"/v1/connections", "application/json;q=0, application/problem+json;q=0", http.StatusNotAcceptable},
+		{"/v1/connections", "*/*, application/json;q=0, application/problem+json;q=0", http.StatusNotAcceptable},
+		{"/v1/me", "image/png", http.StatusNotAcceptable},
+		{"/v1/usage/export.csv", "text/csv", http.StatusOK},
+		{"/v1/usage/export.csv", "text/*", http.StatusOK},
+		{"/v1/usage/export.csv", "*/*", http.StatusOK},
+		{"/v1/usage/export.csv", "application/json", http.StatusNotAcceptable},
+		{"/openapi.yaml", "application/yaml", http.StatusOK},
+		{"/openapi.yaml", "text/csv", http.StatusNotAcceptable},
+		{"/healthz", "text/csv", http.StatusNotAcceptable},
+		{"/healthz", "application/json", http.StatusOK},
+	} {
+		var hdr []string
+		if tc.accept != "" {
+			hdr = []string{"Accept", tc.accept}
+		}
+		status, h, resp := b.send(t, http.MethodGet, tc.path, alice.token, "", hdr...)
+		if tc.want == http.StatusNotAcceptable {
+			requireProblem(t, status, h, resp, tc.want, tc.path+" "+tc.accept)
+			continue
+		}
+		require.Equal(t, tc.want, status, "%s %s: %s", tc.path, tc.accept, resp)
+	}
+}

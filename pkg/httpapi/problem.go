@@ -44,6 +44,12 @@ func statusOf(code tokka.Code) int {
 		return http.StatusServiceUnavailable
 	case tokka.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case tokka.CodeUnsupportedMediaType:
+		return http.StatusUnsupportedMediaType
+	case tokka.CodeNotAcceptable:
+		return http.StatusNotAcceptable
+	case tokka.CodeSyncCooldown:
+		return http.StatusTooManyRequests
 	}
 	return http.StatusInternalServerError
 }

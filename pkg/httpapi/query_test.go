@@ -121,7 +121,7 @@ func TestQueryParametersAreDeclaredPerRoute(t *testing.T) {
 		{"/v1/me?x=1", "x", "x"},
 		{"/v1/alerts?open=true&open=false", "open", "open"},
 		{"/v1/audit-events?cursor=1&cursor=2", "cursor", "cursor"},
-		{"/v1/audit-events/verify?full=1", "full", "full"},
+		{"/v1/audit-events/verify?full=true&full=false", "full", "full"},
 	}
 	for _, tc := range refused {
 		status, p := b.problem(t, alice, http.MethodGet, tc.path, nil)

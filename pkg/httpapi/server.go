@@ -149,9 +149,9 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	}
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 
-	e.GET("/healthz", s.healthz, checkQuery)
-	e.GET("/readyz", s.readyz, checkQuery)
-	e.GET("/openapi.yaml", s.openapi, checkQuery)
+	e.GET("/healthz", s.healthz, checkQuery, negotiate)
+	e.GET("/readyz", s.readyz, checkQuery, negotiate)
+	e.GET("/openapi.yaml", s.openapi, checkQuery, negotiate)
 
 	// Middleware goes on each route rather than on the group: a group with
 	// middleware swallows unknown methods as 404, and 405 is the truth.
@@ -160,7 +160,7 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	// The query string is checked first (query.go), so a malformed request
 	// spends no budget. A POST with an Idempotency-Key is answered from its
 	// first response when it is a retry (idempotency.go).
-	v1 := []echo.MiddlewareFunc{s.authenticate, checkQuery, s.limitMutations, s.limitExpensiveReads,
+	v1 := []echo.MiddlewareFunc{s.authenticate, checkQuery, negotiate, s.limitMutations, s.limitExpensiveReads,
 		s.liveSessionForMutations, s.idempotent}
 	e.GET("/v1/me", s.me, v1...)
 	e.GET("/v1/connections", s.listConnections, v1...)
