@@ -70,7 +70,8 @@ func TestSpecInventoryMatchesRouter(t *testing.T) {
 // Retry-After; for /v1 mutations, the rate-limit headers on success and a
 // 429 with Retry-After; and for /v1 POSTs the Idempotency-Key header with
 // its 409 and 422. Every operation declares 406 (Accept is honoured);
-// operations with a body declare 400, 413 and 415.
+// operations with a body declare 400, 413 and 415; every 201 carries
+// Location.
 func TestSpecDescribesEveryResponseKind(t *testing.T) {
 	t.Parallel()
 	doc := loadSpec(t)
@@ -107,6 +108,11 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 				require.NotNil(t, resp.Description, "%s %s", name, code)
 				if code[0] == '2' {
 					ok = true
+					if code == "201" {
+						loc := resp.Headers["Location"]
+						require.NotNil(t, loc, "%s 201 declares Location", name)
+						require.True(t, loc.Value.Required, "%s 201 always carries Location", name)
+					}
 					continue
 				}
 				require.Len(t, resp.Content, 1, "%s %s", name, code)

@@ -67,12 +67,18 @@ func (s *Server) listAlerts(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
-func (s *Server) acknowledgeAlert(c echo.Context) error {
+// parseAlertID reads an alert id from the path; anything but a positive
+// id is a 404 like any id the caller cannot see.
+func parseAlertID(c echo.Context) (int64, error) {
 	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
 	if err != nil || id < 1 {
-		return tokka.ErrNotFound
+		return 0, tokka.ErrNotFound
 	}
-	a, err := s.store.AcknowledgeAlert(c.Request().Context(), userOf(c), id)
+	return id, nil
+}
+
+func (s *Server) acknowledgeAlert(c echo.Context) error {
+	a, err := s.store.AcknowledgeAlert(c.Request().Context(), userOf(c), *prepared[int64](c))
 	if err != nil {
 		return err
 	}

@@ -297,10 +297,17 @@ func (s *Server) listBudgets(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"budgets": out})
 }
 
-func (s *Server) createBudget(c echo.Context) error {
+// newBudget is a checked POST /v1/budgets; its channels are checked after
+// the request is counted, since that looks things up (DNS, the Auth server).
+type newBudget struct {
+	budget   postgres.NewBudget
+	channels *budgetChannels
+}
+
+func parseNewBudget(c echo.Context) (newBudget, error) {
 	var req createBudgetRequest
 	if err := decodeStrict(c, &req); err != nil {
-		return err
+		return newBudget{}, err
 	}
 	nb := postgres.NewBudget{ID: uuid.NewString()}
 	var err error
@@ -308,57 +315,64 @@ func (s *Server) createBudget(c echo.Context) error {
 		req.Name = "Monthly budget"
 	}
 	if nb.Name, err = validateBudgetName(req.Name); err != nil {
-		return err
+		return newBudget{}, err
 	}
 	if nb.AmountUSD, err = parseAmount(req.AmountUSD); err != nil {
-		return err
+		return newBudget{}, err
 	}
 	nb.Scope = req.Scope
 	switch req.Scope {
 	case postgres.ScopeAll, "":
 		nb.Scope = postgres.ScopeAll
 		if req.Provider != nil || req.ConnectionID != nil {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "scope",
+			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "scope",
 				Message: `scope "all" takes neither provider nor connection_id`}
 		}
 	case postgres.ScopeProvider:
 		if req.Provider == nil || !provider.Name(*req.Provider).Valid() {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "provider",
+			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "provider",
 				Message: `scope "provider" needs provider "openai" or "anthropic"`}
 		}
 		if req.ConnectionID != nil {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id",
+			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id",
 				Message: `scope "provider" takes no connection_id`}
 		}
 		nb.Provider = req.Provider
 	case postgres.ScopeConnection:
 		if req.ConnectionID == nil {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id",
+			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id",
 				Message: `scope "connection" needs connection_id`}
 		}
 		id, err := parseUUID(*req.ConnectionID)
 		if err != nil {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id", Message: "connection_id is not one of your connections"}
+			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id", Message: "connection_id is not one of your connections"}
 		}
 		if req.Provider != nil {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "provider", Message: `scope "connection" takes no provider`}
+			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "provider", Message: `scope "connection" takes no provider`}
 		}
 		nb.ConnectionID = &id
 	default:
-		return &tokka.Error{Code: tokka.CodeInvalid, Field: "scope", Message: `scope must be "all", "provider" or "connection"`}
+		return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "scope", Message: `scope must be "all", "provider" or "connection"`}
 	}
 	nb.Thresholds, nb.ForecastThresholds = defaultThresholds, defaultForecastThresholds
 	if req.Thresholds != nil {
 		if nb.Thresholds, err = validatePercents("thresholds", *req.Thresholds); err != nil {
-			return err
+			return newBudget{}, err
 		}
 	}
 	if req.ForecastThresholds != nil {
 		if nb.ForecastThresholds, err = validatePercents("forecast_thresholds", *req.ForecastThresholds); err != nil {
-			return err
+			return newBudget{}, err
 		}
 	}
-	if nb.WebhookURL, nb.EmailTo, err = s.channels(c, req.Channels); err != nil {
+	return newBudget{budget: nb, channels: req.Channels}, nil
+}
+
+func (s *Server) createBudget(c echo.Context) error {
+	req := prepared[newBudget](c)
+	nb := req.budget
+	var err error
+	if nb.WebhookURL, nb.EmailTo, err = s.channels(c, req.channels); err != nil {
 		return err
 	}
 	nb.WebhookSecret = newWebhookSecret()
@@ -408,55 +422,72 @@ func (s *Server) getBudget(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
-func (s *Server) updateBudget(c echo.Context) error {
+// budgetUpdate is a checked PATCH /v1/budgets/{id}; its channels are
+// checked after the request is counted (see newBudget).
+type budgetUpdate struct {
+	id       string
+	patch    postgres.BudgetPatch
+	channels *budgetChannels
+	rotate   bool
+}
+
+func parseBudgetUpdate(c echo.Context) (budgetUpdate, error) {
 	id, err := budgetID(c)
 	if err != nil {
-		return err
+		return budgetUpdate{}, err
 	}
 	var req patchBudgetRequest
 	if err := decodeStrict(c, &req); err != nil {
-		return err
+		return budgetUpdate{}, err
 	}
-	var p postgres.BudgetPatch
+	up := budgetUpdate{id: id, channels: req.Channels, rotate: req.RotateWebhookSecret}
+	p := &up.patch
 	if req.Name != nil {
 		name, err := validateBudgetName(*req.Name)
 		if err != nil {
-			return err
+			return budgetUpdate{}, err
 		}
 		p.Name = &name
 	}
 	if req.AmountUSD != nil {
 		a, err := parseAmount(*req.AmountUSD)
 		if err != nil {
-			return err
+			return budgetUpdate{}, err
 		}
 		p.AmountUSD = &a
 	}
 	if req.Thresholds != nil {
 		v, err := validatePercents("thresholds", *req.Thresholds)
 		if err != nil {
-			return err
+			return budgetUpdate{}, err
 		}
 		p.Thresholds = &v
 	}
 	if req.ForecastThresholds != nil {
 		v, err := validatePercents("forecast_thresholds", *req.ForecastThresholds)
 		if err != nil {
-			return err
+			return budgetUpdate{}, err
 		}
 		p.ForecastThresholds = &v
 	}
-	if req.Channels != nil {
+	return up, nil
+}
+
+func (s *Server) updateBudget(c echo.Context) error {
+	req := prepared[budgetUpdate](c)
+	p := req.patch
+	var err error
+	if req.channels != nil {
 		p.SetChannels = true
-		if p.WebhookURL, p.EmailTo, err = s.channels(c, req.Channels); err != nil {
+		if p.WebhookURL, p.EmailTo, err = s.channels(c, req.channels); err != nil {
 			return err
 		}
 	}
-	if req.RotateWebhookSecret {
+	if req.rotate {
 		p.WebhookSecret = newWebhookSecret()
 		defer p.WebhookSecret.Wipe()
 	}
-	b, err := s.store.UpdateBudget(c.Request().Context(), userOf(c), id, p)
+	b, err := s.store.UpdateBudget(c.Request().Context(), userOf(c), req.id, p)
 	if err != nil {
 		return err
 	}
@@ -471,11 +502,7 @@ func (s *Server) updateBudget(c echo.Context) error {
 }
 
 func (s *Server) deleteBudget(c echo.Context) error {
-	id, err := budgetID(c)
-	if err != nil {
-		return err
-	}
-	if err := s.store.DeleteBudget(c.Request().Context(), userOf(c), id); err != nil {
+	if err := s.store.DeleteBudget(c.Request().Context(), userOf(c), *prepared[string](c)); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"unicode"
@@ -28,15 +27,10 @@ func decodeStrict(c echo.Context, dst any) error {
 	if !jsonContentType(c.Request().Header.Get(echo.HeaderContentType)) {
 		return tokka.Errorf(tokka.CodeUnsupportedMediaType, "request body must be application/json (charset utf-8, if any)")
 	}
-	body, err := io.ReadAll(c.Request().Body)
+	body, err := requestBody(c) // wiped by prepare when the request is done
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) || strings.Contains(err.Error(), "too large") {
-			return &tokka.Error{Code: tokka.CodeTooLarge, Message: "request body too large"}
-		}
-		return tokka.Errorf(tokka.CodeInvalid, "could not read request body")
+		return err
 	}
-	defer clear(body) // it may hold a pasted key, whatever the outcome
 	if err := checkText(body); err != nil {
 		return err
 	}

@@ -112,10 +112,18 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if p.Status == http.StatusServiceUnavailable && c.Response().Header().Get("Retry-After") == "" {
 		c.Response().Header().Set("Retry-After", unavailableRetryAfter)
 	}
-	p.Title = http.StatusText(p.Status)
-	p.Type = "https://tokka.dev/problems/" + strconv.Itoa(p.Status)
+	p.Type, p.Title = "https://tokka.dev/problems/"+strconv.Itoa(p.Status), http.StatusText(p.Status)
+	if de != nil && de.Code == tokka.CodeSyncCooldown {
+		p.Type, p.Title = SyncCooldownType, "Sync requested too recently"
+	}
 	writeProblem(c, p)
 }
+
+// SyncCooldownType is the problem type of a "sync now" refused because the
+// connection was asked to sync too recently: a 429 that says nothing about
+// the caller's rate-limit budget, so a client can tell the two apart. Every
+// other problem's type is https://tokka.dev/problems/<status>.
+const SyncCooldownType = "https://tokka.dev/problems/sync-cooldown"
 
 func writeProblem(c echo.Context, p Problem) {
 	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")

@@ -157,30 +157,36 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	// middleware swallows unknown methods as 404, and 405 is the truth.
 	// Every /v1 mutation is rate-limited and needs a live session, and the
 	// expensive reads have budgets of their own (session.go, ratelimit.go).
-	// The query string is checked first (query.go), so a malformed request
-	// spends no budget. A POST with an Idempotency-Key is answered from its
-	// first response when it is a retry (idempotency.go).
-	v1 := []echo.MiddlewareFunc{s.authenticate, checkQuery, negotiate, s.limitMutations, s.limitExpensiveReads,
-		s.liveSessionForMutations, s.idempotent}
-	e.GET("/v1/me", s.me, v1...)
-	e.GET("/v1/connections", s.listConnections, v1...)
-	e.POST("/v1/connections", s.createConnection, v1...)
-	e.GET("/v1/connections/:id", s.getConnection, v1...)
-	e.PATCH("/v1/connections/:id", s.updateConnection, v1...)
-	e.DELETE("/v1/connections/:id", s.deleteConnection, v1...)
-	e.POST("/v1/connections/:id/sync", s.requestSync, v1...)
-	e.GET("/v1/usage", s.usage, v1...)
-	e.GET("/v1/usage/summary", s.usageSummary, v1...)
-	e.GET("/v1/usage/export.csv", s.usageExport, v1...)
-	e.GET("/v1/audit-events", s.listAuditEvents, v1...)
-	e.GET("/v1/audit-events/verify", s.verifyAuditEvents, v1...)
-	e.GET("/v1/alerts", s.listAlerts, v1...)
-	e.POST("/v1/alerts/:id/acknowledge", s.acknowledgeAlert, v1...)
-	e.GET("/v1/budgets", s.listBudgets, v1...)
-	e.POST("/v1/budgets", s.createBudget, v1...)
-	e.GET("/v1/budgets/:id", s.getBudget, v1...)
-	e.PATCH("/v1/budgets/:id", s.updateBudget, v1...)
-	e.DELETE("/v1/budgets/:id", s.deleteBudget, v1...)
+	// The query string (query.go), the Accept header (negotiate.go) and a
+	// mutation's path and body (prepare.go) are checked first, so a request
+	// refused for its own content spends no budget and reaches neither the
+	// Auth server nor the store. A POST with an Idempotency-Key is answered
+	// from its first response when it is a retry (idempotency.go).
+	v1 := func(prep echo.MiddlewareFunc) []echo.MiddlewareFunc {
+		return []echo.MiddlewareFunc{s.authenticate, checkQuery, negotiate, prep, s.limitMutations,
+			s.limitExpensiveReads, s.liveSessionForMutations, s.idempotent}
+	}
+	read := v1(prepare[struct{}](nil))
+	byConnectionID := v1(prepare(parseConnectionID))
+	e.GET("/v1/me", s.me, read...)
+	e.GET("/v1/connections", s.listConnections, read...)
+	e.POST("/v1/connections", s.createConnection, v1(prepare(parseNewConnection))...)
+	e.GET("/v1/connections/:id", s.getConnection, read...)
+	e.PATCH("/v1/connections/:id", s.updateConnection, v1(prepare(parseConnectionUpdate))...)
+	e.DELETE("/v1/connections/:id", s.deleteConnection, byConnectionID...)
+	e.POST("/v1/connections/:id/sync", s.requestSync, byConnectionID...)
+	e.GET("/v1/usage", s.usage, read...)
+	e.GET("/v1/usage/summary", s.usageSummary, read...)
+	e.GET("/v1/usage/export.csv", s.usageExport, read...)
+	e.GET("/v1/audit-events", s.listAuditEvents, read...)
+	e.GET("/v1/audit-events/verify", s.verifyAuditEvents, read...)
+	e.GET("/v1/alerts", s.listAlerts, read...)
+	e.POST("/v1/alerts/:id/acknowledge", s.acknowledgeAlert, v1(prepare(parseAlertID))...)
+	e.GET("/v1/budgets", s.listBudgets, read...)
+	e.POST("/v1/budgets", s.createBudget, v1(prepare(parseNewBudget))...)
+	e.GET("/v1/budgets/:id", s.getBudget, read...)
+	e.PATCH("/v1/budgets/:id", s.updateBudget, v1(prepare(parseBudgetUpdate))...)
+	e.DELETE("/v1/budgets/:id", s.deleteBudget, v1(prepare(budgetID))...)
 	return e
 }
 
