@@ -9,8 +9,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -40,9 +38,9 @@ type budgetChannels struct {
 }
 
 type createBudgetRequest struct {
-	Name               string          `json:"name"`
+	Name               *string         `json:"name"`
 	AmountUSD          string          `json:"amount_usd"`
-	Scope              string          `json:"scope"`
+	Scope              *string         `json:"scope"`
 	Provider           *string         `json:"provider"`
 	ConnectionID       *string         `json:"connection_id"`
 	Thresholds         *[]int64        `json:"thresholds"`
@@ -150,19 +148,6 @@ func parseAmount(s string) (decimal.Decimal, error) {
 	return d, nil
 }
 
-func validateBudgetName(name string) (string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || !utf8.ValidString(name) || utf8.RuneCountInString(name) > 100 {
-		return "", &tokka.Error{Code: tokka.CodeInvalid, Field: "name", Message: "name must be 1 to 100 characters"}
-	}
-	for _, r := range name {
-		if unicode.IsControl(r) {
-			return "", &tokka.Error{Code: tokka.CodeInvalid, Field: "name", Message: "name must not contain control characters"}
-		}
-	}
-	return name, nil
-}
-
 // validatePercents checks a threshold list and returns it sorted.
 func validatePercents(field string, v []int64) ([]int64, error) {
 	if len(v) > maxThresholds {
@@ -189,7 +174,8 @@ func (s *Server) channels(c echo.Context, ch *budgetChannels) (webhook, emailTo 
 	if ch == nil {
 		return nil, nil, nil
 	}
-	if ch.WebhookURL != nil && *ch.WebhookURL != "" {
+	// null, "" and white space alike mean no webhook.
+	if ch.WebhookURL != nil && strings.TrimSpace(*ch.WebhookURL) != "" {
 		u, err := s.webhookGuard().CheckURL(c.Request().Context(), *ch.WebhookURL)
 		if err != nil {
 			return nil, nil, &tokka.Error{Code: tokka.CodeInvalid, Field: "channels.webhook_url",
@@ -311,19 +297,21 @@ func parseNewBudget(c echo.Context) (newBudget, error) {
 	}
 	nb := postgres.NewBudget{ID: uuid.NewString()}
 	var err error
-	if req.Name == "" {
-		req.Name = "Monthly budget"
-	}
-	if nb.Name, err = validateBudgetName(req.Name); err != nil {
-		return newBudget{}, err
+	nb.Name = "Monthly budget" // the default, when name is left out
+	if req.Name != nil {
+		if nb.Name, err = cleanName("name", *req.Name); err != nil {
+			return newBudget{}, err
+		}
 	}
 	if nb.AmountUSD, err = parseAmount(req.AmountUSD); err != nil {
 		return newBudget{}, err
 	}
-	nb.Scope = req.Scope
-	switch req.Scope {
-	case postgres.ScopeAll, "":
-		nb.Scope = postgres.ScopeAll
+	nb.Scope = postgres.ScopeAll // the default, when scope is left out
+	if req.Scope != nil {
+		nb.Scope = *req.Scope
+	}
+	switch nb.Scope {
+	case postgres.ScopeAll:
 		if req.Provider != nil || req.ConnectionID != nil {
 			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "scope",
 				Message: `scope "all" takes neither provider nor connection_id`}
@@ -443,7 +431,7 @@ func parseBudgetUpdate(c echo.Context) (budgetUpdate, error) {
 	up := budgetUpdate{id: id, channels: req.Channels, rotate: req.RotateWebhookSecret}
 	p := &up.patch
 	if req.Name != nil {
-		name, err := validateBudgetName(*req.Name)
+		name, err := cleanName("name", *req.Name)
 		if err != nil {
 			return budgetUpdate{}, err
 		}
@@ -469,6 +457,10 @@ func parseBudgetUpdate(c echo.Context) (budgetUpdate, error) {
 			return budgetUpdate{}, err
 		}
 		p.ForecastThresholds = &v
+	}
+	if *p == (postgres.BudgetPatch{}) && up.channels == nil && !up.rotate {
+		return budgetUpdate{}, tokka.Errorf(tokka.CodeInvalid,
+			"nothing to change: send name, amount_usd, thresholds, forecast_thresholds, channels or rotate_webhook_secret: true")
 	}
 	return up, nil
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -33,7 +31,7 @@ func (f *apiKeyField) UnmarshalJSON(b []byte) error {
 
 type createConnectionRequest struct {
 	Provider string      `json:"provider"`
-	Label    string      `json:"label"`
+	Label    *string     `json:"label"`
 	APIKey   apiKeyField `json:"api_key"`
 }
 
@@ -70,22 +68,6 @@ func validateKey(p provider.Name, k *secret.Key) error {
 	return nil
 }
 
-func validateLabel(label string, p provider.Name) (string, error) {
-	label = strings.TrimSpace(label)
-	if label == "" {
-		label = string(p)
-	}
-	if !utf8.ValidString(label) || utf8.RuneCountInString(label) > 100 {
-		return "", &tokka.Error{Code: tokka.CodeInvalid, Message: "label must be 1 to 100 characters", Field: "label"}
-	}
-	for _, r := range label {
-		if unicode.IsControl(r) {
-			return "", &tokka.Error{Code: tokka.CodeInvalid, Message: "label must not contain control characters", Field: "label"}
-		}
-	}
-	return label, nil
-}
-
 func (s *Server) auditEvent(c echo.Context, action, purpose string) tokka.AuditEvent {
 	ua := c.Request().UserAgent()
 	if len(ua) > 256 {
@@ -120,8 +102,11 @@ func parseNewConnection(c echo.Context) (newConnection, error) {
 	if !nc.provider.Valid() {
 		return nc, &tokka.Error{Code: tokka.CodeInvalid, Message: `provider must be "openai" or "anthropic"`, Field: "provider"}
 	}
-	if nc.label, err = validateLabel(req.Label, nc.provider); err != nil {
-		return nc, err
+	nc.label = string(nc.provider) // the default, when label is left out
+	if req.Label != nil {
+		if nc.label, err = cleanName("label", *req.Label); err != nil {
+			return nc, err
+		}
 	}
 	return nc, validateKey(nc.provider, nc.key)
 }

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -13,8 +12,9 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// updateConnectionRequest is PATCH /v1/connections/{id}. Absent (or null)
-// fields are left as they are; anything else in the body is rejected.
+// updateConnectionRequest is PATCH /v1/connections/{id}. Absent fields are
+// left as they are; null is refused (decodeStrict), as is anything else in
+// the body.
 type updateConnectionRequest struct {
 	Label  *string      `json:"label"`
 	APIKey *apiKeyField `json:"api_key"`
@@ -48,10 +48,7 @@ func parseConnectionUpdate(c echo.Context) (connectionUpdate, error) {
 		return up, tokka.Errorf(tokka.CodeInvalid, "nothing to change: send label, api_key or both")
 	}
 	if req.Label != nil {
-		if strings.TrimSpace(*req.Label) == "" {
-			return up, &tokka.Error{Code: tokka.CodeInvalid, Message: "label must be 1 to 100 characters", Field: "label"}
-		}
-		label, err := validateLabel(*req.Label, "")
+		label, err := cleanName("label", *req.Label)
 		if err != nil {
 			return up, err
 		}

@@ -168,7 +168,7 @@ func TestPatchRejectsBadInputAndChangesNothing(t *testing.T) {
 		field      string
 	}{
 		{"empty object", `{}`, 400, ""},
-		{"only nulls", `{"label":null,"api_key":null}`, 400, ""},
+		{"only nulls", `{"label":null,"api_key":null}`, 400, "label"}, // null is refused, not "absent"
 		{"blank label", `{"label":"   "}`, 400, "label"},
 		{"long label", `{"label":"` + strings.Repeat("x", 101) + `"}`, 400, "label"},
 		{"control label", `{"label":"a\u0007b"}`, 400, "label"},

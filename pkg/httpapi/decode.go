@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -89,11 +90,19 @@ const maxJSONDepth = 32
 // saw. Names are compared the way encoding/json matches them (Unicode simple
 // case folding). Syntax errors are left to the decoder that follows, except
 // that a body it cannot tokenise is reported as invalid JSON here.
+//
+// It also refuses null as a member's value, except for the members in
+// nullableMembers: in Tokka's request bodies null never means anything
+// but "no value", and for every field an absent member, "" and white space
+// already say that (or are refused), so null must not be a fourth spelling
+// that one handler treats as "absent" and another as "empty".
 func checkDuplicateKeys(body []byte) error {
 	type frame struct {
 		object  bool
 		wantKey bool
 		keys    map[string]struct{}
+		key     string // the member whose value comes next
+		path    string // the object's dotted path from the top ("" at the top)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -126,11 +135,23 @@ func checkDuplicateKeys(body []byte) error {
 				}
 				stack[n-1].keys[f] = struct{}{}
 				stack[n-1].wantKey = false
+				stack[n-1].key = name
 			}
 		} else {
+			member := ""
+			if n := len(stack); n > 0 && stack[n-1].object {
+				member = strings.TrimPrefix(stack[n-1].path+"."+stack[n-1].key, ".")
+			}
+			if tok == nil && member != "" && !nullableMembers[member] {
+				e := &tokka.Error{Code: tokka.CodeInvalid, Message: "request body has a null field; leave the field out instead"}
+				if !slices.ContainsFunc(strings.Split(member, "."), func(n string) bool { return !ownName(n) }) {
+					e.Field, e.Message = member, member+" must not be null; leave it out instead"
+				}
+				return e
+			}
 			switch tok {
 			case json.Delim('{'):
-				stack = append(stack, &frame{object: true, wantKey: true, keys: map[string]struct{}{}})
+				stack = append(stack, &frame{object: true, wantKey: true, keys: map[string]struct{}{}, path: member})
 			case json.Delim('['):
 				stack = append(stack, &frame{})
 			case json.Delim(']'), json.Delim('}'):
@@ -148,6 +169,10 @@ func checkDuplicateKeys(body []byte) error {
 		}
 	}
 }
+
+// nullableMembers are the request members (dotted paths) that may be null,
+// which means the same as "" and as leaving them out: no webhook.
+var nullableMembers = map[string]bool{"channels.webhook_url": true}
 
 // ownNames are the names Tokka itself gives to fields: of its request and
 // response bodies and of the columns a client might try to set. An error
