@@ -197,3 +197,47 @@ func TestQueryParametersMatchTheSpec(t *testing.T) {
 	require.NotEmpty(t, want)
 	require.Equal(t, want, got)
 }
+
+// TestEveryListHasTheSameShape: every operation that answers with a list
+// (a top-level array in its JSON) answers {data, has_more, next_cursor},
+// all required, and takes limit (with a documented maximum) and cursor;
+// usage keeps its other fields beside them.
+func TestEveryListHasTheSameShape(t *testing.T) {
+	t.Parallel()
+	doc := loadSpec(t)
+	lists := 0
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			name := method + " " + path
+			ok := op.Responses.Status(200)
+			if ok == nil || ok.Value.Content.Get("application/json") == nil {
+				continue
+			}
+			schema := ok.Value.Content.Get("application/json").Schema.Value
+			hasArray := false
+			for prop, ref := range schema.Properties {
+				if ref.Value.Type.Is("array") && prop != "group_by" && prop != "by_provider" && prop != "top_models" &&
+					prop != "top_projects" && prop != "thresholds" && prop != "forecast_thresholds" {
+					hasArray = true
+				}
+			}
+			if !hasArray {
+				continue
+			}
+			lists++
+			for _, prop := range []string{"data", "has_more", "next_cursor"} {
+				require.Contains(t, schema.Required, prop, "%s: %s", name, prop)
+			}
+			require.True(t, schema.Properties["data"].Value.Type.Is("array"), name)
+			require.True(t, schema.Properties["has_more"].Value.Type.Is("boolean"), name)
+			require.True(t, schema.Properties["next_cursor"].Value.Type.Is("string"), name)
+			require.True(t, schema.Properties["next_cursor"].Value.Nullable, name)
+			params := append(slices.Clone(item.Parameters), op.Parameters...)
+			limit := params.GetByInAndName("query", "limit")
+			require.NotNil(t, limit, "%s: limit", name)
+			require.NotNil(t, limit.Schema.Value.Max, "%s: limit has a documented maximum", name)
+			require.NotNil(t, params.GetByInAndName("query", "cursor"), "%s: cursor", name)
+		}
+	}
+	require.GreaterOrEqual(t, lists, 6, "connections, budgets, alerts, audit events, deliveries, usage")
+}

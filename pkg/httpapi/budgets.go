@@ -26,7 +26,6 @@ import (
 const (
 	maxThresholds       = 10
 	maxThresholdPercent = 1000
-	deliveriesShown     = 50
 )
 
 var defaultThresholds = []int64{50, 80, 100}
@@ -98,10 +97,8 @@ type budgetResponse struct {
 	// WebhookSecret is set only in the response that created or rotated it.
 	WebhookSecret string               `json:"webhook_secret,omitempty"`
 	Status        budgetStatusResponse `json:"status"`
-	// Deliveries is set on GET /v1/budgets/{id} only (newest first).
-	Deliveries *[]deliveryResponse `json:"deliveries,omitempty"`
-	CreatedAt  time.Time           `json:"created_at"`
-	UpdatedAt  time.Time           `json:"updated_at"`
+	CreatedAt     time.Time            `json:"created_at"`
+	UpdatedAt     time.Time            `json:"updated_at"`
 }
 
 func toBudgetResponse(b postgres.Budget, st budget.Status) budgetResponse {
@@ -268,19 +265,24 @@ func (s *Server) budgetResponse(c echo.Context, b postgres.Budget) (budgetRespon
 }
 
 func (s *Server) listBudgets(c echo.Context) error {
-	bs, err := s.store.ListBudgets(c.Request().Context(), userOf(c))
+	limit, after, err := createdPage(c, "budgets")
 	if err != nil {
 		return err
 	}
-	sts, err := s.statusesFor(c, bs)
+	bs, err := s.store.ListBudgetsPage(c.Request().Context(), userOf(c), after, limit+1)
 	if err != nil {
 		return err
 	}
-	out := make([]budgetResponse, len(bs))
-	for i, b := range bs {
-		out[i] = toBudgetResponse(b, sts[i])
+	p := pageOf(bs, limit, "budgets", func(b postgres.Budget) []string { return createdKey(b.CreatedAt, b.ID) })
+	sts, err := s.statusesFor(c, p.Data)
+	if err != nil {
+		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"budgets": out})
+	out := page[budgetResponse]{Data: make([]budgetResponse, len(p.Data)), HasMore: p.HasMore, NextCursor: p.NextCursor}
+	for i, b := range p.Data {
+		out.Data[i] = toBudgetResponse(b, sts[i])
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 // newBudget is a checked POST /v1/budgets; its channels are checked after
@@ -385,8 +387,7 @@ func (s *Server) getBudget(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, u := c.Request().Context(), userOf(c)
-	b, err := s.store.GetBudget(ctx, u, id)
+	b, err := s.store.GetBudget(c.Request().Context(), userOf(c), id)
 	if err != nil {
 		return err
 	}
@@ -394,20 +395,35 @@ func (s *Server) getBudget(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ds, err := s.store.ListBudgetDeliveries(ctx, u, id, deliveriesShown)
+	return c.JSON(http.StatusOK, resp)
+}
+
+// listBudgetDeliveries lists one budget's notification deliveries, newest
+// first; a budget that is not the caller's is a 404.
+func (s *Server) listBudgetDeliveries(c echo.Context) error {
+	id, err := budgetID(c)
 	if err != nil {
 		return err
 	}
-	out := make([]deliveryResponse, len(ds))
-	for i, d := range ds {
-		out[i] = deliveryResponse{
+	list := "deliveries:" + id // a cursor of one budget's deliveries is not another's
+	limit, before, err := idPage(c, list)
+	if err != nil {
+		return err
+	}
+	ds, err := s.store.BudgetDeliveriesPage(c.Request().Context(), userOf(c), id, before, limit+1)
+	if err != nil {
+		return err
+	}
+	p := pageOf(ds, limit, list, func(d postgres.Delivery) []string { return idKey(d.ID) })
+	out := page[deliveryResponse]{Data: make([]deliveryResponse, len(p.Data)), HasMore: p.HasMore, NextCursor: p.NextCursor}
+	for i, d := range p.Data {
+		out.Data[i] = deliveryResponse{
 			ID: d.ID, AlertID: d.AlertID, Channel: d.Channel, Status: d.Status, Attempts: d.Attempts,
 			ResponseStatus: d.ResponseStatus, LastError: d.LastError,
 			CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, DeliveredAt: d.DeliveredAt,
 		}
 	}
-	resp.Deliveries = &out
-	return c.JSON(http.StatusOK, resp)
+	return c.JSON(http.StatusOK, out)
 }
 
 // budgetUpdate is a checked PATCH /v1/budgets/{id}; its channels are

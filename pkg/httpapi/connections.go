@@ -147,11 +147,17 @@ func (s *Server) keyFingerprint(u tokka.User, p provider.Name, key *secret.Key) 
 }
 
 func (s *Server) listConnections(c echo.Context) error {
-	cs, err := s.store.ListConnections(c.Request().Context(), userOf(c))
+	limit, after, err := createdPage(c, "connections")
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"connections": cs})
+	cs, err := s.store.ListConnectionsPage(c.Request().Context(), userOf(c), after, limit+1)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, pageOf(cs, limit, "connections", func(c tokka.Connection) []string {
+		return createdKey(c.CreatedAt, c.ID)
+	}))
 }
 
 // connectionID parses the path id; a malformed one is a 404 like any other

@@ -54,7 +54,9 @@ func (b *testBundle) openAlerts(t *testing.T, u user) []alertView {
 	t.Helper()
 	status, _, body := b.do(t, u, http.MethodGet, "/v1/alerts?open=true&limit=200", nil)
 	require.Equal(t, http.StatusOK, status)
-	var list struct{ Alerts []alertView }
+	var list struct {
+		Alerts []alertView `json:"data"`
+	}
 	require.NoError(t, json.Unmarshal(body, &list))
 	return list.Alerts
 }
@@ -230,7 +232,7 @@ func TestAuditVerifyEndpointFindsTheEditedEvent(t *testing.T) {
 			ID       int64   `json:"id"`
 			Hash     string  `json:"hash"`
 			PrevHash *string `json:"prev_hash"`
-		}
+		} `json:"data"`
 	}
 	require.NoError(t, json.Unmarshal(body, &list))
 	require.Len(t, list.Events, 4)

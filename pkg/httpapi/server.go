@@ -29,7 +29,7 @@ import (
 type Store interface {
 	Ping(ctx context.Context) error
 	CreateConnection(ctx context.Context, u tokka.User, nc postgres.NewConnection, ev tokka.AuditEvent) (tokka.Connection, error)
-	ListConnections(ctx context.Context, u tokka.User) ([]tokka.Connection, error)
+	ListConnectionsPage(ctx context.Context, u tokka.User, after *postgres.CreatedKey, limit int) ([]tokka.Connection, error)
 	GetConnection(ctx context.Context, u tokka.User, id string) (tokka.Connection, error)
 	DeleteConnection(ctx context.Context, u tokka.User, id string, ev tokka.AuditEvent) error
 	UpdateConnection(ctx context.Context, u tokka.User, id string, up postgres.ConnectionUpdate, ev tokka.AuditEvent) (tokka.Connection, error)
@@ -42,11 +42,11 @@ type Store interface {
 	AcknowledgeAlert(ctx context.Context, u tokka.User, id int64) (tokka.Alert, error)
 	RequestSync(ctx context.Context, u tokka.User, id string, minInterval time.Duration, ev tokka.AuditEvent) (tokka.Connection, time.Duration, error)
 	CreateBudget(ctx context.Context, u tokka.User, nb postgres.NewBudget) (postgres.Budget, error)
-	ListBudgets(ctx context.Context, u tokka.User) ([]postgres.Budget, error)
+	ListBudgetsPage(ctx context.Context, u tokka.User, after *postgres.CreatedKey, limit int) ([]postgres.Budget, error)
 	GetBudget(ctx context.Context, u tokka.User, id string) (postgres.Budget, error)
 	UpdateBudget(ctx context.Context, u tokka.User, id string, p postgres.BudgetPatch) (postgres.Budget, error)
 	DeleteBudget(ctx context.Context, u tokka.User, id string) error
-	ListBudgetDeliveries(ctx context.Context, u tokka.User, budgetID string, limit int) ([]postgres.Delivery, error)
+	BudgetDeliveriesPage(ctx context.Context, u tokka.User, budgetID string, before int64, limit int) ([]postgres.Delivery, error)
 	Spend(ctx context.Context, u tokka.User, from, to time.Time) ([]postgres.SpendRow, error)
 }
 
@@ -187,6 +187,7 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	e.GET("/v1/budgets/:id", s.getBudget, read...)
 	e.PATCH("/v1/budgets/:id", s.updateBudget, v1(prepare(parseBudgetUpdate))...)
 	e.DELETE("/v1/budgets/:id", s.deleteBudget, v1(prepare(budgetID))...)
+	e.GET("/v1/budgets/:id/deliveries", s.listBudgetDeliveries, read...)
 	return e
 }
 
