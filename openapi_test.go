@@ -2,6 +2,7 @@ package openapi_test
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -71,7 +72,8 @@ func TestSpecInventoryMatchesRouter(t *testing.T) {
 // 429 with Retry-After; and for /v1 POSTs the Idempotency-Key header with
 // its 409 and 422. Every operation declares 406 (Accept is honoured);
 // operations with a body declare 400, 413 and 415; every 201 carries
-// Location.
+// Location. Every GET has a HEAD with the same statuses, whose responses
+// have no body.
 func TestSpecDescribesEveryResponseKind(t *testing.T) {
 	t.Parallel()
 	doc := loadSpec(t)
@@ -102,10 +104,22 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 			require.NotNil(t, op.Responses.Status(500), "%s: 500", name)
 			require.NotNil(t, op.Responses.Status(400), "%s: 400 (every route refuses unknown query parameters)", name)
 			require.NotNil(t, op.Responses.Status(406), "%s: 406 (every route honours Accept)", name)
+			head := method == http.MethodHead
+			if head {
+				get := item.GetOperation(http.MethodGet)
+				require.NotNil(t, get, "%s answers HEAD only beside GET", name)
+				require.ElementsMatch(t, slices.Collect(maps.Keys(get.Responses.Map())), slices.Collect(maps.Keys(op.Responses.Map())),
+					"%s has the statuses of its GET", name)
+			} else if method == http.MethodGet {
+				require.NotNil(t, item.GetOperation(http.MethodHead), "%s: every GET route answers HEAD too", name)
+			}
 			ok := false
 			for code, ref := range op.Responses.Map() {
 				resp := ref.Value
 				require.NotNil(t, resp.Description, "%s %s", name, code)
+				if head {
+					require.Empty(t, resp.Content, "%s %s: a HEAD response has no body", name, code)
+				}
 				if code[0] == '2' {
 					ok = true
 					if code == "201" {
@@ -115,9 +129,12 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 					}
 					continue
 				}
+				require.Contains(t, resp.Headers, "X-Request-Id", "%s %s", name, code)
+				if head {
+					continue
+				}
 				require.Len(t, resp.Content, 1, "%s %s", name, code)
 				require.NotNil(t, resp.Content.Get("application/problem+json"), "%s %s is a problem document", name, code)
-				require.Contains(t, resp.Headers, "X-Request-Id", "%s %s", name, code)
 			}
 			require.True(t, ok, "%s has a success response", name)
 			if unavailable := op.Responses.Status(503); unavailable != nil {
@@ -128,7 +145,7 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 				require.NotNil(t, op.Responses.Status(413), "%s: 413", name)
 				require.NotNil(t, op.Responses.Status(415), "%s: 415 (the body must be application/json)", name)
 			}
-			if v1 && method != http.MethodGet {
+			if v1 && method != http.MethodGet && method != http.MethodHead {
 				tooMany := op.Responses.Status(429)
 				require.NotNil(t, tooMany, "%s: 429", name)
 				for _, h := range []string{"Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} {
@@ -187,12 +204,21 @@ func TestQueryParametersMatchTheSpec(t *testing.T) {
 					kind = "list"
 				}
 				key := method + " " + path
+				if method == http.MethodHead {
+					key = http.MethodGet + " " + path + " (HEAD)" // compared with its GET below
+				}
 				got[key] = append(got[key], p.Name+":"+kind)
 			}
 		}
 	}
 	for k := range got {
 		sort.Strings(got[k])
+	}
+	for k, head := range got {
+		if get, ok := strings.CutSuffix(k, " (HEAD)"); ok {
+			require.Equal(t, got[get], head, "HEAD %s takes what its GET takes", get)
+			delete(got, k)
+		}
 	}
 	require.NotEmpty(t, want)
 	require.Equal(t, want, got)

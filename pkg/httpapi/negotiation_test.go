@@ -177,3 +177,66 @@ func TestContentTypeAcceptAndTextAreNegotiatedExactly(t *testing.T) {
 		require.Equal(t, tc.want, status, "%s %s: %s", tc.path, tc.accept, resp)
 	}
 }
+
+// TestHeadAnswersEveryGetRoute: every route that answers GET answers HEAD
+// (uptime monitors use it), /healthz and /readyz included: the same status
+// and headers as the GET, and no body. Another method's route still
+// refuses HEAD with 405.
+func TestHeadAnswersEveryGetRoute(t *testing.T) {
+	t.Parallel()
+	b := newSecAPI(t, secOptions{sourceIP: uniqueLoopback()})
+	alice := b.user(t)
+	conn := b.connect(t, alice)
+	status, _, body := b.do(t, http.MethodPost, "/v1/budgets", alice.token, map[string]string{"amount_usd": "5"})
+	require.Equal(t, http.StatusCreated, status, string(body))
+	budget := strings.Split(strings.Split(string(body), `"id":"`)[1], `"`)[0]
+	ids := map[string]string{"/v1/connections/:id": conn, "/v1/budgets/:id": budget, "/v1/budgets/:id/deliveries": budget}
+
+	gets := 0
+	for _, r := range b.e.Routes() {
+		if r.Method != http.MethodGet {
+			continue
+		}
+		gets++
+		path := strings.Replace(r.Path, ":id", ids[r.Path], 1)
+		for _, tc := range []struct {
+			name, path, token string
+		}{
+			{"ok", path, alice.token},
+			{"no token", path, ""},
+			{"bad query", path + "?nope=1", alice.token},
+		} {
+			gs, gh, gb := b.send(t, http.MethodGet, tc.path, tc.token, "")
+			hs, hh, hb := b.send(t, http.MethodHead, tc.path, tc.token, "")
+			name := tc.name + " " + tc.path
+			require.Equal(t, gs, hs, name)
+			require.Empty(t, hb, name)
+			require.NotEmpty(t, gb, name)
+			for _, h := range []string{"Content-Type", "Content-Disposition", "Cache-Control", "WWW-Authenticate",
+				"Content-Security-Policy", "X-Frame-Options", "Strict-Transport-Security", "X-Content-Type-Options", "RateLimit-Limit"} {
+				require.Equal(t, gh.Values(h), hh.Values(h), "%s: %s", name, h)
+			}
+			// The export does not read its rows for a HEAD, so it cannot
+			// know their length (RFC 9110 lets a HEAD leave it out).
+			if gh.Get("Content-Length") != "" && !(r.Path == "/v1/usage/export.csv" && gs == http.StatusOK) {
+				require.Equal(t, gh.Get("Content-Length"), hh.Get("Content-Length"), name)
+			}
+			require.NotEmpty(t, hh.Get("X-Request-Id"), name)
+		}
+	}
+	require.GreaterOrEqual(t, gets, 15)
+	routes := map[string]bool{}
+	for _, r := range b.e.Routes() {
+		routes[r.Method+" "+r.Path] = true
+	}
+	for _, r := range b.e.Routes() {
+		if r.Method == http.MethodGet {
+			require.True(t, routes["HEAD "+r.Path], "HEAD %s is routed", r.Path)
+		}
+	}
+
+	status, h, body := b.send(t, http.MethodHead, "/v1/connections/"+conn+"/sync", alice.token, "")
+	require.Equal(t, http.StatusMethodNotAllowed, status)
+	require.Empty(t, body)
+	require.Equal(t, "application/problem+json", h.Get("Content-Type"))
+}

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"math"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -136,7 +135,7 @@ func (s *Server) limitMutations(next echo.HandlerFunc) echo.HandlerFunc {
 // refused as invalid is refused here first, before it spends anything.
 func (s *Server) limitExpensiveReads(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if c.Request().Method != http.MethodGet {
+		if !readOnly(c.Request().Method) { // a HEAD costs what its GET costs
 			return next(c)
 		}
 		rl, err := s.expensiveRead(c)

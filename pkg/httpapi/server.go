@@ -149,9 +149,15 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	}
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 
-	e.GET("/healthz", s.healthz, checkQuery, negotiate)
-	e.GET("/readyz", s.readyz, checkQuery, negotiate)
-	e.GET("/openapi.yaml", s.openapi, checkQuery, negotiate)
+	// Every GET route answers HEAD too (RFC 9110 §9.3.2): the same handler
+	// and checks, the same headers; net/http drops the body.
+	get := func(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+		e.GET(path, h, m...)
+		e.HEAD(path, h, m...)
+	}
+	get("/healthz", s.healthz, checkQuery, negotiate)
+	get("/readyz", s.readyz, checkQuery, negotiate)
+	get("/openapi.yaml", s.openapi, checkQuery, negotiate)
 
 	// Middleware goes on each route rather than on the group: a group with
 	// middleware swallows unknown methods as 404, and 405 is the truth.
@@ -168,26 +174,26 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	}
 	read := v1(prepare[struct{}](nil))
 	byConnectionID := v1(prepare(parseConnectionID))
-	e.GET("/v1/me", s.me, read...)
-	e.GET("/v1/connections", s.listConnections, read...)
+	get("/v1/me", s.me, read...)
+	get("/v1/connections", s.listConnections, read...)
 	e.POST("/v1/connections", s.createConnection, v1(prepare(parseNewConnection))...)
-	e.GET("/v1/connections/:id", s.getConnection, read...)
+	get("/v1/connections/:id", s.getConnection, read...)
 	e.PATCH("/v1/connections/:id", s.updateConnection, v1(prepare(parseConnectionUpdate))...)
 	e.DELETE("/v1/connections/:id", s.deleteConnection, byConnectionID...)
 	e.POST("/v1/connections/:id/sync", s.requestSync, byConnectionID...)
-	e.GET("/v1/usage", s.usage, read...)
-	e.GET("/v1/usage/summary", s.usageSummary, read...)
-	e.GET("/v1/usage/export.csv", s.usageExport, read...)
-	e.GET("/v1/audit-events", s.listAuditEvents, read...)
-	e.GET("/v1/audit-events/verify", s.verifyAuditEvents, read...)
-	e.GET("/v1/alerts", s.listAlerts, read...)
+	get("/v1/usage", s.usage, read...)
+	get("/v1/usage/summary", s.usageSummary, read...)
+	get("/v1/usage/export.csv", s.usageExport, read...)
+	get("/v1/audit-events", s.listAuditEvents, read...)
+	get("/v1/audit-events/verify", s.verifyAuditEvents, read...)
+	get("/v1/alerts", s.listAlerts, read...)
 	e.POST("/v1/alerts/:id/acknowledge", s.acknowledgeAlert, v1(prepare(parseAlertID))...)
-	e.GET("/v1/budgets", s.listBudgets, read...)
+	get("/v1/budgets", s.listBudgets, read...)
 	e.POST("/v1/budgets", s.createBudget, v1(prepare(parseNewBudget))...)
-	e.GET("/v1/budgets/:id", s.getBudget, read...)
+	get("/v1/budgets/:id", s.getBudget, read...)
 	e.PATCH("/v1/budgets/:id", s.updateBudget, v1(prepare(parseBudgetUpdate))...)
 	e.DELETE("/v1/budgets/:id", s.deleteBudget, v1(prepare(budgetID))...)
-	e.GET("/v1/budgets/:id/deliveries", s.listBudgetDeliveries, read...)
+	get("/v1/budgets/:id/deliveries", s.listBudgetDeliveries, read...)
 	return e
 }
 

@@ -322,6 +322,13 @@ func (s *Server) usageExport(c echo.Context) error {
 	header = append(header, "input_tokens", "input_uncached_tokens", "cache_read_tokens", "cache_write_5m_tokens",
 		"cache_write_1h_tokens", "output_tokens", "requests", "cost_usd", "provisional")
 	res := c.Response()
+	if c.Request().Method == http.MethodHead {
+		// The headers a GET would send; the rows would only be dropped.
+		res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+		res.Header().Set(echo.HeaderContentDisposition, `attachment; filename="tokka-usage.csv"`)
+		res.WriteHeader(http.StatusOK)
+		return nil
+	}
 	started := false
 	w := csv.NewWriter(res)
 	err = s.store.EachUsageRow(c.Request().Context(), userOf(c), q, func(r postgres.UsageRow) error {
