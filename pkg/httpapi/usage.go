@@ -21,7 +21,8 @@ import (
 )
 
 const (
-	// maxUsageDays caps one usage query's range (a year and a day).
+	// maxUsageDays caps one usage query's range, from and to both counted:
+	// a leap year, so to is at most 365 days after from.
 	maxUsageDays = 366
 	// provisionalDays is how many recent days (today included) may still be
 	// restated by the providers; the syncer re-reads them on every sync.
@@ -30,6 +31,16 @@ const (
 	maxUsageLimit     = 5000
 )
 
+// groupValue is a grouping value as the API shows it: as stored, except a
+// month, which storage gives as its first day and the API writes as
+// YYYY-MM like every month it shows (the summary, budget status).
+func groupValue(key, v string) string {
+	if key == "month" && len(v) == len(time.DateOnly) {
+		return v[:len("2006-01")]
+	}
+	return v
+}
+
 // usageRowJSON writes a row's grouping values as top-level fields beside
 // its sums.
 type usageRowJSON postgres.UsageRow
@@ -37,7 +48,7 @@ type usageRowJSON postgres.UsageRow
 func (r usageRowJSON) MarshalJSON() ([]byte, error) {
 	m := make(map[string]any, len(r.Group)+10)
 	for k, v := range r.Group {
-		m[k] = v
+		m[k] = groupValue(k, v)
 	}
 	m["input_tokens"] = r.InputTokens
 	m["input_uncached_tokens"] = r.InputUncachedTokens
@@ -107,7 +118,8 @@ func (s *Server) usageQuery(c echo.Context) (postgres.UsageQuery, error) {
 	}
 	if days := usageDays(postgres.UsageQuery{From: from, To: to}); days > maxUsageDays {
 		return postgres.UsageQuery{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "from",
-			Message: "the range may span at most " + strconv.Itoa(maxUsageDays) + " days"}
+			Message: "from..to, both included, may span at most " + strconv.Itoa(maxUsageDays) + " days (to at most " +
+				strconv.Itoa(maxUsageDays-1) + " days after from)"}
 	}
 	q := postgres.UsageQuery{From: from, To: to, GroupBy: []string{}, Filters: map[string]string{},
 		ProvisionalFrom: today.AddDate(0, 0, -(provisionalDays - 1))}
@@ -343,7 +355,7 @@ func (s *Server) usageExport(c echo.Context) error {
 		}
 		rec := make([]string, 0, len(header))
 		for _, d := range dims {
-			rec = append(rec, csvSafe(r.Group[d.Key]))
+			rec = append(rec, csvSafe(groupValue(d.Key, r.Group[d.Key])))
 		}
 		rec = append(rec, strconv.FormatInt(r.InputTokens, 10), strconv.FormatInt(r.InputUncachedTokens, 10),
 			strconv.FormatInt(r.CacheReadTokens, 10), strconv.FormatInt(r.CacheWrite5mTokens, 10),

@@ -120,7 +120,8 @@ func TestUsageFiltersPagesTotalsAndProvisional(t *testing.T) {
 	// By month: October is OpenAI only (31 × $1), November both.
 	p := get("from=2026-10-01&to=2026-11-05&group_by=month")
 	require.Len(t, p.Data, 2)
-	require.Equal(t, "2026-10-01", p.Data[0]["month"])
+	require.Equal(t, "2026-10", p.Data[0]["month"], "months are YYYY-MM, as everywhere")
+	require.Equal(t, "2026-11", p.Data[1]["month"])
 	require.True(t, dec("31").Equal(dec(p.Data[0]["cost_usd"].(string))))
 	require.Equal(t, false, p.Data[0]["provisional"])
 	require.Equal(t, true, p.Data[1]["provisional"], "November includes the last 3 days")
