@@ -120,7 +120,7 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	summary, err := c.GetUsageSummaryWithResponse(ctx)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, summary.StatusCode())
-	require.Equal(t, "all", summary.JSON200.Overall.Provider)
+	require.Equal(t, client.ProviderSummaryProviderAll, summary.JSON200.Overall.Provider)
 	require.NotNil(t, summary.JSON200.AsOf)
 
 	// Budgets: create (tiny, so every threshold is crossed by the next
