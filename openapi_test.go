@@ -2,6 +2,7 @@ package openapi_test
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -69,8 +70,10 @@ func TestSpecInventoryMatchesRouter(t *testing.T) {
 // document carrying X-Request-Id; a 500 everywhere; every 503 with
 // Retry-After; for /v1 mutations, the rate-limit headers on success and a
 // 429 with Retry-After; and for /v1 POSTs the Idempotency-Key header with
-// its 409 and 422.
-// Operations with a body declare 400 and 413.
+// its 409 and 422. Every operation declares 406 (Accept is honoured);
+// operations with a body declare 400, 413 and 415; every 201 carries
+// Location. Every GET has a HEAD with the same statuses, whose responses
+// have no body.
 func TestSpecDescribesEveryResponseKind(t *testing.T) {
 	t.Parallel()
 	doc := loadSpec(t)
@@ -100,17 +103,38 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 			}
 			require.NotNil(t, op.Responses.Status(500), "%s: 500", name)
 			require.NotNil(t, op.Responses.Status(400), "%s: 400 (every route refuses unknown query parameters)", name)
+			require.NotNil(t, op.Responses.Status(406), "%s: 406 (every route honours Accept)", name)
+			head := method == http.MethodHead
+			if head {
+				get := item.GetOperation(http.MethodGet)
+				require.NotNil(t, get, "%s answers HEAD only beside GET", name)
+				require.ElementsMatch(t, slices.Collect(maps.Keys(get.Responses.Map())), slices.Collect(maps.Keys(op.Responses.Map())),
+					"%s has the statuses of its GET", name)
+			} else if method == http.MethodGet {
+				require.NotNil(t, item.GetOperation(http.MethodHead), "%s: every GET route answers HEAD too", name)
+			}
 			ok := false
 			for code, ref := range op.Responses.Map() {
 				resp := ref.Value
 				require.NotNil(t, resp.Description, "%s %s", name, code)
+				if head {
+					require.Empty(t, resp.Content, "%s %s: a HEAD response has no body", name, code)
+				}
 				if code[0] == '2' {
 					ok = true
+					if code == "201" {
+						loc := resp.Headers["Location"]
+						require.NotNil(t, loc, "%s 201 declares Location", name)
+						require.True(t, loc.Value.Required, "%s 201 always carries Location", name)
+					}
+					continue
+				}
+				require.Contains(t, resp.Headers, "X-Request-Id", "%s %s", name, code)
+				if head {
 					continue
 				}
 				require.Len(t, resp.Content, 1, "%s %s", name, code)
 				require.NotNil(t, resp.Content.Get("application/problem+json"), "%s %s is a problem document", name, code)
-				require.Contains(t, resp.Headers, "X-Request-Id", "%s %s", name, code)
 			}
 			require.True(t, ok, "%s has a success response", name)
 			if unavailable := op.Responses.Status(503); unavailable != nil {
@@ -119,8 +143,9 @@ func TestSpecDescribesEveryResponseKind(t *testing.T) {
 			if op.RequestBody != nil {
 				require.NotNil(t, op.Responses.Status(400), "%s: 400", name)
 				require.NotNil(t, op.Responses.Status(413), "%s: 413", name)
+				require.NotNil(t, op.Responses.Status(415), "%s: 415 (the body must be application/json)", name)
 			}
-			if v1 && method != http.MethodGet {
+			if v1 && method != http.MethodGet && method != http.MethodHead {
 				tooMany := op.Responses.Status(429)
 				require.NotNil(t, tooMany, "%s: 429", name)
 				for _, h := range []string{"Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} {
@@ -179,6 +204,9 @@ func TestQueryParametersMatchTheSpec(t *testing.T) {
 					kind = "list"
 				}
 				key := method + " " + path
+				if method == http.MethodHead {
+					key = http.MethodGet + " " + path + " (HEAD)" // compared with its GET below
+				}
 				got[key] = append(got[key], p.Name+":"+kind)
 			}
 		}
@@ -186,6 +214,56 @@ func TestQueryParametersMatchTheSpec(t *testing.T) {
 	for k := range got {
 		sort.Strings(got[k])
 	}
+	for k, head := range got {
+		if get, ok := strings.CutSuffix(k, " (HEAD)"); ok {
+			require.Equal(t, got[get], head, "HEAD %s takes what its GET takes", get)
+			delete(got, k)
+		}
+	}
 	require.NotEmpty(t, want)
 	require.Equal(t, want, got)
+}
+
+// TestEveryListHasTheSameShape: every operation that answers with a list
+// (a top-level array in its JSON) answers {data, has_more, next_cursor},
+// all required, and takes limit (with a documented maximum) and cursor;
+// usage keeps its other fields beside them.
+func TestEveryListHasTheSameShape(t *testing.T) {
+	t.Parallel()
+	doc := loadSpec(t)
+	lists := 0
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			name := method + " " + path
+			ok := op.Responses.Status(200)
+			if ok == nil || ok.Value.Content.Get("application/json") == nil {
+				continue
+			}
+			schema := ok.Value.Content.Get("application/json").Schema.Value
+			hasArray := false
+			for prop, ref := range schema.Properties {
+				if ref.Value.Type.Is("array") && prop != "group_by" && prop != "by_provider" && prop != "top_models" &&
+					prop != "top_projects" && prop != "thresholds" && prop != "forecast_thresholds" {
+					hasArray = true
+				}
+			}
+			if !hasArray {
+				continue
+			}
+			lists++
+			for _, prop := range []string{"data", "has_more", "next_cursor"} {
+				require.Contains(t, schema.Required, prop, "%s: %s", name, prop)
+			}
+			require.True(t, schema.Properties["data"].Value.Type.Is("array"), name)
+			require.True(t, schema.Properties["has_more"].Value.Type.Is("boolean"), name)
+			require.True(t, schema.Properties["next_cursor"].Value.Type.Is("string"), name)
+			require.True(t, schema.Properties["next_cursor"].Value.Nullable, name)
+			params := append(slices.Clone(item.Parameters), op.Parameters...)
+			limit := params.GetByInAndName("query", "limit")
+			require.NotNil(t, limit, "%s: limit", name)
+			require.NotNil(t, limit.Schema.Value.Max, "%s: limit has a documented maximum", name)
+			require.NotNil(t, params.GetByInAndName("query", "cursor"), "%s: cursor", name)
+		}
+	}
+	require.GreaterOrEqual(t, lists, 6, "connections, budgets, alerts, audit events, deliveries, usage")
 }

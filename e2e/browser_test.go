@@ -69,7 +69,8 @@ func browserTools(t *testing.T) (chromium, node, dir string) {
 // from headless Chromium. It proves the CORS preflight is answered for the
 // configured origin (and that an authenticated call from any other origin is
 // never sent), that page JavaScript can read X-Request-Id, the RateLimit-*
-// headers and Retry-After (and not headers the api does not expose), and
+// headers, Retry-After, Location and WWW-Authenticate (and not headers the
+// api does not expose), and
 // that 401, 404 and 429 problem documents are readable by the page.
 func TestBrowserCallsTheAPIFromAnotherOrigin(t *testing.T) {
 	t.Parallel()
@@ -147,6 +148,7 @@ func TestBrowserCallsTheAPIFromAnotherOrigin(t *testing.T) {
 	require.Equal(t, strconv.Itoa(budget-1), hdr(create, "RateLimit-Remaining"))
 	require.NotEmpty(t, hdr(create, "RateLimit-Reset"))
 	require.NotContains(t, string(create.Body), "BROWSER", "the key is never returned")
+	require.True(t, strings.HasPrefix(hdr(create, "Location"), "/v1/connections/"), "the page reads where the connection is")
 
 	// Errors are problem documents the page can read, with the request id.
 	for name, want := range map[string]int{"notFound": http.StatusNotFound, "noToken": http.StatusUnauthorized} {
@@ -163,6 +165,9 @@ func TestBrowserCallsTheAPIFromAnotherOrigin(t *testing.T) {
 		require.Equal(t, http.StatusText(want), p.Title, name)
 		require.Equal(t, hdr(st, "X-Request-Id"), p.RequestID, name)
 	}
+
+	// The page can read the challenge of a 401 (exposed by CORS).
+	require.Equal(t, "Bearer", hdr(steps["noToken"], "WWW-Authenticate"))
 
 	// The mutation budget runs out: the page reads 429 and Retry-After.
 	limited := 0

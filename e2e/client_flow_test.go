@@ -91,9 +91,9 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	require.Positive(t, *again.Headers429.RetryAfter)
 	require.Equal(t, 429, again.ApplicationproblemJSON429.Status)
 
-	list, err := c.ListConnectionsWithResponse(ctx)
+	list, err := c.ListConnectionsWithResponse(ctx, nil)
 	require.NoError(t, err)
-	require.Len(t, list.JSON200.Connections, 1)
+	require.Len(t, list.JSON200.Data, 1)
 
 	// Read usage: by day and model over the last 30 days, then as CSV and
 	// as the month summary.
@@ -103,9 +103,9 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	usage, err := c.GetUsageWithResponse(ctx, &client.GetUsageParams{From: &from, To: &to, GroupBy: &groupBy})
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, usage.StatusCode(), string(usage.Body))
-	require.NotEmpty(t, usage.JSON200.Rows)
+	require.NotEmpty(t, usage.JSON200.Data)
 	sum := decimal.Zero
-	for _, r := range usage.JSON200.Rows {
+	for _, r := range usage.JSON200.Data {
 		require.NotNil(t, r.Day)
 		require.NotNil(t, r.Model)
 		sum = sum.Add(decimal.RequireFromString(r.CostUsd))
@@ -116,11 +116,11 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, csv.StatusCode())
 	require.True(t, strings.HasPrefix(string(csv.Body), "day,model,"), string(csv.Body[:40]))
-	require.Len(t, strings.Split(strings.TrimSpace(string(csv.Body)), "\n"), len(usage.JSON200.Rows)+1)
+	require.Len(t, strings.Split(strings.TrimSpace(string(csv.Body)), "\n"), len(usage.JSON200.Data)+1)
 	summary, err := c.GetUsageSummaryWithResponse(ctx)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, summary.StatusCode())
-	require.Equal(t, "all", summary.JSON200.Overall.Provider)
+	require.Equal(t, client.ProviderSummaryProviderAll, summary.JSON200.Overall.Provider)
 	require.NotNil(t, summary.JSON200.AsOf)
 
 	// Budgets: create (tiny, so every threshold is crossed by the next
@@ -132,10 +132,10 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	require.Equal(t, http.StatusCreated, budget.StatusCode(), string(budget.Body))
 	require.Equal(t, client.BudgetScopeAll, budget.JSON201.Scope)
 	require.NotNil(t, budget.JSON201.WebhookSecret, "the secret is shown once, on create")
-	budgets, err := c.ListBudgetsWithResponse(ctx)
+	budgets, err := c.ListBudgetsWithResponse(ctx, nil)
 	require.NoError(t, err)
-	require.Len(t, budgets.JSON200.Budgets, 1)
-	require.Nil(t, budgets.JSON200.Budgets[0].WebhookSecret)
+	require.Len(t, budgets.JSON200.Data, 1)
+	require.Nil(t, budgets.JSON200.Data[0].WebhookSecret)
 	one, err := c.GetBudgetWithResponse(ctx, budget.JSON201.Id)
 	require.NoError(t, err)
 	require.Equal(t, name, one.JSON200.Name)
@@ -150,7 +150,7 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	alerts, err := c.ListAlertsWithResponse(ctx, nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, alerts.StatusCode())
-	for _, a := range alerts.JSON200.Alerts {
+	for _, a := range alerts.JSON200.Data {
 		ack, err := c.AcknowledgeAlertWithResponse(ctx, a.Id, nil)
 		require.NoError(t, err)
 		require.NotNil(t, ack.JSON200.AcknowledgedAt)
@@ -177,20 +177,20 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	events, err := c.ListAuditEventsWithResponse(ctx, &client.ListAuditEventsParams{Limit: &limit})
 	require.NoError(t, err)
 	var actions []string
-	for _, e := range events.JSON200.Events {
+	for _, e := range events.JSON200.Data {
 		actions = append(actions, e.Action)
 	}
 	for _, want := range []string{"key.created", "key.decrypted", "sync.succeeded", "sync.requested"} {
 		require.Contains(t, actions, want)
 	}
-	for i := 1; i < len(events.JSON200.Events); i++ {
-		require.Less(t, events.JSON200.Events[i].Id, events.JSON200.Events[i-1].Id, "newest first")
+	for i := 1; i < len(events.JSON200.Data); i++ {
+		require.Less(t, events.JSON200.Data[i].Id, events.JSON200.Data[i-1].Id, "newest first")
 	}
 	// The sync asked for above may still append its events: compare the
 	// list with a verification made while the log stood still.
 	verify, err := c.VerifyAuditEventsWithResponse(ctx, nil)
 	require.NoError(t, err)
-	for deadline := time.Now().Add(30 * time.Second); int(verify.JSON200.Events) != len(events.JSON200.Events) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(30 * time.Second); int(verify.JSON200.Events) != len(events.JSON200.Data) && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
 		events, err = c.ListAuditEventsWithResponse(ctx, &client.ListAuditEventsParams{Limit: &limit})
 		require.NoError(t, err)
@@ -198,8 +198,8 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.True(t, verify.JSON200.Intact)
-	require.EqualValues(t, len(events.JSON200.Events), verify.JSON200.Events)
-	require.Equal(t, events.JSON200.Events[0].Hash, *verify.JSON200.HeadHash)
+	require.EqualValues(t, len(events.JSON200.Data), verify.JSON200.Events)
+	require.Equal(t, events.JSON200.Data[0].Hash, *verify.JSON200.HeadHash)
 
 	// Delete the connection; readiness still answers.
 	del, err := c.DeleteConnectionWithResponse(ctx, conn.Id)

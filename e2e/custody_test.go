@@ -479,11 +479,11 @@ func TestRotationRunbook(t *testing.T) {
 	require.NoError(t, err)
 	flagged := s.waitFor(t, alice, strayID, "needs_reconnect")
 	require.Contains(t, *flagged.LastError, "encryption key Tokka no longer has")
-	var list struct{ Connections []connection }
+	var list struct{ Data []connection }
 	require.Equal(t, http.StatusOK, s.call(t, alice, http.MethodGet, "/v1/connections", nil, &list))
-	require.Len(t, list.Connections, 6)
+	require.Len(t, list.Data, 6)
 	var alerts struct {
-		Alerts []struct {
+		Data []struct {
 			Kind         string  `json:"kind"`
 			ConnectionID *string `json:"connection_id"`
 		}
@@ -492,7 +492,7 @@ func TestRotationRunbook(t *testing.T) {
 	// Budget and spend-anomaly alerts on the fake's data may be there too;
 	// the key-access alerts are what this step is about.
 	var keyAlerts []string
-	for _, a := range alerts.Alerts {
+	for _, a := range alerts.Data {
 		if a.Kind == "key_access" {
 			keyAlerts = append(keyAlerts, *a.ConnectionID)
 		}

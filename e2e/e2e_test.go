@@ -355,11 +355,11 @@ func TestWalkingSkeleton(t *testing.T) {
 	}
 
 	deadline := time.Now().Add(30 * time.Second)
-	var list struct{ Connections []connection }
+	var list struct{ Data []connection }
 	for {
 		require.Equal(t, http.StatusOK, s.call(t, alice, http.MethodGet, "/v1/connections", nil, &list))
 		active := 0
-		for _, c := range list.Connections {
+		for _, c := range list.Data {
 			if c.Status == "active" {
 				active++
 			}
@@ -367,7 +367,7 @@ func TestWalkingSkeleton(t *testing.T) {
 		if active == 2 {
 			break
 		}
-		require.True(t, time.Now().Before(deadline), "connections not active within 30s: %+v", list.Connections)
+		require.True(t, time.Now().Before(deadline), "connections not active within 30s: %+v", list.Data)
 		time.Sleep(200 * time.Millisecond)
 	}
 
@@ -379,7 +379,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	require.True(t, totalCost.IsPositive())
 
 	var audit struct {
-		Events []struct {
+		Data []struct {
 			Action, Outcome, Provider string
 			ConnectionID              string `json:"connection_id"`
 		}
@@ -387,8 +387,8 @@ func TestWalkingSkeleton(t *testing.T) {
 	require.Equal(t, http.StatusOK, s.call(t, alice, http.MethodGet, "/v1/audit-events?limit=200", nil, &audit))
 	for p, id := range ids {
 		var actions []string
-		for i := len(audit.Events) - 1; i >= 0; i-- { // oldest first
-			if e := audit.Events[i]; e.ConnectionID == id {
+		for i := len(audit.Data) - 1; i >= 0; i-- { // oldest first
+			if e := audit.Data[i]; e.ConnectionID == id {
 				actions = append(actions, e.Action+":"+e.Outcome)
 			}
 		}
@@ -399,9 +399,9 @@ func TestWalkingSkeleton(t *testing.T) {
 	for _, id := range ids {
 		require.Equal(t, http.StatusNotFound, s.call(t, bob, http.MethodGet, "/v1/connections/"+id, nil, nil))
 	}
-	var bobUsage struct{ Rows []map[string]any }
+	var bobUsage struct{ Data []map[string]any }
 	require.Equal(t, http.StatusOK, s.call(t, bob, http.MethodGet, q, nil, &bobUsage))
-	require.Empty(t, bobUsage.Rows)
+	require.Empty(t, bobUsage.Data)
 
 	// No process printed a key, even at debug level.
 	for _, k := range keys {

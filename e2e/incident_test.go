@@ -145,14 +145,14 @@ func TestIncidentResponse(t *testing.T) {
 		require.Equal(t, http.StatusConflict, s.call(t, alice, http.MethodPost, "/v1/connections/"+id+"/sync", nil, nil))
 	}
 	var alerts struct {
-		Alerts []struct {
+		Data []struct {
 			Kind, Severity, Title string
 			ConnectionID          *string `json:"connection_id"`
 		}
 	}
 	require.Equal(t, http.StatusOK, s.call(t, alice, http.MethodGet, "/v1/alerts", nil, &alerts))
 	var alerted []string
-	for _, a := range alerts.Alerts {
+	for _, a := range alerts.Data {
 		if a.Kind == "key_access" && a.Severity == "critical" && strings.Contains(a.Title, "revoke and rotate") {
 			alerted = append(alerted, *a.ConnectionID)
 		}
@@ -164,7 +164,7 @@ func TestIncidentResponse(t *testing.T) {
 	keyAccess := func(u user) (titles []string, conns []*string) {
 		t.Helper()
 		require.Equal(t, http.StatusOK, s.call(t, u, http.MethodGet, "/v1/alerts", nil, &alerts))
-		for _, a := range alerts.Alerts {
+		for _, a := range alerts.Data {
 			if a.Kind == "key_access" {
 				titles, conns = append(titles, a.Title), append(conns, a.ConnectionID)
 			}
@@ -268,7 +268,7 @@ func TestIncidentResponse(t *testing.T) {
 	// Every affected connection's owner has both steps in their audit log.
 	for u, conns := range affected {
 		var events struct {
-			Events []struct {
+			Data []struct {
 				Action, Outcome, Actor, Detail string
 				ConnectionID                   string `json:"connection_id"`
 			}
@@ -276,7 +276,7 @@ func TestIncidentResponse(t *testing.T) {
 		require.Equal(t, http.StatusOK, s.call(t, users[u], http.MethodGet, "/v1/audit-events?limit=200", nil, &events))
 		for _, c := range conns {
 			var actions []string
-			for _, e := range events.Events {
+			for _, e := range events.Data {
 				if e.ConnectionID == c && strings.HasPrefix(e.Action, "incident.") {
 					require.Equal(t, "success", e.Outcome)
 					require.True(t, strings.HasPrefix(e.Detail, "incident INC-E2E-1: "), e.Detail)
@@ -309,14 +309,14 @@ func TestIncidentResponse(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	require.Contains(t, out, "released 0, already released 2, no longer compromised 1")
 	var released struct {
-		Events []struct {
+		Data []struct {
 			Action, Actor, Detail string
 			ConnectionID          string `json:"connection_id"`
 		}
 	}
 	require.Equal(t, http.StatusOK, s.call(t, alice, http.MethodGet, "/v1/audit-events?limit=200", nil, &released))
 	var releasedConns []string
-	for _, e := range released.Events {
+	for _, e := range released.Data {
 		if e.Action == "incident.released" {
 			require.True(t, strings.HasPrefix(e.Detail, "incident INC-E2E-1: quarantine released"), e.Detail)
 			require.True(t, strings.HasPrefix(e.Actor, "syncer:"), e.Actor)

@@ -65,7 +65,7 @@ func (s *stack) requireUsageMatchesFake(t *testing.T, u user, keys map[string]st
 	t.Helper()
 	want := expectedUsage(keys, w)
 	var usage struct {
-		Rows []struct {
+		Data []struct {
 			Day, Provider, Model string
 			InputTokens          int64  `json:"input_tokens"`
 			OutputTokens         int64  `json:"output_tokens"`
@@ -75,7 +75,7 @@ func (s *stack) requireUsageMatchesFake(t *testing.T, u user, keys map[string]st
 	q := "/v1/usage?limit=5000&from=" + w.From.Format(time.DateOnly) + "&to=" + w.To.AddDate(0, 0, -1).Format(time.DateOnly) + "&group_by=day,provider,model"
 	require.Equal(t, http.StatusOK, s.call(t, u, http.MethodGet, q, nil, &usage))
 	got := map[dayModel]sums{}
-	for _, r := range usage.Rows {
+	for _, r := range usage.Data {
 		got[dayModel{r.Day, r.Provider, r.Model}] = sums{r.InputTokens, r.OutputTokens, decimal.RequireFromString(r.CostUSD)}
 	}
 	require.Len(t, got, len(want))

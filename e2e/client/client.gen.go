@@ -91,17 +91,14 @@ func (e AuditEventOutcome) Valid() bool {
 
 // Defines values for BudgetProvider.
 const (
-	BudgetProviderAnthropic   BudgetProvider = "anthropic"
-	BudgetProviderLessThannil BudgetProvider = "<nil>"
-	BudgetProviderOpenai      BudgetProvider = "openai"
+	BudgetProviderAnthropic BudgetProvider = "anthropic"
+	BudgetProviderOpenai    BudgetProvider = "openai"
 )
 
 // Valid indicates whether the value is a known member of the BudgetProvider enum.
 func (e BudgetProvider) Valid() bool {
 	switch e {
 	case BudgetProviderAnthropic:
-		return true
-	case BudgetProviderLessThannil:
 		return true
 	case BudgetProviderOpenai:
 		return true
@@ -245,6 +242,27 @@ func (e Provider) Valid() bool {
 	}
 }
 
+// Defines values for ProviderSummaryProvider.
+const (
+	ProviderSummaryProviderAll       ProviderSummaryProvider = "all"
+	ProviderSummaryProviderAnthropic ProviderSummaryProvider = "anthropic"
+	ProviderSummaryProviderOpenai    ProviderSummaryProvider = "openai"
+)
+
+// Valid indicates whether the value is a known member of the ProviderSummaryProvider enum.
+func (e ProviderSummaryProvider) Valid() bool {
+	switch e {
+	case ProviderSummaryProviderAll:
+		return true
+	case ProviderSummaryProviderAnthropic:
+		return true
+	case ProviderSummaryProviderOpenai:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for UsageGroupBy.
 const (
 	UsageGroupByApiKey      UsageGroupBy = "api_key"
@@ -323,6 +341,45 @@ func (e GetUsageParamsGroupBy) Valid() bool {
 	}
 }
 
+// Defines values for HeadGetUsageParamsGroupBy.
+const (
+	HeadGetUsageParamsGroupByApiKey      HeadGetUsageParamsGroupBy = "api_key"
+	HeadGetUsageParamsGroupByConnection  HeadGetUsageParamsGroupBy = "connection"
+	HeadGetUsageParamsGroupByDay         HeadGetUsageParamsGroupBy = "day"
+	HeadGetUsageParamsGroupByModel       HeadGetUsageParamsGroupBy = "model"
+	HeadGetUsageParamsGroupByMonth       HeadGetUsageParamsGroupBy = "month"
+	HeadGetUsageParamsGroupByProject     HeadGetUsageParamsGroupBy = "project"
+	HeadGetUsageParamsGroupByProvider    HeadGetUsageParamsGroupBy = "provider"
+	HeadGetUsageParamsGroupByServiceTier HeadGetUsageParamsGroupBy = "service_tier"
+	HeadGetUsageParamsGroupByWeek        HeadGetUsageParamsGroupBy = "week"
+)
+
+// Valid indicates whether the value is a known member of the HeadGetUsageParamsGroupBy enum.
+func (e HeadGetUsageParamsGroupBy) Valid() bool {
+	switch e {
+	case HeadGetUsageParamsGroupByApiKey:
+		return true
+	case HeadGetUsageParamsGroupByConnection:
+		return true
+	case HeadGetUsageParamsGroupByDay:
+		return true
+	case HeadGetUsageParamsGroupByModel:
+		return true
+	case HeadGetUsageParamsGroupByMonth:
+		return true
+	case HeadGetUsageParamsGroupByProject:
+		return true
+	case HeadGetUsageParamsGroupByProvider:
+		return true
+	case HeadGetUsageParamsGroupByServiceTier:
+		return true
+	case HeadGetUsageParamsGroupByWeek:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ExportUsageCSVParamsGroupBy.
 const (
 	ExportUsageCSVParamsGroupByApiKey      ExportUsageCSVParamsGroupBy = "api_key"
@@ -362,6 +419,45 @@ func (e ExportUsageCSVParamsGroupBy) Valid() bool {
 	}
 }
 
+// Defines values for HeadExportUsageCSVParamsGroupBy.
+const (
+	HeadExportUsageCSVParamsGroupByApiKey      HeadExportUsageCSVParamsGroupBy = "api_key"
+	HeadExportUsageCSVParamsGroupByConnection  HeadExportUsageCSVParamsGroupBy = "connection"
+	HeadExportUsageCSVParamsGroupByDay         HeadExportUsageCSVParamsGroupBy = "day"
+	HeadExportUsageCSVParamsGroupByModel       HeadExportUsageCSVParamsGroupBy = "model"
+	HeadExportUsageCSVParamsGroupByMonth       HeadExportUsageCSVParamsGroupBy = "month"
+	HeadExportUsageCSVParamsGroupByProject     HeadExportUsageCSVParamsGroupBy = "project"
+	HeadExportUsageCSVParamsGroupByProvider    HeadExportUsageCSVParamsGroupBy = "provider"
+	HeadExportUsageCSVParamsGroupByServiceTier HeadExportUsageCSVParamsGroupBy = "service_tier"
+	HeadExportUsageCSVParamsGroupByWeek        HeadExportUsageCSVParamsGroupBy = "week"
+)
+
+// Valid indicates whether the value is a known member of the HeadExportUsageCSVParamsGroupBy enum.
+func (e HeadExportUsageCSVParamsGroupBy) Valid() bool {
+	switch e {
+	case HeadExportUsageCSVParamsGroupByApiKey:
+		return true
+	case HeadExportUsageCSVParamsGroupByConnection:
+		return true
+	case HeadExportUsageCSVParamsGroupByDay:
+		return true
+	case HeadExportUsageCSVParamsGroupByModel:
+		return true
+	case HeadExportUsageCSVParamsGroupByMonth:
+		return true
+	case HeadExportUsageCSVParamsGroupByProject:
+		return true
+	case HeadExportUsageCSVParamsGroupByProvider:
+		return true
+	case HeadExportUsageCSVParamsGroupByServiceTier:
+		return true
+	case HeadExportUsageCSVParamsGroupByWeek:
+		return true
+	default:
+		return false
+	}
+}
+
 // Alert Example: {"acknowledged_at":null,"connection_id":null,"created_at":"2026-11-27T06:00:13Z","detail":{"amount_usd":"500.00","budget_id":"6c1e2f4a-1d2b-4c3e-9f8a-7b6c5d4e3f2a","month":"2026-11","spend_usd":"401.27","threshold":80},"id":77,"kind":"budget_threshold","severity":"warning","title":"Budget “All AI spend” reached 80% of $500.00 for 2026-11 ($401.27 spent)"}
 type Alert struct {
 	AcknowledgedAt *time.Time          `json:"acknowledged_at"`
@@ -382,10 +478,15 @@ type AlertKind string
 // AlertSeverity defines model for Alert.Severity.
 type AlertSeverity string
 
-// AlertList defines model for AlertList.
+// AlertList A page of alerts, newest first.
 type AlertList struct {
-	Alerts     []Alert `json:"alerts"`
-	NextCursor *string `json:"next_cursor"`
+	Data []Alert `json:"data"`
+
+	// HasMore More items follow this page; ask for them with `cursor` = `next_cursor`.
+	HasMore HasMore `json:"has_more"`
+
+	// NextCursor The cursor of the next page (opaque); null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
 }
 
 // AuditEvent Example: {"action":"key.decrypted","actor":"syncer:tokka-syncer-7d9f-1-a1b2c3","client_ip":"","connection_id":"0b7f3d1e-7f59-4a5e-9a43-4f5bb1b0e0aa","created_at":"2026-11-27T06:00:11.482913Z","detail":"sealed as v2 key 3f9c2a61d0b4e87a","hash":"1f2e3d4c5b6a79880f1e2d3c4b5a69788f9e0d1c2b3a49586f7e8d9c0b1a2f3e","id":4711,"outcome":"success","prev_hash":"9b2d5c0f7a1e4e8c6d3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d","provider":"openai","purpose":"scheduled sync","user_agent":""}
@@ -430,10 +531,15 @@ type AuditEvent struct {
 // AuditEventOutcome defines model for AuditEvent.Outcome.
 type AuditEventOutcome string
 
-// AuditEventList defines model for AuditEventList.
+// AuditEventList A page of audit events, newest first.
 type AuditEventList struct {
-	Events     []AuditEvent `json:"events"`
-	NextCursor *string      `json:"next_cursor"`
+	Data []AuditEvent `json:"data"`
+
+	// HasMore More items follow this page; ask for them with `cursor` = `next_cursor`.
+	HasMore HasMore `json:"has_more"`
+
+	// NextCursor The cursor of the next page (opaque); null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
 }
 
 // AuditVerification defines model for AuditVerification.
@@ -470,16 +576,15 @@ type Budget struct {
 		EmailTo    *string `json:"email_to"`
 		WebhookUrl *string `json:"webhook_url"`
 	} `json:"channels"`
-	ConnectionId *openapi_types.UUID `json:"connection_id"`
-	CreatedAt    time.Time           `json:"created_at"`
+	ConnectionId       *openapi_types.UUID `json:"connection_id"`
+	CreatedAt          time.Time           `json:"created_at"`
+	ForecastThresholds []int               `json:"forecast_thresholds"`
+	Id                 openapi_types.UUID  `json:"id"`
+	Name               string              `json:"name"`
 
-	// Deliveries Only on GET /v1/budgets/{id}, newest first.
-	Deliveries         *[]BudgetDelivery  `json:"deliveries,omitempty"`
-	ForecastThresholds []int              `json:"forecast_thresholds"`
-	Id                 openapi_types.UUID `json:"id"`
-	Name               string             `json:"name"`
-	Provider           *BudgetProvider    `json:"provider"`
-	Scope              BudgetScope        `json:"scope"`
+	// Provider The provider of a `provider` budget; null for the other scopes.
+	Provider *BudgetProvider `json:"provider"`
+	Scope    BudgetScope     `json:"scope"`
 
 	// Status Where the budget stands now (UTC month). `forecast_usd` = the larger of
 	// `spend_usd` and (spend before today + `daily_rate_usd` × days left in
@@ -498,7 +603,7 @@ type Budget struct {
 	WebhookSecret *string `json:"webhook_secret,omitempty"`
 }
 
-// BudgetProvider defines model for Budget.Provider.
+// BudgetProvider The provider of a `provider` budget; null for the other scopes.
 type BudgetProvider string
 
 // BudgetScope defines model for Budget.Scope.
@@ -514,7 +619,7 @@ type BudgetChannels struct {
 	// Email Email notifications to the address in your access token (stored now).
 	Email *bool `json:"email,omitempty"`
 
-	// WebhookUrl HTTPS URL to POST signed notifications to; null or "" for none.
+	// WebhookUrl HTTPS URL to POST signed notifications to; `null`, `""` or white space for none.
 	WebhookUrl *string `json:"webhook_url,omitempty"`
 }
 
@@ -544,9 +649,26 @@ type BudgetDeliveryChannel string
 // BudgetDeliveryStatus defines model for BudgetDelivery.Status.
 type BudgetDeliveryStatus string
 
-// BudgetList defines model for BudgetList.
+// BudgetDeliveryList A page of a budget's deliveries, newest first.
+type BudgetDeliveryList struct {
+	Data []BudgetDelivery `json:"data"`
+
+	// HasMore More items follow this page; ask for them with `cursor` = `next_cursor`.
+	HasMore HasMore `json:"has_more"`
+
+	// NextCursor The cursor of the next page (opaque); null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
+}
+
+// BudgetList A page of budgets, oldest first.
 type BudgetList struct {
-	Budgets []Budget `json:"budgets"`
+	Data []Budget `json:"data"`
+
+	// HasMore More items follow this page; ask for them with `cursor` = `next_cursor`.
+	HasMore HasMore `json:"has_more"`
+
+	// NextCursor The cursor of the next page (opaque); null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
 }
 
 // BudgetPercents defines model for BudgetPercents.
@@ -568,8 +690,10 @@ type BudgetStatus struct {
 	// Example: 12.3456789
 	ForecastUsd Money `json:"forecast_usd"`
 
-	// Month Example: 2026-11
-	Month string `json:"month"`
+	// Month A calendar month (UTC) as YYYY-MM, the one format of months everywhere in this API.
+	//
+	// Example: 2026-11
+	Month Month `json:"month"`
 
 	// PercentUsed Example: 42.5
 	PercentUsed string `json:"percent_used"`
@@ -586,9 +710,11 @@ type BudgetUpdate struct {
 	// AmountUsd A positive, exact amount of US dollars as a decimal string (never a JSON number).
 	//
 	// Example: 500.00
-	AmountUsd           *BudgetAmount   `json:"amount_usd,omitempty"`
-	Channels            *BudgetChannels `json:"channels,omitempty"`
-	ForecastThresholds  *BudgetPercents `json:"forecast_thresholds,omitempty"`
+	AmountUsd          *BudgetAmount   `json:"amount_usd,omitempty"`
+	Channels           *BudgetChannels `json:"channels,omitempty"`
+	ForecastThresholds *BudgetPercents `json:"forecast_thresholds,omitempty"`
+
+	// Name As in `NewBudget.name`.
 	Name                *string         `json:"name,omitempty"`
 	RotateWebhookSecret *bool           `json:"rotate_webhook_secret,omitempty"`
 	Thresholds          *BudgetPercents `json:"thresholds,omitempty"`
@@ -642,9 +768,15 @@ type Connection struct {
 // Replacing the key returns the connection to `pending`.
 type ConnectionStatus string
 
-// ConnectionList defines model for ConnectionList.
+// ConnectionList A page of your connections, oldest first (the shape of every list).
 type ConnectionList struct {
-	Connections []Connection `json:"connections"`
+	Data []Connection `json:"data"`
+
+	// HasMore More items follow this page; ask for them with `cursor` = `next_cursor`.
+	HasMore HasMore `json:"has_more"`
+
+	// NextCursor The cursor of the next page (opaque); null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
 }
 
 // ConnectionUpdate defines model for ConnectionUpdate.
@@ -652,9 +784,12 @@ type ConnectionUpdate struct {
 	// ApiKey The organisation's new admin key, for the same provider. Sealed at once; never returned.
 	ApiKey *string `json:"api_key,omitempty"`
 
-	// Label A new name for the connection.
+	// Label A new name for the connection (see `NewConnection.label`).
 	Label *string `json:"label,omitempty"`
 }
+
+// HasMore More items follow this page; ask for them with `cursor` = `next_cursor`.
+type HasMore = bool
 
 // Health defines model for Health.
 type Health struct {
@@ -673,6 +808,11 @@ type Me struct {
 // Example: 12.3456789
 type Money = string
 
+// Month A calendar month (UTC) as YYYY-MM, the one format of months everywhere in this API.
+//
+// Example: 2026-11
+type Month = string
+
 // NewBudget defines model for NewBudget.
 type NewBudget struct {
 	// AmountUsd A positive, exact amount of US dollars as a decimal string (never a JSON number).
@@ -687,7 +827,9 @@ type NewBudget struct {
 	// ForecastThresholds Percent of the amount the month-end forecast is projected to reach; default [100].
 	ForecastThresholds *BudgetPercents `json:"forecast_thresholds,omitempty"`
 
-	// Name Defaults to "Monthly budget".
+	// Name Leave it out for "Monthly budget". The same rules as a
+	// connection's `label` (NFC, 1 to 100 characters, no invisible
+	// characters; `""`, white space and `null` refused).
 	Name *string `json:"name,omitempty"`
 
 	// Provider Required with scope `provider`.
@@ -706,10 +848,21 @@ type NewConnection struct {
 	// ApiKey The organisation's admin key. Sealed at once; never returned.
 	ApiKey *string `json:"api_key,omitempty"`
 
-	// Label A name for the connection; defaults to the provider.
+	// Label A name for the connection; leave it out for the provider's name.
+	// Stored trimmed and in Unicode normalization form C; 1 to 100
+	// characters as people see them (grapheme clusters: a flag or an
+	// accented letter is one), at most 400 code points. Control
+	// characters, bidirectional overrides and isolates
+	// (U+202A–U+202E, U+2066–U+2069) and zero-width characters
+	// (U+200B–U+200D, U+2060, U+FEFF; a joiner inside an emoji sequence
+	// such as 👩‍💻 is allowed) are refused. `""`, white space only and
+	// `null` are refused (400), here and in a PATCH.
 	Label    *string  `json:"label,omitempty"`
 	Provider Provider `json:"provider"`
 }
+
+// NextCursor The cursor of the next page (opaque); null on the last page.
+type NextCursor = string
 
 // Problem RFC 9457 problem details.
 type Problem struct {
@@ -731,7 +884,13 @@ type Problem struct {
 	// Title Example: Bad Request
 	Title string `json:"title"`
 
-	// Type Example: https://tokka.dev/problems/400
+	// Type `https://tokka.dev/problems/<status>`, except for a "sync now" that
+	// came too soon for its connection:
+	// `https://tokka.dev/problems/sync-cooldown` (a 429 that is not
+	// about your rate-limit budget).
+	//
+	//
+	// Example: https://tokka.dev/problems/400
 	Type string `json:"type"`
 }
 
@@ -760,8 +919,8 @@ type ProviderSummary struct {
 	// Example: 12.3456789
 	ProjectedMonthEndUsd Money `json:"projected_month_end_usd"`
 
-	// Provider "openai", "anthropic" or "all"
-	Provider string `json:"provider"`
+	// Provider The provider, or `all` for the overall figures.
+	Provider ProviderSummaryProvider `json:"provider"`
 
 	// SamePeriodLastMonthUsd Exact decimal US dollars, as a string so no precision is lost.
 	//
@@ -769,6 +928,9 @@ type ProviderSummary struct {
 	SamePeriodLastMonthUsd Money `json:"same_period_last_month_usd"`
 	TokensMonthToDate      int64 `json:"tokens_month_to_date"`
 }
+
+// ProviderSummaryProvider The provider, or `all` for the overall figures.
+type ProviderSummaryProvider string
 
 // TopItem defines model for TopItem.
 type TopItem struct {
@@ -780,13 +942,18 @@ type TopItem struct {
 	Provider Provider `json:"provider"`
 }
 
-// Usage defines model for Usage.
+// Usage A page of rows (the shape of every list), with the query it answers and its totals.
 type Usage struct {
-	Filters    map[string]string  `json:"filters"`
-	From       openapi_types.Date `json:"from"`
-	GroupBy    []UsageGroupBy     `json:"group_by"`
-	NextCursor *string            `json:"next_cursor"`
-	Rows       []UsageRow         `json:"rows"`
+	Data    []UsageRow         `json:"data"`
+	Filters map[string]string  `json:"filters"`
+	From    openapi_types.Date `json:"from"`
+	GroupBy []UsageGroupBy     `json:"group_by"`
+
+	// HasMore More items follow this page; ask for them with `cursor` = `next_cursor`.
+	HasMore HasMore `json:"has_more"`
+
+	// NextCursor The cursor of the next page (opaque); null on the last page.
+	NextCursor *NextCursor        `json:"next_cursor"`
 	To         openapi_types.Date `json:"to"`
 
 	// Totals One group. Grouping fields appear only when grouped by them; "" means the provider reported no value.
@@ -822,9 +989,11 @@ type UsageRow struct {
 	InputUncachedTokens int64   `json:"input_uncached_tokens"`
 	Model               *string `json:"model,omitempty"`
 
-	// Month First day of the month.
-	Month        *openapi_types.Date `json:"month,omitempty"`
-	OutputTokens int64               `json:"output_tokens"`
+	// Month A calendar month (UTC) as YYYY-MM, the one format of months everywhere in this API.
+	//
+	// Example: 2026-11
+	Month        *Month `json:"month,omitempty"`
+	OutputTokens int64  `json:"output_tokens"`
 
 	// ProjectId OpenAI project or Anthropic workspace.
 	ProjectId *string   `json:"project_id,omitempty"`
@@ -847,8 +1016,10 @@ type UsageSummary struct {
 	AsOf       *time.Time        `json:"as_of"`
 	ByProvider []ProviderSummary `json:"by_provider"`
 
-	// Month Example: 2026-11
-	Month       string             `json:"month"`
+	// Month A calendar month (UTC) as YYYY-MM, the one format of months everywhere in this API.
+	//
+	// Example: 2026-11
+	Month       Month              `json:"month"`
 	Overall     ProviderSummary    `json:"overall"`
 	Today       openapi_types.Date `json:"today"`
 	TopModels   []TopItem          `json:"top_models"`
@@ -858,11 +1029,17 @@ type UsageSummary struct {
 // APIKeyFilter defines model for APIKeyFilter.
 type APIKeyFilter = string
 
+// AlertsOpen defines model for AlertsOpen.
+type AlertsOpen = bool
+
 // ConnectionFilter defines model for ConnectionFilter.
 type ConnectionFilter = openapi_types.UUID
 
 // ConnectionID defines model for ConnectionID.
 type ConnectionID = openapi_types.UUID
+
+// Cursor defines model for Cursor.
+type Cursor = string
 
 // From defines model for From.
 type From = openapi_types.Date
@@ -872,6 +1049,9 @@ type GroupBy = []string
 
 // IdempotencyKey defines model for IdempotencyKey.
 type IdempotencyKey = string
+
+// Limit defines model for Limit.
+type Limit = int
 
 // ModelFilter defines model for ModelFilter.
 type ModelFilter = string
@@ -888,6 +1068,15 @@ type ServiceTierFilter = string
 // To defines model for To.
 type To = openapi_types.Date
 
+// UsageCursor defines model for UsageCursor.
+type UsageCursor = string
+
+// UsageLimit defines model for UsageLimit.
+type UsageLimit = int
+
+// VerifyFull defines model for VerifyFull.
+type VerifyFull = bool
+
 // BadRequest RFC 9457 problem details.
 type BadRequest = Problem
 
@@ -902,6 +1091,9 @@ type Forbidden = Problem
 
 // InternalError RFC 9457 problem details.
 type InternalError = Problem
+
+// NotAcceptable RFC 9457 problem details.
+type NotAcceptable = Problem
 
 // NotFound RFC 9457 problem details.
 type NotFound = Problem
@@ -921,15 +1113,39 @@ type Unavailable = Problem
 // Unprocessable RFC 9457 problem details.
 type Unprocessable = Problem
 
+// UnsupportedMediaType RFC 9457 problem details.
+type UnsupportedMediaType = Problem
+
 // ListAlertsParams defines parameters for ListAlerts.
 type ListAlertsParams struct {
-	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
-	// Cursor The `next_cursor` of the previous page.
-	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// Open Only alerts not yet acknowledged.
-	Open *bool `form:"open,omitempty" json:"open,omitempty"`
+	Open *AlertsOpen `form:"open,omitempty" json:"open,omitempty"`
+}
+
+// HeadListAlertsParams defines parameters for HeadListAlerts.
+type HeadListAlertsParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Open Only alerts not yet acknowledged.
+	Open *AlertsOpen `form:"open,omitempty" json:"open,omitempty"`
 }
 
 // AcknowledgeAlertParams defines parameters for AcknowledgeAlert.
@@ -942,16 +1158,66 @@ type AcknowledgeAlertParams struct {
 
 // ListAuditEventsParams defines parameters for ListAuditEvents.
 type ListAuditEventsParams struct {
-	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
-	// Cursor The `next_cursor` of the previous page.
-	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// HeadListAuditEventsParams defines parameters for HeadListAuditEvents.
+type HeadListAuditEventsParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // VerifyAuditEventsParams defines parameters for VerifyAuditEvents.
 type VerifyAuditEventsParams struct {
-	// Full Re-check the whole chain from your first event, not only what is new.
-	Full *bool `form:"full,omitempty" json:"full,omitempty"`
+	// Full Re-check the whole chain from your first event, not only what is new since the last check (rate limited by RATE_LIMIT_AUDIT_FULL_PER_HOUR).
+	Full *VerifyFull `form:"full,omitempty" json:"full,omitempty"`
+}
+
+// HeadVerifyAuditEventsParams defines parameters for HeadVerifyAuditEvents.
+type HeadVerifyAuditEventsParams struct {
+	// Full Re-check the whole chain from your first event, not only what is new since the last check (rate limited by RATE_LIMIT_AUDIT_FULL_PER_HOUR).
+	Full *VerifyFull `form:"full,omitempty" json:"full,omitempty"`
+}
+
+// ListBudgetsParams defines parameters for ListBudgets.
+type ListBudgetsParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// HeadListBudgetsParams defines parameters for HeadListBudgets.
+type HeadListBudgetsParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // CreateBudgetParams defines parameters for CreateBudget.
@@ -960,6 +1226,58 @@ type CreateBudgetParams struct {
 	// body within 24 hours gets the first successful response again and
 	// changes nothing (see the API description).
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// ListBudgetDeliveriesParams defines parameters for ListBudgetDeliveries.
+type ListBudgetDeliveriesParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// HeadListBudgetDeliveriesParams defines parameters for HeadListBudgetDeliveries.
+type HeadListBudgetDeliveriesParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// ListConnectionsParams defines parameters for ListConnections.
+type ListConnectionsParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// HeadListConnectionsParams defines parameters for HeadListConnections.
+type HeadListConnectionsParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // CreateConnectionParams defines parameters for CreateConnection.
@@ -980,10 +1298,15 @@ type RequestSyncParams struct {
 
 // GetUsageParams defines parameters for GetUsage.
 type GetUsageParams struct {
-	// From First day (UTC), default 29 days before `to`; from 2000-01-01 to 2100-12-31.
+	// From First day (UTC), default 29 days before `to`; from 2000-01-01 to
+	// 2100-12-31. `from`..`to`, both included, spans at most 366 days, so
+	// `to` is at most 365 days after `from` (a leap year's 1 January to
+	// 31 December is the longest range).
 	From *From `form:"from,omitempty" json:"from,omitempty"`
 
-	// To Last day (UTC), inclusive; default today. At most 366 days after `from`; from 2000-01-01 to 2100-12-31.
+	// To Last day (UTC), included; default today; from 2000-01-01 to
+	// 2100-12-31, and at most 365 days after `from` (366 days in all,
+	// both ends counted).
 	To *To `form:"to,omitempty" json:"to,omitempty"`
 
 	// GroupBy Dimensions to group by: `month`, `week` (ISO, Monday), `day`,
@@ -1004,26 +1327,76 @@ type GetUsageParams struct {
 	ServiceTier *ServiceTierFilter `form:"service_tier,omitempty" json:"service_tier,omitempty"`
 
 	// Limit Rows per page.
-	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+	Limit *UsageLimit `form:"limit,omitempty" json:"limit,omitempty"`
 
-	// Cursor The `next_cursor` of the previous page. It is valid only with the
-	// same `from`, `to`, `group_by` (in the same order) and filters it
-	// came from (`limit` may change); with other parameters it is a
-	// 400. Pages follow the grouping values, not an offset, so paging
+	// Cursor The `next_cursor` of the previous page, opaque. It is valid only
+	// with the same `from`, `to`, `group_by` (in the same order) and
+	// filters it came from (`limit` may change); with other parameters it
+	// is a 400. Pages follow the grouping values, not an offset, so paging
 	// keeps its place while Tokka re-syncs recent days: a group that
 	// existed when paging started is served exactly once.
-	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+	Cursor *UsageCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // GetUsageParamsGroupBy defines parameters for GetUsage.
 type GetUsageParamsGroupBy string
 
-// ExportUsageCSVParams defines parameters for ExportUsageCSV.
-type ExportUsageCSVParams struct {
-	// From First day (UTC), default 29 days before `to`; from 2000-01-01 to 2100-12-31.
+// HeadGetUsageParams defines parameters for HeadGetUsage.
+type HeadGetUsageParams struct {
+	// From First day (UTC), default 29 days before `to`; from 2000-01-01 to
+	// 2100-12-31. `from`..`to`, both included, spans at most 366 days, so
+	// `to` is at most 365 days after `from` (a leap year's 1 January to
+	// 31 December is the longest range).
 	From *From `form:"from,omitempty" json:"from,omitempty"`
 
-	// To Last day (UTC), inclusive; default today. At most 366 days after `from`; from 2000-01-01 to 2100-12-31.
+	// To Last day (UTC), included; default today; from 2000-01-01 to
+	// 2100-12-31, and at most 365 days after `from` (366 days in all,
+	// both ends counted).
+	To *To `form:"to,omitempty" json:"to,omitempty"`
+
+	// GroupBy Dimensions to group by: `month`, `week` (ISO, Monday), `day`,
+	// `provider`, `connection`, `model`, `project`, `api_key`,
+	// `service_tier`. Send them comma-separated (`group_by=day,model`),
+	// repeated (`group_by=day&group_by=model`), or both; they are combined
+	// in order and a repeated one counts once.
+	GroupBy    *GroupBy          `form:"group_by,omitempty" json:"group_by,omitempty"`
+	Provider   *ProviderFilter   `form:"provider,omitempty" json:"provider,omitempty"`
+	Connection *ConnectionFilter `form:"connection,omitempty" json:"connection,omitempty"`
+	Model      *ModelFilter      `form:"model,omitempty" json:"model,omitempty"`
+
+	// Project OpenAI project id or Anthropic workspace id ("" is the default workspace, so it cannot be filtered on).
+	Project *ProjectFilter `form:"project,omitempty" json:"project,omitempty"`
+
+	// ApiKey The provider's API key id (never a key).
+	ApiKey      *APIKeyFilter      `form:"api_key,omitempty" json:"api_key,omitempty"`
+	ServiceTier *ServiceTierFilter `form:"service_tier,omitempty" json:"service_tier,omitempty"`
+
+	// Limit Rows per page.
+	Limit *UsageLimit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page, opaque. It is valid only
+	// with the same `from`, `to`, `group_by` (in the same order) and
+	// filters it came from (`limit` may change); with other parameters it
+	// is a 400. Pages follow the grouping values, not an offset, so paging
+	// keeps its place while Tokka re-syncs recent days: a group that
+	// existed when paging started is served exactly once.
+	Cursor *UsageCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// HeadGetUsageParamsGroupBy defines parameters for HeadGetUsage.
+type HeadGetUsageParamsGroupBy string
+
+// ExportUsageCSVParams defines parameters for ExportUsageCSV.
+type ExportUsageCSVParams struct {
+	// From First day (UTC), default 29 days before `to`; from 2000-01-01 to
+	// 2100-12-31. `from`..`to`, both included, spans at most 366 days, so
+	// `to` is at most 365 days after `from` (a leap year's 1 January to
+	// 31 December is the longest range).
+	From *From `form:"from,omitempty" json:"from,omitempty"`
+
+	// To Last day (UTC), included; default today; from 2000-01-01 to
+	// 2100-12-31, and at most 365 days after `from` (366 days in all,
+	// both ends counted).
 	To *To `form:"to,omitempty" json:"to,omitempty"`
 
 	// GroupBy Dimensions to group by: `month`, `week` (ISO, Monday), `day`,
@@ -1046,6 +1419,40 @@ type ExportUsageCSVParams struct {
 
 // ExportUsageCSVParamsGroupBy defines parameters for ExportUsageCSV.
 type ExportUsageCSVParamsGroupBy string
+
+// HeadExportUsageCSVParams defines parameters for HeadExportUsageCSV.
+type HeadExportUsageCSVParams struct {
+	// From First day (UTC), default 29 days before `to`; from 2000-01-01 to
+	// 2100-12-31. `from`..`to`, both included, spans at most 366 days, so
+	// `to` is at most 365 days after `from` (a leap year's 1 January to
+	// 31 December is the longest range).
+	From *From `form:"from,omitempty" json:"from,omitempty"`
+
+	// To Last day (UTC), included; default today; from 2000-01-01 to
+	// 2100-12-31, and at most 365 days after `from` (366 days in all,
+	// both ends counted).
+	To *To `form:"to,omitempty" json:"to,omitempty"`
+
+	// GroupBy Dimensions to group by: `month`, `week` (ISO, Monday), `day`,
+	// `provider`, `connection`, `model`, `project`, `api_key`,
+	// `service_tier`. Send them comma-separated (`group_by=day,model`),
+	// repeated (`group_by=day&group_by=model`), or both; they are combined
+	// in order and a repeated one counts once.
+	GroupBy    *GroupBy          `form:"group_by,omitempty" json:"group_by,omitempty"`
+	Provider   *ProviderFilter   `form:"provider,omitempty" json:"provider,omitempty"`
+	Connection *ConnectionFilter `form:"connection,omitempty" json:"connection,omitempty"`
+	Model      *ModelFilter      `form:"model,omitempty" json:"model,omitempty"`
+
+	// Project OpenAI project id or Anthropic workspace id ("" is the default workspace, so it cannot be filtered on).
+	Project *ProjectFilter `form:"project,omitempty" json:"project,omitempty"`
+
+	// ApiKey The provider's API key id (never a key).
+	ApiKey      *APIKeyFilter      `form:"api_key,omitempty" json:"api_key,omitempty"`
+	ServiceTier *ServiceTierFilter `form:"service_tier,omitempty" json:"service_tier,omitempty"`
+}
+
+// HeadExportUsageCSVParamsGroupBy defines parameters for HeadExportUsageCSV.
+type HeadExportUsageCSVParamsGroupBy string
 
 // CreateBudgetJSONRequestBody defines body for CreateBudget for application/json ContentType.
 type CreateBudgetJSONRequestBody = NewBudget
@@ -1138,10 +1545,24 @@ type ClientInterface interface {
 	// Corresponds with GET /healthz (the `Healthz` operationId).
 	Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// HeadHealthz Liveness (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /healthz (the `HeadHealthz` operationId).
+	HeadHealthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// OpenapiSpec This document
 	//
 	// Corresponds with GET /openapi.yaml (the `OpenapiSpec` operationId).
 	OpenapiSpec(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadOpenapiSpec This document (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /openapi.yaml (the `HeadOpenapiSpec` operationId).
+	HeadOpenapiSpec(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// Readyz Readiness (the database answers and the api is not shutting down)
 	//
@@ -1152,6 +1573,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadReadyz Readiness (the database answers and the api is not shutting down) (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /readyz (the `HeadReadyz` operationId).
+	HeadReadyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListAlerts Alerts raised for you, newest first
 	//
@@ -1164,6 +1592,13 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/alerts (the `ListAlerts` operationId).
 	ListAlerts(ctx context.Context, params *ListAlertsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// HeadListAlerts Alerts raised for you, newest first (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/alerts (the `HeadListAlerts` operationId).
+	HeadListAlerts(ctx context.Context, params *HeadListAlertsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// AcknowledgeAlert Mark an alert as seen
 	//
 	// Corresponds with POST /v1/alerts/{id}/acknowledge (the `AcknowledgeAlert` operationId).
@@ -1173,6 +1608,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/audit-events (the `ListAuditEvents` operationId).
 	ListAuditEvents(ctx context.Context, params *ListAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadListAuditEvents Your audit log, newest first (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/audit-events (the `HeadListAuditEvents` operationId).
+	HeadListAuditEvents(ctx context.Context, params *HeadListAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// VerifyAuditEvents Check that your audit log has not been tampered with
 	//
@@ -1199,10 +1641,24 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/audit-events/verify (the `VerifyAuditEvents` operationId).
 	VerifyAuditEvents(ctx context.Context, params *VerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// HeadVerifyAuditEvents Check that your audit log has not been tampered with (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/audit-events/verify (the `HeadVerifyAuditEvents` operationId).
+	HeadVerifyAuditEvents(ctx context.Context, params *HeadVerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListBudgets List your budgets with where each stands this month
 	//
 	// Corresponds with GET /v1/budgets (the `ListBudgets` operationId).
-	ListBudgets(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ListBudgets(ctx context.Context, params *ListBudgetsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadListBudgets List your budgets with where each stands this month (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/budgets (the `HeadListBudgets` operationId).
+	HeadListBudgets(ctx context.Context, params *HeadListBudgetsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateBudgetWithBody Create a monthly budget
 	//
@@ -1293,10 +1749,17 @@ type ClientInterface interface {
 	// Corresponds with DELETE /v1/budgets/{id} (the `DeleteBudget` operationId).
 	DeleteBudget(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// GetBudget Read one budget, with its recent notification deliveries
+	// GetBudget Read one budget
 	//
 	// Corresponds with GET /v1/budgets/{id} (the `GetBudget` operationId).
 	GetBudget(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadGetBudget Read one budget (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/budgets/{id} (the `HeadGetBudget` operationId).
+	HeadGetBudget(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateBudgetWithBody Change a budget
 	//
@@ -1324,10 +1787,32 @@ type ClientInterface interface {
 	// Corresponds with PATCH /v1/budgets/{id} (the `UpdateBudget` operationId).
 	UpdateBudget(ctx context.Context, id openapi_types.UUID, body UpdateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListBudgetDeliveries A budget's notification deliveries, newest first
+	//
+	// Each notification of one of the budget's alerts on each of its
+	// channels, and how it went.
+	//
+	// Corresponds with GET /v1/budgets/{id}/deliveries (the `ListBudgetDeliveries` operationId).
+	ListBudgetDeliveries(ctx context.Context, id openapi_types.UUID, params *ListBudgetDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadListBudgetDeliveries A budget's notification deliveries, newest first (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/budgets/{id}/deliveries (the `HeadListBudgetDeliveries` operationId).
+	HeadListBudgetDeliveries(ctx context.Context, id openapi_types.UUID, params *HeadListBudgetDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListConnections List your connections
 	//
 	// Corresponds with GET /v1/connections (the `ListConnections` operationId).
-	ListConnections(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ListConnections(ctx context.Context, params *ListConnectionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadListConnections List your connections (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/connections (the `HeadListConnections` operationId).
+	HeadListConnections(ctx context.Context, params *HeadListConnectionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateConnectionWithBody Connect a provider organisation with its admin key
 	//
@@ -1374,6 +1859,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/connections/{id} (the `GetConnection` operationId).
 	GetConnection(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadGetConnection Read one connection (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/connections/{id} (the `HeadGetConnection` operationId).
+	HeadGetConnection(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateConnectionWithBody Rename a connection and/or replace its key
 	//
@@ -1434,6 +1926,13 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/me (the `GetMe` operationId).
 	GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// HeadGetMe The caller, from the access token (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/me (the `HeadGetMe` operationId).
+	HeadGetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetUsage Tokens, requests and cost over a range of days
 	//
 	// Sums your usage (tokens by class and requests, from the providers'
@@ -1452,6 +1951,13 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/usage (the `GetUsage` operationId).
 	GetUsage(ctx context.Context, params *GetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// HeadGetUsage Tokens, requests and cost over a range of days (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/usage (the `HeadGetUsage` operationId).
+	HeadGetUsage(ctx context.Context, params *HeadGetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ExportUsageCSV The same rows as /v1/usage, as CSV
 	//
 	// Streams every row of the query (no paging) as RFC 4180 CSV with a
@@ -1468,6 +1974,13 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/usage/export.csv (the `ExportUsageCSV` operationId).
 	ExportUsageCSV(ctx context.Context, params *ExportUsageCSVParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// HeadExportUsageCSV The same rows as /v1/usage, as CSV (headers only)
+	//
+	// The same as GET, without a body; the rows are not read, so there is no Content-Length.
+	//
+	// Corresponds with HEAD /v1/usage/export.csv (the `HeadExportUsageCSV` operationId).
+	HeadExportUsageCSV(ctx context.Context, params *HeadExportUsageCSVParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetUsageSummary Month to date, previous month and the month-end forecast
 	//
 	// Spend for the current UTC month so far, the whole previous month, the
@@ -1482,6 +1995,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/usage/summary (the `GetUsageSummary` operationId).
 	GetUsageSummary(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadGetUsageSummary Month to date, previous month and the month-end forecast (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/usage/summary (the `HeadGetUsageSummary` operationId).
+	HeadGetUsageSummary(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 // Healthz Liveness
@@ -1489,6 +2009,23 @@ type ClientInterface interface {
 // Corresponds with GET /healthz (the `Healthz` operationId).
 func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewHealthzRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadHealthz Liveness (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /healthz (the `HeadHealthz` operationId).
+func (c *Client) HeadHealthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadHealthzRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -1514,6 +2051,23 @@ func (c *Client) OpenapiSpec(ctx context.Context, reqEditors ...RequestEditorFn)
 	return c.Client.Do(req)
 }
 
+// HeadOpenapiSpec This document (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /openapi.yaml (the `HeadOpenapiSpec` operationId).
+func (c *Client) HeadOpenapiSpec(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadOpenapiSpecRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // Readyz Readiness (the database answers and the api is not shutting down)
 //
 // 503 while the database does not answer, and from the moment the api
@@ -1524,6 +2078,23 @@ func (c *Client) OpenapiSpec(ctx context.Context, reqEditors ...RequestEditorFn)
 // Corresponds with GET /readyz (the `Readyz` operationId).
 func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReadyzRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadReadyz Readiness (the database answers and the api is not shutting down) (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /readyz (the `HeadReadyz` operationId).
+func (c *Client) HeadReadyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadReadyzRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -1555,6 +2126,23 @@ func (c *Client) ListAlerts(ctx context.Context, params *ListAlertsParams, reqEd
 	return c.Client.Do(req)
 }
 
+// HeadListAlerts Alerts raised for you, newest first (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/alerts (the `HeadListAlerts` operationId).
+func (c *Client) HeadListAlerts(ctx context.Context, params *HeadListAlertsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadListAlertsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // AcknowledgeAlert Mark an alert as seen
 //
 // Corresponds with POST /v1/alerts/{id}/acknowledge (the `AcknowledgeAlert` operationId).
@@ -1575,6 +2163,23 @@ func (c *Client) AcknowledgeAlert(ctx context.Context, id int64, params *Acknowl
 // Corresponds with GET /v1/audit-events (the `ListAuditEvents` operationId).
 func (c *Client) ListAuditEvents(ctx context.Context, params *ListAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListAuditEventsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadListAuditEvents Your audit log, newest first (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/audit-events (the `HeadListAuditEvents` operationId).
+func (c *Client) HeadListAuditEvents(ctx context.Context, params *HeadListAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadListAuditEventsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1620,11 +2225,45 @@ func (c *Client) VerifyAuditEvents(ctx context.Context, params *VerifyAuditEvent
 	return c.Client.Do(req)
 }
 
+// HeadVerifyAuditEvents Check that your audit log has not been tampered with (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/audit-events/verify (the `HeadVerifyAuditEvents` operationId).
+func (c *Client) HeadVerifyAuditEvents(ctx context.Context, params *HeadVerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadVerifyAuditEventsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListBudgets List your budgets with where each stands this month
 //
 // Corresponds with GET /v1/budgets (the `ListBudgets` operationId).
-func (c *Client) ListBudgets(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewListBudgetsRequest(c.Server)
+func (c *Client) ListBudgets(ctx context.Context, params *ListBudgetsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListBudgetsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadListBudgets List your budgets with where each stands this month (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/budgets (the `HeadListBudgets` operationId).
+func (c *Client) HeadListBudgets(ctx context.Context, params *HeadListBudgetsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadListBudgetsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1754,11 +2393,28 @@ func (c *Client) DeleteBudget(ctx context.Context, id openapi_types.UUID, reqEdi
 	return c.Client.Do(req)
 }
 
-// GetBudget Read one budget, with its recent notification deliveries
+// GetBudget Read one budget
 //
 // Corresponds with GET /v1/budgets/{id} (the `GetBudget` operationId).
 func (c *Client) GetBudget(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetBudgetRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadGetBudget Read one budget (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/budgets/{id} (the `HeadGetBudget` operationId).
+func (c *Client) HeadGetBudget(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadGetBudgetRequest(c.Server, id)
 	if err != nil {
 		return nil, err
 	}
@@ -1815,11 +2471,63 @@ func (c *Client) UpdateBudget(ctx context.Context, id openapi_types.UUID, body U
 	return c.Client.Do(req)
 }
 
+// ListBudgetDeliveries A budget's notification deliveries, newest first
+//
+// Each notification of one of the budget's alerts on each of its
+// channels, and how it went.
+//
+// Corresponds with GET /v1/budgets/{id}/deliveries (the `ListBudgetDeliveries` operationId).
+func (c *Client) ListBudgetDeliveries(ctx context.Context, id openapi_types.UUID, params *ListBudgetDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListBudgetDeliveriesRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadListBudgetDeliveries A budget's notification deliveries, newest first (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/budgets/{id}/deliveries (the `HeadListBudgetDeliveries` operationId).
+func (c *Client) HeadListBudgetDeliveries(ctx context.Context, id openapi_types.UUID, params *HeadListBudgetDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadListBudgetDeliveriesRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListConnections List your connections
 //
 // Corresponds with GET /v1/connections (the `ListConnections` operationId).
-func (c *Client) ListConnections(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewListConnectionsRequest(c.Server)
+func (c *Client) ListConnections(ctx context.Context, params *ListConnectionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListConnectionsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadListConnections List your connections (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/connections (the `HeadListConnections` operationId).
+func (c *Client) HeadListConnections(ctx context.Context, params *HeadListConnectionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadListConnectionsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1906,6 +2614,23 @@ func (c *Client) DeleteConnection(ctx context.Context, id ConnectionID, reqEdito
 // Corresponds with GET /v1/connections/{id} (the `GetConnection` operationId).
 func (c *Client) GetConnection(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetConnectionRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadGetConnection Read one connection (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/connections/{id} (the `HeadGetConnection` operationId).
+func (c *Client) HeadGetConnection(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadGetConnectionRequest(c.Server, id)
 	if err != nil {
 		return nil, err
 	}
@@ -2015,6 +2740,23 @@ func (c *Client) GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*htt
 	return c.Client.Do(req)
 }
 
+// HeadGetMe The caller, from the access token (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/me (the `HeadGetMe` operationId).
+func (c *Client) HeadGetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadGetMeRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetUsage Tokens, requests and cost over a range of days
 //
 // Sums your usage (tokens by class and requests, from the providers'
@@ -2033,6 +2775,23 @@ func (c *Client) GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*htt
 // Corresponds with GET /v1/usage (the `GetUsage` operationId).
 func (c *Client) GetUsage(ctx context.Context, params *GetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetUsageRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadGetUsage Tokens, requests and cost over a range of days (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/usage (the `HeadGetUsage` operationId).
+func (c *Client) HeadGetUsage(ctx context.Context, params *HeadGetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadGetUsageRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2069,6 +2828,23 @@ func (c *Client) ExportUsageCSV(ctx context.Context, params *ExportUsageCSVParam
 	return c.Client.Do(req)
 }
 
+// HeadExportUsageCSV The same rows as /v1/usage, as CSV (headers only)
+//
+// The same as GET, without a body; the rows are not read, so there is no Content-Length.
+//
+// Corresponds with HEAD /v1/usage/export.csv (the `HeadExportUsageCSV` operationId).
+func (c *Client) HeadExportUsageCSV(ctx context.Context, params *HeadExportUsageCSVParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadExportUsageCSVRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetUsageSummary Month to date, previous month and the month-end forecast
 //
 // Spend for the current UTC month so far, the whole previous month, the
@@ -2084,6 +2860,23 @@ func (c *Client) ExportUsageCSV(ctx context.Context, params *ExportUsageCSVParam
 // Corresponds with GET /v1/usage/summary (the `GetUsageSummary` operationId).
 func (c *Client) GetUsageSummary(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetUsageSummaryRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadGetUsageSummary Month to date, previous month and the month-end forecast (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/usage/summary (the `HeadGetUsageSummary` operationId).
+func (c *Client) HeadGetUsageSummary(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadGetUsageSummaryRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -2121,6 +2914,33 @@ func NewHealthzRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewHeadHealthzRequest constructs an http.Request for the HeadHealthz method
+func NewHeadHealthzRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/healthz")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewOpenapiSpecRequest constructs an http.Request for the OpenapiSpec method
 func NewOpenapiSpecRequest(server string) (*http.Request, error) {
 	var err error
@@ -2148,6 +2968,33 @@ func NewOpenapiSpecRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewHeadOpenapiSpecRequest constructs an http.Request for the HeadOpenapiSpec method
+func NewHeadOpenapiSpecRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/openapi.yaml")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewReadyzRequest constructs an http.Request for the Readyz method
 func NewReadyzRequest(server string) (*http.Request, error) {
 	var err error
@@ -2168,6 +3015,33 @@ func NewReadyzRequest(server string) (*http.Request, error) {
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadReadyzRequest constructs an http.Request for the HeadReadyz method
+func NewHeadReadyzRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/readyz")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -2246,6 +3120,84 @@ func NewListAlertsRequest(server string, params *ListAlertsParams) (*http.Reques
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadListAlertsRequest constructs an http.Request for the HeadListAlerts method
+func NewHeadListAlertsRequest(server string, params *HeadListAlertsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/alerts")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Open != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "open", *params.Open, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -2368,6 +3320,72 @@ func NewListAuditEventsRequest(server string, params *ListAuditEventsParams) (*h
 	return req, nil
 }
 
+// NewHeadListAuditEventsRequest constructs an http.Request for the HeadListAuditEvents method
+func NewHeadListAuditEventsRequest(server string, params *HeadListAuditEventsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/audit-events")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewVerifyAuditEventsRequest constructs an http.Request for the VerifyAuditEvents method
 func NewVerifyAuditEventsRequest(server string, params *VerifyAuditEventsParams) (*http.Request, error) {
 	var err error
@@ -2422,8 +3440,62 @@ func NewVerifyAuditEventsRequest(server string, params *VerifyAuditEventsParams)
 	return req, nil
 }
 
+// NewHeadVerifyAuditEventsRequest constructs an http.Request for the HeadVerifyAuditEvents method
+func NewHeadVerifyAuditEventsRequest(server string, params *HeadVerifyAuditEventsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/audit-events/verify")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Full != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "full", *params.Full, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListBudgetsRequest constructs an http.Request for the ListBudgets method
-func NewListBudgetsRequest(server string) (*http.Request, error) {
+func NewListBudgetsRequest(server string, params *ListBudgetsParams) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -2441,7 +3513,112 @@ func NewListBudgetsRequest(server string) (*http.Request, error) {
 		return nil, err
 	}
 
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadListBudgetsRequest constructs an http.Request for the HeadListBudgets method
+func NewHeadListBudgetsRequest(server string, params *HeadListBudgetsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/budgets")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -2572,6 +3749,40 @@ func NewGetBudgetRequest(server string, id openapi_types.UUID) (*http.Request, e
 	return req, nil
 }
 
+// NewHeadGetBudgetRequest constructs an http.Request for the HeadGetBudget method
+func NewHeadGetBudgetRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/budgets/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewUpdateBudgetRequest calls the generic UpdateBudget builder with application/json body
 func NewUpdateBudgetRequest(server string, id openapi_types.UUID, body UpdateBudgetJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -2619,8 +3830,154 @@ func NewUpdateBudgetRequestWithBody(server string, id openapi_types.UUID, conten
 	return req, nil
 }
 
+// NewListBudgetDeliveriesRequest constructs an http.Request for the ListBudgetDeliveries method
+func NewListBudgetDeliveriesRequest(server string, id openapi_types.UUID, params *ListBudgetDeliveriesParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/budgets/%s/deliveries", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadListBudgetDeliveriesRequest constructs an http.Request for the HeadListBudgetDeliveries method
+func NewHeadListBudgetDeliveriesRequest(server string, id openapi_types.UUID, params *HeadListBudgetDeliveriesParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/budgets/%s/deliveries", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListConnectionsRequest constructs an http.Request for the ListConnections method
-func NewListConnectionsRequest(server string) (*http.Request, error) {
+func NewListConnectionsRequest(server string, params *ListConnectionsParams) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -2638,7 +3995,112 @@ func NewListConnectionsRequest(server string) (*http.Request, error) {
 		return nil, err
 	}
 
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadListConnectionsRequest constructs an http.Request for the HeadListConnections method
+func NewHeadListConnectionsRequest(server string, params *HeadListConnectionsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/connections")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -2769,6 +4231,40 @@ func NewGetConnectionRequest(server string, id ConnectionID) (*http.Request, err
 	return req, nil
 }
 
+// NewHeadGetConnectionRequest constructs an http.Request for the HeadGetConnection method
+func NewHeadGetConnectionRequest(server string, id ConnectionID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/connections/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewUpdateConnectionRequest calls the generic UpdateConnection builder with application/json body
 func NewUpdateConnectionRequest(server string, id ConnectionID, body UpdateConnectionJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -2885,6 +4381,33 @@ func NewGetMeRequest(server string) (*http.Request, error) {
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadGetMeRequest constructs an http.Request for the HeadGetMe method
+func NewHeadGetMeRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/me")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -3066,6 +4589,180 @@ func NewGetUsageRequest(server string, params *GetUsageParams) (*http.Request, e
 	return req, nil
 }
 
+// NewHeadGetUsageRequest constructs an http.Request for the HeadGetUsage method
+func NewHeadGetUsageRequest(server string, params *HeadGetUsageParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/usage")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.GroupBy != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "group_by", *params.GroupBy, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Provider != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "provider", *params.Provider, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Connection != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "connection", *params.Connection, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Model != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "model", *params.Model, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Project != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "project", *params.Project, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.ApiKey != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "api_key", *params.ApiKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.ServiceTier != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "service_tier", *params.ServiceTier, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewExportUsageCSVRequest constructs an http.Request for the ExportUsageCSV method
 func NewExportUsageCSVRequest(server string, params *ExportUsageCSVParams) (*http.Request, error) {
 	var err error
@@ -3216,6 +4913,156 @@ func NewExportUsageCSVRequest(server string, params *ExportUsageCSVParams) (*htt
 	return req, nil
 }
 
+// NewHeadExportUsageCSVRequest constructs an http.Request for the HeadExportUsageCSV method
+func NewHeadExportUsageCSVRequest(server string, params *HeadExportUsageCSVParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/usage/export.csv")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.GroupBy != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "group_by", *params.GroupBy, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Provider != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "provider", *params.Provider, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Connection != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "connection", *params.Connection, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Model != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "model", *params.Model, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Project != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "project", *params.Project, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.ApiKey != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "api_key", *params.ApiKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.ServiceTier != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "service_tier", *params.ServiceTier, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetUsageSummaryRequest constructs an http.Request for the GetUsageSummary method
 func NewGetUsageSummaryRequest(server string) (*http.Request, error) {
 	var err error
@@ -3236,6 +5083,33 @@ func NewGetUsageSummaryRequest(server string) (*http.Request, error) {
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadGetUsageSummaryRequest constructs an http.Request for the HeadGetUsageSummary method
+func NewHeadGetUsageSummaryRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/usage/summary")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -3294,12 +5168,30 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /healthz (the `Healthz` operationId).
 	HealthzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthzResponse, error)
 
+	// HeadHealthzWithResponse Liveness (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /healthz (the `HeadHealthz` operationId).
+	HeadHealthzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadHealthzResponse, error)
+
 	// OpenapiSpecWithResponse This document
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /openapi.yaml (the `OpenapiSpec` operationId).
 	OpenapiSpecWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*OpenapiSpecResponse, error)
+
+	// HeadOpenapiSpecWithResponse This document (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /openapi.yaml (the `HeadOpenapiSpec` operationId).
+	HeadOpenapiSpecWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadOpenapiSpecResponse, error)
 
 	// ReadyzWithResponse Readiness (the database answers and the api is not shutting down)
 	//
@@ -3312,6 +5204,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	ReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyzResponse, error)
+
+	// HeadReadyzWithResponse Readiness (the database answers and the api is not shutting down) (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /readyz (the `HeadReadyz` operationId).
+	HeadReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadReadyzResponse, error)
 
 	// ListAlertsWithResponse Alerts raised for you, newest first
 	//
@@ -3326,6 +5227,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/alerts (the `ListAlerts` operationId).
 	ListAlertsWithResponse(ctx context.Context, params *ListAlertsParams, reqEditors ...RequestEditorFn) (*ListAlertsResponse, error)
 
+	// HeadListAlertsWithResponse Alerts raised for you, newest first (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/alerts (the `HeadListAlerts` operationId).
+	HeadListAlertsWithResponse(ctx context.Context, params *HeadListAlertsParams, reqEditors ...RequestEditorFn) (*HeadListAlertsResponse, error)
+
 	// AcknowledgeAlertWithResponse Mark an alert as seen
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -3339,6 +5249,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/audit-events (the `ListAuditEvents` operationId).
 	ListAuditEventsWithResponse(ctx context.Context, params *ListAuditEventsParams, reqEditors ...RequestEditorFn) (*ListAuditEventsResponse, error)
+
+	// HeadListAuditEventsWithResponse Your audit log, newest first (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/audit-events (the `HeadListAuditEvents` operationId).
+	HeadListAuditEventsWithResponse(ctx context.Context, params *HeadListAuditEventsParams, reqEditors ...RequestEditorFn) (*HeadListAuditEventsResponse, error)
 
 	// VerifyAuditEventsWithResponse Check that your audit log has not been tampered with
 	//
@@ -3367,12 +5286,30 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/audit-events/verify (the `VerifyAuditEvents` operationId).
 	VerifyAuditEventsWithResponse(ctx context.Context, params *VerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*VerifyAuditEventsResponse, error)
 
+	// HeadVerifyAuditEventsWithResponse Check that your audit log has not been tampered with (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/audit-events/verify (the `HeadVerifyAuditEvents` operationId).
+	HeadVerifyAuditEventsWithResponse(ctx context.Context, params *HeadVerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*HeadVerifyAuditEventsResponse, error)
+
 	// ListBudgetsWithResponse List your budgets with where each stands this month
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/budgets (the `ListBudgets` operationId).
-	ListBudgetsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListBudgetsResponse, error)
+	ListBudgetsWithResponse(ctx context.Context, params *ListBudgetsParams, reqEditors ...RequestEditorFn) (*ListBudgetsResponse, error)
+
+	// HeadListBudgetsWithResponse List your budgets with where each stands this month (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/budgets (the `HeadListBudgets` operationId).
+	HeadListBudgetsWithResponse(ctx context.Context, params *HeadListBudgetsParams, reqEditors ...RequestEditorFn) (*HeadListBudgetsResponse, error)
 
 	// CreateBudgetWithBodyWithResponse Create a monthly budget
 	//
@@ -3465,12 +5402,21 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with DELETE /v1/budgets/{id} (the `DeleteBudget` operationId).
 	DeleteBudgetWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteBudgetResponse, error)
 
-	// GetBudgetWithResponse Read one budget, with its recent notification deliveries
+	// GetBudgetWithResponse Read one budget
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/budgets/{id} (the `GetBudget` operationId).
 	GetBudgetWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetBudgetResponse, error)
+
+	// HeadGetBudgetWithResponse Read one budget (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/budgets/{id} (the `HeadGetBudget` operationId).
+	HeadGetBudgetWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*HeadGetBudgetResponse, error)
 
 	// UpdateBudgetWithBodyWithResponse Change a budget
 	//
@@ -3498,12 +5444,40 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PATCH /v1/budgets/{id} (the `UpdateBudget` operationId).
 	UpdateBudgetWithResponse(ctx context.Context, id openapi_types.UUID, body UpdateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateBudgetResponse, error)
 
+	// ListBudgetDeliveriesWithResponse A budget's notification deliveries, newest first
+	//
+	// Each notification of one of the budget's alerts on each of its
+	// channels, and how it went.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/budgets/{id}/deliveries (the `ListBudgetDeliveries` operationId).
+	ListBudgetDeliveriesWithResponse(ctx context.Context, id openapi_types.UUID, params *ListBudgetDeliveriesParams, reqEditors ...RequestEditorFn) (*ListBudgetDeliveriesResponse, error)
+
+	// HeadListBudgetDeliveriesWithResponse A budget's notification deliveries, newest first (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/budgets/{id}/deliveries (the `HeadListBudgetDeliveries` operationId).
+	HeadListBudgetDeliveriesWithResponse(ctx context.Context, id openapi_types.UUID, params *HeadListBudgetDeliveriesParams, reqEditors ...RequestEditorFn) (*HeadListBudgetDeliveriesResponse, error)
+
 	// ListConnectionsWithResponse List your connections
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/connections (the `ListConnections` operationId).
-	ListConnectionsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListConnectionsResponse, error)
+	ListConnectionsWithResponse(ctx context.Context, params *ListConnectionsParams, reqEditors ...RequestEditorFn) (*ListConnectionsResponse, error)
+
+	// HeadListConnectionsWithResponse List your connections (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/connections (the `HeadListConnections` operationId).
+	HeadListConnectionsWithResponse(ctx context.Context, params *HeadListConnectionsParams, reqEditors ...RequestEditorFn) (*HeadListConnectionsResponse, error)
 
 	// CreateConnectionWithBodyWithResponse Connect a provider organisation with its admin key
 	//
@@ -3554,6 +5528,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/connections/{id} (the `GetConnection` operationId).
 	GetConnectionWithResponse(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*GetConnectionResponse, error)
+
+	// HeadGetConnectionWithResponse Read one connection (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/connections/{id} (the `HeadGetConnection` operationId).
+	HeadGetConnectionWithResponse(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*HeadGetConnectionResponse, error)
 
 	// UpdateConnectionWithBodyWithResponse Rename a connection and/or replace its key
 	//
@@ -3618,6 +5601,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/me (the `GetMe` operationId).
 	GetMeWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetMeResponse, error)
 
+	// HeadGetMeWithResponse The caller, from the access token (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/me (the `HeadGetMe` operationId).
+	HeadGetMeWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadGetMeResponse, error)
+
 	// GetUsageWithResponse Tokens, requests and cost over a range of days
 	//
 	// Sums your usage (tokens by class and requests, from the providers'
@@ -3638,6 +5630,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/usage (the `GetUsage` operationId).
 	GetUsageWithResponse(ctx context.Context, params *GetUsageParams, reqEditors ...RequestEditorFn) (*GetUsageResponse, error)
 
+	// HeadGetUsageWithResponse Tokens, requests and cost over a range of days (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/usage (the `HeadGetUsage` operationId).
+	HeadGetUsageWithResponse(ctx context.Context, params *HeadGetUsageParams, reqEditors ...RequestEditorFn) (*HeadGetUsageResponse, error)
+
 	// ExportUsageCSVWithResponse The same rows as /v1/usage, as CSV
 	//
 	// Streams every row of the query (no paging) as RFC 4180 CSV with a
@@ -3656,6 +5657,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/usage/export.csv (the `ExportUsageCSV` operationId).
 	ExportUsageCSVWithResponse(ctx context.Context, params *ExportUsageCSVParams, reqEditors ...RequestEditorFn) (*ExportUsageCSVResponse, error)
 
+	// HeadExportUsageCSVWithResponse The same rows as /v1/usage, as CSV (headers only)
+	//
+	// The same as GET, without a body; the rows are not read, so there is no Content-Length.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/usage/export.csv (the `HeadExportUsageCSV` operationId).
+	HeadExportUsageCSVWithResponse(ctx context.Context, params *HeadExportUsageCSVParams, reqEditors ...RequestEditorFn) (*HeadExportUsageCSVResponse, error)
+
 	// GetUsageSummaryWithResponse Month to date, previous month and the month-end forecast
 	//
 	// Spend for the current UTC month so far, the whole previous month, the
@@ -3672,10 +5682,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/usage/summary (the `GetUsageSummary` operationId).
 	GetUsageSummaryWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetUsageSummaryResponse, error)
+
+	// HeadGetUsageSummaryWithResponse Month to date, previous month and the month-end forecast (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/usage/summary (the `HeadGetUsageSummary` operationId).
+	HeadGetUsageSummaryWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadGetUsageSummaryResponse, error)
 }
 
 // HealthzResponse400Headers the declared response headers of an HTTP 400 response for Healthz
 type HealthzResponse400Headers struct {
+	XRequestId *string
+}
+
+// HealthzResponse406Headers the declared response headers of an HTTP 406 response for Healthz
+type HealthzResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -3691,10 +5715,14 @@ type HealthzResponse struct {
 	JSON200 *Health
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *HealthzResponse400Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HealthzResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *HealthzResponse500Headers
 }
@@ -3707,6 +5735,11 @@ func (r HealthzResponse) GetJSON200() *Health {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r HealthzResponse) GetApplicationproblemJSON400() *BadRequest {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r HealthzResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3743,8 +5776,68 @@ func (r HealthzResponse) ContentType() string {
 	return ""
 }
 
+// HeadHealthzResponse400Headers the declared response headers of an HTTP 400 response for HeadHealthz
+type HeadHealthzResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadHealthzResponse406Headers the declared response headers of an HTTP 406 response for HeadHealthz
+type HeadHealthzResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadHealthzResponse500Headers the declared response headers of an HTTP 500 response for HeadHealthz
+type HeadHealthzResponse500Headers struct {
+	XRequestId *string
+}
+
+type HeadHealthzResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadHealthzResponse400Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadHealthzResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadHealthzResponse500Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadHealthzResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadHealthzResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadHealthzResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadHealthzResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // OpenapiSpecResponse400Headers the declared response headers of an HTTP 400 response for OpenapiSpec
 type OpenapiSpecResponse400Headers struct {
+	XRequestId *string
+}
+
+// OpenapiSpecResponse406Headers the declared response headers of an HTTP 406 response for OpenapiSpec
+type OpenapiSpecResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -3760,10 +5853,14 @@ type OpenapiSpecResponse struct {
 	YAML200 *map[string]interface{}
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *OpenapiSpecResponse400Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *OpenapiSpecResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *OpenapiSpecResponse500Headers
 }
@@ -3776,6 +5873,11 @@ func (r OpenapiSpecResponse) GetYAML200() *map[string]interface{} {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r OpenapiSpecResponse) GetApplicationproblemJSON400() *BadRequest {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r OpenapiSpecResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3812,8 +5914,68 @@ func (r OpenapiSpecResponse) ContentType() string {
 	return ""
 }
 
+// HeadOpenapiSpecResponse400Headers the declared response headers of an HTTP 400 response for HeadOpenapiSpec
+type HeadOpenapiSpecResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadOpenapiSpecResponse406Headers the declared response headers of an HTTP 406 response for HeadOpenapiSpec
+type HeadOpenapiSpecResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadOpenapiSpecResponse500Headers the declared response headers of an HTTP 500 response for HeadOpenapiSpec
+type HeadOpenapiSpecResponse500Headers struct {
+	XRequestId *string
+}
+
+type HeadOpenapiSpecResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadOpenapiSpecResponse400Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadOpenapiSpecResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadOpenapiSpecResponse500Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadOpenapiSpecResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadOpenapiSpecResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadOpenapiSpecResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadOpenapiSpecResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ReadyzResponse400Headers the declared response headers of an HTTP 400 response for Readyz
 type ReadyzResponse400Headers struct {
+	XRequestId *string
+}
+
+// ReadyzResponse406Headers the declared response headers of an HTTP 406 response for Readyz
+type ReadyzResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -3835,12 +5997,16 @@ type ReadyzResponse struct {
 	JSON200 *Health
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
 	// Headers400 the parsed response headers for an HTTP 400 response
 	Headers400 *ReadyzResponse400Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *ReadyzResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ReadyzResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -3855,6 +6021,11 @@ func (r ReadyzResponse) GetJSON200() *Health {
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
 func (r ReadyzResponse) GetApplicationproblemJSON400() *BadRequest {
 	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r ReadyzResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3896,6 +6067,69 @@ func (r ReadyzResponse) ContentType() string {
 	return ""
 }
 
+// HeadReadyzResponse400Headers the declared response headers of an HTTP 400 response for HeadReadyz
+type HeadReadyzResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadReadyzResponse406Headers the declared response headers of an HTTP 406 response for HeadReadyz
+type HeadReadyzResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadReadyzResponse500Headers the declared response headers of an HTTP 500 response for HeadReadyz
+type HeadReadyzResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadReadyzResponse503Headers the declared response headers of an HTTP 503 response for HeadReadyz
+type HeadReadyzResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadReadyzResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadReadyzResponse400Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadReadyzResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadReadyzResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadReadyzResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadReadyzResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadReadyzResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadReadyzResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadReadyzResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListAlertsResponse400Headers the declared response headers of an HTTP 400 response for ListAlerts
 type ListAlertsResponse400Headers struct {
 	XRequestId *string
@@ -3903,11 +6137,17 @@ type ListAlertsResponse400Headers struct {
 
 // ListAlertsResponse401Headers the declared response headers of an HTTP 401 response for ListAlerts
 type ListAlertsResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // ListAlertsResponse403Headers the declared response headers of an HTTP 403 response for ListAlerts
 type ListAlertsResponse403Headers struct {
+	XRequestId *string
+}
+
+// ListAlertsResponse406Headers the declared response headers of an HTTP 406 response for ListAlerts
+type ListAlertsResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -3933,6 +6173,8 @@ type ListAlertsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -3943,6 +6185,8 @@ type ListAlertsResponse struct {
 	Headers401 *ListAlertsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ListAlertsResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *ListAlertsResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListAlertsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -3967,6 +6211,11 @@ func (r ListAlertsResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r ListAlertsResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r ListAlertsResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4008,6 +6257,84 @@ func (r ListAlertsResponse) ContentType() string {
 	return ""
 }
 
+// HeadListAlertsResponse400Headers the declared response headers of an HTTP 400 response for HeadListAlerts
+type HeadListAlertsResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadListAlertsResponse401Headers the declared response headers of an HTTP 401 response for HeadListAlerts
+type HeadListAlertsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadListAlertsResponse403Headers the declared response headers of an HTTP 403 response for HeadListAlerts
+type HeadListAlertsResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadListAlertsResponse406Headers the declared response headers of an HTTP 406 response for HeadListAlerts
+type HeadListAlertsResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadListAlertsResponse500Headers the declared response headers of an HTTP 500 response for HeadListAlerts
+type HeadListAlertsResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadListAlertsResponse503Headers the declared response headers of an HTTP 503 response for HeadListAlerts
+type HeadListAlertsResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadListAlertsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadListAlertsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadListAlertsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadListAlertsResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadListAlertsResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadListAlertsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadListAlertsResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadListAlertsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadListAlertsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadListAlertsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadListAlertsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // AcknowledgeAlertResponse200Headers the declared response headers of an HTTP 200 response for AcknowledgeAlert
 type AcknowledgeAlertResponse200Headers struct {
 	IdempotentReplayed *string
@@ -4023,7 +6350,8 @@ type AcknowledgeAlertResponse400Headers struct {
 
 // AcknowledgeAlertResponse401Headers the declared response headers of an HTTP 401 response for AcknowledgeAlert
 type AcknowledgeAlertResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // AcknowledgeAlertResponse403Headers the declared response headers of an HTTP 403 response for AcknowledgeAlert
@@ -4033,6 +6361,11 @@ type AcknowledgeAlertResponse403Headers struct {
 
 // AcknowledgeAlertResponse404Headers the declared response headers of an HTTP 404 response for AcknowledgeAlert
 type AcknowledgeAlertResponse404Headers struct {
+	XRequestId *string
+}
+
+// AcknowledgeAlertResponse406Headers the declared response headers of an HTTP 406 response for AcknowledgeAlert
+type AcknowledgeAlertResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -4079,6 +6412,8 @@ type AcknowledgeAlertResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -4099,6 +6434,8 @@ type AcknowledgeAlertResponse struct {
 	Headers403 *AcknowledgeAlertResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *AcknowledgeAlertResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *AcknowledgeAlertResponse406Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
 	Headers409 *AcknowledgeAlertResponse409Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
@@ -4134,6 +6471,11 @@ func (r AcknowledgeAlertResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r AcknowledgeAlertResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r AcknowledgeAlertResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
@@ -4197,11 +6539,17 @@ type ListAuditEventsResponse400Headers struct {
 
 // ListAuditEventsResponse401Headers the declared response headers of an HTTP 401 response for ListAuditEvents
 type ListAuditEventsResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // ListAuditEventsResponse403Headers the declared response headers of an HTTP 403 response for ListAuditEvents
 type ListAuditEventsResponse403Headers struct {
+	XRequestId *string
+}
+
+// ListAuditEventsResponse406Headers the declared response headers of an HTTP 406 response for ListAuditEvents
+type ListAuditEventsResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -4227,6 +6575,8 @@ type ListAuditEventsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -4237,6 +6587,8 @@ type ListAuditEventsResponse struct {
 	Headers401 *ListAuditEventsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ListAuditEventsResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *ListAuditEventsResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListAuditEventsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -4261,6 +6613,11 @@ func (r ListAuditEventsResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r ListAuditEventsResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r ListAuditEventsResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4302,6 +6659,84 @@ func (r ListAuditEventsResponse) ContentType() string {
 	return ""
 }
 
+// HeadListAuditEventsResponse400Headers the declared response headers of an HTTP 400 response for HeadListAuditEvents
+type HeadListAuditEventsResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadListAuditEventsResponse401Headers the declared response headers of an HTTP 401 response for HeadListAuditEvents
+type HeadListAuditEventsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadListAuditEventsResponse403Headers the declared response headers of an HTTP 403 response for HeadListAuditEvents
+type HeadListAuditEventsResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadListAuditEventsResponse406Headers the declared response headers of an HTTP 406 response for HeadListAuditEvents
+type HeadListAuditEventsResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadListAuditEventsResponse500Headers the declared response headers of an HTTP 500 response for HeadListAuditEvents
+type HeadListAuditEventsResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadListAuditEventsResponse503Headers the declared response headers of an HTTP 503 response for HeadListAuditEvents
+type HeadListAuditEventsResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadListAuditEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadListAuditEventsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadListAuditEventsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadListAuditEventsResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadListAuditEventsResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadListAuditEventsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadListAuditEventsResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadListAuditEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadListAuditEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadListAuditEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadListAuditEventsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // VerifyAuditEventsResponse200Headers the declared response headers of an HTTP 200 response for VerifyAuditEvents
 type VerifyAuditEventsResponse200Headers struct {
 	RateLimitLimit     *int
@@ -4316,11 +6751,17 @@ type VerifyAuditEventsResponse400Headers struct {
 
 // VerifyAuditEventsResponse401Headers the declared response headers of an HTTP 401 response for VerifyAuditEvents
 type VerifyAuditEventsResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // VerifyAuditEventsResponse403Headers the declared response headers of an HTTP 403 response for VerifyAuditEvents
 type VerifyAuditEventsResponse403Headers struct {
+	XRequestId *string
+}
+
+// VerifyAuditEventsResponse406Headers the declared response headers of an HTTP 406 response for VerifyAuditEvents
+type VerifyAuditEventsResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -4355,6 +6796,8 @@ type VerifyAuditEventsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -4369,6 +6812,8 @@ type VerifyAuditEventsResponse struct {
 	Headers401 *VerifyAuditEventsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *VerifyAuditEventsResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *VerifyAuditEventsResponse406Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *VerifyAuditEventsResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -4395,6 +6840,11 @@ func (r VerifyAuditEventsResponse) GetApplicationproblemJSON401() *Unauthorized 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r VerifyAuditEventsResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r VerifyAuditEventsResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -4441,6 +6891,104 @@ func (r VerifyAuditEventsResponse) ContentType() string {
 	return ""
 }
 
+// HeadVerifyAuditEventsResponse200Headers the declared response headers of an HTTP 200 response for HeadVerifyAuditEvents
+type HeadVerifyAuditEventsResponse200Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
+// HeadVerifyAuditEventsResponse400Headers the declared response headers of an HTTP 400 response for HeadVerifyAuditEvents
+type HeadVerifyAuditEventsResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadVerifyAuditEventsResponse401Headers the declared response headers of an HTTP 401 response for HeadVerifyAuditEvents
+type HeadVerifyAuditEventsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadVerifyAuditEventsResponse403Headers the declared response headers of an HTTP 403 response for HeadVerifyAuditEvents
+type HeadVerifyAuditEventsResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadVerifyAuditEventsResponse406Headers the declared response headers of an HTTP 406 response for HeadVerifyAuditEvents
+type HeadVerifyAuditEventsResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadVerifyAuditEventsResponse429Headers the declared response headers of an HTTP 429 response for HeadVerifyAuditEvents
+type HeadVerifyAuditEventsResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
+// HeadVerifyAuditEventsResponse500Headers the declared response headers of an HTTP 500 response for HeadVerifyAuditEvents
+type HeadVerifyAuditEventsResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadVerifyAuditEventsResponse503Headers the declared response headers of an HTTP 503 response for HeadVerifyAuditEvents
+type HeadVerifyAuditEventsResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadVerifyAuditEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *HeadVerifyAuditEventsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadVerifyAuditEventsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadVerifyAuditEventsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadVerifyAuditEventsResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadVerifyAuditEventsResponse406Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *HeadVerifyAuditEventsResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadVerifyAuditEventsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadVerifyAuditEventsResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadVerifyAuditEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadVerifyAuditEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadVerifyAuditEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadVerifyAuditEventsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListBudgetsResponse400Headers the declared response headers of an HTTP 400 response for ListBudgets
 type ListBudgetsResponse400Headers struct {
 	XRequestId *string
@@ -4448,11 +6996,17 @@ type ListBudgetsResponse400Headers struct {
 
 // ListBudgetsResponse401Headers the declared response headers of an HTTP 401 response for ListBudgets
 type ListBudgetsResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // ListBudgetsResponse403Headers the declared response headers of an HTTP 403 response for ListBudgets
 type ListBudgetsResponse403Headers struct {
+	XRequestId *string
+}
+
+// ListBudgetsResponse406Headers the declared response headers of an HTTP 406 response for ListBudgets
+type ListBudgetsResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -4478,6 +7032,8 @@ type ListBudgetsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -4488,6 +7044,8 @@ type ListBudgetsResponse struct {
 	Headers401 *ListBudgetsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ListBudgetsResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *ListBudgetsResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListBudgetsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -4512,6 +7070,11 @@ func (r ListBudgetsResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r ListBudgetsResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r ListBudgetsResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -4553,10 +7116,88 @@ func (r ListBudgetsResponse) ContentType() string {
 	return ""
 }
 
+// HeadListBudgetsResponse400Headers the declared response headers of an HTTP 400 response for HeadListBudgets
+type HeadListBudgetsResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadListBudgetsResponse401Headers the declared response headers of an HTTP 401 response for HeadListBudgets
+type HeadListBudgetsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadListBudgetsResponse403Headers the declared response headers of an HTTP 403 response for HeadListBudgets
+type HeadListBudgetsResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadListBudgetsResponse406Headers the declared response headers of an HTTP 406 response for HeadListBudgets
+type HeadListBudgetsResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadListBudgetsResponse500Headers the declared response headers of an HTTP 500 response for HeadListBudgets
+type HeadListBudgetsResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadListBudgetsResponse503Headers the declared response headers of an HTTP 503 response for HeadListBudgets
+type HeadListBudgetsResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadListBudgetsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadListBudgetsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadListBudgetsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadListBudgetsResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadListBudgetsResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadListBudgetsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadListBudgetsResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadListBudgetsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadListBudgetsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadListBudgetsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadListBudgetsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // CreateBudgetResponse201Headers the declared response headers of an HTTP 201 response for CreateBudget
 type CreateBudgetResponse201Headers struct {
 	IdempotentReplayed *string
-	Location           *string
+	Location           string
 	RateLimitLimit     *int
 	RateLimitRemaining *int
 	RateLimitReset     *int
@@ -4569,11 +7210,17 @@ type CreateBudgetResponse400Headers struct {
 
 // CreateBudgetResponse401Headers the declared response headers of an HTTP 401 response for CreateBudget
 type CreateBudgetResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // CreateBudgetResponse403Headers the declared response headers of an HTTP 403 response for CreateBudget
 type CreateBudgetResponse403Headers struct {
+	XRequestId *string
+}
+
+// CreateBudgetResponse406Headers the declared response headers of an HTTP 406 response for CreateBudget
+type CreateBudgetResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -4584,6 +7231,11 @@ type CreateBudgetResponse409Headers struct {
 
 // CreateBudgetResponse413Headers the declared response headers of an HTTP 413 response for CreateBudget
 type CreateBudgetResponse413Headers struct {
+	XRequestId *string
+}
+
+// CreateBudgetResponse415Headers the declared response headers of an HTTP 415 response for CreateBudget
+type CreateBudgetResponse415Headers struct {
 	XRequestId *string
 }
 
@@ -4623,10 +7275,14 @@ type CreateBudgetResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Unprocessable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -4643,10 +7299,14 @@ type CreateBudgetResponse struct {
 	Headers401 *CreateBudgetResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *CreateBudgetResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *CreateBudgetResponse406Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
 	Headers409 *CreateBudgetResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateBudgetResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *CreateBudgetResponse415Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *CreateBudgetResponse422Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -4677,6 +7337,11 @@ func (r CreateBudgetResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
 }
 
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r CreateBudgetResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r CreateBudgetResponse) GetApplicationproblemJSON409() *Conflict {
 	return r.ApplicationproblemJSON409
@@ -4685,6 +7350,11 @@ func (r CreateBudgetResponse) GetApplicationproblemJSON409() *Conflict {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateBudgetResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateBudgetResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -4750,7 +7420,8 @@ type DeleteBudgetResponse400Headers struct {
 
 // DeleteBudgetResponse401Headers the declared response headers of an HTTP 401 response for DeleteBudget
 type DeleteBudgetResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // DeleteBudgetResponse403Headers the declared response headers of an HTTP 403 response for DeleteBudget
@@ -4760,6 +7431,11 @@ type DeleteBudgetResponse403Headers struct {
 
 // DeleteBudgetResponse404Headers the declared response headers of an HTTP 404 response for DeleteBudget
 type DeleteBudgetResponse404Headers struct {
+	XRequestId *string
+}
+
+// DeleteBudgetResponse406Headers the declared response headers of an HTTP 406 response for DeleteBudget
+type DeleteBudgetResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -4794,6 +7470,8 @@ type DeleteBudgetResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -4810,6 +7488,8 @@ type DeleteBudgetResponse struct {
 	Headers403 *DeleteBudgetResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *DeleteBudgetResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *DeleteBudgetResponse406Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *DeleteBudgetResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -4836,6 +7516,11 @@ func (r DeleteBudgetResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r DeleteBudgetResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r DeleteBudgetResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -4889,7 +7574,8 @@ type GetBudgetResponse400Headers struct {
 
 // GetBudgetResponse401Headers the declared response headers of an HTTP 401 response for GetBudget
 type GetBudgetResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // GetBudgetResponse403Headers the declared response headers of an HTTP 403 response for GetBudget
@@ -4899,6 +7585,11 @@ type GetBudgetResponse403Headers struct {
 
 // GetBudgetResponse404Headers the declared response headers of an HTTP 404 response for GetBudget
 type GetBudgetResponse404Headers struct {
+	XRequestId *string
+}
+
+// GetBudgetResponse406Headers the declared response headers of an HTTP 406 response for GetBudget
+type GetBudgetResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -4926,6 +7617,8 @@ type GetBudgetResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -4938,6 +7631,8 @@ type GetBudgetResponse struct {
 	Headers403 *GetBudgetResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetBudgetResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *GetBudgetResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetBudgetResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -4967,6 +7662,11 @@ func (r GetBudgetResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetBudgetResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r GetBudgetResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5008,6 +7708,91 @@ func (r GetBudgetResponse) ContentType() string {
 	return ""
 }
 
+// HeadGetBudgetResponse400Headers the declared response headers of an HTTP 400 response for HeadGetBudget
+type HeadGetBudgetResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadGetBudgetResponse401Headers the declared response headers of an HTTP 401 response for HeadGetBudget
+type HeadGetBudgetResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadGetBudgetResponse403Headers the declared response headers of an HTTP 403 response for HeadGetBudget
+type HeadGetBudgetResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadGetBudgetResponse404Headers the declared response headers of an HTTP 404 response for HeadGetBudget
+type HeadGetBudgetResponse404Headers struct {
+	XRequestId *string
+}
+
+// HeadGetBudgetResponse406Headers the declared response headers of an HTTP 406 response for HeadGetBudget
+type HeadGetBudgetResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadGetBudgetResponse500Headers the declared response headers of an HTTP 500 response for HeadGetBudget
+type HeadGetBudgetResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadGetBudgetResponse503Headers the declared response headers of an HTTP 503 response for HeadGetBudget
+type HeadGetBudgetResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadGetBudgetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadGetBudgetResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadGetBudgetResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadGetBudgetResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadGetBudgetResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadGetBudgetResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadGetBudgetResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadGetBudgetResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadGetBudgetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadGetBudgetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadGetBudgetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadGetBudgetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // UpdateBudgetResponse200Headers the declared response headers of an HTTP 200 response for UpdateBudget
 type UpdateBudgetResponse200Headers struct {
 	RateLimitLimit     *int
@@ -5022,7 +7807,8 @@ type UpdateBudgetResponse400Headers struct {
 
 // UpdateBudgetResponse401Headers the declared response headers of an HTTP 401 response for UpdateBudget
 type UpdateBudgetResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // UpdateBudgetResponse403Headers the declared response headers of an HTTP 403 response for UpdateBudget
@@ -5035,8 +7821,18 @@ type UpdateBudgetResponse404Headers struct {
 	XRequestId *string
 }
 
+// UpdateBudgetResponse406Headers the declared response headers of an HTTP 406 response for UpdateBudget
+type UpdateBudgetResponse406Headers struct {
+	XRequestId *string
+}
+
 // UpdateBudgetResponse413Headers the declared response headers of an HTTP 413 response for UpdateBudget
 type UpdateBudgetResponse413Headers struct {
+	XRequestId *string
+}
+
+// UpdateBudgetResponse415Headers the declared response headers of an HTTP 415 response for UpdateBudget
+type UpdateBudgetResponse415Headers struct {
 	XRequestId *string
 }
 
@@ -5073,8 +7869,12 @@ type UpdateBudgetResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -5091,8 +7891,12 @@ type UpdateBudgetResponse struct {
 	Headers403 *UpdateBudgetResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *UpdateBudgetResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *UpdateBudgetResponse406Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *UpdateBudgetResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *UpdateBudgetResponse415Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *UpdateBudgetResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -5126,9 +7930,19 @@ func (r UpdateBudgetResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
 }
 
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r UpdateBudgetResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r UpdateBudgetResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r UpdateBudgetResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -5175,6 +7989,232 @@ func (r UpdateBudgetResponse) ContentType() string {
 	return ""
 }
 
+// ListBudgetDeliveriesResponse400Headers the declared response headers of an HTTP 400 response for ListBudgetDeliveries
+type ListBudgetDeliveriesResponse400Headers struct {
+	XRequestId *string
+}
+
+// ListBudgetDeliveriesResponse401Headers the declared response headers of an HTTP 401 response for ListBudgetDeliveries
+type ListBudgetDeliveriesResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// ListBudgetDeliveriesResponse403Headers the declared response headers of an HTTP 403 response for ListBudgetDeliveries
+type ListBudgetDeliveriesResponse403Headers struct {
+	XRequestId *string
+}
+
+// ListBudgetDeliveriesResponse404Headers the declared response headers of an HTTP 404 response for ListBudgetDeliveries
+type ListBudgetDeliveriesResponse404Headers struct {
+	XRequestId *string
+}
+
+// ListBudgetDeliveriesResponse406Headers the declared response headers of an HTTP 406 response for ListBudgetDeliveries
+type ListBudgetDeliveriesResponse406Headers struct {
+	XRequestId *string
+}
+
+// ListBudgetDeliveriesResponse500Headers the declared response headers of an HTTP 500 response for ListBudgetDeliveries
+type ListBudgetDeliveriesResponse500Headers struct {
+	XRequestId *string
+}
+
+// ListBudgetDeliveriesResponse503Headers the declared response headers of an HTTP 503 response for ListBudgetDeliveries
+type ListBudgetDeliveriesResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type ListBudgetDeliveriesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *BudgetDeliveryList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListBudgetDeliveriesResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListBudgetDeliveriesResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListBudgetDeliveriesResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ListBudgetDeliveriesResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *ListBudgetDeliveriesResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListBudgetDeliveriesResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListBudgetDeliveriesResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListBudgetDeliveriesResponse) GetJSON200() *BudgetDeliveryList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListBudgetDeliveriesResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListBudgetDeliveriesResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListBudgetDeliveriesResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListBudgetDeliveriesResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r ListBudgetDeliveriesResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListBudgetDeliveriesResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListBudgetDeliveriesResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListBudgetDeliveriesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListBudgetDeliveriesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListBudgetDeliveriesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListBudgetDeliveriesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// HeadListBudgetDeliveriesResponse400Headers the declared response headers of an HTTP 400 response for HeadListBudgetDeliveries
+type HeadListBudgetDeliveriesResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadListBudgetDeliveriesResponse401Headers the declared response headers of an HTTP 401 response for HeadListBudgetDeliveries
+type HeadListBudgetDeliveriesResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadListBudgetDeliveriesResponse403Headers the declared response headers of an HTTP 403 response for HeadListBudgetDeliveries
+type HeadListBudgetDeliveriesResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadListBudgetDeliveriesResponse404Headers the declared response headers of an HTTP 404 response for HeadListBudgetDeliveries
+type HeadListBudgetDeliveriesResponse404Headers struct {
+	XRequestId *string
+}
+
+// HeadListBudgetDeliveriesResponse406Headers the declared response headers of an HTTP 406 response for HeadListBudgetDeliveries
+type HeadListBudgetDeliveriesResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadListBudgetDeliveriesResponse500Headers the declared response headers of an HTTP 500 response for HeadListBudgetDeliveries
+type HeadListBudgetDeliveriesResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadListBudgetDeliveriesResponse503Headers the declared response headers of an HTTP 503 response for HeadListBudgetDeliveries
+type HeadListBudgetDeliveriesResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadListBudgetDeliveriesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadListBudgetDeliveriesResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadListBudgetDeliveriesResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadListBudgetDeliveriesResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadListBudgetDeliveriesResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadListBudgetDeliveriesResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadListBudgetDeliveriesResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadListBudgetDeliveriesResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadListBudgetDeliveriesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadListBudgetDeliveriesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadListBudgetDeliveriesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadListBudgetDeliveriesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListConnectionsResponse400Headers the declared response headers of an HTTP 400 response for ListConnections
 type ListConnectionsResponse400Headers struct {
 	XRequestId *string
@@ -5182,11 +8222,17 @@ type ListConnectionsResponse400Headers struct {
 
 // ListConnectionsResponse401Headers the declared response headers of an HTTP 401 response for ListConnections
 type ListConnectionsResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // ListConnectionsResponse403Headers the declared response headers of an HTTP 403 response for ListConnections
 type ListConnectionsResponse403Headers struct {
+	XRequestId *string
+}
+
+// ListConnectionsResponse406Headers the declared response headers of an HTTP 406 response for ListConnections
+type ListConnectionsResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -5212,6 +8258,8 @@ type ListConnectionsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -5222,6 +8270,8 @@ type ListConnectionsResponse struct {
 	Headers401 *ListConnectionsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ListConnectionsResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *ListConnectionsResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListConnectionsResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5246,6 +8296,11 @@ func (r ListConnectionsResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r ListConnectionsResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r ListConnectionsResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5287,10 +8342,88 @@ func (r ListConnectionsResponse) ContentType() string {
 	return ""
 }
 
+// HeadListConnectionsResponse400Headers the declared response headers of an HTTP 400 response for HeadListConnections
+type HeadListConnectionsResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadListConnectionsResponse401Headers the declared response headers of an HTTP 401 response for HeadListConnections
+type HeadListConnectionsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadListConnectionsResponse403Headers the declared response headers of an HTTP 403 response for HeadListConnections
+type HeadListConnectionsResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadListConnectionsResponse406Headers the declared response headers of an HTTP 406 response for HeadListConnections
+type HeadListConnectionsResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadListConnectionsResponse500Headers the declared response headers of an HTTP 500 response for HeadListConnections
+type HeadListConnectionsResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadListConnectionsResponse503Headers the declared response headers of an HTTP 503 response for HeadListConnections
+type HeadListConnectionsResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadListConnectionsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadListConnectionsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadListConnectionsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadListConnectionsResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadListConnectionsResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadListConnectionsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadListConnectionsResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadListConnectionsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadListConnectionsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadListConnectionsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadListConnectionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // CreateConnectionResponse201Headers the declared response headers of an HTTP 201 response for CreateConnection
 type CreateConnectionResponse201Headers struct {
 	IdempotentReplayed *string
-	Location           *string
+	Location           string
 	RateLimitLimit     *int
 	RateLimitRemaining *int
 	RateLimitReset     *int
@@ -5303,11 +8436,17 @@ type CreateConnectionResponse400Headers struct {
 
 // CreateConnectionResponse401Headers the declared response headers of an HTTP 401 response for CreateConnection
 type CreateConnectionResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // CreateConnectionResponse403Headers the declared response headers of an HTTP 403 response for CreateConnection
 type CreateConnectionResponse403Headers struct {
+	XRequestId *string
+}
+
+// CreateConnectionResponse406Headers the declared response headers of an HTTP 406 response for CreateConnection
+type CreateConnectionResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -5318,6 +8457,11 @@ type CreateConnectionResponse409Headers struct {
 
 // CreateConnectionResponse413Headers the declared response headers of an HTTP 413 response for CreateConnection
 type CreateConnectionResponse413Headers struct {
+	XRequestId *string
+}
+
+// CreateConnectionResponse415Headers the declared response headers of an HTTP 415 response for CreateConnection
+type CreateConnectionResponse415Headers struct {
 	XRequestId *string
 }
 
@@ -5357,10 +8501,14 @@ type CreateConnectionResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Unprocessable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -5377,10 +8525,14 @@ type CreateConnectionResponse struct {
 	Headers401 *CreateConnectionResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *CreateConnectionResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *CreateConnectionResponse406Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
 	Headers409 *CreateConnectionResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateConnectionResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *CreateConnectionResponse415Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *CreateConnectionResponse422Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -5411,6 +8563,11 @@ func (r CreateConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
 }
 
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r CreateConnectionResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r CreateConnectionResponse) GetApplicationproblemJSON409() *Conflict {
 	return r.ApplicationproblemJSON409
@@ -5419,6 +8576,11 @@ func (r CreateConnectionResponse) GetApplicationproblemJSON409() *Conflict {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateConnectionResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateConnectionResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -5484,7 +8646,8 @@ type DeleteConnectionResponse400Headers struct {
 
 // DeleteConnectionResponse401Headers the declared response headers of an HTTP 401 response for DeleteConnection
 type DeleteConnectionResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // DeleteConnectionResponse403Headers the declared response headers of an HTTP 403 response for DeleteConnection
@@ -5494,6 +8657,11 @@ type DeleteConnectionResponse403Headers struct {
 
 // DeleteConnectionResponse404Headers the declared response headers of an HTTP 404 response for DeleteConnection
 type DeleteConnectionResponse404Headers struct {
+	XRequestId *string
+}
+
+// DeleteConnectionResponse406Headers the declared response headers of an HTTP 406 response for DeleteConnection
+type DeleteConnectionResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -5528,6 +8696,8 @@ type DeleteConnectionResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -5544,6 +8714,8 @@ type DeleteConnectionResponse struct {
 	Headers403 *DeleteConnectionResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *DeleteConnectionResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *DeleteConnectionResponse406Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *DeleteConnectionResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -5570,6 +8742,11 @@ func (r DeleteConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r DeleteConnectionResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r DeleteConnectionResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -5623,7 +8800,8 @@ type GetConnectionResponse400Headers struct {
 
 // GetConnectionResponse401Headers the declared response headers of an HTTP 401 response for GetConnection
 type GetConnectionResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // GetConnectionResponse403Headers the declared response headers of an HTTP 403 response for GetConnection
@@ -5633,6 +8811,11 @@ type GetConnectionResponse403Headers struct {
 
 // GetConnectionResponse404Headers the declared response headers of an HTTP 404 response for GetConnection
 type GetConnectionResponse404Headers struct {
+	XRequestId *string
+}
+
+// GetConnectionResponse406Headers the declared response headers of an HTTP 406 response for GetConnection
+type GetConnectionResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -5660,6 +8843,8 @@ type GetConnectionResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -5672,6 +8857,8 @@ type GetConnectionResponse struct {
 	Headers403 *GetConnectionResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *GetConnectionResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *GetConnectionResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetConnectionResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -5701,6 +8888,11 @@ func (r GetConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetConnectionResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r GetConnectionResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -5742,6 +8934,91 @@ func (r GetConnectionResponse) ContentType() string {
 	return ""
 }
 
+// HeadGetConnectionResponse400Headers the declared response headers of an HTTP 400 response for HeadGetConnection
+type HeadGetConnectionResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadGetConnectionResponse401Headers the declared response headers of an HTTP 401 response for HeadGetConnection
+type HeadGetConnectionResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadGetConnectionResponse403Headers the declared response headers of an HTTP 403 response for HeadGetConnection
+type HeadGetConnectionResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadGetConnectionResponse404Headers the declared response headers of an HTTP 404 response for HeadGetConnection
+type HeadGetConnectionResponse404Headers struct {
+	XRequestId *string
+}
+
+// HeadGetConnectionResponse406Headers the declared response headers of an HTTP 406 response for HeadGetConnection
+type HeadGetConnectionResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadGetConnectionResponse500Headers the declared response headers of an HTTP 500 response for HeadGetConnection
+type HeadGetConnectionResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadGetConnectionResponse503Headers the declared response headers of an HTTP 503 response for HeadGetConnection
+type HeadGetConnectionResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadGetConnectionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadGetConnectionResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadGetConnectionResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadGetConnectionResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadGetConnectionResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadGetConnectionResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadGetConnectionResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadGetConnectionResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadGetConnectionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadGetConnectionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadGetConnectionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadGetConnectionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // UpdateConnectionResponse200Headers the declared response headers of an HTTP 200 response for UpdateConnection
 type UpdateConnectionResponse200Headers struct {
 	RateLimitLimit     *int
@@ -5756,7 +9033,8 @@ type UpdateConnectionResponse400Headers struct {
 
 // UpdateConnectionResponse401Headers the declared response headers of an HTTP 401 response for UpdateConnection
 type UpdateConnectionResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // UpdateConnectionResponse403Headers the declared response headers of an HTTP 403 response for UpdateConnection
@@ -5769,6 +9047,11 @@ type UpdateConnectionResponse404Headers struct {
 	XRequestId *string
 }
 
+// UpdateConnectionResponse406Headers the declared response headers of an HTTP 406 response for UpdateConnection
+type UpdateConnectionResponse406Headers struct {
+	XRequestId *string
+}
+
 // UpdateConnectionResponse409Headers the declared response headers of an HTTP 409 response for UpdateConnection
 type UpdateConnectionResponse409Headers struct {
 	XRequestId *string
@@ -5776,6 +9059,11 @@ type UpdateConnectionResponse409Headers struct {
 
 // UpdateConnectionResponse413Headers the declared response headers of an HTTP 413 response for UpdateConnection
 type UpdateConnectionResponse413Headers struct {
+	XRequestId *string
+}
+
+// UpdateConnectionResponse415Headers the declared response headers of an HTTP 415 response for UpdateConnection
+type UpdateConnectionResponse415Headers struct {
 	XRequestId *string
 }
 
@@ -5812,10 +9100,14 @@ type UpdateConnectionResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -5832,10 +9124,14 @@ type UpdateConnectionResponse struct {
 	Headers403 *UpdateConnectionResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *UpdateConnectionResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *UpdateConnectionResponse406Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
 	Headers409 *UpdateConnectionResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *UpdateConnectionResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *UpdateConnectionResponse415Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *UpdateConnectionResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -5869,6 +9165,11 @@ func (r UpdateConnectionResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
 }
 
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r UpdateConnectionResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r UpdateConnectionResponse) GetApplicationproblemJSON409() *Conflict {
 	return r.ApplicationproblemJSON409
@@ -5877,6 +9178,11 @@ func (r UpdateConnectionResponse) GetApplicationproblemJSON409() *Conflict {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r UpdateConnectionResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r UpdateConnectionResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -5938,7 +9244,8 @@ type RequestSyncResponse400Headers struct {
 
 // RequestSyncResponse401Headers the declared response headers of an HTTP 401 response for RequestSync
 type RequestSyncResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // RequestSyncResponse403Headers the declared response headers of an HTTP 403 response for RequestSync
@@ -5948,6 +9255,11 @@ type RequestSyncResponse403Headers struct {
 
 // RequestSyncResponse404Headers the declared response headers of an HTTP 404 response for RequestSync
 type RequestSyncResponse404Headers struct {
+	XRequestId *string
+}
+
+// RequestSyncResponse406Headers the declared response headers of an HTTP 406 response for RequestSync
+type RequestSyncResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -5994,6 +9306,8 @@ type RequestSyncResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -6014,6 +9328,8 @@ type RequestSyncResponse struct {
 	Headers403 *RequestSyncResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *RequestSyncResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *RequestSyncResponse406Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
 	Headers409 *RequestSyncResponse409Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
@@ -6049,6 +9365,11 @@ func (r RequestSyncResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r RequestSyncResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r RequestSyncResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
@@ -6112,11 +9433,17 @@ type GetMeResponse400Headers struct {
 
 // GetMeResponse401Headers the declared response headers of an HTTP 401 response for GetMe
 type GetMeResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // GetMeResponse403Headers the declared response headers of an HTTP 403 response for GetMe
 type GetMeResponse403Headers struct {
+	XRequestId *string
+}
+
+// GetMeResponse406Headers the declared response headers of an HTTP 406 response for GetMe
+type GetMeResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -6136,6 +9463,8 @@ type GetMeResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// Headers400 the parsed response headers for an HTTP 400 response
@@ -6144,6 +9473,8 @@ type GetMeResponse struct {
 	Headers401 *GetMeResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *GetMeResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *GetMeResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetMeResponse500Headers
 }
@@ -6166,6 +9497,11 @@ func (r GetMeResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r GetMeResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r GetMeResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -6202,6 +9538,76 @@ func (r GetMeResponse) ContentType() string {
 	return ""
 }
 
+// HeadGetMeResponse400Headers the declared response headers of an HTTP 400 response for HeadGetMe
+type HeadGetMeResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadGetMeResponse401Headers the declared response headers of an HTTP 401 response for HeadGetMe
+type HeadGetMeResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadGetMeResponse403Headers the declared response headers of an HTTP 403 response for HeadGetMe
+type HeadGetMeResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadGetMeResponse406Headers the declared response headers of an HTTP 406 response for HeadGetMe
+type HeadGetMeResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadGetMeResponse500Headers the declared response headers of an HTTP 500 response for HeadGetMe
+type HeadGetMeResponse500Headers struct {
+	XRequestId *string
+}
+
+type HeadGetMeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadGetMeResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadGetMeResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadGetMeResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadGetMeResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadGetMeResponse500Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadGetMeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadGetMeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadGetMeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadGetMeResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetUsageResponse200Headers the declared response headers of an HTTP 200 response for GetUsage
 type GetUsageResponse200Headers struct {
 	RateLimitLimit     *int
@@ -6216,11 +9622,17 @@ type GetUsageResponse400Headers struct {
 
 // GetUsageResponse401Headers the declared response headers of an HTTP 401 response for GetUsage
 type GetUsageResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // GetUsageResponse403Headers the declared response headers of an HTTP 403 response for GetUsage
 type GetUsageResponse403Headers struct {
+	XRequestId *string
+}
+
+// GetUsageResponse406Headers the declared response headers of an HTTP 406 response for GetUsage
+type GetUsageResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -6255,6 +9667,8 @@ type GetUsageResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -6269,6 +9683,8 @@ type GetUsageResponse struct {
 	Headers401 *GetUsageResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *GetUsageResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *GetUsageResponse406Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetUsageResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -6295,6 +9711,11 @@ func (r GetUsageResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r GetUsageResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r GetUsageResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -6341,6 +9762,104 @@ func (r GetUsageResponse) ContentType() string {
 	return ""
 }
 
+// HeadGetUsageResponse200Headers the declared response headers of an HTTP 200 response for HeadGetUsage
+type HeadGetUsageResponse200Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
+// HeadGetUsageResponse400Headers the declared response headers of an HTTP 400 response for HeadGetUsage
+type HeadGetUsageResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadGetUsageResponse401Headers the declared response headers of an HTTP 401 response for HeadGetUsage
+type HeadGetUsageResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadGetUsageResponse403Headers the declared response headers of an HTTP 403 response for HeadGetUsage
+type HeadGetUsageResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadGetUsageResponse406Headers the declared response headers of an HTTP 406 response for HeadGetUsage
+type HeadGetUsageResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadGetUsageResponse429Headers the declared response headers of an HTTP 429 response for HeadGetUsage
+type HeadGetUsageResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
+// HeadGetUsageResponse500Headers the declared response headers of an HTTP 500 response for HeadGetUsage
+type HeadGetUsageResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadGetUsageResponse503Headers the declared response headers of an HTTP 503 response for HeadGetUsage
+type HeadGetUsageResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadGetUsageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *HeadGetUsageResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadGetUsageResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadGetUsageResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadGetUsageResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadGetUsageResponse406Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *HeadGetUsageResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadGetUsageResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadGetUsageResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadGetUsageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadGetUsageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadGetUsageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadGetUsageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ExportUsageCSVResponse200Headers the declared response headers of an HTTP 200 response for ExportUsageCSV
 type ExportUsageCSVResponse200Headers struct {
 	RateLimitLimit     *int
@@ -6355,11 +9874,17 @@ type ExportUsageCSVResponse400Headers struct {
 
 // ExportUsageCSVResponse401Headers the declared response headers of an HTTP 401 response for ExportUsageCSV
 type ExportUsageCSVResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // ExportUsageCSVResponse403Headers the declared response headers of an HTTP 403 response for ExportUsageCSV
 type ExportUsageCSVResponse403Headers struct {
+	XRequestId *string
+}
+
+// ExportUsageCSVResponse406Headers the declared response headers of an HTTP 406 response for ExportUsageCSV
+type ExportUsageCSVResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -6389,6 +9914,8 @@ type ExportUsageCSVResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *ExportsBusy
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -6403,6 +9930,8 @@ type ExportUsageCSVResponse struct {
 	Headers401 *ExportUsageCSVResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ExportUsageCSVResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *ExportUsageCSVResponse406Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ExportUsageCSVResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -6424,6 +9953,11 @@ func (r ExportUsageCSVResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r ExportUsageCSVResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r ExportUsageCSVResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -6470,6 +10004,104 @@ func (r ExportUsageCSVResponse) ContentType() string {
 	return ""
 }
 
+// HeadExportUsageCSVResponse200Headers the declared response headers of an HTTP 200 response for HeadExportUsageCSV
+type HeadExportUsageCSVResponse200Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
+// HeadExportUsageCSVResponse400Headers the declared response headers of an HTTP 400 response for HeadExportUsageCSV
+type HeadExportUsageCSVResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadExportUsageCSVResponse401Headers the declared response headers of an HTTP 401 response for HeadExportUsageCSV
+type HeadExportUsageCSVResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadExportUsageCSVResponse403Headers the declared response headers of an HTTP 403 response for HeadExportUsageCSV
+type HeadExportUsageCSVResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadExportUsageCSVResponse406Headers the declared response headers of an HTTP 406 response for HeadExportUsageCSV
+type HeadExportUsageCSVResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadExportUsageCSVResponse429Headers the declared response headers of an HTTP 429 response for HeadExportUsageCSV
+type HeadExportUsageCSVResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
+// HeadExportUsageCSVResponse500Headers the declared response headers of an HTTP 500 response for HeadExportUsageCSV
+type HeadExportUsageCSVResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadExportUsageCSVResponse503Headers the declared response headers of an HTTP 503 response for HeadExportUsageCSV
+type HeadExportUsageCSVResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadExportUsageCSVResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *HeadExportUsageCSVResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadExportUsageCSVResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadExportUsageCSVResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadExportUsageCSVResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadExportUsageCSVResponse406Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *HeadExportUsageCSVResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadExportUsageCSVResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadExportUsageCSVResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadExportUsageCSVResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadExportUsageCSVResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadExportUsageCSVResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadExportUsageCSVResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetUsageSummaryResponse400Headers the declared response headers of an HTTP 400 response for GetUsageSummary
 type GetUsageSummaryResponse400Headers struct {
 	XRequestId *string
@@ -6477,11 +10109,17 @@ type GetUsageSummaryResponse400Headers struct {
 
 // GetUsageSummaryResponse401Headers the declared response headers of an HTTP 401 response for GetUsageSummary
 type GetUsageSummaryResponse401Headers struct {
-	XRequestId *string
+	WWWAuthenticate string
+	XRequestId      *string
 }
 
 // GetUsageSummaryResponse403Headers the declared response headers of an HTTP 403 response for GetUsageSummary
 type GetUsageSummaryResponse403Headers struct {
+	XRequestId *string
+}
+
+// GetUsageSummaryResponse406Headers the declared response headers of an HTTP 406 response for GetUsageSummary
+type GetUsageSummaryResponse406Headers struct {
 	XRequestId *string
 }
 
@@ -6507,6 +10145,8 @@ type GetUsageSummaryResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -6517,6 +10157,8 @@ type GetUsageSummaryResponse struct {
 	Headers401 *GetUsageSummaryResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *GetUsageSummaryResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *GetUsageSummaryResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetUsageSummaryResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -6541,6 +10183,11 @@ func (r GetUsageSummaryResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r GetUsageSummaryResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r GetUsageSummaryResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -6582,6 +10229,84 @@ func (r GetUsageSummaryResponse) ContentType() string {
 	return ""
 }
 
+// HeadGetUsageSummaryResponse400Headers the declared response headers of an HTTP 400 response for HeadGetUsageSummary
+type HeadGetUsageSummaryResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadGetUsageSummaryResponse401Headers the declared response headers of an HTTP 401 response for HeadGetUsageSummary
+type HeadGetUsageSummaryResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadGetUsageSummaryResponse403Headers the declared response headers of an HTTP 403 response for HeadGetUsageSummary
+type HeadGetUsageSummaryResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadGetUsageSummaryResponse406Headers the declared response headers of an HTTP 406 response for HeadGetUsageSummary
+type HeadGetUsageSummaryResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadGetUsageSummaryResponse500Headers the declared response headers of an HTTP 500 response for HeadGetUsageSummary
+type HeadGetUsageSummaryResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadGetUsageSummaryResponse503Headers the declared response headers of an HTTP 503 response for HeadGetUsageSummary
+type HeadGetUsageSummaryResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadGetUsageSummaryResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadGetUsageSummaryResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadGetUsageSummaryResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadGetUsageSummaryResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadGetUsageSummaryResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadGetUsageSummaryResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadGetUsageSummaryResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadGetUsageSummaryResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadGetUsageSummaryResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadGetUsageSummaryResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadGetUsageSummaryResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // HealthzWithResponse Liveness
 //
 // Returns a wrapper object for the known response body format(s).
@@ -6595,6 +10320,21 @@ func (c *ClientWithResponses) HealthzWithResponse(ctx context.Context, reqEditor
 	return ParseHealthzResponse(rsp)
 }
 
+// HeadHealthzWithResponse Liveness (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /healthz (the `HeadHealthz` operationId).
+func (c *ClientWithResponses) HeadHealthzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadHealthzResponse, error) {
+	rsp, err := c.HeadHealthz(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadHealthzResponse(rsp)
+}
+
 // OpenapiSpecWithResponse This document
 //
 // Returns a wrapper object for the known response body format(s).
@@ -6606,6 +10346,21 @@ func (c *ClientWithResponses) OpenapiSpecWithResponse(ctx context.Context, reqEd
 		return nil, err
 	}
 	return ParseOpenapiSpecResponse(rsp)
+}
+
+// HeadOpenapiSpecWithResponse This document (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /openapi.yaml (the `HeadOpenapiSpec` operationId).
+func (c *ClientWithResponses) HeadOpenapiSpecWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadOpenapiSpecResponse, error) {
+	rsp, err := c.HeadOpenapiSpec(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadOpenapiSpecResponse(rsp)
 }
 
 // ReadyzWithResponse Readiness (the database answers and the api is not shutting down)
@@ -6626,6 +10381,21 @@ func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors
 	return ParseReadyzResponse(rsp)
 }
 
+// HeadReadyzWithResponse Readiness (the database answers and the api is not shutting down) (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /readyz (the `HeadReadyz` operationId).
+func (c *ClientWithResponses) HeadReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadReadyzResponse, error) {
+	rsp, err := c.HeadReadyz(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadReadyzResponse(rsp)
+}
+
 // ListAlertsWithResponse Alerts raised for you, newest first
 //
 // Budget thresholds, forecasts, spend anomalies, key-access anomalies,
@@ -6643,6 +10413,21 @@ func (c *ClientWithResponses) ListAlertsWithResponse(ctx context.Context, params
 		return nil, err
 	}
 	return ParseListAlertsResponse(rsp)
+}
+
+// HeadListAlertsWithResponse Alerts raised for you, newest first (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/alerts (the `HeadListAlerts` operationId).
+func (c *ClientWithResponses) HeadListAlertsWithResponse(ctx context.Context, params *HeadListAlertsParams, reqEditors ...RequestEditorFn) (*HeadListAlertsResponse, error) {
+	rsp, err := c.HeadListAlerts(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadListAlertsResponse(rsp)
 }
 
 // AcknowledgeAlertWithResponse Mark an alert as seen
@@ -6669,6 +10454,21 @@ func (c *ClientWithResponses) ListAuditEventsWithResponse(ctx context.Context, p
 		return nil, err
 	}
 	return ParseListAuditEventsResponse(rsp)
+}
+
+// HeadListAuditEventsWithResponse Your audit log, newest first (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/audit-events (the `HeadListAuditEvents` operationId).
+func (c *ClientWithResponses) HeadListAuditEventsWithResponse(ctx context.Context, params *HeadListAuditEventsParams, reqEditors ...RequestEditorFn) (*HeadListAuditEventsResponse, error) {
+	rsp, err := c.HeadListAuditEvents(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadListAuditEventsResponse(rsp)
 }
 
 // VerifyAuditEventsWithResponse Check that your audit log has not been tampered with
@@ -6704,17 +10504,47 @@ func (c *ClientWithResponses) VerifyAuditEventsWithResponse(ctx context.Context,
 	return ParseVerifyAuditEventsResponse(rsp)
 }
 
+// HeadVerifyAuditEventsWithResponse Check that your audit log has not been tampered with (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/audit-events/verify (the `HeadVerifyAuditEvents` operationId).
+func (c *ClientWithResponses) HeadVerifyAuditEventsWithResponse(ctx context.Context, params *HeadVerifyAuditEventsParams, reqEditors ...RequestEditorFn) (*HeadVerifyAuditEventsResponse, error) {
+	rsp, err := c.HeadVerifyAuditEvents(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadVerifyAuditEventsResponse(rsp)
+}
+
 // ListBudgetsWithResponse List your budgets with where each stands this month
 //
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /v1/budgets (the `ListBudgets` operationId).
-func (c *ClientWithResponses) ListBudgetsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListBudgetsResponse, error) {
-	rsp, err := c.ListBudgets(ctx, reqEditors...)
+func (c *ClientWithResponses) ListBudgetsWithResponse(ctx context.Context, params *ListBudgetsParams, reqEditors ...RequestEditorFn) (*ListBudgetsResponse, error) {
+	rsp, err := c.ListBudgets(ctx, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
 	return ParseListBudgetsResponse(rsp)
+}
+
+// HeadListBudgetsWithResponse List your budgets with where each stands this month (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/budgets (the `HeadListBudgets` operationId).
+func (c *ClientWithResponses) HeadListBudgetsWithResponse(ctx context.Context, params *HeadListBudgetsParams, reqEditors ...RequestEditorFn) (*HeadListBudgetsResponse, error) {
+	rsp, err := c.HeadListBudgets(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadListBudgetsResponse(rsp)
 }
 
 // CreateBudgetWithBodyWithResponse Create a monthly budget
@@ -6826,7 +10656,7 @@ func (c *ClientWithResponses) DeleteBudgetWithResponse(ctx context.Context, id o
 	return ParseDeleteBudgetResponse(rsp)
 }
 
-// GetBudgetWithResponse Read one budget, with its recent notification deliveries
+// GetBudgetWithResponse Read one budget
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6837,6 +10667,21 @@ func (c *ClientWithResponses) GetBudgetWithResponse(ctx context.Context, id open
 		return nil, err
 	}
 	return ParseGetBudgetResponse(rsp)
+}
+
+// HeadGetBudgetWithResponse Read one budget (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/budgets/{id} (the `HeadGetBudget` operationId).
+func (c *ClientWithResponses) HeadGetBudgetWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*HeadGetBudgetResponse, error) {
+	rsp, err := c.HeadGetBudget(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadGetBudgetResponse(rsp)
 }
 
 // UpdateBudgetWithBodyWithResponse Change a budget
@@ -6877,17 +10722,63 @@ func (c *ClientWithResponses) UpdateBudgetWithResponse(ctx context.Context, id o
 	return ParseUpdateBudgetResponse(rsp)
 }
 
+// ListBudgetDeliveriesWithResponse A budget's notification deliveries, newest first
+//
+// Each notification of one of the budget's alerts on each of its
+// channels, and how it went.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/budgets/{id}/deliveries (the `ListBudgetDeliveries` operationId).
+func (c *ClientWithResponses) ListBudgetDeliveriesWithResponse(ctx context.Context, id openapi_types.UUID, params *ListBudgetDeliveriesParams, reqEditors ...RequestEditorFn) (*ListBudgetDeliveriesResponse, error) {
+	rsp, err := c.ListBudgetDeliveries(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListBudgetDeliveriesResponse(rsp)
+}
+
+// HeadListBudgetDeliveriesWithResponse A budget's notification deliveries, newest first (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/budgets/{id}/deliveries (the `HeadListBudgetDeliveries` operationId).
+func (c *ClientWithResponses) HeadListBudgetDeliveriesWithResponse(ctx context.Context, id openapi_types.UUID, params *HeadListBudgetDeliveriesParams, reqEditors ...RequestEditorFn) (*HeadListBudgetDeliveriesResponse, error) {
+	rsp, err := c.HeadListBudgetDeliveries(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadListBudgetDeliveriesResponse(rsp)
+}
+
 // ListConnectionsWithResponse List your connections
 //
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /v1/connections (the `ListConnections` operationId).
-func (c *ClientWithResponses) ListConnectionsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListConnectionsResponse, error) {
-	rsp, err := c.ListConnections(ctx, reqEditors...)
+func (c *ClientWithResponses) ListConnectionsWithResponse(ctx context.Context, params *ListConnectionsParams, reqEditors ...RequestEditorFn) (*ListConnectionsResponse, error) {
+	rsp, err := c.ListConnections(ctx, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
 	return ParseListConnectionsResponse(rsp)
+}
+
+// HeadListConnectionsWithResponse List your connections (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/connections (the `HeadListConnections` operationId).
+func (c *ClientWithResponses) HeadListConnectionsWithResponse(ctx context.Context, params *HeadListConnectionsParams, reqEditors ...RequestEditorFn) (*HeadListConnectionsResponse, error) {
+	rsp, err := c.HeadListConnections(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadListConnectionsResponse(rsp)
 }
 
 // CreateConnectionWithBodyWithResponse Connect a provider organisation with its admin key
@@ -6962,6 +10853,21 @@ func (c *ClientWithResponses) GetConnectionWithResponse(ctx context.Context, id 
 		return nil, err
 	}
 	return ParseGetConnectionResponse(rsp)
+}
+
+// HeadGetConnectionWithResponse Read one connection (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/connections/{id} (the `HeadGetConnection` operationId).
+func (c *ClientWithResponses) HeadGetConnectionWithResponse(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*HeadGetConnectionResponse, error) {
+	rsp, err := c.HeadGetConnection(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadGetConnectionResponse(rsp)
 }
 
 // UpdateConnectionWithBodyWithResponse Rename a connection and/or replace its key
@@ -7051,6 +10957,21 @@ func (c *ClientWithResponses) GetMeWithResponse(ctx context.Context, reqEditors 
 	return ParseGetMeResponse(rsp)
 }
 
+// HeadGetMeWithResponse The caller, from the access token (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/me (the `HeadGetMe` operationId).
+func (c *ClientWithResponses) HeadGetMeWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadGetMeResponse, error) {
+	rsp, err := c.HeadGetMe(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadGetMeResponse(rsp)
+}
+
 // GetUsageWithResponse Tokens, requests and cost over a range of days
 //
 // Sums your usage (tokens by class and requests, from the providers'
@@ -7077,6 +10998,21 @@ func (c *ClientWithResponses) GetUsageWithResponse(ctx context.Context, params *
 	return ParseGetUsageResponse(rsp)
 }
 
+// HeadGetUsageWithResponse Tokens, requests and cost over a range of days (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/usage (the `HeadGetUsage` operationId).
+func (c *ClientWithResponses) HeadGetUsageWithResponse(ctx context.Context, params *HeadGetUsageParams, reqEditors ...RequestEditorFn) (*HeadGetUsageResponse, error) {
+	rsp, err := c.HeadGetUsage(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadGetUsageResponse(rsp)
+}
+
 // ExportUsageCSVWithResponse The same rows as /v1/usage, as CSV
 //
 // Streams every row of the query (no paging) as RFC 4180 CSV with a
@@ -7101,6 +11037,21 @@ func (c *ClientWithResponses) ExportUsageCSVWithResponse(ctx context.Context, pa
 	return ParseExportUsageCSVResponse(rsp)
 }
 
+// HeadExportUsageCSVWithResponse The same rows as /v1/usage, as CSV (headers only)
+//
+// The same as GET, without a body; the rows are not read, so there is no Content-Length.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/usage/export.csv (the `HeadExportUsageCSV` operationId).
+func (c *ClientWithResponses) HeadExportUsageCSVWithResponse(ctx context.Context, params *HeadExportUsageCSVParams, reqEditors ...RequestEditorFn) (*HeadExportUsageCSVResponse, error) {
+	rsp, err := c.HeadExportUsageCSV(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadExportUsageCSVResponse(rsp)
+}
+
 // GetUsageSummaryWithResponse Month to date, previous month and the month-end forecast
 //
 // Spend for the current UTC month so far, the whole previous month, the
@@ -7122,6 +11073,21 @@ func (c *ClientWithResponses) GetUsageSummaryWithResponse(ctx context.Context, r
 		return nil, err
 	}
 	return ParseGetUsageSummaryResponse(rsp)
+}
+
+// HeadGetUsageSummaryWithResponse Month to date, previous month and the month-end forecast (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/usage/summary (the `HeadGetUsageSummary` operationId).
+func (c *ClientWithResponses) HeadGetUsageSummaryWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadGetUsageSummaryResponse, error) {
+	rsp, err := c.HeadGetUsageSummary(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadGetUsageSummaryResponse(rsp)
 }
 
 // ParseHealthzResponse parses an HTTP response from a HealthzWithResponse call
@@ -7152,6 +11118,13 @@ func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7172,8 +11145,67 @@ func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 406:
+		var headers HealthzResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 500:
 		var headers HealthzResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadHealthzResponse parses an HTTP response from a HeadHealthzWithResponse call
+func ParseHeadHealthzResponse(rsp *http.Response) (*HeadHealthzResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadHealthzResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadHealthzResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadHealthzResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadHealthzResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7215,6 +11247,13 @@ func ParseOpenapiSpecResponse(rsp *http.Response) (*OpenapiSpecResponse, error) 
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7235,8 +11274,67 @@ func ParseOpenapiSpecResponse(rsp *http.Response) (*OpenapiSpecResponse, error) 
 			headers.XRequestId = &value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 406:
+		var headers OpenapiSpecResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 500:
 		var headers OpenapiSpecResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadOpenapiSpecResponse parses an HTTP response from a HeadOpenapiSpecWithResponse call
+func ParseHeadOpenapiSpecResponse(rsp *http.Response) (*HeadOpenapiSpecResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadOpenapiSpecResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadOpenapiSpecResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadOpenapiSpecResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadOpenapiSpecResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7278,6 +11376,13 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		}
 		response.ApplicationproblemJSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7305,6 +11410,16 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers400 = &headers
+	case rsp.StatusCode == 406:
+		var headers ReadyzResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 500:
 		var headers ReadyzResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7317,6 +11432,72 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ReadyzResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadReadyzResponse parses an HTTP response from a HeadReadyzWithResponse call
+func ParseHeadReadyzResponse(rsp *http.Response) (*HeadReadyzResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadReadyzResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadReadyzResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadReadyzResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadReadyzResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadReadyzResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -7379,6 +11560,13 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7408,6 +11596,13 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListAlertsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7426,6 +11621,16 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers ListAlertsResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListAlertsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7438,6 +11643,99 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListAlertsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadListAlertsResponse parses an HTTP response from a HeadListAlertsWithResponse call
+func ParseHeadListAlertsResponse(rsp *http.Response) (*HeadListAlertsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadListAlertsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadListAlertsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadListAlertsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadListAlertsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadListAlertsResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadListAlertsResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadListAlertsResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -7506,6 +11804,13 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Conflict
@@ -7588,6 +11893,13 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers AcknowledgeAlertResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7616,6 +11928,16 @@ func ParseAcknowledgeAlertResponse(rsp *http.Response) (*AcknowledgeAlertRespons
 			headers.XRequestId = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers AcknowledgeAlertResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 409:
 		var headers AcknowledgeAlertResponse409Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7748,6 +12070,13 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7777,6 +12106,13 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListAuditEventsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7795,6 +12131,16 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers ListAuditEventsResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListAuditEventsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -7807,6 +12153,99 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListAuditEventsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadListAuditEventsResponse parses an HTTP response from a HeadListAuditEventsWithResponse call
+func ParseHeadListAuditEventsResponse(rsp *http.Response) (*HeadListAuditEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadListAuditEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadListAuditEventsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadListAuditEventsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadListAuditEventsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadListAuditEventsResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadListAuditEventsResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadListAuditEventsResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -7869,6 +12308,13 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -7929,6 +12375,13 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers VerifyAuditEventsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -7947,6 +12400,16 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers VerifyAuditEventsResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 429:
 		var headers VerifyAuditEventsResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -8017,6 +12480,161 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 	return response, nil
 }
 
+// ParseHeadVerifyAuditEventsResponse parses an HTTP response from a HeadVerifyAuditEventsWithResponse call
+func ParseHeadVerifyAuditEventsResponse(rsp *http.Response) (*HeadVerifyAuditEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadVerifyAuditEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers HeadVerifyAuditEventsResponse200Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers HeadVerifyAuditEventsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadVerifyAuditEventsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadVerifyAuditEventsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadVerifyAuditEventsResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 429:
+		var headers HeadVerifyAuditEventsResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadVerifyAuditEventsResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadVerifyAuditEventsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseListBudgetsResponse parses an HTTP response from a ListBudgetsWithResponse call
 func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -8059,6 +12677,13 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8088,6 +12713,13 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListBudgetsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -8106,6 +12738,16 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers ListBudgetsResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListBudgetsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8118,6 +12760,99 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListBudgetsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadListBudgetsResponse parses an HTTP response from a HeadListBudgetsWithResponse call
+func ParseHeadListBudgetsResponse(rsp *http.Response) (*HeadListBudgetsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadListBudgetsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadListBudgetsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadListBudgetsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadListBudgetsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadListBudgetsResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadListBudgetsResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadListBudgetsResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -8180,6 +12915,13 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Conflict
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8193,6 +12935,13 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Unprocessable
@@ -8236,10 +12985,10 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			}
-			headers.Location = &value
+			headers.Location = value
 		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int
@@ -8275,6 +13024,13 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers CreateBudgetResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -8293,6 +13049,16 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers CreateBudgetResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 409:
 		var headers CreateBudgetResponse409Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8313,6 +13079,16 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers CreateBudgetResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers415 = &headers
 	case rsp.StatusCode == 422:
 		var headers CreateBudgetResponse422Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8438,6 +13214,13 @@ func ParseDeleteBudgetResponse(rsp *http.Response) (*DeleteBudgetResponse, error
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8498,6 +13281,13 @@ func ParseDeleteBudgetResponse(rsp *http.Response) (*DeleteBudgetResponse, error
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers DeleteBudgetResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -8526,6 +13316,16 @@ func ParseDeleteBudgetResponse(rsp *http.Response) (*DeleteBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers DeleteBudgetResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 429:
 		var headers DeleteBudgetResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -8645,6 +13445,13 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8674,6 +13481,13 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetBudgetResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -8702,6 +13516,16 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers GetBudgetResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetBudgetResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8714,6 +13538,109 @@ func ParseGetBudgetResponse(rsp *http.Response) (*GetBudgetResponse, error) {
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetBudgetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadGetBudgetResponse parses an HTTP response from a HeadGetBudgetWithResponse call
+func ParseHeadGetBudgetResponse(rsp *http.Response) (*HeadGetBudgetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadGetBudgetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadGetBudgetResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadGetBudgetResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadGetBudgetResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadGetBudgetResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadGetBudgetResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadGetBudgetResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadGetBudgetResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -8783,12 +13710,26 @@ func ParseUpdateBudgetResponse(rsp *http.Response) (*UpdateBudgetResponse, error
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
@@ -8850,6 +13791,13 @@ func ParseUpdateBudgetResponse(rsp *http.Response) (*UpdateBudgetResponse, error
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers UpdateBudgetResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -8878,6 +13826,16 @@ func ParseUpdateBudgetResponse(rsp *http.Response) (*UpdateBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers UpdateBudgetResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 413:
 		var headers UpdateBudgetResponse413Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -8888,6 +13846,16 @@ func ParseUpdateBudgetResponse(rsp *http.Response) (*UpdateBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers UpdateBudgetResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers415 = &headers
 	case rsp.StatusCode == 429:
 		var headers UpdateBudgetResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -8958,6 +13926,271 @@ func ParseUpdateBudgetResponse(rsp *http.Response) (*UpdateBudgetResponse, error
 	return response, nil
 }
 
+// ParseListBudgetDeliveriesResponse parses an HTTP response from a ListBudgetDeliveriesWithResponse call
+func ParseListBudgetDeliveriesResponse(rsp *http.Response) (*ListBudgetDeliveriesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListBudgetDeliveriesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest BudgetDeliveryList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers ListBudgetDeliveriesResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListBudgetDeliveriesResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListBudgetDeliveriesResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ListBudgetDeliveriesResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers ListBudgetDeliveriesResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListBudgetDeliveriesResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListBudgetDeliveriesResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadListBudgetDeliveriesResponse parses an HTTP response from a HeadListBudgetDeliveriesWithResponse call
+func ParseHeadListBudgetDeliveriesResponse(rsp *http.Response) (*HeadListBudgetDeliveriesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadListBudgetDeliveriesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadListBudgetDeliveriesResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadListBudgetDeliveriesResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadListBudgetDeliveriesResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadListBudgetDeliveriesResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadListBudgetDeliveriesResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadListBudgetDeliveriesResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadListBudgetDeliveriesResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseListConnectionsResponse parses an HTTP response from a ListConnectionsWithResponse call
 func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -9000,6 +14233,13 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9029,6 +14269,13 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListConnectionsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -9047,6 +14294,16 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers ListConnectionsResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 500:
 		var headers ListConnectionsResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -9059,6 +14316,99 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListConnectionsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadListConnectionsResponse parses an HTTP response from a HeadListConnectionsWithResponse call
+func ParseHeadListConnectionsResponse(rsp *http.Response) (*HeadListConnectionsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadListConnectionsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadListConnectionsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadListConnectionsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadListConnectionsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadListConnectionsResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadListConnectionsResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadListConnectionsResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -9121,6 +14471,13 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Conflict
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9134,6 +14491,13 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Unprocessable
@@ -9177,10 +14541,10 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 		}
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			}
-			headers.Location = &value
+			headers.Location = value
 		}
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
 			var value int
@@ -9216,6 +14580,13 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers CreateConnectionResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -9234,6 +14605,16 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers CreateConnectionResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 409:
 		var headers CreateConnectionResponse409Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -9254,6 +14635,16 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers CreateConnectionResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers415 = &headers
 	case rsp.StatusCode == 422:
 		var headers CreateConnectionResponse422Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -9379,6 +14770,13 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9439,6 +14837,13 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers DeleteConnectionResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -9467,6 +14872,16 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers DeleteConnectionResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 429:
 		var headers DeleteConnectionResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -9586,6 +15001,13 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9615,6 +15037,13 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetConnectionResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -9643,6 +15072,16 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 			headers.XRequestId = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers GetConnectionResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetConnectionResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -9655,6 +15094,109 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadGetConnectionResponse parses an HTTP response from a HeadGetConnectionWithResponse call
+func ParseHeadGetConnectionResponse(rsp *http.Response) (*HeadGetConnectionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadGetConnectionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadGetConnectionResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadGetConnectionResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadGetConnectionResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadGetConnectionResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadGetConnectionResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadGetConnectionResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadGetConnectionResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -9724,6 +15266,13 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Conflict
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9737,6 +15286,13 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
@@ -9798,6 +15354,13 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers UpdateConnectionResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -9826,6 +15389,16 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers UpdateConnectionResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 409:
 		var headers UpdateConnectionResponse409Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -9846,6 +15419,16 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers UpdateConnectionResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers415 = &headers
 	case rsp.StatusCode == 429:
 		var headers UpdateConnectionResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -9965,6 +15548,13 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Conflict
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -10046,6 +15636,13 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers RequestSyncResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -10074,6 +15671,16 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 			headers.XRequestId = &value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers RequestSyncResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 409:
 		var headers RequestSyncResponse409Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -10206,6 +15813,13 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -10228,6 +15842,13 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetMeResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -10246,8 +15867,94 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers GetMeResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetMeResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadGetMeResponse parses an HTTP response from a HeadGetMeWithResponse call
+func ParseHeadGetMeResponse(rsp *http.Response) (*HeadGetMeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadGetMeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadGetMeResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadGetMeResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadGetMeResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadGetMeResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadGetMeResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -10302,6 +16009,13 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
@@ -10363,6 +16077,13 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetUsageResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -10381,6 +16102,16 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers GetUsageResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 429:
 		var headers GetUsageResponse429Headers
 		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
@@ -10451,6 +16182,161 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 	return response, nil
 }
 
+// ParseHeadGetUsageResponse parses an HTTP response from a HeadGetUsageWithResponse call
+func ParseHeadGetUsageResponse(rsp *http.Response) (*HeadGetUsageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadGetUsageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers HeadGetUsageResponse200Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers HeadGetUsageResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadGetUsageResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadGetUsageResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadGetUsageResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 429:
+		var headers HeadGetUsageResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadGetUsageResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadGetUsageResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseExportUsageCSVResponse parses an HTTP response from a ExportUsageCSVWithResponse call
 func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -10485,6 +16371,13 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 			return nil, err
 		}
 		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest ExportsBusy
@@ -10546,6 +16439,13 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ExportUsageCSVResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -10564,6 +16464,16 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers ExportUsageCSVResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 429:
 		var headers ExportUsageCSVResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -10593,6 +16503,161 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers ExportUsageCSVResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadExportUsageCSVResponse parses an HTTP response from a HeadExportUsageCSVWithResponse call
+func ParseHeadExportUsageCSVResponse(rsp *http.Response) (*HeadExportUsageCSVResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadExportUsageCSVResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers HeadExportUsageCSVResponse200Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers HeadExportUsageCSVResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadExportUsageCSVResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadExportUsageCSVResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadExportUsageCSVResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 429:
+		var headers HeadExportUsageCSVResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadExportUsageCSVResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadExportUsageCSVResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -10655,6 +16720,13 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -10684,6 +16756,13 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetUsageSummaryResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
@@ -10702,6 +16781,16 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers GetUsageSummaryResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetUsageSummaryResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -10714,6 +16803,99 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetUsageSummaryResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadGetUsageSummaryResponse parses an HTTP response from a HeadGetUsageSummaryWithResponse call
+func ParseHeadGetUsageSummaryResponse(rsp *http.Response) (*HeadGetUsageSummaryResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadGetUsageSummaryResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadGetUsageSummaryResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadGetUsageSummaryResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadGetUsageSummaryResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadGetUsageSummaryResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadGetUsageSummaryResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadGetUsageSummaryResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

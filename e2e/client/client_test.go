@@ -52,3 +52,14 @@ func TestGeneratedClientIsCurrent(t *testing.T) {
 		t.Fatal("e2e/client/client.gen.go is not what openapi.yaml generates; run `go generate ./e2e/client` and commit the result")
 	}
 }
+
+// TestGeneratedClientHasNoNilConstant: a nullable enum written with null
+// among its values makes oapi-codegen emit a constant "<nil>", which a
+// client could send as a value; openapi.yaml writes nullable enums with
+// nullable: true instead.
+func TestGeneratedClientHasNoNilConstant(t *testing.T) {
+	t.Parallel()
+	src, err := os.ReadFile("client.gen.go")
+	require.NoError(t, err)
+	require.NotContains(t, string(src), `"<nil>"`)
+}

@@ -33,7 +33,7 @@ func TestAlertsAreRaisedOnceListedAndAcknowledged(t *testing.T) {
 			Kind           string          `json:"kind"`
 			Detail         json.RawMessage `json:"detail"`
 			AcknowledgedAt *string         `json:"acknowledged_at"`
-		} `json:"alerts"`
+		} `json:"data"`
 	}
 	status, _, body := b.do(t, alice, http.MethodGet, "/v1/alerts", nil)
 	require.Equal(t, http.StatusOK, status)
@@ -55,7 +55,7 @@ func TestAlertsAreRaisedOnceListedAndAcknowledged(t *testing.T) {
 
 	status, _, body = b.do(t, bob, http.MethodGet, "/v1/alerts", nil)
 	require.Equal(t, http.StatusOK, status)
-	require.JSONEq(t, `{"alerts":[],"next_cursor":null}`, string(body))
+	require.JSONEq(t, `{"data":[],"has_more":false,"next_cursor":null}`, string(body))
 	for _, q := range []string{"open=maybe", "limit=0", "cursor=x"} {
 		status, _, _ := b.do(t, alice, http.MethodGet, "/v1/alerts?"+q, nil)
 		require.Equal(t, http.StatusBadRequest, status, q)

@@ -206,7 +206,7 @@ func TestCreateConnectionSealsKeyAndNeverReturnsIt(t *testing.T) {
 	}
 	_, _, body := b.do(t, alice, http.MethodGet, "/v1/audit-events", nil)
 	var evs struct {
-		Events []map[string]any `json:"events"`
+		Events []map[string]any `json:"data"`
 	}
 	require.NoError(t, json.Unmarshal(body, &evs))
 	require.Len(t, evs.Events, 1)
@@ -326,11 +326,11 @@ func TestOtherUsersSeeNothing(t *testing.T) {
 	}
 	status, _, body := b.do(t, bob, http.MethodGet, "/v1/connections", nil)
 	require.Equal(t, http.StatusOK, status)
-	require.JSONEq(t, `{"connections":[]}`, string(body))
+	require.JSONEq(t, `{"data":[],"has_more":false,"next_cursor":null}`, string(body))
 	_, _, body = b.do(t, bob, http.MethodGet, "/v1/usage?from=2020-01-01&to=2020-12-31&group_by=connection", nil)
-	require.Contains(t, string(body), `"rows":[]`)
+	require.Contains(t, string(body), `"data":[]`)
 	_, _, body = b.do(t, bob, http.MethodGet, "/v1/audit-events", nil)
-	require.Contains(t, string(body), `"events":[]`)
+	require.Contains(t, string(body), `"data":[]`)
 
 	// The same, straight in SQL as role authenticated with Bob's claims.
 	asUser := func(u user, query string, args ...any) (int, error) {
@@ -446,9 +446,9 @@ func TestUsageGroupsAndSumsExactly(t *testing.T) {
 	get := func(q string) []row {
 		status, _, body := b.do(t, alice, http.MethodGet, "/v1/usage?"+q, nil)
 		require.Equal(t, http.StatusOK, status, string(body))
-		var r struct{ Rows []row }
+		var r struct{ Data []row }
 		require.NoError(t, json.Unmarshal(body, &r))
-		return r.Rows
+		return r.Data
 	}
 	total := get("from=2026-11-01&to=2026-11-02")
 	require.Len(t, total, 1)
@@ -515,7 +515,7 @@ func TestAuditEventsPaginateNewestFirst(t *testing.T) {
 		var page struct {
 			Events []struct {
 				ID float64 `json:"id"`
-			} `json:"events"`
+			} `json:"data"`
 			NextCursor *string `json:"next_cursor"`
 		}
 		require.NoError(t, json.Unmarshal(body, &page))

@@ -34,6 +34,10 @@ var bolaMatrix = []bolaCase{
 	{http.MethodGet, "/v1/budgets/:id", "budget", nil},
 	{http.MethodPatch, "/v1/budgets/:id", "budget", map[string]string{"name": "pwned", "amount_usd": "1"}},
 	{http.MethodDelete, "/v1/budgets/:id", "budget", nil},
+	{http.MethodGet, "/v1/budgets/:id/deliveries", "budget", nil},
+	{http.MethodHead, "/v1/connections/:id", "conn", nil},
+	{http.MethodHead, "/v1/budgets/:id", "budget", nil},
+	{http.MethodHead, "/v1/budgets/:id/deliveries", "budget", nil},
 }
 
 // TestBOLAMatrix: for every endpoint and method that takes an object id,

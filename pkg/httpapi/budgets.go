@@ -9,8 +9,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -28,7 +26,6 @@ import (
 const (
 	maxThresholds       = 10
 	maxThresholdPercent = 1000
-	deliveriesShown     = 50
 )
 
 var defaultThresholds = []int64{50, 80, 100}
@@ -40,9 +37,9 @@ type budgetChannels struct {
 }
 
 type createBudgetRequest struct {
-	Name               string          `json:"name"`
+	Name               *string         `json:"name"`
 	AmountUSD          string          `json:"amount_usd"`
-	Scope              string          `json:"scope"`
+	Scope              *string         `json:"scope"`
 	Provider           *string         `json:"provider"`
 	ConnectionID       *string         `json:"connection_id"`
 	Thresholds         *[]int64        `json:"thresholds"`
@@ -100,10 +97,8 @@ type budgetResponse struct {
 	// WebhookSecret is set only in the response that created or rotated it.
 	WebhookSecret string               `json:"webhook_secret,omitempty"`
 	Status        budgetStatusResponse `json:"status"`
-	// Deliveries is set on GET /v1/budgets/{id} only (newest first).
-	Deliveries *[]deliveryResponse `json:"deliveries,omitempty"`
-	CreatedAt  time.Time           `json:"created_at"`
-	UpdatedAt  time.Time           `json:"updated_at"`
+	CreatedAt     time.Time            `json:"created_at"`
+	UpdatedAt     time.Time            `json:"updated_at"`
 }
 
 func toBudgetResponse(b postgres.Budget, st budget.Status) budgetResponse {
@@ -150,19 +145,6 @@ func parseAmount(s string) (decimal.Decimal, error) {
 	return d, nil
 }
 
-func validateBudgetName(name string) (string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || !utf8.ValidString(name) || utf8.RuneCountInString(name) > 100 {
-		return "", &tokka.Error{Code: tokka.CodeInvalid, Field: "name", Message: "name must be 1 to 100 characters"}
-	}
-	for _, r := range name {
-		if unicode.IsControl(r) {
-			return "", &tokka.Error{Code: tokka.CodeInvalid, Field: "name", Message: "name must not contain control characters"}
-		}
-	}
-	return name, nil
-}
-
 // validatePercents checks a threshold list and returns it sorted.
 func validatePercents(field string, v []int64) ([]int64, error) {
 	if len(v) > maxThresholds {
@@ -189,7 +171,8 @@ func (s *Server) channels(c echo.Context, ch *budgetChannels) (webhook, emailTo 
 	if ch == nil {
 		return nil, nil, nil
 	}
-	if ch.WebhookURL != nil && *ch.WebhookURL != "" {
+	// null, "" and white space alike mean no webhook.
+	if ch.WebhookURL != nil && strings.TrimSpace(*ch.WebhookURL) != "" {
 		u, err := s.webhookGuard().CheckURL(c.Request().Context(), *ch.WebhookURL)
 		if err != nil {
 			return nil, nil, &tokka.Error{Code: tokka.CodeInvalid, Field: "channels.webhook_url",
@@ -282,83 +265,104 @@ func (s *Server) budgetResponse(c echo.Context, b postgres.Budget) (budgetRespon
 }
 
 func (s *Server) listBudgets(c echo.Context) error {
-	bs, err := s.store.ListBudgets(c.Request().Context(), userOf(c))
+	limit, after, err := createdPage(c, "budgets")
 	if err != nil {
 		return err
 	}
-	sts, err := s.statusesFor(c, bs)
+	bs, err := s.store.ListBudgetsPage(c.Request().Context(), userOf(c), after, limit+1)
 	if err != nil {
 		return err
 	}
-	out := make([]budgetResponse, len(bs))
-	for i, b := range bs {
-		out[i] = toBudgetResponse(b, sts[i])
+	p := pageOf(bs, limit, "budgets", func(b postgres.Budget) []string { return createdKey(b.CreatedAt, b.ID) })
+	sts, err := s.statusesFor(c, p.Data)
+	if err != nil {
+		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"budgets": out})
+	out := page[budgetResponse]{Data: make([]budgetResponse, len(p.Data)), HasMore: p.HasMore, NextCursor: p.NextCursor}
+	for i, b := range p.Data {
+		out.Data[i] = toBudgetResponse(b, sts[i])
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
-func (s *Server) createBudget(c echo.Context) error {
+// newBudget is a checked POST /v1/budgets; its channels are checked after
+// the request is counted, since that looks things up (DNS, the Auth server).
+type newBudget struct {
+	budget   postgres.NewBudget
+	channels *budgetChannels
+}
+
+func parseNewBudget(c echo.Context) (newBudget, error) {
 	var req createBudgetRequest
 	if err := decodeStrict(c, &req); err != nil {
-		return err
+		return newBudget{}, err
 	}
 	nb := postgres.NewBudget{ID: uuid.NewString()}
 	var err error
-	if req.Name == "" {
-		req.Name = "Monthly budget"
-	}
-	if nb.Name, err = validateBudgetName(req.Name); err != nil {
-		return err
+	nb.Name = "Monthly budget" // the default, when name is left out
+	if req.Name != nil {
+		if nb.Name, err = cleanName("name", *req.Name); err != nil {
+			return newBudget{}, err
+		}
 	}
 	if nb.AmountUSD, err = parseAmount(req.AmountUSD); err != nil {
-		return err
+		return newBudget{}, err
 	}
-	nb.Scope = req.Scope
-	switch req.Scope {
-	case postgres.ScopeAll, "":
-		nb.Scope = postgres.ScopeAll
+	nb.Scope = postgres.ScopeAll // the default, when scope is left out
+	if req.Scope != nil {
+		nb.Scope = *req.Scope
+	}
+	switch nb.Scope {
+	case postgres.ScopeAll:
 		if req.Provider != nil || req.ConnectionID != nil {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "scope",
+			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "scope",
 				Message: `scope "all" takes neither provider nor connection_id`}
 		}
 	case postgres.ScopeProvider:
 		if req.Provider == nil || !provider.Name(*req.Provider).Valid() {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "provider",
+			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "provider",
 				Message: `scope "provider" needs provider "openai" or "anthropic"`}
 		}
 		if req.ConnectionID != nil {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id",
+			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id",
 				Message: `scope "provider" takes no connection_id`}
 		}
 		nb.Provider = req.Provider
 	case postgres.ScopeConnection:
 		if req.ConnectionID == nil {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id",
+			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id",
 				Message: `scope "connection" needs connection_id`}
 		}
 		id, err := parseUUID(*req.ConnectionID)
 		if err != nil {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id", Message: "connection_id is not one of your connections"}
+			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id", Message: "connection_id is not one of your connections"}
 		}
 		if req.Provider != nil {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "provider", Message: `scope "connection" takes no provider`}
+			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "provider", Message: `scope "connection" takes no provider`}
 		}
 		nb.ConnectionID = &id
 	default:
-		return &tokka.Error{Code: tokka.CodeInvalid, Field: "scope", Message: `scope must be "all", "provider" or "connection"`}
+		return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "scope", Message: `scope must be "all", "provider" or "connection"`}
 	}
 	nb.Thresholds, nb.ForecastThresholds = defaultThresholds, defaultForecastThresholds
 	if req.Thresholds != nil {
 		if nb.Thresholds, err = validatePercents("thresholds", *req.Thresholds); err != nil {
-			return err
+			return newBudget{}, err
 		}
 	}
 	if req.ForecastThresholds != nil {
 		if nb.ForecastThresholds, err = validatePercents("forecast_thresholds", *req.ForecastThresholds); err != nil {
-			return err
+			return newBudget{}, err
 		}
 	}
-	if nb.WebhookURL, nb.EmailTo, err = s.channels(c, req.Channels); err != nil {
+	return newBudget{budget: nb, channels: req.Channels}, nil
+}
+
+func (s *Server) createBudget(c echo.Context) error {
+	req := prepared[newBudget](c)
+	nb := req.budget
+	var err error
+	if nb.WebhookURL, nb.EmailTo, err = s.channels(c, req.channels); err != nil {
 		return err
 	}
 	nb.WebhookSecret = newWebhookSecret()
@@ -383,8 +387,7 @@ func (s *Server) getBudget(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, u := c.Request().Context(), userOf(c)
-	b, err := s.store.GetBudget(ctx, u, id)
+	b, err := s.store.GetBudget(c.Request().Context(), userOf(c), id)
 	if err != nil {
 		return err
 	}
@@ -392,71 +395,107 @@ func (s *Server) getBudget(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ds, err := s.store.ListBudgetDeliveries(ctx, u, id, deliveriesShown)
+	return c.JSON(http.StatusOK, resp)
+}
+
+// listBudgetDeliveries lists one budget's notification deliveries, newest
+// first; a budget that is not the caller's is a 404.
+func (s *Server) listBudgetDeliveries(c echo.Context) error {
+	id, err := budgetID(c)
 	if err != nil {
 		return err
 	}
-	out := make([]deliveryResponse, len(ds))
-	for i, d := range ds {
-		out[i] = deliveryResponse{
+	list := "deliveries:" + id // a cursor of one budget's deliveries is not another's
+	limit, before, err := idPage(c, list)
+	if err != nil {
+		return err
+	}
+	ds, err := s.store.BudgetDeliveriesPage(c.Request().Context(), userOf(c), id, before, limit+1)
+	if err != nil {
+		return err
+	}
+	p := pageOf(ds, limit, list, func(d postgres.Delivery) []string { return idKey(d.ID) })
+	out := page[deliveryResponse]{Data: make([]deliveryResponse, len(p.Data)), HasMore: p.HasMore, NextCursor: p.NextCursor}
+	for i, d := range p.Data {
+		out.Data[i] = deliveryResponse{
 			ID: d.ID, AlertID: d.AlertID, Channel: d.Channel, Status: d.Status, Attempts: d.Attempts,
 			ResponseStatus: d.ResponseStatus, LastError: d.LastError,
 			CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, DeliveredAt: d.DeliveredAt,
 		}
 	}
-	resp.Deliveries = &out
-	return c.JSON(http.StatusOK, resp)
+	return c.JSON(http.StatusOK, out)
 }
 
-func (s *Server) updateBudget(c echo.Context) error {
+// budgetUpdate is a checked PATCH /v1/budgets/{id}; its channels are
+// checked after the request is counted (see newBudget).
+type budgetUpdate struct {
+	id       string
+	patch    postgres.BudgetPatch
+	channels *budgetChannels
+	rotate   bool
+}
+
+func parseBudgetUpdate(c echo.Context) (budgetUpdate, error) {
 	id, err := budgetID(c)
 	if err != nil {
-		return err
+		return budgetUpdate{}, err
 	}
 	var req patchBudgetRequest
 	if err := decodeStrict(c, &req); err != nil {
-		return err
+		return budgetUpdate{}, err
 	}
-	var p postgres.BudgetPatch
+	up := budgetUpdate{id: id, channels: req.Channels, rotate: req.RotateWebhookSecret}
+	p := &up.patch
 	if req.Name != nil {
-		name, err := validateBudgetName(*req.Name)
+		name, err := cleanName("name", *req.Name)
 		if err != nil {
-			return err
+			return budgetUpdate{}, err
 		}
 		p.Name = &name
 	}
 	if req.AmountUSD != nil {
 		a, err := parseAmount(*req.AmountUSD)
 		if err != nil {
-			return err
+			return budgetUpdate{}, err
 		}
 		p.AmountUSD = &a
 	}
 	if req.Thresholds != nil {
 		v, err := validatePercents("thresholds", *req.Thresholds)
 		if err != nil {
-			return err
+			return budgetUpdate{}, err
 		}
 		p.Thresholds = &v
 	}
 	if req.ForecastThresholds != nil {
 		v, err := validatePercents("forecast_thresholds", *req.ForecastThresholds)
 		if err != nil {
-			return err
+			return budgetUpdate{}, err
 		}
 		p.ForecastThresholds = &v
 	}
-	if req.Channels != nil {
+	if *p == (postgres.BudgetPatch{}) && up.channels == nil && !up.rotate {
+		return budgetUpdate{}, tokka.Errorf(tokka.CodeInvalid,
+			"nothing to change: send name, amount_usd, thresholds, forecast_thresholds, channels or rotate_webhook_secret: true")
+	}
+	return up, nil
+}
+
+func (s *Server) updateBudget(c echo.Context) error {
+	req := prepared[budgetUpdate](c)
+	p := req.patch
+	var err error
+	if req.channels != nil {
 		p.SetChannels = true
-		if p.WebhookURL, p.EmailTo, err = s.channels(c, req.Channels); err != nil {
+		if p.WebhookURL, p.EmailTo, err = s.channels(c, req.channels); err != nil {
 			return err
 		}
 	}
-	if req.RotateWebhookSecret {
+	if req.rotate {
 		p.WebhookSecret = newWebhookSecret()
 		defer p.WebhookSecret.Wipe()
 	}
-	b, err := s.store.UpdateBudget(c.Request().Context(), userOf(c), id, p)
+	b, err := s.store.UpdateBudget(c.Request().Context(), userOf(c), req.id, p)
 	if err != nil {
 		return err
 	}
@@ -471,11 +510,7 @@ func (s *Server) updateBudget(c echo.Context) error {
 }
 
 func (s *Server) deleteBudget(c echo.Context) error {
-	id, err := budgetID(c)
-	if err != nil {
-		return err
-	}
-	if err := s.store.DeleteBudget(c.Request().Context(), userOf(c), id); err != nil {
+	if err := s.store.DeleteBudget(c.Request().Context(), userOf(c), *prepared[string](c)); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

@@ -156,12 +156,14 @@ type budgetJSON struct {
 		PercentUsed string `json:"percent_used"`
 		ForecastUSD string `json:"forecast_usd"`
 	} `json:"status"`
-	Deliveries *[]struct {
-		Channel   string  `json:"channel"`
-		Status    string  `json:"status"`
-		Attempts  int     `json:"attempts"`
-		LastError *string `json:"last_error"`
-	} `json:"deliveries"`
+}
+
+// deliveryJSON is one item of GET /v1/budgets/{id}/deliveries.
+type deliveryJSON struct {
+	Channel   string  `json:"channel"`
+	Status    string  `json:"status"`
+	Attempts  int     `json:"attempts"`
+	LastError *string `json:"last_error"`
 }
 
 func decodeBudget(t *testing.T, body []byte) budgetJSON {
@@ -193,7 +195,6 @@ func TestBudgetLifecycle(t *testing.T) {
 	require.Equal(t, alice.email, *created.Channels.EmailTo, "the recipient is the token's email")
 	require.Equal(t, "2026-11", created.Status.Month)
 	require.Equal(t, "0", created.Status.SpendUSD)
-	require.Nil(t, created.Deliveries)
 	secret := created.WebhookSecret
 
 	// The secret is never shown again.
@@ -205,9 +206,10 @@ func TestBudgetLifecycle(t *testing.T) {
 	}
 	status, body = b.do(t, alice, http.MethodGet, "/v1/budgets/"+created.ID, nil)
 	require.Equal(t, http.StatusOK, status)
-	got := decodeBudget(t, body)
-	require.NotNil(t, got.Deliveries)
-	require.Empty(t, *got.Deliveries)
+	require.NotContains(t, string(body), "deliveries", "deliveries are a list of their own")
+	status, body = b.do(t, alice, http.MethodGet, "/v1/budgets/"+created.ID+"/deliveries", nil)
+	require.Equal(t, http.StatusOK, status)
+	require.JSONEq(t, `{"data":[],"has_more":false,"next_cursor":null}`, string(body))
 
 	// Spend shows in the status (exact decimal).
 	_, err := b.sql.Exec(`INSERT INTO tokka.cost_daily (connection_id, user_id, provider, day, amount_usd, amount, currency)
@@ -215,7 +217,9 @@ func TestBudgetLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	status, body = b.do(t, alice, http.MethodGet, "/v1/budgets", nil)
 	require.Equal(t, http.StatusOK, status)
-	var list struct{ Budgets []budgetJSON }
+	var list struct {
+		Budgets []budgetJSON `json:"data"`
+	}
 	require.NoError(t, json.Unmarshal(body, &list))
 	require.Len(t, list.Budgets, 1)
 	require.Equal(t, "100.2", list.Budgets[0].Status.SpendUSD)
@@ -408,7 +412,7 @@ func TestOtherUsersCannotReachYourBudgets(t *testing.T) {
 	}
 	status, body = b.do(t, bob, http.MethodGet, "/v1/budgets", nil)
 	require.Equal(t, http.StatusOK, status)
-	require.JSONEq(t, `{"budgets":[]}`, string(body))
+	require.JSONEq(t, `{"data":[],"has_more":false,"next_cursor":null}`, string(body))
 	status, _ = b.do(t, alice, http.MethodGet, "/v1/budgets/not-a-uuid", nil)
 	require.Equal(t, http.StatusNotFound, status)
 
@@ -507,8 +511,12 @@ func TestBudgetAlertsEndToEnd(t *testing.T) {
 	got := decodeBudget(t, body)
 	require.Equal(t, "100.5", got.Status.SpendUSD)
 	require.Equal(t, "100.5", got.Status.PercentUsed)
-	require.Len(t, *got.Deliveries, 6)
-	for _, d := range *got.Deliveries {
+	status, body = b.do(t, alice, http.MethodGet, "/v1/budgets/"+created.ID+"/deliveries", nil)
+	require.Equal(t, http.StatusOK, status)
+	var deliveries struct{ Data []deliveryJSON }
+	require.NoError(t, json.Unmarshal(body, &deliveries))
+	require.Len(t, deliveries.Data, 6)
+	for _, d := range deliveries.Data {
 		require.Equal(t, "delivered", d.Status)
 		require.Equal(t, 1, d.Attempts)
 	}
@@ -519,7 +527,7 @@ func TestBudgetAlertsEndToEnd(t *testing.T) {
 			Kind   string         `json:"kind"`
 			Title  string         `json:"title"`
 			Detail map[string]any `json:"detail"`
-		} `json:"alerts"`
+		} `json:"data"`
 	}
 	require.NoError(t, json.Unmarshal(body, &alerts))
 	require.Len(t, alerts.Alerts, 3)

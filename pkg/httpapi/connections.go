@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -33,16 +31,17 @@ func (f *apiKeyField) UnmarshalJSON(b []byte) error {
 
 type createConnectionRequest struct {
 	Provider string      `json:"provider"`
-	Label    string      `json:"label"`
+	Label    *string     `json:"label"`
 	APIKey   apiKeyField `json:"api_key"`
 }
 
-// validateKey checks a pasted key's shape without ever quoting it back.
-func validateKey(p provider.Name, k *secret.Key) error {
+// validateKeyShape checks what any admin key looks like, without ever
+// quoting it back: present, a plausible length, visible ASCII only.
+func validateKeyShape(k *secret.Key) error {
 	if k == nil || k.Len() == 0 {
 		return &tokka.Error{Code: tokka.CodeInvalid, Message: "api_key is required", Field: "api_key"}
 	}
-	if k.Len() > 512 || k.Len() < len(p.KeyPrefix())+8 {
+	if k.Len() > 512 {
 		return &tokka.Error{Code: tokka.CodeInvalid, Message: "api_key has an implausible length", Field: "api_key"}
 	}
 	for _, b := range k.Bytes() {
@@ -50,27 +49,23 @@ func validateKey(p provider.Name, k *secret.Key) error {
 			return &tokka.Error{Code: tokka.CodeInvalid, Message: "api_key contains whitespace or non-ASCII characters", Field: "api_key"}
 		}
 	}
+	return nil
+}
+
+// validateKey checks a pasted key's shape and that it is an admin key of p,
+// without ever quoting it back.
+func validateKey(p provider.Name, k *secret.Key) error {
+	if err := validateKeyShape(k); err != nil {
+		return err
+	}
+	if k.Len() < len(p.KeyPrefix())+8 {
+		return &tokka.Error{Code: tokka.CodeInvalid, Message: "api_key has an implausible length", Field: "api_key"}
+	}
 	if !k.HasPrefix(p.KeyPrefix()) {
 		return &tokka.Error{Code: tokka.CodeInvalid, Field: "api_key",
 			Message: "api_key is not an " + string(p) + " admin key (it must start with " + p.KeyPrefix() + ")"}
 	}
 	return nil
-}
-
-func validateLabel(label string, p provider.Name) (string, error) {
-	label = strings.TrimSpace(label)
-	if label == "" {
-		label = string(p)
-	}
-	if !utf8.ValidString(label) || utf8.RuneCountInString(label) > 100 {
-		return "", &tokka.Error{Code: tokka.CodeInvalid, Message: "label must be 1 to 100 characters", Field: "label"}
-	}
-	for _, r := range label {
-		if unicode.IsControl(r) {
-			return "", &tokka.Error{Code: tokka.CodeInvalid, Message: "label must not contain control characters", Field: "label"}
-		}
-	}
-	return label, nil
 }
 
 func (s *Server) auditEvent(c echo.Context, action, purpose string) tokka.AuditEvent {
@@ -88,24 +83,37 @@ func (s *Server) auditEvent(c echo.Context, action, purpose string) tokka.AuditE
 	}
 }
 
-func (s *Server) createConnection(c echo.Context) error {
+// newConnection is a checked POST /v1/connections.
+type newConnection struct {
+	provider provider.Name
+	label    string
+	key      *secret.Key
+}
+
+func (r *newConnection) wipe() { r.key.Wipe() }
+
+func parseNewConnection(c echo.Context) (newConnection, error) {
 	var req createConnectionRequest
-	defer func() { req.APIKey.key.Wipe() }()
-	if err := decodeStrict(c, &req); err != nil {
-		return err
-	}
-	p := provider.Name(req.Provider)
-	if !p.Valid() {
-		return &tokka.Error{Code: tokka.CodeInvalid, Message: `provider must be "openai" or "anthropic"`, Field: "provider"}
-	}
-	label, err := validateLabel(req.Label, p)
+	err := decodeStrict(c, &req)
+	nc := newConnection{provider: provider.Name(req.Provider), key: req.APIKey.key} // wiped however this ends
 	if err != nil {
-		return err
+		return nc, err
 	}
-	key := req.APIKey.key
-	if err := validateKey(p, key); err != nil {
-		return err
+	if !nc.provider.Valid() {
+		return nc, &tokka.Error{Code: tokka.CodeInvalid, Message: `provider must be "openai" or "anthropic"`, Field: "provider"}
 	}
+	nc.label = string(nc.provider) // the default, when label is left out
+	if req.Label != nil {
+		if nc.label, err = cleanName("label", *req.Label); err != nil {
+			return nc, err
+		}
+	}
+	return nc, validateKey(nc.provider, nc.key)
+}
+
+func (s *Server) createConnection(c echo.Context) error {
+	req := prepared[newConnection](c)
+	p, key := req.provider, req.key
 	u := userOf(c)
 	fp, err := s.keyFingerprint(u, p, key)
 	if err != nil {
@@ -119,7 +127,7 @@ func (s *Server) createConnection(c echo.Context) error {
 		return err
 	}
 	conn, err := s.store.CreateConnection(c.Request().Context(), u, postgres.NewConnection{
-		ID: id, Provider: string(p), Label: label, KeyHint: key.Hint(p.KeyPrefix()), SealedKey: blob,
+		ID: id, Provider: string(p), Label: req.label, KeyHint: key.Hint(p.KeyPrefix()), SealedKey: blob,
 		KeyFingerprint: fp,
 	}, s.auditEvent(c, tokka.ActionKeyCreated, "user added a connection"))
 	if err != nil {
@@ -139,11 +147,17 @@ func (s *Server) keyFingerprint(u tokka.User, p provider.Name, key *secret.Key) 
 }
 
 func (s *Server) listConnections(c echo.Context) error {
-	cs, err := s.store.ListConnections(c.Request().Context(), userOf(c))
+	limit, after, err := createdPage(c, "connections")
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"connections": cs})
+	cs, err := s.store.ListConnectionsPage(c.Request().Context(), userOf(c), after, limit+1)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, pageOf(cs, limit, "connections", func(c tokka.Connection) []string {
+		return createdKey(c.CreatedAt, c.ID)
+	}))
 }
 
 // connectionID parses the path id; a malformed one is a 404 like any other
@@ -177,11 +191,12 @@ func (s *Server) getConnection(c echo.Context) error {
 	return c.JSON(http.StatusOK, conn)
 }
 
+// parseConnectionID is the parser of the mutations that take only a
+// connection id from their path.
+func parseConnectionID(c echo.Context) (string, error) { return connectionID(c) }
+
 func (s *Server) deleteConnection(c echo.Context) error {
-	id, err := connectionID(c)
-	if err != nil {
-		return err
-	}
+	id := *prepared[string](c)
 	if err := s.store.DeleteConnection(c.Request().Context(), userOf(c), id,
 		s.auditEvent(c, tokka.ActionKeyDeleted, "user deleted the connection")); err != nil {
 		return err

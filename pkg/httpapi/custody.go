@@ -2,21 +2,64 @@ package httpapi
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/seal"
+	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// updateConnectionRequest is PATCH /v1/connections/{id}. Absent (or null)
-// fields are left as they are; anything else in the body is rejected.
+// updateConnectionRequest is PATCH /v1/connections/{id}. Absent fields are
+// left as they are; null is refused (decodeStrict), as is anything else in
+// the body.
 type updateConnectionRequest struct {
 	Label  *string      `json:"label"`
 	APIKey *apiKeyField `json:"api_key"`
+}
+
+// connectionUpdate is a checked PATCH /v1/connections/{id}. The new key's
+// provider prefix can be checked only against the stored connection.
+type connectionUpdate struct {
+	id    string
+	label *string
+	key   *secret.Key
+}
+
+func (r *connectionUpdate) wipe() { r.key.Wipe() }
+
+func parseConnectionUpdate(c echo.Context) (connectionUpdate, error) {
+	var req updateConnectionRequest
+	id, err := connectionID(c)
+	if err != nil {
+		return connectionUpdate{}, err
+	}
+	err = decodeStrict(c, &req)
+	up := connectionUpdate{id: id}
+	if req.APIKey != nil {
+		up.key = req.APIKey.key // wiped however this ends
+	}
+	if err != nil {
+		return up, err
+	}
+	if req.Label == nil && req.APIKey == nil {
+		return up, tokka.Errorf(tokka.CodeInvalid, "nothing to change: send label, api_key or both")
+	}
+	if req.Label != nil {
+		label, err := cleanName("label", *req.Label)
+		if err != nil {
+			return up, err
+		}
+		up.label = &label
+	}
+	if req.APIKey != nil {
+		if err := validateKeyShape(up.key); err != nil {
+			return up, err
+		}
+	}
+	return up, nil
 }
 
 // updateConnection renames a connection and/or replaces its key. A new key is
@@ -24,22 +67,8 @@ type updateConnectionRequest struct {
 // the provider cannot change, since the blob, the usage rows and the key's
 // prefix all belong to it.
 func (s *Server) updateConnection(c echo.Context) error {
-	var req updateConnectionRequest
-	defer func() {
-		if req.APIKey != nil {
-			req.APIKey.key.Wipe()
-		}
-	}()
-	id, err := connectionID(c)
-	if err != nil {
-		return err
-	}
-	if err := decodeStrict(c, &req); err != nil {
-		return err
-	}
-	if req.Label == nil && req.APIKey == nil {
-		return tokka.Errorf(tokka.CodeInvalid, "nothing to change: send label, api_key or both")
-	}
+	req := prepared[connectionUpdate](c)
+	id := req.id
 	ctx := c.Request().Context()
 	u := userOf(c)
 	conn, err := s.store.GetConnection(ctx, u, id)
@@ -47,20 +76,9 @@ func (s *Server) updateConnection(c echo.Context) error {
 		return err
 	}
 	p := provider.Name(conn.Provider)
-	var up postgres.ConnectionUpdate
-	if req.Label != nil {
-		if strings.TrimSpace(*req.Label) == "" {
-			return &tokka.Error{Code: tokka.CodeInvalid, Message: "label must be 1 to 100 characters", Field: "label"}
-		}
-		label, err := validateLabel(*req.Label, p)
-		if err != nil {
-			return err
-		}
-		up.Label = &label
-	}
+	up := postgres.ConnectionUpdate{Label: req.label}
 	action, purpose := tokka.ActionConnectionRenamed, "user renamed the connection"
-	if req.APIKey != nil {
-		key := req.APIKey.key
+	if key := req.key; key != nil {
 		if err := validateKey(p, key); err != nil {
 			return err
 		}

@@ -54,7 +54,9 @@ func (b *testBundle) openAlerts(t *testing.T, u user) []alertView {
 	t.Helper()
 	status, _, body := b.do(t, u, http.MethodGet, "/v1/alerts?open=true&limit=200", nil)
 	require.Equal(t, http.StatusOK, status)
-	var list struct{ Alerts []alertView }
+	var list struct {
+		Alerts []alertView `json:"data"`
+	}
 	require.NoError(t, json.Unmarshal(body, &list))
 	return list.Alerts
 }
@@ -168,7 +170,7 @@ func TestPatchRejectsBadInputAndChangesNothing(t *testing.T) {
 		field      string
 	}{
 		{"empty object", `{}`, 400, ""},
-		{"only nulls", `{"label":null,"api_key":null}`, 400, ""},
+		{"only nulls", `{"label":null,"api_key":null}`, 400, "label"}, // null is refused, not "absent"
 		{"blank label", `{"label":"   "}`, 400, "label"},
 		{"long label", `{"label":"` + strings.Repeat("x", 101) + `"}`, 400, "label"},
 		{"control label", `{"label":"a\u0007b"}`, 400, "label"},
@@ -230,7 +232,7 @@ func TestAuditVerifyEndpointFindsTheEditedEvent(t *testing.T) {
 			ID       int64   `json:"id"`
 			Hash     string  `json:"hash"`
 			PrevHash *string `json:"prev_hash"`
-		}
+		} `json:"data"`
 	}
 	require.NoError(t, json.Unmarshal(body, &list))
 	require.Len(t, list.Events, 4)

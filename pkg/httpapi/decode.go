@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -17,25 +17,24 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// decodeStrict reads a JSON object into dst, rejecting a wrong content type,
-// unknown fields (no mass assignment of user_id, status, sealed_key …),
-// duplicate keys and trailing data. Messages never echo values, which may
-// be keys, and name a field only when it is one of Tokka's own (ownName):
-// a key pasted where a field name belongs is not repeated either.
+// decodeStrict reads a JSON object into dst, rejecting a content type other
+// than application/json (415), text that is not what the client wrote
+// (invalid UTF-8, lone surrogate escapes), unknown fields (no mass
+// assignment of user_id, status, sealed_key …), duplicate keys and trailing
+// data. Messages never echo values, which may be keys, and name a field
+// only when it is one of Tokka's own (ownName): a key pasted where a field
+// name belongs is not repeated either.
 func decodeStrict(c echo.Context, dst any) error {
-	ct := c.Request().Header.Get(echo.HeaderContentType)
-	if ct != "" && !strings.HasPrefix(strings.ToLower(ct), echo.MIMEApplicationJSON) {
-		return tokka.Errorf(tokka.CodeInvalid, "request body must be application/json")
+	if !jsonContentType(c.Request().Header.Get(echo.HeaderContentType)) {
+		return tokka.Errorf(tokka.CodeUnsupportedMediaType, "request body must be application/json (charset utf-8, if any)")
 	}
-	body, err := io.ReadAll(c.Request().Body)
+	body, err := requestBody(c) // wiped by prepare when the request is done
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) || strings.Contains(err.Error(), "too large") {
-			return &tokka.Error{Code: tokka.CodeTooLarge, Message: "request body too large"}
-		}
-		return tokka.Errorf(tokka.CodeInvalid, "could not read request body")
+		return err
 	}
-	defer clear(body) // it may hold a pasted key, whatever the outcome
+	if err := checkText(body); err != nil {
+		return err
+	}
 	if err := checkDuplicateKeys(body); err != nil {
 		return err
 	}
@@ -91,11 +90,19 @@ const maxJSONDepth = 32
 // saw. Names are compared the way encoding/json matches them (Unicode simple
 // case folding). Syntax errors are left to the decoder that follows, except
 // that a body it cannot tokenise is reported as invalid JSON here.
+//
+// It also refuses null as a member's value, except for the members in
+// nullableMembers: in Tokka's request bodies null never means anything
+// but "no value", and for every field an absent member, "" and white space
+// already say that (or are refused), so null must not be a fourth spelling
+// that one handler treats as "absent" and another as "empty".
 func checkDuplicateKeys(body []byte) error {
 	type frame struct {
 		object  bool
 		wantKey bool
 		keys    map[string]struct{}
+		key     string // the member whose value comes next
+		path    string // the object's dotted path from the top ("" at the top)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -128,11 +135,23 @@ func checkDuplicateKeys(body []byte) error {
 				}
 				stack[n-1].keys[f] = struct{}{}
 				stack[n-1].wantKey = false
+				stack[n-1].key = name
 			}
 		} else {
+			member := ""
+			if n := len(stack); n > 0 && stack[n-1].object {
+				member = strings.TrimPrefix(stack[n-1].path+"."+stack[n-1].key, ".")
+			}
+			if tok == nil && member != "" && !nullableMembers[member] {
+				e := &tokka.Error{Code: tokka.CodeInvalid, Message: "request body has a null field; leave the field out instead"}
+				if !slices.ContainsFunc(strings.Split(member, "."), func(n string) bool { return !ownName(n) }) {
+					e.Field, e.Message = member, member+" must not be null; leave it out instead"
+				}
+				return e
+			}
 			switch tok {
 			case json.Delim('{'):
-				stack = append(stack, &frame{object: true, wantKey: true, keys: map[string]struct{}{}})
+				stack = append(stack, &frame{object: true, wantKey: true, keys: map[string]struct{}{}, path: member})
 			case json.Delim('['):
 				stack = append(stack, &frame{})
 			case json.Delim(']'), json.Delim('}'):
@@ -150,6 +169,10 @@ func checkDuplicateKeys(body []byte) error {
 		}
 	}
 }
+
+// nullableMembers are the request members (dotted paths) that may be null,
+// which means the same as "" and as leaving them out: no webhook.
+var nullableMembers = map[string]bool{"channels.webhook_url": true}
 
 // ownNames are the names Tokka itself gives to fields: of its request and
 // response bodies and of the columns a client might try to set. An error

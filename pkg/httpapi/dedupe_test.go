@@ -89,7 +89,7 @@ func (b *syncBundle) figures(t *testing.T, u user, budgetID string) figures {
 	all := b.usage(t, u, q)
 	f.Cost, f.Tokens = all.Totals["cost_usd"].(string), jsonNumber(all.Totals["input_tokens"])
 	byProvider := b.usage(t, u, q+"&group_by=provider")
-	for _, r := range byProvider.Rows {
+	for _, r := range byProvider.Data {
 		if r["provider"] == "openai" {
 			f.OpenAICost = r["cost_usd"].(string)
 		} else {
@@ -222,7 +222,7 @@ func TestSameOrganisationTwiceNeverChangesATotal(t *testing.T) {
 			Kind         string          `json:"kind"`
 			ConnectionID *string         `json:"connection_id"`
 			Detail       json.RawMessage `json:"detail"`
-		} `json:"alerts"`
+		} `json:"data"`
 	}
 	require.NoError(t, json.Unmarshal(body, &alerts))
 	told := map[string]string{}

@@ -111,6 +111,13 @@ func (s *Server) usageExport(c echo.Context) error {
 	header = append(header, "input_tokens", "input_uncached_tokens", "cache_read_tokens", "cache_write_5m_tokens",
 		"cache_write_1h_tokens", "output_tokens", "requests", "cost_usd", "provisional")
 	res := c.Response()
+	if c.Request().Method == http.MethodHead {
+		// The headers a GET would send; the rows would only be dropped.
+		res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+		res.Header().Set(echo.HeaderContentDisposition, `attachment; filename="tokka-usage.csv"`)
+		res.WriteHeader(http.StatusOK)
+		return nil
+	}
 	// csv.Writer buffers a few KiB and hands them to the client as they
 	// fill, at the client's pace.
 	w := csv.NewWriter(res)
@@ -133,7 +140,7 @@ func (s *Server) usageExport(c echo.Context) error {
 		}
 		rec := make([]string, 0, len(header))
 		for _, d := range dims {
-			rec = append(rec, csvSafe(r.Group[d.Key]))
+			rec = append(rec, csvSafe(groupValue(d.Key, r.Group[d.Key])))
 		}
 		rec = append(rec, strconv.FormatInt(r.InputTokens, 10), strconv.FormatInt(r.InputUncachedTokens, 10),
 			strconv.FormatInt(r.CacheReadTokens, 10), strconv.FormatInt(r.CacheWrite5mTokens, 10),

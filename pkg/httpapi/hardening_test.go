@@ -47,7 +47,9 @@ func (b *secBundle) own(t *testing.T) owned {
 	require.NoError(t, err)
 	status, _, body = b.do(t, http.MethodGet, "/v1/alerts", o.u.token, nil)
 	require.Equal(t, http.StatusOK, status)
-	var alerts struct{ Alerts []struct{ ID int64 } }
+	var alerts struct {
+		Alerts []struct{ ID int64 } `json:"data"`
+	}
 	require.NoError(t, json.Unmarshal(body, &alerts))
 	require.Len(t, alerts.Alerts, 1)
 	o.alert = strconv.FormatInt(alerts.Alerts[0].ID, 10)

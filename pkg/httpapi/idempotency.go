@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -95,16 +94,10 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 		if store == nil || s.cfg.Fingerprints == nil {
 			return errors.New("httpapi: Idempotency-Key needs an idempotency store and a fingerprint secret")
 		}
-		body, err := io.ReadAll(req.Body)
+		body, err := requestBody(c) // the bytes the parser read; wiped by prepare
 		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) || strings.Contains(err.Error(), "too large") {
-				return &tokka.Error{Code: tokka.CodeTooLarge, Message: "request body too large"}
-			}
-			return tokka.Errorf(tokka.CodeInvalid, "could not read request body")
+			return err
 		}
-		defer clear(body) // it may hold a pasted key
-		req.Body = io.NopCloser(bytes.NewReader(body))
 		// Keyed like a key fingerprint: the body may hold a pasted key.
 		hash := s.cfg.Fingerprints.Digest(idempotencyLabel, []byte(req.Method), []byte(strings.ToLower(req.URL.Path)), body)
 

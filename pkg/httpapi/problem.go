@@ -44,6 +44,12 @@ func statusOf(code tokka.Code) int {
 		return http.StatusServiceUnavailable
 	case tokka.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case tokka.CodeUnsupportedMediaType:
+		return http.StatusUnsupportedMediaType
+	case tokka.CodeNotAcceptable:
+		return http.StatusNotAcceptable
+	case tokka.CodeSyncCooldown:
+		return http.StatusTooManyRequests
 	}
 	return http.StatusInternalServerError
 }
@@ -59,7 +65,8 @@ const unavailableRetryAfter = "5"
 // now", "rate limiter unavailable" …); they were logged, if at all, where
 // they arose. Anything else is logged once with the request id and shown
 // only as "internal error", so no internal text (SQL, driver or provider
-// messages) ever reaches a client. Every 503 carries Retry-After.
+// messages) ever reaches a client. Every 503 carries Retry-After and every
+// 401 a Bearer challenge (WWW-Authenticate).
 func (s *Server) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
@@ -106,13 +113,24 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		p.Detail = "internal error; quote the request id when reporting it"
 		s.log.Error().Str("request_id", rid).Str("path", c.Path()).Err(err).Msg("request failed")
 	}
+	if p.Status == http.StatusUnauthorized {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, bearerChallenge(c.Request()))
+	}
 	if p.Status == http.StatusServiceUnavailable && c.Response().Header().Get("Retry-After") == "" {
 		c.Response().Header().Set("Retry-After", unavailableRetryAfter)
 	}
-	p.Title = http.StatusText(p.Status)
-	p.Type = "https://tokka.dev/problems/" + strconv.Itoa(p.Status)
+	p.Type, p.Title = "https://tokka.dev/problems/"+strconv.Itoa(p.Status), http.StatusText(p.Status)
+	if de != nil && de.Code == tokka.CodeSyncCooldown {
+		p.Type, p.Title = SyncCooldownType, "Sync requested too recently"
+	}
 	writeProblem(c, p)
 }
+
+// SyncCooldownType is the problem type of a "sync now" refused because the
+// connection was asked to sync too recently: a 429 that says nothing about
+// the caller's rate-limit budget, so a client can tell the two apart. Every
+// other problem's type is https://tokka.dev/problems/<status>.
+const SyncCooldownType = "https://tokka.dev/problems/sync-cooldown"
 
 func writeProblem(c echo.Context, p Problem) {
 	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")

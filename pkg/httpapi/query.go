@@ -28,7 +28,7 @@ var (
 	usageFilters = []QueryParam{{Name: "provider"}, {Name: "connection"}, {Name: "model"}, {Name: "project"},
 		{Name: "api_key"}, {Name: "service_tier"}}
 	usageRange = append([]QueryParam{{Name: "from"}, {Name: "to"}, {Name: "group_by", List: true}}, usageFilters...)
-	idPaging   = []QueryParam{{Name: "limit"}, {Name: "cursor"}}
+	paging     = []QueryParam{{Name: "limit"}, {Name: "cursor"}}
 )
 
 // routeQueryParams is the one list of the query parameters each route
@@ -36,11 +36,14 @@ var (
 // TestQueryParametersMatchTheSpec (openapi_test.go) keeps it equal to the
 // parameters openapi.yaml declares.
 var routeQueryParams = map[string][]QueryParam{
-	"GET /v1/usage":               append(slices.Clone(usageRange), QueryParam{Name: "limit"}, QueryParam{Name: "cursor"}),
-	"GET /v1/usage/export.csv":    usageRange,
-	"GET /v1/audit-events":        idPaging,
-	"GET /v1/audit-events/verify": {{Name: "full"}},
-	"GET /v1/alerts":              append(slices.Clone(idPaging), QueryParam{Name: "open"}),
+	"GET /v1/usage":                  append(slices.Clone(usageRange), QueryParam{Name: "limit"}, QueryParam{Name: "cursor"}),
+	"GET /v1/usage/export.csv":       usageRange,
+	"GET /v1/audit-events":           paging,
+	"GET /v1/audit-events/verify":    {{Name: "full"}},
+	"GET /v1/alerts":                 append(slices.Clone(paging), QueryParam{Name: "open"}),
+	"GET /v1/connections":            paging,
+	"GET /v1/budgets":                paging,
+	"GET /v1/budgets/:id/deliveries": paging,
 }
 
 // QueryParameters returns, per route ("METHOD /path/:param"), the query

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -20,7 +21,7 @@ import (
 type usagePage struct {
 	GroupBy    []string          `json:"group_by"`
 	Filters    map[string]string `json:"filters"`
-	Rows       []map[string]any  `json:"rows"`
+	Data       []map[string]any  `json:"data"`
 	Totals     map[string]any    `json:"totals"`
 	NextCursor *string           `json:"next_cursor"`
 }
@@ -57,7 +58,7 @@ func TestUppercaseIdsAreTheSameIds(t *testing.T) {
 	lower := b.usage(t, alice, q+"&connection="+openaiID)
 	require.True(t, dec("36").Equal(dec(lower.Totals["cost_usd"].(string))))
 	got := b.usage(t, alice, q+"&connection="+upper)
-	require.Equal(t, lower.Rows, got.Rows)
+	require.Equal(t, lower.Data, got.Data)
 	require.Equal(t, lower.Totals, got.Totals)
 	require.Equal(t, openaiID, got.Filters["connection"], "the filter is echoed in canonical form")
 	status, _, body := b.do(t, alice, http.MethodGet, "/v1/usage/export.csv?"+q+"&connection="+upper, nil)
@@ -101,10 +102,10 @@ func TestQueryParametersAreDeclaredPerRoute(t *testing.T) {
 	comma := b.usage(t, alice, r+"&group_by=day,model")
 	repeated := b.usage(t, alice, r+"&group_by=day&group_by=model")
 	require.Equal(t, []string{"day", "model"}, repeated.GroupBy)
-	require.Equal(t, comma.Rows, repeated.Rows)
+	require.Equal(t, comma.Data, repeated.Data)
 	both := b.usage(t, alice, r+"&group_by=day,model&group_by=provider")
 	require.Equal(t, []string{"day", "model", "provider"}, both.GroupBy)
-	require.NotEmpty(t, both.Rows[0]["provider"])
+	require.NotEmpty(t, both.Data[0]["provider"])
 
 	refused := []struct {
 		path, field, detail string
@@ -115,9 +116,9 @@ func TestQueryParametersAreDeclaredPerRoute(t *testing.T) {
 		{"/v1/usage?" + r + "&limit=5&limit=6", "limit", "limit"},
 		{"/v1/usage/export.csv?" + r + "&limit=5", "limit", "limit"},
 		{"/v1/usage/summary?month=2026-11", "month", "month"},
-		{"/v1/connections?limit=5", "limit", "limit"},
+		{"/v1/connections?limit=500", "limit", "limit"},
 		{"/v1/connections?cursor=abc", "cursor", "cursor"},
-		{"/v1/budgets?limit=5", "limit", "limit"},
+		{"/v1/budgets?limit=5&limit=6", "limit", "limit"},
 		{"/v1/me?x=1", "x", "x"},
 		{"/v1/alerts?open=true&open=false", "open", "open"},
 		{"/v1/audit-events?cursor=1&cursor=2", "cursor", "cursor"},
@@ -166,7 +167,7 @@ func TestUsageCursorIsBoundToItsQueryAndSurvivesRewrites(t *testing.T) {
 	openaiID, _ := spendFixture(t, b, alice)
 	const q = "from=2026-11-01&to=2026-11-05&group_by=model,day&provider=openai&limit=2"
 	first := b.usage(t, alice, q)
-	require.Len(t, first.Rows, 2)
+	require.Len(t, first.Data, 2)
 	require.NotNil(t, first.NextCursor)
 	cursor := "&cursor=" + url.QueryEscape(*first.NextCursor)
 
@@ -202,13 +203,13 @@ func TestUsageCursorIsBoundToItsQueryAndSurvivesRewrites(t *testing.T) {
 	syncRows(t, b, openaiID, provider.Window{From: from, To: to}, usage, costs)
 
 	seen := map[string]int{}
-	for _, r := range first.Rows {
+	for _, r := range first.Data {
 		seen[r["model"].(string)+" "+r["day"].(string)]++
 	}
 	next := first.NextCursor
 	for i := 0; next != nil && i < 20; i++ {
 		p := b.usage(t, alice, q+"&cursor="+url.QueryEscape(*next))
-		for _, r := range p.Rows {
+		for _, r := range p.Data {
 			seen[r["model"].(string)+" "+r["day"].(string)]++
 		}
 		next = p.NextCursor
@@ -223,8 +224,9 @@ func TestUsageCursorIsBoundToItsQueryAndSurvivesRewrites(t *testing.T) {
 	}
 }
 
-// Cursors of the id-paged lists are ids as they are: beyond 2^31 paging
-// works, and a cursor that is not a positive 64-bit id is a 400.
+// Cursors of the id-paged lists hold ids as they are: beyond 2^31 paging
+// works, and a cursor that does not hold a positive 64-bit id, or is not a
+// cursor at all, is a 400.
 func TestIDCursorsPastInt32AndForgedOnes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -243,7 +245,7 @@ func TestIDCursorsPastInt32AndForgedOnes(t *testing.T) {
 			DedupKey: "big:" + strconv.Itoa(i), Title: "big"})
 		require.NoError(t, err)
 	}
-	for _, list := range []struct{ path, field string }{{"/v1/audit-events", "events"}, {"/v1/alerts", "alerts"}} {
+	for _, list := range []struct{ path, name string }{{"/v1/audit-events", "audit-events"}, {"/v1/alerts", "alerts"}} {
 		var ids []int64
 		path := list.path + "?limit=1"
 		for i := 0; i < 10; i++ {
@@ -252,7 +254,7 @@ func TestIDCursorsPastInt32AndForgedOnes(t *testing.T) {
 			var page map[string]json.RawMessage
 			require.NoError(t, json.Unmarshal(body, &page))
 			var items []struct{ ID int64 }
-			require.NoError(t, json.Unmarshal(page[list.field], &items))
+			require.NoError(t, json.Unmarshal(page["data"], &items))
 			for _, it := range items {
 				ids = append(ids, it.ID)
 			}
@@ -270,14 +272,19 @@ func TestIDCursorsPastInt32AndForgedOnes(t *testing.T) {
 				require.Less(t, id, ids[i-1], "newest first")
 			}
 		}
-		status, _, body := b.do(t, alice, http.MethodGet, list.path+"?cursor=2147483648", nil)
+		holding := func(id string) string {
+			return base64.RawURLEncoding.EncodeToString([]byte(`{"v":1,"q":"` + list.name + `","k":["` + id + `"]}`))
+		}
+		status, _, body := b.do(t, alice, http.MethodGet, list.path+"?cursor="+holding("2147483648"), nil)
 		require.Equal(t, http.StatusOK, status, string(body))
-		status, _, _ = b.do(t, alice, http.MethodGet, list.path+"?cursor=9223372036854775807", nil)
+		status, _, _ = b.do(t, alice, http.MethodGet, list.path+"?cursor="+holding("9223372036854775807"), nil)
 		require.Equal(t, http.StatusOK, status)
 		for _, forged := range []string{"abc", "-1", "0", "1.5", "+5", "9223372036854775808", "99999999999999999999", "0x10", " 7"} {
-			status, p := b.problem(t, alice, http.MethodGet, list.path+"?cursor="+url.QueryEscape(forged), nil)
-			require.Equal(t, http.StatusBadRequest, status, "%s cursor %q", list.path, forged)
-			require.Equal(t, "cursor", p.Field)
+			for _, cursor := range []string{forged, holding(forged)} {
+				status, p := b.problem(t, alice, http.MethodGet, list.path+"?cursor="+url.QueryEscape(cursor), nil)
+				require.Equal(t, http.StatusBadRequest, status, "%s cursor %q", list.path, cursor)
+				require.Equal(t, "cursor", p.Field)
+			}
 		}
 	}
 }

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"math"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -110,8 +109,11 @@ func (s *Server) auditFullLimit() postgres.RateLimit {
 // limitMutations counts every mutation against the caller's and the client
 // IP's budgets, and refuses it with 429 once either is spent. It runs after
 // authentication (so the user is known and unauthenticated floods cost no
-// database write) and before the session check and the handler (so a flood
-// reaches neither the Auth server nor the key store). The client IP is
+// database write) and after the request's own checks (prepare: a request
+// refused for its content spends nothing), and before the session check and
+// the handler (so a flood reaches neither the Auth server nor the key
+// store). Checks that must look something up — whether a connection is the
+// caller's, a webhook host's addresses, a confirmed email — come after it. The client IP is
 // c.RealIP(): the peer address, or X-Forwarded-For only when the peer is a
 // TRUSTED_PROXIES address. If the counters cannot be read the request fails
 // closed with 503.
@@ -133,7 +135,7 @@ func (s *Server) limitMutations(next echo.HandlerFunc) echo.HandlerFunc {
 // refused as invalid is refused here first, before it spends anything.
 func (s *Server) limitExpensiveReads(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if c.Request().Method != http.MethodGet {
+		if !readOnly(c.Request().Method) { // a HEAD costs what its GET costs
 			return next(c)
 		}
 		rl, err := s.expensiveRead(c)

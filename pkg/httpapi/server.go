@@ -31,7 +31,7 @@ import (
 type Store interface {
 	Ping(ctx context.Context) error
 	CreateConnection(ctx context.Context, u tokka.User, nc postgres.NewConnection, ev tokka.AuditEvent) (tokka.Connection, error)
-	ListConnections(ctx context.Context, u tokka.User) ([]tokka.Connection, error)
+	ListConnectionsPage(ctx context.Context, u tokka.User, after *postgres.CreatedKey, limit int) ([]tokka.Connection, error)
 	GetConnection(ctx context.Context, u tokka.User, id string) (tokka.Connection, error)
 	DeleteConnection(ctx context.Context, u tokka.User, id string, ev tokka.AuditEvent) error
 	UpdateConnection(ctx context.Context, u tokka.User, id string, up postgres.ConnectionUpdate, ev tokka.AuditEvent) (tokka.Connection, error)
@@ -44,11 +44,11 @@ type Store interface {
 	AcknowledgeAlert(ctx context.Context, u tokka.User, id int64) (tokka.Alert, error)
 	RequestSync(ctx context.Context, u tokka.User, id string, minInterval time.Duration, ev tokka.AuditEvent) (tokka.Connection, time.Duration, error)
 	CreateBudget(ctx context.Context, u tokka.User, nb postgres.NewBudget) (postgres.Budget, error)
-	ListBudgets(ctx context.Context, u tokka.User) ([]postgres.Budget, error)
+	ListBudgetsPage(ctx context.Context, u tokka.User, after *postgres.CreatedKey, limit int) ([]postgres.Budget, error)
 	GetBudget(ctx context.Context, u tokka.User, id string) (postgres.Budget, error)
 	UpdateBudget(ctx context.Context, u tokka.User, id string, p postgres.BudgetPatch) (postgres.Budget, error)
 	DeleteBudget(ctx context.Context, u tokka.User, id string) error
-	ListBudgetDeliveries(ctx context.Context, u tokka.User, budgetID string, limit int) ([]postgres.Delivery, error)
+	BudgetDeliveriesPage(ctx context.Context, u tokka.User, budgetID string, before int64, limit int) ([]postgres.Delivery, error)
 	Spend(ctx context.Context, u tokka.User, from, to time.Time) ([]postgres.SpendRow, error)
 }
 
@@ -156,44 +156,57 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 			AllowMethods:    []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete},
 			AllowHeaders:    []string{echo.HeaderAuthorization, echo.HeaderContentType, HeaderIdempotencyKey},
 			ExposeHeaders: []string{"X-Request-Id", "Retry-After",
-				"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", echo.HeaderLocation, HeaderIdempotentReplayed},
+				"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", echo.HeaderLocation, HeaderIdempotentReplayed, echo.HeaderWWWAuthenticate},
 			MaxAge: 600,
 		}))
 	}
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 
-	e.GET("/healthz", s.healthz, checkQuery)
-	e.GET("/readyz", s.readyz, checkQuery)
-	e.GET("/openapi.yaml", s.openapi, checkQuery)
+	// Every GET route answers HEAD too (RFC 9110 §9.3.2): the same handler
+	// and checks, the same headers; net/http drops the body.
+	get := func(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+		e.GET(path, h, m...)
+		e.HEAD(path, h, m...)
+	}
+	get("/healthz", s.healthz, checkQuery, negotiate)
+	get("/readyz", s.readyz, checkQuery, negotiate)
+	get("/openapi.yaml", s.openapi, checkQuery, negotiate)
 
 	// Middleware goes on each route rather than on the group: a group with
 	// middleware swallows unknown methods as 404, and 405 is the truth.
 	// Every /v1 mutation is rate-limited and needs a live session, and the
 	// expensive reads have budgets of their own (session.go, ratelimit.go).
-	// The query string is checked first (query.go), so a malformed request
-	// spends no budget. A POST with an Idempotency-Key is answered from its
-	// first response when it is a retry (idempotency.go).
-	v1 := []echo.MiddlewareFunc{s.authenticate, checkQuery, s.limitMutations, s.limitExpensiveReads,
-		s.liveSessionForMutations, s.idempotent}
-	e.GET("/v1/me", s.me, v1...)
-	e.GET("/v1/connections", s.listConnections, v1...)
-	e.POST("/v1/connections", s.createConnection, v1...)
-	e.GET("/v1/connections/:id", s.getConnection, v1...)
-	e.PATCH("/v1/connections/:id", s.updateConnection, v1...)
-	e.DELETE("/v1/connections/:id", s.deleteConnection, v1...)
-	e.POST("/v1/connections/:id/sync", s.requestSync, v1...)
-	e.GET("/v1/usage", s.usage, v1...)
-	e.GET("/v1/usage/summary", s.usageSummary, v1...)
-	e.GET("/v1/usage/export.csv", s.usageExport, v1...)
-	e.GET("/v1/audit-events", s.listAuditEvents, v1...)
-	e.GET("/v1/audit-events/verify", s.verifyAuditEvents, v1...)
-	e.GET("/v1/alerts", s.listAlerts, v1...)
-	e.POST("/v1/alerts/:id/acknowledge", s.acknowledgeAlert, v1...)
-	e.GET("/v1/budgets", s.listBudgets, v1...)
-	e.POST("/v1/budgets", s.createBudget, v1...)
-	e.GET("/v1/budgets/:id", s.getBudget, v1...)
-	e.PATCH("/v1/budgets/:id", s.updateBudget, v1...)
-	e.DELETE("/v1/budgets/:id", s.deleteBudget, v1...)
+	// The query string (query.go), the Accept header (negotiate.go) and a
+	// mutation's path and body (prepare.go) are checked first, so a request
+	// refused for its own content spends no budget and reaches neither the
+	// Auth server nor the store. A POST with an Idempotency-Key is answered
+	// from its first response when it is a retry (idempotency.go).
+	v1 := func(prep echo.MiddlewareFunc) []echo.MiddlewareFunc {
+		return []echo.MiddlewareFunc{s.authenticate, checkQuery, negotiate, prep, s.limitMutations,
+			s.limitExpensiveReads, s.liveSessionForMutations, s.idempotent}
+	}
+	read := v1(prepare[struct{}](nil))
+	byConnectionID := v1(prepare(parseConnectionID))
+	get("/v1/me", s.me, read...)
+	get("/v1/connections", s.listConnections, read...)
+	e.POST("/v1/connections", s.createConnection, v1(prepare(parseNewConnection))...)
+	get("/v1/connections/:id", s.getConnection, read...)
+	e.PATCH("/v1/connections/:id", s.updateConnection, v1(prepare(parseConnectionUpdate))...)
+	e.DELETE("/v1/connections/:id", s.deleteConnection, byConnectionID...)
+	e.POST("/v1/connections/:id/sync", s.requestSync, byConnectionID...)
+	get("/v1/usage", s.usage, read...)
+	get("/v1/usage/summary", s.usageSummary, read...)
+	get("/v1/usage/export.csv", s.usageExport, read...)
+	get("/v1/audit-events", s.listAuditEvents, read...)
+	get("/v1/audit-events/verify", s.verifyAuditEvents, read...)
+	get("/v1/alerts", s.listAlerts, read...)
+	e.POST("/v1/alerts/:id/acknowledge", s.acknowledgeAlert, v1(prepare(parseAlertID))...)
+	get("/v1/budgets", s.listBudgets, read...)
+	e.POST("/v1/budgets", s.createBudget, v1(prepare(parseNewBudget))...)
+	get("/v1/budgets/:id", s.getBudget, read...)
+	e.PATCH("/v1/budgets/:id", s.updateBudget, v1(prepare(parseBudgetUpdate))...)
+	e.DELETE("/v1/budgets/:id", s.deleteBudget, v1(prepare(budgetID))...)
+	get("/v1/budgets/:id/deliveries", s.listBudgetDeliveries, read...)
 	return e
 }
 

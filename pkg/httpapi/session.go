@@ -79,18 +79,19 @@ func (s *Server) liveSession(c echo.Context) (auth.LiveSession, error) {
 }
 
 // bearerToken returns the token from the request's one Authorization
-// header, which must read exactly "Bearer <jwt>": one header, the scheme
-// spelt as Supabase clients send it, one space, and a token of base64url
+// header, which must read "Bearer <jwt>": one header, the scheme in any case
+// (RFC 9110 §11.1 makes scheme names case-insensitive: "bearer" and
+// "BEARER" are the same scheme), one space, and a token of base64url
 // characters and dots no longer than auth.MaxTokenLength. Anything else —
-// another scheme, a lowercase one, extra spaces, two tokens, a token in the
-// query string or a cookie — is no token at all.
+// another scheme, extra spaces, two tokens, a token in the query string or a
+// cookie — is no token at all.
 func bearerToken(r *http.Request) (string, bool) {
 	vals := r.Header.Values(echo.HeaderAuthorization)
 	if len(vals) != 1 {
 		return "", false
 	}
-	token, ok := strings.CutPrefix(vals[0], "Bearer ")
-	if !ok || token == "" || len(token) > auth.MaxTokenLength {
+	scheme, token, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || len(token) > auth.MaxTokenLength {
 		return "", false
 	}
 	for i := 0; i < len(token); i++ {
@@ -101,4 +102,17 @@ func bearerToken(r *http.Request) (string, bool) {
 		}
 	}
 	return token, true
+}
+
+// bearerChallenge is the WWW-Authenticate of a 401 (RFC 6750 §3): the
+// Bearer scheme, and error="invalid_token" when the request carried a
+// bearer token (well-formed or not) that was refused.
+func bearerChallenge(r *http.Request) string {
+	for _, v := range r.Header.Values(echo.HeaderAuthorization) {
+		scheme, rest, _ := strings.Cut(v, " ")
+		if strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(rest) != "" {
+			return `Bearer error="invalid_token"`
+		}
+	}
+	return "Bearer"
 }

@@ -57,7 +57,7 @@ func TestSyncNowIsLimitedPerConnectionAndAudited(t *testing.T) {
 
 	_, _, body = b.do(t, alice, http.MethodGet, "/v1/audit-events", nil)
 	var evs struct {
-		Events []struct{ Action, ConnectionID string } `json:"events"`
+		Events []struct{ Action, ConnectionID string } `json:"data"`
 	}
 	require.NoError(t, json.Unmarshal(body, &evs))
 	n := 0

@@ -1,9 +1,7 @@
 package httpapi
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -22,7 +20,8 @@ import (
 )
 
 const (
-	// maxUsageDays caps one usage query's range (a year and a day).
+	// maxUsageDays caps one usage query's range, from and to both counted:
+	// a leap year, so to is at most 365 days after from.
 	maxUsageDays = 366
 	// provisionalDays is how many recent days (today included) may still be
 	// restated by the providers; the syncer re-reads them on every sync.
@@ -31,6 +30,16 @@ const (
 	maxUsageLimit     = 5000
 )
 
+// groupValue is a grouping value as the API shows it: as stored, except a
+// month, which storage gives as its first day and the API writes as
+// YYYY-MM like every month it shows (the summary, budget status).
+func groupValue(key, v string) string {
+	if key == "month" && len(v) == len(time.DateOnly) {
+		return v[:len("2006-01")]
+	}
+	return v
+}
+
 // usageRowJSON writes a row's grouping values as top-level fields beside
 // its sums.
 type usageRowJSON postgres.UsageRow
@@ -38,7 +47,7 @@ type usageRowJSON postgres.UsageRow
 func (r usageRowJSON) MarshalJSON() ([]byte, error) {
 	m := make(map[string]any, len(r.Group)+10)
 	for k, v := range r.Group {
-		m[k] = v
+		m[k] = groupValue(k, v)
 	}
 	m["input_tokens"] = r.InputTokens
 	m["input_uncached_tokens"] = r.InputUncachedTokens
@@ -52,14 +61,15 @@ func (r usageRowJSON) MarshalJSON() ([]byte, error) {
 	return json.Marshal(m)
 }
 
+// usageResponse is a list like every other (page) with the query it
+// answers and its totals beside it.
 type usageResponse struct {
-	From       string            `json:"from"`
-	To         string            `json:"to"`
-	GroupBy    []string          `json:"group_by"`
-	Filters    map[string]string `json:"filters"`
-	Rows       []usageRowJSON    `json:"rows"`
-	Totals     usageRowJSON      `json:"totals"`
-	NextCursor *string           `json:"next_cursor"`
+	page[usageRowJSON]
+	From    string            `json:"from"`
+	To      string            `json:"to"`
+	GroupBy []string          `json:"group_by"`
+	Filters map[string]string `json:"filters"`
+	Totals  usageRowJSON      `json:"totals"`
 }
 
 // The days a usage query may name. Go parses years 0000 to 9999, Postgres
@@ -107,7 +117,8 @@ func (s *Server) usageQuery(c echo.Context) (postgres.UsageQuery, error) {
 	}
 	if days := usageDays(postgres.UsageQuery{From: from, To: to}); days > maxUsageDays {
 		return postgres.UsageQuery{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "from",
-			Message: "the range may span at most " + strconv.Itoa(maxUsageDays) + " days"}
+			Message: "from..to, both included, may span at most " + strconv.Itoa(maxUsageDays) + " days (to at most " +
+				strconv.Itoa(maxUsageDays-1) + " days after from)"}
 	}
 	q := postgres.UsageQuery{From: from, To: to, GroupBy: []string{}, Filters: map[string]string{},
 		ProvisionalFrom: today.AddDate(0, 0, -(provisionalDays - 1))}
@@ -200,18 +211,23 @@ func (s *Server) usage(c echo.Context) error {
 		return err
 	}
 	resp := usageResponse{From: q.From.Format(time.DateOnly), To: q.To.Format(time.DateOnly),
-		GroupBy: q.GroupBy, Filters: q.Filters, Rows: make([]usageRowJSON, 0, len(rows))}
-	if len(rows) > q.Limit {
-		rows = rows[:q.Limit]
-		next := encodeUsageCursor(q, rows[len(rows)-1])
-		resp.NextCursor = &next
+		GroupBy: q.GroupBy, Filters: q.Filters}
+	data := make([]usageRowJSON, len(rows))
+	for i, r := range rows {
+		data[i] = usageRowJSON(r)
 	}
-	for _, r := range rows {
-		resp.Rows = append(resp.Rows, usageRowJSON(r))
-	}
+	dims := postgres.GroupedDimensions(q.GroupBy)
+	resp.page = pageOf(data, q.Limit, queryDigest(q), func(last usageRowJSON) []string {
+		after := make([]string, len(dims))
+		for i, d := range dims {
+			after[i] = last.Group[d.Key]
+		}
+		return after
+	})
+	rows = rows[:len(resp.Data)]
 	// Totals cover the whole query, not just this page: when the page is
 	// the whole result they are its sum, otherwise one more query.
-	if resp.NextCursor == nil && q.After == nil {
+	if !resp.HasMore && q.After == nil {
 		var t postgres.UsageRow
 		for _, r := range rows {
 			t.Add(r)
@@ -231,19 +247,10 @@ func (s *Server) usage(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
-// A usage cursor is the grouping values of the last row served (keyset
-// paging: a page starts after that row in the result's order, so replacing
-// the rows of recent days between two pages neither repeats nor skips a
-// group that was there) and a digest of the query it belongs to, so it
-// cannot be reused with other parameters. It is base64url JSON; nothing in
-// it is secret, and every value goes to the database as a placeholder.
-type usageCursor struct {
-	Version int      `json:"v"`
-	Query   string   `json:"q"`
-	After   []string `json:"k"`
-}
-
-const maxCursorLength = 4096
+// A usage cursor (see cursor) belongs to its query's digest and holds the
+// grouping values of the last row served, so replacing the rows of recent
+// days between two pages neither repeats nor skips a group that was there,
+// and it cannot be reused with other parameters.
 
 // queryDigest identifies everything that decides a usage result's rows
 // except the page size: the range, the grouping (in the order given) and the
@@ -262,46 +269,24 @@ func queryDigest(q postgres.UsageQuery) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-func encodeUsageCursor(q postgres.UsageQuery, last postgres.UsageRow) string {
-	cur := usageCursor{Version: 1, Query: queryDigest(q), After: []string{}}
-	for _, d := range postgres.GroupedDimensions(q.GroupBy) {
-		cur.After = append(cur.After, last.Group[d.Key])
-	}
-	b, _ := json.Marshal(cur)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
 // decodeUsageCursor returns the grouping values a page of q starts after, or
 // a CodeInvalid error for a cursor this API did not issue for q.
 func decodeUsageCursor(v string, q postgres.UsageQuery) ([]string, error) {
-	bad := &tokka.Error{Code: tokka.CodeInvalid, Field: "cursor", Message: "cursor is not one this API returned"}
-	if len(v) > maxCursorLength {
-		return nil, bad
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(v)
-	if err != nil {
-		return nil, bad
-	}
-	var cur usageCursor
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cur); err != nil || cur.Version != 1 {
-		return nil, bad
-	}
-	if cur.Query != queryDigest(q) {
-		return nil, &tokka.Error{Code: tokka.CodeInvalid, Field: "cursor",
-			Message: "cursor belongs to another query: page with the same from, to, group_by and filters it came from"}
-	}
 	dims := postgres.GroupedDimensions(q.GroupBy)
-	if len(cur.After) != len(dims) || len(dims) == 0 {
-		return nil, bad
+	after, err := decodeCursor(v, queryDigest(q), len(dims),
+		"cursor belongs to another query: page with the same from, to, group_by and filters it came from")
+	if err != nil {
+		return nil, err
+	}
+	if len(dims) == 0 {
+		return nil, errBadCursor // one row: there is never a second page
 	}
 	for i, d := range dims {
-		if !validValue(d.Type, cur.After[i]) {
-			return nil, bad
+		if !validValue(d.Type, after[i]) {
+			return nil, errBadCursor
 		}
 	}
-	return cur.After, nil
+	return after, nil
 }
 
 // validValue reports whether v can be cast to the dimension's SQL type, so
@@ -393,13 +378,8 @@ func (s *Server) usageSummary(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
-type auditResponse struct {
-	Events     []tokka.AuditEvent `json:"events"`
-	NextCursor *string            `json:"next_cursor"`
-}
-
 func (s *Server) listAuditEvents(c echo.Context) error {
-	limit, before, err := pageParams(c)
+	limit, before, err := idPage(c, "audit-events")
 	if err != nil {
 		return err
 	}
@@ -407,11 +387,5 @@ func (s *Server) listAuditEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	resp := auditResponse{Events: evs}
-	if len(evs) > limit {
-		resp.Events = evs[:limit]
-		next := strconv.FormatInt(evs[limit-1].ID, 10)
-		resp.NextCursor = &next
-	}
-	return c.JSON(http.StatusOK, resp)
+	return c.JSON(http.StatusOK, pageOf(evs, limit, "audit-events", func(e tokka.AuditEvent) []string { return idKey(e.ID) }))
 }

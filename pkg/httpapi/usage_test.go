@@ -106,7 +106,7 @@ func TestUsageFiltersPagesTotalsAndProvisional(t *testing.T) {
 	alice := b.newUser(t)
 	openaiID, _ := spendFixture(t, b, alice)
 	type page struct {
-		Rows       []map[string]any
+		Data       []map[string]any
 		Totals     map[string]any
 		NextCursor *string `json:"next_cursor"`
 	}
@@ -119,30 +119,31 @@ func TestUsageFiltersPagesTotalsAndProvisional(t *testing.T) {
 	}
 	// By month: October is OpenAI only (31 × $1), November both.
 	p := get("from=2026-10-01&to=2026-11-05&group_by=month")
-	require.Len(t, p.Rows, 2)
-	require.Equal(t, "2026-10-01", p.Rows[0]["month"])
-	require.True(t, dec("31").Equal(dec(p.Rows[0]["cost_usd"].(string))))
-	require.Equal(t, false, p.Rows[0]["provisional"])
-	require.Equal(t, true, p.Rows[1]["provisional"], "November includes the last 3 days")
+	require.Len(t, p.Data, 2)
+	require.Equal(t, "2026-10", p.Data[0]["month"], "months are YYYY-MM, as everywhere")
+	require.Equal(t, "2026-11", p.Data[1]["month"])
+	require.True(t, dec("31").Equal(dec(p.Data[0]["cost_usd"].(string))))
+	require.Equal(t, false, p.Data[0]["provisional"])
+	require.Equal(t, true, p.Data[1]["provisional"], "November includes the last 3 days")
 	require.True(t, dec("37.25").Equal(dec(p.Totals["cost_usd"].(string))))
 
 	// Filters narrow both tokens and cost.
 	p = get("from=2026-10-01&to=2026-11-05&connection=" + openaiID + "&group_by=provider")
-	require.Len(t, p.Rows, 1)
-	require.Equal(t, "openai", p.Rows[0]["provider"])
-	require.EqualValues(t, 36000, p.Rows[0]["input_tokens"])
+	require.Len(t, p.Data, 1)
+	require.Equal(t, "openai", p.Data[0]["provider"])
+	require.EqualValues(t, 36000, p.Data[0]["input_tokens"])
 	p = get("from=2026-10-01&to=2026-11-05&model=claude-b")
 	require.True(t, dec("1.25").Equal(dec(p.Totals["cost_usd"].(string))))
 	p = get("from=2026-10-01&to=2026-11-05&service_tier=default&group_by=service_tier")
-	require.Len(t, p.Rows, 1)
-	require.EqualValues(t, 72, p.Rows[0]["requests"])
+	require.Len(t, p.Data, 1)
+	require.EqualValues(t, 72, p.Data[0]["requests"])
 
 	// Paging by day: 36 days, 10 per page, totals always for the whole query.
 	var days []string
 	cursor := ""
 	for i := 0; i < 10; i++ {
 		p = get("from=2026-10-01&to=2026-11-05&group_by=day&limit=10" + cursor)
-		for _, r := range p.Rows {
+		for _, r := range p.Data {
 			days = append(days, r["day"].(string))
 		}
 		require.True(t, dec("37.25").Equal(dec(p.Totals["cost_usd"].(string))))
@@ -177,10 +178,10 @@ func TestUsageCSVMatchesJSONAndDefusesFormulas(t *testing.T) {
 
 	status, _, body = b.do(t, alice, http.MethodGet, "/v1/usage?"+q, nil)
 	require.Equal(t, http.StatusOK, status)
-	var p struct{ Rows []map[string]any }
+	var p struct{ Data []map[string]any }
 	require.NoError(t, json.Unmarshal(body, &p))
-	require.Len(t, records, len(p.Rows)+1)
-	for i, r := range p.Rows {
+	require.Len(t, records, len(p.Data)+1)
+	for i, r := range p.Data {
 		rec := records[i+1]
 		require.Equal(t, r["day"], rec[0])
 		model := r["model"].(string)
@@ -229,11 +230,11 @@ func TestMonthlyRollupsFollowRestatements(t *testing.T) {
 	sum := func(q string) (decimal.Decimal, float64) {
 		status, _, body := b.do(t, alice, http.MethodGet, "/v1/usage?"+q, nil)
 		require.Equal(t, http.StatusOK, status, string(body))
-		var p struct{ Rows []map[string]any }
+		var p struct{ Data []map[string]any }
 		require.NoError(t, json.Unmarshal(body, &p))
 		var c decimal.Decimal
 		var in float64
-		for _, r := range p.Rows {
+		for _, r := range p.Data {
 			c = c.Add(dec(r["cost_usd"].(string)))
 			in += r["input_tokens"].(float64)
 		}

@@ -28,6 +28,16 @@ const (
 	// CodeUnprocessable is a well-formed request that contradicts an earlier
 	// one (an Idempotency-Key reused with another request).
 	CodeUnprocessable Code = "unprocessable"
+	// CodeUnsupportedMediaType is a request body in a media type the route
+	// does not take.
+	CodeUnsupportedMediaType Code = "unsupported_media_type"
+	// CodeNotAcceptable is a request whose Accept header allows none of the
+	// media types the route answers in.
+	CodeNotAcceptable Code = "not_acceptable"
+	// CodeSyncCooldown is a "sync now" for a connection that was asked to
+	// sync too recently; unlike CodeRateLimited it is about the connection,
+	// not the caller's budget.
+	CodeSyncCooldown Code = "sync_cooldown"
 )
 
 // Error is a domain error whose Message is safe to show to the caller.

@@ -1,0 +1,87 @@
+package postgres_test
+
+import (
+	"context"
+	"database/sql"
+	"io/fs"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/pressly/goose/v3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokka-dev/tokka/db"
+	"github.com/tokka-dev/tokka/pkg/pgtest"
+	"github.com/tokka-dev/tokka/pkg/postgres"
+)
+
+// TestMigration00016KeepsEveryName replays migration 00016 over labels and
+// budget names already stored (plain, accented, emoji, 100 code points):
+// every one is unchanged, and a label of 100 flags (200 code points), which
+// the api counts as 100 characters, can then be stored. Its Down keeps
+// every value of up to 100 code points and shortens longer ones. Not
+// parallel, like TestMigration00012KeepsEveryRow.
+func TestMigration00016KeepsEveryName(t *testing.T) {
+	url := pgtest.Fresh(t)
+	ctx := context.Background()
+	raw, err := sql.Open("postgres", url)
+	require.NoError(t, err)
+	defer raw.Close()
+	migrations, err := fs.Sub(db.Migrations, "migrations")
+	require.NoError(t, err)
+	p, err := goose.NewProvider(goose.DialectPostgres, raw, migrations,
+		goose.WithTableName("tokka.goose_db_version"), goose.WithDisableGlobalRegistry(true))
+	require.NoError(t, err)
+	var before int64
+	for _, s := range p.ListSources() {
+		if s.Version < 16 && s.Version > before {
+			before = s.Version
+		}
+	}
+	_, err = p.DownTo(ctx, before)
+	require.NoError(t, err)
+
+	u := newUser()
+	names := []string{"Production org", "Équipe données", "👩‍💻 team 🇫🇷", strings.Repeat("x", 100)}
+	for _, n := range names {
+		_, err := raw.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
+			VALUES ($1, $2, 'openai', $3, 'h', 'v2:00')`, uuid.NewString(), u.ID, n)
+		require.NoError(t, err)
+		_, err = raw.Exec(`INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, webhook_secret)
+			VALUES ($1, $2, $3, 5, 'all', $4)`, uuid.NewString(), u.ID, n, "whsec_"+strings.Repeat("0", 64))
+		require.NoError(t, err)
+	}
+	snapshot := func() string {
+		var s string
+		require.NoError(t, raw.QueryRow(`SELECT
+			(SELECT string_agg(id || label, ',' ORDER BY id) FROM tokka.connections) ||
+			(SELECT string_agg(id || name, ',' ORDER BY id) FROM tokka.budgets)`).Scan(&s))
+		return s
+	}
+	want := snapshot()
+	flags := strings.Repeat("🇫🇷", 100)
+	_, err = raw.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
+		VALUES ($1, $2, 'openai', $3, 'h', 'v2:00')`, uuid.NewString(), u.ID, flags)
+	require.ErrorContains(t, err, "connections_label_check", "before 00016 the database counted code points")
+
+	require.NoError(t, postgres.Migrate(ctx, url))
+	require.Equal(t, want, snapshot(), "the upgrade changes no name")
+	long := uuid.NewString()
+	_, err = raw.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
+		VALUES ($1, $2, 'openai', $3, 'h', 'v2:00')`, long, u.ID, flags)
+	require.NoError(t, err)
+	_, err = raw.Exec(`INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, webhook_secret)
+		VALUES ($1, $2, $3, 5, 'all', $4)`, uuid.NewString(), u.ID, strings.Repeat("x", 401), "whsec_"+strings.Repeat("0", 64))
+	require.ErrorContains(t, err, "budgets_name_check", "the database still bounds names")
+
+	_, err = p.DownTo(ctx, before)
+	require.NoError(t, err)
+	var label string
+	require.NoError(t, raw.QueryRow(`SELECT label FROM tokka.connections WHERE id = $1`, long).Scan(&label))
+	require.Equal(t, strings.Repeat("🇫🇷", 50), label, "the downgrade keeps the first 100 code points")
+	_, err = raw.Exec(`DELETE FROM tokka.connections WHERE id = $1`, long)
+	require.NoError(t, err)
+	require.Equal(t, want, snapshot(), "the downgrade changes nothing else")
+	require.NoError(t, postgres.Migrate(ctx, url))
+}
