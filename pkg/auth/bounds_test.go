@@ -1,12 +1,15 @@
 package auth_test
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/auth"
+	"github.com/tokka-dev/tokka/pkg/authtest"
 )
 
 // TestSecretOfExactlyMinSecretLengthIsAccepted pins the secret-length bound
@@ -16,4 +19,65 @@ func TestSecretOfExactlyMinSecretLengthIsAccepted(t *testing.T) {
 	t.Parallel()
 	_, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(strings.Repeat("x", auth.MinSecretLength))})
 	require.NoError(t, err)
+}
+
+// TestLeewayOfExactlyTwoMinutesIsAccepted: the documented maximum is allowed.
+func TestLeewayOfExactlyTwoMinutesIsAccepted(t *testing.T) {
+	t.Parallel()
+	_, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(secret), Leeway: 2 * time.Minute})
+	require.NoError(t, err)
+	_, err = auth.NewVerifier(auth.Config{HS256Secret: []byte(secret), Leeway: 2*time.Minute + time.Nanosecond})
+	require.Error(t, err)
+}
+
+// TestJWKSURLMustBeAbsoluteHTTPS: https and http URLs with a host are taken
+// (the port here refuses connections, so the warm-up fetch fails quietly);
+// an unparsable URL or one without a host is an error, never a panic.
+func TestJWKSURLMustBeAbsoluteHTTPS(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"https://127.0.0.1:1/auth/v1/.well-known/jwks.json", "http://127.0.0.1:1/jwks.json"} {
+		_, err := auth.NewVerifier(auth.Config{JWKSURL: ok})
+		require.NoError(t, err, ok)
+	}
+	for _, bad := range []string{"https:///auth/v1/.well-known/jwks.json", "https:jwks.json", "http://[::1/jwks.json", "ftp://127.0.0.1/jwks.json"} {
+		_, err := auth.NewVerifier(auth.Config{JWKSURL: bad})
+		require.Error(t, err, bad)
+	}
+}
+
+// TestTokenLengthLimitIsExact: a genuine token of exactly MaxTokenLength
+// bytes verifies, and one a few bytes longer is refused even though its
+// signature is good.
+func TestTokenLengthLimitIsExact(t *testing.T) {
+	t.Parallel()
+	const base = "https://ref.supabase.co/auth/v1"
+	// The email appears twice in the claims and the issuer once, so padding
+	// both reaches every token length.
+	mint := func(pad, issPad int) (string, string) {
+		iss := base + strings.Repeat("x", issPad)
+		return hs(t, authtest.Token{Issuer: iss, Email: strings.Repeat("a", pad) + "@example.com"}, secret), iss
+	}
+	var exact, exactIss, over, overIss string
+	// Start near the limit: about three quarters of a token is its payload.
+	for pad := auth.MaxTokenLength/4 - 200; exact == "" || over == ""; pad++ {
+		for issPad := 0; issPad < 3; issPad++ {
+			tok, iss := mint(pad, issPad)
+			switch {
+			case len(tok) == auth.MaxTokenLength && exact == "":
+				exact, exactIss = tok, iss
+			case len(tok) > auth.MaxTokenLength && over == "":
+				over, overIss = tok, iss
+			}
+		}
+		require.Less(t, pad, auth.MaxTokenLength, "no padding reached the limit")
+	}
+	ctx := context.Background()
+	v, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(secret), Issuer: exactIss})
+	require.NoError(t, err)
+	_, err = v.Verify(ctx, exact)
+	require.NoError(t, err, "a token of exactly MaxTokenLength bytes")
+	v, err = auth.NewVerifier(auth.Config{HS256Secret: []byte(secret), Issuer: overIss})
+	require.NoError(t, err)
+	_, err = v.Verify(ctx, over)
+	requireUnauthorized(t, err, "a validly signed token of %d bytes", len(over))
 }
