@@ -81,3 +81,18 @@ func TestTokenLengthLimitIsExact(t *testing.T) {
 	_, err = v.Verify(ctx, over)
 	requireUnauthorized(t, err, "a validly signed token of %d bytes", len(over))
 }
+
+// TestLifetimeLimitIsExact: with the default MaxLifetime (7 days) and
+// leeway (30 s), a token whose exp is exactly that far ahead verifies and
+// one a second later is refused.
+func TestLifetimeLimitIsExact(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_900_000_000, 0)
+	v, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(secret), Now: func() time.Time { return now }})
+	require.NoError(t, err)
+	limit := 7*24*time.Hour + 30*time.Second
+	_, err = v.Verify(context.Background(), hs(t, authtest.Token{IssuedAt: now, TTL: limit}, secret))
+	require.NoError(t, err, "exp exactly MaxLifetime + leeway ahead")
+	_, err = v.Verify(context.Background(), hs(t, authtest.Token{IssuedAt: now, TTL: limit + time.Second}, secret))
+	requireUnauthorized(t, err, "exp a second beyond")
+}
