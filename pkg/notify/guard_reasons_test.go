@@ -2,8 +2,11 @@ package notify_test
 
 import (
 	"context"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -62,5 +65,112 @@ func TestCheckURLRefusesForTheRightReason(t *testing.T) {
 		var re *notify.RefusedError
 		require.ErrorAs(t, err, &re, "%q (%d characters) must be refused", name, len(tc.raw))
 		require.Contains(t, re.Reason, tc.want, "%q (%d characters)", name, len(tc.raw))
+	}
+}
+
+// TestHostNamesAreJudgedForTheRightReason pins the host-name rules: loopback
+// names, DNS length and character limits at the bound and one past, the
+// legacy numeric forms (all refused as such, not as bad names), and a name
+// that resolves to nothing.
+func TestHostNamesAreJudgedForTheRightReason(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	res := notifytest.NewResolver()
+	g := &notify.Guard{Resolver: res}
+	label := func(c string, n int) string { return strings.Repeat(c, n) }
+	longest := label("a", 63) + "." + label("b", 63) + "." + label("c", 63) + "." + label("d", 61) // 253
+	for _, name := range []string{longest, label("e", 63) + ".example.com", "a-z_0-9.example.com"} {
+		res.Set(name, []string{"93.184.216.34"})
+	}
+	res.Set("empty.example.com", []string{})
+
+	const loopback = "the host is a loopback address"
+	const badName = "the host is not a valid DNS name or IP address"
+	const legacy = "the host is an IP address in a non-standard form"
+	for _, tc := range []struct{ host, want string }{
+		{"localhost", loopback},
+		{"api.localhost", loopback},
+		{longest, ""},
+		{longest + "d", badName},
+		{label("e", 63) + ".example.com", ""},
+		{label("e", 64) + ".example.com", badName},
+		{"-a.example.com", badName},
+		{"a-.example.com", badName},
+		{"a-z_0-9.example.com", ""},
+		{"empty.example.com", "the host name does not resolve"},
+		{"0177.0.0.1", legacy},
+		{"0x7f000001", legacy},
+		{"0X7F.1", legacy},
+		{"0", legacy},
+		{"19.1", legacy},
+		{"255.1", legacy},
+		{"256.1", badName},
+		{"1.16777215", legacy},
+		{"1.16777216", badName},
+		{"1.2.3.255", ""}, // canonical: judged as the address it is
+		{"1.2.3.256", badName},
+	} {
+		_, err := g.CheckURL(ctx, "https://"+tc.host+"/hook")
+		if tc.want == "" {
+			require.NoError(t, err, tc.host)
+			continue
+		}
+		var re *notify.RefusedError
+		require.ErrorAs(t, err, &re, "%s must be refused", tc.host)
+		require.Contains(t, re.Reason, tc.want, tc.host)
+	}
+}
+
+// deadlineResolver answers every name with one public address and records
+// how long the guard gave the lookup.
+type deadlineResolver struct {
+	mu   sync.Mutex
+	left []time.Duration
+}
+
+func (r *deadlineResolver) LookupNetIP(ctx context.Context, _, _ string) ([]netip.Addr, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d, ok := ctx.Deadline()
+	if !ok {
+		r.left = append(r.left, -1)
+	} else {
+		r.left = append(r.left, time.Until(d))
+	}
+	return []netip.Addr{netip.MustParseAddr("93.184.216.34")}, nil
+}
+
+// TestLookupsHaveTheirOwnBudget: a lookup gets a deadline of its own (five
+// seconds) even when the caller's context has none.
+func TestLookupsHaveTheirOwnBudget(t *testing.T) {
+	t.Parallel()
+	res := &deadlineResolver{}
+	g := &notify.Guard{Resolver: res}
+	_, err := g.CheckURL(context.Background(), "https://hooks.example.com/hook")
+	require.NoError(t, err)
+	require.Len(t, res.left, 1)
+	require.Greater(t, res.left[0], time.Second, "the lookup deadline")
+	require.LessOrEqual(t, res.left[0], 5*time.Second)
+}
+
+// TestDialRefusesBeforeConnecting: DialContext applies the port rule to
+// every resolved address and refuses malformed addresses, all before any
+// connection is attempted (the context is cancelled, so an attempt would
+// fail with another error).
+func TestDialRefusesBeforeConnecting(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	g := &notify.Guard{AllowLoopback: true, Resolver: notifytest.NewResolver()}
+	for addr, want := range map[string]string{
+		"93.184.216.34:8443":  "the URL must use the standard https port 443",
+		"93.184.216.34":       "the destination address is malformed",
+		"93.184.216.34:65536": "the destination port is malformed",
+		"10.0.0.1:443":        "private",
+	} {
+		_, err := g.DialContext(ctx, "tcp", addr)
+		var re *notify.RefusedError
+		require.ErrorAs(t, err, &re, addr)
+		require.Contains(t, re.Reason, want, addr)
 	}
 }
