@@ -2,10 +2,12 @@ package auth_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/auth"
@@ -95,4 +97,60 @@ func TestLifetimeLimitIsExact(t *testing.T) {
 	require.NoError(t, err, "exp exactly MaxLifetime + leeway ahead")
 	_, err = v.Verify(context.Background(), hs(t, authtest.Token{IssuedAt: now, TTL: limit + time.Second}, secret))
 	requireUnauthorized(t, err, "exp a second beyond")
+}
+
+// TestDatesMustBeJSONNumbers: exp, iat and nbf are refused as strings (the
+// JWT library alone would take "123"), and numbers at the edges of the
+// digit check (a leading 0 or 9) are taken.
+func TestDatesMustBeJSONNumbers(t *testing.T) {
+	t.Parallel()
+	v, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(secret)})
+	require.NoError(t, err)
+	sign := func(claim string, value any) string {
+		c := authtest.Token{}.Claims()
+		c[claim] = value
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
+		require.NoError(t, err)
+		return tok
+	}
+	ctx := context.Background()
+	for _, nbf := range []any{0, 9, 999999999} {
+		_, err := v.Verify(ctx, sign("nbf", nbf))
+		require.NoError(t, err, "nbf %v", nbf)
+	}
+	c := authtest.Token{}.Claims()
+	for _, claim := range []string{"exp", "iat", "nbf"} {
+		value := c["iat"].(int64)
+		if claim == "exp" {
+			value = c["exp"].(int64)
+		}
+		_, err := v.Verify(ctx, sign(claim, strconv.FormatInt(value, 10)))
+		requireUnauthorized(t, err, "%s as a string", claim)
+	}
+}
+
+// TestOverlongKIDsCostNoFetch: an asymmetric token whose kid is longer than
+// any real one is refused before the key cache is asked, so it cannot make
+// the verifier fetch the JWKS even once MinInterval has passed.
+func TestOverlongKIDsCostNoFetch(t *testing.T) {
+	t.Parallel()
+	good := mustKey(t, "ES256", "es-1")
+	js := newJWKSServer(t, good)
+	clk := newClock()
+	v, err := auth.NewVerifier(auth.Config{JWKSURL: js.url, Now: clk.Now})
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = v.Verify(ctx, sign(t, authtest.Token{IssuedAt: clk.Now()}, good))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, js.Requests())
+	clk.Advance(31 * time.Second) // past MinInterval, well within RefreshAfter
+	long := mustKey(t, "ES256", strings.Repeat("k", 129))
+	_, err = v.Verify(ctx, sign(t, authtest.Token{IssuedAt: clk.Now()}, long))
+	requireUnauthorized(t, err)
+	require.EqualValues(t, 1, js.Requests(), "a 129-character kid must not reach the key cache")
+	// The same token with a kid of 128 characters is looked up (and, being
+	// unknown, triggers the one allowed fetch).
+	_, err = v.Verify(ctx, sign(t, authtest.Token{IssuedAt: clk.Now()}, mustKey(t, "ES256", strings.Repeat("k", 128))))
+	requireUnauthorized(t, err)
+	require.EqualValues(t, 2, js.Requests())
 }
