@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
@@ -153,4 +154,32 @@ func TestOverlongKIDsCostNoFetch(t *testing.T) {
 	_, err = v.Verify(ctx, sign(t, authtest.Token{IssuedAt: clk.Now()}, mustKey(t, "ES256", strings.Repeat("k", 128))))
 	requireUnauthorized(t, err)
 	require.EqualValues(t, 2, js.Requests())
+}
+
+// TestKidNamingAKeyOfAnotherTypeIsRefused: a JWKS entry without an alg whose
+// kid an RS256 token names, but which is an EC key (and the reverse), is
+// refused by the key-type check, not trusted and not a crash.
+func TestKidNamingAKeyOfAnotherTypeIsRefused(t *testing.T) {
+	t.Parallel()
+	ec, rs := mustKey(t, "ES256", "ec-as-rs"), mustKey(t, "RS256", "rs-as-ec")
+	js := newJWKSServer(t)
+	var keys []map[string]any
+	for _, k := range []*authtest.Key{ec, rs} {
+		jwk := k.JWK()
+		delete(jwk, "alg")
+		keys = append(keys, jwk)
+	}
+	doc, err := json.Marshal(map[string]any{"keys": keys})
+	require.NoError(t, err)
+	js.SetRaw(doc)
+	v, err := auth.NewVerifier(auth.Config{JWKSURL: js.url})
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = v.Verify(ctx, sign(t, authtest.Token{}, ec))
+	require.NoError(t, err, "control: the EC key verifies its own ES256 token")
+	// Same kids, the other algorithm, signed by a key of that type.
+	_, err = v.Verify(ctx, sign(t, authtest.Token{}, mustKey(t, "RS256", "ec-as-rs")))
+	requireUnauthorized(t, err, "RS256 token naming an EC key")
+	_, err = v.Verify(ctx, sign(t, authtest.Token{}, mustKey(t, "ES256", "rs-as-ec")))
+	requireUnauthorized(t, err, "ES256 token naming an RSA key")
 }
