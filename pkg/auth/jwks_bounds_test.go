@@ -102,3 +102,38 @@ func TestJWKSDocumentAndEntryLimitsAreExact(t *testing.T) {
 		require.NoError(t, err, k.KID)
 	}
 }
+
+// TestJWKSFetchIntervalDefaultsAndSettings: with default options an unknown
+// kid fetches at most once per 30 seconds, and a configured MinInterval is
+// used as given.
+func TestJWKSFetchIntervalDefaultsAndSettings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		opts     auth.JWKSOptions
+		interval time.Duration
+	}{
+		{auth.JWKSOptions{}, 30 * time.Second},
+		{auth.JWKSOptions{MinInterval: time.Minute}, time.Minute},
+	} {
+		k := mustKey(t, "ES256", "k")
+		js := newJWKSServer(t, k)
+		clk := newClock()
+		v, err := auth.NewVerifier(auth.Config{JWKSURL: js.url, Now: clk.Now, JWKS: tc.opts})
+		require.NoError(t, err)
+		unknown := func() {
+			_, err := v.Verify(context.Background(), sign(t, authtest.Token{IssuedAt: clk.Now()}, mustKey(t, "ES256", "unknown")))
+			requireUnauthorized(t, err)
+		}
+		_, err = v.Verify(context.Background(), sign(t, authtest.Token{IssuedAt: clk.Now()}, k))
+		require.NoError(t, err)
+		for i := 0; i < 5; i++ {
+			unknown()
+		}
+		clk.Advance(tc.interval - time.Second)
+		unknown()
+		require.EqualValues(t, 1, js.Requests(), "no fetch within %s", tc.interval)
+		clk.Advance(time.Second)
+		unknown()
+		require.EqualValues(t, 2, js.Requests(), "one fetch once %s has passed", tc.interval)
+	}
+}
