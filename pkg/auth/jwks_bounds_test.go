@@ -137,3 +137,22 @@ func TestJWKSFetchIntervalDefaultsAndSettings(t *testing.T) {
 		require.EqualValues(t, 2, js.Requests(), "one fetch once %s has passed", tc.interval)
 	}
 }
+
+// TestKnownKidWithTheWrongAlgCostsNoFetch: a token naming a published kid
+// under another algorithm than the key's is refused from the keys at hand;
+// only an unknown kid may cause a fetch.
+func TestKnownKidWithTheWrongAlgCostsNoFetch(t *testing.T) {
+	t.Parallel()
+	es := mustKey(t, "ES256", "es-1")
+	js := newJWKSServer(t, es)
+	clk := newClock()
+	v, err := auth.NewVerifier(auth.Config{JWKSURL: js.url, Now: clk.Now})
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = v.Verify(ctx, sign(t, authtest.Token{IssuedAt: clk.Now()}, es))
+	require.NoError(t, err)
+	clk.Advance(time.Minute) // a fetch would be allowed
+	_, err = v.Verify(ctx, sign(t, authtest.Token{IssuedAt: clk.Now()}, mustKey(t, "RS256", "es-1")))
+	requireUnauthorized(t, err)
+	require.EqualValues(t, 1, js.Requests())
+}
