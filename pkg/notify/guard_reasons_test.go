@@ -79,7 +79,9 @@ func TestHostNamesAreJudgedForTheRightReason(t *testing.T) {
 	g := &notify.Guard{Resolver: res}
 	label := func(c string, n int) string { return strings.Repeat(c, n) }
 	longest := label("a", 63) + "." + label("b", 63) + "." + label("c", 63) + "." + label("d", 61) // 253
-	for _, name := range []string{longest, label("e", 63) + ".example.com", "a-z_0-9.example.com"} {
+	// Names that would resolve, so only the name rules can refuse them.
+	for _, name := range []string{longest, label("e", 63) + ".example.com", "a-z_0-9.example.com",
+		"bad!name.example.com", "bad+name.example.com", "bad$name.example.com"} {
 		res.Set(name, []string{"93.184.216.34"})
 	}
 	res.Set("empty.example.com", []string{})
@@ -97,6 +99,9 @@ func TestHostNamesAreJudgedForTheRightReason(t *testing.T) {
 		{"-a.example.com", badName},
 		{"a-.example.com", badName},
 		{"a-z_0-9.example.com", ""},
+		{"bad!name.example.com", badName},
+		{"bad+name.example.com", badName},
+		{"bad$name.example.com", badName},
 		{"empty.example.com", "the host name does not resolve"},
 		{"0177.0.0.1", legacy},
 		{"0x7f000001", legacy},
