@@ -48,6 +48,7 @@ func TestCheckURLRefusesForTheRightReason(t *testing.T) {
 		{strict, "https://[::1/hook", notAbsolute},
 		{strict, "https:///hook", notAbsolute},
 		{strict, "https:hooks.example.com", notAbsolute},
+		{dev, "ftp://127.0.0.1/hook", "the URL must use https"},
 		{dev, "http://127.0.0.1:0/hook", badPort},
 		{dev, "http://127.0.0.1:1/hook", ""},
 		{dev, "http://127.0.0.1:65535/hook", ""},
