@@ -130,9 +130,9 @@ func TestDatesMustBeJSONNumbers(t *testing.T) {
 	}
 }
 
-// TestOverlongKIDsCostNoFetch: an asymmetric token whose kid is longer than
-// any real one is refused before the key cache is asked, so it cannot make
-// the verifier fetch the JWKS even once MinInterval has passed.
+// TestOverlongKIDsCostNoFetch: an asymmetric token whose kid is empty or
+// longer than any real one is refused before the key cache is asked, so it
+// cannot make the verifier fetch the JWKS even once MinInterval has passed.
 func TestOverlongKIDsCostNoFetch(t *testing.T) {
 	t.Parallel()
 	good := mustKey(t, "ES256", "es-1")
@@ -145,10 +145,11 @@ func TestOverlongKIDsCostNoFetch(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, js.Requests())
 	clk.Advance(31 * time.Second) // past MinInterval, well within RefreshAfter
-	long := mustKey(t, "ES256", strings.Repeat("k", 129))
-	_, err = v.Verify(ctx, sign(t, authtest.Token{IssuedAt: clk.Now()}, long))
-	requireUnauthorized(t, err)
-	require.EqualValues(t, 1, js.Requests(), "a 129-character kid must not reach the key cache")
+	for _, kid := range []string{strings.Repeat("k", 129), ""} {
+		_, err = v.Verify(ctx, sign(t, authtest.Token{IssuedAt: clk.Now()}, mustKey(t, "ES256", kid)))
+		requireUnauthorized(t, err)
+		require.EqualValues(t, 1, js.Requests(), "a kid of %d characters must not reach the key cache", len(kid))
+	}
 	// The same token with a kid of 128 characters is looked up (and, being
 	// unknown, triggers the one allowed fetch).
 	_, err = v.Verify(ctx, sign(t, authtest.Token{IssuedAt: clk.Now()}, mustKey(t, "ES256", strings.Repeat("k", 128))))
