@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/auth"
@@ -155,4 +157,57 @@ func TestKnownKidWithTheWrongAlgCostsNoFetch(t *testing.T) {
 	_, err = v.Verify(ctx, sign(t, authtest.Token{IssuedAt: clk.Now()}, mustKey(t, "RS256", "es-1")))
 	requireUnauthorized(t, err)
 	require.EqualValues(t, 1, js.Requests())
+}
+
+// TestMalformedJWKSEntriesAreDropped: an entry that does not decode as a JWK
+// (here a "use" that is not a string) is dropped whole, even though the
+// rest of it would be a usable key.
+func TestMalformedJWKSEntriesAreDropped(t *testing.T) {
+	t.Parallel()
+	k := mustKey(t, "ES256", "malformed")
+	jwk := k.JWK()
+	jwk["use"] = 5
+	doc, err := json.Marshal(map[string]any{"keys": []map[string]any{jwk}})
+	require.NoError(t, err)
+	js := newJWKSServer(t)
+	js.SetRaw(doc)
+	v, err := auth.NewVerifier(auth.Config{JWKSURL: js.url})
+	require.NoError(t, err)
+	_, err = v.Verify(context.Background(), sign(t, authtest.Token{}, k))
+	requireUnauthorized(t, err)
+}
+
+// syncWriter lets the verifier's logger and the test share a buffer.
+type syncWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestFailedJWKSFetchIsLogged: a fetch that fails is logged (with the URL,
+// never a token) so an operator sees why asymmetric tokens stop verifying.
+func TestFailedJWKSFetchIsLogged(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	out := &syncWriter{}
+	log := zerolog.New(out)
+	_, err := auth.NewVerifier(auth.Config{JWKSURL: srv.URL, Log: &log})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "could not refresh the JWKS") },
+		10*time.Second, 5*time.Millisecond)
+	require.Contains(t, out.String(), "status 503")
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -32,4 +33,30 @@ func TestSessionCheckDefaultsAndStatusBounds(t *testing.T) {
 	c, err = auth.NewSessionChecker(auth.SessionConfig{AuthURL: srv.URL})
 	require.NoError(t, err)
 	require.ErrorIs(t, c.CheckSession(context.Background(), u, tok), auth.ErrSessionEnded)
+}
+
+// TestBannedUsersSessionsEnd: the Auth server answers for a user banned
+// until a future time (with the default clock) and the session ends; a ban
+// that has run out does not end it.
+func TestBannedUsersSessionsEnd(t *testing.T) {
+	t.Parallel()
+	u, _, tok := session(t)
+	for until, want := range map[string]error{
+		time.Now().Add(time.Hour).UTC().Format(time.RFC3339):  auth.ErrSessionEnded,
+		time.Now().Add(-time.Hour).UTC().Format(time.RFC3339): nil,
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"id":"` + u.ID + `","aud":"authenticated","role":"authenticated","banned_until":"` + until + `"}`))
+		}))
+		c, err := auth.NewSessionChecker(auth.SessionConfig{AuthURL: srv.URL})
+		require.NoError(t, err)
+		err = c.CheckSession(context.Background(), u, tok)
+		srv.Close()
+		if want == nil {
+			require.NoError(t, err, "banned until %s", until)
+		} else {
+			require.ErrorIs(t, err, want, "banned until %s", until)
+		}
+	}
 }
