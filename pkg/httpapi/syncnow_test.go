@@ -26,7 +26,7 @@ func TestSyncNowIsLimitedPerConnectionAndAudited(t *testing.T) {
 	listener := b.listen(t)
 	status, _, body := b.do(t, alice, http.MethodPost, "/v1/connections/"+id+"/sync", nil)
 	require.Equal(t, http.StatusAccepted, status, string(body))
-	require.Equal(t, id, listener.next(t), "the api wakes listening syncers")
+	listener.await(t, id)
 	var requested bool
 	require.NoError(t, b.sql.Get(&requested, `SELECT sync_requested_at IS NOT NULL FROM tokka.connections WHERE id = $1`, id))
 	require.True(t, requested)
@@ -80,14 +80,21 @@ func (b *testBundle) listen(t *testing.T) *notifications {
 	return &notifications{l: l}
 }
 
-func (n *notifications) next(t *testing.T) string {
+// await waits for a wake-up naming connection id. Other tests share the
+// package's database and wake the syncers for their own connections (every
+// create does), so notifications for other ids are skipped.
+func (n *notifications) await(t *testing.T, id string) {
 	t.Helper()
-	select {
-	case msg := <-n.l.Notify:
-		require.NotNil(t, msg)
-		return msg.Extra
-	case <-time.After(5 * time.Second):
-		t.Fatal("no notification within 5s")
-		return ""
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case msg := <-n.l.Notify:
+			require.NotNil(t, msg)
+			if msg.Extra == id {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no notification for the connection within 5s: the api must wake listening syncers")
+		}
 	}
 }
