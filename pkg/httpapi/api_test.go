@@ -327,9 +327,21 @@ func TestOtherUsersSeeNothing(t *testing.T) {
 	status, _, body := b.do(t, bob, http.MethodGet, "/v1/connections", nil)
 	require.Equal(t, http.StatusOK, status)
 	require.JSONEq(t, `{"data":[],"has_more":false,"next_cursor":null}`, string(body))
-	_, _, body = b.do(t, bob, http.MethodGet, "/v1/usage?from=2020-01-01&to=2020-12-31&group_by=connection", nil)
+	// The range holds the fixture's days (2026-11-01 and -02), so Alice's
+	// answer has rows and Bob's empty one means something.
+	const usageOfFixture = "/v1/usage?from=2026-11-01&to=2026-11-30&group_by=connection"
+	status, _, body = b.do(t, alice, http.MethodGet, usageOfFixture, nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	require.Contains(t, string(body), `"connection_id":"`+id+`"`, "the owner sees the fixture in this range")
+	status, _, body = b.do(t, bob, http.MethodGet, usageOfFixture, nil)
+	require.Equal(t, http.StatusOK, status, string(body))
 	require.Contains(t, string(body), `"data":[]`)
-	_, _, body = b.do(t, bob, http.MethodGet, "/v1/audit-events", nil)
+	require.NotContains(t, string(body), id)
+	status, _, body = b.do(t, alice, http.MethodGet, "/v1/audit-events", nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	require.NotContains(t, string(body), `"data":[]`, "the owner has audit events")
+	status, _, body = b.do(t, bob, http.MethodGet, "/v1/audit-events", nil)
+	require.Equal(t, http.StatusOK, status, string(body))
 	require.Contains(t, string(body), `"data":[]`)
 
 	// The same, straight in SQL as role authenticated with Bob's claims.

@@ -32,6 +32,10 @@ type Keyring struct {
 	current *entry
 	retired []*entry
 	byKID   map[string]*entry
+	// opened, when set, is shown every key Open hands out. It is nil except
+	// in this package's own tests, which use it to check that callers such
+	// as Rewrap wipe what they open; it cannot be set from outside.
+	opened func(*secret.Key)
 }
 
 // entry is everything derived from one configured key.
@@ -132,6 +136,17 @@ func (k *Keyring) Seal(key *secret.Key, b seal.Binding) (string, error) {
 // binding to another row — returns exactly seal.ErrCannotOpen, so callers and
 // logs learn nothing about which part was wrong.
 func (k *Keyring) Open(blob string, b seal.Binding) (*secret.Key, error) {
+	key, err := k.open(blob, b)
+	if err != nil {
+		return nil, err
+	}
+	if k.opened != nil {
+		k.opened(key)
+	}
+	return key, nil
+}
+
+func (k *Keyring) open(blob string, b seal.Binding) (*secret.Key, error) {
 	if !b.Complete() {
 		return nil, seal.ErrCannotOpen
 	}

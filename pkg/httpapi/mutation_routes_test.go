@@ -1,0 +1,92 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokka-dev/tokka/pkg/authtest"
+	"github.com/tokka-dev/tokka/pkg/httpapi"
+)
+
+var pathParam = regexp.MustCompile(`:[A-Za-z_]+`)
+
+// TestEveryMutatingRouteIsRateLimited walks the router's own route table, so
+// a route added later is covered without touching this test: every /v1
+// POST, PUT, PATCH and DELETE carries the RateLimit headers and, once the
+// caller's budget (counted by the real Postgres function) is spent, answers
+// 429 with Retry-After. Whatever the handler would have answered (201, 400,
+// 404) does not matter; the limit comes first.
+func TestEveryMutatingRouteIsRateLimited(t *testing.T) {
+	t.Parallel()
+	b := newSecAPI(t, secOptions{sourceIP: uniqueLoopback(),
+		cfg: httpapi.Config{RateLimits: httpapi.RateLimits{PerUser: 1, PerIP: 100000, Window: testWindow}}})
+
+	covered := map[string]bool{}
+	for _, r := range b.e.Routes() {
+		switch r.Method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		default:
+			continue
+		}
+		if len(r.Path) < 4 || r.Path[:4] != "/v1/" {
+			continue
+		}
+		route := r.Method + " " + r.Path
+		covered[route] = true
+		path := pathParam.ReplaceAllStringFunc(r.Path, func(string) string { return uuid.NewString() })
+		var body any
+		if r.Method != http.MethodDelete {
+			body = map[string]any{}
+		}
+		u := b.user(t) // a budget of one mutation, this route's alone
+
+		status, h, resp := b.do(t, r.Method, path, u.token, body)
+		require.NotEqual(t, http.StatusTooManyRequests, status, "%s: the first mutation is within budget: %s", route, resp)
+		require.Equal(t, "1", h.Get("RateLimit-Limit"), "%s must carry the RateLimit headers", route)
+		require.Equal(t, "0", h.Get("RateLimit-Remaining"), route)
+		reset, err := strconv.Atoi(h.Get("RateLimit-Reset"))
+		require.NoError(t, err, route)
+		require.Positive(t, reset, route)
+
+		status, h, resp = b.do(t, r.Method, path, u.token, body)
+		requireProblem(t, status, h, resp, http.StatusTooManyRequests, route+" once the budget is spent: %s")
+		require.Equal(t, "0", h.Get("RateLimit-Remaining"), route)
+		require.Equal(t, h.Get("RateLimit-Reset"), h.Get("Retry-After"), route)
+	}
+	// The walk must see the routes it exists for; a filter that matched
+	// nothing would pass vacuously.
+	for _, route := range []string{"POST /v1/connections", "PATCH /v1/connections/:id", "DELETE /v1/connections/:id",
+		"POST /v1/connections/:id/sync", "POST /v1/alerts/:id/acknowledge", "POST /v1/budgets",
+		"PATCH /v1/budgets/:id", "DELETE /v1/budgets/:id"} {
+		require.True(t, covered[route], "%s is not in the router's table", route)
+	}
+}
+
+// TestOtherHMACAlgsAreRefusedOverHTTP sends HS384 and HS512 tokens signed
+// with the project's real secret, with the exact Supabase claims, to a read
+// and a mutation: both are 401 problems, while the same claims under HS256
+// pass.
+func TestOtherHMACAlgsAreRefusedOverHTTP(t *testing.T) {
+	t.Parallel()
+	b := newSecAPI(t, secOptions{})
+	claims := authtest.Token{Issuer: secIssuer}.Claims()
+	good, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secSecret))
+	require.NoError(t, err)
+	status, _, resp := b.do(t, http.MethodGet, "/v1/me", good, nil)
+	require.Equal(t, http.StatusOK, status, "HS256 control: %s", resp)
+	for _, m := range []*jwt.SigningMethodHMAC{jwt.SigningMethodHS384, jwt.SigningMethodHS512} {
+		tok, err := jwt.NewWithClaims(m, claims).SignedString([]byte(secSecret))
+		require.NoError(t, err)
+		status, h, resp := b.do(t, http.MethodGet, "/v1/me", tok, nil)
+		requireProblem(t, status, h, resp, http.StatusUnauthorized, m.Alg()+" signed with the project secret: %s")
+		status, h, resp = b.do(t, http.MethodPost, "/v1/connections", tok, newConnBody("sk-admin-hmacalg0123456789abcdef"))
+		requireProblem(t, status, h, resp, http.StatusUnauthorized, m.Alg()+" signed with the project secret: %s")
+	}
+	require.Zero(t, b.countConnections(t, claims["sub"].(string)))
+}
