@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -20,8 +21,12 @@ var pathParam = regexp.MustCompile(`:[A-Za-z_]+`)
 // a route added later is covered without touching this test: every /v1
 // POST, PUT, PATCH and DELETE carries the RateLimit headers and, once the
 // caller's budget (counted by the real Postgres function) is spent, answers
-// 429 with Retry-After. Whatever the handler would have answered (201, 400,
-// 404) does not matter; the limit comes first.
+// 429 with Retry-After. Requests refused as malformed spend nothing (issue
+// 16), so each route gets a well-formed request: wellFormed below has one
+// per known route, and a route added later without an entry is sent an
+// empty JSON object, which fails here until it is given one. Whatever the
+// handler then answers (201, 404 for an id that is not the caller's) does
+// not matter; the limit comes first.
 func TestEveryMutatingRouteIsRateLimited(t *testing.T) {
 	t.Parallel()
 	b := newSecAPI(t, secOptions{sourceIP: uniqueLoopback(),
@@ -39,9 +44,15 @@ func TestEveryMutatingRouteIsRateLimited(t *testing.T) {
 		}
 		route := r.Method + " " + r.Path
 		covered[route] = true
-		path := pathParam.ReplaceAllStringFunc(r.Path, func(string) string { return uuid.NewString() })
-		var body any
-		if r.Method != http.MethodDelete {
+		// Well-formed ids that are nobody's: alerts are numbered, the rest
+		// are UUIDs.
+		id := uuid.NewString()
+		if strings.HasPrefix(r.Path, "/v1/alerts/") {
+			id = "987654321"
+		}
+		path := pathParam.ReplaceAllStringFunc(r.Path, func(string) string { return id })
+		body, known := wellFormed[route]
+		if !known && r.Method != http.MethodDelete {
 			body = map[string]any{}
 		}
 		u := b.user(t) // a budget of one mutation, this route's alone
@@ -89,4 +100,19 @@ func TestOtherHMACAlgsAreRefusedOverHTTP(t *testing.T) {
 		requireProblem(t, status, h, resp, http.StatusUnauthorized, m.Alg()+" signed with the project secret: %s")
 	}
 	require.Zero(t, b.countConnections(t, claims["sub"].(string)))
+}
+
+// wellFormed is a request body that passes each mutating route's own checks
+// (nil: no body), so what the rate-limit walk sees is the limit.
+var wellFormed = map[string]any{
+	"POST /v1/connections": map[string]any{"provider": "openai", "label": "limit walk",
+		"api_key": "sk-admin-LIMITWALK0123456789abcdefWXYZ"},
+	"PATCH /v1/connections/:id":       map[string]any{"label": "renamed"},
+	"DELETE /v1/connections/:id":      nil,
+	"POST /v1/connections/:id/sync":   nil,
+	"POST /v1/alerts/:id/acknowledge": nil,
+	"POST /v1/budgets": map[string]any{"name": "limit walk", "amount_usd": "10", "scope": "all",
+		"thresholds": []int{50}},
+	"PATCH /v1/budgets/:id":  map[string]any{"name": "renamed"},
+	"DELETE /v1/budgets/:id": nil,
 }

@@ -55,7 +55,7 @@ func TestPastedKeysAreWipedAfterSealing(t *testing.T) {
 	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(jwtSecret)})
 	require.NoError(t, err)
 	sealer := &recordingSealer{pk: kr.PublicKey()}
-	e := httpapi.New(httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry())},
+	e := httpapi.New(httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry()), Fingerprints: fingerprints(t)},
 		pgtest.Open(t), sealer, verifier, zerolog.Nop(), openapi.Spec)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
