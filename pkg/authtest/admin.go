@@ -94,21 +94,8 @@ func (s *AuthServer) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{"code": 404, "error_code": "not_found", "msg": "Not Found"})
 		return
 	}
-	if s.APIKey != "" && r.Header.Get("apikey") != s.APIKey {
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "No API key found in request"})
-		return
-	}
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	claims, ok := s.bearerClaims(w, r)
 	if !ok {
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"code": 401, "error_code": "no_authorization",
-			"msg": "This endpoint requires a valid Bearer token"})
-		return
-	}
-	claims := jwt.MapClaims{}
-	if _, err := jwt.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return s.secret, nil },
-		jwt.WithValidMethods([]string{"HS256"})); err != nil {
-		writeJSON(w, http.StatusForbidden, map[string]any{"code": 403, "error_code": "bad_jwt",
-			"msg": "invalid JWT: unable to parse or verify signature"})
 		return
 	}
 	if sub, _ := claims["sub"].(string); sub != "" {

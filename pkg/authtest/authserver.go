@@ -94,21 +94,8 @@ func (s *AuthServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{"code": 404, "error_code": "not_found", "msg": "Not Found"})
 		return
 	}
-	if s.APIKey != "" && r.Header.Get("apikey") != s.APIKey {
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "No API key found in request"})
-		return
-	}
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	claims, ok := s.bearerClaims(w, r)
 	if !ok {
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"code": 401, "error_code": "no_authorization",
-			"msg": "This endpoint requires a valid Bearer token"})
-		return
-	}
-	claims := jwt.MapClaims{}
-	if _, err := jwt.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return s.secret, nil },
-		jwt.WithValidMethods([]string{"HS256"})); err != nil {
-		writeJSON(w, http.StatusForbidden, map[string]any{"code": 403, "error_code": "bad_jwt",
-			"msg": "invalid JWT: unable to parse or verify signature"})
 		return
 	}
 	sub, _ := claims["sub"].(string)
@@ -140,4 +127,29 @@ func (s *AuthServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"user_metadata": map[string]any{"email": email, "email_verified": !pending, "phone_verified": false, "sub": sub},
 		"identities":    []any{}, "created_at": now, "updated_at": now, "is_anonymous": anonymous,
 	})
+}
+
+// bearerClaims checks a request the way GoTrue does before any endpoint
+// looks at it: the gateway's apikey (when APIKey is set), then a Bearer
+// token signed with the project secret. On failure it has written GoTrue's
+// answer and returns false.
+func (s *AuthServer) bearerClaims(w http.ResponseWriter, r *http.Request) (jwt.MapClaims, bool) {
+	if s.APIKey != "" && r.Header.Get("apikey") != s.APIKey {
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "No API key found in request"})
+		return nil, false
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"code": 401, "error_code": "no_authorization",
+			"msg": "This endpoint requires a valid Bearer token"})
+		return nil, false
+	}
+	claims := jwt.MapClaims{}
+	if _, err := jwt.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return s.secret, nil },
+		jwt.WithValidMethods([]string{"HS256"})); err != nil {
+		writeJSON(w, http.StatusForbidden, map[string]any{"code": 403, "error_code": "bad_jwt",
+			"msg": "invalid JWT: unable to parse or verify signature"})
+		return nil, false
+	}
+	return claims, true
 }
