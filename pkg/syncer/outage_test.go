@@ -208,3 +208,39 @@ func TestDaemonSurvivesADatabaseStopDuringSyncs(t *testing.T) {
 	// a final word per sync cut short, however many attempts were made.
 	require.LessOrEqual(t, len(failures), 16, "bounded, not one line per attempt:\n%s", strings.Join(failures, "\n"))
 }
+
+// orgDownStore answers every attempt to record a first sync's organisation
+// as an unavailable database would.
+type orgDownStore struct {
+	*postgres.DB
+	records atomic.Int32
+}
+
+func (o *orgDownStore) RecordOrganization(context.Context, postgres.Lease, provider.Organization, tokka.AuditEvent) (string, error) {
+	o.records.Add(1)
+	return "", postgres.ErrUnavailable
+}
+
+// TestOutageWhileRecordingTheOrganisationReleasesTheLease: a first sync
+// whose organisation cannot be recorded (the database is away at that
+// moment) retries briefly, then records the failure and gives the lease
+// back, like a failed final write: nothing is stored, and no lease is left
+// to expire.
+func TestOutageWhileRecordingTheOrganisationReleasesTheLease(t *testing.T) {
+	t.Parallel()
+	c := newTestClock(time.Now())
+	b, _ := setupClocked(t, c, fakeprovider.Options{}, provider.HTTPClient{})
+	user := uuid.NewString()
+	id := b.addConnection(t, user, provider.Anthropic, "sk-ant-admin01-"+user[:8]+"-orgdown")
+	store := &orgDownStore{DB: b.db}
+	sum, err := b.clockedSyncer(c, syncer.Config{Instance: "orgdown", BackfillDays: 7}, store).RunOnce(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, syncer.Summary{Failed: 1}, sum)
+	require.Greater(t, store.records.Load(), int32(1), "a blip is retried")
+	st, reason := b.status(t, id)
+	require.Equal(t, "error", st)
+	require.Contains(t, reason, "could not be stored")
+	require.Nil(t, b.leaseOwner(t, id), "the lease is given back, not left to expire")
+	require.Equal(t, []string{"key.created:success", "key.decrypted:success", "sync.failed:failure"}, b.actions(t, id))
+	require.Zero(t, b.usageRowCount(t, id))
+}

@@ -281,10 +281,13 @@ const (
 )
 
 // Retries of the database writes that end a sync start at writeRetryFirst
-// and double up to writeRetryMax.
+// and double up to writeRetryMax. Recording a first sync's organisation,
+// which happens while the key is open, is retried for orgRecordPatience at
+// most.
 const (
-	writeRetryFirst = 250 * time.Millisecond
-	writeRetryMax   = 5 * time.Second
+	writeRetryFirst   = 250 * time.Millisecond
+	writeRetryMax     = 5 * time.Second
+	orgRecordPatience = 10 * time.Second
 )
 
 func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease, leasedAt time.Time) (outcome string) {
@@ -361,7 +364,18 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease, leasedAt time.Ti
 				return nil, nil, err
 			}
 			ev := s.event(tokka.ActionSyncFailed, tokka.OutcomeFailure, purpose)
-			if duplicateOf, recordErr = s.store.RecordOrganization(ctx, l, org, ev); recordErr != nil || duplicateOf != "" {
+			// A database blip here is retried briefly (the key is open
+			// meanwhile, so not for the whole lease); a longer outage is
+			// recorded below, after the wipe, like any failed write.
+			giveUp := time.Now().Add(orgRecordPatience)
+			if held.expires().Before(giveUp) {
+				giveUp = held.expires()
+			}
+			recordErr = s.retry(ctx, giveUp, "recording the organisation", func() (err error) {
+				duplicateOf, err = s.store.RecordOrganization(ctx, l, org, ev)
+				return err
+			})
+			if recordErr != nil || duplicateOf != "" {
 				return nil, nil, nil
 			}
 		}
@@ -381,8 +395,14 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease, leasedAt time.Ti
 		return outcomeLeaseLost
 	}
 	if recordErr != nil {
-		log.Error().Err(recordErr).Msg("recording the organisation failed")
-		return outcomeFailed
+		if ctx.Err() != nil {
+			return s.abort(ctx, log, l)
+		}
+		// Like a final write that failed: record it and give the lease
+		// back, never leave it to expire (issue 16, item 15).
+		s.failures.Error("recording the organisation failed").Err(recordErr).Msg("recording the organisation failed; recording the failure")
+		return s.fail(ctx, log, l, tokka.StatusError, reasonNotStored, s.retryAt(now, l.Failures+1, 0),
+			tokka.ActionSyncFailed, reasonNotStored, outcomeFailed)
 	}
 	if ferr != nil {
 		switch lerr := leaseErr(); {
