@@ -200,6 +200,9 @@ func (d *DB) checkChunk(ctx context.Context, c *chainCheck) (bool, error) {
 		return false, fmt.Errorf("postgres: audit verification: %w", ctx.Err())
 	}
 	defer func() { <-d.verifyTurns }()
+	if d.chunkChecked != nil {
+		defer d.chunkChecked()
+	}
 	evs := make([]tokka.AuditEvent, 0, verifyChunk) // a new one each time: c.prev may point into the last
 	err := d.asUser(ctx, c.u, func(tx *sqlx.Tx) error {
 		if c.prev != nil && c.prev.ID > c.advanced {

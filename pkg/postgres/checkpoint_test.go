@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -276,4 +277,39 @@ func TestStatementTimeoutIsUnavailable(t *testing.T) {
 	var timeout string
 	require.NoError(t, d.Pool().Get(&timeout, `SHOW statement_timeout`))
 	require.Equal(t, "0", timeout)
+}
+
+// TestCutOffVerificationKeepsItsProgress: a long verification moves the
+// checkpoint over each chunk it found intact as it reads the next one, so a
+// verification cut off part-way (a timeout, a client gone) does not have to
+// start from the beginning next time. Here the third chunk is never read:
+// the checkpoint stands at the end of the first, which the second chunk's
+// transaction recorded.
+func TestCutOffVerificationKeepsItsProgress(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	u := newUser()
+	b.addConnection(t, u)
+	require.NoError(t, pgtest.SeedAuditChain(context.Background(), b.sql, u.ID, 2*postgres.VerifyChunk+10))
+	ids := b.eventIDs(t, u)
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+
+	db := pgtest.Open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	chunks := 0
+	db.OnChunkChecked(func() {
+		if chunks++; chunks == 2 {
+			cancel()
+		}
+	})
+	_, err := db.VerifyAuditChain(ctx, u, false)
+	require.ErrorIs(t, err, context.Canceled)
+	var through int64
+	require.NoError(t, b.sql.Get(&through, `SELECT event_id FROM tokka.audit_checkpoints WHERE user_id = $1`, u.ID))
+	require.Equal(t, ids[postgres.VerifyChunk-1], through, "the checkpoint covers the first chunk")
+
+	v := b.verifyIncremental(t, u)
+	require.True(t, v.Intact)
+	require.EqualValues(t, len(ids)-postgres.VerifyChunk, v.Checked, "the next verification starts where the cut-off one got to")
 }

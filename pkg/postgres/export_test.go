@@ -20,3 +20,10 @@ func (d *DB) EachUsageRowInChunks(ctx context.Context, u tokka.User, q UsageQuer
 
 // DomainError is domainError, for the tests of the error mapping.
 var DomainError = domainError
+
+// OnChunkChecked sets a hook run after each audit-verification chunk, so a
+// test can cut a verification off between two chunks.
+func (d *DB) OnChunkChecked(fn func()) { d.chunkChecked = fn }
+
+// VerifyChunk is how many audit events one verification chunk reads.
+const VerifyChunk = verifyChunk

@@ -37,6 +37,9 @@ type DB struct {
 	// checked at once (a quarter of the pool, at least one): see
 	// VerifyAuditChain.
 	verifyTurns chan struct{}
+	// chunkChecked, in this package's tests only, is told when a
+	// verification chunk has been read and checked.
+	chunkChecked func()
 	// ping answers readiness probes on a connection of its own, so a pool
 	// that busy requests have taken whole does not read as a database
 	// that is down (and get every replica pulled from the load balancer).
