@@ -4,17 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"encoding/hex"
-	"io/fs"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
-	"github.com/pressly/goose/v3"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/db"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/tokka"
@@ -349,11 +346,7 @@ func TestMigrationChainsEventsWrittenBeforeIt(t *testing.T) {
 	raw, err := sql.Open("postgres", url)
 	require.NoError(t, err)
 	defer raw.Close()
-	migrations, err := fs.Sub(db.Migrations, "migrations")
-	require.NoError(t, err)
-	p, err := goose.NewProvider(goose.DialectPostgres, raw, migrations,
-		goose.WithTableName("tokka.goose_db_version"), goose.WithDisableGlobalRegistry(true))
-	require.NoError(t, err)
+	p := gooseProvider(t, raw)
 	_, err = p.DownTo(ctx, 4)
 	require.NoError(t, err)
 

@@ -4,18 +4,15 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"io/fs"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
-	"github.com/pressly/goose/v3"
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/db"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/provider"
@@ -358,17 +355,8 @@ func TestMigration00012KeepsEveryRow(t *testing.T) {
 	raw, err := sql.Open("postgres", url)
 	require.NoError(t, err)
 	defer raw.Close()
-	migrations, err := fs.Sub(db.Migrations, "migrations")
-	require.NoError(t, err)
-	p, err := goose.NewProvider(goose.DialectPostgres, raw, migrations,
-		goose.WithTableName("tokka.goose_db_version"), goose.WithDisableGlobalRegistry(true))
-	require.NoError(t, err)
-	var before int64
-	for _, s := range p.ListSources() {
-		if s.Version < 12 && s.Version > before {
-			before = s.Version
-		}
-	}
+	p := gooseProvider(t, raw)
+	before := versionBefore(p, 12)
 	_, err = p.DownTo(ctx, before)
 	require.NoError(t, err)
 

@@ -23,17 +23,37 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+// gooseProvider is the migrations' goose provider over raw, as `api migrate`
+// sets it up.
+func gooseProvider(t *testing.T, raw *sql.DB) *goose.Provider {
+	t.Helper()
+	migrations, err := fs.Sub(db.Migrations, "migrations")
+	require.NoError(t, err)
+	p, err := goose.NewProvider(goose.DialectPostgres, raw, migrations,
+		goose.WithTableName("tokka.goose_db_version"), goose.WithDisableGlobalRegistry(true))
+	require.NoError(t, err)
+	return p
+}
+
+// versionBefore is the newest migration version below v (versions may
+// have gaps).
+func versionBefore(p *goose.Provider, v int64) int64 {
+	var before int64
+	for _, s := range p.ListSources() {
+		if s.Version < v && s.Version > before {
+			before = s.Version
+		}
+	}
+	return before
+}
+
 // migrateTo moves the database at dbURL to migration version v (down or up).
 func migrateTo(t *testing.T, dbURL string, v int64) {
 	t.Helper()
 	raw, err := sql.Open("postgres", dbURL)
 	require.NoError(t, err)
 	defer raw.Close()
-	migrations, err := fs.Sub(db.Migrations, "migrations")
-	require.NoError(t, err)
-	p, err := goose.NewProvider(goose.DialectPostgres, raw, migrations,
-		goose.WithTableName("tokka.goose_db_version"), goose.WithDisableGlobalRegistry(true))
-	require.NoError(t, err)
+	p := gooseProvider(t, raw)
 	cur, err := p.GetDBVersion(context.Background())
 	require.NoError(t, err)
 	if cur > v {

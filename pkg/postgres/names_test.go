@@ -3,15 +3,12 @@ package postgres_test
 import (
 	"context"
 	"database/sql"
-	"io/fs"
 	"strings"
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/pressly/goose/v3"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/db"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 )
@@ -28,17 +25,8 @@ func TestMigration00016KeepsEveryName(t *testing.T) {
 	raw, err := sql.Open("postgres", url)
 	require.NoError(t, err)
 	defer raw.Close()
-	migrations, err := fs.Sub(db.Migrations, "migrations")
-	require.NoError(t, err)
-	p, err := goose.NewProvider(goose.DialectPostgres, raw, migrations,
-		goose.WithTableName("tokka.goose_db_version"), goose.WithDisableGlobalRegistry(true))
-	require.NoError(t, err)
-	var before int64
-	for _, s := range p.ListSources() {
-		if s.Version < 16 && s.Version > before {
-			before = s.Version
-		}
-	}
+	p := gooseProvider(t, raw)
+	before := versionBefore(p, 16)
 	_, err = p.DownTo(ctx, before)
 	require.NoError(t, err)
 
