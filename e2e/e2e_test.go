@@ -28,8 +28,8 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/authtest"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/spectest"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -373,7 +373,7 @@ func TestWalkingSkeleton(t *testing.T) {
 
 	// Expected figures, from the fake's own data functions, per day,
 	// provider and model, over the 90-day backfill.
-	w := provider.DayWindow(time.Now(), 90)
+	w := tokka.DayWindow(time.Now(), 90)
 	q := "/v1/usage?from=" + w.From.Format(time.DateOnly) + "&to=" + w.To.AddDate(0, 0, -1).Format(time.DateOnly) + "&group_by=day,provider,model"
 	totalCost := s.requireUsageMatchesFake(t, alice, keys, w)
 	require.True(t, totalCost.IsPositive())

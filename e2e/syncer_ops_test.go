@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
-	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 type dayModel struct{ day, provider, model string }
@@ -25,7 +25,7 @@ type sums struct {
 // expectedUsage computes, from the fake provider's own data functions (not
 // through HTTP), what the API must report per day, provider and model for
 // these keys ("openai" and/or "anthropic") over w.
-func expectedUsage(keys map[string]string, w provider.Window) map[dayModel]sums {
+func expectedUsage(keys map[string]string, w tokka.Window) map[dayModel]sums {
 	want := map[dayModel]sums{}
 	add := func(k dayModel, in, out int64, cost decimal.Decimal) {
 		v := want[k]
@@ -61,7 +61,7 @@ func expectedUsage(keys map[string]string, w provider.Window) map[dayModel]sums 
 // requireUsageMatchesFake checks the API's usage by day, provider and model
 // over w equals the fake's data for keys exactly (no row missing, none
 // extra, none doubled) and returns the total cost.
-func (s *stack) requireUsageMatchesFake(t *testing.T, u user, keys map[string]string, w provider.Window) decimal.Decimal {
+func (s *stack) requireUsageMatchesFake(t *testing.T, u user, keys map[string]string, w tokka.Window) decimal.Decimal {
 	t.Helper()
 	want := expectedUsage(keys, w)
 	var usage struct {
@@ -179,7 +179,7 @@ func TestSIGKILLedSyncerLosesNothing(t *testing.T) {
 
 	time.Sleep(2100 * time.Millisecond) // the dead syncer's leases expire
 	require.Equal(t, 0, s.syncerOnce(t, lease...).wait(t, 5*time.Minute))
-	w := provider.DayWindow(time.Now(), 90)
+	w := tokka.DayWindow(time.Now(), 90)
 	s.requireUsageMatchesFake(t, alice, keys, w)
 	require.Equal(t, 2, count(t, db, `SELECT count(*) FROM tokka.connections WHERE user_id = $1 AND status = 'active'`, alice.id))
 
@@ -249,7 +249,7 @@ func TestThreeSyncersSyncEachConnectionOnce(t *testing.T) {
 		require.Equal(t, 1, c.Decrypted)
 		require.Equal(t, 1, c.Succeeded)
 	}
-	w := provider.DayWindow(time.Now(), 90)
+	w := tokka.DayWindow(time.Now(), 90)
 	for i, u := range users {
 		s.requireUsageMatchesFake(t, u, keys[i], w)
 	}
@@ -279,5 +279,5 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 
 	// Whatever was interrupted is synced by the next syncer, exactly.
 	require.Equal(t, 0, s.syncerOnce(t).wait(t, 5*time.Minute))
-	s.requireUsageMatchesFake(t, alice, keys, provider.DayWindow(time.Now(), 90))
+	s.requireUsageMatchesFake(t, alice, keys, tokka.DayWindow(time.Now(), 90))
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/syncer"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 const usage = `usage: syncer <command>
@@ -321,9 +322,9 @@ func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
 		return provider.HTTPClient{Client: transport, Limit: provider.NewLimiter(c.ProviderConcurrency),
 			Observe: metrics.ObserveProvider}
 	}
-	clients := map[provider.Name]provider.Client{
-		provider.OpenAI:    openai.New(c.OpenAIBaseURL, httpFor()),
-		provider.Anthropic: anthropic.New(c.AnthropicBaseURL, httpFor()),
+	clients := map[tokka.Provider]provider.Client{
+		tokka.OpenAI:    openai.New(c.OpenAIBaseURL, httpFor()),
+		tokka.Anthropic: anthropic.New(c.AnthropicBaseURL, httpFor()),
 	}
 	// Budgets and anomalies are evaluated after every successful sync.
 	var mail budget.EmailSender

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // DefaultBaseURL is the real API; paths below it start with /v1.
@@ -75,7 +76,7 @@ var messagesGroups = []string{"model", "workspace_id", "api_key_id", "service_ti
 // describes; KindBadResponse for malformed data, negative or implausibly
 // large counts, repeated buckets and endless paging (the reason names the
 // endpoint); KindRequest for an empty window.
-func (c *Client) Usage(ctx context.Context, key *secret.Key, w provider.Window) ([]provider.UsageRow, error) {
+func (c *Client) Usage(ctx context.Context, key *secret.Key, w tokka.Window) ([]tokka.UsageRow, error) {
 	q, err := c.windowQuery(w)
 	if err != nil {
 		return nil, err
@@ -85,7 +86,7 @@ func (c *Client) Usage(ctx context.Context, key *secret.Key, w provider.Window) 
 	for _, g := range messagesGroups {
 		q.Add("group_by[]", g)
 	}
-	var rows []provider.UsageRow
+	var rows []tokka.UsageRow
 	err = c.pages(ctx, key, w, "usage_report/messages", q, func(day time.Time, raw json.RawMessage) error {
 		var r messagesResult
 		if err := json.Unmarshal(raw, &r); err != nil {
@@ -95,7 +96,7 @@ func (c *Client) Usage(ctx context.Context, key *secret.Key, w provider.Window) 
 			r.CacheCreation.Ephemeral1h, r.OutputTokens, r.ServerToolUse.WebSearchRequests); p != "" {
 			return badData("a messages usage result has " + p)
 		}
-		rows = append(rows, provider.UsageRow{
+		rows = append(rows, tokka.UsageRow{
 			Day:                 day,
 			Family:              "messages",
 			Model:               str(r.Model),
@@ -135,7 +136,7 @@ type costResult struct {
 // the cents Anthropic reported and AmountUSD that divided by 100, exactly.
 // Errors are *provider.Error as for Usage; a currency other than USD, or an
 // implausible amount, is KindBadResponse rather than a guess.
-func (c *Client) Costs(ctx context.Context, key *secret.Key, w provider.Window) ([]provider.CostRow, error) {
+func (c *Client) Costs(ctx context.Context, key *secret.Key, w tokka.Window) ([]tokka.CostRow, error) {
 	q, err := c.windowQuery(w)
 	if err != nil {
 		return nil, err
@@ -144,7 +145,7 @@ func (c *Client) Costs(ctx context.Context, key *secret.Key, w provider.Window) 
 	q.Set("limit", "31")
 	q.Add("group_by[]", "workspace_id")
 	q.Add("group_by[]", "description")
-	var rows []provider.CostRow
+	var rows []tokka.CostRow
 	err = c.pages(ctx, key, w, "cost_report", q, func(day time.Time, raw json.RawMessage) error {
 		var r costResult
 		if err := json.Unmarshal(raw, &r); err != nil {
@@ -160,7 +161,7 @@ func (c *Client) Costs(ctx context.Context, key *secret.Key, w provider.Window) 
 		if problem != "" {
 			return badData("a cost result has " + problem)
 		}
-		rows = append(rows, provider.CostRow{
+		rows = append(rows, tokka.CostRow{
 			Day:       day,
 			LineItem:  str(r.Description),
 			Model:     str(r.Model),
@@ -189,20 +190,20 @@ type organizationDoc struct {
 // GET /v1/organizations/me, lower-cased (it is a UUID). Errors are
 // *provider.Error: transport and status failures as provider.HTTPClient.Get
 // describes, KindBadResponse for an answer without a plausible id.
-func (c *Client) Organization(ctx context.Context, key *secret.Key) (provider.Organization, error) {
+func (c *Client) Organization(ctx context.Context, key *secret.Key) (tokka.Organization, error) {
 	h := c.httpClient()
 	res, err := h.Get(ctx, strings.TrimRight(c.BaseURL, "/")+"/v1/organizations/me", c.authorize(key))
 	if err != nil {
-		return provider.Organization{}, err
+		return tokka.Organization{}, err
 	}
 	var doc organizationDoc
 	if err := json.Unmarshal(res.Body, &doc); err != nil || doc.ID == "" || len(doc.ID) > 200 ||
 		(doc.Type != "" && doc.Type != "organization") || !printable(doc.ID) {
 		e := badData("the organisation's identity is not the expected JSON (organizations/me)")
 		e.RequestID = res.RequestID
-		return provider.Organization{}, e
+		return tokka.Organization{}, e
 	}
-	return provider.Organization{ID: strings.ToLower(doc.ID)}, nil
+	return tokka.Organization{ID: strings.ToLower(doc.ID)}, nil
 }
 
 // printable reports whether s is plain visible ASCII, as ids are.
@@ -217,7 +218,7 @@ func printable(s string) bool {
 
 func (c *Client) httpClient() provider.HTTPClient {
 	h := c.HTTP
-	h.Provider = provider.Anthropic
+	h.Provider = tokka.Anthropic
 	if h.RequestIDHeader == "" {
 		h.RequestIDHeader = "request-id"
 	}
@@ -236,7 +237,7 @@ func (c *Client) authorize(key *secret.Key) func(http.Header) {
 // page is the envelope shared by both report endpoints.
 // pages GETs /v1/organizations/<endpoint> with q through provider.Pages, calling each
 // for every result with its bucket's UTC day.
-func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, endpoint string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
+func (c *Client) pages(ctx context.Context, key *secret.Key, w tokka.Window, endpoint string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
 	return provider.Pages(ctx, provider.Paged{
 		HTTP: c.httpClient(), URL: strings.TrimRight(c.BaseURL, "/") + "/v1/organizations/" + endpoint, Name: endpoint,
 		Authorize: c.authorize(key),
@@ -244,9 +245,9 @@ func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, 
 	}, each)
 }
 
-func (c *Client) windowQuery(w provider.Window) (url.Values, error) {
+func (c *Client) windowQuery(w tokka.Window) (url.Values, error) {
 	if !w.To.After(w.From) {
-		return nil, &provider.Error{Provider: provider.Anthropic, Kind: provider.KindRequest, Reason: "the sync window is empty"}
+		return nil, &provider.Error{Provider: tokka.Anthropic, Kind: provider.KindRequest, Reason: "the sync window is empty"}
 	}
 	q := url.Values{}
 	q.Set("starting_at", w.From.UTC().Format(time.RFC3339))
@@ -255,7 +256,7 @@ func (c *Client) windowQuery(w provider.Window) (url.Values, error) {
 }
 
 func badData(reason string) *provider.Error {
-	return &provider.Error{Provider: provider.Anthropic, Kind: provider.KindBadResponse, Reason: reason}
+	return &provider.Error{Provider: tokka.Anthropic, Kind: provider.KindBadResponse, Reason: reason}
 }
 
 func str(p *string) string {

@@ -20,12 +20,13 @@ import (
 	"github.com/tokka-dev/tokka/pkg/anthropic"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 const goldenKey = "sk-ant-admin01-GoldenKeyDoNotLeak-4242"
 
 // goldenWindow is the window of the reference's examples: 2026-01-01 and -02.
-var goldenWindow = provider.Window{
+var goldenWindow = tokka.Window{
 	From: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 	To:   time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC),
 }
@@ -85,7 +86,7 @@ func requireKind(t *testing.T, err error, kind provider.Kind) *provider.Error {
 	var pe *provider.Error
 	require.True(t, errors.As(err, &pe), "want *provider.Error, got %T: %v", err, err)
 	require.Equal(t, kind, pe.Kind, "error: %v", err)
-	require.Equal(t, provider.Anthropic, pe.Provider)
+	require.Equal(t, tokka.Anthropic, pe.Provider)
 	return pe
 }
 
@@ -94,7 +95,7 @@ func TestUsageGolden(t *testing.T) {
 	b := setup(t, golden(t, http.StatusOK, "messages.json"))
 	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
-	require.Equal(t, []provider.UsageRow{{
+	require.Equal(t, []tokka.UsageRow{{
 		Day:                 time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		Family:              "messages",
 		Model:               "claude-sonnet-4-5",
@@ -128,7 +129,7 @@ func TestUsageGolden(t *testing.T) {
 func TestCostsGolden(t *testing.T) {
 	t.Parallel()
 	b := setup(t, golden(t, http.StatusOK, "cost_report.json"))
-	rows, err := b.client.Costs(context.Background(), key(), provider.Window{From: goldenWindow.From, To: goldenWindow.From.AddDate(0, 0, 1)})
+	rows, err := b.client.Costs(context.Background(), key(), tokka.Window{From: goldenWindow.From, To: goldenWindow.From.AddDate(0, 0, 1)})
 	require.NoError(t, err)
 
 	day := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -245,7 +246,7 @@ func TestUsageReadsAllDimensions(t *testing.T) {
 		 "api_key_id":"apikey_01","workspace_id":null,"model":"claude-haiku-4-5","service_tier":"batch","context_window":"200k-1M","speed":"fast"}]}]}`))
 	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
-	require.Equal(t, []provider.UsageRow{{
+	require.Equal(t, []tokka.UsageRow{{
 		Day: time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), Family: "messages", Model: "claude-haiku-4-5",
 		APIKeyID: "apikey_01", ServiceTier: "batch", ContextWindow: "200k-1M",
 		InputUncachedTokens: 1, CacheReadTokens: 2, CacheWrite5mTokens: 3, CacheWrite1hTokens: 4, OutputTokens: 5,
@@ -324,7 +325,7 @@ func TestOverloadedIsRetried(t *testing.T) {
 func TestEmptyWindowIsARequestError(t *testing.T) {
 	t.Parallel()
 	b := setup(t, jsonBody(`{}`))
-	_, err := b.client.Costs(context.Background(), key(), provider.Window{From: goldenWindow.To, To: goldenWindow.From})
+	_, err := b.client.Costs(context.Background(), key(), tokka.Window{From: goldenWindow.To, To: goldenWindow.From})
 	requireKind(t, err, provider.KindRequest)
 	require.Empty(t, b.requests())
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // Organization reads GET /v1/organizations/me with the key and version
@@ -26,7 +27,7 @@ func TestOrganizationIsOrganizationsMe(t *testing.T) {
 	})
 	org, err := b.client.Organization(context.Background(), secret.FromString(goldenKey))
 	require.NoError(t, err)
-	require.Equal(t, provider.Organization{ID: "12345678-1234-4234-8234-1234567890ab"}, org)
+	require.Equal(t, tokka.Organization{ID: "12345678-1234-4234-8234-1234567890ab"}, org)
 
 	f := setupFake(t)
 	a, err := f.client.Organization(context.Background(), secret.FromString("sk-ant-admin01-one-org_shared-1"))

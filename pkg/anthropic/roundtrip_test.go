@@ -14,6 +14,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 var fakeNow = time.Date(2026, 3, 31, 15, 4, 5, 0, time.UTC)
@@ -49,8 +50,8 @@ type costKey struct {
 // HTTP, what a sync of w must produce: every usage row (written from the
 // reference's field list), cents per cost line, dollars per model, and the
 // idle days.
-func expected(key string, w provider.Window) ([]provider.UsageRow, map[costKey]string, map[string]string, map[time.Time]bool) {
-	var usage []provider.UsageRow
+func expected(key string, w tokka.Window) ([]tokka.UsageRow, map[costKey]string, map[string]string, map[time.Time]bool) {
+	var usage []tokka.UsageRow
 	costs := map[costKey]decimal.Decimal{}
 	perModel := map[string]decimal.Decimal{}
 	empty := map[time.Time]bool{}
@@ -60,7 +61,7 @@ func expected(key string, w provider.Window) ([]provider.UsageRow, map[costKey]s
 			empty[d] = true
 		}
 		for _, r := range recs {
-			usage = append(usage, provider.UsageRow{
+			usage = append(usage, tokka.UsageRow{
 				Day: d, Family: "messages", Model: r.Model, ProjectID: r.WorkspaceID, APIKeyID: r.APIKeyID,
 				ServiceTier: r.ServiceTier, ContextWindow: r.ContextWindow,
 				InputUncachedTokens: r.UncachedInputTokens, CacheReadTokens: r.CacheReadInputTokens,
@@ -87,7 +88,7 @@ func decimalStrings[K comparable](m map[K]decimal.Decimal) map[K]string {
 
 func TestRoundTripMatchesFakeData(t *testing.T) {
 	t.Parallel()
-	w := provider.DayWindow(fakeNow, 90)
+	w := tokka.DayWindow(fakeNow, 90)
 	for _, k := range []string{
 		"sk-ant-admin01-roundtrip-alpha-00001",
 		"sk-ant-admin01-roundtrip-bravo-88888",
@@ -137,7 +138,7 @@ func TestRoundTripRetriesRateLimitedKey(t *testing.T) {
 	t.Parallel()
 	const k = "sk-ant-admin01-ratelimited-7"
 	b := setupFake(t)
-	w := provider.DayWindow(fakeNow, 20)
+	w := tokka.DayWindow(fakeNow, 20)
 	_, wantCosts, _, _ := expected(k, w)
 	costs, err := b.client.Costs(context.Background(), secret.FromString(k), w)
 	require.NoError(t, err)
@@ -155,7 +156,7 @@ func TestRoundTripRetriesRateLimitedKey(t *testing.T) {
 
 func TestRoundTripRejectedKeysAreKeyFreeAuthErrors(t *testing.T) {
 	t.Parallel()
-	w := provider.DayWindow(fakeNow, 90)
+	w := tokka.DayWindow(fakeNow, 90)
 	for _, k := range []string{
 		"sk-ant-admin01-revoked-Q7w8E9r0T1y2U3i4", // the fake echoes this whole key back
 		"sk-ant-api03-NotAnAdminKey-Z9x8C7v6B5n4",

@@ -28,7 +28,6 @@ import (
 	"github.com/tokka-dev/tokka/pkg/keyring"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/spectest"
@@ -150,7 +149,7 @@ func (b *testBundle) doWith(t *testing.T, u user, method, path string, body any,
 	return resp.StatusCode, resp.Header, out
 }
 
-func (b *testBundle) createConnection(t *testing.T, u user, p provider.Name, key string) map[string]any {
+func (b *testBundle) createConnection(t *testing.T, u user, p tokka.Provider, key string) map[string]any {
 	t.Helper()
 	status, _, body := b.do(t, u, http.MethodPost, "/v1/connections",
 		map[string]string{"provider": string(p), "label": "org " + string(p), "api_key": key})
@@ -177,7 +176,7 @@ func TestCreateConnectionSealsKeyAndNeverReturnsIt(t *testing.T) {
 	b := setup(t)
 	alice := b.newUser(t)
 	key := "sk-admin-CANARYcreate0123456789abcdefWXYZ"
-	c := b.createConnection(t, alice, provider.OpenAI, key)
+	c := b.createConnection(t, alice, tokka.OpenAI, key)
 	require.Equal(t, "pending", c["status"])
 	require.Equal(t, "sk-admin-…WXYZ", c["key_hint"])
 	require.Equal(t, "openai", c["provider"])
@@ -314,7 +313,7 @@ func TestOtherUsersSeeNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	alice, bob := b.newUser(t), b.newUser(t)
-	c := b.createConnection(t, alice, provider.Anthropic, "sk-ant-admin01-aliceKEY0123456789abcdef")
+	c := b.createConnection(t, alice, tokka.Anthropic, "sk-ant-admin01-aliceKEY0123456789abcdef")
 	id := c["id"].(string)
 	syncFixture(t, b, id)
 
@@ -397,13 +396,13 @@ func stripRequestID(b []byte) string { return ridField.ReplaceAllString(string(b
 func syncFixture(t *testing.T, b *testBundle, connID string) {
 	t.Helper()
 	day := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	syncRows(t, b, connID, provider.Window{From: day, To: day.AddDate(0, 0, 2)},
-		[]provider.UsageRow{
+	syncRows(t, b, connID, tokka.Window{From: day, To: day.AddDate(0, 0, 2)},
+		[]tokka.UsageRow{
 			{Day: day, Family: "messages", Model: "m1", InputUncachedTokens: 100, CacheReadTokens: 10, CacheWrite5mTokens: 1, OutputTokens: 50, Requests: 0},
 			{Day: day, Family: "messages", Model: "m2", InputUncachedTokens: 7, OutputTokens: 3},
 			{Day: day.AddDate(0, 0, 1), Family: "messages", Model: "m1", InputUncachedTokens: 5, OutputTokens: 5},
 		},
-		[]provider.CostRow{
+		[]tokka.CostRow{
 			{Day: day, Model: "m1", AmountUSD: decimal.RequireFromString("0.0000001"), Amount: decimal.RequireFromString("0.00001"), Currency: "USD"},
 			{Day: day, Model: "m2", AmountUSD: decimal.RequireFromString("1.2378912"), Amount: decimal.RequireFromString("123.78912"), Currency: "USD"},
 			{Day: day.AddDate(0, 0, 1), Model: "m1", AmountUSD: decimal.RequireFromString("0.5"), Amount: decimal.RequireFromString("50"), Currency: "USD"},
@@ -412,7 +411,7 @@ func syncFixture(t *testing.T, b *testBundle, connID string) {
 
 // syncRows stores rows for a connection's window as a syncer would: lease,
 // then CompleteSync (which replaces the window).
-func syncRows(t *testing.T, b *testBundle, connID string, w provider.Window, usage []provider.UsageRow, costs []provider.CostRow) {
+func syncRows(t *testing.T, b *testBundle, connID string, w tokka.Window, usage []tokka.UsageRow, costs []tokka.CostRow) {
 	t.Helper()
 	ctx := context.Background()
 	_, err := b.sql.Exec(`UPDATE tokka.connections SET next_sync_at = now() - interval '1 second' WHERE id = $1`, connID)
@@ -444,7 +443,7 @@ func TestUsageGroupsAndSumsExactly(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	alice := b.newUser(t)
-	id := b.createConnection(t, alice, provider.Anthropic, "sk-ant-admin01-usageKEY0123456789abcdef")["id"].(string)
+	id := b.createConnection(t, alice, tokka.Anthropic, "sk-ant-admin01-usageKEY0123456789abcdef")["id"].(string)
 	syncFixture(t, b, id)
 
 	type row struct {
@@ -490,7 +489,7 @@ func TestDeleteConnectionDestroysKeyAndUsage(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	alice := b.newUser(t)
-	id := b.createConnection(t, alice, provider.Anthropic, "sk-ant-admin01-deleteKEY0123456789abcd")["id"].(string)
+	id := b.createConnection(t, alice, tokka.Anthropic, "sk-ant-admin01-deleteKEY0123456789abcd")["id"].(string)
 	syncFixture(t, b, id)
 	status, _, _ := b.do(t, alice, http.MethodDelete, "/v1/connections/"+id, nil)
 	require.Equal(t, http.StatusNoContent, status)
@@ -517,7 +516,7 @@ func TestAuditEventsPaginateNewestFirst(t *testing.T) {
 	b := setup(t)
 	alice := b.newUser(t)
 	for i := 0; i < 5; i++ {
-		b.createConnection(t, alice, provider.OpenAI, "sk-admin-pagination0123456789abcdef"+string(rune('a'+i)))
+		b.createConnection(t, alice, tokka.OpenAI, "sk-admin-pagination0123456789abcdef"+string(rune('a'+i)))
 	}
 	var seen []float64
 	cursor := ""

@@ -17,7 +17,6 @@ import (
 	"github.com/tokka-dev/tokka/pkg/budget"
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/postgres"
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
@@ -319,7 +318,7 @@ func parseNewBudget(c echo.Context) (newBudget, error) {
 				Message: `scope "all" takes neither provider nor connection_id`}
 		}
 	case postgres.ScopeProvider:
-		if req.Provider == nil || !provider.Name(*req.Provider).Valid() {
+		if req.Provider == nil || !tokka.Provider(*req.Provider).Valid() {
 			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "provider",
 				Message: `scope "provider" needs provider "openai" or "anthropic"`}
 		}

@@ -28,7 +28,6 @@ import (
 	"github.com/tokka-dev/tokka/pkg/notify/notifytest"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/spectest"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
@@ -464,8 +463,8 @@ func TestBudgetAlertsEndToEnd(t *testing.T) {
 		require.Len(t, ls, 1)
 		d, _ := time.Parse(time.DateOnly, day)
 		require.NoError(t, b.db.CompleteSync(ctx, ls[0], postgres.SyncResult{
-			Window: provider.Window{From: d, To: d.AddDate(0, 0, 1)},
-			Costs: []provider.CostRow{{Day: d, Model: "gpt-x", LineItem: "gpt-x, input",
+			Window: tokka.Window{From: d, To: d.AddDate(0, 0, 1)},
+			Costs: []tokka.CostRow{{Day: d, Model: "gpt-x", LineItem: "gpt-x, input",
 				AmountUSD: decimal.RequireFromString(amount), Amount: decimal.RequireFromString(amount), Currency: "usd"}},
 			Next:  time.Now().Add(time.Hour),
 			Event: tokka.AuditEvent{Action: tokka.ActionSyncSucceeded, Outcome: tokka.OutcomeSuccess, Actor: "syncer:test"},

@@ -10,7 +10,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tokka-dev/tokka/pkg/postgres"
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
@@ -54,7 +53,7 @@ func validateKeyShape(k *secret.Key) error {
 
 // validateKey checks a pasted key's shape and that it is an admin key of p,
 // without ever quoting it back.
-func validateKey(p provider.Name, k *secret.Key) error {
+func validateKey(p tokka.Provider, k *secret.Key) error {
 	if err := validateKeyShape(k); err != nil {
 		return err
 	}
@@ -85,7 +84,7 @@ func (s *Server) auditEvent(c echo.Context, action, purpose string) tokka.AuditE
 
 // newConnection is a checked POST /v1/connections.
 type newConnection struct {
-	provider provider.Name
+	provider tokka.Provider
 	label    string
 	key      *secret.Key
 }
@@ -95,7 +94,7 @@ func (r *newConnection) wipe() { r.key.Wipe() }
 func parseNewConnection(c echo.Context) (newConnection, error) {
 	var req createConnectionRequest
 	err := decodeStrict(c, &req)
-	nc := newConnection{provider: provider.Name(req.Provider), key: req.APIKey.key} // wiped however this ends
+	nc := newConnection{provider: tokka.Provider(req.Provider), key: req.APIKey.key} // wiped however this ends
 	if err != nil {
 		return nc, err
 	}
@@ -139,7 +138,7 @@ func (s *Server) createConnection(c echo.Context) error {
 
 // keyFingerprint is the keyed fingerprint by which the same key, pasted
 // again by the same user, is recognised (see secret.Fingerprinter.Key).
-func (s *Server) keyFingerprint(u tokka.User, p provider.Name, key *secret.Key) ([]byte, error) {
+func (s *Server) keyFingerprint(u tokka.User, p tokka.Provider, key *secret.Key) ([]byte, error) {
 	if s.cfg.Fingerprints == nil {
 		return nil, errors.New("httpapi: no key fingerprint secret configured")
 	}

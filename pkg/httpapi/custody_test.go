@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/httpapi"
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
@@ -66,8 +65,8 @@ func TestPatchReplacesTheKeyUnderTheSameBinding(t *testing.T) {
 	b := setup(t)
 	alice := b.newUser(t)
 	oldKey, newKey := "sk-admin-CANARYpatchOLD0123456789abcdOLDK", "sk-admin-CANARYpatchNEW0123456789abcdNEWK"
-	id := b.createConnection(t, alice, provider.OpenAI, oldKey)["id"].(string)
-	other := b.createConnection(t, alice, provider.Anthropic, "sk-ant-admin01-CANARYother0123456789")["id"].(string)
+	id := b.createConnection(t, alice, tokka.OpenAI, oldKey)["id"].(string)
+	other := b.createConnection(t, alice, tokka.Anthropic, "sk-ant-admin01-CANARYother0123456789")["id"].(string)
 	syncFixture(t, b, id)
 	// An old key that was rejected, with history, and a rotation reminder due.
 	backfilled := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -134,7 +133,7 @@ func TestPatchRenames(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	alice := b.newUser(t)
-	id := b.createConnection(t, alice, provider.Anthropic, "sk-ant-admin01-renameKEY0123456789abcd")["id"].(string)
+	id := b.createConnection(t, alice, tokka.Anthropic, "sk-ant-admin01-renameKEY0123456789abcd")["id"].(string)
 	before := b.row(t, id)
 
 	status, _, body := b.do(t, alice, http.MethodPatch, "/v1/connections/"+id, map[string]string{"label": "  Production  "})
@@ -161,7 +160,7 @@ func TestPatchRejectsBadInputAndChangesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	alice, bob := b.newUser(t), b.newUser(t)
-	id := b.createConnection(t, alice, provider.OpenAI, "sk-admin-patchbad0123456789abcdefgh")["id"].(string)
+	id := b.createConnection(t, alice, tokka.OpenAI, "sk-admin-patchbad0123456789abcdefgh")["id"].(string)
 	before := b.row(t, id)
 	const canary = "sk-admin-CANARYpatchbad0123456789"
 	cases := []struct {
@@ -216,8 +215,8 @@ func TestAuditVerifyEndpointFindsTheEditedEvent(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	alice, bob := b.newUser(t), b.newUser(t)
-	id := b.createConnection(t, alice, provider.OpenAI, "sk-admin-verify0123456789abcdefghij")["id"].(string)
-	b.createConnection(t, alice, provider.Anthropic, "sk-ant-admin01-verify0123456789abcdef")
+	id := b.createConnection(t, alice, tokka.OpenAI, "sk-admin-verify0123456789abcdefghij")["id"].(string)
+	b.createConnection(t, alice, tokka.Anthropic, "sk-ant-admin01-verify0123456789abcdef")
 	status, _, _ := b.do(t, alice, http.MethodPatch, "/v1/connections/"+id, map[string]string{"label": "renamed"})
 	require.Equal(t, http.StatusOK, status)
 	status, _, _ = b.do(t, alice, http.MethodDelete, "/v1/connections/"+id, nil)

@@ -23,6 +23,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/spectest"
 	"github.com/tokka-dev/tokka/pkg/syncer"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // syncBundle is the api with a real syncer and the fake provider behind it,
@@ -53,7 +54,7 @@ func setupSync(t *testing.T) *syncBundle {
 	t.Cleanup(fake.Close)
 	fast := provider.HTTPClient{Sleep: func(ctx context.Context, d time.Duration) error { return ctx.Err() }}
 	s := syncer.New(syncer.Config{Instance: "dedupe", BackfillDays: 35, Now: clock}, db, kr,
-		map[provider.Name]provider.Client{provider.OpenAI: openai.New(fake.URL, fast), provider.Anthropic: anthropic.New(fake.URL, fast)},
+		map[tokka.Provider]provider.Client{tokka.OpenAI: openai.New(fake.URL, fast), tokka.Anthropic: anthropic.New(fake.URL, fast)},
 		log, syncer.NewMetrics(prometheus.NewRegistry()))
 	return &syncBundle{
 		testBundle: &testBundle{url: srv.URL, client: spectest.Client(t), db: db, sql: raw, kr: kr, logs: logs},
@@ -123,7 +124,7 @@ func jsonNumber(v any) string {
 	return string(b)
 }
 
-func (b *syncBundle) post(t *testing.T, u user, p provider.Name, key string, hdr ...string) (int, map[string]any) {
+func (b *syncBundle) post(t *testing.T, u user, p tokka.Provider, key string, hdr ...string) (int, map[string]any) {
 	t.Helper()
 	buf, err := json.Marshal(map[string]string{"provider": string(p), "api_key": key})
 	require.NoError(t, err)
@@ -147,13 +148,13 @@ func TestSameOrganisationTwiceNeverChangesATotal(t *testing.T) {
 	var budget struct{ ID string }
 	require.NoError(t, json.Unmarshal(body, &budget))
 
-	keys := map[provider.Name][2]string{
+	keys := map[tokka.Provider][2]string{
 		// Two different keys of one organisation each (the fake provider's
 		// -org_ marker names the organisation).
-		provider.OpenAI:    {"sk-admin-first-org_dedupeA-" + alice.id[:8], "sk-admin-second-org_dedupeA-" + alice.id[:8]},
-		provider.Anthropic: {"sk-ant-admin01-first-org_dedupeB-" + alice.id[:8], "sk-ant-admin01-second-org_dedupeB-" + alice.id[:8]},
+		tokka.OpenAI:    {"sk-admin-first-org_dedupeA-" + alice.id[:8], "sk-admin-second-org_dedupeA-" + alice.id[:8]},
+		tokka.Anthropic: {"sk-ant-admin01-first-org_dedupeB-" + alice.id[:8], "sk-ant-admin01-second-org_dedupeB-" + alice.id[:8]},
 	}
-	first := map[provider.Name]string{}
+	first := map[tokka.Provider]string{}
 	for p, k := range keys {
 		status, c := b.post(t, alice, p, k[0])
 		require.Equal(t, http.StatusCreated, status, c)
@@ -177,11 +178,11 @@ func TestSameOrganisationTwiceNeverChangesATotal(t *testing.T) {
 	// A new organisation, posted with an Idempotency-Key and retried: one
 	// connection, counted once.
 	third := "sk-admin-third-org_dedupeC-" + alice.id[:8]
-	status, c1 := b.post(t, alice, provider.OpenAI, third, "Idempotency-Key", "retry-"+alice.id)
+	status, c1 := b.post(t, alice, tokka.OpenAI, third, "Idempotency-Key", "retry-"+alice.id)
 	require.Equal(t, http.StatusCreated, status, c1)
 	b.syncAll(t)
 	want = b.figures(t, alice, budget.ID)
-	status, c2 := b.post(t, alice, provider.OpenAI, third, "Idempotency-Key", "retry-"+alice.id)
+	status, c2 := b.post(t, alice, tokka.OpenAI, third, "Idempotency-Key", "retry-"+alice.id)
 	require.Equal(t, http.StatusCreated, status, c2)
 	require.Equal(t, c1["id"], c2["id"], "the retry is answered with the first response")
 	b.syncAll(t)
@@ -191,7 +192,7 @@ func TestSameOrganisationTwiceNeverChangesATotal(t *testing.T) {
 	// cannot know at paste time), then found at its first sync, marked
 	// duplicate and never counted; the owner is told which connection
 	// already covers it.
-	dup := map[provider.Name]string{}
+	dup := map[tokka.Provider]string{}
 	for p, k := range keys {
 		status, c := b.post(t, alice, p, k[1])
 		require.Equal(t, http.StatusCreated, status, c)
@@ -235,10 +236,10 @@ func TestSameOrganisationTwiceNeverChangesATotal(t *testing.T) {
 			told[*a.ConnectionID] = d.Existing
 		}
 	}
-	require.Equal(t, map[string]string{dup[provider.OpenAI]: first[provider.OpenAI],
-		dup[provider.Anthropic]: first[provider.Anthropic]}, told)
+	require.Equal(t, map[string]string{dup[tokka.OpenAI]: first[tokka.OpenAI],
+		dup[tokka.Anthropic]: first[tokka.Anthropic]}, told)
 
 	// A duplicate is not synced again, and "sync now" says why.
-	status, _, _ = b.do(t, alice, http.MethodPost, "/v1/connections/"+dup[provider.OpenAI]+"/sync", nil)
+	status, _, _ = b.do(t, alice, http.MethodPost, "/v1/connections/"+dup[tokka.OpenAI]+"/sync", nil)
 	require.Equal(t, http.StatusConflict, status)
 }

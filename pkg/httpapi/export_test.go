@@ -21,7 +21,7 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/httpapi"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
-	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // exportFixture gives u a connection with models × days usage and cost rows
@@ -29,19 +29,19 @@ import (
 // lines of about 60 bytes.
 func exportFixture(t *testing.T, b *testBundle, u user, models, days int) {
 	t.Helper()
-	id := b.createConnection(t, u, provider.OpenAI, "sk-admin-export0123456789abcdef"+u.id[:4])["id"].(string)
+	id := b.createConnection(t, u, tokka.OpenAI, "sk-admin-export0123456789abcdef"+u.id[:4])["id"].(string)
 	from := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var usage []provider.UsageRow
-	var costs []provider.CostRow
+	var usage []tokka.UsageRow
+	var costs []tokka.CostRow
 	for d := range days {
 		day := from.AddDate(0, 0, d)
 		for m := range models {
 			model := fmt.Sprintf("model-%02d", m)
-			usage = append(usage, provider.UsageRow{Day: day, Family: "completions", Model: model, InputUncachedTokens: int64(1000 + m), OutputTokens: int64(d), Requests: 1})
-			costs = append(costs, provider.CostRow{Day: day, Model: model, AmountUSD: decimal.New(int64(m+1), -2), Amount: decimal.New(int64(m+1), -2), Currency: "usd"})
+			usage = append(usage, tokka.UsageRow{Day: day, Family: "completions", Model: model, InputUncachedTokens: int64(1000 + m), OutputTokens: int64(d), Requests: 1})
+			costs = append(costs, tokka.CostRow{Day: day, Model: model, AmountUSD: decimal.New(int64(m+1), -2), Amount: decimal.New(int64(m+1), -2), Currency: "usd"})
 		}
 	}
-	syncRows(t, b, id, provider.Window{From: from, To: from.AddDate(0, 0, days)}, usage, costs)
+	syncRows(t, b, id, tokka.Window{From: from, To: from.AddDate(0, 0, days)}, usage, costs)
 }
 
 // serveWithSmallBuffers serves h on a listener whose connections have small
@@ -118,7 +118,7 @@ func TestSlowExportDownloadsDoNotStarveOthers(t *testing.T) {
 		exporters = append(exporters, u)
 	}
 	bob := b.newUser(t)
-	b.createConnection(t, bob, provider.Anthropic, "sk-ant-admin01-bobslowexport0123456789")
+	b.createConnection(t, bob, tokka.Anthropic, "sk-ant-admin01-bobslowexport0123456789")
 	var stalled []net.Conn
 	for _, u := range exporters {
 		for range 2 {

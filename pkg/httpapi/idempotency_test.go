@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/httpapi"
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -201,8 +200,8 @@ func TestKeysAreRecognisedByAKeyedFingerprint(t *testing.T) {
 	b := setup(t)
 	alice, bob := b.newUser(t), b.newUser(t)
 	const k1, k2 = "sk-admin-fpONE0123456789abcdefghij", "sk-admin-fpTWO0123456789abcdefghij"
-	a := b.createConnection(t, alice, provider.OpenAI, k1)["id"].(string)
-	c := b.createConnection(t, alice, provider.OpenAI, k2)["id"].(string)
+	a := b.createConnection(t, alice, tokka.OpenAI, k1)["id"].(string)
+	c := b.createConnection(t, alice, tokka.OpenAI, k2)["id"].(string)
 
 	status, p := b.problem(t, alice, http.MethodPatch, "/v1/connections/"+c, map[string]string{"api_key": k1})
 	require.Equal(t, http.StatusConflict, status)
@@ -216,7 +215,7 @@ func TestKeysAreRecognisedByAKeyedFingerprint(t *testing.T) {
 	status, p = b.problem(t, alice, http.MethodPost, "/v1/connections", map[string]string{"provider": "openai", "api_key": k2})
 	require.Equal(t, http.StatusConflict, status)
 	require.Equal(t, c, p.ConnectionID)
-	b.createConnection(t, bob, provider.OpenAI, k1) // another user's organisation is theirs
+	b.createConnection(t, bob, tokka.OpenAI, k1) // another user's organisation is theirs
 
 	// Once the holder is gone the key may move.
 	status, _, _ = b.do(t, alice, http.MethodDelete, "/v1/connections/"+a, nil)

@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/httpapi"
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -192,15 +191,15 @@ func TestUsageCursorIsBoundToItsQueryAndSurvivesRewrites(t *testing.T) {
 	// skip a row that existed when paging started.
 	from := time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC)
 	to := time.Date(2026, 11, 6, 0, 0, 0, 0, time.UTC)
-	var usage []provider.UsageRow
-	var costs []provider.CostRow
+	var usage []tokka.UsageRow
+	var costs []tokka.CostRow
 	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
 		for _, m := range []string{"gpt-a", "aaa-new"} {
-			usage = append(usage, provider.UsageRow{Day: d, Family: "completions", Model: m, ProjectID: "proj_1", InputUncachedTokens: 1000})
-			costs = append(costs, provider.CostRow{Day: d, Model: m, ProjectID: "proj_1", AmountUSD: dec("1.00"), Amount: dec("1.00"), Currency: "usd"})
+			usage = append(usage, tokka.UsageRow{Day: d, Family: "completions", Model: m, ProjectID: "proj_1", InputUncachedTokens: 1000})
+			costs = append(costs, tokka.CostRow{Day: d, Model: m, ProjectID: "proj_1", AmountUSD: dec("1.00"), Amount: dec("1.00"), Currency: "usd"})
 		}
 	}
-	syncRows(t, b, openaiID, provider.Window{From: from, To: to}, usage, costs)
+	syncRows(t, b, openaiID, tokka.Window{From: from, To: to}, usage, costs)
 
 	seen := map[string]int{}
 	for _, r := range first.Data {
@@ -240,7 +239,7 @@ func TestIDCursorsPastInt32AndForgedOnes(t *testing.T) {
 		require.NoError(t, err)
 	}
 	for i := 0; i < 3; i++ {
-		b.createConnection(t, alice, provider.OpenAI, "sk-admin-bigcursor0123456789abc"+strconv.Itoa(i))
+		b.createConnection(t, alice, tokka.OpenAI, "sk-admin-bigcursor0123456789abc"+strconv.Itoa(i))
 		_, err := b.db.RaiseAlert(context.Background(), tokka.Alert{UserID: alice.id, Kind: tokka.AlertSpendAnomaly,
 			DedupKey: "big:" + strconv.Itoa(i), Title: "big"})
 		require.NoError(t, err)

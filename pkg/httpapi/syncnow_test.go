@@ -13,15 +13,15 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
-	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 func TestSyncNowIsLimitedPerConnectionAndAudited(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	alice, bob := b.newUser(t), b.newUser(t)
-	id := b.createConnection(t, alice, provider.OpenAI, "sk-admin-syncnow0123456789abcdef")["id"].(string)
-	other := b.createConnection(t, alice, provider.OpenAI, "sk-admin-syncnow0123456789abcdeg")["id"].(string)
+	id := b.createConnection(t, alice, tokka.OpenAI, "sk-admin-syncnow0123456789abcdef")["id"].(string)
+	other := b.createConnection(t, alice, tokka.OpenAI, "sk-admin-syncnow0123456789abcdeg")["id"].(string)
 
 	listener := b.listen(t)
 	status, _, body := b.do(t, alice, http.MethodPost, "/v1/connections/"+id+"/sync", nil)

@@ -15,7 +15,6 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/tokka-dev/tokka/pkg/postgres"
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -150,7 +149,7 @@ func (s *Server) usageQuery(c echo.Context) (postgres.UsageQuery, error) {
 		}
 		switch d.Name {
 		case "provider":
-			if !provider.Name(v).Valid() {
+			if !tokka.Provider(v).Valid() {
 				return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "provider", Message: `provider must be "openai" or "anthropic"`}
 			}
 		case "connection":

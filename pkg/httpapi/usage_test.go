@@ -13,7 +13,7 @@ import (
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 var nov5 = time.Date(2026, 11, 5, 15, 30, 0, 0, time.UTC)
@@ -25,28 +25,28 @@ func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
 // November days only.
 func spendFixture(t *testing.T, b *testBundle, u user) (openaiID, anthropicID string) {
 	t.Helper()
-	openaiID = b.createConnection(t, u, provider.OpenAI, "sk-admin-summary0123456789abcdef")["id"].(string)
-	anthropicID = b.createConnection(t, u, provider.Anthropic, "sk-ant-admin01-summary0123456789abc")["id"].(string)
+	openaiID = b.createConnection(t, u, tokka.OpenAI, "sk-admin-summary0123456789abcdef")["id"].(string)
+	anthropicID = b.createConnection(t, u, tokka.Anthropic, "sk-ant-admin01-summary0123456789abc")["id"].(string)
 	from := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
 	to := time.Date(2026, 11, 6, 0, 0, 0, 0, time.UTC)
-	var ou, au []provider.UsageRow
-	var oc, ac []provider.CostRow
+	var ou, au []tokka.UsageRow
+	var oc, ac []tokka.CostRow
 	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
-		ou = append(ou, provider.UsageRow{Day: d, Family: "completions", Model: "gpt-a", ProjectID: "proj_1", InputUncachedTokens: 1000, Requests: 2, ServiceTier: "default"})
-		oc = append(oc, provider.CostRow{Day: d, Model: "gpt-a", LineItem: "gpt-a, input", ProjectID: "proj_1", AmountUSD: dec("1.00"), Amount: dec("1.00"), Currency: "usd"})
+		ou = append(ou, tokka.UsageRow{Day: d, Family: "completions", Model: "gpt-a", ProjectID: "proj_1", InputUncachedTokens: 1000, Requests: 2, ServiceTier: "default"})
+		oc = append(oc, tokka.CostRow{Day: d, Model: "gpt-a", LineItem: "gpt-a, input", ProjectID: "proj_1", AmountUSD: dec("1.00"), Amount: dec("1.00"), Currency: "usd"})
 		if d.Month() == time.November {
-			au = append(au, provider.UsageRow{Day: d, Family: "messages", Model: "claude-b", OutputTokens: 10})
-			ac = append(ac, provider.CostRow{Day: d, Model: "claude-b", LineItem: "Claude B Usage", AmountUSD: dec("0.25"), Amount: dec("25"), Currency: "USD"})
+			au = append(au, tokka.UsageRow{Day: d, Family: "messages", Model: "claude-b", OutputTokens: 10})
+			ac = append(ac, tokka.CostRow{Day: d, Model: "claude-b", LineItem: "Claude B Usage", AmountUSD: dec("0.25"), Amount: dec("25"), Currency: "USD"})
 		}
 		if d.Day() == 1 && d.Month() == time.November {
 			// Hostile model names (a provider can return any string): zero
 			// cost, so the figures above are unchanged.
 			for _, m := range []string{"=HYPERLINK(\"http://x\")", "@SUM(A1)", "+1", "-1", "a,\"b\""} {
-				ac = append(ac, provider.CostRow{Day: d, Model: m, AmountUSD: dec("0"), Amount: dec("0"), Currency: "USD"})
+				ac = append(ac, tokka.CostRow{Day: d, Model: m, AmountUSD: dec("0"), Amount: dec("0"), Currency: "USD"})
 			}
 		}
 	}
-	w := provider.Window{From: from, To: to}
+	w := tokka.Window{From: from, To: to}
 	syncRows(t, b, openaiID, w, ou, oc)
 	syncRows(t, b, anthropicID, w, au, ac)
 	return openaiID, anthropicID
@@ -219,13 +219,13 @@ func TestMonthlyRollupsFollowRestatements(t *testing.T) {
 	openaiID, _ := spendFixture(t, b, alice)
 	from := time.Date(2026, 10, 25, 0, 0, 0, 0, time.UTC)
 	to := time.Date(2026, 11, 6, 0, 0, 0, 0, time.UTC)
-	var usage []provider.UsageRow
-	var costs []provider.CostRow
+	var usage []tokka.UsageRow
+	var costs []tokka.CostRow
 	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
-		usage = append(usage, provider.UsageRow{Day: d, Family: "completions", Model: "gpt-a", ProjectID: "proj_1", InputUncachedTokens: 7})
-		costs = append(costs, provider.CostRow{Day: d, Model: "gpt-a", ProjectID: "proj_1", AmountUSD: dec("2"), Amount: dec("2"), Currency: "usd"})
+		usage = append(usage, tokka.UsageRow{Day: d, Family: "completions", Model: "gpt-a", ProjectID: "proj_1", InputUncachedTokens: 7})
+		costs = append(costs, tokka.CostRow{Day: d, Model: "gpt-a", ProjectID: "proj_1", AmountUSD: dec("2"), Amount: dec("2"), Currency: "usd"})
 	}
-	syncRows(t, b, openaiID, provider.Window{From: from, To: to}, usage, costs)
+	syncRows(t, b, openaiID, tokka.Window{From: from, To: to}, usage, costs)
 
 	sum := func(q string) (decimal.Decimal, float64) {
 		status, _, body := b.do(t, alice, http.MethodGet, "/v1/usage?"+q, nil)

@@ -20,8 +20,8 @@ import (
 	"github.com/tokka-dev/tokka/pkg/keyring"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/spectest"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // setupWithTimeout is setup with the api's statement timeout set to d.
@@ -72,8 +72,8 @@ func TestAuditVerifyAtScaleIsIncrementalAndBounded(t *testing.T) {
 	ctx := context.Background()
 	b := setupWithTimeout(t, time.Second)
 	alice, bob := b.newUser(t), b.newUser(t)
-	id := b.createConnection(t, alice, provider.OpenAI, "sk-admin-scale0123456789abcdefghij")["id"].(string)
-	b.createConnection(t, bob, provider.OpenAI, "sk-admin-scale0123456789abcdefghik")
+	id := b.createConnection(t, alice, tokka.OpenAI, "sk-admin-scale0123456789abcdefghij")["id"].(string)
+	b.createConnection(t, bob, tokka.OpenAI, "sk-admin-scale0123456789abcdefghik")
 	const seeded = 200_000
 	require.NoError(t, pgtest.SeedAuditChain(ctx, b.sql, alice.id, seeded))
 	rename := func() {

@@ -33,6 +33,7 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // DefaultBaseURL is the real API; paths below it start with /v1.
@@ -62,11 +63,11 @@ func New(baseURL string, h provider.HTTPClient) *Client {
 
 // usageFamily is one /v1/organization/usage/<name> endpoint.
 type usageFamily struct {
-	name    string   // provider.UsageRow.Family, also the path segment
+	name    string   // tokka.UsageRow.Family, also the path segment
 	groupBy []string // dimensions to split by; all of them are stored
 	// fill maps the family's metrics onto row (whose dimensions are already
 	// set) and returns a problem description, or "" when the result is sound.
-	fill func(r *usageResult, row *provider.UsageRow) string
+	fill func(r *usageResult, row *tokka.UsageRow) string
 }
 
 var (
@@ -75,31 +76,31 @@ var (
 		{"completions", []string{"model", "project_id", "api_key_id", "batch", "service_tier"}, fillCompletions},
 		{"embeddings", modelGroups, fillInputOnly},
 		{"moderations", modelGroups, fillInputOnly},
-		{"images", append(slices.Clone(modelGroups), "size", "source"), func(r *usageResult, row *provider.UsageRow) string {
+		{"images", append(slices.Clone(modelGroups), "size", "source"), func(r *usageResult, row *tokka.UsageRow) string {
 			row.Images, row.Requests = r.Images, r.NumModelRequests
 			return ""
 		}},
-		{"audio_speeches", modelGroups, func(r *usageResult, row *provider.UsageRow) string {
+		{"audio_speeches", modelGroups, func(r *usageResult, row *tokka.UsageRow) string {
 			row.Characters, row.Requests = r.Characters, r.NumModelRequests
 			return ""
 		}},
-		{"audio_transcriptions", modelGroups, func(r *usageResult, row *provider.UsageRow) string {
+		{"audio_transcriptions", modelGroups, func(r *usageResult, row *tokka.UsageRow) string {
 			row.Seconds, row.Requests = r.Seconds, r.NumModelRequests
 			return ""
 		}},
-		{"vector_stores", []string{"project_id"}, func(r *usageResult, row *provider.UsageRow) string {
+		{"vector_stores", []string{"project_id"}, func(r *usageResult, row *tokka.UsageRow) string {
 			row.Bytes = r.UsageBytes
 			return ""
 		}},
-		{"code_interpreter_sessions", []string{"project_id"}, func(r *usageResult, row *provider.UsageRow) string {
+		{"code_interpreter_sessions", []string{"project_id"}, func(r *usageResult, row *tokka.UsageRow) string {
 			row.Sessions = r.NumSessions
 			return ""
 		}},
-		{"file_search_calls", []string{"project_id", "api_key_id", "vector_store_id"}, func(r *usageResult, row *provider.UsageRow) string {
+		{"file_search_calls", []string{"project_id", "api_key_id", "vector_store_id"}, func(r *usageResult, row *tokka.UsageRow) string {
 			row.FileSearches = r.NumRequests
 			return ""
 		}},
-		{"web_search_calls", append(slices.Clone(modelGroups), "context_level"), func(r *usageResult, row *provider.UsageRow) string {
+		{"web_search_calls", append(slices.Clone(modelGroups), "context_level"), func(r *usageResult, row *tokka.UsageRow) string {
 			row.WebSearches = r.NumRequests
 			return ""
 		}},
@@ -135,7 +136,7 @@ func GroupBy(family string) []string {
 // empty window or an unknown family in Families. Nothing is returned unless
 // every family was read completely, so a caller never replaces stored days
 // with a partial picture.
-func (c *Client) Usage(ctx context.Context, key *secret.Key, w provider.Window) ([]provider.UsageRow, error) {
+func (c *Client) Usage(ctx context.Context, key *secret.Key, w tokka.Window) ([]tokka.UsageRow, error) {
 	if err := c.checkWindow(w); err != nil {
 		return nil, err
 	}
@@ -143,7 +144,7 @@ func (c *Client) Usage(ctx context.Context, key *secret.Key, w provider.Window) 
 	if err != nil {
 		return nil, err
 	}
-	var rows []provider.UsageRow
+	var rows []tokka.UsageRow
 	for _, f := range fams {
 		q := c.windowQuery(w)
 		q.Set("bucket_width", "1d")
@@ -174,7 +175,7 @@ func (c *Client) families() ([]usageFamily, error) {
 	for _, name := range c.Families {
 		i := slices.IndexFunc(usageFamilies, func(f usageFamily) bool { return f.name == name })
 		if i < 0 {
-			return nil, &provider.Error{Provider: provider.OpenAI, Kind: provider.KindRequest,
+			return nil, &provider.Error{Provider: tokka.OpenAI, Kind: provider.KindRequest,
 				Reason: fmt.Sprintf("unknown OpenAI usage family %q", name)}
 		}
 		out = append(out, usageFamilies[i])
@@ -212,16 +213,16 @@ type usageResult struct {
 
 // decodeUsage turns one result of family f into a row, or says what is wrong
 // with it ("is malformed", "has a negative count", …).
-func decodeUsage(f usageFamily, day time.Time, raw json.RawMessage) (provider.UsageRow, string) {
+func decodeUsage(f usageFamily, day time.Time, raw json.RawMessage) (tokka.UsageRow, string) {
 	var r usageResult
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return provider.UsageRow{}, "is malformed"
+		return tokka.UsageRow{}, "is malformed"
 	}
 	if p := provider.CountsProblem(r.InputTokens, r.OutputTokens, r.NumModelRequests, r.InputCachedTokens,
 		r.InputCacheWriteTokens, r.Images, r.Characters, r.Seconds, r.UsageBytes, r.NumSessions, r.NumRequests); p != "" {
-		return provider.UsageRow{}, "has " + p
+		return tokka.UsageRow{}, "has " + p
 	}
-	row := provider.UsageRow{
+	row := tokka.UsageRow{
 		Day:           day,
 		Family:        f.name,
 		Model:         str(r.Model),
@@ -237,7 +238,7 @@ func decodeUsage(f usageFamily, day time.Time, raw json.RawMessage) (provider.Us
 		row.Batch = strconv.FormatBool(*r.Batch)
 	}
 	if p := f.fill(&r, &row); p != "" {
-		return provider.UsageRow{}, p
+		return tokka.UsageRow{}, p
 	}
 	return row, ""
 }
@@ -247,7 +248,7 @@ func decodeUsage(f usageFamily, day time.Time, raw json.RawMessage) (provider.Us
 // uncached part is what is left, and the classes add up to input_tokens
 // exactly. (The 2026 input_uncached_tokens field says the same thing and is
 // not needed.)
-func fillCompletions(r *usageResult, row *provider.UsageRow) string {
+func fillCompletions(r *usageResult, row *tokka.UsageRow) string {
 	uncached := r.InputTokens - r.InputCachedTokens - r.InputCacheWriteTokens
 	if uncached < 0 {
 		return "reports more cached input than input"
@@ -261,7 +262,7 @@ func fillCompletions(r *usageResult, row *provider.UsageRow) string {
 }
 
 // fillInputOnly is embeddings and moderations: input tokens, never cached.
-func fillInputOnly(r *usageResult, row *provider.UsageRow) string {
+func fillInputOnly(r *usageResult, row *tokka.UsageRow) string {
 	row.InputUncachedTokens = r.InputTokens
 	row.Requests = r.NumModelRequests
 	return ""
@@ -289,7 +290,7 @@ var (
 // USD, or an implausible amount, is KindBadResponse rather than a guess. If
 // OpenAI refuses api_key_id grouping with a 400 (the 2024 API did not have
 // it), the costs are read again grouped by line item and project only.
-func (c *Client) Costs(ctx context.Context, key *secret.Key, w provider.Window) ([]provider.CostRow, error) {
+func (c *Client) Costs(ctx context.Context, key *secret.Key, w tokka.Window) ([]tokka.CostRow, error) {
 	if err := c.checkWindow(w); err != nil {
 		return nil, err
 	}
@@ -301,14 +302,14 @@ func (c *Client) Costs(ctx context.Context, key *secret.Key, w provider.Window) 
 	return rows, err
 }
 
-func (c *Client) costs(ctx context.Context, key *secret.Key, w provider.Window, groups []string) ([]provider.CostRow, error) {
+func (c *Client) costs(ctx context.Context, key *secret.Key, w tokka.Window, groups []string) ([]tokka.CostRow, error) {
 	q := c.windowQuery(w)
 	q.Set("bucket_width", "1d")
 	q.Set("limit", "180")
 	for _, g := range groups {
 		q.Add("group_by[]", g)
 	}
-	var rows []provider.CostRow
+	var rows []tokka.CostRow
 	err := c.pages(ctx, key, w, "costs", q, func(day time.Time, raw json.RawMessage) error {
 		var r costResult
 		if err := json.Unmarshal(raw, &r); err != nil {
@@ -325,7 +326,7 @@ func (c *Client) costs(ctx context.Context, key *secret.Key, w provider.Window, 
 			return badData("a cost result has " + problem)
 		}
 		li := str(r.LineItem)
-		rows = append(rows, provider.CostRow{
+		rows = append(rows, tokka.CostRow{
 			Day:       day,
 			LineItem:  li,
 			Model:     lineItemModel(li),
@@ -373,7 +374,7 @@ const projectsPerPage = 100
 // Errors are *provider.Error: transport and status failures as
 // provider.HTTPClient.Get describes, KindBadResponse for a malformed page, a
 // cursor that repeats or is missing, or paging past MaxPages.
-func (c *Client) Organization(ctx context.Context, key *secret.Key) (provider.Organization, error) {
+func (c *Client) Organization(ctx context.Context, key *secret.Key) (tokka.Organization, error) {
 	h := c.httpClient()
 	maxPages := c.MaxPages
 	if maxPages <= 0 {
@@ -383,15 +384,15 @@ func (c *Client) Organization(ctx context.Context, key *secret.Key) (provider.Or
 	q := url.Values{}
 	q.Set("limit", strconv.Itoa(projectsPerPage))
 	q.Set("include_archived", "true")
-	var org provider.Organization
+	var org tokka.Organization
 	seen, cursors := map[string]bool{}, map[string]bool{}
 	for n := 0; ; n++ {
 		if n == maxPages {
-			return provider.Organization{}, badData(fmt.Sprintf("the provider kept paging past %d pages (organization/projects)", maxPages))
+			return tokka.Organization{}, badData(fmt.Sprintf("the provider kept paging past %d pages (organization/projects)", maxPages))
 		}
 		res, err := h.Get(ctx, base+"?"+q.Encode(), c.authorize(key))
 		if err != nil {
-			return provider.Organization{}, err
+			return tokka.Organization{}, err
 		}
 		fail := func(reason string) error {
 			e := badData(reason + " (organization/projects)")
@@ -400,11 +401,11 @@ func (c *Client) Organization(ctx context.Context, key *secret.Key) (provider.Or
 		}
 		var page projectList
 		if err := json.Unmarshal(res.Body, &page); err != nil || page.Data == nil {
-			return provider.Organization{}, fail("the provider's response is not the expected JSON")
+			return tokka.Organization{}, fail("the provider's response is not the expected JSON")
 		}
 		for _, p := range *page.Data {
 			if p.ID == "" || len(p.ID) > 200 {
-				return provider.Organization{}, fail("a project has no plausible id")
+				return tokka.Organization{}, fail("a project has no plausible id")
 			}
 			if !seen[p.ID] {
 				seen[p.ID] = true
@@ -415,10 +416,10 @@ func (c *Client) Organization(ctx context.Context, key *secret.Key) (provider.Or
 			return org, nil
 		}
 		if page.LastID == nil || *page.LastID == "" {
-			return provider.Organization{}, fail("the provider said there is more data but gave no last_id")
+			return tokka.Organization{}, fail("the provider said there is more data but gave no last_id")
 		}
 		if cursors[*page.LastID] {
-			return provider.Organization{}, fail("the provider returned the same page cursor twice")
+			return tokka.Organization{}, fail("the provider returned the same page cursor twice")
 		}
 		cursors[*page.LastID] = true
 		q.Set("after", *page.LastID)
@@ -427,7 +428,7 @@ func (c *Client) Organization(ctx context.Context, key *secret.Key) (provider.Or
 
 func (c *Client) httpClient() provider.HTTPClient {
 	h := c.HTTP
-	h.Provider = provider.OpenAI
+	h.Provider = tokka.OpenAI
 	if h.RequestIDHeader == "" {
 		h.RequestIDHeader = "x-request-id"
 	}
@@ -445,7 +446,7 @@ func (c *Client) authorize(key *secret.Key) func(http.Header) {
 // page is the envelope shared by every usage and costs endpoint.
 // pages GETs /v1/organization/<endpoint> with q through provider.Pages, calling each
 // for every result with its bucket's UTC day.
-func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, endpoint string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
+func (c *Client) pages(ctx context.Context, key *secret.Key, w tokka.Window, endpoint string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
 	return provider.Pages(ctx, provider.Paged{
 		HTTP: c.httpClient(), URL: strings.TrimRight(c.BaseURL, "/") + "/v1/organization/" + endpoint, Name: endpoint,
 		Authorize: c.authorize(key),
@@ -453,22 +454,22 @@ func (c *Client) pages(ctx context.Context, key *secret.Key, w provider.Window, 
 	}, each)
 }
 
-func (c *Client) windowQuery(w provider.Window) url.Values {
+func (c *Client) windowQuery(w tokka.Window) url.Values {
 	q := url.Values{}
 	q.Set("start_time", strconv.FormatInt(w.From.Unix(), 10))
 	q.Set("end_time", strconv.FormatInt(w.To.Unix(), 10))
 	return q
 }
 
-func (c *Client) checkWindow(w provider.Window) error {
+func (c *Client) checkWindow(w tokka.Window) error {
 	if !w.To.After(w.From) {
-		return &provider.Error{Provider: provider.OpenAI, Kind: provider.KindRequest, Reason: "the sync window is empty"}
+		return &provider.Error{Provider: tokka.OpenAI, Kind: provider.KindRequest, Reason: "the sync window is empty"}
 	}
 	return nil
 }
 
 func badData(reason string) *provider.Error {
-	return &provider.Error{Provider: provider.OpenAI, Kind: provider.KindBadResponse, Reason: reason}
+	return &provider.Error{Provider: tokka.OpenAI, Kind: provider.KindBadResponse, Reason: reason}
 }
 
 func str(p *string) string {

@@ -22,12 +22,13 @@ import (
 	"github.com/tokka-dev/tokka/pkg/openai"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 const goldenKey = "sk-admin-GoldenKeyDoNotLeak-4242"
 
 // goldenWindow is the window of the reference's examples: 2026-01-01 and -02.
-var goldenWindow = provider.Window{
+var goldenWindow = tokka.Window{
 	From: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 	To:   time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC),
 }
@@ -118,7 +119,7 @@ func requireKind(t *testing.T, err error, kind provider.Kind) *provider.Error {
 	var pe *provider.Error
 	require.True(t, errors.As(err, &pe), "want *provider.Error, got %T: %v", err, err)
 	require.Equal(t, kind, pe.Kind, "error: %v", err)
-	require.Equal(t, provider.OpenAI, pe.Provider)
+	require.Equal(t, tokka.OpenAI, pe.Provider)
 	return pe
 }
 
@@ -130,7 +131,7 @@ func TestUsageGolden(t *testing.T) {
 	day1 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	day2 := day1.AddDate(0, 0, 1)
 	// Hand-computed from the fixtures, in the order the families are read.
-	require.Equal(t, []provider.UsageRow{{
+	require.Equal(t, []tokka.UsageRow{{
 		Day:                 day1,
 		Family:              "completions",
 		Model:               "gpt-4o-mini-2024-07-18",
@@ -229,7 +230,7 @@ func TestFamiliesCanBeNarrowed(t *testing.T) {
 func TestCostsGolden(t *testing.T) {
 	t.Parallel()
 	b := setup(t, goldenRoutes(t))
-	rows, err := b.client.Costs(context.Background(), key(), provider.Window{From: goldenWindow.From, To: goldenWindow.From.AddDate(0, 0, 1)})
+	rows, err := b.client.Costs(context.Background(), key(), tokka.Window{From: goldenWindow.From, To: goldenWindow.From.AddDate(0, 0, 1)})
 	require.NoError(t, err)
 	require.Len(t, rows, 2)
 
@@ -367,7 +368,7 @@ func TestUsageToleratesOldAndNewFields(t *testing.T) {
 	b.client.Families = []string{"completions"}
 	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
-	require.Equal(t, []provider.UsageRow{{
+	require.Equal(t, []tokka.UsageRow{{
 		Day: time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), Family: "completions", Model: "o3", Batch: "true", ServiceTier: "flex",
 		InputUncachedTokens: 60, CacheReadTokens: 40, OutputTokens: 7, Requests: 2,
 	}}, rows)
@@ -494,7 +495,7 @@ func TestFollowsNextPage(t *testing.T) {
 func TestEmptyWindowIsARequestError(t *testing.T) {
 	t.Parallel()
 	b := setup(t, jsonBody(`{}`))
-	_, err := b.client.Usage(context.Background(), key(), provider.Window{From: goldenWindow.From, To: goldenWindow.From})
+	_, err := b.client.Usage(context.Background(), key(), tokka.Window{From: goldenWindow.From, To: goldenWindow.From})
 	requireKind(t, err, provider.KindRequest)
 	require.Empty(t, b.requests())
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // Organization lists every project, archived ones included, page by page
@@ -37,7 +38,7 @@ func TestOrganizationIsTheProjectList(t *testing.T) {
 	})
 	org, err := b.client.Organization(context.Background(), secret.FromString(goldenKey))
 	require.NoError(t, err)
-	require.Equal(t, provider.Organization{ProjectIDs: []string{"proj_1", "proj_2", "proj_3", "proj_4", "proj_5", "proj_6"}}, org)
+	require.Equal(t, tokka.Organization{ProjectIDs: []string{"proj_1", "proj_2", "proj_3", "proj_4", "proj_5", "proj_6"}}, org)
 	require.Len(t, b.requests(), pages)
 
 	f := setupFake(t)

@@ -16,6 +16,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/openai"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 var fakeNow = time.Date(2026, 3, 31, 15, 4, 5, 0, time.UTC)
@@ -50,8 +51,8 @@ type costKey struct {
 
 // wantRow is how a record of the fake must come out of the client: written
 // from the reference's field list, not from the client's code.
-func wantRow(d time.Time, r fakeprovider.OpenAIRecord) provider.UsageRow {
-	row := provider.UsageRow{Day: d, Family: r.Family, Model: r.Model, ProjectID: r.ProjectID, APIKeyID: r.APIKeyID}
+func wantRow(d time.Time, r fakeprovider.OpenAIRecord) tokka.UsageRow {
+	row := tokka.UsageRow{Day: d, Family: r.Family, Model: r.Model, ProjectID: r.ProjectID, APIKeyID: r.APIKeyID}
 	switch r.Family {
 	case "completions":
 		row.Batch = strconv.FormatBool(r.Batch)
@@ -82,8 +83,8 @@ func wantRow(d time.Time, r fakeprovider.OpenAIRecord) provider.UsageRow {
 // expected computes, straight from fakeprovider.OpenAIDay and without HTTP,
 // what a sync of w must produce: every usage row, the cost per line, and the
 // idle days.
-func expected(key string, w provider.Window) ([]provider.UsageRow, map[costKey]string, map[time.Time]bool) {
-	var usage []provider.UsageRow
+func expected(key string, w tokka.Window) ([]tokka.UsageRow, map[costKey]string, map[time.Time]bool) {
+	var usage []tokka.UsageRow
 	costs := map[costKey]decimal.Decimal{}
 	empty := map[time.Time]bool{}
 	for d := w.From; d.Before(w.To); d = d.AddDate(0, 0, 1) {
@@ -112,7 +113,7 @@ func decimalStrings[K comparable](m map[K]decimal.Decimal) map[K]string {
 
 func TestRoundTripMatchesFakeData(t *testing.T) {
 	t.Parallel()
-	w := provider.DayWindow(fakeNow, 90)
+	w := tokka.DayWindow(fakeNow, 90)
 	require.Equal(t, 90, w.Days())
 	for _, k := range []string{
 		"sk-admin-roundtrip-alpha-00001",
@@ -160,7 +161,7 @@ func TestRoundTripMatchesFakeData(t *testing.T) {
 
 func TestRoundTripRetriesFlakyAndRateLimitedKeys(t *testing.T) {
 	t.Parallel()
-	w := provider.DayWindow(fakeNow, 40)
+	w := tokka.DayWindow(fakeNow, 40)
 	for _, tc := range []struct {
 		key       string
 		wantSleep time.Duration // 0: backoff with random jitter, so only counted
@@ -206,7 +207,7 @@ func requireKeyFree(t *testing.T, err error, key string) {
 
 func TestRoundTripRejectedKeysAreKeyFreeAuthErrors(t *testing.T) {
 	t.Parallel()
-	w := provider.DayWindow(fakeNow, 90)
+	w := tokka.DayWindow(fakeNow, 90)
 	for _, tc := range []struct {
 		key    string
 		status int

@@ -15,7 +15,6 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -56,9 +55,9 @@ func spendRows(t *testing.T, raw *sqlx.DB, id string) int {
 	return n
 }
 
-func someRows(day time.Time, usd string) ([]provider.UsageRow, []provider.CostRow) {
-	return []provider.UsageRow{{Day: day, Family: "completions", Model: "m", ProjectID: "proj_x", InputUncachedTokens: 10}},
-		[]provider.CostRow{{Day: day, Model: "m", ProjectID: "proj_x", AmountUSD: decimal.RequireFromString(usd),
+func someRows(day time.Time, usd string) ([]tokka.UsageRow, []tokka.CostRow) {
+	return []tokka.UsageRow{{Day: day, Family: "completions", Model: "m", ProjectID: "proj_x", InputUncachedTokens: 10}},
+		[]tokka.CostRow{{Day: day, Model: "m", ProjectID: "proj_x", AmountUSD: decimal.RequireFromString(usd),
 			Amount: decimal.RequireFromString(usd), Currency: "usd"}}
 }
 
@@ -66,7 +65,7 @@ func complete(t *testing.T, d *postgres.DB, l postgres.Lease, day time.Time, usd
 	t.Helper()
 	usage, costs := someRows(day, usd)
 	return d.CompleteSync(context.Background(), l, postgres.SyncResult{
-		Window: provider.Window{From: day, To: day.AddDate(0, 0, 1)}, Usage: usage, Costs: costs, Backfill: true,
+		Window: tokka.Window{From: day, To: day.AddDate(0, 0, 1)}, Usage: usage, Costs: costs, Backfill: true,
 		Next: time.Now().Add(time.Hour), Event: tokka.AuditEvent{Action: tokka.ActionSyncSucceeded, Outcome: tokka.OutcomeSuccess, Actor: "syncer:t"},
 	})
 }
@@ -103,13 +102,13 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 	day := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
 
 	// The newer one learns first and is counted for now; its sync finishes.
-	dup, err := d.RecordOrganization(ctx, leases[newer], provider.Organization{ProjectIDs: []string{"proj_a", "proj_b"}}, syncFailed("syncer:one"))
+	dup, err := d.RecordOrganization(ctx, leases[newer], tokka.Organization{ProjectIDs: []string{"proj_a", "proj_b"}}, syncFailed("syncer:one"))
 	require.NoError(t, err)
 	require.Empty(t, dup)
 	require.NoError(t, complete(t, d, leases[newer], day, "7"))
 	require.Positive(t, spendRows(t, raw, newer))
 	// Unrelated organisations, another provider, another user.
-	for id, org := range map[string]provider.Organization{
+	for id, org := range map[string]tokka.Organization{
 		elsewhere:  {ProjectIDs: []string{"proj_z"}},
 		antA:       {ID: "org-1", ProjectIDs: []string{"proj_a"}},
 		othersSame: {ProjectIDs: []string{"proj_a", "proj_b"}},
@@ -120,7 +119,7 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 	}
 
 	// The older one shares one project: it is kept, the newer is demoted.
-	dup, err = d.RecordOrganization(ctx, leases[older], provider.Organization{ProjectIDs: []string{"proj_b", "proj_c"}}, syncFailed("syncer:two"))
+	dup, err = d.RecordOrganization(ctx, leases[older], tokka.Organization{ProjectIDs: []string{"proj_b", "proj_c"}}, syncFailed("syncer:two"))
 	require.NoError(t, err)
 	require.Empty(t, dup)
 	require.NoError(t, complete(t, d, leases[older], day, "7"))
@@ -138,7 +137,7 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 
 	// A connection found later to share the organisation is the duplicate
 	// at once, and gives its own lease back.
-	dup, err = d.RecordOrganization(ctx, leases[late], provider.Organization{ProjectIDs: []string{"proj_c"}}, syncFailed("syncer:one"))
+	dup, err = d.RecordOrganization(ctx, leases[late], tokka.Organization{ProjectIDs: []string{"proj_c"}}, syncFailed("syncer:one"))
 	require.NoError(t, err)
 	require.Equal(t, older, dup)
 	require.ErrorIs(t, complete(t, d, leases[late], day, "7"), postgres.ErrLeaseLost)
@@ -146,7 +145,7 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 	require.NoError(t, raw.Get(&owner, `SELECT lease_owner FROM tokka.connections WHERE id = $1`, late))
 	require.Nil(t, owner)
 	// Anthropic: the same organisation id.
-	dup, err = d.RecordOrganization(ctx, leases[antB], provider.Organization{ID: "org-1"}, syncFailed("syncer:one"))
+	dup, err = d.RecordOrganization(ctx, leases[antB], tokka.Organization{ID: "org-1"}, syncFailed("syncer:one"))
 	require.NoError(t, err)
 	require.Equal(t, antA, dup)
 
@@ -204,7 +203,7 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 	again = leaseAll(t, d, "syncer:five")
 	require.Contains(t, again, late)
 	require.False(t, again[late].OrganizationKnown, "a new key's organisation is learnt afresh")
-	dup, err = d.RecordOrganization(ctx, again[late], provider.Organization{ProjectIDs: []string{"proj_q"}}, syncFailed("syncer:five"))
+	dup, err = d.RecordOrganization(ctx, again[late], tokka.Organization{ProjectIDs: []string{"proj_q"}}, syncFailed("syncer:five"))
 	require.NoError(t, err)
 	require.Empty(t, dup)
 }
@@ -227,7 +226,7 @@ func TestRacingOrganisationChecksKeepOneConnection(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		wg.Go(func() {
-			_, err := d.RecordOrganization(ctx, leases[id], provider.Organization{ID: "org-race"}, syncFailed("syncer:race"))
+			_, err := d.RecordOrganization(ctx, leases[id], tokka.Organization{ID: "org-race"}, syncFailed("syncer:race"))
 			require.NoError(t, err)
 		})
 	}

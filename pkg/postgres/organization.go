@@ -8,7 +8,6 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -45,7 +44,7 @@ var spendTables = []string{"tokka.usage_daily", "tokka.cost_daily", "tokka.usage
 // Checks for one user and provider are serialised, so two first syncs racing
 // cannot both count. It fails with ErrLeaseLost (or ErrKeyChanged,
 // ErrDuplicate) when l is no longer held, writing nothing.
-func (d *DB) RecordOrganization(ctx context.Context, l Lease, org provider.Organization, ev tokka.AuditEvent) (string, error) {
+func (d *DB) RecordOrganization(ctx context.Context, l Lease, org tokka.Organization, ev tokka.AuditEvent) (string, error) {
 	var existing string
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		// The lock comes before the row lock of holdLease: a transaction

@@ -9,7 +9,6 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -179,9 +178,9 @@ func (d *DB) RecordKeyUse(ctx context.Context, l Lease, ev tokka.AuditEvent) err
 
 // SyncResult is what one successful sync writes.
 type SyncResult struct {
-	Window   provider.Window
-	Usage    []provider.UsageRow
-	Costs    []provider.CostRow
+	Window   tokka.Window
+	Usage    []tokka.UsageRow
+	Costs    []tokka.CostRow
 	Backfill bool // the window was the first-connect backfill
 	Next     time.Time
 	Event    tokka.AuditEvent // sync.succeeded
@@ -275,7 +274,7 @@ func rollupInserts(where string) []string {
 // refreshRollups recomputes the monthly rollups and daily spend totals of
 // every month the window touches, from the daily rows just written, in the
 // caller's transaction.
-func refreshRollups(ctx context.Context, tx *sqlx.Tx, connID string, w provider.Window) error {
+func refreshRollups(ctx context.Context, tx *sqlx.Tx, connID string, w tokka.Window) error {
 	first := time.Date(w.From.Year(), w.From.Month(), 1, 0, 0, 0, 0, time.UTC)
 	last := w.To.AddDate(0, 0, -1)
 	end := time.Date(last.Year(), last.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, 1, 0)
@@ -324,7 +323,7 @@ func (d *DB) ReleaseLease(ctx context.Context, l Lease) error {
 const insertChunk = 5000
 
 // copyUsage inserts rows for the leased connection, in chunks.
-func copyUsage(ctx context.Context, tx *sqlx.Tx, l Lease, rows []provider.UsageRow) error {
+func copyUsage(ctx context.Context, tx *sqlx.Tx, l Lease, rows []tokka.UsageRow) error {
 	for len(rows) > 0 {
 		n := min(len(rows), insertChunk)
 		chunk := rows[:n]
@@ -391,7 +390,7 @@ func copyUsage(ctx context.Context, tx *sqlx.Tx, l Lease, rows []provider.UsageR
 
 // copyCosts inserts rows for the leased connection, in chunks. Amounts go
 // to numeric columns as decimal text, so no float ever touches money.
-func copyCosts(ctx context.Context, tx *sqlx.Tx, l Lease, rows []provider.CostRow) error {
+func copyCosts(ctx context.Context, tx *sqlx.Tx, l Lease, rows []tokka.CostRow) error {
 	for len(rows) > 0 {
 		n := min(len(rows), insertChunk)
 		chunk := rows[:n]

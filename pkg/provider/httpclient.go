@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // UserAgent is what Tokka tells the providers it is; Anthropic asks
@@ -35,10 +37,10 @@ const (
 // error text. Every zero field takes the default named after it, so the zero
 // value is ready to use; tests replace Sleep, Jitter and Now to run instantly.
 type HTTPClient struct {
-	Provider        Name         // put into every Error
-	RequestIDHeader string       // response header carrying the provider's request id ("x-request-id", "request-id")
-	Client          *http.Client // transport; nil means a plain http.Client. Redirects are never followed.
-	UserAgent       string       // default UserAgent
+	Provider        tokka.Provider // put into every Error
+	RequestIDHeader string         // response header carrying the provider's request id ("x-request-id", "request-id")
+	Client          *http.Client   // transport; nil means a plain http.Client. Redirects are never followed.
+	UserAgent       string         // default UserAgent
 
 	Timeout       time.Duration // per attempt, including reading the body; default DefaultTimeout
 	MaxRetries    int           // retries after the first attempt; 0 means DefaultMaxRetries, negative means none
@@ -61,7 +63,7 @@ type HTTPClient struct {
 	Limit *Limiter
 	// Observe, when set, is told each attempt's HTTP status (0 when there was
 	// no response), for metrics.
-	Observe func(provider Name, status int)
+	Observe func(provider tokka.Provider, status int)
 }
 
 // Limiter is a counting semaphore shared by the clients of one provider.

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 const testKey = "sk-admin-Zq81TopSecretKeyMaterial0042"
@@ -38,7 +39,7 @@ func setup(t *testing.T, handler func(n int, w http.ResponseWriter, r *http.Requ
 	t.Cleanup(srv.Close)
 	b.url = srv.URL + "/v1/thing"
 	b.client = &provider.HTTPClient{
-		Provider:        provider.OpenAI,
+		Provider:        tokka.OpenAI,
 		RequestIDHeader: "x-request-id",
 		Sleep: func(ctx context.Context, d time.Duration) error {
 			b.mu.Lock()
@@ -239,7 +240,7 @@ func TestGetDoesNotRetryClientErrors(t *testing.T) {
 		_, err := b.client.Get(context.Background(), b.url, authorize)
 		pe := requireProviderError(t, err, tc.kind, tc.status)
 		require.Equal(t, "req_abc", pe.RequestID)
-		require.Equal(t, provider.OpenAI, pe.Provider)
+		require.Equal(t, tokka.OpenAI, pe.Provider)
 		require.NotContains(t, err.Error(), "Incorrect")
 		require.Equal(t, int32(1), b.calls.Load(), "status %d must not be retried", tc.status)
 		require.Empty(t, b.recordedSleeps())
@@ -317,7 +318,7 @@ func TestGetTimeoutsExhausted(t *testing.T) {
 	// Attempts are counted on the client side: on a loaded machine an
 	// attempt can time out before its request ever reaches the server.
 	var attempts atomic.Int32
-	b.client.Observe = func(_ provider.Name, status int) {
+	b.client.Observe = func(_ tokka.Provider, status int) {
 		require.Zero(t, status)
 		attempts.Add(1)
 	}
@@ -335,7 +336,7 @@ func TestGetRetriesRefusedConnections(t *testing.T) {
 	srv.Close() // nothing listens there any more
 	var sleeps atomic.Int32
 	c := &provider.HTTPClient{
-		Provider: provider.Anthropic,
+		Provider: tokka.Anthropic,
 		Sleep:    func(context.Context, time.Duration) error { sleeps.Add(1); return nil },
 	}
 	_, err := c.Get(context.Background(), url, authorize)
@@ -365,7 +366,7 @@ func TestGetDefaultSleepHonoursContext(t *testing.T) {
 		w.WriteHeader(http.StatusTooManyRequests)
 	}))
 	t.Cleanup(srv.Close)
-	c := &provider.HTTPClient{Provider: provider.OpenAI}
+	c := &provider.HTTPClient{Provider: tokka.OpenAI}
 	start := time.Now()
 	_, err := c.Get(ctx, srv.URL, authorize)
 	requireProviderError(t, err, provider.KindUnavailable, 0)

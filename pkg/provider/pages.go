@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // Paged describes one paged, bucketed report endpoint. Both providers page
@@ -20,7 +22,7 @@ type Paged struct {
 	Authorize func(http.Header) // sets the key header; the only reader of the key
 	MaxPages  int               // a cap on pages; the caller's default applies when <= 0
 	Start     BucketStart       // how a bucket's start is written
-	Window    Window            // every bucket with results must lie in it
+	Window    tokka.Window      // every bucket with results must lie in it
 	Query     url.Values        // the request's parameters; "page" is set while paging
 }
 

@@ -9,135 +9,16 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/shopspring/decimal"
-
 	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
-
-// Name identifies a provider; it is the value stored in the database.
-type Name string
-
-// The providers Tokka can watch.
-const (
-	OpenAI    Name = "openai"
-	Anthropic Name = "anthropic"
-)
-
-// Valid reports whether n is a provider Tokka knows.
-func (n Name) Valid() bool { return n == OpenAI || n == Anthropic }
-
-// KeyPrefix is the prefix an admin key of this provider must start with.
-func (n Name) KeyPrefix() string {
-	switch n {
-	case OpenAI:
-		return "sk-admin-"
-	case Anthropic:
-		return "sk-ant-admin"
-	}
-	return ""
-}
-
-// Window is a half-open range of whole UTC days: From is the first day's
-// 00:00 UTC, To is the 00:00 UTC after the last day.
-type Window struct {
-	From time.Time
-	To   time.Time
-}
-
-// DayWindow returns the window of n whole UTC days ending with the day that
-// contains now (so today is included).
-func DayWindow(now time.Time, n int) Window {
-	today := now.UTC().Truncate(24 * time.Hour)
-	return Window{From: today.AddDate(0, 0, -(n - 1)), To: today.AddDate(0, 0, 1)}
-}
-
-// Days is the number of whole days in the window.
-func (w Window) Days() int { return int(w.To.Sub(w.From) / (24 * time.Hour)) }
-
-// UsageRow is one daily usage bucket as a provider reported it, normalised.
-// Grouping fields are "" when the provider left them null. Token classes never
-// overlap: their sum is the total token count. Every count is between 0 and
-// MaxCount; the family-specific units are 0 for families that do not report
-// them.
-type UsageRow struct {
-	Day           time.Time // 00:00 UTC of the bucket
-	Family        string    // "completions", "embeddings", … for OpenAI; "messages" for Anthropic
-	Model         string
-	ProjectID     string // OpenAI project_id, Anthropic workspace_id
-	APIKeyID      string
-	ServiceTier   string
-	Batch         string // "true", "false" or ""
-	ContextWindow string // Anthropic context_window ("0-200k", "200k-1M")
-
-	// Family-specific dimensions (OpenAI only).
-	ImageSize     string // images: size, e.g. "1024x1024"
-	ImageSource   string // images: source, e.g. "image.generation"
-	ContextLevel  string // web_search_calls: context_level ("low", "medium", "high")
-	VectorStoreID string // file_search_calls: vector_store_id
-
-	InputUncachedTokens int64 // input that was neither read from nor written to a cache
-	CacheReadTokens     int64
-	CacheWrite5mTokens  int64 // OpenAI cache writes (no TTL reported) are counted here
-	CacheWrite1hTokens  int64
-	OutputTokens        int64
-	// Requests counts API requests to the family's own endpoint (OpenAI
-	// num_model_requests); 0 where the provider reports none (Anthropic,
-	// the OpenAI tool families) or where the requests are already counted
-	// elsewhere (web_search_calls: completions counts them).
-	Requests int64
-
-	// Family-specific units.
-	Images       int64 // OpenAI images: images produced
-	Characters   int64 // OpenAI audio_speeches: input characters
-	Seconds      int64 // OpenAI audio_transcriptions: seconds of audio
-	Bytes        int64 // OpenAI vector_stores: bytes stored that day (a level, not a flow: do not add days up)
-	Sessions     int64 // OpenAI code_interpreter_sessions
-	FileSearches int64 // OpenAI file_search_calls: tool calls
-	WebSearches  int64 // OpenAI web_search_calls num_requests; Anthropic server_tool_use.web_search_requests
-}
-
-// InputTokens is every input token class added up.
-func (r UsageRow) InputTokens() int64 {
-	return r.InputUncachedTokens + r.CacheReadTokens + r.CacheWrite5mTokens + r.CacheWrite1hTokens
-}
-
-// CostRow is one daily cost line as a provider billed it, normalised to USD.
-type CostRow struct {
-	Day       time.Time // 00:00 UTC of the bucket
-	LineItem  string    // OpenAI line_item, Anthropic description
-	Model     string    // Anthropic model; for OpenAI parsed from line_item when it has the "<model>, <kind>" shape
-	TokenType string    // Anthropic token_type
-	CostType  string    // Anthropic cost_type
-	ProjectID string    // OpenAI project_id, Anthropic workspace_id
-	APIKeyID  string    // OpenAI api_key_id when grouped by it
-
-	AmountUSD decimal.Decimal // exact dollars
-	Amount    decimal.Decimal // the amount exactly as reported (dollars for OpenAI, cents for Anthropic)
-	Currency  string          // as reported ("usd", "USD")
-}
-
-// Organization identifies the provider organisation a key belongs to, so
-// that two connections of one organisation are never both counted.
-type Organization struct {
-	// ID is the provider's organisation id (Anthropic's organizations/me);
-	// "" when the admin API exposes none (OpenAI).
-	ID string
-	// ProjectIDs are the organisation's project ids, archived ones
-	// included (OpenAI). Project ids are unique across organisations, so
-	// two keys whose organisations share one belong to the same organisation.
-	ProjectIDs []string
-}
-
-// Empty reports whether o identifies nothing (no id and no project), so
-// it can match no other organisation.
-func (o Organization) Empty() bool { return o.ID == "" && len(o.ProjectIDs) == 0 }
 
 // Client fetches one organisation's identity, usage and costs. The key is
 // only borrowed: a client must not keep it, log it or put it in an error.
 type Client interface {
-	Organization(ctx context.Context, key *secret.Key) (Organization, error)
-	Usage(ctx context.Context, key *secret.Key, w Window) ([]UsageRow, error)
-	Costs(ctx context.Context, key *secret.Key, w Window) ([]CostRow, error)
+	Organization(ctx context.Context, key *secret.Key) (tokka.Organization, error)
+	Usage(ctx context.Context, key *secret.Key, w tokka.Window) ([]tokka.UsageRow, error)
+	Costs(ctx context.Context, key *secret.Key, w tokka.Window) ([]tokka.CostRow, error)
 }
 
 // Kind classifies a provider failure by what the syncer should do about it.
@@ -156,7 +37,7 @@ const (
 // store and show: it never contains the provider's raw error text (which can
 // echo part of the key) nor the key itself.
 type Error struct {
-	Provider  Name
+	Provider  tokka.Provider
 	Kind      Kind
 	Status    int    // HTTP status, 0 when there was no response
 	Reason    string // user-facing, key-free

@@ -13,13 +13,14 @@ import (
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/syncer"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // switchedClient fails every call while down is set, as a provider that
 // cannot be reached does (asking to wait retryAfter, when set).
 type switchedClient struct {
 	provider.Client
-	name       provider.Name
+	name       tokka.Provider
 	down       *atomic.Bool
 	retryAfter *atomic.Int64 // nanoseconds
 }
@@ -29,14 +30,14 @@ func (s switchedClient) err() error {
 		Reason: "the provider is temporarily unavailable", RetryAfter: time.Duration(s.retryAfter.Load())}
 }
 
-func (s switchedClient) Usage(ctx context.Context, key *secret.Key, w provider.Window) ([]provider.UsageRow, error) {
+func (s switchedClient) Usage(ctx context.Context, key *secret.Key, w tokka.Window) ([]tokka.UsageRow, error) {
 	if s.down.Load() {
 		return nil, s.err()
 	}
 	return s.Client.Usage(ctx, key, w)
 }
 
-func (s switchedClient) Costs(ctx context.Context, key *secret.Key, w provider.Window) ([]provider.CostRow, error) {
+func (s switchedClient) Costs(ctx context.Context, key *secret.Key, w tokka.Window) ([]tokka.CostRow, error) {
 	if s.down.Load() {
 		return nil, s.err()
 	}
@@ -56,9 +57,9 @@ func TestRetryBackoffGrowsWithConsecutiveFailures(t *testing.T) {
 	var down atomic.Bool
 	var retryAfter atomic.Int64
 	down.Store(true)
-	b.clients[provider.OpenAI] = switchedClient{Client: b.clients[provider.OpenAI], name: provider.OpenAI, down: &down, retryAfter: &retryAfter}
+	b.clients[tokka.OpenAI] = switchedClient{Client: b.clients[tokka.OpenAI], name: tokka.OpenAI, down: &down, retryAfter: &retryAfter}
 	user := uuid.NewString()
-	id := b.addConnection(t, user, provider.OpenAI, "sk-admin-"+user[:8]+"-backoff")
+	id := b.addConnection(t, user, tokka.OpenAI, "sk-admin-"+user[:8]+"-backoff")
 	cfg := syncer.Config{Instance: "backoff", BackfillDays: 3,
 		RetryBackoff: []time.Duration{time.Minute, 2 * time.Minute, 5 * time.Minute}}
 	syncNow := func(want syncer.Summary) time.Duration {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/keyring"
 	"github.com/tokka-dev/tokka/pkg/postgres"
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/syncer"
@@ -57,7 +56,7 @@ func newKeyring(t *testing.T, current string, retired ...string) *keyring.Keyrin
 // insertRow stores a connection as the table owner with whatever blob
 // makeBlob returns for its binding: an import, or what an attacker with
 // database access could write.
-func (b *testBundle) insertRow(t *testing.T, userID string, p provider.Name, makeBlob func(seal.Binding) string) string {
+func (b *testBundle) insertRow(t *testing.T, userID string, p tokka.Provider, makeBlob func(seal.Binding) string) string {
 	t.Helper()
 	id := uuid.NewString()
 	blob := makeBlob(seal.Binding{UserID: userID, ConnectionID: id, Provider: string(p)})
@@ -100,7 +99,7 @@ func (b *testBundle) syncerWith(t *testing.T, opener syncer.Opener) *syncer.Sync
 	return b.syncer(t, "s-"+uuid.NewString()[:6], nil, opener)
 }
 
-func requireOpensTo(t *testing.T, kr *keyring.Keyring, blob, userID, connID string, p provider.Name, want string) {
+func requireOpensTo(t *testing.T, kr *keyring.Keyring, blob, userID, connID string, p tokka.Provider, want string) {
 	t.Helper()
 	k, err := kr.Open(blob, seal.Binding{UserID: userID, ConnectionID: connID, Provider: string(p)})
 	require.NoError(t, err)
@@ -116,13 +115,13 @@ func TestNodeMadeV1RowSyncsAndRewrapsToCurrentKey(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		p    provider.Name
+		p    tokka.Provider
 		// seedKeyIsCurrent: the deployment keeps the seed's ENCRYPTION_KEY as
 		// its current key; otherwise it rotated and the seed key is retired.
 		seedKeyIsCurrent bool
 	}{
-		{"openai, seed key current", provider.OpenAI, true},
-		{"anthropic, seed key retired", provider.Anthropic, false},
+		{"openai, seed key current", tokka.OpenAI, true},
+		{"anthropic, seed key retired", tokka.Anthropic, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -142,7 +141,7 @@ func TestNodeMadeV1RowSyncsAndRewrapsToCurrentKey(t *testing.T) {
 			require.NoError(t, err)
 			st, reason := b.status(t, id)
 			require.Equal(t, "active", st, reason)
-			in, out, cost := expected(tc.p, vec.Plaintext, provider.DayWindow(time.Now(), 35))
+			in, out, cost := expected(tc.p, vec.Plaintext, tokka.DayWindow(time.Now(), 35))
 			gotIn, gotOut, gotCost := b.stored(t, id)
 			require.NotZero(t, in)
 			require.Equal(t, in, gotIn)
@@ -224,7 +223,7 @@ func TestRewrapIsResumableAndAtomicPerConnection(t *testing.T) {
 	user := uuid.NewString()
 	var ids []string
 	for i := 0; i < 6; i++ {
-		ids = append(ids, b.insertRow(t, user, provider.OpenAI, sealTo(t, old, "sk-admin-resume-"+string(rune('a'+i))+user[:8])))
+		ids = append(ids, b.insertRow(t, user, tokka.OpenAI, sealTo(t, old, "sk-admin-resume-"+string(rune('a'+i))+user[:8])))
 	}
 	// The first pass is interrupted (SIGTERM, a crash) while it handles its
 	// fourth connection.
@@ -258,7 +257,7 @@ func TestRewrapIsResumableAndAtomicPerConnection(t *testing.T) {
 	require.Equal(t, syncer.RewrapSummary{Rewrapped: 3, Current: 3}, sum)
 	for i, id := range ids {
 		require.Len(t, b.details(t, id, tokka.ActionKeyRewrapped), 1, "exactly one key.rewrapped event per connection")
-		requireOpensTo(t, rotated, b.blob(t, id), user, id, provider.OpenAI, "sk-admin-resume-"+string(rune('a'+i))+user[:8])
+		requireOpensTo(t, rotated, b.blob(t, id), user, id, tokka.OpenAI, "sk-admin-resume-"+string(rune('a'+i))+user[:8])
 	}
 }
 
@@ -272,7 +271,7 @@ func TestRewrapNeverOverwritesAKeyReplacedMeanwhile(t *testing.T) {
 	old, rotated, newOnly := r.old, r.rotated, r.newOnly
 	user := uuid.NewString()
 	u := tokka.User{ID: user, Claims: []byte(`{"sub":"` + user + `","role":"authenticated"}`)}
-	id := b.insertRow(t, user, provider.Anthropic, sealTo(t, old, "sk-ant-admin01-before-"+user[:8]))
+	id := b.insertRow(t, user, tokka.Anthropic, sealTo(t, old, "sk-ant-admin01-before-"+user[:8]))
 	replacement := "sk-ant-admin01-replaced-" + user[:8]
 	st := &stepper{Keyring: rotated, beforeNext: func(int32, string) {
 		blob, err := rotated.PublicKey().Seal(secret.FromString(replacement),
@@ -285,7 +284,7 @@ func TestRewrapNeverOverwritesAKeyReplacedMeanwhile(t *testing.T) {
 	sum, err := syncer.Rewrap(context.Background(), b.db, st, "cas", zerolog.Nop())
 	require.NoError(t, err)
 	require.Equal(t, syncer.RewrapSummary{Skipped: 1}, sum)
-	requireOpensTo(t, newOnly, b.blob(t, id), user, id, provider.Anthropic, replacement)
+	requireOpensTo(t, newOnly, b.blob(t, id), user, id, tokka.Anthropic, replacement)
 	require.Empty(t, b.details(t, id, tokka.ActionKeyRewrapped), "nothing was decrypted, so nothing is recorded")
 }
 
@@ -303,7 +302,7 @@ func TestRewrapBesideLiveSyncersAndReplacements(t *testing.T) {
 	var ids []string
 	for i := 0; i < 16; i++ {
 		key := "sk-admin-live-" + string(rune('a'+i)) + user[:8]
-		id := b.insertRow(t, user, provider.OpenAI, sealTo(t, old, key))
+		id := b.insertRow(t, user, tokka.OpenAI, sealTo(t, old, key))
 		ids = append(ids, id)
 		want[id] = key
 	}
@@ -342,7 +341,7 @@ func TestRewrapBesideLiveSyncersAndReplacements(t *testing.T) {
 	_, err := syncer.Rewrap(ctx, b.db, rotated, "after", zerolog.Nop())
 	require.NoError(t, err)
 	for _, id := range ids {
-		requireOpensTo(t, newOnly, b.blob(t, id), user, id, provider.OpenAI, want[id])
+		requireOpensTo(t, newOnly, b.blob(t, id), user, id, tokka.OpenAI, want[id])
 	}
 	v, err := b.db.VerifyAuditChain(ctx, u, true)
 	require.NoError(t, err)
@@ -370,16 +369,16 @@ func TestRewrapFlagsBlobsNoKeyOpens(t *testing.T) {
 	lostKey := "a-key-nobody-configured-" + uuid.NewString()
 	lost := newKeyring(t, lostKey)
 	user := uuid.NewString()
-	good := b.insertRow(t, user, provider.OpenAI, sealTo(t, old, "sk-admin-fine-"+user[:8]))
-	unknownKID := b.insertRow(t, user, provider.OpenAI, sealTo(t, lost, "sk-admin-lost-"+user[:8]))
-	tampered := b.insertRow(t, user, provider.OpenAI, func(bd seal.Binding) string {
+	good := b.insertRow(t, user, tokka.OpenAI, sealTo(t, old, "sk-admin-fine-"+user[:8]))
+	unknownKID := b.insertRow(t, user, tokka.OpenAI, sealTo(t, lost, "sk-admin-lost-"+user[:8]))
+	tampered := b.insertRow(t, user, tokka.OpenAI, func(bd seal.Binding) string {
 		blob := sealTo(t, old, "sk-admin-tampered-"+user[:8])(bd)
 		p := mustParse(t, blob)
 		p.Ciphertext[0] ^= 1
 		return p.String()
 	})
-	v1Unknown := b.insertRow(t, user, provider.OpenAI, func(seal.Binding) string { return nodeVector(t, "sk-admin-").Blob })
-	malformed := b.insertRow(t, user, provider.OpenAI, func(seal.Binding) string { return "v2:0123:abc" })
+	v1Unknown := b.insertRow(t, user, tokka.OpenAI, func(seal.Binding) string { return nodeVector(t, "sk-admin-").Blob })
+	malformed := b.insertRow(t, user, tokka.OpenAI, func(seal.Binding) string { return "v2:0123:abc" })
 
 	sum, err := syncer.Rewrap(context.Background(), b.db, rotated, "flags", zerolog.Nop())
 	require.NoError(t, err)
@@ -431,13 +430,13 @@ func TestPlaintextIsWipedAfterTheProviderCalls(t *testing.T) {
 	b := setup(t)
 	user := uuid.NewString()
 	keys := []struct {
-		p   provider.Name
+		p   tokka.Provider
 		key string
 	}{
-		{provider.OpenAI, "sk-admin-wipe-ok-" + user[:8]},
-		{provider.Anthropic, "sk-ant-admin01-wipe-ok-" + user[:8]},
-		{provider.OpenAI, "sk-admin-wipe-revoked-" + user[:8]},        // 401 echoing the key
-		{provider.Anthropic, "sk-ant-admin01-wipe-flaky-" + user[:8]}, // a 500, then a retry
+		{tokka.OpenAI, "sk-admin-wipe-ok-" + user[:8]},
+		{tokka.Anthropic, "sk-ant-admin01-wipe-ok-" + user[:8]},
+		{tokka.OpenAI, "sk-admin-wipe-revoked-" + user[:8]},        // 401 echoing the key
+		{tokka.Anthropic, "sk-ant-admin01-wipe-flaky-" + user[:8]}, // a 500, then a retry
 	}
 	for _, k := range keys {
 		b.addConnection(t, user, k.p, k.key)
@@ -464,7 +463,7 @@ func TestReplacedKeyIsNeverOpenedUnderAnEarlierLease(t *testing.T) {
 	user := uuid.NewString()
 	u := tokka.User{ID: user, Claims: []byte(`{"sub":"` + user + `","role":"authenticated"}`)}
 	oldKey, newKey := "sk-admin-oldkey-"+user[:8], "sk-admin-newkey-"+user[:8]
-	id := b.addConnection(t, user, provider.OpenAI, oldKey)
+	id := b.addConnection(t, user, tokka.OpenAI, oldKey)
 	oldBlob := b.blob(t, id)
 	store := &replaceAfterLease{DB: b.db, replace: func() {
 		blob, err := b.kr.PublicKey().Seal(secret.FromString(newKey), seal.Binding{UserID: user, ConnectionID: id, Provider: "openai"})
@@ -503,8 +502,8 @@ func TestOldKeysGetOneRotationReminder(t *testing.T) {
 	b := setup(t)
 	user := uuid.NewString()
 	u := tokka.User{ID: user, Claims: []byte(`{"sub":"` + user + `","role":"authenticated"}`)}
-	oldID := b.addConnection(t, user, provider.OpenAI, "sk-admin-oldrotation-"+user[:8])
-	youngID := b.addConnection(t, user, provider.Anthropic, "sk-ant-admin01-young-"+user[:8])
+	oldID := b.addConnection(t, user, tokka.OpenAI, "sk-admin-oldrotation-"+user[:8])
+	youngID := b.addConnection(t, user, tokka.Anthropic, "sk-ant-admin01-young-"+user[:8])
 	_, err := b.sql.Exec(`UPDATE tokka.connections SET key_set_at = now() - interval '100 days' WHERE id = $1`, oldID)
 	require.NoError(t, err)
 	_, err = b.sql.Exec(`UPDATE tokka.connections SET key_set_at = now() - interval '89 days' WHERE id = $1`, youngID)

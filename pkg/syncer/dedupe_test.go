@@ -8,8 +8,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/syncer"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // userCost is everything the user's spend is computed from: cost lines,
@@ -31,15 +31,15 @@ func TestSameOrganisationIsCountedOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	w := provider.DayWindow(time.Now(), 35)
+	w := tokka.DayWindow(time.Now(), 35)
 
 	// Together, in one pass.
 	user := uuid.NewString()
-	keys := map[provider.Name][2]string{
-		provider.OpenAI:    {"sk-admin-a-org_same1-" + user[:8], "sk-admin-b-org_same1-" + user[:8]},
-		provider.Anthropic: {"sk-ant-admin01-a-org_same1-" + user[:8], "sk-ant-admin01-b-org_same1-" + user[:8]},
+	keys := map[tokka.Provider][2]string{
+		tokka.OpenAI:    {"sk-admin-a-org_same1-" + user[:8], "sk-admin-b-org_same1-" + user[:8]},
+		tokka.Anthropic: {"sk-ant-admin01-a-org_same1-" + user[:8], "sk-ant-admin01-b-org_same1-" + user[:8]},
 	}
-	ids := map[provider.Name][2]string{}
+	ids := map[tokka.Provider][2]string{}
 	for p, k := range keys {
 		older := b.addConnection(t, user, p, k[0])
 		newer := b.addConnection(t, user, p, k[1])
@@ -72,9 +72,9 @@ func TestSameOrganisationIsCountedOnce(t *testing.T) {
 	// The newer one first, the older one a pass later: the older is kept
 	// and the newer's rows go.
 	other := uuid.NewString()
-	older := b.addConnection(t, other, provider.OpenAI, "sk-admin-a-org_same2-"+other[:8])
+	older := b.addConnection(t, other, tokka.OpenAI, "sk-admin-a-org_same2-"+other[:8])
 	newerKey := "sk-admin-b-org_same2-" + other[:8]
-	newer := b.addConnection(t, other, provider.OpenAI, newerKey)
+	newer := b.addConnection(t, other, tokka.OpenAI, newerKey)
 	_, err = b.sql.Exec(`UPDATE tokka.connections SET created_at = created_at - interval '1 minute',
 		next_sync_at = now() + interval '1 hour' WHERE id = $1`, older)
 	require.NoError(t, err)
@@ -98,7 +98,7 @@ func TestSameOrganisationIsCountedOnce(t *testing.T) {
 	n, err := b.db.FlagKeyAccessAnomalies(ctx, 0, nil)
 	require.NoError(t, err)
 	require.Zero(t, n)
-	for _, k := range []string{keys[provider.OpenAI][0], keys[provider.OpenAI][1], newerKey} {
+	for _, k := range []string{keys[tokka.OpenAI][0], keys[tokka.OpenAI][1], newerKey} {
 		require.NotContains(t, b.logs.String(), k)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/syncer"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // runDaemon runs s.Run polling every pollEvery (an hour: only wake-ups
@@ -48,7 +49,7 @@ func TestNewConnectionsSyncWhileASlowOneIsInFlight(t *testing.T) {
 	b, _ := setupClocked(t, c, fakeprovider.Options{SlowDelay: time.Hour}, provider.HTTPClient{Timeout: 2 * time.Hour})
 	user := uuid.NewString()
 	slowKey := "sk-ant-admin01-" + user[:8] + "-slow"
-	slowID := b.addConnection(t, user, provider.Anthropic, slowKey)
+	slowID := b.addConnection(t, user, tokka.Anthropic, slowKey)
 	s := b.clockedSyncer(c, syncer.Config{Instance: "dispatch", Concurrency: 4, BackfillDays: 3,
 		ShutdownGrace: time.Millisecond}, b.db)
 	wake := runDaemon(t, s, time.Hour)
@@ -58,7 +59,7 @@ func TestNewConnectionsSyncWhileASlowOneIsInFlight(t *testing.T) {
 
 	var ids []string
 	for i := range 7 {
-		ids = append(ids, b.addConnection(t, user, provider.Anthropic, "sk-ant-admin01-"+user[:8]+"-new"+string(rune('a'+i))))
+		ids = append(ids, b.addConnection(t, user, tokka.Anthropic, "sk-ant-admin01-"+user[:8]+"-new"+string(rune('a'+i))))
 		notify(wake)
 	}
 	// (The deadline only turns a hang into a failure; nothing is timed.)
@@ -77,10 +78,10 @@ func TestNewConnectionsSyncWhileASlowOneIsInFlight(t *testing.T) {
 	require.NoError(t, b.sql.Get(&owner, `SELECT lease_owner FROM tokka.connections WHERE id = $1`, slowID))
 	require.NotNil(t, owner, "and still leased")
 	require.Equal(t, 1, b.fake.Requests(slowKey))
-	w := provider.DayWindow(c.now(), 3)
+	w := tokka.DayWindow(c.now(), 3)
 	for i, id := range ids {
 		key := "sk-ant-admin01-" + user[:8] + "-new" + string(rune('a'+i))
-		requireStoredEqualsServed(t, servedTotals(provider.Anthropic, key, w, func(time.Time) int { return 0 }),
+		requireStoredEqualsServed(t, servedTotals(tokka.Anthropic, key, w, func(time.Time) int { return 0 }),
 			b.storedTotals(t, id), key)
 	}
 }

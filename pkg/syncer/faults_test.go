@@ -14,13 +14,14 @@ import (
 	"github.com/tokka-dev/tokka/pkg/openai"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/syncer"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // faultCase is one fake-provider fault mode and what a sync of a connection
 // whose key carries it must end with.
 type faultCase struct {
 	marker   string
-	provider provider.Name
+	provider tokka.Provider
 	status   string // the connection's status after the sync
 	reason   string // a part of its last_error ("" when active)
 	// requests is how many usage and cost requests the sync makes, given
@@ -36,8 +37,8 @@ const orgRequests = 1
 // normalRequests is what one 90-day sync costs in usage and cost requests: 3
 // pages per usage family and 1 cost page for OpenAI, 3 + 3 pages for
 // Anthropic.
-func normalRequests(p provider.Name) int {
-	if p == provider.OpenAI {
+func normalRequests(p tokka.Provider) int {
+	if p == tokka.OpenAI {
 		return 3*len(openai.Families()) + 1
 	}
 	return 6
@@ -48,10 +49,10 @@ func faultCases() []faultCase {
 	same := func(n int) int { return n }
 	exactly := func(k int) func(int) int { return func(int) int { return k } }
 	var cases []faultCase
-	for _, p := range []provider.Name{provider.OpenAI, provider.Anthropic} {
+	for _, p := range []tokka.Provider{tokka.OpenAI, tokka.Anthropic} {
 		usage := "(usage/completions)"
 		maxPages := openai.DefaultMaxPages
-		if p == provider.Anthropic {
+		if p == tokka.Anthropic {
 			usage, maxPages = "(usage_report/messages)", anthropic.DefaultMaxPages
 		}
 		cases = append(cases,
@@ -74,11 +75,11 @@ func faultCases() []faultCase {
 			faultCase{"revoked", p, "invalid", "rejected the key", exactly(0)},
 		)
 	}
-	return append(cases, faultCase{"strings", provider.OpenAI, "active", "", same}) // amount.value as strings
+	return append(cases, faultCase{"strings", tokka.OpenAI, "active", "", same}) // amount.value as strings
 }
 
-func faultKey(p provider.Name, user, marker string) string {
-	if p == provider.OpenAI {
+func faultKey(p tokka.Provider, user, marker string) string {
+	if p == tokka.OpenAI {
 		return "sk-admin-" + user[:8] + "-" + marker + "-FAULTCANARY"
 	}
 	return "sk-ant-admin01-" + user[:8] + "-" + marker + "-FAULTCANARY"
@@ -100,11 +101,11 @@ func TestEveryFaultModeEndsCorrectlyBesideHealthyConnections(t *testing.T) {
 	for i, tc := range cases {
 		ids[i] = b.addConnection(t, user, tc.provider, faultKey(tc.provider, user, tc.marker))
 	}
-	healthy := map[provider.Name]string{
-		provider.OpenAI:    "sk-admin-" + user[:8] + "-healthy",
-		provider.Anthropic: "sk-ant-admin01-" + user[:8] + "-healthy",
+	healthy := map[tokka.Provider]string{
+		tokka.OpenAI:    "sk-admin-" + user[:8] + "-healthy",
+		tokka.Anthropic: "sk-ant-admin01-" + user[:8] + "-healthy",
 	}
-	healthyIDs := map[provider.Name]string{}
+	healthyIDs := map[tokka.Provider]string{}
 	for p, k := range healthy {
 		healthyIDs[p] = b.addConnection(t, user, p, k)
 	}
@@ -112,7 +113,7 @@ func TestEveryFaultModeEndsCorrectlyBesideHealthyConnections(t *testing.T) {
 	total := len(cases) + len(healthy)
 	sum, err := newSyncer(syncer.Config{Instance: "faults", Concurrency: total}).RunOnce(context.Background())
 	require.NoError(t, err)
-	w := provider.DayWindow(c.now(), 90)
+	w := tokka.DayWindow(c.now(), 90)
 	epoch0 := func(time.Time) int { return 0 }
 
 	active := 0
@@ -193,12 +194,12 @@ func TestSlowConnectionDelaysOnlyItself(t *testing.T) {
 	b, newSyncer := setupClocked(t, c, fakeprovider.Options{SlowDelay: time.Minute}, provider.HTTPClient{Timeout: timeout})
 	user := uuid.NewString()
 	slowKey := "sk-admin-" + user[:8] + "-slow-SLOWCANARY"
-	slowID := b.addConnection(t, user, provider.OpenAI, slowKey)
-	healthy := map[provider.Name]string{
-		provider.OpenAI:    "sk-admin-" + user[:8] + "-neighbour",
-		provider.Anthropic: "sk-ant-admin01-" + user[:8] + "-neighbour",
+	slowID := b.addConnection(t, user, tokka.OpenAI, slowKey)
+	healthy := map[tokka.Provider]string{
+		tokka.OpenAI:    "sk-admin-" + user[:8] + "-neighbour",
+		tokka.Anthropic: "sk-ant-admin01-" + user[:8] + "-neighbour",
 	}
-	ids := map[provider.Name]string{}
+	ids := map[tokka.Provider]string{}
 	for p, k := range healthy {
 		ids[p] = b.addConnection(t, user, p, k)
 	}
@@ -220,7 +221,7 @@ func TestSlowConnectionDelaysOnlyItself(t *testing.T) {
 
 	var failedAt time.Time
 	require.NoError(t, b.sql.Get(&failedAt, `SELECT updated_at FROM tokka.connections WHERE id = $1`, slowID))
-	w := provider.DayWindow(c.now(), 7)
+	w := tokka.DayWindow(c.now(), 7)
 	for p, id := range ids {
 		st, reason := b.status(t, id)
 		require.Equal(t, "active", st, "%s: %s", p, reason)
@@ -243,10 +244,10 @@ func TestSlowConnectionHoldsOnlyItsOwnSlot(t *testing.T) {
 	b, newSyncer := setupClocked(t, c, fakeprovider.Options{SlowDelay: time.Hour}, provider.HTTPClient{Timeout: 2 * time.Hour})
 	user := uuid.NewString()
 	slowKey := "sk-ant-admin01-" + user[:8] + "-slow"
-	slowID := b.addConnection(t, user, provider.Anthropic, slowKey)
+	slowID := b.addConnection(t, user, tokka.Anthropic, slowKey)
 	var healthy []string
 	for i := 0; i < 6; i++ {
-		healthy = append(healthy, b.addConnection(t, user, provider.Anthropic, "sk-ant-admin01-"+user[:8]+"-pool"+string(rune('a'+i))))
+		healthy = append(healthy, b.addConnection(t, user, tokka.Anthropic, "sk-ant-admin01-"+user[:8]+"-pool"+string(rune('a'+i))))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -288,7 +289,7 @@ func TestSyncLongerThanALeaseKeepsIt(t *testing.T) {
 	c := newTestClock(time.Now())
 	b, newSyncer := setupClocked(t, c, fakeprovider.Options{Latency: 250 * time.Millisecond}, provider.HTTPClient{})
 	user := uuid.NewString()
-	id := b.addConnection(t, user, provider.Anthropic, "sk-ant-admin01-"+user[:8]+"-longsync")
+	id := b.addConnection(t, user, tokka.Anthropic, "sk-ant-admin01-"+user[:8]+"-longsync")
 	// Six pages of 250ms each against a 1s lease (long enough that a busy
 	// test machine does not lose it between renewals).
 	sum, err := newSyncer(syncer.Config{Instance: "long", LeaseFor: time.Second, BackfillDays: 90}).RunOnce(context.Background())

@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/postgres"
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -28,8 +27,8 @@ func TestDecryptionsNoSyncAccountsForAreAlerted(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	alice := uuid.NewString()
-	synced := b.addConnection(t, alice, provider.Anthropic, "sk-ant-admin01-keyaccess-ok-"+alice[:8])
-	ghosted := b.addConnection(t, alice, provider.Anthropic, "sk-ant-admin01-keyaccess-ghost-"+alice[:8])
+	synced := b.addConnection(t, alice, tokka.Anthropic, "sk-ant-admin01-keyaccess-ok-"+alice[:8])
+	ghosted := b.addConnection(t, alice, tokka.Anthropic, "sk-ant-admin01-keyaccess-ghost-"+alice[:8])
 
 	// An ordinary sync of the first connection by an allowed instance.
 	s := b.syncer(t, "prod-1", nil, nil)
@@ -80,7 +79,7 @@ func TestSyncRequestSpikeIsAlertedOnce(t *testing.T) {
 	alice := uuid.NewString()
 	u := tokka.User{ID: alice, Claims: []byte(`{"sub":"` + alice + `","role":"authenticated"}`)}
 	for i := 0; i < postgres.SyncRequestSpike+5; i++ {
-		id := b.addConnection(t, alice, provider.OpenAI, "sk-admin-spike-"+alice[:8]+"-"+uuid.NewString()[:4])
+		id := b.addConnection(t, alice, tokka.OpenAI, "sk-admin-spike-"+alice[:8]+"-"+uuid.NewString()[:4])
 		_, _, err := b.db.RequestSync(ctx, u, id, time.Minute, tokka.AuditEvent{Action: tokka.ActionSyncRequested, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 		require.NoError(t, err)
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -104,7 +103,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // chooses its status codes, any of 000–999, so only the codes the syncer
 // acts on are labels of their own; other ones count under their class
 // ("2xx" … "5xx") or "other".
-func (m *Metrics) ObserveProvider(p provider.Name, status int) {
+func (m *Metrics) ObserveProvider(p tokka.Provider, status int) {
 	m.ProviderResponses.WithLabelValues(providerLabel(string(p)), providerStatusLabel(status)).Inc()
 }
 
@@ -190,8 +189,8 @@ func (m *Metrics) Health(stall time.Duration, now func() time.Time) http.Handler
 }
 
 func providerLabel(p string) string {
-	switch provider.Name(p) {
-	case provider.OpenAI, provider.Anthropic:
+	switch tokka.Provider(p) {
+	case tokka.OpenAI, tokka.Anthropic:
 		return p
 	}
 	return "other"

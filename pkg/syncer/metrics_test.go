@@ -14,8 +14,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/syncer"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // TestProviderStatusLabelsAreBounded: a provider (or whatever answers at its
@@ -26,8 +26,8 @@ func TestProviderStatusLabelsAreBounded(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := syncer.NewMetrics(reg)
 	for code := range 1000 {
-		m.ObserveProvider(provider.OpenAI, code)
-		m.ObserveProvider(provider.Name("mallory"), code)
+		m.ObserveProvider(tokka.OpenAI, code)
+		m.ObserveProvider(tokka.Provider("mallory"), code)
 	}
 	n := testutil.CollectAndCount(m.ProviderResponses)
 	require.LessOrEqual(t, n, 2*22, "2,000 distinct (provider, status) pairs must fold into a fixed set")
@@ -44,8 +44,8 @@ func TestPassMetricsCountConnectionsByStatus(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	user := uuid.NewString()
-	b.addConnection(t, user, provider.OpenAI, "sk-admin-status-"+user[:8])
-	invalid := b.addConnection(t, user, provider.Anthropic, "sk-ant-admin01-status-"+user[:8])
+	b.addConnection(t, user, tokka.OpenAI, "sk-admin-status-"+user[:8])
+	invalid := b.addConnection(t, user, tokka.Anthropic, "sk-ant-admin01-status-"+user[:8])
 	_, err := b.sql.Exec(`UPDATE tokka.connections SET status = 'invalid' WHERE id = $1`, invalid)
 	require.NoError(t, err)
 

@@ -78,7 +78,7 @@ func TestShortOutageDuringTheFinalWriteIsRetriedWithinTheLease(t *testing.T) {
 	b, _ := setupClockedOn(t, c, pg.URL(), fakeprovider.Options{}, provider.HTTPClient{})
 	user := uuid.NewString()
 	key := "sk-ant-admin01-" + user[:8] + "-shortoutage"
-	id := b.addConnection(t, user, provider.Anthropic, key)
+	id := b.addConnection(t, user, tokka.Anthropic, key)
 	store := newGatedStore(b.db)
 	done := runOnceInBackground(b.clockedSyncer(c, syncer.Config{Instance: "short", BackfillDays: 7}, store))
 
@@ -94,8 +94,8 @@ func TestShortOutageDuringTheFinalWriteIsRetriedWithinTheLease(t *testing.T) {
 	require.Equal(t, "active", st, reason)
 	require.Nil(t, b.leaseOwner(t, id))
 	require.Equal(t, []string{"key.created:success", "key.decrypted:success", "sync.succeeded:success"}, b.actions(t, id))
-	w := provider.DayWindow(c.now(), 7)
-	requireStoredEqualsServed(t, servedTotals(provider.Anthropic, key, w, func(time.Time) int { return 0 }), b.storedTotals(t, id), key)
+	w := tokka.DayWindow(c.now(), 7)
+	requireStoredEqualsServed(t, servedTotals(tokka.Anthropic, key, w, func(time.Time) int { return 0 }), b.storedTotals(t, id), key)
 }
 
 // TestOutageLongerThanTheLeaseRecordsTheFailure: the database stays away
@@ -111,7 +111,7 @@ func TestOutageLongerThanTheLeaseRecordsTheFailure(t *testing.T) {
 	b, _ := setupClockedOn(t, c, pg.URL(), fakeprovider.Options{}, provider.HTTPClient{})
 	user := uuid.NewString()
 	key := "sk-admin-" + user[:8] + "-longoutage"
-	id := b.addConnection(t, user, provider.OpenAI, key)
+	id := b.addConnection(t, user, tokka.OpenAI, key)
 	store := newGatedStore(b.db)
 	cfg := syncer.Config{Instance: "long", BackfillDays: 7, LeaseFor: 2 * time.Second}
 	done := runOnceInBackground(b.clockedSyncer(c, cfg, store))
@@ -138,8 +138,8 @@ func TestOutageLongerThanTheLeaseRecordsTheFailure(t *testing.T) {
 	st, reason = b.status(t, id)
 	require.Equal(t, "active", st, reason)
 	require.Nil(t, b.leaseOwner(t, id))
-	w := provider.DayWindow(c.now(), 7)
-	requireStoredEqualsServed(t, servedTotals(provider.OpenAI, key, w, func(time.Time) int { return 0 }), b.storedTotals(t, id), key)
+	w := tokka.DayWindow(c.now(), 7)
+	requireStoredEqualsServed(t, servedTotals(tokka.OpenAI, key, w, func(time.Time) int { return 0 }), b.storedTotals(t, id), key)
 }
 
 // TestDaemonSurvivesADatabaseStopDuringSyncs stops the database while the
@@ -155,10 +155,10 @@ func TestDaemonSurvivesADatabaseStopDuringSyncs(t *testing.T) {
 	user := uuid.NewString()
 	keys := map[string]string{}
 	for i := range 6 {
-		p := provider.OpenAI
+		p := tokka.OpenAI
 		k := "sk-admin-" + user[:8] + "-daemon" + string(rune('a'+i))
 		if i%2 == 1 {
-			p, k = provider.Anthropic, "sk-ant-admin01-"+user[:8]+"-daemon"+string(rune('a'+i))
+			p, k = tokka.Anthropic, "sk-ant-admin01-"+user[:8]+"-daemon"+string(rune('a'+i))
 		}
 		keys[b.addConnection(t, user, p, k)] = k
 	}
@@ -191,11 +191,11 @@ func TestDaemonSurvivesADatabaseStopDuringSyncs(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return !inFlight() }, time.Minute, 10*time.Millisecond)
 	for id, k := range keys {
-		p := provider.OpenAI
+		p := tokka.OpenAI
 		if strings.HasPrefix(k, "sk-ant") {
-			p = provider.Anthropic
+			p = tokka.Anthropic
 		}
-		requireStoredEqualsServed(t, servedTotals(p, k, provider.DayWindow(c.now(), 30), func(time.Time) int { return 0 }),
+		requireStoredEqualsServed(t, servedTotals(p, k, tokka.DayWindow(c.now(), 30), func(time.Time) int { return 0 }),
 			b.storedTotals(t, id), k)
 	}
 	var failures []string
@@ -216,7 +216,7 @@ type orgDownStore struct {
 	records atomic.Int32
 }
 
-func (o *orgDownStore) RecordOrganization(context.Context, postgres.Lease, provider.Organization, tokka.AuditEvent) (string, error) {
+func (o *orgDownStore) RecordOrganization(context.Context, postgres.Lease, tokka.Organization, tokka.AuditEvent) (string, error) {
 	o.records.Add(1)
 	return "", postgres.ErrUnavailable
 }
@@ -231,7 +231,7 @@ func TestOutageWhileRecordingTheOrganisationReleasesTheLease(t *testing.T) {
 	c := newTestClock(time.Now())
 	b, _ := setupClocked(t, c, fakeprovider.Options{}, provider.HTTPClient{})
 	user := uuid.NewString()
-	id := b.addConnection(t, user, provider.Anthropic, "sk-ant-admin01-"+user[:8]+"-orgdown")
+	id := b.addConnection(t, user, tokka.Anthropic, "sk-ant-admin01-"+user[:8]+"-orgdown")
 	store := &orgDownStore{DB: b.db}
 	sum, err := b.clockedSyncer(c, syncer.Config{Instance: "orgdown", BackfillDays: 7}, store).RunOnce(context.Background())
 	require.NoError(t, err)

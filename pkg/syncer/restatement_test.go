@@ -23,6 +23,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/syncer"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // dayModelKey is the grain users compare with their provider console.
@@ -40,7 +41,7 @@ type dayTotals struct {
 // through HTTP or the clients, what the provider serves for key over w, by
 // day and model. epoch says which restatement epoch each day is served at.
 // Cost lines are attributed to the model their line item or record names.
-func servedTotals(p provider.Name, key string, w provider.Window, epoch func(day time.Time) int) map[dayModelKey]dayTotals {
+func servedTotals(p tokka.Provider, key string, w tokka.Window, epoch func(day time.Time) int) map[dayModelKey]dayTotals {
 	out := map[dayModelKey]dayTotals{}
 	cost := map[dayModelKey]decimal.Decimal{}
 	add := func(k dayModelKey, f func(t *dayTotals)) {
@@ -50,7 +51,7 @@ func servedTotals(p provider.Name, key string, w provider.Window, epoch func(day
 	}
 	for d := w.From; d.Before(w.To); d = d.AddDate(0, 0, 1) {
 		day := d.Format(time.DateOnly)
-		if p == provider.OpenAI {
+		if p == tokka.OpenAI {
 			for _, r := range fakeprovider.OpenAIDayAt(key, d, epoch(d)) {
 				add(dayModelKey{day, r.Model}, func(t *dayTotals) {
 					switch r.Family {
@@ -220,9 +221,9 @@ func setupClockedOn(t *testing.T, c *testClock, dbURL string, opts fakeprovider.
 	db, raw := pgtest.OpenURL(t, dbURL)
 	b := &testBundle{
 		db: db, sql: raw, kr: kr, fake: fake, logs: &lockedBuffer{},
-		clients: map[provider.Name]provider.Client{
-			provider.OpenAI:    openai.New(srv.URL, h),
-			provider.Anthropic: anthropic.New(srv.URL, h),
+		clients: map[tokka.Provider]provider.Client{
+			tokka.OpenAI:    openai.New(srv.URL, h),
+			tokka.Anthropic: anthropic.New(srv.URL, h),
 		},
 	}
 	return b, func(cfg syncer.Config) *syncer.Syncer { return b.clockedSyncer(c, cfg, b.db) }
@@ -266,21 +267,21 @@ func TestRestatedDaysAreReplacedAndNothingDoubles(t *testing.T) {
 	c := newTestClock(time.Now())
 	b, newSyncer := setupClocked(t, c, fakeprovider.Options{}, provider.HTTPClient{})
 	user := uuid.NewString()
-	keys := map[provider.Name]string{
-		provider.OpenAI:    "sk-admin-" + user[:8] + "-restated-rst",
-		provider.Anthropic: "sk-ant-admin01-" + user[:8] + "-restated-rst",
+	keys := map[tokka.Provider]string{
+		tokka.OpenAI:    "sk-admin-" + user[:8] + "-restated-rst",
+		tokka.Anthropic: "sk-ant-admin01-" + user[:8] + "-restated-rst",
 	}
-	const steady = provider.Name("steady")
+	const steady = tokka.Provider("steady")
 	steadyKey := "sk-admin-" + user[:8] + "-steady"
-	ids := map[provider.Name]string{}
+	ids := map[tokka.Provider]string{}
 	for p, k := range keys {
 		ids[p] = b.addConnection(t, user, p, k)
 	}
-	ids[steady] = b.addConnection(t, user, provider.OpenAI, steadyKey)
+	ids[steady] = b.addConnection(t, user, tokka.OpenAI, steadyKey)
 	keys[steady] = steadyKey
-	realProvider := func(p provider.Name) provider.Name {
+	realProvider := func(p tokka.Provider) tokka.Provider {
 		if p == steady {
-			return provider.OpenAI
+			return tokka.OpenAI
 		}
 		return p
 	}
@@ -300,7 +301,7 @@ func TestRestatedDaysAreReplacedAndNothingDoubles(t *testing.T) {
 			epochs[d.Format(time.DateOnly)] = e
 		}
 	}
-	epochOf := func(p provider.Name) func(time.Time) int {
+	epochOf := func(p tokka.Provider) func(time.Time) int {
 		return func(d time.Time) int {
 			if p == steady {
 				return 0
@@ -308,8 +309,8 @@ func TestRestatedDaysAreReplacedAndNothingDoubles(t *testing.T) {
 			return epochs[d.Format(time.DateOnly)]
 		}
 	}
-	backfill := provider.DayWindow(c.now(), 90)
-	check := func(step string, w provider.Window) {
+	backfill := tokka.DayWindow(c.now(), 90)
+	check := func(step string, w tokka.Window) {
 		t.Helper()
 		for p, id := range ids {
 			st, reason := b.status(t, id)
@@ -326,26 +327,26 @@ func TestRestatedDaysAreReplacedAndNothingDoubles(t *testing.T) {
 
 	sync("backfill")
 	check("after the backfill", backfill)
-	rowsBefore := map[provider.Name]int{}
+	rowsBefore := map[tokka.Provider]int{}
 	for p, id := range ids {
 		rowsBefore[p] = b.usageRowCount(t, id)
 	}
 
 	// The provider revises the last three days; the stored numbers are the
 	// old ones until the next sync, which replaces exactly those days.
-	before := map[provider.Name]map[dayModelKey]dayTotals{}
+	before := map[tokka.Provider]map[dayModelKey]dayTotals{}
 	for p, id := range ids {
 		before[p] = b.storedTotals(t, id)
 	}
 	restate()
-	for _, p := range []provider.Name{provider.OpenAI, provider.Anthropic} {
+	for _, p := range []tokka.Provider{tokka.OpenAI, tokka.Anthropic} {
 		require.NotEqual(t, servedTotals(p, keys[p], backfill, epochOf(p)), before[p], "the restatement must change what %s serves", p)
 	}
-	b.syncDueNow(t, ids[provider.OpenAI], ids[provider.Anthropic], ids[steady])
+	b.syncDueNow(t, ids[tokka.OpenAI], ids[tokka.Anthropic], ids[steady])
 	sync("after the restatement")
 	check("after the restatement", backfill)
 	require.Equal(t, before[steady], b.storedTotals(t, ids[steady]), "an unrevised key's numbers do not move")
-	for _, p := range []provider.Name{provider.OpenAI, provider.Anthropic} {
+	for _, p := range []tokka.Provider{tokka.OpenAI, tokka.Anthropic} {
 		after := b.storedTotals(t, ids[p])
 		oldest := c.now().Truncate(24*time.Hour).AddDate(0, 0, -fakeprovider.DefaultRestateDays).Format(time.DateOnly)
 		for k, v := range before[p] {
@@ -357,7 +358,7 @@ func TestRestatedDaysAreReplacedAndNothingDoubles(t *testing.T) {
 
 	// Re-syncing without a revision changes nothing and doubles nothing.
 	for i := 0; i < 2; i++ {
-		b.syncDueNow(t, ids[provider.OpenAI], ids[provider.Anthropic], ids[steady])
+		b.syncDueNow(t, ids[tokka.OpenAI], ids[tokka.Anthropic], ids[steady])
 		sync(fmt.Sprintf("re-sync %d", i))
 		check(fmt.Sprintf("after re-sync %d", i), backfill)
 	}
@@ -369,9 +370,9 @@ func TestRestatedDaysAreReplacedAndNothingDoubles(t *testing.T) {
 	// revision of the new recent days is picked up too.
 	c.advance(24*time.Hour + time.Minute)
 	restate()
-	b.syncDueNow(t, ids[provider.OpenAI], ids[provider.Anthropic], ids[steady])
+	b.syncDueNow(t, ids[tokka.OpenAI], ids[tokka.Anthropic], ids[steady])
 	sync("a day later")
-	check("a day later", provider.Window{From: backfill.From, To: backfill.To.AddDate(0, 0, 1)})
+	check("a day later", tokka.Window{From: backfill.From, To: backfill.To.AddDate(0, 0, 1)})
 	for p, id := range ids {
 		require.Len(t, b.actions(t, id), 1+2*5, "%s: one decryption and one success per sync", p)
 	}
@@ -388,7 +389,7 @@ func TestAwkwardAmountsAddUpExactlyOverAYear(t *testing.T) {
 	t.Parallel()
 	now := time.Now().UTC()
 	const days = 366
-	w := provider.DayWindow(now, days)
+	w := tokka.DayWindow(now, days)
 	oaiDay := `[{"object":"organization.costs.result","amount":{"value":"0.50","currency":"usd"},"line_item":"gpt-4.1, input","project_id":"proj_1"},
 		{"object":"organization.costs.result","amount":{"value":1e-7,"currency":"usd"},"line_item":"gpt-4.1, output","project_id":"proj_1"},
 		{"object":"organization.costs.result","amount":{"value":0.1,"currency":"usd"},"line_item":"Text tokens","project_id":null},
@@ -423,9 +424,9 @@ func TestAwkwardAmountsAddUpExactlyOverAYear(t *testing.T) {
 	db, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
 	b := &testBundle{db: db, sql: raw, kr: kr, logs: &lockedBuffer{}}
 	user := uuid.NewString()
-	oaiID := b.addConnection(t, user, provider.OpenAI, "sk-admin-money-"+user[:8])
-	antID := b.addConnection(t, user, provider.Anthropic, "sk-ant-admin01-money-"+user[:8])
-	clients := map[provider.Name]provider.Client{provider.OpenAI: openai.New(srv.URL, provider.HTTPClient{}), provider.Anthropic: anthropic.New(srv.URL, provider.HTTPClient{})}
+	oaiID := b.addConnection(t, user, tokka.OpenAI, "sk-admin-money-"+user[:8])
+	antID := b.addConnection(t, user, tokka.Anthropic, "sk-ant-admin01-money-"+user[:8])
+	clients := map[tokka.Provider]provider.Client{tokka.OpenAI: openai.New(srv.URL, provider.HTTPClient{}), tokka.Anthropic: anthropic.New(srv.URL, provider.HTTPClient{})}
 	s := syncer.New(syncer.Config{Instance: "money", BackfillDays: days, Now: func() time.Time { return now }},
 		b.db, b.kr, clients, zerolog.Nop(), syncer.NewMetrics(prometheus.NewRegistry()))
 	sum, err := s.RunOnce(context.Background())
@@ -464,8 +465,8 @@ func TestUnitColumnsFollowTheTableGrants(t *testing.T) {
 	c := newTestClock(time.Now())
 	b, newSyncer := setupClocked(t, c, fakeprovider.Options{}, provider.HTTPClient{})
 	alice, bob := uuid.NewString(), uuid.NewString()
-	b.addConnection(t, alice, provider.OpenAI, "sk-admin-grants-"+alice[:8])
-	b.addConnection(t, bob, provider.Anthropic, "sk-ant-admin01-grants-"+bob[:8])
+	b.addConnection(t, alice, tokka.OpenAI, "sk-admin-grants-"+alice[:8])
+	b.addConnection(t, bob, tokka.Anthropic, "sk-ant-admin01-grants-"+bob[:8])
 	_, err := newSyncer(syncer.Config{Instance: "grants"}).RunOnce(context.Background())
 	require.NoError(t, err)
 

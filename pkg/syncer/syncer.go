@@ -34,7 +34,7 @@ type Store interface {
 	CountDue(ctx context.Context) (int, error)
 	CountByStatus(ctx context.Context) (map[string]int, error)
 	FlagKeyAccessAnomalies(ctx context.Context, settle time.Duration, allowed []string) (int, error)
-	RecordOrganization(ctx context.Context, l postgres.Lease, org provider.Organization, ev tokka.AuditEvent) (string, error)
+	RecordOrganization(ctx context.Context, l postgres.Lease, org tokka.Organization, ev tokka.AuditEvent) (string, error)
 	AbandonSync(ctx context.Context, l postgres.Lease, ev tokka.AuditEvent) error
 }
 
@@ -132,7 +132,7 @@ type Syncer struct {
 	cfg     Config
 	store   Store
 	opener  Opener
-	clients map[provider.Name]provider.Client
+	clients map[tokka.Provider]provider.Client
 	log     zerolog.Logger
 	metrics *Metrics
 	// failures logs a failure that repeats (the database down) once per
@@ -145,7 +145,7 @@ type Syncer struct {
 }
 
 // New returns a Syncer. clients must have an entry per provider it may meet.
-func New(cfg Config, store Store, opener Opener, clients map[provider.Name]provider.Client, log zerolog.Logger, m *Metrics) *Syncer {
+func New(cfg Config, store Store, opener Opener, clients map[tokka.Provider]provider.Client, log zerolog.Logger, m *Metrics) *Syncer {
 	cfg.defaults()
 	return &Syncer{cfg: cfg, store: store, opener: opener, clients: clients, log: log, metrics: m,
 		failures: ratelog.New(log, cfg.FailureLogEvery)}
@@ -307,8 +307,8 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease, leasedAt time.Ti
 	} else if l.Requested {
 		purpose = "sync requested by the user"
 	}
-	window := provider.DayWindow(now, days)
-	client, ok := s.clients[provider.Name(l.Provider)]
+	window := tokka.DayWindow(now, days)
+	client, ok := s.clients[tokka.Provider(l.Provider)]
 	if !ok {
 		return s.fail(ctx, log, l, tokka.StatusError, "this provider is not supported by the syncer",
 			now.Add(s.cfg.Interval), tokka.ActionSyncFailed, "", outcomeFailed)
@@ -353,7 +353,7 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease, leasedAt time.Ti
 	// The deferred wipe also runs if a provider client panics.
 	var duplicateOf string
 	var recordErr error
-	usage, costs, ferr := func() ([]provider.UsageRow, []provider.CostRow, error) {
+	usage, costs, ferr := func() ([]tokka.UsageRow, []tokka.CostRow, error) {
 		defer key.Wipe()
 		if !l.OrganizationKnown {
 			// First sync of this key: learn its organisation before any of
@@ -602,7 +602,7 @@ func failureKind(err error) string {
 	return "other"
 }
 
-func (s *Syncer) fetch(ctx context.Context, c provider.Client, key *secret.Key, w provider.Window) ([]provider.UsageRow, []provider.CostRow, error) {
+func (s *Syncer) fetch(ctx context.Context, c provider.Client, key *secret.Key, w tokka.Window) ([]tokka.UsageRow, []tokka.CostRow, error) {
 	usage, err := c.Usage(ctx, key, w)
 	if err != nil {
 		return nil, nil, err

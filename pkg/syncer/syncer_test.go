@@ -39,7 +39,7 @@ type testBundle struct {
 	sql     *sqlx.DB
 	kr      *keyring.Keyring
 	fake    *fakeprovider.Server
-	clients map[provider.Name]provider.Client
+	clients map[tokka.Provider]provider.Client
 	logs    *lockedBuffer
 }
 
@@ -55,9 +55,9 @@ func setup(t *testing.T) *testBundle {
 	db, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
 	return &testBundle{
 		db: db, sql: raw, kr: kr, fake: fake, logs: &lockedBuffer{},
-		clients: map[provider.Name]provider.Client{
-			provider.OpenAI:    openai.New(srv.URL, fast),
-			provider.Anthropic: anthropic.New(srv.URL, fast),
+		clients: map[tokka.Provider]provider.Client{
+			tokka.OpenAI:    openai.New(srv.URL, fast),
+			tokka.Anthropic: anthropic.New(srv.URL, fast),
 		},
 	}
 }
@@ -77,7 +77,7 @@ func (b *testBundle) syncer(t *testing.T, instance string, store syncer.Store, o
 
 // addConnection stores a connection the way the api does: sealed to the
 // public key, bound to its row.
-func (b *testBundle) addConnection(t *testing.T, userID string, p provider.Name, key string) string {
+func (b *testBundle) addConnection(t *testing.T, userID string, p tokka.Provider, key string) string {
 	t.Helper()
 	id := uuid.NewString()
 	blob, err := b.kr.PublicKey().Seal(secret.FromString(key), seal.Binding{UserID: userID, ConnectionID: id, Provider: string(p)})
@@ -112,9 +112,9 @@ func (b *testBundle) actions(t *testing.T, id string) []string {
 
 // expected computes from the fake's own data (not through HTTP) the totals
 // a backfill of days must store for key.
-func expected(p provider.Name, key string, w provider.Window) (input, output int64, cost decimal.Decimal) {
+func expected(p tokka.Provider, key string, w tokka.Window) (input, output int64, cost decimal.Decimal) {
 	for d := w.From; d.Before(w.To); d = d.AddDate(0, 0, 1) {
-		if p == provider.OpenAI {
+		if p == tokka.OpenAI {
 			for _, r := range fakeprovider.OpenAIDay(key, d) {
 				input += r.InputTokens
 				output += r.OutputTokens
@@ -148,11 +148,11 @@ func TestBackfillStoresExactlyWhatTheProviderServes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	user := uuid.NewString()
-	keys := map[provider.Name]string{
-		provider.OpenAI:    "sk-admin-backfill-" + user[:8],
-		provider.Anthropic: "sk-ant-admin01-backfill-" + user[:8],
+	keys := map[tokka.Provider]string{
+		tokka.OpenAI:    "sk-admin-backfill-" + user[:8],
+		tokka.Anthropic: "sk-ant-admin01-backfill-" + user[:8],
 	}
-	ids := map[provider.Name]string{}
+	ids := map[tokka.Provider]string{}
 	for p, k := range keys {
 		ids[p] = b.addConnection(t, user, p, k)
 	}
@@ -161,7 +161,7 @@ func TestBackfillStoresExactlyWhatTheProviderServes(t *testing.T) {
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, sum.Synced, 2)
 
-	w := provider.DayWindow(time.Now(), 35)
+	w := tokka.DayWindow(time.Now(), 35)
 	for p, id := range ids {
 		st, _ := b.status(t, id)
 		require.Equal(t, "active", st)
@@ -177,7 +177,7 @@ func TestBackfillStoresExactlyWhatTheProviderServes(t *testing.T) {
 	// Nothing is due any more; a re-sync replaces the trailing window and
 	// the totals do not move.
 	_, err = b.sql.Exec(`UPDATE tokka.connections SET next_sync_at = now() WHERE id = ANY($1)`,
-		pqArray(ids[provider.OpenAI], ids[provider.Anthropic]))
+		pqArray(ids[tokka.OpenAI], ids[tokka.Anthropic]))
 	require.NoError(t, err)
 	_, err = s.RunOnce(context.Background())
 	require.NoError(t, err)
@@ -200,7 +200,7 @@ func TestRevokedKeyIsInvalidWithAKeyFreeReason(t *testing.T) {
 	b := setup(t)
 	user := uuid.NewString()
 	key := "sk-admin-revoked-CANARY" + user[:8]
-	id := b.addConnection(t, user, provider.OpenAI, key)
+	id := b.addConnection(t, user, tokka.OpenAI, key)
 	_, err := b.syncer(t, "one", nil, nil).RunOnce(context.Background())
 	require.NoError(t, err)
 	st, reason := b.status(t, id)
@@ -255,7 +255,7 @@ func TestKeyIsNeverOpenedWhenTheAuditWriteFails(t *testing.T) {
 	b := setup(t)
 	user := uuid.NewString()
 	key := "sk-admin-failclosed-" + user[:8]
-	id := b.addConnection(t, user, provider.OpenAI, key)
+	id := b.addConnection(t, user, tokka.OpenAI, key)
 	spy := &spyOpener{next: b.kr}
 	sum, err := b.syncer(t, "one", failingAudit{b.db}, spy).RunOnce(context.Background())
 	require.NoError(t, err)
@@ -275,9 +275,9 @@ func TestBlobMovedToAnotherRowDoesNotOpen(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	alice, mallory := uuid.NewString(), uuid.NewString()
-	victim := b.addConnection(t, alice, provider.OpenAI, "sk-admin-victim-"+alice[:8])
-	thief := b.addConnection(t, mallory, provider.OpenAI, "sk-admin-thief-"+mallory[:8])
-	sibling := b.addConnection(t, alice, provider.OpenAI, "sk-admin-sibling-"+alice[:8])
+	victim := b.addConnection(t, alice, tokka.OpenAI, "sk-admin-victim-"+alice[:8])
+	thief := b.addConnection(t, mallory, tokka.OpenAI, "sk-admin-thief-"+mallory[:8])
+	sibling := b.addConnection(t, alice, tokka.OpenAI, "sk-admin-sibling-"+alice[:8])
 	// As the table owner (what a database-level attacker could do): copy the
 	// victim's blob into another user's row and into another of her own.
 	_, err := b.sql.Exec(`UPDATE tokka.connections SET sealed_key = (SELECT sealed_key FROM tokka.connections WHERE id = $1) WHERE id = ANY($2)`,
@@ -332,7 +332,7 @@ func TestDeletedConnectionIsNeverDecrypted(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	user := uuid.NewString()
-	id := b.addConnection(t, user, provider.Anthropic, "sk-ant-admin01-deleted-"+user[:8])
+	id := b.addConnection(t, user, tokka.Anthropic, "sk-ant-admin01-deleted-"+user[:8])
 	ctx := context.Background()
 	var lease postgres.Lease
 	for i := 0; i < 20 && lease.ConnectionID == ""; i++ {
@@ -359,9 +359,9 @@ func TestConcurrentSyncersNeverShareAConnection(t *testing.T) {
 	user := uuid.NewString()
 	var keys []string
 	for i := 0; i < 12; i++ {
-		p, k := provider.OpenAI, "sk-admin-replica-"+user[:8]+"-"+string(rune('a'+i))
+		p, k := tokka.OpenAI, "sk-admin-replica-"+user[:8]+"-"+string(rune('a'+i))
 		if i%2 == 1 {
-			p, k = provider.Anthropic, "sk-ant-admin01-replica-"+user[:8]+"-"+string(rune('a'+i))
+			p, k = tokka.Anthropic, "sk-ant-admin01-replica-"+user[:8]+"-"+string(rune('a'+i))
 		}
 		b.addConnection(t, user, p, k)
 		keys = append(keys, k)
@@ -391,7 +391,7 @@ func TestMetricsCountOutcomesWithoutIdentifiers(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	user := uuid.NewString()
-	b.addConnection(t, user, provider.OpenAI, "sk-admin-metrics-"+user[:8])
+	b.addConnection(t, user, tokka.OpenAI, "sk-admin-metrics-"+user[:8])
 	reg := prometheus.NewRegistry()
 	m := syncer.NewMetrics(reg)
 	s := syncer.New(syncer.Config{Instance: "m", BackfillDays: 3}, b.db, b.kr, b.clients, zerolog.Nop(), m)
