@@ -222,15 +222,15 @@ func measure(ctx context.Context, out io.Writer, dbURL string, requests int) err
 	today := time.Now().UTC().Truncate(24 * time.Hour)
 	endpoints := []struct {
 		name, path string
-		q          postgres.UsageQuery
+		q          tokka.UsageQuery
 	}{
-		{"summary", "/v1/usage/summary", postgres.UsageQuery{}},
+		{"summary", "/v1/usage/summary", tokka.UsageQuery{}},
 		{"30 days by day and model",
 			"/v1/usage?from=" + today.AddDate(0, 0, -29).Format(time.DateOnly) + "&to=" + today.Format(time.DateOnly) + "&group_by=day,model",
-			postgres.UsageQuery{From: today.AddDate(0, 0, -29), To: today, GroupBy: []string{"day", "model"}, Limit: 1001}},
+			tokka.UsageQuery{From: today.AddDate(0, 0, -29), To: today, GroupBy: []string{"day", "model"}, Limit: 1001}},
 		{"365 days by month",
 			"/v1/usage?from=" + today.AddDate(0, 0, -364).Format(time.DateOnly) + "&to=" + today.Format(time.DateOnly) + "&group_by=month",
-			postgres.UsageQuery{From: today.AddDate(0, 0, -364), To: today, GroupBy: []string{"month"}, Limit: 1001}},
+			tokka.UsageQuery{From: today.AddDate(0, 0, -364), To: today, GroupBy: []string{"month"}, Limit: 1001}},
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	fmt.Fprintf(out, "\n%-28s %8s %8s %8s %8s\n", "endpoint", "p50", "p90", "p99", "max")

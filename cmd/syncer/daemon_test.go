@@ -16,7 +16,6 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/keyring"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
@@ -60,7 +59,7 @@ func TestDaemonServesHealthAndFreesItsMetricsPortWhenDrainStarts(t *testing.T) {
 	blob, err := kr.PublicKey().Seal(secret.FromString("sk-admin-daemon0123456789abcdef"), seal.Binding{UserID: userID, ConnectionID: connID, Provider: "openai"})
 	require.NoError(t, err)
 	_, err = db.CreateConnection(context.Background(), tokka.User{ID: userID, Claims: []byte(`{"sub":"` + userID + `","role":"authenticated"}`)},
-		postgres.NewConnection{ID: connID, Provider: "openai", Label: "daemon", KeyHint: "sk-admin-…cdef", SealedKey: blob},
+		tokka.NewConnection{ID: connID, Provider: "openai", Label: "daemon", KeyHint: "sk-admin-…cdef", SealedKey: blob},
 		tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 	require.NoError(t, err)
 

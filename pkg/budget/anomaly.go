@@ -6,7 +6,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // AnomalyConfig says what "far above normal" means. A day's spend S in a
@@ -107,7 +107,7 @@ func AnomalyRange(now time.Time, cfg AnomalyConfig) (from, to time.Time) {
 
 // DetectAnomalies judges the last cfg.Days days up to now against their
 // baselines and returns the anomalies, broadest scope first per day.
-func DetectAnomalies(rows []postgres.SpendRow, now time.Time, cfg AnomalyConfig) []Anomaly {
+func DetectAnomalies(rows []tokka.SpendRow, now time.Time, cfg AnomalyConfig) []Anomaly {
 	cfg.defaults()
 	series := map[string]map[string]decimal.Decimal{}
 	scopes := map[string]AnomalyScope{}

@@ -30,7 +30,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // RateDays is the length of the window the forecast's daily rate averages.
@@ -49,13 +49,13 @@ type Status struct {
 }
 
 // Matches reports whether a spend row falls inside b's scope.
-func Matches(b postgres.Budget, r postgres.SpendRow) bool {
+func Matches(b tokka.Budget, r tokka.SpendRow) bool {
 	switch b.Scope {
-	case postgres.ScopeAll:
+	case tokka.ScopeAll:
 		return true
-	case postgres.ScopeProvider:
+	case tokka.ScopeProvider:
 		return b.Provider != nil && *b.Provider == r.Provider
-	case postgres.ScopeConnection:
+	case tokka.ScopeConnection:
 		return b.ConnectionID != nil && *b.ConnectionID == r.ConnectionID
 	}
 	return false
@@ -83,7 +83,7 @@ func StatusRange(now time.Time) (from, to time.Time) {
 
 // StatusOf computes b's status at now from the user's spend rows, which must
 // cover StatusRange(now) (rows outside b's scope are ignored).
-func StatusOf(b postgres.Budget, rows []postgres.SpendRow, now time.Time) Status {
+func StatusOf(b tokka.Budget, rows []tokka.SpendRow, now time.Time) Status {
 	daily := map[string]decimal.Decimal{}
 	first := ""
 	for _, r := range rows {

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/budget"
-	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 func usd(s string) decimal.Decimal { return decimal.RequireFromString(s) }
@@ -16,25 +16,25 @@ func usd(s string) decimal.Decimal { return decimal.RequireFromString(s) }
 func ptr[T any](v T) *T { return &v }
 
 // daily returns one spend row per day from..to (inclusive) of amount.
-func daily(from, to, amount string) []postgres.SpendRow {
-	var rows []postgres.SpendRow
+func daily(from, to, amount string) []tokka.SpendRow {
+	var rows []tokka.SpendRow
 	f, _ := time.Parse(time.DateOnly, from)
 	t, _ := time.Parse(time.DateOnly, to)
 	for d := f; !d.After(t); d = d.AddDate(0, 0, 1) {
-		rows = append(rows, postgres.SpendRow{Day: d.Format(time.DateOnly), Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: usd(amount)})
+		rows = append(rows, tokka.SpendRow{Day: d.Format(time.DateOnly), Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: usd(amount)})
 	}
 	return rows
 }
 
-func allScope(amount string) postgres.Budget {
-	return postgres.Budget{ID: "b", Scope: postgres.ScopeAll, AmountUSD: usd(amount)}
+func allScope(amount string) tokka.Budget {
+	return tokka.Budget{ID: "b", Scope: tokka.ScopeAll, AmountUSD: usd(amount)}
 }
 
 func TestStatusForecastsFromTheLastSevenCompleteDays(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
 	rows := daily("2026-10-01", "2026-11-19", "10")
-	rows = append(rows, postgres.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c1", USD: usd("3.5")})
+	rows = append(rows, tokka.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c1", USD: usd("3.5")})
 	st := budget.StatusOf(allScope("500"), rows, now)
 	require.Equal(t, "2026-11", st.Month)
 	require.Equal(t, "193.5", st.SpendUSD.String(), "19 days × $10 + today's $3.50 so far")
@@ -69,7 +69,7 @@ func TestForecastCountsOnlyDaysWithHistory(t *testing.T) {
 
 	// Today's spend already above the rate: the forecast never projects
 	// less than is spent.
-	rows = append(rows, postgres.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c1", USD: usd("1000")})
+	rows = append(rows, tokka.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c1", USD: usd("1000")})
 	st = budget.StatusOf(allScope("1000"), rows, now)
 	require.Equal(t, "1080.00", st.ForecastUSD.StringFixed(2))
 
@@ -82,21 +82,21 @@ func TestForecastCountsOnlyDaysWithHistory(t *testing.T) {
 func TestStatusFollowsTheScope(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
-	rows := []postgres.SpendRow{
+	rows := []tokka.SpendRow{
 		{Day: "2026-11-02", Provider: "openai", ConnectionID: "c1", USD: usd("1.25")},
 		{Day: "2026-11-02", Provider: "anthropic", ConnectionID: "c2", USD: usd("2.5")},
 		{Day: "2026-11-03", Provider: "anthropic", ConnectionID: "c3", USD: usd("4")},
 		{Day: "2026-10-31", Provider: "anthropic", ConnectionID: "c3", USD: usd("1000")}, // last month
 	}
 	cases := []struct {
-		b    postgres.Budget
+		b    tokka.Budget
 		want string
 	}{
-		{postgres.Budget{Scope: postgres.ScopeAll}, "7.75"},
-		{postgres.Budget{Scope: postgres.ScopeProvider, Provider: ptr("anthropic")}, "6.5"},
-		{postgres.Budget{Scope: postgres.ScopeProvider, Provider: ptr("openai")}, "1.25"},
-		{postgres.Budget{Scope: postgres.ScopeConnection, ConnectionID: ptr("c3")}, "4"},
-		{postgres.Budget{Scope: postgres.ScopeConnection, ConnectionID: ptr("c9")}, "0"},
+		{tokka.Budget{Scope: tokka.ScopeAll}, "7.75"},
+		{tokka.Budget{Scope: tokka.ScopeProvider, Provider: ptr("anthropic")}, "6.5"},
+		{tokka.Budget{Scope: tokka.ScopeProvider, Provider: ptr("openai")}, "1.25"},
+		{tokka.Budget{Scope: tokka.ScopeConnection, ConnectionID: ptr("c3")}, "4"},
+		{tokka.Budget{Scope: tokka.ScopeConnection, ConnectionID: ptr("c9")}, "0"},
 	}
 	for _, tc := range cases {
 		tc.b.AmountUSD = usd("100")
@@ -106,9 +106,9 @@ func TestStatusFollowsTheScope(t *testing.T) {
 
 // normalRows is eight weeks of ordinary spend: weekdays around $100,
 // weekends around $30, with day-to-day noise of up to ±15%.
-func normalRows(end time.Time) []postgres.SpendRow {
+func normalRows(end time.Time) []tokka.SpendRow {
 	noise := []int64{0, 7, -12, 15, -5, 9, -14, 3, 11, -8, 13, -2, -15, 6}
-	var rows []postgres.SpendRow
+	var rows []tokka.SpendRow
 	for i := 0; i < 56; i++ {
 		d := end.AddDate(0, 0, -i)
 		base := int64(100)
@@ -118,8 +118,8 @@ func normalRows(end time.Time) []postgres.SpendRow {
 		v := decimal.NewFromInt(base).Mul(decimal.NewFromInt(100 + noise[i%len(noise)])).Div(decimal.NewFromInt(100))
 		// Two models share the spend.
 		rows = append(rows,
-			postgres.SpendRow{Day: d.Format(time.DateOnly), Provider: "anthropic", ConnectionID: "c1", Model: "claude-big", USD: v.Mul(usd("0.7"))},
-			postgres.SpendRow{Day: d.Format(time.DateOnly), Provider: "anthropic", ConnectionID: "c1", Model: "claude-small", USD: v.Mul(usd("0.3"))},
+			tokka.SpendRow{Day: d.Format(time.DateOnly), Provider: "anthropic", ConnectionID: "c1", Model: "claude-big", USD: v.Mul(usd("0.7"))},
+			tokka.SpendRow{Day: d.Format(time.DateOnly), Provider: "anthropic", ConnectionID: "c1", Model: "claude-small", USD: v.Mul(usd("0.3"))},
 		)
 	}
 	return rows
@@ -141,8 +141,8 @@ func TestSpikeIsOneAnomalyNamingWhatDroveIt(t *testing.T) {
 	end := time.Date(2026, 11, 20, 23, 0, 0, 0, time.UTC) // a Friday
 	rows := normalRows(end.AddDate(0, 0, -1))
 	rows = append(rows,
-		postgres.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-big", USD: usd("880")},
-		postgres.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-small", USD: usd("31")},
+		tokka.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-big", USD: usd("880")},
+		tokka.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-small", USD: usd("31")},
 	)
 	as := budget.DetectAnomalies(rows, end, budget.AnomalyConfig{})
 	require.Len(t, as, 1)
@@ -171,9 +171,9 @@ func TestModelSpikeHiddenInTheTotalIsStillReported(t *testing.T) {
 	// A tiny model normally at $0 jumps to $60: noise in a $100 day, but
 	// far above its own baseline.
 	rows = append(rows,
-		postgres.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-big", USD: usd("70")},
-		postgres.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-small", USD: usd("30")},
-		postgres.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c2", Model: "o-tiny", USD: usd("12")},
+		tokka.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-big", USD: usd("70")},
+		tokka.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-small", USD: usd("30")},
+		tokka.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c2", Model: "o-tiny", USD: usd("12")},
 	)
 	as := budget.DetectAnomalies(rows, end, budget.AnomalyConfig{})
 	require.Len(t, as, 1)
@@ -188,31 +188,31 @@ func TestAnomalyNeedsAMinimumAmountAndHistory(t *testing.T) {
 	end := time.Date(2026, 11, 20, 23, 0, 0, 0, time.UTC)
 	// Pennies: $0.10 a day then $5 is 50× but only $4.90 more.
 	rows := daily("2026-10-01", "2026-11-19", "0.10")
-	rows = append(rows, postgres.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: usd("5")})
+	rows = append(rows, tokka.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: usd("5")})
 	require.Empty(t, budget.DetectAnomalies(rows, end, budget.AnomalyConfig{}))
 	require.Len(t, budget.DetectAnomalies(rows, end, budget.AnomalyConfig{MinUSD: usd("1")}), 1, "ANOMALY_MIN_USD lowers the floor")
 
 	// A week-old account: no baseline to judge against yet.
 	rows = daily("2026-11-13", "2026-11-19", "10")
-	rows = append(rows, postgres.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: usd("900")})
+	rows = append(rows, tokka.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: usd("900")})
 	require.Empty(t, budget.DetectAnomalies(rows, end, budget.AnomalyConfig{}))
 }
 
 func TestWeeklyJobIsNotAnAnomaly(t *testing.T) {
 	t.Parallel()
 	end := time.Date(2026, 11, 21, 23, 0, 0, 0, time.UTC) // a Saturday
-	var rows []postgres.SpendRow
+	var rows []tokka.SpendRow
 	for i := 0; i < 60; i++ {
 		d := end.AddDate(0, 0, -i)
 		v := "100"
 		if d.Weekday() == time.Saturday {
 			v = "500" // the weekly batch job
 		}
-		rows = append(rows, postgres.SpendRow{Day: d.Format(time.DateOnly), Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: usd(v)})
+		rows = append(rows, tokka.SpendRow{Day: d.Format(time.DateOnly), Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: usd(v)})
 	}
 	require.Empty(t, budget.DetectAnomalies(rows, end, budget.AnomalyConfig{}))
 	// A $400 Tuesday is an anomaly.
-	rows = append(rows, postgres.SpendRow{Day: "2026-11-24", Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: usd("400")})
+	rows = append(rows, tokka.SpendRow{Day: "2026-11-24", Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: usd("400")})
 	as := budget.DetectAnomalies(rows, end.AddDate(0, 0, 3), budget.AnomalyConfig{})
 	require.Len(t, as, 1)
 	require.Equal(t, "2026-11-24", as[0].Day)

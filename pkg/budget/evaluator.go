@@ -14,19 +14,18 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/tokka-dev/tokka/pkg/notify"
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // Store is the storage the evaluator needs, all as role tokka_syncer;
 // *postgres.DB implements it.
 type Store interface {
-	BudgetsToEvaluate(ctx context.Context, userID string) ([]postgres.Budget, error)
-	SyncerSpend(ctx context.Context, userID string, from, to time.Time) ([]postgres.SpendRow, error)
+	BudgetsToEvaluate(ctx context.Context, userID string) ([]tokka.Budget, error)
+	SyncerSpend(ctx context.Context, userID string, from, to time.Time) ([]tokka.SpendRow, error)
 	RaiseBudgetAlert(ctx context.Context, a tokka.Alert, budgetID string, channels []string) (bool, error)
 	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
-	ClaimDeliveries(ctx context.Context, userID, owner string, n int, leaseFor time.Duration) ([]postgres.PendingDelivery, error)
-	FinishDelivery(ctx context.Context, r postgres.DeliveryResult) error
+	ClaimDeliveries(ctx context.Context, userID, owner string, n int, leaseFor time.Duration) ([]tokka.PendingDelivery, error)
+	FinishDelivery(ctx context.Context, r tokka.DeliveryResult) error
 }
 
 // WebhookSender posts a signed webhook; *notify.Webhook implements it.
@@ -135,7 +134,7 @@ func (e *Evaluator) AfterSync(ctx context.Context, userID string, now time.Time)
 // mid-month re-arms its thresholds for the new amount: at $100 the 80% alert
 // fired at $80; raised to $200 it fires again at $160. Returning to an
 // amount already used that month does not repeat its alerts.
-func DedupKey(b postgres.Budget, month, kind string, pct int64) string {
+func DedupKey(b tokka.Budget, month, kind string, pct int64) string {
 	return fmt.Sprintf("budget:%s:%s:%s:%d:amount:%s", b.ID, month, kind, pct, b.AmountUSD.String())
 }
 
@@ -157,7 +156,7 @@ type budgetDetail struct {
 	RateDays         int             `json:"rate_days"`
 }
 
-func (e *Evaluator) evaluateBudget(ctx context.Context, b postgres.Budget, rows []postgres.SpendRow, now time.Time) error {
+func (e *Evaluator) evaluateBudget(ctx context.Context, b tokka.Budget, rows []tokka.SpendRow, now time.Time) error {
 	st := StatusOf(b, rows, now)
 	var channels []string
 	if b.WebhookURL != nil {
@@ -221,7 +220,7 @@ func (e *Evaluator) evaluateBudget(ctx context.Context, b postgres.Budget, rows 
 
 // raise stores one budget alert; with send, a new alert also queues a
 // delivery per channel.
-func (e *Evaluator) raise(ctx context.Context, b postgres.Budget, kind, severity, key, title string, d budgetDetail, channels []string, send bool) error {
+func (e *Evaluator) raise(ctx context.Context, b tokka.Budget, kind, severity, key, title string, d budgetDetail, channels []string, send bool) error {
 	detail, err := json.Marshal(d)
 	if err != nil {
 		return fmt.Errorf("budget: alert detail: %w", err)
@@ -255,7 +254,7 @@ type anomalyDetail struct {
 	Rule string `json:"rule"`
 }
 
-func (e *Evaluator) raiseAnomalies(ctx context.Context, userID string, rows []postgres.SpendRow, now time.Time) error {
+func (e *Evaluator) raiseAnomalies(ctx context.Context, userID string, rows []tokka.SpendRow, now time.Time) error {
 	c := e.cfg.Anomaly
 	rule := fmt.Sprintf("spend > median + %s×MAD of the previous %d days (and of the same weekdays), ≥ %s× the median, and ≥ $%s above it",
 		c.K.String(), c.BaselineDays, c.MinRatio.String(), c.MinUSD.String())
@@ -331,10 +330,10 @@ func (e *Evaluator) Deliver(ctx context.Context, userID string) error {
 	return nil
 }
 
-func (e *Evaluator) deliver(ctx context.Context, d postgres.PendingDelivery) postgres.DeliveryResult {
-	res := postgres.DeliveryResult{ID: d.ID, Owner: e.cfg.Instance, Status: postgres.DeliveryFailed}
+func (e *Evaluator) deliver(ctx context.Context, d tokka.PendingDelivery) tokka.DeliveryResult {
+	res := tokka.DeliveryResult{ID: d.ID, Owner: e.cfg.Instance, Status: tokka.DeliveryFailed}
 	log := e.log.With().Int64("delivery_id", d.ID).Str("budget_id", d.BudgetID).Str("channel", d.Channel).Logger()
-	fail := func(reason string) postgres.DeliveryResult {
+	fail := func(reason string) tokka.DeliveryResult {
 		res.Reason = reason
 		log.Warn().Str("reason", reason).Int("attempts", res.Attempts).Msg("budget notification not delivered")
 		return res
@@ -391,13 +390,13 @@ func (e *Evaluator) deliver(ctx context.Context, d postgres.PendingDelivery) pos
 	default:
 		return fail("unknown channel")
 	}
-	res.Status = postgres.DeliveryDelivered
+	res.Status = tokka.DeliveryDelivered
 	log.Info().Int("attempts", res.Attempts).Msg("budget notification delivered")
 	return res
 }
 
 // emailBody is the plain-text message: the alert's title and figures.
-func emailBody(d postgres.PendingDelivery) string {
+func emailBody(d tokka.PendingDelivery) string {
 	var det budgetDetail
 	_ = json.Unmarshal(d.AlertDetail, &det)
 	var b strings.Builder

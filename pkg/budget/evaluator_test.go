@@ -93,14 +93,14 @@ func (b *testBundle) cost(t *testing.T, u tokka.User, conn, provider, day, model
 	require.NoError(t, err)
 }
 
-func (b *testBundle) budget(t *testing.T, u tokka.User, nb postgres.NewBudget) (postgres.Budget, string) {
+func (b *testBundle) budget(t *testing.T, u tokka.User, nb tokka.NewBudget) (tokka.Budget, string) {
 	t.Helper()
 	nb.ID = uuid.NewString()
 	if nb.Name == "" {
 		nb.Name = "Team “AI” spend"
 	}
 	if nb.Scope == "" {
-		nb.Scope = postgres.ScopeAll
+		nb.Scope = tokka.ScopeAll
 	}
 	secretStr := "whsec_" + strings.ReplaceAll(uuid.NewString()+uuid.NewString(), "-", "")
 	nb.WebhookSecret = secret.FromString(secretStr)
@@ -153,8 +153,8 @@ func (b *testBundle) webhooks(t *testing.T, key string) []webhookBody {
 	return out
 }
 
-func (b *testBundle) deliveries(t *testing.T, budgetID string) []postgres.Delivery {
-	var ds []postgres.Delivery
+func (b *testBundle) deliveries(t *testing.T, budgetID string) []tokka.Delivery {
+	var ds []tokka.Delivery
 	require.NoError(t, b.sql.Select(&ds, `SELECT id, budget_id, alert_id, channel, status, attempts, response_status,
 		last_error, created_at, updated_at, delivered_at FROM tokka.budget_deliveries WHERE budget_id = $1 ORDER BY id`, budgetID))
 	return ds
@@ -166,7 +166,7 @@ func TestThresholdsFireOnceEachWithSignedWebhooksAndEmails(t *testing.T) {
 	ctx := context.Background()
 	alice := b.newUser(t)
 	conn := b.newConnection(t, alice, "anthropic")
-	bud, key := b.budget(t, alice, postgres.NewBudget{
+	bud, key := b.budget(t, alice, tokka.NewBudget{
 		AmountUSD: usd("100"), Thresholds: []int64{50, 80, 100}, ForecastThresholds: []int64{},
 		WebhookURL: b.hookURL(), EmailTo: ptr(alice.Email),
 	})
@@ -217,7 +217,7 @@ func TestThresholdsFireOnceEachWithSignedWebhooksAndEmails(t *testing.T) {
 	ds := b.deliveries(t, bud.ID)
 	require.Len(t, ds, 6)
 	for _, d := range ds {
-		require.Equal(t, postgres.DeliveryDelivered, d.Status, d.Channel)
+		require.Equal(t, tokka.DeliveryDelivered, d.Status, d.Channel)
 		require.Equal(t, 1, d.Attempts)
 		require.NotNil(t, d.DeliveredAt)
 		require.Nil(t, d.LastError)
@@ -247,7 +247,7 @@ func TestCrossingSeveralThresholdsAtOnceSendsOneMessage(t *testing.T) {
 	alice := b.newUser(t)
 	conn := b.newConnection(t, alice, "openai")
 	b.cost(t, alice, conn, "openai", "2026-11-05", "gpt-x", "90")
-	bud, key := b.budget(t, alice, postgres.NewBudget{AmountUSD: usd("100"), Thresholds: []int64{50, 80, 100},
+	bud, key := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("100"), Thresholds: []int64{50, 80, 100},
 		WebhookURL: b.hookURL()})
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
 	require.Len(t, b.alerts(t, alice, tokka.AlertBudgetThreshold), 2, "50% and 80% are both on record")
@@ -264,7 +264,7 @@ func TestRaisingTheBudgetMidMonthRearmsItsThresholds(t *testing.T) {
 	ctx := context.Background()
 	alice := b.newUser(t)
 	conn := b.newConnection(t, alice, "openai")
-	bud, key := b.budget(t, alice, postgres.NewBudget{AmountUSD: usd("100"), Thresholds: []int64{50, 80, 100},
+	bud, key := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("100"), Thresholds: []int64{50, 80, 100},
 		ForecastThresholds: []int64{}, WebhookURL: b.hookURL()})
 	thresholdsSent := func() (out []string) {
 		for _, h := range b.webhooks(t, key) {
@@ -279,7 +279,7 @@ func TestRaisingTheBudgetMidMonthRearmsItsThresholds(t *testing.T) {
 
 	// Raised to $200: $60 is 30%, nothing fires; at $110 (55%) the 50%
 	// threshold fires again, for the new amount.
-	_, err := b.db.UpdateBudget(ctx, alice, bud.ID, postgres.BudgetPatch{AmountUSD: ptr(usd("200"))})
+	_, err := b.db.UpdateBudget(ctx, alice, bud.ID, tokka.BudgetPatch{AmountUSD: ptr(usd("200"))})
 	require.NoError(t, err)
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
 	require.Equal(t, []string{"100@50"}, thresholdsSent())
@@ -290,7 +290,7 @@ func TestRaisingTheBudgetMidMonthRearmsItsThresholds(t *testing.T) {
 
 	// Back to $100 with $110 spent: 100% of $100 is new; 50% and 80% of $100
 	// (the 50% already sent this month) are on record but not re-sent.
-	_, err = b.db.UpdateBudget(ctx, alice, bud.ID, postgres.BudgetPatch{AmountUSD: ptr(usd("100.00"))})
+	_, err = b.db.UpdateBudget(ctx, alice, bud.ID, tokka.BudgetPatch{AmountUSD: ptr(usd("100.00"))})
 	require.NoError(t, err)
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
 	require.Equal(t, []string{"100@50", "200@50", "100@100"}, thresholdsSent())
@@ -324,7 +324,7 @@ func TestForecastThresholdFiresOnceWhileSpendIsBelowIt(t *testing.T) {
 		b.cost(t, alice, conn, "anthropic", d.Format(time.DateOnly), "claude-x", "50")
 	}
 	// $950 before today (19 days), $50/day × 11 days left → forecast $1500.
-	bud, key := b.budget(t, alice, postgres.NewBudget{AmountUSD: usd("1200"), Thresholds: []int64{100},
+	bud, key := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("1200"), Thresholds: []int64{100},
 		ForecastThresholds: []int64{100, 150}, WebhookURL: b.hookURL()})
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
@@ -359,7 +359,7 @@ func TestWebhookToAnAddressThatTurnedInternalIsRefusedAtSendTime(t *testing.T) {
 			// The name was public when the budget was saved; it now resolves
 			// inside (first answer for the up-front check, second at dial).
 			b.res.Set(host, []string{addr})
-			bud, _ := b.budget(t, alice, postgres.NewBudget{AmountUSD: usd("10"), Thresholds: []int64{100},
+			bud, _ := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("10"), Thresholds: []int64{100},
 				WebhookURL: ptr("https://" + host + "/hook"), EmailTo: ptr(alice.Email)})
 			b.cost(t, alice, conn, "openai", "2026-11-05", "gpt-x", "11")
 			before := len(b.recv.Requests())
@@ -367,14 +367,14 @@ func TestWebhookToAnAddressThatTurnedInternalIsRefusedAtSendTime(t *testing.T) {
 			require.Len(t, b.recv.Requests(), before)
 			ds := b.deliveries(t, bud.ID)
 			require.Len(t, ds, 2)
-			byChannel := map[string]postgres.Delivery{ds[0].Channel: ds[0], ds[1].Channel: ds[1]}
+			byChannel := map[string]tokka.Delivery{ds[0].Channel: ds[0], ds[1].Channel: ds[1]}
 			hook := byChannel["webhook"]
-			require.Equal(t, postgres.DeliveryFailed, hook.Status)
+			require.Equal(t, tokka.DeliveryFailed, hook.Status)
 			require.NotNil(t, hook.LastError)
 			require.Contains(t, *hook.LastError, "refused")
 			require.NotContains(t, *hook.LastError, addr)
 			require.NotContains(t, *hook.LastError, host)
-			require.Equal(t, postgres.DeliveryDelivered, byChannel["email"].Status, "the other channel still works")
+			require.Equal(t, tokka.DeliveryDelivered, byChannel["email"].Status, "the other channel still works")
 		})
 	}
 }
@@ -385,14 +385,14 @@ func TestFailedDeliveryIsRecordedAndBounded(t *testing.T) {
 	ctx := context.Background()
 	alice := b.newUser(t)
 	conn := b.newConnection(t, alice, "openai")
-	bud, _ := b.budget(t, alice, postgres.NewBudget{AmountUSD: usd("10"), Thresholds: []int64{100}, WebhookURL: b.hookURL()})
+	bud, _ := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("10"), Thresholds: []int64{100}, WebhookURL: b.hookURL()})
 	b.cost(t, alice, conn, "openai", "2026-11-05", "gpt-x", "11")
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
 	require.Len(t, b.recv.Requests(), 3, "three attempts, then it stops")
 	ds := b.deliveries(t, bud.ID)
 	require.Len(t, ds, 1)
-	require.Equal(t, postgres.DeliveryFailed, ds[0].Status)
+	require.Equal(t, tokka.DeliveryFailed, ds[0].Status)
 	require.Equal(t, 3, ds[0].Attempts)
 	require.Equal(t, 500, *ds[0].ResponseStatus)
 	require.Equal(t, "receiver answered HTTP 500", *ds[0].LastError)
@@ -404,7 +404,7 @@ func TestDeliveryLeftBehindByACrashedSyncerIsSentOnce(t *testing.T) {
 	ctx := context.Background()
 	alice := b.newUser(t)
 	conn := b.newConnection(t, alice, "openai")
-	bud, key := b.budget(t, alice, postgres.NewBudget{AmountUSD: usd("10"), Thresholds: []int64{100}, WebhookURL: b.hookURL()})
+	bud, key := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("10"), Thresholds: []int64{100}, WebhookURL: b.hookURL()})
 	b.cost(t, alice, conn, "openai", "2026-11-05", "gpt-x", "11")
 
 	// Syncer A raised the alert and claimed the delivery, then died.
@@ -429,9 +429,9 @@ func TestDeliveryLeftBehindByACrashedSyncerIsSentOnce(t *testing.T) {
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
 	require.Len(t, b.webhooks(t, key), 1)
 	// A's late report changes nothing.
-	require.NoError(t, b.db.FinishDelivery(ctx, postgres.DeliveryResult{ID: claimed[0].ID, Owner: "syncer-a", Status: postgres.DeliveryFailed, Reason: "late"}))
+	require.NoError(t, b.db.FinishDelivery(ctx, tokka.DeliveryResult{ID: claimed[0].ID, Owner: "syncer-a", Status: tokka.DeliveryFailed, Reason: "late"}))
 	ds := b.deliveries(t, bud.ID)
-	require.Equal(t, postgres.DeliveryDelivered, ds[0].Status)
+	require.Equal(t, tokka.DeliveryDelivered, ds[0].Status)
 }
 
 func TestConcurrentEvaluationsSendEachNotificationOnce(t *testing.T) {
@@ -440,7 +440,7 @@ func TestConcurrentEvaluationsSendEachNotificationOnce(t *testing.T) {
 	ctx := context.Background()
 	alice := b.newUser(t)
 	conn := b.newConnection(t, alice, "openai")
-	_, key := b.budget(t, alice, postgres.NewBudget{AmountUSD: usd("10"), Thresholds: []int64{50, 100},
+	_, key := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("10"), Thresholds: []int64{50, 100},
 		WebhookURL: b.hookURL(), EmailTo: ptr(alice.Email)})
 	b.cost(t, alice, conn, "openai", "2026-11-05", "gpt-x", "6")
 	var wg sync.WaitGroup
@@ -505,8 +505,8 @@ func TestEvaluationIsPerUser(t *testing.T) {
 	ctx := context.Background()
 	alice, bob := b.newUser(t), b.newUser(t)
 	aConn, bConn := b.newConnection(t, alice, "openai"), b.newConnection(t, bob, "openai")
-	_, aKey := b.budget(t, alice, postgres.NewBudget{AmountUSD: usd("100"), Thresholds: []int64{50}, WebhookURL: b.hookURL()})
-	bBud, _ := b.budget(t, bob, postgres.NewBudget{AmountUSD: usd("100"), Thresholds: []int64{50}, WebhookURL: b.hookURL()})
+	_, aKey := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("100"), Thresholds: []int64{50}, WebhookURL: b.hookURL()})
+	bBud, _ := b.budget(t, bob, tokka.NewBudget{AmountUSD: usd("100"), Thresholds: []int64{50}, WebhookURL: b.hookURL()})
 	b.cost(t, bob, bConn, "openai", "2026-11-05", "gpt-x", "99")
 	b.cost(t, alice, aConn, "openai", "2026-11-05", "gpt-x", "10")
 

@@ -426,7 +426,7 @@ func syncRows(t *testing.T, b *testBundle, connID string, w tokka.Window, usage 
 		for _, l := range ls {
 			if l.ConnectionID == connID {
 				leased = true
-				require.NoError(t, b.db.CompleteSync(ctx, l, postgres.SyncResult{
+				require.NoError(t, b.db.CompleteSync(ctx, l, tokka.SyncResult{
 					Window: w, Usage: usage, Costs: costs,
 					Next:  time.Now().Add(time.Hour),
 					Event: tokka.AuditEvent{Action: tokka.ActionSyncSucceeded, Outcome: tokka.OutcomeSuccess, Actor: "syncer:fixture"},

@@ -16,7 +16,6 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/budget"
 	"github.com/tokka-dev/tokka/pkg/notify"
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
@@ -100,7 +99,7 @@ type budgetResponse struct {
 	UpdatedAt     time.Time            `json:"updated_at"`
 }
 
-func toBudgetResponse(b postgres.Budget, st budget.Status) budgetResponse {
+func toBudgetResponse(b tokka.Budget, st budget.Status) budgetResponse {
 	return budgetResponse{
 		ID: b.ID, Name: b.Name, AmountUSD: b.AmountUSD.String(), Scope: b.Scope,
 		Provider: b.Provider, ConnectionID: b.ConnectionID,
@@ -241,7 +240,7 @@ func newWebhookSecret() *secret.Key {
 }
 
 // statusesFor computes each budget's status from the caller's current spend.
-func (s *Server) statusesFor(c echo.Context, bs []postgres.Budget) ([]budget.Status, error) {
+func (s *Server) statusesFor(c echo.Context, bs []tokka.Budget) ([]budget.Status, error) {
 	now := s.cfg.Now()
 	from, to := budget.StatusRange(now)
 	rows, err := s.store.Spend(c.Request().Context(), userOf(c), from, to)
@@ -255,8 +254,8 @@ func (s *Server) statusesFor(c echo.Context, bs []postgres.Budget) ([]budget.Sta
 	return out, nil
 }
 
-func (s *Server) budgetResponse(c echo.Context, b postgres.Budget) (budgetResponse, error) {
-	st, err := s.statusesFor(c, []postgres.Budget{b})
+func (s *Server) budgetResponse(c echo.Context, b tokka.Budget) (budgetResponse, error) {
+	st, err := s.statusesFor(c, []tokka.Budget{b})
 	if err != nil {
 		return budgetResponse{}, err
 	}
@@ -272,7 +271,7 @@ func (s *Server) listBudgets(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := pageOf(bs, limit, "budgets", func(b postgres.Budget) []string { return createdKey(b.CreatedAt, b.ID) })
+	p := pageOf(bs, limit, "budgets", func(b tokka.Budget) []string { return createdKey(b.CreatedAt, b.ID) })
 	sts, err := s.statusesFor(c, p.Data)
 	if err != nil {
 		return err
@@ -287,7 +286,7 @@ func (s *Server) listBudgets(c echo.Context) error {
 // newBudget is a checked POST /v1/budgets; its channels are checked after
 // the request is counted, since that looks things up (DNS, the Auth server).
 type newBudget struct {
-	budget   postgres.NewBudget
+	budget   tokka.NewBudget
 	channels *budgetChannels
 }
 
@@ -296,7 +295,7 @@ func parseNewBudget(c echo.Context) (newBudget, error) {
 	if err := decodeStrict(c, &req); err != nil {
 		return newBudget{}, err
 	}
-	nb := postgres.NewBudget{ID: uuid.NewString()}
+	nb := tokka.NewBudget{ID: uuid.NewString()}
 	var err error
 	nb.Name = "Monthly budget" // the default, when name is left out
 	if req.Name != nil {
@@ -307,17 +306,17 @@ func parseNewBudget(c echo.Context) (newBudget, error) {
 	if nb.AmountUSD, err = parseAmount(req.AmountUSD); err != nil {
 		return newBudget{}, err
 	}
-	nb.Scope = postgres.ScopeAll // the default, when scope is left out
+	nb.Scope = tokka.ScopeAll // the default, when scope is left out
 	if req.Scope != nil {
 		nb.Scope = *req.Scope
 	}
 	switch nb.Scope {
-	case postgres.ScopeAll:
+	case tokka.ScopeAll:
 		if req.Provider != nil || req.ConnectionID != nil {
 			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "scope",
 				Message: `scope "all" takes neither provider nor connection_id`}
 		}
-	case postgres.ScopeProvider:
+	case tokka.ScopeProvider:
 		if req.Provider == nil || !tokka.Provider(*req.Provider).Valid() {
 			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "provider",
 				Message: `scope "provider" needs provider "openai" or "anthropic"`}
@@ -327,7 +326,7 @@ func parseNewBudget(c echo.Context) (newBudget, error) {
 				Message: `scope "provider" takes no connection_id`}
 		}
 		nb.Provider = req.Provider
-	case postgres.ScopeConnection:
+	case tokka.ScopeConnection:
 		if req.ConnectionID == nil {
 			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id",
 				Message: `scope "connection" needs connection_id`}
@@ -413,7 +412,7 @@ func (s *Server) listBudgetDeliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := pageOf(ds, limit, list, func(d postgres.Delivery) []string { return idKey(d.ID) })
+	p := pageOf(ds, limit, list, func(d tokka.Delivery) []string { return idKey(d.ID) })
 	out := page[deliveryResponse]{Data: make([]deliveryResponse, len(p.Data)), HasMore: p.HasMore, NextCursor: p.NextCursor}
 	for i, d := range p.Data {
 		out.Data[i] = deliveryResponse{
@@ -429,7 +428,7 @@ func (s *Server) listBudgetDeliveries(c echo.Context) error {
 // checked after the request is counted (see newBudget).
 type budgetUpdate struct {
 	id       string
-	patch    postgres.BudgetPatch
+	patch    tokka.BudgetPatch
 	channels *budgetChannels
 	rotate   bool
 }
@@ -473,7 +472,7 @@ func parseBudgetUpdate(c echo.Context) (budgetUpdate, error) {
 		}
 		p.ForecastThresholds = &v
 	}
-	if *p == (postgres.BudgetPatch{}) && up.channels == nil && !up.rotate {
+	if *p == (tokka.BudgetPatch{}) && up.channels == nil && !up.rotate {
 		return budgetUpdate{}, tokka.Errorf(tokka.CodeInvalid,
 			"nothing to change: send name, amount_usd, thresholds, forecast_thresholds, channels or rotate_webhook_secret: true")
 	}

@@ -55,8 +55,8 @@ type budgetAPIOpts struct {
 
 type allowAll struct{}
 
-func (allowAll) HitRateLimit(context.Context, tokka.User, string, postgres.RateLimit) (postgres.RateLimitResult, error) {
-	return postgres.RateLimitResult{Allowed: true, Limit: 1000, Remaining: 999, Reset: time.Minute}, nil
+func (allowAll) HitRateLimit(context.Context, tokka.User, string, tokka.RateLimit) (tokka.RateLimitResult, error) {
+	return tokka.RateLimitResult{Allowed: true, Limit: 1000, Remaining: 999, Reset: time.Minute}, nil
 }
 
 func setupBudgetAPI(t *testing.T, o budgetAPIOpts) *budgetAPI {
@@ -462,7 +462,7 @@ func TestBudgetAlertsEndToEnd(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, ls, 1)
 		d, _ := time.Parse(time.DateOnly, day)
-		require.NoError(t, b.db.CompleteSync(ctx, ls[0], postgres.SyncResult{
+		require.NoError(t, b.db.CompleteSync(ctx, ls[0], tokka.SyncResult{
 			Window: tokka.Window{From: d, To: d.AddDate(0, 0, 1)},
 			Costs: []tokka.CostRow{{Day: d, Model: "gpt-x", LineItem: "gpt-x, input",
 				AmountUSD: decimal.RequireFromString(amount), Amount: decimal.RequireFromString(amount), Currency: "usd"}},

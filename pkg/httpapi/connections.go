@@ -9,7 +9,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
@@ -125,7 +124,7 @@ func (s *Server) createConnection(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	conn, err := s.store.CreateConnection(c.Request().Context(), u, postgres.NewConnection{
+	conn, err := s.store.CreateConnection(c.Request().Context(), u, tokka.NewConnection{
 		ID: id, Provider: string(p), Label: req.label, KeyHint: key.Hint(p.KeyPrefix()), SealedKey: blob,
 		KeyFingerprint: fp,
 	}, s.auditEvent(c, tokka.ActionKeyCreated, "user added a connection"))

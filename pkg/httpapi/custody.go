@@ -5,7 +5,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
@@ -75,7 +74,7 @@ func (s *Server) updateConnection(c echo.Context) error {
 		return err
 	}
 	p := tokka.Provider(conn.Provider)
-	up := postgres.ConnectionUpdate{Label: req.label}
+	up := tokka.ConnectionUpdate{Label: req.label}
 	action, purpose := tokka.ActionConnectionRenamed, "user renamed the connection"
 	if key := req.key; key != nil {
 		if err := validateKey(p, key); err != nil {

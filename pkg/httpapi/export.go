@@ -132,7 +132,7 @@ func (s *Server) usageExport(c echo.Context) error {
 		}
 		return nil
 	}
-	err = s.store.EachUsageRow(c.Request().Context(), u, q, func(r postgres.UsageRow) error {
+	err = s.store.EachUsageRow(c.Request().Context(), u, q, func(r tokka.UsageGroup) error {
 		if !started {
 			if err := start(); err != nil {
 				return err

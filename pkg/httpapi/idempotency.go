@@ -11,7 +11,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -19,8 +18,8 @@ import (
 // Idempotency-Key; *postgres.DB implements it (see its methods for the
 // contract).
 type IdempotencyStore interface {
-	ClaimIdempotencyKey(ctx context.Context, u tokka.User, key string, hash []byte, ttl, lock time.Duration) (*postgres.IdempotentResponse, error)
-	SaveIdempotentResponse(ctx context.Context, u tokka.User, key string, hash []byte, r postgres.IdempotentResponse) error
+	ClaimIdempotencyKey(ctx context.Context, u tokka.User, key string, hash []byte, ttl, lock time.Duration) (*tokka.IdempotentResponse, error)
+	SaveIdempotentResponse(ctx context.Context, u tokka.User, key string, hash []byte, r tokka.IdempotentResponse) error
 	ReleaseIdempotencyKey(ctx context.Context, u tokka.User, key string, hash []byte) error
 }
 
@@ -128,7 +127,7 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		h := c.Response().Header()
-		saved := postgres.IdempotentResponse{Status: status, Location: h.Get(echo.HeaderLocation),
+		saved := tokka.IdempotentResponse{Status: status, Location: h.Get(echo.HeaderLocation),
 			ContentType: h.Get(echo.HeaderContentType), Body: withoutShowOnce(rec.body.Bytes(), h.Get(echo.HeaderContentType))}
 		if serr := store.SaveIdempotentResponse(bg, u, key, hash, saved); serr != nil {
 			// The change is made and answered; a retry will find the key

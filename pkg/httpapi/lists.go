@@ -9,7 +9,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -129,7 +128,7 @@ func idKey(id int64) []string { return []string{strconv.FormatInt(id, 10)} }
 // createdPage reads limit and cursor for a list of list, oldest first by
 // (created_at, id): the page starts after the returned key (nil: from the
 // first).
-func createdPage(c echo.Context, list string) (limit int, after *postgres.CreatedKey, err error) {
+func createdPage(c echo.Context, list string) (limit int, after *tokka.CreatedKey, err error) {
 	if limit, err = limitParam(c, defaultPageLimit, maxPageLimit); err != nil {
 		return 0, nil, err
 	}
@@ -149,7 +148,7 @@ func createdPage(c echo.Context, list string) (limit int, after *postgres.Create
 	if err != nil {
 		return 0, nil, errBadCursor
 	}
-	return limit, &postgres.CreatedKey{CreatedAt: at, ID: id}, nil
+	return limit, &tokka.CreatedKey{CreatedAt: at, ID: id}, nil
 }
 
 func createdKey(at time.Time, id string) []string {

@@ -8,14 +8,13 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // RateLimiter counts requests against budgets shared by every api replica;
 // *postgres.DB implements it (the counters live in Postgres).
 type RateLimiter interface {
-	HitRateLimit(ctx context.Context, u tokka.User, ip string, rl postgres.RateLimit) (postgres.RateLimitResult, error)
+	HitRateLimit(ctx context.Context, u tokka.User, ip string, rl tokka.RateLimit) (tokka.RateLimitResult, error)
 }
 
 // Default mutation budgets: generous for a person using the SPA (and for
@@ -62,8 +61,8 @@ type RateLimits struct {
 	AuditFullPerHour int
 }
 
-func (s *Server) mutationLimit() postgres.RateLimit {
-	rl := postgres.RateLimit{Scope: "mutations", PerUser: s.cfg.RateLimits.PerUser, PerIP: s.cfg.RateLimits.PerIP,
+func (s *Server) mutationLimit() tokka.RateLimit {
+	rl := tokka.RateLimit{Scope: "mutations", PerUser: s.cfg.RateLimits.PerUser, PerIP: s.cfg.RateLimits.PerIP,
 		Window: s.cfg.RateLimits.Window}
 	if rl.PerUser <= 0 {
 		rl.PerUser = DefaultMutationsPerUser
@@ -91,18 +90,18 @@ func (s *Server) rateLimiter() RateLimiter {
 // perUser is a budget of n requests per window for each user, in scope;
 // the client IP is not counted (HitRateLimit is given none), so users
 // behind one NAT do not share it.
-func perUser(scope string, n, def int, window time.Duration) postgres.RateLimit {
+func perUser(scope string, n, def int, window time.Duration) tokka.RateLimit {
 	if n <= 0 {
 		n = def
 	}
-	return postgres.RateLimit{Scope: scope, PerUser: n, PerIP: n, Window: window}
+	return tokka.RateLimit{Scope: scope, PerUser: n, PerIP: n, Window: window}
 }
 
-func (s *Server) expensiveReadLimit() postgres.RateLimit {
+func (s *Server) expensiveReadLimit() tokka.RateLimit {
 	return perUser("expensive_read", s.cfg.RateLimits.ExpensiveReadsPerMinute, DefaultExpensiveReadsPerMinute, time.Minute)
 }
 
-func (s *Server) auditFullLimit() postgres.RateLimit {
+func (s *Server) auditFullLimit() tokka.RateLimit {
 	return perUser("audit_full", s.cfg.RateLimits.AuditFullPerHour, DefaultAuditFullPerHour, time.Hour)
 }
 
@@ -156,8 +155,8 @@ func (s *Server) limitExpensiveReads(next echo.HandlerFunc) echo.HandlerFunc {
 // audit_full budget), the CSV export, and /v1/usage over more than
 // LongUsageRangeDays. It validates the parameters the handler will read
 // and returns their error, so an invalid request spends nothing.
-func (s *Server) expensiveRead(c echo.Context) (*postgres.RateLimit, error) {
-	var rl postgres.RateLimit
+func (s *Server) expensiveRead(c echo.Context) (*tokka.RateLimit, error) {
+	var rl tokka.RateLimit
 	switch c.Path() {
 	case "/v1/audit-events/verify":
 		full, err := fullRecheck(c)
@@ -207,7 +206,7 @@ func fullRecheck(c echo.Context) (bool, error) {
 // sets the RateLimit-* headers, and returns a 429 error saying what there
 // were too many of once the budget is spent, or a 503 error if the counters
 // cannot be read (fail closed). With no limiter configured it allows all.
-func (s *Server) spend(c echo.Context, rl postgres.RateLimit, ip, tooMany string) error {
+func (s *Server) spend(c echo.Context, rl tokka.RateLimit, ip, tooMany string) error {
 	limiter := s.rateLimiter()
 	if limiter == nil {
 		return nil

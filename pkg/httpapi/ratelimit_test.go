@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/httpapi"
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -143,8 +142,8 @@ func TestForgedForwardedForDoesNotEscapeTheLimit(t *testing.T) {
 
 type failingLimiter struct{}
 
-func (failingLimiter) HitRateLimit(context.Context, tokka.User, string, postgres.RateLimit) (postgres.RateLimitResult, error) {
-	return postgres.RateLimitResult{}, errors.New("connection refused")
+func (failingLimiter) HitRateLimit(context.Context, tokka.User, string, tokka.RateLimit) (tokka.RateLimitResult, error) {
+	return tokka.RateLimitResult{}, errors.New("connection refused")
 }
 
 func TestRateLimiterFailsClosed(t *testing.T) {

@@ -19,7 +19,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokka-dev/tokka/pkg/notify"
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/ratelog"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
@@ -30,26 +29,26 @@ import (
 // method runs as the given user under row-level security.
 type Store interface {
 	Ping(ctx context.Context) error
-	CreateConnection(ctx context.Context, u tokka.User, nc postgres.NewConnection, ev tokka.AuditEvent) (tokka.Connection, error)
-	ListConnectionsPage(ctx context.Context, u tokka.User, after *postgres.CreatedKey, limit int) ([]tokka.Connection, error)
+	CreateConnection(ctx context.Context, u tokka.User, nc tokka.NewConnection, ev tokka.AuditEvent) (tokka.Connection, error)
+	ListConnectionsPage(ctx context.Context, u tokka.User, after *tokka.CreatedKey, limit int) ([]tokka.Connection, error)
 	GetConnection(ctx context.Context, u tokka.User, id string) (tokka.Connection, error)
 	DeleteConnection(ctx context.Context, u tokka.User, id string, ev tokka.AuditEvent) error
-	UpdateConnection(ctx context.Context, u tokka.User, id string, up postgres.ConnectionUpdate, ev tokka.AuditEvent) (tokka.Connection, error)
+	UpdateConnection(ctx context.Context, u tokka.User, id string, up tokka.ConnectionUpdate, ev tokka.AuditEvent) (tokka.Connection, error)
 	VerifyAuditChain(ctx context.Context, u tokka.User, full bool) (tokka.AuditVerification, error)
-	Usage(ctx context.Context, u tokka.User, q postgres.UsageQuery) ([]postgres.UsageRow, error)
-	EachUsageRow(ctx context.Context, u tokka.User, q postgres.UsageQuery, fn func(postgres.UsageRow) error) error
-	Summary(ctx context.Context, u tokka.User, today time.Time, top int) (postgres.SummaryData, error)
+	Usage(ctx context.Context, u tokka.User, q tokka.UsageQuery) ([]tokka.UsageGroup, error)
+	EachUsageRow(ctx context.Context, u tokka.User, q tokka.UsageQuery, fn func(tokka.UsageGroup) error) error
+	Summary(ctx context.Context, u tokka.User, today time.Time, top int) (tokka.SummaryData, error)
 	ListAuditEvents(ctx context.Context, u tokka.User, before int64, limit int) ([]tokka.AuditEvent, error)
 	ListAlerts(ctx context.Context, u tokka.User, before int64, limit int, open bool) ([]tokka.Alert, error)
 	AcknowledgeAlert(ctx context.Context, u tokka.User, id int64) (tokka.Alert, error)
 	RequestSync(ctx context.Context, u tokka.User, id string, minInterval time.Duration, ev tokka.AuditEvent) (tokka.Connection, time.Duration, error)
-	CreateBudget(ctx context.Context, u tokka.User, nb postgres.NewBudget) (postgres.Budget, error)
-	ListBudgetsPage(ctx context.Context, u tokka.User, after *postgres.CreatedKey, limit int) ([]postgres.Budget, error)
-	GetBudget(ctx context.Context, u tokka.User, id string) (postgres.Budget, error)
-	UpdateBudget(ctx context.Context, u tokka.User, id string, p postgres.BudgetPatch) (postgres.Budget, error)
+	CreateBudget(ctx context.Context, u tokka.User, nb tokka.NewBudget) (tokka.Budget, error)
+	ListBudgetsPage(ctx context.Context, u tokka.User, after *tokka.CreatedKey, limit int) ([]tokka.Budget, error)
+	GetBudget(ctx context.Context, u tokka.User, id string) (tokka.Budget, error)
+	UpdateBudget(ctx context.Context, u tokka.User, id string, p tokka.BudgetPatch) (tokka.Budget, error)
 	DeleteBudget(ctx context.Context, u tokka.User, id string) error
-	BudgetDeliveriesPage(ctx context.Context, u tokka.User, budgetID string, before int64, limit int) ([]postgres.Delivery, error)
-	Spend(ctx context.Context, u tokka.User, from, to time.Time) ([]postgres.SpendRow, error)
+	BudgetDeliveriesPage(ctx context.Context, u tokka.User, budgetID string, before int64, limit int) ([]tokka.Delivery, error)
+	Spend(ctx context.Context, u tokka.User, from, to time.Time) ([]tokka.SpendRow, error)
 }
 
 // Sealer seals a pasted key to the syncer's public key; *seal.PublicKey
@@ -365,7 +364,7 @@ func (s *Server) readyz(c echo.Context) error {
 	if err := s.store.Ping(ctx); err != nil {
 		if tokka.ErrorCode(err) != tokka.CodeUnavailable {
 			// No answer in time means the same to a load balancer.
-			err = fmt.Errorf("readiness: %w: %w", postgres.ErrUnavailable, err)
+			err = fmt.Errorf("readiness: %w: %w", tokka.ErrUnavailable, err)
 		}
 		return err // the error handler logs it, at most once per interval
 	}

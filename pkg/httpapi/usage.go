@@ -41,7 +41,7 @@ func groupValue(key, v string) string {
 
 // usageRowJSON writes a row's grouping values as top-level fields beside
 // its sums.
-type usageRowJSON postgres.UsageRow
+type usageRowJSON tokka.UsageGroup
 
 func (r usageRowJSON) MarshalJSON() ([]byte, error) {
 	m := make(map[string]any, len(r.Group)+10)
@@ -95,31 +95,31 @@ func parseDay(c echo.Context, name string, def time.Time) (time.Time, error) {
 }
 
 // usageDays is the number of days q spans, both ends included.
-func usageDays(q postgres.UsageQuery) int {
+func usageDays(q tokka.UsageQuery) int {
 	return int(q.To.Sub(q.From).Hours()/24) + 1
 }
 
 // usageQuery reads from, to, group_by and the dimension filters shared by
 // /v1/usage and /v1/usage/export.csv.
-func (s *Server) usageQuery(c echo.Context) (postgres.UsageQuery, error) {
+func (s *Server) usageQuery(c echo.Context) (tokka.UsageQuery, error) {
 	today := s.cfg.Now().UTC().Truncate(24 * time.Hour)
 	to, err := parseDay(c, "to", today)
 	if err != nil {
-		return postgres.UsageQuery{}, err
+		return tokka.UsageQuery{}, err
 	}
 	from, err := parseDay(c, "from", maxTime(to.AddDate(0, 0, -29), firstUsageDay))
 	if err != nil {
-		return postgres.UsageQuery{}, err
+		return tokka.UsageQuery{}, err
 	}
 	if from.After(to) {
-		return postgres.UsageQuery{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "from", Message: "from must not be after to"}
+		return tokka.UsageQuery{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "from", Message: "from must not be after to"}
 	}
-	if days := usageDays(postgres.UsageQuery{From: from, To: to}); days > maxUsageDays {
-		return postgres.UsageQuery{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "from",
+	if days := usageDays(tokka.UsageQuery{From: from, To: to}); days > maxUsageDays {
+		return tokka.UsageQuery{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "from",
 			Message: "from..to, both included, may span at most " + strconv.Itoa(maxUsageDays) + " days (to at most " +
 				strconv.Itoa(maxUsageDays-1) + " days after from)"}
 	}
-	q := postgres.UsageQuery{From: from, To: to, GroupBy: []string{}, Filters: map[string]string{},
+	q := tokka.UsageQuery{From: from, To: to, GroupBy: []string{}, Filters: map[string]string{},
 		ProvisionalFrom: today.AddDate(0, 0, -(provisionalDays - 1))}
 	groups, ok := listParam(c, "group_by")
 	if !ok {
@@ -174,7 +174,7 @@ func maxTime(a, b time.Time) time.Time {
 }
 
 // usagePage is usageQuery plus /v1/usage's limit and cursor.
-func (s *Server) usagePage(c echo.Context) (postgres.UsageQuery, error) {
+func (s *Server) usagePage(c echo.Context) (tokka.UsageQuery, error) {
 	q, err := s.usageQuery(c)
 	if err != nil {
 		return q, err
@@ -227,7 +227,7 @@ func (s *Server) usage(c echo.Context) error {
 	// Totals cover the whole query, not just this page: when the page is
 	// the whole result they are its sum, otherwise one more query.
 	if !resp.HasMore && q.After == nil {
-		var t postgres.UsageRow
+		var t tokka.UsageGroup
 		for _, r := range rows {
 			t.Add(r)
 		}
@@ -254,7 +254,7 @@ func (s *Server) usage(c echo.Context) error {
 // queryDigest identifies everything that decides a usage result's rows
 // except the page size: the range, the grouping (in the order given) and the
 // filters (values in canonical form).
-func queryDigest(q postgres.UsageQuery) string {
+func queryDigest(q tokka.UsageQuery) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%d", q.From.Format(time.DateOnly), q.To.Format(time.DateOnly), len(q.GroupBy))
 	for _, g := range q.GroupBy {
@@ -270,7 +270,7 @@ func queryDigest(q postgres.UsageQuery) string {
 
 // decodeUsageCursor returns the grouping values a page of q starts after, or
 // a CodeInvalid error for a cursor this API did not issue for q.
-func decodeUsageCursor(v string, q postgres.UsageQuery) ([]string, error) {
+func decodeUsageCursor(v string, q tokka.UsageQuery) ([]string, error) {
 	dims := postgres.GroupedDimensions(q.GroupBy)
 	after, err := decodeCursor(v, queryDigest(q), len(dims),
 		"cursor belongs to another query: page with the same from, to, group_by and filters it came from")
@@ -313,13 +313,13 @@ type providerSummary struct {
 }
 
 type summaryResponse struct {
-	Month       string             `json:"month"`
-	Today       string             `json:"today"`
-	AsOf        *time.Time         `json:"as_of"`
-	Overall     providerSummary    `json:"overall"`
-	ByProvider  []providerSummary  `json:"by_provider"`
-	TopModels   []postgres.TopItem `json:"top_models"`
-	TopProjects []postgres.TopItem `json:"top_projects"`
+	Month       string            `json:"month"`
+	Today       string            `json:"today"`
+	AsOf        *time.Time        `json:"as_of"`
+	Overall     providerSummary   `json:"overall"`
+	ByProvider  []providerSummary `json:"by_provider"`
+	TopModels   []tokka.TopItem   `json:"top_models"`
+	TopProjects []tokka.TopItem   `json:"top_projects"`
 }
 
 // project computes the month-end forecast, the same way budgets do (package
@@ -329,7 +329,7 @@ type summaryResponse struct {
 // first cost, so a new account is not diluted; the projection replaces
 // today's partial spend with that rate for today and every remaining day, and
 // is never below what is already spent.
-func project(p postgres.SpendPeriods, today time.Time) providerSummary {
+func project(p tokka.SpendPeriods, today time.Time) providerSummary {
 	days := int64(7)
 	if p.FirstDay != nil {
 		days = min(days, int64(today.Sub(p.FirstDay.UTC().Truncate(24*time.Hour)).Hours()/24))
@@ -359,7 +359,7 @@ func (s *Server) usageSummary(c echo.Context) error {
 	}
 	resp := summaryResponse{Month: today.Format("2006-01"), Today: today.Format(time.DateOnly), AsOf: data.AsOf,
 		ByProvider: []providerSummary{}, TopModels: data.TopModels, TopProjects: data.TopProjects}
-	var all postgres.SpendPeriods
+	var all tokka.SpendPeriods
 	for _, p := range data.ByProvider {
 		resp.ByProvider = append(resp.ByProvider, project(p, today))
 		all.MonthToDate = all.MonthToDate.Add(p.MonthToDate)

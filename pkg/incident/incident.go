@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/tokka-dev/tokka/pkg/notify"
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -106,12 +105,12 @@ func (w Window) String() string {
 
 // Store is the storage incident response needs; *postgres.DB implements it.
 type Store interface {
-	AffectedConnections(ctx context.Context, from, to time.Time) ([]postgres.AffectedConnection, error)
-	QuarantineConnection(ctx context.Context, a postgres.AffectedConnection, q postgres.Quarantine) (string, error)
+	AffectedConnections(ctx context.Context, from, to time.Time) ([]tokka.AffectedConnection, error)
+	QuarantineConnection(ctx context.Context, a tokka.AffectedConnection, q tokka.Quarantine) (string, error)
 	NotifiedUsers(ctx context.Context, ref string) (map[string]bool, error)
-	RecordNotification(ctx context.Context, ref, userID string, conns []postgres.AffectedConnection, ev tokka.AuditEvent) error
-	QuarantinedBy(ctx context.Context, ref string) ([]postgres.Released, error)
-	ReleaseConnection(ctx context.Context, r postgres.Released, ref, actor string) (string, error)
+	RecordNotification(ctx context.Context, ref, userID string, conns []tokka.AffectedConnection, ev tokka.AuditEvent) error
+	QuarantinedBy(ctx context.Context, ref string) ([]tokka.Released, error)
+	ReleaseConnection(ctx context.Context, r tokka.Released, ref, actor string) (string, error)
 }
 
 // Directory finds a user's email address; *AuthDirectory implements it.
@@ -209,7 +208,7 @@ func (r *Responder) Quarantine(ctx context.Context, w Window) (QuarantineSummary
 		if c.Label != nil {
 			what = fmt.Sprintf("%s connection %q", providerName(c.Provider), *c.Label)
 		}
-		out, err := r.Store.QuarantineConnection(ctx, c, postgres.Quarantine{
+		out, err := r.Store.QuarantineConnection(ctx, c, tokka.Quarantine{
 			Ref: w.Ref, To: w.To, Actor: r.Actor,
 			Reason: "this key may have been exposed in a security incident (" + w.Ref + "); Tokka no longer uses it: revoke it at the provider and paste a new one",
 			Alert: tokka.Alert{
@@ -223,13 +222,13 @@ func (r *Responder) Quarantine(ctx context.Context, w Window) (QuarantineSummary
 			return sum, fmt.Errorf("quarantine stopped at connection %s (run it again to resume): %w", c.ConnectionID, err)
 		}
 		switch out {
-		case postgres.QuarantineDone:
+		case tokka.QuarantineDone:
 			sum.Quarantined++
-		case postgres.QuarantineKeyReplaced:
+		case tokka.QuarantineKeyReplaced:
 			sum.KeyReplaced++
-		case postgres.QuarantineDeleted:
+		case tokka.QuarantineDeleted:
 			sum.Deleted++
-		case postgres.QuarantineAlready:
+		case tokka.QuarantineAlready:
 			sum.Already++
 		}
 		if _, err := fmt.Fprintf(r.Out, "%s\tuser %s\tconnection %s\n", out, c.UserID, c.ConnectionID); err != nil {
@@ -278,15 +277,15 @@ func (r *Responder) Release(ctx context.Context, ref string) (ReleaseSummary, er
 			return sum, fmt.Errorf("release stopped at connection %s (run it again to resume): %w", c.ConnectionID, err)
 		}
 		switch out {
-		case postgres.ReleaseDone:
+		case tokka.ReleaseDone:
 			sum.Released++
-		case postgres.ReleaseAlready:
+		case tokka.ReleaseAlready:
 			sum.Already++
-		case postgres.ReleaseNotCompromised:
+		case tokka.ReleaseNotCompromised:
 			sum.NotCompromised++
-		case postgres.ReleaseStillHeld:
+		case tokka.ReleaseStillHeld:
 			sum.StillHeld++
-		case postgres.ReleaseDeleted:
+		case tokka.ReleaseDeleted:
 			sum.Deleted++
 		}
 		if _, err := fmt.Fprintf(r.Out, "%s\tuser %s\tconnection %s\n", out, c.UserID, c.ConnectionID); err != nil {
@@ -402,7 +401,7 @@ func (r *Responder) Notify(ctx context.Context, w Window, dryRun bool) (NotifySu
 	return sum, err
 }
 
-func (r *Responder) record(ctx context.Context, w Window, userID string, conns []postgres.AffectedConnection, outcome, detail string) error {
+func (r *Responder) record(ctx context.Context, w Window, userID string, conns []tokka.AffectedConnection, outcome, detail string) error {
 	return r.Store.RecordNotification(ctx, w.Ref, userID, conns, tokka.AuditEvent{
 		Outcome: outcome, Purpose: "breach notification", Actor: r.Actor, Detail: detail,
 	})
@@ -425,7 +424,7 @@ func reason(err error) string {
 // Message is the breach notification for one user's affected connections
 // (To left empty): what may have been compromised, what Tokka is doing, and
 // what the user should do. It never fails.
-func Message(w Window, summary string, conns []postgres.AffectedConnection) notify.Email {
+func Message(w Window, summary string, conns []tokka.AffectedConnection) notify.Email {
 	var b strings.Builder
 	b.WriteString("Hello,\n\n")
 	b.WriteString("We are writing to tell you about a security incident at Tokka that may have exposed\n")
@@ -478,7 +477,7 @@ func Message(w Window, summary string, conns []postgres.AffectedConnection) noti
 
 // describe is one line of the email about one connection: never more of
 // the key than its hint (prefix and last 4 characters).
-func describe(c postgres.AffectedConnection, w Window) string {
+func describe(c tokka.AffectedConnection, w Window) string {
 	name := providerName(c.Provider)
 	if !c.Present {
 		s := name + " connection " + c.ConnectionID + " (deleted"
@@ -515,8 +514,8 @@ func providerName(p string) string {
 	return p
 }
 
-func byUser(conns []postgres.AffectedConnection) map[string][]postgres.AffectedConnection {
-	m := map[string][]postgres.AffectedConnection{}
+func byUser(conns []tokka.AffectedConnection) map[string][]tokka.AffectedConnection {
+	m := map[string][]tokka.AffectedConnection{}
 	for _, c := range conns {
 		m[c.UserID] = append(m[c.UserID], c)
 	}

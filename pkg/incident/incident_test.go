@@ -14,8 +14,8 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/authtest"
 	"github.com/tokka-dev/tokka/pkg/incident"
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 func TestParseWindow(t *testing.T) {
@@ -145,7 +145,7 @@ func TestMessageSaysWhatToDoAndNoMoreOfTheKeyThanItsHint(t *testing.T) {
 	before := w.From.Add(-time.Hour)
 	after := w.To.Add(time.Hour)
 	deleted := w.To.Add(-time.Hour)
-	msg := incident.Message(w, "", []postgres.AffectedConnection{
+	msg := incident.Message(w, "", []tokka.AffectedConnection{
 		{ConnectionID: uuid.NewString(), Provider: "openai", Present: true, Label: &label, KeyHint: &hint,
 			Status: &status, KeySetAt: &before, Decryptions: 3},
 		{ConnectionID: uuid.NewString(), Provider: "anthropic", Present: true, Label: &label, KeyHint: &hint,

@@ -53,7 +53,7 @@ func (b *testBundle) addConnection(t *testing.T, userID string) string {
 	id := uuid.NewString()
 	blob, err := b.pk.Seal(secret.FromString("sk-admin-"+uuid.NewString()), seal.Binding{UserID: userID, ConnectionID: id, Provider: "openai"})
 	require.NoError(t, err)
-	_, err = b.db.CreateConnection(context.Background(), user(userID), postgres.NewConnection{
+	_, err = b.db.CreateConnection(context.Background(), user(userID), tokka.NewConnection{
 		ID: id, Provider: "openai", Label: "org", KeyHint: "sk-admin-…abcd", SealedKey: blob,
 	}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 	require.NoError(t, err)
@@ -110,7 +110,7 @@ func TestReleaseUndoesAMistakenQuarantine(t *testing.T) {
 		tokka.AuditEvent{Action: tokka.ActionKeyDeleted, Outcome: tokka.OutcomeSuccess, Actor: "api:test"}))
 	blob, err := b.pk.Seal(secret.FromString("sk-admin-new-"+uuid.NewString()), seal.Binding{UserID: bob, ConnectionID: replaced, Provider: "openai"})
 	require.NoError(t, err)
-	_, err = b.db.UpdateConnection(ctx, user(bob), replaced, postgres.ConnectionUpdate{SealedKey: blob, KeyHint: "sk-admin-…wxyz"},
+	_, err = b.db.UpdateConnection(ctx, user(bob), replaced, tokka.ConnectionUpdate{SealedKey: blob, KeyHint: "sk-admin-…wxyz"},
 		tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 	require.NoError(t, err)
 

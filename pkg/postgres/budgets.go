@@ -9,73 +9,27 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
-	"github.com/shopspring/decimal"
 
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// Budget scopes.
-const (
-	ScopeAll        = "all"
-	ScopeProvider   = "provider"
-	ScopeConnection = "connection"
-)
-
-// Budget is a monthly budget as its owner sees it. It has no field for the
-// webhook secret: role authenticated cannot even SELECT that column.
-type Budget struct {
-	ID                 string          `db:"id"`
-	UserID             string          `db:"user_id"`
-	Name               string          `db:"name"`
-	AmountUSD          decimal.Decimal `db:"amount_usd"`
-	Scope              string          `db:"scope"`
-	Provider           *string         `db:"provider"`
-	ConnectionID       *string         `db:"connection_id"`
-	Thresholds         pq.Int64Array   `db:"thresholds"`
-	ForecastThresholds pq.Int64Array   `db:"forecast_thresholds"`
-	WebhookURL         *string         `db:"webhook_url"`
-	EmailTo            *string         `db:"email_to"`
-	CreatedAt          time.Time       `db:"created_at"`
-	UpdatedAt          time.Time       `db:"updated_at"`
-}
-
 const budgetColumns = `id, user_id, name, amount_usd, scope, provider, connection_id, thresholds,
 	forecast_thresholds, webhook_url, email_to, created_at, updated_at`
-
-// NewBudget is what CreateBudget stores. The caller generates ID and
-// WebhookSecret; the secret is written once and never read back by the api.
-type NewBudget struct {
-	ID                 string
-	Name               string
-	AmountUSD          decimal.Decimal
-	Scope              string
-	Provider           *string
-	ConnectionID       *string
-	Thresholds         []int64
-	ForecastThresholds []int64
-	WebhookURL         *string
-	WebhookSecret      *secret.Key
-	EmailTo            *string
-}
-
-// MaxBudgetsPerUser caps how many budgets one user may have (each is
-// evaluated after every sync of theirs).
-const MaxBudgetsPerUser = 100
 
 // CreateBudget stores nb for u. A connection scope must name one of u's own
 // connections, otherwise it is a CodeInvalid error on field connection_id
 // (the same for a connection that does not exist and one that is not u's);
 // a user who already has MaxBudgetsPerUser budgets gets CodeInvalid too.
-func (d *DB) CreateBudget(ctx context.Context, u tokka.User, nb NewBudget) (Budget, error) {
-	var b Budget
+func (d *DB) CreateBudget(ctx context.Context, u tokka.User, nb tokka.NewBudget) (tokka.Budget, error) {
+	var b tokka.Budget
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		var n int
 		if err := tx.GetContext(ctx, &n, `SELECT count(*) FROM tokka.budgets WHERE user_id = $1`, u.ID); err != nil {
 			return domainError(err, "budgets")
 		}
-		if n >= MaxBudgetsPerUser {
-			return tokka.Errorf(tokka.CodeInvalid, "you already have %d budgets, the most allowed", MaxBudgetsPerUser)
+		if n >= tokka.MaxBudgetsPerUser {
+			return tokka.Errorf(tokka.CodeInvalid, "you already have %d budgets, the most allowed", tokka.MaxBudgetsPerUser)
 		}
 		if nb.ConnectionID != nil {
 			if err := ownConnection(ctx, tx, *nb.ConnectionID); err != nil {
@@ -113,8 +67,8 @@ func ownConnection(ctx context.Context, tx *sqlx.Tx, id string) error {
 }
 
 // ListBudgets returns u's budgets, oldest first.
-func (d *DB) ListBudgets(ctx context.Context, u tokka.User) ([]Budget, error) {
-	bs := []Budget{}
+func (d *DB) ListBudgets(ctx context.Context, u tokka.User) ([]tokka.Budget, error) {
+	bs := []tokka.Budget{}
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &bs, `
 			SELECT `+budgetColumns+` FROM tokka.budgets
@@ -125,8 +79,8 @@ func (d *DB) ListBudgets(ctx context.Context, u tokka.User) ([]Budget, error) {
 
 // GetBudget returns one of u's budgets; it is tokka.ErrNotFound for a budget
 // that does not exist or is not u's (indistinguishably).
-func (d *DB) GetBudget(ctx context.Context, u tokka.User, id string) (Budget, error) {
-	var b Budget
+func (d *DB) GetBudget(ctx context.Context, u tokka.User, id string) (tokka.Budget, error) {
+	var b tokka.Budget
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.GetContext(ctx, &b, `
 			SELECT `+budgetColumns+` FROM tokka.budgets WHERE id = $1`, id), "budget")
@@ -134,24 +88,10 @@ func (d *DB) GetBudget(ctx context.Context, u tokka.User, id string) (Budget, er
 	return b, err
 }
 
-// BudgetPatch is a partial update; nil fields are left as they are. The
-// scope is immutable: what "fired" means depends on it.
-type BudgetPatch struct {
-	Name               *string
-	AmountUSD          *decimal.Decimal
-	Thresholds         *[]int64
-	ForecastThresholds *[]int64
-	// SetChannels replaces WebhookURL and EmailTo together (nil = off).
-	SetChannels   bool
-	WebhookURL    *string
-	EmailTo       *string
-	WebhookSecret *secret.Key // a rotated secret, or nil to keep the old one
-}
-
 // UpdateBudget applies p to one of u's budgets and returns the result; it is
 // tokka.ErrNotFound for a budget that is not u's.
-func (d *DB) UpdateBudget(ctx context.Context, u tokka.User, id string, p BudgetPatch) (Budget, error) {
-	var b Budget
+func (d *DB) UpdateBudget(ctx context.Context, u tokka.User, id string, p tokka.BudgetPatch) (tokka.Budget, error) {
+	var b tokka.Budget
 	var amount, newSecret any
 	if p.AmountUSD != nil {
 		amount = p.AmountUSD.String()
@@ -207,25 +147,10 @@ func (d *DB) DeleteBudget(ctx context.Context, u tokka.User, id string) error {
 	})
 }
 
-// Delivery is one notification of a budget alert on one channel.
-type Delivery struct {
-	ID             int64      `db:"id"`
-	BudgetID       string     `db:"budget_id"`
-	AlertID        int64      `db:"alert_id"`
-	Channel        string     `db:"channel"`
-	Status         string     `db:"status"`
-	Attempts       int        `db:"attempts"`
-	ResponseStatus *int       `db:"response_status"`
-	LastError      *string    `db:"last_error"`
-	CreatedAt      time.Time  `db:"created_at"`
-	UpdatedAt      time.Time  `db:"updated_at"`
-	DeliveredAt    *time.Time `db:"delivered_at"`
-}
-
 // ListBudgetDeliveries returns up to limit of the newest deliveries of one of
 // u's budgets (empty for a budget that is not u's).
-func (d *DB) ListBudgetDeliveries(ctx context.Context, u tokka.User, budgetID string, limit int) ([]Delivery, error) {
-	ds := []Delivery{}
+func (d *DB) ListBudgetDeliveries(ctx context.Context, u tokka.User, budgetID string, limit int) ([]tokka.Delivery, error) {
+	ds := []tokka.Delivery{}
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &ds, `
 			SELECT id, budget_id, alert_id, channel, status, attempts, response_status, last_error,
@@ -234,16 +159,6 @@ func (d *DB) ListBudgetDeliveries(ctx context.Context, u tokka.User, budgetID st
 			ORDER BY id DESC LIMIT $2`, budgetID, limit), "deliveries")
 	})
 	return ds, err
-}
-
-// SpendRow is one day's cost for one (provider, connection, model), summed
-// over the providers' cost lines. Model is "" for lines that have none.
-type SpendRow struct {
-	Day          string          `db:"day"` // YYYY-MM-DD, UTC
-	Provider     string          `db:"provider"`
-	ConnectionID string          `db:"connection_id"`
-	Model        string          `db:"model"`
-	USD          decimal.Decimal `db:"usd"`
 }
 
 const spendQuery = `
@@ -256,8 +171,8 @@ const spendQuery = `
 
 // Spend returns u's daily spend rows for the days from..to (inclusive, UTC),
 // under u's row-level security.
-func (d *DB) Spend(ctx context.Context, u tokka.User, from, to time.Time) ([]SpendRow, error) {
-	rows := []SpendRow{}
+func (d *DB) Spend(ctx context.Context, u tokka.User, from, to time.Time) ([]tokka.SpendRow, error) {
+	rows := []tokka.SpendRow{}
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &rows, spendQuery,
 			u.ID, from.Format(time.DateOnly), to.Format(time.DateOnly)), "spend")
@@ -267,8 +182,8 @@ func (d *DB) Spend(ctx context.Context, u tokka.User, from, to time.Time) ([]Spe
 
 // SyncerSpend is Spend for the syncer: the user's daily spend rows for the
 // days from..to, read as tokka_syncer.
-func (d *DB) SyncerSpend(ctx context.Context, userID string, from, to time.Time) ([]SpendRow, error) {
-	rows := []SpendRow{}
+func (d *DB) SyncerSpend(ctx context.Context, userID string, from, to time.Time) ([]tokka.SpendRow, error) {
+	rows := []tokka.SpendRow{}
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &rows, spendQuery,
 			userID, from.Format(time.DateOnly), to.Format(time.DateOnly)), "spend")
@@ -277,8 +192,8 @@ func (d *DB) SyncerSpend(ctx context.Context, userID string, from, to time.Time)
 }
 
 // BudgetsToEvaluate returns every budget of the user, read as tokka_syncer.
-func (d *DB) BudgetsToEvaluate(ctx context.Context, userID string) ([]Budget, error) {
-	bs := []Budget{}
+func (d *DB) BudgetsToEvaluate(ctx context.Context, userID string) ([]tokka.Budget, error) {
+	bs := []tokka.Budget{}
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &bs, `
 			SELECT `+budgetColumns+` FROM tokka.budgets
@@ -328,34 +243,13 @@ func (d *DB) RaiseBudgetAlert(ctx context.Context, a tokka.Alert, budgetID strin
 	return created, err
 }
 
-// PendingDelivery is a claimed delivery with what is needed to send it: the
-// destination, the signing secret and the alert it announces.
-type PendingDelivery struct {
-	ID            int64           `db:"id"`
-	Channel       string          `db:"channel"`
-	Attempts      int             `db:"attempts"`
-	BudgetID      string          `db:"budget_id"`
-	BudgetName    string          `db:"budget_name"`
-	WebhookURL    *string         `db:"webhook_url"`
-	EmailTo       *string         `db:"email_to"`
-	AlertID       int64           `db:"alert_id"`
-	AlertKind     string          `db:"alert_kind"`
-	AlertSeverity string          `db:"alert_severity"`
-	AlertTitle    string          `db:"alert_title"`
-	AlertDetail   json.RawMessage `db:"alert_detail"`
-	AlertCreated  time.Time       `db:"alert_created_at"`
-	// WebhookSecret signs the webhook body; it redacts itself when printed
-	// and the caller wipes it after use.
-	WebhookSecret *secret.Key `db:"-"`
-}
-
 // ClaimDeliveries claims up to n of the user's deliveries that are pending,
 // or were claimed by a syncer whose claim expired, for owner until leaseFor
 // from now. FOR UPDATE SKIP LOCKED lets several syncers claim at once without
 // ever sending the same delivery twice.
-func (d *DB) ClaimDeliveries(ctx context.Context, userID, owner string, n int, leaseFor time.Duration) ([]PendingDelivery, error) {
+func (d *DB) ClaimDeliveries(ctx context.Context, userID, owner string, n int, leaseFor time.Duration) ([]tokka.PendingDelivery, error) {
 	var rows []struct {
-		PendingDelivery
+		tokka.PendingDelivery
 		Secret string `db:"webhook_secret"`
 	}
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
@@ -387,7 +281,7 @@ func (d *DB) ClaimDeliveries(ctx context.Context, userID, owner string, n int, l
 	if err != nil {
 		return nil, err
 	}
-	out := make([]PendingDelivery, len(rows))
+	out := make([]tokka.PendingDelivery, len(rows))
 	for i, r := range rows {
 		out[i] = r.PendingDelivery
 		out[i].WebhookSecret = secret.FromString(r.Secret)
@@ -395,27 +289,9 @@ func (d *DB) ClaimDeliveries(ctx context.Context, userID, owner string, n int, l
 	return out, nil
 }
 
-// Delivery outcomes.
-const (
-	DeliveryPending   = "pending"
-	DeliverySending   = "sending"
-	DeliveryDelivered = "delivered"
-	DeliveryFailed    = "failed"
-)
-
-// DeliveryResult is how one claimed delivery went.
-type DeliveryResult struct {
-	ID             int64
-	Owner          string
-	Status         string // DeliveryDelivered or DeliveryFailed
-	Attempts       int    // made in this claim
-	ResponseStatus int    // 0 when there was no HTTP response
-	Reason         string // caller-safe; empty on success
-}
-
 // FinishDelivery records r, only while r.Owner still holds the claim; a
 // delivery reclaimed by another syncer is left alone.
-func (d *DB) FinishDelivery(ctx context.Context, r DeliveryResult) error {
+func (d *DB) FinishDelivery(ctx context.Context, r tokka.DeliveryResult) error {
 	var status, reason any
 	if r.ResponseStatus != 0 {
 		status = r.ResponseStatus

@@ -46,14 +46,14 @@ func (b *budgetBundle) connection(t *testing.T, u tokka.User) string {
 
 const budgetTestSecret = "whsec_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
-func (b *budgetBundle) create(t *testing.T, u tokka.User, nb postgres.NewBudget) postgres.Budget {
+func (b *budgetBundle) create(t *testing.T, u tokka.User, nb tokka.NewBudget) tokka.Budget {
 	t.Helper()
 	nb.ID = uuid.NewString()
 	if nb.Name == "" {
 		nb.Name = "b"
 	}
 	if nb.Scope == "" {
-		nb.Scope = postgres.ScopeAll
+		nb.Scope = tokka.ScopeAll
 	}
 	if nb.AmountUSD.IsZero() {
 		nb.AmountUSD = decimal.RequireFromString("100.50")
@@ -84,14 +84,14 @@ func TestBudgetsBelongToTheirOwner(t *testing.T) {
 	b := budgetSetup(t)
 	ctx := context.Background()
 	alice, bob := budgetUser(), budgetUser()
-	bud := b.create(t, alice, postgres.NewBudget{Thresholds: []int64{50, 100}})
+	bud := b.create(t, alice, tokka.NewBudget{Thresholds: []int64{50, 100}})
 	require.Equal(t, "100.5", bud.AmountUSD.String())
 	require.Equal(t, []int64{50, 100}, []int64(bud.Thresholds))
 	require.Equal(t, []int64{}, []int64(bud.ForecastThresholds))
 
 	_, err := b.db.GetBudget(ctx, bob, bud.ID)
 	require.ErrorIs(t, err, tokka.ErrNotFound)
-	_, err = b.db.UpdateBudget(ctx, bob, bud.ID, postgres.BudgetPatch{Name: new("mine now")})
+	_, err = b.db.UpdateBudget(ctx, bob, bud.ID, tokka.BudgetPatch{Name: new("mine now")})
 	require.ErrorIs(t, err, tokka.ErrNotFound)
 	require.ErrorIs(t, b.db.DeleteBudget(ctx, bob, bud.ID), tokka.ErrNotFound)
 	list, err := b.db.ListBudgets(ctx, bob)
@@ -120,7 +120,7 @@ func TestWebhookSecretIsWriteOnlyForTheAPI(t *testing.T) {
 	b := budgetSetup(t)
 	ctx := context.Background()
 	alice := budgetUser()
-	bud := b.create(t, alice, postgres.NewBudget{})
+	bud := b.create(t, alice, tokka.NewBudget{})
 	_, err := b.exec(t, "authenticated", alice, `SELECT webhook_secret FROM tokka.budgets`)
 	require.ErrorContains(t, err, "permission denied", "not even the owner can read it back")
 	_, err = b.exec(t, "authenticated", alice, `SELECT * FROM tokka.budgets`)
@@ -128,7 +128,7 @@ func TestWebhookSecretIsWriteOnlyForTheAPI(t *testing.T) {
 
 	// Rotation writes it without reading it.
 	rotated := "whsec_" + "ff00000000000000000000000000000000000000000000000000000000000000"
-	_, err = b.db.UpdateBudget(ctx, alice, bud.ID, postgres.BudgetPatch{WebhookSecret: secret.FromString(rotated)})
+	_, err = b.db.UpdateBudget(ctx, alice, bud.ID, tokka.BudgetPatch{WebhookSecret: secret.FromString(rotated)})
 	require.NoError(t, err)
 	var stored string
 	require.NoError(t, b.sql.Get(&stored, `SELECT webhook_secret FROM tokka.budgets WHERE id = $1`, bud.ID))
@@ -145,8 +145,8 @@ func TestBudgetOnAConnectionNeedsYourOwnConnection(t *testing.T) {
 	ctx := context.Background()
 	alice, bob := budgetUser(), budgetUser()
 	bobsConn := b.connection(t, bob)
-	_, err := b.db.CreateBudget(ctx, alice, postgres.NewBudget{ID: uuid.NewString(), Name: "x", AmountUSD: decimal.NewFromInt(5),
-		Scope: postgres.ScopeConnection, ConnectionID: &bobsConn, WebhookSecret: secret.FromString(budgetTestSecret)})
+	_, err := b.db.CreateBudget(ctx, alice, tokka.NewBudget{ID: uuid.NewString(), Name: "x", AmountUSD: decimal.NewFromInt(5),
+		Scope: tokka.ScopeConnection, ConnectionID: &bobsConn, WebhookSecret: secret.FromString(budgetTestSecret)})
 	var te *tokka.Error
 	require.ErrorAs(t, err, &te)
 	require.Equal(t, tokka.CodeInvalid, te.Code)
@@ -157,7 +157,7 @@ func TestBudgetOnAConnectionNeedsYourOwnConnection(t *testing.T) {
 	require.ErrorContains(t, err, "row-level security")
 
 	own := b.connection(t, alice)
-	bud := b.create(t, alice, postgres.NewBudget{Scope: postgres.ScopeConnection, ConnectionID: &own})
+	bud := b.create(t, alice, tokka.NewBudget{Scope: tokka.ScopeConnection, ConnectionID: &own})
 	require.Equal(t, own, *bud.ConnectionID)
 	// Deleting the connection deletes its budget.
 	_, err = b.sql.Exec(`DELETE FROM tokka.connections WHERE id = $1`, own)
@@ -187,7 +187,7 @@ func TestSyncerMayReadBudgetsAndRecordDeliveriesOnly(t *testing.T) {
 	b := budgetSetup(t)
 	ctx := context.Background()
 	alice := budgetUser()
-	bud := b.create(t, alice, postgres.NewBudget{WebhookURL: new("https://hooks.example.com/x")})
+	bud := b.create(t, alice, tokka.NewBudget{WebhookURL: new("https://hooks.example.com/x")})
 	created, err := b.db.RaiseBudgetAlert(ctx, tokka.Alert{UserID: alice.ID, Kind: tokka.AlertBudgetThreshold,
 		DedupKey: "k", Title: "t"}, bud.ID, []string{"webhook"})
 	require.NoError(t, err)
@@ -235,11 +235,11 @@ func TestBudgetsPerUserAreCapped(t *testing.T) {
 	t.Parallel()
 	b := budgetSetup(t)
 	alice := budgetUser()
-	for range postgres.MaxBudgetsPerUser {
-		b.create(t, alice, postgres.NewBudget{})
+	for range tokka.MaxBudgetsPerUser {
+		b.create(t, alice, tokka.NewBudget{})
 	}
-	_, err := b.db.CreateBudget(context.Background(), alice, postgres.NewBudget{ID: uuid.NewString(), Name: "one more",
-		AmountUSD: decimal.NewFromInt(1), Scope: postgres.ScopeAll, WebhookSecret: secret.FromString(budgetTestSecret)})
+	_, err := b.db.CreateBudget(context.Background(), alice, tokka.NewBudget{ID: uuid.NewString(), Name: "one more",
+		AmountUSD: decimal.NewFromInt(1), Scope: tokka.ScopeAll, WebhookSecret: secret.FromString(budgetTestSecret)})
 	require.Equal(t, tokka.CodeInvalid, tokka.ErrorCode(err))
-	b.create(t, budgetUser(), postgres.NewBudget{}) // others are not affected
+	b.create(t, budgetUser(), tokka.NewBudget{}) // others are not affected
 }

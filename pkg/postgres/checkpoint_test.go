@@ -29,7 +29,7 @@ func (b *testBundle) verifyIncremental(t *testing.T, u tokka.User) tokka.AuditVe
 func (b *testBundle) rename(t *testing.T, u tokka.User, id string) {
 	t.Helper()
 	label := "renamed " + uuid.NewString()[:4]
-	_, err := b.db.UpdateConnection(context.Background(), u, id, postgres.ConnectionUpdate{Label: &label},
+	_, err := b.db.UpdateConnection(context.Background(), u, id, tokka.ConnectionUpdate{Label: &label},
 		tokka.AuditEvent{Action: tokka.ActionConnectionRenamed, Outcome: tokka.OutcomeSuccess, Actor: "api:r"})
 	require.NoError(t, err)
 }
@@ -202,7 +202,7 @@ func TestConcurrentWritersFromBothRolesKeepOneChain(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := 0; i < 20; i++ {
 		wg.Go(func() {
-			_, err := b.db.CreateConnection(ctx, u, postgres.NewConnection{
+			_, err := b.db.CreateConnection(ctx, u, tokka.NewConnection{
 				ID: uuid.NewString(), Provider: "anthropic", Label: "x", KeyHint: "h", SealedKey: "v2:00",
 			}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:c"})
 			require.NoError(t, err)
@@ -262,7 +262,7 @@ func TestStatementTimeoutIsUnavailable(t *testing.T) {
 	_, err = lock.Exec(`SELECT 1 FROM tokka.connections WHERE id = $1 FOR UPDATE`, id)
 	require.NoError(t, err)
 	label := "blocked"
-	_, err = d.UpdateConnection(ctx, u, id, postgres.ConnectionUpdate{Label: &label},
+	_, err = d.UpdateConnection(ctx, u, id, tokka.ConnectionUpdate{Label: &label},
 		tokka.AuditEvent{Action: tokka.ActionConnectionRenamed, Outcome: tokka.OutcomeSuccess, Actor: "api:t"})
 	var te *tokka.Error
 	require.ErrorAs(t, err, &te)
@@ -270,7 +270,7 @@ func TestStatementTimeoutIsUnavailable(t *testing.T) {
 	require.Equal(t, "the database took too long to answer; try again shortly", te.Message)
 	require.NoError(t, lock.Rollback())
 
-	_, err = d.UpdateConnection(ctx, u, id, postgres.ConnectionUpdate{Label: &label},
+	_, err = d.UpdateConnection(ctx, u, id, tokka.ConnectionUpdate{Label: &label},
 		tokka.AuditEvent{Action: tokka.ActionConnectionRenamed, Outcome: tokka.OutcomeSuccess, Actor: "api:t"})
 	require.NoError(t, err)
 	// The timeout was the transaction's, not the session's.

@@ -15,25 +15,12 @@ import (
 const connectionColumns = `id, provider, label, key_hint, key_set_at, status, last_error,
 	last_synced_at, next_sync_at, created_at, updated_at`
 
-// NewConnection is what the api stores when a user pastes a key: the blob is
-// already sealed to the syncer's public key and bound to ID, UserID and Provider.
-type NewConnection struct {
-	ID        string
-	Provider  string
-	Label     string
-	KeyHint   string
-	SealedKey string
-	// KeyFingerprint is the key's keyed fingerprint for this user
-	// (secret.Fingerprinter.Key); nil stores none.
-	KeyFingerprint []byte
-}
-
 // CreateConnection stores a new connection for u and its key.created audit
 // event in one transaction. A key u has already connected (the same
 // fingerprint) is a CodeConflict error whose ConnectionID is the connection
 // that holds it, and nothing is stored; a duplicate id is a CodeConflict
 // error too.
-func (d *DB) CreateConnection(ctx context.Context, u tokka.User, nc NewConnection, ev tokka.AuditEvent) (tokka.Connection, error) {
+func (d *DB) CreateConnection(ctx context.Context, u tokka.User, nc tokka.NewConnection, ev tokka.AuditEvent) (tokka.Connection, error) {
 	var c tokka.Connection
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		// The unique index on (user_id, key_fingerprint) decides, so two
@@ -131,16 +118,6 @@ func (d *DB) DeleteConnection(ctx context.Context, u tokka.User, id string, ev t
 	})
 }
 
-// ConnectionUpdate is a user's change to a connection: a new label, a new
-// key, or both. A new key arrives already sealed to the syncer's public key
-// and bound to the same user, connection and provider.
-type ConnectionUpdate struct {
-	Label          *string // nil keeps the label
-	KeyHint        string  // with SealedKey
-	SealedKey      string  // "" keeps the key
-	KeyFingerprint []byte  // with SealedKey: the new key's fingerprint
-}
-
 // UpdateConnection renames one of u's connections and/or replaces its key,
 // and records ev in the same transaction (its provider is filled in here).
 // Replacing the key also resets what the old key decided: key_set_at becomes
@@ -156,7 +133,7 @@ type ConnectionUpdate struct {
 // key that another of u's connections holds is a CodeConflict error whose
 // ConnectionID is that connection, and nothing changes. It returns
 // tokka.ErrNotFound when there is no such connection for u.
-func (d *DB) UpdateConnection(ctx context.Context, u tokka.User, id string, up ConnectionUpdate, ev tokka.AuditEvent) (tokka.Connection, error) {
+func (d *DB) UpdateConnection(ctx context.Context, u tokka.User, id string, up tokka.ConnectionUpdate, ev tokka.AuditEvent) (tokka.Connection, error) {
 	var c tokka.Connection
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		if up.SealedKey != "" {

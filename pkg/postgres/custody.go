@@ -9,28 +9,13 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// ErrBlobChanged means a connection's sealed key is no longer the value the
-// caller read (the user replaced the key, another rewrap got there first) or
-// the connection is gone. Nothing was written; the caller re-reads or moves on.
-var ErrBlobChanged = errors.New("postgres: the sealed key changed or the connection was deleted meanwhile")
-
-// SealedKey is one connection's stored blob with the binding it was sealed
-// for, as the rewrap pass reads it.
-type SealedKey struct {
-	ConnectionID string `db:"id"`
-	UserID       string `db:"user_id"`
-	Provider     string `db:"provider"`
-	Status       string `db:"status"`
-	Blob         string `db:"sealed_key"`
-}
-
 // ListSealedKeys returns up to n connections with an id above after ("" for
 // the start), in id order, as the syncer. Paging by id makes a rewrap pass
 // resumable and lets it run while rows are added or deleted. Compromised
 // connections are left out: their keys are never opened again, not even to
 // re-seal them. It fails only when the database does.
-func (d *DB) ListSealedKeys(ctx context.Context, after string, n int) ([]SealedKey, error) {
-	out := []SealedKey{}
+func (d *DB) ListSealedKeys(ctx context.Context, after string, n int) ([]tokka.SealedKey, error) {
+	out := []tokka.SealedKey{}
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &out, `
 			SELECT id, user_id, provider, status, sealed_key FROM tokka.connections
@@ -52,14 +37,14 @@ func (d *DB) ListSealedKeys(ctx context.Context, after string, n int) ([]SealedK
 // ErrBlobChanged too, and its key is not opened. A connection that was
 // needs_reconnect becomes pending and due again: its key opens after all.
 // reseal's error is returned as is and rolls everything back.
-func (d *DB) RewrapKey(ctx context.Context, k SealedKey, ev tokka.AuditEvent, reseal func() (string, error)) error {
+func (d *DB) RewrapKey(ctx context.Context, k tokka.SealedKey, ev tokka.AuditEvent, reseal func() (string, error)) error {
 	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		var same bool
 		err := tx.GetContext(ctx, &same, `
 			SELECT sealed_key = $2 AND status <> 'compromised' FROM tokka.connections
 			WHERE id = $1 FOR UPDATE`, k.ConnectionID, k.Blob)
 		if errors.Is(domainError(err, "connection"), tokka.ErrNotFound) || (err == nil && !same) {
-			return ErrBlobChanged
+			return tokka.ErrBlobChanged
 		}
 		if err != nil {
 			return domainError(err, "connection")
@@ -84,7 +69,7 @@ func (d *DB) RewrapKey(ctx context.Context, k SealedKey, ev tokka.AuditEvent, re
 			return domainError(err, "rewrap")
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
-			return ErrBlobChanged
+			return tokka.ErrBlobChanged
 		}
 		return nil
 	})
@@ -93,7 +78,7 @@ func (d *DB) RewrapKey(ctx context.Context, k SealedKey, ev tokka.AuditEvent, re
 // MarkUnopenable puts k's connection in needs_reconnect with a user-facing
 // reason and records ev, in one transaction, unless its blob changed
 // meanwhile (ErrBlobChanged: the new blob deserves its own chance).
-func (d *DB) MarkUnopenable(ctx context.Context, k SealedKey, reason string, ev tokka.AuditEvent) error {
+func (d *DB) MarkUnopenable(ctx context.Context, k tokka.SealedKey, reason string, ev tokka.AuditEvent) error {
 	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		res, err := tx.ExecContext(ctx, `
 			UPDATE tokka.connections SET status = 'needs_reconnect', last_error = $3, updated_at = now()
@@ -102,7 +87,7 @@ func (d *DB) MarkUnopenable(ctx context.Context, k SealedKey, reason string, ev 
 			return domainError(err, "mark unopenable")
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
-			return ErrBlobChanged
+			return tokka.ErrBlobChanged
 		}
 		ev.UserID, ev.ConnectionID, ev.Provider = k.UserID, &k.ConnectionID, k.Provider
 		return insertAudit(ctx, tx, ev)

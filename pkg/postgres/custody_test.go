@@ -37,7 +37,7 @@ func newUser() tokka.User {
 func (b *testBundle) addConnection(t *testing.T, u tokka.User) string {
 	t.Helper()
 	id := uuid.NewString()
-	_, err := b.db.CreateConnection(context.Background(), u, postgres.NewConnection{
+	_, err := b.db.CreateConnection(context.Background(), u, tokka.NewConnection{
 		ID: id, Provider: "openai", Label: "org", KeyHint: "sk-admin-…abcd", SealedKey: "v2:00",
 	}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 	require.NoError(t, err)
@@ -166,11 +166,11 @@ func (b *testBundle) someEvents(t *testing.T, u tokka.User) {
 	ctx := context.Background()
 	id := b.addConnection(t, u)
 	label := "renamed"
-	_, err := b.db.UpdateConnection(ctx, u, id, postgres.ConnectionUpdate{Label: &label},
+	_, err := b.db.UpdateConnection(ctx, u, id, tokka.ConnectionUpdate{Label: &label},
 		tokka.AuditEvent{Action: tokka.ActionConnectionRenamed, Outcome: tokka.OutcomeSuccess, Actor: "api:1",
 			ClientIP: "203.0.113.9", UserAgent: "curl/8 “quoted” ünïcode"})
 	require.NoError(t, err)
-	_, err = b.db.UpdateConnection(ctx, u, id, postgres.ConnectionUpdate{SealedKey: "v2:01", KeyHint: "sk-admin-…wxyz"},
+	_, err = b.db.UpdateConnection(ctx, u, id, tokka.ConnectionUpdate{SealedKey: "v2:01", KeyHint: "sk-admin-…wxyz"},
 		tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:2"})
 	require.NoError(t, err)
 	b.addConnection(t, u)
@@ -315,12 +315,12 @@ func TestConcurrentAuditWritesKeepOneChain(t *testing.T) {
 	for i := 0; i < 24; i++ {
 		wg.Go(func() {
 			label := "label " + string(rune('a'+i))
-			_, err := b.db.UpdateConnection(ctx, u, ids[i%len(ids)], postgres.ConnectionUpdate{Label: &label},
+			_, err := b.db.UpdateConnection(ctx, u, ids[i%len(ids)], tokka.ConnectionUpdate{Label: &label},
 				tokka.AuditEvent{Action: tokka.ActionConnectionRenamed, Outcome: tokka.OutcomeSuccess, Actor: "api:c"})
 			require.NoError(t, err)
 		})
 		wg.Go(func() {
-			_, err := b.db.CreateConnection(ctx, u, postgres.NewConnection{
+			_, err := b.db.CreateConnection(ctx, u, tokka.NewConnection{
 				ID: uuid.NewString(), Provider: "anthropic", Label: "x", KeyHint: "h", SealedKey: "v2:00",
 			}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:c"})
 			require.NoError(t, err)
@@ -370,7 +370,7 @@ func TestMigrationChainsEventsWrittenBeforeIt(t *testing.T) {
 		require.EqualValues(t, 4-i, v.Events)
 	}
 	// New events continue each chain.
-	_, err = d.CreateConnection(ctx, users[0], postgres.NewConnection{ID: uuid.NewString(), Provider: "openai",
+	_, err = d.CreateConnection(ctx, users[0], tokka.NewConnection{ID: uuid.NewString(), Provider: "openai",
 		Label: "x", KeyHint: "h", SealedKey: "v2:00"}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:new"})
 	require.NoError(t, err)
 	v, err := d.VerifyAuditChain(ctx, users[0], false)

@@ -21,7 +21,7 @@ import (
 func createConn(t *testing.T, d *postgres.DB, u tokka.User, p string) string {
 	t.Helper()
 	id := uuid.NewString()
-	_, err := d.CreateConnection(context.Background(), u, postgres.NewConnection{
+	_, err := d.CreateConnection(context.Background(), u, tokka.NewConnection{
 		ID: id, Provider: p, Label: "org " + id[:4], KeyHint: "h", SealedKey: "v2:00",
 	}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 	require.NoError(t, err)
@@ -29,11 +29,11 @@ func createConn(t *testing.T, d *postgres.DB, u tokka.User, p string) string {
 }
 
 // leaseAll leases every due connection for owner.
-func leaseAll(t *testing.T, d *postgres.DB, owner string) map[string]postgres.Lease {
+func leaseAll(t *testing.T, d *postgres.DB, owner string) map[string]tokka.Lease {
 	t.Helper()
 	ls, err := d.LeaseDue(context.Background(), owner, 100, time.Hour)
 	require.NoError(t, err)
-	out := map[string]postgres.Lease{}
+	out := map[string]tokka.Lease{}
 	for _, l := range ls {
 		out[l.ConnectionID] = l
 	}
@@ -61,10 +61,10 @@ func someRows(day time.Time, usd string) ([]tokka.UsageRow, []tokka.CostRow) {
 			Amount: decimal.RequireFromString(usd), Currency: "usd"}}
 }
 
-func complete(t *testing.T, d *postgres.DB, l postgres.Lease, day time.Time, usd string) error {
+func complete(t *testing.T, d *postgres.DB, l tokka.Lease, day time.Time, usd string) error {
 	t.Helper()
 	usage, costs := someRows(day, usd)
-	return d.CompleteSync(context.Background(), l, postgres.SyncResult{
+	return d.CompleteSync(context.Background(), l, tokka.SyncResult{
 		Window: tokka.Window{From: day, To: day.AddDate(0, 0, 1)}, Usage: usage, Costs: costs, Backfill: true,
 		Next: time.Now().Add(time.Hour), Event: tokka.AuditEvent{Action: tokka.ActionSyncSucceeded, Outcome: tokka.OutcomeSuccess, Actor: "syncer:t"},
 	})
@@ -140,7 +140,7 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 	dup, err = d.RecordOrganization(ctx, leases[late], tokka.Organization{ProjectIDs: []string{"proj_c"}}, syncFailed("syncer:one"))
 	require.NoError(t, err)
 	require.Equal(t, older, dup)
-	require.ErrorIs(t, complete(t, d, leases[late], day, "7"), postgres.ErrLeaseLost)
+	require.ErrorIs(t, complete(t, d, leases[late], day, "7"), tokka.ErrLeaseLost)
 	var owner *string
 	require.NoError(t, raw.Get(&owner, `SELECT lease_owner FROM tokka.connections WHERE id = $1`, late))
 	require.Nil(t, owner)
@@ -159,8 +159,8 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 	// (It would have learnt its organisation before the demotion; here it
 	// writes its results after it.)
 	err = complete(t, d, stale, day, "7")
-	require.ErrorIs(t, err, postgres.ErrDuplicate)
-	require.ErrorIs(t, err, postgres.ErrLeaseLost)
+	require.ErrorIs(t, err, tokka.ErrDuplicate)
+	require.ErrorIs(t, err, tokka.ErrLeaseLost)
 	require.Zero(t, spendRows(t, raw, newer))
 	require.NoError(t, d.AbandonSync(ctx, stale, syncFailed("syncer:three")))
 	require.NoError(t, raw.Get(&owner, `SELECT lease_owner FROM tokka.connections WHERE id = $1`, newer))
@@ -197,7 +197,7 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 	for _, l := range again {
 		require.NoError(t, d.ReleaseLease(ctx, l))
 	}
-	_, err = d.UpdateConnection(ctx, u, late, postgres.ConnectionUpdate{SealedKey: "v2:01", KeyHint: "h2"},
+	_, err = d.UpdateConnection(ctx, u, late, tokka.ConnectionUpdate{SealedKey: "v2:01", KeyHint: "h2"},
 		tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:t"})
 	require.NoError(t, err)
 	again = leaseAll(t, d, "syncer:five")
@@ -249,7 +249,7 @@ func TestConcurrentCreatesWithOneFingerprint(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		wg.Go(func() {
-			_, errs[i] = b.db.CreateConnection(context.Background(), u, postgres.NewConnection{
+			_, errs[i] = b.db.CreateConnection(context.Background(), u, tokka.NewConnection{
 				ID: uuid.NewString(), Provider: "openai", Label: "x", KeyHint: "h", SealedKey: "v2:00", KeyFingerprint: fp,
 			}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 		})
@@ -284,7 +284,7 @@ func TestIdempotencyKeysAreClaimedOnceAndReplayed(t *testing.T) {
 	alice, bob := newUser(), newUser()
 	h1, h2 := make([]byte, 32), make([]byte, 32)
 	h2[0] = 1
-	claim := func(u tokka.User, key string, h []byte) (*postgres.IdempotentResponse, error) {
+	claim := func(u tokka.User, key string, h []byte) (*tokka.IdempotentResponse, error) {
 		return b.db.ClaimIdempotencyKey(ctx, u, key, h, 24*time.Hour, time.Minute)
 	}
 	code := func(err error) tokka.Code { return tokka.ErrorCode(err) }
@@ -300,7 +300,7 @@ func TestIdempotencyKeysAreClaimedOnceAndReplayed(t *testing.T) {
 	require.NoError(t, err)
 	require.Nil(t, r, "Bob's k is his own")
 
-	resp := postgres.IdempotentResponse{Status: 201, Location: "/v1/x/1", ContentType: "application/json", Body: []byte(`{"id":1}`)}
+	resp := tokka.IdempotentResponse{Status: 201, Location: "/v1/x/1", ContentType: "application/json", Body: []byte(`{"id":1}`)}
 	require.NoError(t, b.db.SaveIdempotentResponse(ctx, alice, "k", h1, resp))
 	r, err = claim(alice, "k", h1)
 	require.NoError(t, err)
@@ -412,7 +412,7 @@ func TestMigration00012KeepsEveryRow(t *testing.T) {
 	d, err := postgres.Open(ctx, url, 2)
 	require.NoError(t, err)
 	defer d.Close()
-	_, err = d.CreateConnection(ctx, u, postgres.NewConnection{ID: uuid.NewString(), Provider: "openai", Label: "new",
+	_, err = d.CreateConnection(ctx, u, tokka.NewConnection{ID: uuid.NewString(), Provider: "openai", Label: "new",
 		KeyHint: "h", SealedKey: "v2:00", KeyFingerprint: make([]byte, 32)},
 		tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:new"})
 	require.NoError(t, err)

@@ -34,7 +34,7 @@ func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
 		"wrapped by a method too": fmt.Errorf("postgres: list: %w", refused),
 	} {
 		got := postgres.DomainError(err, "thing")
-		require.ErrorIs(t, got, postgres.ErrUnavailable, name)
+		require.ErrorIs(t, got, tokka.ErrUnavailable, name)
 		require.Equal(t, tokka.CodeUnavailable, tokka.ErrorCode(got), name)
 		var te *tokka.Error
 		require.True(t, errors.As(got, &te), name)
@@ -46,7 +46,7 @@ func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
 		"plain failure":   errors.New("something else"),
 	} {
 		got := postgres.DomainError(err, "thing")
-		require.NotErrorIs(t, got, postgres.ErrUnavailable, name)
+		require.NotErrorIs(t, got, tokka.ErrUnavailable, name)
 		require.Equal(t, tokka.CodeInternal, tokka.ErrorCode(got), name)
 	}
 	require.Equal(t, tokka.CodeConflict, tokka.ErrorCode(postgres.DomainError(&pq.Error{Code: "23505"}, "thing")))

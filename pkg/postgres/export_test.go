@@ -14,7 +14,7 @@ func (d *DB) Pool() *sqlx.DB { return d.db }
 
 // EachUsageRowInChunks is EachUsageRow with a chosen chunk size, so tests
 // can cross many chunk boundaries with little data.
-func (d *DB) EachUsageRowInChunks(ctx context.Context, u tokka.User, q UsageQuery, chunk int, fn func(UsageRow) error) error {
+func (d *DB) EachUsageRowInChunks(ctx context.Context, u tokka.User, q tokka.UsageQuery, chunk int, fn func(tokka.UsageGroup) error) error {
 	return d.eachUsageRow(ctx, u, q, chunk, fn)
 }
 

@@ -12,15 +12,6 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// IdempotentResponse is the first (successful) response to a request sent
-// with an Idempotency-Key, kept to answer the request's retries.
-type IdempotentResponse struct {
-	Status      int
-	Location    string
-	ContentType string
-	Body        []byte
-}
-
 // ClaimIdempotencyKey is called before a request carrying u's Idempotency-Key
 // key runs; hash identifies the request (method, path and body, keyed). It
 // returns:
@@ -33,8 +24,8 @@ type IdempotentResponse struct {
 //     and a CodeConflict error while the first request still runs.
 //
 // Keys live for ttl after their first use; u's expired keys are removed here.
-func (d *DB) ClaimIdempotencyKey(ctx context.Context, u tokka.User, key string, hash []byte, ttl, lock time.Duration) (*IdempotentResponse, error) {
-	var out *IdempotentResponse
+func (d *DB) ClaimIdempotencyKey(ctx context.Context, u tokka.User, key string, hash []byte, ttl, lock time.Duration) (*tokka.IdempotentResponse, error) {
+	var out *tokka.IdempotentResponse
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tokka.idempotency_keys WHERE user_id = $1 AND expires_at < now()`,
 			u.ID); err != nil {
@@ -72,7 +63,7 @@ func (d *DB) ClaimIdempotencyKey(ctx context.Context, u tokka.User, key string, 
 			return tokka.Errorf(tokka.CodeUnprocessable,
 				"this Idempotency-Key was already used with a different request; use a new key for a new request")
 		case row.Done:
-			out = &IdempotentResponse{Status: int(row.Status.Int64), Location: row.Loc.String, ContentType: row.CT.String,
+			out = &tokka.IdempotentResponse{Status: int(row.Status.Int64), Location: row.Loc.String, ContentType: row.CT.String,
 				Body: row.Body}
 			return nil
 		case !row.Stale:
@@ -90,7 +81,7 @@ func (d *DB) ClaimIdempotencyKey(ctx context.Context, u tokka.User, key string, 
 
 // SaveIdempotentResponse stores r as the response to u's request with key,
 // which the caller claimed with hash. It fails only when the database does.
-func (d *DB) SaveIdempotentResponse(ctx context.Context, u tokka.User, key string, hash []byte, r IdempotentResponse) error {
+func (d *DB) SaveIdempotentResponse(ctx context.Context, u tokka.User, key string, hash []byte, r tokka.IdempotentResponse) error {
 	return d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		_, err := tx.ExecContext(ctx, `
 			UPDATE tokka.idempotency_keys SET status = $4, location = nullif($5, ''), content_type = $6, body = $7,

@@ -15,44 +15,12 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// AffectedConnection is a connection whose stored key an incident may have
-// exposed: it existed (its blob was in the database) at some point of the
-// incident's window, or its key was decrypted during it. Deleted connections
-// are found through their audit events, which outlive them.
-type AffectedConnection struct {
-	ConnectionID string `db:"connection_id"`
-	UserID       string `db:"user_id"`
-	Provider     string `db:"provider"`
-	// Present is false for a connection deleted since; Label, KeyHint,
-	// Status and KeySetAt are then nil.
-	Present  bool       `db:"present"`
-	Label    *string    `db:"label"`
-	KeyHint  *string    `db:"key_hint"`
-	Status   *string    `db:"status"`
-	KeySetAt *time.Time `db:"key_set_at"`
-	// FirstSeen is when the connection was created (or its first audit
-	// event, for a deleted one); DeletedAt when it was deleted, if it was.
-	FirstSeen time.Time  `db:"first_seen"`
-	DeletedAt *time.Time `db:"deleted_at"`
-	// Decryptions counts the successful key.decrypted and key.rewrapped
-	// events inside the window: times the plaintext was in a syncer's memory.
-	Decryptions int `db:"decryptions"`
-}
-
-// CurrentKeyExposed reports whether the key stored now is one that was held
-// during the window (it was set at or before the window's end). A
-// connection whose key was replaced after the window holds a key the
-// incident never saw; only its old key needs revoking.
-func (a AffectedConnection) CurrentKeyExposed(to time.Time) bool {
-	return a.Present && a.KeySetAt != nil && !a.KeySetAt.After(to)
-}
-
 // AffectedConnections returns, as the syncer, every connection affected by
 // an incident between from and to (inclusive), ordered by user and
 // connection. It reads the connections table and the audit log (for
 // connections deleted since). It fails only when the database does.
-func (d *DB) AffectedConnections(ctx context.Context, from, to time.Time) ([]AffectedConnection, error) {
-	out := []AffectedConnection{}
+func (d *DB) AffectedConnections(ctx context.Context, from, to time.Time) ([]tokka.AffectedConnection, error) {
+	out := []tokka.AffectedConnection{}
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &out, `
 			WITH ev AS (
@@ -82,24 +50,6 @@ func (d *DB) AffectedConnections(ctx context.Context, from, to time.Time) ([]Aff
 	return out, err
 }
 
-// Quarantine is what `syncer incident quarantine` does to one affected
-// connection.
-type Quarantine struct {
-	Ref    string    // the incident's reference, in every audit detail and alert
-	To     time.Time // the window's end: keys set later were never exposed
-	Actor  string    // syncer:<instance>
-	Reason string    // the connection's last_error, shown to the user
-	Alert  tokka.Alert
-}
-
-// Quarantine outcomes.
-const (
-	QuarantineDone        = "quarantined"      // status set to compromised now
-	QuarantineKeyReplaced = "key_replaced"     // the key stored now was set after the window
-	QuarantineDeleted     = "deleted"          // the connection no longer exists
-	QuarantineAlready     = "already_recorded" // this incident already handled it
-)
-
 // QuarantineConnection handles one affected connection in one transaction,
 // as the syncer, and says what it did. A connection whose current key was
 // held during the window becomes compromised, with its lease (if a syncer
@@ -109,7 +59,7 @@ const (
 // whose detail starts with "incident <ref>:". A connection this incident
 // already recorded is left alone (QuarantineAlready), so a second run
 // changes nothing. It fails only when the database does.
-func (d *DB) QuarantineConnection(ctx context.Context, a AffectedConnection, q Quarantine) (string, error) {
+func (d *DB) QuarantineConnection(ctx context.Context, a tokka.AffectedConnection, q tokka.Quarantine) (string, error) {
 	var outcome string
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		prefix := incidentPrefix(q.Ref)
@@ -121,7 +71,7 @@ func (d *DB) QuarantineConnection(ctx context.Context, a AffectedConnection, q Q
 			return domainError(err, "incident events")
 		}
 		if done {
-			outcome = QuarantineAlready
+			outcome = tokka.QuarantineAlready
 			return nil
 		}
 		var detail string
@@ -139,12 +89,12 @@ func (d *DB) QuarantineConnection(ctx context.Context, a AffectedConnection, q Q
 		}
 		switch n, _ := res.RowsAffected(); {
 		case n == 1:
-			outcome, detail = QuarantineDone, quarantineSetDetail+"; the stored key will not be used again"
+			outcome, detail = tokka.QuarantineDone, quarantineSetDetail+"; the stored key will not be used again"
 		case present:
-			outcome, detail = QuarantineKeyReplaced,
+			outcome, detail = tokka.QuarantineKeyReplaced,
 				"the key stored now was set after the incident window and stays in use; the earlier key must be revoked"
 		default:
-			outcome, detail = QuarantineDeleted, "the connection was deleted; its key must still be revoked at the provider"
+			outcome, detail = tokka.QuarantineDeleted, "the connection was deleted; its key must still be revoked at the provider"
 		}
 		al := q.Alert
 		al.UserID = a.UserID
@@ -199,7 +149,7 @@ func (d *DB) NotifiedUsers(ctx context.Context, ref string) (map[string]bool, er
 // incident.notified event per connection for the user: outcome success when
 // the email went out, failure with reason otherwise. detail must not hold
 // the address. It fails only when the database does.
-func (d *DB) RecordNotification(ctx context.Context, ref, userID string, conns []AffectedConnection, ev tokka.AuditEvent) error {
+func (d *DB) RecordNotification(ctx context.Context, ref, userID string, conns []tokka.AffectedConnection, ev tokka.AuditEvent) error {
 	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		for _, c := range conns {
 			e := ev
@@ -224,18 +174,11 @@ func incidentPrefix(ref string) string { return "incident " + ref + ":" }
 // for it.
 const quarantineSetDetail = "status set to compromised"
 
-// Released is a connection an incident's quarantine set to compromised.
-type Released struct {
-	ConnectionID string `db:"connection_id"`
-	UserID       string `db:"user_id"`
-	Provider     string `db:"provider"`
-}
-
 // QuarantinedBy returns, as the syncer, the connections that the incident
 // ref set to compromised (deleted ones included), ordered by user and
 // connection. It fails only when the database does.
-func (d *DB) QuarantinedBy(ctx context.Context, ref string) ([]Released, error) {
-	out := []Released{}
+func (d *DB) QuarantinedBy(ctx context.Context, ref string) ([]tokka.Released, error) {
+	out := []tokka.Released{}
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &out, `
 			SELECT DISTINCT connection_id, user_id, provider FROM tokka.audit_events
@@ -246,15 +189,6 @@ func (d *DB) QuarantinedBy(ctx context.Context, ref string) ([]Released, error) 
 	return out, err
 }
 
-// Release outcomes.
-const (
-	ReleaseDone           = "released"          // back to pending now
-	ReleaseAlready        = "already_released"  // this incident's release already ran for it
-	ReleaseNotCompromised = "not_compromised"   // no longer compromised (its user pasted a new key): nothing to undo
-	ReleaseStillHeld      = "still_quarantined" // released for this incident, but another one's quarantine still holds it
-	ReleaseDeleted        = "deleted"           // the connection no longer exists
-)
-
 // ReleaseConnection undoes incident ref's quarantine of one connection, as
 // the syncer, in one transaction, and says what it did. Only a connection
 // still compromised, and held by no other incident's quarantine that has
@@ -264,7 +198,7 @@ const (
 // still holds it (ReleaseStillHeld: releasing that one later frees it). The
 // alerts the quarantine raised stay in the user's list. Running it again
 // changes nothing (ReleaseAlready). It fails only when the database does.
-func (d *DB) ReleaseConnection(ctx context.Context, r Released, ref, actor string) (string, error) {
+func (d *DB) ReleaseConnection(ctx context.Context, r tokka.Released, ref, actor string) (string, error) {
 	var outcome string
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		prefix := incidentPrefix(ref)
@@ -272,7 +206,7 @@ func (d *DB) ReleaseConnection(ctx context.Context, r Released, ref, actor strin
 		err := tx.GetContext(ctx, &status, `SELECT status FROM tokka.connections WHERE id = $1 AND user_id = $2 FOR UPDATE`,
 			r.ConnectionID, r.UserID)
 		if errors.Is(err, sql.ErrNoRows) {
-			outcome = ReleaseDeleted
+			outcome = tokka.ReleaseDeleted
 			return nil
 		}
 		if err != nil {
@@ -303,7 +237,7 @@ func (d *DB) ReleaseConnection(ctx context.Context, r Released, ref, actor strin
 		for _, e := range events {
 			if e.Action == tokka.ActionIncidentReleased {
 				if e.Ref == ref {
-					outcome = ReleaseAlready
+					outcome = tokka.ReleaseAlready
 					return nil
 				}
 				delete(held, e.Ref)
@@ -311,7 +245,7 @@ func (d *DB) ReleaseConnection(ctx context.Context, r Released, ref, actor strin
 		}
 		delete(held, ref)
 		if status != tokka.StatusCompromised {
-			outcome = ReleaseNotCompromised
+			outcome = tokka.ReleaseNotCompromised
 			return nil
 		}
 		ev := tokka.AuditEvent{
@@ -323,7 +257,7 @@ func (d *DB) ReleaseConnection(ctx context.Context, r Released, ref, actor strin
 		if len(held) > 0 {
 			// This incident's quarantine is withdrawn all the same, so
 			// releasing the other one later frees the connection.
-			outcome = ReleaseStillHeld
+			outcome = tokka.ReleaseStillHeld
 			refs := slices.Sorted(maps.Keys(held))
 			ev.Detail = prefix + " quarantine released by the operator (it was a mistake); the connection stays compromised under incident " +
 				strings.Join(refs, ", ")
@@ -334,7 +268,7 @@ func (d *DB) ReleaseConnection(ctx context.Context, r Released, ref, actor strin
 			WHERE id = $1 AND user_id = $2`, r.ConnectionID, r.UserID); err != nil {
 			return domainError(err, "release")
 		}
-		outcome = ReleaseDone
+		outcome = tokka.ReleaseDone
 		return insertAudit(ctx, tx, ev)
 	})
 	return outcome, err

@@ -175,7 +175,7 @@ func TestUpgradeFrom00010KeepsEveryRowAndTheChain(t *testing.T) {
 	}
 	// New events continue the chains, written the new way.
 	label := "after the upgrade"
-	_, err = d.UpdateConnection(ctx, alice, conns["pending"], postgres.ConnectionUpdate{Label: &label},
+	_, err = d.UpdateConnection(ctx, alice, conns["pending"], tokka.ConnectionUpdate{Label: &label},
 		tokka.AuditEvent{Action: tokka.ActionConnectionRenamed, Outcome: tokka.OutcomeSuccess, Actor: "api:u"})
 	require.NoError(t, err)
 	_, _, err = d.RequestSync(ctx, alice, conns["compromised"], time.Minute,
@@ -229,10 +229,10 @@ func TestDefinerFunctionsWorkForANonSuperuserOwner(t *testing.T) {
 
 	u := newUser()
 	id := uuid.NewString()
-	_, err = d.CreateConnection(ctx, u, postgres.NewConnection{ID: id, Provider: "openai", Label: "x", KeyHint: "h",
+	_, err = d.CreateConnection(ctx, u, tokka.NewConnection{ID: id, Provider: "openai", Label: "x", KeyHint: "h",
 		SealedKey: "v2:00"}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:o"})
 	require.NoError(t, err)
-	c, err := d.UpdateConnection(ctx, u, id, postgres.ConnectionUpdate{SealedKey: "v2:01", KeyHint: "h2"},
+	c, err := d.UpdateConnection(ctx, u, id, tokka.ConnectionUpdate{SealedKey: "v2:01", KeyHint: "h2"},
 		tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:o"})
 	require.NoError(t, err)
 	require.Equal(t, "h2", c.KeyHint)

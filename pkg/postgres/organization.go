@@ -44,7 +44,7 @@ var spendTables = []string{"tokka.usage_daily", "tokka.cost_daily", "tokka.usage
 // Checks for one user and provider are serialised, so two first syncs racing
 // cannot both count. It fails with ErrLeaseLost (or ErrKeyChanged,
 // ErrDuplicate) when l is no longer held, writing nothing.
-func (d *DB) RecordOrganization(ctx context.Context, l Lease, org tokka.Organization, ev tokka.AuditEvent) (string, error) {
+func (d *DB) RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Organization, ev tokka.AuditEvent) (string, error) {
 	var existing string
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		// The lock comes before the row lock of holdLease: a transaction
@@ -145,7 +145,7 @@ func markDuplicate(ctx context.Context, tx *sqlx.Tx, userID, prov, id, existing,
 // while l was held (ErrDuplicate), recording ev (sync.failed) as the outcome
 // of the key use it ends. A lease l no longer holds is left alone and nothing
 // is recorded.
-func (d *DB) AbandonSync(ctx context.Context, l Lease, ev tokka.AuditEvent) error {
+func (d *DB) AbandonSync(ctx context.Context, l tokka.Lease, ev tokka.AuditEvent) error {
 	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		res, err := tx.ExecContext(ctx, `
 			UPDATE tokka.connections SET lease_owner = NULL, lease_expires_at = NULL

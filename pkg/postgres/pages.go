@@ -2,24 +2,15 @@ package postgres
 
 import (
 	"context"
-	"time"
 
 	"github.com/jmoiron/sqlx"
 
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// CreatedKey is where a page of a list ordered by (created_at, id) starts:
-// after the row with these values. Keyset paging keeps its place while rows
-// are added or deleted between pages.
-type CreatedKey struct {
-	CreatedAt time.Time
-	ID        string
-}
-
-// args returns after as the two placeholders of a keyset condition; a nil
-// key (the first page) gives NULLs.
-func (k *CreatedKey) args() (any, any) {
+// keysetArgs returns after as the two placeholders of a keyset condition;
+// a nil key (the first page) gives NULLs.
+func keysetArgs(k *tokka.CreatedKey) (any, any) {
 	if k == nil {
 		return nil, nil
 	}
@@ -28,9 +19,9 @@ func (k *CreatedKey) args() (any, any) {
 
 // ListConnectionsPage returns up to limit of u's connections that come after
 // after (nil: from the first), oldest first.
-func (d *DB) ListConnectionsPage(ctx context.Context, u tokka.User, after *CreatedKey, limit int) ([]tokka.Connection, error) {
+func (d *DB) ListConnectionsPage(ctx context.Context, u tokka.User, after *tokka.CreatedKey, limit int) ([]tokka.Connection, error) {
 	cs := []tokka.Connection{}
-	at, id := after.args()
+	at, id := keysetArgs(after)
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &cs, `
 			SELECT `+connectionColumns+` FROM tokka.connections
@@ -42,9 +33,9 @@ func (d *DB) ListConnectionsPage(ctx context.Context, u tokka.User, after *Creat
 
 // ListBudgetsPage returns up to limit of u's budgets that come after after
 // (nil: from the first), oldest first.
-func (d *DB) ListBudgetsPage(ctx context.Context, u tokka.User, after *CreatedKey, limit int) ([]Budget, error) {
-	bs := []Budget{}
-	at, id := after.args()
+func (d *DB) ListBudgetsPage(ctx context.Context, u tokka.User, after *tokka.CreatedKey, limit int) ([]tokka.Budget, error) {
+	bs := []tokka.Budget{}
+	at, id := keysetArgs(after)
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &bs, `
 			SELECT `+budgetColumns+` FROM tokka.budgets
@@ -57,8 +48,8 @@ func (d *DB) ListBudgetsPage(ctx context.Context, u tokka.User, after *CreatedKe
 // BudgetDeliveriesPage returns up to limit of the deliveries of one of u's
 // budgets with an id below before (0: from the newest), newest first. A
 // budget that does not exist or is not u's is tokka.ErrNotFound.
-func (d *DB) BudgetDeliveriesPage(ctx context.Context, u tokka.User, budgetID string, before int64, limit int) ([]Delivery, error) {
-	ds := []Delivery{}
+func (d *DB) BudgetDeliveriesPage(ctx context.Context, u tokka.User, budgetID string, before int64, limit int) ([]tokka.Delivery, error) {
+	ds := []tokka.Delivery{}
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		var one int
 		if err := tx.GetContext(ctx, &one, `SELECT 1 FROM tokka.budgets WHERE id = $1`, budgetID); err != nil {

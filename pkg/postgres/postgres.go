@@ -209,7 +209,7 @@ func (d *DB) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
 	if err = fn(tx); err != nil {
 		// Methods wrap their own errors; whichever way they did, losing
 		// the database half way is ErrUnavailable.
-		if unreachable(err) && !errors.Is(err, ErrUnavailable) && tokka.ErrorCode(err) == tokka.CodeInternal {
+		if unreachable(err) && !errors.Is(err, tokka.ErrUnavailable) && tokka.ErrorCode(err) == tokka.CodeInternal {
 			return &unavailableError{what: "transaction", cause: err}
 		}
 		return err
@@ -226,12 +226,6 @@ func isUniqueViolation(err error) bool {
 	return errors.As(err, &pqErr) && pqErr.Code == "23505"
 }
 
-// ErrUnavailable means the database could not be reached or went away
-// (connection refused or reset, a server shutting down or starting up):
-// nothing is wrong with the request, and trying again shortly will work
-// once the database is back. The HTTP layer answers 503 with its message.
-var ErrUnavailable = &tokka.Error{Code: tokka.CodeUnavailable, Message: "the database is unavailable; try again shortly"}
-
 // unavailableError is ErrUnavailable that keeps the driver's error for the
 // logs (the message the caller sees is ErrUnavailable's).
 type unavailableError struct {
@@ -243,7 +237,7 @@ func (e *unavailableError) Error() string {
 	return "postgres: " + e.what + ": database unavailable: " + e.cause.Error()
 }
 
-func (e *unavailableError) Unwrap() []error { return []error{ErrUnavailable, e.cause} }
+func (e *unavailableError) Unwrap() []error { return []error{tokka.ErrUnavailable, e.cause} }
 
 // unreachable reports whether err means the database itself could not be
 // used, rather than that a statement failed: the connection could not be

@@ -10,32 +10,12 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// RateLimit is one shared budget: at most PerUser requests per user and
-// PerIP requests per client IP (IPv6 per /64) in each Window, counted under
-// Scope.
-type RateLimit struct {
-	Scope   string
-	PerUser int
-	PerIP   int
-	Window  time.Duration
-}
-
-// RateLimitResult is the outcome of counting one request: whether it is
-// allowed, and the figures of the tighter of the user and IP budgets.
-type RateLimitResult struct {
-	Allowed   bool
-	Limit     int
-	Remaining int
-	// Reset is the time until the window restarts, in whole seconds (≥ 1).
-	Reset time.Duration
-}
-
 // HitRateLimit counts one request by u from ip (empty or unparseable: the
 // IP is not counted) against rl, in the database so every api replica
 // shares the counts. It runs in its own transaction as role authenticated,
 // which may only call the SECURITY DEFINER function tokka.rate_limit_hit
 // (see migration 00003). It fails only when the database does.
-func (d *DB) HitRateLimit(ctx context.Context, u tokka.User, ip string, rl RateLimit) (RateLimitResult, error) {
+func (d *DB) HitRateLimit(ctx context.Context, u tokka.User, ip string, rl tokka.RateLimit) (tokka.RateLimitResult, error) {
 	var ipArg any
 	if parsed := net.ParseIP(ip); parsed != nil {
 		ipArg = parsed.String()
@@ -52,9 +32,9 @@ func (d *DB) HitRateLimit(ctx context.Context, u tokka.User, ip string, rl RateL
 			rl.Scope, ipArg, rl.PerUser, rl.PerIP, int(rl.Window.Seconds())), "rate limit")
 	})
 	if err != nil {
-		return RateLimitResult{}, err
+		return tokka.RateLimitResult{}, err
 	}
-	res := RateLimitResult{Allowed: true, Limit: rl.PerUser, Remaining: rl.PerUser, Reset: rl.Window}
+	res := tokka.RateLimitResult{Allowed: true, Limit: rl.PerUser, Remaining: rl.PerUser, Reset: rl.Window}
 	for i, r := range rows {
 		remaining := max(r.MaxHits-r.Hits, 0)
 		if r.Hits > r.MaxHits {

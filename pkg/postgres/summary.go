@@ -5,45 +5,14 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/shopspring/decimal"
 
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// SpendPeriods are the cost sums the summary is built from, per provider.
-type SpendPeriods struct {
-	Provider          string          `db:"provider"`
-	MonthToDate       decimal.Decimal `db:"mtd"`
-	MonthToYesterday  decimal.Decimal `db:"mtd_complete"`
-	PreviousMonth     decimal.Decimal `db:"prev"`
-	SamePeriodLast    decimal.Decimal `db:"same_period"`
-	LastSevenComplete decimal.Decimal `db:"last7"`
-	TokensMonthToDate int64           `db:"tokens_mtd"`
-	// FirstDay is the earliest day with a cost row since the start of the
-	// previous month (nil without any), so a new account's run rate is not
-	// diluted by days before it existed.
-	FirstDay *time.Time `db:"first_day"`
-}
-
-// TopItem is a model or project ranked by month-to-date cost.
-type TopItem struct {
-	Provider string          `db:"provider" json:"provider"`
-	Name     string          `db:"name" json:"name"`
-	CostUSD  decimal.Decimal `db:"cost_usd" json:"cost_usd"`
-}
-
-// SummaryData is what GET /v1/usage/summary is computed from.
-type SummaryData struct {
-	ByProvider  []SpendPeriods
-	TopModels   []TopItem
-	TopProjects []TopItem
-	AsOf        *time.Time
-}
-
 // Summary gathers u's spend for the month containing today (UTC), the
 // previous month, and the seven complete days before today, per provider,
 // plus the top models and projects this month and the last successful sync.
-func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int) (SummaryData, error) {
+func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int) (tokka.SummaryData, error) {
 	today = today.UTC().Truncate(24 * time.Hour)
 	monthStart := time.Date(today.Year(), today.Month(), 1, 0, 0, 0, 0, time.UTC)
 	prevStart := monthStart.AddDate(0, -1, 0)
@@ -52,7 +21,7 @@ func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int
 		sameEnd = monthStart.AddDate(0, 0, -1)
 	}
 	day := func(t time.Time) string { return t.Format(time.DateOnly) }
-	var out SummaryData
+	var out tokka.SummaryData
 	// Periods come from the per-connection daily totals (a few dozen rows
 	// per user), tokens and the top lists from this month's rollups.
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
@@ -85,7 +54,7 @@ func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int
 			return domainError(err, "summary")
 		}
 		var ranked []struct {
-			TopItem
+			tokka.TopItem
 			IsModel bool  `db:"is_model"`
 			Rank    int64 `db:"rank"`
 		}
@@ -102,7 +71,7 @@ func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int
 			) r WHERE rank <= $3 ORDER BY is_model DESC, rank`, u.ID, day(monthStart), top); err != nil {
 			return domainError(err, "summary top")
 		}
-		out.TopModels, out.TopProjects = []TopItem{}, []TopItem{}
+		out.TopModels, out.TopProjects = []tokka.TopItem{}, []tokka.TopItem{}
 		for _, t := range ranked {
 			if t.IsModel {
 				out.TopModels = append(out.TopModels, t.TopItem)

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -12,56 +11,12 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// ErrLeaseLost means the syncer no longer holds the connection's lease: it
-// expired and another syncer took it, or the connection was deleted. The
-// caller must stop without using the key or writing results.
-var ErrLeaseLost = errors.New("postgres: lease lost")
-
-// ErrKeyChanged means the user replaced the connection's key after it was
-// leased: the leased blob is the old key and must not be opened or synced
-// with. It wraps ErrLeaseLost (every caller must stop the same way) and the
-// caller should release the lease so the new key is synced promptly.
-var ErrKeyChanged = fmt.Errorf("%w: the key was replaced after the lease was taken", ErrLeaseLost)
-
-// ErrDuplicate means the connection was marked duplicate while it was
-// leased: an older connection of the same user covers its organisation, so
-// nothing of this sync may be stored. It wraps ErrLeaseLost; the lease is
-// still the caller's, to give back with AbandonSync.
-var ErrDuplicate = fmt.Errorf("%w: the connection was marked duplicate", ErrLeaseLost)
-
-// Lease is a connection a syncer holds until ExpiresAt.
-type Lease struct {
-	ConnectionID string     `db:"id"`
-	UserID       string     `db:"user_id"`
-	Provider     string     `db:"provider"`
-	SealedKey    string     `db:"sealed_key"`
-	KeySetAt     time.Time  `db:"key_set_at"`
-	BackfilledAt *time.Time `db:"backfilled_at"`
-	Requested    bool       `db:"requested"`
-	// Owner names this one lease: the syncer's instance name and a random
-	// suffix, so a lease is never mistaken for a later one of the same
-	// syncer on the same connection (after it expired and was taken again).
-	Owner string `db:"lease_owner"`
-	// Takeover is set when the connection was still marked as leased by a
-	// syncer whose lease had expired (it crashed or stalled).
-	Takeover  bool      `db:"takeover"`
-	ExpiresAt time.Time `db:"lease_expires_at"`
-	// OrganizationKnown is set when the provider organisation of the
-	// current key has been recorded (RecordOrganization); until then the
-	// sync must learn it first.
-	OrganizationKnown bool `db:"organization_known"`
-	// Failures counts the connection's syncs that failed in a row before
-	// this one (since its last success or new key); the syncer's retry
-	// backoff grows with it.
-	Failures int `db:"failures"`
-}
-
 // LeaseDue leases up to n connections that are due: never synced, asked for
 // by their user, or whose next_sync_at has passed, and not leased by a live
 // syncer. FOR UPDATE SKIP LOCKED lets several syncers lease at once without
 // ever taking the same connection.
-func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Duration) ([]Lease, error) {
-	leases := []Lease{}
+func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Duration) ([]tokka.Lease, error) {
+	leases := []tokka.Lease{}
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		// Consecutive failures are counted from the audit log (sync.failed
 		// since the last sync.succeeded, key.created or key.replaced), and
@@ -98,7 +53,7 @@ func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Du
 // RenewLease extends a held lease by leaseFor from now, so a sync that
 // takes longer than one lease keeps it. It returns ErrLeaseLost when l.Owner
 // no longer holds an unexpired lease (the sync must stop).
-func (d *DB) RenewLease(ctx context.Context, l Lease, leaseFor time.Duration) error {
+func (d *DB) RenewLease(ctx context.Context, l tokka.Lease, leaseFor time.Duration) error {
 	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		res, err := tx.ExecContext(ctx, `
 			UPDATE tokka.connections SET lease_expires_at = now() + make_interval(secs => $3)
@@ -108,7 +63,7 @@ func (d *DB) RenewLease(ctx context.Context, l Lease, leaseFor time.Duration) er
 			return domainError(err, "renew lease")
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrLeaseLost
+			return tokka.ErrLeaseLost
 		}
 		return nil
 	})
@@ -132,14 +87,14 @@ func (d *DB) CountDue(ctx context.Context) (int, error) {
 // when the connection was marked duplicate since. Only a replacement moves
 // key_set_at; a rewrap re-seals the same key and leaves it alone, so a
 // rewrap running beside a sync does not cost that sync its results.
-func holdLease(ctx context.Context, tx *sqlx.Tx, l Lease) error {
+func holdLease(ctx context.Context, tx *sqlx.Tx, l tokka.Lease) error {
 	return lockLease(ctx, tx, l, true)
 }
 
 // lockLease is holdLease; unless live, a lease that has expired still
 // counts as long as nobody has taken the connection since (lease_owner
 // still names this very lease).
-func lockLease(ctx context.Context, tx *sqlx.Tx, l Lease, live bool) error {
+func lockLease(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, live bool) error {
 	var row struct {
 		SameKey bool   `db:"same_key"`
 		Status  string `db:"status"`
@@ -150,15 +105,15 @@ func lockLease(ctx context.Context, tx *sqlx.Tx, l Lease, live bool) error {
 		FOR UPDATE`, l.ConnectionID, l.Owner, l.KeySetAt, live)
 	if err != nil {
 		if errors.Is(domainError(err, "lease"), tokka.ErrNotFound) {
-			return ErrLeaseLost
+			return tokka.ErrLeaseLost
 		}
 		return domainError(err, "lease")
 	}
 	switch {
 	case !row.SameKey:
-		return ErrKeyChanged
+		return tokka.ErrKeyChanged
 	case row.Status == tokka.StatusDuplicate:
-		return ErrDuplicate
+		return tokka.ErrDuplicate
 	}
 	return nil
 }
@@ -166,7 +121,7 @@ func lockLease(ctx context.Context, tx *sqlx.Tx, l Lease, live bool) error {
 // RecordKeyUse writes ev (key.decrypted) only while l is still held. The
 // syncer calls it before it opens the blob: if this write fails, the key is
 // not used (fail closed), and a deleted connection is never decrypted again.
-func (d *DB) RecordKeyUse(ctx context.Context, l Lease, ev tokka.AuditEvent) error {
+func (d *DB) RecordKeyUse(ctx context.Context, l tokka.Lease, ev tokka.AuditEvent) error {
 	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		if err := holdLease(ctx, tx, l); err != nil {
 			return err
@@ -176,22 +131,12 @@ func (d *DB) RecordKeyUse(ctx context.Context, l Lease, ev tokka.AuditEvent) err
 	})
 }
 
-// SyncResult is what one successful sync writes.
-type SyncResult struct {
-	Window   tokka.Window
-	Usage    []tokka.UsageRow
-	Costs    []tokka.CostRow
-	Backfill bool // the window was the first-connect backfill
-	Next     time.Time
-	Event    tokka.AuditEvent // sync.succeeded
-}
-
 // CompleteSync replaces the window's usage and cost rows for the leased
 // connection, marks it active, releases the lease and records the outcome,
 // all in one transaction, so a crash leaves either the old rows or the new
 // ones and re-syncs never double. It fails with ErrLeaseLost (writing
 // nothing) when the lease is no longer held.
-func (d *DB) CompleteSync(ctx context.Context, l Lease, r SyncResult) error {
+func (d *DB) CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult) error {
 	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		if err := holdLease(ctx, tx, l); err != nil {
 			return err
@@ -232,7 +177,7 @@ func (d *DB) CompleteSync(ctx context.Context, l Lease, r SyncResult) error {
 // It works on a lease that expired meanwhile (the database was away) as long
 // as nobody has leased the connection since; otherwise it is ErrLeaseLost and
 // changes nothing (ErrKeyChanged when the user replaced the key).
-func (d *DB) FailSync(ctx context.Context, l Lease, status, reason string, next time.Time, ev tokka.AuditEvent) error {
+func (d *DB) FailSync(ctx context.Context, l tokka.Lease, status, reason string, next time.Time, ev tokka.AuditEvent) error {
 	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		if err := lockLease(ctx, tx, l, false); err != nil {
 			return err
@@ -309,7 +254,7 @@ func (d *DB) RebuildRollups(ctx context.Context) error {
 }
 
 // ReleaseLease gives a lease back without recording a result (shutdown).
-func (d *DB) ReleaseLease(ctx context.Context, l Lease) error {
+func (d *DB) ReleaseLease(ctx context.Context, l tokka.Lease) error {
 	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		_, err := tx.ExecContext(ctx, `
 			UPDATE tokka.connections SET lease_owner = NULL, lease_expires_at = NULL
@@ -323,7 +268,7 @@ func (d *DB) ReleaseLease(ctx context.Context, l Lease) error {
 const insertChunk = 5000
 
 // copyUsage inserts rows for the leased connection, in chunks.
-func copyUsage(ctx context.Context, tx *sqlx.Tx, l Lease, rows []tokka.UsageRow) error {
+func copyUsage(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, rows []tokka.UsageRow) error {
 	for len(rows) > 0 {
 		n := min(len(rows), insertChunk)
 		chunk := rows[:n]
@@ -390,7 +335,7 @@ func copyUsage(ctx context.Context, tx *sqlx.Tx, l Lease, rows []tokka.UsageRow)
 
 // copyCosts inserts rows for the leased connection, in chunks. Amounts go
 // to numeric columns as decimal text, so no float ever touches money.
-func copyCosts(ctx context.Context, tx *sqlx.Tx, l Lease, rows []tokka.CostRow) error {
+func copyCosts(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, rows []tokka.CostRow) error {
 	for len(rows) > 0 {
 		n := min(len(rows), insertChunk)
 		chunk := rows[:n]

@@ -99,7 +99,7 @@ func TestPoisonedSessionDoesNotReachTheNextRequest(t *testing.T) {
 	require.Len(t, conns, 1)
 	require.Equal(t, mine, conns[0].ID, "the request acted as the user whose claims it carried")
 	label := "renamed"
-	c, err := d.UpdateConnection(ctx, attacker, mine, postgres.ConnectionUpdate{Label: &label},
+	c, err := d.UpdateConnection(ctx, attacker, mine, tokka.ConnectionUpdate{Label: &label},
 		tokka.AuditEvent{Action: tokka.ActionConnectionRenamed, Outcome: tokka.OutcomeSuccess, Actor: "api:poison"})
 	require.NoError(t, err)
 	require.True(t, c.UpdatedAt.After(time.Date(2002, 1, 1, 0, 0, 0, 0, time.UTC)),
@@ -305,11 +305,11 @@ func TestQuarantineIsLeftOnlyByANewKey(t *testing.T) {
 	require.Equal(t, tokka.CodeConflict, tokka.ErrorCode(err))
 	_, _, err = b.db.RequestSync(ctx, bob, id, time.Minute, ev)
 	require.ErrorIs(t, err, tokka.ErrNotFound)
-	_, err = b.db.UpdateConnection(ctx, bob, id, postgres.ConnectionUpdate{SealedKey: "v2:02", KeyHint: "x"},
+	_, err = b.db.UpdateConnection(ctx, bob, id, tokka.ConnectionUpdate{SealedKey: "v2:02", KeyHint: "x"},
 		tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:r"})
 	require.ErrorIs(t, err, tokka.ErrNotFound)
 
-	c, err := b.db.UpdateConnection(ctx, alice, id, postgres.ConnectionUpdate{SealedKey: "v2:01", KeyHint: "sk-admin-…new1"},
+	c, err := b.db.UpdateConnection(ctx, alice, id, tokka.ConnectionUpdate{SealedKey: "v2:01", KeyHint: "sk-admin-…new1"},
 		tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:r"})
 	require.NoError(t, err)
 	require.Equal(t, tokka.StatusPending, c.Status)

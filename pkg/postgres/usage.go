@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/shopspring/decimal"
 
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
@@ -46,50 +45,6 @@ func DimensionByName(name string) (Dimension, bool) {
 	return Dimension{}, false
 }
 
-// UsageQuery selects usage for the days From..To (both inclusive, UTC).
-type UsageQuery struct {
-	From, To time.Time
-	GroupBy  []string          // dimension names
-	Filters  map[string]string // dimension name → exact value
-	// ProvisionalFrom is the first day whose figures may still change (the
-	// providers restate recent days; the syncer re-reads them).
-	ProvisionalFrom time.Time
-	Limit           int // rows per page; 0 = no limit (export)
-	// After, when set, starts the result after the row whose grouping
-	// values (as text, in the order of GroupedDimensions) it holds: keyset
-	// paging, which keeps its place when rows before it come and go. The
-	// API's cursors and EachUsageRow's chunks both page this way.
-	After []string
-}
-
-// UsageRow is one group of the result: the grouping values (absent when not
-// grouped by that dimension) and the sums.
-type UsageRow struct {
-	Group               map[string]string `json:"-"`
-	InputTokens         int64             `json:"input_tokens"`
-	InputUncachedTokens int64             `json:"input_uncached_tokens"`
-	CacheReadTokens     int64             `json:"cache_read_tokens"`
-	CacheWrite5mTokens  int64             `json:"cache_write_5m_tokens"`
-	CacheWrite1hTokens  int64             `json:"cache_write_1h_tokens"`
-	OutputTokens        int64             `json:"output_tokens"`
-	Requests            int64             `json:"requests"`
-	CostUSD             decimal.Decimal   `json:"cost_usd"`
-	Provisional         bool              `json:"provisional"`
-}
-
-// Add accumulates o into r (for totals).
-func (r *UsageRow) Add(o UsageRow) {
-	r.InputTokens += o.InputTokens
-	r.InputUncachedTokens += o.InputUncachedTokens
-	r.CacheReadTokens += o.CacheReadTokens
-	r.CacheWrite5mTokens += o.CacheWrite5mTokens
-	r.CacheWrite1hTokens += o.CacheWrite1hTokens
-	r.OutputTokens += o.OutputTokens
-	r.Requests += o.Requests
-	r.CostUSD = r.CostUSD.Add(o.CostUSD)
-	r.Provisional = r.Provisional || o.Provisional
-}
-
 // wholeMonths returns the span [m1, m2) of whole calendar months inside the
 // days from..to (inclusive); m1 == m2 when there is none.
 func wholeMonths(from, to time.Time) (time.Time, time.Time) {
@@ -113,7 +68,7 @@ func wholeMonths(from, to time.Time) (time.Time, time.Time) {
 // values, so neither multiplies the other. When no grouping needs days or
 // weeks, whole months are read from the monthly rollups and only the edge
 // days from the daily tables.
-func usageSQL(q UsageQuery, dims []Dimension) (string, []any) {
+func usageSQL(q tokka.UsageQuery, dims []Dimension) (string, []any) {
 	args := []any{nil, q.From.Format(time.DateOnly), q.To.Format(time.DateOnly), q.ProvisionalFrom.Format(time.DateOnly)}
 	daily := false
 	for _, d := range dims {
@@ -256,7 +211,7 @@ func GroupedDimensions(groupBy []string) []Dimension {
 	return dims
 }
 
-func dimensionsOf(q UsageQuery) ([]Dimension, error) {
+func dimensionsOf(q tokka.UsageQuery) ([]Dimension, error) {
 	dims := GroupedDimensions(q.GroupBy)
 	if len(dims) != len(q.GroupBy) {
 		return nil, &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by", Message: "unknown or repeated group_by dimension"}
@@ -279,19 +234,19 @@ const exportChunk = 2000
 // chunk. Rows of different chunks may straddle a sync that ran between
 // them; each row is consistent. An error from fn stops the iteration and
 // is returned.
-func (d *DB) EachUsageRow(ctx context.Context, u tokka.User, q UsageQuery, fn func(UsageRow) error) error {
+func (d *DB) EachUsageRow(ctx context.Context, u tokka.User, q tokka.UsageQuery, fn func(tokka.UsageGroup) error) error {
 	return d.eachUsageRow(ctx, u, q, exportChunk, fn)
 }
 
-func (d *DB) eachUsageRow(ctx context.Context, u tokka.User, q UsageQuery, chunk int, fn func(UsageRow) error) error {
+func (d *DB) eachUsageRow(ctx context.Context, u tokka.User, q tokka.UsageQuery, chunk int, fn func(tokka.UsageGroup) error) error {
 	dims, err := dimensionsOf(q)
 	if err != nil {
 		return err
 	}
 	q.Limit, q.After = chunk, nil
 	for {
-		rows := make([]UsageRow, 0, chunk)
-		if err := d.usageRows(ctx, u, q, dims, func(r UsageRow) error {
+		rows := make([]tokka.UsageGroup, 0, chunk)
+		if err := d.usageRows(ctx, u, q, dims, func(r tokka.UsageGroup) error {
 			rows = append(rows, r)
 			return nil
 		}); err != nil {
@@ -315,7 +270,7 @@ func (d *DB) eachUsageRow(ctx context.Context, u tokka.User, q UsageQuery, chunk
 
 // usageRows runs one usage query (q.Limit and q.After apply) in one
 // transaction as u, calling fn for each row as it arrives.
-func (d *DB) usageRows(ctx context.Context, u tokka.User, q UsageQuery, dims []Dimension, fn func(UsageRow) error) error {
+func (d *DB) usageRows(ctx context.Context, u tokka.User, q tokka.UsageQuery, dims []Dimension, fn func(tokka.UsageGroup) error) error {
 	query, args := usageSQL(q, dims)
 	args[0] = u.ID
 	return d.asUser(ctx, u, func(tx *sqlx.Tx) error {
@@ -329,7 +284,7 @@ func (d *DB) usageRows(ctx context.Context, u tokka.User, q UsageQuery, dims []D
 		for i := range groups {
 			dest = append(dest, &groups[i])
 		}
-		var r UsageRow
+		var r tokka.UsageGroup
 		dest = append(dest, &r.InputUncachedTokens, &r.CacheReadTokens, &r.CacheWrite5mTokens,
 			&r.CacheWrite1hTokens, &r.OutputTokens, &r.Requests, &r.CostUSD, &r.Provisional)
 		for rows.Next() {
@@ -352,13 +307,13 @@ func (d *DB) usageRows(ctx context.Context, u tokka.User, q UsageQuery, dims []D
 
 // Usage returns one page of the grouped usage rows (Limit, After), read in
 // one transaction.
-func (d *DB) Usage(ctx context.Context, u tokka.User, q UsageQuery) ([]UsageRow, error) {
+func (d *DB) Usage(ctx context.Context, u tokka.User, q tokka.UsageQuery) ([]tokka.UsageGroup, error) {
 	dims, err := dimensionsOf(q)
 	if err != nil {
 		return nil, err
 	}
-	rows := []UsageRow{}
-	err = d.usageRows(ctx, u, q, dims, func(r UsageRow) error {
+	rows := []tokka.UsageGroup{}
+	err = d.usageRows(ctx, u, q, dims, func(r tokka.UsageGroup) error {
 		rows = append(rows, r)
 		return nil
 	})
@@ -368,7 +323,7 @@ func (d *DB) Usage(ctx context.Context, u tokka.User, q UsageQuery) ([]UsageRow,
 // ExplainUsage returns EXPLAIN (ANALYZE, BUFFERS) of the usage query for u,
 // run as u under row-level security exactly as the API runs it. For
 // benchmarks and operators; it executes the query.
-func (d *DB) ExplainUsage(ctx context.Context, u tokka.User, q UsageQuery) (string, error) {
+func (d *DB) ExplainUsage(ctx context.Context, u tokka.User, q tokka.UsageQuery) (string, error) {
 	dims, err := dimensionsOf(q)
 	if err != nil {
 		return "", err

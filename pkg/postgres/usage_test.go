@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/pgtest"
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -65,7 +64,7 @@ func TestChunkedUsageRowsEqualOneQuery(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.groupBy, ","), func(t *testing.T) {
-			q := postgres.UsageQuery{From: from, To: to, GroupBy: tc.groupBy, Filters: tc.filters, ProvisionalFrom: to}
+			q := tokka.UsageQuery{From: from, To: to, GroupBy: tc.groupBy, Filters: tc.filters, ProvisionalFrom: to}
 			if q.Filters == nil {
 				q.Filters = map[string]string{}
 			}
@@ -73,8 +72,8 @@ func TestChunkedUsageRowsEqualOneQuery(t *testing.T) {
 			require.NoError(t, err)
 			require.NotEmpty(t, want)
 			for _, chunk := range []int{1, 3, 7, len(want), len(want) + 1} {
-				var got []postgres.UsageRow
-				require.NoError(t, db.EachUsageRowInChunks(context.Background(), u, q, chunk, func(r postgres.UsageRow) error {
+				var got []tokka.UsageGroup
+				require.NoError(t, db.EachUsageRowInChunks(context.Background(), u, q, chunk, func(r tokka.UsageGroup) error {
 					got = append(got, r)
 					return nil
 				}))

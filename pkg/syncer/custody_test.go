@@ -277,7 +277,7 @@ func TestRewrapNeverOverwritesAKeyReplacedMeanwhile(t *testing.T) {
 		blob, err := rotated.PublicKey().Seal(secret.FromString(replacement),
 			seal.Binding{UserID: user, ConnectionID: id, Provider: "anthropic"})
 		require.NoError(t, err)
-		_, err = b.db.UpdateConnection(context.Background(), u, id, postgres.ConnectionUpdate{SealedKey: blob, KeyHint: "h"},
+		_, err = b.db.UpdateConnection(context.Background(), u, id, tokka.ConnectionUpdate{SealedKey: blob, KeyHint: "h"},
 			tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 		require.NoError(t, err)
 	}}
@@ -317,7 +317,7 @@ func TestRewrapBesideLiveSyncersAndReplacements(t *testing.T) {
 			key := "sk-admin-replacement-" + string(rune('a'+i)) + user[:8]
 			blob, err := rotated.PublicKey().Seal(secret.FromString(key), seal.Binding{UserID: user, ConnectionID: id, Provider: "openai"})
 			require.NoError(t, err)
-			_, err = b.db.UpdateConnection(ctx, u, id, postgres.ConnectionUpdate{SealedKey: blob, KeyHint: "h"},
+			_, err = b.db.UpdateConnection(ctx, u, id, tokka.ConnectionUpdate{SealedKey: blob, KeyHint: "h"},
 				tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 			require.NoError(t, err)
 			mu.Lock()
@@ -468,7 +468,7 @@ func TestReplacedKeyIsNeverOpenedUnderAnEarlierLease(t *testing.T) {
 	store := &replaceAfterLease{DB: b.db, replace: func() {
 		blob, err := b.kr.PublicKey().Seal(secret.FromString(newKey), seal.Binding{UserID: user, ConnectionID: id, Provider: "openai"})
 		require.NoError(t, err)
-		_, err = b.db.UpdateConnection(context.Background(), u, id, postgres.ConnectionUpdate{SealedKey: blob, KeyHint: "h"},
+		_, err = b.db.UpdateConnection(context.Background(), u, id, tokka.ConnectionUpdate{SealedKey: blob, KeyHint: "h"},
 			tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 		require.NoError(t, err)
 	}}
@@ -489,7 +489,7 @@ type replaceAfterLease struct {
 	replace func()
 }
 
-func (r *replaceAfterLease) LeaseDue(ctx context.Context, owner string, n int, d time.Duration) ([]postgres.Lease, error) {
+func (r *replaceAfterLease) LeaseDue(ctx context.Context, owner string, n int, d time.Duration) ([]tokka.Lease, error) {
 	ls, err := r.DB.LeaseDue(ctx, owner, n, d)
 	if len(ls) > 0 {
 		r.once.Do(r.replace)
@@ -528,7 +528,7 @@ func TestOldKeysGetOneRotationReminder(t *testing.T) {
 	// Replacing the key clears the reminder; the new key is not due one.
 	blob, err := b.kr.PublicKey().Seal(secret.FromString("sk-admin-rotated-"+user[:8]), seal.Binding{UserID: user, ConnectionID: oldID, Provider: "openai"})
 	require.NoError(t, err)
-	_, err = b.db.UpdateConnection(context.Background(), u, oldID, postgres.ConnectionUpdate{SealedKey: blob, KeyHint: "h"},
+	_, err = b.db.UpdateConnection(context.Background(), u, oldID, tokka.ConnectionUpdate{SealedKey: blob, KeyHint: "h"},
 		tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 	require.NoError(t, err)
 	_, err = b.syncer(t, "remind-after", nil, nil).RunOnce(context.Background())

@@ -35,7 +35,7 @@ func newGatedStore(db *postgres.DB) *gatedStore {
 	return &gatedStore{DB: db, arrived: make(chan struct{}), gate: make(chan struct{})}
 }
 
-func (g *gatedStore) CompleteSync(ctx context.Context, l postgres.Lease, r postgres.SyncResult) error {
+func (g *gatedStore) CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult) error {
 	g.once.Do(func() {
 		close(g.arrived)
 		<-g.gate
@@ -44,7 +44,7 @@ func (g *gatedStore) CompleteSync(ctx context.Context, l postgres.Lease, r postg
 	return g.DB.CompleteSync(ctx, l, r)
 }
 
-func (g *gatedStore) FailSync(ctx context.Context, l postgres.Lease, status, reason string, next time.Time, ev tokka.AuditEvent) error {
+func (g *gatedStore) FailSync(ctx context.Context, l tokka.Lease, status, reason string, next time.Time, ev tokka.AuditEvent) error {
 	g.fails.Add(1)
 	return g.DB.FailSync(ctx, l, status, reason, next, ev)
 }
@@ -216,9 +216,9 @@ type orgDownStore struct {
 	records atomic.Int32
 }
 
-func (o *orgDownStore) RecordOrganization(context.Context, postgres.Lease, tokka.Organization, tokka.AuditEvent) (string, error) {
+func (o *orgDownStore) RecordOrganization(context.Context, tokka.Lease, tokka.Organization, tokka.AuditEvent) (string, error) {
 	o.records.Add(1)
-	return "", postgres.ErrUnavailable
+	return "", tokka.ErrUnavailable
 }
 
 // TestOutageWhileRecordingTheOrganisationReleasesTheLease: a first sync

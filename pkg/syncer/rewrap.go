@@ -7,7 +7,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
@@ -26,9 +25,9 @@ type Rewrapper interface {
 
 // RewrapStore is the storage a rewrap pass needs; *postgres.DB implements it.
 type RewrapStore interface {
-	ListSealedKeys(ctx context.Context, after string, n int) ([]postgres.SealedKey, error)
-	RewrapKey(ctx context.Context, k postgres.SealedKey, ev tokka.AuditEvent, reseal func() (string, error)) error
-	MarkUnopenable(ctx context.Context, k postgres.SealedKey, reason string, ev tokka.AuditEvent) error
+	ListSealedKeys(ctx context.Context, after string, n int) ([]tokka.SealedKey, error)
+	RewrapKey(ctx context.Context, k tokka.SealedKey, ev tokka.AuditEvent, reseal func() (string, error)) error
+	MarkUnopenable(ctx context.Context, k tokka.SealedKey, reason string, ev tokka.AuditEvent) error
 	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
 }
 
@@ -92,7 +91,7 @@ func Rewrap(ctx context.Context, store RewrapStore, kr Rewrapper, instance strin
 	}
 }
 
-func rewrapOne(ctx context.Context, store RewrapStore, kr Rewrapper, instance, current string, k postgres.SealedKey, sum *RewrapSummary, log zerolog.Logger) error {
+func rewrapOne(ctx context.Context, store RewrapStore, kr Rewrapper, instance, current string, k tokka.SealedKey, sum *RewrapSummary, log zerolog.Logger) error {
 	log = log.With().Str("connection_id", k.ConnectionID).Str("provider", k.Provider).Logger()
 	from := blobLabel(k.Blob)
 	ev := tokka.AuditEvent{
@@ -107,7 +106,7 @@ func rewrapOne(ctx context.Context, store RewrapStore, kr Rewrapper, instance, c
 		sum.Rewrapped++
 		log.Debug().Str("from", from).Msg("key rewrapped")
 		return nil
-	case errors.Is(err, postgres.ErrBlobChanged):
+	case errors.Is(err, tokka.ErrBlobChanged):
 		sum.Skipped++
 		log.Info().Msg("key changed or connection deleted during rewrap; left as it is")
 		return nil
@@ -119,7 +118,7 @@ func rewrapOne(ctx context.Context, store RewrapStore, kr Rewrapper, instance, c
 	ev.Outcome, ev.Detail = tokka.OutcomeFailure, d.detail
 	err = store.MarkUnopenable(ctx, k, d.reason, ev)
 	switch {
-	case errors.Is(err, postgres.ErrBlobChanged):
+	case errors.Is(err, tokka.ErrBlobChanged):
 		sum.Skipped++
 		return nil
 	case err != nil:

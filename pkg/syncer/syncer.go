@@ -13,7 +13,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/ratelog"
 	"github.com/tokka-dev/tokka/pkg/seal"
@@ -23,19 +22,19 @@ import (
 
 // Store is the storage the syncer needs; *postgres.DB implements it.
 type Store interface {
-	LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Duration) ([]postgres.Lease, error)
-	RecordKeyUse(ctx context.Context, l postgres.Lease, ev tokka.AuditEvent) error
-	CompleteSync(ctx context.Context, l postgres.Lease, r postgres.SyncResult) error
-	FailSync(ctx context.Context, l postgres.Lease, status, reason string, next time.Time, ev tokka.AuditEvent) error
-	ReleaseLease(ctx context.Context, l postgres.Lease) error
-	RenewLease(ctx context.Context, l postgres.Lease, leaseFor time.Duration) error
+	LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Duration) ([]tokka.Lease, error)
+	RecordKeyUse(ctx context.Context, l tokka.Lease, ev tokka.AuditEvent) error
+	CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult) error
+	FailSync(ctx context.Context, l tokka.Lease, status, reason string, next time.Time, ev tokka.AuditEvent) error
+	ReleaseLease(ctx context.Context, l tokka.Lease) error
+	RenewLease(ctx context.Context, l tokka.Lease, leaseFor time.Duration) error
 	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
 	RemindKeyRotations(ctx context.Context, days int) (int, error)
 	CountDue(ctx context.Context) (int, error)
 	CountByStatus(ctx context.Context) (map[string]int, error)
 	FlagKeyAccessAnomalies(ctx context.Context, settle time.Duration, allowed []string) (int, error)
-	RecordOrganization(ctx context.Context, l postgres.Lease, org tokka.Organization, ev tokka.AuditEvent) (string, error)
-	AbandonSync(ctx context.Context, l postgres.Lease, ev tokka.AuditEvent) error
+	RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Organization, ev tokka.AuditEvent) (string, error)
+	AbandonSync(ctx context.Context, l tokka.Lease, ev tokka.AuditEvent) error
 }
 
 // AfterSync is told after every successful sync, e.g. to evaluate the user's
@@ -290,7 +289,7 @@ const (
 	orgRecordPatience = 10 * time.Second
 )
 
-func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease, leasedAt time.Time) (outcome string) {
+func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time) (outcome string) {
 	start := time.Now()
 	now := s.cfg.Now()
 	log := s.log.With().Str("connection_id", l.ConnectionID).Str("provider", l.Provider).Logger()
@@ -320,7 +319,7 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease, leasedAt time.Ti
 	ev := s.event(tokka.ActionKeyDecrypted, tokka.OutcomeSuccess, purpose)
 	ev.Detail = "sealed as " + blobLabel(l.SealedKey)
 	if err := s.store.RecordKeyUse(ctx, l, ev); err != nil {
-		if errors.Is(err, postgres.ErrLeaseLost) {
+		if errors.Is(err, tokka.ErrLeaseLost) {
 			s.afterLeaseLost(ctx, log, l, err)
 			return outcomeLeaseLost
 		}
@@ -390,7 +389,7 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease, leasedAt time.Ti
 		log.Info().Str("covered_by", duplicateOf).Msg("organisation already covered by an older connection; marked duplicate")
 		return outcomeDuplicate
 	}
-	if errors.Is(recordErr, postgres.ErrLeaseLost) {
+	if errors.Is(recordErr, tokka.ErrLeaseLost) {
 		s.afterLeaseLost(ctx, log, l, recordErr)
 		return outcomeLeaseLost
 	}
@@ -408,7 +407,7 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease, leasedAt time.Ti
 		switch lerr := leaseErr(); {
 		case ctx.Err() != nil:
 			return s.abort(ctx, log, l)
-		case errors.Is(lerr, postgres.ErrLeaseLost):
+		case errors.Is(lerr, tokka.ErrLeaseLost):
 			return outcomeLeaseLost
 		case lerr != nil:
 			return s.fail(ctx, log, l, tokka.StatusError, reasonLeaseUnsure, s.retryAt(now, l.Failures+1, 0),
@@ -429,13 +428,13 @@ func (s *Syncer) syncOne(ctx context.Context, l postgres.Lease, leasedAt time.Ti
 		return s.fail(ctx, log, l, status, reason, next, tokka.ActionSyncFailed, reason, result)
 	}
 
-	err = s.storeResults(ctx, l, held, postgres.SyncResult{
+	err = s.storeResults(ctx, l, held, tokka.SyncResult{
 		Window: window, Usage: usage, Costs: costs, Backfill: backfill,
 		Next:  s.nextSync(now),
 		Event: s.event(tokka.ActionSyncSucceeded, tokka.OutcomeSuccess, purpose),
 	})
 	switch {
-	case errors.Is(err, postgres.ErrKeyChanged), errors.Is(err, postgres.ErrDuplicate):
+	case errors.Is(err, tokka.ErrKeyChanged), errors.Is(err, tokka.ErrDuplicate):
 		s.afterLeaseLost(ctx, log, l, err)
 		return outcomeLeaseLost
 	case err != nil && ctx.Err() != nil:
@@ -498,7 +497,7 @@ func (s *Syncer) retry(ctx context.Context, giveUp time.Time, what string, write
 // restart during the final write costs the sync nothing. It returns the
 // last error when the lease would run out before the next try, or at once
 // for any other failure.
-func (s *Syncer) storeResults(ctx context.Context, l postgres.Lease, held *leaseClock, r postgres.SyncResult) error {
+func (s *Syncer) storeResults(ctx context.Context, l tokka.Lease, held *leaseClock, r tokka.SyncResult) error {
 	return s.retry(ctx, held.expires(), "storing sync results", func() error { return s.store.CompleteSync(ctx, l, r) })
 }
 
@@ -506,7 +505,7 @@ func (s *Syncer) storeResults(ctx context.Context, l postgres.Lease, held *lease
 // (shutdown, the database away), so the connection is due again at once
 // rather than when the lease expires; it tries for a little while even
 // when ctx has ended.
-func (s *Syncer) abort(ctx context.Context, log zerolog.Logger, l postgres.Lease) string {
+func (s *Syncer) abort(ctx context.Context, log zerolog.Logger, l tokka.Lease) string {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	s.release(rctx, log, l)
@@ -515,7 +514,7 @@ func (s *Syncer) abort(ctx context.Context, log zerolog.Logger, l postgres.Lease
 
 // release gives l back, trying again while the database is unavailable
 // until ctx ends (then the lease expires by itself).
-func (s *Syncer) release(ctx context.Context, log zerolog.Logger, l postgres.Lease) {
+func (s *Syncer) release(ctx context.Context, log zerolog.Logger, l tokka.Lease) {
 	if err := s.retry(ctx, time.Time{}, "releasing a lease", func() error { return s.store.ReleaseLease(ctx, l) }); err != nil {
 		log.Warn().Err(err).Msg("releasing the lease failed; it will expire")
 	}
@@ -547,7 +546,7 @@ func (c *leaseClock) extend(until time.Time) {
 // (ErrLeaseLost) or could not be renewed before it ran out (the database
 // away); err then says which. A renewal that fails while time is left is
 // tried again at the next tick.
-func (s *Syncer) keepLease(ctx context.Context, log zerolog.Logger, l postgres.Lease, held *leaseClock) (context.Context, func(), func() error) {
+func (s *Syncer) keepLease(ctx context.Context, log zerolog.Logger, l tokka.Lease, held *leaseClock) (context.Context, func(), func() error) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	var stopOnce sync.Once
@@ -575,7 +574,7 @@ func (s *Syncer) keepLease(ctx context.Context, log zerolog.Logger, l postgres.L
 			if ctx.Err() != nil {
 				return
 			}
-			if !errors.Is(err, postgres.ErrLeaseLost) && time.Now().Add(s.cfg.LeaseFor/4).Before(held.expires()) {
+			if !errors.Is(err, tokka.ErrLeaseLost) && time.Now().Add(s.cfg.LeaseFor/4).Before(held.expires()) {
 				s.failures.Warn("renewing a lease failed; retrying").Err(err).Msg("renewing a lease failed; retrying")
 				continue
 			}
@@ -643,7 +642,7 @@ func (s *Syncer) event(action, outcome, purpose string) tokka.AuditEvent {
 // syncer's to release as long as nobody leased the connection since. It
 // returns outcome, or outcomeLeaseLost when the connection turned out to
 // be someone else's, or outcomeAborted when ctx ended first (shutdown).
-func (s *Syncer) fail(ctx context.Context, log zerolog.Logger, l postgres.Lease, status, reason string, next time.Time, action, detail, outcome string) string {
+func (s *Syncer) fail(ctx context.Context, log zerolog.Logger, l tokka.Lease, status, reason string, next time.Time, action, detail, outcome string) string {
 	ev := s.event(action, tokka.OutcomeFailure, "")
 	ev.Detail = detail
 	giveUp := time.Now().Add(max(s.cfg.LeaseFor, time.Minute))
@@ -653,7 +652,7 @@ func (s *Syncer) fail(ctx context.Context, log zerolog.Logger, l postgres.Lease,
 	switch {
 	case err == nil:
 		return outcome
-	case errors.Is(err, postgres.ErrLeaseLost):
+	case errors.Is(err, tokka.ErrLeaseLost):
 		s.afterLeaseLost(ctx, log, l, err)
 		return outcomeLeaseLost
 	case ctx.Err() != nil:
@@ -665,21 +664,21 @@ func (s *Syncer) fail(ctx context.Context, log zerolog.Logger, l postgres.Lease,
 }
 
 // afterLeaseLost settles a lease the store says is no longer good for
-// this sync. When the user replaced the key under it (postgres.ErrKeyChanged)
+// this sync. When the user replaced the key under it (tokka.ErrKeyChanged)
 // the lease is given back, so the new key is synced on the next pass instead
 // of after the lease expires. When the connection was marked duplicate under
-// it (postgres.ErrDuplicate) the lease is given back with a sync.failed
+// it (tokka.ErrDuplicate) the lease is given back with a sync.failed
 // event, the outcome of this sync's key use. A lease lost any other way is
 // someone else's now and is left alone.
-func (s *Syncer) afterLeaseLost(ctx context.Context, log zerolog.Logger, l postgres.Lease, err error) {
+func (s *Syncer) afterLeaseLost(ctx context.Context, log zerolog.Logger, l tokka.Lease, err error) {
 	ctx = context.WithoutCancel(ctx)
 	switch {
-	case errors.Is(err, postgres.ErrKeyChanged):
+	case errors.Is(err, tokka.ErrKeyChanged):
 		log.Info().Msg("key replaced during the sync; old key dropped, lease released")
 		if err := s.store.ReleaseLease(ctx, l); err != nil {
 			log.Warn().Err(err).Msg("releasing the lease failed; it will expire")
 		}
-	case errors.Is(err, postgres.ErrDuplicate):
+	case errors.Is(err, tokka.ErrDuplicate):
 		log.Info().Msg("connection marked duplicate during the sync; nothing stored, lease released")
 		ev := s.event(tokka.ActionSyncFailed, tokka.OutcomeFailure, "")
 		ev.Detail = "duplicate: another connection already covers this provider organisation; nothing was stored"

@@ -83,7 +83,7 @@ func (b *testBundle) addConnection(t *testing.T, userID string, p tokka.Provider
 	blob, err := b.kr.PublicKey().Seal(secret.FromString(key), seal.Binding{UserID: userID, ConnectionID: id, Provider: string(p)})
 	require.NoError(t, err)
 	u := tokka.User{ID: userID, Claims: []byte(`{"sub":"` + userID + `","role":"authenticated"}`)}
-	_, err = b.db.CreateConnection(context.Background(), u, postgres.NewConnection{
+	_, err = b.db.CreateConnection(context.Background(), u, tokka.NewConnection{
 		ID: id, Provider: string(p), Label: "t", KeyHint: "h", SealedKey: blob,
 	}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 	require.NoError(t, err)
@@ -223,7 +223,7 @@ func TestRevokedKeyIsInvalidWithAKeyFreeReason(t *testing.T) {
 // database would.
 type failingAudit struct{ *postgres.DB }
 
-func (failingAudit) RecordKeyUse(context.Context, postgres.Lease, tokka.AuditEvent) error {
+func (failingAudit) RecordKeyUse(context.Context, tokka.Lease, tokka.AuditEvent) error {
 	return errors.New("audit table unavailable")
 }
 
@@ -334,7 +334,7 @@ func TestDeletedConnectionIsNeverDecrypted(t *testing.T) {
 	user := uuid.NewString()
 	id := b.addConnection(t, user, tokka.Anthropic, "sk-ant-admin01-deleted-"+user[:8])
 	ctx := context.Background()
-	var lease postgres.Lease
+	var lease tokka.Lease
 	for i := 0; i < 20 && lease.ConnectionID == ""; i++ {
 		ls, err := b.db.LeaseDue(ctx, "early", 50, time.Minute)
 		require.NoError(t, err)
@@ -350,7 +350,7 @@ func TestDeletedConnectionIsNeverDecrypted(t *testing.T) {
 	u := tokka.User{ID: user, Claims: []byte(`{"sub":"` + user + `","role":"authenticated"}`)}
 	require.NoError(t, b.db.DeleteConnection(ctx, u, id, tokka.AuditEvent{Action: tokka.ActionKeyDeleted, Outcome: tokka.OutcomeSuccess, Actor: "api:test"}))
 	err := b.db.RecordKeyUse(ctx, lease, tokka.AuditEvent{Action: tokka.ActionKeyDecrypted, Outcome: tokka.OutcomeSuccess, Actor: "late"})
-	require.ErrorIs(t, err, postgres.ErrLeaseLost)
+	require.ErrorIs(t, err, tokka.ErrLeaseLost)
 }
 
 func TestConcurrentSyncersNeverShareAConnection(t *testing.T) {

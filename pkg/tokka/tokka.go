@@ -247,3 +247,9 @@ type Alert struct {
 	CreatedAt      time.Time       `db:"created_at" json:"created_at"`
 	AcknowledgedAt *time.Time      `db:"acknowledged_at" json:"acknowledged_at"`
 }
+
+// ErrUnavailable means the database could not be reached or went away
+// (connection refused or reset, a server shutting down or starting up):
+// nothing is wrong with the request, and trying again shortly will work
+// once the database is back. The HTTP layer answers 503 with its message.
+var ErrUnavailable = &Error{Code: CodeUnavailable, Message: "the database is unavailable; try again shortly"}

@@ -124,4 +124,3 @@ type Organization struct {
 // Empty reports whether o identifies nothing (no id and no project), so
 // it can match no other organisation.
 func (o Organization) Empty() bool { return o.ID == "" && len(o.ProjectIDs) == 0 }
-

@@ -1,0 +1,37 @@
+package tokka
+
+import (
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// SpendPeriods are the cost sums the summary is built from, per provider.
+type SpendPeriods struct {
+	Provider          string          `db:"provider"`
+	MonthToDate       decimal.Decimal `db:"mtd"`
+	MonthToYesterday  decimal.Decimal `db:"mtd_complete"`
+	PreviousMonth     decimal.Decimal `db:"prev"`
+	SamePeriodLast    decimal.Decimal `db:"same_period"`
+	LastSevenComplete decimal.Decimal `db:"last7"`
+	TokensMonthToDate int64           `db:"tokens_mtd"`
+	// FirstDay is the earliest day with a cost row since the start of the
+	// previous month (nil without any), so a new account's run rate is not
+	// diluted by days before it existed.
+	FirstDay *time.Time `db:"first_day"`
+}
+
+// TopItem is a model or project ranked by month-to-date cost.
+type TopItem struct {
+	Provider string          `db:"provider" json:"provider"`
+	Name     string          `db:"name" json:"name"`
+	CostUSD  decimal.Decimal `db:"cost_usd" json:"cost_usd"`
+}
+
+// SummaryData is what GET /v1/usage/summary is computed from.
+type SummaryData struct {
+	ByProvider  []SpendPeriods
+	TopModels   []TopItem
+	TopProjects []TopItem
+	AsOf        *time.Time
+}
