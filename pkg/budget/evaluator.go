@@ -99,7 +99,7 @@ func New(cfg Config, store Store, webhooks WebhookSender, mail EmailSender, log 
 // failures are recorded on the deliveries, logged, and not returned.
 func (e *Evaluator) AfterSync(ctx context.Context, userID string, now time.Time) error {
 	now = now.UTC()
-	sFrom, to := StatusRange(now)
+	sFrom, to := tokka.BudgetStatusRange(now)
 	aFrom, _ := AnomalyRange(now, e.cfg.Anomaly)
 	from := sFrom
 	if aFrom.Before(from) {
@@ -157,7 +157,7 @@ type budgetDetail struct {
 }
 
 func (e *Evaluator) evaluateBudget(ctx context.Context, b tokka.Budget, rows []tokka.SpendRow, now time.Time) error {
-	st := StatusOf(b, rows, now)
+	st := b.Status(rows, now)
 	var channels []string
 	if b.WebhookURL != nil {
 		channels = append(channels, "webhook")

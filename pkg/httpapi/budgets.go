@@ -14,7 +14,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/shopspring/decimal"
 
-	"github.com/tokka-dev/tokka/pkg/budget"
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
@@ -99,7 +98,7 @@ type budgetResponse struct {
 	UpdatedAt     time.Time            `json:"updated_at"`
 }
 
-func toBudgetResponse(b tokka.Budget, st budget.Status) budgetResponse {
+func toBudgetResponse(b tokka.Budget, st tokka.BudgetStatus) budgetResponse {
 	return budgetResponse{
 		ID: b.ID, Name: b.Name, AmountUSD: b.AmountUSD.String(), Scope: b.Scope,
 		Provider: b.Provider, ConnectionID: b.ConnectionID,
@@ -240,16 +239,16 @@ func newWebhookSecret() *secret.Key {
 }
 
 // statusesFor computes each budget's status from the caller's current spend.
-func (s *Server) statusesFor(c echo.Context, bs []tokka.Budget) ([]budget.Status, error) {
+func (s *Server) statusesFor(c echo.Context, bs []tokka.Budget) ([]tokka.BudgetStatus, error) {
 	now := s.cfg.Now()
-	from, to := budget.StatusRange(now)
+	from, to := tokka.BudgetStatusRange(now)
 	rows, err := s.store.Spend(c.Request().Context(), userOf(c), from, to)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]budget.Status, len(bs))
+	out := make([]tokka.BudgetStatus, len(bs))
 	for i, b := range bs {
-		out[i] = budget.StatusOf(b, rows, now)
+		out[i] = b.Status(rows, now)
 	}
 	return out, nil
 }

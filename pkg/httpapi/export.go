@@ -10,7 +10,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -96,8 +95,8 @@ func (s *Server) usageExport(c echo.Context) error {
 	}
 	defer s.exports.give(u.ID)
 
-	dims := make([]postgres.Dimension, 0, len(q.GroupBy))
-	for _, d := range postgres.UsageDimensions {
+	dims := make([]tokka.Dimension, 0, len(q.GroupBy))
+	for _, d := range tokka.UsageDimensions {
 		for _, g := range q.GroupBy {
 			if g == d.Name {
 				dims = append(dims, d)

@@ -14,7 +14,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/shopspring/decimal"
 
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -127,7 +126,7 @@ func (s *Server) usageQuery(c echo.Context) (tokka.UsageQuery, error) {
 	}
 	seen := map[string]bool{}
 	for _, g := range groups {
-		if _, known := postgres.DimensionByName(g); !known {
+		if _, known := tokka.DimensionByName(g); !known {
 			return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by",
 				Message: "group_by takes a list of month, week, day, provider, connection, model, project, api_key, service_tier (comma-separated, repeated, or both)"}
 		}
@@ -136,7 +135,7 @@ func (s *Server) usageQuery(c echo.Context) (tokka.UsageQuery, error) {
 			q.GroupBy = append(q.GroupBy, g)
 		}
 	}
-	for _, d := range postgres.UsageDimensions {
+	for _, d := range tokka.UsageDimensions {
 		if !d.Filters {
 			continue
 		}
@@ -215,7 +214,7 @@ func (s *Server) usage(c echo.Context) error {
 	for i, r := range rows {
 		data[i] = usageRowJSON(r)
 	}
-	dims := postgres.GroupedDimensions(q.GroupBy)
+	dims := tokka.GroupedDimensions(q.GroupBy)
 	resp.page = pageOf(data, q.Limit, queryDigest(q), func(last usageRowJSON) []string {
 		after := make([]string, len(dims))
 		for i, d := range dims {
@@ -260,7 +259,7 @@ func queryDigest(q tokka.UsageQuery) string {
 	for _, g := range q.GroupBy {
 		fmt.Fprintf(h, "\x00%s", g)
 	}
-	for _, d := range postgres.UsageDimensions {
+	for _, d := range tokka.UsageDimensions {
 		if v, ok := q.Filters[d.Name]; ok {
 			fmt.Fprintf(h, "\x00%s=%d:%s", d.Name, len(v), v)
 		}
@@ -271,7 +270,7 @@ func queryDigest(q tokka.UsageQuery) string {
 // decodeUsageCursor returns the grouping values a page of q starts after, or
 // a CodeInvalid error for a cursor this API did not issue for q.
 func decodeUsageCursor(v string, q tokka.UsageQuery) ([]string, error) {
-	dims := postgres.GroupedDimensions(q.GroupBy)
+	dims := tokka.GroupedDimensions(q.GroupBy)
 	after, err := decodeCursor(v, queryDigest(q), len(dims),
 		"cursor belongs to another query: page with the same from, to, group_by and filters it came from")
 	if err != nil {
@@ -322,31 +321,13 @@ type summaryResponse struct {
 	TopProjects []tokka.TopItem   `json:"top_projects"`
 }
 
-// project computes the month-end forecast, the same way budgets do (package
-// budget). The run rate is the average daily spend of the last seven complete
-// days (crossing into the previous month when needed, so a quiet first few
-// days of a month do not zero the forecast), counting only days since the
-// first cost, so a new account is not diluted; the projection replaces
-// today's partial spend with that rate for today and every remaining day, and
-// is never below what is already spent.
+// project is one provider's (or all providers') summary, forecast with the
+// function budgets use (tokka.ForecastMonthEnd).
 func project(p tokka.SpendPeriods, today time.Time) providerSummary {
-	days := int64(7)
-	if p.FirstDay != nil {
-		days = min(days, int64(today.Sub(p.FirstDay.UTC().Truncate(24*time.Hour)).Hours()/24))
-	}
-	rate := decimal.Zero
-	if days > 0 {
-		rate = p.LastSevenComplete.Div(decimal.NewFromInt(days)).Round(6)
-	}
-	daysInMonth := time.Date(today.Year(), today.Month()+1, 0, 0, 0, 0, 0, time.UTC).Day()
-	remaining := decimal.NewFromInt(int64(daysInMonth - today.Day() + 1))
-	projected := p.MonthToYesterday.Add(rate.Mul(remaining))
-	if projected.LessThan(p.MonthToDate) {
-		projected = p.MonthToDate
-	}
+	f := tokka.ForecastMonthEnd(today, p.MonthToYesterday, p.MonthToDate, p.LastSevenComplete, tokka.RateDays(today, p.FirstDay))
 	return providerSummary{
 		Provider: p.Provider, MonthToDateUSD: p.MonthToDate, PreviousMonthUSD: p.PreviousMonth,
-		SamePeriodLastMonth: p.SamePeriodLast, ProjectedMonthEndUSD: projected, DailyRunRateUSD: rate,
+		SamePeriodLastMonth: p.SamePeriodLast, ProjectedMonthEndUSD: f.MonthEndUSD, DailyRunRateUSD: f.DailyRateUSD,
 		TokensMonthToDate: p.TokensMonthToDate,
 	}
 }

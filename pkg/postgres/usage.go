@@ -11,39 +11,22 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// Dimension is one way usage can be grouped or filtered. Only the SQL in
+// dimensionSQL is each dimension's grouping expression. Only the SQL in
 // this table ever reaches a query; request values are always placeholders.
-type Dimension struct {
-	Name    string // the group_by / filter name in the API
-	Key     string // the JSON field of a grouped row
-	Select  string // the grouping expression
-	Cost    bool   // whether cost rows carry this dimension (otherwise their cost lands under "")
-	Filters bool   // whether it can be a filter (day/week/month are ranges, not filters)
-	Type    string // the SQL type of its values: "date" (YYYY-MM-DD), "uuid" or "text"
+var dimensionSQL = map[string]string{
+	"month":        "date_trunc('month', day)::date",
+	"week":         "date_trunc('week', day)::date",
+	"day":          "day",
+	"provider":     "provider",
+	"connection":   "connection_id",
+	"model":        "model",
+	"project":      "project_id",
+	"api_key":      "api_key_id",
+	"service_tier": "service_tier",
 }
 
-// UsageDimensions lists every dimension in the order results are sorted.
-var UsageDimensions = []Dimension{
-	{Name: "month", Key: "month", Select: "date_trunc('month', day)::date", Cost: true, Type: "date"},
-	{Name: "week", Key: "week", Select: "date_trunc('week', day)::date", Cost: true, Type: "date"},
-	{Name: "day", Key: "day", Select: "day", Cost: true, Type: "date"},
-	{Name: "provider", Key: "provider", Select: "provider", Cost: true, Filters: true, Type: "text"},
-	{Name: "connection", Key: "connection_id", Select: "connection_id", Cost: true, Filters: true, Type: "uuid"},
-	{Name: "model", Key: "model", Select: "model", Cost: true, Filters: true, Type: "text"},
-	{Name: "project", Key: "project_id", Select: "project_id", Cost: true, Filters: true, Type: "text"},
-	{Name: "api_key", Key: "api_key_id", Select: "api_key_id", Cost: true, Filters: true, Type: "text"},
-	{Name: "service_tier", Key: "service_tier", Select: "service_tier", Cost: false, Filters: true, Type: "text"},
-}
-
-// DimensionByName returns the dimension called name.
-func DimensionByName(name string) (Dimension, bool) {
-	for _, d := range UsageDimensions {
-		if d.Name == name {
-			return d, true
-		}
-	}
-	return Dimension{}, false
-}
+// sqlOf is d's grouping expression.
+func sqlOf(d tokka.Dimension) string { return dimensionSQL[d.Name] }
 
 // wholeMonths returns the span [m1, m2) of whole calendar months inside the
 // days from..to (inclusive); m1 == m2 when there is none.
@@ -68,7 +51,7 @@ func wholeMonths(from, to time.Time) (time.Time, time.Time) {
 // values, so neither multiplies the other. When no grouping needs days or
 // weeks, whole months are read from the monthly rollups and only the edge
 // days from the daily tables.
-func usageSQL(q tokka.UsageQuery, dims []Dimension) (string, []any) {
+func usageSQL(q tokka.UsageQuery, dims []tokka.Dimension) (string, []any) {
 	args := []any{nil, q.From.Format(time.DateOnly), q.To.Format(time.DateOnly), q.ProvisionalFrom.Format(time.DateOnly)}
 	daily := false
 	for _, d := range dims {
@@ -98,7 +81,7 @@ func usageSQL(q tokka.UsageQuery, dims []Dimension) (string, []any) {
 	}
 	where := func(cost bool) string {
 		var conds []string
-		for _, d := range UsageDimensions {
+		for _, d := range tokka.UsageDimensions {
 			v, ok := q.Filters[d.Name]
 			if !ok || !d.Filters {
 				continue
@@ -110,7 +93,7 @@ func usageSQL(q tokka.UsageQuery, dims []Dimension) (string, []any) {
 				continue
 			}
 			args = append(args, v)
-			conds = append(conds, fmt.Sprintf("%s::text = $%d", d.Select, len(args)))
+			conds = append(conds, fmt.Sprintf("%s::text = $%d", sqlOf(d), len(args)))
 		}
 		if len(q.After) == len(dims) && len(dims) > 0 {
 			// Only the groups after the last one read. A group's key is a
@@ -118,7 +101,7 @@ func usageSQL(q tokka.UsageQuery, dims []Dimension) (string, []any) {
 			// grouping (on both sides of the join) is filtering groups.
 			var exprs, vals []string
 			for i, d := range dims {
-				expr := d.Select
+				expr := sqlOf(d)
 				if cost && !d.Cost {
 					expr = "''"
 				}
@@ -142,7 +125,7 @@ func usageSQL(q tokka.UsageQuery, dims []Dimension) (string, []any) {
 	side := func(cost bool) (sel, group string) {
 		var s, g []string
 		for i, d := range dims {
-			expr := d.Select
+			expr := sqlOf(d)
 			if cost && !d.Cost {
 				expr = "''"
 			}
@@ -196,23 +179,8 @@ func usageSQL(q tokka.UsageQuery, dims []Dimension) (string, []any) {
 	return query, args
 }
 
-// GroupedDimensions returns the dimensions named in groupBy in the order
-// results are sorted by (UsageDimensions' order), skipping unknown names.
-func GroupedDimensions(groupBy []string) []Dimension {
-	var dims []Dimension
-	for _, d := range UsageDimensions {
-		for _, g := range groupBy {
-			if g == d.Name {
-				dims = append(dims, d)
-				break
-			}
-		}
-	}
-	return dims
-}
-
-func dimensionsOf(q tokka.UsageQuery) ([]Dimension, error) {
-	dims := GroupedDimensions(q.GroupBy)
+func dimensionsOf(q tokka.UsageQuery) ([]tokka.Dimension, error) {
+	dims := tokka.GroupedDimensions(q.GroupBy)
 	if len(dims) != len(q.GroupBy) {
 		return nil, &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by", Message: "unknown or repeated group_by dimension"}
 	}
@@ -270,7 +238,7 @@ func (d *DB) eachUsageRow(ctx context.Context, u tokka.User, q tokka.UsageQuery,
 
 // usageRows runs one usage query (q.Limit and q.After apply) in one
 // transaction as u, calling fn for each row as it arrives.
-func (d *DB) usageRows(ctx context.Context, u tokka.User, q tokka.UsageQuery, dims []Dimension, fn func(tokka.UsageGroup) error) error {
+func (d *DB) usageRows(ctx context.Context, u tokka.User, q tokka.UsageQuery, dims []tokka.Dimension, fn func(tokka.UsageGroup) error) error {
 	query, args := usageSQL(q, dims)
 	args[0] = u.ID
 	return d.asUser(ctx, u, func(tx *sqlx.Tx) error {

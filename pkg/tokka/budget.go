@@ -131,3 +131,81 @@ type DeliveryResult struct {
 	ResponseStatus int    // 0 when there was no HTTP response
 	Reason         string // caller-safe; empty on success
 }
+
+// BudgetStatus is where a budget stands in the month containing now.
+type BudgetStatus struct {
+	Month        string          // YYYY-MM, UTC
+	SpendUSD     decimal.Decimal // month to date, exact
+	ForecastUSD  decimal.Decimal // projected month-end spend, rounded to cents
+	PercentUsed  decimal.Decimal // SpendUSD / amount × 100, rounded to 2 places
+	DailyRateUSD decimal.Decimal // the daily rate the forecast uses, rounded to 6 places
+	RateDays     int             // complete days that rate averages (0 to ForecastRateDays)
+}
+
+// Matches reports whether a spend row falls inside b's scope.
+func (b Budget) Matches(r SpendRow) bool {
+	switch b.Scope {
+	case ScopeAll:
+		return true
+	case ScopeProvider:
+		return b.Provider != nil && *b.Provider == r.Provider
+	case ScopeConnection:
+		return b.ConnectionID != nil && *b.ConnectionID == r.ConnectionID
+	}
+	return false
+}
+
+func monthStart(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+}
+
+// BudgetStatusRange is the span of days Budget.Status needs rows for.
+func BudgetStatusRange(now time.Time) (from, to time.Time) {
+	today := startOfDay(now)
+	from = monthStart(now)
+	if w := today.AddDate(0, 0, -ForecastRateDays); w.Before(from) {
+		from = w
+	}
+	return from, today
+}
+
+// Status computes b's status at now from the user's spend rows, which must
+// cover BudgetStatusRange(now) (rows outside b's scope are ignored).
+func (b Budget) Status(rows []SpendRow, now time.Time) BudgetStatus {
+	today := startOfDay(now)
+	start := monthStart(now)
+	windowStart := today.AddDate(0, 0, -ForecastRateDays)
+	var beforeToday, spend, window decimal.Decimal
+	var first *time.Time
+	for _, r := range rows {
+		if !b.Matches(r) {
+			continue
+		}
+		d, err := time.Parse(time.DateOnly, r.Day)
+		if err != nil {
+			continue
+		}
+		if first == nil || d.Before(*first) {
+			first = &d
+		}
+		if !d.Before(start) && !d.After(today) {
+			spend = spend.Add(r.USD)
+			if d.Before(today) {
+				beforeToday = beforeToday.Add(r.USD)
+			}
+		}
+		if !d.Before(windowStart) && d.Before(today) {
+			window = window.Add(r.USD)
+		}
+	}
+	f := ForecastMonthEnd(now, beforeToday, spend, window, RateDays(today, first))
+	s := BudgetStatus{Month: start.Format("2006-01"), SpendUSD: spend, ForecastUSD: f.MonthEndUSD,
+		DailyRateUSD: f.DailyRateUSD, RateDays: f.RateDays}
+	if b.AmountUSD.IsPositive() {
+		s.PercentUsed = s.SpendUSD.Mul(hundred).Div(b.AmountUSD).Round(2)
+	}
+	return s
+}
+
+var hundred = decimal.NewFromInt(100)

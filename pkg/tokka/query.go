@@ -49,3 +49,50 @@ func (r *UsageGroup) Add(o UsageGroup) {
 	r.CostUSD = r.CostUSD.Add(o.CostUSD)
 	r.Provisional = r.Provisional || o.Provisional
 }
+
+// Dimension is one way usage can be grouped or filtered.
+type Dimension struct {
+	Name    string // the group_by / filter name in the API
+	Key     string // the JSON field of a grouped row
+	Cost    bool   // whether cost rows carry this dimension (otherwise their cost lands under "")
+	Filters bool   // whether it can be a filter (day/week/month are ranges, not filters)
+	Type    string // the SQL type of its values: "date" (YYYY-MM-DD), "uuid" or "text"
+}
+
+// UsageDimensions lists every dimension in the order results are sorted.
+var UsageDimensions = []Dimension{
+	{Name: "month", Key: "month", Cost: true, Type: "date"},
+	{Name: "week", Key: "week", Cost: true, Type: "date"},
+	{Name: "day", Key: "day", Cost: true, Type: "date"},
+	{Name: "provider", Key: "provider", Cost: true, Filters: true, Type: "text"},
+	{Name: "connection", Key: "connection_id", Cost: true, Filters: true, Type: "uuid"},
+	{Name: "model", Key: "model", Cost: true, Filters: true, Type: "text"},
+	{Name: "project", Key: "project_id", Cost: true, Filters: true, Type: "text"},
+	{Name: "api_key", Key: "api_key_id", Cost: true, Filters: true, Type: "text"},
+	{Name: "service_tier", Key: "service_tier", Cost: false, Filters: true, Type: "text"},
+}
+
+// DimensionByName returns the dimension called name.
+func DimensionByName(name string) (Dimension, bool) {
+	for _, d := range UsageDimensions {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Dimension{}, false
+}
+
+// GroupedDimensions returns the dimensions named in groupBy in the order
+// results are sorted by (UsageDimensions' order), skipping unknown names.
+func GroupedDimensions(groupBy []string) []Dimension {
+	var dims []Dimension
+	for _, d := range UsageDimensions {
+		for _, g := range groupBy {
+			if g == d.Name {
+				dims = append(dims, d)
+				break
+			}
+		}
+	}
+	return dims
+}
