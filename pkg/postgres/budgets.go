@@ -36,12 +36,16 @@ type Budget struct {
 	ForecastThresholds pq.Int64Array   `db:"forecast_thresholds"`
 	WebhookURL         *string         `db:"webhook_url"`
 	EmailTo            *string         `db:"email_to"`
-	CreatedAt          time.Time       `db:"created_at"`
-	UpdatedAt          time.Time       `db:"updated_at"`
+	// SlackURLHint stands for the Slack webhook URL, which is a credential
+	// the api can write but not read: https://hooks.slack.com/services/…
+	// and its last four characters. Nil when the budget has no Slack channel.
+	SlackURLHint *string   `db:"slack_url_hint"`
+	CreatedAt    time.Time `db:"created_at"`
+	UpdatedAt    time.Time `db:"updated_at"`
 }
 
 const budgetColumns = `id, user_id, name, amount_usd, scope, provider, connection_id, thresholds,
-	forecast_thresholds, webhook_url, email_to, created_at, updated_at`
+	forecast_thresholds, webhook_url, email_to, slack_url_hint, created_at, updated_at`
 
 // NewBudget is what CreateBudget stores. The caller generates ID and
 // WebhookSecret; the secret is written once and never read back by the api.
@@ -57,7 +61,15 @@ type NewBudget struct {
 	WebhookURL         *string
 	WebhookSecret      *secret.Key
 	EmailTo            *string
+	SlackURL           *string // a checked Slack incoming-webhook URL, or nil
 }
+
+// Notification channels, as budget_deliveries.channel names them.
+const (
+	ChannelWebhook = "webhook"
+	ChannelEmail   = "email"
+	ChannelSlack   = "slack"
+)
 
 // MaxBudgetsPerUser caps how many budgets one user may have (each is
 // evaluated after every sync of theirs).
@@ -84,12 +96,12 @@ func (d *DB) CreateBudget(ctx context.Context, u tokka.User, nb NewBudget) (Budg
 		}
 		return domainError(tx.GetContext(ctx, &b, `
 			INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, provider, connection_id,
-				thresholds, forecast_thresholds, webhook_url, webhook_secret, email_to)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+				thresholds, forecast_thresholds, webhook_url, webhook_secret, email_to, slack_url)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 			RETURNING `+budgetColumns,
 			nb.ID, u.ID, nb.Name, nb.AmountUSD.String(), nb.Scope, nb.Provider, nb.ConnectionID,
 			pq.Int64Array(nonNil(nb.Thresholds)), pq.Int64Array(nonNil(nb.ForecastThresholds)),
-			nb.WebhookURL, string(nb.WebhookSecret.Bytes()), nb.EmailTo), "budget")
+			nb.WebhookURL, string(nb.WebhookSecret.Bytes()), nb.EmailTo, nb.SlackURL), "budget")
 	})
 	return b, err
 }
@@ -141,15 +153,22 @@ type BudgetPatch struct {
 	AmountUSD          *decimal.Decimal
 	Thresholds         *[]int64
 	ForecastThresholds *[]int64
-	// SetChannels replaces WebhookURL and EmailTo together (nil = off).
+	// SetChannels replaces WebhookURL, EmailTo and SlackURL together (nil =
+	// off), except that a SlackHint keeps the Slack URL as it is.
 	SetChannels   bool
 	WebhookURL    *string
 	EmailTo       *string
+	SlackURL      *string
 	WebhookSecret *secret.Key // a rotated secret, or nil to keep the old one
+	// SlackHint, with SetChannels, keeps the stored Slack URL; it must be
+	// the budget's current SlackURLHint (what a GET showed), otherwise the
+	// update is a CodeInvalid error on field channels.slack_url.
+	SlackHint *string
 }
 
 // UpdateBudget applies p to one of u's budgets and returns the result; it is
-// tokka.ErrNotFound for a budget that is not u's.
+// tokka.ErrNotFound for a budget that is not u's, and CodeInvalid for a
+// SlackHint that is not the budget's.
 func (d *DB) UpdateBudget(ctx context.Context, u tokka.User, id string, p BudgetPatch) (Budget, error) {
 	var b Budget
 	var amount, newSecret any
@@ -175,6 +194,11 @@ func (d *DB) UpdateBudget(ctx context.Context, u tokka.User, id string, p Budget
 				return domainError(err, "budget")
 			}
 		}
+		if p.SetChannels {
+			if err := setSlackURL(ctx, tx, id, p); err != nil {
+				return err
+			}
+		}
 		return domainError(tx.GetContext(ctx, &b, `
 			UPDATE tokka.budgets SET
 				name = coalesce($2, name),
@@ -189,6 +213,25 @@ func (d *DB) UpdateBudget(ctx context.Context, u tokka.User, id string, p Budget
 			id, p.Name, amount, thresholds, forecast, p.SetChannels, p.WebhookURL, p.EmailTo), "budget")
 	})
 	return b, err
+}
+
+// setSlackURL applies a channel update's Slack part. Like the secret, the
+// URL is written by a statement of its own, which never reads it: role
+// authenticated may not. Keeping it compares the hint instead.
+func setSlackURL(ctx context.Context, tx *sqlx.Tx, id string, p BudgetPatch) error {
+	if p.SlackHint == nil {
+		_, err := tx.ExecContext(ctx, `UPDATE tokka.budgets SET slack_url = $2 WHERE id = $1`, id, p.SlackURL)
+		return domainError(err, "budget")
+	}
+	var hint *string
+	if err := tx.GetContext(ctx, &hint, `SELECT slack_url_hint FROM tokka.budgets WHERE id = $1`, id); err != nil {
+		return domainError(err, "budget")
+	}
+	if hint == nil || *hint != *p.SlackHint {
+		return &tokka.Error{Code: tokka.CodeInvalid, Field: "channels.slack_url",
+			Message: "channels.slack_url is a masked URL that is not this budget's; paste the full Slack webhook URL"}
+	}
+	return nil
 }
 
 // DeleteBudget deletes one of u's budgets and its delivery records (the
@@ -331,13 +374,16 @@ func (d *DB) RaiseBudgetAlert(ctx context.Context, a tokka.Alert, budgetID strin
 // PendingDelivery is a claimed delivery with what is needed to send it: the
 // destination, the signing secret and the alert it announces.
 type PendingDelivery struct {
-	ID            int64           `db:"id"`
-	Channel       string          `db:"channel"`
-	Attempts      int             `db:"attempts"`
-	BudgetID      string          `db:"budget_id"`
-	BudgetName    string          `db:"budget_name"`
-	WebhookURL    *string         `db:"webhook_url"`
-	EmailTo       *string         `db:"email_to"`
+	ID         int64   `db:"id"`
+	Channel    string  `db:"channel"`
+	Attempts   int     `db:"attempts"`
+	BudgetID   string  `db:"budget_id"`
+	BudgetName string  `db:"budget_name"`
+	WebhookURL *string `db:"webhook_url"`
+	EmailTo    *string `db:"email_to"`
+	// SlackURL is the Slack webhook URL (a credential); it redacts itself
+	// when printed and the caller wipes it after use. Nil: no Slack channel.
+	SlackURL      *secret.Key     `db:"-"`
 	AlertID       int64           `db:"alert_id"`
 	AlertKind     string          `db:"alert_kind"`
 	AlertSeverity string          `db:"alert_severity"`
@@ -356,7 +402,8 @@ type PendingDelivery struct {
 func (d *DB) ClaimDeliveries(ctx context.Context, userID, owner string, n int, leaseFor time.Duration) ([]PendingDelivery, error) {
 	var rows []struct {
 		PendingDelivery
-		Secret string `db:"webhook_secret"`
+		Secret string  `db:"webhook_secret"`
+		Slack  *string `db:"slack_url"`
 	}
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &rows, `
@@ -376,7 +423,7 @@ func (d *DB) ClaimDeliveries(ctx context.Context, userID, owner string, n int, l
 				RETURNING bd.id, bd.channel, bd.attempts, bd.budget_id, bd.alert_id
 			)
 			SELECT c.id, c.channel, c.attempts, c.budget_id, b.name AS budget_name, b.webhook_url,
-				b.email_to, b.webhook_secret, a.id AS alert_id, a.kind AS alert_kind,
+				b.email_to, b.webhook_secret, b.slack_url, a.id AS alert_id, a.kind AS alert_kind,
 				a.severity AS alert_severity, a.title AS alert_title, a.detail AS alert_detail,
 				a.created_at AS alert_created_at
 			FROM claimed c
@@ -391,6 +438,9 @@ func (d *DB) ClaimDeliveries(ctx context.Context, userID, owner string, n int, l
 	for i, r := range rows {
 		out[i] = r.PendingDelivery
 		out[i].WebhookSecret = secret.FromString(r.Secret)
+		if r.Slack != nil {
+			out[i].SlackURL = secret.FromString(*r.Slack)
+		}
 	}
 	return out, nil
 }
