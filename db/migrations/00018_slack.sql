@@ -14,7 +14,7 @@
 ALTER TABLE tokka.budgets
   ADD COLUMN slack_url text
     CHECK (length(slack_url) <= 2048
-           AND slack_url ~ '^https://hooks\.slack\.com/services/[A-Z0-9]{1,32}/[A-Z0-9]{1,32}/[A-Za-z0-9]{1,64}$'),
+           AND slack_url ~ '^https://hooks\.slack\.com/services/[A-Z0-9]{1,32}/[A-Z0-9]{1,32}/[A-Za-z0-9]{8,64}$'),
   ADD COLUMN slack_url_hint text
     GENERATED ALWAYS AS (regexp_replace(slack_url, '^.*(.{4})$', 'https://hooks.slack.com/services/…\1')) STORED;
 

@@ -45,7 +45,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 		return c
 	}
 	attempts, status, err := w.SendSlack(context.Background(), SlackMessage{
-		URL: "https://hooks.slack.com/services/T1/B1/token"})
+		URL: "https://hooks.slack.com/services/T1/B1/tokentoken"})
 	require.NoError(t, err)
 	require.Equal(t, 5, attempts)
 	require.Equal(t, 200, status)

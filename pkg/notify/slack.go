@@ -18,7 +18,7 @@ const slackOrigin = "https://" + SlackHost
 // slackPath is an incoming webhook's path: /services/<team>/<hook>/<token>.
 // Nothing else is accepted (no query, no dot segments, no escapes), so the
 // URL cannot be bent to another endpoint of the host.
-var slackPath = regexp.MustCompile(`^/services/[A-Z0-9]{1,32}/[A-Z0-9]{1,32}/[A-Za-z0-9]{1,64}$`)
+var slackPath = regexp.MustCompile(`^/services/[A-Z0-9]{1,32}/[A-Z0-9]{1,32}/[A-Za-z0-9]{8,64}$`)
 
 // slackErrorCode is the shape of the error codes Slack answers with
 // (invalid_payload, channel_not_found, …): only a body of that shape is
