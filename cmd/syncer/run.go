@@ -62,6 +62,9 @@ type Config struct {
 	SMTP          *notify.SMTPConfig
 	AllowLoopback bool
 	AnomalyMinUSD decimal.Decimal
+	// AppURL is PUBLIC_APP_URL without its trailing slash: Slack messages
+	// link to AppURL/budgets/<id>. Empty: no link.
+	AppURL string
 
 	// StallAfter is SYNC_STALL_TIMEOUT: the metrics listener's /healthz
 	// (the daemon's liveness probe) fails once the syncer has shown no
@@ -192,6 +195,9 @@ func loadConfig(getenv func(string) string, keysOnly bool) (Config, error) {
 	default:
 		return c, fmt.Errorf("WEBHOOK_ALLOW_LOOPBACK_HTTP: %q must be true or false", v)
 	}
+	if c.AppURL, err = parseAppURL(getenv("PUBLIC_APP_URL")); err != nil {
+		return c, err
+	}
 	c.AnomalyMinUSD = decimal.NewFromInt(10)
 	if v := getenv("ANOMALY_MIN_USD"); v != "" {
 		d, err := decimal.NewFromString(v)
@@ -221,6 +227,29 @@ func loadConfig(getenv func(string) string, keysOnly bool) (Config, error) {
 		c.Sync.Instance = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	}
 	return c, nil
+}
+
+// parseAppURL checks PUBLIC_APP_URL: an absolute https URL (plain http only
+// to this machine) with no user info, query or fragment, which goes into
+// Slack's <url|text> links as it is, so none of <, >, | may survive
+// escaping. It returns it without a trailing slash.
+func parseAppURL(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	bad := fmt.Errorf("PUBLIC_APP_URL: %q must be an https URL like https://tokka.example.com, without user, query or fragment", v)
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", bad
+	}
+	if u.Scheme != "https" && !(u.Scheme == "http" && loopbackOnly(v)) {
+		return "", bad
+	}
+	out := strings.TrimSuffix(u.String(), "/")
+	if strings.ContainsAny(out, "<>| ") || out != strings.TrimSuffix(v, "/") {
+		return "", bad
+	}
+	return out, nil
 }
 
 // parseBackoff reads a comma-separated list of positive durations, the
@@ -332,7 +361,7 @@ func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
 		mail = notify.NewMailer(*c.SMTP)
 	}
 	c.Sync.AfterSync = budget.New(budget.Config{Instance: c.Sync.Instance,
-		Anomaly: budget.AnomalyConfig{MinUSD: c.AnomalyMinUSD}}, db,
+		Anomaly: budget.AnomalyConfig{MinUSD: c.AnomalyMinUSD}, AppURL: c.AppURL}, db,
 		notify.NewWebhook(notify.WebhookConfig{Guard: &notify.Guard{AllowLoopback: c.AllowLoopback}}),
 		mail, log.With().Str("component", "budget").Logger())
 	s := syncer.New(c.Sync, db, c.Keyring, clients, log, metrics)

@@ -62,6 +62,11 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 		{"bad retry backoff", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "SYNC_RETRY_BACKOFF", "1m,soon"), "SYNC_RETRY_BACKOFF"},
 		{"shrinking retry backoff", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "SYNC_RETRY_BACKOFF", "5m,1m"), "SYNC_RETRY_BACKOFF"},
 		{"zero reminder days", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "KEY_ROTATION_REMINDER_DAYS", "0"), "KEY_ROTATION_REMINDER_DAYS"},
+		{"app URL not https", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "PUBLIC_APP_URL", "http://app.example.com"), "PUBLIC_APP_URL"},
+		{"app URL relative", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "PUBLIC_APP_URL", "app.example.com"), "PUBLIC_APP_URL"},
+		{"app URL with a query", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "PUBLIC_APP_URL", "https://app.example.com/?a=1"), "PUBLIC_APP_URL"},
+		{"app URL with a user", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "PUBLIC_APP_URL", "https://u:p@app.example.com"), "PUBLIC_APP_URL"},
+		{"app URL breaking a Slack link", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "PUBLIC_APP_URL", "https://app.example.com/a|b"), "PUBLIC_APP_URL"},
 		{"rewrap without a database", []string{"rewrap"}, env("ENCRYPTION_KEY", goodKey), "DATABASE_URL is required"},
 		{"rewrap, database down", []string{"rewrap"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db), "cannot reach database"},
 	}
@@ -105,4 +110,23 @@ func TestStallTimeoutFollowsALongPoll(t *testing.T) {
 	require.Equal(t, 3*time.Hour, c.StallAfter)
 	_, err = loadConfig(env(append(base, "SYNC_POLL_INTERVAL", "1h", "SYNC_STALL_TIMEOUT", "30m")...), false)
 	require.ErrorContains(t, err, "SYNC_STALL_TIMEOUT (30m0s) must be longer")
+}
+
+// TestPublicAppURLSetting: PUBLIC_APP_URL is where Slack messages link to,
+// kept without its trailing slash; plain http only for this machine.
+func TestPublicAppURLSetting(t *testing.T) {
+	t.Parallel()
+	base := []string{"ENCRYPTION_KEY", goodKey, "DATABASE_URL", "postgres://127.0.0.1:1/none"}
+	c, err := loadConfig(env(base...), false)
+	require.NoError(t, err)
+	require.Empty(t, c.AppURL, "unset: no link")
+	for in, want := range map[string]string{
+		"https://app.tokka.dev/":       "https://app.tokka.dev",
+		"https://tokka.example.com/ui": "https://tokka.example.com/ui",
+		"http://localhost:5173":        "http://localhost:5173",
+	} {
+		c, err = loadConfig(env(append(base, "PUBLIC_APP_URL", in)...), false)
+		require.NoError(t, err, in)
+		require.Equal(t, want, c.AppURL)
+	}
 }

@@ -131,6 +131,7 @@ func (e BudgetScope) Valid() bool {
 // Defines values for BudgetDeliveryChannel.
 const (
 	Email   BudgetDeliveryChannel = "email"
+	Slack   BudgetDeliveryChannel = "slack"
 	Webhook BudgetDeliveryChannel = "webhook"
 )
 
@@ -138,6 +139,8 @@ const (
 func (e BudgetDeliveryChannel) Valid() bool {
 	switch e {
 	case Email:
+		return true
+	case Slack:
 		return true
 	case Webhook:
 		return true
@@ -573,7 +576,12 @@ type Budget struct {
 		Email bool `json:"email"`
 
 		// EmailTo The recipient, taken from your access token when email was turned on.
-		EmailTo    *string `json:"email_to"`
+		EmailTo *string `json:"email_to"`
+
+		// SlackUrl The Slack URL's hint, never the URL (a credential); null when Slack is off.
+		//
+		// Example: https://hooks.slack.com/services/…UVWX
+		SlackUrl   *string `json:"slack_url"`
 		WebhookUrl *string `json:"webhook_url"`
 	} `json:"channels"`
 	ConnectionId       *openapi_types.UUID `json:"connection_id"`
@@ -619,6 +627,15 @@ type BudgetChannels struct {
 	// Email Email notifications to the address in your access token (stored now).
 	Email *bool `json:"email,omitempty"`
 
+	// SlackUrl A Slack incoming-webhook URL,
+	// `https://hooks.slack.com/services/<team>/<hook>/<token>`;
+	// `null`, `""` or white space for none. In a PATCH, the hint a GET
+	// showed keeps the stored URL.
+	//
+	//
+	// Example: https://hooks.slack.com/services/T0123ABCD/B0456EFGH/abcdEFGHijklMNOPqrstUVWX
+	SlackUrl *string `json:"slack_url,omitempty"`
+
 	// WebhookUrl HTTPS URL to POST signed notifications to; `null`, `""` or white space for none.
 	WebhookUrl *string `json:"webhook_url,omitempty"`
 }
@@ -634,10 +651,10 @@ type BudgetDelivery struct {
 	// Id Also sent as X-Tokka-Delivery and the payload's id.
 	Id int64 `json:"id"`
 
-	// LastError Why it failed, in words safe to show; never the receiver's response.
+	// LastError Why it failed, in words safe to show; never the receiver's response (for Slack, its error code, such as `channel_not_found`).
 	LastError *string `json:"last_error"`
 
-	// ResponseStatus The receiver's last HTTP status (webhooks).
+	// ResponseStatus The receiver's last HTTP status (webhooks and Slack).
 	ResponseStatus *int                 `json:"response_status"`
 	Status         BudgetDeliveryStatus `json:"status"`
 	UpdatedAt      time.Time            `json:"updated_at"`
@@ -1670,8 +1687,9 @@ type ClientInterface interface {
 	// `forecast_thresholds` while spend has not; each (budget, threshold,
 	// month, amount) fires once, and changing the amount re-arms the
 	// thresholds for the new amount. New alerts are sent to the channels:
-	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
-	// address. Email is accepted only for an address known to be
+	// a webhook (HTTPS; signed, see `webhook_secret`), a Slack channel
+	// (a Slack incoming webhook) and/or email to your address. Email is
+	// accepted only for an address known to be
 	// confirmed: the one the Supabase Auth server reports with
 	// `email_confirmed_at` set, or, on a server without an Auth server to
 	// ask, your token's email when its `user_metadata.email_verified` is
@@ -1688,6 +1706,21 @@ type ClientInterface interface {
 	// mapped and well-known NAT64 forms of a public address pass; IP
 	// literals only in dotted decimal). It is checked now and again before
 	// every delivery; redirects are not followed.
+	//
+	// The Slack URL must be a Slack incoming webhook,
+	// `https://hooks.slack.com/services/<team>/<hook>/<token>` and nothing
+	// else: no other host (not `hooks.slack.com.example.com`), no user
+	// info, port, query or fragment; its host passes the same address
+	// checks. The URL is a credential (anyone who has it can post to the
+	// channel): it is never shown again, only its hint
+	// (`https://hooks.slack.com/services/…` and its last four characters).
+	// Slack messages say what fired and show the budget, the UTC month,
+	// spend, amount, forecast and threshold, with a link to the budget when
+	// the syncer has `PUBLIC_APP_URL`. They are retried like webhooks (on
+	// 429, after its `Retry-After`, and on 5xx); Slack's other answers
+	// (404 `channel_not_found` or `no_service`, 410 `channel_is_archived`,
+	// 400 `invalid_payload`) fail the delivery at once, and its
+	// `last_error` names Slack's error code.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
 	// `X-Tokka-Signature` header; it is shown only this once. A retry with
@@ -1711,8 +1744,9 @@ type ClientInterface interface {
 	// `forecast_thresholds` while spend has not; each (budget, threshold,
 	// month, amount) fires once, and changing the amount re-arms the
 	// thresholds for the new amount. New alerts are sent to the channels:
-	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
-	// address. Email is accepted only for an address known to be
+	// a webhook (HTTPS; signed, see `webhook_secret`), a Slack channel
+	// (a Slack incoming webhook) and/or email to your address. Email is
+	// accepted only for an address known to be
 	// confirmed: the one the Supabase Auth server reports with
 	// `email_confirmed_at` set, or, on a server without an Auth server to
 	// ask, your token's email when its `user_metadata.email_verified` is
@@ -1729,6 +1763,21 @@ type ClientInterface interface {
 	// mapped and well-known NAT64 forms of a public address pass; IP
 	// literals only in dotted decimal). It is checked now and again before
 	// every delivery; redirects are not followed.
+	//
+	// The Slack URL must be a Slack incoming webhook,
+	// `https://hooks.slack.com/services/<team>/<hook>/<token>` and nothing
+	// else: no other host (not `hooks.slack.com.example.com`), no user
+	// info, port, query or fragment; its host passes the same address
+	// checks. The URL is a credential (anyone who has it can post to the
+	// channel): it is never shown again, only its hint
+	// (`https://hooks.slack.com/services/…` and its last four characters).
+	// Slack messages say what fired and show the budget, the UTC month,
+	// spend, amount, forecast and threshold, with a link to the budget when
+	// the syncer has `PUBLIC_APP_URL`. They are retried like webhooks (on
+	// 429, after its `Retry-After`, and on 5xx); Slack's other answers
+	// (404 `channel_not_found` or `no_service`, 410 `channel_is_archived`,
+	// 400 `invalid_payload`) fail the delivery at once, and its
+	// `last_error` names Slack's error code.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
 	// `X-Tokka-Signature` header; it is shown only this once. A retry with
@@ -1764,7 +1813,8 @@ type ClientInterface interface {
 	// UpdateBudgetWithBody Change a budget
 	//
 	// Absent fields are left as they are; `channels`, when present, replaces
-	// both channels. The scope cannot change (create another budget).
+	// all channels: to keep the Slack URL, send back the
+	// `channels.slack_url` hint a GET shows (another hint is a 400). The scope cannot change (create another budget).
 	// Changing `amount_usd` re-arms the thresholds for the new amount this
 	// month. `rotate_webhook_secret: true` replaces the signing secret and
 	// returns the new one in this response only.
@@ -1777,7 +1827,8 @@ type ClientInterface interface {
 	// UpdateBudget Change a budget
 	//
 	// Absent fields are left as they are; `channels`, when present, replaces
-	// both channels. The scope cannot change (create another budget).
+	// all channels: to keep the Slack URL, send back the
+	// `channels.slack_url` hint a GET shows (another hint is a 400). The scope cannot change (create another budget).
 	// Changing `amount_usd` re-arms the thresholds for the new amount this
 	// month. `rotate_webhook_secret: true` replaces the signing secret and
 	// returns the new one in this response only.
@@ -2284,8 +2335,9 @@ func (c *Client) HeadListBudgets(ctx context.Context, params *HeadListBudgetsPar
 // `forecast_thresholds` while spend has not; each (budget, threshold,
 // month, amount) fires once, and changing the amount re-arms the
 // thresholds for the new amount. New alerts are sent to the channels:
-// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
-// address. Email is accepted only for an address known to be
+// a webhook (HTTPS; signed, see `webhook_secret`), a Slack channel
+// (a Slack incoming webhook) and/or email to your address. Email is
+// accepted only for an address known to be
 // confirmed: the one the Supabase Auth server reports with
 // `email_confirmed_at` set, or, on a server without an Auth server to
 // ask, your token's email when its `user_metadata.email_verified` is
@@ -2302,6 +2354,21 @@ func (c *Client) HeadListBudgets(ctx context.Context, params *HeadListBudgetsPar
 // mapped and well-known NAT64 forms of a public address pass; IP
 // literals only in dotted decimal). It is checked now and again before
 // every delivery; redirects are not followed.
+//
+// The Slack URL must be a Slack incoming webhook,
+// `https://hooks.slack.com/services/<team>/<hook>/<token>` and nothing
+// else: no other host (not `hooks.slack.com.example.com`), no user
+// info, port, query or fragment; its host passes the same address
+// checks. The URL is a credential (anyone who has it can post to the
+// channel): it is never shown again, only its hint
+// (`https://hooks.slack.com/services/…` and its last four characters).
+// Slack messages say what fired and show the budget, the UTC month,
+// spend, amount, forecast and threshold, with a link to the budget when
+// the syncer has `PUBLIC_APP_URL`. They are retried like webhooks (on
+// 429, after its `Retry-After`, and on 5xx); Slack's other answers
+// (404 `channel_not_found` or `no_service`, 410 `channel_is_archived`,
+// 400 `invalid_payload`) fail the delivery at once, and its
+// `last_error` names Slack's error code.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
 // `X-Tokka-Signature` header; it is shown only this once. A retry with
@@ -2335,8 +2402,9 @@ func (c *Client) CreateBudgetWithBody(ctx context.Context, params *CreateBudgetP
 // `forecast_thresholds` while spend has not; each (budget, threshold,
 // month, amount) fires once, and changing the amount re-arms the
 // thresholds for the new amount. New alerts are sent to the channels:
-// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
-// address. Email is accepted only for an address known to be
+// a webhook (HTTPS; signed, see `webhook_secret`), a Slack channel
+// (a Slack incoming webhook) and/or email to your address. Email is
+// accepted only for an address known to be
 // confirmed: the one the Supabase Auth server reports with
 // `email_confirmed_at` set, or, on a server without an Auth server to
 // ask, your token's email when its `user_metadata.email_verified` is
@@ -2353,6 +2421,21 @@ func (c *Client) CreateBudgetWithBody(ctx context.Context, params *CreateBudgetP
 // mapped and well-known NAT64 forms of a public address pass; IP
 // literals only in dotted decimal). It is checked now and again before
 // every delivery; redirects are not followed.
+//
+// The Slack URL must be a Slack incoming webhook,
+// `https://hooks.slack.com/services/<team>/<hook>/<token>` and nothing
+// else: no other host (not `hooks.slack.com.example.com`), no user
+// info, port, query or fragment; its host passes the same address
+// checks. The URL is a credential (anyone who has it can post to the
+// channel): it is never shown again, only its hint
+// (`https://hooks.slack.com/services/…` and its last four characters).
+// Slack messages say what fired and show the budget, the UTC month,
+// spend, amount, forecast and threshold, with a link to the budget when
+// the syncer has `PUBLIC_APP_URL`. They are retried like webhooks (on
+// 429, after its `Retry-After`, and on 5xx); Slack's other answers
+// (404 `channel_not_found` or `no_service`, 410 `channel_is_archived`,
+// 400 `invalid_payload`) fail the delivery at once, and its
+// `last_error` names Slack's error code.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
 // `X-Tokka-Signature` header; it is shown only this once. A retry with
@@ -2428,7 +2511,8 @@ func (c *Client) HeadGetBudget(ctx context.Context, id openapi_types.UUID, reqEd
 // UpdateBudgetWithBody Change a budget
 //
 // Absent fields are left as they are; `channels`, when present, replaces
-// both channels. The scope cannot change (create another budget).
+// all channels: to keep the Slack URL, send back the
+// `channels.slack_url` hint a GET shows (another hint is a 400). The scope cannot change (create another budget).
 // Changing `amount_usd` re-arms the thresholds for the new amount this
 // month. `rotate_webhook_secret: true` replaces the signing secret and
 // returns the new one in this response only.
@@ -2451,7 +2535,8 @@ func (c *Client) UpdateBudgetWithBody(ctx context.Context, id openapi_types.UUID
 // UpdateBudget Change a budget
 //
 // Absent fields are left as they are; `channels`, when present, replaces
-// both channels. The scope cannot change (create another budget).
+// all channels: to keep the Slack URL, send back the
+// `channels.slack_url` hint a GET shows (another hint is a 400). The scope cannot change (create another budget).
 // Changing `amount_usd` re-arms the thresholds for the new amount this
 // month. `rotate_webhook_secret: true` replaces the signing secret and
 // returns the new one in this response only.
@@ -5321,8 +5406,9 @@ type ClientWithResponsesInterface interface {
 	// `forecast_thresholds` while spend has not; each (budget, threshold,
 	// month, amount) fires once, and changing the amount re-arms the
 	// thresholds for the new amount. New alerts are sent to the channels:
-	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
-	// address. Email is accepted only for an address known to be
+	// a webhook (HTTPS; signed, see `webhook_secret`), a Slack channel
+	// (a Slack incoming webhook) and/or email to your address. Email is
+	// accepted only for an address known to be
 	// confirmed: the one the Supabase Auth server reports with
 	// `email_confirmed_at` set, or, on a server without an Auth server to
 	// ask, your token's email when its `user_metadata.email_verified` is
@@ -5339,6 +5425,21 @@ type ClientWithResponsesInterface interface {
 	// mapped and well-known NAT64 forms of a public address pass; IP
 	// literals only in dotted decimal). It is checked now and again before
 	// every delivery; redirects are not followed.
+	//
+	// The Slack URL must be a Slack incoming webhook,
+	// `https://hooks.slack.com/services/<team>/<hook>/<token>` and nothing
+	// else: no other host (not `hooks.slack.com.example.com`), no user
+	// info, port, query or fragment; its host passes the same address
+	// checks. The URL is a credential (anyone who has it can post to the
+	// channel): it is never shown again, only its hint
+	// (`https://hooks.slack.com/services/…` and its last four characters).
+	// Slack messages say what fired and show the budget, the UTC month,
+	// spend, amount, forecast and threshold, with a link to the budget when
+	// the syncer has `PUBLIC_APP_URL`. They are retried like webhooks (on
+	// 429, after its `Retry-After`, and on 5xx); Slack's other answers
+	// (404 `channel_not_found` or `no_service`, 410 `channel_is_archived`,
+	// 400 `invalid_payload`) fail the delivery at once, and its
+	// `last_error` names Slack's error code.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
 	// `X-Tokka-Signature` header; it is shown only this once. A retry with
@@ -5362,8 +5463,9 @@ type ClientWithResponsesInterface interface {
 	// `forecast_thresholds` while spend has not; each (budget, threshold,
 	// month, amount) fires once, and changing the amount re-arms the
 	// thresholds for the new amount. New alerts are sent to the channels:
-	// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
-	// address. Email is accepted only for an address known to be
+	// a webhook (HTTPS; signed, see `webhook_secret`), a Slack channel
+	// (a Slack incoming webhook) and/or email to your address. Email is
+	// accepted only for an address known to be
 	// confirmed: the one the Supabase Auth server reports with
 	// `email_confirmed_at` set, or, on a server without an Auth server to
 	// ask, your token's email when its `user_metadata.email_verified` is
@@ -5380,6 +5482,21 @@ type ClientWithResponsesInterface interface {
 	// mapped and well-known NAT64 forms of a public address pass; IP
 	// literals only in dotted decimal). It is checked now and again before
 	// every delivery; redirects are not followed.
+	//
+	// The Slack URL must be a Slack incoming webhook,
+	// `https://hooks.slack.com/services/<team>/<hook>/<token>` and nothing
+	// else: no other host (not `hooks.slack.com.example.com`), no user
+	// info, port, query or fragment; its host passes the same address
+	// checks. The URL is a credential (anyone who has it can post to the
+	// channel): it is never shown again, only its hint
+	// (`https://hooks.slack.com/services/…` and its last four characters).
+	// Slack messages say what fired and show the budget, the UTC month,
+	// spend, amount, forecast and threshold, with a link to the budget when
+	// the syncer has `PUBLIC_APP_URL`. They are retried like webhooks (on
+	// 429, after its `Retry-After`, and on 5xx); Slack's other answers
+	// (404 `channel_not_found` or `no_service`, 410 `channel_is_archived`,
+	// 400 `invalid_payload`) fail the delivery at once, and its
+	// `last_error` names Slack's error code.
 	//
 	// The response carries `webhook_secret`, the HMAC-SHA256 key for the
 	// `X-Tokka-Signature` header; it is shown only this once. A retry with
@@ -5421,7 +5538,8 @@ type ClientWithResponsesInterface interface {
 	// UpdateBudgetWithBodyWithResponse Change a budget
 	//
 	// Absent fields are left as they are; `channels`, when present, replaces
-	// both channels. The scope cannot change (create another budget).
+	// all channels: to keep the Slack URL, send back the
+	// `channels.slack_url` hint a GET shows (another hint is a 400). The scope cannot change (create another budget).
 	// Changing `amount_usd` re-arms the thresholds for the new amount this
 	// month. `rotate_webhook_secret: true` replaces the signing secret and
 	// returns the new one in this response only.
@@ -5434,7 +5552,8 @@ type ClientWithResponsesInterface interface {
 	// UpdateBudgetWithResponse Change a budget
 	//
 	// Absent fields are left as they are; `channels`, when present, replaces
-	// both channels. The scope cannot change (create another budget).
+	// all channels: to keep the Slack URL, send back the
+	// `channels.slack_url` hint a GET shows (another hint is a 400). The scope cannot change (create another budget).
 	// Changing `amount_usd` re-arms the thresholds for the new amount this
 	// month. `rotate_webhook_secret: true` replaces the signing secret and
 	// returns the new one in this response only.
@@ -10557,8 +10676,9 @@ func (c *ClientWithResponses) HeadListBudgetsWithResponse(ctx context.Context, p
 // `forecast_thresholds` while spend has not; each (budget, threshold,
 // month, amount) fires once, and changing the amount re-arms the
 // thresholds for the new amount. New alerts are sent to the channels:
-// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
-// address. Email is accepted only for an address known to be
+// a webhook (HTTPS; signed, see `webhook_secret`), a Slack channel
+// (a Slack incoming webhook) and/or email to your address. Email is
+// accepted only for an address known to be
 // confirmed: the one the Supabase Auth server reports with
 // `email_confirmed_at` set, or, on a server without an Auth server to
 // ask, your token's email when its `user_metadata.email_verified` is
@@ -10575,6 +10695,21 @@ func (c *ClientWithResponses) HeadListBudgetsWithResponse(ctx context.Context, p
 // mapped and well-known NAT64 forms of a public address pass; IP
 // literals only in dotted decimal). It is checked now and again before
 // every delivery; redirects are not followed.
+//
+// The Slack URL must be a Slack incoming webhook,
+// `https://hooks.slack.com/services/<team>/<hook>/<token>` and nothing
+// else: no other host (not `hooks.slack.com.example.com`), no user
+// info, port, query or fragment; its host passes the same address
+// checks. The URL is a credential (anyone who has it can post to the
+// channel): it is never shown again, only its hint
+// (`https://hooks.slack.com/services/…` and its last four characters).
+// Slack messages say what fired and show the budget, the UTC month,
+// spend, amount, forecast and threshold, with a link to the budget when
+// the syncer has `PUBLIC_APP_URL`. They are retried like webhooks (on
+// 429, after its `Retry-After`, and on 5xx); Slack's other answers
+// (404 `channel_not_found` or `no_service`, 410 `channel_is_archived`,
+// 400 `invalid_payload`) fail the delivery at once, and its
+// `last_error` names Slack's error code.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
 // `X-Tokka-Signature` header; it is shown only this once. A retry with
@@ -10604,8 +10739,9 @@ func (c *ClientWithResponses) CreateBudgetWithBodyWithResponse(ctx context.Conte
 // `forecast_thresholds` while spend has not; each (budget, threshold,
 // month, amount) fires once, and changing the amount re-arms the
 // thresholds for the new amount. New alerts are sent to the channels:
-// a webhook (HTTPS; signed, see `webhook_secret`) and/or email to your
-// address. Email is accepted only for an address known to be
+// a webhook (HTTPS; signed, see `webhook_secret`), a Slack channel
+// (a Slack incoming webhook) and/or email to your address. Email is
+// accepted only for an address known to be
 // confirmed: the one the Supabase Auth server reports with
 // `email_confirmed_at` set, or, on a server without an Auth server to
 // ask, your token's email when its `user_metadata.email_verified` is
@@ -10622,6 +10758,21 @@ func (c *ClientWithResponses) CreateBudgetWithBodyWithResponse(ctx context.Conte
 // mapped and well-known NAT64 forms of a public address pass; IP
 // literals only in dotted decimal). It is checked now and again before
 // every delivery; redirects are not followed.
+//
+// The Slack URL must be a Slack incoming webhook,
+// `https://hooks.slack.com/services/<team>/<hook>/<token>` and nothing
+// else: no other host (not `hooks.slack.com.example.com`), no user
+// info, port, query or fragment; its host passes the same address
+// checks. The URL is a credential (anyone who has it can post to the
+// channel): it is never shown again, only its hint
+// (`https://hooks.slack.com/services/…` and its last four characters).
+// Slack messages say what fired and show the budget, the UTC month,
+// spend, amount, forecast and threshold, with a link to the budget when
+// the syncer has `PUBLIC_APP_URL`. They are retried like webhooks (on
+// 429, after its `Retry-After`, and on 5xx); Slack's other answers
+// (404 `channel_not_found` or `no_service`, 410 `channel_is_archived`,
+// 400 `invalid_payload`) fail the delivery at once, and its
+// `last_error` names Slack's error code.
 //
 // The response carries `webhook_secret`, the HMAC-SHA256 key for the
 // `X-Tokka-Signature` header; it is shown only this once. A retry with
@@ -10687,7 +10838,8 @@ func (c *ClientWithResponses) HeadGetBudgetWithResponse(ctx context.Context, id 
 // UpdateBudgetWithBodyWithResponse Change a budget
 //
 // Absent fields are left as they are; `channels`, when present, replaces
-// both channels. The scope cannot change (create another budget).
+// all channels: to keep the Slack URL, send back the
+// `channels.slack_url` hint a GET shows (another hint is a 400). The scope cannot change (create another budget).
 // Changing `amount_usd` re-arms the thresholds for the new amount this
 // month. `rotate_webhook_secret: true` replaces the signing secret and
 // returns the new one in this response only.
@@ -10706,7 +10858,8 @@ func (c *ClientWithResponses) UpdateBudgetWithBodyWithResponse(ctx context.Conte
 // UpdateBudgetWithResponse Change a budget
 //
 // Absent fields are left as they are; `channels`, when present, replaces
-// both channels. The scope cannot change (create another budget).
+// all channels: to keep the Slack URL, send back the
+// `channels.slack_url` hint a GET shows (another hint is a 400). The scope cannot change (create another budget).
 // Changing `amount_usd` re-arms the thresholds for the new amount this
 // month. `rotate_webhook_secret: true` replaces the signing secret and
 // returns the new one in this response only.

@@ -28,9 +28,11 @@ type Store interface {
 	FinishDelivery(ctx context.Context, r tokka.DeliveryResult) error
 }
 
-// WebhookSender posts a signed webhook; *notify.Webhook implements it.
+// WebhookSender posts a signed webhook, or a Slack message, through the
+// SSRF guard with retries; *notify.Webhook implements it.
 type WebhookSender interface {
 	Send(ctx context.Context, m notify.WebhookMessage) (attempts, status int, err error)
+	SendSlack(ctx context.Context, m notify.SlackMessage) (attempts, status int, err error)
 }
 
 // EmailSender sends one email; *notify.Mailer implements it.
@@ -54,6 +56,10 @@ type Config struct {
 	// (default 2s), then twice that.
 	EmailAttempts int
 	EmailBackoff  time.Duration
+	// AppURL (PUBLIC_APP_URL) is where people open Tokka, without a
+	// trailing slash; Slack messages link to AppURL/budgets/<id>. Empty:
+	// no link.
+	AppURL string
 }
 
 func (c *Config) defaults() {
@@ -160,10 +166,13 @@ func (e *Evaluator) evaluateBudget(ctx context.Context, b tokka.Budget, rows []t
 	st := b.Status(rows, now)
 	var channels []string
 	if b.WebhookURL != nil {
-		channels = append(channels, "webhook")
+		channels = append(channels, tokka.ChannelWebhook)
 	}
 	if b.EmailTo != nil {
-		channels = append(channels, "email")
+		channels = append(channels, tokka.ChannelEmail)
+	}
+	if b.SlackURLHint != nil {
+		channels = append(channels, tokka.ChannelSlack)
 	}
 	detail := budgetDetail{
 		BudgetID: b.ID, BudgetName: b.Name, Scope: b.Scope, Provider: b.Provider, ConnectionID: b.ConnectionID,
@@ -322,6 +331,7 @@ func (e *Evaluator) Deliver(ctx context.Context, userID string) error {
 		for _, d := range ds {
 			res := e.deliver(ctx, d)
 			d.WebhookSecret.Wipe()
+			d.SlackURL.Wipe()
 			if err := e.store.FinishDelivery(context.WithoutCancel(ctx), res); err != nil {
 				return fmt.Errorf("budget: record delivery: %w", err)
 			}
@@ -386,6 +396,20 @@ func (e *Evaluator) deliver(ctx context.Context, d tokka.PendingDelivery) tokka.
 			case <-time.After(wait):
 			}
 			wait *= 2
+		}
+	case tokka.ChannelSlack:
+		if d.SlackURL == nil {
+			return fail("Slack notifications were turned off for this budget")
+		}
+		if e.webhooks == nil {
+			return fail("webhooks are not configured on this Tokka server")
+		}
+		attempts, status, err := e.webhooks.SendSlack(ctx, notify.SlackMessage{
+			URL: string(d.SlackURL.Bytes()), Payload: slackPayload(d, e.cfg.AppURL),
+		})
+		res.Attempts, res.ResponseStatus = attempts, status
+		if err != nil {
+			return fail(notify.Reason(err))
 		}
 	default:
 		return fail("unknown channel")

@@ -31,19 +31,22 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 var now = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
 
 type testBundle struct {
-	db   *postgres.DB
-	sql  *sqlx.DB
-	recv *notifytest.Receiver
-	smtp *notifytest.SMTPServer
-	res  *notifytest.Resolver
-	logs *lockedBuffer
-	ev   *budget.Evaluator
+	db    *postgres.DB
+	sql   *sqlx.DB
+	recv  *notifytest.Receiver
+	slack *notifytest.Receiver // a fake of Slack's incoming webhooks
+	smtp  *notifytest.SMTPServer
+	res   *notifytest.Resolver
+	logs  *lockedBuffer
+	ev    *budget.Evaluator
 }
 
 type setupOpts struct {
 	statuses []int  // the webhook receiver's answers
 	fresh    bool   // a database of its own (evaluations across users)
 	instance string // the evaluator's claim owner
+	slack    []notifytest.SlackAnswer
+	appURL   string // PUBLIC_APP_URL
 }
 
 func setup(t *testing.T, o setupOpts) *testBundle {
@@ -55,17 +58,20 @@ func setup(t *testing.T, o setupOpts) *testBundle {
 		b.db, b.sql = pgtest.Open(t), pgtest.SQL(t)
 	}
 	b.recv = notifytest.NewTLSReceiver(t, o.statuses...)
+	b.slack = notifytest.NewSlackReceiver(t, o.slack...)
 	b.smtp = notifytest.NewSMTPServer(t)
 	roots := x509.NewCertPool()
 	roots.AddCert(b.recv.Server.Certificate())
 	webhooks := notify.NewWebhook(notify.WebhookConfig{
 		Guard:   &notify.Guard{AllowLoopback: true, Resolver: b.res},
 		RootCAs: roots, Attempts: 3, Backoff: time.Millisecond,
+		SlackOrigin: b.slack.Server.URL,
 	})
 	smtpCfg, err := notify.ParseSMTPURL(b.smtp.URL("tokka", "relay-pw"), "alerts@tokka.test")
 	require.NoError(t, err)
 	log := zerolog.New(b.logs).Level(zerolog.DebugLevel)
-	b.ev = budget.New(budget.Config{Instance: o.instance, EmailBackoff: time.Millisecond}, b.db, webhooks, notify.NewMailer(smtpCfg), log)
+	b.ev = budget.New(budget.Config{Instance: o.instance, EmailBackoff: time.Millisecond, AppURL: o.appURL},
+		b.db, webhooks, notify.NewMailer(smtpCfg), log)
 	return b
 }
 

@@ -31,6 +31,7 @@ var defaultForecastThresholds = []int64{100}
 type budgetChannels struct {
 	WebhookURL *string `json:"webhook_url"`
 	Email      bool    `json:"email"`
+	SlackURL   *string `json:"slack_url"`
 }
 
 type createBudgetRequest struct {
@@ -57,6 +58,8 @@ type budgetChannelsResponse struct {
 	WebhookURL *string `json:"webhook_url"`
 	Email      bool    `json:"email"`
 	EmailTo    *string `json:"email_to"`
+	// SlackURL is the stored URL's hint, never the URL: it is a credential.
+	SlackURL *string `json:"slack_url"`
 }
 
 type budgetStatusResponse struct {
@@ -103,7 +106,8 @@ func toBudgetResponse(b tokka.Budget, st tokka.BudgetStatus) budgetResponse {
 		ID: b.ID, Name: b.Name, AmountUSD: b.AmountUSD.String(), Scope: b.Scope,
 		Provider: b.Provider, ConnectionID: b.ConnectionID,
 		Thresholds: nonNilInts(b.Thresholds), ForecastThresholds: nonNilInts(b.ForecastThresholds),
-		Channels: budgetChannelsResponse{WebhookURL: b.WebhookURL, Email: b.EmailTo != nil, EmailTo: b.EmailTo},
+		Channels: budgetChannelsResponse{WebhookURL: b.WebhookURL, Email: b.EmailTo != nil, EmailTo: b.EmailTo,
+			SlackURL: b.SlackURLHint},
 		Status: budgetStatusResponse{
 			Month: st.Month, SpendUSD: st.SpendUSD.String(), PercentUsed: st.PercentUsed.String(),
 			ForecastUSD: st.ForecastUSD.StringFixed(2), DailyRateUSD: st.DailyRateUSD.String(), RateDays: st.RateDays,
@@ -160,32 +164,64 @@ func validatePercents(field string, v []int64) ([]int64, error) {
 	return out, nil
 }
 
+// checkedChannels are a request's channels once checked.
+type checkedChannels struct {
+	webhook, emailTo, slack *string
+	// slackHint is set when the request sent back the hint of the stored
+	// Slack URL (as a GET shows it), meaning "keep it".
+	slackHint *string
+}
+
+// slackHintPrefix starts every Slack URL hint (see migration 00018).
+const slackHintPrefix = "https://hooks.slack.com/services/…"
+
 // channels validates the notification channels: the webhook URL against the
 // SSRF guard (resolving its host now; the syncer checks again when it
-// sends), and the email channel against the caller's confirmed address,
-// which becomes the recipient (see notificationAddress).
-func (s *Server) channels(c echo.Context, ch *budgetChannels) (webhook, emailTo *string, err error) {
+// sends), the Slack URL as a Slack incoming webhook (and its host against
+// the guard), and the email channel against the caller's confirmed address,
+// which becomes the recipient (see notificationAddress). A Slack hint is
+// accepted only where keep says a stored URL may be kept (PATCH).
+func (s *Server) channels(c echo.Context, ch *budgetChannels, keep bool) (checkedChannels, error) {
+	var out checkedChannels
 	if ch == nil {
-		return nil, nil, nil
+		return out, nil
 	}
 	// null, "" and white space alike mean no webhook.
 	if ch.WebhookURL != nil && strings.TrimSpace(*ch.WebhookURL) != "" {
 		u, err := s.webhookGuard().CheckURL(c.Request().Context(), *ch.WebhookURL)
 		if err != nil {
-			return nil, nil, &tokka.Error{Code: tokka.CodeInvalid, Field: "channels.webhook_url",
+			return out, &tokka.Error{Code: tokka.CodeInvalid, Field: "channels.webhook_url",
 				Message: "channels.webhook_url is not allowed: " + notify.Reason(err)}
 		}
 		v := u.String()
-		webhook = &v
+		out.webhook = &v
+	}
+	// The same for Slack; the messages never quote the URL.
+	if ch.SlackURL != nil && strings.TrimSpace(*ch.SlackURL) != "" {
+		raw := strings.TrimSpace(*ch.SlackURL)
+		switch {
+		case strings.HasPrefix(raw, slackHintPrefix) && keep:
+			out.slackHint = &raw
+		case strings.HasPrefix(raw, slackHintPrefix):
+			return out, &tokka.Error{Code: tokka.CodeInvalid, Field: "channels.slack_url",
+				Message: "channels.slack_url is a masked URL; paste the full Slack webhook URL"}
+		default:
+			v, err := s.webhookGuard().CheckSlackURL(c.Request().Context(), raw)
+			if err != nil {
+				return out, &tokka.Error{Code: tokka.CodeInvalid, Field: "channels.slack_url",
+					Message: "channels.slack_url is not allowed: " + notify.Reason(err)}
+			}
+			out.slack = &v
+		}
 	}
 	if ch.Email {
 		addr, err := s.notificationAddress(c)
 		if err != nil {
-			return nil, nil, err
+			return out, err
 		}
-		emailTo = &addr
+		out.emailTo = &addr
 	}
-	return webhook, emailTo, nil
+	return out, nil
 }
 
 // notificationAddress returns where the caller's budget emails may go: with
@@ -358,10 +394,11 @@ func parseNewBudget(c echo.Context) (newBudget, error) {
 func (s *Server) createBudget(c echo.Context) error {
 	req := prepared[newBudget](c)
 	nb := req.budget
-	var err error
-	if nb.WebhookURL, nb.EmailTo, err = s.channels(c, req.channels); err != nil {
+	ch, err := s.channels(c, req.channels, false)
+	if err != nil {
 		return err
 	}
+	nb.WebhookURL, nb.EmailTo, nb.SlackURL = ch.webhook, ch.emailTo, ch.slack
 	nb.WebhookSecret = newWebhookSecret()
 	defer nb.WebhookSecret.Wipe()
 	b, err := s.store.CreateBudget(c.Request().Context(), userOf(c), nb)
@@ -481,12 +518,13 @@ func parseBudgetUpdate(c echo.Context) (budgetUpdate, error) {
 func (s *Server) updateBudget(c echo.Context) error {
 	req := prepared[budgetUpdate](c)
 	p := req.patch
-	var err error
 	if req.channels != nil {
-		p.SetChannels = true
-		if p.WebhookURL, p.EmailTo, err = s.channels(c, req.channels); err != nil {
+		ch, err := s.channels(c, req.channels, true)
+		if err != nil {
 			return err
 		}
+		p.SetChannels = true
+		p.WebhookURL, p.EmailTo, p.SlackURL, p.SlackHint = ch.webhook, ch.emailTo, ch.slack, ch.slackHint
 	}
 	if req.rotate {
 		p.WebhookSecret = newWebhookSecret()

@@ -42,6 +42,9 @@ type SendError struct {
 	Reason    string
 	Status    int  // the last HTTP status, 0 when there was none
 	Retryable bool // whether another attempt could succeed
+	// RetryAfter is how long the receiver asked to be left alone (its
+	// Retry-After header on a 429 or 503), 0 when it did not say.
+	RetryAfter time.Duration
 }
 
 func (e *SendError) Error() string { return "notify: " + e.Reason }
@@ -87,13 +90,26 @@ type WebhookConfig struct {
 	Backoff time.Duration
 	// Now is the clock for the signature timestamp; default time.Now.
 	Now func() time.Time
+	// SlackOrigin, for tests only, replaces https://hooks.slack.com in the
+	// URLs Slack messages are sent to (the URL itself must still be a Slack
+	// one); the destination is still checked by the Guard. Empty (always,
+	// outside tests) sends to Slack.
+	SlackOrigin string
 }
 
-// Webhook posts signed JSON to webhook URLs through the Guard: no proxy, no
-// redirects followed, every connection to a checked public address.
+// MaxRetryAfter caps how long a receiver's Retry-After may delay the next
+// attempt; the whole delivery must stay well within the evaluator's claim.
+const MaxRetryAfter = time.Minute
+
+// Webhook posts signed JSON to webhook URLs, and Slack messages to Slack
+// incoming webhooks, through the Guard: no proxy, no redirects followed,
+// every connection to a checked public address.
 type Webhook struct {
 	cfg    WebhookConfig
 	client *http.Client
+	// after waits between attempts; time.After, replaced in tests to see
+	// the waits without taking them.
+	after func(time.Duration) <-chan time.Time
 }
 
 // NewWebhook returns a sender. A nil Guard means a strict one (no loopback).
@@ -125,7 +141,7 @@ func NewWebhook(cfg WebhookConfig) *Webhook {
 		MaxIdleConns:          10,
 		IdleConnTimeout:       30 * time.Second,
 	}
-	return &Webhook{cfg: cfg, client: &http.Client{
+	return &Webhook{cfg: cfg, after: time.After, client: &http.Client{
 		Transport: transport,
 		Timeout:   cfg.Timeout,
 		// A redirect could point anywhere, internal addresses included; the
@@ -144,7 +160,8 @@ type WebhookMessage struct {
 }
 
 // Send posts m, retrying transport failures, 408, 429 and 5xx answers up to
-// the configured attempts with exponential backoff. Each attempt is signed
+// the configured attempts with exponential backoff (or longer, when a 429 or
+// 503 carries a Retry-After, up to MaxRetryAfter). Each attempt is signed
 // afresh with the current timestamp. It returns the attempts made and nil on
 // a 2xx answer; otherwise a *RefusedError (the destination is not allowed;
 // never retried) or a *SendError.
@@ -156,9 +173,23 @@ func (w *Webhook) Send(ctx context.Context, m WebhookMessage) (attempts int, sta
 	if err != nil {
 		return 0, 0, err
 	}
+	return w.retry(ctx, func() (int, error) {
+		return w.post(ctx, u.String(), m.Body, "receiver", func(h http.Header) {
+			ts := w.cfg.Now().Unix()
+			h.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
+			h.Set(HeaderSignature, Sign(m.Secret.Bytes(), ts, m.Body))
+			h.Set(HeaderEvent, m.Event)
+			h.Set(HeaderDelivery, m.DeliveryID)
+		})
+	})
+}
+
+// retry makes attempts until one succeeds, fails for good, or the
+// configured attempts are used up, waiting in between.
+func (w *Webhook) retry(ctx context.Context, attempt func() (int, error)) (attempts int, status int, err error) {
 	wait := w.cfg.Backoff
 	for attempts = 1; ; attempts++ {
-		status, err = w.post(ctx, u.String(), m)
+		status, err = attempt()
 		if err == nil {
 			return attempts, status, nil
 		}
@@ -166,48 +197,72 @@ func (w *Webhook) Send(ctx context.Context, m WebhookMessage) (attempts int, sta
 		if !errors.As(err, &se) || !se.Retryable || attempts >= w.cfg.Attempts {
 			return attempts, status, err
 		}
-		jitter := time.Duration(rand.Int64N(int64(wait)/5 + 1))
+		pause := wait + time.Duration(rand.Int64N(int64(wait)/5+1))
+		pause = max(pause, min(se.RetryAfter, MaxRetryAfter))
 		select {
 		case <-ctx.Done():
 			return attempts, status, &SendError{Reason: "delivery interrupted", Status: status}
-		case <-time.After(wait + jitter):
+		case <-w.after(pause):
 		}
 		wait = min(2*wait, time.Minute)
 	}
 }
 
-func (w *Webhook) post(ctx context.Context, url string, m WebhookMessage) (int, error) {
-	ts := w.cfg.Now().Unix()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(m.Body))
+// post makes one attempt; who names the receiver in reasons ("receiver",
+// "Slack") and header adds the attempt's own headers.
+func (w *Webhook) post(ctx context.Context, url string, body []byte, who string, header func(http.Header)) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, &SendError{Reason: "the webhook URL is not usable"}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "Tokka-Webhook/1")
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(m.Secret.Bytes(), ts, m.Body))
-	req.Header.Set(HeaderEvent, m.Event)
-	req.Header.Set(HeaderDelivery, m.DeliveryID)
+	header(req.Header)
 	resp, err := w.client.Do(req)
 	if err != nil {
 		return 0, transportError(err)
 	}
 	// The body is drained (bounded) for connection reuse and never kept:
-	// it is the receiver's text, not ours to store or show.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	// it is the receiver's text, not ours to store or show. Only Slack's
+	// own error codes (channel_not_found, …) are repeated.
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
-	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		return resp.StatusCode, nil
-	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return resp.StatusCode, &SendError{Status: resp.StatusCode,
-			Reason: fmt.Sprintf("receiver answered HTTP %d (a redirect, which is not followed)", resp.StatusCode)}
-	case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		return resp.StatusCode, &SendError{Status: resp.StatusCode, Retryable: true,
-			Reason: fmt.Sprintf("receiver answered HTTP %d", resp.StatusCode)}
+	code := resp.StatusCode
+	what := fmt.Sprintf("%s answered HTTP %d", who, code)
+	if who == "Slack" && slackErrorCode.Match(bytes.TrimSpace(answer)) {
+		what += " (" + string(bytes.TrimSpace(answer)) + ")"
 	}
-	return resp.StatusCode, &SendError{Status: resp.StatusCode,
-		Reason: fmt.Sprintf("receiver answered HTTP %d", resp.StatusCode)}
+	switch {
+	case code >= 200 && code < 300:
+		return code, nil
+	case code >= 300 && code < 400:
+		return code, &SendError{Status: code, Reason: what + " (a redirect, which is not followed)"}
+	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
+		se := &SendError{Status: code, Retryable: true, Reason: what}
+		if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+			se.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+		return code, se
+	}
+	return code, &SendError{Status: code, Reason: what}
+}
+
+// retryAfter reads a Retry-After header, delay-seconds or an HTTP date; 0
+// when it is absent or malformed.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 {
+			return 0
+		}
+		return time.Duration(min(n, int(MaxRetryAfter/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // transportError classifies a client error without quoting it: Go's errors

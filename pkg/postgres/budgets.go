@@ -15,7 +15,7 @@ import (
 )
 
 const budgetColumns = `id, user_id, name, amount_usd, scope, provider, connection_id, thresholds,
-	forecast_thresholds, webhook_url, email_to, created_at, updated_at`
+	forecast_thresholds, webhook_url, email_to, slack_url_hint, created_at, updated_at`
 
 // CreateBudget stores nb for u. A connection scope must name one of u's own
 // connections, otherwise it is a CodeInvalid error on field connection_id
@@ -38,12 +38,12 @@ func (d *DB) CreateBudget(ctx context.Context, u tokka.User, nb tokka.NewBudget)
 		}
 		return domainError(tx.GetContext(ctx, &b, `
 			INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, provider, connection_id,
-				thresholds, forecast_thresholds, webhook_url, webhook_secret, email_to)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+				thresholds, forecast_thresholds, webhook_url, webhook_secret, email_to, slack_url)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 			RETURNING `+budgetColumns,
 			nb.ID, u.ID, nb.Name, nb.AmountUSD.String(), nb.Scope, nb.Provider, nb.ConnectionID,
 			pq.Int64Array(nonNil(nb.Thresholds)), pq.Int64Array(nonNil(nb.ForecastThresholds)),
-			nb.WebhookURL, string(nb.WebhookSecret.Bytes()), nb.EmailTo), "budget")
+			nb.WebhookURL, string(nb.WebhookSecret.Bytes()), nb.EmailTo, nb.SlackURL), "budget")
 	})
 	return b, err
 }
@@ -89,7 +89,8 @@ func (d *DB) GetBudget(ctx context.Context, u tokka.User, id string) (tokka.Budg
 }
 
 // UpdateBudget applies p to one of u's budgets and returns the result; it is
-// tokka.ErrNotFound for a budget that is not u's.
+// tokka.ErrNotFound for a budget that is not u's, and CodeInvalid for a
+// SlackHint that is not the budget's.
 func (d *DB) UpdateBudget(ctx context.Context, u tokka.User, id string, p tokka.BudgetPatch) (tokka.Budget, error) {
 	var b tokka.Budget
 	var amount, newSecret any
@@ -115,6 +116,11 @@ func (d *DB) UpdateBudget(ctx context.Context, u tokka.User, id string, p tokka.
 				return domainError(err, "budget")
 			}
 		}
+		if p.SetChannels {
+			if err := setSlackURL(ctx, tx, id, p); err != nil {
+				return err
+			}
+		}
 		return domainError(tx.GetContext(ctx, &b, `
 			UPDATE tokka.budgets SET
 				name = coalesce($2, name),
@@ -129,6 +135,25 @@ func (d *DB) UpdateBudget(ctx context.Context, u tokka.User, id string, p tokka.
 			id, p.Name, amount, thresholds, forecast, p.SetChannels, p.WebhookURL, p.EmailTo), "budget")
 	})
 	return b, err
+}
+
+// setSlackURL applies a channel update's Slack part. Like the secret, the
+// URL is written by a statement of its own, which never reads it: role
+// authenticated may not. Keeping it compares the hint instead.
+func setSlackURL(ctx context.Context, tx *sqlx.Tx, id string, p tokka.BudgetPatch) error {
+	if p.SlackHint == nil {
+		_, err := tx.ExecContext(ctx, `UPDATE tokka.budgets SET slack_url = $2 WHERE id = $1`, id, p.SlackURL)
+		return domainError(err, "budget")
+	}
+	var hint *string
+	if err := tx.GetContext(ctx, &hint, `SELECT slack_url_hint FROM tokka.budgets WHERE id = $1`, id); err != nil {
+		return domainError(err, "budget")
+	}
+	if hint == nil || *hint != *p.SlackHint {
+		return &tokka.Error{Code: tokka.CodeInvalid, Field: "channels.slack_url",
+			Message: "channels.slack_url is a masked URL that is not this budget's; paste the full Slack webhook URL"}
+	}
+	return nil
 }
 
 // DeleteBudget deletes one of u's budgets and its delivery records (the
@@ -250,7 +275,8 @@ func (d *DB) RaiseBudgetAlert(ctx context.Context, a tokka.Alert, budgetID strin
 func (d *DB) ClaimDeliveries(ctx context.Context, userID, owner string, n int, leaseFor time.Duration) ([]tokka.PendingDelivery, error) {
 	var rows []struct {
 		tokka.PendingDelivery
-		Secret string `db:"webhook_secret"`
+		Secret string  `db:"webhook_secret"`
+		Slack  *string `db:"slack_url"`
 	}
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &rows, `
@@ -270,7 +296,7 @@ func (d *DB) ClaimDeliveries(ctx context.Context, userID, owner string, n int, l
 				RETURNING bd.id, bd.channel, bd.attempts, bd.budget_id, bd.alert_id
 			)
 			SELECT c.id, c.channel, c.attempts, c.budget_id, b.name AS budget_name, b.webhook_url,
-				b.email_to, b.webhook_secret, a.id AS alert_id, a.kind AS alert_kind,
+				b.email_to, b.webhook_secret, b.slack_url, a.id AS alert_id, a.kind AS alert_kind,
 				a.severity AS alert_severity, a.title AS alert_title, a.detail AS alert_detail,
 				a.created_at AS alert_created_at
 			FROM claimed c
@@ -285,6 +311,9 @@ func (d *DB) ClaimDeliveries(ctx context.Context, userID, owner string, n int, l
 	for i, r := range rows {
 		out[i] = r.PendingDelivery
 		out[i].WebhookSecret = secret.FromString(r.Secret)
+		if r.Slack != nil {
+			out[i].SlackURL = secret.FromString(*r.Slack)
+		}
 	}
 	return out, nil
 }

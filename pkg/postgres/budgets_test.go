@@ -2,7 +2,9 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
@@ -242,4 +244,95 @@ func TestBudgetsPerUserAreCapped(t *testing.T) {
 		AmountUSD: decimal.NewFromInt(1), Scope: tokka.ScopeAll, WebhookSecret: secret.FromString(budgetTestSecret)})
 	require.Equal(t, tokka.CodeInvalid, tokka.ErrorCode(err))
 	b.create(t, budgetUser(), tokka.NewBudget{}) // others are not affected
+}
+
+const (
+	budgetSlackURL  = "https://hooks.slack.com/services/T0123ABCD/B0456EFGH/abcdEFGHijklMNOPqrstUVWX"
+	budgetSlackHint = "https://hooks.slack.com/services/…UVWX"
+)
+
+// TestSlackURLIsWriteOnlyForTheAPI: the Slack webhook URL is a credential.
+// The api writes it and shows only its hint; the syncer reads it to send.
+func TestSlackURLIsWriteOnlyForTheAPI(t *testing.T) {
+	t.Parallel()
+	b := budgetSetup(t)
+	ctx := context.Background()
+	alice := budgetUser()
+	bud := b.create(t, alice, tokka.NewBudget{SlackURL: new(budgetSlackURL)})
+	require.Equal(t, budgetSlackHint, *bud.SlackURLHint)
+	_, err := b.exec(t, "authenticated", alice, `SELECT slack_url FROM tokka.budgets`)
+	require.ErrorContains(t, err, "permission denied", "not even the owner can read it back")
+	n, err := b.exec(t, "authenticated", alice, `SELECT slack_url_hint FROM tokka.budgets`)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	stored := func() *string {
+		var s *string
+		require.NoError(t, b.sql.Get(&s, `SELECT slack_url FROM tokka.budgets WHERE id = $1`, bud.ID))
+		return s
+	}
+
+	// Sending back the hint GET showed keeps the URL; channels change
+	// together, so this is how email is turned on without re-pasting it.
+	got, err := b.db.UpdateBudget(ctx, alice, bud.ID, tokka.BudgetPatch{SetChannels: true,
+		SlackHint: new(budgetSlackHint), EmailTo: new(alice.Email)})
+	require.NoError(t, err)
+	require.Equal(t, budgetSlackHint, *got.SlackURLHint)
+	require.Equal(t, budgetSlackURL, *stored())
+	// A hint that is not this budget's is refused, not taken as "keep".
+	_, err = b.db.UpdateBudget(ctx, alice, bud.ID, tokka.BudgetPatch{SetChannels: true,
+		SlackHint: new("https://hooks.slack.com/services/…ZZZZ")})
+	var te *tokka.Error
+	require.ErrorAs(t, err, &te)
+	require.Equal(t, tokka.CodeInvalid, te.Code)
+	require.Equal(t, "channels.slack_url", te.Field)
+	// Nor does a hint pass for another user's budget.
+	_, err = b.db.UpdateBudget(ctx, budgetUser(), bud.ID, tokka.BudgetPatch{SetChannels: true, SlackHint: new(budgetSlackHint)})
+	require.ErrorIs(t, err, tokka.ErrNotFound)
+
+	other := "https://hooks.slack.com/services/T0123ABCD/B0999/zzzzzzzzzzzzzzzzzzzz0042"
+	got, err = b.db.UpdateBudget(ctx, alice, bud.ID, tokka.BudgetPatch{SetChannels: true, SlackURL: &other})
+	require.NoError(t, err)
+	require.Equal(t, "https://hooks.slack.com/services/…0042", *got.SlackURLHint)
+	require.Equal(t, other, *stored())
+	got, err = b.db.UpdateBudget(ctx, alice, bud.ID, tokka.BudgetPatch{SetChannels: true})
+	require.NoError(t, err)
+	require.Nil(t, got.SlackURLHint)
+	require.Nil(t, stored())
+
+	// Only a Slack incoming-webhook URL can be stored at all.
+	for _, bad := range []string{"https://hooks.slack.com.evil.com/services/T1/B1/abc", "http://hooks.slack.com/services/T1/B1/abc",
+		"https://hooks.slack.com/services/T1/B1/abc?x=1", "https://hooks.slack.com/services/T1/B1/../x"} {
+		_, err := b.exec(t, "authenticated", alice, `UPDATE tokka.budgets SET slack_url = $2 WHERE id = $1`, bud.ID, bad)
+		require.ErrorContains(t, err, "check constraint", bad)
+	}
+	_, err = b.exec(t, "authenticated", alice, `UPDATE tokka.budgets SET slack_url_hint = 'x' WHERE id = $1`, bud.ID)
+	require.Error(t, err, "the hint is derived, never written")
+}
+
+// TestSlackDeliveriesAreClaimedWithTheirURL: a slack delivery is queued like
+// any other and the syncer's claim carries the URL, as a self-redacting
+// secret.
+func TestSlackDeliveriesAreClaimedWithTheirURL(t *testing.T) {
+	t.Parallel()
+	b := budgetSetup(t)
+	ctx := context.Background()
+	alice := budgetUser()
+	bud := b.create(t, alice, tokka.NewBudget{SlackURL: new(budgetSlackURL)})
+	created, err := b.db.RaiseBudgetAlert(ctx, tokka.Alert{UserID: alice.ID, Kind: tokka.AlertBudgetThreshold,
+		DedupKey: "slack", Title: "t"}, bud.ID, []string{tokka.ChannelSlack})
+	require.NoError(t, err)
+	require.True(t, created)
+	ds, err := b.db.ClaimDeliveries(ctx, alice.ID, "test-owner", 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, tokka.ChannelSlack, ds[0].Channel)
+	require.Equal(t, budgetSlackURL, string(ds[0].SlackURL.Bytes()))
+	require.NotContains(t, fmt.Sprintf("%v %+v", ds[0], ds[0]), "abcdEFGH", "it redacts itself when printed")
+	require.NoError(t, b.db.FinishDelivery(ctx, tokka.DeliveryResult{ID: ds[0].ID, Owner: "test-owner",
+		Status: tokka.DeliveryFailed, Attempts: 1, ResponseStatus: 410, Reason: "Slack answered HTTP 410 (channel_is_archived)"}))
+	list, err := b.db.ListBudgetDeliveries(ctx, alice, bud.ID, 10)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	require.Equal(t, "slack", list[0].Channel)
+	require.Equal(t, "Slack answered HTTP 410 (channel_is_archived)", *list[0].LastError)
 }

@@ -30,8 +30,12 @@ type Budget struct {
 	ForecastThresholds pq.Int64Array   `db:"forecast_thresholds"`
 	WebhookURL         *string         `db:"webhook_url"`
 	EmailTo            *string         `db:"email_to"`
-	CreatedAt          time.Time       `db:"created_at"`
-	UpdatedAt          time.Time       `db:"updated_at"`
+	// SlackURLHint stands for the Slack webhook URL, which is a credential
+	// the api can write but not read: https://hooks.slack.com/services/…
+	// and its last four characters. Nil when the budget has no Slack channel.
+	SlackURLHint *string   `db:"slack_url_hint"`
+	CreatedAt    time.Time `db:"created_at"`
+	UpdatedAt    time.Time `db:"updated_at"`
 }
 
 // NewBudget is what CreateBudget stores. The caller generates ID and
@@ -48,7 +52,15 @@ type NewBudget struct {
 	WebhookURL         *string
 	WebhookSecret      *secret.Key
 	EmailTo            *string
+	SlackURL           *string // a checked Slack incoming-webhook URL, or nil
 }
+
+// Notification channels, as budget_deliveries.channel names them.
+const (
+	ChannelWebhook = "webhook"
+	ChannelEmail   = "email"
+	ChannelSlack   = "slack"
+)
 
 // MaxBudgetsPerUser caps how many budgets one user may have (each is
 // evaluated after every sync of theirs).
@@ -61,11 +73,17 @@ type BudgetPatch struct {
 	AmountUSD          *decimal.Decimal
 	Thresholds         *[]int64
 	ForecastThresholds *[]int64
-	// SetChannels replaces WebhookURL and EmailTo together (nil = off).
+	// SetChannels replaces WebhookURL, EmailTo and SlackURL together (nil =
+	// off), except that a SlackHint keeps the Slack URL as it is.
 	SetChannels   bool
 	WebhookURL    *string
 	EmailTo       *string
+	SlackURL      *string
 	WebhookSecret *secret.Key // a rotated secret, or nil to keep the old one
+	// SlackHint, with SetChannels, keeps the stored Slack URL; it must be
+	// the budget's current SlackURLHint (what a GET showed), otherwise the
+	// update is a CodeInvalid error on field channels.slack_url.
+	SlackHint *string
 }
 
 // Delivery is one notification of a budget alert on one channel.
@@ -96,13 +114,16 @@ type SpendRow struct {
 // PendingDelivery is a claimed delivery with what is needed to send it: the
 // destination, the signing secret and the alert it announces.
 type PendingDelivery struct {
-	ID            int64           `db:"id"`
-	Channel       string          `db:"channel"`
-	Attempts      int             `db:"attempts"`
-	BudgetID      string          `db:"budget_id"`
-	BudgetName    string          `db:"budget_name"`
-	WebhookURL    *string         `db:"webhook_url"`
-	EmailTo       *string         `db:"email_to"`
+	ID         int64   `db:"id"`
+	Channel    string  `db:"channel"`
+	Attempts   int     `db:"attempts"`
+	BudgetID   string  `db:"budget_id"`
+	BudgetName string  `db:"budget_name"`
+	WebhookURL *string `db:"webhook_url"`
+	EmailTo    *string `db:"email_to"`
+	// SlackURL is the Slack webhook URL (a credential); it redacts itself
+	// when printed and the caller wipes it after use. Nil: no Slack channel.
+	SlackURL      *secret.Key     `db:"-"`
 	AlertID       int64           `db:"alert_id"`
 	AlertKind     string          `db:"alert_kind"`
 	AlertSeverity string          `db:"alert_severity"`

@@ -165,19 +165,42 @@ type Request struct {
 	Body   []byte
 }
 
-// Receiver records webhook requests and answers each with the next status
-// from Statuses (200 when they run out).
+// Receiver records webhook requests and answers each with the next scripted
+// answer (200 when they run out).
 type Receiver struct {
-	Server   *httptest.Server
-	mu       sync.Mutex
-	reqs     []Request
-	statuses []int
+	Server  *httptest.Server
+	mu      sync.Mutex
+	reqs    []Request
+	answers []SlackAnswer
+	// otherwise is the answer once the scripted ones run out.
+	otherwise SlackAnswer
+}
+
+// SlackAnswer is one scripted answer: Slack's incoming webhooks answer
+// "ok" with 200, and an error code such as channel_not_found as the plain
+// text body of a 4xx or 5xx.
+type SlackAnswer struct {
+	Status     int
+	Body       string
+	RetryAfter string // the Retry-After header, when set
+}
+
+// receiverBody is what a Receiver says with a bare status: a body that
+// must never be stored or shown.
+const receiverBody = "receiver says: not to be stored\n"
+
+func statusAnswers(statuses []int) []SlackAnswer {
+	out := make([]SlackAnswer, len(statuses))
+	for i, s := range statuses {
+		out[i] = SlackAnswer{Status: s, Body: receiverBody}
+	}
+	return out
 }
 
 // NewTLSReceiver starts an HTTPS receiver on 127.0.0.1 (certificate valid for
 // 127.0.0.1), closed when the test ends.
 func NewTLSReceiver(tb testing.TB, statuses ...int) *Receiver {
-	r := &Receiver{statuses: statuses}
+	r := &Receiver{answers: statusAnswers(statuses), otherwise: SlackAnswer{Status: http.StatusOK, Body: receiverBody}}
 	r.Server = httptest.NewTLSServer(r)
 	tb.Cleanup(r.Server.Close)
 	return r
@@ -186,7 +209,17 @@ func NewTLSReceiver(tb testing.TB, statuses ...int) *Receiver {
 // NewReceiver starts a plain-HTTP receiver on 127.0.0.1, closed when the test
 // ends.
 func NewReceiver(tb testing.TB, statuses ...int) *Receiver {
-	r := &Receiver{statuses: statuses}
+	r := &Receiver{answers: statusAnswers(statuses), otherwise: SlackAnswer{Status: http.StatusOK, Body: receiverBody}}
+	r.Server = httptest.NewServer(r)
+	tb.Cleanup(r.Server.Close)
+	return r
+}
+
+// NewSlackReceiver starts a plain-HTTP fake of Slack's incoming webhooks on
+// 127.0.0.1: it gives the scripted answers, then 200 "ok". It is closed
+// when the test ends.
+func NewSlackReceiver(tb testing.TB, answers ...SlackAnswer) *Receiver {
+	r := &Receiver{answers: answers, otherwise: SlackAnswer{Status: http.StatusOK, Body: "ok"}}
 	r.Server = httptest.NewServer(r)
 	tb.Cleanup(r.Server.Close)
 	return r
@@ -197,16 +230,20 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(bufio.NewReader(req.Body))
 	r.mu.Lock()
 	r.reqs = append(r.reqs, Request{Method: req.Method, Path: req.URL.Path, Header: req.Header.Clone(), Body: body})
-	status := http.StatusOK
-	if len(r.statuses) > 0 {
-		status, r.statuses = r.statuses[0], r.statuses[1:]
+	a := r.otherwise
+	if len(r.answers) > 0 {
+		a, r.answers = r.answers[0], r.answers[1:]
 	}
 	r.mu.Unlock()
-	if status >= 300 && status < 400 {
+	if a.Status >= 300 && a.Status < 400 {
 		w.Header().Set("Location", "http://169.254.169.254/latest/meta-data/")
 	}
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, "receiver says: not to be stored\n")
+	if a.RetryAfter != "" {
+		w.Header().Set("Retry-After", a.RetryAfter)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(a.Status)
+	_, _ = io.WriteString(w, a.Body)
 }
 
 // Requests returns a copy of what was received so far.
