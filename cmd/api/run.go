@@ -23,8 +23,8 @@ import (
 
 	openapi "github.com/tokka-dev/tokka"
 	"github.com/tokka-dev/tokka/pkg/auth"
+	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
-	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
@@ -396,7 +396,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready chan<- strin
 		TrustedProxies:      cfg.TrustedProxies,
 		RateLimits:          cfg.RateLimits,
 		SyncRequestInterval: cfg.SyncRequestInterval,
-		WebhookGuard:        &notify.Guard{AllowLoopback: cfg.AllowLoopbackWebhooks},
+		WebhookGuard:        &egress.Guard{AllowLoopback: cfg.AllowLoopbackWebhooks},
 		Fingerprints:        cfg.Fingerprints,
 	}
 	if cfg.AuthURL != "" {

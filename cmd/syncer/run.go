@@ -24,6 +24,7 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/anthropic"
 	"github.com/tokka-dev/tokka/pkg/budget"
+	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/keyring"
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/openai"
@@ -362,7 +363,7 @@ func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
 	}
 	c.Sync.AfterSync = budget.New(budget.Config{Instance: c.Sync.Instance,
 		Anomaly: budget.AnomalyConfig{MinUSD: c.AnomalyMinUSD}, AppURL: c.AppURL}, db,
-		notify.NewWebhook(notify.WebhookConfig{Guard: &notify.Guard{AllowLoopback: c.AllowLoopback}}),
+		notify.NewWebhook(notify.WebhookConfig{Guard: &egress.Guard{AllowLoopback: c.AllowLoopback}}),
 		mail, log.With().Str("component", "budget").Logger())
 	s := syncer.New(c.Sync, db, c.Keyring, clients, log, metrics)
 	if daemon {

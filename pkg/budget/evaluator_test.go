@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/budget"
+	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/notify/notifytest"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
@@ -63,7 +64,7 @@ func setup(t *testing.T, o setupOpts) *testBundle {
 	roots := x509.NewCertPool()
 	roots.AddCert(b.recv.Server.Certificate())
 	webhooks := notify.NewWebhook(notify.WebhookConfig{
-		Guard:   &notify.Guard{AllowLoopback: true, Resolver: b.res},
+		Guard:   &egress.Guard{AllowLoopback: true, Resolver: b.res},
 		RootCAs: roots, Attempts: 3, Backoff: time.Millisecond,
 		SlackOrigin: b.slack.Server.URL,
 	})

@@ -14,7 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/shopspring/decimal"
 
-	"github.com/tokka-dev/tokka/pkg/notify"
+	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
@@ -191,7 +191,7 @@ func (s *Server) channels(c echo.Context, ch *budgetChannels, keep bool) (checke
 		u, err := s.webhookGuard().CheckURL(c.Request().Context(), *ch.WebhookURL)
 		if err != nil {
 			return out, &tokka.Error{Code: tokka.CodeInvalid, Field: "channels.webhook_url",
-				Message: "channels.webhook_url is not allowed: " + notify.Reason(err)}
+				Message: "channels.webhook_url is not allowed: " + egress.Reason(err)}
 		}
 		v := u.String()
 		out.webhook = &v
@@ -209,7 +209,7 @@ func (s *Server) channels(c echo.Context, ch *budgetChannels, keep bool) (checke
 			v, err := s.webhookGuard().CheckSlackURL(c.Request().Context(), raw)
 			if err != nil {
 				return out, &tokka.Error{Code: tokka.CodeInvalid, Field: "channels.slack_url",
-					Message: "channels.slack_url is not allowed: " + notify.Reason(err)}
+					Message: "channels.slack_url is not allowed: " + egress.Reason(err)}
 			}
 			out.slack = &v
 		}
@@ -253,11 +253,11 @@ func (s *Server) notificationAddress(c echo.Context) (string, error) {
 	return a.Address, nil
 }
 
-func (s *Server) webhookGuard() *notify.Guard {
+func (s *Server) webhookGuard() *egress.Guard {
 	if s.cfg.WebhookGuard != nil {
 		return s.cfg.WebhookGuard
 	}
-	return &notify.Guard{}
+	return &egress.Guard{}
 }
 
 // newWebhookSecret returns a fresh signing secret, whsec_ + 64 hex digits

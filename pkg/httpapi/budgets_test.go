@@ -22,6 +22,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/auth"
 	"github.com/tokka-dev/tokka/pkg/authtest"
 	"github.com/tokka-dev/tokka/pkg/budget"
+	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
 	"github.com/tokka-dev/tokka/pkg/keyring"
 	"github.com/tokka-dev/tokka/pkg/notify"
@@ -74,7 +75,7 @@ func setupBudgetAPI(t *testing.T, o budgetAPIOpts) *budgetAPI {
 	e := httpapi.New(httpapi.Config{
 		Now:          func() time.Time { return budgetNow },
 		RateLimiter:  allowAll{},
-		WebhookGuard: &notify.Guard{AllowLoopback: o.allowLoopback, Resolver: b.res},
+		WebhookGuard: &egress.Guard{AllowLoopback: o.allowLoopback, Resolver: b.res},
 		Fingerprints: fingerprints(t),
 	}, b.db, kr.PublicKey(), verifier, zerolog.New(b.logs), openapi.Spec)
 	srv := httptest.NewServer(e)
@@ -449,7 +450,7 @@ func TestBudgetAlertsEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	evLogs := &lockedBuffer{}
 	ev := budget.New(budget.Config{Instance: "syncer-test"}, b.db,
-		notify.NewWebhook(notify.WebhookConfig{Guard: &notify.Guard{AllowLoopback: true}, RootCAs: roots, Backoff: time.Millisecond}),
+		notify.NewWebhook(notify.WebhookConfig{Guard: &egress.Guard{AllowLoopback: true}, RootCAs: roots, Backoff: time.Millisecond}),
 		notify.NewMailer(smtpCfg), zerolog.New(evLogs))
 
 	// sync stores one day's cost as the syncer does and then evaluates, as

@@ -13,18 +13,18 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/authtest"
+	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
-	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/notify/notifytest"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // hookGuard is a webhook guard whose resolver knows one public receiver, so
 // budgets with a webhook can be saved without real DNS.
-func hookGuard() *notify.Guard {
+func hookGuard() *egress.Guard {
 	res := notifytest.NewResolver()
 	res.Set("hooks.example.com", []string{"93.184.216.34"})
-	return &notify.Guard{Resolver: res}
+	return &egress.Guard{Resolver: res}
 }
 
 // owned is one user with one of each object a mutation can touch.

@@ -18,7 +18,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/rs/zerolog"
 
-	"github.com/tokka-dev/tokka/pkg/notify"
+	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/ratelog"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
@@ -88,7 +88,7 @@ type Config struct {
 	Sessions SessionChecker
 	// WebhookGuard checks budget webhook URLs when they are saved; default a
 	// strict guard (WEBHOOK_ALLOW_LOOPBACK_HTTP off, system resolver).
-	WebhookGuard *notify.Guard
+	WebhookGuard *egress.Guard
 	// Drain, once started, turns /readyz to 503 for a graceful shutdown.
 	Drain *Drain
 	// Fingerprints computes the keyed fingerprints of pasted keys and the

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/budget"
+	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/notify/notifytest"
@@ -145,7 +146,7 @@ func TestSlackDeliveriesShowInTheAPI(t *testing.T) {
 	id := decodeBudget(t, body).ID
 
 	ev := budget.New(budget.Config{Instance: "syncer-test", AppURL: "https://app.tokka.test"}, b.db,
-		notify.NewWebhook(notify.WebhookConfig{Guard: &notify.Guard{AllowLoopback: true}, Backoff: time.Millisecond,
+		notify.NewWebhook(notify.WebhookConfig{Guard: &egress.Guard{AllowLoopback: true}, Backoff: time.Millisecond,
 			SlackOrigin: slack.Server.URL}),
 		nil, zerolog.Nop())
 	_, err := b.sql.Exec(`INSERT INTO tokka.cost_daily (connection_id, user_id, provider, day, amount_usd, amount, currency)

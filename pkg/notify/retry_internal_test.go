@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tokka-dev/tokka/pkg/egress"
 )
 
 // TestRetryAfterIsHonoured: a 429 (or 503) that says how long to wait
@@ -35,7 +37,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 
-	w := NewWebhook(WebhookConfig{Guard: &Guard{AllowLoopback: true}, Attempts: 5, Backoff: time.Millisecond,
+	w := NewWebhook(WebhookConfig{Guard: &egress.Guard{AllowLoopback: true}, Attempts: 5, Backoff: time.Millisecond,
 		SlackOrigin: srv.URL})
 	var waits []time.Duration
 	w.after = func(d time.Duration) <-chan time.Time {

@@ -4,68 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/tokka-dev/tokka/pkg/egress"
 )
-
-// SlackHost is the one host Slack messages are sent to.
-const SlackHost = "hooks.slack.com"
-
-// slackOrigin is what every Slack incoming-webhook URL starts with.
-const slackOrigin = "https://" + SlackHost
-
-// slackPath is an incoming webhook's path: /services/<team>/<hook>/<token>.
-// Nothing else is accepted (no query, no dot segments, no escapes), so the
-// URL cannot be bent to another endpoint of the host.
-var slackPath = regexp.MustCompile(`^/services/[A-Z0-9]{1,32}/[A-Z0-9]{1,32}/[A-Za-z0-9]{8,64}$`)
 
 // slackErrorCode is the shape of the error codes Slack answers with
 // (invalid_payload, channel_not_found, …): only a body of that shape is
 // repeated in a delivery's reason.
 var slackErrorCode = regexp.MustCompile(`^[a-z][a-z_]{0,63}$`)
-
-// CheckSlackURL checks that raw is a Slack incoming-webhook URL,
-// https://hooks.slack.com/services/<team>/<hook>/<token> with nothing more
-// (no user info, no port, no query or fragment), and that the host passes
-// CheckURL like any webhook destination. It returns the URL with scheme and
-// host in lower case, or a *RefusedError that never quotes the URL: the URL
-// is the credential that lets anyone post to the channel.
-func (g *Guard) CheckSlackURL(ctx context.Context, raw string) (string, error) {
-	norm, err := parseSlackURL(raw)
-	if err != nil {
-		return "", err
-	}
-	if _, err := g.CheckURL(ctx, norm); err != nil {
-		return "", err
-	}
-	return norm, nil
-}
-
-// parseSlackURL is CheckSlackURL without the address check.
-func parseSlackURL(raw string) (string, error) {
-	bad := refused("the URL must be a Slack incoming webhook, " + slackOrigin + "/services/…")
-	if len(raw) > MaxURLLength {
-		return "", refused("the URL is longer than %d characters", MaxURLLength)
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Opaque != "" || u.RawPath != "" || u.RawQuery != "" || u.ForceQuery ||
-		u.Fragment != "" || strings.Contains(raw, "#") {
-		return "", bad
-	}
-	if !strings.EqualFold(u.Scheme, "https") {
-		return "", refused("the URL must use https")
-	}
-	if u.User != nil {
-		return "", refused("the URL must not contain a user name or password")
-	}
-	// The host compared exactly (no port, not even :443; no trailing dot):
-	// hooks.slack.com.evil.com and evil.com/@hooks.slack.com are not it.
-	if !strings.EqualFold(u.Host, SlackHost) || !slackPath.MatchString(u.Path) {
-		return "", bad
-	}
-	return slackOrigin + u.Path, nil
-}
 
 // SlackEscape escapes the three characters Slack's mrkdwn gives meaning to
 // (&, < and >), so text a user typed (a budget's name) can neither mention
@@ -121,14 +69,14 @@ type SlackMessage struct {
 // answers (404 channel_not_found or no_service, 410 channel_is_archived,
 // 400 invalid_payload, …) are final. The URL must pass CheckSlackURL again
 // first. It returns the attempts made and nil on a 2xx answer; otherwise a
-// *RefusedError or a *SendError whose reason carries Slack's error code.
+// *egress.RefusedError or a *SendError whose reason carries Slack's error code.
 func (w *Webhook) SendSlack(ctx context.Context, m SlackMessage) (attempts int, status int, err error) {
-	dest, err := parseSlackURL(m.URL)
+	dest, err := egress.ParseSlackURL(m.URL)
 	if err != nil {
 		return 0, 0, err
 	}
 	if w.cfg.SlackOrigin != "" {
-		dest = w.cfg.SlackOrigin + strings.TrimPrefix(dest, slackOrigin)
+		dest = w.cfg.SlackOrigin + strings.TrimPrefix(dest, egress.SlackOrigin)
 	}
 	u, err := w.cfg.Guard.CheckURL(ctx, dest)
 	if err != nil {

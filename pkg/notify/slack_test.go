@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/notify/notifytest"
 )
@@ -22,7 +23,7 @@ func TestCheckSlackURL(t *testing.T) {
 	t.Parallel()
 	res := notifytest.NewResolver()
 	res.Set("hooks.slack.com", []string{"34.226.36.52"})
-	g := &notify.Guard{Resolver: res}
+	g := &egress.Guard{Resolver: res}
 	ctx := context.Background()
 
 	got, err := g.CheckSlackURL(ctx, slackURL)
@@ -56,7 +57,7 @@ func TestCheckSlackURL(t *testing.T) {
 		"javascript:alert(1)",
 	} {
 		_, err := g.CheckSlackURL(ctx, bad)
-		var re *notify.RefusedError
+		var re *egress.RefusedError
 		require.ErrorAs(t, err, &re, bad)
 		require.NotContains(t, re.Reason, "abcdEFGH", "a refusal never quotes the URL")
 	}
@@ -78,7 +79,7 @@ func TestSlackEscape(t *testing.T) {
 // replaced by the receiver's (loopback is allowed for tests only).
 func slackSender(t *testing.T, recv *notifytest.Receiver) *notify.Webhook {
 	t.Helper()
-	return notify.NewWebhook(notify.WebhookConfig{Guard: &notify.Guard{AllowLoopback: true},
+	return notify.NewWebhook(notify.WebhookConfig{Guard: &egress.Guard{AllowLoopback: true},
 		Attempts: 3, Backoff: time.Millisecond, Timeout: 5 * time.Second, SlackOrigin: recv.Server.URL})
 }
 
@@ -170,7 +171,7 @@ func TestSlackRefusesURLsThatAreNotSlacksAtSendTime(t *testing.T) {
 	// there) is refused before any connection, origin override or not.
 	for _, bad := range []string{recv.Server.URL + "/services/T1/B1/abc", "https://hooks.slack.com.evil.com/services/T1/B1/abc"} {
 		attempts, _, err := slackSender(t, recv).SendSlack(context.Background(), notify.SlackMessage{URL: bad})
-		var re *notify.RefusedError
+		var re *egress.RefusedError
 		require.ErrorAs(t, err, &re)
 		require.Zero(t, attempts)
 	}

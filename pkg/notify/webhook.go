@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/secret"
 )
 
@@ -78,7 +79,7 @@ func VerifySignature(key []byte, signature, timestamp string, body []byte, now t
 
 // WebhookConfig tunes a Webhook sender; zero values take the defaults.
 type WebhookConfig struct {
-	Guard *Guard
+	Guard *egress.Guard
 	// RootCAs replaces the system roots (tests); nil = system roots.
 	RootCAs *x509.CertPool
 	// Timeout bounds one attempt; default 10s.
@@ -92,7 +93,7 @@ type WebhookConfig struct {
 	Now func() time.Time
 	// SlackOrigin, for tests only, replaces https://hooks.slack.com in the
 	// URLs Slack messages are sent to (the URL itself must still be a Slack
-	// one); the destination is still checked by the Guard. Empty (always,
+	// one); the destination is still checked by the egress.Guard. Empty (always,
 	// outside tests) sends to Slack.
 	SlackOrigin string
 }
@@ -102,7 +103,7 @@ type WebhookConfig struct {
 const MaxRetryAfter = time.Minute
 
 // Webhook posts signed JSON to webhook URLs, and Slack messages to Slack
-// incoming webhooks, through the Guard: no proxy, no redirects followed,
+// incoming webhooks, through the egress.Guard: no proxy, no redirects followed,
 // every connection to a checked public address.
 type Webhook struct {
 	cfg    WebhookConfig
@@ -112,10 +113,10 @@ type Webhook struct {
 	after func(time.Duration) <-chan time.Time
 }
 
-// NewWebhook returns a sender. A nil Guard means a strict one (no loopback).
+// NewWebhook returns a sender. A nil egress.Guard means a strict one (no loopback).
 func NewWebhook(cfg WebhookConfig) *Webhook {
 	if cfg.Guard == nil {
-		cfg.Guard = &Guard{}
+		cfg.Guard = &egress.Guard{}
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
@@ -163,7 +164,7 @@ type WebhookMessage struct {
 // the configured attempts with exponential backoff (or longer, when a 429 or
 // 503 carries a Retry-After, up to MaxRetryAfter). Each attempt is signed
 // afresh with the current timestamp. It returns the attempts made and nil on
-// a 2xx answer; otherwise a *RefusedError (the destination is not allowed;
+// a 2xx answer; otherwise a *egress.RefusedError (the destination is not allowed;
 // never retried) or a *SendError.
 func (w *Webhook) Send(ctx context.Context, m WebhookMessage) (attempts int, status int, err error) {
 	// The destination is checked here too (scheme, port, host form), not
@@ -268,7 +269,7 @@ func retryAfter(v string, now time.Time) time.Duration {
 // transportError classifies a client error without quoting it: Go's errors
 // carry the URL (which can itself be a bearer secret, as Slack's are).
 func transportError(err error) error {
-	var re *RefusedError
+	var re *egress.RefusedError
 	if errors.As(err, &re) {
 		return re
 	}
@@ -287,4 +288,20 @@ func transportError(err error) error {
 		return &SendError{Reason: "the TLS handshake with the receiver failed", Retryable: true}
 	}
 	return &SendError{Reason: "could not connect to the receiver", Retryable: true}
+}
+
+// Reason returns a caller-safe description of err: the refusal reason for a
+// refused destination, the reason of a *SendError, otherwise a generic phrase.
+func Reason(err error) string {
+	var re *egress.RefusedError
+	var se *SendError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &re):
+		return re.Error()
+	case errors.As(err, &se):
+		return se.Reason
+	}
+	return "delivery failed"
 }

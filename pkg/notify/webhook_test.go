@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/notify/notifytest"
 	"github.com/tokka-dev/tokka/pkg/secret"
@@ -22,7 +23,7 @@ func message(url string) notify.WebhookMessage {
 		DeliveryID: "42", Body: []byte(`{"id":"42","type":"budget.threshold"}`)}
 }
 
-func sender(t *testing.T, g *notify.Guard, roots *x509.CertPool) *notify.Webhook {
+func sender(t *testing.T, g *egress.Guard, roots *x509.CertPool) *notify.Webhook {
 	t.Helper()
 	return notify.NewWebhook(notify.WebhookConfig{Guard: g, RootCAs: roots, Attempts: 3,
 		Backoff: time.Millisecond, Timeout: 5 * time.Second})
@@ -33,7 +34,7 @@ func TestWebhookIsSignedAndVerifies(t *testing.T) {
 	recv := notifytest.NewTLSReceiver(t)
 	roots := x509.NewCertPool()
 	roots.AddCert(recv.Server.Certificate())
-	w := sender(t, &notify.Guard{AllowLoopback: true}, roots)
+	w := sender(t, &egress.Guard{AllowLoopback: true}, roots)
 	m := message(recv.Server.URL + "/hook")
 	attempts, status, err := w.Send(context.Background(), m)
 	require.NoError(t, err)
@@ -66,7 +67,7 @@ func TestWebhookIsSignedAndVerifies(t *testing.T) {
 func TestWebhookToUntrustedCertificateFails(t *testing.T) {
 	t.Parallel()
 	recv := notifytest.NewTLSReceiver(t)
-	w := sender(t, &notify.Guard{AllowLoopback: true}, nil) // system roots only
+	w := sender(t, &egress.Guard{AllowLoopback: true}, nil) // system roots only
 	_, _, err := w.Send(context.Background(), message(recv.Server.URL))
 	require.Error(t, err)
 	require.Equal(t, "the receiver's TLS certificate is not trusted", notify.Reason(err))
@@ -75,7 +76,7 @@ func TestWebhookToUntrustedCertificateFails(t *testing.T) {
 func TestWebhookRetriesAreBounded(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g := &notify.Guard{AllowLoopback: true}
+	g := &egress.Guard{AllowLoopback: true}
 
 	down := notifytest.NewReceiver(t, 500, 502, 503, 504, 500)
 	attempts, status, err := sender(t, g, nil).Send(ctx, message(down.Server.URL))
@@ -106,7 +107,7 @@ func TestWebhookDoesNotFollowRedirects(t *testing.T) {
 	t.Parallel()
 	// The receiver answers 302 to the metadata address.
 	recv := notifytest.NewReceiver(t, http.StatusFound)
-	attempts, status, err := sender(t, &notify.Guard{AllowLoopback: true}, nil).Send(context.Background(), message(recv.Server.URL))
+	attempts, status, err := sender(t, &egress.Guard{AllowLoopback: true}, nil).Send(context.Background(), message(recv.Server.URL))
 	require.Error(t, err)
 	require.Equal(t, 1, attempts)
 	require.Equal(t, http.StatusFound, status)
@@ -120,10 +121,10 @@ func TestWebhookDoesNotFollowRedirects(t *testing.T) {
 // forbidden class, without a single connection.
 func TestWebhookRechecksAtSendTime(t *testing.T) {
 	t.Parallel()
-	for class, addr := range forbiddenAddrs {
+	for class, addr := range notifytest.ForbiddenAddrs {
 		t.Run(class, func(t *testing.T) {
 			res := notifytest.NewResolver()
-			g := &notify.Guard{Resolver: res}
+			g := &egress.Guard{Resolver: res}
 			ctx := context.Background()
 
 			// Saved: the name resolved publicly.
@@ -134,7 +135,7 @@ func TestWebhookRechecksAtSendTime(t *testing.T) {
 			// Sending, the record now points inside.
 			res.Set("hooks.rebind.test", []string{addr})
 			attempts, _, err := sender(t, g, nil).Send(ctx, message("https://hooks.rebind.test/hook"))
-			var re *notify.RefusedError
+			var re *egress.RefusedError
 			require.ErrorAs(t, err, &re)
 			require.Zero(t, attempts)
 
@@ -158,7 +159,7 @@ func TestWebhookSendsToTheCheckedAddressOfAName(t *testing.T) {
 	port := recv.Server.URL[strings.LastIndexByte(recv.Server.URL, ':')+1:]
 	res := notifytest.NewResolver()
 	res.Set("receiver.test", []string{"127.0.0.1"})
-	w := sender(t, &notify.Guard{AllowLoopback: true, Resolver: res}, nil)
+	w := sender(t, &egress.Guard{AllowLoopback: true, Resolver: res}, nil)
 	_, _, err := w.Send(context.Background(), message("http://receiver.test:"+port+"/x"))
 	require.NoError(t, err)
 	require.Len(t, recv.Requests(), 1)
@@ -170,7 +171,7 @@ func TestWebhookIgnoresProxyEnvironment(t *testing.T) {
 	proxy := notifytest.NewReceiver(t)
 	t.Setenv("HTTP_PROXY", proxy.Server.URL)
 	t.Setenv("HTTPS_PROXY", proxy.Server.URL)
-	_, _, err := sender(t, &notify.Guard{AllowLoopback: true}, nil).Send(context.Background(), message(recv.Server.URL))
+	_, _, err := sender(t, &egress.Guard{AllowLoopback: true}, nil).Send(context.Background(), message(recv.Server.URL))
 	require.NoError(t, err)
 	require.Len(t, recv.Requests(), 1)
 	require.Empty(t, proxy.Requests())

@@ -290,7 +290,7 @@ func (r *Resolver) Calls(host string) int {
 	return r.calls[host]
 }
 
-// LookupNetIP implements notify.Resolver.
+// LookupNetIP implements egress.Resolver.
 func (r *Resolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -301,4 +301,43 @@ func (r *Resolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr,
 	i := min(r.calls[host], len(as)-1)
 	r.calls[host]++
 	return as[i], nil
+}
+
+// ForbiddenAddrs is one address per class the egress guard must refuse, in every
+// spelling an attacker might try.
+var ForbiddenAddrs = map[string]string{
+	"loopback v4":              "127.0.0.1",
+	"loopback v4 other":        "127.10.20.30",
+	"loopback v6":              "::1",
+	"v4-mapped loopback":       "::ffff:127.0.0.1",
+	"v4-mapped private":        "::ffff:10.0.0.1",
+	"v4-mapped metadata":       "::ffff:169.254.169.254",
+	"unspecified v4":           "0.0.0.0",
+	"this network":             "0.1.2.3",
+	"unspecified v6":           "::",
+	"private 10/8":             "10.1.2.3",
+	"private 172.16/12":        "172.16.0.1",
+	"private 192.168/16":       "192.168.1.1",
+	"private v6 ULA":           "fd12:3456::1",
+	"CGNAT":                    "100.64.0.1",
+	"link-local v4":            "169.254.1.1",
+	"link-local v6":            "fe80::1",
+	"metadata AWS/GCP/Azure":   "169.254.169.254",
+	"metadata AWS v6":          "fd00:ec2::254",
+	"metadata Azure wire":      "168.63.129.16",
+	"metadata Alibaba":         "100.100.100.200",
+	"metadata Oracle":          "192.0.0.192",
+	"multicast v4":             "224.0.0.1",
+	"multicast v6":             "ff02::1",
+	"broadcast":                "255.255.255.255",
+	"reserved 240/4":           "240.0.0.1",
+	"documentation v4":         "192.0.2.1",
+	"documentation v6":         "2001:db8::1",
+	"benchmarking":             "198.18.0.1",
+	"NAT64 of private":         "64:ff9b::a00:1",
+	"NAT64 of loopback":        "64:ff9b::7f00:1",
+	"6to4":                     "2002:7f00:1::1",
+	"Teredo":                   "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+	"IPv4-compatible loopback": "::127.0.0.1",
+	"site-local v6":            "fec0::1",
 }

@@ -1,4 +1,4 @@
-package notify_test
+package egress_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/notify"
+	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/notify/notifytest"
 )
 
@@ -67,7 +67,7 @@ func TestEmbeddedIPv4IsJudgedAtSaveAndAtSend(t *testing.T) {
 	ctx := context.Background()
 	res := notifytest.NewResolver()
 	for _, allowLoopback := range []bool{false, true} {
-		g := &notify.Guard{Resolver: res, AllowLoopback: allowLoopback}
+		g := &egress.Guard{Resolver: res, AllowLoopback: allowLoopback}
 		for form, embed := range embedForms {
 			for target, tc := range embeddedTargets {
 				if allowLoopback && target == "loopback" && strings.HasPrefix(form, "IPv4-mapped") {
@@ -75,7 +75,7 @@ func TestEmbeddedIPv4IsJudgedAtSaveAndAtSend(t *testing.T) {
 				}
 				addr := embed(tc.v4)
 				name := form + " " + target
-				var re *notify.RefusedError
+				var re *egress.RefusedError
 
 				_, err := g.CheckURL(ctx, "https://["+addr.String()+"]/hook")
 				require.ErrorAs(t, err, &re, "save, literal: %s (%s)", name, addr)
@@ -103,7 +103,7 @@ func TestEmbeddedIPv4IsJudgedAtSaveAndAtSend(t *testing.T) {
 func TestEmbeddedPublicIPv4(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g := &notify.Guard{Resolver: notifytest.NewResolver()}
+	g := &egress.Guard{Resolver: notifytest.NewResolver()}
 	public := [4]byte{93, 184, 216, 34}
 	for form, embed := range embedForms {
 		addr := embed(public)
@@ -112,7 +112,7 @@ func TestEmbeddedPublicIPv4(t *testing.T) {
 		case "IPv4-mapped ::ffff:0:0/96", "NAT64 64:ff9b::/96":
 			require.NoError(t, err, "%s (%s)", form, addr)
 		default:
-			var re *notify.RefusedError
+			var re *egress.RefusedError
 			require.ErrorAs(t, err, &re, "%s (%s)", form, addr)
 		}
 	}

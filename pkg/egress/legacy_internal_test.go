@@ -1,4 +1,4 @@
-package notify
+package egress
 
 import (
 	"net/netip"

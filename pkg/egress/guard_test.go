@@ -1,4 +1,4 @@
-package notify_test
+package egress_test
 
 import (
 	"context"
@@ -9,48 +9,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/notify"
+	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/notify/notifytest"
 )
-
-// forbiddenAddrs is one address per class the guard must refuse, in every
-// spelling an attacker might try.
-var forbiddenAddrs = map[string]string{
-	"loopback v4":              "127.0.0.1",
-	"loopback v4 other":        "127.10.20.30",
-	"loopback v6":              "::1",
-	"v4-mapped loopback":       "::ffff:127.0.0.1",
-	"v4-mapped private":        "::ffff:10.0.0.1",
-	"v4-mapped metadata":       "::ffff:169.254.169.254",
-	"unspecified v4":           "0.0.0.0",
-	"this network":             "0.1.2.3",
-	"unspecified v6":           "::",
-	"private 10/8":             "10.1.2.3",
-	"private 172.16/12":        "172.16.0.1",
-	"private 192.168/16":       "192.168.1.1",
-	"private v6 ULA":           "fd12:3456::1",
-	"CGNAT":                    "100.64.0.1",
-	"link-local v4":            "169.254.1.1",
-	"link-local v6":            "fe80::1",
-	"metadata AWS/GCP/Azure":   "169.254.169.254",
-	"metadata AWS v6":          "fd00:ec2::254",
-	"metadata Azure wire":      "168.63.129.16",
-	"metadata Alibaba":         "100.100.100.200",
-	"metadata Oracle":          "192.0.0.192",
-	"multicast v4":             "224.0.0.1",
-	"multicast v6":             "ff02::1",
-	"broadcast":                "255.255.255.255",
-	"reserved 240/4":           "240.0.0.1",
-	"documentation v4":         "192.0.2.1",
-	"documentation v6":         "2001:db8::1",
-	"benchmarking":             "198.18.0.1",
-	"NAT64 of private":         "64:ff9b::a00:1",
-	"NAT64 of loopback":        "64:ff9b::7f00:1",
-	"6to4":                     "2002:7f00:1::1",
-	"Teredo":                   "2001:0:4136:e378:8000:63bf:3fff:fdd2",
-	"IPv4-compatible loopback": "::127.0.0.1",
-	"site-local v6":            "fec0::1",
-}
 
 func literalURL(addr string) string {
 	if strings.Contains(addr, ":") {
@@ -63,11 +24,11 @@ func TestCheckURLRefusesEveryForbiddenClassAsLiteralAndByName(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	res := notifytest.NewResolver()
-	g := &notify.Guard{Resolver: res}
-	for class, addr := range forbiddenAddrs {
+	g := &egress.Guard{Resolver: res}
+	for class, addr := range notifytest.ForbiddenAddrs {
 		t.Run(class, func(t *testing.T) {
 			_, err := g.CheckURL(ctx, literalURL(addr))
-			var re *notify.RefusedError
+			var re *egress.RefusedError
 			require.ErrorAs(t, err, &re, "literal %s", addr)
 			require.NotContains(t, re.Reason, addr, "reasons never echo the address")
 
@@ -84,7 +45,7 @@ func TestCheckURLRefusesDisguisedAndMalformedDestinations(t *testing.T) {
 	ctx := context.Background()
 	res := notifytest.NewResolver()
 	res.Set("hooks.example.com", []string{"93.184.216.34"})
-	g := &notify.Guard{Resolver: res}
+	g := &egress.Guard{Resolver: res}
 	for _, raw := range []string{
 		"http://hooks.example.com/hook",          // not https
 		"ftp://hooks.example.com/hook",           // not http(s)
@@ -113,7 +74,7 @@ func TestCheckURLRefusesDisguisedAndMalformedDestinations(t *testing.T) {
 		"https://" + strings.Repeat("a", 2100) + ".com/",
 	} {
 		_, err := g.CheckURL(ctx, raw)
-		var re *notify.RefusedError
+		var re *egress.RefusedError
 		require.ErrorAs(t, err, &re, "%q must be refused", raw)
 	}
 	for _, raw := range []string{
@@ -134,7 +95,7 @@ func TestLoopbackFlagAllowsOnlyLoopback(t *testing.T) {
 	ctx := context.Background()
 	res := notifytest.NewResolver()
 	res.Set("hooks.example.com", []string{"93.184.216.34"})
-	dev := &notify.Guard{AllowLoopback: true, Resolver: res}
+	dev := &egress.Guard{AllowLoopback: true, Resolver: res}
 	for _, raw := range []string{"http://127.0.0.1:8080/hook", "https://127.0.0.1:9443/hook", "http://[::1]:8080/", "http://localhost:8080/"} {
 		_, err := dev.CheckURL(ctx, raw)
 		if raw == "http://localhost:8080/" {
@@ -152,7 +113,7 @@ func TestLoopbackFlagAllowsOnlyLoopback(t *testing.T) {
 		_, err := dev.CheckURL(ctx, raw)
 		require.Error(t, err, raw)
 	}
-	strict := &notify.Guard{Resolver: res}
+	strict := &egress.Guard{Resolver: res}
 	_, err := strict.CheckURL(ctx, "http://127.0.0.1:8080/hook")
 	require.Error(t, err, "off by default")
 }
@@ -171,7 +132,7 @@ func TestDialConnectsToTheAddressItChecked(t *testing.T) {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	res := notifytest.NewResolver()
 	res.Set("receiver.test", []string{"127.0.0.1"})
-	g := &notify.Guard{AllowLoopback: true, Resolver: res}
+	g := &egress.Guard{AllowLoopback: true, Resolver: res}
 	conn, err := g.DialContext(context.Background(), "tcp", "receiver.test:"+port)
 	require.NoError(t, err)
 	require.Equal(t, ln.Addr().String(), conn.RemoteAddr().String())
@@ -182,6 +143,6 @@ func TestDialConnectsToTheAddressItChecked(t *testing.T) {
 	// connection is attempted.
 	res.Set("receiver.test", []string{"10.0.0.7"})
 	_, err = g.DialContext(context.Background(), "tcp", "receiver.test:"+port)
-	var re *notify.RefusedError
+	var re *egress.RefusedError
 	require.True(t, errors.As(err, &re))
 }

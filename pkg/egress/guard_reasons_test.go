@@ -1,4 +1,4 @@
-package notify_test
+package egress_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/notify"
+	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/notify/notifytest"
 )
 
@@ -25,8 +25,8 @@ func TestCheckURLRefusesForTheRightReason(t *testing.T) {
 	ctx := context.Background()
 	res := notifytest.NewResolver()
 	res.Set("hooks.example.com", []string{"93.184.216.34"})
-	strict := &notify.Guard{Resolver: res}
-	dev := &notify.Guard{AllowLoopback: true, Resolver: res}
+	strict := &egress.Guard{Resolver: res}
+	dev := &egress.Guard{AllowLoopback: true, Resolver: res}
 
 	base := "https://hooks.example.com/"
 	exactly := func(n int) string { return base + strings.Repeat("p", n-len(base)) }
@@ -34,12 +34,12 @@ func TestCheckURLRefusesForTheRightReason(t *testing.T) {
 	const notAbsolute = "the URL is not an absolute http(s) URL"
 	const badPort = "the URL has an invalid port"
 	for _, tc := range []struct {
-		g    *notify.Guard
+		g    *egress.Guard
 		raw  string
 		want string
 	}{
-		{strict, exactly(notify.MaxURLLength), ""},
-		{strict, exactly(notify.MaxURLLength + 1), "the URL is longer than 2048 characters"},
+		{strict, exactly(egress.MaxURLLength), ""},
+		{strict, exactly(egress.MaxURLLength + 1), "the URL is longer than 2048 characters"},
 		{strict, base + "a b", chars},
 		{strict, base + "a\tb", chars},
 		{strict, base + "a\x7fb", chars},
@@ -63,7 +63,7 @@ func TestCheckURLRefusesForTheRightReason(t *testing.T) {
 			require.NoError(t, err, "%q (%d characters)", name, len(tc.raw))
 			continue
 		}
-		var re *notify.RefusedError
+		var re *egress.RefusedError
 		require.ErrorAs(t, err, &re, "%q (%d characters) must be refused", name, len(tc.raw))
 		require.Contains(t, re.Reason, tc.want, "%q (%d characters)", name, len(tc.raw))
 	}
@@ -77,7 +77,7 @@ func TestHostNamesAreJudgedForTheRightReason(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	res := notifytest.NewResolver()
-	g := &notify.Guard{Resolver: res}
+	g := &egress.Guard{Resolver: res}
 	label := func(c string, n int) string { return strings.Repeat(c, n) }
 	longest := label("a", 63) + "." + label("b", 63) + "." + label("c", 63) + "." + label("d", 61) // 253
 	// Names that would resolve, so only the name rules can refuse them.
@@ -121,7 +121,7 @@ func TestHostNamesAreJudgedForTheRightReason(t *testing.T) {
 			require.NoError(t, err, tc.host)
 			continue
 		}
-		var re *notify.RefusedError
+		var re *egress.RefusedError
 		require.ErrorAs(t, err, &re, "%s must be refused", tc.host)
 		require.Contains(t, re.Reason, tc.want, tc.host)
 	}
@@ -151,7 +151,7 @@ func (r *deadlineResolver) LookupNetIP(ctx context.Context, _, _ string) ([]neti
 func TestLookupsHaveTheirOwnBudget(t *testing.T) {
 	t.Parallel()
 	res := &deadlineResolver{}
-	g := &notify.Guard{Resolver: res}
+	g := &egress.Guard{Resolver: res}
 	_, err := g.CheckURL(context.Background(), "https://hooks.example.com/hook")
 	require.NoError(t, err)
 	require.Len(t, res.left, 1)
@@ -167,7 +167,7 @@ func TestDialRefusesBeforeConnecting(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	g := &notify.Guard{AllowLoopback: true, Resolver: notifytest.NewResolver()}
+	g := &egress.Guard{AllowLoopback: true, Resolver: notifytest.NewResolver()}
 	for addr, want := range map[string]string{
 		"93.184.216.34:8443":  "the URL must use the standard https port 443",
 		"93.184.216.34":       "the destination address is malformed",
@@ -175,7 +175,7 @@ func TestDialRefusesBeforeConnecting(t *testing.T) {
 		"10.0.0.1:443":        "private",
 	} {
 		_, err := g.DialContext(ctx, "tcp", addr)
-		var re *notify.RefusedError
+		var re *egress.RefusedError
 		require.ErrorAs(t, err, &re, addr)
 		require.Contains(t, re.Reason, want, addr)
 	}

@@ -1,8 +1,9 @@
-// Package notify sends budget notifications: signed webhooks over an
-// SSRF-guarded HTTP client, and email over SMTP. It never puts a secret, a
-// destination URL or a receiver's response body into an error message, so
-// callers may store and show its errors' reasons.
-package notify
+// Package egress decides where Tokka may send a request on a user's behalf
+// (webhook and Slack destinations): a URL is checked when it is saved and
+// every address again when it is dialled, so neither a private address nor
+// a name that later re-resolves to one (DNS rebinding) is ever contacted.
+// Its errors never quote the URL, so callers may store and show them.
+package egress
 
 import (
 	"context"
@@ -394,17 +395,14 @@ func (g *Guard) checkAddr(a netip.Addr) error {
 }
 
 // Reason returns a caller-safe description of err: the refusal reason for a
-// *RefusedError or a *SendError, otherwise a generic phrase.
+// *RefusedError, otherwise a generic phrase.
 func Reason(err error) string {
 	var re *RefusedError
-	var se *SendError
 	switch {
 	case err == nil:
 		return ""
 	case errors.As(err, &re):
 		return re.Error()
-	case errors.As(err, &se):
-		return se.Reason
 	}
-	return "delivery failed"
+	return "the destination is not allowed"
 }
