@@ -14,6 +14,30 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
+// budgetRow is a budgets row as scanned: the domain budget plus its
+// threshold arrays in the driver's array type, which stays in this package.
+type budgetRow struct {
+	tokka.Budget
+	Thresholds         pq.Int64Array `db:"thresholds"`
+	ForecastThresholds pq.Int64Array `db:"forecast_thresholds"`
+}
+
+// budget returns the row as the domain's budget.
+func (r budgetRow) budget() tokka.Budget {
+	b := r.Budget
+	b.Thresholds, b.ForecastThresholds = nonNil(r.Thresholds), nonNil(r.ForecastThresholds)
+	return b
+}
+
+// budgets returns rows as domain budgets.
+func budgets(rows []budgetRow) []tokka.Budget {
+	bs := make([]tokka.Budget, len(rows))
+	for i, r := range rows {
+		bs[i] = r.budget()
+	}
+	return bs
+}
+
 const budgetColumns = `id, user_id, name, amount_usd, scope, provider, connection_id, thresholds,
 	forecast_thresholds, webhook_url, email_to, slack_url_hint, created_at, updated_at`
 
@@ -22,7 +46,7 @@ const budgetColumns = `id, user_id, name, amount_usd, scope, provider, connectio
 // (the same for a connection that does not exist and one that is not u's);
 // a user who already has MaxBudgetsPerUser budgets gets CodeInvalid too.
 func (d *DB) CreateBudget(ctx context.Context, u tokka.User, nb tokka.NewBudget) (tokka.Budget, error) {
-	var b tokka.Budget
+	var b budgetRow
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		var n int
 		if err := tx.GetContext(ctx, &n, `SELECT count(*) FROM tokka.budgets WHERE user_id = $1`, u.ID); err != nil {
@@ -45,7 +69,10 @@ func (d *DB) CreateBudget(ctx context.Context, u tokka.User, nb tokka.NewBudget)
 			pq.Int64Array(nonNil(nb.Thresholds)), pq.Int64Array(nonNil(nb.ForecastThresholds)),
 			nb.WebhookURL, string(nb.WebhookSecret.Bytes()), nb.EmailTo, nb.SlackURL), "budget")
 	})
-	return b, err
+	if err != nil {
+		return tokka.Budget{}, err
+	}
+	return b.budget(), nil
 }
 
 func nonNil(s []int64) []int64 {
@@ -68,31 +95,34 @@ func ownConnection(ctx context.Context, tx *sqlx.Tx, id string) error {
 
 // ListBudgets returns u's budgets, oldest first.
 func (d *DB) ListBudgets(ctx context.Context, u tokka.User) ([]tokka.Budget, error) {
-	bs := []tokka.Budget{}
+	var bs []budgetRow
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &bs, `
 			SELECT `+budgetColumns+` FROM tokka.budgets
 			WHERE user_id = $1 ORDER BY created_at, id`, u.ID), "budgets")
 	})
-	return bs, err
+	return budgets(bs), err
 }
 
 // GetBudget returns one of u's budgets; it is tokka.ErrNotFound for a budget
 // that does not exist or is not u's (indistinguishably).
 func (d *DB) GetBudget(ctx context.Context, u tokka.User, id string) (tokka.Budget, error) {
-	var b tokka.Budget
+	var b budgetRow
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.GetContext(ctx, &b, `
 			SELECT `+budgetColumns+` FROM tokka.budgets WHERE id = $1`, id), "budget")
 	})
-	return b, err
+	if err != nil {
+		return tokka.Budget{}, err
+	}
+	return b.budget(), nil
 }
 
 // UpdateBudget applies p to one of u's budgets and returns the result; it is
 // tokka.ErrNotFound for a budget that is not u's, and CodeInvalid for a
 // SlackHint that is not the budget's.
 func (d *DB) UpdateBudget(ctx context.Context, u tokka.User, id string, p tokka.BudgetPatch) (tokka.Budget, error) {
-	var b tokka.Budget
+	var b budgetRow
 	var amount, newSecret any
 	if p.AmountUSD != nil {
 		amount = p.AmountUSD.String()
@@ -134,7 +164,10 @@ func (d *DB) UpdateBudget(ctx context.Context, u tokka.User, id string, p tokka.
 			RETURNING `+budgetColumns,
 			id, p.Name, amount, thresholds, forecast, p.SetChannels, p.WebhookURL, p.EmailTo), "budget")
 	})
-	return b, err
+	if err != nil {
+		return tokka.Budget{}, err
+	}
+	return b.budget(), nil
 }
 
 // setSlackURL applies a channel update's Slack part. Like the secret, the
@@ -218,13 +251,13 @@ func (d *DB) SyncerSpend(ctx context.Context, userID string, from, to time.Time)
 
 // BudgetsToEvaluate returns every budget of the user, read as tokka_syncer.
 func (d *DB) BudgetsToEvaluate(ctx context.Context, userID string) ([]tokka.Budget, error) {
-	bs := []tokka.Budget{}
+	var bs []budgetRow
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &bs, `
 			SELECT `+budgetColumns+` FROM tokka.budgets
 			WHERE user_id = $1 ORDER BY created_at, id`, userID), "budgets")
 	})
-	return bs, err
+	return budgets(bs), err
 }
 
 // RaiseBudgetAlert stores a (as the syncer) for budget budgetID unless the

@@ -34,7 +34,7 @@ func (d *DB) ListConnectionsPage(ctx context.Context, u tokka.User, after *tokka
 // ListBudgetsPage returns up to limit of u's budgets that come after after
 // (nil: from the first), oldest first.
 func (d *DB) ListBudgetsPage(ctx context.Context, u tokka.User, after *tokka.CreatedKey, limit int) ([]tokka.Budget, error) {
-	bs := []tokka.Budget{}
+	var bs []budgetRow
 	at, id := keysetArgs(after)
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &bs, `
@@ -42,7 +42,7 @@ func (d *DB) ListBudgetsPage(ctx context.Context, u tokka.User, after *tokka.Cre
 			WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid))
 			ORDER BY created_at, id LIMIT $4`, u.ID, at, id, limit), "budgets")
 	})
-	return bs, err
+	return budgets(bs), err
 }
 
 // BudgetDeliveriesPage returns up to limit of the deliveries of one of u's

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/lib/pq"
 	"github.com/shopspring/decimal"
 	"github.com/tokka-dev/tokka/pkg/secret"
 )
@@ -26,8 +25,8 @@ type Budget struct {
 	Scope              string          `db:"scope"`
 	Provider           *string         `db:"provider"`
 	ConnectionID       *string         `db:"connection_id"`
-	Thresholds         pq.Int64Array   `db:"thresholds"`
-	ForecastThresholds pq.Int64Array   `db:"forecast_thresholds"`
+	Thresholds         []int64         `db:"-"` // percentages of AmountUSD, ascending
+	ForecastThresholds []int64         `db:"-"` // percentages the forecast is checked against
 	WebhookURL         *string         `db:"webhook_url"`
 	EmailTo            *string         `db:"email_to"`
 	// SlackURLHint stands for the Slack webhook URL, which is a credential
