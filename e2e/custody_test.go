@@ -23,6 +23,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/spectest"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // recorder keeps every response (status line, headers, body) the test's
@@ -528,7 +529,7 @@ func mustPublicKey(t *testing.T, text string) *seal.PublicKey {
 func sealedWith(t *testing.T, s *stack, encryptionKey, userID, connID, provider, key string) string {
 	t.Helper()
 	blob, err := mustPublicKey(t, s.publicKey(t, encryptionKey)).Seal(secret.FromString(key),
-		seal.Binding{UserID: userID, ConnectionID: connID, Provider: provider})
+		seal.Binding{UserID: userID, ConnectionID: connID, Provider: tokka.Provider(provider)})
 	require.NoError(t, err)
 	return blob
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // defaultConcurrency mirrors the syncer's SYNC_CONCURRENCY default, for the
@@ -188,15 +189,15 @@ func seed(ctx context.Context, dbURL string, pk *seal.PublicKey, n int) error {
 	for i := 0; i < n; i++ {
 		user := fmt.Sprintf("00000000-0000-4000-8000-%012x", i/2+1)
 		id := uuid.NewString()
-		p, key := "openai", fmt.Sprintf("sk-admin-bench%08d", i)
+		p, key := tokka.OpenAI, fmt.Sprintf("sk-admin-bench%08d", i)
 		if i%2 == 1 {
-			p, key = "anthropic", fmt.Sprintf("sk-ant-admin01-bench%08d", i)
+			p, key = tokka.Anthropic, fmt.Sprintf("sk-ant-admin01-bench%08d", i)
 		}
 		blob, err := pk.Seal(secret.FromString(key), seal.Binding{UserID: user, ConnectionID: id, Provider: p})
 		if err != nil {
 			return err
 		}
-		ids, users, providers = append(ids, id), append(users, user), append(providers, p)
+		ids, users, providers = append(ids, id), append(users, user), append(providers, string(p))
 		hints, blobs = append(hints, key[:9]+"…"), append(blobs, blob)
 	}
 	_, err = db.ExecContext(ctx, `

@@ -125,9 +125,9 @@ func DetectAnomalies(rows []tokka.SpendRow, now time.Time, cfg AnomalyConfig) []
 			first = r.Day
 		}
 		add(AnomalyScope{Kind: AnomalyAll}, r.Day, r.USD)
-		add(AnomalyScope{Kind: AnomalyProvider, Provider: r.Provider}, r.Day, r.USD)
+		add(AnomalyScope{Kind: AnomalyProvider, Provider: string(r.Provider)}, r.Day, r.USD)
 		if r.Model != "" {
-			add(AnomalyScope{Kind: AnomalyModel, Provider: r.Provider, Model: r.Model}, r.Day, r.USD)
+			add(AnomalyScope{Kind: AnomalyModel, Provider: string(r.Provider), Model: r.Model}, r.Day, r.USD)
 		}
 	}
 	if first == "" {

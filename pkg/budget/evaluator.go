@@ -150,7 +150,7 @@ type budgetDetail struct {
 	BudgetID         string          `json:"budget_id"`
 	BudgetName       string          `json:"budget_name"`
 	Scope            string          `json:"scope"`
-	Provider         *string         `json:"provider"`
+	Provider         *tokka.Provider `json:"provider"`
 	ConnectionID     *string         `json:"connection_id"`
 	Month            string          `json:"month"`
 	ThresholdPercent int64           `json:"threshold_percent"`

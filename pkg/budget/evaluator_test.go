@@ -467,7 +467,7 @@ func TestAnomalyAlertFiresOnceForASpike(t *testing.T) {
 	conn := b.newConnection(t, alice, "anthropic")
 	end := now.Truncate(24 * time.Hour)
 	for _, r := range normalRows(end.AddDate(0, 0, -1)) {
-		b.cost(t, alice, conn, r.Provider, r.Day, r.Model, r.USD.String())
+		b.cost(t, alice, conn, string(r.Provider), r.Day, r.Model, r.USD.String())
 	}
 	// Normal days: nothing, however often the syncer evaluates.
 	for i := 3; i >= 1; i-- {

@@ -89,7 +89,7 @@ type budgetResponse struct {
 	Name               string                 `json:"name"`
 	AmountUSD          string                 `json:"amount_usd"`
 	Scope              string                 `json:"scope"`
-	Provider           *string                `json:"provider"`
+	Provider           *tokka.Provider        `json:"provider"`
 	ConnectionID       *string                `json:"connection_id"`
 	Thresholds         []int64                `json:"thresholds"`
 	ForecastThresholds []int64                `json:"forecast_thresholds"`
@@ -360,7 +360,7 @@ func parseNewBudget(c echo.Context) (newBudget, error) {
 			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id",
 				Message: `scope "provider" takes no connection_id`}
 		}
-		nb.Provider = req.Provider
+		nb.Provider = (*tokka.Provider)(req.Provider)
 	case tokka.ScopeConnection:
 		if req.ConnectionID == nil {
 			return newBudget{}, &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id",

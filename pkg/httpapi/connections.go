@@ -120,12 +120,12 @@ func (s *Server) createConnection(c echo.Context) error {
 	id := uuid.NewString()
 	// The blob is bound to this user, connection and provider (AAD), so it
 	// cannot be moved to another row and still open.
-	blob, err := s.sealer.Seal(key, seal.Binding{UserID: u.ID, ConnectionID: id, Provider: string(p)})
+	blob, err := s.sealer.Seal(key, seal.Binding{UserID: u.ID, ConnectionID: id, Provider: p})
 	if err != nil {
 		return err
 	}
 	conn, err := s.store.CreateConnection(c.Request().Context(), u, tokka.NewConnection{
-		ID: id, Provider: string(p), Label: req.label, KeyHint: key.Hint(p.KeyPrefix()), SealedKey: blob,
+		ID: id, Provider: p, Label: req.label, KeyHint: key.Hint(p.KeyPrefix()), SealedKey: blob,
 		KeyFingerprint: fp,
 	}, s.auditEvent(c, tokka.ActionKeyCreated, "user added a connection"))
 	if err != nil {

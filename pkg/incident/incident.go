@@ -204,9 +204,9 @@ func (r *Responder) Quarantine(ctx context.Context, w Window) (QuarantineSummary
 		if err != nil {
 			return sum, err
 		}
-		what := providerName(c.Provider) + " connection"
+		what := providerName(string(c.Provider)) + " connection"
 		if c.Label != nil {
-			what = fmt.Sprintf("%s connection %q", providerName(c.Provider), *c.Label)
+			what = fmt.Sprintf("%s connection %q", providerName(string(c.Provider)), *c.Label)
 		}
 		out, err := r.Store.QuarantineConnection(ctx, c, tokka.Quarantine{
 			Ref: w.Ref, To: w.To, Actor: r.Actor,
@@ -331,7 +331,7 @@ func (r *Responder) Notify(ctx context.Context, w Window, dryRun bool) (NotifySu
 	}
 	var live []string
 	for _, c := range conns {
-		if c.CurrentKeyExposed(w.To) && deref(c.Status) != tokka.StatusCompromised {
+		if c.CurrentKeyExposed(w.To) && tokka.ConnectionStatus(deref(c.Status)) != tokka.StatusCompromised {
 			live = append(live, c.ConnectionID)
 		}
 	}
@@ -478,7 +478,7 @@ func Message(w Window, summary string, conns []tokka.AffectedConnection) notify.
 // describe is one line of the email about one connection: never more of
 // the key than its hint (prefix and last 4 characters).
 func describe(c tokka.AffectedConnection, w Window) string {
-	name := providerName(c.Provider)
+	name := providerName(string(c.Provider))
 	if !c.Present {
 		s := name + " connection " + c.ConnectionID + " (deleted"
 		if c.DeletedAt != nil {

@@ -176,7 +176,7 @@ func (d *DB) UpdateConnection(ctx context.Context, u tokka.User, id string, up t
 		}
 		ev.UserID = u.ID
 		ev.ConnectionID = &c.ID
-		ev.Provider = c.Provider
+		ev.Provider = string(c.Provider)
 		return insertAudit(ctx, tx, ev)
 	})
 	return c, err

@@ -49,7 +49,7 @@ func (d *DB) RewrapKey(ctx context.Context, k tokka.SealedKey, ev tokka.AuditEve
 		if err != nil {
 			return domainError(err, "connection")
 		}
-		ev.UserID, ev.ConnectionID, ev.Provider = k.UserID, &k.ConnectionID, k.Provider
+		ev.UserID, ev.ConnectionID, ev.Provider = k.UserID, &k.ConnectionID, string(k.Provider)
 		if err := insertAudit(ctx, tx, ev); err != nil {
 			return err
 		}
@@ -89,7 +89,7 @@ func (d *DB) MarkUnopenable(ctx context.Context, k tokka.SealedKey, reason strin
 		if n, _ := res.RowsAffected(); n != 1 {
 			return tokka.ErrBlobChanged
 		}
-		ev.UserID, ev.ConnectionID, ev.Provider = k.UserID, &k.ConnectionID, k.Provider
+		ev.UserID, ev.ConnectionID, ev.Provider = k.UserID, &k.ConnectionID, string(k.Provider)
 		return insertAudit(ctx, tx, ev)
 	})
 }

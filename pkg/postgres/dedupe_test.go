@@ -18,7 +18,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-func createConn(t *testing.T, d *postgres.DB, u tokka.User, p string) string {
+func createConn(t *testing.T, d *postgres.DB, u tokka.User, p tokka.Provider) string {
 	t.Helper()
 	id := uuid.NewString()
 	_, err := d.CreateConnection(context.Background(), u, tokka.NewConnection{

@@ -118,7 +118,7 @@ func (d *DB) QuarantineConnection(ctx context.Context, a tokka.AffectedConnectio
 			return err
 		}
 		return insertAudit(ctx, tx, tokka.AuditEvent{
-			UserID: a.UserID, ConnectionID: &a.ConnectionID, Provider: a.Provider,
+			UserID: a.UserID, ConnectionID: &a.ConnectionID, Provider: string(a.Provider),
 			Action: tokka.ActionIncidentQuarantined, Outcome: tokka.OutcomeSuccess,
 			Purpose: "breach response", Actor: q.Actor, Detail: prefix + " " + detail,
 		})
@@ -153,7 +153,7 @@ func (d *DB) RecordNotification(ctx context.Context, ref, userID string, conns [
 	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		for _, c := range conns {
 			e := ev
-			e.UserID, e.ConnectionID, e.Provider = userID, &c.ConnectionID, c.Provider
+			e.UserID, e.ConnectionID, e.Provider = userID, &c.ConnectionID, string(c.Provider)
 			e.Action = tokka.ActionIncidentNotified
 			e.Detail = incidentPrefix(ref) + " " + ev.Detail
 			if err := insertAudit(ctx, tx, e); err != nil {
@@ -202,7 +202,7 @@ func (d *DB) ReleaseConnection(ctx context.Context, r tokka.Released, ref, actor
 	var outcome string
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		prefix := incidentPrefix(ref)
-		var status string
+		var status tokka.ConnectionStatus
 		err := tx.GetContext(ctx, &status, `SELECT status FROM tokka.connections WHERE id = $1 AND user_id = $2 FOR UPDATE`,
 			r.ConnectionID, r.UserID)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -249,7 +249,7 @@ func (d *DB) ReleaseConnection(ctx context.Context, r tokka.Released, ref, actor
 			return nil
 		}
 		ev := tokka.AuditEvent{
-			UserID: r.UserID, ConnectionID: &r.ConnectionID, Provider: r.Provider,
+			UserID: r.UserID, ConnectionID: &r.ConnectionID, Provider: string(r.Provider),
 			Action: tokka.ActionIncidentReleased, Outcome: tokka.OutcomeSuccess,
 			Purpose: "breach response", Actor: actor,
 			Detail: prefix + " quarantine released by the operator (it was a mistake); the stored key is used again",

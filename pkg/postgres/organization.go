@@ -51,7 +51,7 @@ func (d *DB) RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Or
 		// holding it may then mark other connections (row locks) without
 		// waiting for one that holds such a row and wants the lock.
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`,
-			orgLockClass, l.UserID+":"+l.Provider); err != nil {
+			orgLockClass, l.UserID+":"+string(l.Provider)); err != nil {
 			return domainError(err, "organisation lock")
 		}
 		if err := holdLease(ctx, tx, l); err != nil {
@@ -88,10 +88,10 @@ func (d *DB) RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Or
 		}
 		if len(matches) > 0 && matches[0].Older {
 			existing = matches[0].ID
-			return markDuplicate(ctx, tx, l.UserID, l.Provider, l.ConnectionID, matches[0].ID, matches[0].Label, ev, true)
+			return markDuplicate(ctx, tx, l.UserID, string(l.Provider), l.ConnectionID, matches[0].ID, matches[0].Label, ev, true)
 		}
 		for _, m := range matches {
-			if err := markDuplicate(ctx, tx, l.UserID, l.Provider, m.ID, l.ConnectionID, label, ev, false); err != nil {
+			if err := markDuplicate(ctx, tx, l.UserID, string(l.Provider), m.ID, l.ConnectionID, label, ev, false); err != nil {
 				return err
 			}
 		}
@@ -156,7 +156,7 @@ func (d *DB) AbandonSync(ctx context.Context, l tokka.Lease, ev tokka.AuditEvent
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil
 		}
-		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, l.Provider
+		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, string(l.Provider)
 		return insertAudit(ctx, tx, ev)
 	})
 }

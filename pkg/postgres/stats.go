@@ -6,21 +6,23 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // CountByStatus returns, as the syncer, how many connections have each
 // status (statuses no connection has are absent), for the syncer's
 // per-status gauge. It fails only when the database does.
-func (d *DB) CountByStatus(ctx context.Context) (map[string]int, error) {
+func (d *DB) CountByStatus(ctx context.Context) (map[tokka.ConnectionStatus]int, error) {
 	var rows []struct {
-		Status string `db:"status"`
-		N      int    `db:"n"`
+		Status tokka.ConnectionStatus `db:"status"`
+		N      int                    `db:"n"`
 	}
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &rows,
 			`SELECT status, count(*) AS n FROM tokka.connections GROUP BY status`), "count by status")
 	})
-	out := make(map[string]int, len(rows))
+	out := make(map[tokka.ConnectionStatus]int, len(rows))
 	for _, r := range rows {
 		out[r.Status] = r.N
 	}

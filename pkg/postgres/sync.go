@@ -96,8 +96,8 @@ func holdLease(ctx context.Context, tx *sqlx.Tx, l tokka.Lease) error {
 // still names this very lease).
 func lockLease(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, live bool) error {
 	var row struct {
-		SameKey bool   `db:"same_key"`
-		Status  string `db:"status"`
+		SameKey bool                   `db:"same_key"`
+		Status  tokka.ConnectionStatus `db:"status"`
 	}
 	err := tx.GetContext(ctx, &row, `
 		SELECT key_set_at = $3 AS same_key, status FROM tokka.connections
@@ -126,7 +126,7 @@ func (d *DB) RecordKeyUse(ctx context.Context, l tokka.Lease, ev tokka.AuditEven
 		if err := holdLease(ctx, tx, l); err != nil {
 			return err
 		}
-		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, l.Provider
+		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, string(l.Provider)
 		return insertAudit(ctx, tx, ev)
 	})
 }
@@ -167,7 +167,7 @@ func (d *DB) CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult
 			return domainError(err, "complete sync")
 		}
 		ev := r.Event
-		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, l.Provider
+		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, string(l.Provider)
 		return insertAudit(ctx, tx, ev)
 	})
 }
@@ -177,7 +177,7 @@ func (d *DB) CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult
 // It works on a lease that expired meanwhile (the database was away) as long
 // as nobody has leased the connection since; otherwise it is ErrLeaseLost and
 // changes nothing (ErrKeyChanged when the user replaced the key).
-func (d *DB) FailSync(ctx context.Context, l tokka.Lease, status, reason string, next time.Time, ev tokka.AuditEvent) error {
+func (d *DB) FailSync(ctx context.Context, l tokka.Lease, status tokka.ConnectionStatus, reason string, next time.Time, ev tokka.AuditEvent) error {
 	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		if err := lockLease(ctx, tx, l, false); err != nil {
 			return err
@@ -189,7 +189,7 @@ func (d *DB) FailSync(ctx context.Context, l tokka.Lease, status, reason string,
 			WHERE id = $1`, l.ConnectionID, status, reason, next); err != nil {
 			return domainError(err, "fail sync")
 		}
-		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, l.Provider
+		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, string(l.Provider)
 		return insertAudit(ctx, tx, ev)
 	})
 }

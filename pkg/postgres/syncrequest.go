@@ -49,7 +49,7 @@ func flagSyncRequestSpike(ctx context.Context, tx *sqlx.Tx, userID string) error
 
 // refusedSync is the CodeConflict for "sync now" on a connection whose status
 // a sync cannot help, saying what the user can do instead.
-func refusedSync(status string) error {
+func refusedSync(status tokka.ConnectionStatus) error {
 	switch status {
 	case tokka.StatusInvalid, tokka.StatusNeedsReconnect:
 		return tokka.Errorf(tokka.CodeConflict, "this connection's key was rejected or cannot be opened; replace the key first")
@@ -76,9 +76,9 @@ func (d *DB) RequestSync(ctx context.Context, u tokka.User, id string, minInterv
 	var wait time.Duration
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		var r struct {
-			Outcome  string   `db:"outcome"`
-			Status   *string  `db:"status"`
-			WaitSecs *float64 `db:"wait_seconds"`
+			Outcome  string                  `db:"outcome"`
+			Status   *tokka.ConnectionStatus `db:"status"`
+			WaitSecs *float64                `db:"wait_seconds"`
 		}
 		if err := tx.GetContext(ctx, &r, `SELECT outcome, status, wait_seconds FROM tokka.request_sync($1, $2)`,
 			id, minInterval.Seconds()); err != nil {
@@ -89,7 +89,7 @@ func (d *DB) RequestSync(ctx context.Context, u tokka.User, id string, minInterv
 		case "not_found":
 			return tokka.ErrNotFound
 		case "refused":
-			status := ""
+			var status tokka.ConnectionStatus
 			if r.Status != nil {
 				status = *r.Status
 			}
@@ -108,7 +108,7 @@ func (d *DB) RequestSync(ctx context.Context, u tokka.User, id string, minInterv
 		if err := notifySyncers(ctx, tx, id); err != nil {
 			return err
 		}
-		ev.UserID, ev.ConnectionID, ev.Provider = u.ID, &id, c.Provider
+		ev.UserID, ev.ConnectionID, ev.Provider = u.ID, &id, string(c.Provider)
 		if err := insertAudit(ctx, tx, ev); err != nil {
 			return err
 		}

@@ -28,6 +28,7 @@ import (
 	"strings"
 
 	"github.com/tokka-dev/tokka/pkg/secret"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // Info is the HPKE info string of v2 blobs. It is versioned so a future
@@ -187,7 +188,7 @@ func (p *PublicKey) Seal(key *secret.Key, b Binding) (string, error) {
 type Binding struct {
 	UserID       string
 	ConnectionID string
-	Provider     string
+	Provider     tokka.Provider
 }
 
 // bindingLabel starts every AAD so it cannot collide with data another
@@ -206,7 +207,7 @@ func (b Binding) Complete() bool {
 // the encoding injective, so no two different bindings share an AAD whatever
 // characters the fields contain. It never fails.
 func (b Binding) AAD() []byte {
-	fields := [...]string{b.UserID, b.ConnectionID, b.Provider}
+	fields := [...]string{b.UserID, b.ConnectionID, string(b.Provider)}
 	n := len(bindingLabel)
 	for _, f := range fields {
 		n += 4 + len(f)

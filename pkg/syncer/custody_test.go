@@ -59,7 +59,7 @@ func newKeyring(t *testing.T, current string, retired ...string) *keyring.Keyrin
 func (b *testBundle) insertRow(t *testing.T, userID string, p tokka.Provider, makeBlob func(seal.Binding) string) string {
 	t.Helper()
 	id := uuid.NewString()
-	blob := makeBlob(seal.Binding{UserID: userID, ConnectionID: id, Provider: string(p)})
+	blob := makeBlob(seal.Binding{UserID: userID, ConnectionID: id, Provider: p})
 	_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
 		VALUES ($1, $2, $3, 'imported', 'h', $4)`, id, userID, string(p), blob)
 	require.NoError(t, err)
@@ -101,7 +101,7 @@ func (b *testBundle) syncerWith(t *testing.T, opener syncer.Opener) *syncer.Sync
 
 func requireOpensTo(t *testing.T, kr *keyring.Keyring, blob, userID, connID string, p tokka.Provider, want string) {
 	t.Helper()
-	k, err := kr.Open(blob, seal.Binding{UserID: userID, ConnectionID: connID, Provider: string(p)})
+	k, err := kr.Open(blob, seal.Binding{UserID: userID, ConnectionID: connID, Provider: p})
 	require.NoError(t, err)
 	require.Equal(t, want, string(k.Bytes()))
 	k.Wipe()

@@ -111,6 +111,7 @@ func TestEveryFaultModeEndsCorrectlyBesideHealthyConnections(t *testing.T) {
 	}
 
 	total := len(cases) + len(healthy)
+	c.restart()
 	sum, err := newSyncer(syncer.Config{Instance: "faults", Concurrency: total}).RunOnce(context.Background())
 	require.NoError(t, err)
 	w := tokka.DayWindow(c.now(), 90)

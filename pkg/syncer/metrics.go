@@ -38,7 +38,7 @@ type Metrics struct {
 	// pass ended, a sync finished or a lease was renewed. Liveness reads it.
 	progress atomic.Int64
 	statusMu sync.Mutex
-	statuses map[string]bool // Connections labels set so far
+	statuses map[tokka.ConnectionStatus]bool // Connections labels set so far
 }
 
 // NewMetrics registers the syncer's series on reg (a fresh registry in
@@ -127,17 +127,17 @@ func (m *Metrics) passDone(now time.Time, ran bool) {
 func (m *Metrics) progressed(now time.Time) { m.progress.Store(now.UnixNano()) }
 
 // knownStatuses always have a series, zero when no connection has them.
-var knownStatuses = []string{tokka.StatusPending, tokka.StatusActive, tokka.StatusInvalid, tokka.StatusError,
+var knownStatuses = []tokka.ConnectionStatus{tokka.StatusPending, tokka.StatusActive, tokka.StatusInvalid, tokka.StatusError,
 	tokka.StatusNeedsReconnect, tokka.StatusCompromised}
 
 // setConnections replaces the per-status counts. Statuses come from the
 // database, whose CHECK constraint bounds them; one that disappears drops
 // to zero rather than keeping its last count.
-func (m *Metrics) setConnections(counts map[string]int) {
+func (m *Metrics) setConnections(counts map[tokka.ConnectionStatus]int) {
 	m.statusMu.Lock()
 	defer m.statusMu.Unlock()
 	if m.statuses == nil {
-		m.statuses = map[string]bool{}
+		m.statuses = map[tokka.ConnectionStatus]bool{}
 		for _, s := range knownStatuses {
 			m.statuses[s] = true
 		}
@@ -146,7 +146,7 @@ func (m *Metrics) setConnections(counts map[string]int) {
 		m.statuses[s] = true
 	}
 	for s := range m.statuses {
-		m.Connections.WithLabelValues(s).Set(float64(counts[s]))
+		m.Connections.WithLabelValues(string(s)).Set(float64(counts[s]))
 	}
 }
 

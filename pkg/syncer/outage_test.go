@@ -44,7 +44,7 @@ func (g *gatedStore) CompleteSync(ctx context.Context, l tokka.Lease, r tokka.Sy
 	return g.DB.CompleteSync(ctx, l, r)
 }
 
-func (g *gatedStore) FailSync(ctx context.Context, l tokka.Lease, status, reason string, next time.Time, ev tokka.AuditEvent) error {
+func (g *gatedStore) FailSync(ctx context.Context, l tokka.Lease, status tokka.ConnectionStatus, reason string, next time.Time, ev tokka.AuditEvent) error {
 	g.fails.Add(1)
 	return g.DB.FailSync(ctx, l, status, reason, next, ev)
 }

@@ -196,6 +196,12 @@ func newTestClock(t time.Time) *testClock {
 func (c *testClock) now() time.Time          { return time.Unix(c.unix.Load(), 0).UTC() }
 func (c *testClock) advance(d time.Duration) { c.unix.Add(int64(d / time.Second)) }
 
+// restart sets the clock to the real time again: the database judges what
+// is due by its own clock, so a test whose set-up ran long (a loaded
+// machine) restarts the test clock before a pass, or retries the pass
+// schedules from the stale start would already be due during it.
+func (c *testClock) restart() { c.unix.Store(time.Now().Unix()) }
+
 // setupClocked is setup with one clock for the syncer and the fake, the
 // given fake options and HTTP policy (retries never really sleep), and a
 // constructor for syncers with default windows (90-day backfill, 3-day

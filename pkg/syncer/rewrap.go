@@ -92,7 +92,7 @@ func Rewrap(ctx context.Context, store RewrapStore, kr Rewrapper, instance strin
 }
 
 func rewrapOne(ctx context.Context, store RewrapStore, kr Rewrapper, instance, current string, k tokka.SealedKey, sum *RewrapSummary, log zerolog.Logger) error {
-	log = log.With().Str("connection_id", k.ConnectionID).Str("provider", k.Provider).Logger()
+	log = log.With().Str("connection_id", k.ConnectionID).Str("provider", string(k.Provider)).Logger()
 	from := blobLabel(k.Blob)
 	ev := tokka.AuditEvent{
 		Action: tokka.ActionKeyRewrapped, Outcome: tokka.OutcomeSuccess,

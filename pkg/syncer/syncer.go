@@ -25,13 +25,13 @@ type Store interface {
 	LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Duration) ([]tokka.Lease, error)
 	RecordKeyUse(ctx context.Context, l tokka.Lease, ev tokka.AuditEvent) error
 	CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult) error
-	FailSync(ctx context.Context, l tokka.Lease, status, reason string, next time.Time, ev tokka.AuditEvent) error
+	FailSync(ctx context.Context, l tokka.Lease, status tokka.ConnectionStatus, reason string, next time.Time, ev tokka.AuditEvent) error
 	ReleaseLease(ctx context.Context, l tokka.Lease) error
 	RenewLease(ctx context.Context, l tokka.Lease, leaseFor time.Duration) error
 	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
 	RemindKeyRotations(ctx context.Context, days int) (int, error)
 	CountDue(ctx context.Context) (int, error)
-	CountByStatus(ctx context.Context) (map[string]int, error)
+	CountByStatus(ctx context.Context) (map[tokka.ConnectionStatus]int, error)
 	FlagKeyAccessAnomalies(ctx context.Context, settle time.Duration, allowed []string) (int, error)
 	RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Organization, ev tokka.AuditEvent) (string, error)
 	AbandonSync(ctx context.Context, l tokka.Lease, ev tokka.AuditEvent) error
@@ -292,10 +292,10 @@ const (
 func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time) (outcome string) {
 	start := time.Now()
 	now := s.cfg.Now()
-	log := s.log.With().Str("connection_id", l.ConnectionID).Str("provider", l.Provider).Logger()
+	log := s.log.With().Str("connection_id", l.ConnectionID).Str("provider", string(l.Provider)).Logger()
 	defer func() {
 		d := time.Since(start)
-		s.metrics.observeSync(l.Provider, outcome, d)
+		s.metrics.observeSync(string(l.Provider), outcome, d)
 		log.Info().Str("outcome", outcome).Dur("duration", d).Msg("sync")
 	}()
 
@@ -381,7 +381,7 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 		return s.fetch(fetchCtx, client, key, window)
 	}()
 	lifetime := time.Since(opened)
-	s.metrics.PlaintextLifetime.WithLabelValues(l.Provider).Observe(lifetime.Seconds())
+	s.metrics.PlaintextLifetime.WithLabelValues(string(l.Provider)).Observe(lifetime.Seconds())
 	log.Debug().Dur("plaintext_lifetime", lifetime).Msg("key wiped")
 	stopRenewing()
 
@@ -424,7 +424,7 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 			status, next, result = tokka.StatusInvalid, now.Add(s.cfg.Interval), outcomeInvalid
 		}
 		log.Warn().Err(ferr).Msg("provider call failed")
-		s.metrics.Failures.WithLabelValues(l.Provider, failureKind(ferr)).Inc()
+		s.metrics.Failures.WithLabelValues(string(l.Provider), failureKind(ferr)).Inc()
 		return s.fail(ctx, log, l, status, reason, next, tokka.ActionSyncFailed, reason, result)
 	}
 
@@ -642,7 +642,7 @@ func (s *Syncer) event(action, outcome, purpose string) tokka.AuditEvent {
 // syncer's to release as long as nobody leased the connection since. It
 // returns outcome, or outcomeLeaseLost when the connection turned out to
 // be someone else's, or outcomeAborted when ctx ended first (shutdown).
-func (s *Syncer) fail(ctx context.Context, log zerolog.Logger, l tokka.Lease, status, reason string, next time.Time, action, detail, outcome string) string {
+func (s *Syncer) fail(ctx context.Context, log zerolog.Logger, l tokka.Lease, status tokka.ConnectionStatus, reason string, next time.Time, action, detail, outcome string) string {
 	ev := s.event(action, tokka.OutcomeFailure, "")
 	ev.Detail = detail
 	giveUp := time.Now().Add(max(s.cfg.LeaseFor, time.Minute))

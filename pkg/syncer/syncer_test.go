@@ -80,11 +80,11 @@ func (b *testBundle) syncer(t *testing.T, instance string, store syncer.Store, o
 func (b *testBundle) addConnection(t *testing.T, userID string, p tokka.Provider, key string) string {
 	t.Helper()
 	id := uuid.NewString()
-	blob, err := b.kr.PublicKey().Seal(secret.FromString(key), seal.Binding{UserID: userID, ConnectionID: id, Provider: string(p)})
+	blob, err := b.kr.PublicKey().Seal(secret.FromString(key), seal.Binding{UserID: userID, ConnectionID: id, Provider: p})
 	require.NoError(t, err)
 	u := tokka.User{ID: userID, Claims: []byte(`{"sub":"` + userID + `","role":"authenticated"}`)}
 	_, err = b.db.CreateConnection(context.Background(), u, tokka.NewConnection{
-		ID: id, Provider: string(p), Label: "t", KeyHint: "h", SealedKey: blob,
+		ID: id, Provider: p, Label: "t", KeyHint: "h", SealedKey: blob,
 	}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
 	require.NoError(t, err)
 	return id

@@ -23,7 +23,7 @@ type Budget struct {
 	Name               string          `db:"name"`
 	AmountUSD          decimal.Decimal `db:"amount_usd"`
 	Scope              string          `db:"scope"`
-	Provider           *string         `db:"provider"`
+	Provider           *Provider       `db:"provider"`
 	ConnectionID       *string         `db:"connection_id"`
 	Thresholds         []int64         `db:"-"` // percentages of AmountUSD, ascending
 	ForecastThresholds []int64         `db:"-"` // percentages the forecast is checked against
@@ -44,7 +44,7 @@ type NewBudget struct {
 	Name               string
 	AmountUSD          decimal.Decimal
 	Scope              string
-	Provider           *string
+	Provider           *Provider
 	ConnectionID       *string
 	Thresholds         []int64
 	ForecastThresholds []int64
@@ -104,7 +104,7 @@ type Delivery struct {
 // over the providers' cost lines. Model is "" for lines that have none.
 type SpendRow struct {
 	Day          string          `db:"day"` // YYYY-MM-DD, UTC
-	Provider     string          `db:"provider"`
+	Provider     Provider        `db:"provider"`
 	ConnectionID string          `db:"connection_id"`
 	Model        string          `db:"model"`
 	USD          decimal.Decimal `db:"usd"`

@@ -92,8 +92,8 @@ func TestStatusFollowsTheScope(t *testing.T) {
 		want string
 	}{
 		{tokka.Budget{Scope: tokka.ScopeAll}, "7.75"},
-		{tokka.Budget{Scope: tokka.ScopeProvider, Provider: ptr("anthropic")}, "6.5"},
-		{tokka.Budget{Scope: tokka.ScopeProvider, Provider: ptr("openai")}, "1.25"},
+		{tokka.Budget{Scope: tokka.ScopeProvider, Provider: ptr(tokka.Anthropic)}, "6.5"},
+		{tokka.Budget{Scope: tokka.ScopeProvider, Provider: ptr(tokka.OpenAI)}, "1.25"},
 		{tokka.Budget{Scope: tokka.ScopeConnection, ConnectionID: ptr("c3")}, "4"},
 		{tokka.Budget{Scope: tokka.ScopeConnection, ConnectionID: ptr("c9")}, "0"},
 	}

@@ -9,7 +9,7 @@ import (
 // already sealed to the syncer's public key and bound to ID, UserID and Provider.
 type NewConnection struct {
 	ID        string
-	Provider  string
+	Provider  Provider
 	Label     string
 	KeyHint   string
 	SealedKey string
@@ -36,11 +36,11 @@ var ErrBlobChanged = errors.New("postgres: the sealed key changed or the connect
 // SealedKey is one connection's stored blob with the binding it was sealed
 // for, as the rewrap pass reads it.
 type SealedKey struct {
-	ConnectionID string `db:"id"`
-	UserID       string `db:"user_id"`
-	Provider     string `db:"provider"`
-	Status       string `db:"status"`
-	Blob         string `db:"sealed_key"`
+	ConnectionID string   `db:"id"`
+	UserID       string   `db:"user_id"`
+	Provider     Provider `db:"provider"`
+	Status       string   `db:"status"`
+	Blob         string   `db:"sealed_key"`
 }
 
 // CreatedKey is where a page of a list ordered by (created_at, id) starts:

@@ -7,9 +7,9 @@ import "time"
 // incident's window, or its key was decrypted during it. Deleted connections
 // are found through their audit events, which outlive them.
 type AffectedConnection struct {
-	ConnectionID string `db:"connection_id"`
-	UserID       string `db:"user_id"`
-	Provider     string `db:"provider"`
+	ConnectionID string   `db:"connection_id"`
+	UserID       string   `db:"user_id"`
+	Provider     Provider `db:"provider"`
 	// Present is false for a connection deleted since; Label, KeyHint,
 	// Status and KeySetAt are then nil.
 	Present  bool       `db:"present"`
@@ -46,9 +46,9 @@ const (
 
 // Released is a connection an incident's quarantine set to compromised.
 type Released struct {
-	ConnectionID string `db:"connection_id"`
-	UserID       string `db:"user_id"`
-	Provider     string `db:"provider"`
+	ConnectionID string   `db:"connection_id"`
+	UserID       string   `db:"user_id"`
+	Provider     Provider `db:"provider"`
 }
 
 // Release outcomes.

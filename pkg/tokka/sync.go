@@ -27,7 +27,7 @@ var ErrDuplicate = fmt.Errorf("%w: the connection was marked duplicate", ErrLeas
 type Lease struct {
 	ConnectionID string     `db:"id"`
 	UserID       string     `db:"user_id"`
-	Provider     string     `db:"provider"`
+	Provider     Provider   `db:"provider"`
 	SealedKey    string     `db:"sealed_key"`
 	KeySetAt     time.Time  `db:"key_set_at"`
 	BackfilledAt *time.Time `db:"backfilled_at"`

@@ -86,38 +86,42 @@ type User struct {
 	EmailVerified bool
 }
 
+// ConnectionStatus is where a connection stands: whether its key is used,
+// and why not.
+type ConnectionStatus string
+
 // Connection statuses.
 const (
-	StatusPending        = "pending"
-	StatusActive         = "active"
-	StatusInvalid        = "invalid"
-	StatusError          = "error"
-	StatusNeedsReconnect = "needs_reconnect"
+	StatusPending        ConnectionStatus = "pending"
+	StatusActive         ConnectionStatus = "active"
+	StatusInvalid        ConnectionStatus = "invalid"
+	StatusError          ConnectionStatus = "error"
+	StatusNeedsReconnect ConnectionStatus = "needs_reconnect"
 	// StatusCompromised is set by `syncer incident quarantine`: the stored
 	// key may have been exposed, so it is never used again; the user leaves
 	// the state by pasting a new key or deleting the connection.
-	StatusCompromised = "compromised"
+	StatusCompromised ConnectionStatus = "compromised"
 	// StatusDuplicate is set by the syncer when another, older connection
 	// of the same user and provider covers the same provider organisation:
 	// the duplicate's usage is never stored (its organisation would count
 	// twice) and it is not synced again until its key is replaced.
-	StatusDuplicate = "duplicate"
+	StatusDuplicate ConnectionStatus = "duplicate"
 )
 
 // Connection is a provider organisation a user connected, as the API shows
 // it. It has no field for the key or the sealed blob, on purpose.
 type Connection struct {
-	ID           string     `db:"id" json:"id"`
-	Provider     string     `db:"provider" json:"provider"`
-	Label        string     `db:"label" json:"label"`
-	KeyHint      string     `db:"key_hint" json:"key_hint"`
-	KeySetAt     time.Time  `db:"key_set_at" json:"key_set_at"`
-	Status       string     `db:"status" json:"status"`
-	LastError    *string    `db:"last_error" json:"last_error"`
-	LastSyncedAt *time.Time `db:"last_synced_at" json:"last_synced_at"`
-	NextSyncAt   *time.Time `db:"next_sync_at" json:"next_sync_at"`
-	CreatedAt    time.Time  `db:"created_at" json:"created_at"`
-	UpdatedAt    time.Time  `db:"updated_at" json:"updated_at"`
+	ID           string           `db:"id" json:"id"`
+	Provider     Provider         `db:"provider" json:"provider"`
+	Label        string           `db:"label" json:"label"`
+	KeyHint      string           `db:"key_hint" json:"key_hint"`
+	KeySetAt     time.Time        `db:"key_set_at" json:"key_set_at"`
+	Status       ConnectionStatus `db:"status" json:"status"`
+	LastError    *string          `db:"last_error" json:"last_error"`
+	LastSyncedAt *time.Time       `db:"last_synced_at" json:"last_synced_at"`
+	NextSyncAt   *time.Time       `db:"next_sync_at" json:"next_sync_at"`
+	CreatedAt    time.Time        `db:"created_at" json:"created_at"`
+	UpdatedAt    time.Time        `db:"updated_at" json:"updated_at"`
 }
 
 // Audit actions.
