@@ -1,6 +1,8 @@
 // Command syncer benchmarks the syncer against its lower bound: N
 // connections (half OpenAI, half Anthropic) are backfilled from the fake
-// provider with a fixed latency added to every request, by the real
+// provider (cmd/fakeprovider, run as its own process so that generating and
+// encoding the pages is not counted against the syncer's process) with a
+// fixed latency added to every request, by the real
 // `syncer once` binary at its default concurrency; then a steady-state round
 // re-reads only the trailing window. It prints wall time, connections and
 // requests per second, the syncer's peak RSS, rows written, and the lower
@@ -9,23 +11,23 @@
 //	go run ./bench/syncer [-connections 10000] [-latency 50ms] [-concurrency 0]
 //
 // It needs CREATE DATABASE on TOKKA_BENCH_DATABASE_URL (default: the local
-// server scripts/test uses) and the go tool to build the syncer.
+// server scripts/test uses) and the go tool to build the syncer and the fake
+// provider.
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,7 +35,6 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
-	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/keyring"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/seal"
@@ -85,32 +86,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
-	// The syncer binary, built once.
+	// The syncer and the fake provider, built once.
 	dir, err := os.MkdirTemp("", "tokka-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/syncer")
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/syncer", "./cmd/fakeprovider")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		return fmt.Errorf("go build ./cmd/syncer: %w", err)
+		return fmt.Errorf("go build ./cmd/syncer ./cmd/fakeprovider: %w", err)
 	}
-
-	// The fake provider in this process, counting requests.
-	var requests atomic.Int64
-	fake := fakeprovider.New(fakeprovider.Options{Latency: *latency})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests.Add(1)
-		fake.ServeHTTP(w, r)
-	})}
-	go srv.Serve(ln) //nolint:errcheck
-	defer srv.Close()
-	fakeURL := "http://" + ln.Addr().String()
 
 	encKey := "bench-encryption-key-" + uuid.NewString()
 	kr, err := keyring.New(encKey, nil)
@@ -125,8 +111,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	conc := *concurrency
 	env := []string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + dbURL, "ENCRYPTION_KEY=" + encKey,
-		"OPENAI_BASE_URL=" + fakeURL, "ANTHROPIC_BASE_URL=" + fakeURL, "LOG_LEVEL=warn",
-		"SYNC_BACKFILL_DAYS=" + strconv.Itoa(*days), "KEY_ROTATION_REMINDER_DAYS=3650"}
+		"LOG_LEVEL=warn", "SYNC_BACKFILL_DAYS=" + strconv.Itoa(*days), "KEY_ROTATION_REMINDER_DAYS=3650"}
 	if conc > 0 {
 		env = append(env, "SYNC_CONCURRENCY="+strconv.Itoa(conc))
 	} else {
@@ -138,42 +123,52 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer db.Close()
 
-	fmt.Fprintf(out, "\n%-12s %10s %10s %10s %10s %12s %12s %8s %10s\n",
-		"round", "wall", "conn/s", "req/s", "requests", "lower bound", "ratio", "RSS MB", "rows")
+	fmt.Fprintf(out, "\n%-12s %10s %10s %10s %10s %12s %8s %8s %10s %10s %10s\n",
+		"round", "wall", "conn/s", "req/s", "requests", "lower bound", "ratio", "RSS MB", "rows", "syncer CPU", "fake CPU")
 	for _, round := range []string{"backfill", "steady"} {
 		if round == "steady" {
 			if _, err := db.Exec(`UPDATE tokka.connections SET next_sync_at = now()`); err != nil {
 				return err
 			}
 		}
-		requests.Store(0)
 		var rowsBefore int64
 		_ = db.Get(&rowsBefore, `SELECT (SELECT count(*) FROM tokka.usage_daily) + (SELECT count(*) FROM tokka.cost_daily)`)
+		fake, err := startFake(ctx, filepath.Join(dir, "fakeprovider"), *latency)
+		if err != nil {
+			return err
+		}
 		cmd := exec.CommandContext(ctx, filepath.Join(dir, "syncer"), "once")
-		cmd.Env = env
+		cmd.Env = append(env, "OPENAI_BASE_URL="+fake.url, "ANTHROPIC_BASE_URL="+fake.url)
 		cmd.Stderr = os.Stderr
 		start := time.Now()
-		if err := cmd.Run(); err != nil {
+		err = cmd.Run()
+		wall := time.Since(start)
+		req, fakeCPU, stopErr := fake.stop()
+		if err != nil {
 			return fmt.Errorf("syncer once (%s): %w", round, err)
 		}
-		wall := time.Since(start)
+		if stopErr != nil {
+			return stopErr
+		}
 		var rss int64
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			rss = ru.Maxrss / 1024 // KiB on Linux
 		}
+		syncerCPU := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 		var active, rowsAfter int64
 		_ = db.Get(&active, `SELECT count(*) FROM tokka.connections WHERE status = 'active'`)
 		_ = db.Get(&rowsAfter, `SELECT (SELECT count(*) FROM tokka.usage_daily) + (SELECT count(*) FROM tokka.cost_daily)`)
 		if active != int64(*n) {
 			return fmt.Errorf("%s: only %d of %d connections are active", round, active, *n)
 		}
-		req := requests.Load()
 		lower := time.Duration(float64(req) * float64(*latency) / float64(conc))
-		fmt.Fprintf(out, "%-12s %10s %10.1f %10.1f %10d %12s %12.2f %8d %10d\n",
+		fmt.Fprintf(out, "%-12s %10s %10.1f %10.1f %10d %12s %8.2f %8d %10d %10s %10s\n",
 			round, wall.Round(100*time.Millisecond), float64(*n)/wall.Seconds(), float64(req)/wall.Seconds(), req,
-			lower.Round(100*time.Millisecond), wall.Seconds()/lower.Seconds(), rss, rowsAfter-rowsBefore)
+			lower.Round(100*time.Millisecond), wall.Seconds()/lower.Seconds(), rss, rowsAfter-rowsBefore,
+			syncerCPU.Round(100*time.Millisecond), fakeCPU.Round(100*time.Millisecond))
 	}
-	fmt.Fprintf(out, "\nconcurrency %d, latency %s; rows column: net rows added (the steady round replaces its window)\n", conc, *latency)
+	fmt.Fprintf(out, "\nconcurrency %d, latency %s; rows column: net rows added (the steady round replaces its window);\n"+
+		"CPU columns: user+system time of the syncer process and of the fake provider's process\n", conc, *latency)
 	return nil
 }
 
@@ -208,4 +203,58 @@ func seed(ctx context.Context, dbURL string, pk *seal.PublicKey, n int) error {
 		return errors.New("seed connections: " + err.Error())
 	}
 	return nil
+}
+
+// fakeProcess is cmd/fakeprovider running as its own process for one round.
+type fakeProcess struct {
+	cmd  *exec.Cmd
+	url  string
+	logs *bufio.Scanner
+}
+
+// startFake starts the fake provider on a free loopback port and waits for
+// the line that says where it listens.
+func startFake(ctx context.Context, bin string, latency time.Duration) (*fakeProcess, error) {
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = []string{"FAKEPROVIDER_ADDR=127.0.0.1:0", "FAKEPROVIDER_LATENCY=" + latency.String()}
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the fake provider: %w", err)
+	}
+	f := &fakeProcess{cmd: cmd, logs: bufio.NewScanner(stdout)}
+	var started struct {
+		Addr string `json:"addr"`
+	}
+	if !f.logs.Scan() || json.Unmarshal(f.logs.Bytes(), &started) != nil || started.Addr == "" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("the fake provider did not say where it listens: %q", f.logs.Text())
+	}
+	f.url = "http://" + started.Addr
+	return f, nil
+}
+
+// stop shuts the fake provider down and returns the requests it served
+// (from its last log line) and the CPU time it used.
+func (f *fakeProcess) stop() (requests int64, cpu time.Duration, err error) {
+	if err := f.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return 0, 0, err
+	}
+	var stopped struct {
+		Requests *int64 `json:"requests"`
+	}
+	for f.logs.Scan() {
+		_ = json.Unmarshal(f.logs.Bytes(), &stopped)
+	}
+	if err := f.cmd.Wait(); err != nil {
+		return 0, 0, fmt.Errorf("the fake provider: %w", err)
+	}
+	if stopped.Requests == nil {
+		return 0, 0, errors.New("the fake provider did not report the requests it served")
+	}
+	return *stopped.Requests, f.cmd.ProcessState.UserTime() + f.cmd.ProcessState.SystemTime(), nil
 }

@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -77,7 +78,8 @@ func configFromEnv(getenv func(string) string) (Config, error) {
 }
 
 // run serves until ctx is cancelled, then shuts down gracefully. It logs one
-// JSON line to stdout once listening. It returns an error for arguments, a
+// JSON line to stdout once listening, and one with the number of requests
+// served once stopped. It returns an error for arguments, a
 // bad environment or a listen failure, and nil after a clean shutdown.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) > 0 {
@@ -93,8 +95,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	fake := fakeprovider.New(fakeprovider.Options{Latency: cfg.Latency, SlowDelay: cfg.SlowDelay})
+	// Counted for bench/syncer, which runs this server as its own process
+	// (so its CPU is not the syncer's) and reads the count from the last line.
+	var requests atomic.Int64
 	srv := &http.Server{
-		Handler:           fakeprovider.New(fakeprovider.Options{Latency: cfg.Latency, SlowDelay: cfg.SlowDelay}),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			requests.Add(1)
+			fake.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	// The address comes from the listener so ":0" reports the real port.
@@ -116,5 +125,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
+	log.Info().Int64("requests", requests.Load()).Msg("fakeprovider stopped")
 	return nil
 }

@@ -89,3 +89,40 @@ func TestConfigDefaults(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 250*time.Millisecond, cfg.SlowDelay)
 }
+
+// On shutdown the server logs how many requests it served, so a benchmark
+// that runs it as its own process can still count the provider requests.
+func TestRunLogsRequestsServedOnShutdown(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, nil, env(map[string]string{"FAKEPROVIDER_ADDR": "127.0.0.1:0"}), pw)
+		_ = pw.Close()
+	}()
+	lines := bufio.NewScanner(pr)
+	require.True(t, lines.Scan())
+	var start struct {
+		Addr string `json:"addr"`
+	}
+	require.NoError(t, json.Unmarshal(lines.Bytes(), &start))
+	for range 3 {
+		resp, err := http.Get("http://" + start.Addr + "/v1/organization/costs?start_time=1767225600&end_time=1767312000")
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+	}
+
+	cancel()
+	var stop struct {
+		Message  string `json:"message"`
+		Requests int64  `json:"requests"`
+	}
+	for lines.Scan() {
+		require.NoError(t, json.Unmarshal(lines.Bytes(), &stop))
+	}
+	require.NoError(t, <-done)
+	require.Equal(t, "fakeprovider stopped", stop.Message)
+	require.EqualValues(t, 3, stop.Requests)
+}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
 
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
@@ -141,20 +140,11 @@ func (d *DB) CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult
 		if err := holdLease(ctx, tx, l); err != nil {
 			return err
 		}
-		from, to := r.Window.From.Format(time.DateOnly), r.Window.To.Format(time.DateOnly)
-		for _, table := range []string{"tokka.usage_daily", "tokka.cost_daily"} {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+`
-				WHERE connection_id = $1 AND day >= $2 AND day < $3`, l.ConnectionID, from, to); err != nil {
-				return domainError(err, "replace window")
-			}
-		}
-		if err := copyUsage(ctx, tx, l, r.Usage); err != nil {
+		months := touchedMonths(r.Window)
+		if err := replaceWindow(ctx, tx, l, r, months); err != nil {
 			return err
 		}
-		if err := copyCosts(ctx, tx, l, r.Costs); err != nil {
-			return err
-		}
-		if err := refreshRollups(ctx, tx, l.ConnectionID, r.Window); err != nil {
+		if err := refreshRollups(ctx, tx, l.ConnectionID, months); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `
@@ -216,25 +206,24 @@ func rollupInserts(where string) []string {
 	}
 }
 
-// refreshRollups recomputes the monthly rollups and daily spend totals of
-// every month the window touches, from the daily rows just written, in the
-// caller's transaction.
-func refreshRollups(ctx context.Context, tx *sqlx.Tx, connID string, w tokka.Window) error {
+// touchedMonths is the range of whole months the window touches, as the
+// first day of its first month and the first day after its last month.
+func touchedMonths(w tokka.Window) [2]string {
 	first := time.Date(w.From.Year(), w.From.Month(), 1, 0, 0, 0, 0, time.UTC)
 	last := w.To.AddDate(0, 0, -1)
 	end := time.Date(last.Year(), last.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, 1, 0)
-	from, to := first.Format(time.DateOnly), end.Format(time.DateOnly)
-	stmts := append([]string{
-		`DELETE FROM tokka.usage_monthly WHERE connection_id = $1 AND day >= $2 AND day < $3`,
-		`DELETE FROM tokka.cost_monthly WHERE connection_id = $1 AND day >= $2 AND day < $3`,
-		`DELETE FROM tokka.spend_daily WHERE connection_id = $1 AND day >= $2 AND day < $3`,
-	}, rollupInserts(`connection_id = $1 AND day >= $2 AND day < $3`)...)
-	for _, q := range stmts {
-		if _, err := tx.ExecContext(ctx, q, connID, from, to); err != nil {
-			return domainError(err, "refresh rollups")
-		}
-	}
-	return nil
+	return [2]string{day(first), day(end)}
+}
+
+// refreshRollups rebuilds the monthly rollups and daily spend totals of
+// the months the window touches from the daily rows, once per sync and in
+// one statement, after replaceWindow has deleted the old ones (so nothing
+// here can collide with them) in the caller's transaction.
+func refreshRollups(ctx context.Context, tx *sqlx.Tx, connID string, months [2]string) error {
+	ins := rollupInserts(`connection_id = $1 AND day >= $2 AND day < $3`)
+	_, err := tx.ExecContext(ctx, `WITH usage_months AS (`+ins[0]+`), cost_months AS (`+ins[1]+`) `+ins[2],
+		connID, months[0], months[1])
+	return domainError(err, "refresh rollups")
 }
 
 // RebuildRollups recomputes every monthly rollup from the daily tables, for
@@ -261,108 +250,4 @@ func (d *DB) ReleaseLease(ctx context.Context, l tokka.Lease) error {
 			WHERE id = $1 AND lease_owner = $2`, l.ConnectionID, l.Owner)
 		return domainError(err, "release lease")
 	})
-}
-
-// Rows are inserted with unnest over column arrays: one round trip per
-// chunk, and (unlike COPY FROM) allowed on tables with row-level security.
-const insertChunk = 5000
-
-// copyUsage inserts rows for the leased connection, in chunks.
-func copyUsage(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, rows []tokka.UsageRow) error {
-	for len(rows) > 0 {
-		n := min(len(rows), insertChunk)
-		chunk := rows[:n]
-		rows = rows[n:]
-		var (
-			day, family, model, project, apiKey, tier, batch, ctxWin  []string
-			imageSize, imageSource, ctxLevel, vectorStore             []string
-			uncached, cacheRead, cw5, cw1, output, requests           []int64
-			images, chars, secs, bytes, sessions, fileSrch, webSearch []int64
-		)
-		for _, r := range chunk {
-			day = append(day, r.Day.Format(time.DateOnly))
-			family = append(family, r.Family)
-			model = append(model, r.Model)
-			project = append(project, r.ProjectID)
-			apiKey = append(apiKey, r.APIKeyID)
-			tier = append(tier, r.ServiceTier)
-			batch = append(batch, r.Batch)
-			ctxWin = append(ctxWin, r.ContextWindow)
-			imageSize = append(imageSize, r.ImageSize)
-			imageSource = append(imageSource, r.ImageSource)
-			ctxLevel = append(ctxLevel, r.ContextLevel)
-			vectorStore = append(vectorStore, r.VectorStoreID)
-			uncached = append(uncached, r.InputUncachedTokens)
-			cacheRead = append(cacheRead, r.CacheReadTokens)
-			cw5 = append(cw5, r.CacheWrite5mTokens)
-			cw1 = append(cw1, r.CacheWrite1hTokens)
-			output = append(output, r.OutputTokens)
-			requests = append(requests, r.Requests)
-			images = append(images, r.Images)
-			chars = append(chars, r.Characters)
-			secs = append(secs, r.Seconds)
-			bytes = append(bytes, r.Bytes)
-			sessions = append(sessions, r.Sessions)
-			fileSrch = append(fileSrch, r.FileSearches)
-			webSearch = append(webSearch, r.WebSearches)
-		}
-		if _, err := tx.ExecContext(ctx, `
-			INSERT INTO tokka.usage_daily (connection_id, user_id, provider, day, family, model,
-				project_id, api_key_id, service_tier, batch, context_window,
-				image_size, image_source, context_level, vector_store_id,
-				input_uncached_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
-				output_tokens, requests,
-				images, characters, seconds, bytes, sessions, file_searches, web_searches)
-			SELECT $1, $2, $3, u.* FROM unnest($4::date[], $5::text[], $6::text[], $7::text[], $8::text[],
-				$9::text[], $10::text[], $11::text[],
-				$12::text[], $13::text[], $14::text[], $15::text[],
-				$16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[],
-				$20::bigint[], $21::bigint[],
-				$22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], $26::bigint[], $27::bigint[],
-				$28::bigint[]) AS u`,
-			l.ConnectionID, l.UserID, l.Provider, pq.Array(day), pq.Array(family), pq.Array(model),
-			pq.Array(project), pq.Array(apiKey), pq.Array(tier), pq.Array(batch), pq.Array(ctxWin),
-			pq.Array(imageSize), pq.Array(imageSource), pq.Array(ctxLevel), pq.Array(vectorStore),
-			pq.Array(uncached), pq.Array(cacheRead), pq.Array(cw5), pq.Array(cw1),
-			pq.Array(output), pq.Array(requests),
-			pq.Array(images), pq.Array(chars), pq.Array(secs), pq.Array(bytes), pq.Array(sessions),
-			pq.Array(fileSrch), pq.Array(webSearch)); err != nil {
-			return domainError(err, "usage rows")
-		}
-	}
-	return nil
-}
-
-// copyCosts inserts rows for the leased connection, in chunks. Amounts go
-// to numeric columns as decimal text, so no float ever touches money.
-func copyCosts(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, rows []tokka.CostRow) error {
-	for len(rows) > 0 {
-		n := min(len(rows), insertChunk)
-		chunk := rows[:n]
-		rows = rows[n:]
-		var day, lineItem, model, tokenType, costType, project, apiKey, usd, amount, currency []string
-		for _, r := range chunk {
-			day = append(day, r.Day.Format(time.DateOnly))
-			lineItem = append(lineItem, r.LineItem)
-			model = append(model, r.Model)
-			tokenType = append(tokenType, r.TokenType)
-			costType = append(costType, r.CostType)
-			project = append(project, r.ProjectID)
-			apiKey = append(apiKey, r.APIKeyID)
-			usd = append(usd, r.AmountUSD.String())
-			amount = append(amount, r.Amount.String())
-			currency = append(currency, r.Currency)
-		}
-		if _, err := tx.ExecContext(ctx, `
-			INSERT INTO tokka.cost_daily (connection_id, user_id, provider, day, line_item, model,
-				token_type, cost_type, project_id, api_key_id, amount_usd, amount, currency)
-			SELECT $1, $2, $3, c.* FROM unnest($4::date[], $5::text[], $6::text[], $7::text[], $8::text[],
-				$9::text[], $10::text[], $11::numeric[], $12::numeric[], $13::text[]) AS c`,
-			l.ConnectionID, l.UserID, l.Provider, pq.Array(day), pq.Array(lineItem), pq.Array(model),
-			pq.Array(tokenType), pq.Array(costType), pq.Array(project), pq.Array(apiKey), pq.Array(usd),
-			pq.Array(amount), pq.Array(currency)); err != nil {
-			return domainError(err, "cost rows")
-		}
-	}
-	return nil
 }
