@@ -134,7 +134,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	jwtSecret := randomHex(32)
+	jwtSecret, fingerprintSecret := randomHex(32), randomHex(32)
 	token, err := authtest.Token{Subject: uuid.NewString(), Email: "bench@tokka.invalid", TTL: 24 * time.Hour}.HS256([]byte(jwtSecret))
 	if err != nil {
 		return err
@@ -153,7 +153,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		env := append([]string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + withUser(databaseURL, "tokka_api"),
 			"API_ADDR=" + addr, "ENCRYPTION_PUBLIC_KEY=" + kr.PublicKey().String(),
-			"SUPABASE_JWT_SECRET=" + jwtSecret, "LOG_LEVEL=info"}, apiEnv...)
+			"SUPABASE_JWT_SECRET=" + jwtSecret, "KEY_FINGERPRINT_SECRET=" + fingerprintSecret, "LOG_LEVEL=info"}, apiEnv...)
 		p, err := startProcess(ctx, dir+"/api", nil, env, logOut, "http://"+addr+"/readyz")
 		return p, addr, err
 	}
