@@ -115,7 +115,7 @@ func ownConnection(ctx context.Context, tx *sqlx.Tx, id string) error {
 // ListBudgets returns u's budgets, oldest first.
 func (d *DB) ListBudgets(ctx context.Context, u tokka.User) ([]Budget, error) {
 	bs := []Budget{}
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &bs, `
 			SELECT `+budgetColumns+` FROM tokka.budgets
 			WHERE user_id = $1 ORDER BY created_at, id`, u.ID), "budgets")
@@ -127,7 +127,7 @@ func (d *DB) ListBudgets(ctx context.Context, u tokka.User) ([]Budget, error) {
 // that does not exist or is not u's (indistinguishably).
 func (d *DB) GetBudget(ctx context.Context, u tokka.User, id string) (Budget, error) {
 	var b Budget
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.GetContext(ctx, &b, `
 			SELECT `+budgetColumns+` FROM tokka.budgets WHERE id = $1`, id), "budget")
 	})
@@ -226,7 +226,7 @@ type Delivery struct {
 // u's budgets (empty for a budget that is not u's).
 func (d *DB) ListBudgetDeliveries(ctx context.Context, u tokka.User, budgetID string, limit int) ([]Delivery, error) {
 	ds := []Delivery{}
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &ds, `
 			SELECT id, budget_id, alert_id, channel, status, attempts, response_status, last_error,
 				created_at, updated_at, delivered_at
@@ -258,7 +258,7 @@ const spendQuery = `
 // under u's row-level security.
 func (d *DB) Spend(ctx context.Context, u tokka.User, from, to time.Time) ([]SpendRow, error) {
 	rows := []SpendRow{}
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &rows, spendQuery,
 			u.ID, from.Format(time.DateOnly), to.Format(time.DateOnly)), "spend")
 	})

@@ -31,7 +31,7 @@ func (k *CreatedKey) args() (any, any) {
 func (d *DB) ListConnectionsPage(ctx context.Context, u tokka.User, after *CreatedKey, limit int) ([]tokka.Connection, error) {
 	cs := []tokka.Connection{}
 	at, id := after.args()
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &cs, `
 			SELECT `+connectionColumns+` FROM tokka.connections
 			WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1::timestamptz, $2::uuid)
@@ -45,7 +45,7 @@ func (d *DB) ListConnectionsPage(ctx context.Context, u tokka.User, after *Creat
 func (d *DB) ListBudgetsPage(ctx context.Context, u tokka.User, after *CreatedKey, limit int) ([]Budget, error) {
 	bs := []Budget{}
 	at, id := after.args()
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &bs, `
 			SELECT `+budgetColumns+` FROM tokka.budgets
 			WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid))
@@ -59,7 +59,7 @@ func (d *DB) ListBudgetsPage(ctx context.Context, u tokka.User, after *CreatedKe
 // budget that does not exist or is not u's is tokka.ErrNotFound.
 func (d *DB) BudgetDeliveriesPage(ctx context.Context, u tokka.User, budgetID string, before int64, limit int) ([]Delivery, error) {
 	ds := []Delivery{}
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		var one int
 		if err := tx.GetContext(ctx, &one, `SELECT 1 FROM tokka.budgets WHERE id = $1`, budgetID); err != nil {
 			return domainError(err, "budget")
