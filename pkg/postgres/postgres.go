@@ -85,12 +85,12 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 	return db, nil
 }
 
-// DefaultMaxConns is the pool size Open takes when it is given none: enough
-// for the api's requests to keep a database server of a few cores busy
-// (a transaction's time is mostly round trips, so each core serves several
-// connections), and few enough that a handful of api replicas stay well
-// under Postgres's max_connections.
-const DefaultMaxConns = 16
+// DefaultMaxConns is the pool size Open takes when it is given none. A
+// request holds a connection only for its three round trips, so a few
+// connections per database core keep the server busy; more only queue
+// inside Postgres, and a handful of api replicas stay well under its
+// max_connections.
+const DefaultMaxConns = 10
 
 // openPool opens a pool of at most maxConns connections to url (see conn)
 // and checks that the database answers.
