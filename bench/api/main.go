@@ -57,6 +57,9 @@ func main() {
 // endpoint is one measured api route.
 type endpoint struct {
 	name, path string
+	// conns, when set, caps the concurrency of this endpoint (and of its
+	// pgbench ceiling) below -c: a limit the api enforces per user.
+	conns int
 	// Filled by the capture: the request's statements as a pgbench script
 	// (nil when it runs no SQL) and the round trips the api made.
 	script *script
@@ -79,7 +82,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	pgbenchBin := fs.String("pgbench", "/usr/bin/pgbench", "pgbench binary")
 	logFile := fs.String("log", "", "write the api's log here (default: discarded)")
 	verbose := fs.Bool("v", false, "print each endpoint's captured pgbench script")
-	var apiEnv []string
+	// The per-user budget for expensive reads (long usage ranges, exports)
+	// would turn a load test into 429s; -api-env can set it back.
+	apiEnv := []string{"RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE=1000000"}
 	fs.Func("api-env", "extra `NAME=value` for the api's environment (repeatable), e.g. DATABASE_MAX_CONNS=32", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return fmt.Errorf("%q is not NAME=value", v)
@@ -134,7 +139,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	jwtSecret := randomHex(32)
+	jwtSecret, fingerprintSecret := randomHex(32), randomHex(32)
 	token, err := authtest.Token{Subject: uuid.NewString(), Email: "bench@tokka.invalid", TTL: 24 * time.Hour}.HS256([]byte(jwtSecret))
 	if err != nil {
 		return err
@@ -153,7 +158,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		env := append([]string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + withUser(databaseURL, "tokka_api"),
 			"API_ADDR=" + addr, "ENCRYPTION_PUBLIC_KEY=" + kr.PublicKey().String(),
-			"SUPABASE_JWT_SECRET=" + jwtSecret, "LOG_LEVEL=info"}, apiEnv...)
+			"SUPABASE_JWT_SECRET=" + jwtSecret, "KEY_FINGERPRINT_SECRET=" + fingerprintSecret, "LOG_LEVEL=info"}, apiEnv...)
 		p, err := startProcess(ctx, dir+"/api", nil, env, logOut, "http://"+addr+"/readyz")
 		return p, addr, err
 	}
@@ -190,7 +195,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		{name: "/v1/usage 30d day,model", path: "/v1/usage?from=" + day(29) + "&to=" + day(0) + "&group_by=day,model"},
 		{name: "/v1/usage 365d month", path: "/v1/usage?from=" + day(364) + "&to=" + day(0) + "&group_by=month"},
 		{name: "/v1/usage/summary", path: "/v1/usage/summary"},
-		{name: "export.csv 30d day,model", path: "/v1/usage/export.csv?from=" + day(29) + "&to=" + day(0) + "&group_by=day,model"},
+		// One user may run two exports at once (httpapi's per-user limit).
+		{name: "export.csv 30d, 2 at once", path: "/v1/usage/export.csv?from=" + day(29) + "&to=" + day(0) + "&group_by=day,model", conns: 2},
 	}
 	var scripts io.Writer
 	if *verbose {
@@ -234,9 +240,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var results []result
 	for i, ep := range endpoints {
 		fmt.Fprintf(os.Stderr, "measuring %s…\n", ep.name)
-		r := result{ep: ep, api: load(ctx, newTarget(addr, ep.path, token), *conns, *warmup, *duration)}
+		c, pb := *conns, bench
+		if ep.conns > 0 && ep.conns < c {
+			c = ep.conns
+			capped := *bench
+			capped.clients, capped.threads = c, min(c, capped.threads)
+			pb = &capped
+		}
+		r := result{ep: ep, api: load(ctx, newTarget(addr, ep.path, token), c, *warmup, *duration)}
 		if ep.script != nil {
-			if r.bench, err = bench.run(ctx, fmt.Sprintf("endpoint%d", i), *ep.script, *warmup, *duration); err != nil {
+			if r.bench, err = pb.run(ctx, fmt.Sprintf("endpoint%d", i), *ep.script, *warmup, *duration); err != nil {
 				return fmt.Errorf("pgbench for %s: %w", ep.name, err)
 			}
 		}

@@ -53,9 +53,15 @@ type Config struct {
 	TrustedProxies []*net.IPNet
 	MetricsAddr    string
 	LogLevel       zerolog.Level
-	// DatabaseMaxConn is the size of the connection pool
-	// (DATABASE_MAX_CONNS, default 10).
+	// DatabaseMaxConn is the size of the connection pool, and of the read
+	// replica's (DATABASE_MAX_CONNS, default postgres.DefaultMaxConns).
 	DatabaseMaxConn int
+	// DatabaseReadURL, when set, is a streaming replica of DATABASE_URL's
+	// database that serves the api's reads (DATABASE_READ_URL).
+	DatabaseReadURL string
+	// ReadAfterWrite is how long a user's reads stay on the primary after
+	// their write (DATABASE_READ_AFTER_WRITE, default 5s).
+	ReadAfterWrite time.Duration
 	// StatementTimeout bounds every statement of a request's transaction
 	// (DATABASE_STATEMENT_TIMEOUT, default 5s).
 	StatementTimeout time.Duration
@@ -104,13 +110,22 @@ func loadConfig(getenv func(string) string, needKeys bool) (Config, error) {
 	if c.DatabaseURL == "" {
 		return c, errors.New("DATABASE_URL is required")
 	}
-	c.DatabaseMaxConn = 10
+	c.DatabaseMaxConn = postgres.DefaultMaxConns
 	if v := getenv("DATABASE_MAX_CONNS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
 			return c, fmt.Errorf("DATABASE_MAX_CONNS must be a whole number from 1 to 1000, not %q", v)
 		}
 		c.DatabaseMaxConn = n
+	}
+	c.DatabaseReadURL = getenv("DATABASE_READ_URL")
+	c.ReadAfterWrite = postgres.DefaultReadAfterWrite
+	if v := getenv("DATABASE_READ_AFTER_WRITE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 100*time.Millisecond || d > time.Hour {
+			return c, fmt.Errorf("DATABASE_READ_AFTER_WRITE: %q is not a duration from 100ms to 1h", v)
+		}
+		c.ReadAfterWrite = d
 	}
 	c.StatementTimeout = postgres.DefaultStatementTimeout
 	if v := getenv("DATABASE_STATEMENT_TIMEOUT"); v != "" {
@@ -385,6 +400,11 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready chan<- strin
 	}
 	defer db.Close()
 	db.SetStatementTimeout(cfg.StatementTimeout)
+	if cfg.DatabaseReadURL != "" {
+		if err := db.OpenReadReplica(ctx, cfg.DatabaseReadURL, cfg.DatabaseMaxConn, cfg.ReadAfterWrite); err != nil {
+			return fmt.Errorf("DATABASE_READ_URL: %w", err)
+		}
+	}
 	authLog := log.With().Str("component", "auth").Logger()
 	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(cfg.JWTSecret), JWKSURL: cfg.JWKSURL,
 		Issuer: cfg.JWTIssuer, AllowAnonymous: cfg.AllowAnonymousUsers, Log: &authLog})

@@ -111,6 +111,8 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 		{"no timeout unit", map[string]string{"DATABASE_STATEMENT_TIMEOUT": "5"}, "DATABASE_STATEMENT_TIMEOUT:"},
 		{"timeout too short", map[string]string{"DATABASE_STATEMENT_TIMEOUT": "10ms"}, "DATABASE_STATEMENT_TIMEOUT:"},
 		{"timeout off", map[string]string{"DATABASE_STATEMENT_TIMEOUT": "0s"}, "DATABASE_STATEMENT_TIMEOUT:"},
+		{"read window off", map[string]string{"DATABASE_READ_AFTER_WRITE": "0s"}, "DATABASE_READ_AFTER_WRITE:"},
+		{"read window unitless", map[string]string{"DATABASE_READ_AFTER_WRITE": "5"}, "DATABASE_READ_AFTER_WRITE:"},
 		{"sync interval too long", map[string]string{"SYNC_REQUEST_INTERVAL": "9000h"}, "SYNC_REQUEST_INTERVAL:"},
 		{"bad readiness delay", map[string]string{"SHUTDOWN_READINESS_DELAY": "soon"}, "SHUTDOWN_READINESS_DELAY:"},
 		{"negative readiness delay", map[string]string{"SHUTDOWN_READINESS_DELAY": "-1s"}, "SHUTDOWN_READINESS_DELAY:"},
@@ -172,10 +174,16 @@ func TestConfigDerivesTheSupabaseURLs(t *testing.T) {
 	require.Zero(t, c.RateLimits.PerUser, "zero takes httpapi's default")
 	require.Equal(t, 10, c.DatabaseMaxConn)
 	require.Equal(t, 5*time.Second, c.StatementTimeout)
+	require.Empty(t, c.DatabaseReadURL, "no replica unless one is named")
+	require.Equal(t, 5*time.Second, c.ReadAfterWrite)
 
 	c = load(map[string]string{"DATABASE_MAX_CONNS": "25", "DATABASE_STATEMENT_TIMEOUT": "1500ms"})
 	require.Equal(t, 25, c.DatabaseMaxConn)
 	require.Equal(t, 1500*time.Millisecond, c.StatementTimeout)
+
+	c = load(map[string]string{"DATABASE_READ_URL": "postgres://replica/tokka", "DATABASE_READ_AFTER_WRITE": "30s"})
+	require.Equal(t, "postgres://replica/tokka", c.DatabaseReadURL)
+	require.Equal(t, 30*time.Second, c.ReadAfterWrite)
 
 	c = load(map[string]string{"RATE_LIMIT_MUTATIONS_PER_MINUTE": "5", "RATE_LIMIT_IP_MUTATIONS_PER_MINUTE": "50"})
 	require.Equal(t, 5, c.RateLimits.PerUser)

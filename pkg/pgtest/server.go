@@ -207,3 +207,73 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// StartReplica makes a streaming replica of s (which must be running):
+// pg_basebackup -R copies s into a temporary directory of its own, and the
+// copy starts as a hot standby on another free loopback port, replaying
+// what s writes. It is stopped and removed when the test ends; it fails the
+// test if the copy or the start fails. The replica's URL names the same
+// "tokka" database; WaitForReplay waits until it has caught up.
+func (s *Server) StartReplica(tb testing.TB) *Server {
+	tb.Helper()
+	base, err := os.MkdirTemp("", "tokka-pg-replica-")
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	r := &Server{tb: tb, bin: s.bin, base: base}
+	tb.Cleanup(func() {
+		_ = r.pgCtl("stop", "-m", "immediate", "-w")
+		_ = os.RemoveAll(base)
+	})
+	if err := r.prepare(); err != nil {
+		tb.Fatalf("pgtest: replica: %v", err)
+	}
+	if r.port, err = freePort(); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	// The data directory must be empty for pg_basebackup; prepare made it
+	// with the owner and mode the server wants.
+	if err := r.run("pg_basebackup", "-D", r.dataDir(), "-R", "-X", "stream", "-c", "fast",
+		"-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "-U", "postgres", "--no-sync"); err != nil {
+		tb.Fatalf("pgtest: pg_basebackup: %v", err)
+	}
+	r.Start()
+	r.url = r.dsn("tokka")
+	return r
+}
+
+// WaitForReplay waits (up to a minute) until replica has replayed
+// everything s had written when it was called; it fails the test otherwise.
+func (s *Server) WaitForReplay(tb testing.TB, replica *Server) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	primary, err := sqlx.Open("postgres", s.dsn("postgres"))
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	defer primary.Close()
+	standby, err := sqlx.Open("postgres", replica.dsn("postgres"))
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	defer standby.Close()
+	var lsn string
+	if err := primary.GetContext(ctx, &lsn, `SELECT pg_current_wal_lsn()::text`); err != nil {
+		tb.Fatalf("pgtest: primary's WAL position: %v", err)
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var caughtUp bool
+		err := standby.GetContext(ctx, &caughtUp, `SELECT coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)`, lsn)
+		if err == nil && caughtUp {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			tb.Fatalf("pgtest: the replica did not replay up to %s within a minute (last error: %v)", lsn, err)
+		case <-tick.C:
+		}
+	}
+}

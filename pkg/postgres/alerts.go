@@ -44,7 +44,7 @@ func (d *DB) RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error) {
 // (0 = from the newest), newest first; unacknowledged only when open is set.
 func (d *DB) ListAlerts(ctx context.Context, u tokka.User, before int64, limit int, open bool) ([]tokka.Alert, error) {
 	as := []tokka.Alert{}
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &as, `
 			SELECT `+alertColumns+` FROM tokka.alerts
 			WHERE user_id = $1 AND ($2::bigint = 0 OR id < $2::bigint) AND (NOT $4 OR acknowledged_at IS NULL)

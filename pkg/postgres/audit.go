@@ -72,7 +72,7 @@ func AuditEventHash(prev []byte, ev tokka.AuditEvent) []byte {
 // before (0 = from the newest), newest first.
 func (d *DB) ListAuditEvents(ctx context.Context, u tokka.User, before int64, limit int) ([]tokka.AuditEvent, error) {
 	evs := []tokka.AuditEvent{}
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &evs, `
 			SELECT `+auditColumns+` FROM tokka.audit_events
 			WHERE user_id = $1 AND ($2::bigint = 0 OR id < $2::bigint)
@@ -124,7 +124,7 @@ type checkpoint struct {
 // verified before it.
 func (d *DB) VerifyAuditChain(ctx context.Context, u tokka.User, full bool) (tokka.AuditVerification, error) {
 	c := chainCheck{u: u}
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asUserKeeping(ctx, u, func(tx *sqlx.Tx) error {
 		err := tx.GetContext(ctx, &c.cp, `SELECT event_id, hash, events FROM tokka.audit_checkpoints WHERE user_id = $1`, u.ID)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return domainError(err, "audit checkpoint")
@@ -166,7 +166,7 @@ func (d *DB) VerifyAuditChain(ctx context.Context, u tokka.User, full bool) (tok
 		markBroken(&c.v, c.cp.EventID, chainCheckpointGone)
 	}
 	if c.prev != nil && c.prev.ID > c.advanced {
-		if err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+		if err := d.asUserKeeping(ctx, u, func(tx *sqlx.Tx) error {
 			_, err := tx.ExecContext(ctx, `SELECT tokka.advance_audit_checkpoint($1, $2)`, c.prev.ID, []byte(c.prev.Hash))
 			return domainError(err, "audit checkpoint")
 		}); err != nil {
@@ -204,7 +204,7 @@ func (d *DB) checkChunk(ctx context.Context, c *chainCheck) (bool, error) {
 		defer d.chunkChecked()
 	}
 	evs := make([]tokka.AuditEvent, 0, verifyChunk) // a new one each time: c.prev may point into the last
-	err := d.asUser(ctx, c.u, func(tx *sqlx.Tx) error {
+	err := d.asUserKeeping(ctx, c.u, func(tx *sqlx.Tx) error {
 		if c.prev != nil && c.prev.ID > c.advanced {
 			if _, err := tx.ExecContext(ctx, `SELECT tokka.advance_audit_checkpoint($1, $2)`,
 				c.prev.ID, []byte(c.prev.Hash)); err != nil {

@@ -96,7 +96,7 @@ func ownConnection(ctx context.Context, tx *sqlx.Tx, id string) error {
 // ListBudgets returns u's budgets, oldest first.
 func (d *DB) ListBudgets(ctx context.Context, u tokka.User) ([]tokka.Budget, error) {
 	var bs []budgetRow
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &bs, `
 			SELECT `+budgetColumns+` FROM tokka.budgets
 			WHERE user_id = $1 ORDER BY created_at, id`, u.ID), "budgets")
@@ -108,7 +108,7 @@ func (d *DB) ListBudgets(ctx context.Context, u tokka.User) ([]tokka.Budget, err
 // that does not exist or is not u's (indistinguishably).
 func (d *DB) GetBudget(ctx context.Context, u tokka.User, id string) (tokka.Budget, error) {
 	var b budgetRow
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.GetContext(ctx, &b, `
 			SELECT `+budgetColumns+` FROM tokka.budgets WHERE id = $1`, id), "budget")
 	})
@@ -209,7 +209,7 @@ func (d *DB) DeleteBudget(ctx context.Context, u tokka.User, id string) error {
 // u's budgets (empty for a budget that is not u's).
 func (d *DB) ListBudgetDeliveries(ctx context.Context, u tokka.User, budgetID string, limit int) ([]tokka.Delivery, error) {
 	ds := []tokka.Delivery{}
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &ds, `
 			SELECT id, budget_id, alert_id, channel, status, attempts, response_status, last_error,
 				created_at, updated_at, delivered_at
@@ -231,7 +231,7 @@ const spendQuery = `
 // under u's row-level security.
 func (d *DB) Spend(ctx context.Context, u tokka.User, from, to time.Time) ([]tokka.SpendRow, error) {
 	rows := []tokka.SpendRow{}
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &rows, spendQuery,
 			u.ID, from.Format(time.DateOnly), to.Format(time.DateOnly)), "spend")
 	})

@@ -82,7 +82,7 @@ func notifySyncers(ctx context.Context, tx *sqlx.Tx, id string) error {
 // ListConnections returns u's connections, oldest first.
 func (d *DB) ListConnections(ctx context.Context, u tokka.User) ([]tokka.Connection, error) {
 	cs := []tokka.Connection{}
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &cs,
 			`SELECT `+connectionColumns+` FROM tokka.connections ORDER BY created_at, id`), "connections")
 	})
@@ -93,7 +93,7 @@ func (d *DB) ListConnections(ctx context.Context, u tokka.User) ([]tokka.Connect
 // does not exist or belongs to someone else (indistinguishable on purpose).
 func (d *DB) GetConnection(ctx context.Context, u tokka.User, id string) (tokka.Connection, error) {
 	var c tokka.Connection
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.GetContext(ctx, &c,
 			`SELECT `+connectionColumns+` FROM tokka.connections WHERE id = $1`, id), "connection")
 	})

@@ -27,3 +27,26 @@ func (d *DB) OnChunkChecked(fn func()) { d.chunkChecked = fn }
 
 // VerifyChunk is how many audit events one verification chunk reads.
 const VerifyChunk = verifyChunk
+
+// ReadPool exposes the read replica's pool (nil without one), so tests can
+// ask it what it is.
+func (d *DB) ReadPool() *sqlx.DB { return d.read }
+
+// ForgetWrites ends every user's read-after-write window now, as if it had
+// run out.
+func (d *DB) ForgetWrites() {
+	d.writers.mu.Lock()
+	defer d.writers.mu.Unlock()
+	clear(d.writers.at)
+}
+
+// AsReader and AsUser run fn as the api's reads and writes run, so tests
+// can look at the transaction they get.
+func (d *DB) AsReader(ctx context.Context, u tokka.User, fn func(tx *sqlx.Tx) error) error {
+	return d.asReader(ctx, u, fn)
+}
+
+// AsUser: see AsReader.
+func (d *DB) AsUser(ctx context.Context, u tokka.User, fn func(tx *sqlx.Tx) error) error {
+	return d.asUser(ctx, u, fn)
+}

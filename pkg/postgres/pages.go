@@ -22,7 +22,7 @@ func keysetArgs(k *tokka.CreatedKey) (any, any) {
 func (d *DB) ListConnectionsPage(ctx context.Context, u tokka.User, after *tokka.CreatedKey, limit int) ([]tokka.Connection, error) {
 	cs := []tokka.Connection{}
 	at, id := keysetArgs(after)
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &cs, `
 			SELECT `+connectionColumns+` FROM tokka.connections
 			WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1::timestamptz, $2::uuid)
@@ -36,7 +36,7 @@ func (d *DB) ListConnectionsPage(ctx context.Context, u tokka.User, after *tokka
 func (d *DB) ListBudgetsPage(ctx context.Context, u tokka.User, after *tokka.CreatedKey, limit int) ([]tokka.Budget, error) {
 	var bs []budgetRow
 	at, id := keysetArgs(after)
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &bs, `
 			SELECT `+budgetColumns+` FROM tokka.budgets
 			WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid))
@@ -50,7 +50,7 @@ func (d *DB) ListBudgetsPage(ctx context.Context, u tokka.User, after *tokka.Cre
 // budget that does not exist or is not u's is tokka.ErrNotFound.
 func (d *DB) BudgetDeliveriesPage(ctx context.Context, u tokka.User, budgetID string, before int64, limit int) ([]tokka.Delivery, error) {
 	ds := []tokka.Delivery{}
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		var one int
 		if err := tx.GetContext(ctx, &one, `SELECT 1 FROM tokka.budgets WHERE id = $1`, budgetID); err != nil {
 			return domainError(err, "budget")

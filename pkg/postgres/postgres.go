@@ -5,17 +5,21 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
@@ -44,6 +48,12 @@ type DB struct {
 	// that busy requests have taken whole does not read as a database
 	// that is down (and get every replica pulled from the load balancer).
 	ping *sqlx.DB
+	// read, when set (OpenReadReplica), serves the api's reads; see
+	// asReader.
+	read *sqlx.DB
+	// writers remembers who wrote lately, so their reads stay on the
+	// primary until the replica has caught up (only with read set).
+	writers *recentWriters
 }
 
 // DefaultStatementTimeout bounds each statement of an api transaction
@@ -51,23 +61,14 @@ type DB struct {
 const DefaultStatementTimeout = 5 * time.Second
 
 // Open connects to url and checks the connection; it fails when Postgres is
-// unreachable.
+// unreachable. maxConns ≤ 0 takes DefaultMaxConns.
 func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
-	d, err := sqlx.Open("postgres", url)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: open: %w", err)
-	}
 	if maxConns <= 0 {
-		maxConns = 10
+		maxConns = DefaultMaxConns
 	}
-	d.SetMaxOpenConns(maxConns)
-	d.SetMaxIdleConns(maxConns)
-	d.SetConnMaxIdleTime(5 * time.Minute)
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := d.PingContext(pctx); err != nil {
-		_ = d.Close()
-		return nil, fmt.Errorf("postgres: cannot reach database: %w", err)
+	d, err := openPool(ctx, url, maxConns)
+	if err != nil {
+		return nil, err
 	}
 	// Opened lazily: a process that never pings (the syncer) never
 	// connects it.
@@ -82,6 +83,33 @@ func Open(ctx context.Context, url string, maxConns int) (*DB, error) {
 	db := &DB{db: d, ping: ping, verifyTurns: make(chan struct{}, max(1, maxConns/4))}
 	db.SetStatementTimeout(DefaultStatementTimeout)
 	return db, nil
+}
+
+// DefaultMaxConns is the pool size Open takes when it is given none. A
+// request holds a connection only for its three round trips, so a few
+// connections per database core keep the server busy; more only queue
+// inside Postgres, and a handful of api replicas stay well under its
+// max_connections.
+const DefaultMaxConns = 10
+
+// openPool opens a pool of at most maxConns connections to url (see conn)
+// and checks that the database answers.
+func openPool(ctx context.Context, url string, maxConns int) (*sqlx.DB, error) {
+	c, err := newConnector(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	d := sqlx.NewDb(sql.OpenDB(c), "postgres")
+	d.SetMaxOpenConns(maxConns)
+	d.SetMaxIdleConns(maxConns)
+	d.SetConnMaxIdleTime(5 * time.Minute)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := d.PingContext(pctx); err != nil {
+		_ = d.Close()
+		return nil, fmt.Errorf("postgres: cannot reach database: %w", err)
+	}
+	return d, nil
 }
 
 // SetStatementTimeout bounds each statement the api runs (every method that
@@ -99,7 +127,13 @@ func (d *DB) SetStatementTimeout(t time.Duration) {
 }
 
 // Close closes the pools.
-func (d *DB) Close() error { return errors.Join(d.db.Close(), d.ping.Close()) }
+func (d *DB) Close() error {
+	err := errors.Join(d.db.Close(), d.ping.Close())
+	if d.read != nil {
+		err = errors.Join(err, d.read.Close())
+	}
+	return err
+}
 
 // Ping reports whether the database answers a trivial query, on a
 // connection no request can hold (see DB.ping); an unreachable database is
@@ -155,45 +189,87 @@ func migrate(ctx context.Context, url string, allowGaps bool) error {
 	return nil
 }
 
-// asUser runs fn in one transaction as role authenticated with the user's
-// verified claims, exactly as Supabase's PostgREST does, under the api's
-// statement timeout. Every setting is made with set_config(…, true), which is
-// transaction-local, so nothing leaks onto the pooled connection; and because
-// each of them is set again at the start of every transaction, nothing an
-// earlier transaction left on the connection at session level (an SQL
-// injection's set_config(…, false)) reaches this one: the claims are this
-// request's (tokka.uid() reads nothing else), and search_path is pinned to
-// pg_catalog, so a function planted in a schema the role may create in
-// cannot stand in for a built-in one. Isolation level and read-write mode
-// are stated in BEGIN for the same reason (see inTx).
+// asUser runs fn in one read-write transaction on the primary as role
+// authenticated with the user's verified claims, exactly as Supabase's
+// PostgREST does, under the api's statement timeout; see userPrelude for
+// how. For the read-replica window (readAfterWrite), it counts as u's write.
 func (d *DB) asUser(ctx context.Context, u tokka.User, fn func(tx *sqlx.Tx) error) error {
-	return d.inTx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, `
-			SELECT set_config('request.jwt.claims', $1, true), set_config('role', 'authenticated', true),
-				set_config('search_path', 'pg_catalog, pg_temp', true), set_config('statement_timeout', $2, true)`,
-			string(u.Claims), d.statementTimeout); err != nil {
-			return fmt.Errorf("postgres: impersonate: %w", err)
-		}
-		return fn(tx)
-	})
+	defer d.wrote(u)
+	return d.asUserOn(ctx, d.db, false, u, fn)
 }
 
-// asSyncer runs fn in one transaction as role tokka_syncer.
+// asUserKeeping is asUser for bookkeeping that changes nothing u reads back
+// (rate-limit counters, verification checkpoints): it runs on the primary
+// but leaves u's reads on the replica.
+func (d *DB) asUserKeeping(ctx context.Context, u tokka.User, fn func(tx *sqlx.Tx) error) error {
+	return d.asUserOn(ctx, d.db, false, u, fn)
+}
+
+// asReader is asUser for what only reads: a READ ONLY transaction, on the
+// read replica when there is one, unless u wrote within the last
+// readAfterWrite (then on the primary, so u reads its own writes).
+func (d *DB) asReader(ctx context.Context, u tokka.User, fn func(tx *sqlx.Tx) error) error {
+	pool := d.db
+	if d.read != nil && !d.recentWriter(u) {
+		pool = d.read
+	}
+	return d.asUserOn(ctx, pool, true, u, fn)
+}
+
+func (d *DB) asUserOn(ctx context.Context, pool *sqlx.DB, readOnly bool, u tokka.User, fn func(tx *sqlx.Tx) error) error {
+	prelude, err := d.userPrelude(u)
+	if err != nil {
+		return err
+	}
+	return d.inTx(withPrelude(ctx, prelude), pool, readOnly, fn)
+}
+
+// userPrelude is the statement that starts each of u's transactions, sent
+// in the same round trip as BEGIN (see conn). Every setting is made with
+// set_config(…, true), which is transaction-local, so nothing leaks onto
+// the pooled connection; and because each of them is set again at the start
+// of every transaction, nothing an earlier transaction left on the
+// connection at session level (an SQL injection's set_config(…, false))
+// reaches this one: the claims are this request's (tokka.uid() reads nothing
+// else), the role is authenticated, and search_path is pinned to
+// pg_catalog, so a function planted in a schema the role may create in
+// cannot stand in for a built-in one. Isolation level and access mode are
+// stated in BEGIN for the same reason.
+//
+// The claims are the only outside text in it, and they go in as hex digits
+// decoded by Postgres: no quote, backslash or byte sequence in a token's
+// payload can end the literal, whatever standard_conforming_strings or
+// client_encoding an earlier session set.
+func (d *DB) userPrelude(u tokka.User) (string, error) {
+	if !utf8.Valid(u.Claims) || bytes.IndexByte(u.Claims, 0) >= 0 {
+		return "", tokka.Errorf(tokka.CodeUnauthorized, "invalid access token")
+	}
+	var b strings.Builder
+	b.Grow(len(u.Claims)*2 + 300)
+	b.WriteString("SELECT set_config('request.jwt.claims', convert_from(decode('")
+	b.WriteString(hex.EncodeToString(u.Claims))
+	b.WriteString("', 'hex'), 'UTF8'), true), set_config('role', 'authenticated', true), ")
+	b.WriteString("set_config('search_path', 'pg_catalog, pg_temp', true), set_config('statement_timeout', '")
+	b.WriteString(d.statementTimeout) // digits only: see SetStatementTimeout
+	b.WriteString("', true)")
+	return b.String(), nil
+}
+
+// syncerPrelude starts each of the syncer's transactions (see asSyncer).
+const syncerPrelude = "SELECT set_config('role', 'tokka_syncer', true)"
+
+// asSyncer runs fn in one transaction on the primary as role tokka_syncer.
 func (d *DB) asSyncer(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
-	return d.inTx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, `SELECT set_config('role', 'tokka_syncer', true)`); err != nil {
-			return fmt.Errorf("postgres: assume syncer role: %w", err)
-		}
-		return fn(tx)
-	})
+	return d.inTx(withPrelude(ctx, syncerPrelude), d.db, false, fn)
 }
 
-// inTx runs fn in one READ COMMITTED, read-write transaction, named in the
-// BEGIN itself so that session defaults a previous user of the pooled
-// connection may have changed do not apply (the audit chain needs READ
-// COMMITTED: see migration 00011).
-func (d *DB) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
-	tx, err := d.db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+// inTx runs fn in one READ COMMITTED transaction on pool, read-only or
+// read-write as asked, both named in the BEGIN itself so that session
+// defaults a previous user of the pooled connection may have changed do
+// not apply (the audit chain needs READ COMMITTED: see migration 00011). A
+// prelude in ctx (withPrelude) runs in the same round trip as BEGIN.
+func (d *DB) inTx(ctx context.Context, pool *sqlx.DB, readOnly bool, fn func(tx *sqlx.Tx) error) (err error) {
+	tx, err := pool.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted, ReadOnly: readOnly})
 	if err != nil {
 		return domainError(err, "begin")
 	}

@@ -26,7 +26,7 @@ func (d *DB) HitRateLimit(ctx context.Context, u tokka.User, ip string, rl tokka
 		MaxHits      int    `db:"max_hits"`
 		ResetSeconds int    `db:"reset_seconds"`
 	}
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asUserKeeping(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &rows,
 			`SELECT bucket, hits, max_hits, reset_seconds FROM tokka.rate_limit_hit($1, $2, $3, $4, $5)`,
 			rl.Scope, ipArg, rl.PerUser, rl.PerIP, int(rl.Window.Seconds())), "rate limit")

@@ -24,7 +24,7 @@ func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int
 	var out tokka.SummaryData
 	// Periods come from the per-connection daily totals (a few dozen rows
 	// per user), tokens and the top lists from this month's rollups.
-	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		err := tx.SelectContext(ctx, &out.ByProvider, `
 			WITH c AS (
 				SELECT provider,

@@ -230,7 +230,7 @@ func refreshRollups(ctx context.Context, tx *sqlx.Tx, connID string, months [2]s
 // rows written by other means than a sync (an import, a benchmark's
 // generator). It must run as the tables' owner.
 func (d *DB) RebuildRollups(ctx context.Context) error {
-	return d.inTx(ctx, func(tx *sqlx.Tx) error {
+	return d.inTx(ctx, d.db, false, func(tx *sqlx.Tx) error {
 		for _, q := range append([]string{`DELETE FROM tokka.usage_monthly`, `DELETE FROM tokka.cost_monthly`,
 			`DELETE FROM tokka.spend_daily`},
 			rollupInserts("true")...) {

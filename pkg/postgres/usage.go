@@ -241,7 +241,7 @@ func (d *DB) eachUsageRow(ctx context.Context, u tokka.User, q tokka.UsageQuery,
 func (d *DB) usageRows(ctx context.Context, u tokka.User, q tokka.UsageQuery, dims []tokka.Dimension, fn func(tokka.UsageGroup) error) error {
 	query, args := usageSQL(q, dims)
 	args[0] = u.ID
-	return d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	return d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
 			return domainError(err, "usage")
@@ -299,7 +299,7 @@ func (d *DB) ExplainUsage(ctx context.Context, u tokka.User, q tokka.UsageQuery)
 	query, args := usageSQL(q, dims)
 	args[0] = u.ID
 	var lines []string
-	err = d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+	err = d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &lines, `EXPLAIN (ANALYZE, BUFFERS) `+query, args...), "explain")
 	})
 	return strings.Join(lines, "\n"), err

@@ -1,0 +1,143 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+
+	"github.com/lib/pq"
+)
+
+// A request's transaction costs round trips, and on a small read they are
+// most of its time. lib/pq sends BEGIN on its own, and the statement that
+// sets the caller's claims, role, search_path and timeout is a second trip;
+// so the pool's connections are wrapped (conn) to send that statement in
+// the same simple-protocol message as BEGIN, and binary_parameters makes
+// each statement with arguments one trip instead of two (Parse, Bind and
+// Execute go out together, without a separate Describe).
+
+// preludeKey is the context key of the SQL that BeginTx sends with BEGIN.
+type preludeKey struct{}
+
+// withPrelude returns ctx carrying prelude: SQL (one or more statements,
+// no placeholders) that the next transaction begun with it runs right after
+// BEGIN, in the same round trip. The SQL must be built from trusted text
+// only: it is sent as is.
+func withPrelude(ctx context.Context, prelude string) context.Context {
+	return context.WithValue(ctx, preludeKey{}, prelude)
+}
+
+// newConnector returns lib/pq's connector for url with binary_parameters on,
+// its connections wrapped in conn.
+func newConnector(url string) (driver.Connector, error) {
+	cfg, err := pq.NewConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	// One round trip per statement with arguments. []byte arguments then
+	// travel in binary form, which Postgres reads correctly for bytea and
+	// text but not for jsonb: storage passes JSON as strings.
+	cfg.BinaryParameters = true
+	c, err := pq.NewConnectorConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return connector{c}, nil
+}
+
+// connector wraps each connection lib/pq makes in conn.
+type connector struct{ pq *pq.Connector }
+
+func (c connector) Connect(ctx context.Context) (driver.Conn, error) {
+	cn, err := c.pq.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &conn{Conn: cn}, nil
+}
+
+func (c connector) Driver() driver.Driver { return c.pq.Driver() }
+
+// conn is a lib/pq connection whose BeginTx also runs the context's
+// prelude (see withPrelude). Everything else is lib/pq's own.
+type conn struct {
+	driver.Conn
+	// broken is set when a BEGIN with a prelude failed: the connection may
+	// be inside an aborted transaction, so the pool must not reuse it.
+	broken bool
+}
+
+// BeginTx begins a transaction; with a prelude in ctx, BEGIN and the prelude
+// go as one simple-protocol message. If either fails the connection is
+// discarded, never handed to another request half set up.
+func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	prelude, _ := ctx.Value(preludeKey{}).(string)
+	if prelude == "" {
+		return c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
+	}
+	mode, err := beginMode(opts)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Conn.(driver.ExecerContext).ExecContext(ctx, "BEGIN "+mode+"; "+prelude, nil); err != nil {
+		c.broken = true
+		return nil, err
+	}
+	// lib/pq's connection is its own transaction: it tracks the server's
+	// transaction status from every ReadyForQuery, so its Commit and
+	// Rollback work for a BEGIN it did not send itself.
+	return c.Conn.(driver.Tx), nil
+}
+
+// beginMode is BEGIN's isolation level and access mode. Both are always
+// stated, so that session defaults an earlier user of the connection
+// changed never apply.
+func beginMode(opts driver.TxOptions) (string, error) {
+	var level string
+	switch sql.IsolationLevel(opts.Isolation) {
+	case sql.LevelDefault, sql.LevelReadCommitted:
+		level = "ISOLATION LEVEL READ COMMITTED"
+	case sql.LevelRepeatableRead:
+		level = "ISOLATION LEVEL REPEATABLE READ"
+	case sql.LevelSerializable:
+		level = "ISOLATION LEVEL SERIALIZABLE"
+	default:
+		return "", fmt.Errorf("postgres: isolation level %d not supported", opts.Isolation)
+	}
+	if opts.ReadOnly {
+		return level + " READ ONLY", nil
+	}
+	return level + " READ WRITE", nil
+}
+
+func (c *conn) Begin() (driver.Tx, error) {
+	return c.BeginTx(context.Background(), driver.TxOptions{})
+}
+
+func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	return c.Conn.(driver.ConnPrepareContext).PrepareContext(ctx, query)
+}
+
+func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	return c.Conn.(driver.ExecerContext).ExecContext(ctx, query, args)
+}
+
+func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	return c.Conn.(driver.QueryerContext).QueryContext(ctx, query, args)
+}
+
+func (c *conn) Ping(ctx context.Context) error { return c.Conn.(driver.Pinger).Ping(ctx) }
+
+func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
+	return c.Conn.(driver.NamedValueChecker).CheckNamedValue(nv)
+}
+
+func (c *conn) ResetSession(ctx context.Context) error {
+	if c.broken {
+		return driver.ErrBadConn
+	}
+	return c.Conn.(driver.SessionResetter).ResetSession(ctx)
+}
+
+func (c *conn) IsValid() bool { return !c.broken && c.Conn.(driver.Validator).IsValid() }

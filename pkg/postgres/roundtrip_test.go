@@ -1,0 +1,163 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/url"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokka-dev/tokka/pkg/pgtest"
+	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/tokka"
+)
+
+// tripCounter is a TCP proxy in front of Postgres that counts the server's
+// ReadyForQuery messages: lib/pq waits for one at the end of every round
+// trip (a simple query, or an extended-protocol exchange up to its Sync).
+type tripCounter struct {
+	ln    net.Listener
+	trips atomic.Int64
+}
+
+func newTripCounter(t *testing.T, target string) *tripCounter {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	tc := &tripCounter{ln: ln}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = client.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(server, client); _ = server.Close() }()
+			go func() { tc.relay(client, server); _ = client.Close() }()
+		}
+	}()
+	return tc
+}
+
+// relay copies the server's messages to the client, counting each 'Z'.
+func (tc *tripCounter) relay(client, server net.Conn) {
+	head := make([]byte, 5)
+	for {
+		if _, err := io.ReadFull(server, head); err != nil {
+			return
+		}
+		body := make([]byte, binary.BigEndian.Uint32(head[1:])-4)
+		if _, err := io.ReadFull(server, body); err != nil {
+			return
+		}
+		if head[0] == 'Z' {
+			tc.trips.Add(1)
+		}
+		if _, err := client.Write(append(head, body...)); err != nil {
+			return
+		}
+	}
+}
+
+// TestAReadIsThreeRoundTrips: BEGIN goes with the statement that sets the
+// caller's claims, role, search_path and timeout; the query with its
+// arguments is one trip (binary_parameters); COMMIT is the third. Before,
+// the same read took six.
+func TestAReadIsThreeRoundTrips(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	u := newUser()
+	id := b.addConnection(t, u)
+
+	u0, err := url.Parse(pgtest.URL(t))
+	require.NoError(t, err)
+	tc := newTripCounter(t, u0.Host)
+	u0.Host = tc.ln.Addr().String()
+	d, err := postgres.Open(ctx, u0.String(), 1)
+	require.NoError(t, err)
+	defer d.Close()
+
+	count := func(fn func() error) int64 {
+		t.Helper()
+		before := tc.trips.Load()
+		require.NoError(t, fn())
+		return tc.trips.Load() - before
+	}
+	require.Equal(t, int64(3), count(func() error { _, err := d.ListConnectionsPage(ctx, u, nil, 10); return err }))
+	require.Equal(t, int64(3), count(func() error { _, err := d.GetConnection(ctx, u, id); return err }))
+	require.Equal(t, int64(3), count(func() error {
+		_, err := d.ListAlerts(ctx, u, 0, 10, false)
+		return err
+	}))
+}
+
+// TestHostileClaimsStayInsideTheirLiteral: the claims are the one piece of
+// outside text in the SQL that starts a transaction. Claims built to end
+// that literal early (quotes, backslashes, dollar quotes, a multibyte
+// character before a backslash) on a connection whose session an
+// injection switched to non-standard strings and a Shift-JIS client
+// encoding are still read back byte for byte, and the request acts as its
+// own subject only.
+func TestHostileClaimsStayInsideTheirLiteral(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	attacker, victim := newUser(), newUser()
+	mine := b.addConnection(t, attacker)
+	b.addConnection(t, victim)
+
+	d, err := postgres.Open(ctx, pgtest.URL(t), 1)
+	require.NoError(t, err)
+	defer d.Close()
+	_, err = d.Pool().Exec(`SET standard_conforming_strings = off; SET client_encoding = 'SJIS'`)
+	require.NoError(t, err)
+
+	escape := `', true), set_config('request.jwt.claims', '{"sub":"` + victim.ID + `"}', true); --`
+	for _, payload := range []string{
+		escape,
+		`\` + escape,
+		`\'` + escape,
+		"名\\'" + escape,
+		"\xe4\xb8\x80\\'" + escape,
+		`$$` + escape + `$$`,
+		`')); SELECT set_config('request.jwt.claims', '{"sub":"` + victim.ID + `"}', false); --`,
+	} {
+		claims, err := json.Marshal(map[string]string{"sub": attacker.ID, "role": "authenticated", "x": payload})
+		require.NoError(t, err)
+		u := tokka.User{ID: attacker.ID, Claims: claims}
+		for name, run := range map[string]func(context.Context, tokka.User, func(*sqlx.Tx) error) error{
+			"read": d.AsReader, "write": d.AsUser,
+		} {
+			var got struct {
+				UID    string `db:"uid"`
+				Claims string `db:"claims"`
+				Role   string `db:"role"`
+			}
+			require.NoError(t, run(ctx, u, func(tx *sqlx.Tx) error {
+				// As hex: the session's Shift-JIS would re-encode text.
+				return tx.Get(&got, `SELECT tokka.uid()::text AS uid, current_user AS role,
+					encode(convert_to(current_setting('request.jwt.claims'), 'UTF8'), 'hex') AS claims`)
+			}), "%s %q", name, payload)
+			require.Equal(t, attacker.ID, got.UID, "%s %q", name, payload)
+			require.Equal(t, hex.EncodeToString(claims), got.Claims, "%s %q", name, payload)
+			require.Equal(t, "authenticated", got.Role)
+		}
+		conns, err := d.ListConnections(ctx, u)
+		require.NoError(t, err)
+		require.Len(t, conns, 1)
+		require.Equal(t, mine, conns[0].ID)
+	}
+}
