@@ -47,10 +47,15 @@ func wholeMonths(from, to time.Time) (time.Time, time.Time) {
 
 // usageSQL builds the grouped query. Tokens come from usage_daily and money
 // from cost_daily (the providers' cost reports, which reconcile with the
-// invoice); the two are aggregated separately and joined on the grouping
-// values, so neither multiplies the other. When no grouping needs days or
-// weeks, whole months are read from the monthly rollups and only the edge
-// days from the daily tables.
+// invoice). Both kinds of row are stacked (UNION ALL, each leaving the
+// other's sums NULL) and aggregated once on the grouping values, so neither
+// multiplies the other and no join of two aggregates is needed. When no
+// grouping needs days or weeks, whole months are read from the monthly
+// rollups and only the edge days from the daily tables.
+//
+// Placeholders: $1 the user, $2..$3 the days, $4 the first provisional day,
+// then ($5, $6) the whole months when the rollups are read, then the
+// filters and keyset bounds of each side.
 func usageSQL(q tokka.UsageQuery, dims []tokka.Dimension) (string, []any) {
 	args := []any{nil, q.From.Format(time.DateOnly), q.To.Format(time.DateOnly), q.ProvisionalFrom.Format(time.DateOnly)}
 	daily := false
@@ -62,116 +67,24 @@ func usageSQL(q tokka.UsageQuery, dims []tokka.Dimension) (string, []any) {
 	if useMonthly {
 		args = append(args, m1.Format(time.DateOnly), m2.Format(time.DateOnly))
 	}
-	from := func(cost bool) string {
-		cols := "provider, connection_id, model, project_id, api_key_id, service_tier, day, " +
-			"input_uncached_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens, requests"
-		dailyT, monthlyT := "tokka.usage_daily", "tokka.usage_monthly"
-		if cost {
-			cols = "provider, connection_id, model, project_id, api_key_id, day, amount_usd"
-			dailyT, monthlyT = "tokka.cost_daily", "tokka.cost_monthly"
-		}
-		if !useMonthly {
-			return "(SELECT " + cols + ", day AS last_day FROM " + dailyT +
-				" WHERE user_id = $1 AND day >= $2 AND day <= $3) s"
-		}
-		return "(SELECT " + cols + ", day AS last_day FROM " + dailyT +
-			" WHERE user_id = $1 AND day >= $2 AND day <= $3 AND (day < $5 OR day >= $6)" +
-			" UNION ALL SELECT " + cols + ", last_day FROM " + monthlyT +
-			" WHERE user_id = $1 AND day >= $5 AND day < $6) s"
-	}
-	where := func(cost bool) string {
-		var conds []string
-		for _, d := range tokka.UsageDimensions {
-			v, ok := q.Filters[d.Name]
-			if !ok || !d.Filters {
-				continue
-			}
-			if cost && !d.Cost {
-				// Costs are not reported per service tier: a tier filter
-				// keeps only the tokens.
-				conds = append(conds, "false")
-				continue
-			}
-			args = append(args, v)
-			conds = append(conds, fmt.Sprintf("%s::text = $%d", sqlOf(d), len(args)))
-		}
-		if len(q.After) == len(dims) && len(dims) > 0 {
-			// Only the groups after the last one read. A group's key is a
-			// function of its rows, so filtering rows by it before
-			// grouping (on both sides of the join) is filtering groups.
-			var exprs, vals []string
-			for i, d := range dims {
-				expr := sqlOf(d)
-				if cost && !d.Cost {
-					expr = "''"
-				}
-				args = append(args, q.After[i])
-				exprs = append(exprs, expr)
-				vals = append(vals, fmt.Sprintf("$%d::%s", len(args), d.Type))
-			}
-			conds = append(conds, "("+strings.Join(exprs, ", ")+") > ("+strings.Join(vals, ", ")+")")
-			if dims[0].Type == "date" {
-				// The leading key is a day, or the first day of a week or
-				// month, so no later group has a day before it: a bound the
-				// day indexes can use.
-				conds = append(conds, fmt.Sprintf("day >= $%d::date", len(args)-len(dims)+1))
-			}
-		}
-		if len(conds) == 0 {
-			return ""
-		}
-		return " WHERE " + strings.Join(conds, " AND ")
-	}
-	side := func(cost bool) (sel, group string) {
-		var s, g []string
-		for i, d := range dims {
-			expr := sqlOf(d)
-			if cost && !d.Cost {
-				expr = "''"
-			}
-			s = append(s, fmt.Sprintf("%s AS g%d", expr, i))
-			g = append(g, fmt.Sprintf("g%d", i))
-		}
-		s = append(s, "max(last_day) >= $4::date AS provisional")
-		if len(g) > 0 {
-			return strings.Join(s, ", "), " GROUP BY " + strings.Join(g, ", ")
-		}
-		return strings.Join(s, ", "), ""
-	}
-	uSel, uGroup := side(false)
-	cSel, cGroup := side(true)
-	uFrom, uWhere := from(false), where(false)
-	cFrom, cWhere := from(true), where(true)
-
-	var outer, using, order []string
+	var groups []string
 	for i := range dims {
-		g := fmt.Sprintf("g%d", i)
-		outer = append(outer, g+"::text")
-		using = append(using, g)
-		order = append(order, g)
+		groups = append(groups, fmt.Sprintf("g%d", i))
 	}
-	join := " CROSS JOIN c"
-	if len(dims) > 0 {
-		join = " FULL JOIN c USING (" + strings.Join(using, ", ") + ")"
+	stacked := usageSide(q, dims, false, useMonthly, &args) + "\n\t\tUNION ALL\n\t\t" +
+		usageSide(q, dims, true, useMonthly, &args)
+	var outer []string
+	for _, g := range groups {
+		outer = append(outer, g+"::text")
 	}
 	outer = append(outer,
-		"coalesce(u.input_uncached_tokens, 0)", "coalesce(u.cache_read_tokens, 0)",
-		"coalesce(u.cache_write_5m_tokens, 0)", "coalesce(u.cache_write_1h_tokens, 0)",
-		"coalesce(u.output_tokens, 0)", "coalesce(u.requests, 0)", "coalesce(c.cost_usd, 0)",
-		"coalesce(u.provisional, false) OR coalesce(c.provisional, false)")
-	query := `WITH u AS (
-			SELECT ` + uSel + `,
-				sum(input_uncached_tokens) AS input_uncached_tokens, sum(cache_read_tokens) AS cache_read_tokens,
-				sum(cache_write_5m_tokens) AS cache_write_5m_tokens, sum(cache_write_1h_tokens) AS cache_write_1h_tokens,
-				sum(output_tokens) AS output_tokens, sum(requests) AS requests
-			FROM ` + uFrom + uWhere + uGroup + `
-		), c AS (
-			SELECT ` + cSel + `, sum(amount_usd) AS cost_usd
-			FROM ` + cFrom + cWhere + cGroup + `
-		)
-		SELECT ` + strings.Join(outer, ", ") + ` FROM u` + join
-	if len(order) > 0 {
-		query += " ORDER BY " + strings.Join(order, ", ")
+		"coalesce(sum(input_uncached_tokens), 0)", "coalesce(sum(cache_read_tokens), 0)",
+		"coalesce(sum(cache_write_5m_tokens), 0)", "coalesce(sum(cache_write_1h_tokens), 0)",
+		"coalesce(sum(output_tokens), 0)", "coalesce(sum(requests), 0)", "coalesce(sum(amount_usd), 0)",
+		"coalesce(max(last_day) >= $4::date, false)")
+	query := "SELECT " + strings.Join(outer, ", ") + " FROM (\n\t\t" + stacked + "\n\t) r"
+	if len(groups) > 0 {
+		query += " GROUP BY " + strings.Join(groups, ", ") + " ORDER BY " + strings.Join(groups, ", ")
 	}
 	if q.Limit > 0 {
 		query += fmt.Sprintf(" LIMIT %d", q.Limit)
@@ -179,8 +92,115 @@ func usageSQL(q tokka.UsageQuery, dims []tokka.Dimension) (string, []any) {
 	return query, args
 }
 
+// usageSide is one arm of the stacked query: the usage rows (cost false) or
+// the cost rows, as the grouping values g0, g1, …, the six token sums, the
+// amount (each NULL on the side that has none) and the day the row's data
+// ends on (for the provisional flag).
+func usageSide(q tokka.UsageQuery, dims []tokka.Dimension, cost, useMonthly bool, args *[]any) string {
+	var cols []string
+	for i, d := range dims {
+		cols = append(cols, fmt.Sprintf("%s AS g%d", sideExpr(d, cost), i))
+	}
+	// The stack takes its column names from the first (usage) side.
+	if cost {
+		cols = append(cols, "NULL::bigint", "NULL::bigint", "NULL::bigint", "NULL::bigint", "NULL::bigint", "NULL::bigint",
+			"amount_usd", "last_day")
+	} else {
+		cols = append(cols, "input_uncached_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
+			"output_tokens", "requests", "NULL::numeric AS amount_usd", "last_day")
+	}
+	return "SELECT " + strings.Join(cols, ", ") + " FROM " + usageSource(cost, useMonthly) + usageFilters(q, dims, cost, args)
+}
+
+// sideExpr is d's grouping expression on one side: cost rows carry no
+// service tier, so their money lands under "" there.
+func sideExpr(d tokka.Dimension, cost bool) string {
+	if cost && !d.Cost {
+		return "''"
+	}
+	return sqlOf(d)
+}
+
+// usageSource is the rows of one side within $2..$3: the daily table, or,
+// when whole months ($5..$6) can come from the monthly rollup, the daily
+// rows of the edge days beside the rollup's rows of those months.
+func usageSource(cost, useMonthly bool) string {
+	cols := "provider, connection_id, model, project_id, api_key_id, service_tier, day, " +
+		"input_uncached_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens, requests"
+	dailyT, monthlyT := "tokka.usage_daily", "tokka.usage_monthly"
+	if cost {
+		cols = "provider, connection_id, model, project_id, api_key_id, day, amount_usd"
+		dailyT, monthlyT = "tokka.cost_daily", "tokka.cost_monthly"
+	}
+	if !useMonthly {
+		return "(SELECT " + cols + ", day AS last_day FROM " + dailyT +
+			" WHERE user_id = $1 AND day >= $2 AND day <= $3) s"
+	}
+	return "(SELECT " + cols + ", day AS last_day FROM " + dailyT +
+		" WHERE user_id = $1 AND day >= $2 AND day <= $3 AND (day < $5 OR day >= $6)" +
+		" UNION ALL SELECT " + cols + ", last_day FROM " + monthlyT +
+		" WHERE user_id = $1 AND day >= $5 AND day < $6) s"
+}
+
+// usageFilters is one side's WHERE clause: the dimension filters and, for a
+// page after the first, the keyset bound, each value a new placeholder.
+func usageFilters(q tokka.UsageQuery, dims []tokka.Dimension, cost bool, args *[]any) string {
+	var conds []string
+	for _, d := range tokka.UsageDimensions {
+		v, ok := q.Filters[d.Name]
+		if !ok || !d.Filters {
+			continue
+		}
+		if cost && !d.Cost {
+			// Costs are not reported per service tier: a tier filter
+			// keeps only the tokens.
+			conds = append(conds, "false")
+			continue
+		}
+		*args = append(*args, v)
+		conds = append(conds, fmt.Sprintf("%s::text = $%d", sqlOf(d), len(*args)))
+	}
+	if len(q.After) == len(dims) && len(dims) > 0 {
+		// Only the groups after the last one read. A group's key is a
+		// function of its rows, so filtering rows by it before grouping
+		// (on both sides) is filtering groups.
+		var exprs, vals []string
+		for i, d := range dims {
+			*args = append(*args, q.After[i])
+			exprs = append(exprs, sideExpr(d, cost))
+			vals = append(vals, fmt.Sprintf("$%d::%s", len(*args), d.Type))
+		}
+		conds = append(conds, "("+strings.Join(exprs, ", ")+") > ("+strings.Join(vals, ", ")+")")
+		if dims[0].Type == "date" {
+			// The leading key is a day, or the first day of a week or
+			// month, so no later group has a day before it: a bound the
+			// day indexes can use.
+			conds = append(conds, fmt.Sprintf("day >= $%d::date", len(*args)-len(dims)+1))
+		}
+	}
+	if len(conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(conds, " AND ")
+}
+
+// GroupedDimensions returns the dimensions named in groupBy in the order
+// results are sorted by (UsageDimensions' order), skipping unknown names.
+func GroupedDimensions(groupBy []string) []tokka.Dimension {
+	var dims []tokka.Dimension
+	for _, d := range tokka.UsageDimensions {
+		for _, g := range groupBy {
+			if g == d.Name {
+				dims = append(dims, d)
+				break
+			}
+		}
+	}
+	return dims
+}
+
 func dimensionsOf(q tokka.UsageQuery) ([]tokka.Dimension, error) {
-	dims := tokka.GroupedDimensions(q.GroupBy)
+	dims := GroupedDimensions(q.GroupBy)
 	if len(dims) != len(q.GroupBy) {
 		return nil, &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by", Message: "unknown or repeated group_by dimension"}
 	}
