@@ -97,19 +97,21 @@ func (c *Client) Usage(ctx context.Context, key *secret.Key, w tokka.Window) ([]
 			return badData("a messages usage result has " + p)
 		}
 		rows = append(rows, tokka.UsageRow{
-			Day:                 day,
-			Family:              "messages",
-			Model:               str(r.Model),
-			ProjectID:           str(r.WorkspaceID),
-			APIKeyID:            str(r.APIKeyID),
-			ServiceTier:         str(r.ServiceTier),
-			ContextWindow:       str(r.ContextWindow),
-			InputUncachedTokens: r.UncachedInputTokens,
-			CacheReadTokens:     r.CacheReadInputTokens,
-			CacheWrite5mTokens:  r.CacheCreation.Ephemeral5m,
-			CacheWrite1hTokens:  r.CacheCreation.Ephemeral1h,
-			OutputTokens:        r.OutputTokens,
-			WebSearches:         r.ServerToolUse.WebSearchRequests,
+			Day:           day,
+			Family:        "messages",
+			Model:         str(r.Model),
+			ProjectID:     str(r.WorkspaceID),
+			APIKeyID:      str(r.APIKeyID),
+			ServiceTier:   str(r.ServiceTier),
+			ContextWindow: str(r.ContextWindow),
+			Tokens: tokka.Tokens{
+				InputUncachedTokens: r.UncachedInputTokens,
+				CacheReadTokens:     r.CacheReadInputTokens,
+				CacheWrite5mTokens:  r.CacheCreation.Ephemeral5m,
+				CacheWrite1hTokens:  r.CacheCreation.Ephemeral1h,
+				OutputTokens:        r.OutputTokens,
+			},
+			WebSearches: r.ServerToolUse.WebSearchRequests,
 		})
 		return nil
 	})

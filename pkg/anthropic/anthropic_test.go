@@ -96,17 +96,19 @@ func TestUsageGolden(t *testing.T) {
 	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
 	require.Equal(t, []tokka.UsageRow{{
-		Day:                 time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
-		Family:              "messages",
-		Model:               "claude-sonnet-4-5",
-		ProjectID:           "wrkspc_demo01",
-		InputUncachedTokens: 5000,
-		CacheReadTokens:     8000,
-		CacheWrite5mTokens:  1200,
-		CacheWrite1hTokens:  0,
-		OutputTokens:        900,
-		Requests:            0, // Anthropic reports no request count
-		WebSearches:         3,
+		Day:       time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		Family:    "messages",
+		Model:     "claude-sonnet-4-5",
+		ProjectID: "wrkspc_demo01",
+		Tokens: tokka.Tokens{
+			InputUncachedTokens: 5000,
+			CacheReadTokens:     8000,
+			CacheWrite5mTokens:  1200,
+			CacheWrite1hTokens:  0,
+			OutputTokens:        900,
+			Requests:            0, // Anthropic reports no request count
+		},
+		WebSearches: 3,
 	}}, rows)
 	require.Equal(t, int64(14200), rows[0].InputTokens())
 
@@ -249,7 +251,7 @@ func TestUsageReadsAllDimensions(t *testing.T) {
 	require.Equal(t, []tokka.UsageRow{{
 		Day: time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), Family: "messages", Model: "claude-haiku-4-5",
 		APIKeyID: "apikey_01", ServiceTier: "batch", ContextWindow: "200k-1M",
-		InputUncachedTokens: 1, CacheReadTokens: 2, CacheWrite5mTokens: 3, CacheWrite1hTokens: 4, OutputTokens: 5,
+		Tokens: tokka.Tokens{OutputTokens: 5, InputUncachedTokens: 1, CacheReadTokens: 2, CacheWrite5mTokens: 3, CacheWrite1hTokens: 4},
 	}}, rows)
 }
 

@@ -64,9 +64,10 @@ func expected(key string, w tokka.Window) ([]tokka.UsageRow, map[costKey]string,
 			usage = append(usage, tokka.UsageRow{
 				Day: d, Family: "messages", Model: r.Model, ProjectID: r.WorkspaceID, APIKeyID: r.APIKeyID,
 				ServiceTier: r.ServiceTier, ContextWindow: r.ContextWindow,
-				InputUncachedTokens: r.UncachedInputTokens, CacheReadTokens: r.CacheReadInputTokens,
-				CacheWrite5mTokens: r.CacheCreation5mTokens, CacheWrite1hTokens: r.CacheCreation1hTokens,
-				OutputTokens: r.OutputTokens, WebSearches: r.WebSearchRequests,
+				Tokens: tokka.Tokens{InputUncachedTokens: r.UncachedInputTokens, CacheReadTokens: r.CacheReadInputTokens,
+					CacheWrite5mTokens: r.CacheCreation5mTokens, CacheWrite1hTokens: r.CacheCreation1hTokens,
+					OutputTokens: r.OutputTokens},
+				WebSearches: r.WebSearchRequests,
 			})
 			for _, c := range r.Costs {
 				ck := costKey{d, c.WorkspaceID, c.Description, c.Model, c.TokenType, c.CostType}

@@ -398,9 +398,9 @@ func syncFixture(t *testing.T, b *testBundle, connID string) {
 	day := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	syncRows(t, b, connID, tokka.Window{From: day, To: day.AddDate(0, 0, 2)},
 		[]tokka.UsageRow{
-			{Day: day, Family: "messages", Model: "m1", InputUncachedTokens: 100, CacheReadTokens: 10, CacheWrite5mTokens: 1, OutputTokens: 50, Requests: 0},
-			{Day: day, Family: "messages", Model: "m2", InputUncachedTokens: 7, OutputTokens: 3},
-			{Day: day.AddDate(0, 0, 1), Family: "messages", Model: "m1", InputUncachedTokens: 5, OutputTokens: 5},
+			{Day: day, Family: "messages", Model: "m1", Tokens: tokka.Tokens{InputUncachedTokens: 100, CacheReadTokens: 10, CacheWrite5mTokens: 1, OutputTokens: 50, Requests: 0}},
+			{Day: day, Family: "messages", Model: "m2", Tokens: tokka.Tokens{InputUncachedTokens: 7, OutputTokens: 3}},
+			{Day: day.AddDate(0, 0, 1), Family: "messages", Model: "m1", Tokens: tokka.Tokens{InputUncachedTokens: 5, OutputTokens: 5}},
 		},
 		[]tokka.CostRow{
 			{Day: day, Model: "m1", AmountUSD: decimal.RequireFromString("0.0000001"), Amount: decimal.RequireFromString("0.00001"), Currency: "USD"},

@@ -107,8 +107,11 @@ func (s *Server) usageExport(c echo.Context) error {
 	for _, d := range dims {
 		header = append(header, d.Key)
 	}
-	header = append(header, "input_tokens", "input_uncached_tokens", "cache_read_tokens", "cache_write_5m_tokens",
-		"cache_write_1h_tokens", "output_tokens", "requests", "cost_usd", "provisional")
+	header = append(header, "input_tokens")
+	for _, f := range tokka.TokenFields {
+		header = append(header, f.Name)
+	}
+	header = append(header, "cost_usd", "provisional")
 	res := c.Response()
 	if c.Request().Method == http.MethodHead {
 		// The headers a GET would send; the rows would only be dropped.
@@ -141,10 +144,11 @@ func (s *Server) usageExport(c echo.Context) error {
 		for _, d := range dims {
 			rec = append(rec, csvSafe(groupValue(d.Key, r.Group[d.Key])))
 		}
-		rec = append(rec, strconv.FormatInt(r.InputTokens, 10), strconv.FormatInt(r.InputUncachedTokens, 10),
-			strconv.FormatInt(r.CacheReadTokens, 10), strconv.FormatInt(r.CacheWrite5mTokens, 10),
-			strconv.FormatInt(r.CacheWrite1hTokens, 10), strconv.FormatInt(r.OutputTokens, 10),
-			strconv.FormatInt(r.Requests, 10), r.CostUSD.String(), strconv.FormatBool(r.Provisional))
+		rec = append(rec, strconv.FormatInt(r.InputTokens(), 10))
+		for _, f := range tokka.TokenFields {
+			rec = append(rec, strconv.FormatInt(*f.Of(&r.Tokens), 10))
+		}
+		rec = append(rec, r.CostUSD.String(), strconv.FormatBool(r.Provisional))
 		if err := w.Write(rec); err != nil {
 			return errClientGone{err}
 		}

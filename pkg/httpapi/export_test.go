@@ -37,7 +37,7 @@ func exportFixture(t *testing.T, b *testBundle, u user, models, days int) {
 		day := from.AddDate(0, 0, d)
 		for m := range models {
 			model := fmt.Sprintf("model-%02d", m)
-			usage = append(usage, tokka.UsageRow{Day: day, Family: "completions", Model: model, InputUncachedTokens: int64(1000 + m), OutputTokens: int64(d), Requests: 1})
+			usage = append(usage, tokka.UsageRow{Day: day, Family: "completions", Model: model, Tokens: tokka.Tokens{InputUncachedTokens: int64(1000 + m), OutputTokens: int64(d), Requests: 1}})
 			costs = append(costs, tokka.CostRow{Day: day, Model: model, AmountUSD: decimal.New(int64(m+1), -2), Amount: decimal.New(int64(m+1), -2), Currency: "usd"})
 		}
 	}

@@ -195,7 +195,7 @@ func TestUsageCursorIsBoundToItsQueryAndSurvivesRewrites(t *testing.T) {
 	var costs []tokka.CostRow
 	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
 		for _, m := range []string{"gpt-a", "aaa-new"} {
-			usage = append(usage, tokka.UsageRow{Day: d, Family: "completions", Model: m, ProjectID: "proj_1", InputUncachedTokens: 1000})
+			usage = append(usage, tokka.UsageRow{Day: d, Family: "completions", Model: m, ProjectID: "proj_1", Tokens: tokka.Tokens{InputUncachedTokens: 1000}})
 			costs = append(costs, tokka.CostRow{Day: d, Model: m, ProjectID: "proj_1", AmountUSD: dec("1.00"), Amount: dec("1.00"), Currency: "usd"})
 		}
 	}

@@ -45,15 +45,27 @@ type usageRowJSON tokka.UsageGroup
 
 // usageRowKeys is every field a usage row can have, in the order
 // encoding/json writes a map's keys (sorted), which is the order the rows
-// have always had.
+// have always had: the grouping keys, input_tokens, the token figures under
+// the names tokka.TokenFields declares, cost_usd and provisional.
 var usageRowKeys = func() []string {
-	keys := []string{"input_tokens", "input_uncached_tokens", "cache_read_tokens", "cache_write_5m_tokens",
-		"cache_write_1h_tokens", "output_tokens", "requests", "cost_usd", "provisional"}
-	for _, d := range postgres.UsageDimensions {
+	keys := []string{"input_tokens", "cost_usd", "provisional"}
+	for _, f := range tokka.TokenFields {
+		keys = append(keys, f.Name)
+	}
+	for _, d := range tokka.UsageDimensions {
 		keys = append(keys, d.Key)
 	}
 	sort.Strings(keys)
 	return keys
+}()
+
+// tokenFieldOf finds a token figure by its name.
+var tokenFieldOf = func() map[string]tokka.TokenField {
+	m := make(map[string]tokka.TokenField, len(tokka.TokenFields))
+	for _, f := range tokka.TokenFields {
+		m[f.Name] = f
+	}
+	return m
 }()
 
 // MarshalJSON appends the fields straight to the output: a dashboard answer
@@ -63,42 +75,24 @@ func (r usageRowJSON) MarshalJSON() ([]byte, error) {
 	b := make([]byte, 0, 320)
 	b = append(b, '{')
 	for _, k := range usageRowKeys {
-		var v int64
 		switch k {
 		case "input_tokens":
-			v = r.InputTokens
-		case "input_uncached_tokens":
-			v = r.InputUncachedTokens
-		case "cache_read_tokens":
-			v = r.CacheReadTokens
-		case "cache_write_5m_tokens":
-			v = r.CacheWrite5mTokens
-		case "cache_write_1h_tokens":
-			v = r.CacheWrite1hTokens
-		case "output_tokens":
-			v = r.OutputTokens
-		case "requests":
-			v = r.Requests
+			b = strconv.AppendInt(appendKey(b, k), r.InputTokens(), 10)
 		case "cost_usd":
-			b = appendKey(b, k)
 			cost, err := r.CostUSD.MarshalJSON()
 			if err != nil {
 				return nil, err
 			}
-			b = append(b, cost...)
-			continue
+			b = append(appendKey(b, k), cost...)
 		case "provisional":
 			b = strconv.AppendBool(appendKey(b, k), r.Provisional)
-			continue
 		default:
-			g, ok := r.Group[k]
-			if !ok {
-				continue
+			if f, ok := tokenFieldOf[k]; ok {
+				b = strconv.AppendInt(appendKey(b, k), *f.Of(&r.Tokens), 10)
+			} else if g, ok := r.Group[k]; ok {
+				b = appendJSONString(appendKey(b, k), groupValue(k, g))
 			}
-			b = appendJSONString(appendKey(b, k), groupValue(k, g))
-			continue
 		}
-		b = strconv.AppendInt(appendKey(b, k), v, 10)
 	}
 	return append(b, '}'), nil
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/usage_golden from the current responses")
@@ -31,29 +31,26 @@ func TestUsageResponsesAreByteStable(t *testing.T) {
 	openaiID, anthropicID := spendFixture(t, b, alice)
 	// More of what real data has: a model seen under two service tiers and
 	// two API keys, tokens without cost and cost without tokens, odd text.
-	var ou []provider.UsageRow
-	var oc []provider.CostRow
+	var ou []tokka.UsageRow
+	var oc []tokka.CostRow
 	from := time.Date(2026, 9, 20, 0, 0, 0, 0, time.UTC)
 	to := time.Date(2026, 11, 6, 0, 0, 0, 0, time.UTC)
 	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
 		n := int64(d.Day())
 		ou = append(ou,
-			provider.UsageRow{Day: d, Family: "completions", Model: "gpt-a", ProjectID: "proj_1", APIKeyID: "key_1",
-				ServiceTier: "default", InputUncachedTokens: 1000 + n, CacheReadTokens: 3 * n, OutputTokens: 7 * n, Requests: 2},
-			provider.UsageRow{Day: d, Family: "completions", Model: "gpt-a", ProjectID: "proj_2", APIKeyID: "key_2",
-				ServiceTier: "flex", InputUncachedTokens: 10 * n, CacheWrite5mTokens: n, Requests: 1},
-			provider.UsageRow{Day: d, Family: "embeddings", Model: "emb <b>&\"é\"", ProjectID: "proj_<2>",
-				InputUncachedTokens: 5 * n, Requests: 1})
+			tokka.UsageRow{Day: d, Family: "completions", Model: "gpt-a", ProjectID: "proj_1", APIKeyID: "key_1", ServiceTier: "default", Tokens: tokka.Tokens{InputUncachedTokens: 1000 + n, CacheReadTokens: 3 * n, OutputTokens: 7 * n, Requests: 2}},
+			tokka.UsageRow{Day: d, Family: "completions", Model: "gpt-a", ProjectID: "proj_2", APIKeyID: "key_2", ServiceTier: "flex", Tokens: tokka.Tokens{InputUncachedTokens: 10 * n, CacheWrite5mTokens: n, Requests: 1}},
+			tokka.UsageRow{Day: d, Family: "embeddings", Model: "emb <b>&\"é\"", ProjectID: "proj_<2>", Tokens: tokka.Tokens{InputUncachedTokens: 5 * n, Requests: 1}})
 		oc = append(oc,
-			provider.CostRow{Day: d, Model: "gpt-a", LineItem: "gpt-a, input", ProjectID: "proj_1", AmountUSD: dec("0.1234567"),
+			tokka.CostRow{Day: d, Model: "gpt-a", LineItem: "gpt-a, input", ProjectID: "proj_1", AmountUSD: dec("0.1234567"),
 				Amount: dec("0.1234567"), Currency: "usd"},
-			provider.CostRow{Day: d, Model: "gpt-a", LineItem: "gpt-a, output", ProjectID: "proj_2", AmountUSD: dec("2"),
+			tokka.CostRow{Day: d, Model: "gpt-a", LineItem: "gpt-a, output", ProjectID: "proj_2", AmountUSD: dec("2"),
 				Amount: dec("2"), Currency: "usd"},
-			provider.CostRow{Day: d, LineItem: "web search", ProjectID: "proj_1", AmountUSD: dec("0.010"), Amount: dec("0.010"),
+			tokka.CostRow{Day: d, LineItem: "web search", ProjectID: "proj_1", AmountUSD: dec("0.010"), Amount: dec("0.010"),
 				Currency: "usd"})
 	}
-	openai2 := b.createConnection(t, alice, provider.OpenAI, "sk-admin-golden0123456789abcdefgh")["id"].(string)
-	syncRows(t, b, openai2, provider.Window{From: from, To: to}, ou, oc)
+	openai2 := b.createConnection(t, alice, tokka.OpenAI, "sk-admin-golden0123456789abcdefgh")["id"].(string)
+	syncRows(t, b, openai2, tokka.Window{From: from, To: to}, ou, oc)
 
 	normalise := func(body []byte) string {
 		s := strings.NewReplacer(openaiID, "CONN-OPENAI", anthropicID, "CONN-ANTHROPIC", openai2, "CONN-OPENAI-2").

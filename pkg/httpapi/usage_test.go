@@ -32,10 +32,10 @@ func spendFixture(t *testing.T, b *testBundle, u user) (openaiID, anthropicID st
 	var ou, au []tokka.UsageRow
 	var oc, ac []tokka.CostRow
 	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
-		ou = append(ou, tokka.UsageRow{Day: d, Family: "completions", Model: "gpt-a", ProjectID: "proj_1", InputUncachedTokens: 1000, Requests: 2, ServiceTier: "default"})
+		ou = append(ou, tokka.UsageRow{Day: d, Family: "completions", Model: "gpt-a", ProjectID: "proj_1", ServiceTier: "default", Tokens: tokka.Tokens{InputUncachedTokens: 1000, Requests: 2}})
 		oc = append(oc, tokka.CostRow{Day: d, Model: "gpt-a", LineItem: "gpt-a, input", ProjectID: "proj_1", AmountUSD: dec("1.00"), Amount: dec("1.00"), Currency: "usd"})
 		if d.Month() == time.November {
-			au = append(au, tokka.UsageRow{Day: d, Family: "messages", Model: "claude-b", OutputTokens: 10})
+			au = append(au, tokka.UsageRow{Day: d, Family: "messages", Model: "claude-b", Tokens: tokka.Tokens{OutputTokens: 10}})
 			ac = append(ac, tokka.CostRow{Day: d, Model: "claude-b", LineItem: "Claude B Usage", AmountUSD: dec("0.25"), Amount: dec("25"), Currency: "USD"})
 		}
 		if d.Day() == 1 && d.Month() == time.November {
@@ -222,7 +222,7 @@ func TestMonthlyRollupsFollowRestatements(t *testing.T) {
 	var usage []tokka.UsageRow
 	var costs []tokka.CostRow
 	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
-		usage = append(usage, tokka.UsageRow{Day: d, Family: "completions", Model: "gpt-a", ProjectID: "proj_1", InputUncachedTokens: 7})
+		usage = append(usage, tokka.UsageRow{Day: d, Family: "completions", Model: "gpt-a", ProjectID: "proj_1", Tokens: tokka.Tokens{InputUncachedTokens: 7}})
 		costs = append(costs, tokka.CostRow{Day: d, Model: "gpt-a", ProjectID: "proj_1", AmountUSD: dec("2"), Amount: dec("2"), Currency: "usd"})
 	}
 	syncRows(t, b, openaiID, tokka.Window{From: from, To: to}, usage, costs)

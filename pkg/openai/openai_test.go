@@ -132,33 +132,35 @@ func TestUsageGolden(t *testing.T) {
 	day2 := day1.AddDate(0, 0, 1)
 	// Hand-computed from the fixtures, in the order the families are read.
 	require.Equal(t, []tokka.UsageRow{{
-		Day:                 day1,
-		Family:              "completions",
-		Model:               "gpt-4o-mini-2024-07-18",
-		ProjectID:           "proj_demo1",
-		InputUncachedTokens: 10000, // 12000 input − 2000 cached − 0 cache writes
-		CacheReadTokens:     2000,
-		CacheWrite5mTokens:  0,
-		OutputTokens:        3400,
-		Requests:            42,
+		Day:       day1,
+		Family:    "completions",
+		Model:     "gpt-4o-mini-2024-07-18",
+		ProjectID: "proj_demo1",
+		Tokens: tokka.Tokens{
+			InputUncachedTokens: 10000, // 12000 input − 2000 cached − 0 cache writes
+			CacheReadTokens:     2000,
+			CacheWrite5mTokens:  0,
+			OutputTokens:        3400,
+			Requests:            42,
+		},
 	}, {
 		Day: day1, Family: "embeddings", Model: "text-embedding-3-small", ProjectID: "proj_demo1", APIKeyID: "key_demo1",
-		InputUncachedTokens: 16000, Requests: 2,
+		Tokens: tokka.Tokens{Requests: 2, InputUncachedTokens: 16000},
 	}, {
 		Day: day2, Family: "moderations", Model: "omni-moderation-latest", ProjectID: "proj_demo1", APIKeyID: "key_demo1",
-		InputUncachedTokens: 850, Requests: 17,
+		Tokens: tokka.Tokens{Requests: 17, InputUncachedTokens: 850},
 	}, {
 		Day: day1, Family: "images", Model: "dall-e-3", ProjectID: "proj_demo1", APIKeyID: "key_demo1",
-		ImageSize: "1024x1024", ImageSource: "image.generation", Images: 4, Requests: 2,
+		ImageSize: "1024x1024", ImageSource: "image.generation", Images: 4, Tokens: tokka.Tokens{Requests: 2},
 	}, {
 		Day: day1, Family: "images", Model: "dall-e-3", ProjectID: "proj_demo1", APIKeyID: "key_demo1",
-		ImageSize: "1024x1792", ImageSource: "image.edit", Images: 1, Requests: 1,
+		ImageSize: "1024x1792", ImageSource: "image.edit", Images: 1, Tokens: tokka.Tokens{Requests: 1},
 	}, {
 		Day: day1, Family: "audio_speeches", Model: "tts-1", ProjectID: "proj_demo1", APIKeyID: "key_demo1",
-		Characters: 45000, Requests: 30,
+		Characters: 45000, Tokens: tokka.Tokens{Requests: 30},
 	}, {
 		Day: day1, Family: "audio_transcriptions", Model: "whisper-1", ProjectID: "proj_demo1", APIKeyID: "key_demo1",
-		Seconds: 3600, Requests: 12,
+		Seconds: 3600, Tokens: tokka.Tokens{Requests: 12},
 	}, {
 		Day: day1, Family: "vector_stores", ProjectID: "proj_demo1", Bytes: 1 << 30,
 	}, {
@@ -370,7 +372,7 @@ func TestUsageToleratesOldAndNewFields(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []tokka.UsageRow{{
 		Day: time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), Family: "completions", Model: "o3", Batch: "true", ServiceTier: "flex",
-		InputUncachedTokens: 60, CacheReadTokens: 40, OutputTokens: 7, Requests: 2,
+		Tokens: tokka.Tokens{InputUncachedTokens: 60, CacheReadTokens: 40, OutputTokens: 7, Requests: 2},
 	}}, rows)
 }
 

@@ -56,7 +56,7 @@ func spendRows(t *testing.T, raw *sqlx.DB, id string) int {
 }
 
 func someRows(day time.Time, usd string) ([]tokka.UsageRow, []tokka.CostRow) {
-	return []tokka.UsageRow{{Day: day, Family: "completions", Model: "m", ProjectID: "proj_x", InputUncachedTokens: 10}},
+	return []tokka.UsageRow{{Day: day, Family: "completions", Model: "m", ProjectID: "proj_x", Tokens: tokka.Tokens{InputUncachedTokens: 10}}},
 		[]tokka.CostRow{{Day: day, Model: "m", ProjectID: "proj_x", AmountUSD: decimal.RequireFromString(usd),
 			Amount: decimal.RequireFromString(usd), Currency: "usd"}}
 }

@@ -64,11 +64,7 @@ func TestWindowReplacedTwiceKeepsOneCopy(t *testing.T) {
 	id := createConn(t, d, newUser(), "openai")
 	day := time.Date(2026, 10, 30, 0, 0, 0, 0, time.UTC)
 	w := tokka.Window{From: day.AddDate(0, 0, -1), To: day.AddDate(0, 0, 2)} // spans two months
-	full := tokka.UsageRow{Day: day, Family: "f", Model: "m", ProjectID: "p", APIKeyID: "k", ServiceTier: "t",
-		Batch: "true", ContextWindow: "0-200k", ImageSize: "1x1", ImageSource: "src", ContextLevel: "low",
-		VectorStoreID: "vs", InputUncachedTokens: 1, CacheReadTokens: 2, CacheWrite5mTokens: 3, CacheWrite1hTokens: 4,
-		OutputTokens: 5, Requests: 6, Images: 7, Characters: 8, Seconds: 9, Bytes: 10, Sessions: 11,
-		FileSearches: 12, WebSearches: 13}
+	full := tokka.UsageRow{Day: day, Family: "f", Model: "m", ProjectID: "p", APIKeyID: "k", ServiceTier: "t", Batch: "true", ContextWindow: "0-200k", ImageSize: "1x1", ImageSource: "src", ContextLevel: "low", VectorStoreID: "vs", Images: 7, Characters: 8, Seconds: 9, Bytes: 10, Sessions: 11, FileSearches: 12, WebSearches: 13, Tokens: tokka.Tokens{InputUncachedTokens: 1, CacheReadTokens: 2, CacheWrite5mTokens: 3, CacheWrite1hTokens: 4, OutputTokens: 5, Requests: 6}}
 	cost := func(usd string) tokka.CostRow {
 		return tokka.CostRow{Day: day.AddDate(0, 0, 1), LineItem: "li, x", Model: "m", TokenType: "tt", CostType: "ct",
 			ProjectID: "p", APIKeyID: "k", AmountUSD: decimal.RequireFromString(usd),
@@ -131,7 +127,7 @@ func TestRefusedRowsLeaveNothingForTheNextSync(t *testing.T) {
 	w := tokka.Window{From: day, To: day.AddDate(0, 0, 1)}
 
 	usage, costs := someRows(day, "3")
-	usage = append(usage, tokka.UsageRow{Day: day, Family: "completions", Model: "neg", OutputTokens: -1})
+	usage = append(usage, tokka.UsageRow{Day: day, Family: "completions", Model: "neg", Tokens: tokka.Tokens{OutputTokens: -1}})
 	require.Error(t, d.CompleteSync(ctx, leases[bad], syncResult(w, usage, costs)))
 	require.Zero(t, spendRows(t, raw, bad))
 

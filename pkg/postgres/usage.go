@@ -280,7 +280,6 @@ func (d *DB) usageRows(ctx context.Context, u tokka.User, q tokka.UsageQuery, di
 				return domainError(err, "usage row")
 			}
 			out := r
-			out.InputTokens = r.InputUncachedTokens + r.CacheReadTokens + r.CacheWrite5mTokens + r.CacheWrite1hTokens
 			out.Group = make(map[string]string, len(dims))
 			for i, dim := range dims {
 				out.Group[dim.Key] = groups[i]

@@ -22,30 +22,20 @@ type UsageQuery struct {
 	After []string
 }
 
-// UsageGroup is one group of a usage query's result: the grouping values (absent when not
-// grouped by that dimension) and the sums.
+// UsageGroup is one group of a usage query's result: the grouping values
+// (keyed by Dimension.Key; absent when not grouped by that dimension), the
+// token figures (the same Tokens a provider's daily row carries) and the
+// cost. Its JSON form is written by package httpapi from TokenFields.
 type UsageGroup struct {
-	Group               map[string]string `json:"-"`
-	InputTokens         int64             `json:"input_tokens"`
-	InputUncachedTokens int64             `json:"input_uncached_tokens"`
-	CacheReadTokens     int64             `json:"cache_read_tokens"`
-	CacheWrite5mTokens  int64             `json:"cache_write_5m_tokens"`
-	CacheWrite1hTokens  int64             `json:"cache_write_1h_tokens"`
-	OutputTokens        int64             `json:"output_tokens"`
-	Requests            int64             `json:"requests"`
-	CostUSD             decimal.Decimal   `json:"cost_usd"`
-	Provisional         bool              `json:"provisional"`
+	Group map[string]string
+	Tokens
+	CostUSD     decimal.Decimal
+	Provisional bool // some of its days may still be restated by the provider
 }
 
 // Add accumulates o into r (for totals).
 func (r *UsageGroup) Add(o UsageGroup) {
-	r.InputTokens += o.InputTokens
-	r.InputUncachedTokens += o.InputUncachedTokens
-	r.CacheReadTokens += o.CacheReadTokens
-	r.CacheWrite5mTokens += o.CacheWrite5mTokens
-	r.CacheWrite1hTokens += o.CacheWrite1hTokens
-	r.OutputTokens += o.OutputTokens
-	r.Requests += o.Requests
+	r.Tokens.Add(o.Tokens)
 	r.CostUSD = r.CostUSD.Add(o.CostUSD)
 	r.Provisional = r.Provisional || o.Provisional
 }

@@ -68,16 +68,9 @@ type UsageRow struct {
 	ContextLevel  string // web_search_calls: context_level ("low", "medium", "high")
 	VectorStoreID string // file_search_calls: vector_store_id
 
-	InputUncachedTokens int64 // input that was neither read from nor written to a cache
-	CacheReadTokens     int64
-	CacheWrite5mTokens  int64 // OpenAI cache writes (no TTL reported) are counted here
-	CacheWrite1hTokens  int64
-	OutputTokens        int64
-	// Requests counts API requests to the family's own endpoint (OpenAI
-	// num_model_requests); 0 where the provider reports none (Anthropic,
-	// the OpenAI tool families) or where the requests are already counted
-	// elsewhere (web_search_calls: completions counts them).
-	Requests int64
+	// Tokens are the token classes and the request count, the same
+	// figures an API response's usage group sums.
+	Tokens
 
 	// Family-specific units.
 	Images       int64 // OpenAI images: images produced
@@ -89,9 +82,52 @@ type UsageRow struct {
 	WebSearches  int64 // OpenAI web_search_calls num_requests; Anthropic server_tool_use.web_search_requests
 }
 
+// Tokens are the figures every usage row and group carries, from the
+// provider decoder's daily row to an API response. Token classes never
+// overlap: their sum is the total token count.
+type Tokens struct {
+	InputUncachedTokens int64 // input that was neither read from nor written to a cache
+	CacheReadTokens     int64
+	CacheWrite5mTokens  int64 // OpenAI cache writes (no TTL reported) are counted here
+	CacheWrite1hTokens  int64
+	OutputTokens        int64
+	// Requests counts API requests to the family's own endpoint (OpenAI
+	// num_model_requests); 0 where the provider reports none (Anthropic,
+	// the OpenAI tool families) or where the requests are already counted
+	// elsewhere (web_search_calls: completions counts them).
+	Requests int64
+}
+
 // InputTokens is every input token class added up.
-func (r UsageRow) InputTokens() int64 {
-	return r.InputUncachedTokens + r.CacheReadTokens + r.CacheWrite5mTokens + r.CacheWrite1hTokens
+func (t Tokens) InputTokens() int64 {
+	return t.InputUncachedTokens + t.CacheReadTokens + t.CacheWrite5mTokens + t.CacheWrite1hTokens
+}
+
+// Add accumulates o into t.
+func (t *Tokens) Add(o Tokens) {
+	for _, f := range TokenFields {
+		*f.Of(t) += *f.Of(&o)
+	}
+}
+
+// TokenField is one figure of Tokens under the name it has everywhere
+// outside Go: the API's JSON, the CSV export's header and the daily tables'
+// columns.
+type TokenField struct {
+	Name string
+	Of   func(*Tokens) *int64
+}
+
+// TokenFields declares the name of every figure of Tokens, once, in the
+// order the tables and the export list them. InputTokens is derived and
+// named "input_tokens" where it is shown.
+var TokenFields = []TokenField{
+	{"input_uncached_tokens", func(t *Tokens) *int64 { return &t.InputUncachedTokens }},
+	{"cache_read_tokens", func(t *Tokens) *int64 { return &t.CacheReadTokens }},
+	{"cache_write_5m_tokens", func(t *Tokens) *int64 { return &t.CacheWrite5mTokens }},
+	{"cache_write_1h_tokens", func(t *Tokens) *int64 { return &t.CacheWrite1hTokens }},
+	{"output_tokens", func(t *Tokens) *int64 { return &t.OutputTokens }},
+	{"requests", func(t *Tokens) *int64 { return &t.Requests }},
 }
 
 // CostRow is one daily cost line as a provider billed it, normalised to USD.
