@@ -49,7 +49,18 @@ func TestUsageResponsesAreByteStable(t *testing.T) {
 			tokka.CostRow{Day: d, LineItem: "web search", ProjectID: "proj_1", AmountUSD: dec("0.010"), Amount: dec("0.010"),
 				Currency: "usd"})
 	}
-	openai2 := b.createConnection(t, alice, tokka.OpenAI, "sk-admin-golden0123456789abcdefgh")["id"].(string)
+	// Rows grouped by connection come in the order of its id, a random
+	// UUID: the second OpenAI connection is made again until its id sorts
+	// after the first's, so the pinned order holds on every run.
+	var openai2 string
+	for {
+		openai2 = b.createConnection(t, alice, tokka.OpenAI, "sk-admin-golden0123456789abcdefgh")["id"].(string)
+		if openai2 > openaiID {
+			break
+		}
+		status, _, body := b.do(t, alice, http.MethodDelete, "/v1/connections/"+openai2, nil)
+		require.Equal(t, http.StatusNoContent, status, string(body))
+	}
 	syncRows(t, b, openai2, tokka.Window{From: from, To: to}, ou, oc)
 
 	normalise := func(body []byte) string {

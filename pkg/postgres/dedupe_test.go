@@ -128,7 +128,7 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 		LastError *string `db:"last_error"`
 	}
 	require.NoError(t, raw.Get(&st, `SELECT status, last_error FROM tokka.connections WHERE id = $1`, newer))
-	require.Equal(t, tokka.StatusDuplicate, st.Status)
+	require.EqualValues(t, tokka.StatusDuplicate, st.Status)
 	require.Contains(t, *st.LastError, older)
 	require.Zero(t, spendRows(t, raw, newer), "a duplicate's rows and rollups are gone")
 	var spend decimal.Decimal

@@ -249,7 +249,7 @@ func TestAPIRoleCannotChangeConnectionState(t *testing.T) {
 	require.NoError(t, b.as(t, "authenticated", u, `UPDATE tokka.connections SET label = 'mine', updated_at = now() WHERE id = $1`, id))
 	var status string
 	require.NoError(t, b.sql.Get(&status, `SELECT status FROM tokka.connections WHERE id = $1`, id))
-	require.Equal(t, tokka.StatusCompromised, status)
+	require.EqualValues(t, tokka.StatusCompromised, status)
 }
 
 // TestAPIRoleRaisesOnlyItsOwnAlerts replays the alert forgery: the api's role
@@ -312,7 +312,7 @@ func TestQuarantineIsLeftOnlyByANewKey(t *testing.T) {
 	c, err := b.db.UpdateConnection(ctx, alice, id, tokka.ConnectionUpdate{SealedKey: "v2:01", KeyHint: "sk-admin-…new1"},
 		tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:r"})
 	require.NoError(t, err)
-	require.Equal(t, tokka.StatusPending, c.Status)
+	require.EqualValues(t, tokka.StatusPending, c.Status)
 	require.Nil(t, c.LastError)
 	require.Equal(t, "sk-admin-…new1", c.KeyHint)
 	var blob string
