@@ -27,6 +27,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/authtest"
+	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/spectest"
 	"github.com/tokka-dev/tokka/pkg/tokka"
@@ -74,7 +75,7 @@ func freeAddr(t *testing.T) string {
 // proc is a running binary whose combined output the test can read.
 type proc struct {
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *logtest.Buffer
 	exited chan struct{} // closed once the process has been waited for
 }
 
@@ -91,26 +92,9 @@ func (p *proc) wait(t *testing.T, timeout time.Duration) int {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func start(t *testing.T, env []string, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), out: &lockedBuffer{}}
+	p := &proc{cmd: exec.Command(bin, args...), out: &logtest.Buffer{}}
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.exited = make(chan struct{})

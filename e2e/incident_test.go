@@ -41,7 +41,7 @@ func (s *stack) incident(t *testing.T, env []string, args ...string) (string, in
 // the local SMTP receiver got.
 func TestIncidentResponse(t *testing.T) {
 	t.Parallel()
-	s := startStack(t)
+	s := startStackWith(t, stackOptions{metrics: true})
 	alice, bob, carol, dave, erin, frank := s.newUser(t), s.newUser(t), s.newUser(t), s.newUser(t), s.newUser(t), s.newUser(t)
 	add := func(u user, provider, key string) string {
 		var c connection
@@ -194,7 +194,7 @@ func TestIncidentResponse(t *testing.T) {
 	_, err = owner.Exec(`UPDATE tokka.connections SET next_sync_at = now() - interval '1 hour'`)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return decryptions(frankConn) > before[frankConn] }, 30*time.Second, 100*time.Millisecond)
-	time.Sleep(1500 * time.Millisecond) // three more polls
+	s.waitPasses(t, 3) // each finds the compromised connections due
 	for _, id := range []string{aliceOpenAI, aliceAnthropic, erinConn} {
 		require.Equal(t, before[id], decryptions(id), "compromised connection %s was decrypted", id)
 	}
@@ -340,4 +340,26 @@ func decodeQP(t *testing.T, data string) string {
 	dec, err := io.ReadAll(quotedprintable.NewReader(strings.NewReader(body)))
 	require.NoError(t, err)
 	return head + "\n\n" + string(dec)
+}
+
+// waitPasses waits until the running syncer has completed n passes that
+// started after the call, counted by changes of its
+// tokka_sync_last_pass_timestamp_seconds (the stack must serve metrics).
+func (s *stack) waitPasses(t *testing.T, n int) {
+	t.Helper()
+	lastPass := func() float64 {
+		m := regexp.MustCompile(`(?m)^tokka_sync_last_pass_timestamp_seconds (\S+)$`).FindStringSubmatch(scrape(t, s.syncerMetrics))
+		require.NotNil(t, m, "the syncer serves no last-pass metric")
+		v, err := strconv.ParseFloat(m[1], 64)
+		require.NoError(t, err)
+		return v
+	}
+	last, seen := lastPass(), 0
+	// The pass under way at the call completes first and does not count.
+	waitFor(t, 30*time.Second, "the syncer's passes", func() bool {
+		if v := lastPass(); v > last {
+			last, seen = v, seen+1
+		}
+		return seen > n
+	})
 }

@@ -127,6 +127,16 @@ func (s *stack) addConnections(t *testing.T, u user, keys map[string]string) map
 	return ids
 }
 
+// waitLeasesExpired waits until no connection of userID holds a lease the
+// database still counts as live (a dead syncer's, which the next syncer may
+// then take over).
+func waitLeasesExpired(t *testing.T, db *sqlx.DB, userID string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "the dead syncer's leases to expire", func() bool {
+		return count(t, db, `SELECT count(*) FROM tokka.connections WHERE user_id = $1 AND lease_expires_at >= now()`, userID) == 0
+	})
+}
+
 func count(t *testing.T, db *sqlx.DB, query string, args ...any) int {
 	t.Helper()
 	var n int
@@ -177,7 +187,7 @@ func TestSIGKILLedSyncerLosesNothing(t *testing.T) {
 	p.wait(t, 10*time.Second)
 	require.Zero(t, count(t, db, `SELECT count(*) FROM tokka.connections WHERE user_id = $1 AND status = 'active'`, alice.id))
 
-	time.Sleep(2100 * time.Millisecond) // the dead syncer's leases expire
+	waitLeasesExpired(t, db, alice.id)
 	require.Equal(t, 0, s.syncerOnce(t, lease...).wait(t, 5*time.Minute))
 	w := tokka.DayWindow(time.Now(), 90)
 	s.requireUsageMatchesFake(t, alice, keys, w)
@@ -204,7 +214,7 @@ func TestSIGKILLedSyncerLosesNothing(t *testing.T) {
 	// The killed transaction rolled back: every day is still there.
 	s.requireUsageMatchesFake(t, alice, keys, w)
 
-	time.Sleep(2100 * time.Millisecond)
+	waitLeasesExpired(t, db, alice.id)
 	require.Equal(t, 0, s.syncerOnce(t, lease...).wait(t, 5*time.Minute))
 	s.requireUsageMatchesFake(t, alice, keys, w)
 	for _, id := range ids {

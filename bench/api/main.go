@@ -37,12 +37,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq"
 
+	"github.com/tokka-dev/tokka/bench/benchdb"
 	"github.com/tokka-dev/tokka/pkg/authtest"
 	"github.com/tokka-dev/tokka/pkg/keyring"
-	"github.com/tokka-dev/tokka/pkg/postgres"
 )
 
 func main() {
@@ -103,23 +102,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	// A fresh database with the schema and the login roles.
-	base := os.Getenv("TOKKA_BENCH_DATABASE_URL")
-	if base == "" {
-		base = "postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
-	admin, err := sqlx.Open("postgres", base)
+	pg, err := benchdb.Connect(ctx)
 	if err != nil {
 		return err
 	}
-	defer admin.Close()
-	dbURL, drop, err := freshDatabase(ctx, admin, base, "tokka_bench_api")
+	defer pg.Close()
+	dbURL, drop, err := pg.Fresh(ctx, "tokka_bench_api")
 	if err != nil {
 		return err
 	}
 	defer drop()
-	if err := postgres.Migrate(ctx, dbURL); err != nil {
-		return err
-	}
 	if err := applyLoginRoles(ctx, dbURL); err != nil {
 		return err
 	}

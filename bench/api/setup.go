@@ -25,30 +25,6 @@ import (
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 )
 
-// freshDatabase drops what an earlier run left of database name on the
-// server admin is connected to, creates it empty, and returns its URL
-// (base with the path replaced) and a function that drops it.
-func freshDatabase(ctx context.Context, admin *sqlx.DB, base, name string) (string, func(), error) {
-	if _, err := admin.ExecContext(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
-		return "", nil, fmt.Errorf("cannot reach PostgreSQL (start it with scripts/test or scripts/dev): %w", err)
-	}
-	if _, err := admin.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
-		return "", nil, err
-	}
-	drop := func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_, _ = admin.ExecContext(dctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		drop()
-		return "", nil, err
-	}
-	u.Path = "/" + name
-	return u.String(), drop, nil
-}
-
 // withUser is dbURL logging in as user, without a password (the login
 // roles get none here: the benchmark server trusts local connections).
 func withUser(dbURL, user string) string {

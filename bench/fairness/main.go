@@ -26,7 +26,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"sync"
@@ -38,6 +37,7 @@ import (
 	"github.com/rs/zerolog"
 
 	openapi "github.com/tokka-dev/tokka"
+	"github.com/tokka-dev/tokka/bench/benchdb"
 	"github.com/tokka-dev/tokka/pkg/auth"
 	"github.com/tokka-dev/tokka/pkg/authtest"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
@@ -64,28 +64,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	base := os.Getenv("TOKKA_BENCH_DATABASE_URL")
-	if base == "" {
-		base = "postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
-	admin, err := sqlx.Open("postgres", base)
+	pg, err := benchdb.Connect(ctx)
 	if err != nil {
 		return err
 	}
-	defer admin.Close()
+	defer pg.Close()
 	var suffix [4]byte
 	_, _ = rand.Read(suffix[:])
-	name := "tokka_bench_fairness_" + hex.EncodeToString(suffix[:])
-	if _, err := admin.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
-		return fmt.Errorf("cannot create a database (start PostgreSQL with scripts/test or scripts/dev): %w", err)
-	}
-	defer admin.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`) //nolint:errcheck
-	u, _ := url.Parse(base)
-	u.Path = "/" + name
-	dbURL := u.String()
-	if err := postgres.Migrate(ctx, dbURL); err != nil {
+	dbURL, drop, err := pg.Fresh(ctx, "tokka_bench_fairness_"+hex.EncodeToString(suffix[:]))
+	if err != nil {
 		return err
 	}
+	defer drop()
 
 	heavy, other := uuid.NewString(), uuid.NewString()
 	raw, err := sqlx.Open("postgres", dbURL)

@@ -23,7 +23,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,8 +34,8 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
+	"github.com/tokka-dev/tokka/bench/benchdb"
 	"github.com/tokka-dev/tokka/pkg/keyring"
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
@@ -62,29 +61,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	base := os.Getenv("TOKKA_BENCH_DATABASE_URL")
-	if base == "" {
-		base = "postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
-	admin, err := sqlx.Open("postgres", base)
+	pg, err := benchdb.Connect(ctx)
 	if err != nil {
 		return err
 	}
-	defer admin.Close()
-	name := "tokka_bench_syncer"
-	if _, err := admin.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`); err != nil {
-		return fmt.Errorf("cannot reach PostgreSQL (start it with scripts/test or scripts/dev): %w", err)
-	}
-	if _, err := admin.Exec(`CREATE DATABASE ` + name); err != nil {
+	defer pg.Close()
+	dbURL, drop, err := pg.Fresh(ctx, "tokka_bench_syncer")
+	if err != nil {
 		return err
 	}
-	defer admin.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`) //nolint:errcheck
-	u, _ := url.Parse(base)
-	u.Path = "/" + name
-	dbURL := u.String()
-	if err := postgres.Migrate(ctx, dbURL); err != nil {
-		return err
-	}
+	defer drop()
 
 	// The syncer and the fake provider, built once.
 	dir, err := os.MkdirTemp("", "tokka-bench-")

@@ -19,7 +19,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"time"
@@ -29,6 +28,7 @@ import (
 	"github.com/rs/zerolog"
 
 	openapi "github.com/tokka-dev/tokka"
+	"github.com/tokka-dev/tokka/bench/benchdb"
 	"github.com/tokka-dev/tokka/pkg/auth"
 	"github.com/tokka-dev/tokka/pkg/authtest"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
@@ -54,35 +54,20 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	base := os.Getenv("TOKKA_BENCH_DATABASE_URL")
-	if base == "" {
-		base = "postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
 	name := fmt.Sprintf("tokka_bench_usage_%d_%d_%d", *users, *groups, *days)
-	admin, err := sqlx.Open("postgres", base)
+	pg, err := benchdb.Connect(ctx)
 	if err != nil {
 		return err
 	}
-	defer admin.Close()
-	var exists bool
-	if err := admin.Get(&exists, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name); err != nil {
-		return fmt.Errorf("cannot reach PostgreSQL (start it with scripts/test or scripts/dev): %w", err)
-	}
-	u, _ := url.Parse(base)
-	u.Path = "/" + name
-	dbURL := u.String()
-	if !exists {
-		if _, err := admin.Exec(`CREATE DATABASE ` + name); err != nil {
-			return err
-		}
-	}
+	defer pg.Close()
 	// Also brings a kept database up to the current schema.
-	if err := postgres.MigrateAllowingGaps(ctx, dbURL); err != nil {
+	dbURL, exists, err := pg.Kept(ctx, name)
+	if err != nil {
 		return err
 	}
 	if !exists {
 		if err := generate(ctx, out, dbURL, *users, *groups, *days); err != nil {
-			_, _ = admin.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`)
+			pg.Drop(name)
 			return err
 		}
 	} else {
@@ -92,7 +77,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	if !*keep {
-		defer admin.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`) //nolint:errcheck
+		defer pg.Drop(name)
 	}
 	return measure(ctx, out, dbURL, *requests)
 }

@@ -13,12 +13,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/authtest"
+	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 )
 
 // startServe runs serve with env on a free port and returns its address and
 // its log output; the server stops when the test ends.
-func startServe(t *testing.T, set map[string]string) (string, *syncBuffer) {
+func startServe(t *testing.T, set map[string]string) (string, *logtest.Buffer) {
 	t.Helper()
 	env := baseEnv(t)
 	env["DATABASE_URL"], env["API_ADDR"] = pgtest.URL(t), "127.0.0.1:0"
@@ -29,7 +30,7 @@ func startServe(t *testing.T, set map[string]string) (string, *syncBuffer) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan string, 1), make(chan error, 1)
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	go func() { done <- serve(ctx, cfg, logs, ready) }()
 	select {
 	case addr := <-ready:

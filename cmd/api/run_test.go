@@ -20,7 +20,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/authtest"
+	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/seal"
 )
@@ -225,7 +225,7 @@ func TestServeWiresSecurity(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, logs, ready) }()
 	var addr string
@@ -333,21 +333,4 @@ func writeCert(t *testing.T) (certFile, keyFile string) {
 	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
 	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600))
 	return certFile, keyFile
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/keyring"
+	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
@@ -75,7 +76,7 @@ func TestDaemonServesHealthAndFreesItsMetricsPortWhenDrainStarts(t *testing.T) {
 	})
 	metricsAddr := freeAddr(t)
 	providerURL := "http://" + provSrv.Listener.Addr().String()
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -137,21 +138,4 @@ func freeAddr(t *testing.T) string {
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
 	return addr
-}
-
-type syncBuffer struct {
-	mu gosync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

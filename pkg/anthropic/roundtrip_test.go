@@ -2,8 +2,6 @@ package anthropic_test
 
 import (
 	"context"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,31 +11,24 @@ import (
 	"github.com/tokka-dev/tokka/pkg/anthropic"
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/providertest"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-var fakeNow = time.Date(2026, 3, 31, 15, 4, 5, 0, time.UTC)
+var fakeNow = providertest.FakeNow
 
 type fakeBundle struct {
 	fake   *fakeprovider.Server
 	client *anthropic.Client
-	mu     sync.Mutex
-	sleeps []time.Duration
+	sleeps *providertest.Sleeps
 }
 
 func setupFake(t *testing.T) *fakeBundle {
 	t.Helper()
-	b := &fakeBundle{fake: fakeprovider.New(fakeprovider.Options{Now: func() time.Time { return fakeNow }})}
-	srv := httptest.NewServer(b.fake)
-	t.Cleanup(srv.Close)
-	b.client = anthropic.New(srv.URL, provider.HTTPClient{Sleep: func(ctx context.Context, d time.Duration) error {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		b.sleeps = append(b.sleeps, d)
-		return ctx.Err()
-	}})
-	return b
+	fake, url := providertest.Fake(t)
+	sleeps := &providertest.Sleeps{}
+	return &fakeBundle{fake: fake, sleeps: sleeps, client: anthropic.New(url, provider.HTTPClient{Sleep: sleeps.Sleep})}
 }
 
 type costKey struct {
@@ -150,9 +141,7 @@ func TestRoundTripRetriesRateLimitedKey(t *testing.T) {
 	}
 	require.Equal(t, wantCosts, decimalStrings(got))
 	require.Equal(t, 2, b.fake.Requests(k))
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	require.Equal(t, []time.Duration{time.Second}, b.sleeps, "the fake's retry-after: 1 is honoured")
+	require.Equal(t, []time.Duration{time.Second}, b.sleeps.All(), "the fake's retry-after: 1 is honoured")
 }
 
 func TestRoundTripRejectedKeysAreKeyFreeAuthErrors(t *testing.T) {

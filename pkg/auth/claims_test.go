@@ -1,11 +1,9 @@
 package auth_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/auth"
 	"github.com/tokka-dev/tokka/pkg/authtest"
+	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -127,31 +126,13 @@ func TestEmailVerifiedComesFromUserMetadata(t *testing.T) {
 	}
 }
 
-// syncBuf lets the verifier's logger and the test share one buffer.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRefusalsAreLoggedAtDebugWithoutTheToken: an operator chasing 401s
 // turns on debug logging and reads why each token was refused; the line
 // never carries the token or a claim value.
 func TestRefusalsAreLoggedAtDebugWithoutTheToken(t *testing.T) {
 	t.Parallel()
 	const issuer = "https://ref.supabase.co/auth/v1"
-	logs := &syncBuf{}
+	logs := &logtest.Buffer{}
 	log := zerolog.New(logs).Level(zerolog.DebugLevel)
 	v, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(secret), Issuer: issuer, Log: &log})
 	require.NoError(t, err)
@@ -194,7 +175,7 @@ func TestRefusalsAreLoggedAtDebugWithoutTheToken(t *testing.T) {
 	}
 
 	// At info level nothing is written for a refusal.
-	quiet := &syncBuf{}
+	quiet := &logtest.Buffer{}
 	infoLog := zerolog.New(quiet).Level(zerolog.InfoLevel)
 	v, err = auth.NewVerifier(auth.Config{HS256Secret: []byte(secret), Issuer: issuer, Log: &infoLog})
 	require.NoError(t, err)

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/auth"
 	"github.com/tokka-dev/tokka/pkg/authtest"
+	"github.com/tokka-dev/tokka/pkg/logtest"
 )
 
 // TestJWKSOptionsMayMeetTheirBounds: RefreshAfter may equal MaxAge and
@@ -177,24 +177,6 @@ func TestMalformedJWKSEntriesAreDropped(t *testing.T) {
 	requireUnauthorized(t, err)
 }
 
-// syncWriter lets the verifier's logger and the test share a buffer.
-type syncWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // TestFailedJWKSFetchIsLogged: a fetch that fails is logged (with the URL,
 // never a token) so an operator sees why asymmetric tokens stop verifying.
 func TestFailedJWKSFetchIsLogged(t *testing.T) {
@@ -203,7 +185,7 @@ func TestFailedJWKSFetchIsLogged(t *testing.T) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 	}))
 	t.Cleanup(srv.Close)
-	out := &syncWriter{}
+	out := &logtest.Buffer{}
 	log := zerolog.New(out)
 	_, err := auth.NewVerifier(auth.Config{JWKSURL: srv.URL, Log: &log})
 	require.NoError(t, err)

@@ -1,7 +1,6 @@
 package budget_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/budget"
 	"github.com/tokka-dev/tokka/pkg/egress"
+	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/notify/notifytest"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
@@ -38,7 +38,7 @@ type testBundle struct {
 	slack *notifytest.Receiver // a fake of Slack's incoming webhooks
 	smtp  *notifytest.SMTPServer
 	res   *notifytest.Resolver
-	logs  *lockedBuffer
+	logs  *logtest.Buffer
 	ev    *budget.Evaluator
 }
 
@@ -52,7 +52,7 @@ type setupOpts struct {
 
 func setup(t *testing.T, o setupOpts) *testBundle {
 	t.Helper()
-	b := &testBundle{logs: &lockedBuffer{}, res: notifytest.NewResolver()}
+	b := &testBundle{logs: &logtest.Buffer{}, res: notifytest.NewResolver()}
 	if o.fresh {
 		b.db, b.sql = pgtest.OpenURL(t, pgtest.Fresh(t))
 	} else {
@@ -504,10 +504,9 @@ func TestAnomalyAlertFiresOnceForASpike(t *testing.T) {
 }
 
 // TestEvaluationIsPerUser runs in a database of its own: several users'
-// spend, budgets and deliveries side by side. It is not parallel: cloning
-// the package database (pgtest.Fresh) needs it to have no other sessions,
-// which holds while the parallel tests wait for the sequential ones.
+// spend, budgets and deliveries side by side.
 func TestEvaluationIsPerUser(t *testing.T) {
+	t.Parallel()
 	b := setup(t, setupOpts{fresh: true})
 	ctx := context.Background()
 	alice, bob := b.newUser(t), b.newUser(t)
@@ -537,22 +536,4 @@ func TestEvaluationIsPerUser(t *testing.T) {
 	var n int
 	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.budget_deliveries WHERE user_id = $1`, alice.ID))
 	require.Equal(t, 1, n)
-}
-
-// lockedBuffer lets the evaluator's logger and the test share one buffer.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/authtest"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
 	"github.com/tokka-dev/tokka/pkg/keyring"
+	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/seal"
@@ -44,7 +44,7 @@ type testBundle struct {
 	db     *postgres.DB
 	sql    *sqlx.DB
 	kr     *keyring.Keyring
-	logs   *lockedBuffer
+	logs   *logtest.Buffer
 	// handler is the router itself, for tests that serve it their own way.
 	handler http.Handler
 }
@@ -82,7 +82,7 @@ func setupWith(t *testing.T, opts setupOptions) *testBundle {
 	}
 	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(jwtSecret)})
 	require.NoError(t, err)
-	logs := &lockedBuffer{}
+	logs := &logtest.Buffer{}
 	log := zerolog.New(logs).Level(zerolog.DebugLevel)
 	cfg := httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry()), Now: opts.now,
 		Fingerprints: fingerprints(t)}
@@ -582,22 +582,4 @@ func TestEveryResponseCarriesSecurityHeaders(t *testing.T) {
 	status, _, body := b.do(t, user{}, http.MethodGet, "/openapi.yaml", nil)
 	require.Equal(t, 200, status)
 	require.Equal(t, openapi.Spec, body)
-}
-
-// lockedBuffer lets the server's logger and the test share one buffer.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
 	"github.com/tokka-dev/tokka/pkg/keyring"
+	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/notify/notifytest"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
@@ -46,7 +47,7 @@ type budgetAPI struct {
 	db     *postgres.DB
 	sql    *sqlx.DB
 	res    *notifytest.Resolver
-	logs   *lockedBuffer
+	logs   *logtest.Buffer
 }
 
 type budgetAPIOpts struct {
@@ -62,7 +63,7 @@ func (allowAll) HitRateLimit(context.Context, tokka.User, string, tokka.RateLimi
 
 func setupBudgetAPI(t *testing.T, o budgetAPIOpts) *budgetAPI {
 	t.Helper()
-	b := &budgetAPI{res: notifytest.NewResolver(), logs: &lockedBuffer{}}
+	b := &budgetAPI{res: notifytest.NewResolver(), logs: &logtest.Buffer{}}
 	if o.fresh {
 		b.db, b.sql = pgtest.OpenURL(t, pgtest.Fresh(t))
 	} else {
@@ -424,10 +425,9 @@ func TestOtherUsersCannotReachYourBudgets(t *testing.T) {
 // TestBudgetAlertsEndToEnd: costs arrive through the syncer's storage path
 // (lease, CompleteSync), the evaluator runs after each sync, and the API
 // shows the result. It has a database of its own (the lease sees every
-// connection), and is not parallel: cloning the package database
-// (pgtest.Fresh) needs it to have no other sessions, which holds while the
-// parallel tests wait for the sequential ones.
+// connection).
 func TestBudgetAlertsEndToEnd(t *testing.T) {
+	t.Parallel()
 	b := setupBudgetAPI(t, budgetAPIOpts{allowLoopback: true, fresh: true})
 	ctx := context.Background()
 	recv := notifytest.NewTLSReceiver(t)
@@ -448,7 +448,7 @@ func TestBudgetAlertsEndToEnd(t *testing.T) {
 	roots.AddCert(recv.Server.Certificate())
 	smtpCfg, err := notify.ParseSMTPURL(mailbox.URL("", ""), "alerts@tokka.test")
 	require.NoError(t, err)
-	evLogs := &lockedBuffer{}
+	evLogs := &logtest.Buffer{}
 	ev := budget.New(budget.Config{Instance: "syncer-test"}, b.db,
 		notify.NewWebhook(notify.WebhookConfig{Guard: &egress.Guard{AllowLoopback: true}, RootCAs: roots, Backoff: time.Millisecond}),
 		notify.NewMailer(smtpCfg), zerolog.New(evLogs))

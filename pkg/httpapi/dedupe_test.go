@@ -18,6 +18,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
 	"github.com/tokka-dev/tokka/pkg/keyring"
+	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/openai"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/provider"
@@ -44,7 +45,7 @@ func setupSync(t *testing.T) *syncBundle {
 	db, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
 	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(jwtSecret)})
 	require.NoError(t, err)
-	logs := &lockedBuffer{}
+	logs := &logtest.Buffer{}
 	log := zerolog.New(logs).Level(zerolog.DebugLevel)
 	e := httpapi.New(httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry()), Now: clock,
 		RateLimiter: allowAll{}, Fingerprints: fingerprints(t)}, db, kr.PublicKey(), verifier, log, openapi.Spec)

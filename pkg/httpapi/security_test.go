@@ -38,6 +38,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/authtest"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
 	"github.com/tokka-dev/tokka/pkg/keyring"
+	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/spectest"
@@ -89,7 +90,7 @@ type secBundle struct {
 	plain   *http.Client // for what the spec does not describe (preflights, test-only routes)
 	db      *postgres.DB
 	sql     *sqlx.DB
-	logs    *safeBuffer
+	logs    *logtest.Buffer
 	jwks    *authtest.KeySet
 	authSrv *authtest.AuthServer
 }
@@ -103,7 +104,7 @@ func newSecAPI(t *testing.T, o secOptions) *secBundle {
 	signingKeys(t)
 	kr, err := keyring.New("test-encryption-key-0123456789-abcdef", nil)
 	require.NoError(t, err)
-	b := &secBundle{db: pgtest.Open(t), sql: pgtest.SQL(t), logs: &safeBuffer{}, jwks: authtest.NewKeySet(esKey, rsKey)}
+	b := &secBundle{db: pgtest.Open(t), sql: pgtest.SQL(t), logs: &logtest.Buffer{}, jwks: authtest.NewKeySet(esKey, rsKey)}
 	jsrv := httptest.NewServer(b.jwks)
 	t.Cleanup(jsrv.Close)
 	log := zerolog.New(b.logs).Level(zerolog.DebugLevel)
@@ -231,24 +232,6 @@ func requireProblem(t *testing.T, status int, h http.Header, body []byte, want i
 	var p httpapi.Problem
 	require.NoError(t, json.Unmarshal(body, &p), msgAndArgs...)
 	require.Equal(t, want, p.Status, msgAndArgs...)
-}
-
-// safeBuffer lets the server's logger and the test share one buffer.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *safeBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *safeBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // --- token forging helpers -------------------------------------------------

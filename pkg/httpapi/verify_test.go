@@ -18,6 +18,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/auth"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
 	"github.com/tokka-dev/tokka/pkg/keyring"
+	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/spectest"
@@ -35,7 +36,7 @@ func setupWithTimeout(t *testing.T, d time.Duration) *testBundle {
 	db.SetStatementTimeout(d)
 	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(jwtSecret)})
 	require.NoError(t, err)
-	logs := &lockedBuffer{}
+	logs := &logtest.Buffer{}
 	e := httpapi.New(httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry()), Fingerprints: fingerprints(t)},
 		db, kr.PublicKey(), verifier, zerolog.New(logs).Level(zerolog.DebugLevel), openapi.Spec)
 	srv := httptest.NewServer(e)

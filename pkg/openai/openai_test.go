@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/openai"
 	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/providertest"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
@@ -28,50 +28,27 @@ import (
 const goldenKey = "sk-admin-GoldenKeyDoNotLeak-4242"
 
 // goldenWindow is the window of the reference's examples: 2026-01-01 and -02.
-var goldenWindow = tokka.Window{
-	From: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
-	To:   time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC),
-}
+var goldenWindow = providertest.GoldenWindow
 
 type testBundle struct {
 	client *openai.Client
-	mu     sync.Mutex
-	seen   []*http.Request
+	*providertest.Recorder
 }
 
-func (b *testBundle) requests() []*http.Request {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]*http.Request(nil), b.seen...)
-}
+func (b *testBundle) requests() []*http.Request { return b.Requests() }
 
 // setup serves handler on httptest behind an openai.Client that never
 // really sleeps, and records every request it receives.
 func setup(t *testing.T, handler http.HandlerFunc) *testBundle {
 	t.Helper()
-	b := &testBundle{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.mu.Lock()
-		b.seen = append(b.seen, r.Clone(context.Background()))
-		b.mu.Unlock()
-		handler(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	b.client = openai.New(srv.URL+"/", provider.HTTPClient{Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }})
-	return b
+	r := providertest.Serve(t, handler)
+	return &testBundle{client: openai.New(r.URL+"/", providertest.NoWait()), Recorder: r}
 }
 
 // golden serves testdata/<file> with status for every request.
 func golden(t *testing.T, status int, file string) http.HandlerFunc {
 	t.Helper()
-	body, err := os.ReadFile(filepath.Join("testdata", file))
-	require.NoError(t, err)
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("x-request-id", "req_golden")
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_, _ = w.Write(body)
-	}
+	return providertest.Golden(t, "x-request-id", status, file)
 }
 
 // emptyPage is a last page with no buckets.
@@ -104,23 +81,13 @@ func goldenRoutes(t *testing.T) http.HandlerFunc {
 }
 
 // jsonBody serves a literal body.
-func jsonBody(body string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("x-request-id", "req_inline")
-		_, _ = w.Write([]byte(body))
-	}
-}
+func jsonBody(body string) http.HandlerFunc { return providertest.Body("x-request-id", body) }
 
 func key() *secret.Key { return secret.FromString(goldenKey) }
 
 func requireKind(t *testing.T, err error, kind provider.Kind) *provider.Error {
 	t.Helper()
-	require.Error(t, err)
-	var pe *provider.Error
-	require.True(t, errors.As(err, &pe), "want *provider.Error, got %T: %v", err, err)
-	require.Equal(t, kind, pe.Kind, "error: %v", err)
-	require.Equal(t, tokka.OpenAI, pe.Provider)
-	return pe
+	return providertest.RequireKind(t, err, tokka.OpenAI, kind)
 }
 
 func TestUsageGolden(t *testing.T) {

@@ -2,10 +2,8 @@ package openai_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,31 +13,24 @@ import (
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/openai"
 	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/providertest"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-var fakeNow = time.Date(2026, 3, 31, 15, 4, 5, 0, time.UTC)
+var fakeNow = providertest.FakeNow
 
 type fakeBundle struct {
 	fake   *fakeprovider.Server
 	client *openai.Client
-	mu     sync.Mutex
-	sleeps []time.Duration
+	sleeps *providertest.Sleeps
 }
 
 func setupFake(t *testing.T) *fakeBundle {
 	t.Helper()
-	b := &fakeBundle{fake: fakeprovider.New(fakeprovider.Options{Now: func() time.Time { return fakeNow }})}
-	srv := httptest.NewServer(b.fake)
-	t.Cleanup(srv.Close)
-	b.client = openai.New(srv.URL, provider.HTTPClient{Sleep: func(ctx context.Context, d time.Duration) error {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		b.sleeps = append(b.sleeps, d)
-		return ctx.Err()
-	}})
-	return b
+	fake, url := providertest.Fake(t)
+	sleeps := &providertest.Sleeps{}
+	return &fakeBundle{fake: fake, sleeps: sleeps, client: openai.New(url, provider.HTTPClient{Sleep: sleeps.Sleep})}
 }
 
 type costKey struct {
@@ -182,11 +173,9 @@ func TestRoundTripRetriesFlakyAndRateLimitedKeys(t *testing.T) {
 			// Two pages per family, each failing once before it succeeds.
 			pages := 2 * len(openai.Families())
 			require.Equal(t, 2*pages, b.fake.Requests(tc.key))
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			require.Len(t, b.sleeps, pages)
+			require.Len(t, b.sleeps.All(), pages)
 			if tc.wantSleep > 0 {
-				for _, d := range b.sleeps {
+				for _, d := range b.sleeps.All() {
 					require.Equal(t, tc.wantSleep, d)
 				}
 			}
@@ -227,9 +216,7 @@ func TestRoundTripRejectedKeysAreKeyFreeAuthErrors(t *testing.T) {
 			_, err = b.client.Costs(context.Background(), secret.FromString(tc.key), w)
 			requireKeyFree(t, err, tc.key)
 			require.Equal(t, 2, b.fake.Requests(tc.key), "auth failures are not retried")
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			require.Empty(t, b.sleeps)
+			require.Empty(t, b.sleeps.All())
 		})
 	}
 }

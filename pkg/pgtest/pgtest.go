@@ -1,50 +1,65 @@
-// Package pgtest gives each test package its own freshly migrated Postgres
-// database, so packages can run in parallel against one server. Tests never
-// skip when Postgres is missing: they fail and say how to start it.
+// Package pgtest gives each test package its own migrated Postgres database,
+// so packages can run in parallel against one server. Databases are cheap:
+// they are cloned from one template migrated once per migration set and kept
+// on the server across packages and runs. Tests never skip when Postgres is
+// missing: they fail and say how to start it.
 package pgtest
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq" // the Postgres driver
 
+	"github.com/tokka-dev/tokka/db"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 // EnvBaseURL names the variable that points tests at a Postgres server; the
-// database in it is only used to create and drop the per-package database.
+// database in it is only used to create and drop the test databases.
 const EnvBaseURL = "TOKKA_TEST_DATABASE_URL"
 
 const defaultBaseURL = "postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
+// templateRecipe is part of the template's name: change it when the way the
+// template is built changes (not the migrations: they are hashed), so no
+// run clones a template built the old way.
+const templateRecipe = "pgtest template v1: postgres.Migrate"
+
+// templateLock is the advisory lock (on the base database) held while a
+// template is checked for and built, so packages starting at once build it
+// once.
+const templateLock = 461_898_001
+
 var (
 	pkgURL  string
 	baseURL string
-	// tmplName is a migrated database nobody connects to, so Fresh can clone
-	// it even while tests use the package database.
-	tmplName string
-	cloneMu  sync.Mutex
+	// tmplName is the migrated template every test database is cloned from.
+	tmplName = templateName()
+	// txPool serves Tx on the package database.
+	txPool *sqlx.DB
 )
 
-// Main creates and migrates the package's database, runs m, and drops the
-// database. Call it from TestMain. It exits non-zero with a clear message
-// when Postgres cannot be reached.
+// Main makes sure the template for this migration set exists, clones the
+// package's database from it, runs m, and drops the database. Call it from
+// TestMain. It exits non-zero with a clear message when Postgres cannot be
+// reached.
 func Main(m *testing.M) {
 	code, err := run(m)
 	if err != nil {
@@ -61,7 +76,7 @@ func run(m *testing.M) (int, error) {
 	if base == "" {
 		base = defaultBaseURL
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	admin, err := sqlx.Open("postgres", base)
 	if err != nil {
@@ -72,34 +87,123 @@ func run(m *testing.M) (int, error) {
 		return 0, fmt.Errorf("cannot reach %s: %w", redactURL(base), err)
 	}
 	baseURL = base
-	name := databaseName()
-	if _, err := admin.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
-		return 0, fmt.Errorf("create database %s: %w", name, err)
-	}
-	defer func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer dcancel()
-		_, _ = admin.ExecContext(dctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
-	}()
-	u, err := url.Parse(base)
-	if err != nil {
-		return 0, fmt.Errorf("parse %s: %w", EnvBaseURL, err)
-	}
-	u.Path = "/" + name
-	pkgURL = u.String()
-	if err := postgres.Migrate(ctx, pkgURL); err != nil {
+	if err := ensureTemplate(ctx, admin); err != nil {
 		return 0, err
 	}
-	tmplName = name + "_tmpl"
-	if _, err := admin.ExecContext(ctx, `CREATE DATABASE `+tmplName+` TEMPLATE `+name); err != nil {
-		return 0, fmt.Errorf("create template database: %w", err)
+	name := databaseName()
+	if err := clone(ctx, admin, name); err != nil {
+		return 0, err
 	}
-	defer func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer dcancel()
-		_, _ = admin.ExecContext(dctx, `DROP DATABASE IF EXISTS `+tmplName+` WITH (FORCE)`)
-	}()
+	defer drop(admin, name)
+	if pkgURL, err = withDatabase(name); err != nil {
+		return 0, err
+	}
+	if txPool, err = sqlx.Open("postgres", pkgURL); err != nil {
+		return 0, err
+	}
+	defer txPool.Close()
 	return m.Run(), nil
+}
+
+// templateName names the template after everything it is built from: the
+// embedded migrations (names and contents) and templateRecipe. A changed
+// migration gets a new template; an unchanged set reuses the one on the
+// server, whichever package or run built it.
+func templateName() string {
+	h := sha256.New()
+	h.Write([]byte(templateRecipe))
+	_ = fs.WalkDir(db.Migrations, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := db.Migrations.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", p, len(b))
+		h.Write(b)
+		return nil
+	})
+	return "tokka_tmpl_" + hex.EncodeToString(h.Sum(nil))[:20]
+}
+
+// TemplateName is the name of the template database test databases are
+// cloned from; it changes whenever a migration does.
+func TemplateName() string { return tmplName }
+
+// ensureTemplate builds the template unless the server already has it. The
+// advisory lock makes concurrent packages (and concurrent runs) wait for
+// one builder; the template is built under another name and renamed when
+// complete, so a run killed half way never leaves a template that looks
+// usable.
+func ensureTemplate(ctx context.Context, admin *sqlx.DB) error {
+	conn, err := admin.Connx(ctx)
+	if err != nil {
+		return fmt.Errorf("template: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, templateLock); err != nil {
+		return fmt.Errorf("template: lock: %w", err)
+	}
+	defer conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, templateLock) //nolint:errcheck
+	var exists bool
+	if err := conn.GetContext(ctx, &exists, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, tmplName); err != nil {
+		return fmt.Errorf("template: %w", err)
+	}
+	if exists {
+		return nil
+	}
+	build := tmplName + "_build"
+	for _, stmt := range []string{
+		`DROP DATABASE IF EXISTS ` + build + ` WITH (FORCE)`, // left by a killed run
+		`CREATE DATABASE ` + build,
+	} {
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("template: %w", err)
+		}
+	}
+	buildURL, err := withDatabase(build)
+	if err != nil {
+		return err
+	}
+	if err := postgres.Migrate(ctx, buildURL); err != nil {
+		return fmt.Errorf("template: %w", err)
+	}
+	// Closed to connections: Postgres refuses to clone a database that
+	// has sessions, so nothing may ever hold one open on the template.
+	for _, stmt := range []string{
+		`ALTER DATABASE ` + build + ` WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`,
+		`ALTER DATABASE ` + build + ` RENAME TO ` + tmplName,
+	} {
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("template: %w", err)
+		}
+	}
+	return nil
+}
+
+// clone creates database name as a copy of the template.
+func clone(ctx context.Context, admin *sqlx.DB, name string) error {
+	if _, err := admin.ExecContext(ctx, `CREATE DATABASE `+name+` TEMPLATE `+tmplName); err != nil {
+		return fmt.Errorf("create database %s from %s: %w", name, tmplName, err)
+	}
+	return nil
+}
+
+func drop(admin *sqlx.DB, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, _ = admin.ExecContext(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
+}
+
+// withDatabase is the base URL pointed at database name.
+func withDatabase(name string) (string, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return "", fmt.Errorf("parse %s: %w", EnvBaseURL, err)
+	}
+	u.Path = "/" + name
+	return u.String(), nil
 }
 
 // URL returns the package database's URL (connecting as the migrating role,
@@ -135,31 +239,39 @@ func SQL(tb testing.TB) *sqlx.DB {
 	return d
 }
 
-// Fresh returns the URL of a new database cloned from the package's migrated
-// one, dropped when the test ends. Tests whose subject works across every
-// row (the syncer's due set) use it to run in parallel without seeing each
-// other's data.
+// Tx returns a transaction on the package database (as the migrating role)
+// that is rolled back when the test ends, so the test leaves nothing behind
+// and needs no database of its own. It suits tests whose subject is SQL
+// itself (constraints, grants, policies, functions); a test whose writes
+// must be seen by other connections (the storage layer's, a second
+// session's) cannot use it. It fails the test if the transaction cannot
+// begin.
+func Tx(tb testing.TB) *sqlx.Tx {
+	tb.Helper()
+	URL(tb)
+	tx, err := txPool.Beginx()
+	if err != nil {
+		tb.Fatalf("pgtest: begin: %v", err)
+	}
+	tb.Cleanup(func() { _ = tx.Rollback() })
+	return tx
+}
+
+// Fresh returns the URL of a new database cloned from the template, dropped
+// when the test ends. Tests whose subject works across every row (the
+// syncer's due set) or that rewrite the schema (migration tests) use it; a
+// clone takes a fraction of a second and clones may be made in parallel.
 func Fresh(tb testing.TB) string {
 	tb.Helper()
-	tmpl := URL(tb)
-	tu, err := url.Parse(tmpl)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	URL(tb)
 	admin, err := sqlx.Open("postgres", baseURL)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer admin.Close()
 	name := databaseName()
-	// Postgres refuses to clone a template that has sessions: clones come
-	// from a copy of the package database that nothing else connects to,
-	// one at a time.
-	cloneMu.Lock()
-	_, err = admin.Exec(`CREATE DATABASE ` + name + ` TEMPLATE ` + tmplName)
-	cloneMu.Unlock()
-	if err != nil {
-		tb.Fatalf("pgtest: clone database: %v", err)
+	if err := clone(context.Background(), admin, name); err != nil {
+		tb.Fatalf("pgtest: %v", err)
 	}
 	tb.Cleanup(func() {
 		a, err := sqlx.Open("postgres", baseURL)
@@ -167,10 +279,13 @@ func Fresh(tb testing.TB) string {
 			return
 		}
 		defer a.Close()
-		_, _ = a.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`)
+		drop(a, name)
 	})
-	tu.Path = "/" + name
-	return tu.String()
+	u, err := withDatabase(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return u
 }
 
 // OpenURL returns a pool on url (from Fresh), closed when the test ends.

@@ -122,13 +122,13 @@ func TestSyncerRoleCannotManageConnections(t *testing.T) {
 // enabled and forced.
 func TestEveryTableHasForcedRowLevelSecurity(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	tx := pgtest.Tx(t)
 	var tables []struct {
 		Name    string `db:"relname"`
 		Enabled bool   `db:"relrowsecurity"`
 		Forced  bool   `db:"relforcerowsecurity"`
 	}
-	require.NoError(t, b.sql.Select(&tables, `
+	require.NoError(t, tx.Select(&tables, `
 		SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = 'tokka' AND c.relkind IN ('r', 'p')
@@ -267,7 +267,9 @@ func TestAuditChainLocatesTampering(t *testing.T) {
 // a session time zone whose offset is not whole hours.
 func TestAuditHashSQLAndGoAgree(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	tx := pgtest.Tx(t)
+	_, err := tx.Exec(`SET LOCAL TimeZone = 'Asia/Kathmandu'`)
+	require.NoError(t, err)
 	conn := uuid.NewString()
 	prev := make([]byte, 32)
 	for i := range prev {
@@ -282,14 +284,9 @@ func TestAuditHashSQLAndGoAgree(t *testing.T) {
 	for i, ev := range evs {
 		for _, p := range [][]byte{nil, prev} {
 			var got []byte
-			tx, err := b.sql.Beginx()
-			require.NoError(t, err)
-			_, err = tx.Exec(`SET LOCAL TimeZone = 'Asia/Kathmandu'`)
-			require.NoError(t, err)
 			require.NoError(t, tx.Get(&got, `SELECT tokka.audit_event_hash($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 				p, ev.UserID, ev.ConnectionID, ev.Provider, ev.Action, ev.Outcome, ev.Purpose, ev.Actor,
 				ev.ClientIP, ev.UserAgent, ev.Detail, ev.CreatedAt))
-			require.NoError(t, tx.Rollback())
 			require.Equal(t, hex.EncodeToString(postgres.AuditEventHash(p, ev)), hex.EncodeToString(got), "event %d", i)
 		}
 	}
@@ -337,10 +334,9 @@ func TestConcurrentAuditWritesKeepOneChain(t *testing.T) {
 
 // TestMigrationChainsEventsWrittenBeforeIt replays migration 00005 over a log
 // written before it existed: the events it finds are chained and verify. It
-// is not parallel: cloning the package database (pgtest.Fresh) needs it to
-// have no sessions, and parallel tests only start once the sequential ones
-// are done.
+// migrates down, so it has a database of its own.
 func TestMigrationChainsEventsWrittenBeforeIt(t *testing.T) {
+	t.Parallel()
 	url := pgtest.Fresh(t)
 	ctx := context.Background()
 	raw, err := sql.Open("postgres", url)

@@ -345,10 +345,9 @@ func TestIdempotencyKeysAreClaimedOnceAndReplayed(t *testing.T) {
 // that holds connections in every status, alerts, usage and rollups: after
 // it, every row is there unchanged and new connections can be added; its
 // Down turns a duplicate into invalid (never synced, its reason kept) and
-// loses nothing else. Not parallel: cloning the package database
-// (pgtest.Fresh) needs it to have no sessions, and parallel tests only
-// start once the sequential ones are done.
+// loses nothing else. It migrates down, so it has a database of its own.
 func TestMigration00012KeepsEveryRow(t *testing.T) {
+	t.Parallel()
 	url := pgtest.Fresh(t)
 	ctx := context.Background()
 	raw, err := sql.Open("postgres", url)

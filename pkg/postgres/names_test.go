@@ -17,9 +17,10 @@ import (
 // budget names already stored (plain, accented, emoji, 100 code points):
 // every one is unchanged, and a label of 100 flags (200 code points), which
 // the api counts as 100 characters, can then be stored. Its Down keeps
-// every value of up to 100 code points and shortens longer ones. Not
-// parallel, like TestMigration00012KeepsEveryRow.
+// every value of up to 100 code points and shortens longer ones. It
+// migrates down, so it has a database of its own.
 func TestMigration00016KeepsEveryName(t *testing.T) {
+	t.Parallel()
 	url := pgtest.Fresh(t)
 	ctx := context.Background()
 	raw, err := sql.Open("postgres", url)

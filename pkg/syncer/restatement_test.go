@@ -19,6 +19,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/anthropic"
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/keyring"
+	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/openai"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/provider"
@@ -226,7 +227,7 @@ func setupClockedOn(t *testing.T, c *testClock, dbURL string, opts fakeprovider.
 	}
 	db, raw := pgtest.OpenURL(t, dbURL)
 	b := &testBundle{
-		db: db, sql: raw, kr: kr, fake: fake, logs: &lockedBuffer{},
+		db: db, sql: raw, kr: kr, fake: fake, logs: &logtest.Buffer{},
 		clients: map[tokka.Provider]provider.Client{
 			tokka.OpenAI:    openai.New(srv.URL, h),
 			tokka.Anthropic: anthropic.New(srv.URL, h),
@@ -428,7 +429,7 @@ func TestAwkwardAmountsAddUpExactlyOverAYear(t *testing.T) {
 	kr, err := keyring.New("syncer-test-encryption-key-0123456789abcdef", nil)
 	require.NoError(t, err)
 	db, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
-	b := &testBundle{db: db, sql: raw, kr: kr, logs: &lockedBuffer{}}
+	b := &testBundle{db: db, sql: raw, kr: kr, logs: &logtest.Buffer{}}
 	user := uuid.NewString()
 	oaiID := b.addConnection(t, user, tokka.OpenAI, "sk-admin-money-"+user[:8])
 	antID := b.addConnection(t, user, tokka.Anthropic, "sk-ant-admin01-money-"+user[:8])

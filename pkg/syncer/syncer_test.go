@@ -22,6 +22,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/anthropic"
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/keyring"
+	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/openai"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
@@ -40,7 +41,7 @@ type testBundle struct {
 	kr      *keyring.Keyring
 	fake    *fakeprovider.Server
 	clients map[tokka.Provider]provider.Client
-	logs    *lockedBuffer
+	logs    *logtest.Buffer
 }
 
 func setup(t *testing.T) *testBundle {
@@ -54,7 +55,7 @@ func setup(t *testing.T) *testBundle {
 	// The due set spans every user, so each test gets its own database.
 	db, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
 	return &testBundle{
-		db: db, sql: raw, kr: kr, fake: fake, logs: &lockedBuffer{},
+		db: db, sql: raw, kr: kr, fake: fake, logs: &logtest.Buffer{},
 		clients: map[tokka.Provider]provider.Client{
 			tokka.OpenAI:    openai.New(srv.URL, fast),
 			tokka.Anthropic: anthropic.New(srv.URL, fast),
@@ -407,21 +408,4 @@ func TestMetricsCountOutcomesWithoutIdentifiers(t *testing.T) {
 	}
 	require.NotContains(t, out.String(), user)
 	require.NotContains(t, out.String(), "sk-admin")
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
