@@ -4,7 +4,8 @@
 // them), and every mistake comes back as one line that names the variable.
 //
 // Tags besides the library's: range:"lo,hi" bounds a whole number or a
-// duration (both ends included; an empty hi means no upper bound). A value
+// duration (both ends included; an empty hi means no upper bound) when it is
+// set or has a default. A value
 // that does not parse and one out of range get the same sentence, which
 // states what is wanted.
 package envconfig
@@ -40,7 +41,11 @@ func Parse(getenv func(string) string, cfg any) error {
 		return explain(err, fields, environ)
 	}
 	for _, f := range fields {
-		if err := f.checkRange(f.raw(environ)); err != nil {
+		raw := f.raw(environ)
+		if raw == "" {
+			continue // unset, no default: zero means "derive it", not "out of range"
+		}
+		if err := f.checkRange(raw); err != nil {
 			return err
 		}
 	}

@@ -17,6 +17,7 @@ type sample struct {
 	Days    int            `env:"SAMPLE_DAYS" envDefault:"3" range:"1,"`
 	Wait    time.Duration  `env:"SAMPLE_WAIT" envDefault:"5s" range:"100ms,10m"`
 	Poll    time.Duration  `env:"SAMPLE_POLL" envDefault:"5s" range:"1ms,"`
+	Stall   time.Duration  `env:"SAMPLE_STALL" range:"1ms,"`
 	On      bool           `env:"SAMPLE_ON" envDefault:"false"`
 	Level   zerolog.Level  `env:"SAMPLE_LEVEL" envDefault:"info"`
 	Origins envconfig.List `env:"SAMPLE_LIST"`
@@ -43,6 +44,7 @@ func TestParseTakesTheTagsDefaultsAndTheLibrarysTypes(t *testing.T) {
 	require.Equal(t, zerolog.InfoLevel, c.Level)
 	require.Equal(t, "in", c.Nested.Inner)
 	require.Empty(t, c.Origins)
+	require.Zero(t, c.Stall, "unset without a default: zero, for the caller to derive, not out of range")
 
 	require.NoError(t, envconfig.Parse(getenv("SAMPLE_URL", "u", "SAMPLE_LIST", " https://a.example , ,https://b.example,",
 		"SAMPLE_ON", "true", "SAMPLE_LEVEL", "DEBUG", "SAMPLE_WAIT", "1500ms", "SAMPLE_POOL", "1000"), &c))
@@ -67,6 +69,7 @@ func TestParseNamesTheVariableInOneLine(t *testing.T) {
 		{[]string{"SAMPLE_WAIT", "5"}, `SAMPLE_WAIT: "5" is not a duration from 100ms to 10m`},
 		{[]string{"SAMPLE_WAIT", "11m"}, `SAMPLE_WAIT: "11m" is not a duration from 100ms to 10m`},
 		{[]string{"SAMPLE_POLL", "-1s"}, `SAMPLE_POLL: "-1s" is not a duration of at least 1ms`},
+		{[]string{"SAMPLE_STALL", "0s"}, `SAMPLE_STALL: "0s" is not a duration of at least 1ms`},
 		{[]string{"SAMPLE_ON", "yes"}, `SAMPLE_ON: "yes" must be true or false`},
 		{[]string{"SAMPLE_LEVEL", "loud"}, `SAMPLE_LEVEL: "loud" is not a level`},
 	} {
