@@ -110,9 +110,9 @@ func (b *backoff) UnmarshalText(text []byte) error {
 type need int
 
 const (
-	needKeys       need = iota // public-key: the keyring alone
-	needKeysAndDB              // once, run, rewrap
-	needDBOnly                 // incident: it never opens a key
+	needKeys      need = iota // public-key: the keyring alone
+	needKeysAndDB             // once, run, rewrap
+	needDBOnly                // incident: it never opens a key
 )
 
 // loadConfig reads and validates the environment for a command. Each

@@ -22,7 +22,7 @@ import (
 const (
 	// maxUsageDays caps one usage query's range, from and to both counted:
 	// a leap year, so to is at most 365 days after from.
-	maxUsageDays = 366
+	maxUsageDays      = 366
 	defaultUsageLimit = 1000
 	maxUsageLimit     = 5000
 )
