@@ -105,7 +105,7 @@ func loadIncidentConfig(getenv func(string) string, cmd string, dryRun bool) (in
 func incidentCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) == 0 {
-			return errors.New(incidentUsage)
+			return fmt.Errorf("no incident command given\n%s", incidentUsage)
 		}
 		_, err := fmt.Fprintln(stdout, incidentUsage)
 		return err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -39,7 +38,7 @@ for rewrap, when some stored key could not be opened by any configured key.`
 // run is the whole program; tests call it too.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New(usage)
+		return fmt.Errorf("no command given\n%s", usage)
 	}
 	switch args[0] {
 	case "public-key":

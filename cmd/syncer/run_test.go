@@ -50,7 +50,7 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 		env  func(string) string
 		want string
 	}{
-		{"no command", nil, env(), "usage: syncer"},
+		{"no command", nil, env(), "no command given\nusage: syncer"},
 		{"unknown command", []string{"sideways"}, env(), `unknown command "sideways"`},
 		{"no key", []string{"once"}, env("DATABASE_URL", db), "ENCRYPTION_KEY is required"},
 		{"short key", []string{"public-key"}, env("ENCRYPTION_KEY", "short"), "at least 32 bytes"},
