@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/authtest"
+	"github.com/tokka-dev/tokka/pkg/httpapi"
 	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 )
@@ -82,8 +83,8 @@ func TestConfigIssuerAnonymousAndReadBudgets(t *testing.T) {
 	require.Empty(t, c.JWTIssuer, "a self-hosted Auth server's iss is whatever GOTRUE_JWT_ISSUER says")
 
 	require.False(t, c.AllowAnonymousUsers, "anonymous sign-ins are refused by default")
-	require.Zero(t, c.RateLimits.ExpensiveReadsPerMinute, "zero takes httpapi's default")
-	require.Zero(t, c.RateLimits.AuditFullPerHour)
+	require.Equal(t, httpapi.DefaultExpensiveReadsPerMinute, c.RateLimits.ExpensiveReadsPerMinute, "the default is httpapi's")
+	require.Equal(t, httpapi.DefaultAuditFullPerHour, c.RateLimits.AuditFullPerHour, "the default is httpapi's")
 	c, err = load(map[string]string{"ALLOW_ANONYMOUS_USERS": "true", "RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE": "12",
 		"RATE_LIMIT_AUDIT_FULL_PER_HOUR": "2"})
 	require.NoError(t, err)

@@ -27,9 +27,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/authtest"
+	"github.com/tokka-dev/tokka/pkg/httpapi"
 	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
+	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/seal"
+	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -117,6 +120,7 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 		{"bad readiness delay", map[string]string{"SHUTDOWN_READINESS_DELAY": "soon"}, "SHUTDOWN_READINESS_DELAY:"},
 		{"negative readiness delay", map[string]string{"SHUTDOWN_READINESS_DELAY": "-1s"}, "SHUTDOWN_READINESS_DELAY:"},
 		{"no grace", map[string]string{"SHUTDOWN_GRACE": "0"}, "SHUTDOWN_GRACE:"},
+		{"resync days out of range", map[string]string{"SYNC_RESYNC_DAYS": "91"}, "SYNC_RESYNC_DAYS must be a whole number from 1 to 90"},
 		{"no fingerprint secret", map[string]string{"KEY_FINGERPRINT_SECRET": ""}, "KEY_FINGERPRINT_SECRET is required and must be at least 32 bytes"},
 		{"short fingerprint secret", map[string]string{"KEY_FINGERPRINT_SECRET": "0123456789abcdef0123456789abcde"}, "KEY_FINGERPRINT_SECRET is required and must be at least 32 bytes"},
 	}
@@ -171,11 +175,14 @@ func TestConfigDerivesTheSupabaseURLs(t *testing.T) {
 	require.Empty(t, c.AuthURL)
 	require.Empty(t, c.JWKSURL)
 	require.Nil(t, c.TLS)
-	require.Zero(t, c.RateLimits.PerUser, "zero takes httpapi's default")
+	require.Equal(t, httpapi.DefaultMutationsPerUser, c.RateLimits.PerUser, "the default is httpapi's")
+	require.Equal(t, httpapi.DefaultMutationsPerIP, c.RateLimits.PerIP, "the default is httpapi's")
 	require.Equal(t, 10, c.DatabaseMaxConn)
 	require.Equal(t, 5*time.Second, c.StatementTimeout)
 	require.Empty(t, c.DatabaseReadURL, "no replica unless one is named")
 	require.Equal(t, 5*time.Second, c.ReadAfterWrite)
+	require.Equal(t, postgres.DefaultStatementTimeout, c.StatementTimeout, "the default is postgres's")
+	require.Equal(t, tokka.DefaultResyncDays, c.ResyncDays, "provisional days default to the syncer's resync days")
 
 	c = load(map[string]string{"DATABASE_MAX_CONNS": "25", "DATABASE_STATEMENT_TIMEOUT": "1500ms"})
 	require.Equal(t, 25, c.DatabaseMaxConn)
@@ -184,6 +191,8 @@ func TestConfigDerivesTheSupabaseURLs(t *testing.T) {
 	c = load(map[string]string{"DATABASE_READ_URL": "postgres://replica/tokka", "DATABASE_READ_AFTER_WRITE": "30s"})
 	require.Equal(t, "postgres://replica/tokka", c.DatabaseReadURL)
 	require.Equal(t, 30*time.Second, c.ReadAfterWrite)
+	c = load(map[string]string{"SYNC_RESYNC_DAYS": "7"})
+	require.Equal(t, 7, c.ResyncDays, "the api reads the syncer's SYNC_RESYNC_DAYS for its provisional days")
 
 	c = load(map[string]string{"RATE_LIMIT_MUTATIONS_PER_MINUTE": "5", "RATE_LIMIT_IP_MUTATIONS_PER_MINUTE": "50"})
 	require.Equal(t, 5, c.RateLimits.PerUser)

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
+	"github.com/tokka-dev/tokka/pkg/envconfig"
 	"github.com/tokka-dev/tokka/pkg/incident"
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/postgres"
@@ -45,8 +45,8 @@ notify also SUPABASE_AUTH_URL (or SUPABASE_URL), SUPABASE_SERVICE_ROLE_KEY
 (optional, the gateway's apikey), and SMTP_URL and SMTP_FROM (not needed
 with --dry-run).`
 
-// incidentConfig is what `syncer incident` reads from its environment. It
-// needs no ENCRYPTION_KEY: nothing here opens a key.
+// incidentConfig is what `syncer incident` needs from the syncer's
+// settings. It needs no ENCRYPTION_KEY: nothing here opens a key.
 type incidentConfig struct {
 	DatabaseURL string
 	Instance    string
@@ -54,11 +54,14 @@ type incidentConfig struct {
 	SMTP        *notify.SMTPConfig   // notify without --dry-run only
 }
 
+// loadIncidentConfig reads the settings cmd needs: the database, and for
+// notify the Auth server's admin API and (unless dryRun) the mail relay.
 func loadIncidentConfig(getenv func(string) string, cmd string, dryRun bool) (incidentConfig, error) {
-	c := incidentConfig{DatabaseURL: getenv("DATABASE_URL"), Instance: getenv("SYNCER_INSTANCE")}
-	if c.DatabaseURL == "" {
-		return c, errors.New("DATABASE_URL is required")
+	s, err := loadConfig(getenv, needDBOnly)
+	if err != nil {
+		return incidentConfig{}, err
 	}
+	c := incidentConfig{DatabaseURL: s.DatabaseURL, Instance: s.Instance}
 	if c.Instance == "" {
 		host, _ := os.Hostname()
 		c.Instance = fmt.Sprintf("%s-incident-%d", host, os.Getpid())
@@ -66,28 +69,27 @@ func loadIncidentConfig(getenv func(string) string, cmd string, dryRun bool) (in
 	if cmd != "notify" {
 		return c, nil
 	}
-	authURL := getenv("SUPABASE_AUTH_URL")
-	if authURL == "" && getenv("SUPABASE_URL") != "" {
-		authURL = strings.TrimRight(getenv("SUPABASE_URL"), "/") + "/auth/v1"
+	authURL, err := envconfig.SupabaseAuthURL(s.SupabaseURL, s.AuthURL)
+	if err != nil {
+		return c, err
 	}
 	if authURL == "" {
 		return c, errors.New("SUPABASE_AUTH_URL (or SUPABASE_URL) is required for notify: users' addresses come from the Auth server")
 	}
-	key := getenv("SUPABASE_SERVICE_ROLE_KEY")
-	if key == "" {
+	if s.ServiceRoleKey == "" {
 		return c, errors.New("SUPABASE_SERVICE_ROLE_KEY is required for notify: the Auth server's admin API needs the service_role key")
 	}
-	c.Auth = &incident.AuthConfig{URL: authURL, ServiceRoleKey: secret.FromString(key), APIKey: getenv("SUPABASE_ANON_KEY")}
+	c.Auth = &incident.AuthConfig{URL: authURL, ServiceRoleKey: secret.FromString(s.ServiceRoleKey), APIKey: s.AnonKey}
 	if _, err := incident.NewAuthDirectory(*c.Auth); err != nil {
 		return c, err // before the database: a key the Auth server would refuse
 	}
 	if dryRun {
 		return c, nil
 	}
-	if getenv("SMTP_URL") == "" {
+	if s.SMTPURL == "" {
 		return c, errors.New("SMTP_URL is required for notify (use --dry-run to only print the emails)")
 	}
-	smtp, err := notify.ParseSMTPURL(getenv("SMTP_URL"), getenv("SMTP_FROM"))
+	smtp, err := notify.ParseSMTPURL(s.SMTPURL, s.SMTPFrom)
 	if err != nil {
 		return c, err
 	}
@@ -103,7 +105,7 @@ func loadIncidentConfig(getenv func(string) string, cmd string, dryRun bool) (in
 func incidentCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) == 0 {
-			return errors.New(incidentUsage)
+			return fmt.Errorf("no incident command given\n%s", incidentUsage)
 		}
 		_, err := fmt.Fprintln(stdout, incidentUsage)
 		return err

@@ -34,6 +34,8 @@ func TestIncidentConfigFailsFastWithOneClearLine(t *testing.T) {
 		{"release, database down", []string{"release", "--ref", "INC-1"}, []string{db}, "cannot reach database"},
 		{"no database", append([]string{"list"}, window...), nil, "DATABASE_URL is required"},
 		{"no auth server", append([]string{"notify", "--dry-run"}, window...), []string{db}, "SUPABASE_AUTH_URL (or SUPABASE_URL) is required"},
+		{"auth url not a url", append([]string{"notify", "--dry-run"}, window...),
+			[]string{db, "SUPABASE_URL=ref.supabase.co"}, "SUPABASE_URL must be an absolute http(s) URL"},
 		{"no service key", append([]string{"notify", "--dry-run"}, window...),
 			[]string{db, "SUPABASE_URL=https://ref.supabase.co"}, "SUPABASE_SERVICE_ROLE_KEY is required"},
 		{"service key naming a user", append([]string{"notify", "--dry-run"}, window...),

@@ -1991,9 +1991,9 @@ type ClientInterface interface {
 	// reconcile with the invoice) over `from`..`to` inclusive, grouped by any
 	// of the `group_by` dimensions and narrowed by the filters. Without
 	// `group_by` there is one row. `totals` covers the whole query, not just
-	// the page. Rows that include one of the last 3 days (UTC, today
-	// included) are `provisional`: providers may still restate them, and
-	// Tokka re-reads them on every sync. Costs are not reported per service
+	// the page. Rows that include one of the last SYNC_RESYNC_DAYS days
+	// (default 3; UTC, today included) are `provisional`: providers may
+	// still restate them, and Tokka re-reads them on every sync. Costs are not reported per service
 	// tier, so a `service_tier` grouping puts all cost under `""`. A range
 	// of more than 92 days is an expensive read: it counts against your
 	// per-user budget (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE) and carries
@@ -2849,9 +2849,9 @@ func (c *Client) HeadGetMe(ctx context.Context, reqEditors ...RequestEditorFn) (
 // reconcile with the invoice) over `from`..`to` inclusive, grouped by any
 // of the `group_by` dimensions and narrowed by the filters. Without
 // `group_by` there is one row. `totals` covers the whole query, not just
-// the page. Rows that include one of the last 3 days (UTC, today
-// included) are `provisional`: providers may still restate them, and
-// Tokka re-reads them on every sync. Costs are not reported per service
+// the page. Rows that include one of the last SYNC_RESYNC_DAYS days
+// (default 3; UTC, today included) are `provisional`: providers may
+// still restate them, and Tokka re-reads them on every sync. Costs are not reported per service
 // tier, so a `service_tier` grouping puts all cost under `""`. A range
 // of more than 92 days is an expensive read: it counts against your
 // per-user budget (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE) and carries
@@ -5736,9 +5736,9 @@ type ClientWithResponsesInterface interface {
 	// reconcile with the invoice) over `from`..`to` inclusive, grouped by any
 	// of the `group_by` dimensions and narrowed by the filters. Without
 	// `group_by` there is one row. `totals` covers the whole query, not just
-	// the page. Rows that include one of the last 3 days (UTC, today
-	// included) are `provisional`: providers may still restate them, and
-	// Tokka re-reads them on every sync. Costs are not reported per service
+	// the page. Rows that include one of the last SYNC_RESYNC_DAYS days
+	// (default 3; UTC, today included) are `provisional`: providers may
+	// still restate them, and Tokka re-reads them on every sync. Costs are not reported per service
 	// tier, so a `service_tier` grouping puts all cost under `""`. A range
 	// of more than 92 days is an expensive read: it counts against your
 	// per-user budget (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE) and carries
@@ -11132,9 +11132,9 @@ func (c *ClientWithResponses) HeadGetMeWithResponse(ctx context.Context, reqEdit
 // reconcile with the invoice) over `from`..`to` inclusive, grouped by any
 // of the `group_by` dimensions and narrowed by the filters. Without
 // `group_by` there is one row. `totals` covers the whole query, not just
-// the page. Rows that include one of the last 3 days (UTC, today
-// included) are `provisional`: providers may still restate them, and
-// Tokka re-reads them on every sync. Costs are not reported per service
+// the page. Rows that include one of the last SYNC_RESYNC_DAYS days
+// (default 3; UTC, today included) are `provisional`: providers may
+// still restate them, and Tokka re-reads them on every sync. Costs are not reported per service
 // tier, so a `service_tier` grouping puts all cost under `""`. A range
 // of more than 92 days is an expensive read: it counts against your
 // per-user budget (RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE) and carries

@@ -106,6 +106,11 @@ type Config struct {
 	// ExportsPerUser is how many CSV exports one user may run at once in
 	// this process; default 2.
 	ExportsPerUser int
+	// ProvisionalDays is how many recent days (today included) usage marks
+	// provisional: the days the providers may still restate and the syncer
+	// re-reads on every sync, so it is the syncer's SYNC_RESYNC_DAYS;
+	// default tokka.DefaultResyncDays.
+	ProvisionalDays int
 }
 
 // Server holds the API's dependencies.
@@ -131,6 +136,9 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	}
 	if cfg.SyncRequestInterval == 0 {
 		cfg.SyncRequestInterval = 5 * time.Minute
+	}
+	if cfg.ProvisionalDays <= 0 {
+		cfg.ProvisionalDays = tokka.DefaultResyncDays
 	}
 	s := &Server{cfg: cfg, store: store, sealer: sealer, verifier: verifier, log: log, spec: spec,
 		failures: ratelog.New(log, cfg.FailureLogEvery), exports: newExportSlots(cfg.ExportsPerUser)}

@@ -21,10 +21,7 @@ import (
 const (
 	// maxUsageDays caps one usage query's range, from and to both counted:
 	// a leap year, so to is at most 365 days after from.
-	maxUsageDays = 366
-	// provisionalDays is how many recent days (today included) may still be
-	// restated by the providers; the syncer re-reads them on every sync.
-	provisionalDays   = 3
+	maxUsageDays      = 366
 	defaultUsageLimit = 1000
 	maxUsageLimit     = 5000
 )
@@ -184,7 +181,7 @@ func (s *Server) usageQuery(c echo.Context) (tokka.UsageQuery, error) {
 				strconv.Itoa(maxUsageDays-1) + " days after from)"}
 	}
 	q := tokka.UsageQuery{From: from, To: to, GroupBy: []string{}, Filters: map[string]string{},
-		ProvisionalFrom: today.AddDate(0, 0, -(provisionalDays - 1))}
+		ProvisionalFrom: today.AddDate(0, 0, -(s.cfg.ProvisionalDays - 1))}
 	groups, ok := listParam(c, "group_by")
 	if !ok {
 		return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by", Message: "group_by has an empty element"}

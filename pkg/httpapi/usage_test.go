@@ -13,6 +13,7 @@ import (
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokka-dev/tokka/pkg/httpapi"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -251,4 +252,23 @@ func TestMonthlyRollupsFollowRestatements(t *testing.T) {
 	// A range with partial edge months mixes rollups and daily rows.
 	mixed, _ := sum("from=2026-09-15&to=2026-11-03&group_by=month&provider=openai")
 	require.True(t, dec("38").Add(dec("6")).Equal(mixed), mixed.String())
+}
+
+// TestProvisionalDaysFollowTheResyncWindow: the days marked provisional are
+// the days the syncer re-reads (SYNC_RESYNC_DAYS, passed in by cmd/api), not
+// a number of the api's own. With 6 days on November 5, October 31 is still
+// open to restatement, so October's row is provisional.
+func TestProvisionalDaysFollowTheResyncWindow(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOptions{now: func() time.Time { return nov5 },
+		config: func(c *httpapi.Config) { c.ProvisionalDays = 6 }})
+	alice := b.newUser(t)
+	spendFixture(t, b, alice)
+	status, _, body := b.do(t, alice, http.MethodGet, "/v1/usage?from=2026-10-01&to=2026-11-05&group_by=month", nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	var p struct{ Data []map[string]any }
+	require.NoError(t, json.Unmarshal(body, &p))
+	require.Len(t, p.Data, 2)
+	require.Equal(t, true, p.Data[0]["provisional"], "October 31 is within the last 6 days")
+	require.Equal(t, true, p.Data[1]["provisional"])
 }

@@ -53,11 +53,11 @@ type Opener interface {
 // Config tunes the syncer; zero values take the documented defaults.
 type Config struct {
 	Instance     string        // who is syncing, for leases and audit events
-	Interval     time.Duration // SYNC_INTERVAL, default 6h
-	Concurrency  int           // SYNC_CONCURRENCY, default 4
-	BackfillDays int           // SYNC_BACKFILL_DAYS, default 90
-	ResyncDays   int           // SYNC_RESYNC_DAYS, default 3
-	LeaseFor     time.Duration // default 10m; a crashed syncer's lease expires after it
+	Interval     time.Duration // SYNC_INTERVAL, default DefaultInterval
+	Concurrency  int           // SYNC_CONCURRENCY, default DefaultConcurrency
+	BackfillDays int           // SYNC_BACKFILL_DAYS, default DefaultBackfillDays
+	ResyncDays   int           // SYNC_RESYNC_DAYS, default tokka.DefaultResyncDays
+	LeaseFor     time.Duration // SYNC_LEASE_DURATION, default DefaultLeaseFor; a crashed syncer's lease expires after it
 	// RetryBackoff (SYNC_RETRY_BACKOFF) is how long a connection waits
 	// after its 1st, 2nd, … failed sync in a row; after the last step it
 	// keeps waiting that long. Default 1m, 2m, 5m, 15m, 30m. A provider
@@ -68,14 +68,15 @@ type Config struct {
 	// per interval. Default ratelog.DefaultEvery.
 	FailureLogEvery time.Duration
 	// KeyRotationReminderDays is KEY_ROTATION_REMINDER_DAYS: a key older
-	// than this gets one key_rotation alert. Default 90; negative disables.
+	// than this gets one key_rotation alert. Default
+	// DefaultKeyRotationReminderDays; negative disables.
 	KeyRotationReminderDays int
 	// ReminderEvery spaces the reminder checks of a long-running syncer,
 	// default 1h; every pass of a new Syncer (syncer once) checks.
 	ReminderEvery time.Duration
 	// ShutdownGrace is how long in-flight syncs may go on once the pass is
 	// told to stop (SIGTERM); then they are cancelled and release their
-	// leases. Default 30s.
+	// leases. Default DefaultShutdownGrace.
 	ShutdownGrace time.Duration
 	// AfterSync, when set, runs after each successful sync.
 	AfterSync AfterSync
@@ -86,33 +87,44 @@ type Config struct {
 	Now            func() time.Time
 }
 
+// The defaults of a zero Config field. cmd/syncer's envDefault tags say the
+// same (its tests check), so a Syncer built in a test behaves as the binary.
+const (
+	DefaultInterval                = 6 * time.Hour
+	DefaultConcurrency             = 16
+	DefaultBackfillDays            = 90
+	DefaultLeaseFor                = 10 * time.Minute
+	DefaultKeyRotationReminderDays = 90
+	DefaultShutdownGrace           = 30 * time.Second
+)
+
 func (c *Config) defaults() {
 	if c.Interval <= 0 {
-		c.Interval = 6 * time.Hour
+		c.Interval = DefaultInterval
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 4
+		c.Concurrency = DefaultConcurrency
 	}
 	if c.BackfillDays <= 0 {
-		c.BackfillDays = 90
+		c.BackfillDays = DefaultBackfillDays
 	}
 	if c.ResyncDays <= 0 {
-		c.ResyncDays = 3
+		c.ResyncDays = tokka.DefaultResyncDays
 	}
 	if c.LeaseFor <= 0 {
-		c.LeaseFor = 10 * time.Minute
+		c.LeaseFor = DefaultLeaseFor
 	}
 	if len(c.RetryBackoff) == 0 {
 		c.RetryBackoff = DefaultRetryBackoff()
 	}
 	if c.KeyRotationReminderDays == 0 {
-		c.KeyRotationReminderDays = 90
+		c.KeyRotationReminderDays = DefaultKeyRotationReminderDays
 	}
 	if c.ReminderEvery <= 0 {
 		c.ReminderEvery = time.Hour
 	}
 	if c.ShutdownGrace <= 0 {
-		c.ShutdownGrace = 30 * time.Second
+		c.ShutdownGrace = DefaultShutdownGrace
 	}
 	if c.Now == nil {
 		c.Now = time.Now
