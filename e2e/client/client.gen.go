@@ -916,9 +916,7 @@ type Provider string
 
 // ProviderSummary defines model for ProviderSummary.
 type ProviderSummary struct {
-	// DailyRunRateUsd Exact decimal US dollars, as a string so no precision is lost.
-	//
-	// Example: 12.3456789
+	// DailyRunRateUsd Average daily spend over the last 7 complete days (only days since the first cost count), rounded to 6 places.
 	DailyRunRateUsd Money `json:"daily_run_rate_usd"`
 
 	// MonthToDateUsd Exact decimal US dollars, as a string so no precision is lost.
@@ -931,9 +929,7 @@ type ProviderSummary struct {
 	// Example: 12.3456789
 	PreviousMonthUsd Money `json:"previous_month_usd"`
 
-	// ProjectedMonthEndUsd Exact decimal US dollars, as a string so no precision is lost.
-	//
-	// Example: 12.3456789
+	// ProjectedMonthEndUsd Month-end forecast, rounded to cents: spend before today plus the daily run rate for today and every day left, never below the month to date. Budgets forecast with the same formula.
 	ProjectedMonthEndUsd Money `json:"projected_month_end_usd"`
 
 	// Provider The provider, or `all` for the overall figures.
