@@ -17,6 +17,9 @@ import (
 // latest name (ids are the identity), rows no longer listed stay (their old
 // usage keeps its name), and the connection records the parts its key was
 // refused. Parts that were refused are not touched. A nil d changes nothing.
+// Rows take their user and provider from the connection's row, never from
+// the lease value, like the usage rows: a lease altered in memory cannot
+// put names on another user's dashboard.
 func writeDirectory(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, d *tokka.Directory) error {
 	if d == nil {
 		return nil
@@ -28,11 +31,12 @@ func writeDirectory(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, d *tokka.Di
 		}
 		if _, err := tx.ExecContext(ctx, `
 			INSERT INTO tokka.directory_projects (connection_id, user_id, provider, id, kind, name, archived)
-			SELECT $1, $2, $3, p.id, p.kind, p.name, p.archived
-			FROM unnest($4::text[], $5::text[], $6::text[], $7::bool[]) AS p (id, kind, name, archived)
+			SELECT c.id, c.user_id, c.provider, p.id, p.kind, p.name, p.archived
+			FROM tokka.connections c, unnest($2::text[], $3::text[], $4::text[], $5::bool[]) AS p (id, kind, name, archived)
+			WHERE c.id = $1
 			ON CONFLICT (connection_id, id) DO UPDATE SET
 				kind = excluded.kind, name = excluded.name, archived = excluded.archived, seen_at = now()`,
-			l.ConnectionID, l.UserID, l.Provider, pq.Array(ids), pq.Array(kinds), pq.Array(names), pq.BoolArray(archived)); err != nil {
+			l.ConnectionID, pq.Array(ids), pq.Array(kinds), pq.Array(names), pq.BoolArray(archived)); err != nil {
 			return domainError(err, "store directory projects")
 		}
 	}
@@ -48,15 +52,17 @@ func writeDirectory(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, d *tokka.Di
 		if _, err := tx.ExecContext(ctx, `
 			INSERT INTO tokka.directory_keys (connection_id, user_id, provider, id, admin, name, redacted_hint,
 				created_at, last_used_at, status, project_id)
-			SELECT $1, $2, $3, k.id, k.admin, k.name, k.hint, k.created_at::timestamptz, k.last_used_at::timestamptz,
-				k.status, k.project_id
-			FROM unnest($4::text[], $5::bool[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+			SELECT c.id, c.user_id, c.provider, k.id, k.admin, k.name, k.hint, k.created_at::timestamptz,
+				k.last_used_at::timestamptz, k.status, k.project_id
+			FROM tokka.connections c,
+				unnest($2::text[], $3::bool[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
 				AS k (id, admin, name, hint, created_at, last_used_at, status, project_id)
+			WHERE c.id = $1
 			ON CONFLICT (connection_id, id) DO UPDATE SET
 				admin = excluded.admin, name = excluded.name, redacted_hint = excluded.redacted_hint,
 				created_at = excluded.created_at, last_used_at = excluded.last_used_at, status = excluded.status,
 				project_id = excluded.project_id, seen_at = now()`,
-			l.ConnectionID, l.UserID, l.Provider, pq.Array(ids), pq.BoolArray(admin), pq.Array(names), pq.Array(hints),
+			l.ConnectionID, pq.Array(ids), pq.BoolArray(admin), pq.Array(names), pq.Array(hints),
 			pq.Array(created), pq.Array(used), pq.Array(status), pq.Array(projects)); err != nil {
 			return domainError(err, "store directory keys")
 		}
