@@ -144,7 +144,8 @@ func AnthropicAPIKeys(key string, gen int) []FakeKey {
 
 // Rename changes every directory name of key's organisation (a new rename
 // generation) and returns the generation (1 after the first call). Ids stay.
-// It never fails.
+// The generation belongs to the organisation marker, so it renames that
+// organisation at both providers. It never fails.
 func (s *Server) Rename(key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
