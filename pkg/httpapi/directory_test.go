@@ -27,8 +27,8 @@ func namedFixture(t *testing.T, b *testBundle, u user, projectName string) strin
 	costs := []tokka.CostRow{{Day: day, Model: "gpt-a", ProjectID: "proj_named", APIKeyID: "key_named", AmountUSD: dec("2"), Amount: dec("2"), Currency: "usd"}}
 	syncResult(t, b, id, tokka.SyncResult{Window: tokka.Window{From: day, To: day.AddDate(0, 0, 1)}, Usage: usage, Costs: costs,
 		Directory: &tokka.Directory{
-			Projects: []tokka.DirectoryProject{{ID: "proj_named", Kind: tokka.KindProject, Name: projectName}},
-			Keys:     []tokka.DirectoryKey{{ID: "key_named", Name: "service key ✓", Hint: "sk-proj-...abcd", Status: "active"}},
+			Projects:    []tokka.DirectoryProject{{ID: "proj_named", Kind: tokka.KindProject, Name: projectName}},
+			Keys:        []tokka.DirectoryKey{{ID: "key_named", Name: "service key ✓", Hint: "sk-proj-...abcd", Status: "active"}},
 			Unavailable: tokka.DirectoryParts{tokka.PartAdminKeys},
 		}})
 	return id
