@@ -92,6 +92,14 @@ func Refused(err error) bool {
 	return errors.As(err, &pe) && pe.Kind == KindAuth
 }
 
+// Forbidden reports whether err is a 403 from the provider: a valid key
+// that may not do this (a key restricted to usage reads listing projects),
+// as opposed to a 401 for a key that is wrong or revoked.
+func Forbidden(err error) bool {
+	var pe *Error
+	return errors.As(err, &pe) && pe.Kind == KindAuth && pe.Status == 403
+}
+
 // Longest stored directory values: names (a provider's names are the
 // user's free text; longer ones are cut, marked with an ellipsis) and
 // redacted key hints (anything longer is not a redacted value).

@@ -374,12 +374,14 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 			// its usage is stored, so one organisation is never counted
 			// twice. A duplicate stops here, having read nothing else.
 			org, err := client.Organization(fetchCtx, key)
-			if provider.Refused(err) {
+			if provider.Forbidden(err) {
 				// A key restricted to usage reads may not list what
-				// identifies its organisation (OpenAI's projects). Its
-				// usage is still worth reading; the organisation stays
-				// unknown (so this is tried again next sync) and a key
-				// that may not read usage either fails on those reads.
+				// identifies its organisation (OpenAI's projects): 403,
+				// where a wrong or revoked key gets 401. Its usage is
+				// still worth reading; the organisation stays unknown (so
+				// this is tried again next sync, and such a key is not
+				// checked for duplicates) and a key that may not read
+				// usage either fails on those reads.
 				return s.fetch(fetchCtx, log, client, key, window, &dir)
 			}
 			if err != nil {
