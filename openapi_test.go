@@ -243,7 +243,8 @@ func TestEveryListHasTheSameShape(t *testing.T) {
 			hasArray := false
 			for prop, ref := range schema.Properties {
 				if ref.Value.Type.Is("array") && prop != "group_by" && prop != "by_provider" && prop != "top_models" &&
-					prop != "top_projects" && prop != "thresholds" && prop != "forecast_thresholds" {
+					prop != "top_projects" && prop != "top_api_keys" && prop != "directory_unavailable" &&
+					prop != "thresholds" && prop != "forecast_thresholds" {
 					hasArray = true
 				}
 			}

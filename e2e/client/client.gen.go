@@ -173,6 +173,30 @@ func (e BudgetDeliveryStatus) Valid() bool {
 	}
 }
 
+// Defines values for ConnectionDirectoryUnavailable.
+const (
+	AdminKeys  ConnectionDirectoryUnavailable = "admin_keys"
+	ApiKeys    ConnectionDirectoryUnavailable = "api_keys"
+	Projects   ConnectionDirectoryUnavailable = "projects"
+	Workspaces ConnectionDirectoryUnavailable = "workspaces"
+)
+
+// Valid indicates whether the value is a known member of the ConnectionDirectoryUnavailable enum.
+func (e ConnectionDirectoryUnavailable) Valid() bool {
+	switch e {
+	case AdminKeys:
+		return true
+	case ApiKeys:
+		return true
+	case Projects:
+		return true
+	case Workspaces:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ConnectionStatus.
 const (
 	ConnectionStatusActive         ConnectionStatus = "active"
@@ -737,10 +761,16 @@ type BudgetUpdate struct {
 	Thresholds          *BudgetPercents `json:"thresholds,omitempty"`
 }
 
-// Connection Example: {"created_at":"2026-11-02T09:14:07Z","id":"0b7f3d1e-7f59-4a5e-9a43-4f5bb1b0e0aa","key_hint":"sk-admin-…Q7xZ","key_set_at":"2026-11-02T09:14:07Z","label":"Production org","last_error":null,"last_synced_at":"2026-11-27T06:00:12Z","next_sync_at":"2026-11-27T12:00:12Z","provider":"openai","status":"active","updated_at":"2026-11-27T06:00:12Z"}
+// Connection Example: {"created_at":"2026-11-02T09:14:07Z","directory_unavailable":[],"id":"0b7f3d1e-7f59-4a5e-9a43-4f5bb1b0e0aa","key_hint":"sk-admin-…Q7xZ","key_set_at":"2026-11-02T09:14:07Z","label":"Production org","last_error":null,"last_synced_at":"2026-11-27T06:00:12Z","next_sync_at":"2026-11-27T12:00:12Z","provider":"openai","status":"active","updated_at":"2026-11-27T06:00:12Z"}
 type Connection struct {
-	CreatedAt time.Time          `json:"created_at"`
-	Id        openapi_types.UUID `json:"id"`
+	CreatedAt time.Time `json:"created_at"`
+
+	// DirectoryUnavailable The parts of the organisation's directory (the names of projects,
+	// workspaces, API keys and admin keys) the key was refused at its
+	// last sync: a key restricted to usage reads syncs its usage all
+	// the same, and the names of those parts show as null.
+	DirectoryUnavailable []ConnectionDirectoryUnavailable `json:"directory_unavailable"`
+	Id                   openapi_types.UUID               `json:"id"`
 
 	// KeyHint The provider prefix and the key's last 4 characters, nothing more.
 	//
@@ -770,6 +800,9 @@ type Connection struct {
 	Status    ConnectionStatus `json:"status"`
 	UpdatedAt time.Time        `json:"updated_at"`
 }
+
+// ConnectionDirectoryUnavailable defines model for Connection.DirectoryUnavailable.
+type ConnectionDirectoryUnavailable string
 
 // ConnectionStatus `pending` until the first sync; `active` after a good one; `invalid`
 // when the provider rejected the key; `error` after another failure
@@ -945,6 +978,20 @@ type ProviderSummary struct {
 // ProviderSummaryProvider The provider, or `all` for the overall figures.
 type ProviderSummaryProvider string
 
+// TopAPIKey defines model for TopAPIKey.
+type TopAPIKey struct {
+	ApiKeyName *string `json:"api_key_name"`
+
+	// CostUsd Exact decimal US dollars, as a string so no precision is lost.
+	//
+	// Example: 12.3456789
+	CostUsd Money `json:"cost_usd"`
+
+	// Name The API key id (never a key).
+	Name     string   `json:"name"`
+	Provider Provider `json:"provider"`
+}
+
 // TopItem defines model for TopItem.
 type TopItem struct {
 	// CostUsd Exact decimal US dollars, as a string so no precision is lost.
@@ -953,6 +1000,20 @@ type TopItem struct {
 	CostUsd  Money    `json:"cost_usd"`
 	Name     string   `json:"name"`
 	Provider Provider `json:"provider"`
+}
+
+// TopProject defines model for TopProject.
+type TopProject struct {
+	// CostUsd Exact decimal US dollars, as a string so no precision is lost.
+	//
+	// Example: 12.3456789
+	CostUsd Money `json:"cost_usd"`
+
+	// Name The project or workspace id.
+	Name          string   `json:"name"`
+	ProjectName   *string  `json:"project_name"`
+	Provider      Provider `json:"provider"`
+	WorkspaceName *string  `json:"workspace_name"`
 }
 
 // Usage A page of rows (the shape of every list), with the query it answers and its totals.
@@ -983,7 +1044,10 @@ type UsageGroupBy string
 // Example: {"cache_read_tokens":323200,"cache_write_1h_tokens":0,"cache_write_5m_tokens":0,"cost_usd":"7.0851","day":"2026-11-26","input_tokens":1843200,"input_uncached_tokens":1520000,"model":"gpt-4.1","output_tokens":412870,"provider":"openai","provisional":true,"requests":5321}
 type UsageRow struct {
 	// ApiKeyId The provider's id for the API key that was used (never a key).
-	ApiKeyId           *string `json:"api_key_id,omitempty"`
+	ApiKeyId *string `json:"api_key_id,omitempty"`
+
+	// ApiKeyName With api_key_id: the key's name at the last sync; null when unknown.
+	ApiKeyName         *string `json:"api_key_name,omitempty"`
 	CacheReadTokens    int64   `json:"cache_read_tokens"`
 	CacheWrite1hTokens int64   `json:"cache_write_1h_tokens"`
 
@@ -1009,8 +1073,11 @@ type UsageRow struct {
 	OutputTokens int64  `json:"output_tokens"`
 
 	// ProjectId OpenAI project or Anthropic workspace.
-	ProjectId *string   `json:"project_id,omitempty"`
-	Provider  *Provider `json:"provider,omitempty"`
+	ProjectId *string `json:"project_id,omitempty"`
+
+	// ProjectName With project_id: the OpenAI project's name at the last sync; null when unknown or when project_id is an Anthropic workspace.
+	ProjectName *string   `json:"project_name,omitempty"`
+	Provider    *Provider `json:"provider,omitempty"`
 
 	// Provisional The figures include a day the provider may still restate.
 	Provisional bool `json:"provisional"`
@@ -1021,6 +1088,9 @@ type UsageRow struct {
 
 	// Week Monday of the ISO week.
 	Week *openapi_types.Date `json:"week,omitempty"`
+
+	// WorkspaceName With project_id: the Anthropic workspace's name at the last sync; null when unknown or when project_id is an OpenAI project.
+	WorkspaceName *string `json:"workspace_name,omitempty"`
 }
 
 // UsageSummary defines model for UsageSummary.
@@ -1035,8 +1105,9 @@ type UsageSummary struct {
 	Month       Month              `json:"month"`
 	Overall     ProviderSummary    `json:"overall"`
 	Today       openapi_types.Date `json:"today"`
+	TopApiKeys  []TopAPIKey        `json:"top_api_keys"`
 	TopModels   []TopItem          `json:"top_models"`
-	TopProjects []TopItem          `json:"top_projects"`
+	TopProjects []TopProject       `json:"top_projects"`
 }
 
 // APIKeyFilter defines model for APIKeyFilter.
@@ -1062,6 +1133,9 @@ type GroupBy = []string
 
 // IdempotencyKey defines model for IdempotencyKey.
 type IdempotencyKey = string
+
+// IncludeZero defines model for IncludeZero.
+type IncludeZero = bool
 
 // Limit defines model for Limit.
 type Limit = int
@@ -1339,6 +1413,11 @@ type GetUsageParams struct {
 	ApiKey      *APIKeyFilter      `form:"api_key,omitempty" json:"api_key,omitempty"`
 	ServiceTier *ServiceTierFilter `form:"service_tier,omitempty" json:"service_tier,omitempty"`
 
+	// IncludeZero Keep groups whose every figure (tokens, requests and cost) is zero.
+	// By default they are left out: a provider's empty result tells a
+	// reader nothing.
+	IncludeZero *IncludeZero `form:"include_zero,omitempty" json:"include_zero,omitempty"`
+
 	// Limit Rows per page.
 	Limit *UsageLimit `form:"limit,omitempty" json:"limit,omitempty"`
 
@@ -1384,6 +1463,11 @@ type HeadGetUsageParams struct {
 	ApiKey      *APIKeyFilter      `form:"api_key,omitempty" json:"api_key,omitempty"`
 	ServiceTier *ServiceTierFilter `form:"service_tier,omitempty" json:"service_tier,omitempty"`
 
+	// IncludeZero Keep groups whose every figure (tokens, requests and cost) is zero.
+	// By default they are left out: a provider's empty result tells a
+	// reader nothing.
+	IncludeZero *IncludeZero `form:"include_zero,omitempty" json:"include_zero,omitempty"`
+
 	// Limit Rows per page.
 	Limit *UsageLimit `form:"limit,omitempty" json:"limit,omitempty"`
 
@@ -1428,6 +1512,11 @@ type ExportUsageCSVParams struct {
 	// ApiKey The provider's API key id (never a key).
 	ApiKey      *APIKeyFilter      `form:"api_key,omitempty" json:"api_key,omitempty"`
 	ServiceTier *ServiceTierFilter `form:"service_tier,omitempty" json:"service_tier,omitempty"`
+
+	// IncludeZero Keep groups whose every figure (tokens, requests and cost) is zero.
+	// By default they are left out: a provider's empty result tells a
+	// reader nothing.
+	IncludeZero *IncludeZero `form:"include_zero,omitempty" json:"include_zero,omitempty"`
 }
 
 // ExportUsageCSVParamsGroupBy defines parameters for ExportUsageCSV.
@@ -1462,6 +1551,11 @@ type HeadExportUsageCSVParams struct {
 	// ApiKey The provider's API key id (never a key).
 	ApiKey      *APIKeyFilter      `form:"api_key,omitempty" json:"api_key,omitempty"`
 	ServiceTier *ServiceTierFilter `form:"service_tier,omitempty" json:"service_tier,omitempty"`
+
+	// IncludeZero Keep groups whose every figure (tokens, requests and cost) is zero.
+	// By default they are left out: a provider's empty result tells a
+	// reader nothing.
+	IncludeZero *IncludeZero `form:"include_zero,omitempty" json:"include_zero,omitempty"`
 }
 
 // HeadExportUsageCSVParamsGroupBy defines parameters for HeadExportUsageCSV.
@@ -1986,7 +2080,11 @@ type ClientInterface interface {
 	// usage reports) and cost (USD, from the providers' cost reports, which
 	// reconcile with the invoice) over `from`..`to` inclusive, grouped by any
 	// of the `group_by` dimensions and narrowed by the filters. Without
-	// `group_by` there is one row. `totals` covers the whole query, not just
+	// `group_by` there is one row. Groups whose every figure is zero are
+	// left out unless `include_zero=true`. Rows grouped by `project` carry
+	// `project_name` and `workspace_name`, rows grouped by `api_key` carry
+	// `api_key_name`: the names the provider's directory gave the ids at
+	// the last sync (null when unknown); filters take the ids. `totals` covers the whole query, not just
 	// the page. Rows that include one of the last SYNC_RESYNC_DAYS days
 	// (default 3; UTC, today included) are `provisional`: providers may
 	// still restate them, and Tokka re-reads them on every sync. Costs are not reported per service
@@ -2008,7 +2106,9 @@ type ClientInterface interface {
 	// ExportUsageCSV The same rows as /v1/usage, as CSV
 	//
 	// Streams every row of the query (no paging) as RFC 4180 CSV with a
-	// header line: the grouping columns, then the sums. Text that a
+	// header line: the grouping columns (`project_id` followed by
+	// `project_name` and `workspace_name`, `api_key_id` by `api_key_name`;
+	// an unknown name is an empty cell), then the sums. Text that a
 	// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
 	// tab or carriage return) is prefixed with `'`. An expensive read: it
 	// counts against your per-user budget
@@ -2032,8 +2132,11 @@ type ClientInterface interface {
 	//
 	// Spend for the current UTC month so far, the whole previous month, the
 	// same number of days of the previous month, and a projection for the
-	// month end, per provider and overall, with the top models and projects
-	// by cost this month. The forecast takes the average daily spend of the
+	// month end, per provider and overall, with the top models, projects
+	// (or workspaces) and API keys by cost this month. A top project's or
+	// key's `name` is its id (what filters take); `project_name`,
+	// `workspace_name` and `api_key_name` are the names the provider's
+	// directory gave it (null when unknown). The forecast takes the average daily spend of the
 	// last 7 complete days (reaching into the previous month when needed, so
 	// a quiet start of the month does not zero it; a new account counts only
 	// the days since its first cost), adds it for today and
@@ -2844,7 +2947,11 @@ func (c *Client) HeadGetMe(ctx context.Context, reqEditors ...RequestEditorFn) (
 // usage reports) and cost (USD, from the providers' cost reports, which
 // reconcile with the invoice) over `from`..`to` inclusive, grouped by any
 // of the `group_by` dimensions and narrowed by the filters. Without
-// `group_by` there is one row. `totals` covers the whole query, not just
+// `group_by` there is one row. Groups whose every figure is zero are
+// left out unless `include_zero=true`. Rows grouped by `project` carry
+// `project_name` and `workspace_name`, rows grouped by `api_key` carry
+// `api_key_name`: the names the provider's directory gave the ids at
+// the last sync (null when unknown); filters take the ids. `totals` covers the whole query, not just
 // the page. Rows that include one of the last SYNC_RESYNC_DAYS days
 // (default 3; UTC, today included) are `provisional`: providers may
 // still restate them, and Tokka re-reads them on every sync. Costs are not reported per service
@@ -2886,7 +2993,9 @@ func (c *Client) HeadGetUsage(ctx context.Context, params *HeadGetUsageParams, r
 // ExportUsageCSV The same rows as /v1/usage, as CSV
 //
 // Streams every row of the query (no paging) as RFC 4180 CSV with a
-// header line: the grouping columns, then the sums. Text that a
+// header line: the grouping columns (`project_id` followed by
+// `project_name` and `workspace_name`, `api_key_id` by `api_key_name`;
+// an unknown name is an empty cell), then the sums. Text that a
 // spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
 // tab or carriage return) is prefixed with `'`. An expensive read: it
 // counts against your per-user budget
@@ -2930,8 +3039,11 @@ func (c *Client) HeadExportUsageCSV(ctx context.Context, params *HeadExportUsage
 //
 // Spend for the current UTC month so far, the whole previous month, the
 // same number of days of the previous month, and a projection for the
-// month end, per provider and overall, with the top models and projects
-// by cost this month. The forecast takes the average daily spend of the
+// month end, per provider and overall, with the top models, projects
+// (or workspaces) and API keys by cost this month. A top project's or
+// key's `name` is its id (what filters take); `project_name`,
+// `workspace_name` and `api_key_name` are the names the provider's
+// directory gave it (null when unknown). The forecast takes the average daily spend of the
 // last 7 complete days (reaching into the previous month when needed, so
 // a quiet start of the month does not zero it; a new account counts only
 // the days since its first cost), adds it for today and
@@ -4632,6 +4744,18 @@ func NewGetUsageRequest(server string, params *GetUsageParams) (*http.Request, e
 
 		}
 
+		if params.IncludeZero != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "include_zero", *params.IncludeZero, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.Limit != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
@@ -4797,6 +4921,18 @@ func NewHeadGetUsageRequest(server string, params *HeadGetUsageParams) (*http.Re
 		if params.ServiceTier != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "service_tier", *params.ServiceTier, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.IncludeZero != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "include_zero", *params.IncludeZero, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -4980,6 +5116,18 @@ func NewExportUsageCSVRequest(server string, params *ExportUsageCSVParams) (*htt
 
 		}
 
+		if params.IncludeZero != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "include_zero", *params.IncludeZero, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -5121,6 +5269,18 @@ func NewHeadExportUsageCSVRequest(server string, params *HeadExportUsageCSVParam
 		if params.ServiceTier != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "service_tier", *params.ServiceTier, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.IncludeZero != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "include_zero", *params.IncludeZero, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -5731,7 +5891,11 @@ type ClientWithResponsesInterface interface {
 	// usage reports) and cost (USD, from the providers' cost reports, which
 	// reconcile with the invoice) over `from`..`to` inclusive, grouped by any
 	// of the `group_by` dimensions and narrowed by the filters. Without
-	// `group_by` there is one row. `totals` covers the whole query, not just
+	// `group_by` there is one row. Groups whose every figure is zero are
+	// left out unless `include_zero=true`. Rows grouped by `project` carry
+	// `project_name` and `workspace_name`, rows grouped by `api_key` carry
+	// `api_key_name`: the names the provider's directory gave the ids at
+	// the last sync (null when unknown); filters take the ids. `totals` covers the whole query, not just
 	// the page. Rows that include one of the last SYNC_RESYNC_DAYS days
 	// (default 3; UTC, today included) are `provisional`: providers may
 	// still restate them, and Tokka re-reads them on every sync. Costs are not reported per service
@@ -5757,7 +5921,9 @@ type ClientWithResponsesInterface interface {
 	// ExportUsageCSVWithResponse The same rows as /v1/usage, as CSV
 	//
 	// Streams every row of the query (no paging) as RFC 4180 CSV with a
-	// header line: the grouping columns, then the sums. Text that a
+	// header line: the grouping columns (`project_id` followed by
+	// `project_name` and `workspace_name`, `api_key_id` by `api_key_name`;
+	// an unknown name is an empty cell), then the sums. Text that a
 	// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
 	// tab or carriage return) is prefixed with `'`. An expensive read: it
 	// counts against your per-user budget
@@ -5785,8 +5951,11 @@ type ClientWithResponsesInterface interface {
 	//
 	// Spend for the current UTC month so far, the whole previous month, the
 	// same number of days of the previous month, and a projection for the
-	// month end, per provider and overall, with the top models and projects
-	// by cost this month. The forecast takes the average daily spend of the
+	// month end, per provider and overall, with the top models, projects
+	// (or workspaces) and API keys by cost this month. A top project's or
+	// key's `name` is its id (what filters take); `project_name`,
+	// `workspace_name` and `api_key_name` are the names the provider's
+	// directory gave it (null when unknown). The forecast takes the average daily spend of the
 	// last 7 complete days (reaching into the previous month when needed, so
 	// a quiet start of the month does not zero it; a new account counts only
 	// the days since its first cost), adds it for today and
@@ -11127,7 +11296,11 @@ func (c *ClientWithResponses) HeadGetMeWithResponse(ctx context.Context, reqEdit
 // usage reports) and cost (USD, from the providers' cost reports, which
 // reconcile with the invoice) over `from`..`to` inclusive, grouped by any
 // of the `group_by` dimensions and narrowed by the filters. Without
-// `group_by` there is one row. `totals` covers the whole query, not just
+// `group_by` there is one row. Groups whose every figure is zero are
+// left out unless `include_zero=true`. Rows grouped by `project` carry
+// `project_name` and `workspace_name`, rows grouped by `api_key` carry
+// `api_key_name`: the names the provider's directory gave the ids at
+// the last sync (null when unknown); filters take the ids. `totals` covers the whole query, not just
 // the page. Rows that include one of the last SYNC_RESYNC_DAYS days
 // (default 3; UTC, today included) are `provisional`: providers may
 // still restate them, and Tokka re-reads them on every sync. Costs are not reported per service
@@ -11165,7 +11338,9 @@ func (c *ClientWithResponses) HeadGetUsageWithResponse(ctx context.Context, para
 // ExportUsageCSVWithResponse The same rows as /v1/usage, as CSV
 //
 // Streams every row of the query (no paging) as RFC 4180 CSV with a
-// header line: the grouping columns, then the sums. Text that a
+// header line: the grouping columns (`project_id` followed by
+// `project_name` and `workspace_name`, `api_key_id` by `api_key_name`;
+// an unknown name is an empty cell), then the sums. Text that a
 // spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
 // tab or carriage return) is prefixed with `'`. An expensive read: it
 // counts against your per-user budget
@@ -11205,8 +11380,11 @@ func (c *ClientWithResponses) HeadExportUsageCSVWithResponse(ctx context.Context
 //
 // Spend for the current UTC month so far, the whole previous month, the
 // same number of days of the previous month, and a projection for the
-// month end, per provider and overall, with the top models and projects
-// by cost this month. The forecast takes the average daily spend of the
+// month end, per provider and overall, with the top models, projects
+// (or workspaces) and API keys by cost this month. A top project's or
+// key's `name` is its id (what filters take); `project_name`,
+// `workspace_name` and `api_key_name` are the names the provider's
+// directory gave it (null when unknown). The forecast takes the average daily spend of the
 // last 7 complete days (reaching into the previous month when needed, so
 // a quiet start of the month does not zero it; a new account counts only
 // the days since its first cost), adds it for today and

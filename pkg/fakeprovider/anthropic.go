@@ -92,7 +92,13 @@ func (s *Server) serveAnthropic(w http.ResponseWriter, r *http.Request) {
 
 	var serve func(http.ResponseWriter, *http.Request, string, antQuery, func(int, string, string))
 	me := false
+	var directory func()
 	switch r.URL.Path {
+	case "/v1/organizations/workspaces", "/v1/organizations/api_keys":
+		me = true
+		directory = func() {
+			s.anthropicDirectory(w, r, r.Header.Get("x-api-key"), r.URL.Path == "/v1/organizations/workspaces", fail)
+		}
 	case "/v1/organizations/usage_report/messages":
 		serve = s.anthropicMessages
 	case "/v1/organizations/cost_report":
@@ -134,9 +140,16 @@ func (s *Server) serveAnthropic(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if me {
-		// The organisation endpoint checks the key like the others; the
-		// fault markers below are for the usage and cost reports.
-		s.anthropicMe(w, key)
+		// The organisation and directory endpoints check the key like the
+		// others; the fault markers below are for the usage and cost reports.
+		switch {
+		case directory != nil && strings.Contains(key, "-usageonly"):
+			fail(http.StatusForbidden, "permission_error", "This API key does not have permission to use the specified resource.")
+		case directory != nil:
+			directory()
+		default:
+			s.anthropicMe(w, key)
+		}
 		return
 	}
 	switch f := failureFor(key, n, 529); f.status {

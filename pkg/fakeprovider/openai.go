@@ -187,12 +187,18 @@ func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("x-request-id", s.requestID())
 
 	var serve func(http.ResponseWriter, *http.Request, string, oaiQuery)
-	projects := false
+	var directory func(w http.ResponseWriter, r *http.Request, key string)
+	keysOf, isKeys := strings.CutPrefix(r.URL.Path, "/v1/organization/projects/")
+	keysOf, isKeys = strings.CutSuffix(keysOf, "/api_keys")
 	switch family, ok := strings.CutPrefix(r.URL.Path, "/v1/organization/usage/"); {
 	case r.URL.Path == "/v1/organization/costs":
 		serve = s.openAICosts
 	case r.URL.Path == "/v1/organization/projects":
-		projects = true
+		directory = s.openAIProjects
+	case r.URL.Path == "/v1/organization/admin_api_keys":
+		directory = func(w http.ResponseWriter, r *http.Request, key string) { s.openAIKeys(w, r, key, "", true) }
+	case isKeys && keysOf != "" && !strings.Contains(keysOf, "/"):
+		directory = func(w http.ResponseWriter, r *http.Request, key string) { s.openAIKeys(w, r, key, keysOf, false) }
 	case ok && oaiFamilies[family].object != "":
 		serve = func(w http.ResponseWriter, r *http.Request, key string, q oaiQuery) {
 			s.openAIUsage(w, r, key, family, q)
@@ -204,7 +210,7 @@ func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request) {
 	}
 
 	token, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	n := s.count(token, !projects)
+	n := s.count(token, directory == nil)
 	switch {
 	case !hasBearer || token == "":
 		oaiFail(w, http.StatusUnauthorized, "invalid_request_error", "",
@@ -233,10 +239,15 @@ func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request) {
 	if !s.slow(r.Context(), token) {
 		return
 	}
-	if projects {
-		// The organisation endpoint checks the key like the others; the
+	if directory != nil {
+		// The directory endpoints check the key like the others; the
 		// fault markers below are for the usage and cost reports.
-		s.openAIProjects(w, r, token)
+		if strings.Contains(token, "-usageonly") {
+			oaiFail(w, http.StatusForbidden, "invalid_request_error", "",
+				"You have insufficient permissions for this operation. Missing scopes: api.management.read.", "")
+			return
+		}
+		directory(w, r, token)
 		return
 	}
 	switch f := failureFor(token, n, http.StatusServiceUnavailable); f.status {

@@ -36,21 +36,31 @@ type OpenAIProject struct {
 	ArchivedAt *time.Time // nil for an active project
 }
 
-// OpenAIProjects returns the projects of key's organisation, oldest first:
-// the 1 or 2 projects its usage is booked to (OpenAIDayAt) and one archived
-// project without usage. It is a pure function of the organisation and never
-// fails.
-func OpenAIProjects(key string) []OpenAIProject {
+// OpenAIProjects returns the projects of key's organisation, oldest first,
+// under their names before any rename (see OpenAIProjectsAt). It is a pure
+// function of the organisation and never fails.
+func OpenAIProjects(key string) []OpenAIProject { return OpenAIProjectsAt(key, 0) }
+
+// OpenAIProjectsAt returns the projects of key's organisation at rename
+// generation gen, oldest first: one archived project without usage (named
+// LongName) and the 1 or 2 projects its usage is booked to (OpenAIDayAt),
+// the first named FirstProjectName. It is a pure function of the
+// organisation and gen and never fails.
+func OpenAIProjectsAt(key string, gen int) []OpenAIProject {
 	org := OrgOf(key)
 	n := 1 + int(newStream(org, "openai-org").n(2)) // the same draw OpenAIDayAt makes
 	created := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(newStream(org, "openai-created").n(300*24)) * time.Hour)
 	var out []OpenAIProject
 	archived := created.Add(12 * time.Hour)
-	out = append(out, OpenAIProject{ID: "proj_" + ident(org, "openai-project-archived", 0, 12), Name: "Old experiments",
+	out = append(out, OpenAIProject{ID: "proj_" + ident(org, "openai-project-archived", 0, 12), Name: renamed(LongName, gen),
 		CreatedAt: created, ArchivedAt: &archived})
 	for p := 0; p < n; p++ {
+		name := renamed("Project "+strconv.Itoa(p+1), gen)
+		if p == 0 {
+			name = FirstProjectName(gen)
+		}
 		out = append(out, OpenAIProject{ID: "proj_" + ident(org, "openai-project", p, 12),
-			Name: "Project " + strconv.Itoa(p+1), CreatedAt: created.Add(time.Duration(p+1) * 24 * time.Hour)})
+			Name: name, CreatedAt: created.Add(time.Duration(p+1) * 24 * time.Hour)})
 	}
 	return out
 }
@@ -108,7 +118,7 @@ func (s *Server) openAIProjects(w http.ResponseWriter, r *http.Request, key stri
 		return
 	}
 	var all []oaiProject
-	for _, p := range OpenAIProjects(key) {
+	for _, p := range OpenAIProjectsAt(key, s.generation(key)) {
 		if p.ArchivedAt != nil && !archived {
 			continue
 		}
@@ -127,6 +137,9 @@ func (s *Server) openAIProjects(w http.ResponseWriter, r *http.Request, key stri
 			return
 		}
 		start = i + 1
+	}
+	if s.opts.ListPageSize > 0 {
+		limit = min(limit, s.opts.ListPageSize)
 	}
 	end := min(start+limit, len(all))
 	page := oaiList{Object: "list", Data: all[start:end], HasMore: end < len(all)}

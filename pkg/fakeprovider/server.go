@@ -38,6 +38,7 @@
 //	          …-endless…            paging never ends: has_more stays true with fresh cursors
 //	          …-pageloop…           paging loops: next_page repeats the same cursor
 //	          …-oversize…           data answers are preceded by 17 MiB of JSON whitespace
+//	          …-usageonly…          every directory endpoint (projects, workspaces, API and admin keys) answers 403; usage and costs are served
 //	          …-restated…           Server.Restate revises the last few days of the key's organisation (a new epoch of OpenAIDayAt/AnthropicDayAt)
 //	OpenAI    …-strings…            cost amount.value is sent as a JSON string
 package fakeprovider
@@ -74,6 +75,10 @@ type Options struct {
 	Now         func() time.Time // clock for default end times, "no data in the future" and restatements; nil means time.Now
 	SlowDelay   time.Duration    // what -slow keys wait; 0 means DefaultSlowDelay
 	RestateDays int              // a restatement changes the days at most this many days before today; 0 means DefaultRestateDays
+	// ListPageSize, when positive, caps the page size of the directory
+	// listings (projects, keys, workspaces) below what the client asks
+	// for, so tests page through a small directory.
+	ListPageSize int
 }
 
 // Server serves both providers' usage and cost endpoints. It is safe for
@@ -85,6 +90,7 @@ type Server struct {
 	requests map[[sha256.Size]byte]int         // by SHA-256 of the key, so no plaintext key is held
 	data     map[[sha256.Size]byte]int         // the same, data endpoints only: what the fault markers count
 	restated map[[sha256.Size]byte][]time.Time // per organisation, the day ("today") of each restatement; epoch = index+1
+	renames  map[[sha256.Size]byte]int         // per organisation, the directory's rename generation
 
 	seq atomic.Uint64 // request ids
 }
@@ -92,7 +98,7 @@ type Server struct {
 // New returns a Server; it cannot fail.
 func New(opts Options) *Server {
 	return &Server{opts: opts, requests: make(map[[sha256.Size]byte]int), data: make(map[[sha256.Size]byte]int),
-		restated: make(map[[sha256.Size]byte][]time.Time)}
+		restated: make(map[[sha256.Size]byte][]time.Time), renames: make(map[[sha256.Size]byte]int)}
 }
 
 // Requests reports how many requests presented key so far, including

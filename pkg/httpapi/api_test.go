@@ -413,7 +413,16 @@ func syncFixture(t *testing.T, b *testBundle, connID string) {
 // then CompleteSync (which replaces the window).
 func syncRows(t *testing.T, b *testBundle, connID string, w tokka.Window, usage []tokka.UsageRow, costs []tokka.CostRow) {
 	t.Helper()
+	syncResult(t, b, connID, tokka.SyncResult{Window: w, Usage: usage, Costs: costs})
+}
+
+// syncResult stores r as one sync of connID (with its own next time and
+// sync.succeeded event).
+func syncResult(t *testing.T, b *testBundle, connID string, r tokka.SyncResult) {
+	t.Helper()
 	ctx := context.Background()
+	r.Next = time.Now().Add(time.Hour)
+	r.Event = tokka.AuditEvent{Action: tokka.ActionSyncSucceeded, Outcome: tokka.OutcomeSuccess, Actor: "syncer:fixture"}
 	_, err := b.sql.Exec(`UPDATE tokka.connections SET next_sync_at = now() - interval '1 second' WHERE id = $1`, connID)
 	require.NoError(t, err)
 	// Other tests of this package lease from the same database at the same
@@ -426,11 +435,7 @@ func syncRows(t *testing.T, b *testBundle, connID string, w tokka.Window, usage 
 		for _, l := range ls {
 			if l.ConnectionID == connID {
 				leased = true
-				require.NoError(t, b.db.CompleteSync(ctx, l, tokka.SyncResult{
-					Window: w, Usage: usage, Costs: costs,
-					Next:  time.Now().Add(time.Hour),
-					Event: tokka.AuditEvent{Action: tokka.ActionSyncSucceeded, Outcome: tokka.OutcomeSuccess, Actor: "syncer:fixture"},
-				}))
+				require.NoError(t, b.db.CompleteSync(ctx, l, r))
 			} else {
 				require.NoError(t, b.db.ReleaseLease(ctx, l))
 			}

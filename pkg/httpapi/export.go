@@ -76,6 +76,14 @@ func csvSafe(v string) string {
 	return v
 }
 
+// deref is *p, or "" for nil.
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
 // usageExport streams the usage rows as CSV. Rows come from the database in
 // chunks (postgres.EachUsageRow) and go to the client between them, so a
 // slow reader holds no database connection; each user may run only a few
@@ -106,6 +114,13 @@ func (s *Server) usageExport(c echo.Context) error {
 	header := []string{}
 	for _, d := range dims {
 		header = append(header, d.Key)
+		// Names follow the id they are of; an unknown name is an empty cell.
+		switch d.Key {
+		case "project_id":
+			header = append(header, keyProjectName, keyWorkspaceName)
+		case "api_key_id":
+			header = append(header, keyAPIKeyName)
+		}
 	}
 	header = append(header, "input_tokens")
 	for _, f := range tokka.TokenFields {
@@ -143,6 +158,12 @@ func (s *Server) usageExport(c echo.Context) error {
 		rec := make([]string, 0, len(header))
 		for _, d := range dims {
 			rec = append(rec, csvSafe(groupValue(d.Key, r.Group[d.Key])))
+			switch d.Key {
+			case "project_id":
+				rec = append(rec, csvSafe(deref(r.ProjectName)), csvSafe(deref(r.WorkspaceName)))
+			case "api_key_id":
+				rec = append(rec, csvSafe(deref(r.APIKeyName)))
+			}
 		}
 		rec = append(rec, strconv.FormatInt(r.InputTokens(), 10))
 		for _, f := range tokka.TokenFields {

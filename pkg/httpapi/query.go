@@ -27,8 +27,9 @@ type QueryParam struct {
 var (
 	usageFilters = []QueryParam{{Name: "provider"}, {Name: "connection"}, {Name: "model"}, {Name: "project"},
 		{Name: "api_key"}, {Name: "service_tier"}}
-	usageRange = append([]QueryParam{{Name: "from"}, {Name: "to"}, {Name: "group_by", List: true}}, usageFilters...)
-	paging     = []QueryParam{{Name: "limit"}, {Name: "cursor"}}
+	usageRange = append(append([]QueryParam{{Name: "from"}, {Name: "to"}, {Name: "group_by", List: true}}, usageFilters...),
+		QueryParam{Name: "include_zero"})
+	paging = []QueryParam{{Name: "limit"}, {Name: "cursor"}}
 )
 
 // routeQueryParams is the one list of the query parameters each route

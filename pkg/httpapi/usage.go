@@ -52,9 +52,39 @@ var usageRowKeys = func() []string {
 	for _, d := range tokka.UsageDimensions {
 		keys = append(keys, d.Key)
 	}
+	keys = append(keys, nameKeys...)
 	sort.Strings(keys)
 	return keys
 }()
+
+// The name fields a row carries beside its ids: project_name and
+// workspace_name with project_id (an OpenAI project or an Anthropic
+// workspace), api_key_name with api_key_id; null when the directory does
+// not know the id.
+const (
+	keyProjectName   = "project_name"
+	keyWorkspaceName = "workspace_name"
+	keyAPIKeyName    = "api_key_name"
+)
+
+var nameKeys = []string{keyProjectName, keyWorkspaceName, keyAPIKeyName}
+
+// nameField returns the name field k of r and whether r carries it (it is
+// grouped by the id the name is of).
+func nameField(r *tokka.UsageGroup, k string) (*string, bool) {
+	switch k {
+	case keyProjectName:
+		_, ok := r.Group["project_id"]
+		return r.ProjectName, ok
+	case keyWorkspaceName:
+		_, ok := r.Group["project_id"]
+		return r.WorkspaceName, ok
+	case keyAPIKeyName:
+		_, ok := r.Group["api_key_id"]
+		return r.APIKeyName, ok
+	}
+	return nil, false
+}
 
 // tokenFieldOf finds a token figure by its name.
 var tokenFieldOf = func() map[string]tokka.TokenField {
@@ -86,6 +116,12 @@ func (r usageRowJSON) MarshalJSON() ([]byte, error) {
 		default:
 			if f, ok := tokenFieldOf[k]; ok {
 				b = strconv.AppendInt(appendKey(b, k), *f.Of(&r.Tokens), 10)
+			} else if name, ok := nameField((*tokka.UsageGroup)(&r), k); ok {
+				if name == nil {
+					b = append(appendKey(b, k), "null"...)
+				} else {
+					b = appendJSONString(appendKey(b, k), *name)
+				}
 			} else if g, ok := r.Group[k]; ok {
 				b = appendJSONString(appendKey(b, k), groupValue(k, g))
 			}
@@ -182,6 +218,13 @@ func (s *Server) usageQuery(c echo.Context) (tokka.UsageQuery, error) {
 	}
 	q := tokka.UsageQuery{From: from, To: to, GroupBy: []string{}, Filters: map[string]string{},
 		ProvisionalFrom: today.AddDate(0, 0, -(s.cfg.ProvisionalDays - 1))}
+	switch v := c.QueryParam("include_zero"); v {
+	case "", "false":
+	case "true":
+		q.IncludeZero = true
+	default:
+		return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "include_zero", Message: "include_zero must be true or false"}
+	}
 	groups, ok := listParam(c, "group_by")
 	if !ok {
 		return q, &tokka.Error{Code: tokka.CodeInvalid, Field: "group_by", Message: "group_by has an empty element"}
@@ -318,6 +361,11 @@ func (s *Server) usage(c echo.Context) error {
 func queryDigest(q tokka.UsageQuery) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%d", q.From.Format(time.DateOnly), q.To.Format(time.DateOnly), len(q.GroupBy))
+	if q.IncludeZero {
+		// Only when set, so cursors issued before the parameter existed
+		// stay valid.
+		fmt.Fprint(h, "\x00include_zero")
+	}
 	for _, g := range q.GroupBy {
 		fmt.Fprintf(h, "\x00%s", g)
 	}
@@ -380,7 +428,22 @@ type summaryResponse struct {
 	Overall     providerSummary   `json:"overall"`
 	ByProvider  []providerSummary `json:"by_provider"`
 	TopModels   []tokka.TopItem   `json:"top_models"`
-	TopProjects []tokka.TopItem   `json:"top_projects"`
+	TopProjects []topProject      `json:"top_projects"`
+	TopAPIKeys  []topAPIKey       `json:"top_api_keys"`
+}
+
+// topProject is a top project (or Anthropic workspace): name is its id,
+// as filters take it; the names beside it are for people.
+type topProject struct {
+	tokka.TopItem
+	ProjectName   *string `json:"project_name"`
+	WorkspaceName *string `json:"workspace_name"`
+}
+
+// topAPIKey is a top API key: name is its id; api_key_name is for people.
+type topAPIKey struct {
+	tokka.TopItem
+	APIKeyName *string `json:"api_key_name"`
 }
 
 // project is one provider's (or all providers') summary, forecast with the
@@ -401,7 +464,13 @@ func (s *Server) usageSummary(c echo.Context) error {
 		return err
 	}
 	resp := summaryResponse{Month: today.Format("2006-01"), Today: today.Format(time.DateOnly), AsOf: data.AsOf,
-		ByProvider: []providerSummary{}, TopModels: data.TopModels, TopProjects: data.TopProjects}
+		ByProvider: []providerSummary{}, TopModels: data.TopModels, TopProjects: []topProject{}, TopAPIKeys: []topAPIKey{}}
+	for _, t := range data.TopProjects {
+		resp.TopProjects = append(resp.TopProjects, topProject{TopItem: t, ProjectName: t.ProjectName, WorkspaceName: t.WorkspaceName})
+	}
+	for _, t := range data.TopAPIKeys {
+		resp.TopAPIKeys = append(resp.TopAPIKeys, topAPIKey{TopItem: t, APIKeyName: t.APIKeyName})
+	}
 	var all tokka.SpendPeriods
 	for _, p := range data.ByProvider {
 		resp.ByProvider = append(resp.ByProvider, project(p, today))

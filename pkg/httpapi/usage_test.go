@@ -195,8 +195,9 @@ func TestUsageCSVMatchesJSONAndDefusesFormulas(t *testing.T) {
 	}
 
 	// A text cell a spreadsheet would execute is neutralised; quoting
-	// follows RFC 4180.
-	status, _, body = b.do(t, alice, http.MethodGet, "/v1/usage/export.csv?from=2026-11-01&to=2026-11-01&group_by=model&provider=anthropic", nil)
+	// follows RFC 4180. (These fixture rows are all zero: include_zero
+	// keeps them.)
+	status, _, body = b.do(t, alice, http.MethodGet, "/v1/usage/export.csv?from=2026-11-01&to=2026-11-01&group_by=model&provider=anthropic&include_zero=true", nil)
 	require.Equal(t, http.StatusOK, status)
 	records, err = csv.NewReader(bytes.NewReader(body)).ReadAll()
 	require.NoError(t, err)

@@ -12,7 +12,7 @@ import (
 
 // connectionColumns is every column the api may read. sealed_key is not
 // among them, and role authenticated has no SELECT grant on it anyway.
-const connectionColumns = `id, provider, label, key_hint, key_set_at, status, last_error,
+const connectionColumns = `id, provider, label, key_hint, key_set_at, status, last_error, directory_unavailable,
 	last_synced_at, next_sync_at, created_at, updated_at`
 
 // CreateConnection stores a new connection for u and its key.created audit

@@ -11,7 +11,8 @@ import (
 
 // Summary gathers u's spend for the month containing today (UTC), the
 // previous month, and the seven complete days before today, per provider,
-// plus the top models and projects this month and the last successful sync.
+// plus the top models, projects and API keys this month (with their
+// directory names) and the last successful sync.
 func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int) (tokka.SummaryData, error) {
 	today = today.UTC().Truncate(24 * time.Hour)
 	monthStart := time.Date(today.Year(), today.Month(), 1, 0, 0, 0, 0, time.UTC)
@@ -55,29 +56,49 @@ func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int
 		}
 		var ranked []struct {
 			tokka.TopItem
-			IsModel bool  `db:"is_model"`
-			Rank    int64 `db:"rank"`
+			What string `db:"what"`
+			Rank int64  `db:"rank"`
 		}
+		// Costs without a key (Anthropic's cost report has none) are no
+		// key's: they are left out of the top keys.
 		if err := tx.SelectContext(ctx, &ranked, `
 			WITH g AS (
-				SELECT provider, coalesce(model, project_id) AS name, model IS NOT NULL AS is_model,
+				SELECT provider, coalesce(model, project_id, api_key_id) AS name,
+					CASE WHEN GROUPING(model) = 0 THEN 'model' WHEN GROUPING(project_id) = 0 THEN 'project' ELSE 'api_key' END AS what,
 					sum(amount_usd) AS cost_usd
 				FROM tokka.cost_monthly
 				WHERE user_id = $1 AND day = $2
-				GROUP BY GROUPING SETS ((provider, model), (provider, project_id))
+				GROUP BY GROUPING SETS ((provider, model), (provider, project_id), (provider, api_key_id))
 			)
-			SELECT provider, name, is_model, cost_usd, rank FROM (
-				SELECT *, row_number() OVER (PARTITION BY is_model ORDER BY cost_usd DESC, provider, name) AS rank FROM g
-			) r WHERE rank <= $3 ORDER BY is_model DESC, rank`, u.ID, day(monthStart), top); err != nil {
+			SELECT provider, name, what, cost_usd, rank FROM (
+				SELECT *, row_number() OVER (PARTITION BY what ORDER BY cost_usd DESC, provider, name) AS rank
+				FROM g WHERE NOT (what = 'api_key' AND name = '')
+			) r WHERE rank <= $3 ORDER BY what, rank`, u.ID, day(monthStart), top); err != nil {
 			return domainError(err, "summary top")
 		}
-		out.TopModels, out.TopProjects = []tokka.TopItem{}, []tokka.TopItem{}
+		out.TopModels, out.TopProjects, out.TopAPIKeys = []tokka.TopItem{}, []tokka.TopItem{}, []tokka.TopItem{}
+		var projectIDs, keyIDs []string
 		for _, t := range ranked {
-			if t.IsModel {
+			switch t.What {
+			case "model":
 				out.TopModels = append(out.TopModels, t.TopItem)
-			} else {
+			case "project":
 				out.TopProjects = append(out.TopProjects, t.TopItem)
+				projectIDs = append(projectIDs, t.Name)
+			default:
+				out.TopAPIKeys = append(out.TopAPIKeys, t.TopItem)
+				keyIDs = append(keyIDs, t.Name)
 			}
+		}
+		projects, keys, err := directoryNames(ctx, tx, u.ID, projectIDs, keyIDs)
+		if err != nil {
+			return err
+		}
+		for i, t := range out.TopProjects {
+			out.TopProjects[i].Names = namesOf(projects, nil, t.Name, "")
+		}
+		for i, t := range out.TopAPIKeys {
+			out.TopAPIKeys[i].Names = namesOf(nil, keys, "", t.Name)
 		}
 		return domainError(tx.GetContext(ctx, &out.AsOf,
 			`SELECT max(last_synced_at) FROM tokka.connections WHERE user_id = $1`, u.ID), "summary freshness")

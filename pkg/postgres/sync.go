@@ -131,7 +131,8 @@ func (d *DB) RecordKeyUse(ctx context.Context, l tokka.Lease, ev tokka.AuditEven
 }
 
 // CompleteSync replaces the window's usage and cost rows for the leased
-// connection, marks it active, releases the lease and records the outcome,
+// connection, stores the organisation's directory (r.Directory, when read),
+// marks it active, releases the lease and records the outcome,
 // all in one transaction, so a crash leaves either the old rows or the new
 // ones and re-syncs never double. It fails with ErrLeaseLost (writing
 // nothing) when the lease is no longer held.
@@ -145,6 +146,9 @@ func (d *DB) CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult
 			return err
 		}
 		if err := refreshRollups(ctx, tx, l.ConnectionID, months); err != nil {
+			return err
+		}
+		if err := writeDirectory(ctx, tx, l, r.Directory); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,7 +85,16 @@ func usageSQL(q tokka.UsageQuery, dims []tokka.Dimension) (string, []any) {
 		"coalesce(max(last_day) >= $4::date, false)")
 	query := "SELECT " + strings.Join(outer, ", ") + " FROM (\n\t\t" + stacked + "\n\t) r"
 	if len(groups) > 0 {
-		query += " GROUP BY " + strings.Join(groups, ", ") + " ORDER BY " + strings.Join(groups, ", ")
+		query += " GROUP BY " + strings.Join(groups, ", ")
+		if !q.IncludeZero {
+			// A group whose every figure is zero (a provider's empty
+			// result, a model "" with nothing in it) tells a reader
+			// nothing; it is left out before paging, so pages stay full.
+			query += " HAVING coalesce(sum(input_uncached_tokens), 0) <> 0 OR coalesce(sum(cache_read_tokens), 0) <> 0" +
+				" OR coalesce(sum(cache_write_5m_tokens), 0) <> 0 OR coalesce(sum(cache_write_1h_tokens), 0) <> 0" +
+				" OR coalesce(sum(output_tokens), 0) <> 0 OR coalesce(sum(requests), 0) <> 0 OR coalesce(sum(amount_usd), 0) <> 0"
+		}
+		query += " ORDER BY " + strings.Join(groups, ", ")
 	}
 	if q.Limit > 0 {
 		query += fmt.Sprintf(" LIMIT %d", q.Limit)
@@ -257,11 +267,14 @@ func (d *DB) eachUsageRow(ctx context.Context, u tokka.User, q tokka.UsageQuery,
 }
 
 // usageRows runs one usage query (q.Limit and q.After apply) in one
-// transaction as u, calling fn for each row as it arrives.
+// transaction as u, then gives each row its directory names (read in the
+// same transaction, so names and figures are of one moment) and calls fn.
 func (d *DB) usageRows(ctx context.Context, u tokka.User, q tokka.UsageQuery, dims []tokka.Dimension, fn func(tokka.UsageGroup) error) error {
 	query, args := usageSQL(q, dims)
 	args[0] = u.ID
-	return d.asReader(ctx, u, func(tx *sqlx.Tx) error {
+	var out []tokka.UsageGroup
+	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
+		out = out[:0]
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
 			return domainError(err, "usage")
@@ -275,21 +288,56 @@ func (d *DB) usageRows(ctx context.Context, u tokka.User, q tokka.UsageQuery, di
 		var r tokka.UsageGroup
 		dest = append(dest, &r.InputUncachedTokens, &r.CacheReadTokens, &r.CacheWrite5mTokens,
 			&r.CacheWrite1hTokens, &r.OutputTokens, &r.Requests, &r.CostUSD, &r.Provisional)
+		projectIDs, keyIDs := map[string]bool{}, map[string]bool{}
 		for rows.Next() {
 			if err := rows.Scan(dest...); err != nil {
 				return domainError(err, "usage row")
 			}
-			out := r
-			out.Group = make(map[string]string, len(dims))
+			row := r
+			row.Group = make(map[string]string, len(dims))
 			for i, dim := range dims {
-				out.Group[dim.Key] = groups[i]
+				row.Group[dim.Key] = groups[i]
 			}
-			if err := fn(out); err != nil {
-				return err
+			if v := row.Group["project_id"]; v != "" {
+				projectIDs[v] = true
 			}
+			if v := row.Group["api_key_id"]; v != "" {
+				keyIDs[v] = true
+			}
+			out = append(out, row)
 		}
-		return domainError(rows.Err(), "usage rows")
+		if err := rows.Err(); err != nil {
+			return domainError(err, "usage rows")
+		}
+		rows.Close()
+		projects, keys, err := directoryNames(ctx, tx, u.ID, setKeys(projectIDs), setKeys(keyIDs))
+		if err != nil {
+			return err
+		}
+		for i := range out {
+			out[i].Names = namesOf(projects, keys, out[i].Group["project_id"], out[i].Group["api_key_id"])
+		}
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, r := range out {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setKeys returns a set's members in order.
+func setKeys(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Usage returns one page of the grouped usage rows (Limit, After), read in

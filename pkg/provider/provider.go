@@ -13,12 +13,16 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// Client fetches one organisation's identity, usage and costs. The key is
+// Client fetches one organisation's identity, usage, costs and directory. The key is
 // only borrowed: a client must not keep it, log it or put it in an error.
 type Client interface {
 	Organization(ctx context.Context, key *secret.Key) (tokka.Organization, error)
 	Usage(ctx context.Context, key *secret.Key, w tokka.Window) ([]tokka.UsageRow, error)
 	Costs(ctx context.Context, key *secret.Key, w tokka.Window) ([]tokka.CostRow, error)
+	// Directory lists the organisation's projects (or workspaces) and
+	// keys. A part the key is refused (401/403) is listed in
+	// Directory.Unavailable instead of failing the call.
+	Directory(ctx context.Context, key *secret.Key) (tokka.Directory, error)
 }
 
 // Kind classifies a provider failure by what the syncer should do about it.

@@ -100,6 +100,17 @@ func Fake(t *testing.T) (*fakeprovider.Server, string) {
 	return fake, srv.URL
 }
 
+// FakePaged is Fake whose directory listings (projects, keys, workspaces)
+// answer at most pageSize elements per page, so a client must page through
+// a small directory.
+func FakePaged(t *testing.T, pageSize int) (*fakeprovider.Server, string) {
+	t.Helper()
+	fake := fakeprovider.New(fakeprovider.Options{Now: func() time.Time { return FakeNow }, ListPageSize: pageSize})
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	return fake, srv.URL
+}
+
 // Golden serves testdata/<file> with status for every request, naming it
 // req_golden in the provider's request-id header idHeader. It fails the
 // test if the file cannot be read.

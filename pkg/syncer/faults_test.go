@@ -44,6 +44,16 @@ func normalRequests(p tokka.Provider) int {
 	return 6
 }
 
+// directoryRequests is what reading key's directory costs after a
+// successful data sync: OpenAI's projects (one page), each project's keys
+// and the admin keys; Anthropic's workspaces and API keys.
+func directoryRequests(p tokka.Provider, key string) int {
+	if p == tokka.OpenAI {
+		return 1 + len(fakeprovider.OpenAIProjects(key)) + 1
+	}
+	return 2
+}
+
 func faultCases() []faultCase {
 	twice := func(n int) int { return 2 * n }
 	same := func(n int) int { return n }
@@ -130,7 +140,11 @@ func TestEveryFaultModeEndsCorrectlyBesideHealthyConnections(t *testing.T) {
 			key := faultKey(tc.provider, user, tc.marker)
 			st, reason := b.status(t, ids[i])
 			require.Equal(t, tc.status, st, "reason: %s", reason)
-			require.Equal(t, orgRequests+tc.requests(normalRequests(tc.provider)), b.fake.Requests(key), "requests")
+			want := orgRequests + tc.requests(normalRequests(tc.provider))
+			if tc.status == "active" {
+				want += directoryRequests(tc.provider, key)
+			}
+			require.Equal(t, want, b.fake.Requests(key), "requests")
 			audit := b.actions(t, ids[i])
 			if tc.status == "active" {
 				require.Empty(t, reason)
@@ -170,7 +184,8 @@ func TestEveryFaultModeEndsCorrectlyBesideHealthyConnections(t *testing.T) {
 	for p, id := range healthyIDs {
 		st, reason := b.status(t, id)
 		require.Equal(t, "active", st, "%s: %s", p, reason)
-		require.Equal(t, orgRequests+normalRequests(p), b.fake.Requests(healthy[p]), "%s healthy connection needed no retries", p)
+		require.Equal(t, orgRequests+normalRequests(p)+directoryRequests(p, healthy[p]), b.fake.Requests(healthy[p]),
+			"%s healthy connection needed no retries", p)
 		requireStoredEqualsServed(t, servedTotals(p, healthy[p], w, epoch0), b.storedTotals(t, id), "healthy "+string(p))
 	}
 

@@ -7,7 +7,9 @@ package syncer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -364,6 +366,7 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 	// The deferred wipe also runs if a provider client panics.
 	var duplicateOf string
 	var recordErr error
+	var dir *tokka.Directory
 	usage, costs, ferr := func() ([]tokka.UsageRow, []tokka.CostRow, error) {
 		defer key.Wipe()
 		if !l.OrganizationKnown {
@@ -371,6 +374,16 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 			// its usage is stored, so one organisation is never counted
 			// twice. A duplicate stops here, having read nothing else.
 			org, err := client.Organization(fetchCtx, key)
+			if provider.Forbidden(err) {
+				// A key restricted to usage reads may not list what
+				// identifies its organisation (OpenAI's projects): 403,
+				// where a wrong or revoked key gets 401. Its usage is
+				// still worth reading; the organisation stays unknown (so
+				// this is tried again next sync, and such a key is not
+				// checked for duplicates) and a key that may not read
+				// usage either fails on those reads.
+				return s.fetch(fetchCtx, log, client, key, window, &dir)
+			}
 			if err != nil {
 				return nil, nil, err
 			}
@@ -390,7 +403,7 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 				return nil, nil, nil
 			}
 		}
-		return s.fetch(fetchCtx, client, key, window)
+		return s.fetch(fetchCtx, log, client, key, window, &dir)
 	}()
 	lifetime := time.Since(opened)
 	s.metrics.PlaintextLifetime.WithLabelValues(string(l.Provider)).Observe(lifetime.Seconds())
@@ -440,10 +453,11 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 		return s.fail(ctx, log, l, status, reason, next, tokka.ActionSyncFailed, reason, result)
 	}
 
+	done := s.event(tokka.ActionSyncSucceeded, tokka.OutcomeSuccess, purpose)
+	done.Detail = directoryDetail(dir)
 	err = s.storeResults(ctx, l, held, tokka.SyncResult{
-		Window: window, Usage: usage, Costs: costs, Backfill: backfill,
-		Next:  s.nextSync(now),
-		Event: s.event(tokka.ActionSyncSucceeded, tokka.OutcomeSuccess, purpose),
+		Window: window, Usage: usage, Costs: costs, Backfill: backfill, Directory: dir,
+		Next: s.nextSync(now), Event: done,
 	})
 	switch {
 	case errors.Is(err, tokka.ErrKeyChanged), errors.Is(err, tokka.ErrDuplicate):
@@ -613,7 +627,12 @@ func failureKind(err error) string {
 	return "other"
 }
 
-func (s *Syncer) fetch(ctx context.Context, c provider.Client, key *secret.Key, w tokka.Window) ([]tokka.UsageRow, []tokka.CostRow, error) {
+// fetch reads the window's usage and costs, then the organisation's
+// directory into *dir. A directory the provider refuses in part is no
+// failure (the parts are named in it); a directory that cannot be read for
+// another reason (the provider down, a malformed list) leaves *dir nil, so
+// the usage is still stored and the names stored earlier stay.
+func (s *Syncer) fetch(ctx context.Context, log zerolog.Logger, c provider.Client, key *secret.Key, w tokka.Window, dir **tokka.Directory) ([]tokka.UsageRow, []tokka.CostRow, error) {
 	usage, err := c.Usage(ctx, key, w)
 	if err != nil {
 		return nil, nil, err
@@ -622,7 +641,30 @@ func (s *Syncer) fetch(ctx context.Context, c provider.Client, key *secret.Key, 
 	if err != nil {
 		return nil, nil, err
 	}
+	d, err := c.Directory(ctx, key)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, nil, err
+	case err != nil:
+		log.Warn().Err(err).Msg("reading the organisation's directory failed; names stay as they were")
+	default:
+		*dir = &d
+	}
 	return usage, costs, nil
+}
+
+// directoryDetail says in the sync.succeeded event what the sync learned of
+// the organisation's directory, so the audit log shows the names were read
+// with the same key use.
+func directoryDetail(d *tokka.Directory) string {
+	if d == nil {
+		return "directory: not read (the provider did not answer); names unchanged"
+	}
+	out := fmt.Sprintf("directory: %d projects or workspaces, %d keys", len(d.Projects), len(d.Keys))
+	if len(d.Unavailable) > 0 {
+		out += "; unavailable to this key: " + strings.Join(d.Unavailable.Strings(), ", ")
+	}
+	return out
 }
 
 // nextSync spreads a fleet out: each connection's next sync is the interval

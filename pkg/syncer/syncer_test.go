@@ -378,11 +378,12 @@ func TestConcurrentSyncersNeverShareAConnection(t *testing.T) {
 	wg.Wait()
 	// One sync of 35 days is exactly 2 usage pages per usage family + 1 cost
 	// page (OpenAI: 31-day usage pages, 180-day cost pages) or 2 + 2
-	// (Anthropic: 31 each), after one request for the key's organisation.
+	// (Anthropic: 31 each), after one request for the key's organisation,
+	// and then the directory's lists.
 	for i, k := range keys {
-		want := 1 + 2*len(openai.Families()) + 1
+		want := 1 + 2*len(openai.Families()) + 1 + directoryRequests(tokka.OpenAI, k)
 		if i%2 == 1 {
-			want = 1 + 4
+			want = 1 + 4 + directoryRequests(tokka.Anthropic, k)
 		}
 		require.Equal(t, want, b.fake.Requests(k), "key %d synced more or less than once", i)
 	}

@@ -20,6 +20,10 @@ type UsageQuery struct {
 	// paging, which keeps its place when rows before it come and go. The
 	// API's cursors and EachUsageRow's chunks both page this way.
 	After []string
+	// IncludeZero keeps groups whose every figure (tokens, requests and
+	// cost) is zero; by default they are left out, since they tell a
+	// reader nothing.
+	IncludeZero bool
 }
 
 // UsageGroup is one group of a usage query's result: the grouping values
@@ -31,6 +35,9 @@ type UsageGroup struct {
 	Tokens
 	CostUSD     decimal.Decimal
 	Provisional bool // some of its days may still be restated by the provider
+	// Names are the directory names of the group's project_id and
+	// api_key_id, filled when the group has them.
+	Names
 }
 
 // Add accumulates o into r (for totals).

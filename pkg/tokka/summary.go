@@ -21,11 +21,14 @@ type SpendPeriods struct {
 	FirstDay *time.Time `db:"first_day"`
 }
 
-// TopItem is a model or project ranked by month-to-date cost.
+// TopItem is a model, project or API key ranked by month-to-date cost.
+// Name is the model, or the project or key id (the identity filters take);
+// Names carries the directory names of a project or key.
 type TopItem struct {
 	Provider string          `db:"provider" json:"provider"`
 	Name     string          `db:"name" json:"name"`
 	CostUSD  decimal.Decimal `db:"cost_usd" json:"cost_usd"`
+	Names    `db:"-" json:"-"`
 }
 
 // SummaryData is what GET /v1/usage/summary is computed from.
@@ -33,5 +36,6 @@ type SummaryData struct {
 	ByProvider  []SpendPeriods
 	TopModels   []TopItem
 	TopProjects []TopItem
+	TopAPIKeys  []TopItem
 	AsOf        *time.Time
 }

@@ -56,8 +56,11 @@ type SyncResult struct {
 	Usage    []UsageRow
 	Costs    []CostRow
 	Backfill bool // the window was the first-connect backfill
-	Next     time.Time
-	Event    AuditEvent // sync.succeeded
+	// Directory is the organisation's projects and keys as read in this
+	// sync; nil when it could not be read (what was stored stays).
+	Directory *Directory
+	Next      time.Time
+	Event     AuditEvent // sync.succeeded
 }
 
 // DefaultResyncDays is how many recent days (today included) the providers

@@ -122,6 +122,10 @@ type Connection struct {
 	NextSyncAt   *time.Time       `db:"next_sync_at" json:"next_sync_at"`
 	CreatedAt    time.Time        `db:"created_at" json:"created_at"`
 	UpdatedAt    time.Time        `db:"updated_at" json:"updated_at"`
+	// DirectoryUnavailable lists the directory parts (projects, keys…)
+	// the key was refused at its last sync: their names are unknown, and
+	// the sync still succeeded.
+	DirectoryUnavailable DirectoryParts `db:"directory_unavailable" json:"directory_unavailable"`
 }
 
 // Audit actions.
