@@ -31,7 +31,9 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -81,6 +83,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	pgbenchBin := fs.String("pgbench", "/usr/bin/pgbench", "pgbench binary")
 	logFile := fs.String("log", "", "write the api's log here (default: discarded)")
 	verbose := fs.Bool("v", false, "print each endpoint's captured pgbench script")
+	profDir := fs.String("pprof", "", "write a CPU profile of the api process per endpoint, over its measured window, into this `dir`")
+	only := fs.String("only", "", "measure only the endpoints whose name matches this `regexp`")
 	// The per-user budget for expensive reads (long usage ranges, exports)
 	// would turn a load test into 429s; -api-env can set it back.
 	apiEnv := []string{"RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE=1000000"}
@@ -96,6 +100,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if *conns < 1 || *duration <= 0 || *warmup < 0 {
 		return fmt.Errorf("-c must be at least 1, -duration positive and -warmup not negative")
+	}
+	selected, err := regexp.Compile(*only)
+	if err != nil {
+		return fmt.Errorf("-only: %w", err)
+	}
+	if *profDir != "" {
+		if err := os.MkdirAll(*profDir, 0o755); err != nil {
+			return fmt.Errorf("-pprof: %w", err)
+		}
 	}
 	if _, err := os.Stat(*pgbenchBin); err != nil {
 		return fmt.Errorf("pgbench: %w (install postgresql-client or pass -pgbench)", err)
@@ -143,7 +156,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		defer logOut.Close()
 	}
-	startAPI := func(databaseURL string) (*process, string, error) {
+	// startAPI starts the api on databaseURL with extra settings.
+	startAPI := func(databaseURL string, extra ...string) (*process, string, error) {
 		addr, err := freeAddr()
 		if err != nil {
 			return nil, "", err
@@ -151,7 +165,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		env := append([]string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + withUser(databaseURL, "tokka_api"),
 			"API_ADDR=" + addr, "ENCRYPTION_PUBLIC_KEY=" + kr.PublicKey().String(),
 			"SUPABASE_JWT_SECRET=" + jwtSecret, "KEY_FINGERPRINT_SECRET=" + fingerprintSecret, "LOG_LEVEL=info"}, apiEnv...)
-		p, err := startProcess(ctx, dir+"/api", nil, env, logOut, "http://"+addr+"/readyz")
+		p, err := startProcess(ctx, dir+"/api", nil, append(env, extra...), logOut, "http://"+addr+"/readyz")
 		return p, addr, err
 	}
 
@@ -190,6 +204,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		// One user may run two exports at once (httpapi's per-user limit).
 		{name: "export.csv 30d, 2 at once", path: "/v1/usage/export.csv?from=" + day(29) + "&to=" + day(0) + "&group_by=day,model", conns: 2},
 	}
+	endpoints = slices.DeleteFunc(endpoints, func(ep *endpoint) bool { return !selected.MatchString(ep.name) })
 	var scripts io.Writer
 	if *verbose {
 		scripts = out
@@ -201,7 +216,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	rec.close()
 
 	// The measured servers: the api straight on PostgreSQL, and hello.
-	if api, addr, err = startAPI(dbURL); err != nil {
+	var prof *profiler
+	var extra []string
+	if *profDir != "" {
+		pprofAddr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		prof = &profiler{addr: pprofAddr, dir: *profDir}
+		extra = append(extra, "PPROF_ADDR="+pprofAddr)
+	}
+	if api, addr, err = startAPI(dbURL, extra...); err != nil {
 		return err
 	}
 	helloAddr, err := freeAddr()
@@ -239,7 +264,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			capped.clients, capped.threads = c, min(c, capped.threads)
 			pb = &capped
 		}
+		profiled := prof.start(ctx, fmt.Sprintf("%d-%s", i, ep.slug()), *warmup, *duration)
 		r := result{ep: ep, api: load(ctx, newTarget(addr, ep.path, token), c, *warmup, *duration)}
+		if err := profiled(); err != nil {
+			return fmt.Errorf("profile of %s: %w", ep.name, err)
+		}
 		if ep.script != nil {
 			if r.bench, err = pb.run(ctx, fmt.Sprintf("endpoint%d", i), *ep.script, *warmup, *duration); err != nil {
 				return fmt.Errorf("pgbench for %s: %w", ep.name, err)

@@ -85,7 +85,11 @@ type Config struct {
 	// finish for this long, then their connections are closed.
 	ShutdownGrace time.Duration `env:"SHUTDOWN_GRACE" envDefault:"15s" range:"1ms,1h"`
 	MetricsAddr   string        `env:"METRICS_ADDR"`
-	LogLevel      zerolog.Level `env:"LOG_LEVEL" envDefault:"info"`
+	// PprofAddr, for profiling only (bench/api sets it), serves Go's
+	// net/http/pprof handlers; it must be a loopback address, since
+	// profiles show the process's inner workings.
+	PprofAddr string        `env:"PPROF_ADDR"`
+	LogLevel  zerolog.Level `env:"LOG_LEVEL" envDefault:"info"`
 
 	// PublicKey seals pasted keys for the syncer.
 	PublicKey *seal.PublicKey `env:"-"`
@@ -141,6 +145,9 @@ func loadConfig(getenv func(string) string, needKeys bool) (Config, error) {
 	if err := checkOrigins(c.CORSOrigins); err != nil {
 		return c, err
 	}
+	if err := checkLoopback(c.PprofAddr); err != nil {
+		return c, err
+	}
 	c.RateLimits = httpapi.RateLimits{PerUser: c.MutationsPerMinute, PerIP: c.IPMutationsPerMinute,
 		ExpensiveReadsPerMinute: c.ExpensiveReadsPerMinute, AuditFullPerHour: c.AuditFullPerHour, Window: time.Minute}
 	if !needKeys {
@@ -165,6 +172,20 @@ func checkOrigins(origins []string) error {
 			u.Path != "" || u.RawQuery != "" || u.User != nil || strings.ContainsAny(o, "*?") {
 			return fmt.Errorf("CORS_ALLOWED_ORIGINS: %q is not an origin like https://app.example.com (scheme and host, no path or wildcard)", o)
 		}
+	}
+	return nil
+}
+
+// checkLoopback refuses a PPROF_ADDR that is not a loopback host and port:
+// profiles are for whoever runs the process, never for the network.
+func checkLoopback(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	if err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+		return fmt.Errorf("PPROF_ADDR: %q is not a loopback address like 127.0.0.1:6060", addr)
 	}
 	return nil
 }

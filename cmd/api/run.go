@@ -8,6 +8,7 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,6 +80,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready chan<- strin
 	if err != nil {
 		return err
 	}
+	defer srv.closeProfiler()
 	if cfg.JWTIssuer == "" {
 		log.Warn().Msg("no issuer check: tokens' iss is not checked; set SUPABASE_URL, or SUPABASE_JWT_ISSUER to the iss your Auth server signs (GOTRUE_JWT_ISSUER)")
 	}
@@ -143,12 +145,14 @@ func newHandler(cfg Config, db *postgres.DB, reg *prometheus.Registry, drain *ht
 // the metrics one. errc receives the first that stops on its own.
 type servers struct {
 	api, metrics *http.Server
-	addr         string
-	errc         chan error
+	// pprof is PPROF_ADDR's listener, when set.
+	pprof *http.Server
+	addr  string
+	errc  chan error
 }
 
-// listen starts serving handler on API_ADDR (with TLS when configured) and
-// /metrics on METRICS_ADDR.
+// listen starts serving handler on API_ADDR (with TLS when configured),
+// /metrics on METRICS_ADDR and the profiler on PPROF_ADDR.
 func listen(cfg Config, handler http.Handler, reg *prometheus.Registry, log zerolog.Logger) (*servers, error) {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -165,6 +169,22 @@ func listen(cfg Config, handler http.Handler, reg *prometheus.Registry, log zero
 		}
 		s.errc <- s.api.Serve(ln)
 	}()
+	if cfg.PprofAddr != "" {
+		pln, err := net.Listen("tcp", cfg.PprofAddr)
+		if err != nil {
+			_ = s.api.Close()
+			return nil, fmt.Errorf("PPROF_ADDR: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		// Not part of the drain: it closes when serve returns, whatever
+		// profile is in progress.
+		s.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = s.pprof.Serve(pln) }()
+	}
 	if cfg.MetricsAddr == "" {
 		return s, nil
 	}
@@ -178,6 +198,13 @@ func listen(cfg Config, handler http.Handler, reg *prometheus.Registry, log zero
 	s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { s.errc <- s.metrics.Serve(mln) }()
 	return s, nil
+}
+
+// closeProfiler stops PPROF_ADDR's listener, if any.
+func (s *servers) closeProfiler() {
+	if s.pprof != nil {
+		_ = s.pprof.Close()
+	}
 }
 
 // close stops both listeners at once, dropping their connections.

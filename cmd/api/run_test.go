@@ -108,6 +108,8 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 		{"cors pattern", map[string]string{"CORS_ALLOWED_ORIGINS": "https://*.example.com"}, "CORS_ALLOWED_ORIGINS:"},
 		{"cors path", map[string]string{"CORS_ALLOWED_ORIGINS": "https://app.example.com/"}, "CORS_ALLOWED_ORIGINS:"},
 		{"bad proxy", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/33"}, "TRUSTED_PROXIES:"},
+		{"pprof on every interface", map[string]string{"PPROF_ADDR": ":6060"}, "PPROF_ADDR:"},
+		{"pprof on a public address", map[string]string{"PPROF_ADDR": "0.0.0.0:6060"}, "PPROF_ADDR:"},
 		{"bad log level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL:"},
 		{"zero pool", map[string]string{"DATABASE_MAX_CONNS": "0"}, "DATABASE_MAX_CONNS must be a whole number from 1 to 1000"},
 		{"text pool", map[string]string{"DATABASE_MAX_CONNS": "ten"}, "DATABASE_MAX_CONNS must be a whole number from 1 to 1000"},
@@ -220,12 +222,13 @@ func TestServeWiresSecurity(t *testing.T) {
 	t.Cleanup(gateway.Close)
 
 	certFile, keyFile := writeCert(t)
-	metricsAddr := freeAddr(t)
+	metricsAddr, pprofAddr := freeAddr(t), freeAddr(t)
 	env := baseEnv(t)
 	for k, v := range map[string]string{
 		"DATABASE_URL": pgtest.URL(t), "API_ADDR": "127.0.0.1:0",
 		"SUPABASE_URL": gateway.URL, "SUPABASE_ANON_KEY": "anon-key", "SUPABASE_JWT_ISSUER": gateway.URL + "/auth/v1",
 		"TLS_CERT_FILE": certFile, "TLS_KEY_FILE": keyFile, "METRICS_ADDR": metricsAddr,
+		"PPROF_ADDR":               pprofAddr,
 		"SHUTDOWN_READINESS_DELAY": "0",
 	} {
 		env[k] = v
@@ -285,6 +288,10 @@ func TestServeWiresSecurity(t *testing.T) {
 	status, metrics := get(http.DefaultClient, "http://"+metricsAddr+"/metrics", "", nil)
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, metrics, "tokka_http_request_duration_seconds")
+	status, _ = get(tls13, "https://"+addr+"/debug/pprof/", "", nil)
+	require.Equal(t, http.StatusNotFound, status, "profiles must not be served on the API port")
+	status, _ = get(http.DefaultClient, "http://"+pprofAddr+"/debug/pprof/", "", nil)
+	require.Equal(t, http.StatusOK, status, "PPROF_ADDR serves the profiler")
 	for _, pool := range []string{"go_sql_in_use_connections", "go_sql_idle_connections", "go_sql_wait_count_total", "go_sql_max_open_connections"} {
 		require.Contains(t, metrics, pool+`{db_name="tokka"}`, "pool saturation")
 	}

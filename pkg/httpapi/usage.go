@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -40,21 +41,41 @@ func groupValue(key, v string) string {
 // its sums.
 type usageRowJSON tokka.UsageGroup
 
-// usageRowKeys is every field a usage row can have, in the order
+// usageRowField is one field of a usage row's JSON: a figure, or a
+// grouping value (group, the dimension's key).
+type usageRowField struct {
+	key   string
+	kind  int // one of the fieldX constants
+	token tokka.TokenField
+}
+
+const (
+	fieldInputTokens = iota
+	fieldCost
+	fieldProvisional
+	fieldToken
+	fieldGroup
+	fieldName
+)
+
+// usageRowFields is every field a usage row can have, in the order
 // encoding/json writes a map's keys (sorted), which is the order the rows
 // have always had: the grouping keys, input_tokens, the token figures under
 // the names tokka.TokenFields declares, cost_usd and provisional.
-var usageRowKeys = func() []string {
-	keys := []string{"input_tokens", "cost_usd", "provisional"}
+var usageRowFields = func() []usageRowField {
+	fields := []usageRowField{{key: "input_tokens", kind: fieldInputTokens}, {key: "cost_usd", kind: fieldCost},
+		{key: "provisional", kind: fieldProvisional}}
 	for _, f := range tokka.TokenFields {
-		keys = append(keys, f.Name)
+		fields = append(fields, usageRowField{key: f.Name, kind: fieldToken, token: f})
 	}
 	for _, d := range tokka.UsageDimensions {
-		keys = append(keys, d.Key)
+		fields = append(fields, usageRowField{key: d.Key, kind: fieldGroup})
 	}
-	keys = append(keys, nameKeys...)
-	sort.Strings(keys)
-	return keys
+	for _, k := range nameKeys {
+		fields = append(fields, usageRowField{key: k, kind: fieldName})
+	}
+	sort.Slice(fields, func(i, j int) bool { return fields[i].key < fields[j].key })
+	return fields
 }()
 
 // The name fields a row carries beside its ids: project_name and
@@ -86,48 +107,44 @@ func nameField(r *tokka.UsageGroup, k string) (*string, bool) {
 	return nil, false
 }
 
-// tokenFieldOf finds a token figure by its name.
-var tokenFieldOf = func() map[string]tokka.TokenField {
-	m := make(map[string]tokka.TokenField, len(tokka.TokenFields))
-	for _, f := range tokka.TokenFields {
-		m[f.Name] = f
-	}
-	return m
-}()
-
-// MarshalJSON appends the fields straight to the output: a dashboard answer
-// is hundreds of rows, and building a map per row for encoding/json to
-// reflect on and sort was most of the handler's time.
+// MarshalJSON writes the row as appendJSON does.
 func (r usageRowJSON) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 320)
+	return r.appendJSON(make([]byte, 0, 320)), nil
+}
+
+// appendJSON appends the row's fields straight to b: a dashboard answer is
+// hundreds of rows, and building a map per row for encoding/json to reflect
+// on and sort was most of the handler's time.
+func (r *usageRowJSON) appendJSON(b []byte) []byte {
 	b = append(b, '{')
-	for _, k := range usageRowKeys {
-		switch k {
-		case "input_tokens":
-			b = strconv.AppendInt(appendKey(b, k), r.InputTokens(), 10)
-		case "cost_usd":
-			cost, err := r.CostUSD.MarshalJSON()
-			if err != nil {
-				return nil, err
-			}
-			b = append(appendKey(b, k), cost...)
-		case "provisional":
-			b = strconv.AppendBool(appendKey(b, k), r.Provisional)
-		default:
-			if f, ok := tokenFieldOf[k]; ok {
-				b = strconv.AppendInt(appendKey(b, k), *f.Of(&r.Tokens), 10)
-			} else if name, ok := nameField((*tokka.UsageGroup)(&r), k); ok {
+	for _, f := range usageRowFields {
+		switch f.kind {
+		case fieldInputTokens:
+			b = strconv.AppendInt(appendKey(b, f.key), (*tokka.UsageGroup)(r).InputTokens(), 10)
+		case fieldCost:
+			// As decimal.Decimal's MarshalJSON writes it: its String, quoted.
+			b = append(appendKey(b, f.key), '"')
+			b = append(b, r.CostUSD.String()...)
+			b = append(b, '"')
+		case fieldProvisional:
+			b = strconv.AppendBool(appendKey(b, f.key), r.Provisional)
+		case fieldToken:
+			b = strconv.AppendInt(appendKey(b, f.key), *f.token.Of(&r.Tokens), 10)
+		case fieldName:
+			if name, ok := nameField((*tokka.UsageGroup)(r), f.key); ok {
 				if name == nil {
-					b = append(appendKey(b, k), "null"...)
+					b = append(appendKey(b, f.key), "null"...)
 				} else {
-					b = appendJSONString(appendKey(b, k), *name)
+					b = appendJSONString(appendKey(b, f.key), *name)
 				}
-			} else if g, ok := r.Group[k]; ok {
-				b = appendJSONString(appendKey(b, k), groupValue(k, g))
+			}
+		case fieldGroup:
+			if g, ok := r.Group[f.key]; ok {
+				b = appendJSONString(appendKey(b, f.key), groupValue(f.key, g))
 			}
 		}
 	}
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
 // appendKey appends a field name (one of ours: plain ASCII) and its colon,
@@ -166,6 +183,83 @@ type usageResponse struct {
 	GroupBy []string          `json:"group_by"`
 	Filters map[string]string `json:"filters"`
 	Totals  usageRowJSON      `json:"totals"`
+}
+
+// appendJSON appends the response, and the newline that ends it, as
+// encoding/json's Encoder (which c.JSON uses) writes it, HTML escaping
+// included: the bytes are pinned by TestUsageResponsesAreByteStable. It
+// is written by hand because encoding/json would check and compact every
+// row's MarshalJSON output again, which cost as much as writing it.
+func (r *usageResponse) appendJSON(b []byte) []byte {
+	b = append(b, `{"data":[`...)
+	for i := range r.Data {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = r.Data[i].appendJSON(b)
+	}
+	b = append(b, `],"has_more":`...)
+	b = strconv.AppendBool(b, r.HasMore)
+	b = append(b, `,"next_cursor":`...)
+	if r.NextCursor == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendJSONString(b, *r.NextCursor)
+	}
+	b = appendJSONString(append(b, `,"from":`...), r.From)
+	b = appendJSONString(append(b, `,"to":`...), r.To)
+	b = append(b, `,"group_by":`...)
+	if r.GroupBy == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, g := range r.GroupBy {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, g)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"filters":`...)
+	if r.Filters == nil {
+		b = append(b, "null"...)
+	} else {
+		keys := make([]string, 0, len(r.Filters))
+		for k := range r.Filters {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(appendJSONString(b, k), ':')
+			b = appendJSONString(b, r.Filters[k])
+		}
+		b = append(b, '}')
+	}
+	b = r.Totals.appendJSON(append(b, `,"totals":`...))
+	return append(b, '}', '\n')
+}
+
+// usageBuffers holds the buffers usage answers are written into, so a busy
+// dashboard does not allocate (and collect) a large body per request.
+var usageBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// writeUsage writes resp as c.JSON would, with its length: one write, not
+// a chunked body.
+func writeUsage(c echo.Context, resp *usageResponse) error {
+	buf := usageBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= 4<<20 { // a rare huge answer is not kept
+			usageBuffers.Put(buf)
+		}
+	}()
+	*buf = resp.appendJSON((*buf)[:0])
+	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(*buf)))
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, *buf)
 }
 
 // The days a usage query may name. Go parses years 0000 to 9999, Postgres
@@ -347,7 +441,7 @@ func (s *Server) usage(c echo.Context) error {
 			resp.Totals = usageRowJSON(totals[0])
 		}
 	}
-	return c.JSON(http.StatusOK, resp)
+	return writeUsage(c, &resp)
 }
 
 // A usage cursor (see cursor) belongs to its query's digest and holds the

@@ -258,8 +258,19 @@ func (s *Server) WaitForReplay(tb testing.TB, replica *Server) {
 		tb.Fatalf("pgtest: %v", err)
 	}
 	defer standby.Close()
+	// The target is the end of a WAL record inserted now, after everything
+	// committed before the call (the WAL writer sends it on within
+	// wal_writer_delay). pg_current_wal_lsn() is not:
+	// it is how far WAL has been written out, and the private server
+	// commits with synchronous_commit=off, so a commit that has returned
+	// may still sit in WAL buffers behind that position, and the replica
+	// would look caught up without it. pg_current_wal_insert_lsn() would
+	// include it but is not always a position the replica reports (at a
+	// page boundary it points past the next page's header). A restore
+	// point is a record the replica replays like any other, and its end
+	// is exactly what pg_last_wal_replay_lsn() then says.
 	var lsn string
-	if err := primary.GetContext(ctx, &lsn, `SELECT pg_current_wal_lsn()::text`); err != nil {
+	if err := primary.GetContext(ctx, &lsn, `SELECT pg_create_restore_point('pgtest WaitForReplay')::text`); err != nil {
 		tb.Fatalf("pgtest: primary's WAL position: %v", err)
 	}
 	tick := time.NewTicker(20 * time.Millisecond)

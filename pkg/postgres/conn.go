@@ -4,13 +4,17 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 
 	"github.com/lib/pq"
 )
 
 // A request's transaction costs round trips, and on a small read they are
-// most of its time. lib/pq sends BEGIN on its own, and the statement that
+// most of its time. Planning costs the server too: a dashboard query is
+// planned in more CPU time than it runs in, so each connection keeps its
+// statements prepared (stmtCache) and runs them again with Bind and
+// Execute only. lib/pq sends BEGIN on its own, and the statement that
 // sets the caller's claims, role, search_path and timeout is a second trip;
 // so the pool's connections are wrapped (conn) to send that statement in
 // the same simple-protocol message as BEGIN, and binary_parameters makes
@@ -54,7 +58,7 @@ func (c connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{Conn: cn}, nil
+	return &conn{Conn: cn, stmts: newStmtCache(stmtCacheSize)}, nil
 }
 
 func (c connector) Driver() driver.Driver { return c.pq.Driver() }
@@ -66,6 +70,8 @@ type conn struct {
 	// broken is set when a BEGIN with a prelude failed: the connection may
 	// be inside an aborted transaction, so the pool must not reuse it.
 	broken bool
+	// stmts are the statements prepared on this connection, by their SQL.
+	stmts *stmtCache
 }
 
 // BeginTx begins a transaction; with a prelude in ctx, BEGIN and the prelude
@@ -123,8 +129,56 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 	return c.Conn.(driver.ExecerContext).ExecContext(ctx, query, args)
 }
 
+// QueryContext runs a query with arguments as a statement prepared on this
+// connection, preparing it the first time (one more round trip, once per
+// connection). A query without arguments goes as a simple query: one trip,
+// nothing to prepare.
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	return c.Conn.(driver.QueryerContext).QueryContext(ctx, query, args)
+	if len(args) == 0 {
+		return c.Conn.(driver.QueryerContext).QueryContext(ctx, query, args)
+	}
+	st, err := c.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, args)
+	if err != nil && lostStatement(err) {
+		// The statement's result no longer matches its tables (a
+		// migration changed them), or it is gone from the session (a
+		// DEALLOCATE): this connection's statements are not to be trusted,
+		// so the pool discards it and the next one prepares afresh.
+		c.broken = true
+	}
+	return rows, err
+}
+
+// prepared returns this connection's prepared statement for query. The
+// least recently used statement is closed when the cache is full, so
+// generated SQL (usage queries of every shape) cannot grow it without end.
+func (c *conn) prepared(ctx context.Context, query string) (driver.Stmt, error) {
+	if st := c.stmts.get(query); st != nil {
+		return st, nil
+	}
+	st, err := c.Conn.(driver.ConnPrepareContext).PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if old := c.stmts.put(query, st); old != nil {
+		if err := old.Close(); err != nil {
+			// The statement is left on the server; a connection that
+			// cannot close one is not trusted with more.
+			c.broken = true
+		}
+	}
+	return st, nil
+}
+
+// lostStatement reports whether err is PostgreSQL refusing a prepared
+// statement: its tables changed shape ("cached plan must not change result
+// type") or the session no longer has it.
+func lostStatement(err error) bool {
+	var pqErr *pq.Error
+	return errors.As(err, &pqErr) && (pqErr.Code == "0A000" || pqErr.Code == "26000")
 }
 
 func (c *conn) Ping(ctx context.Context) error { return c.Conn.(driver.Pinger).Ping(ctx) }

@@ -50,3 +50,6 @@ func (d *DB) AsReader(ctx context.Context, u tokka.User, fn func(tx *sqlx.Tx) er
 func (d *DB) AsUser(ctx context.Context, u tokka.User, fn func(tx *sqlx.Tx) error) error {
 	return d.asUser(ctx, u, fn)
 }
+
+// StmtCacheSize is how many statements a connection keeps prepared.
+const StmtCacheSize = stmtCacheSize

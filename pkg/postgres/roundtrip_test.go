@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
@@ -73,8 +74,9 @@ func (tc *tripCounter) relay(client, server net.Conn) {
 
 // TestAReadIsThreeRoundTrips: BEGIN goes with the statement that sets the
 // caller's claims, role, search_path and timeout; the query with its
-// arguments is one trip (binary_parameters); COMMIT is the third. Before,
-// the same read took six.
+// arguments is one trip (binary_parameters, and a statement the connection
+// has prepared: one more trip the first time it runs there, none after);
+// COMMIT is the third. Before, the same read took six.
 func TestAReadIsThreeRoundTrips(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -96,12 +98,15 @@ func TestAReadIsThreeRoundTrips(t *testing.T) {
 		require.NoError(t, fn())
 		return tc.trips.Load() - before
 	}
-	require.Equal(t, int64(3), count(func() error { _, err := d.ListConnectionsPage(ctx, u, nil, 10); return err }))
-	require.Equal(t, int64(3), count(func() error { _, err := d.GetConnection(ctx, u, id); return err }))
-	require.Equal(t, int64(3), count(func() error {
-		_, err := d.ListAlerts(ctx, u, 0, 10, false)
-		return err
-	}))
+	for _, read := range []func() error{
+		func() error { _, err := d.ListConnectionsPage(ctx, u, nil, 10); return err },
+		func() error { _, err := d.GetConnection(ctx, u, id); return err },
+		func() error { _, err := d.ListAlerts(ctx, u, 0, 10, false); return err },
+	} {
+		require.Equal(t, int64(4), count(read), "the first time on a connection: prepare the statement")
+		require.Equal(t, int64(3), count(read))
+		require.Equal(t, int64(3), count(read))
+	}
 }
 
 // TestHostileClaimsStayInsideTheirLiteral: the claims are the one piece of
@@ -160,4 +165,45 @@ func TestHostileClaimsStayInsideTheirLiteral(t *testing.T) {
 		require.Len(t, conns, 1)
 		require.Equal(t, mine, conns[0].ID)
 	}
+}
+
+// TestPreparedStatementsServeEachCallerAsThemselves: one connection, one
+// prepared statement, callers taking turns: each reads only their own rows
+// (the claims are read when the statement runs, not when it was planned),
+// and however many shapes of usage query run there, the connection keeps
+// at most StmtCacheSize statements prepared on the server.
+func TestPreparedStatementsServeEachCallerAsThemselves(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	alice, bob := newUser(), newUser()
+	aliceConn, bobConn := b.addConnection(t, alice), b.addConnection(t, bob)
+	d, err := postgres.Open(ctx, pgtest.URL(t), 1)
+	require.NoError(t, err)
+	defer d.Close()
+	for range 8 { // past the server's five custom plans, onto a generic one
+		for _, who := range []struct {
+			u    tokka.User
+			want string
+		}{{alice, aliceConn}, {bob, bobConn}} {
+			page, err := d.ListConnectionsPage(ctx, who.u, nil, 10)
+			require.NoError(t, err)
+			require.Equal(t, []string{who.want}, ids(page))
+		}
+	}
+	var prepared int
+	require.NoError(t, d.Pool().Get(&prepared, `SELECT count(*) FROM pg_prepared_statements`))
+	require.Equal(t, 1, prepared, "one statement served both")
+
+	q := tokka.UsageQuery{From: time.Now().AddDate(0, 0, -3), To: time.Now(), GroupBy: []string{"day"}}
+	for limit := 1; limit <= postgres.StmtCacheSize+20; limit++ {
+		q.Limit = limit // a new statement each time (LIMIT is part of the SQL)
+		_, err := d.Usage(ctx, alice, q)
+		require.NoError(t, err)
+	}
+	require.NoError(t, d.Pool().Get(&prepared, `SELECT count(*) FROM pg_prepared_statements`))
+	require.Equal(t, postgres.StmtCacheSize, prepared, "the least recently used statements were closed")
+	page, err := d.ListConnectionsPage(ctx, bob, nil, 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{bobConn}, ids(page))
 }

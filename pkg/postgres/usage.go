@@ -78,10 +78,13 @@ func usageSQL(q tokka.UsageQuery, dims []tokka.Dimension) (string, []any) {
 	for _, g := range groups {
 		outer = append(outer, g+"::text")
 	}
+	// The token sums are numeric in SQL (a bigint sum may overflow) but
+	// int64 here: cast back, they travel as 8 binary bytes instead of text
+	// the driver parses, and PostgreSQL skips formatting them.
 	outer = append(outer,
-		"coalesce(sum(input_uncached_tokens), 0)", "coalesce(sum(cache_read_tokens), 0)",
-		"coalesce(sum(cache_write_5m_tokens), 0)", "coalesce(sum(cache_write_1h_tokens), 0)",
-		"coalesce(sum(output_tokens), 0)", "coalesce(sum(requests), 0)", "coalesce(sum(amount_usd), 0)",
+		"coalesce(sum(input_uncached_tokens), 0)::bigint", "coalesce(sum(cache_read_tokens), 0)::bigint",
+		"coalesce(sum(cache_write_5m_tokens), 0)::bigint", "coalesce(sum(cache_write_1h_tokens), 0)::bigint",
+		"coalesce(sum(output_tokens), 0)::bigint", "coalesce(sum(requests), 0)::bigint", "coalesce(sum(amount_usd), 0)",
 		"coalesce(max(last_day) >= $4::date, false)")
 	query := "SELECT " + strings.Join(outer, ", ") + " FROM (\n\t\t" + stacked + "\n\t) r"
 	if len(groups) > 0 {
