@@ -134,7 +134,7 @@ func (s *Server) usageExport(c echo.Context) error {
 		}
 		return nil
 	}
-	err = s.store.EachUsageRow(c.Request().Context(), u, q, func(r tokka.UsageGroup) error {
+	err = s.usageRows.EachUsageRow(c.Request().Context(), u, q, func(r tokka.UsageGroup) error {
 		if !started {
 			if err := start(); err != nil {
 				return err

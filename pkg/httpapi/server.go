@@ -25,30 +25,22 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// Store is the storage the API needs; *postgres.DB implements it. Every
-// method runs as the given user under row-level security.
-type Store interface {
+// Pinger says whether storage answers, for /readyz.
+type Pinger interface {
 	Ping(ctx context.Context) error
-	CreateConnection(ctx context.Context, u tokka.User, nc tokka.NewConnection, ev tokka.AuditEvent) (tokka.Connection, error)
-	ListConnectionsPage(ctx context.Context, u tokka.User, after *tokka.CreatedKey, limit int) ([]tokka.Connection, error)
-	GetConnection(ctx context.Context, u tokka.User, id string) (tokka.Connection, error)
-	DeleteConnection(ctx context.Context, u tokka.User, id string, ev tokka.AuditEvent) error
-	UpdateConnection(ctx context.Context, u tokka.User, id string, up tokka.ConnectionUpdate, ev tokka.AuditEvent) (tokka.Connection, error)
-	VerifyAuditChain(ctx context.Context, u tokka.User, full bool) (tokka.AuditVerification, error)
-	Usage(ctx context.Context, u tokka.User, q tokka.UsageQuery) ([]tokka.UsageGroup, error)
-	EachUsageRow(ctx context.Context, u tokka.User, q tokka.UsageQuery, fn func(tokka.UsageGroup) error) error
-	Summary(ctx context.Context, u tokka.User, today time.Time, top int) (tokka.SummaryData, error)
-	ListAuditEvents(ctx context.Context, u tokka.User, before int64, limit int) ([]tokka.AuditEvent, error)
-	ListAlerts(ctx context.Context, u tokka.User, before int64, limit int, open bool) ([]tokka.Alert, error)
-	AcknowledgeAlert(ctx context.Context, u tokka.User, id int64) (tokka.Alert, error)
-	RequestSync(ctx context.Context, u tokka.User, id string, minInterval time.Duration, ev tokka.AuditEvent) (tokka.Connection, time.Duration, error)
-	CreateBudget(ctx context.Context, u tokka.User, nb tokka.NewBudget) (tokka.Budget, error)
-	ListBudgetsPage(ctx context.Context, u tokka.User, after *tokka.CreatedKey, limit int) ([]tokka.Budget, error)
-	GetBudget(ctx context.Context, u tokka.User, id string) (tokka.Budget, error)
-	UpdateBudget(ctx context.Context, u tokka.User, id string, p tokka.BudgetPatch) (tokka.Budget, error)
-	DeleteBudget(ctx context.Context, u tokka.User, id string) error
-	BudgetDeliveriesPage(ctx context.Context, u tokka.User, budgetID string, before int64, limit int) ([]tokka.Delivery, error)
-	Spend(ctx context.Context, u tokka.User, from, to time.Time) ([]tokka.SpendRow, error)
+}
+
+// Store is all the storage the API needs, composed from what each area of
+// handlers declares next to its handlers; *postgres.DB implements it. Every
+// method runs as the given user under row-level security and fails with
+// the store's domain errors (tokka.ErrNotFound, ...).
+type Store interface {
+	Pinger
+	ConnectionStore
+	UsageStore
+	AuditStore
+	AlertStore
+	BudgetStore
 }
 
 // Sealer seals a pasted key to the syncer's public key; *seal.PublicKey
@@ -115,12 +107,18 @@ type Config struct {
 
 // Server holds the API's dependencies.
 type Server struct {
-	cfg      Config
-	store    Store
-	sealer   Sealer
-	verifier Verifier
-	log      zerolog.Logger
-	spec     []byte
+	cfg Config
+	// Each area of handlers sees only the storage it declares.
+	health      Pinger
+	connections ConnectionStore
+	usageRows   UsageStore
+	audit       AuditStore
+	alerts      AlertStore
+	budgets     BudgetStore
+	sealer      Sealer
+	verifier    Verifier
+	log         zerolog.Logger
+	spec        []byte
 	// failures logs outages once per interval, not once per request.
 	failures *ratelog.Logger
 	exports  *exportSlots
@@ -140,7 +138,14 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	if cfg.ProvisionalDays <= 0 {
 		cfg.ProvisionalDays = tokka.DefaultResyncDays
 	}
-	s := &Server{cfg: cfg, store: store, sealer: sealer, verifier: verifier, log: log, spec: spec,
+	if cfg.RateLimiter == nil {
+		cfg.RateLimiter, _ = store.(RateLimiter)
+	}
+	if cfg.Idempotency == nil {
+		cfg.Idempotency, _ = store.(IdempotencyStore)
+	}
+	s := &Server{cfg: cfg, health: store, connections: store, usageRows: store, audit: store, alerts: store, budgets: store,
+		sealer: sealer, verifier: verifier, log: log, spec: spec,
 		failures: ratelog.New(log, cfg.FailureLogEvery), exports: newExportSlots(cfg.ExportsPerUser)}
 
 	e := echo.New()
@@ -369,7 +374,7 @@ func (s *Server) readyz(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
+	if err := s.health.Ping(ctx); err != nil {
 		if tokka.ErrorCode(err) != tokka.CodeUnavailable {
 			// No answer in time means the same to a load balancer.
 			err = fmt.Errorf("readiness: %w: %w", tokka.ErrUnavailable, err)

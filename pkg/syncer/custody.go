@@ -103,11 +103,13 @@ func (s *Syncer) raiseKeyAccess(ctx context.Context, log zerolog.Logger, userID,
 	}
 }
 
-type alertRaiser interface {
+// AlertRaiser raises an alert unless an open one for the same thing
+// exists; it reports whether it raised one.
+type AlertRaiser interface {
 	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
 }
 
-func raiseKeyAccess(ctx context.Context, store alertRaiser, userID, connID, blob string, d diagnosis) error {
+func raiseKeyAccess(ctx context.Context, store AlertRaiser, userID, connID, blob string, d diagnosis) error {
 	fp := blobFingerprint(blob)
 	id := d.kid
 	if id == "" {

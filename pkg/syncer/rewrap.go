@@ -28,7 +28,7 @@ type RewrapStore interface {
 	ListSealedKeys(ctx context.Context, after string, n int) ([]tokka.SealedKey, error)
 	RewrapKey(ctx context.Context, k tokka.SealedKey, ev tokka.AuditEvent, reseal func() (string, error)) error
 	MarkUnopenable(ctx context.Context, k tokka.SealedKey, reason string, ev tokka.AuditEvent) error
-	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
+	AlertRaiser
 }
 
 // RewrapSummary counts what one rewrap pass did with each connection.

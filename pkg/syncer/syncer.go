@@ -20,21 +20,35 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// Store is the storage the syncer needs; *postgres.DB implements it.
+// Store is all the storage the syncer needs, composed from what each part
+// of it declares; *postgres.DB implements it.
 type Store interface {
+	LeaseStore
+	ChoreStore
+	StatusCounter
+	AlertRaiser
+}
+
+// LeaseStore is the storage one sync needs: it takes due connections under
+// a lease, keeps the lease alive, records the key's use and the
+// organisation, and settles the lease with the results or the failure.
+type LeaseStore interface {
 	LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Duration) ([]tokka.Lease, error)
+	RenewLease(ctx context.Context, l tokka.Lease, leaseFor time.Duration) error
+	ReleaseLease(ctx context.Context, l tokka.Lease) error
 	RecordKeyUse(ctx context.Context, l tokka.Lease, ev tokka.AuditEvent) error
+	RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Organization, ev tokka.AuditEvent) (string, error)
 	CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult) error
 	FailSync(ctx context.Context, l tokka.Lease, status tokka.ConnectionStatus, reason string, next time.Time, ev tokka.AuditEvent) error
-	ReleaseLease(ctx context.Context, l tokka.Lease) error
-	RenewLease(ctx context.Context, l tokka.Lease, leaseFor time.Duration) error
-	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
-	RemindKeyRotations(ctx context.Context, days int) (int, error)
-	CountDue(ctx context.Context) (int, error)
-	CountByStatus(ctx context.Context) (map[tokka.ConnectionStatus]int, error)
-	FlagKeyAccessAnomalies(ctx context.Context, settle time.Duration, allowed []string) (int, error)
-	RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Organization, ev tokka.AuditEvent) (string, error)
 	AbandonSync(ctx context.Context, l tokka.Lease, ev tokka.AuditEvent) error
+}
+
+// ChoreStore is the storage of the chores each pass runs besides syncing:
+// key-rotation reminders, the key-access anomaly check and the due count.
+type ChoreStore interface {
+	RemindKeyRotations(ctx context.Context, days int) (int, error)
+	FlagKeyAccessAnomalies(ctx context.Context, settle time.Duration, allowed []string) (int, error)
+	CountDue(ctx context.Context) (int, error)
 }
 
 // AfterSync is told after every successful sync, e.g. to evaluate the user's
