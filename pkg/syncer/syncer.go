@@ -57,11 +57,12 @@ type AfterSync interface {
 	AfterSync(ctx context.Context, userID string, now time.Time) error
 }
 
-// Opener turns a sealed blob back into a key; *keyring.Keyring implements it.
-// An Opener that also has a KIDs() []string method (the keyring does) lets the
-// syncer tell a tampered blob from one sealed under a key it does not hold.
+// Opener turns a parsed sealed blob back into a key, failing with
+// seal.ErrCannotOpen; *keyring.Keyring implements it. An Opener that also
+// has a KIDs() []string method (the keyring does) lets the syncer tell a
+// tampered blob from one sealed under a key it does not hold.
 type Opener interface {
-	Open(blob string, b seal.Binding) (*secret.Key, error)
+	OpenBlob(p seal.Blob, b seal.Binding) (*secret.Key, error)
 }
 
 // Config tunes the syncer; zero values take the documented defaults.
@@ -157,6 +158,7 @@ type Syncer struct {
 	cfg     Config
 	store   Store
 	opener  Opener
+	kids    kidLister // the opener, when it can name its key ids; else nil
 	clients map[tokka.Provider]provider.Client
 	log     zerolog.Logger
 	metrics *Metrics
@@ -172,7 +174,8 @@ type Syncer struct {
 // New returns a Syncer. clients must have an entry per provider it may meet.
 func New(cfg Config, store Store, opener Opener, clients map[tokka.Provider]provider.Client, log zerolog.Logger, m *Metrics) *Syncer {
 	cfg.defaults()
-	return &Syncer{cfg: cfg, store: store, opener: opener, clients: clients, log: log, metrics: m,
+	kids, _ := opener.(kidLister)
+	return &Syncer{cfg: cfg, store: store, opener: opener, kids: kids, clients: clients, log: log, metrics: m,
 		failures: ratelog.New(log, cfg.FailureLogEvery)}
 }
 
@@ -343,7 +346,8 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 	// exists, and only while this syncer still holds the lease (so a deleted
 	// or re-leased connection's key is never opened).
 	ev := s.event(tokka.ActionKeyDecrypted, tokka.OutcomeSuccess, purpose)
-	ev.Detail = "sealed as " + blobLabel(l.SealedKey)
+	blob := parseSealed(l.SealedKey)
+	ev.Detail = "sealed as " + blob.label()
 	if err := s.store.RecordKeyUse(ctx, l, ev); err != nil {
 		if errors.Is(err, tokka.ErrLeaseLost) {
 			s.afterLeaseLost(ctx, log, l, err)
@@ -366,15 +370,15 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 	fetchCtx, stopRenewing, leaseErr := s.keepLease(ctx, log, l, held)
 	defer stopRenewing()
 
-	key, err := s.opener.Open(l.SealedKey, seal.Binding{UserID: l.UserID, ConnectionID: l.ConnectionID, Provider: l.Provider})
+	key, err := s.open(blob, seal.Binding{UserID: l.UserID, ConnectionID: l.ConnectionID, Provider: l.Provider})
 	if err != nil {
-		d := diagnose(l.SealedKey, s.opener)
+		d := diagnose(blob, s.kids)
 		outcome = s.fail(ctx, log, l, tokka.StatusNeedsReconnect, d.reason, now.Add(s.cfg.Interval), tokka.ActionKeyDecrypted, d.detail, outcomeSealed)
-		s.raiseKeyAccess(ctx, log, l.UserID, l.ConnectionID, l.SealedKey, d)
+		s.raiseKeyAccess(ctx, log, l.UserID, l.ConnectionID, blob, d)
 		return outcome
 	}
 	opened := time.Now()
-	log.Debug().Str("sealed_as", blobLabel(l.SealedKey)).Int("window_days", window.Days()).Msg("key opened for the provider calls")
+	log.Debug().Str("sealed_as", blob.label()).Int("window_days", window.Days()).Msg("key opened for the provider calls")
 	// The deferred wipe also runs if a provider client panics.
 	var duplicateOf string
 	var recordErr error
