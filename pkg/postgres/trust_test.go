@@ -94,7 +94,7 @@ func TestPoisonedSessionDoesNotReachTheNextRequest(t *testing.T) {
 	})
 
 	// The attacker's next requests, through the api's own storage methods.
-	conns, err := d.ListConnections(ctx, attacker)
+	conns, err := d.ListConnectionsPage(ctx, attacker, nil, 100)
 	require.NoError(t, err)
 	require.Len(t, conns, 1)
 	require.Equal(t, mine, conns[0].ID, "the request acted as the user whose claims it carried")
