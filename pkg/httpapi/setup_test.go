@@ -136,14 +136,6 @@ func fromIP(ip string) option { return func(o *options) { o.sourceIP = ip } }
 // anonymousAllowed accepts tokens of anonymous sign-ins (ALLOW_ANONYMOUS_USERS).
 func anonymousAllowed() option { return func(o *options) { o.allowAnonymous = true } }
 
-// unlimited counts no mutation against a rate limit, so tests with many
-// mutations neither trip nor consume the shared per-IP budget the package's
-// other tests count against.
-func unlimited() option { return func(o *options) { o.unlimited = true } }
-
-// scriptedWebhooks checks webhook URLs with a guard whose DNS is b.res.
-func scriptedWebhooks() option { return func(o *options) { o.scripted = true } }
-
 // loopbackWebhooks is scriptedWebhooks with WEBHOOK_ALLOW_LOOPBACK_HTTP on.
 func loopbackWebhooks() option {
 	return func(o *options) { o.scripted, o.allowLoopback = true, true }
