@@ -126,24 +126,7 @@ type Server struct {
 
 // New builds the Echo router with every route and middleware.
 func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.Logger, spec []byte) *echo.Echo {
-	if cfg.BodyLimit == "" {
-		cfg.BodyLimit = "64K"
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.SyncRequestInterval == 0 {
-		cfg.SyncRequestInterval = 5 * time.Minute
-	}
-	if cfg.ProvisionalDays <= 0 {
-		cfg.ProvisionalDays = tokka.DefaultResyncDays
-	}
-	if cfg.RateLimiter == nil {
-		cfg.RateLimiter, _ = store.(RateLimiter)
-	}
-	if cfg.Idempotency == nil {
-		cfg.Idempotency, _ = store.(IdempotencyStore)
-	}
+	cfg = cfg.withDefaults(store)
 	s := &Server{cfg: cfg, health: store, connections: store, usageRows: store, audit: store, alerts: store, budgets: store,
 		sealer: sealer, verifier: verifier, log: log, spec: spec,
 		failures: ratelog.New(log, cfg.FailureLogEvery), exports: newExportSlots(cfg.ExportsPerUser)}
@@ -157,23 +140,57 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	// every response, errors and panics included, carries them.
 	e.Use(s.requestIDMiddleware, securityHeaders, noStore, s.accessLog, s.recoverMiddleware)
 	if len(cfg.CORSAllowedOrigins) > 0 {
-		// Exact matches only: Echo treats "*" and "?" in AllowOrigins as
-		// wildcards, which an allow-list must not.
-		allowed := make(map[string]bool, len(cfg.CORSAllowedOrigins))
-		for _, o := range cfg.CORSAllowedOrigins {
-			allowed[o] = true
-		}
-		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
-			AllowOriginFunc: func(origin string) (bool, error) { return allowed[origin], nil },
-			AllowMethods:    []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete},
-			AllowHeaders:    []string{echo.HeaderAuthorization, echo.HeaderContentType, HeaderIdempotencyKey},
-			ExposeHeaders: []string{"X-Request-Id", "Retry-After",
-				"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", echo.HeaderLocation, HeaderIdempotentReplayed, echo.HeaderWWWAuthenticate},
-			MaxAge: 600,
-		}))
+		e.Use(cors(cfg.CORSAllowedOrigins))
 	}
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
+	s.routes(e)
+	return e
+}
 
+// withDefaults fills what c leaves zero; the rate limiter and the
+// idempotency store default to the store when it implements them.
+func (c Config) withDefaults(store Store) Config {
+	if c.BodyLimit == "" {
+		c.BodyLimit = "64K"
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.SyncRequestInterval == 0 {
+		c.SyncRequestInterval = 5 * time.Minute
+	}
+	if c.ProvisionalDays <= 0 {
+		c.ProvisionalDays = tokka.DefaultResyncDays
+	}
+	if c.RateLimiter == nil {
+		c.RateLimiter, _ = store.(RateLimiter)
+	}
+	if c.Idempotency == nil {
+		c.Idempotency, _ = store.(IdempotencyStore)
+	}
+	return c
+}
+
+// cors answers browsers from the allowed origins. Exact matches only: Echo
+// treats "*" and "?" in AllowOrigins as wildcards, which an allow-list must
+// not.
+func cors(origins []string) echo.MiddlewareFunc {
+	allowed := make(map[string]bool, len(origins))
+	for _, o := range origins {
+		allowed[o] = true
+	}
+	return middleware.CORSWithConfig(middleware.CORSConfig{
+		AllowOriginFunc: func(origin string) (bool, error) { return allowed[origin], nil },
+		AllowMethods:    []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete},
+		AllowHeaders:    []string{echo.HeaderAuthorization, echo.HeaderContentType, HeaderIdempotencyKey},
+		ExposeHeaders: []string{"X-Request-Id", "Retry-After",
+			"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", echo.HeaderLocation, HeaderIdempotentReplayed, echo.HeaderWWWAuthenticate},
+		MaxAge: 600,
+	})
+}
+
+// routes registers every route with its middleware.
+func (s *Server) routes(e *echo.Echo) {
 	// Every GET route answers HEAD too (RFC 9110 §9.3.2): the same handler
 	// and checks, the same headers; net/http drops the body.
 	get := func(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
@@ -219,7 +236,6 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	e.PATCH("/v1/budgets/:id", s.updateBudget, v1(prepare(parseBudgetUpdate))...)
 	e.DELETE("/v1/budgets/:id", s.deleteBudget, v1(prepare(budgetID))...)
 	get("/v1/budgets/:id/deliveries", s.listBudgetDeliveries, read...)
-	return e
 }
 
 const ctxUser = "tokka.user"

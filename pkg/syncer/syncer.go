@@ -318,6 +318,9 @@ const (
 	orgRecordPatience = 10 * time.Second
 )
 
+// syncOne syncs one leased connection: it records the key's use, opens
+// the key, reads the provider while the lease is kept alive, wipes the key
+// and settles the lease with the results or the failure.
 func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time) (outcome string) {
 	start := time.Now()
 	now := s.cfg.Now()
@@ -328,39 +331,15 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 		log.Info().Str("outcome", outcome).Dur("duration", d).Msg("sync")
 	}()
 
-	backfill := l.BackfilledAt == nil
-	days, purpose := s.cfg.ResyncDays, "scheduled sync"
-	if backfill {
-		days, purpose = s.cfg.BackfillDays, "initial backfill"
-	} else if l.Requested {
-		purpose = "sync requested by the user"
-	}
-	window := tokka.DayWindow(now, days)
+	job := s.plan(now, l)
 	client, ok := s.clients[tokka.Provider(l.Provider)]
 	if !ok {
 		return s.fail(ctx, log, l, tokka.StatusError, "this provider is not supported by the syncer",
 			now.Add(s.cfg.Interval), tokka.ActionSyncFailed, "", outcomeFailed)
 	}
-
-	// Fail closed: the decryption is on the record before the plaintext
-	// exists, and only while this syncer still holds the lease (so a deleted
-	// or re-leased connection's key is never opened).
-	ev := s.event(tokka.ActionKeyDecrypted, tokka.OutcomeSuccess, purpose)
 	blob := parseSealed(l.SealedKey)
-	ev.Detail = "sealed as " + blob.label()
-	if err := s.store.RecordKeyUse(ctx, l, ev); err != nil {
-		if errors.Is(err, tokka.ErrLeaseLost) {
-			s.afterLeaseLost(ctx, log, l, err)
-			return outcomeLeaseLost
-		}
-		s.metrics.AuditFailures.Inc()
-		s.failures.Error("audit write failed; key not used").Err(err).Msg("audit write failed; key not used")
-		if unavailable(err) {
-			return s.abort(ctx, log, l)
-		}
-		// Any other failure keeps the lease until it expires, which spaces
-		// the attempts.
-		return outcomeAborted
+	if outcome, ok := s.recordKeyUse(ctx, log, l, job.purpose, blob); !ok {
+		return outcome
 	}
 
 	// Keep the lease while the provider calls run longer than one lease;
@@ -378,90 +357,163 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 		return outcome
 	}
 	opened := time.Now()
-	log.Debug().Str("sealed_as", blob.label()).Int("window_days", window.Days()).Msg("key opened for the provider calls")
-	// The deferred wipe also runs if a provider client panics.
-	var duplicateOf string
-	var recordErr error
-	usage, costs, ferr := func() ([]tokka.UsageRow, []tokka.CostRow, error) {
-		defer key.Wipe()
-		if !l.OrganizationKnown {
-			// First sync of this key: learn its organisation before any of
-			// its usage is stored, so one organisation is never counted
-			// twice. A duplicate stops here, having read nothing else.
-			org, err := client.Organization(fetchCtx, key)
-			if err != nil {
-				return nil, nil, err
-			}
-			ev := s.event(tokka.ActionSyncFailed, tokka.OutcomeFailure, purpose)
-			// A database blip here is retried briefly (the key is open
-			// meanwhile, so not for the whole lease); a longer outage is
-			// recorded below, after the wipe, like any failed write.
-			giveUp := time.Now().Add(orgRecordPatience)
-			if held.expires().Before(giveUp) {
-				giveUp = held.expires()
-			}
-			recordErr = s.retry(ctx, giveUp, "recording the organisation", func() (err error) {
-				duplicateOf, err = s.store.RecordOrganization(ctx, l, org, ev)
-				return err
-			})
-			if recordErr != nil || duplicateOf != "" {
-				return nil, nil, nil
-			}
-		}
-		return s.fetch(fetchCtx, client, key, window)
-	}()
+	log.Debug().Str("sealed_as", blob.label()).Int("window_days", job.window.Days()).Msg("key opened for the provider calls")
+	r := s.read(ctx, fetchCtx, l, client, key, job, held)
 	lifetime := time.Since(opened)
 	s.metrics.PlaintextLifetime.WithLabelValues(string(l.Provider)).Observe(lifetime.Seconds())
 	log.Debug().Dur("plaintext_lifetime", lifetime).Msg("key wiped")
 	stopRenewing()
 
-	if duplicateOf != "" {
-		log.Info().Str("covered_by", duplicateOf).Msg("organisation already covered by an older connection; marked duplicate")
+	if r.duplicateOf != "" {
+		log.Info().Str("covered_by", r.duplicateOf).Msg("organisation already covered by an older connection; marked duplicate")
 		return outcomeDuplicate
 	}
-	if errors.Is(recordErr, tokka.ErrLeaseLost) {
-		s.afterLeaseLost(ctx, log, l, recordErr)
-		return outcomeLeaseLost
+	if r.recordErr != nil {
+		return s.afterRecordFailed(ctx, log, l, now, r.recordErr)
 	}
-	if recordErr != nil {
-		if ctx.Err() != nil {
-			return s.abort(ctx, log, l)
-		}
-		// Like a final write that failed: record it and give the lease
-		// back, never leave it to expire (issue 16, item 15).
-		s.failures.Error("recording the organisation failed").Err(recordErr).Msg("recording the organisation failed; recording the failure")
-		return s.fail(ctx, log, l, tokka.StatusError, reasonNotStored, s.retryAt(now, l.Failures+1, 0),
-			tokka.ActionSyncFailed, reasonNotStored, outcomeFailed)
+	if r.err != nil {
+		return s.afterFetchFailed(ctx, log, l, now, r.err, leaseErr())
 	}
-	if ferr != nil {
-		switch lerr := leaseErr(); {
-		case ctx.Err() != nil:
-			return s.abort(ctx, log, l)
-		case errors.Is(lerr, tokka.ErrLeaseLost):
-			return outcomeLeaseLost
-		case lerr != nil:
-			return s.fail(ctx, log, l, tokka.StatusError, reasonLeaseUnsure, s.retryAt(now, l.Failures+1, 0),
-				tokka.ActionSyncFailed, reasonLeaseUnsure, outcomeFailed)
-		}
-		status, reason, result := tokka.StatusError, "the provider could not be reached; Tokka will retry", outcomeFailed
-		var asked time.Duration
-		var pe *provider.Error
-		if errors.As(ferr, &pe) {
-			reason, asked = pe.Reason, pe.RetryAfter
-		}
-		next := s.retryAt(now, l.Failures+1, asked)
-		if pe != nil && pe.Kind == provider.KindAuth {
-			status, next, result = tokka.StatusInvalid, now.Add(s.cfg.Interval), outcomeInvalid
-		}
-		log.Warn().Err(ferr).Msg("provider call failed")
-		s.metrics.Failures.WithLabelValues(string(l.Provider), failureKind(ferr)).Inc()
-		return s.fail(ctx, log, l, status, reason, next, tokka.ActionSyncFailed, reason, result)
-	}
+	return s.finish(ctx, log, l, held, now, job, r)
+}
 
-	err = s.storeResults(ctx, l, held, tokka.SyncResult{
-		Window: window, Usage: usage, Costs: costs, Backfill: backfill,
+// syncJob is what one sync reads and why.
+type syncJob struct {
+	window   tokka.Window
+	backfill bool   // the connection's first sync, over BackfillDays
+	purpose  string // for the audit events
+}
+
+// plan is the sync of l at now: a first sync backfills, any later one
+// re-reads the days providers may still restate.
+func (s *Syncer) plan(now time.Time, l tokka.Lease) syncJob {
+	backfill := l.BackfilledAt == nil
+	days, purpose := s.cfg.ResyncDays, "scheduled sync"
+	if backfill {
+		days, purpose = s.cfg.BackfillDays, "initial backfill"
+	} else if l.Requested {
+		purpose = "sync requested by the user"
+	}
+	return syncJob{window: tokka.DayWindow(now, days), backfill: backfill, purpose: purpose}
+}
+
+// recordKeyUse puts the decryption on the record before the plaintext
+// exists, and only while this syncer still holds the lease (so a deleted
+// or re-leased connection's key is never opened): fail closed. When it
+// cannot, it returns the sync's outcome and false.
+func (s *Syncer) recordKeyUse(ctx context.Context, log zerolog.Logger, l tokka.Lease, purpose string, blob sealed) (string, bool) {
+	ev := s.event(tokka.ActionKeyDecrypted, tokka.OutcomeSuccess, purpose)
+	ev.Detail = "sealed as " + blob.label()
+	err := s.store.RecordKeyUse(ctx, l, ev)
+	switch {
+	case err == nil:
+		return "", true
+	case errors.Is(err, tokka.ErrLeaseLost):
+		s.afterLeaseLost(ctx, log, l, err)
+		return outcomeLeaseLost, false
+	}
+	s.metrics.AuditFailures.Inc()
+	s.failures.Error("audit write failed; key not used").Err(err).Msg("audit write failed; key not used")
+	if unavailable(err) {
+		return s.abort(ctx, log, l), false
+	}
+	// Any other failure keeps the lease until it expires, which spaces
+	// the attempts.
+	return outcomeAborted, false
+}
+
+// readResult is what the provider calls of one sync gave.
+type readResult struct {
+	usage       []tokka.UsageRow
+	costs       []tokka.CostRow
+	err         error  // the provider calls failed
+	duplicateOf string // the key's organisation is already another connection's
+	recordErr   error  // recording the organisation failed
+}
+
+// read makes the provider calls with the open key and wipes it, also if a
+// provider client panics.
+func (s *Syncer) read(ctx, fetchCtx context.Context, l tokka.Lease, client provider.Client, key *secret.Key, job syncJob, held *leaseClock) (r readResult) {
+	defer key.Wipe()
+	if !l.OrganizationKnown {
+		// First sync of this key: learn its organisation before any of
+		// its usage is stored, so one organisation is never counted
+		// twice. A duplicate stops here, having read nothing else.
+		org, err := client.Organization(fetchCtx, key)
+		if err != nil {
+			r.err = err
+			return r
+		}
+		ev := s.event(tokka.ActionSyncFailed, tokka.OutcomeFailure, job.purpose)
+		// A database blip here is retried briefly (the key is open
+		// meanwhile, so not for the whole lease); a longer outage is
+		// recorded below, after the wipe, like any failed write.
+		giveUp := time.Now().Add(orgRecordPatience)
+		if held.expires().Before(giveUp) {
+			giveUp = held.expires()
+		}
+		r.recordErr = s.retry(ctx, giveUp, "recording the organisation", func() (err error) {
+			r.duplicateOf, err = s.store.RecordOrganization(ctx, l, org, ev)
+			return err
+		})
+		if r.recordErr != nil || r.duplicateOf != "" {
+			return r
+		}
+	}
+	r.usage, r.costs, r.err = s.fetch(fetchCtx, client, key, job.window)
+	return r
+}
+
+// afterRecordFailed settles a sync whose organisation could not be
+// recorded.
+func (s *Syncer) afterRecordFailed(ctx context.Context, log zerolog.Logger, l tokka.Lease, now time.Time, err error) string {
+	switch {
+	case errors.Is(err, tokka.ErrLeaseLost):
+		s.afterLeaseLost(ctx, log, l, err)
+		return outcomeLeaseLost
+	case ctx.Err() != nil:
+		return s.abort(ctx, log, l)
+	}
+	// Like a final write that failed: record it and give the lease
+	// back, never leave it to expire (issue 16, item 15).
+	s.failures.Error("recording the organisation failed").Err(err).Msg("recording the organisation failed; recording the failure")
+	return s.fail(ctx, log, l, tokka.StatusError, reasonNotStored, s.retryAt(now, l.Failures+1, 0),
+		tokka.ActionSyncFailed, reasonNotStored, outcomeFailed)
+}
+
+// afterFetchFailed settles a sync whose provider calls failed (ferr), or
+// were stopped because the lease was lost or could not be confirmed (lerr).
+func (s *Syncer) afterFetchFailed(ctx context.Context, log zerolog.Logger, l tokka.Lease, now time.Time, ferr, lerr error) string {
+	switch {
+	case ctx.Err() != nil:
+		return s.abort(ctx, log, l)
+	case errors.Is(lerr, tokka.ErrLeaseLost):
+		return outcomeLeaseLost
+	case lerr != nil:
+		return s.fail(ctx, log, l, tokka.StatusError, reasonLeaseUnsure, s.retryAt(now, l.Failures+1, 0),
+			tokka.ActionSyncFailed, reasonLeaseUnsure, outcomeFailed)
+	}
+	status, reason, result := tokka.StatusError, "the provider could not be reached; Tokka will retry", outcomeFailed
+	var asked time.Duration
+	var pe *provider.Error
+	if errors.As(ferr, &pe) {
+		reason, asked = pe.Reason, pe.RetryAfter
+	}
+	next := s.retryAt(now, l.Failures+1, asked)
+	if pe != nil && pe.Kind == provider.KindAuth {
+		status, next, result = tokka.StatusInvalid, now.Add(s.cfg.Interval), outcomeInvalid
+	}
+	log.Warn().Err(ferr).Msg("provider call failed")
+	s.metrics.Failures.WithLabelValues(string(l.Provider), failureKind(ferr)).Inc()
+	return s.fail(ctx, log, l, status, reason, next, tokka.ActionSyncFailed, reason, result)
+}
+
+// finish stores a sync's results, settles the lease, and tells AfterSync.
+func (s *Syncer) finish(ctx context.Context, log zerolog.Logger, l tokka.Lease, held *leaseClock, now time.Time, job syncJob, r readResult) string {
+	err := s.storeResults(ctx, l, held, tokka.SyncResult{
+		Window: job.window, Usage: r.usage, Costs: r.costs, Backfill: job.backfill,
 		Next:  s.nextSync(now),
-		Event: s.event(tokka.ActionSyncSucceeded, tokka.OutcomeSuccess, purpose),
+		Event: s.event(tokka.ActionSyncSucceeded, tokka.OutcomeSuccess, job.purpose),
 	})
 	switch {
 	case errors.Is(err, tokka.ErrKeyChanged), errors.Is(err, tokka.ErrDuplicate):
@@ -477,8 +529,8 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 		return s.fail(ctx, log, l, tokka.StatusError, reasonNotStored, s.retryAt(now, l.Failures+1, 0),
 			tokka.ActionSyncFailed, reasonNotStored, outcomeFailed)
 	}
-	s.metrics.RowsWritten.WithLabelValues("usage_daily").Add(float64(len(usage)))
-	s.metrics.RowsWritten.WithLabelValues("cost_daily").Add(float64(len(costs)))
+	s.metrics.RowsWritten.WithLabelValues("usage_daily").Add(float64(len(r.usage)))
+	s.metrics.RowsWritten.WithLabelValues("cost_daily").Add(float64(len(r.costs)))
 	if s.cfg.AfterSync != nil {
 		if err := s.cfg.AfterSync.AfterSync(ctx, l.UserID, s.cfg.Now()); err != nil {
 			log.Error().Err(err).Msg("evaluating budgets after the sync failed")
