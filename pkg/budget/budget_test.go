@@ -26,10 +26,6 @@ func daily(from, to, amount string) []tokka.SpendRow {
 	return rows
 }
 
-func allScope(amount string) tokka.Budget {
-	return tokka.Budget{ID: "b", Scope: tokka.ScopeAll, AmountUSD: usd(amount)}
-}
-
 func TestNoAnomalyForNormalVariation(t *testing.T) {
 	t.Parallel()
 	end := time.Date(2026, 11, 20, 23, 0, 0, 0, time.UTC)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -9,6 +10,12 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
+
+// AlertStore is the storage the alert handlers need.
+type AlertStore interface {
+	ListAlerts(ctx context.Context, u tokka.User, before int64, limit int, open bool) ([]tokka.Alert, error)
+	AcknowledgeAlert(ctx context.Context, u tokka.User, id int64) (tokka.Alert, error)
+}
 
 // idCursor is what an id in a cursor looks like: a positive id in plain
 // decimal digits, as this API writes it (no sign, no leading zeros, no
@@ -28,7 +35,7 @@ func (s *Server) listAlerts(c echo.Context) error {
 	default:
 		return &tokka.Error{Code: tokka.CodeInvalid, Field: "open", Message: "open must be true or false"}
 	}
-	as, err := s.store.ListAlerts(c.Request().Context(), userOf(c), before, limit+1, open)
+	as, err := s.alerts.ListAlerts(c.Request().Context(), userOf(c), before, limit+1, open)
 	if err != nil {
 		return err
 	}
@@ -46,7 +53,7 @@ func parseAlertID(c echo.Context) (int64, error) {
 }
 
 func (s *Server) acknowledgeAlert(c echo.Context) error {
-	a, err := s.store.AcknowledgeAlert(c.Request().Context(), userOf(c), *prepared[int64](c))
+	a, err := s.alerts.AcknowledgeAlert(c.Request().Context(), userOf(c), *prepared[int64](c))
 	if err != nil {
 		return err
 	}

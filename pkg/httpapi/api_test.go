@@ -1,153 +1,25 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jmoiron/sqlx"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
 	openapi "github.com/tokka-dev/tokka"
-	"github.com/tokka-dev/tokka/pkg/auth"
 	"github.com/tokka-dev/tokka/pkg/authtest"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
-	"github.com/tokka-dev/tokka/pkg/keyring"
-	"github.com/tokka-dev/tokka/pkg/logtest"
-	"github.com/tokka-dev/tokka/pkg/pgtest"
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/seal"
-	"github.com/tokka-dev/tokka/pkg/secret"
-	"github.com/tokka-dev/tokka/pkg/spectest"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
-
-func TestMain(m *testing.M) { pgtest.Main(m) }
-
-const jwtSecret = "test-secret-test-secret-test-secret-0123456789"
-
-type testBundle struct {
-	url    string
-	client *http.Client
-	db     *postgres.DB
-	sql    *sqlx.DB
-	kr     *keyring.Keyring
-	logs   *logtest.Buffer
-	// handler is the router itself, for tests that serve it their own way.
-	handler http.Handler
-}
-
-type user struct {
-	id    string
-	token string
-}
-
-func setup(t *testing.T) *testBundle { return setupAt(t, nil) }
-
-// setupAt starts the API with a fixed clock (nil: the real one).
-func setupAt(t *testing.T, now func() time.Time) *testBundle {
-	return setupWith(t, setupOptions{now: now})
-}
-
-// setupOptions are what a test may change about the API it starts.
-type setupOptions struct {
-	now    func() time.Time
-	dbURL  string                // another database (a private server); default the package's
-	config func(*httpapi.Config) // adjusts the API's configuration
-}
-
-// setupWith starts the API as setupAt does, with opts.
-func setupWith(t *testing.T, opts setupOptions) *testBundle {
-	t.Helper()
-	kr, err := keyring.New("test-encryption-key-0123456789-abcdef", nil)
-	require.NoError(t, err)
-	var db *postgres.DB
-	var raw *sqlx.DB
-	if opts.dbURL != "" {
-		db, raw = pgtest.OpenURL(t, opts.dbURL)
-	} else {
-		db, raw = pgtest.Open(t), pgtest.SQL(t)
-	}
-	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(jwtSecret)})
-	require.NoError(t, err)
-	logs := &logtest.Buffer{}
-	log := zerolog.New(logs).Level(zerolog.DebugLevel)
-	cfg := httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry()), Now: opts.now,
-		Fingerprints: fingerprints(t)}
-	if opts.config != nil {
-		opts.config(&cfg)
-	}
-	e := httpapi.New(cfg, db, kr.PublicKey(), verifier, log, openapi.Spec)
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	return &testBundle{url: srv.URL, client: spectest.Client(t), db: db, sql: raw, kr: kr, logs: logs, handler: e}
-}
-
-// fingerprints is the KEY_FINGERPRINT_SECRET every test api uses.
-func fingerprints(t *testing.T) *secret.Fingerprinter {
-	t.Helper()
-	f, err := secret.NewFingerprinter([]byte("test-fingerprint-secret-0123456789-abcdef"))
-	require.NoError(t, err)
-	return f
-}
-
-func (b *testBundle) newUser(t *testing.T) user {
-	t.Helper()
-	id := uuid.NewString()
-	tok, err := authtest.Token{Subject: id, Email: id[:8] + "@example.com"}.HS256([]byte(jwtSecret))
-	require.NoError(t, err)
-	return user{id: id, token: tok}
-}
-
-// do sends a request and returns the status, headers and body.
-func (b *testBundle) do(t *testing.T, u user, method, path string, body any) (int, http.Header, []byte) {
-	t.Helper()
-	return b.doWith(t, u, method, path, body)
-}
-
-// doWith is do with extra request headers (name, value, name, value, …).
-func (b *testBundle) doWith(t *testing.T, u user, method, path string, body any, hdr ...string) (int, http.Header, []byte) {
-	t.Helper()
-	var rd io.Reader
-	switch v := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(v)
-	default:
-		buf, err := json.Marshal(v)
-		require.NoError(t, err)
-		rd = bytes.NewReader(buf)
-	}
-	req, err := http.NewRequest(method, b.url+path, rd)
-	require.NoError(t, err)
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if u.token != "" {
-		req.Header.Set("Authorization", "Bearer "+u.token)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Add(hdr[i], hdr[i+1])
-	}
-	resp, err := b.client.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, resp.Header, out
-}
 
 func (b *testBundle) createConnection(t *testing.T, u user, p tokka.Provider, key string) map[string]any {
 	t.Helper()
@@ -273,17 +145,17 @@ func TestTokensAreVerified(t *testing.T) {
 		require.NoError(t, err)
 		return s
 	}
-	good := sign(authtest.Token{}, jwtSecret)
+	good := sign(authtest.Token{Issuer: issuer}, jwtSecret)
 	parts := strings.Split(good, ".")
 	cases := map[string]string{
 		"missing":       "",
-		"wrong secret":  sign(authtest.Token{}, "another-secret-another-secret-another-secret"),
-		"expired":       sign(authtest.Token{IssuedAt: now.Add(-3 * time.Hour), TTL: time.Hour}, jwtSecret),
-		"issued later":  sign(authtest.Token{IssuedAt: now.Add(time.Hour)}, jwtSecret),
-		"wrong aud":     sign(authtest.Token{Audience: "anon"}, jwtSecret),
-		"anon role":     sign(authtest.Token{Role: "anon"}, jwtSecret),
-		"service role":  sign(authtest.Token{Role: "service_role"}, jwtSecret),
-		"sub not uuid":  sign(authtest.Token{Subject: "admin"}, jwtSecret),
+		"wrong secret":  sign(authtest.Token{Issuer: issuer}, "another-secret-another-secret-another-secret"),
+		"expired":       sign(authtest.Token{Issuer: issuer, IssuedAt: now.Add(-3 * time.Hour), TTL: time.Hour}, jwtSecret),
+		"issued later":  sign(authtest.Token{Issuer: issuer, IssuedAt: now.Add(time.Hour)}, jwtSecret),
+		"wrong aud":     sign(authtest.Token{Issuer: issuer, Audience: "anon"}, jwtSecret),
+		"anon role":     sign(authtest.Token{Issuer: issuer, Role: "anon"}, jwtSecret),
+		"service role":  sign(authtest.Token{Issuer: issuer, Role: "service_role"}, jwtSecret),
+		"sub not uuid":  sign(authtest.Token{Issuer: issuer, Subject: "admin"}, jwtSecret),
 		"alg none":      "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + parts[1] + ".",
 		"no signature":  parts[0] + "." + parts[1] + ".",
 		"garbage":       "not-a-token",

@@ -47,14 +47,14 @@ var bolaMatrix = []bolaCase{
 // every list endpoint shows B exactly what it shows a brand-new user.
 func TestBOLAMatrix(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{})
-	alice, bob, carol := b.user(t), b.user(t), b.user(t)
+	b := setup(t)
+	alice, bob, carol := b.newUser(t), b.newUser(t), b.newUser(t)
 	conn := b.connect(t, alice)
 	syncFixture(t, &testBundle{db: b.db, sql: b.sql}, conn)
 	var alert int64
 	require.NoError(t, b.sql.Get(&alert, `INSERT INTO tokka.alerts (user_id, kind, dedup_key, title)
 		VALUES ($1, 'spend_anomaly', 'bola-test', 'A''s alert') RETURNING id`, alice.id))
-	status, _, body := b.do(t, http.MethodPost, "/v1/budgets", alice.token, map[string]string{"name": "A's budget", "amount_usd": "100"})
+	status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]string{"name": "A's budget", "amount_usd": "100"})
 	require.Equal(t, http.StatusCreated, status, string(body))
 	var budget struct{ ID string }
 	require.NoError(t, json.Unmarshal(body, &budget))
@@ -69,7 +69,7 @@ func TestBOLAMatrix(t *testing.T) {
 	snapshot := func() map[string]string {
 		out := map[string]string{}
 		for k, path := range owned {
-			status, _, body := b.do(t, http.MethodGet, path, alice.token, nil)
+			status, _, body := b.do(t, alice, http.MethodGet, path, nil)
 			require.Equal(t, http.StatusOK, status, path)
 			var m map[string]any
 			require.NoError(t, json.Unmarshal(body, &m))
@@ -89,8 +89,8 @@ func TestBOLAMatrix(t *testing.T) {
 		covered[tc.method+" "+tc.route] = true
 		name := tc.method + " " + tc.route
 		path := func(id string) string { return strings.Replace(tc.route, ":id", id, 1) }
-		sA, hA, bodyA := b.do(t, tc.method, path(ids[tc.kind]), bob.token, tc.body)
-		sM, _, bodyM := b.do(t, tc.method, path(missing[tc.kind]), bob.token, tc.body)
+		sA, hA, bodyA := b.do(t, bob, tc.method, path(ids[tc.kind]), tc.body)
+		sM, _, bodyM := b.do(t, bob, tc.method, path(missing[tc.kind]), tc.body)
 		require.Equal(t, http.StatusNotFound, sA, name+" "+string(bodyA))
 		require.Equal(t, sM, sA, name)
 		require.Equal(t, stripRequestID(bodyM), stripRequestID(bodyA), name+": another user's id must look exactly like a missing one")
@@ -131,7 +131,7 @@ func TestBOLAMatrix(t *testing.T) {
 			if strings.Contains(path, "%s") {
 				path = fmt.Sprintf(path, id)
 			}
-			status, _, resp := b.do(t, tc.method, path, bob.token, body)
+			status, _, resp := b.do(t, bob, tc.method, path, body)
 			return status, resp
 		}
 		sA, bodyA := send(conn)
@@ -152,8 +152,8 @@ func TestBOLAMatrix(t *testing.T) {
 		if strings.HasPrefix(path, "/v1/usage") && path != "/v1/usage/summary" {
 			path += "?from=2026-10-01&to=2026-11-30"
 		}
-		sB, _, bodyB := b.do(t, http.MethodGet, path, bob.token, nil)
-		sC, _, bodyC := b.do(t, http.MethodGet, path, carol.token, nil)
+		sB, _, bodyB := b.do(t, bob, http.MethodGet, path, nil)
+		sC, _, bodyC := b.do(t, carol, http.MethodGet, path, nil)
 		require.Equal(t, http.StatusOK, sB, path+" "+string(bodyB))
 		require.Equal(t, sC, sB, path)
 		require.Equal(t, stripRequestID(bodyC), stripRequestID(bodyB), path)
@@ -169,13 +169,13 @@ func TestBOLAMatrix(t *testing.T) {
 // refused outright); and B cannot INSERT a row in A's name.
 func TestRLSMatrix(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{})
-	alice, bob := b.user(t), b.user(t)
+	b := setup(t)
+	alice, bob := b.newUser(t), b.newUser(t)
 	conn := b.connect(t, alice)
 	syncFixture(t, &testBundle{db: b.db, sql: b.sql}, conn)
 	_, err := b.sql.Exec(`INSERT INTO tokka.alerts (user_id, kind, dedup_key, title) VALUES ($1, 'spend_anomaly', 'rls-test', 't')`, alice.id)
 	require.NoError(t, err)
-	status, _, body := b.do(t, http.MethodPost, "/v1/budgets", alice.token, map[string]string{"name": "A", "amount_usd": "100"})
+	status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]string{"name": "A", "amount_usd": "100"})
 	require.Equal(t, http.StatusCreated, status, string(body))
 
 	var tables []struct {

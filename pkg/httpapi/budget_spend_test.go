@@ -21,8 +21,8 @@ import (
 func TestInvalidRequestsSpendNoBudget(t *testing.T) {
 	t.Parallel()
 	const budget = 3
-	b := newSecAPI(t, secOptions{cfg: httpapi.Config{RateLimits: httpapi.RateLimits{PerUser: budget}}, sourceIP: uniqueLoopback()})
-	alice := b.user(t)
+	b := setup(t, configured(httpapi.Config{RateLimits: httpapi.RateLimits{PerUser: budget}}), fromIP(uniqueLoopback()))
+	alice := b.newUser(t)
 	id := b.connect(t, alice) // spends one
 	const json = "application/json"
 	refused := []struct {
@@ -61,7 +61,7 @@ func TestInvalidRequestsSpendNoBudget(t *testing.T) {
 		}
 	}
 
-	status, h, body := b.do(t, http.MethodPost, "/v1/connections", alice.token, newConnBody(uniqueKey("sk-admin-afterinvalid")))
+	status, h, body := b.do(t, alice, http.MethodPost, "/v1/connections", newConnBody(uniqueKey("sk-admin-afterinvalid")))
 	require.Equal(t, http.StatusCreated, status, string(body))
 	require.Equal(t, strconv.Itoa(budget-2), h.Get("RateLimit-Remaining"), "only the two valid requests were counted")
 }
@@ -72,14 +72,14 @@ func TestInvalidRequestsSpendNoBudget(t *testing.T) {
 // report budget left and invite a retry before Retry-After.
 func TestSyncCooldownIsItsOwnProblem(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{sourceIP: uniqueLoopback()})
-	alice := b.user(t)
+	b := setup(t, fromIP(uniqueLoopback()))
+	alice := b.newUser(t)
 	id := b.connect(t, alice)
-	status, h, body := b.do(t, http.MethodPost, "/v1/connections/"+id+"/sync", alice.token, nil)
+	status, h, body := b.do(t, alice, http.MethodPost, "/v1/connections/"+id+"/sync", nil)
 	require.Equal(t, http.StatusAccepted, status, string(body))
 	require.NotEmpty(t, h.Get("RateLimit-Remaining"), "a counted mutation reports its budget")
 
-	status, h, body = b.do(t, http.MethodPost, "/v1/connections/"+id+"/sync", alice.token, nil)
+	status, h, body = b.do(t, alice, http.MethodPost, "/v1/connections/"+id+"/sync", nil)
 	requireProblem(t, status, h, body, http.StatusTooManyRequests)
 	var p httpapi.Problem
 	require.NoError(t, json.Unmarshal(body, &p))

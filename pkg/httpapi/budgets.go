@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
@@ -18,6 +19,18 @@ import (
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
+
+// BudgetStore is the storage the budget handlers need: budgets, their
+// deliveries and the spend their status is computed from.
+type BudgetStore interface {
+	CreateBudget(ctx context.Context, u tokka.User, nb tokka.NewBudget) (tokka.Budget, error)
+	ListBudgetsPage(ctx context.Context, u tokka.User, after *tokka.CreatedKey, limit int) ([]tokka.Budget, error)
+	GetBudget(ctx context.Context, u tokka.User, id string) (tokka.Budget, error)
+	UpdateBudget(ctx context.Context, u tokka.User, id string, p tokka.BudgetPatch) (tokka.Budget, error)
+	DeleteBudget(ctx context.Context, u tokka.User, id string) error
+	BudgetDeliveriesPage(ctx context.Context, u tokka.User, budgetID string, before int64, limit int) ([]tokka.Delivery, error)
+	Spend(ctx context.Context, u tokka.User, from, to time.Time) ([]tokka.SpendRow, error)
+}
 
 // Budget limits.
 const (
@@ -278,7 +291,7 @@ func newWebhookSecret() *secret.Key {
 func (s *Server) statusesFor(c echo.Context, bs []tokka.Budget) ([]tokka.BudgetStatus, error) {
 	now := s.cfg.Now()
 	from, to := tokka.BudgetStatusRange(now)
-	rows, err := s.store.Spend(c.Request().Context(), userOf(c), from, to)
+	rows, err := s.budgets.Spend(c.Request().Context(), userOf(c), from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +315,7 @@ func (s *Server) listBudgets(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	bs, err := s.store.ListBudgetsPage(c.Request().Context(), userOf(c), after, limit+1)
+	bs, err := s.budgets.ListBudgetsPage(c.Request().Context(), userOf(c), after, limit+1)
 	if err != nil {
 		return err
 	}
@@ -401,7 +414,7 @@ func (s *Server) createBudget(c echo.Context) error {
 	nb.WebhookURL, nb.EmailTo, nb.SlackURL = ch.webhook, ch.emailTo, ch.slack
 	nb.WebhookSecret = newWebhookSecret()
 	defer nb.WebhookSecret.Wipe()
-	b, err := s.store.CreateBudget(c.Request().Context(), userOf(c), nb)
+	b, err := s.budgets.CreateBudget(c.Request().Context(), userOf(c), nb)
 	if err != nil {
 		return err
 	}
@@ -421,7 +434,7 @@ func (s *Server) getBudget(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	b, err := s.store.GetBudget(c.Request().Context(), userOf(c), id)
+	b, err := s.budgets.GetBudget(c.Request().Context(), userOf(c), id)
 	if err != nil {
 		return err
 	}
@@ -444,7 +457,7 @@ func (s *Server) listBudgetDeliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ds, err := s.store.BudgetDeliveriesPage(c.Request().Context(), userOf(c), id, before, limit+1)
+	ds, err := s.budgets.BudgetDeliveriesPage(c.Request().Context(), userOf(c), id, before, limit+1)
 	if err != nil {
 		return err
 	}
@@ -530,7 +543,7 @@ func (s *Server) updateBudget(c echo.Context) error {
 		p.WebhookSecret = newWebhookSecret()
 		defer p.WebhookSecret.Wipe()
 	}
-	b, err := s.store.UpdateBudget(c.Request().Context(), userOf(c), req.id, p)
+	b, err := s.budgets.UpdateBudget(c.Request().Context(), userOf(c), req.id, p)
 	if err != nil {
 		return err
 	}
@@ -545,7 +558,7 @@ func (s *Server) updateBudget(c echo.Context) error {
 }
 
 func (s *Server) deleteBudget(c echo.Context) error {
-	if err := s.store.DeleteBudget(c.Request().Context(), userOf(c), *prepared[string](c)); err != nil {
+	if err := s.budgets.DeleteBudget(c.Request().Context(), userOf(c), *prepared[string](c)); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

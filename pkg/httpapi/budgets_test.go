@@ -1,133 +1,31 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jmoiron/sqlx"
 	"github.com/rs/zerolog"
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
-	openapi "github.com/tokka-dev/tokka"
-	"github.com/tokka-dev/tokka/pkg/auth"
 	"github.com/tokka-dev/tokka/pkg/authtest"
 	"github.com/tokka-dev/tokka/pkg/budget"
 	"github.com/tokka-dev/tokka/pkg/egress"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
-	"github.com/tokka-dev/tokka/pkg/keyring"
 	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/notify/notifytest"
-	"github.com/tokka-dev/tokka/pkg/pgtest"
-	"github.com/tokka-dev/tokka/pkg/postgres"
-	"github.com/tokka-dev/tokka/pkg/spectest"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// budgetNow is the API's and the evaluator's clock in these tests.
-var budgetNow = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
-
-// budgetAPI is the API with a budget-test configuration: a fixed clock, a
-// webhook guard with a scripted resolver, and a rate limiter of its own (so
-// these many mutations neither trip nor consume the shared per-IP budget
-// the package's other tests count against).
-type budgetAPI struct {
-	url    string
-	client *http.Client
-	db     *postgres.DB
-	sql    *sqlx.DB
-	res    *notifytest.Resolver
-	logs   *logtest.Buffer
-}
-
-type budgetAPIOpts struct {
-	allowLoopback bool // WEBHOOK_ALLOW_LOOPBACK_HTTP
-	fresh         bool // a database of its own
-}
-
-type allowAll struct{}
-
-func (allowAll) HitRateLimit(context.Context, tokka.User, string, tokka.RateLimit) (tokka.RateLimitResult, error) {
-	return tokka.RateLimitResult{Allowed: true, Limit: 1000, Remaining: 999, Reset: time.Minute}, nil
-}
-
-func setupBudgetAPI(t *testing.T, o budgetAPIOpts) *budgetAPI {
-	t.Helper()
-	b := &budgetAPI{res: notifytest.NewResolver(), logs: &logtest.Buffer{}}
-	if o.fresh {
-		b.db, b.sql = pgtest.OpenURL(t, pgtest.Fresh(t))
-	} else {
-		b.db, b.sql = pgtest.Open(t), pgtest.SQL(t)
-	}
-	kr, err := keyring.New("test-encryption-key-0123456789-abcdef", nil)
-	require.NoError(t, err)
-	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(jwtSecret)})
-	require.NoError(t, err)
-	e := httpapi.New(httpapi.Config{
-		Now:          func() time.Time { return budgetNow },
-		RateLimiter:  allowAll{},
-		WebhookGuard: &egress.Guard{AllowLoopback: o.allowLoopback, Resolver: b.res},
-		Fingerprints: fingerprints(t),
-	}, b.db, kr.PublicKey(), verifier, zerolog.New(b.logs), openapi.Spec)
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	b.url, b.client = srv.URL, spectest.Client(t)
-	return b
-}
-
-type budgetCaller struct {
-	id, email, token string
-}
-
-func (b *budgetAPI) newUser(t *testing.T, email string) budgetCaller {
-	t.Helper()
-	id := uuid.NewString()
-	if email == "default" {
-		email = id[:8] + "@example.com"
-	}
-	tok, err := authtest.Token{Subject: id, Email: email}.HS256([]byte(jwtSecret))
-	require.NoError(t, err)
-	return budgetCaller{id: id, email: email, token: tok}
-}
-
-func (b *budgetAPI) do(t *testing.T, u budgetCaller, method, path string, body any) (int, []byte) {
-	t.Helper()
-	var rd io.Reader
-	switch v := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(v)
-	default:
-		buf, err := json.Marshal(v)
-		require.NoError(t, err)
-		rd = bytes.NewReader(buf)
-	}
-	req, err := http.NewRequest(method, b.url+path, rd)
-	require.NoError(t, err)
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+u.token)
-	resp, err := b.client.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, out
-}
-
 // The connection is not due for a sync, so no test's lease picks it up.
-func (b *budgetAPI) connection(t *testing.T, u budgetCaller, p string) string {
+func (b *testBundle) connection(t *testing.T, u user, p string) string {
 	t.Helper()
 	id := uuid.NewString()
 	_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key, next_sync_at)
@@ -176,12 +74,12 @@ func decodeBudget(t *testing.T, body []byte) budgetJSON {
 
 func TestBudgetLifecycle(t *testing.T) {
 	t.Parallel()
-	b := setupBudgetAPI(t, budgetAPIOpts{})
+	b := setup(t, forBudgets())
 	b.res.Set("hooks.example.com", []string{"93.184.216.34"})
-	alice := b.newUser(t, "default")
+	alice := b.newUser(t)
 	conn := b.connection(t, alice, "anthropic")
 
-	status, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]any{
+	status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]any{
 		"name": "Claude prod", "amount_usd": "250.50", "scope": "connection", "connection_id": conn,
 		"thresholds": []int{100, 50, 80}, "channels": map[string]any{"webhook_url": "https://hooks.example.com/tokka?team=ml", "email": true},
 	})
@@ -200,15 +98,15 @@ func TestBudgetLifecycle(t *testing.T) {
 
 	// The secret is never shown again.
 	for _, path := range []string{"/v1/budgets", "/v1/budgets/" + created.ID} {
-		status, body := b.do(t, alice, http.MethodGet, path, nil)
+		status, _, body := b.do(t, alice, http.MethodGet, path, nil)
 		require.Equal(t, http.StatusOK, status)
 		require.NotContains(t, string(body), "whsec_")
 		require.NotContains(t, string(body), "webhook_secret")
 	}
-	status, body = b.do(t, alice, http.MethodGet, "/v1/budgets/"+created.ID, nil)
+	status, _, body = b.do(t, alice, http.MethodGet, "/v1/budgets/"+created.ID, nil)
 	require.Equal(t, http.StatusOK, status)
 	require.NotContains(t, string(body), "deliveries", "deliveries are a list of their own")
-	status, body = b.do(t, alice, http.MethodGet, "/v1/budgets/"+created.ID+"/deliveries", nil)
+	status, _, body = b.do(t, alice, http.MethodGet, "/v1/budgets/"+created.ID+"/deliveries", nil)
 	require.Equal(t, http.StatusOK, status)
 	require.JSONEq(t, `{"data":[],"has_more":false,"next_cursor":null}`, string(body))
 
@@ -216,7 +114,7 @@ func TestBudgetLifecycle(t *testing.T) {
 	_, err := b.sql.Exec(`INSERT INTO tokka.cost_daily (connection_id, user_id, provider, day, amount_usd, amount, currency)
 		VALUES ($1, $2, 'anthropic', '2026-11-03', 100.2, 10020, 'USD')`, conn, alice.id)
 	require.NoError(t, err)
-	status, body = b.do(t, alice, http.MethodGet, "/v1/budgets", nil)
+	status, _, body = b.do(t, alice, http.MethodGet, "/v1/budgets", nil)
 	require.Equal(t, http.StatusOK, status)
 	var list struct {
 		Budgets []budgetJSON `json:"data"`
@@ -227,7 +125,7 @@ func TestBudgetLifecycle(t *testing.T) {
 	require.Equal(t, "40", list.Budgets[0].Status.PercentUsed)
 
 	// PATCH: partial; channels replaced whole; no secret unless rotated.
-	status, body = b.do(t, alice, http.MethodPatch, "/v1/budgets/"+created.ID, map[string]any{
+	status, _, body = b.do(t, alice, http.MethodPatch, "/v1/budgets/"+created.ID, map[string]any{
 		"amount_usd": "300", "forecast_thresholds": []int{}, "channels": map[string]any{"email": true},
 	})
 	require.Equal(t, http.StatusOK, status, string(body))
@@ -239,7 +137,7 @@ func TestBudgetLifecycle(t *testing.T) {
 	require.True(t, patched.Channels.Email)
 	require.Empty(t, patched.WebhookSecret)
 
-	status, body = b.do(t, alice, http.MethodPatch, "/v1/budgets/"+created.ID, map[string]any{"rotate_webhook_secret": true})
+	status, _, body = b.do(t, alice, http.MethodPatch, "/v1/budgets/"+created.ID, map[string]any{"rotate_webhook_secret": true})
 	require.Equal(t, http.StatusOK, status)
 	rotated := decodeBudget(t, body).WebhookSecret
 	require.Regexp(t, `^whsec_[0-9a-f]{64}$`, rotated)
@@ -249,13 +147,13 @@ func TestBudgetLifecycle(t *testing.T) {
 	require.Equal(t, rotated, stored)
 
 	for _, bad := range []string{`{"scope":"all"}`, `{"user_id":"` + uuid.NewString() + `"}`, `{"webhook_secret":"whsec_x"}`, `{"connection_id":null}`} {
-		status, body := b.do(t, alice, http.MethodPatch, "/v1/budgets/"+created.ID, bad)
+		status, _, body := b.do(t, alice, http.MethodPatch, "/v1/budgets/"+created.ID, bad)
 		require.Equal(t, http.StatusBadRequest, status, bad+" "+string(body))
 	}
 
-	status, _ = b.do(t, alice, http.MethodDelete, "/v1/budgets/"+created.ID, nil)
+	status, _, _ = b.do(t, alice, http.MethodDelete, "/v1/budgets/"+created.ID, nil)
 	require.Equal(t, http.StatusNoContent, status)
-	status, _ = b.do(t, alice, http.MethodGet, "/v1/budgets/"+created.ID, nil)
+	status, _, _ = b.do(t, alice, http.MethodGet, "/v1/budgets/"+created.ID, nil)
 	require.Equal(t, http.StatusNotFound, status)
 	require.NotContains(t, b.logs.String(), "whsec_")
 	require.NotContains(t, b.logs.String(), "hooks.example.com")
@@ -263,14 +161,14 @@ func TestBudgetLifecycle(t *testing.T) {
 
 func TestCreateBudgetRejectsBadInput(t *testing.T) {
 	t.Parallel()
-	b := setupBudgetAPI(t, budgetAPIOpts{})
-	alice := b.newUser(t, "default")
-	noEmail := b.newUser(t, "")
-	bob := b.newUser(t, "default")
+	b := setup(t, forBudgets())
+	alice := b.newUser(t)
+	noEmail := b.newUser(t, func(tok *authtest.Token) { tok.Email = "" })
+	bob := b.newUser(t)
 	bobsConn := b.connection(t, bob, "openai")
 	cases := []struct {
 		name  string
-		u     budgetCaller
+		u     user
 		body  string
 		field string
 	}{
@@ -305,7 +203,7 @@ func TestCreateBudgetRejectsBadInput(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			status, body := b.do(t, tc.u, http.MethodPost, "/v1/budgets", tc.body)
+			status, _, body := b.do(t, tc.u, http.MethodPost, "/v1/budgets", tc.body)
 			require.Equal(t, http.StatusBadRequest, status, string(body))
 			var p httpapi.Problem
 			require.NoError(t, json.Unmarshal(body, &p))
@@ -313,8 +211,8 @@ func TestCreateBudgetRejectsBadInput(t *testing.T) {
 		})
 	}
 	// Someone else's connection and a missing one look the same.
-	_, a := b.do(t, alice, http.MethodPost, "/v1/budgets", `{"amount_usd":"5","scope":"connection","connection_id":"`+bobsConn+`"}`)
-	_, m := b.do(t, alice, http.MethodPost, "/v1/budgets", `{"amount_usd":"5","scope":"connection","connection_id":"`+uuid.NewString()+`"}`)
+	_, _, a := b.do(t, alice, http.MethodPost, "/v1/budgets", `{"amount_usd":"5","scope":"connection","connection_id":"`+bobsConn+`"}`)
+	_, _, m := b.do(t, alice, http.MethodPost, "/v1/budgets", `{"amount_usd":"5","scope":"connection","connection_id":"`+uuid.NewString()+`"}`)
 	require.Equal(t, stripRequestID(m), stripRequestID(a))
 	var n int
 	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.budgets WHERE user_id = $1`, alice.id))
@@ -349,11 +247,11 @@ var forbiddenWebhookAddrs = map[string]string{
 
 func TestWebhookURLIsCheckedWhenSaved(t *testing.T) {
 	t.Parallel()
-	b := setupBudgetAPI(t, budgetAPIOpts{})
-	alice := b.newUser(t, "default")
+	b := setup(t, forBudgets())
+	alice := b.newUser(t)
 	refuse := func(t *testing.T, url string) {
 		t.Helper()
-		status, body := b.do(t, alice, http.MethodPost, "/v1/budgets",
+		status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets",
 			map[string]any{"amount_usd": "5", "channels": map[string]any{"webhook_url": url}})
 		require.Equal(t, http.StatusBadRequest, status, url+" "+string(body))
 		var p httpapi.Problem
@@ -388,36 +286,36 @@ func TestWebhookURLIsCheckedWhenSaved(t *testing.T) {
 
 	// A public host is accepted.
 	b.res.Set("hooks.example.net", []string{"2606:4700::6810:84e5", "93.184.216.34"})
-	status, body := b.do(t, alice, http.MethodPost, "/v1/budgets",
+	status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets",
 		map[string]any{"amount_usd": "5", "channels": map[string]any{"webhook_url": "https://hooks.example.net/x"}})
 	require.Equal(t, http.StatusCreated, status, string(body))
 }
 
 func TestOtherUsersCannotReachYourBudgets(t *testing.T) {
 	t.Parallel()
-	b := setupBudgetAPI(t, budgetAPIOpts{})
-	alice, bob := b.newUser(t, "default"), b.newUser(t, "default")
-	status, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]any{"amount_usd": "5"})
+	b := setup(t, forBudgets())
+	alice, bob := b.newUser(t), b.newUser(t)
+	status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]any{"amount_usd": "5"})
 	require.Equal(t, http.StatusCreated, status)
 	id := decodeBudget(t, body).ID
 
-	_, missing := b.do(t, bob, http.MethodGet, "/v1/budgets/"+uuid.NewString(), nil)
+	_, _, missing := b.do(t, bob, http.MethodGet, "/v1/budgets/"+uuid.NewString(), nil)
 	for _, m := range []string{http.MethodGet, http.MethodPatch, http.MethodDelete} {
 		var req any
 		if m == http.MethodPatch {
 			req = map[string]any{"amount_usd": "1"}
 		}
-		status, body := b.do(t, bob, m, "/v1/budgets/"+id, req)
+		status, _, body := b.do(t, bob, m, "/v1/budgets/"+id, req)
 		require.Equal(t, http.StatusNotFound, status, m)
 		require.Equal(t, stripRequestID(missing), stripRequestID(body), "another user's budget looks exactly like a missing one")
 	}
-	status, body = b.do(t, bob, http.MethodGet, "/v1/budgets", nil)
+	status, _, body = b.do(t, bob, http.MethodGet, "/v1/budgets", nil)
 	require.Equal(t, http.StatusOK, status)
 	require.JSONEq(t, `{"data":[],"has_more":false,"next_cursor":null}`, string(body))
-	status, _ = b.do(t, alice, http.MethodGet, "/v1/budgets/not-a-uuid", nil)
+	status, _, _ = b.do(t, alice, http.MethodGet, "/v1/budgets/not-a-uuid", nil)
 	require.Equal(t, http.StatusNotFound, status)
 
-	status, body = b.do(t, alice, http.MethodGet, "/v1/budgets/"+id, nil)
+	status, _, body = b.do(t, alice, http.MethodGet, "/v1/budgets/"+id, nil)
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, "5", decodeBudget(t, body).AmountUSD, "unchanged by Bob's attempts")
 }
@@ -428,14 +326,14 @@ func TestOtherUsersCannotReachYourBudgets(t *testing.T) {
 // connection).
 func TestBudgetAlertsEndToEnd(t *testing.T) {
 	t.Parallel()
-	b := setupBudgetAPI(t, budgetAPIOpts{allowLoopback: true, fresh: true})
+	b := setup(t, forBudgets(), loopbackWebhooks(), ownDatabase())
 	ctx := context.Background()
 	recv := notifytest.NewTLSReceiver(t)
 	mailbox := notifytest.NewSMTPServer(t)
-	alice := b.newUser(t, "default")
+	alice := b.newUser(t)
 	conn := b.connection(t, alice, "openai")
 
-	status, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]any{
+	status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]any{
 		"name": "OpenAI", "amount_usd": "100", "scope": "provider", "provider": "openai",
 		"thresholds": []int{50, 80, 100}, "forecast_thresholds": []int{},
 		"channels": map[string]any{"webhook_url": recv.Server.URL + "/tokka", "email": true},
@@ -506,12 +404,12 @@ func TestBudgetAlertsEndToEnd(t *testing.T) {
 	}
 
 	// The API shows the budget's state, its deliveries and the alerts.
-	status, body = b.do(t, alice, http.MethodGet, "/v1/budgets/"+created.ID, nil)
+	status, _, body = b.do(t, alice, http.MethodGet, "/v1/budgets/"+created.ID, nil)
 	require.Equal(t, http.StatusOK, status)
 	got := decodeBudget(t, body)
 	require.Equal(t, "100.5", got.Status.SpendUSD)
 	require.Equal(t, "100.5", got.Status.PercentUsed)
-	status, body = b.do(t, alice, http.MethodGet, "/v1/budgets/"+created.ID+"/deliveries", nil)
+	status, _, body = b.do(t, alice, http.MethodGet, "/v1/budgets/"+created.ID+"/deliveries", nil)
 	require.Equal(t, http.StatusOK, status)
 	var deliveries struct{ Data []deliveryJSON }
 	require.NoError(t, json.Unmarshal(body, &deliveries))
@@ -520,7 +418,7 @@ func TestBudgetAlertsEndToEnd(t *testing.T) {
 		require.Equal(t, "delivered", d.Status)
 		require.Equal(t, 1, d.Attempts)
 	}
-	status, body = b.do(t, alice, http.MethodGet, "/v1/alerts", nil)
+	status, _, body = b.do(t, alice, http.MethodGet, "/v1/alerts", nil)
 	require.Equal(t, http.StatusOK, status)
 	var alerts struct {
 		Alerts []struct {
@@ -538,7 +436,7 @@ func TestBudgetAlertsEndToEnd(t *testing.T) {
 
 	// Raised mid-month to $150: $100.50 is 67%, so 50% of $150 fires anew;
 	// 80% of $150 ($120) fires when spend gets there.
-	status, _ = b.do(t, alice, http.MethodPatch, "/v1/budgets/"+created.ID, map[string]any{"amount_usd": "150"})
+	status, _, _ = b.do(t, alice, http.MethodPatch, "/v1/budgets/"+created.ID, map[string]any{"amount_usd": "150"})
 	require.Equal(t, http.StatusOK, status)
 	sync("2026-11-17", "1")
 	require.Len(t, recv.Requests(), 4)

@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -13,6 +15,17 @@ import (
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
+
+// ConnectionStore is the storage the connection handlers need (list, add,
+// read, rename or re-key, delete, "sync now").
+type ConnectionStore interface {
+	CreateConnection(ctx context.Context, u tokka.User, nc tokka.NewConnection, ev tokka.AuditEvent) (tokka.Connection, error)
+	ListConnectionsPage(ctx context.Context, u tokka.User, after *tokka.CreatedKey, limit int) ([]tokka.Connection, error)
+	GetConnection(ctx context.Context, u tokka.User, id string) (tokka.Connection, error)
+	UpdateConnection(ctx context.Context, u tokka.User, id string, up tokka.ConnectionUpdate, ev tokka.AuditEvent) (tokka.Connection, error)
+	DeleteConnection(ctx context.Context, u tokka.User, id string, ev tokka.AuditEvent) error
+	RequestSync(ctx context.Context, u tokka.User, id string, minInterval time.Duration, ev tokka.AuditEvent) (tokka.Connection, time.Duration, error)
+}
 
 // apiKeyField decodes a pasted key straight into a *secret.Key, so the
 // request struct never holds it as a string that could be printed.
@@ -124,7 +137,7 @@ func (s *Server) createConnection(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	conn, err := s.store.CreateConnection(c.Request().Context(), u, tokka.NewConnection{
+	conn, err := s.connections.CreateConnection(c.Request().Context(), u, tokka.NewConnection{
 		ID: id, Provider: p, Label: req.label, KeyHint: key.Hint(p.KeyPrefix()), SealedKey: blob,
 		KeyFingerprint: fp,
 	}, s.auditEvent(c, tokka.ActionKeyCreated, "user added a connection"))
@@ -149,7 +162,7 @@ func (s *Server) listConnections(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	cs, err := s.store.ListConnectionsPage(c.Request().Context(), userOf(c), after, limit+1)
+	cs, err := s.connections.ListConnectionsPage(c.Request().Context(), userOf(c), after, limit+1)
 	if err != nil {
 		return err
 	}
@@ -182,7 +195,7 @@ func (s *Server) getConnection(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	conn, err := s.store.GetConnection(c.Request().Context(), userOf(c), id)
+	conn, err := s.connections.GetConnection(c.Request().Context(), userOf(c), id)
 	if err != nil {
 		return err
 	}
@@ -195,7 +208,7 @@ func parseConnectionID(c echo.Context) (string, error) { return connectionID(c) 
 
 func (s *Server) deleteConnection(c echo.Context) error {
 	id := *prepared[string](c)
-	if err := s.store.DeleteConnection(c.Request().Context(), userOf(c), id,
+	if err := s.connections.DeleteConnection(c.Request().Context(), userOf(c), id,
 		s.auditEvent(c, tokka.ActionKeyDeleted, "user deleted the connection")); err != nil {
 		return err
 	}

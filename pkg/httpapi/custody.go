@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -9,6 +10,13 @@ import (
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
+
+// AuditStore is the storage the audit handlers need: the user's events and
+// the check of their hash chain.
+type AuditStore interface {
+	ListAuditEvents(ctx context.Context, u tokka.User, before int64, limit int) ([]tokka.AuditEvent, error)
+	VerifyAuditChain(ctx context.Context, u tokka.User, full bool) (tokka.AuditVerification, error)
+}
 
 // updateConnectionRequest is PATCH /v1/connections/{id}. Absent fields are
 // left as they are; null is refused (decodeStrict), as is anything else in
@@ -69,7 +77,7 @@ func (s *Server) updateConnection(c echo.Context) error {
 	id := req.id
 	ctx := c.Request().Context()
 	u := userOf(c)
-	conn, err := s.store.GetConnection(ctx, u, id)
+	conn, err := s.connections.GetConnection(ctx, u, id)
 	if err != nil {
 		return err
 	}
@@ -94,7 +102,7 @@ func (s *Server) updateConnection(c echo.Context) error {
 			purpose = "user replaced the key and renamed the connection"
 		}
 	}
-	updated, err := s.store.UpdateConnection(ctx, u, id, up, s.auditEvent(c, action, purpose))
+	updated, err := s.connections.UpdateConnection(ctx, u, id, up, s.auditEvent(c, action, purpose))
 	if err != nil {
 		return err
 	}
@@ -108,9 +116,21 @@ func (s *Server) verifyAuditEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := s.store.VerifyAuditChain(c.Request().Context(), userOf(c), full)
+	v, err := s.audit.VerifyAuditChain(c.Request().Context(), userOf(c), full)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, v)
+}
+
+func (s *Server) listAuditEvents(c echo.Context) error {
+	limit, before, err := idPage(c, "audit-events")
+	if err != nil {
+		return err
+	}
+	evs, err := s.audit.ListAuditEvents(c.Request().Context(), userOf(c), before, limit+1)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, pageOf(evs, limit, "audit-events", func(e tokka.AuditEvent) []string { return idKey(e.ID) }))
 }

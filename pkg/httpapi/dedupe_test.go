@@ -1,80 +1,15 @@
 package httpapi_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	openapi "github.com/tokka-dev/tokka"
-	"github.com/tokka-dev/tokka/pkg/anthropic"
-	"github.com/tokka-dev/tokka/pkg/auth"
-	"github.com/tokka-dev/tokka/pkg/fakeprovider"
-	"github.com/tokka-dev/tokka/pkg/httpapi"
-	"github.com/tokka-dev/tokka/pkg/keyring"
-	"github.com/tokka-dev/tokka/pkg/logtest"
-	"github.com/tokka-dev/tokka/pkg/openai"
-	"github.com/tokka-dev/tokka/pkg/pgtest"
-	"github.com/tokka-dev/tokka/pkg/provider"
-	"github.com/tokka-dev/tokka/pkg/spectest"
-	"github.com/tokka-dev/tokka/pkg/syncer"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
-
-// syncBundle is the api with a real syncer and the fake provider behind it,
-// on a database of its own (a syncer pass takes every due connection, so it
-// must not see other tests' connections), all on one fixed clock.
-type syncBundle struct {
-	*testBundle
-	syncer *syncer.Syncer
-	now    time.Time
-}
-
-func setupSync(t *testing.T) *syncBundle {
-	t.Helper()
-	now := time.Now().UTC()
-	clock := func() time.Time { return now }
-	kr, err := keyring.New("test-encryption-key-0123456789-abcdef", nil)
-	require.NoError(t, err)
-	db, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
-	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(jwtSecret)})
-	require.NoError(t, err)
-	logs := &logtest.Buffer{}
-	log := zerolog.New(logs).Level(zerolog.DebugLevel)
-	e := httpapi.New(httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry()), Now: clock,
-		RateLimiter: allowAll{}, Fingerprints: fingerprints(t)}, db, kr.PublicKey(), verifier, log, openapi.Spec)
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	fake := httptest.NewServer(fakeprovider.New(fakeprovider.Options{Now: clock}))
-	t.Cleanup(fake.Close)
-	fast := provider.HTTPClient{Sleep: func(ctx context.Context, d time.Duration) error { return ctx.Err() }}
-	s := syncer.New(syncer.Config{Instance: "dedupe", BackfillDays: 35, Now: clock}, db, kr,
-		map[tokka.Provider]provider.Client{tokka.OpenAI: openai.New(fake.URL, fast), tokka.Anthropic: anthropic.New(fake.URL, fast)},
-		log, syncer.NewMetrics(prometheus.NewRegistry()))
-	return &syncBundle{
-		testBundle: &testBundle{url: srv.URL, client: spectest.Client(t), db: db, sql: raw, kr: kr, logs: logs},
-		syncer:     s, now: now,
-	}
-}
-
-// syncAll runs syncer passes until nothing is due.
-func (b *syncBundle) syncAll(t *testing.T) {
-	t.Helper()
-	for i := 0; i < 5; i++ {
-		sum, err := b.syncer.RunOnce(context.Background())
-		require.NoError(t, err)
-		if sum == (syncer.Summary{}) {
-			return
-		}
-	}
-	t.Fatal("connections stayed due after five passes")
-}
 
 // figures are every total a user can read: usage over the backfilled range
 // (all and per provider), the month summary, and a budget's spend.
@@ -84,7 +19,7 @@ type figures struct {
 	BudgetSpend                             string
 }
 
-func (b *syncBundle) figures(t *testing.T, u user, budgetID string) figures {
+func (b *testBundle) figures(t *testing.T, u user, budgetID string) figures {
 	t.Helper()
 	var f figures
 	q := "from=" + b.now.AddDate(0, 0, -34).Format(time.DateOnly) + "&to=" + b.now.Format(time.DateOnly)
@@ -125,11 +60,11 @@ func jsonNumber(v any) string {
 	return string(b)
 }
 
-func (b *syncBundle) post(t *testing.T, u user, p tokka.Provider, key string, hdr ...string) (int, map[string]any) {
+func (b *testBundle) post(t *testing.T, u user, p tokka.Provider, key string, hdr ...string) (int, map[string]any) {
 	t.Helper()
 	buf, err := json.Marshal(map[string]string{"provider": string(p), "api_key": key})
 	require.NoError(t, err)
-	status, _, body := b.doWith(t, u, http.MethodPost, "/v1/connections", string(buf), hdr...)
+	status, _, body := b.do(t, u, http.MethodPost, "/v1/connections", string(buf), hdr...)
 	var out map[string]any
 	require.NoError(t, json.Unmarshal(body, &out), string(body))
 	return status, out
@@ -142,7 +77,7 @@ func (b *syncBundle) post(t *testing.T, u user, p tokka.Provider, key string, hd
 // the month summary, and a budget's spend.
 func TestSameOrganisationTwiceNeverChangesATotal(t *testing.T) {
 	t.Parallel()
-	b := setupSync(t)
+	b := setup(t, withSyncer())
 	alice := b.newUser(t)
 	status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]any{"amount_usd": "100000"})
 	require.Equal(t, http.StatusCreated, status, string(body))

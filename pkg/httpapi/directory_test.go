@@ -40,7 +40,7 @@ func namedFixture(t *testing.T, b *testBundle, u user, projectName string) strin
 // next sync; the connection says which parts its key could not read.
 func TestNamesBesideIdsEverywhere(t *testing.T) {
 	t.Parallel()
-	b := setupAt(t, func() time.Time { return nov5 })
+	b := setup(t, at(nov5))
 	alice := b.newUser(t)
 	conn := namedFixture(t, b, alice, "=cmd|' /C calc'!A0")
 
@@ -120,7 +120,7 @@ func TestNamesBesideIdsEverywhere(t *testing.T) {
 // a bad include_zero is a 400.
 func TestZeroRowsLeftOutUnlessAsked(t *testing.T) {
 	t.Parallel()
-	b := setupAt(t, func() time.Time { return nov5 })
+	b := setup(t, at(nov5))
 	alice := b.newUser(t)
 	spendFixture(t, b, alice)
 	q := "/v1/usage?from=2026-11-01&to=2026-11-01&group_by=model&provider=anthropic"

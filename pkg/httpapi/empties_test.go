@@ -19,10 +19,10 @@ import (
 // resource.
 func TestEmptiesMeanTheSameInPostAndPatch(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{sourceIP: uniqueLoopback()})
-	alice := b.user(t)
+	b := setup(t, fromIP(uniqueLoopback()))
+	alice := b.newUser(t)
 	conn := b.connect(t, alice)
-	status, _, body := b.do(t, http.MethodPost, "/v1/budgets", alice.token, map[string]any{"amount_usd": "5"})
+	status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]any{"amount_usd": "5"})
 	require.Equal(t, http.StatusCreated, status, string(body))
 	var budget struct {
 		ID, Name, Scope string
@@ -123,10 +123,10 @@ func TestEmptiesMeanTheSameInPostAndPatch(t *testing.T) {
 // characters, which make a name read as something else, are refused.
 func TestNamesAreNormalisedAndCountedAsPeopleSeeThem(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{sourceIP: uniqueLoopback()})
-	alice := b.user(t)
+	b := setup(t, fromIP(uniqueLoopback()))
+	alice := b.newUser(t)
 	create := func(label string) (int, map[string]any) {
-		status, _, body := b.do(t, http.MethodPost, "/v1/connections", alice.token,
+		status, _, body := b.do(t, alice, http.MethodPost, "/v1/connections",
 			map[string]string{"provider": "openai", "label": label, "api_key": uniqueKey("sk-admin-names")})
 		var out map[string]any
 		require.NoError(t, json.Unmarshal(body, &out))
@@ -156,21 +156,21 @@ func TestNamesAreNormalisedAndCountedAsPeopleSeeThem(t *testing.T) {
 		status, c := create(bad)
 		require.Equal(t, http.StatusBadRequest, status, "U+%04X: %v", r, c)
 		require.Contains(t, c["detail"], "must not contain", "U+%04X", r)
-		status, _, body := b.do(t, http.MethodPatch, "/v1/connections/"+id, alice.token, map[string]string{"label": bad})
+		status, _, body := b.do(t, alice, http.MethodPatch, "/v1/connections/"+id, map[string]string{"label": bad})
 		require.Equal(t, http.StatusBadRequest, status, "U+%04X: %s", r, body)
-		status, _, body = b.do(t, http.MethodPost, "/v1/budgets", alice.token, map[string]string{"amount_usd": "5", "name": bad})
+		status, _, body = b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]string{"amount_usd": "5", "name": bad})
 		require.Equal(t, http.StatusBadRequest, status, "U+%04X: %s", r, body)
 		require.Contains(t, string(body), `"field":"name"`)
 	}
 
-	status, _, body := b.do(t, http.MethodPost, "/v1/budgets", alice.token, map[string]string{"amount_usd": "5", "name": "Bu\u0308ro"})
+	status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]string{"amount_usd": "5", "name": "Bu\u0308ro"})
 	require.Equal(t, http.StatusCreated, status, string(body))
 	var bud struct{ ID, Name string }
 	require.NoError(t, json.Unmarshal(body, &bud))
 	require.Equal(t, "B\u00fcro", bud.Name)
-	status, _, body = b.do(t, http.MethodPatch, "/v1/budgets/"+bud.ID, alice.token, map[string]string{"name": strings.Repeat("🇫🇷", 100)})
+	status, _, body = b.do(t, alice, http.MethodPatch, "/v1/budgets/"+bud.ID, map[string]string{"name": strings.Repeat("🇫🇷", 100)})
 	require.Equal(t, http.StatusOK, status, string(body))
-	status, _, body = b.do(t, http.MethodPatch, "/v1/budgets/"+bud.ID, alice.token, map[string]string{"name": strings.Repeat("🇫🇷", 101)})
+	status, _, body = b.do(t, alice, http.MethodPatch, "/v1/budgets/"+bud.ID, map[string]string{"name": strings.Repeat("🇫🇷", 101)})
 	require.Equal(t, http.StatusBadRequest, status, string(body))
 	require.Equal(t, 7, b.countConnections(t, alice.id), "the NFC label and the six that are short enough")
 }

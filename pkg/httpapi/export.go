@@ -103,36 +103,11 @@ func (s *Server) usageExport(c echo.Context) error {
 	}
 	defer s.exports.give(u.ID)
 
-	dims := make([]tokka.Dimension, 0, len(q.GroupBy))
-	for _, d := range tokka.UsageDimensions {
-		for _, g := range q.GroupBy {
-			if g == d.Name {
-				dims = append(dims, d)
-			}
-		}
-	}
-	header := []string{}
-	for _, d := range dims {
-		header = append(header, d.Key)
-		// Names follow the id they are of; an unknown name is an empty cell.
-		switch d.Key {
-		case "project_id":
-			header = append(header, keyProjectName, keyWorkspaceName)
-		case "api_key_id":
-			header = append(header, keyAPIKeyName)
-		}
-	}
-	header = append(header, "input_tokens")
-	for _, f := range tokka.TokenFields {
-		header = append(header, f.Name)
-	}
-	header = append(header, "cost_usd", "provisional")
+	dims, header := exportColumns(q.GroupBy)
 	res := c.Response()
 	if c.Request().Method == http.MethodHead {
 		// The headers a GET would send; the rows would only be dropped.
-		res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-		res.Header().Set(echo.HeaderContentDisposition, `attachment; filename="tokka-usage.csv"`)
-		res.WriteHeader(http.StatusOK)
+		writeCSVHeaders(res)
 		return nil
 	}
 	// csv.Writer buffers a few KiB and hands them to the client as they
@@ -141,35 +116,19 @@ func (s *Server) usageExport(c echo.Context) error {
 	started := false
 	start := func() error {
 		started = true
-		res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-		res.Header().Set(echo.HeaderContentDisposition, `attachment; filename="tokka-usage.csv"`)
-		res.WriteHeader(http.StatusOK)
+		writeCSVHeaders(res)
 		if err := w.Write(header); err != nil {
 			return errClientGone{err}
 		}
 		return nil
 	}
-	err = s.store.EachUsageRow(c.Request().Context(), u, q, func(r tokka.UsageGroup) error {
+	err = s.usageRows.EachUsageRow(c.Request().Context(), u, q, func(r tokka.UsageGroup) error {
 		if !started {
 			if err := start(); err != nil {
 				return err
 			}
 		}
-		rec := make([]string, 0, len(header))
-		for _, d := range dims {
-			rec = append(rec, csvSafe(groupValue(d.Key, r.Group[d.Key])))
-			switch d.Key {
-			case "project_id":
-				rec = append(rec, csvSafe(deref(r.ProjectName)), csvSafe(deref(r.WorkspaceName)))
-			case "api_key_id":
-				rec = append(rec, csvSafe(deref(r.APIKeyName)))
-			}
-		}
-		rec = append(rec, strconv.FormatInt(r.InputTokens(), 10))
-		for _, f := range tokka.TokenFields {
-			rec = append(rec, strconv.FormatInt(*f.Of(&r.Tokens), 10))
-		}
-		rec = append(rec, r.CostUSD.String(), strconv.FormatBool(r.Provisional))
+		rec := exportRecord(dims, r)
 		if err := w.Write(rec); err != nil {
 			return errClientGone{err}
 		}
@@ -198,4 +157,60 @@ func (s *Server) usageExport(c echo.Context) error {
 		}
 	}
 	return nil
+}
+
+// exportColumns are the export's group columns (in the API's dimension
+// order, whatever order group_by named them in) and its header row.
+func exportColumns(groupBy []string) ([]tokka.Dimension, []string) {
+	dims := make([]tokka.Dimension, 0, len(groupBy))
+	for _, d := range tokka.UsageDimensions {
+		for _, g := range groupBy {
+			if g == d.Name {
+				dims = append(dims, d)
+			}
+		}
+	}
+	header := []string{}
+	for _, d := range dims {
+		header = append(header, d.Key)
+		// Names follow the id they are of; an unknown name is an empty cell.
+		switch d.Key {
+		case "project_id":
+			header = append(header, keyProjectName, keyWorkspaceName)
+		case "api_key_id":
+			header = append(header, keyAPIKeyName)
+		}
+	}
+	header = append(header, "input_tokens")
+	for _, f := range tokka.TokenFields {
+		header = append(header, f.Name)
+	}
+	return dims, append(header, "cost_usd", "provisional")
+}
+
+// exportRecord is one CSV row for r, in exportColumns' order; group values
+// are defused for spreadsheets (csvSafe).
+func exportRecord(dims []tokka.Dimension, r tokka.UsageGroup) []string {
+	rec := make([]string, 0, len(dims)+len(tokka.TokenFields)+6)
+	for _, d := range dims {
+		rec = append(rec, csvSafe(groupValue(d.Key, r.Group[d.Key])))
+		switch d.Key {
+		case "project_id":
+			rec = append(rec, csvSafe(deref(r.ProjectName)), csvSafe(deref(r.WorkspaceName)))
+		case "api_key_id":
+			rec = append(rec, csvSafe(deref(r.APIKeyName)))
+		}
+	}
+	rec = append(rec, strconv.FormatInt(r.InputTokens(), 10))
+	for _, f := range tokka.TokenFields {
+		rec = append(rec, strconv.FormatInt(*f.Of(&r.Tokens), 10))
+	}
+	return append(rec, r.CostUSD.String(), strconv.FormatBool(r.Provisional))
+}
+
+// writeCSVHeaders starts a 200 with the export's content type and file name.
+func writeCSVHeaders(res *echo.Response) {
+	res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+	res.Header().Set(echo.HeaderContentDisposition, `attachment; filename="tokka-usage.csv"`)
+	res.WriteHeader(http.StatusOK)
 }

@@ -108,7 +108,7 @@ func stalledDownload(t *testing.T, addr, token, path string) (net.Conn, *http.Re
 func TestSlowExportDownloadsDoNotStarveOthers(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	addr := serveWithSmallBuffers(t, b.handler)
+	addr := serveWithSmallBuffers(t, b.e)
 	const models, days = 20, 120
 	path := "/v1/usage/export.csv?from=2026-01-01&to=2026-04-30&group_by=day,model"
 	var exporters []user
@@ -206,8 +206,8 @@ func TestSlowExportDownloadsDoNotStarveOthers(t *testing.T) {
 func TestExportCutShortByTheDatabaseIsNotMistakenForWhole(t *testing.T) {
 	t.Parallel()
 	pg := pgtest.StartServer(t)
-	b := setupWith(t, setupOptions{dbURL: pg.URL()})
-	addr := serveWithSmallBuffers(t, b.handler)
+	b := setup(t, onDatabase(pg.URL()))
+	addr := serveWithSmallBuffers(t, b.e)
 	alice := b.newUser(t)
 	const models, days = 20, 120 // more rows than one chunk of the export
 	exportFixture(t, b, alice, models, days)

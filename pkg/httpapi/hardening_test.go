@@ -29,15 +29,15 @@ func hookGuard() *egress.Guard {
 
 // owned is one user with one of each object a mutation can touch.
 type owned struct {
-	u                   secUser
+	u                   user
 	conn, budget, alert string
 }
 
-func (b *secBundle) own(t *testing.T) owned {
+func (b *testBundle) own(t *testing.T) owned {
 	t.Helper()
-	o := owned{u: b.user(t)}
+	o := owned{u: b.newUser(t)}
 	o.conn = b.connect(t, o.u)
-	status, _, body := b.do(t, http.MethodPost, "/v1/budgets", o.u.token, map[string]any{"amount_usd": "100"})
+	status, _, body := b.do(t, o.u, http.MethodPost, "/v1/budgets", map[string]any{"amount_usd": "100"})
 	require.Equal(t, http.StatusCreated, status, string(body))
 	var created struct{ ID string }
 	require.NoError(t, json.Unmarshal(body, &created))
@@ -45,7 +45,7 @@ func (b *secBundle) own(t *testing.T) owned {
 	_, err := b.db.RaiseAlert(context.Background(), tokka.Alert{UserID: o.u.id, Kind: tokka.AlertKeyRotation,
 		DedupKey: "rotate:" + o.conn, Title: "Rotate your key"})
 	require.NoError(t, err)
-	status, _, body = b.do(t, http.MethodGet, "/v1/alerts", o.u.token, nil)
+	status, _, body = b.do(t, o.u, http.MethodGet, "/v1/alerts", nil)
 	require.Equal(t, http.StatusOK, status)
 	var alerts struct {
 		Alerts []struct{ ID int64 } `json:"data"`
@@ -59,7 +59,7 @@ func (b *secBundle) own(t *testing.T) owned {
 // snapshot is everything of a user's that the api may change (not what a
 // syncer working on the shared package database may: status, leases,
 // sync results, its own alerts and audit events).
-func (b *secBundle) snapshot(t *testing.T, userID string) string {
+func (b *testBundle) snapshot(t *testing.T, userID string) string {
 	t.Helper()
 	var s string
 	require.NoError(t, b.sql.Get(&s, `SELECT concat_ws(' | ',
@@ -74,7 +74,7 @@ func (b *secBundle) snapshot(t *testing.T, userID string) string {
 
 // mutatingRoutes are the router's own /v1 routes for every method but GET
 // and HEAD, so a route added later is covered without touching this test.
-func mutatingRoutes(t *testing.T, b *secBundle) []string {
+func mutatingRoutes(t *testing.T, b *testBundle) []string {
 	t.Helper()
 	var out []string
 	for _, r := range b.e.Routes() {
@@ -121,7 +121,7 @@ func (o owned) request(route string) (method, path string, body any) {
 // with its own detail and Retry-After, and nothing changes either way.
 func TestEveryMutationNeedsALiveSession(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{sessions: true, sourceIP: uniqueLoopback(), cfg: httpapi.Config{WebhookGuard: hookGuard()}})
+	b := setup(t, liveSessions(), fromIP(uniqueLoopback()), configured(httpapi.Config{WebhookGuard: hookGuard()}))
 	routes := mutatingRoutes(t, b)
 
 	alice := b.own(t)
@@ -129,7 +129,7 @@ func TestEveryMutationNeedsALiveSession(t *testing.T) {
 	before := b.snapshot(t, alice.u.id)
 	for _, route := range routes {
 		method, path, body := alice.request(route)
-		status, h, resp := b.do(t, method, path, alice.u.token, body)
+		status, h, resp := b.do(t, alice.u, method, path, body)
 		requireProblem(t, status, h, resp, http.StatusUnauthorized, "signed out: "+route)
 		require.Contains(t, string(resp), "session has ended", route)
 	}
@@ -140,7 +140,7 @@ func TestEveryMutationNeedsALiveSession(t *testing.T) {
 	b.authSrv.SetDown(true)
 	for _, route := range routes {
 		method, path, body := bob.request(route)
-		status, h, resp := b.do(t, method, path, bob.u.token, body)
+		status, h, resp := b.do(t, bob.u, method, path, body)
 		requireProblem(t, status, h, resp, http.StatusServiceUnavailable, "Auth server down: "+route)
 		var p httpapi.Problem
 		require.NoError(t, json.Unmarshal(resp, &p))
@@ -161,7 +161,7 @@ func TestEveryMutationNeedsALiveSession(t *testing.T) {
 			// which TestSyncNowIsLimitedPerConnectionAndAudited watches.
 			continue
 		}
-		status, _, resp := b.do(t, method, path, bob.u.token, body)
+		status, _, resp := b.do(t, bob.u, method, path, body)
 		require.Less(t, status, 300, "%s with a live session: %s", route, resp)
 	}
 	require.NotContains(t, b.logs.String(), alice.u.token[len(alice.u.token)-20:], "tokens are never logged")
@@ -172,8 +172,8 @@ func TestEveryMutationNeedsALiveSession(t *testing.T) {
 // text) and carries Retry-After.
 func TestEveryUnavailableAnswerKeepsItsDetail(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{cfg: httpapi.Config{RateLimiter: failingLimiter{}}})
-	alice := b.user(t)
+	b := setup(t, configured(httpapi.Config{RateLimiter: failingLimiter{}}))
+	alice := b.newUser(t)
 	for _, tc := range []struct {
 		method, path string
 		body         any
@@ -181,7 +181,7 @@ func TestEveryUnavailableAnswerKeepsItsDetail(t *testing.T) {
 		{http.MethodPost, "/v1/connections", newConnBody("sk-admin-unavailable0123456789")},
 		{http.MethodGet, "/v1/audit-events/verify", nil},
 	} {
-		status, h, body := b.do(t, tc.method, tc.path, alice.token, tc.body)
+		status, h, body := b.do(t, alice, tc.method, tc.path, tc.body)
 		requireProblem(t, status, h, body, http.StatusServiceUnavailable, tc.path)
 		var p httpapi.Problem
 		require.NoError(t, json.Unmarshal(body, &p))
@@ -197,59 +197,58 @@ func TestEveryUnavailableAnswerKeepsItsDetail(t *testing.T) {
 // one; requests refused as invalid spend nothing.
 func TestExpensiveReadsAreRateLimitedPerUser(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{sourceIP: uniqueLoopback(),
-		cfg: httpapi.Config{RateLimits: httpapi.RateLimits{ExpensiveReadsPerMinute: 3, AuditFullPerHour: 1}}})
-	alice, bob, carol := b.user(t), b.user(t), b.user(t)
+	b := setup(t, fromIP(uniqueLoopback()), configured(httpapi.Config{RateLimits: httpapi.RateLimits{ExpensiveReadsPerMinute: 3, AuditFullPerHour: 1}}))
+	alice, bob, carol := b.newUser(t), b.newUser(t), b.newUser(t)
 	today := time.Now().UTC()
 	long := "/v1/usage?from=" + today.AddDate(0, 0, -150).Format(time.DateOnly)
 	short := "/v1/usage?from=" + today.AddDate(0, 0, -30).Format(time.DateOnly)
 
 	for i, path := range []string{"/v1/audit-events/verify", "/v1/usage/export.csv", long} {
-		status, h, body := b.do(t, http.MethodGet, path, alice.token, nil)
+		status, h, body := b.do(t, alice, http.MethodGet, path, nil)
 		require.Equal(t, http.StatusOK, status, "%s: %s", path, body)
 		require.Equal(t, "3", h.Get("RateLimit-Limit"), path)
 		require.Equal(t, strconv.Itoa(2-i), h.Get("RateLimit-Remaining"), path)
 		require.NotEmpty(t, h.Get("RateLimit-Reset"), path)
 	}
 	for _, path := range []string{"/v1/audit-events/verify", "/v1/usage/export.csv", long} {
-		status, h, body := b.do(t, http.MethodGet, path, alice.token, nil)
+		status, h, body := b.do(t, alice, http.MethodGet, path, nil)
 		requireProblem(t, status, h, body, http.StatusTooManyRequests, path)
 		require.Equal(t, h.Get("RateLimit-Reset"), h.Get("Retry-After"), path)
 		require.Equal(t, "0", h.Get("RateLimit-Remaining"), path)
 	}
 	// Cheap reads are not counted.
 	for _, path := range []string{short, "/v1/usage/summary", "/v1/connections", "/v1/audit-events"} {
-		status, h, body := b.do(t, http.MethodGet, path, alice.token, nil)
+		status, h, body := b.do(t, alice, http.MethodGet, path, nil)
 		require.Equal(t, http.StatusOK, status, "%s: %s", path, body)
 		require.Empty(t, h.Get("RateLimit-Limit"), path)
 	}
 	// Per user: bob, from the same address, has his own budget.
-	status, _, _ := b.do(t, http.MethodGet, "/v1/audit-events/verify", bob.token, nil)
+	status, _, _ := b.do(t, bob, http.MethodGet, "/v1/audit-events/verify", nil)
 	require.Equal(t, http.StatusOK, status)
 
 	// Invalid requests are refused before they spend anything.
 	for _, path := range []string{"/v1/usage/export.csv?from=someday", "/v1/usage/export.csv?group_by=nope",
 		long + "&limit=0", "/v1/audit-events/verify?full=maybe"} {
 		for i := 0; i < 4; i++ {
-			status, h, body := b.do(t, http.MethodGet, path, carol.token, nil)
+			status, h, body := b.do(t, carol, http.MethodGet, path, nil)
 			requireProblem(t, status, h, body, http.StatusBadRequest, path)
 		}
 	}
-	status, h, body := b.do(t, http.MethodGet, "/v1/usage/export.csv", carol.token, nil)
+	status, h, body := b.do(t, carol, http.MethodGet, "/v1/usage/export.csv", nil)
 	require.Equal(t, http.StatusOK, status, string(body))
 	require.Equal(t, "2", h.Get("RateLimit-Remaining"), "the invalid requests spent nothing")
 
 	// A full re-check has a stricter budget of its own.
-	status, h, body = b.do(t, http.MethodGet, "/v1/audit-events/verify?full=true", carol.token, nil)
+	status, h, body = b.do(t, carol, http.MethodGet, "/v1/audit-events/verify?full=true", nil)
 	require.Equal(t, http.StatusOK, status, string(body))
 	require.Equal(t, "1", h.Get("RateLimit-Limit"))
-	status, h, body = b.do(t, http.MethodGet, "/v1/audit-events/verify?full=true", carol.token, nil)
+	status, h, body = b.do(t, carol, http.MethodGet, "/v1/audit-events/verify?full=true", nil)
 	requireProblem(t, status, h, body, http.StatusTooManyRequests, "second full re-check")
 	retry, err := strconv.Atoi(h.Get("Retry-After"))
 	require.NoError(t, err)
 	require.Positive(t, retry)
 	require.LessOrEqual(t, retry, 3600, "the full re-check budget is per hour")
-	status, _, _ = b.do(t, http.MethodGet, "/v1/audit-events/verify?full=false", carol.token, nil)
+	status, _, _ = b.do(t, carol, http.MethodGet, "/v1/audit-events/verify?full=false", nil)
 	require.Equal(t, http.StatusOK, status, "an incremental check still has budget")
 }
 
@@ -258,8 +257,8 @@ func TestExpensiveReadsAreRateLimitedPerUser(t *testing.T) {
 // a 400 naming the parameter, on /v1/usage and the export.
 func TestAbsurdDatesAreABadRequest(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{})
-	alice := b.user(t)
+	b := setup(t)
+	alice := b.newUser(t)
 	for _, q := range []struct{ query, field string }{
 		{"from=0000-01-01", "from"},
 		{"from=0000-01-01&to=0000-01-02", "to"},
@@ -270,7 +269,7 @@ func TestAbsurdDatesAreABadRequest(t *testing.T) {
 		{"to=0000-01-01", "to"},
 	} {
 		for _, path := range []string{"/v1/usage", "/v1/usage/export.csv"} {
-			status, h, body := b.do(t, http.MethodGet, path+"?"+q.query, alice.token, nil)
+			status, h, body := b.do(t, alice, http.MethodGet, path+"?"+q.query, nil)
 			requireProblem(t, status, h, body, http.StatusBadRequest, path+"?"+q.query)
 			var p httpapi.Problem
 			require.NoError(t, json.Unmarshal(body, &p))
@@ -279,7 +278,7 @@ func TestAbsurdDatesAreABadRequest(t *testing.T) {
 		}
 	}
 	for _, q := range []string{"from=2000-01-01&to=2000-12-31", "from=2100-01-01&to=2100-12-31", "to=2000-01-05"} {
-		status, _, body := b.do(t, http.MethodGet, "/v1/usage?"+q, alice.token, nil)
+		status, _, body := b.do(t, alice, http.MethodGet, "/v1/usage?"+q, nil)
 		require.Equal(t, http.StatusOK, status, "%s: %s", q, body)
 	}
 }
@@ -290,7 +289,7 @@ func TestAbsurdDatesAreABadRequest(t *testing.T) {
 // anyone's secret), whatever the route and however deep the name sits.
 func TestUnknownFieldNamesAreNeverEchoed(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{cfg: httpapi.Config{WebhookGuard: hookGuard()}})
+	b := setup(t, configured(httpapi.Config{WebhookGuard: hookGuard()}))
 	o := b.own(t)
 	const canary = "sk-admin-CANARYfieldname0123456789abcdef"
 	for _, tc := range []struct{ method, path, body string }{
@@ -303,7 +302,7 @@ func TestUnknownFieldNamesAreNeverEchoed(t *testing.T) {
 		{http.MethodPatch, "/v1/budgets/" + o.budget, `{"` + canary + `":null}`},
 		{http.MethodPost, "/v1/connections", `{"provider":"openai","api_key":"sk-admin-x","label":{"` + canary + `":1,"` + canary + `":2}}`},
 	} {
-		status, h, body := b.do(t, tc.method, tc.path, o.u.token, tc.body)
+		status, h, body := b.do(t, o.u, tc.method, tc.path, tc.body)
 		requireProblem(t, status, h, body, http.StatusBadRequest, tc.body)
 		require.NotContains(t, string(body), "CANARY", tc.body)
 		require.NotContains(t, strings.ToUpper(string(body)), "CANARY", tc.body)
@@ -322,11 +321,11 @@ func TestBudgetEmailGoesOnlyToAConfirmedAddress(t *testing.T) {
 	t.Parallel()
 	withEmail := map[string]any{"amount_usd": "10", "channels": map[string]any{"email": true}}
 
-	b := newSecAPI(t, secOptions{sessions: true})
-	alice := b.user(t)
+	b := setup(t, liveSessions())
+	alice := b.newUser(t)
 	b.authSrv.Unconfirm(alice.id)
 	calls := b.authSrv.Requests()
-	status, h, body := b.do(t, http.MethodPost, "/v1/budgets", alice.token, withEmail)
+	status, h, body := b.do(t, alice, http.MethodPost, "/v1/budgets", withEmail)
 	requireProblem(t, status, h, body, http.StatusBadRequest, "unconfirmed address")
 	var p httpapi.Problem
 	require.NoError(t, json.Unmarshal(body, &p))
@@ -336,17 +335,17 @@ func TestBudgetEmailGoesOnlyToAConfirmedAddress(t *testing.T) {
 	var n int
 	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.budgets WHERE user_id = $1`, alice.id))
 	require.Zero(t, n)
-	status, _, body = b.do(t, http.MethodPost, "/v1/budgets", alice.token, map[string]any{"amount_usd": "10"})
+	status, _, body = b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]any{"amount_usd": "10"})
 	require.Equal(t, http.StatusCreated, status, "other channels are fine: %s", body)
 	var created struct{ ID string }
 	require.NoError(t, json.Unmarshal(body, &created))
-	status, h, body = b.do(t, http.MethodPatch, "/v1/budgets/"+created.ID, alice.token,
+	status, h, body = b.do(t, alice, http.MethodPatch, "/v1/budgets/"+created.ID,
 		map[string]any{"channels": map[string]any{"email": true}})
 	requireProblem(t, status, h, body, http.StatusBadRequest, "unconfirmed address on PATCH")
 
-	bob := b.user(t)
+	bob := b.newUser(t)
 	calls = b.authSrv.Requests()
-	status, _, body = b.do(t, http.MethodPost, "/v1/budgets", bob.token, withEmail)
+	status, _, body = b.do(t, bob, http.MethodPost, "/v1/budgets", withEmail)
 	require.Equal(t, http.StatusCreated, status, string(body))
 	require.EqualValues(t, calls+1, b.authSrv.Requests(), "one GetUser call per request")
 	var budget struct {
@@ -359,15 +358,15 @@ func TestBudgetEmailGoesOnlyToAConfirmedAddress(t *testing.T) {
 	require.Equal(t, bob.id[:8]+"@example.com", *budget.Channels.EmailTo)
 
 	// No Auth server: the token's own claim decides.
-	local := newSecAPI(t, secOptions{})
-	carol := local.user(t)
-	unverified := secUser{id: uuid.NewString()}
-	tok, err := authtest.Token{Subject: unverified.id, Email: "dave@example.com", Issuer: secIssuer, EmailUnverified: true}.HS256([]byte(secSecret))
+	local := setup(t)
+	carol := local.newUser(t)
+	unverified := user{id: uuid.NewString()}
+	tok, err := authtest.Token{Subject: unverified.id, Email: "dave@example.com", Issuer: issuer, EmailUnverified: true}.HS256([]byte(jwtSecret))
 	require.NoError(t, err)
 	unverified.token = tok
-	status, h, body = local.do(t, http.MethodPost, "/v1/budgets", unverified.token, withEmail)
+	status, h, body = local.do(t, unverified, http.MethodPost, "/v1/budgets", withEmail)
 	requireProblem(t, status, h, body, http.StatusBadRequest, "email_verified false")
-	status, _, body = local.do(t, http.MethodPost, "/v1/budgets", carol.token, withEmail)
+	status, _, body = local.do(t, carol, http.MethodPost, "/v1/budgets", withEmail)
 	require.Equal(t, http.StatusCreated, status, string(body))
 }
 
@@ -376,20 +375,20 @@ func TestBudgetEmailGoesOnlyToAConfirmedAddress(t *testing.T) {
 func TestAnonymousUsersAreForbidden(t *testing.T) {
 	t.Parallel()
 	anon := func() string {
-		tok, err := authtest.Token{Issuer: secIssuer, Anonymous: true}.HS256([]byte(secSecret))
+		tok, err := authtest.Token{Issuer: issuer, Anonymous: true}.HS256([]byte(jwtSecret))
 		require.NoError(t, err)
 		return tok
 	}
-	b := newSecAPI(t, secOptions{})
+	b := setup(t)
 	tok := anon()
-	status, h, body := b.do(t, http.MethodGet, "/v1/me", tok, nil)
+	status, h, body := b.do(t, bearer(tok), http.MethodGet, "/v1/me", nil)
 	requireProblem(t, status, h, body, http.StatusForbidden, "anonymous read")
 	require.Contains(t, string(body), "anonymous")
-	status, h, body = b.do(t, http.MethodPost, "/v1/connections", tok, newConnBody("sk-admin-anonymous0123456789abc"))
+	status, h, body = b.do(t, bearer(tok), http.MethodPost, "/v1/connections", newConnBody("sk-admin-anonymous0123456789abc"))
 	requireProblem(t, status, h, body, http.StatusForbidden, "anonymous write")
 
-	open := newSecAPI(t, secOptions{allowAnonymous: true})
-	status, _, body = open.do(t, http.MethodGet, "/v1/me", anon(), nil)
+	open := setup(t, anonymousAllowed())
+	status, _, body = open.do(t, bearer(anon()), http.MethodGet, "/v1/me", nil)
 	require.Equal(t, http.StatusOK, status, string(body))
 }
 
@@ -399,22 +398,22 @@ func TestAnonymousUsersAreForbidden(t *testing.T) {
 // payload naming sub twice.
 func TestTheAPIAndTheDatabaseSeeTheSameCaller(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{})
+	b := setup(t)
 	a, victim := uuid.NewString(), uuid.NewString()
-	raw, err := json.Marshal(authtest.Token{Subject: a, Issuer: secIssuer, Email: "a@example.com"}.Claims())
+	raw, err := json.Marshal(authtest.Token{Subject: a, Issuer: issuer, Email: "a@example.com"}.Claims())
 	require.NoError(t, err)
 	payload := string(raw)
 	for name, p := range map[string]string{
 		"sub and SUB": strings.Replace(payload, `"sub":"`+a+`"`, `"sub":"`+a+`","SUB":"`+victim+`"`, 1),
 		"sub twice":   strings.Replace(payload, `"sub":"`+a+`"`, `"sub":"`+a+`","sub":"`+victim+`"`, 1),
 	} {
-		tok := authtest.HS256Raw(p, []byte(secSecret))
+		tok := authtest.HS256Raw(p, []byte(jwtSecret))
 		for _, target := range []struct{ method, path string }{{http.MethodGet, "/v1/me"}, {http.MethodGet, "/v1/connections"}} {
-			status, h, body := b.do(t, target.method, target.path, tok, nil)
+			status, h, body := b.do(t, bearer(tok), target.method, target.path, nil)
 			requireProblem(t, status, h, body, http.StatusUnauthorized, name+" "+target.path)
 			require.NotContains(t, string(body), victim)
 		}
 	}
-	status, _, body := b.do(t, http.MethodGet, "/v1/me", authtest.HS256Raw(payload, []byte(secSecret)), nil)
+	status, _, body := b.do(t, bearer(authtest.HS256Raw(payload, []byte(jwtSecret))), http.MethodGet, "/v1/me", nil)
 	require.Equal(t, http.StatusOK, status, "control: %s", body)
 }

@@ -46,14 +46,6 @@ const (
 // webhook_secret): they are never stored, so a replay leaves them out.
 var showOnceFields = []string{"webhook_secret"}
 
-func (s *Server) idempotencyStore() IdempotencyStore {
-	if s.cfg.Idempotency != nil {
-		return s.cfg.Idempotency
-	}
-	st, _ := s.store.(IdempotencyStore)
-	return st
-}
-
 // validIdempotencyKey is 1 to 255 visible ASCII characters (a UUID is the
 // usual choice).
 func validIdempotencyKey(k string) bool {
@@ -89,7 +81,7 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 				Message: "Idempotency-Key must be sent once, as 1 to 255 visible ASCII characters"}
 		}
 		key := vals[0]
-		store := s.idempotencyStore()
+		store := s.cfg.Idempotency
 		if store == nil || s.cfg.Fingerprints == nil {
 			return errors.New("httpapi: Idempotency-Key needs an idempotency store and a fingerprint secret")
 		}

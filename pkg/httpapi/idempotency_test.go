@@ -35,14 +35,14 @@ func TestIdempotencyKeyReplaysTheFirstResponse(t *testing.T) {
 	alice, bob := b.newUser(t), b.newUser(t)
 	conn := map[string]string{"provider": "openai", "api_key": "sk-admin-idemCANARY0123456789abcdef"}
 
-	status, h1, first := b.doWith(t, alice, http.MethodPost, "/v1/connections", conn, idem("create-1")...)
+	status, h1, first := b.do(t, alice, http.MethodPost, "/v1/connections", conn, idem("create-1")...)
 	require.Equal(t, http.StatusCreated, status, string(first))
 	require.Empty(t, h1.Get(httpapi.HeaderIdempotentReplayed))
 	var c struct{ ID string }
 	require.NoError(t, json.Unmarshal(first, &c))
 	require.Equal(t, "/v1/connections/"+c.ID, h1.Get("Location"))
 	for i := 0; i < 2; i++ {
-		status, h, again := b.doWith(t, alice, http.MethodPost, "/v1/connections", conn, idem("create-1")...)
+		status, h, again := b.do(t, alice, http.MethodPost, "/v1/connections", conn, idem("create-1")...)
 		require.Equal(t, http.StatusCreated, status, string(again))
 		require.Equal(t, "true", h.Get(httpapi.HeaderIdempotentReplayed))
 		require.Equal(t, h1.Get("Location"), h.Get("Location"))
@@ -63,32 +63,32 @@ func TestIdempotencyKeyReplaysTheFirstResponse(t *testing.T) {
 		{"/v1/budgets", map[string]string{"amount_usd": "5"}},
 		{"/v1/connections/" + c.ID + "/sync", nil},
 	} {
-		status, h, raw := b.doWith(t, alice, http.MethodPost, tc.path, tc.body, idem("create-1")...)
+		status, h, raw := b.do(t, alice, http.MethodPost, tc.path, tc.body, idem("create-1")...)
 		require.Equal(t, http.StatusUnprocessableEntity, status, "%s: %s", tc.path, raw)
 		require.Equal(t, "application/problem+json", h.Get("Content-Type"))
 	}
 	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM tokka.connections WHERE user_id = $1`, alice.id))
 
 	// Keys are per user: Bob's "create-1" is his own.
-	status, _, raw = b.doWith(t, bob, http.MethodPost, "/v1/connections", conn, idem("create-1")...)
+	status, _, raw = b.do(t, bob, http.MethodPost, "/v1/connections", conn, idem("create-1")...)
 	require.Equal(t, http.StatusCreated, status, string(raw))
 	require.NotContains(t, string(raw), c.ID)
 
 	// A request that failed keeps nothing: its retry, fixed, runs.
-	status, _, _ = b.doWith(t, alice, http.MethodPost, "/v1/connections",
+	status, _, _ = b.do(t, alice, http.MethodPost, "/v1/connections",
 		map[string]string{"provider": "openai", "api_key": "not-a-key"}, idem("create-2")...)
 	require.Equal(t, http.StatusBadRequest, status)
-	status, _, raw = b.doWith(t, alice, http.MethodPost, "/v1/connections",
+	status, _, raw = b.do(t, alice, http.MethodPost, "/v1/connections",
 		map[string]string{"provider": "openai", "api_key": "sk-admin-idemFIXED0123456789abcdefgh"}, idem("create-2")...)
 	require.Equal(t, http.StatusCreated, status, string(raw))
 
 	// "Sync now" replays its 202 instead of meeting its own cool-down.
-	status, _, _ = b.doWith(t, alice, http.MethodPost, "/v1/connections/"+c.ID+"/sync", nil, idem("sync-1")...)
+	status, _, _ = b.do(t, alice, http.MethodPost, "/v1/connections/"+c.ID+"/sync", nil, idem("sync-1")...)
 	require.Equal(t, http.StatusAccepted, status)
-	status, h, _ := b.doWith(t, alice, http.MethodPost, "/v1/connections/"+c.ID+"/sync", nil, idem("sync-1")...)
+	status, h, _ := b.do(t, alice, http.MethodPost, "/v1/connections/"+c.ID+"/sync", nil, idem("sync-1")...)
 	require.Equal(t, http.StatusAccepted, status)
 	require.Equal(t, "true", h.Get(httpapi.HeaderIdempotentReplayed))
-	status, _, _ = b.doWith(t, alice, http.MethodPost, "/v1/connections/"+c.ID+"/sync", nil)
+	status, _, _ = b.do(t, alice, http.MethodPost, "/v1/connections/"+c.ID+"/sync", nil)
 	require.Equal(t, http.StatusTooManyRequests, status, "the replay did not ask again")
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM tokka.audit_events WHERE user_id = $1 AND action = 'sync.requested'`, alice.id))
 
@@ -98,9 +98,9 @@ func TestIdempotencyKeyReplaysTheFirstResponse(t *testing.T) {
 	var alertID int64
 	require.NoError(t, b.sql.Get(&alertID, `SELECT id FROM tokka.alerts WHERE user_id = $1`, alice.id))
 	ack := "/v1/alerts/" + strconv.FormatInt(alertID, 10) + "/acknowledge"
-	status, _, ack1 := b.doWith(t, alice, http.MethodPost, ack, nil, idem("ack-1")...)
+	status, _, ack1 := b.do(t, alice, http.MethodPost, ack, nil, idem("ack-1")...)
 	require.Equal(t, http.StatusOK, status)
-	status, h, ack2 := b.doWith(t, alice, http.MethodPost, ack, nil, idem("ack-1")...)
+	status, h, ack2 := b.do(t, alice, http.MethodPost, ack, nil, idem("ack-1")...)
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, "true", h.Get(httpapi.HeaderIdempotentReplayed))
 	require.JSONEq(t, string(ack1), string(ack2))
@@ -111,7 +111,7 @@ func TestIdempotencyKeyReplaysTheFirstResponse(t *testing.T) {
 		idem(""), idem(strings.Repeat("k", 256)), idem("has space CANARY"), idem("ünï-CANARY"),
 		append(idem("CANARY-a"), idem("CANARY-b")...),
 	} {
-		status, h, raw := b.doWith(t, alice, http.MethodPost, "/v1/connections",
+		status, h, raw := b.do(t, alice, http.MethodPost, "/v1/connections",
 			map[string]string{"provider": "openai", "api_key": "sk-admin-idemBAD0123456789abcdefghij"}, hdr...)
 		require.Equal(t, http.StatusBadRequest, status, "%q: %s", hdr, raw)
 		require.Equal(t, "application/problem+json", h.Get("Content-Type"))
@@ -136,7 +136,7 @@ func TestBudgetReplayNeverRepeatsTheWebhookSecret(t *testing.T) {
 	b := setup(t)
 	alice := b.newUser(t)
 	body := map[string]any{"name": "idem", "amount_usd": "10"}
-	status, h, first := b.doWith(t, alice, http.MethodPost, "/v1/budgets", body, idem("budget-1")...)
+	status, h, first := b.do(t, alice, http.MethodPost, "/v1/budgets", body, idem("budget-1")...)
 	require.Equal(t, http.StatusCreated, status, string(first))
 	var created map[string]any
 	require.NoError(t, json.Unmarshal(first, &created))
@@ -144,7 +144,7 @@ func TestBudgetReplayNeverRepeatsTheWebhookSecret(t *testing.T) {
 	require.True(t, strings.HasPrefix(secret, "whsec_"))
 	require.Equal(t, "/v1/budgets/"+created["id"].(string), h.Get("Location"))
 
-	status, h, again := b.doWith(t, alice, http.MethodPost, "/v1/budgets", body, idem("budget-1")...)
+	status, h, again := b.do(t, alice, http.MethodPost, "/v1/budgets", body, idem("budget-1")...)
 	require.Equal(t, http.StatusCreated, status)
 	require.Equal(t, "true", h.Get(httpapi.HeaderIdempotentReplayed))
 	var replayed map[string]any
@@ -171,7 +171,7 @@ func TestConcurrentRequestsWithOneIdempotencyKey(t *testing.T) {
 	bodies := make([][]byte, n)
 	for i := 0; i < n; i++ {
 		wg.Go(func() {
-			statuses[i], _, bodies[i] = b.doWith(t, alice, http.MethodPost, "/v1/connections", conn, idem("race")...)
+			statuses[i], _, bodies[i] = b.do(t, alice, http.MethodPost, "/v1/connections", conn, idem("race")...)
 		})
 	}
 	wg.Wait()

@@ -21,7 +21,7 @@ type listPage struct {
 // walk reads every page of a list, limit items at a time, checking the
 // shape on each, and returns the items in order and the cursors it saw.
 // between, when set, runs after the first page.
-func (b *secBundle) walk(t *testing.T, u secUser, path string, limit int, between func()) ([]map[string]any, []string) {
+func (b *testBundle) walk(t *testing.T, u user, path string, limit int, between func()) ([]map[string]any, []string) {
 	t.Helper()
 	var items []map[string]any
 	var cursors []string
@@ -31,7 +31,7 @@ func (b *secBundle) walk(t *testing.T, u secUser, path string, limit int, betwee
 	q.Set("limit", strconv.Itoa(limit))
 	for pages := 0; ; pages++ {
 		require.Less(t, pages, 100, path)
-		status, _, body := b.do(t, http.MethodGet, route+"?"+q.Encode(), u.token, nil)
+		status, _, body := b.do(t, u, http.MethodGet, route+"?"+q.Encode(), nil)
 		require.Equal(t, http.StatusOK, status, "%s: %s", path, body)
 		var p listPage
 		require.NoError(t, json.Unmarshal(body, &p))
@@ -61,15 +61,15 @@ func (b *secBundle) walk(t *testing.T, u secUser, path string, limit int, betwee
 // arithmetic on), belong to their own list, and a forged one is a 400.
 func TestEveryListHasOneShape(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{sourceIP: uniqueLoopback()})
-	alice := b.user(t)
+	b := setup(t, fromIP(uniqueLoopback()))
+	alice := b.newUser(t)
 	var conns []string
 	for range 5 {
 		conns = append(conns, b.connect(t, alice))
 	}
 	var budgets []string
 	for range 5 {
-		status, _, body := b.do(t, http.MethodPost, "/v1/budgets", alice.token, map[string]string{"amount_usd": "5"})
+		status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]string{"amount_usd": "5"})
 		require.Equal(t, http.StatusCreated, status, string(body))
 		var bud struct{ ID string }
 		require.NoError(t, json.Unmarshal(body, &bud))
@@ -114,7 +114,7 @@ func TestEveryListHasOneShape(t *testing.T) {
 	require.Len(t, events, 6, "six key.created events")
 	usage, _ := b.walk(t, alice, "/v1/usage?group_by=connection", 1, nil)
 	require.Empty(t, usage, "no usage yet is an empty page, not a missing list")
-	status, _, body := b.do(t, http.MethodGet, "/v1/budgets/"+budgets[1]+"/deliveries", alice.token, nil)
+	status, _, body := b.do(t, alice, http.MethodGet, "/v1/budgets/"+budgets[1]+"/deliveries", nil)
 	require.Equal(t, http.StatusOK, status)
 	require.JSONEq(t, `{"data":[],"has_more":false,"next_cursor":null}`, string(body))
 
@@ -123,7 +123,7 @@ func TestEveryListHasOneShape(t *testing.T) {
 		_, err := strconv.ParseInt(c, 10, 64)
 		require.Error(t, err, "cursor %q is a plain number", c)
 	}
-	bob := b.user(t)
+	bob := b.newUser(t)
 	for _, tc := range []struct{ path, cursor string }{
 		{"/v1/budgets", cursors[0]},
 		{"/v1/alerts", cursors[0]},
@@ -136,19 +136,19 @@ func TestEveryListHasOneShape(t *testing.T) {
 		{"/v1/connections", "eyJ2IjoxLCJxIjoiY29ubmVjdGlvbnMiLCJrIjpbIngiLCJ5Il19"}, // {"v":1,"q":"connections","k":["x","y"]}
 		{"/v1/audit-events", "eyJ2IjoxLCJxIjoiYXVkaXQtZXZlbnRzIiwiayI6WyItMSJdfQ"},  // {"v":1,"q":"audit-events","k":["-1"]}
 	} {
-		status, h, body := b.do(t, http.MethodGet, tc.path+"?cursor="+url.QueryEscape(tc.cursor), alice.token, nil)
+		status, h, body := b.do(t, alice, http.MethodGet, tc.path+"?cursor="+url.QueryEscape(tc.cursor), nil)
 		requireProblem(t, status, h, body, http.StatusBadRequest, tc.path)
 		require.Contains(t, string(body), `"field":"cursor"`, tc.path)
 	}
 	for _, path := range []string{"/v1/connections", "/v1/budgets", "/v1/alerts", "/v1/audit-events", "/v1/budgets/" + budgets[0] + "/deliveries"} {
 		for _, limit := range []string{"0", "201", "x"} {
-			status, h, body := b.do(t, http.MethodGet, path+"?limit="+limit, alice.token, nil)
+			status, h, body := b.do(t, alice, http.MethodGet, path+"?limit="+limit, nil)
 			requireProblem(t, status, h, body, http.StatusBadRequest, path+" limit "+limit)
 		}
-		status, _, body := b.do(t, http.MethodGet, path+"?limit=200", alice.token, nil)
+		status, _, body := b.do(t, alice, http.MethodGet, path+"?limit=200", nil)
 		require.Equal(t, http.StatusOK, status, "%s: %s", path, body)
 	}
 	// Another user's budget has no deliveries to list: it is not there.
-	status, h, body := b.do(t, http.MethodGet, "/v1/budgets/"+budgets[0]+"/deliveries", bob.token, nil)
+	status, h, body := b.do(t, bob, http.MethodGet, "/v1/budgets/"+budgets[0]+"/deliveries", nil)
 	requireProblem(t, status, h, body, http.StatusNotFound)
 }

@@ -3,20 +3,13 @@ package httpapi_test
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	openapi "github.com/tokka-dev/tokka"
-	"github.com/tokka-dev/tokka/pkg/auth"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
-	"github.com/tokka-dev/tokka/pkg/keyring"
-	"github.com/tokka-dev/tokka/pkg/pgtest"
-	"github.com/tokka-dev/tokka/pkg/spectest"
 )
 
 // TestRequestMetricLabelsAreBounded replays issue 16's finding: the request
@@ -27,20 +20,12 @@ import (
 // API writes.
 func TestRequestMetricLabelsAreBounded(t *testing.T) {
 	t.Parallel()
-	kr, err := keyring.New("metrics-test-encryption-key-0123456789", nil)
-	require.NoError(t, err)
-	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(jwtSecret)})
-	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
-	e := httpapi.New(httpapi.Config{Metrics: httpapi.NewMetrics(reg)}, pgtest.Open(t), kr.PublicKey(), verifier,
-		zerolog.Nop(), openapi.Spec)
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	client := spectest.Client(t)
+	b := setup(t, configured(httpapi.Config{Metrics: httpapi.NewMetrics(reg)}))
 	send := func(method, path string) {
-		req, err := http.NewRequest(method, srv.URL+path, nil)
+		req, err := http.NewRequest(method, b.url+path, nil)
 		require.NoError(t, err)
-		resp, err := client.Do(req)
+		resp, err := b.client.Do(req)
 		require.NoError(t, err)
 		require.NoError(t, resp.Body.Close())
 	}
@@ -56,7 +41,7 @@ func TestRequestMetricLabelsAreBounded(t *testing.T) {
 	require.NoError(t, err)
 	var series int
 	knownRoutes := map[string]bool{"unmatched": true}
-	for _, r := range e.Routes() {
+	for _, r := range b.e.Routes() {
 		knownRoutes[r.Path] = true
 	}
 	methods := []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}

@@ -29,8 +29,7 @@ var pathParam = regexp.MustCompile(`:[A-Za-z_]+`)
 // not matter; the limit comes first.
 func TestEveryMutatingRouteIsRateLimited(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{sourceIP: uniqueLoopback(),
-		cfg: httpapi.Config{RateLimits: httpapi.RateLimits{PerUser: 1, PerIP: 100000, Window: testWindow}}})
+	b := setup(t, fromIP(uniqueLoopback()), configured(httpapi.Config{RateLimits: httpapi.RateLimits{PerUser: 1, PerIP: 100000, Window: testWindow}}))
 
 	covered := map[string]bool{}
 	for _, r := range b.e.Routes() {
@@ -55,9 +54,9 @@ func TestEveryMutatingRouteIsRateLimited(t *testing.T) {
 		if !known && r.Method != http.MethodDelete {
 			body = map[string]any{}
 		}
-		u := b.user(t) // a budget of one mutation, this route's alone
+		u := b.newUser(t) // a budget of one mutation, this route's alone
 
-		status, h, resp := b.do(t, r.Method, path, u.token, body)
+		status, h, resp := b.do(t, u, r.Method, path, body)
 		require.NotEqual(t, http.StatusTooManyRequests, status, "%s: the first mutation is within budget: %s", route, resp)
 		require.Equal(t, "1", h.Get("RateLimit-Limit"), "%s must carry the RateLimit headers", route)
 		require.Equal(t, "0", h.Get("RateLimit-Remaining"), route)
@@ -65,7 +64,7 @@ func TestEveryMutatingRouteIsRateLimited(t *testing.T) {
 		require.NoError(t, err, route)
 		require.Positive(t, reset, route)
 
-		status, h, resp = b.do(t, r.Method, path, u.token, body)
+		status, h, resp = b.do(t, u, r.Method, path, body)
 		requireProblem(t, status, h, resp, http.StatusTooManyRequests, route+" once the budget is spent: %s")
 		require.Equal(t, "0", h.Get("RateLimit-Remaining"), route)
 		require.Equal(t, h.Get("RateLimit-Reset"), h.Get("Retry-After"), route)
@@ -85,18 +84,18 @@ func TestEveryMutatingRouteIsRateLimited(t *testing.T) {
 // pass.
 func TestOtherHMACAlgsAreRefusedOverHTTP(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{})
-	claims := authtest.Token{Issuer: secIssuer}.Claims()
-	good, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secSecret))
+	b := setup(t)
+	claims := authtest.Token{Issuer: issuer}.Claims()
+	good, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(jwtSecret))
 	require.NoError(t, err)
-	status, _, resp := b.do(t, http.MethodGet, "/v1/me", good, nil)
+	status, _, resp := b.do(t, bearer(good), http.MethodGet, "/v1/me", nil)
 	require.Equal(t, http.StatusOK, status, "HS256 control: %s", resp)
 	for _, m := range []*jwt.SigningMethodHMAC{jwt.SigningMethodHS384, jwt.SigningMethodHS512} {
-		tok, err := jwt.NewWithClaims(m, claims).SignedString([]byte(secSecret))
+		tok, err := jwt.NewWithClaims(m, claims).SignedString([]byte(jwtSecret))
 		require.NoError(t, err)
-		status, h, resp := b.do(t, http.MethodGet, "/v1/me", tok, nil)
+		status, h, resp := b.do(t, bearer(tok), http.MethodGet, "/v1/me", nil)
 		requireProblem(t, status, h, resp, http.StatusUnauthorized, m.Alg()+" signed with the project secret: %s")
-		status, h, resp = b.do(t, http.MethodPost, "/v1/connections", tok, newConnBody("sk-admin-hmacalg0123456789abcdef"))
+		status, h, resp = b.do(t, bearer(tok), http.MethodPost, "/v1/connections", newConnBody("sk-admin-hmacalg0123456789abcdef"))
 		requireProblem(t, status, h, resp, http.StatusUnauthorized, m.Alg()+" signed with the project secret: %s")
 	}
 	require.Zero(t, b.countConnections(t, claims["sub"].(string)))

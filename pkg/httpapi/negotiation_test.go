@@ -12,7 +12,7 @@ import (
 // send is one request exactly as given: no Content-Type or Authorization is
 // added (token "" sends none), extra headers are name/value pairs. The
 // response still goes through the spec-validating client.
-func (b *secBundle) send(t *testing.T, method, path, token, body string, hdr ...string) (int, http.Header, []byte) {
+func (b *testBundle) send(t *testing.T, method, path, token, body string, hdr ...string) (int, http.Header, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -41,8 +41,8 @@ func (b *secBundle) send(t *testing.T, method, path, token, body string, hdr ...
 // Bearer (RFC 6750 §3), with error="invalid_token" when a token was sent.
 func TestBearerSchemeIsCaseInsensitiveAndEvery401SaysBearer(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{sessions: true})
-	alice := b.user(t)
+	b := setup(t, liveSessions())
+	alice := b.newUser(t)
 	for _, scheme := range []string{"Bearer", "bearer", "BEARER", "bEaReR"} {
 		status, _, body := b.send(t, http.MethodGet, "/v1/me", "", "", "Authorization", scheme+" "+alice.token)
 		require.Equal(t, http.StatusOK, status, "%s: %s", scheme, body)
@@ -76,7 +76,7 @@ func TestBearerSchemeIsCaseInsensitiveAndEvery401SaysBearer(t *testing.T) {
 
 	// A session that has ended is a 401 for a token that was sent.
 	b.authSrv.Logout(alice.sid)
-	status, h, body := b.do(t, http.MethodPost, "/v1/connections", alice.token, newConnBody(uniqueKey("sk-admin-ended")))
+	status, h, body := b.do(t, alice, http.MethodPost, "/v1/connections", newConnBody(uniqueKey("sk-admin-ended")))
 	requireProblem(t, status, h, body, http.StatusUnauthorized, "ended session")
 	require.Equal(t, `Bearer error="invalid_token"`, h.Get("WWW-Authenticate"))
 }
@@ -88,8 +88,8 @@ func TestBearerSchemeIsCaseInsensitiveAndEvery401SaysBearer(t *testing.T) {
 // and Accept is honoured (406 when it rules out what the route answers in).
 func TestContentTypeAcceptAndTextAreNegotiatedExactly(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{})
-	alice := b.user(t)
+	b := setup(t)
+	alice := b.newUser(t)
 	body := func(label string) string {
 		return `{"provider":"openai","label":"` + label + `","api_key":"` + uniqueKey("sk-admin-negotiate") + `"}`
 	}
@@ -184,10 +184,10 @@ func TestContentTypeAcceptAndTextAreNegotiatedExactly(t *testing.T) {
 // refuses HEAD with 405.
 func TestHeadAnswersEveryGetRoute(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{sourceIP: uniqueLoopback()})
-	alice := b.user(t)
+	b := setup(t, fromIP(uniqueLoopback()))
+	alice := b.newUser(t)
 	conn := b.connect(t, alice)
-	status, _, body := b.do(t, http.MethodPost, "/v1/budgets", alice.token, map[string]string{"amount_usd": "5"})
+	status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]string{"amount_usd": "5"})
 	require.Equal(t, http.StatusCreated, status, string(body))
 	budget := strings.Split(strings.Split(string(body), `"id":"`)[1], `"`)[0]
 	ids := map[string]string{"/v1/connections/:id": conn, "/v1/budgets/:id": budget, "/v1/budgets/:id/deliveries": budget}

@@ -76,8 +76,7 @@ func unavailableProblem(path string, status int, h http.Header, body []byte) err
 func TestDatabaseOutageAnswers503AndRecovers(t *testing.T) {
 	t.Parallel()
 	pg := pgtest.StartServer(t)
-	b := setupWith(t, setupOptions{now: func() time.Time { return nov5 }, dbURL: pg.URL(),
-		config: func(c *httpapi.Config) { c.FailureLogEvery = time.Hour }})
+	b := setup(t, at(nov5), onDatabase(pg.URL()), configured(httpapi.Config{FailureLogEvery: time.Hour}))
 	alice := b.newUser(t)
 	spendFixture(t, b, alice)
 	before := map[string]string{}
@@ -135,8 +134,7 @@ func TestRestartUnderLoadFailsFastAndLosesNothing(t *testing.T) {
 	t.Parallel()
 	pg := pgtest.StartServer(t)
 	const clients = 4
-	b := setupWith(t, setupOptions{now: func() time.Time { return nov5 }, dbURL: pg.URL(),
-		config: func(c *httpapi.Config) { c.ExportsPerUser = clients }})
+	b := setup(t, at(nov5), onDatabase(pg.URL()), configured(httpapi.Config{ExportsPerUser: clients}))
 	alice := b.newUser(t)
 	spendFixture(t, b, alice)
 	const totals = "/v1/usage?from=2026-10-01&to=2026-11-05"

@@ -48,7 +48,7 @@ func (b *testBundle) problem(t *testing.T, u user, method, path string, body any
 // lower-case form, never an empty result.
 func TestUppercaseIdsAreTheSameIds(t *testing.T) {
 	t.Parallel()
-	b := setupAt(t, func() time.Time { return nov5 })
+	b := setup(t, at(nov5))
 	alice := b.newUser(t)
 	openaiID, _ := spendFixture(t, b, alice)
 	upper := strings.ToUpper(openaiID)
@@ -93,7 +93,7 @@ func TestUppercaseIdsAreTheSameIds(t *testing.T) {
 // name (unless the name could be a pasted key).
 func TestQueryParametersAreDeclaredPerRoute(t *testing.T) {
 	t.Parallel()
-	b := setupAt(t, func() time.Time { return nov5 })
+	b := setup(t, at(nov5))
 	alice := b.newUser(t)
 	spendFixture(t, b, alice)
 	const r = "from=2026-11-01&to=2026-11-02"
@@ -161,7 +161,7 @@ func TestQueryParametersAreDeclaredPerRoute(t *testing.T) {
 // replaces the days being paged through (keyset, not offset).
 func TestUsageCursorIsBoundToItsQueryAndSurvivesRewrites(t *testing.T) {
 	t.Parallel()
-	b := setupAt(t, func() time.Time { return nov5 })
+	b := setup(t, at(nov5))
 	alice := b.newUser(t)
 	openaiID, _ := spendFixture(t, b, alice)
 	const q = "from=2026-11-01&to=2026-11-05&group_by=model,day&provider=openai&limit=2"

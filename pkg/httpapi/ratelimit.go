@@ -77,16 +77,6 @@ func (s *Server) mutationLimit() tokka.RateLimit {
 	return rl
 }
 
-// rateLimiter is the configured limiter, else the store when it can count
-// (the real one can), so limits are on unless deliberately replaced.
-func (s *Server) rateLimiter() RateLimiter {
-	if s.cfg.RateLimiter != nil {
-		return s.cfg.RateLimiter
-	}
-	rl, _ := s.store.(RateLimiter)
-	return rl
-}
-
 // perUser is a budget of n requests per window for each user, in scope;
 // the client IP is not counted (HitRateLimit is given none), so users
 // behind one NAT do not share it.
@@ -207,7 +197,7 @@ func fullRecheck(c echo.Context) (bool, error) {
 // were too many of once the budget is spent, or a 503 error if the counters
 // cannot be read (fail closed). With no limiter configured it allows all.
 func (s *Server) spend(c echo.Context, rl tokka.RateLimit, ip, tooMany string) error {
-	limiter := s.rateLimiter()
+	limiter := s.cfg.RateLimiter
 	if limiter == nil {
 		return nil
 	}

@@ -23,23 +23,23 @@ const testWindow = 24 * time.Hour
 // replicas starts two api instances on the same database (the package's),
 // as two replicas behind a load balancer, reached from one loopback
 // address of the test's own.
-func replicas(t *testing.T, cfg httpapi.Config) (*secBundle, *secBundle) {
+func replicas(t *testing.T, cfg httpapi.Config) (*testBundle, *testBundle) {
 	t.Helper()
 	ip := uniqueLoopback()
-	return newSecAPI(t, secOptions{cfg: cfg, sourceIP: ip}), newSecAPI(t, secOptions{cfg: cfg, sourceIP: ip})
+	return setup(t, configured(cfg), fromIP(ip)), setup(t, configured(cfg), fromIP(ip))
 }
 
-func create(t *testing.T, b *secBundle, u secUser, hdr ...string) (int, http.Header) {
+func create(t *testing.T, b *testBundle, u user, hdr ...string) (int, http.Header) {
 	t.Helper()
-	status, h, _ := b.do(t, http.MethodPost, "/v1/connections", u.token, newConnBody(uniqueKey("sk-admin-ratelimit")), hdr...)
+	status, h, _ := b.do(t, u, http.MethodPost, "/v1/connections", newConnBody(uniqueKey("sk-admin-ratelimit")), hdr...)
 	return status, h
 }
 
 func TestUserLimitHoldsAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	a, b := replicas(t, httpapi.Config{RateLimits: httpapi.RateLimits{PerUser: 3, PerIP: 1000, Window: testWindow}})
-	alice := a.user(t)
-	for i, api := range []*secBundle{a, b, a} {
+	alice := a.newUser(t)
+	for i, api := range []*testBundle{a, b, a} {
 		status, h := create(t, api, alice)
 		require.Equal(t, http.StatusCreated, status, i)
 		require.Equal(t, "3", h.Get("RateLimit-Limit"))
@@ -50,8 +50,8 @@ func TestUserLimitHoldsAcrossReplicas(t *testing.T) {
 		require.LessOrEqual(t, reset, int(testWindow.Seconds()))
 		require.Empty(t, h.Get("Retry-After"))
 	}
-	for _, api := range []*secBundle{b, a} {
-		status, h, body := api.do(t, http.MethodPost, "/v1/connections", alice.token, newConnBody("sk-admin-ratelimit0123456789abcdef"))
+	for _, api := range []*testBundle{b, a} {
+		status, h, body := api.do(t, alice, http.MethodPost, "/v1/connections", newConnBody("sk-admin-ratelimit0123456789abcdef"))
 		requireProblem(t, status, h, body, http.StatusTooManyRequests, "over the limit on either replica")
 		retry, err := strconv.Atoi(h.Get("Retry-After"))
 		require.NoError(t, err)
@@ -60,15 +60,15 @@ func TestUserLimitHoldsAcrossReplicas(t *testing.T) {
 		require.Equal(t, "0", h.Get("RateLimit-Remaining"))
 	}
 	// Every mutation counts, whatever its route; reads do not.
-	status, _, _ := b.do(t, http.MethodDelete, "/v1/connections/"+uuid.NewString(), alice.token, nil)
+	status, _, _ := b.do(t, alice, http.MethodDelete, "/v1/connections/"+uuid.NewString(), nil)
 	require.Equal(t, http.StatusTooManyRequests, status)
-	status, h, _ := a.do(t, http.MethodGet, "/v1/connections", alice.token, nil)
+	status, h, _ := a.do(t, alice, http.MethodGet, "/v1/connections", nil)
 	require.Equal(t, http.StatusOK, status)
 	require.Empty(t, h.Get("RateLimit-Limit"))
 	require.Equal(t, 3, a.countConnections(t, alice.id))
 
 	// Another user has a budget of their own.
-	bob := a.user(t)
+	bob := a.newUser(t)
 	status, _ = create(t, b, bob)
 	require.Equal(t, http.StatusCreated, status)
 }
@@ -82,23 +82,23 @@ func TestIPLimitUsesTrustedProxiesOnly(t *testing.T) {
 	a, b := replicas(t, httpapi.Config{TrustedProxies: []*net.IPNet{loopback},
 		RateLimits: httpapi.RateLimits{PerUser: 1000, PerIP: 3, Window: testWindow}})
 	client := "203.0.113." + strconv.Itoa(1+int(time.Now().UnixNano()%200))
-	for i, api := range []*secBundle{a, b, a} {
-		status, _ := create(t, api, api.user(t), "X-Forwarded-For", client)
+	for i, api := range []*testBundle{a, b, a} {
+		status, _ := create(t, api, api.newUser(t), "X-Forwarded-For", client)
 		require.Equal(t, http.StatusCreated, status, i)
 	}
 	// New users, same client: refused, however the client dresses it up.
 	for _, xff := range []string{client, "198.51.100.7, " + client, "10.0.0.1, 198.51.100.7, " + client, "garbage, " + client} {
-		status, _ := create(t, b, b.user(t), "X-Forwarded-For", xff)
+		status, _ := create(t, b, b.newUser(t), "X-Forwarded-For", xff)
 		require.Equal(t, http.StatusTooManyRequests, status, xff)
 	}
 	// Two X-Forwarded-For headers are one list.
-	status, _ := create(t, a, a.user(t), "X-Forwarded-For", "198.51.100.8", "X-Forwarded-For", client)
+	status, _ := create(t, a, a.newUser(t), "X-Forwarded-For", "198.51.100.8", "X-Forwarded-For", client)
 	require.Equal(t, http.StatusTooManyRequests, status)
 
 	// Another client behind the same proxy has its own budget, and the audit
 	// log records the real client address.
 	other := "203.0.113.250"
-	u := a.user(t)
+	u := a.newUser(t)
 	status, _ = create(t, a, u, "X-Forwarded-For", "192.0.2.1, "+other)
 	require.Equal(t, http.StatusCreated, status)
 	var ip string
@@ -108,12 +108,12 @@ func TestIPLimitUsesTrustedProxiesOnly(t *testing.T) {
 	// IPv6: one /64 is one client.
 	prefix := "2001:db8:" + strconv.FormatInt(time.Now().UnixNano()%0xffff, 16)
 	for i := 1; i <= 3; i++ {
-		status, _ := create(t, a, a.user(t), "X-Forwarded-For", prefix+"::"+strconv.Itoa(i))
+		status, _ := create(t, a, a.newUser(t), "X-Forwarded-For", prefix+"::"+strconv.Itoa(i))
 		require.Equal(t, http.StatusCreated, status)
 	}
-	status, _ = create(t, b, b.user(t), "X-Forwarded-For", prefix+"::dead:beef")
+	status, _ = create(t, b, b.newUser(t), "X-Forwarded-For", prefix+"::dead:beef")
 	require.Equal(t, http.StatusTooManyRequests, status, "same /64")
-	status, _ = create(t, b, b.user(t), "X-Forwarded-For", prefix+":1::1")
+	status, _ = create(t, b, b.newUser(t), "X-Forwarded-For", prefix+":1::1")
 	require.Equal(t, http.StatusCreated, status, "next /64")
 }
 
@@ -122,10 +122,10 @@ func TestIPLimitUsesTrustedProxiesOnly(t *testing.T) {
 func TestForgedForwardedForDoesNotEscapeTheLimit(t *testing.T) {
 	t.Parallel()
 	a, b := replicas(t, httpapi.Config{RateLimits: httpapi.RateLimits{PerUser: 1000, PerIP: 3, Window: testWindow}})
-	var users []secUser
+	var users []user
 	for i := 0; i < 6; i++ {
-		api := []*secBundle{a, b}[i%2]
-		u := api.user(t)
+		api := []*testBundle{a, b}[i%2]
+		u := api.newUser(t)
 		users = append(users, u)
 		status, _ := create(t, api, u, "X-Forwarded-For", "198.51.100."+strconv.Itoa(i+1), "X-Real-Ip", "198.51.100.99")
 		if i < 3 {
@@ -148,13 +148,13 @@ func (failingLimiter) HitRateLimit(context.Context, tokka.User, string, tokka.Ra
 
 func TestRateLimiterFailsClosed(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{cfg: httpapi.Config{RateLimiter: failingLimiter{}}})
-	alice := b.user(t)
-	status, h, body := b.do(t, http.MethodPost, "/v1/connections", alice.token, newConnBody("sk-admin-failclosed0123456789ab"))
+	b := setup(t, configured(httpapi.Config{RateLimiter: failingLimiter{}}))
+	alice := b.newUser(t)
+	status, h, body := b.do(t, alice, http.MethodPost, "/v1/connections", newConnBody("sk-admin-failclosed0123456789ab"))
 	requireProblem(t, status, h, body, http.StatusServiceUnavailable, "limiter down")
 	require.NotContains(t, string(body), "connection refused")
 	require.Zero(t, b.countConnections(t, alice.id))
-	status, _, _ = b.do(t, http.MethodGet, "/v1/connections", alice.token, nil)
+	status, _, _ = b.do(t, alice, http.MethodGet, "/v1/connections", nil)
 	require.Equal(t, http.StatusOK, status, "reads do not need the limiter")
 }
 
@@ -164,9 +164,9 @@ func TestRateLimiterFailsClosed(t *testing.T) {
 // arguments, and is a SECURITY DEFINER with a fixed search_path.
 func TestRateLimitStateIsPrivate(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{})
-	alice, bob := b.user(t), b.user(t)
-	asUser := func(u secUser, query string, args ...any) ([]map[string]any, error) {
+	b := setup(t)
+	alice, bob := b.newUser(t), b.newUser(t)
+	asUser := func(u user, query string, args ...any) ([]map[string]any, error) {
 		tx, err := b.sql.Beginx()
 		require.NoError(t, err)
 		defer tx.Rollback() //nolint:errcheck

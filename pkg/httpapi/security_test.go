@@ -13,191 +13,23 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
-	"github.com/jmoiron/sqlx"
 	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	openapi "github.com/tokka-dev/tokka"
-	"github.com/tokka-dev/tokka/pkg/auth"
 	"github.com/tokka-dev/tokka/pkg/authtest"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
-	"github.com/tokka-dev/tokka/pkg/keyring"
-	"github.com/tokka-dev/tokka/pkg/logtest"
-	"github.com/tokka-dev/tokka/pkg/pgtest"
-	"github.com/tokka-dev/tokka/pkg/postgres"
-	"github.com/tokka-dev/tokka/pkg/spectest"
 )
-
-// The security tests run the API the way production does when Supabase
-// signing keys are configured: the legacy HS256 secret and a JWKS with an
-// ES256 and an RS256 key, an issuer, and (optionally) a live-session check
-// against a fake Auth server.
-const (
-	secSecret = "security-test-secret-security-test-secret-0123"
-	secIssuer = "https://tokka-test.supabase.co/auth/v1"
-)
-
-var (
-	keysOnce             sync.Once
-	esKey, rsKey, evilES *authtest.Key
-	evilRS               *authtest.Key
-)
-
-func signingKeys(t *testing.T) {
-	t.Helper()
-	keysOnce.Do(func() {
-		var err error
-		esKey, err = authtest.NewES256Key("es-1")
-		require.NoError(t, err)
-		rsKey, err = authtest.NewRS256Key("rs-1")
-		require.NoError(t, err)
-		evilES, err = authtest.NewES256Key("evil")
-		require.NoError(t, err)
-		evilRS, err = authtest.NewRS256Key("evil-rs")
-		require.NoError(t, err)
-	})
-	require.NotNil(t, evilRS, "key generation failed in another test")
-}
-
-type secOptions struct {
-	cfg      httpapi.Config
-	sessions bool   // check live sessions against a fake Auth server
-	sourceIP string // connect from this loopback address (own rate-limit bucket)
-	// allowAnonymous accepts tokens of anonymous sign-ins (ALLOW_ANONYMOUS_USERS).
-	allowAnonymous bool
-}
-
-type secBundle struct {
-	url     string
-	e       *echo.Echo
-	client  *http.Client // validates every response against openapi.yaml
-	plain   *http.Client // for what the spec does not describe (preflights, test-only routes)
-	db      *postgres.DB
-	sql     *sqlx.DB
-	logs    *logtest.Buffer
-	jwks    *authtest.KeySet
-	authSrv *authtest.AuthServer
-}
-
-type secUser struct {
-	id, sid, token string
-}
-
-func newSecAPI(t *testing.T, o secOptions) *secBundle {
-	t.Helper()
-	signingKeys(t)
-	kr, err := keyring.New("test-encryption-key-0123456789-abcdef", nil)
-	require.NoError(t, err)
-	b := &secBundle{db: pgtest.Open(t), sql: pgtest.SQL(t), logs: &logtest.Buffer{}, jwks: authtest.NewKeySet(esKey, rsKey)}
-	jsrv := httptest.NewServer(b.jwks)
-	t.Cleanup(jsrv.Close)
-	log := zerolog.New(b.logs).Level(zerolog.DebugLevel)
-	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(secSecret),
-		JWKSURL: jsrv.URL + "/auth/v1/.well-known/jwks.json", Issuer: secIssuer, Log: &log, AllowAnonymous: o.allowAnonymous})
-	require.NoError(t, err)
-	cfg := o.cfg
-	if cfg.Metrics == nil {
-		cfg.Metrics = httpapi.NewMetrics(prometheus.NewRegistry())
-	}
-	if cfg.Fingerprints == nil {
-		cfg.Fingerprints = fingerprints(t)
-	}
-	if o.sessions {
-		b.authSrv = authtest.NewAuthServer([]byte(secSecret))
-		b.authSrv.APIKey = "test-anon-key"
-		asrv := httptest.NewServer(b.authSrv)
-		t.Cleanup(asrv.Close)
-		sc, err := auth.NewSessionChecker(auth.SessionConfig{AuthURL: asrv.URL + "/auth/v1", AnonKey: "test-anon-key", Log: &log})
-		require.NoError(t, err)
-		cfg.Sessions = sc
-	}
-	b.e = httpapi.New(cfg, b.db, kr.PublicKey(), verifier, log, openapi.Spec)
-	srv := httptest.NewServer(b.e)
-	t.Cleanup(srv.Close)
-	b.url = srv.URL
-	base := http.DefaultTransport
-	if o.sourceIP != "" {
-		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(o.sourceIP)}, Timeout: 5 * time.Second}
-		base = &http.Transport{DialContext: d.DialContext}
-	}
-	b.client = &http.Client{Transport: &spectest.Transport{TB: t, Base: base}}
-	b.plain = &http.Client{Transport: base}
-	return b
-}
-
-// uniqueLoopback returns a loopback address no other test uses, so a test's
-// per-IP rate-limit bucket is its own even on the shared package database.
-var loopbackSeq atomic.Int64
-
-func uniqueLoopback() string {
-	n := loopbackSeq.Add(1)
-	var r [2]byte
-	_, _ = rand.Read(r[:])
-	return fmt.Sprintf("127.%d.%d.%d", 1+int(r[0])%250, r[1], 1+n%250)
-}
-
-func (b *secBundle) user(t *testing.T) secUser {
-	t.Helper()
-	u := secUser{id: uuid.NewString(), sid: uuid.NewString()}
-	tok, err := authtest.Token{Subject: u.id, SessionID: u.sid, Email: u.id[:8] + "@example.com", Issuer: secIssuer}.HS256([]byte(secSecret))
-	require.NoError(t, err)
-	u.token = tok
-	return u
-}
-
-// call sends a request through client with token as Bearer (if any) and
-// extra headers as name/value pairs.
-func (b *secBundle) call(t *testing.T, client *http.Client, method, path, token string, body any, hdr ...string) (int, http.Header, []byte) {
-	t.Helper()
-	var rd io.Reader
-	switch v := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(v)
-	default:
-		buf, err := json.Marshal(v)
-		require.NoError(t, err)
-		rd = bytes.NewReader(buf)
-	}
-	req, err := http.NewRequest(method, b.url+path, rd)
-	require.NoError(t, err)
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Add(hdr[i], hdr[i+1])
-	}
-	resp, err := client.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, resp.Header, out
-}
-
-func (b *secBundle) do(t *testing.T, method, path, token string, body any, hdr ...string) (int, http.Header, []byte) {
-	t.Helper()
-	return b.call(t, b.client, method, path, token, body, hdr...)
-}
 
 func newConnBody(key string) map[string]string {
 	return map[string]string{"provider": "openai", "label": "org", "api_key": key}
@@ -209,16 +41,16 @@ func uniqueKey(prefix string) string {
 	return prefix + strings.ReplaceAll(uuid.NewString(), "-", "")
 }
 
-func (b *secBundle) connect(t *testing.T, u secUser) string {
+func (b *testBundle) connect(t *testing.T, u user) string {
 	t.Helper()
-	status, _, body := b.do(t, http.MethodPost, "/v1/connections", u.token, newConnBody(uniqueKey("sk-admin-security")))
+	status, _, body := b.do(t, u, http.MethodPost, "/v1/connections", newConnBody(uniqueKey("sk-admin-security")))
 	require.Equal(t, http.StatusCreated, status, string(body))
 	var c struct{ ID string }
 	require.NoError(t, json.Unmarshal(body, &c))
 	return c.ID
 }
 
-func (b *secBundle) countConnections(t *testing.T, userID string) int {
+func (b *testBundle) countConnections(t *testing.T, userID string) int {
 	t.Helper()
 	var n int
 	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.connections WHERE user_id = $1`, userID))
@@ -279,7 +111,7 @@ func selfSignedCert(t *testing.T, k *authtest.Key) []byte {
 // receive zero requests).
 func TestJWTAttackSuite(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{})
+	b := setup(t)
 	var attackerHits atomic.Int64
 	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		attackerHits.Add(1)
@@ -290,7 +122,7 @@ func TestJWTAttackSuite(t *testing.T) {
 	victim := uuid.NewString()
 	now := time.Now()
 	claims := func(mod func(jwt.MapClaims)) jwt.MapClaims {
-		c := authtest.Token{Subject: victim, Issuer: secIssuer, IssuedAt: now}.Claims()
+		c := authtest.Token{Subject: victim, Issuer: issuer, IssuedAt: now}.Claims()
 		if mod != nil {
 			mod(c)
 		}
@@ -303,11 +135,11 @@ func TestJWTAttackSuite(t *testing.T) {
 		}
 		return h
 	}
-	hsGood := hmacToken(hdr("HS256"), claims(nil), []byte(secSecret))
+	hsGood := hmacToken(hdr("HS256"), claims(nil), []byte(jwtSecret))
 	esGood := signedWith(t, jwt.SigningMethodES256, hdr("ES256", "kid", "es-1"), claims(nil), esKey.Private())
 	rsGood := signedWith(t, jwt.SigningMethodRS256, hdr("RS256", "kid", "rs-1"), claims(nil), rsKey.Private())
 	for name, tok := range map[string]string{"HS256": hsGood, "ES256": esGood, "RS256": rsGood} {
-		status, _, body := b.do(t, http.MethodGet, "/v1/me", tok, nil)
+		status, _, body := b.do(t, bearer(tok), http.MethodGet, "/v1/me", nil)
 		require.Equal(t, http.StatusOK, status, "control %s must pass: %s", name, body)
 	}
 	split := func(tok string) []string { return strings.Split(tok, ".") }
@@ -356,7 +188,7 @@ func TestJWTAttackSuite(t *testing.T) {
 	}
 	// J4: weak and well-known secrets.
 	for _, weak := range []string{"", "secret", "password", "your-256-bit-secret",
-		"super-secret-jwt-token-with-at-least-32-characters-long", secSecret[:31], secSecret + " "} {
+		"super-secret-jwt-token-with-at-least-32-characters-long", jwtSecret[:31], jwtSecret + " "} {
 		add(fmt.Sprintf("J4 HS256 with %q", weak), hmacToken(hdr("HS256"), claims(nil), []byte(weak)))
 	}
 	// J5: the token names its own key: embedded jwk, jku, x5u, x5c.
@@ -389,7 +221,7 @@ func TestJWTAttackSuite(t *testing.T) {
 		"iat future":     func(c jwt.MapClaims) { c["iat"] = now.Add(10 * time.Minute).Unix() },
 		"exp string":     func(c jwt.MapClaims) { c["exp"] = strconv.FormatInt(now.Add(time.Hour).Unix(), 10) },
 	} {
-		add("J8 HS256 "+name, hmacToken(hdr("HS256"), claims(mod), []byte(secSecret)))
+		add("J8 HS256 "+name, hmacToken(hdr("HS256"), claims(mod), []byte(jwtSecret)))
 		add("J8 ES256 "+name, signedWith(t, jwt.SigningMethodES256, hdr("ES256", "kid", "es-1"), claims(mod), esKey.Private()))
 	}
 	// J9: audience.
@@ -402,11 +234,11 @@ func TestJWTAttackSuite(t *testing.T) {
 				c["aud"] = aud
 			}
 		}
-		add("J9 aud "+name, hmacToken(hdr("HS256"), claims(mod), []byte(secSecret)))
+		add("J9 aud "+name, hmacToken(hdr("HS256"), claims(mod), []byte(jwtSecret)))
 	}
 	// J10: issuer.
 	for name, iss := range map[string]any{"other project": "https://otherproject.supabase.co/auth/v1",
-		"http": "http://tokka-test.supabase.co/auth/v1", "trailing slash": secIssuer + "/", "missing": nil,
+		"http": "http://tokka-test.supabase.co/auth/v1", "trailing slash": issuer + "/", "missing": nil,
 		"legacy supabase": "supabase"} {
 		mod := func(c jwt.MapClaims) {
 			if iss == nil {
@@ -415,19 +247,19 @@ func TestJWTAttackSuite(t *testing.T) {
 				c["iss"] = iss
 			}
 		}
-		add("J10 iss "+name, hmacToken(hdr("HS256"), claims(mod), []byte(secSecret)))
+		add("J10 iss "+name, hmacToken(hdr("HS256"), claims(mod), []byte(jwtSecret)))
 		add("J10 ES256 iss "+name, signedWith(t, jwt.SigningMethodES256, hdr("ES256", "kid", "es-1"), claims(mod), esKey.Private()))
 	}
 	// J11: the project's anon and service_role API keys, and user-shaped
 	// tokens with those roles.
 	for _, role := range []string{"anon", "service_role", "supabase_admin", "postgres", ""} {
 		apiKey := jwt.MapClaims{"iss": "supabase", "ref": "tokka-test", "role": role, "iat": now.Unix(), "exp": now.AddDate(10, 0, 0).Unix()}
-		add("J11 "+role+" API key", hmacToken(hdr("HS256"), apiKey, []byte(secSecret)))
+		add("J11 "+role+" API key", hmacToken(hdr("HS256"), apiKey, []byte(jwtSecret)))
 		withRole := func(c jwt.MapClaims) { c["role"] = role }
-		add("J11 user token with role "+role, hmacToken(hdr("HS256"), claims(withRole), []byte(secSecret)))
+		add("J11 user token with role "+role, hmacToken(hdr("HS256"), claims(withRole), []byte(jwtSecret)))
 		add("J11 ES256 user token with role "+role, signedWith(t, jwt.SigningMethodES256, hdr("ES256", "kid", "es-1"), claims(withRole), esKey.Private()))
 	}
-	add("J11 sub not a uuid", hmacToken(hdr("HS256"), claims(func(c jwt.MapClaims) { c["sub"] = "admin" }), []byte(secSecret)))
+	add("J11 sub not a uuid", hmacToken(hdr("HS256"), claims(func(c jwt.MapClaims) { c["sub"] = "admin" }), []byte(jwtSecret)))
 	// J13: tampered payloads keep the original signature; tokens outside the
 	// Authorization header are not looked at.
 	tampered := map[string]jwt.MapClaims{
@@ -478,7 +310,7 @@ func TestJWTAttackSuite(t *testing.T) {
 		"base64 std":         {"Bearer " + hsGood[:len(hsGood)-1] + "+"},
 		"base64 padding":     {"Bearer " + hsGood + "="},
 		"header not json":    {"Bearer " + b64([]byte("{alg:HS256")) + "." + hsParts[1] + "." + hsParts[2]},
-		"payload not object": {"Bearer " + hmacToken(hdr("HS256"), nil, []byte(secSecret))},
+		"payload not object": {"Bearer " + hmacToken(hdr("HS256"), nil, []byte(jwtSecret))},
 	} {
 		cases = append(cases, attack{name: "J14 " + name, raw: vals})
 	}
@@ -494,7 +326,7 @@ func TestJWTAttackSuite(t *testing.T) {
 			if target.method == http.MethodPost {
 				body = newConnBody("sk-admin-attack0123456789abcdef")
 			}
-			status, h, resp := b.do(t, target.method, target.path+tc.query, tc.token, body, extra...)
+			status, h, resp := b.do(t, bearer(tc.token), target.method, target.path+tc.query, body, extra...)
 			requireProblem(t, status, h, resp, http.StatusUnauthorized, tc.name+" "+target.method)
 			require.Contains(t, string(resp), "missing or invalid access token", tc.name)
 		}
@@ -521,11 +353,11 @@ func TestJWTAttackSuite(t *testing.T) {
 // (a test-only route on the returned *echo.Echo), plus 200/401/404/405.
 func TestEveryStatusCarriesSecurityHeaders(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{cfg: httpapi.Config{RateLimits: httpapi.RateLimits{PerUser: 1, Window: 24 * time.Hour}}})
+	b := setup(t, configured(httpapi.Config{RateLimits: httpapi.RateLimits{PerUser: 1, Window: 24 * time.Hour}}))
 	const leak = "SECRET-PANIC-VALUE"
 	b.e.GET("/v1/test-panic", func(echo.Context) error { panic(leak) })
 	b.e.GET("/test-panic", func(echo.Context) error { panic(leak) })
-	alice := b.user(t)
+	alice := b.newUser(t)
 	b.connect(t, alice) // spends alice's budget of one
 
 	cases := []struct {
@@ -549,7 +381,7 @@ func TestEveryStatusCarriesSecurityHeaders(t *testing.T) {
 		{"metrics not here", b.client, http.MethodGet, "/metrics", "", nil, 404},
 	}
 	for _, tc := range cases {
-		status, h, body := b.call(t, tc.client, tc.method, tc.path, tc.token, tc.body)
+		status, h, body := b.call(t, tc.client, bearer(tc.token), tc.method, tc.path, tc.body)
 		require.Equal(t, tc.status, status, tc.name+" "+string(body))
 		require.Equal(t, "default-src 'none'; frame-ancestors 'none'", h.Get("Content-Security-Policy"), tc.name)
 		require.Equal(t, "DENY", h.Get("X-Frame-Options"), tc.name)
@@ -583,9 +415,9 @@ func TestEveryStatusCarriesSecurityHeaders(t *testing.T) {
 func TestCORSOnlyForConfiguredOrigins(t *testing.T) {
 	t.Parallel()
 	const allowed = "https://app.example.com"
-	b := newSecAPI(t, secOptions{cfg: httpapi.Config{CORSAllowedOrigins: []string{allowed, "http://localhost:3000"}}})
+	b := setup(t, configured(httpapi.Config{CORSAllowedOrigins: []string{allowed, "http://localhost:3000"}}))
 	preflight := func(origin string) (int, http.Header) {
-		status, h, _ := b.call(t, b.plain, http.MethodOptions, "/v1/connections", "", nil,
+		status, h, _ := b.call(t, b.plain, user{}, http.MethodOptions, "/v1/connections", nil,
 			"Origin", origin, "Access-Control-Request-Method", "POST",
 			"Access-Control-Request-Headers", "authorization,content-type")
 		return status, h
@@ -605,16 +437,16 @@ func TestCORSOnlyForConfiguredOrigins(t *testing.T) {
 		require.Empty(t, h.Get("Access-Control-Allow-Methods"), evil)
 	}
 
-	alice := b.user(t)
-	_, h, _ = b.do(t, http.MethodGet, "/v1/me", alice.token, nil, "Origin", allowed)
+	alice := b.newUser(t)
+	_, h, _ = b.do(t, alice, http.MethodGet, "/v1/me", nil, "Origin", allowed)
 	require.Equal(t, allowed, h.Get("Access-Control-Allow-Origin"))
 	require.Contains(t, h.Get("Access-Control-Expose-Headers"), "RateLimit-Remaining")
-	_, h, _ = b.do(t, http.MethodGet, "/v1/me", alice.token, nil, "Origin", "https://evil.example.com")
+	_, h, _ = b.do(t, alice, http.MethodGet, "/v1/me", nil, "Origin", "https://evil.example.com")
 	require.Empty(t, h.Get("Access-Control-Allow-Origin"))
 
 	// Without configured origins there is no CORS at all.
-	none := newSecAPI(t, secOptions{})
-	_, h, _ = none.call(t, none.plain, http.MethodOptions, "/v1/connections", "", nil,
+	none := setup(t)
+	_, h, _ = none.call(t, none.plain, user{}, http.MethodOptions, "/v1/connections", nil,
 		"Origin", allowed, "Access-Control-Request-Method", "POST")
 	require.Empty(t, h.Get("Access-Control-Allow-Origin"))
 }
@@ -625,8 +457,8 @@ func TestCORSOnlyForConfiguredOrigins(t *testing.T) {
 // nothing is stored or changed.
 func TestBodiesAreDecodedStrictly(t *testing.T) {
 	t.Parallel()
-	b := newSecAPI(t, secOptions{})
-	alice := b.user(t)
+	b := setup(t)
+	alice := b.newUser(t)
 	id := b.connect(t, alice)
 	const canary = "sk-admin-CANARYstrict0123456789abcdef"
 	const other = "sk-admin-CANARYother0123456789abcdef"
@@ -648,7 +480,7 @@ func TestBodiesAreDecodedStrictly(t *testing.T) {
 		{"deeply nested", `{"provider":"openai","api_key":"` + canary + `","label":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, ""},
 	}
 	for _, tc := range post {
-		status, h, body := b.do(t, http.MethodPost, "/v1/connections", alice.token, tc.body)
+		status, h, body := b.do(t, alice, http.MethodPost, "/v1/connections", tc.body)
 		requireProblem(t, status, h, body, http.StatusBadRequest, tc.name)
 		var p httpapi.Problem
 		require.NoError(t, json.Unmarshal(body, &p))
@@ -670,7 +502,7 @@ func TestBodiesAreDecodedStrictly(t *testing.T) {
 	var before string
 	require.NoError(t, b.sql.Get(&before, `SELECT label || key_hint || status || updated_at::text FROM tokka.connections WHERE id = $1`, id))
 	for _, tc := range patch {
-		status, h, body := b.do(t, http.MethodPatch, "/v1/connections/"+id, alice.token, tc.body)
+		status, h, body := b.do(t, alice, http.MethodPatch, "/v1/connections/"+id, tc.body)
 		requireProblem(t, status, h, body, http.StatusBadRequest, "PATCH "+tc.name)
 		require.NotContains(t, string(body), "CANARY")
 	}

@@ -25,30 +25,22 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// Store is the storage the API needs; *postgres.DB implements it. Every
-// method runs as the given user under row-level security.
-type Store interface {
+// Pinger says whether storage answers, for /readyz.
+type Pinger interface {
 	Ping(ctx context.Context) error
-	CreateConnection(ctx context.Context, u tokka.User, nc tokka.NewConnection, ev tokka.AuditEvent) (tokka.Connection, error)
-	ListConnectionsPage(ctx context.Context, u tokka.User, after *tokka.CreatedKey, limit int) ([]tokka.Connection, error)
-	GetConnection(ctx context.Context, u tokka.User, id string) (tokka.Connection, error)
-	DeleteConnection(ctx context.Context, u tokka.User, id string, ev tokka.AuditEvent) error
-	UpdateConnection(ctx context.Context, u tokka.User, id string, up tokka.ConnectionUpdate, ev tokka.AuditEvent) (tokka.Connection, error)
-	VerifyAuditChain(ctx context.Context, u tokka.User, full bool) (tokka.AuditVerification, error)
-	Usage(ctx context.Context, u tokka.User, q tokka.UsageQuery) ([]tokka.UsageGroup, error)
-	EachUsageRow(ctx context.Context, u tokka.User, q tokka.UsageQuery, fn func(tokka.UsageGroup) error) error
-	Summary(ctx context.Context, u tokka.User, today time.Time, top int) (tokka.SummaryData, error)
-	ListAuditEvents(ctx context.Context, u tokka.User, before int64, limit int) ([]tokka.AuditEvent, error)
-	ListAlerts(ctx context.Context, u tokka.User, before int64, limit int, open bool) ([]tokka.Alert, error)
-	AcknowledgeAlert(ctx context.Context, u tokka.User, id int64) (tokka.Alert, error)
-	RequestSync(ctx context.Context, u tokka.User, id string, minInterval time.Duration, ev tokka.AuditEvent) (tokka.Connection, time.Duration, error)
-	CreateBudget(ctx context.Context, u tokka.User, nb tokka.NewBudget) (tokka.Budget, error)
-	ListBudgetsPage(ctx context.Context, u tokka.User, after *tokka.CreatedKey, limit int) ([]tokka.Budget, error)
-	GetBudget(ctx context.Context, u tokka.User, id string) (tokka.Budget, error)
-	UpdateBudget(ctx context.Context, u tokka.User, id string, p tokka.BudgetPatch) (tokka.Budget, error)
-	DeleteBudget(ctx context.Context, u tokka.User, id string) error
-	BudgetDeliveriesPage(ctx context.Context, u tokka.User, budgetID string, before int64, limit int) ([]tokka.Delivery, error)
-	Spend(ctx context.Context, u tokka.User, from, to time.Time) ([]tokka.SpendRow, error)
+}
+
+// Store is all the storage the API needs, composed from what each area of
+// handlers declares next to its handlers; *postgres.DB implements it. Every
+// method runs as the given user under row-level security and fails with
+// the store's domain errors (tokka.ErrNotFound, ...).
+type Store interface {
+	Pinger
+	ConnectionStore
+	UsageStore
+	AuditStore
+	AlertStore
+	BudgetStore
 }
 
 // Sealer seals a pasted key to the syncer's public key; *seal.PublicKey
@@ -115,12 +107,18 @@ type Config struct {
 
 // Server holds the API's dependencies.
 type Server struct {
-	cfg      Config
-	store    Store
-	sealer   Sealer
-	verifier Verifier
-	log      zerolog.Logger
-	spec     []byte
+	cfg Config
+	// Each area of handlers sees only the storage it declares.
+	health      Pinger
+	connections ConnectionStore
+	usageRows   UsageStore
+	audit       AuditStore
+	alerts      AlertStore
+	budgets     BudgetStore
+	sealer      Sealer
+	verifier    Verifier
+	log         zerolog.Logger
+	spec        []byte
 	// failures logs outages once per interval, not once per request.
 	failures *ratelog.Logger
 	exports  *exportSlots
@@ -128,19 +126,9 @@ type Server struct {
 
 // New builds the Echo router with every route and middleware.
 func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.Logger, spec []byte) *echo.Echo {
-	if cfg.BodyLimit == "" {
-		cfg.BodyLimit = "64K"
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.SyncRequestInterval == 0 {
-		cfg.SyncRequestInterval = 5 * time.Minute
-	}
-	if cfg.ProvisionalDays <= 0 {
-		cfg.ProvisionalDays = tokka.DefaultResyncDays
-	}
-	s := &Server{cfg: cfg, store: store, sealer: sealer, verifier: verifier, log: log, spec: spec,
+	cfg = cfg.withDefaults(store)
+	s := &Server{cfg: cfg, health: store, connections: store, usageRows: store, audit: store, alerts: store, budgets: store,
+		sealer: sealer, verifier: verifier, log: log, spec: spec,
 		failures: ratelog.New(log, cfg.FailureLogEvery), exports: newExportSlots(cfg.ExportsPerUser)}
 
 	e := echo.New()
@@ -152,23 +140,57 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	// every response, errors and panics included, carries them.
 	e.Use(s.requestIDMiddleware, securityHeaders, noStore, s.accessLog, s.recoverMiddleware)
 	if len(cfg.CORSAllowedOrigins) > 0 {
-		// Exact matches only: Echo treats "*" and "?" in AllowOrigins as
-		// wildcards, which an allow-list must not.
-		allowed := make(map[string]bool, len(cfg.CORSAllowedOrigins))
-		for _, o := range cfg.CORSAllowedOrigins {
-			allowed[o] = true
-		}
-		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
-			AllowOriginFunc: func(origin string) (bool, error) { return allowed[origin], nil },
-			AllowMethods:    []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete},
-			AllowHeaders:    []string{echo.HeaderAuthorization, echo.HeaderContentType, HeaderIdempotencyKey},
-			ExposeHeaders: []string{"X-Request-Id", "Retry-After",
-				"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", echo.HeaderLocation, HeaderIdempotentReplayed, echo.HeaderWWWAuthenticate},
-			MaxAge: 600,
-		}))
+		e.Use(cors(cfg.CORSAllowedOrigins))
 	}
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
+	s.routes(e)
+	return e
+}
 
+// withDefaults fills what c leaves zero; the rate limiter and the
+// idempotency store default to the store when it implements them.
+func (c Config) withDefaults(store Store) Config {
+	if c.BodyLimit == "" {
+		c.BodyLimit = "64K"
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.SyncRequestInterval == 0 {
+		c.SyncRequestInterval = 5 * time.Minute
+	}
+	if c.ProvisionalDays <= 0 {
+		c.ProvisionalDays = tokka.DefaultResyncDays
+	}
+	if c.RateLimiter == nil {
+		c.RateLimiter, _ = store.(RateLimiter)
+	}
+	if c.Idempotency == nil {
+		c.Idempotency, _ = store.(IdempotencyStore)
+	}
+	return c
+}
+
+// cors answers browsers from the allowed origins. Exact matches only: Echo
+// treats "*" and "?" in AllowOrigins as wildcards, which an allow-list must
+// not.
+func cors(origins []string) echo.MiddlewareFunc {
+	allowed := make(map[string]bool, len(origins))
+	for _, o := range origins {
+		allowed[o] = true
+	}
+	return middleware.CORSWithConfig(middleware.CORSConfig{
+		AllowOriginFunc: func(origin string) (bool, error) { return allowed[origin], nil },
+		AllowMethods:    []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete},
+		AllowHeaders:    []string{echo.HeaderAuthorization, echo.HeaderContentType, HeaderIdempotencyKey},
+		ExposeHeaders: []string{"X-Request-Id", "Retry-After",
+			"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", echo.HeaderLocation, HeaderIdempotentReplayed, echo.HeaderWWWAuthenticate},
+		MaxAge: 600,
+	})
+}
+
+// routes registers every route with its middleware.
+func (s *Server) routes(e *echo.Echo) {
 	// Every GET route answers HEAD too (RFC 9110 §9.3.2): the same handler
 	// and checks, the same headers; net/http drops the body.
 	get := func(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
@@ -214,7 +236,6 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	e.PATCH("/v1/budgets/:id", s.updateBudget, v1(prepare(parseBudgetUpdate))...)
 	e.DELETE("/v1/budgets/:id", s.deleteBudget, v1(prepare(budgetID))...)
 	get("/v1/budgets/:id/deliveries", s.listBudgetDeliveries, read...)
-	return e
 }
 
 const ctxUser = "tokka.user"
@@ -369,7 +390,7 @@ func (s *Server) readyz(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
+	if err := s.health.Ping(ctx); err != nil {
 		if tokka.ErrorCode(err) != tokka.CodeUnavailable {
 			// No answer in time means the same to a load balancer.
 			err = fmt.Errorf("readiness: %w: %w", tokka.ErrUnavailable, err)

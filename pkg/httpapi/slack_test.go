@@ -43,25 +43,25 @@ func slackOf(t *testing.T, body []byte) slackChannels {
 // back to keep it.
 func TestSlackChannelShowsOnlyAHint(t *testing.T) {
 	t.Parallel()
-	b := setupBudgetAPI(t, budgetAPIOpts{})
+	b := setup(t, forBudgets())
 	b.res.Set("hooks.slack.com", []string{"34.226.36.52"})
-	alice := b.newUser(t, "default")
+	alice := b.newUser(t)
 
-	status, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]any{
+	status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]any{
 		"amount_usd": "50", "channels": map[string]any{"slack_url": apiSlackURL}})
 	require.Equal(t, http.StatusCreated, status, string(body))
 	require.NotContains(t, string(body), slackToken)
 	require.Equal(t, apiSlackHint, *slackOf(t, body).Channels.SlackURL)
 	id := decodeBudget(t, body).ID
 	for _, path := range []string{"/v1/budgets", "/v1/budgets/" + id} {
-		status, body := b.do(t, alice, http.MethodGet, path, nil)
+		status, _, body := b.do(t, alice, http.MethodGet, path, nil)
 		require.Equal(t, http.StatusOK, status)
 		require.NotContains(t, string(body), slackToken)
 		require.Contains(t, string(body), apiSlackHint)
 	}
 
 	// What GET showed, sent back, keeps the URL while email is turned on.
-	status, body = b.do(t, alice, http.MethodPatch, "/v1/budgets/"+id, map[string]any{
+	status, _, body = b.do(t, alice, http.MethodPatch, "/v1/budgets/"+id, map[string]any{
 		"channels": map[string]any{"slack_url": apiSlackHint, "email": true}})
 	require.Equal(t, http.StatusOK, status, string(body))
 	got := slackOf(t, body)
@@ -72,7 +72,7 @@ func TestSlackChannelShowsOnlyAHint(t *testing.T) {
 	require.Equal(t, apiSlackURL, stored)
 
 	// Another budget's hint is no way to keep a URL.
-	status, body = b.do(t, alice, http.MethodPatch, "/v1/budgets/"+id, map[string]any{
+	status, _, body = b.do(t, alice, http.MethodPatch, "/v1/budgets/"+id, map[string]any{
 		"channels": map[string]any{"slack_url": "https://hooks.slack.com/services/…ZZZZ"}})
 	require.Equal(t, http.StatusBadRequest, status, string(body))
 	var p httpapi.Problem
@@ -80,7 +80,7 @@ func TestSlackChannelShowsOnlyAHint(t *testing.T) {
 	require.Equal(t, "channels.slack_url", p.Field)
 
 	// Channels are replaced whole: leaving slack_url out turns Slack off.
-	status, body = b.do(t, alice, http.MethodPatch, "/v1/budgets/"+id, map[string]any{
+	status, _, body = b.do(t, alice, http.MethodPatch, "/v1/budgets/"+id, map[string]any{
 		"channels": map[string]any{"email": true}})
 	require.Equal(t, http.StatusOK, status, string(body))
 	require.Nil(t, slackOf(t, body).Channels.SlackURL)
@@ -89,11 +89,11 @@ func TestSlackChannelShowsOnlyAHint(t *testing.T) {
 
 func TestSlackURLIsCheckedWhenSaved(t *testing.T) {
 	t.Parallel()
-	b := setupBudgetAPI(t, budgetAPIOpts{allowLoopback: true})
+	b := setup(t, forBudgets(), loopbackWebhooks())
 	b.res.Set("hooks.slack.com", []string{"34.226.36.52"})
 	b.res.Set("hooks.slack.com.evil.com", []string{"93.184.216.34"})
 	b.res.Set("evil.com", []string{"93.184.216.34"})
-	alice := b.newUser(t, "default")
+	alice := b.newUser(t)
 	path := "/services/T0123ABCD/B0456EFGH/abcdEFGHijklMNOPqrstUVWX"
 	for _, bad := range []string{
 		"http://hooks.slack.com" + path,
@@ -110,7 +110,7 @@ func TestSlackURLIsCheckedWhenSaved(t *testing.T) {
 		apiSlackHint,                   // a hint is no URL for a new budget
 		strings.Repeat("x", 3000),
 	} {
-		status, body := b.do(t, alice, http.MethodPost, "/v1/budgets",
+		status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets",
 			map[string]any{"amount_usd": "5", "channels": map[string]any{"slack_url": bad}})
 		require.Equal(t, http.StatusBadRequest, status, bad+" "+string(body))
 		var p httpapi.Problem
@@ -121,7 +121,7 @@ func TestSlackURLIsCheckedWhenSaved(t *testing.T) {
 	}
 	// hooks.slack.com itself answering with an internal address is refused.
 	b.res.Set("hooks.slack.com", []string{"10.1.2.3"})
-	status, body := b.do(t, alice, http.MethodPost, "/v1/budgets",
+	status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets",
 		map[string]any{"amount_usd": "5", "channels": map[string]any{"slack_url": apiSlackURL}})
 	require.Equal(t, http.StatusBadRequest, status, string(body))
 	require.Contains(t, string(body), "private address")
@@ -134,12 +134,12 @@ func TestSlackURLIsCheckedWhenSaved(t *testing.T) {
 // local fake Slack when the evaluator runs, and its deliveries list says so.
 func TestSlackDeliveriesShowInTheAPI(t *testing.T) {
 	t.Parallel()
-	b := setupBudgetAPI(t, budgetAPIOpts{})
+	b := setup(t, forBudgets())
 	b.res.Set("hooks.slack.com", []string{"34.226.36.52"})
 	slack := notifytest.NewSlackReceiver(t, notifytest.SlackAnswer{Status: 410, Body: "channel_is_archived"})
-	alice := b.newUser(t, "default")
+	alice := b.newUser(t)
 	conn := b.connection(t, alice, "openai")
-	status, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]any{
+	status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]any{
 		"name": "Ops", "amount_usd": "100", "thresholds": []int{50, 100}, "forecast_thresholds": []int{},
 		"channels": map[string]any{"slack_url": apiSlackURL}})
 	require.Equal(t, http.StatusCreated, status, string(body))
@@ -156,7 +156,7 @@ func TestSlackDeliveriesShowInTheAPI(t *testing.T) {
 	require.Len(t, slack.Requests(), 1, "a 410 is final")
 	require.Contains(t, string(slack.Requests()[0].Body), "https://app.tokka.test/budgets/"+id)
 
-	status, body = b.do(t, alice, http.MethodGet, "/v1/budgets/"+id+"/deliveries", nil)
+	status, _, body = b.do(t, alice, http.MethodGet, "/v1/budgets/"+id+"/deliveries", nil)
 	require.Equal(t, http.StatusOK, status, string(body))
 	var ds struct{ Data []deliveryJSON }
 	require.NoError(t, json.Unmarshal(body, &ds))

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/stretchr/testify/require"
@@ -27,7 +26,7 @@ func TestTheSpecSaysWhatTheServerDoes(t *testing.T) {
 	doc, err := openapi3.NewLoader().LoadFromData(openapi.Spec)
 	require.NoError(t, err)
 	require.NoError(t, doc.Validate(context.Background()))
-	b := setupAt(t, func() time.Time { return nov5 })
+	b := setup(t, at(nov5))
 	alice := b.newUser(t)
 	spendFixture(t, b, alice)
 

@@ -15,7 +15,7 @@ import (
 // connection was asked for too recently, 409 when its key was rejected.
 func (s *Server) requestSync(c echo.Context) error {
 	id := *prepared[string](c)
-	conn, wait, err := s.store.RequestSync(c.Request().Context(), userOf(c), id, s.cfg.SyncRequestInterval,
+	conn, wait, err := s.connections.RequestSync(c.Request().Context(), userOf(c), id, s.cfg.SyncRequestInterval,
 		s.auditEvent(c, tokka.ActionSyncRequested, "user asked for a sync now"))
 	if tokka.ErrorCode(err) == tokka.CodeRateLimited {
 		// The connection's cool-down, not the caller's budget: the budget's

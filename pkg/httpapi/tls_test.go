@@ -56,7 +56,7 @@ func TestTLSConfigServesTLS13Only(t *testing.T) {
 	certFile, keyFile, pool := writeSelfSignedCert(t)
 	cfg, err := httpapi.TLSConfig(certFile, keyFile)
 	require.NoError(t, err)
-	b := newSecAPI(t, secOptions{})
+	b := setup(t)
 	srv := httptest.NewUnstartedServer(b.e)
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes are expected
 	srv.TLS = cfg

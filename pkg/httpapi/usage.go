@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +19,14 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
+
+// UsageStore is the storage the usage handlers need: grouped usage, the
+// export's row stream and the month summary.
+type UsageStore interface {
+	Usage(ctx context.Context, u tokka.User, q tokka.UsageQuery) ([]tokka.UsageGroup, error)
+	EachUsageRow(ctx context.Context, u tokka.User, q tokka.UsageQuery, fn func(tokka.UsageGroup) error) error
+	Summary(ctx context.Context, u tokka.User, today time.Time, top int) (tokka.SummaryData, error)
+}
 
 const (
 	// maxUsageDays caps one usage query's range, from and to both counted:
@@ -403,7 +412,7 @@ func (s *Server) usage(c echo.Context) error {
 	// One extra row tells whether another page exists.
 	page := q
 	page.Limit++
-	rows, err := s.store.Usage(ctx, u, page)
+	rows, err := s.usageRows.Usage(ctx, u, page)
 	if err != nil {
 		return err
 	}
@@ -433,7 +442,7 @@ func (s *Server) usage(c echo.Context) error {
 	} else {
 		total := q
 		total.GroupBy, total.Limit, total.After = []string{}, 0, nil
-		totals, err := s.store.Usage(ctx, u, total)
+		totals, err := s.usageRows.Usage(ctx, u, total)
 		if err != nil {
 			return err
 		}
@@ -553,7 +562,7 @@ func project(p tokka.SpendPeriods, today time.Time) providerSummary {
 
 func (s *Server) usageSummary(c echo.Context) error {
 	today := s.cfg.Now().UTC().Truncate(24 * time.Hour)
-	data, err := s.store.Summary(c.Request().Context(), userOf(c), today, 5)
+	data, err := s.usageRows.Summary(c.Request().Context(), userOf(c), today, 5)
 	if err != nil {
 		return err
 	}
@@ -581,16 +590,4 @@ func (s *Server) usageSummary(c echo.Context) error {
 	all.Provider = "all"
 	resp.Overall = project(all, today)
 	return c.JSON(http.StatusOK, resp)
-}
-
-func (s *Server) listAuditEvents(c echo.Context) error {
-	limit, before, err := idPage(c, "audit-events")
-	if err != nil {
-		return err
-	}
-	evs, err := s.store.ListAuditEvents(c.Request().Context(), userOf(c), before, limit+1)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, pageOf(evs, limit, "audit-events", func(e tokka.AuditEvent) []string { return idKey(e.ID) }))
 }

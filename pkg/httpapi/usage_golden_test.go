@@ -26,7 +26,7 @@ var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/usage_gol
 // path must give the same bytes, not just the same numbers.
 func TestUsageResponsesAreByteStable(t *testing.T) {
 	t.Parallel()
-	b := setupAt(t, func() time.Time { return nov5 })
+	b := setup(t, at(nov5))
 	alice := b.newUser(t)
 	openaiID, anthropicID := spendFixture(t, b, alice)
 	// More of what real data has: a model seen under two service tiers and

@@ -55,7 +55,7 @@ func spendFixture(t *testing.T, b *testBundle, u user) (openaiID, anthropicID st
 
 func TestUsageSummaryAndForecast(t *testing.T) {
 	t.Parallel()
-	b := setupAt(t, func() time.Time { return nov5 })
+	b := setup(t, at(nov5))
 	alice := b.newUser(t)
 	spendFixture(t, b, alice)
 	status, _, body := b.do(t, alice, http.MethodGet, "/v1/usage/summary", nil)
@@ -103,7 +103,7 @@ func TestUsageSummaryAndForecast(t *testing.T) {
 
 func TestUsageFiltersPagesTotalsAndProvisional(t *testing.T) {
 	t.Parallel()
-	b := setupAt(t, func() time.Time { return nov5 })
+	b := setup(t, at(nov5))
 	alice := b.newUser(t)
 	openaiID, _ := spendFixture(t, b, alice)
 	type page struct {
@@ -165,7 +165,7 @@ func TestUsageFiltersPagesTotalsAndProvisional(t *testing.T) {
 
 func TestUsageCSVMatchesJSONAndDefusesFormulas(t *testing.T) {
 	t.Parallel()
-	b := setupAt(t, func() time.Time { return nov5 })
+	b := setup(t, at(nov5))
 	alice := b.newUser(t)
 	spendFixture(t, b, alice)
 	q := "from=2026-10-30&to=2026-11-05&group_by=day,provider,model"
@@ -216,7 +216,7 @@ func TestUsageCSVMatchesJSONAndDefusesFormulas(t *testing.T) {
 // restates part of a month must move them exactly like the daily rows.
 func TestMonthlyRollupsFollowRestatements(t *testing.T) {
 	t.Parallel()
-	b := setupAt(t, func() time.Time { return nov5 })
+	b := setup(t, at(nov5))
 	alice := b.newUser(t)
 	openaiID, _ := spendFixture(t, b, alice)
 	from := time.Date(2026, 10, 25, 0, 0, 0, 0, time.UTC)
@@ -261,8 +261,7 @@ func TestMonthlyRollupsFollowRestatements(t *testing.T) {
 // open to restatement, so October's row is provisional.
 func TestProvisionalDaysFollowTheResyncWindow(t *testing.T) {
 	t.Parallel()
-	b := setupWith(t, setupOptions{now: func() time.Time { return nov5 },
-		config: func(c *httpapi.Config) { c.ProvisionalDays = 6 }})
+	b := setup(t, at(nov5), configured(httpapi.Config{ProvisionalDays: 6}))
 	alice := b.newUser(t)
 	spendFixture(t, b, alice)
 	status, _, body := b.do(t, alice, http.MethodGet, "/v1/usage?from=2026-10-01&to=2026-11-05&group_by=month", nil)

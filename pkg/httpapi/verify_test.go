@@ -5,44 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/lib/pq"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	openapi "github.com/tokka-dev/tokka"
-	"github.com/tokka-dev/tokka/pkg/auth"
-	"github.com/tokka-dev/tokka/pkg/httpapi"
-	"github.com/tokka-dev/tokka/pkg/keyring"
-	"github.com/tokka-dev/tokka/pkg/logtest"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
-	"github.com/tokka-dev/tokka/pkg/postgres"
-	"github.com/tokka-dev/tokka/pkg/spectest"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
-
-// setupWithTimeout is setup with the api's statement timeout set to d.
-func setupWithTimeout(t *testing.T, d time.Duration) *testBundle {
-	t.Helper()
-	kr, err := keyring.New("test-encryption-key-0123456789-abcdef", nil)
-	require.NoError(t, err)
-	db, err := postgres.Open(context.Background(), pgtest.URL(t), 4)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() })
-	db.SetStatementTimeout(d)
-	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(jwtSecret)})
-	require.NoError(t, err)
-	logs := &logtest.Buffer{}
-	e := httpapi.New(httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry()), Fingerprints: fingerprints(t)},
-		db, kr.PublicKey(), verifier, zerolog.New(logs).Level(zerolog.DebugLevel), openapi.Spec)
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	return &testBundle{url: srv.URL, client: spectest.Client(t), db: db, sql: pgtest.SQL(t), kr: kr, logs: logs}
-}
 
 type verification struct {
 	Intact        bool    `json:"intact"`
@@ -71,7 +42,7 @@ func (b *testBundle) verifyChain(t *testing.T, u user, query string) verificatio
 func TestAuditVerifyAtScaleIsIncrementalAndBounded(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	b := setupWithTimeout(t, time.Second)
+	b := setup(t, statementTimeout(time.Second))
 	alice, bob := b.newUser(t), b.newUser(t)
 	id := b.createConnection(t, alice, tokka.OpenAI, "sk-admin-scale0123456789abcdefghij")["id"].(string)
 	b.createConnection(t, bob, tokka.OpenAI, "sk-admin-scale0123456789abcdefghik")

@@ -2,24 +2,14 @@ package httpapi_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
 
-	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	openapi "github.com/tokka-dev/tokka"
-	"github.com/tokka-dev/tokka/pkg/auth"
-	"github.com/tokka-dev/tokka/pkg/authtest"
 	"github.com/tokka-dev/tokka/pkg/httpapi"
-	"github.com/tokka-dev/tokka/pkg/keyring"
-	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/secret"
-	"github.com/tokka-dev/tokka/pkg/spectest"
 )
 
 // recordingSealer seals with the real public key and keeps every pasted key
@@ -50,20 +40,12 @@ func (s *recordingSealer) sealed() []*secret.Key {
 // the handler returns, after the response is written).
 func TestPastedKeysAreWipedAfterSealing(t *testing.T) {
 	t.Parallel()
-	kr, err := keyring.New("test-encryption-key-0123456789-abcdef", nil)
-	require.NoError(t, err)
-	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: []byte(jwtSecret)})
-	require.NoError(t, err)
-	sealer := &recordingSealer{pk: kr.PublicKey()}
-	e := httpapi.New(httpapi.Config{Metrics: httpapi.NewMetrics(prometheus.NewRegistry()), Fingerprints: fingerprints(t)},
-		pgtest.Open(t), sealer, verifier, zerolog.Nop(), openapi.Spec)
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	b := &testBundle{url: srv.URL, client: spectest.Client(t)}
-	id := uuid.NewString()
-	tok, err := authtest.Token{Subject: id}.HS256([]byte(jwtSecret))
-	require.NoError(t, err)
-	alice := user{id: id, token: tok}
+	var sealer *recordingSealer
+	b := setup(t, sealedBy(func(pk *seal.PublicKey) httpapi.Sealer {
+		sealer = &recordingSealer{pk: pk}
+		return sealer
+	}))
+	alice := b.newUser(t)
 
 	c := b.createConnection(t, alice, "openai", "sk-admin-WIPEcreate0123456789abcdefWXYZ")
 	connID := c["id"].(string)
@@ -74,7 +56,7 @@ func TestPastedKeysAreWipedAfterSealing(t *testing.T) {
 		status, _, resp := b.do(t, alice, http.MethodPatch, "/v1/connections/"+connID, body)
 		require.Equal(t, http.StatusOK, status, string(resp))
 	}
-	srv.Close()
+	b.srv.Close()
 	keys := sealer.sealed()
 	require.Len(t, keys, 3, "create, replace, replace and rename")
 	for i, k := range keys {

@@ -136,7 +136,18 @@ func (k *Keyring) Seal(key *secret.Key, b seal.Binding) (string, error) {
 // binding to another row — returns exactly seal.ErrCannotOpen, so callers and
 // logs learn nothing about which part was wrong.
 func (k *Keyring) Open(blob string, b seal.Binding) (*secret.Key, error) {
-	key, err := k.open(blob, b)
+	p, err := seal.ParseBlob(blob)
+	if err != nil {
+		return nil, seal.ErrCannotOpen
+	}
+	return k.OpenBlob(p, b)
+}
+
+// OpenBlob is Open for a blob its caller has already parsed (the syncer
+// parses each blob once, for its audit label, and opens the parsed form),
+// with Open's errors.
+func (k *Keyring) OpenBlob(p seal.Blob, b seal.Binding) (*secret.Key, error) {
+	key, err := k.open(p, b)
 	if err != nil {
 		return nil, err
 	}
@@ -146,12 +157,8 @@ func (k *Keyring) Open(blob string, b seal.Binding) (*secret.Key, error) {
 	return key, nil
 }
 
-func (k *Keyring) open(blob string, b seal.Binding) (*secret.Key, error) {
+func (k *Keyring) open(p seal.Blob, b seal.Binding) (*secret.Key, error) {
 	if !b.Complete() {
-		return nil, seal.ErrCannotOpen
-	}
-	p, err := seal.ParseBlob(blob)
-	if err != nil {
 		return nil, seal.ErrCannotOpen
 	}
 	switch p.Version {

@@ -1,3 +1,6 @@
+// Package notify delivers budget alerts: signed webhooks, Slack incoming
+// webhooks and email over SMTP. A failed send is a *SendError that says
+// whether another attempt could succeed, so the caller decides on retries.
 package notify
 
 import (

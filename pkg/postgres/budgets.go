@@ -93,17 +93,6 @@ func ownConnection(ctx context.Context, tx *sqlx.Tx, id string) error {
 	return domainError(err, "connection")
 }
 
-// ListBudgets returns u's budgets, oldest first.
-func (d *DB) ListBudgets(ctx context.Context, u tokka.User) ([]tokka.Budget, error) {
-	var bs []budgetRow
-	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
-		return domainError(tx.SelectContext(ctx, &bs, `
-			SELECT `+budgetColumns+` FROM tokka.budgets
-			WHERE user_id = $1 ORDER BY created_at, id`, u.ID), "budgets")
-	})
-	return budgets(bs), err
-}
-
 // GetBudget returns one of u's budgets; it is tokka.ErrNotFound for a budget
 // that does not exist or is not u's (indistinguishably).
 func (d *DB) GetBudget(ctx context.Context, u tokka.User, id string) (tokka.Budget, error) {
@@ -203,20 +192,6 @@ func (d *DB) DeleteBudget(ctx context.Context, u tokka.User, id string) error {
 		}
 		return nil
 	})
-}
-
-// ListBudgetDeliveries returns up to limit of the newest deliveries of one of
-// u's budgets (empty for a budget that is not u's).
-func (d *DB) ListBudgetDeliveries(ctx context.Context, u tokka.User, budgetID string, limit int) ([]tokka.Delivery, error) {
-	ds := []tokka.Delivery{}
-	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
-		return domainError(tx.SelectContext(ctx, &ds, `
-			SELECT id, budget_id, alert_id, channel, status, attempts, response_status, last_error,
-				created_at, updated_at, delivered_at
-			FROM tokka.budget_deliveries WHERE budget_id = $1
-			ORDER BY id DESC LIMIT $2`, budgetID, limit), "deliveries")
-	})
-	return ds, err
 }
 
 const spendQuery = `

@@ -96,7 +96,7 @@ func TestBudgetsBelongToTheirOwner(t *testing.T) {
 	_, err = b.db.UpdateBudget(ctx, bob, bud.ID, tokka.BudgetPatch{Name: new("mine now")})
 	require.ErrorIs(t, err, tokka.ErrNotFound)
 	require.ErrorIs(t, b.db.DeleteBudget(ctx, bob, bud.ID), tokka.ErrNotFound)
-	list, err := b.db.ListBudgets(ctx, bob)
+	list, err := b.db.ListBudgetsPage(ctx, bob, nil, 100)
 	require.NoError(t, err)
 	require.Empty(t, list)
 
@@ -218,11 +218,11 @@ func TestSyncerMayReadBudgetsAndRecordDeliveriesOnly(t *testing.T) {
 
 	// The owner reads the deliveries; nobody else does, and the owner
 	// cannot forge or edit them.
-	ds, err := b.db.ListBudgetDeliveries(ctx, alice, bud.ID, 10)
+	ds, err := b.db.BudgetDeliveriesPage(ctx, alice, bud.ID, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, ds, 1)
-	ds, err = b.db.ListBudgetDeliveries(ctx, budgetUser(), bud.ID, 10)
-	require.NoError(t, err)
+	ds, err = b.db.BudgetDeliveriesPage(ctx, budgetUser(), bud.ID, 0, 10)
+	require.ErrorIs(t, err, tokka.ErrNotFound, "another user's budget is not found")
 	require.Empty(t, ds)
 	for _, q := range []string{
 		`UPDATE tokka.budget_deliveries SET status = 'delivered'`,
@@ -330,7 +330,7 @@ func TestSlackDeliveriesAreClaimedWithTheirURL(t *testing.T) {
 	require.NotContains(t, fmt.Sprintf("%v %+v", ds[0], ds[0]), "abcdEFGH", "it redacts itself when printed")
 	require.NoError(t, b.db.FinishDelivery(ctx, tokka.DeliveryResult{ID: ds[0].ID, Owner: "test-owner",
 		Status: tokka.DeliveryFailed, Attempts: 1, ResponseStatus: 410, Reason: "Slack answered HTTP 410 (channel_is_archived)"}))
-	list, err := b.db.ListBudgetDeliveries(ctx, alice, bud.ID, 10)
+	list, err := b.db.BudgetDeliveriesPage(ctx, alice, bud.ID, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 	require.Equal(t, "slack", list[0].Channel)

@@ -79,16 +79,6 @@ func notifySyncers(ctx context.Context, tx *sqlx.Tx, id string) error {
 	return domainError(err, "notify syncers")
 }
 
-// ListConnections returns u's connections, oldest first.
-func (d *DB) ListConnections(ctx context.Context, u tokka.User) ([]tokka.Connection, error) {
-	cs := []tokka.Connection{}
-	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
-		return domainError(tx.SelectContext(ctx, &cs,
-			`SELECT `+connectionColumns+` FROM tokka.connections ORDER BY created_at, id`), "connections")
-	})
-	return cs, err
-}
-
 // GetConnection returns one of u's connections, or tokka.ErrNotFound when it
 // does not exist or belongs to someone else (indistinguishable on purpose).
 func (d *DB) GetConnection(ctx context.Context, u tokka.User, id string) (tokka.Connection, error) {

@@ -160,7 +160,7 @@ func TestHostileClaimsStayInsideTheirLiteral(t *testing.T) {
 			require.Equal(t, hex.EncodeToString(claims), got.Claims, "%s %q", name, payload)
 			require.Equal(t, "authenticated", got.Role)
 		}
-		conns, err := d.ListConnections(ctx, u)
+		conns, err := d.ListConnectionsPage(ctx, u, nil, 100)
 		require.NoError(t, err)
 		require.Len(t, conns, 1)
 		require.Equal(t, mine, conns[0].ID)

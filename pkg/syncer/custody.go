@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokka-dev/tokka/pkg/seal"
+	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -19,25 +20,47 @@ type kidLister interface {
 	KIDs() []string
 }
 
-// blobLabel names what a stored blob is sealed under, for audit details and
-// logs: "v2 key <kid>", "v1 (seed format)" or "malformed". It is derived from
-// public parts only; no ciphertext reaches it.
-func blobLabel(blob string) string {
-	p, err := seal.ParseBlob(blob)
-	switch {
-	case err != nil:
-		return "malformed"
-	case p.Version == 1:
-		return "v1 (seed format)"
-	}
-	return "v2 key " + p.KID
+// sealed is a stored blob with its public header parsed once per sync (or
+// rewrap): the header names it in audit details and logs, explains it when
+// it does not open, and the parsed form is what the opener opens.
+type sealed struct {
+	blob   string
+	parsed seal.Blob
+	ok     bool // the blob is well formed
 }
 
-// blobFingerprint is the first 16 hex digits of SHA-256 of the stored blob: it
+func parseSealed(blob string) sealed {
+	p, err := seal.ParseBlob(blob)
+	return sealed{blob: blob, parsed: p, ok: err == nil}
+}
+
+// label names what the blob is sealed under, for audit details and logs:
+// "v2 key <kid>", "v1 (seed format)" or "malformed". It is derived from
+// public parts only; no ciphertext reaches it.
+func (b sealed) label() string {
+	switch {
+	case !b.ok:
+		return "malformed"
+	case b.parsed.Version == 1:
+		return "v1 (seed format)"
+	}
+	return "v2 key " + b.parsed.KID
+}
+
+// fingerprint is the first 16 hex digits of SHA-256 of the stored blob: it
 // tells two blobs apart in an alert without repeating any of the ciphertext.
-func blobFingerprint(blob string) string {
-	sum := sha256.Sum256([]byte(blob))
+func (b sealed) fingerprint() string {
+	sum := sha256.Sum256([]byte(b.blob))
 	return hex.EncodeToString(sum[:8])
+}
+
+// open opens b for the row binding; a malformed blob fails like any other
+// that does not open, without reaching the opener.
+func (s *Syncer) open(b sealed, binding seal.Binding) (*secret.Key, error) {
+	if !b.ok {
+		return nil, seal.ErrCannotOpen
+	}
+	return s.opener.OpenBlob(b.parsed, binding)
 }
 
 // diagnosis explains a blob that did not open. The keyring itself answers
@@ -55,9 +78,12 @@ type diagnosis struct {
 	kid       string // the blob's key id (v2), for the alert detail
 }
 
-func diagnose(blob string, opener any) diagnosis {
-	p, err := seal.ParseBlob(blob)
-	if err != nil {
+// diagnose explains why b did not open; held names the key ids configured,
+// or is nil when the opener cannot say (then a v2 blob's key id is taken as
+// held).
+func diagnose(b sealed, held kidLister) diagnosis {
+	p := b.parsed
+	if !b.ok {
 		return diagnosis{
 			integrity: true, version: "malformed",
 			reason: "the stored key is damaged; paste the key again",
@@ -74,8 +100,8 @@ func diagnose(blob string, opener any) diagnosis {
 		}
 	}
 	known := true
-	if kl, ok := opener.(kidLister); ok {
-		known = slices.Contains(kl.KIDs(), p.KID)
+	if held != nil {
+		known = slices.Contains(held.KIDs(), p.KID)
 	}
 	if !known {
 		return diagnosis{
@@ -97,18 +123,20 @@ func diagnose(blob string, opener any) diagnosis {
 // open. The dedup key names the connection, the blob's key id (or version)
 // and its fingerprint, so every sync that meets the same blob raises the
 // same single alert, while a different bad blob raises a new one.
-func (s *Syncer) raiseKeyAccess(ctx context.Context, log zerolog.Logger, userID, connID, blob string, d diagnosis) {
+func (s *Syncer) raiseKeyAccess(ctx context.Context, log zerolog.Logger, userID, connID string, blob sealed, d diagnosis) {
 	if err := raiseKeyAccess(ctx, s.store, userID, connID, blob, d); err != nil {
 		log.Error().Err(err).Msg("raising the key_access alert failed")
 	}
 }
 
-type alertRaiser interface {
+// AlertRaiser raises an alert unless an open one for the same thing
+// exists; it reports whether it raised one.
+type AlertRaiser interface {
 	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
 }
 
-func raiseKeyAccess(ctx context.Context, store alertRaiser, userID, connID, blob string, d diagnosis) error {
-	fp := blobFingerprint(blob)
+func raiseKeyAccess(ctx context.Context, store AlertRaiser, userID, connID string, blob sealed, d diagnosis) error {
+	fp := blob.fingerprint()
 	id := d.kid
 	if id == "" {
 		id = d.version

@@ -150,6 +150,11 @@ func (m *Metrics) setConnections(counts map[tokka.ConnectionStatus]int) {
 	}
 }
 
+// StatusCounter counts connections by status for the per-status gauge.
+type StatusCounter interface {
+	CountByStatus(ctx context.Context) (map[tokka.ConnectionStatus]int, error)
+}
+
 // observeConnections refreshes the per-status gauge; a failure leaves the
 // last counts (the pass itself reports database trouble).
 func (s *Syncer) observeConnections(ctx context.Context) {

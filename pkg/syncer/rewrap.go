@@ -28,7 +28,7 @@ type RewrapStore interface {
 	ListSealedKeys(ctx context.Context, after string, n int) ([]tokka.SealedKey, error)
 	RewrapKey(ctx context.Context, k tokka.SealedKey, ev tokka.AuditEvent, reseal func() (string, error)) error
 	MarkUnopenable(ctx context.Context, k tokka.SealedKey, reason string, ev tokka.AuditEvent) error
-	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
+	AlertRaiser
 }
 
 // RewrapSummary counts what one rewrap pass did with each connection.
@@ -93,7 +93,8 @@ func Rewrap(ctx context.Context, store RewrapStore, kr Rewrapper, instance strin
 
 func rewrapOne(ctx context.Context, store RewrapStore, kr Rewrapper, instance, current string, k tokka.SealedKey, sum *RewrapSummary, log zerolog.Logger) error {
 	log = log.With().Str("connection_id", k.ConnectionID).Str("provider", string(k.Provider)).Logger()
-	from := blobLabel(k.Blob)
+	blob := parseSealed(k.Blob)
+	from := blob.label()
 	ev := tokka.AuditEvent{
 		Action: tokka.ActionKeyRewrapped, Outcome: tokka.OutcomeSuccess,
 		Purpose: "re-seal under the current encryption key", Actor: "syncer:" + instance,
@@ -114,7 +115,7 @@ func rewrapOne(ctx context.Context, store RewrapStore, kr Rewrapper, instance, c
 		return fmt.Errorf("rewrap: %w", err)
 	}
 
-	d := diagnose(k.Blob, kr)
+	d := diagnose(blob, kr)
 	ev.Outcome, ev.Detail = tokka.OutcomeFailure, d.detail
 	err = store.MarkUnopenable(ctx, k, d.reason, ev)
 	switch {
@@ -127,7 +128,7 @@ func rewrapOne(ctx context.Context, store RewrapStore, kr Rewrapper, instance, c
 	sum.Failed++
 	log.Warn().Str("sealed_as", from).Bool("integrity_failure", d.integrity).
 		Msg("no configured key opens this connection's key; it is now needs_reconnect")
-	if err := raiseKeyAccess(ctx, store, k.UserID, k.ConnectionID, k.Blob, d); err != nil {
+	if err := raiseKeyAccess(ctx, store, k.UserID, k.ConnectionID, blob, d); err != nil {
 		log.Error().Err(err).Msg("raising the key_access alert failed")
 	}
 	return nil

@@ -22,21 +22,35 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// Store is the storage the syncer needs; *postgres.DB implements it.
+// Store is all the storage the syncer needs, composed from what each part
+// of it declares; *postgres.DB implements it.
 type Store interface {
+	LeaseStore
+	ChoreStore
+	StatusCounter
+	AlertRaiser
+}
+
+// LeaseStore is the storage one sync needs: it takes due connections under
+// a lease, keeps the lease alive, records the key's use and the
+// organisation, and settles the lease with the results or the failure.
+type LeaseStore interface {
 	LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Duration) ([]tokka.Lease, error)
+	RenewLease(ctx context.Context, l tokka.Lease, leaseFor time.Duration) error
+	ReleaseLease(ctx context.Context, l tokka.Lease) error
 	RecordKeyUse(ctx context.Context, l tokka.Lease, ev tokka.AuditEvent) error
+	RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Organization, ev tokka.AuditEvent) (string, error)
 	CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult) error
 	FailSync(ctx context.Context, l tokka.Lease, status tokka.ConnectionStatus, reason string, next time.Time, ev tokka.AuditEvent) error
-	ReleaseLease(ctx context.Context, l tokka.Lease) error
-	RenewLease(ctx context.Context, l tokka.Lease, leaseFor time.Duration) error
-	RaiseAlert(ctx context.Context, a tokka.Alert) (bool, error)
-	RemindKeyRotations(ctx context.Context, days int) (int, error)
-	CountDue(ctx context.Context) (int, error)
-	CountByStatus(ctx context.Context) (map[tokka.ConnectionStatus]int, error)
-	FlagKeyAccessAnomalies(ctx context.Context, settle time.Duration, allowed []string) (int, error)
-	RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Organization, ev tokka.AuditEvent) (string, error)
 	AbandonSync(ctx context.Context, l tokka.Lease, ev tokka.AuditEvent) error
+}
+
+// ChoreStore is the storage of the chores each pass runs besides syncing:
+// key-rotation reminders, the key-access anomaly check and the due count.
+type ChoreStore interface {
+	RemindKeyRotations(ctx context.Context, days int) (int, error)
+	FlagKeyAccessAnomalies(ctx context.Context, settle time.Duration, allowed []string) (int, error)
+	CountDue(ctx context.Context) (int, error)
 }
 
 // AfterSync is told after every successful sync, e.g. to evaluate the user's
@@ -45,11 +59,12 @@ type AfterSync interface {
 	AfterSync(ctx context.Context, userID string, now time.Time) error
 }
 
-// Opener turns a sealed blob back into a key; *keyring.Keyring implements it.
-// An Opener that also has a KIDs() []string method (the keyring does) lets the
-// syncer tell a tampered blob from one sealed under a key it does not hold.
+// Opener turns a parsed sealed blob back into a key, failing with
+// seal.ErrCannotOpen; *keyring.Keyring implements it. An Opener that also
+// has a KIDs() []string method (the keyring does) lets the syncer tell a
+// tampered blob from one sealed under a key it does not hold.
 type Opener interface {
-	Open(blob string, b seal.Binding) (*secret.Key, error)
+	OpenBlob(p seal.Blob, b seal.Binding) (*secret.Key, error)
 }
 
 // Config tunes the syncer; zero values take the documented defaults.
@@ -145,6 +160,7 @@ type Syncer struct {
 	cfg     Config
 	store   Store
 	opener  Opener
+	kids    kidLister // the opener, when it can name its key ids; else nil
 	clients map[tokka.Provider]provider.Client
 	log     zerolog.Logger
 	metrics *Metrics
@@ -160,7 +176,8 @@ type Syncer struct {
 // New returns a Syncer. clients must have an entry per provider it may meet.
 func New(cfg Config, store Store, opener Opener, clients map[tokka.Provider]provider.Client, log zerolog.Logger, m *Metrics) *Syncer {
 	cfg.defaults()
-	return &Syncer{cfg: cfg, store: store, opener: opener, clients: clients, log: log, metrics: m,
+	kids, _ := opener.(kidLister)
+	return &Syncer{cfg: cfg, store: store, opener: opener, kids: kids, clients: clients, log: log, metrics: m,
 		failures: ratelog.New(log, cfg.FailureLogEvery)}
 }
 
@@ -303,6 +320,9 @@ const (
 	orgRecordPatience = 10 * time.Second
 )
 
+// syncOne syncs one leased connection: it records the key's use, opens
+// the key, reads the provider while the lease is kept alive, wipes the key
+// and settles the lease with the results or the failure.
 func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time) (outcome string) {
 	start := time.Now()
 	now := s.cfg.Now()
@@ -313,38 +333,15 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 		log.Info().Str("outcome", outcome).Dur("duration", d).Msg("sync")
 	}()
 
-	backfill := l.BackfilledAt == nil
-	days, purpose := s.cfg.ResyncDays, "scheduled sync"
-	if backfill {
-		days, purpose = s.cfg.BackfillDays, "initial backfill"
-	} else if l.Requested {
-		purpose = "sync requested by the user"
-	}
-	window := tokka.DayWindow(now, days)
+	job := s.plan(now, l)
 	client, ok := s.clients[tokka.Provider(l.Provider)]
 	if !ok {
 		return s.fail(ctx, log, l, tokka.StatusError, "this provider is not supported by the syncer",
 			now.Add(s.cfg.Interval), tokka.ActionSyncFailed, "", outcomeFailed)
 	}
-
-	// Fail closed: the decryption is on the record before the plaintext
-	// exists, and only while this syncer still holds the lease (so a deleted
-	// or re-leased connection's key is never opened).
-	ev := s.event(tokka.ActionKeyDecrypted, tokka.OutcomeSuccess, purpose)
-	ev.Detail = "sealed as " + blobLabel(l.SealedKey)
-	if err := s.store.RecordKeyUse(ctx, l, ev); err != nil {
-		if errors.Is(err, tokka.ErrLeaseLost) {
-			s.afterLeaseLost(ctx, log, l, err)
-			return outcomeLeaseLost
-		}
-		s.metrics.AuditFailures.Inc()
-		s.failures.Error("audit write failed; key not used").Err(err).Msg("audit write failed; key not used")
-		if unavailable(err) {
-			return s.abort(ctx, log, l)
-		}
-		// Any other failure keeps the lease until it expires, which spaces
-		// the attempts.
-		return outcomeAborted
+	blob := parseSealed(l.SealedKey)
+	if outcome, ok := s.recordKeyUse(ctx, log, l, job.purpose, blob); !ok {
+		return outcome
 	}
 
 	// Keep the lease while the provider calls run longer than one lease;
@@ -354,109 +351,185 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 	fetchCtx, stopRenewing, leaseErr := s.keepLease(ctx, log, l, held)
 	defer stopRenewing()
 
-	key, err := s.opener.Open(l.SealedKey, seal.Binding{UserID: l.UserID, ConnectionID: l.ConnectionID, Provider: l.Provider})
+	key, err := s.open(blob, seal.Binding{UserID: l.UserID, ConnectionID: l.ConnectionID, Provider: l.Provider})
 	if err != nil {
-		d := diagnose(l.SealedKey, s.opener)
+		d := diagnose(blob, s.kids)
 		outcome = s.fail(ctx, log, l, tokka.StatusNeedsReconnect, d.reason, now.Add(s.cfg.Interval), tokka.ActionKeyDecrypted, d.detail, outcomeSealed)
-		s.raiseKeyAccess(ctx, log, l.UserID, l.ConnectionID, l.SealedKey, d)
+		s.raiseKeyAccess(ctx, log, l.UserID, l.ConnectionID, blob, d)
 		return outcome
 	}
 	opened := time.Now()
-	log.Debug().Str("sealed_as", blobLabel(l.SealedKey)).Int("window_days", window.Days()).Msg("key opened for the provider calls")
-	// The deferred wipe also runs if a provider client panics.
-	var duplicateOf string
-	var recordErr error
-	var dir *tokka.Directory
-	usage, costs, ferr := func() ([]tokka.UsageRow, []tokka.CostRow, error) {
-		defer key.Wipe()
-		if !l.OrganizationKnown {
-			// First sync of this key: learn its organisation before any of
-			// its usage is stored, so one organisation is never counted
-			// twice. A duplicate stops here, having read nothing else.
-			org, err := client.Organization(fetchCtx, key)
-			if provider.Forbidden(err) {
-				// A key restricted to usage reads may not list what
-				// identifies its organisation (OpenAI's projects): 403,
-				// where a wrong or revoked key gets 401. Its usage is
-				// still worth reading; the organisation stays unknown (so
-				// this is tried again next sync, and such a key is not
-				// checked for duplicates) and a key that may not read
-				// usage either fails on those reads.
-				return s.fetch(fetchCtx, log, client, key, window, &dir)
-			}
-			if err != nil {
-				return nil, nil, err
-			}
-			ev := s.event(tokka.ActionSyncFailed, tokka.OutcomeFailure, purpose)
-			// A database blip here is retried briefly (the key is open
-			// meanwhile, so not for the whole lease); a longer outage is
-			// recorded below, after the wipe, like any failed write.
-			giveUp := time.Now().Add(orgRecordPatience)
-			if held.expires().Before(giveUp) {
-				giveUp = held.expires()
-			}
-			recordErr = s.retry(ctx, giveUp, "recording the organisation", func() (err error) {
-				duplicateOf, err = s.store.RecordOrganization(ctx, l, org, ev)
-				return err
-			})
-			if recordErr != nil || duplicateOf != "" {
-				return nil, nil, nil
-			}
-		}
-		return s.fetch(fetchCtx, log, client, key, window, &dir)
-	}()
+	log.Debug().Str("sealed_as", blob.label()).Int("window_days", job.window.Days()).Msg("key opened for the provider calls")
+	r := s.read(ctx, fetchCtx, log, l, client, key, job, held)
 	lifetime := time.Since(opened)
 	s.metrics.PlaintextLifetime.WithLabelValues(string(l.Provider)).Observe(lifetime.Seconds())
 	log.Debug().Dur("plaintext_lifetime", lifetime).Msg("key wiped")
 	stopRenewing()
 
-	if duplicateOf != "" {
-		log.Info().Str("covered_by", duplicateOf).Msg("organisation already covered by an older connection; marked duplicate")
+	if r.duplicateOf != "" {
+		log.Info().Str("covered_by", r.duplicateOf).Msg("organisation already covered by an older connection; marked duplicate")
 		return outcomeDuplicate
 	}
-	if errors.Is(recordErr, tokka.ErrLeaseLost) {
-		s.afterLeaseLost(ctx, log, l, recordErr)
-		return outcomeLeaseLost
+	if r.recordErr != nil {
+		return s.afterRecordFailed(ctx, log, l, now, r.recordErr)
 	}
-	if recordErr != nil {
-		if ctx.Err() != nil {
-			return s.abort(ctx, log, l)
-		}
-		// Like a final write that failed: record it and give the lease
-		// back, never leave it to expire (issue 16, item 15).
-		s.failures.Error("recording the organisation failed").Err(recordErr).Msg("recording the organisation failed; recording the failure")
-		return s.fail(ctx, log, l, tokka.StatusError, reasonNotStored, s.retryAt(now, l.Failures+1, 0),
-			tokka.ActionSyncFailed, reasonNotStored, outcomeFailed)
+	if r.err != nil {
+		return s.afterFetchFailed(ctx, log, l, now, r.err, leaseErr())
 	}
-	if ferr != nil {
-		switch lerr := leaseErr(); {
-		case ctx.Err() != nil:
-			return s.abort(ctx, log, l)
-		case errors.Is(lerr, tokka.ErrLeaseLost):
-			return outcomeLeaseLost
-		case lerr != nil:
-			return s.fail(ctx, log, l, tokka.StatusError, reasonLeaseUnsure, s.retryAt(now, l.Failures+1, 0),
-				tokka.ActionSyncFailed, reasonLeaseUnsure, outcomeFailed)
-		}
-		status, reason, result := tokka.StatusError, "the provider could not be reached; Tokka will retry", outcomeFailed
-		var asked time.Duration
-		var pe *provider.Error
-		if errors.As(ferr, &pe) {
-			reason, asked = pe.Reason, pe.RetryAfter
-		}
-		next := s.retryAt(now, l.Failures+1, asked)
-		if pe != nil && pe.Kind == provider.KindAuth {
-			status, next, result = tokka.StatusInvalid, now.Add(s.cfg.Interval), outcomeInvalid
-		}
-		log.Warn().Err(ferr).Msg("provider call failed")
-		s.metrics.Failures.WithLabelValues(string(l.Provider), failureKind(ferr)).Inc()
-		return s.fail(ctx, log, l, status, reason, next, tokka.ActionSyncFailed, reason, result)
-	}
+	return s.finish(ctx, log, l, held, now, job, r)
+}
 
-	done := s.event(tokka.ActionSyncSucceeded, tokka.OutcomeSuccess, purpose)
-	done.Detail = directoryDetail(dir)
-	err = s.storeResults(ctx, l, held, tokka.SyncResult{
-		Window: window, Usage: usage, Costs: costs, Backfill: backfill, Directory: dir,
+// syncJob is what one sync reads and why.
+type syncJob struct {
+	window   tokka.Window
+	backfill bool   // the connection's first sync, over BackfillDays
+	purpose  string // for the audit events
+}
+
+// plan is the sync of l at now: a first sync backfills, any later one
+// re-reads the days providers may still restate.
+func (s *Syncer) plan(now time.Time, l tokka.Lease) syncJob {
+	backfill := l.BackfilledAt == nil
+	days, purpose := s.cfg.ResyncDays, "scheduled sync"
+	if backfill {
+		days, purpose = s.cfg.BackfillDays, "initial backfill"
+	} else if l.Requested {
+		purpose = "sync requested by the user"
+	}
+	return syncJob{window: tokka.DayWindow(now, days), backfill: backfill, purpose: purpose}
+}
+
+// recordKeyUse puts the decryption on the record before the plaintext
+// exists, and only while this syncer still holds the lease (so a deleted
+// or re-leased connection's key is never opened): fail closed. When it
+// cannot, it returns the sync's outcome and false.
+func (s *Syncer) recordKeyUse(ctx context.Context, log zerolog.Logger, l tokka.Lease, purpose string, blob sealed) (string, bool) {
+	ev := s.event(tokka.ActionKeyDecrypted, tokka.OutcomeSuccess, purpose)
+	ev.Detail = "sealed as " + blob.label()
+	err := s.store.RecordKeyUse(ctx, l, ev)
+	switch {
+	case err == nil:
+		return "", true
+	case errors.Is(err, tokka.ErrLeaseLost):
+		s.afterLeaseLost(ctx, log, l, err)
+		return outcomeLeaseLost, false
+	}
+	s.metrics.AuditFailures.Inc()
+	s.failures.Error("audit write failed; key not used").Err(err).Msg("audit write failed; key not used")
+	if unavailable(err) {
+		return s.abort(ctx, log, l), false
+	}
+	// Any other failure keeps the lease until it expires, which spaces
+	// the attempts.
+	return outcomeAborted, false
+}
+
+// readResult is what the provider calls of one sync gave.
+type readResult struct {
+	usage       []tokka.UsageRow
+	costs       []tokka.CostRow
+	err         error  // the provider calls failed
+	duplicateOf string // the key's organisation is already another connection's
+	recordErr   error  // recording the organisation failed
+	// dir is what the organisation's directory gave (nil when no part of
+	// it could be read); it is stored with the usage, in the same event.
+	dir *tokka.Directory
+}
+
+// read makes the provider calls with the open key and wipes it, also if a
+// provider client panics.
+func (s *Syncer) read(ctx, fetchCtx context.Context, log zerolog.Logger, l tokka.Lease, client provider.Client, key *secret.Key, job syncJob, held *leaseClock) (r readResult) {
+	defer key.Wipe()
+	if !l.OrganizationKnown {
+		// First sync of this key: learn its organisation before any of
+		// its usage is stored, so one organisation is never counted
+		// twice. A duplicate stops here, having read nothing else.
+		org, err := client.Organization(fetchCtx, key)
+		if provider.Forbidden(err) {
+			// A key restricted to usage reads may not list what
+			// identifies its organisation (OpenAI's projects): 403,
+			// where a wrong or revoked key gets 401. Its usage is still
+			// worth reading; the organisation stays unknown (so this is
+			// tried again next sync, and such a key is not checked for
+			// duplicates) and a key that may not read usage either fails
+			// on those reads.
+			r.usage, r.costs, r.err = s.fetch(fetchCtx, log, client, key, job.window, &r.dir)
+			return r
+		}
+		if err != nil {
+			r.err = err
+			return r
+		}
+		ev := s.event(tokka.ActionSyncFailed, tokka.OutcomeFailure, job.purpose)
+		// A database blip here is retried briefly (the key is open
+		// meanwhile, so not for the whole lease); a longer outage is
+		// recorded below, after the wipe, like any failed write.
+		giveUp := time.Now().Add(orgRecordPatience)
+		if held.expires().Before(giveUp) {
+			giveUp = held.expires()
+		}
+		r.recordErr = s.retry(ctx, giveUp, "recording the organisation", func() (err error) {
+			r.duplicateOf, err = s.store.RecordOrganization(ctx, l, org, ev)
+			return err
+		})
+		if r.recordErr != nil || r.duplicateOf != "" {
+			return r
+		}
+	}
+	r.usage, r.costs, r.err = s.fetch(fetchCtx, log, client, key, job.window, &r.dir)
+	return r
+}
+
+// afterRecordFailed settles a sync whose organisation could not be
+// recorded.
+func (s *Syncer) afterRecordFailed(ctx context.Context, log zerolog.Logger, l tokka.Lease, now time.Time, err error) string {
+	switch {
+	case errors.Is(err, tokka.ErrLeaseLost):
+		s.afterLeaseLost(ctx, log, l, err)
+		return outcomeLeaseLost
+	case ctx.Err() != nil:
+		return s.abort(ctx, log, l)
+	}
+	// Like a final write that failed: record it and give the lease
+	// back, never leave it to expire (issue 16, item 15).
+	s.failures.Error("recording the organisation failed").Err(err).Msg("recording the organisation failed; recording the failure")
+	return s.fail(ctx, log, l, tokka.StatusError, reasonNotStored, s.retryAt(now, l.Failures+1, 0),
+		tokka.ActionSyncFailed, reasonNotStored, outcomeFailed)
+}
+
+// afterFetchFailed settles a sync whose provider calls failed (ferr), or
+// were stopped because the lease was lost or could not be confirmed (lerr).
+func (s *Syncer) afterFetchFailed(ctx context.Context, log zerolog.Logger, l tokka.Lease, now time.Time, ferr, lerr error) string {
+	switch {
+	case ctx.Err() != nil:
+		return s.abort(ctx, log, l)
+	case errors.Is(lerr, tokka.ErrLeaseLost):
+		return outcomeLeaseLost
+	case lerr != nil:
+		return s.fail(ctx, log, l, tokka.StatusError, reasonLeaseUnsure, s.retryAt(now, l.Failures+1, 0),
+			tokka.ActionSyncFailed, reasonLeaseUnsure, outcomeFailed)
+	}
+	status, reason, result := tokka.StatusError, "the provider could not be reached; Tokka will retry", outcomeFailed
+	var asked time.Duration
+	var pe *provider.Error
+	if errors.As(ferr, &pe) {
+		reason, asked = pe.Reason, pe.RetryAfter
+	}
+	next := s.retryAt(now, l.Failures+1, asked)
+	if pe != nil && pe.Kind == provider.KindAuth {
+		status, next, result = tokka.StatusInvalid, now.Add(s.cfg.Interval), outcomeInvalid
+	}
+	log.Warn().Err(ferr).Msg("provider call failed")
+	s.metrics.Failures.WithLabelValues(string(l.Provider), failureKind(ferr)).Inc()
+	return s.fail(ctx, log, l, status, reason, next, tokka.ActionSyncFailed, reason, result)
+}
+
+// finish stores a sync's results, settles the lease, and tells AfterSync.
+func (s *Syncer) finish(ctx context.Context, log zerolog.Logger, l tokka.Lease, held *leaseClock, now time.Time, job syncJob, r readResult) string {
+	done := s.event(tokka.ActionSyncSucceeded, tokka.OutcomeSuccess, job.purpose)
+	done.Detail = directoryDetail(r.dir)
+	err := s.storeResults(ctx, l, held, tokka.SyncResult{
+		Window: job.window, Usage: r.usage, Costs: r.costs, Backfill: job.backfill, Directory: r.dir,
 		Next: s.nextSync(now), Event: done,
 	})
 	switch {
@@ -473,8 +546,8 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 		return s.fail(ctx, log, l, tokka.StatusError, reasonNotStored, s.retryAt(now, l.Failures+1, 0),
 			tokka.ActionSyncFailed, reasonNotStored, outcomeFailed)
 	}
-	s.metrics.RowsWritten.WithLabelValues("usage_daily").Add(float64(len(usage)))
-	s.metrics.RowsWritten.WithLabelValues("cost_daily").Add(float64(len(costs)))
+	s.metrics.RowsWritten.WithLabelValues("usage_daily").Add(float64(len(r.usage)))
+	s.metrics.RowsWritten.WithLabelValues("cost_daily").Add(float64(len(r.costs)))
 	if s.cfg.AfterSync != nil {
 		if err := s.cfg.AfterSync.AfterSync(ctx, l.UserID, s.cfg.Now()); err != nil {
 			log.Error().Err(err).Msg("evaluating budgets after the sync failed")

@@ -239,8 +239,9 @@ type spyOpener struct {
 	next  syncer.Opener
 }
 
-func (s *spyOpener) Open(blob string, b seal.Binding) (*secret.Key, error) {
-	k, err := s.next.Open(blob, b)
+func (s *spyOpener) OpenBlob(p seal.Blob, b seal.Binding) (*secret.Key, error) {
+	k, err := s.next.OpenBlob(p, b)
+	blob := p.String()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
