@@ -34,6 +34,7 @@ type Store interface {
 	CountByStatus(ctx context.Context) (map[tokka.ConnectionStatus]int, error)
 	FlagKeyAccessAnomalies(ctx context.Context, settle time.Duration, allowed []string) (int, error)
 	RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Organization, ev tokka.AuditEvent) (string, error)
+	RecordSealedKey(ctx context.Context, l tokka.Lease, hint string, fingerprint []byte, ev tokka.AuditEvent) (string, error)
 	AbandonSync(ctx context.Context, l tokka.Lease, ev tokka.AuditEvent) error
 }
 
@@ -84,7 +85,12 @@ type Config struct {
 	// prefixes expected to decrypt keys; a decryption by any other actor
 	// raises a key_access alert. Empty: not checked.
 	KnownInstances []string
-	Now            func() time.Time
+	// Fingerprints (KEY_FINGERPRINT_SECRET, the api's) computes the keyed
+	// fingerprint of a client-sealed key on its first open, so the same key
+	// connected twice is found as it is for pasted keys. Nil: not computed,
+	// and only the organisation check finds such a duplicate.
+	Fingerprints *secret.Fingerprinter
+	Now          func() time.Time
 }
 
 // The defaults of a zero Config field. cmd/syncer's envDefault tags say the
@@ -355,7 +361,14 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 	key, err := s.opener.Open(l.SealedKey, seal.Binding{UserID: l.UserID, ConnectionID: l.ConnectionID, Provider: l.Provider})
 	if err != nil {
 		d := diagnose(l.SealedKey, s.opener)
-		outcome = s.fail(ctx, log, l, tokka.StatusNeedsReconnect, d.reason, now.Add(s.cfg.Interval), tokka.ActionKeyDecrypted, d.detail, outcomeSealed)
+		status := tokka.StatusNeedsReconnect
+		if l.KeyUnchecked {
+			// A client sealed it and it never opened: the client's
+			// upload is what is wrong, not a key Tokka once held.
+			status, d.reason = tokka.StatusInvalid, reasonSealedWrong
+			d.detail = "client-sealed key refused: " + d.detail
+		}
+		outcome = s.fail(ctx, log, l, status, d.reason, now.Add(s.cfg.Interval), tokka.ActionKeyDecrypted, d.detail, outcomeSealed)
 		s.raiseKeyAccess(ctx, log, l.UserID, l.ConnectionID, l.SealedKey, d)
 		return outcome
 	}
@@ -364,8 +377,26 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 	// The deferred wipe also runs if a provider client panics.
 	var duplicateOf string
 	var recordErr error
+	var refused string // why a client-sealed key is not an admin key of its provider
 	usage, costs, ferr := func() ([]tokka.UsageRow, []tokka.CostRow, error) {
 		defer key.Wipe()
+		if l.KeyUnchecked {
+			if refused = checkSealedKey(l.Provider, key); refused != "" {
+				return nil, nil, nil
+			}
+			var fp []byte
+			if s.cfg.Fingerprints != nil {
+				fp = s.cfg.Fingerprints.Key(l.UserID, string(l.Provider), key)
+			}
+			ev := s.event(tokka.ActionSyncFailed, tokka.OutcomeFailure, purpose)
+			recordErr = s.retry(ctx, held.expires(), "recording the sealed key's hint", func() (err error) {
+				duplicateOf, err = s.store.RecordSealedKey(ctx, l, key.Hint(l.Provider.KeyPrefix()), fp, ev)
+				return err
+			})
+			if recordErr != nil || duplicateOf != "" {
+				return nil, nil, nil
+			}
+		}
 		if !l.OrganizationKnown {
 			// First sync of this key: learn its organisation before any of
 			// its usage is stored, so one organisation is never counted
@@ -397,8 +428,12 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 	log.Debug().Dur("plaintext_lifetime", lifetime).Msg("key wiped")
 	stopRenewing()
 
+	if refused != "" {
+		return s.fail(ctx, log, l, tokka.StatusInvalid, refused, now.Add(s.cfg.Interval), tokka.ActionSyncFailed,
+			"client-sealed key refused: "+refused, outcomeInvalid)
+	}
 	if duplicateOf != "" {
-		log.Info().Str("covered_by", duplicateOf).Msg("organisation already covered by an older connection; marked duplicate")
+		log.Info().Str("covered_by", duplicateOf).Msg("key or organisation already covered by an older connection; marked duplicate")
 		return outcomeDuplicate
 	}
 	if errors.Is(recordErr, tokka.ErrLeaseLost) {
