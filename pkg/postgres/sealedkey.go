@@ -45,9 +45,15 @@ func (d *DB) RecordSealedKey(ctx context.Context, l tokka.Lease, hint string, fi
 		if len(holders) > 0 {
 			fingerprint = nil
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE tokka.connections SET key_hint = $2, key_fingerprint = $3 WHERE id = $1`,
-			l.ConnectionID, hint, fingerprint); err != nil {
+		// The syncer's role may not write these columns itself; the
+		// function writes them only while the hint is empty (migration 00020).
+		var found bool
+		if err := tx.GetContext(ctx, &found, `SELECT tokka.record_sealed_key($1, $2, $3, $4)`,
+			l.ConnectionID, l.Owner, hint, fingerprint); err != nil {
 			return domainError(err, "record sealed key")
+		}
+		if !found {
+			return tokka.ErrLeaseLost
 		}
 		if len(holders) == 0 {
 			return nil
