@@ -42,6 +42,10 @@ type Config struct {
 	PublicKeyText string `env:"ENCRYPTION_PUBLIC_KEY"`
 	// FingerprintSecret is KEY_FINGERPRINT_SECRET as given; see Fingerprints.
 	FingerprintSecret string `env:"KEY_FINGERPRINT_SECRET"`
+	// PlaintextKeys is "allow" (pasted keys are sealed by the api) or
+	// "refuse" (every request carrying api_key is refused: keys arrive
+	// sealed by the client, and the api never holds one in plaintext).
+	PlaintextKeys string `env:"PLAINTEXT_KEYS" envDefault:"allow"`
 	// SupabaseURL is the project URL; it implies AuthURL and JWKSURL.
 	SupabaseURL string `env:"SUPABASE_URL"`
 	// AuthURL is the Auth server's root; when set, key changes need a
@@ -148,6 +152,9 @@ func loadConfig(getenv func(string) string, needKeys bool) (Config, error) {
 	if err := checkLoopback(c.PprofAddr); err != nil {
 		return c, err
 	}
+	if c.PlaintextKeys != "allow" && c.PlaintextKeys != "refuse" {
+		return c, errors.New(`PLAINTEXT_KEYS must be "allow" or "refuse"`)
+	}
 	c.RateLimits = httpapi.RateLimits{PerUser: c.MutationsPerMinute, PerIP: c.IPMutationsPerMinute,
 		ExpensiveReadsPerMinute: c.ExpensiveReadsPerMinute, AuditFullPerHour: c.AuditFullPerHour, Window: time.Minute}
 	if !needKeys {
@@ -202,9 +209,10 @@ func (c *Config) loadKeys() error {
 	// Only the api holds this secret: stored fingerprints are useless
 	// without it. Changing it makes Tokka stop recognising keys pasted
 	// before (they can then be added twice, until their first sync finds
-	// the organisation), so it is generated once and kept.
+	// the organisation), so it is generated once and kept. The syncer may
+	// hold it too, for keys sealed by the client (SECURITY.md).
 	if len(c.FingerprintSecret) < secret.MinFingerprintSecretLength {
-		return fmt.Errorf("KEY_FINGERPRINT_SECRET is required and must be at least %d bytes (generate it once with `openssl rand -hex 32` and keep it; only the api has it)",
+		return fmt.Errorf("KEY_FINGERPRINT_SECRET is required and must be at least %d bytes (generate it once with `openssl rand -hex 32` and keep it; give the syncer the same value)",
 			secret.MinFingerprintSecretLength)
 	}
 	if c.Fingerprints, err = secret.NewFingerprinter([]byte(c.FingerprintSecret)); err != nil {

@@ -119,6 +119,7 @@ func newHandler(cfg Config, db *postgres.DB, reg *prometheus.Registry, drain *ht
 		ProvisionalDays:     cfg.ResyncDays,
 		WebhookGuard:        &egress.Guard{AllowLoopback: cfg.AllowLoopbackWebhooks},
 		Fingerprints:        cfg.Fingerprints,
+		RefusePlaintextKeys: cfg.PlaintextKeys == "refuse",
 		Metrics:             httpapi.NewMetrics(reg),
 		Drain:               drain,
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/envconfig"
 	"github.com/tokka-dev/tokka/pkg/keyring"
 	"github.com/tokka-dev/tokka/pkg/notify"
+	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/syncer"
 )
 
@@ -27,6 +28,10 @@ type Config struct {
 	DatabaseURL   string         `env:"DATABASE_URL"`
 	EncryptionKey string         `env:"ENCRYPTION_KEY"`
 	RetiredKeys   envconfig.List `env:"ENCRYPTION_KEYS_RETIRED"`
+	// FingerprintSecret is the api's KEY_FINGERPRINT_SECRET: with it the
+	// syncer fingerprints client-sealed keys on their first open, so one
+	// key connected twice is refused as a pasted one is.
+	FingerprintSecret string `env:"KEY_FINGERPRINT_SECRET"`
 
 	Interval     time.Duration `env:"SYNC_INTERVAL" envDefault:"6h" range:"1ms,"`
 	PollEvery    time.Duration `env:"SYNC_POLL_INTERVAL" envDefault:"5s" range:"1ms,"`
@@ -151,6 +156,13 @@ func loadConfig(getenv func(string) string, n need) (Config, error) {
 		BackfillDays: c.BackfillDays, ResyncDays: c.ResyncDays, LeaseFor: c.LeaseFor, RetryBackoff: c.RetryBackoff,
 		KeyRotationReminderDays: c.KeyRotationReminderDays, ShutdownGrace: c.ShutdownGrace,
 		KnownInstances: c.KnownInstances}
+	if c.FingerprintSecret != "" {
+		fp, err := secret.NewFingerprinter([]byte(c.FingerprintSecret))
+		if err != nil {
+			return c, fmt.Errorf("KEY_FINGERPRINT_SECRET: %w", err)
+		}
+		c.Sync.Fingerprints = fp
+	}
 	return c, nil
 }
 

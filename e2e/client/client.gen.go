@@ -773,6 +773,9 @@ type Connection struct {
 	Id                   openapi_types.UUID               `json:"id"`
 
 	// KeyHint The provider prefix and the key's last 4 characters, nothing more.
+	// Empty for a key sealed by the client until the syncer first opens
+	// it and sets it.
+	//
 	//
 	// Example: sk-admin-…Q7xZ
 	KeyHint  string    `json:"key_hint"`
@@ -836,6 +839,11 @@ type ConnectionUpdate struct {
 
 	// Label A new name for the connection (see `NewConnection.label`).
 	Label *string `json:"label,omitempty"`
+
+	// SealedKey An admin key sealed by the client to the current sealing key (see
+	// `GET /v1/sealing-key`): `v2:<kid>:<hex(encapsulated key)>:<hex(ciphertext with tag)>`,
+	// lowercase hex. Never returned.
+	SealedKey *SealedKey `json:"sealed_key,omitempty"`
 }
 
 // HasMore More items follow this page; ask for them with `cursor` = `next_cursor`.
@@ -893,10 +901,15 @@ type NewBudget struct {
 // NewBudgetScope defines model for NewBudget.Scope.
 type NewBudgetScope string
 
-// NewConnection defines model for NewConnection.
+// NewConnection Either `api_key`, or `sealed_key` with the `id` it was sealed for.
 type NewConnection struct {
 	// ApiKey The organisation's admin key. Sealed at once; never returned.
 	ApiKey *string `json:"api_key,omitempty"`
+
+	// Id With `sealed_key` only: the connection's id, chosen by the client
+	// (e.g. `crypto.randomUUID()`), in canonical lowercase form, since the
+	// sealed key is bound to it.
+	Id *openapi_types.UUID `json:"id,omitempty"`
 
 	// Label A name for the connection; leave it out for the provider's name.
 	// Stored trimmed and in Unicode normalization form C; 1 to 100
@@ -909,6 +922,11 @@ type NewConnection struct {
 	// `null` are refused (400), here and in a PATCH.
 	Label    *string  `json:"label,omitempty"`
 	Provider Provider `json:"provider"`
+
+	// SealedKey An admin key sealed by the client to the current sealing key (see
+	// `GET /v1/sealing-key`): `v2:<kid>:<hex(encapsulated key)>:<hex(ciphertext with tag)>`,
+	// lowercase hex. Never returned.
+	SealedKey *SealedKey `json:"sealed_key,omitempty"`
 }
 
 // NextCursor The cursor of the next page (opaque); null on the last page.
@@ -926,7 +944,8 @@ type Problem struct {
 	Field *string `json:"field,omitempty"`
 
 	// RequestId Example: 5f0c1bd2-0d3c-4d51-9c5e-3f1f6f0b2a7e
-	RequestId *string `json:"request_id,omitempty"`
+	RequestId  *string     `json:"request_id,omitempty"`
+	SealingKey *SealingKey `json:"sealing_key,omitempty"`
 
 	// Status Example: 400
 	Status int `json:"status"`
@@ -977,6 +996,53 @@ type ProviderSummary struct {
 
 // ProviderSummaryProvider The provider, or `all` for the overall figures.
 type ProviderSummaryProvider string
+
+// SealedKey An admin key sealed by the client to the current sealing key (see
+// `GET /v1/sealing-key`): `v2:<kid>:<hex(encapsulated key)>:<hex(ciphertext with tag)>`,
+// lowercase hex. Never returned.
+type SealedKey = string
+
+// SealingKey defines model for SealingKey.
+type SealingKey struct {
+	Aad struct {
+		Encoding string `json:"encoding"`
+
+		// Fields Example: ["user_id","connection_id","provider"]
+		Fields []string `json:"fields"`
+
+		// Label Example: tokka/v2/binding
+		Label string `json:"label"`
+	} `json:"aad"`
+
+	// Info Example: tokka/v2/provider-key
+	Info string `json:"info"`
+
+	// Kid The first 16 hex digits of SHA-256 of the public key.
+	Kid string `json:"kid"`
+
+	// PublicKey `tpk2:` and the lowercase hex of the X-Wing public key (1216 bytes).
+	PublicKey       string `json:"public_key"`
+	SealedKeyFormat string `json:"sealed_key_format"`
+	Suite           struct {
+		// Aead Example: AES-256-GCM
+		Aead string `json:"aead"`
+
+		// AeadId Example: 2
+		AeadId int `json:"aead_id"`
+
+		// Kdf Example: HKDF-SHA256
+		Kdf string `json:"kdf"`
+
+		// KdfId Example: 1
+		KdfId int `json:"kdf_id"`
+
+		// Kem Example: MLKEM768-X25519
+		Kem string `json:"kem"`
+
+		// KemId Example: 25722
+		KemId int `json:"kem_id"`
+	} `json:"suite"`
+}
 
 // TopAPIKey defines model for TopAPIKey.
 type TopAPIKey struct {
@@ -1961,6 +2027,18 @@ type ClientInterface interface {
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
 	//
+	// Instead of `api_key`, a client may send the key sealed itself
+	// (`sealed_key`, see `GET /v1/sealing-key`) with the connection `id` it
+	// sealed it for; the api then never sees the key. It checks the form,
+	// the key id (not the current one: 409 whose `sealing_key` holds the
+	// current parameters, to seal again) and the size; the syncer checks the
+	// rest when it first opens the key: a key that does not open for this
+	// connection and user, or is not an admin key of the provider, makes the
+	// connection `invalid` with a reason; a key you have already connected
+	// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
+	// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
+	// only sealed keys are accepted.
+	//
 	// A key you have already connected is refused with 409, whose
 	// `connection_id` names the connection that has it: an organisation is
 	// never counted twice. Another admin key of an organisation you have
@@ -1978,6 +2056,18 @@ type ClientInterface interface {
 	// The key is checked for the provider's admin-key prefix (`sk-admin-` for
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
+	//
+	// Instead of `api_key`, a client may send the key sealed itself
+	// (`sealed_key`, see `GET /v1/sealing-key`) with the connection `id` it
+	// sealed it for; the api then never sees the key. It checks the form,
+	// the key id (not the current one: 409 whose `sealing_key` holds the
+	// current parameters, to seal again) and the size; the syncer checks the
+	// rest when it first opens the key: a key that does not open for this
+	// connection and user, or is not an admin key of the provider, makes the
+	// connection `invalid` with a reason; a key you have already connected
+	// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
+	// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
+	// only sealed keys are accepted.
 	//
 	// A key you have already connected is refused with 409, whose
 	// `connection_id` names the connection that has it: an organisation is
@@ -2010,8 +2100,9 @@ type ClientInterface interface {
 
 	// UpdateConnectionWithBody Rename a connection and/or replace its key
 	//
-	// Send `label`, `api_key` or both; absent fields are left as they are and
-	// any other field is rejected. A new key must be an admin key of the
+	// Send `label`, a key (`api_key`, or `sealed_key` sealed by the client
+	// for this connection's id, see `GET /v1/sealing-key`) or both; absent
+	// fields are left as they are and any other field is rejected. A new key must be an admin key of the
 	// connection's provider (the provider cannot change). It is sealed at
 	// once with the same binding as the old one and never returned; the old
 	// blob is overwritten and never decrypted again. Replacing the key sets
@@ -2031,8 +2122,9 @@ type ClientInterface interface {
 
 	// UpdateConnection Rename a connection and/or replace its key
 	//
-	// Send `label`, `api_key` or both; absent fields are left as they are and
-	// any other field is rejected. A new key must be an admin key of the
+	// Send `label`, a key (`api_key`, or `sealed_key` sealed by the client
+	// for this connection's id, see `GET /v1/sealing-key`) or both; absent
+	// fields are left as they are and any other field is rejected. A new key must be an admin key of the
 	// connection's provider (the provider cannot change). It is sealed at
 	// once with the same binding as the old one and never returned; the old
 	// blob is overwritten and never decrypted again. Replacing the key sets
@@ -2073,6 +2165,33 @@ type ClientInterface interface {
 	//
 	// Corresponds with HEAD /v1/me (the `HeadGetMe` operationId).
 	HeadGetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetSealingKey The public parameters to seal a key in the client
+	//
+	// What a client needs to seal a provider key itself, so the api only
+	// ever relays a blob it cannot open: the syncer's current public key
+	// (`tpk2:` and the lowercase hex of the MLKEM768-X25519 public key), its
+	// key id, the HPKE suite (RFC 9180: KEM MLKEM768-X25519 (X-Wing), KDF
+	// HKDF-SHA256, AEAD AES-256-GCM, base mode), the `info` string and the
+	// AAD encoding. The AAD binds the blob to your user id, the connection
+	// id you choose and the provider: `tokka/v2/binding`, then each of the
+	// three as a 4-byte big-endian length and its UTF-8 bytes. Send the
+	// result as `sealed_key` (with `id`) to `POST /v1/connections`, or as
+	// `sealed_key` to `PATCH /v1/connections/{id}`. The parameters change
+	// only when the operator rotates `ENCRYPTION_KEY`: the response may be
+	// cached privately for an hour (`ETag` is the key id), and a key sealed
+	// to a retired key id is refused with 409 carrying the new parameters.
+	// The `clients/js` library in the repository does all of this.
+	//
+	// Corresponds with GET /v1/sealing-key (the `GetSealingKey` operationId).
+	GetSealingKey(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadGetSealingKey The public sealing parameters (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/sealing-key (the `HeadGetSealingKey` operationId).
+	HeadGetSealingKey(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetUsage Tokens, requests and cost over a range of days
 	//
@@ -2728,6 +2847,18 @@ func (c *Client) HeadListConnections(ctx context.Context, params *HeadListConnec
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
 //
+// Instead of `api_key`, a client may send the key sealed itself
+// (`sealed_key`, see `GET /v1/sealing-key`) with the connection `id` it
+// sealed it for; the api then never sees the key. It checks the form,
+// the key id (not the current one: 409 whose `sealing_key` holds the
+// current parameters, to seal again) and the size; the syncer checks the
+// rest when it first opens the key: a key that does not open for this
+// connection and user, or is not an admin key of the provider, makes the
+// connection `invalid` with a reason; a key you have already connected
+// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
+// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
+// only sealed keys are accepted.
+//
 // A key you have already connected is refused with 409, whose
 // `connection_id` names the connection that has it: an organisation is
 // never counted twice. Another admin key of an organisation you have
@@ -2755,6 +2886,18 @@ func (c *Client) CreateConnectionWithBody(ctx context.Context, params *CreateCon
 // The key is checked for the provider's admin-key prefix (`sk-admin-` for
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
+//
+// Instead of `api_key`, a client may send the key sealed itself
+// (`sealed_key`, see `GET /v1/sealing-key`) with the connection `id` it
+// sealed it for; the api then never sees the key. It checks the form,
+// the key id (not the current one: 409 whose `sealing_key` holds the
+// current parameters, to seal again) and the size; the syncer checks the
+// rest when it first opens the key: a key that does not open for this
+// connection and user, or is not an admin key of the provider, makes the
+// connection `invalid` with a reason; a key you have already connected
+// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
+// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
+// only sealed keys are accepted.
 //
 // A key you have already connected is refused with 409, whose
 // `connection_id` names the connection that has it: an organisation is
@@ -2827,8 +2970,9 @@ func (c *Client) HeadGetConnection(ctx context.Context, id ConnectionID, reqEdit
 
 // UpdateConnectionWithBody Rename a connection and/or replace its key
 //
-// Send `label`, `api_key` or both; absent fields are left as they are and
-// any other field is rejected. A new key must be an admin key of the
+// Send `label`, a key (`api_key`, or `sealed_key` sealed by the client
+// for this connection's id, see `GET /v1/sealing-key`) or both; absent
+// fields are left as they are and any other field is rejected. A new key must be an admin key of the
 // connection's provider (the provider cannot change). It is sealed at
 // once with the same binding as the old one and never returned; the old
 // blob is overwritten and never decrypted again. Replacing the key sets
@@ -2858,8 +3002,9 @@ func (c *Client) UpdateConnectionWithBody(ctx context.Context, id ConnectionID, 
 
 // UpdateConnection Rename a connection and/or replace its key
 //
-// Send `label`, `api_key` or both; absent fields are left as they are and
-// any other field is rejected. A new key must be an admin key of the
+// Send `label`, a key (`api_key`, or `sealed_key` sealed by the client
+// for this connection's id, see `GET /v1/sealing-key`) or both; absent
+// fields are left as they are and any other field is rejected. A new key must be an admin key of the
 // connection's provider (the provider cannot change). It is sealed at
 // once with the same binding as the old one and never returned; the old
 // blob is overwritten and never decrypted again. Replacing the key sets
@@ -2931,6 +3076,53 @@ func (c *Client) GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*htt
 // Corresponds with HEAD /v1/me (the `HeadGetMe` operationId).
 func (c *Client) HeadGetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewHeadGetMeRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetSealingKey The public parameters to seal a key in the client
+//
+// What a client needs to seal a provider key itself, so the api only
+// ever relays a blob it cannot open: the syncer's current public key
+// (`tpk2:` and the lowercase hex of the MLKEM768-X25519 public key), its
+// key id, the HPKE suite (RFC 9180: KEM MLKEM768-X25519 (X-Wing), KDF
+// HKDF-SHA256, AEAD AES-256-GCM, base mode), the `info` string and the
+// AAD encoding. The AAD binds the blob to your user id, the connection
+// id you choose and the provider: `tokka/v2/binding`, then each of the
+// three as a 4-byte big-endian length and its UTF-8 bytes. Send the
+// result as `sealed_key` (with `id`) to `POST /v1/connections`, or as
+// `sealed_key` to `PATCH /v1/connections/{id}`. The parameters change
+// only when the operator rotates `ENCRYPTION_KEY`: the response may be
+// cached privately for an hour (`ETag` is the key id), and a key sealed
+// to a retired key id is refused with 409 carrying the new parameters.
+// The `clients/js` library in the repository does all of this.
+//
+// Corresponds with GET /v1/sealing-key (the `GetSealingKey` operationId).
+func (c *Client) GetSealingKey(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetSealingKeyRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadGetSealingKey The public sealing parameters (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/sealing-key (the `HeadGetSealingKey` operationId).
+func (c *Client) HeadGetSealingKey(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadGetSealingKeyRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -4608,6 +4800,60 @@ func NewHeadGetMeRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewGetSealingKeyRequest constructs an http.Request for the GetSealingKey method
+func NewGetSealingKeyRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/sealing-key")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadGetSealingKeyRequest constructs an http.Request for the HeadGetSealingKey method
+func NewHeadGetSealingKeyRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/sealing-key")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetUsageRequest constructs an http.Request for the GetUsage method
 func NewGetUsageRequest(server string, params *GetUsageParams) (*http.Request, error) {
 	var err error
@@ -5760,6 +6006,18 @@ type ClientWithResponsesInterface interface {
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
 	//
+	// Instead of `api_key`, a client may send the key sealed itself
+	// (`sealed_key`, see `GET /v1/sealing-key`) with the connection `id` it
+	// sealed it for; the api then never sees the key. It checks the form,
+	// the key id (not the current one: 409 whose `sealing_key` holds the
+	// current parameters, to seal again) and the size; the syncer checks the
+	// rest when it first opens the key: a key that does not open for this
+	// connection and user, or is not an admin key of the provider, makes the
+	// connection `invalid` with a reason; a key you have already connected
+	// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
+	// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
+	// only sealed keys are accepted.
+	//
 	// A key you have already connected is refused with 409, whose
 	// `connection_id` names the connection that has it: an organisation is
 	// never counted twice. Another admin key of an organisation you have
@@ -5777,6 +6035,18 @@ type ClientWithResponsesInterface interface {
 	// The key is checked for the provider's admin-key prefix (`sk-admin-` for
 	// OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 	// The connection starts `pending`; the syncer backfills it within seconds.
+	//
+	// Instead of `api_key`, a client may send the key sealed itself
+	// (`sealed_key`, see `GET /v1/sealing-key`) with the connection `id` it
+	// sealed it for; the api then never sees the key. It checks the form,
+	// the key id (not the current one: 409 whose `sealing_key` holds the
+	// current parameters, to seal again) and the size; the syncer checks the
+	// rest when it first opens the key: a key that does not open for this
+	// connection and user, or is not an admin key of the provider, makes the
+	// connection `invalid` with a reason; a key you have already connected
+	// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
+	// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
+	// only sealed keys are accepted.
 	//
 	// A key you have already connected is refused with 409, whose
 	// `connection_id` names the connection that has it: an organisation is
@@ -5815,8 +6085,9 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateConnectionWithBodyWithResponse Rename a connection and/or replace its key
 	//
-	// Send `label`, `api_key` or both; absent fields are left as they are and
-	// any other field is rejected. A new key must be an admin key of the
+	// Send `label`, a key (`api_key`, or `sealed_key` sealed by the client
+	// for this connection's id, see `GET /v1/sealing-key`) or both; absent
+	// fields are left as they are and any other field is rejected. A new key must be an admin key of the
 	// connection's provider (the provider cannot change). It is sealed at
 	// once with the same binding as the old one and never returned; the old
 	// blob is overwritten and never decrypted again. Replacing the key sets
@@ -5836,8 +6107,9 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateConnectionWithResponse Rename a connection and/or replace its key
 	//
-	// Send `label`, `api_key` or both; absent fields are left as they are and
-	// any other field is rejected. A new key must be an admin key of the
+	// Send `label`, a key (`api_key`, or `sealed_key` sealed by the client
+	// for this connection's id, see `GET /v1/sealing-key`) or both; absent
+	// fields are left as they are and any other field is rejected. A new key must be an admin key of the
 	// connection's provider (the provider cannot change). It is sealed at
 	// once with the same binding as the old one and never returned; the old
 	// blob is overwritten and never decrypted again. Replacing the key sets
@@ -5884,6 +6156,37 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with HEAD /v1/me (the `HeadGetMe` operationId).
 	HeadGetMeWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadGetMeResponse, error)
+
+	// GetSealingKeyWithResponse The public parameters to seal a key in the client
+	//
+	// What a client needs to seal a provider key itself, so the api only
+	// ever relays a blob it cannot open: the syncer's current public key
+	// (`tpk2:` and the lowercase hex of the MLKEM768-X25519 public key), its
+	// key id, the HPKE suite (RFC 9180: KEM MLKEM768-X25519 (X-Wing), KDF
+	// HKDF-SHA256, AEAD AES-256-GCM, base mode), the `info` string and the
+	// AAD encoding. The AAD binds the blob to your user id, the connection
+	// id you choose and the provider: `tokka/v2/binding`, then each of the
+	// three as a 4-byte big-endian length and its UTF-8 bytes. Send the
+	// result as `sealed_key` (with `id`) to `POST /v1/connections`, or as
+	// `sealed_key` to `PATCH /v1/connections/{id}`. The parameters change
+	// only when the operator rotates `ENCRYPTION_KEY`: the response may be
+	// cached privately for an hour (`ETag` is the key id), and a key sealed
+	// to a retired key id is refused with 409 carrying the new parameters.
+	// The `clients/js` library in the repository does all of this.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/sealing-key (the `GetSealingKey` operationId).
+	GetSealingKeyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetSealingKeyResponse, error)
+
+	// HeadGetSealingKeyWithResponse The public sealing parameters (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/sealing-key (the `HeadGetSealingKey` operationId).
+	HeadGetSealingKeyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadGetSealingKeyResponse, error)
 
 	// GetUsageWithResponse Tokens, requests and cost over a range of days
 	//
@@ -9892,6 +10195,196 @@ func (r HeadGetMeResponse) ContentType() string {
 	return ""
 }
 
+// GetSealingKeyResponse200Headers the declared response headers of an HTTP 200 response for GetSealingKey
+type GetSealingKeyResponse200Headers struct {
+	CacheControl *string
+	ETag         *string
+}
+
+// GetSealingKeyResponse400Headers the declared response headers of an HTTP 400 response for GetSealingKey
+type GetSealingKeyResponse400Headers struct {
+	XRequestId *string
+}
+
+// GetSealingKeyResponse401Headers the declared response headers of an HTTP 401 response for GetSealingKey
+type GetSealingKeyResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// GetSealingKeyResponse403Headers the declared response headers of an HTTP 403 response for GetSealingKey
+type GetSealingKeyResponse403Headers struct {
+	XRequestId *string
+}
+
+// GetSealingKeyResponse406Headers the declared response headers of an HTTP 406 response for GetSealingKey
+type GetSealingKeyResponse406Headers struct {
+	XRequestId *string
+}
+
+// GetSealingKeyResponse500Headers the declared response headers of an HTTP 500 response for GetSealingKey
+type GetSealingKeyResponse500Headers struct {
+	XRequestId *string
+}
+
+type GetSealingKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *SealingKey
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetSealingKeyResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetSealingKeyResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetSealingKeyResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetSealingKeyResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *GetSealingKeyResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetSealingKeyResponse500Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetSealingKeyResponse) GetJSON200() *SealingKey {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetSealingKeyResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetSealingKeyResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetSealingKeyResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r GetSealingKeyResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetSealingKeyResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetSealingKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetSealingKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetSealingKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetSealingKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// HeadGetSealingKeyResponse400Headers the declared response headers of an HTTP 400 response for HeadGetSealingKey
+type HeadGetSealingKeyResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadGetSealingKeyResponse401Headers the declared response headers of an HTTP 401 response for HeadGetSealingKey
+type HeadGetSealingKeyResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadGetSealingKeyResponse403Headers the declared response headers of an HTTP 403 response for HeadGetSealingKey
+type HeadGetSealingKeyResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadGetSealingKeyResponse406Headers the declared response headers of an HTTP 406 response for HeadGetSealingKey
+type HeadGetSealingKeyResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadGetSealingKeyResponse500Headers the declared response headers of an HTTP 500 response for HeadGetSealingKey
+type HeadGetSealingKeyResponse500Headers struct {
+	XRequestId *string
+}
+
+type HeadGetSealingKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadGetSealingKeyResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadGetSealingKeyResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadGetSealingKeyResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadGetSealingKeyResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadGetSealingKeyResponse500Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadGetSealingKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadGetSealingKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadGetSealingKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadGetSealingKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetUsageResponse200Headers the declared response headers of an HTTP 200 response for GetUsage
 type GetUsageResponse200Headers struct {
 	RateLimitLimit     *int
@@ -11105,6 +11598,18 @@ func (c *ClientWithResponses) HeadListConnectionsWithResponse(ctx context.Contex
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
 //
+// Instead of `api_key`, a client may send the key sealed itself
+// (`sealed_key`, see `GET /v1/sealing-key`) with the connection `id` it
+// sealed it for; the api then never sees the key. It checks the form,
+// the key id (not the current one: 409 whose `sealing_key` holds the
+// current parameters, to seal again) and the size; the syncer checks the
+// rest when it first opens the key: a key that does not open for this
+// connection and user, or is not an admin key of the provider, makes the
+// connection `invalid` with a reason; a key you have already connected
+// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
+// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
+// only sealed keys are accepted.
+//
 // A key you have already connected is refused with 409, whose
 // `connection_id` names the connection that has it: an organisation is
 // never counted twice. Another admin key of an organisation you have
@@ -11128,6 +11633,18 @@ func (c *ClientWithResponses) CreateConnectionWithBodyWithResponse(ctx context.C
 // The key is checked for the provider's admin-key prefix (`sk-admin-` for
 // OpenAI, `sk-ant-admin` for Anthropic), sealed at once and never returned.
 // The connection starts `pending`; the syncer backfills it within seconds.
+//
+// Instead of `api_key`, a client may send the key sealed itself
+// (`sealed_key`, see `GET /v1/sealing-key`) with the connection `id` it
+// sealed it for; the api then never sees the key. It checks the form,
+// the key id (not the current one: 409 whose `sealing_key` holds the
+// current parameters, to seal again) and the size; the syncer checks the
+// rest when it first opens the key: a key that does not open for this
+// connection and user, or is not an admin key of the provider, makes the
+// connection `invalid` with a reason; a key you have already connected
+// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
+// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
+// only sealed keys are accepted.
 //
 // A key you have already connected is refused with 409, whose
 // `connection_id` names the connection that has it: an organisation is
@@ -11190,8 +11707,9 @@ func (c *ClientWithResponses) HeadGetConnectionWithResponse(ctx context.Context,
 
 // UpdateConnectionWithBodyWithResponse Rename a connection and/or replace its key
 //
-// Send `label`, `api_key` or both; absent fields are left as they are and
-// any other field is rejected. A new key must be an admin key of the
+// Send `label`, a key (`api_key`, or `sealed_key` sealed by the client
+// for this connection's id, see `GET /v1/sealing-key`) or both; absent
+// fields are left as they are and any other field is rejected. A new key must be an admin key of the
 // connection's provider (the provider cannot change). It is sealed at
 // once with the same binding as the old one and never returned; the old
 // blob is overwritten and never decrypted again. Replacing the key sets
@@ -11217,8 +11735,9 @@ func (c *ClientWithResponses) UpdateConnectionWithBodyWithResponse(ctx context.C
 
 // UpdateConnectionWithResponse Rename a connection and/or replace its key
 //
-// Send `label`, `api_key` or both; absent fields are left as they are and
-// any other field is rejected. A new key must be an admin key of the
+// Send `label`, a key (`api_key`, or `sealed_key` sealed by the client
+// for this connection's id, see `GET /v1/sealing-key`) or both; absent
+// fields are left as they are and any other field is rejected. A new key must be an admin key of the
 // connection's provider (the provider cannot change). It is sealed at
 // once with the same binding as the old one and never returned; the old
 // blob is overwritten and never decrypted again. Replacing the key sets
@@ -11288,6 +11807,49 @@ func (c *ClientWithResponses) HeadGetMeWithResponse(ctx context.Context, reqEdit
 		return nil, err
 	}
 	return ParseHeadGetMeResponse(rsp)
+}
+
+// GetSealingKeyWithResponse The public parameters to seal a key in the client
+//
+// What a client needs to seal a provider key itself, so the api only
+// ever relays a blob it cannot open: the syncer's current public key
+// (`tpk2:` and the lowercase hex of the MLKEM768-X25519 public key), its
+// key id, the HPKE suite (RFC 9180: KEM MLKEM768-X25519 (X-Wing), KDF
+// HKDF-SHA256, AEAD AES-256-GCM, base mode), the `info` string and the
+// AAD encoding. The AAD binds the blob to your user id, the connection
+// id you choose and the provider: `tokka/v2/binding`, then each of the
+// three as a 4-byte big-endian length and its UTF-8 bytes. Send the
+// result as `sealed_key` (with `id`) to `POST /v1/connections`, or as
+// `sealed_key` to `PATCH /v1/connections/{id}`. The parameters change
+// only when the operator rotates `ENCRYPTION_KEY`: the response may be
+// cached privately for an hour (`ETag` is the key id), and a key sealed
+// to a retired key id is refused with 409 carrying the new parameters.
+// The `clients/js` library in the repository does all of this.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/sealing-key (the `GetSealingKey` operationId).
+func (c *ClientWithResponses) GetSealingKeyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetSealingKeyResponse, error) {
+	rsp, err := c.GetSealingKey(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetSealingKeyResponse(rsp)
+}
+
+// HeadGetSealingKeyWithResponse The public sealing parameters (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/sealing-key (the `HeadGetSealingKey` operationId).
+func (c *ClientWithResponses) HeadGetSealingKeyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadGetSealingKeyResponse, error) {
+	rsp, err := c.HeadGetSealingKey(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadGetSealingKeyResponse(rsp)
 }
 
 // GetUsageWithResponse Tokens, requests and cost over a range of days
@@ -16282,6 +16844,220 @@ func ParseHeadGetMeResponse(rsp *http.Response) (*HeadGetMeResponse, error) {
 		response.Headers406 = &headers
 	case rsp.StatusCode == 500:
 		var headers HeadGetMeResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetSealingKeyResponse parses an HTTP response from a GetSealingKeyWithResponse call
+func ParseGetSealingKeyResponse(rsp *http.Response) (*GetSealingKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetSealingKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest SealingKey
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetSealingKeyResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = &value
+		}
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetSealingKeyResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetSealingKeyResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetSealingKeyResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers GetSealingKeyResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetSealingKeyResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadGetSealingKeyResponse parses an HTTP response from a HeadGetSealingKeyWithResponse call
+func ParseHeadGetSealingKeyResponse(rsp *http.Response) (*HeadGetSealingKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadGetSealingKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadGetSealingKeyResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadGetSealingKeyResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadGetSealingKeyResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadGetSealingKeyResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadGetSealingKeyResponse500Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {

@@ -44,7 +44,15 @@ type createConnectionRequest struct {
 	Provider string      `json:"provider"`
 	Label    *string     `json:"label"`
 	APIKey   apiKeyField `json:"api_key"`
+	// ID and SealedKey are the client-sealed form: the client picks the
+	// connection id so that the blob's AAD can bind to it.
+	ID        *string `json:"id"`
+	SealedKey *string `json:"sealed_key"`
 }
+
+// maxKeyLen bounds a key's length in bytes, pasted or sealed: provider admin
+// keys are well under it.
+const maxKeyLen = 512
 
 // validateKeyShape checks what any admin key looks like, without ever
 // quoting it back: present, a plausible length, visible ASCII only.
@@ -52,7 +60,7 @@ func validateKeyShape(k *secret.Key) error {
 	if k == nil || k.Len() == 0 {
 		return &tokka.Error{Code: tokka.CodeInvalid, Message: "api_key is required", Field: "api_key"}
 	}
-	if k.Len() > 512 {
+	if k.Len() > maxKeyLen {
 		return &tokka.Error{Code: tokka.CodeInvalid, Message: "api_key has an implausible length", Field: "api_key"}
 	}
 	for _, b := range k.Bytes() {
@@ -94,16 +102,19 @@ func (s *Server) auditEvent(c echo.Context, action, purpose string) tokka.AuditE
 	}
 }
 
-// newConnection is a checked POST /v1/connections.
+// newConnection is a checked POST /v1/connections: a pasted key, or a key
+// the client sealed (sealed, with the id it is bound to).
 type newConnection struct {
 	provider tokka.Provider
 	label    string
 	key      *secret.Key
+	id       string
+	sealed   string
 }
 
 func (r *newConnection) wipe() { r.key.Wipe() }
 
-func parseNewConnection(c echo.Context) (newConnection, error) {
+func (s *Server) parseNewConnection(c echo.Context) (newConnection, error) {
 	var req createConnectionRequest
 	err := decodeStrict(c, &req)
 	nc := newConnection{provider: tokka.Provider(req.Provider), key: req.APIKey.key} // wiped however this ends
@@ -119,33 +130,61 @@ func parseNewConnection(c echo.Context) (newConnection, error) {
 			return nc, err
 		}
 	}
+	switch {
+	case req.SealedKey != nil && nc.key != nil:
+		return nc, &tokka.Error{Code: tokka.CodeInvalid, Field: "sealed_key", Message: "send api_key or sealed_key, not both"}
+	case req.SealedKey != nil:
+		if req.ID == nil {
+			return nc, &tokka.Error{Code: tokka.CodeInvalid, Field: "id",
+				Message: "id is required with sealed_key: the key is sealed to the connection's id, so the client chooses it"}
+		}
+		if nc.id, err = canonicalID("id", *req.ID); err != nil {
+			return nc, err
+		}
+		nc.sealed = *req.SealedKey
+		return nc, s.checkSealedKey(nc.sealed, nc.provider)
+	case req.ID != nil:
+		return nc, &tokka.Error{Code: tokka.CodeInvalid, Field: "id", Message: "id is accepted only with sealed_key"}
+	}
 	return nc, validateKey(nc.provider, nc.key)
 }
 
 func (s *Server) createConnection(c echo.Context) error {
 	req := prepared[newConnection](c)
-	p, key := req.provider, req.key
 	u := userOf(c)
-	fp, err := s.keyFingerprint(u, p, key)
-	if err != nil {
-		return err
+	nc, purpose := tokka.NewConnection{ID: req.id, Provider: req.provider, Label: req.label, SealedKey: req.sealed},
+		"user added a connection (key sealed by the client)"
+	if req.sealed == "" {
+		var err error
+		if nc, err = s.sealPasted(u, req.provider, req.key); err != nil {
+			return err
+		}
+		nc.Label, purpose = req.label, "user added a connection"
 	}
-	id := uuid.NewString()
-	// The blob is bound to this user, connection and provider (AAD), so it
-	// cannot be moved to another row and still open.
-	blob, err := s.sealer.Seal(key, seal.Binding{UserID: u.ID, ConnectionID: id, Provider: p})
-	if err != nil {
-		return err
-	}
-	conn, err := s.connections.CreateConnection(c.Request().Context(), u, tokka.NewConnection{
-		ID: id, Provider: p, Label: req.label, KeyHint: key.Hint(p.KeyPrefix()), SealedKey: blob,
-		KeyFingerprint: fp,
-	}, s.auditEvent(c, tokka.ActionKeyCreated, "user added a connection"))
+	// A client-sealed key has no hint or fingerprint yet: the syncer sets
+	// both when it first opens the key (see syncer.checkClientSealed).
+	conn, err := s.connections.CreateConnection(c.Request().Context(), u, nc, s.auditEvent(c, tokka.ActionKeyCreated, purpose))
 	if err != nil {
 		return err
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/connections/"+conn.ID)
 	return c.JSON(http.StatusCreated, conn)
+}
+
+// sealPasted seals a pasted key for a new connection with a fresh id. The
+// blob is bound to this user, connection and provider (AAD), so it cannot be
+// moved to another row and still open.
+func (s *Server) sealPasted(u tokka.User, p tokka.Provider, key *secret.Key) (tokka.NewConnection, error) {
+	fp, err := s.keyFingerprint(u, p, key)
+	if err != nil {
+		return tokka.NewConnection{}, err
+	}
+	id := uuid.NewString()
+	blob, err := s.sealer.Seal(key, seal.Binding{UserID: u.ID, ConnectionID: id, Provider: p})
+	if err != nil {
+		return tokka.NewConnection{}, err
+	}
+	return tokka.NewConnection{ID: id, Provider: p, KeyHint: key.Hint(p.KeyPrefix()), SealedKey: blob, KeyFingerprint: fp}, nil
 }
 
 // keyFingerprint is the keyed fingerprint by which the same key, pasted

@@ -22,21 +22,23 @@ type AuditStore interface {
 // left as they are; null is refused (decodeStrict), as is anything else in
 // the body.
 type updateConnectionRequest struct {
-	Label  *string      `json:"label"`
-	APIKey *apiKeyField `json:"api_key"`
+	Label     *string      `json:"label"`
+	APIKey    *apiKeyField `json:"api_key"`
+	SealedKey *string      `json:"sealed_key"`
 }
 
 // connectionUpdate is a checked PATCH /v1/connections/{id}. The new key's
 // provider prefix can be checked only against the stored connection.
 type connectionUpdate struct {
-	id    string
-	label *string
-	key   *secret.Key
+	id     string
+	label  *string
+	key    *secret.Key
+	sealed string // a key the client sealed for this connection
 }
 
 func (r *connectionUpdate) wipe() { r.key.Wipe() }
 
-func parseConnectionUpdate(c echo.Context) (connectionUpdate, error) {
+func (s *Server) parseConnectionUpdate(c echo.Context) (connectionUpdate, error) {
 	var req updateConnectionRequest
 	id, err := connectionID(c)
 	if err != nil {
@@ -50,8 +52,11 @@ func parseConnectionUpdate(c echo.Context) (connectionUpdate, error) {
 	if err != nil {
 		return up, err
 	}
-	if req.Label == nil && req.APIKey == nil {
-		return up, tokka.Errorf(tokka.CodeInvalid, "nothing to change: send label, api_key or both")
+	if req.Label == nil && req.APIKey == nil && req.SealedKey == nil {
+		return up, tokka.Errorf(tokka.CodeInvalid, "nothing to change: send label, a key (api_key or sealed_key) or both")
+	}
+	if req.APIKey != nil && req.SealedKey != nil {
+		return up, &tokka.Error{Code: tokka.CodeInvalid, Field: "sealed_key", Message: "send api_key or sealed_key, not both"}
 	}
 	if req.Label != nil {
 		label, err := cleanName("label", *req.Label)
@@ -62,6 +67,14 @@ func parseConnectionUpdate(c echo.Context) (connectionUpdate, error) {
 	}
 	if req.APIKey != nil {
 		if err := validateKeyShape(up.key); err != nil {
+			return up, err
+		}
+	}
+	if req.SealedKey != nil {
+		// The provider, for the length bound, is the stored connection's;
+		// the prefix itself the syncer checks.
+		up.sealed = *req.SealedKey
+		if err := s.checkSealedKey(up.sealed, ""); err != nil {
 			return up, err
 		}
 	}
@@ -100,6 +113,15 @@ func (s *Server) updateConnection(c echo.Context) error {
 		action, purpose = tokka.ActionKeyReplaced, "user replaced the key"
 		if up.Label != nil {
 			purpose = "user replaced the key and renamed the connection"
+		}
+	}
+	if req.sealed != "" {
+		// Sealed by the client for this connection's binding; no hint and
+		// no fingerprint until the syncer opens it.
+		up.SealedKey = req.sealed
+		action, purpose = tokka.ActionKeyReplaced, "user replaced the key (sealed by the client)"
+		if up.Label != nil {
+			purpose = "user replaced the key (sealed by the client) and renamed the connection"
 		}
 	}
 	updated, err := s.connections.UpdateConnection(ctx, u, id, up, s.auditEvent(c, action, purpose))

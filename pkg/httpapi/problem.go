@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/tokka-dev/tokka/pkg/seal"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -20,7 +21,10 @@ type Problem struct {
 	// ConnectionID is, on a 409 about a key or organisation that is already
 	// connected, the connection that already has it.
 	ConnectionID string `json:"connection_id,omitempty"`
-	RequestID    string `json:"request_id,omitempty"`
+	// SealingKey is, on a 409 for a key sealed to a key id that is not the
+	// current one, the current sealing parameters to seal it again with.
+	SealingKey *seal.Parameters `json:"sealing_key,omitempty"`
+	RequestID  string           `json:"request_id,omitempty"`
 }
 
 // statusOf is the one place a domain error code becomes an HTTP status.
@@ -75,8 +79,13 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	p := Problem{RequestID: rid}
 	var de *tokka.Error
 	var he *echo.HTTPError
+	var stale *staleSealingKey
 	safe := false // the detail may be shown even for a 5xx
 	switch {
+	case errors.As(err, &stale):
+		p.Status, p.Field, p.SealingKey = http.StatusConflict, "sealed_key", &stale.current
+		p.Detail = "sealed_key is sealed to a key id other than the current one (" + stale.current.KID +
+			"); seal the key again with the parameters in sealing_key"
 	case errors.As(err, &de):
 		p.Status = statusOf(de.Code)
 		p.Detail = de.Message

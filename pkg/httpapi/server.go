@@ -43,10 +43,11 @@ type Store interface {
 	BudgetStore
 }
 
-// Sealer seals a pasted key to the syncer's public key; *seal.PublicKey
-// implements it.
+// Sealer seals a pasted key to the syncer's public key and tells clients how
+// to seal one themselves; *seal.PublicKey implements it.
 type Sealer interface {
 	Seal(key *secret.Key, b seal.Binding) (string, error)
+	Parameters() seal.Parameters
 }
 
 // Verifier turns a bearer token into the caller; *auth.Verifier implements it.
@@ -98,6 +99,10 @@ type Config struct {
 	// ExportsPerUser is how many CSV exports one user may run at once in
 	// this process; default 2.
 	ExportsPerUser int
+	// RefusePlaintextKeys (PLAINTEXT_KEYS=refuse) refuses every request
+	// whose body carries api_key: keys must then arrive sealed by the
+	// client, so the api never holds a plaintext key.
+	RefusePlaintextKeys bool
 	// ProvisionalDays is how many recent days (today included) usage marks
 	// provisional: the days the providers may still restate and the syncer
 	// re-reads on every sync, so it is the syncer's SYNC_RESYNC_DAYS;
@@ -211,16 +216,17 @@ func (s *Server) routes(e *echo.Echo) {
 	// Auth server nor the store. A POST with an Idempotency-Key is answered
 	// from its first response when it is a retry (idempotency.go).
 	v1 := func(prep echo.MiddlewareFunc) []echo.MiddlewareFunc {
-		return []echo.MiddlewareFunc{s.authenticate, checkQuery, negotiate, prep, s.limitMutations,
+		return []echo.MiddlewareFunc{s.authenticate, checkQuery, negotiate, s.refusePlaintextKeys, prep, s.limitMutations,
 			s.limitExpensiveReads, s.liveSessionForMutations, s.idempotent}
 	}
 	read := v1(prepare[struct{}](nil))
 	byConnectionID := v1(prepare(parseConnectionID))
 	get("/v1/me", s.me, read...)
 	get("/v1/connections", s.listConnections, read...)
-	e.POST("/v1/connections", s.createConnection, v1(prepare(parseNewConnection))...)
+	get("/v1/sealing-key", s.getSealingKey, read...)
+	e.POST("/v1/connections", s.createConnection, v1(prepare(s.parseNewConnection))...)
 	get("/v1/connections/:id", s.getConnection, read...)
-	e.PATCH("/v1/connections/:id", s.updateConnection, v1(prepare(parseConnectionUpdate))...)
+	e.PATCH("/v1/connections/:id", s.updateConnection, v1(prepare(s.parseConnectionUpdate))...)
 	e.DELETE("/v1/connections/:id", s.deleteConnection, byConnectionID...)
 	e.POST("/v1/connections/:id/sync", s.requestSync, byConnectionID...)
 	get("/v1/usage", s.usage, read...)

@@ -27,6 +27,8 @@ func (s *recordingSealer) Seal(key *secret.Key, b seal.Binding) (string, error) 
 	return s.pk.Seal(key, b)
 }
 
+func (s *recordingSealer) Parameters() seal.Parameters { return s.pk.Parameters() }
+
 func (s *recordingSealer) sealed() []*secret.Key {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -88,10 +88,10 @@ func (d *DB) RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Or
 		}
 		if len(matches) > 0 && matches[0].Older {
 			existing = matches[0].ID
-			return markDuplicate(ctx, tx, l.UserID, string(l.Provider), l.ConnectionID, matches[0].ID, matches[0].Label, ev, true)
+			return markDuplicate(ctx, tx, l.UserID, string(l.Provider), l.ConnectionID, matches[0].ID, matches[0].Label, ev, true, sameOrganization)
 		}
 		for _, m := range matches {
-			if err := markDuplicate(ctx, tx, l.UserID, string(l.Provider), m.ID, l.ConnectionID, label, ev, false); err != nil {
+			if err := markDuplicate(ctx, tx, l.UserID, string(l.Provider), m.ID, l.ConnectionID, label, ev, false, sameOrganization); err != nil {
 				return err
 			}
 		}
@@ -100,12 +100,29 @@ func (d *DB) RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Or
 	return existing, err
 }
 
+// duplicateKind is what makes a connection a duplicate: what the older
+// connection already has.
+type duplicateKind int
+
+const (
+	sameOrganization duplicateKind = iota // its key's provider organisation
+	sameKey                               // the very key (a client-sealed key, found by the syncer)
+)
+
 // markDuplicate makes connection id a duplicate of existing (whose label is
 // existingLabel): status, reason, rows, alert and audit event, as
 // RecordOrganization describes. release also gives back its lease.
-func markDuplicate(ctx context.Context, tx *sqlx.Tx, userID, prov, id, existing, existingLabel string, ev tokka.AuditEvent, release bool) error {
+func markDuplicate(ctx context.Context, tx *sqlx.Tx, userID, prov, id, existing, existingLabel string, ev tokka.AuditEvent, release bool, kind duplicateKind) error {
 	reason := `Another of your connections, "` + existingLabel + `" (` + existing + `), already covers this ` +
 		`provider organisation, so this one is not counted. Delete this connection, or replace its key with one of another organisation.`
+	title := `A connection duplicates "` + existingLabel + `", which already covers the same organisation; it is not counted`
+	evDetail := "duplicate: connection " + existing + " already covers this provider organisation; this one is not counted"
+	if kind == sameKey {
+		reason = `This key is already connected as "` + existingLabel + `" (` + existing + `), so this connection is not counted. ` +
+			`Delete this connection, or replace its key with another one.`
+		title = `A connection has the same key as "` + existingLabel + `"; it is not counted`
+		evDetail = "duplicate: connection " + existing + " already holds this key; this one is not counted"
+	}
 	var keySetAt time.Time
 	if err := tx.GetContext(ctx, &keySetAt, `
 		UPDATE tokka.connections SET status = 'duplicate', last_error = $2, sync_requested_at = NULL,
@@ -130,14 +147,14 @@ func markDuplicate(ctx context.Context, tx *sqlx.Tx, userID, prov, id, existing,
 		// One alert per connection and key: a replaced key that is again a
 		// duplicate is told again.
 		DedupKey: "duplicate:" + id + ":" + keySetAt.UTC().Format(time.RFC3339Nano),
-		Title:    `A connection duplicates "` + existingLabel + `", which already covers the same organisation; it is not counted`,
+		Title:    title,
 		Detail:   detail,
 	}); err != nil {
 		return err
 	}
 	ev.UserID, ev.ConnectionID, ev.Provider = userID, &id, prov
 	ev.Action, ev.Outcome = tokka.ActionSyncFailed, tokka.OutcomeFailure
-	ev.Detail = "duplicate: connection " + existing + " already covers this provider organisation; this one is not counted"
+	ev.Detail = evDetail
 	return insertAudit(ctx, tx, ev)
 }
 

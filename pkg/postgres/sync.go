@@ -36,6 +36,7 @@ func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Du
 			RETURNING c.id, c.user_id, c.provider, c.sealed_key, c.key_set_at, c.backfilled_at,
 				c.sync_requested_at IS NOT NULL AS requested, c.lease_owner, c.lease_expires_at, due.takeover,
 				coalesce(c.organization_checked_at >= c.key_set_at, false) AS organization_known,
+				c.key_hint = '' AS key_unchecked,
 				CASE WHEN c.status = 'error' THEN (
 					SELECT count(*) FROM tokka.audit_events e
 					WHERE e.user_id = c.user_id AND e.connection_id = c.id AND e.action = 'sync.failed'

@@ -40,6 +40,7 @@ type LeaseStore interface {
 	ReleaseLease(ctx context.Context, l tokka.Lease) error
 	RecordKeyUse(ctx context.Context, l tokka.Lease, ev tokka.AuditEvent) error
 	RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Organization, ev tokka.AuditEvent) (string, error)
+	RecordSealedKey(ctx context.Context, l tokka.Lease, hint string, fingerprint []byte, ev tokka.AuditEvent) (string, error)
 	CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult) error
 	FailSync(ctx context.Context, l tokka.Lease, status tokka.ConnectionStatus, reason string, next time.Time, ev tokka.AuditEvent) error
 	AbandonSync(ctx context.Context, l tokka.Lease, ev tokka.AuditEvent) error
@@ -101,7 +102,12 @@ type Config struct {
 	// prefixes expected to decrypt keys; a decryption by any other actor
 	// raises a key_access alert. Empty: not checked.
 	KnownInstances []string
-	Now            func() time.Time
+	// Fingerprints (KEY_FINGERPRINT_SECRET, the api's) computes the keyed
+	// fingerprint of a client-sealed key on its first open, so the same key
+	// connected twice is found as it is for pasted keys. Nil: not computed,
+	// and only the organisation check finds such a duplicate.
+	Fingerprints *secret.Fingerprinter
+	Now          func() time.Time
 }
 
 // The defaults of a zero Config field. cmd/syncer's envDefault tags say the
@@ -354,7 +360,14 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 	key, err := s.open(blob, seal.Binding{UserID: l.UserID, ConnectionID: l.ConnectionID, Provider: l.Provider})
 	if err != nil {
 		d := diagnose(blob, s.kids)
-		outcome = s.fail(ctx, log, l, tokka.StatusNeedsReconnect, d.reason, now.Add(s.cfg.Interval), tokka.ActionKeyDecrypted, d.detail, outcomeSealed)
+		status := tokka.StatusNeedsReconnect
+		if l.KeyUnchecked {
+			// A client sealed it and it never opened: the client's
+			// upload is what is wrong, not a key Tokka once held.
+			status, d.reason = tokka.StatusInvalid, reasonSealedWrong
+			d.detail = "client-sealed key refused: " + d.detail
+		}
+		outcome = s.fail(ctx, log, l, status, d.reason, now.Add(s.cfg.Interval), tokka.ActionKeyDecrypted, d.detail, outcomeSealed)
 		s.raiseKeyAccess(ctx, log, l.UserID, l.ConnectionID, blob, d)
 		return outcome
 	}
@@ -366,8 +379,12 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 	log.Debug().Dur("plaintext_lifetime", lifetime).Msg("key wiped")
 	stopRenewing()
 
+	if r.refused != "" {
+		return s.fail(ctx, log, l, tokka.StatusInvalid, r.refused, now.Add(s.cfg.Interval), tokka.ActionSyncFailed,
+			"client-sealed key refused: "+r.refused, outcomeInvalid)
+	}
 	if r.duplicateOf != "" {
-		log.Info().Str("covered_by", r.duplicateOf).Msg("organisation already covered by an older connection; marked duplicate")
+		log.Info().Str("covered_by", r.duplicateOf).Msg("key or organisation already covered by an older connection; marked duplicate")
 		return outcomeDuplicate
 	}
 	if r.recordErr != nil {
@@ -431,6 +448,9 @@ type readResult struct {
 	err         error  // the provider calls failed
 	duplicateOf string // the key's organisation is already another connection's
 	recordErr   error  // recording the organisation failed
+	// refused says why a client-sealed key is not an admin key of its
+	// provider ("" when it is, or when the key was sealed by the api).
+	refused string
 	// dir is what the organisation's directory gave (nil when no part of
 	// it could be read); it is stored with the usage, in the same event.
 	dir *tokka.Directory
@@ -440,6 +460,26 @@ type readResult struct {
 // provider client panics.
 func (s *Syncer) read(ctx, fetchCtx context.Context, log zerolog.Logger, l tokka.Lease, client provider.Client, key *secret.Key, job syncJob, held *leaseClock) (r readResult) {
 	defer key.Wipe()
+	if l.KeyUnchecked {
+		// Sealed by a client, opened for the first time: only now can its
+		// prefix be checked and its hint and fingerprint be recorded
+		// (which refuses a key this user has already connected).
+		if r.refused = checkSealedKey(l.Provider, key); r.refused != "" {
+			return r
+		}
+		var fp []byte
+		if s.cfg.Fingerprints != nil {
+			fp = s.cfg.Fingerprints.Key(l.UserID, string(l.Provider), key)
+		}
+		ev := s.event(tokka.ActionSyncFailed, tokka.OutcomeFailure, job.purpose)
+		r.recordErr = s.retry(ctx, held.expires(), "recording the sealed key's hint", func() (err error) {
+			r.duplicateOf, err = s.store.RecordSealedKey(ctx, l, key.Hint(l.Provider.KeyPrefix()), fp, ev)
+			return err
+		})
+		if r.recordErr != nil || r.duplicateOf != "" {
+			return r
+		}
+	}
 	if !l.OrganizationKnown {
 		// First sync of this key: learn its organisation before any of
 		// its usage is stored, so one organisation is never counted

@@ -44,6 +44,10 @@ type Lease struct {
 	// current key has been recorded (RecordOrganization); until then the
 	// sync must learn it first.
 	OrganizationKnown bool `db:"organization_known"`
+	// KeyUnchecked is set for a key the client sealed that no syncer has
+	// opened yet: its prefix, hint and fingerprint are still to be learnt
+	// (RecordSealedKey).
+	KeyUnchecked bool `db:"key_unchecked"`
 	// Failures counts the connection's syncs that failed in a row before
 	// this one (since its last success or new key); the syncer's retry
 	// backoff grows with it.
