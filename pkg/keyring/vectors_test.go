@@ -29,13 +29,13 @@ var updateVectors = flag.Bool("update-vectors", false, "rewrite the Go-sealed ve
 // derive it: hpke-js's X-Wing DeriveKeyPair and Go's differ, which never
 // matters in production, where only the public key leaves the syncer.
 type sealVectorSet struct {
-	Comment       string   `json:"comment"`
-	EncryptionKey string   `json:"encryption_key"`
-	RecipientSeed string   `json:"recipient_seed"`
-	PublicKey     string   `json:"public_key"`
-	KID           string   `json:"kid"`
-	Info          string   `json:"info"`
-	AADLabel      string   `json:"aad_label"`
+	Comment       string       `json:"comment"`
+	EncryptionKey string       `json:"encryption_key"`
+	RecipientSeed string       `json:"recipient_seed"`
+	PublicKey     string       `json:"public_key"`
+	KID           string       `json:"kid"`
+	Info          string       `json:"info"`
+	AADLabel      string       `json:"aad_label"`
 	Vectors       []sealVector `json:"vectors"`
 }
 
