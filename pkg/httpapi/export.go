@@ -95,14 +95,6 @@ func (s *Server) usageExport(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	u := userOf(c)
-	if !s.exports.take(u.ID) {
-		c.Response().Header().Set("Retry-After", exportRetryAfter)
-		return &tokka.Error{Code: tokka.CodeRateLimited, Message: "you already have " + strconv.Itoa(s.exports.limit) +
-			" exports running; retry after " + exportRetryAfter + " seconds or when one has finished"}
-	}
-	defer s.exports.give(u.ID)
-
 	dims := make([]tokka.Dimension, 0, len(q.GroupBy))
 	for _, d := range tokka.UsageDimensions {
 		for _, g := range q.GroupBy {
@@ -127,34 +119,7 @@ func (s *Server) usageExport(c echo.Context) error {
 		header = append(header, f.Name)
 	}
 	header = append(header, "cost_usd", "provisional")
-	res := c.Response()
-	if c.Request().Method == http.MethodHead {
-		// The headers a GET would send; the rows would only be dropped.
-		res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-		res.Header().Set(echo.HeaderContentDisposition, `attachment; filename="tokka-usage.csv"`)
-		res.WriteHeader(http.StatusOK)
-		return nil
-	}
-	// csv.Writer buffers a few KiB and hands them to the client as they
-	// fill, at the client's pace.
-	w := csv.NewWriter(res)
-	started := false
-	start := func() error {
-		started = true
-		res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-		res.Header().Set(echo.HeaderContentDisposition, `attachment; filename="tokka-usage.csv"`)
-		res.WriteHeader(http.StatusOK)
-		if err := w.Write(header); err != nil {
-			return errClientGone{err}
-		}
-		return nil
-	}
-	err = s.store.EachUsageRow(c.Request().Context(), u, q, func(r tokka.UsageGroup) error {
-		if !started {
-			if err := start(); err != nil {
-				return err
-			}
-		}
+	return s.streamCSV(c, "tokka-usage.csv", header, q, func(r tokka.UsageGroup) []string {
 		rec := make([]string, 0, len(header))
 		for _, d := range dims {
 			rec = append(rec, csvSafe(groupValue(d.Key, r.Group[d.Key])))
@@ -169,8 +134,55 @@ func (s *Server) usageExport(c echo.Context) error {
 		for _, f := range tokka.TokenFields {
 			rec = append(rec, strconv.FormatInt(*f.Of(&r.Tokens), 10))
 		}
-		rec = append(rec, r.CostUSD.String(), strconv.FormatBool(r.Provisional))
-		if err := w.Write(rec); err != nil {
+		return append(rec, r.CostUSD.String(), strconv.FormatBool(r.Provisional))
+	})
+}
+
+// streamCSV writes the header and one record per row of q (record turns a
+// row into its cells, already neutralised) as a CSV attachment called
+// filename. A HEAD request gets the headers only. Nothing is sent until the
+// first chunk of rows is read, so a failure to read them is still a
+// problem+json; after that a failure aborts the connection (see
+// usageExport).
+func (s *Server) streamCSV(c echo.Context, filename string, header []string, q tokka.UsageQuery, record func(tokka.UsageGroup) []string) error {
+	u := userOf(c)
+	if !s.exports.take(u.ID) {
+		c.Response().Header().Set("Retry-After", exportRetryAfter)
+		return &tokka.Error{Code: tokka.CodeRateLimited, Message: "you already have " + strconv.Itoa(s.exports.limit) +
+			" exports running; retry after " + exportRetryAfter + " seconds or when one has finished"}
+	}
+	defer s.exports.give(u.ID)
+
+	res := c.Response()
+	disposition := `attachment; filename="` + filename + `"`
+	if c.Request().Method == http.MethodHead {
+		// The headers a GET would send; the rows would only be dropped.
+		res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+		res.Header().Set(echo.HeaderContentDisposition, disposition)
+		res.WriteHeader(http.StatusOK)
+		return nil
+	}
+	// csv.Writer buffers a few KiB and hands them to the client as they
+	// fill, at the client's pace.
+	w := csv.NewWriter(res)
+	started := false
+	start := func() error {
+		started = true
+		res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+		res.Header().Set(echo.HeaderContentDisposition, disposition)
+		res.WriteHeader(http.StatusOK)
+		if err := w.Write(header); err != nil {
+			return errClientGone{err}
+		}
+		return nil
+	}
+	err := s.store.EachUsageRow(c.Request().Context(), u, q, func(r tokka.UsageGroup) error {
+		if !started {
+			if err := start(); err != nil {
+				return err
+			}
+		}
+		if err := w.Write(record(r)); err != nil {
 			return errClientGone{err}
 		}
 		return nil
