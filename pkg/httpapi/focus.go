@@ -43,6 +43,8 @@ type focusVendor struct {
 	name, service, subAccountType string
 }
 
+// focusVendors is each provider's FOCUS names; the sub account is an
+// OpenAI project or an Anthropic workspace.
 var focusVendors = map[tokka.Provider]focusVendor{
 	tokka.OpenAI:    {name: "OpenAI", service: "OpenAI API", subAccountType: "Project"},
 	tokka.Anthropic: {name: "Anthropic", service: "Claude API", subAccountType: "Workspace"},
