@@ -13,6 +13,7 @@ import (
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokka-dev/tokka/pkg/httpapi"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -164,4 +165,22 @@ func TestFocusExportRefusesBadRanges(t *testing.T) {
 		require.Equal(t, http.StatusBadRequest, status, q+": "+string(body))
 		require.Equal(t, "application/problem+json", h.Get("Content-Type"), q)
 	}
+}
+
+// The FOCUS export is an expensive read: it spends the same per-user budget
+// as the CSV export, and a request refused as invalid spends nothing.
+func TestFocusExportSpendsTheExpensiveReadBudget(t *testing.T) {
+	t.Parallel()
+	b := newSecAPI(t, secOptions{sourceIP: uniqueLoopback(),
+		cfg: httpapi.Config{RateLimits: httpapi.RateLimits{ExpensiveReadsPerMinute: 1}}})
+	alice := b.user(t)
+	for i := 0; i < 3; i++ {
+		status, h, body := b.do(t, http.MethodGet, "/v1/usage/export.focus.csv?from=someday", alice.token, nil)
+		requireProblem(t, status, h, body, http.StatusBadRequest, "invalid")
+	}
+	status, h, body := b.do(t, http.MethodGet, "/v1/usage/export.focus.csv", alice.token, nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	require.Equal(t, "0", h.Get("RateLimit-Remaining"))
+	status, h, body = b.do(t, http.MethodGet, "/v1/usage/export.csv", alice.token, nil)
+	requireProblem(t, status, h, body, http.StatusTooManyRequests, "the CSV export after the FOCUS one")
 }
