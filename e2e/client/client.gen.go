@@ -1627,6 +1627,52 @@ type HeadExportUsageCSVParams struct {
 // HeadExportUsageCSVParamsGroupBy defines parameters for HeadExportUsageCSV.
 type HeadExportUsageCSVParamsGroupBy string
 
+// ExportUsageFOCUSParams defines parameters for ExportUsageFOCUS.
+type ExportUsageFOCUSParams struct {
+	// From First day (UTC), default 29 days before `to`; from 2000-01-01 to
+	// 2100-12-31. `from`..`to`, both included, spans at most 366 days, so
+	// `to` is at most 365 days after `from` (a leap year's 1 January to
+	// 31 December is the longest range).
+	From *From `form:"from,omitempty" json:"from,omitempty"`
+
+	// To Last day (UTC), included; default today; from 2000-01-01 to
+	// 2100-12-31, and at most 365 days after `from` (366 days in all,
+	// both ends counted).
+	To         *To               `form:"to,omitempty" json:"to,omitempty"`
+	Provider   *ProviderFilter   `form:"provider,omitempty" json:"provider,omitempty"`
+	Connection *ConnectionFilter `form:"connection,omitempty" json:"connection,omitempty"`
+	Model      *ModelFilter      `form:"model,omitempty" json:"model,omitempty"`
+
+	// Project OpenAI project id or Anthropic workspace id ("" is the default workspace, so it cannot be filtered on).
+	Project *ProjectFilter `form:"project,omitempty" json:"project,omitempty"`
+
+	// ApiKey The provider's API key id (never a key).
+	ApiKey *APIKeyFilter `form:"api_key,omitempty" json:"api_key,omitempty"`
+}
+
+// HeadExportUsageFOCUSParams defines parameters for HeadExportUsageFOCUS.
+type HeadExportUsageFOCUSParams struct {
+	// From First day (UTC), default 29 days before `to`; from 2000-01-01 to
+	// 2100-12-31. `from`..`to`, both included, spans at most 366 days, so
+	// `to` is at most 365 days after `from` (a leap year's 1 January to
+	// 31 December is the longest range).
+	From *From `form:"from,omitempty" json:"from,omitempty"`
+
+	// To Last day (UTC), included; default today; from 2000-01-01 to
+	// 2100-12-31, and at most 365 days after `from` (366 days in all,
+	// both ends counted).
+	To         *To               `form:"to,omitempty" json:"to,omitempty"`
+	Provider   *ProviderFilter   `form:"provider,omitempty" json:"provider,omitempty"`
+	Connection *ConnectionFilter `form:"connection,omitempty" json:"connection,omitempty"`
+	Model      *ModelFilter      `form:"model,omitempty" json:"model,omitempty"`
+
+	// Project OpenAI project id or Anthropic workspace id ("" is the default workspace, so it cannot be filtered on).
+	Project *ProjectFilter `form:"project,omitempty" json:"project,omitempty"`
+
+	// ApiKey The provider's API key id (never a key).
+	ApiKey *APIKeyFilter `form:"api_key,omitempty" json:"api_key,omitempty"`
+}
+
 // CreateBudgetJSONRequestBody defines body for CreateBudget for application/json ContentType.
 type CreateBudgetJSONRequestBody = NewBudget
 
@@ -2246,6 +2292,41 @@ type ClientInterface interface {
 	//
 	// Corresponds with HEAD /v1/usage/export.csv (the `HeadExportUsageCSV` operationId).
 	HeadExportUsageCSV(ctx context.Context, params *HeadExportUsageCSVParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ExportUsageFOCUS Your usage and cost as a FOCUS 1.2 dataset (CSV)
+	//
+	// Streams the range as a FinOps Open Cost and Usage Specification
+	// (FOCUS 1.2) cost and usage dataset: RFC 4180 CSV with a header line,
+	// one `Usage` charge per day, connection, model and project (OpenAI)
+	// or workspace (Anthropic). Every column FOCUS 1.2 marks Mandatory is
+	// present, an empty cell being a null: `BilledCost`, `EffectiveCost`,
+	// `ListCost` and `ContractedCost` are the provider's cost report in
+	// USD (pay-as-you-go at list prices, so the four are equal);
+	// `ChargePeriodStart`/`End` are the day's UTC bounds and
+	// `BillingPeriodStart`/`End` its month's, in RFC 3339;
+	// `BillingAccountId`/`Name` are the connection's id and label;
+	// `ProviderName`, `PublisherName` and `InvoiceIssuerName` are `OpenAI`
+	// or `Anthropic`; `ServiceCategory` is `AI and Machine Learning`;
+	// `SkuId` is the model; `ConsumedQuantity` is tokens (input, cached
+	// included, plus output) and `PricingQuantity` the same in millions
+	// (`PricingUnit` `1000000 Tokens`); `SubAccountId`/`Name`/`Type` are
+	// the project or workspace. `x_Provisional` is true when a recent day
+	// may still be restated. The BilledCost column adds up to `cost_usd`
+	// of /v1/usage for the same range and filters. Text that a
+	// spreadsheet would run as a formula is prefixed with `'`. The same
+	// limits as the CSV export apply: an expensive read, two exports per
+	// user at once, and an export the server cannot finish is aborted
+	// rather than ended early.
+	//
+	// Corresponds with GET /v1/usage/export.focus.csv (the `ExportUsageFOCUS` operationId).
+	ExportUsageFOCUS(ctx context.Context, params *ExportUsageFOCUSParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadExportUsageFOCUS Your usage and cost as a FOCUS 1.2 dataset (headers only)
+	//
+	// The same as GET, without a body; the rows are not read, so there is no Content-Length.
+	//
+	// Corresponds with HEAD /v1/usage/export.focus.csv (the `HeadExportUsageFOCUS` operationId).
+	HeadExportUsageFOCUS(ctx context.Context, params *HeadExportUsageFOCUSParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetUsageSummary Month to date, previous month and the month-end forecast
 	//
@@ -3217,6 +3298,61 @@ func (c *Client) ExportUsageCSV(ctx context.Context, params *ExportUsageCSVParam
 // Corresponds with HEAD /v1/usage/export.csv (the `HeadExportUsageCSV` operationId).
 func (c *Client) HeadExportUsageCSV(ctx context.Context, params *HeadExportUsageCSVParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewHeadExportUsageCSVRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ExportUsageFOCUS Your usage and cost as a FOCUS 1.2 dataset (CSV)
+//
+// Streams the range as a FinOps Open Cost and Usage Specification
+// (FOCUS 1.2) cost and usage dataset: RFC 4180 CSV with a header line,
+// one `Usage` charge per day, connection, model and project (OpenAI)
+// or workspace (Anthropic). Every column FOCUS 1.2 marks Mandatory is
+// present, an empty cell being a null: `BilledCost`, `EffectiveCost`,
+// `ListCost` and `ContractedCost` are the provider's cost report in
+// USD (pay-as-you-go at list prices, so the four are equal);
+// `ChargePeriodStart`/`End` are the day's UTC bounds and
+// `BillingPeriodStart`/`End` its month's, in RFC 3339;
+// `BillingAccountId`/`Name` are the connection's id and label;
+// `ProviderName`, `PublisherName` and `InvoiceIssuerName` are `OpenAI`
+// or `Anthropic`; `ServiceCategory` is `AI and Machine Learning`;
+// `SkuId` is the model; `ConsumedQuantity` is tokens (input, cached
+// included, plus output) and `PricingQuantity` the same in millions
+// (`PricingUnit` `1000000 Tokens`); `SubAccountId`/`Name`/`Type` are
+// the project or workspace. `x_Provisional` is true when a recent day
+// may still be restated. The BilledCost column adds up to `cost_usd`
+// of /v1/usage for the same range and filters. Text that a
+// spreadsheet would run as a formula is prefixed with `'`. The same
+// limits as the CSV export apply: an expensive read, two exports per
+// user at once, and an export the server cannot finish is aborted
+// rather than ended early.
+//
+// Corresponds with GET /v1/usage/export.focus.csv (the `ExportUsageFOCUS` operationId).
+func (c *Client) ExportUsageFOCUS(ctx context.Context, params *ExportUsageFOCUSParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewExportUsageFOCUSRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadExportUsageFOCUS Your usage and cost as a FOCUS 1.2 dataset (headers only)
+//
+// The same as GET, without a body; the rows are not read, so there is no Content-Length.
+//
+// Corresponds with HEAD /v1/usage/export.focus.csv (the `HeadExportUsageFOCUS` operationId).
+func (c *Client) HeadExportUsageFOCUS(ctx context.Context, params *HeadExportUsageFOCUSParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadExportUsageFOCUSRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -5550,6 +5686,258 @@ func NewHeadExportUsageCSVRequest(server string, params *HeadExportUsageCSVParam
 	return req, nil
 }
 
+// NewExportUsageFOCUSRequest constructs an http.Request for the ExportUsageFOCUS method
+func NewExportUsageFOCUSRequest(server string, params *ExportUsageFOCUSParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/usage/export.focus.csv")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Provider != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "provider", *params.Provider, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Connection != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "connection", *params.Connection, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Model != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "model", *params.Model, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Project != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "project", *params.Project, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.ApiKey != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "api_key", *params.ApiKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadExportUsageFOCUSRequest constructs an http.Request for the HeadExportUsageFOCUS method
+func NewHeadExportUsageFOCUSRequest(server string, params *HeadExportUsageFOCUSParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/usage/export.focus.csv")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Provider != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "provider", *params.Provider, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Connection != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "connection", *params.Connection, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Model != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "model", *params.Model, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Project != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "project", *params.Project, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.ApiKey != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "api_key", *params.ApiKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetUsageSummaryRequest constructs an http.Request for the GetUsageSummary method
 func NewGetUsageSummaryRequest(server string) (*http.Request, error) {
 	var err error
@@ -6249,6 +6637,45 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with HEAD /v1/usage/export.csv (the `HeadExportUsageCSV` operationId).
 	HeadExportUsageCSVWithResponse(ctx context.Context, params *HeadExportUsageCSVParams, reqEditors ...RequestEditorFn) (*HeadExportUsageCSVResponse, error)
+
+	// ExportUsageFOCUSWithResponse Your usage and cost as a FOCUS 1.2 dataset (CSV)
+	//
+	// Streams the range as a FinOps Open Cost and Usage Specification
+	// (FOCUS 1.2) cost and usage dataset: RFC 4180 CSV with a header line,
+	// one `Usage` charge per day, connection, model and project (OpenAI)
+	// or workspace (Anthropic). Every column FOCUS 1.2 marks Mandatory is
+	// present, an empty cell being a null: `BilledCost`, `EffectiveCost`,
+	// `ListCost` and `ContractedCost` are the provider's cost report in
+	// USD (pay-as-you-go at list prices, so the four are equal);
+	// `ChargePeriodStart`/`End` are the day's UTC bounds and
+	// `BillingPeriodStart`/`End` its month's, in RFC 3339;
+	// `BillingAccountId`/`Name` are the connection's id and label;
+	// `ProviderName`, `PublisherName` and `InvoiceIssuerName` are `OpenAI`
+	// or `Anthropic`; `ServiceCategory` is `AI and Machine Learning`;
+	// `SkuId` is the model; `ConsumedQuantity` is tokens (input, cached
+	// included, plus output) and `PricingQuantity` the same in millions
+	// (`PricingUnit` `1000000 Tokens`); `SubAccountId`/`Name`/`Type` are
+	// the project or workspace. `x_Provisional` is true when a recent day
+	// may still be restated. The BilledCost column adds up to `cost_usd`
+	// of /v1/usage for the same range and filters. Text that a
+	// spreadsheet would run as a formula is prefixed with `'`. The same
+	// limits as the CSV export apply: an expensive read, two exports per
+	// user at once, and an export the server cannot finish is aborted
+	// rather than ended early.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/usage/export.focus.csv (the `ExportUsageFOCUS` operationId).
+	ExportUsageFOCUSWithResponse(ctx context.Context, params *ExportUsageFOCUSParams, reqEditors ...RequestEditorFn) (*ExportUsageFOCUSResponse, error)
+
+	// HeadExportUsageFOCUSWithResponse Your usage and cost as a FOCUS 1.2 dataset (headers only)
+	//
+	// The same as GET, without a body; the rows are not read, so there is no Content-Length.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/usage/export.focus.csv (the `HeadExportUsageFOCUS` operationId).
+	HeadExportUsageFOCUSWithResponse(ctx context.Context, params *HeadExportUsageFOCUSParams, reqEditors ...RequestEditorFn) (*HeadExportUsageFOCUSResponse, error)
 
 	// GetUsageSummaryWithResponse Month to date, previous month and the month-end forecast
 	//
@@ -10879,6 +11306,248 @@ func (r HeadExportUsageCSVResponse) ContentType() string {
 	return ""
 }
 
+// ExportUsageFOCUSResponse200Headers the declared response headers of an HTTP 200 response for ExportUsageFOCUS
+type ExportUsageFOCUSResponse200Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
+// ExportUsageFOCUSResponse400Headers the declared response headers of an HTTP 400 response for ExportUsageFOCUS
+type ExportUsageFOCUSResponse400Headers struct {
+	XRequestId *string
+}
+
+// ExportUsageFOCUSResponse401Headers the declared response headers of an HTTP 401 response for ExportUsageFOCUS
+type ExportUsageFOCUSResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// ExportUsageFOCUSResponse403Headers the declared response headers of an HTTP 403 response for ExportUsageFOCUS
+type ExportUsageFOCUSResponse403Headers struct {
+	XRequestId *string
+}
+
+// ExportUsageFOCUSResponse406Headers the declared response headers of an HTTP 406 response for ExportUsageFOCUS
+type ExportUsageFOCUSResponse406Headers struct {
+	XRequestId *string
+}
+
+// ExportUsageFOCUSResponse429Headers the declared response headers of an HTTP 429 response for ExportUsageFOCUS
+type ExportUsageFOCUSResponse429Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+// ExportUsageFOCUSResponse500Headers the declared response headers of an HTTP 500 response for ExportUsageFOCUS
+type ExportUsageFOCUSResponse500Headers struct {
+	XRequestId *string
+}
+
+// ExportUsageFOCUSResponse503Headers the declared response headers of an HTTP 503 response for ExportUsageFOCUS
+type ExportUsageFOCUSResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type ExportUsageFOCUSResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *ExportsBusy
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ExportUsageFOCUSResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ExportUsageFOCUSResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ExportUsageFOCUSResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ExportUsageFOCUSResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *ExportUsageFOCUSResponse406Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ExportUsageFOCUSResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ExportUsageFOCUSResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ExportUsageFOCUSResponse503Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ExportUsageFOCUSResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ExportUsageFOCUSResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ExportUsageFOCUSResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r ExportUsageFOCUSResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ExportUsageFOCUSResponse) GetApplicationproblemJSON429() *ExportsBusy {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ExportUsageFOCUSResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ExportUsageFOCUSResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ExportUsageFOCUSResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ExportUsageFOCUSResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ExportUsageFOCUSResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ExportUsageFOCUSResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// HeadExportUsageFOCUSResponse200Headers the declared response headers of an HTTP 200 response for HeadExportUsageFOCUS
+type HeadExportUsageFOCUSResponse200Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
+// HeadExportUsageFOCUSResponse400Headers the declared response headers of an HTTP 400 response for HeadExportUsageFOCUS
+type HeadExportUsageFOCUSResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadExportUsageFOCUSResponse401Headers the declared response headers of an HTTP 401 response for HeadExportUsageFOCUS
+type HeadExportUsageFOCUSResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadExportUsageFOCUSResponse403Headers the declared response headers of an HTTP 403 response for HeadExportUsageFOCUS
+type HeadExportUsageFOCUSResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadExportUsageFOCUSResponse406Headers the declared response headers of an HTTP 406 response for HeadExportUsageFOCUS
+type HeadExportUsageFOCUSResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadExportUsageFOCUSResponse429Headers the declared response headers of an HTTP 429 response for HeadExportUsageFOCUS
+type HeadExportUsageFOCUSResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
+// HeadExportUsageFOCUSResponse500Headers the declared response headers of an HTTP 500 response for HeadExportUsageFOCUS
+type HeadExportUsageFOCUSResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadExportUsageFOCUSResponse503Headers the declared response headers of an HTTP 503 response for HeadExportUsageFOCUS
+type HeadExportUsageFOCUSResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadExportUsageFOCUSResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *HeadExportUsageFOCUSResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadExportUsageFOCUSResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadExportUsageFOCUSResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadExportUsageFOCUSResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadExportUsageFOCUSResponse406Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *HeadExportUsageFOCUSResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadExportUsageFOCUSResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadExportUsageFOCUSResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadExportUsageFOCUSResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadExportUsageFOCUSResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadExportUsageFOCUSResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadExportUsageFOCUSResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetUsageSummaryResponse400Headers the declared response headers of an HTTP 400 response for GetUsageSummary
 type GetUsageSummaryResponse400Headers struct {
 	XRequestId *string
@@ -11936,6 +12605,57 @@ func (c *ClientWithResponses) HeadExportUsageCSVWithResponse(ctx context.Context
 		return nil, err
 	}
 	return ParseHeadExportUsageCSVResponse(rsp)
+}
+
+// ExportUsageFOCUSWithResponse Your usage and cost as a FOCUS 1.2 dataset (CSV)
+//
+// Streams the range as a FinOps Open Cost and Usage Specification
+// (FOCUS 1.2) cost and usage dataset: RFC 4180 CSV with a header line,
+// one `Usage` charge per day, connection, model and project (OpenAI)
+// or workspace (Anthropic). Every column FOCUS 1.2 marks Mandatory is
+// present, an empty cell being a null: `BilledCost`, `EffectiveCost`,
+// `ListCost` and `ContractedCost` are the provider's cost report in
+// USD (pay-as-you-go at list prices, so the four are equal);
+// `ChargePeriodStart`/`End` are the day's UTC bounds and
+// `BillingPeriodStart`/`End` its month's, in RFC 3339;
+// `BillingAccountId`/`Name` are the connection's id and label;
+// `ProviderName`, `PublisherName` and `InvoiceIssuerName` are `OpenAI`
+// or `Anthropic`; `ServiceCategory` is `AI and Machine Learning`;
+// `SkuId` is the model; `ConsumedQuantity` is tokens (input, cached
+// included, plus output) and `PricingQuantity` the same in millions
+// (`PricingUnit` `1000000 Tokens`); `SubAccountId`/`Name`/`Type` are
+// the project or workspace. `x_Provisional` is true when a recent day
+// may still be restated. The BilledCost column adds up to `cost_usd`
+// of /v1/usage for the same range and filters. Text that a
+// spreadsheet would run as a formula is prefixed with `'`. The same
+// limits as the CSV export apply: an expensive read, two exports per
+// user at once, and an export the server cannot finish is aborted
+// rather than ended early.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/usage/export.focus.csv (the `ExportUsageFOCUS` operationId).
+func (c *ClientWithResponses) ExportUsageFOCUSWithResponse(ctx context.Context, params *ExportUsageFOCUSParams, reqEditors ...RequestEditorFn) (*ExportUsageFOCUSResponse, error) {
+	rsp, err := c.ExportUsageFOCUS(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseExportUsageFOCUSResponse(rsp)
+}
+
+// HeadExportUsageFOCUSWithResponse Your usage and cost as a FOCUS 1.2 dataset (headers only)
+//
+// The same as GET, without a body; the rows are not read, so there is no Content-Length.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/usage/export.focus.csv (the `HeadExportUsageFOCUS` operationId).
+func (c *ClientWithResponses) HeadExportUsageFOCUSWithResponse(ctx context.Context, params *HeadExportUsageFOCUSParams, reqEditors ...RequestEditorFn) (*HeadExportUsageFOCUSResponse, error) {
+	rsp, err := c.HeadExportUsageFOCUS(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadExportUsageFOCUSResponse(rsp)
 }
 
 // GetUsageSummaryWithResponse Month to date, previous month and the month-end forecast
@@ -17761,6 +18481,347 @@ func ParseHeadExportUsageCSVResponse(rsp *http.Response) (*HeadExportUsageCSVRes
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers HeadExportUsageCSVResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseExportUsageFOCUSResponse parses an HTTP response from a ExportUsageFOCUSWithResponse call
+func ParseExportUsageFOCUSResponse(rsp *http.Response) (*ExportUsageFOCUSResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ExportUsageFOCUSResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest ExportsBusy
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ExportUsageFOCUSResponse200Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ExportUsageFOCUSResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ExportUsageFOCUSResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ExportUsageFOCUSResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers ExportUsageFOCUSResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 429:
+		var headers ExportUsageFOCUSResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers ExportUsageFOCUSResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ExportUsageFOCUSResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadExportUsageFOCUSResponse parses an HTTP response from a HeadExportUsageFOCUSWithResponse call
+func ParseHeadExportUsageFOCUSResponse(rsp *http.Response) (*HeadExportUsageFOCUSResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadExportUsageFOCUSResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers HeadExportUsageFOCUSResponse200Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers HeadExportUsageFOCUSResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadExportUsageFOCUSResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadExportUsageFOCUSResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadExportUsageFOCUSResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 429:
+		var headers HeadExportUsageFOCUSResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadExportUsageFOCUSResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadExportUsageFOCUSResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

@@ -95,6 +95,17 @@ func (s *Server) usageExport(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	dims, header := exportColumns(q.GroupBy)
+	return s.streamCSV(c, "tokka-usage.csv", header, q, func(r tokka.UsageGroup) []string { return exportRecord(dims, r) })
+}
+
+// streamCSV writes the header and one record per row of q (record turns a
+// row into its cells, already neutralised) as a CSV attachment called
+// filename. A HEAD request gets the headers only. Nothing is sent until the
+// first chunk of rows is read, so a failure to read them is still a
+// problem+json; after that a failure aborts the connection (see
+// usageExport).
+func (s *Server) streamCSV(c echo.Context, filename string, header []string, q tokka.UsageQuery, record func(tokka.UsageGroup) []string) error {
 	u := userOf(c)
 	if !s.exports.take(u.ID) {
 		c.Response().Header().Set("Retry-After", exportRetryAfter)
@@ -103,11 +114,13 @@ func (s *Server) usageExport(c echo.Context) error {
 	}
 	defer s.exports.give(u.ID)
 
-	dims, header := exportColumns(q.GroupBy)
 	res := c.Response()
+	disposition := `attachment; filename="` + filename + `"`
 	if c.Request().Method == http.MethodHead {
 		// The headers a GET would send; the rows would only be dropped.
-		writeCSVHeaders(res)
+		res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+		res.Header().Set(echo.HeaderContentDisposition, disposition)
+		res.WriteHeader(http.StatusOK)
 		return nil
 	}
 	// csv.Writer buffers a few KiB and hands them to the client as they
@@ -116,20 +129,21 @@ func (s *Server) usageExport(c echo.Context) error {
 	started := false
 	start := func() error {
 		started = true
-		writeCSVHeaders(res)
+		res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+		res.Header().Set(echo.HeaderContentDisposition, disposition)
+		res.WriteHeader(http.StatusOK)
 		if err := w.Write(header); err != nil {
 			return errClientGone{err}
 		}
 		return nil
 	}
-	err = s.usageRows.EachUsageRow(c.Request().Context(), u, q, func(r tokka.UsageGroup) error {
+	err := s.usageRows.EachUsageRow(c.Request().Context(), u, q, func(r tokka.UsageGroup) error {
 		if !started {
 			if err := start(); err != nil {
 				return err
 			}
 		}
-		rec := exportRecord(dims, r)
-		if err := w.Write(rec); err != nil {
+		if err := w.Write(record(r)); err != nil {
 			return errClientGone{err}
 		}
 		return nil
@@ -206,11 +220,4 @@ func exportRecord(dims []tokka.Dimension, r tokka.UsageGroup) []string {
 		rec = append(rec, strconv.FormatInt(*f.Of(&r.Tokens), 10))
 	}
 	return append(rec, r.CostUSD.String(), strconv.FormatBool(r.Provisional))
-}
-
-// writeCSVHeaders starts a 200 with the export's content type and file name.
-func writeCSVHeaders(res *echo.Response) {
-	res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-	res.Header().Set(echo.HeaderContentDisposition, `attachment; filename="tokka-usage.csv"`)
-	res.WriteHeader(http.StatusOK)
 }

@@ -23,8 +23,9 @@ const (
 // routeMediaTypes are the routes that answer in something other than JSON;
 // a client may ask for any one of the listed types.
 var routeMediaTypes = map[string][]string{
-	"/v1/usage/export.csv": {mediaCSV},
-	"/openapi.yaml":        {mediaYAML},
+	"/v1/usage/export.csv":       {mediaCSV},
+	"/v1/usage/export.focus.csv": {mediaCSV},
+	"/openapi.yaml":              {mediaYAML},
 }
 
 // jsonMediaTypes are what a JSON route offers: its responses are JSON and

@@ -29,6 +29,11 @@ var (
 		{Name: "api_key"}, {Name: "service_tier"}}
 	usageRange = append(append([]QueryParam{{Name: "from"}, {Name: "to"}, {Name: "group_by", List: true}}, usageFilters...),
 		QueryParam{Name: "include_zero"})
+	// focusRange is usageRange without group_by (a FOCUS export has a
+	// fixed grain), include_zero (a charge of nothing is no charge) and
+	// service_tier (costs are not reported per tier).
+	focusRange = []QueryParam{{Name: "from"}, {Name: "to"}, {Name: "provider"}, {Name: "connection"}, {Name: "model"},
+		{Name: "project"}, {Name: "api_key"}}
 	paging = []QueryParam{{Name: "limit"}, {Name: "cursor"}}
 )
 
@@ -39,6 +44,7 @@ var (
 var routeQueryParams = map[string][]QueryParam{
 	"GET /v1/usage":                  append(slices.Clone(usageRange), QueryParam{Name: "limit"}, QueryParam{Name: "cursor"}),
 	"GET /v1/usage/export.csv":       usageRange,
+	"GET /v1/usage/export.focus.csv": focusRange,
 	"GET /v1/audit-events":           paging,
 	"GET /v1/audit-events/verify":    {{Name: "full"}},
 	"GET /v1/alerts":                 append(slices.Clone(paging), QueryParam{Name: "open"}),

@@ -157,7 +157,7 @@ func (s *Server) expensiveRead(c echo.Context) (*tokka.RateLimit, error) {
 		if full {
 			rl = s.auditFullLimit()
 		}
-	case "/v1/usage/export.csv":
+	case "/v1/usage/export.csv", "/v1/usage/export.focus.csv":
 		if _, err := s.usageQuery(c); err != nil {
 			return nil, err
 		}

@@ -232,6 +232,7 @@ func (s *Server) routes(e *echo.Echo) {
 	get("/v1/usage", s.usage, read...)
 	get("/v1/usage/summary", s.usageSummary, read...)
 	get("/v1/usage/export.csv", s.usageExport, read...)
+	get("/v1/usage/export.focus.csv", s.usageFocusExport, read...)
 	get("/v1/audit-events", s.listAuditEvents, read...)
 	get("/v1/audit-events/verify", s.verifyAuditEvents, read...)
 	get("/v1/alerts", s.listAlerts, read...)
