@@ -260,7 +260,11 @@ export interface paths {
          *     usage reports) and cost (USD, from the providers' cost reports, which
          *     reconcile with the invoice) over `from`..`to` inclusive, grouped by any
          *     of the `group_by` dimensions and narrowed by the filters. Without
-         *     `group_by` there is one row. `totals` covers the whole query, not just
+         *     `group_by` there is one row. Groups whose every figure is zero are
+         *     left out unless `include_zero=true`. Rows grouped by `project` carry
+         *     `project_name` and `workspace_name`, rows grouped by `api_key` carry
+         *     `api_key_name`: the names the provider's directory gave the ids at
+         *     the last sync (null when unknown); filters take the ids. `totals` covers the whole query, not just
          *     the page. Rows that include one of the last SYNC_RESYNC_DAYS days
          *     (default 3; UTC, today included) are `provisional`: providers may
          *     still restate them, and Tokka re-reads them on every sync. Costs are not reported per service
@@ -293,8 +297,11 @@ export interface paths {
          * Month to date, previous month and the month-end forecast
          * @description Spend for the current UTC month so far, the whole previous month, the
          *     same number of days of the previous month, and a projection for the
-         *     month end, per provider and overall, with the top models and projects
-         *     by cost this month. The forecast takes the average daily spend of the
+         *     month end, per provider and overall, with the top models, projects
+         *     (or workspaces) and API keys by cost this month. A top project's or
+         *     key's `name` is its id (what filters take); `project_name`,
+         *     `workspace_name` and `api_key_name` are the names the provider's
+         *     directory gave it (null when unknown). The forecast takes the average daily spend of the
          *     last 7 complete days (reaching into the previous month when needed, so
          *     a quiet start of the month does not zero it; a new account counts only
          *     the days since its first cost), adds it for today and
@@ -324,7 +331,9 @@ export interface paths {
         /**
          * The same rows as /v1/usage, as CSV
          * @description Streams every row of the query (no paging) as RFC 4180 CSV with a
-         *     header line: the grouping columns, then the sums. Text that a
+         *     header line: the grouping columns (`project_id` followed by
+         *     `project_name` and `workspace_name`, `api_key_id` by `api_key_name`;
+         *     an unknown name is an empty cell), then the sums. Text that a
          *     spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
          *     tab or carriage return) is prefixed with `'`. An expensive read: it
          *     counts against your per-user budget
@@ -344,6 +353,51 @@ export interface paths {
          * @description The same as GET, without a body; the rows are not read, so there is no Content-Length.
          */
         head: operations["headExportUsageCSV"];
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/usage/export.focus.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your usage and cost as a FOCUS 1.2 dataset (CSV)
+         * @description Streams the range as a FinOps Open Cost and Usage Specification
+         *     (FOCUS 1.2) cost and usage dataset: RFC 4180 CSV with a header line,
+         *     one `Usage` charge per day, connection, model and project (OpenAI)
+         *     or workspace (Anthropic). Every column FOCUS 1.2 marks Mandatory is
+         *     present, an empty cell being a null: `BilledCost`, `EffectiveCost`,
+         *     `ListCost` and `ContractedCost` are the provider's cost report in
+         *     USD (pay-as-you-go at list prices, so the four are equal);
+         *     `ChargePeriodStart`/`End` are the day's UTC bounds and
+         *     `BillingPeriodStart`/`End` its month's, in RFC 3339;
+         *     `BillingAccountId`/`Name` are the connection's id and label;
+         *     `ProviderName`, `PublisherName` and `InvoiceIssuerName` are `OpenAI`
+         *     or `Anthropic`; `ServiceCategory` is `AI and Machine Learning`;
+         *     `SkuId` is the model; `ConsumedQuantity` is tokens (input, cached
+         *     included, plus output) and `PricingQuantity` the same in millions
+         *     (`PricingUnit` `1000000 Tokens`); `SubAccountId`/`Name`/`Type` are
+         *     the project or workspace. `x_Provisional` is true when a recent day
+         *     may still be restated. The BilledCost column adds up to `cost_usd`
+         *     of /v1/usage for the same range and filters. Text that a
+         *     spreadsheet would run as a formula is prefixed with `'`. The same
+         *     limits as the CSV export apply: an expensive read, two exports per
+         *     user at once, and an export the server cannot finish is aborted
+         *     rather than ended early.
+         */
+        get: operations["exportUsageFOCUS"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /**
+         * Your usage and cost as a FOCUS 1.2 dataset (headers only)
+         * @description The same as GET, without a body; the rows are not read, so there is no Content-Length.
+         */
+        head: operations["headExportUsageFOCUS"];
         patch?: never;
         trace?: never;
     };
@@ -724,7 +778,8 @@ export interface components {
          *       "last_synced_at": "2026-11-27T06:00:12Z",
          *       "next_sync_at": "2026-11-27T12:00:12Z",
          *       "created_at": "2026-11-02T09:14:07Z",
-         *       "updated_at": "2026-11-27T06:00:12Z"
+         *       "updated_at": "2026-11-27T06:00:12Z",
+         *       "directory_unavailable": []
          *     }
          */
         Connection: {
@@ -767,6 +822,13 @@ export interface components {
             created_at: string;
             /** Format: date-time */
             updated_at: string;
+            /**
+             * @description The parts of the organisation's directory (the names of projects,
+             *     workspaces, API keys and admin keys) the key was refused at its
+             *     last sync: a key restricted to usage reads syncs its usage all
+             *     the same, and the names of those parts show as null.
+             */
+            directory_unavailable: ("projects" | "workspaces" | "api_keys" | "admin_keys")[];
         };
         /** @description A page of your connections, oldest first (the shape of every list). */
         ConnectionList: {
@@ -825,8 +887,14 @@ export interface components {
             model?: string;
             /** @description OpenAI project or Anthropic workspace. */
             project_id?: string;
+            /** @description With project_id: the OpenAI project's name at the last sync; null when unknown or when project_id is an Anthropic workspace. */
+            project_name?: string | null;
+            /** @description With project_id: the Anthropic workspace's name at the last sync; null when unknown or when project_id is an OpenAI project. */
+            workspace_name?: string | null;
             /** @description The provider's id for the API key that was used (never a key). */
             api_key_id?: string;
+            /** @description With api_key_id: the key's name at the last sync; null when unknown. */
+            api_key_name?: string | null;
             service_tier?: string;
             /**
              * Format: int64
@@ -874,7 +942,9 @@ export interface components {
             month_to_date_usd: components["schemas"]["Money"];
             previous_month_usd: components["schemas"]["Money"];
             same_period_last_month_usd: components["schemas"]["Money"];
+            /** @description Month-end forecast, rounded to cents: spend before today plus the daily run rate for today and every day left, never below the month to date. Budgets forecast with the same formula. */
             projected_month_end_usd: components["schemas"]["Money"];
+            /** @description Average daily spend over the last 7 complete days (only days since the first cost count), rounded to 6 places. */
             daily_run_rate_usd: components["schemas"]["Money"];
             /** Format: int64 */
             tokens_month_to_date: number;
@@ -883,6 +953,21 @@ export interface components {
             provider: components["schemas"]["Provider"];
             name: string;
             cost_usd: components["schemas"]["Money"];
+        };
+        TopProject: {
+            provider: components["schemas"]["Provider"];
+            /** @description The project or workspace id. */
+            name: string;
+            cost_usd: components["schemas"]["Money"];
+            project_name: string | null;
+            workspace_name: string | null;
+        };
+        TopAPIKey: {
+            provider: components["schemas"]["Provider"];
+            /** @description The API key id (never a key). */
+            name: string;
+            cost_usd: components["schemas"]["Money"];
+            api_key_name: string | null;
         };
         UsageSummary: {
             month: components["schemas"]["Month"];
@@ -896,7 +981,8 @@ export interface components {
             overall: components["schemas"]["ProviderSummary"];
             by_provider: components["schemas"]["ProviderSummary"][];
             top_models: components["schemas"]["TopItem"][];
-            top_projects: components["schemas"]["TopItem"][];
+            top_projects: components["schemas"]["TopProject"][];
+            top_api_keys: components["schemas"]["TopAPIKey"][];
         };
         /**
          * @example {
@@ -1558,6 +1644,12 @@ export interface components {
         /** @description The provider's API key id (never a key). */
         APIKeyFilter: string;
         ServiceTierFilter: string;
+        /**
+         * @description Keep groups whose every figure (tokens, requests and cost) is zero.
+         *     By default they are left out: a provider's empty result tells a
+         *     reader nothing.
+         */
+        IncludeZero: boolean;
         /** @description Items per page. */
         Limit: number;
         /**
@@ -2198,6 +2290,12 @@ export interface operations {
                 /** @description The provider's API key id (never a key). */
                 api_key?: components["parameters"]["APIKeyFilter"];
                 service_tier?: components["parameters"]["ServiceTierFilter"];
+                /**
+                 * @description Keep groups whose every figure (tokens, requests and cost) is zero.
+                 *     By default they are left out: a provider's empty result tells a
+                 *     reader nothing.
+                 */
+                include_zero?: components["parameters"]["IncludeZero"];
                 /** @description Rows per page. */
                 limit?: components["parameters"]["UsageLimit"];
                 /**
@@ -2269,6 +2367,12 @@ export interface operations {
                 /** @description The provider's API key id (never a key). */
                 api_key?: components["parameters"]["APIKeyFilter"];
                 service_tier?: components["parameters"]["ServiceTierFilter"];
+                /**
+                 * @description Keep groups whose every figure (tokens, requests and cost) is zero.
+                 *     By default they are left out: a provider's empty result tells a
+                 *     reader nothing.
+                 */
+                include_zero?: components["parameters"]["IncludeZero"];
                 /** @description Rows per page. */
                 limit?: components["parameters"]["UsageLimit"];
                 /**
@@ -2388,6 +2492,12 @@ export interface operations {
                 /** @description The provider's API key id (never a key). */
                 api_key?: components["parameters"]["APIKeyFilter"];
                 service_tier?: components["parameters"]["ServiceTierFilter"];
+                /**
+                 * @description Keep groups whose every figure (tokens, requests and cost) is zero.
+                 *     By default they are left out: a provider's empty result tells a
+                 *     reader nothing.
+                 */
+                include_zero?: components["parameters"]["IncludeZero"];
             };
             header?: never;
             path?: never;
@@ -2405,8 +2515,8 @@ export interface operations {
                 };
                 content: {
                     /**
-                     * @example day,model,input_tokens,input_uncached_tokens,cache_read_tokens,cache_write_5m_tokens,cache_write_1h_tokens,output_tokens,requests,cost_usd,provisional
-                     *     2026-11-01,gpt-4.1,1200,1000,200,0,0,300,4,0.0123,false
+                     * @example day,model,project_id,project_name,workspace_name,input_tokens,input_uncached_tokens,cache_read_tokens,cache_write_5m_tokens,cache_write_1h_tokens,output_tokens,requests,cost_usd,provisional
+                     *     2026-11-01,gpt-4.1,proj_abc,'=Research,,1200,1000,200,0,0,300,4,0.0123,false
                      */
                     "text/csv": string;
                 };
@@ -2452,6 +2562,116 @@ export interface operations {
                 /** @description The provider's API key id (never a key). */
                 api_key?: components["parameters"]["APIKeyFilter"];
                 service_tier?: components["parameters"]["ServiceTierFilter"];
+                /**
+                 * @description Keep groups whose every figure (tokens, requests and cost) is zero.
+                 *     By default they are left out: a provider's empty result tells a
+                 *     reader nothing.
+                 */
+                include_zero?: components["parameters"]["IncludeZero"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As GET, without a body. */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadError"];
+            401: components["responses"]["HeadUnauthorized"];
+            403: components["responses"]["HeadError"];
+            406: components["responses"]["HeadError"];
+            429: components["responses"]["HeadTooManyRequests"];
+            500: components["responses"]["HeadError"];
+            503: components["responses"]["HeadUnavailable"];
+        };
+    };
+    exportUsageFOCUS: {
+        parameters: {
+            query?: {
+                /**
+                 * @description First day (UTC), default 29 days before `to`; from 2000-01-01 to
+                 *     2100-12-31. `from`..`to`, both included, spans at most 366 days, so
+                 *     `to` is at most 365 days after `from` (a leap year's 1 January to
+                 *     31 December is the longest range).
+                 */
+                from?: components["parameters"]["From"];
+                /**
+                 * @description Last day (UTC), included; default today; from 2000-01-01 to
+                 *     2100-12-31, and at most 365 days after `from` (366 days in all,
+                 *     both ends counted).
+                 */
+                to?: components["parameters"]["To"];
+                provider?: components["parameters"]["ProviderFilter"];
+                connection?: components["parameters"]["ConnectionFilter"];
+                model?: components["parameters"]["ModelFilter"];
+                /** @description OpenAI project id or Anthropic workspace id ("" is the default workspace, so it cannot be filtered on). */
+                project?: components["parameters"]["ProjectFilter"];
+                /** @description The provider's API key id (never a key). */
+                api_key?: components["parameters"]["APIKeyFilter"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The charges. */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example BilledCost,EffectiveCost,ListCost,ContractedCost,BillingCurrency,BillingAccountId,BillingAccountName,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,ChargeClass,ChargeDescription,ChargeFrequency,ProviderName,PublisherName,InvoiceIssuerName,ServiceName,ServiceCategory,SkuId,ConsumedQuantity,ConsumedUnit,PricingQuantity,PricingUnit,SubAccountId,SubAccountName,SubAccountType,x_Provisional
+                     *     2,2,2,2,USD,98f6bf05-eb1d-4e5e-816b-47eb9c8bcc00,Acme OpenAI,2026-11-01T00:00:00Z,2026-12-01T00:00:00Z,2026-11-03T00:00:00Z,2026-11-04T00:00:00Z,Usage,,OpenAI API gpt-4.1 tokens,Usage-Based,OpenAI,OpenAI,OpenAI,OpenAI API,AI and Machine Learning,gpt-4.1,1200300,Tokens,1.2003,1000000 Tokens,proj_abc,'=Research,Project,false
+                     */
+                    "text/csv": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            406: components["responses"]["NotAcceptable"];
+            429: components["responses"]["ExportsBusy"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headExportUsageFOCUS: {
+        parameters: {
+            query?: {
+                /**
+                 * @description First day (UTC), default 29 days before `to`; from 2000-01-01 to
+                 *     2100-12-31. `from`..`to`, both included, spans at most 366 days, so
+                 *     `to` is at most 365 days after `from` (a leap year's 1 January to
+                 *     31 December is the longest range).
+                 */
+                from?: components["parameters"]["From"];
+                /**
+                 * @description Last day (UTC), included; default today; from 2000-01-01 to
+                 *     2100-12-31, and at most 365 days after `from` (366 days in all,
+                 *     both ends counted).
+                 */
+                to?: components["parameters"]["To"];
+                provider?: components["parameters"]["ProviderFilter"];
+                connection?: components["parameters"]["ConnectionFilter"];
+                model?: components["parameters"]["ModelFilter"];
+                /** @description OpenAI project id or Anthropic workspace id ("" is the default workspace, so it cannot be filtered on). */
+                project?: components["parameters"]["ProjectFilter"];
+                /** @description The provider's API key id (never a key). */
+                api_key?: components["parameters"]["APIKeyFilter"];
             };
             header?: never;
             path?: never;
