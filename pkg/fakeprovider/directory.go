@@ -76,7 +76,10 @@ func OpenAIProjectKeys(key string, projectID string, gen int) []FakeKey {
 }
 
 // OpenAIAdminKeys returns the organisation's admin keys at rename generation
-// gen: two, one never used. It never fails.
+// gen: two, one never used. The first is key itself: its redacted value is
+// key's first eight characters and last four, as OpenAI redacts, so Tokka
+// can tell which admin key it holds. Both were created in 2024–2025, so
+// both are older than 90 days and unused as long. It never fails.
 func OpenAIAdminKeys(key string, gen int) []FakeKey {
 	org := OrgOf(key)
 	created := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(newStream(org, "openai-admin-created").n(300*24)) * time.Hour)
@@ -87,6 +90,9 @@ func OpenAIAdminKeys(key string, gen int) []FakeKey {
 		k := FakeKey{ID: id, Name: renamed(name, gen), Redacted: "sk-admin...." + id[len(id)-4:], CreatedAt: created.Add(time.Duration(i) * time.Hour)}
 		if i == 0 {
 			k.LastUsedAt = &used
+			if len(key) >= 16 {
+				k.Redacted = key[:8] + "..." + key[len(key)-4:]
+			}
 		}
 		out = append(out, k)
 	}
@@ -140,6 +146,28 @@ func AnthropicAPIKeys(key string, gen int) []FakeKey {
 			CreatedAt: created, LastUsedAt: &used, ProjectID: ws})
 	}
 	return out
+}
+
+// AddAdminKey creates a new admin key in key's organisation, created and
+// last used now (by the fake's clock), and returns it: the next listing of
+// the organisation's admin keys includes it. It never fails.
+func (s *Server) AddAdminKey(key, name string) FakeKey {
+	now := s.now().Truncate(time.Second)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := sha256.Sum256([]byte(OrgOf(key)))
+	id := "key_" + ident(OrgOf(key), "openai-adminkey-added", len(s.addedAdmin[h]), 8)
+	k := FakeKey{ID: id, Name: name, Redacted: "sk-admin...." + id[len(id)-4:], CreatedAt: now, LastUsedAt: &now}
+	s.addedAdmin[h] = append(s.addedAdmin[h], k)
+	return k
+}
+
+// addedAdminKeys returns the admin keys AddAdminKey created in key's
+// organisation.
+func (s *Server) addedAdminKeys(key string) []FakeKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.addedAdmin[sha256.Sum256([]byte(OrgOf(key)))])
 }
 
 // Rename changes every directory name of key's organisation (a new rename
@@ -221,7 +249,7 @@ func (s *Server) openAIKeys(w http.ResponseWriter, r *http.Request, key, project
 	var keys []FakeKey
 	object := "organization.project.api_key"
 	if admin {
-		keys, object = OpenAIAdminKeys(key, gen), "organization.admin_api_key"
+		keys, object = append(OpenAIAdminKeys(key, gen), s.addedAdminKeys(key)...), "organization.admin_api_key"
 	} else {
 		if !slices.ContainsFunc(OpenAIProjects(key), func(p OpenAIProject) bool { return p.ID == projectID }) {
 			oaiFail(w, http.StatusNotFound, "invalid_request_error", "", "No such project: "+projectID, "")

@@ -457,7 +457,8 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 	done.Detail = directoryDetail(dir)
 	err = s.storeResults(ctx, l, held, tokka.SyncResult{
 		Window: window, Usage: usage, Costs: costs, Backfill: backfill, Directory: dir,
-		Next: s.nextSync(now), Event: done,
+		Alerts: hygieneAlerts(l, dir, now, s.cfg.KeyRotationReminderDays),
+		Next:   s.nextSync(now), Event: done,
 	})
 	switch {
 	case errors.Is(err, tokka.ErrKeyChanged), errors.Is(err, tokka.ErrDuplicate):
@@ -648,6 +649,7 @@ func (s *Syncer) fetch(ctx context.Context, log zerolog.Logger, c provider.Clien
 	case err != nil:
 		log.Warn().Err(err).Msg("reading the organisation's directory failed; names stay as they were")
 	default:
+		markHeldKey(&d, key)
 		*dir = &d
 	}
 	return usage, costs, nil
