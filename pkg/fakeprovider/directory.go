@@ -78,8 +78,9 @@ func OpenAIProjectKeys(key string, projectID string, gen int) []FakeKey {
 // OpenAIAdminKeys returns the organisation's admin keys at rename generation
 // gen: two, one never used. The first is key itself: its redacted value is
 // key's first eight characters and last four, as OpenAI redacts, so Tokka
-// can tell which admin key it holds. Both were created in 2024–2025, so
-// both are older than 90 days and unused as long. It never fails.
+// can tell which admin key it holds. The times are the organisation's
+// history; the Server serves them moved to its clock (see keyTimes). It
+// never fails.
 func OpenAIAdminKeys(key string, gen int) []FakeKey {
 	org := OrgOf(key)
 	created := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(newStream(org, "openai-admin-created").n(300*24)) * time.Hour)
@@ -91,7 +92,7 @@ func OpenAIAdminKeys(key string, gen int) []FakeKey {
 		if i == 0 {
 			k.LastUsedAt = &used
 			if len(key) >= 16 {
-				k.Redacted = key[:8] + "..." + key[len(key)-4:]
+				k.Redacted = key[:8] + "...." + key[len(key)-4:]
 			}
 		}
 		out = append(out, k)
@@ -146,6 +147,65 @@ func AnthropicAPIKeys(key string, gen int) []FakeKey {
 			CreatedAt: created, LastUsedAt: &used, ProjectID: ws})
 	}
 	return out
+}
+
+// FreshKeyAge is how old the Server says every listed key is (created
+// FreshKeyAge ago and, unless never used, used a day ago) until AgeKey or
+// BackdateKey says otherwise: a new fake organisation calls for no key
+// hygiene alert, whatever the real date.
+const FreshKeyAge = 10 * 24 * time.Hour
+
+// keyOverride is a listed key's times as a test set them.
+type keyOverride struct {
+	created  *time.Time
+	lastUsed *time.Time
+}
+
+// keyTimes returns k with its times as the Server serves them now: fresh
+// (FreshKeyAge) unless a test aged or backdated the key.
+func (s *Server) keyTimes(key string, k FakeKey) FakeKey {
+	now := s.now().Truncate(time.Second)
+	created, used := now.Add(-FreshKeyAge), now.Add(-24*time.Hour)
+	k.CreatedAt = created
+	if k.LastUsedAt != nil {
+		k.LastUsedAt = &used
+	}
+	s.mu.Lock()
+	o := s.overrides[sha256.Sum256([]byte(OrgOf(key)))][k.ID]
+	s.mu.Unlock()
+	if o.created != nil {
+		k.CreatedAt = *o.created
+	}
+	if o.lastUsed != nil {
+		k.LastUsedAt = o.lastUsed
+	}
+	return k
+}
+
+// AgeKey makes the listed key id of key's organisation last used at
+// lastUsed (and created a day before it, when the key is newer). It never
+// fails.
+func (s *Server) AgeKey(key, id string, lastUsed time.Time) {
+	created := lastUsed.Add(-24 * time.Hour)
+	s.override(key, id, func(o *keyOverride) { o.lastUsed, o.created = &lastUsed, &created })
+}
+
+// BackdateKey makes the listed key id of key's organisation created at
+// created. It never fails.
+func (s *Server) BackdateKey(key, id string, created time.Time) {
+	s.override(key, id, func(o *keyOverride) { o.created = &created })
+}
+
+func (s *Server) override(key, id string, set func(*keyOverride)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := sha256.Sum256([]byte(OrgOf(key)))
+	if s.overrides[h] == nil {
+		s.overrides[h] = map[string]keyOverride{}
+	}
+	o := s.overrides[h][id]
+	set(&o)
+	s.overrides[h][id] = o
 }
 
 // AddAdminKey creates a new admin key in key's organisation, created and
@@ -249,13 +309,18 @@ func (s *Server) openAIKeys(w http.ResponseWriter, r *http.Request, key, project
 	var keys []FakeKey
 	object := "organization.project.api_key"
 	if admin {
-		keys, object = append(OpenAIAdminKeys(key, gen), s.addedAdminKeys(key)...), "organization.admin_api_key"
+		for _, k := range OpenAIAdminKeys(key, gen) {
+			keys = append(keys, s.keyTimes(key, k))
+		}
+		keys, object = append(keys, s.addedAdminKeys(key)...), "organization.admin_api_key"
 	} else {
 		if !slices.ContainsFunc(OpenAIProjects(key), func(p OpenAIProject) bool { return p.ID == projectID }) {
 			oaiFail(w, http.StatusNotFound, "invalid_request_error", "", "No such project: "+projectID, "")
 			return
 		}
-		keys = OpenAIProjectKeys(key, projectID, gen)
+		for _, k := range OpenAIProjectKeys(key, projectID, gen) {
+			keys = append(keys, s.keyTimes(key, k))
+		}
 	}
 	fail := func(param, msg string) { oaiFail(w, http.StatusBadRequest, "invalid_request_error", param, msg, "") }
 	q := r.URL.Query()
@@ -334,6 +399,7 @@ func (s *Server) anthropicDirectory(w http.ResponseWriter, r *http.Request, key 
 	}
 	var all []antKey
 	for _, k := range AnthropicAPIKeys(key, gen) {
+		k = s.keyTimes(key, k)
 		a := antKey{ID: k.ID, Type: "api_key", Name: k.Name, PartialKeyHint: k.Redacted, CreatedAt: k.CreatedAt.Format(time.RFC3339), Status: "active"}
 		if k.ProjectID != "" {
 			ws := k.ProjectID

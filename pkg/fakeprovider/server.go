@@ -93,6 +93,9 @@ type Server struct {
 	renames  map[[sha256.Size]byte]int         // per organisation, the directory's rename generation
 	// addedAdmin holds, per organisation, the admin keys AddAdminKey created.
 	addedAdmin map[[sha256.Size]byte][]FakeKey
+	// overrides holds, per organisation and key id, times a test set
+	// (AgeKey, BackdateKey).
+	overrides map[[sha256.Size]byte]map[string]keyOverride
 
 	seq atomic.Uint64 // request ids
 }
@@ -101,7 +104,7 @@ type Server struct {
 func New(opts Options) *Server {
 	return &Server{opts: opts, requests: make(map[[sha256.Size]byte]int), data: make(map[[sha256.Size]byte]int),
 		restated: make(map[[sha256.Size]byte][]time.Time), renames: make(map[[sha256.Size]byte]int),
-		addedAdmin: make(map[[sha256.Size]byte][]FakeKey)}
+		addedAdmin: make(map[[sha256.Size]byte][]FakeKey), overrides: make(map[[sha256.Size]byte]map[string]keyOverride)}
 }
 
 // Requests reports how many requests presented key so far, including

@@ -49,6 +49,7 @@ type Store interface {
 	DeleteBudget(ctx context.Context, u tokka.User, id string) error
 	BudgetDeliveriesPage(ctx context.Context, u tokka.User, budgetID string, before int64, limit int) ([]tokka.Delivery, error)
 	Spend(ctx context.Context, u tokka.User, from, to time.Time) ([]tokka.SpendRow, error)
+	ConnectionKeys(ctx context.Context, u tokka.User, id, after string, limit int, today time.Time) ([]tokka.OrgKey, error)
 }
 
 // Sealer seals a pasted key to the syncer's public key; *seal.PublicKey
@@ -201,6 +202,7 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	e.PATCH("/v1/connections/:id", s.updateConnection, v1(prepare(parseConnectionUpdate))...)
 	e.DELETE("/v1/connections/:id", s.deleteConnection, byConnectionID...)
 	e.POST("/v1/connections/:id/sync", s.requestSync, byConnectionID...)
+	get("/v1/connections/:id/keys", s.listConnectionKeys, read...)
 	get("/v1/usage", s.usage, read...)
 	get("/v1/usage/summary", s.usageSummary, read...)
 	get("/v1/usage/export.csv", s.usageExport, read...)

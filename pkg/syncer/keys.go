@@ -13,6 +13,10 @@ import (
 // told to consider revoking it.
 const UnusedKeyDays = 90
 
+// reportsLastUse are the providers whose key listings say when a key was
+// last used.
+var reportsLastUse = map[tokka.Provider]bool{tokka.OpenAI: true}
+
 // markHeldKey sets Held on the admin key of d that is key, while key is
 // still open. The providers never say which key made a request, and OpenAI
 // lists admin keys only by id and redacted value ("sk-admin...wxyz"), so the
@@ -39,7 +43,9 @@ func markHeldKey(d *tokka.Directory, key *secret.Key) {
 // hygieneAlerts returns the alerts the directory read at now calls for,
 // each with a dedup key so it is raised once however often it is read:
 // every active key unused for UnusedKeyDays (never used: created that long
-// ago), and the admin key this connection holds when the provider's own
+// ago) at a provider that reports last use (OpenAI; Anthropic's key listing
+// documents no last-used time, so there every old key would look unused),
+// and the admin key this connection holds when the provider's own
 // created_at is more than rotationDays ago (negative: not checked). A new
 // admin key is found by storage, which alone knows the previous directory
 // (postgres.writeDirectory). Alerts name keys only by name and the
@@ -52,7 +58,7 @@ func hygieneAlerts(l tokka.Lease, d *tokka.Directory, now time.Time, rotationDay
 	conn := l.ConnectionID
 	unusedBefore := now.AddDate(0, 0, -UnusedKeyDays)
 	for _, k := range d.Keys {
-		if k.Status == "active" || k.Status == "" {
+		if reportsLastUse[l.Provider] && (k.Status == "active" || k.Status == "") {
 			last, never := k.LastUsedAt, k.LastUsedAt == nil
 			if never {
 				last = k.CreatedAt
