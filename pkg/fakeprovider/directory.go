@@ -11,7 +11,10 @@ import (
 
 // The fake's directory (projects, workspaces, API keys, admin keys) is a pure
 // function of the organisation and its rename generation (Server.Rename):
-// names change with the generation, ids never do. The names are hostile on
+// names change with the generation, ids never do. Only the keys' times are
+// the Server's: fresh by its clock unless a test ages or backdates a key
+// (AgeKey, BackdateKey), and AddAdminKey adds an admin key, so each key
+// hygiene alert can be driven on purpose. The names are hostile on
 // purpose: the first project's starts with "=" (a spreadsheet formula) and
 // carries non-ASCII text and an emoji, and the archived project's is longer
 // than any label Tokka lets a person type.
