@@ -251,6 +251,24 @@ func (e NewBudgetScope) Valid() bool {
 	}
 }
 
+// Defines values for OrgKeyKind.
+const (
+	Admin OrgKeyKind = "admin"
+	Api   OrgKeyKind = "api"
+)
+
+// Valid indicates whether the value is a known member of the OrgKeyKind enum.
+func (e OrgKeyKind) Valid() bool {
+	switch e {
+	case Admin:
+		return true
+	case Api:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for Provider.
 const (
 	ProviderAnthropic Provider = "anthropic"
@@ -932,6 +950,55 @@ type NewConnection struct {
 // NextCursor The cursor of the next page (opaque); null on the last page.
 type NextCursor = string
 
+// OrgKey One key of a connection's organisation; never more of it than the provider's redacted value.
+//
+// Example: {"created_at":"2026-03-01T10:00:00Z","id":"key_abc123","kind":"api","last_used_at":"2026-11-30T08:12:00Z","name":"service key 1","project_id":"proj_abc","project_name":"Research","redacted_hint":"sk-proj-...Q7xZ","spend_30d_usd":"12.3456","status":"active","workspace_name":null}
+type OrgKey struct {
+	CreatedAt *time.Time `json:"created_at"`
+
+	// Id The provider's key id.
+	Id string `json:"id"`
+
+	// Kind `admin`: an admin key of the organisation (OpenAI); `api`: a project or workspace API key.
+	Kind OrgKeyKind `json:"kind"`
+
+	// LastUsedAt Null when never used (or the provider does not say).
+	LastUsedAt *time.Time `json:"last_used_at"`
+	Name       string     `json:"name"`
+
+	// ProjectId The project (OpenAI) or workspace (Anthropic) of the key; null for admin keys and Anthropic's default workspace.
+	ProjectId *string `json:"project_id"`
+
+	// ProjectName The OpenAI project's name when project_id is one.
+	ProjectName *string `json:"project_name"`
+
+	// RedactedHint The provider's own redacted value; empty when it gave none.
+	RedactedHint string `json:"redacted_hint"`
+
+	// Spend30dUsd Cost the provider's cost report attributed to the key on the last 30 days (today included); null when none was.
+	Spend30dUsd *Money `json:"spend_30d_usd"`
+
+	// Status As the provider says: active, inactive, archived, expired.
+	Status string `json:"status"`
+
+	// WorkspaceName The Anthropic workspace's name when project_id is one.
+	WorkspaceName *string `json:"workspace_name"`
+}
+
+// OrgKeyKind `admin`: an admin key of the organisation (OpenAI); `api`: a project or workspace API key.
+type OrgKeyKind string
+
+// OrgKeyList A page of an organisation's keys, by key id.
+type OrgKeyList struct {
+	Data []OrgKey `json:"data"`
+
+	// HasMore More items follow this page; ask for them with `cursor` = `next_cursor`.
+	HasMore HasMore `json:"has_more"`
+
+	// NextCursor The cursor of the next page (opaque); null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
+}
+
 // Problem RFC 9457 problem details.
 type Problem struct {
 	// ConnectionId On a 409 about a key or organisation you have already connected, the connection that has it.
@@ -1439,6 +1506,32 @@ type CreateConnectionParams struct {
 	// body within 24 hours gets the first successful response again and
 	// changes nothing (see the API description).
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// ListConnectionKeysParams defines parameters for ListConnectionKeys.
+type ListConnectionKeysParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// HeadListConnectionKeysParams defines parameters for HeadListConnectionKeys.
+type HeadListConnectionKeysParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // RequestSyncParams defines parameters for RequestSync.
@@ -2187,6 +2280,36 @@ type ClientInterface interface {
 	//
 	// Corresponds with PATCH /v1/connections/{id} (the `UpdateConnection` operationId).
 	UpdateConnection(ctx context.Context, id ConnectionID, body UpdateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListConnectionKeys The organisation's API keys and admin keys
+	//
+	// The keys of the connection's provider organisation as its last sync
+	// read them (OpenAI: project API keys and admin keys; Anthropic: API
+	// keys, which its Admin API lists without the admin keys), ordered by
+	// key id. A key is never shown beyond the provider's own redacted value
+	// (`redacted_hint`); Tokka never stores more. `spend_30d_usd` is the
+	// cost the provider's cost report attributed to the key over the last
+	// 30 days (OpenAI groups cost by key; null when nothing was attributed,
+	// as for admin keys and Anthropic). Empty until the first sync, and
+	// whatever was stored before stays when the key may not read the
+	// directory (see `Connection.directory_unavailable`). Keys that
+	// disappeared at the provider are kept with their last state.
+	//
+	// After each sync the syncer raises, once each: a critical `key_access`
+	// alert for an admin key that appeared since the previous sync; a
+	// `key_access` warning for an active key unused for 90 days; a
+	// `key_rotation` warning when the admin key Tokka holds is older than
+	// KEY_ROTATION_REMINDER_DAYS by the provider's `created_at`.
+	//
+	// Corresponds with GET /v1/connections/{id}/keys (the `ListConnectionKeys` operationId).
+	ListConnectionKeys(ctx context.Context, id ConnectionID, params *ListConnectionKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadListConnectionKeys The organisation's API keys and admin keys (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/connections/{id}/keys (the `HeadListConnectionKeys` operationId).
+	HeadListConnectionKeys(ctx context.Context, id ConnectionID, params *HeadListConnectionKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// RequestSync Ask for a sync now
 	//
@@ -3103,6 +3226,56 @@ func (c *Client) UpdateConnectionWithBody(ctx context.Context, id ConnectionID, 
 // Corresponds with PATCH /v1/connections/{id} (the `UpdateConnection` operationId).
 func (c *Client) UpdateConnection(ctx context.Context, id ConnectionID, body UpdateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewUpdateConnectionRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListConnectionKeys The organisation's API keys and admin keys
+//
+// The keys of the connection's provider organisation as its last sync
+// read them (OpenAI: project API keys and admin keys; Anthropic: API
+// keys, which its Admin API lists without the admin keys), ordered by
+// key id. A key is never shown beyond the provider's own redacted value
+// (`redacted_hint`); Tokka never stores more. `spend_30d_usd` is the
+// cost the provider's cost report attributed to the key over the last
+// 30 days (OpenAI groups cost by key; null when nothing was attributed,
+// as for admin keys and Anthropic). Empty until the first sync, and
+// whatever was stored before stays when the key may not read the
+// directory (see `Connection.directory_unavailable`). Keys that
+// disappeared at the provider are kept with their last state.
+//
+// After each sync the syncer raises, once each: a critical `key_access`
+// alert for an admin key that appeared since the previous sync; a
+// `key_access` warning for an active key unused for 90 days; a
+// `key_rotation` warning when the admin key Tokka holds is older than
+// KEY_ROTATION_REMINDER_DAYS by the provider's `created_at`.
+//
+// Corresponds with GET /v1/connections/{id}/keys (the `ListConnectionKeys` operationId).
+func (c *Client) ListConnectionKeys(ctx context.Context, id ConnectionID, params *ListConnectionKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListConnectionKeysRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadListConnectionKeys The organisation's API keys and admin keys (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/connections/{id}/keys (the `HeadListConnectionKeys` operationId).
+func (c *Client) HeadListConnectionKeys(ctx context.Context, id ConnectionID, params *HeadListConnectionKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadListConnectionKeysRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -4833,6 +5006,152 @@ func NewUpdateConnectionRequestWithBody(server string, id ConnectionID, contentT
 	return req, nil
 }
 
+// NewListConnectionKeysRequest constructs an http.Request for the ListConnectionKeys method
+func NewListConnectionKeysRequest(server string, id ConnectionID, params *ListConnectionKeysParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/connections/%s/keys", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadListConnectionKeysRequest constructs an http.Request for the HeadListConnectionKeys method
+func NewHeadListConnectionKeysRequest(server string, id ConnectionID, params *HeadListConnectionKeysParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/connections/%s/keys", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewRequestSyncRequest constructs an http.Request for the RequestSync method
 func NewRequestSyncRequest(server string, id ConnectionID, params *RequestSyncParams) (*http.Request, error) {
 	var err error
@@ -6514,6 +6833,40 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PATCH /v1/connections/{id} (the `UpdateConnection` operationId).
 	UpdateConnectionWithResponse(ctx context.Context, id ConnectionID, body UpdateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateConnectionResponse, error)
+
+	// ListConnectionKeysWithResponse The organisation's API keys and admin keys
+	//
+	// The keys of the connection's provider organisation as its last sync
+	// read them (OpenAI: project API keys and admin keys; Anthropic: API
+	// keys, which its Admin API lists without the admin keys), ordered by
+	// key id. A key is never shown beyond the provider's own redacted value
+	// (`redacted_hint`); Tokka never stores more. `spend_30d_usd` is the
+	// cost the provider's cost report attributed to the key over the last
+	// 30 days (OpenAI groups cost by key; null when nothing was attributed,
+	// as for admin keys and Anthropic). Empty until the first sync, and
+	// whatever was stored before stays when the key may not read the
+	// directory (see `Connection.directory_unavailable`). Keys that
+	// disappeared at the provider are kept with their last state.
+	//
+	// After each sync the syncer raises, once each: a critical `key_access`
+	// alert for an admin key that appeared since the previous sync; a
+	// `key_access` warning for an active key unused for 90 days; a
+	// `key_rotation` warning when the admin key Tokka holds is older than
+	// KEY_ROTATION_REMINDER_DAYS by the provider's `created_at`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/connections/{id}/keys (the `ListConnectionKeys` operationId).
+	ListConnectionKeysWithResponse(ctx context.Context, id ConnectionID, params *ListConnectionKeysParams, reqEditors ...RequestEditorFn) (*ListConnectionKeysResponse, error)
+
+	// HeadListConnectionKeysWithResponse The organisation's API keys and admin keys (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/connections/{id}/keys (the `HeadListConnectionKeys` operationId).
+	HeadListConnectionKeysWithResponse(ctx context.Context, id ConnectionID, params *HeadListConnectionKeysParams, reqEditors ...RequestEditorFn) (*HeadListConnectionKeysResponse, error)
 
 	// RequestSyncWithResponse Ask for a sync now
 	//
@@ -10243,6 +10596,232 @@ func (r UpdateConnectionResponse) ContentType() string {
 	return ""
 }
 
+// ListConnectionKeysResponse400Headers the declared response headers of an HTTP 400 response for ListConnectionKeys
+type ListConnectionKeysResponse400Headers struct {
+	XRequestId *string
+}
+
+// ListConnectionKeysResponse401Headers the declared response headers of an HTTP 401 response for ListConnectionKeys
+type ListConnectionKeysResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// ListConnectionKeysResponse403Headers the declared response headers of an HTTP 403 response for ListConnectionKeys
+type ListConnectionKeysResponse403Headers struct {
+	XRequestId *string
+}
+
+// ListConnectionKeysResponse404Headers the declared response headers of an HTTP 404 response for ListConnectionKeys
+type ListConnectionKeysResponse404Headers struct {
+	XRequestId *string
+}
+
+// ListConnectionKeysResponse406Headers the declared response headers of an HTTP 406 response for ListConnectionKeys
+type ListConnectionKeysResponse406Headers struct {
+	XRequestId *string
+}
+
+// ListConnectionKeysResponse500Headers the declared response headers of an HTTP 500 response for ListConnectionKeys
+type ListConnectionKeysResponse500Headers struct {
+	XRequestId *string
+}
+
+// ListConnectionKeysResponse503Headers the declared response headers of an HTTP 503 response for ListConnectionKeys
+type ListConnectionKeysResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type ListConnectionKeysResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *OrgKeyList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListConnectionKeysResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListConnectionKeysResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListConnectionKeysResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ListConnectionKeysResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *ListConnectionKeysResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListConnectionKeysResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListConnectionKeysResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListConnectionKeysResponse) GetJSON200() *OrgKeyList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListConnectionKeysResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListConnectionKeysResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListConnectionKeysResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListConnectionKeysResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r ListConnectionKeysResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListConnectionKeysResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListConnectionKeysResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListConnectionKeysResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListConnectionKeysResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListConnectionKeysResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListConnectionKeysResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// HeadListConnectionKeysResponse400Headers the declared response headers of an HTTP 400 response for HeadListConnectionKeys
+type HeadListConnectionKeysResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadListConnectionKeysResponse401Headers the declared response headers of an HTTP 401 response for HeadListConnectionKeys
+type HeadListConnectionKeysResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadListConnectionKeysResponse403Headers the declared response headers of an HTTP 403 response for HeadListConnectionKeys
+type HeadListConnectionKeysResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadListConnectionKeysResponse404Headers the declared response headers of an HTTP 404 response for HeadListConnectionKeys
+type HeadListConnectionKeysResponse404Headers struct {
+	XRequestId *string
+}
+
+// HeadListConnectionKeysResponse406Headers the declared response headers of an HTTP 406 response for HeadListConnectionKeys
+type HeadListConnectionKeysResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadListConnectionKeysResponse500Headers the declared response headers of an HTTP 500 response for HeadListConnectionKeys
+type HeadListConnectionKeysResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadListConnectionKeysResponse503Headers the declared response headers of an HTTP 503 response for HeadListConnectionKeys
+type HeadListConnectionKeysResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadListConnectionKeysResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadListConnectionKeysResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadListConnectionKeysResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadListConnectionKeysResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadListConnectionKeysResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadListConnectionKeysResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadListConnectionKeysResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadListConnectionKeysResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadListConnectionKeysResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadListConnectionKeysResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadListConnectionKeysResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadListConnectionKeysResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // RequestSyncResponse202Headers the declared response headers of an HTTP 202 response for RequestSync
 type RequestSyncResponse202Headers struct {
 	IdempotentReplayed *string
@@ -12428,6 +13007,52 @@ func (c *ClientWithResponses) UpdateConnectionWithResponse(ctx context.Context, 
 		return nil, err
 	}
 	return ParseUpdateConnectionResponse(rsp)
+}
+
+// ListConnectionKeysWithResponse The organisation's API keys and admin keys
+//
+// The keys of the connection's provider organisation as its last sync
+// read them (OpenAI: project API keys and admin keys; Anthropic: API
+// keys, which its Admin API lists without the admin keys), ordered by
+// key id. A key is never shown beyond the provider's own redacted value
+// (`redacted_hint`); Tokka never stores more. `spend_30d_usd` is the
+// cost the provider's cost report attributed to the key over the last
+// 30 days (OpenAI groups cost by key; null when nothing was attributed,
+// as for admin keys and Anthropic). Empty until the first sync, and
+// whatever was stored before stays when the key may not read the
+// directory (see `Connection.directory_unavailable`). Keys that
+// disappeared at the provider are kept with their last state.
+//
+// After each sync the syncer raises, once each: a critical `key_access`
+// alert for an admin key that appeared since the previous sync; a
+// `key_access` warning for an active key unused for 90 days; a
+// `key_rotation` warning when the admin key Tokka holds is older than
+// KEY_ROTATION_REMINDER_DAYS by the provider's `created_at`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/connections/{id}/keys (the `ListConnectionKeys` operationId).
+func (c *ClientWithResponses) ListConnectionKeysWithResponse(ctx context.Context, id ConnectionID, params *ListConnectionKeysParams, reqEditors ...RequestEditorFn) (*ListConnectionKeysResponse, error) {
+	rsp, err := c.ListConnectionKeys(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListConnectionKeysResponse(rsp)
+}
+
+// HeadListConnectionKeysWithResponse The organisation's API keys and admin keys (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/connections/{id}/keys (the `HeadListConnectionKeys` operationId).
+func (c *ClientWithResponses) HeadListConnectionKeysWithResponse(ctx context.Context, id ConnectionID, params *HeadListConnectionKeysParams, reqEditors ...RequestEditorFn) (*HeadListConnectionKeysResponse, error) {
+	rsp, err := c.HeadListConnectionKeys(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadListConnectionKeysResponse(rsp)
 }
 
 // RequestSyncWithResponse Ask for a sync now
@@ -17088,6 +17713,271 @@ func ParseUpdateConnectionResponse(rsp *http.Response) (*UpdateConnectionRespons
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers UpdateConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListConnectionKeysResponse parses an HTTP response from a ListConnectionKeysWithResponse call
+func ParseListConnectionKeysResponse(rsp *http.Response) (*ListConnectionKeysResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListConnectionKeysResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest OrgKeyList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers ListConnectionKeysResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListConnectionKeysResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListConnectionKeysResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ListConnectionKeysResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers ListConnectionKeysResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListConnectionKeysResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListConnectionKeysResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadListConnectionKeysResponse parses an HTTP response from a HeadListConnectionKeysWithResponse call
+func ParseHeadListConnectionKeysResponse(rsp *http.Response) (*HeadListConnectionKeysResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadListConnectionKeysResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadListConnectionKeysResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadListConnectionKeysResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadListConnectionKeysResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadListConnectionKeysResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadListConnectionKeysResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadListConnectionKeysResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadListConnectionKeysResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

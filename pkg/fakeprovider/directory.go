@@ -11,7 +11,10 @@ import (
 
 // The fake's directory (projects, workspaces, API keys, admin keys) is a pure
 // function of the organisation and its rename generation (Server.Rename):
-// names change with the generation, ids never do. The names are hostile on
+// names change with the generation, ids never do. Only the keys' times are
+// the Server's: fresh by its clock unless a test ages or backdates a key
+// (AgeKey, BackdateKey), and AddAdminKey adds an admin key, so each key
+// hygiene alert can be driven on purpose. The names are hostile on
 // purpose: the first project's starts with "=" (a spreadsheet formula) and
 // carries non-ASCII text and an emoji, and the archived project's is longer
 // than any label Tokka lets a person type.
@@ -76,7 +79,11 @@ func OpenAIProjectKeys(key string, projectID string, gen int) []FakeKey {
 }
 
 // OpenAIAdminKeys returns the organisation's admin keys at rename generation
-// gen: two, one never used. It never fails.
+// gen: two, one never used. The first is key itself: its redacted value is
+// key's first eight characters and last four, as OpenAI redacts, so Tokka
+// can tell which admin key it holds. The times are the organisation's
+// history; the Server serves them moved to its clock (see keyTimes). It
+// never fails.
 func OpenAIAdminKeys(key string, gen int) []FakeKey {
 	org := OrgOf(key)
 	created := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(newStream(org, "openai-admin-created").n(300*24)) * time.Hour)
@@ -87,6 +94,9 @@ func OpenAIAdminKeys(key string, gen int) []FakeKey {
 		k := FakeKey{ID: id, Name: renamed(name, gen), Redacted: "sk-admin...." + id[len(id)-4:], CreatedAt: created.Add(time.Duration(i) * time.Hour)}
 		if i == 0 {
 			k.LastUsedAt = &used
+			if len(key) >= 16 {
+				k.Redacted = key[:8] + "...." + key[len(key)-4:]
+			}
 		}
 		out = append(out, k)
 	}
@@ -140,6 +150,87 @@ func AnthropicAPIKeys(key string, gen int) []FakeKey {
 			CreatedAt: created, LastUsedAt: &used, ProjectID: ws})
 	}
 	return out
+}
+
+// FreshKeyAge is how old the Server says every listed key is (created
+// FreshKeyAge ago and, unless never used, used a day ago) until AgeKey or
+// BackdateKey says otherwise: a new fake organisation calls for no key
+// hygiene alert, whatever the real date.
+const FreshKeyAge = 10 * 24 * time.Hour
+
+// keyOverride is a listed key's times as a test set them.
+type keyOverride struct {
+	created  *time.Time
+	lastUsed *time.Time
+}
+
+// keyTimes returns k with its times as the Server serves them now: fresh
+// (FreshKeyAge) unless a test aged or backdated the key.
+func (s *Server) keyTimes(key string, k FakeKey) FakeKey {
+	now := s.now().Truncate(time.Second)
+	created, used := now.Add(-FreshKeyAge), now.Add(-24*time.Hour)
+	k.CreatedAt = created
+	if k.LastUsedAt != nil {
+		k.LastUsedAt = &used
+	}
+	s.mu.Lock()
+	o := s.overrides[sha256.Sum256([]byte(OrgOf(key)))][k.ID]
+	s.mu.Unlock()
+	if o.created != nil {
+		k.CreatedAt = *o.created
+	}
+	if o.lastUsed != nil {
+		k.LastUsedAt = o.lastUsed
+	}
+	return k
+}
+
+// AgeKey makes the listed key id of key's organisation last used at
+// lastUsed (and created a day before it, when the key is newer). It never
+// fails.
+func (s *Server) AgeKey(key, id string, lastUsed time.Time) {
+	created := lastUsed.Add(-24 * time.Hour)
+	s.override(key, id, func(o *keyOverride) { o.lastUsed, o.created = &lastUsed, &created })
+}
+
+// BackdateKey makes the listed key id of key's organisation created at
+// created. It never fails.
+func (s *Server) BackdateKey(key, id string, created time.Time) {
+	s.override(key, id, func(o *keyOverride) { o.created = &created })
+}
+
+func (s *Server) override(key, id string, set func(*keyOverride)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := sha256.Sum256([]byte(OrgOf(key)))
+	if s.overrides[h] == nil {
+		s.overrides[h] = map[string]keyOverride{}
+	}
+	o := s.overrides[h][id]
+	set(&o)
+	s.overrides[h][id] = o
+}
+
+// AddAdminKey creates a new admin key in key's organisation, created and
+// last used now (by the fake's clock), and returns it: the next listing of
+// the organisation's admin keys includes it. It never fails.
+func (s *Server) AddAdminKey(key, name string) FakeKey {
+	now := s.now().Truncate(time.Second)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := sha256.Sum256([]byte(OrgOf(key)))
+	id := "key_" + ident(OrgOf(key), "openai-adminkey-added", len(s.addedAdmin[h]), 8)
+	k := FakeKey{ID: id, Name: name, Redacted: "sk-admin...." + id[len(id)-4:], CreatedAt: now, LastUsedAt: &now}
+	s.addedAdmin[h] = append(s.addedAdmin[h], k)
+	return k
+}
+
+// addedAdminKeys returns the admin keys AddAdminKey created in key's
+// organisation.
+func (s *Server) addedAdminKeys(key string) []FakeKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.addedAdmin[sha256.Sum256([]byte(OrgOf(key)))])
 }
 
 // Rename changes every directory name of key's organisation (a new rename
@@ -221,13 +312,18 @@ func (s *Server) openAIKeys(w http.ResponseWriter, r *http.Request, key, project
 	var keys []FakeKey
 	object := "organization.project.api_key"
 	if admin {
-		keys, object = OpenAIAdminKeys(key, gen), "organization.admin_api_key"
+		for _, k := range OpenAIAdminKeys(key, gen) {
+			keys = append(keys, s.keyTimes(key, k))
+		}
+		keys, object = append(keys, s.addedAdminKeys(key)...), "organization.admin_api_key"
 	} else {
 		if !slices.ContainsFunc(OpenAIProjects(key), func(p OpenAIProject) bool { return p.ID == projectID }) {
 			oaiFail(w, http.StatusNotFound, "invalid_request_error", "", "No such project: "+projectID, "")
 			return
 		}
-		keys = OpenAIProjectKeys(key, projectID, gen)
+		for _, k := range OpenAIProjectKeys(key, projectID, gen) {
+			keys = append(keys, s.keyTimes(key, k))
+		}
 	}
 	fail := func(param, msg string) { oaiFail(w, http.StatusBadRequest, "invalid_request_error", param, msg, "") }
 	q := r.URL.Query()
@@ -306,6 +402,7 @@ func (s *Server) anthropicDirectory(w http.ResponseWriter, r *http.Request, key 
 	}
 	var all []antKey
 	for _, k := range AnthropicAPIKeys(key, gen) {
+		k = s.keyTimes(key, k)
 		a := antKey{ID: k.ID, Type: "api_key", Name: k.Name, PartialKeyHint: k.Redacted, CreatedAt: k.CreatedAt.Format(time.RFC3339), Status: "active"}
 		if k.ProjectID != "" {
 			ws := k.ProjectID

@@ -91,6 +91,11 @@ type Server struct {
 	data     map[[sha256.Size]byte]int         // the same, data endpoints only: what the fault markers count
 	restated map[[sha256.Size]byte][]time.Time // per organisation, the day ("today") of each restatement; epoch = index+1
 	renames  map[[sha256.Size]byte]int         // per organisation, the directory's rename generation
+	// addedAdmin holds, per organisation, the admin keys AddAdminKey created.
+	addedAdmin map[[sha256.Size]byte][]FakeKey
+	// overrides holds, per organisation and key id, times a test set
+	// (AgeKey, BackdateKey).
+	overrides map[[sha256.Size]byte]map[string]keyOverride
 
 	seq atomic.Uint64 // request ids
 }
@@ -98,7 +103,8 @@ type Server struct {
 // New returns a Server; it cannot fail.
 func New(opts Options) *Server {
 	return &Server{opts: opts, requests: make(map[[sha256.Size]byte]int), data: make(map[[sha256.Size]byte]int),
-		restated: make(map[[sha256.Size]byte][]time.Time), renames: make(map[[sha256.Size]byte]int)}
+		restated: make(map[[sha256.Size]byte][]time.Time), renames: make(map[[sha256.Size]byte]int),
+		addedAdmin: make(map[[sha256.Size]byte][]FakeKey), overrides: make(map[[sha256.Size]byte]map[string]keyOverride)}
 }
 
 // Requests reports how many requests presented key so far, including

@@ -30,6 +30,8 @@ var bolaMatrix = []bolaCase{
 	{http.MethodPatch, "/v1/connections/:id", "conn", map[string]string{"api_key": "sk-admin-bolaREPLACE0123456789abcd"}},
 	{http.MethodDelete, "/v1/connections/:id", "conn", nil},
 	{http.MethodPost, "/v1/connections/:id/sync", "conn", nil},
+	{http.MethodGet, "/v1/connections/:id/keys", "conn", nil},
+	{http.MethodHead, "/v1/connections/:id/keys", "conn", nil},
 	{http.MethodPost, "/v1/alerts/:id/acknowledge", "alert", nil},
 	{http.MethodGet, "/v1/budgets/:id", "budget", nil},
 	{http.MethodPatch, "/v1/budgets/:id", "budget", map[string]string{"name": "pwned", "amount_usd": "1"}},

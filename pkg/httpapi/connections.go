@@ -25,6 +25,9 @@ type ConnectionStore interface {
 	UpdateConnection(ctx context.Context, u tokka.User, id string, up tokka.ConnectionUpdate, ev tokka.AuditEvent) (tokka.Connection, error)
 	DeleteConnection(ctx context.Context, u tokka.User, id string, ev tokka.AuditEvent) error
 	RequestSync(ctx context.Context, u tokka.User, id string, minInterval time.Duration, ev tokka.AuditEvent) (tokka.Connection, time.Duration, error)
+	// ConnectionKeys lists the organisation's keys of one of u's
+	// connections, as GET /v1/connections/{id}/keys shows them.
+	ConnectionKeys(ctx context.Context, u tokka.User, id, after string, limit int, today time.Time) ([]tokka.OrgKey, error)
 }
 
 // apiKeyField decodes a pasted key straight into a *secret.Key, so the

@@ -49,6 +49,7 @@ var routeQueryParams = map[string][]QueryParam{
 	"GET /v1/audit-events/verify":    {{Name: "full"}},
 	"GET /v1/alerts":                 append(slices.Clone(paging), QueryParam{Name: "open"}),
 	"GET /v1/connections":            paging,
+	"GET /v1/connections/:id/keys":   paging,
 	"GET /v1/budgets":                paging,
 	"GET /v1/budgets/:id/deliveries": paging,
 }

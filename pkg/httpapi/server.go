@@ -229,6 +229,7 @@ func (s *Server) routes(e *echo.Echo) {
 	e.PATCH("/v1/connections/:id", s.updateConnection, v1(prepare(s.parseConnectionUpdate))...)
 	e.DELETE("/v1/connections/:id", s.deleteConnection, byConnectionID...)
 	e.POST("/v1/connections/:id/sync", s.requestSync, byConnectionID...)
+	get("/v1/connections/:id/keys", s.listConnectionKeys, read...)
 	get("/v1/usage", s.usage, read...)
 	get("/v1/usage/summary", s.usageSummary, read...)
 	get("/v1/usage/export.csv", s.usageExport, read...)

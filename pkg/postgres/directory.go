@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"fmt"
 	"slices"
 	"time"
 
@@ -40,6 +42,9 @@ func writeDirectory(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, d *tokka.Di
 			return domainError(err, "store directory projects")
 		}
 	}
+	if err := flagNewAdminKeys(ctx, tx, l, d.Keys); err != nil {
+		return err
+	}
 	if len(d.Keys) > 0 {
 		n := len(d.Keys)
 		ids, admin, names, hints := make([]string, 0, n), make([]bool, 0, n), make([]string, 0, n), make([]string, 0, n)
@@ -72,6 +77,42 @@ func writeDirectory(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, d *tokka.Di
 	_, err := tx.ExecContext(ctx, `UPDATE tokka.connections SET directory_unavailable = $2 WHERE id = $1`,
 		l.ConnectionID, pq.Array(slices.Compact(unavailable)))
 	return domainError(err, "store directory availability")
+}
+
+// flagNewAdminKeys raises, in the caller's transaction and before keys are
+// stored, a critical key_access alert for every admin key in keys that the
+// connection's stored directory does not have yet: someone gave a key full
+// control of the organisation since the previous sync. A connection with no
+// admin key stored yet (its first directory sync, or a key that could not
+// read the admin keys until now) raises nothing: everything would be "new".
+// The dedup key holds the key's id, so each key is reported once.
+func flagNewAdminKeys(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, keys []tokka.DirectoryKey) error {
+	var known []string
+	if err := tx.SelectContext(ctx, &known,
+		`SELECT id FROM tokka.directory_keys WHERE connection_id = $1 AND admin`, l.ConnectionID); err != nil {
+		return domainError(err, "known admin keys")
+	}
+	if len(known) == 0 {
+		return nil
+	}
+	for _, k := range keys {
+		if !k.Admin || slices.Contains(known, k.ID) {
+			continue
+		}
+		detail, _ := json.Marshal(map[string]any{"reason": "new_admin_key", "key_id": k.ID, "key_name": k.Name,
+			"key_hint": k.Hint, "key_kind": tokka.KeyKindAdmin, "key_created_at": timeText(k.CreatedAt).String})
+		conn := l.ConnectionID
+		if _, err := insertAlert(ctx, tx, tokka.Alert{
+			UserID: l.UserID, Kind: tokka.AlertKeyAccess, Severity: "critical", ConnectionID: &conn,
+			DedupKey: "admin_key_new:" + conn + ":" + k.ID,
+			Title: fmt.Sprintf("A new admin key %q (%s) appeared in the organisation: if nobody you know created it, revoke it now",
+				k.Name, k.Hint),
+			Detail: detail,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // timeText is t as RFC 3339 text for an array parameter, NULL for nil.

@@ -133,7 +133,8 @@ func (d *DB) RecordKeyUse(ctx context.Context, l tokka.Lease, ev tokka.AuditEven
 
 // CompleteSync replaces the window's usage and cost rows for the leased
 // connection, stores the organisation's directory (r.Directory, when read),
-// marks it active, releases the lease and records the outcome,
+// raises r.Alerts (and a key_access alert for each new admin key), marks it
+// active, releases the lease and records the outcome,
 // all in one transaction, so a crash leaves either the old rows or the new
 // ones and re-syncs never double. It fails with ErrLeaseLost (writing
 // nothing) when the lease is no longer held.
@@ -151,6 +152,12 @@ func (d *DB) CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult
 		}
 		if err := writeDirectory(ctx, tx, l, r.Directory); err != nil {
 			return err
+		}
+		for _, a := range r.Alerts {
+			a.UserID, a.ConnectionID = l.UserID, &l.ConnectionID
+			if _, err := insertAlert(ctx, tx, a); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `
 			UPDATE tokka.connections SET

@@ -5,6 +5,7 @@ package secret
 import (
 	"crypto/subtle"
 	"fmt"
+	"strings"
 
 	"github.com/rs/zerolog"
 )
@@ -52,6 +53,29 @@ func (k *Key) HasPrefix(prefix string) bool {
 		return false
 	}
 	return subtle.ConstantTimeCompare(b[:len(prefix)], []byte(prefix)) == 1
+}
+
+// MatchesHint reports whether a provider's redacted value of a key
+// ("sk-admin...wxyz", "sk-ant-api03-R2D…igAA", "sk-****wxyz") could be this
+// key: its visible start is the key's start and its visible end, at least
+// four characters, is the key's end. Providers show no more than that, so a
+// match is "as sure as the redaction allows"; callers treat two matches as
+// none.
+func (k *Key) MatchesHint(hint string) bool {
+	i := strings.IndexAny(hint, ".*…")
+	if i < 0 {
+		return false
+	}
+	prefix := hint[:i]
+	suffix := strings.TrimLeft(hint[i:], ".*…")
+	if len(suffix) < 4 || strings.ContainsAny(suffix, ".*…") {
+		return false
+	}
+	b := k.Bytes()
+	if len(b) <= len(prefix)+len(suffix) {
+		return false
+	}
+	return k.HasPrefix(prefix) && subtle.ConstantTimeCompare(b[len(b)-len(suffix):], []byte(suffix)) == 1
 }
 
 // Hint returns prefix + "…" + the last four characters, the only part of a key

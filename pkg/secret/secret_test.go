@@ -179,3 +179,23 @@ func TestValueKeyRedacts(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, string(b), "valuecopy")
 }
+
+// A provider's redacted value matches the key it redacts and no other: the
+// visible start and the visible end (four characters at least) must agree.
+func TestMatchesHint(t *testing.T) {
+	k := secret.FromString("sk-admin-abcdefghijklmnop-wxyz")
+	for hint, want := range map[string]bool{
+		"sk-admin...wxyz":                true,
+		"sk-admin....wxyz":               true,
+		"sk-admin…wxyz":                  true,
+		"sk-****wxyz":                    true,
+		"sk-admin...wxya":                false,
+		"sk-proj-...wxyz":                false,
+		"sk-admin...xyz":                 false, // too little of the end to tell
+		"sk-admin-abcdefghijklmnop-wxyz": false, // no elision: not a hint
+		"":                               false,
+	} {
+		require.Equal(t, want, k.MatchesHint(hint), hint)
+	}
+	require.False(t, secret.FromString("sk-wxyz").MatchesHint("sk-...wxyz"), "a key no longer than what the hint shows")
+}

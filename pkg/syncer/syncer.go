@@ -570,7 +570,8 @@ func (s *Syncer) finish(ctx context.Context, log zerolog.Logger, l tokka.Lease, 
 	done.Detail = directoryDetail(r.dir)
 	err := s.storeResults(ctx, l, held, tokka.SyncResult{
 		Window: job.window, Usage: r.usage, Costs: r.costs, Backfill: job.backfill, Directory: r.dir,
-		Next: s.nextSync(now), Event: done,
+		Alerts: hygieneAlerts(l, r.dir, now, s.cfg.KeyRotationReminderDays),
+		Next:   s.nextSync(now), Event: done,
 	})
 	switch {
 	case errors.Is(err, tokka.ErrKeyChanged), errors.Is(err, tokka.ErrDuplicate):
@@ -761,6 +762,7 @@ func (s *Syncer) fetch(ctx context.Context, log zerolog.Logger, c provider.Clien
 	case err != nil:
 		log.Warn().Err(err).Msg("reading the organisation's directory failed; names stay as they were")
 	default:
+		markHeldKey(&d, key)
 		*dir = &d
 	}
 	return usage, costs, nil

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/shopspring/decimal"
 )
 
 // DirectoryPart names one list of a provider organisation's directory, so a
@@ -57,6 +59,35 @@ type DirectoryKey struct {
 	LastUsedAt *time.Time
 	Status     string // "active", "inactive", "archived", "expired"; "" when the provider says nothing
 	ProjectID  string // the project or workspace the key belongs to; "" for admin keys and the default workspace
+	// Held marks the admin key this connection holds, as the syncer matched
+	// it against the provider's redacted value while the key was open
+	// (secret.Key.MatchesHint); it is not stored.
+	Held bool
+}
+
+// Kinds of OrgKey.
+const (
+	KeyKindAPI   = "api"
+	KeyKindAdmin = "admin"
+)
+
+// OrgKey is one key of a connection's provider organisation as the key
+// inventory lists it: never more of the key than the provider's redacted
+// value. Spend30dUSD is the cost the provider's cost report attributed to
+// the key over the last 30 days (nil when it attributes none to it: admin
+// keys, and providers that do not split cost by key).
+type OrgKey struct {
+	ID            string           `db:"id" json:"id"`
+	Kind          string           `db:"kind" json:"kind"`
+	Name          string           `db:"name" json:"name"`
+	RedactedHint  string           `db:"redacted_hint" json:"redacted_hint"`
+	Status        string           `db:"status" json:"status"`
+	CreatedAt     *time.Time       `db:"created_at" json:"created_at"`
+	LastUsedAt    *time.Time       `db:"last_used_at" json:"last_used_at"`
+	ProjectID     *string          `db:"project_id" json:"project_id"`
+	ProjectName   *string          `db:"project_name" json:"project_name"`
+	WorkspaceName *string          `db:"workspace_name" json:"workspace_name"`
+	Spend30dUSD   *decimal.Decimal `db:"spend_30d_usd" json:"spend_30d_usd"`
 }
 
 // Names are the directory names shown beside a row's ids: ProjectName when

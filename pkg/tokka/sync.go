@@ -63,8 +63,12 @@ type SyncResult struct {
 	// Directory is the organisation's projects and keys as read in this
 	// sync; nil when it could not be read (what was stored stays).
 	Directory *Directory
-	Next      time.Time
-	Event     AuditEvent // sync.succeeded
+	// Alerts are raised in the same transaction (once each: an alert whose
+	// DedupKey the user already has is skipped), so a crash never loses
+	// one that the stored directory would no longer reveal.
+	Alerts []Alert
+	Next   time.Time
+	Event  AuditEvent // sync.succeeded
 }
 
 // DefaultResyncDays is how many recent days (today included) the providers
