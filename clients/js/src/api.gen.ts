@@ -247,6 +247,49 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/connections/{id}/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The connection's id; upper-case hex is accepted and means the same id. */
+                id: components["parameters"]["ConnectionID"];
+            };
+            cookie?: never;
+        };
+        /**
+         * The organisation's API keys and admin keys
+         * @description The keys of the connection's provider organisation as its last sync
+         *     read them (OpenAI: project API keys and admin keys; Anthropic: API
+         *     keys, which its Admin API lists without the admin keys), ordered by
+         *     key id. A key is never shown beyond the provider's own redacted value
+         *     (`redacted_hint`); Tokka never stores more. `spend_30d_usd` is the
+         *     cost the provider's cost report attributed to the key over the last
+         *     30 days (OpenAI groups cost by key; null when nothing was attributed,
+         *     as for admin keys and Anthropic). Empty until the first sync, and
+         *     whatever was stored before stays when the key may not read the
+         *     directory (see `Connection.directory_unavailable`). Keys that
+         *     disappeared at the provider are kept with their last state.
+         *
+         *     After each sync the syncer raises, once each: a critical `key_access`
+         *     alert for an admin key that appeared since the previous sync; a
+         *     `key_access` warning for an active key unused for 90 days; a
+         *     `key_rotation` warning when the admin key Tokka holds is older than
+         *     KEY_ROTATION_REMINDER_DAYS by the provider's `created_at`.
+         */
+        get: operations["listConnectionKeys"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /**
+         * The organisation's API keys and admin keys (headers only)
+         * @description The same as GET, without a body.
+         */
+        head: operations["headListConnectionKeys"];
+        patch?: never;
+        trace?: never;
+    };
     "/v1/usage": {
         parameters: {
             query?: never;
@@ -835,6 +878,57 @@ export interface components {
             data: components["schemas"]["Connection"][];
             has_more: components["schemas"]["HasMore"];
             next_cursor: components["schemas"]["NextCursor"];
+        };
+        /** @description A page of an organisation's keys, by key id. */
+        OrgKeyList: {
+            data: components["schemas"]["OrgKey"][];
+            has_more: components["schemas"]["HasMore"];
+            next_cursor: components["schemas"]["NextCursor"];
+        };
+        /**
+         * @description One key of a connection's organisation; never more of it than the provider's redacted value.
+         * @example {
+         *       "id": "key_abc123",
+         *       "kind": "api",
+         *       "name": "service key 1",
+         *       "redacted_hint": "sk-proj-...Q7xZ",
+         *       "status": "active",
+         *       "created_at": "2026-03-01T10:00:00Z",
+         *       "last_used_at": "2026-11-30T08:12:00Z",
+         *       "project_id": "proj_abc",
+         *       "project_name": "Research",
+         *       "workspace_name": null,
+         *       "spend_30d_usd": "12.3456"
+         *     }
+         */
+        OrgKey: {
+            /** @description The provider's key id. */
+            id: string;
+            /**
+             * @description `admin`: an admin key of the organisation (OpenAI); `api`: a project or workspace API key.
+             * @enum {string}
+             */
+            kind: "api" | "admin";
+            name: string;
+            /** @description The provider's own redacted value; empty when it gave none. */
+            redacted_hint: string;
+            /** @description As the provider says: active, inactive, archived, expired. */
+            status: string;
+            /** Format: date-time */
+            created_at: string | null;
+            /**
+             * Format: date-time
+             * @description Null when never used (or the provider does not say).
+             */
+            last_used_at: string | null;
+            /** @description The project (OpenAI) or workspace (Anthropic) of the key; null for admin keys and Anthropic's default workspace. */
+            project_id: string | null;
+            /** @description The OpenAI project's name when project_id is one. */
+            project_name: string | null;
+            /** @description The Anthropic workspace's name when project_id is one. */
+            workspace_name: string | null;
+            /** @description Cost the provider's cost report attributed to the key on the last 30 days (today included); null when none was. */
+            spend_30d_usd: components["schemas"]["Money"] | null;
         };
         /** @description More items follow this page; ask for them with `cursor` = `next_cursor`. */
         HasMore: boolean;
@@ -2256,6 +2350,86 @@ export interface operations {
             };
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    listConnectionKeys: {
+        parameters: {
+            query?: {
+                /** @description Items per page. */
+                limit?: components["parameters"]["Limit"];
+                /**
+                 * @description The `next_cursor` of the previous page of the same list, as it was:
+                 *     cursors are opaque (do not build or edit one). A cursor of another
+                 *     list, or one this API did not issue, is a 400. Pages are positioned
+                 *     after the last item served, not at an offset, so items added or
+                 *     removed meanwhile make a page neither repeat nor skip the others.
+                 */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path: {
+                /** @description The connection's id; upper-case hex is accepted and means the same id. */
+                id: components["parameters"]["ConnectionID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the organisation's keys. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrgKeyList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            406: components["responses"]["NotAcceptable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headListConnectionKeys: {
+        parameters: {
+            query?: {
+                /** @description Items per page. */
+                limit?: components["parameters"]["Limit"];
+                /**
+                 * @description The `next_cursor` of the previous page of the same list, as it was:
+                 *     cursors are opaque (do not build or edit one). A cursor of another
+                 *     list, or one this API did not issue, is a 400. Pages are positioned
+                 *     after the last item served, not at an offset, so items added or
+                 *     removed meanwhile make a page neither repeat nor skip the others.
+                 */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path: {
+                /** @description The connection's id; upper-case hex is accepted and means the same id. */
+                id: components["parameters"]["ConnectionID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As GET, without a body. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadError"];
+            401: components["responses"]["HeadUnauthorized"];
+            403: components["responses"]["HeadError"];
+            404: components["responses"]["HeadError"];
+            406: components["responses"]["HeadError"];
+            500: components["responses"]["HeadError"];
+            503: components["responses"]["HeadUnavailable"];
         };
     };
     getUsage: {
