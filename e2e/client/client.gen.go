@@ -975,8 +975,8 @@ type OrgKey struct {
 	// RedactedHint The provider's own redacted value; empty when it gave none.
 	RedactedHint string `json:"redacted_hint"`
 
-	// Spend30dUsd Cost the provider's cost report attributed to the key on the last 30 days (today included); null when none was.
-	Spend30dUsd *Money `json:"spend_30d_usd"`
+	// Spend30dUsd Cost the provider's cost report attributed to the key on the last 30 days (today included), exact decimal US dollars as a string; null when none was.
+	Spend30dUsd *string `json:"spend_30d_usd"`
 
 	// Status As the provider says: active, inactive, archived, expired.
 	Status string `json:"status"`

@@ -927,8 +927,8 @@ export interface components {
             project_name: string | null;
             /** @description The Anthropic workspace's name when project_id is one. */
             workspace_name: string | null;
-            /** @description Cost the provider's cost report attributed to the key on the last 30 days (today included); null when none was. */
-            spend_30d_usd: components["schemas"]["Money"] | null;
+            /** @description Cost the provider's cost report attributed to the key on the last 30 days (today included), exact decimal US dollars as a string; null when none was. */
+            spend_30d_usd: string | null;
         };
         /** @description More items follow this page; ask for them with `cursor` = `next_cursor`. */
         HasMore: boolean;
