@@ -85,6 +85,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	verbose := fs.Bool("v", false, "print each endpoint's captured pgbench script")
 	profDir := fs.String("pprof", "", "write a CPU profile of the api process per endpoint, over its measured window, into this `dir`")
 	only := fs.String("only", "", "measure only the endpoints whose name matches this `regexp`")
+	keep := fs.Bool("keep", false, "leave the database behind (its URL is printed), to explain or profile the captured SQL afterwards")
 	// The per-user budget for expensive reads (long usage ranges, exports)
 	// would turn a load test into 429s; -api-env can set it back.
 	apiEnv := []string{"RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE=1000000"}
@@ -124,7 +125,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer drop()
+	if *keep {
+		fmt.Fprintln(os.Stderr, "keeping the database:", dbURL)
+	} else {
+		defer drop()
+	}
 	if err := applyLoginRoles(ctx, dbURL); err != nil {
 		return err
 	}
