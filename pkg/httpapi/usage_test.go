@@ -99,6 +99,20 @@ func TestUsageSummaryAndForecast(t *testing.T) {
 	status, _, body = b.do(t, b.newUser(t), http.MethodGet, "/v1/usage/summary", nil)
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, string(body), `"by_provider":[]`)
+	require.Contains(t, string(body), `"as_of":null`)
+	require.Contains(t, string(body), `"top_models":[],"top_projects":[],"top_api_keys":[]`)
+
+	// A connection that has synced but has no cost this month: the sync
+	// time is there though nothing ranks.
+	bob := b.newUser(t)
+	bobConn := b.createConnection(t, bob, tokka.OpenAI, "sk-admin-summaryempty0123456789ab")["id"].(string)
+	syncRows(t, b, bobConn, tokka.Window{From: nov5.AddDate(0, 0, -3), To: nov5}, nil, nil)
+	status, _, body = b.do(t, bob, http.MethodGet, "/v1/usage/summary", nil)
+	require.Equal(t, http.StatusOK, status)
+	require.NoError(t, json.Unmarshal(body, &s))
+	require.NotNil(t, s.AsOf, string(body))
+	require.Empty(t, s.TopModels)
+	require.Empty(t, s.TopProjects)
 }
 
 func TestUsageFiltersPagesTotalsAndProvisional(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/shopspring/decimal"
 
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
@@ -54,54 +55,82 @@ func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int
 		if err != nil {
 			return domainError(err, "summary")
 		}
-		var ranked []struct {
-			tokka.TopItem
-			What string `db:"what"`
-			Rank int64  `db:"rank"`
-		}
-		// Costs without a key (Anthropic's cost report has none) are no
-		// key's: they are left out of the top keys.
-		if err := tx.SelectContext(ctx, &ranked, `
-			WITH g AS (
-				SELECT provider, coalesce(model, project_id, api_key_id) AS name,
-					CASE WHEN GROUPING(model) = 0 THEN 'model' WHEN GROUPING(project_id) = 0 THEN 'project' ELSE 'api_key' END AS what,
-					sum(amount_usd) AS cost_usd
-				FROM tokka.cost_monthly
-				WHERE user_id = $1 AND day = $2
-				GROUP BY GROUPING SETS ((provider, model), (provider, project_id), (provider, api_key_id))
-			)
-			SELECT provider, name, what, cost_usd, rank FROM (
-				SELECT *, row_number() OVER (PARTITION BY what ORDER BY cost_usd DESC, provider, name) AS rank
-				FROM g WHERE NOT (what = 'api_key' AND name = '')
-			) r WHERE rank <= $3 ORDER BY what, rank`, u.ID, day(monthStart), top); err != nil {
-			return domainError(err, "summary top")
-		}
-		out.TopModels, out.TopProjects, out.TopAPIKeys = []tokka.TopItem{}, []tokka.TopItem{}, []tokka.TopItem{}
-		var projectIDs, keyIDs []string
-		for _, t := range ranked {
-			switch t.What {
-			case "model":
-				out.TopModels = append(out.TopModels, t.TopItem)
-			case "project":
-				out.TopProjects = append(out.TopProjects, t.TopItem)
-				projectIDs = append(projectIDs, t.Name)
-			default:
-				out.TopAPIKeys = append(out.TopAPIKeys, t.TopItem)
-				keyIDs = append(keyIDs, t.Name)
-			}
-		}
-		projects, keys, err := directoryNames(ctx, tx, u.ID, projectIDs, keyIDs)
-		if err != nil {
-			return err
-		}
-		for i, t := range out.TopProjects {
-			out.TopProjects[i].Names = namesOf(projects, nil, t.Name, "")
-		}
-		for i, t := range out.TopAPIKeys {
-			out.TopAPIKeys[i].Names = namesOf(nil, keys, "", t.Name)
-		}
-		return domainError(tx.GetContext(ctx, &out.AsOf,
-			`SELECT max(last_synced_at) FROM tokka.connections WHERE user_id = $1`, u.ID), "summary freshness")
+		return d.summaryTop(ctx, tx, u, day(monthStart), top, &out)
 	})
 	return out, err
+}
+
+// summaryTop reads this month's top models, projects and API keys with
+// their directory names, and the last successful sync, in one statement:
+// the ranked rows each carry their name (the latest one the directory saw)
+// and the sync time, and one row without an item stands in when nothing
+// ranks, so the sync time always arrives.
+func (d *DB) summaryTop(ctx context.Context, tx *sqlx.Tx, u tokka.User, month string, top int, out *tokka.SummaryData) error {
+	var rows []struct {
+		What     *string             `db:"what"`
+		Rank     *int64              `db:"rank"`
+		Provider *string             `db:"item_provider"`
+		Name     *string             `db:"item_name"`
+		Cost     decimal.NullDecimal `db:"item_cost"`
+		Kind     *string             `db:"dir_kind"`
+		DirName  *string             `db:"dir_name"`
+		AsOf     *time.Time          `db:"as_of"`
+	}
+	// Costs without a key (Anthropic's cost report has none) are no key's:
+	// they are left out of the top keys.
+	err := tx.SelectContext(ctx, &rows, `
+		WITH g AS (
+			SELECT provider, coalesce(model, project_id, api_key_id) AS name,
+				CASE WHEN GROUPING(model) = 0 THEN 'model' WHEN GROUPING(project_id) = 0 THEN 'project' ELSE 'api_key' END AS what,
+				sum(amount_usd) AS cost_usd
+			FROM tokka.cost_monthly
+			WHERE user_id = $1 AND day = $2
+			GROUP BY GROUPING SETS ((provider, model), (provider, project_id), (provider, api_key_id))
+		), ranked AS (
+			SELECT * FROM (
+				SELECT *, row_number() OVER (PARTITION BY what ORDER BY cost_usd DESC, provider, name) AS rank
+				FROM g WHERE NOT (what = 'api_key' AND name = '')
+			) r WHERE rank <= $3
+		)
+		SELECT r.what, r.rank, r.provider AS item_provider, r.name AS item_name, r.cost_usd AS item_cost,
+			p.kind AS dir_kind, coalesce(p.name, k.name) AS dir_name, s.as_of
+		FROM (SELECT max(last_synced_at) AS as_of FROM tokka.connections WHERE user_id = $1) s
+		LEFT JOIN ranked r ON true
+		LEFT JOIN LATERAL (
+			SELECT kind, name FROM tokka.directory_projects dp
+			WHERE r.what = 'project' AND r.name <> '' AND dp.user_id = $1 AND dp.id = r.name
+			ORDER BY seen_at DESC LIMIT 1
+		) p ON true
+		LEFT JOIN LATERAL (
+			SELECT name FROM tokka.directory_keys dk
+			WHERE r.what = 'api_key' AND r.name <> '' AND dk.user_id = $1 AND dk.id = r.name
+			ORDER BY seen_at DESC LIMIT 1
+		) k ON true
+		ORDER BY r.what, r.rank`, u.ID, month, top)
+	if err != nil {
+		return domainError(err, "summary top")
+	}
+	out.TopModels, out.TopProjects, out.TopAPIKeys = []tokka.TopItem{}, []tokka.TopItem{}, []tokka.TopItem{}
+	for _, r := range rows {
+		out.AsOf = r.AsOf
+		if r.What == nil {
+			continue
+		}
+		item := tokka.TopItem{Provider: *r.Provider, Name: *r.Name, CostUSD: r.Cost.Decimal}
+		switch *r.What {
+		case "model":
+			out.TopModels = append(out.TopModels, item)
+		case "project":
+			if r.DirName != nil {
+				item.Names = namesOf(map[string]dirName{item.Name: {kind: *r.Kind, name: *r.DirName}}, nil, item.Name, "")
+			}
+			out.TopProjects = append(out.TopProjects, item)
+		default:
+			if r.DirName != nil {
+				item.Names = namesOf(nil, map[string]string{item.Name: *r.DirName}, "", item.Name)
+			}
+			out.TopAPIKeys = append(out.TopAPIKeys, item)
+		}
+	}
+	return nil
 }
