@@ -37,7 +37,10 @@ type Config struct {
 	// StatementTimeout bounds every statement of a request's transaction
 	// (postgres.DefaultStatementTimeout by default).
 	StatementTimeout time.Duration `env:"DATABASE_STATEMENT_TIMEOUT" envDefault:"5s" range:"100ms,10m"`
-	Addr             string        `env:"API_ADDR" envDefault:":8080"`
+	// AnswerCacheMB is how much memory computed usage answers and
+	// summaries may keep (postgres.DB.SetAnswerCache); 0 turns it off.
+	AnswerCacheMB int    `env:"ANSWER_CACHE_MB" envDefault:"64" range:"0,65536"`
+	Addr          string `env:"API_ADDR" envDefault:":8080"`
 	// PublicKeyText is ENCRYPTION_PUBLIC_KEY as given; see PublicKey.
 	PublicKeyText string `env:"ENCRYPTION_PUBLIC_KEY"`
 	// FingerprintSecret is KEY_FINGERPRINT_SECRET as given; see Fingerprints.

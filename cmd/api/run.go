@@ -63,6 +63,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready chan<- strin
 	}
 	defer db.Close()
 	db.SetStatementTimeout(cfg.StatementTimeout)
+	db.SetAnswerCache(cfg.AnswerCacheMB << 20)
 	if cfg.DatabaseReadURL != "" {
 		if err := db.OpenReadReplica(ctx, cfg.DatabaseReadURL, cfg.DatabaseMaxConn, cfg.ReadAfterWrite); err != nil {
 			return fmt.Errorf("DATABASE_READ_URL: %w", err)

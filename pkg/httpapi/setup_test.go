@@ -176,6 +176,9 @@ func setup(t *testing.T, opts ...option) *testBundle {
 	require.NoError(t, err)
 	b := &testBundle{kr: kr, logs: &logtest.Buffer{}, res: notifytest.NewResolver(), jwks: authtest.NewKeySet(esKey, rsKey)}
 	b.db, b.sql = openDatabase(t, o)
+	// As cmd/api runs it: every usage and summary test also checks that a
+	// kept answer is never given once the data under it changed.
+	b.db.SetAnswerCache(8 << 20)
 	log := zerolog.New(b.logs).Level(zerolog.DebugLevel)
 	cfg := b.config(t, o, &log)
 	jsrv := httptest.NewServer(b.jwks)

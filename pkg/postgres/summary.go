@@ -24,40 +24,56 @@ func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int
 	}
 	day := func(t time.Time) string { return t.Format(time.DateOnly) }
 	var out tokka.SummaryData
-	// Periods come from the per-connection daily totals (a few dozen rows
-	// per user), tokens and the top lists from this month's rollups.
 	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
-		err := tx.SelectContext(ctx, &out.ByProvider, `
-			WITH c AS (
-				SELECT provider,
-					sum(amount_usd) FILTER (WHERE day >= $2) AS mtd,
-					sum(amount_usd) FILTER (WHERE day >= $2 AND day < $3) AS mtd_complete,
-					sum(amount_usd) FILTER (WHERE day >= $4 AND day < $2) AS prev,
-					sum(amount_usd) FILTER (WHERE day >= $4 AND day <= $5) AS same_period,
-					sum(amount_usd) FILTER (WHERE day >= $3::date - 7 AND day < $3) AS last7,
-					min(day) AS first_day
-				FROM tokka.spend_daily
-				WHERE user_id = $1 AND day >= $4 AND day <= $3
-				GROUP BY provider
-			), t AS (
-				SELECT provider, sum(input_uncached_tokens + cache_read_tokens + cache_write_5m_tokens
-					+ cache_write_1h_tokens + output_tokens) AS tokens_mtd
-				FROM tokka.usage_monthly
-				WHERE user_id = $1 AND day = $2
-				GROUP BY provider
-			)
-			SELECT provider, coalesce(mtd, 0) AS mtd, coalesce(mtd_complete, 0) AS mtd_complete,
-				coalesce(prev, 0) AS prev, coalesce(same_period, 0) AS same_period,
-				coalesce(last7, 0) AS last7, coalesce(tokens_mtd, 0) AS tokens_mtd, first_day
-			FROM c FULL JOIN t USING (provider)
-			ORDER BY provider`,
-			u.ID, day(monthStart), day(today), day(prevStart), day(sameEnd))
-		if err != nil {
-			return domainError(err, "summary")
+		read := func() (tokka.SummaryData, error) {
+			return d.readSummary(ctx, tx, u, day(monthStart), day(today), day(prevStart), day(sameEnd), top)
 		}
-		return d.summaryTop(ctx, tx, u, day(monthStart), top, &out)
+		var err error
+		out, err = cachedAnswer(ctx, d, tx, u, asked("summary", day(today), top), read, summarySize)
+		return err
 	})
 	return out, err
+}
+
+// summarySize estimates a summary's bytes for the answer cache.
+func summarySize(s tokka.SummaryData) int {
+	return 512 + 160*len(s.ByProvider) + 200*(len(s.TopModels)+len(s.TopProjects)+len(s.TopAPIKeys))
+}
+
+// readSummary reads the summary in tx. Periods come from the per-connection
+// daily totals (a few dozen rows per user), tokens and the top lists from
+// this month's rollups.
+func (d *DB) readSummary(ctx context.Context, tx *sqlx.Tx, u tokka.User, monthStart, today, prevStart, sameEnd string, top int) (tokka.SummaryData, error) {
+	var out tokka.SummaryData
+	err := tx.SelectContext(ctx, &out.ByProvider, `
+		WITH c AS (
+			SELECT provider,
+				sum(amount_usd) FILTER (WHERE day >= $2) AS mtd,
+				sum(amount_usd) FILTER (WHERE day >= $2 AND day < $3) AS mtd_complete,
+				sum(amount_usd) FILTER (WHERE day >= $4 AND day < $2) AS prev,
+				sum(amount_usd) FILTER (WHERE day >= $4 AND day <= $5) AS same_period,
+				sum(amount_usd) FILTER (WHERE day >= $3::date - 7 AND day < $3) AS last7,
+				min(day) AS first_day
+			FROM tokka.spend_daily
+			WHERE user_id = $1 AND day >= $4 AND day <= $3
+			GROUP BY provider
+		), t AS (
+			SELECT provider, sum(input_uncached_tokens + cache_read_tokens + cache_write_5m_tokens
+				+ cache_write_1h_tokens + output_tokens) AS tokens_mtd
+			FROM tokka.usage_monthly
+			WHERE user_id = $1 AND day = $2
+			GROUP BY provider
+		)
+		SELECT provider, coalesce(mtd, 0) AS mtd, coalesce(mtd_complete, 0) AS mtd_complete,
+			coalesce(prev, 0) AS prev, coalesce(same_period, 0) AS same_period,
+			coalesce(last7, 0) AS last7, coalesce(tokens_mtd, 0) AS tokens_mtd, first_day
+		FROM c FULL JOIN t USING (provider)
+		ORDER BY provider`,
+		u.ID, monthStart, today, prevStart, sameEnd)
+	if err != nil {
+		return out, domainError(err, "summary")
+	}
+	return out, d.summaryTop(ctx, tx, u, monthStart, top, &out)
 }
 
 // summaryTop reads this month's top models, projects and API keys with

@@ -247,7 +247,7 @@ func (d *DB) eachUsageRow(ctx context.Context, u tokka.User, q tokka.UsageQuery,
 	q.Limit, q.After = chunk, nil
 	for {
 		rows := make([]tokka.UsageGroup, 0, chunk)
-		if err := d.usageRows(ctx, u, q, dims, func(r tokka.UsageGroup) error {
+		if err := d.usageRows(ctx, u, q, dims, false, func(r tokka.UsageGroup) error {
 			rows = append(rows, r)
 			return nil
 		}); err != nil {
@@ -272,55 +272,20 @@ func (d *DB) eachUsageRow(ctx context.Context, u tokka.User, q tokka.UsageQuery,
 // usageRows runs one usage query (q.Limit and q.After apply) in one
 // transaction as u, then gives each row its directory names (read in the
 // same transaction, so names and figures are of one moment) and calls fn.
-func (d *DB) usageRows(ctx context.Context, u tokka.User, q tokka.UsageQuery, dims []tokka.Dimension, fn func(tokka.UsageGroup) error) error {
+// With cache set the answer may come from (and goes to) the answer cache.
+func (d *DB) usageRows(ctx context.Context, u tokka.User, q tokka.UsageQuery, dims []tokka.Dimension, cache bool, fn func(tokka.UsageGroup) error) error {
 	query, args := usageSQL(q, dims)
 	args[0] = u.ID
 	var out []tokka.UsageGroup
 	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
-		out = out[:0]
-		rows, err := tx.QueryContext(ctx, query, args...)
-		if err != nil {
-			return domainError(err, "usage")
+		read := func() ([]tokka.UsageGroup, error) { return readUsage(ctx, tx, u, query, args, dims) }
+		var err error
+		if cache {
+			out, err = cachedAnswer(ctx, d, tx, u, asked(query, args...), read, usageSize)
+		} else {
+			out, err = read()
 		}
-		defer rows.Close()
-		groups := make([]string, len(dims))
-		dest := make([]any, 0, len(dims)+8)
-		for i := range groups {
-			dest = append(dest, &groups[i])
-		}
-		var r tokka.UsageGroup
-		dest = append(dest, &r.InputUncachedTokens, &r.CacheReadTokens, &r.CacheWrite5mTokens,
-			&r.CacheWrite1hTokens, &r.OutputTokens, &r.Requests, &r.CostUSD, &r.Provisional)
-		projectIDs, keyIDs := map[string]bool{}, map[string]bool{}
-		for rows.Next() {
-			if err := rows.Scan(dest...); err != nil {
-				return domainError(err, "usage row")
-			}
-			row := r
-			row.Group = make(map[string]string, len(dims))
-			for i, dim := range dims {
-				row.Group[dim.Key] = groups[i]
-			}
-			if v := row.Group["project_id"]; v != "" {
-				projectIDs[v] = true
-			}
-			if v := row.Group["api_key_id"]; v != "" {
-				keyIDs[v] = true
-			}
-			out = append(out, row)
-		}
-		if err := rows.Err(); err != nil {
-			return domainError(err, "usage rows")
-		}
-		rows.Close()
-		projects, keys, err := directoryNames(ctx, tx, u.ID, setKeys(projectIDs), setKeys(keyIDs))
-		if err != nil {
-			return err
-		}
-		for i := range out {
-			out[i].Names = namesOf(projects, keys, out[i].Group["project_id"], out[i].Group["api_key_id"])
-		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return err
@@ -331,6 +296,66 @@ func (d *DB) usageRows(ctx context.Context, u tokka.User, q tokka.UsageQuery, di
 		}
 	}
 	return nil
+}
+
+// usageSize estimates a page of usage rows' bytes for the answer cache.
+func usageSize(rows []tokka.UsageGroup) int {
+	n := 64
+	for _, r := range rows {
+		n += 200
+		for k, v := range r.Group {
+			n += len(k) + len(v) + 32
+		}
+	}
+	return n
+}
+
+// readUsage runs the usage query in tx and names its rows.
+func readUsage(ctx context.Context, tx *sqlx.Tx, u tokka.User, query string, args []any, dims []tokka.Dimension) ([]tokka.UsageGroup, error) {
+	var out []tokka.UsageGroup
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, domainError(err, "usage")
+	}
+	defer rows.Close()
+	groups := make([]string, len(dims))
+	dest := make([]any, 0, len(dims)+8)
+	for i := range groups {
+		dest = append(dest, &groups[i])
+	}
+	var r tokka.UsageGroup
+	dest = append(dest, &r.InputUncachedTokens, &r.CacheReadTokens, &r.CacheWrite5mTokens,
+		&r.CacheWrite1hTokens, &r.OutputTokens, &r.Requests, &r.CostUSD, &r.Provisional)
+	projectIDs, keyIDs := map[string]bool{}, map[string]bool{}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, domainError(err, "usage row")
+		}
+		row := r
+		row.Group = make(map[string]string, len(dims))
+		for i, dim := range dims {
+			row.Group[dim.Key] = groups[i]
+		}
+		if v := row.Group["project_id"]; v != "" {
+			projectIDs[v] = true
+		}
+		if v := row.Group["api_key_id"]; v != "" {
+			keyIDs[v] = true
+		}
+		out = append(out, row)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, domainError(err, "usage rows")
+	}
+	rows.Close()
+	projects, keys, err := directoryNames(ctx, tx, u.ID, setKeys(projectIDs), setKeys(keyIDs))
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].Names = namesOf(projects, keys, out[i].Group["project_id"], out[i].Group["api_key_id"])
+	}
+	return out, nil
 }
 
 // setKeys returns a set's members in order.
@@ -351,7 +376,7 @@ func (d *DB) Usage(ctx context.Context, u tokka.User, q tokka.UsageQuery) ([]tok
 		return nil, err
 	}
 	rows := []tokka.UsageGroup{}
-	err = d.usageRows(ctx, u, q, dims, func(r tokka.UsageGroup) error {
+	err = d.usageRows(ctx, u, q, dims, true, func(r tokka.UsageGroup) error {
 		rows = append(rows, r)
 		return nil
 	})
