@@ -185,3 +185,48 @@ func TestReadTransactionLogs(t *testing.T) {
 	_, _, err = readTransactionLogs(filepath.Join(dir, "none"), 0)
 	require.Error(t, err)
 }
+
+// The command line: defaults, and the combinations
+// that cannot work are refused before anything starts.
+func TestParseFlags(t *testing.T) {
+	t.Parallel()
+	cfg, err := parseFlags(nil)
+	require.NoError(t, err)
+	require.Equal(t, 32, cfg.conns)
+	require.Equal(t, 10*time.Second, cfg.duration)
+	require.False(t, cfg.replica)
+	require.Empty(t, cfg.replicaURL)
+	require.Equal(t, []string{"RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE=1000000"}, cfg.apiEnv)
+	require.True(t, cfg.only.MatchString("/v1/connections"))
+
+	cfg, err = parseFlags([]string{"-only", "connections|usage 30d", "-replica",
+		"-api-env", "DATABASE_STATEMENT_TIMEOUT=9s"})
+	require.NoError(t, err)
+	require.True(t, cfg.replica)
+	require.True(t, cfg.only.MatchString("/v1/usage 30d day,model"))
+	require.False(t, cfg.only.MatchString("/v1/usage 365d month"))
+	require.Equal(t, "DATABASE_STATEMENT_TIMEOUT=9s", cfg.apiEnv[len(cfg.apiEnv)-1])
+
+	cfg, err = parseFlags([]string{"-replica-url", "postgres://postgres@10.0.0.2:5432/postgres?sslmode=disable"})
+	require.NoError(t, err)
+	require.Equal(t, "postgres://postgres@10.0.0.2:5432/postgres?sslmode=disable", cfg.replicaURL)
+	require.False(t, cfg.replica)
+
+	for _, args := range [][]string{
+		{"-replica", "-replica-url", "postgres://postgres@10.0.0.2/postgres"},
+		{"-replica", "-keep"},
+		{"-replica-url", "10.0.0.2:5432"},
+		{"-replica-url", "postgres:///postgres"},
+		{"-c", "0"},
+		{"-only", "("},
+		{"-api-env", "NOEQUALS"},
+		{"stray"},
+	} {
+		_, err := parseFlags(args)
+		require.Error(t, err, args)
+	}
+	// A password in -replica-url is not echoed back.
+	_, err = parseFlags([]string{"-replica-url", "mysql://u:s3cret@h/db"})
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "s3cret")
+}
