@@ -5,7 +5,7 @@
 // are the figures that matter; absolute numbers vary between machines.
 //
 //	go run ./bench/api [-c 32] [-duration 10s] [-warmup 1s] [-days 365] [-only REGEXP]
-//	                   [-replica | -replica-url URL]
+//	                   [-replica | -replica-url URL] [-max-conns 4,8,16,32]
 //
 // In a fresh database it creates the login roles (deploy/login-roles.sql),
 // starts the built api binary as tokka_api with LOG_LEVEL=info, adds one
@@ -17,11 +17,13 @@
 // -c keep-alive connections, while pgbench runs the captured statements
 // with as many clients, as tokka_api, with -M extended.
 //
-// -replica runs everything on a
+// Two more passes can follow the table. -replica runs everything on a
 // private primary with a streaming replica of it (pkg/pgserver), then loads
 // the endpoints that read the database again with the api's
 // DATABASE_READ_URL on the replica, and prints both; -replica-url does the
 // same with an existing replica of TOKKA_BENCH_DATABASE_URL's server.
+// -max-conns loads them again with the api started with each
+// DATABASE_MAX_CONNS in the list.
 //
 // It needs CREATE DATABASE on TOKKA_BENCH_DATABASE_URL (default: the local
 // server scripts/test uses), psql, pgbench and the go tool, and runs from the
@@ -42,11 +44,14 @@ import (
 	"os/signal"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	_ "github.com/lib/pq"
+
+	"github.com/tokka-dev/tokka/pkg/pgserver"
 )
 
 func main() {
@@ -95,6 +100,9 @@ type config struct {
 	// of the bench server instead.
 	replica    bool
 	replicaURL string
+	// maxConns are the pool sizes (DATABASE_MAX_CONNS) the pool pass
+	// starts the api with, in order; none skips the pass.
+	maxConns []int
 }
 
 // parseFlags parses and checks the command line.
@@ -126,6 +134,19 @@ func parseFlags(args []string) (config, error) {
 		"and measure the reads again with the api's DATABASE_READ_URL on the replica")
 	fs.StringVar(&cfg.replicaURL, "replica-url", "", "measure the reads again on this existing streaming replica "+
 		"of TOKKA_BENCH_DATABASE_URL's server (its database is replaced by the bench's) instead of starting one")
+	fs.Func("max-conns", "measure the endpoints again with the api started with each DATABASE_MAX_CONNS in this "+
+		"comma-separated `list`, e.g. 4,8,16,32", func(v string) error {
+		cfg.maxConns = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			// The api's own bounds for DATABASE_MAX_CONNS.
+			if err != nil || n < 1 || n > 1000 {
+				return fmt.Errorf("%q is not a pool size from 1 to 1000", f)
+			}
+			cfg.maxConns = append(cfg.maxConns, n)
+		}
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -144,6 +165,13 @@ func parseFlags(args []string) (config, error) {
 	}
 	if cfg.replica && cfg.keep {
 		return config{}, errors.New("-keep cannot keep the database with -replica: it lives on a private server that is removed")
+	}
+	for _, n := range cfg.maxConns {
+		// The api's pool, its ping connection, the replica's WAL sender and
+		// the superuser's reserved connections must fit.
+		if cfg.replica && n > pgserver.MaxConnections-10 {
+			return config{}, fmt.Errorf("-max-conns %d: the private primary of -replica takes %d connections", n, pgserver.MaxConnections)
+		}
 	}
 	if cfg.replicaURL != "" {
 		// The URL is not quoted back: it may hold a password.
@@ -188,6 +216,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if srv.replicaURL != "" {
 		if err := h.compareReplica(ctx, out, srv, results, &failed); err != nil {
+			return err
+		}
+	}
+	if len(cfg.maxConns) > 0 {
+		if err := h.comparePools(ctx, out, &failed); err != nil {
 			return err
 		}
 	}

@@ -95,6 +95,53 @@ func reportReplica(out io.Writer, rows []replicaRow, ran transactions, where str
 	}
 }
 
+// poolRow is one endpoint with the api's pool of a given size.
+type poolRow struct {
+	ep   *endpoint
+	pool int
+	api  stats
+}
+
+// reportPools prints the pool pass, grouped by endpoint in the order of
+// -max-conns, with each row's req/s against the first pool size's.
+func reportPools(out io.Writer, rows []poolRow, defaultPool int, cfg config, failed *failures) {
+	fmt.Fprintf(out, "\nthe api's pool (DATABASE_MAX_CONNS; default %d), %d connections, %s per measurement\n\n",
+		defaultPool, cfg.conns, cfg.duration)
+	fmt.Fprintf(out, "%-26s %5s %9s %8s %8s %6s %8s\n", "", "pool", "req/s", "p50", "p99", "fail", "÷ first")
+	first := map[*endpoint]float64{}
+	for _, ep := range uniqueEndpoints(rows) {
+		name := ep.name
+		for _, r := range rows {
+			if r.ep != ep {
+				continue
+			}
+			a := r.api
+			failed.add(fmt.Sprintf("%s (pool %d)", ep.name, r.pool), a)
+			if _, ok := first[ep]; !ok {
+				first[ep] = a.perSecond()
+			}
+			fmt.Fprintf(out, "%-26s %5d %9.0f %8s %8s %6d %8.2f\n", name, r.pool, a.perSecond(), ms(a.p50), ms(a.p99), a.failures(),
+				ratio(a.perSecond(), first[ep]))
+			name = ""
+		}
+	}
+	fmt.Fprintln(out, "\npool: the api's DATABASE_MAX_CONNS (the api restarted for each); ÷ first: req/s against the first pool size's.")
+	fmt.Fprintln(out, "On the primary alone, without DATABASE_READ_URL; endpoints that run no SQL are left out.")
+}
+
+// uniqueEndpoints is the endpoints of rows, each once, in order.
+func uniqueEndpoints(rows []poolRow) []*endpoint {
+	var eps []*endpoint
+	seen := map[*endpoint]bool{}
+	for _, r := range rows {
+		if !seen[r.ep] {
+			seen[r.ep] = true
+			eps = append(eps, r.ep)
+		}
+	}
+	return eps
+}
+
 func ratio(a, b float64) float64 {
 	if b == 0 {
 		return 0

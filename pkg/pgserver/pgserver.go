@@ -28,6 +28,9 @@ import (
 // installHint says how to get the server binaries.
 const installHint = "install them with `apt-get install postgresql`"
 
+// MaxConnections is the max_connections every Server is started with.
+const MaxConnections = 100
+
 // Server is a PostgreSQL server this process started. It listens on a
 // loopback port that stays the same across restarts, trusts every local
 // connection (its superuser is postgres), and is tuned for throwaway data:
@@ -123,7 +126,7 @@ func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.It
 // connections; when it does not come up, the error carries the server log.
 func (s *Server) Start() error {
 	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -k %s -c fsync=off -c synchronous_commit=off "+
-		"-c full_page_writes=off -c max_connections=100", s.port, s.socketDir())
+		"-c full_page_writes=off -c max_connections=%d", s.port, s.socketDir(), MaxConnections)
 	if err := s.pgCtl("start", "-w", "-t", "60", "-l", s.logFile(), "-o", opts); err != nil {
 		log, _ := os.ReadFile(s.logFile())
 		return fmt.Errorf("start: %w\nserver log:\n%s", err, log)
