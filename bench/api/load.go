@@ -64,97 +64,124 @@ func (s stats) failures() int {
 func load(ctx context.Context, t target, conns int, warmup, d time.Duration) stats {
 	begin := time.Now()
 	from, until := begin.Add(warmup), begin.Add(warmup+d)
-	type worker struct {
-		lat      []time.Duration
-		statuses map[int]int
-		errors   int
-		sample   string
-		last     time.Time
-	}
-	workers := make([]worker, conns)
+	loaders := make([]loader, conns)
 	var wg sync.WaitGroup
-	for i := range workers {
-		w := &workers[i]
-		w.statuses = map[int]int{}
-		wg.Go(func() {
-			var c net.Conn
-			var br *bufio.Reader
-			defer func() {
-				if c != nil {
-					_ = c.Close()
-				}
-			}()
-			fail := func(msg string) {
-				w.errors++
-				if w.sample == "" {
-					w.sample = msg
-				}
-				if c != nil {
-					_ = c.Close()
-					c = nil
-				}
-			}
-			for ctx.Err() == nil {
-				start := time.Now()
-				if !start.Before(until) {
-					return
-				}
-				if c == nil {
-					var err error
-					if c, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", t.addr); err != nil {
-						fail(err.Error())
-						// Do not spin on a refused port.
-						select {
-						case <-ctx.Done():
-						case <-time.After(10 * time.Millisecond):
-						}
-						continue
-					}
-					br = bufio.NewReaderSize(c, 32<<10)
-				}
-				// A server that stops answering ends the run rather than hanging it.
-				_ = c.SetDeadline(start.Add(time.Minute))
-				status, closed, body, err := roundTrip(c, br, t.raw)
-				if err != nil {
-					fail(err.Error())
-					continue
-				}
-				end := time.Now()
-				// Failures count in the warm-up too: none is allowed.
-				if status/100 != 2 {
-					w.statuses[status]++
-					if w.sample == "" {
-						w.sample = fmt.Sprintf("HTTP %d: %s", status, body)
-					}
-				}
-				if !start.Before(from) {
-					if status/100 == 2 {
-						w.lat = append(w.lat, end.Sub(start))
-					}
-					w.last = end
-				}
-				if closed {
-					_ = c.Close()
-					c = nil
-				}
-			}
-		})
+	for i := range loaders {
+		l := &loaders[i]
+		l.t, l.statuses = t, map[int]int{}
+		wg.Go(func() { l.run(ctx, from, until) })
 	}
 	wg.Wait()
+	return merge(loaders, from)
+}
+
+// loader is one of load's connections and what it saw. Only its own
+// goroutine touches it until load merges the loaders.
+type loader struct {
+	t        target
+	c        net.Conn // nil until dialled and after the server closes it
+	br       *bufio.Reader
+	lat      []time.Duration // of the measured 2xx answers
+	statuses map[int]int
+	errors   int
+	sample   string
+	last     time.Time // when the last measured answer arrived
+}
+
+// run sends t's request, one after another, until until (or until ctx
+// ends), measuring those sent from from on.
+func (l *loader) run(ctx context.Context, from, until time.Time) {
+	defer l.hangUp()
+	for ctx.Err() == nil {
+		start := time.Now()
+		if !start.Before(until) {
+			return
+		}
+		if l.c == nil && !l.dial(ctx) {
+			continue
+		}
+		// A server that stops answering ends the run rather than hanging it.
+		_ = l.c.SetDeadline(start.Add(time.Minute))
+		status, closed, body, err := roundTrip(l.c, l.br, l.t.raw)
+		if err != nil {
+			l.fail(err.Error())
+			continue
+		}
+		l.record(status, body, start, time.Now(), from)
+		if closed {
+			l.hangUp()
+		}
+	}
+}
+
+// dial connects to the target, reporting whether it did; a failure is
+// counted, and the next attempt waits a moment rather than spin on a
+// refused port.
+func (l *loader) dial(ctx context.Context) bool {
+	c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", l.t.addr)
+	if err != nil {
+		l.fail(err.Error())
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+		return false
+	}
+	l.c, l.br = c, bufio.NewReaderSize(c, 32<<10)
+	return true
+}
+
+// record counts one answer: a non-2xx one always (failures count in the
+// warm-up too: none is allowed), a 2xx one's latency when it was sent
+// inside the measured window.
+func (l *loader) record(status int, body string, start, end, from time.Time) {
+	if status/100 != 2 {
+		l.statuses[status]++
+		if l.sample == "" {
+			l.sample = fmt.Sprintf("HTTP %d: %s", status, body)
+		}
+	}
+	if start.Before(from) {
+		return
+	}
+	if status/100 == 2 {
+		l.lat = append(l.lat, end.Sub(start))
+	}
+	l.last = end
+}
+
+// fail counts a request that got no answer and drops the connection.
+func (l *loader) fail(msg string) {
+	l.errors++
+	if l.sample == "" {
+		l.sample = msg
+	}
+	l.hangUp()
+}
+
+func (l *loader) hangUp() {
+	if l.c != nil {
+		_ = l.c.Close()
+		l.c = nil
+	}
+}
+
+// merge adds up what the loaders saw in a window that began at from.
+func merge(loaders []loader, from time.Time) stats {
 	out := stats{statuses: map[int]int{}}
 	var lat []time.Duration
 	last := from
-	for _, w := range workers {
-		lat = append(lat, w.lat...)
-		for s, n := range w.statuses {
+	for _, l := range loaders {
+		lat = append(lat, l.lat...)
+		for s, n := range l.statuses {
 			out.statuses[s] += n
 		}
-		out.errors += w.errors
+		out.errors += l.errors
 		if out.sample == "" {
-			out.sample = w.sample
+			out.sample = l.sample
 		}
-		if w.last.After(last) {
-			last = w.last
+		if l.last.After(last) {
+			last = l.last
 		}
 	}
 	out.requests, out.elapsed = len(lat), last.Sub(from)

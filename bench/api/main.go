@@ -4,7 +4,8 @@
 // the same user (what PostgreSQL alone does for the same work). The ratios
 // are the figures that matter; absolute numbers vary between machines.
 //
-//	go run ./bench/api [-c 32] [-duration 10s] [-warmup 1s] [-days 365]
+//	go run ./bench/api [-c 32] [-duration 10s] [-warmup 1s] [-days 365] [-only REGEXP]
+//	                   [-replica | -replica-url URL] [-max-conns 4,8,16,32]
 //
 // In a fresh database it creates the login roles (deploy/login-roles.sql),
 // starts the built api binary as tokka_api with LOG_LEVEL=info, adds one
@@ -16,13 +17,23 @@
 // -c keep-alive connections, while pgbench runs the captured statements
 // with as many clients, as tokka_api, with -M extended.
 //
+// Two more passes can follow the table. -replica runs everything on a
+// private primary with a streaming replica of it (pkg/pgserver), then loads
+// the endpoints that read the database again with the api's
+// DATABASE_READ_URL on the replica, and prints both; -replica-url does the
+// same with an existing replica of TOKKA_BENCH_DATABASE_URL's server.
+// -max-conns loads them again with the api started with each
+// DATABASE_MAX_CONNS in the list.
+//
 // It needs CREATE DATABASE on TOKKA_BENCH_DATABASE_URL (default: the local
 // server scripts/test uses), psql, pgbench and the go tool, and runs from the
-// repository's root.
+// repository's root; -replica needs the PostgreSQL server binaries instead
+// of that server.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -32,18 +43,15 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
-	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/google/uuid"
 	_ "github.com/lib/pq"
 
-	"github.com/tokka-dev/tokka/bench/benchdb"
-	"github.com/tokka-dev/tokka/pkg/authtest"
-	"github.com/tokka-dev/tokka/pkg/keyring"
+	"github.com/tokka-dev/tokka/pkg/pgserver"
 )
 
 func main() {
@@ -73,133 +81,157 @@ type result struct {
 	api, bench stats
 }
 
-func run(ctx context.Context, args []string, out io.Writer) error {
+// config is the command line.
+type config struct {
+	conns          int // concurrent connections per measurement
+	pgbenchClients int // when not conns
+	days           int
+	duration       time.Duration
+	warmup         time.Duration
+	pgbenchBin     string
+	logFile        string
+	profDir        string
+	verbose, keep  bool
+	only           *regexp.Regexp
+	// apiEnv is added to the api's environment, after the bench's own.
+	apiEnv []string
+	// replica runs everything on a private primary and measures reads on a
+	// private streaming replica of it; replicaURL names an existing replica
+	// of the bench server instead.
+	replica    bool
+	replicaURL string
+	// maxConns are the pool sizes (DATABASE_MAX_CONNS) the pool pass
+	// starts the api with, in order; none skips the pass.
+	maxConns []int
+}
+
+// parseFlags parses and checks the command line.
+func parseFlags(args []string) (config, error) {
+	var cfg config
 	fs := flag.NewFlagSet("api", flag.ContinueOnError)
-	conns := fs.Int("c", 32, "concurrent connections (and pgbench clients)")
-	pgbenchClients := fs.Int("pgbench-c", 0, "pgbench clients, when not -c")
-	duration := fs.Duration("duration", 10*time.Second, "measured time per endpoint and per ceiling")
-	warmup := fs.Duration("warmup", time.Second, "unmeasured load before each measurement")
-	days := fs.Int("days", 365, "days of history the syncer backfills")
-	pgbenchBin := fs.String("pgbench", "/usr/bin/pgbench", "pgbench binary")
-	logFile := fs.String("log", "", "write the api's log here (default: discarded)")
-	verbose := fs.Bool("v", false, "print each endpoint's captured pgbench script")
-	profDir := fs.String("pprof", "", "write a CPU profile of the api process per endpoint, over its measured window, into this `dir`")
+	fs.IntVar(&cfg.conns, "c", 32, "concurrent connections (and pgbench clients)")
+	fs.IntVar(&cfg.pgbenchClients, "pgbench-c", 0, "pgbench clients, when not -c")
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured time per endpoint and per ceiling")
+	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load before each measurement")
+	fs.IntVar(&cfg.days, "days", 365, "days of history the syncer backfills")
+	fs.StringVar(&cfg.pgbenchBin, "pgbench", "/usr/bin/pgbench", "pgbench binary")
+	fs.StringVar(&cfg.logFile, "log", "", "write the api's log here (default: discarded)")
+	fs.BoolVar(&cfg.verbose, "v", false, "print each endpoint's captured pgbench script")
+	fs.StringVar(&cfg.profDir, "pprof", "", "write a CPU profile of the api process per endpoint, over its measured window, into this `dir`")
 	only := fs.String("only", "", "measure only the endpoints whose name matches this `regexp`")
-	keep := fs.Bool("keep", false, "leave the database behind (its URL is printed), to explain or profile the captured SQL afterwards")
+	fs.BoolVar(&cfg.keep, "keep", false, "leave the database behind (its URL is printed), to explain or profile the captured SQL afterwards")
 	// The per-user budget for expensive reads (long usage ranges, exports)
 	// would turn a load test into 429s; -api-env can set it back.
-	apiEnv := []string{"RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE=1000000"}
+	cfg.apiEnv = []string{"RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE=1000000"}
 	fs.Func("api-env", "extra `NAME=value` for the api's environment (repeatable), e.g. DATABASE_MAX_CONNS=32", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return fmt.Errorf("%q is not NAME=value", v)
 		}
-		apiEnv = append(apiEnv, v)
+		cfg.apiEnv = append(cfg.apiEnv, v)
+		return nil
+	})
+	fs.BoolVar(&cfg.replica, "replica", false, "run on a private primary with a streaming replica of it (pg_basebackup) "+
+		"and measure the reads again with the api's DATABASE_READ_URL on the replica")
+	fs.StringVar(&cfg.replicaURL, "replica-url", "", "measure the reads again on this existing streaming replica "+
+		"of TOKKA_BENCH_DATABASE_URL's server (its database is replaced by the bench's) instead of starting one")
+	fs.Func("max-conns", "measure the endpoints again with the api started with each DATABASE_MAX_CONNS in this "+
+		"comma-separated `list`, e.g. 4,8,16,32", func(v string) error {
+		cfg.maxConns = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			// The api's own bounds for DATABASE_MAX_CONNS.
+			if err != nil || n < 1 || n > 1000 {
+				return fmt.Errorf("%q is not a pool size from 1 to 1000", f)
+			}
+			cfg.maxConns = append(cfg.maxConns, n)
+		}
 		return nil
 	})
 	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if cfg.conns < 1 || cfg.duration <= 0 || cfg.warmup < 0 {
+		return config{}, errors.New("-c must be at least 1, -duration positive and -warmup not negative")
+	}
+	var err error
+	if cfg.only, err = regexp.Compile(*only); err != nil {
+		return config{}, fmt.Errorf("-only: %w", err)
+	}
+	if cfg.replica && cfg.replicaURL != "" {
+		return config{}, errors.New("-replica starts a replica, -replica-url uses one: give one of them")
+	}
+	if cfg.replica && cfg.keep {
+		return config{}, errors.New("-keep cannot keep the database with -replica: it lives on a private server that is removed")
+	}
+	for _, n := range cfg.maxConns {
+		// The api's pool, its ping connection, the replica's WAL sender and
+		// the superuser's reserved connections must fit.
+		if cfg.replica && n > pgserver.MaxConnections-10 {
+			return config{}, fmt.Errorf("-max-conns %d: the private primary of -replica takes %d connections", n, pgserver.MaxConnections)
+		}
+	}
+	if cfg.replicaURL != "" {
+		// The URL is not quoted back: it may hold a password.
+		u, err := url.Parse(cfg.replicaURL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+			return config{}, errors.New("-replica-url: want a postgres://user@host:port/database URL")
+		}
+	}
+	return cfg, nil
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	cfg, err := parseFlags(args)
+	if err != nil {
 		return err
 	}
-	if *conns < 1 || *duration <= 0 || *warmup < 0 {
-		return fmt.Errorf("-c must be at least 1, -duration positive and -warmup not negative")
-	}
-	selected, err := regexp.Compile(*only)
-	if err != nil {
-		return fmt.Errorf("-only: %w", err)
-	}
-	if *profDir != "" {
-		if err := os.MkdirAll(*profDir, 0o755); err != nil {
+	if cfg.profDir != "" {
+		if err := os.MkdirAll(cfg.profDir, 0o755); err != nil {
 			return fmt.Errorf("-pprof: %w", err)
 		}
 	}
-	if _, err := os.Stat(*pgbenchBin); err != nil {
+	if _, err := os.Stat(cfg.pgbenchBin); err != nil {
 		return fmt.Errorf("pgbench: %w (install postgresql-client or pass -pgbench)", err)
 	}
-
-	// A fresh database with the schema and the login roles.
-	pg, err := benchdb.Connect(ctx)
+	srv, err := openServers(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer pg.Close()
-	dbURL, drop, err := pg.Fresh(ctx, "tokka_bench_api")
+	defer srv.close()
+	h, err := prepare(ctx, cfg, srv.bench)
 	if err != nil {
 		return err
 	}
-	if *keep {
-		fmt.Fprintln(os.Stderr, "keeping the database:", dbURL)
-	} else {
-		defer drop()
-	}
-	if err := applyLoginRoles(ctx, dbURL); err != nil {
+	defer h.close()
+	if err := h.seedAndCapture(ctx, out); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "tokka-bench-api-")
+	var failed failures
+	results, err := h.measure(ctx, out, &failed)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	fmt.Fprintln(os.Stderr, "building cmd/api, cmd/syncer and bench/api/hello…")
-	if err := build(ctx, dir); err != nil {
-		return err
-	}
-
-	// Keys, the user and the api's environment.
-	encKey := "bench-encryption-key-" + uuid.NewString()
-	kr, err := keyring.New(encKey, nil)
-	if err != nil {
-		return err
-	}
-	jwtSecret, fingerprintSecret := randomHex(32), randomHex(32)
-	token, err := authtest.Token{Subject: uuid.NewString(), Email: "bench@tokka.invalid", TTL: 24 * time.Hour}.HS256([]byte(jwtSecret))
-	if err != nil {
-		return err
-	}
-	var logOut *os.File
-	if *logFile != "" {
-		if logOut, err = os.Create(*logFile); err != nil {
+	if srv.replicaURL != "" {
+		if err := h.compareReplica(ctx, out, srv, results, &failed); err != nil {
 			return err
 		}
-		defer logOut.Close()
 	}
-	// startAPI starts the api on databaseURL with extra settings.
-	startAPI := func(databaseURL string, extra ...string) (*process, string, error) {
-		addr, err := freeAddr()
-		if err != nil {
-			return nil, "", err
+	if len(cfg.maxConns) > 0 {
+		if err := h.comparePools(ctx, out, &failed); err != nil {
+			return err
 		}
-		env := append([]string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + withUser(databaseURL, "tokka_api"),
-			"API_ADDR=" + addr, "ENCRYPTION_PUBLIC_KEY=" + kr.PublicKey().String(),
-			"SUPABASE_JWT_SECRET=" + jwtSecret, "KEY_FINGERPRINT_SECRET=" + fingerprintSecret, "LOG_LEVEL=info"}, apiEnv...)
-		p, err := startProcess(ctx, dir+"/api", nil, append(env, extra...), logOut, "http://"+addr+"/readyz")
-		return p, addr, err
 	}
+	return failed.err(out)
+}
 
-	// The api behind the recorder, to seed and to capture each endpoint's SQL.
-	pgAddr, err := parseHost(dbURL)
-	if err != nil {
-		return err
-	}
-	rec, err := startRecorder(pgAddr)
-	if err != nil {
-		return err
-	}
-	defer rec.close()
-	api, addr, err := startAPI(withHost(dbURL, rec.addr()))
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if api != nil {
-			api.stop()
-		}
-	}()
-	apiURL := "http://" + addr
-	if err := seed(ctx, out, apiURL, token, dbURL, dir+"/syncer", encKey, *days); err != nil {
-		return err
-	}
-	today := time.Now().UTC()
+// endpoints are the measured routes whose name only matches, with the
+// dates in their paths counted back from today.
+func endpoints(today time.Time, only *regexp.Regexp) []*endpoint {
 	day := func(back int) string { return today.AddDate(0, 0, -back).Format(time.DateOnly) }
-	endpoints := []*endpoint{
+	all := []*endpoint{
 		{name: "/healthz", path: "/healthz"},
 		{name: "/v1/me", path: "/v1/me"},
 		{name: "/v1/connections", path: "/v1/connections"},
@@ -209,82 +241,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		// One user may run two exports at once (httpapi's per-user limit).
 		{name: "export.csv 30d, 2 at once", path: "/v1/usage/export.csv?from=" + day(29) + "&to=" + day(0) + "&group_by=day,model", conns: 2},
 	}
-	endpoints = slices.DeleteFunc(endpoints, func(ep *endpoint) bool { return !selected.MatchString(ep.name) })
-	var scripts io.Writer
-	if *verbose {
-		scripts = out
-	}
-	if err := capture(ctx, rec, apiURL, token, endpoints, scripts); err != nil {
-		return err
-	}
-	api.stop()
-	rec.close()
-
-	// The measured servers: the api straight on PostgreSQL, and hello.
-	var prof *profiler
-	var extra []string
-	if *profDir != "" {
-		pprofAddr, err := freeAddr()
-		if err != nil {
-			return err
-		}
-		prof = &profiler{addr: pprofAddr, dir: *profDir}
-		extra = append(extra, "PPROF_ADDR="+pprofAddr)
-	}
-	if api, addr, err = startAPI(dbURL, extra...); err != nil {
-		return err
-	}
-	helloAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	hello, err := startProcess(ctx, dir+"/hello", []string{"-addr", helloAddr}, []string{"PATH=" + os.Getenv("PATH")},
-		nil, "http://"+helloAddr+"/")
-	if err != nil {
-		return err
-	}
-	defer hello.stop()
-	clients := *conns
-	if *pgbenchClients > 0 {
-		clients = *pgbenchClients
-	}
-	bench := &pgbench{bin: *pgbenchBin, dbURL: withUser(dbURL, "tokka_api"), dir: dir,
-		clients: clients, threads: min(clients, runtime.NumCPU())}
-	// A short first run learns how long pgbench takes to connect (see
-	// pgbench.connect) and shows that it can log in as tokka_api.
-	probe, err := bench.run(ctx, "connect", script{text: "SELECT 1;\n"}, 0, time.Second)
-	if err != nil || probe.failures() > 0 {
-		return fmt.Errorf("pgbench cannot run as tokka_api: %v %s", err, probe.sample)
-	}
-
-	fmt.Fprintln(os.Stderr, "measuring bare Echo hello…")
-	ceiling := load(ctx, newTarget(helloAddr, "/", ""), *conns, *warmup, *duration)
-	var results []result
-	for i, ep := range endpoints {
-		fmt.Fprintf(os.Stderr, "measuring %s…\n", ep.name)
-		c, pb := *conns, bench
-		if ep.conns > 0 && ep.conns < c {
-			c = ep.conns
-			capped := *bench
-			capped.clients, capped.threads = c, min(c, capped.threads)
-			pb = &capped
-		}
-		profiled := prof.start(ctx, fmt.Sprintf("%d-%s", i, ep.slug()), *warmup, *duration)
-		r := result{ep: ep, api: load(ctx, newTarget(addr, ep.path, token), c, *warmup, *duration)}
-		if err := profiled(); err != nil {
-			return fmt.Errorf("profile of %s: %w", ep.name, err)
-		}
-		if ep.script != nil {
-			if r.bench, err = pb.run(ctx, fmt.Sprintf("endpoint%d", i), *ep.script, *warmup, *duration); err != nil {
-				return fmt.Errorf("pgbench for %s: %w", ep.name, err)
-			}
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		results = append(results, r)
-	}
-	return report(out, ceiling, results, *conns, *duration, bench)
+	return slices.DeleteFunc(all, func(ep *endpoint) bool { return !only.MatchString(ep.name) })
 }
 
 // capture records, through rec, the statements the api runs for one
@@ -334,55 +291,3 @@ func parseHost(dbURL string) (string, error) {
 	}
 	return net.JoinHostPort(host, port), nil
 }
-
-func report(out io.Writer, hello stats, results []result, conns int, d time.Duration, bench *pgbench) error {
-	fmt.Fprintf(out, "\n%d connections, %s per measurement; GOMAXPROCS %d on %d CPUs; pgbench -M extended -c %d -j %d as tokka_api\n\n",
-		conns, d, runtime.GOMAXPROCS(0), runtime.NumCPU(), bench.clients, bench.threads)
-	fmt.Fprintf(out, "%-26s %9s %8s %8s %6s | %9s %8s %8s %6s %5s %5s | %9s %11s\n",
-		"", "req/s", "p50", "p99", "fail", "pgbench", "p50", "p99", "fail", "stmts", "trips", "api/hello", "api/pgbench")
-	fmt.Fprintf(out, "%-26s %9.0f %8s %8s %6d |\n", "bare Echo hello (ceiling)", hello.perSecond(), ms(hello.p50), ms(hello.p99), hello.failures())
-	failed := hello.failures()
-	samples := []string{}
-	if hello.sample != "" {
-		samples = append(samples, "bare Echo hello: "+hello.sample)
-	}
-	for _, r := range results {
-		a := r.api
-		failed += a.failures()
-		if a.sample != "" {
-			samples = append(samples, r.ep.name+": "+a.sample)
-		}
-		fmt.Fprintf(out, "%-26s %9.0f %8s %8s %6d |", r.ep.name, a.perSecond(), ms(a.p50), ms(a.p99), a.failures())
-		if r.ep.script == nil {
-			fmt.Fprintf(out, " %9s %8s %8s %6s %5s %5d |", "—", "", "", "", "", r.ep.trips)
-			fmt.Fprintf(out, " %9.2f %11s\n", ratio(a.perSecond(), hello.perSecond()), "—")
-			continue
-		}
-		b := r.bench
-		failed += b.failures()
-		if b.sample != "" {
-			samples = append(samples, r.ep.name+" (pgbench): "+b.sample)
-		}
-		fmt.Fprintf(out, " %9.0f %8s %8s %6d %5d %5d |", b.perSecond(), ms(b.p50), ms(b.p99), b.failures(), r.ep.script.statements, r.ep.trips)
-		fmt.Fprintf(out, " %9.2f %11.2f\n", ratio(a.perSecond(), hello.perSecond()), ratio(a.perSecond(), b.perSecond()))
-	}
-	fmt.Fprintln(out, "\nreq/s, p50, p99: the api at the same concurrency; pgbench: transactions/s replaying the statements the api ran")
-	fmt.Fprintln(out, "for one request (captured), as tokka_api; stmts: statements in it (BEGIN and COMMIT included); trips: the api's")
-	fmt.Fprintln(out, "round trips to PostgreSQL per request; fail: non-2xx answers and errors (none is allowed).")
-	if failed > 0 {
-		for _, s := range samples {
-			fmt.Fprintln(out, "first failure —", s)
-		}
-		return fmt.Errorf("%d requests or transactions failed under load", failed)
-	}
-	return nil
-}
-
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return a / b
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000) }

@@ -185,3 +185,81 @@ func TestReadTransactionLogs(t *testing.T) {
 	_, _, err = readTransactionLogs(filepath.Join(dir, "none"), 0)
 	require.Error(t, err)
 }
+
+// The command line: defaults, -max-conns as a list, and the combinations
+// that cannot work are refused before anything starts.
+func TestParseFlags(t *testing.T) {
+	t.Parallel()
+	cfg, err := parseFlags(nil)
+	require.NoError(t, err)
+	require.Equal(t, 32, cfg.conns)
+	require.Equal(t, 10*time.Second, cfg.duration)
+	require.False(t, cfg.replica)
+	require.Empty(t, cfg.replicaURL)
+	require.Empty(t, cfg.maxConns)
+	require.Equal(t, []string{"RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE=1000000"}, cfg.apiEnv)
+	require.True(t, cfg.only.MatchString("/v1/connections"))
+
+	cfg, err = parseFlags([]string{"-max-conns", "4, 8,16,32", "-only", "connections|usage 30d", "-replica",
+		"-api-env", "DATABASE_STATEMENT_TIMEOUT=9s"})
+	require.NoError(t, err)
+	require.Equal(t, []int{4, 8, 16, 32}, cfg.maxConns)
+	require.True(t, cfg.replica)
+	require.True(t, cfg.only.MatchString("/v1/usage 30d day,model"))
+	require.False(t, cfg.only.MatchString("/v1/usage 365d month"))
+	require.Equal(t, "DATABASE_STATEMENT_TIMEOUT=9s", cfg.apiEnv[len(cfg.apiEnv)-1])
+
+	cfg, err = parseFlags([]string{"-replica-url", "postgres://postgres@10.0.0.2:5432/postgres?sslmode=disable"})
+	require.NoError(t, err)
+	require.Equal(t, "postgres://postgres@10.0.0.2:5432/postgres?sslmode=disable", cfg.replicaURL)
+	require.False(t, cfg.replica)
+
+	for _, args := range [][]string{
+		{"-max-conns", "0"},
+		{"-max-conns", "4,x"},
+		{"-max-conns", "4,,8"},
+		{"-max-conns", "1001"},
+		{"-max-conns", "16,91", "-replica"},
+		{"-replica", "-replica-url", "postgres://postgres@10.0.0.2/postgres"},
+		{"-replica", "-keep"},
+		{"-replica-url", "10.0.0.2:5432"},
+		{"-replica-url", "postgres:///postgres"},
+		{"-c", "0"},
+		{"-only", "("},
+		{"-api-env", "NOEQUALS"},
+		{"stray"},
+	} {
+		_, err := parseFlags(args)
+		require.Error(t, err, args)
+	}
+	// A password in -replica-url is not echoed back.
+	_, err = parseFlags([]string{"-replica-url", "mysql://u:s3cret@h/db"})
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "s3cret")
+}
+
+// A pool pass prints each endpoint once, its pool sizes in the order run,
+// against the first.
+func TestReportPoolsGroupsByEndpoint(t *testing.T) {
+	t.Parallel()
+	a, b := &endpoint{name: "/a"}, &endpoint{name: "/b"}
+	at := func(n int) stats { return stats{requests: n, elapsed: time.Second, statuses: map[int]int{}} }
+	rows := []poolRow{{ep: a, pool: 4, api: at(100)}, {ep: b, pool: 4, api: at(50)},
+		{ep: a, pool: 16, api: at(150)}, {ep: b, pool: 16, api: at(25)}}
+	var out strings.Builder
+	var failed failures
+	reportPools(&out, rows, 10, config{conns: 32, duration: time.Second}, &failed)
+	require.NoError(t, failed.err(&out))
+	var lines []string
+	for _, l := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && (f[0] == "/a" || f[0] == "/b" || f[0] == "16") {
+			lines = append(lines, strings.Join(f, " "))
+		}
+	}
+	require.Equal(t, []string{
+		"/a 4 100 0.00ms 0.00ms 0 1.00",
+		"16 150 0.00ms 0.00ms 0 1.50",
+		"/b 4 50 0.00ms 0.00ms 0 1.00",
+		"16 25 0.00ms 0.00ms 0 0.50",
+	}, lines)
+}

@@ -40,6 +40,13 @@ func withHost(dbURL, addr string) string {
 	return u.String()
 }
 
+// withDatabase is dbURL pointed at database name.
+func withDatabase(dbURL, name string) string {
+	u, _ := url.Parse(dbURL)
+	u.Path = "/" + name
+	return u.String()
+}
+
 // applyLoginRoles runs deploy/login-roles.sql with psql, the operator's
 // step that creates the api's and the syncer's login roles. Roles belong
 // to the server, not the database; the script changes nothing when they

@@ -37,6 +37,13 @@ func Connect(ctx context.Context) (*Server, error) {
 	if base == "" {
 		base = defaultURL
 	}
+	return ConnectTo(ctx, base)
+}
+
+// ConnectTo is Connect for the server at base (a URL whose database is
+// used only to create and drop databases), in place of the one EnvURL
+// names.
+func ConnectTo(ctx context.Context, base string) (*Server, error) {
 	u, err := url.Parse(base)
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w", EnvURL, err)

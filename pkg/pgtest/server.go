@@ -2,41 +2,25 @@ package pgtest
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"net/url"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/tokka-dev/tokka/pkg/pgserver"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 )
-
-// installHint says how to get the server binaries a private server needs.
-const installHint = "fault tests start their own PostgreSQL server from the machine's binaries " +
-	"(/usr/lib/postgresql/<version>/bin); install them with `apt-get install postgresql`"
 
 // Server is a PostgreSQL server that belongs to one test, so the test can
 // stop, start and restart it (fault injection) without disturbing the
 // shared server other tests use. It listens on a free loopback port that
 // stays the same across restarts, trusts every local connection and holds
-// one migrated database, "tokka".
+// one migrated database, "tokka". It is a pgserver.Server that fails the
+// test instead of returning errors.
 type Server struct {
-	tb   testing.TB
-	bin  string // directory of initdb, pg_ctl, postgres
-	base string // everything the server owns: data, socket, log
-	port int
-	url  string
-	mu   sync.Mutex // one pg_ctl at a time
+	tb  testing.TB
+	srv *pgserver.Server
+	url string
 }
 
 // StartServer initialises and starts a private PostgreSQL server for tb in a
@@ -47,34 +31,15 @@ type Server struct {
 // (initdb and postgres refuse to run as root).
 func StartServer(tb testing.TB) *Server {
 	tb.Helper()
-	bin, err := serverBinaries()
+	srv, err := pgserver.Start()
 	if err != nil {
-		tb.Fatalf("pgtest: %v; %s", err, installHint)
+		tb.Fatalf("pgtest: fault tests start their own PostgreSQL server: %v", err)
 	}
-	base, err := os.MkdirTemp("", "tokka-pg-")
-	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
-	s := &Server{tb: tb, bin: bin, base: base}
-	tb.Cleanup(func() {
-		// Immediate: the test is over, nothing needs a clean shutdown.
-		_ = s.pgCtl("stop", "-m", "immediate", "-w")
-		_ = os.RemoveAll(base)
-	})
-	if err := s.prepare(); err != nil {
-		tb.Fatalf("pgtest: private server: %v", err)
-	}
-	if s.port, err = freePort(); err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
-	if err := s.run("initdb", "-D", s.dataDir(), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-		"--locale=C", "--no-sync"); err != nil {
-		tb.Fatalf("pgtest: initdb: %v", err)
-	}
-	s.Start()
+	tb.Cleanup(srv.Remove)
+	s := &Server{tb: tb, srv: srv}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	admin, err := sqlx.Open("postgres", s.dsn("postgres"))
+	admin, err := sqlx.Open("postgres", srv.URL("postgres"))
 	if err != nil {
 		tb.Fatalf("pgtest: %v", err)
 	}
@@ -82,7 +47,7 @@ func StartServer(tb testing.TB) *Server {
 	if _, err := admin.ExecContext(ctx, `CREATE DATABASE tokka`); err != nil {
 		tb.Fatalf("pgtest: create database: %v", err)
 	}
-	s.url = s.dsn("tokka")
+	s.url = srv.URL("tokka")
 	if err := postgres.Migrate(ctx, s.url); err != nil {
 		tb.Fatalf("pgtest: migrate the private server: %v", err)
 	}
@@ -98,8 +63,8 @@ func (s *Server) URL() string { return s.url }
 // down. It fails the test if pg_ctl fails.
 func (s *Server) Stop() {
 	s.tb.Helper()
-	if err := s.pgCtl("stop", "-m", "fast", "-w", "-t", "60"); err != nil {
-		s.tb.Fatalf("pgtest: stop: %v", err)
+	if err := s.srv.Stop(); err != nil {
+		s.tb.Fatalf("pgtest: %v", err)
 	}
 }
 
@@ -107,11 +72,8 @@ func (s *Server) Stop() {
 // connections. It fails the test if the server does not come up.
 func (s *Server) Start() {
 	s.tb.Helper()
-	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -k %s -c fsync=off -c synchronous_commit=off "+
-		"-c full_page_writes=off -c max_connections=100", s.port, s.socketDir())
-	if err := s.pgCtl("start", "-w", "-t", "60", "-l", s.logFile(), "-o", opts); err != nil {
-		log, _ := os.ReadFile(s.logFile())
-		s.tb.Fatalf("pgtest: start: %v\nserver log:\n%s", err, log)
+	if err := s.srv.Start(); err != nil {
+		s.tb.Fatalf("pgtest: %v", err)
 	}
 }
 
@@ -122,92 +84,6 @@ func (s *Server) Restart() {
 	s.Start()
 }
 
-func (s *Server) dataDir() string   { return filepath.Join(s.base, "data") }
-func (s *Server) socketDir() string { return filepath.Join(s.base, "sock") }
-func (s *Server) logFile() string   { return filepath.Join(s.base, "server.log") }
-
-func (s *Server) dsn(db string) string {
-	u := url.URL{Scheme: "postgres", User: url.User("postgres"), Host: "127.0.0.1:" + strconv.Itoa(s.port),
-		Path: "/" + db, RawQuery: "sslmode=disable&connect_timeout=10"}
-	return u.String()
-}
-
-// prepare makes the directories the server writes to; as root they are
-// handed to the postgres user, and the base directory is made traversable.
-func (s *Server) prepare() error {
-	for _, d := range []string{s.dataDir(), s.socketDir()} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			return err
-		}
-	}
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return fmt.Errorf("running as root needs a postgres user to run the server as: %w; %s", err, installHint)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if err := os.Chmod(s.base, 0o755); err != nil {
-		return err
-	}
-	for _, p := range []string{s.base, s.dataDir(), s.socketDir()} {
-		if err := os.Chown(p, uid, gid); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *Server) pgCtl(args ...string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.run("pg_ctl", append([]string{"-D", s.dataDir()}, args...)...)
-}
-
-// run runs one of the server binaries, as the postgres user when we are root.
-func (s *Server) run(name string, args ...string) error {
-	path := filepath.Join(s.bin, name)
-	cmd := exec.Command(path, args...)
-	if os.Geteuid() == 0 {
-		cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", path}, args...)...)
-	}
-	cmd.Dir = s.base
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return nil
-}
-
-// serverBinaries finds the newest installed PostgreSQL's bin directory.
-func serverBinaries() (string, error) {
-	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
-	sort.Slice(found, func(i, j int) bool { return version(found[i]) < version(found[j]) })
-	for i := len(found) - 1; i >= 0; i-- {
-		dir := filepath.Dir(found[i])
-		if _, err := os.Stat(filepath.Join(dir, "pg_ctl")); err == nil {
-			return dir, nil
-		}
-	}
-	return "", fmt.Errorf("no PostgreSQL server binaries (initdb, pg_ctl) under /usr/lib/postgresql")
-}
-
-func version(initdb string) int {
-	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(initdb))))
-	return v
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // StartReplica makes a streaming replica of s (which must be running):
 // pg_basebackup -R copies s into a temporary directory of its own, and the
 // copy starts as a hot standby on another free loopback port, replaying
@@ -216,75 +92,22 @@ func freePort() (int, error) {
 // "tokka" database; WaitForReplay waits until it has caught up.
 func (s *Server) StartReplica(tb testing.TB) *Server {
 	tb.Helper()
-	base, err := os.MkdirTemp("", "tokka-pg-replica-")
+	srv, err := s.srv.StartReplica()
 	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
-	r := &Server{tb: tb, bin: s.bin, base: base}
-	tb.Cleanup(func() {
-		_ = r.pgCtl("stop", "-m", "immediate", "-w")
-		_ = os.RemoveAll(base)
-	})
-	if err := r.prepare(); err != nil {
 		tb.Fatalf("pgtest: replica: %v", err)
 	}
-	if r.port, err = freePort(); err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
-	// The data directory must be empty for pg_basebackup; prepare made it
-	// with the owner and mode the server wants.
-	if err := r.run("pg_basebackup", "-D", r.dataDir(), "-R", "-X", "stream", "-c", "fast",
-		"-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "-U", "postgres", "--no-sync"); err != nil {
-		tb.Fatalf("pgtest: pg_basebackup: %v", err)
-	}
-	r.Start()
-	r.url = r.dsn("tokka")
-	return r
+	tb.Cleanup(srv.Remove)
+	return &Server{tb: tb, srv: srv, url: srv.URL("tokka")}
 }
 
 // WaitForReplay waits (up to a minute) until replica has replayed
-// everything s had written when it was called; it fails the test otherwise.
+// everything s had committed when it was called; it fails the test
+// otherwise.
 func (s *Server) WaitForReplay(tb testing.TB, replica *Server) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	primary, err := sqlx.Open("postgres", s.dsn("postgres"))
-	if err != nil {
+	if err := pgserver.WaitForReplay(ctx, s.srv.URL("postgres"), replica.srv.URL("postgres")); err != nil {
 		tb.Fatalf("pgtest: %v", err)
-	}
-	defer primary.Close()
-	standby, err := sqlx.Open("postgres", replica.dsn("postgres"))
-	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
-	defer standby.Close()
-	// The target is the end of a WAL record inserted now, after everything
-	// committed before the call (the WAL writer sends it on within
-	// wal_writer_delay). pg_current_wal_lsn() is not:
-	// it is how far WAL has been written out, and the private server
-	// commits with synchronous_commit=off, so a commit that has returned
-	// may still sit in WAL buffers behind that position, and the replica
-	// would look caught up without it. pg_current_wal_insert_lsn() would
-	// include it but is not always a position the replica reports (at a
-	// page boundary it points past the next page's header). A restore
-	// point is a record the replica replays like any other, and its end
-	// is exactly what pg_last_wal_replay_lsn() then says.
-	var lsn string
-	if err := primary.GetContext(ctx, &lsn, `SELECT pg_create_restore_point('pgtest WaitForReplay')::text`); err != nil {
-		tb.Fatalf("pgtest: primary's WAL position: %v", err)
-	}
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		var caughtUp bool
-		err := standby.GetContext(ctx, &caughtUp, `SELECT coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)`, lsn)
-		if err == nil && caughtUp {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			tb.Fatalf("pgtest: the replica did not replay up to %s within a minute (last error: %v)", lsn, err)
-		case <-tick.C:
-		}
 	}
 }
