@@ -127,12 +127,3 @@ func TestAnthropicKeysAreNotReportedUnused(t *testing.T) {
 	require.Equal(t, "active", st, reason)
 	require.Empty(t, b.hygiene(t, id))
 }
-
-func slicesHas(alerts []tokka.Alert, dedup string) bool {
-	for _, a := range alerts {
-		if a.DedupKey == dedup {
-			return true
-		}
-	}
-	return false
-}
