@@ -188,8 +188,9 @@ func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request) {
 
 	var serve func(http.ResponseWriter, *http.Request, string, oaiQuery)
 	var directory func(w http.ResponseWriter, r *http.Request, key string)
-	keysOf, isKeys := strings.CutPrefix(r.URL.Path, "/v1/organization/projects/")
-	keysOf, isKeys = strings.CutSuffix(keysOf, "/api_keys")
+	keysOf, underProjects := strings.CutPrefix(r.URL.Path, "/v1/organization/projects/")
+	keysOf, isKeys := strings.CutSuffix(keysOf, "/api_keys")
+	isKeys = isKeys && underProjects
 	switch family, ok := strings.CutPrefix(r.URL.Path, "/v1/organization/usage/"); {
 	case r.URL.Path == "/v1/organization/costs":
 		serve = s.openAICosts
