@@ -38,7 +38,7 @@ type Config struct {
 	// (postgres.DefaultStatementTimeout by default).
 	StatementTimeout time.Duration `env:"DATABASE_STATEMENT_TIMEOUT" envDefault:"5s" range:"100ms,10m"`
 	// AnswerCacheMB is how much memory computed usage answers and
-	// summaries may keep (postgres.DB.SetAnswerCache); 0 turns it off.
+	// summaries may keep (httpapi.Config.AnswerCacheBytes); 0 turns it off.
 	AnswerCacheMB int    `env:"ANSWER_CACHE_MB" envDefault:"64" range:"0,65536"`
 	Addr          string `env:"API_ADDR" envDefault:":8080"`
 	// PublicKeyText is ENCRYPTION_PUBLIC_KEY as given; see PublicKey.

@@ -63,7 +63,6 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready chan<- strin
 	}
 	defer db.Close()
 	db.SetStatementTimeout(cfg.StatementTimeout)
-	db.SetAnswerCache(cfg.AnswerCacheMB << 20)
 	if cfg.DatabaseReadURL != "" {
 		if err := db.OpenReadReplica(ctx, cfg.DatabaseReadURL, cfg.DatabaseMaxConn, cfg.ReadAfterWrite); err != nil {
 			return fmt.Errorf("DATABASE_READ_URL: %w", err)
@@ -113,6 +112,7 @@ func newHandler(cfg Config, db *postgres.DB, reg *prometheus.Registry, drain *ht
 		return nil, err
 	}
 	hcfg := httpapi.Config{
+		AnswerCacheBytes:    cfg.AnswerCacheMB << 20,
 		CORSAllowedOrigins:  cfg.CORSOrigins,
 		TrustedProxies:      cfg.TrustedProxies,
 		RateLimits:          cfg.RateLimits,

@@ -108,6 +108,9 @@ type Config struct {
 	// re-reads on every sync, so it is the syncer's SYNC_RESYNC_DAYS;
 	// default tokka.DefaultResyncDays.
 	ProvisionalDays int
+	// AnswerCacheBytes is how much memory the bodies of usage pages and
+	// summaries may keep (see answerCache); 0 keeps none.
+	AnswerCacheBytes int
 }
 
 // Server holds the API's dependencies.
@@ -127,6 +130,8 @@ type Server struct {
 	// failures logs outages once per interval, not once per request.
 	failures *ratelog.Logger
 	exports  *exportSlots
+	// answers keeps usage and summary bodies (nil: off).
+	answers *answerCache
 }
 
 // New builds the Echo router with every route and middleware.
@@ -134,7 +139,8 @@ func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.
 	cfg = cfg.withDefaults(store)
 	s := &Server{cfg: cfg, health: store, connections: store, usageRows: store, audit: store, alerts: store, budgets: store,
 		sealer: sealer, verifier: verifier, log: log, spec: spec,
-		failures: ratelog.New(log, cfg.FailureLogEvery), exports: newExportSlots(cfg.ExportsPerUser)}
+		failures: ratelog.New(log, cfg.FailureLogEvery), exports: newExportSlots(cfg.ExportsPerUser),
+		answers: newAnswerCache(cfg.AnswerCacheBytes)}
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

@@ -176,9 +176,6 @@ func setup(t *testing.T, opts ...option) *testBundle {
 	require.NoError(t, err)
 	b := &testBundle{kr: kr, logs: &logtest.Buffer{}, res: notifytest.NewResolver(), jwks: authtest.NewKeySet(esKey, rsKey)}
 	b.db, b.sql = openDatabase(t, o)
-	// As cmd/api runs it: every usage and summary test also checks that a
-	// kept answer is never given once the data under it changed.
-	b.db.SetAnswerCache(8 << 20)
 	log := zerolog.New(b.logs).Level(zerolog.DebugLevel)
 	cfg := b.config(t, o, &log)
 	jsrv := httptest.NewServer(b.jwks)
@@ -239,6 +236,11 @@ func (b *testBundle) config(t *testing.T, o options, log *zerolog.Logger) httpap
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = httpapi.NewMetrics(prometheus.NewRegistry())
+	}
+	if cfg.AnswerCacheBytes == 0 {
+		// On, as cmd/api runs it: every usage and summary test here also
+		// checks that a kept answer is never given once its data changed.
+		cfg.AnswerCacheBytes = 8 << 20
 	}
 	if cfg.Fingerprints == nil {
 		cfg.Fingerprints = fingerprints(t)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -25,7 +26,12 @@ import (
 type UsageStore interface {
 	Usage(ctx context.Context, u tokka.User, q tokka.UsageQuery) ([]tokka.UsageGroup, error)
 	EachUsageRow(ctx context.Context, u tokka.User, q tokka.UsageQuery, fn func(tokka.UsageGroup) error) error
-	Summary(ctx context.Context, u tokka.User, today time.Time, top int) (tokka.SummaryData, error)
+	// UsageAt and SummaryAt also return the user's data version, read
+	// before the figures in the same transaction; DataVersion reads it
+	// alone. Kept answers are filed under it.
+	UsageAt(ctx context.Context, u tokka.User, q tokka.UsageQuery) ([]tokka.UsageGroup, string, error)
+	SummaryAt(ctx context.Context, u tokka.User, today time.Time, top int) (tokka.SummaryData, string, error)
+	DataVersion(ctx context.Context, u tokka.User) (string, error)
 }
 
 const (
@@ -258,8 +264,8 @@ func (r *usageResponse) appendJSON(b []byte) []byte {
 var usageBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // writeUsage writes resp as c.JSON would, with its length: one write, not
-// a chunked body.
-func writeUsage(c echo.Context, resp *usageResponse) error {
+// a chunked body. sent is given the body (to keep) before it is written.
+func writeUsage(c echo.Context, resp *usageResponse, sent func([]byte)) error {
 	buf := usageBuffers.Get().(*[]byte)
 	defer func() {
 		if cap(*buf) <= 4<<20 { // a rare huge answer is not kept
@@ -267,8 +273,15 @@ func writeUsage(c echo.Context, resp *usageResponse) error {
 		}
 	}()
 	*buf = resp.appendJSON((*buf)[:0])
-	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(*buf)))
-	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, *buf)
+	sent(*buf)
+	return writeJSONBody(c, *buf)
+}
+
+// writeJSONBody writes body (JSON, newline included) as a 200 with its
+// length.
+func writeJSONBody(c echo.Context, body []byte) error {
+	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
 }
 
 // The days a usage query may name. Go parses years 0000 to 9999, Postgres
@@ -407,12 +420,15 @@ func (s *Server) usage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if kept, err := s.sendKept(c); kept || err != nil {
+		return err
+	}
 	ctx := c.Request().Context()
 	u := userOf(c)
 	// One extra row tells whether another page exists.
 	page := q
 	page.Limit++
-	rows, err := s.usageRows.Usage(ctx, u, page)
+	rows, version, err := s.usageRows.UsageAt(ctx, u, page)
 	if err != nil {
 		return err
 	}
@@ -450,7 +466,7 @@ func (s *Server) usage(c echo.Context) error {
 			resp.Totals = usageRowJSON(totals[0])
 		}
 	}
-	return writeUsage(c, &resp)
+	return writeUsage(c, &resp, func(body []byte) { s.keep(c, version, body) })
 }
 
 // A usage cursor (see cursor) belongs to its query's digest and holds the
@@ -561,8 +577,11 @@ func project(p tokka.SpendPeriods, today time.Time) providerSummary {
 }
 
 func (s *Server) usageSummary(c echo.Context) error {
+	if kept, err := s.sendKept(c); kept || err != nil {
+		return err
+	}
 	today := s.cfg.Now().UTC().Truncate(24 * time.Hour)
-	data, err := s.usageRows.Summary(c.Request().Context(), userOf(c), today, 5)
+	data, version, err := s.usageRows.SummaryAt(c.Request().Context(), userOf(c), today, 5)
 	if err != nil {
 		return err
 	}
@@ -589,5 +608,14 @@ func (s *Server) usageSummary(c echo.Context) error {
 	}
 	all.Provider = "all"
 	resp.Overall = project(all, today)
-	return c.JSON(http.StatusOK, resp)
+	if s.answerKey(c, version) == "" {
+		return c.JSON(http.StatusOK, resp)
+	}
+	// As c.JSON writes it (an Encoder: the same escaping, and a newline).
+	var body bytes.Buffer
+	if err := json.NewEncoder(&body).Encode(resp); err != nil {
+		return err
+	}
+	s.keep(c, version, body.Bytes())
+	return writeJSONBody(c, body.Bytes())
 }

@@ -54,9 +54,6 @@ type DB struct {
 	// writers remembers who wrote lately, so their reads stay on the
 	// primary until the replica has caught up (only with read set).
 	writers *recentWriters
-	// answers, when set (SetAnswerCache), keeps computed usage answers
-	// and summaries while their user's data is unchanged.
-	answers *answers
 }
 
 // DefaultStatementTimeout bounds each statement of an api transaction

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -15,6 +16,13 @@ import (
 // plus the top models, projects and API keys this month (with their
 // directory names) and the last successful sync.
 func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int) (tokka.SummaryData, error) {
+	s, _, err := d.SummaryAt(ctx, u, today, top)
+	return s, err
+}
+
+// SummaryAt is Summary and u's data version, read first in the same
+// transaction.
+func (d *DB) SummaryAt(ctx context.Context, u tokka.User, today time.Time, top int) (tokka.SummaryData, string, error) {
 	today = today.UTC().Truncate(24 * time.Hour)
 	monthStart := time.Date(today.Year(), today.Month(), 1, 0, 0, 0, 0, time.UTC)
 	prevStart := monthStart.AddDate(0, -1, 0)
@@ -24,28 +32,27 @@ func (d *DB) Summary(ctx context.Context, u tokka.User, today time.Time, top int
 	}
 	day := func(t time.Time) string { return t.Format(time.DateOnly) }
 	var out tokka.SummaryData
+	var v string
 	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
-		read := func() (tokka.SummaryData, error) {
-			return d.readSummary(ctx, tx, u, day(monthStart), day(today), day(prevStart), day(sameEnd), top)
-		}
 		var err error
-		out, err = cachedAnswer(ctx, d, tx, u, asked("summary", day(today), top), read, summarySize)
+		out, v, err = d.readSummary(ctx, tx, u, day(monthStart), day(today), day(prevStart), day(sameEnd), top)
 		return err
 	})
-	return out, err
+	return out, v, err
 }
 
-// summarySize estimates a summary's bytes for the answer cache.
-func summarySize(s tokka.SummaryData) int {
-	return 512 + 160*len(s.ByProvider) + 200*(len(s.TopModels)+len(s.TopProjects)+len(s.TopAPIKeys))
-}
-
-// readSummary reads the summary in tx. Periods come from the per-connection
-// daily totals (a few dozen rows per user), tokens and the top lists from
-// this month's rollups.
-func (d *DB) readSummary(ctx context.Context, tx *sqlx.Tx, u tokka.User, monthStart, today, prevStart, sameEnd string, top int) (tokka.SummaryData, error) {
+// readSummary reads the summary in tx, with u's data version: the top
+// lists and the version first (one statement), then the periods, so the
+// periods are never older than the version. Periods come from the
+// per-connection daily totals (a few dozen rows per user), tokens and the
+// top lists from this month's rollups.
+func (d *DB) readSummary(ctx context.Context, tx *sqlx.Tx, u tokka.User, monthStart, today, prevStart, sameEnd string, top int) (tokka.SummaryData, string, error) {
 	var out tokka.SummaryData
-	err := tx.SelectContext(ctx, &out.ByProvider, `
+	v, err := d.summaryTop(ctx, tx, u, monthStart, top, &out)
+	if err != nil {
+		return out, "", err
+	}
+	err = tx.SelectContext(ctx, &out.ByProvider, `
 		WITH c AS (
 			SELECT provider,
 				sum(amount_usd) FILTER (WHERE day >= $2) AS mtd,
@@ -71,17 +78,17 @@ func (d *DB) readSummary(ctx context.Context, tx *sqlx.Tx, u tokka.User, monthSt
 		ORDER BY provider`,
 		u.ID, monthStart, today, prevStart, sameEnd)
 	if err != nil {
-		return out, domainError(err, "summary")
+		return out, "", domainError(err, "summary")
 	}
-	return out, d.summaryTop(ctx, tx, u, monthStart, top, &out)
+	return out, v, nil
 }
 
 // summaryTop reads this month's top models, projects and API keys with
-// their directory names, and the last successful sync, in one statement:
-// the ranked rows each carry their name (the latest one the directory saw)
-// and the sync time, and one row without an item stands in when nothing
-// ranks, so the sync time always arrives.
-func (d *DB) summaryTop(ctx context.Context, tx *sqlx.Tx, u tokka.User, month string, top int, out *tokka.SummaryData) error {
+// their directory names, the last successful sync and u's data version in
+// one statement: the ranked rows each carry their name (the latest one the
+// directory saw), the sync time and the version, and one row without an
+// item stands in when nothing ranks, so those always arrive.
+func (d *DB) summaryTop(ctx context.Context, tx *sqlx.Tx, u tokka.User, month string, top int, out *tokka.SummaryData) (string, error) {
 	var rows []struct {
 		What     *string             `db:"what"`
 		Rank     *int64              `db:"rank"`
@@ -91,6 +98,8 @@ func (d *DB) summaryTop(ctx context.Context, tx *sqlx.Tx, u tokka.User, month st
 		Kind     *string             `db:"dir_kind"`
 		DirName  *string             `db:"dir_name"`
 		AsOf     *time.Time          `db:"as_of"`
+		Conns    int64               `db:"conns"`
+		Version  int64               `db:"version"`
 	}
 	// Costs without a key (Anthropic's cost report has none) are no key's:
 	// they are left out of the top keys.
@@ -109,8 +118,9 @@ func (d *DB) summaryTop(ctx context.Context, tx *sqlx.Tx, u tokka.User, month st
 			) r WHERE rank <= $3
 		)
 		SELECT r.what, r.rank, r.provider AS item_provider, r.name AS item_name, r.cost_usd AS item_cost,
-			p.kind AS dir_kind, coalesce(p.name, k.name) AS dir_name, s.as_of
-		FROM (SELECT max(last_synced_at) AS as_of FROM tokka.connections WHERE user_id = $1) s
+			p.kind AS dir_kind, coalesce(p.name, k.name) AS dir_name, s.as_of, s.conns, s.version
+		FROM (SELECT max(last_synced_at) AS as_of, count(*) AS conns, coalesce(max(data_version), 0) AS version
+			FROM tokka.connections WHERE user_id = $1) s
 		LEFT JOIN ranked r ON true
 		LEFT JOIN LATERAL (
 			SELECT kind, name FROM tokka.directory_projects dp
@@ -124,11 +134,12 @@ func (d *DB) summaryTop(ctx context.Context, tx *sqlx.Tx, u tokka.User, month st
 		) k ON true
 		ORDER BY r.what, r.rank`, u.ID, month, top)
 	if err != nil {
-		return domainError(err, "summary top")
+		return "", domainError(err, "summary top")
 	}
 	out.TopModels, out.TopProjects, out.TopAPIKeys = []tokka.TopItem{}, []tokka.TopItem{}, []tokka.TopItem{}
+	var v string
 	for _, r := range rows {
-		out.AsOf = r.AsOf
+		out.AsOf, v = r.AsOf, fmt.Sprintf("%d.%d", r.Conns, r.Version)
 		if r.What == nil {
 			continue
 		}
@@ -148,5 +159,5 @@ func (d *DB) summaryTop(ctx context.Context, tx *sqlx.Tx, u tokka.User, month st
 			out.TopAPIKeys = append(out.TopAPIKeys, item)
 		}
 	}
-	return nil
+	return v, nil
 }

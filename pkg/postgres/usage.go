@@ -247,7 +247,7 @@ func (d *DB) eachUsageRow(ctx context.Context, u tokka.User, q tokka.UsageQuery,
 	q.Limit, q.After = chunk, nil
 	for {
 		rows := make([]tokka.UsageGroup, 0, chunk)
-		if err := d.usageRows(ctx, u, q, dims, false, func(r tokka.UsageGroup) error {
+		if _, err := d.usageRows(ctx, u, q, dims, false, func(r tokka.UsageGroup) error {
 			rows = append(rows, r)
 			return nil
 		}); err != nil {
@@ -272,42 +272,32 @@ func (d *DB) eachUsageRow(ctx context.Context, u tokka.User, q tokka.UsageQuery,
 // usageRows runs one usage query (q.Limit and q.After apply) in one
 // transaction as u, then gives each row its directory names (read in the
 // same transaction, so names and figures are of one moment) and calls fn.
-// With cache set the answer may come from (and goes to) the answer cache.
-func (d *DB) usageRows(ctx context.Context, u tokka.User, q tokka.UsageQuery, dims []tokka.Dimension, cache bool, fn func(tokka.UsageGroup) error) error {
+// With version set it first reads u's data version in that transaction
+// and returns it.
+func (d *DB) usageRows(ctx context.Context, u tokka.User, q tokka.UsageQuery, dims []tokka.Dimension, version bool, fn func(tokka.UsageGroup) error) (string, error) {
 	query, args := usageSQL(q, dims)
 	args[0] = u.ID
 	var out []tokka.UsageGroup
+	var v string
 	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
-		read := func() ([]tokka.UsageGroup, error) { return readUsage(ctx, tx, u, query, args, dims) }
 		var err error
-		if cache {
-			out, err = cachedAnswer(ctx, d, tx, u, asked(query, args...), read, usageSize)
-		} else {
-			out, err = read()
+		if version {
+			if v, err = dataVersion(ctx, tx, u); err != nil {
+				return err
+			}
 		}
+		out, err = readUsage(ctx, tx, u, query, args, dims)
 		return err
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
 	for _, r := range out {
 		if err := fn(r); err != nil {
-			return err
+			return "", err
 		}
 	}
-	return nil
-}
-
-// usageSize estimates a page of usage rows' bytes for the answer cache.
-func usageSize(rows []tokka.UsageGroup) int {
-	n := 64
-	for _, r := range rows {
-		n += 200
-		for k, v := range r.Group {
-			n += len(k) + len(v) + 32
-		}
-	}
-	return n
+	return v, nil
 }
 
 // readUsage runs the usage query in tx and names its rows.
@@ -371,16 +361,23 @@ func setKeys(set map[string]bool) []string {
 // Usage returns one page of the grouped usage rows (Limit, After), read in
 // one transaction.
 func (d *DB) Usage(ctx context.Context, u tokka.User, q tokka.UsageQuery) ([]tokka.UsageGroup, error) {
+	rows, _, err := d.UsageAt(ctx, u, q)
+	return rows, err
+}
+
+// UsageAt is Usage and u's data version, read first in the same
+// transaction.
+func (d *DB) UsageAt(ctx context.Context, u tokka.User, q tokka.UsageQuery) ([]tokka.UsageGroup, string, error) {
 	dims, err := dimensionsOf(q)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	rows := []tokka.UsageGroup{}
-	err = d.usageRows(ctx, u, q, dims, true, func(r tokka.UsageGroup) error {
+	v, err := d.usageRows(ctx, u, q, dims, true, func(r tokka.UsageGroup) error {
 		rows = append(rows, r)
 		return nil
 	})
-	return rows, err
+	return rows, v, err
 }
 
 // ExplainUsage returns EXPLAIN (ANALYZE, BUFFERS) of the usage query for u,
