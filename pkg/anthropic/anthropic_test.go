@@ -26,29 +26,32 @@ const goldenKey = "sk-ant-admin01-GoldenKeyDoNotLeak-4242"
 // goldenWindow is the window of the reference's examples: 2026-01-01 and -02.
 var goldenWindow = providertest.GoldenWindow
 
+// testBundle is a anthropic.Client under test and the server behind it.
 type testBundle struct {
+	*providertest.Bundle
 	client *anthropic.Client
-	*providertest.Recorder
 }
 
 func (b *testBundle) requests() []*http.Request { return b.Requests() }
 
-// setup serves handler on httptest behind an anthropic.Client that never
-// really sleeps, and records every request it receives.
-func setup(t *testing.T, handler http.HandlerFunc) *testBundle {
+// setup starts what opts choose (the fake provider unless given a handler)
+// behind an anthropic.Client that never really sleeps.
+func setup(t *testing.T, opts ...providertest.Option) *testBundle {
 	t.Helper()
-	r := providertest.Serve(t, handler)
-	return &testBundle{client: anthropic.New(r.URL, providertest.NoWait()), Recorder: r}
+	b := providertest.Setup(t, opts...)
+	return &testBundle{Bundle: b, client: anthropic.New(b.URL, b.HTTP)}
 }
 
 // golden serves testdata/<file> with status for every request.
-func golden(t *testing.T, status int, file string) http.HandlerFunc {
+func golden(t *testing.T, status int, file string) providertest.Option {
 	t.Helper()
-	return providertest.Golden(t, "request-id", status, file)
+	return providertest.Handle(providertest.Golden(t, "request-id", status, file))
 }
 
 // jsonBody serves a literal body.
-func jsonBody(body string) http.HandlerFunc { return providertest.Body("request-id", body) }
+func jsonBody(body string) providertest.Option {
+	return providertest.Handle(providertest.Body("request-id", body))
+}
 
 func key() *secret.Key { return secret.FromString(goldenKey) }
 
@@ -235,13 +238,13 @@ func TestPagingGuards(t *testing.T) {
 		t.Parallel()
 		var mu sync.Mutex
 		n := 0
-		b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			n++
 			cursor := fmt.Sprintf("page_%d", n)
 			mu.Unlock()
 			_, _ = fmt.Fprintf(w, `{"data":[],"has_more":true,"next_page":%q}`, cursor)
-		})
+		}))
 		b.client.MaxPages = 4
 		_, err := b.client.Usage(context.Background(), key(), goldenWindow)
 		requireKind(t, err, provider.KindBadResponse)
@@ -273,7 +276,7 @@ func TestOverloadedIsRetried(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	n := 0
-	b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+	b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		n++
 		first := n == 1
@@ -284,7 +287,7 @@ func TestOverloadedIsRetried(t *testing.T) {
 			return
 		}
 		_, _ = w.Write([]byte(`{"data":[],"has_more":false,"next_page":null}`))
-	})
+	}))
 	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
 	require.Empty(t, rows)
@@ -301,7 +304,7 @@ func TestEmptyWindowIsARequestError(t *testing.T) {
 
 func TestZeroClientUsesDefaults(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(golden(t, http.StatusForbidden, "error_401.json"))
+	srv := httptest.NewServer(providertest.Golden(t, "request-id", http.StatusForbidden, "error_401.json"))
 	t.Cleanup(srv.Close)
 	c := &anthropic.Client{BaseURL: srv.URL}
 	_, err := c.Usage(context.Background(), key(), goldenWindow)

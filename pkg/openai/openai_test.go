@@ -30,25 +30,27 @@ const goldenKey = "sk-admin-GoldenKeyDoNotLeak-4242"
 // goldenWindow is the window of the reference's examples: 2026-01-01 and -02.
 var goldenWindow = providertest.GoldenWindow
 
+// testBundle is a openai.Client under test and the server behind it.
 type testBundle struct {
+	*providertest.Bundle
 	client *openai.Client
-	*providertest.Recorder
 }
 
 func (b *testBundle) requests() []*http.Request { return b.Requests() }
 
-// setup serves handler on httptest behind an openai.Client that never
-// really sleeps, and records every request it receives.
-func setup(t *testing.T, handler http.HandlerFunc) *testBundle {
+// setup starts what opts choose (the fake provider unless given a handler)
+// behind an openai.Client that never really sleeps.
+func setup(t *testing.T, opts ...providertest.Option) *testBundle {
 	t.Helper()
-	r := providertest.Serve(t, handler)
-	return &testBundle{client: openai.New(r.URL+"/", providertest.NoWait()), Recorder: r}
+	b := providertest.Setup(t, opts...)
+	// The base URL ends in a slash, which the client must trim.
+	return &testBundle{Bundle: b, client: openai.New(b.URL+"/", b.HTTP)}
 }
 
 // golden serves testdata/<file> with status for every request.
-func golden(t *testing.T, status int, file string) http.HandlerFunc {
+func golden(t *testing.T, status int, file string) providertest.Option {
 	t.Helper()
-	return providertest.Golden(t, "x-request-id", status, file)
+	return providertest.Handle(providertest.Golden(t, "x-request-id", status, file))
 }
 
 // emptyPage is a last page with no buckets.
@@ -81,7 +83,9 @@ func goldenRoutes(t *testing.T) http.HandlerFunc {
 }
 
 // jsonBody serves a literal body.
-func jsonBody(body string) http.HandlerFunc { return providertest.Body("x-request-id", body) }
+func jsonBody(body string) providertest.Option {
+	return providertest.Handle(providertest.Body("x-request-id", body))
+}
 
 func key() *secret.Key { return secret.FromString(goldenKey) }
 
@@ -92,7 +96,7 @@ func requireKind(t *testing.T, err error, kind provider.Kind) *provider.Error {
 
 func TestUsageGolden(t *testing.T) {
 	t.Parallel()
-	b := setup(t, goldenRoutes(t))
+	b := setup(t, providertest.Handle(goldenRoutes(t)))
 	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
 	day1 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -183,7 +187,7 @@ func TestUsageGolden(t *testing.T) {
 
 func TestFamiliesCanBeNarrowed(t *testing.T) {
 	t.Parallel()
-	b := setup(t, goldenRoutes(t))
+	b := setup(t, providertest.Handle(goldenRoutes(t)))
 	b.client.Families = []string{"images", "vector_stores"}
 	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
@@ -198,7 +202,7 @@ func TestFamiliesCanBeNarrowed(t *testing.T) {
 
 func TestCostsGolden(t *testing.T) {
 	t.Parallel()
-	b := setup(t, goldenRoutes(t))
+	b := setup(t, providertest.Handle(goldenRoutes(t)))
 	rows, err := b.client.Costs(context.Background(), key(), tokka.Window{From: goldenWindow.From, To: goldenWindow.From.AddDate(0, 0, 1)})
 	require.NoError(t, err)
 	require.Len(t, rows, 2)
@@ -368,13 +372,13 @@ func TestPagingGuards(t *testing.T) {
 		t.Parallel()
 		var mu sync.Mutex
 		n := 0
-		b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			n++
 			cursor := fmt.Sprintf("page_%d", n)
 			mu.Unlock()
 			_, _ = fmt.Fprintf(w, `{"object":"page","data":[],"has_more":true,"next_page":%q}`, cursor)
-		})
+		}))
 		b.client.MaxPages = 7
 		_, err := b.client.Costs(context.Background(), key(), goldenWindow)
 		pe := requireKind(t, err, provider.KindBadResponse)
@@ -386,13 +390,13 @@ func TestPagingGuards(t *testing.T) {
 		t.Parallel()
 		var mu sync.Mutex
 		n := 0
-		b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			n++
 			cursor := fmt.Sprintf("page_%d", n)
 			mu.Unlock()
 			_, _ = fmt.Fprintf(w, `{"object":"page","data":[],"has_more":true,"next_page":%q}`, cursor)
-		})
+		}))
 		_, err := b.client.Costs(context.Background(), key(), goldenWindow)
 		requireKind(t, err, provider.KindBadResponse)
 		require.Len(t, b.requests(), openai.DefaultMaxPages)
@@ -415,14 +419,14 @@ func TestPagingGuards(t *testing.T) {
 		t.Parallel()
 		var mu sync.Mutex
 		n := 0
-		b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			n++
 			next := fmt.Sprintf("page_%d", n)
 			mu.Unlock()
 			// Every page carries the same day: adding them up would count it twice.
 			_, _ = fmt.Fprintf(w, `{"object":"page","has_more":true,"next_page":%q,"data":[{"start_time":1767225600,"results":[{"input_tokens":5,"output_tokens":1,"num_model_requests":1}]}]}`, next)
-		})
+		}))
 		_, err := b.client.Usage(context.Background(), key(), goldenWindow)
 		pe := requireKind(t, err, provider.KindBadResponse)
 		require.Contains(t, pe.Reason, "same bucket twice")
@@ -439,13 +443,13 @@ func TestPagingGuards(t *testing.T) {
 
 func TestFollowsNextPage(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+	b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("page") == "" {
 			_, _ = w.Write([]byte(`{"object":"page","has_more":true,"next_page":"page_AAAAAGdG","data":[{"start_time":1767225600,"results":[{"input_tokens":5,"output_tokens":1,"num_model_requests":1,"model":"a"}]}]}`))
 			return
 		}
 		_, _ = w.Write([]byte(`{"object":"page","has_more":false,"next_page":null,"data":[{"start_time":1767312000,"results":[{"input_tokens":6,"output_tokens":1,"num_model_requests":1,"model":"b"}]}]}`))
-	})
+	}))
 	b.client.Families = []string{"completions"}
 	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
@@ -471,10 +475,10 @@ func TestEmptyWindowIsARequestError(t *testing.T) {
 
 func TestServerErrorIsRetriedThenSurfaces(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+	b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = w.Write([]byte(`{"error":{"message":"key ` + goldenKey + ` broke us"}}`))
-	})
+	}))
 	_, err := b.client.Costs(context.Background(), key(), goldenWindow)
 	pe := requireKind(t, err, provider.KindUnavailable)
 	require.Equal(t, http.StatusInternalServerError, pe.Status)
@@ -513,14 +517,14 @@ func TestUsageRejectsBadCountsInEveryFamily(t *testing.T) {
 
 func TestCostsFallBackWhenAPIKeyGroupingIsRefused(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+	b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 		if slices.Contains(r.URL.Query()["group_by[]"], "api_key_id") {
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = w.Write([]byte(`{"error":{"message":"Invalid value for 'group_by'","type":"invalid_request_error","param":"group_by","code":null}}`))
 			return
 		}
 		goldenRoutes(t)(w, r)
-	})
+	}))
 	rows, err := b.client.Costs(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
 	require.Len(t, rows, 2)
