@@ -26,13 +26,11 @@ const goldenKey = "sk-ant-admin01-GoldenKeyDoNotLeak-4242"
 // goldenWindow is the window of the reference's examples: 2026-01-01 and -02.
 var goldenWindow = providertest.GoldenWindow
 
-// testBundle is a anthropic.Client under test and the server behind it.
+// testBundle is an anthropic.Client under test and the server behind it.
 type testBundle struct {
 	*providertest.Bundle
 	client *anthropic.Client
 }
-
-func (b *testBundle) requests() []*http.Request { return b.Requests() }
 
 // setup starts what opts choose (the fake provider unless given a handler)
 // behind an anthropic.Client that never really sleeps.
@@ -82,7 +80,7 @@ func TestUsageGolden(t *testing.T) {
 	}}, rows)
 	require.Equal(t, int64(14200), rows[0].InputTokens())
 
-	reqs := b.requests()
+	reqs := b.Requests()
 	require.Len(t, reqs, 1)
 	r := reqs[0]
 	require.Equal(t, "/v1/organizations/usage_report/messages", r.URL.Path)
@@ -123,7 +121,7 @@ func TestCostsGolden(t *testing.T) {
 	// 150.5 + 3 cents = 153.5 cents = $1.535.
 	require.True(t, total.Equal(decimal.RequireFromString("1.535")), "total %s", total)
 
-	r := b.requests()[0]
+	r := b.Requests()[0]
 	require.Equal(t, "/v1/organizations/cost_report", r.URL.Path)
 	q := r.URL.Query()
 	require.Equal(t, []string{"workspace_id", "description"}, q["group_by[]"])
@@ -141,7 +139,7 @@ func TestGolden401IsKeyFreeAuthError(t *testing.T) {
 	require.Equal(t, "req_golden", pe.RequestID)
 	require.NotContains(t, err.Error(), "invalid x-api-key", "the provider's error text must not surface")
 	require.NotContains(t, err.Error(), "sk-ant")
-	require.Len(t, b.requests(), 1, "401 is never retried")
+	require.Len(t, b.Requests(), 1, "401 is never retried")
 }
 
 func TestCentsAreExact(t *testing.T) {
@@ -232,7 +230,7 @@ func TestPagingGuards(t *testing.T) {
 		b := setup(t, jsonBody(`{"data":[],"has_more":true,"next_page":"page_same"}`))
 		_, err := b.client.Costs(context.Background(), key(), goldenWindow)
 		requireKind(t, err, provider.KindBadResponse)
-		require.Len(t, b.requests(), 2)
+		require.Len(t, b.Requests(), 2)
 	})
 	t.Run("page cap", func(t *testing.T) {
 		t.Parallel()
@@ -248,7 +246,7 @@ func TestPagingGuards(t *testing.T) {
 		b.client.MaxPages = 4
 		_, err := b.client.Usage(context.Background(), key(), goldenWindow)
 		requireKind(t, err, provider.KindBadResponse)
-		require.Len(t, b.requests(), 4)
+		require.Len(t, b.Requests(), 4)
 	})
 	t.Run("more without cursor", func(t *testing.T) {
 		t.Parallel()
@@ -291,7 +289,7 @@ func TestOverloadedIsRetried(t *testing.T) {
 	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
 	require.Empty(t, rows)
-	require.Len(t, b.requests(), 2)
+	require.Len(t, b.Requests(), 2)
 }
 
 func TestEmptyWindowIsARequestError(t *testing.T) {
@@ -299,7 +297,7 @@ func TestEmptyWindowIsARequestError(t *testing.T) {
 	b := setup(t, jsonBody(`{}`))
 	_, err := b.client.Costs(context.Background(), key(), tokka.Window{From: goldenWindow.To, To: goldenWindow.From})
 	requireKind(t, err, provider.KindRequest)
-	require.Empty(t, b.requests())
+	require.Empty(t, b.Requests())
 }
 
 func TestZeroClientUsesDefaults(t *testing.T) {

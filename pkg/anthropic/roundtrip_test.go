@@ -53,15 +53,7 @@ func expected(key string, w tokka.Window) ([]tokka.UsageRow, map[costKey]string,
 			}
 		}
 	}
-	return usage, decimalStrings(costs), decimalStrings(perModel), empty
-}
-
-func decimalStrings[K comparable](m map[K]decimal.Decimal) map[K]string {
-	out := make(map[K]string, len(m))
-	for k, v := range m {
-		out[k] = v.String()
-	}
-	return out
+	return usage, providertest.DecimalStrings(costs), providertest.DecimalStrings(perModel), empty
 }
 
 func TestRoundTripMatchesFakeData(t *testing.T) {
@@ -103,8 +95,8 @@ func TestRoundTripMatchesFakeData(t *testing.T) {
 				got[ck] = got[ck].Add(c.Amount)
 				perModel[c.Model] = perModel[c.Model].Add(c.AmountUSD)
 			}
-			require.Equal(t, wantCosts, decimalStrings(got))
-			require.Equal(t, wantPerModel, decimalStrings(perModel))
+			require.Equal(t, wantCosts, providertest.DecimalStrings(got))
+			require.Equal(t, wantPerModel, providertest.DecimalStrings(perModel))
 
 			// 90 daily buckets at 31 per page: 3 pages for each endpoint.
 			require.Equal(t, 6, b.Fake.Requests(k))
@@ -125,7 +117,7 @@ func TestRoundTripRetriesRateLimitedKey(t *testing.T) {
 		ck := costKey{c.Day, c.ProjectID, c.LineItem, c.Model, c.TokenType, c.CostType}
 		got[ck] = got[ck].Add(c.Amount)
 	}
-	require.Equal(t, wantCosts, decimalStrings(got))
+	require.Equal(t, wantCosts, providertest.DecimalStrings(got))
 	require.Equal(t, 2, b.Fake.Requests(k))
 	require.Equal(t, []time.Duration{time.Second}, b.Sleeps.All(), "the fake's retry-after: 1 is honoured")
 }

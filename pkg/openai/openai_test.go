@@ -36,8 +36,6 @@ type testBundle struct {
 	client *openai.Client
 }
 
-func (b *testBundle) requests() []*http.Request { return b.Requests() }
-
 // setup starts what opts choose (the fake provider unless given a handler)
 // behind an openai.Client that never really sleeps.
 func setup(t *testing.T, opts ...providertest.Option) *testBundle {
@@ -149,7 +147,7 @@ func TestUsageGolden(t *testing.T) {
 	}}, rows)
 	require.Equal(t, int64(12000), rows[0].InputTokens())
 
-	reqs := b.requests()
+	reqs := b.Requests()
 	require.Len(t, reqs, len(openai.Families()), "one call per family for a two-day window")
 	for i, r := range reqs {
 		family := openai.Families()[i]
@@ -192,12 +190,12 @@ func TestFamiliesCanBeNarrowed(t *testing.T) {
 	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
 	require.Len(t, rows, 4)
-	require.Len(t, b.requests(), 2)
+	require.Len(t, b.Requests(), 2)
 
 	b.client.Families = []string{"decisions"}
 	_, err = b.client.Usage(context.Background(), key(), goldenWindow)
 	requireKind(t, err, provider.KindRequest)
-	require.Len(t, b.requests(), 2, "an unknown family is refused before any request")
+	require.Len(t, b.Requests(), 2, "an unknown family is refused before any request")
 }
 
 func TestCostsGolden(t *testing.T) {
@@ -225,8 +223,8 @@ func TestCostsGolden(t *testing.T) {
 	}, got)
 	require.True(t, total.Equal(decimal.RequireFromString("1.7345")), "total %s", total)
 
-	q := b.requests()[0].URL.Query()
-	require.Equal(t, "/v1/organization/costs", b.requests()[0].URL.Path)
+	q := b.Requests()[0].URL.Query()
+	require.Equal(t, "/v1/organization/costs", b.Requests()[0].URL.Path)
 	require.Equal(t, []string{"line_item", "project_id", "api_key_id"}, q["group_by[]"])
 	require.Equal(t, "180", q.Get("limit"))
 	require.Equal(t, "1767225600", q.Get("start_time"))
@@ -242,7 +240,7 @@ func TestGolden401IsKeyFreeAuthError(t *testing.T) {
 	require.Equal(t, "req_golden", pe.RequestID)
 	require.NotContains(t, err.Error(), "Incorrect API key", "the provider's error text must not surface")
 	require.NotContains(t, err.Error(), "sk-admin")
-	require.Len(t, b.requests(), 1, "401 is never retried")
+	require.Len(t, b.Requests(), 1, "401 is never retried")
 
 	_, err = b.client.Costs(context.Background(), key(), goldenWindow)
 	requireKind(t, err, provider.KindAuth)
@@ -365,8 +363,8 @@ func TestPagingGuards(t *testing.T) {
 		b := setup(t, jsonBody(`{"object":"page","data":[],"has_more":true,"next_page":"page_same"}`))
 		_, err := b.client.Usage(context.Background(), key(), goldenWindow)
 		requireKind(t, err, provider.KindBadResponse)
-		require.Len(t, b.requests(), 2)
-		require.Equal(t, "page_same", b.requests()[1].URL.Query().Get("page"))
+		require.Len(t, b.Requests(), 2)
+		require.Equal(t, "page_same", b.Requests()[1].URL.Query().Get("page"))
 	})
 	t.Run("page cap", func(t *testing.T) {
 		t.Parallel()
@@ -384,7 +382,7 @@ func TestPagingGuards(t *testing.T) {
 		pe := requireKind(t, err, provider.KindBadResponse)
 		require.Contains(t, pe.Reason, "7 pages")
 		require.Contains(t, pe.Reason, "(costs)")
-		require.Len(t, b.requests(), 7)
+		require.Len(t, b.Requests(), 7)
 	})
 	t.Run("default page cap", func(t *testing.T) {
 		t.Parallel()
@@ -399,7 +397,7 @@ func TestPagingGuards(t *testing.T) {
 		}))
 		_, err := b.client.Costs(context.Background(), key(), goldenWindow)
 		requireKind(t, err, provider.KindBadResponse)
-		require.Len(t, b.requests(), openai.DefaultMaxPages)
+		require.Len(t, b.Requests(), openai.DefaultMaxPages)
 	})
 	t.Run("more without cursor", func(t *testing.T) {
 		t.Parallel()
@@ -431,7 +429,7 @@ func TestPagingGuards(t *testing.T) {
 		pe := requireKind(t, err, provider.KindBadResponse)
 		require.Contains(t, pe.Reason, "same bucket twice")
 		require.Contains(t, pe.Reason, "usage/completions", "the reason names the endpoint")
-		require.Len(t, b.requests(), 2)
+		require.Len(t, b.Requests(), 2)
 	})
 	t.Run("bucket outside window", func(t *testing.T) {
 		t.Parallel()
@@ -456,7 +454,7 @@ func TestFollowsNextPage(t *testing.T) {
 	require.Len(t, rows, 2)
 	require.Equal(t, "a", rows[0].Model)
 	require.Equal(t, "b", rows[1].Model)
-	reqs := b.requests()
+	reqs := b.Requests()
 	require.Len(t, reqs, 2)
 	second := reqs[1].URL.Query()
 	require.Equal(t, "page_AAAAAGdG", second.Get("page"))
@@ -470,7 +468,7 @@ func TestEmptyWindowIsARequestError(t *testing.T) {
 	b := setup(t, jsonBody(`{}`))
 	_, err := b.client.Usage(context.Background(), key(), tokka.Window{From: goldenWindow.From, To: goldenWindow.From})
 	requireKind(t, err, provider.KindRequest)
-	require.Empty(t, b.requests())
+	require.Empty(t, b.Requests())
 }
 
 func TestServerErrorIsRetriedThenSurfaces(t *testing.T) {
@@ -483,7 +481,7 @@ func TestServerErrorIsRetriedThenSurfaces(t *testing.T) {
 	pe := requireKind(t, err, provider.KindUnavailable)
 	require.Equal(t, http.StatusInternalServerError, pe.Status)
 	require.NotContains(t, err.Error(), goldenKey)
-	require.Len(t, b.requests(), 1+provider.DefaultMaxRetries)
+	require.Len(t, b.Requests(), 1+provider.DefaultMaxRetries)
 }
 
 func TestUsageRejectsBadCountsInEveryFamily(t *testing.T) {
@@ -528,7 +526,7 @@ func TestCostsFallBackWhenAPIKeyGroupingIsRefused(t *testing.T) {
 	rows, err := b.client.Costs(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
 	require.Len(t, rows, 2)
-	reqs := b.requests()
+	reqs := b.Requests()
 	require.Len(t, reqs, 2, "a 400 is not retried; the call is repeated once without api_key_id")
 	require.Equal(t, []string{"line_item", "project_id"}, reqs[1].URL.Query()["group_by[]"])
 }

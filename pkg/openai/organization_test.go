@@ -40,7 +40,7 @@ func TestOrganizationIsTheProjectList(t *testing.T) {
 	org, err := b.client.Organization(context.Background(), secret.FromString(goldenKey))
 	require.NoError(t, err)
 	require.Equal(t, tokka.Organization{ProjectIDs: []string{"proj_1", "proj_2", "proj_3", "proj_4", "proj_5", "proj_6"}}, org)
-	require.Len(t, b.requests(), pages)
+	require.Len(t, b.Requests(), pages)
 
 	f := setup(t)
 	a, err := f.client.Organization(context.Background(), secret.FromString("sk-admin-one-org_shared-1"))

@@ -78,15 +78,7 @@ func expected(key string, w tokka.Window) ([]tokka.UsageRow, map[costKey]string,
 			}
 		}
 	}
-	return usage, decimalStrings(costs), empty
-}
-
-func decimalStrings[K comparable](m map[K]decimal.Decimal) map[K]string {
-	out := make(map[K]string, len(m))
-	for k, v := range m {
-		out[k] = v.String()
-	}
-	return out
+	return usage, providertest.DecimalStrings(costs), empty
 }
 
 func TestRoundTripMatchesFakeData(t *testing.T) {
@@ -128,7 +120,7 @@ func TestRoundTripMatchesFakeData(t *testing.T) {
 				ck := costKey{c.Day, c.Model, c.LineItem, c.ProjectID, c.APIKeyID}
 				got[ck] = got[ck].Add(c.AmountUSD)
 			}
-			require.Equal(t, wantCosts, decimalStrings(got))
+			require.Equal(t, wantCosts, providertest.DecimalStrings(got))
 
 			// 90 daily buckets at 31 per page is 3 pages per usage family;
 			// costs fit one page of 180.

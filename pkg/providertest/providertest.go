@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
@@ -158,6 +159,16 @@ func Body(idHeader, body string) http.HandlerFunc {
 		w.Header().Set(idHeader, "req_inline")
 		_, _ = w.Write([]byte(body))
 	}
+}
+
+// DecimalStrings is m with each amount written out, so maps of money
+// compare exactly and print readably in a failed assertion.
+func DecimalStrings[K comparable](m map[K]decimal.Decimal) map[K]string {
+	out := make(map[K]string, len(m))
+	for k, v := range m {
+		out[k] = v.String()
+	}
+	return out
 }
 
 // RequireKind fails the test unless err is a *provider.Error of kind from

@@ -132,7 +132,7 @@ func TestEveryFaultModeEndsCorrectlyBesideHealthyConnections(t *testing.T) {
 	sum, err := b.clockedSyncer(syncer.Config{Instance: "faults", Concurrency: total, RetryBackoff: backoff}, b.db).RunOnce(context.Background())
 	require.NoError(t, err)
 	w := tokka.DayWindow(c.now(), 90)
-	epoch0 := func(time.Time) int { return 0 }
+	epoch0 := unrevised
 
 	active := 0
 	for i, tc := range cases {
@@ -251,7 +251,7 @@ func TestSlowConnectionDelaysOnlyItself(t *testing.T) {
 		var syncedAt time.Time
 		require.NoError(t, b.sql.Get(&syncedAt, `SELECT last_synced_at FROM tokka.connections WHERE id = $1`, id))
 		require.True(t, syncedAt.Before(failedAt), "%s finished while the slow connection was still retrying", p)
-		requireStoredEqualsServed(t, servedTotals(p, healthy[p], w, func(time.Time) int { return 0 }), b.storedTotals(t, id), string(p))
+		b.requireStoresWhatIsServed(t, id, p, healthy[p], w)
 	}
 	require.False(t, strings.Contains(b.logs.String(), "SLOWCANARY"))
 }

@@ -94,7 +94,7 @@ func TestShortOutageDuringTheFinalWriteIsRetriedWithinTheLease(t *testing.T) {
 	require.Nil(t, b.leaseOwner(t, id))
 	require.Equal(t, []string{"key.created:success", "key.decrypted:success", "sync.succeeded:success"}, b.actions(t, id))
 	w := tokka.DayWindow(c.now(), 7)
-	requireStoredEqualsServed(t, servedTotals(tokka.Anthropic, key, w, func(time.Time) int { return 0 }), b.storedTotals(t, id), key)
+	b.requireStoresWhatIsServed(t, id, tokka.Anthropic, key, w)
 }
 
 // TestOutageLongerThanTheLeaseRecordsTheFailure: the database stays away
@@ -138,7 +138,7 @@ func TestOutageLongerThanTheLeaseRecordsTheFailure(t *testing.T) {
 	require.Equal(t, "active", st, reason)
 	require.Nil(t, b.leaseOwner(t, id))
 	w := tokka.DayWindow(c.now(), 7)
-	requireStoredEqualsServed(t, servedTotals(tokka.OpenAI, key, w, func(time.Time) int { return 0 }), b.storedTotals(t, id), key)
+	b.requireStoresWhatIsServed(t, id, tokka.OpenAI, key, w)
 }
 
 // TestDaemonSurvivesADatabaseStopDuringSyncs stops the database while the
@@ -194,8 +194,7 @@ func TestDaemonSurvivesADatabaseStopDuringSyncs(t *testing.T) {
 		if strings.HasPrefix(k, "sk-ant") {
 			p = tokka.Anthropic
 		}
-		requireStoredEqualsServed(t, servedTotals(p, k, tokka.DayWindow(c.now(), 30), func(time.Time) int { return 0 }),
-			b.storedTotals(t, id), k)
+		b.requireStoresWhatIsServed(t, id, p, k, tokka.DayWindow(c.now(), 30))
 	}
 	var failures []string
 	for _, l := range strings.Split(b.logs.String(), "\n")[seen:] {

@@ -148,6 +148,17 @@ func (b *testBundle) storedTotals(t *testing.T, id string) map[dayModelKey]dayTo
 
 // requireStoredEqualsServed compares per day and model, then per model and
 // overall, so a failure says at which grain the numbers part.
+// unrevised is the epoch of a provider that has revised no day.
+func unrevised(time.Time) int { return 0 }
+
+// requireStoresWhatIsServed fails unless what is stored for connection id
+// equals, to the token and the cent, what the fake serves for key of
+// provider p over w with no day revised.
+func (b *testBundle) requireStoresWhatIsServed(t *testing.T, id string, p tokka.Provider, key string, w tokka.Window) {
+	t.Helper()
+	requireStoredEqualsServed(t, servedTotals(p, key, w, unrevised), b.storedTotals(t, id), key)
+}
+
 func requireStoredEqualsServed(t *testing.T, want, got map[dayModelKey]dayTotals, msg string) {
 	t.Helper()
 	require.NotEmpty(t, want, msg)
