@@ -39,21 +39,46 @@ type Server struct {
 	mu   sync.Mutex // one pg_ctl at a time
 }
 
-// StartServer initialises and starts a private PostgreSQL server for tb in a
-// temporary directory and migrates its "tokka" database as Main does; it is
-// stopped and removed when the test ends. It fails the test, never skips it,
-// when the server binaries are missing (saying how to install them) or the
-// server does not start. As root it runs the server as the postgres user
-// (initdb and postgres refuse to run as root).
+// StartServer starts a private PostgreSQL server for tb in a temporary
+// directory, with a "tokka" database migrated as Main migrates; it is
+// stopped and removed when the test ends. The first server of a test
+// binary is initialised and migrated, stopped and kept as a template (see
+// clusterTemplate); every server is a copy of it, so initdb and the
+// migrations run once per binary, not once per server. It fails the test,
+// never skips it, when the server binaries are missing (saying how to
+// install them) or the server does not start. As root it runs the server as
+// the postgres user (initdb and postgres refuse to run as root).
 func StartServer(tb testing.TB) *Server {
 	tb.Helper()
 	bin, err := serverBinaries()
 	if err != nil {
 		tb.Fatalf("pgtest: %v; %s", err, installHint)
 	}
-	base, err := os.MkdirTemp("", "tokka-pg-")
+	template, err := clusterTemplate(bin)
 	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
+		tb.Fatalf("pgtest: private server template: %v", err)
+	}
+	s, err := newServer(tb, bin, "tokka-pg-")
+	if err != nil {
+		tb.Fatalf("pgtest: private server: %v", err)
+	}
+	// cp -a keeps the files' owner (the postgres user, when we are root)
+	// and the data directory's mode, which the server checks.
+	if out, err := exec.Command("cp", "-a", template+"/.", s.dataDir()).CombinedOutput(); err != nil {
+		tb.Fatalf("pgtest: copy the template cluster: %v\n%s", err, out)
+	}
+	s.Start()
+	s.url = s.dsn("tokka")
+	return s
+}
+
+// newServer makes the directories of a server for tb under a new temporary
+// directory named after prefix, and picks its port; the server is stopped
+// (if it runs) and the directory removed when tb ends.
+func newServer(tb testing.TB, bin, prefix string) (*Server, error) {
+	base, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, err
 	}
 	s := &Server{tb: tb, bin: bin, base: base}
 	tb.Cleanup(func() {
@@ -62,31 +87,81 @@ func StartServer(tb testing.TB) *Server {
 		_ = os.RemoveAll(base)
 	})
 	if err := s.prepare(); err != nil {
-		tb.Fatalf("pgtest: private server: %v", err)
+		return nil, err
 	}
 	if s.port, err = freePort(); err != nil {
-		tb.Fatalf("pgtest: %v", err)
+		return nil, err
+	}
+	return s, nil
+}
+
+// cluster is the data directory every private server of this test binary
+// is copied from: initialised, its "tokka" database migrated, and cleanly
+// shut down.
+var cluster struct {
+	once sync.Once
+	base string // the directory holding it; removed by removeClusterTemplate
+	dir  string
+	err  error
+}
+
+// clusterTemplate returns the template data directory, building it on the
+// first call: initdb, a start, CREATE DATABASE tokka, the migrations and a
+// fast (clean) stop, so a copy starts without recovery.
+func clusterTemplate(bin string) (string, error) {
+	cluster.once.Do(func() {
+		cluster.dir, cluster.err = buildCluster(bin)
+	})
+	return cluster.dir, cluster.err
+}
+
+func buildCluster(bin string) (string, error) {
+	base, err := os.MkdirTemp("", "tokka-pg-template-")
+	if err != nil {
+		return "", err
+	}
+	cluster.base = base
+	s := &Server{bin: bin, base: base}
+	if err := s.prepare(); err != nil {
+		return "", err
+	}
+	if s.port, err = freePort(); err != nil {
+		return "", err
 	}
 	if err := s.run("initdb", "-D", s.dataDir(), "-U", "postgres", "-A", "trust", "-E", "UTF8",
 		"--locale=C", "--no-sync"); err != nil {
-		tb.Fatalf("pgtest: initdb: %v", err)
+		return "", fmt.Errorf("initdb: %w", err)
 	}
-	s.Start()
+	if err := s.start(); err != nil {
+		return "", err
+	}
+	defer s.pgCtl("stop", "-m", "immediate", "-w") //nolint:errcheck // only reached on failure: a clean stop is below
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	admin, err := sqlx.Open("postgres", s.dsn("postgres"))
 	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
+		return "", err
 	}
 	defer admin.Close()
 	if _, err := admin.ExecContext(ctx, `CREATE DATABASE tokka`); err != nil {
-		tb.Fatalf("pgtest: create database: %v", err)
+		return "", fmt.Errorf("create database: %w", err)
 	}
-	s.url = s.dsn("tokka")
-	if err := postgres.Migrate(ctx, s.url); err != nil {
-		tb.Fatalf("pgtest: migrate the private server: %v", err)
+	if err := postgres.Migrate(ctx, s.dsn("tokka")); err != nil {
+		return "", fmt.Errorf("migrate: %w", err)
 	}
-	return s
+	_ = admin.Close()
+	if err := s.pgCtl("stop", "-m", "fast", "-w", "-t", "60"); err != nil {
+		return "", fmt.Errorf("stop: %w", err)
+	}
+	return s.dataDir(), nil
+}
+
+// removeClusterTemplate removes the template data directory, if one was
+// built; Main calls it when the package's tests are done.
+func removeClusterTemplate() {
+	if cluster.base != "" {
+		_ = os.RemoveAll(cluster.base)
+	}
 }
 
 // URL is the migrated database's URL, as the superuser that owns its tables
@@ -107,12 +182,24 @@ func (s *Server) Stop() {
 // connections. It fails the test if the server does not come up.
 func (s *Server) Start() {
 	s.tb.Helper()
+	if err := s.start(); err != nil {
+		s.tb.Fatalf("pgtest: %v", err)
+	}
+}
+
+// start is Start returning its error, with the server's log.
+// wal_writer_delay is short because commits are asynchronous here
+// (synchronous_commit=off): the WAL writer, not the commit, writes WAL out
+// and so hands it to a replica, and its default 200ms would be most of
+// what a test waiting for replay waits.
+func (s *Server) start() error {
 	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -k %s -c fsync=off -c synchronous_commit=off "+
-		"-c full_page_writes=off -c max_connections=100", s.port, s.socketDir())
+		"-c full_page_writes=off -c max_connections=100 -c wal_writer_delay=10ms", s.port, s.socketDir())
 	if err := s.pgCtl("start", "-w", "-t", "60", "-l", s.logFile(), "-o", opts); err != nil {
 		log, _ := os.ReadFile(s.logFile())
-		s.tb.Fatalf("pgtest: start: %v\nserver log:\n%s", err, log)
+		return fmt.Errorf("start: %w\nserver log:\n%s", err, log)
 	}
+	return nil
 }
 
 // Restart stops the server (fast) and starts it again.
@@ -216,20 +303,9 @@ func freePort() (int, error) {
 // "tokka" database; WaitForReplay waits until it has caught up.
 func (s *Server) StartReplica(tb testing.TB) *Server {
 	tb.Helper()
-	base, err := os.MkdirTemp("", "tokka-pg-replica-")
+	r, err := newServer(tb, s.bin, "tokka-pg-replica-")
 	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
-	r := &Server{tb: tb, bin: s.bin, base: base}
-	tb.Cleanup(func() {
-		_ = r.pgCtl("stop", "-m", "immediate", "-w")
-		_ = os.RemoveAll(base)
-	})
-	if err := r.prepare(); err != nil {
 		tb.Fatalf("pgtest: replica: %v", err)
-	}
-	if r.port, err = freePort(); err != nil {
-		tb.Fatalf("pgtest: %v", err)
 	}
 	// The data directory must be empty for pg_basebackup; prepare made it
 	// with the owner and mode the server wants.
