@@ -63,6 +63,7 @@ func TestChunkedUsageRowsEqualOneQuery(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.groupBy, ","), func(t *testing.T) {
+			t.Parallel() // each case only reads
 			q := tokka.UsageQuery{From: from, To: to, GroupBy: tc.groupBy, Filters: tc.filters, ProvisionalFrom: to}
 			if q.Filters == nil {
 				q.Filters = map[string]string{}
