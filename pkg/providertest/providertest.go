@@ -1,6 +1,7 @@
 // Package providertest is the shared test set-up of the provider clients
-// (openai, anthropic): a recording httptest server, a client that never
-// really waits, golden-file handlers and the check of a provider.Error.
+// (openai, anthropic): Setup starts a recorded handler or the fake
+// provider behind an HTTP policy that never really waits; golden-file
+// handlers and the check of a provider.Error go with it.
 package providertest
 
 import (
@@ -41,8 +42,8 @@ type Recorder struct {
 	seen []*http.Request
 }
 
-// Serve starts a Recorder in front of handler, closed when the test ends.
-func Serve(t *testing.T, handler http.HandlerFunc) *Recorder {
+// serve starts a Recorder in front of handler, closed when the test ends.
+func serve(t *testing.T, handler http.HandlerFunc) *Recorder {
 	t.Helper()
 	r := &Recorder{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -127,7 +128,7 @@ func Setup(t *testing.T, opts ...Option) *Bundle {
 	b := &Bundle{Sleeps: &Sleeps{}}
 	b.HTTP = provider.HTTPClient{Sleep: b.Sleeps.Sleep}
 	if o.handler != nil {
-		b.Recorder = Serve(t, o.handler)
+		b.Recorder = serve(t, o.handler)
 		b.URL = b.Recorder.URL
 		return b
 	}
