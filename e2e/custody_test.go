@@ -483,22 +483,27 @@ func TestRotationRunbook(t *testing.T) {
 	var list struct{ Data []connection }
 	require.Equal(t, http.StatusOK, s.call(t, alice, http.MethodGet, "/v1/connections", nil, &list))
 	require.Len(t, list.Data, 6)
-	var alerts struct {
-		Data []struct {
-			Kind         string  `json:"kind"`
-			ConnectionID *string `json:"connection_id"`
-		}
-	}
-	require.Equal(t, http.StatusOK, s.call(t, alice, http.MethodGet, "/v1/alerts", nil, &alerts))
 	// Budget and spend-anomaly alerts on the fake's data may be there too;
 	// the key-access alerts are what this step is about.
-	var keyAlerts []string
-	for _, a := range alerts.Data {
-		if a.Kind == "key_access" {
-			keyAlerts = append(keyAlerts, *a.ConnectionID)
+	keyAlerts := func() []string {
+		var alerts struct {
+			Data []struct {
+				Kind         string  `json:"kind"`
+				ConnectionID *string `json:"connection_id"`
+			}
 		}
+		require.Equal(t, http.StatusOK, s.call(t, alice, http.MethodGet, "/v1/alerts", nil, &alerts))
+		var out []string
+		for _, a := range alerts.Data {
+			if a.Kind == "key_access" {
+				out = append(out, *a.ConnectionID)
+			}
+		}
+		return out
 	}
-	require.Equal(t, []string{strayID}, keyAlerts)
+	// The syncer records the status, then raises the alert: wait for it.
+	waitFor(t, 30*time.Second, "the key_access alert", func() bool { return len(keyAlerts()) > 0 })
+	require.Equal(t, []string{strayID}, keyAlerts())
 	summary, exit = s.rewrap(t, newKey)
 	require.Equal(t, 1, exit, "rewrap reports keys it cannot open with a failing exit status")
 	require.Equal(t, "rewrap: rewrapped 0, already current 5, failed 1, skipped (changed meanwhile) 0", summary)

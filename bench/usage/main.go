@@ -161,54 +161,16 @@ func ensureRollups(ctx context.Context, out io.Writer, dbURL string) error {
 	return nil
 }
 
-func measure(ctx context.Context, out io.Writer, dbURL string, requests int) error {
-	db, err := postgres.Open(ctx, dbURL, 8)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	secret := []byte("bench-secret-bench-secret-bench-secret-0123")
-	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: secret})
-	if err != nil {
-		return err
-	}
-	kr, err := keyring.New("bench-encryption-key-0123456789abcdef", nil)
-	if err != nil {
-		return err
-	}
-	e := httpapi.New(httpapi.Config{}, db, kr.PublicKey(), verifier, zerolog.Nop(), openapi.Spec)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: e}
-	go srv.Serve(ln) //nolint:errcheck
-	defer srv.Close()
-	baseURL := "http://" + ln.Addr().String()
+// endpoint is one dashboard read: its path, and the query it runs for the
+// EXPLAIN (the summary has none).
+type endpoint struct {
+	name, path string
+	q          tokka.UsageQuery
+}
 
-	var userIDs []string
-	raw, err := sqlx.Open("postgres", dbURL)
-	if err != nil {
-		return err
-	}
-	defer raw.Close()
-	if err := raw.Select(&userIDs, `SELECT DISTINCT user_id::text FROM tokka.connections ORDER BY 1 LIMIT 200`); err != nil {
-		return err
-	}
-	if len(userIDs) == 0 {
-		return errors.New("no users in the benchmark database")
-	}
-	tokens := make([]string, len(userIDs))
-	for i, id := range userIDs {
-		if tokens[i], err = (authtest.Token{Subject: id, TTL: 2 * time.Hour}).HS256(secret); err != nil {
-			return err
-		}
-	}
-	today := time.Now().UTC().Truncate(24 * time.Hour)
-	endpoints := []struct {
-		name, path string
-		q          tokka.UsageQuery
-	}{
+// endpoints are the reads measured, their windows ending today.
+func endpoints(today time.Time) []endpoint {
+	return []endpoint{
 		{"summary", "/v1/usage/summary", tokka.UsageQuery{}},
 		{"30 days by day and model",
 			"/v1/usage?from=" + today.AddDate(0, 0, -29).Format(time.DateOnly) + "&to=" + today.Format(time.DateOnly) + "&group_by=day,model",
@@ -217,36 +179,108 @@ func measure(ctx context.Context, out io.Writer, dbURL string, requests int) err
 			"/v1/usage?from=" + today.AddDate(0, 0, -364).Format(time.DateOnly) + "&to=" + today.Format(time.DateOnly) + "&group_by=month",
 			tokka.UsageQuery{From: today.AddDate(0, 0, -364), To: today, GroupBy: []string{"month"}, Limit: 1001}},
 	}
+}
+
+func measure(ctx context.Context, out io.Writer, dbURL string, requests int) error {
+	db, err := postgres.Open(ctx, dbURL, 8)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	secret := []byte("bench-secret-bench-secret-bench-secret-0123")
+	baseURL, stop, err := serveAPI(db, secret)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	userIDs, tokens, err := userTokens(dbURL, secret)
+	if err != nil {
+		return err
+	}
+	eps := endpoints(time.Now().UTC().Truncate(24 * time.Hour))
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	fmt.Fprintf(out, "\n%-28s %8s %8s %8s %8s\n", "endpoint", "p50", "p90", "p99", "max")
-	for _, ep := range endpoints {
-		// Warm up once per user so every measurement sees a warm cache, as
-		// a dashboard in use would.
-		for i := range tokens {
-			if err := get(client, baseURL+ep.path, tokens[i]); err != nil {
-				return fmt.Errorf("%s: %w", ep.name, err)
-			}
+	for _, ep := range eps {
+		if err := measureEndpoint(out, client, baseURL+ep.path, ep.name, tokens, requests); err != nil {
+			return err
 		}
-		lat := make([]time.Duration, 0, requests)
-		for i := 0; i < requests; i++ {
-			t := time.Now()
-			if err := get(client, baseURL+ep.path, tokens[i%len(tokens)]); err != nil {
-				return fmt.Errorf("%s: %w", ep.name, err)
-			}
-			lat = append(lat, time.Since(t))
-		}
-		slices.Sort(lat)
-		pct := func(p float64) time.Duration { return lat[int(float64(len(lat)-1)*p)] }
-		fmt.Fprintf(out, "%-28s %8s %8s %8s %8s\n", ep.name, ms(pct(.5)), ms(pct(.9)), ms(pct(.99)), ms(lat[len(lat)-1]))
 	}
 	u := tokka.User{ID: userIDs[0], Claims: []byte(`{"sub":"` + userIDs[0] + `","role":"authenticated"}`)}
-	for _, ep := range endpoints[1:] {
+	for _, ep := range eps[1:] {
 		plan, err := db.ExplainUsage(ctx, u, ep.q)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "\nEXPLAIN (ANALYZE, BUFFERS) — %s\n%s\n", ep.name, plan)
 	}
+	return nil
+}
+
+// serveAPI serves the real router on db on a loopback port, accepting
+// HS256 tokens signed with secret; stop closes the server.
+func serveAPI(db *postgres.DB, secret []byte) (baseURL string, stop func(), err error) {
+	verifier, err := auth.NewVerifier(auth.Config{HS256Secret: secret})
+	if err != nil {
+		return "", nil, err
+	}
+	kr, err := keyring.New("bench-encryption-key-0123456789abcdef", nil)
+	if err != nil {
+		return "", nil, err
+	}
+	e := httpapi.New(httpapi.Config{}, db, kr.PublicKey(), verifier, zerolog.Nop(), openapi.Spec)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: e}
+	go srv.Serve(ln) //nolint:errcheck
+	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
+}
+
+// userTokens returns up to 200 users of the database and a token for each.
+func userTokens(dbURL string, secret []byte) ([]string, []string, error) {
+	raw, err := sqlx.Open("postgres", dbURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer raw.Close()
+	var userIDs []string
+	if err := raw.Select(&userIDs, `SELECT DISTINCT user_id::text FROM tokka.connections ORDER BY 1 LIMIT 200`); err != nil {
+		return nil, nil, err
+	}
+	if len(userIDs) == 0 {
+		return nil, nil, errors.New("no users in the benchmark database")
+	}
+	tokens := make([]string, len(userIDs))
+	for i, id := range userIDs {
+		if tokens[i], err = (authtest.Token{Subject: id, TTL: 2 * time.Hour}).HS256(secret); err != nil {
+			return nil, nil, err
+		}
+	}
+	return userIDs, tokens, nil
+}
+
+// measureEndpoint reads url once per token to warm up, then times requests
+// reads spread over the tokens and prints their percentiles.
+func measureEndpoint(out io.Writer, client *http.Client, url, name string, tokens []string, requests int) error {
+	// Warm up once per user so every measurement sees a warm cache, as
+	// a dashboard in use would.
+	for i := range tokens {
+		if err := get(client, url, tokens[i]); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	lat := make([]time.Duration, 0, requests)
+	for i := 0; i < requests; i++ {
+		t := time.Now()
+		if err := get(client, url, tokens[i%len(tokens)]); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		lat = append(lat, time.Since(t))
+	}
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration { return lat[int(float64(len(lat)-1)*p)] }
+	fmt.Fprintf(out, "%-28s %8s %8s %8s %8s\n", name, ms(pct(.5)), ms(pct(.9)), ms(pct(.99)), ms(lat[len(lat)-1]))
 	return nil
 }
 

@@ -24,6 +24,9 @@ func startServe(t *testing.T, set map[string]string) (string, *logtest.Buffer) {
 	t.Helper()
 	env := baseEnv(t)
 	env["DATABASE_URL"], env["API_ADDR"] = pgtest.URL(t), "127.0.0.1:0"
+	// No test here is about shutdown: stop at once when it ends instead of
+	// serving on for the default five seconds meant for load balancers.
+	env["SHUTDOWN_READINESS_DELAY"] = "0"
 	for k, v := range set {
 		env[k] = v
 	}

@@ -26,29 +26,30 @@ const goldenKey = "sk-ant-admin01-GoldenKeyDoNotLeak-4242"
 // goldenWindow is the window of the reference's examples: 2026-01-01 and -02.
 var goldenWindow = providertest.GoldenWindow
 
+// testBundle is an anthropic.Client under test and the server behind it.
 type testBundle struct {
+	*providertest.Bundle
 	client *anthropic.Client
-	*providertest.Recorder
 }
 
-func (b *testBundle) requests() []*http.Request { return b.Requests() }
-
-// setup serves handler on httptest behind an anthropic.Client that never
-// really sleeps, and records every request it receives.
-func setup(t *testing.T, handler http.HandlerFunc) *testBundle {
+// setup starts what opts choose (the fake provider unless given a handler)
+// behind an anthropic.Client that never really sleeps.
+func setup(t *testing.T, opts ...providertest.Option) *testBundle {
 	t.Helper()
-	r := providertest.Serve(t, handler)
-	return &testBundle{client: anthropic.New(r.URL, providertest.NoWait()), Recorder: r}
+	b := providertest.Setup(t, opts...)
+	return &testBundle{Bundle: b, client: anthropic.New(b.URL, b.HTTP)}
 }
 
 // golden serves testdata/<file> with status for every request.
-func golden(t *testing.T, status int, file string) http.HandlerFunc {
+func golden(t *testing.T, status int, file string) providertest.Option {
 	t.Helper()
-	return providertest.Golden(t, "request-id", status, file)
+	return providertest.Handle(providertest.Golden(t, "request-id", status, file))
 }
 
 // jsonBody serves a literal body.
-func jsonBody(body string) http.HandlerFunc { return providertest.Body("request-id", body) }
+func jsonBody(body string) providertest.Option {
+	return providertest.Handle(providertest.Body("request-id", body))
+}
 
 func key() *secret.Key { return secret.FromString(goldenKey) }
 
@@ -79,7 +80,7 @@ func TestUsageGolden(t *testing.T) {
 	}}, rows)
 	require.Equal(t, int64(14200), rows[0].InputTokens())
 
-	reqs := b.requests()
+	reqs := b.Requests()
 	require.Len(t, reqs, 1)
 	r := reqs[0]
 	require.Equal(t, "/v1/organizations/usage_report/messages", r.URL.Path)
@@ -120,7 +121,7 @@ func TestCostsGolden(t *testing.T) {
 	// 150.5 + 3 cents = 153.5 cents = $1.535.
 	require.True(t, total.Equal(decimal.RequireFromString("1.535")), "total %s", total)
 
-	r := b.requests()[0]
+	r := b.Requests()[0]
 	require.Equal(t, "/v1/organizations/cost_report", r.URL.Path)
 	q := r.URL.Query()
 	require.Equal(t, []string{"workspace_id", "description"}, q["group_by[]"])
@@ -138,7 +139,7 @@ func TestGolden401IsKeyFreeAuthError(t *testing.T) {
 	require.Equal(t, "req_golden", pe.RequestID)
 	require.NotContains(t, err.Error(), "invalid x-api-key", "the provider's error text must not surface")
 	require.NotContains(t, err.Error(), "sk-ant")
-	require.Len(t, b.requests(), 1, "401 is never retried")
+	require.Len(t, b.Requests(), 1, "401 is never retried")
 }
 
 func TestCentsAreExact(t *testing.T) {
@@ -229,23 +230,23 @@ func TestPagingGuards(t *testing.T) {
 		b := setup(t, jsonBody(`{"data":[],"has_more":true,"next_page":"page_same"}`))
 		_, err := b.client.Costs(context.Background(), key(), goldenWindow)
 		requireKind(t, err, provider.KindBadResponse)
-		require.Len(t, b.requests(), 2)
+		require.Len(t, b.Requests(), 2)
 	})
 	t.Run("page cap", func(t *testing.T) {
 		t.Parallel()
 		var mu sync.Mutex
 		n := 0
-		b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			n++
 			cursor := fmt.Sprintf("page_%d", n)
 			mu.Unlock()
 			_, _ = fmt.Fprintf(w, `{"data":[],"has_more":true,"next_page":%q}`, cursor)
-		})
+		}))
 		b.client.MaxPages = 4
 		_, err := b.client.Usage(context.Background(), key(), goldenWindow)
 		requireKind(t, err, provider.KindBadResponse)
-		require.Len(t, b.requests(), 4)
+		require.Len(t, b.Requests(), 4)
 	})
 	t.Run("more without cursor", func(t *testing.T) {
 		t.Parallel()
@@ -273,7 +274,7 @@ func TestOverloadedIsRetried(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	n := 0
-	b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+	b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		n++
 		first := n == 1
@@ -284,11 +285,11 @@ func TestOverloadedIsRetried(t *testing.T) {
 			return
 		}
 		_, _ = w.Write([]byte(`{"data":[],"has_more":false,"next_page":null}`))
-	})
+	}))
 	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
 	require.Empty(t, rows)
-	require.Len(t, b.requests(), 2)
+	require.Len(t, b.Requests(), 2)
 }
 
 func TestEmptyWindowIsARequestError(t *testing.T) {
@@ -296,12 +297,12 @@ func TestEmptyWindowIsARequestError(t *testing.T) {
 	b := setup(t, jsonBody(`{}`))
 	_, err := b.client.Costs(context.Background(), key(), tokka.Window{From: goldenWindow.To, To: goldenWindow.From})
 	requireKind(t, err, provider.KindRequest)
-	require.Empty(t, b.requests())
+	require.Empty(t, b.Requests())
 }
 
 func TestZeroClientUsesDefaults(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(golden(t, http.StatusForbidden, "error_401.json"))
+	srv := httptest.NewServer(providertest.Golden(t, "request-id", http.StatusForbidden, "error_401.json"))
 	t.Cleanup(srv.Close)
 	c := &anthropic.Client{BaseURL: srv.URL}
 	_, err := c.Usage(context.Background(), key(), goldenWindow)

@@ -6,7 +6,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/anthropic"
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/providertest"
 	"github.com/tokka-dev/tokka/pkg/secret"
@@ -17,8 +16,8 @@ import (
 // element per page here); a rename shows at the next read.
 func TestDirectoryPagesThroughWorkspacesAndKeys(t *testing.T) {
 	t.Parallel()
-	fake, url := providertest.FakePaged(t, 1)
-	client := anthropic.New(url, providertest.NoWait())
+	b := setup(t, providertest.WithPagedFake(1))
+	fake, client := b.Fake, b.client
 	// Find an organisation with an extra workspace, so usage has one.
 	k := ""
 	for _, c := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
@@ -58,8 +57,8 @@ func TestDirectoryPagesThroughWorkspacesAndKeys(t *testing.T) {
 // parts are unavailable, and its usage is still served.
 func TestDirectoryRefusedIsUnavailable(t *testing.T) {
 	t.Parallel()
-	fake, url := providertest.Fake(t)
-	client := anthropic.New(url, providertest.NoWait())
+	b := setup(t)
+	fake, client := b.Fake, b.client
 	const k = "sk-ant-admin01-usageonly-1"
 	dir, err := client.Directory(context.Background(), secret.FromString(k))
 	require.NoError(t, err)

@@ -8,7 +8,6 @@ import (
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/anthropic"
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/providertest"
@@ -17,19 +16,6 @@ import (
 )
 
 var fakeNow = providertest.FakeNow
-
-type fakeBundle struct {
-	fake   *fakeprovider.Server
-	client *anthropic.Client
-	sleeps *providertest.Sleeps
-}
-
-func setupFake(t *testing.T) *fakeBundle {
-	t.Helper()
-	fake, url := providertest.Fake(t)
-	sleeps := &providertest.Sleeps{}
-	return &fakeBundle{fake: fake, sleeps: sleeps, client: anthropic.New(url, provider.HTTPClient{Sleep: sleeps.Sleep})}
-}
 
 type costKey struct {
 	day                        time.Time
@@ -67,15 +53,7 @@ func expected(key string, w tokka.Window) ([]tokka.UsageRow, map[costKey]string,
 			}
 		}
 	}
-	return usage, decimalStrings(costs), decimalStrings(perModel), empty
-}
-
-func decimalStrings[K comparable](m map[K]decimal.Decimal) map[K]string {
-	out := make(map[K]string, len(m))
-	for k, v := range m {
-		out[k] = v.String()
-	}
-	return out
+	return usage, providertest.DecimalStrings(costs), providertest.DecimalStrings(perModel), empty
 }
 
 func TestRoundTripMatchesFakeData(t *testing.T) {
@@ -88,7 +66,7 @@ func TestRoundTripMatchesFakeData(t *testing.T) {
 	} {
 		t.Run(k, func(t *testing.T) {
 			t.Parallel()
-			b := setupFake(t)
+			b := setup(t)
 			wantUsage, wantCosts, wantPerModel, empty := expected(k, w)
 			require.NotEmpty(t, empty, "the fake should have idle days in 90")
 
@@ -117,11 +95,11 @@ func TestRoundTripMatchesFakeData(t *testing.T) {
 				got[ck] = got[ck].Add(c.Amount)
 				perModel[c.Model] = perModel[c.Model].Add(c.AmountUSD)
 			}
-			require.Equal(t, wantCosts, decimalStrings(got))
-			require.Equal(t, wantPerModel, decimalStrings(perModel))
+			require.Equal(t, wantCosts, providertest.DecimalStrings(got))
+			require.Equal(t, wantPerModel, providertest.DecimalStrings(perModel))
 
 			// 90 daily buckets at 31 per page: 3 pages for each endpoint.
-			require.Equal(t, 6, b.fake.Requests(k))
+			require.Equal(t, 6, b.Fake.Requests(k))
 		})
 	}
 }
@@ -129,7 +107,7 @@ func TestRoundTripMatchesFakeData(t *testing.T) {
 func TestRoundTripRetriesRateLimitedKey(t *testing.T) {
 	t.Parallel()
 	const k = "sk-ant-admin01-ratelimited-7"
-	b := setupFake(t)
+	b := setup(t)
 	w := tokka.DayWindow(fakeNow, 20)
 	_, wantCosts, _, _ := expected(k, w)
 	costs, err := b.client.Costs(context.Background(), secret.FromString(k), w)
@@ -139,9 +117,9 @@ func TestRoundTripRetriesRateLimitedKey(t *testing.T) {
 		ck := costKey{c.Day, c.ProjectID, c.LineItem, c.Model, c.TokenType, c.CostType}
 		got[ck] = got[ck].Add(c.Amount)
 	}
-	require.Equal(t, wantCosts, decimalStrings(got))
-	require.Equal(t, 2, b.fake.Requests(k))
-	require.Equal(t, []time.Duration{time.Second}, b.sleeps.All(), "the fake's retry-after: 1 is honoured")
+	require.Equal(t, wantCosts, providertest.DecimalStrings(got))
+	require.Equal(t, 2, b.Fake.Requests(k))
+	require.Equal(t, []time.Duration{time.Second}, b.Sleeps.All(), "the fake's retry-after: 1 is honoured")
 }
 
 func TestRoundTripRejectedKeysAreKeyFreeAuthErrors(t *testing.T) {
@@ -153,7 +131,7 @@ func TestRoundTripRejectedKeysAreKeyFreeAuthErrors(t *testing.T) {
 	} {
 		t.Run(k, func(t *testing.T) {
 			t.Parallel()
-			b := setupFake(t)
+			b := setup(t)
 			_, errUsage := b.client.Usage(context.Background(), secret.FromString(k), w)
 			_, errCosts := b.client.Costs(context.Background(), secret.FromString(k), w)
 			for _, err := range []error{errUsage, errCosts} {
@@ -165,7 +143,7 @@ func TestRoundTripRejectedKeysAreKeyFreeAuthErrors(t *testing.T) {
 					require.NotContains(t, pe.Reason, k[i:i+8])
 				}
 			}
-			require.Equal(t, 2, b.fake.Requests(k), "auth failures are not retried")
+			require.Equal(t, 2, b.Fake.Requests(k), "auth failures are not retried")
 		})
 	}
 }

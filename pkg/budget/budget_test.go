@@ -9,22 +9,8 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/budget"
 	"github.com/tokka-dev/tokka/pkg/tokka"
+	"github.com/tokka-dev/tokka/pkg/tokka/tokkatest"
 )
-
-func usd(s string) decimal.Decimal { return decimal.RequireFromString(s) }
-
-func ptr[T any](v T) *T { return &v }
-
-// daily returns one spend row per day from..to (inclusive) of amount.
-func daily(from, to, amount string) []tokka.SpendRow {
-	var rows []tokka.SpendRow
-	f, _ := time.Parse(time.DateOnly, from)
-	t, _ := time.Parse(time.DateOnly, to)
-	for d := f; !d.After(t); d = d.AddDate(0, 0, 1) {
-		rows = append(rows, tokka.SpendRow{Day: d.Format(time.DateOnly), Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: usd(amount)})
-	}
-	return rows
-}
 
 func TestNoAnomalyForNormalVariation(t *testing.T) {
 	t.Parallel()
@@ -42,8 +28,8 @@ func TestSpikeIsOneAnomalyNamingWhatDroveIt(t *testing.T) {
 	end := time.Date(2026, 11, 20, 23, 0, 0, 0, time.UTC) // a Friday
 	rows := normalRows(end.AddDate(0, 0, -1))
 	rows = append(rows,
-		tokka.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-big", USD: usd("880")},
-		tokka.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-small", USD: usd("31")},
+		tokka.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-big", USD: tokkatest.USD("880")},
+		tokka.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-small", USD: tokkatest.USD("31")},
 	)
 	as := budget.DetectAnomalies(rows, end, budget.AnomalyConfig{})
 	require.Len(t, as, 1)
@@ -72,9 +58,9 @@ func TestModelSpikeHiddenInTheTotalIsStillReported(t *testing.T) {
 	// A tiny model normally at $0 jumps to $60: noise in a $100 day, but
 	// far above its own baseline.
 	rows = append(rows,
-		tokka.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-big", USD: usd("70")},
-		tokka.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-small", USD: usd("30")},
-		tokka.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c2", Model: "o-tiny", USD: usd("12")},
+		tokka.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-big", USD: tokkatest.USD("70")},
+		tokka.SpendRow{Day: "2026-11-20", Provider: "anthropic", ConnectionID: "c1", Model: "claude-small", USD: tokkatest.USD("30")},
+		tokka.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c2", Model: "o-tiny", USD: tokkatest.USD("12")},
 	)
 	as := budget.DetectAnomalies(rows, end, budget.AnomalyConfig{})
 	require.Len(t, as, 1)
@@ -88,14 +74,14 @@ func TestAnomalyNeedsAMinimumAmountAndHistory(t *testing.T) {
 	t.Parallel()
 	end := time.Date(2026, 11, 20, 23, 0, 0, 0, time.UTC)
 	// Pennies: $0.10 a day then $5 is 50× but only $4.90 more.
-	rows := daily("2026-10-01", "2026-11-19", "0.10")
-	rows = append(rows, tokka.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: usd("5")})
+	rows := tokkatest.DailySpend("2026-10-01", "2026-11-19", "0.10")
+	rows = append(rows, tokka.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: tokkatest.USD("5")})
 	require.Empty(t, budget.DetectAnomalies(rows, end, budget.AnomalyConfig{}))
-	require.Len(t, budget.DetectAnomalies(rows, end, budget.AnomalyConfig{MinUSD: usd("1")}), 1, "ANOMALY_MIN_USD lowers the floor")
+	require.Len(t, budget.DetectAnomalies(rows, end, budget.AnomalyConfig{MinUSD: tokkatest.USD("1")}), 1, "ANOMALY_MIN_USD lowers the floor")
 
 	// A week-old account: no baseline to judge against yet.
-	rows = daily("2026-11-13", "2026-11-19", "10")
-	rows = append(rows, tokka.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: usd("900")})
+	rows = tokkatest.DailySpend("2026-11-13", "2026-11-19", "10")
+	rows = append(rows, tokka.SpendRow{Day: "2026-11-20", Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: tokkatest.USD("900")})
 	require.Empty(t, budget.DetectAnomalies(rows, end, budget.AnomalyConfig{}))
 }
 
@@ -109,11 +95,11 @@ func TestWeeklyJobIsNotAnAnomaly(t *testing.T) {
 		if d.Weekday() == time.Saturday {
 			v = "500" // the weekly batch job
 		}
-		rows = append(rows, tokka.SpendRow{Day: d.Format(time.DateOnly), Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: usd(v)})
+		rows = append(rows, tokka.SpendRow{Day: d.Format(time.DateOnly), Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: tokkatest.USD(v)})
 	}
 	require.Empty(t, budget.DetectAnomalies(rows, end, budget.AnomalyConfig{}))
 	// A $400 Tuesday is an anomaly.
-	rows = append(rows, tokka.SpendRow{Day: "2026-11-24", Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: usd("400")})
+	rows = append(rows, tokka.SpendRow{Day: "2026-11-24", Provider: "openai", ConnectionID: "c1", Model: "gpt-x", USD: tokkatest.USD("400")})
 	as := budget.DetectAnomalies(rows, end.AddDate(0, 0, 3), budget.AnomalyConfig{})
 	require.Len(t, as, 1)
 	require.Equal(t, "2026-11-24", as[0].Day)
@@ -133,8 +119,8 @@ func normalRows(end time.Time) []tokka.SpendRow {
 		v := decimal.NewFromInt(base).Mul(decimal.NewFromInt(100 + noise[i%len(noise)])).Div(decimal.NewFromInt(100))
 		// Two models share the spend.
 		rows = append(rows,
-			tokka.SpendRow{Day: d.Format(time.DateOnly), Provider: "anthropic", ConnectionID: "c1", Model: "claude-big", USD: v.Mul(usd("0.7"))},
-			tokka.SpendRow{Day: d.Format(time.DateOnly), Provider: "anthropic", ConnectionID: "c1", Model: "claude-small", USD: v.Mul(usd("0.3"))},
+			tokka.SpendRow{Day: d.Format(time.DateOnly), Provider: "anthropic", ConnectionID: "c1", Model: "claude-big", USD: v.Mul(tokkatest.USD("0.7"))},
+			tokka.SpendRow{Day: d.Format(time.DateOnly), Provider: "anthropic", ConnectionID: "c1", Model: "claude-small", USD: v.Mul(tokkatest.USD("0.3"))},
 		)
 	}
 	return rows

@@ -24,6 +24,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
+	"github.com/tokka-dev/tokka/pkg/tokka/tokkatest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -116,7 +117,7 @@ func (b *testBundle) budget(t *testing.T, u tokka.User, nb tokka.NewBudget) (tok
 	return bud, secretStr
 }
 
-func (b *testBundle) hookURL() *string { return ptr(b.recv.Server.URL + "/hooks/tokka") }
+func (b *testBundle) hookURL() *string { return new(b.recv.Server.URL + "/hooks/tokka") }
 
 func (b *testBundle) alerts(t *testing.T, u tokka.User, kind string) []tokka.Alert {
 	var as []tokka.Alert
@@ -174,8 +175,8 @@ func TestThresholdsFireOnceEachWithSignedWebhooksAndEmails(t *testing.T) {
 	alice := b.newUser(t)
 	conn := b.newConnection(t, alice, "anthropic")
 	bud, key := b.budget(t, alice, tokka.NewBudget{
-		AmountUSD: usd("100"), Thresholds: []int64{50, 80, 100}, ForecastThresholds: []int64{},
-		WebhookURL: b.hookURL(), EmailTo: ptr(alice.Email),
+		AmountUSD: tokkatest.USD("100"), Thresholds: []int64{50, 80, 100}, ForecastThresholds: []int64{},
+		WebhookURL: b.hookURL(), EmailTo: new(alice.Email),
 	})
 
 	steps := []struct {
@@ -254,7 +255,7 @@ func TestCrossingSeveralThresholdsAtOnceSendsOneMessage(t *testing.T) {
 	alice := b.newUser(t)
 	conn := b.newConnection(t, alice, "openai")
 	b.cost(t, alice, conn, "openai", "2026-11-05", "gpt-x", "90")
-	bud, key := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("100"), Thresholds: []int64{50, 80, 100},
+	bud, key := b.budget(t, alice, tokka.NewBudget{AmountUSD: tokkatest.USD("100"), Thresholds: []int64{50, 80, 100},
 		WebhookURL: b.hookURL()})
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
 	require.Len(t, b.alerts(t, alice, tokka.AlertBudgetThreshold), 2, "50% and 80% are both on record")
@@ -271,7 +272,7 @@ func TestRaisingTheBudgetMidMonthRearmsItsThresholds(t *testing.T) {
 	ctx := context.Background()
 	alice := b.newUser(t)
 	conn := b.newConnection(t, alice, "openai")
-	bud, key := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("100"), Thresholds: []int64{50, 80, 100},
+	bud, key := b.budget(t, alice, tokka.NewBudget{AmountUSD: tokkatest.USD("100"), Thresholds: []int64{50, 80, 100},
 		ForecastThresholds: []int64{}, WebhookURL: b.hookURL()})
 	thresholdsSent := func() (out []string) {
 		for _, h := range b.webhooks(t, key) {
@@ -286,7 +287,7 @@ func TestRaisingTheBudgetMidMonthRearmsItsThresholds(t *testing.T) {
 
 	// Raised to $200: $60 is 30%, nothing fires; at $110 (55%) the 50%
 	// threshold fires again, for the new amount.
-	_, err := b.db.UpdateBudget(ctx, alice, bud.ID, tokka.BudgetPatch{AmountUSD: ptr(usd("200"))})
+	_, err := b.db.UpdateBudget(ctx, alice, bud.ID, tokka.BudgetPatch{AmountUSD: new(tokkatest.USD("200"))})
 	require.NoError(t, err)
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
 	require.Equal(t, []string{"100@50"}, thresholdsSent())
@@ -297,7 +298,7 @@ func TestRaisingTheBudgetMidMonthRearmsItsThresholds(t *testing.T) {
 
 	// Back to $100 with $110 spent: 100% of $100 is new; 50% and 80% of $100
 	// (the 50% already sent this month) are on record but not re-sent.
-	_, err = b.db.UpdateBudget(ctx, alice, bud.ID, tokka.BudgetPatch{AmountUSD: ptr(usd("100.00"))})
+	_, err = b.db.UpdateBudget(ctx, alice, bud.ID, tokka.BudgetPatch{AmountUSD: new(tokkatest.USD("100.00"))})
 	require.NoError(t, err)
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
 	require.Equal(t, []string{"100@50", "200@50", "100@100"}, thresholdsSent())
@@ -331,7 +332,7 @@ func TestForecastThresholdFiresOnceWhileSpendIsBelowIt(t *testing.T) {
 		b.cost(t, alice, conn, "anthropic", d.Format(time.DateOnly), "claude-x", "50")
 	}
 	// $950 before today (19 days), $50/day × 11 days left → forecast $1500.
-	bud, key := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("1200"), Thresholds: []int64{100},
+	bud, key := b.budget(t, alice, tokka.NewBudget{AmountUSD: tokkatest.USD("1200"), Thresholds: []int64{100},
 		ForecastThresholds: []int64{100, 150}, WebhookURL: b.hookURL()})
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
@@ -366,8 +367,8 @@ func TestWebhookToAnAddressThatTurnedInternalIsRefusedAtSendTime(t *testing.T) {
 			// The name was public when the budget was saved; it now resolves
 			// inside (first answer for the up-front check, second at dial).
 			b.res.Set(host, []string{addr})
-			bud, _ := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("10"), Thresholds: []int64{100},
-				WebhookURL: ptr("https://" + host + "/hook"), EmailTo: ptr(alice.Email)})
+			bud, _ := b.budget(t, alice, tokka.NewBudget{AmountUSD: tokkatest.USD("10"), Thresholds: []int64{100},
+				WebhookURL: new("https://" + host + "/hook"), EmailTo: new(alice.Email)})
 			b.cost(t, alice, conn, "openai", "2026-11-05", "gpt-x", "11")
 			before := len(b.recv.Requests())
 			require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
@@ -392,7 +393,7 @@ func TestFailedDeliveryIsRecordedAndBounded(t *testing.T) {
 	ctx := context.Background()
 	alice := b.newUser(t)
 	conn := b.newConnection(t, alice, "openai")
-	bud, _ := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("10"), Thresholds: []int64{100}, WebhookURL: b.hookURL()})
+	bud, _ := b.budget(t, alice, tokka.NewBudget{AmountUSD: tokkatest.USD("10"), Thresholds: []int64{100}, WebhookURL: b.hookURL()})
 	b.cost(t, alice, conn, "openai", "2026-11-05", "gpt-x", "11")
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
@@ -411,7 +412,7 @@ func TestDeliveryLeftBehindByACrashedSyncerIsSentOnce(t *testing.T) {
 	ctx := context.Background()
 	alice := b.newUser(t)
 	conn := b.newConnection(t, alice, "openai")
-	bud, key := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("10"), Thresholds: []int64{100}, WebhookURL: b.hookURL()})
+	bud, key := b.budget(t, alice, tokka.NewBudget{AmountUSD: tokkatest.USD("10"), Thresholds: []int64{100}, WebhookURL: b.hookURL()})
 	b.cost(t, alice, conn, "openai", "2026-11-05", "gpt-x", "11")
 
 	// Syncer A raised the alert and claimed the delivery, then died.
@@ -447,8 +448,8 @@ func TestConcurrentEvaluationsSendEachNotificationOnce(t *testing.T) {
 	ctx := context.Background()
 	alice := b.newUser(t)
 	conn := b.newConnection(t, alice, "openai")
-	_, key := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("10"), Thresholds: []int64{50, 100},
-		WebhookURL: b.hookURL(), EmailTo: ptr(alice.Email)})
+	_, key := b.budget(t, alice, tokka.NewBudget{AmountUSD: tokkatest.USD("10"), Thresholds: []int64{50, 100},
+		WebhookURL: b.hookURL(), EmailTo: new(alice.Email)})
 	b.cost(t, alice, conn, "openai", "2026-11-05", "gpt-x", "6")
 	var wg sync.WaitGroup
 	for range 6 {
@@ -511,8 +512,8 @@ func TestEvaluationIsPerUser(t *testing.T) {
 	ctx := context.Background()
 	alice, bob := b.newUser(t), b.newUser(t)
 	aConn, bConn := b.newConnection(t, alice, "openai"), b.newConnection(t, bob, "openai")
-	_, aKey := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("100"), Thresholds: []int64{50}, WebhookURL: b.hookURL()})
-	bBud, _ := b.budget(t, bob, tokka.NewBudget{AmountUSD: usd("100"), Thresholds: []int64{50}, WebhookURL: b.hookURL()})
+	_, aKey := b.budget(t, alice, tokka.NewBudget{AmountUSD: tokkatest.USD("100"), Thresholds: []int64{50}, WebhookURL: b.hookURL()})
+	bBud, _ := b.budget(t, bob, tokka.NewBudget{AmountUSD: tokkatest.USD("100"), Thresholds: []int64{50}, WebhookURL: b.hookURL()})
 	b.cost(t, bob, bConn, "openai", "2026-11-05", "gpt-x", "99")
 	b.cost(t, alice, aConn, "openai", "2026-11-05", "gpt-x", "10")
 

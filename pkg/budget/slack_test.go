@@ -9,6 +9,7 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/notify/notifytest"
 	"github.com/tokka-dev/tokka/pkg/tokka"
+	"github.com/tokka-dev/tokka/pkg/tokka/tokkatest"
 )
 
 // slackHook is shaped like a Slack incoming-webhook URL; its token is the
@@ -53,7 +54,7 @@ func TestSlackMessageSaysWhatFiredWithItsFigures(t *testing.T) {
 	alice := b.newUser(t)
 	conn := b.newConnection(t, alice, "openai")
 	bud, key := b.budget(t, alice, tokka.NewBudget{Name: "R&D <!channel> <https://evil.test|click>",
-		AmountUSD: usd("100"), Thresholds: []int64{50, 80}, ForecastThresholds: []int64{}, SlackURL: ptr(slackHook)})
+		AmountUSD: tokkatest.USD("100"), Thresholds: []int64{50, 80}, ForecastThresholds: []int64{}, SlackURL: new(slackHook)})
 
 	b.cost(t, alice, conn, "openai", "2026-11-02", "gpt-x", "81.5")
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
@@ -116,8 +117,8 @@ func TestSlackForecastMessageWithoutAppURL(t *testing.T) {
 	for _, d := range []string{"13", "14", "15", "16", "17", "18", "19"} {
 		b.cost(t, alice, conn, "openai", "2026-11-"+d, "gpt-x", "10")
 	}
-	b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("150"), Thresholds: []int64{100},
-		ForecastThresholds: []int64{100}, SlackURL: ptr(slackHook)})
+	b.budget(t, alice, tokka.NewBudget{AmountUSD: tokkatest.USD("150"), Thresholds: []int64{100},
+		ForecastThresholds: []int64{100}, SlackURL: new(slackHook)})
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
 	msgs := b.slackMessages(t)
 	require.Len(t, msgs, 1)
@@ -158,7 +159,7 @@ func TestSlackFailuresAreRecordedLikeWebhooks(t *testing.T) {
 			ctx := context.Background()
 			alice := b.newUser(t)
 			conn := b.newConnection(t, alice, "openai")
-			bud, _ := b.budget(t, alice, tokka.NewBudget{AmountUSD: usd("10"), Thresholds: []int64{100}, SlackURL: ptr(slackHook)})
+			bud, _ := b.budget(t, alice, tokka.NewBudget{AmountUSD: tokkatest.USD("10"), Thresholds: []int64{100}, SlackURL: new(slackHook)})
 			b.cost(t, alice, conn, "openai", "2026-11-05", "gpt-x", "11")
 			require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
 			require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now), "a finished delivery is not sent again")

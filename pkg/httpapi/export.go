@@ -176,14 +176,7 @@ func (s *Server) streamCSV(c echo.Context, filename string, header []string, q t
 // exportColumns are the export's group columns (in the API's dimension
 // order, whatever order group_by named them in) and its header row.
 func exportColumns(groupBy []string) ([]tokka.Dimension, []string) {
-	dims := make([]tokka.Dimension, 0, len(groupBy))
-	for _, d := range tokka.UsageDimensions {
-		for _, g := range groupBy {
-			if g == d.Name {
-				dims = append(dims, d)
-			}
-		}
-	}
+	dims := tokka.GroupedDimensions(groupBy)
 	header := []string{}
 	for _, d := range dims {
 		header = append(header, d.Key)

@@ -99,6 +99,25 @@ func stalledDownload(t *testing.T, addr, token, path string) (net.Conn, *http.Re
 	return conn, resp
 }
 
+// A dimension named twice in group_by is one column of the export, as it
+// is one field of a usage group; columns follow the dimensions' order,
+// whatever order group_by names them in.
+func TestExportNamesEachGroupColumnOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	u := b.newUser(t)
+	exportFixture(t, b, u, 2, 3)
+	status, _, body := b.do(t, u, http.MethodGet, "/v1/usage/export.csv?from=2026-01-01&to=2026-01-03&group_by=model,day,model&group_by=day", nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	records, err := csv.NewReader(strings.NewReader(string(body))).ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, []string{"day", "model", "input_tokens"}, records[0][:3])
+	require.Len(t, records, 1+2*3)
+	for _, r := range records[1:] {
+		require.Len(t, r, len(records[0]))
+	}
+}
+
 // TestSlowExportDownloadsDoNotStarveOthers: ten exports read by clients
 // that stall (two for each of five users, more than the api's pool of
 // eight connections) hold no database connection, so another user's list

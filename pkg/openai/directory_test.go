@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
-	"github.com/tokka-dev/tokka/pkg/openai"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/providertest"
 	"github.com/tokka-dev/tokka/pkg/secret"
@@ -21,8 +20,8 @@ import (
 // key is kept. A rename at the provider shows at the next read.
 func TestDirectoryPagesThroughEveryList(t *testing.T) {
 	t.Parallel()
-	fake, url := providertest.FakePaged(t, 1)
-	client := openai.New(url, providertest.NoWait())
+	b := setup(t, providertest.WithPagedFake(1))
+	fake, client := b.Fake, b.client
 	const k = "sk-admin-dir-org_dirtest-1"
 	dir, err := client.Directory(context.Background(), secret.FromString(k))
 	require.NoError(t, err)
@@ -70,8 +69,8 @@ func TestDirectoryPagesThroughEveryList(t *testing.T) {
 // no error, the parts are named unavailable, and nothing is retried.
 func TestDirectoryRefusedPartsAreUnavailable(t *testing.T) {
 	t.Parallel()
-	fake, url := providertest.Fake(t)
-	client := openai.New(url, providertest.NoWait())
+	b := setup(t)
+	fake, client := b.Fake, b.client
 	const k = "sk-admin-dir-usageonly-1"
 	dir, err := client.Directory(context.Background(), secret.FromString(k))
 	require.NoError(t, err)
@@ -94,9 +93,8 @@ func TestDirectoryKeepsOnlyRedactedValues(t *testing.T) {
 	require.Equal(t, "sk-proj-...abcd", provider.KeyHint("sk-proj-...abcd"))
 	require.Equal(t, "sk-ant-api03-R2D...igAA", provider.KeyHint("sk-ant-api03-R2D...igAA"))
 
-	r := providertest.Serve(t, providertest.Body("x-request-id",
-		`{"object":"list","data":[{"id":"proj_1","name":"x"}],"has_more":true,"last_id":"proj_1"}`))
-	_, err := openai.New(r.URL, providertest.NoWait()).Directory(context.Background(), secret.FromString("sk-admin-x"))
+	b := setup(t, jsonBody(`{"object":"list","data":[{"id":"proj_1","name":"x"}],"has_more":true,"last_id":"proj_1"}`))
+	_, err := b.client.Directory(context.Background(), secret.FromString("sk-admin-x"))
 	pe := providertest.RequireKind(t, err, tokka.OpenAI, provider.KindBadResponse)
 	require.Contains(t, pe.Reason, "same page cursor twice")
 }

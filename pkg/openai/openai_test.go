@@ -30,25 +30,25 @@ const goldenKey = "sk-admin-GoldenKeyDoNotLeak-4242"
 // goldenWindow is the window of the reference's examples: 2026-01-01 and -02.
 var goldenWindow = providertest.GoldenWindow
 
+// testBundle is a openai.Client under test and the server behind it.
 type testBundle struct {
+	*providertest.Bundle
 	client *openai.Client
-	*providertest.Recorder
 }
 
-func (b *testBundle) requests() []*http.Request { return b.Requests() }
-
-// setup serves handler on httptest behind an openai.Client that never
-// really sleeps, and records every request it receives.
-func setup(t *testing.T, handler http.HandlerFunc) *testBundle {
+// setup starts what opts choose (the fake provider unless given a handler)
+// behind an openai.Client that never really sleeps.
+func setup(t *testing.T, opts ...providertest.Option) *testBundle {
 	t.Helper()
-	r := providertest.Serve(t, handler)
-	return &testBundle{client: openai.New(r.URL+"/", providertest.NoWait()), Recorder: r}
+	b := providertest.Setup(t, opts...)
+	// The base URL ends in a slash, which the client must trim.
+	return &testBundle{Bundle: b, client: openai.New(b.URL+"/", b.HTTP)}
 }
 
 // golden serves testdata/<file> with status for every request.
-func golden(t *testing.T, status int, file string) http.HandlerFunc {
+func golden(t *testing.T, status int, file string) providertest.Option {
 	t.Helper()
-	return providertest.Golden(t, "x-request-id", status, file)
+	return providertest.Handle(providertest.Golden(t, "x-request-id", status, file))
 }
 
 // emptyPage is a last page with no buckets.
@@ -81,7 +81,9 @@ func goldenRoutes(t *testing.T) http.HandlerFunc {
 }
 
 // jsonBody serves a literal body.
-func jsonBody(body string) http.HandlerFunc { return providertest.Body("x-request-id", body) }
+func jsonBody(body string) providertest.Option {
+	return providertest.Handle(providertest.Body("x-request-id", body))
+}
 
 func key() *secret.Key { return secret.FromString(goldenKey) }
 
@@ -92,7 +94,7 @@ func requireKind(t *testing.T, err error, kind provider.Kind) *provider.Error {
 
 func TestUsageGolden(t *testing.T) {
 	t.Parallel()
-	b := setup(t, goldenRoutes(t))
+	b := setup(t, providertest.Handle(goldenRoutes(t)))
 	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
 	day1 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -145,7 +147,7 @@ func TestUsageGolden(t *testing.T) {
 	}}, rows)
 	require.Equal(t, int64(12000), rows[0].InputTokens())
 
-	reqs := b.requests()
+	reqs := b.Requests()
 	require.Len(t, reqs, len(openai.Families()), "one call per family for a two-day window")
 	for i, r := range reqs {
 		family := openai.Families()[i]
@@ -183,22 +185,22 @@ func TestUsageGolden(t *testing.T) {
 
 func TestFamiliesCanBeNarrowed(t *testing.T) {
 	t.Parallel()
-	b := setup(t, goldenRoutes(t))
+	b := setup(t, providertest.Handle(goldenRoutes(t)))
 	b.client.Families = []string{"images", "vector_stores"}
 	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
 	require.Len(t, rows, 4)
-	require.Len(t, b.requests(), 2)
+	require.Len(t, b.Requests(), 2)
 
 	b.client.Families = []string{"decisions"}
 	_, err = b.client.Usage(context.Background(), key(), goldenWindow)
 	requireKind(t, err, provider.KindRequest)
-	require.Len(t, b.requests(), 2, "an unknown family is refused before any request")
+	require.Len(t, b.Requests(), 2, "an unknown family is refused before any request")
 }
 
 func TestCostsGolden(t *testing.T) {
 	t.Parallel()
-	b := setup(t, goldenRoutes(t))
+	b := setup(t, providertest.Handle(goldenRoutes(t)))
 	rows, err := b.client.Costs(context.Background(), key(), tokka.Window{From: goldenWindow.From, To: goldenWindow.From.AddDate(0, 0, 1)})
 	require.NoError(t, err)
 	require.Len(t, rows, 2)
@@ -221,8 +223,8 @@ func TestCostsGolden(t *testing.T) {
 	}, got)
 	require.True(t, total.Equal(decimal.RequireFromString("1.7345")), "total %s", total)
 
-	q := b.requests()[0].URL.Query()
-	require.Equal(t, "/v1/organization/costs", b.requests()[0].URL.Path)
+	q := b.Requests()[0].URL.Query()
+	require.Equal(t, "/v1/organization/costs", b.Requests()[0].URL.Path)
 	require.Equal(t, []string{"line_item", "project_id", "api_key_id"}, q["group_by[]"])
 	require.Equal(t, "180", q.Get("limit"))
 	require.Equal(t, "1767225600", q.Get("start_time"))
@@ -238,7 +240,7 @@ func TestGolden401IsKeyFreeAuthError(t *testing.T) {
 	require.Equal(t, "req_golden", pe.RequestID)
 	require.NotContains(t, err.Error(), "Incorrect API key", "the provider's error text must not surface")
 	require.NotContains(t, err.Error(), "sk-admin")
-	require.Len(t, b.requests(), 1, "401 is never retried")
+	require.Len(t, b.Requests(), 1, "401 is never retried")
 
 	_, err = b.client.Costs(context.Background(), key(), goldenWindow)
 	requireKind(t, err, provider.KindAuth)
@@ -361,41 +363,41 @@ func TestPagingGuards(t *testing.T) {
 		b := setup(t, jsonBody(`{"object":"page","data":[],"has_more":true,"next_page":"page_same"}`))
 		_, err := b.client.Usage(context.Background(), key(), goldenWindow)
 		requireKind(t, err, provider.KindBadResponse)
-		require.Len(t, b.requests(), 2)
-		require.Equal(t, "page_same", b.requests()[1].URL.Query().Get("page"))
+		require.Len(t, b.Requests(), 2)
+		require.Equal(t, "page_same", b.Requests()[1].URL.Query().Get("page"))
 	})
 	t.Run("page cap", func(t *testing.T) {
 		t.Parallel()
 		var mu sync.Mutex
 		n := 0
-		b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			n++
 			cursor := fmt.Sprintf("page_%d", n)
 			mu.Unlock()
 			_, _ = fmt.Fprintf(w, `{"object":"page","data":[],"has_more":true,"next_page":%q}`, cursor)
-		})
+		}))
 		b.client.MaxPages = 7
 		_, err := b.client.Costs(context.Background(), key(), goldenWindow)
 		pe := requireKind(t, err, provider.KindBadResponse)
 		require.Contains(t, pe.Reason, "7 pages")
 		require.Contains(t, pe.Reason, "(costs)")
-		require.Len(t, b.requests(), 7)
+		require.Len(t, b.Requests(), 7)
 	})
 	t.Run("default page cap", func(t *testing.T) {
 		t.Parallel()
 		var mu sync.Mutex
 		n := 0
-		b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			n++
 			cursor := fmt.Sprintf("page_%d", n)
 			mu.Unlock()
 			_, _ = fmt.Fprintf(w, `{"object":"page","data":[],"has_more":true,"next_page":%q}`, cursor)
-		})
+		}))
 		_, err := b.client.Costs(context.Background(), key(), goldenWindow)
 		requireKind(t, err, provider.KindBadResponse)
-		require.Len(t, b.requests(), openai.DefaultMaxPages)
+		require.Len(t, b.Requests(), openai.DefaultMaxPages)
 	})
 	t.Run("more without cursor", func(t *testing.T) {
 		t.Parallel()
@@ -415,19 +417,19 @@ func TestPagingGuards(t *testing.T) {
 		t.Parallel()
 		var mu sync.Mutex
 		n := 0
-		b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			n++
 			next := fmt.Sprintf("page_%d", n)
 			mu.Unlock()
 			// Every page carries the same day: adding them up would count it twice.
 			_, _ = fmt.Fprintf(w, `{"object":"page","has_more":true,"next_page":%q,"data":[{"start_time":1767225600,"results":[{"input_tokens":5,"output_tokens":1,"num_model_requests":1}]}]}`, next)
-		})
+		}))
 		_, err := b.client.Usage(context.Background(), key(), goldenWindow)
 		pe := requireKind(t, err, provider.KindBadResponse)
 		require.Contains(t, pe.Reason, "same bucket twice")
 		require.Contains(t, pe.Reason, "usage/completions", "the reason names the endpoint")
-		require.Len(t, b.requests(), 2)
+		require.Len(t, b.Requests(), 2)
 	})
 	t.Run("bucket outside window", func(t *testing.T) {
 		t.Parallel()
@@ -439,20 +441,20 @@ func TestPagingGuards(t *testing.T) {
 
 func TestFollowsNextPage(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+	b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("page") == "" {
 			_, _ = w.Write([]byte(`{"object":"page","has_more":true,"next_page":"page_AAAAAGdG","data":[{"start_time":1767225600,"results":[{"input_tokens":5,"output_tokens":1,"num_model_requests":1,"model":"a"}]}]}`))
 			return
 		}
 		_, _ = w.Write([]byte(`{"object":"page","has_more":false,"next_page":null,"data":[{"start_time":1767312000,"results":[{"input_tokens":6,"output_tokens":1,"num_model_requests":1,"model":"b"}]}]}`))
-	})
+	}))
 	b.client.Families = []string{"completions"}
 	rows, err := b.client.Usage(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
 	require.Len(t, rows, 2)
 	require.Equal(t, "a", rows[0].Model)
 	require.Equal(t, "b", rows[1].Model)
-	reqs := b.requests()
+	reqs := b.Requests()
 	require.Len(t, reqs, 2)
 	second := reqs[1].URL.Query()
 	require.Equal(t, "page_AAAAAGdG", second.Get("page"))
@@ -466,20 +468,20 @@ func TestEmptyWindowIsARequestError(t *testing.T) {
 	b := setup(t, jsonBody(`{}`))
 	_, err := b.client.Usage(context.Background(), key(), tokka.Window{From: goldenWindow.From, To: goldenWindow.From})
 	requireKind(t, err, provider.KindRequest)
-	require.Empty(t, b.requests())
+	require.Empty(t, b.Requests())
 }
 
 func TestServerErrorIsRetriedThenSurfaces(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+	b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = w.Write([]byte(`{"error":{"message":"key ` + goldenKey + ` broke us"}}`))
-	})
+	}))
 	_, err := b.client.Costs(context.Background(), key(), goldenWindow)
 	pe := requireKind(t, err, provider.KindUnavailable)
 	require.Equal(t, http.StatusInternalServerError, pe.Status)
 	require.NotContains(t, err.Error(), goldenKey)
-	require.Len(t, b.requests(), 1+provider.DefaultMaxRetries)
+	require.Len(t, b.Requests(), 1+provider.DefaultMaxRetries)
 }
 
 func TestUsageRejectsBadCountsInEveryFamily(t *testing.T) {
@@ -513,18 +515,18 @@ func TestUsageRejectsBadCountsInEveryFamily(t *testing.T) {
 
 func TestCostsFallBackWhenAPIKeyGroupingIsRefused(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+	b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 		if slices.Contains(r.URL.Query()["group_by[]"], "api_key_id") {
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = w.Write([]byte(`{"error":{"message":"Invalid value for 'group_by'","type":"invalid_request_error","param":"group_by","code":null}}`))
 			return
 		}
 		goldenRoutes(t)(w, r)
-	})
+	}))
 	rows, err := b.client.Costs(context.Background(), key(), goldenWindow)
 	require.NoError(t, err)
 	require.Len(t, rows, 2)
-	reqs := b.requests()
+	reqs := b.Requests()
 	require.Len(t, reqs, 2, "a 400 is not retried; the call is repeated once without api_key_id")
 	require.Equal(t, []string{"line_item", "project_id"}, reqs[1].URL.Query()["group_by[]"])
 }

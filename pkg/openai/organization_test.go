@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/provider"
+	"github.com/tokka-dev/tokka/pkg/providertest"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
@@ -21,7 +22,7 @@ import (
 func TestOrganizationIsTheProjectList(t *testing.T) {
 	t.Parallel()
 	const pages = 3
-	b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+	b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 		require.Equal(t, "/v1/organization/projects", r.URL.Path)
 		q := r.URL.Query()
 		require.Equal(t, "true", q.Get("include_archived"))
@@ -35,13 +36,13 @@ func TestOrganizationIsTheProjectList(t *testing.T) {
 		w.Header().Set("x-request-id", "req_projects")
 		_, _ = fmt.Fprintf(w, `{"object":"list","data":[{"id":"proj_%d","object":"organization.project","name":"p","created_at":1,"archived_at":null,"status":"active"},{"id":"proj_%d","object":"organization.project","name":"q","created_at":2,"archived_at":3,"status":"archived"}],"first_id":"proj_%d","last_id":"proj_%d","has_more":%t}`,
 			n+1, n+2, n+1, n+2, n+2 < 2*pages)
-	})
+	}))
 	org, err := b.client.Organization(context.Background(), secret.FromString(goldenKey))
 	require.NoError(t, err)
 	require.Equal(t, tokka.Organization{ProjectIDs: []string{"proj_1", "proj_2", "proj_3", "proj_4", "proj_5", "proj_6"}}, org)
-	require.Len(t, b.requests(), pages)
+	require.Len(t, b.Requests(), pages)
 
-	f := setupFake(t)
+	f := setup(t)
 	a, err := f.client.Organization(context.Background(), secret.FromString("sk-admin-one-org_shared-1"))
 	require.NoError(t, err)
 	c, err := f.client.Organization(context.Background(), secret.FromString("sk-admin-two-org_shared-2"))
@@ -78,21 +79,21 @@ func TestOrganizationGuards(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			n := 0
-			b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+			b := setup(t, providertest.Handle(func(w http.ResponseWriter, r *http.Request) {
 				n++
 				if tc.body == "" {
 					_, _ = fmt.Fprintf(w, `{"object":"list","data":[{"id":"proj_%d"}],"has_more":true,"last_id":"proj_%d"}`, n, n)
 					return
 				}
 				_, _ = w.Write([]byte(tc.body))
-			})
+			}))
 			_, err := b.client.Organization(context.Background(), secret.FromString(goldenKey))
 			pe := requireKind(t, err, provider.KindBadResponse)
 			require.Contains(t, pe.Reason, tc.reason)
 		})
 	}
 
-	f := setupFake(t)
+	f := setup(t)
 	for _, k := range []string{"sk-admin-revoked-Q7w8E9r0T1y2U3i4", "sk-proj-NotAnAdminKey-Z9x8C7v6B5n4"} {
 		_, err := f.client.Organization(context.Background(), secret.FromString(k))
 		pe := requireKind(t, err, provider.KindAuth)
@@ -100,6 +101,6 @@ func TestOrganizationGuards(t *testing.T) {
 			require.False(t, strings.Contains(err.Error(), k[i:i+8]), "the error holds a piece of the key")
 		}
 		require.NotEmpty(t, pe.Reason)
-		require.Equal(t, 1, f.fake.Requests(k), "auth failures are not retried")
+		require.Equal(t, 1, f.Fake.Requests(k), "auth failures are not retried")
 	}
 }

@@ -20,19 +20,6 @@ import (
 
 var fakeNow = providertest.FakeNow
 
-type fakeBundle struct {
-	fake   *fakeprovider.Server
-	client *openai.Client
-	sleeps *providertest.Sleeps
-}
-
-func setupFake(t *testing.T) *fakeBundle {
-	t.Helper()
-	fake, url := providertest.Fake(t)
-	sleeps := &providertest.Sleeps{}
-	return &fakeBundle{fake: fake, sleeps: sleeps, client: openai.New(url, provider.HTTPClient{Sleep: sleeps.Sleep})}
-}
-
 type costKey struct {
 	day             time.Time
 	model, lineItem string
@@ -91,15 +78,7 @@ func expected(key string, w tokka.Window) ([]tokka.UsageRow, map[costKey]string,
 			}
 		}
 	}
-	return usage, decimalStrings(costs), empty
-}
-
-func decimalStrings[K comparable](m map[K]decimal.Decimal) map[K]string {
-	out := make(map[K]string, len(m))
-	for k, v := range m {
-		out[k] = v.String()
-	}
-	return out
+	return usage, providertest.DecimalStrings(costs), empty
 }
 
 func TestRoundTripMatchesFakeData(t *testing.T) {
@@ -113,7 +92,7 @@ func TestRoundTripMatchesFakeData(t *testing.T) {
 	} {
 		t.Run(k, func(t *testing.T) {
 			t.Parallel()
-			b := setupFake(t)
+			b := setup(t)
 			wantUsage, wantCosts, empty := expected(k, w)
 			require.NotEmpty(t, empty, "the fake should have idle days in 90")
 			require.Less(t, len(empty), 45)
@@ -141,11 +120,11 @@ func TestRoundTripMatchesFakeData(t *testing.T) {
 				ck := costKey{c.Day, c.Model, c.LineItem, c.ProjectID, c.APIKeyID}
 				got[ck] = got[ck].Add(c.AmountUSD)
 			}
-			require.Equal(t, wantCosts, decimalStrings(got))
+			require.Equal(t, wantCosts, providertest.DecimalStrings(got))
 
 			// 90 daily buckets at 31 per page is 3 pages per usage family;
 			// costs fit one page of 180.
-			require.Equal(t, 3*len(openai.Families())+1, b.fake.Requests(k))
+			require.Equal(t, 3*len(openai.Families())+1, b.Fake.Requests(k))
 		})
 	}
 }
@@ -165,17 +144,17 @@ func TestRoundTripRetriesFlakyAndRateLimitedKeys(t *testing.T) {
 	} {
 		t.Run(tc.key, func(t *testing.T) {
 			t.Parallel()
-			b := setupFake(t)
+			b := setup(t)
 			rows, err := b.client.Usage(context.Background(), secret.FromString(tc.key), w)
 			require.NoError(t, err)
 			wantUsage, _, _ := expected(tc.key, w)
 			require.ElementsMatch(t, wantUsage, rows)
 			// Two pages per family, each failing once before it succeeds.
 			pages := 2 * len(openai.Families())
-			require.Equal(t, 2*pages, b.fake.Requests(tc.key))
-			require.Len(t, b.sleeps.All(), pages)
+			require.Equal(t, 2*pages, b.Fake.Requests(tc.key))
+			require.Len(t, b.Sleeps.All(), pages)
 			if tc.wantSleep > 0 {
-				for _, d := range b.sleeps.All() {
+				for _, d := range b.Sleeps.All() {
 					require.Equal(t, tc.wantSleep, d)
 				}
 			}
@@ -207,7 +186,7 @@ func TestRoundTripRejectedKeysAreKeyFreeAuthErrors(t *testing.T) {
 	} {
 		t.Run(tc.key, func(t *testing.T) {
 			t.Parallel()
-			b := setupFake(t)
+			b := setup(t)
 			_, err := b.client.Usage(context.Background(), secret.FromString(tc.key), w)
 			requireKeyFree(t, err, tc.key)
 			require.Equal(t, tc.status, requireKind(t, err, provider.KindAuth).Status)
@@ -215,8 +194,8 @@ func TestRoundTripRejectedKeysAreKeyFreeAuthErrors(t *testing.T) {
 
 			_, err = b.client.Costs(context.Background(), secret.FromString(tc.key), w)
 			requireKeyFree(t, err, tc.key)
-			require.Equal(t, 2, b.fake.Requests(tc.key), "auth failures are not retried")
-			require.Empty(t, b.sleeps.All())
+			require.Equal(t, 2, b.Fake.Requests(tc.key), "auth failures are not retried")
+			require.Empty(t, b.Sleeps.All())
 		})
 	}
 }

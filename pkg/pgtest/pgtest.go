@@ -102,6 +102,7 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer txPool.Close()
+	defer removeClusterTemplate()
 	return m.Run(), nil
 }
 

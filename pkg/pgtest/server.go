@@ -2,6 +2,8 @@ package pgtest
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,35 +25,88 @@ type Server struct {
 	url string
 }
 
-// StartServer initialises and starts a private PostgreSQL server for tb in a
-// temporary directory and migrates its "tokka" database as Main does; it is
-// stopped and removed when the test ends. It fails the test, never skips it,
-// when the server binaries are missing (saying how to install them) or the
-// server does not start. As root it runs the server as the postgres user
-// (initdb and postgres refuse to run as root).
+// StartServer starts a private PostgreSQL server for tb in a temporary
+// directory, with a "tokka" database migrated as Main migrates; it is
+// stopped and removed when the test ends. The first server of a test binary
+// is initialised and migrated, stopped and kept as a template (see
+// clusterTemplate); every server is a copy of it, so initdb and the
+// migrations run once per binary, not once per server. It fails the test,
+// never skips it, when the server binaries are missing (saying how to
+// install them) or the server does not start. As root it runs the server as
+// the postgres user (initdb and postgres refuse to run as root).
 func StartServer(tb testing.TB) *Server {
 	tb.Helper()
-	srv, err := pgserver.Start()
+	dir, err := clusterTemplate()
 	if err != nil {
 		tb.Fatalf("pgtest: fault tests start their own PostgreSQL server: %v", err)
 	}
+	srv, err := pgserver.StartCopy(dir)
+	if err != nil {
+		tb.Fatalf("pgtest: private server: %v", err)
+	}
 	tb.Cleanup(srv.Remove)
-	s := &Server{tb: tb, srv: srv}
+	return &Server{tb: tb, srv: srv, url: srv.URL("tokka")}
+}
+
+// cluster is the stopped server every private server of this test binary
+// is copied from: initialised, its "tokka" database migrated, and cleanly
+// shut down.
+var cluster struct {
+	once sync.Once
+	srv  *pgserver.Server
+	err  error
+}
+
+// clusterTemplate returns the template's data directory, building it on
+// the first call: a new server, CREATE DATABASE tokka, the migrations and a
+// clean stop, so a copy starts without recovery.
+func clusterTemplate() (string, error) {
+	cluster.once.Do(func() {
+		cluster.srv, cluster.err = buildCluster()
+	})
+	if cluster.err != nil {
+		return "", cluster.err
+	}
+	return cluster.srv.DataDir(), nil
+}
+
+func buildCluster() (*pgserver.Server, error) {
+	srv, err := pgserver.Start()
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	admin, err := sqlx.Open("postgres", srv.URL("postgres"))
+	err = func() error {
+		admin, err := sqlx.Open("postgres", srv.URL("postgres"))
+		if err != nil {
+			return err
+		}
+		defer admin.Close()
+		if _, err := admin.ExecContext(ctx, `CREATE DATABASE tokka`); err != nil {
+			return fmt.Errorf("create database: %w", err)
+		}
+		if err := postgres.Migrate(ctx, srv.URL("tokka")); err != nil {
+			return fmt.Errorf("migrate the private server: %w", err)
+		}
+		return nil
+	}()
+	if err == nil {
+		err = srv.Stop()
+	}
 	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
+		srv.Remove()
+		return nil, err
 	}
-	defer admin.Close()
-	if _, err := admin.ExecContext(ctx, `CREATE DATABASE tokka`); err != nil {
-		tb.Fatalf("pgtest: create database: %v", err)
+	return srv, nil
+}
+
+// removeClusterTemplate removes the template, if one was built; Main calls
+// it when the package's tests are done.
+func removeClusterTemplate() {
+	if cluster.srv != nil {
+		cluster.srv.Remove()
 	}
-	s.url = srv.URL("tokka")
-	if err := postgres.Migrate(ctx, s.url); err != nil {
-		tb.Fatalf("pgtest: migrate the private server: %v", err)
-	}
-	return s
 }
 
 // URL is the migrated database's URL, as the superuser that owns its tables

@@ -7,7 +7,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -16,7 +15,8 @@ import (
 // directory included) or deleted, and never because of another user's.
 func TestDataVersionMovesWithEveryChange(t *testing.T) {
 	t.Parallel()
-	d, _ := pgtest.OpenURL(t, pgtest.Fresh(t))
+	b := setup(t, ownDatabase())
+	d := b.db
 	ctx := context.Background()
 	u, other := newUser(), newUser()
 	version := func(u tokka.User) string {
@@ -35,14 +35,14 @@ func TestDataVersionMovesWithEveryChange(t *testing.T) {
 		seen[what] = v
 	}
 	moved("nothing yet")
-	id := createConn(t, d, u, "openai")
+	id := b.addConnection(t, u, "openai")
 	moved("a connection added")
-	_, err := d.UpdateConnection(ctx, u, id, tokka.ConnectionUpdate{Label: ptrTo("renamed")},
+	_, err := d.UpdateConnection(ctx, u, id, tokka.ConnectionUpdate{Label: new("renamed")},
 		tokka.AuditEvent{Action: tokka.ActionConnectionRenamed, Outcome: tokka.OutcomeSuccess, Actor: "api:t"})
 	require.NoError(t, err)
 	moved("a label changed")
 
-	theirs := createConn(t, d, other, "anthropic")
+	theirs := b.addConnection(t, other, "anthropic")
 	before := version(u)
 	leases := leaseAll(t, d, "syncer:t")
 	moved("a lease")
@@ -53,7 +53,7 @@ func TestDataVersionMovesWithEveryChange(t *testing.T) {
 	require.NoError(t, complete(t, d, leases[id], day, "1.25"))
 	moved("a sync")
 
-	createConn(t, d, u, "anthropic")
+	b.addConnection(t, u, "anthropic")
 	moved("a second connection added")
 	require.NoError(t, d.DeleteConnection(ctx, u, id,
 		tokka.AuditEvent{Action: tokka.ActionKeyDeleted, Outcome: tokka.OutcomeSuccess, Actor: "api:t"}))
@@ -65,7 +65,8 @@ func TestDataVersionMovesWithEveryChange(t *testing.T) {
 // own statement.
 func TestAnswersCarryTheVersionTheyWereReadAt(t *testing.T) {
 	t.Parallel()
-	d, _ := pgtest.OpenURL(t, pgtest.Fresh(t))
+	b := setup(t, ownDatabase())
+	d := b.db
 	ctx := context.Background()
 	u := newUser()
 	for i := 0; i < 2; i++ {
@@ -78,8 +79,7 @@ func TestAnswersCarryTheVersionTheyWereReadAt(t *testing.T) {
 		_, got, err = d.SummaryAt(ctx, u, day, 5)
 		require.NoError(t, err)
 		require.Equal(t, want, got)
-		createConn(t, d, u, "openai")
+		b.addConnection(t, u, "openai")
 	}
 }
 
-func ptrTo[T any](v T) *T { return &v }

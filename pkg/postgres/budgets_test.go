@@ -7,48 +7,16 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jmoiron/sqlx"
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/pgtest"
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// The helpers here are prefixed so they cannot collide with other test
-// files of this package.
-
-type budgetBundle struct {
-	db  *postgres.DB
-	sql *sqlx.DB
-}
-
-func budgetSetup(t *testing.T) *budgetBundle {
-	t.Helper()
-	return &budgetBundle{db: pgtest.Open(t), sql: pgtest.SQL(t)}
-}
-
-func budgetUser() tokka.User {
-	id := uuid.NewString()
-	return tokka.User{ID: id, Email: id[:8] + "@example.com",
-		Claims: []byte(`{"sub":"` + id + `","role":"authenticated","aud":"authenticated"}`)}
-}
-
-// The connection is not due for a sync, so no test's lease picks it up.
-func (b *budgetBundle) connection(t *testing.T, u tokka.User) string {
-	t.Helper()
-	id := uuid.NewString()
-	_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key, next_sync_at)
-		VALUES ($1, $2, 'openai', 'org', 'sk-admin-…abcd', 'v2:00', now() + interval '1 year')`, id, u.ID)
-	require.NoError(t, err)
-	return id
-}
-
 const budgetTestSecret = "whsec_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
-func (b *budgetBundle) create(t *testing.T, u tokka.User, nb tokka.NewBudget) tokka.Budget {
+func (b *testBundle) create(t *testing.T, u tokka.User, nb tokka.NewBudget) tokka.Budget {
 	t.Helper()
 	nb.ID = uuid.NewString()
 	if nb.Name == "" {
@@ -66,26 +34,11 @@ func (b *budgetBundle) create(t *testing.T, u tokka.User, nb tokka.NewBudget) to
 	return bud
 }
 
-// exec runs one statement as role (with u's claims), rolled back.
-func (b *budgetBundle) exec(t *testing.T, role string, u tokka.User, query string, args ...any) (int64, error) {
-	t.Helper()
-	tx, err := b.sql.Beginx()
-	require.NoError(t, err)
-	defer tx.Rollback() //nolint:errcheck
-	_, err = tx.Exec(`SELECT set_config('request.jwt.claims', $1, true), set_config('role', $2, true)`, string(u.Claims), role)
-	require.NoError(t, err)
-	res, err := tx.Exec(query, args...)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
-}
-
 func TestBudgetsBelongToTheirOwner(t *testing.T) {
 	t.Parallel()
-	b := budgetSetup(t)
+	b := setup(t)
 	ctx := context.Background()
-	alice, bob := budgetUser(), budgetUser()
+	alice, bob := newUser(), newUser()
 	bud := b.create(t, alice, tokka.NewBudget{Thresholds: []int64{50, 100}})
 	require.Equal(t, "100.5", bud.AmountUSD.String())
 	require.Equal(t, []int64{50, 100}, []int64(bud.Thresholds))
@@ -119,9 +72,9 @@ func TestBudgetsBelongToTheirOwner(t *testing.T) {
 
 func TestWebhookSecretIsWriteOnlyForTheAPI(t *testing.T) {
 	t.Parallel()
-	b := budgetSetup(t)
+	b := setup(t)
 	ctx := context.Background()
-	alice := budgetUser()
+	alice := newUser()
 	bud := b.create(t, alice, tokka.NewBudget{})
 	_, err := b.exec(t, "authenticated", alice, `SELECT webhook_secret FROM tokka.budgets`)
 	require.ErrorContains(t, err, "permission denied", "not even the owner can read it back")
@@ -143,10 +96,10 @@ func TestWebhookSecretIsWriteOnlyForTheAPI(t *testing.T) {
 
 func TestBudgetOnAConnectionNeedsYourOwnConnection(t *testing.T) {
 	t.Parallel()
-	b := budgetSetup(t)
+	b := setup(t)
 	ctx := context.Background()
-	alice, bob := budgetUser(), budgetUser()
-	bobsConn := b.connection(t, bob)
+	alice, bob := newUser(), newUser()
+	bobsConn := b.insertConnection(t, bob)
 	_, err := b.db.CreateBudget(ctx, alice, tokka.NewBudget{ID: uuid.NewString(), Name: "x", AmountUSD: decimal.NewFromInt(5),
 		Scope: tokka.ScopeConnection, ConnectionID: &bobsConn, WebhookSecret: secret.FromString(budgetTestSecret)})
 	var te *tokka.Error
@@ -158,7 +111,7 @@ func TestBudgetOnAConnectionNeedsYourOwnConnection(t *testing.T) {
 		VALUES ($1, $2, 'x', 1, 'connection', $3, $4)`, uuid.NewString(), alice.ID, bobsConn, budgetTestSecret)
 	require.ErrorContains(t, err, "row-level security")
 
-	own := b.connection(t, alice)
+	own := b.insertConnection(t, alice)
 	bud := b.create(t, alice, tokka.NewBudget{Scope: tokka.ScopeConnection, ConnectionID: &own})
 	require.Equal(t, own, *bud.ConnectionID)
 	// Deleting the connection deletes its budget.
@@ -170,8 +123,8 @@ func TestBudgetOnAConnectionNeedsYourOwnConnection(t *testing.T) {
 
 func TestBudgetConstraints(t *testing.T) {
 	t.Parallel()
-	b := budgetSetup(t)
-	alice := budgetUser()
+	b := setup(t)
+	alice := newUser()
 	for name, q := range map[string]string{
 		"provider scope without provider": `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, webhook_secret) VALUES ($1, $2, 'x', 1, 'provider', $3)`,
 		"all scope with provider":         `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, provider, webhook_secret) VALUES ($1, $2, 'x', 1, 'all', 'openai', $3)`,
@@ -186,9 +139,9 @@ func TestBudgetConstraints(t *testing.T) {
 
 func TestSyncerMayReadBudgetsAndRecordDeliveriesOnly(t *testing.T) {
 	t.Parallel()
-	b := budgetSetup(t)
+	b := setup(t)
 	ctx := context.Background()
-	alice := budgetUser()
+	alice := newUser()
 	bud := b.create(t, alice, tokka.NewBudget{WebhookURL: new("https://hooks.example.com/x")})
 	created, err := b.db.RaiseBudgetAlert(ctx, tokka.Alert{UserID: alice.ID, Kind: tokka.AlertBudgetThreshold,
 		DedupKey: "k", Title: "t"}, bud.ID, []string{"webhook"})
@@ -221,7 +174,7 @@ func TestSyncerMayReadBudgetsAndRecordDeliveriesOnly(t *testing.T) {
 	ds, err := b.db.BudgetDeliveriesPage(ctx, alice, bud.ID, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, ds, 1)
-	ds, err = b.db.BudgetDeliveriesPage(ctx, budgetUser(), bud.ID, 0, 10)
+	ds, err = b.db.BudgetDeliveriesPage(ctx, newUser(), bud.ID, 0, 10)
 	require.ErrorIs(t, err, tokka.ErrNotFound, "another user's budget is not found")
 	require.Empty(t, ds)
 	for _, q := range []string{
@@ -235,15 +188,15 @@ func TestSyncerMayReadBudgetsAndRecordDeliveriesOnly(t *testing.T) {
 
 func TestBudgetsPerUserAreCapped(t *testing.T) {
 	t.Parallel()
-	b := budgetSetup(t)
-	alice := budgetUser()
+	b := setup(t)
+	alice := newUser()
 	for range tokka.MaxBudgetsPerUser {
 		b.create(t, alice, tokka.NewBudget{})
 	}
 	_, err := b.db.CreateBudget(context.Background(), alice, tokka.NewBudget{ID: uuid.NewString(), Name: "one more",
 		AmountUSD: decimal.NewFromInt(1), Scope: tokka.ScopeAll, WebhookSecret: secret.FromString(budgetTestSecret)})
 	require.Equal(t, tokka.CodeInvalid, tokka.ErrorCode(err))
-	b.create(t, budgetUser(), tokka.NewBudget{}) // others are not affected
+	b.create(t, newUser(), tokka.NewBudget{}) // others are not affected
 }
 
 const (
@@ -255,9 +208,9 @@ const (
 // The api writes it and shows only its hint; the syncer reads it to send.
 func TestSlackURLIsWriteOnlyForTheAPI(t *testing.T) {
 	t.Parallel()
-	b := budgetSetup(t)
+	b := setup(t)
 	ctx := context.Background()
-	alice := budgetUser()
+	alice := newUser()
 	bud := b.create(t, alice, tokka.NewBudget{SlackURL: new(budgetSlackURL)})
 	require.Equal(t, budgetSlackHint, *bud.SlackURLHint)
 	_, err := b.exec(t, "authenticated", alice, `SELECT slack_url FROM tokka.budgets`)
@@ -286,7 +239,7 @@ func TestSlackURLIsWriteOnlyForTheAPI(t *testing.T) {
 	require.Equal(t, tokka.CodeInvalid, te.Code)
 	require.Equal(t, "channels.slack_url", te.Field)
 	// Nor does a hint pass for another user's budget.
-	_, err = b.db.UpdateBudget(ctx, budgetUser(), bud.ID, tokka.BudgetPatch{SetChannels: true, SlackHint: new(budgetSlackHint)})
+	_, err = b.db.UpdateBudget(ctx, newUser(), bud.ID, tokka.BudgetPatch{SetChannels: true, SlackHint: new(budgetSlackHint)})
 	require.ErrorIs(t, err, tokka.ErrNotFound)
 
 	other := "https://hooks.slack.com/services/T0123ABCD/B0999/zzzzzzzzzzzzzzzzzzzz0042"
@@ -314,9 +267,9 @@ func TestSlackURLIsWriteOnlyForTheAPI(t *testing.T) {
 // secret.
 func TestSlackDeliveriesAreClaimedWithTheirURL(t *testing.T) {
 	t.Parallel()
-	b := budgetSetup(t)
+	b := setup(t)
 	ctx := context.Background()
-	alice := budgetUser()
+	alice := newUser()
 	bud := b.create(t, alice, tokka.NewBudget{SlackURL: new(budgetSlackURL)})
 	created, err := b.db.RaiseBudgetAlert(ctx, tokka.Alert{UserID: alice.ID, Kind: tokka.AlertBudgetThreshold,
 		DedupKey: "slack", Title: "t"}, bud.ID, []string{tokka.ChannelSlack})

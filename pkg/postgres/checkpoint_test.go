@@ -41,7 +41,7 @@ func TestAuditVerifyIsIncremental(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	u := newUser()
-	conn := b.addConnection(t, u)
+	conn := b.addConnection(t, u, "openai")
 	require.NoError(t, pgtest.SeedAuditChain(context.Background(), b.sql, u.ID, 12000))
 	b.rename(t, u, conn)
 	const n = 1 + 12000 + 1
@@ -197,7 +197,7 @@ func TestConcurrentWritersFromBothRolesKeepOneChain(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	u := newUser()
-	conn := b.addConnection(t, u)
+	conn := b.addConnection(t, u, "openai")
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for i := 0; i < 20; i++ {
@@ -232,7 +232,7 @@ func TestAuditAppendsNeedReadCommitted(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	u := newUser()
-	b.addConnection(t, u)
+	b.addConnection(t, u, "openai")
 	tx, err := b.sql.BeginTxx(context.Background(), &sql.TxOptions{Isolation: sql.LevelRepeatableRead})
 	require.NoError(t, err)
 	defer tx.Rollback() //nolint:errcheck
@@ -251,7 +251,7 @@ func TestStatementTimeoutIsUnavailable(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t)
 	u := newUser()
-	id := b.addConnection(t, u)
+	id := b.addConnection(t, u, "openai")
 	d, err := postgres.Open(ctx, pgtest.URL(t), 1)
 	require.NoError(t, err)
 	defer d.Close()
@@ -289,7 +289,7 @@ func TestCutOffVerificationKeepsItsProgress(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	u := newUser()
-	b.addConnection(t, u)
+	b.addConnection(t, u, "openai")
 	require.NoError(t, pgtest.SeedAuditChain(context.Background(), b.sql, u.ID, 2*postgres.VerifyChunk+10))
 	ids := b.eventIDs(t, u)
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })

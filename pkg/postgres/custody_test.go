@@ -2,14 +2,12 @@ package postgres_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/hex"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/pgtest"
@@ -17,51 +15,11 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-type testBundle struct {
-	db  *postgres.DB
-	sql *sqlx.DB // the migrating role: owns the tables (and, in tests, is a superuser)
-}
-
-func setup(t *testing.T) *testBundle {
-	t.Helper()
-	return &testBundle{db: pgtest.Open(t), sql: pgtest.SQL(t)}
-}
-
-func newUser() tokka.User {
-	id := uuid.NewString()
-	return tokka.User{ID: id, Claims: []byte(`{"sub":"` + id + `","role":"authenticated","aud":"authenticated"}`)}
-}
-
-// addConnection stores a connection for u with a placeholder blob; these
-// tests are about the database, not the crypto.
-func (b *testBundle) addConnection(t *testing.T, u tokka.User) string {
-	t.Helper()
-	id := uuid.NewString()
-	_, err := b.db.CreateConnection(context.Background(), u, tokka.NewConnection{
-		ID: id, Provider: "openai", Label: "org", KeyHint: "sk-admin-…abcd", SealedKey: "v2:00",
-	}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
-	require.NoError(t, err)
-	return id
-}
-
-// as runs one statement in a transaction as role (with u's claims for
-// authenticated) and rolls it back, returning the statement's error.
-func (b *testBundle) as(t *testing.T, role string, u tokka.User, query string, args ...any) error {
-	t.Helper()
-	tx, err := b.sql.Beginx()
-	require.NoError(t, err)
-	defer tx.Rollback() //nolint:errcheck
-	_, err = tx.Exec(`SELECT set_config('request.jwt.claims', $1, true), set_config('role', $2, true)`, string(u.Claims), role)
-	require.NoError(t, err)
-	_, err = tx.Exec(query, args...)
-	return err
-}
-
 func TestAuditEventsAreAppendOnlyForEveryApplicationRole(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	u := newUser()
-	b.addConnection(t, u)
+	b.addConnection(t, u, "openai")
 	var n int
 	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.audit_events WHERE user_id = $1`, u.ID))
 	require.Equal(t, 1, n)
@@ -88,7 +46,7 @@ func TestSyncerRoleCannotManageConnections(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	u := newUser()
-	id := b.addConnection(t, u)
+	id := b.addConnection(t, u, "openai")
 	denied := []string{
 		`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
 		 VALUES (gen_random_uuid(), $1, 'openai', 'x', 'x', 'v2:00')`,
@@ -164,7 +122,7 @@ func (b *testBundle) eventIDs(t *testing.T, u tokka.User) []int64 {
 func (b *testBundle) someEvents(t *testing.T, u tokka.User) {
 	t.Helper()
 	ctx := context.Background()
-	id := b.addConnection(t, u)
+	id := b.addConnection(t, u, "openai")
 	label := "renamed"
 	_, err := b.db.UpdateConnection(ctx, u, id, tokka.ConnectionUpdate{Label: &label},
 		tokka.AuditEvent{Action: tokka.ActionConnectionRenamed, Outcome: tokka.OutcomeSuccess, Actor: "api:1",
@@ -173,7 +131,7 @@ func (b *testBundle) someEvents(t *testing.T, u tokka.User) {
 	_, err = b.db.UpdateConnection(ctx, u, id, tokka.ConnectionUpdate{SealedKey: "v2:01", KeyHint: "sk-admin-…wxyz"},
 		tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:2"})
 	require.NoError(t, err)
-	b.addConnection(t, u)
+	b.addConnection(t, u, "openai")
 	require.NoError(t, b.db.DeleteConnection(ctx, u, id,
 		tokka.AuditEvent{Action: tokka.ActionKeyDeleted, Outcome: tokka.OutcomeSuccess, Actor: "api:3", Detail: "a\x01b:c|d\n"}))
 }
@@ -305,7 +263,7 @@ func TestConcurrentAuditWritesKeepOneChain(t *testing.T) {
 	u := newUser()
 	ids := make([]string, 8)
 	for i := range ids {
-		ids[i] = b.addConnection(t, u)
+		ids[i] = b.addConnection(t, u, "openai")
 	}
 	ctx := context.Background()
 	var wg sync.WaitGroup
@@ -337,14 +295,8 @@ func TestConcurrentAuditWritesKeepOneChain(t *testing.T) {
 // migrates down, so it has a database of its own.
 func TestMigrationChainsEventsWrittenBeforeIt(t *testing.T) {
 	t.Parallel()
-	url := pgtest.Fresh(t)
+	url, raw, _ := beforeMigration(t, 5)
 	ctx := context.Background()
-	raw, err := sql.Open("postgres", url)
-	require.NoError(t, err)
-	defer raw.Close()
-	p := gooseProvider(t, raw)
-	_, err = p.DownTo(ctx, 4)
-	require.NoError(t, err)
 
 	users := []tokka.User{newUser(), newUser()}
 	for i := 0; i < 7; i++ {

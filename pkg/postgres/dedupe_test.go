@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"sync"
 	"testing"
@@ -13,20 +12,9 @@ import (
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
-
-func createConn(t *testing.T, d *postgres.DB, u tokka.User, p tokka.Provider) string {
-	t.Helper()
-	id := uuid.NewString()
-	_, err := d.CreateConnection(context.Background(), u, tokka.NewConnection{
-		ID: id, Provider: p, Label: "org " + id[:4], KeyHint: "h", SealedKey: "v2:00",
-	}, tokka.AuditEvent{Action: tokka.ActionKeyCreated, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
-	require.NoError(t, err)
-	return id
-}
 
 // leaseAll leases every due connection for owner.
 func leaseAll(t *testing.T, d *postgres.DB, owner string) map[string]tokka.Lease {
@@ -78,23 +66,23 @@ func complete(t *testing.T, d *postgres.DB, l tokka.Lease, day time.Time, usd st
 // is replaced. Another provider, or another user, is never a duplicate.
 func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 	t.Parallel()
-	d, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
+	b := setup(t, ownDatabase())
 	ctx := context.Background()
 	u, other := newUser(), newUser()
-	older := createConn(t, d, u, "openai")
-	newer := createConn(t, d, u, "openai")
-	late := createConn(t, d, u, "openai")
-	elsewhere := createConn(t, d, u, "openai")
-	antA := createConn(t, d, u, "anthropic")
-	antB := createConn(t, d, u, "anthropic")
-	othersSame := createConn(t, d, other, "openai")
-	_, err := raw.Exec(`UPDATE tokka.connections SET created_at = now() - make_interval(mins => $2) WHERE id = $1`, older, 50)
+	older := b.addConnection(t, u, "openai")
+	newer := b.addConnection(t, u, "openai")
+	late := b.addConnection(t, u, "openai")
+	elsewhere := b.addConnection(t, u, "openai")
+	antA := b.addConnection(t, u, "anthropic")
+	antB := b.addConnection(t, u, "anthropic")
+	othersSame := b.addConnection(t, other, "openai")
+	_, err := b.sql.Exec(`UPDATE tokka.connections SET created_at = now() - make_interval(mins => $2) WHERE id = $1`, older, 50)
 	require.NoError(t, err)
 	for i, id := range []string{newer, late, elsewhere, antA, antB, othersSame} {
-		_, err := raw.Exec(`UPDATE tokka.connections SET created_at = now() - make_interval(mins => $2) WHERE id = $1`, id, 40-i)
+		_, err := b.sql.Exec(`UPDATE tokka.connections SET created_at = now() - make_interval(mins => $2) WHERE id = $1`, id, 40-i)
 		require.NoError(t, err)
 	}
-	leases := leaseAll(t, d, "syncer:one")
+	leases := leaseAll(t, b.db, "syncer:one")
 	require.Len(t, leases, 7)
 	for _, l := range leases {
 		require.False(t, l.OrganizationKnown)
@@ -102,72 +90,72 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 	day := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
 
 	// The newer one learns first and is counted for now; its sync finishes.
-	dup, err := d.RecordOrganization(ctx, leases[newer], tokka.Organization{ProjectIDs: []string{"proj_a", "proj_b"}}, syncFailed("syncer:one"))
+	dup, err := b.db.RecordOrganization(ctx, leases[newer], tokka.Organization{ProjectIDs: []string{"proj_a", "proj_b"}}, syncFailed("syncer:one"))
 	require.NoError(t, err)
 	require.Empty(t, dup)
-	require.NoError(t, complete(t, d, leases[newer], day, "7"))
-	require.Positive(t, spendRows(t, raw, newer))
+	require.NoError(t, complete(t, b.db, leases[newer], day, "7"))
+	require.Positive(t, spendRows(t, b.sql, newer))
 	// Unrelated organisations, another provider, another user.
 	for id, org := range map[string]tokka.Organization{
 		elsewhere:  {ProjectIDs: []string{"proj_z"}},
 		antA:       {ID: "org-1", ProjectIDs: []string{"proj_a"}},
 		othersSame: {ProjectIDs: []string{"proj_a", "proj_b"}},
 	} {
-		dup, err := d.RecordOrganization(ctx, leases[id], org, syncFailed("syncer:one"))
+		dup, err := b.db.RecordOrganization(ctx, leases[id], org, syncFailed("syncer:one"))
 		require.NoError(t, err)
 		require.Empty(t, dup, id)
 	}
 
 	// The older one shares one project: it is kept, the newer is demoted.
-	dup, err = d.RecordOrganization(ctx, leases[older], tokka.Organization{ProjectIDs: []string{"proj_b", "proj_c"}}, syncFailed("syncer:two"))
+	dup, err = b.db.RecordOrganization(ctx, leases[older], tokka.Organization{ProjectIDs: []string{"proj_b", "proj_c"}}, syncFailed("syncer:two"))
 	require.NoError(t, err)
 	require.Empty(t, dup)
-	require.NoError(t, complete(t, d, leases[older], day, "7"))
+	require.NoError(t, complete(t, b.db, leases[older], day, "7"))
 	var st struct {
 		Status    string  `db:"status"`
 		LastError *string `db:"last_error"`
 	}
-	require.NoError(t, raw.Get(&st, `SELECT status, last_error FROM tokka.connections WHERE id = $1`, newer))
+	require.NoError(t, b.sql.Get(&st, `SELECT status, last_error FROM tokka.connections WHERE id = $1`, newer))
 	require.EqualValues(t, tokka.StatusDuplicate, st.Status)
 	require.Contains(t, *st.LastError, older)
-	require.Zero(t, spendRows(t, raw, newer), "a duplicate's rows and rollups are gone")
+	require.Zero(t, spendRows(t, b.sql, newer), "a duplicate's rows and rollups are gone")
 	var spend decimal.Decimal
-	require.NoError(t, raw.Get(&spend, `SELECT sum(amount_usd) FROM tokka.spend_daily WHERE user_id = $1`, u.ID))
+	require.NoError(t, b.sql.Get(&spend, `SELECT sum(amount_usd) FROM tokka.spend_daily WHERE user_id = $1`, u.ID))
 	require.Equal(t, "7", spend.String(), "the organisation counts once")
 
 	// A connection found later to share the organisation is the duplicate
 	// at once, and gives its own lease back.
-	dup, err = d.RecordOrganization(ctx, leases[late], tokka.Organization{ProjectIDs: []string{"proj_c"}}, syncFailed("syncer:one"))
+	dup, err = b.db.RecordOrganization(ctx, leases[late], tokka.Organization{ProjectIDs: []string{"proj_c"}}, syncFailed("syncer:one"))
 	require.NoError(t, err)
 	require.Equal(t, older, dup)
-	require.ErrorIs(t, complete(t, d, leases[late], day, "7"), tokka.ErrLeaseLost)
+	require.ErrorIs(t, complete(t, b.db, leases[late], day, "7"), tokka.ErrLeaseLost)
 	var owner *string
-	require.NoError(t, raw.Get(&owner, `SELECT lease_owner FROM tokka.connections WHERE id = $1`, late))
+	require.NoError(t, b.sql.Get(&owner, `SELECT lease_owner FROM tokka.connections WHERE id = $1`, late))
 	require.Nil(t, owner)
 	// Anthropic: the same organisation id.
-	dup, err = d.RecordOrganization(ctx, leases[antB], tokka.Organization{ID: "org-1"}, syncFailed("syncer:one"))
+	dup, err = b.db.RecordOrganization(ctx, leases[antB], tokka.Organization{ID: "org-1"}, syncFailed("syncer:one"))
 	require.NoError(t, err)
 	require.Equal(t, antA, dup)
 
 	// A sync that was running on a demoted connection stores nothing and
 	// ends on the record.
-	_, err = raw.Exec(`UPDATE tokka.connections SET lease_owner = 'syncer:three', lease_expires_at = now() + interval '1 hour'
+	_, err = b.sql.Exec(`UPDATE tokka.connections SET lease_owner = 'syncer:three', lease_expires_at = now() + interval '1 hour'
 		WHERE id = $1`, newer)
 	require.NoError(t, err)
 	stale := leases[newer]
 	stale.Owner = "syncer:three"
 	// (It would have learnt its organisation before the demotion; here it
 	// writes its results after it.)
-	err = complete(t, d, stale, day, "7")
+	err = complete(t, b.db, stale, day, "7")
 	require.ErrorIs(t, err, tokka.ErrDuplicate)
 	require.ErrorIs(t, err, tokka.ErrLeaseLost)
-	require.Zero(t, spendRows(t, raw, newer))
-	require.NoError(t, d.AbandonSync(ctx, stale, syncFailed("syncer:three")))
-	require.NoError(t, raw.Get(&owner, `SELECT lease_owner FROM tokka.connections WHERE id = $1`, newer))
+	require.Zero(t, spendRows(t, b.sql, newer))
+	require.NoError(t, b.db.AbandonSync(ctx, stale, syncFailed("syncer:three")))
+	require.NoError(t, b.sql.Get(&owner, `SELECT lease_owner FROM tokka.connections WHERE id = $1`, newer))
 	require.Nil(t, owner)
 
 	var events []string
-	require.NoError(t, raw.Select(&events, `SELECT action || ':' || actor || ':' || left(detail, 10) FROM tokka.audit_events
+	require.NoError(t, b.sql.Select(&events, `SELECT action || ':' || actor || ':' || left(detail, 10) FROM tokka.audit_events
 		WHERE connection_id = $1 ORDER BY id`, newer))
 	require.Equal(t, []string{"key.created:api:test:", "sync.succeeded:syncer:t:", "sync.failed:syncer:two:duplicate:",
 		"sync.failed:syncer:three:"}, events)
@@ -175,7 +163,7 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 		Conn   string `db:"connection_id"`
 		Detail string `db:"detail"`
 	}
-	require.NoError(t, raw.Select(&alerts, `SELECT connection_id, detail->>'existing_connection_id' AS detail
+	require.NoError(t, b.sql.Select(&alerts, `SELECT connection_id, detail->>'existing_connection_id' AS detail
 		FROM tokka.alerts WHERE user_id = $1 AND kind = 'duplicate_connection' ORDER BY connection_id`, u.ID))
 	want := map[string]string{newer: older, late: older, antB: antA}
 	require.Len(t, alerts, len(want))
@@ -185,25 +173,25 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 
 	// Duplicates are never leased, however due; a new key brings one back
 	// with its organisation to learn again.
-	_, err = raw.Exec(`UPDATE tokka.connections SET next_sync_at = now() - interval '1 minute', lease_owner = NULL,
+	_, err = b.sql.Exec(`UPDATE tokka.connections SET next_sync_at = now() - interval '1 minute', lease_owner = NULL,
 		lease_expires_at = NULL WHERE user_id = $1`, u.ID)
 	require.NoError(t, err)
-	again := leaseAll(t, d, "syncer:four")
+	again := leaseAll(t, b.db, "syncer:four")
 	for _, id := range []string{newer, late, antB} {
 		require.NotContains(t, again, id)
 	}
 	require.Contains(t, again, older)
 	require.True(t, again[older].OrganizationKnown)
 	for _, l := range again {
-		require.NoError(t, d.ReleaseLease(ctx, l))
+		require.NoError(t, b.db.ReleaseLease(ctx, l))
 	}
-	_, err = d.UpdateConnection(ctx, u, late, tokka.ConnectionUpdate{SealedKey: "v2:01", KeyHint: "h2"},
+	_, err = b.db.UpdateConnection(ctx, u, late, tokka.ConnectionUpdate{SealedKey: "v2:01", KeyHint: "h2"},
 		tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:t"})
 	require.NoError(t, err)
-	again = leaseAll(t, d, "syncer:five")
+	again = leaseAll(t, b.db, "syncer:five")
 	require.Contains(t, again, late)
 	require.False(t, again[late].OrganizationKnown, "a new key's organisation is learnt afresh")
-	dup, err = d.RecordOrganization(ctx, again[late], tokka.Organization{ProjectIDs: []string{"proj_q"}}, syncFailed("syncer:five"))
+	dup, err = b.db.RecordOrganization(ctx, again[late], tokka.Organization{ProjectIDs: []string{"proj_q"}}, syncFailed("syncer:five"))
 	require.NoError(t, err)
 	require.Empty(t, dup)
 }
@@ -213,26 +201,26 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 // provider, and exactly one connection stays counted.
 func TestRacingOrganisationChecksKeepOneConnection(t *testing.T) {
 	t.Parallel()
-	d, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
+	b := setup(t, ownDatabase())
 	ctx := context.Background()
 	u := newUser()
 	var ids []string
 	for i := 0; i < 6; i++ {
-		ids = append(ids, createConn(t, d, u, "anthropic"))
-		_, err := raw.Exec(`UPDATE tokka.connections SET created_at = now() - make_interval(mins => $2) WHERE id = $1`, ids[i], 60-i)
+		ids = append(ids, b.addConnection(t, u, "anthropic"))
+		_, err := b.sql.Exec(`UPDATE tokka.connections SET created_at = now() - make_interval(mins => $2) WHERE id = $1`, ids[i], 60-i)
 		require.NoError(t, err)
 	}
-	leases := leaseAll(t, d, "syncer:race")
+	leases := leaseAll(t, b.db, "syncer:race")
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		wg.Go(func() {
-			_, err := d.RecordOrganization(ctx, leases[id], tokka.Organization{ID: "org-race"}, syncFailed("syncer:race"))
+			_, err := b.db.RecordOrganization(ctx, leases[id], tokka.Organization{ID: "org-race"}, syncFailed("syncer:race"))
 			require.NoError(t, err)
 		})
 	}
 	wg.Wait()
 	var kept []string
-	require.NoError(t, raw.Select(&kept, `SELECT id FROM tokka.connections WHERE user_id = $1 AND status <> 'duplicate'`, u.ID))
+	require.NoError(t, b.sql.Select(&kept, `SELECT id FROM tokka.connections WHERE user_id = $1 AND status <> 'duplicate'`, u.ID))
 	require.Equal(t, []string{ids[0]}, kept, "the oldest is the one kept")
 }
 
@@ -348,15 +336,8 @@ func TestIdempotencyKeysAreClaimedOnceAndReplayed(t *testing.T) {
 // loses nothing else. It migrates down, so it has a database of its own.
 func TestMigration00012KeepsEveryRow(t *testing.T) {
 	t.Parallel()
-	url := pgtest.Fresh(t)
+	url, raw, downAgain := beforeMigration(t, 12)
 	ctx := context.Background()
-	raw, err := sql.Open("postgres", url)
-	require.NoError(t, err)
-	defer raw.Close()
-	p := gooseProvider(t, raw)
-	before := versionBefore(p, 12)
-	_, err = p.DownTo(ctx, before)
-	require.NoError(t, err)
 
 	u := newUser()
 	statuses := []string{"pending", "active", "invalid", "error", "needs_reconnect", "compromised"}
@@ -392,13 +373,12 @@ func TestMigration00012KeepsEveryRow(t *testing.T) {
 	// Down again with a duplicate in the data.
 	var active string
 	require.NoError(t, raw.QueryRow(`SELECT id FROM tokka.connections WHERE status = 'active'`).Scan(&active))
-	_, err = raw.Exec(`UPDATE tokka.connections SET status = 'duplicate', last_error = 'covered by another' WHERE id = $1`, active)
+	_, err := raw.Exec(`UPDATE tokka.connections SET status = 'duplicate', last_error = 'covered by another' WHERE id = $1`, active)
 	require.NoError(t, err)
 	_, err = raw.Exec(`INSERT INTO tokka.alerts (user_id, kind, connection_id, dedup_key, title) VALUES ($1, 'duplicate_connection', $2, 'dup', 't')`,
 		u.ID, active)
 	require.NoError(t, err)
-	_, err = p.DownTo(ctx, before)
-	require.NoError(t, err)
+	downAgain()
 	var st, reason string
 	require.NoError(t, raw.QueryRow(`SELECT status, last_error FROM tokka.connections WHERE id = $1`, active).Scan(&st, &reason))
 	require.Equal(t, "invalid", st)

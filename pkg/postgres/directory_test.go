@@ -5,11 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jmoiron/sqlx"
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -31,26 +29,26 @@ func directoryOf(projectName, keyName string) *tokka.Directory {
 func TestDirectoryNamesUsageAndStayPrivate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	d, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
+	b := setup(t, ownDatabase())
 	alice, bob := newUser(), newUser()
-	conn := createConn(t, d, alice, "openai")
+	conn := b.addConnection(t, alice, "openai")
 	day := time.Date(2026, 10, 30, 0, 0, 0, 0, time.UTC)
 	usage, costs := someRows(day, "1.25")
 	usage[0].APIKeyID, costs[0].APIKeyID = "key_x", "key_x"
 	w := tokka.Window{From: day, To: day.AddDate(0, 0, 1)}
 	sync := func(dir *tokka.Directory) {
 		t.Helper()
-		l := leaseAll(t, d, "syncer:dir")[conn]
+		l := leaseAll(t, b.db, "syncer:dir")[conn]
 		r := syncResult(w, usage, costs)
 		r.Directory = dir
-		require.NoError(t, d.CompleteSync(ctx, l, r))
-		_, err := raw.Exec(`UPDATE tokka.connections SET next_sync_at = now() - interval '1 second' WHERE id = $1`, conn)
+		require.NoError(t, b.db.CompleteSync(ctx, l, r))
+		_, err := b.sql.Exec(`UPDATE tokka.connections SET next_sync_at = now() - interval '1 second' WHERE id = $1`, conn)
 		require.NoError(t, err)
 	}
 	q := tokka.UsageQuery{From: day, To: day, GroupBy: []string{"project", "api_key"}}
 	names := func(u tokka.User) []tokka.Names {
 		t.Helper()
-		rows, err := d.Usage(ctx, u, q)
+		rows, err := b.db.Usage(ctx, u, q)
 		require.NoError(t, err)
 		var out []tokka.Names
 		for _, r := range rows {
@@ -67,16 +65,16 @@ func TestDirectoryNamesUsageAndStayPrivate(t *testing.T) {
 	require.Equal(t, []tokka.Names{{ProjectName: ptr("Research (renamed)"), APIKeyName: ptr("service key 2")}}, names(alice),
 		"the latest name wins; ids are the identity")
 	var n int
-	require.NoError(t, raw.Get(&n, `SELECT count(*) FROM tokka.directory_projects WHERE connection_id = $1`, conn))
+	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.directory_projects WHERE connection_id = $1`, conn))
 	require.Equal(t, 2, n)
 	var hint string
-	require.NoError(t, raw.Get(&hint, `SELECT redacted_hint FROM tokka.directory_keys WHERE id = 'key_x'`))
+	require.NoError(t, b.sql.Get(&hint, `SELECT redacted_hint FROM tokka.directory_keys WHERE id = 'key_x'`))
 	require.Equal(t, "sk-proj-...abcd", hint)
 
 	// A key refused its directory: the parts are recorded, the names
 	// stored earlier stay.
 	sync(&tokka.Directory{Unavailable: tokka.DirectoryParts{tokka.PartProjects, tokka.PartAPIKeys, tokka.PartAdminKeys}})
-	c, err := d.GetConnection(ctx, alice, conn)
+	c, err := b.db.GetConnection(ctx, alice, conn)
 	require.NoError(t, err)
 	require.Equal(t, tokka.DirectoryParts{"admin_keys", "api_keys", "projects"}, c.DirectoryUnavailable)
 	require.Equal(t, tokka.StatusActive, c.Status)
@@ -85,23 +83,19 @@ func TestDirectoryNamesUsageAndStayPrivate(t *testing.T) {
 	// Bob, as role authenticated, sees no directory row of Alice's and
 	// cannot write one.
 	for _, table := range []string{"tokka.directory_projects", "tokka.directory_keys"} {
-		err := inRoleTx(t, raw, "authenticated", bob, func(tx *sqlx.Tx) error {
-			var n int
-			require.NoError(t, tx.Get(&n, `SELECT count(*) FROM `+table))
-			require.Zero(t, n, table)
-			_, err := tx.Exec(`UPDATE ` + table + ` SET name = 'pwned'`)
-			require.True(t, denied(err), "authenticated never writes %s: %v", table, err)
-			return nil
-		})
-		require.NoError(t, err)
-		err = inRoleTx(t, raw, "authenticated", alice, func(tx *sqlx.Tx) error {
-			var n int
-			require.NoError(t, tx.Get(&n, `SELECT count(*) FROM `+table))
-			require.Positive(t, n, table)
-			_, err := tx.Exec(`UPDATE ` + table + ` SET name = 'mine'`)
-			return err
-		})
+		tx := b.begin(t, "authenticated", bob)
+		var n int
+		require.NoError(t, tx.Get(&n, `SELECT count(*) FROM `+table))
+		require.Zero(t, n, table)
+		_, err := tx.Exec(`UPDATE ` + table + ` SET name = 'pwned'`)
+		require.True(t, denied(err), "authenticated never writes %s: %v", table, err)
+		require.NoError(t, tx.Rollback())
+		tx = b.begin(t, "authenticated", alice)
+		require.NoError(t, tx.Get(&n, `SELECT count(*) FROM `+table))
+		require.Positive(t, n, table)
+		_, err = tx.Exec(`UPDATE ` + table + ` SET name = 'mine'`)
 		require.True(t, denied(err), "the owner reads but never writes %s: %v", table, err)
+		require.NoError(t, tx.Rollback())
 	}
 	require.Empty(t, names(bob))
 }
@@ -110,35 +104,23 @@ func TestDirectoryNamesUsageAndStayPrivate(t *testing.T) {
 func TestAllZeroGroupsAreLeftOutUnlessAsked(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	d, _ := pgtest.OpenURL(t, pgtest.Fresh(t))
+	b := setup(t, ownDatabase())
 	u := newUser()
-	conn := createConn(t, d, u, "openai")
+	conn := b.addConnection(t, u, "openai")
 	day := time.Date(2026, 10, 30, 0, 0, 0, 0, time.UTC)
 	usage, costs := someRows(day, "1.25")
 	usage = append(usage, tokka.UsageRow{Day: day, Family: "completions", Model: "", ProjectID: "proj_x"})
 	costs = append(costs, tokka.CostRow{Day: day, Model: "zero", AmountUSD: decimal.Zero, Amount: decimal.Zero, Currency: "usd"})
-	l := leaseAll(t, d, "syncer:zero")[conn]
-	require.NoError(t, d.CompleteSync(ctx, l, syncResult(tokka.Window{From: day, To: day.AddDate(0, 0, 1)}, usage, costs)))
+	l := leaseAll(t, b.db, "syncer:zero")[conn]
+	require.NoError(t, b.db.CompleteSync(ctx, l, syncResult(tokka.Window{From: day, To: day.AddDate(0, 0, 1)}, usage, costs)))
 
 	q := tokka.UsageQuery{From: day, To: day, GroupBy: []string{"model"}}
-	rows, err := d.Usage(ctx, u, q)
+	rows, err := b.db.Usage(ctx, u, q)
 	require.NoError(t, err)
 	require.Len(t, rows, 1)
 	require.Equal(t, "m", rows[0].Group["model"])
 	q.IncludeZero = true
-	rows, err = d.Usage(ctx, u, q)
+	rows, err = b.db.Usage(ctx, u, q)
 	require.NoError(t, err)
 	require.Len(t, rows, 3)
-}
-
-// inRoleTx runs fn in a transaction as role with u's claims, then rolls
-// back; it returns fn's error.
-func inRoleTx(t *testing.T, raw *sqlx.DB, role string, u tokka.User, fn func(tx *sqlx.Tx) error) error {
-	t.Helper()
-	tx, err := raw.Beginx()
-	require.NoError(t, err)
-	defer tx.Rollback() //nolint:errcheck
-	_, err = tx.Exec(`SELECT set_config('request.jwt.claims', $1, true), set_config('role', $2, true)`, string(u.Claims), role)
-	require.NoError(t, err)
-	return fn(tx)
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
@@ -24,34 +23,34 @@ func syncResult(w tokka.Window, usage []tokka.UsageRow, costs []tokka.CostRow) t
 // lease for one connection cannot write another connection's rows.
 func TestStagedRowsLandOnlyOnTheLeasedConnection(t *testing.T) {
 	t.Parallel()
-	d, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
+	b := setup(t, ownDatabase())
 	ctx := context.Background()
 	u, other := newUser(), newUser()
-	mine := createConn(t, d, u, "openai")
-	theirs := createConn(t, d, other, "anthropic")
-	leases := leaseAll(t, d, "syncer:one")
+	mine := b.addConnection(t, u, "openai")
+	theirs := b.addConnection(t, other, "anthropic")
+	leases := leaseAll(t, b.db, "syncer:one")
 	day := time.Date(2026, 10, 30, 0, 0, 0, 0, time.UTC)
 	usage, costs := someRows(day, "1.25")
 	w := tokka.Window{From: day, To: day.AddDate(0, 0, 1)}
 
 	forged := leases[mine]
 	forged.UserID, forged.Provider = other.ID, "anthropic"
-	require.NoError(t, d.CompleteSync(ctx, forged, syncResult(w, usage, costs)))
+	require.NoError(t, b.db.CompleteSync(ctx, forged, syncResult(w, usage, costs)))
 	for _, table := range []string{"usage_daily", "cost_daily", "usage_monthly", "cost_monthly", "spend_daily"} {
 		var owners []string
-		require.NoError(t, raw.Select(&owners, `SELECT DISTINCT user_id::text || '/' || provider FROM tokka.`+table+`
+		require.NoError(t, b.sql.Select(&owners, `SELECT DISTINCT user_id::text || '/' || provider FROM tokka.`+table+`
 			WHERE connection_id = $1`, mine))
 		require.Equal(t, []string{u.ID + "/openai"}, owners, table)
 		var n int
-		require.NoError(t, raw.Get(&n, `SELECT count(*) FROM tokka.`+table+` WHERE user_id = $1`, other.ID))
+		require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.`+table+` WHERE user_id = $1`, other.ID))
 		require.Zero(t, n, table)
 	}
 
 	// Another connection's id under this lease's owner is not held.
 	stolen := leases[mine]
 	stolen.ConnectionID = theirs
-	require.ErrorIs(t, d.CompleteSync(ctx, stolen, syncResult(w, usage, costs)), tokka.ErrLeaseLost)
-	require.Zero(t, spendRows(t, raw, theirs))
+	require.ErrorIs(t, b.db.CompleteSync(ctx, stolen, syncResult(w, usage, costs)), tokka.ErrLeaseLost)
+	require.Zero(t, spendRows(t, b.sql, theirs))
 }
 
 // A window stored twice keeps one copy of every row (daily and rollups),
@@ -59,9 +58,9 @@ func TestStagedRowsLandOnlyOnTheLeasedConnection(t *testing.T) {
 // comes back as it was handed over.
 func TestWindowReplacedTwiceKeepsOneCopy(t *testing.T) {
 	t.Parallel()
-	d, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
+	b := setup(t, ownDatabase())
 	ctx := context.Background()
-	id := createConn(t, d, newUser(), "openai")
+	id := b.addConnection(t, newUser(), "openai")
 	day := time.Date(2026, 10, 30, 0, 0, 0, 0, time.UTC)
 	w := tokka.Window{From: day.AddDate(0, 0, -1), To: day.AddDate(0, 0, 2)} // spans two months
 	full := tokka.UsageRow{Day: day, Family: "f", Model: "m", ProjectID: "p", APIKeyID: "k", ServiceTier: "t", Batch: "true", ContextWindow: "0-200k", ImageSize: "1x1", ImageSource: "src", ContextLevel: "low", VectorStoreID: "vs", Images: 7, Characters: 8, Seconds: 9, Bytes: 10, Sessions: 11, FileSearches: 12, WebSearches: 13, Tokens: tokka.Tokens{InputUncachedTokens: 1, CacheReadTokens: 2, CacheWrite5mTokens: 3, CacheWrite1hTokens: 4, OutputTokens: 5, Requests: 6}}
@@ -71,21 +70,21 @@ func TestWindowReplacedTwiceKeepsOneCopy(t *testing.T) {
 			Amount: decimal.RequireFromString(usd).Shift(2), Currency: "usd"}
 	}
 	for _, usd := range []string{"0.000000000000000001", "12345678901234567890.123456789012345678"} {
-		l := leaseAll(t, d, "syncer:one")[id]
-		require.NoError(t, d.CompleteSync(ctx, l, syncResult(w, []tokka.UsageRow{full}, []tokka.CostRow{cost(usd)})))
-		_, err := raw.Exec(`UPDATE tokka.connections SET next_sync_at = now() WHERE id = $1`, id)
+		l := leaseAll(t, b.db, "syncer:one")[id]
+		require.NoError(t, b.db.CompleteSync(ctx, l, syncResult(w, []tokka.UsageRow{full}, []tokka.CostRow{cost(usd)})))
+		_, err := b.sql.Exec(`UPDATE tokka.connections SET next_sync_at = now() WHERE id = $1`, id)
 		require.NoError(t, err)
 	}
 	for table, want := range map[string]int{"usage_daily": 1, "cost_daily": 1, "usage_monthly": 1, "cost_monthly": 1, "spend_daily": 1} {
 		var n int
-		require.NoError(t, raw.Get(&n, `SELECT count(*) FROM tokka.`+table+` WHERE connection_id = $1`, id), table)
+		require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.`+table+` WHERE connection_id = $1`, id), table)
 		require.Equal(t, want, n, table)
 	}
 	var got struct {
 		tokka.UsageRow
 		Day string `db:"day"`
 	}
-	require.NoError(t, raw.Get(&got, `SELECT to_char(day, 'YYYY-MM-DD') AS day, family AS "family", model AS "model",
+	require.NoError(t, b.sql.Get(&got, `SELECT to_char(day, 'YYYY-MM-DD') AS day, family AS "family", model AS "model",
 		project_id AS "projectid", api_key_id AS "apikeyid", service_tier AS "servicetier", batch AS "batch",
 		context_window AS "contextwindow", image_size AS "imagesize", image_source AS "imagesource",
 		context_level AS "contextlevel", vector_store_id AS "vectorstoreid",
@@ -100,7 +99,7 @@ func TestWindowReplacedTwiceKeepsOneCopy(t *testing.T) {
 	want.Day = time.Time{}
 	require.Equal(t, want, got.UsageRow)
 	var money []string
-	require.NoError(t, raw.Select(&money, `
+	require.NoError(t, b.sql.Select(&money, `
 		SELECT line_item || '|' || token_type || '|' || cost_type || '|' || api_key_id || '|' || amount_usd::text || '|' || amount::text
 		FROM tokka.cost_daily WHERE connection_id = $1
 		UNION ALL SELECT amount_usd::text FROM tokka.spend_daily WHERE connection_id = $1`, id))
@@ -114,14 +113,13 @@ func TestWindowReplacedTwiceKeepsOneCopy(t *testing.T) {
 // its own rows.
 func TestRefusedRowsLeaveNothingForTheNextSync(t *testing.T) {
 	t.Parallel()
-	url := pgtest.Fresh(t)
-	setup, raw := pgtest.OpenURL(t, url)
-	d, err := postgres.Open(context.Background(), url, 1)
+	b := setup(t, ownDatabase())
+	d, err := postgres.Open(context.Background(), b.url, 1)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = d.Close() })
 	ctx := context.Background()
 	u := newUser()
-	bad, good := createConn(t, setup, u, "openai"), createConn(t, setup, u, "anthropic")
+	bad, good := b.addConnection(t, u, "openai"), b.addConnection(t, u, "anthropic")
 	leases := leaseAll(t, d, "syncer:one")
 	day := time.Date(2026, 10, 30, 0, 0, 0, 0, time.UTC)
 	w := tokka.Window{From: day, To: day.AddDate(0, 0, 1)}
@@ -129,12 +127,12 @@ func TestRefusedRowsLeaveNothingForTheNextSync(t *testing.T) {
 	usage, costs := someRows(day, "3")
 	usage = append(usage, tokka.UsageRow{Day: day, Family: "completions", Model: "neg", Tokens: tokka.Tokens{OutputTokens: -1}})
 	require.Error(t, d.CompleteSync(ctx, leases[bad], syncResult(w, usage, costs)))
-	require.Zero(t, spendRows(t, raw, bad))
+	require.Zero(t, spendRows(t, b.sql, bad))
 
 	usage, costs = someRows(day, "4")
 	require.NoError(t, d.CompleteSync(ctx, leases[good], syncResult(w, usage, costs)))
 	var rows []string
-	require.NoError(t, raw.Select(&rows, `SELECT model FROM tokka.usage_daily WHERE user_id = $1
+	require.NoError(t, b.sql.Select(&rows, `SELECT model FROM tokka.usage_daily WHERE user_id = $1
 		UNION ALL SELECT amount_usd::text FROM tokka.cost_daily WHERE user_id = $1`, u.ID))
 	require.ElementsMatch(t, []string{"m", "4"}, rows)
 }

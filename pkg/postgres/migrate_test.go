@@ -47,6 +47,27 @@ func versionBefore(p *goose.Provider, v int64) int64 {
 	return before
 }
 
+// beforeMigration gives the test a fresh database of its own migrated down
+// to just before migration v, and returns its URL, a raw pool on it
+// (closed when the test ends) and a function that migrates it down to
+// there again (after the test has migrated it up).
+func beforeMigration(t *testing.T, v int64) (string, *sql.DB, func()) {
+	t.Helper()
+	url := pgtest.Fresh(t)
+	raw, err := sql.Open("postgres", url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = raw.Close() })
+	p := gooseProvider(t, raw)
+	before := versionBefore(p, v)
+	down := func() {
+		t.Helper()
+		_, err := p.DownTo(context.Background(), before)
+		require.NoError(t, err)
+	}
+	down()
+	return url, raw, down
+}
+
 // migrateTo moves the database at dbURL to migration version v (down or up).
 func migrateTo(t *testing.T, dbURL string, v int64) {
 	t.Helper()

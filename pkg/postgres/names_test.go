@@ -2,14 +2,12 @@ package postgres_test
 
 import (
 	"context"
-	"database/sql"
 	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
 )
 
@@ -21,15 +19,8 @@ import (
 // migrates down, so it has a database of its own.
 func TestMigration00016KeepsEveryName(t *testing.T) {
 	t.Parallel()
-	url := pgtest.Fresh(t)
+	url, raw, downAgain := beforeMigration(t, 16)
 	ctx := context.Background()
-	raw, err := sql.Open("postgres", url)
-	require.NoError(t, err)
-	defer raw.Close()
-	p := gooseProvider(t, raw)
-	before := versionBefore(p, 16)
-	_, err = p.DownTo(ctx, before)
-	require.NoError(t, err)
 
 	u := newUser()
 	names := []string{"Production org", "Équipe données", "👩‍💻 team 🇫🇷", strings.Repeat("x", 100)}
@@ -50,7 +41,7 @@ func TestMigration00016KeepsEveryName(t *testing.T) {
 	}
 	want := snapshot()
 	flags := strings.Repeat("🇫🇷", 100)
-	_, err = raw.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
+	_, err := raw.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
 		VALUES ($1, $2, 'openai', $3, 'h', 'v2:00')`, uuid.NewString(), u.ID, flags)
 	require.ErrorContains(t, err, "connections_label_check", "before 00016 the database counted code points")
 
@@ -64,8 +55,7 @@ func TestMigration00016KeepsEveryName(t *testing.T) {
 		VALUES ($1, $2, $3, 5, 'all', $4)`, uuid.NewString(), u.ID, strings.Repeat("x", 401), "whsec_"+strings.Repeat("0", 64))
 	require.ErrorContains(t, err, "budgets_name_check", "the database still bounds names")
 
-	_, err = p.DownTo(ctx, before)
-	require.NoError(t, err)
+	downAgain()
 	var label string
 	require.NoError(t, raw.QueryRow(`SELECT label FROM tokka.connections WHERE id = $1`, long).Scan(&label))
 	require.Equal(t, strings.Repeat("🇫🇷", 50), label, "the downgrade keeps the first 100 code points")

@@ -5,55 +5,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/pgtest"
-	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-// replicaBundle is a private primary with a real streaming replica, and
-// storage reading from the replica.
-type replicaBundle struct {
-	primary, replica *pgtest.Server
-	db               *postgres.DB
-	sql              *sqlx.DB // the primary, as its superuser
-	standby          *sqlx.DB // the replica, as its superuser
-}
-
-func setupReplica(t *testing.T) *replicaBundle {
-	t.Helper()
-	ctx := context.Background()
-	primary := pgtest.StartServer(t)
-	replica := primary.StartReplica(t)
-	db, err := postgres.Open(ctx, primary.URL(), 4)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() })
-	require.NoError(t, db.OpenReadReplica(ctx, replica.URL(), 4, time.Hour))
-	raw, err := sqlx.Open("postgres", primary.URL())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = raw.Close() })
-	standby, err := sqlx.Open("postgres", replica.URL())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = standby.Close() })
-	return &replicaBundle{primary: primary, replica: replica, db: db, sql: raw, standby: standby}
-}
-
-// addConnectionBehindTheAPI stores a connection for u straight on the
-// primary, as the syncer or another api process would: this process's
-// storage does not know it was written.
-func (b *replicaBundle) addConnectionBehindTheAPI(t *testing.T, u tokka.User) string {
-	t.Helper()
-	id := uuid.NewString()
-	_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
-		VALUES ($1, $2, 'openai', 'behind', 'sk-admin-…abcd', 'v2:00')`, id, u.ID)
-	require.NoError(t, err)
-	return id
-}
-
-func (b *replicaBundle) pauseReplay(t *testing.T) {
+func (b *testBundle) pauseReplay(t *testing.T) {
 	t.Helper()
 	_, err := b.standby.Exec(`SELECT pg_wal_replay_pause()`)
 	require.NoError(t, err)
@@ -77,10 +35,10 @@ func ids(cs []tokka.Connection) []string {
 func TestReadsGoToTheReplicaAndWritersReadTheirWrites(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	b := setupReplica(t)
+	b := setup(t, withReplica())
 	alice, bob := newUser(), newUser()
-	aliceFirst := b.addConnectionBehindTheAPI(t, alice)
-	bobFirst := b.addConnectionBehindTheAPI(t, bob)
+	aliceFirst := b.insertConnection(t, alice)
+	bobFirst := b.insertConnection(t, bob)
 	b.primary.WaitForReplay(t, b.replica)
 
 	// The read pool is the replica, and reads there are the caller's.
@@ -101,7 +59,7 @@ func TestReadsGoToTheReplicaAndWritersReadTheirWrites(t *testing.T) {
 
 	// Replay stops: what is written now exists on the primary only.
 	b.pauseReplay(t)
-	aliceBehind := b.addConnectionBehindTheAPI(t, alice)
+	aliceBehind := b.insertConnection(t, alice)
 	page, err = b.db.ListConnectionsPage(ctx, alice, nil, 10)
 	require.NoError(t, err)
 	require.Equal(t, []string{aliceFirst}, ids(page), "the read was served by the (paused) replica")
@@ -127,7 +85,7 @@ func TestReadsGoToTheReplicaAndWritersReadTheirWrites(t *testing.T) {
 
 	// Bob has not written: his reads stay on the replica, and still see
 	// only his own rows there.
-	bobBehind := b.addConnectionBehindTheAPI(t, bob)
+	bobBehind := b.insertConnection(t, bob)
 	page, err = b.db.ListConnectionsPage(ctx, bob, nil, 10)
 	require.NoError(t, err)
 	require.Equal(t, []string{bobFirst}, ids(page))

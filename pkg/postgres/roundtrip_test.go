@@ -82,7 +82,7 @@ func TestAReadIsThreeRoundTrips(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t)
 	u := newUser()
-	id := b.addConnection(t, u)
+	id := b.addConnection(t, u, "openai")
 
 	u0, err := url.Parse(pgtest.URL(t))
 	require.NoError(t, err)
@@ -121,8 +121,8 @@ func TestHostileClaimsStayInsideTheirLiteral(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t)
 	attacker, victim := newUser(), newUser()
-	mine := b.addConnection(t, attacker)
-	b.addConnection(t, victim)
+	mine := b.addConnection(t, attacker, "openai")
+	b.addConnection(t, victim, "openai")
 
 	d, err := postgres.Open(ctx, pgtest.URL(t), 1)
 	require.NoError(t, err)
@@ -177,7 +177,7 @@ func TestPreparedStatementsServeEachCallerAsThemselves(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t)
 	alice, bob := newUser(), newUser()
-	aliceConn, bobConn := b.addConnection(t, alice), b.addConnection(t, bob)
+	aliceConn, bobConn := b.addConnection(t, alice, "openai"), b.addConnection(t, bob, "openai")
 	d, err := postgres.Open(ctx, pgtest.URL(t), 1)
 	require.NoError(t, err)
 	defer d.Close()

@@ -18,7 +18,7 @@ func TestRecordSealedKeyWritesOnlyAnUncheckedLeasedKey(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	u := newUser()
-	pasted := b.addConnection(t, u)
+	pasted := b.addConnection(t, u, "openai")
 	sealed := uuid.NewString()
 	_, err := b.db.CreateConnection(context.Background(), u, tokka.NewConnection{
 		ID: sealed, Provider: "openai", Label: "sealed", SealedKey: "v2:00",

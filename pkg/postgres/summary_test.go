@@ -21,7 +21,7 @@ func TestSummaryIsFourRoundTrips(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t)
 	u := newUser()
-	b.addConnection(t, u)
+	b.addConnection(t, u, "openai")
 
 	u0, err := url.Parse(pgtest.URL(t))
 	require.NoError(t, err)

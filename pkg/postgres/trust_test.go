@@ -23,21 +23,6 @@ import (
 // what SECURITY.md promises is enforced by the database, not by the Go code
 // behaving.
 
-// inRole runs fn in a transaction as role, with u's claims, and commits it
-// when fn succeeds.
-func (b *testBundle) inRole(t *testing.T, role string, u tokka.User, fn func(tx *sqlx.Tx) error) error {
-	t.Helper()
-	tx, err := b.sql.Beginx()
-	require.NoError(t, err)
-	defer tx.Rollback() //nolint:errcheck
-	_, err = tx.Exec(`SELECT set_config('request.jwt.claims', $1, true), set_config('role', $2, true)`, string(u.Claims), role)
-	require.NoError(t, err)
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
-
 // denied reports whether err is Postgres refusing on privilege or policy.
 func denied(err error) bool {
 	var pqErr *pq.Error
@@ -56,8 +41,8 @@ func TestPoisonedSessionDoesNotReachTheNextRequest(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t)
 	attacker, victim := newUser(), newUser()
-	mine := b.addConnection(t, attacker)
-	b.addConnection(t, victim)
+	mine := b.addConnection(t, attacker, "openai")
+	b.addConnection(t, victim, "openai")
 
 	// A schema authenticated may create in (Supabase grants it on public).
 	schema := "poison_" + uuid.NewString()[:8]
@@ -141,7 +126,7 @@ func TestEachRoleAppendsOnlyItsOwnAuditActions(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	u := newUser()
-	b.addConnection(t, u)
+	b.addConnection(t, u, "openai")
 	for _, tc := range []struct {
 		role, action, actor string
 		ok                  bool
@@ -194,7 +179,7 @@ func TestForgedAuditEventGetsTheDatabasesChain(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	u := newUser()
-	conn := b.addConnection(t, u)
+	conn := b.addConnection(t, u, "openai")
 	var head tokka.AuditEvent
 	require.NoError(t, b.sql.Get(&head, `SELECT id, hash, created_at FROM tokka.audit_events WHERE user_id = $1`, u.ID))
 
@@ -231,7 +216,7 @@ func TestAPIRoleCannotChangeConnectionState(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	u := newUser()
-	id := b.addConnection(t, u)
+	id := b.addConnection(t, u, "openai")
 	_, err := b.sql.Exec(`UPDATE tokka.connections SET status = 'compromised', last_error = 'incident x' WHERE id = $1`, id)
 	require.NoError(t, err)
 	for _, stmt := range []string{
@@ -261,7 +246,7 @@ func TestAPIRoleRaisesOnlyItsOwnAlerts(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	alice, bob := newUser(), newUser()
-	mine, theirs := b.addConnection(t, alice), b.addConnection(t, bob)
+	mine, theirs := b.addConnection(t, alice, "openai"), b.addConnection(t, bob, "openai")
 	insert := `INSERT INTO tokka.alerts (user_id, kind, severity, connection_id, dedup_key, title)
 		VALUES ($1, $2, 'critical', $3, $4, 'forged')`
 	for _, tc := range []struct {
@@ -297,7 +282,7 @@ func TestQuarantineIsLeftOnlyByANewKey(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t)
 	alice, bob := newUser(), newUser()
-	id := b.addConnection(t, alice)
+	id := b.addConnection(t, alice, "openai")
 	_, err := b.sql.Exec(`UPDATE tokka.connections SET status = 'compromised', last_error = 'incident x' WHERE id = $1`, id)
 	require.NoError(t, err)
 	ev := tokka.AuditEvent{Action: tokka.ActionSyncRequested, Outcome: tokka.OutcomeSuccess, Actor: "api:s"}
@@ -361,7 +346,7 @@ func TestStateFunctionsActOnlyForTheCaller(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	alice, bob := newUser(), newUser()
-	theirs := b.addConnection(t, bob)
+	theirs := b.addConnection(t, bob, "openai")
 	var before string
 	row := `SELECT status || key_hint || sealed_key || coalesce(sync_requested_at::text, '-') FROM tokka.connections WHERE id = $1`
 	require.NoError(t, b.sql.Get(&before, row, theirs))

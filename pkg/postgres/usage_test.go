@@ -10,7 +10,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -22,31 +21,31 @@ import (
 // the monthly-rollup path, and filters.
 func TestChunkedUsageRowsEqualOneQuery(t *testing.T) {
 	t.Parallel()
-	db, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
+	b := setup(t, ownDatabase())
 	userID := uuid.NewString()
 	u := tokka.User{ID: userID, Claims: []byte(`{"sub":"` + userID + `","role":"authenticated"}`)}
 	models := []string{"", "Model-b", "model_a", "model a", "ÄModel", "zeta", "m,quote\""}
 	for i, p := range []string{"openai", "anthropic"} {
 		conn := uuid.NewString()
-		_, err := raw.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
+		_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
 			VALUES ($1, $2, $3, 'x', 'h', 'v2:00')`, conn, userID, p)
 		require.NoError(t, err)
 		for j, m := range models {
-			_, err = raw.Exec(`
+			_, err = b.sql.Exec(`
 				INSERT INTO tokka.usage_daily (connection_id, user_id, provider, day, family, model, project_id,
 					service_tier, input_uncached_tokens, output_tokens)
 				SELECT $1, $2, $3, d::date, 'f', $4, 'proj' || (extract(day FROM d)::int % 3),
 					CASE WHEN extract(day FROM d)::int % 2 = 0 THEN 'default' ELSE 'flex' END, $5, extract(day FROM d)::int
 				FROM generate_series('2026-09-20'::date, '2026-11-05'::date, interval '1 day') d`, conn, userID, p, m, 10*i+j)
 			require.NoError(t, err)
-			_, err = raw.Exec(`
+			_, err = b.sql.Exec(`
 				INSERT INTO tokka.cost_daily (connection_id, user_id, provider, day, model, project_id, amount_usd, amount, currency)
 				SELECT $1, $2, $3, d::date, $4, 'proj' || (extract(day FROM d)::int % 4), 0.001 * $5, 0, 'usd'
 				FROM generate_series('2026-09-25'::date, '2026-11-10'::date, interval '1 day') d`, conn, userID, p, m, 1+j)
 			require.NoError(t, err)
 		}
 	}
-	require.NoError(t, db.RebuildRollups(context.Background()))
+	require.NoError(t, b.db.RebuildRollups(context.Background()))
 
 	from, to := time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
 	cases := []struct {
@@ -64,16 +63,17 @@ func TestChunkedUsageRowsEqualOneQuery(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.groupBy, ","), func(t *testing.T) {
+			t.Parallel() // each case only reads
 			q := tokka.UsageQuery{From: from, To: to, GroupBy: tc.groupBy, Filters: tc.filters, ProvisionalFrom: to}
 			if q.Filters == nil {
 				q.Filters = map[string]string{}
 			}
-			want, err := db.Usage(context.Background(), u, q)
+			want, err := b.db.Usage(context.Background(), u, q)
 			require.NoError(t, err)
 			require.NotEmpty(t, want)
 			for _, chunk := range []int{1, 3, 7, len(want), len(want) + 1} {
 				var got []tokka.UsageGroup
-				require.NoError(t, db.EachUsageRowInChunks(context.Background(), u, q, chunk, func(r tokka.UsageGroup) error {
+				require.NoError(t, b.db.EachUsageRowInChunks(context.Background(), u, q, chunk, func(r tokka.UsageGroup) error {
 					got = append(got, r)
 					return nil
 				}))

@@ -42,13 +42,15 @@ const (
 )
 
 type pageDoc struct {
-	Data *[]struct {
-		StartTime  *int64            `json:"start_time"`
-		StartingAt *string           `json:"starting_at"`
-		Results    []json.RawMessage `json:"results"`
-	} `json:"data"`
-	HasMore  bool    `json:"has_more"`
-	NextPage *string `json:"next_page"`
+	Data     *[]pageBucket `json:"data"`
+	HasMore  bool          `json:"has_more"`
+	NextPage *string       `json:"next_page"`
+}
+
+type pageBucket struct {
+	StartTime  *int64            `json:"start_time"`
+	StartingAt *string           `json:"starting_at"`
+	Results    []json.RawMessage `json:"results"`
 }
 
 // Pages GETs p.URL with p.Query and follows next_page until has_more is
@@ -59,23 +61,21 @@ type pageDoc struct {
 // nor make it count a day twice. Errors are *Error; bad-response reasons
 // name the endpoint and carry the provider's request id.
 func Pages(ctx context.Context, p Paged, each func(day time.Time, raw json.RawMessage) error) error {
-	bad := func(reason string) *Error {
-		return &Error{Provider: p.HTTP.Provider, Kind: KindBadResponse, Reason: reason}
-	}
 	if p.MaxPages <= 0 {
 		p.MaxPages = DefaultMaxPages
 	}
 	where := " (" + p.Name + ")"
-	from := p.Window.From.UTC().Truncate(24 * time.Hour)
 	seenCursor, seenBucket := map[string]bool{}, map[time.Time]bool{}
 	for n := 0; ; n++ {
 		if n == p.MaxPages {
-			return bad(fmt.Sprintf("the provider kept paging past %d pages%s", p.MaxPages, where))
+			return p.bad(fmt.Sprintf("the provider kept paging past %d pages%s", p.MaxPages, where))
 		}
 		res, err := p.HTTP.Get(ctx, p.URL+"?"+p.Query.Encode(), p.Authorize)
 		if err != nil {
 			return err
 		}
+		// fail gives an error about this response its request id, and a
+		// bad-response reason the endpoint's name.
 		fail := func(err error) error {
 			var pe *Error
 			if errors.As(err, &pe) {
@@ -88,58 +88,81 @@ func Pages(ctx context.Context, p Paged, each func(day time.Time, raw json.RawMe
 		}
 		var doc pageDoc
 		if err := json.Unmarshal(res.Body, &doc); err != nil || doc.Data == nil {
-			return fail(bad("the provider's response is not the expected JSON"))
+			return fail(p.bad("the provider's response is not the expected JSON"))
 		}
-		for _, b := range *doc.Data {
-			var start time.Time
-			present := false
-			switch p.Start {
-			case StartUnix:
-				if b.StartTime != nil {
-					start, present = time.Unix(*b.StartTime, 0).UTC(), true
-				}
-			case StartRFC3339:
-				if b.StartingAt != nil {
-					t, err := time.Parse(time.RFC3339, *b.StartingAt)
-					if err != nil {
-						return fail(bad("a bucket's starting_at is not an RFC 3339 time"))
-					}
-					start, present = t.UTC(), true
-				}
-			}
-			if !present {
-				if len(b.Results) == 0 {
-					continue
-				}
-				return fail(bad("a bucket has no " + string(p.Start)))
-			}
-			if seenBucket[start] {
-				return fail(bad("the provider returned the same bucket twice"))
-			}
-			seenBucket[start] = true
-			if len(b.Results) == 0 {
-				continue
-			}
-			day := start.Truncate(24 * time.Hour)
-			if day.Before(from) || !day.Before(p.Window.To) {
-				return fail(bad("the provider returned a bucket outside the requested window"))
-			}
-			for _, raw := range b.Results {
-				if err := each(day, raw); err != nil {
-					return fail(err)
-				}
-			}
+		if err := p.eachResult(*doc.Data, seenBucket, each); err != nil {
+			return fail(err)
 		}
 		if !doc.HasMore {
 			return nil
 		}
 		if doc.NextPage == nil || *doc.NextPage == "" {
-			return fail(bad("the provider said there is more data but gave no next page"))
+			return fail(p.bad("the provider said there is more data but gave no next page"))
 		}
 		if seenCursor[*doc.NextPage] {
-			return fail(bad("the provider returned the same page cursor twice"))
+			return fail(p.bad("the provider returned the same page cursor twice"))
 		}
 		seenCursor[*doc.NextPage] = true
 		p.Query.Set("page", *doc.NextPage)
 	}
+}
+
+func (p Paged) bad(reason string) *Error {
+	return &Error{Provider: p.HTTP.Provider, Kind: KindBadResponse, Reason: reason}
+}
+
+// eachResult calls each for every result of one page's buckets. It refuses
+// a bucket with results but no start, one whose start is in seen (which it
+// adds to), and one outside p.Window; it returns each's error as it is.
+func (p Paged) eachResult(buckets []pageBucket, seen map[time.Time]bool, each func(day time.Time, raw json.RawMessage) error) error {
+	from := p.Window.From.UTC().Truncate(24 * time.Hour)
+	for _, b := range buckets {
+		start, present, err := p.start(b)
+		if err != nil {
+			return err
+		}
+		if !present {
+			if len(b.Results) == 0 {
+				continue
+			}
+			return p.bad("a bucket has no " + string(p.Start))
+		}
+		if seen[start] {
+			return p.bad("the provider returned the same bucket twice")
+		}
+		seen[start] = true
+		if len(b.Results) == 0 {
+			continue
+		}
+		day := start.Truncate(24 * time.Hour)
+		if day.Before(from) || !day.Before(p.Window.To) {
+			return p.bad("the provider returned a bucket outside the requested window")
+		}
+		for _, raw := range b.Results {
+			if err := each(day, raw); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// start is b's start in UTC, read in p.Start's encoding; present is false
+// when b names none.
+func (p Paged) start(b pageBucket) (start time.Time, present bool, err error) {
+	switch p.Start {
+	case StartUnix:
+		if b.StartTime != nil {
+			return time.Unix(*b.StartTime, 0).UTC(), true, nil
+		}
+	case StartRFC3339:
+		if b.StartingAt != nil {
+			t, err := time.Parse(time.RFC3339, *b.StartingAt)
+			if err != nil {
+				return time.Time{}, false, p.bad("a bucket's starting_at is not an RFC 3339 time")
+			}
+			return t.UTC(), true, nil
+		}
+	}
+	return time.Time{}, false, nil
 }

@@ -1,6 +1,7 @@
 // Package providertest is the shared test set-up of the provider clients
-// (openai, anthropic): a recording httptest server, a client that never
-// really waits, golden-file handlers and the check of a provider.Error.
+// (openai, anthropic): Setup starts a recorded handler or the fake
+// provider behind an HTTP policy that never really waits; golden-file
+// handlers and the check of a provider.Error go with it.
 package providertest
 
 import (
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
@@ -40,8 +42,8 @@ type Recorder struct {
 	seen []*http.Request
 }
 
-// Serve starts a Recorder in front of handler, closed when the test ends.
-func Serve(t *testing.T, handler http.HandlerFunc) *Recorder {
+// serve starts a Recorder in front of handler, closed when the test ends.
+func serve(t *testing.T, handler http.HandlerFunc) *Recorder {
 	t.Helper()
 	r := &Recorder{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -85,30 +87,56 @@ func (s *Sleeps) All() []time.Duration {
 	return append([]time.Duration(nil), s.d...)
 }
 
-// NoWait is a provider.HTTPClient that retries without waiting.
-func NoWait() provider.HTTPClient {
-	return provider.HTTPClient{Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }}
+// Bundle is a provider client's test set-up: a server (a recorded handler,
+// or the fake provider) at URL, and the HTTP policy a client under test
+// uses, whose waits are recorded in Sleeps and never really happen.
+type Bundle struct {
+	// URL is the server's base URL, without a trailing slash.
+	URL    string
+	HTTP   provider.HTTPClient
+	Sleeps *Sleeps
+	// Fake is the fake provider, with its clock at FakeNow, unless Handle.
+	Fake *fakeprovider.Server
+	// Recorder records the requests the handler received (Handle).
+	*Recorder
 }
 
-// Fake starts the fake provider with its clock at FakeNow on httptest,
-// closed when the test ends, and returns it with its URL.
-func Fake(t *testing.T) (*fakeprovider.Server, string) {
-	t.Helper()
-	fake := fakeprovider.New(fakeprovider.Options{Now: func() time.Time { return FakeNow }})
-	srv := httptest.NewServer(fake)
-	t.Cleanup(srv.Close)
-	return fake, srv.URL
+type options struct {
+	handler  http.HandlerFunc
+	pageSize int
 }
 
-// FakePaged is Fake whose directory listings (projects, keys, workspaces)
-// answer at most pageSize elements per page, so a client must page through
-// a small directory.
-func FakePaged(t *testing.T, pageSize int) (*fakeprovider.Server, string) {
+// Option chooses what a Bundle's server serves.
+type Option func(*options)
+
+// Handle serves handler, recording every request it receives.
+func Handle(handler http.HandlerFunc) Option { return func(o *options) { o.handler = handler } }
+
+// WithPagedFake serves the fake provider whose directory listings
+// (projects, keys, workspaces) answer at most pageSize elements per page,
+// so a client must page through a small directory.
+func WithPagedFake(pageSize int) Option { return func(o *options) { o.pageSize = pageSize } }
+
+// Setup starts the server opts choose (the fake provider unless one is
+// handed a handler) on httptest, closed when the test ends.
+func Setup(t *testing.T, opts ...Option) *Bundle {
 	t.Helper()
-	fake := fakeprovider.New(fakeprovider.Options{Now: func() time.Time { return FakeNow }, ListPageSize: pageSize})
-	srv := httptest.NewServer(fake)
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	b := &Bundle{Sleeps: &Sleeps{}}
+	b.HTTP = provider.HTTPClient{Sleep: b.Sleeps.Sleep}
+	if o.handler != nil {
+		b.Recorder = serve(t, o.handler)
+		b.URL = b.Recorder.URL
+		return b
+	}
+	b.Fake = fakeprovider.New(fakeprovider.Options{Now: func() time.Time { return FakeNow }, ListPageSize: o.pageSize})
+	srv := httptest.NewServer(b.Fake)
 	t.Cleanup(srv.Close)
-	return fake, srv.URL
+	b.URL = srv.URL
+	return b
 }
 
 // Golden serves testdata/<file> with status for every request, naming it
@@ -132,6 +160,16 @@ func Body(idHeader, body string) http.HandlerFunc {
 		w.Header().Set(idHeader, "req_inline")
 		_, _ = w.Write([]byte(body))
 	}
+}
+
+// DecimalStrings is m with each amount written out, so maps of money
+// compare exactly and print readably in a failed assertion.
+func DecimalStrings[K comparable](m map[K]decimal.Decimal) map[K]string {
+	out := make(map[K]string, len(m))
+	for k, v := range m {
+		out[k] = v.String()
+	}
+	return out
 }
 
 // RequireKind fails the test unless err is a *provider.Error of kind from

@@ -9,7 +9,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/syncer"
@@ -53,7 +52,7 @@ func (s switchedClient) Costs(ctx context.Context, key *secret.Key, w tokka.Wind
 func TestRetryBackoffGrowsWithConsecutiveFailures(t *testing.T) {
 	t.Parallel()
 	c := newTestClock(time.Now())
-	b, _ := setupClocked(t, c, fakeprovider.Options{}, provider.HTTPClient{})
+	b := setup(t, clockedBy(c))
 	var down atomic.Bool
 	var retryAfter atomic.Int64
 	down.Store(true)
@@ -65,7 +64,7 @@ func TestRetryBackoffGrowsWithConsecutiveFailures(t *testing.T) {
 	syncNow := func(want syncer.Summary) time.Duration {
 		t.Helper()
 		b.syncDueNow(t, id)
-		sum, err := b.clockedSyncer(c, cfg, b.db).RunOnce(context.Background())
+		sum, err := b.clockedSyncer(cfg, b.db).RunOnce(context.Background())
 		require.NoError(t, err)
 		require.Equal(t, want, sum)
 		var next time.Time

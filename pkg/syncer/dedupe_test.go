@@ -62,8 +62,7 @@ func TestSameOrganisationIsCountedOnce(t *testing.T) {
 		require.Equal(t, "duplicate", st, p)
 		require.Contains(t, reason, pair[0])
 		require.Zero(t, b.usageRowCount(t, pair[1]))
-		requireStoredEqualsServed(t, servedTotals(p, keys[p][0], w, func(time.Time) int { return 0 }),
-			b.storedTotals(t, pair[0]), string(p))
+		b.requireStoresWhatIsServed(t, pair[0], p, keys[p][0], w)
 	}
 	sum, err = s.RunOnce(ctx)
 	require.NoError(t, err)

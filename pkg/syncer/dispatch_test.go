@@ -46,11 +46,11 @@ func notify(wake chan<- struct{}) {
 func TestNewConnectionsSyncWhileASlowOneIsInFlight(t *testing.T) {
 	t.Parallel()
 	c := newTestClock(time.Now())
-	b, _ := setupClocked(t, c, fakeprovider.Options{SlowDelay: time.Hour}, provider.HTTPClient{Timeout: 2 * time.Hour})
+	b := setup(t, clockedBy(c), fakeWith(fakeprovider.Options{SlowDelay: time.Hour}), httpWith(provider.HTTPClient{Timeout: 2 * time.Hour}))
 	user := uuid.NewString()
 	slowKey := "sk-ant-admin01-" + user[:8] + "-slow"
 	slowID := b.addConnection(t, user, tokka.Anthropic, slowKey)
-	s := b.clockedSyncer(c, syncer.Config{Instance: "dispatch", Concurrency: 4, BackfillDays: 3,
+	s := b.clockedSyncer(syncer.Config{Instance: "dispatch", Concurrency: 4, BackfillDays: 3,
 		ShutdownGrace: time.Millisecond}, b.db)
 	wake := runDaemon(t, s, time.Hour)
 	notify(wake)
@@ -81,7 +81,6 @@ func TestNewConnectionsSyncWhileASlowOneIsInFlight(t *testing.T) {
 	w := tokka.DayWindow(c.now(), 3)
 	for i, id := range ids {
 		key := "sk-ant-admin01-" + user[:8] + "-new" + string(rune('a'+i))
-		requireStoredEqualsServed(t, servedTotals(tokka.Anthropic, key, w, func(time.Time) int { return 0 }),
-			b.storedTotals(t, id), key)
+		b.requireStoresWhatIsServed(t, id, tokka.Anthropic, key, w)
 	}
 }

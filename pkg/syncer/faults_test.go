@@ -104,7 +104,7 @@ func faultKey(p tokka.Provider, user, marker string) string {
 func TestEveryFaultModeEndsCorrectlyBesideHealthyConnections(t *testing.T) {
 	t.Parallel()
 	c := newTestClock(time.Now())
-	b, newSyncer := setupClocked(t, c, fakeprovider.Options{}, provider.HTTPClient{})
+	b := setup(t, clockedBy(c))
 	user := uuid.NewString()
 	cases := faultCases()
 	ids := make([]string, len(cases))
@@ -129,10 +129,10 @@ func TestEveryFaultModeEndsCorrectlyBesideHealthyConnections(t *testing.T) {
 	// failed connection inside the same pass and blur the exact request
 	// counts below.
 	backoff := []time.Duration{30 * time.Minute}
-	sum, err := newSyncer(syncer.Config{Instance: "faults", Concurrency: total, RetryBackoff: backoff}).RunOnce(context.Background())
+	sum, err := b.clockedSyncer(syncer.Config{Instance: "faults", Concurrency: total, RetryBackoff: backoff}, b.db).RunOnce(context.Background())
 	require.NoError(t, err)
 	w := tokka.DayWindow(c.now(), 90)
-	epoch0 := func(time.Time) int { return 0 }
+	epoch0 := unrevised
 
 	active := 0
 	for i, tc := range cases {
@@ -214,7 +214,7 @@ func TestSlowConnectionDelaysOnlyItself(t *testing.T) {
 	t.Parallel()
 	c := newTestClock(time.Now())
 	const timeout = time.Second
-	b, newSyncer := setupClocked(t, c, fakeprovider.Options{SlowDelay: time.Minute}, provider.HTTPClient{Timeout: timeout})
+	b := setup(t, clockedBy(c), fakeWith(fakeprovider.Options{SlowDelay: time.Minute}), httpWith(provider.HTTPClient{Timeout: timeout}))
 	user := uuid.NewString()
 	slowKey := "sk-admin-" + user[:8] + "-slow-SLOWCANARY"
 	slowID := b.addConnection(t, user, tokka.OpenAI, slowKey)
@@ -228,7 +228,7 @@ func TestSlowConnectionDelaysOnlyItself(t *testing.T) {
 	}
 
 	start := time.Now()
-	sum, err := newSyncer(syncer.Config{Instance: "slow", Concurrency: 3, BackfillDays: 7}).RunOnce(context.Background())
+	sum, err := b.clockedSyncer(syncer.Config{Instance: "slow", Concurrency: 3, BackfillDays: 7}, b.db).RunOnce(context.Background())
 	require.NoError(t, err)
 	elapsed := time.Since(start)
 	require.Equal(t, syncer.Summary{Synced: 2, Failed: 1}, sum)
@@ -251,7 +251,7 @@ func TestSlowConnectionDelaysOnlyItself(t *testing.T) {
 		var syncedAt time.Time
 		require.NoError(t, b.sql.Get(&syncedAt, `SELECT last_synced_at FROM tokka.connections WHERE id = $1`, id))
 		require.True(t, syncedAt.Before(failedAt), "%s finished while the slow connection was still retrying", p)
-		requireStoredEqualsServed(t, servedTotals(p, healthy[p], w, func(time.Time) int { return 0 }), b.storedTotals(t, id), string(p))
+		b.requireStoresWhatIsServed(t, id, p, healthy[p], w)
 	}
 	require.False(t, strings.Contains(b.logs.String(), "SLOWCANARY"))
 }
@@ -264,7 +264,7 @@ func TestSlowConnectionDelaysOnlyItself(t *testing.T) {
 func TestSlowConnectionHoldsOnlyItsOwnSlot(t *testing.T) {
 	t.Parallel()
 	c := newTestClock(time.Now())
-	b, newSyncer := setupClocked(t, c, fakeprovider.Options{SlowDelay: time.Hour}, provider.HTTPClient{Timeout: 2 * time.Hour})
+	b := setup(t, clockedBy(c), fakeWith(fakeprovider.Options{SlowDelay: time.Hour}), httpWith(provider.HTTPClient{Timeout: 2 * time.Hour}))
 	user := uuid.NewString()
 	slowKey := "sk-ant-admin01-" + user[:8] + "-slow"
 	slowID := b.addConnection(t, user, tokka.Anthropic, slowKey)
@@ -280,8 +280,8 @@ func TestSlowConnectionHoldsOnlyItsOwnSlot(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		sum, err := newSyncer(syncer.Config{Instance: "pool", Concurrency: 2, BackfillDays: 3,
-			ShutdownGrace: time.Millisecond}).RunOnce(ctx)
+		sum, err := b.clockedSyncer(syncer.Config{Instance: "pool", Concurrency: 2, BackfillDays: 3,
+			ShutdownGrace: time.Millisecond}, b.db).RunOnce(ctx)
 		done <- result{sum, err}
 	}()
 	// (The deadline only turns a hang into a failure; nothing is timed.)
@@ -310,12 +310,12 @@ func TestSlowConnectionHoldsOnlyItsOwnSlot(t *testing.T) {
 func TestSyncLongerThanALeaseKeepsIt(t *testing.T) {
 	t.Parallel()
 	c := newTestClock(time.Now())
-	b, newSyncer := setupClocked(t, c, fakeprovider.Options{Latency: 250 * time.Millisecond}, provider.HTTPClient{})
+	b := setup(t, clockedBy(c), fakeWith(fakeprovider.Options{Latency: 250 * time.Millisecond}))
 	user := uuid.NewString()
 	id := b.addConnection(t, user, tokka.Anthropic, "sk-ant-admin01-"+user[:8]+"-longsync")
 	// Six pages of 250ms each against a 1s lease (long enough that a busy
 	// test machine does not lose it between renewals).
-	sum, err := newSyncer(syncer.Config{Instance: "long", LeaseFor: time.Second, BackfillDays: 90}).RunOnce(context.Background())
+	sum, err := b.clockedSyncer(syncer.Config{Instance: "long", LeaseFor: time.Second, BackfillDays: 90}, b.db).RunOnce(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, syncer.Summary{Synced: 1}, sum)
 	st, _ := b.status(t, id)

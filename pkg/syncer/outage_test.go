@@ -14,7 +14,6 @@ import (
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
 	"github.com/tokka-dev/tokka/pkg/pgtest"
 	"github.com/tokka-dev/tokka/pkg/postgres"
-	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/syncer"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
@@ -75,12 +74,12 @@ func TestShortOutageDuringTheFinalWriteIsRetriedWithinTheLease(t *testing.T) {
 	t.Parallel()
 	pg := pgtest.StartServer(t)
 	c := newTestClock(time.Now())
-	b, _ := setupClockedOn(t, c, pg.URL(), fakeprovider.Options{}, provider.HTTPClient{})
+	b := setup(t, clockedBy(c), onDatabase(pg.URL()))
 	user := uuid.NewString()
 	key := "sk-ant-admin01-" + user[:8] + "-shortoutage"
 	id := b.addConnection(t, user, tokka.Anthropic, key)
 	store := newGatedStore(b.db)
-	done := runOnceInBackground(b.clockedSyncer(c, syncer.Config{Instance: "short", BackfillDays: 7}, store))
+	done := runOnceInBackground(b.clockedSyncer(syncer.Config{Instance: "short", BackfillDays: 7}, store))
 
 	<-store.arrived
 	pg.Stop()
@@ -95,7 +94,7 @@ func TestShortOutageDuringTheFinalWriteIsRetriedWithinTheLease(t *testing.T) {
 	require.Nil(t, b.leaseOwner(t, id))
 	require.Equal(t, []string{"key.created:success", "key.decrypted:success", "sync.succeeded:success"}, b.actions(t, id))
 	w := tokka.DayWindow(c.now(), 7)
-	requireStoredEqualsServed(t, servedTotals(tokka.Anthropic, key, w, func(time.Time) int { return 0 }), b.storedTotals(t, id), key)
+	b.requireStoresWhatIsServed(t, id, tokka.Anthropic, key, w)
 }
 
 // TestOutageLongerThanTheLeaseRecordsTheFailure: the database stays away
@@ -108,13 +107,13 @@ func TestOutageLongerThanTheLeaseRecordsTheFailure(t *testing.T) {
 	t.Parallel()
 	pg := pgtest.StartServer(t)
 	c := newTestClock(time.Now())
-	b, _ := setupClockedOn(t, c, pg.URL(), fakeprovider.Options{}, provider.HTTPClient{})
+	b := setup(t, clockedBy(c), onDatabase(pg.URL()))
 	user := uuid.NewString()
 	key := "sk-admin-" + user[:8] + "-longoutage"
 	id := b.addConnection(t, user, tokka.OpenAI, key)
 	store := newGatedStore(b.db)
 	cfg := syncer.Config{Instance: "long", BackfillDays: 7, LeaseFor: 2 * time.Second}
-	done := runOnceInBackground(b.clockedSyncer(c, cfg, store))
+	done := runOnceInBackground(b.clockedSyncer(cfg, store))
 
 	<-store.arrived
 	pg.Stop()
@@ -132,14 +131,14 @@ func TestOutageLongerThanTheLeaseRecordsTheFailure(t *testing.T) {
 	require.Zero(t, b.usageRowCount(t, id))
 
 	b.syncDueNow(t, id)
-	sum, err := b.clockedSyncer(c, cfg, b.db).RunOnce(context.Background())
+	sum, err := b.clockedSyncer(cfg, b.db).RunOnce(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, syncer.Summary{Synced: 1}, sum)
 	st, reason = b.status(t, id)
 	require.Equal(t, "active", st, reason)
 	require.Nil(t, b.leaseOwner(t, id))
 	w := tokka.DayWindow(c.now(), 7)
-	requireStoredEqualsServed(t, servedTotals(tokka.OpenAI, key, w, func(time.Time) int { return 0 }), b.storedTotals(t, id), key)
+	b.requireStoresWhatIsServed(t, id, tokka.OpenAI, key, w)
 }
 
 // TestDaemonSurvivesADatabaseStopDuringSyncs stops the database while the
@@ -151,7 +150,7 @@ func TestDaemonSurvivesADatabaseStopDuringSyncs(t *testing.T) {
 	t.Parallel()
 	pg := pgtest.StartServer(t)
 	c := newTestClock(time.Now())
-	b, _ := setupClockedOn(t, c, pg.URL(), fakeprovider.Options{Latency: 20 * time.Millisecond}, provider.HTTPClient{})
+	b := setup(t, clockedBy(c), onDatabase(pg.URL()), fakeWith(fakeprovider.Options{Latency: 20 * time.Millisecond}))
 	user := uuid.NewString()
 	keys := map[string]string{}
 	for i := range 6 {
@@ -162,7 +161,7 @@ func TestDaemonSurvivesADatabaseStopDuringSyncs(t *testing.T) {
 		}
 		keys[b.addConnection(t, user, p, k)] = k
 	}
-	s := b.clockedSyncer(c, syncer.Config{Instance: "daemon", Concurrency: 3, BackfillDays: 30,
+	s := b.clockedSyncer(syncer.Config{Instance: "daemon", Concurrency: 3, BackfillDays: 30,
 		FailureLogEvery: time.Hour}, b.db)
 	// A short poll, as in production (5s): a lease attempt that met the
 	// stopped database is simply made again.
@@ -195,8 +194,7 @@ func TestDaemonSurvivesADatabaseStopDuringSyncs(t *testing.T) {
 		if strings.HasPrefix(k, "sk-ant") {
 			p = tokka.Anthropic
 		}
-		requireStoredEqualsServed(t, servedTotals(p, k, tokka.DayWindow(c.now(), 30), func(time.Time) int { return 0 }),
-			b.storedTotals(t, id), k)
+		b.requireStoresWhatIsServed(t, id, p, k, tokka.DayWindow(c.now(), 30))
 	}
 	var failures []string
 	for _, l := range strings.Split(b.logs.String(), "\n")[seen:] {
@@ -229,11 +227,11 @@ func (o *orgDownStore) RecordOrganization(context.Context, tokka.Lease, tokka.Or
 func TestOutageWhileRecordingTheOrganisationReleasesTheLease(t *testing.T) {
 	t.Parallel()
 	c := newTestClock(time.Now())
-	b, _ := setupClocked(t, c, fakeprovider.Options{}, provider.HTTPClient{})
+	b := setup(t, clockedBy(c))
 	user := uuid.NewString()
 	id := b.addConnection(t, user, tokka.Anthropic, "sk-ant-admin01-"+user[:8]+"-orgdown")
 	store := &orgDownStore{DB: b.db}
-	sum, err := b.clockedSyncer(c, syncer.Config{Instance: "orgdown", BackfillDays: 7}, store).RunOnce(context.Background())
+	sum, err := b.clockedSyncer(syncer.Config{Instance: "orgdown", BackfillDays: 7}, store).RunOnce(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, syncer.Summary{Failed: 1}, sum)
 	require.Greater(t, store.records.Load(), int32(1), "a blip is retried")

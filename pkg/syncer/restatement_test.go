@@ -148,6 +148,17 @@ func (b *testBundle) storedTotals(t *testing.T, id string) map[dayModelKey]dayTo
 
 // requireStoredEqualsServed compares per day and model, then per model and
 // overall, so a failure says at which grain the numbers part.
+// unrevised is the epoch of a provider that has revised no day.
+func unrevised(time.Time) int { return 0 }
+
+// requireStoresWhatIsServed fails unless what is stored for connection id
+// equals, to the token and the cent, what the fake serves for key of
+// provider p over w with no day revised.
+func (b *testBundle) requireStoresWhatIsServed(t *testing.T, id string, p tokka.Provider, key string, w tokka.Window) {
+	t.Helper()
+	requireStoredEqualsServed(t, servedTotals(p, key, w, unrevised), b.storedTotals(t, id), key)
+}
+
 func requireStoredEqualsServed(t *testing.T, want, got map[dayModelKey]dayTotals, msg string) {
 	t.Helper()
 	require.NotEmpty(t, want, msg)
@@ -203,46 +214,14 @@ func (c *testClock) advance(d time.Duration) { c.unix.Add(int64(d / time.Second)
 // schedules from the stale start would already be due during it.
 func (c *testClock) restart() { c.unix.Store(time.Now().Unix()) }
 
-// setupClocked is setup with one clock for the syncer and the fake, the
-// given fake options and HTTP policy (retries never really sleep), and a
-// constructor for syncers with default windows (90-day backfill, 3-day
-// re-sync); cfg's zero fields take those defaults, Concurrency 8.
-func setupClocked(t *testing.T, c *testClock, opts fakeprovider.Options, h provider.HTTPClient) (*testBundle, func(cfg syncer.Config) *syncer.Syncer) {
-	t.Helper()
-	return setupClockedOn(t, c, pgtest.Fresh(t), opts, h)
-}
-
-// setupClockedOn is setupClocked on the database at dbURL (a private
-// server, for fault tests).
-func setupClockedOn(t *testing.T, c *testClock, dbURL string, opts fakeprovider.Options, h provider.HTTPClient) (*testBundle, func(cfg syncer.Config) *syncer.Syncer) {
-	t.Helper()
-	kr, err := keyring.New("syncer-test-encryption-key-0123456789abcdef", nil)
-	require.NoError(t, err)
-	opts.Now = c.now
-	fake := fakeprovider.New(opts)
-	srv := httptest.NewServer(fake)
-	t.Cleanup(srv.Close)
-	if h.Sleep == nil {
-		h.Sleep = func(ctx context.Context, d time.Duration) error { return ctx.Err() }
-	}
-	db, raw := pgtest.OpenURL(t, dbURL)
-	b := &testBundle{
-		db: db, sql: raw, kr: kr, fake: fake, logs: &logtest.Buffer{},
-		clients: map[tokka.Provider]provider.Client{
-			tokka.OpenAI:    openai.New(srv.URL, h),
-			tokka.Anthropic: anthropic.New(srv.URL, h),
-		},
-	}
-	return b, func(cfg syncer.Config) *syncer.Syncer { return b.clockedSyncer(c, cfg, b.db) }
-}
-
-// clockedSyncer is a syncer on store with c as its clock; cfg's zero
-// fields take setupClocked's defaults.
-func (b *testBundle) clockedSyncer(c *testClock, cfg syncer.Config, store syncer.Store) *syncer.Syncer {
+// clockedSyncer is a syncer on store with the bundle's clock (clockedBy)
+// and default windows (90-day backfill, 3-day re-sync); cfg's zero fields
+// take those defaults, Concurrency 8.
+func (b *testBundle) clockedSyncer(cfg syncer.Config, store syncer.Store) *syncer.Syncer {
 	log := zerolog.New(b.logs).Level(zerolog.DebugLevel)
 	// Config.Now is also what next_sync_at is computed from: the clock
 	// stays near the wall clock, so nothing is due again by accident.
-	cfg.Now = c.now
+	cfg.Now = b.clock.now
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 8
 	}
@@ -272,7 +251,7 @@ func (b *testBundle) usageRowCount(t *testing.T, id string) (n int) {
 func TestRestatedDaysAreReplacedAndNothingDoubles(t *testing.T) {
 	t.Parallel()
 	c := newTestClock(time.Now())
-	b, newSyncer := setupClocked(t, c, fakeprovider.Options{}, provider.HTTPClient{})
+	b := setup(t, clockedBy(c))
 	user := uuid.NewString()
 	keys := map[tokka.Provider]string{
 		tokka.OpenAI:    "sk-admin-" + user[:8] + "-restated-rst",
@@ -327,7 +306,7 @@ func TestRestatedDaysAreReplacedAndNothingDoubles(t *testing.T) {
 	}
 	sync := func(step string) {
 		t.Helper()
-		sum, err := newSyncer(syncer.Config{Instance: step}).RunOnce(context.Background())
+		sum, err := b.clockedSyncer(syncer.Config{Instance: step}, b.db).RunOnce(context.Background())
 		require.NoError(t, err)
 		require.Equal(t, syncer.Summary{Synced: len(ids)}, sum, step)
 	}
@@ -470,11 +449,11 @@ func TestAwkwardAmountsAddUpExactlyOverAYear(t *testing.T) {
 func TestUnitColumnsFollowTheTableGrants(t *testing.T) {
 	t.Parallel()
 	c := newTestClock(time.Now())
-	b, newSyncer := setupClocked(t, c, fakeprovider.Options{}, provider.HTTPClient{})
+	b := setup(t, clockedBy(c))
 	alice, bob := uuid.NewString(), uuid.NewString()
 	b.addConnection(t, alice, tokka.OpenAI, "sk-admin-grants-"+alice[:8])
 	b.addConnection(t, bob, tokka.Anthropic, "sk-ant-admin01-grants-"+bob[:8])
-	_, err := newSyncer(syncer.Config{Instance: "grants"}).RunOnce(context.Background())
+	_, err := b.clockedSyncer(syncer.Config{Instance: "grants"}, b.db).RunOnce(context.Background())
 	require.NoError(t, err)
 
 	read := func(user string) (rows, units int64) {

@@ -35,6 +35,9 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+// testBundle is a syncer's surroundings: its own database (the due set
+// spans every user, so each test gets one), the keyring blobs are sealed
+// to, the fake provider behind the clients, and the syncers' log.
 type testBundle struct {
 	db      *postgres.DB
 	sql     *sqlx.DB
@@ -42,23 +45,62 @@ type testBundle struct {
 	fake    *fakeprovider.Server
 	clients map[tokka.Provider]provider.Client
 	logs    *logtest.Buffer
+	clock   *testClock // the syncers' and the fake's clock (clockedBy); nil is the wall clock
 }
 
-func setup(t *testing.T) *testBundle {
+// options are what a test may change about the syncer's surroundings.
+type options struct {
+	clock *testClock
+	dbURL string
+	fake  fakeprovider.Options
+	http  provider.HTTPClient
+}
+
+type option func(*options)
+
+// clockedBy gives the fake and clockedSyncer's syncers one clock, c, so
+// both agree on "today" whatever the wall clock does during the test.
+func clockedBy(c *testClock) option { return func(o *options) { o.clock = c } }
+
+// onDatabase uses the database at url (a private server, for fault tests)
+// instead of a fresh one.
+func onDatabase(url string) option { return func(o *options) { o.dbURL = url } }
+
+// fakeWith starts the fake provider with opts (its clock is the bundle's).
+func fakeWith(opts fakeprovider.Options) option { return func(o *options) { o.fake = opts } }
+
+// httpWith is the clients' HTTP policy; retries never really sleep unless
+// h says how.
+func httpWith(h provider.HTTPClient) option { return func(o *options) { o.http = h } }
+
+// setup starts the fake provider on httptest and clients for it, on a
+// fresh database unless opts say otherwise; all of it ends with the test.
+func setup(t *testing.T, opts ...option) *testBundle {
 	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	kr, err := keyring.New("syncer-test-encryption-key-0123456789abcdef", nil)
 	require.NoError(t, err)
-	fake := fakeprovider.New(fakeprovider.Options{})
+	if o.clock != nil {
+		o.fake.Now = o.clock.now
+	}
+	fake := fakeprovider.New(o.fake)
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
-	fast := provider.HTTPClient{Sleep: func(ctx context.Context, d time.Duration) error { return ctx.Err() }}
-	// The due set spans every user, so each test gets its own database.
-	db, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
+	if o.http.Sleep == nil {
+		o.http.Sleep = func(ctx context.Context, d time.Duration) error { return ctx.Err() }
+	}
+	if o.dbURL == "" {
+		o.dbURL = pgtest.Fresh(t)
+	}
+	db, raw := pgtest.OpenURL(t, o.dbURL)
 	return &testBundle{
-		db: db, sql: raw, kr: kr, fake: fake, logs: &logtest.Buffer{},
+		db: db, sql: raw, kr: kr, fake: fake, logs: &logtest.Buffer{}, clock: o.clock,
 		clients: map[tokka.Provider]provider.Client{
-			tokka.OpenAI:    openai.New(srv.URL, fast),
-			tokka.Anthropic: anthropic.New(srv.URL, fast),
+			tokka.OpenAI:    openai.New(srv.URL, o.http),
+			tokka.Anthropic: anthropic.New(srv.URL, o.http),
 		},
 	}
 }

@@ -79,45 +79,77 @@ func run(args []string, w io.Writer) error {
 	var killed, lived int
 	var survivors []mutant
 	for _, arg := range fs.Args() {
-		target, rest, ok1 := strings.Cut(arg, "=")
-		file, secs, ok2 := strings.Cut(rest, "@")
-		if !ok1 || !ok2 {
-			return fmt.Errorf("argument %q is not TARGET=RESULT.json@SECONDS", arg)
-		}
-		var r result
-		raw, err := os.ReadFile(file)
+		t, err := readTarget(arg, *src)
 		if err != nil {
 			return err
 		}
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return fmt.Errorf("%s: %w", file, err)
-		}
-		dir := strings.SplitN(target, ":", 2)[0]
-		var k, l, to, nv int
-		for _, f := range r.Files {
-			for _, m := range f.Mutations {
-				switch m.Status {
-				case "KILLED":
-					k++
-				case "LIVED":
-					l++
-					name := path.Join(dir, filepath.ToSlash(f.Name))
-					code, indent := sourceLine(filepath.Join(*src, name), m.Line)
-					survivors = append(survivors, mutant{file: name, kind: m.Type, line: m.Line, col: m.Column - indent,
-						code: code})
-				case "TIMED OUT":
-					to++
-				case "NOT VIABLE":
-					nv++
-				}
-			}
-		}
-		killed, lived = killed+k, lived+l
-		fmt.Fprintf(w, "%-24s %7d %6d %10d %11d %8s%% %5ss\n", target, k, l, to, nv, efficacy(k, l), secs)
+		killed, lived = killed+t.killed, lived+t.lived
+		survivors = append(survivors, t.survivors...)
+		fmt.Fprintf(w, "%-24s %7d %6d %10d %11d %8s%% %5ss\n", t.name, t.killed, t.lived, t.timedOut, t.notViable,
+			efficacy(t.killed, t.lived), t.seconds)
 	}
 	total := efficacy(killed, lived)
 	fmt.Fprintf(w, "%-24s %7d %6d %10s %11s %8s%%\n", "total", killed, lived, "", "", total)
+	unexplained := printSurvivors(w, survivors, explained)
+	t, _ := strconv.ParseFloat(total, 64)
+	switch {
+	case t < *minEff:
+		return failed(fmt.Sprintf("total efficacy %s%% is below %.0f%%", total, *minEff))
+	case unexplained > 0:
+		return failed(fmt.Sprintf("%d lived mutant(s) are neither killed nor explained", unexplained))
+	}
+	return nil
+}
 
+// target is one target's tally and the mutants that lived in it.
+type target struct {
+	name, seconds                      string
+	killed, lived, timedOut, notViable int
+	survivors                          []mutant
+}
+
+// readTarget reads the gremlins result named by arg (TARGET=RESULT.json@SECONDS);
+// the lived mutants' lines are read from the tree at src.
+func readTarget(arg, src string) (target, error) {
+	name, rest, ok1 := strings.Cut(arg, "=")
+	file, secs, ok2 := strings.Cut(rest, "@")
+	if !ok1 || !ok2 {
+		return target{}, fmt.Errorf("argument %q is not TARGET=RESULT.json@SECONDS", arg)
+	}
+	var r result
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return target{}, err
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return target{}, fmt.Errorf("%s: %w", file, err)
+	}
+	t := target{name: name, seconds: secs}
+	dir := strings.SplitN(name, ":", 2)[0]
+	for _, f := range r.Files {
+		for _, m := range f.Mutations {
+			switch m.Status {
+			case "KILLED":
+				t.killed++
+			case "LIVED":
+				t.lived++
+				name := path.Join(dir, filepath.ToSlash(f.Name))
+				code, indent := sourceLine(filepath.Join(src, name), m.Line)
+				t.survivors = append(t.survivors, mutant{file: name, kind: m.Type, line: m.Line, col: m.Column - indent,
+					code: code})
+			case "TIMED OUT":
+				t.timedOut++
+			case "NOT VIABLE":
+				t.notViable++
+			}
+		}
+	}
+	return t, nil
+}
+
+// printSurvivors lists the lived mutants by place, each with its
+// explanation or marked UNEXPLAINED, and returns how many are unexplained.
+func printSurvivors(w io.Writer, survivors []mutant, explained map[string]string) int {
 	sort.Slice(survivors, func(i, j int) bool {
 		if survivors[i].file != survivors[j].file {
 			return survivors[i].file < survivors[j].file
@@ -136,14 +168,7 @@ func run(args []string, w io.Writer) error {
 		}
 		fmt.Fprintf(w, "  %s:%d:%d %s  %s\n      %s\n", m.file, m.line, m.col, m.kind, m.code, reason)
 	}
-	t, _ := strconv.ParseFloat(total, 64)
-	switch {
-	case t < *minEff:
-		return failed(fmt.Sprintf("total efficacy %s%% is below %.0f%%", total, *minEff))
-	case unexplained > 0:
-		return failed(fmt.Sprintf("%d lived mutant(s) are neither killed nor explained", unexplained))
-	}
-	return nil
+	return unexplained
 }
 
 func efficacy(killed, lived int) string {
