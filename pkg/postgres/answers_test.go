@@ -82,4 +82,3 @@ func TestAnswersCarryTheVersionTheyWereReadAt(t *testing.T) {
 		b.addConnection(t, u, "openai")
 	}
 }
-
