@@ -66,6 +66,7 @@ type config struct {
 	connections, concurrency, days int
 	latency                        time.Duration
 	pprofDir                       string // "" means no profiles
+	keep                           bool   // leave the database behind
 }
 
 func parseFlags(args []string) (config, error) {
@@ -76,6 +77,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.concurrency, "concurrency", 0, "SYNC_CONCURRENCY for the syncer (0: its default)")
 	fs.IntVar(&c.days, "days", 90, "first-sync backfill days")
 	fs.StringVar(&c.pprofDir, "pprof", "", "write CPU profiles of the syncer and the fake provider per round to this directory")
+	fs.BoolVar(&c.keep, "keep", false, "leave the database "+database+" behind (for EXPLAIN; the next run replaces it)")
 	err := fs.Parse(args)
 	return c, err
 }
@@ -139,7 +141,9 @@ func setUp(ctx context.Context, pg *benchdb.Server, cfg config, out io.Writer) (
 		if b.dir != "" {
 			_ = os.RemoveAll(b.dir)
 		}
-		drop()
+		if !cfg.keep {
+			drop()
+		}
 	}
 	if err := b.build(); err != nil {
 		cleanup()
