@@ -119,7 +119,18 @@ type antCostResult struct {
 	Currency string `json:"currency"`
 	antCostDims
 
-	sum decimal.Decimal
+	sum   decimal.Decimal
+	lines int // cost lines added into sum
+}
+
+// add adds cents to the result's sum.
+func (r *antCostResult) add(cents decimal.Decimal) {
+	if r.lines == 0 {
+		r.sum = cents
+	} else {
+		r.sum = r.sum.Add(cents)
+	}
+	r.lines++
 }
 
 func (r *antCostResult) appendJSON(b []byte) []byte {
@@ -395,14 +406,18 @@ func (s *Server) anthropicMessagesResults(key string, gb map[string]bool, f antM
 			continue
 		}
 		dims := antMessagesDims{
-			APIKeyID:      dim(gb["api_key_id"], rec.APIKeyID),
-			WorkspaceID:   dim(gb["workspace_id"], rec.WorkspaceID), // default workspace → null
-			Model:         dim(gb["model"], rec.Model),
-			ServiceTier:   dim(gb["service_tier"], rec.ServiceTier),
-			ContextWindow: dim(gb["context_window"], rec.ContextWindow),
+			APIKeyID:      dimOf(gb["api_key_id"], &rec.APIKeyID),
+			WorkspaceID:   dimOf(gb["workspace_id"], &rec.WorkspaceID), // default workspace → null
+			Model:         dimOf(gb["model"], &rec.Model),
+			ServiceTier:   dimOf(gb["service_tier"], &rec.ServiceTier),
+			ContextWindow: dimOf(gb["context_window"], &rec.ContextWindow),
 		}
 		k = append(dims.appendFields(append(k[:0], '{')), '}')
-		res := g.get(k, func() *antMessagesResult { return &antMessagesResult{antMessagesDims: dims} })
+		res, ok := g.find(k)
+		if !ok {
+			res = &antMessagesResult{antMessagesDims: dims}
+			g.add(k, res)
+		}
 		res.UncachedInputTokens += rec.UncachedInputTokens
 		res.CacheCreation.Ephemeral5m += rec.CacheCreation5mTokens
 		res.CacheCreation.Ephemeral1h += rec.CacheCreation1hTokens
@@ -457,21 +472,26 @@ func (s *Server) anthropicCostResults(key string, gb map[string]bool, b span) []
 	var k []byte
 	for i := range recs {
 		rec := &recs[i]
-		for _, c := range rec.Costs {
+		for j := range rec.Costs {
+			c := &rec.Costs[j]
 			dims := antCostDims{
-				CostType:    dim(byDesc, c.CostType),
-				Description: dim(byDesc, c.Description),
-				Model:       dim(byDesc, c.Model),
-				TokenType:   dim(byDesc, c.TokenType),
-				WorkspaceID: dim(gb["workspace_id"], c.WorkspaceID),
+				CostType:    dimOf(byDesc, &c.CostType),
+				Description: dimOf(byDesc, &c.Description),
+				Model:       dimOf(byDesc, &c.Model),
+				TokenType:   dimOf(byDesc, &c.TokenType),
+				WorkspaceID: dimOf(gb["workspace_id"], &c.WorkspaceID),
 			}
 			if c.CostType == "tokens" {
-				dims.ServiceTier = dim(byDesc, rec.ServiceTier)
-				dims.ContextWindow = dim(byDesc, rec.ContextWindow)
+				dims.ServiceTier = dimOf(byDesc, &rec.ServiceTier)
+				dims.ContextWindow = dimOf(byDesc, &rec.ContextWindow)
 			}
 			k = append(dims.appendFields(append(k[:0], '{')), '}')
-			res := g.get(k, func() *antCostResult { return &antCostResult{Currency: "USD", antCostDims: dims} })
-			res.sum = res.sum.Add(c.AmountCents)
+			res, ok := g.find(k)
+			if !ok {
+				res = &antCostResult{Currency: "USD", antCostDims: dims}
+				g.add(k, res)
+			}
+			res.add(c.AmountCents)
 		}
 	}
 	return g.results()

@@ -159,31 +159,40 @@ func withFilters(base map[string]string, pairs ...string) map[string]string {
 
 // dim is the record's value of an OpenAI grouping dimension ("" for none;
 // the fake's usage all comes from API keys, so user_id is always "").
-func (r OpenAIRecord) dim(name string) string {
-	switch name {
-	case "project_id":
-		return r.ProjectID
-	case "api_key_id":
-		return r.APIKeyID
-	case "model":
-		return r.Model
-	case "service_tier":
-		return r.ServiceTier
-	case "size":
-		return r.ImageSize
-	case "source":
-		return r.ImageSource
-	case "context_level":
-		return r.ContextLevel
-	case "vector_store_id":
-		return r.VectorStoreID
+func (r *OpenAIRecord) dim(name string) string {
+	if p := r.field(name); p != nil {
+		return *p
 	}
 	return ""
 }
 
+// field is the record's field that holds a grouping dimension, nil for
+// user_id and unknown names.
+func (r *OpenAIRecord) field(name string) *string {
+	switch name {
+	case "project_id":
+		return &r.ProjectID
+	case "api_key_id":
+		return &r.APIKeyID
+	case "model":
+		return &r.Model
+	case "service_tier":
+		return &r.ServiceTier
+	case "size":
+		return &r.ImageSize
+	case "source":
+		return &r.ImageSource
+	case "context_level":
+		return &r.ContextLevel
+	case "vector_store_id":
+		return &r.VectorStoreID
+	}
+	return nil
+}
+
 // metric is the record's value of an OpenAI result count. The fake's chat
 // usage is all text, so the audio and image splits are 0.
-func (r OpenAIRecord) metric(name string) int64 {
+func (r *OpenAIRecord) metric(name string) int64 {
 	switch name {
 	case "input_tokens", "input_text_tokens":
 		return r.InputTokens
@@ -236,7 +245,8 @@ type oaiCostResult struct {
 	Quantity     *int64  `json:"quantity"`
 	QuantityUnit *string `json:"quantity_unit"`
 
-	sum decimal.Decimal
+	sum   decimal.Decimal
+	lines int // cost lines added into sum
 }
 
 func (r *oaiCostResult) appendJSON(b []byte) []byte {
@@ -250,6 +260,16 @@ func (r *oaiCostResult) appendJSON(b []byte) []byte {
 		b = appendInt(b, "quantity", *r.Quantity)
 	}
 	return append(appendNullable(appendKey(b, "quantity_unit"), r.QuantityUnit), '}')
+}
+
+// add adds amount to the result's sum.
+func (r *oaiCostResult) add(amount decimal.Decimal) {
+	if r.lines == 0 {
+		r.sum = amount // shared, never changed in place: decimals are values
+	} else {
+		r.sum = r.sum.Add(amount)
+	}
+	r.lines++
 }
 
 var oaiCostGroups = []string{"project_id", "line_item", "api_key_id"}
@@ -598,7 +618,8 @@ func (s *Server) openAIUsage(w http.ResponseWriter, r *http.Request, key string,
 }
 
 // openAIUsageResults adds up the records of fam in bucket b by the
-// request's grouping, in the order of their dimensions.
+// request's grouping, in the order of their dimensions. The results point
+// into the day's (cached, read-only) records for their dimensions.
 func (s *Server) openAIUsageResults(key string, fam *oaiFamily, req oaiUsageRequest, b span) []*oaiUsageResult {
 	g := newGroups[oaiUsageResult]()
 	day, ok := s.usageDay(b)
@@ -606,26 +627,28 @@ func (s *Server) openAIUsageResults(key string, fam *oaiFamily, req oaiUsageRequ
 		return g.results()
 	}
 	recs := s.openAIDay(key, day)
+	dims := &oaiUsageResult{fam: fam, dims: make([]*string, len(fam.groups))}
 	var k []byte
 	for i := range recs {
 		rec := &recs[i]
 		if rec.Family != fam.name || !req.keeps(rec) {
 			continue
 		}
-		dims := &oaiUsageResult{fam: fam, dims: make([]*string, len(fam.groups))}
+		dims.batch = nil
 		for j, d := range fam.groups {
 			switch {
 			case d == "batch" && req.groupBy[d]:
-				dims.batch = new(rec.Batch)
+				dims.batch = &rec.Batch
 			case d != "batch":
-				dims.dims[j] = dim(req.groupBy[d], rec.dim(d))
+				dims.dims[j] = dimOf(req.groupBy[d], rec.field(d))
 			}
 		}
 		k = dims.groupKey(k[:0])
-		res := g.get(k, func() *oaiUsageResult {
-			dims.metrics = make([]int64, len(fam.metrics))
-			return dims
-		})
+		res, ok := g.find(k)
+		if !ok {
+			res = &oaiUsageResult{fam: fam, dims: slices.Clone(dims.dims), batch: dims.batch, metrics: make([]int64, len(fam.metrics))}
+			g.add(k, res)
+		}
 		for j, m := range fam.metrics {
 			res.metrics[j] += rec.metric(m)
 		}
@@ -681,25 +704,27 @@ func (s *Server) openAICostResults(key string, gb map[string]bool, projects, key
 	recs := s.openAIDay(key, day)
 	var k []byte
 	for i := range recs {
-		for _, c := range recs[i].Costs {
+		for j := range recs[i].Costs {
+			c := &recs[i].Costs[j]
 			if !filter(projects, c.ProjectID) || !filter(keys, c.APIKeyID) {
 				continue
 			}
 			dims := oaiCostDims{
-				LineItem:  dim(gb["line_item"], c.LineItem),
-				ProjectID: dim(gb["project_id"], c.ProjectID),
-				APIKeyID:  dim(gb["api_key_id"], c.APIKeyID),
+				LineItem:  dimOf(gb["line_item"], &c.LineItem),
+				ProjectID: dimOf(gb["project_id"], &c.ProjectID),
+				APIKeyID:  dimOf(gb["api_key_id"], &c.APIKeyID),
 			}
 			k = append(dims.appendFields(append(k[:0], '{')), '}')
-			res := g.get(k, func() *oaiCostResult {
-				res := &oaiCostResult{Object: "organization.costs.result", oaiCostDims: dims}
+			res, ok := g.find(k)
+			if !ok {
+				res = &oaiCostResult{Object: "organization.costs.result", oaiCostDims: dims}
 				res.Amount.Currency = "usd"
 				if gb["line_item"] {
-					res.Quantity, res.QuantityUnit = new(int64), new(c.Unit)
+					res.Quantity, res.QuantityUnit = new(int64), &c.Unit
 				}
-				return res
-			})
-			res.sum = res.sum.Add(c.Amount)
+				g.add(k, res)
+			}
+			res.add(c.Amount)
 			if res.Quantity != nil {
 				*res.Quantity += c.Quantity
 			}

@@ -419,12 +419,13 @@ func groupSet(values, allowed []string) (map[string]bool, string) {
 	return set, ""
 }
 
-// dim returns v when its dimension is grouped and v is set, else nil (JSON null).
-func dim(grouped bool, v string) *string {
-	if !grouped || v == "" {
+// dimOf returns the field p when its dimension is grouped and it is set,
+// else nil (JSON null). The result shares p, which is read only.
+func dimOf(grouped bool, p *string) *string {
+	if !grouped || p == nil || *p == "" {
 		return nil
 	}
-	return &v
+	return p
 }
 
 // groups aggregates results of type T by a key made of their grouping
@@ -435,15 +436,14 @@ type groups[T any] struct {
 
 func newGroups[T any]() *groups[T] { return &groups[T]{m: map[string]*T{}} }
 
-// get returns the aggregate for key k, creating it with init when new.
-func (g *groups[T]) get(k []byte, init func() *T) *T {
-	if v, ok := g.m[string(k)]; ok {
-		return v
-	}
-	v := init()
-	g.m[string(k)] = v
-	return v
+// find returns the aggregate for key k, if there is one.
+func (g *groups[T]) find(k []byte) (*T, bool) {
+	v, ok := g.m[string(k)]
+	return v, ok
 }
+
+// add keeps v as the aggregate for key k.
+func (g *groups[T]) add(k []byte, v *T) { g.m[string(k)] = v }
 
 // results returns the aggregates sorted by key, as a non-nil slice so an
 // empty bucket encodes as "results": [].
