@@ -6,9 +6,13 @@
 // `syncer once` binary at its default concurrency; then a steady-state round
 // re-reads only the trailing window. It prints wall time, connections and
 // requests per second, the syncer's peak RSS, rows written, and the lower
-// bound (requests × latency ÷ concurrency) with the ratio to it.
+// bound (requests × latency ÷ concurrency) with the ratio to it, and the CPU
+// time the syncer, the fake provider and PostgreSQL spent on the round
+// (PostgreSQL's from /proc, when the server runs on this machine). With
+// -pprof DIR it also writes CPU profiles of the syncer and the fake
+// provider, in slices that go tool pprof merges.
 //
-//	go run ./bench/syncer [-connections 10000] [-latency 50ms] [-concurrency 0]
+//	go run ./bench/syncer [-connections 10000] [-latency 50ms] [-concurrency 0] [-days 90] [-pprof DIR]
 //
 // It needs CREATE DATABASE on TOKKA_BENCH_DATABASE_URL (default: the local
 // server scripts/test uses) and the go tool to build the syncer and the fake
@@ -26,7 +30,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -45,6 +51,9 @@ import (
 // lower bound when -concurrency is not given.
 const defaultConcurrency = 16
 
+// database is the benchmark's database, created afresh by every run.
+const database = "tokka_bench_syncer"
+
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/syncer:", err)
@@ -52,13 +61,30 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string, out io.Writer) error {
+// config is the command line.
+type config struct {
+	connections, concurrency, days int
+	latency                        time.Duration
+	pprofDir                       string // "" means no profiles
+	keep                           bool   // leave the database behind
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
 	fs := flag.NewFlagSet("syncer", flag.ContinueOnError)
-	n := fs.Int("connections", 10000, "connections (half OpenAI, half Anthropic)")
-	latency := fs.Duration("latency", 50*time.Millisecond, "latency the fake provider adds to every request")
-	concurrency := fs.Int("concurrency", 0, "SYNC_CONCURRENCY for the syncer (0: its default)")
-	days := fs.Int("days", 90, "first-sync backfill days")
-	if err := fs.Parse(args); err != nil {
+	fs.IntVar(&c.connections, "connections", 10000, "connections (half OpenAI, half Anthropic)")
+	fs.DurationVar(&c.latency, "latency", 50*time.Millisecond, "latency the fake provider adds to every request")
+	fs.IntVar(&c.concurrency, "concurrency", 0, "SYNC_CONCURRENCY for the syncer (0: its default)")
+	fs.IntVar(&c.days, "days", 90, "first-sync backfill days")
+	fs.StringVar(&c.pprofDir, "pprof", "", "write CPU profiles of the syncer and the fake provider per round to this directory")
+	fs.BoolVar(&c.keep, "keep", false, "leave the database "+database+" behind (for EXPLAIN; the next run replaces it)")
+	err := fs.Parse(args)
+	return c, err
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	cfg, err := parseFlags(args)
+	if err != nil {
 		return err
 	}
 	pg, err := benchdb.Connect(ctx)
@@ -66,96 +92,218 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer pg.Close()
-	dbURL, drop, err := pg.Fresh(ctx, "tokka_bench_syncer")
+	b, cleanup, err := setUp(ctx, pg, cfg, out)
 	if err != nil {
 		return err
 	}
-	defer drop()
+	defer cleanup()
 
-	// The syncer and the fake provider, built once.
+	fmt.Fprintf(out, "\n%-12s %10s %10s %10s %10s %12s %8s %8s %10s %10s %10s %10s\n",
+		"round", "wall", "conn/s", "req/s", "requests", "lower bound", "ratio", "RSS MB", "rows", "syncer CPU", "fake CPU", "PG CPU")
+	for _, round := range []string{"backfill", "steady"} {
+		r, err := b.round(ctx, round)
+		if err != nil {
+			return err
+		}
+		r.print(out, cfg)
+	}
+	fmt.Fprintf(out, "\nconcurrency %d, latency %s; rows column: net rows added (the steady round replaces its window);\n"+
+		"CPU columns: user+system time of the syncer process, of the fake provider's process and of the\n"+
+		"PostgreSQL backends serving the benchmark's database (- when the server is not on this machine)\n", b.conc, cfg.latency)
+	if cfg.pprofDir != "" {
+		fmt.Fprintf(out, "profiles: go tool pprof -top %s/backfill-syncer-*.pprof (also -fake-, and steady-)\n", cfg.pprofDir)
+	}
+	return nil
+}
+
+// bench is a seeded database and the built binaries, ready for rounds.
+type bench struct {
+	cfg   config
+	dir   string   // the built syncer and fakeprovider
+	env   []string // the syncer's environment, without the provider URLs
+	conc  int      // the syncer's concurrency, for the lower bound
+	db    *sqlx.DB
+	dbURL string
+}
+
+// setUp creates and migrates the database, builds the syncer and the fake
+// provider, and seeds the connections; cleanup undoes all of it.
+func setUp(ctx context.Context, pg *benchdb.Server, cfg config, out io.Writer) (*bench, func(), error) {
+	dbURL, drop, err := pg.Fresh(ctx, database)
+	if err != nil {
+		return nil, nil, err
+	}
+	b := &bench{cfg: cfg, dbURL: dbURL}
+	cleanup := func() {
+		if b.db != nil {
+			_ = b.db.Close()
+		}
+		if b.dir != "" {
+			_ = os.RemoveAll(b.dir)
+		}
+		if !cfg.keep {
+			drop()
+		}
+	}
+	if err := b.build(); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	if cfg.pprofDir != "" {
+		if err := os.MkdirAll(cfg.pprofDir, 0o755); err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+	}
+	encKey := "bench-encryption-key-" + uuid.NewString()
+	kr, err := keyring.New(encKey, nil)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	t := time.Now()
+	if err := seed(ctx, dbURL, kr.PublicKey(), cfg.connections); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	fmt.Fprintf(out, "seeded %d connections (sealed with HPKE) in %s\n", cfg.connections, time.Since(t).Round(time.Millisecond))
+
+	b.env = []string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + dbURL, "ENCRYPTION_KEY=" + encKey,
+		"LOG_LEVEL=warn", "SYNC_BACKFILL_DAYS=" + strconv.Itoa(cfg.days), "KEY_ROTATION_REMINDER_DAYS=3650"}
+	b.conc = defaultConcurrency
+	if cfg.concurrency > 0 {
+		b.env = append(b.env, "SYNC_CONCURRENCY="+strconv.Itoa(cfg.concurrency))
+		b.conc = cfg.concurrency
+	}
+	if b.db, err = sqlx.Open("postgres", dbURL); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return b, cleanup, nil
+}
+
+// build builds the syncer and the fake provider once, into a temporary
+// directory.
+func (b *bench) build() error {
 	dir, err := os.MkdirTemp("", "tokka-bench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	b.dir = dir
 	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/syncer", "./cmd/fakeprovider")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("go build ./cmd/syncer ./cmd/fakeprovider: %w", err)
 	}
-
-	encKey := "bench-encryption-key-" + uuid.NewString()
-	kr, err := keyring.New(encKey, nil)
-	if err != nil {
-		return err
-	}
-	t := time.Now()
-	if err := seed(ctx, dbURL, kr.PublicKey(), *n); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "seeded %d connections (sealed with HPKE) in %s\n", *n, time.Since(t).Round(time.Millisecond))
-
-	conc := *concurrency
-	env := []string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + dbURL, "ENCRYPTION_KEY=" + encKey,
-		"LOG_LEVEL=warn", "SYNC_BACKFILL_DAYS=" + strconv.Itoa(*days), "KEY_ROTATION_REMINDER_DAYS=3650"}
-	if conc > 0 {
-		env = append(env, "SYNC_CONCURRENCY="+strconv.Itoa(conc))
-	} else {
-		conc = defaultConcurrency
-	}
-	db, err := sqlx.Open("postgres", dbURL)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-
-	fmt.Fprintf(out, "\n%-12s %10s %10s %10s %10s %12s %8s %8s %10s %10s %10s\n",
-		"round", "wall", "conn/s", "req/s", "requests", "lower bound", "ratio", "RSS MB", "rows", "syncer CPU", "fake CPU")
-	for _, round := range []string{"backfill", "steady"} {
-		if round == "steady" {
-			if _, err := db.Exec(`UPDATE tokka.connections SET next_sync_at = now()`); err != nil {
-				return err
-			}
-		}
-		var rowsBefore int64
-		_ = db.Get(&rowsBefore, `SELECT (SELECT count(*) FROM tokka.usage_daily) + (SELECT count(*) FROM tokka.cost_daily)`)
-		fake, err := startFake(ctx, filepath.Join(dir, "fakeprovider"), *latency)
-		if err != nil {
-			return err
-		}
-		cmd := exec.CommandContext(ctx, filepath.Join(dir, "syncer"), "once")
-		cmd.Env = append(env, "OPENAI_BASE_URL="+fake.url, "ANTHROPIC_BASE_URL="+fake.url)
-		cmd.Stderr = os.Stderr
-		start := time.Now()
-		err = cmd.Run()
-		wall := time.Since(start)
-		req, fakeCPU, stopErr := fake.stop()
-		if err != nil {
-			return fmt.Errorf("syncer once (%s): %w", round, err)
-		}
-		if stopErr != nil {
-			return stopErr
-		}
-		var rss int64
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			rss = ru.Maxrss / 1024 // KiB on Linux
-		}
-		syncerCPU := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-		var active, rowsAfter int64
-		_ = db.Get(&active, `SELECT count(*) FROM tokka.connections WHERE status = 'active'`)
-		_ = db.Get(&rowsAfter, `SELECT (SELECT count(*) FROM tokka.usage_daily) + (SELECT count(*) FROM tokka.cost_daily)`)
-		if active != int64(*n) {
-			return fmt.Errorf("%s: only %d of %d connections are active", round, active, *n)
-		}
-		lower := time.Duration(float64(req) * float64(*latency) / float64(conc))
-		fmt.Fprintf(out, "%-12s %10s %10.1f %10.1f %10d %12s %8.2f %8d %10d %10s %10s\n",
-			round, wall.Round(100*time.Millisecond), float64(*n)/wall.Seconds(), float64(req)/wall.Seconds(), req,
-			lower.Round(100*time.Millisecond), wall.Seconds()/lower.Seconds(), rss, rowsAfter-rowsBefore,
-			syncerCPU.Round(100*time.Millisecond), fakeCPU.Round(100*time.Millisecond))
-	}
-	fmt.Fprintf(out, "\nconcurrency %d, latency %s; rows column: net rows added (the steady round replaces its window);\n"+
-		"CPU columns: user+system time of the syncer process and of the fake provider's process\n", conc, *latency)
 	return nil
+}
+
+// roundResult is what one round measured.
+type roundResult struct {
+	name                      string
+	wall                      time.Duration
+	requests, rssMB, rows     int64
+	syncerCPU, fakeCPU, pgCPU time.Duration
+	pgMeasured                bool
+	lowerBound                time.Duration
+}
+
+// round runs `syncer once` over every due connection against a fresh fake
+// provider and measures it. The steady round first makes every
+// connection due again.
+func (b *bench) round(ctx context.Context, name string) (roundResult, error) {
+	r := roundResult{name: name}
+	if name == "steady" {
+		if _, err := b.db.ExecContext(ctx, `UPDATE tokka.connections SET next_sync_at = now()`); err != nil {
+			return r, err
+		}
+	}
+	rowsBefore, err := b.rows(ctx)
+	if err != nil {
+		return r, err
+	}
+	fakeEnv, syncerEnv, profiles, err := b.profilerEnv(ctx, name)
+	if err != nil {
+		return r, err
+	}
+	defer profiles()
+	fake, err := startFake(ctx, filepath.Join(b.dir, "fakeprovider"), b.cfg.latency, fakeEnv)
+	if err != nil {
+		return r, err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(b.dir, "syncer"), "once")
+	cmd.Env = append(append(slices.Clone(b.env), syncerEnv...), "OPENAI_BASE_URL="+fake.url, "ANTHROPIC_BASE_URL="+fake.url)
+	cmd.Stderr = os.Stderr
+	pgCPU := samplePG(ctx, database)
+	start := time.Now()
+	err = cmd.Run()
+	r.wall = time.Since(start)
+	r.pgCPU, r.pgMeasured = pgCPU.stop()
+	profiles()
+	var stopErr error
+	r.requests, r.fakeCPU, stopErr = fake.stop()
+	if err != nil {
+		return r, fmt.Errorf("syncer once (%s): %w", name, err)
+	}
+	if stopErr != nil {
+		return r, stopErr
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.rssMB = ru.Maxrss / 1024 // KiB on Linux
+	}
+	r.syncerCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	var active int64
+	if err := b.db.GetContext(ctx, &active, `SELECT count(*) FROM tokka.connections WHERE status = 'active'`); err != nil {
+		return r, err
+	}
+	if active != int64(b.cfg.connections) {
+		return r, fmt.Errorf("%s: only %d of %d connections are active", name, active, b.cfg.connections)
+	}
+	rowsAfter, err := b.rows(ctx)
+	r.rows = rowsAfter - rowsBefore
+	r.lowerBound = time.Duration(float64(r.requests) * float64(b.cfg.latency) / float64(b.conc))
+	return r, err
+}
+
+// rows counts the daily usage and cost rows.
+func (b *bench) rows(ctx context.Context) (int64, error) {
+	var n int64
+	err := b.db.GetContext(ctx, &n, `SELECT (SELECT count(*) FROM tokka.usage_daily) + (SELECT count(*) FROM tokka.cost_daily)`)
+	return n, err
+}
+
+// profilerEnv gives the fake provider and the syncer a pprof listener each
+// when -pprof is set, and starts collecting their CPU profiles for round;
+// stop (safe to call twice) ends the collection.
+func (b *bench) profilerEnv(ctx context.Context, round string) (fakeEnv, syncerEnv []string, stop func(), err error) {
+	if b.cfg.pprofDir == "" {
+		return nil, nil, func() {}, nil
+	}
+	fakeAddr, err := freeLoopback()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	syncerAddr, err := freeLoopback()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fake := collect(ctx, fakeAddr, b.cfg.pprofDir, round+"-fake")
+	syncer := collect(ctx, syncerAddr, b.cfg.pprofDir, round+"-syncer")
+	var once sync.Once
+	stop = func() { once.Do(func() { syncer.stop(); fake.stop() }) }
+	return []string{"FAKEPROVIDER_PPROF_ADDR=" + fakeAddr}, []string{"PPROF_ADDR=" + syncerAddr}, stop, nil
+}
+
+// print writes the round's line of the table.
+func (r roundResult) print(out io.Writer, cfg config) {
+	pg := "-"
+	if r.pgMeasured {
+		pg = r.pgCPU.Round(100 * time.Millisecond).String()
+	}
+	fmt.Fprintf(out, "%-12s %10s %10.1f %10.1f %10d %12s %8.2f %8d %10d %10s %10s %10s\n",
+		r.name, r.wall.Round(100*time.Millisecond), float64(cfg.connections)/r.wall.Seconds(), float64(r.requests)/r.wall.Seconds(),
+		r.requests, r.lowerBound.Round(100*time.Millisecond), r.wall.Seconds()/r.lowerBound.Seconds(), r.rssMB, r.rows,
+		r.syncerCPU.Round(100*time.Millisecond), r.fakeCPU.Round(100*time.Millisecond), pg)
 }
 
 // seed inserts n connections for n/2 users, each key sealed to the syncer's
@@ -198,11 +346,12 @@ type fakeProcess struct {
 	logs *bufio.Scanner
 }
 
-// startFake starts the fake provider on a free loopback port and waits for
-// the line that says where it listens.
-func startFake(ctx context.Context, bin string, latency time.Duration) (*fakeProcess, error) {
+// startFake starts the fake provider on a free loopback port, with env
+// added to its environment, and waits for the line that says where it
+// listens.
+func startFake(ctx context.Context, bin string, latency time.Duration, env []string) (*fakeProcess, error) {
 	cmd := exec.CommandContext(ctx, bin)
-	cmd.Env = []string{"FAKEPROVIDER_ADDR=127.0.0.1:0", "FAKEPROVIDER_LATENCY=" + latency.String()}
+	cmd.Env = append([]string{"FAKEPROVIDER_ADDR=127.0.0.1:0", "FAKEPROVIDER_LATENCY=" + latency.String()}, env...)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

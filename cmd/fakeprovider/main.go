@@ -8,6 +8,7 @@
 //	FAKEPROVIDER_ADDR        listen address, default 127.0.0.1:8090
 //	FAKEPROVIDER_LATENCY     Go duration added to every request, default 0
 //	FAKEPROVIDER_SLOW_DELAY  Go duration a key with the -slow marker waits, default 5s
+//	FAKEPROVIDER_PPROF_ADDR  loopback address for Go's /debug/pprof/ handlers, default off
 //
 // Fault modes are chosen per key by markers in the key itself (-flaky,
 // -ratelimited, -malformed, …; the package documentation lists them), so one
@@ -34,6 +35,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
+	"github.com/tokka-dev/tokka/pkg/profiling"
 )
 
 func main() {
@@ -51,6 +53,7 @@ type Config struct {
 	Addr      string
 	Latency   time.Duration
 	SlowDelay time.Duration // 0 means fakeprovider.DefaultSlowDelay
+	PprofAddr string        // "" means no profiler
 }
 
 // configFromEnv parses and validates the environment; the error names the
@@ -74,6 +77,10 @@ func configFromEnv(getenv func(string) string) (Config, error) {
 		}
 		cfg.SlowDelay = d
 	}
+	cfg.PprofAddr = getenv("FAKEPROVIDER_PPROF_ADDR")
+	if err := profiling.CheckLoopback("FAKEPROVIDER_PPROF_ADDR", cfg.PprofAddr); err != nil {
+		return Config{}, err
+	}
 	return cfg, nil
 }
 
@@ -83,7 +90,7 @@ func configFromEnv(getenv func(string) string) (Config, error) {
 // bad environment or a listen failure, and nil after a clean shutdown.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) > 0 {
-		return errors.New("fakeprovider takes no arguments; configure it with FAKEPROVIDER_ADDR, FAKEPROVIDER_LATENCY and FAKEPROVIDER_SLOW_DELAY")
+		return errors.New("fakeprovider takes no arguments; configure it with FAKEPROVIDER_ADDR, FAKEPROVIDER_LATENCY, FAKEPROVIDER_SLOW_DELAY and FAKEPROVIDER_PPROF_ADDR")
 	}
 	cfg, err := configFromEnv(getenv)
 	if err != nil {
@@ -94,6 +101,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	if cfg.PprofAddr != "" {
+		psrv, err := profiling.Serve("FAKEPROVIDER_PPROF_ADDR", cfg.PprofAddr)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		defer psrv.Close()
 	}
 	fake := fakeprovider.New(fakeprovider.Options{Latency: cfg.Latency, SlowDelay: cfg.SlowDelay})
 	// Counted for bench/syncer, which runs this server as its own process

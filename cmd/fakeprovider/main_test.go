@@ -75,6 +75,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	err = run(ctx, nil, env(map[string]string{"FAKEPROVIDER_SLOW_DELAY": "0s"}), io.Discard)
 	require.ErrorContains(t, err, "FAKEPROVIDER_SLOW_DELAY")
 
+	err = run(ctx, nil, env(map[string]string{"FAKEPROVIDER_PPROF_ADDR": "0.0.0.0:6060"}), io.Discard)
+	require.ErrorContains(t, err, "FAKEPROVIDER_PPROF_ADDR")
+
 	err = run(ctx, nil, env(map[string]string{"FAKEPROVIDER_ADDR": "256.0.0.1:99999"}), io.Discard)
 	require.ErrorContains(t, err, "listen")
 }

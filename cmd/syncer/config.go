@@ -16,6 +16,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/envconfig"
 	"github.com/tokka-dev/tokka/pkg/keyring"
 	"github.com/tokka-dev/tokka/pkg/notify"
+	"github.com/tokka-dev/tokka/pkg/profiling"
 	"github.com/tokka-dev/tokka/pkg/secret"
 	"github.com/tokka-dev/tokka/pkg/syncer"
 )
@@ -75,6 +76,9 @@ type Config struct {
 	AnonKey        string        `env:"SUPABASE_ANON_KEY"`
 	MetricsAddr    string        `env:"METRICS_ADDR"`
 	LogLevel       zerolog.Level `env:"LOG_LEVEL" envDefault:"info"`
+	// PprofAddr, for profiling only (bench/syncer -pprof sets it), serves
+	// Go's profiler; loopback only, like the api's.
+	PprofAddr string `env:"PPROF_ADDR"`
 
 	// Keyring opens sealed keys (and seals rewrapped ones).
 	Keyring *keyring.Keyring `env:"-"`
@@ -140,6 +144,9 @@ func loadConfig(getenv func(string) string, n need) (Config, error) {
 	}
 	if n == needDBOnly {
 		return c, nil
+	}
+	if err := profiling.CheckLoopback("PPROF_ADDR", c.PprofAddr); err != nil {
+		return c, err
 	}
 	for _, load := range []func() error{c.checkStallTimeout, c.checkProviders, c.loadAlerts} {
 		if err := load(); err != nil {

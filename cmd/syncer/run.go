@@ -20,6 +20,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/notify"
 	"github.com/tokka-dev/tokka/pkg/openai"
 	"github.com/tokka-dev/tokka/pkg/postgres"
+	"github.com/tokka-dev/tokka/pkg/profiling"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/syncer"
 	"github.com/tokka-dev/tokka/pkg/tokka"
@@ -105,6 +106,14 @@ func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
 		})
 		defer stop()
 		defer msrv.Close()
+	}
+
+	if c.PprofAddr != "" {
+		psrv, err := profiling.Serve("PPROF_ADDR", c.PprofAddr)
+		if err != nil {
+			return err
+		}
+		defer psrv.Close()
 	}
 
 	transport := &http.Client{Transport: &http.Transport{

@@ -59,6 +59,8 @@ func TestConfigFailsFastWithOneClearLine(t *testing.T) {
 		{"bad interval", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "SYNC_INTERVAL", "soon"), "SYNC_INTERVAL"},
 		{"zero concurrency", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "SYNC_CONCURRENCY", "0"), "SYNC_CONCURRENCY"},
 		{"plain http provider", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "OPENAI_BASE_URL", "http://evil.example"), "OPENAI_BASE_URL"},
+		{"pprof on every interface", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "PPROF_ADDR", ":6060"), "PPROF_ADDR:"},
+		{"pprof on a public address", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "PPROF_ADDR", "0.0.0.0:6060"), "PPROF_ADDR:"},
 		{"bad log level", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "LOG_LEVEL", "loud"), "LOG_LEVEL"},
 		{"database down", []string{"once"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db), "cannot reach database"},
 		{"stall time under the poll interval", []string{"run"}, env("ENCRYPTION_KEY", goodKey, "DATABASE_URL", db, "SYNC_STALL_TIMEOUT", "4s"), "SYNC_STALL_TIMEOUT (4s) must be longer"},

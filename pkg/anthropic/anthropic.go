@@ -87,11 +87,7 @@ func (c *Client) Usage(ctx context.Context, key *secret.Key, w tokka.Window) ([]
 		q.Add("group_by[]", g)
 	}
 	var rows []tokka.UsageRow
-	err = c.pages(ctx, key, w, "usage_report/messages", q, func(day time.Time, raw json.RawMessage) error {
-		var r messagesResult
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return badData("a messages usage result is malformed")
-		}
+	err = provider.Pages(ctx, c.paged(key, w, "usage_report/messages", q), func(day time.Time, r *messagesResult) error {
 		if p := provider.CountsProblem(r.UncachedInputTokens, r.CacheReadInputTokens, r.CacheCreation.Ephemeral5m,
 			r.CacheCreation.Ephemeral1h, r.OutputTokens, r.ServerToolUse.WebSearchRequests); p != "" {
 			return badData("a messages usage result has " + p)
@@ -148,11 +144,7 @@ func (c *Client) Costs(ctx context.Context, key *secret.Key, w tokka.Window) ([]
 	q.Add("group_by[]", "workspace_id")
 	q.Add("group_by[]", "description")
 	var rows []tokka.CostRow
-	err = c.pages(ctx, key, w, "cost_report", q, func(day time.Time, raw json.RawMessage) error {
-		var r costResult
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return badData("a cost result is malformed")
-		}
+	err = provider.Pages(ctx, c.paged(key, w, "cost_report", q), func(day time.Time, r *costResult) error {
 		if r.Amount == nil {
 			return badData("a cost result has no amount")
 		}
@@ -236,15 +228,13 @@ func (c *Client) authorize(key *secret.Key) func(http.Header) {
 	}
 }
 
-// page is the envelope shared by both report endpoints.
-// pages GETs /v1/organizations/<endpoint> with q through provider.Pages, calling each
-// for every result with its bucket's UTC day.
-func (c *Client) pages(ctx context.Context, key *secret.Key, w tokka.Window, endpoint string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
-	return provider.Pages(ctx, provider.Paged{
+// paged is GET /v1/organizations/<endpoint> with q, for provider.Pages.
+func (c *Client) paged(key *secret.Key, w tokka.Window, endpoint string, q url.Values) provider.Paged {
+	return provider.Paged{
 		HTTP: c.httpClient(), URL: strings.TrimRight(c.BaseURL, "/") + "/v1/organizations/" + endpoint, Name: endpoint,
 		Authorize: c.authorize(key),
 		MaxPages:  c.MaxPages, Start: provider.StartRFC3339, Window: w, Query: q,
-	}, each)
+	}
 }
 
 func (c *Client) windowQuery(w tokka.Window) (url.Values, error) {

@@ -97,7 +97,8 @@ type Server struct {
 	// (AgeKey, BackdateKey).
 	overrides map[[sha256.Size]byte]map[string]keyOverride
 
-	seq atomic.Uint64 // request ids
+	days dayCache      // the days generated lately
+	seq  atomic.Uint64 // request ids
 }
 
 // New returns a Server; it cannot fail.
@@ -332,14 +333,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // pad is the whitespace -oversize answers are padded with, a chunk at a time.
 var pad = bytes.Repeat([]byte(" "), 64<<10)
 
-// writeData writes a successful answer, damaged as key's -malformed or
-// -oversize marker asks.
-func writeData(w http.ResponseWriter, r *http.Request, key string, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, "fakeprovider: cannot encode the answer", http.StatusInternalServerError)
-		return
-	}
+// writeData writes a successful answer, the JSON b, damaged as key's
+// -malformed or -oversize marker asks.
+func writeData(w http.ResponseWriter, r *http.Request, key string, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	switch {
@@ -423,33 +419,31 @@ func groupSet(values, allowed []string) (map[string]bool, string) {
 	return set, ""
 }
 
-// dim returns v when its dimension is grouped and v is set, else nil (JSON null).
-func dim(grouped bool, v string) *string {
-	if !grouped || v == "" {
+// dimOf returns the field p when its dimension is grouped and it is set,
+// else nil (JSON null). The result shares p, which is read only.
+func dimOf(grouped bool, p *string) *string {
+	if !grouped || p == nil || *p == "" {
 		return nil
 	}
-	return &v
+	return p
 }
 
 // groups aggregates results of type T by a key made of their grouping
-// dimensions, keeping a stable (sorted) output order.
+// dimensions (their JSON object), keeping a stable (sorted) output order.
 type groups[T any] struct {
 	m map[string]*T
 }
 
 func newGroups[T any]() *groups[T] { return &groups[T]{m: map[string]*T{}} }
 
-// get returns the aggregate for dims, creating it with init when new.
-func (g *groups[T]) get(dims any, init func() *T) *T {
-	b, _ := json.Marshal(dims)
-	k := string(b)
-	if v, ok := g.m[k]; ok {
-		return v
-	}
-	v := init()
-	g.m[k] = v
-	return v
+// find returns the aggregate for key k, if there is one.
+func (g *groups[T]) find(k []byte) (*T, bool) {
+	v, ok := g.m[string(k)]
+	return v, ok
 }
+
+// add keeps v as the aggregate for key k.
+func (g *groups[T]) add(k []byte, v *T) { g.m[string(k)] = v }
 
 // results returns the aggregates sorted by key, as a non-nil slice so an
 // empty bucket encodes as "results": [].

@@ -152,8 +152,8 @@ func (c *Client) Usage(ctx context.Context, key *secret.Key, w tokka.Window) ([]
 		for _, g := range f.groupBy {
 			q.Add("group_by[]", g)
 		}
-		err := c.pages(ctx, key, w, "usage/"+f.name, q, func(day time.Time, raw json.RawMessage) error {
-			row, problem := decodeUsage(f, day, raw)
+		err := provider.Pages(ctx, c.paged(key, w, "usage/"+f.name, q), func(day time.Time, r *usageResult) error {
+			row, problem := decodeUsage(f, day, r)
 			if problem != "" {
 				return badData("a " + f.name + " usage result " + problem)
 			}
@@ -212,12 +212,8 @@ type usageResult struct {
 }
 
 // decodeUsage turns one result of family f into a row, or says what is wrong
-// with it ("is malformed", "has a negative count", …).
-func decodeUsage(f usageFamily, day time.Time, raw json.RawMessage) (tokka.UsageRow, string) {
-	var r usageResult
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return tokka.UsageRow{}, "is malformed"
-	}
+// with it ("has a negative count", …).
+func decodeUsage(f usageFamily, day time.Time, r *usageResult) (tokka.UsageRow, string) {
 	if p := provider.CountsProblem(r.InputTokens, r.OutputTokens, r.NumModelRequests, r.InputCachedTokens,
 		r.InputCacheWriteTokens, r.Images, r.Characters, r.Seconds, r.UsageBytes, r.NumSessions, r.NumRequests); p != "" {
 		return tokka.UsageRow{}, "has " + p
@@ -237,7 +233,7 @@ func decodeUsage(f usageFamily, day time.Time, raw json.RawMessage) (tokka.Usage
 	if r.Batch != nil {
 		row.Batch = strconv.FormatBool(*r.Batch)
 	}
-	if p := f.fill(&r, &row); p != "" {
+	if p := f.fill(r, &row); p != "" {
 		return tokka.UsageRow{}, p
 	}
 	return row, ""
@@ -310,11 +306,7 @@ func (c *Client) costs(ctx context.Context, key *secret.Key, w tokka.Window, gro
 		q.Add("group_by[]", g)
 	}
 	var rows []tokka.CostRow
-	err := c.pages(ctx, key, w, "costs", q, func(day time.Time, raw json.RawMessage) error {
-		var r costResult
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return badData("a cost result is malformed")
-		}
+	err := provider.Pages(ctx, c.paged(key, w, "costs", q), func(day time.Time, r *costResult) error {
 		if r.Amount == nil || r.Amount.Value == nil {
 			return badData("a cost result has no amount")
 		}
@@ -443,15 +435,13 @@ func (c *Client) authorize(key *secret.Key) func(http.Header) {
 	}
 }
 
-// page is the envelope shared by every usage and costs endpoint.
-// pages GETs /v1/organization/<endpoint> with q through provider.Pages, calling each
-// for every result with its bucket's UTC day.
-func (c *Client) pages(ctx context.Context, key *secret.Key, w tokka.Window, endpoint string, q url.Values, each func(day time.Time, raw json.RawMessage) error) error {
-	return provider.Pages(ctx, provider.Paged{
+// paged is GET /v1/organization/<endpoint> with q, for provider.Pages.
+func (c *Client) paged(key *secret.Key, w tokka.Window, endpoint string, q url.Values) provider.Paged {
+	return provider.Paged{
 		HTTP: c.httpClient(), URL: strings.TrimRight(c.BaseURL, "/") + "/v1/organization/" + endpoint, Name: endpoint,
 		Authorize: c.authorize(key),
 		MaxPages:  c.MaxPages, Start: provider.StartUnix, Window: w, Query: q,
-	}, each)
+	}
 }
 
 func (c *Client) windowQuery(w tokka.Window) url.Values {

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/lib/pq"
 )
@@ -122,7 +123,55 @@ func (c *conn) Begin() (driver.Tx, error) {
 }
 
 func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	return c.Conn.(driver.ConnPrepareContext).PrepareContext(ctx, query)
+	st, err := c.Conn.(driver.ConnPrepareContext).PrepareContext(ctx, query)
+	if err != nil || !strings.HasPrefix(query, "COPY ") {
+		return st, err
+	}
+	rows, ok := st.(copyDataWriter)
+	if !ok {
+		_ = st.Close()
+		return nil, errors.New("postgres: the driver cannot take COPY data")
+	}
+	return copyStmt{Stmt: st, rows: rows, conn: c}, nil
+}
+
+// copyData is COPY text (rows in COPY's text format, separated by
+// newlines, without the last one) that a COPY statement's Exec takes as
+// its one argument and hands to the driver as is: one call for many rows,
+// where lib/pq's own COPY takes one database/sql call per row.
+type copyData []byte
+
+// copyDataWriter is lib/pq's COPY statement, which takes raw COPY text.
+type copyDataWriter interface {
+	CopyData(ctx context.Context, line string) (driver.Result, error)
+}
+
+// copyStmt is a COPY statement that also takes copyData.
+type copyStmt struct {
+	driver.Stmt
+	rows copyDataWriter
+	conn *conn
+}
+
+func (s copyStmt) CheckNamedValue(nv *driver.NamedValue) error {
+	if _, ok := nv.Value.(copyData); ok {
+		return nil
+	}
+	return s.conn.CheckNamedValue(nv)
+}
+
+func (s copyStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	if len(args) == 1 {
+		if data, ok := args[0].Value.(copyData); ok {
+			return s.rows.CopyData(ctx, string(data))
+		}
+	}
+	values := make([]driver.Value, len(args))
+	for i, a := range args {
+		values[i] = a.Value
+	}
+	// lib/pq's COPY statement has only the old Exec.
+	return s.Stmt.Exec(values)
 }
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {

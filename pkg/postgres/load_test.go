@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -135,4 +136,39 @@ func TestRefusedRowsLeaveNothingForTheNextSync(t *testing.T) {
 	require.NoError(t, b.sql.Select(&rows, `SELECT model FROM tokka.usage_daily WHERE user_id = $1
 		UNION ALL SELECT amount_usd::text FROM tokka.cost_daily WHERE user_id = $1`, u.ID))
 	require.ElementsMatch(t, []string{"m", "4"}, rows)
+}
+
+// Provider text is data: a tab, newline, carriage return or backslash in a
+// value (and COPY's end marker, "\.") comes back exactly, and a sync of
+// more rows than one chunk of COPY text stores every row.
+func TestCopyKeepsProviderTextAndEveryRow(t *testing.T) {
+	t.Parallel()
+	d, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
+	ctx := context.Background()
+	id := createConn(t, d, newUser(), "openai")
+	day := time.Date(2026, 10, 30, 0, 0, 0, 0, time.UTC)
+	w := tokka.Window{From: day.AddDate(0, 0, -30), To: day.AddDate(0, 0, 1)}
+	hostile := []string{"tab\there", "line\nbreak", "cr\rhere", `back\slash`, `\.`, `\N`, "\\\t\n\r", "ünïcödé ☃"}
+	var usage []tokka.UsageRow
+	var costs []tokka.CostRow
+	for i := range 3000 {
+		model := hostile[i%len(hostile)] + " #" + strconv.Itoa(i)
+		d := day.AddDate(0, 0, -(i % 30))
+		usage = append(usage, tokka.UsageRow{Day: d, Family: "completions", Model: model, Tokens: tokka.Tokens{OutputTokens: int64(i)}})
+		costs = append(costs, tokka.CostRow{Day: d, LineItem: model, Model: model, AmountUSD: decimal.New(int64(i), -2),
+			Amount: decimal.New(int64(i), -2), Currency: "usd"})
+	}
+	require.NoError(t, d.CompleteSync(ctx, leaseAll(t, d, "syncer:one")[id], syncResult(w, usage, costs)))
+
+	var models []string
+	require.NoError(t, raw.Select(&models, `SELECT model FROM tokka.usage_daily WHERE connection_id = $1 ORDER BY output_tokens`, id))
+	var lines []string
+	require.NoError(t, raw.Select(&lines, `SELECT line_item || '=' || amount_usd::text FROM tokka.cost_daily
+		WHERE connection_id = $1 ORDER BY amount_usd`, id))
+	require.Len(t, models, len(usage))
+	require.Len(t, lines, len(costs))
+	for i := range usage {
+		require.Equal(t, usage[i].Model, models[i])
+		require.Equal(t, costs[i].LineItem+"="+costs[i].AmountUSD.String(), lines[i])
+	}
 }

@@ -102,22 +102,64 @@ var errNotDecimal = errors.New("value is not a decimal number")
 func (d *Decimal) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return errNotDecimal
+		// A JSON string without a backslash is the text between its quotes.
+		if n := len(b); n >= 2 && b[n-1] == '"' && bytes.IndexByte(b[1:n-1], '\\') < 0 {
+			b = bytes.TrimSpace(b[1 : n-1])
+		} else {
+			var s string
+			if err := json.Unmarshal(b, &s); err != nil {
+				return errNotDecimal
+			}
+			b = []byte(strings.TrimSpace(s))
 		}
-		b = []byte(strings.TrimSpace(s))
 	}
-	// Round-tripping through json.Number accepts exactly JSON's number
-	// grammar: no hex, no "NaN", no "+1", no empty string.
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err != nil || n == "" {
+	// Exactly JSON's number grammar: no hex, no "NaN", no "+1", no empty
+	// string.
+	if !isJSONNumber(b) {
 		return errNotDecimal
 	}
-	v, err := decimal.NewFromString(n.String())
+	v, err := decimal.NewFromString(string(b))
 	if err != nil {
 		return errNotDecimal
 	}
 	d.Decimal = v
 	return nil
+}
+
+// isJSONNumber reports whether b is a number in JSON's grammar:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func isJSONNumber(b []byte) bool {
+	i := 0
+	digits := func() int {
+		start := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i - start
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(b)
 }

@@ -35,12 +35,16 @@ func TestDecimalReadsNumbersAndNumericStringsExactly(t *testing.T) {
 		`0`:                      "0",
 		`"-0"`:                   "0",
 		`123456789012.123456789`: "123456789012.123456789",
+		`"\u0031.5"`:             "1.5", // an escaped digit is still a digit
+		`"-0.5e-1"`:              "-0.05",
+		`"7E2"`:                  "700",
 	} {
 		var d provider.Decimal
 		require.NoError(t, json.Unmarshal([]byte(raw), &d), raw)
 		require.Equal(t, want, d.String(), raw)
 	}
-	for _, raw := range []string{`""`, `"twelve"`, `"0x10"`, `"NaN"`, `"+1"`, `true`, `[1]`, `{"v":1}`, `"1,5"`, `"1 2"`} {
+	for _, raw := range []string{`""`, `"twelve"`, `"0x10"`, `"NaN"`, `"+1"`, `true`, `[1]`, `{"v":1}`, `"1,5"`, `"1 2"`,
+		`"01"`, `"1."`, `".5"`, `"-"`, `"1e"`, `"1e+"`, `"--1"`, `"1.2.3"`, `"1_000"`, `"\u0031x"`, `" "`} {
 		var d provider.Decimal
 		require.Error(t, json.Unmarshal([]byte(raw), &d), raw)
 	}
