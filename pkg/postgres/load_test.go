@@ -143,9 +143,10 @@ func TestRefusedRowsLeaveNothingForTheNextSync(t *testing.T) {
 // more rows than one chunk of COPY text stores every row.
 func TestCopyKeepsProviderTextAndEveryRow(t *testing.T) {
 	t.Parallel()
-	d, raw := pgtest.OpenURL(t, pgtest.Fresh(t))
+	b := setup(t, ownDatabase())
+	d, raw := b.db, b.sql
 	ctx := context.Background()
-	id := createConn(t, d, newUser(), "openai")
+	id := b.addConnection(t, newUser(), "openai")
 	day := time.Date(2026, 10, 30, 0, 0, 0, 0, time.UTC)
 	w := tokka.Window{From: day.AddDate(0, 0, -30), To: day.AddDate(0, 0, 1)}
 	hostile := []string{"tab\there", "line\nbreak", "cr\rhere", `back\slash`, `\.`, `\N`, "\\\t\n\r", "ünïcödé ☃"}
