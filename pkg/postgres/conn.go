@@ -171,6 +171,7 @@ func (s copyStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (dr
 		values[i] = a.Value
 	}
 	// lib/pq's COPY statement has only the old Exec.
+	//lint:ignore SA1019 lib/pq's COPY statement implements no ExecContext
 	return s.Stmt.Exec(values)
 }
 
