@@ -131,6 +131,48 @@ func waitHTTP(t *testing.T, url string) {
 	t.Fatalf("%s did not answer within 30s", url)
 }
 
+// serve starts a server binary whose listen addresses come from freeAddr
+// and waits until ready() answers. freeAddr closes the port it found, so
+// another process (a parallel test's server, an outgoing connection given
+// that ephemeral port) can take it before the binary binds it; when the
+// binary exits saying so, repick chooses new addresses and it starts again
+// (three tries). env and ready are called after each repick.
+func serve(t *testing.T, bin string, env func() []string, repick func(), ready func() string) *proc {
+	t.Helper()
+	for try := 1; ; try++ {
+		p := start(t, env(), bin)
+		if waitServing(ready(), p) {
+			return p
+		}
+		if try == 3 || !strings.Contains(p.out.String(), "address already in use") {
+			t.Fatalf("%s did not answer within 30s", ready())
+		}
+		repick()
+	}
+}
+
+// waitServing waits until url answers below 500 (true), or p exits or 30s
+// pass (false).
+func waitServing(url string, p *proc) bool {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.exited:
+			return false
+		default:
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return true
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
+}
+
 // stack is a running api + syncer + fakeprovider on one fresh database.
 type stack struct {
 	api, syncer, fake *proc
@@ -205,8 +247,12 @@ func startStackWith(t *testing.T, opts stackOptions) *stack {
 	require.NoError(t, err, string(out))
 
 	s.fakeAddr, s.apiAddr = freeAddr(t), freeAddr(t)
-	s.fake = start(t, append(base, "FAKEPROVIDER_ADDR="+s.fakeAddr, "FAKEPROVIDER_LATENCY="+opts.fakeLatency), bin+"/fakeprovider")
-	waitHTTP(t, "http://"+s.fakeAddr+"/v1/organization/costs")
+	s.fake = serve(t, bin+"/fakeprovider",
+		func() []string {
+			return append(base, "FAKEPROVIDER_ADDR="+s.fakeAddr, "FAKEPROVIDER_LATENCY="+opts.fakeLatency)
+		},
+		func() { s.fakeAddr = freeAddr(t) },
+		func() string { return "http://" + s.fakeAddr + "/v1/organization/costs" })
 
 	s.startAPI(t, s.publicKey(t, s.encryptionKey))
 	if !opts.noSyncer {
@@ -223,20 +269,29 @@ func (s *stack) publicKey(t *testing.T, key string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// startAPI starts the api (on the stack's address, so restarts keep apiURL)
-// sealing to publicKey, and waits until it is ready.
+// startAPI starts the api (on the stack's address, so restarts keep apiURL
+// unless another process took the port meanwhile) sealing to publicKey,
+// and waits until it is ready.
 func (s *stack) startAPI(t *testing.T, publicKey string) {
 	t.Helper()
-	// No readiness delay on shutdown: no load balancer needs to notice.
-	env := append(s.base, "DATABASE_URL="+withUser(s.dbURL, "tokka_api"), "API_ADDR="+s.apiAddr,
-		"ENCRYPTION_PUBLIC_KEY="+publicKey, "SUPABASE_JWT_SECRET="+string(s.jwtSecret),
-		"KEY_FINGERPRINT_SECRET="+s.fingerprintSecret, "SHUTDOWN_READINESS_DELAY=0")
-	if s.apiMetrics != "" {
-		env = append(env, "METRICS_ADDR="+s.apiMetrics)
+	env := func() []string {
+		// No readiness delay on shutdown: no load balancer needs to notice.
+		env := append(s.base, "DATABASE_URL="+withUser(s.dbURL, "tokka_api"), "API_ADDR="+s.apiAddr,
+			"ENCRYPTION_PUBLIC_KEY="+publicKey, "SUPABASE_JWT_SECRET="+string(s.jwtSecret),
+			"KEY_FINGERPRINT_SECRET="+s.fingerprintSecret, "SHUTDOWN_READINESS_DELAY=0")
+		if s.apiMetrics != "" {
+			env = append(env, "METRICS_ADDR="+s.apiMetrics)
+		}
+		return env
 	}
-	s.api = start(t, env, s.bin+"/api")
+	repick := func() {
+		s.apiAddr = freeAddr(t)
+		if s.apiMetrics != "" {
+			s.apiMetrics = freeAddr(t)
+		}
+	}
+	s.api = serve(t, s.bin+"/api", env, repick, func() string { return "http://" + s.apiAddr + "/readyz" })
 	s.apiURL = "http://" + s.apiAddr
-	waitHTTP(t, s.apiURL+"/readyz")
 }
 
 // syncerEnv is the syncer's environment with ENCRYPTION_KEY=key and, when
