@@ -161,11 +161,13 @@ func TestOversizeAnswersExceedTheClientLimit(t *testing.T) {
 
 func TestSlowKeysWaitAndGiveUpWithTheClient(t *testing.T) {
 	t.Parallel()
-	fake := fakeprovider.New(fakeprovider.Options{SlowDelay: 150 * time.Millisecond, Now: func() time.Time { return now }})
-	srv := httptest.NewServer(fake)
-	t.Cleanup(srv.Close)
-	get := func(ctx context.Context, key string) (time.Duration, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+oaiCosts, nil)
+	serve := func(delay time.Duration) string {
+		srv := httptest.NewServer(fakeprovider.New(fakeprovider.Options{SlowDelay: delay, Now: func() time.Time { return now }}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	get := func(ctx context.Context, base, key string) (time.Duration, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+oaiCosts, nil)
 		require.NoError(t, err)
 		req.Header.Set("Authorization", "Bearer "+key)
 		start := time.Now()
@@ -176,15 +178,21 @@ func TestSlowKeysWaitAndGiveUpWithTheClient(t *testing.T) {
 		}
 		return time.Since(start), err
 	}
-	d, err := get(context.Background(), "sk-admin-x-slow-1")
+	// A -slow key waits SlowDelay, then answers.
+	d, err := get(context.Background(), serve(150*time.Millisecond), "sk-admin-x-slow-1")
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, d, 150*time.Millisecond)
-	d, err = get(context.Background(), oaiKey)
-	require.NoError(t, err)
-	require.Less(t, d, 150*time.Millisecond, "only the -slow key waits")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	// With an hour's delay: any other key answers (no upper bound on how
+	// fast, so a loaded machine cannot fail it: waiting would mean an
+	// hour), and a -slow key gives up with its client.
+	hour := serve(time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err = get(ctx, "sk-admin-x-slow-2")
-	require.Error(t, err)
+	_, err = get(ctx, hour, oaiKey)
+	require.NoError(t, err, "only the -slow key waits")
+	short, cancelShort := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancelShort()
+	_, err = get(short, hour, "sk-admin-x-slow-2")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
