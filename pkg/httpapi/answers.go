@@ -33,6 +33,10 @@ type keptAnswer struct {
 	body []byte
 }
 
+// size is what a kept answer counts against max: its key, its body and a
+// little for the bookkeeping around them.
+func (k *keptAnswer) size() int { return len(k.key) + len(k.body) + 128 }
+
 func newAnswerCache(maxBytes int) *answerCache {
 	if maxBytes <= 0 {
 		return nil
@@ -54,45 +58,49 @@ func (a *answerCache) get(key string) []byte {
 
 // put keeps a copy of body under key.
 func (a *answerCache) put(key string, body []byte) {
-	size := len(key) + len(body) + 128
-	if size > a.max/8 {
+	kept := &keptAnswer{key: key, body: body}
+	if kept.size() > a.max/8 {
 		return // one answer may not push out most of the others
 	}
-	kept := &keptAnswer{key: key, body: append([]byte(nil), body...)}
+	kept.body = append([]byte(nil), body...)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if e, ok := a.by[key]; ok {
-		a.size -= len(key) + len(e.Value.(*keptAnswer).body) + 128
-		a.order.Remove(e)
+		a.remove(e)
 	}
 	a.by[key] = a.order.PushFront(kept)
-	a.size += size
+	a.size += kept.size()
 	for a.size > a.max {
-		last := a.order.Back()
-		old := last.Value.(*keptAnswer)
-		a.order.Remove(last)
-		delete(a.by, old.key)
-		a.size -= len(old.key) + len(old.body) + 128
+		a.remove(a.order.Back())
 	}
 }
 
+// remove drops one kept answer; a.mu is held.
+func (a *answerCache) remove(e *list.Element) {
+	old := a.order.Remove(e).(*keptAnswer)
+	delete(a.by, old.key)
+	a.size -= old.size()
+}
+
+// keeps reports whether this request's answer may be kept and given from
+// the cache: the cache is on and the request does not ask for an indented
+// body.
+func (s *Server) keeps(c echo.Context) bool {
+	return s.answers != nil && !c.QueryParams().Has("pretty")
+}
+
 // answerKey is what a request's answer is filed under at version: the
-// user, the path, the query exactly as sent and today's date. "" when the
-// answer cache is off or the request asks for something it does not keep
-// (an indented body).
+// user, the path, the query exactly as sent and today's date.
 func (s *Server) answerKey(c echo.Context, version string) string {
-	if s.answers == nil || c.QueryParams().Has("pretty") {
-		return ""
-	}
 	return strings.Join([]string{userOf(c).ID, c.Path(), c.QueryString(),
 		s.cfg.Now().UTC().Format(time.DateOnly), version}, "\x00")
 }
 
-// keptAnswer writes the body kept for this request at the user's current
+// sendKept writes the body kept for this request at the user's current
 // data version and reports whether there was one. It reads the version
 // under the caller's claims; an error is the request's.
 func (s *Server) sendKept(c echo.Context) (bool, error) {
-	if s.answers == nil || s.answerKey(c, "") == "" {
+	if !s.keeps(c) {
 		return false, nil
 	}
 	v, err := s.usageRows.DataVersion(c.Request().Context(), userOf(c))
@@ -108,7 +116,7 @@ func (s *Server) sendKept(c echo.Context) (bool, error) {
 
 // keep files body (this request's answer, computed at version).
 func (s *Server) keep(c echo.Context, version string, body []byte) {
-	if k := s.answerKey(c, version); k != "" && version != "" {
-		s.answers.put(k, body)
+	if s.keeps(c) && version != "" {
+		s.answers.put(s.answerKey(c, version), body)
 	}
 }

@@ -33,8 +33,12 @@ func dataVersion(ctx context.Context, tx *sqlx.Tx, u tokka.User) (string, error)
 	if err != nil {
 		return "", domainError(err, "data version")
 	}
-	return fmt.Sprintf("%d.%d", v.Count, v.Max), nil
+	return versionOf(v.Count, v.Max), nil
 }
+
+// versionOf writes a data version from its two parts: the number of the
+// user's connections and their highest data_version.
+func versionOf(connections, highest int64) string { return fmt.Sprintf("%d.%d", connections, highest) }
 
 // DataVersion returns u's data version, read as u.
 func (d *DB) DataVersion(ctx context.Context, u tokka.User) (string, error) {

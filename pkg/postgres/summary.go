@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -139,7 +138,7 @@ func (d *DB) summaryTop(ctx context.Context, tx *sqlx.Tx, u tokka.User, month st
 	out.TopModels, out.TopProjects, out.TopAPIKeys = []tokka.TopItem{}, []tokka.TopItem{}, []tokka.TopItem{}
 	var v string
 	for _, r := range rows {
-		out.AsOf, v = r.AsOf, fmt.Sprintf("%d.%d", r.Conns, r.Version)
+		out.AsOf, v = r.AsOf, versionOf(r.Conns, r.Version)
 		if r.What == nil {
 			continue
 		}
