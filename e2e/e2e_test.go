@@ -219,6 +219,9 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// loginRoles serialises deploy/login-roles.sql across this binary's tests.
+var loginRoles sync.Mutex
+
 func startStack(t *testing.T) *stack { return startStackWith(t, stackOptions{}) }
 
 func startStackWith(t *testing.T, opts stackOptions) *stack {
@@ -243,7 +246,12 @@ func startStackWith(t *testing.T, opts stackOptions) *stack {
 	require.NoError(t, err, "psql (postgresql-client) is needed to apply deploy/login-roles.sql")
 	_, file, _, _ := runtime.Caller(0)
 	roles := filepath.Join(filepath.Dir(filepath.Dir(file)), "deploy", "login-roles.sql")
+	// The login roles are the cluster's, shared by every test's database:
+	// two ALTER ROLEs of one role at once fail ("tuple concurrently
+	// updated"), so the tests of this binary take turns.
+	loginRoles.Lock()
 	out, err = exec.Command(psql, dbURL, "-q", "-v", "api_password=tokka-e2e", "-v", "syncer_password=tokka-e2e", "-f", roles).CombinedOutput()
+	loginRoles.Unlock()
 	require.NoError(t, err, string(out))
 
 	s.fakeAddr, s.apiAddr = freeAddr(t), freeAddr(t)
