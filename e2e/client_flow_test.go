@@ -72,7 +72,7 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	// Wait for the first sync, then ask for another one now.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		got, err := c.GetConnectionWithResponse(ctx, conn.Id)
+		got, err := c.GetConnectionWithResponse(ctx, conn.Id, nil)
 		require.NoError(t, err)
 		if got.JSON200.Status == client.ConnectionStatusActive {
 			break
@@ -117,7 +117,7 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	require.Equal(t, http.StatusOK, csv.StatusCode())
 	require.True(t, strings.HasPrefix(string(csv.Body), "day,model,"), string(csv.Body[:40]))
 	require.Len(t, strings.Split(strings.TrimSpace(string(csv.Body)), "\n"), len(usage.JSON200.Data)+1)
-	summary, err := c.GetUsageSummaryWithResponse(ctx)
+	summary, err := c.GetUsageSummaryWithResponse(ctx, nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, summary.StatusCode())
 	require.Equal(t, client.ProviderSummaryProviderAll, summary.JSON200.Overall.Provider)
@@ -136,11 +136,11 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, budgets.JSON200.Data, 1)
 	require.Nil(t, budgets.JSON200.Data[0].WebhookSecret)
-	one, err := c.GetBudgetWithResponse(ctx, budget.JSON201.Id)
+	one, err := c.GetBudgetWithResponse(ctx, budget.JSON201.Id, nil)
 	require.NoError(t, err)
 	require.Equal(t, name, one.JSON200.Name)
 	amount := client.BudgetAmount("25.50")
-	changed, err := c.UpdateBudgetWithResponse(ctx, budget.JSON201.Id, client.BudgetUpdate{AmountUsd: &amount})
+	changed, err := c.UpdateBudgetWithResponse(ctx, budget.JSON201.Id, nil, client.BudgetUpdate{AmountUsd: &amount})
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, changed.StatusCode(), string(changed.Body))
 	require.True(t, decimal.RequireFromString(changed.JSON200.AmountUsd).Equal(decimal.RequireFromString("25.5")))
@@ -160,13 +160,13 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, missing.StatusCode())
 	require.Equal(t, "Not Found", missing.ApplicationproblemJSON404.Title)
 
-	deleted, err := c.DeleteBudgetWithResponse(ctx, budget.JSON201.Id)
+	deleted, err := c.DeleteBudgetWithResponse(ctx, budget.JSON201.Id, nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusNoContent, deleted.StatusCode())
-	gone, err := c.GetBudgetWithResponse(ctx, budget.JSON201.Id)
+	gone, err := c.GetBudgetWithResponse(ctx, budget.JSON201.Id, nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusNotFound, gone.StatusCode())
-	other, err := c.GetConnectionWithResponse(ctx, uuid.New())
+	other, err := c.GetConnectionWithResponse(ctx, uuid.New(), nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusNotFound, other.StatusCode())
 	require.NotEmpty(t, *other.ApplicationproblemJSON404.RequestId)
@@ -202,7 +202,7 @@ func TestGeneratedClientDrivesTheWholeFlow(t *testing.T) {
 	require.Equal(t, events.JSON200.Data[0].Hash, *verify.JSON200.HeadHash)
 
 	// Delete the connection; readiness still answers.
-	del, err := c.DeleteConnectionWithResponse(ctx, conn.Id)
+	del, err := c.DeleteConnectionWithResponse(ctx, conn.Id, nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusNoContent, del.StatusCode())
 	ready, err := c.ReadyzWithResponse(ctx)

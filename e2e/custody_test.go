@@ -395,7 +395,7 @@ func TestRotationRunbook(t *testing.T) {
 	// Rows imported from the seed keep its v1 format until rewrapped.
 	for name, v := range map[string]v1Vector{"v1 openai": v1OpenAI, "v1 anthropic": v1Anthropic} {
 		id, p := uuid.NewString(), strings.Fields(name)[1]
-		_, err := db.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
+		_, err := db.Exec(`INSERT INTO tokka.connections (id, team_id, provider, label, key_hint, sealed_key)
 			VALUES ($1, $2, $3, 'imported from the seed', 'h', $4)`, id, alice.id, p, v.Blob)
 		require.NoError(t, err)
 		ids[name] = id
@@ -404,7 +404,7 @@ func TestRotationRunbook(t *testing.T) {
 		s.waitFor(t, alice, id, "active")
 	}
 	resync := func() {
-		_, err := db.Exec(`UPDATE tokka.connections SET next_sync_at = now() WHERE user_id = $1 AND status = 'active'`, alice.id)
+		_, err := db.Exec(`UPDATE tokka.connections SET next_sync_at = now() WHERE team_id = $1 AND status = 'active'`, alice.id)
 		require.NoError(t, err)
 	}
 	syncedSince := func(since time.Time) {
@@ -475,7 +475,7 @@ func TestRotationRunbook(t *testing.T) {
 	// backup) is flagged, not skipped and not fatal: the api keeps serving it.
 	strayID := uuid.NewString()
 	stray := sealedWith(t, s, oldKey, alice.id, strayID, "openai", "sk-admin-stray-"+randomHex(8))
-	_, err := db.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
+	_, err := db.Exec(`INSERT INTO tokka.connections (id, team_id, provider, label, key_hint, sealed_key)
 		VALUES ($1, $2, 'openai', 'restored', 'h', $3)`, strayID, alice.id, stray)
 	require.NoError(t, err)
 	flagged := s.waitFor(t, alice, strayID, "needs_reconnect")
@@ -534,7 +534,7 @@ func mustPublicKey(t *testing.T, text string) *seal.PublicKey {
 func sealedWith(t *testing.T, s *stack, encryptionKey, userID, connID, provider, key string) string {
 	t.Helper()
 	blob, err := mustPublicKey(t, s.publicKey(t, encryptionKey)).Seal(secret.FromString(key),
-		seal.Binding{UserID: userID, ConnectionID: connID, Provider: tokka.Provider(provider)})
+		seal.Binding{TeamID: userID, ConnectionID: connID, Provider: tokka.Provider(provider)})
 	require.NoError(t, err)
 	return blob
 }

@@ -135,7 +135,7 @@ func (s *stack) addConnections(t *testing.T, u user, keys map[string]string) map
 func waitLeasesExpired(t *testing.T, db *sqlx.DB, userID string) {
 	t.Helper()
 	waitFor(t, 30*time.Second, "the dead syncer's leases to expire", func() bool {
-		return count(t, db, `SELECT count(*) FROM tokka.connections WHERE user_id = $1 AND lease_expires_at >= now()`, userID) == 0
+		return count(t, db, `SELECT count(*) FROM tokka.connections WHERE team_id = $1 AND lease_expires_at >= now()`, userID) == 0
 	})
 }
 
@@ -178,7 +178,7 @@ func TestSIGKILLedSyncerLosesNothing(t *testing.T) {
 	db := s.db(t)
 	lease := []string{"SYNC_LEASE_DURATION=2s"}
 	decrypted := func() int {
-		return count(t, db, `SELECT count(*) FROM tokka.audit_events WHERE action = 'key.decrypted' AND user_id = $1`, alice.id)
+		return count(t, db, `SELECT count(*) FROM tokka.audit_events WHERE action = 'key.decrypted' AND team_id = $1`, alice.id)
 	}
 
 	// 1. Killed between pages of the first backfill.
@@ -187,18 +187,18 @@ func TestSIGKILLedSyncerLosesNothing(t *testing.T) {
 	time.Sleep(400 * time.Millisecond) // a few 150ms pages into the backfill
 	require.NoError(t, p.cmd.Process.Kill())
 	p.wait(t, 10*time.Second)
-	require.Zero(t, count(t, db, `SELECT count(*) FROM tokka.connections WHERE user_id = $1 AND status = 'active'`, alice.id))
+	require.Zero(t, count(t, db, `SELECT count(*) FROM tokka.connections WHERE team_id = $1 AND status = 'active'`, alice.id))
 
 	waitLeasesExpired(t, db, alice.id)
 	require.Equal(t, 0, s.syncerOnce(t, lease...).wait(t, 5*time.Minute))
 	w := tokka.DayWindow(time.Now(), 90)
 	s.requireUsageMatchesFake(t, alice, keys, w)
-	require.Equal(t, 2, count(t, db, `SELECT count(*) FROM tokka.connections WHERE user_id = $1 AND status = 'active'`, alice.id))
+	require.Equal(t, 2, count(t, db, `SELECT count(*) FROM tokka.connections WHERE team_id = $1 AND status = 'active'`, alice.id))
 
 	// 2. Killed inside the write transaction, after the old window's usage
 	// rows were deleted and before the new ones went in: a test transaction
 	// holds a lock that stops the syncer at DELETE FROM cost_daily.
-	_, err := db.Exec(`UPDATE tokka.connections SET next_sync_at = now() WHERE user_id = $1`, alice.id)
+	_, err := db.Exec(`UPDATE tokka.connections SET next_sync_at = now() WHERE team_id = $1`, alice.id)
 	require.NoError(t, err)
 	lockTx, err := db.Beginx()
 	require.NoError(t, err)
@@ -281,7 +281,7 @@ func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	db := s.db(t)
 	d := start(t, append(s.syncerEnv(s.encryptionKey), "SYNC_SHUTDOWN_GRACE=2s"), s.bin+"/syncer", "run")
 	waitFor(t, 20*time.Second, "a sync to start", func() bool {
-		return count(t, db, `SELECT count(*) FROM tokka.audit_events WHERE action = 'key.decrypted' AND user_id = $1`, alice.id) > 0
+		return count(t, db, `SELECT count(*) FROM tokka.audit_events WHERE action = 'key.decrypted' AND team_id = $1`, alice.id) > 0
 	})
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, d.wait(t, 30*time.Second), d.out.String())

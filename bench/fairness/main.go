@@ -155,7 +155,7 @@ func seed(ctx context.Context, dbURL string, events int, out io.Writer) (heavy, 
 	}
 	defer raw.Close()
 	for _, c := range []struct{ user, provider string }{{heavy, "openai"}, {other, "openai"}, {other, "anthropic"}} {
-		if _, err := raw.ExecContext(ctx, `INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
+		if _, err := raw.ExecContext(ctx, `INSERT INTO tokka.connections (id, team_id, provider, label, key_hint, sealed_key)
 			VALUES ($1, $2, $3, $3, 'hint', 'v2:00')`, uuid.NewString(), c.user, c.provider); err != nil {
 			return "", "", err
 		}

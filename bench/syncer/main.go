@@ -322,7 +322,7 @@ func seed(ctx context.Context, dbURL string, pk *seal.PublicKey, n int) error {
 		if i%2 == 1 {
 			p, key = tokka.Anthropic, fmt.Sprintf("sk-ant-admin01-bench%08d", i)
 		}
-		blob, err := pk.Seal(secret.FromString(key), seal.Binding{UserID: user, ConnectionID: id, Provider: p})
+		blob, err := pk.Seal(secret.FromString(key), seal.Binding{TeamID: user, ConnectionID: id, Provider: p})
 		if err != nil {
 			return err
 		}
@@ -330,7 +330,7 @@ func seed(ctx context.Context, dbURL string, pk *seal.PublicKey, n int) error {
 		hints, blobs = append(hints, key[:9]+"…"), append(blobs, blob)
 	}
 	_, err = db.ExecContext(ctx, `
-		INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
+		INSERT INTO tokka.connections (id, team_id, provider, label, key_hint, sealed_key)
 		SELECT i, u, p, p, h, b FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[]) AS t(i, u, p, h, b)`,
 		pq.Array(ids), pq.Array(users), pq.Array(providers), pq.Array(hints), pq.Array(blobs))
 	if err != nil {

@@ -90,18 +90,18 @@ func generate(ctx context.Context, out io.Writer, dbURL string, users, groups, d
 	defer db.Close()
 	start := time.Now()
 	steps := []struct{ what, sql string }{
-		{"connections", `INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key, status, backfilled_at, last_synced_at)
+		{"connections", `INSERT INTO tokka.connections (id, team_id, provider, label, key_hint, sealed_key, status, backfilled_at, last_synced_at)
 			SELECT gen_random_uuid(), ('00000000-0000-4000-8000-' || lpad(to_hex(u), 12, '0'))::uuid, p, p, 'hint', 'v2:00', 'active', now(), now()
 			FROM generate_series(1, $1) u, unnest(ARRAY['openai', 'anthropic']) p`},
-		{"usage rows", `INSERT INTO tokka.usage_daily (connection_id, user_id, provider, day, family, model, project_id,
+		{"usage rows", `INSERT INTO tokka.usage_daily (connection_id, team_id, provider, day, family, model, project_id,
 				input_uncached_tokens, cache_read_tokens, cache_write_5m_tokens, output_tokens, requests)
-			SELECT c.id, c.user_id, c.provider, d::date, 'completions', 'model-' || (g % 10), 'proj_' || (g / 10),
+			SELECT c.id, c.team_id, c.provider, d::date, 'completions', 'model-' || (g % 10), 'proj_' || (g / 10),
 				1000 + g, 100 + g, g, 300 + g, 5
 			FROM tokka.connections c, generate_series(current_date - ($1::int - 1), current_date, interval '1 day') d,
 				generate_series(0, $2::int - 1) g`},
-		{"cost rows", `INSERT INTO tokka.cost_daily (connection_id, user_id, provider, day, line_item, model, project_id,
+		{"cost rows", `INSERT INTO tokka.cost_daily (connection_id, team_id, provider, day, line_item, model, project_id,
 				amount_usd, amount, currency)
-			SELECT c.id, c.user_id, c.provider, d::date, 'model-' || (g % 10) || ', input', 'model-' || (g % 10), 'proj_' || (g / 10),
+			SELECT c.id, c.team_id, c.provider, d::date, 'model-' || (g % 10) || ', input', 'model-' || (g % 10), 'proj_' || (g / 10),
 				0.0001234 * (g + 1), 0.0001234 * (g + 1), 'usd'
 			FROM tokka.connections c, generate_series(current_date - ($1::int - 1), current_date, interval '1 day') d,
 				generate_series(0, $2::int - 1) g`},
@@ -245,7 +245,7 @@ func userTokens(dbURL string, secret []byte) ([]string, []string, error) {
 	}
 	defer raw.Close()
 	var userIDs []string
-	if err := raw.Select(&userIDs, `SELECT DISTINCT user_id::text FROM tokka.connections ORDER BY 1 LIMIT 200`); err != nil {
+	if err := raw.Select(&userIDs, `SELECT DISTINCT team_id::text FROM tokka.connections ORDER BY 1 LIMIT 200`); err != nil {
 		return nil, nil, err
 	}
 	if len(userIDs) == 0 {

@@ -71,6 +71,7 @@ type Config struct {
 
 	MutationsPerMinute      int `env:"RATE_LIMIT_MUTATIONS_PER_MINUTE" envDefault:"60" range:"1,1000000"`
 	IPMutationsPerMinute    int `env:"RATE_LIMIT_IP_MUTATIONS_PER_MINUTE" envDefault:"600" range:"1,1000000"`
+	TeamMutationsPerMinute  int `env:"RATE_LIMIT_TEAM_MUTATIONS_PER_MINUTE" envDefault:"300" range:"1,1000000"`
 	ExpensiveReadsPerMinute int `env:"RATE_LIMIT_EXPENSIVE_READS_PER_MINUTE" envDefault:"30" range:"1,1000000"`
 	AuditFullPerHour        int `env:"RATE_LIMIT_AUDIT_FULL_PER_HOUR" envDefault:"6" range:"1,1000000"`
 
@@ -82,6 +83,8 @@ type Config struct {
 	// ResyncDays is the syncer's setting, read here too: the days the
 	// syncer re-reads on every sync are the days usage marks provisional.
 	ResyncDays int `env:"SYNC_RESYNC_DAYS" envDefault:"3" range:"1,90"`
+	// InvitationTTL is how long a team invitation stays open.
+	InvitationTTL time.Duration `env:"INVITATION_TTL" envDefault:"168h" range:"1m,720h"`
 	// AllowLoopbackWebhooks is for development only.
 	AllowLoopbackWebhooks bool `env:"WEBHOOK_ALLOW_LOOPBACK_HTTP" envDefault:"false"`
 	// ShutdownReadinessDelay is how long the api keeps serving after SIGTERM
@@ -158,7 +161,7 @@ func loadConfig(getenv func(string) string, needKeys bool) (Config, error) {
 	if c.PlaintextKeys != "allow" && c.PlaintextKeys != "refuse" {
 		return c, errors.New(`PLAINTEXT_KEYS must be "allow" or "refuse"`)
 	}
-	c.RateLimits = httpapi.RateLimits{PerUser: c.MutationsPerMinute, PerIP: c.IPMutationsPerMinute,
+	c.RateLimits = httpapi.RateLimits{PerUser: c.MutationsPerMinute, PerIP: c.IPMutationsPerMinute, PerTeam: c.TeamMutationsPerMinute,
 		ExpensiveReadsPerMinute: c.ExpensiveReadsPerMinute, AuditFullPerHour: c.AuditFullPerHour, Window: time.Minute}
 	if !needKeys {
 		return c, nil

@@ -123,6 +123,7 @@ func newHandler(cfg Config, db *postgres.DB, reg *prometheus.Registry, drain *ht
 		RefusePlaintextKeys: cfg.PlaintextKeys == "refuse",
 		Metrics:             httpapi.NewMetrics(reg),
 		Drain:               drain,
+		InvitationTTL:       cfg.InvitationTTL,
 	}
 	if cfg.AuthURL != "" {
 		sessions, err := auth.NewSessionChecker(auth.SessionConfig{AuthURL: cfg.AuthURL, AnonKey: cfg.AnonKey, Log: &authLog})

@@ -55,6 +55,9 @@ type Config struct {
 	AnthropicBaseURL        string        `env:"ANTHROPIC_BASE_URL" envDefault:"https://api.anthropic.com"`
 	SMTPURL                 string        `env:"SMTP_URL"`
 	SMTPFrom                string        `env:"SMTP_FROM"`
+	// InvitationURL is the SPA page that accepts a team invitation: the
+	// emails link to it with "/" and the token appended.
+	InvitationURL string `env:"INVITATION_URL"`
 	// AllowLoopback lets budget webhooks reach http://127.0.0.1
 	// (development only).
 	AllowLoopback bool `env:"WEBHOOK_ALLOW_LOOPBACK_HTTP" envDefault:"false"`

@@ -57,7 +57,7 @@ func TestDaemonServesHealthAndFreesItsMetricsPortWhenDrainStarts(t *testing.T) {
 	require.NoError(t, err)
 	db, _ := pgtest.OpenURL(t, dbURL)
 	userID, connID := uuid.NewString(), uuid.NewString()
-	blob, err := kr.PublicKey().Seal(secret.FromString("sk-admin-daemon0123456789abcdef"), seal.Binding{UserID: userID, ConnectionID: connID, Provider: "openai"})
+	blob, err := kr.PublicKey().Seal(secret.FromString("sk-admin-daemon0123456789abcdef"), seal.Binding{TeamID: userID, ConnectionID: connID, Provider: "openai"})
 	require.NoError(t, err)
 	_, err = db.CreateConnection(context.Background(), tokka.User{ID: userID, Claims: []byte(`{"sub":"` + userID + `","role":"authenticated"}`)},
 		tokka.NewConnection{ID: connID, Provider: "openai", Label: "daemon", KeyHint: "sk-admin-…cdef", SealedKey: blob},

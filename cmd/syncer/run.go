@@ -131,7 +131,9 @@ func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
 	// Budgets and anomalies are evaluated after every successful sync.
 	var mail budget.EmailSender
 	if c.SMTP != nil {
-		mail = notify.NewMailer(*c.SMTP)
+		mailer := notify.NewMailer(*c.SMTP)
+		mail = mailer
+		c.Sync.Invitations = &syncer.Invitations{Store: db, Mailer: mailer, URL: c.InvitationURL}
 	}
 	c.Sync.AfterSync = budget.New(budget.Config{Instance: c.Sync.Instance,
 		Anomaly: budget.AnomalyConfig{MinUSD: c.AnomalyMinUSD}, AppURL: c.AppURL}, db,

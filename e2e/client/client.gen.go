@@ -253,16 +253,16 @@ func (e NewBudgetScope) Valid() bool {
 
 // Defines values for OrgKeyKind.
 const (
-	Admin OrgKeyKind = "admin"
-	Api   OrgKeyKind = "api"
+	OrgKeyKindAdmin OrgKeyKind = "admin"
+	OrgKeyKindApi   OrgKeyKind = "api"
 )
 
 // Valid indicates whether the value is a known member of the OrgKeyKind enum.
 func (e OrgKeyKind) Valid() bool {
 	switch e {
-	case Admin:
+	case OrgKeyKindAdmin:
 		return true
-	case Api:
+	case OrgKeyKindApi:
 		return true
 	default:
 		return false
@@ -302,6 +302,27 @@ func (e ProviderSummaryProvider) Valid() bool {
 	case ProviderSummaryProviderAnthropic:
 		return true
 	case ProviderSummaryProviderOpenai:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for Role.
+const (
+	RoleAdmin  Role = "admin"
+	RoleOwner  Role = "owner"
+	RoleViewer Role = "viewer"
+)
+
+// Valid indicates whether the value is a known member of the Role enum.
+func (e Role) Valid() bool {
+	switch e {
+	case RoleAdmin:
+		return true
+	case RoleOwner:
+		return true
+	case RoleViewer:
 		return true
 	default:
 		return false
@@ -534,7 +555,7 @@ type AlertList struct {
 	NextCursor *NextCursor `json:"next_cursor"`
 }
 
-// AuditEvent Example: {"action":"key.decrypted","actor":"syncer:tokka-syncer-7d9f-1-a1b2c3","client_ip":"","connection_id":"0b7f3d1e-7f59-4a5e-9a43-4f5bb1b0e0aa","created_at":"2026-11-27T06:00:11.482913Z","detail":"sealed as v2 key 3f9c2a61d0b4e87a","hash":"1f2e3d4c5b6a79880f1e2d3c4b5a69788f9e0d1c2b3a49586f7e8d9c0b1a2f3e","id":4711,"outcome":"success","prev_hash":"9b2d5c0f7a1e4e8c6d3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d","provider":"openai","purpose":"scheduled sync","user_agent":""}
+// AuditEvent Example: {"action":"key.decrypted","actor":"syncer:tokka-syncer-7d9f-1-a1b2c3","actor_user_id":null,"client_ip":"","connection_id":"0b7f3d1e-7f59-4a5e-9a43-4f5bb1b0e0aa","created_at":"2026-11-27T06:00:11.482913Z","detail":"sealed as v2 key 3f9c2a61d0b4e87a","hash":"1f2e3d4c5b6a79880f1e2d3c4b5a69788f9e0d1c2b3a49586f7e8d9c0b1a2f3e","id":4711,"outcome":"success","prev_hash":"9b2d5c0f7a1e4e8c6d3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d","provider":"openai","purpose":"scheduled sync","user_agent":""}
 type AuditEvent struct {
 	// Action key.created, key.replaced, key.deleted, key.decrypted, key.rewrapped,
 	// connection.renamed, sync.requested, sync.succeeded, sync.failed, and
@@ -542,14 +563,27 @@ type AuditEvent struct {
 	// to `compromised`, or found affected), incident.notified (you were
 	// emailed about it) and incident.released (the quarantine was a
 	// mistake and was undone), whose detail starts with
-	// "incident <reference>:".
+	// "incident <reference>:". The team's own changes, with no
+	// connection or provider: team.created and team.renamed (detail:
+	// the name), team.deleted (no detail), member.role_changed
+	// ("user <user id>: <old role> to <new role>"), member.removed
+	// ("user <user id> (<the role they had>)"), invitation.created
+	// ("invitation <id> as <role>"), invitation.revoked ("invitation
+	// <id>") and invitation.accepted ("invitation <id>: user <user id>
+	// joined as <the role they now hold>"). No detail holds an email
+	// address: the invitation's id leads to it while the team exists.
 	//
 	//
 	// Example: key.decrypted
 	Action string `json:"action"`
 
 	// Actor api:<request id> or syncer:<instance>
-	Actor        string              `json:"actor"`
+	Actor string `json:"actor"`
+
+	// ActorUserId The user whose request it was (taken from their verified access
+	// token by the database, never from the request); null for the
+	// syncer's events and for events recorded before teams.
+	ActorUserId  *openapi_types.UUID `json:"actor_user_id"`
 	ClientIp     string              `json:"client_ip"`
 	ConnectionId *openapi_types.UUID `json:"connection_id"`
 	CreatedAt    time.Time           `json:"created_at"`
@@ -557,16 +591,19 @@ type AuditEvent struct {
 
 	// Hash Lowercase hex SHA-256 over "tokka/audit/v1" followed by, each as a
 	// 4-byte big-endian length and its bytes: prev_hash (raw bytes, empty
-	// for the first event), your user id, connection_id ("" when null),
-	// provider, action, outcome, purpose, actor, client_ip, user_agent,
-	// detail (all UTF-8 text, ids in lowercase canonical form) and
-	// created_at as microseconds since 1970-01-01 UTC (8 bytes,
-	// big-endian).
+	// for the team's first event), the team id (for a personal team, its
+	// owner's user id), connection_id ("" when null), provider, action,
+	// outcome, purpose, actor, client_ip, user_agent, detail (all UTF-8
+	// text, ids in lowercase canonical form) and created_at as
+	// microseconds since 1970-01-01 UTC (8 bytes, big-endian). An event
+	// with an `actor_user_id` is hashed the same way under the label
+	// "tokka/audit/v2", with `actor_user_id` (lowercase canonical form)
+	// as one more field at the end.
 	Hash    string            `json:"hash"`
 	Id      int64             `json:"id"`
 	Outcome AuditEventOutcome `json:"outcome"`
 
-	// PrevHash The `hash` of your previous event, lowercase hex; null for your first event.
+	// PrevHash The `hash` of the team's previous event, lowercase hex; null for its first event.
 	PrevHash  *string `json:"prev_hash"`
 	Provider  string  `json:"provider"`
 	Purpose   string  `json:"purpose"`
@@ -873,10 +910,86 @@ type Health struct {
 	Status string `json:"status"`
 }
 
+// Invitation Example: {"accepted_at":null,"created_at":"2026-12-01T10:00:00Z","email":"ana@example.com","expires_at":"2026-12-08T10:00:00Z","id":"9c2d4e6f-8a1b-4c3d-9e5f-7a8b9c0d1e2f","invited_by":"0f1e2d3c-4b5a-4968-8776-655443322110","revoked_at":null,"role":"viewer","team_id":"3b8e2c1d-5f4a-4e6b-9c7d-8e9f0a1b2c3d","token":"tki_Zm9yIGV4YW1wbGUgb25seSwgbm90IGEgcmVhbCB0b2s"}
+type Invitation struct {
+	AcceptedAt *time.Time         `json:"accepted_at"`
+	CreatedAt  time.Time          `json:"created_at"`
+	Email      string             `json:"email"`
+	ExpiresAt  time.Time          `json:"expires_at"`
+	Id         openapi_types.UUID `json:"id"`
+
+	// InvitedBy The user id of the member who invited.
+	InvitedBy openapi_types.UUID `json:"invited_by"`
+	RevokedAt *time.Time         `json:"revoked_at"`
+
+	// Role A member's role in a team, each allowed what the ones after it are:
+	// `owner` manages the members and may delete the team; `admin` adds,
+	// replaces and deletes keys and manages budgets and alerts; `viewer`
+	// reads usage, the summary, exports, alerts, budgets and the audit log.
+	Role   Role               `json:"role"`
+	TeamId openapi_types.UUID `json:"team_id"`
+
+	// Token Only in the answer to `POST /v1/teams/{team}/invitations`, and
+	// not in an `Idempotency-Key` replay of it: what accepts the
+	// invitation (`POST /v1/invitations/{token}/accept`). Tokka keeps
+	// only its SHA-256; it is never listed or read back.
+	Token *string `json:"token,omitempty"`
+}
+
+// InvitationList A page of a team's invitations, oldest first.
+type InvitationList struct {
+	Data []Invitation `json:"data"`
+
+	// HasMore More items follow this page; ask for them with `cursor` = `next_cursor`.
+	HasMore HasMore `json:"has_more"`
+
+	// NextCursor The cursor of the next page (opaque); null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
+}
+
 // Me defines model for Me.
 type Me struct {
 	Email string             `json:"email"`
 	Id    openapi_types.UUID `json:"id"`
+}
+
+// Member Example: {"created_at":"2026-12-01T10:05:00Z","email":"ana@example.com","role":"admin","user_id":"6a1f3c2e-0b4d-4e8a-9c77-1d2e3f405162"}
+type Member struct {
+	// CreatedAt When they joined.
+	CreatedAt time.Time `json:"created_at"`
+
+	// Email The address in the member's verified access token when they
+	// joined ("" when none was known, as for the owner of a personal
+	// team that existed before teams); the Auth server stays the
+	// authority on it.
+	Email string `json:"email"`
+
+	// Role A member's role in a team, each allowed what the ones after it are:
+	// `owner` manages the members and may delete the team; `admin` adds,
+	// replaces and deletes keys and manages budgets and alerts; `viewer`
+	// reads usage, the summary, exports, alerts, budgets and the audit log.
+	Role   Role               `json:"role"`
+	UserId openapi_types.UUID `json:"user_id"`
+}
+
+// MemberList A page of a team's members, in the order they joined.
+type MemberList struct {
+	Data []Member `json:"data"`
+
+	// HasMore More items follow this page; ask for them with `cursor` = `next_cursor`.
+	HasMore HasMore `json:"has_more"`
+
+	// NextCursor The cursor of the next page (opaque); null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
+}
+
+// MemberUpdate defines model for MemberUpdate.
+type MemberUpdate struct {
+	// Role A member's role in a team, each allowed what the ones after it are:
+	// `owner` manages the members and may delete the team; `admin` adds,
+	// replaces and deletes keys and manages budgets and alerts; `viewer`
+	// reads usage, the summary, exports, alerts, budgets and the audit log.
+	Role Role `json:"role"`
 }
 
 // Money Exact decimal US dollars, as a string so no precision is lost.
@@ -945,6 +1058,17 @@ type NewConnection struct {
 	// `GET /v1/sealing-key`): `v2:<kid>:<hex(encapsulated key)>:<hex(ciphertext with tag)>`,
 	// lowercase hex. Never returned.
 	SealedKey *SealedKey `json:"sealed_key,omitempty"`
+}
+
+// NewInvitation defines model for NewInvitation.
+type NewInvitation struct {
+	// Email One plain address (`ana@example.com`, no display name); stored
+	// trimmed and in lower case. Only a user whose confirmed email it
+	// is can accept the invitation.
+	Email string `json:"email"`
+
+	// Role The role the invitee gets; only owners invite owners.
+	Role Role `json:"role"`
 }
 
 // NextCursor The cursor of the next page (opaque); null on the last page.
@@ -1064,6 +1188,12 @@ type ProviderSummary struct {
 // ProviderSummaryProvider The provider, or `all` for the overall figures.
 type ProviderSummaryProvider string
 
+// Role A member's role in a team, each allowed what the ones after it are:
+// `owner` manages the members and may delete the team; `admin` adds,
+// replaces and deletes keys and manages budgets and alerts; `viewer`
+// reads usage, the summary, exports, alerts, budgets and the audit log.
+type Role string
+
 // SealedKey An admin key sealed by the client to the current sealing key (see
 // `GET /v1/sealing-key`): `v2:<kid>:<hex(encapsulated key)>:<hex(ciphertext with tag)>`,
 // lowercase hex. Never returned.
@@ -1074,7 +1204,7 @@ type SealingKey struct {
 	Aad struct {
 		Encoding string `json:"encoding"`
 
-		// Fields Example: ["user_id","connection_id","provider"]
+		// Fields Example: ["team_id","connection_id","provider"]
 		Fields []string `json:"fields"`
 
 		// Label Example: tokka/v2/binding
@@ -1109,6 +1239,43 @@ type SealingKey struct {
 		// KemId Example: 25722
 		KemId int `json:"kem_id"`
 	} `json:"suite"`
+}
+
+// Team Example: {"created_at":"2026-12-01T10:00:00Z","id":"3b8e2c1d-5f4a-4e6b-9c7d-8e9f0a1b2c3d","name":"Platform team","personal":false,"role":"owner"}
+type Team struct {
+	CreatedAt time.Time `json:"created_at"`
+
+	// Id The team's id: `team_id` for every route over its data.
+	Id   openapi_types.UUID `json:"id"`
+	Name string             `json:"name"`
+
+	// Personal Someone's personal team: its id is that user's id, they stay its
+	// owner, and it cannot be deleted.
+	Personal bool `json:"personal"`
+
+	// Role Your role in the team.
+	Role Role `json:"role"`
+}
+
+// TeamList A page of the teams you belong to, oldest first; your personal team
+// is the one with `personal: true`.
+type TeamList struct {
+	Data []Team `json:"data"`
+
+	// HasMore More items follow this page; ask for them with `cursor` = `next_cursor`.
+	HasMore HasMore `json:"has_more"`
+
+	// NextCursor The cursor of the next page (opaque); null on the last page.
+	NextCursor *NextCursor `json:"next_cursor"`
+}
+
+// TeamName defines model for TeamName.
+type TeamName struct {
+	// Name The team's name. The same rules as a budget's `name` (NFC, 1 to
+	// 100 characters as people see them, at most 400 code points, no
+	// control or invisible characters; `""`, white space and `null`
+	// refused).
+	Name string `json:"name"`
 }
 
 // TopAPIKey defines model for TopAPIKey.
@@ -1270,8 +1437,17 @@ type IdempotencyKey = string
 // IncludeZero defines model for IncludeZero.
 type IncludeZero = bool
 
+// InvitationID defines model for InvitationID.
+type InvitationID = openapi_types.UUID
+
+// InvitationToken defines model for InvitationToken.
+type InvitationToken = string
+
 // Limit defines model for Limit.
 type Limit = int
+
+// MemberUser defines model for MemberUser.
+type MemberUser = openapi_types.UUID
 
 // ModelFilter defines model for ModelFilter.
 type ModelFilter = string
@@ -1284,6 +1460,12 @@ type ProviderFilter = Provider
 
 // ServiceTierFilter defines model for ServiceTierFilter.
 type ServiceTierFilter = string
+
+// TeamId defines model for TeamId.
+type TeamId = openapi_types.UUID
+
+// TeamPath defines model for TeamPath.
+type TeamPath = openapi_types.UUID
 
 // To defines model for To.
 type To = openapi_types.Date
@@ -1350,6 +1532,14 @@ type ListAlertsParams struct {
 
 	// Open Only alerts not yet acknowledged.
 	Open *AlertsOpen `form:"open,omitempty" json:"open,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // HeadListAlertsParams defines parameters for HeadListAlerts.
@@ -1366,13 +1556,29 @@ type HeadListAlertsParams struct {
 
 	// Open Only alerts not yet acknowledged.
 	Open *AlertsOpen `form:"open,omitempty" json:"open,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // AcknowledgeAlertParams defines parameters for AcknowledgeAlert.
 type AcknowledgeAlertParams struct {
-	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
-	// body within 24 hours gets the first successful response again and
-	// changes nothing (see the API description).
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
+
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path,
+	// `team_id` and body within 24 hours gets the first successful
+	// response again and changes nothing (see the API description).
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
@@ -1387,6 +1593,14 @@ type ListAuditEventsParams struct {
 	// after the last item served, not at an offset, so items added or
 	// removed meanwhile make a page neither repeat nor skip the others.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // HeadListAuditEventsParams defines parameters for HeadListAuditEvents.
@@ -1400,18 +1614,42 @@ type HeadListAuditEventsParams struct {
 	// after the last item served, not at an offset, so items added or
 	// removed meanwhile make a page neither repeat nor skip the others.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // VerifyAuditEventsParams defines parameters for VerifyAuditEvents.
 type VerifyAuditEventsParams struct {
 	// Full Re-check the whole chain from your first event, not only what is new since the last check (rate limited by RATE_LIMIT_AUDIT_FULL_PER_HOUR).
 	Full *VerifyFull `form:"full,omitempty" json:"full,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // HeadVerifyAuditEventsParams defines parameters for HeadVerifyAuditEvents.
 type HeadVerifyAuditEventsParams struct {
 	// Full Re-check the whole chain from your first event, not only what is new since the last check (rate limited by RATE_LIMIT_AUDIT_FULL_PER_HOUR).
 	Full *VerifyFull `form:"full,omitempty" json:"full,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // ListBudgetsParams defines parameters for ListBudgets.
@@ -1425,6 +1663,14 @@ type ListBudgetsParams struct {
 	// after the last item served, not at an offset, so items added or
 	// removed meanwhile make a page neither repeat nor skip the others.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // HeadListBudgetsParams defines parameters for HeadListBudgets.
@@ -1438,14 +1684,74 @@ type HeadListBudgetsParams struct {
 	// after the last item served, not at an offset, so items added or
 	// removed meanwhile make a page neither repeat nor skip the others.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // CreateBudgetParams defines parameters for CreateBudget.
 type CreateBudgetParams struct {
-	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
-	// body within 24 hours gets the first successful response again and
-	// changes nothing (see the API description).
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
+
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path,
+	// `team_id` and body within 24 hours gets the first successful
+	// response again and changes nothing (see the API description).
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// DeleteBudgetParams defines parameters for DeleteBudget.
+type DeleteBudgetParams struct {
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
+}
+
+// GetBudgetParams defines parameters for GetBudget.
+type GetBudgetParams struct {
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
+}
+
+// HeadGetBudgetParams defines parameters for HeadGetBudget.
+type HeadGetBudgetParams struct {
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
+}
+
+// UpdateBudgetParams defines parameters for UpdateBudget.
+type UpdateBudgetParams struct {
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // ListBudgetDeliveriesParams defines parameters for ListBudgetDeliveries.
@@ -1459,6 +1765,14 @@ type ListBudgetDeliveriesParams struct {
 	// after the last item served, not at an offset, so items added or
 	// removed meanwhile make a page neither repeat nor skip the others.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // HeadListBudgetDeliveriesParams defines parameters for HeadListBudgetDeliveries.
@@ -1472,6 +1786,14 @@ type HeadListBudgetDeliveriesParams struct {
 	// after the last item served, not at an offset, so items added or
 	// removed meanwhile make a page neither repeat nor skip the others.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // ListConnectionsParams defines parameters for ListConnections.
@@ -1485,6 +1807,14 @@ type ListConnectionsParams struct {
 	// after the last item served, not at an offset, so items added or
 	// removed meanwhile make a page neither repeat nor skip the others.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // HeadListConnectionsParams defines parameters for HeadListConnections.
@@ -1498,14 +1828,74 @@ type HeadListConnectionsParams struct {
 	// after the last item served, not at an offset, so items added or
 	// removed meanwhile make a page neither repeat nor skip the others.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // CreateConnectionParams defines parameters for CreateConnection.
 type CreateConnectionParams struct {
-	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
-	// body within 24 hours gets the first successful response again and
-	// changes nothing (see the API description).
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
+
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path,
+	// `team_id` and body within 24 hours gets the first successful
+	// response again and changes nothing (see the API description).
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// DeleteConnectionParams defines parameters for DeleteConnection.
+type DeleteConnectionParams struct {
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
+}
+
+// GetConnectionParams defines parameters for GetConnection.
+type GetConnectionParams struct {
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
+}
+
+// HeadGetConnectionParams defines parameters for HeadGetConnection.
+type HeadGetConnectionParams struct {
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
+}
+
+// UpdateConnectionParams defines parameters for UpdateConnection.
+type UpdateConnectionParams struct {
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // ListConnectionKeysParams defines parameters for ListConnectionKeys.
@@ -1519,6 +1909,14 @@ type ListConnectionKeysParams struct {
 	// after the last item served, not at an offset, so items added or
 	// removed meanwhile make a page neither repeat nor skip the others.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // HeadListConnectionKeysParams defines parameters for HeadListConnectionKeys.
@@ -1532,14 +1930,132 @@ type HeadListConnectionKeysParams struct {
 	// after the last item served, not at an offset, so items added or
 	// removed meanwhile make a page neither repeat nor skip the others.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // RequestSyncParams defines parameters for RequestSync.
 type RequestSyncParams struct {
-	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path and
-	// body within 24 hours gets the first successful response again and
-	// changes nothing (see the API description).
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
+
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path,
+	// `team_id` and body within 24 hours gets the first successful
+	// response again and changes nothing (see the API description).
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// AcceptInvitationParams defines parameters for AcceptInvitation.
+type AcceptInvitationParams struct {
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path,
+	// `team_id` and body within 24 hours gets the first successful
+	// response again and changes nothing (see the API description).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// ListTeamsParams defines parameters for ListTeams.
+type ListTeamsParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// HeadListTeamsParams defines parameters for HeadListTeams.
+type HeadListTeamsParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// CreateTeamParams defines parameters for CreateTeam.
+type CreateTeamParams struct {
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path,
+	// `team_id` and body within 24 hours gets the first successful
+	// response again and changes nothing (see the API description).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// ListInvitationsParams defines parameters for ListInvitations.
+type ListInvitationsParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// HeadListInvitationsParams defines parameters for HeadListInvitations.
+type HeadListInvitationsParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// CreateInvitationParams defines parameters for CreateInvitation.
+type CreateInvitationParams struct {
+	// IdempotencyKey Makes this POST safe to retry: a retry with the same key, path,
+	// `team_id` and body within 24 hours gets the first successful
+	// response again and changes nothing (see the API description).
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// ListMembersParams defines parameters for ListMembers.
+type ListMembersParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// HeadListMembersParams defines parameters for HeadListMembers.
+type HeadListMembersParams struct {
+	// Limit Items per page.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page of the same list, as it was:
+	// cursors are opaque (do not build or edit one). A cursor of another
+	// list, or one this API did not issue, is a 400. Pages are positioned
+	// after the last item served, not at an offset, so items added or
+	// removed meanwhile make a page neither repeat nor skip the others.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // GetUsageParams defines parameters for GetUsage.
@@ -1587,6 +2103,14 @@ type GetUsageParams struct {
 	// keeps its place while Tokka re-syncs recent days: a group that
 	// existed when paging started is served exactly once.
 	Cursor *UsageCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // GetUsageParamsGroupBy defines parameters for GetUsage.
@@ -1637,6 +2161,14 @@ type HeadGetUsageParams struct {
 	// keeps its place while Tokka re-syncs recent days: a group that
 	// existed when paging started is served exactly once.
 	Cursor *UsageCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // HeadGetUsageParamsGroupBy defines parameters for HeadGetUsage.
@@ -1676,6 +2208,14 @@ type ExportUsageCSVParams struct {
 	// By default they are left out: a provider's empty result tells a
 	// reader nothing.
 	IncludeZero *IncludeZero `form:"include_zero,omitempty" json:"include_zero,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // ExportUsageCSVParamsGroupBy defines parameters for ExportUsageCSV.
@@ -1715,6 +2255,14 @@ type HeadExportUsageCSVParams struct {
 	// By default they are left out: a provider's empty result tells a
 	// reader nothing.
 	IncludeZero *IncludeZero `form:"include_zero,omitempty" json:"include_zero,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // HeadExportUsageCSVParamsGroupBy defines parameters for HeadExportUsageCSV.
@@ -1741,6 +2289,14 @@ type ExportUsageFOCUSParams struct {
 
 	// ApiKey The provider's API key id (never a key).
 	ApiKey *APIKeyFilter `form:"api_key,omitempty" json:"api_key,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // HeadExportUsageFOCUSParams defines parameters for HeadExportUsageFOCUS.
@@ -1764,6 +2320,36 @@ type HeadExportUsageFOCUSParams struct {
 
 	// ApiKey The provider's API key id (never a key).
 	ApiKey *APIKeyFilter `form:"api_key,omitempty" json:"api_key,omitempty"`
+
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
+}
+
+// GetUsageSummaryParams defines parameters for GetUsageSummary.
+type GetUsageSummaryParams struct {
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
+}
+
+// HeadGetUsageSummaryParams defines parameters for HeadGetUsageSummary.
+type HeadGetUsageSummaryParams struct {
+	// TeamId The team the request acts in (see `GET /v1/teams`); leave it out for
+	// your personal team, whose id is your user id. A value that is not a
+	// UUID is a 400 (`field` `team_id`); a team you are not a member of is
+	// a 404, as if it did not exist. GET and HEAD need any role in the
+	// team (viewer, admin or owner); every other method needs admin or
+	// owner, else 403.
+	TeamId *TeamId `form:"team_id,omitempty" json:"team_id,omitempty"`
 }
 
 // CreateBudgetJSONRequestBody defines body for CreateBudget for application/json ContentType.
@@ -1777,6 +2363,18 @@ type CreateConnectionJSONRequestBody = NewConnection
 
 // UpdateConnectionJSONRequestBody defines body for UpdateConnection for application/json ContentType.
 type UpdateConnectionJSONRequestBody = ConnectionUpdate
+
+// CreateTeamJSONRequestBody defines body for CreateTeam for application/json ContentType.
+type CreateTeamJSONRequestBody = TeamName
+
+// RenameTeamJSONRequestBody defines body for RenameTeam for application/json ContentType.
+type RenameTeamJSONRequestBody = TeamName
+
+// CreateInvitationJSONRequestBody defines body for CreateInvitation for application/json ContentType.
+type CreateInvitationJSONRequestBody = NewInvitation
+
+// ChangeMemberRoleJSONRequestBody defines body for ChangeMemberRole for application/json ContentType.
+type ChangeMemberRoleJSONRequestBody = MemberUpdate
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -1930,9 +2528,9 @@ type ClientInterface interface {
 
 	// VerifyAuditEvents Check that your audit log has not been tampered with
 	//
-	// Your events form a hash chain: each stores the `hash` of your previous
-	// event as `prev_hash`, and its own `hash` is SHA-256 over a
-	// length-prefixed encoding of `prev_hash` and its content (see
+	// A team's events form a hash chain: each stores the `hash` of the
+	// team's previous event as `prev_hash`, and its own `hash` is SHA-256
+	// over a length-prefixed encoding of `prev_hash` and its content (see
 	// `AuditEvent.hash`). A check recomputes every link it reads, and also
 	// reports an event dated earlier than the one before it. An edited,
 	// removed or inserted event breaks the chain at that event, reported as
@@ -2091,19 +2689,19 @@ type ClientInterface interface {
 	// The alerts it raised stay in your alert list.
 	//
 	// Corresponds with DELETE /v1/budgets/{id} (the `DeleteBudget` operationId).
-	DeleteBudget(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	DeleteBudget(ctx context.Context, id openapi_types.UUID, params *DeleteBudgetParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetBudget Read one budget
 	//
 	// Corresponds with GET /v1/budgets/{id} (the `GetBudget` operationId).
-	GetBudget(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetBudget(ctx context.Context, id openapi_types.UUID, params *GetBudgetParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// HeadGetBudget Read one budget (headers only)
 	//
 	// The same as GET, without a body.
 	//
 	// Corresponds with HEAD /v1/budgets/{id} (the `HeadGetBudget` operationId).
-	HeadGetBudget(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	HeadGetBudget(ctx context.Context, id openapi_types.UUID, params *HeadGetBudgetParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateBudgetWithBody Change a budget
 	//
@@ -2117,7 +2715,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with PATCH /v1/budgets/{id} (the `UpdateBudget` operationId).
-	UpdateBudgetWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	UpdateBudgetWithBody(ctx context.Context, id openapi_types.UUID, params *UpdateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateBudget Change a budget
 	//
@@ -2131,7 +2729,7 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with PATCH /v1/budgets/{id} (the `UpdateBudget` operationId).
-	UpdateBudget(ctx context.Context, id openapi_types.UUID, body UpdateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	UpdateBudget(ctx context.Context, id openapi_types.UUID, params *UpdateBudgetParams, body UpdateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListBudgetDeliveries A budget's notification deliveries, newest first
 	//
@@ -2172,18 +2770,19 @@ type ClientInterface interface {
 	// the key id (not the current one: 409 whose `sealing_key` holds the
 	// current parameters, to seal again) and the size; the syncer checks the
 	// rest when it first opens the key: a key that does not open for this
-	// connection and user, or is not an admin key of the provider, makes the
-	// connection `invalid` with a reason; a key you have already connected
-	// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
-	// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
-	// only sealed keys are accepted.
+	// connection and team, or is not an admin key of the provider, makes the
+	// connection `invalid` with a reason; a key the team has already
+	// connected makes it `duplicate`. Until then `key_hint` is empty; the
+	// syncer sets it. With `PLAINTEXT_KEYS=refuse` the api refuses
+	// `api_key` (400) and only sealed keys are accepted.
 	//
-	// A key you have already connected is refused with 409, whose
+	// A key the team has already connected is refused with 409, whose
 	// `connection_id` names the connection that has it: an organisation is
-	// never counted twice. Another admin key of an organisation you have
-	// already connected cannot be recognised yet; its first sync finds the
-	// organisation (Anthropic's organisation id, OpenAI's project ids) and
-	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	// never counted twice in a team. Another admin key of an organisation
+	// the team has already connected cannot be recognised yet; its first
+	// sync finds the organisation (Anthropic's organisation id, OpenAI's
+	// project ids) and marks it `duplicate` instead of counting it (see
+	// `Connection.status`).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2202,18 +2801,19 @@ type ClientInterface interface {
 	// the key id (not the current one: 409 whose `sealing_key` holds the
 	// current parameters, to seal again) and the size; the syncer checks the
 	// rest when it first opens the key: a key that does not open for this
-	// connection and user, or is not an admin key of the provider, makes the
-	// connection `invalid` with a reason; a key you have already connected
-	// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
-	// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
-	// only sealed keys are accepted.
+	// connection and team, or is not an admin key of the provider, makes the
+	// connection `invalid` with a reason; a key the team has already
+	// connected makes it `duplicate`. Until then `key_hint` is empty; the
+	// syncer sets it. With `PLAINTEXT_KEYS=refuse` the api refuses
+	// `api_key` (400) and only sealed keys are accepted.
 	//
-	// A key you have already connected is refused with 409, whose
+	// A key the team has already connected is refused with 409, whose
 	// `connection_id` names the connection that has it: an organisation is
-	// never counted twice. Another admin key of an organisation you have
-	// already connected cannot be recognised yet; its first sync finds the
-	// organisation (Anthropic's organisation id, OpenAI's project ids) and
-	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	// never counted twice in a team. Another admin key of an organisation
+	// the team has already connected cannot be recognised yet; its first
+	// sync finds the organisation (Anthropic's organisation id, OpenAI's
+	// project ids) and marks it `duplicate` instead of counting it (see
+	// `Connection.status`).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2223,19 +2823,19 @@ type ClientInterface interface {
 	// DeleteConnection Delete a connection, its sealed key and its usage
 	//
 	// Corresponds with DELETE /v1/connections/{id} (the `DeleteConnection` operationId).
-	DeleteConnection(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	DeleteConnection(ctx context.Context, id ConnectionID, params *DeleteConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetConnection Read one connection
 	//
 	// Corresponds with GET /v1/connections/{id} (the `GetConnection` operationId).
-	GetConnection(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetConnection(ctx context.Context, id ConnectionID, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// HeadGetConnection Read one connection (headers only)
 	//
 	// The same as GET, without a body.
 	//
 	// Corresponds with HEAD /v1/connections/{id} (the `HeadGetConnection` operationId).
-	HeadGetConnection(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	HeadGetConnection(ctx context.Context, id ConnectionID, params *HeadGetConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateConnectionWithBody Rename a connection and/or replace its key
 	//
@@ -2257,7 +2857,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with PATCH /v1/connections/{id} (the `UpdateConnection` operationId).
-	UpdateConnectionWithBody(ctx context.Context, id ConnectionID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	UpdateConnectionWithBody(ctx context.Context, id ConnectionID, params *UpdateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateConnection Rename a connection and/or replace its key
 	//
@@ -2279,7 +2879,7 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with PATCH /v1/connections/{id} (the `UpdateConnection` operationId).
-	UpdateConnection(ctx context.Context, id ConnectionID, body UpdateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	UpdateConnection(ctx context.Context, id ConnectionID, params *UpdateConnectionParams, body UpdateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListConnectionKeys The organisation's API keys and admin keys
 	//
@@ -2323,6 +2923,24 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/connections/{id}/sync (the `RequestSync` operationId).
 	RequestSync(ctx context.Context, id ConnectionID, params *RequestSyncParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// AcceptInvitation Accept an invitation
+	//
+	// Joins the team the invitation is for, with its role; a member
+	// already in the team keeps a higher role they hold (an invitation
+	// never lowers one). It needs a confirmed email address that is the
+	// invited one: your token's email, which the Supabase Auth server
+	// must still have as your address with `email_confirmed_at` set (on a
+	// server without an Auth server to ask, the token's
+	// `user_metadata.email_verified` must be true); otherwise 403. An
+	// unknown token, one already used, revoked or expired, and one made
+	// out to another address are the same 404, with the same body: which
+	// of them it was is not told (an invitation made out to another
+	// address stays open for its invitee). No request body. Recorded as
+	// `invitation.accepted` in the team's audit log.
+	//
+	// Corresponds with POST /v1/invitations/{token}/accept (the `AcceptInvitation` operationId).
+	AcceptInvitation(ctx context.Context, token InvitationToken, params *AcceptInvitationParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetMe The caller, from the access token
 	//
 	// Corresponds with GET /v1/me (the `GetMe` operationId).
@@ -2342,14 +2960,18 @@ type ClientInterface interface {
 	// (`tpk2:` and the lowercase hex of the MLKEM768-X25519 public key), its
 	// key id, the HPKE suite (RFC 9180: KEM MLKEM768-X25519 (X-Wing), KDF
 	// HKDF-SHA256, AEAD AES-256-GCM, base mode), the `info` string and the
-	// AAD encoding. The AAD binds the blob to your user id, the connection
-	// id you choose and the provider: `tokka/v2/binding`, then each of the
-	// three as a 4-byte big-endian length and its UTF-8 bytes. Send the
-	// result as `sealed_key` (with `id`) to `POST /v1/connections`, or as
-	// `sealed_key` to `PATCH /v1/connections/{id}`. The parameters change
-	// only when the operator rotates `ENCRYPTION_KEY`: the response may be
-	// cached privately for an hour (`ETag` is the key id), and a key sealed
-	// to a retired key id is refused with 409 carrying the new parameters.
+	// AAD encoding. The AAD binds the blob to the team the connection
+	// belongs to (the `team_id` you send with it; for your personal team,
+	// your user id), the connection id you choose and the provider:
+	// `tokka/v2/binding`, then each of the three as a 4-byte big-endian
+	// length and its UTF-8 bytes (ids in lowercase canonical form). Send
+	// the result as `sealed_key` (with `id`) to `POST /v1/connections`, or
+	// as `sealed_key` to `PATCH /v1/connections/{id}`, with the same
+	// `team_id`: a key sealed for one team does not open in another. The
+	// parameters change only when the operator rotates `ENCRYPTION_KEY`:
+	// the response may be cached privately for an hour (`ETag` is the key
+	// id), and a key sealed to a retired key id is refused with 409
+	// carrying the new parameters.
 	// The `clients/js` library in the repository does all of this.
 	//
 	// Corresponds with GET /v1/sealing-key (the `GetSealingKey` operationId).
@@ -2361,6 +2983,234 @@ type ClientInterface interface {
 	//
 	// Corresponds with HEAD /v1/sealing-key (the `HeadGetSealingKey` operationId).
 	HeadGetSealingKey(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListTeams The teams you belong to
+	//
+	// A page of the teams you are a member of, with your role in each,
+	// oldest first (by `created_at`, then `id`). Your personal team is
+	// the one with `personal: true`, wherever its creation puts it (it is
+	// made on the first use of this list if it does not exist yet).
+	//
+	// Corresponds with GET /v1/teams (the `ListTeams` operationId).
+	ListTeams(ctx context.Context, params *ListTeamsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadListTeams The teams you belong to (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/teams (the `HeadListTeams` operationId).
+	HeadListTeams(ctx context.Context, params *HeadListTeamsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateTeamWithBody Create a team
+	//
+	// Makes a team with you as its only owner; Tokka chooses its id. Invite
+	// others with `POST /v1/teams/{team}/invitations`. Recorded as
+	// `team.created` in the new team's audit log.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/teams (the `CreateTeam` operationId).
+	CreateTeamWithBody(ctx context.Context, params *CreateTeamParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateTeam Create a team
+	//
+	// Makes a team with you as its only owner; Tokka chooses its id. Invite
+	// others with `POST /v1/teams/{team}/invitations`. Recorded as
+	// `team.created` in the new team's audit log.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/teams (the `CreateTeam` operationId).
+	CreateTeam(ctx context.Context, params *CreateTeamParams, body CreateTeamJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteTeam Delete a team
+	//
+	// Owners only (another member gets 403). A personal team cannot be
+	// deleted, nor a team that still has connections (delete them first,
+	// each with its own audit event): both are 409. The team's budgets,
+	// alerts, invitations and memberships go with it; its audit log is
+	// append-only and stays, ending with `team.deleted`.
+	//
+	// Corresponds with DELETE /v1/teams/{team} (the `DeleteTeam` operationId).
+	DeleteTeam(ctx context.Context, team TeamPath, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetTeam Read one team
+	//
+	// Any member may read the team, with their own role in it.
+	//
+	// Corresponds with GET /v1/teams/{team} (the `GetTeam` operationId).
+	GetTeam(ctx context.Context, team TeamPath, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadGetTeam Read one team (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/teams/{team} (the `HeadGetTeam` operationId).
+	HeadGetTeam(ctx context.Context, team TeamPath, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RenameTeamWithBody Rename a team
+	//
+	// Owners only (another member gets 403). A personal team may be
+	// renamed too. Recorded as `team.renamed`.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /v1/teams/{team} (the `RenameTeam` operationId).
+	RenameTeamWithBody(ctx context.Context, team TeamPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RenameTeam Rename a team
+	//
+	// Owners only (another member gets 403). A personal team may be
+	// renamed too. Recorded as `team.renamed`.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /v1/teams/{team} (the `RenameTeam` operationId).
+	RenameTeam(ctx context.Context, team TeamPath, body RenameTeamJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListInvitations The team's invitations, oldest first
+	//
+	// Admins and owners only (a viewer gets 403): a page of the team's
+	// invitations, open, accepted, revoked or expired, oldest first (by
+	// `created_at`, then `id`). The token is never listed.
+	//
+	// Corresponds with GET /v1/teams/{team}/invitations (the `ListInvitations` operationId).
+	ListInvitations(ctx context.Context, team TeamPath, params *ListInvitationsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadListInvitations The team's invitations, oldest first (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/teams/{team}/invitations (the `HeadListInvitations` operationId).
+	HeadListInvitations(ctx context.Context, team TeamPath, params *HeadListInvitationsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateInvitationWithBody Invite someone to the team
+	//
+	// Admins and owners invite (a viewer gets 403); only owners invite
+	// owners (an admin gets 403). The answer carries the invitation's
+	// `token`, which is what accepts it (`POST
+	// /v1/invitations/{token}/accept`): Tokka keeps its SHA-256 and never
+	// lists it. When the syncer sends email (its SMTP_URL), the address
+	// also gets the token, as a link to INVITATION_URL when that is set:
+	// the api, which sends no email, stores the token sealed to the
+	// syncer's public key, and the syncer clears it once mailed (or once
+	// the invitation is no longer open); a failed email is retried a few
+	// times and the invitation stands. An invitation
+	// works once, for a signed-in user whose confirmed email is the
+	// invited address, until `expires_at` (INVITATION_TTL after it was
+	// made, 7 days by default). `Location` is the invitation's own route
+	// (`GET /v1/teams/{team}/invitations/{invitation}`), which never
+	// shows the token either. An `Idempotency-Key` replay of this answer
+	// leaves `token` out: Tokka does not keep it, so an inviter who lost
+	// it revokes the invitation and invites again. Recorded as
+	// `invitation.created`.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/teams/{team}/invitations (the `CreateInvitation` operationId).
+	CreateInvitationWithBody(ctx context.Context, team TeamPath, params *CreateInvitationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateInvitation Invite someone to the team
+	//
+	// Admins and owners invite (a viewer gets 403); only owners invite
+	// owners (an admin gets 403). The answer carries the invitation's
+	// `token`, which is what accepts it (`POST
+	// /v1/invitations/{token}/accept`): Tokka keeps its SHA-256 and never
+	// lists it. When the syncer sends email (its SMTP_URL), the address
+	// also gets the token, as a link to INVITATION_URL when that is set:
+	// the api, which sends no email, stores the token sealed to the
+	// syncer's public key, and the syncer clears it once mailed (or once
+	// the invitation is no longer open); a failed email is retried a few
+	// times and the invitation stands. An invitation
+	// works once, for a signed-in user whose confirmed email is the
+	// invited address, until `expires_at` (INVITATION_TTL after it was
+	// made, 7 days by default). `Location` is the invitation's own route
+	// (`GET /v1/teams/{team}/invitations/{invitation}`), which never
+	// shows the token either. An `Idempotency-Key` replay of this answer
+	// leaves `token` out: Tokka does not keep it, so an inviter who lost
+	// it revokes the invitation and invites again. Recorded as
+	// `invitation.created`.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/teams/{team}/invitations (the `CreateInvitation` operationId).
+	CreateInvitation(ctx context.Context, team TeamPath, params *CreateInvitationParams, body CreateInvitationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RevokeInvitation Revoke an invitation
+	//
+	// Admins and owners only (a viewer gets 403). Only an open invitation
+	// (not accepted, not already revoked) can be revoked; any other is
+	// 404. Its token stops working at once. Recorded as
+	// `invitation.revoked`.
+	//
+	// Corresponds with DELETE /v1/teams/{team}/invitations/{invitation} (the `RevokeInvitation` operationId).
+	RevokeInvitation(ctx context.Context, team TeamPath, invitation InvitationID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetInvitation Read one invitation
+	//
+	// Admins and owners only (a viewer gets 403): one invitation of the
+	// team, open, accepted, revoked or expired, as the list shows it
+	// (never its token). An id of no invitation of this team is 404.
+	//
+	// Corresponds with GET /v1/teams/{team}/invitations/{invitation} (the `GetInvitation` operationId).
+	GetInvitation(ctx context.Context, team TeamPath, invitation InvitationID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadGetInvitation Read one invitation (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/teams/{team}/invitations/{invitation} (the `HeadGetInvitation` operationId).
+	HeadGetInvitation(ctx context.Context, team TeamPath, invitation InvitationID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListMembers The team's members
+	//
+	// Any member may list the members, a page at a time, in the order
+	// they joined (by `created_at`, then `user_id`), whatever their role.
+	//
+	// Corresponds with GET /v1/teams/{team}/members (the `ListMembers` operationId).
+	ListMembers(ctx context.Context, team TeamPath, params *ListMembersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// HeadListMembers The team's members (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Corresponds with HEAD /v1/teams/{team}/members (the `HeadListMembers` operationId).
+	HeadListMembers(ctx context.Context, team TeamPath, params *HeadListMembersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RemoveMember Remove a member, or leave the team
+	//
+	// An owner may remove any member; any member may remove themselves
+	// (leave the team); anything else is 403. 409 for the last owner, and
+	// for the founder of a personal team. Recorded as `member.removed`.
+	//
+	// Corresponds with DELETE /v1/teams/{team}/members/{user} (the `RemoveMember` operationId).
+	RemoveMember(ctx context.Context, team TeamPath, user MemberUser, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ChangeMemberRoleWithBody Change a member's role
+	//
+	// Owners only (another member gets 403). 409 when the change would
+	// leave the team without an owner, or would demote the founder of a
+	// personal team, who stays its owner: make someone else an owner
+	// first. Setting the role a member already holds changes nothing.
+	// Recorded as `member.role_changed`.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /v1/teams/{team}/members/{user} (the `ChangeMemberRole` operationId).
+	ChangeMemberRoleWithBody(ctx context.Context, team TeamPath, user MemberUser, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ChangeMemberRole Change a member's role
+	//
+	// Owners only (another member gets 403). 409 when the change would
+	// leave the team without an owner, or would demote the founder of a
+	// personal team, who stays its owner: make someone else an owner
+	// first. Setting the role a member already holds changes nothing.
+	// Recorded as `member.role_changed`.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /v1/teams/{team}/members/{user} (the `ChangeMemberRole` operationId).
+	ChangeMemberRole(ctx context.Context, team TeamPath, user MemberUser, body ChangeMemberRoleJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetUsage Tokens, requests and cost over a range of days
 	//
@@ -2467,14 +3317,14 @@ type ClientInterface interface {
 	// less than what is already spent. `as_of` is the last successful sync.
 	//
 	// Corresponds with GET /v1/usage/summary (the `GetUsageSummary` operationId).
-	GetUsageSummary(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetUsageSummary(ctx context.Context, params *GetUsageSummaryParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// HeadGetUsageSummary Month to date, previous month and the month-end forecast (headers only)
 	//
 	// The same as GET, without a body.
 	//
 	// Corresponds with HEAD /v1/usage/summary (the `HeadGetUsageSummary` operationId).
-	HeadGetUsageSummary(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+	HeadGetUsageSummary(ctx context.Context, params *HeadGetUsageSummaryParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 // Healthz Liveness
@@ -2665,9 +3515,9 @@ func (c *Client) HeadListAuditEvents(ctx context.Context, params *HeadListAuditE
 
 // VerifyAuditEvents Check that your audit log has not been tampered with
 //
-// Your events form a hash chain: each stores the `hash` of your previous
-// event as `prev_hash`, and its own `hash` is SHA-256 over a
-// length-prefixed encoding of `prev_hash` and its content (see
+// A team's events form a hash chain: each stores the `hash` of the
+// team's previous event as `prev_hash`, and its own `hash` is SHA-256
+// over a length-prefixed encoding of `prev_hash` and its content (see
 // `AuditEvent.hash`). A check recomputes every link it reads, and also
 // reports an event dated earlier than the one before it. An edited,
 // removed or inserted event breaks the chain at that event, reported as
@@ -2886,8 +3736,8 @@ func (c *Client) CreateBudget(ctx context.Context, params *CreateBudgetParams, b
 // The alerts it raised stay in your alert list.
 //
 // Corresponds with DELETE /v1/budgets/{id} (the `DeleteBudget` operationId).
-func (c *Client) DeleteBudget(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewDeleteBudgetRequest(c.Server, id)
+func (c *Client) DeleteBudget(ctx context.Context, id openapi_types.UUID, params *DeleteBudgetParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteBudgetRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2901,8 +3751,8 @@ func (c *Client) DeleteBudget(ctx context.Context, id openapi_types.UUID, reqEdi
 // GetBudget Read one budget
 //
 // Corresponds with GET /v1/budgets/{id} (the `GetBudget` operationId).
-func (c *Client) GetBudget(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetBudgetRequest(c.Server, id)
+func (c *Client) GetBudget(ctx context.Context, id openapi_types.UUID, params *GetBudgetParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetBudgetRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2918,8 +3768,8 @@ func (c *Client) GetBudget(ctx context.Context, id openapi_types.UUID, reqEditor
 // The same as GET, without a body.
 //
 // Corresponds with HEAD /v1/budgets/{id} (the `HeadGetBudget` operationId).
-func (c *Client) HeadGetBudget(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewHeadGetBudgetRequest(c.Server, id)
+func (c *Client) HeadGetBudget(ctx context.Context, id openapi_types.UUID, params *HeadGetBudgetParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadGetBudgetRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2942,8 +3792,8 @@ func (c *Client) HeadGetBudget(ctx context.Context, id openapi_types.UUID, reqEd
 // Takes any type of body and a specified content type.
 //
 // Corresponds with PATCH /v1/budgets/{id} (the `UpdateBudget` operationId).
-func (c *Client) UpdateBudgetWithBody(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewUpdateBudgetRequestWithBody(c.Server, id, contentType, body)
+func (c *Client) UpdateBudgetWithBody(ctx context.Context, id openapi_types.UUID, params *UpdateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateBudgetRequestWithBody(c.Server, id, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2966,8 +3816,8 @@ func (c *Client) UpdateBudgetWithBody(ctx context.Context, id openapi_types.UUID
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with PATCH /v1/budgets/{id} (the `UpdateBudget` operationId).
-func (c *Client) UpdateBudget(ctx context.Context, id openapi_types.UUID, body UpdateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewUpdateBudgetRequest(c.Server, id, body)
+func (c *Client) UpdateBudget(ctx context.Context, id openapi_types.UUID, params *UpdateBudgetParams, body UpdateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateBudgetRequest(c.Server, id, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3057,18 +3907,19 @@ func (c *Client) HeadListConnections(ctx context.Context, params *HeadListConnec
 // the key id (not the current one: 409 whose `sealing_key` holds the
 // current parameters, to seal again) and the size; the syncer checks the
 // rest when it first opens the key: a key that does not open for this
-// connection and user, or is not an admin key of the provider, makes the
-// connection `invalid` with a reason; a key you have already connected
-// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
-// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
-// only sealed keys are accepted.
+// connection and team, or is not an admin key of the provider, makes the
+// connection `invalid` with a reason; a key the team has already
+// connected makes it `duplicate`. Until then `key_hint` is empty; the
+// syncer sets it. With `PLAINTEXT_KEYS=refuse` the api refuses
+// `api_key` (400) and only sealed keys are accepted.
 //
-// A key you have already connected is refused with 409, whose
+// A key the team has already connected is refused with 409, whose
 // `connection_id` names the connection that has it: an organisation is
-// never counted twice. Another admin key of an organisation you have
-// already connected cannot be recognised yet; its first sync finds the
-// organisation (Anthropic's organisation id, OpenAI's project ids) and
-// marks it `duplicate` instead of counting it (see `Connection.status`).
+// never counted twice in a team. Another admin key of an organisation
+// the team has already connected cannot be recognised yet; its first
+// sync finds the organisation (Anthropic's organisation id, OpenAI's
+// project ids) and marks it `duplicate` instead of counting it (see
+// `Connection.status`).
 //
 // Takes any type of body and a specified content type.
 //
@@ -3097,18 +3948,19 @@ func (c *Client) CreateConnectionWithBody(ctx context.Context, params *CreateCon
 // the key id (not the current one: 409 whose `sealing_key` holds the
 // current parameters, to seal again) and the size; the syncer checks the
 // rest when it first opens the key: a key that does not open for this
-// connection and user, or is not an admin key of the provider, makes the
-// connection `invalid` with a reason; a key you have already connected
-// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
-// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
-// only sealed keys are accepted.
+// connection and team, or is not an admin key of the provider, makes the
+// connection `invalid` with a reason; a key the team has already
+// connected makes it `duplicate`. Until then `key_hint` is empty; the
+// syncer sets it. With `PLAINTEXT_KEYS=refuse` the api refuses
+// `api_key` (400) and only sealed keys are accepted.
 //
-// A key you have already connected is refused with 409, whose
+// A key the team has already connected is refused with 409, whose
 // `connection_id` names the connection that has it: an organisation is
-// never counted twice. Another admin key of an organisation you have
-// already connected cannot be recognised yet; its first sync finds the
-// organisation (Anthropic's organisation id, OpenAI's project ids) and
-// marks it `duplicate` instead of counting it (see `Connection.status`).
+// never counted twice in a team. Another admin key of an organisation
+// the team has already connected cannot be recognised yet; its first
+// sync finds the organisation (Anthropic's organisation id, OpenAI's
+// project ids) and marks it `duplicate` instead of counting it (see
+// `Connection.status`).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3128,8 +3980,8 @@ func (c *Client) CreateConnection(ctx context.Context, params *CreateConnectionP
 // DeleteConnection Delete a connection, its sealed key and its usage
 //
 // Corresponds with DELETE /v1/connections/{id} (the `DeleteConnection` operationId).
-func (c *Client) DeleteConnection(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewDeleteConnectionRequest(c.Server, id)
+func (c *Client) DeleteConnection(ctx context.Context, id ConnectionID, params *DeleteConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteConnectionRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3143,8 +3995,8 @@ func (c *Client) DeleteConnection(ctx context.Context, id ConnectionID, reqEdito
 // GetConnection Read one connection
 //
 // Corresponds with GET /v1/connections/{id} (the `GetConnection` operationId).
-func (c *Client) GetConnection(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetConnectionRequest(c.Server, id)
+func (c *Client) GetConnection(ctx context.Context, id ConnectionID, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetConnectionRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3160,8 +4012,8 @@ func (c *Client) GetConnection(ctx context.Context, id ConnectionID, reqEditors 
 // The same as GET, without a body.
 //
 // Corresponds with HEAD /v1/connections/{id} (the `HeadGetConnection` operationId).
-func (c *Client) HeadGetConnection(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewHeadGetConnectionRequest(c.Server, id)
+func (c *Client) HeadGetConnection(ctx context.Context, id ConnectionID, params *HeadGetConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadGetConnectionRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3192,8 +4044,8 @@ func (c *Client) HeadGetConnection(ctx context.Context, id ConnectionID, reqEdit
 // Takes any type of body and a specified content type.
 //
 // Corresponds with PATCH /v1/connections/{id} (the `UpdateConnection` operationId).
-func (c *Client) UpdateConnectionWithBody(ctx context.Context, id ConnectionID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewUpdateConnectionRequestWithBody(c.Server, id, contentType, body)
+func (c *Client) UpdateConnectionWithBody(ctx context.Context, id ConnectionID, params *UpdateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateConnectionRequestWithBody(c.Server, id, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3224,8 +4076,8 @@ func (c *Client) UpdateConnectionWithBody(ctx context.Context, id ConnectionID, 
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with PATCH /v1/connections/{id} (the `UpdateConnection` operationId).
-func (c *Client) UpdateConnection(ctx context.Context, id ConnectionID, body UpdateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewUpdateConnectionRequest(c.Server, id, body)
+func (c *Client) UpdateConnection(ctx context.Context, id ConnectionID, params *UpdateConnectionParams, body UpdateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateConnectionRequest(c.Server, id, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3308,6 +4160,34 @@ func (c *Client) RequestSync(ctx context.Context, id ConnectionID, params *Reque
 	return c.Client.Do(req)
 }
 
+// AcceptInvitation Accept an invitation
+//
+// Joins the team the invitation is for, with its role; a member
+// already in the team keeps a higher role they hold (an invitation
+// never lowers one). It needs a confirmed email address that is the
+// invited one: your token's email, which the Supabase Auth server
+// must still have as your address with `email_confirmed_at` set (on a
+// server without an Auth server to ask, the token's
+// `user_metadata.email_verified` must be true); otherwise 403. An
+// unknown token, one already used, revoked or expired, and one made
+// out to another address are the same 404, with the same body: which
+// of them it was is not told (an invitation made out to another
+// address stays open for its invitee). No request body. Recorded as
+// `invitation.accepted` in the team's audit log.
+//
+// Corresponds with POST /v1/invitations/{token}/accept (the `AcceptInvitation` operationId).
+func (c *Client) AcceptInvitation(ctx context.Context, token InvitationToken, params *AcceptInvitationParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAcceptInvitationRequest(c.Server, token, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetMe The caller, from the access token
 //
 // Corresponds with GET /v1/me (the `GetMe` operationId).
@@ -3347,14 +4227,18 @@ func (c *Client) HeadGetMe(ctx context.Context, reqEditors ...RequestEditorFn) (
 // (`tpk2:` and the lowercase hex of the MLKEM768-X25519 public key), its
 // key id, the HPKE suite (RFC 9180: KEM MLKEM768-X25519 (X-Wing), KDF
 // HKDF-SHA256, AEAD AES-256-GCM, base mode), the `info` string and the
-// AAD encoding. The AAD binds the blob to your user id, the connection
-// id you choose and the provider: `tokka/v2/binding`, then each of the
-// three as a 4-byte big-endian length and its UTF-8 bytes. Send the
-// result as `sealed_key` (with `id`) to `POST /v1/connections`, or as
-// `sealed_key` to `PATCH /v1/connections/{id}`. The parameters change
-// only when the operator rotates `ENCRYPTION_KEY`: the response may be
-// cached privately for an hour (`ETag` is the key id), and a key sealed
-// to a retired key id is refused with 409 carrying the new parameters.
+// AAD encoding. The AAD binds the blob to the team the connection
+// belongs to (the `team_id` you send with it; for your personal team,
+// your user id), the connection id you choose and the provider:
+// `tokka/v2/binding`, then each of the three as a 4-byte big-endian
+// length and its UTF-8 bytes (ids in lowercase canonical form). Send
+// the result as `sealed_key` (with `id`) to `POST /v1/connections`, or
+// as `sealed_key` to `PATCH /v1/connections/{id}`, with the same
+// `team_id`: a key sealed for one team does not open in another. The
+// parameters change only when the operator rotates `ENCRYPTION_KEY`:
+// the response may be cached privately for an hour (`ETag` is the key
+// id), and a key sealed to a retired key id is refused with 409
+// carrying the new parameters.
 // The `clients/js` library in the repository does all of this.
 //
 // Corresponds with GET /v1/sealing-key (the `GetSealingKey` operationId).
@@ -3377,6 +4261,444 @@ func (c *Client) GetSealingKey(ctx context.Context, reqEditors ...RequestEditorF
 // Corresponds with HEAD /v1/sealing-key (the `HeadGetSealingKey` operationId).
 func (c *Client) HeadGetSealingKey(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewHeadGetSealingKeyRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListTeams The teams you belong to
+//
+// A page of the teams you are a member of, with your role in each,
+// oldest first (by `created_at`, then `id`). Your personal team is
+// the one with `personal: true`, wherever its creation puts it (it is
+// made on the first use of this list if it does not exist yet).
+//
+// Corresponds with GET /v1/teams (the `ListTeams` operationId).
+func (c *Client) ListTeams(ctx context.Context, params *ListTeamsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListTeamsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadListTeams The teams you belong to (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/teams (the `HeadListTeams` operationId).
+func (c *Client) HeadListTeams(ctx context.Context, params *HeadListTeamsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadListTeamsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateTeamWithBody Create a team
+//
+// Makes a team with you as its only owner; Tokka chooses its id. Invite
+// others with `POST /v1/teams/{team}/invitations`. Recorded as
+// `team.created` in the new team's audit log.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/teams (the `CreateTeam` operationId).
+func (c *Client) CreateTeamWithBody(ctx context.Context, params *CreateTeamParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateTeamRequestWithBody(c.Server, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateTeam Create a team
+//
+// Makes a team with you as its only owner; Tokka chooses its id. Invite
+// others with `POST /v1/teams/{team}/invitations`. Recorded as
+// `team.created` in the new team's audit log.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/teams (the `CreateTeam` operationId).
+func (c *Client) CreateTeam(ctx context.Context, params *CreateTeamParams, body CreateTeamJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateTeamRequest(c.Server, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteTeam Delete a team
+//
+// Owners only (another member gets 403). A personal team cannot be
+// deleted, nor a team that still has connections (delete them first,
+// each with its own audit event): both are 409. The team's budgets,
+// alerts, invitations and memberships go with it; its audit log is
+// append-only and stays, ending with `team.deleted`.
+//
+// Corresponds with DELETE /v1/teams/{team} (the `DeleteTeam` operationId).
+func (c *Client) DeleteTeam(ctx context.Context, team TeamPath, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteTeamRequest(c.Server, team)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTeam Read one team
+//
+// Any member may read the team, with their own role in it.
+//
+// Corresponds with GET /v1/teams/{team} (the `GetTeam` operationId).
+func (c *Client) GetTeam(ctx context.Context, team TeamPath, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTeamRequest(c.Server, team)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadGetTeam Read one team (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/teams/{team} (the `HeadGetTeam` operationId).
+func (c *Client) HeadGetTeam(ctx context.Context, team TeamPath, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadGetTeamRequest(c.Server, team)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RenameTeamWithBody Rename a team
+//
+// Owners only (another member gets 403). A personal team may be
+// renamed too. Recorded as `team.renamed`.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /v1/teams/{team} (the `RenameTeam` operationId).
+func (c *Client) RenameTeamWithBody(ctx context.Context, team TeamPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRenameTeamRequestWithBody(c.Server, team, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RenameTeam Rename a team
+//
+// Owners only (another member gets 403). A personal team may be
+// renamed too. Recorded as `team.renamed`.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /v1/teams/{team} (the `RenameTeam` operationId).
+func (c *Client) RenameTeam(ctx context.Context, team TeamPath, body RenameTeamJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRenameTeamRequest(c.Server, team, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListInvitations The team's invitations, oldest first
+//
+// Admins and owners only (a viewer gets 403): a page of the team's
+// invitations, open, accepted, revoked or expired, oldest first (by
+// `created_at`, then `id`). The token is never listed.
+//
+// Corresponds with GET /v1/teams/{team}/invitations (the `ListInvitations` operationId).
+func (c *Client) ListInvitations(ctx context.Context, team TeamPath, params *ListInvitationsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListInvitationsRequest(c.Server, team, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadListInvitations The team's invitations, oldest first (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/teams/{team}/invitations (the `HeadListInvitations` operationId).
+func (c *Client) HeadListInvitations(ctx context.Context, team TeamPath, params *HeadListInvitationsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadListInvitationsRequest(c.Server, team, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateInvitationWithBody Invite someone to the team
+//
+// Admins and owners invite (a viewer gets 403); only owners invite
+// owners (an admin gets 403). The answer carries the invitation's
+// `token`, which is what accepts it (`POST
+// /v1/invitations/{token}/accept`): Tokka keeps its SHA-256 and never
+// lists it. When the syncer sends email (its SMTP_URL), the address
+// also gets the token, as a link to INVITATION_URL when that is set:
+// the api, which sends no email, stores the token sealed to the
+// syncer's public key, and the syncer clears it once mailed (or once
+// the invitation is no longer open); a failed email is retried a few
+// times and the invitation stands. An invitation
+// works once, for a signed-in user whose confirmed email is the
+// invited address, until `expires_at` (INVITATION_TTL after it was
+// made, 7 days by default). `Location` is the invitation's own route
+// (`GET /v1/teams/{team}/invitations/{invitation}`), which never
+// shows the token either. An `Idempotency-Key` replay of this answer
+// leaves `token` out: Tokka does not keep it, so an inviter who lost
+// it revokes the invitation and invites again. Recorded as
+// `invitation.created`.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/teams/{team}/invitations (the `CreateInvitation` operationId).
+func (c *Client) CreateInvitationWithBody(ctx context.Context, team TeamPath, params *CreateInvitationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateInvitationRequestWithBody(c.Server, team, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateInvitation Invite someone to the team
+//
+// Admins and owners invite (a viewer gets 403); only owners invite
+// owners (an admin gets 403). The answer carries the invitation's
+// `token`, which is what accepts it (`POST
+// /v1/invitations/{token}/accept`): Tokka keeps its SHA-256 and never
+// lists it. When the syncer sends email (its SMTP_URL), the address
+// also gets the token, as a link to INVITATION_URL when that is set:
+// the api, which sends no email, stores the token sealed to the
+// syncer's public key, and the syncer clears it once mailed (or once
+// the invitation is no longer open); a failed email is retried a few
+// times and the invitation stands. An invitation
+// works once, for a signed-in user whose confirmed email is the
+// invited address, until `expires_at` (INVITATION_TTL after it was
+// made, 7 days by default). `Location` is the invitation's own route
+// (`GET /v1/teams/{team}/invitations/{invitation}`), which never
+// shows the token either. An `Idempotency-Key` replay of this answer
+// leaves `token` out: Tokka does not keep it, so an inviter who lost
+// it revokes the invitation and invites again. Recorded as
+// `invitation.created`.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/teams/{team}/invitations (the `CreateInvitation` operationId).
+func (c *Client) CreateInvitation(ctx context.Context, team TeamPath, params *CreateInvitationParams, body CreateInvitationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateInvitationRequest(c.Server, team, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RevokeInvitation Revoke an invitation
+//
+// Admins and owners only (a viewer gets 403). Only an open invitation
+// (not accepted, not already revoked) can be revoked; any other is
+// 404. Its token stops working at once. Recorded as
+// `invitation.revoked`.
+//
+// Corresponds with DELETE /v1/teams/{team}/invitations/{invitation} (the `RevokeInvitation` operationId).
+func (c *Client) RevokeInvitation(ctx context.Context, team TeamPath, invitation InvitationID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRevokeInvitationRequest(c.Server, team, invitation)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetInvitation Read one invitation
+//
+// Admins and owners only (a viewer gets 403): one invitation of the
+// team, open, accepted, revoked or expired, as the list shows it
+// (never its token). An id of no invitation of this team is 404.
+//
+// Corresponds with GET /v1/teams/{team}/invitations/{invitation} (the `GetInvitation` operationId).
+func (c *Client) GetInvitation(ctx context.Context, team TeamPath, invitation InvitationID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetInvitationRequest(c.Server, team, invitation)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadGetInvitation Read one invitation (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/teams/{team}/invitations/{invitation} (the `HeadGetInvitation` operationId).
+func (c *Client) HeadGetInvitation(ctx context.Context, team TeamPath, invitation InvitationID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadGetInvitationRequest(c.Server, team, invitation)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListMembers The team's members
+//
+// Any member may list the members, a page at a time, in the order
+// they joined (by `created_at`, then `user_id`), whatever their role.
+//
+// Corresponds with GET /v1/teams/{team}/members (the `ListMembers` operationId).
+func (c *Client) ListMembers(ctx context.Context, team TeamPath, params *ListMembersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListMembersRequest(c.Server, team, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadListMembers The team's members (headers only)
+//
+// The same as GET, without a body.
+//
+// Corresponds with HEAD /v1/teams/{team}/members (the `HeadListMembers` operationId).
+func (c *Client) HeadListMembers(ctx context.Context, team TeamPath, params *HeadListMembersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadListMembersRequest(c.Server, team, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RemoveMember Remove a member, or leave the team
+//
+// An owner may remove any member; any member may remove themselves
+// (leave the team); anything else is 403. 409 for the last owner, and
+// for the founder of a personal team. Recorded as `member.removed`.
+//
+// Corresponds with DELETE /v1/teams/{team}/members/{user} (the `RemoveMember` operationId).
+func (c *Client) RemoveMember(ctx context.Context, team TeamPath, user MemberUser, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRemoveMemberRequest(c.Server, team, user)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ChangeMemberRoleWithBody Change a member's role
+//
+// Owners only (another member gets 403). 409 when the change would
+// leave the team without an owner, or would demote the founder of a
+// personal team, who stays its owner: make someone else an owner
+// first. Setting the role a member already holds changes nothing.
+// Recorded as `member.role_changed`.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /v1/teams/{team}/members/{user} (the `ChangeMemberRole` operationId).
+func (c *Client) ChangeMemberRoleWithBody(ctx context.Context, team TeamPath, user MemberUser, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChangeMemberRoleRequestWithBody(c.Server, team, user, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ChangeMemberRole Change a member's role
+//
+// Owners only (another member gets 403). 409 when the change would
+// leave the team without an owner, or would demote the founder of a
+// personal team, who stays its owner: make someone else an owner
+// first. Setting the role a member already holds changes nothing.
+// Recorded as `member.role_changed`.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /v1/teams/{team}/members/{user} (the `ChangeMemberRole` operationId).
+func (c *Client) ChangeMemberRole(ctx context.Context, team TeamPath, user MemberUser, body ChangeMemberRoleJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewChangeMemberRoleRequest(c.Server, team, user, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3552,8 +4874,8 @@ func (c *Client) HeadExportUsageFOCUS(ctx context.Context, params *HeadExportUsa
 // less than what is already spent. `as_of` is the last successful sync.
 //
 // Corresponds with GET /v1/usage/summary (the `GetUsageSummary` operationId).
-func (c *Client) GetUsageSummary(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetUsageSummaryRequest(c.Server)
+func (c *Client) GetUsageSummary(ctx context.Context, params *GetUsageSummaryParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetUsageSummaryRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3569,8 +4891,8 @@ func (c *Client) GetUsageSummary(ctx context.Context, reqEditors ...RequestEdito
 // The same as GET, without a body.
 //
 // Corresponds with HEAD /v1/usage/summary (the `HeadGetUsageSummary` operationId).
-func (c *Client) HeadGetUsageSummary(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewHeadGetUsageSummaryRequest(c.Server)
+func (c *Client) HeadGetUsageSummary(ctx context.Context, params *HeadGetUsageSummaryParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadGetUsageSummaryRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3807,6 +5129,18 @@ func NewListAlertsRequest(server string, params *ListAlertsParams) (*http.Reques
 
 		}
 
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -3885,6 +5219,18 @@ func NewHeadListAlertsRequest(server string, params *HeadListAlertsParams) (*htt
 
 		}
 
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -3923,6 +5269,33 @@ func NewAcknowledgeAlertRequest(server string, id int64, params *AcknowledgeAler
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
@@ -4000,6 +5373,18 @@ func NewListAuditEventsRequest(server string, params *ListAuditEventsParams) (*h
 
 		}
 
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -4066,6 +5451,18 @@ func NewHeadListAuditEventsRequest(server string, params *HeadListAuditEventsPar
 
 		}
 
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -4120,6 +5517,18 @@ func NewVerifyAuditEventsRequest(server string, params *VerifyAuditEventsParams)
 
 		}
 
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -4165,6 +5574,18 @@ func NewHeadVerifyAuditEventsRequest(server string, params *HeadVerifyAuditEvent
 		if params.Full != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "full", *params.Full, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -4240,6 +5661,18 @@ func NewListBudgetsRequest(server string, params *ListBudgetsParams) (*http.Requ
 
 		}
 
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -4306,6 +5739,18 @@ func NewHeadListBudgetsRequest(server string, params *HeadListBudgetsParams) (*h
 
 		}
 
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -4350,6 +5795,33 @@ func NewCreateBudgetRequestWithBody(server string, params *CreateBudgetParams, c
 		return nil, err
 	}
 
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
 	if err != nil {
 		return nil, err
@@ -4376,7 +5848,7 @@ func NewCreateBudgetRequestWithBody(server string, params *CreateBudgetParams, c
 }
 
 // NewDeleteBudgetRequest constructs an http.Request for the DeleteBudget method
-func NewDeleteBudgetRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+func NewDeleteBudgetRequest(server string, id openapi_types.UUID, params *DeleteBudgetParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4399,6 +5871,33 @@ func NewDeleteBudgetRequest(server string, id openapi_types.UUID) (*http.Request
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
@@ -4410,7 +5909,7 @@ func NewDeleteBudgetRequest(server string, id openapi_types.UUID) (*http.Request
 }
 
 // NewGetBudgetRequest constructs an http.Request for the GetBudget method
-func NewGetBudgetRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+func NewGetBudgetRequest(server string, id openapi_types.UUID, params *GetBudgetParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4433,6 +5932,33 @@ func NewGetBudgetRequest(server string, id openapi_types.UUID) (*http.Request, e
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -4444,7 +5970,7 @@ func NewGetBudgetRequest(server string, id openapi_types.UUID) (*http.Request, e
 }
 
 // NewHeadGetBudgetRequest constructs an http.Request for the HeadGetBudget method
-func NewHeadGetBudgetRequest(server string, id openapi_types.UUID) (*http.Request, error) {
+func NewHeadGetBudgetRequest(server string, id openapi_types.UUID, params *HeadGetBudgetParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4467,6 +5993,33 @@ func NewHeadGetBudgetRequest(server string, id openapi_types.UUID) (*http.Reques
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
@@ -4478,18 +6031,18 @@ func NewHeadGetBudgetRequest(server string, id openapi_types.UUID) (*http.Reques
 }
 
 // NewUpdateBudgetRequest calls the generic UpdateBudget builder with application/json body
-func NewUpdateBudgetRequest(server string, id openapi_types.UUID, body UpdateBudgetJSONRequestBody) (*http.Request, error) {
+func NewUpdateBudgetRequest(server string, id openapi_types.UUID, params *UpdateBudgetParams, body UpdateBudgetJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewUpdateBudgetRequestWithBody(server, id, "application/json", bodyReader)
+	return NewUpdateBudgetRequestWithBody(server, id, params, "application/json", bodyReader)
 }
 
 // NewUpdateBudgetRequestWithBody constructs an http.Request for the UpdateBudget method, with any body, and a specified content type
-func NewUpdateBudgetRequestWithBody(server string, id openapi_types.UUID, contentType string, body io.Reader) (*http.Request, error) {
+func NewUpdateBudgetRequestWithBody(server string, id openapi_types.UUID, params *UpdateBudgetParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4512,6 +6065,33 @@ func NewUpdateBudgetRequestWithBody(server string, id openapi_types.UUID, conten
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
@@ -4574,6 +6154,18 @@ func NewListBudgetDeliveriesRequest(server string, id openapi_types.UUID, params
 		if params.Cursor != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -4656,6 +6248,18 @@ func NewHeadListBudgetDeliveriesRequest(server string, id openapi_types.UUID, pa
 
 		}
 
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -4713,6 +6317,18 @@ func NewListConnectionsRequest(server string, params *ListConnectionsParams) (*h
 		if params.Cursor != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -4788,6 +6404,18 @@ func NewHeadListConnectionsRequest(server string, params *HeadListConnectionsPar
 
 		}
 
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -4832,6 +6460,33 @@ func NewCreateConnectionRequestWithBody(server string, params *CreateConnectionP
 		return nil, err
 	}
 
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
 	if err != nil {
 		return nil, err
@@ -4858,7 +6513,7 @@ func NewCreateConnectionRequestWithBody(server string, params *CreateConnectionP
 }
 
 // NewDeleteConnectionRequest constructs an http.Request for the DeleteConnection method
-func NewDeleteConnectionRequest(server string, id ConnectionID) (*http.Request, error) {
+func NewDeleteConnectionRequest(server string, id ConnectionID, params *DeleteConnectionParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4881,6 +6536,33 @@ func NewDeleteConnectionRequest(server string, id ConnectionID) (*http.Request, 
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
@@ -4892,7 +6574,7 @@ func NewDeleteConnectionRequest(server string, id ConnectionID) (*http.Request, 
 }
 
 // NewGetConnectionRequest constructs an http.Request for the GetConnection method
-func NewGetConnectionRequest(server string, id ConnectionID) (*http.Request, error) {
+func NewGetConnectionRequest(server string, id ConnectionID, params *GetConnectionParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4915,6 +6597,33 @@ func NewGetConnectionRequest(server string, id ConnectionID) (*http.Request, err
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -4926,7 +6635,7 @@ func NewGetConnectionRequest(server string, id ConnectionID) (*http.Request, err
 }
 
 // NewHeadGetConnectionRequest constructs an http.Request for the HeadGetConnection method
-func NewHeadGetConnectionRequest(server string, id ConnectionID) (*http.Request, error) {
+func NewHeadGetConnectionRequest(server string, id ConnectionID, params *HeadGetConnectionParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4949,6 +6658,33 @@ func NewHeadGetConnectionRequest(server string, id ConnectionID) (*http.Request,
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
@@ -4960,18 +6696,18 @@ func NewHeadGetConnectionRequest(server string, id ConnectionID) (*http.Request,
 }
 
 // NewUpdateConnectionRequest calls the generic UpdateConnection builder with application/json body
-func NewUpdateConnectionRequest(server string, id ConnectionID, body UpdateConnectionJSONRequestBody) (*http.Request, error) {
+func NewUpdateConnectionRequest(server string, id ConnectionID, params *UpdateConnectionParams, body UpdateConnectionJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewUpdateConnectionRequestWithBody(server, id, "application/json", bodyReader)
+	return NewUpdateConnectionRequestWithBody(server, id, params, "application/json", bodyReader)
 }
 
 // NewUpdateConnectionRequestWithBody constructs an http.Request for the UpdateConnection method, with any body, and a specified content type
-func NewUpdateConnectionRequestWithBody(server string, id ConnectionID, contentType string, body io.Reader) (*http.Request, error) {
+func NewUpdateConnectionRequestWithBody(server string, id ConnectionID, params *UpdateConnectionParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4994,6 +6730,33 @@ func NewUpdateConnectionRequestWithBody(server string, id ConnectionID, contentT
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
@@ -5056,6 +6819,18 @@ func NewListConnectionKeysRequest(server string, id ConnectionID, params *ListCo
 		if params.Cursor != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -5138,6 +6913,18 @@ func NewHeadListConnectionKeysRequest(server string, id ConnectionID, params *He
 
 		}
 
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -5169,6 +6956,82 @@ func NewRequestSyncRequest(server string, id ConnectionID, params *RequestSyncPa
 	}
 
 	operationPath := fmt.Sprintf("/v1/connections/%s/sync", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewAcceptInvitationRequest constructs an http.Request for the AcceptInvitation method
+func NewAcceptInvitationRequest(server string, token InvitationToken, params *AcceptInvitationParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "token", token, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/invitations/%s/accept", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5305,6 +7168,914 @@ func NewHeadGetSealingKeyRequest(server string) (*http.Request, error) {
 	if err != nil {
 		return nil, err
 	}
+
+	return req, nil
+}
+
+// NewListTeamsRequest constructs an http.Request for the ListTeams method
+func NewListTeamsRequest(server string, params *ListTeamsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadListTeamsRequest constructs an http.Request for the HeadListTeams method
+func NewHeadListTeamsRequest(server string, params *HeadListTeamsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateTeamRequest calls the generic CreateTeam builder with application/json body
+func NewCreateTeamRequest(server string, params *CreateTeamParams, body CreateTeamJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateTeamRequestWithBody(server, params, "application/json", bodyReader)
+}
+
+// NewCreateTeamRequestWithBody constructs an http.Request for the CreateTeam method, with any body, and a specified content type
+func NewCreateTeamRequestWithBody(server string, params *CreateTeamParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewDeleteTeamRequest constructs an http.Request for the DeleteTeam method
+func NewDeleteTeamRequest(server string, team TeamPath) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "team", team, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetTeamRequest constructs an http.Request for the GetTeam method
+func NewGetTeamRequest(server string, team TeamPath) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "team", team, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadGetTeamRequest constructs an http.Request for the HeadGetTeam method
+func NewHeadGetTeamRequest(server string, team TeamPath) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "team", team, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRenameTeamRequest calls the generic RenameTeam builder with application/json body
+func NewRenameTeamRequest(server string, team TeamPath, body RenameTeamJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRenameTeamRequestWithBody(server, team, "application/json", bodyReader)
+}
+
+// NewRenameTeamRequestWithBody constructs an http.Request for the RenameTeam method, with any body, and a specified content type
+func NewRenameTeamRequestWithBody(server string, team TeamPath, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "team", team, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewListInvitationsRequest constructs an http.Request for the ListInvitations method
+func NewListInvitationsRequest(server string, team TeamPath, params *ListInvitationsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "team", team, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams/%s/invitations", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadListInvitationsRequest constructs an http.Request for the HeadListInvitations method
+func NewHeadListInvitationsRequest(server string, team TeamPath, params *HeadListInvitationsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "team", team, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams/%s/invitations", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateInvitationRequest calls the generic CreateInvitation builder with application/json body
+func NewCreateInvitationRequest(server string, team TeamPath, params *CreateInvitationParams, body CreateInvitationJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateInvitationRequestWithBody(server, team, params, "application/json", bodyReader)
+}
+
+// NewCreateInvitationRequestWithBody constructs an http.Request for the CreateInvitation method, with any body, and a specified content type
+func NewCreateInvitationRequestWithBody(server string, team TeamPath, params *CreateInvitationParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "team", team, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams/%s/invitations", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewRevokeInvitationRequest constructs an http.Request for the RevokeInvitation method
+func NewRevokeInvitationRequest(server string, team TeamPath, invitation InvitationID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "team", team, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "invitation", invitation, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams/%s/invitations/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetInvitationRequest constructs an http.Request for the GetInvitation method
+func NewGetInvitationRequest(server string, team TeamPath, invitation InvitationID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "team", team, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "invitation", invitation, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams/%s/invitations/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadGetInvitationRequest constructs an http.Request for the HeadGetInvitation method
+func NewHeadGetInvitationRequest(server string, team TeamPath, invitation InvitationID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "team", team, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "invitation", invitation, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams/%s/invitations/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListMembersRequest constructs an http.Request for the ListMembers method
+func NewListMembersRequest(server string, team TeamPath, params *ListMembersParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "team", team, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams/%s/members", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewHeadListMembersRequest constructs an http.Request for the HeadListMembers method
+func NewHeadListMembersRequest(server string, team TeamPath, params *HeadListMembersParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "team", team, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams/%s/members", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRemoveMemberRequest constructs an http.Request for the RemoveMember method
+func NewRemoveMemberRequest(server string, team TeamPath, user MemberUser) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "team", team, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "user", user, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams/%s/members/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewChangeMemberRoleRequest calls the generic ChangeMemberRole builder with application/json body
+func NewChangeMemberRoleRequest(server string, team TeamPath, user MemberUser, body ChangeMemberRoleJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewChangeMemberRoleRequestWithBody(server, team, user, "application/json", bodyReader)
+}
+
+// NewChangeMemberRoleRequestWithBody constructs an http.Request for the ChangeMemberRole method, with any body, and a specified content type
+func NewChangeMemberRoleRequestWithBody(server string, team TeamPath, user MemberUser, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "team", team, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "user", user, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/teams/%s/members/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
 
 	return req, nil
 }
@@ -5472,6 +8243,18 @@ func NewGetUsageRequest(server string, params *GetUsageParams) (*http.Request, e
 		if params.Cursor != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -5667,6 +8450,18 @@ func NewHeadGetUsageRequest(server string, params *HeadGetUsageParams) (*http.Re
 
 		}
 
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -5820,6 +8615,18 @@ func NewExportUsageCSVRequest(server string, params *ExportUsageCSVParams) (*htt
 		if params.IncludeZero != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "include_zero", *params.IncludeZero, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -5991,6 +8798,18 @@ func NewHeadExportUsageCSVRequest(server string, params *HeadExportUsageCSVParam
 
 		}
 
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -6108,6 +8927,18 @@ func NewExportUsageFOCUSRequest(server string, params *ExportUsageFOCUSParams) (
 		if params.ApiKey != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "api_key", *params.ApiKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -6243,6 +9074,18 @@ func NewHeadExportUsageFOCUSRequest(server string, params *HeadExportUsageFOCUSP
 
 		}
 
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -6258,7 +9101,7 @@ func NewHeadExportUsageFOCUSRequest(server string, params *HeadExportUsageFOCUSP
 }
 
 // NewGetUsageSummaryRequest constructs an http.Request for the GetUsageSummary method
-func NewGetUsageSummaryRequest(server string) (*http.Request, error) {
+func NewGetUsageSummaryRequest(server string, params *GetUsageSummaryParams) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -6274,6 +9117,33 @@ func NewGetUsageSummaryRequest(server string) (*http.Request, error) {
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -6285,7 +9155,7 @@ func NewGetUsageSummaryRequest(server string) (*http.Request, error) {
 }
 
 // NewHeadGetUsageSummaryRequest constructs an http.Request for the HeadGetUsageSummary method
-func NewHeadGetUsageSummaryRequest(server string) (*http.Request, error) {
+func NewHeadGetUsageSummaryRequest(server string, params *HeadGetUsageSummaryParams) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -6301,6 +9171,33 @@ func NewHeadGetUsageSummaryRequest(server string) (*http.Request, error) {
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.TeamId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "team_id", *params.TeamId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
@@ -6455,9 +9352,9 @@ type ClientWithResponsesInterface interface {
 
 	// VerifyAuditEventsWithResponse Check that your audit log has not been tampered with
 	//
-	// Your events form a hash chain: each stores the `hash` of your previous
-	// event as `prev_hash`, and its own `hash` is SHA-256 over a
-	// length-prefixed encoding of `prev_hash` and its content (see
+	// A team's events form a hash chain: each stores the `hash` of the
+	// team's previous event as `prev_hash`, and its own `hash` is SHA-256
+	// over a length-prefixed encoding of `prev_hash` and its content (see
 	// `AuditEvent.hash`). A check recomputes every link it reads, and also
 	// reports an event dated earlier than the one before it. An edited,
 	// removed or inserted event breaks the chain at that event, reported as
@@ -6626,14 +9523,14 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /v1/budgets/{id} (the `DeleteBudget` operationId).
-	DeleteBudgetWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteBudgetResponse, error)
+	DeleteBudgetWithResponse(ctx context.Context, id openapi_types.UUID, params *DeleteBudgetParams, reqEditors ...RequestEditorFn) (*DeleteBudgetResponse, error)
 
 	// GetBudgetWithResponse Read one budget
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/budgets/{id} (the `GetBudget` operationId).
-	GetBudgetWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetBudgetResponse, error)
+	GetBudgetWithResponse(ctx context.Context, id openapi_types.UUID, params *GetBudgetParams, reqEditors ...RequestEditorFn) (*GetBudgetResponse, error)
 
 	// HeadGetBudgetWithResponse Read one budget (headers only)
 	//
@@ -6642,7 +9539,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with HEAD /v1/budgets/{id} (the `HeadGetBudget` operationId).
-	HeadGetBudgetWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*HeadGetBudgetResponse, error)
+	HeadGetBudgetWithResponse(ctx context.Context, id openapi_types.UUID, params *HeadGetBudgetParams, reqEditors ...RequestEditorFn) (*HeadGetBudgetResponse, error)
 
 	// UpdateBudgetWithBodyWithResponse Change a budget
 	//
@@ -6656,7 +9553,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /v1/budgets/{id} (the `UpdateBudget` operationId).
-	UpdateBudgetWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateBudgetResponse, error)
+	UpdateBudgetWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *UpdateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateBudgetResponse, error)
 
 	// UpdateBudgetWithResponse Change a budget
 	//
@@ -6670,7 +9567,7 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /v1/budgets/{id} (the `UpdateBudget` operationId).
-	UpdateBudgetWithResponse(ctx context.Context, id openapi_types.UUID, body UpdateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateBudgetResponse, error)
+	UpdateBudgetWithResponse(ctx context.Context, id openapi_types.UUID, params *UpdateBudgetParams, body UpdateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateBudgetResponse, error)
 
 	// ListBudgetDeliveriesWithResponse A budget's notification deliveries, newest first
 	//
@@ -6719,18 +9616,19 @@ type ClientWithResponsesInterface interface {
 	// the key id (not the current one: 409 whose `sealing_key` holds the
 	// current parameters, to seal again) and the size; the syncer checks the
 	// rest when it first opens the key: a key that does not open for this
-	// connection and user, or is not an admin key of the provider, makes the
-	// connection `invalid` with a reason; a key you have already connected
-	// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
-	// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
-	// only sealed keys are accepted.
+	// connection and team, or is not an admin key of the provider, makes the
+	// connection `invalid` with a reason; a key the team has already
+	// connected makes it `duplicate`. Until then `key_hint` is empty; the
+	// syncer sets it. With `PLAINTEXT_KEYS=refuse` the api refuses
+	// `api_key` (400) and only sealed keys are accepted.
 	//
-	// A key you have already connected is refused with 409, whose
+	// A key the team has already connected is refused with 409, whose
 	// `connection_id` names the connection that has it: an organisation is
-	// never counted twice. Another admin key of an organisation you have
-	// already connected cannot be recognised yet; its first sync finds the
-	// organisation (Anthropic's organisation id, OpenAI's project ids) and
-	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	// never counted twice in a team. Another admin key of an organisation
+	// the team has already connected cannot be recognised yet; its first
+	// sync finds the organisation (Anthropic's organisation id, OpenAI's
+	// project ids) and marks it `duplicate` instead of counting it (see
+	// `Connection.status`).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6749,18 +9647,19 @@ type ClientWithResponsesInterface interface {
 	// the key id (not the current one: 409 whose `sealing_key` holds the
 	// current parameters, to seal again) and the size; the syncer checks the
 	// rest when it first opens the key: a key that does not open for this
-	// connection and user, or is not an admin key of the provider, makes the
-	// connection `invalid` with a reason; a key you have already connected
-	// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
-	// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
-	// only sealed keys are accepted.
+	// connection and team, or is not an admin key of the provider, makes the
+	// connection `invalid` with a reason; a key the team has already
+	// connected makes it `duplicate`. Until then `key_hint` is empty; the
+	// syncer sets it. With `PLAINTEXT_KEYS=refuse` the api refuses
+	// `api_key` (400) and only sealed keys are accepted.
 	//
-	// A key you have already connected is refused with 409, whose
+	// A key the team has already connected is refused with 409, whose
 	// `connection_id` names the connection that has it: an organisation is
-	// never counted twice. Another admin key of an organisation you have
-	// already connected cannot be recognised yet; its first sync finds the
-	// organisation (Anthropic's organisation id, OpenAI's project ids) and
-	// marks it `duplicate` instead of counting it (see `Connection.status`).
+	// never counted twice in a team. Another admin key of an organisation
+	// the team has already connected cannot be recognised yet; its first
+	// sync finds the organisation (Anthropic's organisation id, OpenAI's
+	// project ids) and marks it `duplicate` instead of counting it (see
+	// `Connection.status`).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6772,14 +9671,14 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /v1/connections/{id} (the `DeleteConnection` operationId).
-	DeleteConnectionWithResponse(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*DeleteConnectionResponse, error)
+	DeleteConnectionWithResponse(ctx context.Context, id ConnectionID, params *DeleteConnectionParams, reqEditors ...RequestEditorFn) (*DeleteConnectionResponse, error)
 
 	// GetConnectionWithResponse Read one connection
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/connections/{id} (the `GetConnection` operationId).
-	GetConnectionWithResponse(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*GetConnectionResponse, error)
+	GetConnectionWithResponse(ctx context.Context, id ConnectionID, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*GetConnectionResponse, error)
 
 	// HeadGetConnectionWithResponse Read one connection (headers only)
 	//
@@ -6788,7 +9687,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with HEAD /v1/connections/{id} (the `HeadGetConnection` operationId).
-	HeadGetConnectionWithResponse(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*HeadGetConnectionResponse, error)
+	HeadGetConnectionWithResponse(ctx context.Context, id ConnectionID, params *HeadGetConnectionParams, reqEditors ...RequestEditorFn) (*HeadGetConnectionResponse, error)
 
 	// UpdateConnectionWithBodyWithResponse Rename a connection and/or replace its key
 	//
@@ -6810,7 +9709,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /v1/connections/{id} (the `UpdateConnection` operationId).
-	UpdateConnectionWithBodyWithResponse(ctx context.Context, id ConnectionID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateConnectionResponse, error)
+	UpdateConnectionWithBodyWithResponse(ctx context.Context, id ConnectionID, params *UpdateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateConnectionResponse, error)
 
 	// UpdateConnectionWithResponse Rename a connection and/or replace its key
 	//
@@ -6832,7 +9731,7 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PATCH /v1/connections/{id} (the `UpdateConnection` operationId).
-	UpdateConnectionWithResponse(ctx context.Context, id ConnectionID, body UpdateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateConnectionResponse, error)
+	UpdateConnectionWithResponse(ctx context.Context, id ConnectionID, params *UpdateConnectionParams, body UpdateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateConnectionResponse, error)
 
 	// ListConnectionKeysWithResponse The organisation's API keys and admin keys
 	//
@@ -6882,6 +9781,26 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/connections/{id}/sync (the `RequestSync` operationId).
 	RequestSyncWithResponse(ctx context.Context, id ConnectionID, params *RequestSyncParams, reqEditors ...RequestEditorFn) (*RequestSyncResponse, error)
 
+	// AcceptInvitationWithResponse Accept an invitation
+	//
+	// Joins the team the invitation is for, with its role; a member
+	// already in the team keeps a higher role they hold (an invitation
+	// never lowers one). It needs a confirmed email address that is the
+	// invited one: your token's email, which the Supabase Auth server
+	// must still have as your address with `email_confirmed_at` set (on a
+	// server without an Auth server to ask, the token's
+	// `user_metadata.email_verified` must be true); otherwise 403. An
+	// unknown token, one already used, revoked or expired, and one made
+	// out to another address are the same 404, with the same body: which
+	// of them it was is not told (an invitation made out to another
+	// address stays open for its invitee). No request body. Recorded as
+	// `invitation.accepted` in the team's audit log.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/invitations/{token}/accept (the `AcceptInvitation` operationId).
+	AcceptInvitationWithResponse(ctx context.Context, token InvitationToken, params *AcceptInvitationParams, reqEditors ...RequestEditorFn) (*AcceptInvitationResponse, error)
+
 	// GetMeWithResponse The caller, from the access token
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -6905,14 +9824,18 @@ type ClientWithResponsesInterface interface {
 	// (`tpk2:` and the lowercase hex of the MLKEM768-X25519 public key), its
 	// key id, the HPKE suite (RFC 9180: KEM MLKEM768-X25519 (X-Wing), KDF
 	// HKDF-SHA256, AEAD AES-256-GCM, base mode), the `info` string and the
-	// AAD encoding. The AAD binds the blob to your user id, the connection
-	// id you choose and the provider: `tokka/v2/binding`, then each of the
-	// three as a 4-byte big-endian length and its UTF-8 bytes. Send the
-	// result as `sealed_key` (with `id`) to `POST /v1/connections`, or as
-	// `sealed_key` to `PATCH /v1/connections/{id}`. The parameters change
-	// only when the operator rotates `ENCRYPTION_KEY`: the response may be
-	// cached privately for an hour (`ETag` is the key id), and a key sealed
-	// to a retired key id is refused with 409 carrying the new parameters.
+	// AAD encoding. The AAD binds the blob to the team the connection
+	// belongs to (the `team_id` you send with it; for your personal team,
+	// your user id), the connection id you choose and the provider:
+	// `tokka/v2/binding`, then each of the three as a 4-byte big-endian
+	// length and its UTF-8 bytes (ids in lowercase canonical form). Send
+	// the result as `sealed_key` (with `id`) to `POST /v1/connections`, or
+	// as `sealed_key` to `PATCH /v1/connections/{id}`, with the same
+	// `team_id`: a key sealed for one team does not open in another. The
+	// parameters change only when the operator rotates `ENCRYPTION_KEY`:
+	// the response may be cached privately for an hour (`ETag` is the key
+	// id), and a key sealed to a retired key id is refused with 409
+	// carrying the new parameters.
 	// The `clients/js` library in the repository does all of this.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -6928,6 +9851,260 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with HEAD /v1/sealing-key (the `HeadGetSealingKey` operationId).
 	HeadGetSealingKeyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadGetSealingKeyResponse, error)
+
+	// ListTeamsWithResponse The teams you belong to
+	//
+	// A page of the teams you are a member of, with your role in each,
+	// oldest first (by `created_at`, then `id`). Your personal team is
+	// the one with `personal: true`, wherever its creation puts it (it is
+	// made on the first use of this list if it does not exist yet).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/teams (the `ListTeams` operationId).
+	ListTeamsWithResponse(ctx context.Context, params *ListTeamsParams, reqEditors ...RequestEditorFn) (*ListTeamsResponse, error)
+
+	// HeadListTeamsWithResponse The teams you belong to (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/teams (the `HeadListTeams` operationId).
+	HeadListTeamsWithResponse(ctx context.Context, params *HeadListTeamsParams, reqEditors ...RequestEditorFn) (*HeadListTeamsResponse, error)
+
+	// CreateTeamWithBodyWithResponse Create a team
+	//
+	// Makes a team with you as its only owner; Tokka chooses its id. Invite
+	// others with `POST /v1/teams/{team}/invitations`. Recorded as
+	// `team.created` in the new team's audit log.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/teams (the `CreateTeam` operationId).
+	CreateTeamWithBodyWithResponse(ctx context.Context, params *CreateTeamParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateTeamResponse, error)
+
+	// CreateTeamWithResponse Create a team
+	//
+	// Makes a team with you as its only owner; Tokka chooses its id. Invite
+	// others with `POST /v1/teams/{team}/invitations`. Recorded as
+	// `team.created` in the new team's audit log.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/teams (the `CreateTeam` operationId).
+	CreateTeamWithResponse(ctx context.Context, params *CreateTeamParams, body CreateTeamJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateTeamResponse, error)
+
+	// DeleteTeamWithResponse Delete a team
+	//
+	// Owners only (another member gets 403). A personal team cannot be
+	// deleted, nor a team that still has connections (delete them first,
+	// each with its own audit event): both are 409. The team's budgets,
+	// alerts, invitations and memberships go with it; its audit log is
+	// append-only and stays, ending with `team.deleted`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/teams/{team} (the `DeleteTeam` operationId).
+	DeleteTeamWithResponse(ctx context.Context, team TeamPath, reqEditors ...RequestEditorFn) (*DeleteTeamResponse, error)
+
+	// GetTeamWithResponse Read one team
+	//
+	// Any member may read the team, with their own role in it.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/teams/{team} (the `GetTeam` operationId).
+	GetTeamWithResponse(ctx context.Context, team TeamPath, reqEditors ...RequestEditorFn) (*GetTeamResponse, error)
+
+	// HeadGetTeamWithResponse Read one team (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/teams/{team} (the `HeadGetTeam` operationId).
+	HeadGetTeamWithResponse(ctx context.Context, team TeamPath, reqEditors ...RequestEditorFn) (*HeadGetTeamResponse, error)
+
+	// RenameTeamWithBodyWithResponse Rename a team
+	//
+	// Owners only (another member gets 403). A personal team may be
+	// renamed too. Recorded as `team.renamed`.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /v1/teams/{team} (the `RenameTeam` operationId).
+	RenameTeamWithBodyWithResponse(ctx context.Context, team TeamPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RenameTeamResponse, error)
+
+	// RenameTeamWithResponse Rename a team
+	//
+	// Owners only (another member gets 403). A personal team may be
+	// renamed too. Recorded as `team.renamed`.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /v1/teams/{team} (the `RenameTeam` operationId).
+	RenameTeamWithResponse(ctx context.Context, team TeamPath, body RenameTeamJSONRequestBody, reqEditors ...RequestEditorFn) (*RenameTeamResponse, error)
+
+	// ListInvitationsWithResponse The team's invitations, oldest first
+	//
+	// Admins and owners only (a viewer gets 403): a page of the team's
+	// invitations, open, accepted, revoked or expired, oldest first (by
+	// `created_at`, then `id`). The token is never listed.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/teams/{team}/invitations (the `ListInvitations` operationId).
+	ListInvitationsWithResponse(ctx context.Context, team TeamPath, params *ListInvitationsParams, reqEditors ...RequestEditorFn) (*ListInvitationsResponse, error)
+
+	// HeadListInvitationsWithResponse The team's invitations, oldest first (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/teams/{team}/invitations (the `HeadListInvitations` operationId).
+	HeadListInvitationsWithResponse(ctx context.Context, team TeamPath, params *HeadListInvitationsParams, reqEditors ...RequestEditorFn) (*HeadListInvitationsResponse, error)
+
+	// CreateInvitationWithBodyWithResponse Invite someone to the team
+	//
+	// Admins and owners invite (a viewer gets 403); only owners invite
+	// owners (an admin gets 403). The answer carries the invitation's
+	// `token`, which is what accepts it (`POST
+	// /v1/invitations/{token}/accept`): Tokka keeps its SHA-256 and never
+	// lists it. When the syncer sends email (its SMTP_URL), the address
+	// also gets the token, as a link to INVITATION_URL when that is set:
+	// the api, which sends no email, stores the token sealed to the
+	// syncer's public key, and the syncer clears it once mailed (or once
+	// the invitation is no longer open); a failed email is retried a few
+	// times and the invitation stands. An invitation
+	// works once, for a signed-in user whose confirmed email is the
+	// invited address, until `expires_at` (INVITATION_TTL after it was
+	// made, 7 days by default). `Location` is the invitation's own route
+	// (`GET /v1/teams/{team}/invitations/{invitation}`), which never
+	// shows the token either. An `Idempotency-Key` replay of this answer
+	// leaves `token` out: Tokka does not keep it, so an inviter who lost
+	// it revokes the invitation and invites again. Recorded as
+	// `invitation.created`.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/teams/{team}/invitations (the `CreateInvitation` operationId).
+	CreateInvitationWithBodyWithResponse(ctx context.Context, team TeamPath, params *CreateInvitationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateInvitationResponse, error)
+
+	// CreateInvitationWithResponse Invite someone to the team
+	//
+	// Admins and owners invite (a viewer gets 403); only owners invite
+	// owners (an admin gets 403). The answer carries the invitation's
+	// `token`, which is what accepts it (`POST
+	// /v1/invitations/{token}/accept`): Tokka keeps its SHA-256 and never
+	// lists it. When the syncer sends email (its SMTP_URL), the address
+	// also gets the token, as a link to INVITATION_URL when that is set:
+	// the api, which sends no email, stores the token sealed to the
+	// syncer's public key, and the syncer clears it once mailed (or once
+	// the invitation is no longer open); a failed email is retried a few
+	// times and the invitation stands. An invitation
+	// works once, for a signed-in user whose confirmed email is the
+	// invited address, until `expires_at` (INVITATION_TTL after it was
+	// made, 7 days by default). `Location` is the invitation's own route
+	// (`GET /v1/teams/{team}/invitations/{invitation}`), which never
+	// shows the token either. An `Idempotency-Key` replay of this answer
+	// leaves `token` out: Tokka does not keep it, so an inviter who lost
+	// it revokes the invitation and invites again. Recorded as
+	// `invitation.created`.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/teams/{team}/invitations (the `CreateInvitation` operationId).
+	CreateInvitationWithResponse(ctx context.Context, team TeamPath, params *CreateInvitationParams, body CreateInvitationJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateInvitationResponse, error)
+
+	// RevokeInvitationWithResponse Revoke an invitation
+	//
+	// Admins and owners only (a viewer gets 403). Only an open invitation
+	// (not accepted, not already revoked) can be revoked; any other is
+	// 404. Its token stops working at once. Recorded as
+	// `invitation.revoked`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/teams/{team}/invitations/{invitation} (the `RevokeInvitation` operationId).
+	RevokeInvitationWithResponse(ctx context.Context, team TeamPath, invitation InvitationID, reqEditors ...RequestEditorFn) (*RevokeInvitationResponse, error)
+
+	// GetInvitationWithResponse Read one invitation
+	//
+	// Admins and owners only (a viewer gets 403): one invitation of the
+	// team, open, accepted, revoked or expired, as the list shows it
+	// (never its token). An id of no invitation of this team is 404.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/teams/{team}/invitations/{invitation} (the `GetInvitation` operationId).
+	GetInvitationWithResponse(ctx context.Context, team TeamPath, invitation InvitationID, reqEditors ...RequestEditorFn) (*GetInvitationResponse, error)
+
+	// HeadGetInvitationWithResponse Read one invitation (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/teams/{team}/invitations/{invitation} (the `HeadGetInvitation` operationId).
+	HeadGetInvitationWithResponse(ctx context.Context, team TeamPath, invitation InvitationID, reqEditors ...RequestEditorFn) (*HeadGetInvitationResponse, error)
+
+	// ListMembersWithResponse The team's members
+	//
+	// Any member may list the members, a page at a time, in the order
+	// they joined (by `created_at`, then `user_id`), whatever their role.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/teams/{team}/members (the `ListMembers` operationId).
+	ListMembersWithResponse(ctx context.Context, team TeamPath, params *ListMembersParams, reqEditors ...RequestEditorFn) (*ListMembersResponse, error)
+
+	// HeadListMembersWithResponse The team's members (headers only)
+	//
+	// The same as GET, without a body.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /v1/teams/{team}/members (the `HeadListMembers` operationId).
+	HeadListMembersWithResponse(ctx context.Context, team TeamPath, params *HeadListMembersParams, reqEditors ...RequestEditorFn) (*HeadListMembersResponse, error)
+
+	// RemoveMemberWithResponse Remove a member, or leave the team
+	//
+	// An owner may remove any member; any member may remove themselves
+	// (leave the team); anything else is 403. 409 for the last owner, and
+	// for the founder of a personal team. Recorded as `member.removed`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /v1/teams/{team}/members/{user} (the `RemoveMember` operationId).
+	RemoveMemberWithResponse(ctx context.Context, team TeamPath, user MemberUser, reqEditors ...RequestEditorFn) (*RemoveMemberResponse, error)
+
+	// ChangeMemberRoleWithBodyWithResponse Change a member's role
+	//
+	// Owners only (another member gets 403). 409 when the change would
+	// leave the team without an owner, or would demote the founder of a
+	// personal team, who stays its owner: make someone else an owner
+	// first. Setting the role a member already holds changes nothing.
+	// Recorded as `member.role_changed`.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /v1/teams/{team}/members/{user} (the `ChangeMemberRole` operationId).
+	ChangeMemberRoleWithBodyWithResponse(ctx context.Context, team TeamPath, user MemberUser, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ChangeMemberRoleResponse, error)
+
+	// ChangeMemberRoleWithResponse Change a member's role
+	//
+	// Owners only (another member gets 403). 409 when the change would
+	// leave the team without an owner, or would demote the founder of a
+	// personal team, who stays its owner: make someone else an owner
+	// first. Setting the role a member already holds changes nothing.
+	// Recorded as `member.role_changed`.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /v1/teams/{team}/members/{user} (the `ChangeMemberRole` operationId).
+	ChangeMemberRoleWithResponse(ctx context.Context, team TeamPath, user MemberUser, body ChangeMemberRoleJSONRequestBody, reqEditors ...RequestEditorFn) (*ChangeMemberRoleResponse, error)
 
 	// GetUsageWithResponse Tokens, requests and cost over a range of days
 	//
@@ -7048,7 +10225,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/usage/summary (the `GetUsageSummary` operationId).
-	GetUsageSummaryWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetUsageSummaryResponse, error)
+	GetUsageSummaryWithResponse(ctx context.Context, params *GetUsageSummaryParams, reqEditors ...RequestEditorFn) (*GetUsageSummaryResponse, error)
 
 	// HeadGetUsageSummaryWithResponse Month to date, previous month and the month-end forecast (headers only)
 	//
@@ -7057,7 +10234,7 @@ type ClientWithResponsesInterface interface {
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with HEAD /v1/usage/summary (the `HeadGetUsageSummary` operationId).
-	HeadGetUsageSummaryWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadGetUsageSummaryResponse, error)
+	HeadGetUsageSummaryWithResponse(ctx context.Context, params *HeadGetUsageSummaryParams, reqEditors ...RequestEditorFn) (*HeadGetUsageSummaryResponse, error)
 }
 
 // HealthzResponse400Headers the declared response headers of an HTTP 400 response for Healthz
@@ -7513,6 +10690,11 @@ type ListAlertsResponse403Headers struct {
 	XRequestId *string
 }
 
+// ListAlertsResponse404Headers the declared response headers of an HTTP 404 response for ListAlerts
+type ListAlertsResponse404Headers struct {
+	XRequestId *string
+}
+
 // ListAlertsResponse406Headers the declared response headers of an HTTP 406 response for ListAlerts
 type ListAlertsResponse406Headers struct {
 	XRequestId *string
@@ -7540,6 +10722,8 @@ type ListAlertsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
 	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -7552,6 +10736,8 @@ type ListAlertsResponse struct {
 	Headers401 *ListAlertsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ListAlertsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ListAlertsResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *ListAlertsResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -7578,6 +10764,11 @@ func (r ListAlertsResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r ListAlertsResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListAlertsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
 }
 
 // GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
@@ -7640,6 +10831,11 @@ type HeadListAlertsResponse403Headers struct {
 	XRequestId *string
 }
 
+// HeadListAlertsResponse404Headers the declared response headers of an HTTP 404 response for HeadListAlerts
+type HeadListAlertsResponse404Headers struct {
+	XRequestId *string
+}
+
 // HeadListAlertsResponse406Headers the declared response headers of an HTTP 406 response for HeadListAlerts
 type HeadListAlertsResponse406Headers struct {
 	XRequestId *string
@@ -7665,6 +10861,8 @@ type HeadListAlertsResponse struct {
 	Headers401 *HeadListAlertsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *HeadListAlertsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadListAlertsResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *HeadListAlertsResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -7915,6 +11113,11 @@ type ListAuditEventsResponse403Headers struct {
 	XRequestId *string
 }
 
+// ListAuditEventsResponse404Headers the declared response headers of an HTTP 404 response for ListAuditEvents
+type ListAuditEventsResponse404Headers struct {
+	XRequestId *string
+}
+
 // ListAuditEventsResponse406Headers the declared response headers of an HTTP 406 response for ListAuditEvents
 type ListAuditEventsResponse406Headers struct {
 	XRequestId *string
@@ -7942,6 +11145,8 @@ type ListAuditEventsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
 	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -7954,6 +11159,8 @@ type ListAuditEventsResponse struct {
 	Headers401 *ListAuditEventsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ListAuditEventsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ListAuditEventsResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *ListAuditEventsResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -7980,6 +11187,11 @@ func (r ListAuditEventsResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r ListAuditEventsResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListAuditEventsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
 }
 
 // GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
@@ -8042,6 +11254,11 @@ type HeadListAuditEventsResponse403Headers struct {
 	XRequestId *string
 }
 
+// HeadListAuditEventsResponse404Headers the declared response headers of an HTTP 404 response for HeadListAuditEvents
+type HeadListAuditEventsResponse404Headers struct {
+	XRequestId *string
+}
+
 // HeadListAuditEventsResponse406Headers the declared response headers of an HTTP 406 response for HeadListAuditEvents
 type HeadListAuditEventsResponse406Headers struct {
 	XRequestId *string
@@ -8067,6 +11284,8 @@ type HeadListAuditEventsResponse struct {
 	Headers401 *HeadListAuditEventsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *HeadListAuditEventsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadListAuditEventsResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *HeadListAuditEventsResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -8127,6 +11346,11 @@ type VerifyAuditEventsResponse403Headers struct {
 	XRequestId *string
 }
 
+// VerifyAuditEventsResponse404Headers the declared response headers of an HTTP 404 response for VerifyAuditEvents
+type VerifyAuditEventsResponse404Headers struct {
+	XRequestId *string
+}
+
 // VerifyAuditEventsResponse406Headers the declared response headers of an HTTP 406 response for VerifyAuditEvents
 type VerifyAuditEventsResponse406Headers struct {
 	XRequestId *string
@@ -8163,6 +11387,8 @@ type VerifyAuditEventsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
 	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -8179,6 +11405,8 @@ type VerifyAuditEventsResponse struct {
 	Headers401 *VerifyAuditEventsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *VerifyAuditEventsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *VerifyAuditEventsResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *VerifyAuditEventsResponse406Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -8207,6 +11435,11 @@ func (r VerifyAuditEventsResponse) GetApplicationproblemJSON401() *Unauthorized 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r VerifyAuditEventsResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r VerifyAuditEventsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
 }
 
 // GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
@@ -8281,6 +11514,11 @@ type HeadVerifyAuditEventsResponse403Headers struct {
 	XRequestId *string
 }
 
+// HeadVerifyAuditEventsResponse404Headers the declared response headers of an HTTP 404 response for HeadVerifyAuditEvents
+type HeadVerifyAuditEventsResponse404Headers struct {
+	XRequestId *string
+}
+
 // HeadVerifyAuditEventsResponse406Headers the declared response headers of an HTTP 406 response for HeadVerifyAuditEvents
 type HeadVerifyAuditEventsResponse406Headers struct {
 	XRequestId *string
@@ -8317,6 +11555,8 @@ type HeadVerifyAuditEventsResponse struct {
 	Headers401 *HeadVerifyAuditEventsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *HeadVerifyAuditEventsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadVerifyAuditEventsResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *HeadVerifyAuditEventsResponse406Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -8372,6 +11612,11 @@ type ListBudgetsResponse403Headers struct {
 	XRequestId *string
 }
 
+// ListBudgetsResponse404Headers the declared response headers of an HTTP 404 response for ListBudgets
+type ListBudgetsResponse404Headers struct {
+	XRequestId *string
+}
+
 // ListBudgetsResponse406Headers the declared response headers of an HTTP 406 response for ListBudgets
 type ListBudgetsResponse406Headers struct {
 	XRequestId *string
@@ -8399,6 +11644,8 @@ type ListBudgetsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
 	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -8411,6 +11658,8 @@ type ListBudgetsResponse struct {
 	Headers401 *ListBudgetsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ListBudgetsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ListBudgetsResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *ListBudgetsResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -8437,6 +11686,11 @@ func (r ListBudgetsResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r ListBudgetsResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListBudgetsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
 }
 
 // GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
@@ -8499,6 +11753,11 @@ type HeadListBudgetsResponse403Headers struct {
 	XRequestId *string
 }
 
+// HeadListBudgetsResponse404Headers the declared response headers of an HTTP 404 response for HeadListBudgets
+type HeadListBudgetsResponse404Headers struct {
+	XRequestId *string
+}
+
 // HeadListBudgetsResponse406Headers the declared response headers of an HTTP 406 response for HeadListBudgets
 type HeadListBudgetsResponse406Headers struct {
 	XRequestId *string
@@ -8524,6 +11783,8 @@ type HeadListBudgetsResponse struct {
 	Headers401 *HeadListBudgetsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *HeadListBudgetsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadListBudgetsResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *HeadListBudgetsResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -8586,6 +11847,11 @@ type CreateBudgetResponse403Headers struct {
 	XRequestId *string
 }
 
+// CreateBudgetResponse404Headers the declared response headers of an HTTP 404 response for CreateBudget
+type CreateBudgetResponse404Headers struct {
+	XRequestId *string
+}
+
 // CreateBudgetResponse406Headers the declared response headers of an HTTP 406 response for CreateBudget
 type CreateBudgetResponse406Headers struct {
 	XRequestId *string
@@ -8642,6 +11908,8 @@ type CreateBudgetResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
 	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -8666,6 +11934,8 @@ type CreateBudgetResponse struct {
 	Headers401 *CreateBudgetResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *CreateBudgetResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *CreateBudgetResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *CreateBudgetResponse406Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
@@ -8702,6 +11972,11 @@ func (r CreateBudgetResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r CreateBudgetResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CreateBudgetResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
 }
 
 // GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
@@ -9598,6 +12873,11 @@ type ListConnectionsResponse403Headers struct {
 	XRequestId *string
 }
 
+// ListConnectionsResponse404Headers the declared response headers of an HTTP 404 response for ListConnections
+type ListConnectionsResponse404Headers struct {
+	XRequestId *string
+}
+
 // ListConnectionsResponse406Headers the declared response headers of an HTTP 406 response for ListConnections
 type ListConnectionsResponse406Headers struct {
 	XRequestId *string
@@ -9625,6 +12905,8 @@ type ListConnectionsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
 	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -9637,6 +12919,8 @@ type ListConnectionsResponse struct {
 	Headers401 *ListConnectionsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ListConnectionsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ListConnectionsResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *ListConnectionsResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -9663,6 +12947,11 @@ func (r ListConnectionsResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r ListConnectionsResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListConnectionsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
 }
 
 // GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
@@ -9725,6 +13014,11 @@ type HeadListConnectionsResponse403Headers struct {
 	XRequestId *string
 }
 
+// HeadListConnectionsResponse404Headers the declared response headers of an HTTP 404 response for HeadListConnections
+type HeadListConnectionsResponse404Headers struct {
+	XRequestId *string
+}
+
 // HeadListConnectionsResponse406Headers the declared response headers of an HTTP 406 response for HeadListConnections
 type HeadListConnectionsResponse406Headers struct {
 	XRequestId *string
@@ -9750,6 +13044,8 @@ type HeadListConnectionsResponse struct {
 	Headers401 *HeadListConnectionsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *HeadListConnectionsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadListConnectionsResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *HeadListConnectionsResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -9812,6 +13108,11 @@ type CreateConnectionResponse403Headers struct {
 	XRequestId *string
 }
 
+// CreateConnectionResponse404Headers the declared response headers of an HTTP 404 response for CreateConnection
+type CreateConnectionResponse404Headers struct {
+	XRequestId *string
+}
+
 // CreateConnectionResponse406Headers the declared response headers of an HTTP 406 response for CreateConnection
 type CreateConnectionResponse406Headers struct {
 	XRequestId *string
@@ -9868,6 +13169,8 @@ type CreateConnectionResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
 	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -9892,6 +13195,8 @@ type CreateConnectionResponse struct {
 	Headers401 *CreateConnectionResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *CreateConnectionResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *CreateConnectionResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *CreateConnectionResponse406Headers
 	// Headers409 the parsed response headers for an HTTP 409 response
@@ -9928,6 +13233,11 @@ func (r CreateConnectionResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r CreateConnectionResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CreateConnectionResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
 }
 
 // GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
@@ -11019,6 +14329,203 @@ func (r RequestSyncResponse) ContentType() string {
 	return ""
 }
 
+// AcceptInvitationResponse200Headers the declared response headers of an HTTP 200 response for AcceptInvitation
+type AcceptInvitationResponse200Headers struct {
+	IdempotentReplayed *string
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
+// AcceptInvitationResponse400Headers the declared response headers of an HTTP 400 response for AcceptInvitation
+type AcceptInvitationResponse400Headers struct {
+	XRequestId *string
+}
+
+// AcceptInvitationResponse401Headers the declared response headers of an HTTP 401 response for AcceptInvitation
+type AcceptInvitationResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// AcceptInvitationResponse403Headers the declared response headers of an HTTP 403 response for AcceptInvitation
+type AcceptInvitationResponse403Headers struct {
+	XRequestId *string
+}
+
+// AcceptInvitationResponse404Headers the declared response headers of an HTTP 404 response for AcceptInvitation
+type AcceptInvitationResponse404Headers struct {
+	XRequestId *string
+}
+
+// AcceptInvitationResponse406Headers the declared response headers of an HTTP 406 response for AcceptInvitation
+type AcceptInvitationResponse406Headers struct {
+	XRequestId *string
+}
+
+// AcceptInvitationResponse409Headers the declared response headers of an HTTP 409 response for AcceptInvitation
+type AcceptInvitationResponse409Headers struct {
+	XRequestId *string
+}
+
+// AcceptInvitationResponse422Headers the declared response headers of an HTTP 422 response for AcceptInvitation
+type AcceptInvitationResponse422Headers struct {
+	XRequestId *string
+}
+
+// AcceptInvitationResponse429Headers the declared response headers of an HTTP 429 response for AcceptInvitation
+type AcceptInvitationResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
+// AcceptInvitationResponse500Headers the declared response headers of an HTTP 500 response for AcceptInvitation
+type AcceptInvitationResponse500Headers struct {
+	XRequestId *string
+}
+
+// AcceptInvitationResponse503Headers the declared response headers of an HTTP 503 response for AcceptInvitation
+type AcceptInvitationResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type AcceptInvitationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Team
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *AcceptInvitationResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *AcceptInvitationResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *AcceptInvitationResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *AcceptInvitationResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *AcceptInvitationResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *AcceptInvitationResponse406Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *AcceptInvitationResponse409Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *AcceptInvitationResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AcceptInvitationResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *AcceptInvitationResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *AcceptInvitationResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AcceptInvitationResponse) GetJSON200() *Team {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AcceptInvitationResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AcceptInvitationResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AcceptInvitationResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AcceptInvitationResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r AcceptInvitationResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r AcceptInvitationResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AcceptInvitationResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AcceptInvitationResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AcceptInvitationResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AcceptInvitationResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AcceptInvitationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AcceptInvitationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AcceptInvitationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AcceptInvitationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetMeResponse400Headers the declared response headers of an HTTP 400 response for GetMe
 type GetMeResponse400Headers struct {
 	XRequestId *string
@@ -11391,6 +14898,2470 @@ func (r HeadGetSealingKeyResponse) ContentType() string {
 	return ""
 }
 
+// ListTeamsResponse400Headers the declared response headers of an HTTP 400 response for ListTeams
+type ListTeamsResponse400Headers struct {
+	XRequestId *string
+}
+
+// ListTeamsResponse401Headers the declared response headers of an HTTP 401 response for ListTeams
+type ListTeamsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// ListTeamsResponse403Headers the declared response headers of an HTTP 403 response for ListTeams
+type ListTeamsResponse403Headers struct {
+	XRequestId *string
+}
+
+// ListTeamsResponse406Headers the declared response headers of an HTTP 406 response for ListTeams
+type ListTeamsResponse406Headers struct {
+	XRequestId *string
+}
+
+// ListTeamsResponse500Headers the declared response headers of an HTTP 500 response for ListTeams
+type ListTeamsResponse500Headers struct {
+	XRequestId *string
+}
+
+// ListTeamsResponse503Headers the declared response headers of an HTTP 503 response for ListTeams
+type ListTeamsResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type ListTeamsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *TeamList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListTeamsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListTeamsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListTeamsResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *ListTeamsResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListTeamsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListTeamsResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListTeamsResponse) GetJSON200() *TeamList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListTeamsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListTeamsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListTeamsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r ListTeamsResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListTeamsResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListTeamsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListTeamsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListTeamsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListTeamsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListTeamsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// HeadListTeamsResponse400Headers the declared response headers of an HTTP 400 response for HeadListTeams
+type HeadListTeamsResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadListTeamsResponse401Headers the declared response headers of an HTTP 401 response for HeadListTeams
+type HeadListTeamsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadListTeamsResponse403Headers the declared response headers of an HTTP 403 response for HeadListTeams
+type HeadListTeamsResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadListTeamsResponse406Headers the declared response headers of an HTTP 406 response for HeadListTeams
+type HeadListTeamsResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadListTeamsResponse500Headers the declared response headers of an HTTP 500 response for HeadListTeams
+type HeadListTeamsResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadListTeamsResponse503Headers the declared response headers of an HTTP 503 response for HeadListTeams
+type HeadListTeamsResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadListTeamsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadListTeamsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadListTeamsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadListTeamsResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadListTeamsResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadListTeamsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadListTeamsResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadListTeamsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadListTeamsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadListTeamsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadListTeamsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateTeamResponse201Headers the declared response headers of an HTTP 201 response for CreateTeam
+type CreateTeamResponse201Headers struct {
+	IdempotentReplayed *string
+	Location           string
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
+// CreateTeamResponse400Headers the declared response headers of an HTTP 400 response for CreateTeam
+type CreateTeamResponse400Headers struct {
+	XRequestId *string
+}
+
+// CreateTeamResponse401Headers the declared response headers of an HTTP 401 response for CreateTeam
+type CreateTeamResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// CreateTeamResponse403Headers the declared response headers of an HTTP 403 response for CreateTeam
+type CreateTeamResponse403Headers struct {
+	XRequestId *string
+}
+
+// CreateTeamResponse406Headers the declared response headers of an HTTP 406 response for CreateTeam
+type CreateTeamResponse406Headers struct {
+	XRequestId *string
+}
+
+// CreateTeamResponse409Headers the declared response headers of an HTTP 409 response for CreateTeam
+type CreateTeamResponse409Headers struct {
+	XRequestId *string
+}
+
+// CreateTeamResponse413Headers the declared response headers of an HTTP 413 response for CreateTeam
+type CreateTeamResponse413Headers struct {
+	XRequestId *string
+}
+
+// CreateTeamResponse415Headers the declared response headers of an HTTP 415 response for CreateTeam
+type CreateTeamResponse415Headers struct {
+	XRequestId *string
+}
+
+// CreateTeamResponse422Headers the declared response headers of an HTTP 422 response for CreateTeam
+type CreateTeamResponse422Headers struct {
+	XRequestId *string
+}
+
+// CreateTeamResponse429Headers the declared response headers of an HTTP 429 response for CreateTeam
+type CreateTeamResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
+// CreateTeamResponse500Headers the declared response headers of an HTTP 500 response for CreateTeam
+type CreateTeamResponse500Headers struct {
+	XRequestId *string
+}
+
+// CreateTeamResponse503Headers the declared response headers of an HTTP 503 response for CreateTeam
+type CreateTeamResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type CreateTeamResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Team
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateTeamResponse201Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *CreateTeamResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CreateTeamResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *CreateTeamResponse403Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *CreateTeamResponse406Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *CreateTeamResponse409Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *CreateTeamResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *CreateTeamResponse415Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *CreateTeamResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateTeamResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *CreateTeamResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateTeamResponse503Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateTeamResponse) GetJSON201() *Team {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreateTeamResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateTeamResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateTeamResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r CreateTeamResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateTeamResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateTeamResponse) GetApplicationproblemJSON413() *TooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateTeamResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateTeamResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CreateTeamResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r CreateTeamResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateTeamResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateTeamResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateTeamResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateTeamResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateTeamResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteTeamResponse204Headers the declared response headers of an HTTP 204 response for DeleteTeam
+type DeleteTeamResponse204Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
+// DeleteTeamResponse400Headers the declared response headers of an HTTP 400 response for DeleteTeam
+type DeleteTeamResponse400Headers struct {
+	XRequestId *string
+}
+
+// DeleteTeamResponse401Headers the declared response headers of an HTTP 401 response for DeleteTeam
+type DeleteTeamResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// DeleteTeamResponse403Headers the declared response headers of an HTTP 403 response for DeleteTeam
+type DeleteTeamResponse403Headers struct {
+	XRequestId *string
+}
+
+// DeleteTeamResponse404Headers the declared response headers of an HTTP 404 response for DeleteTeam
+type DeleteTeamResponse404Headers struct {
+	XRequestId *string
+}
+
+// DeleteTeamResponse406Headers the declared response headers of an HTTP 406 response for DeleteTeam
+type DeleteTeamResponse406Headers struct {
+	XRequestId *string
+}
+
+// DeleteTeamResponse409Headers the declared response headers of an HTTP 409 response for DeleteTeam
+type DeleteTeamResponse409Headers struct {
+	XRequestId *string
+}
+
+// DeleteTeamResponse429Headers the declared response headers of an HTTP 429 response for DeleteTeam
+type DeleteTeamResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
+// DeleteTeamResponse500Headers the declared response headers of an HTTP 500 response for DeleteTeam
+type DeleteTeamResponse500Headers struct {
+	XRequestId *string
+}
+
+// DeleteTeamResponse503Headers the declared response headers of an HTTP 503 response for DeleteTeam
+type DeleteTeamResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type DeleteTeamResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *DeleteTeamResponse204Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *DeleteTeamResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *DeleteTeamResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *DeleteTeamResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *DeleteTeamResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *DeleteTeamResponse406Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *DeleteTeamResponse409Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeleteTeamResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *DeleteTeamResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteTeamResponse503Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteTeamResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteTeamResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteTeamResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteTeamResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r DeleteTeamResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r DeleteTeamResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r DeleteTeamResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r DeleteTeamResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteTeamResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteTeamResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteTeamResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteTeamResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteTeamResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetTeamResponse400Headers the declared response headers of an HTTP 400 response for GetTeam
+type GetTeamResponse400Headers struct {
+	XRequestId *string
+}
+
+// GetTeamResponse401Headers the declared response headers of an HTTP 401 response for GetTeam
+type GetTeamResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// GetTeamResponse403Headers the declared response headers of an HTTP 403 response for GetTeam
+type GetTeamResponse403Headers struct {
+	XRequestId *string
+}
+
+// GetTeamResponse404Headers the declared response headers of an HTTP 404 response for GetTeam
+type GetTeamResponse404Headers struct {
+	XRequestId *string
+}
+
+// GetTeamResponse406Headers the declared response headers of an HTTP 406 response for GetTeam
+type GetTeamResponse406Headers struct {
+	XRequestId *string
+}
+
+// GetTeamResponse500Headers the declared response headers of an HTTP 500 response for GetTeam
+type GetTeamResponse500Headers struct {
+	XRequestId *string
+}
+
+// GetTeamResponse503Headers the declared response headers of an HTTP 503 response for GetTeam
+type GetTeamResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type GetTeamResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Team
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetTeamResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetTeamResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetTeamResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetTeamResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *GetTeamResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetTeamResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetTeamResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTeamResponse) GetJSON200() *Team {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetTeamResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTeamResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetTeamResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTeamResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r GetTeamResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetTeamResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTeamResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTeamResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTeamResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTeamResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTeamResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// HeadGetTeamResponse400Headers the declared response headers of an HTTP 400 response for HeadGetTeam
+type HeadGetTeamResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadGetTeamResponse401Headers the declared response headers of an HTTP 401 response for HeadGetTeam
+type HeadGetTeamResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadGetTeamResponse403Headers the declared response headers of an HTTP 403 response for HeadGetTeam
+type HeadGetTeamResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadGetTeamResponse404Headers the declared response headers of an HTTP 404 response for HeadGetTeam
+type HeadGetTeamResponse404Headers struct {
+	XRequestId *string
+}
+
+// HeadGetTeamResponse406Headers the declared response headers of an HTTP 406 response for HeadGetTeam
+type HeadGetTeamResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadGetTeamResponse500Headers the declared response headers of an HTTP 500 response for HeadGetTeam
+type HeadGetTeamResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadGetTeamResponse503Headers the declared response headers of an HTTP 503 response for HeadGetTeam
+type HeadGetTeamResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadGetTeamResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadGetTeamResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadGetTeamResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadGetTeamResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadGetTeamResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadGetTeamResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadGetTeamResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadGetTeamResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadGetTeamResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadGetTeamResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadGetTeamResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadGetTeamResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RenameTeamResponse200Headers the declared response headers of an HTTP 200 response for RenameTeam
+type RenameTeamResponse200Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
+// RenameTeamResponse400Headers the declared response headers of an HTTP 400 response for RenameTeam
+type RenameTeamResponse400Headers struct {
+	XRequestId *string
+}
+
+// RenameTeamResponse401Headers the declared response headers of an HTTP 401 response for RenameTeam
+type RenameTeamResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// RenameTeamResponse403Headers the declared response headers of an HTTP 403 response for RenameTeam
+type RenameTeamResponse403Headers struct {
+	XRequestId *string
+}
+
+// RenameTeamResponse404Headers the declared response headers of an HTTP 404 response for RenameTeam
+type RenameTeamResponse404Headers struct {
+	XRequestId *string
+}
+
+// RenameTeamResponse406Headers the declared response headers of an HTTP 406 response for RenameTeam
+type RenameTeamResponse406Headers struct {
+	XRequestId *string
+}
+
+// RenameTeamResponse413Headers the declared response headers of an HTTP 413 response for RenameTeam
+type RenameTeamResponse413Headers struct {
+	XRequestId *string
+}
+
+// RenameTeamResponse415Headers the declared response headers of an HTTP 415 response for RenameTeam
+type RenameTeamResponse415Headers struct {
+	XRequestId *string
+}
+
+// RenameTeamResponse429Headers the declared response headers of an HTTP 429 response for RenameTeam
+type RenameTeamResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
+// RenameTeamResponse500Headers the declared response headers of an HTTP 500 response for RenameTeam
+type RenameTeamResponse500Headers struct {
+	XRequestId *string
+}
+
+// RenameTeamResponse503Headers the declared response headers of an HTTP 503 response for RenameTeam
+type RenameTeamResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type RenameTeamResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Team
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *RenameTeamResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *RenameTeamResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *RenameTeamResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *RenameTeamResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *RenameTeamResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *RenameTeamResponse406Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *RenameTeamResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *RenameTeamResponse415Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RenameTeamResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *RenameTeamResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RenameTeamResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RenameTeamResponse) GetJSON200() *Team {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RenameTeamResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RenameTeamResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RenameTeamResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RenameTeamResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r RenameTeamResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r RenameTeamResponse) GetApplicationproblemJSON413() *TooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r RenameTeamResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r RenameTeamResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r RenameTeamResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RenameTeamResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r RenameTeamResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RenameTeamResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RenameTeamResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RenameTeamResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListInvitationsResponse400Headers the declared response headers of an HTTP 400 response for ListInvitations
+type ListInvitationsResponse400Headers struct {
+	XRequestId *string
+}
+
+// ListInvitationsResponse401Headers the declared response headers of an HTTP 401 response for ListInvitations
+type ListInvitationsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// ListInvitationsResponse403Headers the declared response headers of an HTTP 403 response for ListInvitations
+type ListInvitationsResponse403Headers struct {
+	XRequestId *string
+}
+
+// ListInvitationsResponse404Headers the declared response headers of an HTTP 404 response for ListInvitations
+type ListInvitationsResponse404Headers struct {
+	XRequestId *string
+}
+
+// ListInvitationsResponse406Headers the declared response headers of an HTTP 406 response for ListInvitations
+type ListInvitationsResponse406Headers struct {
+	XRequestId *string
+}
+
+// ListInvitationsResponse500Headers the declared response headers of an HTTP 500 response for ListInvitations
+type ListInvitationsResponse500Headers struct {
+	XRequestId *string
+}
+
+// ListInvitationsResponse503Headers the declared response headers of an HTTP 503 response for ListInvitations
+type ListInvitationsResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type ListInvitationsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *InvitationList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListInvitationsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListInvitationsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListInvitationsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ListInvitationsResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *ListInvitationsResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListInvitationsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListInvitationsResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListInvitationsResponse) GetJSON200() *InvitationList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListInvitationsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListInvitationsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListInvitationsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListInvitationsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r ListInvitationsResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListInvitationsResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListInvitationsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListInvitationsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListInvitationsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListInvitationsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListInvitationsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// HeadListInvitationsResponse400Headers the declared response headers of an HTTP 400 response for HeadListInvitations
+type HeadListInvitationsResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadListInvitationsResponse401Headers the declared response headers of an HTTP 401 response for HeadListInvitations
+type HeadListInvitationsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadListInvitationsResponse403Headers the declared response headers of an HTTP 403 response for HeadListInvitations
+type HeadListInvitationsResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadListInvitationsResponse404Headers the declared response headers of an HTTP 404 response for HeadListInvitations
+type HeadListInvitationsResponse404Headers struct {
+	XRequestId *string
+}
+
+// HeadListInvitationsResponse406Headers the declared response headers of an HTTP 406 response for HeadListInvitations
+type HeadListInvitationsResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadListInvitationsResponse500Headers the declared response headers of an HTTP 500 response for HeadListInvitations
+type HeadListInvitationsResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadListInvitationsResponse503Headers the declared response headers of an HTTP 503 response for HeadListInvitations
+type HeadListInvitationsResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadListInvitationsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadListInvitationsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadListInvitationsResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadListInvitationsResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadListInvitationsResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadListInvitationsResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadListInvitationsResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadListInvitationsResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadListInvitationsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadListInvitationsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadListInvitationsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadListInvitationsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateInvitationResponse201Headers the declared response headers of an HTTP 201 response for CreateInvitation
+type CreateInvitationResponse201Headers struct {
+	IdempotentReplayed *string
+	Location           string
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
+// CreateInvitationResponse400Headers the declared response headers of an HTTP 400 response for CreateInvitation
+type CreateInvitationResponse400Headers struct {
+	XRequestId *string
+}
+
+// CreateInvitationResponse401Headers the declared response headers of an HTTP 401 response for CreateInvitation
+type CreateInvitationResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// CreateInvitationResponse403Headers the declared response headers of an HTTP 403 response for CreateInvitation
+type CreateInvitationResponse403Headers struct {
+	XRequestId *string
+}
+
+// CreateInvitationResponse404Headers the declared response headers of an HTTP 404 response for CreateInvitation
+type CreateInvitationResponse404Headers struct {
+	XRequestId *string
+}
+
+// CreateInvitationResponse406Headers the declared response headers of an HTTP 406 response for CreateInvitation
+type CreateInvitationResponse406Headers struct {
+	XRequestId *string
+}
+
+// CreateInvitationResponse409Headers the declared response headers of an HTTP 409 response for CreateInvitation
+type CreateInvitationResponse409Headers struct {
+	XRequestId *string
+}
+
+// CreateInvitationResponse413Headers the declared response headers of an HTTP 413 response for CreateInvitation
+type CreateInvitationResponse413Headers struct {
+	XRequestId *string
+}
+
+// CreateInvitationResponse415Headers the declared response headers of an HTTP 415 response for CreateInvitation
+type CreateInvitationResponse415Headers struct {
+	XRequestId *string
+}
+
+// CreateInvitationResponse422Headers the declared response headers of an HTTP 422 response for CreateInvitation
+type CreateInvitationResponse422Headers struct {
+	XRequestId *string
+}
+
+// CreateInvitationResponse429Headers the declared response headers of an HTTP 429 response for CreateInvitation
+type CreateInvitationResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
+// CreateInvitationResponse500Headers the declared response headers of an HTTP 500 response for CreateInvitation
+type CreateInvitationResponse500Headers struct {
+	XRequestId *string
+}
+
+// CreateInvitationResponse503Headers the declared response headers of an HTTP 503 response for CreateInvitation
+type CreateInvitationResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type CreateInvitationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Invitation
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateInvitationResponse201Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *CreateInvitationResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CreateInvitationResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *CreateInvitationResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *CreateInvitationResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *CreateInvitationResponse406Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *CreateInvitationResponse409Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *CreateInvitationResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *CreateInvitationResponse415Headers
+	// Headers422 the parsed response headers for an HTTP 422 response
+	Headers422 *CreateInvitationResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateInvitationResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *CreateInvitationResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateInvitationResponse503Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateInvitationResponse) GetJSON201() *Invitation {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreateInvitationResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateInvitationResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateInvitationResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CreateInvitationResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r CreateInvitationResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateInvitationResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateInvitationResponse) GetApplicationproblemJSON413() *TooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateInvitationResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateInvitationResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CreateInvitationResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r CreateInvitationResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateInvitationResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateInvitationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateInvitationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateInvitationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateInvitationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RevokeInvitationResponse204Headers the declared response headers of an HTTP 204 response for RevokeInvitation
+type RevokeInvitationResponse204Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
+// RevokeInvitationResponse400Headers the declared response headers of an HTTP 400 response for RevokeInvitation
+type RevokeInvitationResponse400Headers struct {
+	XRequestId *string
+}
+
+// RevokeInvitationResponse401Headers the declared response headers of an HTTP 401 response for RevokeInvitation
+type RevokeInvitationResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// RevokeInvitationResponse403Headers the declared response headers of an HTTP 403 response for RevokeInvitation
+type RevokeInvitationResponse403Headers struct {
+	XRequestId *string
+}
+
+// RevokeInvitationResponse404Headers the declared response headers of an HTTP 404 response for RevokeInvitation
+type RevokeInvitationResponse404Headers struct {
+	XRequestId *string
+}
+
+// RevokeInvitationResponse406Headers the declared response headers of an HTTP 406 response for RevokeInvitation
+type RevokeInvitationResponse406Headers struct {
+	XRequestId *string
+}
+
+// RevokeInvitationResponse429Headers the declared response headers of an HTTP 429 response for RevokeInvitation
+type RevokeInvitationResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
+// RevokeInvitationResponse500Headers the declared response headers of an HTTP 500 response for RevokeInvitation
+type RevokeInvitationResponse500Headers struct {
+	XRequestId *string
+}
+
+// RevokeInvitationResponse503Headers the declared response headers of an HTTP 503 response for RevokeInvitation
+type RevokeInvitationResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type RevokeInvitationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *RevokeInvitationResponse204Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *RevokeInvitationResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *RevokeInvitationResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *RevokeInvitationResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *RevokeInvitationResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *RevokeInvitationResponse406Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RevokeInvitationResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *RevokeInvitationResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RevokeInvitationResponse503Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RevokeInvitationResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RevokeInvitationResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RevokeInvitationResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RevokeInvitationResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r RevokeInvitationResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r RevokeInvitationResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r RevokeInvitationResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RevokeInvitationResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r RevokeInvitationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RevokeInvitationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RevokeInvitationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RevokeInvitationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetInvitationResponse400Headers the declared response headers of an HTTP 400 response for GetInvitation
+type GetInvitationResponse400Headers struct {
+	XRequestId *string
+}
+
+// GetInvitationResponse401Headers the declared response headers of an HTTP 401 response for GetInvitation
+type GetInvitationResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// GetInvitationResponse403Headers the declared response headers of an HTTP 403 response for GetInvitation
+type GetInvitationResponse403Headers struct {
+	XRequestId *string
+}
+
+// GetInvitationResponse404Headers the declared response headers of an HTTP 404 response for GetInvitation
+type GetInvitationResponse404Headers struct {
+	XRequestId *string
+}
+
+// GetInvitationResponse406Headers the declared response headers of an HTTP 406 response for GetInvitation
+type GetInvitationResponse406Headers struct {
+	XRequestId *string
+}
+
+// GetInvitationResponse500Headers the declared response headers of an HTTP 500 response for GetInvitation
+type GetInvitationResponse500Headers struct {
+	XRequestId *string
+}
+
+// GetInvitationResponse503Headers the declared response headers of an HTTP 503 response for GetInvitation
+type GetInvitationResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type GetInvitationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Invitation
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetInvitationResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetInvitationResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetInvitationResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetInvitationResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *GetInvitationResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetInvitationResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetInvitationResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetInvitationResponse) GetJSON200() *Invitation {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetInvitationResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetInvitationResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetInvitationResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetInvitationResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r GetInvitationResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetInvitationResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetInvitationResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetInvitationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetInvitationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetInvitationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetInvitationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// HeadGetInvitationResponse400Headers the declared response headers of an HTTP 400 response for HeadGetInvitation
+type HeadGetInvitationResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadGetInvitationResponse401Headers the declared response headers of an HTTP 401 response for HeadGetInvitation
+type HeadGetInvitationResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadGetInvitationResponse403Headers the declared response headers of an HTTP 403 response for HeadGetInvitation
+type HeadGetInvitationResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadGetInvitationResponse404Headers the declared response headers of an HTTP 404 response for HeadGetInvitation
+type HeadGetInvitationResponse404Headers struct {
+	XRequestId *string
+}
+
+// HeadGetInvitationResponse406Headers the declared response headers of an HTTP 406 response for HeadGetInvitation
+type HeadGetInvitationResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadGetInvitationResponse500Headers the declared response headers of an HTTP 500 response for HeadGetInvitation
+type HeadGetInvitationResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadGetInvitationResponse503Headers the declared response headers of an HTTP 503 response for HeadGetInvitation
+type HeadGetInvitationResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadGetInvitationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadGetInvitationResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadGetInvitationResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadGetInvitationResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadGetInvitationResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadGetInvitationResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadGetInvitationResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadGetInvitationResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadGetInvitationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadGetInvitationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadGetInvitationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadGetInvitationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListMembersResponse400Headers the declared response headers of an HTTP 400 response for ListMembers
+type ListMembersResponse400Headers struct {
+	XRequestId *string
+}
+
+// ListMembersResponse401Headers the declared response headers of an HTTP 401 response for ListMembers
+type ListMembersResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// ListMembersResponse403Headers the declared response headers of an HTTP 403 response for ListMembers
+type ListMembersResponse403Headers struct {
+	XRequestId *string
+}
+
+// ListMembersResponse404Headers the declared response headers of an HTTP 404 response for ListMembers
+type ListMembersResponse404Headers struct {
+	XRequestId *string
+}
+
+// ListMembersResponse406Headers the declared response headers of an HTTP 406 response for ListMembers
+type ListMembersResponse406Headers struct {
+	XRequestId *string
+}
+
+// ListMembersResponse500Headers the declared response headers of an HTTP 500 response for ListMembers
+type ListMembersResponse500Headers struct {
+	XRequestId *string
+}
+
+// ListMembersResponse503Headers the declared response headers of an HTTP 503 response for ListMembers
+type ListMembersResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type ListMembersResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *MemberList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListMembersResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListMembersResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ListMembersResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ListMembersResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *ListMembersResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListMembersResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListMembersResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListMembersResponse) GetJSON200() *MemberList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListMembersResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListMembersResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListMembersResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListMembersResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r ListMembersResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListMembersResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListMembersResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListMembersResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListMembersResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListMembersResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListMembersResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// HeadListMembersResponse400Headers the declared response headers of an HTTP 400 response for HeadListMembers
+type HeadListMembersResponse400Headers struct {
+	XRequestId *string
+}
+
+// HeadListMembersResponse401Headers the declared response headers of an HTTP 401 response for HeadListMembers
+type HeadListMembersResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// HeadListMembersResponse403Headers the declared response headers of an HTTP 403 response for HeadListMembers
+type HeadListMembersResponse403Headers struct {
+	XRequestId *string
+}
+
+// HeadListMembersResponse404Headers the declared response headers of an HTTP 404 response for HeadListMembers
+type HeadListMembersResponse404Headers struct {
+	XRequestId *string
+}
+
+// HeadListMembersResponse406Headers the declared response headers of an HTTP 406 response for HeadListMembers
+type HeadListMembersResponse406Headers struct {
+	XRequestId *string
+}
+
+// HeadListMembersResponse500Headers the declared response headers of an HTTP 500 response for HeadListMembers
+type HeadListMembersResponse500Headers struct {
+	XRequestId *string
+}
+
+// HeadListMembersResponse503Headers the declared response headers of an HTTP 503 response for HeadListMembers
+type HeadListMembersResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type HeadListMembersResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *HeadListMembersResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *HeadListMembersResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *HeadListMembersResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadListMembersResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *HeadListMembersResponse406Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *HeadListMembersResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadListMembersResponse503Headers
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadListMembersResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadListMembersResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadListMembersResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadListMembersResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RemoveMemberResponse204Headers the declared response headers of an HTTP 204 response for RemoveMember
+type RemoveMemberResponse204Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
+// RemoveMemberResponse400Headers the declared response headers of an HTTP 400 response for RemoveMember
+type RemoveMemberResponse400Headers struct {
+	XRequestId *string
+}
+
+// RemoveMemberResponse401Headers the declared response headers of an HTTP 401 response for RemoveMember
+type RemoveMemberResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// RemoveMemberResponse403Headers the declared response headers of an HTTP 403 response for RemoveMember
+type RemoveMemberResponse403Headers struct {
+	XRequestId *string
+}
+
+// RemoveMemberResponse404Headers the declared response headers of an HTTP 404 response for RemoveMember
+type RemoveMemberResponse404Headers struct {
+	XRequestId *string
+}
+
+// RemoveMemberResponse406Headers the declared response headers of an HTTP 406 response for RemoveMember
+type RemoveMemberResponse406Headers struct {
+	XRequestId *string
+}
+
+// RemoveMemberResponse409Headers the declared response headers of an HTTP 409 response for RemoveMember
+type RemoveMemberResponse409Headers struct {
+	XRequestId *string
+}
+
+// RemoveMemberResponse429Headers the declared response headers of an HTTP 429 response for RemoveMember
+type RemoveMemberResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
+// RemoveMemberResponse500Headers the declared response headers of an HTTP 500 response for RemoveMember
+type RemoveMemberResponse500Headers struct {
+	XRequestId *string
+}
+
+// RemoveMemberResponse503Headers the declared response headers of an HTTP 503 response for RemoveMember
+type RemoveMemberResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type RemoveMemberResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers204 the parsed response headers for an HTTP 204 response
+	Headers204 *RemoveMemberResponse204Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *RemoveMemberResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *RemoveMemberResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *RemoveMemberResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *RemoveMemberResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *RemoveMemberResponse406Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *RemoveMemberResponse409Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RemoveMemberResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *RemoveMemberResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RemoveMemberResponse503Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RemoveMemberResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RemoveMemberResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RemoveMemberResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RemoveMemberResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r RemoveMemberResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r RemoveMemberResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r RemoveMemberResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r RemoveMemberResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RemoveMemberResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r RemoveMemberResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RemoveMemberResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RemoveMemberResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RemoveMemberResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ChangeMemberRoleResponse200Headers the declared response headers of an HTTP 200 response for ChangeMemberRole
+type ChangeMemberRoleResponse200Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+}
+
+// ChangeMemberRoleResponse400Headers the declared response headers of an HTTP 400 response for ChangeMemberRole
+type ChangeMemberRoleResponse400Headers struct {
+	XRequestId *string
+}
+
+// ChangeMemberRoleResponse401Headers the declared response headers of an HTTP 401 response for ChangeMemberRole
+type ChangeMemberRoleResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      *string
+}
+
+// ChangeMemberRoleResponse403Headers the declared response headers of an HTTP 403 response for ChangeMemberRole
+type ChangeMemberRoleResponse403Headers struct {
+	XRequestId *string
+}
+
+// ChangeMemberRoleResponse404Headers the declared response headers of an HTTP 404 response for ChangeMemberRole
+type ChangeMemberRoleResponse404Headers struct {
+	XRequestId *string
+}
+
+// ChangeMemberRoleResponse406Headers the declared response headers of an HTTP 406 response for ChangeMemberRole
+type ChangeMemberRoleResponse406Headers struct {
+	XRequestId *string
+}
+
+// ChangeMemberRoleResponse409Headers the declared response headers of an HTTP 409 response for ChangeMemberRole
+type ChangeMemberRoleResponse409Headers struct {
+	XRequestId *string
+}
+
+// ChangeMemberRoleResponse413Headers the declared response headers of an HTTP 413 response for ChangeMemberRole
+type ChangeMemberRoleResponse413Headers struct {
+	XRequestId *string
+}
+
+// ChangeMemberRoleResponse415Headers the declared response headers of an HTTP 415 response for ChangeMemberRole
+type ChangeMemberRoleResponse415Headers struct {
+	XRequestId *string
+}
+
+// ChangeMemberRoleResponse429Headers the declared response headers of an HTTP 429 response for ChangeMemberRole
+type ChangeMemberRoleResponse429Headers struct {
+	RateLimitLimit     *int
+	RateLimitRemaining *int
+	RateLimitReset     *int
+	RetryAfter         *int
+	XRequestId         *string
+}
+
+// ChangeMemberRoleResponse500Headers the declared response headers of an HTTP 500 response for ChangeMemberRole
+type ChangeMemberRoleResponse500Headers struct {
+	XRequestId *string
+}
+
+// ChangeMemberRoleResponse503Headers the declared response headers of an HTTP 503 response for ChangeMemberRole
+type ChangeMemberRoleResponse503Headers struct {
+	RetryAfter *int
+	XRequestId *string
+}
+
+type ChangeMemberRoleResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Member
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
+	ApplicationproblemJSON406 *NotAcceptable
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ChangeMemberRoleResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ChangeMemberRoleResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ChangeMemberRoleResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *ChangeMemberRoleResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ChangeMemberRoleResponse404Headers
+	// Headers406 the parsed response headers for an HTTP 406 response
+	Headers406 *ChangeMemberRoleResponse406Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *ChangeMemberRoleResponse409Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *ChangeMemberRoleResponse413Headers
+	// Headers415 the parsed response headers for an HTTP 415 response
+	Headers415 *ChangeMemberRoleResponse415Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ChangeMemberRoleResponse429Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ChangeMemberRoleResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ChangeMemberRoleResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ChangeMemberRoleResponse) GetJSON200() *Member {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ChangeMemberRoleResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ChangeMemberRoleResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ChangeMemberRoleResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ChangeMemberRoleResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
+func (r ChangeMemberRoleResponse) GetApplicationproblemJSON406() *NotAcceptable {
+	return r.ApplicationproblemJSON406
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r ChangeMemberRoleResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ChangeMemberRoleResponse) GetApplicationproblemJSON413() *TooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r ChangeMemberRoleResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ChangeMemberRoleResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ChangeMemberRoleResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ChangeMemberRoleResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ChangeMemberRoleResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ChangeMemberRoleResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ChangeMemberRoleResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ChangeMemberRoleResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetUsageResponse200Headers the declared response headers of an HTTP 200 response for GetUsage
 type GetUsageResponse200Headers struct {
 	RateLimitLimit     *int
@@ -11411,6 +17382,11 @@ type GetUsageResponse401Headers struct {
 
 // GetUsageResponse403Headers the declared response headers of an HTTP 403 response for GetUsage
 type GetUsageResponse403Headers struct {
+	XRequestId *string
+}
+
+// GetUsageResponse404Headers the declared response headers of an HTTP 404 response for GetUsage
+type GetUsageResponse404Headers struct {
 	XRequestId *string
 }
 
@@ -11450,6 +17426,8 @@ type GetUsageResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
 	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -11466,6 +17444,8 @@ type GetUsageResponse struct {
 	Headers401 *GetUsageResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *GetUsageResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetUsageResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *GetUsageResponse406Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -11494,6 +17474,11 @@ func (r GetUsageResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r GetUsageResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetUsageResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
 }
 
 // GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
@@ -11568,6 +17553,11 @@ type HeadGetUsageResponse403Headers struct {
 	XRequestId *string
 }
 
+// HeadGetUsageResponse404Headers the declared response headers of an HTTP 404 response for HeadGetUsage
+type HeadGetUsageResponse404Headers struct {
+	XRequestId *string
+}
+
 // HeadGetUsageResponse406Headers the declared response headers of an HTTP 406 response for HeadGetUsage
 type HeadGetUsageResponse406Headers struct {
 	XRequestId *string
@@ -11604,6 +17594,8 @@ type HeadGetUsageResponse struct {
 	Headers401 *HeadGetUsageResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *HeadGetUsageResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadGetUsageResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *HeadGetUsageResponse406Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -11666,6 +17658,11 @@ type ExportUsageCSVResponse403Headers struct {
 	XRequestId *string
 }
 
+// ExportUsageCSVResponse404Headers the declared response headers of an HTTP 404 response for ExportUsageCSV
+type ExportUsageCSVResponse404Headers struct {
+	XRequestId *string
+}
+
 // ExportUsageCSVResponse406Headers the declared response headers of an HTTP 406 response for ExportUsageCSV
 type ExportUsageCSVResponse406Headers struct {
 	XRequestId *string
@@ -11697,6 +17694,8 @@ type ExportUsageCSVResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
 	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -11713,6 +17712,8 @@ type ExportUsageCSVResponse struct {
 	Headers401 *ExportUsageCSVResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ExportUsageCSVResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ExportUsageCSVResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *ExportUsageCSVResponse406Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -11736,6 +17737,11 @@ func (r ExportUsageCSVResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r ExportUsageCSVResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ExportUsageCSVResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
 }
 
 // GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
@@ -11810,6 +17816,11 @@ type HeadExportUsageCSVResponse403Headers struct {
 	XRequestId *string
 }
 
+// HeadExportUsageCSVResponse404Headers the declared response headers of an HTTP 404 response for HeadExportUsageCSV
+type HeadExportUsageCSVResponse404Headers struct {
+	XRequestId *string
+}
+
 // HeadExportUsageCSVResponse406Headers the declared response headers of an HTTP 406 response for HeadExportUsageCSV
 type HeadExportUsageCSVResponse406Headers struct {
 	XRequestId *string
@@ -11846,6 +17857,8 @@ type HeadExportUsageCSVResponse struct {
 	Headers401 *HeadExportUsageCSVResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *HeadExportUsageCSVResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadExportUsageCSVResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *HeadExportUsageCSVResponse406Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -11908,6 +17921,11 @@ type ExportUsageFOCUSResponse403Headers struct {
 	XRequestId *string
 }
 
+// ExportUsageFOCUSResponse404Headers the declared response headers of an HTTP 404 response for ExportUsageFOCUS
+type ExportUsageFOCUSResponse404Headers struct {
+	XRequestId *string
+}
+
 // ExportUsageFOCUSResponse406Headers the declared response headers of an HTTP 406 response for ExportUsageFOCUS
 type ExportUsageFOCUSResponse406Headers struct {
 	XRequestId *string
@@ -11939,6 +17957,8 @@ type ExportUsageFOCUSResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
 	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -11955,6 +17975,8 @@ type ExportUsageFOCUSResponse struct {
 	Headers401 *ExportUsageFOCUSResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ExportUsageFOCUSResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ExportUsageFOCUSResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *ExportUsageFOCUSResponse406Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -11978,6 +18000,11 @@ func (r ExportUsageFOCUSResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r ExportUsageFOCUSResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ExportUsageFOCUSResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
 }
 
 // GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
@@ -12052,6 +18079,11 @@ type HeadExportUsageFOCUSResponse403Headers struct {
 	XRequestId *string
 }
 
+// HeadExportUsageFOCUSResponse404Headers the declared response headers of an HTTP 404 response for HeadExportUsageFOCUS
+type HeadExportUsageFOCUSResponse404Headers struct {
+	XRequestId *string
+}
+
 // HeadExportUsageFOCUSResponse406Headers the declared response headers of an HTTP 406 response for HeadExportUsageFOCUS
 type HeadExportUsageFOCUSResponse406Headers struct {
 	XRequestId *string
@@ -12088,6 +18120,8 @@ type HeadExportUsageFOCUSResponse struct {
 	Headers401 *HeadExportUsageFOCUSResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *HeadExportUsageFOCUSResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadExportUsageFOCUSResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *HeadExportUsageFOCUSResponse406Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -12143,6 +18177,11 @@ type GetUsageSummaryResponse403Headers struct {
 	XRequestId *string
 }
 
+// GetUsageSummaryResponse404Headers the declared response headers of an HTTP 404 response for GetUsageSummary
+type GetUsageSummaryResponse404Headers struct {
+	XRequestId *string
+}
+
 // GetUsageSummaryResponse406Headers the declared response headers of an HTTP 406 response for GetUsageSummary
 type GetUsageSummaryResponse406Headers struct {
 	XRequestId *string
@@ -12170,6 +18209,8 @@ type GetUsageSummaryResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON406 the response for an HTTP 406 `application/problem+json` response
 	ApplicationproblemJSON406 *NotAcceptable
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -12182,6 +18223,8 @@ type GetUsageSummaryResponse struct {
 	Headers401 *GetUsageSummaryResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *GetUsageSummaryResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *GetUsageSummaryResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *GetUsageSummaryResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -12208,6 +18251,11 @@ func (r GetUsageSummaryResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r GetUsageSummaryResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetUsageSummaryResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
 }
 
 // GetApplicationproblemJSON406 returns the response for an HTTP 406 `application/problem+json` response
@@ -12270,6 +18318,11 @@ type HeadGetUsageSummaryResponse403Headers struct {
 	XRequestId *string
 }
 
+// HeadGetUsageSummaryResponse404Headers the declared response headers of an HTTP 404 response for HeadGetUsageSummary
+type HeadGetUsageSummaryResponse404Headers struct {
+	XRequestId *string
+}
+
 // HeadGetUsageSummaryResponse406Headers the declared response headers of an HTTP 406 response for HeadGetUsageSummary
 type HeadGetUsageSummaryResponse406Headers struct {
 	XRequestId *string
@@ -12295,6 +18348,8 @@ type HeadGetUsageSummaryResponse struct {
 	Headers401 *HeadGetUsageSummaryResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *HeadGetUsageSummaryResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *HeadGetUsageSummaryResponse404Headers
 	// Headers406 the parsed response headers for an HTTP 406 response
 	Headers406 *HeadGetUsageSummaryResponse406Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -12498,9 +18553,9 @@ func (c *ClientWithResponses) HeadListAuditEventsWithResponse(ctx context.Contex
 
 // VerifyAuditEventsWithResponse Check that your audit log has not been tampered with
 //
-// Your events form a hash chain: each stores the `hash` of your previous
-// event as `prev_hash`, and its own `hash` is SHA-256 over a
-// length-prefixed encoding of `prev_hash` and its content (see
+// A team's events form a hash chain: each stores the `hash` of the
+// team's previous event as `prev_hash`, and its own `hash` is SHA-256
+// over a length-prefixed encoding of `prev_hash` and its content (see
 // `AuditEvent.hash`). A check recomputes every link it reads, and also
 // reports an event dated earlier than the one before it. An edited,
 // removed or inserted event breaks the chain at that event, reported as
@@ -12705,8 +18760,8 @@ func (c *ClientWithResponses) CreateBudgetWithResponse(ctx context.Context, para
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with DELETE /v1/budgets/{id} (the `DeleteBudget` operationId).
-func (c *ClientWithResponses) DeleteBudgetWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteBudgetResponse, error) {
-	rsp, err := c.DeleteBudget(ctx, id, reqEditors...)
+func (c *ClientWithResponses) DeleteBudgetWithResponse(ctx context.Context, id openapi_types.UUID, params *DeleteBudgetParams, reqEditors ...RequestEditorFn) (*DeleteBudgetResponse, error) {
+	rsp, err := c.DeleteBudget(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -12718,8 +18773,8 @@ func (c *ClientWithResponses) DeleteBudgetWithResponse(ctx context.Context, id o
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /v1/budgets/{id} (the `GetBudget` operationId).
-func (c *ClientWithResponses) GetBudgetWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetBudgetResponse, error) {
-	rsp, err := c.GetBudget(ctx, id, reqEditors...)
+func (c *ClientWithResponses) GetBudgetWithResponse(ctx context.Context, id openapi_types.UUID, params *GetBudgetParams, reqEditors ...RequestEditorFn) (*GetBudgetResponse, error) {
+	rsp, err := c.GetBudget(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -12733,8 +18788,8 @@ func (c *ClientWithResponses) GetBudgetWithResponse(ctx context.Context, id open
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with HEAD /v1/budgets/{id} (the `HeadGetBudget` operationId).
-func (c *ClientWithResponses) HeadGetBudgetWithResponse(ctx context.Context, id openapi_types.UUID, reqEditors ...RequestEditorFn) (*HeadGetBudgetResponse, error) {
-	rsp, err := c.HeadGetBudget(ctx, id, reqEditors...)
+func (c *ClientWithResponses) HeadGetBudgetWithResponse(ctx context.Context, id openapi_types.UUID, params *HeadGetBudgetParams, reqEditors ...RequestEditorFn) (*HeadGetBudgetResponse, error) {
+	rsp, err := c.HeadGetBudget(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -12753,8 +18808,8 @@ func (c *ClientWithResponses) HeadGetBudgetWithResponse(ctx context.Context, id 
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /v1/budgets/{id} (the `UpdateBudget` operationId).
-func (c *ClientWithResponses) UpdateBudgetWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateBudgetResponse, error) {
-	rsp, err := c.UpdateBudgetWithBody(ctx, id, contentType, body, reqEditors...)
+func (c *ClientWithResponses) UpdateBudgetWithBodyWithResponse(ctx context.Context, id openapi_types.UUID, params *UpdateBudgetParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateBudgetResponse, error) {
+	rsp, err := c.UpdateBudgetWithBody(ctx, id, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -12773,8 +18828,8 @@ func (c *ClientWithResponses) UpdateBudgetWithBodyWithResponse(ctx context.Conte
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /v1/budgets/{id} (the `UpdateBudget` operationId).
-func (c *ClientWithResponses) UpdateBudgetWithResponse(ctx context.Context, id openapi_types.UUID, body UpdateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateBudgetResponse, error) {
-	rsp, err := c.UpdateBudget(ctx, id, body, reqEditors...)
+func (c *ClientWithResponses) UpdateBudgetWithResponse(ctx context.Context, id openapi_types.UUID, params *UpdateBudgetParams, body UpdateBudgetJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateBudgetResponse, error) {
+	rsp, err := c.UpdateBudget(ctx, id, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -12852,18 +18907,19 @@ func (c *ClientWithResponses) HeadListConnectionsWithResponse(ctx context.Contex
 // the key id (not the current one: 409 whose `sealing_key` holds the
 // current parameters, to seal again) and the size; the syncer checks the
 // rest when it first opens the key: a key that does not open for this
-// connection and user, or is not an admin key of the provider, makes the
-// connection `invalid` with a reason; a key you have already connected
-// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
-// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
-// only sealed keys are accepted.
+// connection and team, or is not an admin key of the provider, makes the
+// connection `invalid` with a reason; a key the team has already
+// connected makes it `duplicate`. Until then `key_hint` is empty; the
+// syncer sets it. With `PLAINTEXT_KEYS=refuse` the api refuses
+// `api_key` (400) and only sealed keys are accepted.
 //
-// A key you have already connected is refused with 409, whose
+// A key the team has already connected is refused with 409, whose
 // `connection_id` names the connection that has it: an organisation is
-// never counted twice. Another admin key of an organisation you have
-// already connected cannot be recognised yet; its first sync finds the
-// organisation (Anthropic's organisation id, OpenAI's project ids) and
-// marks it `duplicate` instead of counting it (see `Connection.status`).
+// never counted twice in a team. Another admin key of an organisation
+// the team has already connected cannot be recognised yet; its first
+// sync finds the organisation (Anthropic's organisation id, OpenAI's
+// project ids) and marks it `duplicate` instead of counting it (see
+// `Connection.status`).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -12888,18 +18944,19 @@ func (c *ClientWithResponses) CreateConnectionWithBodyWithResponse(ctx context.C
 // the key id (not the current one: 409 whose `sealing_key` holds the
 // current parameters, to seal again) and the size; the syncer checks the
 // rest when it first opens the key: a key that does not open for this
-// connection and user, or is not an admin key of the provider, makes the
-// connection `invalid` with a reason; a key you have already connected
-// makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
-// it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
-// only sealed keys are accepted.
+// connection and team, or is not an admin key of the provider, makes the
+// connection `invalid` with a reason; a key the team has already
+// connected makes it `duplicate`. Until then `key_hint` is empty; the
+// syncer sets it. With `PLAINTEXT_KEYS=refuse` the api refuses
+// `api_key` (400) and only sealed keys are accepted.
 //
-// A key you have already connected is refused with 409, whose
+// A key the team has already connected is refused with 409, whose
 // `connection_id` names the connection that has it: an organisation is
-// never counted twice. Another admin key of an organisation you have
-// already connected cannot be recognised yet; its first sync finds the
-// organisation (Anthropic's organisation id, OpenAI's project ids) and
-// marks it `duplicate` instead of counting it (see `Connection.status`).
+// never counted twice in a team. Another admin key of an organisation
+// the team has already connected cannot be recognised yet; its first
+// sync finds the organisation (Anthropic's organisation id, OpenAI's
+// project ids) and marks it `duplicate` instead of counting it (see
+// `Connection.status`).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -12917,8 +18974,8 @@ func (c *ClientWithResponses) CreateConnectionWithResponse(ctx context.Context, 
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with DELETE /v1/connections/{id} (the `DeleteConnection` operationId).
-func (c *ClientWithResponses) DeleteConnectionWithResponse(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*DeleteConnectionResponse, error) {
-	rsp, err := c.DeleteConnection(ctx, id, reqEditors...)
+func (c *ClientWithResponses) DeleteConnectionWithResponse(ctx context.Context, id ConnectionID, params *DeleteConnectionParams, reqEditors ...RequestEditorFn) (*DeleteConnectionResponse, error) {
+	rsp, err := c.DeleteConnection(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -12930,8 +18987,8 @@ func (c *ClientWithResponses) DeleteConnectionWithResponse(ctx context.Context, 
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /v1/connections/{id} (the `GetConnection` operationId).
-func (c *ClientWithResponses) GetConnectionWithResponse(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*GetConnectionResponse, error) {
-	rsp, err := c.GetConnection(ctx, id, reqEditors...)
+func (c *ClientWithResponses) GetConnectionWithResponse(ctx context.Context, id ConnectionID, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*GetConnectionResponse, error) {
+	rsp, err := c.GetConnection(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -12945,8 +19002,8 @@ func (c *ClientWithResponses) GetConnectionWithResponse(ctx context.Context, id 
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with HEAD /v1/connections/{id} (the `HeadGetConnection` operationId).
-func (c *ClientWithResponses) HeadGetConnectionWithResponse(ctx context.Context, id ConnectionID, reqEditors ...RequestEditorFn) (*HeadGetConnectionResponse, error) {
-	rsp, err := c.HeadGetConnection(ctx, id, reqEditors...)
+func (c *ClientWithResponses) HeadGetConnectionWithResponse(ctx context.Context, id ConnectionID, params *HeadGetConnectionParams, reqEditors ...RequestEditorFn) (*HeadGetConnectionResponse, error) {
+	rsp, err := c.HeadGetConnection(ctx, id, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -12973,8 +19030,8 @@ func (c *ClientWithResponses) HeadGetConnectionWithResponse(ctx context.Context,
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /v1/connections/{id} (the `UpdateConnection` operationId).
-func (c *ClientWithResponses) UpdateConnectionWithBodyWithResponse(ctx context.Context, id ConnectionID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateConnectionResponse, error) {
-	rsp, err := c.UpdateConnectionWithBody(ctx, id, contentType, body, reqEditors...)
+func (c *ClientWithResponses) UpdateConnectionWithBodyWithResponse(ctx context.Context, id ConnectionID, params *UpdateConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateConnectionResponse, error) {
+	rsp, err := c.UpdateConnectionWithBody(ctx, id, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -13001,8 +19058,8 @@ func (c *ClientWithResponses) UpdateConnectionWithBodyWithResponse(ctx context.C
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PATCH /v1/connections/{id} (the `UpdateConnection` operationId).
-func (c *ClientWithResponses) UpdateConnectionWithResponse(ctx context.Context, id ConnectionID, body UpdateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateConnectionResponse, error) {
-	rsp, err := c.UpdateConnection(ctx, id, body, reqEditors...)
+func (c *ClientWithResponses) UpdateConnectionWithResponse(ctx context.Context, id ConnectionID, params *UpdateConnectionParams, body UpdateConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateConnectionResponse, error) {
+	rsp, err := c.UpdateConnection(ctx, id, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -13075,6 +19132,32 @@ func (c *ClientWithResponses) RequestSyncWithResponse(ctx context.Context, id Co
 	return ParseRequestSyncResponse(rsp)
 }
 
+// AcceptInvitationWithResponse Accept an invitation
+//
+// Joins the team the invitation is for, with its role; a member
+// already in the team keeps a higher role they hold (an invitation
+// never lowers one). It needs a confirmed email address that is the
+// invited one: your token's email, which the Supabase Auth server
+// must still have as your address with `email_confirmed_at` set (on a
+// server without an Auth server to ask, the token's
+// `user_metadata.email_verified` must be true); otherwise 403. An
+// unknown token, one already used, revoked or expired, and one made
+// out to another address are the same 404, with the same body: which
+// of them it was is not told (an invitation made out to another
+// address stays open for its invitee). No request body. Recorded as
+// `invitation.accepted` in the team's audit log.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/invitations/{token}/accept (the `AcceptInvitation` operationId).
+func (c *ClientWithResponses) AcceptInvitationWithResponse(ctx context.Context, token InvitationToken, params *AcceptInvitationParams, reqEditors ...RequestEditorFn) (*AcceptInvitationResponse, error) {
+	rsp, err := c.AcceptInvitation(ctx, token, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAcceptInvitationResponse(rsp)
+}
+
 // GetMeWithResponse The caller, from the access token
 //
 // Returns a wrapper object for the known response body format(s).
@@ -13110,14 +19193,18 @@ func (c *ClientWithResponses) HeadGetMeWithResponse(ctx context.Context, reqEdit
 // (`tpk2:` and the lowercase hex of the MLKEM768-X25519 public key), its
 // key id, the HPKE suite (RFC 9180: KEM MLKEM768-X25519 (X-Wing), KDF
 // HKDF-SHA256, AEAD AES-256-GCM, base mode), the `info` string and the
-// AAD encoding. The AAD binds the blob to your user id, the connection
-// id you choose and the provider: `tokka/v2/binding`, then each of the
-// three as a 4-byte big-endian length and its UTF-8 bytes. Send the
-// result as `sealed_key` (with `id`) to `POST /v1/connections`, or as
-// `sealed_key` to `PATCH /v1/connections/{id}`. The parameters change
-// only when the operator rotates `ENCRYPTION_KEY`: the response may be
-// cached privately for an hour (`ETag` is the key id), and a key sealed
-// to a retired key id is refused with 409 carrying the new parameters.
+// AAD encoding. The AAD binds the blob to the team the connection
+// belongs to (the `team_id` you send with it; for your personal team,
+// your user id), the connection id you choose and the provider:
+// `tokka/v2/binding`, then each of the three as a 4-byte big-endian
+// length and its UTF-8 bytes (ids in lowercase canonical form). Send
+// the result as `sealed_key` (with `id`) to `POST /v1/connections`, or
+// as `sealed_key` to `PATCH /v1/connections/{id}`, with the same
+// `team_id`: a key sealed for one team does not open in another. The
+// parameters change only when the operator rotates `ENCRYPTION_KEY`:
+// the response may be cached privately for an hour (`ETag` is the key
+// id), and a key sealed to a retired key id is refused with 409
+// carrying the new parameters.
 // The `clients/js` library in the repository does all of this.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -13144,6 +19231,386 @@ func (c *ClientWithResponses) HeadGetSealingKeyWithResponse(ctx context.Context,
 		return nil, err
 	}
 	return ParseHeadGetSealingKeyResponse(rsp)
+}
+
+// ListTeamsWithResponse The teams you belong to
+//
+// A page of the teams you are a member of, with your role in each,
+// oldest first (by `created_at`, then `id`). Your personal team is
+// the one with `personal: true`, wherever its creation puts it (it is
+// made on the first use of this list if it does not exist yet).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/teams (the `ListTeams` operationId).
+func (c *ClientWithResponses) ListTeamsWithResponse(ctx context.Context, params *ListTeamsParams, reqEditors ...RequestEditorFn) (*ListTeamsResponse, error) {
+	rsp, err := c.ListTeams(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListTeamsResponse(rsp)
+}
+
+// HeadListTeamsWithResponse The teams you belong to (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/teams (the `HeadListTeams` operationId).
+func (c *ClientWithResponses) HeadListTeamsWithResponse(ctx context.Context, params *HeadListTeamsParams, reqEditors ...RequestEditorFn) (*HeadListTeamsResponse, error) {
+	rsp, err := c.HeadListTeams(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadListTeamsResponse(rsp)
+}
+
+// CreateTeamWithBodyWithResponse Create a team
+//
+// Makes a team with you as its only owner; Tokka chooses its id. Invite
+// others with `POST /v1/teams/{team}/invitations`. Recorded as
+// `team.created` in the new team's audit log.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/teams (the `CreateTeam` operationId).
+func (c *ClientWithResponses) CreateTeamWithBodyWithResponse(ctx context.Context, params *CreateTeamParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateTeamResponse, error) {
+	rsp, err := c.CreateTeamWithBody(ctx, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateTeamResponse(rsp)
+}
+
+// CreateTeamWithResponse Create a team
+//
+// Makes a team with you as its only owner; Tokka chooses its id. Invite
+// others with `POST /v1/teams/{team}/invitations`. Recorded as
+// `team.created` in the new team's audit log.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/teams (the `CreateTeam` operationId).
+func (c *ClientWithResponses) CreateTeamWithResponse(ctx context.Context, params *CreateTeamParams, body CreateTeamJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateTeamResponse, error) {
+	rsp, err := c.CreateTeam(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateTeamResponse(rsp)
+}
+
+// DeleteTeamWithResponse Delete a team
+//
+// Owners only (another member gets 403). A personal team cannot be
+// deleted, nor a team that still has connections (delete them first,
+// each with its own audit event): both are 409. The team's budgets,
+// alerts, invitations and memberships go with it; its audit log is
+// append-only and stays, ending with `team.deleted`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/teams/{team} (the `DeleteTeam` operationId).
+func (c *ClientWithResponses) DeleteTeamWithResponse(ctx context.Context, team TeamPath, reqEditors ...RequestEditorFn) (*DeleteTeamResponse, error) {
+	rsp, err := c.DeleteTeam(ctx, team, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteTeamResponse(rsp)
+}
+
+// GetTeamWithResponse Read one team
+//
+// Any member may read the team, with their own role in it.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/teams/{team} (the `GetTeam` operationId).
+func (c *ClientWithResponses) GetTeamWithResponse(ctx context.Context, team TeamPath, reqEditors ...RequestEditorFn) (*GetTeamResponse, error) {
+	rsp, err := c.GetTeam(ctx, team, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTeamResponse(rsp)
+}
+
+// HeadGetTeamWithResponse Read one team (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/teams/{team} (the `HeadGetTeam` operationId).
+func (c *ClientWithResponses) HeadGetTeamWithResponse(ctx context.Context, team TeamPath, reqEditors ...RequestEditorFn) (*HeadGetTeamResponse, error) {
+	rsp, err := c.HeadGetTeam(ctx, team, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadGetTeamResponse(rsp)
+}
+
+// RenameTeamWithBodyWithResponse Rename a team
+//
+// Owners only (another member gets 403). A personal team may be
+// renamed too. Recorded as `team.renamed`.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /v1/teams/{team} (the `RenameTeam` operationId).
+func (c *ClientWithResponses) RenameTeamWithBodyWithResponse(ctx context.Context, team TeamPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RenameTeamResponse, error) {
+	rsp, err := c.RenameTeamWithBody(ctx, team, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRenameTeamResponse(rsp)
+}
+
+// RenameTeamWithResponse Rename a team
+//
+// Owners only (another member gets 403). A personal team may be
+// renamed too. Recorded as `team.renamed`.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /v1/teams/{team} (the `RenameTeam` operationId).
+func (c *ClientWithResponses) RenameTeamWithResponse(ctx context.Context, team TeamPath, body RenameTeamJSONRequestBody, reqEditors ...RequestEditorFn) (*RenameTeamResponse, error) {
+	rsp, err := c.RenameTeam(ctx, team, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRenameTeamResponse(rsp)
+}
+
+// ListInvitationsWithResponse The team's invitations, oldest first
+//
+// Admins and owners only (a viewer gets 403): a page of the team's
+// invitations, open, accepted, revoked or expired, oldest first (by
+// `created_at`, then `id`). The token is never listed.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/teams/{team}/invitations (the `ListInvitations` operationId).
+func (c *ClientWithResponses) ListInvitationsWithResponse(ctx context.Context, team TeamPath, params *ListInvitationsParams, reqEditors ...RequestEditorFn) (*ListInvitationsResponse, error) {
+	rsp, err := c.ListInvitations(ctx, team, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListInvitationsResponse(rsp)
+}
+
+// HeadListInvitationsWithResponse The team's invitations, oldest first (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/teams/{team}/invitations (the `HeadListInvitations` operationId).
+func (c *ClientWithResponses) HeadListInvitationsWithResponse(ctx context.Context, team TeamPath, params *HeadListInvitationsParams, reqEditors ...RequestEditorFn) (*HeadListInvitationsResponse, error) {
+	rsp, err := c.HeadListInvitations(ctx, team, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadListInvitationsResponse(rsp)
+}
+
+// CreateInvitationWithBodyWithResponse Invite someone to the team
+//
+// Admins and owners invite (a viewer gets 403); only owners invite
+// owners (an admin gets 403). The answer carries the invitation's
+// `token`, which is what accepts it (`POST
+// /v1/invitations/{token}/accept`): Tokka keeps its SHA-256 and never
+// lists it. When the syncer sends email (its SMTP_URL), the address
+// also gets the token, as a link to INVITATION_URL when that is set:
+// the api, which sends no email, stores the token sealed to the
+// syncer's public key, and the syncer clears it once mailed (or once
+// the invitation is no longer open); a failed email is retried a few
+// times and the invitation stands. An invitation
+// works once, for a signed-in user whose confirmed email is the
+// invited address, until `expires_at` (INVITATION_TTL after it was
+// made, 7 days by default). `Location` is the invitation's own route
+// (`GET /v1/teams/{team}/invitations/{invitation}`), which never
+// shows the token either. An `Idempotency-Key` replay of this answer
+// leaves `token` out: Tokka does not keep it, so an inviter who lost
+// it revokes the invitation and invites again. Recorded as
+// `invitation.created`.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/teams/{team}/invitations (the `CreateInvitation` operationId).
+func (c *ClientWithResponses) CreateInvitationWithBodyWithResponse(ctx context.Context, team TeamPath, params *CreateInvitationParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateInvitationResponse, error) {
+	rsp, err := c.CreateInvitationWithBody(ctx, team, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateInvitationResponse(rsp)
+}
+
+// CreateInvitationWithResponse Invite someone to the team
+//
+// Admins and owners invite (a viewer gets 403); only owners invite
+// owners (an admin gets 403). The answer carries the invitation's
+// `token`, which is what accepts it (`POST
+// /v1/invitations/{token}/accept`): Tokka keeps its SHA-256 and never
+// lists it. When the syncer sends email (its SMTP_URL), the address
+// also gets the token, as a link to INVITATION_URL when that is set:
+// the api, which sends no email, stores the token sealed to the
+// syncer's public key, and the syncer clears it once mailed (or once
+// the invitation is no longer open); a failed email is retried a few
+// times and the invitation stands. An invitation
+// works once, for a signed-in user whose confirmed email is the
+// invited address, until `expires_at` (INVITATION_TTL after it was
+// made, 7 days by default). `Location` is the invitation's own route
+// (`GET /v1/teams/{team}/invitations/{invitation}`), which never
+// shows the token either. An `Idempotency-Key` replay of this answer
+// leaves `token` out: Tokka does not keep it, so an inviter who lost
+// it revokes the invitation and invites again. Recorded as
+// `invitation.created`.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/teams/{team}/invitations (the `CreateInvitation` operationId).
+func (c *ClientWithResponses) CreateInvitationWithResponse(ctx context.Context, team TeamPath, params *CreateInvitationParams, body CreateInvitationJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateInvitationResponse, error) {
+	rsp, err := c.CreateInvitation(ctx, team, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateInvitationResponse(rsp)
+}
+
+// RevokeInvitationWithResponse Revoke an invitation
+//
+// Admins and owners only (a viewer gets 403). Only an open invitation
+// (not accepted, not already revoked) can be revoked; any other is
+// 404. Its token stops working at once. Recorded as
+// `invitation.revoked`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/teams/{team}/invitations/{invitation} (the `RevokeInvitation` operationId).
+func (c *ClientWithResponses) RevokeInvitationWithResponse(ctx context.Context, team TeamPath, invitation InvitationID, reqEditors ...RequestEditorFn) (*RevokeInvitationResponse, error) {
+	rsp, err := c.RevokeInvitation(ctx, team, invitation, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRevokeInvitationResponse(rsp)
+}
+
+// GetInvitationWithResponse Read one invitation
+//
+// Admins and owners only (a viewer gets 403): one invitation of the
+// team, open, accepted, revoked or expired, as the list shows it
+// (never its token). An id of no invitation of this team is 404.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/teams/{team}/invitations/{invitation} (the `GetInvitation` operationId).
+func (c *ClientWithResponses) GetInvitationWithResponse(ctx context.Context, team TeamPath, invitation InvitationID, reqEditors ...RequestEditorFn) (*GetInvitationResponse, error) {
+	rsp, err := c.GetInvitation(ctx, team, invitation, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetInvitationResponse(rsp)
+}
+
+// HeadGetInvitationWithResponse Read one invitation (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/teams/{team}/invitations/{invitation} (the `HeadGetInvitation` operationId).
+func (c *ClientWithResponses) HeadGetInvitationWithResponse(ctx context.Context, team TeamPath, invitation InvitationID, reqEditors ...RequestEditorFn) (*HeadGetInvitationResponse, error) {
+	rsp, err := c.HeadGetInvitation(ctx, team, invitation, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadGetInvitationResponse(rsp)
+}
+
+// ListMembersWithResponse The team's members
+//
+// Any member may list the members, a page at a time, in the order
+// they joined (by `created_at`, then `user_id`), whatever their role.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/teams/{team}/members (the `ListMembers` operationId).
+func (c *ClientWithResponses) ListMembersWithResponse(ctx context.Context, team TeamPath, params *ListMembersParams, reqEditors ...RequestEditorFn) (*ListMembersResponse, error) {
+	rsp, err := c.ListMembers(ctx, team, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListMembersResponse(rsp)
+}
+
+// HeadListMembersWithResponse The team's members (headers only)
+//
+// The same as GET, without a body.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /v1/teams/{team}/members (the `HeadListMembers` operationId).
+func (c *ClientWithResponses) HeadListMembersWithResponse(ctx context.Context, team TeamPath, params *HeadListMembersParams, reqEditors ...RequestEditorFn) (*HeadListMembersResponse, error) {
+	rsp, err := c.HeadListMembers(ctx, team, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadListMembersResponse(rsp)
+}
+
+// RemoveMemberWithResponse Remove a member, or leave the team
+//
+// An owner may remove any member; any member may remove themselves
+// (leave the team); anything else is 403. 409 for the last owner, and
+// for the founder of a personal team. Recorded as `member.removed`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /v1/teams/{team}/members/{user} (the `RemoveMember` operationId).
+func (c *ClientWithResponses) RemoveMemberWithResponse(ctx context.Context, team TeamPath, user MemberUser, reqEditors ...RequestEditorFn) (*RemoveMemberResponse, error) {
+	rsp, err := c.RemoveMember(ctx, team, user, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRemoveMemberResponse(rsp)
+}
+
+// ChangeMemberRoleWithBodyWithResponse Change a member's role
+//
+// Owners only (another member gets 403). 409 when the change would
+// leave the team without an owner, or would demote the founder of a
+// personal team, who stays its owner: make someone else an owner
+// first. Setting the role a member already holds changes nothing.
+// Recorded as `member.role_changed`.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /v1/teams/{team}/members/{user} (the `ChangeMemberRole` operationId).
+func (c *ClientWithResponses) ChangeMemberRoleWithBodyWithResponse(ctx context.Context, team TeamPath, user MemberUser, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ChangeMemberRoleResponse, error) {
+	rsp, err := c.ChangeMemberRoleWithBody(ctx, team, user, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseChangeMemberRoleResponse(rsp)
+}
+
+// ChangeMemberRoleWithResponse Change a member's role
+//
+// Owners only (another member gets 403). 409 when the change would
+// leave the team without an owner, or would demote the founder of a
+// personal team, who stays its owner: make someone else an owner
+// first. Setting the role a member already holds changes nothing.
+// Recorded as `member.role_changed`.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /v1/teams/{team}/members/{user} (the `ChangeMemberRole` operationId).
+func (c *ClientWithResponses) ChangeMemberRoleWithResponse(ctx context.Context, team TeamPath, user MemberUser, body ChangeMemberRoleJSONRequestBody, reqEditors ...RequestEditorFn) (*ChangeMemberRoleResponse, error) {
+	rsp, err := c.ChangeMemberRole(ctx, team, user, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseChangeMemberRoleResponse(rsp)
 }
 
 // GetUsageWithResponse Tokens, requests and cost over a range of days
@@ -13301,8 +19768,8 @@ func (c *ClientWithResponses) HeadExportUsageFOCUSWithResponse(ctx context.Conte
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /v1/usage/summary (the `GetUsageSummary` operationId).
-func (c *ClientWithResponses) GetUsageSummaryWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetUsageSummaryResponse, error) {
-	rsp, err := c.GetUsageSummary(ctx, reqEditors...)
+func (c *ClientWithResponses) GetUsageSummaryWithResponse(ctx context.Context, params *GetUsageSummaryParams, reqEditors ...RequestEditorFn) (*GetUsageSummaryResponse, error) {
+	rsp, err := c.GetUsageSummary(ctx, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -13316,8 +19783,8 @@ func (c *ClientWithResponses) GetUsageSummaryWithResponse(ctx context.Context, r
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with HEAD /v1/usage/summary (the `HeadGetUsageSummary` operationId).
-func (c *ClientWithResponses) HeadGetUsageSummaryWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadGetUsageSummaryResponse, error) {
-	rsp, err := c.HeadGetUsageSummary(ctx, reqEditors...)
+func (c *ClientWithResponses) HeadGetUsageSummaryWithResponse(ctx context.Context, params *HeadGetUsageSummaryParams, reqEditors ...RequestEditorFn) (*HeadGetUsageSummaryResponse, error) {
+	rsp, err := c.HeadGetUsageSummary(ctx, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -13794,6 +20261,13 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
 		var dest NotAcceptable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -13855,6 +20329,16 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ListAlertsResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers ListAlertsResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -13948,6 +20432,16 @@ func ParseHeadListAlertsResponse(rsp *http.Response) (*HeadListAlertsResponse, e
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadListAlertsResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers HeadListAlertsResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -14304,6 +20798,13 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
 		var dest NotAcceptable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -14365,6 +20866,16 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ListAuditEventsResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers ListAuditEventsResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -14458,6 +20969,16 @@ func ParseHeadListAuditEventsResponse(rsp *http.Response) (*HeadListAuditEventsR
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadListAuditEventsResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers HeadListAuditEventsResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -14541,6 +21062,13 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 			return nil, err
 		}
 		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
 		var dest NotAcceptable
@@ -14634,6 +21162,16 @@ func ParseVerifyAuditEventsResponse(rsp *http.Response) (*VerifyAuditEventsRespo
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers VerifyAuditEventsResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers VerifyAuditEventsResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -14789,6 +21327,16 @@ func ParseHeadVerifyAuditEventsResponse(rsp *http.Response) (*HeadVerifyAuditEve
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadVerifyAuditEventsResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers HeadVerifyAuditEventsResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -14911,6 +21459,13 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
 		var dest NotAcceptable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -14972,6 +21527,16 @@ func ParseListBudgetsResponse(rsp *http.Response) (*ListBudgetsResponse, error) 
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ListBudgetsResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers ListBudgetsResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -15065,6 +21630,16 @@ func ParseHeadListBudgetsResponse(rsp *http.Response) (*HeadListBudgetsResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadListBudgetsResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers HeadListBudgetsResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -15148,6 +21723,13 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
 		var dest NotAcceptable
@@ -15283,6 +21865,16 @@ func ParseCreateBudgetResponse(rsp *http.Response) (*CreateBudgetResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers CreateBudgetResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers CreateBudgetResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -16467,6 +23059,13 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
 		var dest NotAcceptable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -16528,6 +23127,16 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ListConnectionsResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers ListConnectionsResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -16621,6 +23230,16 @@ func ParseHeadListConnectionsResponse(rsp *http.Response) (*HeadListConnectionsR
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadListConnectionsResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers HeadListConnectionsResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -16704,6 +23323,13 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
 		var dest NotAcceptable
@@ -16839,6 +23465,16 @@ func ParseCreateConnectionResponse(rsp *http.Response) (*CreateConnectionRespons
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers CreateConnectionResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers CreateConnectionResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -18270,6 +24906,278 @@ func ParseRequestSyncResponse(rsp *http.Response) (*RequestSyncResponse, error) 
 	return response, nil
 }
 
+// ParseAcceptInvitationResponse parses an HTTP response from a AcceptInvitationWithResponse call
+func ParseAcceptInvitationResponse(rsp *http.Response) (*AcceptInvitationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AcceptInvitationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Team
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers AcceptInvitationResponse200Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers AcceptInvitationResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers AcceptInvitationResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers AcceptInvitationResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers AcceptInvitationResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers AcceptInvitationResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 409:
+		var headers AcceptInvitationResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 422:
+		var headers AcceptInvitationResponse422Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers AcceptInvitationResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers AcceptInvitationResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers AcceptInvitationResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseGetMeResponse parses an HTTP response from a GetMeWithResponse call
 func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -18681,6 +25589,3175 @@ func ParseHeadGetSealingKeyResponse(rsp *http.Response) (*HeadGetSealingKeyRespo
 	return response, nil
 }
 
+// ParseListTeamsResponse parses an HTTP response from a ListTeamsWithResponse call
+func ParseListTeamsResponse(rsp *http.Response) (*ListTeamsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListTeamsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest TeamList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers ListTeamsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListTeamsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListTeamsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers ListTeamsResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListTeamsResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListTeamsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadListTeamsResponse parses an HTTP response from a HeadListTeamsWithResponse call
+func ParseHeadListTeamsResponse(rsp *http.Response) (*HeadListTeamsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadListTeamsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadListTeamsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadListTeamsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadListTeamsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadListTeamsResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadListTeamsResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadListTeamsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateTeamResponse parses an HTTP response from a CreateTeamWithResponse call
+func ParseCreateTeamResponse(rsp *http.Response) (*CreateTeamResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateTeamResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Team
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateTeamResponse201Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = value
+		}
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 400:
+		var headers CreateTeamResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers CreateTeamResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers CreateTeamResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 406:
+		var headers CreateTeamResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 409:
+		var headers CreateTeamResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 413:
+		var headers CreateTeamResponse413Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers CreateTeamResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 422:
+		var headers CreateTeamResponse422Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateTeamResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers CreateTeamResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreateTeamResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteTeamResponse parses an HTTP response from a DeleteTeamWithResponse call
+func ParseDeleteTeamResponse(rsp *http.Response) (*DeleteTeamResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteTeamResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		var headers DeleteTeamResponse204Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers204 = &headers
+	case rsp.StatusCode == 400:
+		var headers DeleteTeamResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers DeleteTeamResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers DeleteTeamResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers DeleteTeamResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers DeleteTeamResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 409:
+		var headers DeleteTeamResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 429:
+		var headers DeleteTeamResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers DeleteTeamResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers DeleteTeamResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetTeamResponse parses an HTTP response from a GetTeamWithResponse call
+func ParseGetTeamResponse(rsp *http.Response) (*GetTeamResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTeamResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Team
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers GetTeamResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetTeamResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetTeamResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetTeamResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers GetTeamResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetTeamResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetTeamResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadGetTeamResponse parses an HTTP response from a HeadGetTeamWithResponse call
+func ParseHeadGetTeamResponse(rsp *http.Response) (*HeadGetTeamResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadGetTeamResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadGetTeamResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadGetTeamResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadGetTeamResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadGetTeamResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadGetTeamResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadGetTeamResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadGetTeamResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRenameTeamResponse parses an HTTP response from a RenameTeamWithResponse call
+func ParseRenameTeamResponse(rsp *http.Response) (*RenameTeamResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RenameTeamResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Team
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers RenameTeamResponse200Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers RenameTeamResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers RenameTeamResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers RenameTeamResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers RenameTeamResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers RenameTeamResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 413:
+		var headers RenameTeamResponse413Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers RenameTeamResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 429:
+		var headers RenameTeamResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers RenameTeamResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers RenameTeamResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListInvitationsResponse parses an HTTP response from a ListInvitationsWithResponse call
+func ParseListInvitationsResponse(rsp *http.Response) (*ListInvitationsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListInvitationsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest InvitationList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers ListInvitationsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListInvitationsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListInvitationsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ListInvitationsResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers ListInvitationsResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListInvitationsResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListInvitationsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadListInvitationsResponse parses an HTTP response from a HeadListInvitationsWithResponse call
+func ParseHeadListInvitationsResponse(rsp *http.Response) (*HeadListInvitationsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadListInvitationsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadListInvitationsResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadListInvitationsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadListInvitationsResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadListInvitationsResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadListInvitationsResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadListInvitationsResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadListInvitationsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateInvitationResponse parses an HTTP response from a CreateInvitationWithResponse call
+func ParseCreateInvitationResponse(rsp *http.Response) (*CreateInvitationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateInvitationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Invitation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateInvitationResponse201Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = value
+		}
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 400:
+		var headers CreateInvitationResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers CreateInvitationResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers CreateInvitationResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers CreateInvitationResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers CreateInvitationResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 409:
+		var headers CreateInvitationResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 413:
+		var headers CreateInvitationResponse413Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers CreateInvitationResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 422:
+		var headers CreateInvitationResponse422Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateInvitationResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers CreateInvitationResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreateInvitationResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRevokeInvitationResponse parses an HTTP response from a RevokeInvitationWithResponse call
+func ParseRevokeInvitationResponse(rsp *http.Response) (*RevokeInvitationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RevokeInvitationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		var headers RevokeInvitationResponse204Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers204 = &headers
+	case rsp.StatusCode == 400:
+		var headers RevokeInvitationResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers RevokeInvitationResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers RevokeInvitationResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers RevokeInvitationResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers RevokeInvitationResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 429:
+		var headers RevokeInvitationResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers RevokeInvitationResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers RevokeInvitationResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetInvitationResponse parses an HTTP response from a GetInvitationWithResponse call
+func ParseGetInvitationResponse(rsp *http.Response) (*GetInvitationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetInvitationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Invitation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers GetInvitationResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetInvitationResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetInvitationResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetInvitationResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers GetInvitationResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetInvitationResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetInvitationResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadGetInvitationResponse parses an HTTP response from a HeadGetInvitationWithResponse call
+func ParseHeadGetInvitationResponse(rsp *http.Response) (*HeadGetInvitationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadGetInvitationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadGetInvitationResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadGetInvitationResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadGetInvitationResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadGetInvitationResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadGetInvitationResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadGetInvitationResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadGetInvitationResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListMembersResponse parses an HTTP response from a ListMembersWithResponse call
+func ParseListMembersResponse(rsp *http.Response) (*ListMembersResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListMembersResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest MemberList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers ListMembersResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListMembersResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ListMembersResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ListMembersResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers ListMembersResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListMembersResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListMembersResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseHeadListMembersResponse parses an HTTP response from a HeadListMembersWithResponse call
+func ParseHeadListMembersResponse(rsp *http.Response) (*HeadListMembersResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadListMembersResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers HeadListMembersResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers HeadListMembersResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers HeadListMembersResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadListMembersResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers HeadListMembersResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 500:
+		var headers HeadListMembersResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers HeadListMembersResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRemoveMemberResponse parses an HTTP response from a RemoveMemberWithResponse call
+func ParseRemoveMemberResponse(rsp *http.Response) (*RemoveMemberResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RemoveMemberResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		var headers RemoveMemberResponse204Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers204 = &headers
+	case rsp.StatusCode == 400:
+		var headers RemoveMemberResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers RemoveMemberResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers RemoveMemberResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers RemoveMemberResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers RemoveMemberResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 409:
+		var headers RemoveMemberResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 429:
+		var headers RemoveMemberResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers RemoveMemberResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers RemoveMemberResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseChangeMemberRoleResponse parses an HTTP response from a ChangeMemberRoleWithResponse call
+func ParseChangeMemberRoleResponse(rsp *http.Response) (*ChangeMemberRoleResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ChangeMemberRoleResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Member
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
+		var dest NotAcceptable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON406 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ChangeMemberRoleResponse200Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ChangeMemberRoleResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ChangeMemberRoleResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers ChangeMemberRoleResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ChangeMemberRoleResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 406:
+		var headers ChangeMemberRoleResponse406Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers406 = &headers
+	case rsp.StatusCode == 409:
+		var headers ChangeMemberRoleResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 413:
+		var headers ChangeMemberRoleResponse413Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 415:
+		var headers ChangeMemberRoleResponse415Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers415 = &headers
+	case rsp.StatusCode == 429:
+		var headers ChangeMemberRoleResponse429Headers
+		if values := rsp.Header.Values("RateLimit-Limit"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Limit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Remaining"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Remaining", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitRemaining = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Reset"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Reset", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitReset = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 500:
+		var headers ChangeMemberRoleResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ChangeMemberRoleResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseGetUsageResponse parses an HTTP response from a GetUsageWithResponse call
 func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -18722,6 +28799,13 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
 		var dest NotAcceptable
@@ -18815,6 +28899,16 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetUsageResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers GetUsageResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -18970,6 +29064,16 @@ func ParseHeadGetUsageResponse(rsp *http.Response) (*HeadGetUsageResponse, error
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadGetUsageResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers HeadGetUsageResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -19085,6 +29189,13 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
 		var dest NotAcceptable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -19177,6 +29288,16 @@ func ParseExportUsageCSVResponse(rsp *http.Response) (*ExportUsageCSVResponse, e
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ExportUsageCSVResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers ExportUsageCSVResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -19311,6 +29432,16 @@ func ParseHeadExportUsageCSVResponse(rsp *http.Response) (*HeadExportUsageCSVRes
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadExportUsageCSVResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers HeadExportUsageCSVResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -19426,6 +29557,13 @@ func ParseExportUsageFOCUSResponse(rsp *http.Response) (*ExportUsageFOCUSRespons
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
 		var dest NotAcceptable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -19518,6 +29656,16 @@ func ParseExportUsageFOCUSResponse(rsp *http.Response) (*ExportUsageFOCUSRespons
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ExportUsageFOCUSResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers ExportUsageFOCUSResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -19652,6 +29800,16 @@ func ParseHeadExportUsageFOCUSResponse(rsp *http.Response) (*HeadExportUsageFOCU
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadExportUsageFOCUSResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers HeadExportUsageFOCUSResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -19774,6 +29932,13 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 406:
 		var dest NotAcceptable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -19835,6 +30000,16 @@ func ParseGetUsageSummaryResponse(rsp *http.Response) (*GetUsageSummaryResponse,
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers GetUsageSummaryResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers GetUsageSummaryResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
@@ -19928,6 +30103,16 @@ func ParseHeadGetUsageSummaryResponse(rsp *http.Response) (*HeadGetUsageSummaryR
 			headers.XRequestId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers HeadGetUsageSummaryResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = &value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 406:
 		var headers HeadGetUsageSummaryResponse406Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {

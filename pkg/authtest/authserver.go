@@ -53,6 +53,13 @@ func (s *AuthServer) Unconfirm(userID string) {
 	s.pending[userID] = true
 }
 
+// Confirm undoes Unconfirm, as the user's click on the link would.
+func (s *AuthServer) Confirm(userID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.pending, userID)
+}
+
 // Logout ends a session, as POST /logout does.
 func (s *AuthServer) Logout(sessionID string) {
 	s.mu.Lock()

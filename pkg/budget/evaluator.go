@@ -238,14 +238,14 @@ func (e *Evaluator) raise(ctx context.Context, b tokka.Budget, kind, severity, k
 		channels = nil
 	}
 	created, err := e.store.RaiseBudgetAlert(ctx, tokka.Alert{
-		UserID: b.UserID, Kind: kind, Severity: severity, ConnectionID: b.ConnectionID,
+		TeamID: b.TeamID, Kind: kind, Severity: severity, ConnectionID: b.ConnectionID,
 		DedupKey: key, Title: title, Detail: detail,
 	}, b.ID, channels)
 	if err != nil {
 		return fmt.Errorf("budget: raise alert for budget %s: %w", b.ID, err)
 	}
 	if created {
-		e.log.Info().Str("user_id", b.UserID).Str("budget_id", b.ID).Str("kind", kind).
+		e.log.Info().Str("team_id", b.TeamID).Str("budget_id", b.ID).Str("kind", kind).
 			Int("channels", len(channels)).Msg("budget alert raised")
 	}
 	return nil
@@ -282,14 +282,14 @@ func (e *Evaluator) raiseAnomalies(ctx context.Context, userID string, rows []to
 		title := fmt.Sprintf("%s on %s ($%s) is far above normal ($%s a day)",
 			what, a.Day, a.SpendUSD.StringFixed(2), a.MedianUSD.StringFixed(2))
 		created, err := e.store.RaiseAlert(ctx, tokka.Alert{
-			UserID: userID, Kind: tokka.AlertSpendAnomaly, Severity: "warning",
+			TeamID: userID, Kind: tokka.AlertSpendAnomaly, Severity: "warning",
 			DedupKey: "anomaly:" + a.key() + ":" + a.Day, Title: title, Detail: detail,
 		})
 		if err != nil {
 			return fmt.Errorf("budget: raise anomaly alert: %w", err)
 		}
 		if created {
-			e.log.Info().Str("user_id", userID).Str("day", a.Day).Str("scope", a.Kind).Msg("spend anomaly raised")
+			e.log.Info().Str("team_id", userID).Str("day", a.Day).Str("scope", a.Kind).Msg("spend anomaly raised")
 		}
 	}
 	return nil

@@ -87,7 +87,7 @@ func (b *testBundle) newUser(t *testing.T) tokka.User {
 // The connection is not due for a sync, so no test's lease picks it up.
 func (b *testBundle) newConnection(t *testing.T, u tokka.User, provider string) string {
 	id := uuid.NewString()
-	_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key, next_sync_at)
+	_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, team_id, provider, label, key_hint, sealed_key, next_sync_at)
 		VALUES ($1, $2, $3, 'test', 'sk-…test', 'v2:00:00:00', now() + interval '1 year')`, id, u.ID, provider)
 	require.NoError(t, err)
 	return id
@@ -96,7 +96,7 @@ func (b *testBundle) newConnection(t *testing.T, u tokka.User, provider string) 
 // cost writes a cost line straight into cost_daily as the owner (the
 // syncer's CompleteSync path is exercised in the httpapi budget test).
 func (b *testBundle) cost(t *testing.T, u tokka.User, conn, provider, day, model, amount string) {
-	_, err := b.sql.Exec(`INSERT INTO tokka.cost_daily (connection_id, user_id, provider, day, model, amount_usd, amount, currency)
+	_, err := b.sql.Exec(`INSERT INTO tokka.cost_daily (connection_id, team_id, provider, day, model, amount_usd, amount, currency)
 		VALUES ($1, $2, $3, $4, $5, $6, $6, 'USD')`, conn, u.ID, provider, day, model, amount)
 	require.NoError(t, err)
 }
@@ -121,8 +121,8 @@ func (b *testBundle) hookURL() *string { return new(b.recv.Server.URL + "/hooks/
 
 func (b *testBundle) alerts(t *testing.T, u tokka.User, kind string) []tokka.Alert {
 	var as []tokka.Alert
-	require.NoError(t, b.sql.Select(&as, `SELECT id, user_id, kind, severity, connection_id, dedup_key, title, detail,
-		created_at, acknowledged_at FROM tokka.alerts WHERE user_id = $1 AND kind = $2 ORDER BY id`, u.ID, kind))
+	require.NoError(t, b.sql.Select(&as, `SELECT id, team_id, kind, severity, connection_id, dedup_key, title, detail,
+		created_at, acknowledged_at FROM tokka.alerts WHERE team_id = $1 AND kind = $2 ORDER BY id`, u.ID, kind))
 	return as
 }
 
@@ -416,7 +416,7 @@ func TestDeliveryLeftBehindByACrashedSyncerIsSentOnce(t *testing.T) {
 	b.cost(t, alice, conn, "openai", "2026-11-05", "gpt-x", "11")
 
 	// Syncer A raised the alert and claimed the delivery, then died.
-	created, err := b.db.RaiseBudgetAlert(ctx, tokka.Alert{UserID: alice.ID, Kind: tokka.AlertBudgetThreshold,
+	created, err := b.db.RaiseBudgetAlert(ctx, tokka.Alert{TeamID: alice.ID, Kind: tokka.AlertBudgetThreshold,
 		DedupKey: budget.DedupKey(bud, "2026-11", "threshold", 100), Title: "t", Detail: json.RawMessage(`{}`)},
 		bud.ID, []string{"webhook"})
 	require.NoError(t, err)
@@ -519,7 +519,7 @@ func TestEvaluationIsPerUser(t *testing.T) {
 
 	// Bob's alert is raised but his evaluation has not run: Alice's must
 	// neither count his spend nor send his notification.
-	_, err := b.db.RaiseBudgetAlert(ctx, tokka.Alert{UserID: bob.ID, Kind: tokka.AlertBudgetThreshold,
+	_, err := b.db.RaiseBudgetAlert(ctx, tokka.Alert{TeamID: bob.ID, Kind: tokka.AlertBudgetThreshold,
 		DedupKey: budget.DedupKey(bBud, "2026-11", "threshold", 50), Title: "bob"}, bBud.ID, []string{"webhook"})
 	require.NoError(t, err)
 	require.NoError(t, b.ev.AfterSync(ctx, alice.ID, now))
@@ -531,10 +531,10 @@ func TestEvaluationIsPerUser(t *testing.T) {
 	require.Len(t, b.webhooks(t, aKey), 1)
 
 	// An alert cannot queue a delivery on another user's budget.
-	_, err = b.db.RaiseBudgetAlert(ctx, tokka.Alert{UserID: alice.ID, Kind: tokka.AlertBudgetThreshold,
+	_, err = b.db.RaiseBudgetAlert(ctx, tokka.Alert{TeamID: alice.ID, Kind: tokka.AlertBudgetThreshold,
 		DedupKey: "cross-user", Title: "x"}, bBud.ID, []string{"webhook"})
 	require.NoError(t, err)
 	var n int
-	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.budget_deliveries WHERE user_id = $1`, alice.ID))
+	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.budget_deliveries WHERE team_id = $1`, alice.ID))
 	require.Equal(t, 1, n)
 }

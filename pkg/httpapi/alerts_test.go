@@ -18,13 +18,13 @@ func TestAlertsAreRaisedOnceListedAndAcknowledged(t *testing.T) {
 	alice, bob := b.newUser(t), b.newUser(t)
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
-		created, err := b.db.RaiseAlert(ctx, tokka.Alert{UserID: alice.id, Kind: tokka.AlertSpendAnomaly,
+		created, err := b.db.RaiseAlert(ctx, tokka.Alert{TeamID: alice.id, Kind: tokka.AlertSpendAnomaly,
 			DedupKey: "anomaly:2026-11-01", Title: "Spend on 2026-11-01 is far above normal",
 			Detail: json.RawMessage(`{"day":"2026-11-01","spend_usd":"12.5"}`)})
 		require.NoError(t, err)
 		require.Equal(t, i == 0, created, "the same alert fires once")
 	}
-	_, err := b.db.RaiseAlert(ctx, tokka.Alert{UserID: alice.id, Kind: tokka.AlertKeyRotation, DedupKey: "rotate:x", Title: "Rotate your key"})
+	_, err := b.db.RaiseAlert(ctx, tokka.Alert{TeamID: alice.id, Kind: tokka.AlertKeyRotation, DedupKey: "rotate:x", Title: "Rotate your key"})
 	require.NoError(t, err)
 
 	var list struct {

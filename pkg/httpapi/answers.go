@@ -90,9 +90,10 @@ func (s *Server) keeps(c echo.Context) bool {
 }
 
 // answerKey is what a request's answer is filed under at version: the
-// user, the path, the query exactly as sent and today's date.
+// user, the team, the path, the query exactly as sent and today's date.
 func (s *Server) answerKey(c echo.Context, version string) string {
-	return strings.Join([]string{userOf(c).ID, c.Path(), c.QueryString(),
+	u := userOf(c)
+	return strings.Join([]string{u.ID, u.TeamID(), c.Path(), c.QueryString(),
 		s.cfg.Now().UTC().Format(time.DateOnly), version}, "\x00")
 }
 

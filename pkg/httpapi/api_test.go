@@ -61,11 +61,11 @@ func TestCreateConnectionSealsKeyAndNeverReturnsIt(t *testing.T) {
 	require.NotContains(t, blob, "CANARY")
 
 	// The blob opens only for the row it was sealed for.
-	opened, err := b.kr.Open(blob, seal.Binding{UserID: alice.id, ConnectionID: id, Provider: "openai"})
+	opened, err := b.kr.Open(blob, seal.Binding{TeamID: alice.id, ConnectionID: id, Provider: "openai"})
 	require.NoError(t, err)
 	require.Equal(t, key, string(opened.Bytes()))
 	opened.Wipe()
-	_, err = b.kr.Open(blob, seal.Binding{UserID: uuid.NewString(), ConnectionID: id, Provider: "openai"})
+	_, err = b.kr.Open(blob, seal.Binding{TeamID: uuid.NewString(), ConnectionID: id, Provider: "openai"})
 	require.ErrorIs(t, err, seal.ErrCannotOpen)
 
 	// Neither the list, the read, nor the audit log carries key or blob.
@@ -107,6 +107,7 @@ func TestCreateConnectionRejectsBadInput(t *testing.T) {
 		{"key with space", `{"provider":"openai","api_key":"sk-admin-CANARY xxxxxxxxxxxxxxx"}`, 400, "api_key"},
 		{"key not a string", `{"provider":"openai","api_key":12345678901234567890}`, 400, "api_key"},
 		{"mass assignment user_id", `{"provider":"openai","api_key":"` + canary + `","user_id":"` + uuid.NewString() + `"}`, 400, "user_id"},
+		{"mass assignment team_id", `{"provider":"openai","api_key":"` + canary + `","team_id":"` + uuid.NewString() + `"}`, 400, "team_id"},
 		{"mass assignment status", `{"provider":"openai","api_key":"` + canary + `","status":"active"}`, 400, "status"},
 		{"mass assignment sealed_key", `{"provider":"openai","api_key":"` + canary + `","sealed_key":"v2:00"}`, 400, "sealed_key"},
 		{"not json", `provider=openai`, 400, ""},
@@ -131,7 +132,7 @@ func TestCreateConnectionRejectsBadInput(t *testing.T) {
 		})
 	}
 	var n int
-	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.connections WHERE user_id = $1`, alice.id))
+	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.connections WHERE team_id = $1`, alice.id))
 	require.Zero(t, n, "no rejected request may store anything")
 	require.NotContains(t, b.logs.String(), "CANARY")
 }

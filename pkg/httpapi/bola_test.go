@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -20,7 +21,7 @@ import (
 // this check.
 type bolaCase struct {
 	method, route string
-	kind          string // which of A's objects :id names: conn, alert, budget
+	kind          string // which of A's objects :id names: conn, alert, budget, team, invitation (its token)
 	body          any
 }
 
@@ -40,7 +41,24 @@ var bolaMatrix = []bolaCase{
 	{http.MethodHead, "/v1/connections/:id", "conn", nil},
 	{http.MethodHead, "/v1/budgets/:id", "budget", nil},
 	{http.MethodHead, "/v1/budgets/:id/deliveries", "budget", nil},
+	{http.MethodGet, "/v1/teams/:team", "team", nil},
+	{http.MethodHead, "/v1/teams/:team", "team", nil},
+	{http.MethodPatch, "/v1/teams/:team", "team", map[string]string{"name": "pwned"}},
+	{http.MethodDelete, "/v1/teams/:team", "team", nil},
+	{http.MethodGet, "/v1/teams/:team/members", "team", nil},
+	{http.MethodHead, "/v1/teams/:team/members", "team", nil},
+	{http.MethodPatch, "/v1/teams/:team/members/:user", "team", map[string]string{"role": "viewer"}},
+	{http.MethodDelete, "/v1/teams/:team/members/:user", "team", nil},
+	{http.MethodGet, "/v1/teams/:team/invitations", "team", nil},
+	{http.MethodHead, "/v1/teams/:team/invitations", "team", nil},
+	{http.MethodPost, "/v1/teams/:team/invitations", "team", map[string]string{"email": "mallory@example.com", "role": "owner"}},
+	{http.MethodDelete, "/v1/teams/:team/invitations/:invitation", "team", nil},
+	{http.MethodGet, "/v1/teams/:team/invitations/:invitation", "team", nil},
+	{http.MethodHead, "/v1/teams/:team/invitations/:invitation", "team", nil},
+	{http.MethodPost, "/v1/invitations/:token/accept", "invitation", nil},
 }
+
+var createdAt = regexp.MustCompile(`"created_at":"[^"]*"`)
 
 // TestBOLAMatrix: for every endpoint and method that takes an object id,
 // user B gets exactly what a missing id gets (404, same body but for the
@@ -49,24 +67,30 @@ var bolaMatrix = []bolaCase{
 // every list endpoint shows B exactly what it shows a brand-new user.
 func TestBOLAMatrix(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := setup(t, fromIP(uniqueLoopback())) // its many mutations spend no other test's per-IP budget
 	alice, bob, carol := b.newUser(t), b.newUser(t), b.newUser(t)
 	conn := b.connect(t, alice)
 	syncFixture(t, &testBundle{db: b.db, sql: b.sql}, conn)
 	var alert int64
-	require.NoError(t, b.sql.Get(&alert, `INSERT INTO tokka.alerts (user_id, kind, dedup_key, title)
+	require.NoError(t, b.sql.Get(&alert, `INSERT INTO tokka.alerts (team_id, kind, dedup_key, title)
 		VALUES ($1, 'spend_anomaly', 'bola-test', 'A''s alert') RETURNING id`, alice.id))
 	status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]string{"name": "A's budget", "amount_usd": "100"})
 	require.Equal(t, http.StatusCreated, status, string(body))
 	var budget struct{ ID string }
 	require.NoError(t, json.Unmarshal(body, &budget))
 
-	ids := map[string]string{"conn": conn, "alert": fmt.Sprint(alert), "budget": budget.ID}
-	missing := map[string]string{"conn": uuid.NewString(), "alert": "9223372036854775000", "budget": uuid.NewString()}
+	team := b.createTeam(t, alice, "A's team")
+	invitation, token := b.invite(t, alice, team, "alices-friend@example.com", "admin")
+	ids := map[string]string{"conn": conn, "alert": fmt.Sprint(alert), "budget": budget.ID, "team": team, "invitation": token}
+	missing := map[string]string{"conn": uuid.NewString(), "alert": "9223372036854775000", "budget": uuid.NewString(),
+		"team": uuid.NewString(), "invitation": "tki_" + strings.Repeat("B", 43)}
 	// What A sees of each object before B tries anything.
 	owned := map[string]string{
-		"conn":   "/v1/connections/" + conn,
-		"budget": "/v1/budgets/" + budget.ID,
+		"conn":    "/v1/connections/" + conn,
+		"budget":  "/v1/budgets/" + budget.ID,
+		"team":    "/v1/teams/" + team,
+		"members": "/v1/teams/" + team + "/members",
+		"invites": "/v1/teams/" + team + "/invitations",
 	}
 	snapshot := func() map[string]string {
 		out := map[string]string{}
@@ -90,7 +114,13 @@ func TestBOLAMatrix(t *testing.T) {
 	for _, tc := range bolaMatrix {
 		covered[tc.method+" "+tc.route] = true
 		name := tc.method + " " + tc.route
-		path := func(id string) string { return strings.Replace(tc.route, ":id", id, 1) }
+		path := func(id string) string {
+			p := strings.Replace(tc.route, ":id", id, 1)
+			p = strings.Replace(p, ":team", id, 1)
+			p = strings.Replace(p, ":token", id, 1)
+			p = strings.Replace(p, ":user", alice.id, 1)
+			return strings.Replace(p, ":invitation", invitation, 1)
+		}
 		sA, hA, bodyA := b.do(t, bob, tc.method, path(ids[tc.kind]), tc.body)
 		sM, _, bodyM := b.do(t, bob, tc.method, path(missing[tc.kind]), tc.body)
 		require.Equal(t, http.StatusNotFound, sA, name+" "+string(bodyA))
@@ -158,6 +188,12 @@ func TestBOLAMatrix(t *testing.T) {
 		sC, _, bodyC := b.do(t, carol, http.MethodGet, path, nil)
 		require.Equal(t, http.StatusOK, sB, path+" "+string(bodyB))
 		require.Equal(t, sC, sB, path)
+		if path == "/v1/teams" {
+			// Each lists their own personal team: the same but for its
+			// id (their own) and when it was made.
+			bodyB = []byte(createdAt.ReplaceAllString(strings.ReplaceAll(string(bodyB), bob.id, "<me>"), "<at>"))
+			bodyC = []byte(createdAt.ReplaceAllString(strings.ReplaceAll(string(bodyC), carol.id, "<me>"), "<at>"))
+		}
 		require.Equal(t, stripRequestID(bodyC), stripRequestID(bodyB), path)
 		require.NotContains(t, string(bodyB), conn, path)
 		require.NotContains(t, string(bodyB), budget.ID, path)
@@ -175,7 +211,7 @@ func TestRLSMatrix(t *testing.T) {
 	alice, bob := b.newUser(t), b.newUser(t)
 	conn := b.connect(t, alice)
 	syncFixture(t, &testBundle{db: b.db, sql: b.sql}, conn)
-	_, err := b.sql.Exec(`INSERT INTO tokka.alerts (user_id, kind, dedup_key, title) VALUES ($1, 'spend_anomaly', 'rls-test', 't')`, alice.id)
+	_, err := b.sql.Exec(`INSERT INTO tokka.alerts (team_id, kind, dedup_key, title) VALUES ($1, 'spend_anomaly', 'rls-test', 't')`, alice.id)
 	require.NoError(t, err)
 	status, _, body := b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]string{"name": "A", "amount_usd": "100"})
 	require.Equal(t, http.StatusCreated, status, string(body))
@@ -225,17 +261,17 @@ func TestRLSMatrix(t *testing.T) {
 		var cols []string // the ones an UPDATE may name at all
 		require.NoError(t, b.sql.Select(&cols, `SELECT column_name FROM information_schema.columns
 			WHERE table_schema = 'tokka' AND table_name = $1 AND is_identity = 'NO' AND is_generated = 'NEVER'
-			ORDER BY column_name <> 'user_id', ordinal_position`, tb.Name))
-		hasUser := contains(cols, "user_id")
+			ORDER BY column_name <> 'team_id', ordinal_position`, tb.Name))
+		hasUser := contains(cols, "team_id")
 		var aliceRows int64
 		if hasUser {
-			require.NoError(t, b.sql.Get(&aliceRows, `SELECT count(*) FROM `+name+` WHERE user_id = $1`, alice.id))
+			require.NoError(t, b.sql.Get(&aliceRows, `SELECT count(*) FROM `+name+` WHERE team_id = $1`, alice.id))
 		}
 
-		// SELECT: nothing of A's is visible (tables without user_id are
+		// SELECT: nothing of A's is visible (tables without team_id are
 		// either private to the owner or not A's data at all).
 		if hasUser {
-			n, err := asBob(`SELECT count(*) FROM `+name+` WHERE user_id = $1`, alice.id)
+			n, err := asBob(`SELECT count(*) FROM `+name+` WHERE team_id = $1`, alice.id)
 			require.True(t, err == nil || denied(err), "%s: %v", name, err)
 			require.Zero(t, n, "%s: B sees A's rows", name)
 			n, err = asBob(`SELECT count(*) FROM ` + name)
@@ -253,7 +289,7 @@ func TestRLSMatrix(t *testing.T) {
 		// stopped only by a constraint further down the line.
 		var ins string
 		if hasUser {
-			ins = `INSERT INTO ` + name + ` (user_id) VALUES ('` + alice.id + `')`
+			ins = `INSERT INTO ` + name + ` (team_id) VALUES ('` + alice.id + `')`
 		} else {
 			ins = `INSERT INTO ` + name + ` DEFAULT VALUES`
 		}
@@ -264,7 +300,7 @@ func TestRLSMatrix(t *testing.T) {
 		// anyway; this guards against a test that forgot to).
 		if hasUser {
 			var after int64
-			require.NoError(t, b.sql.Get(&after, `SELECT count(*) FROM `+name+` WHERE user_id = $1`, alice.id))
+			require.NoError(t, b.sql.Get(&after, `SELECT count(*) FROM `+name+` WHERE team_id = $1`, alice.id))
 			require.Equal(t, aliceRows, after, name)
 			ownedRows = append(ownedRows, fmt.Sprintf("%s:%d", tb.Name, aliceRows))
 		}

@@ -31,6 +31,7 @@ func TestInvalidRequestsSpendNoBudget(t *testing.T) {
 	}{
 		{http.MethodPost, "/v1/connections", json, `{"provider":"openai"`, http.StatusBadRequest},
 		{http.MethodPost, "/v1/connections", json, `{"provider":"openai","api_key":"sk-admin-0123456789abc","user_id":"x"}`, http.StatusBadRequest},
+		{http.MethodPost, "/v1/connections", json, `{"provider":"openai","api_key":"sk-admin-0123456789abc","team_id":"x"}`, http.StatusBadRequest},
 		{http.MethodPost, "/v1/connections", "text/plain", `{"provider":"openai","api_key":"sk-admin-0123456789abc"}`, http.StatusUnsupportedMediaType},
 		{http.MethodPost, "/v1/connections", json, `{"provider":"google","api_key":"sk-admin-0123456789abc"}`, http.StatusBadRequest},
 		{http.MethodPost, "/v1/connections", json, `{"provider":"openai","api_key":"sk-ant-admin01-0123456789abc"}`, http.StatusBadRequest},

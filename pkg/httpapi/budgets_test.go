@@ -28,7 +28,7 @@ import (
 func (b *testBundle) connection(t *testing.T, u user, p string) string {
 	t.Helper()
 	id := uuid.NewString()
-	_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key, next_sync_at)
+	_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, team_id, provider, label, key_hint, sealed_key, next_sync_at)
 		VALUES ($1, $2, $3, 'org', 'sk-…abcd', 'v2:00', now() + interval '1 year')`, id, u.id, p)
 	require.NoError(t, err)
 	return id
@@ -111,7 +111,7 @@ func TestBudgetLifecycle(t *testing.T) {
 	require.JSONEq(t, `{"data":[],"has_more":false,"next_cursor":null}`, string(body))
 
 	// Spend shows in the status (exact decimal).
-	_, err := b.sql.Exec(`INSERT INTO tokka.cost_daily (connection_id, user_id, provider, day, amount_usd, amount, currency)
+	_, err := b.sql.Exec(`INSERT INTO tokka.cost_daily (connection_id, team_id, provider, day, amount_usd, amount, currency)
 		VALUES ($1, $2, 'anthropic', '2026-11-03', 100.2, 10020, 'USD')`, conn, alice.id)
 	require.NoError(t, err)
 	status, _, body = b.do(t, alice, http.MethodGet, "/v1/budgets", nil)
@@ -146,7 +146,7 @@ func TestBudgetLifecycle(t *testing.T) {
 	require.NoError(t, b.sql.Get(&stored, `SELECT webhook_secret FROM tokka.budgets WHERE id = $1`, created.ID))
 	require.Equal(t, rotated, stored)
 
-	for _, bad := range []string{`{"scope":"all"}`, `{"user_id":"` + uuid.NewString() + `"}`, `{"webhook_secret":"whsec_x"}`, `{"connection_id":null}`} {
+	for _, bad := range []string{`{"scope":"all"}`, `{"team_id":"` + uuid.NewString() + `"}`, `{"user_id":"` + uuid.NewString() + `"}`, `{"webhook_secret":"whsec_x"}`, `{"connection_id":null}`} {
 		status, _, body := b.do(t, alice, http.MethodPatch, "/v1/budgets/"+created.ID, bad)
 		require.Equal(t, http.StatusBadRequest, status, bad+" "+string(body))
 	}
@@ -196,6 +196,7 @@ func TestCreateBudgetRejectsBadInput(t *testing.T) {
 		{"name control char", alice, `{"amount_usd":"5","name":"a\u0007b"}`, "name"},
 		{"name too long", alice, `{"amount_usd":"5","name":"` + strings.Repeat("n", 101) + `"}`, "name"},
 		{"mass assignment user_id", alice, `{"amount_usd":"5","user_id":"` + bob.id + `"}`, "user_id"},
+		{"mass assignment team_id", alice, `{"amount_usd":"5","team_id":"` + bob.id + `"}`, "team_id"},
 		{"mass assignment secret", alice, `{"amount_usd":"5","webhook_secret":"whsec_mine"}`, "webhook_secret"},
 		{"mass assignment email_to", alice, `{"amount_usd":"5","channels":{"email":true,"email_to":"victim@example.com"}}`, "email_to"},
 		{"email without an address", noEmail, `{"amount_usd":"5","channels":{"email":true}}`, "channels.email"},
@@ -215,7 +216,7 @@ func TestCreateBudgetRejectsBadInput(t *testing.T) {
 	_, _, m := b.do(t, alice, http.MethodPost, "/v1/budgets", `{"amount_usd":"5","scope":"connection","connection_id":"`+uuid.NewString()+`"}`)
 	require.Equal(t, stripRequestID(m), stripRequestID(a))
 	var n int
-	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.budgets WHERE user_id = $1`, alice.id))
+	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.budgets WHERE team_id = $1`, alice.id))
 	require.Zero(t, n, "no rejected request stored anything")
 }
 
@@ -281,7 +282,7 @@ func TestWebhookURLIsCheckedWhenSaved(t *testing.T) {
 	// Without WEBHOOK_ALLOW_LOOPBACK_HTTP a local receiver is refused too.
 	refuse(t, "http://127.0.0.1:8080/hook")
 	var n int
-	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.budgets WHERE user_id = $1`, alice.id))
+	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.budgets WHERE team_id = $1`, alice.id))
 	require.Zero(t, n)
 
 	// A public host is accepted.
@@ -368,7 +369,7 @@ func TestBudgetAlertsEndToEnd(t *testing.T) {
 			Next:  time.Now().Add(time.Hour),
 			Event: tokka.AuditEvent{Action: tokka.ActionSyncSucceeded, Outcome: tokka.OutcomeSuccess, Actor: "syncer:test"},
 		}))
-		require.NoError(t, ev.AfterSync(ctx, ls[0].UserID, budgetNow))
+		require.NoError(t, ev.AfterSync(ctx, ls[0].TeamID, budgetNow))
 	}
 
 	sync("2026-11-02", "51")

@@ -183,7 +183,7 @@ func (s *Server) sealPasted(u tokka.User, p tokka.Provider, key *secret.Key) (to
 		return tokka.NewConnection{}, err
 	}
 	id := uuid.NewString()
-	blob, err := s.sealer.Seal(key, seal.Binding{UserID: u.ID, ConnectionID: id, Provider: p})
+	blob, err := s.sealer.Seal(key, seal.Binding{TeamID: u.TeamID(), ConnectionID: id, Provider: p})
 	if err != nil {
 		return tokka.NewConnection{}, err
 	}
@@ -196,7 +196,7 @@ func (s *Server) keyFingerprint(u tokka.User, p tokka.Provider, key *secret.Key)
 	if s.cfg.Fingerprints == nil {
 		return nil, errors.New("httpapi: no key fingerprint secret configured")
 	}
-	return s.cfg.Fingerprints.Key(u.ID, string(p), key), nil
+	return s.cfg.Fingerprints.Key(u.TeamID(), string(p), key), nil
 }
 
 func (s *Server) listConnections(c echo.Context) error {

@@ -105,7 +105,7 @@ func (s *Server) updateConnection(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		blob, err := s.sealer.Seal(key, seal.Binding{UserID: u.ID, ConnectionID: id, Provider: conn.Provider})
+		blob, err := s.sealer.Seal(key, seal.Binding{TeamID: u.TeamID(), ConnectionID: id, Provider: conn.Provider})
 		if err != nil {
 			return err
 		}

@@ -76,7 +76,7 @@ func TestPatchReplacesTheKeyUnderTheSameBinding(t *testing.T) {
 	require.NoError(t, err)
 	_, err = b.db.RemindKeyRotations(context.Background(), 90)
 	require.NoError(t, err)
-	_, err = b.db.RaiseAlert(context.Background(), tokka.Alert{UserID: alice.id, Kind: tokka.AlertKeyAccess, ConnectionID: &id,
+	_, err = b.db.RaiseAlert(context.Background(), tokka.Alert{TeamID: alice.id, Kind: tokka.AlertKeyAccess, ConnectionID: &id,
 		DedupKey: "key_access:" + id, Title: "A stored key failed its integrity check"})
 	require.NoError(t, err)
 	require.Len(t, b.openAlerts(t, alice), 3)
@@ -109,12 +109,12 @@ func TestPatchReplacesTheKeyUnderTheSameBinding(t *testing.T) {
 	require.NotNil(t, after.BackfilledAt)
 	require.True(t, backfilled.Equal(*after.BackfilledAt), "history is kept: only the trailing window is re-read")
 	// Same binding: the new blob opens for this row only.
-	binding := seal.Binding{UserID: alice.id, ConnectionID: id, Provider: "openai"}
+	binding := seal.Binding{TeamID: alice.id, ConnectionID: id, Provider: "openai"}
 	k, err := b.kr.Open(after.Blob, binding)
 	require.NoError(t, err)
 	require.Equal(t, newKey, string(k.Bytes()))
 	k.Wipe()
-	_, err = b.kr.Open(after.Blob, seal.Binding{UserID: alice.id, ConnectionID: other, Provider: "openai"})
+	_, err = b.kr.Open(after.Blob, seal.Binding{TeamID: alice.id, ConnectionID: other, Provider: "openai"})
 	require.ErrorIs(t, err, seal.ErrCannotOpen)
 
 	trail := b.auditTrail(t, id)
@@ -181,6 +181,7 @@ func TestPatchRejectsBadInputAndChangesNothing(t *testing.T) {
 		{"mass assignment status", `{"label":"x","status":"active"}`, 400, "status"},
 		{"mass assignment provider", `{"label":"x","provider":"anthropic"}`, 400, "provider"},
 		{"mass assignment user_id", `{"label":"x","user_id":"` + uuid.NewString() + `"}`, 400, "user_id"},
+		{"mass assignment team_id", `{"label":"x","team_id":"` + uuid.NewString() + `"}`, 400, "team_id"},
 		{"mass assignment key_set_at", `{"label":"x","key_set_at":"2020-01-01T00:00:00Z"}`, 400, "key_set_at"},
 		{"not an object", `["label"]`, 400, ""},
 		{"trailing data", `{"label":"x"} {}`, 400, ""},

@@ -183,9 +183,9 @@ var ownNames = func() map[string]bool {
 	for _, n := range []string{
 		// request bodies
 		"provider", "label", "api_key", "name", "amount_usd", "scope", "connection_id", "thresholds",
-		"forecast_thresholds", "channels", "webhook_url", "email", "rotate_webhook_secret",
+		"forecast_thresholds", "channels", "webhook_url", "email", "rotate_webhook_secret", "role",
 		// objects Tokka returns and the columns behind them
-		"id", "user_id", "status", "sealed_key", "key_hint", "key_set_at", "last_error", "last_synced_at",
+		"id", "user_id", "team_id", "status", "sealed_key", "key_hint", "key_set_at", "last_error", "last_synced_at",
 		"next_sync_at", "sync_requested_at", "last_sync_request_at", "lease_owner", "lease_expires_at",
 		"created_at", "updated_at", "email_to", "webhook_secret", "deliveries", "kind", "severity", "title",
 		"detail", "dedup_key", "acknowledged_at", "action", "actor", "outcome", "hash", "prev_hash",

@@ -27,10 +27,13 @@ func hookGuard() *egress.Guard {
 	return &egress.Guard{Resolver: res}
 }
 
-// owned is one user with one of each object a mutation can touch.
+// owned is one user with one of each object a mutation can touch: a
+// connection, a budget and an alert in their personal team, a team they
+// own, and an open invitation to someone else's team.
 type owned struct {
 	u                   user
 	conn, budget, alert string
+	team, invitation    string
 }
 
 func (b *testBundle) own(t *testing.T) owned {
@@ -42,7 +45,7 @@ func (b *testBundle) own(t *testing.T) owned {
 	var created struct{ ID string }
 	require.NoError(t, json.Unmarshal(body, &created))
 	o.budget = created.ID
-	_, err := b.db.RaiseAlert(context.Background(), tokka.Alert{UserID: o.u.id, Kind: tokka.AlertKeyRotation,
+	_, err := b.db.RaiseAlert(context.Background(), tokka.Alert{TeamID: o.u.id, Kind: tokka.AlertKeyRotation,
 		DedupKey: "rotate:" + o.conn, Title: "Rotate your key"})
 	require.NoError(t, err)
 	status, _, body = b.do(t, o.u, http.MethodGet, "/v1/alerts", nil)
@@ -53,6 +56,9 @@ func (b *testBundle) own(t *testing.T) owned {
 	require.NoError(t, json.Unmarshal(body, &alerts))
 	require.Len(t, alerts.Alerts, 1)
 	o.alert = strconv.FormatInt(alerts.Alerts[0].ID, 10)
+	o.team = b.createTeam(t, o.u, "Platform")
+	inviter := b.newUser(t)
+	_, o.invitation = b.invite(t, inviter, b.createTeam(t, inviter, "Finance"), o.u.email, "viewer")
 	return o
 }
 
@@ -64,11 +70,18 @@ func (b *testBundle) snapshot(t *testing.T, userID string) string {
 	var s string
 	require.NoError(t, b.sql.Get(&s, `SELECT concat_ws(' | ',
 		(SELECT jsonb_agg(jsonb_build_array(id, label, key_hint, sealed_key, key_set_at, last_sync_request_at) ORDER BY id)
-		   FROM tokka.connections WHERE user_id = $1),
-		(SELECT jsonb_agg(to_jsonb(x) ORDER BY id) FROM tokka.budgets x WHERE user_id = $1),
+		   FROM tokka.connections WHERE team_id = $1),
+		(SELECT jsonb_agg(to_jsonb(x) ORDER BY id) FROM tokka.budgets x WHERE team_id = $1),
 		(SELECT jsonb_agg(jsonb_build_array(id, acknowledged_at) ORDER BY id) FROM tokka.alerts
-		  WHERE user_id = $1 AND kind = 'key_rotation'),
-		(SELECT count(*) FROM tokka.audit_events WHERE user_id = $1 AND actor LIKE 'api:%'))`, userID))
+		  WHERE team_id = $1 AND kind = 'key_rotation'),
+		(SELECT count(*) FROM tokka.audit_events WHERE team_id = $1 AND actor LIKE 'api:%'),
+		(SELECT jsonb_agg(to_jsonb(x) ORDER BY id) FROM tokka.teams x
+		  WHERE id IN (SELECT team_id FROM tokka.team_members WHERE user_id = $1)),
+		(SELECT jsonb_agg(to_jsonb(x) ORDER BY team_id, user_id) FROM tokka.team_members x
+		  WHERE team_id IN (SELECT team_id FROM tokka.team_members WHERE user_id = $1)),
+		(SELECT jsonb_agg(to_jsonb(x) ORDER BY id) FROM tokka.team_invitations x
+		  WHERE team_id IN (SELECT team_id FROM tokka.team_members WHERE user_id = $1) OR email = (
+		    SELECT email FROM tokka.team_members WHERE user_id = $1 LIMIT 1)))`, userID))
 	return s
 }
 
@@ -97,7 +110,13 @@ func (o owned) request(route string) (method, path string, body any) {
 		path = strings.Replace(path, ":id", o.budget, 1)
 	case strings.HasPrefix(path, "/v1/alerts/"):
 		path = strings.Replace(path, ":id", o.alert, 1)
+	case strings.HasPrefix(path, "/v1/teams/"):
+		path = strings.Replace(path, ":team", o.team, 1)
+		path = strings.Replace(path, ":user", o.u.id, 1)
+	case strings.HasPrefix(path, "/v1/invitations/"):
+		path = strings.Replace(path, ":token", o.invitation, 1)
 	}
+	path = strings.ReplaceAll(path, ":invitation", uuid.NewString())
 	path = strings.ReplaceAll(path, ":id", uuid.NewString())
 	switch route {
 	case "POST /v1/connections":
@@ -109,6 +128,12 @@ func (o owned) request(route string) (method, path string, body any) {
 	case "PATCH /v1/budgets/:id":
 		body = map[string]any{"channels": map[string]any{"webhook_url": "https://hooks.example.com/exfiltrate"},
 			"rotate_webhook_secret": true}
+	case "POST /v1/teams", "PATCH /v1/teams/:team":
+		body = map[string]any{"name": "made by a dead session"}
+	case "PATCH /v1/teams/:team/members/:user":
+		body = map[string]any{"role": "owner"}
+	case "POST /v1/teams/:team/invitations":
+		body = map[string]any{"email": "friend-of-a-dead-session@example.com", "role": "admin"}
 	}
 	return method, path, body
 }
@@ -333,7 +358,7 @@ func TestBudgetEmailGoesOnlyToAConfirmedAddress(t *testing.T) {
 	require.Contains(t, p.Detail, "not confirmed")
 	require.EqualValues(t, calls+1, b.authSrv.Requests(), "one GetUser call per request")
 	var n int
-	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.budgets WHERE user_id = $1`, alice.id))
+	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.budgets WHERE team_id = $1`, alice.id))
 	require.Zero(t, n)
 	status, _, body = b.do(t, alice, http.MethodPost, "/v1/budgets", map[string]any{"amount_usd": "10"})
 	require.Equal(t, http.StatusCreated, status, "other channels are fine: %s", body)

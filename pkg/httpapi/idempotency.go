@@ -43,8 +43,9 @@ const (
 
 // showOnceFields are response fields that exist only in the response that
 // created them and that role authenticated cannot read back (a budget's
-// webhook_secret): they are never stored, so a replay leaves them out.
-var showOnceFields = []string{"webhook_secret"}
+// webhook_secret, an invitation's token, of which only a hash is kept):
+// they are never stored, so a replay leaves them out.
+var showOnceFields = []string{"webhook_secret", "token"}
 
 // validIdempotencyKey is 1 to 255 visible ASCII characters (a UUID is the
 // usual choice).
@@ -90,7 +91,14 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		// Keyed like a key fingerprint: the body may hold a pasted key.
-		hash := s.cfg.Fingerprints.Digest(idempotencyLabel, []byte(req.Method), []byte(strings.ToLower(req.URL.Path)), body)
+		// The team is part of the request: the same body sent to two
+		// teams is two requests (without team_id, the digest is the one
+		// requests had before teams).
+		parts := [][]byte{[]byte(req.Method), []byte(strings.ToLower(req.URL.Path))}
+		if team, err := parseUUID(c.QueryParam("team_id")); err == nil {
+			parts = append(parts, []byte("team_id="+team)) // canonical: however the client spelt it
+		}
+		hash := s.cfg.Fingerprints.Digest(idempotencyLabel, append(parts, body)...)
 
 		ctx, u := req.Context(), userOf(c)
 		prev, err := store.ClaimIdempotencyKey(ctx, u, key, hash, IdempotencyKeyTTL, idempotencyLock)

@@ -48,8 +48,8 @@ func TestIdempotencyKeyReplaysTheFirstResponse(t *testing.T) {
 		require.Equal(t, h1.Get("Location"), h.Get("Location"))
 		require.JSONEq(t, string(first), string(again))
 	}
-	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM tokka.connections WHERE user_id = $1`, alice.id))
-	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM tokka.audit_events WHERE user_id = $1 AND action = 'key.created'`, alice.id))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM tokka.connections WHERE team_id = $1`, alice.id))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM tokka.audit_events WHERE team_id = $1 AND action = 'key.created'`, alice.id))
 
 	// The same key with another body, or on another route, is refused.
 	other := map[string]string{"provider": "openai", "api_key": "sk-admin-idemOTHER0123456789abcdefgh"}
@@ -67,7 +67,7 @@ func TestIdempotencyKeyReplaysTheFirstResponse(t *testing.T) {
 		require.Equal(t, http.StatusUnprocessableEntity, status, "%s: %s", tc.path, raw)
 		require.Equal(t, "application/problem+json", h.Get("Content-Type"))
 	}
-	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM tokka.connections WHERE user_id = $1`, alice.id))
+	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM tokka.connections WHERE team_id = $1`, alice.id))
 
 	// Keys are per user: Bob's "create-1" is his own.
 	status, _, raw = b.do(t, bob, http.MethodPost, "/v1/connections", conn, idem("create-1")...)
@@ -90,13 +90,13 @@ func TestIdempotencyKeyReplaysTheFirstResponse(t *testing.T) {
 	require.Equal(t, "true", h.Get(httpapi.HeaderIdempotentReplayed))
 	status, _, _ = b.do(t, alice, http.MethodPost, "/v1/connections/"+c.ID+"/sync", nil)
 	require.Equal(t, http.StatusTooManyRequests, status, "the replay did not ask again")
-	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM tokka.audit_events WHERE user_id = $1 AND action = 'sync.requested'`, alice.id))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM tokka.audit_events WHERE team_id = $1 AND action = 'sync.requested'`, alice.id))
 
 	// Acknowledging an alert.
-	_, err := b.db.RaiseAlert(context.Background(), tokka.Alert{UserID: alice.id, Kind: tokka.AlertSpendAnomaly, DedupKey: "idem", Title: "t"})
+	_, err := b.db.RaiseAlert(context.Background(), tokka.Alert{TeamID: alice.id, Kind: tokka.AlertSpendAnomaly, DedupKey: "idem", Title: "t"})
 	require.NoError(t, err)
 	var alertID int64
-	require.NoError(t, b.sql.Get(&alertID, `SELECT id FROM tokka.alerts WHERE user_id = $1`, alice.id))
+	require.NoError(t, b.sql.Get(&alertID, `SELECT id FROM tokka.alerts WHERE team_id = $1`, alice.id))
 	ack := "/v1/alerts/" + strconv.FormatInt(alertID, 10) + "/acknowledge"
 	status, _, ack1 := b.do(t, alice, http.MethodPost, ack, nil, idem("ack-1")...)
 	require.Equal(t, http.StatusOK, status)
@@ -117,7 +117,7 @@ func TestIdempotencyKeyReplaysTheFirstResponse(t *testing.T) {
 		require.Equal(t, "application/problem+json", h.Get("Content-Type"))
 		require.NotContains(t, string(raw), "CANARY")
 	}
-	require.Zero(t, b.count(t, `SELECT count(*) FROM tokka.connections WHERE user_id = $1 AND key_hint LIKE '%ghij'`, alice.id))
+	require.Zero(t, b.count(t, `SELECT count(*) FROM tokka.connections WHERE team_id = $1 AND key_hint LIKE '%ghij'`, alice.id))
 
 	// Nothing stored holds the pasted key.
 	var stored string
@@ -152,7 +152,7 @@ func TestBudgetReplayNeverRepeatsTheWebhookSecret(t *testing.T) {
 	require.NotContains(t, replayed, "webhook_secret")
 	delete(created, "webhook_secret")
 	require.Equal(t, created, replayed)
-	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM tokka.budgets WHERE user_id = $1`, alice.id))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM tokka.budgets WHERE team_id = $1`, alice.id))
 	require.Zero(t, b.count(t, `SELECT count(*) FROM tokka.idempotency_keys WHERE position($1::bytea IN body) > 0`,
 		[]byte(secret[6:])))
 }
@@ -189,7 +189,7 @@ func TestConcurrentRequestsWithOneIdempotencyKey(t *testing.T) {
 		}
 	}
 	require.Len(t, ids, 1, "every 201 is the same connection")
-	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM tokka.connections WHERE user_id = $1`, alice.id))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM tokka.connections WHERE team_id = $1`, alice.id))
 }
 
 // A key another of the user's connections has is refused on PATCH too,
@@ -224,11 +224,11 @@ func TestKeysAreRecognisedByAKeyedFingerprint(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, string(raw))
 
 	var fps []struct {
-		User string `db:"user_id"`
+		User string `db:"team_id"`
 		FP   []byte `db:"key_fingerprint"`
 	}
-	require.NoError(t, b.sql.Select(&fps, `SELECT user_id, key_fingerprint FROM tokka.connections
-		WHERE user_id IN ($1, $2) AND key_hint = 'sk-admin-…ghij' ORDER BY user_id`, alice.id, bob.id))
+	require.NoError(t, b.sql.Select(&fps, `SELECT team_id, key_fingerprint FROM tokka.connections
+		WHERE team_id IN ($1, $2) AND key_hint = 'sk-admin-…ghij' ORDER BY team_id`, alice.id, bob.id))
 	require.Len(t, fps, 2)
 	plain := sha256.Sum256([]byte(k1))
 	seen := map[string]bool{}

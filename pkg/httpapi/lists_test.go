@@ -77,9 +77,9 @@ func TestEveryListHasOneShape(t *testing.T) {
 	}
 	for i := range 5 {
 		var alert int64
-		require.NoError(t, b.sql.Get(&alert, `INSERT INTO tokka.alerts (user_id, kind, dedup_key, title)
+		require.NoError(t, b.sql.Get(&alert, `INSERT INTO tokka.alerts (team_id, kind, dedup_key, title)
 			VALUES ($1, 'budget_threshold', $2, 't') RETURNING id`, alice.id, "k"+strconv.Itoa(i)))
-		_, err := b.sql.Exec(`INSERT INTO tokka.budget_deliveries (user_id, budget_id, alert_id, channel) VALUES ($1, $2, $3, 'webhook')`,
+		_, err := b.sql.Exec(`INSERT INTO tokka.budget_deliveries (team_id, budget_id, alert_id, channel) VALUES ($1, $2, $3, 'webhook')`,
 			alice.id, budgets[0], alert)
 		require.NoError(t, err)
 	}

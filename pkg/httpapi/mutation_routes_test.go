@@ -49,7 +49,12 @@ func TestEveryMutatingRouteIsRateLimited(t *testing.T) {
 		if strings.HasPrefix(r.Path, "/v1/alerts/") {
 			id = "987654321"
 		}
-		path := pathParam.ReplaceAllStringFunc(r.Path, func(string) string { return id })
+		path := pathParam.ReplaceAllStringFunc(r.Path, func(p string) string {
+			if p == ":token" {
+				return wellFormedToken // an invitation token nobody was given
+			}
+			return id
+		})
 		body, known := wellFormed[route]
 		if !known && r.Method != http.MethodDelete {
 			body = map[string]any{}
@@ -73,7 +78,8 @@ func TestEveryMutatingRouteIsRateLimited(t *testing.T) {
 	// nothing would pass vacuously.
 	for _, route := range []string{"POST /v1/connections", "PATCH /v1/connections/:id", "DELETE /v1/connections/:id",
 		"POST /v1/connections/:id/sync", "POST /v1/alerts/:id/acknowledge", "POST /v1/budgets",
-		"PATCH /v1/budgets/:id", "DELETE /v1/budgets/:id"} {
+		"PATCH /v1/budgets/:id", "DELETE /v1/budgets/:id", "POST /v1/teams", "POST /v1/teams/:team/invitations",
+		"POST /v1/invitations/:token/accept"} {
 		require.True(t, covered[route], "%s is not in the router's table", route)
 	}
 }
@@ -112,6 +118,17 @@ var wellFormed = map[string]any{
 	"POST /v1/alerts/:id/acknowledge": nil,
 	"POST /v1/budgets": map[string]any{"name": "limit walk", "amount_usd": "10", "scope": "all",
 		"thresholds": []int{50}},
-	"PATCH /v1/budgets/:id":  map[string]any{"name": "renamed"},
-	"DELETE /v1/budgets/:id": nil,
+	"PATCH /v1/budgets/:id":                          map[string]any{"name": "renamed"},
+	"DELETE /v1/budgets/:id":                         nil,
+	"POST /v1/teams":                                 map[string]any{"name": "limit walk"},
+	"PATCH /v1/teams/:team":                          map[string]any{"name": "renamed"},
+	"DELETE /v1/teams/:team":                         nil,
+	"PATCH /v1/teams/:team/members/:user":            map[string]any{"role": "viewer"},
+	"DELETE /v1/teams/:team/members/:user":           nil,
+	"POST /v1/teams/:team/invitations":               map[string]any{"email": "walk@example.com", "role": "viewer"},
+	"DELETE /v1/teams/:team/invitations/:invitation": nil,
+	"POST /v1/invitations/:token/accept":             nil,
 }
+
+// wellFormedToken has an invitation token's shape.
+const wellFormedToken = "tki_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"

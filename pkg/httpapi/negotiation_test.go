@@ -136,7 +136,7 @@ func TestContentTypeAcceptAndTextAreNegotiatedExactly(t *testing.T) {
 	require.Equal(t, `org 😀 \ud800`, label, "a pair is one character; an escaped backslash is text")
 	require.Equal(t, 5, b.countConnections(t, alice.id))
 	var budgets int
-	require.NoError(t, b.sql.Get(&budgets, `SELECT count(*) FROM tokka.budgets WHERE user_id = $1`, alice.id))
+	require.NoError(t, b.sql.Get(&budgets, `SELECT count(*) FROM tokka.budgets WHERE team_id = $1`, alice.id))
 	require.Zero(t, budgets)
 
 	// Accept.

@@ -41,17 +41,50 @@ var (
 // accepts ("METHOD route-template"); a route missing here accepts none.
 // TestQueryParametersMatchTheSpec (openapi_test.go) keeps it equal to the
 // parameters openapi.yaml declares.
-var routeQueryParams = map[string][]QueryParam{
-	"GET /v1/usage":                  append(slices.Clone(usageRange), QueryParam{Name: "limit"}, QueryParam{Name: "cursor"}),
-	"GET /v1/usage/export.csv":       usageRange,
-	"GET /v1/usage/export.focus.csv": focusRange,
-	"GET /v1/audit-events":           paging,
-	"GET /v1/audit-events/verify":    {{Name: "full"}},
-	"GET /v1/alerts":                 append(slices.Clone(paging), QueryParam{Name: "open"}),
-	"GET /v1/connections":            paging,
-	"GET /v1/connections/:id/keys":   paging,
-	"GET /v1/budgets":                paging,
-	"GET /v1/budgets/:id/deliveries": paging,
+var routeQueryParams = withTeam(map[string][]QueryParam{
+	"GET /v1/usage":                   append(slices.Clone(usageRange), QueryParam{Name: "limit"}, QueryParam{Name: "cursor"}),
+	"GET /v1/usage/summary":           nil,
+	"GET /v1/usage/export.csv":        usageRange,
+	"GET /v1/usage/export.focus.csv":  focusRange,
+	"GET /v1/audit-events":            paging,
+	"GET /v1/audit-events/verify":     {{Name: "full"}},
+	"GET /v1/alerts":                  append(slices.Clone(paging), QueryParam{Name: "open"}),
+	"POST /v1/alerts/:id/acknowledge": nil,
+	"GET /v1/connections":             paging,
+	"POST /v1/connections":            nil,
+	"GET /v1/connections/:id":         nil,
+	"PATCH /v1/connections/:id":       nil,
+	"DELETE /v1/connections/:id":      nil,
+	"POST /v1/connections/:id/sync":   nil,
+	"GET /v1/connections/:id/keys":    paging,
+	"GET /v1/budgets":                 paging,
+	"POST /v1/budgets":                nil,
+	"GET /v1/budgets/:id":             nil,
+	"PATCH /v1/budgets/:id":           nil,
+	"DELETE /v1/budgets/:id":          nil,
+	"GET /v1/budgets/:id/deliveries":  paging,
+})
+
+// The team routes take the team from the path.
+var teamQueryParams = map[string][]QueryParam{
+	"GET /v1/teams":                   paging,
+	"GET /v1/teams/:team/members":     paging,
+	"GET /v1/teams/:team/invitations": paging,
+}
+
+func init() {
+	for route, params := range teamQueryParams {
+		routeQueryParams[route] = params
+	}
+}
+
+// withTeam adds team_id to every route of m: each of them acts in one team,
+// the caller's personal team unless team_id names another (teamFromQuery).
+func withTeam(m map[string][]QueryParam) map[string][]QueryParam {
+	for route, params := range m {
+		m[route] = append(slices.Clone(params), QueryParam{Name: "team_id"})
+	}
+	return m
 }
 
 // QueryParameters returns, per route ("METHOD /path/:param"), the query

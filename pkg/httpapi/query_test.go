@@ -140,7 +140,7 @@ func TestQueryParametersAreDeclaredPerRoute(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, status)
 	require.Equal(t, "dry_run", p.Field)
 	var n int
-	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.connections WHERE user_id = $1`, alice.id))
+	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.connections WHERE team_id = $1`, alice.id))
 	require.Equal(t, 2, n, "a refused request changes nothing")
 
 	// A name that could be a key is never repeated back.
@@ -240,7 +240,7 @@ func TestIDCursorsPastInt32AndForgedOnes(t *testing.T) {
 	}
 	for i := 0; i < 3; i++ {
 		b.createConnection(t, alice, tokka.OpenAI, "sk-admin-bigcursor0123456789abc"+strconv.Itoa(i))
-		_, err := b.db.RaiseAlert(context.Background(), tokka.Alert{UserID: alice.id, Kind: tokka.AlertSpendAnomaly,
+		_, err := b.db.RaiseAlert(context.Background(), tokka.Alert{TeamID: alice.id, Kind: tokka.AlertSpendAnomaly,
 			DedupKey: "big:" + strconv.Itoa(i), Title: "big"})
 		require.NoError(t, err)
 	}

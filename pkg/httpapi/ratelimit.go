@@ -26,6 +26,16 @@ const (
 	DefaultMutationsPerIP   = 600
 )
 
+// DefaultMutationsPerTeam is the mutations a team's members may make
+// together per window, in a team other than their personal one.
+const DefaultMutationsPerTeam = 300
+
+// TeamRateLimiter counts requests against a team's budget;
+// *postgres.DB implements it. A RateLimiter without it counts no teams.
+type TeamRateLimiter interface {
+	HitTeamRateLimit(ctx context.Context, u tokka.User, scope string, limit int, window time.Duration) (tokka.RateLimitResult, error)
+}
+
 // Default budgets for expensive reads, per user: a person checking their
 // audit log or exporting usage a few times a minute never meets them, one
 // tenant hammering them cannot take the database pool from the others.
@@ -44,6 +54,10 @@ type RateLimits struct {
 	// PerUser is the most mutations one user may make per Window; default
 	// DefaultMutationsPerUser.
 	PerUser int
+	// PerTeam is the most mutations a team's members may make together per
+	// Window in that team (a personal team counts as its user); default
+	// DefaultMutationsPerTeam.
+	PerTeam int
 	// PerIP is the most mutations from one client IP (IPv6: one /64) per
 	// Window, whoever sends them; default DefaultMutationsPerIP.
 	PerIP int
@@ -219,6 +233,41 @@ func (s *Server) spend(c echo.Context, rl tokka.RateLimit, ip, tooMany string) e
 	if !res.Allowed {
 		h.Set("Retry-After", reset)
 		return &tokka.Error{Code: tokka.CodeRateLimited, Message: tooMany + "; retry after " + reset + " seconds"}
+	}
+	return nil
+}
+
+// spendTeam counts a mutation in a shared team against the team's budget,
+// once the caller is known to be a member (so no one can spend the budget
+// of a team they are not in). The RateLimit headers then describe the
+// tighter of the caller's and the team's budgets.
+func (s *Server) spendTeam(c echo.Context) error {
+	limiter, ok := s.cfg.RateLimiter.(TeamRateLimiter)
+	if !ok {
+		return nil
+	}
+	rl := s.mutationLimit()
+	n := s.cfg.RateLimits.PerTeam
+	if n <= 0 {
+		n = DefaultMutationsPerTeam
+	}
+	res, err := limiter.HitTeamRateLimit(c.Request().Context(), userOf(c), "team_mutations", n, rl.Window)
+	if err != nil {
+		if tokka.ErrorCode(err) != tokka.CodeUnavailable {
+			s.failures.Error("rate limiter unavailable").Str("request_id", requestID(c)).Err(err).Msg("rate limiter unavailable")
+		}
+		return &tokka.Error{Code: tokka.CodeUnavailable, Message: "rate limiter unavailable"}
+	}
+	h := c.Response().Header()
+	reset := strconv.Itoa(int(math.Ceil(res.Reset.Seconds())))
+	if left, err := strconv.Atoi(h.Get("RateLimit-Remaining")); err != nil || res.Remaining < left {
+		h.Set("RateLimit-Limit", strconv.Itoa(res.Limit))
+		h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
+		h.Set("RateLimit-Reset", reset)
+	}
+	if !res.Allowed {
+		h.Set("Retry-After", reset)
+		return &tokka.Error{Code: tokka.CodeRateLimited, Message: "too many changes in this team; retry after " + reset + " seconds"}
 	}
 	return nil
 }

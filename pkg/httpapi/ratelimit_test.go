@@ -102,7 +102,7 @@ func TestIPLimitUsesTrustedProxiesOnly(t *testing.T) {
 	status, _ = create(t, a, u, "X-Forwarded-For", "192.0.2.1, "+other)
 	require.Equal(t, http.StatusCreated, status)
 	var ip string
-	require.NoError(t, a.sql.Get(&ip, `SELECT client_ip FROM tokka.audit_events WHERE user_id = $1`, u.id))
+	require.NoError(t, a.sql.Get(&ip, `SELECT client_ip FROM tokka.audit_events WHERE team_id = $1`, u.id))
 	require.Equal(t, other, ip)
 
 	// IPv6: one /64 is one client.
@@ -135,7 +135,7 @@ func TestForgedForwardedForDoesNotEscapeTheLimit(t *testing.T) {
 		}
 	}
 	var ip string
-	require.NoError(t, a.sql.Get(&ip, `SELECT client_ip FROM tokka.audit_events WHERE user_id = $1`, users[0].id))
+	require.NoError(t, a.sql.Get(&ip, `SELECT client_ip FROM tokka.audit_events WHERE team_id = $1`, users[0].id))
 	require.NotContains(t, ip, "198.51.100", "the audit log must record the peer, not a forged header")
 	require.True(t, net.ParseIP(ip).IsLoopback(), ip)
 }

@@ -19,7 +19,7 @@ import (
 // sealFor seals key as a client would, to pk, for u's connection id.
 func sealFor(t *testing.T, pk *seal.PublicKey, u user, id string, p tokka.Provider, key string) string {
 	t.Helper()
-	blob, err := pk.Seal(secret.FromString(key), seal.Binding{UserID: u.id, ConnectionID: id, Provider: p})
+	blob, err := pk.Seal(secret.FromString(key), seal.Binding{TeamID: u.id, ConnectionID: id, Provider: p})
 	require.NoError(t, err)
 	return blob
 }
@@ -41,7 +41,7 @@ func TestSealingKeyIsPublishedWithItsParameters(t *testing.T) {
 	require.Equal(t, b.kr.PublicKey().String(), p.PublicKey)
 	require.Equal(t, seal.Info, p.Info)
 	require.Equal(t, "tokka/v2/binding", p.AAD.Label)
-	require.Equal(t, []string{"user_id", "connection_id", "provider"}, p.AAD.Fields)
+	require.Equal(t, []string{"team_id", "connection_id", "provider"}, p.AAD.Fields)
 	require.Equal(t, uint16(0x647a), p.Suite.KEMID, "X-Wing")
 	require.Equal(t, uint16(1), p.Suite.KDFID)
 	require.Equal(t, uint16(2), p.Suite.AEADID)
@@ -76,7 +76,7 @@ func TestCreateConnectionWithAClientSealedKey(t *testing.T) {
 	require.Equal(t, "", row.KeyHint)
 	require.Zero(t, b.count(t, `SELECT count(*) FROM tokka.connections WHERE id = $1 AND key_fingerprint IS NOT NULL`, id))
 	require.Equal(t, []string{"key.created:user added a connection (key sealed by the client)"}, b.auditTrail(t, id))
-	opened, err := b.kr.Open(row.Blob, seal.Binding{UserID: u.id, ConnectionID: id, Provider: tokka.OpenAI})
+	opened, err := b.kr.Open(row.Blob, seal.Binding{TeamID: u.id, ConnectionID: id, Provider: tokka.OpenAI})
 	require.NoError(t, err)
 	require.Equal(t, key, string(opened.Bytes()))
 	opened.Wipe()
@@ -180,7 +180,7 @@ func TestPlaintextKeysRefused(t *testing.T) {
 		require.Contains(t, p.Detail, "PLAINTEXT_KEYS=refuse", r.path)
 		require.Contains(t, p.Detail, "GET /v1/sealing-key", r.path)
 	}
-	require.Zero(t, b.count(t, `SELECT count(*) FROM tokka.connections WHERE user_id = $1`, u.id))
+	require.Zero(t, b.count(t, `SELECT count(*) FROM tokka.connections WHERE team_id = $1`, u.id))
 	require.NotContains(t, b.logs.String(), pasted)
 
 	id := uuid.NewString()

@@ -53,7 +53,7 @@ func (b *testBundle) connect(t *testing.T, u user) string {
 func (b *testBundle) countConnections(t *testing.T, userID string) int {
 	t.Helper()
 	var n int
-	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.connections WHERE user_id = $1`, userID))
+	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.connections WHERE team_id = $1`, userID))
 	return n
 }
 
@@ -472,6 +472,7 @@ func TestBodiesAreDecodedStrictly(t *testing.T) {
 		{"trailing garbage", `{"provider":"openai","api_key":"` + canary + `"} x`, ""},
 		{"unknown field", `{"provider":"openai","api_key":"` + canary + `","admin":true}`, ""}, // not a Tokka name: never echoed
 		{"user_id", `{"provider":"openai","api_key":"` + canary + `","user_id":"` + uuid.NewString() + `"}`, "user_id"},
+		{"team_id", `{"provider":"openai","api_key":"` + canary + `","team_id":"` + uuid.NewString() + `"}`, "team_id"},
 		{"status", `{"provider":"openai","api_key":"` + canary + `","status":"active"}`, "status"},
 		{"sealed_key", `{"provider":"openai","api_key":"` + canary + `","sealed_key":"v2:00"}`, "sealed_key"},
 		{"created_at", `{"provider":"openai","api_key":"` + canary + `","created_at":"2020-01-01T00:00:00Z"}`, "created_at"},
@@ -491,6 +492,7 @@ func TestBodiesAreDecodedStrictly(t *testing.T) {
 
 	patch := []struct{ name, body string }{
 		{"user_id", `{"label":"x","user_id":"` + uuid.NewString() + `"}`},
+		{"team_id", `{"label":"x","team_id":"` + uuid.NewString() + `"}`},
 		{"status", `{"status":"active"}`},
 		{"sealed_key", `{"sealed_key":"v2:00"}`},
 		{"created_at", `{"created_at":"2020-01-01T00:00:00Z"}`},

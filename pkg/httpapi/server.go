@@ -41,6 +41,7 @@ type Store interface {
 	AuditStore
 	AlertStore
 	BudgetStore
+	TeamStore
 }
 
 // Sealer seals a pasted key to the syncer's public key and tells clients how
@@ -111,6 +112,9 @@ type Config struct {
 	// AnswerCacheBytes is how much memory the bodies of usage pages and
 	// summaries may keep (see answerCache); 0 keeps none.
 	AnswerCacheBytes int
+	// InvitationTTL is how long an invitation stays open; default
+	// DefaultInvitationTTL.
+	InvitationTTL time.Duration
 }
 
 // Server holds the API's dependencies.
@@ -123,6 +127,7 @@ type Server struct {
 	audit       AuditStore
 	alerts      AlertStore
 	budgets     BudgetStore
+	teams       TeamStore
 	sealer      Sealer
 	verifier    Verifier
 	log         zerolog.Logger
@@ -137,7 +142,7 @@ type Server struct {
 // New builds the Echo router with every route and middleware.
 func New(cfg Config, store Store, sealer Sealer, verifier Verifier, log zerolog.Logger, spec []byte) *echo.Echo {
 	cfg = cfg.withDefaults(store)
-	s := &Server{cfg: cfg, health: store, connections: store, usageRows: store, audit: store, alerts: store, budgets: store,
+	s := &Server{cfg: cfg, health: store, connections: store, usageRows: store, audit: store, alerts: store, budgets: store, teams: store,
 		sealer: sealer, verifier: verifier, log: log, spec: spec,
 		failures: ratelog.New(log, cfg.FailureLogEvery), exports: newExportSlots(cfg.ExportsPerUser),
 		answers: newAnswerCache(cfg.AnswerCacheBytes)}
@@ -222,8 +227,14 @@ func (s *Server) routes(e *echo.Echo) {
 	// Auth server nor the store. A POST with an Idempotency-Key is answered
 	// from its first response when it is a retry (idempotency.go).
 	v1 := func(prep echo.MiddlewareFunc) []echo.MiddlewareFunc {
-		return []echo.MiddlewareFunc{s.authenticate, checkQuery, negotiate, s.refusePlaintextKeys, prep, s.limitMutations,
-			s.limitExpensiveReads, s.liveSessionForMutations, s.idempotent}
+		return []echo.MiddlewareFunc{s.authenticate, checkQuery, checkTeamID, negotiate, s.refusePlaintextKeys, prep,
+			s.limitMutations, s.limitExpensiveReads, s.teamFromQuery, s.liveSessionForMutations, s.idempotent}
+	}
+	// The team routes take the team from the path, and each needs a role
+	// of its own there.
+	inTeam := func(min tokka.Role, prep echo.MiddlewareFunc) []echo.MiddlewareFunc {
+		return []echo.MiddlewareFunc{s.authenticate, checkQuery, checkTeamID, negotiate, s.refusePlaintextKeys, prep,
+			s.limitMutations, s.limitExpensiveReads, s.teamFromPath(min), s.liveSessionForMutations, s.idempotent}
 	}
 	read := v1(prepare[struct{}](nil))
 	byConnectionID := v1(prepare(parseConnectionID))
@@ -250,6 +261,20 @@ func (s *Server) routes(e *echo.Echo) {
 	e.PATCH("/v1/budgets/:id", s.updateBudget, v1(prepare(parseBudgetUpdate))...)
 	e.DELETE("/v1/budgets/:id", s.deleteBudget, v1(prepare(budgetID))...)
 	get("/v1/budgets/:id/deliveries", s.listBudgetDeliveries, read...)
+
+	get("/v1/teams", s.listTeams, read...)
+	e.POST("/v1/teams", s.createTeam, v1(prepare(parseTeamName))...)
+	get("/v1/teams/:team", s.getTeam, inTeam(tokka.RoleViewer, prepare[struct{}](nil))...)
+	e.PATCH("/v1/teams/:team", s.renameTeam, inTeam(tokka.RoleOwner, prepare(parseTeamName))...)
+	e.DELETE("/v1/teams/:team", s.deleteTeam, inTeam(tokka.RoleOwner, prepare[struct{}](nil))...)
+	get("/v1/teams/:team/members", s.listMembers, inTeam(tokka.RoleViewer, prepare[struct{}](nil))...)
+	e.PATCH("/v1/teams/:team/members/:user", s.changeMember, inTeam(tokka.RoleViewer, prepare(parseMemberUpdate))...)
+	e.DELETE("/v1/teams/:team/members/:user", s.changeMember, inTeam(tokka.RoleViewer, prepare(parseMemberRemoval))...)
+	get("/v1/teams/:team/invitations", s.listInvitations, inTeam(tokka.RoleAdmin, prepare[struct{}](nil))...)
+	e.POST("/v1/teams/:team/invitations", s.createInvitation, inTeam(tokka.RoleAdmin, prepare(parseNewInvitation))...)
+	get("/v1/teams/:team/invitations/:invitation", s.getInvitation, inTeam(tokka.RoleAdmin, prepare(invitationID))...)
+	e.DELETE("/v1/teams/:team/invitations/:invitation", s.revokeInvitation, inTeam(tokka.RoleAdmin, prepare(invitationID))...)
+	e.POST("/v1/invitations/:token/accept", s.acceptInvitation, v1(prepare(invitationToken))...)
 }
 
 const ctxUser = "tokka.user"

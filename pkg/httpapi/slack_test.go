@@ -126,7 +126,7 @@ func TestSlackURLIsCheckedWhenSaved(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, status, string(body))
 	require.Contains(t, string(body), "private address")
 	var n int
-	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.budgets WHERE user_id = $1`, alice.id))
+	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.budgets WHERE team_id = $1`, alice.id))
 	require.Zero(t, n, "no rejected request stored anything")
 }
 
@@ -149,7 +149,7 @@ func TestSlackDeliveriesShowInTheAPI(t *testing.T) {
 		notify.NewWebhook(notify.WebhookConfig{Guard: &egress.Guard{AllowLoopback: true}, Backoff: time.Millisecond,
 			SlackOrigin: slack.Server.URL}),
 		nil, zerolog.Nop())
-	_, err := b.sql.Exec(`INSERT INTO tokka.cost_daily (connection_id, user_id, provider, day, amount_usd, amount, currency)
+	_, err := b.sql.Exec(`INSERT INTO tokka.cost_daily (connection_id, team_id, provider, day, amount_usd, amount, currency)
 		VALUES ($1, $2, 'openai', '2026-11-03', 60, 60, 'USD')`, conn, alice.id)
 	require.NoError(t, err)
 	require.NoError(t, ev.AfterSync(context.Background(), alice.id, budgetNow))

@@ -70,7 +70,7 @@ func TestAuditVerifyAtScaleIsIncrementalAndBounded(t *testing.T) {
 		ID   int64  `db:"id"`
 		Hash []byte `db:"hash"`
 	}
-	require.NoError(t, b.sql.Get(&bobEvent, `SELECT id, hash FROM tokka.audit_events WHERE user_id = $1`, bob.id))
+	require.NoError(t, b.sql.Get(&bobEvent, `SELECT id, hash FROM tokka.audit_events WHERE team_id = $1`, bob.id))
 	for _, q := range []string{
 		`SELECT tokka.advance_audit_checkpoint($1, $2)`,
 		`UPDATE tokka.audit_checkpoints SET event_id = $1, hash = $2`,
@@ -92,7 +92,7 @@ func TestAuditVerifyAtScaleIsIncrementalAndBounded(t *testing.T) {
 	rename()
 	lock, err := b.sql.Beginx()
 	require.NoError(t, err)
-	_, err = lock.Exec(`SELECT 1 FROM tokka.audit_checkpoints WHERE user_id = $1 FOR UPDATE`, alice.id)
+	_, err = lock.Exec(`SELECT 1 FROM tokka.audit_checkpoints WHERE team_id = $1 FOR UPDATE`, alice.id)
 	require.NoError(t, err)
 	status, h, body := b.do(t, alice, http.MethodGet, "/v1/audit-events/verify", nil)
 	requireProblem(t, status, h, body, http.StatusServiceUnavailable)
@@ -105,7 +105,7 @@ func TestAuditVerifyAtScaleIsIncrementalAndBounded(t *testing.T) {
 
 	// The owner edits an event far behind the checkpoint.
 	var edited int64
-	require.NoError(t, b.sql.Get(&edited, `SELECT id FROM tokka.audit_events WHERE user_id = $1 ORDER BY id OFFSET 100 LIMIT 1`, alice.id))
+	require.NoError(t, b.sql.Get(&edited, `SELECT id FROM tokka.audit_events WHERE team_id = $1 ORDER BY id OFFSET 100 LIMIT 1`, alice.id))
 	_, err = b.sql.Exec(`UPDATE tokka.audit_events SET detail = 'nothing happened' WHERE id = $1`, edited)
 	require.NoError(t, err)
 	v = b.verifyChain(t, alice, "")

@@ -108,6 +108,7 @@ type Store interface {
 	AffectedConnections(ctx context.Context, from, to time.Time) ([]tokka.AffectedConnection, error)
 	QuarantineConnection(ctx context.Context, a tokka.AffectedConnection, q tokka.Quarantine) (string, error)
 	NotifiedUsers(ctx context.Context, ref string) (map[string]bool, error)
+	TeamContacts(ctx context.Context, team string) ([]string, error)
 	RecordNotification(ctx context.Context, ref, userID string, conns []tokka.AffectedConnection, ev tokka.AuditEvent) error
 	QuarantinedBy(ctx context.Context, ref string) ([]tokka.Released, error)
 	ReleaseConnection(ctx context.Context, r tokka.Released, ref, actor string) (string, error)
@@ -162,7 +163,7 @@ func (r *Responder) List(ctx context.Context, w Window) error {
 		case !c.CurrentKeyExposed(w.To):
 			keyNow = "replaced after the window"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%q\t%s\t%d\t%s\n", c.UserID, c.ConnectionID, c.Provider, label, status, c.Decryptions, keyNow)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%q\t%s\t%d\t%s\n", c.TeamID, c.ConnectionID, c.Provider, label, status, c.Decryptions, keyNow)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -231,7 +232,7 @@ func (r *Responder) Quarantine(ctx context.Context, w Window) (QuarantineSummary
 		case tokka.QuarantineAlready:
 			sum.Already++
 		}
-		if _, err := fmt.Fprintf(r.Out, "%s\tuser %s\tconnection %s\n", out, c.UserID, c.ConnectionID); err != nil {
+		if _, err := fmt.Fprintf(r.Out, "%s\tuser %s\tconnection %s\n", out, c.TeamID, c.ConnectionID); err != nil {
 			return sum, err
 		}
 	}
@@ -288,7 +289,7 @@ func (r *Responder) Release(ctx context.Context, ref string) (ReleaseSummary, er
 		case tokka.ReleaseDeleted:
 			sum.Deleted++
 		}
-		if _, err := fmt.Fprintf(r.Out, "%s\tuser %s\tconnection %s\n", out, c.UserID, c.ConnectionID); err != nil {
+		if _, err := fmt.Fprintf(r.Out, "%s\tuser %s\tconnection %s\n", out, c.TeamID, c.ConnectionID); err != nil {
 			return sum, err
 		}
 	}
@@ -353,45 +354,47 @@ func (r *Responder) Notify(ctx context.Context, w Window, dryRun bool) (NotifySu
 			fmt.Fprintf(r.Out, "already notified\tuser %s\n", u)
 			continue
 		}
-		addr, err := r.Directory.Email(ctx, u)
+		contacts, err := r.Store.TeamContacts(ctx, u)
 		if err != nil {
-			what := "lookup failed"
-			if errors.Is(err, ErrNoAddress) {
-				sum.NoAddress++
-				what = "no address"
-			} else {
-				sum.Failed++
-			}
-			fmt.Fprintf(r.Out, "%s\tuser %s\t%v\n", what, u, err)
-			if !dryRun {
-				if rerr := r.record(ctx, w, u, uc, tokka.OutcomeFailure, "not notified: "+reason(err)); rerr != nil {
-					return sum, rerr
-				}
-			}
-			continue
+			return sum, err
 		}
 		msg := Message(w, r.Summary, uc)
-		msg.To = addr
+		var failures []string
+		for _, who := range contacts {
+			if err := r.notifyOne(ctx, who, msg, len(uc), dryRun); err != nil {
+				if errors.Is(err, ErrNoAddress) {
+					sum.NoAddress++
+				} else {
+					sum.Failed++
+				}
+				fmt.Fprintf(r.Out, "failed\tteam %s\tuser %s\t%s\n", u, who, reason(err))
+				failures = append(failures, "user "+who+": "+reason(err))
+			}
+		}
 		if dryRun {
-			sum.Notified++
-			sum.Connections += len(uc)
-			fmt.Fprintf(r.Out, "--- would send to %s (user %s, %d connections)\nSubject: %s\n\n%s\n", addr, u, len(uc), msg.Subject, msg.Body)
+			if len(failures) == 0 {
+				sum.Notified++
+				sum.Connections += len(uc)
+			}
 			continue
 		}
-		if err := r.Mailer.Send(ctx, msg); err != nil {
-			sum.Failed++
-			fmt.Fprintf(r.Out, "failed\tuser %s\t%s\n", u, reason(err))
-			if rerr := r.record(ctx, w, u, uc, tokka.OutcomeFailure, "sending the notification failed: "+reason(err)); rerr != nil {
+		if len(failures) > 0 {
+			// Recorded as a failure, so the next run mails the team's
+			// owners and admins again (some may get it twice: better than
+			// none).
+			if rerr := r.record(ctx, w, u, uc, tokka.OutcomeFailure, "not every owner and admin was notified: "+
+				strings.Join(failures, "; ")); rerr != nil {
 				return sum, rerr
 			}
 			continue
 		}
-		if err := r.record(ctx, w, u, uc, tokka.OutcomeSuccess, "breach notification emailed to the account's address"); err != nil {
-			return sum, fmt.Errorf("the email to user %s went out but recording it failed: %w", u, err)
+		if err := r.record(ctx, w, u, uc, tokka.OutcomeSuccess,
+			fmt.Sprintf("breach notification emailed to the team's %d owners and admins", len(contacts))); err != nil {
+			return sum, fmt.Errorf("the email to team %s went out but recording it failed: %w", u, err)
 		}
 		sum.Notified++
 		sum.Connections += len(uc)
-		fmt.Fprintf(r.Out, "notified\tuser %s\t%d connections\n", u, len(uc))
+		fmt.Fprintf(r.Out, "notified\tteam %s\t%d connections\t%d people\n", u, len(uc), len(contacts))
 	}
 	prefix := "notify " + w.Ref
 	if dryRun {
@@ -399,6 +402,22 @@ func (r *Responder) Notify(ctx context.Context, w Window, dryRun bool) (NotifySu
 	}
 	_, err = fmt.Fprintf(r.Out, "%s: %s\n", prefix, sum)
 	return sum, err
+}
+
+// notifyOne mails msg, about conns connections, to user who's address (or,
+// on a dry run, prints it).
+func (r *Responder) notifyOne(ctx context.Context, who string, msg notify.Email, conns int, dryRun bool) error {
+	addr, err := r.Directory.Email(ctx, who)
+	if err != nil {
+		return err
+	}
+	msg.To = addr
+	if dryRun {
+		_, err := fmt.Fprintf(r.Out, "--- would send to %s (user %s, %d connections)\nSubject: %s\n\n%s\n",
+			addr, who, conns, msg.Subject, msg.Body)
+		return err
+	}
+	return r.Mailer.Send(ctx, msg)
 }
 
 func (r *Responder) record(ctx context.Context, w Window, userID string, conns []tokka.AffectedConnection, outcome, detail string) error {
@@ -517,7 +536,7 @@ func providerName(p string) string {
 func byUser(conns []tokka.AffectedConnection) map[string][]tokka.AffectedConnection {
 	m := map[string][]tokka.AffectedConnection{}
 	for _, c := range conns {
-		m[c.UserID] = append(m[c.UserID], c)
+		m[c.TeamID] = append(m[c.TeamID], c)
 	}
 	return m
 }

@@ -51,7 +51,7 @@ func user(id string) tokka.User {
 func (b *testBundle) addConnection(t *testing.T, userID string) string {
 	t.Helper()
 	id := uuid.NewString()
-	blob, err := b.pk.Seal(secret.FromString("sk-admin-"+uuid.NewString()), seal.Binding{UserID: userID, ConnectionID: id, Provider: "openai"})
+	blob, err := b.pk.Seal(secret.FromString("sk-admin-"+uuid.NewString()), seal.Binding{TeamID: userID, ConnectionID: id, Provider: "openai"})
 	require.NoError(t, err)
 	_, err = b.db.CreateConnection(context.Background(), user(userID), tokka.NewConnection{
 		ID: id, Provider: "openai", Label: "org", KeyHint: "sk-admin-…abcd", SealedKey: blob,
@@ -108,7 +108,7 @@ func TestReleaseUndoesAMistakenQuarantine(t *testing.T) {
 	require.Equal(t, 4, sum.Quarantined)
 	require.NoError(t, b.db.DeleteConnection(ctx, user(bob), deleted,
 		tokka.AuditEvent{Action: tokka.ActionKeyDeleted, Outcome: tokka.OutcomeSuccess, Actor: "api:test"}))
-	blob, err := b.pk.Seal(secret.FromString("sk-admin-new-"+uuid.NewString()), seal.Binding{UserID: bob, ConnectionID: replaced, Provider: "openai"})
+	blob, err := b.pk.Seal(secret.FromString("sk-admin-new-"+uuid.NewString()), seal.Binding{TeamID: bob, ConnectionID: replaced, Provider: "openai"})
 	require.NoError(t, err)
 	_, err = b.db.UpdateConnection(ctx, user(bob), replaced, tokka.ConnectionUpdate{SealedKey: blob, KeyHint: "sk-admin-…wxyz"},
 		tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})

@@ -38,7 +38,7 @@ func setup(t testing.TB) *testBundle {
 	return &testBundle{
 		kr: kr,
 		bind: seal.Binding{
-			UserID:       "0b7c1f7e-6a57-4b8e-9a43-1d0c3f6a2b11",
+			TeamID:       "0b7c1f7e-6a57-4b8e-9a43-1d0c3f6a2b11",
 			ConnectionID: "5d2e8a90-3c4b-4f1e-8d7a-9e6b5c4d3a21",
 			Provider:     "openai",
 		},
@@ -125,10 +125,10 @@ func TestWrongBinding(t *testing.T) {
 	}
 	cases := map[string]seal.Binding{
 		"other connection of same user": other(func(b *seal.Binding) { b.ConnectionID = "9a1b2c3d-0000-4000-8000-000000000001" }),
-		"other user":                    other(func(b *seal.Binding) { b.UserID = "9a1b2c3d-0000-4000-8000-000000000002" }),
+		"other user":                    other(func(b *seal.Binding) { b.TeamID = "9a1b2c3d-0000-4000-8000-000000000002" }),
 		"other provider":                other(func(b *seal.Binding) { b.Provider = "anthropic" }),
-		"ids swapped":                   {UserID: tb.bind.ConnectionID, ConnectionID: tb.bind.UserID, Provider: tb.bind.Provider},
-		"upper-case id":                 other(func(b *seal.Binding) { b.UserID = strings.ToUpper(b.UserID) }),
+		"ids swapped":                   {TeamID: tb.bind.ConnectionID, ConnectionID: tb.bind.TeamID, Provider: tb.bind.Provider},
+		"upper-case id":                 other(func(b *seal.Binding) { b.TeamID = strings.ToUpper(b.TeamID) }),
 		"incomplete":                    other(func(b *seal.Binding) { b.Provider = "" }),
 		"empty":                         {},
 	}
@@ -392,12 +392,12 @@ func TestRotation(t *testing.T) {
 		require.Equal(t, nb, again)
 
 		// The rewrapped blob is still bound to its row.
-		key, err = kr.Open(nb, seal.Binding{UserID: tb.bind.UserID, ConnectionID: "other", Provider: tb.bind.Provider})
+		key, err = kr.Open(nb, seal.Binding{TeamID: tb.bind.TeamID, ConnectionID: "other", Provider: tb.bind.Provider})
 		requireCannotOpen(t, key, err)
 	}
 
 	// Rewrap refuses what it cannot open, with the one error.
-	_, err = kr.Rewrap(oldBlob, seal.Binding{UserID: "x", ConnectionID: "y", Provider: "openai"})
+	_, err = kr.Rewrap(oldBlob, seal.Binding{TeamID: "x", ConnectionID: "y", Provider: "openai"})
 	requireCannotOpen(t, nil, err)
 	_, err = mustKR(t, keyC).Rewrap(oldBlob, tb.bind)
 	requireCannotOpen(t, nil, err)

@@ -41,7 +41,7 @@ type sealVectorSet struct {
 
 type sealVector struct {
 	SealedBy     string `json:"sealed_by"` // "go" or "js"
-	UserID       string `json:"user_id"`
+	TeamID       string `json:"team_id"`
 	ConnectionID string `json:"connection_id"`
 	Provider     string `json:"provider"`
 	AAD          string `json:"aad"` // hex of the binding's AAD
@@ -50,7 +50,7 @@ type sealVector struct {
 }
 
 func (v sealVector) binding() seal.Binding {
-	return seal.Binding{UserID: v.UserID, ConnectionID: v.ConnectionID, Provider: tokka.Provider(v.Provider)}
+	return seal.Binding{TeamID: v.TeamID, ConnectionID: v.ConnectionID, Provider: tokka.Provider(v.Provider)}
 }
 
 const vectorEncryptionKey = "tokka-test-vector-encryption-key-not-secret-0001"
@@ -58,9 +58,9 @@ const vectorEncryptionKey = "tokka-test-vector-encryption-key-not-secret-0001"
 // goVectors are the bindings and keys Go seals; the AAD of each includes
 // non-ASCII so both sides encode lengths in bytes.
 var goVectors = []sealVector{
-	{UserID: "6a1f3c2e-0b4d-4e8a-9c77-1d2e3f405162", ConnectionID: "0b7f3d1e-7f59-4a5e-9a43-4f5bb1b0e0aa", Provider: "openai", Key: "sk-admin-VECTORvectorVECTOR0001"},
-	{UserID: "6a1f3c2e-0b4d-4e8a-9c77-1d2e3f405162", ConnectionID: "c3d4e5f6-a7b8-4c9d-8e0f-112233445566", Provider: "anthropic", Key: "sk-ant-admin01-VECTORvectorVECTOR0002"},
-	{UserID: "ünïcode-user", ConnectionID: "conn-ü", Provider: "openai", Key: "sk-admin-VECTOR-ü-0003"},
+	{TeamID: "6a1f3c2e-0b4d-4e8a-9c77-1d2e3f405162", ConnectionID: "0b7f3d1e-7f59-4a5e-9a43-4f5bb1b0e0aa", Provider: "openai", Key: "sk-admin-VECTORvectorVECTOR0001"},
+	{TeamID: "6a1f3c2e-0b4d-4e8a-9c77-1d2e3f405162", ConnectionID: "c3d4e5f6-a7b8-4c9d-8e0f-112233445566", Provider: "anthropic", Key: "sk-ant-admin01-VECTORvectorVECTOR0002"},
+	{TeamID: "ünïcode-user", ConnectionID: "conn-ü", Provider: "openai", Key: "sk-admin-VECTOR-ü-0003"},
 }
 
 func TestSealingVectorsOpenInGo(t *testing.T) {

@@ -23,7 +23,7 @@ const (
 )
 
 var wipeBinding = seal.Binding{
-	UserID:       "0b7c1f7e-6a57-4b8e-9a43-1d0c3f6a2b11",
+	TeamID:       "0b7c1f7e-6a57-4b8e-9a43-1d0c3f6a2b11",
 	ConnectionID: "5d2e8a90-3c4b-4f1e-8d7a-9e6b5c4d3a21",
 	Provider:     "openai",
 }

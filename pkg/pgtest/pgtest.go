@@ -325,14 +325,17 @@ func redactURL(s string) string {
 	return u.Redacted()
 }
 
-// SeedAuditChain appends n key.decrypted events to userID's audit chain in
+// SeedAuditChain appends n key.decrypted events to team's audit chain in
 // bulk, each correctly chained and dated a millisecond after the one before
 // (the newest about now), for tests and benchmarks that need a long chain
 // quickly. It computes the hashes itself (postgres.AuditEventHash) and
 // bypasses the database's chaining trigger with session_replication_role,
 // so db must connect as a superuser. It holds the user's audit lock while it
-// works, so it may run beside the user's ordinary writes.
-func SeedAuditChain(ctx context.Context, db *sqlx.DB, userID string, n int) error {
+// works, so it may run beside the user's ordinary writes. It also seeds a
+// database migrated only to before teams (migration 00022), where the
+// chain's owner column was user_id.
+func SeedAuditChain(ctx context.Context, db *sqlx.DB, team string, n int) error {
+	userID := team
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("pgtest: seed audit chain: %w", err)
@@ -348,7 +351,12 @@ func SeedAuditChain(ctx context.Context, db *sqlx.DB, userID string, n int) erro
 		Hash      []byte    `db:"hash"`
 		CreatedAt time.Time `db:"created_at"`
 	}
-	err = tx.GetContext(ctx, &head, `SELECT hash, created_at FROM tokka.audit_events WHERE user_id = $1 ORDER BY id DESC LIMIT 1`, userID)
+	var owner string
+	if err := tx.GetContext(ctx, &owner, `SELECT column_name FROM information_schema.columns
+		WHERE table_schema = 'tokka' AND table_name = 'audit_events' AND column_name IN ('team_id', 'user_id')`); err != nil {
+		return fmt.Errorf("pgtest: seed audit chain: %w", err)
+	}
+	err = tx.GetContext(ctx, &head, `SELECT hash, created_at FROM tokka.audit_events WHERE `+owner+` = $1 ORDER BY id DESC LIMIT 1`, userID)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("pgtest: seed audit chain: %w", err)
 	}
@@ -366,7 +374,7 @@ func SeedAuditChain(ctx context.Context, db *sqlx.DB, userID string, n int) erro
 		hashes := make([][]byte, m)
 		for i := range m {
 			at = at.Add(time.Millisecond)
-			ev := tokka.AuditEvent{UserID: userID, Provider: "openai", Action: tokka.ActionKeyDecrypted,
+			ev := tokka.AuditEvent{TeamID: userID, Provider: "openai", Action: tokka.ActionKeyDecrypted,
 				Outcome: tokka.OutcomeSuccess, Purpose: "scheduled sync", Actor: "syncer:seed",
 				Detail: "seeded event " + strconv.Itoa(done+i+1), CreatedAt: at}
 			times[i], details[i], prevs[i] = at.Format(time.RFC3339Nano), ev.Detail, prev
@@ -374,7 +382,7 @@ func SeedAuditChain(ctx context.Context, db *sqlx.DB, userID string, n int) erro
 			hashes[i] = prev
 		}
 		if _, err := tx.ExecContext(ctx, `
-			INSERT INTO tokka.audit_events (user_id, provider, action, outcome, purpose, actor, detail,
+			INSERT INTO tokka.audit_events (`+owner+`, provider, action, outcome, purpose, actor, detail,
 				created_at, prev_hash, hash)
 			SELECT $1, 'openai', 'key.decrypted', 'success', 'scheduled sync', 'syncer:seed', x.d, x.t, nullif(x.p, ''::bytea), x.h
 			FROM unnest($2::text[], $3::timestamptz[], $4::bytea[], $5::bytea[]) WITH ORDINALITY AS x(d, t, p, h, o)

@@ -8,7 +8,7 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-const alertColumns = `id, user_id, kind, severity, connection_id, dedup_key, title, detail, created_at, acknowledged_at`
+const alertColumns = `id, team_id, kind, severity, connection_id, dedup_key, title, detail, created_at, acknowledged_at`
 
 func insertAlert(ctx context.Context, tx *sqlx.Tx, a tokka.Alert) (bool, error) {
 	if a.Severity == "" {
@@ -18,10 +18,10 @@ func insertAlert(ctx context.Context, tx *sqlx.Tx, a tokka.Alert) (bool, error) 
 		a.Detail = []byte(`{}`)
 	}
 	res, err := tx.ExecContext(ctx, `
-		INSERT INTO tokka.alerts (user_id, kind, severity, connection_id, dedup_key, title, detail)
+		INSERT INTO tokka.alerts (team_id, kind, severity, connection_id, dedup_key, title, detail)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (user_id, dedup_key) DO NOTHING`,
-		a.UserID, a.Kind, a.Severity, a.ConnectionID, a.DedupKey, a.Title, string(a.Detail))
+		ON CONFLICT (team_id, dedup_key) DO NOTHING`,
+		a.TeamID, a.Kind, a.Severity, a.ConnectionID, a.DedupKey, a.Title, string(a.Detail))
 	if err != nil {
 		return false, domainError(err, "alert")
 	}
@@ -47,8 +47,8 @@ func (d *DB) ListAlerts(ctx context.Context, u tokka.User, before int64, limit i
 	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &as, `
 			SELECT `+alertColumns+` FROM tokka.alerts
-			WHERE user_id = $1 AND ($2::bigint = 0 OR id < $2::bigint) AND (NOT $4 OR acknowledged_at IS NULL)
-			ORDER BY id DESC LIMIT $3`, u.ID, before, limit, open), "alerts")
+			WHERE team_id = $1 AND ($2::bigint = 0 OR id < $2::bigint) AND (NOT $4 OR acknowledged_at IS NULL)
+			ORDER BY id DESC LIMIT $3`, u.TeamID(), before, limit, open), "alerts")
 	})
 	return as, err
 }
@@ -61,7 +61,7 @@ func (d *DB) AcknowledgeAlert(ctx context.Context, u tokka.User, id int64) (tokk
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.GetContext(ctx, &a, `
 			UPDATE tokka.alerts SET acknowledged_at = coalesce(acknowledged_at, now())
-			WHERE id = $1 RETURNING `+alertColumns, id), "alert")
+			WHERE id = $1 AND team_id = $2 RETURNING `+alertColumns, id, u.TeamID()), "alert")
 	})
 	return a, err
 }

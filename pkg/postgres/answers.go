@@ -29,7 +29,7 @@ func dataVersion(ctx context.Context, tx *sqlx.Tx, u tokka.User) (string, error)
 		Max   int64 `db:"max"`
 	}
 	err := tx.GetContext(ctx, &v, `SELECT count(*) AS count, coalesce(max(data_version), 0) AS max
-		FROM tokka.connections WHERE user_id = $1`, u.ID)
+		FROM tokka.connections WHERE team_id = $1`, u.TeamID())
 	if err != nil {
 		return "", domainError(err, "data version")
 	}

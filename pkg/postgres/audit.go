@@ -14,8 +14,8 @@ import (
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
-const auditColumns = `id, user_id, connection_id, provider, action, outcome, purpose, actor,
-	client_ip, user_agent, detail, created_at, prev_hash, hash`
+const auditColumns = `id, team_id, connection_id, provider, action, outcome, purpose, actor,
+	client_ip, user_agent, detail, created_at, actor_user_id, prev_hash, hash`
 
 // insertAudit appends ev to its user's hash chain. The database does the
 // chaining (migration 00011, trigger audit_events_chain): it takes the
@@ -25,28 +25,38 @@ const auditColumns = `id, user_id, connection_id, provider, action, outcome, pur
 func insertAudit(ctx context.Context, tx *sqlx.Tx, ev tokka.AuditEvent) error {
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO tokka.audit_events
-			(user_id, connection_id, provider, action, outcome, purpose, actor, client_ip, user_agent, detail)
+			(team_id, connection_id, provider, action, outcome, purpose, actor, client_ip, user_agent, detail)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		ev.UserID, ev.ConnectionID, ev.Provider, ev.Action, ev.Outcome, ev.Purpose, ev.Actor,
+		ev.TeamID, ev.ConnectionID, ev.Provider, ev.Action, ev.Outcome, ev.Purpose, ev.Actor,
 		ev.ClientIP, ev.UserAgent, ev.Detail)
 	return domainError(err, "audit event")
 }
 
-// auditHashLabel starts every event's hashed content (domain separation).
-const auditHashLabel = "tokka/audit/v1"
+// The labels that start an event's hashed content (domain separation):
+// v2 for an event with an acting user, v1 for the rest (migration 00022).
+const (
+	auditHashLabel   = "tokka/audit/v1"
+	auditHashLabelV2 = "tokka/audit/v2"
+)
 
 // AuditEventHash returns the chain hash of ev given its predecessor's hash
-// prev (nil for a user's first event): SHA-256 over the label
+// prev (nil for a team's first event): SHA-256 over the label
 // "tokka/audit/v1" and each field as a 4-byte big-endian length and its bytes,
-// in the order prev, user id, connection id ("" when none), provider, action,
+// in the order prev, team id, connection id ("" when none), provider, action,
 // outcome, purpose, actor, client IP, user agent, detail, and created_at as
-// UTC microseconds (8 bytes, big-endian). It is the Go twin of the SQL
-// function tokka.audit_event_hash that computes the stored value (in the
+// UTC microseconds (8 bytes, big-endian); for an event with an ActorUserID,
+// the label is "tokka/audit/v2" and the actor's id is one more field at the
+// end. It is the Go twin of the SQL functions tokka.audit_event_hash and
+// tokka.audit_event_hash_v2 that compute the stored value (in the
 // audit_events_chain trigger); verification
 // uses this one, so the two implementations check each other. It never fails.
 func AuditEventHash(prev []byte, ev tokka.AuditEvent) []byte {
 	h := sha256.New()
-	h.Write([]byte(auditHashLabel))
+	if ev.ActorUserID != nil {
+		h.Write([]byte(auditHashLabelV2))
+	} else {
+		h.Write([]byte(auditHashLabel))
+	}
 	field := func(b []byte) {
 		var n [4]byte
 		binary.BigEndian.PutUint32(n[:], uint32(len(b)))
@@ -58,13 +68,16 @@ func AuditEventHash(prev []byte, ev tokka.AuditEvent) []byte {
 		conn = *ev.ConnectionID
 	}
 	field(prev)
-	for _, s := range []string{ev.UserID, conn, ev.Provider, ev.Action, ev.Outcome, ev.Purpose, ev.Actor,
+	for _, s := range []string{ev.TeamID, conn, ev.Provider, ev.Action, ev.Outcome, ev.Purpose, ev.Actor,
 		ev.ClientIP, ev.UserAgent, ev.Detail} {
 		field([]byte(s))
 	}
 	var ts [8]byte
 	binary.BigEndian.PutUint64(ts[:], uint64(ev.CreatedAt.UnixMicro()))
 	field(ts[:])
+	if ev.ActorUserID != nil {
+		field([]byte(*ev.ActorUserID))
+	}
 	return h.Sum(nil)
 }
 
@@ -75,8 +88,8 @@ func (d *DB) ListAuditEvents(ctx context.Context, u tokka.User, before int64, li
 	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &evs, `
 			SELECT `+auditColumns+` FROM tokka.audit_events
-			WHERE user_id = $1 AND ($2::bigint = 0 OR id < $2::bigint)
-			ORDER BY id DESC LIMIT $3`, u.ID, before, limit), "audit events")
+			WHERE team_id = $1 AND ($2::bigint = 0 OR id < $2::bigint)
+			ORDER BY id DESC LIMIT $3`, u.TeamID(), before, limit), "audit events")
 	})
 	return evs, err
 }
@@ -125,7 +138,7 @@ type checkpoint struct {
 func (d *DB) VerifyAuditChain(ctx context.Context, u tokka.User, full bool) (tokka.AuditVerification, error) {
 	c := chainCheck{u: u}
 	err := d.asUserKeeping(ctx, u, func(tx *sqlx.Tx) error {
-		err := tx.GetContext(ctx, &c.cp, `SELECT event_id, hash, events FROM tokka.audit_checkpoints WHERE user_id = $1`, u.ID)
+		err := tx.GetContext(ctx, &c.cp, `SELECT event_id, hash, events FROM tokka.audit_checkpoints WHERE team_id = $1`, u.TeamID())
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return domainError(err, "audit checkpoint")
 		}
@@ -133,8 +146,8 @@ func (d *DB) VerifyAuditChain(ctx context.Context, u tokka.User, full bool) (tok
 			return nil
 		}
 		var ev tokka.AuditEvent
-		err = tx.GetContext(ctx, &ev, `SELECT `+auditColumns+` FROM tokka.audit_events WHERE id = $1 AND user_id = $2`,
-			c.cp.EventID, u.ID)
+		err = tx.GetContext(ctx, &ev, `SELECT `+auditColumns+` FROM tokka.audit_events WHERE id = $1 AND team_id = $2`,
+			c.cp.EventID, u.TeamID())
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return domainError(err, "audit events")
 		}
@@ -212,7 +225,7 @@ func (d *DB) checkChunk(ctx context.Context, c *chainCheck) (bool, error) {
 			}
 			c.advanced = c.prev.ID
 		}
-		// Read in id order from the (user_id, id) index, stopping after the
+		// Read in id order from the (team_id, id) index, stopping after the
 		// chunk. A user far heavier than the table's statistics suggest
 		// would otherwise get a bitmap scan of all their events, sorted, for
 		// every chunk.
@@ -221,7 +234,7 @@ func (d *DB) checkChunk(ctx context.Context, c *chainCheck) (bool, error) {
 		}
 		return domainError(tx.SelectContext(ctx, &evs, `
 			SELECT `+auditColumns+` FROM tokka.audit_events
-			WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3`, c.u.ID, c.after, verifyChunk), "audit events")
+			WHERE team_id = $1 AND id > $2 ORDER BY id LIMIT $3`, c.u.TeamID(), c.after, verifyChunk), "audit events")
 	})
 	if err != nil {
 		return false, err

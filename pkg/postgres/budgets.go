@@ -38,7 +38,7 @@ func budgets(rows []budgetRow) []tokka.Budget {
 	return bs
 }
 
-const budgetColumns = `id, user_id, name, amount_usd, scope, provider, connection_id, thresholds,
+const budgetColumns = `id, team_id, name, amount_usd, scope, provider, connection_id, thresholds,
 	forecast_thresholds, webhook_url, email_to, slack_url_hint, created_at, updated_at`
 
 // CreateBudget stores nb for u. A connection scope must name one of u's own
@@ -49,23 +49,23 @@ func (d *DB) CreateBudget(ctx context.Context, u tokka.User, nb tokka.NewBudget)
 	var b budgetRow
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		var n int
-		if err := tx.GetContext(ctx, &n, `SELECT count(*) FROM tokka.budgets WHERE user_id = $1`, u.ID); err != nil {
+		if err := tx.GetContext(ctx, &n, `SELECT count(*) FROM tokka.budgets WHERE team_id = $1`, u.TeamID()); err != nil {
 			return domainError(err, "budgets")
 		}
 		if n >= tokka.MaxBudgetsPerUser {
 			return tokka.Errorf(tokka.CodeInvalid, "you already have %d budgets, the most allowed", tokka.MaxBudgetsPerUser)
 		}
 		if nb.ConnectionID != nil {
-			if err := ownConnection(ctx, tx, *nb.ConnectionID); err != nil {
+			if err := ownConnection(ctx, tx, *nb.ConnectionID, u.TeamID()); err != nil {
 				return err
 			}
 		}
 		return domainError(tx.GetContext(ctx, &b, `
-			INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, provider, connection_id,
+			INSERT INTO tokka.budgets (id, team_id, name, amount_usd, scope, provider, connection_id,
 				thresholds, forecast_thresholds, webhook_url, webhook_secret, email_to, slack_url)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 			RETURNING `+budgetColumns,
-			nb.ID, u.ID, nb.Name, nb.AmountUSD.String(), nb.Scope, nb.Provider, nb.ConnectionID,
+			nb.ID, u.TeamID(), nb.Name, nb.AmountUSD.String(), nb.Scope, nb.Provider, nb.ConnectionID,
 			pq.Int64Array(nonNil(nb.Thresholds)), pq.Int64Array(nonNil(nb.ForecastThresholds)),
 			nb.WebhookURL, string(nb.WebhookSecret.Bytes()), nb.EmailTo, nb.SlackURL), "budget")
 	})
@@ -83,10 +83,10 @@ func nonNil(s []int64) []int64 {
 }
 
 // ownConnection checks, under the caller's row-level security, that id is
-// one of their connections.
-func ownConnection(ctx context.Context, tx *sqlx.Tx, id string) error {
+// one of team's connections.
+func ownConnection(ctx context.Context, tx *sqlx.Tx, id, team string) error {
 	var one int
-	err := tx.GetContext(ctx, &one, `SELECT 1 FROM tokka.connections WHERE id = $1`, id)
+	err := tx.GetContext(ctx, &one, `SELECT 1 FROM tokka.connections WHERE id = $1 AND team_id = $2`, id, team)
 	if errors.Is(err, sql.ErrNoRows) {
 		return &tokka.Error{Code: tokka.CodeInvalid, Field: "connection_id", Message: "connection_id is not one of your connections"}
 	}
@@ -99,7 +99,7 @@ func (d *DB) GetBudget(ctx context.Context, u tokka.User, id string) (tokka.Budg
 	var b budgetRow
 	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.GetContext(ctx, &b, `
-			SELECT `+budgetColumns+` FROM tokka.budgets WHERE id = $1`, id), "budget")
+			SELECT `+budgetColumns+` FROM tokka.budgets WHERE id = $1 AND team_id = $2`, id, u.TeamID()), "budget")
 	})
 	if err != nil {
 		return tokka.Budget{}, err
@@ -127,6 +127,9 @@ func (d *DB) UpdateBudget(ctx context.Context, u tokka.User, id string, p tokka.
 		forecast = nonNil(*p.ForecastThresholds)
 	}
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
+		if err := inTeam(ctx, tx, "budgets", id, u.TeamID()); err != nil {
+			return err
+		}
 		// The secret is set by a statement of its own: role authenticated
 		// may write that column but not read it, and coalesce() would read.
 		if newSecret != nil {
@@ -183,7 +186,7 @@ func setSlackURL(ctx context.Context, tx *sqlx.Tx, id string, p tokka.BudgetPatc
 // budget that is not u's.
 func (d *DB) DeleteBudget(ctx context.Context, u tokka.User, id string) error {
 	return d.asUser(ctx, u, func(tx *sqlx.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM tokka.budgets WHERE id = $1`, id)
+		res, err := tx.ExecContext(ctx, `DELETE FROM tokka.budgets WHERE id = $1 AND team_id = $2`, id, u.TeamID())
 		if err != nil {
 			return domainError(err, "budget")
 		}
@@ -198,7 +201,7 @@ const spendQuery = `
 	SELECT to_char(day, 'YYYY-MM-DD') AS day, provider, connection_id::text AS connection_id, model,
 		sum(amount_usd) AS usd
 	FROM tokka.cost_daily
-	WHERE user_id = $1 AND day >= $2 AND day <= $3
+	WHERE team_id = $1 AND day >= $2 AND day <= $3
 	GROUP BY day, provider, connection_id, model
 	ORDER BY day, provider, connection_id, model`
 
@@ -208,7 +211,7 @@ func (d *DB) Spend(ctx context.Context, u tokka.User, from, to time.Time) ([]tok
 	rows := []tokka.SpendRow{}
 	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &rows, spendQuery,
-			u.ID, from.Format(time.DateOnly), to.Format(time.DateOnly)), "spend")
+			u.TeamID(), from.Format(time.DateOnly), to.Format(time.DateOnly)), "spend")
 	})
 	return rows, err
 }
@@ -230,7 +233,7 @@ func (d *DB) BudgetsToEvaluate(ctx context.Context, userID string) ([]tokka.Budg
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &bs, `
 			SELECT `+budgetColumns+` FROM tokka.budgets
-			WHERE user_id = $1 ORDER BY created_at, id`, userID), "budgets")
+			WHERE team_id = $1 ORDER BY created_at, id`, userID), "budgets")
 	})
 	return budgets(bs), err
 }
@@ -251,11 +254,11 @@ func (d *DB) RaiseBudgetAlert(ctx context.Context, a tokka.Alert, budgetID strin
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		var id int64
 		err := tx.GetContext(ctx, &id, `
-			INSERT INTO tokka.alerts (user_id, kind, severity, connection_id, dedup_key, title, detail)
+			INSERT INTO tokka.alerts (team_id, kind, severity, connection_id, dedup_key, title, detail)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)
-			ON CONFLICT (user_id, dedup_key) DO NOTHING
+			ON CONFLICT (team_id, dedup_key) DO NOTHING
 			RETURNING id`,
-			a.UserID, a.Kind, a.Severity, a.ConnectionID, a.DedupKey, a.Title, string(a.Detail))
+			a.TeamID, a.Kind, a.Severity, a.ConnectionID, a.DedupKey, a.Title, string(a.Detail))
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -267,10 +270,10 @@ func (d *DB) RaiseBudgetAlert(ctx context.Context, a tokka.Alert, budgetID strin
 			return nil
 		}
 		_, err = tx.ExecContext(ctx, `
-			INSERT INTO tokka.budget_deliveries (user_id, budget_id, alert_id, channel)
-			SELECT b.user_id, b.id, $2, ch FROM tokka.budgets b, unnest($3::text[]) AS ch
-			WHERE b.id = $1 AND b.user_id = $4`,
-			budgetID, id, pq.Array(channels), a.UserID)
+			INSERT INTO tokka.budget_deliveries (team_id, budget_id, alert_id, channel)
+			SELECT b.team_id, b.id, $2, ch FROM tokka.budgets b, unnest($3::text[]) AS ch
+			WHERE b.id = $1 AND b.team_id = $4`,
+			budgetID, id, pq.Array(channels), a.TeamID)
 		return domainError(err, "deliveries")
 	})
 	return created, err
@@ -294,7 +297,7 @@ func (d *DB) ClaimDeliveries(ctx context.Context, userID, owner string, n int, l
 					claim_expires_at = now() + make_interval(secs => $4), updated_at = now()
 				FROM (
 					SELECT id FROM tokka.budget_deliveries
-					WHERE user_id = $1
+					WHERE team_id = $1
 					  AND (status = 'pending' OR (status = 'sending' AND claim_expires_at < now()))
 					ORDER BY id
 					LIMIT $3

@@ -65,7 +65,7 @@ func TestBudgetsBelongToTheirOwner(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n)
 	// Nor can Bob create a budget in Alice's name.
-	_, err = b.exec(t, "authenticated", bob, `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, webhook_secret)
+	_, err = b.exec(t, "authenticated", bob, `INSERT INTO tokka.budgets (id, team_id, name, amount_usd, scope, webhook_secret)
 		VALUES ($1, $2, 'x', 1, 'all', $3)`, uuid.NewString(), alice.ID, budgetTestSecret)
 	require.ErrorContains(t, err, "row-level security")
 }
@@ -107,7 +107,7 @@ func TestBudgetOnAConnectionNeedsYourOwnConnection(t *testing.T) {
 	require.Equal(t, tokka.CodeInvalid, te.Code)
 	require.Equal(t, "connection_id", te.Field)
 	// The policy holds even without the storage method's check.
-	_, err = b.exec(t, "authenticated", alice, `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, connection_id, webhook_secret)
+	_, err = b.exec(t, "authenticated", alice, `INSERT INTO tokka.budgets (id, team_id, name, amount_usd, scope, connection_id, webhook_secret)
 		VALUES ($1, $2, 'x', 1, 'connection', $3, $4)`, uuid.NewString(), alice.ID, bobsConn, budgetTestSecret)
 	require.ErrorContains(t, err, "row-level security")
 
@@ -126,11 +126,11 @@ func TestBudgetConstraints(t *testing.T) {
 	b := setup(t)
 	alice := newUser()
 	for name, q := range map[string]string{
-		"provider scope without provider": `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, webhook_secret) VALUES ($1, $2, 'x', 1, 'provider', $3)`,
-		"all scope with provider":         `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, provider, webhook_secret) VALUES ($1, $2, 'x', 1, 'all', 'openai', $3)`,
-		"zero amount":                     `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, webhook_secret) VALUES ($1, $2, 'x', 0, 'all', $3)`,
-		"threshold out of range":          `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, thresholds, webhook_secret) VALUES ($1, $2, 'x', 1, 'all', '{0}', $3)`,
-		"malformed secret":                `INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, webhook_secret) VALUES ($1, $2, 'x', 1, 'all', $3 || 'x')`,
+		"provider scope without provider": `INSERT INTO tokka.budgets (id, team_id, name, amount_usd, scope, webhook_secret) VALUES ($1, $2, 'x', 1, 'provider', $3)`,
+		"all scope with provider":         `INSERT INTO tokka.budgets (id, team_id, name, amount_usd, scope, provider, webhook_secret) VALUES ($1, $2, 'x', 1, 'all', 'openai', $3)`,
+		"zero amount":                     `INSERT INTO tokka.budgets (id, team_id, name, amount_usd, scope, webhook_secret) VALUES ($1, $2, 'x', 0, 'all', $3)`,
+		"threshold out of range":          `INSERT INTO tokka.budgets (id, team_id, name, amount_usd, scope, thresholds, webhook_secret) VALUES ($1, $2, 'x', 1, 'all', '{0}', $3)`,
+		"malformed secret":                `INSERT INTO tokka.budgets (id, team_id, name, amount_usd, scope, webhook_secret) VALUES ($1, $2, 'x', 1, 'all', $3 || 'x')`,
 	} {
 		_, err := b.exec(t, "authenticated", alice, q, uuid.NewString(), alice.ID, budgetTestSecret)
 		require.ErrorContains(t, err, "check constraint", name)
@@ -143,11 +143,11 @@ func TestSyncerMayReadBudgetsAndRecordDeliveriesOnly(t *testing.T) {
 	ctx := context.Background()
 	alice := newUser()
 	bud := b.create(t, alice, tokka.NewBudget{WebhookURL: new("https://hooks.example.com/x")})
-	created, err := b.db.RaiseBudgetAlert(ctx, tokka.Alert{UserID: alice.ID, Kind: tokka.AlertBudgetThreshold,
+	created, err := b.db.RaiseBudgetAlert(ctx, tokka.Alert{TeamID: alice.ID, Kind: tokka.AlertBudgetThreshold,
 		DedupKey: "k", Title: "t"}, bud.ID, []string{"webhook"})
 	require.NoError(t, err)
 	require.True(t, created)
-	created, err = b.db.RaiseBudgetAlert(ctx, tokka.Alert{UserID: alice.ID, Kind: tokka.AlertBudgetThreshold,
+	created, err = b.db.RaiseBudgetAlert(ctx, tokka.Alert{TeamID: alice.ID, Kind: tokka.AlertBudgetThreshold,
 		DedupKey: "k", Title: "t"}, bud.ID, []string{"webhook"})
 	require.NoError(t, err)
 	require.False(t, created, "the same dedup key fires once")
@@ -157,7 +157,7 @@ func TestSyncerMayReadBudgetsAndRecordDeliveriesOnly(t *testing.T) {
 	for _, q := range []string{
 		`UPDATE tokka.budgets SET amount_usd = 1`,
 		`DELETE FROM tokka.budgets`,
-		`INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, webhook_secret) VALUES (gen_random_uuid(), gen_random_uuid(), 'x', 1, 'all', '` + budgetTestSecret + `')`,
+		`INSERT INTO tokka.budgets (id, team_id, name, amount_usd, scope, webhook_secret) VALUES (gen_random_uuid(), gen_random_uuid(), 'x', 1, 'all', '` + budgetTestSecret + `')`,
 		`DELETE FROM tokka.budget_deliveries`,
 		`UPDATE tokka.budget_deliveries SET alert_id = alert_id`,
 		`UPDATE tokka.alerts SET title = 'x'`,
@@ -271,7 +271,7 @@ func TestSlackDeliveriesAreClaimedWithTheirURL(t *testing.T) {
 	ctx := context.Background()
 	alice := newUser()
 	bud := b.create(t, alice, tokka.NewBudget{SlackURL: new(budgetSlackURL)})
-	created, err := b.db.RaiseBudgetAlert(ctx, tokka.Alert{UserID: alice.ID, Kind: tokka.AlertBudgetThreshold,
+	created, err := b.db.RaiseBudgetAlert(ctx, tokka.Alert{TeamID: alice.ID, Kind: tokka.AlertBudgetThreshold,
 		DedupKey: "slack", Title: "t"}, bud.ID, []string{tokka.ChannelSlack})
 	require.NoError(t, err)
 	require.True(t, created)

@@ -74,7 +74,7 @@ func TestAuditVerifyIsIncremental(t *testing.T) {
 		EventID int64 `db:"event_id"`
 		Events  int64 `db:"events"`
 	}
-	require.NoError(t, b.sql.Get(&cp, `SELECT event_id, events FROM tokka.audit_checkpoints WHERE user_id = $1`, u.ID))
+	require.NoError(t, b.sql.Get(&cp, `SELECT event_id, events FROM tokka.audit_checkpoints WHERE team_id = $1`, u.ID))
 	require.Equal(t, b.eventIDs(t, u)[n+1], cp.EventID)
 	require.EqualValues(t, n+2, cp.Events)
 }
@@ -94,7 +94,7 @@ func TestPlantedCheckpointsAreRefused(t *testing.T) {
 	}
 	events := func(u tokka.User) []ev {
 		var out []ev
-		require.NoError(t, b.sql.Select(&out, `SELECT id, hash FROM tokka.audit_events WHERE user_id = $1 ORDER BY id`, u.ID))
+		require.NoError(t, b.sql.Select(&out, `SELECT id, hash FROM tokka.audit_events WHERE team_id = $1 ORDER BY id`, u.ID))
 		return out
 	}
 	mine, theirs := events(alice), events(bob)
@@ -104,7 +104,7 @@ func TestPlantedCheckpointsAreRefused(t *testing.T) {
 	}
 	advance := `SELECT tokka.advance_audit_checkpoint($1, $2)`
 
-	require.True(t, denied(b.as(t, "authenticated", alice, `INSERT INTO tokka.audit_checkpoints (user_id, event_id, hash, events)
+	require.True(t, denied(b.as(t, "authenticated", alice, `INSERT INTO tokka.audit_checkpoints (team_id, event_id, hash, events)
 		VALUES ($1, $2, $3, 1)`, alice.ID, mine[4].ID, mine[4].Hash)))
 	require.True(t, invalid(b.as(t, "authenticated", alice, advance, mine[4].ID+1_000_000, mine[4].Hash)), "no such event")
 	require.True(t, invalid(b.as(t, "authenticated", alice, advance, mine[4].ID, mine[3].Hash)), "another hash")
@@ -124,7 +124,7 @@ func TestPlantedCheckpointsAreRefused(t *testing.T) {
 	require.True(t, denied(b.as(t, "authenticated", alice, `UPDATE tokka.audit_checkpoints SET event_id = $1, hash = $2`,
 		mine[4].ID, theirs[4].Hash)))
 	var at int64
-	require.NoError(t, b.sql.Get(&at, `SELECT event_id FROM tokka.audit_checkpoints WHERE user_id = $1`, alice.ID))
+	require.NoError(t, b.sql.Get(&at, `SELECT event_id FROM tokka.audit_checkpoints WHERE team_id = $1`, alice.ID))
 	require.Equal(t, mine[3].ID, at)
 	v := b.verifyIncremental(t, alice)
 	require.True(t, v.Intact)
@@ -164,8 +164,8 @@ func TestFullVerifyFindsWhatTheCheckpointSkips(t *testing.T) {
 		last := ids[len(ids)-1]
 		// Edited and re-hashed: the chain itself is consistent again.
 		_, err := b.sql.Exec(`UPDATE tokka.audit_events SET detail = 'nothing happened',
-			hash = tokka.audit_event_hash(prev_hash, user_id, connection_id, provider, action, outcome, purpose, actor,
-				client_ip, user_agent, 'nothing happened', created_at) WHERE id = $1`, last)
+			hash = tokka.audit_event_hash_v2(prev_hash, team_id, connection_id, provider, action, outcome, purpose, actor,
+				client_ip, user_agent, 'nothing happened', created_at, actor_user_id) WHERE id = $1`, last)
 		require.NoError(t, err)
 		for _, v := range []tokka.AuditVerification{b.verifyIncremental(t, u), b.verify(t, u)} {
 			require.False(t, v.Intact)
@@ -179,7 +179,7 @@ func TestFullVerifyFindsWhatTheCheckpointSkips(t *testing.T) {
 		b.someEvents(t, u)
 		require.True(t, b.verifyIncremental(t, u).Intact)
 		ids := b.eventIDs(t, u)
-		_, err := b.sql.Exec(`DELETE FROM tokka.audit_events WHERE id >= $1 AND user_id = $2`, ids[3], u.ID)
+		_, err := b.sql.Exec(`DELETE FROM tokka.audit_events WHERE id >= $1 AND team_id = $2`, ids[3], u.ID)
 		require.NoError(t, err)
 		for _, v := range []tokka.AuditVerification{b.verifyIncremental(t, u), b.verify(t, u)} {
 			require.False(t, v.Intact)
@@ -209,7 +209,7 @@ func TestConcurrentWritersFromBothRolesKeepOneChain(t *testing.T) {
 		})
 		wg.Go(func() {
 			require.NoError(t, b.inRole(t, "tokka_syncer", u, func(tx *sqlx.Tx) error {
-				_, err := tx.Exec(`INSERT INTO tokka.audit_events (user_id, connection_id, action, outcome, actor)
+				_, err := tx.Exec(`INSERT INTO tokka.audit_events (team_id, connection_id, action, outcome, actor)
 					VALUES ($1, $2, 'key.decrypted', 'success', 'syncer:c'), ($1, $2, 'sync.succeeded', 'success', 'syncer:c')`,
 					u.ID, conn)
 				return err
@@ -221,7 +221,7 @@ func TestConcurrentWritersFromBothRolesKeepOneChain(t *testing.T) {
 	require.True(t, v.Intact, "broken at %v: %v", v.FirstBrokenID, v.Problem)
 	require.EqualValues(t, 1+20+40, v.Events)
 	var distinct int
-	require.NoError(t, b.sql.Get(&distinct, `SELECT count(DISTINCT coalesce(prev_hash, '')) FROM tokka.audit_events WHERE user_id = $1`, u.ID))
+	require.NoError(t, b.sql.Get(&distinct, `SELECT count(DISTINCT coalesce(prev_hash, '')) FROM tokka.audit_events WHERE team_id = $1`, u.ID))
 	require.Equal(t, 1+20+40, distinct, "no two events claim the same predecessor")
 }
 
@@ -238,7 +238,7 @@ func TestAuditAppendsNeedReadCommitted(t *testing.T) {
 	defer tx.Rollback() //nolint:errcheck
 	_, err = tx.Exec(`SELECT set_config('role', 'tokka_syncer', true)`)
 	require.NoError(t, err)
-	_, err = tx.Exec(`INSERT INTO tokka.audit_events (user_id, action, outcome, actor) VALUES ($1, 'key.decrypted', 'success', 'syncer:rr')`, u.ID)
+	_, err = tx.Exec(`INSERT INTO tokka.audit_events (team_id, action, outcome, actor) VALUES ($1, 'key.decrypted', 'success', 'syncer:rr')`, u.ID)
 	require.ErrorContains(t, err, "READ COMMITTED")
 }
 
@@ -306,7 +306,7 @@ func TestCutOffVerificationKeepsItsProgress(t *testing.T) {
 	_, err := db.VerifyAuditChain(ctx, u, false)
 	require.ErrorIs(t, err, context.Canceled)
 	var through int64
-	require.NoError(t, b.sql.Get(&through, `SELECT event_id FROM tokka.audit_checkpoints WHERE user_id = $1`, u.ID))
+	require.NoError(t, b.sql.Get(&through, `SELECT event_id FROM tokka.audit_checkpoints WHERE team_id = $1`, u.ID))
 	require.Equal(t, ids[postgres.VerifyChunk-1], through, "the checkpoint covers the first chunk")
 
 	v := b.verifyIncremental(t, u)

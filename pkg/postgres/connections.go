@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 
 	"github.com/jmoiron/sqlx"
 
@@ -23,21 +24,21 @@ const connectionColumns = `id, provider, label, key_hint, key_set_at, status, la
 func (d *DB) CreateConnection(ctx context.Context, u tokka.User, nc tokka.NewConnection, ev tokka.AuditEvent) (tokka.Connection, error) {
 	var c tokka.Connection
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
-		// The unique index on (user_id, key_fingerprint) decides, so two
+		// The unique index on (team_id, key_fingerprint) decides, so two
 		// requests racing with one key cannot both get in.
 		err := tx.GetContext(ctx, &c, `
-			INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key, key_fingerprint)
+			INSERT INTO tokka.connections (id, team_id, provider, label, key_hint, sealed_key, key_fingerprint)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)
-			ON CONFLICT (user_id, key_fingerprint) DO NOTHING
+			ON CONFLICT (team_id, key_fingerprint) DO NOTHING
 			RETURNING `+connectionColumns,
-			nc.ID, u.ID, nc.Provider, nc.Label, nc.KeyHint, nc.SealedKey, nc.KeyFingerprint)
+			nc.ID, u.TeamID(), nc.Provider, nc.Label, nc.KeyHint, nc.SealedKey, nc.KeyFingerprint)
 		if errors.Is(err, sql.ErrNoRows) {
-			return keyHeldBy(ctx, tx, nc.KeyFingerprint, "")
+			return keyHeldBy(ctx, tx, u.TeamID(), nc.KeyFingerprint, "")
 		}
 		if err != nil {
 			return domainError(err, "connection")
 		}
-		ev.UserID = u.ID
+		ev.TeamID = u.TeamID()
 		ev.ConnectionID = &c.ID
 		if err := notifySyncers(ctx, tx, c.ID); err != nil {
 			return err
@@ -50,14 +51,15 @@ func (d *DB) CreateConnection(ctx context.Context, u tokka.User, nc tokka.NewCon
 // keyHeldBy returns the CodeConflict error for a key the caller already
 // has in another connection than except, naming that connection, or nil
 // when none of their connections holds fingerprint.
-func keyHeldBy(ctx context.Context, tx *sqlx.Tx, fingerprint []byte, except string) error {
+func keyHeldBy(ctx context.Context, tx *sqlx.Tx, team string, fingerprint []byte, except string) error {
 	if len(fingerprint) == 0 {
 		return nil
 	}
 	var id string
 	err := tx.GetContext(ctx, &id, `
-		SELECT id FROM tokka.connections WHERE key_fingerprint = $1 AND ($2 = '' OR id <> nullif($2, '')::uuid)`,
-		fingerprint, except)
+		SELECT id FROM tokka.connections
+		WHERE team_id = $3 AND key_fingerprint = $1 AND ($2 = '' OR id <> nullif($2, '')::uuid)`,
+		fingerprint, except, team)
 	if errors.Is(err, sql.ErrNoRows) {
 		if except == "" {
 			// It was deleted between the two statements: the caller may retry.
@@ -70,6 +72,14 @@ func keyHeldBy(ctx context.Context, tx *sqlx.Tx, fingerprint []byte, except stri
 	}
 	return &tokka.Error{Code: tokka.CodeConflict, ConnectionID: id,
 		Message: "this key is already connected as connection " + id + "; replace or delete that connection instead of adding it again"}
+}
+
+// inTeam returns tokka.ErrNotFound unless the row of table with id is
+// team's (and visible to the caller), locking it for the transaction.
+func inTeam(ctx context.Context, tx *sqlx.Tx, table, id, team string) error {
+	var one int
+	err := tx.GetContext(ctx, &one, `SELECT 1 FROM tokka.`+table+` WHERE id = $1 AND team_id = $2 FOR UPDATE`, id, team)
+	return domainError(err, strings.TrimSuffix(table, "s"))
 }
 
 // notifySyncers wakes listening syncers (delivered at commit, so only for a
@@ -85,7 +95,7 @@ func (d *DB) GetConnection(ctx context.Context, u tokka.User, id string) (tokka.
 	var c tokka.Connection
 	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.GetContext(ctx, &c,
-			`SELECT `+connectionColumns+` FROM tokka.connections WHERE id = $1`, id), "connection")
+			`SELECT `+connectionColumns+` FROM tokka.connections WHERE id = $1 AND team_id = $2`, id, u.TeamID()), "connection")
 	})
 	return c, err
 }
@@ -97,11 +107,11 @@ func (d *DB) DeleteConnection(ctx context.Context, u tokka.User, id string, ev t
 	return d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		var provider string
 		err := tx.GetContext(ctx, &provider,
-			`DELETE FROM tokka.connections WHERE id = $1 RETURNING provider`, id)
+			`DELETE FROM tokka.connections WHERE id = $1 AND team_id = $2 RETURNING provider`, id, u.TeamID())
 		if err != nil {
 			return domainError(err, "connection")
 		}
-		ev.UserID = u.ID
+		ev.TeamID = u.TeamID()
 		ev.ConnectionID = &id
 		ev.Provider = provider
 		return insertAudit(ctx, tx, ev)
@@ -127,7 +137,12 @@ func (d *DB) UpdateConnection(ctx context.Context, u tokka.User, id string, up t
 	var c tokka.Connection
 	err := d.asUser(ctx, u, func(tx *sqlx.Tx) error {
 		if up.SealedKey != "" {
-			if err := keyHeldBy(ctx, tx, up.KeyFingerprint, id); err != nil {
+			// The new blob is bound to the request's team, so the
+			// connection must be that team's.
+			if err := inTeam(ctx, tx, "connections", id, u.TeamID()); err != nil {
+				return err
+			}
+			if err := keyHeldBy(ctx, tx, u.TeamID(), up.KeyFingerprint, id); err != nil {
 				return err
 			}
 			var found bool
@@ -161,10 +176,10 @@ func (d *DB) UpdateConnection(ctx context.Context, u tokka.User, id string, up t
 			}
 		} else if err := tx.GetContext(ctx, &c, `
 			UPDATE tokka.connections SET label = coalesce($2, label), updated_at = now()
-			WHERE id = $1 RETURNING `+connectionColumns, id, up.Label); err != nil {
+			WHERE id = $1 AND team_id = $3 RETURNING `+connectionColumns, id, up.Label, u.TeamID()); err != nil {
 			return domainError(err, "connection")
 		}
-		ev.UserID = u.ID
+		ev.TeamID = u.TeamID()
 		ev.ConnectionID = &c.ID
 		ev.Provider = string(c.Provider)
 		return insertAudit(ctx, tx, ev)

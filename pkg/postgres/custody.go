@@ -18,7 +18,7 @@ func (d *DB) ListSealedKeys(ctx context.Context, after string, n int) ([]tokka.S
 	out := []tokka.SealedKey{}
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &out, `
-			SELECT id, user_id, provider, status, sealed_key FROM tokka.connections
+			SELECT id, team_id, provider, status, sealed_key FROM tokka.connections
 			WHERE ($1 = '' OR id > nullif($1, '')::uuid) AND status <> 'compromised'
 			ORDER BY id LIMIT $2`, after, n), "sealed keys")
 	})
@@ -49,7 +49,7 @@ func (d *DB) RewrapKey(ctx context.Context, k tokka.SealedKey, ev tokka.AuditEve
 		if err != nil {
 			return domainError(err, "connection")
 		}
-		ev.UserID, ev.ConnectionID, ev.Provider = k.UserID, &k.ConnectionID, string(k.Provider)
+		ev.TeamID, ev.ConnectionID, ev.Provider = k.TeamID, &k.ConnectionID, string(k.Provider)
 		if err := insertAudit(ctx, tx, ev); err != nil {
 			return err
 		}
@@ -89,7 +89,7 @@ func (d *DB) MarkUnopenable(ctx context.Context, k tokka.SealedKey, reason strin
 		if n, _ := res.RowsAffected(); n != 1 {
 			return tokka.ErrBlobChanged
 		}
-		ev.UserID, ev.ConnectionID, ev.Provider = k.UserID, &k.ConnectionID, string(k.Provider)
+		ev.TeamID, ev.ConnectionID, ev.Provider = k.TeamID, &k.ConnectionID, string(k.Provider)
 		return insertAudit(ctx, tx, ev)
 	})
 }
@@ -103,8 +103,8 @@ func (d *DB) RemindKeyRotations(ctx context.Context, days int) (int, error) {
 	var n int64
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		res, err := tx.ExecContext(ctx, `
-			INSERT INTO tokka.alerts (user_id, kind, severity, connection_id, dedup_key, title, detail)
-			SELECT user_id, 'key_rotation', 'info', id,
+			INSERT INTO tokka.alerts (team_id, kind, severity, connection_id, dedup_key, title, detail)
+			SELECT team_id, 'key_rotation', 'info', id,
 				'key_rotation:' || id || ':' || to_char(key_set_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
 				'The key of "' || label || '" is more than ' || $1::int || ' days old: rotate it',
 				jsonb_build_object(
@@ -114,7 +114,7 @@ func (d *DB) RemindKeyRotations(ctx context.Context, days int) (int, error) {
 					'reminder_days', $1::int)
 			FROM tokka.connections
 			WHERE key_set_at < now() - make_interval(days => $1::int)
-			ON CONFLICT (user_id, dedup_key) DO NOTHING`, days)
+			ON CONFLICT (team_id, dedup_key) DO NOTHING`, days)
 		if err != nil {
 			return domainError(err, "key rotation reminders")
 		}

@@ -21,14 +21,14 @@ func TestAuditEventsAreAppendOnlyForEveryApplicationRole(t *testing.T) {
 	u := newUser()
 	b.addConnection(t, u, "openai")
 	var n int
-	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.audit_events WHERE user_id = $1`, u.ID))
+	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.audit_events WHERE team_id = $1`, u.ID))
 	require.Equal(t, 1, n)
 
 	for _, role := range []string{"authenticated", "tokka_syncer"} {
 		for _, stmt := range []string{
-			`UPDATE tokka.audit_events SET detail = 'rewritten' WHERE user_id = $1`,
-			`UPDATE tokka.audit_events SET hash = NULL, prev_hash = NULL WHERE user_id = $1`,
-			`DELETE FROM tokka.audit_events WHERE user_id = $1`,
+			`UPDATE tokka.audit_events SET detail = 'rewritten' WHERE team_id = $1`,
+			`UPDATE tokka.audit_events SET hash = NULL, prev_hash = NULL WHERE team_id = $1`,
+			`DELETE FROM tokka.audit_events WHERE team_id = $1`,
 		} {
 			err := b.as(t, role, u, stmt, u.ID)
 			require.ErrorContains(t, err, "permission denied", "%s: %s", role, stmt)
@@ -36,9 +36,9 @@ func TestAuditEventsAreAppendOnlyForEveryApplicationRole(t *testing.T) {
 		require.ErrorContains(t, b.as(t, role, u, `TRUNCATE tokka.audit_events`), "permission denied", role)
 		// The positive control: the same role may append and read, so the
 		// denials above are about the operation, not a role that can do nothing.
-		require.NoError(t, b.as(t, role, u, `SELECT count(*) FROM tokka.audit_events WHERE user_id = $1`, u.ID), role)
+		require.NoError(t, b.as(t, role, u, `SELECT count(*) FROM tokka.audit_events WHERE team_id = $1`, u.ID), role)
 	}
-	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.audit_events WHERE user_id = $1 AND detail = ''`, u.ID))
+	require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.audit_events WHERE team_id = $1 AND detail = ''`, u.ID))
 	require.Equal(t, 1, n, "nothing was changed")
 }
 
@@ -48,25 +48,25 @@ func TestSyncerRoleCannotManageConnections(t *testing.T) {
 	u := newUser()
 	id := b.addConnection(t, u, "openai")
 	denied := []string{
-		`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
+		`INSERT INTO tokka.connections (id, team_id, provider, label, key_hint, sealed_key)
 		 VALUES (gen_random_uuid(), $1, 'openai', 'x', 'x', 'v2:00')`,
-		`DELETE FROM tokka.connections WHERE user_id = $1`,
-		`UPDATE tokka.connections SET label = 'renamed by the syncer' WHERE user_id = $1`,
-		`UPDATE tokka.connections SET key_hint = 'sk-admin-…nope' WHERE user_id = $1`,
-		`UPDATE tokka.connections SET user_id = gen_random_uuid() WHERE user_id = $1`,
-		`UPDATE tokka.connections SET provider = 'anthropic' WHERE user_id = $1`,
-		`UPDATE tokka.connections SET key_set_at = now() WHERE user_id = $1`,
-		`UPDATE tokka.alerts SET acknowledged_at = now() WHERE user_id = $1`,
-		`DELETE FROM tokka.alerts WHERE user_id = $1`,
+		`DELETE FROM tokka.connections WHERE team_id = $1`,
+		`UPDATE tokka.connections SET label = 'renamed by the syncer' WHERE team_id = $1`,
+		`UPDATE tokka.connections SET key_hint = 'sk-admin-…nope' WHERE team_id = $1`,
+		`UPDATE tokka.connections SET team_id = gen_random_uuid() WHERE team_id = $1`,
+		`UPDATE tokka.connections SET provider = 'anthropic' WHERE team_id = $1`,
+		`UPDATE tokka.connections SET key_set_at = now() WHERE team_id = $1`,
+		`UPDATE tokka.alerts SET acknowledged_at = now() WHERE team_id = $1`,
+		`DELETE FROM tokka.alerts WHERE team_id = $1`,
 	}
 	for _, stmt := range denied {
 		require.ErrorContains(t, b.as(t, "tokka_syncer", u, stmt, u.ID), "permission denied", stmt)
 	}
 	// What syncing and rewrapping need is allowed.
 	for _, stmt := range []string{
-		`UPDATE tokka.connections SET status = 'active', last_error = NULL, updated_at = now() WHERE user_id = $1`,
-		`UPDATE tokka.connections SET sealed_key = sealed_key WHERE user_id = $1`,
-		`SELECT sealed_key FROM tokka.connections WHERE user_id = $1 FOR UPDATE`,
+		`UPDATE tokka.connections SET status = 'active', last_error = NULL, updated_at = now() WHERE team_id = $1`,
+		`UPDATE tokka.connections SET sealed_key = sealed_key WHERE team_id = $1`,
+		`SELECT sealed_key FROM tokka.connections WHERE team_id = $1 FOR UPDATE`,
 	} {
 		require.NoError(t, b.as(t, "tokka_syncer", u, stmt, u.ID), stmt)
 	}
@@ -113,7 +113,7 @@ func (b *testBundle) verify(t *testing.T, u tokka.User) tokka.AuditVerification 
 func (b *testBundle) eventIDs(t *testing.T, u tokka.User) []int64 {
 	t.Helper()
 	var ids []int64
-	require.NoError(t, b.sql.Select(&ids, `SELECT id FROM tokka.audit_events WHERE user_id = $1 ORDER BY id`, u.ID))
+	require.NoError(t, b.sql.Select(&ids, `SELECT id FROM tokka.audit_events WHERE team_id = $1 ORDER BY id`, u.ID))
 	return ids
 }
 
@@ -150,7 +150,7 @@ func TestAuditChainIsIntactAndPinsItsHead(t *testing.T) {
 	require.Nil(t, v.FirstBrokenID)
 	require.Nil(t, v.Problem)
 	var head []byte
-	require.NoError(t, b.sql.Get(&head, `SELECT hash FROM tokka.audit_events WHERE user_id = $1 ORDER BY id DESC LIMIT 1`, u.ID))
+	require.NoError(t, b.sql.Get(&head, `SELECT hash FROM tokka.audit_events WHERE team_id = $1 ORDER BY id DESC LIMIT 1`, u.ID))
 	require.Equal(t, head, []byte(v.HeadHash))
 
 	// The stored links: first event has no predecessor, each later one
@@ -187,8 +187,8 @@ func TestAuditChainLocatesTampering(t *testing.T) {
 			// An attacker who knows the encoding recomputes the edited event's
 			// hash: the next event no longer links to it.
 			_, err := b.sql.Exec(`UPDATE tokka.audit_events SET action = 'key.created',
-				hash = tokka.audit_event_hash(prev_hash, user_id, connection_id, provider, 'key.created', outcome,
-					purpose, actor, client_ip, user_agent, detail, created_at) WHERE id = $1`, ids[2])
+				hash = tokka.audit_event_hash_v2(prev_hash, team_id, connection_id, provider, 'key.created', outcome,
+					purpose, actor, client_ip, user_agent, detail, created_at, actor_user_id) WHERE id = $1`, ids[2])
 			require.NoError(t, err)
 			return ids[3]
 		}, "does not follow"},
@@ -234,23 +234,37 @@ func TestAuditHashSQLAndGoAgree(t *testing.T) {
 		prev[i] = byte(i * 7)
 	}
 	evs := []tokka.AuditEvent{
-		{UserID: uuid.NewString(), Action: "key.created", Outcome: "success", Actor: "api:x", CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 678901000, time.UTC)},
-		{UserID: uuid.NewString(), ConnectionID: &conn, Provider: "openai", Action: "a", Outcome: "failure", Purpose: "p",
+		{TeamID: uuid.NewString(), Action: "key.created", Outcome: "success", Actor: "api:x", CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 678901000, time.UTC)},
+		{TeamID: uuid.NewString(), ConnectionID: &conn, Provider: "openai", Action: "a", Outcome: "failure", Purpose: "p",
 			Actor: "syncer:h", ClientIP: "::1", UserAgent: "ü “x”", Detail: "a\x01b|c:d", CreatedAt: time.Date(1999, 12, 31, 23, 59, 59, 999999000, time.UTC)},
-		{UserID: uuid.NewString(), ConnectionID: &conn, Action: "ab", Outcome: "", Purpose: "c", CreatedAt: time.Date(2030, 6, 1, 0, 0, 0, 1000, time.FixedZone("x", 5*3600+45*60))},
+		{TeamID: uuid.NewString(), ConnectionID: &conn, Action: "ab", Outcome: "", Purpose: "c", CreatedAt: time.Date(2030, 6, 1, 0, 0, 0, 1000, time.FixedZone("x", 5*3600+45*60))},
 	}
 	for i, ev := range evs {
 		for _, p := range [][]byte{nil, prev} {
 			var got []byte
 			require.NoError(t, tx.Get(&got, `SELECT tokka.audit_event_hash($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-				p, ev.UserID, ev.ConnectionID, ev.Provider, ev.Action, ev.Outcome, ev.Purpose, ev.Actor,
+				p, ev.TeamID, ev.ConnectionID, ev.Provider, ev.Action, ev.Outcome, ev.Purpose, ev.Actor,
 				ev.ClientIP, ev.UserAgent, ev.Detail, ev.CreatedAt))
 			require.Equal(t, hex.EncodeToString(postgres.AuditEventHash(p, ev)), hex.EncodeToString(got), "event %d", i)
+
+			// With an acting user: the v2 hash, which is another value.
+			actor := uuid.NewString()
+			withActor := ev
+			withActor.ActorUserID = &actor
+			require.NoError(t, tx.Get(&got, `SELECT tokka.audit_event_hash_v2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+				p, ev.TeamID, ev.ConnectionID, ev.Provider, ev.Action, ev.Outcome, ev.Purpose, ev.Actor,
+				ev.ClientIP, ev.UserAgent, ev.Detail, ev.CreatedAt, actor))
+			require.Equal(t, hex.EncodeToString(postgres.AuditEventHash(p, withActor)), hex.EncodeToString(got), "event %d with an actor", i)
+			require.NotEqual(t, postgres.AuditEventHash(p, ev), postgres.AuditEventHash(p, withActor))
+			require.NoError(t, tx.Get(&got, `SELECT tokka.audit_event_hash_v2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL)`,
+				p, ev.TeamID, ev.ConnectionID, ev.Provider, ev.Action, ev.Outcome, ev.Purpose, ev.Actor,
+				ev.ClientIP, ev.UserAgent, ev.Detail, ev.CreatedAt))
+			require.Equal(t, hex.EncodeToString(postgres.AuditEventHash(p, ev)), hex.EncodeToString(got), "without an actor, v1")
 		}
 	}
 	// Moving a byte between adjacent fields changes the hash (length prefixes).
-	a := tokka.AuditEvent{UserID: evs[0].UserID, Action: "ab", Outcome: "c", CreatedAt: evs[0].CreatedAt}
-	c := tokka.AuditEvent{UserID: evs[0].UserID, Action: "a", Outcome: "bc", CreatedAt: evs[0].CreatedAt}
+	a := tokka.AuditEvent{TeamID: evs[0].TeamID, Action: "ab", Outcome: "c", CreatedAt: evs[0].CreatedAt}
+	c := tokka.AuditEvent{TeamID: evs[0].TeamID, Action: "a", Outcome: "bc", CreatedAt: evs[0].CreatedAt}
 	require.NotEqual(t, postgres.AuditEventHash(nil, a), postgres.AuditEventHash(nil, c))
 }
 
@@ -286,7 +300,7 @@ func TestConcurrentAuditWritesKeepOneChain(t *testing.T) {
 	require.True(t, v.Intact, "broken at %v: %v", v.FirstBrokenID, v.Problem)
 	require.EqualValues(t, 8+48, v.Events)
 	var distinct int
-	require.NoError(t, b.sql.Get(&distinct, `SELECT count(DISTINCT coalesce(prev_hash, '')) FROM tokka.audit_events WHERE user_id = $1`, u.ID))
+	require.NoError(t, b.sql.Get(&distinct, `SELECT count(DISTINCT coalesce(prev_hash, '')) FROM tokka.audit_events WHERE team_id = $1`, u.ID))
 	require.Equal(t, 8+48, distinct, "no two events claim the same predecessor")
 }
 

@@ -120,7 +120,7 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 	require.Contains(t, *st.LastError, older)
 	require.Zero(t, spendRows(t, b.sql, newer), "a duplicate's rows and rollups are gone")
 	var spend decimal.Decimal
-	require.NoError(t, b.sql.Get(&spend, `SELECT sum(amount_usd) FROM tokka.spend_daily WHERE user_id = $1`, u.ID))
+	require.NoError(t, b.sql.Get(&spend, `SELECT sum(amount_usd) FROM tokka.spend_daily WHERE team_id = $1`, u.ID))
 	require.Equal(t, "7", spend.String(), "the organisation counts once")
 
 	// A connection found later to share the organisation is the duplicate
@@ -164,7 +164,7 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 		Detail string `db:"detail"`
 	}
 	require.NoError(t, b.sql.Select(&alerts, `SELECT connection_id, detail->>'existing_connection_id' AS detail
-		FROM tokka.alerts WHERE user_id = $1 AND kind = 'duplicate_connection' ORDER BY connection_id`, u.ID))
+		FROM tokka.alerts WHERE team_id = $1 AND kind = 'duplicate_connection' ORDER BY connection_id`, u.ID))
 	want := map[string]string{newer: older, late: older, antB: antA}
 	require.Len(t, alerts, len(want))
 	for _, a := range alerts {
@@ -174,7 +174,7 @@ func TestNewerConnectionOfAnOrganisationIsTheDuplicate(t *testing.T) {
 	// Duplicates are never leased, however due; a new key brings one back
 	// with its organisation to learn again.
 	_, err = b.sql.Exec(`UPDATE tokka.connections SET next_sync_at = now() - interval '1 minute', lease_owner = NULL,
-		lease_expires_at = NULL WHERE user_id = $1`, u.ID)
+		lease_expires_at = NULL WHERE team_id = $1`, u.ID)
 	require.NoError(t, err)
 	again := leaseAll(t, b.db, "syncer:four")
 	for _, id := range []string{newer, late, antB} {
@@ -220,7 +220,7 @@ func TestRacingOrganisationChecksKeepOneConnection(t *testing.T) {
 	}
 	wg.Wait()
 	var kept []string
-	require.NoError(t, b.sql.Select(&kept, `SELECT id FROM tokka.connections WHERE user_id = $1 AND status <> 'duplicate'`, u.ID))
+	require.NoError(t, b.sql.Select(&kept, `SELECT id FROM tokka.connections WHERE team_id = $1 AND status <> 'duplicate'`, u.ID))
 	require.Equal(t, []string{ids[0]}, kept, "the oldest is the one kept")
 }
 
@@ -244,7 +244,7 @@ func TestConcurrentCreatesWithOneFingerprint(t *testing.T) {
 	}
 	wg.Wait()
 	var winner string
-	require.NoError(t, b.sql.Get(&winner, `SELECT id FROM tokka.connections WHERE user_id = $1`, u.ID))
+	require.NoError(t, b.sql.Get(&winner, `SELECT id FROM tokka.connections WHERE team_id = $1`, u.ID))
 	ok := 0
 	for _, err := range errs {
 		if err == nil {
@@ -258,7 +258,7 @@ func TestConcurrentCreatesWithOneFingerprint(t *testing.T) {
 	}
 	require.Equal(t, 1, ok)
 	var events int
-	require.NoError(t, b.sql.Get(&events, `SELECT count(*) FROM tokka.audit_events WHERE user_id = $1`, u.ID))
+	require.NoError(t, b.sql.Get(&events, `SELECT count(*) FROM tokka.audit_events WHERE team_id = $1`, u.ID))
 	require.Equal(t, 1, events, "a refused create writes no audit event")
 }
 
@@ -375,7 +375,7 @@ func TestMigration00012KeepsEveryRow(t *testing.T) {
 	require.NoError(t, raw.QueryRow(`SELECT id FROM tokka.connections WHERE status = 'active'`).Scan(&active))
 	_, err := raw.Exec(`UPDATE tokka.connections SET status = 'duplicate', last_error = 'covered by another' WHERE id = $1`, active)
 	require.NoError(t, err)
-	_, err = raw.Exec(`INSERT INTO tokka.alerts (user_id, kind, connection_id, dedup_key, title) VALUES ($1, 'duplicate_connection', $2, 'dup', 't')`,
+	_, err = raw.Exec(`INSERT INTO tokka.alerts (team_id, kind, connection_id, dedup_key, title) VALUES ($1, 'duplicate_connection', $2, 'dup', 't')`,
 		u.ID, active)
 	require.NoError(t, err)
 	downAgain()

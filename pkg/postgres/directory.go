@@ -32,8 +32,8 @@ func writeDirectory(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, d *tokka.Di
 			ids, kinds, names, archived = append(ids, p.ID), append(kinds, p.Kind), append(names, p.Name), append(archived, p.Archived)
 		}
 		if _, err := tx.ExecContext(ctx, `
-			INSERT INTO tokka.directory_projects (connection_id, user_id, provider, id, kind, name, archived)
-			SELECT c.id, c.user_id, c.provider, p.id, p.kind, p.name, p.archived
+			INSERT INTO tokka.directory_projects (connection_id, team_id, provider, id, kind, name, archived)
+			SELECT c.id, c.team_id, c.provider, p.id, p.kind, p.name, p.archived
 			FROM tokka.connections c, unnest($2::text[], $3::text[], $4::text[], $5::bool[]) AS p (id, kind, name, archived)
 			WHERE c.id = $1
 			ON CONFLICT (connection_id, id) DO UPDATE SET
@@ -55,9 +55,9 @@ func writeDirectory(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, d *tokka.Di
 			created, used = append(created, timeText(k.CreatedAt)), append(used, timeText(k.LastUsedAt))
 		}
 		if _, err := tx.ExecContext(ctx, `
-			INSERT INTO tokka.directory_keys (connection_id, user_id, provider, id, admin, name, redacted_hint,
+			INSERT INTO tokka.directory_keys (connection_id, team_id, provider, id, admin, name, redacted_hint,
 				created_at, last_used_at, status, project_id)
-			SELECT c.id, c.user_id, c.provider, k.id, k.admin, k.name, k.hint, k.created_at::timestamptz,
+			SELECT c.id, c.team_id, c.provider, k.id, k.admin, k.name, k.hint, k.created_at::timestamptz,
 				k.last_used_at::timestamptz, k.status, k.project_id
 			FROM tokka.connections c,
 				unnest($2::text[], $3::bool[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
@@ -103,7 +103,7 @@ func flagNewAdminKeys(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, keys []to
 			"key_hint": k.Hint, "key_kind": tokka.KeyKindAdmin, "key_created_at": timeText(k.CreatedAt).String})
 		conn := l.ConnectionID
 		if _, err := insertAlert(ctx, tx, tokka.Alert{
-			UserID: l.UserID, Kind: tokka.AlertKeyAccess, Severity: "critical", ConnectionID: &conn,
+			TeamID: l.TeamID, Kind: tokka.AlertKeyAccess, Severity: "critical", ConnectionID: &conn,
 			DedupKey: "admin_key_new:" + conn + ":" + k.ID,
 			Title: fmt.Sprintf("A new admin key %q (%s) appeared in the organisation: if nobody you know created it, revoke it now",
 				k.Name, k.Hint),
@@ -137,7 +137,7 @@ func directoryNames(ctx context.Context, tx *sqlx.Tx, userID string, projectIDs,
 		}
 		if err := tx.SelectContext(ctx, &rows, `
 			SELECT DISTINCT ON (id) id, kind, name FROM tokka.directory_projects
-			WHERE user_id = $1 AND id = ANY($2::text[])
+			WHERE team_id = $1 AND id = ANY($2::text[])
 			ORDER BY id, seen_at DESC`, userID, pq.Array(projectIDs)); err != nil {
 			return nil, nil, domainError(err, "directory names")
 		}
@@ -152,7 +152,7 @@ func directoryNames(ctx context.Context, tx *sqlx.Tx, userID string, projectIDs,
 		}
 		if err := tx.SelectContext(ctx, &rows, `
 			SELECT DISTINCT ON (id) id, name FROM tokka.directory_keys
-			WHERE user_id = $1 AND id = ANY($2::text[])
+			WHERE team_id = $1 AND id = ANY($2::text[])
 			ORDER BY id, seen_at DESC`, userID, pq.Array(keyIDs)); err != nil {
 			return nil, nil, domainError(err, "directory names")
 		}

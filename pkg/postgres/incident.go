@@ -24,24 +24,24 @@ func (d *DB) AffectedConnections(ctx context.Context, from, to time.Time) ([]tok
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &out, `
 			WITH ev AS (
-				SELECT connection_id, user_id, max(provider) AS provider,
+				SELECT connection_id, team_id, max(provider) AS provider,
 					min(created_at) AS first_seen,
 					max(created_at) FILTER (WHERE action = 'key.deleted' AND outcome = 'success') AS deleted_at,
 					count(*) FILTER (WHERE action IN ('key.decrypted', 'key.rewrapped') AND outcome = 'success'
 					                   AND created_at BETWEEN $1 AND $2) AS decryptions
 				FROM tokka.audit_events
 				WHERE connection_id IS NOT NULL
-				GROUP BY connection_id, user_id
+				GROUP BY connection_id, team_id
 			)
 			SELECT coalesce(c.id, ev.connection_id) AS connection_id,
-				coalesce(c.user_id, ev.user_id) AS user_id,
+				coalesce(c.team_id, ev.team_id) AS team_id,
 				coalesce(c.provider, ev.provider) AS provider,
 				c.id IS NOT NULL AS present, c.label, c.key_hint, c.status, c.key_set_at,
 				coalesce(least(c.created_at, ev.first_seen), c.created_at, ev.first_seen) AS first_seen,
 				CASE WHEN c.id IS NULL THEN ev.deleted_at END AS deleted_at,
 				coalesce(ev.decryptions, 0)::int AS decryptions
 			FROM tokka.connections c
-			FULL JOIN ev ON ev.connection_id = c.id AND ev.user_id = c.user_id
+			FULL JOIN ev ON ev.connection_id = c.id AND ev.team_id = c.team_id
 			WHERE coalesce(ev.decryptions, 0) > 0
 			   OR (c.id IS NOT NULL AND c.created_at <= $2)
 			   OR (c.id IS NULL AND ev.first_seen <= $2 AND (ev.deleted_at IS NULL OR ev.deleted_at >= $1))
@@ -66,8 +66,8 @@ func (d *DB) QuarantineConnection(ctx context.Context, a tokka.AffectedConnectio
 		var done bool
 		if err := tx.GetContext(ctx, &done, `
 			SELECT EXISTS (SELECT 1 FROM tokka.audit_events
-				WHERE user_id = $1 AND connection_id = $2 AND action = $3 AND starts_with(detail, $4))`,
-			a.UserID, a.ConnectionID, tokka.ActionIncidentQuarantined, prefix); err != nil {
+				WHERE team_id = $1 AND connection_id = $2 AND action = $3 AND starts_with(detail, $4))`,
+			a.TeamID, a.ConnectionID, tokka.ActionIncidentQuarantined, prefix); err != nil {
 			return domainError(err, "incident events")
 		}
 		if done {
@@ -78,7 +78,7 @@ func (d *DB) QuarantineConnection(ctx context.Context, a tokka.AffectedConnectio
 		res, err := tx.ExecContext(ctx, `
 			UPDATE tokka.connections SET status = 'compromised', last_error = $3,
 				lease_owner = NULL, lease_expires_at = NULL, sync_requested_at = NULL, updated_at = now()
-			WHERE id = $1 AND user_id = $2 AND key_set_at <= $4`, a.ConnectionID, a.UserID, q.Reason, q.To)
+			WHERE id = $1 AND team_id = $2 AND key_set_at <= $4`, a.ConnectionID, a.TeamID, q.Reason, q.To)
 		if err != nil {
 			return domainError(err, "quarantine")
 		}
@@ -97,7 +97,7 @@ func (d *DB) QuarantineConnection(ctx context.Context, a tokka.AffectedConnectio
 			outcome, detail = tokka.QuarantineDeleted, "the connection was deleted; its key must still be revoked at the provider"
 		}
 		al := q.Alert
-		al.UserID = a.UserID
+		al.TeamID = a.TeamID
 		if present {
 			al.ConnectionID = &a.ConnectionID
 		}
@@ -118,7 +118,7 @@ func (d *DB) QuarantineConnection(ctx context.Context, a tokka.AffectedConnectio
 			return err
 		}
 		return insertAudit(ctx, tx, tokka.AuditEvent{
-			UserID: a.UserID, ConnectionID: &a.ConnectionID, Provider: string(a.Provider),
+			TeamID: a.TeamID, ConnectionID: &a.ConnectionID, Provider: string(a.Provider),
 			Action: tokka.ActionIncidentQuarantined, Outcome: tokka.OutcomeSuccess,
 			Purpose: "breach response", Actor: q.Actor, Detail: prefix + " " + detail,
 		})
@@ -134,7 +134,7 @@ func (d *DB) NotifiedUsers(ctx context.Context, ref string) (map[string]bool, er
 	var ids []string
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &ids, `
-			SELECT DISTINCT user_id::text FROM tokka.audit_events
+			SELECT DISTINCT team_id::text FROM tokka.audit_events
 			WHERE action = $1 AND outcome = 'success' AND starts_with(detail, $2)`,
 			tokka.ActionIncidentNotified, incidentPrefix(ref)), "incident events")
 	})
@@ -145,6 +145,23 @@ func (d *DB) NotifiedUsers(ctx context.Context, ref string) (map[string]bool, er
 	return out, err
 }
 
+// TeamContacts returns the people an incident about team's keys is told
+// to: its owners and admins, as the syncer reads them. A personal team
+// whose rows were never made (its founder has not used a team route) is
+// its founder, whose id it has.
+func (d *DB) TeamContacts(ctx context.Context, team string) ([]string, error) {
+	var ids []string
+	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
+		return domainError(tx.SelectContext(ctx, &ids, `
+			SELECT user_id::text FROM tokka.team_members
+			WHERE team_id = $1 AND role IN ('owner', 'admin') ORDER BY role DESC, user_id`, team), "team members")
+	})
+	if err == nil && len(ids) == 0 {
+		ids = []string{team}
+	}
+	return ids, err
+}
+
 // RecordNotification writes, as the syncer and in one transaction, one
 // incident.notified event per connection for the user: outcome success when
 // the email went out, failure with reason otherwise. detail must not hold
@@ -153,7 +170,7 @@ func (d *DB) RecordNotification(ctx context.Context, ref, userID string, conns [
 	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		for _, c := range conns {
 			e := ev
-			e.UserID, e.ConnectionID, e.Provider = userID, &c.ConnectionID, string(c.Provider)
+			e.TeamID, e.ConnectionID, e.Provider = userID, &c.ConnectionID, string(c.Provider)
 			e.Action = tokka.ActionIncidentNotified
 			e.Detail = incidentPrefix(ref) + " " + ev.Detail
 			if err := insertAudit(ctx, tx, e); err != nil {
@@ -181,9 +198,9 @@ func (d *DB) QuarantinedBy(ctx context.Context, ref string) ([]tokka.Released, e
 	out := []tokka.Released{}
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &out, `
-			SELECT DISTINCT connection_id, user_id, provider FROM tokka.audit_events
+			SELECT DISTINCT connection_id, team_id, provider FROM tokka.audit_events
 			WHERE action = $1 AND connection_id IS NOT NULL AND starts_with(detail, $2)
-			ORDER BY user_id, connection_id`,
+			ORDER BY team_id, connection_id`,
 			tokka.ActionIncidentQuarantined, incidentPrefix(ref)+" "+quarantineSetDetail), "incident events")
 	})
 	return out, err
@@ -203,8 +220,8 @@ func (d *DB) ReleaseConnection(ctx context.Context, r tokka.Released, ref, actor
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		prefix := incidentPrefix(ref)
 		var status tokka.ConnectionStatus
-		err := tx.GetContext(ctx, &status, `SELECT status FROM tokka.connections WHERE id = $1 AND user_id = $2 FOR UPDATE`,
-			r.ConnectionID, r.UserID)
+		err := tx.GetContext(ctx, &status, `SELECT status FROM tokka.connections WHERE id = $1 AND team_id = $2 FOR UPDATE`,
+			r.ConnectionID, r.TeamID)
 		if errors.Is(err, sql.ErrNoRows) {
 			outcome = tokka.ReleaseDeleted
 			return nil
@@ -222,9 +239,9 @@ func (d *DB) ReleaseConnection(ctx context.Context, r tokka.Released, ref, actor
 		if err := tx.SelectContext(ctx, &events, `
 			SELECT DISTINCT action, split_part(substr(detail, length('incident ') + 1), ':', 1) AS ref
 			FROM tokka.audit_events
-			WHERE user_id = $1 AND connection_id = $2 AND starts_with(detail, 'incident ')
+			WHERE team_id = $1 AND connection_id = $2 AND starts_with(detail, 'incident ')
 			  AND (action = $3 OR (action = $4 AND position($5 IN detail) > 0))`,
-			r.UserID, r.ConnectionID, tokka.ActionIncidentReleased, tokka.ActionIncidentQuarantined,
+			r.TeamID, r.ConnectionID, tokka.ActionIncidentReleased, tokka.ActionIncidentQuarantined,
 			": "+quarantineSetDetail); err != nil {
 			return domainError(err, "incident events")
 		}
@@ -249,7 +266,7 @@ func (d *DB) ReleaseConnection(ctx context.Context, r tokka.Released, ref, actor
 			return nil
 		}
 		ev := tokka.AuditEvent{
-			UserID: r.UserID, ConnectionID: &r.ConnectionID, Provider: string(r.Provider),
+			TeamID: r.TeamID, ConnectionID: &r.ConnectionID, Provider: string(r.Provider),
 			Action: tokka.ActionIncidentReleased, Outcome: tokka.OutcomeSuccess,
 			Purpose: "breach response", Actor: actor,
 			Detail: prefix + " quarantine released by the operator (it was a mistake); the stored key is used again",
@@ -265,7 +282,7 @@ func (d *DB) ReleaseConnection(ctx context.Context, r tokka.Released, ref, actor
 		}
 		if _, err := tx.ExecContext(ctx, `
 			UPDATE tokka.connections SET status = 'pending', last_error = NULL, next_sync_at = now(), updated_at = now()
-			WHERE id = $1 AND user_id = $2`, r.ConnectionID, r.UserID); err != nil {
+			WHERE id = $1 AND team_id = $2`, r.ConnectionID, r.TeamID); err != nil {
 			return domainError(err, "release")
 		}
 		outcome = tokka.ReleaseDone

@@ -25,8 +25,8 @@ func (d *DB) FlagKeyAccessAnomalies(ctx context.Context, settle time.Duration, a
 	var n int
 	err := d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		res, err := tx.ExecContext(ctx, `
-			INSERT INTO tokka.alerts (user_id, kind, severity, connection_id, dedup_key, title, detail)
-			SELECT e.user_id, 'key_access', 'warning', e.connection_id,
+			INSERT INTO tokka.alerts (team_id, kind, severity, connection_id, dedup_key, title, detail)
+			SELECT e.team_id, 'key_access', 'warning', e.connection_id,
 				'decrypt-without-outcome:' || e.id,
 				'A key was decrypted and no sync outcome was recorded',
 				jsonb_build_object('audit_event_id', e.id, 'actor', e.actor, 'decrypted_at', e.created_at)
@@ -37,11 +37,11 @@ func (d *DB) FlagKeyAccessAnomalies(ctx context.Context, settle time.Duration, a
 			  AND e.created_at < now() - make_interval(secs => $1)
 			  AND NOT EXISTS (
 				SELECT 1 FROM tokka.audit_events o
-				WHERE o.user_id = e.user_id AND o.connection_id = e.connection_id AND o.id > e.id
+				WHERE o.team_id = e.team_id AND o.connection_id = e.connection_id AND o.id > e.id
 				  AND o.actor = e.actor
 				  AND (o.action IN ('sync.succeeded', 'sync.failed', 'key.rewrapped')
 				       OR (o.action = 'key.decrypted' AND o.outcome = 'failure')))
-			ON CONFLICT (user_id, dedup_key) DO NOTHING`, settle.Seconds())
+			ON CONFLICT (team_id, dedup_key) DO NOTHING`, settle.Seconds())
 		if err != nil {
 			return domainError(err, "flag decryptions without outcome")
 		}
@@ -51,8 +51,8 @@ func (d *DB) FlagKeyAccessAnomalies(ctx context.Context, settle time.Duration, a
 			return nil
 		}
 		res, err = tx.ExecContext(ctx, `
-			INSERT INTO tokka.alerts (user_id, kind, severity, connection_id, dedup_key, title, detail)
-			SELECT DISTINCT ON (e.user_id, e.connection_id, e.actor) e.user_id, 'key_access', 'critical', e.connection_id,
+			INSERT INTO tokka.alerts (team_id, kind, severity, connection_id, dedup_key, title, detail)
+			SELECT DISTINCT ON (e.team_id, e.connection_id, e.actor) e.team_id, 'key_access', 'critical', e.connection_id,
 				'decrypt-by-unknown:' || e.connection_id || ':' || e.actor,
 				'A key was decrypted by a syncer instance that is not on the allow-list',
 				jsonb_build_object('audit_event_id', e.id, 'actor', e.actor, 'decrypted_at', e.created_at)
@@ -61,8 +61,8 @@ func (d *DB) FlagKeyAccessAnomalies(ctx context.Context, settle time.Duration, a
 			WHERE e.action = 'key.decrypted'
 			  AND e.created_at > now() - interval '1 day'
 			  AND NOT EXISTS (SELECT 1 FROM unnest($1::text[]) p WHERE e.actor LIKE 'syncer:' || p || '%')
-			ORDER BY e.user_id, e.connection_id, e.actor, e.id
-			ON CONFLICT (user_id, dedup_key) DO NOTHING`, pq.Array(allowed))
+			ORDER BY e.team_id, e.connection_id, e.actor, e.id
+			ON CONFLICT (team_id, dedup_key) DO NOTHING`, pq.Array(allowed))
 		if err != nil {
 			return domainError(err, "flag unknown syncers")
 		}

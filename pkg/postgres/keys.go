@@ -19,7 +19,7 @@ func (d *DB) ConnectionKeys(ctx context.Context, u tokka.User, id, after string,
 	out := []tokka.OrgKey{}
 	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		var one int
-		if err := tx.GetContext(ctx, &one, `SELECT 1 FROM tokka.connections WHERE id = $1`, id); err != nil {
+		if err := tx.GetContext(ctx, &one, `SELECT 1 FROM tokka.connections WHERE id = $1 AND team_id = $2`, id, u.TeamID()); err != nil {
 			return domainError(err, "connection")
 		}
 		return domainError(tx.SelectContext(ctx, &out, `

@@ -66,7 +66,7 @@ func appendCopyText(b []byte, s string) []byte {
 func day(t time.Time) string { return t.Format(time.DateOnly) }
 
 // usageColumns are usage_daily's columns besides the connection's own
-// (connection_id, user_id, provider), which the move takes from the
+// (connection_id, team_id, provider), which the move takes from the
 // leased connection's row.
 var usageColumns = []column[tokka.UsageRow]{
 	dayColumn(func(r *tokka.UsageRow) time.Time { return r.Day }),
@@ -191,10 +191,10 @@ func (s stage[R]) copy(ctx context.Context, tx *sqlx.Tx, rows []R) error {
 // from the caller: a lease value altered in memory cannot file rows under
 // another user or provider.
 func (s stage[R]) move() string {
-	return `INSERT INTO ` + s.target + ` (connection_id, user_id, provider, ` + s.names("") + `)
-		SELECT c.id, c.user_id, c.provider, ` + s.names("s.") + `
+	return `INSERT INTO ` + s.target + ` (connection_id, team_id, provider, ` + s.names("") + `)
+		SELECT c.id, c.team_id, c.provider, ` + s.names("s.") + `
 		FROM pg_temp.` + s.table + ` s,
-			(SELECT id, user_id, provider FROM tokka.connections WHERE id = $1 AND lease_owner = $2) c`
+			(SELECT id, team_id, provider FROM tokka.connections WHERE id = $1 AND lease_owner = $2) c`
 }
 
 // replaceWindow stages the sync's rows with COPY, then in one statement

@@ -35,15 +35,15 @@ func TestStagedRowsLandOnlyOnTheLeasedConnection(t *testing.T) {
 	w := tokka.Window{From: day, To: day.AddDate(0, 0, 1)}
 
 	forged := leases[mine]
-	forged.UserID, forged.Provider = other.ID, "anthropic"
+	forged.TeamID, forged.Provider = other.ID, "anthropic"
 	require.NoError(t, b.db.CompleteSync(ctx, forged, syncResult(w, usage, costs)))
 	for _, table := range []string{"usage_daily", "cost_daily", "usage_monthly", "cost_monthly", "spend_daily"} {
 		var owners []string
-		require.NoError(t, b.sql.Select(&owners, `SELECT DISTINCT user_id::text || '/' || provider FROM tokka.`+table+`
+		require.NoError(t, b.sql.Select(&owners, `SELECT DISTINCT team_id::text || '/' || provider FROM tokka.`+table+`
 			WHERE connection_id = $1`, mine))
 		require.Equal(t, []string{u.ID + "/openai"}, owners, table)
 		var n int
-		require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.`+table+` WHERE user_id = $1`, other.ID))
+		require.NoError(t, b.sql.Get(&n, `SELECT count(*) FROM tokka.`+table+` WHERE team_id = $1`, other.ID))
 		require.Zero(t, n, table)
 	}
 
@@ -133,8 +133,8 @@ func TestRefusedRowsLeaveNothingForTheNextSync(t *testing.T) {
 	usage, costs = someRows(day, "4")
 	require.NoError(t, d.CompleteSync(ctx, leases[good], syncResult(w, usage, costs)))
 	var rows []string
-	require.NoError(t, b.sql.Select(&rows, `SELECT model FROM tokka.usage_daily WHERE user_id = $1
-		UNION ALL SELECT amount_usd::text FROM tokka.cost_daily WHERE user_id = $1`, u.ID))
+	require.NoError(t, b.sql.Select(&rows, `SELECT model FROM tokka.usage_daily WHERE team_id = $1
+		UNION ALL SELECT amount_usd::text FROM tokka.cost_daily WHERE team_id = $1`, u.ID))
 	require.ElementsMatch(t, []string{"m", "4"}, rows)
 }
 

@@ -48,10 +48,10 @@ func TestMigration00016KeepsEveryName(t *testing.T) {
 	require.NoError(t, postgres.Migrate(ctx, url))
 	require.Equal(t, want, snapshot(), "the upgrade changes no name")
 	long := uuid.NewString()
-	_, err = raw.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
+	_, err = raw.Exec(`INSERT INTO tokka.connections (id, team_id, provider, label, key_hint, sealed_key)
 		VALUES ($1, $2, 'openai', $3, 'h', 'v2:00')`, long, u.ID, flags)
 	require.NoError(t, err)
-	_, err = raw.Exec(`INSERT INTO tokka.budgets (id, user_id, name, amount_usd, scope, webhook_secret)
+	_, err = raw.Exec(`INSERT INTO tokka.budgets (id, team_id, name, amount_usd, scope, webhook_secret)
 		VALUES ($1, $2, $3, 5, 'all', $4)`, uuid.NewString(), u.ID, strings.Repeat("x", 401), "whsec_"+strings.Repeat("0", 64))
 	require.ErrorContains(t, err, "budgets_name_check", "the database still bounds names")
 

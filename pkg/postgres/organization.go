@@ -51,7 +51,7 @@ func (d *DB) RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Or
 		// holding it may then mark other connections (row locks) without
 		// waiting for one that holds such a row and wants the lock.
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`,
-			orgLockClass, l.UserID+":"+string(l.Provider)); err != nil {
+			orgLockClass, l.TeamID+":"+string(l.Provider)); err != nil {
 			return domainError(err, "organisation lock")
 		}
 		if err := holdLease(ctx, tx, l); err != nil {
@@ -73,7 +73,7 @@ func (d *DB) RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Or
 		if err := tx.SelectContext(ctx, &matches, `
 			SELECT c.id, c.label, (c.created_at, c.id) < (me.created_at, me.id) AS older
 			FROM tokka.connections c JOIN tokka.connections me
-			  ON me.id = $1 AND c.user_id = me.user_id AND c.provider = me.provider AND c.id <> me.id
+			  ON me.id = $1 AND c.team_id = me.team_id AND c.provider = me.provider AND c.id <> me.id
 			WHERE c.status <> 'duplicate'
 			  AND c.organization_checked_at >= c.key_set_at
 			  AND (c.organization_id = $2 OR c.project_ids && $3::text[])
@@ -88,10 +88,10 @@ func (d *DB) RecordOrganization(ctx context.Context, l tokka.Lease, org tokka.Or
 		}
 		if len(matches) > 0 && matches[0].Older {
 			existing = matches[0].ID
-			return markDuplicate(ctx, tx, l.UserID, string(l.Provider), l.ConnectionID, matches[0].ID, matches[0].Label, ev, true, sameOrganization)
+			return markDuplicate(ctx, tx, l.TeamID, string(l.Provider), l.ConnectionID, matches[0].ID, matches[0].Label, ev, true, sameOrganization)
 		}
 		for _, m := range matches {
-			if err := markDuplicate(ctx, tx, l.UserID, string(l.Provider), m.ID, l.ConnectionID, label, ev, false, sameOrganization); err != nil {
+			if err := markDuplicate(ctx, tx, l.TeamID, string(l.Provider), m.ID, l.ConnectionID, label, ev, false, sameOrganization); err != nil {
 				return err
 			}
 		}
@@ -143,7 +143,7 @@ func markDuplicate(ctx context.Context, tx *sqlx.Tx, userID, prov, id, existing,
 		return err
 	}
 	if _, err := insertAlert(ctx, tx, tokka.Alert{
-		UserID: userID, Kind: tokka.AlertDuplicateConnection, Severity: "warning", ConnectionID: &id,
+		TeamID: userID, Kind: tokka.AlertDuplicateConnection, Severity: "warning", ConnectionID: &id,
 		// One alert per connection and key: a replaced key that is again a
 		// duplicate is told again.
 		DedupKey: "duplicate:" + id + ":" + keySetAt.UTC().Format(time.RFC3339Nano),
@@ -152,7 +152,7 @@ func markDuplicate(ctx context.Context, tx *sqlx.Tx, userID, prov, id, existing,
 	}); err != nil {
 		return err
 	}
-	ev.UserID, ev.ConnectionID, ev.Provider = userID, &id, prov
+	ev.TeamID, ev.ConnectionID, ev.Provider = userID, &id, prov
 	ev.Action, ev.Outcome = tokka.ActionSyncFailed, tokka.OutcomeFailure
 	ev.Detail = evDetail
 	return insertAudit(ctx, tx, ev)
@@ -173,7 +173,7 @@ func (d *DB) AbandonSync(ctx context.Context, l tokka.Lease, ev tokka.AuditEvent
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil
 		}
-		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, string(l.Provider)
+		ev.TeamID, ev.ConnectionID, ev.Provider = l.TeamID, &l.ConnectionID, string(l.Provider)
 		return insertAudit(ctx, tx, ev)
 	})
 }

@@ -25,8 +25,8 @@ func (d *DB) ListConnectionsPage(ctx context.Context, u tokka.User, after *tokka
 	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &cs, `
 			SELECT `+connectionColumns+` FROM tokka.connections
-			WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1::timestamptz, $2::uuid)
-			ORDER BY created_at, id LIMIT $3`, at, id, limit), "connections")
+			WHERE team_id = $4 AND ($1::timestamptz IS NULL OR (created_at, id) > ($1::timestamptz, $2::uuid))
+			ORDER BY created_at, id LIMIT $3`, at, id, limit, u.TeamID()), "connections")
 	})
 	return cs, err
 }
@@ -39,8 +39,8 @@ func (d *DB) ListBudgetsPage(ctx context.Context, u tokka.User, after *tokka.Cre
 	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &bs, `
 			SELECT `+budgetColumns+` FROM tokka.budgets
-			WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid))
-			ORDER BY created_at, id LIMIT $4`, u.ID, at, id, limit), "budgets")
+			WHERE team_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid))
+			ORDER BY created_at, id LIMIT $4`, u.TeamID(), at, id, limit), "budgets")
 	})
 	return budgets(bs), err
 }
@@ -52,7 +52,7 @@ func (d *DB) BudgetDeliveriesPage(ctx context.Context, u tokka.User, budgetID st
 	ds := []tokka.Delivery{}
 	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		var one int
-		if err := tx.GetContext(ctx, &one, `SELECT 1 FROM tokka.budgets WHERE id = $1`, budgetID); err != nil {
+		if err := tx.GetContext(ctx, &one, `SELECT 1 FROM tokka.budgets WHERE id = $1 AND team_id = $2`, budgetID, u.TeamID()); err != nil {
 			return domainError(err, "budget")
 		}
 		return domainError(tx.SelectContext(ctx, &ds, `

@@ -353,6 +353,8 @@ func domainError(err error, what string) error {
 			return tokka.Errorf(tokka.CodeConflict, "%s already exists", what)
 		case "23514", "22P02", "22001":
 			return tokka.Errorf(tokka.CodeInvalid, "invalid %s", what)
+		case "42501": // insufficient_privilege: a grant or a row-level security check refused it
+			return tokka.Errorf(tokka.CodeForbidden, "your role in this team does not allow changing %s", what)
 		case "57014": // query_canceled: the statement timeout (or the request went away)
 			return &tokka.Error{Code: tokka.CodeUnavailable, Message: "the database took too long to answer; try again shortly"}
 		}

@@ -47,3 +47,24 @@ func (d *DB) HitRateLimit(ctx context.Context, u tokka.User, ip string, rl tokka
 	}
 	return res, nil
 }
+
+// HitTeamRateLimit counts one request against the budget of the team u acts
+// in (limit per window, shared by its members): the database function
+// checks u is a member. It fails only when the database does.
+func (d *DB) HitTeamRateLimit(ctx context.Context, u tokka.User, scope string, limit int, window time.Duration) (tokka.RateLimitResult, error) {
+	var r struct {
+		Hits         int `db:"hits"`
+		MaxHits      int `db:"max_hits"`
+		ResetSeconds int `db:"reset_seconds"`
+	}
+	err := d.asUserKeeping(ctx, u, func(tx *sqlx.Tx) error {
+		return domainError(tx.GetContext(ctx, &r,
+			`SELECT hits, max_hits, reset_seconds FROM tokka.rate_limit_team_hit($1, $2, $3, $4)`,
+			scope, u.TeamID(), limit, int(window.Seconds())), "rate limit")
+	})
+	if err != nil {
+		return tokka.RateLimitResult{}, err
+	}
+	return tokka.RateLimitResult{Allowed: r.Hits <= r.MaxHits, Limit: r.MaxHits, Remaining: max(r.MaxHits-r.Hits, 0),
+		Reset: time.Duration(r.ResetSeconds) * time.Second}, nil
+}

@@ -14,16 +14,16 @@ func TestRebuildRollupsAgreesWithDailyRows(t *testing.T) {
 	t.Parallel()
 	b := setup(t, ownDatabase())
 	user, conn := uuid.NewString(), uuid.NewString()
-	_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
+	_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, team_id, provider, label, key_hint, sealed_key)
 		VALUES ($1, $2, 'openai', 'x', 'h', 'v2:00')`, conn, user)
 	require.NoError(t, err)
 	_, err = b.sql.Exec(`
-		INSERT INTO tokka.usage_daily (connection_id, user_id, provider, day, family, model, output_tokens)
+		INSERT INTO tokka.usage_daily (connection_id, team_id, provider, day, family, model, output_tokens)
 		SELECT $1, $2, 'openai', d::date, 'completions', 'm' || (extract(day FROM d)::int % 3), extract(day FROM d)::int
 		FROM generate_series('2026-09-20'::date, '2026-11-05'::date, interval '1 day') d`, conn, user)
 	require.NoError(t, err)
 	_, err = b.sql.Exec(`
-		INSERT INTO tokka.cost_daily (connection_id, user_id, provider, day, model, amount_usd, amount, currency)
+		INSERT INTO tokka.cost_daily (connection_id, team_id, provider, day, model, amount_usd, amount, currency)
 		SELECT $1, $2, 'openai', d::date, 'm1', 0.0000001 * extract(day FROM d), 0, 'usd'
 		FROM generate_series('2026-09-20'::date, '2026-11-05'::date, interval '1 day') d`, conn, user)
 	require.NoError(t, err)

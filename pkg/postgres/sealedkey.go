@@ -24,7 +24,7 @@ func (d *DB) RecordSealedKey(ctx context.Context, l tokka.Lease, hint string, fi
 		// meanwhile is caught by the unique index instead (an error here,
 		// and the next sync finds it).
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`,
-			orgLockClass, l.UserID+":"+string(l.Provider)); err != nil {
+			orgLockClass, l.TeamID+":"+string(l.Provider)); err != nil {
 			return domainError(err, "organisation lock")
 		}
 		if err := holdLease(ctx, tx, l); err != nil {
@@ -37,8 +37,8 @@ func (d *DB) RecordSealedKey(ctx context.Context, l tokka.Lease, hint string, fi
 		if len(fingerprint) > 0 {
 			if err := tx.SelectContext(ctx, &holders, `
 				SELECT id, label FROM tokka.connections
-				WHERE user_id = $1 AND key_fingerprint = $2 AND id <> $3`,
-				l.UserID, fingerprint, l.ConnectionID); err != nil {
+				WHERE team_id = $1 AND key_fingerprint = $2 AND id <> $3`,
+				l.TeamID, fingerprint, l.ConnectionID); err != nil {
 				return domainError(err, "key holders")
 			}
 		}
@@ -59,7 +59,7 @@ func (d *DB) RecordSealedKey(ctx context.Context, l tokka.Lease, hint string, fi
 			return nil
 		}
 		existing = holders[0].ID
-		return markDuplicate(ctx, tx, l.UserID, string(l.Provider), l.ConnectionID, existing, holders[0].Label, ev, true, sameKey)
+		return markDuplicate(ctx, tx, l.TeamID, string(l.Provider), l.ConnectionID, existing, holders[0].Label, ev, true, sameKey)
 	})
 	return existing, err
 }

@@ -104,7 +104,7 @@ func (b *testBundle) addConnection(t *testing.T, u tokka.User, p tokka.Provider)
 func (b *testBundle) insertConnection(t *testing.T, u tokka.User) string {
 	t.Helper()
 	id := uuid.NewString()
-	_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key, next_sync_at)
+	_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, team_id, provider, label, key_hint, sealed_key, next_sync_at)
 		VALUES ($1, $2, 'openai', 'behind', 'sk-admin-…abcd', 'v2:00', now() + interval '1 year')`, id, u.ID)
 	require.NoError(t, err)
 	return id

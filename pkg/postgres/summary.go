@@ -61,13 +61,13 @@ func (d *DB) readSummary(ctx context.Context, tx *sqlx.Tx, u tokka.User, monthSt
 				sum(amount_usd) FILTER (WHERE day >= $3::date - 7 AND day < $3) AS last7,
 				min(day) AS first_day
 			FROM tokka.spend_daily
-			WHERE user_id = $1 AND day >= $4 AND day <= $3
+			WHERE team_id = $1 AND day >= $4 AND day <= $3
 			GROUP BY provider
 		), t AS (
 			SELECT provider, sum(input_uncached_tokens + cache_read_tokens + cache_write_5m_tokens
 				+ cache_write_1h_tokens + output_tokens) AS tokens_mtd
 			FROM tokka.usage_monthly
-			WHERE user_id = $1 AND day = $2
+			WHERE team_id = $1 AND day = $2
 			GROUP BY provider
 		)
 		SELECT provider, coalesce(mtd, 0) AS mtd, coalesce(mtd_complete, 0) AS mtd_complete,
@@ -75,7 +75,7 @@ func (d *DB) readSummary(ctx context.Context, tx *sqlx.Tx, u tokka.User, monthSt
 			coalesce(last7, 0) AS last7, coalesce(tokens_mtd, 0) AS tokens_mtd, first_day
 		FROM c FULL JOIN t USING (provider)
 		ORDER BY provider`,
-		u.ID, monthStart, today, prevStart, sameEnd)
+		u.TeamID(), monthStart, today, prevStart, sameEnd)
 	if err != nil {
 		return out, "", domainError(err, "summary")
 	}
@@ -108,7 +108,7 @@ func (d *DB) summaryTop(ctx context.Context, tx *sqlx.Tx, u tokka.User, month st
 				CASE WHEN GROUPING(model) = 0 THEN 'model' WHEN GROUPING(project_id) = 0 THEN 'project' ELSE 'api_key' END AS what,
 				sum(amount_usd) AS cost_usd
 			FROM tokka.cost_monthly
-			WHERE user_id = $1 AND day = $2
+			WHERE team_id = $1 AND day = $2
 			GROUP BY GROUPING SETS ((provider, model), (provider, project_id), (provider, api_key_id))
 		), ranked AS (
 			SELECT * FROM (
@@ -119,19 +119,19 @@ func (d *DB) summaryTop(ctx context.Context, tx *sqlx.Tx, u tokka.User, month st
 		SELECT r.what, r.rank, r.provider AS item_provider, r.name AS item_name, r.cost_usd AS item_cost,
 			p.kind AS dir_kind, coalesce(p.name, k.name) AS dir_name, s.as_of, s.conns, s.version
 		FROM (SELECT max(last_synced_at) AS as_of, count(*) AS conns, coalesce(max(data_version), 0) AS version
-			FROM tokka.connections WHERE user_id = $1) s
+			FROM tokka.connections WHERE team_id = $1) s
 		LEFT JOIN ranked r ON true
 		LEFT JOIN LATERAL (
 			SELECT kind, name FROM tokka.directory_projects dp
-			WHERE r.what = 'project' AND r.name <> '' AND dp.user_id = $1 AND dp.id = r.name
+			WHERE r.what = 'project' AND r.name <> '' AND dp.team_id = $1 AND dp.id = r.name
 			ORDER BY seen_at DESC LIMIT 1
 		) p ON true
 		LEFT JOIN LATERAL (
 			SELECT name FROM tokka.directory_keys dk
-			WHERE r.what = 'api_key' AND r.name <> '' AND dk.user_id = $1 AND dk.id = r.name
+			WHERE r.what = 'api_key' AND r.name <> '' AND dk.team_id = $1 AND dk.id = r.name
 			ORDER BY seen_at DESC LIMIT 1
 		) k ON true
-		ORDER BY r.what, r.rank`, u.ID, month, top)
+		ORDER BY r.what, r.rank`, u.TeamID(), month, top)
 	if err != nil {
 		return "", domainError(err, "summary top")
 	}

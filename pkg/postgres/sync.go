@@ -33,16 +33,16 @@ func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Du
 				FOR UPDATE SKIP LOCKED
 			) due
 			WHERE c.id = due.id
-			RETURNING c.id, c.user_id, c.provider, c.sealed_key, c.key_set_at, c.backfilled_at,
+			RETURNING c.id, c.team_id, c.provider, c.sealed_key, c.key_set_at, c.backfilled_at,
 				c.sync_requested_at IS NOT NULL AS requested, c.lease_owner, c.lease_expires_at, due.takeover,
 				coalesce(c.organization_checked_at >= c.key_set_at, false) AS organization_known,
 				c.key_hint = '' AS key_unchecked,
 				CASE WHEN c.status = 'error' THEN (
 					SELECT count(*) FROM tokka.audit_events e
-					WHERE e.user_id = c.user_id AND e.connection_id = c.id AND e.action = 'sync.failed'
+					WHERE e.team_id = c.team_id AND e.connection_id = c.id AND e.action = 'sync.failed'
 					  AND e.id > coalesce((
 						SELECT max(s.id) FROM tokka.audit_events s
-						WHERE s.user_id = c.user_id AND s.connection_id = c.id
+						WHERE s.team_id = c.team_id AND s.connection_id = c.id
 						  AND s.action IN ('sync.succeeded', 'key.created', 'key.replaced')), 0)
 				) ELSE 0 END AS failures`,
 			owner, n, leaseFor.Seconds()), "lease")
@@ -126,7 +126,7 @@ func (d *DB) RecordKeyUse(ctx context.Context, l tokka.Lease, ev tokka.AuditEven
 		if err := holdLease(ctx, tx, l); err != nil {
 			return err
 		}
-		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, string(l.Provider)
+		ev.TeamID, ev.ConnectionID, ev.Provider = l.TeamID, &l.ConnectionID, string(l.Provider)
 		return insertAudit(ctx, tx, ev)
 	})
 }
@@ -154,7 +154,7 @@ func (d *DB) CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult
 			return err
 		}
 		for _, a := range r.Alerts {
-			a.UserID, a.ConnectionID = l.UserID, &l.ConnectionID
+			a.TeamID, a.ConnectionID = l.TeamID, &l.ConnectionID
 			if _, err := insertAlert(ctx, tx, a); err != nil {
 				return err
 			}
@@ -169,7 +169,7 @@ func (d *DB) CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult
 			return domainError(err, "complete sync")
 		}
 		ev := r.Event
-		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, string(l.Provider)
+		ev.TeamID, ev.ConnectionID, ev.Provider = l.TeamID, &l.ConnectionID, string(l.Provider)
 		return insertAudit(ctx, tx, ev)
 	})
 }
@@ -191,7 +191,7 @@ func (d *DB) FailSync(ctx context.Context, l tokka.Lease, status tokka.Connectio
 			WHERE id = $1`, l.ConnectionID, status, reason, next); err != nil {
 			return domainError(err, "fail sync")
 		}
-		ev.UserID, ev.ConnectionID, ev.Provider = l.UserID, &l.ConnectionID, string(l.Provider)
+		ev.TeamID, ev.ConnectionID, ev.Provider = l.TeamID, &l.ConnectionID, string(l.Provider)
 		return insertAudit(ctx, tx, ev)
 	})
 }
@@ -201,20 +201,20 @@ func (d *DB) FailSync(ctx context.Context, l tokka.Lease, status tokka.Connectio
 func rollupInserts(where string) []string {
 	return []string{
 		`INSERT INTO tokka.usage_monthly
-			SELECT connection_id, user_id, provider, date_trunc('month', day)::date, max(day), model, project_id,
+			SELECT connection_id, team_id, provider, date_trunc('month', day)::date, max(day), model, project_id,
 				api_key_id, service_tier, sum(input_uncached_tokens), sum(cache_read_tokens),
 				sum(cache_write_5m_tokens), sum(cache_write_1h_tokens), sum(output_tokens), sum(requests)
 			FROM tokka.usage_daily WHERE ` + where + `
-			GROUP BY connection_id, user_id, provider, date_trunc('month', day), model, project_id, api_key_id, service_tier`,
+			GROUP BY connection_id, team_id, provider, date_trunc('month', day), model, project_id, api_key_id, service_tier`,
 		`INSERT INTO tokka.cost_monthly
-			SELECT connection_id, user_id, provider, date_trunc('month', day)::date, max(day), model, project_id,
+			SELECT connection_id, team_id, provider, date_trunc('month', day)::date, max(day), model, project_id,
 				api_key_id, sum(amount_usd)
 			FROM tokka.cost_daily WHERE ` + where + `
-			GROUP BY connection_id, user_id, provider, date_trunc('month', day), model, project_id, api_key_id`,
+			GROUP BY connection_id, team_id, provider, date_trunc('month', day), model, project_id, api_key_id`,
 		`INSERT INTO tokka.spend_daily
-			SELECT connection_id, user_id, provider, day, sum(amount_usd)
+			SELECT connection_id, team_id, provider, day, sum(amount_usd)
 			FROM tokka.cost_daily WHERE ` + where + `
-			GROUP BY connection_id, user_id, provider, day`,
+			GROUP BY connection_id, team_id, provider, day`,
 	}
 }
 

@@ -29,7 +29,7 @@ func flagSyncRequestSpike(ctx context.Context, tx *sqlx.Tx, userID string) error
 	var hour string
 	if err := tx.GetContext(ctx, &n, `
 		SELECT count(*) FROM tokka.audit_events
-		WHERE user_id = $1 AND action = 'sync.requested' AND created_at > now() - interval '1 hour'`, userID); err != nil {
+		WHERE team_id = $1 AND action = 'sync.requested' AND created_at > now() - interval '1 hour'`, userID); err != nil {
 		return domainError(err, "sync request spike")
 	}
 	if n < SyncRequestSpike {
@@ -39,7 +39,7 @@ func flagSyncRequestSpike(ctx context.Context, tx *sqlx.Tx, userID string) error
 		return domainError(err, "sync request spike")
 	}
 	_, err := insertAlert(ctx, tx, tokka.Alert{
-		UserID: userID, Kind: tokka.AlertKeyAccess, Severity: "warning",
+		TeamID: userID, Kind: tokka.AlertKeyAccess, Severity: "warning",
 		DedupKey: "sync-request-spike:" + hour,
 		Title:    "Unusually many \"sync now\" requests in the last hour",
 		Detail:   []byte(fmt.Sprintf(`{"requests_last_hour":%d,"threshold":%d}`, n, SyncRequestSpike)),
@@ -80,6 +80,9 @@ func (d *DB) RequestSync(ctx context.Context, u tokka.User, id string, minInterv
 			Status   *tokka.ConnectionStatus `db:"status"`
 			WaitSecs *float64                `db:"wait_seconds"`
 		}
+		if err := inTeam(ctx, tx, "connections", id, u.TeamID()); err != nil {
+			return err
+		}
 		if err := tx.GetContext(ctx, &r, `SELECT outcome, status, wait_seconds FROM tokka.request_sync($1, $2)`,
 			id, minInterval.Seconds()); err != nil {
 			return domainError(err, "connection")
@@ -108,11 +111,11 @@ func (d *DB) RequestSync(ctx context.Context, u tokka.User, id string, minInterv
 		if err := notifySyncers(ctx, tx, id); err != nil {
 			return err
 		}
-		ev.UserID, ev.ConnectionID, ev.Provider = u.ID, &id, string(c.Provider)
+		ev.TeamID, ev.ConnectionID, ev.Provider = u.TeamID(), &id, string(c.Provider)
 		if err := insertAudit(ctx, tx, ev); err != nil {
 			return err
 		}
-		return flagSyncRequestSpike(ctx, tx, u.ID)
+		return flagSyncRequestSpike(ctx, tx, u.TeamID())
 	})
 	return c, wait, err
 }

@@ -113,10 +113,10 @@ func TestPoisonedSessionDoesNotReachTheNextRequest(t *testing.T) {
 // forgeAudit inserts an event as a forger who knows the encoding would:
 // predecessor, time and hash all chosen to verify.
 const forgeAudit = `
-	INSERT INTO tokka.audit_events (user_id, action, outcome, actor, created_at, prev_hash, hash)
+	INSERT INTO tokka.audit_events (team_id, action, outcome, actor, created_at, prev_hash, hash)
 	SELECT $1::uuid, $2::text, 'success', $3::text, now(), p.hash,
 		tokka.audit_event_hash(p.hash, $1::uuid, NULL, '', $2::text, 'success', '', $3::text, '', '', '', now())
-	FROM (SELECT (SELECT hash FROM tokka.audit_events WHERE user_id = $1::uuid ORDER BY id DESC LIMIT 1) AS hash) p`
+	FROM (SELECT (SELECT hash FROM tokka.audit_events WHERE team_id = $1::uuid ORDER BY id DESC LIMIT 1) AS hash) p`
 
 // TestEachRoleAppendsOnlyItsOwnAuditActions: the api's role writes only
 // what the api records (changes by the user, as api:<request>), the
@@ -181,16 +181,16 @@ func TestForgedAuditEventGetsTheDatabasesChain(t *testing.T) {
 	u := newUser()
 	conn := b.addConnection(t, u, "openai")
 	var head tokka.AuditEvent
-	require.NoError(t, b.sql.Get(&head, `SELECT id, hash, created_at FROM tokka.audit_events WHERE user_id = $1`, u.ID))
+	require.NoError(t, b.sql.Get(&head, `SELECT id, hash, created_at FROM tokka.audit_events WHERE team_id = $1`, u.ID))
 
 	backdated := time.Now().Add(-30 * 24 * time.Hour)
 	var got tokka.AuditEvent
 	err := b.inRole(t, "tokka_syncer", u, func(tx *sqlx.Tx) error {
 		return tx.Get(&got, `
-			INSERT INTO tokka.audit_events (user_id, connection_id, provider, action, outcome, purpose, actor,
+			INSERT INTO tokka.audit_events (team_id, connection_id, provider, action, outcome, purpose, actor,
 				created_at, prev_hash, hash)
 			VALUES ($1, $2, 'openai', 'key.decrypted', 'success', 'scheduled sync', 'syncer:forged-instance', $3, $4, $5)
-			RETURNING id, user_id, connection_id, provider, action, outcome, purpose, actor, client_ip, user_agent,
+			RETURNING id, team_id, connection_id, provider, action, outcome, purpose, actor, client_ip, user_agent,
 				detail, created_at, prev_hash, hash`,
 			u.ID, conn, backdated, bytes.Repeat([]byte{0xcd}, 32), bytes.Repeat([]byte{0xab}, 32))
 	})
@@ -247,7 +247,7 @@ func TestAPIRoleRaisesOnlyItsOwnAlerts(t *testing.T) {
 	b := setup(t)
 	alice, bob := newUser(), newUser()
 	mine, theirs := b.addConnection(t, alice, "openai"), b.addConnection(t, bob, "openai")
-	insert := `INSERT INTO tokka.alerts (user_id, kind, severity, connection_id, dedup_key, title)
+	insert := `INSERT INTO tokka.alerts (team_id, kind, severity, connection_id, dedup_key, title)
 		VALUES ($1, $2, 'critical', $3, $4, 'forged')`
 	for _, tc := range []struct {
 		name   string
@@ -328,8 +328,8 @@ func TestAuditVerifyReportsTimeGoingBackwards(t *testing.T) {
 	ids := b.eventIDs(t, u)
 	last := ids[len(ids)-1]
 	_, err := b.sql.Exec(`UPDATE tokka.audit_events e SET created_at = p.created_at - interval '1 second',
-			hash = tokka.audit_event_hash(e.prev_hash, e.user_id, e.connection_id, e.provider, e.action, e.outcome,
-				e.purpose, e.actor, e.client_ip, e.user_agent, e.detail, p.created_at - interval '1 second')
+			hash = tokka.audit_event_hash_v2(e.prev_hash, e.team_id, e.connection_id, e.provider, e.action, e.outcome,
+				e.purpose, e.actor, e.client_ip, e.user_agent, e.detail, p.created_at - interval '1 second', e.actor_user_id)
 		FROM tokka.audit_events p WHERE e.id = $1 AND p.id = $2`, last, ids[len(ids)-2])
 	require.NoError(t, err)
 	v := b.verify(t, u)

@@ -147,12 +147,12 @@ func usageSource(cost, useMonthly bool) string {
 	}
 	if !useMonthly {
 		return "(SELECT " + cols + ", day AS last_day FROM " + dailyT +
-			" WHERE user_id = $1 AND day >= $2 AND day <= $3) s"
+			" WHERE team_id = $1 AND day >= $2 AND day <= $3) s"
 	}
 	return "(SELECT " + cols + ", day AS last_day FROM " + dailyT +
-		" WHERE user_id = $1 AND day >= $2 AND day <= $3 AND (day < $5 OR day >= $6)" +
+		" WHERE team_id = $1 AND day >= $2 AND day <= $3 AND (day < $5 OR day >= $6)" +
 		" UNION ALL SELECT " + cols + ", last_day FROM " + monthlyT +
-		" WHERE user_id = $1 AND day >= $5 AND day < $6) s"
+		" WHERE team_id = $1 AND day >= $5 AND day < $6) s"
 }
 
 // usageFilters is one side's WHERE clause: the dimension filters and, for a
@@ -276,7 +276,7 @@ func (d *DB) eachUsageRow(ctx context.Context, u tokka.User, q tokka.UsageQuery,
 // and returns it.
 func (d *DB) usageRows(ctx context.Context, u tokka.User, q tokka.UsageQuery, dims []tokka.Dimension, version bool, fn func(tokka.UsageGroup) error) (string, error) {
 	query, args := usageSQL(q, dims)
-	args[0] = u.ID
+	args[0] = u.TeamID()
 	var out []tokka.UsageGroup
 	var v string
 	err := d.asReader(ctx, u, func(tx *sqlx.Tx) error {
@@ -338,7 +338,7 @@ func readUsage(ctx context.Context, tx *sqlx.Tx, u tokka.User, query string, arg
 		return nil, domainError(err, "usage rows")
 	}
 	rows.Close()
-	projects, keys, err := directoryNames(ctx, tx, u.ID, setKeys(projectIDs), setKeys(keyIDs))
+	projects, keys, err := directoryNames(ctx, tx, u.TeamID(), setKeys(projectIDs), setKeys(keyIDs))
 	if err != nil {
 		return nil, err
 	}
@@ -389,7 +389,7 @@ func (d *DB) ExplainUsage(ctx context.Context, u tokka.User, q tokka.UsageQuery)
 		return "", err
 	}
 	query, args := usageSQL(q, dims)
-	args[0] = u.ID
+	args[0] = u.TeamID()
 	var lines []string
 	err = d.asReader(ctx, u, func(tx *sqlx.Tx) error {
 		return domainError(tx.SelectContext(ctx, &lines, `EXPLAIN (ANALYZE, BUFFERS) `+query, args...), "explain")

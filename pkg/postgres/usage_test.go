@@ -27,19 +27,19 @@ func TestChunkedUsageRowsEqualOneQuery(t *testing.T) {
 	models := []string{"", "Model-b", "model_a", "model a", "ÄModel", "zeta", "m,quote\""}
 	for i, p := range []string{"openai", "anthropic"} {
 		conn := uuid.NewString()
-		_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
+		_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, team_id, provider, label, key_hint, sealed_key)
 			VALUES ($1, $2, $3, 'x', 'h', 'v2:00')`, conn, userID, p)
 		require.NoError(t, err)
 		for j, m := range models {
 			_, err = b.sql.Exec(`
-				INSERT INTO tokka.usage_daily (connection_id, user_id, provider, day, family, model, project_id,
+				INSERT INTO tokka.usage_daily (connection_id, team_id, provider, day, family, model, project_id,
 					service_tier, input_uncached_tokens, output_tokens)
 				SELECT $1, $2, $3, d::date, 'f', $4, 'proj' || (extract(day FROM d)::int % 3),
 					CASE WHEN extract(day FROM d)::int % 2 = 0 THEN 'default' ELSE 'flex' END, $5, extract(day FROM d)::int
 				FROM generate_series('2026-09-20'::date, '2026-11-05'::date, interval '1 day') d`, conn, userID, p, m, 10*i+j)
 			require.NoError(t, err)
 			_, err = b.sql.Exec(`
-				INSERT INTO tokka.cost_daily (connection_id, user_id, provider, day, model, project_id, amount_usd, amount, currency)
+				INSERT INTO tokka.cost_daily (connection_id, team_id, provider, day, model, project_id, amount_usd, amount, currency)
 				SELECT $1, $2, $3, d::date, $4, 'proj' || (extract(day FROM d)::int % 4), 0.001 * $5, 0, 'usd'
 				FROM generate_series('2026-09-25'::date, '2026-11-10'::date, interval '1 day') d`, conn, userID, p, m, 1+j)
 			require.NoError(t, err)

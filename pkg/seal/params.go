@@ -40,7 +40,7 @@ func (p *PublicKey) Parameters() Parameters {
 		Suite: SuiteNames{KEM: "MLKEM768-X25519", KEMID: kem.ID(), KDF: "HKDF-SHA256", KDFID: kdf.ID(),
 			AEAD: "AES-256-GCM", AEADID: aead.ID()},
 		Info: Info,
-		AAD: AADFormat{Label: bindingLabel, Fields: []string{"user_id", "connection_id", "provider"},
+		AAD: AADFormat{Label: bindingLabel, Fields: []string{"team_id", "connection_id", "provider"},
 			Encoding: "the label's bytes, then each field in order as a 4-byte big-endian length and its UTF-8 bytes"},
 		Format: "v2:<kid>:<hex(encapsulated key)>:<hex(ciphertext with tag)>, lowercase hex",
 	}

@@ -75,9 +75,9 @@ var ErrEmptyKey = errors.New("seal: key is empty")
 // ErrKeyTooLong is returned by Seal for a key longer than MaxKeySize.
 var ErrKeyTooLong = errors.New("seal: key is too long")
 
-// ErrIncompleteBinding is returned by Seal when the binding lacks a user id,
+// ErrIncompleteBinding is returned by Seal when the binding lacks a team id,
 // connection id or provider.
-var ErrIncompleteBinding = errors.New("seal: binding needs a user id, a connection id and a provider")
+var ErrIncompleteBinding = errors.New("seal: binding needs a team id, a connection id and a provider")
 
 // ErrBadPublicKey is returned by ParsePublicKey and NewPublicKey for anything
 // that is not a valid public key of this suite.
@@ -186,7 +186,7 @@ func (p *PublicKey) Seal(key *secret.Key, b Binding) (string, error) {
 // Fields are compared byte for byte; use the canonical text of each id (the
 // lowercase UUID form Postgres returns) on both sides.
 type Binding struct {
-	UserID       string
+	TeamID       string
 	ConnectionID string
 	Provider     tokka.Provider
 }
@@ -198,16 +198,16 @@ const bindingLabel = "tokka/v2/binding"
 // Complete reports whether every field of b is set; Seal refuses, and the
 // keyring will not open with, an incomplete binding. It never fails.
 func (b Binding) Complete() bool {
-	return b.UserID != "" && b.ConnectionID != "" && b.Provider != ""
+	return b.TeamID != "" && b.ConnectionID != "" && b.Provider != ""
 }
 
 // AAD returns the additional authenticated data for b: the label
-// "tokka/v2/binding" followed by each field (user id, connection id,
+// "tokka/v2/binding" followed by each field (team id, connection id,
 // provider) as a 4-byte big-endian length and its bytes. Length prefixes make
 // the encoding injective, so no two different bindings share an AAD whatever
 // characters the fields contain. It never fails.
 func (b Binding) AAD() []byte {
-	fields := [...]string{b.UserID, b.ConnectionID, string(b.Provider)}
+	fields := [...]string{b.TeamID, b.ConnectionID, string(b.Provider)}
 	n := len(bindingLabel)
 	for _, f := range fields {
 		n += 4 + len(f)

@@ -29,7 +29,7 @@ func setup(t testing.TB) *testBundle {
 		pub:  pub,
 		priv: priv,
 		bind: seal.Binding{
-			UserID:       "0b7c1f7e-6a57-4b8e-9a43-1d0c3f6a2b11",
+			TeamID:       "0b7c1f7e-6a57-4b8e-9a43-1d0c3f6a2b11",
 			ConnectionID: "5d2e8a90-3c4b-4f1e-8d7a-9e6b5c4d3a21",
 			Provider:     "openai",
 		},
@@ -164,8 +164,8 @@ func TestSealRefuses(t *testing.T) {
 	for _, bad := range []seal.Binding{
 		{},
 		{ConnectionID: "c", Provider: "openai"},
-		{UserID: "u", Provider: "openai"},
-		{UserID: "u", ConnectionID: "c"},
+		{TeamID: "u", Provider: "openai"},
+		{TeamID: "u", ConnectionID: "c"},
 	} {
 		_, err = b.pub.Seal(key, bad)
 		require.ErrorIs(t, err, seal.ErrIncompleteBinding)
@@ -177,16 +177,16 @@ func TestBindingAADInjective(t *testing.T) {
 	t.Parallel()
 	// Pairs that a naive concatenation or separator join would confuse.
 	bindings := []seal.Binding{
-		{UserID: "u", ConnectionID: "c", Provider: "openai"},
-		{UserID: "uc", ConnectionID: "", Provider: "openai"},
-		{UserID: "", ConnectionID: "uc", Provider: "openai"},
-		{UserID: "u:c", ConnectionID: "x", Provider: "openai"},
-		{UserID: "u", ConnectionID: "c:x", Provider: "openai"},
-		{UserID: "u", ConnectionID: "copenai", Provider: ""},
-		{UserID: "u", ConnectionID: "c", Provider: "anthropic"},
-		{UserID: "c", ConnectionID: "u", Provider: "openai"},
-		{UserID: "u\x00\x00\x00\x01c", ConnectionID: "", Provider: "openai"},
-		{UserID: "u", ConnectionID: "\x00\x00\x00\x01c", Provider: "openai"},
+		{TeamID: "u", ConnectionID: "c", Provider: "openai"},
+		{TeamID: "uc", ConnectionID: "", Provider: "openai"},
+		{TeamID: "", ConnectionID: "uc", Provider: "openai"},
+		{TeamID: "u:c", ConnectionID: "x", Provider: "openai"},
+		{TeamID: "u", ConnectionID: "c:x", Provider: "openai"},
+		{TeamID: "u", ConnectionID: "copenai", Provider: ""},
+		{TeamID: "u", ConnectionID: "c", Provider: "anthropic"},
+		{TeamID: "c", ConnectionID: "u", Provider: "openai"},
+		{TeamID: "u\x00\x00\x00\x01c", ConnectionID: "", Provider: "openai"},
+		{TeamID: "u", ConnectionID: "\x00\x00\x00\x01c", Provider: "openai"},
 	}
 	seen := map[string]int{}
 	for i, b := range bindings {

@@ -153,7 +153,7 @@ func raiseKeyAccess(ctx context.Context, store AlertRaiser, userID, connID strin
 	}
 	conn := connID
 	_, err = store.RaiseAlert(context.WithoutCancel(ctx), tokka.Alert{
-		UserID: userID, Kind: tokka.AlertKeyAccess, Severity: severity, ConnectionID: &conn,
+		TeamID: userID, Kind: tokka.AlertKeyAccess, Severity: severity, ConnectionID: &conn,
 		DedupKey: "key_access:" + connID + ":" + id + ":" + fp,
 		Title:    d.title, Detail: detail,
 	})

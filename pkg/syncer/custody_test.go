@@ -59,8 +59,8 @@ func newKeyring(t *testing.T, current string, retired ...string) *keyring.Keyrin
 func (b *testBundle) insertRow(t *testing.T, userID string, p tokka.Provider, makeBlob func(seal.Binding) string) string {
 	t.Helper()
 	id := uuid.NewString()
-	blob := makeBlob(seal.Binding{UserID: userID, ConnectionID: id, Provider: p})
-	_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, user_id, provider, label, key_hint, sealed_key)
+	blob := makeBlob(seal.Binding{TeamID: userID, ConnectionID: id, Provider: p})
+	_, err := b.sql.Exec(`INSERT INTO tokka.connections (id, team_id, provider, label, key_hint, sealed_key)
 		VALUES ($1, $2, $3, 'imported', 'h', $4)`, id, userID, string(p), blob)
 	require.NoError(t, err)
 	return id
@@ -101,7 +101,7 @@ func (b *testBundle) syncerWith(t *testing.T, opener syncer.Opener) *syncer.Sync
 
 func requireOpensTo(t *testing.T, kr *keyring.Keyring, blob, userID, connID string, p tokka.Provider, want string) {
 	t.Helper()
-	k, err := kr.Open(blob, seal.Binding{UserID: userID, ConnectionID: connID, Provider: p})
+	k, err := kr.Open(blob, seal.Binding{TeamID: userID, ConnectionID: connID, Provider: p})
 	require.NoError(t, err)
 	require.Equal(t, want, string(k.Bytes()))
 	k.Wipe()
@@ -275,7 +275,7 @@ func TestRewrapNeverOverwritesAKeyReplacedMeanwhile(t *testing.T) {
 	replacement := "sk-ant-admin01-replaced-" + user[:8]
 	st := &stepper{Keyring: rotated, beforeNext: func(int32, string) {
 		blob, err := rotated.PublicKey().Seal(secret.FromString(replacement),
-			seal.Binding{UserID: user, ConnectionID: id, Provider: "anthropic"})
+			seal.Binding{TeamID: user, ConnectionID: id, Provider: "anthropic"})
 		require.NoError(t, err)
 		_, err = b.db.UpdateConnection(context.Background(), u, id, tokka.ConnectionUpdate{SealedKey: blob, KeyHint: "h"},
 			tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
@@ -315,7 +315,7 @@ func TestRewrapBesideLiveSyncersAndReplacements(t *testing.T) {
 				continue
 			}
 			key := "sk-admin-replacement-" + string(rune('a'+i)) + user[:8]
-			blob, err := rotated.PublicKey().Seal(secret.FromString(key), seal.Binding{UserID: user, ConnectionID: id, Provider: "openai"})
+			blob, err := rotated.PublicKey().Seal(secret.FromString(key), seal.Binding{TeamID: user, ConnectionID: id, Provider: "openai"})
 			require.NoError(t, err)
 			_, err = b.db.UpdateConnection(ctx, u, id, tokka.ConnectionUpdate{SealedKey: blob, KeyHint: "h"},
 				tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
@@ -351,7 +351,7 @@ func TestRewrapBesideLiveSyncersAndReplacements(t *testing.T) {
 func (b *testBundle) alerts(t *testing.T, kind string) []tokka.Alert {
 	t.Helper()
 	var out []tokka.Alert
-	require.NoError(t, b.sql.Select(&out, `SELECT id, user_id, kind, severity, connection_id, dedup_key, title, detail,
+	require.NoError(t, b.sql.Select(&out, `SELECT id, team_id, kind, severity, connection_id, dedup_key, title, detail,
 		created_at, acknowledged_at FROM tokka.alerts WHERE kind = $1 ORDER BY id`, kind))
 	return out
 }
@@ -402,7 +402,7 @@ func TestRewrapFlagsBlobsNoKeyOpens(t *testing.T) {
 	alerts := b.alerts(t, tokka.AlertKeyAccess)
 	require.Len(t, alerts, 4)
 	for _, a := range alerts {
-		require.Equal(t, user, a.UserID)
+		require.Equal(t, user, a.TeamID)
 		require.NotNil(t, a.ConnectionID)
 		require.Contains(t, wantDetail, *a.ConnectionID)
 		severity := map[bool]string{true: "critical", false: "warning"}[*a.ConnectionID == tampered || *a.ConnectionID == malformed]
@@ -466,7 +466,7 @@ func TestReplacedKeyIsNeverOpenedUnderAnEarlierLease(t *testing.T) {
 	id := b.addConnection(t, user, tokka.OpenAI, oldKey)
 	oldBlob := b.blob(t, id)
 	store := &replaceAfterLease{DB: b.db, replace: func() {
-		blob, err := b.kr.PublicKey().Seal(secret.FromString(newKey), seal.Binding{UserID: user, ConnectionID: id, Provider: "openai"})
+		blob, err := b.kr.PublicKey().Seal(secret.FromString(newKey), seal.Binding{TeamID: user, ConnectionID: id, Provider: "openai"})
 		require.NoError(t, err)
 		_, err = b.db.UpdateConnection(context.Background(), u, id, tokka.ConnectionUpdate{SealedKey: blob, KeyHint: "h"},
 			tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})
@@ -516,7 +516,7 @@ func TestOldKeysGetOneRotationReminder(t *testing.T) {
 	alerts := b.alerts(t, tokka.AlertKeyRotation)
 	require.Len(t, alerts, 1)
 	a := alerts[0]
-	require.Equal(t, user, a.UserID)
+	require.Equal(t, user, a.TeamID)
 	require.Equal(t, oldID, *a.ConnectionID)
 	require.Contains(t, a.Title, "more than 90 days old")
 	var detail map[string]any
@@ -526,7 +526,7 @@ func TestOldKeysGetOneRotationReminder(t *testing.T) {
 	require.Nil(t, a.AcknowledgedAt)
 
 	// Replacing the key clears the reminder; the new key is not due one.
-	blob, err := b.kr.PublicKey().Seal(secret.FromString("sk-admin-rotated-"+user[:8]), seal.Binding{UserID: user, ConnectionID: oldID, Provider: "openai"})
+	blob, err := b.kr.PublicKey().Seal(secret.FromString("sk-admin-rotated-"+user[:8]), seal.Binding{TeamID: user, ConnectionID: oldID, Provider: "openai"})
 	require.NoError(t, err)
 	_, err = b.db.UpdateConnection(context.Background(), u, oldID, tokka.ConnectionUpdate{SealedKey: blob, KeyHint: "h"},
 		tokka.AuditEvent{Action: tokka.ActionKeyReplaced, Outcome: tokka.OutcomeSuccess, Actor: "api:test"})

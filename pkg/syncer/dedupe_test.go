@@ -17,8 +17,8 @@ import (
 func (b *testBundle) userCost(t *testing.T, user string) (lines, daily string) {
 	t.Helper()
 	require.NoError(t, b.sql.QueryRow(`SELECT
-		(SELECT coalesce(sum(amount_usd), 0)::text FROM tokka.cost_daily WHERE user_id = $1),
-		(SELECT coalesce(sum(amount_usd), 0)::text FROM tokka.spend_daily WHERE user_id = $1)`, user).Scan(&lines, &daily))
+		(SELECT coalesce(sum(amount_usd), 0)::text FROM tokka.cost_daily WHERE team_id = $1),
+		(SELECT coalesce(sum(amount_usd), 0)::text FROM tokka.spend_daily WHERE team_id = $1)`, user).Scan(&lines, &daily))
 	return lines, daily
 }
 

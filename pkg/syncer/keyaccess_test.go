@@ -15,7 +15,7 @@ import (
 func (b *testBundle) keyAccessAlerts(t *testing.T, userID string) []string {
 	t.Helper()
 	var keys []string
-	require.NoError(t, b.sql.Select(&keys, `SELECT dedup_key FROM tokka.alerts WHERE user_id = $1 AND kind = 'key_access' ORDER BY id`, userID))
+	require.NoError(t, b.sql.Select(&keys, `SELECT dedup_key FROM tokka.alerts WHERE team_id = $1 AND kind = 'key_access' ORDER BY id`, userID))
 	return keys
 }
 

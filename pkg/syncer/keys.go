@@ -69,7 +69,7 @@ func hygieneAlerts(l tokka.Lease, d *tokka.Directory, now time.Time, rotationDay
 					title = fmt.Sprintf("Key %q (%s) was created more than %d days ago and never used: revoke it if nobody needs it", k.Name, k.Hint, UnusedKeyDays)
 				}
 				out = append(out, tokka.Alert{
-					UserID: l.UserID, Kind: tokka.AlertKeyAccess, Severity: "warning", ConnectionID: &conn,
+					TeamID: l.TeamID, Kind: tokka.AlertKeyAccess, Severity: "warning", ConnectionID: &conn,
 					DedupKey: "key_unused:" + conn + ":" + k.ID, Title: title,
 					Detail: keyDetail("unused_key", k, map[string]any{"unused_days": UnusedKeyDays}),
 				})
@@ -78,7 +78,7 @@ func hygieneAlerts(l tokka.Lease, d *tokka.Directory, now time.Time, rotationDay
 		if k.Held && rotationDays >= 0 && k.CreatedAt != nil && k.CreatedAt.Before(now.AddDate(0, 0, -rotationDays)) {
 			age := int(now.Sub(*k.CreatedAt).Hours() / 24)
 			out = append(out, tokka.Alert{
-				UserID: l.UserID, Kind: tokka.AlertKeyRotation, Severity: "warning", ConnectionID: &conn,
+				TeamID: l.TeamID, Kind: tokka.AlertKeyRotation, Severity: "warning", ConnectionID: &conn,
 				DedupKey: "key_rotation:provider:" + conn + ":" + k.ID,
 				Title:    fmt.Sprintf("The admin key Tokka holds (%q, %s) was created %d days ago at the provider: rotate it", k.Name, k.Hint, age),
 				Detail:   keyDetail("held_key_age", k, map[string]any{"age_days": age, "reminder_days": rotationDays}),

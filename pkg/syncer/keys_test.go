@@ -18,7 +18,7 @@ import (
 func (b *testBundle) hygiene(t *testing.T, id string) map[string][]tokka.Alert {
 	t.Helper()
 	var all []tokka.Alert
-	require.NoError(t, b.sql.Select(&all, `SELECT id, user_id, kind, severity, connection_id, dedup_key, title, detail,
+	require.NoError(t, b.sql.Select(&all, `SELECT id, team_id, kind, severity, connection_id, dedup_key, title, detail,
 		created_at, acknowledged_at FROM tokka.alerts WHERE connection_id = $1 ORDER BY id`, id))
 	out := map[string][]tokka.Alert{}
 	for _, a := range all {

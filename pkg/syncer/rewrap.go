@@ -100,7 +100,7 @@ func rewrapOne(ctx context.Context, store RewrapStore, kr Rewrapper, instance, c
 		Purpose: "re-seal under the current encryption key", Actor: "syncer:" + instance,
 		Detail: "from " + from + " to v2 key " + current,
 	}
-	b := seal.Binding{UserID: k.UserID, ConnectionID: k.ConnectionID, Provider: k.Provider}
+	b := seal.Binding{TeamID: k.TeamID, ConnectionID: k.ConnectionID, Provider: k.Provider}
 	err := store.RewrapKey(ctx, k, ev, func() (string, error) { return kr.Rewrap(k.Blob, b) })
 	switch {
 	case err == nil:
@@ -128,7 +128,7 @@ func rewrapOne(ctx context.Context, store RewrapStore, kr Rewrapper, instance, c
 	sum.Failed++
 	log.Warn().Str("sealed_as", from).Bool("integrity_failure", d.integrity).
 		Msg("no configured key opens this connection's key; it is now needs_reconnect")
-	if err := raiseKeyAccess(ctx, store, k.UserID, k.ConnectionID, blob, d); err != nil {
+	if err := raiseKeyAccess(ctx, store, k.TeamID, k.ConnectionID, blob, d); err != nil {
 		log.Error().Err(err).Msg("raising the key_access alert failed")
 	}
 	return nil

@@ -59,7 +59,7 @@ func TestClientSealedKeysAreCheckedOnFirstOpen(t *testing.T) {
 
 	user, other := uuid.NewString(), uuid.NewString()
 	bind := func(u, id string) seal.Binding {
-		return seal.Binding{UserID: u, ConnectionID: id, Provider: tokka.OpenAI}
+		return seal.Binding{TeamID: u, ConnectionID: id, Provider: tokka.OpenAI}
 	}
 	goodKey := "sk-admin-clientsealed-" + user[:8]
 	id := uuid.NewString()

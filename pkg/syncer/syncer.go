@@ -98,6 +98,9 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// AfterSync, when set, runs after each successful sync.
 	AfterSync AfterSync
+	// Invitations, when set (SMTP_URL), mails team invitations at every
+	// poll and pass.
+	Invitations *Invitations
 	// KnownInstances (SYNCER_INSTANCES_ALLOWED) are the instance-name
 	// prefixes expected to decrypt keys; a decryption by any other actor
 	// raises a key_access alert. Empty: not checked.
@@ -221,6 +224,7 @@ func (s *Syncer) RunOnce(ctx context.Context) (Summary, error) {
 func (s *Syncer) chores(ctx context.Context) {
 	s.remindRotations(ctx)
 	s.checkKeyAccess(ctx)
+	s.mailInvitations(ctx)
 	n, err := s.store.CountDue(ctx)
 	if err == nil {
 		s.metrics.Due.Set(float64(n))
@@ -357,7 +361,7 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 	fetchCtx, stopRenewing, leaseErr := s.keepLease(ctx, log, l, held)
 	defer stopRenewing()
 
-	key, err := s.open(blob, seal.Binding{UserID: l.UserID, ConnectionID: l.ConnectionID, Provider: l.Provider})
+	key, err := s.open(blob, seal.Binding{TeamID: l.TeamID, ConnectionID: l.ConnectionID, Provider: l.Provider})
 	if err != nil {
 		d := diagnose(blob, s.kids)
 		status := tokka.StatusNeedsReconnect
@@ -368,7 +372,7 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 			d.detail = "client-sealed key refused: " + d.detail
 		}
 		outcome = s.fail(ctx, log, l, status, d.reason, now.Add(s.cfg.Interval), tokka.ActionKeyDecrypted, d.detail, outcomeSealed)
-		s.raiseKeyAccess(ctx, log, l.UserID, l.ConnectionID, blob, d)
+		s.raiseKeyAccess(ctx, log, l.TeamID, l.ConnectionID, blob, d)
 		return outcome
 	}
 	opened := time.Now()
@@ -469,7 +473,7 @@ func (s *Syncer) read(ctx, fetchCtx context.Context, log zerolog.Logger, l tokka
 		}
 		var fp []byte
 		if s.cfg.Fingerprints != nil {
-			fp = s.cfg.Fingerprints.Key(l.UserID, string(l.Provider), key)
+			fp = s.cfg.Fingerprints.Key(l.TeamID, string(l.Provider), key)
 		}
 		ev := s.event(tokka.ActionSyncFailed, tokka.OutcomeFailure, job.purpose)
 		r.recordErr = s.retry(ctx, held.expires(), "recording the sealed key's hint", func() (err error) {
@@ -590,7 +594,7 @@ func (s *Syncer) finish(ctx context.Context, log zerolog.Logger, l tokka.Lease, 
 	s.metrics.RowsWritten.WithLabelValues("usage_daily").Add(float64(len(r.usage)))
 	s.metrics.RowsWritten.WithLabelValues("cost_daily").Add(float64(len(r.costs)))
 	if s.cfg.AfterSync != nil {
-		if err := s.cfg.AfterSync.AfterSync(ctx, l.UserID, s.cfg.Now()); err != nil {
+		if err := s.cfg.AfterSync.AfterSync(ctx, l.TeamID, s.cfg.Now()); err != nil {
 			log.Error().Err(err).Msg("evaluating budgets after the sync failed")
 		}
 	}

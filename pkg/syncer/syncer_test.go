@@ -123,7 +123,7 @@ func (b *testBundle) syncer(t *testing.T, instance string, store syncer.Store, o
 func (b *testBundle) addConnection(t *testing.T, userID string, p tokka.Provider, key string) string {
 	t.Helper()
 	id := uuid.NewString()
-	blob, err := b.kr.PublicKey().Seal(secret.FromString(key), seal.Binding{UserID: userID, ConnectionID: id, Provider: p})
+	blob, err := b.kr.PublicKey().Seal(secret.FromString(key), seal.Binding{TeamID: userID, ConnectionID: id, Provider: p})
 	require.NoError(t, err)
 	u := tokka.User{ID: userID, Claims: []byte(`{"sub":"` + userID + `","role":"authenticated"}`)}
 	_, err = b.db.CreateConnection(context.Background(), u, tokka.NewConnection{
@@ -360,7 +360,7 @@ func TestBlobMovedToAnotherRowDoesNotOpen(t *testing.T) {
 	copied := b.blob(t, victim)
 	owners := map[string]string{}
 	for _, a := range alerts {
-		owners[*a.ConnectionID] = a.UserID
+		owners[*a.ConnectionID] = a.TeamID
 		require.Equal(t, "critical", a.Severity)
 		require.Contains(t, a.DedupKey, kid)
 		var detail map[string]string

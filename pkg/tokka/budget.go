@@ -19,7 +19,7 @@ const (
 // webhook secret: role authenticated cannot even SELECT that column.
 type Budget struct {
 	ID                 string          `db:"id"`
-	UserID             string          `db:"user_id"`
+	TeamID             string          `db:"team_id"`
 	Name               string          `db:"name"`
 	AmountUSD          decimal.Decimal `db:"amount_usd"`
 	Scope              string          `db:"scope"`

@@ -6,7 +6,7 @@ import (
 )
 
 // NewConnection is what the api stores when a user pastes a key: the blob is
-// already sealed to the syncer's public key and bound to ID, UserID and Provider.
+// already sealed to the syncer's public key and bound to ID, TeamID and Provider.
 type NewConnection struct {
 	ID        string
 	Provider  Provider
@@ -37,7 +37,7 @@ var ErrBlobChanged = errors.New("postgres: the sealed key changed or the connect
 // for, as the rewrap pass reads it.
 type SealedKey struct {
 	ConnectionID string   `db:"id"`
-	UserID       string   `db:"user_id"`
+	TeamID       string   `db:"team_id"`
 	Provider     Provider `db:"provider"`
 	Status       string   `db:"status"`
 	Blob         string   `db:"sealed_key"`

@@ -8,7 +8,7 @@ import "time"
 // are found through their audit events, which outlive them.
 type AffectedConnection struct {
 	ConnectionID string   `db:"connection_id"`
-	UserID       string   `db:"user_id"`
+	TeamID       string   `db:"team_id"`
 	Provider     Provider `db:"provider"`
 	// Present is false for a connection deleted since; Label, KeyHint,
 	// Status and KeySetAt are then nil.
@@ -47,7 +47,7 @@ const (
 // Released is a connection an incident's quarantine set to compromised.
 type Released struct {
 	ConnectionID string   `db:"connection_id"`
-	UserID       string   `db:"user_id"`
+	TeamID       string   `db:"team_id"`
 	Provider     Provider `db:"provider"`
 }
 

@@ -26,7 +26,7 @@ var ErrDuplicate = fmt.Errorf("%w: the connection was marked duplicate", ErrLeas
 // Lease is a connection a syncer holds until ExpiresAt.
 type Lease struct {
 	ConnectionID string     `db:"id"`
-	UserID       string     `db:"user_id"`
+	TeamID       string     `db:"team_id"`
 	Provider     Provider   `db:"provider"`
 	SealedKey    string     `db:"sealed_key"`
 	KeySetAt     time.Time  `db:"key_set_at"`

@@ -84,6 +84,21 @@ type User struct {
 	// EmailVerified is the token's user_metadata.email_verified claim: what
 	// the Auth server said about Email when it issued the token.
 	EmailVerified bool
+	// Team is the team the request acts in ("" for the user's personal
+	// team, whose id is ID), and Role the caller's role in it ("" until
+	// the api has looked it up). The database checks both again: they
+	// only save a request that would be refused a trip.
+	Team string
+	Role Role
+}
+
+// TeamID is the id of the team u acts in: Team, or for the personal team
+// the user's own id.
+func (u User) TeamID() string {
+	if u.Team != "" {
+		return u.Team
+	}
+	return u.ID
 }
 
 // ConnectionStatus is where a connection stands: whether its key is used,
@@ -157,10 +172,10 @@ const (
 	OutcomeFailure = "failure"
 )
 
-// AuditEvent is one entry of a user's audit log.
+// AuditEvent is one entry of a team's audit log.
 type AuditEvent struct {
 	ID           int64     `db:"id" json:"id"`
-	UserID       string    `db:"user_id" json:"-"`
+	TeamID       string    `db:"team_id" json:"-"`
 	ConnectionID *string   `db:"connection_id" json:"connection_id"`
 	Provider     string    `db:"provider" json:"provider"`
 	Action       string    `db:"action" json:"action"`
@@ -171,7 +186,11 @@ type AuditEvent struct {
 	UserAgent    string    `db:"user_agent" json:"user_agent"`
 	Detail       string    `db:"detail" json:"detail"`
 	CreatedAt    time.Time `db:"created_at" json:"created_at"`
-	// PrevHash is the Hash of the user's previous event (nil for the first)
+	// ActorUserID is the user whose request it was (the database sets it
+	// from the verified claims), nil for the syncer's events and for events
+	// from before teams.
+	ActorUserID *string `db:"actor_user_id" json:"actor_user_id"`
+	// PrevHash is the Hash of the team's previous event (nil for the first)
 	// and Hash the SHA-256 of this event's canonical content including
 	// PrevHash: together they chain each user's events, so an edited,
 	// removed or inserted event is detectable. Both are set by storage.
@@ -245,7 +264,7 @@ const (
 // idempotent: the same (user, DedupKey) is stored once.
 type Alert struct {
 	ID             int64           `db:"id" json:"id"`
-	UserID         string          `db:"user_id" json:"-"`
+	TeamID         string          `db:"team_id" json:"-"`
 	Kind           string          `db:"kind" json:"kind"`
 	Severity       string          `db:"severity" json:"severity"`
 	ConnectionID   *string         `db:"connection_id" json:"connection_id"`

@@ -108,14 +108,18 @@ export interface paths {
          *     (`tpk2:` and the lowercase hex of the MLKEM768-X25519 public key), its
          *     key id, the HPKE suite (RFC 9180: KEM MLKEM768-X25519 (X-Wing), KDF
          *     HKDF-SHA256, AEAD AES-256-GCM, base mode), the `info` string and the
-         *     AAD encoding. The AAD binds the blob to your user id, the connection
-         *     id you choose and the provider: `tokka/v2/binding`, then each of the
-         *     three as a 4-byte big-endian length and its UTF-8 bytes. Send the
-         *     result as `sealed_key` (with `id`) to `POST /v1/connections`, or as
-         *     `sealed_key` to `PATCH /v1/connections/{id}`. The parameters change
-         *     only when the operator rotates `ENCRYPTION_KEY`: the response may be
-         *     cached privately for an hour (`ETag` is the key id), and a key sealed
-         *     to a retired key id is refused with 409 carrying the new parameters.
+         *     AAD encoding. The AAD binds the blob to the team the connection
+         *     belongs to (the `team_id` you send with it; for your personal team,
+         *     your user id), the connection id you choose and the provider:
+         *     `tokka/v2/binding`, then each of the three as a 4-byte big-endian
+         *     length and its UTF-8 bytes (ids in lowercase canonical form). Send
+         *     the result as `sealed_key` (with `id`) to `POST /v1/connections`, or
+         *     as `sealed_key` to `PATCH /v1/connections/{id}`, with the same
+         *     `team_id`: a key sealed for one team does not open in another. The
+         *     parameters change only when the operator rotates `ENCRYPTION_KEY`:
+         *     the response may be cached privately for an hour (`ETag` is the key
+         *     id), and a key sealed to a retired key id is refused with 409
+         *     carrying the new parameters.
          *     The `clients/js` library in the repository does all of this.
          */
         get: operations["getSealingKey"];
@@ -133,7 +137,17 @@ export interface paths {
     };
     "/v1/connections": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -153,18 +167,19 @@ export interface paths {
          *     the key id (not the current one: 409 whose `sealing_key` holds the
          *     current parameters, to seal again) and the size; the syncer checks the
          *     rest when it first opens the key: a key that does not open for this
-         *     connection and user, or is not an admin key of the provider, makes the
-         *     connection `invalid` with a reason; a key you have already connected
-         *     makes it `duplicate`. Until then `key_hint` is empty; the syncer sets
-         *     it. With `PLAINTEXT_KEYS=refuse` the api refuses `api_key` (400) and
-         *     only sealed keys are accepted.
+         *     connection and team, or is not an admin key of the provider, makes the
+         *     connection `invalid` with a reason; a key the team has already
+         *     connected makes it `duplicate`. Until then `key_hint` is empty; the
+         *     syncer sets it. With `PLAINTEXT_KEYS=refuse` the api refuses
+         *     `api_key` (400) and only sealed keys are accepted.
          *
-         *     A key you have already connected is refused with 409, whose
+         *     A key the team has already connected is refused with 409, whose
          *     `connection_id` names the connection that has it: an organisation is
-         *     never counted twice. Another admin key of an organisation you have
-         *     already connected cannot be recognised yet; its first sync finds the
-         *     organisation (Anthropic's organisation id, OpenAI's project ids) and
-         *     marks it `duplicate` instead of counting it (see `Connection.status`).
+         *     never counted twice in a team. Another admin key of an organisation
+         *     the team has already connected cannot be recognised yet; its first
+         *     sync finds the organisation (Anthropic's organisation id, OpenAI's
+         *     project ids) and marks it `duplicate` instead of counting it (see
+         *     `Connection.status`).
          */
         post: operations["createConnection"];
         delete?: never;
@@ -179,7 +194,17 @@ export interface paths {
     };
     "/v1/connections/{id}": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path: {
                 /** @description The connection's id; upper-case hex is accepted and means the same id. */
@@ -221,7 +246,17 @@ export interface paths {
     };
     "/v1/connections/{id}/sync": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path: {
                 /** @description The connection's id; upper-case hex is accepted and means the same id. */
@@ -249,7 +284,17 @@ export interface paths {
     };
     "/v1/connections/{id}/keys": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path: {
                 /** @description The connection's id; upper-case hex is accepted and means the same id. */
@@ -292,7 +337,17 @@ export interface paths {
     };
     "/v1/usage": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -331,7 +386,17 @@ export interface paths {
     };
     "/v1/usage/summary": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -366,7 +431,17 @@ export interface paths {
     };
     "/v1/usage/export.csv": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -401,7 +476,17 @@ export interface paths {
     };
     "/v1/usage/export.focus.csv": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -446,7 +531,17 @@ export interface paths {
     };
     "/v1/audit-events": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -467,16 +562,26 @@ export interface paths {
     };
     "/v1/audit-events/verify": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         /**
          * Check that your audit log has not been tampered with
-         * @description Your events form a hash chain: each stores the `hash` of your previous
-         *     event as `prev_hash`, and its own `hash` is SHA-256 over a
-         *     length-prefixed encoding of `prev_hash` and its content (see
+         * @description A team's events form a hash chain: each stores the `hash` of the
+         *     team's previous event as `prev_hash`, and its own `hash` is SHA-256
+         *     over a length-prefixed encoding of `prev_hash` and its content (see
          *     `AuditEvent.hash`). A check recomputes every link it reads, and also
          *     reports an event dated earlier than the one before it. An edited,
          *     removed or inserted event breaks the chain at that event, reported as
@@ -509,7 +614,17 @@ export interface paths {
     };
     "/v1/alerts": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -537,7 +652,17 @@ export interface paths {
     };
     "/v1/alerts/{id}/acknowledge": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path: {
                 /** @description The alert's id (ids that are not yours, or not numbers, are 404). */
@@ -557,7 +682,17 @@ export interface paths {
     };
     "/v1/budgets": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -630,7 +765,17 @@ export interface paths {
     };
     "/v1/budgets/{id}": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path: {
                 id: string;
@@ -666,7 +811,17 @@ export interface paths {
     };
     "/v1/budgets/{id}/deliveries": {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path: {
                 id: string;
@@ -688,6 +843,286 @@ export interface paths {
          * @description The same as GET, without a body.
          */
         head: operations["headListBudgetDeliveries"];
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/teams": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The teams you belong to
+         * @description A page of the teams you are a member of, with your role in each,
+         *     oldest first (by `created_at`, then `id`). Your personal team is
+         *     the one with `personal: true`, wherever its creation puts it (it is
+         *     made on the first use of this list if it does not exist yet).
+         */
+        get: operations["listTeams"];
+        put?: never;
+        /**
+         * Create a team
+         * @description Makes a team with you as its only owner; Tokka chooses its id. Invite
+         *     others with `POST /v1/teams/{team}/invitations`. Recorded as
+         *     `team.created` in the new team's audit log.
+         */
+        post: operations["createTeam"];
+        delete?: never;
+        options?: never;
+        /**
+         * The teams you belong to (headers only)
+         * @description The same as GET, without a body.
+         */
+        head: operations["headListTeams"];
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/teams/{team}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Read one team
+         * @description Any member may read the team, with their own role in it.
+         */
+        get: operations["getTeam"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a team
+         * @description Owners only (another member gets 403). A personal team cannot be
+         *     deleted, nor a team that still has connections (delete them first,
+         *     each with its own audit event): both are 409. The team's budgets,
+         *     alerts, invitations and memberships go with it; its audit log is
+         *     append-only and stays, ending with `team.deleted`.
+         */
+        delete: operations["deleteTeam"];
+        options?: never;
+        /**
+         * Read one team (headers only)
+         * @description The same as GET, without a body.
+         */
+        head: operations["headGetTeam"];
+        /**
+         * Rename a team
+         * @description Owners only (another member gets 403). A personal team may be
+         *     renamed too. Recorded as `team.renamed`.
+         */
+        patch: operations["renameTeam"];
+        trace?: never;
+    };
+    "/v1/teams/{team}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+            };
+            cookie?: never;
+        };
+        /**
+         * The team's members
+         * @description Any member may list the members, a page at a time, in the order
+         *     they joined (by `created_at`, then `user_id`), whatever their role.
+         */
+        get: operations["listMembers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /**
+         * The team's members (headers only)
+         * @description The same as GET, without a body.
+         */
+        head: operations["headListMembers"];
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/teams/{team}/members/{user}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+                /** @description The member's user id (an id that is not a UUID, or of no member of the team, is a 404). */
+                user: components["parameters"]["MemberUser"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove a member, or leave the team
+         * @description An owner may remove any member; any member may remove themselves
+         *     (leave the team); anything else is 403. 409 for the last owner, and
+         *     for the founder of a personal team. Recorded as `member.removed`.
+         */
+        delete: operations["removeMember"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a member's role
+         * @description Owners only (another member gets 403). 409 when the change would
+         *     leave the team without an owner, or would demote the founder of a
+         *     personal team, who stays its owner: make someone else an owner
+         *     first. Setting the role a member already holds changes nothing.
+         *     Recorded as `member.role_changed`.
+         */
+        patch: operations["changeMemberRole"];
+        trace?: never;
+    };
+    "/v1/teams/{team}/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+            };
+            cookie?: never;
+        };
+        /**
+         * The team's invitations, oldest first
+         * @description Admins and owners only (a viewer gets 403): a page of the team's
+         *     invitations, open, accepted, revoked or expired, oldest first (by
+         *     `created_at`, then `id`). The token is never listed.
+         */
+        get: operations["listInvitations"];
+        put?: never;
+        /**
+         * Invite someone to the team
+         * @description Admins and owners invite (a viewer gets 403); only owners invite
+         *     owners (an admin gets 403). The answer carries the invitation's
+         *     `token`, which is what accepts it (`POST
+         *     /v1/invitations/{token}/accept`): Tokka keeps its SHA-256 and never
+         *     lists it. When the syncer sends email (its SMTP_URL), the address
+         *     also gets the token, as a link to INVITATION_URL when that is set:
+         *     the api, which sends no email, stores the token sealed to the
+         *     syncer's public key, and the syncer clears it once mailed (or once
+         *     the invitation is no longer open); a failed email is retried a few
+         *     times and the invitation stands. An invitation
+         *     works once, for a signed-in user whose confirmed email is the
+         *     invited address, until `expires_at` (INVITATION_TTL after it was
+         *     made, 7 days by default). `Location` is the invitation's own route
+         *     (`GET /v1/teams/{team}/invitations/{invitation}`), which never
+         *     shows the token either. An `Idempotency-Key` replay of this answer
+         *     leaves `token` out: Tokka does not keep it, so an inviter who lost
+         *     it revokes the invitation and invites again. Recorded as
+         *     `invitation.created`.
+         */
+        post: operations["createInvitation"];
+        delete?: never;
+        options?: never;
+        /**
+         * The team's invitations, oldest first (headers only)
+         * @description The same as GET, without a body.
+         */
+        head: operations["headListInvitations"];
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/teams/{team}/invitations/{invitation}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+                /**
+                 * @description The invitation's id. An id that is not a UUID, or of no invitation
+                 *     of the team, is a 404 (and for DELETE, one of an invitation no
+                 *     longer open).
+                 */
+                invitation: components["parameters"]["InvitationID"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Read one invitation
+         * @description Admins and owners only (a viewer gets 403): one invitation of the
+         *     team, open, accepted, revoked or expired, as the list shows it
+         *     (never its token). An id of no invitation of this team is 404.
+         */
+        get: operations["getInvitation"];
+        put?: never;
+        post?: never;
+        /**
+         * Revoke an invitation
+         * @description Admins and owners only (a viewer gets 403). Only an open invitation
+         *     (not accepted, not already revoked) can be revoked; any other is
+         *     404. Its token stops working at once. Recorded as
+         *     `invitation.revoked`.
+         */
+        delete: operations["revokeInvitation"];
+        options?: never;
+        /**
+         * Read one invitation (headers only)
+         * @description The same as GET, without a body.
+         */
+        head: operations["headGetInvitation"];
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/invitations/{token}/accept": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The invitation's token, as the invitation email or its inviter gave
+                 *     it: `tki_` and 43 base64url characters. Anything else is a 404.
+                 */
+                token: components["parameters"]["InvitationToken"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Accept an invitation
+         * @description Joins the team the invitation is for, with its role; a member
+         *     already in the team keeps a higher role they hold (an invitation
+         *     never lowers one). It needs a confirmed email address that is the
+         *     invited one: your token's email, which the Supabase Auth server
+         *     must still have as your address with `email_confirmed_at` set (on a
+         *     server without an Auth server to ask, the token's
+         *     `user_metadata.email_verified` must be true); otherwise 403. An
+         *     unknown token, one already used, revoked or expired, and one made
+         *     out to another address are the same 404, with the same body: which
+         *     of them it was is not told (an invitation made out to another
+         *     address stays open for its invitee). No request body. Recorded as
+         *     `invitation.accepted` in the team's audit log.
+         */
+        post: operations["acceptInvitation"];
+        delete?: never;
+        options?: never;
+        head?: never;
         patch?: never;
         trace?: never;
     };
@@ -799,7 +1234,7 @@ export interface components {
                 label: string;
                 /**
                  * @example [
-                 *       "user_id",
+                 *       "team_id",
                  *       "connection_id",
                  *       "provider"
                  *     ]
@@ -1087,6 +1522,7 @@ export interface components {
          *       "outcome": "success",
          *       "purpose": "scheduled sync",
          *       "actor": "syncer:tokka-syncer-7d9f-1-a1b2c3",
+         *       "actor_user_id": null,
          *       "client_ip": "",
          *       "user_agent": "",
          *       "detail": "sealed as v2 key 3f9c2a61d0b4e87a",
@@ -1108,7 +1544,15 @@ export interface components {
              *     to `compromised`, or found affected), incident.notified (you were
              *     emailed about it) and incident.released (the quarantine was a
              *     mistake and was undone), whose detail starts with
-             *     "incident <reference>:".
+             *     "incident <reference>:". The team's own changes, with no
+             *     connection or provider: team.created and team.renamed (detail:
+             *     the name), team.deleted (no detail), member.role_changed
+             *     ("user <user id>: <old role> to <new role>"), member.removed
+             *     ("user <user id> (<the role they had>)"), invitation.created
+             *     ("invitation <id> as <role>"), invitation.revoked ("invitation
+             *     <id>") and invitation.accepted ("invitation <id>: user <user id>
+             *     joined as <the role they now hold>"). No detail holds an email
+             *     address: the invitation's id leads to it while the team exists.
              * @example key.decrypted
              */
             action: string;
@@ -1117,21 +1561,31 @@ export interface components {
             purpose: string;
             /** @description api:<request id> or syncer:<instance> */
             actor: string;
+            /**
+             * Format: uuid
+             * @description The user whose request it was (taken from their verified access
+             *     token by the database, never from the request); null for the
+             *     syncer's events and for events recorded before teams.
+             */
+            actor_user_id: string | null;
             client_ip: string;
             user_agent: string;
             detail: string;
             /** Format: date-time */
             created_at: string;
-            /** @description The `hash` of your previous event, lowercase hex; null for your first event. */
+            /** @description The `hash` of the team's previous event, lowercase hex; null for its first event. */
             prev_hash: string | null;
             /**
              * @description Lowercase hex SHA-256 over "tokka/audit/v1" followed by, each as a
              *     4-byte big-endian length and its bytes: prev_hash (raw bytes, empty
-             *     for the first event), your user id, connection_id ("" when null),
-             *     provider, action, outcome, purpose, actor, client_ip, user_agent,
-             *     detail (all UTF-8 text, ids in lowercase canonical form) and
-             *     created_at as microseconds since 1970-01-01 UTC (8 bytes,
-             *     big-endian).
+             *     for the team's first event), the team id (for a personal team, its
+             *     owner's user id), connection_id ("" when null), provider, action,
+             *     outcome, purpose, actor, client_ip, user_agent, detail (all UTF-8
+             *     text, ids in lowercase canonical form) and created_at as
+             *     microseconds since 1970-01-01 UTC (8 bytes, big-endian). An event
+             *     with an `actor_user_id` is hashed the same way under the label
+             *     "tokka/audit/v2", with `actor_user_id` (lowercase canonical form)
+             *     as one more field at the end.
              */
             hash: string;
         };
@@ -1359,6 +1813,150 @@ export interface components {
             has_more: components["schemas"]["HasMore"];
             next_cursor: components["schemas"]["NextCursor"];
         };
+        /**
+         * @description A member's role in a team, each allowed what the ones after it are:
+         *     `owner` manages the members and may delete the team; `admin` adds,
+         *     replaces and deletes keys and manages budgets and alerts; `viewer`
+         *     reads usage, the summary, exports, alerts, budgets and the audit log.
+         * @enum {string}
+         */
+        Role: "owner" | "admin" | "viewer";
+        /**
+         * @example {
+         *       "id": "3b8e2c1d-5f4a-4e6b-9c7d-8e9f0a1b2c3d",
+         *       "name": "Platform team",
+         *       "personal": false,
+         *       "role": "owner",
+         *       "created_at": "2026-12-01T10:00:00Z"
+         *     }
+         */
+        Team: {
+            /**
+             * Format: uuid
+             * @description The team's id: `team_id` for every route over its data.
+             */
+            id: string;
+            name: string;
+            /**
+             * @description Someone's personal team: its id is that user's id, they stay its
+             *     owner, and it cannot be deleted.
+             */
+            personal: boolean;
+            /** @description Your role in the team. */
+            role: components["schemas"]["Role"];
+            /** Format: date-time */
+            created_at: string;
+        };
+        /**
+         * @description A page of the teams you belong to, oldest first; your personal team
+         *     is the one with `personal: true`.
+         */
+        TeamList: {
+            data: components["schemas"]["Team"][];
+            has_more: components["schemas"]["HasMore"];
+            next_cursor: components["schemas"]["NextCursor"];
+        };
+        TeamName: {
+            /**
+             * @description The team's name. The same rules as a budget's `name` (NFC, 1 to
+             *     100 characters as people see them, at most 400 code points, no
+             *     control or invisible characters; `""`, white space and `null`
+             *     refused).
+             */
+            name: string;
+        };
+        /**
+         * @example {
+         *       "user_id": "6a1f3c2e-0b4d-4e8a-9c77-1d2e3f405162",
+         *       "email": "ana@example.com",
+         *       "role": "admin",
+         *       "created_at": "2026-12-01T10:05:00Z"
+         *     }
+         */
+        Member: {
+            /** Format: uuid */
+            user_id: string;
+            /**
+             * @description The address in the member's verified access token when they
+             *     joined ("" when none was known, as for the owner of a personal
+             *     team that existed before teams); the Auth server stays the
+             *     authority on it.
+             */
+            email: string;
+            role: components["schemas"]["Role"];
+            /**
+             * Format: date-time
+             * @description When they joined.
+             */
+            created_at: string;
+        };
+        /** @description A page of a team's members, in the order they joined. */
+        MemberList: {
+            data: components["schemas"]["Member"][];
+            has_more: components["schemas"]["HasMore"];
+            next_cursor: components["schemas"]["NextCursor"];
+        };
+        MemberUpdate: {
+            role: components["schemas"]["Role"];
+        };
+        NewInvitation: {
+            /**
+             * @description One plain address (`ana@example.com`, no display name); stored
+             *     trimmed and in lower case. Only a user whose confirmed email it
+             *     is can accept the invitation.
+             */
+            email: string;
+            /** @description The role the invitee gets; only owners invite owners. */
+            role: components["schemas"]["Role"];
+        };
+        /**
+         * @example {
+         *       "id": "9c2d4e6f-8a1b-4c3d-9e5f-7a8b9c0d1e2f",
+         *       "team_id": "3b8e2c1d-5f4a-4e6b-9c7d-8e9f0a1b2c3d",
+         *       "email": "ana@example.com",
+         *       "role": "viewer",
+         *       "invited_by": "0f1e2d3c-4b5a-4968-8776-655443322110",
+         *       "created_at": "2026-12-01T10:00:00Z",
+         *       "expires_at": "2026-12-08T10:00:00Z",
+         *       "accepted_at": null,
+         *       "revoked_at": null,
+         *       "token": "tki_Zm9yIGV4YW1wbGUgb25seSwgbm90IGEgcmVhbCB0b2s"
+         *     }
+         */
+        Invitation: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            team_id: string;
+            email: string;
+            role: components["schemas"]["Role"];
+            /**
+             * Format: uuid
+             * @description The user id of the member who invited.
+             */
+            invited_by: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at: string;
+            /** Format: date-time */
+            accepted_at: string | null;
+            /** Format: date-time */
+            revoked_at: string | null;
+            /**
+             * @description Only in the answer to `POST /v1/teams/{team}/invitations`, and
+             *     not in an `Idempotency-Key` replay of it: what accepts the
+             *     invitation (`POST /v1/invitations/{token}/accept`). Tokka keeps
+             *     only its SHA-256; it is never listed or read back.
+             */
+            token?: string;
+        };
+        /** @description A page of a team's invitations, oldest first. */
+        InvitationList: {
+            data: components["schemas"]["Invitation"][];
+            has_more: components["schemas"]["HasMore"];
+            next_cursor: components["schemas"]["NextCursor"];
+        };
     };
     responses: {
         /**
@@ -1436,7 +2034,11 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description No such object, or not yours (the two are indistinguishable). */
+        /**
+         * @description No such object, or not in the team the request acts in (the two are
+         *     indistinguishable); also a `team_id`, or a team in the path, that
+         *     names a team you are not a member of.
+         */
         NotFound: {
             headers: {
                 "X-Request-Id": components["headers"]["RequestID"];
@@ -1587,9 +2189,11 @@ export interface components {
             };
         };
         /**
-         * @description The token is valid but its user may not use Tokka: an anonymous
+         * @description The token is valid but its user may not do this: an anonymous
          *     sign-in (`is_anonymous: true`), refused unless the server sets
-         *     ALLOW_ANONYMOUS_USERS.
+         *     ALLOW_ANONYMOUS_USERS; or a member of the team whose role is too low
+         *     for the request (viewers read; changes need admin or owner; the
+         *     team's members and the team itself are the owners' to change).
          */
         Forbidden: {
             headers: {
@@ -1610,10 +2214,12 @@ export interface components {
             };
         };
         /**
-         * @description The request conflicts with the object's state: a key you have
+         * @description The request conflicts with the object's state: a key the team has
          *     already connected (`connection_id` names the connection that has it),
-         *     a connection that cannot be synced now, or a request whose
-         *     Idempotency-Key is still being processed.
+         *     a connection that cannot be synced now, a team change that would
+         *     leave a team without an owner (or delete a personal team, or one
+         *     that still has connections), or a request whose Idempotency-Key is
+         *     still being processed.
          */
         Conflict: {
             headers: {
@@ -1633,7 +2239,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The Idempotency-Key was already used with a different request. */
+        /** @description The Idempotency-Key was already used with a different request (another path, `team_id` or body). */
         Unprocessable: {
             headers: {
                 "X-Request-Id": components["headers"]["RequestID"];
@@ -1769,12 +2375,39 @@ export interface components {
         AlertsOpen: boolean;
         /** @description Re-check the whole chain from your first event, not only what is new since the last check (rate limited by RATE_LIMIT_AUDIT_FULL_PER_HOUR). */
         VerifyFull: boolean;
+        /**
+         * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+         *     your personal team, whose id is your user id. A value that is not a
+         *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+         *     a 404, as if it did not exist. GET and HEAD need any role in the
+         *     team (viewer, admin or owner); every other method needs admin or
+         *     owner, else 403.
+         */
+        TeamId: string;
+        /**
+         * @description The team's id. A team you are not a member of, or an id that is not
+         *     a UUID, is a 404, as if it did not exist.
+         */
+        TeamPath: string;
+        /** @description The member's user id (an id that is not a UUID, or of no member of the team, is a 404). */
+        MemberUser: string;
+        /**
+         * @description The invitation's id. An id that is not a UUID, or of no invitation
+         *     of the team, is a 404 (and for DELETE, one of an invitation no
+         *     longer open).
+         */
+        InvitationID: string;
+        /**
+         * @description The invitation's token, as the invitation email or its inviter gave
+         *     it: `tki_` and 43 base64url characters. Anything else is a 404.
+         */
+        InvitationToken: string;
         /** @description The connection's id; upper-case hex is accepted and means the same id. */
         ConnectionID: string;
         /**
-         * @description Makes this POST safe to retry: a retry with the same key, path and
-         *     body within 24 hours gets the first successful response again and
-         *     changes nothing (see the API description).
+         * @description Makes this POST safe to retry: a retry with the same key, path,
+         *     `team_id` and body within 24 hours gets the first successful
+         *     response again and changes nothing (see the API description).
          */
         IdempotencyKey: string;
     };
@@ -2036,6 +2669,15 @@ export interface operations {
     listConnections: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /** @description Items per page. */
                 limit?: components["parameters"]["Limit"];
                 /**
@@ -2065,6 +2707,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             406: components["responses"]["NotAcceptable"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
@@ -2072,12 +2715,22 @@ export interface operations {
     };
     createConnection: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: {
                 /**
-                 * @description Makes this POST safe to retry: a retry with the same key, path and
-                 *     body within 24 hours gets the first successful response again and
-                 *     changes nothing (see the API description).
+                 * @description Makes this POST safe to retry: a retry with the same key, path,
+                 *     `team_id` and body within 24 hours gets the first successful
+                 *     response again and changes nothing (see the API description).
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
@@ -2107,6 +2760,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             406: components["responses"]["NotAcceptable"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
@@ -2120,6 +2774,15 @@ export interface operations {
     headListConnections: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /** @description Items per page. */
                 limit?: components["parameters"]["Limit"];
                 /**
@@ -2147,6 +2810,7 @@ export interface operations {
             400: components["responses"]["HeadError"];
             401: components["responses"]["HeadUnauthorized"];
             403: components["responses"]["HeadError"];
+            404: components["responses"]["HeadError"];
             406: components["responses"]["HeadError"];
             500: components["responses"]["HeadError"];
             503: components["responses"]["HeadUnavailable"];
@@ -2154,7 +2818,17 @@ export interface operations {
     };
     getConnection: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path: {
                 /** @description The connection's id; upper-case hex is accepted and means the same id. */
@@ -2184,7 +2858,17 @@ export interface operations {
     };
     deleteConnection: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path: {
                 /** @description The connection's id; upper-case hex is accepted and means the same id. */
@@ -2216,7 +2900,17 @@ export interface operations {
     };
     headGetConnection: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path: {
                 /** @description The connection's id; upper-case hex is accepted and means the same id. */
@@ -2244,7 +2938,17 @@ export interface operations {
     };
     updateConnection: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path: {
                 /** @description The connection's id; upper-case hex is accepted and means the same id. */
@@ -2290,12 +2994,22 @@ export interface operations {
     };
     requestSync: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: {
                 /**
-                 * @description Makes this POST safe to retry: a retry with the same key, path and
-                 *     body within 24 hours gets the first successful response again and
-                 *     changes nothing (see the API description).
+                 * @description Makes this POST safe to retry: a retry with the same key, path,
+                 *     `team_id` and body within 24 hours gets the first successful
+                 *     response again and changes nothing (see the API description).
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
@@ -2355,6 +3069,15 @@ export interface operations {
     listConnectionKeys: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /** @description Items per page. */
                 limit?: components["parameters"]["Limit"];
                 /**
@@ -2396,6 +3119,15 @@ export interface operations {
     headListConnectionKeys: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /** @description Items per page. */
                 limit?: components["parameters"]["Limit"];
                 /**
@@ -2435,6 +3167,15 @@ export interface operations {
     getUsage: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /**
                  * @description First day (UTC), default 29 days before `to`; from 2000-01-01 to
                  *     2100-12-31. `from`..`to`, both included, spans at most 366 days, so
@@ -2503,6 +3244,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             406: components["responses"]["NotAcceptable"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
@@ -2512,6 +3254,15 @@ export interface operations {
     headGetUsage: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /**
                  * @description First day (UTC), default 29 days before `to`; from 2000-01-01 to
                  *     2100-12-31. `from`..`to`, both included, spans at most 366 days, so
@@ -2578,6 +3329,7 @@ export interface operations {
             400: components["responses"]["HeadError"];
             401: components["responses"]["HeadUnauthorized"];
             403: components["responses"]["HeadError"];
+            404: components["responses"]["HeadError"];
             406: components["responses"]["HeadError"];
             429: components["responses"]["HeadTooManyRequests"];
             500: components["responses"]["HeadError"];
@@ -2586,7 +3338,17 @@ export interface operations {
     };
     getUsageSummary: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -2605,6 +3367,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             406: components["responses"]["NotAcceptable"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
@@ -2612,7 +3375,17 @@ export interface operations {
     };
     headGetUsageSummary: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -2629,6 +3402,7 @@ export interface operations {
             400: components["responses"]["HeadError"];
             401: components["responses"]["HeadUnauthorized"];
             403: components["responses"]["HeadError"];
+            404: components["responses"]["HeadError"];
             406: components["responses"]["HeadError"];
             500: components["responses"]["HeadError"];
             503: components["responses"]["HeadUnavailable"];
@@ -2637,6 +3411,15 @@ export interface operations {
     exportUsageCSV: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /**
                  * @description First day (UTC), default 29 days before `to`; from 2000-01-01 to
                  *     2100-12-31. `from`..`to`, both included, spans at most 366 days, so
@@ -2698,6 +3481,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             406: components["responses"]["NotAcceptable"];
             429: components["responses"]["ExportsBusy"];
             500: components["responses"]["InternalError"];
@@ -2707,6 +3491,15 @@ export interface operations {
     headExportUsageCSV: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /**
                  * @description First day (UTC), default 29 days before `to`; from 2000-01-01 to
                  *     2100-12-31. `from`..`to`, both included, spans at most 366 days, so
@@ -2762,6 +3555,7 @@ export interface operations {
             400: components["responses"]["HeadError"];
             401: components["responses"]["HeadUnauthorized"];
             403: components["responses"]["HeadError"];
+            404: components["responses"]["HeadError"];
             406: components["responses"]["HeadError"];
             429: components["responses"]["HeadTooManyRequests"];
             500: components["responses"]["HeadError"];
@@ -2771,6 +3565,15 @@ export interface operations {
     exportUsageFOCUS: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /**
                  * @description First day (UTC), default 29 days before `to`; from 2000-01-01 to
                  *     2100-12-31. `from`..`to`, both included, spans at most 366 days, so
@@ -2817,6 +3620,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             406: components["responses"]["NotAcceptable"];
             429: components["responses"]["ExportsBusy"];
             500: components["responses"]["InternalError"];
@@ -2826,6 +3630,15 @@ export interface operations {
     headExportUsageFOCUS: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /**
                  * @description First day (UTC), default 29 days before `to`; from 2000-01-01 to
                  *     2100-12-31. `from`..`to`, both included, spans at most 366 days, so
@@ -2866,6 +3679,7 @@ export interface operations {
             400: components["responses"]["HeadError"];
             401: components["responses"]["HeadUnauthorized"];
             403: components["responses"]["HeadError"];
+            404: components["responses"]["HeadError"];
             406: components["responses"]["HeadError"];
             429: components["responses"]["HeadTooManyRequests"];
             500: components["responses"]["HeadError"];
@@ -2875,6 +3689,15 @@ export interface operations {
     listAuditEvents: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /** @description Items per page. */
                 limit?: components["parameters"]["Limit"];
                 /**
@@ -2904,6 +3727,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             406: components["responses"]["NotAcceptable"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
@@ -2912,6 +3736,15 @@ export interface operations {
     headListAuditEvents: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /** @description Items per page. */
                 limit?: components["parameters"]["Limit"];
                 /**
@@ -2939,6 +3772,7 @@ export interface operations {
             400: components["responses"]["HeadError"];
             401: components["responses"]["HeadUnauthorized"];
             403: components["responses"]["HeadError"];
+            404: components["responses"]["HeadError"];
             406: components["responses"]["HeadError"];
             500: components["responses"]["HeadError"];
             503: components["responses"]["HeadUnavailable"];
@@ -2947,6 +3781,15 @@ export interface operations {
     verifyAuditEvents: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /** @description Re-check the whole chain from your first event, not only what is new since the last check (rate limited by RATE_LIMIT_AUDIT_FULL_PER_HOUR). */
                 full?: components["parameters"]["VerifyFull"];
             };
@@ -2971,6 +3814,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             406: components["responses"]["NotAcceptable"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
@@ -2980,6 +3824,15 @@ export interface operations {
     headVerifyAuditEvents: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /** @description Re-check the whole chain from your first event, not only what is new since the last check (rate limited by RATE_LIMIT_AUDIT_FULL_PER_HOUR). */
                 full?: components["parameters"]["VerifyFull"];
             };
@@ -3002,6 +3855,7 @@ export interface operations {
             400: components["responses"]["HeadError"];
             401: components["responses"]["HeadUnauthorized"];
             403: components["responses"]["HeadError"];
+            404: components["responses"]["HeadError"];
             406: components["responses"]["HeadError"];
             429: components["responses"]["HeadTooManyRequests"];
             500: components["responses"]["HeadError"];
@@ -3011,6 +3865,15 @@ export interface operations {
     listAlerts: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /** @description Items per page. */
                 limit?: components["parameters"]["Limit"];
                 /**
@@ -3042,6 +3905,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             406: components["responses"]["NotAcceptable"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
@@ -3050,6 +3914,15 @@ export interface operations {
     headListAlerts: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /** @description Items per page. */
                 limit?: components["parameters"]["Limit"];
                 /**
@@ -3079,6 +3952,7 @@ export interface operations {
             400: components["responses"]["HeadError"];
             401: components["responses"]["HeadUnauthorized"];
             403: components["responses"]["HeadError"];
+            404: components["responses"]["HeadError"];
             406: components["responses"]["HeadError"];
             500: components["responses"]["HeadError"];
             503: components["responses"]["HeadUnavailable"];
@@ -3086,12 +3960,22 @@ export interface operations {
     };
     acknowledgeAlert: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: {
                 /**
-                 * @description Makes this POST safe to retry: a retry with the same key, path and
-                 *     body within 24 hours gets the first successful response again and
-                 *     changes nothing (see the API description).
+                 * @description Makes this POST safe to retry: a retry with the same key, path,
+                 *     `team_id` and body within 24 hours gets the first successful
+                 *     response again and changes nothing (see the API description).
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
@@ -3131,6 +4015,15 @@ export interface operations {
     listBudgets: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /** @description Items per page. */
                 limit?: components["parameters"]["Limit"];
                 /**
@@ -3160,6 +4053,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             406: components["responses"]["NotAcceptable"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
@@ -3167,12 +4061,22 @@ export interface operations {
     };
     createBudget: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: {
                 /**
-                 * @description Makes this POST safe to retry: a retry with the same key, path and
-                 *     body within 24 hours gets the first successful response again and
-                 *     changes nothing (see the API description).
+                 * @description Makes this POST safe to retry: a retry with the same key, path,
+                 *     `team_id` and body within 24 hours gets the first successful
+                 *     response again and changes nothing (see the API description).
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
@@ -3222,6 +4126,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             406: components["responses"]["NotAcceptable"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
@@ -3235,6 +4140,15 @@ export interface operations {
     headListBudgets: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /** @description Items per page. */
                 limit?: components["parameters"]["Limit"];
                 /**
@@ -3262,6 +4176,7 @@ export interface operations {
             400: components["responses"]["HeadError"];
             401: components["responses"]["HeadUnauthorized"];
             403: components["responses"]["HeadError"];
+            404: components["responses"]["HeadError"];
             406: components["responses"]["HeadError"];
             500: components["responses"]["HeadError"];
             503: components["responses"]["HeadUnavailable"];
@@ -3269,7 +4184,17 @@ export interface operations {
     };
     getBudget: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path: {
                 id: string;
@@ -3298,7 +4223,17 @@ export interface operations {
     };
     deleteBudget: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path: {
                 id: string;
@@ -3329,7 +4264,17 @@ export interface operations {
     };
     headGetBudget: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path: {
                 id: string;
@@ -3356,7 +4301,17 @@ export interface operations {
     };
     updateBudget: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
+            };
             header?: never;
             path: {
                 id: string;
@@ -3401,6 +4356,15 @@ export interface operations {
     listBudgetDeliveries: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /** @description Items per page. */
                 limit?: components["parameters"]["Limit"];
                 /**
@@ -3441,6 +4405,15 @@ export interface operations {
     headListBudgetDeliveries: {
         parameters: {
             query?: {
+                /**
+                 * @description The team the request acts in (see `GET /v1/teams`); leave it out for
+                 *     your personal team, whose id is your user id. A value that is not a
+                 *     UUID is a 400 (`field` `team_id`); a team you are not a member of is
+                 *     a 404, as if it did not exist. GET and HEAD need any role in the
+                 *     team (viewer, admin or owner); every other method needs admin or
+                 *     owner, else 403.
+                 */
+                team_id?: components["parameters"]["TeamId"];
                 /** @description Items per page. */
                 limit?: components["parameters"]["Limit"];
                 /**
@@ -3474,6 +4447,763 @@ export interface operations {
             406: components["responses"]["HeadError"];
             500: components["responses"]["HeadError"];
             503: components["responses"]["HeadUnavailable"];
+        };
+    };
+    listTeams: {
+        parameters: {
+            query?: {
+                /** @description Items per page. */
+                limit?: components["parameters"]["Limit"];
+                /**
+                 * @description The `next_cursor` of the previous page of the same list, as it was:
+                 *     cursors are opaque (do not build or edit one). A cursor of another
+                 *     list, or one this API did not issue, is a 400. Pages are positioned
+                 *     after the last item served, not at an offset, so items added or
+                 *     removed meanwhile make a page neither repeat nor skip the others.
+                 */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of your teams, oldest first. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            406: components["responses"]["NotAcceptable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createTeam: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Makes this POST safe to retry: a retry with the same key, path,
+                 *     `team_id` and body within 24 hours gets the first successful
+                 *     response again and changes nothing (see the API description).
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "Platform team"
+                 *     }
+                 */
+                "application/json": components["schemas"]["TeamName"];
+            };
+        };
+        responses: {
+            /** @description Created; your role in it is `owner`. */
+            201: {
+                headers: {
+                    Location: components["headers"]["Location"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Team"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            406: components["responses"]["NotAcceptable"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headListTeams: {
+        parameters: {
+            query?: {
+                /** @description Items per page. */
+                limit?: components["parameters"]["Limit"];
+                /**
+                 * @description The `next_cursor` of the previous page of the same list, as it was:
+                 *     cursors are opaque (do not build or edit one). A cursor of another
+                 *     list, or one this API did not issue, is a 400. Pages are positioned
+                 *     after the last item served, not at an offset, so items added or
+                 *     removed meanwhile make a page neither repeat nor skip the others.
+                 */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As GET, without a body. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadError"];
+            401: components["responses"]["HeadUnauthorized"];
+            403: components["responses"]["HeadError"];
+            406: components["responses"]["HeadError"];
+            500: components["responses"]["HeadError"];
+            503: components["responses"]["HeadUnavailable"];
+        };
+    };
+    getTeam: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The team. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Team"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            406: components["responses"]["NotAcceptable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteTeam: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            406: components["responses"]["NotAcceptable"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headGetTeam: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As GET, without a body. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadError"];
+            401: components["responses"]["HeadUnauthorized"];
+            403: components["responses"]["HeadError"];
+            404: components["responses"]["HeadError"];
+            406: components["responses"]["HeadError"];
+            500: components["responses"]["HeadError"];
+            503: components["responses"]["HeadUnavailable"];
+        };
+    };
+    renameTeam: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "Platform and data"
+                 *     }
+                 */
+                "application/json": components["schemas"]["TeamName"];
+            };
+        };
+        responses: {
+            /** @description The team as it is now. */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Team"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            406: components["responses"]["NotAcceptable"];
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listMembers: {
+        parameters: {
+            query?: {
+                /** @description Items per page. */
+                limit?: components["parameters"]["Limit"];
+                /**
+                 * @description The `next_cursor` of the previous page of the same list, as it was:
+                 *     cursors are opaque (do not build or edit one). A cursor of another
+                 *     list, or one this API did not issue, is a 400. Pages are positioned
+                 *     after the last item served, not at an offset, so items added or
+                 *     removed meanwhile make a page neither repeat nor skip the others.
+                 */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the members, oldest first. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemberList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            406: components["responses"]["NotAcceptable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headListMembers: {
+        parameters: {
+            query?: {
+                /** @description Items per page. */
+                limit?: components["parameters"]["Limit"];
+                /**
+                 * @description The `next_cursor` of the previous page of the same list, as it was:
+                 *     cursors are opaque (do not build or edit one). A cursor of another
+                 *     list, or one this API did not issue, is a 400. Pages are positioned
+                 *     after the last item served, not at an offset, so items added or
+                 *     removed meanwhile make a page neither repeat nor skip the others.
+                 */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As GET, without a body. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadError"];
+            401: components["responses"]["HeadUnauthorized"];
+            403: components["responses"]["HeadError"];
+            404: components["responses"]["HeadError"];
+            406: components["responses"]["HeadError"];
+            500: components["responses"]["HeadError"];
+            503: components["responses"]["HeadUnavailable"];
+        };
+    };
+    removeMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+                /** @description The member's user id (an id that is not a UUID, or of no member of the team, is a 404). */
+                user: components["parameters"]["MemberUser"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed. */
+            204: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            406: components["responses"]["NotAcceptable"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    changeMemberRole: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+                /** @description The member's user id (an id that is not a UUID, or of no member of the team, is a 404). */
+                user: components["parameters"]["MemberUser"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "role": "admin"
+                 *     }
+                 */
+                "application/json": components["schemas"]["MemberUpdate"];
+            };
+        };
+        responses: {
+            /** @description The member as they are now. */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Member"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            406: components["responses"]["NotAcceptable"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listInvitations: {
+        parameters: {
+            query?: {
+                /** @description Items per page. */
+                limit?: components["parameters"]["Limit"];
+                /**
+                 * @description The `next_cursor` of the previous page of the same list, as it was:
+                 *     cursors are opaque (do not build or edit one). A cursor of another
+                 *     list, or one this API did not issue, is a 400. Pages are positioned
+                 *     after the last item served, not at an offset, so items added or
+                 *     removed meanwhile make a page neither repeat nor skip the others.
+                 */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the invitations, oldest first. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            406: components["responses"]["NotAcceptable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createInvitation: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Makes this POST safe to retry: a retry with the same key, path,
+                 *     `team_id` and body within 24 hours gets the first successful
+                 *     response again and changes nothing (see the API description).
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "email": "ana@example.com",
+                 *       "role": "viewer"
+                 *     }
+                 */
+                "application/json": components["schemas"]["NewInvitation"];
+            };
+        };
+        responses: {
+            /** @description Created; `token` is in this response (and not in an `Idempotency-Key` replay of it). */
+            201: {
+                headers: {
+                    Location: components["headers"]["Location"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Invitation"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            406: components["responses"]["NotAcceptable"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headListInvitations: {
+        parameters: {
+            query?: {
+                /** @description Items per page. */
+                limit?: components["parameters"]["Limit"];
+                /**
+                 * @description The `next_cursor` of the previous page of the same list, as it was:
+                 *     cursors are opaque (do not build or edit one). A cursor of another
+                 *     list, or one this API did not issue, is a 400. Pages are positioned
+                 *     after the last item served, not at an offset, so items added or
+                 *     removed meanwhile make a page neither repeat nor skip the others.
+                 */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As GET, without a body. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadError"];
+            401: components["responses"]["HeadUnauthorized"];
+            403: components["responses"]["HeadError"];
+            404: components["responses"]["HeadError"];
+            406: components["responses"]["HeadError"];
+            500: components["responses"]["HeadError"];
+            503: components["responses"]["HeadUnavailable"];
+        };
+    };
+    getInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+                /**
+                 * @description The invitation's id. An id that is not a UUID, or of no invitation
+                 *     of the team, is a 404 (and for DELETE, one of an invitation no
+                 *     longer open).
+                 */
+                invitation: components["parameters"]["InvitationID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The invitation. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Invitation"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            406: components["responses"]["NotAcceptable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    revokeInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+                /**
+                 * @description The invitation's id. An id that is not a UUID, or of no invitation
+                 *     of the team, is a 404 (and for DELETE, one of an invitation no
+                 *     longer open).
+                 */
+                invitation: components["parameters"]["InvitationID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked. */
+            204: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            406: components["responses"]["NotAcceptable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    headGetInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The team's id. A team you are not a member of, or an id that is not
+                 *     a UUID, is a 404, as if it did not exist.
+                 */
+                team: components["parameters"]["TeamPath"];
+                /**
+                 * @description The invitation's id. An id that is not a UUID, or of no invitation
+                 *     of the team, is a 404 (and for DELETE, one of an invitation no
+                 *     longer open).
+                 */
+                invitation: components["parameters"]["InvitationID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description As GET, without a body. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HeadError"];
+            401: components["responses"]["HeadUnauthorized"];
+            403: components["responses"]["HeadError"];
+            404: components["responses"]["HeadError"];
+            406: components["responses"]["HeadError"];
+            500: components["responses"]["HeadError"];
+            503: components["responses"]["HeadUnavailable"];
+        };
+    };
+    acceptInvitation: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Makes this POST safe to retry: a retry with the same key, path,
+                 *     `team_id` and body within 24 hours gets the first successful
+                 *     response again and changes nothing (see the API description).
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                /**
+                 * @description The invitation's token, as the invitation email or its inviter gave
+                 *     it: `tki_` and 43 base64url characters. Anything else is a 404.
+                 */
+                token: components["parameters"]["InvitationToken"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The team you joined, with your role in it. */
+            200: {
+                headers: {
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Team"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            406: components["responses"]["NotAcceptable"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
         };
     };
 }

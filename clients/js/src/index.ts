@@ -12,8 +12,12 @@ export type SealingKey = components["schemas"]["SealingKey"];
 
 /** The row a sealed key belongs to; the AAD binds the blob to it. */
 export interface Binding {
-  /** The signed-in user's id (the access token's sub), lowercase. */
-  userId: string;
+  /**
+   * The id of the team the connection is created in (the team_id sent with
+   * it), lowercase; for the personal team, the signed-in user's id (the
+   * access token's sub).
+   */
+  teamId: string;
   /** The connection id: chosen by the client for a new connection. */
   connectionId: string;
   provider: components["schemas"]["Provider"];
@@ -41,7 +45,7 @@ const utf8 = new TextEncoder();
 
 /** bindingAAD encodes b as the server does: the label, then each field as a 4-byte big-endian length and its UTF-8 bytes. */
 export function bindingAAD(label: string, b: Binding): Uint8Array {
-  const parts = [b.userId, b.connectionId, b.provider].map((f) => utf8.encode(f));
+  const parts = [b.teamId, b.connectionId, b.provider].map((f) => utf8.encode(f));
   const head = utf8.encode(label);
   const out = new Uint8Array(head.length + parts.reduce((n, p) => n + 4 + p.length, 0));
   out.set(head, 0);

@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { bindingAAD, fromHex, openKey, sealKey, suite, toHex } from "../dist/tokka-seal.js";
 
 const set = JSON.parse(readFileSync(new URL("../../../pkg/seal/testdata/vectors.json", import.meta.url), "utf8"));
-const bindingOf = (v) => ({ userId: v.user_id, connectionId: v.connection_id, provider: v.provider });
+const bindingOf = (v) => ({ teamId: v.team_id, connectionId: v.connection_id, provider: v.provider });
 const seed = fromHex(set.recipient_seed);
 
 test("the seed is the key pair whose public key the file names", async () => {
@@ -40,7 +40,7 @@ test("a fresh seal opens, and names the kid it was sealed to", async () => {
     suite: { kem: "MLKEM768-X25519", kem_id: 0x647a, kdf: "HKDF-SHA256", kdf_id: 1, aead: "AES-256-GCM", aead_id: 2 },
     aad: { label: set.aad_label, fields: [], encoding: "" }, sealed_key_format: "",
   };
-  const b = { userId: "u", connectionId: "c", provider: "openai" };
+  const b = { teamId: "u", connectionId: "c", provider: "openai" };
   const blob = await sealKey(params, "sk-admin-FRESHfresh0001", b);
   assert.match(blob, new RegExp("^v2:" + set.kid + ":[0-9a-f]{2240}:[0-9a-f]+$"));
   assert.equal(await openKey(seed, set.info, set.aad_label, blob, b), "sk-admin-FRESHfresh0001");
