@@ -29,7 +29,7 @@ type sealPage struct {
 		Steps   map[string]browserStep `json:"steps"`
 		Sealed  struct{ ID, Blob string }
 		// The ids of the connections the syncer must refuse or open.
-		Tampered, Elsewhere, Resealed struct{ ID string }
+		Tampered, Elsewhere, Resealed, Team struct{ ID string }
 	} `json:"results"`
 	ConsoleErrors []string `json:"consoleErrors"`
 }
@@ -91,13 +91,15 @@ func TestBrowserSealsTheKey(t *testing.T) {
 
 	u := s.newUser(t)
 	openai, anthropic := newCanary("sk-admin-"), newCanary("sk-ant-admin01-")
-	plain, tampered, elsewhere := newCanary("sk-admin-"), newCanary("sk-admin-"), newCanary("sk-admin-")
-	canaries := []canary{openai, anthropic, plain, tampered, elsewhere}
+	plain, tampered, elsewhere, teamKey := newCanary("sk-admin-"), newCanary("sk-admin-"), newCanary("sk-admin-"), newCanary("sk-admin-")
+	canaries := []canary{openai, anthropic, plain, tampered, elsewhere, teamKey}
+	var team struct{ ID string }
+	require.Equal(t, http.StatusCreated, s.call(t, u, http.MethodPost, "/v1/teams", map[string]string{"name": "Browser team"}, &team))
 	stale, err := json.Marshal(mustPublicKey(t, s.publicKey(t, randomHex(32))).Parameters())
 	require.NoError(t, err)
 	frag := "#" + url.Values{"api": {s.apiURL}, "token": {u.token}, "user": {u.id}, "openai": {openai.key},
 		"anthropic": {anthropic.key}, "plain": {plain.key}, "tampered": {tampered.key}, "elsewhere": {elsewhere.key},
-		"stale": {string(stale)}}.Encode()
+		"stale": {string(stale)}, "team": {team.ID}, "teamkey": {teamKey.key}}.Encode()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -154,6 +156,9 @@ func TestBrowserSealsTheKey(t *testing.T) {
 	c := s.waitFor(t, u, page.Sealed.ID, "active")
 	require.Equal(t, "sk-admin-…"+openai.key[len(openai.key)-4:], c.KeyHint)
 	s.waitFor(t, u, page.Resealed.ID, "active")
+	// The team's key was sealed to the team in the browser: it opens.
+	require.Equal(t, http.StatusCreated, page.Steps["team"].Status, string(page.Steps["team"].Body))
+	s.waitInTeam(t, u, page.Team.ID, "team_id="+team.ID, func(c connection) bool { return c.Status == "active" })
 	total := s.requireUsageMatchesFake(t, u, map[string]string{"openai": openai.key, "anthropic": anthropic.key},
 		tokka.DayWindow(time.Now(), 90))
 	require.True(t, total.IsPositive())

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/httpapi"
@@ -304,3 +305,54 @@ func TestTeamsShareOneMutationBudget(t *testing.T) {
 	status, h, resp = b.do(t, outsider, http.MethodPost, "/v1/budgets?team_id="+id, budget)
 	requireProblem(t, status, h, resp, http.StatusNotFound, "an outsider spends nothing of it")
 }
+
+// TestEveryMutationInATeamNeedsAnAdmin walks the router's own routes, so a
+// route added later is covered: every /v1 mutation that acts in a team
+// (team_id, or the team in the path) is 403 for a viewer and 404 for
+// someone outside the team, and changes nothing.
+func TestEveryMutationInATeamNeedsAnAdmin(t *testing.T) {
+	t.Parallel()
+	b := setup(t, liveSessions(), fromIP(uniqueLoopback()), configured(httpapi.Config{WebhookGuard: hookGuard()}))
+	tm := b.team(t)
+	takesTeam := httpapi.QueryParameters()
+	before := b.teamSnapshot(t, tm.id)
+	walked := 0
+	for _, r := range b.e.Routes() {
+		if !strings.HasPrefix(r.Path, "/v1/") || readOnlyMethod(r.Method) {
+			continue
+		}
+		route := r.Method + " " + r.Path
+		inPath := strings.Contains(r.Path, ":team")
+		inQuery := false
+		for _, p := range takesTeam[route] {
+			inQuery = inQuery || p.Name == "team_id"
+		}
+		if !inPath && !inQuery {
+			continue // acts in no team: POST /v1/teams, accepting an invitation
+		}
+		// The team's connection, or ids of no one's: the team check
+		// comes before any lookup.
+		id := tm.conn
+		switch {
+		case strings.HasPrefix(r.Path, "/v1/alerts/"):
+			id = "1"
+		case strings.HasPrefix(r.Path, "/v1/budgets/"):
+			id = uuid.NewString()
+		}
+		path := strings.NewReplacer(":team", tm.id, ":user", tm.owner.id, ":invitation", uuid.NewString(),
+			":id", id).Replace(r.Path)
+		if inQuery {
+			path += "?team_id=" + tm.id
+		}
+		body := wellFormed[route]
+		status, h, resp := b.do(t, tm.viewer, r.Method, path, body)
+		requireProblem(t, status, h, resp, http.StatusForbidden, "a viewer: "+route)
+		status, h, resp = b.do(t, tm.outside, r.Method, path, body)
+		requireProblem(t, status, h, resp, http.StatusNotFound, "an outsider: "+route)
+		walked++
+	}
+	require.GreaterOrEqual(t, walked, 14, "the walk saw the team's mutations (14 when it was written)")
+	require.Equal(t, before, b.teamSnapshot(t, tm.id), "a viewer or an outsider changed the team")
+}
+
+func readOnlyMethod(m string) bool { return m == http.MethodGet || m == http.MethodHead }
