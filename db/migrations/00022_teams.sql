@@ -21,7 +21,11 @@
 --    SECURITY DEFINER (it reads memberships the caller's own policies would
 --    otherwise have to consult recursively) with search_path pinned and
 --    every name qualified. Policies wrap it as (SELECT …) so it runs once
---    per statement, and compare with = ANY, which an index can use.
+--    per statement, and compare with = ANY, which an index can use. Each
+--    policy first compares with the caller's own id (the personal team,
+--    always theirs): a statement that touches only personal rows never
+--    calls the helper at all (an init plan runs when first needed, and OR
+--    stops at the first true arm).
 --
 -- 3. Membership changes only through definer functions that check the
 --    caller's role, keep the last owner from leaving or losing the role,
@@ -138,13 +142,14 @@ CREATE FUNCTION tokka.team_ids(p_min text) RETURNS uuid[]
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT CASE WHEN tokka.uid() IS NULL THEN '{}'::uuid[]
+  SELECT CASE WHEN me.id IS NULL THEN '{}'::uuid[]
          ELSE array_append(
                 coalesce((SELECT array_agg(m.team_id) FROM tokka.team_members m
-                          WHERE m.user_id = tokka.uid() AND m.team_id <> tokka.uid()
+                          WHERE m.user_id = me.id AND m.team_id <> me.id
                             AND tokka.role_at_least(m.role, p_min)), '{}'::uuid[]),
-                tokka.uid())
+                me.id)
          END
+  FROM (SELECT tokka.uid() AS id) me
 $$;
 -- +goose StatementEnd
 REVOKE ALL ON FUNCTION tokka.team_ids(text) FROM PUBLIC;
@@ -168,11 +173,11 @@ CREATE POLICY alerts_definer ON tokka.alerts TO CURRENT_USER USING (true) WITH C
 
 -- Members see their teams, their teams' members, and (admins) invitations.
 CREATE POLICY teams_member ON tokka.teams FOR SELECT TO authenticated
-  USING (id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[]));
+  USING ((id = (SELECT tokka.uid()) OR id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[])));
 CREATE POLICY team_members_member ON tokka.team_members FOR SELECT TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[])));
 CREATE POLICY team_invitations_admin ON tokka.team_invitations FOR SELECT TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[])));
 REVOKE ALL ON tokka.teams, tokka.team_members, tokka.team_invitations FROM PUBLIC;
 GRANT SELECT ON tokka.teams, tokka.team_members TO authenticated;
 GRANT SELECT (id, team_id, email, role, invited_by, created_at, expires_at, accepted_at, accepted_by, revoked_at)
@@ -195,69 +200,69 @@ GRANT UPDATE (token_sealed, mailed_at, mail_attempts, mail_claimed_until, mail_e
 -- viewer; changing a team's keys, budgets and alerts needs admin.
 DROP POLICY connections_owner ON tokka.connections;
 CREATE POLICY connections_read ON tokka.connections FOR SELECT TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[])));
 CREATE POLICY connections_add ON tokka.connections FOR INSERT TO authenticated
-  WITH CHECK (team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[]));
+  WITH CHECK ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[])));
 CREATE POLICY connections_change ON tokka.connections FOR UPDATE TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[]))
-  WITH CHECK (team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[])))
+  WITH CHECK ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[])));
 CREATE POLICY connections_remove ON tokka.connections FOR DELETE TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[])));
 
 DROP POLICY usage_owner ON tokka.usage_daily;
 CREATE POLICY usage_read ON tokka.usage_daily FOR SELECT TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[])));
 DROP POLICY cost_owner ON tokka.cost_daily;
 CREATE POLICY cost_read ON tokka.cost_daily FOR SELECT TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[])));
 DROP POLICY usage_monthly_owner ON tokka.usage_monthly;
 CREATE POLICY usage_monthly_read ON tokka.usage_monthly FOR SELECT TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[])));
 DROP POLICY cost_monthly_owner ON tokka.cost_monthly;
 CREATE POLICY cost_monthly_read ON tokka.cost_monthly FOR SELECT TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[])));
 DROP POLICY spend_daily_owner ON tokka.spend_daily;
 CREATE POLICY spend_daily_read ON tokka.spend_daily FOR SELECT TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[])));
 DROP POLICY directory_projects_owner ON tokka.directory_projects;
 CREATE POLICY directory_projects_read ON tokka.directory_projects FOR SELECT TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[])));
 DROP POLICY directory_keys_owner ON tokka.directory_keys;
 CREATE POLICY directory_keys_read ON tokka.directory_keys FOR SELECT TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[])));
 
 -- A connection-scoped budget must point at a connection of the same team
 -- (the EXISTS runs as the caller, so it also hides other teams' rows).
 DROP POLICY budgets_owner ON tokka.budgets;
 CREATE POLICY budgets_read ON tokka.budgets FOR SELECT TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[])));
 CREATE POLICY budgets_add ON tokka.budgets FOR INSERT TO authenticated
-  WITH CHECK (team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[])
+  WITH CHECK ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[]))
               AND (budgets.connection_id IS NULL
                    OR EXISTS (SELECT 1 FROM tokka.connections c
                               WHERE c.id = budgets.connection_id AND c.team_id = budgets.team_id)));
 CREATE POLICY budgets_change ON tokka.budgets FOR UPDATE TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[]))
-  WITH CHECK (team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[])
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[])))
+  WITH CHECK ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[]))
               AND (budgets.connection_id IS NULL
                    OR EXISTS (SELECT 1 FROM tokka.connections c
                               WHERE c.id = budgets.connection_id AND c.team_id = budgets.team_id)));
 CREATE POLICY budgets_remove ON tokka.budgets FOR DELETE TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[])));
 DROP POLICY budget_deliveries_owner ON tokka.budget_deliveries;
 CREATE POLICY budget_deliveries_read ON tokka.budget_deliveries FOR SELECT TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[])));
 
 DROP POLICY alerts_owner_read ON tokka.alerts;
 DROP POLICY alerts_owner_acknowledge ON tokka.alerts;
 DROP POLICY alerts_owner_raise ON tokka.alerts;
 CREATE POLICY alerts_read ON tokka.alerts FOR SELECT TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[])));
 CREATE POLICY alerts_acknowledge ON tokka.alerts FOR UPDATE TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[]))
-  WITH CHECK (team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[])))
+  WITH CHECK ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[])));
 CREATE POLICY alerts_raise ON tokka.alerts FOR INSERT TO authenticated
-  WITH CHECK (team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[])
+  WITH CHECK ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[]))
               AND kind = 'key_access'
               AND starts_with(dedup_key, 'sync-request-spike:')
               AND (connection_id IS NULL
@@ -269,12 +274,12 @@ CREATE POLICY alerts_raise ON tokka.alerts FOR INSERT TO authenticated
 DROP POLICY audit_owner_read ON tokka.audit_events;
 DROP POLICY audit_owner_insert ON tokka.audit_events;
 CREATE POLICY audit_read ON tokka.audit_events FOR SELECT TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[])));
 CREATE POLICY audit_append ON tokka.audit_events FOR INSERT TO authenticated
-  WITH CHECK (team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[]));
+  WITH CHECK ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('admin'))::uuid[])));
 DROP POLICY audit_checkpoints_owner_read ON tokka.audit_checkpoints;
 CREATE POLICY audit_checkpoints_read ON tokka.audit_checkpoints FOR SELECT TO authenticated
-  USING (team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[]));
+  USING ((team_id = (SELECT tokka.uid()) OR team_id = ANY ((SELECT tokka.team_ids('viewer'))::uuid[])));
 
 -- Who did it.
 ALTER TABLE tokka.audit_events ADD COLUMN actor_user_id uuid;
