@@ -216,6 +216,14 @@ func (s *Server) spend(c echo.Context, rl tokka.RateLimit, ip, tooMany string) e
 		return nil
 	}
 	res, err := limiter.HitRateLimit(c.Request().Context(), userOf(c), ip, rl)
+	return s.counted(c, res, err, tooMany)
+}
+
+// counted turns one count of a budget into the RateLimit headers (those of
+// the tighter budget, when the request was counted against two) and, once
+// the budget is spent, a 429 with Retry-After. A counter that cannot be
+// read fails the request closed with 503.
+func (s *Server) counted(c echo.Context, res tokka.RateLimitResult, err error, tooMany string) error {
 	if err != nil && tokka.ErrorCode(err) == tokka.CodeUnavailable {
 		// The counters live in the database: when it is down, say so, as
 		// every other request does.
@@ -227,9 +235,11 @@ func (s *Server) spend(c echo.Context, rl tokka.RateLimit, ip, tooMany string) e
 	}
 	reset := strconv.Itoa(int(math.Ceil(res.Reset.Seconds())))
 	h := c.Response().Header()
-	h.Set("RateLimit-Limit", strconv.Itoa(res.Limit))
-	h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
-	h.Set("RateLimit-Reset", reset)
+	if left, err := strconv.Atoi(h.Get("RateLimit-Remaining")); err != nil || res.Remaining < left {
+		h.Set("RateLimit-Limit", strconv.Itoa(res.Limit))
+		h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
+		h.Set("RateLimit-Reset", reset)
+	}
 	if !res.Allowed {
 		h.Set("Retry-After", reset)
 		return &tokka.Error{Code: tokka.CodeRateLimited, Message: tooMany + "; retry after " + reset + " seconds"}
@@ -252,22 +262,5 @@ func (s *Server) spendTeam(c echo.Context) error {
 		n = DefaultMutationsPerTeam
 	}
 	res, err := limiter.HitTeamRateLimit(c.Request().Context(), userOf(c), "team_mutations", n, rl.Window)
-	if err != nil {
-		if tokka.ErrorCode(err) != tokka.CodeUnavailable {
-			s.failures.Error("rate limiter unavailable").Str("request_id", requestID(c)).Err(err).Msg("rate limiter unavailable")
-		}
-		return &tokka.Error{Code: tokka.CodeUnavailable, Message: "rate limiter unavailable"}
-	}
-	h := c.Response().Header()
-	reset := strconv.Itoa(int(math.Ceil(res.Reset.Seconds())))
-	if left, err := strconv.Atoi(h.Get("RateLimit-Remaining")); err != nil || res.Remaining < left {
-		h.Set("RateLimit-Limit", strconv.Itoa(res.Limit))
-		h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
-		h.Set("RateLimit-Reset", reset)
-	}
-	if !res.Allowed {
-		h.Set("Retry-After", reset)
-		return &tokka.Error{Code: tokka.CodeRateLimited, Message: "too many changes in this team; retry after " + reset + " seconds"}
-	}
-	return nil
+	return s.counted(c, res, err, "too many changes in this team")
 }
