@@ -95,7 +95,7 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 		// teams is two requests (without team_id, the digest is the one
 		// requests had before teams).
 		parts := [][]byte{[]byte(req.Method), []byte(strings.ToLower(req.URL.Path))}
-		if team, err := parseUUID(c.QueryParam("team_id")); err == nil {
+		if team, given, err := queryTeam(c); given && err == nil {
 			parts = append(parts, []byte("team_id="+team)) // canonical: however the client spelt it
 		}
 		hash := s.cfg.Fingerprints.Digest(idempotencyLabel, append(parts, body)...)

@@ -79,7 +79,7 @@ func init() {
 }
 
 // withTeam adds team_id to every route of m: each of them acts in one team,
-// the caller's personal team unless team_id names another (teamFromQuery).
+// the caller's personal team unless team_id names another (inTeam).
 func withTeam(m map[string][]QueryParam) map[string][]QueryParam {
 	for route, params := range m {
 		m[route] = append(slices.Clone(params), QueryParam{Name: "team_id"})

@@ -226,16 +226,16 @@ func (s *Server) routes(e *echo.Echo) {
 	// refused for its own content spends no budget and reaches neither the
 	// Auth server nor the store. A POST with an Idempotency-Key is answered
 	// from its first response when it is a retry (idempotency.go).
-	v1 := func(prep echo.MiddlewareFunc) []echo.MiddlewareFunc {
+	// The team a request acts in is checked once the caller is known to
+	// have budget left (inTeam): by method for the routes that take
+	// team_id, and with a role of each route's own for the team routes,
+	// which take the team from the path.
+	chain := func(need func(echo.Context) tokka.Role, prep echo.MiddlewareFunc) []echo.MiddlewareFunc {
 		return []echo.MiddlewareFunc{s.authenticate, checkQuery, checkTeamID, negotiate, s.refusePlaintextKeys, prep,
-			s.limitMutations, s.limitExpensiveReads, s.teamFromQuery, s.liveSessionForMutations, s.idempotent}
+			s.limitMutations, s.limitExpensiveReads, s.inTeam(need), s.liveSessionForMutations, s.idempotent}
 	}
-	// The team routes take the team from the path, and each needs a role
-	// of its own there.
-	inTeam := func(min tokka.Role, prep echo.MiddlewareFunc) []echo.MiddlewareFunc {
-		return []echo.MiddlewareFunc{s.authenticate, checkQuery, checkTeamID, negotiate, s.refusePlaintextKeys, prep,
-			s.limitMutations, s.limitExpensiveReads, s.teamFromPath(min), s.liveSessionForMutations, s.idempotent}
-	}
+	v1 := func(prep echo.MiddlewareFunc) []echo.MiddlewareFunc { return chain(byMethod, prep) }
+	teamRoute := func(min tokka.Role, prep echo.MiddlewareFunc) []echo.MiddlewareFunc { return chain(always(min), prep) }
 	read := v1(prepare[struct{}](nil))
 	byConnectionID := v1(prepare(parseConnectionID))
 	get("/v1/me", s.me, read...)
@@ -264,16 +264,16 @@ func (s *Server) routes(e *echo.Echo) {
 
 	get("/v1/teams", s.listTeams, read...)
 	e.POST("/v1/teams", s.createTeam, v1(prepare(parseTeamName))...)
-	get("/v1/teams/:team", s.getTeam, inTeam(tokka.RoleViewer, prepare[struct{}](nil))...)
-	e.PATCH("/v1/teams/:team", s.renameTeam, inTeam(tokka.RoleOwner, prepare(parseTeamName))...)
-	e.DELETE("/v1/teams/:team", s.deleteTeam, inTeam(tokka.RoleOwner, prepare[struct{}](nil))...)
-	get("/v1/teams/:team/members", s.listMembers, inTeam(tokka.RoleViewer, prepare[struct{}](nil))...)
-	e.PATCH("/v1/teams/:team/members/:user", s.changeMember, inTeam(tokka.RoleViewer, prepare(parseMemberUpdate))...)
-	e.DELETE("/v1/teams/:team/members/:user", s.changeMember, inTeam(tokka.RoleViewer, prepare(parseMemberRemoval))...)
-	get("/v1/teams/:team/invitations", s.listInvitations, inTeam(tokka.RoleAdmin, prepare[struct{}](nil))...)
-	e.POST("/v1/teams/:team/invitations", s.createInvitation, inTeam(tokka.RoleAdmin, prepare(parseNewInvitation))...)
-	get("/v1/teams/:team/invitations/:invitation", s.getInvitation, inTeam(tokka.RoleAdmin, prepare(invitationID))...)
-	e.DELETE("/v1/teams/:team/invitations/:invitation", s.revokeInvitation, inTeam(tokka.RoleAdmin, prepare(invitationID))...)
+	get("/v1/teams/:team", s.getTeam, teamRoute(tokka.RoleViewer, prepare[struct{}](nil))...)
+	e.PATCH("/v1/teams/:team", s.renameTeam, teamRoute(tokka.RoleOwner, prepare(parseTeamName))...)
+	e.DELETE("/v1/teams/:team", s.deleteTeam, teamRoute(tokka.RoleOwner, prepare[struct{}](nil))...)
+	get("/v1/teams/:team/members", s.listMembers, teamRoute(tokka.RoleViewer, prepare[struct{}](nil))...)
+	e.PATCH("/v1/teams/:team/members/:user", s.changeMember, teamRoute(tokka.RoleViewer, prepare(parseMemberUpdate))...)
+	e.DELETE("/v1/teams/:team/members/:user", s.changeMember, teamRoute(tokka.RoleViewer, prepare(parseMemberRemoval))...)
+	get("/v1/teams/:team/invitations", s.listInvitations, teamRoute(tokka.RoleAdmin, prepare[struct{}](nil))...)
+	e.POST("/v1/teams/:team/invitations", s.createInvitation, teamRoute(tokka.RoleAdmin, prepare(parseNewInvitation))...)
+	get("/v1/teams/:team/invitations/:invitation", s.getInvitation, teamRoute(tokka.RoleAdmin, prepare(invitationID))...)
+	e.DELETE("/v1/teams/:team/invitations/:invitation", s.revokeInvitation, teamRoute(tokka.RoleAdmin, prepare(invitationID))...)
 	e.POST("/v1/invitations/:token/accept", s.acceptInvitation, v1(prepare(invitationToken))...)
 }
 

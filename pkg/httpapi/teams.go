@@ -43,65 +43,80 @@ type TeamStore interface {
 // DefaultInvitationTTL is how long an invitation stays open.
 const DefaultInvitationTTL = 7 * 24 * time.Hour
 
-// checkTeamID refuses, before anything is counted or looked up, a team_id
-// parameter that is not a UUID (400) and a team in the path that is not one
-// (404, as for any unknown id).
-func checkTeamID(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if raw, given := c.QueryParams()["team_id"]; given {
-			if _, err := parseUUID(raw[0]); err != nil {
-				return &tokka.Error{Code: tokka.CodeInvalid, Field: "team_id", Message: "team_id must be a team's id (a UUID)"}
-			}
-		}
-		if p := c.Param("team"); p != "" {
-			if _, err := parseUUID(p); err != nil {
-				return teamNotFound
-			}
-		}
-		return next(c)
+var errBadTeamID = &tokka.Error{Code: tokka.CodeInvalid, Field: "team_id", Message: "team_id must be a team's id (a UUID)"}
+
+// queryTeam is the team_id parameter in canonical form, whether it was
+// given, and errBadTeamID for one that is not a UUID.
+func queryTeam(c echo.Context) (string, bool, error) {
+	raw, given := c.QueryParams()["team_id"]
+	if !given {
+		return "", false, nil
 	}
+	id, err := parseUUID(raw[0])
+	if err != nil {
+		return "", true, errBadTeamID
+	}
+	return id, true, nil
 }
 
-// teamFromQuery puts the request in the team its team_id parameter names,
-// or the caller's personal team without one. Reading needs any role in the
-// team; every other method needs admin. A team the caller is not a member
-// of is 404, like one that does not exist.
-func (s *Server) teamFromQuery(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		raw, given := c.QueryParams()["team_id"]
-		if !given {
-			return next(c)
-		}
-		id, err := parseUUID(raw[0])
+// requestedTeam is the team a request names, in the path (the /v1/teams
+// routes; one that is not a UUID is unknown, 404) or in team_id (400 when
+// malformed), and whether it names one at all.
+func requestedTeam(c echo.Context) (string, bool, error) {
+	if p := c.Param("team"); p != "" {
+		id, err := parseUUID(p)
 		if err != nil {
-			return &tokka.Error{Code: tokka.CodeInvalid, Field: "team_id", Message: "team_id must be a team's id (a UUID)"}
+			return "", true, teamNotFound
 		}
-		min := tokka.RoleAdmin
-		if readOnly(c.Request().Method) {
-			min = tokka.RoleViewer
-		}
-		if err := s.joinTeam(c, id, min); err != nil {
+		return id, true, nil
+	}
+	return queryTeam(c)
+}
+
+// checkTeamID refuses a malformed team before anything is counted or
+// looked up.
+func checkTeamID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if _, _, err := requestedTeam(c); err != nil {
 			return err
 		}
 		return next(c)
 	}
 }
 
-// teamFromPath is teamFromQuery for the /v1/teams/:team routes, with the
-// role each route needs.
-func (s *Server) teamFromPath(min tokka.Role) echo.MiddlewareFunc {
+// inTeam puts the request in the team it names (a request naming none
+// stays in the caller's personal team), once the caller's role there is at
+// least need(c). A team the caller is not a member of is 404, like one
+// that does not exist.
+func (s *Server) inTeam(need func(echo.Context) tokka.Role) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			id, err := parseUUID(c.Param("team"))
+			id, given, err := requestedTeam(c)
 			if err != nil {
-				return teamNotFound
-			}
-			if err := s.joinTeam(c, id, min); err != nil {
 				return err
+			}
+			if given {
+				if err := s.joinTeam(c, id, need(c)); err != nil {
+					return err
+				}
 			}
 			return next(c)
 		}
 	}
+}
+
+// byMethod is the role the routes that take team_id need: any to read,
+// admin for every other method.
+func byMethod(c echo.Context) tokka.Role {
+	if readOnly(c.Request().Method) {
+		return tokka.RoleViewer
+	}
+	return tokka.RoleAdmin
+}
+
+// always is a route's one role, whatever its method.
+func always(r tokka.Role) func(echo.Context) tokka.Role {
+	return func(echo.Context) tokka.Role { return r }
 }
 
 var teamNotFound = &tokka.Error{Code: tokka.CodeNotFound, Message: "no such team (or you are not a member of it)"}
@@ -375,8 +390,7 @@ func (s *Server) revokeInvitation(c echo.Context) error {
 func invitationToken(c echo.Context) (string, error) {
 	t := c.Param("token")
 	if !invitationTokenPattern.MatchString(t) {
-		return "", tokka.Errorf(tokka.CodeNotFound,
-			"no open invitation for your email address has this token (it may have been used, revoked or expired)")
+		return "", tokka.ErrNoInvitation
 	}
 	return t, nil
 }

@@ -208,9 +208,6 @@ func (d *DB) CreateInvitation(ctx context.Context, u tokka.User, inv tokka.Invit
 	return out, err
 }
 
-var noInvitation = tokka.Errorf(tokka.CodeNotFound,
-	"no open invitation for your email address has this token (it may have been used, revoked or expired)")
-
 const invitationColumns = `id, team_id, email, role, invited_by, created_at, expires_at, accepted_at, revoked_at`
 
 // ClaimInvitationMails takes up to n invitations whose token is waiting to
@@ -321,7 +318,7 @@ func (d *DB) AcceptInvitation(ctx context.Context, u tokka.User, tokenHash []byt
 		case "accepted":
 			return getTeam(ctx, tx, u, *r.TeamID, &t)
 		case "not_found", "wrong_email":
-			return noInvitation
+			return tokka.ErrNoInvitation
 		}
 		return fmt.Errorf("postgres: accept invitation: unexpected outcome %q", r.Outcome)
 	})

@@ -89,6 +89,12 @@ type InvitationMail struct {
 // a provider, so no invitation blob ever opens as a provider key.
 const InvitationBinding Provider = "invitation"
 
+// ErrNoInvitation answers every token that accepts nothing: unknown, used,
+// revoked, expired, malformed, or made out to another address. They are
+// one error on purpose: a token's holder learns nothing about which.
+var ErrNoInvitation = Errorf(CodeNotFound,
+	"no open invitation for your email address has this token (it may have been used, revoked or expired)")
+
 // Team audit actions, appended by the database's team functions.
 const (
 	ActionTeamCreated        = "team.created"
