@@ -51,13 +51,18 @@ func (d *DB) LeaseDue(ctx context.Context, owner string, n int, leaseFor time.Du
 }
 
 // RenewLease extends a held lease by leaseFor from now, so a sync that
-// takes longer than one lease keeps it. It returns ErrLeaseLost when l.Owner
-// no longer holds an unexpired lease (the sync must stop).
+// takes longer than one lease keeps it. A lease that ran out while its
+// syncer was stalled is renewed too as long as nobody took the connection
+// since: the owner token is made afresh for every lease, so while the row
+// still names it no other syncer can be running this connection (a takeover
+// or a release replaces it, under the same row lock this UPDATE takes). It
+// returns ErrLeaseLost when l.Owner no longer holds the lease (the sync
+// must stop).
 func (d *DB) RenewLease(ctx context.Context, l tokka.Lease, leaseFor time.Duration) error {
 	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		res, err := tx.ExecContext(ctx, `
 			UPDATE tokka.connections SET lease_expires_at = now() + make_interval(secs => $3)
-			WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > now()`,
+			WHERE id = $1 AND lease_owner = $2`,
 			l.ConnectionID, l.Owner, leaseFor.Seconds())
 		if err != nil {
 			return domainError(err, "renew lease")

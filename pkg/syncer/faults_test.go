@@ -310,12 +310,14 @@ func TestSlowConnectionHoldsOnlyItsOwnSlot(t *testing.T) {
 func TestSyncLongerThanALeaseKeepsIt(t *testing.T) {
 	t.Parallel()
 	c := newTestClock(time.Now())
-	b := setup(t, clockedBy(c), fakeWith(fakeprovider.Options{Latency: 250 * time.Millisecond}))
+	b := setup(t, clockedBy(c), fakeWith(fakeprovider.Options{Latency: 500 * time.Millisecond}))
 	user := uuid.NewString()
 	id := b.addConnection(t, user, tokka.Anthropic, "sk-ant-admin01-"+user[:8]+"-longsync")
-	// Six pages of 250ms each against a 1s lease (long enough that a busy
-	// test machine does not lose it between renewals).
-	sum, err := b.clockedSyncer(syncer.Config{Instance: "long", LeaseFor: time.Second, BackfillDays: 90}, b.db).RunOnce(context.Background())
+	// Six pages of 500ms each against a 2s lease: renewed every 500ms, and
+	// a lease that runs out in a stall of the busy test machine is renewed
+	// still as nobody else took it; the 2s only keep a stall between the
+	// last renewal and storing the results from losing it.
+	sum, err := b.clockedSyncer(syncer.Config{Instance: "long", LeaseFor: 2 * time.Second, BackfillDays: 90}, b.db).RunOnce(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, syncer.Summary{Synced: 1}, sum)
 	st, _ := b.status(t, id)
