@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokka-dev/tokka/pkg/httpapi"
 	"github.com/tokka-dev/tokka/pkg/tokka"
 )
 
@@ -26,7 +27,10 @@ var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/usage_gol
 // path must give the same bytes, not just the same numbers.
 func TestUsageResponsesAreByteStable(t *testing.T) {
 	t.Parallel()
-	b := setup(t, at(nov5))
+	// The second OpenAI connection below is made again until its id sorts
+	// after the first's, two changes a try: a budget of changes no run
+	// can spend, so the retries never meet a 429.
+	b := setup(t, at(nov5), configured(httpapi.Config{RateLimits: httpapi.RateLimits{PerUser: 10000}}))
 	alice := b.newUser(t)
 	openaiID, anthropicID := spendFixture(t, b, alice)
 	// More of what real data has: a model seen under two service tiers and
