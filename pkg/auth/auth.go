@@ -94,6 +94,7 @@ type Verifier struct {
 	allowAnonymous bool
 	now            func() time.Time
 	log            zerolog.Logger
+	verified       verifiedTokens
 }
 
 // NewVerifier returns a Verifier, or an error when no way to verify tokens
@@ -187,6 +188,9 @@ var ErrAnonymous = &tokka.Error{Code: tokka.CodeForbidden,
 // those are not allowed. Why a token was refused is logged at debug level,
 // as a fixed phrase: never the token, never a claim value.
 func (v *Verifier) Verify(ctx context.Context, token string) (tokka.User, error) {
+	if u, ok := v.verified.lookup(ctx, token, v.now(), v.jwks); ok {
+		return u, nil
+	}
 	u, reason := v.verify(ctx, token)
 	if reason != "" {
 		v.log.Debug().Str("reason", reason).Msg("auth: access token refused")
@@ -206,7 +210,8 @@ func (v *Verifier) verify(ctx context.Context, token string) (tokka.User, string
 		return tokka.User{}, "malformed: not three parts or too long"
 	}
 	var c Claims
-	parsed, err := v.parser.ParseWithClaims(token, &c, v.keyfunc(ctx))
+	var keys uint64 // the JWKS generation of the key, for an ES256/RS256 token
+	parsed, err := v.parser.ParseWithClaims(token, &c, v.keyfunc(ctx, &keys))
 	if err != nil || !parsed.Valid {
 		return tokka.User{}, parseFailure(err, &c)
 	}
@@ -241,6 +246,7 @@ func (v *Verifier) verify(ctx context.Context, token string) (tokka.User, string
 	if c.IsAnonymous && !v.allowAnonymous {
 		return u, reasonAnonymous
 	}
+	v.verified.remember(token, u, c.ExpiresAt.Add(v.leeway), keys, v.now())
 	return u, ""
 }
 
@@ -286,8 +292,9 @@ func parseFailure(err error, c *Claims) string {
 var refusedHeaders = []string{"jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "crit"}
 
 // keyfunc picks the key for a token strictly by algorithm family: the shared
-// secret for HMAC, a JWKS public key of the matching type for ECDSA/RSA.
-func (v *Verifier) keyfunc(ctx context.Context) jwt.Keyfunc {
+// secret for HMAC, a JWKS public key of the matching type for ECDSA/RSA,
+// whose key set's generation it stores in keys.
+func (v *Verifier) keyfunc(ctx context.Context, keys *uint64) jwt.Keyfunc {
 	return func(t *jwt.Token) (any, error) {
 		for _, h := range refusedHeaders {
 			if _, ok := t.Header[h]; ok {
@@ -316,10 +323,11 @@ func (v *Verifier) keyfunc(ctx context.Context) jwt.Keyfunc {
 			if !ok || kid == "" || len(kid) > maxKIDLength {
 				return nil, errors.New("asymmetric tokens need a kid")
 			}
-			key, err := v.jwks.key(ctx, t, kid)
+			key, gen, err := v.jwks.key(ctx, t, kid)
 			if err != nil {
 				return nil, err
 			}
+			*keys = gen
 			return checkKeyType(t.Method.Alg(), key)
 		}
 		return nil, errors.New("unsupported signing method")

@@ -55,6 +55,7 @@ type jwksCache struct {
 
 	mu          sync.Mutex
 	kf          keyfunc.Keyfunc // nil until the first successful fetch
+	gen         uint64          // counts successful fetches: names kf
 	fetchedAt   time.Time
 	lastAttempt time.Time
 	inflight    chan struct{} // closed when the running fetch ends
@@ -96,14 +97,14 @@ func newJWKSCache(url string, opts JWKSOptions, client *http.Client, now func() 
 	return c, nil
 }
 
-// key returns the public key for t's kid, refreshing the key set when it is
-// stale or does not know the kid (rate-limited). The caller checks the key's
-// type against t's alg.
-func (c *jwksCache) key(ctx context.Context, t *jwt.Token, kid string) (any, error) {
-	if kf := c.usable(ctx); kf != nil {
+// key returns the public key for t's kid and the generation of the key set
+// it came from, refreshing the key set when it is stale or does not know
+// the kid (rate-limited). The caller checks the key's type against t's alg.
+func (c *jwksCache) key(ctx context.Context, t *jwt.Token, kid string) (any, uint64, error) {
+	if kf, gen := c.usable(ctx); kf != nil {
 		k, err := kf.KeyfuncCtx(ctx)(t)
 		if err == nil || !errors.Is(err, jwkset.ErrKeyNotFound) {
-			return k, err
+			return k, gen, err
 		}
 	}
 	// A kid we do not know: the project may have rotated keys. Look again,
@@ -112,19 +113,20 @@ func (c *jwksCache) key(ctx context.Context, t *jwt.Token, kid string) (any, err
 	done := c.startRefreshLocked(c.now())
 	c.mu.Unlock()
 	if done == nil || !wait(ctx, done) {
-		return nil, errUnknownKID
+		return nil, 0, errUnknownKID
 	}
-	kf := c.valid()
+	kf, gen := c.valid()
 	if kf == nil {
-		return nil, errUnknownKID
+		return nil, 0, errUnknownKID
 	}
-	return kf.KeyfuncCtx(ctx)(t)
+	k, err := kf.KeyfuncCtx(ctx)(t)
+	return k, gen, err
 }
 
-// usable returns the keys if they are still within MaxAge, starting a
-// refresh when they are older than RefreshAfter and waiting for it only when
-// there is nothing usable meanwhile.
-func (c *jwksCache) usable(ctx context.Context) keyfunc.Keyfunc {
+// usable returns the keys and their generation if they are still within
+// MaxAge, starting a refresh when they are older than RefreshAfter and
+// waiting for it only when there is nothing usable meanwhile.
+func (c *jwksCache) usable(ctx context.Context) (keyfunc.Keyfunc, uint64) {
 	c.mu.Lock()
 	now := c.now()
 	var done chan struct{}
@@ -132,25 +134,35 @@ func (c *jwksCache) usable(ctx context.Context) keyfunc.Keyfunc {
 		done = c.startRefreshLocked(now)
 	}
 	expired := c.kf == nil || now.Sub(c.fetchedAt) >= c.opts.MaxAge
-	kf := c.kf
+	kf, gen := c.kf, c.gen
 	c.mu.Unlock()
 	if !expired {
-		return kf
+		return kf, gen
 	}
 	if done == nil || !wait(ctx, done) {
-		return nil
+		return nil, 0
 	}
 	return c.valid()
 }
 
-// valid returns the current keys if they are within MaxAge, else nil.
-func (c *jwksCache) valid() keyfunc.Keyfunc {
+// generation names the key set usable would verify with now (refreshing
+// it as usable does), or is 0 when no keys may be used. A token verified
+// under one generation may be taken on trust only while it is current: the
+// next fetch, which may have dropped the token's key, ends that.
+func (c *jwksCache) generation(ctx context.Context) uint64 {
+	_, gen := c.usable(ctx)
+	return gen
+}
+
+// valid returns the current keys and their generation if they are within
+// MaxAge, else nil and 0.
+func (c *jwksCache) valid() (keyfunc.Keyfunc, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.kf == nil || c.now().Sub(c.fetchedAt) >= c.opts.MaxAge {
-		return nil
+		return nil, 0
 	}
-	return c.kf
+	return c.kf, c.gen
 }
 
 func wait(ctx context.Context, done <-chan struct{}) bool {
@@ -183,6 +195,7 @@ func (c *jwksCache) startRefreshLocked(now time.Time) chan struct{} {
 		c.mu.Lock()
 		if err == nil {
 			c.kf, c.fetchedAt = kf, c.now()
+			c.gen++
 		}
 		c.inflight = nil
 		c.mu.Unlock()
