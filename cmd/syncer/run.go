@@ -75,8 +75,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 func sync(ctx context.Context, c Config, daemon bool, stdout io.Writer) error {
 	log := zerolog.New(stdout).Level(c.LogLevel).With().Timestamp().
 		Str("service", "syncer").Str("instance", c.Sync.Instance).Logger()
-	// One pooled connection per concurrent sync, plus one for leasing.
-	db, err := postgres.Open(ctx, c.DatabaseURL, c.Sync.Concurrency+2)
+	// One pooled connection per sync reading from its provider and one per
+	// sync storing its results (see syncer.dispatch), plus two for leasing
+	// and the scheduled jobs.
+	db, err := postgres.Open(ctx, c.DatabaseURL, 2*c.Sync.Concurrency+2)
 	if err != nil {
 		return err
 	}

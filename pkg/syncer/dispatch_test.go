@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/fakeprovider"
+	"github.com/tokka-dev/tokka/pkg/postgres"
 	"github.com/tokka-dev/tokka/pkg/provider"
 	"github.com/tokka-dev/tokka/pkg/syncer"
 	"github.com/tokka-dev/tokka/pkg/tokka"
@@ -82,5 +83,72 @@ func TestNewConnectionsSyncWhileASlowOneIsInFlight(t *testing.T) {
 	for i, id := range ids {
 		key := "sk-ant-admin01-" + user[:8] + "-new" + string(rune('a'+i))
 		b.requireStoresWhatIsServed(t, id, tokka.Anthropic, key, w)
+	}
+}
+
+// storingGate is the real store, except that CompleteSync (storing a
+// sync's results) first reports which connection arrived and waits until
+// the test opens the gate.
+type storingGate struct {
+	*postgres.DB
+	arrived chan string
+	open    chan struct{}
+}
+
+func (g storingGate) CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult) error {
+	g.arrived <- l.ConnectionID
+	<-g.open
+	return g.DB.CompleteSync(ctx, l, r)
+}
+
+// TestStoringResultsFreesTheProviderSlot: a sync gives its slot up once its
+// provider calls are over, so with one slot the next connection is read
+// from the provider while the first one's results are still being stored;
+// and at most Concurrency syncs store at once besides, so a third
+// connection waits while two are storing.
+func TestStoringResultsFreesTheProviderSlot(t *testing.T) {
+	t.Parallel()
+	c := newTestClock(time.Now())
+	b := setup(t, clockedBy(c))
+	user := uuid.NewString()
+	keys := map[string]string{}
+	for i := range 3 {
+		k := "sk-ant-admin01-" + user[:8] + "-gate" + string(rune('a'+i))
+		keys[b.addConnection(t, user, tokka.Anthropic, k)] = k
+	}
+	g := storingGate{DB: b.db, arrived: make(chan string, 3), open: make(chan struct{})}
+	done := runOnceInBackground(b.clockedSyncer(syncer.Config{Instance: "gate", Concurrency: 1, BackfillDays: 3}, g))
+	// (The deadline only turns a hang into a failure; nothing is timed.)
+	arrival := func(what string) string {
+		select {
+		case id := <-g.arrived:
+			return id
+		case <-time.After(time.Minute):
+			close(g.open)
+			t.Fatal(what)
+			return ""
+		}
+	}
+	first := arrival("no sync came to store its results")
+	second := arrival("the next connection waited for the first one's results to be stored")
+	require.NotEqual(t, first, second)
+	for id, k := range keys {
+		if id == first || id == second {
+			continue
+		}
+		// Two are storing and the one slot is free: the third is not
+		// leased (watched for a while, as a wrong dispatcher would lease
+		// it at once).
+		for range 20 {
+			require.Nil(t, b.leaseOwner(t, id), "a third sync started while two were storing")
+			require.Zero(t, b.fake.Requests(k))
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	close(g.open)
+	require.Equal(t, syncer.Summary{Synced: 3}, <-done)
+	for id := range keys {
+		st, _ := b.status(t, id)
+		require.Equal(t, "active", st)
 	}
 }

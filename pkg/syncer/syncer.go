@@ -237,12 +237,17 @@ func (s *Syncer) chores(ctx context.Context) {
 	s.metrics.passDone(time.Now(), err == nil)
 }
 
-// dispatch keeps up to Concurrency syncs in flight. It leases as many due
-// connections as there are free slots whenever there may be work: at the
-// start, whenever a sync ends (a slot frees), and whenever wake or poll
-// delivers. So one slow sync holds back only its own slot, and a new
-// connection starts as soon as any slot is free, not after the syncs in
-// flight. A wake-up that arrives while every slot is busy is not lost: it
+// dispatch keeps up to Concurrency syncs reading from their providers. A
+// sync holds its slot from its lease until its provider calls are over
+// (and its key wiped); it then stores its results beside the next
+// connection's provider calls, so the database work of a sync never adds
+// to the provider-bound time of the pass. At most Concurrency syncs may be
+// storing at once besides (2×Concurrency in flight in all), which bounds
+// the results held in memory. dispatch leases as many due connections as
+// there are free slots whenever there may be work: at the start, whenever
+// a slot frees, and whenever wake or poll delivers. So one slow sync holds
+// back only its own slot, and a new connection starts as soon as any slot
+// is free, not after the syncs in flight. A wake-up that arrives while every slot is busy is not lost: it
 // leaves a pending flag that the next free slot acts on. With untilIdle
 // (syncer once) it returns when a lease attempt finds nothing more and no
 // sync is in flight, or leasing fails (that error is returned); otherwise
@@ -257,13 +262,15 @@ func (s *Syncer) dispatch(ctx context.Context, wake, poll <-chan struct{}, until
 	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(s.cfg.ShutdownGrace, cancelWork) })
 	defer stopGrace()
 
-	done := make(chan string, s.cfg.Concurrency)
+	done := make(chan string, 2*s.cfg.Concurrency)
+	freed := make(chan struct{}, 2*s.cfg.Concurrency)
 	stopping := ctx.Done()
-	inflight := 0
+	inflight, reading := 0, 0 // syncs in flight; of those, holding a slot
 	pending := true
 	var leaseErr error
 	for {
-		if free := s.cfg.Concurrency - inflight; pending && free > 0 && ctx.Err() == nil && leaseErr == nil {
+		free := min(s.cfg.Concurrency-reading, 2*s.cfg.Concurrency-inflight)
+		if pending && free > 0 && ctx.Err() == nil && leaseErr == nil {
 			asked := time.Now()
 			leases, err := s.store.LeaseDue(ctx, s.cfg.Instance, free, s.cfg.LeaseFor)
 			// A full batch: more may be due. Otherwise wait for a slot to
@@ -280,13 +287,23 @@ func (s *Syncer) dispatch(ctx context.Context, wake, poll <-chan struct{}, until
 					s.metrics.LeaseTakeovers.Inc()
 				}
 				inflight++
-				go func() { done <- s.syncOne(work, l, asked) }()
+				reading++
+				go func() {
+					var once sync.Once
+					release := func() { once.Do(func() { freed <- struct{}{} }) }
+					o := s.syncOne(work, l, asked, release)
+					release()
+					done <- o
+				}()
 			}
 		}
 		if inflight == 0 && (ctx.Err() != nil || (untilIdle && !pending)) {
 			return sum, leaseErr
 		}
 		select {
+		case <-freed:
+			reading--
+			pending = true
 		case o := <-done:
 			inflight--
 			switch o {
@@ -331,9 +348,10 @@ const (
 )
 
 // syncOne syncs one leased connection: it records the key's use, opens
-// the key, reads the provider while the lease is kept alive, wipes the key
-// and settles the lease with the results or the failure.
-func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time) (outcome string) {
+// the key, reads the provider while the lease is kept alive, wipes the key,
+// gives up its slot (freeSlot) and settles the lease with the results or
+// the failure.
+func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time, freeSlot func()) (outcome string) {
 	start := time.Now()
 	now := s.cfg.Now()
 	log := s.log.With().Str("connection_id", l.ConnectionID).Str("provider", string(l.Provider)).Logger()
@@ -382,6 +400,9 @@ func (s *Syncer) syncOne(ctx context.Context, l tokka.Lease, leasedAt time.Time)
 	s.metrics.PlaintextLifetime.WithLabelValues(string(l.Provider)).Observe(lifetime.Seconds())
 	log.Debug().Dur("plaintext_lifetime", lifetime).Msg("key wiped")
 	stopRenewing()
+	// The provider calls are over: the next connection may start while
+	// this one's results are stored.
+	freeSlot()
 
 	if r.refused != "" {
 		return s.fail(ctx, log, l, tokka.StatusInvalid, r.refused, now.Add(s.cfg.Interval), tokka.ActionSyncFailed,
