@@ -247,8 +247,9 @@ func (s *Syncer) chores(ctx context.Context) {
 // there are free slots whenever there may be work: at the start, whenever
 // a slot frees, and whenever wake or poll delivers. So one slow sync holds
 // back only its own slot, and a new connection starts as soon as any slot
-// is free, not after the syncs in flight. A wake-up that arrives while every slot is busy is not lost: it
-// leaves a pending flag that the next free slot acts on. With untilIdle
+// is free, not after the syncs in flight. A wake-up that arrives while
+// every slot is busy is not lost: it leaves a pending flag that the next
+// free slot acts on. With untilIdle
 // (syncer once) it returns when a lease attempt finds nothing more and no
 // sync is in flight, or leasing fails (that error is returned); otherwise
 // (the daemon) a failed lease attempt waits for the next wake-up or poll,
