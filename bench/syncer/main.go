@@ -5,8 +5,9 @@
 // fixed latency added to every request, by the real
 // `syncer once` binary at its default concurrency; then a steady-state round
 // re-reads only the trailing window. It prints wall time, connections and
-// requests per second, the syncer's peak RSS, rows written, and the lower
-// bound (requests × latency ÷ concurrency) with the ratio to it, and the CPU
+// requests per second, the syncer's peak RSS (its VmHWM: see peakRSS),
+// rows written, and the lower bound (requests × latency ÷ concurrency)
+// with the ratio to it, and the CPU
 // time the syncer, the fake provider and PostgreSQL spent on the round
 // (PostgreSQL's from /proc, when the server runs on this machine). With
 // -pprof DIR it also writes CPU profiles of the syncer and the fake
@@ -99,7 +100,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	defer cleanup()
 
 	fmt.Fprintf(out, "\n%-12s %10s %10s %10s %10s %12s %8s %8s %10s %10s %10s %10s\n",
-		"round", "wall", "conn/s", "req/s", "requests", "lower bound", "ratio", "RSS MB", "rows", "syncer CPU", "fake CPU", "PG CPU")
+		"round", "wall", "conn/s", "req/s", "requests", "lower bound", "ratio", "RSS MiB", "rows", "syncer CPU", "fake CPU", "PG CPU")
 	for _, round := range []string{"backfill", "steady"} {
 		r, err := b.round(ctx, round)
 		if err != nil {
@@ -236,7 +237,11 @@ func (b *bench) round(ctx context.Context, name string) (roundResult, error) {
 	cmd.Stderr = os.Stderr
 	pgCPU := samplePG(ctx, database)
 	start := time.Now()
-	err = cmd.Run()
+	if err = cmd.Start(); err == nil {
+		rss := peakRSS(cmd.Process.Pid)
+		err = cmd.Wait()
+		r.rssMB = rss() >> 20
+	}
 	r.wall = time.Since(start)
 	r.pgCPU, r.pgMeasured = pgCPU.stop()
 	profiles()
@@ -247,9 +252,6 @@ func (b *bench) round(ctx context.Context, name string) (roundResult, error) {
 	}
 	if stopErr != nil {
 		return r, stopErr
-	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.rssMB = ru.Maxrss / 1024 // KiB on Linux
 	}
 	r.syncerCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	var active int64

@@ -249,9 +249,9 @@ func (s *Syncer) chores(ctx context.Context) {
 // back only its own slot, and a new connection starts as soon as any slot
 // is free, not after the syncs in flight. A wake-up that arrives while
 // every slot is busy is not lost: it leaves a pending flag that the next
-// free slot acts on. With untilIdle
-// (syncer once) it returns when a lease attempt finds nothing more and no
-// sync is in flight, or leasing fails (that error is returned); otherwise
+// free slot acts on. With untilIdle (syncer once) it returns when a lease
+// attempt finds nothing more and no sync is in flight, or leasing fails
+// (that error is returned); otherwise
 // (the daemon) a failed lease attempt waits for the next wake-up or poll,
 // and dispatch runs until ctx ends. When ctx ends it leases nothing more;
 // syncs in flight may finish for ShutdownGrace, then are cancelled and give
