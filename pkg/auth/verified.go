@@ -85,10 +85,3 @@ func (c *verifiedTokens) remember(token string, u tokka.User, until time.Time, k
 	}
 	c.entries[sum] = verifiedToken{user: u, until: until, keys: keys}
 }
-
-// size is how many tokens are remembered (for tests).
-func (c *verifiedTokens) size() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.entries)
-}
