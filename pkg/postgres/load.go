@@ -198,9 +198,10 @@ func (s stage[R]) move() string {
 }
 
 // replaceWindow stages the sync's rows with COPY, then in one statement
-// deletes the window's old daily rows and the rollups of every month it
-// touches (months from $5 to $6) and moves the staged rows in; the
-// rollups are rebuilt afterwards by refreshRollups. It runs in the
+// deletes the window's old daily rows and daily spend totals, and the
+// monthly rollups of every month it touches (months from $5 to $6), and
+// moves the staged rows in; the totals and rollups are rebuilt afterwards
+// by refreshRollups. It runs in the
 // caller's transaction, after holdLease.
 func replaceWindow(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, r tokka.SyncResult, months [2]string) error {
 	// Without arguments lib/pq sends both statements in one round trip.
@@ -220,7 +221,7 @@ func replaceWindow(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, r tokka.Sync
 		old_costs AS (DELETE FROM tokka.cost_daily WHERE connection_id = $1 AND day >= $3 AND day < $4),
 		old_usage_months AS (DELETE FROM tokka.usage_monthly WHERE connection_id = $1 AND day >= $5 AND day < $6),
 		old_cost_months AS (DELETE FROM tokka.cost_monthly WHERE connection_id = $1 AND day >= $5 AND day < $6),
-		old_spend AS (DELETE FROM tokka.spend_daily WHERE connection_id = $1 AND day >= $5 AND day < $6),
+		old_spend AS (DELETE FROM tokka.spend_daily WHERE connection_id = $1 AND day >= $3 AND day < $4),
 		new_usage AS (%s)
 		%s`, usageStage.move(), costStage.move()),
 		l.ConnectionID, l.Owner, day(r.Window.From), day(r.Window.To), months[0], months[1])

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -144,6 +145,9 @@ func (d *DB) RecordKeyUse(ctx context.Context, l tokka.Lease, ev tokka.AuditEven
 // ones and re-syncs never double. It fails with ErrLeaseLost (writing
 // nothing) when the lease is no longer held.
 func (d *DB) CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult) error {
+	if err := withinWindow(r); err != nil {
+		return err
+	}
 	return d.asSyncer(ctx, func(tx *sqlx.Tx) error {
 		if err := holdLease(ctx, tx, l); err != nil {
 			return err
@@ -152,7 +156,7 @@ func (d *DB) CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult
 		if err := replaceWindow(ctx, tx, l, r, months); err != nil {
 			return err
 		}
-		if err := refreshRollups(ctx, tx, l.ConnectionID, months); err != nil {
+		if err := refreshRollups(ctx, tx, l.ConnectionID, r.Window, months); err != nil {
 			return err
 		}
 		if err := writeDirectory(ctx, tx, l, r.Directory); err != nil {
@@ -177,6 +181,25 @@ func (d *DB) CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult
 		ev.TeamID, ev.ConnectionID, ev.Provider = l.TeamID, &l.ConnectionID, string(l.Provider)
 		return insertAudit(ctx, tx, ev)
 	})
+}
+
+// withinWindow refuses results with a row dated outside their window: the
+// replace deletes the window's days only, so such a row would be counted
+// again by the next sync, and the daily spend totals are rebuilt for the
+// window's days only. (The provider client already refuses such buckets.)
+func withinWindow(r tokka.SyncResult) error {
+	in := func(d time.Time) bool { return !d.Before(r.Window.From) && d.Before(r.Window.To) }
+	for i := range r.Usage {
+		if !in(r.Usage[i].Day) {
+			return fmt.Errorf("postgres: a usage row of %s is outside the sync window", day(r.Usage[i].Day))
+		}
+	}
+	for i := range r.Costs {
+		if !in(r.Costs[i].Day) {
+			return fmt.Errorf("postgres: a cost row of %s is outside the sync window", day(r.Costs[i].Day))
+		}
+	}
+	return nil
 }
 
 // FailSync records a failed sync: the connection gets status and a
@@ -232,14 +255,16 @@ func touchedMonths(w tokka.Window) [2]string {
 	return [2]string{day(first), day(end)}
 }
 
-// refreshRollups rebuilds the monthly rollups and daily spend totals of
-// the months the window touches from the daily rows, once per sync and in
-// one statement, after replaceWindow has deleted the old ones (so nothing
-// here can collide with them) in the caller's transaction.
-func refreshRollups(ctx context.Context, tx *sqlx.Tx, connID string, months [2]string) error {
+// refreshRollups rebuilds the monthly rollups of the months the window
+// touches and the daily spend totals of the window's own days (a day's
+// total depends on that day's rows alone) from the daily rows, once per
+// sync and in one statement, after replaceWindow has deleted the old ones
+// (so nothing here can collide with them) in the caller's transaction.
+func refreshRollups(ctx context.Context, tx *sqlx.Tx, connID string, w tokka.Window, months [2]string) error {
 	ins := rollupInserts(`connection_id = $1 AND day >= $2 AND day < $3`)
-	_, err := tx.ExecContext(ctx, `WITH usage_months AS (`+ins[0]+`), cost_months AS (`+ins[1]+`) `+ins[2],
-		connID, months[0], months[1])
+	spend := rollupInserts(`connection_id = $1 AND day >= $4 AND day < $5`)[2]
+	_, err := tx.ExecContext(ctx, `WITH usage_months AS (`+ins[0]+`), cost_months AS (`+ins[1]+`) `+spend,
+		connID, months[0], months[1], day(w.From), day(w.To))
 	return domainError(err, "refresh rollups")
 }
 
