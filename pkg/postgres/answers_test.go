@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokka-dev/tokka/pkg/tokka"
@@ -81,4 +82,34 @@ func TestAnswersCarryTheVersionTheyWereReadAt(t *testing.T) {
 		require.Equal(t, want, got)
 		b.addConnection(t, u, "openai")
 	}
+}
+
+// TestDataVersionSeesALateCommitOfAnEarlyNumber: two transactions change
+// two connections of one user; the one that drew the lower number commits
+// last. The version read between the two commits must differ from the one
+// read after both, or an answer computed in between (with the first
+// connection's old rows) would be given again as current.
+func TestDataVersionSeesALateCommitOfAnEarlyNumber(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	u := newUser()
+	first, second := b.addConnection(t, u, "openai"), b.addConnection(t, u, "anthropic")
+	early := b.begin(t, "tokka_syncer", u)
+	defer early.Rollback() //nolint:errcheck
+	_, err := early.Exec(`UPDATE tokka.connections SET updated_at = now() WHERE id = $1`, first)
+	require.NoError(t, err)
+	require.NoError(t, b.inRole(t, "tokka_syncer", u, func(tx *sqlx.Tx) error {
+		_, err := tx.Exec(`UPDATE tokka.connections SET updated_at = now() WHERE id = $1`, second)
+		return err
+	}))
+	var drawn []int64
+	require.NoError(t, early.Select(&drawn, `SELECT data_version FROM tokka.connections WHERE id IN ($1, $2) ORDER BY id = $1 DESC`, first, second))
+	require.Less(t, drawn[0], drawn[1], "the early transaction drew the lower number")
+	between, err := b.db.DataVersion(ctx, u)
+	require.NoError(t, err)
+	require.NoError(t, early.Commit())
+	after, err := b.db.DataVersion(ctx, u)
+	require.NoError(t, err)
+	require.NotEqual(t, between, after)
 }

@@ -97,8 +97,7 @@ func (d *DB) summaryTop(ctx context.Context, tx *sqlx.Tx, u tokka.User, month st
 		Kind     *string             `db:"dir_kind"`
 		DirName  *string             `db:"dir_name"`
 		AsOf     *time.Time          `db:"as_of"`
-		Conns    int64               `db:"conns"`
-		Version  int64               `db:"version"`
+		Version  string              `db:"version"`
 	}
 	// Costs without a key (Anthropic's cost report has none) are no key's:
 	// they are left out of the top keys.
@@ -117,9 +116,9 @@ func (d *DB) summaryTop(ctx context.Context, tx *sqlx.Tx, u tokka.User, month st
 			) r WHERE rank <= $3
 		)
 		SELECT r.what, r.rank, r.provider AS item_provider, r.name AS item_name, r.cost_usd AS item_cost,
-			p.kind AS dir_kind, coalesce(p.name, k.name) AS dir_name, s.as_of, s.conns, s.version
-		FROM (SELECT max(last_synced_at) AS as_of, count(*) AS conns, coalesce(max(data_version), 0) AS version
-			FROM tokka.connections WHERE team_id = $1) s
+			p.kind AS dir_kind, coalesce(p.name, k.name) AS dir_name, s.as_of, v.version
+		FROM (SELECT max(last_synced_at) AS as_of FROM tokka.connections WHERE team_id = $1) s
+		CROSS JOIN (`+versionSQL+`) v (version)
 		LEFT JOIN ranked r ON true
 		LEFT JOIN LATERAL (
 			SELECT kind, name FROM tokka.directory_projects dp
@@ -138,7 +137,7 @@ func (d *DB) summaryTop(ctx context.Context, tx *sqlx.Tx, u tokka.User, month st
 	out.TopModels, out.TopProjects, out.TopAPIKeys = []tokka.TopItem{}, []tokka.TopItem{}, []tokka.TopItem{}
 	var v string
 	for _, r := range rows {
-		out.AsOf, v = r.AsOf, versionOf(r.Conns, r.Version)
+		out.AsOf, v = r.AsOf, r.Version
 		if r.What == nil {
 			continue
 		}
