@@ -175,8 +175,24 @@ func (s copyStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (dr
 	return s.Stmt.Exec(values)
 }
 
+// ExecContext runs a statement with arguments as a statement prepared on
+// this connection, as QueryContext does: a sync's writes are the same few
+// statements every time, and planning them (CTEs over RLS tables) cost
+// PostgreSQL more than running them. Without arguments it goes as a simple
+// query (which may hold several statements).
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	return c.Conn.(driver.ExecerContext).ExecContext(ctx, query, args)
+	if len(args) == 0 {
+		return c.Conn.(driver.ExecerContext).ExecContext(ctx, query, args)
+	}
+	st, err := c.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	res, err := st.(driver.StmtExecContext).ExecContext(ctx, args)
+	if err != nil && lostStatement(err) {
+		c.broken = true // as in QueryContext
+	}
+	return res, err
 }
 
 // QueryContext runs a query with arguments as a statement prepared on this
