@@ -189,10 +189,7 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 		return nil, err
 	}
 	res, err := st.(driver.StmtExecContext).ExecContext(ctx, args)
-	if err != nil && lostStatement(err) {
-		c.broken = true // as in QueryContext
-	}
-	return res, err
+	return res, c.distrust(err)
 }
 
 // QueryContext runs a query with arguments as a statement prepared on this
@@ -208,14 +205,19 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		return nil, err
 	}
 	rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, args)
+	return rows, c.distrust(err)
+}
+
+// distrust returns err, and marks the connection broken when err is
+// PostgreSQL refusing a prepared statement: its result no longer matches
+// its tables (a migration changed them), or it is gone from the session (a
+// DEALLOCATE). Then this connection's statements are not to be trusted, so
+// the pool discards it and the next one prepares afresh.
+func (c *conn) distrust(err error) error {
 	if err != nil && lostStatement(err) {
-		// The statement's result no longer matches its tables (a
-		// migration changed them), or it is gone from the session (a
-		// DEALLOCATE): this connection's statements are not to be trusted,
-		// so the pool discards it and the next one prepares afresh.
 		c.broken = true
 	}
-	return rows, err
+	return err
 }
 
 // prepared returns this connection's prepared statement for query. The

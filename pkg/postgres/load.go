@@ -201,8 +201,7 @@ func (s stage[R]) move() string {
 // deletes the window's old daily rows and daily spend totals, and the
 // monthly rollups of every month it touches (months from $5 to $6), and
 // moves the staged rows in; the totals and rollups are rebuilt afterwards
-// by refreshRollups. It runs in the
-// caller's transaction, after holdLease.
+// by refreshRollups. It runs in the caller's transaction, after holdLease.
 func replaceWindow(ctx context.Context, tx *sqlx.Tx, l tokka.Lease, r tokka.SyncResult, months [2]string) error {
 	// Without arguments lib/pq sends both statements in one round trip.
 	if _, err := tx.ExecContext(ctx, usageStage.create()+`; `+costStage.create()); err != nil {

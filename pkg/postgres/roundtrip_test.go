@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -206,4 +207,44 @@ func TestPreparedStatementsServeEachCallerAsThemselves(t *testing.T) {
 	page, err := d.ListConnectionsPage(ctx, bob, nil, 10)
 	require.NoError(t, err)
 	require.Equal(t, []string{bobConn}, ids(page))
+}
+
+// TestPreparedWritesServeEachCallerAsThemselves: a statement with
+// arguments sent with Exec is prepared once per connection too, and the
+// same prepared UPDATE, past the custom plans, changes only what
+// row-level security lets each caller change.
+func TestPreparedWritesServeEachCallerAsThemselves(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	alice, bob := newUser(), newUser()
+	aliceConn := b.addConnection(t, alice, "openai")
+	d, err := postgres.Open(ctx, pgtest.URL(t), 1)
+	require.NoError(t, err)
+	defer d.Close()
+	const rename = `UPDATE tokka.connections SET label = $2 WHERE id = $1`
+	as := func(u tokka.User, label string) int64 {
+		t.Helper()
+		tx, err := d.Pool().BeginTxx(ctx, nil)
+		require.NoError(t, err)
+		defer tx.Rollback() //nolint:errcheck
+		_, err = tx.Exec(`SELECT set_config('request.jwt.claims', $1, true), set_config('role', 'authenticated', true)`, string(u.Claims))
+		require.NoError(t, err)
+		res, err := tx.Exec(rename, aliceConn, label)
+		require.NoError(t, err)
+		n, err := res.RowsAffected()
+		require.NoError(t, err)
+		require.NoError(t, tx.Commit())
+		return n
+	}
+	for i := range 8 { // past the server's five custom plans, onto a generic one
+		require.EqualValues(t, 1, as(alice, fmt.Sprint("alice ", i)))
+		require.EqualValues(t, 0, as(bob, "bob"))
+	}
+	var label string
+	require.NoError(t, b.sql.Get(&label, `SELECT label FROM tokka.connections WHERE id = $1`, aliceConn))
+	require.Equal(t, "alice 7", label)
+	var prepared int
+	require.NoError(t, d.Pool().Get(&prepared, `SELECT count(*) FROM pg_prepared_statements WHERE statement = $1`, rename))
+	require.Equal(t, 1, prepared, "one prepared statement served both")
 }
