@@ -188,14 +188,13 @@ func (d *DB) CompleteSync(ctx context.Context, l tokka.Lease, r tokka.SyncResult
 // again by the next sync, and the daily spend totals are rebuilt for the
 // window's days only. (The provider client already refuses such buckets.)
 func withinWindow(r tokka.SyncResult) error {
-	in := func(d time.Time) bool { return !d.Before(r.Window.From) && d.Before(r.Window.To) }
 	for i := range r.Usage {
-		if !in(r.Usage[i].Day) {
+		if !r.Window.Contains(r.Usage[i].Day) {
 			return fmt.Errorf("postgres: a usage row of %s is outside the sync window", day(r.Usage[i].Day))
 		}
 	}
 	for i := range r.Costs {
-		if !in(r.Costs[i].Day) {
+		if !r.Window.Contains(r.Costs[i].Day) {
 			return fmt.Errorf("postgres: a cost row of %s is outside the sync window", day(r.Costs[i].Day))
 		}
 	}

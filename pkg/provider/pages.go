@@ -118,7 +118,7 @@ func (p Paged) bad(reason string) *Error {
 // a bucket with results but no start, one whose start is in seen (which it
 // adds to), and one outside p.Window; it returns each's error as it is.
 func eachResult[R any](p Paged, buckets []pageBucket[R], seen map[time.Time]bool, each func(day time.Time, r *R) error) error {
-	from := p.Window.From.UTC().Truncate(24 * time.Hour)
+	days := tokka.Window{From: p.Window.From.UTC().Truncate(24 * time.Hour), To: p.Window.To}
 	for _, b := range buckets {
 		start, present, err := p.start(b.StartTime, b.StartingAt)
 		if err != nil {
@@ -138,7 +138,7 @@ func eachResult[R any](p Paged, buckets []pageBucket[R], seen map[time.Time]bool
 			continue
 		}
 		day := start.Truncate(24 * time.Hour)
-		if day.Before(from) || !day.Before(p.Window.To) {
+		if !days.Contains(day) {
 			return p.bad("the provider returned a bucket outside the requested window")
 		}
 		for i := range b.Results {

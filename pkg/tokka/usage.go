@@ -47,6 +47,10 @@ func DayWindow(now time.Time, n int) Window {
 // Days is the number of whole days in the window.
 func (w Window) Days() int { return int(w.To.Sub(w.From) / (24 * time.Hour)) }
 
+// Contains reports whether t falls in the window: at or after From and
+// before To.
+func (w Window) Contains(t time.Time) bool { return !t.Before(w.From) && t.Before(w.To) }
+
 // UsageRow is one daily usage bucket as a provider reported it, normalised.
 // Grouping fields are "" when the provider left them null. Token classes never
 // overlap: their sum is the total token count. Every count is between 0 and
