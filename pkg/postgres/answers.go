@@ -26,16 +26,15 @@ import (
 // version newer than its data (newer data under an older version only
 // costs a recomputation).
 
-// versionSQL is the data version of the connections of team $1 that the
-// reading role sees.
-const versionSQL = `SELECT encode(sha256(convert_to(coalesce(
-	string_agg(id::text || ':' || data_version::text, ',' ORDER BY id), ''), 'UTF8')), 'hex')
-	FROM tokka.connections WHERE team_id = $1`
+// versionExpr is the data version of the connections rows it aggregates
+// over (those of one team that the reading role sees).
+const versionExpr = `encode(sha256(convert_to(coalesce(
+	string_agg(id::text || ':' || data_version::text, ',' ORDER BY id), ''), 'UTF8')), 'hex')`
 
 // dataVersion reads u's data version in tx.
 func dataVersion(ctx context.Context, tx *sqlx.Tx, u tokka.User) (string, error) {
 	var v string
-	if err := tx.GetContext(ctx, &v, versionSQL, u.TeamID()); err != nil {
+	if err := tx.GetContext(ctx, &v, `SELECT `+versionExpr+` FROM tokka.connections WHERE team_id = $1`, u.TeamID()); err != nil {
 		return "", domainError(err, "data version")
 	}
 	return v, nil

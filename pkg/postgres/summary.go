@@ -116,9 +116,9 @@ func (d *DB) summaryTop(ctx context.Context, tx *sqlx.Tx, u tokka.User, month st
 			) r WHERE rank <= $3
 		)
 		SELECT r.what, r.rank, r.provider AS item_provider, r.name AS item_name, r.cost_usd AS item_cost,
-			p.kind AS dir_kind, coalesce(p.name, k.name) AS dir_name, s.as_of, v.version
-		FROM (SELECT max(last_synced_at) AS as_of FROM tokka.connections WHERE team_id = $1) s
-		CROSS JOIN (`+versionSQL+`) v (version)
+			p.kind AS dir_kind, coalesce(p.name, k.name) AS dir_name, s.as_of, s.version
+		FROM (SELECT max(last_synced_at) AS as_of, `+versionExpr+` AS version
+			FROM tokka.connections WHERE team_id = $1) s
 		LEFT JOIN ranked r ON true
 		LEFT JOIN LATERAL (
 			SELECT kind, name FROM tokka.directory_projects dp

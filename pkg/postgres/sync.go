@@ -260,12 +260,17 @@ func touchedMonths(w tokka.Window) [2]string {
 // sync and in one statement, after replaceWindow has deleted the old ones
 // (so nothing here can collide with them) in the caller's transaction.
 func refreshRollups(ctx context.Context, tx *sqlx.Tx, connID string, w tokka.Window, months [2]string) error {
-	ins := rollupInserts(`connection_id = $1 AND day >= $2 AND day < $3`)
-	spend := rollupInserts(`connection_id = $1 AND day >= $4 AND day < $5`)[2]
-	_, err := tx.ExecContext(ctx, `WITH usage_months AS (`+ins[0]+`), cost_months AS (`+ins[1]+`) `+spend,
-		connID, months[0], months[1], day(w.From), day(w.To))
+	_, err := tx.ExecContext(ctx, refreshSQL, connID, months[0], months[1], day(w.From), day(w.To))
 	return domainError(err, "refresh rollups")
 }
+
+// refreshSQL is refreshRollups' statement: the months from $2 to $3, the
+// days from $4 to $5.
+var refreshSQL = func() string {
+	months := rollupInserts(`connection_id = $1 AND day >= $2 AND day < $3`)
+	days := rollupInserts(`connection_id = $1 AND day >= $4 AND day < $5`)
+	return `WITH usage_months AS (` + months[0] + `), cost_months AS (` + months[1] + `) ` + days[2]
+}()
 
 // RebuildRollups recomputes every monthly rollup from the daily tables, for
 // rows written by other means than a sync (an import, a benchmark's
